@@ -1,0 +1,1 @@
+"""Vivado packaging and open-toolchain board builds."""

@@ -1,0 +1,1 @@
+"""Amaranth hardware blocks, one Component per idea."""

@@ -1,0 +1,186 @@
+"""Fixed-point types and the integer operations every layer is made of.
+
+A value is an integer *mantissa* ``m`` of a :class:`FixedType` ``t``; its real value is
+``m * 2**-t.frac``. All arithmetic in the reference model and in the hardware is done on
+mantissas with the functions here; the hardware generators ask the same functions for
+widths and reproduce the same rounding and saturation bit for bit.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+from .errors import RtlgenError
+
+
+class Rounding(Enum):
+    """How low bits are dropped when a value moves to fewer fractional bits."""
+
+    CONVERGENT = "conv"  # round half to even (numpy/TF round; QKeras; ap_fixed AP_RND_CONV)
+    HALF_UP = "rnd"  # round half towards +inf (ap_fixed AP_RND)
+    TRUNCATE = "trn"  # floor (ap_fixed AP_TRN)
+
+
+class Overflow(Enum):
+    SATURATE = "sat"  # clip to the type's range (AP_SAT)
+    WRAP = "wrap"  # keep the low bits (AP_WRAP)
+
+
+_AP_RE = re.compile(
+    r"^\s*(?:ap_)?(u?)fixed\s*<\s*(\d+)\s*,\s*(-?\d+)\s*(?:,\s*([A-Z_]+)\s*)?(?:,\s*([A-Z_]+)\s*)?(?:,\s*\d+\s*)?>\s*$"
+)
+_AP_INT_RE = re.compile(r"^\s*(?:ap_)?(u?)int\s*<\s*(\d+)\s*>\s*$")
+
+
+@dataclass(frozen=True, order=True)
+class FixedType:
+    """A two's complement (or unsigned) fixed-point format.
+
+    ``width`` total bits, ``frac`` fractional bits (may be negative or exceed ``width``).
+    hls4ml/Vivado ``ap_fixed<W, I>`` is ``FixedType(W, W - I, signed=True)``.
+    """
+
+    width: int
+    frac: int
+    signed: bool = True
+
+    def __post_init__(self) -> None:
+        if self.width < 1:
+            raise RtlgenError(f"fixed-point width must be at least 1 bit, got {self.width}")
+        if self.width > 62:
+            raise RtlgenError(
+                f"fixed-point width {self.width} exceeds the 62 bits rtlgen supports"
+            )
+
+    # -- description -----------------------------------------------------------------
+    @property
+    def integer(self) -> int:
+        """Integer bits including the sign bit, as in ``ap_fixed<W, I>``."""
+        return self.width - self.frac
+
+    @property
+    def min_int(self) -> int:
+        return -(1 << (self.width - 1)) if self.signed else 0
+
+    @property
+    def max_int(self) -> int:
+        return (1 << (self.width - 1)) - 1 if self.signed else (1 << self.width) - 1
+
+    @property
+    def step(self) -> float:
+        return 2.0**-self.frac
+
+    @property
+    def min_value(self) -> float:
+        return self.min_int * self.step
+
+    @property
+    def max_value(self) -> float:
+        return self.max_int * self.step
+
+    def __str__(self) -> str:
+        return f"{'' if self.signed else 'u'}fixed<{self.width},{self.integer}>"
+
+    @classmethod
+    def parse(cls, text: str) -> FixedType:
+        """Parse ``fixed<16,6>``, ``ap_fixed<16,6>``, ``ap_ufixed<8,0>``, ``ap_int<8>``.
+
+        Optional rounding/overflow arguments (``AP_RND_CONV, AP_SAT``) are accepted and
+        ignored here: rtlgen's rounding is a per-layer option, not part of the type.
+        """
+        m = _AP_RE.match(text)
+        if m:
+            unsigned, width, integer = m.group(1), int(m.group(2)), int(m.group(3))
+            return cls(width, width - integer, signed=not unsigned)
+        m = _AP_INT_RE.match(text)
+        if m:
+            return cls(int(m.group(2)), 0, signed=not m.group(1))
+        raise RtlgenError(
+            f"cannot parse precision {text!r}: expected e.g. 'ap_fixed<16,6>', 'ufixed<8,0>' or 'ap_int<8>'"
+        )
+
+    @classmethod
+    def covering(cls, lo: int, hi: int, frac: int) -> FixedType:
+        """Narrowest type with ``frac`` fractional bits holding every mantissa in [lo, hi]."""
+        lo, hi = int(min(lo, 0)), int(max(hi, 0))
+        if lo < 0:
+            width = max(int(hi).bit_length(), int(-lo - 1).bit_length()) + 1
+            return cls(width, frac, True)
+        return cls(max(hi.bit_length(), 1), frac, False)
+
+    def with_frac(self, frac: int) -> FixedType:
+        """The same integer range with ``frac`` fractional bits."""
+        return FixedType(self.width + frac - self.frac, frac, self.signed)
+
+    # -- conversion ------------------------------------------------------------------
+    def to_float(self, mantissa: np.ndarray) -> np.ndarray:
+        return np.asarray(mantissa, dtype=np.float64) * self.step
+
+    def quantize(
+        self,
+        values: np.ndarray,
+        rounding: Rounding = Rounding.CONVERGENT,
+        overflow: Overflow = Overflow.SATURATE,
+    ) -> np.ndarray:
+        """Mantissas of real ``values`` in this type (int64)."""
+        scaled = np.asarray(values, dtype=np.float64) * 2.0**self.frac
+        if rounding is Rounding.CONVERGENT:
+            q = np.round(scaled)
+        elif rounding is Rounding.HALF_UP:
+            q = np.floor(scaled + 0.5)
+        else:
+            q = np.floor(scaled)
+        q = np.clip(q, -(2.0**62), 2.0**62).astype(np.int64)
+        return fit(q, self, overflow)
+
+
+def fit(mantissa: np.ndarray, t: FixedType, overflow: Overflow = Overflow.SATURATE) -> np.ndarray:
+    """Force integer mantissas into ``t``'s range by saturation or wrap-around."""
+    m = np.asarray(mantissa, dtype=np.int64)
+    if overflow is Overflow.SATURATE:
+        return np.clip(m, t.min_int, t.max_int)
+    low = m & ((1 << t.width) - 1)
+    if t.signed:
+        low = np.where(low >= (1 << (t.width - 1)), low - (1 << t.width), low)
+    return low
+
+
+def shift_round(mantissa: np.ndarray, shift: int, rounding: Rounding) -> np.ndarray:
+    """``mantissa * 2**-shift`` rounded to an integer (``shift`` <= 0 is an exact left shift).
+
+    Hardware contract: convergent rounding looks at the dropped bits (greater than half:
+    up; exactly half: up only if the kept LSB is 1); half-up adds ``2**(shift-1)`` then
+    floors; truncation is an arithmetic right shift.
+    """
+    m = np.asarray(mantissa, dtype=np.int64)
+    if shift <= 0:
+        return m << -shift
+    floor = m >> shift
+    if rounding is Rounding.TRUNCATE:
+        return floor
+    rem = m & ((1 << shift) - 1)
+    half = 1 << (shift - 1)
+    if rounding is Rounding.HALF_UP:
+        return floor + (rem >= half)
+    return floor + ((rem > half) | ((rem == half) & ((floor & 1) == 1)))
+
+
+def requantize(
+    mantissa: np.ndarray,
+    from_frac: int,
+    to: FixedType,
+    rounding: Rounding = Rounding.CONVERGENT,
+    overflow: Overflow = Overflow.SATURATE,
+) -> np.ndarray:
+    """Move mantissas with ``from_frac`` fractional bits into type ``to``."""
+    return fit(shift_round(mantissa, from_frac - to.frac, rounding), to, overflow)
+
+
+def bits_for_range(lo: int, hi: int) -> tuple[int, bool]:
+    """(width, signed) of the narrowest integer holding [lo, hi]."""
+    t = FixedType.covering(lo, hi, 0)
+    return t.width, t.signed

@@ -1,0 +1,196 @@
+"""The bit-exact integer reference model: the golden model for all generated RTL.
+
+`run_int` executes a *lowered* `ModelGraph` on integer mantissas with exactly the arithmetic
+the hardware does (see docs/DESIGN.md). It is vectorized with numpy; products and sums use
+float64 BLAS when every accumulator is narrower than 53 bits (exact for integers below
+2**53), int64 otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from rtlgen import ir
+
+from .arith import align, aligned_weights, apply_clamp, clamp_bounds, divide_round
+from .errors import RtlgenError
+from .fixed import FixedType, requantize
+
+_EXACT_FLOAT_BITS = 52
+
+
+def quantize_input(graph: ir.ModelGraph, x: np.ndarray) -> np.ndarray:
+    """Float inputs -> input mantissas (convergent rounding, saturation), shape-checked."""
+    x = np.asarray(x)
+    shape = tuple(graph.input_shape)
+    if x.shape[1:] != shape:
+        if x.shape == shape:
+            x = x[None]
+        else:
+            raise RtlgenError(
+                f"input has shape {x.shape[1:] if x.ndim > 1 else x.shape} per sample, "
+                f"model '{graph.name}' expects {shape} (array shape (N, {', '.join(map(str, shape))}))"
+            )
+    if not np.issubdtype(x.dtype, np.number):
+        raise RtlgenError(f"input array has dtype {x.dtype}, expected numbers")
+    if not np.all(np.isfinite(x)):
+        raise RtlgenError("input array contains NaN or infinity")
+    assert graph.input.out_type is not None
+    return graph.input.out_type.quantize(x)
+
+
+def predict(
+    graph: ir.ModelGraph,
+    x: np.ndarray,
+    batch_size: int = 256,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Float inputs -> dequantized float outputs of the lowered graph, shape (N, *out)."""
+    x_int = quantize_input(graph, x)
+    y_int = run_int(graph, x_int, batch_size=batch_size, progress=progress)
+    t = graph.output.out_type
+    assert t is not None
+    return t.to_float(y_int)
+
+
+def run_int(
+    graph: ir.ModelGraph,
+    x_int: np.ndarray,
+    batch_size: int = 256,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Input mantissas (N, *input_shape) -> output mantissas (N, *output_shape), int64."""
+    if not graph.lowered:
+        raise ValueError("run_int needs a lowered graph (rtlgen.passes.lower)")
+    x_int = np.asarray(x_int, dtype=np.int64)
+    t_in = graph.input.out_type
+    assert t_in is not None
+    if x_int.shape[1:] != tuple(graph.input_shape):
+        raise RtlgenError(
+            f"input mantissas have shape {x_int.shape[1:]} per sample, expected {graph.input_shape}"
+        )
+    if x_int.size and (x_int.min() < t_in.min_int or x_int.max() > t_in.max_int):
+        raise RtlgenError(f"input mantissas out of range for the input type {t_in}")
+    outs = []
+    for start in range(0, x_int.shape[0], batch_size):
+        y = x_int[start : start + batch_size]
+        for index, node in enumerate(graph.nodes[1:], start=1):
+            y = run_node(node, y, graph.in_type(index))
+        outs.append(y)
+        if progress is not None:
+            progress(min(batch_size, x_int.shape[0] - start))
+    if not outs:
+        return np.zeros((0, *graph.output_shape), dtype=np.int64)
+    return np.concatenate(outs)
+
+
+def run_node(node: ir.Node, x: np.ndarray, in_type: FixedType) -> np.ndarray:
+    """One lowered node on a batch of mantissas."""
+    if isinstance(node, ir.Conv):
+        return _conv(node, x, in_type)
+    if isinstance(node, ir.Dense):
+        return _dense(node, x, in_type)
+    if isinstance(node, ir.ScaleShift):
+        return _scale_shift(node, x, in_type)
+    if isinstance(node, ir.Activation):
+        return _finish(node, x, in_type.frac)
+    if isinstance(node, ir.Pool):
+        return _pool(node, x, in_type)
+    if isinstance(node, ir.Flatten):
+        return x.reshape(x.shape[0], -1)
+    raise RtlgenError(f"layer '{node.name}': op '{node.op}' has no reference implementation")
+
+
+# ---------------------------------------------------------------------------------------
+def _finish(node: ir._Arithmetic, acc: np.ndarray, acc_frac: int) -> np.ndarray:
+    """Activation clamp in accumulator units, then rounding/saturation into out_type."""
+    lo, hi = clamp_bounds(node.activation.lo, node.activation.hi, acc_frac, node.name)
+    acc = apply_clamp(acc, lo, hi)
+    assert node.out_type is not None
+    return requantize(acc, acc_frac, node.out_type, node.rounding, node.overflow)
+
+
+def _matmul(x: np.ndarray, w: np.ndarray, acc_type: FixedType) -> np.ndarray:
+    if acc_type.width <= _EXACT_FLOAT_BITS:
+        return np.rint(x.astype(np.float64) @ w.astype(np.float64)).astype(np.int64)
+    return x @ w
+
+
+def _bias(node: ir.Conv | ir.Dense, acc_frac: int) -> np.ndarray | int:
+    if node.bias is None:
+        return 0
+    assert isinstance(node.bias, ir.QTensor)
+    return align(node.bias.mantissa, node.bias.type.frac, acc_frac)
+
+
+def _dense(node: ir.Dense, x: np.ndarray, in_type: FixedType) -> np.ndarray:
+    assert isinstance(node.weights, ir.QTensor) and node.acc_type is not None
+    acc_frac = node.acc_type.frac
+    w = aligned_weights(node.weights.mantissa, in_type, node.weights.type, acc_frac)
+    acc = _matmul(x.reshape(x.shape[0], -1), w, node.acc_type) + _bias(node, acc_frac)
+    return _finish(node, acc, acc_frac)
+
+
+def pad_image(x: np.ndarray, padding: tuple[int, int, int, int], value: int = 0) -> np.ndarray:
+    top, bottom, left, right = padding
+    return np.pad(
+        x, ((0, 0), (top, bottom), (left, right), (0, 0)), mode="constant", constant_values=value
+    )
+
+
+def windows(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int]) -> np.ndarray:
+    """(N, H, W, C) -> (N, Ho, Wo, kh, kw, C) views of every window position."""
+    kh, kw = kernel
+    v = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(1, 2))  # N,Ho,Wo,C,kh,kw
+    v = v[:, :: stride[0], :: stride[1]]
+    return np.moveaxis(v, 3, 5)
+
+
+def _as_image(x: np.ndarray) -> np.ndarray:
+    return x[:, None] if x.ndim == 3 else x  # (N, L, C) -> (N, 1, L, C)
+
+
+def _conv(node: ir.Conv, x: np.ndarray, in_type: FixedType) -> np.ndarray:
+    assert isinstance(node.weights, ir.QTensor) and node.acc_type is not None
+    acc_frac = node.acc_type.frac
+    kh, kw, cin, cout = node.weights.shape
+    w = aligned_weights(node.weights.mantissa, in_type, node.weights.type, acc_frac)
+    img = pad_image(_as_image(x), node.padding)
+    win = windows(img, node.kernel, node.stride)
+    n, ho, wo = win.shape[:3]
+    acc = _matmul(win.reshape(n * ho * wo, kh * kw * cin), w.reshape(-1, cout), node.acc_type)
+    acc = acc + _bias(node, acc_frac)
+    y = _finish(node, acc, acc_frac).reshape(n, ho, wo, cout)
+    return y.reshape((n, *node.out_shape))
+
+
+def _scale_shift(node: ir.ScaleShift, x: np.ndarray, in_type: FixedType) -> np.ndarray:
+    assert isinstance(node.scale, ir.QTensor) and isinstance(node.shift, ir.QTensor)
+    assert node.acc_type is not None
+    acc_frac = node.acc_type.frac
+    s = aligned_weights(node.scale.mantissa, in_type, node.scale.type, acc_frac)
+    acc = x * s + align(node.shift.mantissa, node.shift.type.frac, acc_frac)
+    return _finish(node, acc, acc_frac)
+
+
+def _pool(node: ir.Pool, x: np.ndarray, in_type: FixedType) -> np.ndarray:
+    assert node.out_type is not None
+    img = _as_image(x)
+    n = img.shape[0]
+    if node.kind is ir.PoolKind.MAX:
+        # Keras excludes padding from the max; a padding value below every input does that.
+        padded = pad_image(img, node.padding, value=in_type.min_int - 1)
+        y = windows(padded, node.pool, node.stride).max(axis=(3, 4))
+        y = requantize(y, in_type.frac, node.out_type, node.rounding)
+    else:
+        padded = pad_image(img, node.padding, value=0)
+        total = windows(padded, node.pool, node.stride).sum(axis=(3, 4))
+        ones = pad_image(np.ones((1, *img.shape[1:3], 1), dtype=np.int64), node.padding)
+        count = windows(ones, node.pool, node.stride).sum(axis=(3, 4))
+        shift = node.out_type.frac - in_type.frac
+        num, den = (total << shift, count) if shift >= 0 else (total, count << -shift)
+        y = divide_round(num, den, node.rounding)
+        y = requantize(y, node.out_type.frac, node.out_type, node.rounding)
+    return y.reshape((n, *node.out_shape))

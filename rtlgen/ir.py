@@ -1,0 +1,322 @@
+"""The typed, immutable model graph (IR).
+
+A `ModelGraph` is a linear chain of nodes. Front-ends build it with float constants
+(`FloatTensor`, possibly carrying the QKeras quantizer that the model applies to them);
+`rtlgen.passes.lower` turns every constant into integer mantissas (`QTensor`) and sets every
+fixed-point type. Only a *lowered* graph goes to the reference model and the hardware.
+
+Tensor shapes exclude the batch dimension: images are (H, W, C), 1D signals (L, C), vectors (N,).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+from rtlgen.quant.errors import RtlgenError
+from rtlgen.quant.fixed import FixedType, Overflow, Rounding
+
+Shape = tuple[int, ...]
+
+
+# ---------------------------------------------------------------------------------------
+# constants
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class FloatTensor:
+    """A constant as stored in the model file, and the quantizer the model applies to it."""
+
+    values: np.ndarray
+    quantizer: Any = None  # rtlgen.quant.quantizers.Quantizer or None
+
+    @property
+    def shape(self) -> Shape:
+        return tuple(self.values.shape)
+
+
+@dataclass(frozen=True, eq=False)
+class QTensor:
+    """A constant as integer mantissas of one fixed-point type."""
+
+    mantissa: np.ndarray
+    type: FixedType
+
+    def __post_init__(self) -> None:
+        m = np.asarray(self.mantissa)
+        if m.dtype != np.int64:
+            object.__setattr__(self, "mantissa", m.astype(np.int64))
+        lo, hi = int(self.mantissa.min(initial=0)), int(self.mantissa.max(initial=0))
+        if lo < self.type.min_int or hi > self.type.max_int:
+            raise ValueError(f"mantissas [{lo}, {hi}] do not fit {self.type}")
+
+    @property
+    def shape(self) -> Shape:
+        return tuple(self.mantissa.shape)
+
+    @property
+    def values(self) -> np.ndarray:
+        return self.type.to_float(self.mantissa)
+
+    @property
+    def nonzero(self) -> int:
+        return int(np.count_nonzero(self.mantissa))
+
+
+Tensor = FloatTensor | QTensor
+
+
+# ---------------------------------------------------------------------------------------
+# activations
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Clamp:
+    """A piecewise-linear activation: clip to [lo, hi] (None = unbounded).
+
+    linear = Clamp(), ReLU = Clamp(0), ReLU6 = Clamp(0, 6), hard tanh = Clamp(-1, 1).
+    Bounds are real values; they must be exact in the accumulator type.
+    """
+
+    lo: float | None = None
+    hi: float | None = None
+
+    @property
+    def is_linear(self) -> bool:
+        return self.lo is None and self.hi is None
+
+    def describe(self) -> str:
+        if self.is_linear:
+            return "linear"
+        if self.lo == 0 and self.hi is None:
+            return "relu"
+        return f"clip({self.lo}, {self.hi})"
+
+
+LINEAR = Clamp()
+RELU = Clamp(0.0)
+
+
+class PoolKind(Enum):
+    MAX = "max"
+    AVG = "avg"
+
+
+# ---------------------------------------------------------------------------------------
+# nodes
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Node:
+    """Common fields: a unique name, the source layer name(s), shapes and output type."""
+
+    name: str
+    in_shape: Shape
+    out_shape: Shape
+    out_type: FixedType | None = field(default=None, kw_only=True)
+    source: str = field(default="", kw_only=True)  # Keras layer name(s) it came from
+
+    op = "node"
+
+    def replace(self, **changes: Any) -> Node:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True, eq=False)
+class Input(Node):
+    """The network input. ``out_type`` is the fixed-point type of the input stream."""
+
+    op = "input"
+
+
+@dataclass(frozen=True, eq=False)
+class _Arithmetic(Node):
+    """A node with constants, an accumulator, an activation and an output quantizer."""
+
+    activation: Clamp = field(default=LINEAR, kw_only=True)
+    out_quantizer: Any = field(default=None, kw_only=True)  # QKeras output quantizer, if any
+    acc_type: FixedType | None = field(default=None, kw_only=True)
+    rounding: Rounding = field(default=Rounding.CONVERGENT, kw_only=True)
+    overflow: Overflow = field(default=Overflow.SATURATE, kw_only=True)
+
+
+@dataclass(frozen=True, eq=False)
+class Conv(_Arithmetic):
+    """Conv1D/Conv2D. 1D convs are stored as 2D with kernel height 1 and in_shape (L, C).
+
+    weights: (kernel_h, kernel_w, in_channels, out_channels); bias: (out_channels,) or None.
+    padding: (top, bottom, left, right) zero rows/columns.
+    """
+
+    weights: Tensor = field(kw_only=True)
+    bias: Tensor | None = field(default=None, kw_only=True)
+    kernel: tuple[int, int] = field(kw_only=True)
+    stride: tuple[int, int] = field(kw_only=True)
+    padding: tuple[int, int, int, int] = field(default=(0, 0, 0, 0), kw_only=True)
+
+    @property
+    def op(self) -> str:  # type: ignore[override]
+        return "conv1d" if len(self.in_shape) == 2 else "conv2d"
+
+
+@dataclass(frozen=True, eq=False)
+class Dense(_Arithmetic):
+    """Fully connected layer on a flat vector. weights: (in, out); bias: (out,) or None."""
+
+    weights: Tensor = field(kw_only=True)
+    bias: Tensor | None = field(default=None, kw_only=True)
+
+    op = "dense"
+
+
+@dataclass(frozen=True, eq=False)
+class ScaleShift(_Arithmetic):
+    """Per-channel ``x * scale + shift`` (a BatchNormalization that could not be folded).
+
+    scale, shift: (channels,) along the last axis.
+    """
+
+    scale: Tensor = field(kw_only=True)
+    shift: Tensor = field(kw_only=True)
+
+    op = "scale_shift"
+
+
+@dataclass(frozen=True, eq=False)
+class Activation(_Arithmetic):
+    """A standalone activation (Keras Activation/ReLU, QKeras QActivation)."""
+
+    op = "activation"
+
+
+@dataclass(frozen=True, eq=False)
+class Pool(Node):
+    """Max/average pooling over (pool_h, pool_w) windows; 1D pools use pool_h = 1.
+
+    Average pooling divides by the number of *real* (non-padding) elements in the window,
+    as Keras does, rounding with ``rounding`` into ``out_type``.
+    """
+
+    kind: PoolKind = field(kw_only=True)
+    pool: tuple[int, int] = field(kw_only=True)
+    stride: tuple[int, int] = field(kw_only=True)
+    padding: tuple[int, int, int, int] = field(default=(0, 0, 0, 0), kw_only=True)
+    rounding: Rounding = field(default=Rounding.CONVERGENT, kw_only=True)
+
+    @property
+    def op(self) -> str:  # type: ignore[override]
+        dims = "1d" if len(self.in_shape) == 2 else "2d"
+        return f"{self.kind.value}pool{dims}"
+
+
+@dataclass(frozen=True, eq=False)
+class Flatten(Node):
+    """(H, W, C) or (L, C) -> (N,) in row-major (channels-last) order."""
+
+    op = "flatten"
+
+
+ARITHMETIC = (Conv, Dense, ScaleShift, Activation)
+
+
+# ---------------------------------------------------------------------------------------
+# graph
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class ModelGraph:
+    """A linear chain of nodes, ``nodes[0]`` is the `Input`.
+
+    ``softmax``: the model ends in a softmax, which the hardware does not compute: it emits
+    the logits and the arg-max class.
+    """
+
+    name: str
+    nodes: tuple[Node, ...]
+    softmax: bool = False
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.nodes or not isinstance(self.nodes[0], Input):
+            raise RtlgenError("a model graph must start with an Input node")
+        names = [n.name for n in self.nodes]
+        if len(set(names)) != len(names):
+            raise RtlgenError(f"duplicate layer names in model graph: {names}")
+        for prev, node in zip(self.nodes, self.nodes[1:], strict=False):
+            if tuple(prev.out_shape) != tuple(node.in_shape):
+                raise RtlgenError(
+                    f"layer '{node.name}': input shape {node.in_shape} does not match "
+                    f"'{prev.name}' output shape {prev.out_shape}"
+                )
+
+    @property
+    def input(self) -> Input:
+        return self.nodes[0]  # type: ignore[return-value]
+
+    @property
+    def output(self) -> Node:
+        return self.nodes[-1]
+
+    @property
+    def input_shape(self) -> Shape:
+        return self.nodes[0].out_shape
+
+    @property
+    def output_shape(self) -> Shape:
+        return self.nodes[-1].out_shape
+
+    @property
+    def lowered(self) -> bool:
+        """True when every constant is integer and every type is set."""
+        for node in self.nodes:
+            if node.out_type is None:
+                return False
+            for t in constants(node).values():
+                if not isinstance(t, QTensor):
+                    return False
+            if isinstance(node, _Arithmetic) and node.acc_type is None:
+                return False
+        return True
+
+    def in_type(self, index: int) -> FixedType:
+        t = self.nodes[index - 1].out_type
+        assert t is not None
+        return t
+
+    def with_nodes(self, nodes: list[Node] | tuple[Node, ...]) -> ModelGraph:
+        return dataclasses.replace(self, nodes=tuple(nodes))
+
+
+def constants(node: Node) -> dict[str, Tensor]:
+    """The constant tensors of a node by field name (weights, bias, scale, shift)."""
+    out: dict[str, Tensor] = {}
+    for name in ("weights", "bias", "scale", "shift"):
+        value = getattr(node, name, None)
+        if value is not None:
+            out[name] = value
+    return out
+
+
+def spatial(shape: Shape) -> tuple[int, int, int]:
+    """(H, W, C) view of an image (H, W, C) or 1D (L, C) shape."""
+    if len(shape) == 3:
+        return shape[0], shape[1], shape[2]
+    if len(shape) == 2:
+        return 1, shape[0], shape[1]
+    raise RtlgenError(f"expected an image or 1D shape, got {shape}")
+
+
+def multiplies(node: Node) -> tuple[int, int]:
+    """(non-zero, total) constant multiplications per output sample of a lowered node."""
+    if isinstance(node, Conv):
+        h, w, _ = spatial(node.out_shape)
+        w_m = node.weights.mantissa if isinstance(node.weights, QTensor) else node.weights.values
+        return int(np.count_nonzero(w_m)) * h * w, int(w_m.size) * h * w
+    if isinstance(node, Dense):
+        w_m = node.weights.mantissa if isinstance(node.weights, QTensor) else node.weights.values
+        return int(np.count_nonzero(w_m)), int(w_m.size)
+    if isinstance(node, ScaleShift):
+        s = node.scale.mantissa if isinstance(node.scale, QTensor) else node.scale.values
+        positions = int(np.prod(node.out_shape[:-1])) if len(node.out_shape) > 1 else 1
+        return int(np.count_nonzero(s)) * positions, int(s.size) * positions
+    return 0, 0

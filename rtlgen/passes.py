@@ -1,0 +1,274 @@
+"""Pure graph passes: ``ModelGraph -> ModelGraph``.
+
+`lower` = `fold_batchnorm` -> `fuse_activations` -> `infer_precision`: the result has only
+integer constants (`QTensor`) and every fixed-point type set, ready for the reference model
+and the hardware.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rtlgen import ir
+from rtlgen.quant.arith import (
+    accumulator_frac,
+    accumulator_type,
+    aligned_weights,
+    clamp_bounds,
+)
+from rtlgen.quant.errors import RtlgenError
+from rtlgen.quant.fixed import FixedType, Overflow, Rounding
+
+
+# ---------------------------------------------------------------------------------------
+# precision configuration (parsed at the edge: rtlgen.config)
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LayerPrecision:
+    """Explicit types for one layer (None: derived)."""
+
+    weight: FixedType | None = None
+    bias: FixedType | None = None
+    result: FixedType | None = None
+
+
+@dataclass(frozen=True)
+class PrecisionConfig:
+    """How float constants and unquantized results become fixed point.
+
+    QKeras quantizers in the model always win; this fills in everything they leave open.
+    - ``input``: type of the input stream.
+    - float weights/biases get ``weight_width`` bits with the integer bits their largest
+      magnitude needs (per tensor);
+    - BatchNorm scale/shift get ``bn_width`` bits likewise;
+    - an unquantized float-model result gets the integer bits interval analysis proves and
+      ``result_frac`` fractional bits (never more than the accumulator has).
+    """
+
+    input: FixedType = FixedType(16, 10, True)
+    weight_width: int = 16
+    bn_width: int = 18
+    result_frac: int = 10
+    rounding: Rounding = Rounding.CONVERGENT
+    overflow: Overflow = Overflow.SATURATE
+    layers: tuple[tuple[str, LayerPrecision], ...] = field(default=())
+
+    def for_layer(self, node: ir.Node) -> LayerPrecision:
+        for name, precision in self.layers:
+            if name in (node.name, node.source) or name in node.source.split("+"):
+                return precision
+        return LayerPrecision()
+
+
+DEFAULT_PRECISION = PrecisionConfig()
+
+
+# ---------------------------------------------------------------------------------------
+def lower(graph: ir.ModelGraph, config: PrecisionConfig = DEFAULT_PRECISION) -> ir.ModelGraph:
+    """Fold, fuse and assign every fixed-point type."""
+    return infer_precision(fuse_activations(fold_batchnorm(graph)), config)
+
+
+def _is_float(t: ir.Tensor | None) -> bool:
+    return isinstance(t, ir.FloatTensor) and t.quantizer is None
+
+
+def fold_batchnorm(graph: ir.ModelGraph) -> ir.ModelGraph:
+    """Fold a float BN (`ScaleShift`) into the conv/dense right before it.
+
+    Legal only when that layer has float (unquantized) weights, no activation and no output
+    quantizer: folding quantized weights would change the QKeras arithmetic, so a BN after a
+    QKeras layer stays a `ScaleShift` node (exact in fixed point).
+    """
+    nodes: list[ir.Node] = []
+    for node in graph.nodes:
+        prev = nodes[-1] if nodes else None
+        if (
+            isinstance(node, ir.ScaleShift)
+            and isinstance(prev, ir.Conv | ir.Dense)
+            and prev.activation.is_linear
+            and prev.out_quantizer is None
+            and _is_float(prev.weights)
+            and (prev.bias is None or _is_float(prev.bias))
+            and _is_float(node.scale)
+            and _is_float(node.shift)
+            and node.activation.is_linear
+            and node.out_quantizer is None
+        ):
+            scale, shift = node.scale.values, node.shift.values  # type: ignore[union-attr]
+            w = prev.weights.values * scale  # broadcasts over the output-channel axis
+            b = prev.bias.values if prev.bias is not None else np.zeros_like(scale)
+            nodes[-1] = prev.replace(
+                weights=ir.FloatTensor(w),
+                bias=ir.FloatTensor(b * scale + shift),
+                out_shape=node.out_shape,
+                source=f"{prev.source}+{node.source}",
+            )
+            continue
+        nodes.append(node)
+    return graph.with_nodes(nodes)
+
+
+def fuse_activations(graph: ir.ModelGraph) -> ir.ModelGraph:
+    """Merge an `Activation` into the arithmetic node before it when that node's output is
+    not quantized (its exact accumulator would feed the activation anyway)."""
+    nodes: list[ir.Node] = []
+    for node in graph.nodes:
+        prev = nodes[-1] if nodes else None
+        if (
+            isinstance(node, ir.Activation)
+            and isinstance(prev, ir.Conv | ir.Dense | ir.ScaleShift)
+            and prev.activation.is_linear
+            and prev.out_quantizer is None
+            and prev.out_type is None
+        ):
+            nodes[-1] = prev.replace(
+                activation=node.activation,
+                out_quantizer=node.out_quantizer,
+                out_type=node.out_type,
+                source=f"{prev.source}+{node.source}",
+            )
+            continue
+        nodes.append(node)
+    return graph.with_nodes(nodes)
+
+
+# ---------------------------------------------------------------------------------------
+def auto_type(values: np.ndarray, width: int) -> FixedType:
+    """A signed ``width``-bit type with just the integer bits ``max|values|`` needs."""
+    peak = float(np.max(np.abs(values), initial=0.0))
+    int_bits = 0 if peak == 0 else max(0, math.floor(math.log2(peak)) + 1)
+    return FixedType(width, width - 1 - int_bits, True)
+
+
+def _quantize(
+    t: ir.Tensor | None, explicit: FixedType | None, width: int, config: PrecisionConfig, what: str
+) -> ir.QTensor | None:
+    if t is None or isinstance(t, ir.QTensor):
+        return t
+    if t.quantizer is not None:
+        return t.quantizer.quantize_constant(t.values)
+    if not np.all(np.isfinite(t.values)):
+        raise RtlgenError(f"{what}: constants contain NaN or infinity")
+    typ = explicit or auto_type(t.values, width)
+    return ir.QTensor(typ.quantize(t.values, config.rounding, Overflow.SATURATE), typ)
+
+
+def _result_type(
+    node: ir._Arithmetic,
+    acc: FixedType,
+    exact: bool,
+    explicit: FixedType | None,
+    config: PrecisionConfig,
+) -> FixedType:
+    """Output type: the output quantizer's, an explicit one, the exact accumulator range
+    (quantized models: QKeras keeps unquantized outputs in float, i.e. exact), or the
+    analysed integer bits with ``result_frac`` fractional bits (float models)."""
+    if node.out_quantizer is not None:
+        return node.out_quantizer.output_type()
+    if explicit is not None:
+        return explicit
+    lo_m, hi_m = clamp_bounds(node.activation.lo, node.activation.hi, acc.frac, node.name)
+    lo = acc.min_int if lo_m is None else max(acc.min_int, lo_m)
+    hi = acc.max_int if hi_m is None else min(acc.max_int, hi_m)
+    if exact:
+        return FixedType.covering(lo, hi, acc.frac)
+    frac = min(acc.frac, config.result_frac)
+    shift = acc.frac - frac
+    # Rounding up may add one step at the top: keep room for it.
+    return FixedType.covering(lo >> shift, (hi >> shift) + (1 if shift else 0), frac)
+
+
+def _clamp_with_quantizer(node: ir._Arithmetic) -> ir.Clamp:
+    """The activation clamp combined with what the output quantizer implies (QKeras applies
+    its activation quantizer after the float activation)."""
+    if node.out_quantizer is None:
+        return node.activation
+    q = node.out_quantizer.clamp()
+    a = node.activation
+    lo = max((v for v in (a.lo, q.lo) if v is not None), default=None)
+    hi = min((v for v in (a.hi, q.hi) if v is not None), default=None)
+    return ir.Clamp(lo, hi)
+
+
+def infer_precision(graph: ir.ModelGraph, config: PrecisionConfig = DEFAULT_PRECISION) -> ir.ModelGraph:
+    """Quantize every constant and set every type (inputs first, in stream order)."""
+    first = graph.input
+    in_type = first.out_type or config.input
+    nodes: list[ir.Node] = [first.replace(out_type=in_type)]
+    quantized_model = any(
+        isinstance(t, ir.FloatTensor) and t.quantizer is not None
+        for node in graph.nodes
+        for t in ir.constants(node).values()
+    ) or any(getattr(n, "out_quantizer", None) is not None for n in graph.nodes)
+    for node in graph.nodes[1:]:
+        explicit = config.for_layer(node)
+        if isinstance(node, ir.Conv | ir.Dense | ir.ScaleShift):
+            node = _lower_arithmetic(node, in_type, explicit, config, quantized_model)
+        elif isinstance(node, ir.Activation):
+            acc = in_type
+            node = node.replace(
+                activation=_clamp_with_quantizer(node),
+                acc_type=acc,
+                rounding=config.rounding,
+                overflow=config.overflow,
+            )
+            node = node.replace(out_type=_result_type(node, acc, True, explicit.result, config))
+        elif isinstance(node, ir.Pool):
+            out = in_type
+            if node.kind is ir.PoolKind.AVG:
+                count = node.pool[0] * node.pool[1]
+                extra = 0 if count & (count - 1) == 0 else 2
+                extra += math.ceil(math.log2(count))
+                out = explicit.result or FixedType(in_type.width + extra, in_type.frac + extra, in_type.signed)
+            node = node.replace(out_type=out, rounding=config.rounding)
+        elif isinstance(node, ir.Flatten):
+            node = node.replace(out_type=in_type)
+        else:
+            raise RtlgenError(f"layer '{node.name}': op '{node.op}' cannot be lowered")
+        nodes.append(node)
+        assert node.out_type is not None
+        in_type = node.out_type
+    return graph.with_nodes(nodes)
+
+
+def _lower_arithmetic(
+    node: ir.Conv | ir.Dense | ir.ScaleShift,
+    in_type: FixedType,
+    explicit: LayerPrecision,
+    config: PrecisionConfig,
+    quantized_model: bool,
+) -> ir.Node:
+    where = f"layer '{node.source or node.name}'"
+    if isinstance(node, ir.ScaleShift):
+        w = _quantize(node.scale, explicit.weight, config.bn_width, config, where)
+        b = _quantize(node.shift, explicit.bias, config.bn_width, config, where)
+        assert w is not None and b is not None
+        acc_frac = accumulator_frac(in_type, w.type, b.type)
+        # Per-channel product: the range is that of a (1, C) "dot product".
+        w_al = aligned_weights(w.mantissa, in_type, w.type, acc_frac)[None, :]
+        b_al = b.mantissa << (acc_frac - b.type.frac)
+        acc = accumulator_type(w_al, b_al, in_type, acc_frac)
+        node = node.replace(scale=w, shift=b)
+    else:
+        w = _quantize(node.weights, explicit.weight, config.weight_width, config, where)
+        b = _quantize(node.bias, explicit.bias, config.weight_width, config, where)
+        assert w is not None
+        acc_frac = accumulator_frac(in_type, w.type, b.type if b is not None else None)
+        w_al = aligned_weights(w.mantissa, in_type, w.type, acc_frac)
+        w_al = w_al.reshape(-1, w_al.shape[-1])
+        b_al = None if b is None else b.mantissa << (acc_frac - b.type.frac)
+        acc = accumulator_type(w_al, b_al, in_type, acc_frac)
+        node = node.replace(weights=w, bias=b)
+    node = node.replace(
+        activation=_clamp_with_quantizer(node),
+        acc_type=acc,
+        rounding=config.rounding,
+        overflow=config.overflow,
+    )
+    # Unquantized layers of a QKeras model stay exact, as in QKeras's float arithmetic.
+    exact = quantized_model and explicit.result is None
+    return node.replace(out_type=_result_type(node, acc, exact, explicit.result, config))

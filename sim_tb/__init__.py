@@ -1,0 +1,1 @@
+"""cocotb testbenches, stream drivers/monitors and the Verilator runner."""
