@@ -1,7 +1,29 @@
-"""rtlgen: quantized, pruned Keras/QKeras networks to bit-exact streaming Verilog, without HLS."""
+"""rtlgen: quantized, pruned Keras/QKeras networks to bit-exact streaming Verilog, without HLS.
+
+Subpackages: `rtlgen.quant` (fixed point, QKeras semantics, integer reference),
+`rtlgen.layers` (Amaranth components), `rtlgen.sim_tb` (cocotb/Verilator),
+`rtlgen.boards` (Vivado, bitstreams). Entry points: `rtlgen.load_model`, the `rtlgen` CLI.
+"""
+
+from pathlib import Path as _Path
 
 __version__ = "0.1.0"
 
+# In a source checkout the subpackages are top-level folders (quant/, layers/, ...) that
+# pyproject.toml maps to rtlgen.quant etc.; make the same names resolve when this folder is
+# imported straight from the checkout (e.g. by pytest from the repo root).
+_root = _Path(__file__).resolve().parent.parent
+if not (_Path(__file__).parent / "quant").is_dir() and (_root / "quant" / "__init__.py").is_file():
+    __path__.append(str(_root))  # type: ignore[name-defined]
+
 from rtlgen.quant.errors import ModelFileError, RtlgenError, UnsupportedError  # noqa: E402
 
-__all__ = ["RtlgenError", "UnsupportedError", "ModelFileError", "__version__"]
+
+def load_model(model, weights=None, config=None):
+    """A Keras/QKeras model (path or object) or a converted OUTDIR as a lowered ModelGraph."""
+    from rtlgen.api import load_model as _load
+
+    return _load(model, weights=weights, config=config)
+
+
+__all__ = ["RtlgenError", "UnsupportedError", "ModelFileError", "load_model", "__version__"]

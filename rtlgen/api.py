@@ -1,0 +1,63 @@
+"""The Python entry points: load a model into a lowered graph, predict, convert."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rtlgen import ir
+from rtlgen.passes import DEFAULT_PRECISION, PrecisionConfig, lower
+from rtlgen.quant.errors import RtlgenError
+
+
+def load_model(
+    model: Any,
+    weights: str | Path | None = None,
+    config: str | Path | PrecisionConfig | None = None,
+) -> ir.ModelGraph:
+    """A Keras/QKeras model (file path, json + weights, or in-memory object), or an OUTDIR /
+    graph.npz written by `rtlgen convert`, as a lowered `ModelGraph`."""
+    if isinstance(model, str | Path):
+        path = Path(model)
+        if path.is_dir() and (path / "graph.npz").is_file():
+            return _load_saved(path / "graph.npz", weights, config)
+        if path.suffix == ".npz":
+            return _load_saved(path, weights, config)
+    from rtlgen.frontend import read_model
+
+    graph = read_model(model, weights=weights)
+    return lower(graph, _config(config))
+
+
+def _load_saved(path: Path, weights: Any, config: Any) -> ir.ModelGraph:
+    if weights is not None or config is not None:
+        raise RtlgenError(f"{path}: a converted design is already lowered; --weights/--config do not apply")
+    from rtlgen.serialize import load_graph
+
+    return load_graph(path)
+
+
+def _config(config: str | Path | PrecisionConfig | None) -> PrecisionConfig:
+    if config is None:
+        return DEFAULT_PRECISION
+    if isinstance(config, PrecisionConfig):
+        return config
+    from rtlgen.config import load_config
+
+    return load_config(Path(config))
+
+
+def load_array(path: str | Path, what: str = "input") -> np.ndarray:
+    """A numeric .npy array, with a clean error for missing or non-numeric files."""
+    p = Path(path)
+    if not p.is_file():
+        raise RtlgenError(f"{what} file {p} does not exist")
+    try:
+        arr = np.load(p, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise RtlgenError(f"{what} file {p} is not a readable .npy array ({exc})") from None
+    if not isinstance(arr, np.ndarray) or not np.issubdtype(arr.dtype, np.number):
+        raise RtlgenError(f"{what} file {p} must hold a numeric array, found {getattr(arr, 'dtype', type(arr))}")
+    return arr

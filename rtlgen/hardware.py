@@ -1,0 +1,303 @@
+"""The dataflow top: a lowered `ModelGraph` -> one Amaranth component with AXI4-Stream ports.
+
+Each IR node becomes a short chain of `rtlgen.layers` components; layers are chained with
+valid/ready streams and a `SkidBuffer` after each layer, so no ready signal ripples through
+more than one layer. Ports and packing follow docs/DESIGN.md.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+from amaranth import Module, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from rtlgen import ir
+from rtlgen.layers.argmax import ArgMax
+from rtlgen.layers.common import shape_of
+from rtlgen.layers.constant_mac import ConstantMatVec
+from rtlgen.layers.flatten import Deserialize
+from rtlgen.layers.pool import AvgPool, MaxPool
+from rtlgen.layers.requantize import Requantize
+from rtlgen.layers.stream_util import SkidBuffer
+from rtlgen.layers.window import WindowGenerator
+from rtlgen.quant.arith import aligned_weights, clamp_bounds
+from rtlgen.quant.errors import RtlgenError, UnsupportedError
+from rtlgen.quant.fixed import FixedType
+
+
+class Multiplier(Enum):
+    AUTO = "auto"
+    DSP = "dsp"
+    LUT = "lut"
+
+
+@dataclass(frozen=True)
+class HardwareOptions:
+    multiplier: Multiplier = Multiplier.AUTO
+    skid_buffers: bool = True
+
+
+@dataclass(frozen=True)
+class StreamFormat:
+    """How a tensor travels: ``beats`` beats per sample of ``elements`` elements of ``type``."""
+
+    beats: int
+    elements: int
+    type: FixedType
+
+    @classmethod
+    def of(cls, shape: tuple[int, ...], t: FixedType) -> StreamFormat:
+        if len(shape) == 1:
+            return cls(1, shape[0], t)
+        return cls(int(np.prod(shape[:-1])), shape[-1], t)
+
+    @property
+    def layout(self) -> data.ArrayLayout:
+        return data.ArrayLayout(shape_of(self.type), self.elements)
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """What one IR node became: its components (in stream order) and their costs."""
+
+    node: ir.Node
+    stages: tuple[wiring.Component, ...]
+    multipliers: int = 0
+    multipliers_dense: int = 0
+    adders: int = 0
+    latency: int = 0
+    cycles_per_sample: int = 1
+    notes: tuple[str, ...] = field(default=())
+
+
+_VERILOG_KEYWORDS = set(
+    """always and assign automatic begin buf bufif0 bufif1 case casex casez cell cmos config
+    deassign default defparam design disable edge else end endcase endconfig endfunction
+    endgenerate endmodule endprimitive endspecify endtable endtask event for force forever
+    fork function generate genvar highz0 highz1 if ifnone incdir include initial inout input
+    instance integer join large liblist library localparam macromodule medium module nand
+    negedge nmos nor noshowcancelled not notif0 notif1 or output parameter pmos posedge
+    primitive pull0 pull1 pulldown pullup pulsestyle_onevent pulsestyle_ondetect rcmos real
+    realtime reg release repeat rnmos rpmos rtran rtranif0 rtranif1 scalared showcancelled
+    signed small specify specparam strong0 strong1 supply0 supply1 table task time tran
+    tranif0 tranif1 tri tri0 tri1 triand trior trireg unsigned use uwire vectored wait wand
+    weak0 weak1 while wire wor xnor xor logic bit byte int""".split()
+)
+
+
+def sanitize_identifier(name: str, fallback: str = "net") -> str:
+    """A safe Verilog identifier / file name stem from a name found in a model file."""
+    ident = re.sub(r"[^A-Za-z0-9_]", "_", name).strip("_")[:48]
+    if not ident:
+        ident = fallback
+    if ident[0].isdigit():
+        ident = f"{fallback}_{ident}"
+    if ident.lower() in _VERILOG_KEYWORDS or keyword.iskeyword(ident):
+        ident = f"{ident}_"
+    return ident
+
+
+def _weights_matrix(node: ir.Conv | ir.Dense | ir.ScaleShift, in_type: FixedType):
+    assert node.acc_type is not None
+    acc_frac = node.acc_type.frac
+    if isinstance(node, ir.ScaleShift):
+        assert isinstance(node.scale, ir.QTensor) and isinstance(node.shift, ir.QTensor)
+        scale = aligned_weights(node.scale.mantissa, in_type, node.scale.type, acc_frac)
+        bias = node.shift.mantissa << (acc_frac - node.shift.type.frac)
+        return np.diag(scale), bias  # off-diagonal zeros cost no hardware
+    assert isinstance(node.weights, ir.QTensor)
+    w = aligned_weights(node.weights.mantissa, in_type, node.weights.type, acc_frac)
+    w = w.reshape(-1, w.shape[-1])
+    bias = None
+    if node.bias is not None:
+        assert isinstance(node.bias, ir.QTensor)
+        bias = node.bias.mantissa << (acc_frac - node.bias.type.frac)
+    return w, bias
+
+
+def _requantize(node: ir._Arithmetic, elements: int) -> Requantize:
+    assert node.acc_type is not None and node.out_type is not None
+    lo, hi = clamp_bounds(node.activation.lo, node.activation.hi, node.acc_type.frac, node.name)
+    return Requantize(
+        elements, node.acc_type, node.out_type, lo, hi, node.rounding, node.overflow
+    )
+
+
+def plan_layer(node: ir.Node, in_type: FixedType, options: HardwareOptions) -> LayerPlan:
+    """Elaborate one lowered node into its component chain."""
+    stages: list[wiring.Component] = []
+    if isinstance(node, ir.Conv | ir.Dense | ir.ScaleShift):
+        w, bias = _weights_matrix(node, in_type)
+        notes: list[str] = []
+        if isinstance(node, ir.Conv):
+            h, wd, c = ir.spatial(node.in_shape)
+            trivial = node.kernel == (1, 1) and node.stride == (1, 1) and not any(node.padding)
+            if not trivial:
+                stages.append(
+                    WindowGenerator(
+                        h, wd, c, node.kernel, node.stride, node.padding, shape_of(in_type)
+                    )
+                )
+        mac = ConstantMatVec(w, shape_of(in_type), node.acc_type, bias, options.multiplier.value)
+        stages.append(mac)
+        out_elements = w.shape[1]
+        stages.append(_requantize(node, out_elements))
+        nonzero, total = ir.multiplies(node)
+        return LayerPlan(
+            node,
+            tuple(stages),
+            multipliers=nonzero,
+            multipliers_dense=total,
+            adders=getattr(mac, "adders", 0),
+            notes=tuple(notes),
+        )
+    if isinstance(node, ir.Activation):
+        return LayerPlan(node, (_requantize(node, node.out_shape[-1]),))
+    if isinstance(node, ir.Pool):
+        h, wd, c = ir.spatial(node.in_shape)
+        assert node.out_type is not None
+        cls = MaxPool if node.kind is ir.PoolKind.MAX else AvgPool
+        return LayerPlan(
+            node,
+            (
+                cls(
+                    h,
+                    wd,
+                    c,
+                    node.pool,
+                    node.stride,
+                    node.padding,
+                    in_type,
+                    node.out_type,
+                    node.rounding,
+                ),
+            ),
+        )
+    if isinstance(node, ir.Flatten):
+        fmt = StreamFormat.of(node.in_shape, in_type)
+        if fmt.beats == 1:
+            return LayerPlan(node, ())
+        return LayerPlan(node, (Deserialize(fmt.beats, fmt.elements, shape_of(in_type)),))
+    raise UnsupportedError(f"layer '{node.name}': op '{node.op}' has no hardware implementation")
+
+
+def _axis_signature(tdata_width: int, tuser_width: int, master: bool) -> dict[str, object]:
+    d = Out if master else In
+    u = In if master else Out
+    prefix = "m_axis" if master else "s_axis"
+    members = {
+        f"{prefix}_tdata": d(unsigned(tdata_width)),
+        f"{prefix}_tvalid": d(1),
+        f"{prefix}_tready": u(1),
+        f"{prefix}_tlast": d(1),
+    }
+    if tuser_width:
+        members[f"{prefix}_tuser"] = d(unsigned(tuser_width))
+    return members
+
+
+class NetworkTop(wiring.Component):
+    """The whole network as one streaming component with AXI4-Stream ports.
+
+    Contract (docs/DESIGN.md): input beats on `s_axis_*` (one pixel / position / whole
+    vector per beat), output beats on `m_axis_*` with `m_axis_tlast` on the last beat of a
+    sample and `m_axis_tuser` = arg-max class (with the beat carrying the logits, when the
+    output is a vector). Backpressure anywhere stalls cleanly.
+    """
+
+    def __init__(self, graph: ir.ModelGraph, options: HardwareOptions = HardwareOptions()):
+        if not graph.lowered:
+            raise ValueError("NetworkTop needs a lowered graph")
+        self.graph = graph
+        self.options = options
+        self.input_format = StreamFormat.of(graph.input_shape, graph.input.out_type)
+        out_type = graph.output.out_type
+        assert out_type is not None
+        self.output_format = StreamFormat.of(graph.output_shape, out_type)
+        self.classes = graph.output_shape[0] if len(graph.output_shape) == 1 else 0
+        self.tuser_width = max(1, (self.classes - 1).bit_length()) if self.classes else 0
+        self.plans: list[LayerPlan] = []
+        in_type = graph.input.out_type
+        for index, node in enumerate(graph.nodes[1:], start=1):
+            self.plans.append(plan_layer(node, graph.in_type(index), options))
+        del in_type
+        in_fmt, out_fmt = self.input_format, self.output_format
+        super().__init__(
+            {
+                **_axis_signature(in_fmt.elements * in_fmt.type.width, 0, master=False),
+                **_axis_signature(
+                    out_fmt.elements * out_fmt.type.width, self.tuser_width, master=True
+                ),
+            }
+        )
+
+    def elaborate(self, platform):
+        m = Module()
+        fmt_in, fmt_out = self.input_format, self.output_format
+
+        # AXI4-Stream slave -> first stream (tlast is accepted and ignored: beats are counted)
+        first = stream.Signature(fmt_in.layout).create()
+        m.d.comb += [
+            first.payload.eq(self.s_axis_tdata),
+            first.valid.eq(self.s_axis_tvalid),
+            self.s_axis_tready.eq(first.ready),
+        ]
+        current = first
+        for index, plan in enumerate(self.plans):
+            name = sanitize_identifier(plan.node.name, "layer")
+            for k, stage in enumerate(plan.stages):
+                m.submodules[f"l{index}_{name}_{k}"] = stage
+                wiring.connect(m, current, stage.i)
+                current = stage.o
+            if self.options.skid_buffers and plan.stages:
+                skid = SkidBuffer(current.payload.shape())
+                m.submodules[f"l{index}_{name}_skid"] = skid
+                wiring.connect(m, current, skid.i)
+                current = skid.o
+
+        # Output stage: arg-max (vector outputs) and tlast by beat counting.
+        if self.classes:
+            argmax = ArgMax(self.classes, shape_of(fmt_out.type))
+            m.submodules.argmax = argmax
+            wiring.connect(m, current, argmax.i)
+            m.d.comb += [
+                self.m_axis_tdata.eq(argmax.o.payload.data),
+                self.m_axis_tuser.eq(argmax.o.payload.index),
+                self.m_axis_tvalid.eq(argmax.o.valid),
+                self.m_axis_tlast.eq(1),
+                argmax.o.ready.eq(self.m_axis_tready),
+            ]
+        else:
+            beat = Signal(range(max(fmt_out.beats, 2)))
+            last = beat == fmt_out.beats - 1
+            m.d.comb += [
+                self.m_axis_tdata.eq(current.payload),
+                self.m_axis_tvalid.eq(current.valid),
+                self.m_axis_tlast.eq(last),
+                current.ready.eq(self.m_axis_tready),
+            ]
+            with m.If(current.valid & current.ready):
+                m.d.sync += beat.eq(0 if fmt_out.beats == 1 else (beat + 1))
+                with m.If(last):
+                    m.d.sync += beat.eq(0)
+        return m
+
+
+def check_supported(graph: ir.ModelGraph) -> None:
+    """Raise a clear error for graphs the hardware cannot build (before elaboration)."""
+    if len(graph.input_shape) not in (1, 2, 3):
+        raise UnsupportedError(f"input shape {graph.input_shape}: supported are (N,), (L, C), (H, W, C)")
+    for node in graph.nodes[1:]:
+        if isinstance(node, ir.Dense) and len(node.in_shape) != 1:
+            raise UnsupportedError(
+                f"layer '{node.name}': Dense on a {len(node.in_shape)}D input; add a Flatten first"
+            )
+    total_bits = StreamFormat.of(graph.input_shape, graph.input.out_type).layout.size
+    if total_bits > 65536:
+        raise RtlgenError(f"input beat of {total_bits} bits is too wide for one AXI4-Stream beat")
