@@ -292,8 +292,8 @@ def package(
     outdir: Annotated[Path, typer.Argument(help="A directory written by 'rtlgen convert'.")],
     vivado: Annotated[bool, typer.Option("--vivado", help="Write a Vivado project + IP packaging Tcl.")] = True,
     part: Annotated[Optional[str], typer.Option(help="Xilinx part, e.g. xcvu9p-flgb2104-2L-e.")] = None,
-    board: Annotated[Optional[str], typer.Option(help="Board preset (pynq-z2, zcu102, vcu118, u250).")] = None,
-    clock_mhz: Annotated[float, typer.Option(help="Target clock in MHz.")] = 200.0,
+    board: Annotated[Optional[str], typer.Option(help="Board preset: pynq-z2, zcu102, vcu118, u250, paper-vu9p.")] = None,
+    clock_mhz: Annotated[Optional[float], typer.Option(help="Target clock in MHz (default: the preset's, else 200).")] = None,
 ) -> None:
     """Write OUTDIR/vivado/: build.tcl (synth+impl+reports), package_ip.tcl, constraints.xdc."""
     from rtlgen.boards.vivado import write_vivado
@@ -305,7 +305,7 @@ def package(
 @app.command()
 def build(
     outdir: Annotated[Path, typer.Argument(help="A directory written by 'rtlgen convert'.")],
-    board: Annotated[str, typer.Option(help="Board: ulx3s-25f, ulx3s-85f, orangecrab-25f ...")] = "ulx3s-25f",
+    board: Annotated[str, typer.Option(help="Board: ulx3s-12f/25f/45f/85f, orangecrab-r0.2-25f/85f.")] = "ulx3s-25f",
     baud: Annotated[int, typer.Option(help="UART baud rate of the board wrapper.")] = 115200,
 ) -> None:
     """Build a bitstream with the open toolchain (Yosys + nextpnr) around a UART wrapper."""

@@ -193,11 +193,7 @@ def _digit_strip(
     centre_col = 0.0
     for index, (glyph, width) in enumerate(zip(sequence, widths, strict=True)):
         top = pad + (height - glyph.shape[0]) // 2
-        np.maximum(
-            strip[top : top + glyph.shape[0], col : col + width],
-            glyph,
-            out=strip[top : top + glyph.shape[0], col : col + width],
-        )
+        strip[top : top + glyph.shape[0], col : col + width] = glyph
         if index == len(left):
             centre_col = col + (width - 1) / 2
         col += width + gap
@@ -232,7 +228,8 @@ def synthetic_svhn(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     network can be trained and tested where the real files are not available.
 
     Deterministic: image ``i`` depends only on ``(seed, i)``, so ``synthetic_svhn(100, s)``
-    is a prefix of ``synthetic_svhn(10_000, s)``. About 10,000 images in a few seconds (the
+    is a prefix of ``synthetic_svhn(10_000, s)`` (given the same matplotlib/FreeType, which
+    render the glyphs). About 10,000 images in a few seconds (the
     glyphs are rendered once per process, then composed with ``scipy.ndimage``).
     """
     ndimage = _require("scipy.ndimage", "synthetic_svhn")

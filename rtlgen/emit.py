@@ -42,29 +42,20 @@ def _type_json(t) -> dict[str, Any]:
 
 
 def predict_timing(top: NetworkTop) -> tuple[int, int, list[int]]:
-    """(latency_cycles, ii_cycles, per-layer latency) from the components' contracts.
+    """(latency_cycles, ii_cycles, per-layer pipeline depth) from the components' contracts.
 
-    Latency: cycles from the first input beat's handshake to the last output beat's, at
-    full input rate and no backpressure (docs/DESIGN.md). Every stage accepts one beat per
-    cycle except where its `cycles_per_sample` says otherwise, so the last input beat of a
-    sample enters at cycle ``ii - 1`` and then flows through every stage's latency.
+    Latency and II come from the event-time model (`rtlgen.timing`): cycles from the first
+    input beat's handshake to the last output beat's, at full input rate and no
+    backpressure (docs/DESIGN.md). Per-layer depth is the sum of its stages' latencies.
     """
-    per_layer = []
-    ii = top.input_format.beats
-    for plan in top.plans:
-        lat = sum(getattr(stage, "latency", 0) for stage in plan.stages)
-        if top.options.skid_buffers and plan.stages:
-            lat += 1
-        per_layer.append(lat)
-        for stage in plan.stages:
-            ii = max(ii, getattr(stage, "cycles_per_sample", 1))
-    argmax_latency = 0
-    if top.classes:
-        from rtlgen.layers.argmax import ArgMax
+    from rtlgen.timing import model_top
 
-        argmax_latency = ArgMax(top.classes, 8).latency
-    latency = (top.input_format.beats - 1) + sum(per_layer) + argmax_latency
-    return latency, ii, per_layer
+    per_layer = []
+    for plan in top.plans:
+        depth = sum(getattr(stage, "latency", 0) for stage in plan.stages)
+        per_layer.append(depth + (1 if top.options.skid_buffers and plan.stages else 0))
+    timing = model_top(top)
+    return timing.latency, timing.ii, per_layer
 
 
 def build_manifest(
@@ -82,7 +73,7 @@ def build_manifest(
             "in_shape": list(node.in_shape),
             "out_shape": list(node.out_shape),
             "out_type": _type_json(node.out_type),
-            "parallelism": 1,
+            "reuse": plan.reuse,
             "multipliers": plan.multipliers,
             "multipliers_dense": plan.multipliers_dense,
             "adders": plan.adders,
@@ -124,7 +115,7 @@ def build_manifest(
             "multipliers_dense": sum(p.multipliers_dense for p in top.plans),
             "adders": sum(p.adders for p in top.plans),
         },
-        "options": {"multiplier": options.multiplier.value},
+        "options": {"multiplier": options.multiplier.value, "parallelism": options.parallelism.value},
         "generator": {"rtlgen": __version__, "seconds": round(seconds, 3)},
     }
 

@@ -24,6 +24,7 @@ from rtlgen.layers.constant_mac import ConstantMatVec
 from rtlgen.layers.flatten import Deserialize
 from rtlgen.layers.pool import AvgPool, MaxPool
 from rtlgen.layers.requantize import Requantize
+from rtlgen.layers.serial_mac import SerialMatVec
 from rtlgen.layers.stream_util import SkidBuffer
 from rtlgen.layers.window import WindowGenerator
 from rtlgen.quant.arith import aligned_weights, clamp_bounds
@@ -37,10 +38,21 @@ class Multiplier(Enum):
     LUT = "lut"
 
 
+class Parallelism(Enum):
+    AUTO = "auto"  # time-multiplex layers that see a new input only every few cycles
+    FULL = "full"  # every layer fully parallel (reuse factor 1)
+
+
 @dataclass(frozen=True)
 class HardwareOptions:
+    """``multiplier``: how constant products are built; ``parallelism``: reuse factors;
+    ``min_reuse``: below this input spacing (cycles) a layer stays fully parallel, since
+    constant-coefficient products are cheaper than shared general multipliers."""
+
     multiplier: Multiplier = Multiplier.AUTO
+    parallelism: Parallelism = Parallelism.AUTO
     skid_buffers: bool = True
+    min_reuse: int = 4
 
 
 @dataclass(frozen=True)
@@ -71,8 +83,9 @@ class LayerPlan:
     multipliers: int = 0
     multipliers_dense: int = 0
     adders: int = 0
-    latency: int = 0
+    reuse: int = 1
     cycles_per_sample: int = 1
+    out_spacing: int = 1
     notes: tuple[str, ...] = field(default=())
 
 
@@ -129,62 +142,96 @@ def _requantize(node: ir._Arithmetic, elements: int) -> Requantize:
     )
 
 
-def plan_layer(node: ir.Node, in_type: FixedType, options: HardwareOptions) -> LayerPlan:
-    """Elaborate one lowered node into its component chain."""
-    stages: list[wiring.Component] = []
+def plan_layer(
+    node: ir.Node, in_type: FixedType, options: HardwareOptions, spacing: int, sample_cycles: int
+) -> LayerPlan:
+    """Elaborate one lowered node into its component chain.
+
+    ``spacing``: guaranteed minimum number of cycles between two beats reaching this layer;
+    ``sample_cycles``: cycles per sample of the whole network (its initiation interval).
+    The plan's ``out_spacing`` is the same guarantee for the beats it emits.
+    """
+    fmt_in = StreamFormat.of(node.in_shape, in_type)
     if isinstance(node, ir.Conv | ir.Dense | ir.ScaleShift):
         w, bias = _weights_matrix(node, in_type)
-        notes: list[str] = []
+        stages: list[wiring.Component] = []
+        window_spacing = spacing
+        windows = fmt_in.beats
         if isinstance(node, ir.Conv):
             h, wd, c = ir.spatial(node.in_shape)
             trivial = node.kernel == (1, 1) and node.stride == (1, 1) and not any(node.padding)
             if not trivial:
-                stages.append(
-                    WindowGenerator(
-                        h, wd, c, node.kernel, node.stride, node.padding, shape_of(in_type)
-                    )
-                )
-        mac = ConstantMatVec(w, shape_of(in_type), node.acc_type, bias, options.multiplier.value)
+                window = WindowGenerator(h, wd, c, node.kernel, node.stride, node.padding, shape_of(in_type))
+                stages.append(window)
+                # padding positions are emitted one per cycle without input
+                window_spacing = 1 if any(node.padding) else spacing * node.stride[1]
+            windows = int(np.prod(node.out_shape[:-1]))
+        reuse = 1
+        if options.parallelism is Parallelism.AUTO and w.shape[0] > 1:
+            reuse = min(window_spacing, w.shape[0], max(1, sample_cycles // max(windows, 1)))
+            if reuse < options.min_reuse:
+                reuse = 1
+        in_range = (in_type.min_int, in_type.max_int)
+        if reuse > 1:
+            mac = SerialMatVec(w, in_type, node.acc_type, bias, reuse, options.multiplier.value)
+            multipliers = mac.multipliers
+        else:
+            mac = ConstantMatVec(w, in_type, node.acc_type, bias, options.multiplier.value, in_range=in_range)
+            multipliers = int(np.count_nonzero(w))
         stages.append(mac)
-        out_elements = w.shape[1]
-        stages.append(_requantize(node, out_elements))
-        nonzero, total = ir.multiplies(node)
+        stages.append(_requantize(node, w.shape[1]))
+        # hardware multipliers: one per non-zero weight in a parallel array (shared by all
+        # window positions), the shared general multipliers in a serial one
+        nonzero = int(np.count_nonzero(w)) if reuse == 1 else multipliers
         return LayerPlan(
             node,
             tuple(stages),
             multipliers=nonzero,
-            multipliers_dense=total,
+            multipliers_dense=int(np.count_nonzero(w) if isinstance(node, ir.ScaleShift) else w.size),
             adders=getattr(mac, "adders", 0),
-            notes=tuple(notes),
+            reuse=reuse,
+            cycles_per_sample=max(getattr(st, "cycles_per_sample", 1) for st in stages) * (windows if reuse > 1 else 1),
+            out_spacing=window_spacing,
+            notes=(f"time-multiplexed: {getattr(mac, 'steps', 1)} cycles per vector",) if reuse > 1 else (),
         )
     if isinstance(node, ir.Activation):
-        return LayerPlan(node, (_requantize(node, node.out_shape[-1]),))
+        return LayerPlan(node, (_requantize(node, node.out_shape[-1]),), out_spacing=spacing)
     if isinstance(node, ir.Pool):
         h, wd, c = ir.spatial(node.in_shape)
         assert node.out_type is not None
         cls = MaxPool if node.kind is ir.PoolKind.MAX else AvgPool
+        pool = cls(h, wd, c, node.pool, node.stride, node.padding, in_type, node.out_type, node.rounding)
         return LayerPlan(
             node,
-            (
-                cls(
-                    h,
-                    wd,
-                    c,
-                    node.pool,
-                    node.stride,
-                    node.padding,
-                    in_type,
-                    node.out_type,
-                    node.rounding,
-                ),
-            ),
+            (pool,),
+            cycles_per_sample=getattr(pool, "cycles_per_sample", 1),
+            out_spacing=1 if any(node.padding) else spacing * node.stride[1],
         )
     if isinstance(node, ir.Flatten):
-        fmt = StreamFormat.of(node.in_shape, in_type)
-        if fmt.beats == 1:
-            return LayerPlan(node, ())
-        return LayerPlan(node, (Deserialize(fmt.beats, fmt.elements, shape_of(in_type)),))
+        if fmt_in.beats == 1:
+            return LayerPlan(node, (), out_spacing=spacing)
+        # one vector per sample: samples are at least `sample_cycles` apart
+        return LayerPlan(
+            node,
+            (Deserialize(fmt_in.beats, fmt_in.elements, shape_of(in_type)),),
+            out_spacing=max(spacing * fmt_in.beats, sample_cycles),
+        )
     raise UnsupportedError(f"layer '{node.name}': op '{node.op}' has no hardware implementation")
+
+
+def sample_cycles_of(graph: ir.ModelGraph) -> int:
+    """Cycles per sample the network can reach: the input beats, or more where a window
+    generator walks padding positions without input."""
+    cycles = StreamFormat.of(graph.input_shape, graph.input.out_type).beats
+    for node in graph.nodes[1:]:
+        if isinstance(node, ir.Conv | ir.Pool) and any(node.padding):
+            h, w, _ = ir.spatial(node.in_shape)
+            kernel = node.kernel if isinstance(node, ir.Conv) else node.pool
+            top, bottom, left, right = node.padding
+            # the generator walks rows/cols up to the last window row/col
+            cycles = max(cycles, (h + bottom) * (w + right))
+            del kernel, top, left
+    return cycles
 
 
 def _axis_signature(tdata_width: int, tuser_width: int, master: bool) -> dict[str, object]:
@@ -223,10 +270,13 @@ class NetworkTop(wiring.Component):
         self.classes = graph.output_shape[0] if len(graph.output_shape) == 1 else 0
         self.tuser_width = max(1, (self.classes - 1).bit_length()) if self.classes else 0
         self.plans: list[LayerPlan] = []
-        in_type = graph.input.out_type
+        self.sample_cycles = sample_cycles_of(graph)
+        spacing = 1 if self.input_format.beats > 1 else self.sample_cycles
         for index, node in enumerate(graph.nodes[1:], start=1):
-            self.plans.append(plan_layer(node, graph.in_type(index), options))
-        del in_type
+            plan = plan_layer(node, graph.in_type(index), options, spacing, self.sample_cycles)
+            self.plans.append(plan)
+            spacing = plan.out_spacing
+        self.argmax = ArgMax(self.classes, shape_of(out_type)) if self.classes else None
         in_fmt, out_fmt = self.input_format, self.output_format
         super().__init__(
             {
@@ -262,12 +312,12 @@ class NetworkTop(wiring.Component):
                 current = skid.o
 
         # Output stage: arg-max (vector outputs) and tlast by beat counting.
-        if self.classes:
-            argmax = ArgMax(self.classes, shape_of(fmt_out.type))
+        if self.argmax is not None:
+            argmax = self.argmax
             m.submodules.argmax = argmax
             wiring.connect(m, current, argmax.i)
             m.d.comb += [
-                self.m_axis_tdata.eq(argmax.o.payload.data),
+                self.m_axis_tdata.eq(argmax.o.payload.vector),
                 self.m_axis_tuser.eq(argmax.o.payload.index),
                 self.m_axis_tvalid.eq(argmax.o.valid),
                 self.m_axis_tlast.eq(1),

@@ -65,7 +65,10 @@ def test_ranges():
 )
 def test_shift_round_matches_exact_rational_rounding(values, shift, rounding):
     got = shift_round(np.array(values), shift, rounding)
-    want = [exact_round(Fraction(v, 2**shift) if shift >= 0 else Fraction(v * 2**-shift), rounding) for v in values]
+    want = [
+        exact_round(Fraction(v, 2**shift) if shift >= 0 else Fraction(v * 2**-shift), rounding)
+        for v in values
+    ]
     assert got.tolist() == want
 
 
@@ -110,7 +113,9 @@ def test_covering_is_narrowest(lo, hi, frac):
 def test_accumulator_type_bounds_every_input(data):
     k = data.draw(st.integers(1, 6))
     o = data.draw(st.integers(1, 4))
-    w = np.array(data.draw(st.lists(st.integers(-50, 50), min_size=k * o, max_size=k * o))).reshape(k, o)
+    w = np.array(data.draw(st.lists(st.integers(-50, 50), min_size=k * o, max_size=k * o))).reshape(
+        k, o
+    )
     b = np.array(data.draw(st.lists(st.integers(-100, 100), min_size=o, max_size=o)))
     in_type = FixedType(data.draw(st.integers(1, 6)), 0, data.draw(st.booleans()))
     acc = accumulator_type(w, b, in_type, 0)
@@ -123,7 +128,9 @@ def test_accumulator_type_bounds_every_input(data):
 
 @given(st.integers(-5000, 5000), st.integers(1, 9), st.sampled_from(list(Rounding)))
 def test_divide_round_exact(num, den, rounding):
-    assert divide_round(np.array([num]), den, rounding)[0] == exact_round(Fraction(num, den), rounding)
+    assert divide_round(np.array([num]), den, rounding)[0] == exact_round(
+        Fraction(num, den), rounding
+    )
 
 
 def test_widths_above_62_bits_rejected():

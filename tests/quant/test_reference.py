@@ -68,18 +68,30 @@ def test_conv_relu_pool_dense_matches_qkeras_formulas(params):
     pooled = (ho // 2, wo // 2) if ho >= 2 and wo >= 2 else None
     nodes = [
         ir.Input("in", (h, wd, c), (h, wd, c)),
-        ir.Conv("conv", (h, wd, c), (ho, wo, f), weights=ir.FloatTensor(w, kq), bias=ir.FloatTensor(b, kq),
-                kernel=(k, k), stride=(s, s), padding=padding),
+        ir.Conv(
+            "conv",
+            (h, wd, c),
+            (ho, wo, f),
+            weights=ir.FloatTensor(w, kq),
+            bias=ir.FloatTensor(b, kq),
+            kernel=(k, k),
+            stride=(s, s),
+            padding=padding,
+        ),
         ir.Activation("act", (ho, wo, f), (ho, wo, f), activation=ir.RELU, out_quantizer=rq),
     ]
     shape = (ho, wo, f)
     if pooled:
-        nodes.append(ir.Pool("pool", shape, (*pooled, f), kind=ir.PoolKind.MAX, pool=(2, 2), stride=(2, 2)))
+        nodes.append(
+            ir.Pool("pool", shape, (*pooled, f), kind=ir.PoolKind.MAX, pool=(2, 2), stride=(2, 2))
+        )
         shape = (*pooled, f)
     n_flat = int(np.prod(shape))
     wd_dense = rng.normal(size=(n_flat, 3))
-    nodes += [ir.Flatten("flat", shape, (n_flat,)),
-              ir.Dense("dense", (n_flat,), (3,), weights=ir.FloatTensor(wd_dense, dq))]
+    nodes += [
+        ir.Flatten("flat", shape, (n_flat,)),
+        ir.Dense("dense", (n_flat,), (3,), weights=ir.FloatTensor(wd_dense, dq)),
+    ]
     graph = lower(ir.ModelGraph("t", tuple(nodes)), PrecisionConfig(input=FixedType(8, 4)))
 
     x = np.round(rng.uniform(-8, 7.9375, size=(4, h, wd, c)) * 16) / 16  # exact in fixed<8,4>
@@ -94,8 +106,15 @@ def test_conv_relu_pool_dense_matches_qkeras_formulas(params):
 
 def test_average_pool_rounds_half_to_even_into_its_type():
     graph = lower(
-        ir.ModelGraph("p", (ir.Input("in", (1, 3, 1), (1, 3, 1)),
-                            ir.Pool("avg", (1, 3, 1), (1, 1, 1), kind=ir.PoolKind.AVG, pool=(1, 3), stride=(1, 3)))),
+        ir.ModelGraph(
+            "p",
+            (
+                ir.Input("in", (1, 3, 1), (1, 3, 1)),
+                ir.Pool(
+                    "avg", (1, 3, 1), (1, 1, 1), kind=ir.PoolKind.AVG, pool=(1, 3), stride=(1, 3)
+                ),
+            ),
+        ),
         PrecisionConfig(input=FixedType(8, 0)),
     )
     out_t = graph.output.out_type
@@ -111,7 +130,9 @@ def test_input_shape_mismatch_is_a_clear_error():
 
 
 def test_input_saturates_to_input_type():
-    graph = lower(ir.ModelGraph("m", (ir.Input("in", (2,), (2,)),)), PrecisionConfig(input=FixedType(8, 4)))
+    graph = lower(
+        ir.ModelGraph("m", (ir.Input("in", (2,), (2,)),)), PrecisionConfig(input=FixedType(8, 4))
+    )
     assert quantize_input(graph, np.array([[100.0, -100.0]])).tolist() == [[127, -128]]
 
 
@@ -119,11 +140,23 @@ def test_float_model_default_precision_tracks_float_result():
     rng = np.random.default_rng(1)
     w1, b1 = rng.normal(size=(16, 32)) * 0.3, rng.normal(size=32) * 0.1
     w2 = rng.normal(size=(32, 5)) * 0.3
-    graph = lower(ir.ModelGraph("mlp", (
-        ir.Input("in", (16,), (16,)),
-        ir.Dense("d1", (16,), (32,), weights=ir.FloatTensor(w1), bias=ir.FloatTensor(b1), activation=ir.RELU),
-        ir.Dense("d2", (32,), (5,), weights=ir.FloatTensor(w2)),
-    )))
+    graph = lower(
+        ir.ModelGraph(
+            "mlp",
+            (
+                ir.Input("in", (16,), (16,)),
+                ir.Dense(
+                    "d1",
+                    (16,),
+                    (32,),
+                    weights=ir.FloatTensor(w1),
+                    bias=ir.FloatTensor(b1),
+                    activation=ir.RELU,
+                ),
+                ir.Dense("d2", (32,), (5,), weights=ir.FloatTensor(w2)),
+            ),
+        )
+    )
     x = rng.uniform(-2, 2, size=(500, 16))
     want = np.maximum(x @ w1 + b1, 0) @ w2
     got = predict(graph, x)

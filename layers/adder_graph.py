@@ -1,0 +1,375 @@
+"""The shift-and-add plan of a constant matrix-vector product (pure Python, no hardware).
+
+`plan_matvec` turns ``y = x @ W + b`` (``W`` a constant integer (K, O) matrix) into a graph
+of two-input adders over the inputs, then schedules it into pipeline stages:
+
+1. every non-zero weight becomes *terms* ``sign * (node << shift)``: one per CSD digit
+   (``lut``), or one term on a constant product node ``x * odd`` (``dsp``: a ``*`` that
+   synthesis maps to a DSP; the product of an input by one odd constant is built once and
+   shared by every column that needs it). Zero weights give no term at all.
+2. common-subexpression elimination across columns (greedy, most frequent first, as in
+   Hartley's method and da4ml): a pair ``a + -(b << d)`` that occurs in several columns
+   (at any common shift) is built once as a new node and replaces each occurrence. This
+   subsumes sharing ``x * |w|`` between columns and any repeated pair of inputs.
+3. each column's remaining terms (and its bias) are summed by an adder tree built
+   earliest-available-first, so the tree is as shallow as the arrival times allow.
+4. scheduling: a node's value is available at ``(cycle, depth)`` (``depth`` adders after
+   the last register). An adder whose depth would exceed ``levels_per_stage`` starts a new
+   cycle instead: its operands are registered. Outputs are registered at the end.
+
+Every node carries its exact linear form over the inputs, so value ranges (and thus
+bit widths) are exact intervals, and the plan can be evaluated numerically (`evaluate`).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+from .csd import csd_digits, odd_part
+
+MULTIPLIER_MODES = ("auto", "dsp", "lut")
+
+
+class Term(NamedTuple):
+    """``sign * (node << shift)``."""
+
+    node: int
+    shift: int
+    sign: int
+
+
+@dataclass
+class PlanNode:
+    """A value in the plan. ``kind``: ``input``, ``const``, ``mul``, ``add`` or ``neg``.
+
+    - ``input``: input element ``index``;
+    - ``const``: the constant ``factor``;
+    - ``mul``: input ``index`` times the odd constant ``factor`` (registered product);
+    - ``add``: the sum of the two ``operands``, one of which has shift 0;
+    - ``neg``: minus its single operand.
+    """
+
+    kind: str
+    index: int = -1
+    factor: int = 0
+    operands: tuple[Term, ...] = ()
+    coeffs: dict[int, int] = field(default_factory=dict)  # value = sum coeffs[i] * x[i] + offset
+    offset: int = 0
+    lo: int = 0
+    hi: int = 0
+    cycle: int = 0
+    depth: int = 0
+    shared: bool = False  # created by common-subexpression elimination
+
+
+@dataclass
+class MatVecPlan:
+    nodes: list[PlanNode]
+    outputs: list[Term | None]  # per column; None: the column is the constant `bias` value
+    bias: list[int]
+    out_ranges: list[tuple[int, int]]
+    latency: int
+    levels_per_stage: int
+    multipliers: int  # distinct non-trivial constant products (input, odd |w| > 1)
+    nonzero_weights: int
+
+    @property
+    def adders(self) -> int:
+        return sum(1 for n in self.nodes if n.kind in ("add", "neg"))
+
+    @property
+    def dsp_multipliers(self) -> int:
+        return sum(1 for n in self.nodes if n.kind == "mul")
+
+    @property
+    def adder_bits(self) -> int:
+        """Sum of adder result widths: a rough LUT estimate."""
+        return sum(width_of(n.lo, n.hi) for n in self.nodes if n.kind in ("add", "neg"))
+
+    def evaluate(self, x: np.ndarray) -> np.ndarray:
+        """(N, K) int inputs -> (N, O) outputs, by walking the adder graph."""
+        x = np.asarray(x, dtype=object)
+        values: list[np.ndarray] = []
+        for n in self.nodes:
+            if n.kind == "input":
+                v = x[:, n.index]
+            elif n.kind == "const":
+                v = np.full(x.shape[0], n.factor, dtype=object)
+            elif n.kind == "mul":
+                v = x[:, n.index] * n.factor
+            else:
+                v = sum(t.sign * (values[t.node] * (1 << t.shift)) for t in n.operands)
+            values.append(v)
+        out = np.empty((x.shape[0], len(self.outputs)), dtype=object)
+        for j, t in enumerate(self.outputs):
+            out[:, j] = self.bias[j] if t is None else t.sign * values[t.node] * (1 << t.shift)
+        return out.astype(np.int64)
+
+
+def width_of(lo: int, hi: int) -> int:
+    """Bits of the narrowest (signed if lo < 0) integer holding [lo, hi]."""
+    if lo < 0:
+        return max(hi.bit_length(), (-lo - 1).bit_length()) + 1
+    return max(hi.bit_length(), 1)
+
+
+def use_dsp(mode: str, weight: int, in_lo: int, in_hi: int, narrow_bits: int = 10) -> bool:
+    """Whether the product by ``weight`` is a ``*`` (DSP) rather than shift-and-add."""
+    odd, _ = odd_part(weight)
+    if odd <= 1:
+        return False  # 0 or +-2**k: a wire
+    if mode == "dsp":
+        return True
+    if mode == "lut":
+        return False
+    product_bits = width_of(min(in_lo * odd, in_hi * odd), max(in_lo * odd, in_hi * odd))
+    return len(csd_digits(odd)) > 2 and product_bits > narrow_bits
+
+
+class _Builder:
+    def __init__(self, in_ranges: list[tuple[int, int]], levels_per_stage: int, input_levels: int):
+        self.in_ranges = in_ranges
+        self.levels = levels_per_stage
+        self.input_levels = input_levels
+        self.nodes: list[PlanNode] = []
+
+    def _range(self, coeffs: dict[int, int], offset: int) -> tuple[int, int]:
+        lo = hi = offset
+        for i, c in coeffs.items():
+            a, b = c * self.in_ranges[i][0], c * self.in_ranges[i][1]
+            lo += min(a, b)
+            hi += max(a, b)
+        return lo, hi
+
+    def _add_node(self, node: PlanNode) -> int:
+        node.lo, node.hi = self._range(node.coeffs, node.offset)
+        self.nodes.append(node)
+        return len(self.nodes) - 1
+
+    def input(self, index: int) -> int:
+        return self._add_node(
+            PlanNode("input", index=index, coeffs={index: 1}, depth=self.input_levels)
+        )
+
+    def const(self, value: int) -> int:
+        return self._add_node(PlanNode("const", factor=value, offset=value))
+
+    def mul(self, index: int, factor: int, source: int) -> int:
+        s = self.nodes[source]
+        # The product is registered (DSP M/P register): available one cycle after its input.
+        return self._add_node(
+            PlanNode("mul", index=index, factor=factor, coeffs={index: factor}, cycle=s.cycle + 1)
+        )
+
+    def combine(self, operands: tuple[Term, ...], kind: str = "add", shared: bool = False) -> int:
+        coeffs: dict[int, int] = defaultdict(int)
+        offset = 0
+        for t in operands:
+            n = self.nodes[t.node]
+            for i, c in n.coeffs.items():
+                coeffs[i] += t.sign * (c << t.shift)
+            offset += t.sign * (n.offset << t.shift)
+        cycle = max(self.nodes[t.node].cycle for t in operands)
+        depth = 1 + max(
+            self.nodes[t.node].depth if self.nodes[t.node].cycle == cycle else 0 for t in operands
+        )
+        if depth > self.levels:
+            cycle, depth = cycle + 1, 1
+        node = PlanNode(
+            kind,
+            operands=operands,
+            coeffs={i: c for i, c in coeffs.items() if c},
+            offset=offset,
+            cycle=cycle,
+            depth=depth,
+            shared=shared,
+        )
+        return self._add_node(node)
+
+    def add_terms(self, t1: Term, t2: Term) -> Term:
+        """A node for ``t1 + t2`` and the term that places it (shift, sign) in the column."""
+        base = min(t1.shift, t2.shift)
+        sign = 1
+        if t1.sign < 0 and t2.sign < 0:
+            sign = -1  # -(a + b): keep the adder an addition, carry the sign outwards
+        ops = tuple(Term(t.node, t.shift - base, t.sign * sign) for t in (t1, t2))
+        # Operand with shift 0 first: its low bits pass through when it is positive.
+        ops = tuple(sorted(ops, key=lambda t: (t.shift, -t.sign)))
+        return Term(self.combine(ops), base, sign)
+
+    def key(self, t: Term) -> tuple[int, int]:
+        n = self.nodes[t.node]
+        return n.cycle, n.depth
+
+
+def _pair_key(n1: int, s1: int, g1: int, n2: int, s2: int, g2: int) -> tuple[int, int, int, int]:
+    if (s1, n1) > (s2, n2):
+        n1, s1, g1, n2, s2, g2 = n2, s2, g2, n1, s1, g1
+    return n1, n2, s2 - s1, g1 * g2
+
+
+def _eliminate_common_pairs(
+    builder: _Builder, columns: list[dict[tuple[int, int], int]], max_depth: int | None
+) -> None:
+    """Greedy two-term CSE across columns, in place on ``columns`` ((node, shift) -> sign)."""
+    count: dict[tuple[int, int, int, int], int] = defaultdict(int)
+    node_cols: dict[int, set[int]] = defaultdict(set)
+    for j, col in enumerate(columns):
+        items = list(col.items())
+        for p, ((n1, s1), g1) in enumerate(items):
+            node_cols[n1].add(j)
+            for (n2, s2), g2 in items[p + 1 :]:
+                count[_pair_key(n1, s1, g1, n2, s2, g2)] += 1
+    heap = [(-c, k[2], k) for k, c in count.items() if c >= 2]
+    heapq.heapify(heap)
+    banned: set[tuple[int, int, int, int]] = set()
+
+    def unlink(j: int, n: int, s: int) -> None:
+        col = columns[j]
+        g = col.pop((n, s))
+        for (n2, s2), g2 in col.items():
+            count[_pair_key(n, s, g, n2, s2, g2)] -= 1
+        if not any(k[0] == n for k in col):
+            node_cols[n].discard(j)
+
+    def link(j: int, n: int, s: int, g: int) -> None:
+        col = columns[j]
+        for (n2, s2), g2 in col.items():
+            k = _pair_key(n, s, g, n2, s2, g2)
+            count[k] += 1
+            if count[k] >= 2:
+                heapq.heappush(heap, (-count[k], k[2], k))
+        col[(n, s)] = g
+        node_cols[n].add(j)
+
+    while heap:
+        neg, _, k = heapq.heappop(heap)
+        current = count.get(k, 0)
+        if current < 2 or k in banned:
+            continue
+        if current != -neg:
+            heapq.heappush(heap, (-current, k[2], k))
+            continue
+        a, b, d, rel = k
+        depth = 1 + max(builder.nodes[a].depth, builder.nodes[b].depth)
+        if max_depth is not None and depth > max_depth:
+            banned.add(k)
+            continue
+        occurrences: list[tuple[int, int, int]] = []  # (column, shift of a, sign of a)
+        for j in sorted(node_cols[a] & node_cols[b]):
+            col = columns[j]
+            used: set[int] = set()
+            for s in sorted(s for (n, s) in col if n == a):
+                gb = col.get((b, s + d))
+                if gb is None or col[(a, s)] * gb != rel or s in used or s + d in used:
+                    continue
+                if a == b:
+                    used.update((s, s + d))
+                occurrences.append((j, s, col[(a, s)]))
+        if len(occurrences) < 2:
+            banned.add(k)  # overlapping occurrences only: not worth a node
+            continue
+        new = builder.combine((Term(a, 0, 1), Term(b, d, rel)), shared=True)
+        for j, s, g in occurrences:
+            unlink(j, a, s)
+            unlink(j, b, s + d)
+            link(j, new, s, g)
+
+
+def plan_matvec(
+    weights: np.ndarray,
+    in_ranges: list[tuple[int, int]],
+    bias: np.ndarray | None = None,
+    multiplier: str = "auto",
+    levels_per_stage: int = 2,
+    input_levels: int = 0,
+    cse: bool = True,
+    cse_max_depth: int | None = None,
+) -> MatVecPlan:
+    """Plan ``y = x @ weights + bias`` for x[i] in ``in_ranges[i]`` (see the module doc).
+
+    ``levels_per_stage``: adders in series between pipeline registers. ``input_levels``:
+    logic levels already spent on the inputs in their cycle (a combinational upstream).
+    """
+    if multiplier not in MULTIPLIER_MODES:
+        raise ValueError(f"multiplier must be one of {MULTIPLIER_MODES}, got {multiplier!r}")
+    if levels_per_stage < 1:
+        raise ValueError("levels_per_stage must be at least 1")
+    w = np.asarray(weights, dtype=np.int64)
+    n_in, n_out = w.shape
+    b = [0] * n_out if bias is None else [int(v) for v in np.asarray(bias).reshape(-1)]
+    builder = _Builder(list(in_ranges), levels_per_stage, input_levels)
+    inputs = [builder.input(i) for i in range(n_in)]
+    products: dict[tuple[int, int], int] = {}
+    nontrivial: set[tuple[int, int]] = set()
+    columns: list[dict[tuple[int, int], int]] = [{} for _ in range(n_out)]
+    for i in range(n_in):
+        lo, hi = in_ranges[i]
+        for j in range(n_out):
+            value = int(w[i, j])
+            if value == 0:
+                continue
+            odd, shift = odd_part(value)
+            sign = 1 if value > 0 else -1
+            if odd > 1:
+                nontrivial.add((i, odd))
+            if use_dsp(multiplier, value, lo, hi):
+                if (i, odd) not in products:
+                    products[(i, odd)] = builder.mul(i, odd, inputs[i])
+                columns[j][(products[(i, odd)], shift)] = sign
+            else:
+                for digit in csd_digits(value):
+                    columns[j][(inputs[i], digit.shift)] = digit.sign
+    if cse:
+        _eliminate_common_pairs(builder, columns, cse_max_depth)
+
+    outputs: list[Term | None] = []
+    for j, col in enumerate(columns):
+        terms = [Term(n, s, g) for (n, s), g in col.items()]
+        if b[j] and terms:
+            odd, shift = odd_part(b[j])
+            terms.append(Term(builder.const(odd), shift, 1 if b[j] > 0 else -1))
+        if not terms:
+            outputs.append(None)
+            continue
+        heap = [(builder.key(t), p, t) for p, t in enumerate(terms)]
+        heapq.heapify(heap)
+        tiebreak = len(terms)
+        while len(heap) > 1:
+            _, _, t1 = heapq.heappop(heap)
+            _, _, t2 = heapq.heappop(heap)
+            t = builder.add_terms(t1, t2)
+            heapq.heappush(heap, (builder.key(t), tiebreak, t))
+            tiebreak += 1
+        final = heap[0][2]
+        if final.sign < 0 or builder.nodes[final.node].kind == "const":
+            # An output is a node value: negate (an adder) or materialize a lone constant.
+            if builder.nodes[final.node].kind == "const":
+                outputs.append(None)
+                continue
+            final = Term(builder.combine((Term(final.node, 0, -1),), kind="neg"), final.shift, 1)
+        outputs.append(final)
+
+    out_ranges = []
+    for j, t in enumerate(outputs):
+        if t is None:
+            out_ranges.append((b[j], b[j]))
+        else:
+            n = builder.nodes[t.node]
+            out_ranges.append((n.lo << t.shift, n.hi << t.shift))
+    last = max((builder.nodes[t.node].cycle for t in outputs if t is not None), default=0)
+    return MatVecPlan(
+        nodes=builder.nodes,
+        outputs=outputs,
+        bias=b,
+        out_ranges=out_ranges,
+        latency=last + 1,
+        levels_per_stage=levels_per_stage,
+        multipliers=len(nontrivial),
+        nonzero_weights=int(np.count_nonzero(w)),
+    )

@@ -1,0 +1,178 @@
+"""Constant matrix-vector product ``y = x @ W + b`` as a pipelined shift-and-add graph."""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import Cat, Const, Module, Shape, ShapeLike, Signal, Value, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+from rtlgen.quant.errors import RtlgenError
+from rtlgen.quant.fixed import FixedType
+
+from .adder_graph import MULTIPLIER_MODES, MatVecPlan, Term, plan_matvec, width_of
+from .common import shape_of, value_range
+from .stream_util import StageRegisters, pipeline_control
+
+
+def interval_shape(lo: int, hi: int) -> Shape:
+    """The narrowest Amaranth shape holding [lo, hi]."""
+    return signed(width_of(lo, hi)) if lo < 0 else unsigned(width_of(lo, hi))
+
+
+class ConstantMatVec(wiring.Component):
+    """``y = x @ weights + bias`` for a streamed vector ``x`` and constant integer weights.
+
+    ``weights`` (K, O) and ``bias`` (O,) are integer mantissas already aligned to the
+    accumulator (`quant.arith.aligned_weights`, bias shifted to ``acc_type.frac``); each
+    output element is the exact accumulator in ``acc_type`` (from `accumulator_type`).
+
+    Arithmetic (see `adder_graph`): zero weights produce nothing; ``+-2**k`` are wires;
+    other weights are CSD shift-and-add terms (``multiplier="lut"``), registered ``*`` by
+    the odd part of the weight that synthesis maps to DSPs (``"dsp"``), or LUT when the CSD
+    has at most 2 digits or the product is at most 10 bits wide, else DSP (``"auto"``).
+    Pairs of terms that recur across columns are built once and shared. Each column's terms
+    and its bias are summed by an adder tree whose partial sums are exactly as wide as
+    their value intervals.
+
+    Contract: ``i`` takes one vector of K elements of ``in_shape`` per cycle (II = 1), ``o``
+    gives the O accumulators ``latency`` cycles later (`stream_util.pipeline_control`:
+    ``i.ready = ~o.valid | o.ready``). A register stage follows every ``levels_per_stage``
+    adders in series; ``input_levels`` is the logic depth already spent on ``i.payload``
+    in its cycle by a combinational upstream (e.g. a `Requantize` with latency 0).
+
+    Counts: ``multipliers`` (distinct non-trivial constant products, i.e. input times an odd
+    ``|w| > 1``, however implemented), ``dsp_multipliers`` (those built as ``*``),
+    ``adders`` (two-input adders/subtractors, negations included), ``nonzero_weights``.
+    """
+
+    def __init__(
+        self,
+        weights: np.ndarray,
+        in_shape: FixedType | ShapeLike,
+        acc_type: FixedType,
+        bias: np.ndarray | None = None,
+        multiplier: str = "auto",
+        *,
+        in_range: tuple[int, int] | None = None,
+        levels_per_stage: int = 3,
+        input_levels: int = 0,
+    ):
+        w = np.asarray(weights)
+        if w.ndim != 2 or 0 in w.shape:
+            raise RtlgenError(f"ConstantMatVec: weights must be a non-empty (K, O) matrix, got shape {w.shape}")
+        if not np.issubdtype(w.dtype, np.integer):
+            raise RtlgenError(f"ConstantMatVec: weights must be integer mantissas, got dtype {w.dtype}")
+        if multiplier not in MULTIPLIER_MODES:
+            raise RtlgenError(
+                f"ConstantMatVec: multiplier {multiplier!r} is not supported (use one of {MULTIPLIER_MODES})"
+            )
+        n_in, n_out = w.shape
+        if bias is not None:
+            bias = np.asarray(bias).reshape(-1)
+            if bias.shape != (n_out,):
+                raise RtlgenError(f"ConstantMatVec: bias has shape {bias.shape}, expected ({n_out},)")
+        self.in_shape = shape_of(in_shape) if isinstance(in_shape, FixedType) else Shape.cast(in_shape)
+        self.acc_type = acc_type
+        self.weights = w.astype(np.int64)
+        self.bias = None if bias is None else bias.astype(np.int64)
+        self.multiplier = multiplier
+        self.in_range = value_range(self.in_shape) if in_range is None else tuple(in_range)
+        self.plan: MatVecPlan = plan_matvec(
+            self.weights,
+            [self.in_range] * n_in,
+            self.bias,
+            multiplier=multiplier,
+            levels_per_stage=levels_per_stage,
+            input_levels=input_levels,
+        )
+        for j, (lo, hi) in enumerate(self.plan.out_ranges):
+            if lo < acc_type.min_int or hi > acc_type.max_int:
+                raise RtlgenError(
+                    f"ConstantMatVec: output {j} ranges over [{lo}, {hi}], which does not fit "
+                    f"the accumulator {acc_type} (use quant.arith.accumulator_type)"
+                )
+        super().__init__({
+            "i": In(stream.Signature(data.ArrayLayout(self.in_shape, n_in))),
+            "o": Out(stream.Signature(data.ArrayLayout(shape_of(acc_type), n_out))),
+        })
+
+    # -- counts ----------------------------------------------------------------------
+    @property
+    def latency(self) -> int:
+        return self.plan.latency
+
+    @property
+    def multipliers(self) -> int:
+        return self.plan.multipliers
+
+    @property
+    def dsp_multipliers(self) -> int:
+        return self.plan.dsp_multipliers
+
+    @property
+    def adders(self) -> int:
+        return self.plan.adders
+
+    @property
+    def nonzero_weights(self) -> int:
+        return self.plan.nonzero_weights
+
+    @property
+    def out_ranges(self) -> list[tuple[int, int]]:
+        """Exact [min, max] of each output over all inputs (narrower than ``acc_type``)."""
+        return list(self.plan.out_ranges)
+
+    # -- hardware --------------------------------------------------------------------
+    def elaborate(self, platform):
+        m = Module()
+        plan = self.plan
+        advance = pipeline_control(m, self.i, self.o, plan.latency)
+        regs = StageRegisters(advance)
+        base: list[Value] = []
+
+        def at(node: int, cycle: int) -> Value:
+            """The value of ``node`` as seen in ``cycle`` (through delay registers)."""
+            return regs.delay(base[node], cycle - plan.nodes[node].cycle, name=f"n{node}")
+
+        def term_value(t: Term, cycle: int) -> Value:
+            v = at(t.node, cycle) << t.shift
+            return -v if t.sign < 0 else v
+
+        for index, node in enumerate(plan.nodes):
+            shape = interval_shape(node.lo, node.hi)
+            if node.kind == "input":
+                base.append(self.i.payload[node.index])
+            elif node.kind == "const":
+                base.append(Const(node.factor, shape))
+            elif node.kind == "mul":
+                x = at(node.index, node.cycle - 1)  # input nodes come first: id == index
+                base.append(regs.register(x * node.factor, shape, name=f"n{index}_mul"))
+            else:
+                result = Signal(shape, name=f"n{index}")
+                m.d.comb += result.eq(self._sum(node.operands, node.cycle, at, term_value))
+                base.append(result)
+
+        init = [int(b) if t is None else 0 for t, b in zip(plan.outputs, plan.bias, strict=True)]
+        result = Signal(self.o.payload.shape(), reset_less=True, init=init)
+        for j, t in enumerate(plan.outputs):
+            if t is not None:
+                regs.updates.append(result[j].eq(term_value(t, plan.latency - 1)))
+        regs.emit(m)
+        m.d.comb += self.o.payload.eq(result)
+        return m
+
+    @staticmethod
+    def _sum(operands: tuple[Term, ...], cycle: int, at, term_value) -> Value:
+        if len(operands) == 2:
+            low, high = operands
+            a = at(low.node, cycle)
+            if low.shift == 0 and low.sign > 0 and 0 < high.shift < len(a):
+                # The low bits of the unshifted operand pass through: no adder bits there.
+                b = at(high.node, cycle)
+                upper = (a >> high.shift) + b if high.sign > 0 else (a >> high.shift) - b
+                bits = Cat(a.as_unsigned()[: high.shift], upper)
+                return bits.as_signed() if upper.shape().signed else bits
+        total = term_value(operands[0], cycle)
+        for t in operands[1:]:
+            total = total + term_value(t, cycle)
+        return total

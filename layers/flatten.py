@@ -1,0 +1,100 @@
+"""Beats <-> vectors: gather consecutive beats into one wide vector, or split it again."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Shape, ShapeLike, Signal, Value
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from rtlgen.quant.errors import RtlgenError
+
+
+def _check(beats: int, n_per_beat: int, who: str) -> None:
+    if beats < 1 or n_per_beat < 1:
+        raise RtlgenError(f"{who}: beats and elements per beat must be positive, got {beats}, {n_per_beat}")
+
+
+class Deserialize(wiring.Component):
+    """Collects ``beats`` consecutive beats of ``n_per_beat`` elements into one vector.
+
+    Element ``b * n_per_beat + k`` of the output is element ``k`` of beat ``b`` (arrival
+    order = row-major flatten of a (beats, n_per_beat) tensor).
+
+    Contract: accepts one beat per cycle; the vector is valid 1 cycle (``latency``) after
+    the handshake of its last beat. The first ``beats - 1`` beats of the next vector are
+    accepted while the previous vector waits on ``o.ready``; its last beat waits.
+    """
+
+    latency = 1
+
+    def __init__(self, beats: int, n_per_beat: int, elem_shape: ShapeLike):
+        _check(beats, n_per_beat, "Deserialize")
+        self.beats, self.n_per_beat, self.elem_shape = beats, n_per_beat, elem_shape
+        super().__init__({
+            "i": In(stream.Signature(data.ArrayLayout(elem_shape, n_per_beat))),
+            "o": Out(stream.Signature(data.ArrayLayout(elem_shape, beats * n_per_beat))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        beat_bits = Shape.cast(self.i.payload.shape()).width
+        beat = Value.cast(self.i.payload)
+        out = Signal(self.o.payload.shape(), reset_less=True)
+        out_valid = Signal()
+        m.d.comb += [self.o.payload.eq(out), self.o.valid.eq(out_valid)]
+        # Beats 0 .. beats-2 wait in a shift register: new beats enter at the top, so the
+        # oldest ends in the low bits.
+        held = Signal(max(1, (self.beats - 1) * beat_bits), reset_less=True)
+        count = Signal(range(max(self.beats, 2)))
+        last = count == self.beats - 1
+        m.d.comb += self.i.ready.eq(~last | ~out_valid | self.o.ready)
+        with m.If(self.o.ready):
+            m.d.sync += out_valid.eq(0)
+        with m.If(self.i.valid & self.i.ready):
+            with m.If(last):
+                whole = beat if self.beats == 1 else Cat(held, beat)
+                m.d.sync += [Value.cast(out).eq(whole), out_valid.eq(1), count.eq(0)]
+            with m.Else():
+                m.d.sync += [held.eq(Cat(held[beat_bits:], beat)), count.eq(count + 1)]
+        return m
+
+
+class Serialize(wiring.Component):
+    """Splits a vector of ``beats * n_per_beat`` elements into ``beats`` beats (the reverse
+    of `Deserialize`): beat ``b`` carries elements ``[b * n_per_beat, (b + 1) * n_per_beat)``.
+
+    ``last`` is high with the last beat of each vector (e.g. for AXI4-Stream ``tlast``).
+
+    Contract: the first beat is valid 1 cycle (``latency``) after the vector's handshake;
+    then one beat per cycle while ``o.ready``. A new vector is accepted in the cycle the
+    last beat of the previous one is taken, so back-to-back vectors leave no gap.
+    """
+
+    latency = 1
+
+    def __init__(self, beats: int, n_per_beat: int, elem_shape: ShapeLike):
+        _check(beats, n_per_beat, "Serialize")
+        self.beats, self.n_per_beat, self.elem_shape = beats, n_per_beat, elem_shape
+        super().__init__({
+            "i": In(stream.Signature(data.ArrayLayout(elem_shape, beats * n_per_beat))),
+            "o": Out(stream.Signature(data.ArrayLayout(elem_shape, n_per_beat))),
+            "last": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        beat_bits = Shape.cast(self.o.payload.shape()).width
+        held = Signal(self.beats * beat_bits, reset_less=True)  # next beat in the low bits
+        remaining = Signal(range(self.beats + 1))  # beats still to send
+        m.d.comb += [
+            self.o.payload.eq(held[:beat_bits]),
+            self.o.valid.eq(remaining != 0),
+            self.last.eq(remaining == 1),
+        ]
+        done = (remaining == 0) | ((remaining == 1) & self.o.ready)
+        m.d.comb += self.i.ready.eq(done)
+        with m.If(self.i.valid & done):
+            m.d.sync += [held.eq(Value.cast(self.i.payload)), remaining.eq(self.beats)]
+        with m.Elif(self.o.valid & self.o.ready):
+            m.d.sync += [held.eq(held[beat_bits:]), remaining.eq(remaining - 1)]
+        return m

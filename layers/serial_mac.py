@@ -1,0 +1,197 @@
+"""Time-multiplexed matrix-vector product (hls4ml's reuse factor > 1).
+
+Where a layer receives a new input vector only every ``reuse`` cycles (after pooling or a
+flatten, the later layers of a CNN see far fewer beats than the first), fully parallel
+constant multipliers would sit idle most of the time. `SerialMatVec` shares ``group``
+general multipliers per output over ``steps`` cycles, with the weights in a ROM.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from amaranth.hdl import Const, Module, Mux, Shape, ShapeLike, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from rtlgen.quant.errors import RtlgenError
+from rtlgen.quant.fixed import FixedType
+
+from .common import shape_of
+
+
+def _lut_multiply(x, w, w_width: int):
+    """``x * w`` for a signed ``w_width``-bit ``w`` as a sum of shifted partial products
+    (no `$mul` cell: synthesis builds it from LUTs and carry chains, never a DSP)."""
+    total = None
+    for bit in range(w_width):
+        partial = (x << bit) if bit < w_width - 1 else -(x << bit)  # two's complement MSB
+        term = Mux(w[bit], partial, 0)
+        total = term if total is None else total + term
+    return total
+
+
+class SerialMatVec(wiring.Component):
+    """``y = x @ W + b`` over ``steps`` cycles with ``group`` multipliers per output column.
+
+    ``weights`` (K, O) integer mantissas already aligned to the accumulator (as for
+    `ConstantMatVec`), ``bias`` (O,) at the accumulator's fraction or None.
+    ``group = ceil(K / reuse)`` input elements are consumed per step, ``steps = ceil(K / group)``.
+    Weights live in a ROM of ``steps`` words; a column whose weights are all zero gets no
+    multiplier, and a (row-in-group, column) position whose weights are zero on every step
+    gets none either.
+
+    Contract:
+    - accepts one input vector every ``steps`` cycles (``cycles_per_sample = steps``); a new
+      vector is taken during the last step of the previous one, so back-to-back vectors
+      need no bubble;
+    - ``latency = steps + 2 + tree_levels`` cycles from the input handshake to ``o.valid``
+      with no backpressure (product register, adder tree levels, accumulate/output register);
+    - backpressure: every register advances only while the output register is free
+      (``~o.valid | o.ready``), so ``o.ready`` low freezes the datapath; nothing is lost or
+      duplicated;
+    - ``multiplier``: "dsp" or "auto" write ``*`` (synthesis maps wide ones to DSP blocks),
+      "lut" builds shift-and-add multipliers (no DSP).
+    """
+
+    def __init__(
+        self,
+        weights: np.ndarray,
+        in_shape: FixedType | ShapeLike,
+        acc_type: FixedType,
+        bias: np.ndarray | None,
+        reuse: int,
+        multiplier: str = "auto",
+    ):
+        w = np.asarray(weights, dtype=np.int64)
+        if w.ndim != 2 or 0 in w.shape:
+            raise RtlgenError(f"SerialMatVec: weights must be a non-empty (K, O) matrix, got {w.shape}")
+        if reuse < 1:
+            raise RtlgenError(f"SerialMatVec: reuse must be >= 1, got {reuse}")
+        self.k, self.o_count = w.shape
+        self.group = math.ceil(self.k / min(reuse, self.k))
+        self.steps = math.ceil(self.k / self.group)
+        self.in_shape = shape_of(in_shape) if isinstance(in_shape, FixedType) else Shape.cast(in_shape)
+        self.acc_type = acc_type
+        self.multiplier = multiplier
+        padded = np.zeros((self.steps * self.group, self.o_count), dtype=np.int64)
+        padded[: self.k] = w
+        self.schedule = padded.reshape(self.steps, self.group, self.o_count)
+        self.bias = np.zeros(self.o_count, dtype=np.int64) if bias is None else np.asarray(bias, dtype=np.int64)
+        peak = int(np.abs(self.schedule).max(initial=0))
+        self.w_width = max(2, peak.bit_length() + 1)
+        # (row-in-group, column) positions that ever see a non-zero weight get a multiplier.
+        self.active = np.any(self.schedule != 0, axis=0)  # (group, O)
+        self.tree_levels = max(0, math.ceil(math.log2(self.group))) if self.group > 1 else 0
+        self.inner = signed(acc_type.width + 1)
+        super().__init__({
+            "i": In(stream.Signature(data.ArrayLayout(self.in_shape, self.k))),
+            "o": Out(stream.Signature(data.ArrayLayout(shape_of(acc_type), self.o_count))),
+        })
+
+    @property
+    def multipliers(self) -> int:
+        return int(self.active.sum())
+
+    @property
+    def adders(self) -> int:
+        per_column = np.maximum(self.active.sum(axis=0) - 1, 0) + 1  # tree + accumulator
+        return int(per_column[np.any(self.active, axis=0)].sum())
+
+    @property
+    def latency(self) -> int:
+        return self.steps + 2 + self.tree_levels
+
+    @property
+    def cycles_per_sample(self) -> int:
+        return self.steps
+
+    def elaborate(self, platform):
+        m = Module()
+        steps, group, n_out = self.steps, self.group, self.o_count
+        w_shape = signed(self.w_width)
+        word = data.ArrayLayout(w_shape, group * n_out)
+        rom_init = []
+        for s in range(steps):
+            value = 0
+            for idx, wv in enumerate(self.schedule[s].reshape(-1)):
+                value |= (int(wv) & ((1 << self.w_width) - 1)) << (idx * self.w_width)
+            rom_init.append(value)
+        m.submodules.rom = rom = memory.Memory(shape=unsigned(word.size), depth=steps, init=rom_init)
+        rom_read = rom.read_port(domain="comb")
+
+        advance = Signal()
+        busy = Signal()
+        step = Signal(range(max(steps, 2)))
+        last_step = step == steps - 1
+        xs = Signal(data.ArrayLayout(self.in_shape, steps * group), reset_less=True)
+        m.d.comb += [
+            advance.eq(~self.o.valid | self.o.ready),
+            self.i.ready.eq(advance & (~busy | last_step)),
+            rom_read.addr.eq(step),
+        ]
+        start = self.i.valid & self.i.ready
+        with m.If(advance):
+            with m.If(busy):
+                m.d.sync += step.eq(0 if steps == 1 else step + 1)
+                m.d.sync += xs.eq(xs.as_value() >> (group * self.in_shape.width))
+                with m.If(last_step):
+                    m.d.sync += [step.eq(0), busy.eq(0)]
+            with m.If(start):
+                m.d.sync += [xs.as_value()[: self.k * self.in_shape.width].eq(self.i.payload.as_value()),
+                             step.eq(0), busy.eq(1)]
+
+        # stage 1: products
+        wrow = data.View(word, rom_read.data)
+        products = {}
+        for j in range(group):
+            for o in range(n_out):
+                if not self.active[j, o]:
+                    continue
+                x = xs[j]
+                wv = wrow[j * n_out + o]
+                prod = _lut_multiply(x, wv, self.w_width) if self.multiplier == "lut" else x * wv
+                reg = Signal(self.inner, name=f"p_{j}_{o}", reset_less=True)
+                with m.If(advance):
+                    m.d.sync += reg.eq(prod)
+                products[j, o] = reg
+        valid = Signal(name="valid_p")
+        first = Signal(name="first_p")
+        last = Signal(name="last_p")
+        with m.If(advance):
+            m.d.sync += [valid.eq(busy), first.eq(step == 0), last.eq(last_step)]
+
+        # adder tree over the group, one register per level
+        columns = {o: [products[j, o] for j in range(group) if (j, o) in products] for o in range(n_out)}
+        for level in range(self.tree_levels):
+            for o, terms in columns.items():
+                nxt = []
+                for a in range(0, len(terms), 2):
+                    reg = Signal(self.inner, name=f"t{level}_{o}_{a // 2}", reset_less=True)
+                    expr = terms[a] + terms[a + 1] if a + 1 < len(terms) else terms[a]
+                    with m.If(advance):
+                        m.d.sync += reg.eq(expr)
+                    nxt.append(reg)
+                columns[o] = nxt
+            v2, f2, l2 = Signal(name=f"valid_t{level}"), Signal(name=f"first_t{level}"), Signal(name=f"last_t{level}")
+            with m.If(advance):
+                m.d.sync += [v2.eq(valid), f2.eq(first), l2.eq(last)]
+            valid, first, last = v2, f2, l2
+
+        # accumulate; the output register loads on the last step
+        out = Signal(data.ArrayLayout(shape_of(self.acc_type), n_out), reset_less=True)
+        out_valid = Signal()
+        m.d.comb += [self.o.valid.eq(out_valid), self.o.payload.eq(out)]
+        with m.If(advance):
+            m.d.sync += out_valid.eq(valid & last)
+        for o in range(n_out):
+            partial = columns[o][0] if columns[o] else Const(0, self.inner)
+            acc = Signal(self.inner, name=f"acc_{o}", reset_less=True)
+            total = Signal(self.inner, name=f"sum_{o}")
+            m.d.comb += total.eq(Mux(first, partial, acc + partial))
+            with m.If(advance & valid):
+                m.d.sync += acc.eq(total)
+                with m.If(last):
+                    m.d.sync += out[o].eq(total + int(self.bias[o]))
+        return m

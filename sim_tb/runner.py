@@ -1,0 +1,165 @@
+"""Simulate a converted design (OUTDIR) in Verilator through cocotb, bit for bit.
+
+Talks to the design only through its files: OUTDIR/manifest.json, the Verilog it lists, and
+the vectors given here. Builds are cached per design hash (see `tb_run`) under `build_root`,
+by default `$RTLGEN_CACHE_DIR/verilator`, else `$XDG_CACHE_HOME/rtlgen/verilator`, else
+`~/.cache/rtlgen/verilator`; each simulation writes its files to OUTDIR/sim/ (x_int.npy,
+y_int.npy, sim_out.npy, sim_result.json, results.xml, sim.log, dump.vcd with waves).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rtlgen.quant.errors import RtlgenError
+
+from .tb_manifest import ManifestError, check_vectors, describe_mismatch, load_manifest
+from .tb_run import SimulationError, build, run
+
+__all__ = ["Mismatch", "SimResult", "SimulationError", "default_build_root", "simulate"]
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """The first output element that differs: sample number, index inside the sample's
+    output shape, expected and actual mantissas and their raw tdata bit patterns (hex)."""
+
+    sample: int
+    index: tuple[int, ...]
+    expected: int
+    actual: int
+    expected_raw: str
+    actual_raw: str
+
+    def __str__(self) -> str:
+        return describe_mismatch({**self.__dict__, "index": list(self.index)})
+
+
+@dataclass(frozen=True)
+class SimResult:
+    """Outcome of one simulation (the fields of sim_result.json, see docs/DESIGN.md).
+
+    `passed` is true only if every output element matched, tlast and tuser were right on
+    every sample, no extra beats came out and the design did not time out; `report` says
+    why not in one line. `mismatches` counts samples with any differing element.
+    `latency_cycles` (worst sample: first input handshake to last output handshake) and
+    `ii_cycles` (largest gap between first input beats; None for one sample) are the
+    design's full-rate figures only when `timing_under_backpressure` is false.
+    """
+
+    passed: bool
+    report: str
+    images: int
+    mismatches: int
+    mismatched_elements: int
+    first_mismatch: Mismatch | None
+    tlast_errors: int
+    tuser_errors: int
+    extra_beats: int
+    error: str | None
+    latency_cycles: int | None
+    ii_cycles: int | None
+    timing_under_backpressure: bool
+    input_stalled: bool
+    cycles: int
+    seconds: float
+    cycles_per_second: float | None
+    backpressure: float
+    seed: int
+    results_dir: Path
+    build_dir: Path
+    waves_file: Path | None
+    y_sim: np.ndarray = field(repr=False, compare=False)
+
+    @property
+    def out_path(self) -> Path:
+        """The design's outputs as saved by the simulation (sim_out.npy, int64)."""
+        return self.results_dir / "sim_out.npy"
+
+
+def default_build_root() -> Path:
+    """Where Verilator builds are cached when `simulate` gets no `build_root`."""
+    if os.environ.get("RTLGEN_CACHE_DIR"):
+        return Path(os.environ["RTLGEN_CACHE_DIR"]) / "verilator"
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "rtlgen" / "verilator"
+
+
+def simulate(
+    outdir: str | Path,
+    x_int: np.ndarray,
+    y_int: np.ndarray,
+    backpressure: float = 0.0,
+    seed: int = 0,
+    waves: bool = False,
+    build_root: str | Path | None = None,
+) -> SimResult:
+    """Stream x_int (N, *input.shape) through OUTDIR's design and compare with y_int.
+
+    `backpressure` in [0, 1) is the probability of an idle input cycle and, independently,
+    of a low m_axis_tready cycle, drawn from `seed`. A mismatch is returned, not raised
+    (check `passed`). Raises RtlgenError for a missing/bad manifest or vectors that do not
+    fit it, SimulationError when the build fails or the simulator crashes.
+    """
+    outdir = Path(outdir)
+    if not 0.0 <= backpressure < 1.0:
+        raise RtlgenError(f"backpressure {backpressure} must be in [0, 1)")
+    try:
+        manifest = load_manifest(outdir / "manifest.json")
+        check_vectors(manifest, x_int, y_int)
+    except ManifestError as error:
+        raise RtlgenError(str(error)) from None
+    results_dir = outdir / "sim"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    x_path, y_path = results_dir / "x_int.npy", results_dir / "y_int.npy"
+    np.save(x_path, np.asarray(x_int, dtype=np.int64))
+    np.save(y_path, np.asarray(y_int, dtype=np.int64))
+    build_dir = build(manifest, build_root or default_build_root(), waves=waves)
+    result = run(
+        manifest,
+        build_dir,
+        x_path=x_path,
+        y_path=y_path,
+        results_dir=results_dir,
+        backpressure=backpressure,
+        seed=seed,
+        waves=waves,
+    )
+    first = result["first_mismatch"]
+    return SimResult(
+        passed=result["passed"],
+        report=result["report"],
+        images=result["images"],
+        mismatches=result["mismatches"],
+        mismatched_elements=result["mismatched_elements"],
+        first_mismatch=None
+        if first is None
+        else Mismatch(
+            sample=first["sample"],
+            index=tuple(first["index"]),
+            expected=first["expected"],
+            actual=first["actual"],
+            expected_raw=first["expected_raw"],
+            actual_raw=first["actual_raw"],
+        ),
+        tlast_errors=result["tlast_errors"],
+        tuser_errors=result["tuser_errors"],
+        extra_beats=result["extra_beats"],
+        error=result["error"],
+        latency_cycles=result["latency_cycles"],
+        ii_cycles=result["ii_cycles"],
+        timing_under_backpressure=result["timing_under_backpressure"],
+        input_stalled=result["input_stalled"],
+        cycles=result["cycles"],
+        seconds=result["seconds"],
+        cycles_per_second=result["cycles_per_second"],
+        backpressure=result["backpressure"],
+        seed=result["seed"],
+        results_dir=results_dir.resolve(),
+        build_dir=build_dir,
+        waves_file=(results_dir / "dump.vcd").resolve() if waves else None,
+        y_sim=np.load(results_dir / "sim_out.npy"),
+    )

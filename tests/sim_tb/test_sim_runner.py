@@ -1,0 +1,198 @@
+"""rtlgen.sim_tb.runner on small Amaranth designs built with Verilator (tests/sim_tb/dut.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+import pytest
+from rtlgen.quant.errors import RtlgenError
+from rtlgen.sim_tb.runner import SimulationError, simulate
+from rtlgen.sim_tb.tb_run import BUILD_MARKER, PRUNE_MIN_AGE_SECONDS, prune
+
+from . import dut
+
+SAMPLES = 40
+
+
+def _vectors(seed: int = 1, count: int = SAMPLES, out_beats: int = 1):
+    x_int = dut.random_inputs(count, seed)
+    return x_int, dut.reference(x_int, out_beats=out_beats)
+
+
+def test_correct_design_is_bit_exact_at_full_rate_with_known_timing(chansum_outdir, build_root):
+    x_int, y_int = _vectors()
+    result = simulate(chansum_outdir, x_int, y_int, build_root=build_root)
+    assert result.passed, result.report
+    assert (result.images, result.mismatches, result.first_mismatch) == (SAMPLES, 0, None)
+    np.testing.assert_array_equal(result.y_sim, y_int)
+    assert (result.latency_cycles, result.ii_cycles) == (5, 4)
+    assert not result.timing_under_backpressure
+    assert not result.input_stalled
+    assert result.cycles == 5 + 4 * (SAMPLES - 1)  # latency + (N - 1) * II
+    written = json.loads((chansum_outdir / "sim" / "sim_result.json").read_text())
+    for key in (
+        "images",
+        "mismatches",
+        "first_mismatch",
+        "latency_cycles",
+        "ii_cycles",
+        "input_stalled",
+        "cycles",
+        "seconds",
+    ):
+        assert key in written
+    np.testing.assert_array_equal(np.load(chansum_outdir / "sim" / "sim_out.npy"), y_int)
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_correct_design_is_bit_exact_under_backpressure(chansum_outdir, build_root, seed):
+    x_int, y_int = _vectors(seed=seed + 10)
+    result = simulate(
+        chansum_outdir, x_int, y_int, backpressure=0.3, seed=seed, build_root=build_root
+    )
+    assert result.passed, result.report
+    np.testing.assert_array_equal(result.y_sim, y_int)
+    assert result.timing_under_backpressure
+    assert result.cycles > 5 + 4 * (SAMPLES - 1)  # the pauses did happen
+
+
+def test_backpressure_runs_are_reproducible_from_the_seed(chansum_outdir, build_root):
+    x_int, y_int = _vectors(count=10)
+    runs = [
+        simulate(
+            chansum_outdir, x_int, y_int, backpressure=0.5, seed=seed, build_root=build_root
+        ).cycles
+        for seed in (3, 3, 4)
+    ]
+    assert runs[0] == runs[1] != runs[2]
+
+
+def test_multi_beat_output_with_input_gaps(two_beat_outdir, build_root):
+    x_int, y_int = _vectors(out_beats=2)
+    full_rate = simulate(two_beat_outdir, x_int, y_int, build_root=build_root)
+    assert full_rate.passed, full_rate.report
+    assert (full_rate.latency_cycles, full_rate.ii_cycles) == (6, 6)
+    assert full_rate.input_stalled  # the design holds tready low for 2 cycles per sample
+    paused = simulate(
+        two_beat_outdir, x_int, y_int, backpressure=0.3, seed=5, build_root=build_root
+    )
+    assert paused.passed, paused.report
+    np.testing.assert_array_equal(paused.y_sim, y_int)
+
+
+def test_wrong_output_is_reported_with_sample_index_and_values(faulty_outdir, build_root):
+    x_int, y_int = _vectors(count=12)
+    x_int[5, 0, 2] = dut.FAULT_DATA  # sample 5 gets output element 1 one too large
+    result = simulate(faulty_outdir, x_int, y_int, build_root=build_root)
+    assert not result.passed
+    assert (result.mismatches, result.mismatched_elements) == (1, 1)
+    mismatch = result.first_mismatch
+    expected = int(y_int[5, 1])
+    assert (mismatch.sample, mismatch.index) == (5, (1,))
+    assert (mismatch.expected, mismatch.actual) == (expected, expected + 1)
+    assert mismatch.expected_raw == f"0x{expected & 0x3FF:03x}"
+    assert f"sample 5, output [1]: expected {expected}" in result.report
+    assert f"actual {expected + 1}" in result.report
+
+
+def test_correct_data_passes_on_the_faulty_design(faulty_outdir, build_root):
+    x_int, y_int = _vectors(count=12)
+    result = simulate(faulty_outdir, x_int, y_int, build_root=build_root)
+    assert result.passed, result.report
+
+
+def test_wrong_tuser_is_reported(faulty_outdir, build_root):
+    x_int, y_int = _vectors(count=12)
+    x_int[3, 0, 2] = dut.FAULT_TUSER
+    result = simulate(faulty_outdir, x_int, y_int, build_root=build_root)
+    assert not result.passed and result.mismatches == 0
+    assert result.tuser_errors == 1
+    assert "m_axis_tuser" in result.report and "sample 3" in result.report
+
+
+def test_missing_tlast_is_reported(faulty_outdir, build_root):
+    x_int, y_int = _vectors(count=12)
+    x_int[8, 0, 2] = dut.FAULT_TLAST
+    result = simulate(faulty_outdir, x_int, y_int, build_root=build_root)
+    assert not result.passed and result.mismatches == 0
+    assert result.tlast_errors == 1
+    assert "m_axis_tlast is 0 on output beat 8" in result.report
+
+
+def test_lost_sample_fails_by_timeout(faulty_outdir, build_root):
+    x_int, y_int = _vectors(count=12)
+    x_int[2, 0, 2] = dut.FAULT_LOSE
+    result = simulate(faulty_outdir, x_int, y_int, build_root=build_root)
+    assert not result.passed
+    assert result.error.startswith("timeout after")
+    assert "11 of 12 output beats" in result.report
+    assert result.first_mismatch.sample == 2  # later outputs arrive one sample early
+
+
+def test_build_is_cached_per_design(chansum_outdir, faulty_outdir, build_root):
+    x_int, y_int = _vectors(count=4)
+    first = simulate(chansum_outdir, x_int, y_int, build_root=build_root)
+    marker = first.build_dir / BUILD_MARKER
+
+    def build_files():  # the marker's time is refreshed on every use (for pruning)
+        return {p: p.stat().st_mtime_ns for p in first.build_dir.iterdir() if p != marker}
+
+    before = build_files()
+    second = simulate(chansum_outdir, x_int, y_int, backpressure=0.2, build_root=build_root)
+    assert second.build_dir == first.build_dir and marker.is_file()
+    assert build_files() == before
+    other = simulate(faulty_outdir, x_int, y_int, build_root=build_root)
+    assert other.build_dir != first.build_dir
+
+
+def test_waves_are_written_on_request(chansum_outdir, build_root):
+    x_int, y_int = _vectors(count=3)
+    result = simulate(chansum_outdir, x_int, y_int, waves=True, build_root=build_root)
+    assert result.passed, result.report
+    assert result.waves_file.is_file()
+    assert b"m_axis_tvalid" in result.waves_file.read_bytes()[:200_000]
+
+
+def test_wrong_x_shape_is_a_user_error(chansum_outdir, build_root):
+    x_int, y_int = _vectors(count=4)
+    with pytest.raises(RtlgenError, match=r"x_int: shape \(4, 3, 4\), expected \(N, 4, 3\)"):
+        simulate(chansum_outdir, x_int.transpose(0, 2, 1), y_int, build_root=build_root)
+
+
+def test_missing_manifest_is_a_user_error(tmp_path, build_root):
+    x_int, y_int = _vectors(count=4)
+    with pytest.raises(RtlgenError, match="manifest.json not found"):
+        simulate(tmp_path, x_int, y_int, build_root=build_root)
+
+
+def test_prune_deletes_least_recently_used_builds_only(tmp_path):
+    now = time.time()
+    ages = {
+        "recent": 10,
+        "old1": PRUNE_MIN_AGE_SECONDS + 300,
+        "old2": PRUNE_MIN_AGE_SECONDS + 200,
+        "old3": PRUNE_MIN_AGE_SECONDS + 100,
+    }
+    for name, age in ages.items():
+        (tmp_path / name).mkdir()
+        marker = tmp_path / name / BUILD_MARKER
+        marker.write_text("{}")
+        os.utime(marker, (now - age, now - age))
+    (tmp_path / "objcache").mkdir()
+    deleted = prune(tmp_path, keep=2)
+    assert sorted(path.name for path in deleted) == ["old1", "old2"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["objcache", "old3", "recent"]
+    assert prune(tmp_path, keep=0) == [tmp_path / "old3"]  # a recent build is never deleted
+
+
+def test_broken_verilog_fails_the_build_with_its_log(tmp_path, build_root):
+    contents = dut.manifest()
+    (tmp_path / "rtl").mkdir()
+    (tmp_path / "rtl" / "chansum.v").write_text("module chansum(input clk); wire; endmodule\n")
+    (tmp_path / "manifest.json").write_text(json.dumps(contents))
+    x_int, y_int = _vectors(count=2)
+    with pytest.raises(SimulationError, match=r"(?s)Verilator build of chansum failed.*chansum\.v"):
+        simulate(tmp_path, x_int, y_int, build_root=build_root)
