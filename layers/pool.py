@@ -22,48 +22,41 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtlgen import ir
+from rtlgen.quant import fixed
 from rtlgen.quant.arith import divide_round
 from rtlgen.quant.errors import RtlgenError
 from rtlgen.quant.fixed import FixedType, Rounding, requantize
 
 from .common import saturate, shape_of, shift_round, vector_layout
+from .stream_util import StageRegisters, pipeline_control
 from .window import WindowGenerator, WindowGeometry
 
 # A pipeline stage's data: a Value, or lists/dicts of them.
 _Tree = Any
 
 
-def _register(m: Module, enable: Value, tree: _Tree, name: str) -> _Tree:
-    """Registers (loaded when ``enable``) holding every Value of ``tree``."""
+def _register(registers: StageRegisters, tree: _Tree, name: str) -> _Tree:
+    """Pipeline registers holding every Value of ``tree``."""
     if isinstance(tree, list):
-        return [_register(m, enable, item, f"{name}_{k}") for k, item in enumerate(tree)]
+        return [_register(registers, item, f"{name}_{k}") for k, item in enumerate(tree)]
     if isinstance(tree, dict):
-        return {key: _register(m, enable, item, f"{name}_{key}") for key, item in tree.items()}
-    value = Value.cast(tree)
-    reg = Signal(value.shape(), name=name)
-    with m.If(enable):
-        m.d.sync += reg.eq(value)
-    return reg
+        return {key: _register(registers, item, f"{name}_{key}") for key, item in tree.items()}
+    return registers.register(tree, name=name)
 
 
-def _pipeline(m: Module, sink, source, data: _Tree, stages: list[Callable[[_Tree], _Tree]]) -> _Tree:
+def _pipeline(
+    m: Module, sink, source, data: _Tree, stages: list[Callable[[_Tree], _Tree]]
+) -> _Tree:
     """Run ``data`` (from ``sink``'s payload) through ``stages``, a register after each.
 
-    The whole pipeline moves when the output register is empty or being read, so
-    ``sink.ready`` is ``~source.valid | source.ready``: one beat per cycle at full rate,
-    held without loss under backpressure. Returns the last stage's registers.
+    The pipeline scheme of `stream_util.pipeline_control`: one beat per cycle at full rate,
+    the whole pipeline frozen while the output is not taken. Returns the last registers.
     """
     assert stages, "a pipeline has at least one register stage"
-    enable = Signal()
-    m.d.comb += [enable.eq(~source.valid | source.ready), sink.ready.eq(enable)]
-    valid = sink.valid
+    registers = StageRegisters(pipeline_control(m, sink, source, len(stages)))
     for index, stage in enumerate(stages):
-        data = _register(m, enable, stage(data), f"stage{index}")
-        valid_reg = Signal(name=f"stage{index}_valid")
-        with m.If(enable):
-            m.d.sync += valid_reg.eq(valid)
-        valid = valid_reg
-    m.d.comb += source.valid.eq(valid)
+        data = _register(registers, stage(data), f"stage{index}")
+    registers.emit(m)
     return data
 
 
@@ -84,7 +77,9 @@ def _per_channel(payload, window_elements: int, channels: int) -> list[list[Valu
     return [[payload[p * channels + ch] for p in range(window_elements)] for ch in range(channels)]
 
 
-def _tree_stages(levels: int, op: Callable[[Value, Value], Value]) -> list[Callable[[_Tree], _Tree]]:
+def _tree_stages(
+    levels: int, op: Callable[[Value, Value], Value]
+) -> list[Callable[[_Tree], _Tree]]:
     def level(state: _Tree) -> _Tree:
         return {**state, "channels": [_reduce_level(v, op) for v in state["channels"]]}
 
@@ -129,10 +124,6 @@ class WindowMax(wiring.Component):
     def latency(self) -> int:
         return max(1, _tree_levels(self.window_elements)) + self._requantizes
 
-    @property
-    def cycles_per_sample(self) -> int:
-        return 1
-
     def elaborate(self, platform):
         m = Module()
         in_type, out_type = self.in_type, self.out_type
@@ -147,13 +138,28 @@ class WindowMax(wiring.Component):
             shift = in_type.frac - out_type.frac
 
             def to_out_type(state: _Tree) -> _Tree:
+                # The rounded range (shift_round is monotonic) tells which clips can happen.
+                r_lo, r_hi = (
+                    int(v)
+                    for v in fixed.shift_round(
+                        np.array([in_type.min_int, in_type.max_int]), shift, self.rounding
+                    )
+                )
                 out = []
                 for (value,) in state["channels"]:
                     rounded = shift_round(value, shift, self.rounding)
-                    # Rounded range before saturation (shift_round is monotonic).
-                    r_lo, r_hi = (in_type.min_int << -shift, in_type.max_int << -shift) if shift <= 0 else (
-                        in_type.min_int >> shift, (in_type.max_int >> shift) + 1)
-                    out.append([saturate(rounded, out_type.min_int, out_type.max_int, shape_of(out_type), r_lo, r_hi)])
+                    out.append(
+                        [
+                            saturate(
+                                rounded,
+                                out_type.min_int,
+                                out_type.max_int,
+                                shape_of(out_type),
+                                r_lo,
+                                r_hi,
+                            )
+                        ]
+                    )
                 return {"channels": out}
 
             stages.append(to_out_type)
@@ -274,8 +280,11 @@ class WindowAverage(wiring.Component):
         self.num_shift, self.den_shift = max(shift, 0), max(-shift, 0)
         counts = sorted({r * c for r in self.row_counts for c in self.col_counts})
         self.reciprocals = [
-            Reciprocal(count << self.den_shift, (count * in_type.min_int) << self.num_shift,
-                       (count * in_type.max_int) << self.num_shift)
+            Reciprocal(
+                count << self.den_shift,
+                (count * in_type.min_int) << self.num_shift,
+                (count * in_type.max_int) << self.num_shift,
+            )
             for count in counts
         ]
         super().__init__(
@@ -288,10 +297,6 @@ class WindowAverage(wiring.Component):
     @property
     def latency(self) -> int:
         return _tree_levels(self.window_elements) + 3
-
-    @property
-    def cycles_per_sample(self) -> int:
-        return 1
 
     def _class_of(self, m: Module, counter: Signal, counts: list[int], name: str) -> Signal:
         """Index into ``sorted(set(counts))`` of ``counts[counter]`` (interior = default case)."""
@@ -319,7 +324,10 @@ class WindowAverage(wiring.Component):
         out_col = Signal(range(g.out_width))
         with m.If(self.i.valid & self.i.ready):
             with m.If(out_col == g.out_width - 1):
-                m.d.sync += [out_col.eq(0), out_row.eq(Mux(out_row == g.out_height - 1, 0, out_row + 1))]
+                m.d.sync += [
+                    out_col.eq(0),
+                    out_row.eq(Mux(out_row == g.out_height - 1, 0, out_row + 1)),
+                ]
             with m.Else():
                 m.d.sync += out_col.eq(out_col + 1)
         row_class = self._class_of(m, out_row, self.row_counts, "row_class")
@@ -346,8 +354,13 @@ class WindowAverage(wiring.Component):
 
         def multiply(state: _Tree) -> _Tree:
             # n' >= 0 by construction of the offset: unsigned from here on.
-            out = [[n.as_unsigned() * rec.multiplier for n, rec in zip(ns, self.reciprocals, strict=True)]
-                   for ns in state["channels"]]
+            out = [
+                [
+                    n.as_unsigned() * rec.multiplier
+                    for n, rec in zip(ns, self.reciprocals, strict=True)
+                ]
+                for ns in state["channels"]
+            ]
             return {**state, "channels": out}
 
         def round_saturate(state: _Tree) -> _Tree:
@@ -357,19 +370,30 @@ class WindowAverage(wiring.Component):
                 for product, rec in zip(products, self.reciprocals, strict=True):
                     k = rec.shift
                     # Zero-extended so that the offset subtraction is signed.
-                    quotient = Cat(product >> k, Const(0, 1)).as_signed() - (rec.offset // rec.divisor)
+                    quotient = Cat(product >> k, Const(0, 1)).as_signed() - (
+                        rec.offset // rec.divisor
+                    )
                     low = product[:k] if k else Const(0, 1)
                     odd = quotient[0]
                     value = quotient + rec.round_up(low, odd, self.rounding)
                     lo, hi = rec.result_range(self.rounding)
-                    results.append(saturate(value, out_type.min_int, out_type.max_int, shape_of(out_type), lo, hi))
+                    results.append(
+                        saturate(
+                            value, out_type.min_int, out_type.max_int, shape_of(out_type), lo, hi
+                        )
+                    )
                 chosen = results[0]
                 for index in range(1, len(results)):
                     chosen = Mux(state["select"] == index, results[index], chosen)
                 out.append([chosen])
             return {"channels": out}
 
-        stages = [*_tree_stages(_tree_levels(self.window_elements), add), add_offset, multiply, round_saturate]
+        stages = [
+            *_tree_stages(_tree_levels(self.window_elements), add),
+            add_offset,
+            multiply,
+            round_saturate,
+        ]
         state = {
             "channels": _per_channel(self.i.payload, self.window_elements, self.channels),
             "select": select,
@@ -391,7 +415,14 @@ def _has_padding_only_windows(g: WindowGeometry) -> bool:
 class _Pool(wiring.Component):
     """WindowGenerator -> reduction, connected with `wiring.connect`."""
 
-    def __init__(self, window: WindowGenerator, reduce, in_type: FixedType, out_type: FixedType, channels: int):
+    def __init__(
+        self,
+        window: WindowGenerator,
+        reduce,
+        in_type: FixedType,
+        out_type: FixedType,
+        channels: int,
+    ):
         self.window, self.reduce = window, reduce
         self.in_type, self.out_type, self.channels = in_type, out_type, channels
         super().__init__(
@@ -447,13 +478,17 @@ class MaxPool(_Pool):
     ):
         out_type = out_type or in_type
         if _has_padding_only_windows(WindowGeometry(height, width, pool, stride, padding)):
-            ref, ours = requantize(np.array([in_type.min_int - 1, in_type.min_int]), in_type.frac, out_type, rounding)
+            ref, ours = requantize(
+                np.array([in_type.min_int - 1, in_type.min_int]), in_type.frac, out_type, rounding
+            )
             if ref != ours:
                 raise RtlgenError(
                     f"max pool {pool} with padding {padding} has windows made only of padding, "
                     f"whose value in {out_type} the hardware does not reproduce"
                 )
-        window = WindowGenerator(height, width, channels, pool, stride, padding, shape_of(in_type), in_type.min_int)
+        window = WindowGenerator(
+            height, width, channels, pool, stride, padding, shape_of(in_type), in_type.min_int
+        )
         reduce = WindowMax(pool[0] * pool[1], channels, in_type, out_type, rounding)
         super().__init__(window, reduce, in_type, out_type, channels)
 
@@ -477,7 +512,9 @@ class AvgPool(_Pool):
             raise RtlgenError(
                 f"average pool {pool} with padding {padding} has windows made only of padding; not supported"
             )
-        window = WindowGenerator(height, width, channels, pool, stride, padding, shape_of(in_type), 0)
+        window = WindowGenerator(
+            height, width, channels, pool, stride, padding, shape_of(in_type), 0
+        )
         reduce = WindowAverage(window.geometry, channels, in_type, out_type, rounding)
         super().__init__(window, reduce, in_type, out_type, channels)
 
@@ -487,7 +524,17 @@ def pool_from_node(node: ir.Pool, in_type: FixedType) -> MaxPool | AvgPool:
     assert node.out_type is not None
     height, width, channels = ir.spatial(node.in_shape)
     cls = MaxPool if node.kind is ir.PoolKind.MAX else AvgPool
-    return cls(height, width, channels, node.pool, node.stride, node.padding, in_type, node.out_type, node.rounding)
+    return cls(
+        height,
+        width,
+        channels,
+        node.pool,
+        node.stride,
+        node.padding,
+        in_type,
+        node.out_type,
+        node.rounding,
+    )
 
 
 __all__ = ["AvgPool", "MaxPool", "Reciprocal", "WindowAverage", "WindowMax", "pool_from_node"]

@@ -183,10 +183,16 @@ class WindowGenerator(wiring.Component):
         if not lo <= pad_value <= hi:
             raise RtlgenError(f"padding value {pad_value} does not fit {self.elem_shape}")
         self.height, self.width, self.channels = height, width, channels
-        self.kernel, self.stride, self.padding = self.geometry.kernel, self.geometry.stride, self.geometry.padding
+        self.kernel, self.stride, self.padding = (
+            self.geometry.kernel,
+            self.geometry.stride,
+            self.geometry.padding,
+        )
         self.pad_value = pad_value
         self.pixel_layout = data.ArrayLayout(self.elem_shape, channels)
-        self.window_layout = data.ArrayLayout(self.elem_shape, self.kernel[0] * self.kernel[1] * channels)
+        self.window_layout = data.ArrayLayout(
+            self.elem_shape, self.kernel[0] * self.kernel[1] * channels
+        )
         super().__init__(
             {
                 "i": In(stream.Signature(self.pixel_layout)),
@@ -270,7 +276,9 @@ class WindowGenerator(wiring.Component):
             history_real = Signal(history)
             col_addr = Signal(range(self.width))
             col_addr_next = Mux(col_addr == self.width - 1, 0, col_addr + 1)
-            memory = Memory(shape=data.ArrayLayout(self.pixel_layout, history), depth=self.width, init=[])
+            memory = Memory(
+                shape=data.ArrayLayout(self.pixel_layout, history), depth=self.width, init=[]
+            )
             m.submodules.line_memory = memory
             write = memory.write_port()
             # Each column is read one cycle ahead of its use. Only a 1-pixel-wide image reads
@@ -297,16 +305,23 @@ class WindowGenerator(wiring.Component):
 
         # -- window registers, window[r][c]: kernel row r, kernel column c -----------------
         window = [
-            [Signal(self.pixel_layout, name=f"window_{r}_{c}") for c in range(kernel_w)]
+            [
+                Signal(self.pixel_layout, name=f"window_{r}_{c}", reset_less=True)
+                for c in range(kernel_w)
+            ]
             for r in range(kernel_h)
         ]
         with m.If(step):
             for r in range(kernel_h):
                 for c in range(kernel_w - 1):
                     # Entering a row, the columns left of the first walked one are padding.
-                    m.d.sync += window[r][c].eq(Mux(first_col, pad_pixel, window[r][c + 1].as_value()))
+                    m.d.sync += window[r][c].eq(
+                        Mux(first_col, pad_pixel, window[r][c + 1].as_value())
+                    )
                 m.d.sync += window[r][kernel_w - 1].eq(column[r])
-        m.d.comb += self.o.payload.eq(Cat(*[window[r][c].as_value() for r in range(kernel_h) for c in range(kernel_w)]))
+        m.d.comb += self.o.payload.eq(
+            Cat(*[window[r][c].as_value() for r in range(kernel_h) for c in range(kernel_w)])
+        )
 
         # -- advance, emit -----------------------------------------------------------------
         with m.If(step):
@@ -321,7 +336,10 @@ class WindowGenerator(wiring.Component):
                         row_wait.eq(Mux(row_wait == 0, stride_h - 1, row_wait - 1)),
                     ]
             with m.Else():
-                m.d.sync += [col.eq(col + 1), col_wait.eq(Mux(col_wait == 0, stride_w - 1, col_wait - 1))]
+                m.d.sync += [
+                    col.eq(col + 1),
+                    col_wait.eq(Mux(col_wait == 0, stride_w - 1, col_wait - 1)),
+                ]
         with m.Elif(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         return m

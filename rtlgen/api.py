@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -10,30 +11,43 @@ import numpy as np
 from rtlgen import ir
 from rtlgen.passes import DEFAULT_PRECISION, PrecisionConfig, lower
 from rtlgen.quant.errors import RtlgenError
+from rtlgen.quant.fixed import FixedType
 
 
 def load_model(
     model: Any,
     weights: str | Path | None = None,
     config: str | Path | PrecisionConfig | None = None,
+    input_type: str | FixedType | None = None,
 ) -> ir.ModelGraph:
     """A Keras/QKeras model (file path, json + weights, or in-memory object), or an OUTDIR /
-    graph.npz written by `rtlgen convert`, as a lowered `ModelGraph`."""
+    graph.npz written by `rtlgen convert`, as a lowered `ModelGraph`.
+
+    ``input_type`` (e.g. ``"fixed<8,1>"``) overrides the config's input stream type.
+    """
     if isinstance(model, str | Path):
         path = Path(model)
         if path.is_dir() and (path / "graph.npz").is_file():
-            return _load_saved(path / "graph.npz", weights, config)
+            return _load_saved(path / "graph.npz", weights, config or input_type)
         if path.suffix == ".npz":
-            return _load_saved(path, weights, config)
+            return _load_saved(path, weights, config or input_type)
+        if not path.exists():
+            raise RtlgenError(f"model file {path} does not exist")
     from rtlgen.frontend import read_model
 
     graph = read_model(model, weights=weights)
-    return lower(graph, _config(config))
+    precision = _config(config)
+    if input_type is not None:
+        t = input_type if isinstance(input_type, FixedType) else FixedType.parse(input_type)
+        precision = dataclasses.replace(precision, input=t)
+    return lower(graph, precision)
 
 
 def _load_saved(path: Path, weights: Any, config: Any) -> ir.ModelGraph:
     if weights is not None or config is not None:
-        raise RtlgenError(f"{path}: a converted design is already lowered; --weights/--config do not apply")
+        raise RtlgenError(
+            f"{path}: a converted design is already lowered; --weights/--config/--input-type do not apply"
+        )
     from rtlgen.serialize import load_graph
 
     return load_graph(path)

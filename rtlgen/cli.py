@@ -30,7 +30,8 @@ bench_app = typer.Typer(help="Benchmark studies.", no_args_is_help=True)
 app.add_typer(board_app, name="board")
 app.add_typer(bench_app, name="bench")
 
-console = Console()
+# Wide enough for the layer tables when output goes to a file or a CI log.
+console = Console() if sys.stdout.isatty() else Console(width=150)
 err_console = Console(stderr=True)
 _state = {"debug": False}
 
@@ -39,6 +40,11 @@ class MultiplierStyle(str, Enum):
     auto = "auto"
     dsp = "dsp"
     lut = "lut"
+
+
+class ParallelismStyle(str, Enum):
+    auto = "auto"
+    full = "full"
 
 
 class Family(str, Enum):
@@ -50,6 +56,7 @@ class Family(str, Enum):
 ModelArg = Annotated[str, typer.Argument(help="Model file: .h5 (full model), .json (+ --weights), .keras, or a converted OUTDIR.")]
 WeightsOpt = Annotated[Optional[Path], typer.Option("--weights", "-w", help="Weights .h5 for a .json model.")]
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Precision config YAML (hls4ml-style types accepted).")]
+InputTypeOpt = Annotated[Optional[str], typer.Option("--input-type", help="Input stream type, e.g. 'fixed<8,1>' (default: config's, else fixed<16,6>).")]
 
 
 @app.callback()
@@ -57,11 +64,11 @@ def _main(debug: Annotated[bool, typer.Option("--debug", help="Show full traceba
     _state["debug"] = debug
 
 
-def _load(model: str, weights: Path | None, config: Path | None):
+def _load(model: str, weights: Path | None, config: Path | None, input_type: str | None = None):
     from rtlgen.api import load_model
 
     with console.status(f"reading {model}"):
-        return load_model(model, weights=weights, config=config)
+        return load_model(model, weights=weights, config=config, input_type=input_type)
 
 
 # ---------------------------------------------------------------------------------------
@@ -70,12 +77,13 @@ def inspect(
     model: ModelArg,
     weights: WeightsOpt = None,
     config: ConfigOpt = None,
+    input_type: InputTypeOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Per-layer table: op, shapes, fixed-point types, parameters, sparsity, multiplies."""
     from rtlgen.report import summarize
 
-    graph = _load(model, weights, config)
+    graph = _load(model, weights, config, input_type)
     rows = summarize(graph)
     if as_json:
         print(json.dumps({"model": graph.name, "softmax": graph.softmax, "layers": [r.as_json() for r in rows]}, indent=2))
@@ -85,11 +93,11 @@ def inspect(
 
 def _print_summary(graph, rows) -> None:
     table = Table(title=f"{graph.name}", show_lines=False)
-    for col in ("layer", "op", "in", "out", "weights", "bias", "accumulator", "output", "act", "params", "sparsity", "mults nz/all"):
+    for col in ("layer", "op", "in -> out", "weights", "bias", "accumulator", "output", "act", "params", "sparsity", "mults nz/all"):
         table.add_column(col)
     for r in rows:
         table.add_row(
-            r.name, r.op, "x".join(map(str, r.in_shape)), "x".join(map(str, r.out_shape)),
+            r.name, r.op, "x".join(map(str, r.in_shape)) + " -> " + "x".join(map(str, r.out_shape)),
             r.weight_type, r.bias_type, r.acc_type, r.out_type, r.activation,
             str(r.parameters) if r.parameters else "",
             f"{r.sparsity:.0%}" if r.parameters else "",
@@ -110,6 +118,7 @@ def predict(
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write outputs .npy.")],
     weights: WeightsOpt = None,
     config: ConfigOpt = None,
+    input_type: InputTypeOpt = None,
     classes: Annotated[bool, typer.Option("--classes", help="Write arg-max class indices (N,) instead of outputs.")] = False,
 ) -> None:
     """Run the bit-exact integer reference model: writes dequantized outputs (N, outputs) as
@@ -119,7 +128,7 @@ def predict(
     from rtlgen.api import load_array
     from rtlgen.quant.reference import predict as ref_predict
 
-    graph = _load(model, weights, config)
+    graph = _load(model, weights, config, input_type)
     x = load_array(input)
     y = ref_predict(graph, x)
     y = y.reshape(y.shape[0], -1)
@@ -137,27 +146,30 @@ def convert(
     outdir: Annotated[Path, typer.Option("--output", "-o", help="Output directory.")],
     weights: WeightsOpt = None,
     config: ConfigOpt = None,
+    input_type: InputTypeOpt = None,
     multiplier: Annotated[MultiplierStyle, typer.Option(help="Constant multipliers: dsp, lut (shift-add), auto.")] = MultiplierStyle.auto,
+    parallelism: Annotated[ParallelismStyle, typer.Option(help="auto: time-multiplex layers that see few beats (reuse factor); full: every layer fully parallel.")] = ParallelismStyle.auto,
     top: Annotated[Optional[str], typer.Option(help="Verilog top module name (default: model name).")] = None,
     testbench: Annotated[bool, typer.Option("--testbench", help="Also write a stand-alone cocotb testbench into OUTDIR/tb.")] = False,
     samples: Annotated[Optional[Path], typer.Option(help="Inputs .npy for the stand-alone testbench (default: random).")] = None,
 ) -> None:
     """Generate Verilog: OUTDIR/rtl/<top>.v, manifest.json, REPORT.md (and tb/)."""
-    design = _convert(model, outdir, weights, config, multiplier, top, testbench, samples)
+    design = _convert(model, outdir, weights, config, input_type, multiplier, parallelism, top, testbench, samples)
     _print_design(design)
 
 
-def _convert(model, outdir, weights, config, multiplier, top, testbench, samples):
+def _convert(model, outdir, weights, config, input_type, multiplier, parallelism, top, testbench, samples):
     from rtlgen.emit import convert as emit_convert
-    from rtlgen.hardware import HardwareOptions, Multiplier
+    from rtlgen.hardware import HardwareOptions, Multiplier, Parallelism
 
-    graph = _load(model, weights, config)
+    graph = _load(model, weights, config, input_type)
     extra = None
     if testbench:
         extra = _testbench_writer(graph, samples)
     with console.status("generating hardware") as status:
         return emit_convert(
-            graph, outdir, HardwareOptions(multiplier=Multiplier(multiplier.value)), top_name=top,
+            graph, outdir, HardwareOptions(multiplier=Multiplier(multiplier.value), parallelism=Parallelism(parallelism.value)),
+            top_name=top,
             extra=extra, progress=lambda msg: status.update(msg),
         )
 
@@ -366,7 +378,8 @@ def main() -> None:
     except RtlgenError as exc:
         if _state["debug"]:
             raise
-        err_console.print(f"error: {exc}", markup=False, highlight=False)
+        # one line, never wrapped, so scripts and CI logs can grep it
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted")

@@ -39,7 +39,9 @@ def run_demo(outdir: Path, simulate: bool = True, console: Console | None = None
 
     console.rule("[bold]1/4 read the model")
     t0 = time.perf_counter()
-    graph = load_model(model_json, weights=weights_h5)
+    samples = np.load(samples_npz)
+    input_type = str(samples["input_type"]) if "input_type" in samples.files else None
+    graph = load_model(model_json, weights=weights_h5, input_type=input_type)
     console.print(f"{model_json.name} + {weights_h5.name}: {len(graph.nodes) - 1} layers, "
                   f"read without TensorFlow in {time.perf_counter() - t0:.2f} s")
     from rtlgen.cli import _print_summary
@@ -47,7 +49,6 @@ def run_demo(outdir: Path, simulate: bool = True, console: Console | None = None
     _print_summary(graph, summarize(graph))
 
     console.rule("[bold]2/4 bit-exact integer reference")
-    samples = np.load(samples_npz)
     x, labels = samples["x"], samples["y"]
     y_ref = predict(graph, x).reshape(len(x), -1)
     accuracy = float(np.mean(np.argmax(y_ref, axis=1) == labels))

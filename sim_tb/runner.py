@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from rtlgen.quant.errors import RtlgenError
 
 from .tb_manifest import ManifestError, check_vectors, describe_mismatch, load_manifest

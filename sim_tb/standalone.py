@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+
 from rtlgen.quant.errors import RtlgenError
 
 from .tb_manifest import Manifest, ManifestError, check_vectors, load_manifest

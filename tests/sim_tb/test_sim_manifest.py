@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from rtlgen.sim_tb.tb_axis import random_pauses
 from rtlgen.sim_tb.tb_manifest import (
     ElementType,

@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from rtlgen.quant.errors import RtlgenError
 from rtlgen.sim_tb.standalone import TESTBENCH_FILES, save_vectors, write_testbench
 

@@ -1,0 +1,85 @@
+"""The command line as a user meets it: exit codes, one-line errors, written files."""
+
+import json
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+DATA = Path(str(resources.files("rtlgen.data")))
+MODEL = [str(DATA / "demo_cnn.json"), "--weights", str(DATA / "demo_cnn_weights.h5")]
+
+
+def rtlgen(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "rtlgen", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=300)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["inspect", "/nonexistent/model.h5"], "does not exist"),
+        (["inspect", "/etc/hostname"], "not valid JSON"),
+        (["inspect", str(DATA / "demo_cnn.json")], "weights"),
+        (["convert", *MODEL, "-o", "{tmp}/out", "--input-type", "float32"], "cannot parse precision 'float32'"),
+        (["predict", *MODEL, "-i", "{tmp}/missing.npy", "-o", "{tmp}/y.npy"], "does not exist"),
+        (["sim", "{tmp}", "-i", "{tmp}/x.npy"], "no manifest.json"),
+    ],
+)
+def test_user_errors_are_one_line_with_exit_code_2(tmp_path, args, message):
+    result = rtlgen(*[a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert message in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    result = rtlgen("--debug", "inspect", "/nonexistent/model.h5")
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_inspect_json_lists_every_layer():
+    result = rtlgen("inspect", *MODEL, "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert [row["op"] for row in info["layers"]] == ["input", "conv2d", "maxpool2d", "flatten", "dense"]
+    assert info["softmax"] is True
+
+
+def test_convert_then_predict_on_outdir_matches_predict_on_model(tmp_path):
+    x = np.load(DATA / "demo_samples.npz")["x"][:5]
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "design"
+    result = rtlgen("convert", *MODEL, "-o", out, "--input-type", "fixed<8,1>", "--multiplier", "lut")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (out / manifest["rtl"][0]).is_file() and (out / "REPORT.md").is_file()
+    assert manifest["input"]["type"]["text"] == "fixed<8,1>"
+    assert rtlgen("predict", out, "-i", tmp_path / "x.npy", "-o", tmp_path / "a.npy").returncode == 0
+    assert rtlgen("predict", *MODEL, "--input-type", "fixed<8,1>", "-i", tmp_path / "x.npy", "-o",
+                  tmp_path / "b.npy").returncode == 0
+    a, b = np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy")
+    assert a.shape == (5, 10) and np.array_equal(a, b)
+
+
+def test_convert_is_reproducible_byte_for_byte(tmp_path):
+    for name in ("a", "b"):
+        assert rtlgen("convert", *MODEL, "-o", tmp_path / name).returncode == 0
+    va = next((tmp_path / "a" / "rtl").glob("*.v")).read_bytes()
+    vb = next((tmp_path / "b" / "rtl").glob("*.v")).read_bytes()
+    assert va == vb
+
+
+def test_convert_refuses_to_overwrite_a_foreign_directory(tmp_path):
+    target = tmp_path / "precious"
+    target.mkdir()
+    (target / "thesis.tex").write_text("do not delete")
+    result = rtlgen("convert", *MODEL, "-o", target)
+    assert result.returncode == 2 and "not an rtlgen design" in result.stderr
+    assert (target / "thesis.tex").read_text() == "do not delete"
+    assert [p.name for p in tmp_path.iterdir()] == ["precious"]  # no partial directory left
