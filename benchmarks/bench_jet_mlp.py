@@ -28,12 +28,12 @@ from pathlib import Path
 
 import numpy as np
 from amaranth.back import verilog
-from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
 from rtlgen.layers.constant_mac import ConstantMatVec
 from rtlgen.layers.requantize import Requantize
+from rtlgen.layers.stream_util import Chain
 from rtlgen.quant.arith import accumulator_type, aligned_weights, apply_clamp
 from rtlgen.quant.fixed import FixedType, requantize
 from rtlgen.synth import synthesize
@@ -92,41 +92,22 @@ def reference(layers: list[LayerSpec], x: np.ndarray) -> np.ndarray:
     return y
 
 
-class Chain(wiring.Component):
-    """Stream blocks connected in series (a stand-in for the real network top)."""
-
-    def __init__(self, stages: list[wiring.Component]):
-        self.stages = stages
-        super().__init__({
-            "i": stages[0].signature.members["i"],
-            "o": stages[-1].signature.members["o"],
-        })
-
-    @property
-    def latency(self) -> int:
-        return sum(s.latency for s in self.stages)
-
-    def elaborate(self, platform):
-        m = Module()
-        for k, stage in enumerate(self.stages):
-            m.submodules[f"stage{k}"] = stage
-        wiring.connect(m, wiring.flipped(self.i), self.stages[0].i)
-        for a, b in zip(self.stages, self.stages[1:], strict=False):
-            wiring.connect(m, a.o, b.i)
-        wiring.connect(m, self.stages[-1].o, wiring.flipped(self.o))
-        return m
-
-
 def build(layers: list[LayerSpec], multiplier: str, levels_per_stage: int,
-          requant_latency: int, requant_levels: int) -> tuple[Chain, list[dict]]:
+          requant_latency: int, requant_levels: int, fuse: bool) -> tuple[Chain, list[dict]]:
+    """The network as a chain. ``fuse``: each ConstantMatVec before a Requantize leaves its
+    output combinational (``output_levels``) and the Requantize registers the narrow
+    result; otherwise the accumulators are registered (and the Requantize may be
+    combinational, ``requant_latency`` 0, charged to the next layer's first stage)."""
     stages: list[wiring.Component] = []
     info = []
     input_levels = 0
     for k, layer in enumerate(layers):
         w, b = layer.aligned
         acc_type = layer.acc_type
+        output_levels = requant_levels if (fuse and layer.relu) else None
         mac = ConstantMatVec(w, layer.in_type, acc_type, b, multiplier,
-                             levels_per_stage=levels_per_stage, input_levels=input_levels)
+                             levels_per_stage=levels_per_stage, input_levels=input_levels,
+                             output_levels=output_levels)
         stages.append(mac)
         entry = {"layer": f"dense{k + 1}", "shape": list(layer.weights.shape),
                  "nonzero_weights": mac.nonzero_weights, "multipliers": mac.multipliers,
@@ -134,10 +115,10 @@ def build(layers: list[LayerSpec], multiplier: str, levels_per_stage: int,
                  "acc_type": str(acc_type), "latency": mac.latency}
         if layer.relu:
             rq = Requantize(w.shape[1], acc_type, RELU_TYPE, clamp_lo=0,
-                            in_ranges=mac.out_ranges, latency=requant_latency)
+                            in_ranges=mac.out_ranges, latency=1 if fuse else requant_latency)
             stages.append(rq)
             entry["requantize_latency"] = rq.latency
-            input_levels = requant_levels if requant_latency == 0 else 0
+            input_levels = requant_levels if rq.latency == 0 else 0
         info.append(entry)
     return Chain(stages), info
 
@@ -181,10 +162,11 @@ def simulate(chain: Chain, x: np.ndarray, seed: int = 0) -> tuple[np.ndarray, in
 
 def run_variant(name: str, layers: list[LayerSpec], multiplier: str, args, workdir: Path) -> dict:
     start = time.monotonic()
-    chain, info = build(layers, multiplier, args.levels, args.requant_latency, args.requant_levels)
+    chain, info = build(layers, multiplier, args.levels, args.requant_latency, args.requant_levels,
+                        args.fuse)
     gen_seconds = time.monotonic() - start
     result: dict = {"variant": name, "multiplier": multiplier, "levels_per_stage": args.levels,
-                    "requantize_latency": args.requant_latency, "latency_cycles": chain.latency,
+                    "fused_requantize": args.fuse, "latency_cycles": chain.latency,
                     "layers": info, "generate_seconds": round(gen_seconds, 1)}
     if args.check:
         rng = np.random.default_rng(7)
@@ -199,7 +181,8 @@ def run_variant(name: str, layers: list[LayerSpec], multiplier: str, args, workd
         if not result["bit_exact"]:
             print(f"{name}/{multiplier}: MISMATCH against the reference", file=sys.stderr)
     vpath = workdir / f"{name}_{multiplier}.v"
-    chain2, _ = build(layers, multiplier, args.levels, args.requant_latency, args.requant_levels)
+    chain2, _ = build(layers, multiplier, args.levels, args.requant_latency, args.requant_levels,
+                      args.fuse)
     vpath.write_text(verilog.convert(chain2, name="top"))
     synth = synthesize(vpath, "top", "xcup")
     result["synthesis"] = synth.as_dict()
@@ -214,10 +197,13 @@ def run_variant(name: str, layers: list[LayerSpec], multiplier: str, args, workd
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="dense weights, lut mode only")
-    parser.add_argument("--levels", type=int, default=3, help="adders in series per pipeline stage")
-    parser.add_argument("--requant-latency", type=int, default=1, choices=(0, 1, 2))
-    parser.add_argument("--requant-levels", type=int, default=3,
-                        help="logic levels charged to a latency-0 Requantize in the next stage")
+    parser.add_argument("--levels", type=int, default=5, help="adders in series per pipeline stage")
+    parser.add_argument("--no-fuse", dest="fuse", action="store_false",
+                        help="register accumulators, not the requantized values")
+    parser.add_argument("--requant-latency", type=int, default=1, choices=(0, 1, 2),
+                        help="Requantize latency without --fuse")
+    parser.add_argument("--requant-levels", type=int, default=2,
+                        help="adder levels charged to a Requantize sharing a stage")
     parser.add_argument("--check", type=int, default=24, help="vectors simulated for bit-exactness (0: skip)")
     parser.add_argument("--seed", type=int, default=2025)
     parser.add_argument("--output", type=Path, default=RESULTS)

@@ -74,7 +74,7 @@ class MatVecPlan:
     bias: list[int]
     out_ranges: list[tuple[int, int]]
     latency: int
-    levels_per_stage: int
+    registered_output: bool  # False: outputs are combinational in cycle `latency`
     multipliers: int  # distinct non-trivial constant products (input, odd |w| > 1)
     nonzero_weights: int
 
@@ -202,69 +202,109 @@ class _Builder:
         ops = tuple(sorted(ops, key=lambda t: (t.shift, -t.sign)))
         return Term(self.combine(ops), base, sign)
 
-    def key(self, t: Term) -> tuple[int, int]:
+    def key(self, t: Term) -> tuple[int, ...]:
+        """Adder-tree order: earliest available first; among equals, terms of similar
+        bit positions (lowest bit, then highest), which keeps the adders narrow."""
         n = self.nodes[t.node]
-        return n.cycle, n.depth
-
-
-def _pair_key(n1: int, s1: int, g1: int, n2: int, s2: int, g2: int) -> tuple[int, int, int, int]:
-    if (s1, n1) > (s2, n2):
-        n1, s1, g1, n2, s2, g2 = n2, s2, g2, n1, s1, g1
-    return n1, n2, s2 - s1, g1 * g2
+        return n.cycle, n.depth, t.shift, t.shift + width_of(n.lo, n.hi)
 
 
 def _eliminate_common_pairs(
     builder: _Builder, columns: list[dict[tuple[int, int], int]], max_depth: int | None
 ) -> None:
-    """Greedy two-term CSE across columns, in place on ``columns`` ((node, shift) -> sign)."""
+    """Greedy two-term CSE across columns, in place on ``columns`` ((node, shift) -> sign).
+
+    A pattern ``(a, b, d, rel)`` is the value ``a + rel * (b << d)``; it occurs in a column
+    holding terms ``(a, s, g)`` and ``(b, s + d, rel * g)`` (for ``d == 0``: ``a < b``).
+    The pattern chosen next is the most frequent one (each occurrence beyond the first
+    saves one adder).
+    """
+    nodes = builder.nodes
     count: dict[tuple[int, int, int, int], int] = defaultdict(int)
     node_cols: dict[int, set[int]] = defaultdict(set)
+    col_shifts: list[dict[int, set[int]]] = [defaultdict(set) for _ in columns]
     for j, col in enumerate(columns):
-        items = list(col.items())
+        items = sorted(col.items(), key=lambda item: (item[0][1], item[0][0]))
+        for (n, s), _ in items:
+            node_cols[n].add(j)
+            col_shifts[j][n].add(s)
         for p, ((n1, s1), g1) in enumerate(items):
-            node_cols[n1].add(j)
             for (n2, s2), g2 in items[p + 1 :]:
-                count[_pair_key(n1, s1, g1, n2, s2, g2)] += 1
-    heap = [(-c, k[2], k) for k, c in count.items() if c >= 2]
-    heapq.heapify(heap)
+                count[(n1, n2, s2 - s1, g1 * g2)] += 1
+
+    def score(k: tuple[int, int, int, int], c: int) -> int:
+        # The plain occurrence count: weighting it by adder width (da4ml's "wmc") measured
+        # no better on random 6-bit matrices.
+        return c
+
+    # Buckets of patterns by score; a heap of the scores in use (lazily cleaned).
+    buckets: dict[int, set] = defaultdict(set)
+    where: dict[tuple[int, int, int, int], int] = {}
+
+    def place(k: tuple[int, int, int, int]) -> None:
+        old = where.pop(k, None)
+        if old is not None:
+            buckets[old].discard(k)
+        c = count.get(k, 0)
+        if c >= 2 and k not in banned:
+            sc = score(k, c)
+            if not buckets[sc]:
+                heapq.heappush(score_heap, -sc)
+            buckets[sc].add(k)
+            where[k] = sc
+
     banned: set[tuple[int, int, int, int]] = set()
+    score_heap: list[int] = []
+    for k, c in count.items():
+        if c >= 2:
+            place(k)
 
     def unlink(j: int, n: int, s: int) -> None:
         col = columns[j]
         g = col.pop((n, s))
+        changed = []
         for (n2, s2), g2 in col.items():
-            count[_pair_key(n, s, g, n2, s2, g2)] -= 1
-        if not any(k[0] == n for k in col):
+            k = (n, n2, s2 - s, g * g2) if (s, n) < (s2, n2) else (n2, n, s - s2, g * g2)
+            count[k] -= 1
+            if k in where:
+                changed.append(k)
+        for k in changed:
+            place(k)
+        shifts = col_shifts[j][n]
+        shifts.discard(s)
+        if not shifts:
+            del col_shifts[j][n]
             node_cols[n].discard(j)
 
     def link(j: int, n: int, s: int, g: int) -> None:
         col = columns[j]
         for (n2, s2), g2 in col.items():
-            k = _pair_key(n, s, g, n2, s2, g2)
+            k = (n, n2, s2 - s, g * g2) if (s, n) < (s2, n2) else (n2, n, s - s2, g * g2)
             count[k] += 1
             if count[k] >= 2:
-                heapq.heappush(heap, (-count[k], k[2], k))
+                place(k)
         col[(n, s)] = g
+        col_shifts[j][n].add(s)
         node_cols[n].add(j)
 
-    while heap:
-        neg, _, k = heapq.heappop(heap)
-        current = count.get(k, 0)
-        if current < 2 or k in banned:
+    while score_heap:
+        top = -score_heap[0]
+        bucket = buckets.get(top)
+        if not bucket:
+            heapq.heappop(score_heap)
             continue
-        if current != -neg:
-            heapq.heappush(heap, (-current, k[2], k))
-            continue
+        k = min(bucket)  # deterministic; prefers older (narrower) nodes
         a, b, d, rel = k
-        depth = 1 + max(builder.nodes[a].depth, builder.nodes[b].depth)
+        depth = 1 + max(nodes[a].depth, nodes[b].depth)
         if max_depth is not None and depth > max_depth:
             banned.add(k)
+            place(k)
             continue
         occurrences: list[tuple[int, int, int]] = []  # (column, shift of a, sign of a)
         for j in sorted(node_cols[a] & node_cols[b]):
             col = columns[j]
             used: set[int] = set()
-            for s in sorted(s for (n, s) in col if n == a):
+            for s in sorted(col_shifts[j][a]):
                 gb = col.get((b, s + d))
                 if gb is None or col[(a, s)] * gb != rel or s in used or s + d in used:
                     continue
@@ -272,7 +312,8 @@ def _eliminate_common_pairs(
                     used.update((s, s + d))
                 occurrences.append((j, s, col[(a, s)]))
         if len(occurrences) < 2:
-            banned.add(k)  # overlapping occurrences only: not worth a node
+            banned.add(k)  # only overlapping occurrences: not worth a node
+            place(k)
             continue
         new = builder.combine((Term(a, 0, 1), Term(b, d, rel)), shared=True)
         for j, s, g in occurrences:
@@ -288,6 +329,7 @@ def plan_matvec(
     multiplier: str = "auto",
     levels_per_stage: int = 2,
     input_levels: int = 0,
+    output_levels: int | None = None,
     cse: bool = True,
     cse_max_depth: int | None = None,
 ) -> MatVecPlan:
@@ -295,6 +337,9 @@ def plan_matvec(
 
     ``levels_per_stage``: adders in series between pipeline registers. ``input_levels``:
     logic levels already spent on the inputs in their cycle (a combinational upstream).
+    ``output_levels``: None registers the outputs; an int leaves them combinational and
+    keeps that many levels of the last stage free for the consumer (e.g. a `Requantize`
+    whose register then ends the stage).
     """
     if multiplier not in MULTIPLIER_MODES:
         raise ValueError(f"multiplier must be one of {MULTIPLIER_MODES}, got {multiplier!r}")
@@ -362,14 +407,22 @@ def plan_matvec(
         else:
             n = builder.nodes[t.node]
             out_ranges.append((n.lo << t.shift, n.hi << t.shift))
-    last = max((builder.nodes[t.node].cycle for t in outputs if t is not None), default=0)
+    ends = [
+        (builder.nodes[t.node].cycle, builder.nodes[t.node].depth) for t in outputs if t is not None
+    ]
+    if output_levels is None:
+        latency = max((c for c, _ in ends), default=0) + 1
+    else:
+        latency = max(
+            (c + (1 if d + output_levels > levels_per_stage else 0) for c, d in ends), default=0
+        )
     return MatVecPlan(
         nodes=builder.nodes,
         outputs=outputs,
         bias=b,
         out_ranges=out_ranges,
-        latency=last + 1,
-        levels_per_stage=levels_per_stage,
+        latency=latency,
+        registered_output=output_levels is None,
         multipliers=len(nontrivial),
         nonzero_weights=int(np.count_nonzero(w)),
     )

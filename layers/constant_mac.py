@@ -6,6 +6,7 @@ import numpy as np
 from amaranth.hdl import Cat, Const, Module, Shape, ShapeLike, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+
 from rtlgen.quant.errors import RtlgenError
 from rtlgen.quant.fixed import FixedType
 
@@ -56,6 +57,7 @@ class ConstantMatVec(wiring.Component):
         in_range: tuple[int, int] | None = None,
         levels_per_stage: int = 3,
         input_levels: int = 0,
+        output_levels: int | None = None,
     ):
         w = np.asarray(weights)
         if w.ndim != 2 or 0 in w.shape:
@@ -84,6 +86,7 @@ class ConstantMatVec(wiring.Component):
             multiplier=multiplier,
             levels_per_stage=levels_per_stage,
             input_levels=input_levels,
+            output_levels=output_levels,
         )
         for j, (lo, hi) in enumerate(self.plan.out_ranges):
             if lo < acc_type.min_int or hi > acc_type.max_int:
@@ -152,13 +155,19 @@ class ConstantMatVec(wiring.Component):
                 m.d.comb += result.eq(self._sum(node.operands, node.cycle, at, term_value))
                 base.append(result)
 
-        init = [int(b) if t is None else 0 for t, b in zip(plan.outputs, plan.bias, strict=True)]
-        result = Signal(self.o.payload.shape(), reset_less=True, init=init)
-        for j, t in enumerate(plan.outputs):
-            if t is not None:
-                regs.updates.append(result[j].eq(term_value(t, plan.latency - 1)))
+        if plan.registered_output:
+            # Constant columns: a register whose init is the constant (and never changes).
+            init = [int(b) if t is None else 0 for t, b in zip(plan.outputs, plan.bias, strict=True)]
+            result = Signal(self.o.payload.shape(), reset_less=True, init=init)
+            for j, t in enumerate(plan.outputs):
+                if t is not None:
+                    regs.updates.append(result[j].eq(term_value(t, plan.latency - 1)))
+            m.d.comb += self.o.payload.eq(result)
+        else:
+            for j, (t, b) in enumerate(zip(plan.outputs, plan.bias, strict=True)):
+                value = Const(b, self.o.payload[j].shape()) if t is None else term_value(t, plan.latency)
+                m.d.comb += self.o.payload[j].eq(value)
         regs.emit(m)
-        m.d.comb += self.o.payload.eq(result)
         return m
 
     @staticmethod

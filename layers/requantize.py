@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from amaranth.hdl import Cat, Const, Module, Mux, Shape, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+
 from rtlgen.quant.errors import RtlgenError
 from rtlgen.quant.fixed import FixedType, Overflow, Rounding, shift_round
 

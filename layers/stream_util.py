@@ -150,3 +150,34 @@ class StreamFifo(wiring.Component):
             buf.r_en.eq(self.o.ready),
         ]
         return m
+
+
+class Chain(wiring.Component):
+    """Stream components connected in series: ``i`` of the first, ``o`` of the last.
+
+    Adjacent ports must have equal signatures (same payload layout). ``latency`` is the sum
+    of the stages' ``latency`` (each stage must expose one).
+    """
+
+    def __init__(self, stages: list[wiring.Component]):
+        if not stages:
+            raise ValueError("Chain needs at least one stage")
+        self.stages = list(stages)
+        super().__init__({
+            "i": self.stages[0].signature.members["i"],
+            "o": self.stages[-1].signature.members["o"],
+        })
+
+    @property
+    def latency(self) -> int:
+        return sum(stage.latency for stage in self.stages)
+
+    def elaborate(self, platform):
+        m = Module()
+        for k, stage in enumerate(self.stages):
+            m.submodules[f"stage{k}"] = stage
+        wiring.connect(m, wiring.flipped(self.i), self.stages[0].i)
+        for a, b in zip(self.stages, self.stages[1:], strict=False):
+            wiring.connect(m, a.o, b.i)
+        wiring.connect(m, self.stages[-1].o, wiring.flipped(self.o))
+        return m

@@ -192,7 +192,9 @@ class QuantizedBits(Quantizer):
                     "fixed-point value; retrain with alpha=1 or alpha='auto_po2'"
                 )
             if self.alpha != "auto_po2":
-                raise UnsupportedError(f"quantized_bits: alpha={self.alpha!r} (supported: None, 1, a power of two, 'auto_po2')")
+                raise UnsupportedError(
+                    f"quantized_bits: alpha={self.alpha!r} (supported: None, 1, a power of two, 'auto_po2')"
+                )
             if self.bits < 2:
                 raise UnsupportedError("quantized_bits(alpha='auto_po2') needs bits >= 2")
             object.__setattr__(self, "symmetric", True)  # QKeras: "auto*" |-> symmetric
@@ -223,7 +225,9 @@ class QuantizedBits(Quantizer):
 
     def for_kernel(self) -> Quantizer:
         if self.alpha is None:
-            return QuantizedBits(self.bits, self.integer, True, self.keep_negative, "auto_po2", self.scale_axis)
+            return QuantizedBits(
+                self.bits, self.integer, True, self.keep_negative, "auto_po2", self.scale_axis
+            )
         return self
 
     def quantize_constant(self, values: np.ndarray) -> QTensor:
@@ -238,7 +242,9 @@ class QuantizedBits(Quantizer):
 
     def output_type(self) -> FixedType:
         if self.keep_negative and self.bits == 1:
-            raise UnsupportedError("quantized_bits(1) as an activation (sign function) is not supported")
+            raise UnsupportedError(
+                "quantized_bits(1) as an activation (sign function) is not supported"
+            )
         if self.alpha is not None and (isinstance(self.alpha, str) or float(self.alpha) != 1.0):
             raise UnsupportedError(
                 f"{self} as an activation: only alpha=None/1 is supported for activations "
@@ -335,7 +341,12 @@ class QuantizedRelu(Quantizer):
 # power-of-two quantizers
 # ---------------------------------------------------------------------------------------
 def _po2_exponents(
-    x_abs: np.ndarray, min_exp: int, max_exp: int, max_value: float | None, quadratic: bool, log2_rounding: str
+    x_abs: np.ndarray,
+    min_exp: int,
+    max_exp: int,
+    max_value: float | None,
+    quadratic: bool,
+    log2_rounding: str,
 ) -> np.ndarray:
     """qkeras ``_clip_power_of_two`` in float32: the exponent of each |x|."""
     x_filter = np.where(x_abs < _EPS32, _EPS32, x_abs)
@@ -354,7 +365,9 @@ def _po2_check(name: str, max_value: float | None, log2_rounding: str) -> None:
     if max_value is not None and max_value < 0:
         raise UnsupportedError(f"{name}: max_value={max_value} must be non-negative")
     if log2_rounding not in ("rnd", "floor"):
-        raise UnsupportedError(f"{name}: log2_rounding={log2_rounding!r} (supported: 'rnd', 'floor')")
+        raise UnsupportedError(
+            f"{name}: log2_rounding={log2_rounding!r} (supported: 'rnd', 'floor')"
+        )
 
 
 def _po2_need_sign_bit(max_value: float | None) -> int:
@@ -390,7 +403,9 @@ class QuantizedPo2(Quantizer):
     def reference(self, values: np.ndarray) -> np.ndarray:
         x = _float32(values)
         lo, hi = self.exponent_range()
-        e = _po2_exponents(np.abs(x), lo, hi, self.max_value, self.quadratic_approximation, self.log2_rounding)
+        e = _po2_exponents(
+            np.abs(x), lo, hi, self.max_value, self.quadratic_approximation, self.log2_rounding
+        )
         return _sign_one(x).astype(np.float64) * np.exp2(e.astype(np.float64))
 
     def __str__(self) -> str:
@@ -425,7 +440,14 @@ class QuantizedReluPo2(Quantizer):
     def reference(self, values: np.ndarray) -> np.ndarray:
         x = _float32(values)
         lo, hi = self.exponent_range()
-        e = _po2_exponents(np.maximum(x, 0), lo, hi, self.max_value, self.quadratic_approximation, self.log2_rounding)
+        e = _po2_exponents(
+            np.maximum(x, 0),
+            lo,
+            hi,
+            self.max_value,
+            self.quadratic_approximation,
+            self.log2_rounding,
+        )
         return np.exp2(e.astype(np.float64))
 
     def __str__(self) -> str:
@@ -453,7 +475,9 @@ class Binary(Quantizer):
                 "value; use alpha=1 or 'auto_po2'"
             )
         if isinstance(self.alpha, str) and self.alpha != "auto_po2":
-            raise UnsupportedError(f"binary: alpha={self.alpha!r} (supported: None, a power of two, 'auto_po2')")
+            raise UnsupportedError(
+                f"binary: alpha={self.alpha!r} (supported: None, a power of two, 'auto_po2')"
+            )
         if self.alpha is not None and not isinstance(self.alpha, str):
             _alpha_exponent(self.alpha, "binary")
 
@@ -496,9 +520,13 @@ class Ternary(Quantizer):
             )
         if isinstance(self.alpha, str):
             if self.alpha != "auto_po2":
-                raise UnsupportedError(f"ternary: alpha={self.alpha!r} (supported: None, a power of two, 'auto_po2')")
+                raise UnsupportedError(
+                    f"ternary: alpha={self.alpha!r} (supported: None, a power of two, 'auto_po2')"
+                )
             if self.threshold is not None:
-                raise UnsupportedError("ternary: a threshold cannot be combined with alpha='auto_po2' (QKeras asserts)")
+                raise UnsupportedError(
+                    "ternary: a threshold cannot be combined with alpha='auto_po2' (QKeras asserts)"
+                )
         elif self.alpha is not None:
             _alpha_exponent(self.alpha, "ternary")
         if self.threshold is not None and not isinstance(self.threshold, int | float):
@@ -550,21 +578,52 @@ UNSUPPORTED_QUANTIZERS = {
 #: Option names each supported quantizer accepts, in QKeras's positional order.
 _SIGNATURES: dict[str, tuple[str, ...]] = {
     "quantized_bits": (
-        "bits", "integer", "symmetric", "keep_negative", "alpha", "use_stochastic_rounding",
-        "scale_axis", "qnoise_factor", "var_name", "use_ste", "use_variables",
+        "bits",
+        "integer",
+        "symmetric",
+        "keep_negative",
+        "alpha",
+        "use_stochastic_rounding",
+        "scale_axis",
+        "qnoise_factor",
+        "var_name",
+        "use_ste",
+        "use_variables",
     ),
     "quantized_relu": (
-        "bits", "integer", "use_sigmoid", "negative_slope", "use_stochastic_rounding",
-        "relu_upper_bound", "is_quantized_clip", "qnoise_factor", "var_name", "use_ste",
+        "bits",
+        "integer",
+        "use_sigmoid",
+        "negative_slope",
+        "use_stochastic_rounding",
+        "relu_upper_bound",
+        "is_quantized_clip",
+        "qnoise_factor",
+        "var_name",
+        "use_ste",
         "use_variables",
     ),
     "quantized_po2": (
-        "bits", "max_value", "use_stochastic_rounding", "quadratic_approximation",
-        "log2_rounding", "qnoise_factor", "var_name", "use_ste", "use_variables",
+        "bits",
+        "max_value",
+        "use_stochastic_rounding",
+        "quadratic_approximation",
+        "log2_rounding",
+        "qnoise_factor",
+        "var_name",
+        "use_ste",
+        "use_variables",
     ),
     "quantized_relu_po2": (
-        "bits", "max_value", "negative_slope", "use_stochastic_rounding",
-        "quadratic_approximation", "log2_rounding", "qnoise_factor", "var_name", "use_ste",
+        "bits",
+        "max_value",
+        "negative_slope",
+        "use_stochastic_rounding",
+        "quadratic_approximation",
+        "log2_rounding",
+        "qnoise_factor",
+        "var_name",
+        "use_ste",
         "use_variables",
     ),
     "binary": ("use_01", "alpha", "use_stochastic_rounding"),
@@ -603,7 +662,9 @@ def parse_quantizer(spec: Any, where: str = "") -> Quantizer | None:
         name = spec.get("class_name")
         config = spec.get("config", {})
         if not isinstance(name, str) or not isinstance(config, dict):
-            raise RtlgenError(f"{prefix}malformed quantizer {spec!r}: expected {{'class_name': ..., 'config': {{...}}}}")
+            raise RtlgenError(
+                f"{prefix}malformed quantizer {spec!r}: expected {{'class_name': ..., 'config': {{...}}}}"
+            )
         return _build(name, [], dict(config), prefix)
     if isinstance(spec, str):
         name, args, kwargs = _parse_call(spec, prefix)
@@ -615,11 +676,15 @@ def _parse_call(text: str, prefix: str) -> tuple[str, list[Any], dict[str, Any]]
     try:
         tree = ast.parse(text.strip(), mode="eval").body
     except (SyntaxError, ValueError) as exc:
-        raise RtlgenError(f"{prefix}malformed quantizer string {text!r}: {exc.msg if isinstance(exc, SyntaxError) else exc}") from None
+        raise RtlgenError(
+            f"{prefix}malformed quantizer string {text!r}: {exc.msg if isinstance(exc, SyntaxError) else exc}"
+        ) from None
     if isinstance(tree, ast.Name):
         return tree.id, [], {}
     if not isinstance(tree, ast.Call) or not isinstance(tree.func, ast.Name):
-        raise RtlgenError(f"{prefix}malformed quantizer string {text!r}: expected name(arg, ..., key=value)")
+        raise RtlgenError(
+            f"{prefix}malformed quantizer string {text!r}: expected name(arg, ..., key=value)"
+        )
 
     def literal(node: ast.AST) -> Any:
         try:
@@ -646,7 +711,9 @@ def _build(name: str, args: list[Any], kwargs: dict[str, Any], prefix: str) -> Q
             f"supported: {', '.join(SUPPORTED_QUANTIZERS)}"
         )
     if name not in _SIGNATURES:
-        raise UnsupportedError(f"{prefix}unknown quantizer '{name}'; supported: {', '.join(SUPPORTED_QUANTIZERS)}")
+        raise UnsupportedError(
+            f"{prefix}unknown quantizer '{name}'; supported: {', '.join(SUPPORTED_QUANTIZERS)}"
+        )
     params = _SIGNATURES[name]
     if len(args) > len(params):
         raise RtlgenError(f"{prefix}{name}: too many positional arguments {args!r}")
@@ -655,7 +722,9 @@ def _build(name: str, args: list[Any], kwargs: dict[str, Any], prefix: str) -> Q
         if key in options:
             raise RtlgenError(f"{prefix}{name}: argument '{key}' given twice")
         if key not in params:
-            raise UnsupportedError(f"{prefix}{name}: unknown option '{key}' (known: {', '.join(params)})")
+            raise UnsupportedError(
+                f"{prefix}{name}: unknown option '{key}' (known: {', '.join(params)})"
+            )
         options[key] = value
     try:
         return _construct(name, options, prefix)
@@ -706,7 +775,9 @@ def _construct(name: str, o: dict[str, Any], prefix: str) -> Quantizer:
     if name == "quantized_bits":
         scale_axis = o.get("scale_axis")
         if scale_axis is not None and (not isinstance(scale_axis, int) or scale_axis < 0):
-            raise UnsupportedError(f"{prefix}quantized_bits: scale_axis={scale_axis!r} (supported: None or a non-negative axis)")
+            raise UnsupportedError(
+                f"{prefix}quantized_bits: scale_axis={scale_axis!r} (supported: None or a non-negative axis)"
+            )
         return QuantizedBits(
             _integer(o, "bits", 8, name),
             _integer(o, "integer", 0, name),
@@ -717,7 +788,9 @@ def _construct(name: str, o: dict[str, Any], prefix: str) -> Quantizer:
         )
     if name == "quantized_relu":
         if _flag(o, "use_sigmoid", 0):
-            raise UnsupportedError(f"{prefix}quantized_relu(use_sigmoid=1) is not supported (use_sigmoid=0 only)")
+            raise UnsupportedError(
+                f"{prefix}quantized_relu(use_sigmoid=1) is not supported (use_sigmoid=0 only)"
+            )
         if float(_flag(o, "negative_slope", 0.0) or 0.0) != 0.0:
             raise UnsupportedError(
                 f"{prefix}quantized_relu(negative_slope={o['negative_slope']}): leaky quantized ReLU "
@@ -732,23 +805,35 @@ def _construct(name: str, o: dict[str, Any], prefix: str) -> Quantizer:
         return QuantizedRelu(_integer(o, "bits", 8, name), _integer(o, "integer", 0, name))
     if name in ("quantized_po2", "quantized_relu_po2"):
         max_value = o.get("max_value")
-        if max_value is not None and (isinstance(max_value, bool) or not isinstance(max_value, int | float)):
+        if max_value is not None and (
+            isinstance(max_value, bool) or not isinstance(max_value, int | float)
+        ):
             raise RtlgenError(f"{prefix}{name}: max_value={max_value!r} must be a number")
         rounding = o.get("log2_rounding", "rnd")
         if name == "quantized_po2":
             return QuantizedPo2(
-                _integer(o, "bits", 8, name), max_value, bool(_flag(o, "quadratic_approximation")), rounding
+                _integer(o, "bits", 8, name),
+                max_value,
+                bool(_flag(o, "quadratic_approximation")),
+                rounding,
             )
         if float(_flag(o, "negative_slope", 0) or 0) != 0.0:
             raise UnsupportedError(f"{prefix}quantized_relu_po2: negative_slope must be 0")
         return QuantizedReluPo2(
-            _integer(o, "bits", 8, name), max_value, bool(_flag(o, "quadratic_approximation")), rounding
+            _integer(o, "bits", 8, name),
+            max_value,
+            bool(_flag(o, "quadratic_approximation")),
+            rounding,
         )
     if name == "binary":
         return Binary(bool(_flag(o, "use_01")), _alpha(o.get("alpha"), name))
     if name == "ternary":
         threshold = o.get("threshold")
         if isinstance(threshold, str):
-            raise UnsupportedError(f"{prefix}ternary: threshold={threshold!r} (supported: None or a number)")
-        return Ternary(_alpha(o.get("alpha"), name), threshold, _integer(o, "number_of_unrolls", 5, name))
+            raise UnsupportedError(
+                f"{prefix}ternary: threshold={threshold!r} (supported: None or a number)"
+            )
+        return Ternary(
+            _alpha(o.get("alpha"), name), threshold, _integer(o, "number_of_unrolls", 5, name)
+        )
     raise AssertionError(name)  # pragma: no cover

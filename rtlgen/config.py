@@ -9,9 +9,12 @@ default:                         # for float (unquantized) constants and results
 rounding: conv                   # conv (half to even, = QKeras) | rnd (half up) | trn (floor)
 overflow: sat                    # sat | wrap
 layers:                          # explicit types per Keras layer name
-  conv1: {weight: ap_fixed<8,2>, bias: ap_fixed<12,4>, result: ap_fixed<16,6>}
+  conv1: {weight: 'ap_fixed<8,2>', bias: 'ap_fixed<12,4>', result: 'ap_fixed<16,6>'}
+  dense:
+    result: ap_fixed<18,8>
 ```
-Precisions are hls4ml-style strings (`FixedType.parse`: ``ap_fixed<W,I>``, ``fixed<W,I>``,
+Inside ``{...}`` flow mappings, quote precisions (YAML splits ``ap_fixed<8,2>`` at the comma);
+in block style they need no quotes. Precisions are hls4ml-style strings (`FixedType.parse`: ``ap_fixed<W,I>``, ``fixed<W,I>``,
 ``ap_ufixed<W,I>``, ``ap_int<W>``). QKeras quantizers in the model always win over these.
 Every key is checked: an unknown one is an `RtlgenError` naming it and the accepted keys.
 """
@@ -34,13 +37,22 @@ _TOP_KEYS = ("input", "default", "rounding", "overflow", "layers")
 _DEFAULT_KEYS = ("weight_width", "bn_width", "result_frac")
 _LAYER_KEYS = ("weight", "bias", "result")
 _ROUNDING = {
-    "conv": Rounding.CONVERGENT, "convergent": Rounding.CONVERGENT, "ap_rnd_conv": Rounding.CONVERGENT,
-    "rnd": Rounding.HALF_UP, "half_up": Rounding.HALF_UP, "ap_rnd": Rounding.HALF_UP,
-    "trn": Rounding.TRUNCATE, "truncate": Rounding.TRUNCATE, "ap_trn": Rounding.TRUNCATE,
+    "conv": Rounding.CONVERGENT,
+    "convergent": Rounding.CONVERGENT,
+    "ap_rnd_conv": Rounding.CONVERGENT,
+    "rnd": Rounding.HALF_UP,
+    "half_up": Rounding.HALF_UP,
+    "ap_rnd": Rounding.HALF_UP,
+    "trn": Rounding.TRUNCATE,
+    "truncate": Rounding.TRUNCATE,
+    "ap_trn": Rounding.TRUNCATE,
 }
 _OVERFLOW = {
-    "sat": Overflow.SATURATE, "saturate": Overflow.SATURATE, "ap_sat": Overflow.SATURATE,
-    "wrap": Overflow.WRAP, "ap_wrap": Overflow.WRAP,
+    "sat": Overflow.SATURATE,
+    "saturate": Overflow.SATURATE,
+    "ap_sat": Overflow.SATURATE,
+    "wrap": Overflow.WRAP,
+    "ap_wrap": Overflow.WRAP,
 }
 
 
@@ -50,13 +62,17 @@ def load_config(path: str | Path) -> PrecisionConfig:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise RtlgenError(f"precision config {path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+        raise RtlgenError(
+            f"precision config {path}: cannot read ({getattr(exc, 'strerror', None) or exc})"
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise RtlgenError(f"precision config {path}: invalid YAML{where} ({getattr(exc, 'problem', None) or exc})") from None
+        raise RtlgenError(
+            f"precision config {path}: invalid YAML{where} ({getattr(exc, 'problem', None) or exc})"
+        ) from None
     if data is None:
         data = {}
     return config_from_dict(data, str(path))
@@ -71,7 +87,9 @@ def config_from_dict(data: Any, origin: str = "precision config") -> PrecisionCo
     _check_keys(defaults, _DEFAULT_KEYS, f"{origin}: default")
     weight_width = _width(defaults, "weight_width", d.weight_width, origin)
     bn_width = _width(defaults, "bn_width", d.bn_width, origin)
-    result_frac = _integer(defaults.get("result_frac", d.result_frac), f"{origin}: default.result_frac")
+    result_frac = _integer(
+        defaults.get("result_frac", d.result_frac), f"{origin}: default.result_frac"
+    )
     rounding = _choice(data.get("rounding"), _ROUNDING, d.rounding, f"{origin}: rounding")
     overflow = _choice(data.get("overflow"), _OVERFLOW, d.overflow, f"{origin}: overflow")
     layers_raw = data.get("layers") or {}
@@ -85,7 +103,12 @@ def config_from_dict(data: Any, origin: str = "precision config") -> PrecisionCo
             (
                 str(name),
                 LayerPrecision(
-                    **{key: _precision(spec[key], f"{where}.{key}") if spec.get(key) is not None else None for key in _LAYER_KEYS}
+                    **{
+                        key: _precision(spec[key], f"{where}.{key}")
+                        if spec.get(key) is not None
+                        else None
+                        for key in _LAYER_KEYS
+                    }
                 ),
             )
         )
@@ -102,10 +125,18 @@ def config_from_dict(data: Any, origin: str = "precision config") -> PrecisionCo
 
 def _check_keys(data: Any, accepted: tuple[str, ...], where: str) -> None:
     if not isinstance(data, Mapping):
-        raise RtlgenError(f"{where}: expected a mapping with keys {', '.join(accepted)}, got {data!r}")
+        raise RtlgenError(
+            f"{where}: expected a mapping with keys {', '.join(accepted)}, got {data!r}"
+        )
     for key in data:
         if key not in accepted:
-            raise RtlgenError(f"{where}: unknown key '{key}' (accepted: {', '.join(accepted)})")
+            hint = ""
+            if isinstance(key, str | int) and ">" in str(key):
+                # YAML splits an unquoted ap_fixed<8,2> at its comma inside {...}
+                hint = "; quote precisions inside {...} mappings, e.g. {weight: 'ap_fixed<8,2>'}"
+            raise RtlgenError(
+                f"{where}: unknown key '{key}' (accepted: {', '.join(accepted)}){hint}"
+            )
 
 
 def _precision(value: Any, where: str) -> FixedType:

@@ -85,8 +85,8 @@ def run_demo(outdir: Path, simulate: bool = True, console: Console | None = None
         table.add_row(str(result.images), str(result.mismatches), str(result.latency_cycles),
                       str(m["latency_cycles"]), str(result.ii_cycles), str(m["ii_cycles"]))
         console.print(table)
-        if result.mismatches:
-            raise RtlgenError(f"demo simulation mismatch: {result.first_mismatch}")
+        if not result.passed:
+            raise RtlgenError(f"demo simulation failed: {result.report}")
         console.print("[bold green]bit-exact[/]: RTL == integer reference on every sample")
         summary.update(latency=result.latency_cycles, ii=result.ii_cycles)
     console.rule("[bold]done")

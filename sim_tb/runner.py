@@ -3,7 +3,8 @@
 Talks to the design only through its files: OUTDIR/manifest.json, the Verilog it lists, and
 the vectors given here. Builds are cached per design hash (see `tb_run`) under `build_root`,
 by default `$RTLGEN_CACHE_DIR/verilator`, else `$XDG_CACHE_HOME/rtlgen/verilator`, else
-`~/.cache/rtlgen/verilator`; each simulation writes its files to OUTDIR/sim/ (x_int.npy,
+`~/.cache/rtlgen/verilator` (the Verilator run-time objects are always cached in that default
+root's `objcache/`, also when `build_root` is given); each simulation writes its files to OUTDIR/sim/ (x_int.npy,
 y_int.npy, sim_out.npy, sim_result.json, results.xml, sim.log, dump.vcd with waves).
 """
 
@@ -118,7 +119,13 @@ def simulate(
     x_path, y_path = results_dir / "x_int.npy", results_dir / "y_int.npy"
     np.save(x_path, np.asarray(x_int, dtype=np.int64))
     np.save(y_path, np.asarray(y_int, dtype=np.int64))
-    build_dir = build(manifest, build_root or default_build_root(), waves=waves)
+    # The run-time library objects are the same for every design: share them across build roots.
+    build_dir = build(
+        manifest,
+        build_root or default_build_root(),
+        waves=waves,
+        object_cache=default_build_root() / "objcache",
+    )
     result = run(
         manifest,
         build_dir,

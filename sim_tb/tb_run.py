@@ -168,12 +168,14 @@ def build(
     build_root: str | Path,
     *,
     waves: bool = False,
-    object_cache: bool = True,
+    object_cache: bool | str | Path = True,
     extra_args: Sequence[str] = (),
 ) -> Path:
     """Build (or reuse) the Verilator simulator of `manifest`'s design; return its folder.
 
     `extra_args` go to Verilator after BUILD_ARGS (e.g. `-O3`, `--output-split N`).
+    `object_cache`: folder of cached run-time library objects, True for
+    `<build_root>/objcache`, False to compile them every time.
     """
     from cocotb_tools.runner import get_runner
 
@@ -194,12 +196,13 @@ def build(
         overrides = make_overrides()
         if overrides:  # make reads variable assignments in MAKEFLAGS as command-line ones
             settings["MAKEFLAGS"] = " ".join([os.environ.get("MAKEFLAGS", ""), *overrides]).strip()
-        if object_cache and not os.environ.get("OBJCACHE"):
+        if object_cache is not False and not os.environ.get("OBJCACHE"):
+            objects = build_root / "objcache" if object_cache is True else Path(object_cache)
             settings["OBJCACHE"] = shlex.join(
                 [
                     sys.executable,
                     str(Path(__file__).with_name("tb_objcache.py")),
-                    str(build_root / "objcache"),
+                    str(objects.resolve()),
                 ]
             )
         runner = get_runner("verilator")
@@ -226,9 +229,11 @@ def build(
 def prune(build_root: Path, keep: int = MAX_CACHED_BUILDS) -> list[Path]:
     """Delete the least recently used builds beyond `keep` (not those used in the last
     PRUNE_MIN_AGE_SECONDS); return the deleted folders."""
-    builds = sorted(
-        (marker.stat().st_mtime, marker.parent) for marker in build_root.glob(f"*/{BUILD_MARKER}")
-    )
+    builds = []
+    for marker in build_root.glob(f"*/{BUILD_MARKER}"):
+        with contextlib.suppress(OSError):  # pruned meanwhile by another process
+            builds.append((marker.stat().st_mtime, marker.parent))
+    builds.sort()
     deleted = []
     cutoff = time.time() - PRUNE_MIN_AGE_SECONDS
     for used, folder in builds[: max(0, len(builds) - keep)]:

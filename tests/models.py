@@ -13,7 +13,7 @@ Reusable by any test: ``from tests.models import build, MODELS, save_layouts, ..
   ``save_weights`` ``.h5``, the Keras 2.0 bare-list Sequential JSON, a Sequential without
   InputLayer (``batch_input_shape`` on the first layer), layer entries without
   ``module``/``registered_name``, kernel quantizers as strings (older QKeras), a
-  ``Functional`` version and, for float models, a ``.keras`` archive.
+  ``Functional`` version and ``.keras`` archives of both.
 - TF-free helpers to write hand-made configs and Keras-layout weight files with h5py:
   `sequential_config`, `write_weights_h5`, `write_full_h5`.
 - `exact_inputs(shape, n, seed)`: inputs exactly representable in ``fixed<8,4>`` (and so in
@@ -39,26 +39,43 @@ import numpy as np
 # ---------------------------------------------------------------------------------------
 
 
-def exact_inputs(shape: tuple[int, ...], n: int = 64, seed: int = 0, frac: int = 4, bits: int = 8) -> np.ndarray:
+def exact_inputs(
+    shape: tuple[int, ...], n: int = 64, seed: int = 0, frac: int = 4, bits: int = 8
+) -> np.ndarray:
     """(n, *shape) float inputs on the grid of ``fixed<bits, bits - frac>`` (exact in float32)."""
     rng = np.random.default_rng(seed)
     lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     return (rng.integers(lo, hi + 1, size=(n, *shape)) / 2.0**frac).astype(np.float32)
 
 
-def layer_entry(class_name: str, config: dict[str, Any], module: str | None = "keras.layers") -> dict[str, Any]:
+def layer_entry(
+    class_name: str, config: dict[str, Any], module: str | None = "keras.layers"
+) -> dict[str, Any]:
     entry: dict[str, Any] = {"class_name": class_name, "config": config}
     if module is not None:
         entry = {"module": module, **entry, "registered_name": None}
     return entry
 
 
-def sequential_config(layers: list[dict[str, Any]], input_shape: tuple[int, ...] | None = None, name: str = "handmade") -> dict[str, Any]:
+def sequential_config(
+    layers: list[dict[str, Any]], input_shape: tuple[int, ...] | None = None, name: str = "handmade"
+) -> dict[str, Any]:
     """A Keras 2 Sequential config from layer entries (with an InputLayer if input_shape)."""
     entries = list(layers)
     if input_shape is not None:
-        entries.insert(0, layer_entry("InputLayer", {"batch_input_shape": [None, *input_shape], "dtype": "float32", "name": "input_1"}))
-    return {"class_name": "Sequential", "config": {"name": name, "layers": entries}, "keras_version": "2.15.0", "backend": "tensorflow"}
+        entries.insert(
+            0,
+            layer_entry(
+                "InputLayer",
+                {"batch_input_shape": [None, *input_shape], "dtype": "float32", "name": "input_1"},
+            ),
+        )
+    return {
+        "class_name": "Sequential",
+        "config": {"name": name, "layers": entries},
+        "keras_version": "2.15.0",
+        "backend": "tensorflow",
+    }
 
 
 def _names_attr(names: list[str]) -> np.ndarray:
@@ -85,7 +102,9 @@ def write_weights_h5(path: Path, weights: dict[str, dict[str, np.ndarray]]) -> P
     return path
 
 
-def write_full_h5(path: Path, config: dict[str, Any], weights: dict[str, dict[str, np.ndarray]]) -> Path:
+def write_full_h5(
+    path: Path, config: dict[str, Any], weights: dict[str, dict[str, np.ndarray]]
+) -> Path:
     """A full-model-layout file: ``model_config`` attr + ``model_weights/...``."""
     with h5py.File(path, "w") as f:
         f.attrs["model_config"] = json.dumps(config).encode()
@@ -123,7 +142,11 @@ def strip_modules(config: dict[str, Any]) -> dict[str, Any]:
 
     def strip(value: Any) -> Any:
         if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if k not in ("module", "registered_name", "build_config")}
+            return {
+                k: strip(v)
+                for k, v in value.items()
+                if k not in ("module", "registered_name", "build_config")
+            }
         if isinstance(value, list):
             return [strip(v) for v in value]
         return value
@@ -136,7 +159,19 @@ def quantizers_as_strings(config: dict[str, Any]) -> dict[str, Any]:
     QKeras versions saved them."""
 
     def text(q: dict[str, Any]) -> str:
-        cfg = {k: v for k, v in q["config"].items() if k not in ("qnoise_factor", "use_stochastic_rounding", "var_name", "use_ste", "use_variables") and v is not None}
+        cfg = {
+            k: v
+            for k, v in q["config"].items()
+            if k
+            not in (
+                "qnoise_factor",
+                "use_stochastic_rounding",
+                "var_name",
+                "use_ste",
+                "use_variables",
+            )
+            and v is not None
+        }
         return f"{q['class_name']}(" + ", ".join(f"{k}={v!r}" for k, v in cfg.items()) + ")"
 
     out = copy.deepcopy(config)
@@ -164,10 +199,14 @@ def _randomize_batchnorm(model: Any, rng: np.random.Generator) -> None:
             for w in layer.weights:
                 short = w.name.rsplit("/", 1)[-1].split(":")[0]
                 n = w.shape[0]
-                weights.append({
-                    "gamma": rng.uniform(0.5, 1.5, n), "beta": rng.normal(0, 0.3, n),
-                    "moving_mean": rng.normal(0, 0.3, n), "moving_variance": rng.uniform(0.3, 2.0, n),
-                }[short])
+                weights.append(
+                    {
+                        "gamma": rng.uniform(0.5, 1.5, n),
+                        "beta": rng.normal(0, 0.3, n),
+                        "moving_mean": rng.normal(0, 0.3, n),
+                        "moving_variance": rng.uniform(0.3, 2.0, n),
+                    }[short]
+                )
             layer.set_weights(weights)
         if type(layer).__name__ in ("QConv2DBatchnorm", "QDenseBatchnorm"):
             values = []
@@ -231,20 +270,43 @@ def qkeras_cnn(seed: int = 0) -> Any:
 
     _seed(seed)
     L = tf.keras.layers
-    model = tf.keras.Sequential([
-        L.InputLayer((9, 9, 2), name="x"),
-        QConv2D(4, 3, strides=2, padding="same", kernel_quantizer=quantized_bits(6, 0, alpha=1),
-                bias_quantizer=quantized_bits(6, 0, alpha=1), activation="relu", name="conv_a"),
-        QActivation("quantized_relu(4,1)", name="act_a"),
-        L.MaxPooling2D(2, strides=1, padding="same", name="pool_a"),
-        QConv2D(6, (2, 3), padding="valid", kernel_quantizer="quantized_bits(5,0,alpha=1)",
-                bias_quantizer="quantized_bits(5,1,alpha=1)", activation=quantized_relu(5, 2), name="conv_b"),
-        L.AveragePooling2D(2, name="pool_b"),
-        L.Dropout(0.3, name="drop"),
-        L.Flatten(name="flat"),
-        QDense(5, kernel_quantizer=quantized_bits(6, 0, alpha=1), bias_quantizer=quantized_bits(6, 0, alpha=1), name="logits"),
-        L.Activation("softmax", name="softmax"),
-    ], name="qkeras_cnn")
+    model = tf.keras.Sequential(
+        [
+            L.InputLayer((9, 9, 2), name="x"),
+            QConv2D(
+                4,
+                3,
+                strides=2,
+                padding="same",
+                kernel_quantizer=quantized_bits(6, 0, alpha=1),
+                bias_quantizer=quantized_bits(6, 0, alpha=1),
+                activation="relu",
+                name="conv_a",
+            ),
+            QActivation("quantized_relu(4,1)", name="act_a"),
+            L.MaxPooling2D(2, strides=1, padding="same", name="pool_a"),
+            QConv2D(
+                6,
+                (2, 3),
+                padding="valid",
+                kernel_quantizer="quantized_bits(5,0,alpha=1)",
+                bias_quantizer="quantized_bits(5,1,alpha=1)",
+                activation=quantized_relu(5, 2),
+                name="conv_b",
+            ),
+            L.AveragePooling2D(2, name="pool_b"),
+            L.Dropout(0.3, name="drop"),
+            L.Flatten(name="flat"),
+            QDense(
+                5,
+                kernel_quantizer=quantized_bits(6, 0, alpha=1),
+                bias_quantizer=quantized_bits(6, 0, alpha=1),
+                name="logits",
+            ),
+            L.Activation("softmax", name="softmax"),
+        ],
+        name="qkeras_cnn",
+    )
     return _finish(model, seed)
 
 
@@ -255,18 +317,40 @@ def qkeras_conv1d(seed: int = 0) -> Any:
 
     _seed(seed)
     L = tf.keras.layers
-    model = tf.keras.Sequential([
-        L.InputLayer((21, 3)),
-        QConv1D(4, 5, strides=2, padding="same", kernel_quantizer=quantized_bits(6, 0, alpha=1),
-                bias_quantizer=quantized_bits(6, 0, alpha=1), name="c1"),
-        QActivation("quantized_relu(5,2)", name="r1"),
-        L.MaxPooling1D(2, padding="same", name="p1"),
-        QConv1D(3, 3, padding="causal", kernel_quantizer=quantized_bits(4, 0, alpha=1),
-                bias_quantizer=quantized_bits(4, 0, alpha=1), activation="quantized_relu(4,1)", name="c2"),
-        L.AveragePooling1D(2, name="p2"),
-        L.Flatten(name="flat"),
-        QDense(4, kernel_quantizer=quantized_bits(6, 0, alpha=1), bias_quantizer=quantized_bits(6, 0, alpha=1), name="out"),
-    ], name="qkeras_conv1d")
+    model = tf.keras.Sequential(
+        [
+            L.InputLayer((21, 3)),
+            QConv1D(
+                4,
+                5,
+                strides=2,
+                padding="same",
+                kernel_quantizer=quantized_bits(6, 0, alpha=1),
+                bias_quantizer=quantized_bits(6, 0, alpha=1),
+                name="c1",
+            ),
+            QActivation("quantized_relu(5,2)", name="r1"),
+            L.MaxPooling1D(2, padding="same", name="p1"),
+            QConv1D(
+                3,
+                3,
+                padding="causal",
+                kernel_quantizer=quantized_bits(4, 0, alpha=1),
+                bias_quantizer=quantized_bits(4, 0, alpha=1),
+                activation="quantized_relu(4,1)",
+                name="c2",
+            ),
+            L.AveragePooling1D(2, name="p2"),
+            L.Flatten(name="flat"),
+            QDense(
+                4,
+                kernel_quantizer=quantized_bits(6, 0, alpha=1),
+                bias_quantizer=quantized_bits(6, 0, alpha=1),
+                name="out",
+            ),
+        ],
+        name="qkeras_conv1d",
+    )
     return _finish(model, seed)
 
 
@@ -277,13 +361,26 @@ def qkeras_mlp_bn_input(seed: int = 0) -> Any:
 
     _seed(seed)
     L = tf.keras.layers
-    model = tf.keras.Sequential([
-        L.InputLayer((16,)),
-        L.BatchNormalization(name="bn_in"),
-        QDense(12, kernel_quantizer=quantized_bits(6, 0, alpha=1), bias_quantizer=quantized_bits(6, 0, alpha=1), name="d1"),
-        QActivation("quantized_relu(6,2)", name="r1"),
-        QDense(3, kernel_quantizer=quantized_bits(6, 0, alpha=1), bias_quantizer=quantized_bits(6, 0, alpha=1), name="d2"),
-    ], name="qkeras_mlp_bn_input")
+    model = tf.keras.Sequential(
+        [
+            L.InputLayer((16,)),
+            L.BatchNormalization(name="bn_in"),
+            QDense(
+                12,
+                kernel_quantizer=quantized_bits(6, 0, alpha=1),
+                bias_quantizer=quantized_bits(6, 0, alpha=1),
+                name="d1",
+            ),
+            QActivation("quantized_relu(6,2)", name="r1"),
+            QDense(
+                3,
+                kernel_quantizer=quantized_bits(6, 0, alpha=1),
+                bias_quantizer=quantized_bits(6, 0, alpha=1),
+                name="d2",
+            ),
+        ],
+        name="qkeras_mlp_bn_input",
+    )
     return _finish(model, seed)
 
 
@@ -294,15 +391,29 @@ def qkeras_bn_after_pool(seed: int = 0) -> Any:
 
     _seed(seed)
     L = tf.keras.layers
-    model = tf.keras.Sequential([
-        L.InputLayer((8, 8, 1)),
-        QConv2D(4, 3, kernel_quantizer=quantized_bits(6, 0, alpha=1), bias_quantizer=quantized_bits(6, 0, alpha=1), name="conv"),
-        QActivation("quantized_relu(6,2)", name="relu"),
-        L.MaxPooling2D(2, name="pool"),
-        L.BatchNormalization(name="bn"),
-        L.Flatten(name="flat"),
-        QDense(4, kernel_quantizer=quantized_bits(6, 0, alpha=1), bias_quantizer=quantized_bits(6, 0, alpha=1), name="out"),
-    ], name="qkeras_bn_after_pool")
+    model = tf.keras.Sequential(
+        [
+            L.InputLayer((8, 8, 1)),
+            QConv2D(
+                4,
+                3,
+                kernel_quantizer=quantized_bits(6, 0, alpha=1),
+                bias_quantizer=quantized_bits(6, 0, alpha=1),
+                name="conv",
+            ),
+            QActivation("quantized_relu(6,2)", name="relu"),
+            L.MaxPooling2D(2, name="pool"),
+            L.BatchNormalization(name="bn"),
+            L.Flatten(name="flat"),
+            QDense(
+                4,
+                kernel_quantizer=quantized_bits(6, 0, alpha=1),
+                bias_quantizer=quantized_bits(6, 0, alpha=1),
+                name="out",
+            ),
+        ],
+        name="qkeras_bn_after_pool",
+    )
     return _finish(model, seed)
 
 
@@ -313,17 +424,20 @@ def float_cnn(seed: int = 0) -> Any:
 
     _seed(seed)
     L = tf.keras.layers
-    model = tf.keras.Sequential([
-        L.InputLayer((10, 10, 3)),
-        L.Conv2D(8, 3, padding="same", name="conv1"),
-        L.BatchNormalization(name="bn1"),
-        L.ReLU(max_value=6.0, name="relu6"),
-        L.MaxPooling2D(2, name="pool1"),
-        L.Conv2D(8, 3, strides=2, activation="relu", name="conv2"),
-        L.BatchNormalization(name="bn2"),
-        L.GlobalAveragePooling2D(name="gap"),
-        L.Dense(6, activation="softmax", name="out"),
-    ], name="float_cnn")
+    model = tf.keras.Sequential(
+        [
+            L.InputLayer((10, 10, 3)),
+            L.Conv2D(8, 3, padding="same", name="conv1"),
+            L.BatchNormalization(name="bn1"),
+            L.ReLU(max_value=6.0, name="relu6"),
+            L.MaxPooling2D(2, name="pool1"),
+            L.Conv2D(8, 3, strides=2, activation="relu", name="conv2"),
+            L.BatchNormalization(name="bn2"),
+            L.GlobalAveragePooling2D(name="gap"),
+            L.Dense(6, activation="softmax", name="out"),
+        ],
+        name="float_cnn",
+    )
     return _finish(model, seed)
 
 
@@ -333,14 +447,17 @@ def float_mlp(seed: int = 0) -> Any:
 
     _seed(seed)
     L = tf.keras.layers
-    model = tf.keras.Sequential([
-        L.InputLayer((20,)),
-        L.BatchNormalization(name="bn_in"),
-        L.Dense(32, activation="relu", name="d1"),
-        L.Dropout(0.2, name="drop"),
-        L.Dense(10, name="d2"),
-        L.Softmax(name="softmax"),
-    ], name="float_mlp")
+    model = tf.keras.Sequential(
+        [
+            L.InputLayer((20,)),
+            L.BatchNormalization(name="bn_in"),
+            L.Dense(32, activation="relu", name="d1"),
+            L.Dropout(0.2, name="drop"),
+            L.Dense(10, name="d2"),
+            L.Softmax(name="softmax"),
+        ],
+        name="float_mlp",
+    )
     return _finish(model, seed)
 
 
@@ -352,13 +469,27 @@ def qkeras_auto_po2(seed: int = 0) -> Any:
 
     _seed(seed)
     L = tf.keras.layers
-    model = tf.keras.Sequential([
-        L.InputLayer((7, 7, 2)),
-        QConv2D(5, 3, kernel_quantizer=quantized_bits(4, 0), bias_quantizer=quantized_bits(8, 2, alpha=1), name="conv"),
-        QActivation("quantized_relu(4,1)", name="relu"),
-        L.Flatten(name="flat"),
-        QDense(4, kernel_quantizer="quantized_bits(6,1)", bias_quantizer="quantized_bits(8,2,alpha=1)", name="out"),
-    ], name="qkeras_auto_po2")
+    model = tf.keras.Sequential(
+        [
+            L.InputLayer((7, 7, 2)),
+            QConv2D(
+                5,
+                3,
+                kernel_quantizer=quantized_bits(4, 0),
+                bias_quantizer=quantized_bits(8, 2, alpha=1),
+                name="conv",
+            ),
+            QActivation("quantized_relu(4,1)", name="relu"),
+            L.Flatten(name="flat"),
+            QDense(
+                4,
+                kernel_quantizer="quantized_bits(6,1)",
+                bias_quantizer="quantized_bits(8,2,alpha=1)",
+                name="out",
+            ),
+        ],
+        name="qkeras_auto_po2",
+    )
     _finish(model, seed)
     prune_weights(model, 0.5, seed)
     conv = model.get_layer("conv")
@@ -375,15 +506,29 @@ def qkeras_exotic(seed: int = 0) -> Any:
 
     _seed(seed)
     L = tf.keras.layers
-    model = tf.keras.Sequential([
-        L.InputLayer((6, 6, 2)),
-        QConv2D(4, 3, kernel_quantizer=binary(alpha=1), bias_quantizer=quantized_bits(6, 2, alpha=1), name="bin"),
-        QActivation("quantized_relu(4,2)", name="r1"),
-        QConv2D(4, 2, kernel_quantizer=ternary(), use_bias=False, name="ter"),
-        QActivation("quantized_relu(4,2)", name="r2"),
-        L.Flatten(name="flat"),
-        QDense(3, kernel_quantizer=quantized_po2(4, 1), bias_quantizer=quantized_po2(5, 2), name="po2"),
-    ], name="qkeras_exotic")
+    model = tf.keras.Sequential(
+        [
+            L.InputLayer((6, 6, 2)),
+            QConv2D(
+                4,
+                3,
+                kernel_quantizer=binary(alpha=1),
+                bias_quantizer=quantized_bits(6, 2, alpha=1),
+                name="bin",
+            ),
+            QActivation("quantized_relu(4,2)", name="r1"),
+            QConv2D(4, 2, kernel_quantizer=ternary(), use_bias=False, name="ter"),
+            QActivation("quantized_relu(4,2)", name="r2"),
+            L.Flatten(name="flat"),
+            QDense(
+                3,
+                kernel_quantizer=quantized_po2(4, 1),
+                bias_quantizer=quantized_po2(5, 2),
+                name="po2",
+            ),
+        ],
+        name="qkeras_exotic",
+    )
     return _finish(model, seed)
 
 
@@ -394,13 +539,27 @@ def qkeras_conv_batchnorm(seed: int = 0) -> Any:
 
     _seed(seed)
     L = tf.keras.layers
-    model = tf.keras.Sequential([
-        L.InputLayer((6, 6, 2)),
-        QConv2DBatchnorm(4, 3, kernel_quantizer=quantized_bits(6, 0), bias_quantizer=quantized_bits(8, 3, alpha=1), name="cbn"),
-        QActivation("quantized_relu(5,2)", name="relu"),
-        L.Flatten(name="flat"),
-        QDense(3, kernel_quantizer=quantized_bits(6, 0, alpha=1), bias_quantizer=quantized_bits(6, 0, alpha=1), name="out"),
-    ], name="qkeras_conv_batchnorm")
+    model = tf.keras.Sequential(
+        [
+            L.InputLayer((6, 6, 2)),
+            QConv2DBatchnorm(
+                4,
+                3,
+                kernel_quantizer=quantized_bits(6, 0),
+                bias_quantizer=quantized_bits(8, 3, alpha=1),
+                name="cbn",
+            ),
+            QActivation("quantized_relu(5,2)", name="relu"),
+            L.Flatten(name="flat"),
+            QDense(
+                3,
+                kernel_quantizer=quantized_bits(6, 0, alpha=1),
+                bias_quantizer=quantized_bits(6, 0, alpha=1),
+                name="out",
+            ),
+        ],
+        name="qkeras_conv_batchnorm",
+    )
     return _finish(model, seed)
 
 
@@ -411,13 +570,26 @@ def qkeras_qbatchnorm(seed: int = 0) -> Any:
 
     _seed(seed)
     L = tf.keras.layers
-    model = tf.keras.Sequential([
-        L.InputLayer((12,)),
-        QDense(8, kernel_quantizer=quantized_bits(6, 0, alpha=1), bias_quantizer=quantized_bits(6, 0, alpha=1), name="d1"),
-        QBatchNormalization(name="qbn"),
-        QActivation("quantized_relu(6,2)", name="r1"),
-        QDense(3, kernel_quantizer=quantized_bits(6, 0, alpha=1), bias_quantizer=quantized_bits(6, 0, alpha=1), name="d2"),
-    ], name="qkeras_qbatchnorm")
+    model = tf.keras.Sequential(
+        [
+            L.InputLayer((12,)),
+            QDense(
+                8,
+                kernel_quantizer=quantized_bits(6, 0, alpha=1),
+                bias_quantizer=quantized_bits(6, 0, alpha=1),
+                name="d1",
+            ),
+            QBatchNormalization(name="qbn"),
+            QActivation("quantized_relu(6,2)", name="r1"),
+            QDense(
+                3,
+                kernel_quantizer=quantized_bits(6, 0, alpha=1),
+                bias_quantizer=quantized_bits(6, 0, alpha=1),
+                name="d2",
+            ),
+        ],
+        name="qkeras_qbatchnorm",
+    )
     return _finish(model, seed)
 
 
@@ -439,8 +611,12 @@ def build(name: str, seed: int = 0) -> Any:
     return MODELS[name](seed)
 
 
-def save_layouts(model: Any, directory: Path, keras_archive: bool = False) -> dict[str, tuple[Path, Path | None]]:
-    """Write ``model`` in every layout; returns layout -> (model path, weights path or None)."""
+def save_layouts(
+    model: Any, directory: Path, keras_archive: bool = True
+) -> dict[str, tuple[Path, Path | None]]:
+    """Write ``model`` in every layout; returns layout -> (model path, weights path or None).
+
+    Keras writes ``.keras`` archives of QKeras models too (it cannot reload them; rtlgen can)."""
     directory.mkdir(parents=True, exist_ok=True)
     stem = directory / model.name
     out: dict[str, tuple[Path, Path | None]] = {}
@@ -484,8 +660,23 @@ def graph_signature(graph: Any, with_input_name: bool = False) -> list[tuple]:
     layouts (the input node's name differs between layouts, so it is left out by default)."""
     rows: list[tuple] = [("softmax", graph.softmax)]
     for index, node in enumerate(graph.nodes):
-        row: list[Any] = [node.op, node.name if index or with_input_name else "", node.in_shape, node.out_shape, str(node.out_type)]
-        for field in ("kernel", "stride", "padding", "pool", "activation", "acc_type", "rounding", "overflow"):
+        row: list[Any] = [
+            node.op,
+            node.name if index or with_input_name else "",
+            node.in_shape,
+            node.out_shape,
+            str(node.out_type),
+        ]
+        for field in (
+            "kernel",
+            "stride",
+            "padding",
+            "pool",
+            "activation",
+            "acc_type",
+            "rounding",
+            "overflow",
+        ):
             if hasattr(node, field):
                 row.append((field, str(getattr(node, field))))
         for field in ("weights", "bias", "scale", "shift"):

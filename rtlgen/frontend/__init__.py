@@ -24,8 +24,8 @@ from rtlgen import ir
 from rtlgen.quant.errors import ModelFileError, RtlgenError
 
 from . import hdf5
-from .keras_config import SUPPORTED_LAYERS, IndexedWeights, NamedWeights, build_graph
 from .inmemory import config_and_weights, is_keras_model
+from .keras_config import SUPPORTED_LAYERS, IndexedWeights, NamedWeights, build_graph
 
 __all__ = ["read_model", "SUPPORTED_LAYERS"]
 
@@ -42,10 +42,14 @@ def read_model(model: Any, weights: PathLike | None = None) -> ir.ModelGraph:
         return build_graph(model, _h5_weights(Path(weights)), source="<config>")
     if is_keras_model(model):
         if weights is not None:
-            raise RtlgenError("read_model(keras_model) takes the weights from the model; do not pass weights=")
+            raise RtlgenError(
+                "read_model(keras_model) takes the weights from the model; do not pass weights="
+            )
         config, by_layer = config_and_weights(model)
         name = getattr(model, "name", "model")
-        return build_graph(config, NamedWeights(by_layer, f"model '{name}'"), source=f"<in-memory {name}>")
+        return build_graph(
+            config, NamedWeights(by_layer, f"model '{name}'"), source=f"<in-memory {name}>"
+        )
     raise RtlgenError(
         f"read_model: cannot read a {type(model).__name__}; pass a path (.h5, .json, .keras) "
         "or a tf.keras model"
@@ -74,13 +78,19 @@ def _read_path(path: Path, weights: Path | None) -> ir.ModelGraph:
                     f"{what}: this HDF5 file holds only weights (no model_config); pass the "
                     "model JSON as the model and this file as weights"
                 )
-            source = _h5_weights(weights) if weights is not None else NamedWeights(hdf5.weights_from_h5(f, what), what)
+            source = (
+                _h5_weights(weights)
+                if weights is not None
+                else NamedWeights(hdf5.weights_from_h5(f, what), what)
+            )
         return build_graph(config, source, source=what)
     if path.suffix.lower() in (".h5", ".hdf5", ".keras"):
         raise ModelFileError(f"{what}: not an HDF5 file or .keras archive (unrecognized content)")
     config = hdf5.read_json_file(path, what)
     if weights is None:
-        raise ModelFileError(f"{what}: a model JSON needs its weights: read_model(json_path, weights=weights_h5)")
+        raise ModelFileError(
+            f"{what}: a model JSON needs its weights: read_model(json_path, weights=weights_h5)"
+        )
     return build_graph(config, _h5_weights(weights), source=what)
 
 
@@ -89,6 +99,8 @@ def _h5_weights(path: Path) -> NamedWeights:
     if not path.is_file():
         raise ModelFileError(f"{what}: no such file")
     if hdf5.sniff(path, what) != "hdf5":
-        raise ModelFileError(f"{what}: weights must be a Keras HDF5 file (model.save_weights('w.h5'))")
+        raise ModelFileError(
+            f"{what}: weights must be a Keras HDF5 file (model.save_weights('w.h5'))"
+        )
     with hdf5.open_h5(path, what) as f:
         return NamedWeights(hdf5.weights_from_h5(f, what), what)

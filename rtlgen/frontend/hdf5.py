@@ -11,7 +11,8 @@ Keras 2 HDF5 layout (``model.save("m.h5")`` / ``model.save_weights("w.h5")``)::
 
 ``.keras`` archive (Keras >= 2.13 ``model.save("m.keras")``): ``model.weights.h5`` holds
 ``layers/<snake_case class name>[_N]/vars/<i>``: layers are numbered per class in the order
-of ``model.layers`` and variables in creation order (trainable first), with no names.
+of ``model.layers`` and variables in creation order (trainable first), with no names;
+sub-layers add a level (``layers/q_conv2d_batchnorm/batchnorm/vars/<i>``).
 
 Every failure becomes a `ModelFileError` naming the file; links out of the file (external
 or soft links) are refused, and only numeric datasets of bounded size are read.
@@ -54,7 +55,9 @@ def open_h5(path: Path | str | io.BytesIO, what: str) -> Iterator[h5py.File]:
     try:
         yield f
     except (OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
-        raise ModelFileError(f"{what}: corrupt or unexpected HDF5 content ({_h5_reason(exc)})") from None
+        raise ModelFileError(
+            f"{what}: corrupt or unexpected HDF5 content ({_h5_reason(exc)})"
+        ) from None
     finally:
         try:
             f.close()
@@ -110,7 +113,9 @@ def _resolve(group: h5py.Group, path: str, what: str) -> h5py.HLObject | None:
             return None
         link = node.get(part, getlink=True)
         if not isinstance(link, h5py.HardLink):
-            raise ModelFileError(f"{what}: '{path}' is a {type(link).__name__}; only plain datasets are read")
+            raise ModelFileError(
+                f"{what}: '{path}' is a {type(link).__name__}; only plain datasets are read"
+            )
         node = node[part]
     return node
 
@@ -165,7 +170,9 @@ def weights_from_h5(f: h5py.File, what: str) -> dict[str, LayerWeights]:
         for name in names:
             node = _resolve(group, name, what)
             if node is None:
-                raise ModelFileError(f"{what}: layer '{layer}' lists weight '{name}' but the file has no such dataset")
+                raise ModelFileError(
+                    f"{what}: layer '{layer}' lists weight '{name}' but the file has no such dataset"
+                )
             short = weight_short_name(name)
             if short in weights:
                 raise ModelFileError(f"{what}: layer '{layer}' has two weights named '{short}'")
@@ -215,25 +222,39 @@ def read_keras_archive(path: Path, what: str) -> tuple[dict[str, Any], dict[str,
                 raise ModelFileError(f"{what}: model.weights.h5 is too large")
             blob = io.BytesIO(archive.read("model.weights.h5"))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, RuntimeError) as exc:
-        raise ModelFileError(f"{what}: not a readable .keras (zip) archive ({_h5_reason(exc)})") from None
+        raise ModelFileError(
+            f"{what}: not a readable .keras (zip) archive ({_h5_reason(exc)})"
+        ) from None
     variables: dict[str, list[np.ndarray]] = {}
     inner = f"{what} (model.weights.h5)"
     with open_h5(blob, inner) as f:
         layers = _resolve(f, "layers", inner)
         if isinstance(layers, h5py.Group):
-            for key in layers:
-                holder = _resolve(layers, f"{key}/vars", inner)
-                if not isinstance(holder, h5py.Group):
-                    continue
-                count = len(holder)
-                arrays = []
-                for index in range(count):
-                    node = _resolve(holder, str(index), inner)
-                    if node is None:
-                        raise ModelFileError(f"{inner}: layers/{key}/vars has no variable {index}")
-                    arrays.append(read_dataset(node, f"{inner}: layers/{key}/vars/{index}"))
-                variables[f"layers/{key}"] = arrays
+            _collect_vars(layers, "layers", variables, inner, depth=0)
     return config, variables
+
+
+def _collect_vars(
+    group: h5py.Group, path: str, out: dict[str, list[np.ndarray]], what: str, depth: int
+) -> None:
+    """Every ``<path>/vars/<i>`` below ``group`` (sub-layers such as a folded layer's
+    ``batchnorm`` are nested one level deeper), keyed by ``<path>``."""
+    if depth > 4:
+        return
+    for key in group:
+        child = _resolve(group, key, what)
+        if not isinstance(child, h5py.Group):
+            continue
+        if key == "vars":
+            arrays = []
+            for index in range(len(child)):
+                node = _resolve(child, str(index), what)
+                if node is None:
+                    raise ModelFileError(f"{what}: {path}/vars has no variable {index}")
+                arrays.append(read_dataset(node, f"{what}: {path}/vars/{index}"))
+            out[path] = arrays
+        else:
+            _collect_vars(child, f"{path}/{key}", out, what, depth + 1)
 
 
 def sniff(path: Path, what: str) -> str:

@@ -54,20 +54,49 @@ class KerasLayer:
         return f"layer '{self.name}' ({self.class_name})"
 
 
+_FOLDED_LAYERS = ("QConv2DBatchnorm", "QDenseBatchnorm")
 # Layers that are the identity at inference time.
 IDENTITY_LAYERS = frozenset(
     {
-        "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "AlphaDropout",
-        "GaussianDropout", "GaussianNoise", "ActivityRegularization",
+        "Dropout",
+        "SpatialDropout1D",
+        "SpatialDropout2D",
+        "SpatialDropout3D",
+        "AlphaDropout",
+        "GaussianDropout",
+        "GaussianNoise",
+        "ActivityRegularization",
     }
 )
 SUPPORTED_LAYERS = (
-    "InputLayer", "Conv1D", "Conv2D", "QConv1D", "QConv2D", "QConv2DBatchnorm", "Dense",
-    "QDense", "QDenseBatchnorm", "BatchNormalization", "QBatchNormalization", "Activation",
-    "ReLU", "Softmax", "QActivation", "MaxPooling1D", "MaxPooling2D", "AveragePooling1D",
-    "AveragePooling2D", "QAveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D",
-    "GlobalAveragePooling1D", "GlobalAveragePooling2D", "QGlobalAveragePooling2D", "Flatten",
-    "Reshape", *sorted(IDENTITY_LAYERS),
+    "InputLayer",
+    "Conv1D",
+    "Conv2D",
+    "QConv1D",
+    "QConv2D",
+    "QConv2DBatchnorm",
+    "Dense",
+    "QDense",
+    "QDenseBatchnorm",
+    "BatchNormalization",
+    "QBatchNormalization",
+    "Activation",
+    "ReLU",
+    "Softmax",
+    "QActivation",
+    "MaxPooling1D",
+    "MaxPooling2D",
+    "AveragePooling1D",
+    "AveragePooling2D",
+    "QAveragePooling2D",
+    "GlobalMaxPooling1D",
+    "GlobalMaxPooling2D",
+    "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D",
+    "QGlobalAveragePooling2D",
+    "Flatten",
+    "Reshape",
+    *sorted(IDENTITY_LAYERS),
 )
 _UNSUPPORTED_HINTS = {
     "Lambda": "Lambda layers hold Python code, which rtlgen never runs",
@@ -113,7 +142,12 @@ def _get(layer: KerasLayer, key: str, default: Any = _MISSING) -> Any:
 
 
 def _int(layer: KerasLayer, key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value or value < 1:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or int(value) != value
+        or value < 1
+    ):
         raise ModelFileError(f"{layer.where}: '{key}' = {value!r} is not a positive integer")
     return int(value)
 
@@ -163,10 +197,14 @@ def _channels_last(layer: KerasLayer) -> None:
 # ---------------------------------------------------------------------------------------
 def _layer_entry(entry: Any, index: int) -> KerasLayer:
     if not isinstance(entry, dict) or not isinstance(entry.get("class_name"), str):
-        raise ModelFileError(f"layer entry {index} is not a {{'class_name': ..., 'config': ...}} object")
+        raise ModelFileError(
+            f"layer entry {index} is not a {{'class_name': ..., 'config': ...}} object"
+        )
     config = entry.get("config", {})
     if not isinstance(config, dict):
-        raise ModelFileError(f"layer entry {index} ({entry['class_name']}): 'config' is not an object")
+        raise ModelFileError(
+            f"layer entry {index} ({entry['class_name']}): 'config' is not an object"
+        )
     name = config.get("name", entry.get("name"))
     if not isinstance(name, str) or not name:
         raise ModelFileError(f"layer entry {index} ({entry['class_name']}) has no name")
@@ -182,7 +220,9 @@ def model_layers(model_config: Mapping[str, Any]) -> tuple[str, list[KerasLayer]
     class_name = model_config.get("class_name")
     config = model_config.get("config")
     if not isinstance(class_name, str) or config is None:
-        raise ModelFileError("not a Keras model config: expected {'class_name': ..., 'config': ...}")
+        raise ModelFileError(
+            "not a Keras model config: expected {'class_name': ..., 'config': ...}"
+        )
     if class_name == "Sequential":
         if isinstance(config, list):  # Keras 2.0
             entries, name = config, "sequential"
@@ -212,7 +252,11 @@ def _tensor_refs(value: Any) -> list[str]:
         # Keras 3 node: {"args": [tensors...], "kwargs": {...}}; tensors are in the args.
         return _tensor_refs(value.get("args", []))
     if isinstance(value, list):
-        if len(value) >= 3 and isinstance(value[0], str) and all(isinstance(v, int) for v in value[1:3]):
+        if (
+            len(value) >= 3
+            and isinstance(value[0], str)
+            and all(isinstance(v, int) for v in value[1:3])
+        ):
             return [value[0]]  # Keras 2: [layer_name, node_index, tensor_index(, kwargs)]
         for item in value:
             refs.extend(_tensor_refs(item))
@@ -368,7 +412,13 @@ def _snake_case(name: str) -> str:
 class IndexedWeights(WeightSource):
     """Weights of a ``.keras`` archive: ``layers/<snake class>[_N]/vars/<i>`` in creation order."""
 
-    def __init__(self, variables: Mapping[str, list[np.ndarray]], layers: Sequence[KerasLayer], sequential: bool, origin: str):
+    def __init__(
+        self,
+        variables: Mapping[str, list[np.ndarray]],
+        layers: Sequence[KerasLayer],
+        sequential: bool,
+        origin: str,
+    ):
         self.variables, self.origin = variables, origin
         self.paths: dict[str, str] = {}
         used: dict[str, int] = {}
@@ -384,22 +434,41 @@ class IndexedWeights(WeightSource):
             self.paths[layer.name] = f"layers/{key}"
 
     def get(self, layer: KerasLayer, expected: Sequence[str]) -> dict[str, np.ndarray]:
-        if layer.class_name in ("QConv2DBatchnorm", "QDenseBatchnorm"):
+        path = self.paths.get(layer.name, "")
+        if layer.class_name in _FOLDED_LAYERS:
+            # kernel, bias, iteration in the layer; gamma, beta, mean, variance in its
+            # "batchnorm" sub-layer (creation order, trainable first, in each).
+            main = [
+                "kernel",
+                *(["bias"] if layer.config.get("use_bias", True) else []),
+                "iteration",
+            ]
+            bn = [
+                *(["gamma"] if layer.config.get("scale", True) else []),
+                *(["beta"] if layer.config.get("center", True) else []),
+                "moving_mean",
+                "moving_variance",
+            ]
+            named = {
+                **self._named(layer, path, main),
+                **self._named(layer, f"{path}/batchnorm", bn),
+            }
+            return {name: named[name] for name in expected}
+        return self._named(layer, path, list(expected))
+
+    def _named(self, layer: KerasLayer, path: str, names: list[str]) -> dict[str, np.ndarray]:
+        arrays = self.variables.get(path, [])
+        if len(arrays) != len(names):
             raise ModelFileError(
-                f"{self.origin}: {layer.where}: reading folded-batchnorm layers from a .keras "
-                "archive is not supported; save the model as .h5"
+                f"{self.origin}: {layer.where} expects {len(names)} weight(s) "
+                f"({', '.join(names)}) but '{path}' holds {len(arrays)}"
             )
-        path = self.paths.get(layer.name)
-        arrays = self.variables.get(path or "", [])
-        if len(arrays) != len(expected):
-            raise ModelFileError(
-                f"{self.origin}: {layer.where} expects {len(expected)} weight(s) "
-                f"({', '.join(expected)}) but '{path}' holds {len(arrays)}"
-            )
-        return dict(zip(expected, arrays, strict=True))
+        return dict(zip(names, arrays, strict=True))
 
 
-def _weights(source: WeightSource, layer: KerasLayer, expected: dict[str, Shape]) -> dict[str, np.ndarray]:
+def _weights(
+    source: WeightSource, layer: KerasLayer, expected: dict[str, Shape]
+) -> dict[str, np.ndarray]:
     """The layer's weights, checked against the shapes the config implies, as float64."""
     got = source.get(layer, list(expected))
     out = {}
@@ -446,7 +515,9 @@ def _activation(layer: KerasLayer, spec: Any) -> _Act:
     if isinstance(spec, dict):  # {"class_name": "relu", "config": {}} (some Keras versions)
         name = spec.get("class_name") if not spec.get("config") else None
     if not isinstance(name, str):
-        raise UnsupportedError(f"{where}: {spec!r} is not supported (supported: {_KERAS_ACTIVATIONS})")
+        raise UnsupportedError(
+            f"{where}: {spec!r} is not supported (supported: {_KERAS_ACTIVATIONS})"
+        )
     name = name.strip()
     if name in ("linear", ""):
         return _Act()
@@ -471,11 +542,15 @@ def _quantizer(layer: KerasLayer, key: str, kernel: bool = False) -> Quantizer |
 # ---------------------------------------------------------------------------------------
 # geometry
 # ---------------------------------------------------------------------------------------
-def _window(layer: KerasLayer, size: int, k: int, stride: int, padding: str) -> tuple[int, int, int]:
+def _window(
+    layer: KerasLayer, size: int, k: int, stride: int, padding: str
+) -> tuple[int, int, int]:
     """(output size, pad before, pad after) along one axis, exactly as TensorFlow."""
     if padding == "valid":
         if size < k:
-            raise RtlgenError(f"{layer.where}: window {k} is larger than the input size {size} (padding='valid')")
+            raise RtlgenError(
+                f"{layer.where}: window {k} is larger than the input size {size} (padding='valid')"
+            )
         return (size - k) // stride + 1, 0, 0
     if padding == "same":
         out = -(-size // stride)
@@ -483,10 +558,19 @@ def _window(layer: KerasLayer, size: int, k: int, stride: int, padding: str) -> 
         return out, total // 2, total - total // 2  # the extra row/column goes at the bottom/right
     if padding == "causal":
         return (size - 1) // stride + 1, k - 1, 0
-    raise UnsupportedError(f"{layer.where}: padding={padding!r} (supported: 'valid', 'same', and 'causal' for Conv1D)")
+    raise UnsupportedError(
+        f"{layer.where}: padding={padding!r} (supported: 'valid', 'same', and 'causal' for Conv1D)"
+    )
 
 
-def _geometry(layer: KerasLayer, in_shape: Shape, kernel: tuple[int, int], stride: tuple[int, int], padding: str, causal_ok: bool) -> tuple[Shape, tuple[int, int, int, int]]:
+def _geometry(
+    layer: KerasLayer,
+    in_shape: Shape,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: str,
+    causal_ok: bool,
+) -> tuple[Shape, tuple[int, int, int, int]]:
     """Spatial output shape (without channels) and (top, bottom, left, right) padding."""
     if padding == "causal" and not causal_ok:
         raise UnsupportedError(f"{layer.where}: padding='causal' is only supported for Conv1D")
@@ -516,10 +600,14 @@ class _Out:
 def _conv(layer: KerasLayer, shape: Shape, source: WeightSource) -> _Out:
     cls = layer.class_name
     dims = 1 if cls in ("Conv1D", "QConv1D") else 2
-    _expect_rank(layer, shape, dims + 1, "a 1D signal (L, C)" if dims == 1 else "an image (H, W, C)")
+    _expect_rank(
+        layer, shape, dims + 1, "a 1D signal (L, C)" if dims == 1 else "an image (H, W, C)"
+    )
     _channels_last(layer)
     if any(d != 1 for d in _ints(layer, "dilation_rate", dims, 1)):
-        raise UnsupportedError(f"{layer.where}: dilation_rate={layer.config['dilation_rate']} is not supported (only 1)")
+        raise UnsupportedError(
+            f"{layer.where}: dilation_rate={layer.config['dilation_rate']} is not supported (only 1)"
+        )
     groups = layer.config.get("groups", 1)
     if groups != 1:
         raise UnsupportedError(f"{layer.where}: groups={groups} is not supported (only 1)")
@@ -549,16 +637,24 @@ def _conv(layer: KerasLayer, shape: Shape, source: WeightSource) -> _Out:
         w, b = got["kernel"], got.get("bias")
     w = np.asarray(w, dtype=np.float64).reshape((*kernel2, cin, filters))
     node = ir.Conv(
-        layer.name, shape, out_shape,
+        layer.name,
+        shape,
+        out_shape,
         weights=ir.FloatTensor(w, kq),
         bias=None if b is None else ir.FloatTensor(np.asarray(b, dtype=np.float64), bq),
-        kernel=kernel2, stride=stride2, padding=pads,
-        activation=act.clamp, out_quantizer=act.quantizer, source=layer.name,
+        kernel=kernel2,
+        stride=stride2,
+        padding=pads,
+        activation=act.clamp,
+        out_quantizer=act.quantizer,
+        source=layer.name,
     )
     return _Out([node], out_shape, act.softmax)
 
 
-def _folded(layer: KerasLayer, source: WeightSource, expected: dict[str, Shape], units: int) -> tuple[np.ndarray, np.ndarray]:
+def _folded(
+    layer: KerasLayer, source: WeightSource, expected: dict[str, Shape], units: int
+) -> tuple[np.ndarray, np.ndarray]:
     """QConv2DBatchnorm/QDenseBatchnorm folded kernel and bias, computed in float32 exactly
     as QKeras's ``call`` does at inference (``ema_stats_folding`` and ``batch_stats_folding``
     both use the moving statistics there)::
@@ -594,7 +690,11 @@ def _dense(layer: KerasLayer, shape: Shape, source: WeightSource) -> _Out:
     units = _int(layer, "units", _get(layer, "units"))
     use_bias = _bool(layer, "use_bias", True)
     cin = shape[-1]
-    kq = _quantizer(layer, "kernel_quantizer", kernel=True) if layer.class_name.startswith("Q") else None
+    kq = (
+        _quantizer(layer, "kernel_quantizer", kernel=True)
+        if layer.class_name.startswith("Q")
+        else None
+    )
     bq = _quantizer(layer, "bias_quantizer") if layer.class_name.startswith("Q") else None
     act = _activation(layer, layer.config.get("activation"))
     expected: dict[str, Shape] = {"kernel": (cin, units)}
@@ -607,15 +707,25 @@ def _dense(layer: KerasLayer, shape: Shape, source: WeightSource) -> _Out:
         w, b = got["kernel"], got.get("bias")
     w = np.asarray(w, dtype=np.float64)
     bias = None if b is None else ir.FloatTensor(np.asarray(b, dtype=np.float64), bq)
-    common: dict[str, Any] = dict(activation=act.clamp, out_quantizer=act.quantizer, source=layer.name)
+    common: dict[str, Any] = dict(
+        activation=act.clamp, out_quantizer=act.quantizer, source=layer.name
+    )
     out_shape = (*shape[:-1], units)
     if len(shape) == 1:
-        node: ir.Node = ir.Dense(layer.name, shape, out_shape, weights=ir.FloatTensor(w, kq), bias=bias, **common)
+        node: ir.Node = ir.Dense(
+            layer.name, shape, out_shape, weights=ir.FloatTensor(w, kq), bias=bias, **common
+        )
     else:
         # Keras applies Dense to the last axis of a 1D/2D feature map: a 1x1 convolution.
         node = ir.Conv(
-            layer.name, shape, out_shape, weights=ir.FloatTensor(w.reshape(1, 1, cin, units), kq),
-            bias=bias, kernel=(1, 1), stride=(1, 1), **common,
+            layer.name,
+            shape,
+            out_shape,
+            weights=ir.FloatTensor(w.reshape(1, 1, cin, units), kq),
+            bias=bias,
+            kernel=(1, 1),
+            stride=(1, 1),
+            **common,
         )
     return _Out([node], out_shape, act.softmax)
 
@@ -644,7 +754,9 @@ def _batchnorm(layer: KerasLayer, shape: Shape, source: WeightSource) -> _Out:
         # QKeras applies these quantizers to the parameters (not the data) at inference:
         # gamma/beta only when scale/center. The result is a float ScaleShift like any BN.
         for key in ("gamma", "beta", "mean", "variance"):
-            quantizers[key] = parse_quantizer(layer.config.get(f"{key}_quantizer"), f"{layer.where} {key}_quantizer")
+            quantizers[key] = parse_quantizer(
+                layer.config.get(f"{key}_quantizer"), f"{layer.where} {key}_quantizer"
+            )
     got = {k: v.astype(np.float64) for k, v in _weights(source, layer, expected).items()}
     params = {
         "gamma": got.get("gamma", np.ones(channels)),
@@ -663,7 +775,11 @@ def _batchnorm(layer: KerasLayer, shape: Shape, source: WeightSource) -> _Out:
     bn_scale = gamma / np.sqrt(var + eps)
     bn_shift = beta - mean * bn_scale
     node = ir.ScaleShift(
-        layer.name, shape, shape, scale=ir.FloatTensor(bn_scale), shift=ir.FloatTensor(bn_shift),
+        layer.name,
+        shape,
+        shape,
+        scale=ir.FloatTensor(bn_scale),
+        shift=ir.FloatTensor(bn_shift),
         source=layer.name,
     )
     return _Out([node], shape)
@@ -690,21 +806,34 @@ def _activation_layer(layer: KerasLayer, shape: Shape, source: WeightSource) -> 
         return _Out([], shape, softmax=True)
     if act.identity:
         return _Out([], shape)
-    node = ir.Activation(layer.name, shape, shape, activation=act.clamp, out_quantizer=act.quantizer, source=layer.name)
+    node = ir.Activation(
+        layer.name,
+        shape,
+        shape,
+        activation=act.clamp,
+        out_quantizer=act.quantizer,
+        source=layer.name,
+    )
     return _Out([node], shape)
 
 
 def _pool(layer: KerasLayer, shape: Shape, source: WeightSource) -> _Out:
     cls = layer.class_name
     dims = 1 if cls.endswith("1D") else 2
-    _expect_rank(layer, shape, dims + 1, "a 1D signal (L, C)" if dims == 1 else "an image (H, W, C)")
+    _expect_rank(
+        layer, shape, dims + 1, "a 1D signal (L, C)" if dims == 1 else "an image (H, W, C)"
+    )
     _channels_last(layer)
     kind = ir.PoolKind.MAX if "Max" in cls else ir.PoolKind.AVG
     nodes: list[ir.Node] = []
     if cls.startswith("Global") or cls.startswith("QGlobal"):
         size = (1, shape[0]) if dims == 1 else (shape[0], shape[1])
         out_shape: Shape = (1, shape[1]) if dims == 1 else (1, 1, shape[2])
-        nodes.append(ir.Pool(layer.name, shape, out_shape, kind=kind, pool=size, stride=size, source=layer.name))
+        nodes.append(
+            ir.Pool(
+                layer.name, shape, out_shape, kind=kind, pool=size, stride=size, source=layer.name
+            )
+        )
         if not layer.config.get("keepdims", False):
             flat = (shape[-1],)
             nodes.append(ir.Flatten(f"{layer.name}_flatten", out_shape, flat, source=layer.name))
@@ -718,15 +847,36 @@ def _pool(layer: KerasLayer, shape: Shape, source: WeightSource) -> _Out:
         stride2 = (1, strides[0]) if dims == 1 else (strides[0], strides[1])
         spatial_out, pads = _geometry(layer, shape, pool2, stride2, padding, causal_ok=False)
         out_shape = (*spatial_out, shape[-1])
-        nodes.append(ir.Pool(layer.name, shape, out_shape, kind=kind, pool=pool2, stride=stride2, padding=pads, source=layer.name))
+        nodes.append(
+            ir.Pool(
+                layer.name,
+                shape,
+                out_shape,
+                kind=kind,
+                pool=pool2,
+                stride=stride2,
+                padding=pads,
+                source=layer.name,
+            )
+        )
     if cls.startswith("Q"):
         _q_average(layer, nodes[0])
         act = _activation(layer, layer.config.get("activation"))
         if act.softmax:
-            raise UnsupportedError(f"{layer.where}: activation='softmax' on a pooling layer is not supported")
+            raise UnsupportedError(
+                f"{layer.where}: activation='softmax' on a pooling layer is not supported"
+            )
         if not act.identity:
-            nodes.append(ir.Activation(f"{layer.name}_activation", out_shape, out_shape, activation=act.clamp,
-                                       out_quantizer=act.quantizer, source=layer.name))
+            nodes.append(
+                ir.Activation(
+                    f"{layer.name}_activation",
+                    out_shape,
+                    out_shape,
+                    activation=act.clamp,
+                    out_quantizer=act.quantizer,
+                    source=layer.name,
+                )
+            )
     return _Out(nodes, out_shape)
 
 
@@ -778,9 +928,21 @@ _HANDLERS: dict[str, Callable[[KerasLayer, Shape, WeightSource], _Out]] = {
     **{c: _dense for c in ("Dense", "QDense", "QDenseBatchnorm")},
     **{c: _batchnorm for c in ("BatchNormalization", "QBatchNormalization")},
     **{c: _activation_layer for c in ("Activation", "ReLU", "Softmax", "QActivation")},
-    **{c: _pool for c in ("MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D",
-                          "QAveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D",
-                          "GlobalAveragePooling1D", "GlobalAveragePooling2D", "QGlobalAveragePooling2D")},
+    **{
+        c: _pool
+        for c in (
+            "MaxPooling1D",
+            "MaxPooling2D",
+            "AveragePooling1D",
+            "AveragePooling2D",
+            "QAveragePooling2D",
+            "GlobalMaxPooling1D",
+            "GlobalMaxPooling2D",
+            "GlobalAveragePooling1D",
+            "GlobalAveragePooling2D",
+            "QGlobalAveragePooling2D",
+        )
+    },
     "Flatten": _flatten,
     "Reshape": _reshape,
     **{c: _identity for c in IDENTITY_LAYERS},
@@ -788,7 +950,11 @@ _HANDLERS: dict[str, Callable[[KerasLayer, Shape, WeightSource], _Out]] = {
 
 
 # ---------------------------------------------------------------------------------------
-def build_graph(model_config: Mapping[str, Any], weights: WeightSource | Callable[[list[KerasLayer], bool], WeightSource], source: str = "") -> ir.ModelGraph:
+def build_graph(
+    model_config: Mapping[str, Any],
+    weights: WeightSource | Callable[[list[KerasLayer], bool], WeightSource],
+    source: str = "",
+) -> ir.ModelGraph:
     """The unlowered graph of a Keras model config with its weights.
 
     ``weights`` may be a factory called with the chain's layers (for ``.keras`` archives,
@@ -819,7 +985,9 @@ def build_graph(model_config: Mapping[str, Any], weights: WeightSource | Callabl
     softmax_layer: KerasLayer | None = None
     for layer in layers:
         if layer.class_name == "InputLayer":
-            raise UnsupportedError(f"{layer.where}: an InputLayer inside the model is not supported")
+            raise UnsupportedError(
+                f"{layer.where}: an InputLayer inside the model is not supported"
+            )
         out = _HANDLERS[layer.class_name](layer, shape, weights)
         if softmax_layer is not None and (out.nodes or out.softmax):
             raise UnsupportedError(

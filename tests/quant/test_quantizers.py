@@ -35,27 +35,47 @@ from rtlgen.quant.quantizers import (
 # ---------------------------------------------------------------------------------------
 BITS_CONFIGS = [
     {"bits": b, "integer": i, "symmetric": s, "keep_negative": k, "alpha": a}
-    for b, i in [(1, 0), (2, 0), (3, 1), (4, 0), (6, 0), (6, 2), (8, 3), (5, 4)]  # QKeras fails on integer < 0 (int pow)
+    for b, i in [
+        (1, 0),
+        (2, 0),
+        (3, 1),
+        (4, 0),
+        (6, 0),
+        (6, 2),
+        (8, 3),
+        (5, 4),
+    ]  # QKeras fails on integer < 0 (int pow)
     for s in (0, 1)
     for k in (True, False)
     for a in (None, 1, 0.5)
     if not (b == 1 and not k)
 ] + [
-    {"bits": b, "integer": i, "alpha": "auto_po2"} for b, i in [(2, 0), (3, 0), (4, 1), (6, 0), (8, 2)]
+    {"bits": b, "integer": i, "alpha": "auto_po2"}
+    for b, i in [(2, 0), (3, 0), (4, 1), (6, 0), (8, 2)]
 ]
 RELU_CONFIGS = [{"bits": b, "integer": i} for b in (1, 2, 4, 6, 8) for i in (0, 1, 3)]
 PO2_CONFIGS = [
     {"bits": b, "max_value": m, "quadratic_approximation": qa}
-    for b in (3, 4, 5) for m in (None, 1, 4) for qa in (False, True)
+    for b in (3, 4, 5)
+    for m in (None, 1, 4)
+    for qa in (False, True)
 ] + [{"bits": 4, "max_value": 1, "log2_rounding": "floor"}]
 RELU_PO2_CONFIGS = [
     {"bits": b, "max_value": m, "quadratic_approximation": qa}
-    for b in (3, 5, 6) for m in (None, 1, 2048) for qa in (False, True)
+    for b in (3, 5, 6)
+    for m in (None, 1, 2048)
+    for qa in (False, True)
 ]
-BINARY_CONFIGS = [{"use_01": u, "alpha": a} for u in (False, True) for a in (None, 1, 0.25, "auto_po2")]
+BINARY_CONFIGS = [
+    {"use_01": u, "alpha": a} for u in (False, True) for a in (None, 1, 0.25, "auto_po2")
+]
 TERNARY_CONFIGS = [
-    {"alpha": None}, {"alpha": 1}, {"alpha": 0.5, "threshold": 0.2}, {"alpha": 1, "threshold": 0.5},
-    {"alpha": "auto_po2"}, {"alpha": "auto_po2", "number_of_unrolls": 2},
+    {"alpha": None},
+    {"alpha": 1},
+    {"alpha": 0.5, "threshold": 0.2},
+    {"alpha": 1, "threshold": 0.5},
+    {"alpha": "auto_po2"},
+    {"alpha": "auto_po2", "number_of_unrolls": 2},
 ]
 CONFIGS = (
     [("quantized_bits", c) for c in BITS_CONFIGS]
@@ -77,12 +97,29 @@ def _edge_values(config: dict) -> np.ndarray:
     bits, integer = config.get("bits", 4), config.get("integer", 0)
     step = 2.0 ** (integer - bits + 1)
     k = np.arange(-(2**bits) - 2, 2**bits + 3)
-    values = np.concatenate([
-        (k + 0.5) * step,  # every rounding tie
-        k * step,  # every grid point, incl. clipping
-        [0.0, -0.0, 1e-30, -1e-30, 0.33, -0.33, 0.5, -0.5, 2.0**-8, 3 * 2.0**-9, 5.0, -7.5, 60.0, -64.0],
-        2.0 ** np.arange(-12, 6) * 1.4142135,  # near po2 rounding boundaries (not on them)
-    ])
+    values = np.concatenate(
+        [
+            (k + 0.5) * step,  # every rounding tie
+            k * step,  # every grid point, incl. clipping
+            [
+                0.0,
+                -0.0,
+                1e-30,
+                -1e-30,
+                0.33,
+                -0.33,
+                0.5,
+                -0.5,
+                2.0**-8,
+                3 * 2.0**-9,
+                5.0,
+                -7.5,
+                60.0,
+                -64.0,
+            ],
+            2.0 ** np.arange(-12, 6) * 1.4142135,  # near po2 rounding boundaries (not on them)
+        ]
+    )
     return values.astype(np.float32)
 
 
@@ -139,7 +176,10 @@ def _quantize_or_too_wide(q, x):
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("spec", ["quantized_bits(4,0)", "quantized_bits(6,1,keep_negative=False)", "binary()", "ternary()"])
+@pytest.mark.parametrize(
+    "spec",
+    ["quantized_bits(4,0)", "quantized_bits(6,1,keep_negative=False)", "binary()", "ternary()"],
+)
 def test_kernel_quantizer_without_alpha_is_what_the_qkeras_layer_applies(qkeras, spec):
     """QConv2D/QDense turn alpha=None into auto_po2 (+ symmetric): `for_kernel` does the same."""
     import tensorflow as tf
@@ -162,14 +202,19 @@ def test_qkeras_ste_artifacts(qkeras):
     the formula, which is what the hardware computes."""
     x = np.array([3.0e7, -3.0e7], dtype=np.float32)
     want = np.array([31 / 32, -1.0])
-    assert not np.array_equal(_qkeras_value(qkeras, "quantized_bits", {"bits": 6, "integer": 0, "alpha": 1}, x), want)
+    assert not np.array_equal(
+        _qkeras_value(qkeras, "quantized_bits", {"bits": 6, "integer": 0, "alpha": 1}, x), want
+    )
     np.testing.assert_array_equal(QuantizedBits(6, 0, alpha=1).reference(x), want)
     # The same cancellation at the other end: 1e-9 (< K.epsilon()) maps to 2**-64, and
     # 1e-9 + (2**-64 - 1e-9) is 0 in float32.
     config = {"bits": 6, "max_value": 1}
     tiny = np.array([1e-9], dtype=np.float32)
     assert _qkeras_value(qkeras, "quantized_relu_po2", config, tiny)[0] == 0.0
-    assert parse_quantizer({"class_name": "quantized_relu_po2", "config": config}).reference(tiny)[0] == 2.0**-64
+    assert (
+        parse_quantizer({"class_name": "quantized_relu_po2", "config": config}).reference(tiny)[0]
+        == 2.0**-64
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -193,12 +238,16 @@ def test_quantized_bits_types_match_ap_fixed():
     assert str(QuantizedBits(5, 2, keep_negative=False).output_type()) == "ufixed<5,2>"
     assert str(QuantizedRelu(6, 2).output_type()) == "ufixed<6,2>"
     # alpha = 2**-1 halves every value: one more fractional bit
-    assert QuantizedBits(4, 0, alpha=0.5).quantize_constant(np.array([0.5])).values.tolist() == [0.25]
+    assert QuantizedBits(4, 0, alpha=0.5).quantize_constant(np.array([0.5])).values.tolist() == [
+        0.25
+    ]
 
 
 def test_one_bit_quantized_bits_ignores_integer_like_qkeras():
     q = QuantizedBits(1, 2)
-    np.testing.assert_array_equal(q.reference(np.array([-3.0, -0.0, 0.0, 0.1])), [-1.0, 1.0, 1.0, 1.0])
+    np.testing.assert_array_equal(
+        q.reference(np.array([-3.0, -0.0, 0.0, 0.1])), [-1.0, 1.0, 1.0, 1.0]
+    )
 
 
 def test_auto_po2_ignores_all_zero_channels_for_the_type():
@@ -230,8 +279,14 @@ def test_po2_with_wide_exponent_range_and_zeros_is_rejected_clearly():
 
 @pytest.mark.parametrize(
     "q",
-    [QuantizedBits(4, 0, alpha="auto_po2"), QuantizedBits(4, 0, alpha=0.5), QuantizedBits(1, 0),
-     QuantizedPo2(4), Binary(), Ternary()],
+    [
+        QuantizedBits(4, 0, alpha="auto_po2"),
+        QuantizedBits(4, 0, alpha=0.5),
+        QuantizedBits(1, 0),
+        QuantizedPo2(4),
+        Binary(),
+        Ternary(),
+    ],
     ids=str,
 )
 def test_quantizers_that_cannot_be_activations_say_so(q):
@@ -249,14 +304,23 @@ def test_quantizers_that_cannot_be_activations_say_so(q):
         ("quantized_relu(3,1)", QuantizedRelu(3, 1)),
         ("quantized_relu", QuantizedRelu(8, 0)),
         ("quantized_bits(6,0,alpha=1)", QuantizedBits(6, 0, alpha=1.0)),
-        ("quantized_bits(bits=4, integer=0, symmetric=1, alpha='auto_po2')", QuantizedBits(4, 0, True, alpha="auto_po2")),
-        ("quantized_bits(4,0,1,keep_negative=False,alpha=1)", QuantizedBits(4, 0, True, False, 1.0)),
+        (
+            "quantized_bits(bits=4, integer=0, symmetric=1, alpha='auto_po2')",
+            QuantizedBits(4, 0, True, alpha="auto_po2"),
+        ),
+        (
+            "quantized_bits(4,0,1,keep_negative=False,alpha=1)",
+            QuantizedBits(4, 0, True, False, 1.0),
+        ),
         ("  quantized_bits( 8 , 3 , keep_negative = True )", QuantizedBits(8, 3)),
         ('quantized_bits(4, 0, alpha="auto_po2")', QuantizedBits(4, 0, True, alpha="auto_po2")),
         ("quantized_po2(4, 1)", QuantizedPo2(4, 1)),
         ("binary(alpha=1)", Binary(False, 1.0)),
         ("ternary(alpha='auto_po2')", Ternary("auto_po2")),
-        ("quantized_relu(4, 0, use_sigmoid=0, negative_slope=0.0, relu_upper_bound=None)", QuantizedRelu(4, 0)),
+        (
+            "quantized_relu(4, 0, use_sigmoid=0, negative_slope=0.0, relu_upper_bound=None)",
+            QuantizedRelu(4, 0),
+        ),
     ],
 )
 def test_parse_strings(text, expected):
@@ -265,17 +329,30 @@ def test_parse_strings(text, expected):
 
 def test_parse_dict_with_keras_metadata_keys():
     spec = {
-        "module": "qkeras.quantizers", "class_name": "quantized_bits", "registered_name": "quantized_bits",
-        "config": {"bits": 6, "integer": 0, "symmetric": 0, "alpha": 1, "keep_negative": True,
-                   "use_stochastic_rounding": False, "qnoise_factor": 1.0},
+        "module": "qkeras.quantizers",
+        "class_name": "quantized_bits",
+        "registered_name": "quantized_bits",
+        "config": {
+            "bits": 6,
+            "integer": 0,
+            "symmetric": 0,
+            "alpha": 1,
+            "keep_negative": True,
+            "use_stochastic_rounding": False,
+            "qnoise_factor": 1.0,
+        },
     }
     assert parse_quantizer(spec) == QuantizedBits(6, 0, alpha=1.0)
     assert parse_quantizer(None) is None
 
 
 def test_kernel_conversion_of_alpha_none():
-    assert parse_quantizer("quantized_bits(4,0)").for_kernel() == QuantizedBits(4, 0, True, alpha="auto_po2")
-    assert parse_quantizer("quantized_bits(4,0,alpha=1)").for_kernel() == QuantizedBits(4, 0, alpha=1.0)
+    assert parse_quantizer("quantized_bits(4,0)").for_kernel() == QuantizedBits(
+        4, 0, True, alpha="auto_po2"
+    )
+    assert parse_quantizer("quantized_bits(4,0,alpha=1)").for_kernel() == QuantizedBits(
+        4, 0, alpha=1.0
+    )
     assert parse_quantizer("binary()").for_kernel() == Binary(False, "auto_po2")
 
 
@@ -288,7 +365,11 @@ def test_kernel_conversion_of_alpha_none():
         ("quantized_bits(*args)", RtlgenError, "arguments must be literals"),
         ("quantized_bits(**{'bits': 4})", RtlgenError, r"'\*\*' is not allowed"),
         ("quantized_bits(4, bits=4)", RtlgenError, "given twice"),
-        ("quantized_bits(4, 0, 0, 1, 1, 0, None, 1.0, None, 1, 0, 7)", RtlgenError, "too many positional"),
+        (
+            "quantized_bits(4, 0, 0, 1, 1, 0, None, 1.0, None, 1, 0, 7)",
+            RtlgenError,
+            "too many positional",
+        ),
         ("quantized_bits(4, foo=1)", UnsupportedError, "unknown option 'foo'"),
         ("quantized_bits('four')", RtlgenError, "bits='four' must be an integer"),
         ("quantized_tanh(4)", UnsupportedError, "quantized_tanh"),
@@ -314,7 +395,9 @@ def test_errors_name_the_layer():
         parse_quantizer("quantized_bits(4,", "layer 'd1' kernel_quantizer")
 
 
-@pytest.mark.parametrize("spec", [{"class_name": 3}, {"class_name": "quantized_bits", "config": [4]}, 42])
+@pytest.mark.parametrize(
+    "spec", [{"class_name": 3}, {"class_name": "quantized_bits", "config": [4]}, 42]
+)
 def test_malformed_specs(spec):
     with pytest.raises(RtlgenError):
         parse_quantizer(spec)

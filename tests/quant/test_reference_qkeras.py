@@ -17,6 +17,16 @@ Mismatch classes that are not exact, each explained where it is tested:
 - (c) softmax: rtlgen outputs logits (the hardware emits logits + arg-max), so a model
   ending in ``Dense(activation="softmax")`` is compared through softmax(logits) in float64
   versus Keras's float32 softmax.
+Classes documented where they arise but not exercised here (the models avoid them):
+- (d) average pooling over a non-power-of-two count (3x3, same-padding borders): Keras
+  divides in float32, rtlgen rounds the exact quotient into a type with 2 extra bits;
+- (e) float (unquantized) Conv/Dense inside a QKeras model: weights rounded to
+  ``weight_width`` bits like (b), while QKeras keeps them in float32;
+- (f) QConv2DBatchnorm folding uses TensorFlow's float32 ``rsqrt``, which is not correctly
+  rounded; a folded weight within ~1e-7 (relative) of a quantizer rounding boundary could
+  quantize differently (see ``rtlgen.frontend.keras_config._folded``);
+- (g) QKeras's straight-through ``x + (q(x) - x)`` in float32 and TensorFlow's float32
+  ``log`` for power-of-two exponents (see tests/quant/test_quantizers.py).
 """
 
 from __future__ import annotations
@@ -34,7 +44,13 @@ from tests.models import build, exact_inputs, prune_weights
 pytest.importorskip("qkeras")
 pytestmark = pytest.mark.timeout(300)
 
-EXACT_MODELS = ["qkeras_cnn", "qkeras_conv1d", "qkeras_auto_po2", "qkeras_exotic", "qkeras_conv_batchnorm"]
+EXACT_MODELS = [
+    "qkeras_cnn",
+    "qkeras_conv1d",
+    "qkeras_auto_po2",
+    "qkeras_exotic",
+    "qkeras_conv_batchnorm",
+]
 
 
 def keras_outputs(model, x, layer=None):
@@ -48,7 +64,11 @@ def keras_outputs(model, x, layer=None):
 def logits_layer(model):
     """The layer before a final Softmax/Activation('softmax') layer (None if there is none)."""
     last = model.layers[-1]
-    if type(last).__name__ == "Softmax" or getattr(last, "get_config", dict)().get("activation") == "softmax" and type(last).__name__ == "Activation":
+    if (
+        type(last).__name__ == "Softmax"
+        or getattr(last, "get_config", dict)().get("activation") == "softmax"
+        and type(last).__name__ == "Activation"
+    ):
         return model.layers[-2].name
     return None
 
@@ -69,6 +89,13 @@ def test_quantized_models_are_bit_exact(name, seed):
     np.testing.assert_array_equal(predict(graph, x), keras_outputs(model, x, logits_layer(model)))
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(2, 12))
+@pytest.mark.parametrize("name", EXACT_MODELS)
+def test_quantized_models_are_bit_exact_many_seeds(name, seed):
+    test_quantized_models_are_bit_exact(name, seed)
+
+
 def test_pruned_model_is_bit_exact_and_keeps_its_zeros():
     model = build("qkeras_cnn", 3)
     prune_weights(model, 0.7)
@@ -79,11 +106,14 @@ def test_pruned_model_is_bit_exact_and_keeps_its_zeros():
     np.testing.assert_array_equal(predict(graph, x), keras_outputs(model, x, "logits"))
 
 
-@pytest.mark.parametrize("name, bn_layer", [
-    ("qkeras_bn_after_pool", "bn"),
-    ("qkeras_mlp_bn_input", "bn_in"),
-    ("qkeras_qbatchnorm", "qbn"),
-])
+@pytest.mark.parametrize(
+    "name, bn_layer",
+    [
+        ("qkeras_bn_after_pool", "bn"),
+        ("qkeras_mlp_bn_input", "bn_in"),
+        ("qkeras_qbatchnorm", "qbn"),
+    ],
+)
 def test_float_batchnorm_in_qkeras_model_is_within_bn_precision(name, bn_layer):
     """Mismatch class (a). Per value, the BN output differs from Keras's by at most
     |x| * (scale step / 2) + (shift step / 2) of the 18-bit scale/shift types, plus Keras's own

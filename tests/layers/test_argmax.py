@@ -1,0 +1,50 @@
+"""ArgMax: index of the first maximum, the vector passed through, pipelined."""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import signed, unsigned
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rtlgen.layers.argmax import ArgMax
+
+from .streams import simulate_stream
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(1, 20),
+    width=st.integers(1, 16),
+    is_signed=st.booleans(),
+    narrow=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+    valid_prob=st.floats(0.3, 1.0),
+    ready_prob=st.floats(0.3, 1.0),
+)
+def test_matches_numpy_argmax(n, width, is_signed, narrow, seed, valid_prob, ready_prob):
+    shape = signed(width) if is_signed else unsigned(width)
+    lo, hi = (-(1 << (width - 1)), (1 << (width - 1)) - 1) if is_signed else (0, (1 << width) - 1)
+    rng = np.random.default_rng(seed)
+    if narrow:  # few distinct values: many ties
+        hi = min(hi, lo + 2)
+    x = rng.integers(lo, hi + 1, size=(20, n))
+    run = simulate_stream(ArgMax(n, shape), x.tolist(), len(x), seed, valid_prob, ready_prob)
+    assert [o["index"] for o in run.outputs] == np.argmax(x, axis=1).tolist()
+    assert [o["vector"] for o in run.outputs] == x.tolist()
+
+
+def test_ties_pick_the_first_maximum():
+    x = [[3, 7, 7, 1, 7], [0, 0, 0, 0, 0], [-1, -1, 5, 5, 4]]
+    run = simulate_stream(ArgMax(5, signed(4)), x, len(x))
+    assert [o["index"] for o in run.outputs] == [1, 0, 2]
+
+
+def test_latency_is_log2_levels_at_full_rate():
+    for n, latency in [(1, 1), (2, 1), (5, 3), (8, 3), (9, 4)]:
+        dut = ArgMax(n, signed(6))
+        assert dut.latency == latency
+        x = np.random.default_rng(n).integers(-32, 32, size=(10, n))
+        run = simulate_stream(dut, x.tolist(), len(x))
+        assert run.out_cycles[0] - run.in_cycles[0] == latency
+        assert np.diff(run.out_cycles).tolist() == [1] * 9

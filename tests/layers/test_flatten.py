@@ -1,0 +1,62 @@
+"""Deserialize / Serialize: beats <-> vectors in arrival order."""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import signed, unsigned
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rtlgen.layers.flatten import Deserialize, Serialize
+
+from .streams import simulate_stream
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    beats=st.integers(1, 6),
+    per_beat=st.integers(1, 4),
+    width=st.integers(1, 12),
+    seed=st.integers(0, 2**32 - 1),
+    valid_prob=st.floats(0.3, 1.0),
+    ready_prob=st.floats(0.3, 1.0),
+)
+def test_deserialize_gathers_beats_row_major(beats, per_beat, width, seed, valid_prob, ready_prob):
+    rng = np.random.default_rng(seed)
+    vectors = rng.integers(-(1 << (width - 1)), 1 << (width - 1), size=(5, beats, per_beat))
+    flat_beats = vectors.reshape(-1, per_beat).tolist()
+    run = simulate_stream(Deserialize(beats, per_beat, signed(width)), flat_beats, 5, seed,
+                          valid_prob, ready_prob)
+    assert run.outputs == vectors.reshape(5, -1).tolist()
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    beats=st.integers(1, 6),
+    per_beat=st.integers(1, 4),
+    width=st.integers(1, 12),
+    seed=st.integers(0, 2**32 - 1),
+    valid_prob=st.floats(0.3, 1.0),
+    ready_prob=st.floats(0.3, 1.0),
+)
+def test_serialize_splits_vectors_in_order(beats, per_beat, width, seed, valid_prob, ready_prob):
+    rng = np.random.default_rng(seed)
+    vectors = rng.integers(0, 1 << width, size=(5, beats * per_beat))
+    run = simulate_stream(Serialize(beats, per_beat, unsigned(width)), vectors.tolist(),
+                          5 * beats, seed, valid_prob, ready_prob)
+    assert run.outputs == vectors.reshape(-1, per_beat).tolist()
+
+
+def test_deserialize_takes_one_beat_per_cycle_and_latency_one():
+    vectors = np.arange(4 * 3 * 2).reshape(4, 3, 2)
+    run = simulate_stream(Deserialize(3, 2, unsigned(6)), vectors.reshape(-1, 2).tolist(), 4)
+    assert np.diff(run.in_cycles).tolist() == [1] * 11
+    assert run.out_cycles == [c + Deserialize.latency for c in run.in_cycles[2::3]]
+
+
+def test_serialize_streams_back_to_back_vectors_without_gaps():
+    vectors = np.arange(4 * 6).reshape(4, 6)
+    dut = Serialize(3, 2, unsigned(6))
+    run = simulate_stream(dut, vectors.tolist(), 12)
+    assert run.out_cycles[0] - run.in_cycles[0] == Serialize.latency
+    assert np.diff(run.out_cycles).tolist() == [1] * 11
