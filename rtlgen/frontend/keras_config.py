@@ -908,7 +908,8 @@ def _reshape(layer: KerasLayer, shape: Shape, source: WeightSource) -> _Out:
     if not isinstance(target, list | tuple) or not all(isinstance(d, int) for d in target):
         raise ModelFileError(f"{layer.where}: target_shape {target!r} is not a list of integers")
     size = int(np.prod(shape))
-    dims = [size // max(1, -int(np.prod(target))) if d == -1 else d for d in target]
+    known = int(np.prod([d for d in target if d != -1]))
+    dims = [size // max(known, 1) if d == -1 else d for d in target]
     if tuple(dims) == shape:
         return _Out([], shape)
     if len(dims) == 1 and dims[0] == size:

@@ -19,7 +19,8 @@ Mismatch classes that are not exact, each explained where it is tested:
   versus Keras's float32 softmax.
 Classes documented where they arise but not exercised here (the models avoid them):
 - (d) average pooling over a non-power-of-two count (3x3, same-padding borders): Keras
-  divides in float32, rtlgen rounds the exact quotient into a type with 2 extra bits;
+  divides in float32, rtlgen rounds the exact quotient into its output type (ceil(log2 n) + 2
+  extra fractional bits, `rtlgen.passes`);
 - (e) float (unquantized) Conv/Dense inside a QKeras model: weights rounded to
   ``weight_width`` bits like (b), while QKeras keeps them in float32;
 - (f) QConv2DBatchnorm folding uses TensorFlow's float32 ``rsqrt``, which is not correctly
