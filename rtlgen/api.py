@@ -9,7 +9,14 @@ from typing import Any
 import numpy as np
 
 from rtlgen import ir
-from rtlgen.passes import DEFAULT_PRECISION, PrecisionConfig, lower
+from rtlgen.passes import (
+    DEFAULT_PRECISION,
+    PrecisionConfig,
+    fold_batchnorm,
+    fuse_activations,
+    infer_precision,
+    lower,
+)
 from rtlgen.quant.errors import RtlgenError
 from rtlgen.quant.fixed import FixedType
 
@@ -19,11 +26,15 @@ def load_model(
     weights: str | Path | None = None,
     config: str | Path | PrecisionConfig | None = None,
     input_type: str | FixedType | None = None,
+    calibrate: np.ndarray | None = None,
 ) -> ir.ModelGraph:
     """A Keras/QKeras model (file path, json + weights, or in-memory object), or an OUTDIR /
     graph.npz written by `rtlgen convert`, as a lowered `ModelGraph`.
 
     ``input_type`` (e.g. ``"fixed<8,1>"``) overrides the config's input stream type.
+    ``calibrate``: sample inputs (N, *input_shape); unquantized (float-model) results then
+    get the integer bits the data needs plus the config's headroom, instead of the
+    worst case that interval analysis proves (see `rtlgen.calibrate`).
     """
     if isinstance(model, str | Path):
         path = Path(model)
@@ -40,7 +51,13 @@ def load_model(
     if input_type is not None:
         t = input_type if isinstance(input_type, FixedType) else FixedType.parse(input_type)
         precision = dataclasses.replace(precision, input=t)
-    return lower(graph, precision)
+    if calibrate is None:
+        return lower(graph, precision)
+    from rtlgen.calibrate import calibrate as measure
+
+    folded = fuse_activations(fold_batchnorm(graph))
+    peaks = measure(folded, calibrate)
+    return infer_precision(folded, dataclasses.replace(precision, calibration=tuple(peaks.items())))
 
 
 def _load_saved(path: Path, weights: Any, config: Any) -> ir.ModelGraph:

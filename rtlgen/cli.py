@@ -56,6 +56,7 @@ class Family(str, Enum):
 ModelArg = Annotated[str, typer.Argument(help="Model file: .h5 (full model), .json (+ --weights), .keras, or a converted OUTDIR.")]
 WeightsOpt = Annotated[Optional[Path], typer.Option("--weights", "-w", help="Weights .h5 for a .json model.")]
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Precision config YAML (hls4ml-style types accepted).")]
+CalibrateOpt = Annotated[Optional[Path], typer.Option("--calibrate", help="Sample inputs .npy: size float-model results from observed ranges (+ headroom) instead of worst-case analysis.")]
 InputTypeOpt = Annotated[Optional[str], typer.Option("--input-type", help="Input stream type, e.g. 'fixed<8,1>' (default: config's, else fixed<16,6>).")]
 
 
@@ -64,11 +65,13 @@ def _main(debug: Annotated[bool, typer.Option("--debug", help="Show full traceba
     _state["debug"] = debug
 
 
-def _load(model: str, weights: Path | None, config: Path | None, input_type: str | None = None):
-    from rtlgen.api import load_model
+def _load(model: str, weights: Path | None, config: Path | None, input_type: str | None = None,
+          calibrate: Path | None = None):
+    from rtlgen.api import load_array, load_model
 
+    samples = load_array(calibrate, "calibration") if calibrate is not None else None
     with console.status(f"reading {model}"):
-        return load_model(model, weights=weights, config=config, input_type=input_type)
+        return load_model(model, weights=weights, config=config, input_type=input_type, calibrate=samples)
 
 
 # ---------------------------------------------------------------------------------------
@@ -78,12 +81,13 @@ def inspect(
     weights: WeightsOpt = None,
     config: ConfigOpt = None,
     input_type: InputTypeOpt = None,
+    calibrate: CalibrateOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Per-layer table: op, shapes, fixed-point types, parameters, sparsity, multiplies."""
     from rtlgen.report import summarize
 
-    graph = _load(model, weights, config, input_type)
+    graph = _load(model, weights, config, input_type, calibrate)
     rows = summarize(graph)
     if as_json:
         print(json.dumps({"model": graph.name, "softmax": graph.softmax, "layers": [r.as_json() for r in rows]}, indent=2))
@@ -119,6 +123,7 @@ def predict(
     weights: WeightsOpt = None,
     config: ConfigOpt = None,
     input_type: InputTypeOpt = None,
+    calibrate: CalibrateOpt = None,
     classes: Annotated[bool, typer.Option("--classes", help="Write arg-max class indices (N,) instead of outputs.")] = False,
 ) -> None:
     """Run the bit-exact integer reference model: writes dequantized outputs (N, outputs) as
@@ -128,7 +133,7 @@ def predict(
     from rtlgen.api import load_array
     from rtlgen.quant.reference import predict as ref_predict
 
-    graph = _load(model, weights, config, input_type)
+    graph = _load(model, weights, config, input_type, calibrate)
     x = load_array(input)
     y = ref_predict(graph, x)
     y = y.reshape(y.shape[0], -1)
@@ -147,6 +152,7 @@ def convert(
     weights: WeightsOpt = None,
     config: ConfigOpt = None,
     input_type: InputTypeOpt = None,
+    calibrate: CalibrateOpt = None,
     multiplier: Annotated[MultiplierStyle, typer.Option(help="Constant multipliers: dsp, lut (shift-add), auto.")] = MultiplierStyle.auto,
     parallelism: Annotated[ParallelismStyle, typer.Option(help="auto: time-multiplex layers that see few beats (reuse factor); full: every layer fully parallel.")] = ParallelismStyle.auto,
     top: Annotated[Optional[str], typer.Option(help="Verilog top module name (default: model name).")] = None,
@@ -154,15 +160,15 @@ def convert(
     samples: Annotated[Optional[Path], typer.Option(help="Inputs .npy for the stand-alone testbench (default: random).")] = None,
 ) -> None:
     """Generate Verilog: OUTDIR/rtl/<top>.v, manifest.json, REPORT.md (and tb/)."""
-    design = _convert(model, outdir, weights, config, input_type, multiplier, parallelism, top, testbench, samples)
+    design = _convert(model, outdir, weights, config, input_type, calibrate, multiplier, parallelism, top, testbench, samples)
     _print_design(design)
 
 
-def _convert(model, outdir, weights, config, input_type, multiplier, parallelism, top, testbench, samples):
+def _convert(model, outdir, weights, config, input_type, calibrate, multiplier, parallelism, top, testbench, samples):
     from rtlgen.emit import convert as emit_convert
     from rtlgen.hardware import HardwareOptions, Multiplier, Parallelism
 
-    graph = _load(model, weights, config, input_type)
+    graph = _load(model, weights, config, input_type, calibrate)
     extra = None
     if testbench:
         extra = _testbench_writer(graph, samples)

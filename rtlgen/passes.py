@@ -55,6 +55,15 @@ class PrecisionConfig:
     rounding: Rounding = Rounding.CONVERGENT
     overflow: Overflow = Overflow.SATURATE
     layers: tuple[tuple[str, LayerPrecision], ...] = field(default=())
+    #: largest |output| per layer name from `rtlgen.calibrate` (float results only)
+    calibration: tuple[tuple[str, float], ...] = field(default=())
+    headroom_bits: int = 1
+
+    def calibrated_peak(self, node: ir.Node) -> float | None:
+        for name, peak in self.calibration:
+            if name == node.name:
+                return peak
+        return None
 
     def for_layer(self, node: ir.Node) -> LayerPrecision:
         for name, precision in self.layers:
@@ -179,7 +188,14 @@ def _result_type(
     frac = min(acc.frac, config.result_frac)
     shift = acc.frac - frac
     # Rounding up may add one step at the top: keep room for it.
-    return FixedType.covering(lo >> shift, (hi >> shift) + (1 if shift else 0), frac)
+    proven = FixedType.covering(lo >> shift, (hi >> shift) + (1 if shift else 0), frac)
+    peak = config.calibrated_peak(node)
+    if peak is None:
+        return proven
+    # Calibrated: the observed magnitude with `headroom_bits` to spare, saturating beyond.
+    bound = max(1, math.ceil(peak * 2.0**frac)) << config.headroom_bits
+    calibrated = FixedType.covering(max(lo >> shift, -bound), min(hi >> shift, bound), frac)
+    return calibrated if calibrated.width < proven.width else proven
 
 
 def _clamp_with_quantizer(node: ir._Arithmetic) -> ir.Clamp:
