@@ -301,7 +301,7 @@ class WindowAverage(wiring.Component):
     def _class_of(self, m: Module, counter: Signal, counts: list[int], name: str) -> Signal:
         """Index into ``sorted(set(counts))`` of ``counts[counter]`` (interior = default case)."""
         classes = sorted(set(counts))
-        select = Signal(range(len(classes)), name=name)
+        select = Signal(range(max(len(classes), 2)), name=name)
         if len(classes) == 1:
             return select
         common = max(classes, key=counts.count)
@@ -334,7 +334,7 @@ class WindowAverage(wiring.Component):
         col_class = self._class_of(m, out_col, self.col_counts, "col_class")
         row_classes, col_classes = sorted(set(self.row_counts)), sorted(set(self.col_counts))
         counts = [rec.divisor >> self.den_shift for rec in self.reciprocals]
-        select = Signal(range(len(counts)))
+        select = Signal(range(max(len(counts), 2)))
         if len(counts) > 1:
             with m.Switch(Cat(col_class, row_class)):
                 for ri, rc in enumerate(row_classes):
