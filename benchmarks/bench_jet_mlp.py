@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -194,6 +195,28 @@ def run_variant(name: str, layers: list[LayerSpec], multiplier: str, args, workd
     return result
 
 
+def run_da4ml(name: str, layers: list[LayerSpec], python: str, workdir: Path, cutoff: float) -> dict:
+    """The same weights through da4ml (in its own environment), synthesized the same way."""
+    weights = workdir / f"{name}_weights.npz"
+    arrays = {f"w{k + 1}": layer.weights for k, layer in enumerate(layers)}
+    arrays.update({f"b{k + 1}": layer.bias for k, layer in enumerate(layers)})
+    np.savez(weights, **arrays)
+    outdir = workdir / f"da4ml_{name}"
+    script = Path(__file__).with_name("da4ml_jet_mlp.py")
+    proc = subprocess.run([python, str(script), str(weights), str(outdir), "--latency-cutoff", str(cutoff)],
+                          capture_output=True, text=True, check=True)
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    metadata = json.loads((outdir / "metadata.json").read_text())
+    # One file for Yosys; the unused lookup-table module reads a missing file: left out.
+    sources = [Path(f) for f in info["files"] if not f.endswith(("lookup_table.v", "_wrapper.v"))]
+    merged = workdir / f"da4ml_{name}.v"
+    merged.write_text("\n".join(p.read_text() for p in sources))
+    synth = synthesize(merged, info["top"], "xcup")
+    return {"variant": name, "tool": "da4ml 0.6.0", "latency_cutoff": cutoff,
+            "latency_cycles": metadata.get("latency"), "da4ml_cost_estimate": metadata.get("cost"),
+            "da4ml_reg_bits": metadata.get("reg_bits"), "synthesis": synth.as_dict()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="dense weights, lut mode only")
@@ -206,15 +229,27 @@ def main(argv: list[str] | None = None) -> int:
                         help="adder levels charged to a Requantize sharing a stage")
     parser.add_argument("--check", type=int, default=24, help="vectors simulated for bit-exactness (0: skip)")
     parser.add_argument("--seed", type=int, default=2025)
+    parser.add_argument("--da4ml-python", default=None,
+                        help="a Python with da4ml 0.6.0 installed: also build and synthesize "
+                             "da4ml's design of the same weights")
+    parser.add_argument("--da4ml-cutoff", type=float, default=5.0, help="da4ml latency_cutoff")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
     variants = [("dense", 0.0)] if args.quick else [("dense", 0.0), ("pruned50", 0.5)]
     modes = ["lut"] if args.quick else ["lut", "dsp"]
     results = []
+    peers = []
     with tempfile.TemporaryDirectory(prefix="jet_mlp_") as tmp:
         for name, sparsity in variants:
             layers = make_layers(args.seed, sparsity)
+            if args.da4ml_python:
+                peer = run_da4ml(name, layers, args.da4ml_python, Path(tmp), args.da4ml_cutoff)
+                peers.append(peer)
+                s = peer["synthesis"]
+                print(f"{name:9s} da4ml LUT {s['luts']:6d} FF {s['ffs']:6d} DSP {s['dsps']:4d} "
+                      f"latency {peer['latency_cycles']} ltp {s['longest_path']:3d} "
+                      f"lut_levels {s['lut_levels']:2d}", flush=True)
             for mode in modes:
                 t0 = time.monotonic()
                 r = run_variant(name, layers, mode, args, Path(tmp))
@@ -232,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         "tool": "Yosys synth_xilinx -flatten -family xcup -noiopad (YoWASP); LUT = LUT1..LUT6 + INV",
         "da4ml_reference": {**DA4ML, "note": "measured by da4ml on a real trained model"},
         "results": results,
+        "da4ml_same_weights": peers,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
@@ -245,7 +281,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['variant']:9s} {r['multiplier']:4s} {s['luts']:7d} {s['ffs']:6d} {s['dsps']:5d} "
               f"{r['latency_cycles']:4d} {s['longest_path']:4d} {s['lut_levels']:5d} "
               f"{r['vs_da4ml']['lut_ratio']:9.2f} {r['vs_da4ml']['ff_ratio']:8.2f}")
-    print("(ours: random weights; da4ml: a trained model -- indicative comparison only)")
+    for peer in peers:
+        s = peer["synthesis"]
+        print(f"{peer['variant']:9s} {'da4ml (same weights)':>4s} {s['luts']:7d} {s['ffs']:6d} {s['dsps']:5d} "
+              f"{peer['latency_cycles']:4d} {s['longest_path']:4d} {s['lut_levels']:5d}")
+    print("(ours: random weights; da4ml reference: a trained model -- indicative comparison only)")
     print(f"wrote {args.output}")
     return 0 if all(r.get("bit_exact", True) for r in results) else 1
 

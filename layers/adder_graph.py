@@ -33,6 +33,8 @@ import numpy as np
 from .csd import csd_digits, odd_part
 
 MULTIPLIER_MODES = ("auto", "dsp", "lut")
+CSE_MODES = ("auto", "full", "products", "none")
+FULL_CSE_PAIRS = 1_500_000  # above this, "auto" CSE shares only products (time, memory)
 
 
 class Term(NamedTuple):
@@ -210,27 +212,38 @@ class _Builder:
 
 
 def _eliminate_common_pairs(
-    builder: _Builder, columns: list[dict[tuple[int, int], int]], max_depth: int | None
+    builder: _Builder, columns: list[dict[tuple[int, int], int]], products_only: bool
 ) -> None:
     """Greedy two-term CSE across columns, in place on ``columns`` ((node, shift) -> sign).
 
     A pattern ``(a, b, d, rel)`` is the value ``a + rel * (b << d)``; it occurs in a column
     holding terms ``(a, s, g)`` and ``(b, s + d, rel * g)`` (for ``d == 0``: ``a < b``).
     The pattern chosen next is the most frequent one (each occurrence beyond the first
-    saves one adder).
+    saves one adder). ``products_only`` pairs only terms of the same input (sharing
+    ``x * |w|`` between columns): far fewer pairs to track, for large matrices.
     """
     nodes = builder.nodes
+
+    def group_of(n: int) -> int:
+        if not products_only:
+            return 0
+        coeffs = nodes[n].coeffs
+        return next(iter(coeffs)) if len(coeffs) == 1 else -1 - n  # a group of its own
+
     count: dict[tuple[int, int, int, int], int] = defaultdict(int)
     node_cols: dict[int, set[int]] = defaultdict(set)
     col_shifts: list[dict[int, set[int]]] = [defaultdict(set) for _ in columns]
+    col_groups: list[dict[int, dict[tuple[int, int], int]]] = [defaultdict(dict) for _ in columns]
     for j, col in enumerate(columns):
-        items = sorted(col.items(), key=lambda item: (item[0][1], item[0][0]))
-        for (n, s), _ in items:
+        for (n, s), g in col.items():
             node_cols[n].add(j)
             col_shifts[j][n].add(s)
-        for p, ((n1, s1), g1) in enumerate(items):
-            for (n2, s2), g2 in items[p + 1 :]:
-                count[(n1, n2, s2 - s1, g1 * g2)] += 1
+            col_groups[j][group_of(n)][(n, s)] = g
+        for members in col_groups[j].values():
+            items = sorted(members.items(), key=lambda item: (item[0][1], item[0][0]))
+            for p, ((n1, s1), g1) in enumerate(items):
+                for (n2, s2), g2 in items[p + 1 :]:
+                    count[(n1, n2, s2 - s1, g1 * g2)] += 1
 
     def score(k: tuple[int, int, int, int], c: int) -> int:
         # The plain occurrence count: weighting it by adder width (da4ml's "wmc") measured
@@ -260,10 +273,11 @@ def _eliminate_common_pairs(
             place(k)
 
     def unlink(j: int, n: int, s: int) -> None:
-        col = columns[j]
-        g = col.pop((n, s))
+        g = columns[j].pop((n, s))
+        members = col_groups[j][group_of(n)]
+        del members[(n, s)]
         changed = []
-        for (n2, s2), g2 in col.items():
+        for (n2, s2), g2 in members.items():
             k = (n, n2, s2 - s, g * g2) if (s, n) < (s2, n2) else (n2, n, s - s2, g * g2)
             count[k] -= 1
             if k in where:
@@ -277,13 +291,14 @@ def _eliminate_common_pairs(
             node_cols[n].discard(j)
 
     def link(j: int, n: int, s: int, g: int) -> None:
-        col = columns[j]
-        for (n2, s2), g2 in col.items():
+        members = col_groups[j][group_of(n)]
+        for (n2, s2), g2 in members.items():
             k = (n, n2, s2 - s, g * g2) if (s, n) < (s2, n2) else (n2, n, s - s2, g * g2)
             count[k] += 1
             if count[k] >= 2:
                 place(k)
-        col[(n, s)] = g
+        members[(n, s)] = g
+        columns[j][(n, s)] = g
         col_shifts[j][n].add(s)
         node_cols[n].add(j)
 
@@ -295,11 +310,6 @@ def _eliminate_common_pairs(
             continue
         k = min(bucket)  # deterministic; prefers older (narrower) nodes
         a, b, d, rel = k
-        depth = 1 + max(nodes[a].depth, nodes[b].depth)
-        if max_depth is not None and depth > max_depth:
-            banned.add(k)
-            place(k)
-            continue
         occurrences: list[tuple[int, int, int]] = []  # (column, shift of a, sign of a)
         for j in sorted(node_cols[a] & node_cols[b]):
             col = columns[j]
@@ -330,8 +340,7 @@ def plan_matvec(
     levels_per_stage: int = 2,
     input_levels: int = 0,
     output_levels: int | None = None,
-    cse: bool = True,
-    cse_max_depth: int | None = None,
+    cse: str = "auto",
 ) -> MatVecPlan:
     """Plan ``y = x @ weights + bias`` for x[i] in ``in_ranges[i]`` (see the module doc).
 
@@ -340,6 +349,9 @@ def plan_matvec(
     ``output_levels``: None registers the outputs; an int leaves them combinational and
     keeps that many levels of the last stage free for the consumer (e.g. a `Requantize`
     whose register then ends the stage).
+    ``cse``: ``"full"`` (any pair of terms), ``"products"`` (pairs of terms of one input:
+    shared ``x * |w|``), ``"none"``, or ``"auto"``: full unless a column has so many terms
+    that tracking every pair would take long (more than `FULL_CSE_PAIRS` pairs in all).
     """
     if multiplier not in MULTIPLIER_MODES:
         raise ValueError(f"multiplier must be one of {MULTIPLIER_MODES}, got {multiplier!r}")
@@ -370,8 +382,13 @@ def plan_matvec(
             else:
                 for digit in csd_digits(value):
                     columns[j][(inputs[i], digit.shift)] = digit.sign
-    if cse:
-        _eliminate_common_pairs(builder, columns, cse_max_depth)
+    if cse not in CSE_MODES:
+        raise ValueError(f"cse must be one of {CSE_MODES}, got {cse!r}")
+    if cse == "auto":
+        pairs = sum(len(col) * (len(col) - 1) // 2 for col in columns)
+        cse = "full" if pairs <= FULL_CSE_PAIRS else "products"
+    if cse != "none":
+        _eliminate_common_pairs(builder, columns, products_only=cse == "products")
 
     outputs: list[Term | None] = []
     for j, col in enumerate(columns):

@@ -110,7 +110,7 @@ def test_common_pairs_are_shared_across_columns():
     # Every column contains x0 + x1 (times a column-specific power of two).
     w = np.array([[1, 2, 4, 8], [1, 2, 4, 8], [0, 1, 0, 1]])
     shared = plan_matvec(w, [(0, 15)] * 3, None, "lut")
-    unshared = plan_matvec(w, [(0, 15)] * 3, None, "lut", cse=False)
+    unshared = plan_matvec(w, [(0, 15)] * 3, None, "lut", cse="none")
     assert shared.adders < unshared.adders
     assert any(n.shared for n in shared.nodes)
 
@@ -130,3 +130,20 @@ def test_deeper_stages_never_increase_latency(levels):
     deep = plan_matvec(w, [(0, 63)] * 24, None, "lut", levels_per_stage=levels + 1)
     shallow = plan_matvec(w, [(0, 63)] * 24, None, "lut", levels_per_stage=levels)
     assert deep.latency <= shallow.latency
+
+
+@pytest.mark.parametrize("cse", ["full", "products", "none"])
+def test_every_sharing_mode_is_exact(cse):
+    rng = np.random.default_rng(6)
+    w = rng.integers(-32, 32, size=(12, 9))
+    x = rng.integers(-100, 100, size=(30, 12))
+    plan = plan_matvec(w, [(-100, 99)] * 12, None, "lut", cse=cse)
+    np.testing.assert_array_equal(plan.evaluate(x), x @ w)
+
+
+def test_sharing_saves_adders_in_order():
+    rng = np.random.default_rng(7)
+    w = rng.integers(-32, 32, size=(16, 16))
+    adders = {cse: plan_matvec(w, [(0, 63)] * 16, None, "lut", cse=cse).adders
+              for cse in ("full", "products", "none")}
+    assert adders["full"] < adders["products"] < adders["none"]
