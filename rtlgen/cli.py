@@ -49,7 +49,6 @@ class ParallelismStyle(str, Enum):
 
 class Family(str, Enum):
     xcup = "xcup"
-    xc7 = "xc7"
     ecp5 = "ecp5"
 
 
@@ -277,7 +276,7 @@ def _print_sim(manifest, result) -> None:
 @app.command()
 def report(
     outdir: Annotated[Path, typer.Argument(help="A directory written by 'rtlgen convert'.")],
-    family: Annotated[Family, typer.Option(help="Synthesis target: xcup (UltraScale+), xc7, ecp5.")] = Family.xcup,
+    family: Annotated[Family, typer.Option(help="Synthesis target: xcup (Xilinx UltraScale+, synth_xilinx) or ecp5 (synth_ecp5).")] = Family.xcup,
 ) -> None:
     """Synthesize with Yosys and add LUT/FF/DSP/BRAM and the longest LUT path to REPORT.md."""
     from rtlgen.emit import load_manifest
@@ -289,7 +288,8 @@ def report(
         result = synthesize(verilog, manifest["top"], family=family.value)
     summary = {
         "family": family.value, "LUT": result.luts, "FF": result.ffs, "DSP": result.dsps,
-        "BRAM": result.brams, "longest path (cells)": result.longest_path,
+        "BRAM": result.brams, "LUT levels": result.lut_levels, "longest path (cells)": result.longest_path,
+        "seconds": round(result.seconds, 1),
     }
     manifest["synthesis"] = summary
     (outdir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
