@@ -21,15 +21,16 @@ from rtlgen.quant.fixed import FixedType
 from .common import shape_of
 
 
-def _lut_multiply(x, w, w_width: int):
-    """``x * w`` for a signed ``w_width``-bit ``w`` as a sum of shifted partial products
-    (no `$mul` cell: synthesis builds it from LUTs and carry chains, never a DSP)."""
-    total = None
+def _lut_partial_products(x, w, w_width: int) -> list:
+    """The terms of ``x * w`` for a signed ``w_width``-bit ``w``: one gated, shifted copy of
+    ``x`` per weight bit (the MSB negated: two's complement). They are summed by the
+    registered adder tree, so no `$mul` cell appears and no cycle holds more than one adder
+    (synthesis folds each gate into the LUT of the first adder)."""
+    terms = []
     for bit in range(w_width):
-        partial = (x << bit) if bit < w_width - 1 else -(x << bit)  # two's complement MSB
-        term = Mux(w[bit], partial, 0)
-        total = term if total is None else total + term
-    return total
+        partial = (x << bit) if bit < w_width - 1 else -(x << bit)
+        terms.append(Mux(w[bit], partial, 0))
+    return terms
 
 
 class SerialMatVec(wiring.Component):
@@ -46,8 +47,12 @@ class SerialMatVec(wiring.Component):
     - accepts one input vector every ``steps`` cycles (``cycles_per_sample = steps``); a new
       vector is taken during the last step of the previous one, so back-to-back vectors
       need no bubble;
-    - ``latency = steps + 2 + tree_levels`` cycles from the input handshake to ``o.valid``
-      with no backpressure (product register, adder tree levels, accumulate/output register);
+    - ``latency = steps + depth + 1`` cycles from the input handshake to ``o.valid`` with
+      no backpressure: ``depth`` registered product/adder-tree levels (DSP: the product
+      register and ceil(log2(group)) levels; LUT: ceil(log2(group * weight_bits)) levels
+      over the partial products), then the accumulate/output register;
+    - every stage holds at most one adder (the accumulator starts from the bias on the
+      first step), keeping the logic between registers shallow;
     - backpressure: every register advances only while the output register is free
       (``~o.valid | o.ready``), so ``o.ready`` low freezes the datapath; nothing is lost or
       duplicated;
@@ -83,7 +88,10 @@ class SerialMatVec(wiring.Component):
         self.w_width = max(2, peak.bit_length() + 1)
         # (row-in-group, column) positions that ever see a non-zero weight get a multiplier.
         self.active = np.any(self.schedule != 0, axis=0)  # (group, O)
-        self.tree_levels = max(0, math.ceil(math.log2(self.group))) if self.group > 1 else 0
+        if multiplier == "lut":
+            self.depth = max(1, math.ceil(math.log2(self.group * self.w_width)))
+        else:
+            self.depth = 1 + (math.ceil(math.log2(self.group)) if self.group > 1 else 0)
         self.inner = signed(acc_type.width + 1)
         super().__init__({
             "i": In(stream.Signature(data.ArrayLayout(self.in_shape, self.k))),
@@ -101,7 +109,7 @@ class SerialMatVec(wiring.Component):
 
     @property
     def latency(self) -> int:
-        return self.steps + 2 + self.tree_levels
+        return self.steps + self.depth + 1
 
     @property
     def cycles_per_sample(self) -> int:
@@ -142,39 +150,33 @@ class SerialMatVec(wiring.Component):
                 m.d.sync += [xs.as_value()[: self.k * self.in_shape.width].eq(self.i.payload.as_value()),
                              step.eq(0), busy.eq(1)]
 
-        # stage 1: products
+        # terms of each column: products (DSP) or partial products (LUT)
         wrow = data.View(word, rom_read.data)
-        products = {}
+        columns: dict[int, list] = {o: [] for o in range(n_out)}
         for j in range(group):
             for o in range(n_out):
                 if not self.active[j, o]:
                     continue
-                x = xs[j]
-                wv = wrow[j * n_out + o]
-                prod = _lut_multiply(x, wv, self.w_width) if self.multiplier == "lut" else x * wv
-                reg = Signal(self.inner, name=f"p_{j}_{o}", reset_less=True)
-                with m.If(advance):
-                    m.d.sync += reg.eq(prod)
-                products[j, o] = reg
-        valid = Signal(name="valid_p")
-        first = Signal(name="first_p")
-        last = Signal(name="last_p")
-        with m.If(advance):
-            m.d.sync += [valid.eq(busy), first.eq(step == 0), last.eq(last_step)]
-
-        # adder tree over the group, one register per level
-        columns = {o: [products[j, o] for j in range(group) if (j, o) in products] for o in range(n_out)}
-        for level in range(self.tree_levels):
+                x, wv = xs[j], wrow[j * n_out + o]
+                if self.multiplier == "lut":
+                    columns[o].extend(_lut_partial_products(x, wv, self.w_width))
+                else:
+                    columns[o].append(x * wv)
+        valid, first, last = busy, step == 0, last_step
+        # `depth` registered levels; a DSP product is registered before the tree
+        for level in range(self.depth):
+            pair = self.multiplier == "lut" or level > 0
             for o, terms in columns.items():
                 nxt = []
-                for a in range(0, len(terms), 2):
-                    reg = Signal(self.inner, name=f"t{level}_{o}_{a // 2}", reset_less=True)
-                    expr = terms[a] + terms[a + 1] if a + 1 < len(terms) else terms[a]
+                stride = 2 if pair else 1
+                for a in range(0, len(terms), stride):
+                    expr = terms[a] + terms[a + 1] if pair and a + 1 < len(terms) else terms[a]
+                    reg = Signal(self.inner, name=f"t{level}_{o}_{a // stride}", reset_less=True)
                     with m.If(advance):
                         m.d.sync += reg.eq(expr)
                     nxt.append(reg)
                 columns[o] = nxt
-            v2, f2, l2 = Signal(name=f"valid_t{level}"), Signal(name=f"first_t{level}"), Signal(name=f"last_t{level}")
+            v2, f2, l2 = Signal(name=f"valid_{level}"), Signal(name=f"first_{level}"), Signal(name=f"last_{level}")
             with m.If(advance):
                 m.d.sync += [v2.eq(valid), f2.eq(first), l2.eq(last)]
             valid, first, last = v2, f2, l2
@@ -186,12 +188,14 @@ class SerialMatVec(wiring.Component):
         with m.If(advance):
             m.d.sync += out_valid.eq(valid & last)
         for o in range(n_out):
+            assert len(columns[o]) <= 1, "adder tree did not reduce to one term"
             partial = columns[o][0] if columns[o] else Const(0, self.inner)
             acc = Signal(self.inner, name=f"acc_{o}", reset_less=True)
             total = Signal(self.inner, name=f"sum_{o}")
-            m.d.comb += total.eq(Mux(first, partial, acc + partial))
+            # the accumulator starts from the bias: one adder in this stage
+            m.d.comb += total.eq(Mux(first, Const(int(self.bias[o]), self.inner), acc) + partial)
             with m.If(advance & valid):
                 m.d.sync += acc.eq(total)
                 with m.If(last):
-                    m.d.sync += out[o].eq(total + int(self.bias[o]))
+                    m.d.sync += out[o].eq(total)
         return m
