@@ -327,7 +327,7 @@ def build(
     baud: Annotated[int, typer.Option(help="UART baud rate of the board wrapper.")] = 115200,
 ) -> None:
     """Build a bitstream with the open toolchain (Yosys + nextpnr) around a UART wrapper."""
-    from rtlgen.boards.bitstream import build_bitstream
+    from rtlgen.boards import build_bitstream
 
     with console.status(f"building a bitstream for {board} (Yosys + nextpnr)"):
         result = build_bitstream(outdir, board=board, baud=baud)
@@ -348,10 +348,10 @@ def board_run(
     from rtlgen.emit import load_manifest
     from rtlgen.quant.reference import quantize_input
 
-    manifest = load_manifest(design)
+    load_manifest(design)  # a clear error when DESIGN is not a converted design
     graph = load_model(design)
     x_int = quantize_input(graph, load_array(input))
-    classes, _outputs = run_on_board(port, x_int, manifest, baud=baud)
+    classes, _outputs = run_on_board(port, x_int, design, baud=baud)
     console.print(f"classes: {list(map(int, classes))}")
 
 

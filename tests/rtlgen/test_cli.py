@@ -83,3 +83,28 @@ def test_convert_refuses_to_overwrite_a_foreign_directory(tmp_path):
     assert result.returncode == 2 and "not an rtlgen design" in result.stderr
     assert (target / "thesis.tex").read_text() == "do not delete"
     assert [p.name for p in tmp_path.iterdir()] == ["precious"]  # no partial directory left
+
+
+@pytest.fixture(scope="module")
+def demo_design(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "demo"
+    result = rtlgen("convert", *MODEL, "-o", out, "--input-type", "fixed<8,1>")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_package_writes_vivado_project_and_ip_scripts(demo_design):
+    result = rtlgen("package", demo_design, "--part", "xcvu9p-flgb2104-2L-e", "--clock-mhz", "250")
+    assert result.returncode == 0, result.stderr
+    vivado = demo_design / "vivado"
+    for name in ("build.tcl", "package_ip.tcl", "constraints.xdc"):
+        assert (vivado / name).is_file()
+    assert "create_clock -period 4.000" in (vivado / "constraints.xdc").read_text()
+
+
+@pytest.mark.slow
+def test_build_makes_an_ecp5_bitstream_of_the_demo_network(demo_design):
+    result = rtlgen("build", demo_design, "--board", "ulx3s-25f")
+    assert result.returncode == 0, result.stderr
+    assert list((demo_design / "board" / "ulx3s-25f").glob("*.bit"))
+    assert "Fmax" in result.stdout
