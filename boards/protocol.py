@@ -1,7 +1,7 @@
 """The UART request/response framing between a host and a board running a network.
 
 Request (host -> board): `REQUEST_HEADER`, then the sample's input beats in order, each beat's
-`tdata` as `input.beat_bytes` bytes, little-endian, padding bits zero.
+`tdata` as `beat_bytes(input)` bytes, little-endian, padding bits zero.
 Response (board -> host): `RESPONSE_HEADER`, the class index (`m_axis_tuser` of the last
 output beat) as `class_bytes` bytes little-endian, then the output beats' `tdata` bytes the
 same way. One request is answered by exactly one response; requests are not pipelined.
@@ -16,9 +16,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from rtlgen.quant.errors import RtlgenError
 
-from .manifest import Manifest, StreamPort
+from rtlgen.quant.errors import RtlgenError
+from rtlgen.quant.fixed import FixedType
+
+from .manifest import Manifest, StreamPort, beat_bytes
 
 __all__ = [
     "REQUEST_HEADER",
@@ -42,11 +44,13 @@ def class_bytes(manifest: Manifest) -> int:
 
 
 def request_length(manifest: Manifest) -> int:
-    return 1 + manifest.input.beats_per_sample * manifest.input.beat_bytes
+    return 1 + manifest.input.beats_per_sample * beat_bytes(manifest.input)
 
 
 def response_length(manifest: Manifest) -> int:
-    return 1 + class_bytes(manifest) + manifest.output.beats_per_sample * manifest.output.beat_bytes
+    return (
+        1 + class_bytes(manifest) + manifest.output.beats_per_sample * beat_bytes(manifest.output)
+    )
 
 
 def pack_beats(sample: np.ndarray, port: StreamPort) -> bytes:
@@ -58,7 +62,8 @@ def pack_beats(sample: np.ndarray, port: StreamPort) -> bytes:
         )
     if not np.issubdtype(sample.dtype, np.integer):
         raise RtlgenError(f"sample must hold integer mantissas, found dtype {sample.dtype}")
-    element_type = port.type
+    element = port.element
+    element_type = FixedType(element.width, element.frac, element.signed)
     out_of_range = (sample < element_type.min_int) | (sample > element_type.max_int)
     if out_of_range.any():
         index = tuple(int(i) for i in np.argwhere(out_of_range)[0])
@@ -66,30 +71,20 @@ def pack_beats(sample: np.ndarray, port: StreamPort) -> bytes:
             f"input element {index} = {int(sample[index])} does not fit the input type "
             f"{element_type} (range {element_type.min_int}..{element_type.max_int})"
         )
-    width, mask = element_type.width, (1 << element_type.width) - 1
-    chunks = []
-    for beat in sample.reshape(port.beats_per_sample, port.elements_per_beat):
-        word = 0
-        for index, element in enumerate(beat.tolist()):
-            word |= (element & mask) << (index * width)
-        chunks.append(word.to_bytes(port.beat_bytes, "little"))
-    return b"".join(chunks)
+    return b"".join(word.to_bytes(beat_bytes(port), "little") for word in port.pack(sample))
 
 
 def unpack_beats(data: bytes, port: StreamPort) -> np.ndarray:
     """Inverse of `pack_beats`: int64 mantissas of shape `port.shape`."""
-    expected = port.beats_per_sample * port.beat_bytes
+    size = beat_bytes(port)
+    expected = port.beats_per_sample * size
     if len(data) != expected:
         raise RtlgenError(f"expected {expected} bytes of beats, got {len(data)}")
-    width, mask = port.type.width, (1 << port.type.width) - 1
-    elements = []
-    for offset in range(0, expected, port.beat_bytes):
-        word = int.from_bytes(data[offset : offset + port.beat_bytes], "little")
-        for index in range(port.elements_per_beat):
-            value = (word >> (index * width)) & mask
-            if port.type.signed and value >> (width - 1):
-                value -= 1 << width
-            elements.append(value)
+    elements = [
+        value
+        for offset in range(0, expected, size)
+        for value in port.unpack(int.from_bytes(data[offset : offset + size], "little"))
+    ]
     return np.array(elements, dtype=np.int64).reshape(port.shape)
 
 

@@ -361,102 +361,106 @@ def _po2_exponents(
     return np.where(x_abs < _EPS32, np.float32(min_exp), clipped)
 
 
-def _po2_check(name: str, max_value: float | None, log2_rounding: str) -> None:
-    if max_value is not None and max_value < 0:
-        raise UnsupportedError(f"{name}: max_value={max_value} must be non-negative")
-    if log2_rounding not in ("rnd", "floor"):
-        raise UnsupportedError(
-            f"{name}: log2_rounding={log2_rounding!r} (supported: 'rnd', 'floor')"
-        )
-
-
-def _po2_need_sign_bit(max_value: float | None) -> int:
-    return 0 if max_value is not None and max_value <= 1 else 1
-
-
 @dataclass(frozen=True)
-class QuantizedPo2(Quantizer):
-    """``quantized_po2(bits, max_value, quadratic_approximation, log2_rounding)``:
-    ``sign(x) * 2**e`` with ``e = round(log2|x|)`` clipped to the exponent range of ``bits``
-    (0 -> +2**min_exp, as QKeras). Constants only; exact as mantissas of a common type.
-    """
+class _Po2Quantizer(Quantizer):
+    """Shared by the power-of-two quantizers: ``2**e`` with ``e = round(log2 m)`` of a
+    magnitude ``m`` clipped to ``exponent_range()``, which gets ``_exponent_bits()`` bits."""
 
     bits: int = 8
     max_value: float | None = None
     quadratic_approximation: bool = False
     log2_rounding: str = "rnd"
 
-    name = "quantized_po2"
+    min_bits = 1
 
     def __post_init__(self) -> None:
-        if self.bits < 2 or self.bits > 16:
-            raise UnsupportedError(f"quantized_po2: bits={self.bits} (supported: 2..16)")
-        _po2_check(self.name, self.max_value, self.log2_rounding)
+        if self.bits < self.min_bits or self.bits > 16:
+            raise UnsupportedError(
+                f"{self.name}: bits={self.bits} (supported: {self.min_bits}..16)"
+            )
+        if self.max_value is not None and self.max_value < 0:
+            raise UnsupportedError(f"{self.name}: max_value={self.max_value} must be non-negative")
+        if self.log2_rounding not in ("rnd", "floor"):
+            raise UnsupportedError(
+                f"{self.name}: log2_rounding={self.log2_rounding!r} (supported: 'rnd', 'floor')"
+            )
+
+    def _needs_sign_bit(self) -> int:
+        return 0 if self.max_value is not None and self.max_value <= 1 else 1
+
+    def _exponent_bits(self) -> int:
+        raise NotImplementedError
 
     def exponent_range(self) -> tuple[int, int]:
-        effect = self.bits - 1 - _po2_need_sign_bit(self.max_value)
+        effect = self._exponent_bits()
         lo, hi = -(2**effect), 2**effect - 1
         if self.quadratic_approximation:
             hi = 2 * (hi // 2)
         return lo, hi
 
-    def reference(self, values: np.ndarray) -> np.ndarray:
-        x = _float32(values)
+    def _powers(self, magnitudes: np.ndarray) -> np.ndarray:
+        """``2**e`` (float64) of each magnitude."""
         lo, hi = self.exponent_range()
         e = _po2_exponents(
-            np.abs(x), lo, hi, self.max_value, self.quadratic_approximation, self.log2_rounding
-        )
-        return _sign_one(x).astype(np.float64) * np.exp2(e.astype(np.float64))
-
-    def __str__(self) -> str:
-        return f"quantized_po2({self.bits},max_value={self.max_value})"
-
-
-@dataclass(frozen=True)
-class QuantizedReluPo2(Quantizer):
-    """``quantized_relu_po2(bits, max_value, quadratic_approximation, log2_rounding)`` with
-    ``negative_slope=0``: ``2**round(log2(relu(x)))`` (0 -> 2**min_exp, as QKeras).
-    Constants only (e.g. QBatchNormalization's gamma/variance)."""
-
-    bits: int = 8
-    max_value: float | None = None
-    quadratic_approximation: bool = False
-    log2_rounding: str = "rnd"
-
-    name = "quantized_relu_po2"
-
-    def __post_init__(self) -> None:
-        if self.bits < 1 or self.bits > 16:
-            raise UnsupportedError(f"quantized_relu_po2: bits={self.bits} (supported: 1..16)")
-        _po2_check(self.name, self.max_value, self.log2_rounding)
-
-    def exponent_range(self) -> tuple[int, int]:
-        need = _po2_need_sign_bit(self.max_value)
-        lo, hi = -(2 ** (self.bits - need)), 2 ** (self.bits - need) - 1
-        if self.quadratic_approximation:
-            hi = 2 * (hi // 2)
-        return lo, hi
-
-    def reference(self, values: np.ndarray) -> np.ndarray:
-        x = _float32(values)
-        lo, hi = self.exponent_range()
-        e = _po2_exponents(
-            np.maximum(x, 0),
-            lo,
-            hi,
-            self.max_value,
-            self.quadratic_approximation,
-            self.log2_rounding,
+            magnitudes, lo, hi, self.max_value, self.quadratic_approximation, self.log2_rounding
         )
         return np.exp2(e.astype(np.float64))
 
     def __str__(self) -> str:
-        return f"quantized_relu_po2({self.bits},max_value={self.max_value})"
+        return f"{self.name}({self.bits},max_value={self.max_value})"
+
+
+@dataclass(frozen=True)
+class QuantizedPo2(_Po2Quantizer):
+    """``quantized_po2(bits, max_value, quadratic_approximation, log2_rounding)``:
+    ``sign(x) * 2**e`` with ``e = round(log2|x|)`` clipped to the exponent range of ``bits``
+    (0 -> +2**min_exp, as QKeras). Constants only; exact as mantissas of a common type.
+    """
+
+    name = "quantized_po2"
+    min_bits = 2
+
+    def _exponent_bits(self) -> int:
+        return self.bits - 1 - self._needs_sign_bit()
+
+    def reference(self, values: np.ndarray) -> np.ndarray:
+        x = _float32(values)
+        return _sign_one(x).astype(np.float64) * self._powers(np.abs(x))
+
+
+@dataclass(frozen=True)
+class QuantizedReluPo2(_Po2Quantizer):
+    """``quantized_relu_po2(bits, max_value, quadratic_approximation, log2_rounding)`` with
+    ``negative_slope=0``: ``2**round(log2(relu(x)))`` (0 -> 2**min_exp, as QKeras).
+    Constants only (e.g. QBatchNormalization's gamma/variance)."""
+
+    name = "quantized_relu_po2"
+
+    def _exponent_bits(self) -> int:
+        return self.bits - self._needs_sign_bit()
+
+    def reference(self, values: np.ndarray) -> np.ndarray:
+        return self._powers(np.maximum(_float32(values), 0))
 
 
 # ---------------------------------------------------------------------------------------
 # binary / ternary
 # ---------------------------------------------------------------------------------------
+def _check_sign_alpha(name: str, alpha: float | str | None) -> None:
+    """binary/ternary ``alpha``: None, a power of two or "auto_po2"."""
+    if alpha == "auto":
+        raise UnsupportedError(
+            f"{name}(alpha='auto'): a per-channel floating-point scale is not a fixed-point "
+            "value; use alpha=1 or 'auto_po2'"
+        )
+    if isinstance(alpha, str) and alpha != "auto_po2":
+        raise UnsupportedError(
+            f"{name}: alpha={alpha!r} (supported: None, a power of two, 'auto_po2')"
+        )
+    if alpha is not None and not isinstance(alpha, str):
+        _alpha_exponent(alpha, name)
+
+
 @dataclass(frozen=True)
 class Binary(Quantizer):
     """``binary(use_01, alpha)``: ``scale * sign(x)`` (0 -> +1), or ``{0, 1}`` with use_01.
@@ -469,17 +473,7 @@ class Binary(Quantizer):
     name = "binary"
 
     def __post_init__(self) -> None:
-        if self.alpha == "auto":
-            raise UnsupportedError(
-                "binary(alpha='auto'): a per-channel floating-point scale is not a fixed-point "
-                "value; use alpha=1 or 'auto_po2'"
-            )
-        if isinstance(self.alpha, str) and self.alpha != "auto_po2":
-            raise UnsupportedError(
-                f"binary: alpha={self.alpha!r} (supported: None, a power of two, 'auto_po2')"
-            )
-        if self.alpha is not None and not isinstance(self.alpha, str):
-            _alpha_exponent(self.alpha, "binary")
+        _check_sign_alpha(self.name, self.alpha)
 
     def for_kernel(self) -> Quantizer:
         return Binary(self.use_01, "auto_po2") if self.alpha is None else self
@@ -513,22 +507,11 @@ class Ternary(Quantizer):
     name = "ternary"
 
     def __post_init__(self) -> None:
-        if self.alpha == "auto":
+        _check_sign_alpha(self.name, self.alpha)
+        if self.alpha == "auto_po2" and self.threshold is not None:
             raise UnsupportedError(
-                "ternary(alpha='auto'): a per-channel floating-point scale is not a fixed-point "
-                "value; use alpha=1 or 'auto_po2'"
+                "ternary: a threshold cannot be combined with alpha='auto_po2' (QKeras asserts)"
             )
-        if isinstance(self.alpha, str):
-            if self.alpha != "auto_po2":
-                raise UnsupportedError(
-                    f"ternary: alpha={self.alpha!r} (supported: None, a power of two, 'auto_po2')"
-                )
-            if self.threshold is not None:
-                raise UnsupportedError(
-                    "ternary: a threshold cannot be combined with alpha='auto_po2' (QKeras asserts)"
-                )
-        elif self.alpha is not None:
-            _alpha_exponent(self.alpha, "ternary")
         if self.threshold is not None and not isinstance(self.threshold, int | float):
             raise UnsupportedError(f"ternary: threshold={self.threshold!r} (supported: a number)")
 

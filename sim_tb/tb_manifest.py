@@ -160,9 +160,10 @@ def load_manifest(path: str | Path) -> Manifest:
         raise ManifestError(
             f"manifest: {path} has format_version {version!r}, supported: {FORMAT_VERSION}"
         )
-    rtl = tuple(path.parent / name for name in _field(raw, "rtl", list, ""))
-    if not rtl:
-        raise ManifestError(f"manifest: {path} lists no rtl files")
+    names = _field(raw, "rtl", list, "")
+    if not names or not all(isinstance(name, str) and name for name in names):
+        raise ManifestError(f"manifest: {path} must list rtl file names, found {names!r}")
+    rtl = tuple(path.parent / name for name in names)
     for file in rtl:
         if not file.is_file():
             raise ManifestError(f"manifest: rtl file {file} not found")

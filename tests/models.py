@@ -262,11 +262,21 @@ def _seed(seed: int) -> None:
     tf.keras.utils.set_random_seed(seed)
 
 
+def _symmetric_quantizers(bits: int) -> dict[str, Any]:
+    """Kernel and bias quantizers ``quantized_bits(bits, 0, alpha=1)``, the usual QKeras pair."""
+    from qkeras import quantized_bits
+
+    return {
+        "kernel_quantizer": quantized_bits(bits, 0, alpha=1),
+        "bias_quantizer": quantized_bits(bits, 0, alpha=1),
+    }
+
+
 def qkeras_cnn(seed: int = 0) -> Any:
     """QConv2D same/stride 2 on an odd 9x9 input, float relu then QActivation, MaxPool same,
     QConv2D valid with a fused quantized_relu, AvgPool 2x2, Dropout, Flatten, QDense, softmax."""
     import tensorflow as tf
-    from qkeras import QActivation, QConv2D, QDense, quantized_bits, quantized_relu
+    from qkeras import QActivation, QConv2D, QDense, quantized_relu
 
     _seed(seed)
     L = tf.keras.layers
@@ -278,8 +288,7 @@ def qkeras_cnn(seed: int = 0) -> Any:
                 3,
                 strides=2,
                 padding="same",
-                kernel_quantizer=quantized_bits(6, 0, alpha=1),
-                bias_quantizer=quantized_bits(6, 0, alpha=1),
+                **_symmetric_quantizers(6),
                 activation="relu",
                 name="conv_a",
             ),
@@ -297,12 +306,7 @@ def qkeras_cnn(seed: int = 0) -> Any:
             L.AveragePooling2D(2, name="pool_b"),
             L.Dropout(0.3, name="drop"),
             L.Flatten(name="flat"),
-            QDense(
-                5,
-                kernel_quantizer=quantized_bits(6, 0, alpha=1),
-                bias_quantizer=quantized_bits(6, 0, alpha=1),
-                name="logits",
-            ),
+            QDense(5, **_symmetric_quantizers(6), name="logits"),
             L.Activation("softmax", name="softmax"),
         ],
         name="qkeras_cnn",
@@ -313,41 +317,27 @@ def qkeras_cnn(seed: int = 0) -> Any:
 def qkeras_conv1d(seed: int = 0) -> Any:
     """QConv1D same/stride 2 (odd length), MaxPooling1D, QConv1D causal, AveragePooling1D, QDense."""
     import tensorflow as tf
-    from qkeras import QActivation, QConv1D, QDense, quantized_bits
+    from qkeras import QActivation, QConv1D, QDense
 
     _seed(seed)
     L = tf.keras.layers
     model = tf.keras.Sequential(
         [
             L.InputLayer((21, 3)),
-            QConv1D(
-                4,
-                5,
-                strides=2,
-                padding="same",
-                kernel_quantizer=quantized_bits(6, 0, alpha=1),
-                bias_quantizer=quantized_bits(6, 0, alpha=1),
-                name="c1",
-            ),
+            QConv1D(4, 5, strides=2, padding="same", **_symmetric_quantizers(6), name="c1"),
             QActivation("quantized_relu(5,2)", name="r1"),
             L.MaxPooling1D(2, padding="same", name="p1"),
             QConv1D(
                 3,
                 3,
                 padding="causal",
-                kernel_quantizer=quantized_bits(4, 0, alpha=1),
-                bias_quantizer=quantized_bits(4, 0, alpha=1),
+                **_symmetric_quantizers(4),
                 activation="quantized_relu(4,1)",
                 name="c2",
             ),
             L.AveragePooling1D(2, name="p2"),
             L.Flatten(name="flat"),
-            QDense(
-                4,
-                kernel_quantizer=quantized_bits(6, 0, alpha=1),
-                bias_quantizer=quantized_bits(6, 0, alpha=1),
-                name="out",
-            ),
+            QDense(4, **_symmetric_quantizers(6), name="out"),
         ],
         name="qkeras_conv1d",
     )
@@ -357,7 +347,7 @@ def qkeras_conv1d(seed: int = 0) -> Any:
 def qkeras_mlp_bn_input(seed: int = 0) -> Any:
     """BatchNormalization right after the input, QDense with quantized_relu, QDense."""
     import tensorflow as tf
-    from qkeras import QActivation, QDense, quantized_bits
+    from qkeras import QActivation, QDense
 
     _seed(seed)
     L = tf.keras.layers
@@ -365,19 +355,9 @@ def qkeras_mlp_bn_input(seed: int = 0) -> Any:
         [
             L.InputLayer((16,)),
             L.BatchNormalization(name="bn_in"),
-            QDense(
-                12,
-                kernel_quantizer=quantized_bits(6, 0, alpha=1),
-                bias_quantizer=quantized_bits(6, 0, alpha=1),
-                name="d1",
-            ),
+            QDense(12, **_symmetric_quantizers(6), name="d1"),
             QActivation("quantized_relu(6,2)", name="r1"),
-            QDense(
-                3,
-                kernel_quantizer=quantized_bits(6, 0, alpha=1),
-                bias_quantizer=quantized_bits(6, 0, alpha=1),
-                name="d2",
-            ),
+            QDense(3, **_symmetric_quantizers(6), name="d2"),
         ],
         name="qkeras_mlp_bn_input",
     )
@@ -387,30 +367,19 @@ def qkeras_mlp_bn_input(seed: int = 0) -> Any:
 def qkeras_bn_after_pool(seed: int = 0) -> Any:
     """A BatchNormalization after a MaxPool in a QKeras model: stays a ScaleShift."""
     import tensorflow as tf
-    from qkeras import QActivation, QConv2D, QDense, quantized_bits
+    from qkeras import QActivation, QConv2D, QDense
 
     _seed(seed)
     L = tf.keras.layers
     model = tf.keras.Sequential(
         [
             L.InputLayer((8, 8, 1)),
-            QConv2D(
-                4,
-                3,
-                kernel_quantizer=quantized_bits(6, 0, alpha=1),
-                bias_quantizer=quantized_bits(6, 0, alpha=1),
-                name="conv",
-            ),
+            QConv2D(4, 3, **_symmetric_quantizers(6), name="conv"),
             QActivation("quantized_relu(6,2)", name="relu"),
             L.MaxPooling2D(2, name="pool"),
             L.BatchNormalization(name="bn"),
             L.Flatten(name="flat"),
-            QDense(
-                4,
-                kernel_quantizer=quantized_bits(6, 0, alpha=1),
-                bias_quantizer=quantized_bits(6, 0, alpha=1),
-                name="out",
-            ),
+            QDense(4, **_symmetric_quantizers(6), name="out"),
         ],
         name="qkeras_bn_after_pool",
     )
@@ -551,12 +520,7 @@ def qkeras_conv_batchnorm(seed: int = 0) -> Any:
             ),
             QActivation("quantized_relu(5,2)", name="relu"),
             L.Flatten(name="flat"),
-            QDense(
-                3,
-                kernel_quantizer=quantized_bits(6, 0, alpha=1),
-                bias_quantizer=quantized_bits(6, 0, alpha=1),
-                name="out",
-            ),
+            QDense(3, **_symmetric_quantizers(6), name="out"),
         ],
         name="qkeras_conv_batchnorm",
     )
@@ -566,27 +530,17 @@ def qkeras_conv_batchnorm(seed: int = 0) -> Any:
 def qkeras_qbatchnorm(seed: int = 0) -> Any:
     """QBatchNormalization with its default power-of-two parameter quantizers."""
     import tensorflow as tf
-    from qkeras import QActivation, QBatchNormalization, QDense, quantized_bits
+    from qkeras import QActivation, QBatchNormalization, QDense
 
     _seed(seed)
     L = tf.keras.layers
     model = tf.keras.Sequential(
         [
             L.InputLayer((12,)),
-            QDense(
-                8,
-                kernel_quantizer=quantized_bits(6, 0, alpha=1),
-                bias_quantizer=quantized_bits(6, 0, alpha=1),
-                name="d1",
-            ),
+            QDense(8, **_symmetric_quantizers(6), name="d1"),
             QBatchNormalization(name="qbn"),
             QActivation("quantized_relu(6,2)", name="r1"),
-            QDense(
-                3,
-                kernel_quantizer=quantized_bits(6, 0, alpha=1),
-                bias_quantizer=quantized_bits(6, 0, alpha=1),
-                name="d2",
-            ),
+            QDense(3, **_symmetric_quantizers(6), name="d2"),
         ],
         name="qkeras_qbatchnorm",
     )

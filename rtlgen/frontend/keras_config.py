@@ -68,22 +68,11 @@ IDENTITY_LAYERS = frozenset(
         "ActivityRegularization",
     }
 )
-SUPPORTED_LAYERS = (
-    "InputLayer",
-    "Conv1D",
-    "Conv2D",
-    "QConv1D",
-    "QConv2D",
-    "QConv2DBatchnorm",
-    "Dense",
-    "QDense",
-    "QDenseBatchnorm",
-    "BatchNormalization",
-    "QBatchNormalization",
-    "Activation",
-    "ReLU",
-    "Softmax",
-    "QActivation",
+_CONV_LAYERS = ("Conv1D", "Conv2D", "QConv1D", "QConv2D", "QConv2DBatchnorm")
+_DENSE_LAYERS = ("Dense", "QDense", "QDenseBatchnorm")
+_BATCHNORM_LAYERS = ("BatchNormalization", "QBatchNormalization")
+_ACTIVATION_LAYERS = ("Activation", "ReLU", "Softmax", "QActivation")
+_POOL_LAYERS = (
     "MaxPooling1D",
     "MaxPooling2D",
     "AveragePooling1D",
@@ -94,6 +83,14 @@ SUPPORTED_LAYERS = (
     "GlobalAveragePooling1D",
     "GlobalAveragePooling2D",
     "QGlobalAveragePooling2D",
+)
+SUPPORTED_LAYERS = (
+    "InputLayer",
+    *_CONV_LAYERS,
+    *_DENSE_LAYERS,
+    *_BATCHNORM_LAYERS,
+    *_ACTIVATION_LAYERS,
+    *_POOL_LAYERS,
     "Flatten",
     "Reshape",
     *sorted(IDENTITY_LAYERS),
@@ -925,25 +922,11 @@ def _identity(layer: KerasLayer, shape: Shape, source: WeightSource) -> _Out:
 
 
 _HANDLERS: dict[str, Callable[[KerasLayer, Shape, WeightSource], _Out]] = {
-    **{c: _conv for c in ("Conv1D", "Conv2D", "QConv1D", "QConv2D", "QConv2DBatchnorm")},
-    **{c: _dense for c in ("Dense", "QDense", "QDenseBatchnorm")},
-    **{c: _batchnorm for c in ("BatchNormalization", "QBatchNormalization")},
-    **{c: _activation_layer for c in ("Activation", "ReLU", "Softmax", "QActivation")},
-    **{
-        c: _pool
-        for c in (
-            "MaxPooling1D",
-            "MaxPooling2D",
-            "AveragePooling1D",
-            "AveragePooling2D",
-            "QAveragePooling2D",
-            "GlobalMaxPooling1D",
-            "GlobalMaxPooling2D",
-            "GlobalAveragePooling1D",
-            "GlobalAveragePooling2D",
-            "QGlobalAveragePooling2D",
-        )
-    },
+    **{c: _conv for c in _CONV_LAYERS},
+    **{c: _dense for c in _DENSE_LAYERS},
+    **{c: _batchnorm for c in _BATCHNORM_LAYERS},
+    **{c: _activation_layer for c in _ACTIVATION_LAYERS},
+    **{c: _pool for c in _POOL_LAYERS},
     "Flatten": _flatten,
     "Reshape": _reshape,
     **{c: _identity for c in IDENTITY_LAYERS},

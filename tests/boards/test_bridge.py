@@ -148,7 +148,7 @@ def test_uart_top_answers_requests_and_recovers_from_a_truncated_one(
     monkeypatch.syspath_prepend(str(HERE))
     runner = cocotb_tools_runner.get_runner("verilator")
     runner.build(
-        sources=[tmp_path / "uart_top.v", standin_outdir / "rtl" / "pairsums.v"],
+        sources=[tmp_path / "uart_top.v", standin_outdir / "rtl" / "chansum.v"],
         hdl_toplevel="uart_top",
         build_dir=tmp_path / "sim_build",
         build_args=["-Wno-fatal", "-Wno-lint", "-Wno-style"],
@@ -168,7 +168,7 @@ def test_uart_top_answers_requests_and_recovers_from_a_truncated_one(
     received = bytes.fromhex(json.loads(received_path.read_text())["received"])
     assert len(received) == response_bytes
     length = response_length(manifest)
-    expected_classes, expected_outputs = dut.reference(samples[[0, 1, 2]])
+    expected_classes, expected_outputs = dut.classes_and_outputs(samples[[0, 1, 2]])
     for index in range(3):
         class_index, outputs = decode_response(
             received[index * length : (index + 1) * length], manifest

@@ -5,9 +5,9 @@ import sys
 import numpy as np
 import pytest
 from hypothesis import given
-from hypothesis import strategies as st
+
 from rtlgen.boards.client import run_on_board
-from rtlgen.boards.manifest import StreamPort, load_manifest
+from rtlgen.boards.manifest import beat_bytes, load_manifest
 from rtlgen.boards.protocol import (
     REQUEST_HEADER,
     RESPONSE_HEADER,
@@ -17,7 +17,7 @@ from rtlgen.boards.protocol import (
     unpack_beats,
 )
 from rtlgen.quant.errors import RtlgenError
-from rtlgen.quant.fixed import FixedType
+from tests.sim_tb.strategies import specs_and_samples
 
 
 @pytest.fixture(scope="module")
@@ -33,36 +33,18 @@ def test_request_is_header_then_each_beat_little_endian(manifest):
 
 
 def test_response_decodes_class_and_sign_extended_outputs(manifest):
-    # Two int12 elements packed into 24 bits: -5 = 0xFFB, 300 = 0x12C -> 0x12CFFB.
-    response = bytes([RESPONSE_HEADER, 1, 0xFB, 0xCF, 0x12])
+    # Two int10 elements packed into 20 bits: -5 = 0x3FB, 300 = 0x12C -> 0x4B3FB.
+    response = bytes([RESPONSE_HEADER, 1, 0xFB, 0xB3, 0x04])
     class_index, outputs = decode_response(response, manifest)
     assert class_index == 1
     np.testing.assert_array_equal(outputs, [-5, 300])
 
 
-@st.composite
-def ports_and_samples(draw):
-    width = draw(st.integers(1, 20))
-    signed = draw(st.booleans())
-    beats = draw(st.integers(1, 4))
-    elements = draw(st.integers(1, 5))
-    element_type = FixedType(width, draw(st.integers(-4, 8)), signed)
-    port = StreamPort((beats, elements), beats, elements, element_type, elements * width)
-    values = draw(
-        st.lists(
-            st.integers(element_type.min_int, element_type.max_int),
-            min_size=beats * elements,
-            max_size=beats * elements,
-        )
-    )
-    return port, np.array(values, dtype=np.int64).reshape(beats, elements)
-
-
-@given(ports_and_samples())
+@given(specs_and_samples())
 def test_pack_then_unpack_gives_the_sample_back(port_and_sample):
     port, sample = port_and_sample
     packed = pack_beats(sample, port)
-    assert len(packed) == port.beats_per_sample * port.beat_bytes
+    assert len(packed) == port.beats_per_sample * beat_bytes(port)
     np.testing.assert_array_equal(unpack_beats(packed, port), sample)
 
 
@@ -116,8 +98,10 @@ class FakeBoard:
 
 def test_run_on_board_returns_classes_and_outputs_per_sample(manifest, dut, standin_outdir):
     x_int = np.random.default_rng(0).integers(-128, 128, size=(5, 4, 3))
-    classes, outputs = run_on_board(FakeBoard(manifest, dut.reference), x_int, standin_outdir)
-    expected_classes, expected_outputs = dut.reference(x_int)
+    classes, outputs = run_on_board(
+        FakeBoard(manifest, dut.classes_and_outputs), x_int, standin_outdir
+    )
+    expected_classes, expected_outputs = dut.classes_and_outputs(x_int)
     np.testing.assert_array_equal(classes, expected_classes)
     np.testing.assert_array_equal(outputs, expected_outputs)
     assert outputs.shape == (5, 2) and classes.dtype == np.int64
@@ -126,7 +110,9 @@ def test_run_on_board_returns_classes_and_outputs_per_sample(manifest, dut, stan
 def test_run_on_board_reports_a_short_answer(manifest, dut):
     x_int = np.zeros((3, 4, 3), dtype=np.int64)
     with pytest.raises(RtlgenError, match="answered sample 1 with 2 of 5 bytes"):
-        run_on_board(FakeBoard(manifest, dut.reference, truncate_after=1), x_int, manifest)
+        run_on_board(
+            FakeBoard(manifest, dut.classes_and_outputs, truncate_after=1), x_int, manifest
+        )
 
 
 def test_run_on_board_without_pyserial_says_how_to_install_it(manifest, monkeypatch):

@@ -94,7 +94,7 @@ def test_missing_manifest_is_a_one_line_error(tmp_path):
 
 
 def test_failed_build_raises_and_keeps_its_logs_aside(outdir):
-    (outdir / "rtl" / "pairsums.v").write_text("module pairsums(input clk); this is not verilog\n")
+    (outdir / "rtl" / "chansum.v").write_text("module chansum(input clk); this is not verilog\n")
     with pytest.raises(
         RtlgenError, match=r"bitstream build for ulx3s-25f failed: .*logs in .*ulx3s-25f\.failed"
     ):

@@ -106,10 +106,10 @@ def test_build_tcl_runs_under_stub_vivado_and_names_only_existing_files(outdir, 
     read_files = [
         Path(call[-1]) for call in calls_to(calls, "read_verilog") + calls_to(calls, "read_xdc")
     ]
-    assert read_files == [moved / "rtl" / "pairsums.v", moved / "vivado" / "constraints.xdc"]
+    assert read_files == [moved / "rtl" / "chansum.v", moved / "vivado" / "constraints.xdc"]
     assert all(path.is_file() for path in read_files)
     assert calls_to(calls, "synth_design") == [
-        ["-top", "pairsums", "-part", "xc7z020clg400-1", "-mode", "out_of_context"]
+        ["-top", "chansum", "-part", "xc7z020clg400-1", "-mode", "out_of_context"]
     ]
     steps = [
         call[0]
@@ -147,8 +147,8 @@ def test_package_ip_tcl_declares_axis_interfaces_clock_and_reset(outdir, tmp_pat
 
     assert calls_to(calls, "create_project")[0][-2:] == ["-part", "xczu9eg-ffvb1156-2-e"]
     added = [Path(path) for call in calls_to(calls, "add_files") for path in call[1:]]
-    assert added == [moved / "rtl" / "pairsums.v"] and all(path.is_file() for path in added)
-    assert ["top", "pairsums", "sources_1"] in calls_to(calls, "set_property")
+    assert added == [moved / "rtl" / "chansum.v"] and all(path.is_file() for path in added)
+    assert ["top", "chansum", "sources_1"] in calls_to(calls, "set_property")
     removed = [call[0] for call in calls_to(calls, "ipx::remove_bus_interface")]
     assert removed == ["inferred_s_axis", "inferred_clk"]
 

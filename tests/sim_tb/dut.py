@@ -171,6 +171,13 @@ def reference(x_int: np.ndarray, *, out_beats: int = 1) -> np.ndarray:
     return sums.reshape(len(x_int), OUT_ELEMENTS) if out_beats == 1 else sums.reshape(-1, 2, 1)
 
 
+def classes_and_outputs(x_int: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(tuser, outputs) of a correct one-beat `ChannelSumDut`; tuser is the arg-max of the two
+    sums (first max wins)."""
+    outputs = reference(x_int)
+    return (outputs[:, 1] > outputs[:, 0]).astype(np.int64), outputs
+
+
 def random_inputs(count: int, seed: int) -> np.ndarray:
     """int8 samples of shape (count, 4, 3) whose channel 2 never hits a fault trigger."""
     rng = np.random.default_rng(seed)

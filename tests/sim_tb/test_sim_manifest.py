@@ -9,7 +9,6 @@ import json
 import numpy as np
 import pytest
 from hypothesis import given
-from hypothesis import strategies as st
 
 from rtlgen.sim_tb.tb_axis import random_pauses
 from rtlgen.sim_tb.tb_manifest import (
@@ -21,32 +20,10 @@ from rtlgen.sim_tb.tb_manifest import (
 )
 
 from . import dut
+from .strategies import specs_and_samples
 
 
-@st.composite
-def _specs_and_samples(draw):
-    width = draw(st.integers(1, 24))
-    signed = draw(st.booleans())
-    beats = draw(st.integers(1, 4))
-    per_beat = draw(st.integers(1, 5))
-    spec = StreamSpec(
-        shape=(beats, per_beat),
-        beats_per_sample=beats,
-        elements_per_beat=per_beat,
-        element=ElementType(width, 0, signed),
-        tdata_width=width * per_beat,
-    )
-    values = draw(
-        st.lists(
-            st.integers(spec.element.lo, spec.element.hi),
-            min_size=beats * per_beat,
-            max_size=beats * per_beat,
-        )
-    )
-    return spec, np.array(values, dtype=np.int64).reshape(beats, per_beat)
-
-
-@given(_specs_and_samples())
+@given(specs_and_samples())
 def test_pack_then_unpack_is_identity(spec_and_sample):
     spec, sample = spec_and_sample
     words = spec.pack(sample)
