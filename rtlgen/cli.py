@@ -332,7 +332,8 @@ def build(
     with console.status(f"building a bitstream for {board} (Yosys + nextpnr)"):
         result = build_bitstream(outdir, board=board, baud=baud)
     console.print(f"[bold green]bitstream[/] {result.bitstream}")
-    console.print(f"  Fmax {result.fmax_mhz:.1f} MHz, utilization {result.utilization}")
+    used = ", ".join(f"{cell} {count}" for cell, count in result.utilization.items() if count)
+    console.print(f"  Fmax {result.fmax_mhz:.1f} MHz (board clock {result.clock_mhz:g} MHz); used: {used}")
 
 
 @board_app.command("run")
