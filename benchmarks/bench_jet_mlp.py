@@ -11,8 +11,15 @@ weights have far fewer non-zero CSD digits, so the comparison is indicative only
 Each variant is built, checked bit-exact against the integer reference in Amaranth's
 simulator, converted to Verilog and synthesized with Yosys (`rtlgen.synth`, UltraScale+).
 
-    python benchmarks/bench_jet_mlp.py                 # all variants -> results/jet_mlp.json
+    python benchmarks/bench_jet_mlp.py                 # dense/pruned50 x lut/dsp, L=5 fused
     python benchmarks/bench_jet_mlp.py --quick         # dense, lut mode only
+    python benchmarks/bench_jet_mlp.py --variants pruned50 --modes lut --levels 6 \
+        --arrangement global                           # registers across layer boundaries
+    python benchmarks/bench_jet_mlp.py --da4ml-python /path/to/venv/bin/python   # + da4ml
+    python benchmarks/bench_jet_mlp.py --report-only   # the table of results/jet_mlp.json
+
+Results are merged into results/jet_mlp.json by configuration, so runs can be split.
+Synthesis of one variant takes 7-30 minutes on 2 cores (YoWASP Yosys).
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ IN_TYPE = FixedType(16, 10, True)  # fixed<16,6>
 W_TYPE = FixedType(6, 5, True)  # quantized_bits(6,0,alpha=1)
 RELU_TYPE = FixedType(6, 6, False)  # quantized_relu(6,0)
 RESULTS = Path(__file__).parent / "results" / "jet_mlp.json"
+ARRANGEMENTS = ("fused", "global", "registered")
 
 
 @dataclass
@@ -93,33 +101,69 @@ def reference(layers: list[LayerSpec], x: np.ndarray) -> np.ndarray:
     return y
 
 
-def build(layers: list[LayerSpec], multiplier: str, levels_per_stage: int,
-          requant_latency: int, requant_levels: int, fuse: bool) -> tuple[Chain, list[dict]]:
-    """The network as a chain. ``fuse``: each ConstantMatVec before a Requantize leaves its
-    output combinational (``output_levels``) and the Requantize registers the narrow
-    result; otherwise the accumulators are registered (and the Requantize may be
-    combinational, ``requant_latency`` 0, charged to the next layer's first stage)."""
+def build(
+    layers: list[LayerSpec],
+    multiplier: str,
+    levels_per_stage: int,
+    requant_latency: int,
+    requant_levels: int,
+    arrangement: str,
+) -> tuple[Chain, list[dict]]:
+    """The network as a chain; where the registers around each Requantize go:
+
+    - ``registered``: accumulators registered; the Requantize has ``requant_latency``
+      (0: combinational, charged to the next layer's first stage);
+    - ``fused``: the ConstantMatVec leaves its output combinational (``output_levels``)
+      and the Requantize registers the narrow result: at least one register per layer;
+    - ``global``: combinational Requantize too, and the next layer's ``input_levels``
+      continue the depth count: registers every ``levels_per_stage`` adder levels across
+      layer boundaries (like da4ml's latency cutoff over the whole network).
+    """
+    if arrangement not in ARRANGEMENTS:
+        raise ValueError(f"arrangement must be one of {ARRANGEMENTS}")
     stages: list[wiring.Component] = []
     info = []
     input_levels = 0
     for k, layer in enumerate(layers):
         w, b = layer.aligned
         acc_type = layer.acc_type
-        output_levels = requant_levels if (fuse and layer.relu) else None
-        mac = ConstantMatVec(w, layer.in_type, acc_type, b, multiplier,
-                             levels_per_stage=levels_per_stage, input_levels=input_levels,
-                             output_levels=output_levels)
+        comb_out = arrangement != "registered" and layer.relu
+        output_levels = requant_levels if comb_out else None
+        mac = ConstantMatVec(
+            w,
+            layer.in_type,
+            acc_type,
+            b,
+            multiplier,
+            levels_per_stage=levels_per_stage,
+            input_levels=input_levels,
+            output_levels=output_levels,
+        )
         stages.append(mac)
-        entry = {"layer": f"dense{k + 1}", "shape": list(layer.weights.shape),
-                 "nonzero_weights": mac.nonzero_weights, "multipliers": mac.multipliers,
-                 "dsp_multipliers": mac.dsp_multipliers, "adders": mac.adders,
-                 "acc_type": str(acc_type), "latency": mac.latency}
+        entry = {
+            "layer": f"dense{k + 1}",
+            "shape": list(layer.weights.shape),
+            "nonzero_weights": mac.nonzero_weights,
+            "multipliers": mac.multipliers,
+            "dsp_multipliers": mac.dsp_multipliers,
+            "adders": mac.adders,
+            "acc_type": str(acc_type),
+            "latency": mac.latency,
+        }
         if layer.relu:
-            rq = Requantize(w.shape[1], acc_type, RELU_TYPE, clamp_lo=0,
-                            in_ranges=mac.out_ranges, latency=1 if fuse else requant_latency)
+            rq = Requantize(
+                w.shape[1],
+                acc_type,
+                RELU_TYPE,
+                clamp_lo=0,
+                in_ranges=mac.out_ranges,
+                latency={"fused": 1, "global": 0}.get(arrangement, requant_latency),
+            )
             stages.append(rq)
             entry["requantize_latency"] = rq.latency
-            input_levels = requant_levels if rq.latency == 0 else 0
+            input_levels = 0
+            if rq.latency == 0:
+                input_levels = requant_levels + (mac.output_depth if comb_out else 0)
         info.append(entry)
     return Chain(stages), info
 
@@ -163,12 +207,19 @@ def simulate(chain: Chain, x: np.ndarray, seed: int = 0) -> tuple[np.ndarray, in
 
 def run_variant(name: str, layers: list[LayerSpec], multiplier: str, args, workdir: Path) -> dict:
     start = time.monotonic()
-    chain, info = build(layers, multiplier, args.levels, args.requant_latency, args.requant_levels,
-                        args.fuse)
+    chain, info = build(
+        layers, multiplier, args.levels, args.requant_latency, args.requant_levels, args.arrangement
+    )
     gen_seconds = time.monotonic() - start
-    result: dict = {"variant": name, "multiplier": multiplier, "levels_per_stage": args.levels,
-                    "fused_requantize": args.fuse, "latency_cycles": chain.latency,
-                    "layers": info, "generate_seconds": round(gen_seconds, 1)}
+    result: dict = {
+        "variant": name,
+        "multiplier": multiplier,
+        "levels_per_stage": args.levels,
+        "arrangement": args.arrangement,
+        "latency_cycles": chain.latency,
+        "layers": info,
+        "generate_seconds": round(gen_seconds, 1),
+    }
     if args.check:
         rng = np.random.default_rng(7)
         x = rng.integers(IN_TYPE.min_int, IN_TYPE.max_int + 1, size=(args.check, SIZES[0]))
@@ -182,8 +233,9 @@ def run_variant(name: str, layers: list[LayerSpec], multiplier: str, args, workd
         if not result["bit_exact"]:
             print(f"{name}/{multiplier}: MISMATCH against the reference", file=sys.stderr)
     vpath = workdir / f"{name}_{multiplier}.v"
-    chain2, _ = build(layers, multiplier, args.levels, args.requant_latency, args.requant_levels,
-                      args.fuse)
+    chain2, _ = build(
+        layers, multiplier, args.levels, args.requant_latency, args.requant_levels, args.arrangement
+    )
     vpath.write_text(verilog.convert(chain2, name="top"))
     synth = synthesize(vpath, "top", "xcup")
     result["synthesis"] = synth.as_dict()
@@ -195,7 +247,9 @@ def run_variant(name: str, layers: list[LayerSpec], multiplier: str, args, workd
     return result
 
 
-def run_da4ml(name: str, layers: list[LayerSpec], python: str, workdir: Path, cutoff: float) -> dict:
+def run_da4ml(
+    name: str, layers: list[LayerSpec], python: str, workdir: Path, cutoff: float
+) -> dict:
     """The same weights through da4ml (in its own environment), synthesized the same way."""
     weights = workdir / f"{name}_weights.npz"
     arrays = {f"w{k + 1}": layer.weights for k, layer in enumerate(layers)}
@@ -203,8 +257,12 @@ def run_da4ml(name: str, layers: list[LayerSpec], python: str, workdir: Path, cu
     np.savez(weights, **arrays)
     outdir = workdir / f"da4ml_{name}"
     script = Path(__file__).with_name("da4ml_jet_mlp.py")
-    proc = subprocess.run([python, str(script), str(weights), str(outdir), "--latency-cutoff", str(cutoff)],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [python, str(script), str(weights), str(outdir), "--latency-cutoff", str(cutoff)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     info = json.loads(proc.stdout.strip().splitlines()[-1])
     metadata = json.loads((outdir / "metadata.json").read_text())
     # One file for Yosys; the unused lookup-table module reads a missing file: left out.
@@ -212,32 +270,131 @@ def run_da4ml(name: str, layers: list[LayerSpec], python: str, workdir: Path, cu
     merged = workdir / f"da4ml_{name}.v"
     merged.write_text("\n".join(p.read_text() for p in sources))
     synth = synthesize(merged, info["top"], "xcup")
-    return {"variant": name, "tool": "da4ml 0.6.0", "latency_cutoff": cutoff,
-            "latency_cycles": metadata.get("latency"), "da4ml_cost_estimate": metadata.get("cost"),
-            "da4ml_reg_bits": metadata.get("reg_bits"), "synthesis": synth.as_dict()}
+    return {
+        "variant": name,
+        "tool": "da4ml 0.6.0",
+        "latency_cutoff": cutoff,
+        "latency_cycles": metadata.get("latency"),
+        "da4ml_cost_estimate": metadata.get("cost"),
+        "da4ml_reg_bits": metadata.get("reg_bits"),
+        "synthesis": synth.as_dict(),
+    }
+
+
+def _key(entry: dict) -> tuple:
+    return (
+        entry["variant"],
+        entry.get("multiplier", "da4ml"),
+        entry.get("levels_per_stage"),
+        entry.get("arrangement", "fused" if entry.get("fused_requantize") else None),
+        entry.get("latency_cutoff"),
+    )
+
+
+def merge_report(path: Path, results: list[dict], peers: list[dict]) -> dict:
+    """Write the results into ``path``, replacing entries of the same configuration and
+    keeping the others (so variants can be run separately, e.g. in parallel)."""
+    report = {
+        "benchmark": "jet-tagging MLP 16-64-32-32-5, 6-bit weights/biases, ReLU 6-bit, input fixed<16,6>",
+        "weights": "random uniform mantissas in [-32, 31] (not trained); pruned50: ~50 % zeros",
+        "tool": "Yosys 0.70 synth_xilinx -flatten -family xcup -noiopad (YoWASP); "
+        "LUT = LUT1..LUT6 + INV; lut_levels = LUTs in series between registers",
+        "da4ml_reference": {**DA4ML, "note": "measured by da4ml on a real trained model"},
+        "results": [],
+        "da4ml_same_weights": [],
+    }
+    if path.exists():
+        old = json.loads(path.read_text())
+        report["results"] = old.get("results", [])
+        report["da4ml_same_weights"] = old.get("da4ml_same_weights", [])
+    for field, new in (("results", results), ("da4ml_same_weights", peers)):
+        keys = {_key(e) for e in new}
+        report[field] = [e for e in report[field] if _key(e) not in keys] + new
+        report[field].sort(key=lambda e: tuple(str(v) for v in _key(e)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def print_table(report: dict) -> None:
+    print(
+        f"{'variant':9s} {'design':24s} {'LUT':>7s} {'FF':>6s} {'DSP':>5s} {'cycles':>6s} "
+        f"{'ltp':>4s} {'LUTlv':>5s} {'LUT/ref':>7s} {'FF/ref':>6s}"
+    )
+    print(
+        f"{'trained':9s} {'da4ml (reported)':24s} {DA4ML['luts']:7d} {DA4ML['ffs']:6d} "
+        f"{DA4ML['dsps']:5d} {DA4ML['latency']:6d}"
+    )
+    rows = [
+        (e, f"rtlgen {e['multiplier']} L={e['levels_per_stage']} {e.get('arrangement', 'fused')}")
+        for e in report["results"]
+    ]
+    rows += [(e, f"da4ml cutoff={e['latency_cutoff']:g}") for e in report["da4ml_same_weights"]]
+    rows.sort(key=lambda row: (row[0]["variant"], row[1]))
+    for e, label in rows:
+        s = e["synthesis"]
+        print(
+            f"{e['variant']:9s} {label:24s} {s['luts']:7d} {s['ffs']:6d} {s['dsps']:5d} "
+            f"{e['latency_cycles']:6d} {s['longest_path']:4d} {s['lut_levels']:5d} "
+            f"{s['luts'] / DA4ML['luts']:7.2f} {s['ffs'] / DA4ML['ffs']:6.2f}"
+        )
+    print(
+        "ref = da4ml's reported numbers on a trained model; rows 'da4ml cutoff=...' are da4ml "
+        "0.6.0 on the same random weights, synthesized by the same Yosys flow."
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="dense weights, lut mode only")
+    parser.add_argument(
+        "--variants", default="dense,pruned50", help="comma-separated: dense, pruned50"
+    )
+    parser.add_argument("--modes", default="lut,dsp", help="comma-separated multiplier modes")
     parser.add_argument("--levels", type=int, default=5, help="adders in series per pipeline stage")
-    parser.add_argument("--no-fuse", dest="fuse", action="store_false",
-                        help="register accumulators, not the requantized values")
-    parser.add_argument("--requant-latency", type=int, default=1, choices=(0, 1, 2),
-                        help="Requantize latency without --fuse")
-    parser.add_argument("--requant-levels", type=int, default=2,
-                        help="adder levels charged to a Requantize sharing a stage")
-    parser.add_argument("--check", type=int, default=24, help="vectors simulated for bit-exactness (0: skip)")
+    parser.add_argument(
+        "--arrangement",
+        choices=ARRANGEMENTS,
+        default="fused",
+        help="registers around Requantize (see build())",
+    )
+    parser.add_argument(
+        "--requant-latency",
+        type=int,
+        default=1,
+        choices=(0, 1, 2),
+        help="Requantize latency with --arrangement registered",
+    )
+    parser.add_argument(
+        "--requant-levels",
+        type=int,
+        default=2,
+        help="adder levels charged to a Requantize sharing a stage",
+    )
+    parser.add_argument(
+        "--check", type=int, default=24, help="vectors simulated for bit-exactness (0: skip)"
+    )
     parser.add_argument("--seed", type=int, default=2025)
-    parser.add_argument("--da4ml-python", default=None,
-                        help="a Python with da4ml 0.6.0 installed: also build and synthesize "
-                             "da4ml's design of the same weights")
+    parser.add_argument(
+        "--da4ml-python",
+        default=None,
+        help="a Python with da4ml 0.6.0 installed: also build and synthesize "
+        "da4ml's design of the same weights",
+    )
     parser.add_argument("--da4ml-cutoff", type=float, default=5.0, help="da4ml latency_cutoff")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--report-only", action="store_true", help="print the table of --output")
     args = parser.parse_args(argv)
+    if args.report_only:
+        print_table(json.loads(args.output.read_text()))
+        return 0
 
-    variants = [("dense", 0.0)] if args.quick else [("dense", 0.0), ("pruned50", 0.5)]
-    modes = ["lut"] if args.quick else ["lut", "dsp"]
+    sparsity = {"dense": 0.0, "pruned50": 0.5}
+    names = ["dense"] if args.quick else args.variants.split(",")
+    variants = [(name, sparsity[name]) for name in names]
+    modes = ["lut"] if args.quick else args.modes.split(",")
     results = []
     peers = []
     with tempfile.TemporaryDirectory(prefix="jet_mlp_") as tmp:
@@ -247,45 +404,30 @@ def main(argv: list[str] | None = None) -> int:
                 peer = run_da4ml(name, layers, args.da4ml_python, Path(tmp), args.da4ml_cutoff)
                 peers.append(peer)
                 s = peer["synthesis"]
-                print(f"{name:9s} da4ml LUT {s['luts']:6d} FF {s['ffs']:6d} DSP {s['dsps']:4d} "
-                      f"latency {peer['latency_cycles']} ltp {s['longest_path']:3d} "
-                      f"lut_levels {s['lut_levels']:2d}", flush=True)
+                print(
+                    f"{name:9s} da4ml LUT {s['luts']:6d} FF {s['ffs']:6d} DSP {s['dsps']:4d} "
+                    f"latency {peer['latency_cycles']} ltp {s['longest_path']:3d} "
+                    f"lut_levels {s['lut_levels']:2d}",
+                    flush=True,
+                )
             for mode in modes:
                 t0 = time.monotonic()
                 r = run_variant(name, layers, mode, args, Path(tmp))
                 r["seconds"] = round(time.monotonic() - t0, 1)
                 results.append(r)
                 s = r["synthesis"]
-                print(f"{name:9s} {mode:4s} LUT {s['luts']:6d} FF {s['ffs']:6d} DSP {s['dsps']:4d} "
-                      f"latency {r['latency_cycles']:2d} ltp {s['longest_path']:3d} "
-                      f"lut_levels {s['lut_levels']:2d} exact {r.get('bit_exact')} ({r['seconds']} s)",
-                      flush=True)
+                print(
+                    f"{name:9s} {mode:4s} LUT {s['luts']:6d} FF {s['ffs']:6d} DSP {s['dsps']:4d} "
+                    f"latency {r['latency_cycles']:2d} ltp {s['longest_path']:3d} "
+                    f"lut_levels {s['lut_levels']:2d} exact {r.get('bit_exact')} ({r['seconds']} s)",
+                    flush=True,
+                )
 
-    report = {
-        "benchmark": "jet-tagging MLP 16-64-32-32-5, 6-bit weights/biases, ReLU 6-bit, input fixed<16,6>",
-        "weights": "random uniform mantissas in [-32, 31] (not trained); pruned50: ~50 % zeros",
-        "tool": "Yosys synth_xilinx -flatten -family xcup -noiopad (YoWASP); LUT = LUT1..LUT6 + INV",
-        "da4ml_reference": {**DA4ML, "note": "measured by da4ml on a real trained model"},
-        "results": results,
-        "da4ml_same_weights": peers,
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    report = merge_report(args.output, results, peers)
+    results, peers = report["results"], report["da4ml_same_weights"]
 
     print()
-    print(f"{'variant':9s} {'mode':4s} {'LUT':>7s} {'FF':>6s} {'DSP':>5s} {'lat':>4s} {'ltp':>4s} "
-          f"{'LUTlv':>5s} {'LUT/da4ml':>9s} {'FF/da4ml':>8s}")
-    print(f"{'da4ml':9s} {'':4s} {DA4ML['luts']:7d} {DA4ML['ffs']:6d} {DA4ML['dsps']:5d} {DA4ML['latency']:4d}")
-    for r in results:
-        s = r["synthesis"]
-        print(f"{r['variant']:9s} {r['multiplier']:4s} {s['luts']:7d} {s['ffs']:6d} {s['dsps']:5d} "
-              f"{r['latency_cycles']:4d} {s['longest_path']:4d} {s['lut_levels']:5d} "
-              f"{r['vs_da4ml']['lut_ratio']:9.2f} {r['vs_da4ml']['ff_ratio']:8.2f}")
-    for peer in peers:
-        s = peer["synthesis"]
-        print(f"{peer['variant']:9s} {'da4ml (same weights)':>4s} {s['luts']:7d} {s['ffs']:6d} {s['dsps']:5d} "
-              f"{peer['latency_cycles']:4d} {s['longest_path']:4d} {s['lut_levels']:5d}")
-    print("(ours: random weights; da4ml reference: a trained model -- indicative comparison only)")
+    print_table(report)
     print(f"wrote {args.output}")
     return 0 if all(r.get("bit_exact", True) for r in results) else 1
 

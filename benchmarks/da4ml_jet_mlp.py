@@ -44,8 +44,14 @@ def main() -> None:
             x = quantize(x, 0, 0, 6, "SAT", "RND")
     logic = comb_trace(inp, x)
     args.outdir.mkdir(parents=True, exist_ok=True)
-    model = RTLModel(logic, "jet_mlp", args.outdir, flavor="verilog",
-                     latency_cutoff=args.latency_cutoff, print_latency=False)
+    model = RTLModel(
+        logic,
+        "jet_mlp",
+        args.outdir,
+        flavor="verilog",
+        latency_cutoff=args.latency_cutoff,
+        print_latency=False,
+    )
     model.write()
     files = sorted(str(p) for p in args.outdir.rglob("*.v") if "tb" not in p.name)
     latency = getattr(model, "latency", None)

@@ -10,12 +10,14 @@ of two-input adders over the inputs, then schedules it into pipeline stages:
 2. common-subexpression elimination across columns (greedy, most frequent first, as in
    Hartley's method and da4ml): a pair ``a + -(b << d)`` that occurs in several columns
    (at any common shift) is built once as a new node and replaces each occurrence. This
-   subsumes sharing ``x * |w|`` between columns and any repeated pair of inputs.
+   subsumes sharing ``x * |w|`` between columns and any repeated pair of inputs. For very
+   large matrices (``cse="auto"``) only pairs of terms of one input are tracked.
 3. each column's remaining terms (and its bias) are summed by an adder tree built
    earliest-available-first, so the tree is as shallow as the arrival times allow.
 4. scheduling: a node's value is available at ``(cycle, depth)`` (``depth`` adders after
    the last register). An adder whose depth would exceed ``levels_per_stage`` starts a new
-   cycle instead: its operands are registered. Outputs are registered at the end.
+   cycle instead: its operands are registered. Outputs are registered at the end, or left
+   combinational for a consumer that registers (``output_levels``).
 
 Every node carries its exact linear form over the inputs, so value ranges (and thus
 bit widths) are exact intervals, and the plan can be evaluated numerically (`evaluate`).
@@ -77,6 +79,7 @@ class MatVecPlan:
     out_ranges: list[tuple[int, int]]
     latency: int
     registered_output: bool  # False: outputs are combinational in cycle `latency`
+    output_depth: int  # adders in series on the combinational outputs (0 when registered)
     multipliers: int  # distinct non-trivial constant products (input, odd |w| > 1)
     nonzero_weights: int
 
@@ -427,12 +430,15 @@ def plan_matvec(
     ends = [
         (builder.nodes[t.node].cycle, builder.nodes[t.node].depth) for t in outputs if t is not None
     ]
+    output_depth = 0
     if output_levels is None:
         latency = max((c for c, _ in ends), default=0) + 1
     else:
         latency = max(
             (c + (1 if d + output_levels > levels_per_stage else 0) for c, d in ends), default=0
         )
+        # Logic depth of the outputs in their (last) cycle; earlier ones arrive registered.
+        output_depth = max((d for c, d in ends if c == latency), default=0)
     return MatVecPlan(
         nodes=builder.nodes,
         outputs=outputs,
@@ -440,6 +446,7 @@ def plan_matvec(
         out_ranges=out_ranges,
         latency=latency,
         registered_output=output_levels is None,
+        output_depth=output_depth,
         multipliers=len(nontrivial),
         nonzero_weights=int(np.count_nonzero(w)),
     )

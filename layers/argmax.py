@@ -14,10 +14,12 @@ from .stream_util import StageRegisters, pipeline_control
 
 def argmax_layout(n: int, elem_shape: ShapeLike) -> data.StructLayout:
     """Output payload: the input ``vector`` unchanged and the ``index`` of its maximum."""
-    return data.StructLayout({
-        "vector": data.ArrayLayout(elem_shape, n),
-        "index": unsigned(max(1, ceil_log2(n))),
-    })
+    return data.StructLayout(
+        {
+            "vector": data.ArrayLayout(elem_shape, n),
+            "index": unsigned(max(1, ceil_log2(n))),
+        }
+    )
 
 
 class ArgMax(wiring.Component):
@@ -33,10 +35,12 @@ class ArgMax(wiring.Component):
             raise RtlgenError(f"ArgMax: needs at least one element, got {n}")
         self.n = n
         self.elem_shape = elem_shape
-        super().__init__({
-            "i": In(stream.Signature(data.ArrayLayout(elem_shape, n))),
-            "o": Out(stream.Signature(argmax_layout(n, elem_shape))),
-        })
+        super().__init__(
+            {
+                "i": In(stream.Signature(data.ArrayLayout(elem_shape, n))),
+                "o": Out(stream.Signature(argmax_layout(n, elem_shape))),
+            }
+        )
 
     @property
     def latency(self) -> int:
@@ -56,16 +60,26 @@ class ArgMax(wiring.Component):
             for p in range(0, len(level) - 1, 2):
                 (a, ia), (b, ib) = level[p], level[p + 1]
                 right = b > a
-                nxt.append((
-                    regs.register(Mux(right, b, a), self.elem_shape, name=f"max_{depth}_{p // 2}"),
-                    regs.register(Mux(right, ib, ia), index_shape, name=f"idx_{depth}_{p // 2}"),
-                ))
+                nxt.append(
+                    (
+                        regs.register(
+                            Mux(right, b, a), self.elem_shape, name=f"max_{depth}_{p // 2}"
+                        ),
+                        regs.register(
+                            Mux(right, ib, ia), index_shape, name=f"idx_{depth}_{p // 2}"
+                        ),
+                    )
+                )
             if len(level) % 2:
                 value, index = level[-1]
-                nxt.append((
-                    regs.register(value, self.elem_shape, name=f"max_{depth}_{len(level) // 2}"),
-                    regs.register(index, index_shape, name=f"idx_{depth}_{len(level) // 2}"),
-                ))
+                nxt.append(
+                    (
+                        regs.register(
+                            value, self.elem_shape, name=f"max_{depth}_{len(level) // 2}"
+                        ),
+                        regs.register(index, index_shape, name=f"idx_{depth}_{len(level) // 2}"),
+                    )
+                )
             level = nxt
             depth += 1
         vector = Signal.like(self.i.payload.as_value(), name="vector_in")

@@ -37,9 +37,16 @@ class ConstantMatVec(wiring.Component):
 
     Contract: ``i`` takes one vector of K elements of ``in_shape`` per cycle (II = 1), ``o``
     gives the O accumulators ``latency`` cycles later (`stream_util.pipeline_control`:
-    ``i.ready = ~o.valid | o.ready``). A register stage follows every ``levels_per_stage``
-    adders in series; ``input_levels`` is the logic depth already spent on ``i.payload``
-    in its cycle by a combinational upstream (e.g. a `Requantize` with latency 0).
+    ``i.ready = ~o.valid | o.ready``). Pipelining: at most ``levels_per_stage`` adders in
+    series between registers (the adder graph is scheduled as soon as possible; an adder
+    that would exceed the budget starts a new stage); ``input_levels`` is the logic depth
+    already spent on ``i.payload`` in its cycle by a combinational upstream (e.g. a
+    `Requantize` with latency 0). ``output_levels=None`` (default) registers the outputs:
+    ``latency = last adder stage + 1``. An int leaves ``o.payload`` combinational, keeping
+    that many levels of the last stage free for the consumer, which must register
+    (e.g. a `Requantize` with latency 1: its narrow outputs are the only registers):
+    ``latency = last adder stage`` (0 is possible: a purely combinational block).
+    ``in_range``: the inputs' [min, max] when narrower than ``in_shape`` (narrower adders).
 
     Counts: ``multipliers`` (distinct non-trivial constant products, i.e. input times an odd
     ``|w| > 1``, however implemented), ``dsp_multipliers`` (those built as ``*``),
@@ -61,9 +68,13 @@ class ConstantMatVec(wiring.Component):
     ):
         w = np.asarray(weights)
         if w.ndim != 2 or 0 in w.shape:
-            raise RtlgenError(f"ConstantMatVec: weights must be a non-empty (K, O) matrix, got shape {w.shape}")
+            raise RtlgenError(
+                f"ConstantMatVec: weights must be a non-empty (K, O) matrix, got shape {w.shape}"
+            )
         if not np.issubdtype(w.dtype, np.integer):
-            raise RtlgenError(f"ConstantMatVec: weights must be integer mantissas, got dtype {w.dtype}")
+            raise RtlgenError(
+                f"ConstantMatVec: weights must be integer mantissas, got dtype {w.dtype}"
+            )
         if multiplier not in MULTIPLIER_MODES:
             raise RtlgenError(
                 f"ConstantMatVec: multiplier {multiplier!r} is not supported (use one of {MULTIPLIER_MODES})"
@@ -72,8 +83,12 @@ class ConstantMatVec(wiring.Component):
         if bias is not None:
             bias = np.asarray(bias).reshape(-1)
             if bias.shape != (n_out,):
-                raise RtlgenError(f"ConstantMatVec: bias has shape {bias.shape}, expected ({n_out},)")
-        self.in_shape = shape_of(in_shape) if isinstance(in_shape, FixedType) else Shape.cast(in_shape)
+                raise RtlgenError(
+                    f"ConstantMatVec: bias has shape {bias.shape}, expected ({n_out},)"
+                )
+        self.in_shape = (
+            shape_of(in_shape) if isinstance(in_shape, FixedType) else Shape.cast(in_shape)
+        )
         self.acc_type = acc_type
         self.weights = w.astype(np.int64)
         self.bias = None if bias is None else bias.astype(np.int64)
@@ -94,10 +109,12 @@ class ConstantMatVec(wiring.Component):
                     f"ConstantMatVec: output {j} ranges over [{lo}, {hi}], which does not fit "
                     f"the accumulator {acc_type} (use quant.arith.accumulator_type)"
                 )
-        super().__init__({
-            "i": In(stream.Signature(data.ArrayLayout(self.in_shape, n_in))),
-            "o": Out(stream.Signature(data.ArrayLayout(shape_of(acc_type), n_out))),
-        })
+        super().__init__(
+            {
+                "i": In(stream.Signature(data.ArrayLayout(self.in_shape, n_in))),
+                "o": Out(stream.Signature(data.ArrayLayout(shape_of(acc_type), n_out))),
+            }
+        )
 
     # -- counts ----------------------------------------------------------------------
     @property
@@ -119,6 +136,12 @@ class ConstantMatVec(wiring.Component):
     @property
     def nonzero_weights(self) -> int:
         return self.plan.nonzero_weights
+
+    @property
+    def output_depth(self) -> int:
+        """Adder levels in series on ``o.payload`` in its cycle (0 when registered): the
+        ``input_levels`` to give a combinational consumer's successor."""
+        return self.plan.output_depth
 
     @property
     def out_ranges(self) -> list[tuple[int, int]]:
@@ -157,15 +180,21 @@ class ConstantMatVec(wiring.Component):
 
         if plan.registered_output:
             # Constant columns: a register whose init is the constant (and never changes).
-            init = [int(b) if t is None else 0 for t, b in zip(plan.outputs, plan.bias, strict=True)]
+            init = [
+                int(b) if t is None else 0 for t, b in zip(plan.outputs, plan.bias, strict=True)
+            ]
             result = Signal(self.o.payload.shape(), reset_less=True, init=init)
             for j, t in enumerate(plan.outputs):
                 if t is not None:
-                    regs.updates.append(result[j].eq(term_value(t, plan.latency - 1)))
+                    regs.load(result[j], term_value(t, plan.latency - 1))
             m.d.comb += self.o.payload.eq(result)
         else:
             for j, (t, b) in enumerate(zip(plan.outputs, plan.bias, strict=True)):
-                value = Const(b, self.o.payload[j].shape()) if t is None else term_value(t, plan.latency)
+                value = (
+                    Const(b, self.o.payload[j].shape())
+                    if t is None
+                    else term_value(t, plan.latency)
+                )
                 m.d.comb += self.o.payload[j].eq(value)
         regs.emit(m)
         return m

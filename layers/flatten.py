@@ -11,7 +11,9 @@ from rtlgen.quant.errors import RtlgenError
 
 def _check(beats: int, n_per_beat: int, who: str) -> None:
     if beats < 1 or n_per_beat < 1:
-        raise RtlgenError(f"{who}: beats and elements per beat must be positive, got {beats}, {n_per_beat}")
+        raise RtlgenError(
+            f"{who}: beats and elements per beat must be positive, got {beats}, {n_per_beat}"
+        )
 
 
 class Deserialize(wiring.Component):
@@ -30,10 +32,12 @@ class Deserialize(wiring.Component):
     def __init__(self, beats: int, n_per_beat: int, elem_shape: ShapeLike):
         _check(beats, n_per_beat, "Deserialize")
         self.beats, self.n_per_beat, self.elem_shape = beats, n_per_beat, elem_shape
-        super().__init__({
-            "i": In(stream.Signature(data.ArrayLayout(elem_shape, n_per_beat))),
-            "o": Out(stream.Signature(data.ArrayLayout(elem_shape, beats * n_per_beat))),
-        })
+        super().__init__(
+            {
+                "i": In(stream.Signature(data.ArrayLayout(elem_shape, n_per_beat))),
+                "o": Out(stream.Signature(data.ArrayLayout(elem_shape, beats * n_per_beat))),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -75,11 +79,13 @@ class Serialize(wiring.Component):
     def __init__(self, beats: int, n_per_beat: int, elem_shape: ShapeLike):
         _check(beats, n_per_beat, "Serialize")
         self.beats, self.n_per_beat, self.elem_shape = beats, n_per_beat, elem_shape
-        super().__init__({
-            "i": In(stream.Signature(data.ArrayLayout(elem_shape, beats * n_per_beat))),
-            "o": Out(stream.Signature(data.ArrayLayout(elem_shape, n_per_beat))),
-            "last": Out(1),
-        })
+        super().__init__(
+            {
+                "i": In(stream.Signature(data.ArrayLayout(elem_shape, beats * n_per_beat))),
+                "o": Out(stream.Signature(data.ArrayLayout(elem_shape, n_per_beat))),
+                "last": Out(1),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()

@@ -98,10 +98,12 @@ class Requantize(wiring.Component):
             (max(int(lo), acc_type.min_int), min(int(hi), acc_type.max_int)) for lo, hi in in_ranges
         ]
         self._latency = latency
-        super().__init__({
-            "i": In(stream.Signature(data.ArrayLayout(shape_of(acc_type), n))),
-            "o": Out(stream.Signature(data.ArrayLayout(shape_of(out_type), n))),
-        })
+        super().__init__(
+            {
+                "i": In(stream.Signature(data.ArrayLayout(shape_of(acc_type), n))),
+                "o": Out(stream.Signature(data.ArrayLayout(shape_of(out_type), n))),
+            }
+        )
 
     @property
     def latency(self) -> int:
@@ -146,7 +148,9 @@ class Requantize(wiring.Component):
         m.d.comb += self.o.payload.eq(out)
         return m
 
-    def _saturating(self, acc: Value, lo: int, hi: int, out_shape: Shape, regs: StageRegisters) -> Value:
+    def _saturating(
+        self, acc: Value, lo: int, hi: int, out_shape: Shape, regs: StageRegisters
+    ) -> Value:
         low_bound, high_bound = self._bounds()
         shift = self.shift
         increment: Value = Const(0, 1)
@@ -181,7 +185,9 @@ class Requantize(wiring.Component):
             kept, increment = regs.register(kept, name="kept"), regs.register(increment, name="inc")
             over, under = regs.register(over, name="over"), regs.register(under, name="under")
         inside = (kept + increment)[:width]
-        return Mux(over, Const(high_bound, out_shape), Mux(under, Const(low_bound, out_shape), inside))
+        return Mux(
+            over, Const(high_bound, out_shape), Mux(under, Const(low_bound, out_shape), inside)
+        )
 
     def _wrapping(self, acc: Value, lo: int, hi: int) -> Value:
         clamped = acc

@@ -33,14 +33,20 @@ class StageRegisters:
         self.updates: list = []
         self._delayed: dict[int, tuple[Value, Signal]] = {}
 
-    def register(self, value: ValueLike, shape: ShapeLike | None = None, name: str | None = None,
-                 init=None) -> Signal:
+    def register(
+        self, value: ValueLike, shape: ShapeLike | None = None, name: str | None = None, init=None
+    ) -> Signal:
         """A register loading ``value`` when the pipeline advances."""
         value = Value.cast(value)
-        reg = Signal(value.shape() if shape is None else shape, name=name, reset_less=True,
-                     init=init)
+        reg = Signal(
+            value.shape() if shape is None else shape, name=name, reset_less=True, init=init
+        )
         self.updates.append(reg.eq(value))
         return reg
+
+    def load(self, target: Signal, value: ValueLike) -> None:
+        """Make ``target`` (a ``reset_less`` signal) a register loading ``value``."""
+        self.updates.append(target.eq(value))
 
     def delay(self, value: ValueLike, cycles: int, name: str | None = None) -> Value:
         """``value`` delayed by ``cycles`` stages (shared between callers of the same value)."""
@@ -94,10 +100,12 @@ class SkidBuffer(wiring.Component):
 
     def __init__(self, layout: ShapeLike):
         self.layout = layout
-        super().__init__({
-            "i": In(stream.Signature(layout)),
-            "o": Out(stream.Signature(layout)),
-        })
+        super().__init__(
+            {
+                "i": In(stream.Signature(layout)),
+                "o": Out(stream.Signature(layout)),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -125,17 +133,21 @@ class SkidBuffer(wiring.Component):
 class StreamFifo(wiring.Component):
     """A synchronous FIFO with stream ports (`amaranth.lib.fifo.SyncFIFOBuffered` inside).
 
-    Contract: ``depth`` beats; output registered (latency 1 through an empty FIFO), II = 1.
-    ``i.ready`` is low only when full; ``o.valid`` only when non-empty.
+    Contract: ``depth`` beats; output registered, ``latency`` 2 through an empty FIFO,
+    II = 1. ``i.ready`` is low only when full; ``o.valid`` only when non-empty.
     """
+
+    latency = 2
 
     def __init__(self, layout: ShapeLike, depth: int):
         self.layout = layout
         self.depth = depth
-        super().__init__({
-            "i": In(stream.Signature(layout)),
-            "o": Out(stream.Signature(layout)),
-        })
+        super().__init__(
+            {
+                "i": In(stream.Signature(layout)),
+                "o": Out(stream.Signature(layout)),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -163,10 +175,12 @@ class Chain(wiring.Component):
         if not stages:
             raise ValueError("Chain needs at least one stage")
         self.stages = list(stages)
-        super().__init__({
-            "i": self.stages[0].signature.members["i"],
-            "o": self.stages[-1].signature.members["o"],
-        })
+        super().__init__(
+            {
+                "i": self.stages[0].signature.members["i"],
+                "o": self.stages[-1].signature.members["o"],
+            }
+        )
 
     @property
     def latency(self) -> int:

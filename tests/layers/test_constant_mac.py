@@ -12,16 +12,25 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rtlgen.layers.constant_mac import ConstantMatVec
+from rtlgen.layers.requantize import Requantize
 from rtlgen.layers.stream_util import Chain, SkidBuffer
-from rtlgen.quant.arith import accumulator_type
+from rtlgen.quant.arith import accumulator_type, apply_clamp
 from rtlgen.quant.errors import RtlgenError
-from rtlgen.quant.fixed import FixedType
+from rtlgen.quant.fixed import FixedType, requantize
 
 from .streams import simulate_stream
 
 
-def _case(seed: int, k: int, o: int, width: int, is_signed: bool, sparsity: float,
-          weight_kind: str = "random", with_bias: bool = True):
+def _case(
+    seed: int,
+    k: int,
+    o: int,
+    width: int,
+    is_signed: bool,
+    sparsity: float,
+    weight_kind: str = "random",
+    with_bias: bool = True,
+):
     rng = np.random.default_rng(seed)
     if weight_kind == "pow2":
         w = rng.choice([-1, 1], size=(k, o)) * (1 << rng.integers(0, 6, size=(k, o)))
@@ -43,8 +52,15 @@ def _expected(x, w, bias):
 
 
 def _run(dut, x, seed=0, valid_prob=1.0, ready_prob=1.0, **kwargs):
-    run = simulate_stream(dut, [[int(v) for v in row] for row in x], len(x), seed=seed,
-                          valid_prob=valid_prob, ready_prob=ready_prob, **kwargs)
+    run = simulate_stream(
+        dut,
+        [[int(v) for v in row] for row in x],
+        len(x),
+        seed=seed,
+        valid_prob=valid_prob,
+        ready_prob=ready_prob,
+        **kwargs,
+    )
     return run
 
 
@@ -81,8 +97,16 @@ def test_matches_matrix_product_under_random_handshakes(
 )
 def test_combinational_output_variant_matches(seed, k, o, output_levels, input_levels):
     w, bias, t_in, acc, x = _case(seed, k, o, 8, True, 0.3)
-    dut = ConstantMatVec(w, t_in, acc, bias, "lut", levels_per_stage=3,
-                         input_levels=input_levels, output_levels=output_levels)
+    dut = ConstantMatVec(
+        w,
+        t_in,
+        acc,
+        bias,
+        "lut",
+        levels_per_stage=3,
+        input_levels=input_levels,
+        output_levels=output_levels,
+    )
     # A skid buffer behind gives the (possibly register-free) block a registered consumer.
     chain = Chain([dut, SkidBuffer(dut.o.payload.shape())])
     run = _run(chain, x, seed, 0.7, 0.6)
@@ -173,3 +197,22 @@ def test_too_narrow_accumulator_is_a_user_error():
 def test_unknown_multiplier_mode_is_a_user_error():
     with pytest.raises(RtlgenError, match="multiplier"):
         ConstantMatVec(np.array([[1]]), FixedType(8, 0), FixedType(8, 0), None, "fast")
+
+
+def test_layers_chained_without_registers_at_layer_boundaries():
+    """Dense -> ReLU/requantize (combinational) -> dense, depth carried across the boundary."""
+    rng = np.random.default_rng(12)
+    t_in, t_mid = FixedType(8, 0, True), FixedType(4, 0, False)
+    w1, w2 = rng.integers(-9, 10, size=(6, 5)), rng.integers(-9, 10, size=(5, 3))
+    acc1 = accumulator_type(w1, None, t_in, 2)
+    acc2 = accumulator_type(w2, None, t_mid, 0)
+    first = ConstantMatVec(w1, t_in, acc1, None, "lut", levels_per_stage=4, output_levels=2)
+    relu = Requantize(5, acc1, t_mid, clamp_lo=0, in_ranges=first.out_ranges, latency=0)
+    second = ConstantMatVec(
+        w2, t_mid, acc2, None, "lut", levels_per_stage=4, input_levels=first.output_depth + 2
+    )
+    chain = Chain([first, relu, second])
+    x = rng.integers(-128, 128, size=(20, 6))
+    run = _run(chain, x, seed=2, valid_prob=0.7, ready_prob=0.6)
+    mid = requantize(apply_clamp(x @ w1, 0, None), 2, t_mid)
+    np.testing.assert_array_equal(np.array(run.outputs), mid @ w2)

@@ -144,6 +144,8 @@ def test_every_sharing_mode_is_exact(cse):
 def test_sharing_saves_adders_in_order():
     rng = np.random.default_rng(7)
     w = rng.integers(-32, 32, size=(16, 16))
-    adders = {cse: plan_matvec(w, [(0, 63)] * 16, None, "lut", cse=cse).adders
-              for cse in ("full", "products", "none")}
+    adders = {
+        cse: plan_matvec(w, [(0, 63)] * 16, None, "lut", cse=cse).adders
+        for cse in ("full", "products", "none")
+    }
     assert adders["full"] < adders["products"] < adders["none"]

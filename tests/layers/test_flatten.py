@@ -25,8 +25,9 @@ def test_deserialize_gathers_beats_row_major(beats, per_beat, width, seed, valid
     rng = np.random.default_rng(seed)
     vectors = rng.integers(-(1 << (width - 1)), 1 << (width - 1), size=(5, beats, per_beat))
     flat_beats = vectors.reshape(-1, per_beat).tolist()
-    run = simulate_stream(Deserialize(beats, per_beat, signed(width)), flat_beats, 5, seed,
-                          valid_prob, ready_prob)
+    run = simulate_stream(
+        Deserialize(beats, per_beat, signed(width)), flat_beats, 5, seed, valid_prob, ready_prob
+    )
     assert run.outputs == vectors.reshape(5, -1).tolist()
 
 
@@ -42,8 +43,14 @@ def test_deserialize_gathers_beats_row_major(beats, per_beat, width, seed, valid
 def test_serialize_splits_vectors_in_order(beats, per_beat, width, seed, valid_prob, ready_prob):
     rng = np.random.default_rng(seed)
     vectors = rng.integers(0, 1 << width, size=(5, beats * per_beat))
-    run = simulate_stream(Serialize(beats, per_beat, unsigned(width)), vectors.tolist(),
-                          5 * beats, seed, valid_prob, ready_prob)
+    run = simulate_stream(
+        Serialize(beats, per_beat, unsigned(width)),
+        vectors.tolist(),
+        5 * beats,
+        seed,
+        valid_prob,
+        ready_prob,
+    )
     assert run.outputs == vectors.reshape(-1, per_beat).tolist()
 
 

@@ -21,8 +21,14 @@ types = st.builds(FixedType, st.integers(1, 16), st.integers(-4, 14), st.boolean
 def _simulate(dut, x, seed=0, valid_prob=1.0, ready_prob=1.0):
     if dut.latency == 0:  # give the combinational block a clocked consumer
         dut = Chain([dut, SkidBuffer(dut.o.payload.shape())])
-    return simulate_stream(dut, [[int(v) for v in row] for row in x], len(x), seed=seed,
-                           valid_prob=valid_prob, ready_prob=ready_prob)
+    return simulate_stream(
+        dut,
+        [[int(v) for v in row] for row in x],
+        len(x),
+        seed=seed,
+        valid_prob=valid_prob,
+        ready_prob=ready_prob,
+    )
 
 
 def _inputs(rng, acc: FixedType, n: int, rows: int = 24) -> np.ndarray:
@@ -32,7 +38,11 @@ def _inputs(rng, acc: FixedType, n: int, rows: int = 24) -> np.ndarray:
     shift = acc.frac
     if shift > 0:
         for r in range(2, min(rows, 10)):
-            base = int(rng.integers(-8, 8)) * (1 << shift) + (1 << (shift - 1)) + int(rng.integers(-1, 2))
+            base = (
+                int(rng.integers(-8, 8)) * (1 << shift)
+                + (1 << (shift - 1))
+                + int(rng.integers(-1, 2))
+            )
             x[r] = np.clip(base, acc.min_int, acc.max_int)
     return x
 
@@ -49,8 +59,9 @@ def _inputs(rng, acc: FixedType, n: int, rows: int = 24) -> np.ndarray:
     valid_prob=st.floats(0.3, 1.0),
     ready_prob=st.floats(0.3, 1.0),
 )
-def test_matches_reference_requantize(acc, out, rounding, overflow, clamp, latency, seed,
-                                      valid_prob, ready_prob):
+def test_matches_reference_requantize(
+    acc, out, rounding, overflow, clamp, latency, seed, valid_prob, ready_prob
+):
     use_lo, use_hi, p_lo, p_hi = clamp
     span = acc.max_int - acc.min_int
     lo = int(acc.min_int + p_lo * span) if use_lo else None
@@ -80,7 +91,9 @@ def test_narrow_input_ranges_give_the_same_results(seed, rounding):
     x[1] = [b for _, b in ranges]
     dut = Requantize(4, acc, out, clamp_lo=0, rounding=rounding, in_ranges=ranges)
     run = _simulate(dut, x, seed, 0.8, 0.8)
-    np.testing.assert_array_equal(np.array(run.outputs), requantize(apply_clamp(x, 0, None), 9, out, rounding))
+    np.testing.assert_array_equal(
+        np.array(run.outputs), requantize(apply_clamp(x, 0, None), 9, out, rounding)
+    )
 
 
 def test_relu_to_unsigned_six_bits_on_every_tie():

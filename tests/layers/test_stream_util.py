@@ -50,7 +50,9 @@ class AddOne(wiring.Component):
 
 
 @settings(max_examples=20, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), valid_prob=st.floats(0.3, 1.0), ready_prob=st.floats(0.3, 1.0))
+@given(
+    seed=st.integers(0, 2**32 - 1), valid_prob=st.floats(0.3, 1.0), ready_prob=st.floats(0.3, 1.0)
+)
 def test_skid_buffer_loses_and_duplicates_nothing(seed, valid_prob, ready_prob):
     beats = _beats(seed)
     run = simulate_stream(SkidBuffer(LAYOUT), beats, len(beats), seed, valid_prob, ready_prob)
@@ -90,12 +92,25 @@ def test_skid_buffer_ready_does_not_follow_output_ready_combinationally():
 
 
 @settings(max_examples=15, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), depth=st.integers(1, 6),
-       valid_prob=st.floats(0.3, 1.0), ready_prob=st.floats(0.3, 1.0))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    depth=st.integers(1, 6),
+    valid_prob=st.floats(0.3, 1.0),
+    ready_prob=st.floats(0.3, 1.0),
+)
 def test_stream_fifo_keeps_order(seed, depth, valid_prob, ready_prob):
     beats = _beats(seed, 40)
-    run = simulate_stream(StreamFifo(LAYOUT, depth), beats, len(beats), seed, valid_prob, ready_prob)
+    run = simulate_stream(
+        StreamFifo(LAYOUT, depth), beats, len(beats), seed, valid_prob, ready_prob
+    )
     assert run.outputs == beats
+
+
+def test_stream_fifo_latency_and_rate():
+    beats = _beats(2, 20)
+    run = simulate_stream(StreamFifo(LAYOUT, 4), beats, len(beats))
+    assert run.out_cycles[0] - run.in_cycles[0] == StreamFifo.latency
+    assert np.diff(run.out_cycles).tolist() == [1] * (len(beats) - 1)
 
 
 @pytest.mark.parametrize("latency", [1, 2, 5])
@@ -106,7 +121,9 @@ def test_pipeline_control_latency_and_backpressure(latency):
     assert full.outputs == expected
     assert full.out_cycles[0] - full.in_cycles[0] == latency
     assert np.diff(full.out_cycles).tolist() == [1] * (len(beats) - 1)
-    stalled = simulate_stream(AddOne(latency), beats, len(beats), seed=3, valid_prob=0.5, ready_prob=0.4)
+    stalled = simulate_stream(
+        AddOne(latency), beats, len(beats), seed=3, valid_prob=0.5, ready_prob=0.4
+    )
     assert stalled.outputs == expected
 
 
@@ -114,6 +131,12 @@ def test_chain_connects_in_order_and_adds_latencies():
     chain = Chain([AddOne(2), SkidBuffer(LAYOUT), AddOne(1)])
     assert chain.latency == 4
     beats = _beats(9, 30)
-    run = simulate_stream(chain, beats, len(beats), seed=random.Random(4).randrange(100),
-                          valid_prob=0.7, ready_prob=0.6)
+    run = simulate_stream(
+        chain,
+        beats,
+        len(beats),
+        seed=random.Random(4).randrange(100),
+        valid_prob=0.7,
+        ready_prob=0.6,
+    )
     assert run.outputs == [[v + 2 for v in b] for b in beats]

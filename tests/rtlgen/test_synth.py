@@ -40,13 +40,19 @@ def _cell(kind, inputs, outputs):
 
 def test_lut_levels_counts_luts_between_registers():
     # ff1 -> lut a -> carry -> lut b -> ff2 ; lut c -> lut b
-    netlist = {"modules": {"top": {"cells": {
-        "ff1": _cell("FDRE", [1], [2]),
-        "a": _cell("LUT2", [2], [3]),
-        "carry": _cell("CARRY4", [3], [4]),
-        "c": _cell("LUT3", [2], [5]),
-        "b": _cell("LUT6", [4, 5], [6]),
-        "ff2": _cell("FDRE", [6], [7]),
-        "d": _cell("LUT1", [7], [8]),  # after ff2: a new path of one LUT
-    }}}}
+    netlist = {
+        "modules": {
+            "top": {
+                "cells": {
+                    "ff1": _cell("FDRE", [1], [2]),
+                    "a": _cell("LUT2", [2], [3]),
+                    "carry": _cell("CARRY4", [3], [4]),
+                    "c": _cell("LUT3", [2], [5]),
+                    "b": _cell("LUT6", [4, 5], [6]),
+                    "ff2": _cell("FDRE", [6], [7]),
+                    "d": _cell("LUT1", [7], [8]),  # after ff2: a new path of one LUT
+                }
+            }
+        }
+    }
     assert lut_levels(netlist, "top", re.compile(r"^LUT\d$")) == 2
