@@ -134,11 +134,14 @@ def _weights_matrix(node: ir.Conv | ir.Dense | ir.ScaleShift, in_type: FixedType
     return w, bias
 
 
-def _requantize(node: ir._Arithmetic, elements: int) -> Requantize:
+def _requantize(node: ir._Arithmetic, elements: int, in_ranges=None) -> Requantize:
+    """Clamp + round + saturate into the node's output type. ``in_ranges``: the exact range
+    of each accumulator (from the MAC), so comparisons that can never fire cost nothing."""
     assert node.acc_type is not None and node.out_type is not None
     lo, hi = clamp_bounds(node.activation.lo, node.activation.hi, node.acc_type.frac, node.name)
     return Requantize(
-        elements, node.acc_type, node.out_type, lo, hi, node.rounding, node.overflow
+        elements, node.acc_type, node.out_type, lo, hi, node.rounding, node.overflow,
+        in_ranges=in_ranges,
     )
 
 
@@ -179,7 +182,7 @@ def plan_layer(
             mac = ConstantMatVec(w, in_type, node.acc_type, bias, options.multiplier.value, in_range=in_range)
             multipliers = int(np.count_nonzero(w))
         stages.append(mac)
-        stages.append(_requantize(node, w.shape[1]))
+        stages.append(_requantize(node, w.shape[1], getattr(mac, "out_ranges", None)))
         # hardware multipliers: one per non-zero weight in a parallel array (shared by all
         # window positions), the shared general multipliers in a serial one
         nonzero = int(np.count_nonzero(w)) if reuse == 1 else multipliers
