@@ -108,3 +108,17 @@ def test_build_makes_an_ecp5_bitstream_of_the_demo_network(demo_design):
     assert result.returncode == 0, result.stderr
     assert list((demo_design / "board" / "ulx3s-25f").glob("*.bit"))
     assert "Fmax" in result.stdout
+
+
+def test_sim_output_equals_predict_output(tmp_path):
+    """`rtlgen sim --output` and `rtlgen predict --output` write the same format and values."""
+    x = np.load(DATA / "demo_samples.npz")["x"][:6]
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "design"
+    assert rtlgen("convert", *MODEL, "-o", out, "--input-type", "fixed<8,1>", "--testbench").returncode == 0
+    assert (out / "tb" / "run.py").is_file()
+    sim = rtlgen("sim", out, "-i", tmp_path / "x.npy", "-o", tmp_path / "rtl.npy", "--backpressure", "0.3")
+    assert sim.returncode == 0, sim.stdout + sim.stderr
+    assert "bit-exact" in sim.stdout
+    assert rtlgen("predict", out, "-i", tmp_path / "x.npy", "-o", tmp_path / "ref.npy").returncode == 0
+    assert np.array_equal(np.load(tmp_path / "rtl.npy"), np.load(tmp_path / "ref.npy"))
