@@ -255,7 +255,12 @@ def _build_in(
     """Run the build in `staging`; the result names the files as they will be in `final`."""
     start = time.monotonic()
     plan = platform.prepare(
-        BoardTop(manifest, baud=baud), BUILD_NAME, nextpnr_opts="--timing-allow-fail"
+        BoardTop(manifest, baud=baud),
+        BUILD_NAME,
+        nextpnr_opts="--timing-allow-fail",
+        # Amaranth names array-payload fields `x[0]`...; ABC9's reintegration in Yosys 0.70
+        # trips an assertion on such names (see rtlgen/synth.py): make non-port names private.
+        script_after_read="rename -hide w:*",
     )
     plan.extract(staging)
     process = subprocess.run(

@@ -7,7 +7,7 @@ quantization-aware models at several bit widths, and those pruned) it measures:
 - Keras accuracy and the bit-exact reference model's accuracy on the *same* test images
   (the images are first quantized to the design's input type, and Keras gets those values);
 - for each multiplier style (``dsp``, ``lut``): the generated design's latency/II and
-  constant-multiplier counts (manifest), generation time, a Verilator simulation of a subset
+  hardware-multiplier counts (manifest), generation time, a Verilator simulation of a subset
   of the test images (exact-match rate against the reference, RTL accuracy, measured
   latency/II) and Yosys ``synth_xilinx -flatten -family xcup`` resources;
 - peers: hls4ml 1.3 (C++ bit-accurate model, logits compared with the reference and the RTL)
@@ -85,7 +85,9 @@ RESULTS_FORMAT = 1
 # da4ml's defaults (da4ml convert CLI): latency cutoff 5, hwconf (1, -1, -1), hard_dc 2.
 DA4ML_LATENCY_CUTOFF = 5
 DA4ML_HARD_DC = 2
-DA4ML_ROUTE = "dense-part-v2"  # part of the da4ml cache key: change it when the route changes
+# part of the peers' cache keys: change them when the way a peer is driven changes
+DA4ML_ROUTE = "dense-part-v2"
+HLS4ML_ROUTE = "rtlgen-types-v1"
 
 
 # ---------------------------------------------------------------------------------------
@@ -896,7 +898,7 @@ def _evaluate_design(
     design = convert_design(graph, outdir, style, f"svhn_{variant.key}_{style}")
     stages.advance(stages.convert)
     log(
-        f"{variant.key} {style}: {design['multipliers']} constant multipliers ({design['multipliers_dense']} dense), "
+        f"{variant.key} {style}: {design['multipliers']} hardware multipliers ({design['multipliers_dense']} dense), "
         f"latency {design['latency_cycles_manifest']} / II {design['ii_cycles_manifest']} cycles, "
         f"generated in {design['generation_seconds']:.1f} s"
     )
@@ -1018,7 +1020,7 @@ def evaluate_variant(
         stages.note(stages.peers, f"hls4ml {variant.key}")
         hls = _cached(
             peer_dir / "hls4ml.json",
-            _sha256(weights_hash, x_int[:n_peer].tobytes(), json.dumps(entry["input_type"])),
+            _sha256(weights_hash, x_int[:n_peer].tobytes(), entry["input_type"], HLS4ML_ROUTE),
             lambda: run_hls4ml(model, graph, x_q[:n_peer], y_ref[:n_peer], peer_dir / "hls4ml"),
         )
         if hls["status"] == "ok":
@@ -1445,15 +1447,15 @@ def write_markdown(results: dict[str, Any]) -> str:
             f"II {_fmt(summary.get('tutorial_ii_cycles'))})."
         )
     for name, red in summary.get("reductions", {}).items():
-        text = f"- {name}: constant multipliers -{_fmt(red.get('multipliers'), 'pct')}"
+        text = f"- {name}: hardware multipliers -{_fmt(red.get('multipliers'), 'pct')}"
         if "dsp" in red:
             text += f", DSP -{_fmt(red['dsp'], 'pct')}"
         text += f" (paper: DSP -{_fmt(summary.get('paper_dsp_reduction_no_accuracy_loss'), 'pct')} BF -> QP6 at no accuracy loss)."
         lines.append(text)
     for name, value in summary.get("multipliers_vs_dense", {}).items():
         lines.append(
-            f"- {name}: {_fmt(value, 'pct')} fewer constant multipliers than the dense network's "
-            "products (pruned and quantized-to-zero weights cost no hardware)."
+            f"- {name}: {_fmt(value, 'pct')} fewer hardware multipliers than the dense network has "
+            "products (zero weights cost nothing; time-multiplexed layers share multipliers)."
         )
     lut = summary.get("lut_mode_dsps")
     lines.append(
