@@ -9,6 +9,7 @@ Verilator builds.
     python benchmarks/bench_svhn.py --full             # every variant, simulated and synthesized (hours)
     python benchmarks/bench_svhn.py -o /tmp/svhn --json /tmp/svhn.json
     python benchmarks/bench_svhn.py --synth --only QP6 -o results/svhn-synth   # quick sizes + Yosys
+    python benchmarks/bench_svhn.py --synth --only BP,QP6 --styles dsp -o results/svhn-synth
 
 Data: synthetic_svhn unless RTLGEN_SVHN_DIR points at the real SVHN .mat files.
 """
@@ -43,7 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--synth", action="store_true", help="also synthesize (the quick study does not)"
     )
-    parser.add_argument("--only", help="comma-separated variants to run, e.g. QP6,BF (paper names)")
+    parser.add_argument(
+        "--only",
+        help="comma-separated variants, e.g. BF,QP6 (paper names; QP6* = conv-pool-BN order)",
+    )
+    parser.add_argument("--styles", help="comma-separated multiplier styles (default: dsp,lut)")
     args = parser.parse_args(argv)
 
     config = full_config() if args.full else quick_config()
@@ -52,13 +57,20 @@ def main(argv: list[str] | None = None) -> int:
             config, name=f"{config.name}+synth", synthesize=True, synth_note=""
         )
     if args.only:
-        wanted = set(args.only.split(","))
-        variants = tuple(v for v in config.variants if v.short in wanted)
-        if not variants:
-            parser.error(
-                f"--only {args.only}: no such variant in {[v.short for v in config.variants]}"
-            )
-        config = dataclasses.replace(config, variants=variants)
+        # any variant of the full study, at this run's sizes; "QP6" is the tutorial's layer
+        # order (conv-BN-ReLU-pool), "QP6*" the other one
+        known = {v.key: v for v in (*full_config().variants, *config.variants)}
+        named = {f"{v.short}{'' if v.bn_before_pool else '*'}": v for v in known.values()}
+        wanted = args.only.split(",")
+        unknown = [name for name in wanted if name not in named]
+        if unknown:
+            parser.error(f"--only: unknown variants {unknown} (known: {', '.join(sorted(named))})")
+        config = dataclasses.replace(config, variants=tuple(named[name] for name in wanted))
+    if args.styles:
+        styles = tuple(args.styles.split(","))
+        if not set(styles) <= {"dsp", "lut"}:
+            parser.error(f"--styles {args.styles}: choose from dsp, lut")
+        config = dataclasses.replace(config, multipliers=styles)
     results = run_study(args.output, config, console=Console())
     args.json.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(args.output / "results.json", args.json)

@@ -149,7 +149,7 @@ class StudyConfig:
     Unpruned variants are trained from scratch for ``epochs``. Pruned ones follow train,
     prune, fine-tune: they start from their unpruned sibling's trained weights (training the
     sibling first if it is not cached) and are fine-tuned with pruning for ``prune_epochs``.
-    ``fast_sim_build``: compile Verilator's C++ at -O0 (about 4x faster to build, about 15x
+    ``fast_sim_build``: compile Verilator's C++ at -O0 (about 4x faster to build, several times
     slower to run: right for a few images of a large design).
     """
 
@@ -1286,8 +1286,8 @@ DETAIL_COLUMNS = (
     "RTL == ref.",
     "Sim. latency / II [cc]",
     "Manifest latency / II [cc]",
-    "Non-zero mult. (dense)",
-    "Longest path",
+    "HW multipliers (dense products)",
+    "LUT levels (ltp cells)",
     "Gen. [s]",
     "Sim. build+run [s]",
     "Synth. [s]",
@@ -1388,7 +1388,9 @@ def write_markdown(results: dict[str, Any]) -> str:
                     else "n/a",
                     f"{_fmt(d['latency_cycles_manifest'])} / {_fmt(d['ii_cycles_manifest'])}",
                     f"{_fmt(d['multipliers'])} ({_fmt(d['multipliers_dense'])})",
-                    _synth_cell(synth, "longest_path"),
+                    f"{synth['lut_levels']} ({synth['longest_path']})"
+                    if synth.get("status") == "ok"
+                    else "n/a",
                     _fmt(d["generation_seconds"], "float"),
                     _fmt(sim.get("build_and_sim_seconds"), "float") if sim_ok else "n/a",
                     _fmt(synth.get("seconds"), "float") if synth.get("status") == "ok" else "n/a",

@@ -70,6 +70,7 @@ def _fake_results() -> dict:
         "dsps": 1280,
         "brams": 0,
         "longest_path": 40,
+        "lut_levels": 9,
         "seconds": 900.0,
     }
     hls_ok = {
