@@ -47,8 +47,9 @@ class SerialMatVec(wiring.Component):
     - accepts one input vector every ``steps`` cycles (``cycles_per_sample = steps``); a new
       vector is taken during the last step of the previous one, so back-to-back vectors
       need no bubble;
-    - ``latency = steps + depth + 1`` cycles from the input handshake to ``o.valid`` with
-      no backpressure: ``depth`` registered product/adder-tree levels (DSP: the product
+    - ``latency = steps + depth + 2`` cycles from the input handshake to ``o.valid`` with
+      no backpressure: the weight/input register (the ROM is read from a counter and
+      registered before any arithmetic), ``depth`` registered product/adder-tree levels (DSP: the product
       register and ceil(log2(group)) levels; LUT: ceil(log2(group * weight_bits)) levels
       over the partial products), then the accumulate/output register;
     - every stage holds at most one adder (the accumulator starts from the bias on the
@@ -109,7 +110,7 @@ class SerialMatVec(wiring.Component):
 
     @property
     def latency(self) -> int:
-        return self.steps + self.depth + 1
+        return self.steps + self.depth + 2
 
     @property
     def cycles_per_sample(self) -> int:
@@ -126,7 +127,9 @@ class SerialMatVec(wiring.Component):
             for idx, wv in enumerate(self.schedule[s].reshape(-1)):
                 value |= (int(wv) & ((1 << self.w_width) - 1)) << (idx * self.w_width)
             rom_init.append(value)
-        m.submodules.rom = rom = memory.Memory(shape=unsigned(word.size), depth=steps, init=rom_init)
+        m.submodules.rom = rom = memory.Memory(
+            shape=unsigned(word.size), depth=steps, init=rom_init
+        )
         rom_read = rom.read_port(domain="comb")
 
         advance = Signal()
@@ -150,19 +153,27 @@ class SerialMatVec(wiring.Component):
                 m.d.sync += [xs.as_value()[: self.k * self.in_shape.width].eq(self.i.payload.as_value()),
                              step.eq(0), busy.eq(1)]
 
+        # The weights of this step and the inputs they multiply are registered first, so the
+        # ROM's address decoding never shares a cycle with a multiplier or adder.
+        wrow = Signal(word, reset_less=True)
+        xrow = Signal(data.ArrayLayout(self.in_shape, group), reset_less=True)
+        with m.If(advance):
+            m.d.sync += [wrow.eq(rom_read.data), xrow.eq(xs.as_value()[: group * self.in_shape.width])]
+        valid, first, last = Signal(name="valid_w"), Signal(name="first_w"), Signal(name="last_w")
+        with m.If(advance):
+            m.d.sync += [valid.eq(busy), first.eq(step == 0), last.eq(last_step)]
+
         # terms of each column: products (DSP) or partial products (LUT)
-        wrow = data.View(word, rom_read.data)
         columns: dict[int, list] = {o: [] for o in range(n_out)}
         for j in range(group):
             for o in range(n_out):
                 if not self.active[j, o]:
                     continue
-                x, wv = xs[j], wrow[j * n_out + o]
+                x, wv = xrow[j], wrow[j * n_out + o]
                 if self.multiplier == "lut":
                     columns[o].extend(_lut_partial_products(x, wv, self.w_width))
                 else:
                     columns[o].append(x * wv)
-        valid, first, last = busy, step == 0, last_step
         # `depth` registered levels; a DSP product is registered before the tree
         for level in range(self.depth):
             pair = self.multiplier == "lut" or level > 0
