@@ -11,11 +11,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from svhn_models import svhn_model_files
+
 from rtlgen.api import load_model
 from rtlgen.emit import convert
 from rtlgen.hardware import HardwareOptions, Multiplier, Parallelism
-
-from svhn_models import svhn_model_files
 
 RESULTS = Path(__file__).parent / "results"
 

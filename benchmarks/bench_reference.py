@@ -11,13 +11,11 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
+from svhn_models import svhn_model_files
 
 from rtlgen.api import load_model
 from rtlgen.datasets import synthetic_svhn
 from rtlgen.quant.reference import predict
-
-from svhn_models import svhn_model_files
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -16,11 +16,10 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+from svhn_models import svhn_model_files
 
 from rtlgen.api import load_model
 from rtlgen.quant.reference import predict
-
-from svhn_models import svhn_model_files
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -46,7 +45,8 @@ def main(n: int = 500) -> list[dict]:
     import tensorflow as tf
 
     from rtlgen.datasets import synthetic_svhn
-    from rtlgen.quant.training import load_model as load_keras, logits_model
+    from rtlgen.quant.training import load_model as load_keras
+    from rtlgen.quant.training import logits_model
 
     json_path, weights_path = svhn_model_files(bits=6, sparsity=0.5)
     graph = load_model(json_path, weights=weights_path, input_type="fixed<16,6>")

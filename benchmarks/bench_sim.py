@@ -13,13 +13,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from svhn_models import svhn_model_files
 
 from rtlgen.api import load_model
 from rtlgen.emit import convert
 from rtlgen.quant.reference import quantize_input, run_int
 from rtlgen.sim_tb import simulate
-
-from svhn_models import svhn_model_files
 
 RESULTS = Path(__file__).parent / "results"
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/ helpers

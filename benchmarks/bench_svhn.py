@@ -25,7 +25,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from rtlgen.study import full_config, quick_config, run_study
+from rtlgen.study import DESIGN_STYLES, full_config, quick_config, run_study
 
 RESULTS = Path(__file__).parent / "results" / "svhn.json"
 
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         help="comma-separated variants, e.g. BF,QP6 (paper names; QP6* = conv-pool-BN order)",
     )
-    parser.add_argument("--styles", help="comma-separated multiplier styles (default: dsp,lut)")
+    parser.add_argument("--styles", help="comma-separated design styles: dsp, lut, dsp-full, lut-full (-full: every layer fully parallel)")
     args = parser.parse_args(argv)
 
     config = full_config() if args.full else quick_config()
@@ -68,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         config = dataclasses.replace(config, variants=tuple(named[name] for name in wanted))
     if args.styles:
         styles = tuple(args.styles.split(","))
-        if not set(styles) <= {"dsp", "lut"}:
-            parser.error(f"--styles {args.styles}: choose from dsp, lut")
+        if not set(styles) <= set(DESIGN_STYLES):
+            parser.error(f"--styles {args.styles}: choose from {', '.join(DESIGN_STYLES)}")
         config = dataclasses.replace(config, multipliers=styles)
     results = run_study(args.output, config, console=Console())
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
 from rtlgen.quant.errors import RtlgenError
 
 from .manifest import Manifest, load_manifest

@@ -22,9 +22,9 @@ from pathlib import Path
 from amaranth import Elaboratable, Module
 from amaranth.build import Attrs
 from amaranth.lib import io
-from rtlgen.quant.errors import RtlgenError
 
 import rtlgen
+from rtlgen.quant.errors import RtlgenError
 
 from .bridge import REQUEST_TIMEOUT_S, UartNetworkTop
 from .manifest import Manifest, load_manifest

@@ -9,6 +9,7 @@ from amaranth import Cat, Const, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
+
 from rtlgen.quant.errors import RtlgenError
 
 __all__ = ["MIN_DIVISOR", "uart_divisor", "UartRx", "UartTx"]

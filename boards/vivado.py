@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from rtlgen.quant.errors import RtlgenError
-
 import rtlgen
+from rtlgen.quant.errors import RtlgenError
 
 from .manifest import Manifest, load_manifest
 

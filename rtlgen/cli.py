@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -53,10 +52,10 @@ class Family(str, Enum):
 
 
 ModelArg = Annotated[str, typer.Argument(help="Model file: .h5 (full model), .json (+ --weights), .keras, or a converted OUTDIR.")]
-WeightsOpt = Annotated[Optional[Path], typer.Option("--weights", "-w", help="Weights .h5 for a .json model.")]
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Precision config YAML (hls4ml-style types accepted).")]
-CalibrateOpt = Annotated[Optional[Path], typer.Option("--calibrate", help="Sample inputs .npy: size float-model results from observed ranges (+ headroom) instead of worst-case analysis.")]
-InputTypeOpt = Annotated[Optional[str], typer.Option("--input-type", help="Input stream type, e.g. 'fixed<8,1>' (default: config's, else fixed<16,6>).")]
+WeightsOpt = Annotated[Path | None, typer.Option("--weights", "-w", help="Weights .h5 for a .json model.")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Precision config YAML (hls4ml-style types accepted).")]
+CalibrateOpt = Annotated[Path | None, typer.Option("--calibrate", help="Sample inputs .npy: size float-model results from observed ranges (+ headroom) instead of worst-case analysis.")]
+InputTypeOpt = Annotated[str | None, typer.Option("--input-type", help="Input stream type, e.g. 'fixed<8,1>' (default: config's, else fixed<16,6>).")]
 
 
 @app.callback()
@@ -154,9 +153,9 @@ def convert(
     calibrate: CalibrateOpt = None,
     multiplier: Annotated[MultiplierStyle, typer.Option(help="Constant multipliers: dsp, lut (shift-add), auto.")] = MultiplierStyle.auto,
     parallelism: Annotated[ParallelismStyle, typer.Option(help="auto: time-multiplex layers that see few beats (reuse factor); full: every layer fully parallel.")] = ParallelismStyle.auto,
-    top: Annotated[Optional[str], typer.Option(help="Verilog top module name (default: model name).")] = None,
+    top: Annotated[str | None, typer.Option(help="Verilog top module name (default: model name).")] = None,
     testbench: Annotated[bool, typer.Option("--testbench", help="Also write a stand-alone cocotb testbench into OUTDIR/tb.")] = False,
-    samples: Annotated[Optional[Path], typer.Option(help="Inputs .npy for the stand-alone testbench (default: random).")] = None,
+    samples: Annotated[Path | None, typer.Option(help="Inputs .npy for the stand-alone testbench (default: random).")] = None,
 ) -> None:
     """Generate Verilog: OUTDIR/rtl/<top>.v, manifest.json, REPORT.md (and tb/)."""
     design = _convert(model, outdir, weights, config, input_type, calibrate, multiplier, parallelism, top, testbench, samples)
@@ -219,7 +218,7 @@ def _print_design(design) -> None:
 def sim(
     outdir: Annotated[Path, typer.Argument(help="A directory written by 'rtlgen convert'.")],
     input: Annotated[Path, typer.Option("--input", "-i", help="Inputs .npy (float, like for 'predict').")],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write simulated outputs .npy (same format as 'predict --output').")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write simulated outputs .npy (same format as 'predict --output').")] = None,
     backpressure: Annotated[float, typer.Option(help="Probability of tvalid gaps on input and tready drops on output.", min=0.0, max=0.95)] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed of the backpressure pattern.")] = 0,
     waves: Annotated[bool, typer.Option("--waves", help="Dump a VCD waveform.")] = False,
@@ -309,9 +308,9 @@ def report(
 def package(
     outdir: Annotated[Path, typer.Argument(help="A directory written by 'rtlgen convert'.")],
     vivado: Annotated[bool, typer.Option("--vivado", help="Write a Vivado project + IP packaging Tcl.")] = True,
-    part: Annotated[Optional[str], typer.Option(help="Xilinx part, e.g. xcvu9p-flgb2104-2L-e.")] = None,
-    board: Annotated[Optional[str], typer.Option(help="Board preset: pynq-z2, zcu102, vcu118, u250, paper-vu9p.")] = None,
-    clock_mhz: Annotated[Optional[float], typer.Option(help="Target clock in MHz (default: the preset's, else 200).")] = None,
+    part: Annotated[str | None, typer.Option(help="Xilinx part, e.g. xcvu9p-flgb2104-2L-e.")] = None,
+    board: Annotated[str | None, typer.Option(help="Board preset: pynq-z2, zcu102, vcu118, u250, paper-vu9p.")] = None,
+    clock_mhz: Annotated[float | None, typer.Option(help="Target clock in MHz (default: the preset's, else 200).")] = None,
 ) -> None:
     """Write OUTDIR/vivado/: build.tcl (synth+impl+reports), package_ip.tcl, constraints.xdc."""
     from rtlgen.boards.vivado import write_vivado

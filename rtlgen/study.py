@@ -35,7 +35,7 @@ import os
 import platform
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -79,6 +79,10 @@ __all__ = [
 PAPER_FIXED = FixedType(16, 10, True)
 INPUT_TYPE = PAPER_FIXED
 MULTIPLIER_STYLES = ("dsp", "lut")
+#: Design styles: a multiplier style, and "-full" for every layer fully parallel (reuse 1,
+#: hls4ml's setting in the paper) instead of rtlgen's default rate-balanced reuse.
+DESIGN_STYLES = (*MULTIPLIER_STYLES, *(f"{s}-full" for s in MULTIPLIER_STYLES))
+QUICK_STYLES = ("dsp", "lut", "dsp-full")
 SYNTH_FAMILY = "xcup"
 SYNTH_COMMAND = "synth_xilinx -flatten -family xcup -noiopad -noclkbuf"
 RESULTS_FORMAT = 1
@@ -204,7 +208,8 @@ class StudyConfig:
 
 def quick_config() -> StudyConfig:
     """Two variants (QKeras 6-bit, and the same pruned 50 %), the tutorial's BN order, both
-    multiplier styles converted and simulated (8 images, Verilator C++ at -O0), no synthesis
+    multiplier styles and the fully parallel dsp design (the paper's reuse factor 1)
+    converted and simulated (8 images, Verilator C++ at -O0), no synthesis
     (Yosys needs 15+ minutes per full CNN design on a 2-core machine)."""
     return StudyConfig(
         name="quick",
@@ -212,6 +217,8 @@ def quick_config() -> StudyConfig:
             Variant(6),
             Variant(6, 0.5, paper_row="tutorial_QP6"),
         ),
+        multipliers=QUICK_STYLES,
+        sim_styles=QUICK_STYLES,
         synthesize=False,
         synth_note="not in --quick: Yosys needs 15+ min per full CNN design here; run without --quick or with bench_svhn.py --synth",
     )
@@ -242,6 +249,8 @@ def full_config() -> StudyConfig:
         prune_epochs=8,
         sim_images=100,
         peer_images=1000,
+        multipliers=QUICK_STYLES,
+        sim_styles=QUICK_STYLES,
         synthesize=True,
         fast_sim_build=False,
     )
@@ -381,20 +390,6 @@ def _hls_type(t: FixedType, rounding: bool = False) -> str:
     """hls4ml's spelling of a type (``fixed<W,I>`` with I counting the sign bit)."""
     text = f"{'fixed' if t.signed else 'ufixed'}<{t.width},{t.width - t.frac}"
     return text + (",RND_CONV,SAT>" if rounding else ">")
-
-
-@contextlib.contextmanager
-def _environ(**values: str) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 # ---------------------------------------------------------------------------------------
@@ -543,6 +538,7 @@ def simulate_design(
 ) -> dict[str, Any]:
     """Verilator simulation of ``x_int`` against the reference outputs ``y_int``."""
     from rtlgen.sim_tb.runner import simulate
+    from rtlgen.sim_tb.tb_run import environ
 
     # cocotb's runner logs every Verilator/make command at INFO on the "Verilator" logger
     logging.getLogger("Verilator").setLevel(logging.WARNING)
@@ -554,7 +550,7 @@ def simulate_design(
         if fast
         else {}
     )
-    with _environ(**env):
+    with environ(env):
         result = simulate(outdir, x_int, y_int, build_root=_sim_build_root(fast))
     wall = time.perf_counter() - started
     y_sim = np.asarray(result.y_sim).reshape(len(x_int), -1)
@@ -589,12 +585,25 @@ def synthesize_design(verilog: Path, top: str, timeout: float | None) -> dict[st
     return {"status": "ok", **summary, "wall_seconds": round(time.perf_counter() - started, 1)}
 
 
+def style_options(style: str):
+    """`HardwareOptions` of a design style (`DESIGN_STYLES`): ``dsp``/``lut`` with rtlgen's
+    rate-balanced reuse, ``dsp-full``/``lut-full`` with every layer fully parallel."""
+    from rtlgen.hardware import HardwareOptions, Multiplier, Parallelism
+
+    if style not in DESIGN_STYLES:
+        raise RtlgenError(f"design style {style!r} is not supported (use one of {', '.join(DESIGN_STYLES)})")
+    multiplier, _, parallel = style.partition("-")
+    return HardwareOptions(
+        multiplier=Multiplier(multiplier),
+        parallelism=Parallelism.FULL if parallel == "full" else Parallelism.AUTO,
+    )
+
+
 def convert_design(graph: ir.ModelGraph, outdir: Path, style: str, top: str) -> dict[str, Any]:
     from rtlgen.emit import convert
-    from rtlgen.hardware import HardwareOptions, Multiplier
 
     started = time.perf_counter()
-    design = convert(graph, outdir, HardwareOptions(multiplier=Multiplier(style)), top_name=top)
+    design = convert(graph, outdir, style_options(style), top_name=top)
     manifest = design.manifest
     return {
         "outdir": str(design.outdir),
@@ -1102,6 +1111,11 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         {d["latency_cycles_manifest"] for v in variants for d in v["designs"].values()}
     )
     summary["latency_cycles_range"] = [latencies[0], latencies[-1]] if latencies else None
+    by_style: dict[str, list[int]] = {}
+    for v in variants:
+        for style, d in v["designs"].items():
+            by_style.setdefault(style, []).append(d["latency_cycles_manifest"])
+    summary["latency_cycles_by_style"] = {s: [min(x), max(x)] for s, x in by_style.items()}
     summary["tutorial_latency_cycles"] = paper.get("tutorial_QP6", {}).get("latency_cycles")
     summary["tutorial_ii_cycles"] = paper.get("tutorial_QP6", {}).get("ii_cycles")
 
@@ -1142,7 +1156,7 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         d["synth"]["dsps"]
         for v in variants
         for s, d in v["designs"].items()
-        if s == "lut" and d["synth"].get("status") == "ok"
+        if s.startswith("lut") and d["synth"].get("status") == "ok"
     ]
     summary["lut_mode_dsps"] = lut_dsps or None
     return summary
@@ -1448,6 +1462,10 @@ def write_markdown(results: dict[str, Any]) -> str:
             f"- Latency: {lo:,}–{hi:,} cycles (hls4ml tutorial: {_fmt(summary.get('tutorial_latency_cycles'))} cycles, "
             f"II {_fmt(summary.get('tutorial_ii_cycles'))})."
         )
+        for style, (lo, hi) in summary.get("latency_cycles_by_style", {}).items():
+            span = f"{lo:,}" if lo == hi else f"{lo:,}–{hi:,}"
+            how = "every layer fully parallel" if style.endswith("-full") else "rate-balanced reuse"
+            lines.append(f"  - {style} ({how}): {span} cycles")
     for name, red in summary.get("reductions", {}).items():
         text = f"- {name}: hardware multipliers -{_fmt(red.get('multipliers'), 'pct')}"
         if "dsp" in red:
@@ -1488,7 +1506,7 @@ def write_plots(results: dict[str, Any], out: Path) -> list[Path]:
         # synthesis, dsp-style designs at their constant-multiplier count (an upper bound on
         # DSPs), hollow
         series: list[tuple[str, str, bool, list[tuple[float, float, str]]]] = []
-        for style, marker in (("dsp", "o"), ("lut", "s")):
+        for style, marker in (("dsp", "o"), ("lut", "s"), ("dsp-full", "^"), ("lut-full", "D")):
             synthesized, estimated = [], []
             for v in variants:
                 d = v["designs"].get(style)
@@ -1498,7 +1516,7 @@ def write_plots(results: dict[str, Any], out: Path) -> list[Path]:
                 accuracy = 100 * v["reference_accuracy"]
                 if d["synth"].get("status") == "ok":
                     synthesized.append((d["synth"][metric], accuracy, name))
-                elif metric == "dsps" and style == "dsp":
+                elif metric == "dsps" and style.startswith("dsp"):
                     estimated.append((d["multipliers"], accuracy, name))
             series.append((f"rtlgen, {style} multipliers (Yosys)", marker, True, synthesized))
             series.append(

@@ -55,9 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     started = time.perf_counter()
     import tensorflow as tf
-    from rtlgen.quant import training
 
     from rtlgen.datasets import DIGITS_8X8_INPUT_TYPE, digits_8x8
+    from rtlgen.quant import training
 
     x_train, y_train = digits_8x8("train", seed=args.seed)
     x_test, y_test = digits_8x8("test", seed=args.seed)

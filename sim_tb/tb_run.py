@@ -143,7 +143,7 @@ def _lock(path: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _environ(set_vars: Mapping[str, str], unset: tuple[str, ...]) -> Iterator[None]:
+def environ(set_vars: Mapping[str, str], unset: tuple[str, ...] = ()) -> Iterator[None]:
     """cocotb's runner copies os.environ over its own settings and changes behaviour under
     pytest (PYTEST_CURRENT_TEST) and with WAVES/GUI set: control all of them here."""
     saved = {name: os.environ.get(name) for name in (*set_vars, *unset)}
@@ -207,7 +207,7 @@ def build(
             )
         runner = get_runner("verilator")
         try:
-            with _environ(settings, _RUNNER_UNSET):
+            with environ(settings, _RUNNER_UNSET):
                 runner.build(
                     sources=list(manifest.rtl),
                     hdl_toplevel=manifest.top,
@@ -282,7 +282,7 @@ def run(
     runner = get_runner("verilator")
     crash = None
     try:
-        with _environ(settings, _RUNNER_UNSET):
+        with environ(settings, _RUNNER_UNSET):
             runner.test(
                 test_module=test_module,
                 hdl_toplevel=manifest.top,

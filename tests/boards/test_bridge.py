@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from amaranth.back import verilog
 from amaranth.sim import Simulator
+
 from rtlgen.boards.bridge import BeatAssembler, ResponseSerializer, UartNetworkTop
 from rtlgen.boards.manifest import load_manifest
 from rtlgen.boards.protocol import (

@@ -4,6 +4,7 @@ import json
 import shutil
 
 import pytest
+
 from rtlgen.boards.ecp5 import (
     BUILD_NAME,
     ECP5_BOARDS,

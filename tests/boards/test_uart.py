@@ -5,6 +5,7 @@ import random
 import pytest
 from amaranth import Module
 from amaranth.sim import Simulator
+
 from rtlgen.boards.uart import UartRx, UartTx, uart_divisor
 from rtlgen.quant.errors import RtlgenError
 

@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from rtlgen.boards.vivado import VIVADO_BOARDS, write_vivado
 from rtlgen.quant.errors import RtlgenError
 

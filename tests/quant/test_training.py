@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from rtlgen.quant import FixedType, RtlgenError
 
 DATA = Path(__file__).resolve().parents[2] / "rtlgen" / "data"

@@ -6,7 +6,13 @@ import numpy as np
 
 from rtlgen import ir
 from rtlgen.calibrate import calibrate
-from rtlgen.passes import DEFAULT_PRECISION, fold_batchnorm, fuse_activations, infer_precision, lower
+from rtlgen.passes import (
+    DEFAULT_PRECISION,
+    fold_batchnorm,
+    fuse_activations,
+    infer_precision,
+    lower,
+)
 from rtlgen.quant.reference import predict
 
 

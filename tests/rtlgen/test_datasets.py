@@ -5,7 +5,6 @@ import sys
 
 import numpy as np
 import pytest
-from rtlgen.quant import FixedType, RtlgenError
 
 from rtlgen.datasets import (
     DIGITS_8X8_INPUT_TYPE,
@@ -15,6 +14,7 @@ from rtlgen.datasets import (
     load_svhn,
     synthetic_svhn,
 )
+from rtlgen.quant import FixedType, RtlgenError
 
 scipy_io = pytest.importorskip("scipy.io")
 

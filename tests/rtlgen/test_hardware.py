@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 
 from rtlgen.emit import predict_timing
-from rtlgen.hardware import HardwareOptions, Multiplier, NetworkTop, Parallelism, sanitize_identifier
+from rtlgen.hardware import (
+    HardwareOptions,
+    Multiplier,
+    NetworkTop,
+    Parallelism,
+    sanitize_identifier,
+)
 from rtlgen.quant.reference import run_int
 
 from .nets import conv_net, mlp, random_inputs, run_top

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from rtlgen import study
+from rtlgen.quant.errors import RtlgenError
 from rtlgen.study import StudyConfig, Variant
 
 PLOTS = ("accuracy_vs_dsp.png", "accuracy_vs_lut.png", "latency.png")
@@ -154,8 +155,29 @@ def test_variant_keys_are_unique_and_named_like_the_paper():
 def test_quick_config_is_two_6bit_variants_in_both_multiplier_styles():
     quick = study.quick_config()
     assert [v.short for v in quick.variants] == ["Q6", "QP6"]
-    assert set(quick.multipliers) == {"dsp", "lut"}
+    # both multiplier styles, plus the paper's reuse factor 1 (fully parallel) for latency
+    assert set(quick.multipliers) == {"dsp", "lut", "dsp-full"}
+    assert set(quick.sim_styles) == set(quick.multipliers)
     assert not quick.synthesize and "quick" in quick.synth_note
+
+
+def test_design_styles_map_to_hardware_options():
+    from rtlgen.hardware import Multiplier, Parallelism
+
+    assert study.style_options("lut").multiplier is Multiplier.LUT
+    assert study.style_options("lut").parallelism is Parallelism.AUTO
+    full = study.style_options("dsp-full")
+    assert (full.multiplier, full.parallelism) == (Multiplier.DSP, Parallelism.FULL)
+    with pytest.raises(RtlgenError, match="design style 'fast'"):
+        study.style_options("fast")
+
+
+def test_summary_reports_latency_per_style():
+    results = _fake_results()
+    summary = study.summarize(results)
+    assert set(summary["latency_cycles_by_style"]) == {
+        s for v in results["variants"] for s in v["designs"]
+    }
 
 
 def test_pruned_variant_is_fine_tuned_from_its_unpruned_sibling():
