@@ -136,6 +136,12 @@ class SerialMatVec(wiring.Component):
         busy = Signal()
         step = Signal(range(max(steps, 2)))
         last_step = step == steps - 1
+        # step + 1 as a table: a LUT per bit instead of a carry chain in the counter's loop
+        successor = Signal.like(step)
+        with m.Switch(step):
+            for s in range(steps):
+                with m.Case(s):
+                    m.d.comb += successor.eq((s + 1) % steps)
         xs = Signal(data.ArrayLayout(self.in_shape, steps * group), reset_less=True)
         m.d.comb += [
             advance.eq(~self.o.valid | self.o.ready),
@@ -145,7 +151,7 @@ class SerialMatVec(wiring.Component):
         start = self.i.valid & self.i.ready
         with m.If(advance):
             with m.If(busy):
-                m.d.sync += step.eq(0 if steps == 1 else step + 1)
+                m.d.sync += step.eq(successor)
                 m.d.sync += xs.eq(xs.as_value() >> (group * self.in_shape.width))
                 with m.If(last_step):
                     m.d.sync += [step.eq(0), busy.eq(0)]
