@@ -1,10 +1,13 @@
-"""rtlgen.synth parsing helpers (the Yosys run itself is exercised by the benchmarks)."""
+"""rtlgen.synth: parsing helpers, and (slow) the logic depth of a real generated network."""
 
 from __future__ import annotations
 
 import re
 
-from rtlgen.synth import lut_levels, parse_stat
+import numpy as np
+import pytest
+
+from rtlgen.synth import lut_levels, parse_stat, synthesize
 
 STAT = """
 5. Printing statistics.
@@ -56,3 +59,26 @@ def test_lut_levels_counts_luts_between_registers():
         }
     }
     assert lut_levels(netlist, "top", re.compile(r"^LUT\d$")) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("multiplier", ["auto", "dsp", "lut"])
+def test_demo_network_keeps_six_lut_levels_between_registers(tmp_path, multiplier):
+    """The issue's aim (<= 6 LUTs in series after Xilinx synthesis) on the demo CNN, which
+    has a window generator, constant MACs, max pooling, a time-multiplexed dense layer and
+    the AXI/arg-max output stage; Yosys is pinned, so this guards against regressions."""
+    from amaranth.back import verilog
+
+    from rtlgen.api import load_model
+    from rtlgen.demo import demo_files
+    from rtlgen.hardware import HardwareOptions, Multiplier, NetworkTop
+
+    model, weights, samples = demo_files()
+    graph = load_model(model, weights=weights, input_type=str(np.load(samples)["input_type"]))
+    top = NetworkTop(graph, HardwareOptions(multiplier=Multiplier(multiplier)))
+    path = tmp_path / "top.v"
+    path.write_text(verilog.convert(top, name="top"))
+    result = synthesize(path, "top")
+    assert result.lut_levels <= 6, result.as_dict()
+    if multiplier == "lut":
+        assert result.dsps == 0
