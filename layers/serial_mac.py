@@ -33,6 +33,23 @@ def _lut_partial_products(x, w, w_width: int) -> list:
     return terms
 
 
+def _schedule(w: np.ndarray, reuse: int) -> tuple[int, int, np.ndarray]:
+    """(group, steps, weights as (steps, group, O)) of a (K, O) matrix at ``reuse``."""
+    k, o = w.shape
+    group = math.ceil(k / min(reuse, k))
+    steps = math.ceil(k / group)
+    padded = np.zeros((steps * group, o), dtype=np.int64)
+    padded[:k] = w
+    return group, steps, padded.reshape(steps, group, o)
+
+
+def shared_multipliers(weights: np.ndarray, reuse: int) -> int:
+    """The general multipliers `SerialMatVec` builds for ``weights`` at ``reuse``: one per
+    (row-in-group, column) position that sees a non-zero weight on some step."""
+    _, _, schedule = _schedule(np.asarray(weights, dtype=np.int64), reuse)
+    return int(np.any(schedule != 0, axis=0).sum())
+
+
 class SerialMatVec(wiring.Component):
     """``y = x @ W + b`` over ``steps`` cycles with ``group`` multipliers per output column.
 
@@ -76,14 +93,10 @@ class SerialMatVec(wiring.Component):
         if reuse < 1:
             raise RtlgenError(f"SerialMatVec: reuse must be >= 1, got {reuse}")
         self.k, self.o_count = w.shape
-        self.group = math.ceil(self.k / min(reuse, self.k))
-        self.steps = math.ceil(self.k / self.group)
+        self.group, self.steps, self.schedule = _schedule(w, reuse)
         self.in_shape = shape_of(in_shape) if isinstance(in_shape, FixedType) else Shape.cast(in_shape)
         self.acc_type = acc_type
         self.multiplier = multiplier
-        padded = np.zeros((self.steps * self.group, self.o_count), dtype=np.int64)
-        padded[: self.k] = w
-        self.schedule = padded.reshape(self.steps, self.group, self.o_count)
         self.bias = np.zeros(self.o_count, dtype=np.int64) if bias is None else np.asarray(bias, dtype=np.int64)
         peak = int(np.abs(self.schedule).max(initial=0))
         self.w_width = max(2, peak.bit_length() + 1)
@@ -139,9 +152,11 @@ class SerialMatVec(wiring.Component):
         # step + 1 as a table: a LUT per bit instead of a carry chain in the counter's loop
         successor = Signal.like(step)
         with m.Switch(step):
-            for s in range(steps):
+            for s in range(steps - 1):
                 with m.Case(s):
-                    m.d.comb += successor.eq((s + 1) % steps)
+                    m.d.comb += successor.eq(s + 1)
+            with m.Default():  # the last step (and codes the counter never holds)
+                m.d.comb += successor.eq(0)
         xs = Signal(data.ArrayLayout(self.in_shape, steps * group), reset_less=True)
         m.d.comb += [
             advance.eq(~self.o.valid | self.o.ready),

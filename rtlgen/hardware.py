@@ -24,7 +24,7 @@ from rtlgen.layers.constant_mac import ConstantMatVec
 from rtlgen.layers.flatten import Deserialize
 from rtlgen.layers.pool import AvgPool, MaxPool
 from rtlgen.layers.requantize import Requantize
-from rtlgen.layers.serial_mac import SerialMatVec
+from rtlgen.layers.serial_mac import SerialMatVec, shared_multipliers
 from rtlgen.layers.stream_util import SkidBuffer
 from rtlgen.layers.window import WindowGenerator
 from rtlgen.quant.arith import aligned_weights, clamp_bounds
@@ -175,6 +175,11 @@ def plan_layer(
             if reuse < options.min_reuse:
                 reuse = 1
         in_range = (in_type.min_int, in_type.max_int)
+        # Sharing must pay: a general multiplier costs at least two constant ones, so a layer
+        # whose schedule keeps most products apart (a BN scale-and-shift's diagonal needs one
+        # multiplier per element at any reuse) stays fully parallel, saving `steps` cycles.
+        if reuse > 1 and 2 * shared_multipliers(w, reuse) > np.count_nonzero(w):
+            reuse = 1
         if reuse > 1:
             mac = SerialMatVec(w, in_type, node.acc_type, bias, reuse, options.multiplier.value)
             multipliers = mac.multipliers

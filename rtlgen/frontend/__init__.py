@@ -94,13 +94,20 @@ def _read_path(path: Path, weights: Path | None) -> ir.ModelGraph:
     return build_graph(config, _h5_weights(weights), source=what)
 
 
-def _h5_weights(path: Path) -> NamedWeights:
+def _h5_weights(path: Path):
+    """The weight source of a separate weights file: by layer name (Keras 2
+    ``save_weights("w.h5")``) or by class and creation order (``save_weights("w.weights.h5")``
+    in Keras >= 2.13, which writes the ``.keras`` archive's layout)."""
     what = str(path)
     if not path.is_file():
         raise ModelFileError(f"{what}: no such file")
     if hdf5.sniff(path, what) != "hdf5":
         raise ModelFileError(
-            f"{what}: weights must be a Keras HDF5 file (model.save_weights('w.h5'))"
+            f"{what}: weights must be a Keras HDF5 file (model.save_weights('w.h5') or "
+            "model.save_weights('w.weights.h5'))"
         )
     with hdf5.open_h5(path, what) as f:
+        if hdf5.is_indexed_weights_file(f):
+            variables = hdf5.indexed_variables(f, what)
+            return lambda layers, sequential: IndexedWeights(variables, layers, sequential, what)
         return NamedWeights(hdf5.weights_from_h5(f, what), what)

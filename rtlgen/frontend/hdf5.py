@@ -225,13 +225,25 @@ def read_keras_archive(path: Path, what: str) -> tuple[dict[str, Any], dict[str,
         raise ModelFileError(
             f"{what}: not a readable .keras (zip) archive ({_h5_reason(exc)})"
         ) from None
-    variables: dict[str, list[np.ndarray]] = {}
     inner = f"{what} (model.weights.h5)"
     with open_h5(blob, inner) as f:
-        layers = _resolve(f, "layers", inner)
-        if isinstance(layers, h5py.Group):
-            _collect_vars(layers, "layers", variables, inner, depth=0)
+        variables = indexed_variables(f, inner)
     return config, variables
+
+
+def is_indexed_weights_file(f: h5py.File) -> bool:
+    """A ``.weights.h5`` file in the newer layout (Keras >= 2.13 ``save_weights("w.weights.h5")``,
+    the ``model.weights.h5`` of a ``.keras`` archive): ``layers/...`` groups, no ``layer_names``."""
+    return "layer_names" not in f.attrs and "model_weights" not in f and "layers" in f
+
+
+def indexed_variables(f: h5py.File, what: str) -> dict[str, list[np.ndarray]]:
+    """``layers/<snake class>[_N]`` -> its variables in order, of the newer weights layout."""
+    variables: dict[str, list[np.ndarray]] = {}
+    layers = _resolve(f, "layers", what)
+    if isinstance(layers, h5py.Group):
+        _collect_vars(layers, "layers", variables, what, depth=0)
+    return variables
 
 
 def _collect_vars(

@@ -70,6 +70,35 @@ def test_dense_layers_after_flatten_are_time_multiplexed():
     assert full.plans[-1].reuse == 1
 
 
+def test_time_multiplexing_only_where_sharing_saves_multipliers():
+    """A BN scale-and-shift after a flatten sees one vector per sample, but its diagonal
+    needs one multiplier per element at any reuse: it stays parallel (no `steps` latency)."""
+    from rtlgen import ir
+    from rtlgen.layers.serial_mac import shared_multipliers
+    from rtlgen.passes import PrecisionConfig, lower
+    from rtlgen.quant.fixed import FixedType
+    from rtlgen.quant.quantizers import QuantizedBits
+
+    assert shared_multipliers(np.diag(np.arange(1, 7)), 6) == 6
+    assert shared_multipliers(np.ones((32, 6), dtype=int), 8) == 4 * 6
+    rng = np.random.default_rng(5)
+    q = QuantizedBits(6, 1)
+    nodes = [
+        ir.Input("in", (4, 4, 2), (4, 4, 2)),
+        ir.Flatten("flatten", (4, 4, 2), (32,)),
+        ir.Dense("dense", (32,), (6,), weights=ir.FloatTensor(rng.normal(size=(32, 6)), q),
+                 bias=ir.FloatTensor(rng.normal(size=6), q)),
+        ir.ScaleShift("bn", (6,), (6,), scale=ir.FloatTensor(rng.uniform(0.5, 1.5, 6)),
+                      shift=ir.FloatTensor(rng.normal(size=6) * 0.2)),
+        ir.Dense("out", (6,), (3,), weights=ir.FloatTensor(rng.normal(size=(6, 3)), q)),
+    ]
+    graph = lower(ir.ModelGraph("net", tuple(nodes)), PrecisionConfig(input=FixedType(8, 4)))
+    top = NetworkTop(graph)
+    reuse = {plan.node.name: plan.reuse for plan in top.plans}
+    assert reuse["dense"] >= 4 and reuse["bn"] == 1
+    check(graph, n=3, valid_prob=0.7, ready_prob=0.6, seed=2)
+
+
 @pytest.mark.parametrize("name", ["model; DROP", "../../etc/passwd", "module", "1conv", "", "a" * 200])
 def test_hostile_names_become_safe_identifiers(name):
     ident = sanitize_identifier(name)
