@@ -592,6 +592,10 @@ def save_layouts(
             path = Path(f"{stem}_{layout}.json")
             path.write_text(json.dumps(variant))
             out[layout] = (path, weights)
+        # Keras >= 2.13: a name ending in .weights.h5 gets the .keras archive's layout
+        new_weights = Path(f"{stem}.weights.h5")
+        model.save_weights(new_weights)
+        out["json_new_weights"] = (Path(f"{stem}_json.json"), new_weights)
         functional = as_functional(model)
         path = Path(f"{stem}_functional.json")
         path.write_text(functional.to_json())

@@ -35,6 +35,7 @@ def test_every_layout_reads_to_the_same_graph(saved, name):
     expected_layouts = {
         "full_h5",
         "json",
+        "json_new_weights",
         "json_bare_list",
         "json_no_input_layer",
         "json_no_module",
