@@ -377,8 +377,13 @@ def merge_report(path: Path, results: list[dict], peers: list[dict]) -> dict:
 def print_table(report: dict) -> None:
     print(
         f"{'variant':9s} {'design':24s} {'LUT':>7s} {'FF':>6s} {'DSP':>5s} {'cycles':>6s} "
-        f"{'ltp':>4s} {'LUTlv':>5s} {'LUT/ref':>7s} {'FF/ref':>6s}"
+        f"{'ltp':>4s} {'LUTlv':>5s} {'LUT/ref':>7s} {'FF/ref':>6s} {'LUT/da4ml':>9s}"
     )
+    # da4ml on the same weights, per variant: the lowest-LUT run (the fair comparison)
+    peer_luts: dict[str, int] = {}
+    for e in report["da4ml_same_weights"]:
+        luts = e["synthesis"]["luts"]
+        peer_luts[e["variant"]] = min(luts, peer_luts.get(e["variant"], luts))
     print(
         f"{'trained':9s} {'da4ml (reported)':24s} {DA4ML['luts']:7d} {DA4ML['ffs']:6d} "
         f"{DA4ML['dsps']:5d} {DA4ML['latency']:6d}"
@@ -395,10 +400,16 @@ def print_table(report: dict) -> None:
             f"{e['variant']:9s} {label:24s} {s['luts']:7d} {s['ffs']:6d} {s['dsps']:5d} "
             f"{e['latency_cycles']:6d} {s['longest_path']:4d} {s['lut_levels']:5d} "
             f"{s['luts'] / DA4ML['luts']:7.2f} {s['ffs'] / DA4ML['ffs']:6.2f}"
+            + (
+                f" {s['luts'] / peer_luts[e['variant']]:9.3f}"
+                if e.get("multiplier") and e["variant"] in peer_luts
+                else ""
+            )
         )
     print(
         "ref = da4ml's reported numbers on a trained model; rows 'da4ml cutoff=...' are da4ml "
-        "0.6.0 on the same random weights, synthesized by the same Yosys flow."
+        "0.6.0 on the same weights, synthesized by the same Yosys flow; LUT/da4ml = rtlgen's LUTs "
+        "over da4ml's on the same weights (below 1: rtlgen smaller)."
     )
 
 
