@@ -48,7 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         help="comma-separated variants, e.g. BF,QP6 (paper names; QP6* = conv-pool-BN order)",
     )
-    parser.add_argument("--styles", help="comma-separated design styles: dsp, lut, dsp-full, lut-full (-full: every layer fully parallel)")
+    parser.add_argument(
+        "--styles",
+        help="comma-separated design styles: dsp, lut, auto (the default multiplier mode), and each with -full (every layer fully parallel)",
+    )
     args = parser.parse_args(argv)
 
     config = full_config() if args.full else quick_config()

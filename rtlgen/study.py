@@ -29,6 +29,7 @@ import csv
 import dataclasses
 import functools
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -81,7 +82,11 @@ INPUT_TYPE = PAPER_FIXED
 MULTIPLIER_STYLES = ("dsp", "lut")
 #: Design styles: a multiplier style, and "-full" for every layer fully parallel (reuse 1,
 #: hls4ml's setting in the paper) instead of rtlgen's default rate-balanced reuse.
-DESIGN_STYLES = (*MULTIPLIER_STYLES, *(f"{s}-full" for s in MULTIPLIER_STYLES))
+DESIGN_STYLES = (
+    *MULTIPLIER_STYLES,
+    "auto",  # rtlgen's default: LUT for narrow products, DSP for wide ones
+    *(f"{s}-full" for s in (*MULTIPLIER_STYLES, "auto")),
+)
 QUICK_STYLES = ("dsp", "lut", "dsp-full")
 SYNTH_FAMILY = "xcup"
 SYNTH_COMMAND = "synth_xilinx -flatten -family xcup -noiopad -noclkbuf"
@@ -591,7 +596,9 @@ def style_options(style: str):
     from rtlgen.hardware import HardwareOptions, Multiplier, Parallelism
 
     if style not in DESIGN_STYLES:
-        raise RtlgenError(f"design style {style!r} is not supported (use one of {', '.join(DESIGN_STYLES)})")
+        raise RtlgenError(
+            f"design style {style!r} is not supported (use one of {', '.join(DESIGN_STYLES)})"
+        )
     multiplier, _, parallel = style.partition("-")
     return HardwareOptions(
         multiplier=Multiplier(multiplier),
@@ -1126,23 +1133,20 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         return None
 
     reductions: dict[str, Any] = {}
-    for base in ("BF", "Q6"):
-        for target in ("QP6",):
-            a, b = pick(base, "dsp"), pick(target, "dsp")
-            if a is None or b is None:
-                continue
-            entry: dict[str, Any] = {
-                "multipliers": 1 - b["multipliers"] / a["multipliers"]
-                if a["multipliers"]
-                else None,
-            }
-            if (
-                a["synth"].get("status") == "ok"
-                and b["synth"].get("status") == "ok"
-                and a["synth"]["dsps"]
-            ):
-                entry["dsp"] = 1 - b["synth"]["dsps"] / a["synth"]["dsps"]
-            reductions[f"{base}->{target}"] = entry
+    for base, target, style in itertools.product(("BF", "Q6"), ("QP6",), ("dsp", "auto")):
+        a, b = pick(base, style), pick(target, style)
+        if a is None or b is None:
+            continue
+        entry: dict[str, Any] = {
+            "multipliers": 1 - b["multipliers"] / a["multipliers"] if a["multipliers"] else None,
+        }
+        if (
+            a["synth"].get("status") == "ok"
+            and b["synth"].get("status") == "ok"
+            and a["synth"]["dsps"]
+        ):
+            entry["dsp"] = 1 - b["synth"]["dsps"] / a["synth"]["dsps"]
+        reductions[f"{base}->{target}" + ("" if style == "dsp" else f" ({style})")] = entry
     summary["reductions"] = reductions
     summary["multipliers_vs_dense"] = {
         f"{v['short']} {v['layer_order']}": 1 - d["multipliers"] / d["multipliers_dense"]
@@ -1506,7 +1510,13 @@ def write_plots(results: dict[str, Any], out: Path) -> list[Path]:
         # synthesis, dsp-style designs at their constant-multiplier count (an upper bound on
         # DSPs), hollow
         series: list[tuple[str, str, bool, list[tuple[float, float, str]]]] = []
-        for style, marker in (("dsp", "o"), ("lut", "s"), ("dsp-full", "^"), ("lut-full", "D")):
+        for style, marker in (
+            ("dsp", "o"),
+            ("lut", "s"),
+            ("auto", "v"),
+            ("dsp-full", "^"),
+            ("lut-full", "D"),
+        ):
             synthesized, estimated = [], []
             for v in variants:
                 d = v["designs"].get(style)

@@ -168,6 +168,7 @@ def test_design_styles_map_to_hardware_options():
     assert study.style_options("lut").parallelism is Parallelism.AUTO
     full = study.style_options("dsp-full")
     assert (full.multiplier, full.parallelism) == (Multiplier.DSP, Parallelism.FULL)
+    assert study.style_options("auto").multiplier is Multiplier.AUTO
     with pytest.raises(RtlgenError, match="design style 'fast'"):
         study.style_options("fast")
 
