@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated variants, e.g. BF,QP6 (paper names; QP6* = conv-pool-BN order)",
     )
     parser.add_argument(
+        "--no-peers", action="store_true", help="skip hls4ml and da4ml (their synthesis is long)"
+    )
+    parser.add_argument(
         "--styles",
         help="comma-separated design styles: dsp, lut, auto (the default multiplier mode), and each with -full (every layer fully parallel)",
     )
@@ -74,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         if not set(styles) <= set(DESIGN_STYLES):
             parser.error(f"--styles {args.styles}: choose from {', '.join(DESIGN_STYLES)}")
         config = dataclasses.replace(config, multipliers=styles)
+    if args.no_peers:
+        config = dataclasses.replace(config, hls4ml=False, da4ml=False)
     results = run_study(args.output, config, console=Console())
     args.json.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(args.output / "results.json", args.json)
