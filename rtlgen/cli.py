@@ -156,23 +156,28 @@ def convert(
     top: Annotated[str | None, typer.Option(help="Verilog top module name (default: model name).")] = None,
     testbench: Annotated[bool, typer.Option("--testbench", help="Also write a stand-alone cocotb testbench into OUTDIR/tb.")] = False,
     samples: Annotated[Path | None, typer.Option(help="Inputs .npy for the stand-alone testbench (default: random).")] = None,
+    adders_per_stage: Annotated[int, typer.Option(help="Adders in series between the registers of a constant MAC array: 3 (default) or 2 for shallower logic (one more cycle per layer, more FFs).")] = 3,
 ) -> None:
     """Generate Verilog: OUTDIR/rtl/<top>.v, manifest.json, REPORT.md (and tb/)."""
-    design = _convert(model, outdir, weights, config, input_type, calibrate, multiplier, parallelism, top, testbench, samples)
+    design = _convert(model, outdir, weights, config, input_type, calibrate, multiplier, parallelism, top, testbench, samples, adders_per_stage)
     _print_design(design)
 
 
-def _convert(model, outdir, weights, config, input_type, calibrate, multiplier, parallelism, top, testbench, samples):
+def _convert(model, outdir, weights, config, input_type, calibrate, multiplier, parallelism, top, testbench, samples, adders_per_stage=3):
     from rtlgen.emit import convert as emit_convert
     from rtlgen.hardware import HardwareOptions, Multiplier, Parallelism
 
+    options = HardwareOptions(
+        multiplier=Multiplier(multiplier.value), parallelism=Parallelism(parallelism.value),
+        adders_per_stage=adders_per_stage,
+    )
     graph = _load(model, weights, config, input_type, calibrate)
     extra = None
     if testbench:
         extra = _testbench_writer(graph, samples)
     with console.status("generating hardware") as status:
         return emit_convert(
-            graph, outdir, HardwareOptions(multiplier=Multiplier(multiplier.value), parallelism=Parallelism(parallelism.value)),
+            graph, outdir, options,
             top_name=top,
             extra=extra, progress=lambda msg: status.update(msg),
         )

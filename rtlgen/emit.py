@@ -115,7 +115,11 @@ def build_manifest(
             "multipliers_dense": sum(p.multipliers_dense for p in top.plans),
             "adders": sum(p.adders for p in top.plans),
         },
-        "options": {"multiplier": options.multiplier.value, "parallelism": options.parallelism.value},
+        "options": {
+            "multiplier": options.multiplier.value,
+            "parallelism": options.parallelism.value,
+            "adders_per_stage": options.adders_per_stage,
+        },
         "generator": {"rtlgen": __version__, "seconds": round(seconds, 3)},
     }
 

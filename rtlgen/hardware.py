@@ -47,12 +47,21 @@ class Parallelism(Enum):
 class HardwareOptions:
     """``multiplier``: how constant products are built; ``parallelism``: reuse factors;
     ``min_reuse``: below this input spacing (cycles) a layer stays fully parallel, since
-    constant-coefficient products are cheaper than shared general multipliers."""
+    constant-coefficient products are cheaper than shared general multipliers;
+    ``adders_per_stage``: adders in series between the pipeline registers of a constant
+    MAC array (3: ~6 LUT levels on its own; 2: ~4, at one more cycle per layer and more FFs)."""
 
     multiplier: Multiplier = Multiplier.AUTO
     parallelism: Parallelism = Parallelism.AUTO
     skid_buffers: bool = True
     min_reuse: int = 4
+    adders_per_stage: int = 3
+
+    def __post_init__(self):
+        if not 1 <= self.adders_per_stage <= 8:
+            raise RtlgenError(
+                f"adders per stage {self.adders_per_stage} is not supported (use 1 to 8)"
+            )
 
 
 @dataclass(frozen=True)
@@ -184,7 +193,10 @@ def plan_layer(
             mac = SerialMatVec(w, in_type, node.acc_type, bias, reuse, options.multiplier.value)
             multipliers = mac.multipliers
         else:
-            mac = ConstantMatVec(w, in_type, node.acc_type, bias, options.multiplier.value, in_range=in_range)
+            mac = ConstantMatVec(
+                w, in_type, node.acc_type, bias, options.multiplier.value, in_range=in_range,
+                levels_per_stage=options.adders_per_stage,
+            )
             multipliers = int(np.count_nonzero(w))
         stages.append(mac)
         stages.append(_requantize(node, w.shape[1], getattr(mac, "out_ranges", None)))

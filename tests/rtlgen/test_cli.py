@@ -27,6 +27,7 @@ def rtlgen(*args, cwd=None):
         (["convert", *MODEL, "-o", "{tmp}/out", "--input-type", "float32"], "cannot parse precision 'float32'"),
         (["predict", *MODEL, "-i", "{tmp}/missing.npy", "-o", "{tmp}/y.npy"], "does not exist"),
         (["sim", "{tmp}", "-i", "{tmp}/x.npy"], "no manifest.json"),
+        (["convert", *MODEL, "-o", "{tmp}/out", "--adders-per-stage", "9"], "adders per stage 9 is not supported"),
     ],
 )
 def test_user_errors_are_one_line_with_exit_code_2(tmp_path, args, message):

@@ -62,6 +62,16 @@ def test_measured_latency_and_ii_equal_prediction(graph_fn):
     assert np.diff(run.first_in).tolist() == [ii] * 2
 
 
+@pytest.mark.parametrize("adders", [1, 2])
+def test_fewer_adders_per_stage_stay_bit_exact_with_predicted_latency(adders):
+    graph = conv_net(same=True, filters=5)
+    options = HardwareOptions(adders_per_stage=adders, parallelism=Parallelism.FULL)
+    run = check(graph, n=2, options=options)
+    latency, _, _ = predict_timing(NetworkTop(graph, options))
+    assert run.last_out[0] - run.first_in[0] == latency
+    assert latency > predict_timing(NetworkTop(graph, HardwareOptions(parallelism=Parallelism.FULL)))[0]
+
+
 def test_dense_layers_after_flatten_are_time_multiplexed():
     top = NetworkTop(conv_net(h=8, w=8))
     dense = top.plans[-1]
