@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         styles = tuple(args.styles.split(","))
         if not set(styles) <= set(DESIGN_STYLES):
             parser.error(f"--styles {args.styles}: choose from {', '.join(DESIGN_STYLES)}")
-        config = dataclasses.replace(config, multipliers=styles)
+        config = dataclasses.replace(config, multipliers=styles, sim_styles=styles)
     if args.no_peers:
         config = dataclasses.replace(config, hls4ml=False, da4ml=False)
     results = run_study(args.output, config, console=Console())
