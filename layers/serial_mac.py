@@ -43,11 +43,16 @@ def _schedule(w: np.ndarray, reuse: int) -> tuple[int, int, np.ndarray]:
     return group, steps, padded.reshape(steps, group, o)
 
 
+def _active(schedule: np.ndarray) -> np.ndarray:
+    """(group, O) mask of the positions that see a non-zero weight on some step: one
+    general multiplier each."""
+    return np.any(schedule != 0, axis=0)
+
+
 def shared_multipliers(weights: np.ndarray, reuse: int) -> int:
-    """The general multipliers `SerialMatVec` builds for ``weights`` at ``reuse``: one per
-    (row-in-group, column) position that sees a non-zero weight on some step."""
+    """The general multipliers `SerialMatVec` builds for ``weights`` at ``reuse``."""
     _, _, schedule = _schedule(np.asarray(weights, dtype=np.int64), reuse)
-    return int(np.any(schedule != 0, axis=0).sum())
+    return int(_active(schedule).sum())
 
 
 class SerialMatVec(wiring.Component):
@@ -101,7 +106,7 @@ class SerialMatVec(wiring.Component):
         peak = int(np.abs(self.schedule).max(initial=0))
         self.w_width = max(2, peak.bit_length() + 1)
         # (row-in-group, column) positions that ever see a non-zero weight get a multiplier.
-        self.active = np.any(self.schedule != 0, axis=0)  # (group, O)
+        self.active = _active(self.schedule)
         if multiplier == "lut":
             self.depth = max(1, math.ceil(math.log2(self.group * self.w_width)))
         else:
@@ -168,8 +173,8 @@ class SerialMatVec(wiring.Component):
             with m.If(busy):
                 m.d.sync += step.eq(successor)
                 m.d.sync += xs.eq(xs.as_value() >> (group * self.in_shape.width))
-                with m.If(last_step):
-                    m.d.sync += [step.eq(0), busy.eq(0)]
+                with m.If(last_step):  # the successor of the last step is 0
+                    m.d.sync += busy.eq(0)
             with m.If(start):
                 m.d.sync += [xs.as_value()[: self.k * self.in_shape.width].eq(self.i.payload.as_value()),
                              step.eq(0), busy.eq(1)]
@@ -178,11 +183,15 @@ class SerialMatVec(wiring.Component):
         # ROM's address decoding never shares a cycle with a multiplier or adder.
         wrow = Signal(word, reset_less=True)
         xrow = Signal(data.ArrayLayout(self.in_shape, group), reset_less=True)
-        with m.If(advance):
-            m.d.sync += [wrow.eq(rom_read.data), xrow.eq(xs.as_value()[: group * self.in_shape.width])]
         valid, first, last = Signal(name="valid_w"), Signal(name="first_w"), Signal(name="last_w")
         with m.If(advance):
-            m.d.sync += [valid.eq(busy), first.eq(step == 0), last.eq(last_step)]
+            m.d.sync += [
+                wrow.eq(rom_read.data),
+                xrow.eq(xs.as_value()[: group * self.in_shape.width]),
+                valid.eq(busy),
+                first.eq(step == 0),
+                last.eq(last_step),
+            ]
 
         # terms of each column: products (DSP) or partial products (LUT)
         columns: dict[int, list] = {o: [] for o in range(n_out)}

@@ -163,7 +163,7 @@ def convert(
     _print_design(design)
 
 
-def _convert(model, outdir, weights, config, input_type, calibrate, multiplier, parallelism, top, testbench, samples, adders_per_stage=3):
+def _convert(model, outdir, weights, config, input_type, calibrate, multiplier, parallelism, top, testbench, samples, adders_per_stage):
     from rtlgen.emit import convert as emit_convert
     from rtlgen.hardware import HardwareOptions, Multiplier, Parallelism
 

@@ -189,6 +189,8 @@ def plan_layer(
         # multiplier per element at any reuse) stays fully parallel, saving `steps` cycles.
         if reuse > 1 and 2 * shared_multipliers(w, reuse) > np.count_nonzero(w):
             reuse = 1
+        # hardware multipliers: the shared general multipliers of a serial array, one per
+        # non-zero weight in a parallel one (shared by all window positions)
         if reuse > 1:
             mac = SerialMatVec(w, in_type, node.acc_type, bias, reuse, options.multiplier.value)
             multipliers = mac.multipliers
@@ -200,13 +202,10 @@ def plan_layer(
             multipliers = int(np.count_nonzero(w))
         stages.append(mac)
         stages.append(_requantize(node, w.shape[1], getattr(mac, "out_ranges", None)))
-        # hardware multipliers: one per non-zero weight in a parallel array (shared by all
-        # window positions), the shared general multipliers in a serial one
-        nonzero = int(np.count_nonzero(w)) if reuse == 1 else multipliers
         return LayerPlan(
             node,
             tuple(stages),
-            multipliers=nonzero,
+            multipliers=multipliers,
             multipliers_dense=int(np.count_nonzero(w) if isinstance(node, ir.ScaleShift) else w.size),
             adders=getattr(mac, "adders", 0),
             reuse=reuse,
