@@ -167,3 +167,13 @@ def run_stream_test(
 ) -> list[Any]:
     """Outputs of ``dut`` for ``inputs`` under random valid/ready (see `simulate_stream`)."""
     return simulate_stream(dut, inputs, n_out, seed, valid_prob, ready_prob, **kwargs).outputs
+
+
+def simulate_rows(
+    dut, rows: Iterable[Iterable[Any]], seed: int = 0, valid_prob: float = 1.0,
+    ready_prob: float = 1.0, **kwargs,
+) -> StreamRun:
+    """`simulate_stream` of a vector block: one input beat per row of integers (a numpy
+    array's rows become Python ints), one output beat expected per row."""
+    beats = [[int(v) for v in row] for row in rows]
+    return simulate_stream(dut, beats, len(beats), seed, valid_prob, ready_prob, **kwargs)

@@ -18,7 +18,7 @@ from rtlgen.quant.arith import accumulator_type, apply_clamp
 from rtlgen.quant.errors import RtlgenError
 from rtlgen.quant.fixed import FixedType, requantize
 
-from .streams import simulate_stream
+from .streams import simulate_rows
 
 
 def _case(
@@ -51,19 +51,6 @@ def _expected(x, w, bias):
     return x @ w + (0 if bias is None else bias)
 
 
-def _run(dut, x, seed=0, valid_prob=1.0, ready_prob=1.0, **kwargs):
-    run = simulate_stream(
-        dut,
-        [[int(v) for v in row] for row in x],
-        len(x),
-        seed=seed,
-        valid_prob=valid_prob,
-        ready_prob=ready_prob,
-        **kwargs,
-    )
-    return run
-
-
 @settings(max_examples=25, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1),
@@ -83,7 +70,7 @@ def test_matches_matrix_product_under_random_handshakes(
 ):
     w, bias, t_in, acc, x = _case(seed, k, o, width, is_signed, sparsity, weight_kind)
     dut = ConstantMatVec(w, t_in, acc, bias, mode, levels_per_stage=levels)
-    run = _run(dut, x, seed, valid_prob, ready_prob)
+    run = simulate_rows(dut, x, seed, valid_prob, ready_prob)
     np.testing.assert_array_equal(np.array(run.outputs), _expected(x, w, bias))
 
 
@@ -109,7 +96,7 @@ def test_combinational_output_variant_matches(seed, k, o, output_levels, input_l
     )
     # A skid buffer behind gives the (possibly register-free) block a registered consumer.
     chain = Chain([dut, SkidBuffer(dut.o.payload.shape())])
-    run = _run(chain, x, seed, 0.7, 0.6)
+    run = simulate_rows(chain, x, seed, 0.7, 0.6)
     np.testing.assert_array_equal(np.array(run.outputs), _expected(x, w, bias))
 
 
@@ -118,14 +105,14 @@ def test_combinational_output_variant_matches(seed, k, o, output_levels, input_l
 def test_latency_matches_simulation(mode, levels):
     w, bias, t_in, acc, x = _case(3, 9, 5, 10, True, 0.2)
     dut = ConstantMatVec(w, t_in, acc, bias, mode, levels_per_stage=levels)
-    run = _run(dut, x)
+    run = simulate_rows(dut, x)
     assert run.out_cycles[0] - run.in_cycles[0] == dut.latency
 
 
 def test_full_throughput_one_vector_per_cycle():
     w, bias, t_in, acc, x = _case(4, 12, 7, 8, False, 0.1)
     dut = ConstantMatVec(w, t_in, acc, bias, "lut", levels_per_stage=1)
-    run = _run(dut, x)
+    run = simulate_rows(dut, x)
     assert np.diff(run.in_cycles).tolist() == [1] * (len(x) - 1)
     assert np.diff(run.out_cycles).tolist() == [1] * (len(x) - 1)
     np.testing.assert_array_equal(np.array(run.outputs), _expected(x, w, bias))
@@ -166,7 +153,7 @@ def test_all_zero_column_is_the_bias_constant():
     acc = accumulator_type(w, bias, t_in, 0)
     dut = ConstantMatVec(w, t_in, acc, bias, "lut")
     x = np.array([[-32, 31], [5, -7], [0, 0]])
-    run = _run(dut, x, ready_prob=0.5)
+    run = simulate_rows(dut, x, ready_prob=0.5)
     np.testing.assert_array_equal(np.array(run.outputs), _expected(x, w, bias))
 
 
@@ -174,7 +161,7 @@ def test_all_zero_column_is_the_bias_constant():
 def test_single_input_or_output(shape):
     w, bias, t_in, acc, x = _case(8, *shape, 5, True, 0.0)
     dut = ConstantMatVec(w, t_in, acc, bias, "auto")
-    run = _run(dut, x, valid_prob=0.6, ready_prob=0.6)
+    run = simulate_rows(dut, x, valid_prob=0.6, ready_prob=0.6)
     np.testing.assert_array_equal(np.array(run.outputs), _expected(x, w, bias))
 
 
@@ -183,7 +170,7 @@ def test_accepts_amaranth_shapes_and_narrow_input_ranges():
     dut = ConstantMatVec(w, unsigned(6), FixedType(11, 0, True), None, "lut", in_range=(0, 40))
     assert dut.out_ranges == [(-0, 3 * 40 + 7 * 40), (-5 * 40, 9 * 40)]
     x = np.array([[0, 40], [40, 0], [13, 27]])
-    run = _run(dut, x)
+    run = simulate_rows(dut, x)
     np.testing.assert_array_equal(np.array(run.outputs), x @ w)
     assert dut.i.payload.shape().elem_shape == unsigned(6)
     assert dut.o.payload.shape().elem_shape == signed(11)
@@ -213,6 +200,6 @@ def test_layers_chained_without_registers_at_layer_boundaries():
     )
     chain = Chain([first, relu, second])
     x = rng.integers(-128, 128, size=(20, 6))
-    run = _run(chain, x, seed=2, valid_prob=0.7, ready_prob=0.6)
+    run = simulate_rows(chain, x, seed=2, valid_prob=0.7, ready_prob=0.6)
     mid = requantize(apply_clamp(x @ w1, 0, None), 2, t_mid)
     np.testing.assert_array_equal(np.array(run.outputs), mid @ w2)

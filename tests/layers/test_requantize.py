@@ -13,7 +13,7 @@ from rtlgen.quant.arith import apply_clamp
 from rtlgen.quant.errors import RtlgenError
 from rtlgen.quant.fixed import FixedType, Overflow, Rounding, requantize
 
-from .streams import simulate_stream
+from .streams import simulate_rows
 
 types = st.builds(FixedType, st.integers(1, 16), st.integers(-4, 14), st.booleans())
 
@@ -21,14 +21,7 @@ types = st.builds(FixedType, st.integers(1, 16), st.integers(-4, 14), st.boolean
 def _simulate(dut, x, seed=0, valid_prob=1.0, ready_prob=1.0):
     if dut.latency == 0:  # give the combinational block a clocked consumer
         dut = Chain([dut, SkidBuffer(dut.o.payload.shape())])
-    return simulate_stream(
-        dut,
-        [[int(v) for v in row] for row in x],
-        len(x),
-        seed=seed,
-        valid_prob=valid_prob,
-        ready_prob=ready_prob,
-    )
+    return simulate_rows(dut, x, seed, valid_prob, ready_prob)
 
 
 def _inputs(rng, acc: FixedType, n: int, rows: int = 24) -> np.ndarray:
