@@ -1364,6 +1364,7 @@ def write_markdown(results: dict[str, Any]) -> str:
         ref = paper.get(v.get("paper_row") or "", {})
         for style, d in v["designs"].items():
             synth, sim = d["synth"], d["sim"]
+            sim_ok, synth_ok = sim.get("status") == "ok", synth.get("status") == "ok"
             main_rows.append(
                 [
                     f"{v['short']} ({v['label']})",
@@ -1380,16 +1381,15 @@ def write_markdown(results: dict[str, Any]) -> str:
                     _synth_cell(synth, "brams"),
                     _fmt(ref.get("bram18")),
                     _fmt(sim["latency_cycles"])
-                    if sim.get("status") == "ok"
+                    if sim_ok
                     else f"{_fmt(d['latency_cycles_manifest'])} (manifest)",
                     _fmt(ref.get("latency_cycles")),
                     _fmt(sim["ii_cycles"])
-                    if sim.get("status") == "ok" and sim.get("ii_cycles")
+                    if sim_ok and sim.get("ii_cycles")
                     else f"{_fmt(d['ii_cycles_manifest'])} (manifest)",
                     _fmt(ref.get("ii_cycles")),
                 ]
             )
-            sim_ok = sim.get("status") == "ok"
             detail_rows.append(
                 [
                     f"{v['short']} {v['layer_order']}",
@@ -1406,12 +1406,10 @@ def write_markdown(results: dict[str, Any]) -> str:
                     else "n/a",
                     f"{_fmt(d['latency_cycles_manifest'])} / {_fmt(d['ii_cycles_manifest'])}",
                     f"{_fmt(d['multipliers'])} ({_fmt(d['multipliers_dense'])})",
-                    f"{synth['lut_levels']} ({synth['longest_path']})"
-                    if synth.get("status") == "ok"
-                    else "n/a",
+                    f"{synth['lut_levels']} ({synth['longest_path']})" if synth_ok else "n/a",
                     _fmt(d["generation_seconds"], "float"),
                     _fmt(sim.get("build_and_sim_seconds"), "float") if sim_ok else "n/a",
-                    _fmt(synth.get("seconds"), "float") if synth.get("status") == "ok" else "n/a",
+                    _fmt(synth.get("seconds"), "float") if synth_ok else "n/a",
                     _fmt(v["training"].get("seconds"), "float")
                     + (" (cached)" if v["training"].get("cached") else ""),
                 ]
