@@ -65,11 +65,7 @@ def _read_path(path: Path, weights: Path | None) -> ir.ModelGraph:
         config, variables = hdf5.read_keras_archive(path, what)
         if weights is not None:
             return build_graph(config, _h5_weights(weights), source=what)
-        return build_graph(
-            config,
-            lambda layers, sequential: IndexedWeights(variables, layers, sequential, what),
-            source=what,
-        )
+        return build_graph(config, _indexed_weights(variables, what), source=what)
     if kind == "hdf5":
         with hdf5.open_h5(path, what) as f:
             config = hdf5.model_config_from_h5(f, what)
@@ -108,6 +104,11 @@ def _h5_weights(path: Path):
         )
     with hdf5.open_h5(path, what) as f:
         if hdf5.is_indexed_weights_file(f):
-            variables = hdf5.indexed_variables(f, what)
-            return lambda layers, sequential: IndexedWeights(variables, layers, sequential, what)
+            return _indexed_weights(hdf5.indexed_variables(f, what), what)
         return NamedWeights(hdf5.weights_from_h5(f, what), what)
+
+
+def _indexed_weights(variables, what: str):
+    """A weight source for `build_graph` over the ``layers/<snake class>[_N]`` layout: the
+    paths depend on the model's layer list, so it is made once the layers are known."""
+    return lambda layers, sequential: IndexedWeights(variables, layers, sequential, what)
