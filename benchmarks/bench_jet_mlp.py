@@ -91,12 +91,18 @@ def make_layers(seed: int, sparsity: float) -> list[LayerSpec]:
     return layers
 
 
-def trained_layers(seed: int, epochs: int = 30) -> tuple[list[LayerSpec], dict]:
+def trained_layers(
+    seed: int, epochs: int = 30, recipe: str = "plain"
+) -> tuple[list[LayerSpec], dict]:
     """Weights of a QKeras model of the same architecture trained (quantization-aware) on a
     synthetic stand-in for the jet data (16 features, 5 overlapping Gaussian classes with
     correlated features; the real hls4ml jet data cannot be downloaded here). Trained
     6-bit weights are small and peaked like the model da4ml reported on, unlike uniform
-    random ones. Returns the layers and a description of the training."""
+    random ones. Returns the layers and a description of the training.
+
+    ``recipe``: ``plain`` (Adam, no regularization, no pruning) or ``tutorial``, the hls4ml
+    tutorial's QKeras jet model (part 4): lecun_uniform kernels, L1(1e-4) kernel
+    regularization and tfmot magnitude pruning at a constant 75 % sparsity."""
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -115,18 +121,39 @@ def trained_layers(seed: int, epochs: int = 30) -> tuple[list[LayerSpec], dict]:
     q = "quantized_bits(6,0,alpha=1)"
     inputs = tf.keras.Input((features,))
     h = inputs
+    if recipe not in ("plain", "tutorial"):
+        raise ValueError(f"recipe must be 'plain' or 'tutorial', got {recipe!r}")
+    tutorial = recipe == "tutorial"
+    extra = (
+        {"kernel_initializer": "lecun_uniform", "kernel_regularizer": tf.keras.regularizers.l1(1e-4)}
+        if tutorial
+        else {}
+    )
     for k, width in enumerate(SIZES[1:]):
-        h = QDense(width, kernel_quantizer=q, bias_quantizer=q, name=f"dense{k + 1}")(h)
+        h = QDense(width, kernel_quantizer=q, bias_quantizer=q, name=f"dense{k + 1}", **extra)(h)
         if k < len(SIZES) - 2:
             h = QActivation("quantized_relu(6,0)", name=f"relu{k + 1}")(h)
-    model = tf.keras.Model(inputs, h)
-    model.compile(
-        tf.keras.optimizers.Adam(3e-3),
-        tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
     split = n * 4 // 5
-    model.fit(x[:split], labels[:split], epochs=epochs, batch_size=256, verbose=0)
+    if tutorial:
+        # the tutorial's softmax head (train() takes probabilities); the hardware stops at
+        # the logits, like hls4ml and da4ml
+        model = tf.keras.Model(inputs, tf.keras.layers.Activation("softmax")(h))
+        # the tutorial prunes with ConstantSparsity(0.75, begin_step=2000, frequency=100) over
+        # its ~500 steps per epoch; the same proportions for this data set's 125 steps
+        from rtlgen.quant.training import train
+
+        train(
+            model, x[:split], labels[:split], epochs=epochs, batch_size=256,
+            prune_sparsity=0.75, prune_frequency=25, log=None, seed=seed,
+        )
+    else:
+        model = tf.keras.Model(inputs, h)
+        model.compile(
+            tf.keras.optimizers.Adam(3e-3),
+            tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
+        model.fit(x[:split], labels[:split], epochs=epochs, batch_size=256, verbose=0)
     _, accuracy = model.evaluate(x[split:], labels[split:], verbose=0)
     quantizer = quantized_bits(6, 0, alpha=1)
     layers = []
@@ -140,6 +167,7 @@ def trained_layers(seed: int, epochs: int = 30) -> tuple[list[LayerSpec], dict]:
     weights = np.concatenate([layer.weights.ravel() for layer in layers])
     info = {
         "data": "synthetic: 5 Gaussian classes in 16 correlated features (not the jet data)",
+        "recipe": recipe,
         "epochs": epochs,
         "test_accuracy": round(float(accuracy), 4),
         "zero_weights": round(float(np.mean(weights == 0)), 3),
@@ -421,7 +449,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--variants",
         default="dense,pruned50",
-        help="comma-separated: dense, pruned50 (random weights), trained (QAT on synthetic data)",
+        help="comma-separated: dense, pruned50 (random weights), trained (QAT on synthetic "
+        "data), tutorial (QAT with the hls4ml tutorial's L1 + 75 %% pruning)",
     )
     parser.add_argument("--modes", default="lut,dsp", help="comma-separated multiplier modes")
     parser.add_argument("--levels", type=int, default=5, help="adders in series per pipeline stage")
@@ -462,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
         print_table(json.loads(args.output.read_text()))
         return 0
 
-    sparsity = {"dense": 0.0, "pruned50": 0.5, "trained": None}
+    sparsity = {"dense": 0.0, "pruned50": 0.5, "trained": None, "tutorial": None}
     names = ["dense"] if args.quick else args.variants.split(",")
     unknown = [name for name in names if name not in sparsity]
     if unknown:
@@ -474,7 +503,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="jet_mlp_") as tmp:
         for name, sparsity in variants:
             if sparsity is None:
-                layers, training = trained_layers(args.seed)
+                recipe = "tutorial" if name == "tutorial" else "plain"
+                layers, training = trained_layers(args.seed, recipe=recipe)
                 print(f"{name}: {training}", flush=True)
             else:
                 layers, training = make_layers(args.seed, sparsity), None
