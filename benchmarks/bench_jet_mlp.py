@@ -300,6 +300,7 @@ def run_variant(name: str, layers: list[LayerSpec], multiplier: str, args, workd
         "variant": name,
         "multiplier": multiplier,
         "levels_per_stage": args.levels,
+        "requant_levels": args.requant_levels,
         "arrangement": args.arrangement,
         "latency_cycles": chain.latency,
         "layers": info,
@@ -373,6 +374,7 @@ def _key(entry: dict) -> tuple:
         entry.get("levels_per_stage"),
         entry.get("arrangement", "fused" if entry.get("fused_requantize") else None),
         entry.get("latency_cutoff"),
+        entry.get("requant_levels", 2) if "multiplier" in entry else None,
     )
 
 
@@ -404,7 +406,7 @@ def merge_report(path: Path, results: list[dict], peers: list[dict]) -> dict:
 
 def print_table(report: dict) -> None:
     print(
-        f"{'variant':9s} {'design':24s} {'LUT':>7s} {'FF':>6s} {'DSP':>5s} {'cycles':>6s} "
+        f"{'variant':9s} {'design':28s} {'LUT':>7s} {'FF':>6s} {'DSP':>5s} {'cycles':>6s} "
         f"{'ltp':>4s} {'LUTlv':>5s} {'LUT/ref':>7s} {'FF/ref':>6s} {'LUT/da4ml':>9s}"
     )
     # da4ml on the same weights, per variant: the lowest-LUT run (the fair comparison)
@@ -417,7 +419,11 @@ def print_table(report: dict) -> None:
         f"{DA4ML['dsps']:5d} {DA4ML['latency']:6d}"
     )
     rows = [
-        (e, f"rtlgen {e['multiplier']} L={e['levels_per_stage']} {e.get('arrangement', 'fused')}")
+        (
+            e,
+            f"rtlgen {e['multiplier']} L={e['levels_per_stage']} {e.get('arrangement', 'fused')}"
+            + (f" rq={e['requant_levels']}" if e.get("requant_levels", 2) != 2 else ""),
+        )
         for e in report["results"]
     ]
     rows += [(e, f"da4ml cutoff={e['latency_cutoff']:g}") for e in report["da4ml_same_weights"]]
@@ -425,7 +431,7 @@ def print_table(report: dict) -> None:
     for e, label in rows:
         s = e["synthesis"]
         print(
-            f"{e['variant']:9s} {label:24s} {s['luts']:7d} {s['ffs']:6d} {s['dsps']:5d} "
+            f"{e['variant']:9s} {label:28s} {s['luts']:7d} {s['ffs']:6d} {s['dsps']:5d} "
             f"{e['latency_cycles']:6d} {s['longest_path']:4d} {s['lut_levels']:5d} "
             f"{s['luts'] / DA4ML['luts']:7.2f} {s['ffs'] / DA4ML['ffs']:6.2f}"
             + (

@@ -169,21 +169,30 @@ class Requantize(wiring.Component):
                 increment = half & (below | bits[shift])
         # clip(floor + increment, low_bound, high_bound) without building the wide sum:
         # floor + inc > H  <=>  floor > H  or  (inc and floor == H); likewise below L.
-        over: Value = Const(0, 1)
+        # Each is (compare, equality or None); with two stages the compares, the equalities
+        # and the increment (the sticky OR over the dropped bits) are registered side by side
+        # and combined in the second.
+        over_parts: tuple[Value, Value | None] = (Const(0, 1), None)
         if f_hi + 1 > high_bound:
-            over = _greater(floor, f_lo, f_hi, high_bound)
-            if f_lo <= high_bound <= f_hi:
-                over = over | (increment & (floor == high_bound))
-        under: Value = Const(0, 1)
+            tie = floor == high_bound if f_lo <= high_bound <= f_hi else None
+            over_parts = (_greater(floor, f_lo, f_hi, high_bound), tie)
+        under_parts: tuple[Value, Value | None] = (Const(0, 1), None)
         if f_lo < low_bound:
-            under = _less(floor, f_lo, f_hi, low_bound - 1)
-            if f_lo <= low_bound - 1 <= f_hi:
-                under = under | (~increment & (floor == low_bound - 1))
+            tie = floor == low_bound - 1 if f_lo <= low_bound - 1 <= f_hi else None
+            under_parts = (_less(floor, f_lo, f_hi, low_bound - 1), tie)
         width = out_shape.width
         kept = _extend(floor, width).as_unsigned()[:width]
         if self._latency == 2:
             kept, increment = regs.register(kept, name="kept"), regs.register(increment, name="inc")
-            over, under = regs.register(over, name="over"), regs.register(under, name="under")
+            stage = lambda v, name: v if v is None or isinstance(v, Const) else regs.register(v, name=name)  # noqa: E731
+            over_parts = (stage(over_parts[0], "over"), stage(over_parts[1], "over_tie"))
+            under_parts = (stage(under_parts[0], "under"), stage(under_parts[1], "under_tie"))
+        over, over_tie = over_parts
+        if over_tie is not None:
+            over = over | (increment & over_tie)
+        under, under_tie = under_parts
+        if under_tie is not None:
+            under = under | (~increment & under_tie)
         inside = (kept + increment)[:width]
         return Mux(
             over, Const(high_bound, out_shape), Mux(under, Const(low_bound, out_shape), inside)

@@ -33,6 +33,11 @@ def _lut_partial_products(x, w, w_width: int) -> list:
     return terms
 
 
+#: ROMs deeper than this many words go to block RAM. A ROM in logic is one LUT per bit in
+#: principle, but Yosys (ABC9) decodes 40-100-word ROMs in chains of up to 10 LUTs
+BLOCK_ROM_WORDS = 32
+
+
 def _schedule(w: np.ndarray, reuse: int) -> tuple[int, int, np.ndarray]:
     """(group, steps, weights as (steps, group, O)) of a (K, O) matrix at ``reuse``."""
     k, o = w.shape
@@ -146,14 +151,18 @@ class SerialMatVec(wiring.Component):
                 value |= (int(wv) & ((1 << self.w_width) - 1)) << (idx * self.w_width)
             rom_init.append(value)
         m.submodules.rom = rom = memory.Memory(
-            shape=unsigned(word.size), depth=steps, init=rom_init
+            shape=unsigned(word.size), depth=steps, init=rom_init,
+            attrs={"rom_style": "block" if steps > BLOCK_ROM_WORDS else "logic"},
         )
-        rom_read = rom.read_port(domain="comb")
+        # a synchronous read port: its data register is the weight register below
+        rom_read = rom.read_port()
 
         advance = Signal()
         busy = Signal()
         step = Signal(range(max(steps, 2)))
-        last_step = step == steps - 1
+        # step == steps - 1, kept in a register so that the counter's own compare is not
+        # in series with the handshake
+        last_step = Signal(init=steps == 1)
         # step + 1 as a table: a LUT per bit instead of a carry chain in the counter's loop
         successor = Signal.like(step)
         with m.Switch(step):
@@ -167,26 +176,26 @@ class SerialMatVec(wiring.Component):
             advance.eq(~self.o.valid | self.o.ready),
             self.i.ready.eq(advance & (~busy | last_step)),
             rom_read.addr.eq(step),
+            rom_read.en.eq(advance),
         ]
         start = self.i.valid & self.i.ready
         with m.If(advance):
             with m.If(busy):
-                m.d.sync += step.eq(successor)
+                m.d.sync += [step.eq(successor), last_step.eq(step == steps - 2 if steps > 1 else 1)]
                 m.d.sync += xs.eq(xs.as_value() >> (group * self.in_shape.width))
                 with m.If(last_step):  # the successor of the last step is 0
                     m.d.sync += busy.eq(0)
             with m.If(start):
                 m.d.sync += [xs.as_value()[: self.k * self.in_shape.width].eq(self.i.payload.as_value()),
-                             step.eq(0), busy.eq(1)]
+                             step.eq(0), last_step.eq(steps == 1), busy.eq(1)]
 
         # The weights of this step and the inputs they multiply are registered first, so the
         # ROM's address decoding never shares a cycle with a multiplier or adder.
-        wrow = Signal(word, reset_less=True)
+        wrow = data.View(word, rom_read.data)
         xrow = Signal(data.ArrayLayout(self.in_shape, group), reset_less=True)
         valid, first, last = Signal(name="valid_w"), Signal(name="first_w"), Signal(name="last_w")
         with m.If(advance):
             m.d.sync += [
-                wrow.eq(rom_read.data),
                 xrow.eq(xs.as_value()[: group * self.in_shape.width]),
                 valid.eq(busy),
                 first.eq(step == 0),

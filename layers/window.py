@@ -243,16 +243,28 @@ class WindowGenerator(wiring.Component):
         # Rows/columns left until the next one in which windows end (0: windows end here).
         row_wait = Signal(range(max(kernel_h, stride_h)), init=kernel_h - 1 - g.first_row)
         col_wait = Signal(range(max(kernel_w, stride_w)), init=kernel_w - 1 - g.first_col)
-        row_real = Signal()
-        col_real = Signal()
-        m.d.comb += [
-            row_real.eq((row >= top) & (row < top + self.height)),
-            col_real.eq((col >= left) & (col < left + self.width)),
-        ]
+        # Where the walk is, as flags registered with (row, col): the handshake and the
+        # memory address then need no comparator in series.
+        def row_is_real(r):
+            return (r >= top) & (r < top + self.height)
+
+        def col_is_real(c):
+            return (c >= left) & (c < left + self.width)
+
+        def before_first_pixel(r, c):
+            # padding walked before a sample's first pixel
+            return (r < top) | ((r == top) & (c < left))
+
+        def flag(name, value):
+            return Signal(name=name, init=int(value))
+
+        row_real = flag("row_real", top <= g.first_row < top + self.height)
+        col_real = flag("col_real", left <= g.first_col < left + self.width)
+        first_col = flag("first_col", True)
+        last_col = flag("last_col", g.first_col == g.last_col)
+        last_row = flag("last_row", g.first_row == g.last_row)
+        leading = flag("leading", g.first_row < top or (g.first_row == top and g.first_col < left))
         pixel_real = row_real & col_real
-        first_col = col == g.first_col
-        last_col = col == g.last_col
-        last_row = row == g.last_row
 
         can_advance = ~self.o.valid | self.o.ready
         step = Signal()  # the walk advances one grid position this cycle
@@ -260,7 +272,7 @@ class WindowGenerator(wiring.Component):
         if g.step(top, left) > 0:
             # Padding walked before a sample's first pixel waits for that pixel to be offered,
             # so that windows of padding only are not emitted ahead of a sample that never comes.
-            waits_for_input = pixel_real | (row < top) | ((row == top) & (col < left))
+            waits_for_input = pixel_real | leading
         m.d.comb += [
             self.i.ready.eq(can_advance & pixel_real),
             step.eq(can_advance & (~waits_for_input | self.i.valid)),
@@ -275,7 +287,8 @@ class WindowGenerator(wiring.Component):
             # previous sample), so its stored pixels are replaced by pad_value.
             history_real = Signal(history)
             col_addr = Signal(range(self.width))
-            col_addr_next = Mux(col_addr == self.width - 1, 0, col_addr + 1)
+            # the address after col_addr, a register too: the read address is one mux
+            col_addr_next = Signal(range(self.width), init=1 % self.width)
             memory = Memory(
                 shape=data.ArrayLayout(self.pixel_layout, history), depth=self.width, init=[]
             )
@@ -293,7 +306,10 @@ class WindowGenerator(wiring.Component):
             for j in range(1, history):
                 m.d.comb += write.data[j].eq(read.data[j - 1])
             with m.If(step & col_real):
-                m.d.sync += col_addr.eq(col_addr_next)
+                m.d.sync += [
+                    col_addr.eq(col_addr_next),
+                    col_addr_next.eq(Mux(col_addr_next == self.width - 1, 0, col_addr_next + 1)),
+                ]
             with m.If(step & last_col):
                 with m.If(last_row):
                     m.d.sync += history_real.eq(0)
@@ -324,22 +340,33 @@ class WindowGenerator(wiring.Component):
         )
 
         # -- advance, emit -----------------------------------------------------------------
+        # the next grid position, from registers only (not from `step`, which only enables)
+        next_row = Signal.like(row)
+        next_col = Signal.like(col)
+        m.d.comb += [
+            next_col.eq(Mux(last_col, g.first_col, col + 1)),
+            next_row.eq(Mux(last_col, Mux(last_row, g.first_row, row + 1), row)),
+        ]
         with m.If(step):
             m.d.sync += self.o.valid.eq((row_wait == 0) & (col_wait == 0))
             with m.If(last_col):
-                m.d.sync += [col.eq(g.first_col), col_wait.eq(kernel_w - 1 - g.first_col)]
+                m.d.sync += col_wait.eq(kernel_w - 1 - g.first_col)
                 with m.If(last_row):
-                    m.d.sync += [row.eq(g.first_row), row_wait.eq(kernel_h - 1 - g.first_row)]
+                    m.d.sync += row_wait.eq(kernel_h - 1 - g.first_row)
                 with m.Else():
-                    m.d.sync += [
-                        row.eq(row + 1),
-                        row_wait.eq(Mux(row_wait == 0, stride_h - 1, row_wait - 1)),
-                    ]
+                    m.d.sync += row_wait.eq(Mux(row_wait == 0, stride_h - 1, row_wait - 1))
             with m.Else():
-                m.d.sync += [
-                    col.eq(col + 1),
-                    col_wait.eq(Mux(col_wait == 0, stride_w - 1, col_wait - 1)),
-                ]
+                m.d.sync += col_wait.eq(Mux(col_wait == 0, stride_w - 1, col_wait - 1))
+            m.d.sync += [
+                row.eq(next_row),
+                col.eq(next_col),
+                row_real.eq(row_is_real(next_row)),
+                col_real.eq(col_is_real(next_col)),
+                first_col.eq(next_col == g.first_col),
+                last_col.eq(next_col == g.last_col),
+                last_row.eq(next_row == g.last_row),
+                leading.eq(before_first_pixel(next_row, next_col)),
+            ]
         with m.Elif(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         return m

@@ -143,14 +143,21 @@ def _weights_matrix(node: ir.Conv | ir.Dense | ir.ScaleShift, in_type: FixedType
     return w, bias
 
 
+#: A Requantize that rounds away more fractional bits than this gets a second register
+#: stage: the rounding's sticky bit over the dropped bits and the saturation compare of the
+#: kept ones (a BN-folded accumulator of 30-40 bits into 6) are too deep for one stage.
+DEEP_ROUNDING_BITS = 12
+
+
 def _requantize(node: ir._Arithmetic, elements: int, in_ranges=None) -> Requantize:
     """Clamp + round + saturate into the node's output type. ``in_ranges``: the exact range
     of each accumulator (from the MAC), so comparisons that can never fire cost nothing."""
     assert node.acc_type is not None and node.out_type is not None
     lo, hi = clamp_bounds(node.activation.lo, node.activation.hi, node.acc_type.frac, node.name)
+    deep = node.acc_type.frac - node.out_type.frac > DEEP_ROUNDING_BITS
     return Requantize(
         elements, node.acc_type, node.out_type, lo, hi, node.rounding, node.overflow,
-        in_ranges=in_ranges,
+        in_ranges=in_ranges, latency=2 if deep else 1,
     )
 
 
@@ -175,6 +182,10 @@ def plan_layer(
             if not trivial:
                 window = WindowGenerator(h, wd, c, node.kernel, node.stride, node.padding, shape_of(in_type))
                 stages.append(window)
+                if options.skid_buffers:
+                    # cut the handshake chain from the MAC array into the line memory's
+                    # write enable (the deepest logic of a large design otherwise)
+                    stages.append(SkidBuffer(window.o.payload.shape()))
                 # padding positions are emitted one per cycle without input
                 window_spacing = 1 if any(node.padding) else spacing * node.stride[1]
             windows = int(np.prod(node.out_shape[:-1]))

@@ -113,17 +113,26 @@ def _count(cells: dict[str, int], pattern: re.Pattern) -> int:
 _SEQUENTIAL = re.compile(
     r"^(FD|LD|SRL|RAM|DSP48|TRELLIS_FF|DP16KD|MULT18X18D|ALU54B|TRELLIS_DPR16X4)"
 )
+# Distributed (LUT) RAM reads asynchronously: read address -> data is one LUT level; its
+# write side (data, enable, write address) is clocked.
+_LUTRAM = re.compile(r"^RAM(32|64|128|256)(M|M8|M16|X1S|X1D)$|^TRELLIS_DPR16X4$")
+_LUTRAM_READ_ADDRESS = re.compile(r"^(ADDR[A-H]|A\d?|DPRA\d?|RAD)$")
 
 
 def lut_levels(netlist: dict, top: str, lut: re.Pattern) -> int:
     """Most LUT cells on any path between sequential cells/ports of a Yosys JSON netlist.
 
-    DSP and RAM cells count as registered (the designs here register their products).
+    DSP and block RAM cells count as registered (the designs here register their products);
+    a distributed RAM counts as one LUT from its read address to its data (`_LUTRAM`).
     """
     module = netlist["modules"][top]
     driver: dict[int, str] = {}
     sinks: dict[str, list[int]] = {}
     cells = module["cells"]
+    lutram = {name for name, cell in cells.items() if _LUTRAM.match(cell["type"])}
+    sequential = {
+        name for name, cell in cells.items() if _SEQUENTIAL.match(cell["type"]) and name not in lutram
+    }
     for name, cell in cells.items():
         dirs = cell.get("port_directions", {})
         inputs: list[int] = []
@@ -133,26 +142,24 @@ def lut_levels(netlist: dict, top: str, lut: re.Pattern) -> int:
                     continue
                 if dirs.get(port) == "output":
                     driver[bit] = name
-                else:
+                elif name not in lutram or _LUTRAM_READ_ADDRESS.match(port):
                     inputs.append(bit)
         sinks[name] = inputs
     fanin: dict[str, set[str]] = {}
-    for name, cell in cells.items():
-        if _SEQUENTIAL.match(cell["type"]):
+    for name in cells:
+        if name in sequential:
             fanin[name] = set()
             continue
-        fanin[name] = {
-            driver[b]
-            for b in sinks[name]
-            if b in driver and not _SEQUENTIAL.match(cells[driver[b]]["type"])
-        }
+        fanin[name] = {driver[b] for b in sinks[name] if b in driver and driver[b] not in sequential}
     # Longest path in the combinational DAG (Kahn's order).
     fanout: dict[str, list[str]] = defaultdict(list)
     pending = {name: len(src) for name, src in fanin.items()}
     for name, src in fanin.items():
         for s in src:
             fanout[s].append(name)
-    weight = {name: 1 if lut.match(cell["type"]) else 0 for name, cell in cells.items()}
+    weight = {
+        name: 1 if lut.match(cell["type"]) or name in lutram else 0 for name, cell in cells.items()
+    }
     level = {name: weight[name] for name in cells}
     ready = [name for name, n in pending.items() if n == 0]
     while ready:

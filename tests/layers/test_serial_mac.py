@@ -6,7 +6,7 @@ from amaranth.back import rtlil
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rtlgen.layers.serial_mac import SerialMatVec
+from rtlgen.layers.serial_mac import BLOCK_ROM_WORDS, SerialMatVec
 from rtlgen.quant.arith import accumulator_type
 from rtlgen.quant.fixed import FixedType
 
@@ -19,6 +19,11 @@ def make(k, o, reuse, in_type, sparsity, seed, multiplier="auto", bias=True):
     b = rng.integers(-200, 201, size=o) if bias else None
     acc = accumulator_type(w, b, in_type, 0)
     return SerialMatVec(w, in_type, acc, b, reuse, multiplier), w, b
+
+
+def _rtlil(dut):
+    return rtlil.convert(dut, ports=[dut.i.payload.as_value(), dut.i.valid, dut.i.ready,
+                                     dut.o.payload.as_value(), dut.o.valid, dut.o.ready])
 
 
 def vectors(in_type, k, n, seed):
@@ -68,10 +73,28 @@ def test_zero_columns_and_positions_get_no_multiplier():
 def test_lut_mode_emits_no_multiply_cell():
     in_type = FixedType(8, 0, True)
     dut, _, _ = make(8, 3, 4, in_type, 0.0, 1, multiplier="lut")
-    text = rtlil.convert(dut, ports=[dut.i.payload.as_value(), dut.i.valid, dut.i.ready,
-                                     dut.o.payload.as_value(), dut.o.valid, dut.o.ready])
-    assert "$mul" not in text
+    assert "$mul" not in _rtlil(dut)
     dut, _, _ = make(8, 3, 4, in_type, 0.0, 1, multiplier="dsp")
-    text = rtlil.convert(dut, ports=[dut.i.payload.as_value(), dut.i.valid, dut.i.ready,
-                                     dut.o.payload.as_value(), dut.o.valid, dut.o.ready])
-    assert "$mul" in text
+    assert "$mul" in _rtlil(dut)
+
+
+@pytest.mark.parametrize("k,multiplier", [(70, "auto"), (67, "lut")])
+def test_block_rom_layer_is_bit_exact_with_its_timing(k, multiplier):
+    """More steps than BLOCK_ROM_WORDS: the weight ROM is marked for block RAM and still
+    read one step ahead of the arithmetic, at full rate and under backpressure."""
+    in_type = FixedType(6, 0, True)
+    dut, w, b = make(k, 2, k, in_type, 0.4, 5, multiplier)
+    assert dut.steps == k > BLOCK_ROM_WORDS
+    assert 'attribute \\rom_style "block"' in _rtlil(dut)
+    x = vectors(in_type, k, 3, 5)
+    run = simulate_stream(dut, x.tolist(), len(x))
+    np.testing.assert_array_equal(np.array(run.outputs), x @ w + b)
+    assert np.diff(run.in_cycles).tolist() == [dut.steps] * (len(x) - 1)
+    assert run.out_cycles[0] - run.in_cycles[0] == dut.latency
+    out = simulate_stream(dut, x.tolist(), len(x), seed=3, valid_prob=0.7, ready_prob=0.3).outputs
+    np.testing.assert_array_equal(np.array(out), x @ w + b)
+
+
+def test_small_rom_stays_in_logic():
+    dut, _, _ = make(12, 3, 6, FixedType(8, 0, True), 0.0, 2)
+    assert 'attribute \\rom_style "logic"' in _rtlil(dut)

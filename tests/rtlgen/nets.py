@@ -25,8 +25,10 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int, int]:
 def conv_net(
     h=6, w=7, c=2, filters=3, kernel=3, stride=1, same=False, pool=True, dense=4, wbits=5,
     sparsity=0.4, seed=0, input_type=FixedType(8, 4), scale_shift=False, avg=False,
+    bn_relu=False,
 ) -> ir.ModelGraph:
-    """input -> conv(+relu, quantized) [-> BN scale-shift] [-> 2x2 pool] -> flatten -> dense."""
+    """input -> conv(+relu, quantized) [-> BN scale-shift [+ quantized relu]] [-> 2x2 pool]
+    -> flatten -> dense."""
     rng = np.random.default_rng(seed)
     if same:
         ho, pt, pb = same_padding(h, kernel, stride)
@@ -45,7 +47,8 @@ def conv_net(
     shape = (ho, wo, filters)
     if scale_shift:
         nodes.append(ir.ScaleShift("bn", shape, shape, scale=ir.FloatTensor(rng.uniform(0.5, 1.5, filters)),
-                                   shift=ir.FloatTensor(rng.normal(size=filters) * 0.2)))
+                                   shift=ir.FloatTensor(rng.normal(size=filters) * 0.2),
+                                   **(dict(activation=ir.RELU, out_quantizer=QuantizedRelu(6, 0)) if bn_relu else {})))
     if pool and ho >= 2 and wo >= 2:
         pooled = (ho // 2, wo // 2, filters)
         nodes.append(ir.Pool("pool", shape, pooled, kind=ir.PoolKind.AVG if avg else ir.PoolKind.MAX,

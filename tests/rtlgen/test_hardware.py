@@ -36,9 +36,10 @@ def check(graph, n=3, options=HardwareOptions(), valid_prob=1.0, ready_prob=1.0,
         dict(kernel=1, pool=False),
         dict(kernel=2, stride=2, c=1, filters=2),
         dict(scale_shift=True),
+        dict(scale_shift=True, bn_relu=True),
         dict(avg=True, h=7, w=7),
     ],
-    ids=["valid", "same", "same-stride2", "1x1", "k2s2", "scale-shift", "avgpool"],
+    ids=["valid", "same", "same-stride2", "1x1", "k2s2", "scale-shift", "bn-relu", "avgpool"],
 )
 def test_conv_network_bit_exact_under_backpressure(kwargs):
     check(conv_net(**kwargs), n=2, valid_prob=0.6, ready_prob=0.5, seed=3)
@@ -52,7 +53,9 @@ def test_mlp_bit_exact_in_every_mode(parallelism, multiplier):
 
 
 @pytest.mark.parametrize(
-    "graph_fn", [lambda: conv_net(), lambda: conv_net(same=True), lambda: mlp()], ids=["conv", "conv-same", "mlp"]
+    "graph_fn",
+    [lambda: conv_net(), lambda: conv_net(same=True), lambda: conv_net(scale_shift=True, bn_relu=True), lambda: mlp()],
+    ids=["conv", "conv-same", "bn-relu", "mlp"],
 )
 def test_measured_latency_and_ii_equal_prediction(graph_fn):
     graph = graph_fn()
@@ -70,6 +73,18 @@ def test_fewer_adders_per_stage_stay_bit_exact_with_predicted_latency(adders):
     latency, _, _ = predict_timing(NetworkTop(graph, options))
     assert run.last_out[0] - run.first_in[0] == latency
     assert latency > predict_timing(NetworkTop(graph, HardwareOptions(parallelism=Parallelism.FULL)))[0]
+
+
+def test_requantize_dropping_many_bits_gets_two_stages():
+    """A BN folded into a 6-bit ReLU rounds away 14 fraction bits: its Requantize is split
+    over two registers (sticky bit and compare, then the increment); the conv's drops 6."""
+    from rtlgen.hardware import DEEP_ROUNDING_BITS
+    from rtlgen.layers.requantize import Requantize
+
+    top = NetworkTop(conv_net(scale_shift=True, bn_relu=True))
+    requantizers = {p.node.name: s for p in top.plans for s in p.stages if isinstance(s, Requantize)}
+    assert requantizers["bn"].shift > DEEP_ROUNDING_BITS >= requantizers["conv"].shift
+    assert requantizers["bn"].latency == 2 and requantizers["conv"].latency == 1
 
 
 def test_dense_layers_after_flatten_are_time_multiplexed():

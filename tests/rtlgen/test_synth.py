@@ -61,6 +61,31 @@ def test_lut_levels_counts_luts_between_registers():
     assert lut_levels(netlist, "top", re.compile(r"^LUT\d$")) == 2
 
 
+def test_distributed_ram_read_is_a_lut_level_and_its_write_side_is_clocked():
+    def ram(addr, data_in, data_out):
+        return {
+            "type": "RAM32M",
+            "connections": {"ADDRA": addr, "DIA": data_in, "WE": [99], "DOA": data_out},
+            "port_directions": {"ADDRA": "input", "DIA": "input", "WE": "input", "DOA": "output"},
+        }
+
+    # ff1 -> lut a -> RAM read address -> lut b -> ff2: three levels
+    # ff1 -> lut c -> lut d -> RAM write data: the path ends at the RAM (two levels)
+    cells = {
+        "ff1": _cell("FDRE", [1], [2]),
+        "a": _cell("LUT2", [2], [3]),
+        "c": _cell("LUT2", [2], [10]),
+        "d": _cell("LUT2", [10], [11]),
+        "ram": ram([3], [11], [4]),
+        "b": _cell("LUT4", [4], [5]),
+        "ff2": _cell("FDRE", [5], [6]),
+    }
+    netlist = {"modules": {"top": {"cells": cells}}}
+    assert lut_levels(netlist, "top", re.compile(r"^LUT\d$")) == 3
+    cells["a"] = _cell("FDRE", [2], [3])  # a registered read address: RAM + lut b
+    assert lut_levels(netlist, "top", re.compile(r"^LUT\d$")) == 2
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("multiplier", ["auto", "dsp", "lut"])
 def test_demo_network_keeps_six_lut_levels_between_registers(tmp_path, multiplier):
