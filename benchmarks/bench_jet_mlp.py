@@ -92,7 +92,7 @@ def make_layers(seed: int, sparsity: float) -> list[LayerSpec]:
 
 
 def trained_layers(
-    seed: int, epochs: int = 30, recipe: str = "plain"
+    seed: int, epochs: int = 30, recipe: str = "plain", save: Path | None = None
 ) -> tuple[list[LayerSpec], dict]:
     """Weights of a QKeras model of the same architecture trained (quantization-aware) on a
     synthetic stand-in for the jet data (16 features, 5 overlapping Gaussian classes with
@@ -102,7 +102,8 @@ def trained_layers(
 
     ``recipe``: ``plain`` (Adam, no regularization, no pruning) or ``tutorial``, the hls4ml
     tutorial's QKeras jet model (part 4): lecun_uniform kernels, L1(1e-4) kernel
-    regularization and tfmot magnitude pruning at a constant 75 % sparsity."""
+    regularization and tfmot magnitude pruning at a constant 75 % sparsity. ``save``: also
+    write the trained QKeras model (up to the logits) there as a Keras .h5 file."""
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -155,6 +156,10 @@ def trained_layers(
         )
         model.fit(x[:split], labels[:split], epochs=epochs, batch_size=256, verbose=0)
     _, accuracy = model.evaluate(x[split:], labels[split:], verbose=0)
+    if save is not None:
+        from rtlgen.quant.training import save_h5
+
+        save_h5(tf.keras.Model(inputs, h, name=f"jet_mlp_{recipe}"), save)
     quantizer = quantized_bits(6, 0, alpha=1)
     layers = []
     in_type = IN_TYPE

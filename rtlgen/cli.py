@@ -46,6 +46,11 @@ class ParallelismStyle(str, Enum):
     full = "full"
 
 
+class PipelineStyle(str, Enum):
+    balanced = "balanced"
+    latency = "latency"
+
+
 class Family(str, Enum):
     xcup = "xcup"
     ecp5 = "ecp5"
@@ -156,20 +161,22 @@ def convert(
     top: Annotated[str | None, typer.Option(help="Verilog top module name (default: model name).")] = None,
     testbench: Annotated[bool, typer.Option("--testbench", help="Also write a stand-alone cocotb testbench into OUTDIR/tb.")] = False,
     samples: Annotated[Path | None, typer.Option(help="Inputs .npy for the stand-alone testbench (default: random).")] = None,
-    adders_per_stage: Annotated[int, typer.Option(help="Adders in series between the registers of a constant MAC array: 3 (default) or 2 for shallower logic (one more cycle per layer, more FFs).")] = 3,
+    adders_per_stage: Annotated[int, typer.Option(help="Adders in series between the registers of a constant MAC array, 1-8: 3 (default), 2 for shallower logic (one more cycle per layer, more FFs), 5-8 with --pipeline latency.")] = 3,
+    pipeline: Annotated[PipelineStyle, typer.Option(help="balanced: registers and a skid buffer after every layer; latency: an MLP's layers fused, registers every --adders-per-stage adders across layer boundaries (fewest cycles).")] = PipelineStyle.balanced,
 ) -> None:
     """Generate Verilog: OUTDIR/rtl/<top>.v, manifest.json, REPORT.md (and tb/)."""
-    design = _convert(model, outdir, weights, config, input_type, calibrate, multiplier, parallelism, top, testbench, samples, adders_per_stage)
+    design = _convert(model, outdir, weights, config, input_type, calibrate, multiplier, parallelism, top, testbench, samples, adders_per_stage, pipeline)
     _print_design(design)
 
 
-def _convert(model, outdir, weights, config, input_type, calibrate, multiplier, parallelism, top, testbench, samples, adders_per_stage):
+def _convert(model, outdir, weights, config, input_type, calibrate, multiplier, parallelism, top, testbench, samples, adders_per_stage, pipeline):
     from rtlgen.emit import convert as emit_convert
-    from rtlgen.hardware import HardwareOptions, Multiplier, Parallelism
+    from rtlgen.hardware import HardwareOptions, Multiplier, Parallelism, Pipeline
 
     options = HardwareOptions(
         multiplier=Multiplier(multiplier.value), parallelism=Parallelism(parallelism.value),
         adders_per_stage=adders_per_stage,
+        pipeline=Pipeline(pipeline.value),
     )
     graph = _load(model, weights, config, input_type, calibrate)
     extra = None

@@ -43,19 +43,35 @@ class Parallelism(Enum):
     FULL = "full"  # every layer fully parallel (reuse factor 1)
 
 
+class Pipeline(Enum):
+    BALANCED = "balanced"  # registers after every layer, a skid buffer between layers
+    # vector (Dense-only) networks: requantize fused into the next layer's first stage and
+    # registers every `adders_per_stage` adder levels across layer boundaries (da4ml-style)
+    LATENCY = "latency"
+
+
+#: adder levels charged to a combinational Requantize in the `latency` pipeline
+FUSED_REQUANTIZE_LEVELS = 2
+
+
 @dataclass(frozen=True)
 class HardwareOptions:
     """``multiplier``: how constant products are built; ``parallelism``: reuse factors;
     ``min_reuse``: below this input spacing (cycles) a layer stays fully parallel, since
     constant-coefficient products are cheaper than shared general multipliers;
     ``adders_per_stage``: adders in series between the pipeline registers of a constant
-    MAC array (3: ~6 LUT levels on its own; 2: ~4, at one more cycle per layer and more FFs)."""
+    MAC array (3: ~6 LUT levels on its own; 2: ~4, at one more cycle per layer and more FFs).
+    ``pipeline``: `Pipeline.LATENCY` builds the fully parallel layers of a vector network
+    (one beat per sample: an MLP) without registers or skid buffers at layer boundaries: each
+    layer's Requantize is combinational and the registers fall every ``adders_per_stage``
+    adder levels across the whole chain (fewest cycles; use 5-8 adders per stage)."""
 
     multiplier: Multiplier = Multiplier.AUTO
     parallelism: Parallelism = Parallelism.AUTO
     skid_buffers: bool = True
     min_reuse: int = 4
     adders_per_stage: int = 3
+    pipeline: Pipeline = Pipeline.BALANCED
 
     def __post_init__(self):
         if not 1 <= self.adders_per_stage <= 8:
@@ -96,6 +112,12 @@ class LayerPlan:
     cycles_per_sample: int = 1
     out_spacing: int = 1
     notes: tuple[str, ...] = field(default=())
+    #: adder levels already spent on the output in its cycle (`Pipeline.LATENCY`: the
+    #: next layer's first stage continues the count); 0 when the output is registered
+    out_levels: int = 0
+    #: a SkidBuffer after the layer (`HardwareOptions.skid_buffers`); not between the
+    #: fused layers of the `latency` pipeline
+    skid_buffer: bool = True
 
 
 _VERILOG_KEYWORDS = set(
@@ -149,26 +171,38 @@ def _weights_matrix(node: ir.Conv | ir.Dense | ir.ScaleShift, in_type: FixedType
 DEEP_ROUNDING_BITS = 12
 
 
-def _requantize(node: ir._Arithmetic, elements: int, in_ranges=None) -> Requantize:
+def _requantize(
+    node: ir._Arithmetic, elements: int, in_ranges=None, latency: int | None = None
+) -> Requantize:
     """Clamp + round + saturate into the node's output type. ``in_ranges``: the exact range
-    of each accumulator (from the MAC), so comparisons that can never fire cost nothing."""
+    of each accumulator (from the MAC), so comparisons that can never fire cost nothing.
+    ``latency``: None chooses 1, or 2 where the rounding drops many bits."""
     assert node.acc_type is not None and node.out_type is not None
     lo, hi = clamp_bounds(node.activation.lo, node.activation.hi, node.acc_type.frac, node.name)
-    deep = node.acc_type.frac - node.out_type.frac > DEEP_ROUNDING_BITS
+    if latency is None:
+        latency = 2 if node.acc_type.frac - node.out_type.frac > DEEP_ROUNDING_BITS else 1
     return Requantize(
         elements, node.acc_type, node.out_type, lo, hi, node.rounding, node.overflow,
-        in_ranges=in_ranges, latency=2 if deep else 1,
+        in_ranges=in_ranges, latency=latency,
     )
 
 
 def plan_layer(
-    node: ir.Node, in_type: FixedType, options: HardwareOptions, spacing: int, sample_cycles: int
+    node: ir.Node,
+    in_type: FixedType,
+    options: HardwareOptions,
+    spacing: int,
+    sample_cycles: int,
+    input_levels: int = 0,
+    last: bool = False,
 ) -> LayerPlan:
     """Elaborate one lowered node into its component chain.
 
     ``spacing``: guaranteed minimum number of cycles between two beats reaching this layer;
     ``sample_cycles``: cycles per sample of the whole network (its initiation interval).
     The plan's ``out_spacing`` is the same guarantee for the beats it emits.
+    ``input_levels``: adder levels spent on the input in its cycle upstream (the previous
+    plan's ``out_levels``); ``last``: the network's last layer (its output is registered).
     """
     fmt_in = StreamFormat.of(node.in_shape, in_type)
     if isinstance(node, ir.Conv | ir.Dense | ir.ScaleShift):
@@ -202,6 +236,10 @@ def plan_layer(
             reuse = 1
         # hardware multipliers: the shared general multipliers of a serial array, one per
         # non-zero weight in a parallel one (shared by all window positions)
+        fused = (
+            options.pipeline is Pipeline.LATENCY and reuse == 1 and fmt_in.beats == 1 and not stages
+        )
+        out_levels = 0
         if reuse > 1:
             mac = SerialMatVec(w, in_type, node.acc_type, bias, reuse, options.multiplier.value)
             multipliers = mac.multipliers
@@ -209,10 +247,16 @@ def plan_layer(
             mac = ConstantMatVec(
                 w, in_type, node.acc_type, bias, options.multiplier.value, in_range=in_range,
                 levels_per_stage=options.adders_per_stage,
+                input_levels=min(input_levels, options.adders_per_stage - 1) if fused else 0,
+                output_levels=None if not fused or last else FUSED_REQUANTIZE_LEVELS,
             )
             multipliers = int(np.count_nonzero(w))
+            if fused and not last:
+                out_levels = FUSED_REQUANTIZE_LEVELS + mac.output_depth
         stages.append(mac)
-        stages.append(_requantize(node, w.shape[1], getattr(mac, "out_ranges", None)))
+        stages.append(
+            _requantize(node, w.shape[1], getattr(mac, "out_ranges", None), 0 if fused else None)
+        )
         return LayerPlan(
             node,
             tuple(stages),
@@ -223,6 +267,8 @@ def plan_layer(
             cycles_per_sample=max(getattr(st, "cycles_per_sample", 1) for st in stages) * (windows if reuse > 1 else 1),
             out_spacing=window_spacing,
             notes=(f"time-multiplexed: {getattr(mac, 'steps', 1)} cycles per vector",) if reuse > 1 else (),
+            out_levels=out_levels,
+            skid_buffer=not fused,
         )
     if isinstance(node, ir.Activation):
         return LayerPlan(node, (_requantize(node, node.out_shape[-1]),), out_spacing=spacing)
@@ -302,10 +348,14 @@ class NetworkTop(wiring.Component):
         self.plans: list[LayerPlan] = []
         self.sample_cycles = sample_cycles_of(graph)
         spacing = 1 if self.input_format.beats > 1 else self.sample_cycles
+        levels = 0
         for index, node in enumerate(graph.nodes[1:], start=1):
-            plan = plan_layer(node, graph.in_type(index), options, spacing, self.sample_cycles)
+            plan = plan_layer(
+                node, graph.in_type(index), options, spacing, self.sample_cycles, levels,
+                last=index == len(graph.nodes) - 1,
+            )
             self.plans.append(plan)
-            spacing = plan.out_spacing
+            spacing, levels = plan.out_spacing, plan.out_levels
         self.argmax = ArgMax(self.classes, shape_of(out_type)) if self.classes else None
         in_fmt, out_fmt = self.input_format, self.output_format
         super().__init__(
@@ -335,7 +385,7 @@ class NetworkTop(wiring.Component):
                 m.submodules[f"l{index}_{name}_{k}"] = stage
                 wiring.connect(m, current, stage.i)
                 current = stage.o
-            if self.options.skid_buffers and plan.stages:
+            if self.options.skid_buffers and plan.stages and plan.skid_buffer:
                 skid = SkidBuffer(current.payload.shape())
                 m.submodules[f"l{index}_{name}_skid"] = skid
                 wiring.connect(m, current, skid.i)

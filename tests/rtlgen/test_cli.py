@@ -123,3 +123,11 @@ def test_sim_output_equals_predict_output(tmp_path):
     assert "bit-exact" in sim.stdout
     assert rtlgen("predict", out, "-i", tmp_path / "x.npy", "-o", tmp_path / "ref.npy").returncode == 0
     assert np.array_equal(np.load(tmp_path / "rtl.npy"), np.load(tmp_path / "ref.npy"))
+
+
+def test_convert_records_the_pipeline_option(tmp_path):
+    out = tmp_path / "design"
+    result = rtlgen("convert", *MODEL, "-o", out, "--pipeline", "latency", "--adders-per-stage", "6")
+    assert result.returncode == 0, result.stderr
+    options = json.loads((out / "manifest.json").read_text())["options"]
+    assert options["pipeline"] == "latency" and options["adders_per_stage"] == 6

@@ -128,3 +128,32 @@ def test_time_multiplexing_only_where_sharing_saves_multipliers():
 def test_hostile_names_become_safe_identifiers(name):
     ident = sanitize_identifier(name)
     assert ident.isidentifier() and len(ident) <= 49 and ident != "module"
+
+
+@pytest.mark.parametrize("multiplier", [Multiplier.LUT, Multiplier.DSP])
+def test_latency_pipeline_fuses_an_mlp_bit_exact_with_predicted_timing(multiplier):
+    """`Pipeline.LATENCY`: no registers or skid buffers at the MLP's layer boundaries; the
+    network stays bit-exact under backpressure and the model predicts its cycles."""
+    from rtlgen.hardware import Pipeline
+
+    graph = mlp(sizes=(10, 16, 12, 8, 4))
+    fast = HardwareOptions(multiplier=multiplier, adders_per_stage=6, pipeline=Pipeline.LATENCY)
+    check(graph, n=4, options=fast, valid_prob=0.6, ready_prob=0.5, seed=4)
+    run = check(graph, n=3, options=fast)
+    latency, ii, _ = predict_timing(NetworkTop(graph, fast))
+    assert run.last_out[0] - run.first_in[0] == latency and ii == 1
+    balanced = HardwareOptions(multiplier=multiplier, adders_per_stage=6)
+    assert latency < predict_timing(NetworkTop(graph, balanced))[0]
+    top = NetworkTop(graph, fast)
+    assert [p.skid_buffer for p in top.plans] == [False] * 4
+    assert all(p.stages[1].latency == 0 for p in top.plans)
+
+
+def test_latency_pipeline_leaves_conv_networks_as_they_are():
+    from rtlgen.hardware import Pipeline
+
+    graph = conv_net()
+    fast = HardwareOptions(pipeline=Pipeline.LATENCY)
+    conv = NetworkTop(graph, fast).plans[0]
+    assert conv.skid_buffer and conv.out_levels == 0
+    check(graph, n=2, options=fast, valid_prob=0.7, ready_prob=0.6, seed=1)
