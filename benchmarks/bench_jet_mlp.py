@@ -3,10 +3,12 @@
 The classic hls4ml/da4ml jet-tagging MLP 16 -> 64 -> 32 -> 32 -> 5: input fixed<16,6>,
 weights and biases quantized_bits(6,0,alpha=1) (mantissas in [-32, 31], 5 fractional bits),
 quantized_relu(6,0) (ufixed<6,0>: unsigned 6 bits, 6 fractional) after the hidden layers,
-the last layer's exact accumulator as output. Weights are RANDOM (uniform mantissas, and
-~50 % of them zeroed in the pruned variant), not a trained model: da4ml's 31,375 LUT /
-5,970 FF / 0 DSP / 6 cycles were measured on a real trained model, whose small, peaked
-weights have far fewer non-zero CSD digits, so the comparison is indicative only.
+the last layer's exact accumulator as output. Weight sets: ``dense``/``pruned50`` RANDOM
+(uniform mantissas, ~50 % zeroed in the pruned one); ``trained`` QKeras QAT on synthetic
+16-feature data; ``tutorial`` the hls4ml tutorial's recipe (L1 1e-4, 75 % pruning), the
+closest stand-in for the real trained model da4ml's 31,375 LUT / 5,970 FF / 0 DSP / 6 cycles
+were measured on (not available here). The fair comparison is da4ml on the same weights
+(``--da4ml-python``), which the table's last column gives.
 
 Each variant is built, checked bit-exact against the integer reference in Amaranth's
 simulator, converted to Verilog and synthesized with Yosys (`rtlgen.synth`, UltraScale+).
@@ -16,6 +18,8 @@ simulator, converted to Verilog and synthesized with Yosys (`rtlgen.synth`, Ultr
     python benchmarks/bench_jet_mlp.py --variants pruned50 --modes lut --levels 6 \
         --arrangement global                           # registers across layer boundaries
     python benchmarks/bench_jet_mlp.py --da4ml-python /path/to/venv/bin/python   # + da4ml
+    python benchmarks/bench_jet_mlp.py --variants tutorial --modes lut --levels 8 \
+        --arrangement global --da4ml-python ...          # 4 cycles, the tutorial model
     python benchmarks/bench_jet_mlp.py --report-only   # the table of results/jet_mlp.json
 
 Results are merged into results/jet_mlp.json by configuration, so runs can be split.
