@@ -150,11 +150,14 @@ class SerialMatVec(wiring.Component):
             for idx, wv in enumerate(self.schedule[s].reshape(-1)):
                 value |= (int(wv) & ((1 << self.w_width) - 1)) << (idx * self.w_width)
             rom_init.append(value)
+        block_rom = steps > BLOCK_ROM_WORDS
         m.submodules.rom = rom = memory.Memory(
             shape=unsigned(word.size), depth=steps, init=rom_init,
-            attrs={"rom_style": "block" if steps > BLOCK_ROM_WORDS else "logic"},
+            attrs={"rom_style": "block" if block_rom else "logic"},
         )
-        # a synchronous read port: its data register is the weight register below
+        # A synchronous read port. In logic, its data register is the weight register. A
+        # block RAM's own output is slow (ECP5 DP16KD: ~6 ns clock-to-out), so it is read one
+        # step ahead, addressed by the step counter's next value, and registered again.
         rom_read = rom.read_port()
 
         advance = Signal()
@@ -175,10 +178,13 @@ class SerialMatVec(wiring.Component):
         m.d.comb += [
             advance.eq(~self.o.valid | self.o.ready),
             self.i.ready.eq(advance & (~busy | last_step)),
-            rom_read.addr.eq(step),
             rom_read.en.eq(advance),
         ]
         start = self.i.valid & self.i.ready
+        if block_rom:
+            m.d.comb += rom_read.addr.eq(Mux(start, 0, Mux(busy, successor, step)))
+        else:
+            m.d.comb += rom_read.addr.eq(step)
         with m.If(advance):
             with m.If(busy):
                 m.d.sync += [step.eq(successor), last_step.eq(step == steps - 2 if steps > 1 else 1)]
@@ -192,6 +198,10 @@ class SerialMatVec(wiring.Component):
         # The weights of this step and the inputs they multiply are registered first, so the
         # ROM's address decoding never shares a cycle with a multiplier or adder.
         wrow = data.View(word, rom_read.data)
+        if block_rom:
+            wrow = Signal(word, reset_less=True)
+            with m.If(advance):
+                m.d.sync += wrow.eq(rom_read.data)
         xrow = Signal(data.ArrayLayout(self.in_shape, group), reset_less=True)
         valid, first, last = Signal(name="valid_w"), Signal(name="first_w"), Signal(name="last_w")
         with m.If(advance):
