@@ -13,9 +13,9 @@ DATA = Path(str(resources.files("rtlgen.data")))
 MODEL = [str(DATA / "demo_cnn.json"), "--weights", str(DATA / "demo_cnn_weights.h5")]
 
 
-def rtlgen(*args, cwd=None):
+def rtlgen(*args, cwd=None, timeout=300):
     return subprocess.run([sys.executable, "-m", "rtlgen", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=300)
+                          text=True, cwd=cwd, timeout=timeout)
 
 
 @pytest.mark.parametrize(
@@ -105,7 +105,7 @@ def test_package_writes_vivado_project_and_ip_scripts(demo_design):
 
 @pytest.mark.slow
 def test_build_makes_an_ecp5_bitstream_of_the_demo_network(demo_design):
-    result = rtlgen("build", demo_design, "--board", "ulx3s-25f")
+    result = rtlgen("build", demo_design, "--board", "ulx3s-25f", timeout=1200)  # ~1 min idle
     assert result.returncode == 0, result.stderr
     assert list((demo_design / "board" / "ulx3s-25f").glob("*.bit"))
     assert "Fmax" in result.stdout
