@@ -197,11 +197,12 @@ class SerialMatVec(wiring.Component):
 
         # The weights of this step and the inputs they multiply are registered first, so the
         # ROM's address decoding never shares a cycle with a multiplier or adder.
-        wrow = data.View(word, rom_read.data)
         if block_rom:
             wrow = Signal(word, reset_less=True)
             with m.If(advance):
                 m.d.sync += wrow.eq(rom_read.data)
+        else:
+            wrow = data.View(word, rom_read.data)
         xrow = Signal(data.ArrayLayout(self.in_shape, group), reset_less=True)
         valid, first, last = Signal(name="valid_w"), Signal(name="first_w"), Signal(name="last_w")
         with m.If(advance):

@@ -53,7 +53,7 @@ def predict_timing(top: NetworkTop) -> tuple[int, int, list[int]]:
     per_layer = []
     for plan in top.plans:
         depth = sum(getattr(stage, "latency", 0) for stage in plan.stages)
-        per_layer.append(depth + (1 if top.options.skid_buffers and plan.stages and plan.skid_buffer else 0))
+        per_layer.append(depth + (1 if top.has_skid_buffer(plan) else 0))
     timing = model_top(top)
     return timing.latency, timing.ii, per_layer
 

@@ -234,12 +234,12 @@ def plan_layer(
         # multiplier per element at any reuse) stays fully parallel, saving `steps` cycles.
         if reuse > 1 and 2 * shared_multipliers(w, reuse) > np.count_nonzero(w):
             reuse = 1
-        # hardware multipliers: the shared general multipliers of a serial array, one per
-        # non-zero weight in a parallel one (shared by all window positions)
         fused = (
             options.pipeline is Pipeline.LATENCY and reuse == 1 and fmt_in.beats == 1 and not stages
         )
         out_levels = 0
+        # hardware multipliers: the shared general multipliers of a serial array, one per
+        # non-zero weight in a parallel one (shared by all window positions)
         if reuse > 1:
             mac = SerialMatVec(w, in_type, node.acc_type, bias, reuse, options.multiplier.value)
             multipliers = mac.multipliers
@@ -367,6 +367,10 @@ class NetworkTop(wiring.Component):
             }
         )
 
+    def has_skid_buffer(self, plan: LayerPlan) -> bool:
+        """Whether a `SkidBuffer` (latency 1) follows ``plan``'s stages in this top."""
+        return self.options.skid_buffers and bool(plan.stages) and plan.skid_buffer
+
     def elaborate(self, platform):
         m = Module()
         fmt_in, fmt_out = self.input_format, self.output_format
@@ -385,7 +389,7 @@ class NetworkTop(wiring.Component):
                 m.submodules[f"l{index}_{name}_{k}"] = stage
                 wiring.connect(m, current, stage.i)
                 current = stage.o
-            if self.options.skid_buffers and plan.stages and plan.skid_buffer:
+            if self.has_skid_buffer(plan):
                 skid = SkidBuffer(current.payload.shape())
                 m.submodules[f"l{index}_{name}_skid"] = skid
                 wiring.connect(m, current, skid.i)

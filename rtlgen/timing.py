@@ -92,7 +92,7 @@ def model_top(top, samples: int = 3) -> Timing:
     stages = []
     for plan in top.plans:
         stages.extend(plan.stages)
-        if top.options.skid_buffers and plan.stages and plan.skid_buffer:
+        if top.has_skid_buffer(plan):
             stages.append(None)  # skid buffer: latency 1
     if top.argmax is not None:
         stages.append(top.argmax)
