@@ -350,12 +350,15 @@ class NetworkTop(wiring.Component):
         spacing = 1 if self.input_format.beats > 1 else self.sample_cycles
         levels = 0
         for index, node in enumerate(graph.nodes[1:], start=1):
+            # the last layer with hardware registers its output: only flattens may follow
+            last = all(isinstance(after, ir.Flatten) for after in graph.nodes[index + 1 :])
             plan = plan_layer(
-                node, graph.in_type(index), options, spacing, self.sample_cycles, levels,
-                last=index == len(graph.nodes) - 1,
+                node, graph.in_type(index), options, spacing, self.sample_cycles, levels, last
             )
             self.plans.append(plan)
-            spacing, levels = plan.out_spacing, plan.out_levels
+            spacing = plan.out_spacing
+            if plan.stages:  # a stage-less plan (a flatten of a vector) passes the depth on
+                levels = plan.out_levels
         self.argmax = ArgMax(self.classes, shape_of(out_type)) if self.classes else None
         in_fmt, out_fmt = self.input_format, self.output_format
         super().__init__(

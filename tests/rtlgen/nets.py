@@ -63,8 +63,11 @@ def conv_net(
     return lower(ir.ModelGraph("conv_net", tuple(nodes)), PrecisionConfig(input=input_type))
 
 
-def mlp(sizes=(8, 12, 6, 4), wbits=6, sparsity=0.5, seed=0, input_type=FixedType(10, 6)) -> ir.ModelGraph:
-    """A QKeras-style MLP: quantized_bits weights, quantized_relu between layers."""
+def mlp(
+    sizes=(8, 12, 6, 4), wbits=6, sparsity=0.5, seed=0, input_type=FixedType(10, 6), flatten_after=()
+) -> ir.ModelGraph:
+    """A QKeras-style MLP: quantized_bits weights, quantized_relu between layers; a (no-op)
+    Flatten after each dense layer whose index is in ``flatten_after``."""
     rng = np.random.default_rng(seed)
     nodes: list[ir.Node] = [ir.Input("in", (sizes[0],), (sizes[0],))]
     for index, (n_in, n_out) in enumerate(zip(sizes, sizes[1:], strict=False)):
@@ -77,6 +80,8 @@ def mlp(sizes=(8, 12, 6, 4), wbits=6, sparsity=0.5, seed=0, input_type=FixedType
             activation=ir.LINEAR if last else ir.RELU,
             out_quantizer=None if last else QuantizedRelu(wbits, 0),
         ))
+        if index in flatten_after:
+            nodes.append(ir.Flatten(f"flatten{index}", (n_out,), (n_out,)))
     return lower(ir.ModelGraph("mlp", tuple(nodes)), PrecisionConfig(input=input_type))
 
 

@@ -149,6 +149,24 @@ def test_latency_pipeline_fuses_an_mlp_bit_exact_with_predicted_timing(multiplie
     assert all(p.stages[1].latency == 0 for p in top.plans)
 
 
+def test_latency_pipeline_carries_the_logic_depth_across_a_flatten():
+    """A Flatten of a vector has no hardware: the dense after it starts its first stage with
+    the depth the dense before it left, and a dense followed only by flattens is the last
+    layer (registered output)."""
+    from rtlgen.hardware import Pipeline
+
+    graph = mlp(sizes=(10, 16, 12, 4), flatten_after=(0, 2))
+    fast = HardwareOptions(adders_per_stage=6, pipeline=Pipeline.LATENCY)
+    top = NetworkTop(graph, fast)
+    dense = [p for p in top.plans if p.stages]
+    assert [p.node.name for p in dense] == ["dense0", "dense1", "dense2"]
+    assert dense[0].out_levels > 0
+    inputs = [n for n in dense[1].stages[0].plan.nodes if n.kind == "input"]
+    assert {n.depth for n in inputs} == {min(dense[0].out_levels, 5)}
+    assert dense[2].out_levels == 0 and dense[2].stages[0].plan.registered_output
+    check(graph, n=4, options=fast, valid_prob=0.6, ready_prob=0.5, seed=3)
+
+
 def test_latency_pipeline_leaves_conv_networks_as_they_are():
     from rtlgen.hardware import Pipeline
 
