@@ -53,6 +53,11 @@ class Pipeline(Enum):
 #: adder levels charged to a combinational Requantize in the `latency` pipeline
 FUSED_REQUANTIZE_LEVELS = 2
 
+#: default adders in series between registers: 2 keeps a constant MAC array at ~4 LUT levels
+#: under Yosys (3 measured 6-8 in whole SVHN designs, over the <= 6 aim); the latency
+#: pipeline trades depth for cycles on purpose
+DEFAULT_ADDERS_PER_STAGE = {Pipeline.BALANCED: 2, Pipeline.LATENCY: 6}
+
 
 @dataclass(frozen=True)
 class HardwareOptions:
@@ -60,7 +65,8 @@ class HardwareOptions:
     ``min_reuse``: below this input spacing (cycles) a layer stays fully parallel, since
     constant-coefficient products are cheaper than shared general multipliers;
     ``adders_per_stage``: adders in series between the pipeline registers of a constant
-    MAC array (3: ~6 LUT levels on its own; 2: ~4, at one more cycle per layer and more FFs).
+    MAC array (``None``: `DEFAULT_ADDERS_PER_STAGE` of the pipeline, 2 or 6; 2 is ~4 LUT
+    levels; 3 is ~6, one cycle less per layer and fewer FFs).
     ``pipeline``: `Pipeline.LATENCY` builds the fully parallel layers of a vector network
     (one beat per sample: an MLP) without registers or skid buffers at layer boundaries: each
     layer's Requantize is combinational and the registers fall every ``adders_per_stage``
@@ -70,10 +76,12 @@ class HardwareOptions:
     parallelism: Parallelism = Parallelism.AUTO
     skid_buffers: bool = True
     min_reuse: int = 4
-    adders_per_stage: int = 3
+    adders_per_stage: int = None  # type: ignore[assignment]  # resolved in __post_init__
     pipeline: Pipeline = Pipeline.BALANCED
 
     def __post_init__(self):
+        if self.adders_per_stage is None:
+            object.__setattr__(self, "adders_per_stage", DEFAULT_ADDERS_PER_STAGE[self.pipeline])
         if not 1 <= self.adders_per_stage <= 8:
             raise RtlgenError(
                 f"adders per stage {self.adders_per_stage} is not supported (use 1 to 8)"

@@ -65,14 +65,24 @@ def test_measured_latency_and_ii_equal_prediction(graph_fn):
     assert np.diff(run.first_in).tolist() == [ii] * 2
 
 
-@pytest.mark.parametrize("adders", [1, 2])
-def test_fewer_adders_per_stage_stay_bit_exact_with_predicted_latency(adders):
+@pytest.mark.parametrize("adders", [1, 3, 4])
+def test_other_adders_per_stage_stay_bit_exact_with_predicted_latency(adders):
+    """Fewer adders per stage than the default 2 cost cycles, more save them."""
     graph = conv_net(same=True, filters=5)
     options = HardwareOptions(adders_per_stage=adders, parallelism=Parallelism.FULL)
     run = check(graph, n=2, options=options)
     latency, _, _ = predict_timing(NetworkTop(graph, options))
     assert run.last_out[0] - run.first_in[0] == latency
-    assert latency > predict_timing(NetworkTop(graph, HardwareOptions(parallelism=Parallelism.FULL)))[0]
+    default = predict_timing(NetworkTop(graph, HardwareOptions(parallelism=Parallelism.FULL)))[0]
+    assert latency > default if adders < 2 else latency < default
+
+
+def test_default_adders_per_stage_follow_the_pipeline():
+    from rtlgen.hardware import Pipeline
+
+    assert HardwareOptions().adders_per_stage == 2
+    assert HardwareOptions(pipeline=Pipeline.LATENCY).adders_per_stage == 6
+    assert HardwareOptions(adders_per_stage=3, pipeline=Pipeline.LATENCY).adders_per_stage == 3
 
 
 def test_requantize_dropping_many_bits_gets_two_stages():
