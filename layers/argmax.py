@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, ShapeLike, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, ShapeLike, Signal, Value, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -22,12 +22,28 @@ def argmax_layout(n: int, elem_shape: ShapeLike) -> data.StructLayout:
     )
 
 
+#: candidates compared all-pairs in one register stage: a winner needs <= 5 compare bits
+#: (one LUT) and its value a 6-way AND-OR select (two LUT levels)
+GROUP = 6
+
+
+def _stages(n: int) -> int:
+    stages = 1
+    while n > GROUP:
+        n = -(-n // GROUP)
+        stages += 1
+    return stages
+
+
 class ArgMax(wiring.Component):
     """Vector in, the same vector plus the index of its maximum out (first max wins on ties).
 
-    A binary tree of compare-and-select nodes, one registered level per tree level, the
-    vector delayed alongside. Contract: II = 1, ``latency = max(1, ceil(log2(n)))``
-    (`stream_util.pipeline_control`).
+    Register stages of all-pairs tournaments: the candidates are cut into groups of up to
+    `GROUP` (6); in each group every pair is compared at once, the one candidate that beats
+    every earlier one and is not beaten by any later one wins, and its value and index are
+    selected by AND-OR. The vector is delayed alongside. Contract: II = 1,
+    ``latency = ceil(log6(n))`` stages, at least 1 (1 up to 6 classes, 2 up to 36)
+    (`stream_util.pipeline_control`); about 4 LUT levels per stage.
     """
 
     def __init__(self, n: int, elem_shape: ShapeLike):
@@ -44,44 +60,33 @@ class ArgMax(wiring.Component):
 
     @property
     def latency(self) -> int:
-        return max(1, ceil_log2(self.n))
+        return _stages(self.n)
 
     def elaborate(self, platform):
         m = Module()
         advance = pipeline_control(m, self.i, self.o, self.latency)
         regs = StageRegisters(advance)
         index_shape = self.o.payload.index.shape()
-        # Each candidate: (value, index). Left candidates hold lower indices, so keeping the
-        # left one unless the right one is strictly greater makes the first maximum win.
+        elem = Shape.cast(self.elem_shape)
         level = [(self.i.payload[k], Const(k, index_shape)) for k in range(self.n)]
-        depth = 0
-        while len(level) > 1 or depth == 0:
+        for depth in range(self.latency):
+            last = depth == self.latency - 1
             nxt = []
-            for p in range(0, len(level) - 1, 2):
-                (a, ia), (b, ib) = level[p], level[p + 1]
-                right = b > a
+            for g in range(0, len(level), GROUP):
+                group = level[g : g + GROUP]
+                wins = self._winners(m, [value for value, _ in group], f"{depth}_{g // GROUP}")
+                value = _select(wins, [v.as_unsigned() for v, _ in group], elem.width)
+                index = _select(wins, [i for _, i in group], index_shape.width)
                 nxt.append(
                     (
-                        regs.register(
-                            Mux(right, b, a), self.elem_shape, name=f"max_{depth}_{p // 2}"
+                        None if last else regs.register(
+                            value.as_signed() if elem.signed else value, elem,
+                            name=f"max_{depth}_{g // GROUP}",
                         ),
-                        regs.register(
-                            Mux(right, ib, ia), index_shape, name=f"idx_{depth}_{p // 2}"
-                        ),
-                    )
-                )
-            if len(level) % 2:
-                value, index = level[-1]
-                nxt.append(
-                    (
-                        regs.register(
-                            value, self.elem_shape, name=f"max_{depth}_{len(level) // 2}"
-                        ),
-                        regs.register(index, index_shape, name=f"idx_{depth}_{len(level) // 2}"),
+                        regs.register(index, index_shape, name=f"idx_{depth}_{g // GROUP}"),
                     )
                 )
             level = nxt
-            depth += 1
         vector = Signal.like(self.i.payload.as_value(), name="vector_in")
         m.d.comb += vector.eq(self.i.payload.as_value())
         delayed = regs.delay(vector, self.latency, name="vector")
@@ -91,3 +96,29 @@ class ArgMax(wiring.Component):
             self.o.payload.index.eq(level[0][1]),
         ]
         return m
+
+    @staticmethod
+    def _winners(m: Module, values: list, name: str) -> list:
+        """One-hot: candidate k wins if it is greater than every earlier candidate and no
+        later one is greater than it (the first maximum wins)."""
+        n = len(values)
+        later_greater = {
+            (i, j): values[j] > values[i] for i in range(n) for j in range(i + 1, n)
+        }
+        wins = []
+        for k in range(n):
+            win = Signal(name=f"win_{name}_{k}")
+            terms = [later_greater[i, k] for i in range(k)] + [
+                ~later_greater[k, j] for j in range(k + 1, n)
+            ]
+            m.d.comb += win.eq(Cat(*terms).all() if terms else 1)
+            wins.append(win)
+        return wins
+
+
+def _select(wins: list, values: list, width: int) -> Value:
+    """AND-OR multiplexer: the value whose one-hot ``wins`` bit is set."""
+    out: Value = Const(0, width)
+    for win, value in zip(wins, values, strict=True):
+        out = out | Mux(win, value, 0)
+    return out[:width]
