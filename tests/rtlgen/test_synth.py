@@ -107,3 +107,29 @@ def test_demo_network_keeps_six_lut_levels_between_registers(tmp_path, multiplie
     assert result.lut_levels <= 6, result.as_dict()
     if multiplier == "lut":
         assert result.dsps == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("multiplier", ["dsp", "lut"])
+def test_large_constant_mac_array_stays_shallow_at_the_default_adders_per_stage(
+    tmp_path, multiplier
+):
+    """A conv layer's MAC array of the SVHN CNN's size (3x3x16 -> 16, 6-bit weights, half
+    pruned): at the default 2 adders per stage it keeps <= 5 LUT levels, a level of margin
+    under the aim for whole designs, where ABC9 stretches some paths by one or two."""
+    from amaranth.back import verilog
+
+    from rtlgen.hardware import HardwareOptions
+    from rtlgen.layers.constant_mac import ConstantMatVec
+    from rtlgen.quant.fixed import FixedType
+
+    rng = np.random.default_rng(7)
+    w = rng.integers(-31, 32, size=(144, 16)) * (rng.random((144, 16)) >= 0.5)
+    mac = ConstantMatVec(
+        w, FixedType(6, 0, signed=False), FixedType(24, 0), rng.integers(-500, 500, 16),
+        multiplier, levels_per_stage=HardwareOptions().adders_per_stage,
+    )
+    path = tmp_path / "mac.v"
+    path.write_text(verilog.convert(mac, name="mac"))
+    result = synthesize(path, "mac")
+    assert result.lut_levels <= 5, result.as_dict()
