@@ -125,9 +125,21 @@ def test_sim_output_equals_predict_output(tmp_path):
     assert np.array_equal(np.load(tmp_path / "rtl.npy"), np.load(tmp_path / "ref.npy"))
 
 
-def test_convert_records_the_pipeline_option(tmp_path):
+@pytest.mark.parametrize(
+    "args, pipeline, adders",
+    [((), "balanced", 2), (("--pipeline", "latency"), "latency", 6),
+     (("--pipeline", "latency", "--adders-per-stage", "3"), "latency", 3)],
+)
+def test_convert_records_the_pipeline_options_and_their_defaults(tmp_path, args, pipeline, adders):
     out = tmp_path / "design"
-    result = rtlgen("convert", *MODEL, "-o", out, "--pipeline", "latency", "--adders-per-stage", "6")
+    result = rtlgen("convert", *MODEL, "-o", out, *args)
     assert result.returncode == 0, result.stderr
     options = json.loads((out / "manifest.json").read_text())["options"]
-    assert options["pipeline"] == "latency" and options["adders_per_stage"] == 6
+    assert options["pipeline"] == pipeline and options["adders_per_stage"] == adders
+
+
+def test_unsupported_adders_per_stage_is_a_one_line_error(tmp_path):
+    result = rtlgen("convert", *MODEL, "-o", tmp_path / "d", "--adders-per-stage", "9")
+    assert result.returncode == 2
+    assert "adders per stage 9 is not supported" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "d").exists()
