@@ -75,16 +75,16 @@ class ArgMax(wiring.Component):
             for g in range(0, len(level), GROUP):
                 group = level[g : g + GROUP]
                 wins = self._winners(m, [value for value, _ in group], f"{depth}_{g // GROUP}")
-                value = _select(wins, [v.as_unsigned() for v, _ in group], elem.width)
                 index = _select(wins, [i for _, i in group], index_shape.width)
-                nxt.append(
-                    (
-                        None if last else regs.register(
-                            value.as_signed() if elem.signed else value, elem,
-                            name=f"max_{depth}_{g // GROUP}",
-                        ),
-                        regs.register(index, index_shape, name=f"idx_{depth}_{g // GROUP}"),
+                value = None  # the last stage only needs the index
+                if not last:
+                    bits = _select(wins, [v.as_unsigned() for v, _ in group], elem.width)
+                    value = regs.register(
+                        bits.as_signed() if elem.signed else bits, elem,
+                        name=f"max_{depth}_{g // GROUP}",
                     )
+                nxt.append(
+                    (value, regs.register(index, index_shape, name=f"idx_{depth}_{g // GROUP}"))
                 )
             level = nxt
         vector = Signal.like(self.i.payload.as_value(), name="vector_in")
