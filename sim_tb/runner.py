@@ -19,7 +19,7 @@ import numpy as np
 from rtlgen.quant.errors import RtlgenError
 
 from .tb_manifest import ManifestError, check_vectors, describe_mismatch, load_manifest
-from .tb_run import SimulationError, build, run
+from .tb_run import SimulationError, StepProgress, build, run, silent_step
 
 __all__ = ["Mismatch", "SimResult", "SimulationError", "default_build_root", "simulate"]
 
@@ -98,13 +98,16 @@ def simulate(
     seed: int = 0,
     waves: bool = False,
     build_root: str | Path | None = None,
+    progress: StepProgress | None = None,
 ) -> SimResult:
     """Stream x_int (N, *input.shape) through OUTDIR's design and compare with y_int.
 
     `backpressure` in [0, 1) is the probability of an idle input cycle and, independently,
     of a low m_axis_tready cycle, drawn from `seed`. A mismatch is returned, not raised
     (check `passed`). Raises RtlgenError for a missing/bad manifest or vectors that do not
-    fit it, SimulationError when the build fails or the simulator crashes.
+    fit it, SimulationError (one line naming the log) when the build fails or the simulator
+    crashes. `progress(message)` (e.g. `rtlgen.progress.step`) is entered around the
+    Verilator build, when one is needed, and around the simulation run.
     """
     outdir = Path(outdir)
     if not 0.0 <= backpressure < 1.0:
@@ -125,17 +128,19 @@ def simulate(
         build_root or default_build_root(),
         waves=waves,
         object_cache=default_build_root() / "objcache",
+        progress=progress,
     )
-    result = run(
-        manifest,
-        build_dir,
-        x_path=x_path,
-        y_path=y_path,
-        results_dir=results_dir,
-        backpressure=backpressure,
-        seed=seed,
-        waves=waves,
-    )
+    with (progress or silent_step)(f"simulating {len(x_int)} samples"):
+        result = run(
+            manifest,
+            build_dir,
+            x_path=x_path,
+            y_path=y_path,
+            results_dir=results_dir,
+            backpressure=backpressure,
+            seed=seed,
+            waves=waves,
+        )
     first = result["first_mismatch"]
     return SimResult(
         passed=result["passed"],

@@ -9,7 +9,10 @@ the Verilog files' contents, the top name, the Verilator arguments, tracing, and
 and Verilator versions. A finished build leaves `rtlgen_build.json` there; a later call with
 the same key reuses it without invoking Verilator; beyond MAX_CACHED_BUILDS builds the least
 recently used are deleted. The Verilator/make output goes to
-`build.log` in the build folder and is quoted in the error when the build fails.
+`build.log` in the build folder; a failed build raises SimulationError with one line (its
+first error and the log's path), and the log stays there until the design is built again.
+Build folders are named by the 20-hex-digit key and `<key>.lock` (see `BUILD_KEY_CHARS`):
+`rtlgen cache` recognises its own entries by this naming.
 Verilator's run-time library objects, the same for every design, are cached in
 `<build_root>/objcache/` (see `tb_objcache.py`), which cuts a small design's build from about
 8 s to about 3 s; a user's own `OBJCACHE` (e.g. ccache) takes precedence.
@@ -26,7 +29,7 @@ import shlex
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 
@@ -43,8 +46,13 @@ BUILD_MARKER = "rtlgen_build.json"
 MAX_CACHED_BUILDS = 32  # least recently used builds beyond this are deleted
 PRUNE_MIN_AGE_SECONDS = 600  # never delete a build used in the last 10 minutes
 CACHE_VERSION = 1
+BUILD_KEY_CHARS = 20  # hex digits of a build folder's name
 TEST_MODULE = f"{__package__}.tb_network" if __package__ else "tb_network"
-LOG_TAIL_LINES = 40
+ERROR_LINE_CHARS = 300  # the first build error quoted in SimulationError's one line
+
+# `progress` argument of build(): message -> context manager entered around the build
+# (rtlgen.progress.step in rtlgen; this file is also a stand-alone script, so no import).
+StepProgress = Callable[[str], contextlib.AbstractContextManager]
 
 
 class SimulationError(RuntimeError):
@@ -114,14 +122,24 @@ def build_key(manifest: Manifest, *, waves: bool = False, extra_args: Sequence[s
     for file in manifest.rtl:
         digest.update(file.name.encode() + b"\0")
         digest.update(file.read_bytes() + b"\0")
-    return digest.hexdigest()[:20]
+    return digest.hexdigest()[:BUILD_KEY_CHARS]
 
 
-def _log_tail(log: Path) -> str:
-    if not log.is_file():
-        return f"(no log at {log})"
-    lines = log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
-    return "\n".join(lines)
+def _first_error(log: Path, error: BaseException | None) -> str:
+    """The first `%Error` (Verilator) or `error` (compiler, make, cocotb) line of a log, else
+    the exception; one line, bounded, so the caller can print it as one line."""
+    lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
+    found = next((line for line in lines if line.startswith("%Error")), None)
+    found = found or next((line for line in lines if "error" in line.lower()), None)
+    fallback = f"{type(error).__name__} {error}" if error is not None else "no error in the log"
+    text = " ".join((found or fallback).split())
+    return text if len(text) <= ERROR_LINE_CHARS else text[: ERROR_LINE_CHARS - 3] + "..."
+
+
+@contextlib.contextmanager
+def silent_step(_message: str) -> Iterator[None]:
+    """The default `StepProgress`: shows nothing."""
+    yield
 
 
 @contextlib.contextmanager
@@ -170,12 +188,16 @@ def build(
     waves: bool = False,
     object_cache: bool | str | Path = True,
     extra_args: Sequence[str] = (),
+    progress: StepProgress | None = None,
 ) -> Path:
     """Build (or reuse) the Verilator simulator of `manifest`'s design; return its folder.
 
     `extra_args` go to Verilator after BUILD_ARGS (e.g. `-O3`, `--output-split N`).
     `object_cache`: folder of cached run-time library objects, True for
-    `<build_root>/objcache`, False to compile them every time.
+    `<build_root>/objcache`, False to compile them every time. `progress(message)` is
+    entered around the build itself (not around a cache hit), e.g. `rtlgen.progress.step`.
+    A failed build raises SimulationError with one line: the first error and the log path
+    (the log stays in the build folder until the next build of the same design).
     """
     from cocotb_tools.runner import get_runner
 
@@ -206,8 +228,10 @@ def build(
                 ]
             )
         runner = get_runner("verilator")
+        step = progress or silent_step
         try:
-            with environ(settings, _RUNNER_UNSET):
+            with step(f"building the Verilator simulator of {manifest.top} (once per design)"), \
+                    environ(settings, _RUNNER_UNSET):
                 runner.build(
                     sources=list(manifest.rtl),
                     hdl_toplevel=manifest.top,
@@ -219,7 +243,8 @@ def build(
                 )
         except (RuntimeError, SystemExit, OSError) as error:
             raise SimulationError(
-                f"Verilator build of {manifest.top} failed ({error}); log {log}:\n{_log_tail(log)}"
+                f"Verilator build of {manifest.top} failed: {_first_error(log, error)}; "
+                f"full log: {log}"
             ) from None
         marker.write_text(json.dumps({"top": manifest.top, "key": key, "waves": waves}) + "\n")
     prune(build_root)
@@ -299,7 +324,7 @@ def run(
     if not result_file.is_file():
         raise SimulationError(
             f"simulation of {manifest.top} ended without {result_file.name}"
-            f"{' (' + crash + ')' if crash else ''}; log {log}:\n{_log_tail(log)}"
+            f"{' (' + crash + ')' if crash else ''}: {_first_error(log, None)}; full log: {log}"
         )
     return json.loads(result_file.read_text())
 
