@@ -9,14 +9,18 @@
 - an in-memory tf.keras/QKeras model object.
 
 Reading a file never imports TensorFlow (only ``json``, ``zipfile``, ``h5py``, ``numpy``) and
-never executes anything from it. Errors are `ModelFileError` (unreadable/malformed files,
-missing or mis-shaped weights) and `UnsupportedError` (layers, options and quantizers rtlgen
-does not implement), both naming the file or layer.
+never executes anything from it. A file may only supply data stored inside itself, only the
+datasets the model uses are read, and `Limits` caps parameters and bytes before any
+allocation (see `rtlgen.frontend.hdf5` and `rtlgen.frontend.limits`). Errors are
+`ModelFileError` (unreadable/malformed/hostile files, missing or mis-shaped weights) and
+`UnsupportedError` (layers, options and quantizers rtlgen does not implement), both naming
+the file or layer.
 """
 
 from __future__ import annotations
 
 import os
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -26,71 +30,89 @@ from rtlgen.quant.errors import ModelFileError, RtlgenError
 from . import hdf5
 from .inmemory import config_and_weights, is_keras_model
 from .keras_config import SUPPORTED_LAYERS, IndexedWeights, NamedWeights, build_graph
+from .limits import DEFAULT_LIMITS, Limits, check_depth
 
-__all__ = ["read_model", "SUPPORTED_LAYERS"]
+__all__ = ["read_model", "SUPPORTED_LAYERS", "Limits"]
 
 PathLike = str | os.PathLike
 
 
-def read_model(model: Any, weights: PathLike | None = None) -> ir.ModelGraph:
-    """The unlowered `ModelGraph` of a Keras/QKeras model file, config dict or object."""
-    if isinstance(model, str | os.PathLike):
-        return _read_path(Path(model), None if weights is None else Path(weights))
-    if isinstance(model, dict):
-        if weights is None:
-            raise RtlgenError("read_model(config_dict) needs weights=<weights .h5 file>")
-        return build_graph(model, _h5_weights(Path(weights)), source="<config>")
-    if is_keras_model(model):
-        if weights is not None:
-            raise RtlgenError(
-                "read_model(keras_model) takes the weights from the model; do not pass weights="
+def read_model(
+    model: Any, weights: PathLike | None = None, limits: Limits = DEFAULT_LIMITS
+) -> ir.ModelGraph:
+    """The unlowered `ModelGraph` of a Keras/QKeras model file, config dict or object.
+
+    Files stay open while the graph is built, so only the datasets the config asks for are
+    read, each after its declared shape was checked against the config and ``limits``."""
+    with ExitStack() as files:
+        if isinstance(model, str | os.PathLike):
+            return _read_path(Path(model), None if weights is None else Path(weights), files, limits)
+        if isinstance(model, dict):
+            if weights is None:
+                raise RtlgenError("read_model(config_dict) needs weights=<weights .h5 file>")
+            check_depth(model, limits, "<config>")
+            return build_graph(
+                model, _h5_weights(Path(weights), files), source="<config>", limits=limits
             )
-        config, by_layer = config_and_weights(model)
-        name = getattr(model, "name", "model")
-        return build_graph(
-            config, NamedWeights(by_layer, f"model '{name}'"), source=f"<in-memory {name}>"
-        )
+        if is_keras_model(model):
+            if weights is not None:
+                raise RtlgenError(
+                    "read_model(keras_model) takes the weights from the model; do not pass weights="
+                )
+            config, by_layer = config_and_weights(model)
+            name = getattr(model, "name", "model")
+            return build_graph(
+                config,
+                NamedWeights(by_layer, f"model '{name}'"),
+                source=f"<in-memory {name}>",
+                limits=limits,
+            )
     raise RtlgenError(
         f"read_model: cannot read a {type(model).__name__}; pass a path (.h5, .json, .keras) "
         "or a tf.keras model"
     )
 
 
-def _read_path(path: Path, weights: Path | None) -> ir.ModelGraph:
+def _read_path(path: Path, weights: Path | None, files: ExitStack, limits: Limits) -> ir.ModelGraph:
     what = str(path)
     if not path.is_file():
         raise ModelFileError(f"{what}: no such file")
     kind = hdf5.sniff(path, what)
     if kind == "zip":
-        config, variables = hdf5.read_keras_archive(path, what)
-        if weights is not None:
-            return build_graph(config, _h5_weights(weights), source=what)
-        return build_graph(config, _indexed_weights(variables, what), source=what)
+        config, variables = hdf5.open_keras_archive(path, what, files, limits)
+        source = _h5_weights(weights, files) if weights is not None else _indexed(variables, what)
+        return build_graph(config, source, source=what, limits=limits)
     if kind == "hdf5":
-        with hdf5.open_h5(path, what) as f:
-            config = hdf5.model_config_from_h5(f, what)
-            if config is None:
-                raise ModelFileError(
-                    f"{what}: this HDF5 file holds only weights (no model_config); pass the "
-                    "model JSON as the model and this file as weights"
-                )
-            source = (
-                _h5_weights(weights)
-                if weights is not None
-                else NamedWeights(hdf5.weights_from_h5(f, what), what)
+        f = _open(path, what, files)
+        config = hdf5.model_config_from_h5(f, what, limits)
+        if config is None:
+            raise ModelFileError(
+                f"{what}: this HDF5 file holds only weights (no model_config); pass the "
+                "model JSON as the model and this file as weights"
             )
-        return build_graph(config, source, source=what)
+        source = (
+            _h5_weights(weights, files)
+            if weights is not None
+            else NamedWeights(hdf5.weights_from_h5(f, what), what)
+        )
+        return build_graph(config, source, source=what, limits=limits)
     if path.suffix.lower() in (".h5", ".hdf5", ".keras"):
         raise ModelFileError(f"{what}: not an HDF5 file or .keras archive (unrecognized content)")
-    config = hdf5.read_json_file(path, what)
+    config = hdf5.read_json_file(path, what, limits)
     if weights is None:
         raise ModelFileError(
             f"{what}: a model JSON needs its weights: read_model(json_path, weights=weights_h5)"
         )
-    return build_graph(config, _h5_weights(weights), source=what)
+    return build_graph(config, _h5_weights(weights, files), source=what, limits=limits)
 
 
-def _h5_weights(path: Path):
+def _open(path: Path, what: str, files: ExitStack):
+    f = hdf5.open_file(path, what)
+    files.callback(hdf5.close_quietly, f)
+    return f
+
+
+def _h5_weights(path: Path, files: ExitStack):
     """The weight source of a separate weights file: by layer name (Keras 2
     ``save_weights("w.h5")``) or by class and creation order (``save_weights("w.weights.h5")``
     in Keras >= 2.13, which writes the ``.keras`` archive's layout)."""
@@ -102,13 +124,15 @@ def _h5_weights(path: Path):
             f"{what}: weights must be a Keras HDF5 file (model.save_weights('w.h5') or "
             "model.save_weights('w.weights.h5'))"
         )
-    with hdf5.open_h5(path, what) as f:
-        if hdf5.is_indexed_weights_file(f):
-            return _indexed_weights(hdf5.indexed_variables(f, what), what)
-        return NamedWeights(hdf5.weights_from_h5(f, what), what)
+    f = _open(path, what, files)
+    with hdf5.h5_errors(what):
+        indexed = hdf5.is_indexed_weights_file(f)
+    if indexed:
+        return _indexed(hdf5.IndexedVariables(f, what), what)
+    return NamedWeights(hdf5.weights_from_h5(f, what), what)
 
 
-def _indexed_weights(variables, what: str):
+def _indexed(variables: hdf5.IndexedVariables, what: str):
     """A weight source for `build_graph` over the ``layers/<snake class>[_N]`` layout: the
     paths depend on the model's layer list, so it is made once the layers are known."""
     return lambda layers, sequential: IndexedWeights(variables, layers, sequential, what)

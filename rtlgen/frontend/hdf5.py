@@ -14,8 +14,19 @@ Keras 2 HDF5 layout (``model.save("m.h5")`` / ``model.save_weights("w.h5")``)::
 of ``model.layers`` and variables in creation order (trainable first), with no names;
 sub-layers add a level (``layers/q_conv2d_batchnorm/batchnorm/vars/<i>``).
 
-Every failure becomes a `ModelFileError` naming the file; links out of the file (external
-or soft links) are refused, and only numeric datasets of bounded size are read.
+A model file is untrusted: it may only supply data stored inside itself, and only what the
+model uses is read. So:
+- every path is walked link by link and only hard links are followed (external links
+  would open other files, soft links can loop or point anywhere);
+- a dataset is checked before it is read: no virtual layout (VDS maps other files), no
+  external raw storage (``dset.external``: bytes of any local file), only HDF5's built-in
+  filters (a plugin filter would load a shared library), a plain numeric dtype, and a
+  declared shape that the caller compares with the model config;
+- weights are indexed lazily (`StoredArray`), so datasets the config does not ask for are
+  never read, whatever their declared size;
+- a ``.keras`` member is inflated into a temporary file through a hard byte limit (the
+  sizes in zip headers can lie).
+Every failure becomes a `ModelFileError` naming the file and the dataset.
 """
 
 from __future__ import annotations
@@ -23,46 +34,85 @@ from __future__ import annotations
 import io
 import json
 import re
+import tempfile
 import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import h5py
 import numpy as np
+from h5py import h5d, h5z
 
 from rtlgen.quant.errors import ModelFileError
 
-#: Largest dataset rtlgen reads (elements): far above any network it can turn into hardware.
-MAX_DATASET_ELEMENTS = 1 << 28
-#: Largest JSON config (bytes).
-MAX_CONFIG_BYTES = 64 << 20
+from .limits import DEFAULT_LIMITS, Limits, check_bytes, check_depth, element_count
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGIC = b"PK\x03\x04"
+#: HDF5's own filters (and h5py's bundled LZF); any other filter id would make HDF5 look
+#: for a plugin shared library to decode the data.
+BUILTIN_FILTERS = frozenset(
+    {
+        h5z.FILTER_DEFLATE,
+        h5z.FILTER_SHUFFLE,
+        h5z.FILTER_FLETCHER32,
+        h5z.FILTER_SZIP,
+        h5z.FILTER_NBIT,
+        h5z.FILTER_SCALEOFFSET,
+        h5z.FILTER_LZF,
+    }
+)
+#: Variables of one layer in the ``.keras`` layout (a folded QConv2DBatchnorm has 3 + 4).
+MAX_LAYER_VARIABLES = 16
+#: A real weights file compresses a few times at most (pruned weights are zeros); a large
+#: member claiming more is a decompression bomb (deflate reaches ~1032:1 on zeros).
+MAX_INFLATE_RATIO = 100
+_H5_ERRORS = (OSError, KeyError, ValueError, RuntimeError, TypeError)
 
 LayerWeights = dict[str, np.ndarray]
 
 
-@contextmanager
-def open_h5(path: Path | str | io.BytesIO, what: str) -> Iterator[h5py.File]:
-    """Open an HDF5 file read-only; any h5py/HDF5 failure inside becomes `ModelFileError`."""
+# ---------------------------------------------------------------------------------------
+# opening files and converting h5py failures
+# ---------------------------------------------------------------------------------------
+def open_file(path: Path | str | IO[bytes], what: str) -> h5py.File:
+    """An HDF5 file opened read-only; failure to open is a `ModelFileError`."""
     try:
-        f = h5py.File(path, "r")
-    except (OSError, ValueError) as exc:
+        return h5py.File(path, "r")
+    except _H5_ERRORS as exc:
         raise ModelFileError(f"{what}: not a readable HDF5 file ({_h5_reason(exc)})") from None
+
+
+def close_quietly(f: h5py.File) -> None:
     try:
-        yield f
-    except (OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
+        f.close()
+    except Exception:  # noqa: BLE001 - closing a broken file must not mask the real error
+        pass
+
+
+@contextmanager
+def open_h5(path: Path | str | IO[bytes], what: str) -> Iterator[h5py.File]:
+    """Open an HDF5 file read-only; any h5py/HDF5 failure inside becomes `ModelFileError`."""
+    f = open_file(path, what)
+    try:
+        with h5_errors(what):
+            yield f
+    finally:
+        close_quietly(f)
+
+
+@contextmanager
+def h5_errors(what: str) -> Iterator[None]:
+    """Around h5py calls only: a corrupt file's HDF5 error becomes a `ModelFileError`."""
+    try:
+        yield
+    except _H5_ERRORS as exc:
         raise ModelFileError(
             f"{what}: corrupt or unexpected HDF5 content ({_h5_reason(exc)})"
         ) from None
-    finally:
-        try:
-            f.close()
-        except Exception:  # noqa: BLE001 - closing a broken file must not mask the real error
-            pass
 
 
 def _h5_reason(exc: BaseException) -> str:
@@ -72,7 +122,7 @@ def _h5_reason(exc: BaseException) -> str:
 
 def _decode(value: Any) -> Any:
     if isinstance(value, bytes):
-        return value.decode("utf-8")
+        return value.decode("utf-8", errors="replace")
     if isinstance(value, np.ndarray):
         return [_decode(v) for v in value.tolist()]
     if isinstance(value, list):
@@ -83,7 +133,7 @@ def _decode(value: Any) -> Any:
 def string_list_attr(node: h5py.Group, name: str, what: str) -> list[str] | None:
     """A list-of-strings attribute, also when Keras split it into ``name0``, ``name1``, ..."""
     if name in node.attrs:
-        raw = node.attrs[name]
+        raw = _as_list(node.attrs[name])
     elif f"{name}0" in node.attrs:
         raw, chunk = [], 0
         while f"{name}{chunk}" in node.attrs:
@@ -91,7 +141,7 @@ def string_list_attr(node: h5py.Group, name: str, what: str) -> list[str] | None
             chunk += 1
     else:
         return None
-    values = _decode(_as_list(raw))
+    values = _decode(raw)
     if not all(isinstance(v, str) for v in values):
         raise ModelFileError(f"{what}: attribute '{name}' is not a list of strings")
     return values
@@ -105,30 +155,89 @@ def _as_list(raw: Any) -> list[Any]:
     return [raw]
 
 
-def _resolve(group: h5py.Group, path: str, what: str) -> h5py.HLObject | None:
-    """``group[path]`` following hard links only (no external/soft links out of the file)."""
+def has_link(group: h5py.Group, name: str) -> bool:
+    """``name in group`` without following the link (``in`` would open an external file)."""
+    return group.get(name, getlink=True) is not None
+
+
+def _resolve(group: h5py.Group, path: str, what: str) -> Any:
+    """``group[path]`` following hard links only (no external/soft links out of the file),
+    None if a part is missing."""
     node: Any = group
     for part in [p for p in path.split("/") if p]:
-        if not isinstance(node, h5py.Group) or part not in node:
+        if not isinstance(node, h5py.Group):
             return None
         link = node.get(part, getlink=True)
+        if link is None:
+            return None
         if not isinstance(link, h5py.HardLink):
+            kind = type(link).__name__
+            article = "an" if kind[0] in "AEIOU" else "a"
+            target = getattr(link, "filename", None) or getattr(link, "path", None)
             raise ModelFileError(
-                f"{what}: '{path}' is a {type(link).__name__}; only plain datasets are read"
+                f"{what}: '{path}' is {article} {kind}"
+                + (f" to '{target}'" if target else "")
+                + "; a model file may only hold its data itself (only hard links are followed)"
             )
         node = node[part]
     return node
 
 
-def read_dataset(node: Any, what: str) -> np.ndarray:
+# ---------------------------------------------------------------------------------------
+# datasets: checked before they are read
+# ---------------------------------------------------------------------------------------
+def check_dataset(node: Any, what: str) -> h5py.Dataset:
+    """Refuse, before reading, a dataset whose data is not plain numbers stored in the file."""
     if not isinstance(node, h5py.Dataset):
-        raise ModelFileError(f"{what}: expected a dataset")
-    if node.dtype.kind not in "fiub":
-        raise ModelFileError(f"{what}: dataset has dtype {node.dtype}, expected numbers")
-    if node.size > MAX_DATASET_ELEMENTS:
-        raise ModelFileError(f"{what}: dataset of shape {node.shape} is too large")
-    data = np.asarray(node[()])
-    return data.astype(np.float32) if data.dtype.kind == "f" and data.dtype.itemsize < 4 else data
+        raise ModelFileError(f"{what} is a {type(node).__name__}, expected a dataset")
+    plist = node.id.get_create_plist()
+    if plist.get_layout() == h5d.VIRTUAL:
+        raise ModelFileError(
+            f"{what} is a virtual dataset (it maps data of other files); a model file may only "
+            "hold its data itself"
+        )
+    if plist.get_external_count() > 0:
+        names = [_decode(plist.get_external(i)[0]) for i in range(plist.get_external_count())]
+        raise ModelFileError(
+            f"{what} stores its data in external file(s) {', '.join(map(repr, names))}; a model "
+            "file may only hold its data itself"
+        )
+    for index in range(plist.get_nfilters()):
+        code = plist.get_filter(index)[0]
+        if code not in BUILTIN_FILTERS:
+            raise ModelFileError(
+                f"{what} is compressed with HDF5 filter {code}, which is not built into HDF5 "
+                "(supported: gzip/deflate, shuffle, fletcher32, szip, nbit, scaleoffset, lzf)"
+            )
+    dtype = node.dtype
+    if dtype.kind not in "fiub" or dtype.fields is not None or dtype.subdtype is not None:
+        raise ModelFileError(f"{what} has dtype {dtype}, expected numbers")
+    return node
+
+
+@dataclass(frozen=True, eq=False)
+class StoredArray:
+    """A dataset of a weights file, found but not read yet. Its declared ``shape`` is compared
+    with the model config before `read`, which checks the layout, dtype and size first."""
+
+    node: h5py.Dataset
+    what: str
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        with h5_errors(self.what):
+            return tuple(int(d) for d in self.node.shape)
+
+    def read(self, limits: Limits = DEFAULT_LIMITS) -> np.ndarray:
+        with h5_errors(self.what):
+            node = check_dataset(self.node, self.what)
+            check_bytes(element_count(node.shape) * node.dtype.itemsize, limits, self.what)
+            data = np.asarray(node[()])
+        return data.astype(np.float32) if data.dtype.kind == "f" and data.dtype.itemsize < 4 else data
+
+
+def read_dataset(node: Any, what: str, limits: Limits = DEFAULT_LIMITS) -> np.ndarray:
+    return StoredArray(node, what).read(limits)
 
 
 def weight_short_name(weight_name: str) -> str:
@@ -139,134 +248,211 @@ def weight_short_name(weight_name: str) -> str:
 # ---------------------------------------------------------------------------------------
 # Keras 2 HDF5
 # ---------------------------------------------------------------------------------------
-def model_config_from_h5(f: h5py.File, what: str) -> dict[str, Any] | None:
+def model_config_from_h5(
+    f: h5py.File, what: str, limits: Limits = DEFAULT_LIMITS
+) -> dict[str, Any] | None:
     """The ``model_config`` JSON of a full-model file (None for a weights-only file)."""
-    if "model_config" not in f.attrs:
-        return None
-    raw = _decode(f.attrs["model_config"])
+    with h5_errors(what):
+        if "model_config" not in f.attrs:
+            return None
+        raw = _decode(f.attrs["model_config"])
     if not isinstance(raw, str):
         raise ModelFileError(f"{what}: attribute 'model_config' is not a JSON string")
-    return parse_json(raw, what)
+    if len(raw) > limits.max_config_bytes:
+        raise ModelFileError(
+            f"{what}: attribute 'model_config' holds {len(raw):,} characters, more than the "
+            f"limit of {limits.max_config_bytes:,}"
+        )
+    return parse_json(raw, what, limits)
 
 
-def weights_from_h5(f: h5py.File, what: str) -> dict[str, LayerWeights]:
-    """Weights by layer name, each by short name (``kernel``, ``bias``, ``gamma`` ...)."""
-    root: Any = f
-    if "model_weights" in f:
-        root = _resolve(f, "model_weights", what)
-    layer_names = string_list_attr(root, "layer_names", what)
+class LayerWeightIndex(Mapping[str, Mapping[str, StoredArray]]):
+    """Layer name -> its weights by short name, of a Keras 2 HDF5 file. A layer's group is
+    looked up only when asked for; nothing is read until `StoredArray.read`."""
+
+    def __init__(self, root: h5py.Group, names: list[str], what: str):
+        self.root, self.names, self.what = root, list(dict.fromkeys(names)), what
+        self._cache: dict[str, dict[str, StoredArray]] = {}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, layer: str) -> Mapping[str, StoredArray]:
+        if layer not in self._cache:
+            if layer not in self.names:
+                raise KeyError(layer)
+            with h5_errors(self.what):
+                self._cache[layer] = self._layer(layer)
+        return self._cache[layer]
+
+    def _layer(self, layer: str) -> dict[str, StoredArray]:
+        group = _resolve(self.root, layer, self.what)
+        if not isinstance(group, h5py.Group):
+            raise ModelFileError(f"{self.what}: layer '{layer}' is listed but has no weight group")
+        names = string_list_attr(group, "weight_names", f"{self.what}: layer '{layer}'") or []
+        if len(names) > MAX_LAYER_VARIABLES:
+            raise ModelFileError(
+                f"{self.what}: layer '{layer}' lists {len(names)} weights (a layer has at most "
+                f"{MAX_LAYER_VARIABLES})"
+            )
+        weights: dict[str, StoredArray] = {}
+        for name in names:
+            where = f"{self.what}: weight '{layer}/{name}'"
+            node = _resolve(group, name, where)
+            if node is None:
+                raise ModelFileError(
+                    f"{self.what}: layer '{layer}' lists weight '{name}' but the file has no such dataset"
+                )
+            short = weight_short_name(name)
+            if short in weights:
+                raise ModelFileError(f"{self.what}: layer '{layer}' has two weights named '{short}'")
+            weights[short] = StoredArray(check_dataset(node, where), where)
+        return weights
+
+
+def weights_from_h5(f: h5py.File, what: str) -> LayerWeightIndex:
+    """Weights by layer name, each by short name (``kernel``, ``bias``, ``gamma`` ...),
+    indexed lazily."""
+    with h5_errors(what):
+        root: Any = f
+        if has_link(f, "model_weights"):
+            root = _resolve(f, "model_weights", what)
+            if not isinstance(root, h5py.Group):
+                raise ModelFileError(f"{what}: 'model_weights' is not a group")
+        layer_names = string_list_attr(root, "layer_names", what)
     if layer_names is None:
         raise ModelFileError(
             f"{what}: no Keras weights found (no 'layer_names' attribute): expected a Keras 2 "
             "HDF5 file written by model.save('m.h5') or model.save_weights('w.h5')"
         )
-    out: dict[str, LayerWeights] = {}
-    for layer in layer_names:
-        group = _resolve(root, layer, what)
-        if not isinstance(group, h5py.Group):
-            raise ModelFileError(f"{what}: layer '{layer}' is listed but has no weight group")
-        names = string_list_attr(group, "weight_names", f"{what}: layer '{layer}'") or []
-        weights: LayerWeights = {}
-        for name in names:
-            node = _resolve(group, name, what)
-            if node is None:
-                raise ModelFileError(
-                    f"{what}: layer '{layer}' lists weight '{name}' but the file has no such dataset"
-                )
-            short = weight_short_name(name)
-            if short in weights:
-                raise ModelFileError(f"{what}: layer '{layer}' has two weights named '{short}'")
-            weights[short] = read_dataset(node, f"{what}: weight '{layer}/{name}'")
-        out[layer] = weights
-    return out
+    return LayerWeightIndex(root, layer_names, what)
 
 
-def parse_json(text: str | bytes, what: str) -> dict[str, Any]:
+def parse_json(text: str | bytes, what: str, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
+    if len(text) > limits.max_config_bytes:
+        raise ModelFileError(
+            f"{what}: {len(text):,} bytes is more than the limit of {limits.max_config_bytes:,} "
+            "for a model config"
+        )
     try:
         data = json.loads(text)
     except (ValueError, RecursionError) as exc:
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        if isinstance(exc, RecursionError):
+            reason = f"nested too deeply (limit {limits.max_config_depth} levels)"
         raise ModelFileError(f"{what}: not valid JSON ({reason})") from None
+    check_depth(data, limits, what)
     if not isinstance(data, dict):
         raise ModelFileError(f"{what}: expected a JSON object with 'class_name' and 'config'")
     return data
 
 
-def read_json_file(path: Path, what: str) -> dict[str, Any]:
+def read_json_file(path: Path, what: str, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
     try:
-        size = path.stat().st_size
-        if size > MAX_CONFIG_BYTES:
-            raise ModelFileError(f"{what}: {size} bytes is too large for a model config")
-        return parse_json(path.read_bytes(), what)
+        with open(path, "rb") as handle:
+            text = handle.read(limits.max_config_bytes + 1)
     except OSError as exc:
         raise ModelFileError(f"{what}: cannot read ({exc.strerror or exc})") from None
+    return parse_json(text, what, limits)
 
 
 # ---------------------------------------------------------------------------------------
 # .keras archives
 # ---------------------------------------------------------------------------------------
-def read_keras_archive(path: Path, what: str) -> tuple[dict[str, Any], dict[str, list[np.ndarray]]]:
-    """(model config, ``layers/<snake>`` -> variables in order) of a ``.keras`` zip."""
+def _bounded_member(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, out: IO[bytes], what: str
+) -> None:
+    """Inflate one member into ``out``, stopping at ``limit`` bytes whatever its header says."""
+    if info.file_size > limit:
+        raise ModelFileError(
+            f"{what}: {info.filename} inflates to {info.file_size:,} bytes, more than the limit "
+            f"of {limit:,}"
+        )
+    if info.file_size > (16 << 20) and info.file_size > MAX_INFLATE_RATIO * max(info.compress_size, 1):
+        raise ModelFileError(
+            f"{what}: {info.filename} claims to inflate {info.compress_size:,} bytes to "
+            f"{info.file_size:,} (more than {MAX_INFLATE_RATIO}:1): not a genuine weights file"
+        )
+    written = 0
+    with archive.open(info) as member:
+        while True:
+            chunk = member.read(1 << 20)
+            if not chunk:
+                break
+            written += len(chunk)
+            if written > limit:
+                raise ModelFileError(
+                    f"{what}: {info.filename} inflates to more than the limit of {limit:,} bytes"
+                )
+            out.write(chunk)
+
+
+def open_keras_archive(
+    path: Path, what: str, files: ExitStack, limits: Limits = DEFAULT_LIMITS
+) -> tuple[dict[str, Any], IndexedVariables]:
+    """(model config, lazy ``layers/<snake>`` -> variables) of a ``.keras`` zip. The weights
+    file is inflated into a temporary file kept open in ``files``."""
     try:
         with zipfile.ZipFile(path) as archive:
             members = {info.filename: info for info in archive.infolist()}
             if "config.json" not in members:
                 raise ModelFileError(f"{what}: .keras archive without config.json")
-            if members["config.json"].file_size > MAX_CONFIG_BYTES:
-                raise ModelFileError(f"{what}: config.json is too large")
-            config = parse_json(archive.read("config.json"), f"{what} (config.json)")
+            text = io.BytesIO()
+            _bounded_member(archive, members["config.json"], limits.max_config_bytes, text, what)
+            config = parse_json(text.getvalue(), f"{what} (config.json)", limits)
             if "model.weights.h5" not in members:
                 raise ModelFileError(f"{what}: .keras archive without model.weights.h5")
-            info = members["model.weights.h5"]
-            if info.file_size > MAX_DATASET_ELEMENTS * 8:
-                raise ModelFileError(f"{what}: model.weights.h5 is too large")
-            blob = io.BytesIO(archive.read("model.weights.h5"))
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, RuntimeError) as exc:
+            blob = files.enter_context(tempfile.TemporaryFile(prefix="rtlgen-"))
+            _bounded_member(archive, members["model.weights.h5"], limits.max_bytes, blob, what)
+            blob.seek(0)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, RuntimeError,
+            ValueError, NotImplementedError) as exc:
         raise ModelFileError(
             f"{what}: not a readable .keras (zip) archive ({_h5_reason(exc)})"
         ) from None
     inner = f"{what} (model.weights.h5)"
-    with open_h5(blob, inner) as f:
-        variables = indexed_variables(f, inner)
-    return config, variables
+    f = open_file(blob, inner)
+    files.callback(close_quietly, f)
+    return config, IndexedVariables(f, inner)
 
 
 def is_indexed_weights_file(f: h5py.File) -> bool:
     """A ``.weights.h5`` file in the newer layout (Keras >= 2.13 ``save_weights("w.weights.h5")``,
     the ``model.weights.h5`` of a ``.keras`` archive): ``layers/...`` groups, no ``layer_names``."""
-    return "layer_names" not in f.attrs and "model_weights" not in f and "layers" in f
+    return (
+        "layer_names" not in f.attrs and not has_link(f, "model_weights") and has_link(f, "layers")
+    )
 
 
-def indexed_variables(f: h5py.File, what: str) -> dict[str, list[np.ndarray]]:
-    """``layers/<snake class>[_N]`` -> its variables in order, of the newer weights layout."""
-    variables: dict[str, list[np.ndarray]] = {}
-    layers = _resolve(f, "layers", what)
-    if isinstance(layers, h5py.Group):
-        _collect_vars(layers, "layers", variables, what, depth=0)
-    return variables
+class IndexedVariables:
+    """``layers/<snake class>[_N]`` -> its variables in order, of the newer weights layout,
+    looked up when asked for (datasets of layers the model does not have are never read)."""
 
+    def __init__(self, f: h5py.File, what: str):
+        self.f, self.what = f, what
 
-def _collect_vars(
-    group: h5py.Group, path: str, out: dict[str, list[np.ndarray]], what: str, depth: int
-) -> None:
-    """Every ``<path>/vars/<i>`` below ``group`` (sub-layers such as a folded layer's
-    ``batchnorm`` are nested one level deeper), keyed by ``<path>``."""
-    if depth > 4:
-        return
-    for key in group:
-        child = _resolve(group, key, what)
-        if not isinstance(child, h5py.Group):
-            continue
-        if key == "vars":
+    def get(self, path: str, default: list[StoredArray]) -> list[StoredArray]:
+        with h5_errors(self.what):
+            group = _resolve(self.f, f"{path}/vars", self.what)
+            if not isinstance(group, h5py.Group):
+                return default
+            count = len(group)
+            if count > MAX_LAYER_VARIABLES:
+                raise ModelFileError(
+                    f"{self.what}: '{path}/vars' holds {count} variables (a layer has at most "
+                    f"{MAX_LAYER_VARIABLES})"
+                )
             arrays = []
-            for index in range(len(child)):
-                node = _resolve(child, str(index), what)
+            for index in range(count):
+                where = f"{self.what}: {path}/vars/{index}"
+                node = _resolve(group, str(index), where)
                 if node is None:
-                    raise ModelFileError(f"{what}: {path}/vars has no variable {index}")
-                arrays.append(read_dataset(node, f"{what}: {path}/vars/{index}"))
-            out[path] = arrays
-        else:
-            _collect_vars(child, f"{path}/{key}", out, what, depth + 1)
+                    raise ModelFileError(f"{self.what}: {path}/vars has no variable {index}")
+                arrays.append(StoredArray(check_dataset(node, where), where))
+            return arrays
 
 
 def sniff(path: Path, what: str) -> str:

@@ -37,6 +37,16 @@ from rtlgen import ir
 from rtlgen.quant.errors import ModelFileError, RtlgenError, UnsupportedError
 from rtlgen.quant.quantizers import Quantizer, is_quantizer_spec, parse_quantizer
 
+from .hdf5 import StoredArray
+from .limits import (
+    DEFAULT_LIMITS,
+    MAX_DIMENSION,
+    Limits,
+    check_depth,
+    check_parameters,
+    element_count,
+)
+
 Shape = tuple[int, ...]
 
 
@@ -139,14 +149,15 @@ def _get(layer: KerasLayer, key: str, default: Any = _MISSING) -> Any:
 
 
 def _int(layer: KerasLayer, key: str, value: Any) -> int:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or int(value) != value
-        or value < 1
-    ):
+    # Floats are refused too (Keras writes sizes as JSON integers): int(nan) and int(inf)
+    # raise, and 1e300 would pass as a 300-digit size.
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ModelFileError(f"{layer.where}: '{key}' = {value!r} is not a positive integer")
-    return int(value)
+    if value > MAX_DIMENSION:
+        raise ModelFileError(
+            f"{layer.where}: '{key}' = {value} is too large (supported: up to {MAX_DIMENSION})"
+        )
+    return value
 
 
 def _ints(layer: KerasLayer, key: str, rank: int, default: Any = _MISSING) -> tuple[int, ...]:
@@ -369,24 +380,42 @@ def _input_shape(layer: KerasLayer, dims: Sequence[Any]) -> Shape:
 # ---------------------------------------------------------------------------------------
 # weights
 # ---------------------------------------------------------------------------------------
-class WeightSource:
-    """Weights of a layer by short name (``kernel``, ``bias``, ``gamma`` ...)."""
+Stored = np.ndarray | StoredArray  # a weight in memory, or a dataset not read yet
 
-    def get(self, layer: KerasLayer, expected: Sequence[str]) -> dict[str, np.ndarray]:
+
+class WeightSource:
+    """Weights of a layer by short name (``kernel``, ``bias``, ``gamma`` ...), as arrays or
+    as datasets not read yet; ``expected`` maps the names to the shapes the config implies."""
+
+    def get(self, layer: KerasLayer, expected: Mapping[str, Shape]) -> dict[str, Stored]:
         raise NotImplementedError
+
+
+class BudgetedWeights(WeightSource):
+    """A weight source that counts the parameters the config declares, layer by layer, and
+    refuses the model once they exceed ``limits.max_parameters``: before a single weight of
+    that layer is read or allocated."""
+
+    def __init__(self, inner: WeightSource, limits: Limits):
+        self.inner, self.limits, self.parameters = inner, limits, 0
+
+    def get(self, layer: KerasLayer, expected: Mapping[str, Shape]) -> dict[str, Stored]:
+        self.parameters += sum(element_count(shape) for shape in expected.values())
+        check_parameters(self.parameters, self.limits, layer.where)
+        return self.inner.get(layer, expected)
 
 
 class NamedWeights(WeightSource):
     """Weights stored with names (Keras 2 HDF5, in-memory models)."""
 
-    def __init__(self, by_layer: Mapping[str, Mapping[str, np.ndarray]], origin: str):
+    def __init__(self, by_layer: Mapping[str, Mapping[str, Stored]], origin: str):
         self.by_layer, self.origin = by_layer, origin
 
-    def get(self, layer: KerasLayer, expected: Sequence[str]) -> dict[str, np.ndarray]:
+    def get(self, layer: KerasLayer, expected: Mapping[str, Shape]) -> dict[str, Stored]:
         if layer.name not in self.by_layer or (expected and not self.by_layer[layer.name]):
             raise ModelFileError(
                 f"{self.origin}: no weights for {layer.where} (weights were found for: "
-                f"{', '.join(n for n, w in self.by_layer.items() if w) or 'no layer'})"
+                f"{self._layers_with_weights() or 'no layer'})"
             )
         found = self.by_layer[layer.name]
         missing = [name for name in expected if name not in found]
@@ -396,6 +425,16 @@ class NamedWeights(WeightSource):
                 f"(found: {', '.join(found) or 'none'})"
             )
         return {name: found[name] for name in expected}
+
+    def _layers_with_weights(self, shown: int = 20) -> str:
+        # A file may list millions of layers: look at a bounded number of them.
+        names: list[str] = []
+        for index, name in enumerate(self.by_layer):
+            if len(names) == shown or index >= 20 * shown:
+                return ", ".join(names) + ", ..."
+            if self.by_layer[name]:
+                names.append(name)
+        return ", ".join(names)
 
 
 def _snake_case(name: str) -> str:
@@ -411,7 +450,7 @@ class IndexedWeights(WeightSource):
 
     def __init__(
         self,
-        variables: Mapping[str, list[np.ndarray]],
+        variables: Any,  # .get(path, default) -> list of variables (hdf5.IndexedVariables)
         layers: Sequence[KerasLayer],
         sequential: bool,
         origin: str,
@@ -430,7 +469,7 @@ class IndexedWeights(WeightSource):
                 used[key] = 0
             self.paths[layer.name] = f"layers/{key}"
 
-    def get(self, layer: KerasLayer, expected: Sequence[str]) -> dict[str, np.ndarray]:
+    def get(self, layer: KerasLayer, expected: Mapping[str, Shape]) -> dict[str, Stored]:
         path = self.paths.get(layer.name, "")
         if layer.class_name in _FOLDED_LAYERS:
             # kernel, bias, iteration in the layer; gamma, beta, mean, variance in its
@@ -453,7 +492,7 @@ class IndexedWeights(WeightSource):
             return {name: named[name] for name in expected}
         return self._named(layer, path, list(expected))
 
-    def _named(self, layer: KerasLayer, path: str, names: list[str]) -> dict[str, np.ndarray]:
+    def _named(self, layer: KerasLayer, path: str, names: list[str]) -> dict[str, Stored]:
         arrays = self.variables.get(path, [])
         if len(arrays) != len(names):
             raise ModelFileError(
@@ -466,15 +505,22 @@ class IndexedWeights(WeightSource):
 def _weights(
     source: WeightSource, layer: KerasLayer, expected: dict[str, Shape]
 ) -> dict[str, np.ndarray]:
-    """The layer's weights, checked against the shapes the config implies, as float64."""
-    got = source.get(layer, list(expected))
+    """The layer's weights, each checked against the shape the config implies before it is
+    read (a dataset's declared shape), then for NaN/infinity."""
+    got = source.get(layer, expected)
+    limits = source.limits if isinstance(source, BudgetedWeights) else DEFAULT_LIMITS
     out = {}
     for name, shape in expected.items():
-        value = np.asarray(got[name])
-        if shape is not None and tuple(value.shape) != tuple(shape):
+        stored = got[name]
+        if tuple(stored.shape) != tuple(shape):
             raise ModelFileError(
-                f"{layer.where}: weight '{name}' has shape {tuple(value.shape)} in the weights file, "
+                f"{layer.where}: weight '{name}' has shape {tuple(stored.shape)} in the weights file, "
                 f"but the config implies {tuple(shape)}"
+            )
+        value = stored.read(limits) if isinstance(stored, StoredArray) else np.asarray(stored)
+        if value.dtype.kind not in "fiub":
+            raise ModelFileError(
+                f"{layer.where}: weight '{name}' has dtype {value.dtype}, expected real numbers"
             )
         if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
             raise ModelFileError(f"{layer.where}: weight '{name}' contains NaN or infinity")
@@ -501,7 +547,7 @@ def _activation(layer: KerasLayer, spec: Any) -> _Act:
     if spec is None:
         return _Act()
     if is_quantizer_spec(spec):
-        q = parse_quantizer(spec, where)
+        q = _parse_quantizer(spec, where)
         assert q is not None
         try:
             q.output_type()  # rejects quantizers that cannot be an activation, with the reason
@@ -529,8 +575,33 @@ def _activation(layer: KerasLayer, spec: Any) -> _Act:
     raise UnsupportedError(f"{where}: '{name}' is not supported (supported: {_KERAS_ACTIVATIONS})")
 
 
+#: Largest |bits| / |integer| of a quantizer rtlgen accepts: values are int64 mantissas.
+MAX_QUANTIZER_BITS = 64
+
+
+def _parse_quantizer(spec: Any, where: str) -> Quantizer | None:
+    """`parse_quantizer` with every complaint naming the layer and key, and integer
+    arguments bounded (``integer=1e300`` would otherwise become a 300-digit exponent)."""
+    try:
+        q = parse_quantizer(spec, where)
+    except OverflowError:
+        raise ModelFileError(f"{where}: {spec!r} has a number out of range") from None
+    except RtlgenError as exc:
+        if str(exc).startswith(where):
+            raise
+        raise type(exc)(f"{where}: {exc}") from None
+    for field in ("bits", "integer"):
+        value = getattr(q, field, 0)
+        if isinstance(value, int) and abs(value) > MAX_QUANTIZER_BITS:
+            raise UnsupportedError(
+                f"{where}: {field}={value} is out of range (supported: -{MAX_QUANTIZER_BITS}.."
+                f"{MAX_QUANTIZER_BITS})"
+            )
+    return q
+
+
 def _quantizer(layer: KerasLayer, key: str, kernel: bool = False) -> Quantizer | None:
-    q = parse_quantizer(layer.config.get(key), f"{layer.where} {key}")
+    q = _parse_quantizer(layer.config.get(key), f"{layer.where} {key}")
     if q is not None and kernel:
         q = q.for_kernel()  # what QKeras applies: alpha=None kernels become "auto_po2"
     return q
@@ -751,7 +822,7 @@ def _batchnorm(layer: KerasLayer, shape: Shape, source: WeightSource) -> _Out:
         # QKeras applies these quantizers to the parameters (not the data) at inference:
         # gamma/beta only when scale/center. The result is a float ScaleShift like any BN.
         for key in ("gamma", "beta", "mean", "variance"):
-            quantizers[key] = parse_quantizer(
+            quantizers[key] = _parse_quantizer(
                 layer.config.get(f"{key}_quantizer"), f"{layer.where} {key}_quantizer"
             )
     got = {k: v.astype(np.float64) for k, v in _weights(source, layer, expected).items()}
@@ -837,6 +908,12 @@ def _pool(layer: KerasLayer, shape: Shape, source: WeightSource) -> _Out:
             out_shape = flat
     else:
         pool = _ints(layer, "pool_size", dims, 2)
+        if element_count(pool) > element_count(shape[:-1]) * 4:
+            # A window far beyond the (padded) input adds only padding; a huge one would
+            # make the window hardware and the reference allocate for nothing.
+            raise UnsupportedError(
+                f"{layer.where}: pool_size={list(pool)} is larger than its input {shape}"
+            )
         strides_raw = layer.config.get("strides")
         strides = pool if strides_raw is None else _ints(layer, "strides", dims)
         padding = _str(layer, "padding", "valid").lower()
@@ -880,7 +957,7 @@ def _pool(layer: KerasLayer, shape: Shape, source: WeightSource) -> _Out:
 def _q_average(layer: KerasLayer, pool: ir.Node) -> None:
     """QAveragePooling2D computes ``mean * area * q(1 / area)``: equal to the plain average
     only when ``q(1 / area) == 1 / area``; other average quantizers are rejected."""
-    q = parse_quantizer(layer.config.get("average_quantizer"), f"{layer.where} average_quantizer")
+    q = _parse_quantizer(layer.config.get("average_quantizer"), f"{layer.where} average_quantizer")
     if q is None:
         return
     assert isinstance(pool, ir.Pool)
@@ -896,17 +973,25 @@ def _flatten(layer: KerasLayer, shape: Shape, source: WeightSource) -> _Out:
     _channels_last(layer)
     if len(shape) == 1:
         return _Out([], shape)
-    flat = (int(np.prod(shape)),)
+    flat = (element_count(shape),)
     return _Out([ir.Flatten(layer.name, shape, flat, source=layer.name)], flat)
 
 
 def _reshape(layer: KerasLayer, shape: Shape, source: WeightSource) -> _Out:
     target = _get(layer, "target_shape")
-    if not isinstance(target, list | tuple) or not all(isinstance(d, int) for d in target):
-        raise ModelFileError(f"{layer.where}: target_shape {target!r} is not a list of integers")
-    size = int(np.prod(shape))
-    known = int(np.prod([d for d in target if d != -1]))
-    dims = [size // max(known, 1) if d == -1 else d for d in target]
+    if (
+        not isinstance(target, list | tuple)
+        or not all(isinstance(d, int) and not isinstance(d, bool) for d in target)
+        or any(d < 1 and d != -1 for d in target)
+        or list(target).count(-1) > 1
+    ):
+        raise ModelFileError(
+            f"{layer.where}: target_shape {target!r} is not a list of positive integers "
+            "(with at most one -1)"
+        )
+    size = element_count(shape)
+    known = element_count(d for d in target if d != -1)
+    dims = [size // known if d == -1 else d for d in target]
     if tuple(dims) == shape:
         return _Out([], shape)
     if len(dims) == 1 and dims[0] == size:
@@ -934,24 +1019,62 @@ _HANDLERS: dict[str, Callable[[KerasLayer, Shape, WeightSource], _Out]] = {
 
 
 # ---------------------------------------------------------------------------------------
+_MAX_CONFIG_NUMBER = 2**63
+
+
+def _check_numbers(layer: KerasLayer) -> None:
+    """Refuse NaN/infinity and absurd magnitudes anywhere in a layer's config, naming the
+    key: no Keras config holds one, and each would surface later as a crash, a 300-digit
+    size or a silently wrong bound."""
+    stack: list[tuple[str, Any]] = [(key, value) for key, value in layer.config.items()]
+    while stack:
+        key, value = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ModelFileError(f"{layer.where}: '{key}' = {value!r} is not a finite number")
+        if isinstance(value, int | float) and abs(value) > _MAX_CONFIG_NUMBER:
+            raise ModelFileError(
+                f"{layer.where}: '{key}' = {value:.3g} is out of range (supported: magnitudes "
+                "up to 2**63)"
+            )
+        if isinstance(value, dict):
+            stack.extend((f"{key}.{k}", v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((f"{key}[{i}]", v) for i, v in enumerate(value))
+
+
+def _check_activations(layer: KerasLayer, shape: Shape, limits: Limits) -> None:
+    """Refuse a feature map larger than ``limits.max_activations`` elements."""
+    size = element_count(shape)
+    if size > limits.max_activations:
+        raise ModelFileError(
+            f"{layer.where}: its output shape {shape} has {size:,} elements, more than the "
+            f"limit of {limits.max_activations:,} per feature map"
+        )
+
+
 def build_graph(
     model_config: Mapping[str, Any],
     weights: WeightSource | Callable[[list[KerasLayer], bool], WeightSource],
     source: str = "",
+    limits: Limits = DEFAULT_LIMITS,
 ) -> ir.ModelGraph:
     """The unlowered graph of a Keras model config with its weights.
 
     ``weights`` may be a factory called with the chain's layers (for ``.keras`` archives,
-    whose weights are addressed by layer position).
+    whose weights are addressed by layer position). Shapes, parameters and numbers of the
+    config are checked against ``limits`` layer by layer, before that layer's weights are read.
     """
+    check_depth(model_config, limits, source or "model config")
     name, layers, sequential = model_layers(model_config)
     if not layers:
         raise ModelFileError("the model has no layers")
     for layer in layers:
         if layer.class_name not in _HANDLERS and layer.class_name != "InputLayer":
             raise _unsupported_layer(layer)
+        _check_numbers(layer)
     if not isinstance(weights, WeightSource):
         weights = weights(layers, sequential)
+    weights = BudgetedWeights(weights, limits)
     first = layers[0]
     if first.class_name == "InputLayer":
         shape = _shape_from(first)
@@ -965,6 +1088,7 @@ def build_graph(
             f"the model config does not give the input shape (no InputLayer and no "
             f"batch_input_shape on {first.where})"
         )
+    _check_activations(first, shape, limits)
     nodes: list[ir.Node] = [ir.Input(input_name, shape, shape, source=input_name)]
     softmax_layer: KerasLayer | None = None
     for layer in layers:
@@ -973,6 +1097,7 @@ def build_graph(
                 f"{layer.where}: an InputLayer inside the model is not supported"
             )
         out = _HANDLERS[layer.class_name](layer, shape, weights)
+        _check_activations(layer, out.shape, limits)
         if softmax_layer is not None and (out.nodes or out.softmax):
             raise UnsupportedError(
                 f"{softmax_layer.where}: softmax is only supported as the last layer of the model "

@@ -1,0 +1,98 @@
+"""Bounds on what a model, weights, graph or input file may make rtlgen read or allocate.
+
+A model file is untrusted data: its config declares shapes, and its datasets declare their
+own sizes, before anything is read. Every reader checks those declarations against one
+`Limits` first, so a 4 KB file cannot ask for gigabytes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from rtlgen.quant.errors import ModelFileError
+
+#: The CLI option that raises `Limits.max_parameters`; error messages name it.
+MAX_PARAMS_OPTION = "--max-params"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps on a model's size, checked before any allocation.
+
+    The defaults are far above any network that fits an FPGA (the largest device holds a few
+    hundred thousand LUTs and ~10k DSPs; 20 million constant weights would not fit even as
+    block-RAM words), so they only stop hostile or corrupt files, never a real design.
+
+    - ``max_parameters``: weights, biases and BatchNorm parameters the config declares in
+      total (raise it with ``--max-params``);
+    - ``max_bytes``: bytes of numeric data one file may make rtlgen read (weights of a model,
+      one array of a saved graph, an input ``.npy``, an archive member once inflated);
+    - ``max_activations``: elements of one feature map (a 4096 x 4096 x 3 image is 50 M);
+    - ``max_config_bytes`` / ``max_config_depth``: size and nesting of a JSON/YAML config.
+    """
+
+    max_parameters: int = 20_000_000
+    max_bytes: int = 1 << 30
+    max_activations: int = 1 << 26
+    max_config_bytes: int = 64 << 20
+    max_config_depth: int = 64
+
+    def __post_init__(self) -> None:
+        for name in ("max_parameters", "max_bytes", "max_activations", "max_config_bytes",
+                     "max_config_depth"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"Limits.{name} must be a positive integer, got {value!r}")
+
+
+DEFAULT_LIMITS = Limits()
+#: Largest single integer of a model config (units, filters, kernel size, strides, pool
+#: size, an input dimension): the int32 range TensorFlow uses for shapes.
+MAX_DIMENSION = (1 << 31) - 1
+
+
+def element_count(shape: Iterable[int]) -> int:
+    """Elements of a shape, in Python integers (no int64 overflow)."""
+    return math.prod(int(d) for d in shape)
+
+
+def check_parameters(total: int, limits: Limits, where: str) -> None:
+    """Refuse a model whose declared parameters exceed the cap (before reading them)."""
+    if total > limits.max_parameters:
+        raise ModelFileError(
+            f"{where}: the model declares {total:,} parameters so far, more than the limit of "
+            f"{limits.max_parameters:,} (raise it with {MAX_PARAMS_OPTION} N if the model is "
+            "really this large)"
+        )
+
+
+def check_bytes(nbytes: int, limits: Limits, what: str) -> None:
+    if nbytes > limits.max_bytes:
+        raise ModelFileError(
+            f"{what}: {nbytes:,} bytes of data is more than the limit of {limits.max_bytes:,} bytes"
+        )
+
+
+def check_depth(value: object, limits: Limits, what: str) -> None:
+    """Refuse JSON/YAML data nested deeper than the limit (later code may recurse over it).
+
+    Iterative, so it cannot itself overflow the stack; shared sub-objects (YAML aliases) are
+    visited once per reference up to a node budget, so an alias bomb stops early too."""
+    budget = 1_000_000
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        budget -= 1
+        if budget < 0:
+            raise ModelFileError(f"{what}: too many values (more than 1,000,000, after aliases)")
+        if depth > limits.max_config_depth:
+            raise ModelFileError(
+                f"{what}: nested more than {limits.max_config_depth} levels deep"
+            )
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+            stack.extend((k, depth + 1) for k in item if isinstance(k, tuple))
+        elif isinstance(item, list | tuple):
+            stack.extend((v, depth + 1) for v in item)
