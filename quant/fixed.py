@@ -31,9 +31,20 @@ class Overflow(Enum):
 
 
 _AP_RE = re.compile(
-    r"^\s*(?:ap_)?(u?)fixed\s*<\s*(\d+)\s*,\s*(-?\d+)\s*(?:,\s*([A-Z_]+)\s*)?(?:,\s*([A-Z_]+)\s*)?(?:,\s*\d+\s*)?>\s*$"
+    r"^\s*(?:ap_)?(u?)fixed\s*<\s*(\d{1,6})\s*,\s*(-?\d{1,6})\s*"
+    r"(?:,\s*(\w+)\s*)?(?:,\s*(\w+)\s*)?(?:,\s*(\d{1,6})\s*)?>\s*$"
 )
-_AP_INT_RE = re.compile(r"^\s*(?:ap_)?(u?)int\s*<\s*(\d+)\s*>\s*$")
+_AP_INT_RE = re.compile(r"^\s*(?:ap_)?(u?)int\s*<\s*(\d{1,6})\s*>\s*$")
+#: Widths of a type written by the user (`FixedType.parse`), and its integer bits: values
+#: are int64 mantissas, and beyond +-62 integer bits every representable value of a
+#: <= 62-bit type rounds to 0 or saturates (``fixed<16,100000>`` would make every input 0).
+MAX_WIDTH = 62
+MAX_INTEGER_BITS = 62
+#: ap_fixed quantization (rounding) and overflow modes, with or without the ``AP_`` prefix.
+#: They are accepted for hls4ml compatibility and not applied by the type: rtlgen's
+#: rounding and overflow are per-layer options (``rounding:``/``overflow:`` of the config).
+ROUNDING_MODES = ("RND", "RND_ZERO", "RND_MIN_INF", "RND_INF", "RND_CONV", "TRN", "TRN_ZERO")
+OVERFLOW_MODES = ("SAT", "SAT_ZERO", "SAT_SYM", "WRAP", "WRAP_SM")
 
 
 @dataclass(frozen=True, order=True)
@@ -89,15 +100,28 @@ class FixedType:
     def parse(cls, text: str) -> FixedType:
         """Parse ``fixed<16,6>``, ``ap_fixed<16,6>``, ``ap_ufixed<8,0>``, ``ap_int<8>``.
 
-        Optional rounding/overflow arguments (``AP_RND_CONV, AP_SAT``) are accepted and
-        ignored here: rtlgen's rounding is a per-layer option, not part of the type.
+        Optional rounding/overflow arguments (``AP_RND_CONV, AP_SAT``) are checked against the
+        ap_fixed modes and then ignored: rtlgen's rounding is a per-layer option, not part of
+        the type. Widths 1-62 and -62..62 integer bits; anything else is an `RtlgenError`.
         """
+        if not isinstance(text, str) or len(text) > 200:
+            raise RtlgenError(
+                f"cannot parse precision {str(text)[:60]!r}: expected e.g. 'ap_fixed<16,6>'"
+            )
         m = _AP_RE.match(text)
         if m:
             unsigned, width, integer = m.group(1), int(m.group(2)), int(m.group(3))
+            _check_modes(text, m.group(4), m.group(5), m.group(6), width)
+            _check_width(text, width)
+            if not -MAX_INTEGER_BITS <= integer <= MAX_INTEGER_BITS:
+                raise RtlgenError(
+                    f"precision {text!r}: {integer} integer bits is not supported (supported: "
+                    f"-{MAX_INTEGER_BITS} to {MAX_INTEGER_BITS} integer bits)"
+                )
             return cls(width, width - integer, signed=not unsigned)
         m = _AP_INT_RE.match(text)
         if m:
+            _check_width(text, int(m.group(2)))
             return cls(int(m.group(2)), 0, signed=not m.group(1))
         raise RtlgenError(
             f"cannot parse precision {text!r}: expected e.g. 'ap_fixed<16,6>', 'ufixed<8,0>' or 'ap_int<8>'"
@@ -136,6 +160,33 @@ class FixedType:
             q = np.floor(scaled)
         q = np.clip(q, -(2.0**62), 2.0**62).astype(np.int64)
         return fit(q, self, overflow)
+
+
+def _check_width(text: str, width: int) -> None:
+    if not 1 <= width <= MAX_WIDTH:
+        raise RtlgenError(
+            f"precision {text!r}: width {width} is not supported (supported: 1 to {MAX_WIDTH} bits)"
+        )
+
+
+def _check_modes(
+    text: str, rounding: str | None, overflow: str | None, sat_bits: str | None, width: int
+) -> None:
+    """Refuse unknown ap_fixed modes (``fixed<8,3,RND_FOO,SAT>``) instead of ignoring them."""
+    if rounding is not None and rounding.removeprefix("AP_") not in ROUNDING_MODES:
+        raise RtlgenError(
+            f"precision {text!r}: unknown rounding mode {rounding!r} (supported: "
+            f"{', '.join('AP_' + m for m in ROUNDING_MODES)}, with or without AP_)"
+        )
+    if overflow is not None and overflow.removeprefix("AP_") not in OVERFLOW_MODES:
+        raise RtlgenError(
+            f"precision {text!r}: unknown overflow mode {overflow!r} (supported: "
+            f"{', '.join('AP_' + m for m in OVERFLOW_MODES)}, with or without AP_)"
+        )
+    if sat_bits is not None and int(sat_bits) > width:
+        raise RtlgenError(
+            f"precision {text!r}: {sat_bits} saturation bits is more than the width {width}"
+        )
 
 
 def fit(mantissa: np.ndarray, t: FixedType, overflow: Overflow = Overflow.SATURATE) -> np.ndarray:

@@ -45,6 +45,32 @@ def test_parse_rejects_garbage_with_clear_message():
         FixedType.parse("float32")
 
 
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("fixed<16,100000>", "100000 integer bits is not supported .*-62 to 62"),
+        ("fixed<8,-63>", "-63 integer bits is not supported"),
+        ("fixed<0,0>", "width 0 is not supported .*1 to 62 bits"),
+        ("ap_fixed<63,3>", "width 63 is not supported"),
+        ("ap_int<100>", "width 100 is not supported"),
+        ("fixed<8,3,RND_FOO,SAT>", "unknown rounding mode 'RND_FOO' .*AP_RND_CONV"),
+        ("fixed<8,3,AP_RND,AP_FOO>", "unknown overflow mode 'AP_FOO' .*AP_WRAP"),
+        ("fixed<8,3,SAT>", "unknown rounding mode 'SAT'"),
+        ("ap_fixed<8,3,AP_RND,AP_SAT,9>", "9 saturation bits is more than the width 8"),
+        ("fixed<99999999999999,3>", "cannot parse precision"),
+        ("fixed<8,3>" + " " * 500, "cannot parse precision"),
+    ],
+)
+def test_parse_refuses_types_and_modes_rtlgen_does_not_support(text, message):
+    with pytest.raises(RtlgenError, match=message):
+        FixedType.parse(text)
+
+
+@pytest.mark.parametrize("text", ["fixed<8,3,RND,SAT>", "ap_fixed<8,3,AP_TRN,AP_WRAP,0>", "fixed<62,62>"])
+def test_parse_accepts_every_ap_fixed_mode_spelling(text):
+    assert FixedType.parse(text).width in (8, 62)
+
+
 def test_str_roundtrips_through_parse():
     for t in (FixedType(16, 10), FixedType(6, 6, False), FixedType(3, -2)):
         assert FixedType.parse(str(t)) == t
