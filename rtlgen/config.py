@@ -56,11 +56,27 @@ _OVERFLOW = {
 }
 
 
+#: A precision config is a few lines per layer; 1 MiB is thousands of layers.
+MAX_CONFIG_BYTES = 1 << 20
+#: Nodes of the parsed YAML, counting every use of an alias: a "billion laughs" document of
+#: nested aliases is tiny as text and exponential once walked.
+MAX_CONFIG_NODES = 100_000
+MAX_CONFIG_DEPTH = 32
+
+
 def load_config(path: str | Path) -> PrecisionConfig:
-    """Read a YAML precision config file."""
+    """Read a YAML precision config file (``yaml.safe_load``: plain data only, no tags that
+    build Python objects), bounded in size, nesting and alias expansion."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise RtlgenError(
+                f"precision config {path}: larger than {MAX_CONFIG_BYTES:,} bytes (a precision "
+                "config is a few lines per layer)"
+            )
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise RtlgenError(
             f"precision config {path}: cannot read ({getattr(exc, 'strerror', None) or exc})"
@@ -70,12 +86,38 @@ def load_config(path: str | Path) -> PrecisionConfig:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise RtlgenError(f"precision config {path}: invalid YAML{where} ({problem})") from None
+    except RecursionError:
         raise RtlgenError(
-            f"precision config {path}: invalid YAML{where} ({getattr(exc, 'problem', None) or exc})"
+            f"precision config {path}: nested too deeply (a precision config has 3 levels)"
         ) from None
+    _check_size(data, str(path))
     if data is None:
         data = {}
     return config_from_dict(data, str(path))
+
+
+def _check_size(data: Any, origin: str) -> None:
+    """Refuse deep nesting and alias bombs before anything walks the data."""
+    budget = MAX_CONFIG_NODES
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        item, depth = stack.pop()
+        budget -= 1
+        if budget < 0:
+            raise RtlgenError(
+                f"precision config {origin}: more than {MAX_CONFIG_NODES:,} values once aliases "
+                "are expanded"
+            )
+        if depth > MAX_CONFIG_DEPTH:
+            raise RtlgenError(
+                f"precision config {origin}: nested more than {MAX_CONFIG_DEPTH} levels deep"
+            )
+        if isinstance(item, Mapping):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
 
 
 def config_from_dict(data: Any, origin: str = "precision config") -> PrecisionConfig:
@@ -90,6 +132,10 @@ def config_from_dict(data: Any, origin: str = "precision config") -> PrecisionCo
     result_frac = _integer(
         defaults.get("result_frac", d.result_frac), f"{origin}: default.result_frac"
     )
+    if not -62 <= result_frac <= 62:
+        raise RtlgenError(
+            f"{origin}: default.result_frac = {result_frac} (supported: -62..62 fractional bits)"
+        )
     rounding = _choice(data.get("rounding"), _ROUNDING, d.rounding, f"{origin}: rounding")
     overflow = _choice(data.get("overflow"), _OVERFLOW, d.overflow, f"{origin}: overflow")
     layers_raw = data.get("layers") or {}
@@ -126,7 +172,7 @@ def config_from_dict(data: Any, origin: str = "precision config") -> PrecisionCo
 def _check_keys(data: Any, accepted: tuple[str, ...], where: str) -> None:
     if not isinstance(data, Mapping):
         raise RtlgenError(
-            f"{where}: expected a mapping with keys {', '.join(accepted)}, got {data!r}"
+            f"{where}: expected a mapping with keys {', '.join(accepted)}, got {_short(data)}"
         )
     for key in data:
         if key not in accepted:
@@ -135,13 +181,15 @@ def _check_keys(data: Any, accepted: tuple[str, ...], where: str) -> None:
                 # YAML splits an unquoted ap_fixed<8,2> at its comma inside {...}
                 hint = "; quote precisions inside {...} mappings, e.g. {weight: 'ap_fixed<8,2>'}"
             raise RtlgenError(
-                f"{where}: unknown key '{key}' (accepted: {', '.join(accepted)}){hint}"
+                f"{where}: unknown key {_short(key)} (accepted: {', '.join(accepted)}){hint}"
             )
 
 
 def _precision(value: Any, where: str) -> FixedType:
     if not isinstance(value, str):
-        raise RtlgenError(f"{where}: expected a precision such as 'ap_fixed<16,6>', got {value!r}")
+        raise RtlgenError(
+            f"{where}: expected a precision such as 'ap_fixed<16,6>', got {_short(value)}"
+        )
     try:
         return FixedType.parse(value)
     except RtlgenError as exc:
@@ -150,8 +198,14 @@ def _precision(value: Any, where: str) -> FixedType:
 
 def _integer(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise RtlgenError(f"{where}: expected an integer, got {value!r}")
+        raise RtlgenError(f"{where}: expected an integer, got {_short(value)}")
     return value
+
+
+def _short(value: Any) -> str:
+    """A value for a one-line message: its repr, cut short."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _width(defaults: Mapping[str, Any], key: str, default: int, origin: str) -> int:
@@ -165,5 +219,7 @@ def _choice(value: Any, options: Mapping[str, Any], default: Any, where: str) ->
     if value is None:
         return default
     if not isinstance(value, str) or value.lower() not in options:
-        raise RtlgenError(f"{where}: {value!r} is not one of {', '.join(sorted(set(options)))}")
+        raise RtlgenError(
+            f"{where}: {_short(value)} is not one of {', '.join(sorted(set(options)))}"
+        )
     return options[value.lower()]

@@ -210,8 +210,24 @@ def _clamp_with_quantizer(node: ir._Arithmetic) -> ir.Clamp:
     return ir.Clamp(lo, hi)
 
 
+def _check_layer_names(graph: ir.ModelGraph, config: PrecisionConfig) -> None:
+    """A precision given for a layer the model does not have is a typo, not a no-op."""
+    known: dict[str, None] = {}
+    for node in graph.nodes:
+        known.update(dict.fromkeys(n for n in (node.name, *node.source.split("+")) if n))
+    for name, _precision in config.layers:
+        if name not in known:
+            shown = list(known)[:40]
+            more = ", ..." if len(known) > len(shown) else ""
+            raise RtlgenError(
+                f"precision config: layers.{name}: model '{graph.name}' has no layer '{name}' "
+                f"(its layers: {', '.join(shown)}{more})"
+            )
+
+
 def infer_precision(graph: ir.ModelGraph, config: PrecisionConfig = DEFAULT_PRECISION) -> ir.ModelGraph:
     """Quantize every constant and set every type (inputs first, in stream order)."""
+    _check_layer_names(graph, config)
     first = graph.input
     in_type = first.out_type or config.input
     nodes: list[ir.Node] = [first.replace(out_type=in_type)]
