@@ -9,6 +9,7 @@ float64 BLAS when every accumulator is narrower than 53 bits (exact for integers
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -39,6 +40,50 @@ def quantize_input(graph: ir.ModelGraph, x: np.ndarray) -> np.ndarray:
         raise RtlgenError("input array contains NaN or infinity")
     assert graph.input.out_type is not None
     return graph.input.out_type.quantize(x)
+
+
+@dataclass(frozen=True)
+class QuantizedInput:
+    """Input mantissas and what quantizing the float inputs did to them.
+
+    `rounded`: values inside the type's range that are not a multiple of its step (rounded
+    half to even to the nearest step). `saturated`: values whose rounded mantissa falls
+    outside [min_int, max_int] (clipped to the nearest end; not also counted as rounded).
+    """
+
+    mantissas: np.ndarray
+    input_type: FixedType
+    values: int
+    rounded: int
+    saturated: int
+
+    def describe(self) -> str:
+        """One line for the CLI: the type, its range and step, and the two counts."""
+        t = self.input_type
+        return (
+            f"input type {t} (range [{t.min_value:g}, {t.max_value:g}], step 2^{-t.frac}): "
+            f"{self.rounded:,} of {self.values:,} values rounded, {self.saturated:,} saturated"
+        )
+
+
+def quantize_input_counted(graph: ir.ModelGraph, x: np.ndarray) -> QuantizedInput:
+    """`quantize_input`, plus how many values were rounded and how many saturated."""
+    mantissas = quantize_input(graph, x)
+    t = graph.input.out_type
+    assert t is not None
+    # Scaling by a power of two is exact in float64, so `scaled` is an integer exactly when
+    # the value is a multiple of the step; quantize() rounds this same product.
+    scaled = np.asarray(x, dtype=np.float64).reshape(mantissas.shape) * 2.0**t.frac
+    nearest = np.round(scaled)
+    saturated = (nearest < t.min_int) | (nearest > t.max_int)
+    rounded = (nearest != scaled) & ~saturated
+    return QuantizedInput(
+        mantissas=mantissas,
+        input_type=t,
+        values=int(mantissas.size),
+        rounded=int(np.count_nonzero(rounded)),
+        saturated=int(np.count_nonzero(saturated)),
+    )
 
 
 def predict(

@@ -17,7 +17,7 @@ from rtlgen.passes import PrecisionConfig, lower
 from rtlgen.quant.errors import RtlgenError
 from rtlgen.quant.fixed import FixedType
 from rtlgen.quant.quantizers import QuantizedBits, QuantizedRelu
-from rtlgen.quant.reference import predict, quantize_input, run_int
+from rtlgen.quant.reference import predict, quantize_input, quantize_input_counted, run_int
 
 
 def oracle_conv(x, w, b, stride, padding):
@@ -134,6 +134,51 @@ def test_input_saturates_to_input_type():
         ir.ModelGraph("m", (ir.Input("in", (2,), (2,)),)), PrecisionConfig(input=FixedType(8, 4))
     )
     assert quantize_input(graph, np.array([[100.0, -100.0]])).tolist() == [[127, -128]]
+
+
+def _input_graph(input_type: FixedType, size: int):
+    return lower(ir.ModelGraph("m", (ir.Input("in", (size,), (size,)),)), PrecisionConfig(input=input_type))
+
+
+STEP = 2.0**-7  # fixed<8,1>: mantissas -128..127, values [-1, 127/128]
+
+
+@pytest.mark.parametrize(
+    "values, rounded, saturated",
+    [
+        ([0.0, 0.5, -1.0, 127 * STEP, -STEP, 3 * STEP], 0, 0),  # multiples of the step in range
+        ([STEP / 2, 3 * STEP / 2, -STEP / 2, 0.3], 4, 0),  # halfway (to even) and in between
+        ([1.0, 5.0, -1.5, -1e9, 127.5 * STEP], 0, 5),  # round past an end: saturated only
+        ([-1 - STEP / 2, 127.4 * STEP], 2, 0),  # outside the range, but round to an end
+        ([0.25, STEP / 3, 2.0, -3.0, 126.5 * STEP], 2, 2),  # a mix
+    ],
+)
+def test_quantize_input_counts_rounded_and_saturated_values(values, rounded, saturated):
+    graph = _input_graph(FixedType(8, 7), len(values))
+    quantized = quantize_input_counted(graph, np.array([values]))
+    assert (quantized.values, quantized.rounded, quantized.saturated) == (len(values), rounded, saturated)
+    assert np.array_equal(quantized.mantissas, quantize_input(graph, np.array([values])))
+    assert str(quantized.input_type) == "fixed<8,1>"
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint8, np.float32])
+def test_quantize_input_counts_integer_and_narrow_inputs_exactly(dtype):
+    graph = _input_graph(FixedType(8, 0), 4)  # integers -128..127
+    quantized = quantize_input_counted(graph, np.array([[0, 1, 127, 200]], dtype=dtype))
+    assert (quantized.rounded, quantized.saturated) == (0, 1)
+
+
+def test_quantize_input_counts_a_single_unbatched_sample():
+    graph = _input_graph(FixedType(8, 7), 2)
+    quantized = quantize_input_counted(graph, np.array([STEP / 2, 3.0]))
+    assert quantized.mantissas.shape == (1, 2) and (quantized.rounded, quantized.saturated) == (1, 1)
+
+
+def test_quantize_input_description_names_type_range_and_counts():
+    graph = _input_graph(FixedType(16, 10), 3)
+    text = quantize_input_counted(graph, np.array([[0.1, 40.0, 1.0]])).describe()
+    assert text == ("input type fixed<16,6> (range [-32, 31.999], step 2^-10): "
+                    "1 of 3 values rounded, 1 saturated")
 
 
 def test_float_model_default_precision_tracks_float_result():
