@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 
 from rtlgen import ir
+from rtlgen.frontend.limits import DEFAULT_LIMITS, Limits
+from rtlgen.frontend.npy import read_npy
 from rtlgen.passes import (
     DEFAULT_PRECISION,
     PrecisionConfig,
@@ -27,6 +29,7 @@ def load_model(
     config: str | Path | PrecisionConfig | None = None,
     input_type: str | FixedType | None = None,
     calibrate: np.ndarray | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> ir.ModelGraph:
     """A Keras/QKeras model (file path, json + weights, or in-memory object), or an OUTDIR /
     graph.npz written by `rtlgen convert`, as a lowered `ModelGraph`.
@@ -35,22 +38,23 @@ def load_model(
     ``calibrate``: sample inputs (N, *input_shape); unquantized (float-model) results then
     get the integer bits the data needs plus the config's headroom, instead of the
     worst case that interval analysis proves (see `rtlgen.calibrate`).
+    ``limits``: caps on parameters, bytes and shapes, checked before anything is allocated
+    (`rtlgen.frontend.limits.Limits`; the CLI raises ``max_parameters`` with --max-params).
     """
     if isinstance(model, str | Path):
         path = Path(model)
         if path.is_dir() and (path / "graph.npz").is_file():
-            return _load_saved(path / "graph.npz", weights, config or input_type)
+            return _load_saved(path / "graph.npz", weights, config or input_type, limits)
         if path.suffix == ".npz":
-            return _load_saved(path, weights, config or input_type)
+            return _load_saved(path, weights, config or input_type, limits)
         if not path.exists():
             raise RtlgenError(f"model file {path} does not exist")
     from rtlgen.frontend import read_model
 
-    graph = read_model(model, weights=weights)
+    graph = read_model(model, weights=weights, limits=limits)
     precision = _config(config)
     if input_type is not None:
-        t = input_type if isinstance(input_type, FixedType) else FixedType.parse(input_type)
-        precision = dataclasses.replace(precision, input=t)
+        precision = dataclasses.replace(precision, input=_input_type(input_type))
     if calibrate is None:
         return lower(graph, precision)
     from rtlgen.calibrate import calibrate as measure
@@ -60,14 +64,25 @@ def load_model(
     return infer_precision(folded, dataclasses.replace(precision, calibration=tuple(peaks.items())))
 
 
-def _load_saved(path: Path, weights: Any, config: Any) -> ir.ModelGraph:
+def _input_type(value: str | FixedType) -> FixedType:
+    if isinstance(value, FixedType):
+        return value
+    if not isinstance(value, str):
+        raise RtlgenError(f"input type: expected a precision string such as 'fixed<16,6>', got {value!r}")
+    try:
+        return FixedType.parse(value)
+    except RtlgenError as exc:
+        raise RtlgenError(f"input type (--input-type): {exc}") from None
+
+
+def _load_saved(path: Path, weights: Any, config: Any, limits: Limits) -> ir.ModelGraph:
     if weights is not None or config is not None:
         raise RtlgenError(
             f"{path}: a converted design is already lowered; --weights/--config/--input-type do not apply"
         )
     from rtlgen.serialize import load_graph
 
-    return load_graph(path)
+    return load_graph(path, limits)
 
 
 def _config(config: str | Path | PrecisionConfig | None) -> PrecisionConfig:
@@ -80,15 +95,45 @@ def _config(config: str | Path | PrecisionConfig | None) -> PrecisionConfig:
     return load_config(Path(config))
 
 
-def load_array(path: str | Path, what: str = "input") -> np.ndarray:
-    """A numeric .npy array, with a clean error for missing or non-numeric files."""
+def load_array(
+    path: str | Path,
+    what: str = "input",
+    sample_shape: tuple[int, ...] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> np.ndarray:
+    """A real-valued .npy array of samples (N, ...), N >= 1, read without trusting the file.
+
+    The header is checked before anything is allocated (dtype, declared size against the
+    file's real size and ``limits.max_bytes``); complex, timedelta, datetime, bool, string,
+    object and structured arrays, NaN/infinity, zero samples and 0-d arrays are refused.
+    ``sample_shape``: the shape of one sample, e.g. a model's input shape (a single sample
+    of exactly that shape is accepted as N = 1).
+    """
     p = Path(path)
     if not p.is_file():
         raise RtlgenError(f"{what} file {p} does not exist")
+    label = f"{what} file {p}"
     try:
-        arr = np.load(p, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise RtlgenError(f"{what} file {p} is not a readable .npy array ({exc})") from None
-    if not isinstance(arr, np.ndarray) or not np.issubdtype(arr.dtype, np.number):
-        raise RtlgenError(f"{what} file {p} must hold a numeric array, found {getattr(arr, 'dtype', type(arr))}")
+        size = p.stat().st_size
+        with open(p, "rb") as handle:
+            arr = read_npy(handle, size, label, limits, kinds="iuf")
+    except OSError as exc:
+        raise RtlgenError(f"{label}: cannot read ({exc.strerror or exc})") from None
+    expected = "(N, *sample shape)" if sample_shape is None else _shape_text(sample_shape)
+    if arr.ndim == 0:
+        raise RtlgenError(f"{label} holds a single number (a 0-d array); expected an array of shape {expected}")
+    if sample_shape is not None and tuple(arr.shape) == tuple(sample_shape):
+        arr = arr[None]
+    if arr.shape[0] == 0:
+        raise RtlgenError(f"{label} holds zero samples (shape {arr.shape}); expected shape {expected} with N >= 1")
+    if sample_shape is not None and tuple(arr.shape[1:]) != tuple(sample_shape):
+        raise RtlgenError(f"{label} has shape {arr.shape}; expected {expected}")
+    if arr.dtype.kind == "f":
+        bad = int(np.count_nonzero(~np.isfinite(arr)))
+        if bad:
+            raise RtlgenError(f"{label} contains {bad} NaN or infinite value(s) (of {arr.size})")
     return arr
+
+
+def _shape_text(sample_shape: tuple[int, ...]) -> str:
+    return f"(N, {', '.join(map(str, sample_shape))})"

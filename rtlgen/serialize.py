@@ -1,18 +1,27 @@
 """Save/load a lowered `ModelGraph` as one `.npz` (a JSON description + integer arrays).
 
-No pickle: loading a file never executes anything from it.
+No pickle: loading a file never executes anything from it. A design folder is untrusted
+data, so `load_graph` checks everything before use: each archive member's declared size
+before it is inflated (`rtlgen.frontend.npy`), the JSON's types, every node's shapes,
+geometry, fixed-point types and constants against each other, and `Limits`. Any
+inconsistency is one `ModelFileError` naming the file and the node.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rtlgen import ir
-from rtlgen.quant.errors import ModelFileError
+from rtlgen.frontend.limits import DEFAULT_LIMITS, MAX_DIMENSION, Limits, element_count
+from rtlgen.frontend.npy import read_npy
+from rtlgen.quant.errors import ModelFileError, RtlgenError
 from rtlgen.quant.fixed import FixedType, Overflow, Rounding
 
 FORMAT_VERSION = 1
@@ -77,44 +86,265 @@ def save_graph(graph: ir.ModelGraph, path: Path) -> None:
         np.savez_compressed(f, __graph__=np.array(json.dumps(meta)), **arrays)
 
 
-def load_graph(path: Path) -> ir.ModelGraph:
+def load_graph(path: Path, limits: Limits = DEFAULT_LIMITS) -> ir.ModelGraph:
+    """The lowered graph saved by `save_graph`, checked throughout (see the module doc)."""
+    path = Path(path)
+    archive = _GraphArchive(path, limits)
     try:
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(str(data["__graph__"]))
-            arrays = {k: data[k] for k in data.files if k != "__graph__"}
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelFileError(f"{path}: not an rtlgen graph file ({exc})") from None
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ModelFileError(f"{path}: graph format {meta.get('format_version')} is not supported")
-    nodes = []
-    for index, desc in enumerate(meta["nodes"]):
-        cls = _NODE_TYPES[desc["class"]]
-        kw: dict[str, Any] = {
-            "out_type": _untype(desc["out_type"]),
-            "source": desc["source"],
-        }
-        for key in ("weights", "bias", "scale", "shift"):
-            if key in desc and desc[key] is not None:
-                kw[key] = ir.QTensor(arrays[f"n{index}_{key}"], _untype(desc[key]))
+        meta = archive.meta()
+        return _Reader(str(path), archive, limits).graph(meta)
+    finally:
+        archive.close()
+
+
+class _GraphArchive:
+    """The members of a graph ``.npz``, each read only when needed and through `read_npy`."""
+
+    def __init__(self, path: Path, limits: Limits):
+        self.what, self.limits = str(path), limits
+        try:
+            self.zip = zipfile.ZipFile(path)
+            self.members = {info.filename: info for info in self.zip.infolist()}
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
+            raise ModelFileError(f"{path}: not an rtlgen graph file ({_reason(exc)})") from None
+
+    def close(self) -> None:
+        self.zip.close()
+
+    def array(self, name: str, kinds: str = "iu", max_bytes: int | None = None) -> np.ndarray:
+        info = self.members.get(f"{name}.npy")
+        if info is None:
+            raise ModelFileError(f"{self.what}: array '{name}' is missing")
+        limit = self.limits.max_bytes if max_bytes is None else max_bytes
+        what = f"{self.what}: array '{name}'"
+        if info.file_size > limit + 4096:
+            raise ModelFileError(f"{what}: {info.file_size:,} bytes is more than the limit of {limit:,}")
+        try:
+            with self.zip.open(info) as member:
+                return read_npy(member, info.file_size, what, self.limits, kinds, ModelFileError)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+            raise ModelFileError(f"{what}: cannot read ({_reason(exc)})") from None
+
+    def meta(self) -> dict[str, Any]:
+        text = self.array("__graph__", kinds="U", max_bytes=self.limits.max_config_bytes * 4)
+        if text.shape != ():
+            raise ModelFileError(f"{self.what}: '__graph__' is not a single JSON string")
+        try:
+            meta = json.loads(str(text))
+        except (ValueError, RecursionError) as exc:
+            raise ModelFileError(f"{self.what}: '__graph__' is not valid JSON ({_reason(exc)})") from None
+        if not isinstance(meta, dict):
+            raise ModelFileError(f"{self.what}: '__graph__' is not a JSON object")
+        return meta
+
+
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:160]
+
+
+_NAME_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,256}$")
+_MAX_FRAC = 256  # fractional bits of a saved type: far beyond what lowering produces
+_MAX_SHIFT = 62  # an exact alignment shift of int64 mantissas
+
+
+class _Reader:
+    """Typed access to the JSON description: every value checked, every failure one line."""
+
+    def __init__(self, what: str, archive: _GraphArchive, limits: Limits):
+        self.what, self.archive, self.limits = what, archive, limits
+
+    def fail(self, where: str, message: str) -> ModelFileError:
+        return ModelFileError(f"{self.what}: {where}: {message}")
+
+    def get(self, desc: dict[str, Any], key: str, where: str) -> Any:
+        if key not in desc:
+            raise self.fail(where, f"'{key}' is missing")
+        return desc[key]
+
+    def string(self, desc: dict[str, Any], key: str, where: str, pattern: re.Pattern[str] | None = None) -> str:
+        value = self.get(desc, key, where)
+        if not isinstance(value, str) or len(value) > 4096 or (pattern and not pattern.match(value)):
+            raise self.fail(where, f"'{key}' = {_short(value)} is not a valid name")
+        return value
+
+    def integer(self, value: Any, where: str, key: str, lo: int, hi: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise self.fail(where, f"'{key}' = {_short(value)} is not an integer in {lo}..{hi}")
+        return value
+
+    def ints(self, desc: dict[str, Any], key: str, where: str, lengths: tuple[int, ...], lo: int) -> tuple[int, ...]:
+        value = self.get(desc, key, where)
+        if not isinstance(value, list) or len(value) not in lengths:
+            raise self.fail(where, f"'{key}' = {_short(value)} is not a list of {'/'.join(map(str, lengths))} integers")
+        return tuple(self.integer(v, where, key, lo, MAX_DIMENSION) for v in value)
+
+    def shape(self, desc: dict[str, Any], key: str, where: str) -> tuple[int, ...]:
+        shape = self.ints(desc, key, where, (1, 2, 3), 1)
+        if element_count(shape) > self.limits.max_activations:
+            raise self.fail(where, f"'{key}' {shape} has more than {self.limits.max_activations:,} elements")
+        return shape
+
+    def fixed(self, value: Any, where: str, key: str) -> FixedType:
+        if not isinstance(value, list) or len(value) != 3 or not isinstance(value[2], bool):
+            raise self.fail(where, f"'{key}' = {_short(value)} is not a fixed-point type [width, frac, signed]")
+        width = self.integer(value[0], where, f"{key} width", 1, 62)
+        frac = self.integer(value[1], where, f"{key} frac", -_MAX_FRAC, _MAX_FRAC)
+        return FixedType(width, frac, value[2])
+
+    def enum(self, desc: dict[str, Any], key: str, where: str, kind: type[Any]) -> Any:
+        value = self.get(desc, key, where)
+        try:
+            return kind(value)
+        except (ValueError, TypeError):
+            allowed = ", ".join(str(m.value) for m in kind)
+            raise self.fail(where, f"'{key}' = {_short(value)} is not one of {allowed}") from None
+
+    def bound(self, value: Any, where: str) -> float | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise self.fail(where, f"activation bound {_short(value)} is not a finite number")
+        return float(value)
+
+    def constant(self, desc: dict[str, Any], index: int, key: str, where: str, shape: tuple[int, ...]) -> ir.QTensor:
+        t = self.fixed(self.get(desc, key, where), where, key)
+        if element_count(shape) > self.limits.max_parameters:
+            raise self.fail(where, f"'{key}' of shape {shape} is more than the parameter limit")
+        mantissa = self.archive.array(f"n{index}_{key}")
+        if tuple(mantissa.shape) != shape:
+            raise self.fail(where, f"'{key}' has shape {tuple(mantissa.shape)}, the node needs {shape}")
+        if mantissa.dtype.kind == "u" and mantissa.dtype.itemsize == 8 and mantissa.size and int(mantissa.max()) >= 2**63:
+            raise self.fail(where, f"'{key}' mantissas do not fit {t}")
+        try:
+            return ir.QTensor(mantissa.astype(np.int64), t)
+        except ValueError as exc:
+            raise self.fail(where, f"'{key}': {exc}") from None
+
+    # -- the graph ---------------------------------------------------------------------
+    def graph(self, meta: dict[str, Any]) -> ir.ModelGraph:
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ModelFileError(
+                f"{self.what}: graph format {_short(meta.get('format_version'))} is not supported "
+                f"(this rtlgen reads format {FORMAT_VERSION})"
+            )
+        name = self.string(meta, "name", "graph", _NAME_RE)
+        softmax = self.get(meta, "softmax", "graph")
+        if not isinstance(softmax, bool):
+            raise self.fail("graph", f"'softmax' = {_short(softmax)} is not true/false")
+        source = self.string(meta, "source", "graph")
+        descs = self.get(meta, "nodes", "graph")
+        if not isinstance(descs, list) or not descs or len(descs) > 10_000:
+            raise self.fail("graph", "'nodes' is not a non-empty list of nodes")
+        nodes: list[ir.Node] = []
+        in_type: FixedType | None = None
+        for index, desc in enumerate(descs):
+            node = self.node(desc, index, in_type)
+            if (index == 0) != isinstance(node, ir.Input):
+                raise self.fail(f"node {index}", "the first node, and only it, must be the Input")
+            nodes.append(node)
+            in_type = node.out_type
+        try:
+            return ir.ModelGraph(name, tuple(nodes), softmax=softmax, source=source)
+        except RtlgenError as exc:
+            raise ModelFileError(f"{self.what}: {exc}") from None
+
+    def node(self, desc: Any, index: int, in_type: FixedType | None) -> ir.Node:
+        if not isinstance(desc, dict):
+            raise self.fail(f"node {index}", "is not a JSON object")
+        class_name = self.get(desc, "class", f"node {index}")
+        if class_name not in _NODE_TYPES:
+            raise self.fail(
+                f"node {index}", f"class {_short(class_name)} is not one of {', '.join(_NODE_TYPES)}"
+            )
+        cls = _NODE_TYPES[class_name]
+        name = self.string(desc, "name", f"node {index}", _NAME_RE)
+        where = f"node {index} '{name}' ({class_name})"
+        in_shape, out_shape = self.shape(desc, "in_shape", where), self.shape(desc, "out_shape", where)
+        out_type = self.fixed(self.get(desc, "out_type", where), where, "out_type")
+        kw: dict[str, Any] = {"out_type": out_type, "source": self.string(desc, "source", where)}
         if issubclass(cls, ir._Arithmetic):
-            lo, hi = desc["activation"]
-            kw.update(
-                activation=ir.Clamp(lo, hi),
-                acc_type=_untype(desc["acc_type"]),
-                rounding=Rounding(desc["rounding"]),
-                overflow=Overflow(desc["overflow"]),
-            )
-        if cls is ir.Conv:
-            kw.update(
-                kernel=tuple(desc["kernel"]), stride=tuple(desc["stride"]), padding=tuple(desc["padding"])
-            )
+            kw.update(self.arithmetic(desc, index, where, cls, in_shape, out_shape, in_type))
+        if cls in (ir.Conv, ir.Pool):
+            kw.update(self.window(desc, where, cls, in_shape, out_shape))
         if cls is ir.Pool:
-            kw.update(
-                kind=ir.PoolKind(desc["kind"]),
-                pool=tuple(desc["pool"]),
-                stride=tuple(desc["stride"]),
-                padding=tuple(desc["padding"]),
-                rounding=Rounding(desc["rounding"]),
-            )
-        nodes.append(cls(desc["name"], tuple(desc["in_shape"]), tuple(desc["out_shape"]), **kw))
-    return ir.ModelGraph(meta["name"], tuple(nodes), softmax=meta["softmax"], source=meta["source"])
+            kw.update(kind=self.enum(desc, "kind", where, ir.PoolKind),
+                      rounding=self.enum(desc, "rounding", where, Rounding))
+            if in_type is not None and abs(out_type.frac - in_type.frac) > _MAX_SHIFT:
+                raise self.fail(where, f"output type {out_type} is too far from the input type {in_type}")
+        same = cls in (ir.Input, ir.ScaleShift, ir.Activation)
+        if same and in_shape != out_shape:
+            raise self.fail(where, f"in_shape {in_shape} and out_shape {out_shape} differ")
+        if cls is ir.Dense and (len(in_shape) != 1 or len(out_shape) != 1):
+            raise self.fail(where, f"a dense layer maps vectors, not {in_shape} -> {out_shape}")
+        if cls is ir.Flatten and out_shape != (element_count(in_shape),):
+            raise self.fail(where, f"flattening {in_shape} gives ({element_count(in_shape)},), not {out_shape}")
+        return cls(name, in_shape, out_shape, **kw)
+
+    def arithmetic(self, desc, index, where, cls, in_shape, out_shape, in_type) -> dict[str, Any]:
+        activation = self.get(desc, "activation", where)
+        if not isinstance(activation, list) or len(activation) != 2:
+            raise self.fail(where, f"'activation' = {_short(activation)} is not [lo, hi]")
+        acc_type = self.fixed(self.get(desc, "acc_type", where), where, "acc_type")
+        kw: dict[str, Any] = {
+            "activation": ir.Clamp(self.bound(activation[0], where), self.bound(activation[1], where)),
+            "acc_type": acc_type,
+            "rounding": self.enum(desc, "rounding", where, Rounding),
+            "overflow": self.enum(desc, "overflow", where, Overflow),
+        }
+        channels_in, channels_out = in_shape[-1], out_shape[-1]
+        if cls is ir.Conv:
+            kernel = self.ints(desc, "kernel", where, (2,), 1)
+            shapes = {"weights": (*kernel, channels_in, channels_out), "bias": (channels_out,)}
+        elif cls is ir.Dense:
+            shapes = {"weights": (in_shape[0], out_shape[0]), "bias": (out_shape[0],)}
+        elif cls is ir.ScaleShift:
+            shapes = {"scale": (channels_in,), "shift": (channels_in,)}
+        else:
+            shapes = {}
+        for key, shape in shapes.items():
+            if desc.get(key) is None:
+                if key == "bias":
+                    continue
+                raise self.fail(where, f"constant '{key}' is missing")
+            kw[key] = self.constant(desc, index, key, where, shape)
+        if in_type is not None:
+            self.alignment(kw, in_type, acc_type, where)
+        return kw
+
+    def alignment(self, kw: dict[str, Any], in_type: FixedType, acc_type: FixedType, where: str) -> None:
+        """The reference shifts products and biases left into the accumulator: the saved
+        types must allow it (a tampered type would otherwise crash or overflow there)."""
+        needs = {key: in_type.frac + kw[key].type.frac for key in ("weights", "scale") if key in kw}
+        needs.update({key: kw[key].type.frac for key in ("bias", "shift") if key in kw})
+        if not needs:
+            needs = {"input": in_type.frac}
+        for key, frac in needs.items():
+            if not 0 <= acc_type.frac - frac <= _MAX_SHIFT:
+                raise self.fail(
+                    where, f"accumulator type {acc_type} does not fit the {key} ({frac} fractional bits)"
+                )
+
+    def window(self, desc, where, cls, in_shape, out_shape) -> dict[str, Any]:
+        key = "kernel" if cls is ir.Conv else "pool"
+        size = self.ints(desc, key, where, (2,), 1)
+        stride = self.ints(desc, "stride", where, (2,), 1)
+        padding = self.ints(desc, "padding", where, (4,), 0)
+        if len(in_shape) not in (2, 3) or len(out_shape) != len(in_shape):
+            raise self.fail(where, f"a window maps images or 1D signals, not {in_shape} -> {out_shape}")
+        h, w, c = ir.spatial(in_shape)
+        ho, wo, co = ir.spatial(out_shape)
+        if len(in_shape) == 2 and (size[0] != 1 or padding[0] or padding[1]):
+            raise self.fail(where, f"a 1D {key} must have height 1 and no vertical padding")
+        if any(p >= k for p, k in zip(padding, (size[0], size[0], size[1], size[1]), strict=True)):
+            raise self.fail(where, f"padding {padding} is not smaller than the {key} {size}")
+        expected = ((h + padding[0] + padding[1] - size[0]) // stride[0] + 1,
+                    (w + padding[2] + padding[3] - size[1]) // stride[1] + 1)
+        if min(expected) < 1 or (ho, wo) != expected or (cls is ir.Pool and co != c):
+            raise self.fail(where, f"{key} {size}, stride {stride}, padding {padding} do not map {in_shape} to {out_shape}")
+        return {key: size, "stride": stride, "padding": padding}
+
+
+def _short(value: Any) -> str:
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 60 else text[:57] + "..."
