@@ -35,11 +35,12 @@ def generate(sparsity: float, parallelism: Parallelism, multiplier: Multiplier =
         "multiplier": multiplier.value,
         "seconds": round(seconds, 2),
         "verilog_bytes": size,
-        "multipliers": m["totals"]["multipliers"],
-        "multipliers_before_pruning": m["totals"]["multipliers_dense"],
-        "latency_cycles": m["latency_cycles"],
-        "ii_cycles": m["ii_cycles"],
-        "per_layer": [(entry["name"], entry["reuse"], entry["multipliers"]) for entry in m["layers"]],
+        "multipliers": m.totals.multipliers,
+        "products": m.totals.products,
+        "products_nonzero": m.totals.products_nonzero,
+        "latency_cycles": m.latency_cycles,
+        "ii_cycles": m.ii_cycles,
+        "per_layer": [(entry.name, entry.reuse, entry.multipliers) for entry in m.layers],
     }
 
 

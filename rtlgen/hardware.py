@@ -27,6 +27,7 @@ from rtlgen.layers.requantize import Requantize
 from rtlgen.layers.serial_mac import SerialMatVec, shared_multipliers
 from rtlgen.layers.stream_util import SkidBuffer
 from rtlgen.layers.window import WindowGenerator
+from rtlgen.manifest import TOP_PORT_NAMES, VERILOG_KEYWORDS, check_top_name
 from rtlgen.quant.arith import aligned_weights, clamp_bounds
 from rtlgen.quant.errors import RtlgenError, UnsupportedError
 from rtlgen.quant.fixed import FixedType
@@ -128,31 +129,37 @@ class LayerPlan:
     skid_buffer: bool = True
 
 
-_VERILOG_KEYWORDS = set(
-    """always and assign automatic begin buf bufif0 bufif1 case casex casez cell cmos config
-    deassign default defparam design disable edge else end endcase endconfig endfunction
-    endgenerate endmodule endprimitive endspecify endtable endtask event for force forever
-    fork function generate genvar highz0 highz1 if ifnone incdir include initial inout input
-    instance integer join large liblist library localparam macromodule medium module nand
-    negedge nmos nor noshowcancelled not notif0 notif1 or output parameter pmos posedge
-    primitive pull0 pull1 pulldown pullup pulsestyle_onevent pulsestyle_ondetect rcmos real
-    realtime reg release repeat rnmos rpmos rtran rtranif0 rtranif1 scalared showcancelled
-    signed small specify specparam strong0 strong1 supply0 supply1 table task time tran
-    tranif0 tranif1 tri tri0 tri1 triand trior trireg unsigned use uwire vectored wait wand
-    weak0 weak1 while wire wor xnor xor logic bit byte int""".split()
-)
+# Compared in lower case: a name that is a keyword in any capitalisation gets the suffix too
+# (cheap, and some tools are case-insensitive).
+_LOWER_KEYWORDS = frozenset(word.lower() for word in VERILOG_KEYWORDS)
 
 
-def sanitize_identifier(name: str, fallback: str = "net") -> str:
-    """A safe Verilog identifier / file name stem from a name found in a model file."""
+def sanitize_identifier(
+    name: str, fallback: str = "net", reserved: frozenset[str] = frozenset()
+) -> str:
+    """A safe Verilog identifier / file name stem from a name found in a model file.
+
+    Other characters become ``_``; at most 48 characters; a leading digit gets ``fallback``
+    in front; a Verilog/SystemVerilog (or Python) keyword, or a name in ``reserved`` (e.g. the
+    top's port names), gets a trailing ``_``."""
     ident = re.sub(r"[^A-Za-z0-9_]", "_", name).strip("_")[:48]
     if not ident:
         ident = fallback
     if ident[0].isdigit():
         ident = f"{fallback}_{ident}"
-    if ident.lower() in _VERILOG_KEYWORDS or keyword.iskeyword(ident):
+    if ident.lower() in _LOWER_KEYWORDS or keyword.iskeyword(ident) or ident in reserved:
         ident = f"{ident}_"
     return ident
+
+
+def top_module_name(requested: str | None, model_name: str) -> str:
+    """The top module's name: the user's ``requested`` name exactly (an invalid one is a
+    one-line error, not silently renamed), else the model's name made safe; never a keyword
+    nor the name of one of the top's ports (a module ``clk`` with a port ``clk`` does not
+    compile)."""
+    if requested is not None:
+        return check_top_name(requested)
+    return sanitize_identifier(model_name, "rtlgen_net", reserved=TOP_PORT_NAMES)
 
 
 def _weights_matrix(node: ir.Conv | ir.Dense | ir.ScaleShift, in_type: FixedType):

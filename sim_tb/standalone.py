@@ -8,7 +8,6 @@ vectors are `tb/x_int.npy` and `tb/y_int.npy`, written by `save_vectors`.
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import numpy as np
 
 from rtlgen.quant.errors import RtlgenError
 
-from .tb_manifest import Manifest, ManifestError, check_vectors, load_manifest
+from .tb_manifest import Manifest, ManifestError, check_vectors, read_manifest, writable_path
 
 # package file -> name in OUTDIR/tb/
 TESTBENCH_FILES = {
@@ -64,20 +63,28 @@ report, first mismatch, latency, II, cycles), `sim_out.npy` (the design's output
 _GITIGNORE = "sim_build/\nresults/\n__pycache__/\n"
 
 
+# What write_testbench and save_vectors write into OUTDIR/tb/.
+WRITTEN_FILES = (*TESTBENCH_FILES.values(), "README.md", ".gitignore", "x_int.npy", "y_int.npy")
+
+
 def _manifest(outdir: Path) -> Manifest:
+    """The checked manifest, after checking that no file this module writes into OUTDIR/tb/
+    is a symlink (writing through one could land outside OUTDIR)."""
     try:
-        return load_manifest(Path(outdir) / "manifest.json")
+        manifest = read_manifest(outdir)
+        for name in WRITTEN_FILES:
+            writable_path(manifest.outdir, f"tb/{name}")
     except ManifestError as error:
         raise RtlgenError(str(error)) from None
+    return manifest
 
 
 def write_testbench(outdir: str | Path) -> Path:
     """Write OUTDIR/tb/ (files above) for the design described by OUTDIR/manifest.json and
     return its path. Existing test vectors in it are kept. Raises RtlgenError if the manifest
     is missing or malformed."""
-    outdir = Path(outdir)
-    manifest = _manifest(outdir)
-    tb_dir = outdir / "tb"
+    manifest = _manifest(Path(outdir))
+    tb_dir = manifest.outdir / "tb"
     tb_dir.mkdir(parents=True, exist_ok=True)
     package_dir = Path(__file__).parent
     for source, target in TESTBENCH_FILES.items():
@@ -86,7 +93,7 @@ def write_testbench(outdir: str | Path) -> Path:
     (tb_dir / "README.md").write_text(
         _README.format(
             top=manifest.top,
-            rtl=", ../".join(os.path.relpath(path, outdir) for path in manifest.rtl),
+            rtl=", ../".join(manifest.rtl),
             tuser=" and that `m_axis_tuser` is the arg-max class" if out.classes else "",
             tb="OUTDIR/tb",
             in_shape=", ".join(map(str, manifest.input.shape)),
@@ -100,13 +107,12 @@ def write_testbench(outdir: str | Path) -> Path:
 def save_vectors(outdir: str | Path, x_int: np.ndarray, y_int: np.ndarray) -> None:
     """Save OUTDIR/tb/x_int.npy and y_int.npy (int64) after checking their shapes and range
     against OUTDIR/manifest.json; raises RtlgenError if they do not fit."""
-    outdir = Path(outdir)
-    manifest = _manifest(outdir)
+    manifest = _manifest(Path(outdir))
     try:
         check_vectors(manifest, x_int, y_int)
     except ManifestError as error:
         raise RtlgenError(str(error)) from None
-    tb_dir = outdir / "tb"
+    tb_dir = manifest.outdir / "tb"
     tb_dir.mkdir(parents=True, exist_ok=True)
     np.save(tb_dir / "x_int.npy", np.asarray(x_int, dtype=np.int64))
     np.save(tb_dir / "y_int.npy", np.asarray(y_int, dtype=np.int64))

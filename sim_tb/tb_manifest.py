@@ -1,33 +1,127 @@
-"""Read `manifest.json` (docs/DESIGN.md) and pack/unpack stream beats.
+"""The design folder's `manifest.json`: one typed, versioned schema, one reader, one writer.
+
+Every command that reads a design folder (OUTDIR) goes through `read_manifest(outdir)`:
+`rtlgen sim`, `report`, `package`, `build`, `board run`, the SVHN study and the stand-alone
+testbench. `rtlgen convert` writes the file with `Manifest.to_json()`. The format is described
+in docs/DESIGN.md ("The manifest").
+
+A design folder is untrusted data. The reader checks everything before anyone uses it and
+raises `ManifestError` (a `ValueError`; rtlgen turns it into a one-line `RtlgenError`) naming
+the field, what it found and what is allowed:
+- manifest.json itself: a regular file inside OUTDIR, at most `MAX_MANIFEST_BYTES`, UTF-8 JSON
+  whose top level is an object; no NaN/Infinity, no duplicate keys, nesting the parser can take;
+- every field's type (an integer is an int, not a bool or a float) and range (bounded, so no
+  later computation can allocate without limit);
+- identifiers (`top`, `clock`, `reset`): plain Verilog identifiers, no keyword, no port name;
+- every path (`rtl`, `files`, graph.npz): relative, made of plain names, no `..`, and inside
+  OUTDIR after resolving symlinks;
+- consistency: tdata width = elements x element width, beats x elements = the shape's size,
+  totals = the sum of the layers.
+Unknown keys are ignored (a later format-2 writer may add optional fields; nothing reads them).
+Format 1 (rtlgen 0.1.0: no `format`, `generator: {"rtlgen": ...}`, no `files`) is still read.
 
 Stand-alone: imports only the standard library and numpy, because `standalone.write_testbench`
-copies this file next to the user's testbench. Problems with the file raise `ManifestError`
-(a `ValueError`); rtlgen's runner turns them into `RtlgenError`.
+copies this file next to the user's testbench.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+import os
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-FORMAT_VERSION = 1
+FORMAT = "rtlgen-design"
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+GENERATOR = "rtlgen"
+MANIFEST_NAME = "manifest.json"
+GRAPH_NAME = "graph.npz"
+
+# Bounds: far above any design that fits an FPGA, low enough that nothing derived from a
+# manifest (beat packing, timeouts, tables) can take unbounded memory or time.
+MAX_MANIFEST_BYTES = 16 << 20
+MAX_IDENTIFIER = 128
+MAX_TEXT = 512  # layer names, sources, versions
+MAX_PATH = 1024
+MAX_PATH_PART = 255
+MAX_LIST = 100_000  # layers, files
+MAX_RANK = 8
+MAX_DIM = 1 << 24
+MAX_ELEMENTS = 1 << 31  # elements of one sample
+MAX_ELEMENT_WIDTH = 1024
+MAX_FRAC = 4096
+MAX_TDATA_WIDTH = 65_536
+MAX_TUSER_WIDTH = 64
+MAX_COUNT = 1 << 48  # cycles, multipliers, products, adders
+MAX_SECONDS = 1e9
+
+MULTIPLIER_STYLES = ("auto", "dsp", "lut")
+PARALLELISM_STYLES = ("auto", "full")
+PIPELINE_STYLES = ("balanced", "latency")
+SYNTHESIS_FAMILIES = ("xcup", "ecp5")
+#: how the input stream type was chosen: `rtlgen convert --input-type`, the precision config's
+#: `input`, rtlgen's default, the model (a converted design read again), or not recorded
+INPUT_TYPE_ORIGINS = ("option", "config", "default", "model", "unknown")
+
+#: The top's ports (docs/DESIGN.md); a top module named like one of them does not compile.
+TOP_PORT_NAMES = frozenset(
+    ["clk", "rst"]
+    + [f"{side}_axis_{signal}" for side in "sm" for signal in ("tdata", "tvalid", "tready", "tlast", "tuser")]
+)
+
+#: Verilog-2005 and SystemVerilog-2017 (IEEE 1800 Annex B) keywords, case-sensitive.
+VERILOG_KEYWORDS = frozenset(
+    """accept_on alias always always_comb always_ff always_latch and assert assign assume
+    automatic before begin bind bins binsof bit break buf bufif0 bufif1 byte case casex casez
+    cell chandle checker class clocking cmos config const constraint context continue cover
+    covergroup coverpoint cross deassign default defparam design disable dist do edge else end
+    endcase endchecker endclass endclocking endconfig endfunction endgenerate endgroup
+    endinterface endmodule endpackage endprimitive endprogram endproperty endspecify endsequence
+    endtable endtask enum event eventually expect export extends extern final first_match for
+    force foreach forever fork forkjoin function generate genvar global highz0 highz1 if iff
+    ifnone ignore_bins illegal_bins implements implies import incdir include initial inout
+    input inside instance int integer interconnect interface intersect join join_any join_none
+    large let liblist library local localparam logic longint macromodule matches medium modport
+    module nand negedge nettype new nexttime nmos nor noshowcancelled not notif0 notif1 null or
+    output package packed parameter pmos posedge primitive priority program property protected
+    pull0 pull1 pulldown pullup pulsestyle_ondetect pulsestyle_onevent pure rand randc randcase
+    randsequence rcmos real realtime ref reg reject_on release repeat restrict return rnmos
+    rpmos rtran rtranif0 rtranif1 s_always s_eventually s_nexttime s_until s_until_with
+    scalared sequence shortint shortreal showcancelled signed small soft solve specify
+    specparam static string strong strong0 strong1 struct super supply0 supply1 sync_accept_on
+    sync_reject_on table tagged task this throughout time timeprecision timeunit tran tranif0
+    tranif1 tri tri0 tri1 triand trior trireg type typedef union unique unique0 unsigned until
+    until_with untyped use uwire var vectored virtual void wait wait_order wand weak weak0
+    weak1 while wildcard wire with within wor xnor xor""".split()
+)
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# One component of a relative path: plain characters, may start with "." (tb/.gitignore) but
+# is never "." or ".." and never starts with "-" (no option injection into tools).
+_PATH_PART = re.compile(r"\.?[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_MISSING = object()
 
 
 class ManifestError(ValueError):
     """manifest.json is missing, malformed, or inconsistent with itself or with the data."""
 
 
+# --------------------------------------------------------------------------------- schema
 @dataclass(frozen=True)
 class ElementType:
-    """Two's complement (or unsigned) integer mantissa of `width` bits; `frac` is informative."""
+    """Two's complement (or unsigned) integer mantissa of `width` bits; `frac` fractional bits
+    and `text` (e.g. ``fixed<8,1>``) are informative."""
 
     width: int
     frac: int
     signed: bool
+    text: str = ""
 
     @property
     def lo(self) -> int:
@@ -37,11 +131,17 @@ class ElementType:
     def hi(self) -> int:
         return (1 << (self.width - 1)) - 1 if self.signed else (1 << self.width) - 1
 
+    def as_json(self) -> dict[str, Any]:
+        return {"width": self.width, "frac": self.frac, "signed": self.signed, "text": self.text}
+
 
 @dataclass(frozen=True)
 class StreamSpec:
     """One AXI4-Stream port: a sample of `shape` travels as `beats_per_sample` beats of
-    `elements_per_beat` elements, element i at bits [i*w, (i+1)*w) of tdata."""
+    `elements_per_beat` elements, element i at bits [i*w, (i+1)*w) of tdata.
+
+    Output only: `tuser_width`, `classes` (arg-max class on tuser), `softmax_in_model`.
+    Input only: `type_origin` (one of `INPUT_TYPE_ORIGINS`)."""
 
     shape: tuple[int, ...]
     beats_per_sample: int
@@ -50,6 +150,8 @@ class StreamSpec:
     tdata_width: int
     tuser_width: int = 0
     classes: int | None = None
+    softmax_in_model: bool = False
+    type_origin: str = ""
 
     def pack(self, sample: np.ndarray) -> list[int]:
         """tdata words (non-negative ints) of one sample, in beat order."""
@@ -80,14 +182,173 @@ class StreamSpec:
         digits = (self.element.width + 3) // 4
         return f"0x{value & ((1 << self.element.width) - 1):0{digits}x}"
 
+    def as_json(self, output: bool) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "shape": list(self.shape),
+            "beats_per_sample": self.beats_per_sample,
+            "elements_per_beat": self.elements_per_beat,
+            "type": self.element.as_json(),
+            "tdata_width": self.tdata_width,
+        }
+        if output:
+            data.update(
+                tuser_width=self.tuser_width,
+                classes=self.classes,
+                softmax_in_model=self.softmax_in_model,
+            )
+        else:
+            data["type_origin"] = self.type_origin
+        return data
+
+
+@dataclass(frozen=True)
+class LayerEntry:
+    """What one layer became in hardware.
+
+    `products`: constant multiplies per sample of the layer as if no weight were zero;
+    `products_nonzero`: the same after pruning (zero weights need no product);
+    `multipliers`: multipliers built (a fully parallel layer: one per non-zero weight, shared
+    by all window positions; a time-multiplexed one: the shared general multipliers);
+    `reuse`: the reuse factor (1: fully parallel). `products*` are None in format 1."""
+
+    name: str
+    source: str
+    op: str
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    out_type: ElementType | None
+    reuse: int
+    products: int | None
+    products_nonzero: int | None
+    multipliers: int
+    adders: int
+    latency_cycles: int | None
+    acc_type: ElementType | None = None
+    activation: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "name": self.name,
+            "source": self.source,
+            "op": self.op,
+            "in_shape": list(self.in_shape),
+            "out_shape": list(self.out_shape),
+            "out_type": None if self.out_type is None else self.out_type.as_json(),
+            "reuse": self.reuse,
+            "products": self.products,
+            "products_nonzero": self.products_nonzero,
+            "multipliers": self.multipliers,
+            "adders": self.adders,
+            "latency_cycles": self.latency_cycles,
+        }
+        if self.acc_type is not None:
+            data["acc_type"] = self.acc_type.as_json()
+        if self.activation is not None:
+            data["activation"] = self.activation
+        return data
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Sums over the layers (`LayerEntry` explains each count)."""
+
+    products: int | None
+    products_nonzero: int | None
+    multipliers: int
+    adders: int
+
+    @property
+    def pruned(self) -> int | None:
+        """Products pruning removed (zero weights)."""
+        if self.products is None or self.products_nonzero is None:
+            return None
+        return self.products - self.products_nonzero
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "products": self.products,
+            "products_nonzero": self.products_nonzero,
+            "multipliers": self.multipliers,
+            "adders": self.adders,
+        }
+
+    @classmethod
+    def of(cls, layers: tuple[LayerEntry, ...] | list[LayerEntry]) -> Totals:
+        def total(values: list[int | None]) -> int | None:
+            return None if any(v is None for v in values) else sum(values)  # type: ignore[arg-type]
+
+        return cls(
+            products=total([layer.products for layer in layers]),
+            products_nonzero=total([layer.products_nonzero for layer in layers]),
+            multipliers=sum(layer.multipliers for layer in layers),
+            adders=sum(layer.adders for layer in layers),
+        )
+
+
+@dataclass(frozen=True)
+class Options:
+    """The hardware options the design was generated with (`rtlgen convert --help`)."""
+
+    multiplier: str = "auto"
+    parallelism: str = "auto"
+    adders_per_stage: int | None = None  # None: not recorded (format 1)
+    pipeline: str = "balanced"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "multiplier": self.multiplier,
+            "parallelism": self.parallelism,
+            "adders_per_stage": self.adders_per_stage,
+            "pipeline": self.pipeline,
+        }
+
+
+@dataclass(frozen=True)
+class Generator:
+    """Who wrote the design and how long generation took."""
+
+    name: str
+    version: str
+    seconds: float
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "seconds": self.seconds}
+
+
+@dataclass(frozen=True)
+class Synthesis:
+    """What `rtlgen report` measured with Yosys (see rtlgen.synth.SynthResult)."""
+
+    family: str
+    luts: int
+    ffs: int
+    dsps: int
+    brams: int
+    lut_levels: int
+    longest_path: int
+    seconds: float
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "family": self.family,
+            "luts": self.luts,
+            "ffs": self.ffs,
+            "dsps": self.dsps,
+            "brams": self.brams,
+            "lut_levels": self.lut_levels,
+            "longest_path": self.longest_path,
+            "seconds": self.seconds,
+        }
+
 
 @dataclass(frozen=True)
 class Manifest:
-    """The parts of manifest.json that simulation needs; `path` is the file it came from."""
+    """A design folder's manifest.json. `rtl` and `files` are relative POSIX paths inside
+    OUTDIR; `outdir` is where it was read from (None for one not yet written; not part of
+    the contents, so it does not take part in comparisons)."""
 
-    path: Path
     top: str
-    rtl: tuple[Path, ...]
+    rtl: tuple[str, ...]
     clock: str
     reset: str
     reset_active_high: bool
@@ -95,93 +356,564 @@ class Manifest:
     output: StreamSpec
     latency_cycles: int | None
     ii_cycles: int | None
+    layers: tuple[LayerEntry, ...] = ()
+    totals: Totals = Totals(None, None, 0, 0)
+    options: Options = Options()
+    generator: Generator = Generator(GENERATOR, "unknown", 0.0)
+    files: tuple[str, ...] = ()
+    synthesis: Synthesis | None = None
+    outdir: Path | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def path(self) -> Path:
+        """OUTDIR/manifest.json."""
+        return self._folder() / MANIFEST_NAME
+
+    @property
+    def rtl_paths(self) -> tuple[Path, ...]:
+        """The Verilog files, absolute (checked to lie inside OUTDIR when read)."""
+        return tuple(self._folder() / name for name in self.rtl)
+
+    @property
+    def graph_path(self) -> Path:
+        """OUTDIR/graph.npz (checked to lie inside OUTDIR when read, if it exists)."""
+        return self._folder() / GRAPH_NAME
+
+    @property
+    def tuser_width(self) -> int:
+        return self.output.tuser_width
+
+    @property
+    def classes(self) -> int | None:
+        return self.output.classes
+
+    def _folder(self) -> Path:
+        if self.outdir is None:
+            raise ValueError("this manifest was not read from a design folder")
+        return self.outdir
+
+    def as_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "generator": self.generator.as_json(),
+            "top": self.top,
+            "rtl": list(self.rtl),
+            "files": list(self.files),
+            "clock": self.clock,
+            "reset": self.reset,
+            "reset_active_high": self.reset_active_high,
+            "input": self.input.as_json(output=False),
+            "output": self.output.as_json(output=True),
+            "latency_cycles": self.latency_cycles,
+            "ii_cycles": self.ii_cycles,
+            "layers": [layer.as_json() for layer in self.layers],
+            "totals": self.totals.as_json(),
+            "options": self.options.as_json(),
+        }
+        if self.synthesis is not None:
+            data["synthesis"] = self.synthesis.as_json()
+        return data
+
+    def to_json(self) -> str:
+        """The text of manifest.json (format 2): the one writer of the format."""
+        return json.dumps(self.as_json(), indent=2) + "\n"
 
 
-def _field(mapping: dict, key: str, kind: type | tuple[type, ...], where: str):
-    if not isinstance(mapping, dict) or key not in mapping:
-        raise ManifestError(f"manifest: missing field {where}{key}")
-    value = mapping[key]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ManifestError(f"manifest: field {where}{key} is {value!r}, expected {kind}")
-    return value
-
-
-def _stream(raw: dict, name: str) -> StreamSpec:
-    where = f"{name}."
-    shape = tuple(_field(raw, "shape", list, where))
-    if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
-        raise ManifestError(f"manifest: {name}.shape {list(shape)} is not a list of positive ints")
-    raw_type = _field(raw, "type", dict, where)
-    element = ElementType(
-        width=_field(raw_type, "width", int, f"{where}type."),
-        frac=_field(raw_type, "frac", int, f"{where}type."),
-        signed=_field(raw_type, "signed", bool, f"{where}type."),
-    )
-    classes = raw.get("classes")
-    spec = StreamSpec(
-        shape=shape,
-        beats_per_sample=_field(raw, "beats_per_sample", int, where),
-        elements_per_beat=_field(raw, "elements_per_beat", int, where),
-        element=element,
-        tdata_width=_field(raw, "tdata_width", int, where),
-        tuser_width=raw.get("tuser_width", 0) or 0,
-        classes=classes if isinstance(classes, int) and classes > 0 else None,
-    )
-    if element.width < 1:
-        raise ManifestError(f"manifest: {name}.type.width is {element.width}, must be >= 1")
-    if spec.beats_per_sample * spec.elements_per_beat != math.prod(shape):
+# --------------------------------------------------------------------------------- reader
+def read_manifest(outdir: str | Path) -> Manifest:
+    """Read and check OUTDIR/manifest.json (see the module docstring); raise ManifestError
+    with one line naming the field otherwise."""
+    given = Path(outdir)
+    if not given.is_dir():
         raise ManifestError(
-            f"manifest: {name} has {spec.beats_per_sample} beats x {spec.elements_per_beat} "
-            f"elements, but shape {list(shape)} holds {math.prod(shape)} elements"
+            f"OUTDIR '{given}' does not exist or is not a folder "
+            "(expected the output of `rtlgen convert`)"
         )
-    if spec.tdata_width < spec.elements_per_beat * element.width:
+    folder = given.resolve()
+    path = folder / MANIFEST_NAME
+    if not os.path.lexists(path):
         raise ManifestError(
-            f"manifest: {name}.tdata_width {spec.tdata_width} < "
-            f"{spec.elements_per_beat} elements x {element.width} bits"
+            f"OUTDIR '{given}' has no {MANIFEST_NAME} (expected the output of `rtlgen convert`)"
         )
-    if spec.classes is not None and spec.tuser_width < max(1, (spec.classes - 1).bit_length()):
-        raise ManifestError(
-            f"manifest: {name}.tuser_width {spec.tuser_width} cannot hold {spec.classes} classes"
-        )
-    return spec
+    try:
+        _confined(folder, MANIFEST_NAME, MANIFEST_NAME, must_be_file=True)
+        manifest = parse_manifest(_read_json(path), folder)
+    except ManifestError as error:
+        raise ManifestError(f"manifest {path}: {error}") from None
+    return manifest
 
 
 def load_manifest(path: str | Path) -> Manifest:
-    """Parse and check OUTDIR/manifest.json; RTL paths are resolved against its folder."""
+    """`read_manifest` of the folder holding `path` (which must be named manifest.json)."""
     path = Path(path)
-    if not path.is_file():
-        raise ManifestError(f"manifest: {path} not found (expected OUTDIR/manifest.json)")
+    if path.name != MANIFEST_NAME:
+        raise ManifestError(f"manifest: {path} is not a {MANIFEST_NAME}")
+    if not path.parent.is_dir() or not os.path.lexists(path):
+        raise ManifestError(f"manifest: {path} not found (expected OUTDIR/{MANIFEST_NAME})")
+    return read_manifest(path.parent)
+
+
+def _reject_constant(name: str) -> None:
+    raise ManifestError(f"the number {name} is not allowed")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise ManifestError(f"key {_show(key)} appears twice in one object")
+        data[key] = value
+    return data
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """The parsed top-level object, bounded in size before parsing."""
     try:
-        raw = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ManifestError(f"manifest: cannot read {path}: {error}") from None
-    version = raw.get("format_version") if isinstance(raw, dict) else None
-    if version != FORMAT_VERSION:
-        raise ManifestError(
-            f"manifest: {path} has format_version {version!r}, supported: {FORMAT_VERSION}"
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_MANIFEST_BYTES + 1)
+    except OSError as error:
+        raise ManifestError(f"cannot read it ({error.strerror or error})") from None
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"larger than {MAX_MANIFEST_BYTES >> 20} MB; not a design manifest")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ManifestError("not UTF-8 text") from None
+    try:
+        raw = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+    except RecursionError:
+        raise ManifestError("nested too deeply to be a design manifest") from None
+    except ManifestError:
+        raise
+    except ValueError as error:  # JSONDecodeError, and integers of more than 4300 digits
+        message = " ".join(str(error).split())[:120]
+        raise ManifestError(f"not valid JSON ({message})") from None
+    if not isinstance(raw, dict):
+        raise ManifestError(f"the top level is {_kind(raw)}, expected an object")
+    return raw
+
+
+def parse_manifest(raw: dict[str, Any], outdir: Path | None = None) -> Manifest:
+    """Check the parsed JSON of a manifest; with `outdir` (resolved) also check that its
+    paths lie inside it and that the Verilog files exist."""
+    version = _format_version(raw)
+    legacy = version == 1
+    generator = _generator(raw, legacy)
+    top = _identifier(_get(raw, "top", ""), "top")
+    clock = _identifier(_get(raw, "clock", "", "clk" if legacy else _MISSING), "clock", port=True)
+    reset = _identifier(_get(raw, "reset", "", "rst" if legacy else _MISSING), "reset", port=True)
+    if clock == reset:
+        raise ManifestError(f"clock and reset are both {clock!r}")
+    rtl = tuple(
+        _relative_path(name, f"rtl[{index}]")
+        for index, name in enumerate(_list(_get(raw, "rtl", ""), "rtl", 1, 1000))
+    )
+    for index, name in enumerate(rtl):
+        if not name.endswith((".v", ".sv")):
+            raise ManifestError(f"rtl[{index}] is {_show(name)}, expected a .v or .sv file")
+    files = tuple(
+        _relative_path(name, f"files[{index}]")
+        for index, name in enumerate(
+            _list(_get(raw, "files", "", [] if legacy else _MISSING), "files", 0, MAX_LIST)
         )
-    names = _field(raw, "rtl", list, "")
-    if not names or not all(isinstance(name, str) and name for name in names):
-        raise ManifestError(f"manifest: {path} must list rtl file names, found {names!r}")
-    rtl = tuple(path.parent / name for name in names)
-    for file in rtl:
-        if not file.is_file():
-            raise ManifestError(f"manifest: rtl file {file} not found")
-    latency, ii = raw.get("latency_cycles"), raw.get("ii_cycles")
-    return Manifest(
-        path=path,
-        top=_field(raw, "top", str, ""),
+    )
+    layers = tuple(
+        _layer(entry, f"layers[{index}].", legacy)
+        for index, entry in enumerate(
+            _list(_get(raw, "layers", "", [] if legacy else _MISSING), "layers", 0, MAX_LIST)
+        )
+    )
+    manifest = Manifest(
+        top=top,
         rtl=rtl,
-        clock=raw.get("clock", "clk"),
-        reset=raw.get("reset", "rst"),
-        reset_active_high=bool(raw.get("reset_active_high", True)),
-        input=_stream(_field(raw, "input", dict, ""), "input"),
-        output=_stream(_field(raw, "output", dict, ""), "output"),
-        latency_cycles=latency if isinstance(latency, int) and latency > 0 else None,
-        ii_cycles=ii if isinstance(ii, int) and ii > 0 else None,
+        clock=clock,
+        reset=reset,
+        reset_active_high=_bool(
+            _get(raw, "reset_active_high", "", True if legacy else _MISSING), "reset_active_high"
+        ),
+        input=_stream(_object(_get(raw, "input", ""), "input"), "input", legacy, output=False),
+        output=_stream(_object(_get(raw, "output", ""), "output"), "output", legacy, output=True),
+        latency_cycles=_optional_count(_get(raw, "latency_cycles", "", None), "latency_cycles"),
+        ii_cycles=_optional_count(_get(raw, "ii_cycles", "", None), "ii_cycles"),
+        layers=layers,
+        totals=_totals(raw, layers, legacy),
+        options=_options(raw, legacy),
+        generator=generator,
+        files=files,
+        synthesis=_synthesis(raw.get("synthesis"), legacy),
+        outdir=outdir,
+    )
+    if top in (clock, reset):
+        raise ManifestError(f"top {top!r} is also the name of a port")
+    if outdir is not None:
+        for index, name in enumerate(rtl):
+            _confined(outdir, name, f"rtl[{index}]", must_be_file=True)
+        for index, name in enumerate(files):
+            _confined(outdir, name, f"files[{index}]", must_be_file=False)
+        _confined(outdir, GRAPH_NAME, GRAPH_NAME, must_be_file=False)
+    return manifest
+
+
+def _format_version(raw: dict[str, Any]) -> int:
+    if "format_version" not in raw:
+        raise ManifestError("no format_version: not a manifest written by rtlgen")
+    version = raw["format_version"]
+    if type(version) is not int:
+        raise ManifestError(f"format_version is {_show(version)} ({_kind(version)}), expected 1 or 2")
+    if version > FORMAT_VERSION:
+        raise ManifestError(
+            f"format_version {_show(version)} is newer than this rtlgen reads "
+            f"({', '.join(map(str, READABLE_VERSIONS))}); use a newer rtlgen or convert again"
+        )
+    if version not in READABLE_VERSIONS:
+        raise ManifestError(
+            f"format_version {_show(version)} is not supported "
+            f"(supported: {', '.join(map(str, READABLE_VERSIONS))})"
+        )
+    if version >= 2 and raw.get("format") != FORMAT:
+        raise ManifestError(f"format is {_show(raw.get('format'))}, expected {FORMAT!r}")
+    return version
+
+
+def _generator(raw: dict[str, Any], legacy: bool) -> Generator:
+    data = _object(_get(raw, "generator", ""), "generator")
+    if legacy:  # format 1: {"rtlgen": version, "seconds": s}
+        version = _text(_get(data, "rtlgen", "generator."), "generator.rtlgen", 64)
+        name = GENERATOR
+    else:
+        name = _get(data, "name", "generator.")
+        if name != GENERATOR:
+            raise ManifestError(f"generator.name is {_show(name)}, expected {GENERATOR!r}")
+        version = _text(_get(data, "version", "generator."), "generator.version", 64)
+    seconds = _seconds(_get(data, "seconds", "generator.", 0.0 if legacy else _MISSING), "generator.seconds")
+    return Generator(name, version, seconds)
+
+
+def _stream(raw: dict[str, Any], name: str, legacy: bool, output: bool) -> StreamSpec:
+    where = f"{name}."
+    shape = _shape(_get(raw, "shape", where), f"{where}shape")
+    element = _element_type(_get(raw, "type", where), f"{where}type", legacy)
+    beats = _count(_get(raw, "beats_per_sample", where), f"{where}beats_per_sample", 1, MAX_ELEMENTS)
+    elements = _count(_get(raw, "elements_per_beat", where), f"{where}elements_per_beat", 1, MAX_ELEMENTS)
+    tdata = _count(_get(raw, "tdata_width", where), f"{where}tdata_width", 1, MAX_TDATA_WIDTH)
+    size = math.prod(shape)
+    if beats * elements != size:
+        raise ManifestError(
+            f"{name} has {beats} beats x {elements} elements, but shape {list(shape)} holds "
+            f"{size} elements"
+        )
+    if tdata != elements * element.width:
+        raise ManifestError(
+            f"{name}.tdata_width {tdata} != {elements} elements x {element.width} bits"
+        )
+    tuser, classes, softmax, origin = 0, None, False, ""
+    if output:
+        tuser = _count(_get(raw, "tuser_width", where, 0), f"{where}tuser_width", 0, MAX_TUSER_WIDTH)
+        classes = _get(raw, "classes", where, None)
+        if classes is not None:
+            classes = _count(classes, f"{where}classes", 1, size)
+            if tuser < max(1, (classes - 1).bit_length()):
+                raise ManifestError(f"{name}.tuser_width {tuser} cannot hold {classes} classes")
+        softmax = _bool(_get(raw, "softmax_in_model", where, False), f"{where}softmax_in_model")
+    else:
+        origin = _get(raw, "type_origin", where, "unknown" if legacy else _MISSING)
+        if origin not in INPUT_TYPE_ORIGINS:
+            raise ManifestError(
+                f"{where}type_origin is {_show(origin)}, expected one of {', '.join(INPUT_TYPE_ORIGINS)}"
+            )
+    return StreamSpec(shape, beats, elements, element, tdata, tuser, classes, softmax, origin)
+
+
+def _element_type(value: Any, where: str, legacy: bool) -> ElementType:
+    data = _object(value, where)
+    return ElementType(
+        width=_count(_get(data, "width", f"{where}."), f"{where}.width", 1, MAX_ELEMENT_WIDTH),
+        frac=_count(_get(data, "frac", f"{where}."), f"{where}.frac", -MAX_FRAC, MAX_FRAC),
+        signed=_bool(_get(data, "signed", f"{where}."), f"{where}.signed"),
+        text=_text(_get(data, "text", f"{where}.", "" if legacy else _MISSING), f"{where}.text", 64),
     )
 
 
+def _layer(value: Any, where: str, legacy: bool) -> LayerEntry:
+    data = _object(value, where.rstrip("."))
+    required = _MISSING
+
+    def optional_type(key: str) -> ElementType | None:
+        found = _get(data, key, where, None)
+        return None if found is None else _element_type(found, f"{where}{key}", legacy)
+
+    activation = _get(data, "activation", where, None)
+    products = _get(data, "products", where, None if legacy else required)
+    nonzero = _get(data, "products_nonzero", where, None if legacy else required)
+    entry = LayerEntry(
+        name=_text(_get(data, "name", where), f"{where}name"),
+        source=_text(_get(data, "source", where, ""), f"{where}source"),
+        op=_text(_get(data, "op", where), f"{where}op", 64),
+        in_shape=_shape(_get(data, "in_shape", where), f"{where}in_shape"),
+        out_shape=_shape(_get(data, "out_shape", where), f"{where}out_shape"),
+        out_type=optional_type("out_type"),
+        reuse=_count(_get(data, "reuse", where, 1 if legacy else required), f"{where}reuse", 1, MAX_COUNT),
+        products=_optional_count(products, f"{where}products", 0),
+        products_nonzero=_optional_count(nonzero, f"{where}products_nonzero", 0),
+        multipliers=_count(_get(data, "multipliers", where, 0 if legacy else required), f"{where}multipliers", 0, MAX_COUNT),
+        adders=_count(_get(data, "adders", where, 0 if legacy else required), f"{where}adders", 0, MAX_COUNT),
+        latency_cycles=_optional_count(_get(data, "latency_cycles", where, None), f"{where}latency_cycles", 0),
+        acc_type=optional_type("acc_type"),
+        activation=None if activation is None else _text(activation, f"{where}activation"),
+    )
+    if (entry.products is None) != (entry.products_nonzero is None):
+        raise ManifestError(f"{where}products and products_nonzero must both be given or both be null")
+    if entry.products is not None and entry.products_nonzero > entry.products:  # type: ignore[operator]
+        raise ManifestError(
+            f"{where}products_nonzero {entry.products_nonzero} > products {entry.products}"
+        )
+    return entry
+
+
+def _totals(raw: dict[str, Any], layers: tuple[LayerEntry, ...], legacy: bool) -> Totals:
+    summed = Totals.of(layers)
+    if legacy:  # format 1 totals had other fields (multipliers_dense): recompute
+        return summed
+    data = _object(_get(raw, "totals", ""), "totals")
+    totals = Totals(
+        products=_optional_count(_get(data, "products", "totals."), "totals.products", 0),
+        products_nonzero=_optional_count(
+            _get(data, "products_nonzero", "totals."), "totals.products_nonzero", 0
+        ),
+        multipliers=_count(_get(data, "multipliers", "totals."), "totals.multipliers", 0, MAX_COUNT),
+        adders=_count(_get(data, "adders", "totals."), "totals.adders", 0, MAX_COUNT),
+    )
+    if totals != summed:
+        raise ManifestError(f"totals {totals.as_json()} are not the sums over the layers {summed.as_json()}")
+    return totals
+
+
+def _options(raw: dict[str, Any], legacy: bool) -> Options:
+    data = _object(_get(raw, "options", "", {} if legacy else _MISSING), "options")
+    default = Options()
+
+    def choice(key: str, allowed: tuple[str, ...]) -> str:
+        value = _get(data, key, "options.", getattr(default, key) if legacy else _MISSING)
+        if value not in allowed:
+            raise ManifestError(f"options.{key} is {_show(value)}, expected one of {', '.join(allowed)}")
+        return value
+
+    adders = _get(data, "adders_per_stage", "options.", None if legacy else _MISSING)
+    return Options(
+        multiplier=choice("multiplier", MULTIPLIER_STYLES),
+        parallelism=choice("parallelism", PARALLELISM_STYLES),
+        adders_per_stage=None if adders is None else _count(adders, "options.adders_per_stage", 1, 64),
+        pipeline=choice("pipeline", PIPELINE_STYLES),
+    )
+
+
+_LEGACY_SYNTHESIS_KEYS = {
+    "luts": "LUT",
+    "ffs": "FF",
+    "dsps": "DSP",
+    "brams": "BRAM",
+    "lut_levels": "LUT levels",
+    "longest_path": "longest path (cells)",
+}
+
+
+def _synthesis(value: Any, legacy: bool) -> Synthesis | None:
+    if value is None:
+        return None
+    data = _object(value, "synthesis")
+    if legacy:  # rtlgen 0.1.0's `rtlgen report` wrote the table's column names
+        data = {**data, **{new: data[old] for new, old in _LEGACY_SYNTHESIS_KEYS.items() if old in data}}
+    family = _get(data, "family", "synthesis.")
+    if family not in SYNTHESIS_FAMILIES:
+        raise ManifestError(f"synthesis.family is {_show(family)}, expected one of {', '.join(SYNTHESIS_FAMILIES)}")
+
+    def number(key: str) -> int:
+        return _count(_get(data, key, "synthesis."), f"synthesis.{key}", -1, MAX_COUNT)
+
+    return Synthesis(
+        family=family,
+        luts=number("luts"),
+        ffs=number("ffs"),
+        dsps=number("dsps"),
+        brams=number("brams"),
+        lut_levels=number("lut_levels"),
+        longest_path=number("longest_path"),
+        seconds=_seconds(_get(data, "seconds", "synthesis."), "synthesis.seconds"),
+    )
+
+
+# ------------------------------------------------------------------------- field checks
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _show(value: Any) -> str:
+    """A short, one-line rendering of a found value for an error message."""
+    if isinstance(value, dict):
+        return "{...}"
+    if isinstance(value, list):
+        return f"[... {len(value)} items]" if value else "[]"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**15:
+        return f"an integer of {len(str(abs(value)))} digits"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _bad(where: str, value: Any, expected: str) -> ManifestError:
+    return ManifestError(f"{where} is {_show(value)} ({_kind(value)}), expected {expected}")
+
+
+def _get(data: dict[str, Any], key: str, where: str, default: Any = _MISSING) -> Any:
+    if key in data:
+        return data[key]
+    if default is _MISSING:
+        raise ManifestError(f"missing field {where}{key}")
+    return default
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _bad(where, value, "an object")
+    return value
+
+
+def _list(value: Any, where: str, least: int, most: int) -> list[Any]:
+    if not isinstance(value, list):
+        raise _bad(where, value, "a list")
+    if not least <= len(value) <= most:
+        raise ManifestError(f"{where} has {len(value)} items, expected {least} to {most}")
+    return value
+
+
+def _count(value: Any, where: str, least: int, most: int) -> int:
+    if type(value) is not int or not least <= value <= most:
+        raise _bad(where, value, f"an integer in {least}..{most}")
+    return value
+
+
+def _optional_count(value: Any, where: str, least: int = 1) -> int | None:
+    return None if value is None else _count(value, where, least, MAX_COUNT)
+
+
+def _bool(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise _bad(where, value, "true or false")
+    return value
+
+
+def _seconds(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _bad(where, value, "a number of seconds")
+    if not 0 <= value <= MAX_SECONDS:  # NaN fails this too
+        raise _bad(where, value, f"a number of seconds in 0..{MAX_SECONDS:g}")
+    return float(value)
+
+
+def _text(value: Any, where: str, most: int = MAX_TEXT) -> str:
+    if not isinstance(value, str):
+        raise _bad(where, value, "a string")
+    if len(value) > most or not value.isprintable():
+        raise _bad(where, value, f"printable text of at most {most} characters")
+    return value
+
+
+def _shape(value: Any, where: str) -> tuple[int, ...]:
+    dims = _list(value, where, 1, MAX_RANK)
+    shape = tuple(_count(dim, f"{where}[{index}]", 1, MAX_DIM) for index, dim in enumerate(dims))
+    if math.prod(shape) > MAX_ELEMENTS:
+        raise ManifestError(f"{where} {list(shape)} has more than {MAX_ELEMENTS} elements")
+    return shape
+
+
+def identifier_problem(name: Any, port: bool = False) -> str | None:
+    """Why `name` cannot be a module (or, with `port`, a port) name of the top, or None.
+
+    A plain Verilog identifier ([A-Za-z_][A-Za-z0-9_]*, at most MAX_IDENTIFIER characters), no
+    Verilog/SystemVerilog keyword, and for a module no name of the top's ports."""
+    if not isinstance(name, str):
+        return f"is {_kind(name)}, expected a string"
+    if not name or len(name) > MAX_IDENTIFIER or not _IDENTIFIER.fullmatch(name):
+        return (
+            f"is {_show(name)}, expected a plain identifier ([A-Za-z_][A-Za-z0-9_]*, "
+            f"at most {MAX_IDENTIFIER} characters)"
+        )
+    if name in VERILOG_KEYWORDS:
+        return f"is {name!r}, a Verilog/SystemVerilog keyword"
+    if not port and name in TOP_PORT_NAMES:
+        return f"is {name!r}, the name of one of the top's ports ({', '.join(sorted(TOP_PORT_NAMES))})"
+    return None
+
+
+def _identifier(value: Any, where: str, port: bool = False) -> str:
+    problem = identifier_problem(value, port)
+    if problem is not None:
+        raise ManifestError(f"{where} {problem}")
+    return value
+
+
+def _relative_path(value: Any, where: str) -> str:
+    """A relative POSIX path of plain components (see `_PATH_PART`)."""
+    if not isinstance(value, str):
+        raise _bad(where, value, "a relative path")
+    parts = value.split("/")
+    if (
+        len(value) > MAX_PATH
+        or len(parts) > 16
+        or not all(len(part) <= MAX_PATH_PART and _PATH_PART.fullmatch(part) for part in parts)
+    ):
+        raise _bad(
+            where, value, "a relative path inside OUTDIR of names made of A-Z a-z 0-9 _ . - (no '..')"
+        )
+    return value
+
+
+def _confined(outdir: Path, name: str, where: str, must_be_file: bool) -> Path:
+    """OUTDIR/name with symlinks resolved; it must stay inside OUTDIR (a resolved folder).
+    With `must_be_file` it must be an existing regular file."""
+    path = outdir / name
+    if not os.path.lexists(path):
+        if must_be_file:
+            raise ManifestError(f"{where}: file {path} not found")
+        return path
+    try:
+        resolved = path.resolve(strict=True)
+    except (OSError, RuntimeError):  # a symlink loop or a dangling link
+        raise ManifestError(f"{where}: {path} is a broken or looping symlink") from None
+    if not resolved.is_relative_to(outdir):
+        raise ManifestError(f"{where}: {path} leads outside OUTDIR (to {resolved})")
+    if must_be_file and not resolved.is_file():
+        raise ManifestError(f"{where}: {path} is not a regular file")
+    return resolved
+
+
+def writable_path(outdir: Path, name: str) -> Path:
+    """OUTDIR/name for rtlgen to (re)write: no existing component of it below OUTDIR may be a
+    symlink (writing through one would land outside OUTDIR, or on a file rtlgen did not write)."""
+    outdir = Path(outdir).resolve()
+    path = outdir
+    for part in _relative_path(name, name).split("/"):
+        path = path / part
+        if path.is_symlink():
+            raise ManifestError(f"{path} is a symlink; rtlgen writes only real files inside OUTDIR")
+    return path
+
+
+# --------------------------------------------------------------------------------- vectors
 def check_vectors(manifest: Manifest, x_int: np.ndarray, y_int: np.ndarray) -> None:
     """Raise ManifestError unless x/y have shapes (N, *input.shape) / (N, *output.shape) with
     the same N >= 1, integer dtype, and inputs inside the input type's range."""

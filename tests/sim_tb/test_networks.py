@@ -41,9 +41,9 @@ def test_layer_kinds_bit_exact_in_verilator(name, backpressure, tmp_path, build_
     assert result.passed, result.report
     assert result.mismatches == 0 and result.images == 4
     if backpressure == 0.0:
-        assert result.latency_cycles == design.manifest["latency_cycles"]
-        assert result.ii_cycles == design.manifest["ii_cycles"]
-        assert not result.input_stalled or design.manifest["ii_cycles"] > design.manifest["input"]["beats_per_sample"]
+        assert result.latency_cycles == design.manifest.latency_cycles
+        assert result.ii_cycles == design.manifest.ii_cycles
+        assert not result.input_stalled or design.manifest.ii_cycles > design.manifest.input.beats_per_sample
 
 
 def test_lut_multipliers_full_parallelism_in_verilator(tmp_path, build_root):
@@ -92,7 +92,7 @@ def test_random_networks_bit_exact_in_verilator(graph, backpressure, parallelism
     design, result = run(graph, tmp, build_root, backpressure, HardwareOptions(parallelism=parallelism), n=3)
     assert result.passed, result.report
     if backpressure == 0.0:
-        assert result.latency_cycles == design.manifest["latency_cycles"]
+        assert result.latency_cycles == design.manifest.latency_cycles
 
 
 def test_graph_without_classes_streams_pixels(tmp_path, build_root):
@@ -102,5 +102,5 @@ def test_graph_without_classes_streams_pixels(tmp_path, build_root):
     assert isinstance(graph.output, ir.Conv)
     design, result = run(graph, tmp_path, build_root)
     assert result.passed, result.report
-    assert design.manifest["output"]["classes"] is None
-    assert np.prod(graph.output_shape[:-1]) == design.manifest["output"]["beats_per_sample"]
+    assert design.manifest.output.classes is None
+    assert np.prod(graph.output_shape[:-1]) == design.manifest.output.beats_per_sample

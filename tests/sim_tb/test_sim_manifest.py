@@ -53,7 +53,8 @@ def _write(tmp_path, manifest: dict):
 
 def test_manifest_of_the_test_design_loads(tmp_path):
     manifest = load_manifest(_write(tmp_path, dut.manifest()))
-    assert manifest.top == "chansum" and manifest.rtl == (tmp_path / "rtl" / "chansum.v",)
+    assert manifest.top == "chansum" and manifest.rtl == ("rtl/chansum.v",)
+    assert manifest.rtl_paths == (tmp_path.resolve() / "rtl" / "chansum.v",)
     assert manifest.input.shape == (4, 3) and manifest.output.classes == 2
     assert (manifest.latency_cycles, manifest.ii_cycles) == (5, 4)
 
@@ -61,10 +62,10 @@ def test_manifest_of_the_test_design_loads(tmp_path):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda m: m.update(format_version=2), "format_version 2, supported: 1"),
+        (lambda m: m.update(format_version=3), "format_version 3 is newer than this rtlgen reads"),
         (lambda m: m["input"].update(beats_per_sample=3), "3 beats x 3 elements, but shape"),
-        (lambda m: m["output"].update(tdata_width=12), "tdata_width 12 < 2 elements x 10 bits"),
-        (lambda m: m["output"].update(tuser_width=1, classes=3), "cannot hold 3 classes"),
+        (lambda m: m["output"].update(tdata_width=12), "tdata_width 12 != 2 elements x 10 bits"),
+        (lambda m: m["output"].update(tuser_width=0, classes=2), "cannot hold 2 classes"),
         (lambda m: m.update(rtl=["rtl/missing.v"]), "missing.v not found"),
         (lambda m: m.pop("top"), "missing field top"),
         (lambda m: m["input"]["type"].pop("width"), "missing field input.type.width"),

@@ -163,7 +163,7 @@ def test_wrong_x_shape_is_a_user_error(chansum_outdir, build_root):
 
 def test_missing_manifest_is_a_user_error(tmp_path, build_root):
     x_int, y_int = _vectors(count=4)
-    with pytest.raises(RtlgenError, match="manifest.json not found"):
+    with pytest.raises(RtlgenError, match="has no manifest.json"):
         simulate(tmp_path, x_int, y_int, build_root=build_root)
 
 

@@ -92,7 +92,7 @@ def test_run_py_reports_bad_input_with_exit_code_2(outdir):
 
 
 def test_write_testbench_needs_a_manifest(tmp_path):
-    with pytest.raises(RtlgenError, match="manifest.json not found"):
+    with pytest.raises(RtlgenError, match="has no manifest.json"):
         write_testbench(tmp_path)
 
 
