@@ -143,3 +143,40 @@ def test_unsupported_adders_per_stage_is_a_one_line_error(tmp_path):
     assert result.returncode == 2
     assert "adders per stage 9 is not supported" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "d").exists()
+
+
+STEP = 2.0**-7  # --input-type fixed<8,1>: mantissas -128..127, values [-1, 127/128]
+
+
+@pytest.mark.parametrize(
+    "values, rounded, saturated",
+    [
+        ([0.5, -1.0, 127 * STEP, 3 * STEP], 0, 0),  # exactly representable
+        ([STEP / 2, 3 * STEP / 2, 0.3, -1 - STEP / 2], 4, 0),  # halfway / between steps / onto an end
+        ([1.0, -1.5, 40.0, 127.5 * STEP], 0, 4),  # out of range
+    ],
+)
+def test_predict_says_the_input_type_and_how_many_values_were_rounded_and_saturated(tmp_path, values, rounded, saturated):
+    x = np.zeros((2, 8, 8, 1))
+    x.reshape(-1)[: len(values)] = values
+    np.save(tmp_path / "x.npy", x)
+    result = rtlgen("predict", *MODEL, "--input-type", "fixed<8,1>", "-i", tmp_path / "x.npy", "-o", tmp_path / "y.npy")
+    assert result.returncode == 0, result.stderr
+    assert (f"input type fixed<8,1> (range [-1, 0.992188], step 2^-7): {rounded} of 128 values rounded, "
+            f"{saturated} saturated") in result.stdout
+
+
+def test_inspect_shows_the_input_type_in_the_table_and_in_json():
+    table = rtlgen("inspect", *MODEL, "--input-type", "fixed<12,4>")
+    assert table.returncode == 0, table.stderr
+    assert "input fixed<12,4>, range [-8, 7.99609], step 2^-8" in table.stdout
+    info = json.loads(rtlgen("inspect", *MODEL, "--input-type", "fixed<12,4>", "--json").stdout)
+    assert info["input"] == {"shape": [8, 8, 1], "type": "fixed<12,4>", "min": -8.0, "max": 8 - 2**-8, "step": 2**-8}
+
+
+def test_convert_in_a_log_shows_each_step_with_its_time(tmp_path):
+    result = rtlgen("convert", *MODEL, "-o", tmp_path / "design")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "generating hardware ..." in lines
+    assert any(line.startswith("generating hardware: done in ") for line in lines)

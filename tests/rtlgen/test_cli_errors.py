@@ -10,6 +10,7 @@ import subprocess
 import sys
 from importlib import resources
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -140,6 +141,12 @@ def test_an_interrupt_is_one_line_with_exit_code_130(monkeypatch, capsys):
     _raise_from_load(monkeypatch, KeyboardInterrupt())
     assert cli.run(["inspect", "model.h5"]) == cli.EXIT_INTERRUPTED
     assert capsys.readouterr().err == "interrupted\n"
+
+
+@pytest.mark.parametrize("passed, code", [(True, 0), (False, 1)])
+def test_sim_exits_1_only_when_the_simulation_found_mismatches(monkeypatch, passed, code):
+    monkeypatch.setattr(cli, "_simulate", lambda *_args: SimpleNamespace(passed=passed))
+    assert cli.run(["sim", "design", "-i", "x.npy"]) == code
 
 
 def test_a_path_under_a_file_is_one_line_with_exit_code_2(tmp_path):
