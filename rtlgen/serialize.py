@@ -240,8 +240,6 @@ class _Reader:
         in_type: FixedType | None = None
         for index, desc in enumerate(descs):
             node = self.node(desc, index, in_type)
-            if (index == 0) != isinstance(node, ir.Input):
-                raise self.fail(f"node {index}", "the first node, and only it, must be the Input")
             nodes.append(node)
             in_type = node.out_type
         try:
@@ -258,6 +256,8 @@ class _Reader:
                 f"node {index}", f"class {_short(class_name)} is not one of {', '.join(_NODE_TYPES)}"
             )
         cls = _NODE_TYPES[class_name]
+        if (index == 0) != (cls is ir.Input):
+            raise self.fail(f"node {index}", "the first node, and only it, must be the Input")
         name = self.string(desc, "name", f"node {index}", _NAME_RE)
         where = f"node {index} '{name}' ({class_name})"
         in_shape, out_shape = self.shape(desc, "in_shape", where), self.shape(desc, "out_shape", where)

@@ -23,11 +23,17 @@ _CHUNK = 1 << 20
 
 
 def describe_dtype(dtype: np.dtype) -> str:
+    """``complex (complex64)``, ``structured ([('a', '<f4')])``, ``float64`` ..."""
     if dtype.fields is not None or dtype.subdtype is not None:
-        return f"structured {dtype}"
+        return f"structured ({dtype})"
     names = {"c": "complex", "m": "timedelta", "M": "datetime", "O": "object", "S": "bytes",
-             "U": "string", "V": "void"}
+             "U": "string", "V": "void", "b": "bool"}
     return f"{names[dtype.kind]} ({dtype})" if dtype.kind in names else str(dtype)
+
+
+def _supported(kinds: str) -> str:
+    names = {"b": "bool", "i": "integer", "u": "unsigned", "f": "float", "U": "string"}
+    return ", ".join(names[k] for k in kinds if k in names)
 
 
 def read_npy(
@@ -55,12 +61,14 @@ def read_npy(
     except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
         reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
         raise error(f"{what}: not a readable .npy array ({reason})") from None
-    if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
-        raise error(f"{what}: holds a {describe_dtype(dtype)} array; expected plain numbers")
-    if dtype.kind not in kinds:
+    if (
+        dtype.hasobject
+        or dtype.fields is not None
+        or dtype.subdtype is not None
+        or dtype.kind not in kinds
+    ):
         raise error(
-            f"{what}: holds a {describe_dtype(dtype)} array; supported: real numbers "
-            "(integer, unsigned or float dtypes)"
+            f"{what}: holds {describe_dtype(dtype)} values; supported dtypes: {_supported(kinds)}"
         )
     count = element_count(shape)
     nbytes = count * dtype.itemsize
