@@ -613,11 +613,23 @@ def run(argv: list[str]) -> int:
     except MemoryError as exc:
         return _fail("out of memory (the model or input is too large for this machine)",
                      EXIT_USER_ERROR, exc)
+    except ModuleNotFoundError as exc:
+        package = (exc.name or "rtlgen").split(".")[0]
+        if package == "rtlgen":
+            return _internal_error(exc)
+        return _fail(f"this command needs the Python package '{package}', which is not installed "
+                     "(pip install 'rtlgen[train]' for TensorFlow/QKeras, 'rtlgen[board]' for pyserial)",
+                     EXIT_USER_ERROR, exc)
     except Exception as exc:
         if _is_tool_failure(exc):
             return _fail(str(exc), EXIT_USER_ERROR, exc)
-        return _fail(f"{type(exc).__name__}: {exc} (run with --debug for the traceback, please report)",
-                     EXIT_INTERNAL_ERROR, exc, prefix="internal error")
+        return _internal_error(exc)
+
+
+def _internal_error(exc: Exception) -> int:
+    """A bug, not a user error: one line that says so, exit 70 (EX_SOFTWARE)."""
+    return _fail(f"{type(exc).__name__}: {exc} (run with --debug for the traceback, please report)",
+                 EXIT_INTERNAL_ERROR, exc, prefix="internal error")
 
 
 def _command_path(command, argv: list[str]) -> str:

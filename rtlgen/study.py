@@ -56,6 +56,7 @@ from rich.progress import (
 from rich.table import Table
 
 from rtlgen import ir
+from rtlgen.progress import step
 from rtlgen.quant.errors import RtlgenError
 from rtlgen.quant.fixed import FixedType
 
@@ -898,6 +899,8 @@ class _Stages:
     def note(self, task, text: str) -> None:
         base = self.progress.tasks[task].description.split(":")[0]
         self.progress.update(task, description=f"{base}: {text}")
+        if not self.progress.console.is_terminal:  # no live bars in a CI log: say it in a line
+            self.progress.console.print(f"{base}: {text} ...", markup=False, highlight=False)
 
     def advance(self, task, steps: int = 1) -> None:
         self.progress.advance(task, steps)
@@ -1202,8 +1205,14 @@ def run_study(out: Path, config: StudyConfig, console: Console | None = None) ->
         console=console,
         transient=False,
     )
+    # In a CI log the bars show nothing until the end: a heartbeat line every minute instead.
+    heartbeat = (
+        contextlib.nullcontext()
+        if console.is_terminal
+        else step("SVHN study", console=console, heartbeat_seconds=60)
+    )
     # QKeras quantizers go through keras.constraints.serialize, which warns (harmlessly)
-    with progress, warnings.catch_warnings():
+    with heartbeat, progress, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*keras\.constraints\.serialize\(\).*")
         stages = _Stages(progress, config)
 

@@ -131,6 +131,20 @@ def test_an_internal_error_is_one_line_with_exit_code_70(monkeypatch, capsys, er
     assert err.startswith(f"internal error: {type(error).__name__}") and "--debug" in err and "report" in err
 
 
+@pytest.mark.parametrize("module", ["tensorflow", "qkeras.quantizers", "serial"])
+def test_a_missing_optional_package_is_one_line_naming_it(monkeypatch, capsys, module):
+    _raise_from_load(monkeypatch, ModuleNotFoundError(f"No module named '{module}'", name=module))
+    assert cli.run(["inspect", "model.h5"]) == cli.EXIT_USER_ERROR
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and f"needs the Python package '{module.split('.')[0]}'" in err
+
+
+def test_a_missing_rtlgen_module_is_an_internal_error(monkeypatch, capsys):
+    _raise_from_load(monkeypatch, ModuleNotFoundError("No module named 'rtlgen.gone'", name="rtlgen.gone"))
+    assert cli.run(["inspect", "model.h5"]) == cli.EXIT_INTERNAL_ERROR
+    assert capsys.readouterr().err.startswith("internal error: ModuleNotFoundError")
+
+
 def test_debug_shows_the_traceback_of_an_internal_error(monkeypatch):
     _raise_from_load(monkeypatch, KeyError("layers"))
     with pytest.raises(KeyError):
