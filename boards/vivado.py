@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 import rtlgen
+from rtlgen.manifest import writable_path
 from rtlgen.quant.errors import RtlgenError
 
 from .manifest import Manifest, load_manifest
@@ -110,7 +111,7 @@ def write_vivado(
         "package_ip.tcl": _package_ip_tcl(manifest, target_part),
         "README.md": _readme(manifest, target_part, float(clock_mhz), preset),
     }
-    final = manifest.outdir / "vivado"
+    final = writable_path(manifest.outdir, "vivado")  # not a symlink out of OUTDIR
     staging = Path(tempfile.mkdtemp(prefix=".vivado.", dir=manifest.outdir))
     staging.chmod(0o755)
     try:

@@ -27,7 +27,7 @@ from rtlgen.layers.requantize import Requantize
 from rtlgen.layers.serial_mac import SerialMatVec, shared_multipliers
 from rtlgen.layers.stream_util import SkidBuffer
 from rtlgen.layers.window import WindowGenerator
-from rtlgen.manifest import TOP_PORT_NAMES, VERILOG_KEYWORDS, check_top_name
+from rtlgen.manifest import RESERVED_TOP_NAMES, VERILOG_KEYWORDS, check_top_name
 from rtlgen.quant.arith import aligned_weights, clamp_bounds
 from rtlgen.quant.errors import RtlgenError, UnsupportedError
 from rtlgen.quant.fixed import FixedType
@@ -159,7 +159,7 @@ def top_module_name(requested: str | None, model_name: str) -> str:
     compile)."""
     if requested is not None:
         return check_top_name(requested)
-    return sanitize_identifier(model_name, "rtlgen_net", reserved=TOP_PORT_NAMES)
+    return sanitize_identifier(model_name, "rtlgen_net", reserved=RESERVED_TOP_NAMES)
 
 
 def _weights_matrix(node: ir.Conv | ir.Dense | ir.ScaleShift, in_type: FixedType):

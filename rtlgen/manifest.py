@@ -20,7 +20,7 @@ from rtlgen.sim_tb.tb_manifest import (
     GENERATOR,
     INPUT_TYPE_ORIGINS,
     MANIFEST_NAME,
-    TOP_PORT_NAMES,
+    RESERVED_TOP_NAMES,
     VERILOG_KEYWORDS,
     ElementType,
     Generator,
@@ -40,7 +40,7 @@ __all__ = [
     "GENERATOR",
     "INPUT_TYPE_ORIGINS",
     "MANIFEST_NAME",
-    "TOP_PORT_NAMES",
+    "RESERVED_TOP_NAMES",
     "VERILOG_KEYWORDS",
     "DesignFolderError",
     "ElementType",
@@ -54,6 +54,7 @@ __all__ = [
     "check_top_name",
     "read_manifest",
     "replace_file",
+    "writable_path",
     "write_manifest",
 ]
 
@@ -66,6 +67,14 @@ def read_manifest(outdir: str | Path) -> Manifest:
     """Read and check OUTDIR/manifest.json (`rtlgen.sim_tb.tb_manifest.read_manifest`)."""
     try:
         return _schema.read_manifest(outdir)
+    except ManifestError as error:
+        raise DesignFolderError(str(error)) from None
+
+
+def writable_path(outdir: Path, name: str) -> Path:
+    """OUTDIR/name for rtlgen to write (`tb_manifest.writable_path`: no symlink on the way)."""
+    try:
+        return _schema.writable_path(outdir, name)
     except ManifestError as error:
         raise DesignFolderError(str(error)) from None
 

@@ -18,8 +18,19 @@ import numpy as np
 
 from rtlgen.quant.errors import RtlgenError
 
-from .tb_manifest import ManifestError, check_vectors, describe_mismatch, load_manifest
+from .tb_manifest import (
+    ManifestError,
+    check_vectors,
+    describe_mismatch,
+    read_manifest,
+    writable_path,
+)
 from .tb_run import SimulationError, StepProgress, build, run, silent_step
+
+# What a simulation writes into OUTDIR/sim/ (see the module docstring).
+SIM_FILES = (
+    "x_int.npy", "y_int.npy", "sim_out.npy", "sim_result.json", "results.xml", "sim.log", "dump.vcd",
+)
 
 __all__ = ["Mismatch", "SimResult", "SimulationError", "default_build_root", "simulate"]
 
@@ -113,11 +124,14 @@ def simulate(
     if not 0.0 <= backpressure < 1.0:
         raise RtlgenError(f"backpressure {backpressure} must be in [0, 1)")
     try:
-        manifest = load_manifest(outdir / "manifest.json")
+        manifest = read_manifest(outdir)
         check_vectors(manifest, x_int, y_int)
+        # the simulation writes these; a planted symlink must not redirect them out of OUTDIR
+        for name in SIM_FILES:
+            writable_path(manifest.outdir, f"sim/{name}")
     except ManifestError as error:
         raise RtlgenError(str(error)) from None
-    results_dir = outdir / "sim"
+    results_dir = manifest.outdir / "sim"
     results_dir.mkdir(parents=True, exist_ok=True)
     x_path, y_path = results_dir / "x_int.npy", results_dir / "y_int.npy"
     np.save(x_path, np.asarray(x_int, dtype=np.int64))

@@ -75,6 +75,10 @@ TOP_PORT_NAMES = frozenset(
     + [f"{side}_axis_{signal}" for side in "sm" for signal in ("tdata", "tvalid", "tready", "tlast", "tuser")]
 )
 
+#: Names the top module cannot have: its ports (Verilator: "variable has same name as
+#: instance"), Verilator's own top (`TOP`) and SystemVerilog's built-in package `std`.
+RESERVED_TOP_NAMES = TOP_PORT_NAMES | {"TOP", "std"}
+
 #: Verilog-2005 and SystemVerilog-2017 (IEEE 1800 Annex B) keywords, case-sensitive.
 VERILOG_KEYWORDS = frozenset(
     """accept_on alias always always_comb always_ff always_latch and assert assign assume
@@ -515,7 +519,7 @@ def parse_manifest(raw: dict[str, Any], outdir: Path | None = None) -> Manifest:
     files = tuple(
         _relative_path(name, f"files[{index}]")
         for index, name in enumerate(
-            _list(_get(raw, "files", "", [] if legacy else _MISSING), "files", 0, MAX_LIST)
+            _list(_get(raw, "files", "", []), "files", 0, MAX_LIST)
         )
     )
     layers = tuple(
@@ -769,7 +773,7 @@ def _show(value: Any) -> str:
     if isinstance(value, list):
         return f"[... {len(value)} items]" if value else "[]"
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**15:
-        return f"an integer of {len(str(abs(value)))} digits"
+        return f"<an integer of {len(str(abs(value)))} digits>"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -844,7 +848,7 @@ def identifier_problem(name: Any, port: bool = False) -> str | None:
     """Why `name` cannot be a module (or, with `port`, a port) name of the top, or None.
 
     A plain Verilog identifier ([A-Za-z_][A-Za-z0-9_]*, at most MAX_IDENTIFIER characters), no
-    Verilog/SystemVerilog keyword, and for a module no name of the top's ports."""
+    Verilog/SystemVerilog keyword, and for a module none of `RESERVED_TOP_NAMES`."""
     if not isinstance(name, str):
         return f"is {_kind(name)}, expected a string"
     if not name or len(name) > MAX_IDENTIFIER or not _IDENTIFIER.fullmatch(name):
@@ -854,8 +858,11 @@ def identifier_problem(name: Any, port: bool = False) -> str | None:
         )
     if name in VERILOG_KEYWORDS:
         return f"is {name!r}, a Verilog/SystemVerilog keyword"
-    if not port and name in TOP_PORT_NAMES:
-        return f"is {name!r}, the name of one of the top's ports ({', '.join(sorted(TOP_PORT_NAMES))})"
+    if not port and name in RESERVED_TOP_NAMES:
+        return (
+            f"is {name!r}, which the top module cannot be called (reserved: "
+            f"{', '.join(sorted(RESERVED_TOP_NAMES))})"
+        )
     return None
 
 

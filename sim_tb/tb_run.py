@@ -119,7 +119,7 @@ def build_key(manifest: Manifest, *, waves: bool = False, extra_args: Sequence[s
         "verilator": _version("verilator"),
     }
     digest.update(json.dumps(settings, sort_keys=True).encode())
-    for file in manifest.rtl:
+    for file in manifest.rtl_paths:
         digest.update(file.name.encode() + b"\0")
         digest.update(file.read_bytes() + b"\0")
     return digest.hexdigest()[:BUILD_KEY_CHARS]
@@ -233,7 +233,7 @@ def build(
             with step(f"building the Verilator simulator of {manifest.top} (once per design)"), \
                     environ(settings, _RUNNER_UNSET):
                 runner.build(
-                    sources=list(manifest.rtl),
+                    sources=list(manifest.rtl_paths),  # checked: inside OUTDIR
                     hdl_toplevel=manifest.top,
                     build_dir=build_dir,
                     build_args=[*BUILD_ARGS, *extra_args],
