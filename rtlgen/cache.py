@@ -133,7 +133,8 @@ def _names(folder: Path) -> list[str]:
 
 def list_cache(root: Path | None = None) -> CacheListing:
     """What is in the cache folder `root` (default `cache_root()`)."""
-    root = cache_root() if root is None else Path(root)
+    # The root itself may be a symlink the user chose (RTLGEN_CACHE_DIR); entries never are.
+    root = Path(os.path.realpath(cache_root() if root is None else root))
     entries: list[CacheEntry] = []
     others: list[Path] = []
     builds = root / "verilator"

@@ -38,6 +38,7 @@ app = typer.Typer(
     help="Quantized, pruned Keras/QKeras networks -> bit-exact streaming Verilog, without HLS.",
     epilog=EXIT_CODES,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},  # inherited by every command
 )
 board_app = typer.Typer(help="Talk to a board running an rtlgen bitstream.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmark studies.", no_args_is_help=True)
@@ -477,11 +478,10 @@ def board_run(
     from rtlgen.api import load_array, load_model
     from rtlgen.boards.client import run_on_board
     from rtlgen.manifest import read_manifest
-    from rtlgen.quant.reference import quantize_input
 
     manifest = read_manifest(design)  # a clear error when DESIGN is not a converted design
     graph = load_model(manifest.graph_path)
-    x_int = quantize_input(graph, load_array(input))
+    x_int = _quantize_input(graph, load_array(input)).mantissas
     classes, _outputs = run_on_board(port, x_int, manifest, baud=baud)
     console.print(f"classes: {list(map(int, classes))}")
 

@@ -122,6 +122,14 @@ def test_clear_cache_keeps_the_demo_design(cache):
     assert (cache / "demo" / "rtl" / "demo_cnn.v").is_file()
 
 
+def test_a_cache_root_that_is_a_symlink_is_followed_but_its_entries_are_not(cache, tmp_path):
+    link = tmp_path / "link-to-cache"
+    link.symlink_to(cache, target_is_directory=True)
+    assert {entry.kind for entry in list_cache(link).entries} >= {"build", "objects"}
+    clear_cache(link)
+    assert not (cache / "verilator" / KEY_A).exists() and link.is_symlink()
+
+
 @pytest.mark.parametrize("state", ["missing", "empty"])
 def test_an_absent_or_empty_cache_lists_nothing_and_clears_nothing(tmp_path, state):
     root = tmp_path / "cache"

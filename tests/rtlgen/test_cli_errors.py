@@ -69,7 +69,9 @@ def test_usage_errors_are_one_line_with_exit_code_2_and_a_help_hint(args, messag
     assert "--help" in line
 
 
-@pytest.mark.parametrize("args", [["--help"], [], ["convert", "--help"], ["board"], ["cache", "--help"]])
+@pytest.mark.parametrize(
+    "args", [["--help"], ["-h"], [], ["convert", "--help"], ["board"], ["board", "run", "-h"], ["cache", "--help"]]
+)
 def test_help_prints_usage_and_exits_0(args):
     result = rtlgen(*args)
     assert result.returncode == 0, result.stderr
