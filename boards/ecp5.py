@@ -278,12 +278,12 @@ def _build_in(
             capture_output=True,
             text=True,
         )
+        (staging / "build.log").write_text(process.stdout + process.stderr)
+        if process.returncode != 0:
+            raise RtlgenError(
+                f"bitstream build for {preset.name} failed: {_last_error(process.stderr)}"
+            )
     seconds = time.monotonic() - start
-    (staging / "build.log").write_text(process.stdout + process.stderr)
-    if process.returncode != 0:
-        raise RtlgenError(
-            f"bitstream build for {preset.name} failed: {_last_error(process.stderr)}"
-        )
 
     fmax_mhz, used, available = parse_nextpnr_log((staging / f"{BUILD_NAME}.tim").read_text())
     clock_mhz = platform.default_clk_frequency / 1e6

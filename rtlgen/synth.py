@@ -241,11 +241,11 @@ def synthesize(
                 text=True,
                 timeout=timeout,
             )
+            log = (work / "yosys.log").read_text() if (work / "yosys.log").exists() else ""
+            if proc.returncode != 0 or not (work / "netlist.json").exists():
+                first = _first_error(log or proc.stderr or proc.stdout)
+                raise RtlgenError(f"Yosys failed on {source} (exit {proc.returncode}): {first}")
         seconds = time.monotonic() - start
-        log = (work / "yosys.log").read_text() if (work / "yosys.log").exists() else ""
-        if proc.returncode != 0 or not (work / "netlist.json").exists():
-            first = _first_error(log or proc.stderr or proc.stdout)
-            raise RtlgenError(f"Yosys failed on {source} (exit {proc.returncode}): {first}")
         cells = parse_stat((work / "stat.txt").read_text())
         match = _LTP.search((work / "ltp.txt").read_text())
         longest = int(match.group(1)) if match else -1

@@ -6,6 +6,8 @@ an internal bug exits 70 with one `internal error:` line; help and --version exi
 
 import errno
 import json
+import os
+import shutil
 import subprocess
 import sys
 from importlib import resources
@@ -182,29 +184,34 @@ def demo_design(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize(
-    "corruption",
-    [
-        lambda text: text.replace("endmodule", "endmodule oops ;", 1),  # syntax error
-        lambda text: text.replace("module ", "module_ ", 1),  # no module header left
-        lambda text: text[: len(text) // 2],  # truncated file
-    ],
-)
-def test_a_verilator_build_failure_is_one_line_naming_the_build_log(demo_design, tmp_path, corruption):
-    design = tmp_path / "design"
-    design.mkdir()
-    for path in demo_design.rglob("*"):
-        target = design / path.relative_to(demo_design)
-        if path.is_dir():
-            target.mkdir(exist_ok=True)
-        else:
-            target.write_bytes(path.read_bytes())
-    verilog = design / json.loads((design / "manifest.json").read_text())["rtl"][0]
+CORRUPTIONS = [
+    lambda text: text.replace("endmodule", "endmodule oops ;", 1),  # syntax error
+    lambda text: text.replace("module ", "module_ ", 1),  # no module header left
+    lambda text: text[: len(text) // 2],  # truncated file
+]
+
+
+def _corrupted_copy(design: Path, to: Path, corruption) -> Path:
+    shutil.copytree(design, to)
+    verilog = to / json.loads((to / "manifest.json").read_text())["rtl"][0]
     verilog.write_text(corruption(verilog.read_text()))
+    return to
+
+
+@pytest.mark.parametrize("corruption", CORRUPTIONS)
+def test_a_verilator_build_failure_is_one_line_naming_the_build_log(demo_design, tmp_path, corruption):
+    design = _corrupted_copy(demo_design, tmp_path / "design", corruption)
     np.save(tmp_path / "x.npy", np.zeros((1, 8, 8, 1)))
     cache = tmp_path / "cache"
-    env = {**__import__("os").environ, "RTLGEN_CACHE_DIR": str(cache)}
+    env = {**os.environ, "RTLGEN_CACHE_DIR": str(cache)}
     line = assert_one_error_line(rtlgen("sim", design, "-i", tmp_path / "x.npy", env=env))
     assert "Verilator build of demo_cnn failed" in line
     log = Path(line.rsplit("full log: ", 1)[1])
     assert log.is_file() and log.is_relative_to(cache)
+
+
+@pytest.mark.parametrize("corruption", CORRUPTIONS)
+def test_a_yosys_failure_is_one_line_quoting_its_error(demo_design, tmp_path, corruption):
+    design = _corrupted_copy(demo_design, tmp_path / "design", corruption)
+    line = assert_one_error_line(rtlgen("report", design))
+    assert line.startswith("error: Yosys failed on ") and "ERROR" in line
