@@ -508,7 +508,7 @@ def _weights(
     """The layer's weights, each checked against the shape the config implies before it is
     read (a dataset's declared shape), then for NaN/infinity."""
     got = source.get(layer, expected)
-    limits = source.limits if isinstance(source, BudgetedWeights) else DEFAULT_LIMITS
+    limits = _limits(source)
     out = {}
     for name, shape in expected.items():
         stored = got[name]
@@ -698,6 +698,9 @@ def _conv(layer: KerasLayer, shape: Shape, source: WeightSource) -> _Out:
     expected: dict[str, Shape] = {"kernel": (*ksize, cin, filters)}
     if use_bias:
         expected["bias"] = (filters,)
+    # before the weights are read: few weights can still slide over a huge map
+    work = element_count(spatial_out) * element_count(expected["kernel"])
+    _check_count(layer, work, out_shape, kernel2, _limits(source))
     if cls == "QConv2DBatchnorm":
         w, b = _folded(layer, source, expected, filters)
     else:
@@ -908,12 +911,6 @@ def _pool(layer: KerasLayer, shape: Shape, source: WeightSource) -> _Out:
             out_shape = flat
     else:
         pool = _ints(layer, "pool_size", dims, 2)
-        if element_count(pool) > element_count(shape[:-1]) * 4:
-            # A window far beyond the (padded) input adds only padding; a huge one would
-            # make the window hardware and the reference allocate for nothing.
-            raise UnsupportedError(
-                f"{layer.where}: pool_size={list(pool)} is larger than its input {shape}"
-            )
         strides_raw = layer.config.get("strides")
         strides = pool if strides_raw is None else _ints(layer, "strides", dims)
         padding = _str(layer, "padding", "valid").lower()
@@ -1052,6 +1049,35 @@ def _check_activations(layer: KerasLayer, shape: Shape, limits: Limits) -> None:
         )
 
 
+def _check_operations(layer: KerasLayer, node: ir.Node, limits: Limits) -> None:
+    """Refuse a layer doing more than ``limits.max_operations`` multiplies (or window
+    comparisons) per sample: a 'same' window far larger than its input, or a conv whose
+    few weights slide over a huge map, would make the reference and the hardware huge."""
+    if isinstance(node, ir.Conv):
+        window: Shape = node.kernel
+        count = element_count(node.out_shape[:-1]) * element_count(node.weights.shape)
+    elif isinstance(node, ir.Pool):
+        window = node.pool
+        count = element_count(node.out_shape) * element_count(node.pool)
+    else:
+        return
+    _check_count(layer, count, node.out_shape, window, limits)
+
+
+def _check_count(
+    layer: KerasLayer, count: int, out_shape: Shape, window: Shape, limits: Limits
+) -> None:
+    if count > limits.max_operations:
+        raise ModelFileError(
+            f"{layer.where}: {count:,} operations per sample (output {out_shape}, window "
+            f"{window}), more than the limit of {limits.max_operations:,}"
+        )
+
+
+def _limits(source: WeightSource) -> Limits:
+    return source.limits if isinstance(source, BudgetedWeights) else DEFAULT_LIMITS
+
+
 def build_graph(
     model_config: Mapping[str, Any],
     weights: WeightSource | Callable[[list[KerasLayer], bool], WeightSource],
@@ -1098,6 +1124,8 @@ def build_graph(
             )
         out = _HANDLERS[layer.class_name](layer, shape, weights)
         _check_activations(layer, out.shape, limits)
+        for node in out.nodes:
+            _check_operations(layer, node, limits)
         if softmax_layer is not None and (out.nodes or out.softmax):
             raise UnsupportedError(
                 f"{softmax_layer.where}: softmax is only supported as the last layer of the model "

@@ -30,18 +30,22 @@ class Limits:
     - ``max_bytes``: bytes of numeric data one file may make rtlgen read (weights of a model,
       one array of a saved graph, an input ``.npy``, an archive member once inflated);
     - ``max_activations``: elements of one feature map (a 4096 x 4096 x 3 image is 50 M);
+    - ``max_operations``: multiplies (conv) or window comparisons (pooling) of one layer per
+      sample; a big FPGA does a few thousand multiplies per cycle, and the reference model
+      holds a layer's window matrix in memory;
     - ``max_config_bytes`` / ``max_config_depth``: size and nesting of a JSON/YAML config.
     """
 
     max_parameters: int = 20_000_000
     max_bytes: int = 1 << 30
     max_activations: int = 1 << 26
+    max_operations: int = 1 << 30
     max_config_bytes: int = 64 << 20
     max_config_depth: int = 64
 
     def __post_init__(self) -> None:
-        for name in ("max_parameters", "max_bytes", "max_activations", "max_config_bytes",
-                     "max_config_depth"):
+        for name in ("max_parameters", "max_bytes", "max_activations", "max_operations",
+                     "max_config_bytes", "max_config_depth"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"Limits.{name} must be a positive integer, got {value!r}")

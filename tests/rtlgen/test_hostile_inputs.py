@@ -303,25 +303,30 @@ def test_used_dataset_declaring_a_huge_shape_is_refused_before_reading(tmp_path,
     assert rss_mb() - before < MAX_RSS_GROWTH_MB
 
 
+PARAMETER_CAP = "more than the limit of 20,000,000 .*--max-params"
+
+
 @pytest.mark.parametrize(
-    "layers,input_shape",
+    "layers,input_shape,message",
     [
-        ([dense("d", 2**26)], (4,)),
+        ([dense("d", 2**26)], (4,), PARAMETER_CAP),
         (
             [layer_entry("Conv2D", {"name": "c", "filters": 2**20, "kernel_size": 3, "use_bias": True})],
             (8, 8, 3),
+            PARAMETER_CAP,
         ),
         (
             [layer_entry("Conv2D", {"name": "c", "filters": 4, "kernel_size": 30000, "padding": "same"})],
             (8, 8, 3),
+            "operations per sample .* more than the limit of 1,073,741,824",
         ),
     ],
 )
-def test_parameter_cap_fails_fast_from_the_declared_shapes(tmp_path, layers, input_shape):
+def test_size_caps_fail_fast_from_the_declared_shapes(tmp_path, layers, input_shape, message):
     path = tmp_path / "model.h5"
     write_full_h5(path, sequential_config(layers, input_shape), {})  # no weights stored at all
     before = rss_mb()
-    with pytest.raises(ModelFileError, match="more than the limit of 20,000,000 .*--max-params"):
+    with pytest.raises(ModelFileError, match=message):
         load_model(path)
     assert rss_mb() - before < MAX_RSS_GROWTH_MB
 
@@ -351,7 +356,12 @@ def test_parameter_cap_is_raised_by_limits(tmp_path):
         (
             [layer_entry("MaxPooling2D", {"name": "p", "pool_size": [60000, 60000], "padding": "same"})],
             (4, 4, 2),
-            "pool_size=\\[60000, 60000\\] is larger than its input",
+            "operations per sample .*window \\(60000, 60000\\)\\), more than the limit of 1,073,741,824",
+        ),
+        (
+            [layer_entry("Conv2D", {"name": "c", "filters": 1, "kernel_size": 100, "padding": "same"})],
+            (4096, 4096, 1),
+            "layer 'c' .*167,772,160,000 operations per sample",
         ),
     ],
 )
