@@ -49,6 +49,11 @@ def load_model(
             return _load_saved(path, weights, config or input_type, limits)
         if not path.exists():
             raise RtlgenError(f"model file {path} does not exist")
+        if path.is_dir():
+            raise RtlgenError(
+                f"{path} is a directory without graph.npz: pass a model file (.h5, .json, "
+                ".keras) or a directory written by 'rtlgen convert'"
+            )
     from rtlgen.frontend import read_model
 
     graph = read_model(model, weights=weights, limits=limits)
@@ -111,7 +116,8 @@ def load_array(
     """
     p = Path(path)
     if not p.is_file():
-        raise RtlgenError(f"{what} file {p} does not exist")
+        problem = "is not a file" if p.exists() else "does not exist"
+        raise RtlgenError(f"{what} file {p} {problem} (expected a .npy array)")
     label = f"{what} file {p}"
     try:
         size = p.stat().st_size

@@ -75,8 +75,7 @@ def read_model(
 
 def _read_path(path: Path, weights: Path | None, files: ExitStack, limits: Limits) -> ir.ModelGraph:
     what = str(path)
-    if not path.is_file():
-        raise ModelFileError(f"{what}: no such file")
+    _check_file(path, what)
     kind = hdf5.sniff(path, what)
     if kind == "zip":
         config, variables = hdf5.open_keras_archive(path, what, files, limits)
@@ -106,6 +105,12 @@ def _read_path(path: Path, weights: Path | None, files: ExitStack, limits: Limit
     return build_graph(config, _h5_weights(weights, files), source=what, limits=limits)
 
 
+def _check_file(path: Path, what: str) -> None:
+    if not path.is_file():
+        problem = "not a regular file" if path.exists() else "no such file"
+        raise ModelFileError(f"{what}: {problem}")
+
+
 def _open(path: Path, what: str, files: ExitStack):
     f = hdf5.open_file(path, what)
     files.callback(hdf5.close_quietly, f)
@@ -117,8 +122,7 @@ def _h5_weights(path: Path, files: ExitStack):
     ``save_weights("w.h5")``) or by class and creation order (``save_weights("w.weights.h5")``
     in Keras >= 2.13, which writes the ``.keras`` archive's layout)."""
     what = str(path)
-    if not path.is_file():
-        raise ModelFileError(f"{what}: no such file")
+    _check_file(path, what)
     if hdf5.sniff(path, what) != "hdf5":
         raise ModelFileError(
             f"{what}: weights must be a Keras HDF5 file (model.save_weights('w.h5') or "

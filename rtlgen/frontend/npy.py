@@ -70,6 +70,8 @@ def read_npy(
         raise error(
             f"{what}: holds {describe_dtype(dtype)} values; supported dtypes: {_supported(kinds)}"
         )
+    if any(not isinstance(d, int) or d < 0 for d in shape):
+        raise error(f"{what}: its header declares an invalid shape {shape!r}")
     count = element_count(shape)
     nbytes = count * dtype.itemsize
     if nbytes > limits.max_bytes:
