@@ -21,6 +21,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from rtlgen.quant.errors import RtlgenError
 
@@ -48,8 +49,15 @@ cache_app = typer.Typer(help="Show and clear rtlgen's cache of Verilator builds.
 app.add_typer(cache_app, name="cache")
 
 # Wide enough for the layer tables when output goes to a file or a CI log.
-console = Console() if sys.stdout.isatty() else Console(width=150)
-err_console = Console(stderr=True)
+# markup=False: paths, layer and model names come from the user or the model file, and rich
+# would read `[/x]` in them as a markup tag (and fail). Styles are given explicitly (`_styled`).
+console = Console(markup=False) if sys.stdout.isatty() else Console(width=150, markup=False)
+err_console = Console(stderr=True, markup=False)
+
+
+def _styled(word: str, style: str, rest: str = "") -> Text:
+    """`word` in `style`, then `rest` as plain text (never parsed as markup)."""
+    return Text.assemble((word, style), rest)
 _state = {"debug": False, "quiet": False}
 
 
@@ -337,7 +345,7 @@ def _print_design(design) -> None:
     from rtlgen.report import multiplier_savings, savings_lines
 
     m = design.manifest
-    console.print(f"[bold green]wrote[/] {design.verilog}")
+    console.print(_styled("wrote", "bold green", f" {design.verilog}"))
     console.print(
         f"  latency {m.latency_cycles} cycles, II {m.ii_cycles} cycles, "
         f"generated in {m.generator.seconds} s"
@@ -404,9 +412,9 @@ def _print_sim(manifest, result) -> None:
     if result.timing_under_backpressure:
         console.print("(latency/II measured under backpressure: see the full-rate figures without --backpressure)")
     if not result.passed:
-        err_console.print(f"[bold red]FAILED[/]: {result.report}")
+        err_console.print(_styled("FAILED", "bold red", f": {result.report}"))
     else:
-        console.print("[bold green]bit-exact[/] against the reference model")
+        console.print(_styled("bit-exact", "bold green", " against the reference model"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -449,7 +457,7 @@ def package(
     from rtlgen.boards.vivado import write_vivado
 
     path = write_vivado(outdir, part=part, clock_mhz=clock_mhz, board=board)
-    console.print(f"[bold green]wrote[/] {path}  (run: cd {path} && vivado -mode batch -source build.tcl)")
+    console.print(_styled("wrote", "bold green", f" {path}  (run: cd {path} && vivado -mode batch -source build.tcl)"))
 
 
 @app.command()
@@ -462,7 +470,7 @@ def build(
     from rtlgen.boards import build_bitstream
 
     result = build_bitstream(outdir, board=board, baud=baud, progress=_progress)
-    console.print(f"[bold green]bitstream[/] {result.bitstream}")
+    console.print(_styled("bitstream", "bold green", f" {result.bitstream}"))
     used = ", ".join(f"{cell} {count}" for cell, count in result.utilization.items() if count)
     console.print(f"  Fmax {result.fmax_mhz:.1f} MHz (board clock {result.clock_mhz:g} MHz); used: {used}")
 

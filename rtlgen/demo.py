@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from rtlgen.progress import StepProgress
 from rtlgen.quant.errors import RtlgenError
@@ -50,11 +51,11 @@ def run_demo(
     from rtlgen.quant.reference import predict, quantize_input_counted, run_int
     from rtlgen.report import summarize
 
-    console = console or Console()
+    console = console or Console(markup=False)  # paths are printed: never read them as markup
     model_json, weights_h5, samples_npz = demo_files()
     summary: dict = {}
 
-    console.rule("[bold]1/4 read the model")
+    console.rule(Text("1/4 read the model", style="bold"))
     t0 = time.perf_counter()
     samples = np.load(samples_npz)
     input_type = str(samples["input_type"]) if "input_type" in samples.files else None
@@ -65,7 +66,7 @@ def run_demo(
 
     _print_summary(graph, summarize(graph))
 
-    console.rule("[bold]2/4 bit-exact integer reference")
+    console.rule(Text("2/4 bit-exact integer reference", style="bold"))
     x, labels = samples["x"], samples["y"]
     y_ref = predict(graph, x).reshape(len(x), -1)
     accuracy = float(np.mean(np.argmax(y_ref, axis=1) == labels))
@@ -79,11 +80,11 @@ def run_demo(
         line += f"; agrees with QKeras on {agree:.1%} of classes, max |error| {max_err:.2g}"
     console.print(line)
 
-    console.rule("[bold]3/4 generate Verilog")
+    console.rule(Text("3/4 generate Verilog", style="bold"))
     design = convert(graph, outdir, progress=lambda msg: console.print(f"  {msg}"))
     m = design.manifest
-    console.print(f"[green]wrote[/] {design.verilog} ({design.verilog.stat().st_size / 1024:.0f} KiB) "
-                  f"in {m.generator.seconds:.2f} s")
+    console.print(Text.assemble(("wrote", "green"), f" {design.verilog} ({design.verilog.stat().st_size / 1024:.0f} KiB) "
+                                f"in {m.generator.seconds:.2f} s"))
     from rtlgen.report import multiplier_savings, savings_lines
 
     for line in savings_lines(multiplier_savings(m)):
@@ -92,7 +93,7 @@ def run_demo(
     summary["verilog"] = str(design.verilog)
 
     if simulate:
-        console.rule("[bold]4/4 simulate in Verilator (cocotb), compare bit for bit")
+        console.rule(Text("4/4 simulate in Verilator (cocotb), compare bit for bit", style="bold"))
         from rtlgen.sim_tb.runner import simulate as run_sim
 
         quantized = quantize_input_counted(graph, x)
@@ -108,9 +109,9 @@ def run_demo(
         console.print(table)
         if not result.passed:
             raise RtlgenError(f"demo simulation failed: {result.report}")
-        console.print("[bold green]bit-exact[/]: RTL == integer reference on every sample")
+        console.print(Text.assemble(("bit-exact", "bold green"), ": RTL == integer reference on every sample"))
         summary.update(latency=result.latency_cycles, ii=result.ii_cycles)
-    console.rule("[bold]done")
+    console.rule(Text("done", style="bold"))
     console.print(f"Next: open {design.outdir / 'REPORT.md'}, run `rtlgen report {design.outdir}` for "
                   f"LUT/FF/DSP counts, or `rtlgen sim {design.outdir} --input X.npy --backpressure 0.3`.")
     return summary

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 
 from rich.console import Console
+from rich.text import Text
 
 __all__ = ["HEARTBEAT_SECONDS", "StepProgress", "quiet_step", "step"]
 
@@ -52,13 +53,14 @@ def step(
     console = console or Console()
     started = time.monotonic()
     if console.is_terminal:
-        with console.status(message) as status:
+        # Text, not str: a path in the message must never be read as rich markup ("[/x]").
+        with console.status(Text(message)) as status:
 
             def note(text: str) -> None:
-                status.update(f"{message}: {text}")
+                status.update(Text(f"{message}: {text}"))
 
             yield note
-        console.print(f"{message}: done in {_seconds(time.monotonic() - started)}", highlight=False)
+        console.print(Text(f"{message}: done in {_seconds(time.monotonic() - started)}"))
         return
 
     console.print(f"{message} ...", markup=False, highlight=False)

@@ -54,6 +54,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from rtlgen import ir
 from rtlgen.progress import step
@@ -1660,7 +1661,7 @@ def _print_summary(console: Console, results: dict[str, Any], out: Path) -> None
                 _fmt(da["exact_logits_rate"], "pct") if da.get("status") == "ok" else "n/a",
             )
     console.print(table)
-    console.print(
-        f"[bold green]wrote[/] {out / 'results.json'}, {out / 'results.md'}, plots in {out}"
+    console.print(  # the output path is the user's: plain text, never rich markup
+        Text.assemble(("wrote", "bold green"), f" {out / 'results.json'}, {out / 'results.md'}, plots in {out}")
     )
     console.print(f"total {results['timings']['total_seconds']} s; data: {results['data']['note']}")

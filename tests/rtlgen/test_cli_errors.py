@@ -215,3 +215,26 @@ def test_a_yosys_failure_is_one_line_quoting_its_error(demo_design, tmp_path, co
     design = _corrupted_copy(demo_design, tmp_path / "design", corruption)
     line = assert_one_error_line(rtlgen("report", design))
     assert line.startswith("error: Yosys failed on ") and "ERROR" in line
+
+
+# ---------------------------------------------------------------------------------------
+# Names from the user or the model file are printed as plain text, never as rich markup
+MARKUP_LIKE = ["x[/b]", "[bold]y", "z[/]", "[link=file:///etc/passwd]w"]
+
+
+@pytest.mark.parametrize("name", MARKUP_LIKE)
+def test_a_model_name_like_rich_markup_is_printed_as_it_is(tmp_path, name):
+    config = json.loads((DATA / "demo_cnn.json").read_text())
+    config["config"]["name"] = name
+    (tmp_path / "model.json").write_text(json.dumps(config))
+    result = rtlgen("inspect", tmp_path / "model.json", "--weights", DATA / "demo_cnn_weights.h5")
+    assert result.returncode == 0, result.stderr
+    assert f"{name}: input fixed<16,6>" in result.stdout
+
+
+@pytest.mark.parametrize("name", MARKUP_LIKE)
+def test_an_output_path_like_rich_markup_is_printed_as_it_is(tmp_path, name):
+    np.save(tmp_path / "x.npy", np.zeros((1, 8, 8, 1)))
+    result = rtlgen("predict", *MODEL, "-i", tmp_path / "x.npy", "-o", tmp_path / f"{name}.npy")
+    assert result.returncode == 0, result.stderr
+    assert str(tmp_path / f"{name}.npy") in " ".join(result.stdout.split())

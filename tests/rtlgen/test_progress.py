@@ -86,3 +86,13 @@ def test_quiet_step_prints_nothing(capsys):
     with quiet_step("anything") as note:
         note("a note")
     assert capsys.readouterr() == ("", "")
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+@pytest.mark.parametrize("message", ["reading x[/b].h5", "[bold]model", "out[/]"])
+def test_step_prints_messages_like_rich_markup_as_they_are(terminal, message):
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=terminal, width=200)
+    with step(message, console=console) as note:
+        note("[/note]")
+    assert f"{message}: done in" in buffer.getvalue()
