@@ -30,7 +30,7 @@ from rtlgen.quant.errors import ModelFileError, RtlgenError
 from . import hdf5
 from .inmemory import config_and_weights, is_keras_model
 from .keras_config import SUPPORTED_LAYERS, IndexedWeights, NamedWeights, build_graph
-from .limits import DEFAULT_LIMITS, Limits, check_depth
+from .limits import DEFAULT_LIMITS, Limits
 
 __all__ = ["read_model", "SUPPORTED_LAYERS", "Limits"]
 
@@ -50,7 +50,6 @@ def read_model(
         if isinstance(model, dict):
             if weights is None:
                 raise RtlgenError("read_model(config_dict) needs weights=<weights .h5 file>")
-            check_depth(model, limits, "<config>")
             return build_graph(
                 model, _h5_weights(Path(weights), files), source="<config>", limits=limits
             )

@@ -33,14 +33,15 @@ class Limits:
     - ``max_operations``: multiplies (conv) or window comparisons (pooling) of one layer per
       sample; a big FPGA does a few thousand multiplies per cycle, and the reference model
       holds a layer's window matrix in memory;
-    - ``max_config_bytes`` / ``max_config_depth``: size and nesting of a JSON/YAML config.
+    - ``max_config_bytes`` / ``max_config_depth``: size and nesting of a model's JSON config
+      (a 100-layer QKeras model's is a few hundred KB; parsed JSON takes ~10x its size).
     """
 
     max_parameters: int = 20_000_000
     max_bytes: int = 1 << 30
     max_activations: int = 1 << 26
     max_operations: int = 1 << 30
-    max_config_bytes: int = 64 << 20
+    max_config_bytes: int = 16 << 20
     max_config_depth: int = 64
 
     def __post_init__(self) -> None:

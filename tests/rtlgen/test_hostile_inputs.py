@@ -809,6 +809,51 @@ def test_npy_header_declaring_more_than_the_file_holds_is_refused_unread(tmp_pat
     assert rss_mb() - before < MAX_RSS_GROWTH_MB
 
 
+def _npy_bytes(array: np.ndarray, version: tuple[int, int] = (1, 0)) -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, array, version=version)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (b"", "not a readable .npy array"),
+        (b"\x93NUMPY\x09\x00" + b"\0" * 16, "not a readable .npy array \\(Invalid version"),
+        (_npy_bytes(np.ones((2, 4))).replace(b"(2, 4)", b"(-2,4)"), "declares an invalid shape \\(-2, 4\\)"),
+        (b"\x93NUMPY\x02\x00" + (200_000).to_bytes(4, "little") + b" " * 64, "not a readable .npy array"),
+        (_npy_bytes(np.ones((100, 4)))[:200], "truncated: its header declares shape \\(100, 4\\)"),
+        (b"PK\x03\x04" + b"\0" * 64, "not a readable .npy array"),
+        (b"\x80\x04\x95" + b"\0" * 64, "not a readable .npy array"),
+    ],
+)
+def test_malformed_npy_files_are_one_line(tmp_path, content, message):
+    path = tmp_path / "x.npy"
+    path.write_bytes(content)
+    with pytest.raises(RtlgenError, match=message):
+        load_array(path)
+
+
+@pytest.mark.parametrize("version", [(1, 0), (2, 0), (3, 0)])
+@pytest.mark.parametrize("array", [np.arange(8.0).reshape(2, 4), np.asfortranarray(np.arange(8.0).reshape(2, 4)),
+                                   np.arange(8, dtype=">i4").reshape(2, 4)])
+def test_every_npy_version_and_layout_reads_back_exactly(tmp_path, version, array):
+    path = tmp_path / "x.npy"
+    path.write_bytes(_npy_bytes(array, version))
+    np.testing.assert_array_equal(load_array(path), array)
+
+
+def test_a_directory_is_not_an_input_or_a_model(tmp_path):
+    with pytest.raises(RtlgenError, match="is not a file"):
+        load_array(tmp_path)
+    with pytest.raises(RtlgenError, match="is a directory without graph.npz"):
+        load_model(tmp_path)
+    model = tmp_path / "model.json"
+    model.write_text(json.dumps(dense_config()))
+    with pytest.raises(ModelFileError, match="not a regular file"):
+        load_model(model, weights=tmp_path)
+
+
 def test_input_shape_is_checked_against_the_sample_shape(tmp_path):
     path = tmp_path / "x.npy"
     np.save(path, np.ones((3, 5), dtype=np.float32))
