@@ -659,8 +659,15 @@ def _fail(message: str, code: int, exc: BaseException | None = None, prefix: str
     with --debug, raise `exc` instead (usage errors have no traceback worth showing)."""
     if _state["debug"] and exc is not None:
         raise exc
-    print(f"{prefix}: {' '.join(str(message).split())}", file=sys.stderr)
+    print(f"{prefix}: {_one_line(str(message))}", file=sys.stderr)
     return code
+
+
+def _one_line(text: str) -> str:
+    """Whitespace (newlines included) collapsed to single spaces; other control characters
+    (a terminal escape in a file name) escaped, so the line is one line and prints as such."""
+    collapsed = " ".join(text.split())
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in collapsed)
 
 
 def _describe_os_error(exc: OSError) -> str:

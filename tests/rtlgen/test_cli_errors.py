@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from rtlgen import cli
+from rtlgen.quant.errors import RtlgenError
 
 DATA = Path(str(resources.files("rtlgen.data")))
 MODEL = [str(DATA / "demo_cnn.json"), "--weights", str(DATA / "demo_cnn_weights.h5")]
@@ -124,6 +125,23 @@ def test_an_oserror_anywhere_is_one_line_naming_the_path(monkeypatch, capsys, er
     assert cli.run(["inspect", "model.h5"]) == cli.EXIT_USER_ERROR
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and err.startswith(expected), err
+
+
+@pytest.mark.parametrize(
+    "message, printed",
+    [
+        ("layer 'a\nb' is bad", "layer 'a b' is bad"),  # a newline from a model file
+        ("file x\r\n\tY", "file x Y"),
+        ("name \x1b[2Jcleared", "name \\x1b[2Jcleared"),  # a terminal escape
+        ("bell\x07 and nul\x00", "bell\\x07 and nul\\x00"),
+        ("line\u2028separator\x85next", "line separator next"),  # Unicode line breaks
+        ("café ünïcode", "café ünïcode"),
+    ],
+)
+def test_an_error_message_is_printed_as_exactly_one_line_without_control_characters(monkeypatch, capsys, message, printed):
+    _raise_from_load(monkeypatch, RtlgenError(message))
+    assert cli.run(["inspect", "model.h5"]) == cli.EXIT_USER_ERROR
+    assert capsys.readouterr().err == f"error: {printed}\n"
 
 
 @pytest.mark.parametrize("error", [KeyError("layers"), TypeError("unsupported operand"), AssertionError(), RecursionError()])
