@@ -39,7 +39,8 @@ def quantize_input(graph: ir.ModelGraph, x: np.ndarray) -> np.ndarray:
     if not np.all(np.isfinite(x)):
         raise RtlgenError("input array contains NaN or infinity")
     assert graph.input.out_type is not None
-    return graph.input.out_type.quantize(x)
+    with np.errstate(over="ignore"):  # a huge finite input scales to +-inf: it saturates
+        return graph.input.out_type.quantize(x)
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,8 @@ def quantize_input_counted(graph: ir.ModelGraph, x: np.ndarray) -> QuantizedInpu
     assert t is not None
     # Scaling by a power of two is exact in float64, so `scaled` is an integer exactly when
     # the value is a multiple of the step; quantize() rounds this same product.
-    scaled = np.asarray(x, dtype=np.float64).reshape(mantissas.shape) * 2.0**t.frac
+    with np.errstate(over="ignore"):  # +-inf beyond float64: counted as saturated
+        scaled = np.asarray(x, dtype=np.float64).reshape(mantissas.shape) * 2.0**t.frac
     nearest = np.round(scaled)
     saturated = (nearest < t.min_int) | (nearest > t.max_int)
     rounded = (nearest != scaled) & ~saturated

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import sys
+import warnings
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -141,6 +142,9 @@ def _main(
                                           help="Print the versions of rtlgen and its tools and exit.")] = False,
 ) -> None:
     _state["debug"] = debug
+    if not debug:
+        # Library warnings (deprecations, numpy) would break "one line on stderr"; --debug shows them.
+        warnings.simplefilter("ignore")
 
 
 def _load(model: str, weights: Path | None, config: Path | None, input_type: str | None = None,

@@ -151,6 +151,7 @@ STEP = 2.0**-7  # fixed<8,1>: mantissas -128..127, values [-1, 127/128]
         ([1.0, 5.0, -1.5, -1e9, 127.5 * STEP], 0, 5),  # round past an end: saturated only
         ([-1 - STEP / 2, 127.4 * STEP], 2, 0),  # outside the range, but round to an end
         ([0.25, STEP / 3, 2.0, -3.0, 126.5 * STEP], 2, 2),  # a mix
+        ([1e308, -1e308, np.finfo(np.float64).max], 0, 3),  # scale past float64: saturated
     ],
 )
 def test_quantize_input_counts_rounded_and_saturated_values(values, rounded, saturated):

@@ -154,6 +154,7 @@ STEP = 2.0**-7  # --input-type fixed<8,1>: mantissas -128..127, values [-1, 127/
         ([0.5, -1.0, 127 * STEP, 3 * STEP], 0, 0),  # exactly representable
         ([STEP / 2, 3 * STEP / 2, 0.3, -1 - STEP / 2], 4, 0),  # halfway / between steps / onto an end
         ([1.0, -1.5, 40.0, 127.5 * STEP], 0, 4),  # out of range
+        ([1e308, -1e308], 0, 2),  # scaled past float64's range
     ],
 )
 def test_predict_says_the_input_type_and_how_many_values_were_rounded_and_saturated(tmp_path, values, rounded, saturated):
@@ -161,7 +162,7 @@ def test_predict_says_the_input_type_and_how_many_values_were_rounded_and_satura
     x.reshape(-1)[: len(values)] = values
     np.save(tmp_path / "x.npy", x)
     result = rtlgen("predict", *MODEL, "--input-type", "fixed<8,1>", "-i", tmp_path / "x.npy", "-o", tmp_path / "y.npy")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0 and result.stderr == "", result.stderr  # no warnings either
     assert (f"input type fixed<8,1> (range [-1, 0.992188], step 2^-7): {rounded} of 128 values rounded, "
             f"{saturated} saturated") in result.stdout
 
