@@ -36,6 +36,7 @@ import json
 import re
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -52,19 +53,18 @@ from .limits import DEFAULT_LIMITS, Limits, check_bytes, check_depth, element_co
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGIC = b"PK\x03\x04"
-#: HDF5's own filters (and h5py's bundled LZF); any other filter id would make HDF5 look
-#: for a plugin shared library to decode the data.
-BUILTIN_FILTERS = frozenset(
-    {
-        h5z.FILTER_DEFLATE,
-        h5z.FILTER_SHUFFLE,
-        h5z.FILTER_FLETCHER32,
-        h5z.FILTER_SZIP,
-        h5z.FILTER_NBIT,
-        h5z.FILTER_SCALEOFFSET,
-        h5z.FILTER_LZF,
-    }
-)
+#: Filters of compressed datasets rtlgen decodes itself, chunk by chunk with a bounded
+#: output (Keras writes no filters; these are what h5py/h5repack gzip compression adds).
+#: HDF5's own deflate grows its output buffer without bound (a 400 KB chunk of a 48-byte
+#: dataset inflates to 400 MB), and any other filter id would make HDF5 look for a plugin
+#: shared library, so HDF5 never decodes a filtered dataset here.
+DECODED_FILTERS = {
+    h5z.FILTER_DEFLATE: "gzip",
+    h5z.FILTER_SHUFFLE: "shuffle",
+    h5z.FILTER_FLETCHER32: "fletcher32",
+}
+#: Chunks of one compressed dataset (h5py's automatic chunks are 10 KB - 1 MB).
+MAX_CHUNKS = 1 << 16
 #: Variables of one layer in the ``.keras`` layout (a folded QConv2DBatchnorm has 3 + 4).
 MAX_LAYER_VARIABLES = 16
 #: A real weights file compresses a few times at most (pruned weights are zeros); a large
@@ -203,11 +203,11 @@ def check_dataset(node: Any, what: str) -> h5py.Dataset:
             "file may only hold its data itself"
         )
     for index in range(plist.get_nfilters()):
-        code = plist.get_filter(index)[0]
-        if code not in BUILTIN_FILTERS:
+        code, _flags, _values, name = plist.get_filter(index)
+        if code not in DECODED_FILTERS:
             raise ModelFileError(
-                f"{what} is compressed with HDF5 filter {code}, which is not built into HDF5 "
-                "(supported: gzip/deflate, shuffle, fletcher32, szip, nbit, scaleoffset, lzf)"
+                f"{what} is stored through HDF5 filter {code} ({_decode(name) or 'a plugin'}); "
+                f"supported: no filter, {', '.join(DECODED_FILTERS.values())}"
             )
     dtype = node.dtype
     if dtype.kind not in "fiub" or dtype.fields is not None or dtype.subdtype is not None:
@@ -232,8 +232,64 @@ class StoredArray:
         with h5_errors(self.what):
             node = check_dataset(self.node, self.what)
             check_bytes(element_count(node.shape) * node.dtype.itemsize, limits, self.what)
-            data = np.asarray(node[()])
+            if node.id.get_create_plist().get_nfilters():
+                data = _read_filtered(node, self.what)
+            else:
+                data = np.asarray(node[()])
         return data.astype(np.float32) if data.dtype.kind == "f" and data.dtype.itemsize < 4 else data
+
+
+def _read_filtered(node: h5py.Dataset, what: str) -> np.ndarray:
+    """A compressed dataset decoded here, chunk by chunk, never past its declared size."""
+    plist = node.id.get_create_plist()
+    filters = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
+    chunk_shape = tuple(node.chunks)
+    chunk_bytes = element_count(chunk_shape) * node.dtype.itemsize
+    count = node.id.get_num_chunks()
+    if count > MAX_CHUNKS:
+        raise ModelFileError(f"{what} is stored in {count:,} chunks (supported: up to {MAX_CHUNKS:,})")
+    out = np.full(node.shape, node.fillvalue, dtype=node.dtype)
+    for index in range(count):
+        offset = tuple(node.id.get_chunk_info(index).chunk_offset)
+        mask, raw = node.id.read_direct_chunk(offset)
+        data = _decode_chunk(bytes(raw), filters, mask, chunk_bytes, node.dtype.itemsize, what)
+        block = np.frombuffer(data, dtype=node.dtype).reshape(chunk_shape)
+        region = tuple(slice(o, min(o + c, d)) for o, c, d in zip(offset, chunk_shape, node.shape, strict=True))
+        if any(r.start >= r.stop for r in region):
+            raise ModelFileError(f"{what}: a chunk at {offset} lies outside its shape {node.shape}")
+        out[region] = block[tuple(slice(0, r.stop - r.start) for r in region)]
+    return out
+
+
+def _decode_chunk(
+    data: bytes, filters: list[int], mask: int, chunk_bytes: int, itemsize: int, what: str
+) -> bytes:
+    """Undo a chunk's filters (last applied first); output bounded by the chunk size."""
+    for index in reversed(range(len(filters))):
+        if mask & (1 << index):  # this filter was skipped for this chunk
+            continue
+        code = filters[index]
+        if code == h5z.FILTER_FLETCHER32:
+            data = data[:-4]  # the checksum
+        elif code == h5z.FILTER_DEFLATE:
+            inflater = zlib.decompressobj()
+            try:
+                inflated = inflater.decompress(data, chunk_bytes)
+            except zlib.error as exc:
+                raise ModelFileError(f"{what}: corrupt compressed chunk ({exc})") from None
+            if inflater.unconsumed_tail or not inflater.eof:
+                raise ModelFileError(
+                    f"{what}: a compressed chunk inflates past its declared {chunk_bytes:,} bytes"
+                )
+            data = inflated
+        elif code == h5z.FILTER_SHUFFLE and itemsize > 1 and len(data) % itemsize == 0:
+            planes = np.frombuffer(data, dtype=np.uint8).reshape(itemsize, -1)
+            data = planes.T.tobytes()
+    if len(data) != chunk_bytes:
+        raise ModelFileError(
+            f"{what}: a chunk holds {len(data):,} bytes once decoded, expected {chunk_bytes:,}"
+        )
+    return data
 
 
 def read_dataset(node: Any, what: str, limits: Limits = DEFAULT_LIMITS) -> np.ndarray:

@@ -15,6 +15,7 @@ import struct
 import subprocess
 import sys
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -218,8 +219,58 @@ def test_dataset_with_a_plugin_filter_is_refused_before_reading(tmp_path):
         h5py.h5d.create(
             group.create_group("d").id, b"kernel:0", h5py.h5t.IEEE_F32LE, space, dcpl=dcpl
         )
-    with pytest.raises(ModelFileError, match="HDF5 filter 32001, which is not built into HDF5"):
+    with pytest.raises(ModelFileError, match="HDF5 filter 32001 .*supported: no filter, gzip, shuffle"):
         load_model(path)
+
+
+def _deflate_zeros(size: int) -> bytes:
+    """``size`` zero bytes deflated (zlib), built in 1 MiB steps."""
+    deflater = zlib.compressobj(9)
+    parts = [deflater.compress(bytes(1 << 20)) for _ in range(size >> 20)]
+    return b"".join(parts) + deflater.flush()
+
+
+def _weights_file_with_chunk(path: Path, chunk: bytes, shuffle: bool = False) -> Path:
+    write_full_h5(path, dense_config(), good_weights())
+    with h5py.File(path, "a") as f:
+        del f["model_weights/d/d/kernel:0"]
+        dataset = f["model_weights/d/d"].create_dataset(
+            "kernel:0", shape=(4, 3), dtype="<f4", chunks=(4, 3), compression="gzip", shuffle=shuffle
+        )
+        dataset.id.write_direct_chunk((0, 0), chunk, 0)
+    return path
+
+
+def test_compressed_chunk_that_inflates_past_its_size_is_refused_unread(tmp_path):
+    # 400 KB that HDF5's own deflate filter would inflate to 400 MB for a 48-byte dataset
+    path = _weights_file_with_chunk(tmp_path / "model.h5", _deflate_zeros(400 << 20))
+    before = rss_mb()
+    with pytest.raises(ModelFileError, match="compressed chunk inflates past its declared 48 bytes"):
+        load_model(path)
+    assert rss_mb() - before < MAX_RSS_GROWTH_MB
+
+
+@pytest.mark.parametrize(
+    "chunk,message",
+    [(b"garbage", "corrupt compressed chunk"), (zlib.compress(bytes(20)), "holds 20 bytes once decoded, expected 48")],
+)
+def test_corrupt_compressed_chunks_are_one_line(tmp_path, chunk, message):
+    with pytest.raises(ModelFileError, match=message):
+        load_model(_weights_file_with_chunk(tmp_path / "model.h5", chunk))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"compression": "gzip"}, {"compression": "gzip", "shuffle": True, "fletcher32": True},
+     {"compression": "gzip", "chunks": (3, 2)}, {"chunks": (1, 3)}],
+)
+def test_compressed_weights_are_decoded_exactly(tmp_path, options):
+    kernel = np.arange(12, dtype="<f4").reshape(4, 3) / 8
+    path = write_full_h5(tmp_path / "model.h5", dense_config(), good_weights())
+    with h5py.File(path, "a") as f:
+        del f["model_weights/d/d/kernel:0"]
+        f["model_weights/d/d"].create_dataset("kernel:0", data=kernel, **options)
+    np.testing.assert_array_equal(read_model(path).nodes[1].weights.values, kernel)
 
 
 def test_object_reference_dataset_is_refused(tmp_path):
