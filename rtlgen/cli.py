@@ -54,12 +54,12 @@ app.add_typer(cache_app, name="cache")
 # would read `[/x]` in them as a markup tag (and fail). Styles are given explicitly (`_styled`).
 console = Console(markup=False) if sys.stdout.isatty() else Console(width=150, markup=False)
 err_console = Console(stderr=True, markup=False)
+_state = {"debug": False, "quiet": False}
 
 
 def _styled(word: str, style: str, rest: str = "") -> Text:
     """`word` in `style`, then `rest` as plain text (never parsed as markup)."""
     return Text.assemble((word, style), rest)
-_state = {"debug": False, "quiet": False}
 
 
 class MultiplierStyle(StrEnum):
@@ -137,7 +137,7 @@ def _print_version(show: bool) -> None:
 
 @app.callback()
 def _main(
-    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks (and library warnings) instead of one-line errors.")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
                                           help="Print the versions of rtlgen and its tools and exit.")] = False,
 ) -> None:
@@ -595,6 +595,7 @@ def run(argv: list[str]) -> int:
     reach us as exceptions instead of a five-line box.
     """
     command = typer.main.get_command(app)
+    _state.update(debug=False, quiet=False)  # set again by the options of this command line
     try:
         with command.make_context("rtlgen", list(argv)) as context:
             command.invoke(context)
