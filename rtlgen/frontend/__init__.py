@@ -51,7 +51,7 @@ def read_model(
             if weights is None:
                 raise RtlgenError("read_model(config_dict) needs weights=<weights .h5 file>")
             return build_graph(
-                model, _h5_weights(Path(weights), files), source="<config>", limits=limits
+                model, _h5_weights(Path(weights), files, limits), source="<config>", limits=limits
             )
         if is_keras_model(model):
             if weights is not None:
@@ -78,7 +78,7 @@ def _read_path(path: Path, weights: Path | None, files: ExitStack, limits: Limit
     kind = hdf5.sniff(path, what)
     if kind == "zip":
         config, variables = hdf5.open_keras_archive(path, what, files, limits)
-        source = _h5_weights(weights, files) if weights is not None else _indexed(variables, what)
+        source = _h5_weights(weights, files, limits) if weights is not None else _indexed(variables, what)
         return build_graph(config, source, source=what, limits=limits)
     if kind == "hdf5":
         f = _open(path, what, files)
@@ -89,9 +89,9 @@ def _read_path(path: Path, weights: Path | None, files: ExitStack, limits: Limit
                 "model JSON as the model and this file as weights"
             )
         source = (
-            _h5_weights(weights, files)
+            _h5_weights(weights, files, limits)
             if weights is not None
-            else NamedWeights(hdf5.weights_from_h5(f, what), what)
+            else NamedWeights(hdf5.weights_from_h5(f, what, limits), what)
         )
         return build_graph(config, source, source=what, limits=limits)
     if path.suffix.lower() in (".h5", ".hdf5", ".keras"):
@@ -101,7 +101,7 @@ def _read_path(path: Path, weights: Path | None, files: ExitStack, limits: Limit
         raise ModelFileError(
             f"{what}: a model JSON needs its weights: read_model(json_path, weights=weights_h5)"
         )
-    return build_graph(config, _h5_weights(weights, files), source=what, limits=limits)
+    return build_graph(config, _h5_weights(weights, files, limits), source=what, limits=limits)
 
 
 def _check_file(path: Path, what: str) -> None:
@@ -116,7 +116,7 @@ def _open(path: Path, what: str, files: ExitStack):
     return f
 
 
-def _h5_weights(path: Path, files: ExitStack):
+def _h5_weights(path: Path, files: ExitStack, limits: Limits):
     """The weight source of a separate weights file: by layer name (Keras 2
     ``save_weights("w.h5")``) or by class and creation order (``save_weights("w.weights.h5")``
     in Keras >= 2.13, which writes the ``.keras`` archive's layout)."""
@@ -132,7 +132,7 @@ def _h5_weights(path: Path, files: ExitStack):
         indexed = hdf5.is_indexed_weights_file(f)
     if indexed:
         return _indexed(hdf5.IndexedVariables(f, what), what)
-    return NamedWeights(hdf5.weights_from_h5(f, what), what)
+    return NamedWeights(hdf5.weights_from_h5(f, what, limits), what)
 
 
 def _indexed(variables: hdf5.IndexedVariables, what: str):

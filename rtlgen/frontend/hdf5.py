@@ -130,15 +130,31 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def string_list_attr(node: h5py.Group, name: str, what: str) -> list[str] | None:
+def read_attr(node: h5py.HLObject, name: str, what: str, limits: Limits = DEFAULT_LIMITS) -> Any:
+    """An attribute, after its declared size was checked (h5py allocates it before reading)."""
+    attr = h5py.h5a.open(node.id, name.encode())
+    nbytes = element_count(attr.shape or ()) * attr.dtype.itemsize
+    if nbytes > limits.max_config_bytes:
+        raise ModelFileError(
+            f"{what}: attribute '{name}' declares {nbytes:,} bytes, more than the limit of "
+            f"{limits.max_config_bytes:,}"
+        )
+    return node.attrs[name]
+
+
+def string_list_attr(
+    node: h5py.Group, name: str, what: str, limits: Limits = DEFAULT_LIMITS
+) -> list[str] | None:
     """A list-of-strings attribute, also when Keras split it into ``name0``, ``name1``, ..."""
     if name in node.attrs:
-        raw = _as_list(node.attrs[name])
+        raw = _as_list(read_attr(node, name, what, limits))
     elif f"{name}0" in node.attrs:
         raw, chunk = [], 0
         while f"{name}{chunk}" in node.attrs:
-            raw.extend(_as_list(node.attrs[f"{name}{chunk}"]))
+            raw.extend(_as_list(read_attr(node, f"{name}{chunk}", what, limits)))
             chunk += 1
+            if len(raw) > limits.max_config_bytes // 8:
+                raise ModelFileError(f"{what}: attribute '{name}' lists too many names")
     else:
         return None
     values = _decode(raw)
@@ -311,7 +327,7 @@ def model_config_from_h5(
     with h5_errors(what):
         if "model_config" not in f.attrs:
             return None
-        raw = _decode(f.attrs["model_config"])
+        raw = _decode(read_attr(f, "model_config", what, limits))
     if not isinstance(raw, str):
         raise ModelFileError(f"{what}: attribute 'model_config' is not a JSON string")
     if len(raw) > limits.max_config_bytes:
@@ -326,8 +342,9 @@ class LayerWeightIndex(Mapping[str, Mapping[str, StoredArray]]):
     """Layer name -> its weights by short name, of a Keras 2 HDF5 file. A layer's group is
     looked up only when asked for; nothing is read until `StoredArray.read`."""
 
-    def __init__(self, root: h5py.Group, names: list[str], what: str):
+    def __init__(self, root: h5py.Group, names: list[str], what: str, limits: Limits):
         self.root, self.names, self.what = root, list(dict.fromkeys(names)), what
+        self.limits = limits
         self._cache: dict[str, dict[str, StoredArray]] = {}
 
     def __iter__(self) -> Iterator[str]:
@@ -348,7 +365,9 @@ class LayerWeightIndex(Mapping[str, Mapping[str, StoredArray]]):
         group = _resolve(self.root, layer, self.what)
         if not isinstance(group, h5py.Group):
             raise ModelFileError(f"{self.what}: layer '{layer}' is listed but has no weight group")
-        names = string_list_attr(group, "weight_names", f"{self.what}: layer '{layer}'") or []
+        names = string_list_attr(
+            group, "weight_names", f"{self.what}: layer '{layer}'", self.limits
+        ) or []
         if len(names) > MAX_LAYER_VARIABLES:
             raise ModelFileError(
                 f"{self.what}: layer '{layer}' lists {len(names)} weights (a layer has at most "
@@ -369,7 +388,7 @@ class LayerWeightIndex(Mapping[str, Mapping[str, StoredArray]]):
         return weights
 
 
-def weights_from_h5(f: h5py.File, what: str) -> LayerWeightIndex:
+def weights_from_h5(f: h5py.File, what: str, limits: Limits = DEFAULT_LIMITS) -> LayerWeightIndex:
     """Weights by layer name, each by short name (``kernel``, ``bias``, ``gamma`` ...),
     indexed lazily."""
     with h5_errors(what):
@@ -378,13 +397,13 @@ def weights_from_h5(f: h5py.File, what: str) -> LayerWeightIndex:
             root = _resolve(f, "model_weights", what)
             if not isinstance(root, h5py.Group):
                 raise ModelFileError(f"{what}: 'model_weights' is not a group")
-        layer_names = string_list_attr(root, "layer_names", what)
+        layer_names = string_list_attr(root, "layer_names", what, limits)
     if layer_names is None:
         raise ModelFileError(
             f"{what}: no Keras weights found (no 'layer_names' attribute): expected a Keras 2 "
             "HDF5 file written by model.save('m.h5') or model.save_weights('w.h5')"
         )
-    return LayerWeightIndex(root, layer_names, what)
+    return LayerWeightIndex(root, layer_names, what, limits)
 
 
 def parse_json(text: str | bytes, what: str, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:

@@ -500,6 +500,18 @@ def test_deeply_nested_h5_model_config_is_one_line(tmp_path):
         load_model(path)
 
 
+@pytest.mark.parametrize("attribute", ["model_config", "layer_names", "weight_names"])
+def test_hdf5_attributes_larger_than_the_limit_are_refused_unread(tmp_path, attribute):
+    path = write_full_h5(tmp_path / "model.h5", dense_config(), good_weights())
+    with h5py.File(path, "a") as f:
+        node = {"model_config": f, "layer_names": f["model_weights"], "weight_names": f["model_weights/d"]}[attribute]
+        value = node.attrs[attribute]
+        padded = np.array(list(np.atleast_1d(value)) + [b"x" * 100] * 30, dtype="S100")
+        node.attrs[attribute] = padded if attribute != "model_config" else json.dumps(dense_config()).ljust(4000)
+    with pytest.raises(ModelFileError, match=f"attribute '{attribute}' (declares|holds) .* more than the limit of 2,000"):
+        load_model(path, limits=Limits(max_config_bytes=2000))
+
+
 def test_model_json_larger_than_the_limit_is_refused_unread(tmp_path):
     path = tmp_path / "model.json"
     path.write_text(json.dumps(dense_config())[:-1] + ', "pad": "' + "x" * (2 << 20) + '"}')
