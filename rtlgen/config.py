@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from rtlgen.frontend.limits import check_nesting
 from rtlgen.passes import DEFAULT_PRECISION, LayerPrecision, PrecisionConfig
 from rtlgen.quant.errors import RtlgenError
 from rtlgen.quant.fixed import FixedType, Overflow, Rounding
@@ -92,32 +93,10 @@ def load_config(path: str | Path) -> PrecisionConfig:
         raise RtlgenError(
             f"precision config {path}: nested too deeply (a precision config has 3 levels)"
         ) from None
-    _check_size(data, str(path))
+    check_nesting(data, f"precision config {path}", MAX_CONFIG_DEPTH, MAX_CONFIG_NODES, RtlgenError)
     if data is None:
         data = {}
     return config_from_dict(data, str(path))
-
-
-def _check_size(data: Any, origin: str) -> None:
-    """Refuse deep nesting and alias bombs before anything walks the data."""
-    budget = MAX_CONFIG_NODES
-    stack: list[tuple[Any, int]] = [(data, 0)]
-    while stack:
-        item, depth = stack.pop()
-        budget -= 1
-        if budget < 0:
-            raise RtlgenError(
-                f"precision config {origin}: more than {MAX_CONFIG_NODES:,} values once aliases "
-                "are expanded"
-            )
-        if depth > MAX_CONFIG_DEPTH:
-            raise RtlgenError(
-                f"precision config {origin}: nested more than {MAX_CONFIG_DEPTH} levels deep"
-            )
-        if isinstance(item, Mapping):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
 
 
 def config_from_dict(data: Any, origin: str = "precision config") -> PrecisionConfig:

@@ -8,10 +8,10 @@ own sizes, before anything is read. Every reader checks those declarations again
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from rtlgen.quant.errors import ModelFileError
+from rtlgen.quant.errors import ModelFileError, RtlgenError
 
 #: The CLI option that raises `Limits.max_parameters`; error messages name it.
 MAX_PARAMS_OPTION = "--max-params"
@@ -81,23 +81,32 @@ def check_bytes(nbytes: int, limits: Limits, what: str) -> None:
 
 
 def check_depth(value: object, limits: Limits, what: str) -> None:
-    """Refuse JSON/YAML data nested deeper than the limit (later code may recurse over it).
+    """Refuse JSON data nested deeper than ``limits.max_config_depth`` (later code may
+    recurse over it) or holding more than a million values."""
+    check_nesting(value, what, limits.max_config_depth, 1_000_000)
 
-    Iterative, so it cannot itself overflow the stack; shared sub-objects (YAML aliases) are
-    visited once per reference up to a node budget, so an alias bomb stops early too."""
-    budget = 1_000_000
+
+def check_nesting(
+    value: object,
+    what: str,
+    max_depth: int,
+    max_values: int,
+    error: type[RtlgenError] = ModelFileError,
+) -> None:
+    """Refuse parsed JSON/YAML data nested deeper than ``max_depth`` or holding more than
+    ``max_values`` values. Iterative, so it cannot itself overflow the stack; a value shared
+    through YAML aliases counts once per reference, so an alias bomb ("billion laughs") stops
+    within the budget instead of being walked exponentially."""
+    budget = max_values
     stack: list[tuple[object, int]] = [(value, 0)]
     while stack:
         item, depth = stack.pop()
         budget -= 1
         if budget < 0:
-            raise ModelFileError(f"{what}: too many values (more than 1,000,000, after aliases)")
-        if depth > limits.max_config_depth:
-            raise ModelFileError(
-                f"{what}: nested more than {limits.max_config_depth} levels deep"
-            )
-        if isinstance(item, dict):
+            raise error(f"{what}: more than {max_values:,} values (aliases expanded)")
+        if depth > max_depth:
+            raise error(f"{what}: nested more than {max_depth} levels deep")
+        if isinstance(item, Mapping):
             stack.extend((v, depth + 1) for v in item.values())
-            stack.extend((k, depth + 1) for k in item if isinstance(k, tuple))
         elif isinstance(item, list | tuple):
             stack.extend((v, depth + 1) for v in item)
