@@ -46,7 +46,7 @@ board_app = typer.Typer(help="Talk to a board running an rtlgen bitstream.", no_
 bench_app = typer.Typer(help="Benchmark studies.", no_args_is_help=True)
 app.add_typer(board_app, name="board")
 app.add_typer(bench_app, name="bench")
-cache_app = typer.Typer(help="Show and clear rtlgen's cache of Verilator builds.")
+cache_app = typer.Typer(help="Show rtlgen's cache of Verilator builds (where, each design's build and size, the total); 'rtlgen cache clear' removes them.")
 app.add_typer(cache_app, name="cache")
 
 # Wide enough for the layer tables when output goes to a file or a CI log.
@@ -528,8 +528,7 @@ def demo(
 # ---------------------------------------------------------------------------------------
 @cache_app.callback(invoke_without_command=True)
 def cache_show(context: typer.Context) -> None:
-    """Show rtlgen's cache folder: the Verilator build of each simulated design, its size and
-    the total. 'rtlgen cache clear' removes them."""
+    """Show rtlgen's cache folder: the Verilator build of each simulated design, its size, the total."""
     if context.invoked_subcommand is not None:
         return
     from rtlgen.cache import list_cache
@@ -552,8 +551,7 @@ def cache_show(context: typer.Context) -> None:
 
 @cache_app.command("clear")
 def cache_clear() -> None:
-    """Remove the Verilator builds and shared objects rtlgen cached (only what rtlgen wrote
-    there: other files, symlinks and the demo design stay; builds in use are kept)."""
+    """Remove the Verilator builds rtlgen cached; other files, symlinks, the demo design and builds in use stay."""
     from rtlgen.cache import clear_cache
 
     removed, in_use = clear_cache()
