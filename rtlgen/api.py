@@ -73,7 +73,9 @@ def _input_type(value: str | FixedType) -> FixedType:
     if isinstance(value, FixedType):
         return value
     if not isinstance(value, str):
-        raise RtlgenError(f"input type: expected a precision string such as 'fixed<16,6>', got {value!r}")
+        raise RtlgenError(
+            f"input type: expected a precision string such as 'fixed<16,6>', got {value!r}"
+        )
     try:
         return FixedType.parse(value)
     except RtlgenError as exc:
@@ -127,11 +129,15 @@ def load_array(
         raise RtlgenError(f"{label}: cannot read ({exc.strerror or exc})") from None
     expected = "(N, *sample shape)" if sample_shape is None else _shape_text(sample_shape)
     if arr.ndim == 0:
-        raise RtlgenError(f"{label} holds a single number (a 0-d array); expected an array of shape {expected}")
+        raise RtlgenError(
+            f"{label} holds a single number (a 0-d array); expected an array of shape {expected}"
+        )
     if sample_shape is not None and tuple(arr.shape) == tuple(sample_shape):
         arr = arr[None]
     if arr.shape[0] == 0:
-        raise RtlgenError(f"{label} holds zero samples (shape {arr.shape}); expected shape {expected} with N >= 1")
+        raise RtlgenError(
+            f"{label} holds zero samples (shape {arr.shape}); expected shape {expected} with N >= 1"
+        )
     if sample_shape is not None and tuple(arr.shape[1:]) != tuple(sample_shape):
         raise RtlgenError(f"{label} has shape {arr.shape}; expected {expected}")
     if arr.dtype.kind == "f":

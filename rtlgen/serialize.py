@@ -24,6 +24,8 @@ from rtlgen.frontend.npy import read_npy
 from rtlgen.quant.errors import ModelFileError, RtlgenError
 from rtlgen.quant.fixed import FixedType, Overflow, Rounding
 
+Shape = tuple[int, ...]
+
 FORMAT_VERSION = 1
 _NODE_TYPES: dict[str, type[ir.Node]] = {
     cls.__name__: cls
@@ -65,7 +67,9 @@ def save_graph(graph: ir.ModelGraph, path: Path) -> None:
                 overflow=node.overflow.value,
             )
         if isinstance(node, ir.Conv):
-            desc.update(kernel=list(node.kernel), stride=list(node.stride), padding=list(node.padding))
+            desc.update(
+                kernel=list(node.kernel), stride=list(node.stride), padding=list(node.padding)
+            )
         if isinstance(node, ir.Pool):
             desc.update(
                 kind=node.kind.value,
@@ -118,7 +122,9 @@ class _GraphArchive:
         limit = self.limits.max_bytes if max_bytes is None else max_bytes
         what = f"{self.what}: array '{name}'"
         if info.file_size > limit + 4096:
-            raise ModelFileError(f"{what}: {info.file_size:,} bytes is more than the limit of {limit:,}")
+            raise ModelFileError(
+                f"{what}: {info.file_size:,} bytes is more than the limit of {limit:,}"
+            )
         try:
             with self.zip.open(info) as member:
                 return read_npy(member, info.file_size, what, self.limits, kinds, ModelFileError)
@@ -132,7 +138,9 @@ class _GraphArchive:
         try:
             meta = json.loads(str(text))
         except (ValueError, RecursionError) as exc:
-            raise ModelFileError(f"{self.what}: '__graph__' is not valid JSON ({_reason(exc)})") from None
+            raise ModelFileError(
+                f"{self.what}: '__graph__' is not valid JSON ({_reason(exc)})"
+            ) from None
         if not isinstance(meta, dict):
             raise ModelFileError(f"{self.what}: '__graph__' is not a JSON object")
         return meta
@@ -143,7 +151,8 @@ def _reason(exc: BaseException) -> str:
     return text[:160]
 
 
-_NAME_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,256}$")
+_NAME_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,256}$")  # printable, one line
+_SOURCE_RE = re.compile(r"^[^\x00-\x1f\x7f]{0,4096}$")
 _MAX_FRAC = 256  # fractional bits of a saved type: far beyond what lowering produces
 _MAX_SHIFT = 62  # an exact alignment shift of int64 mantissas
 
@@ -162,9 +171,15 @@ class _Reader:
             raise self.fail(where, f"'{key}' is missing")
         return desc[key]
 
-    def string(self, desc: dict[str, Any], key: str, where: str, pattern: re.Pattern[str] | None = None) -> str:
+    def string(
+        self, desc: dict[str, Any], key: str, where: str, pattern: re.Pattern[str] | None = None
+    ) -> str:
         value = self.get(desc, key, where)
-        if not isinstance(value, str) or len(value) > 4096 or (pattern and not pattern.match(value)):
+        if (
+            not isinstance(value, str)
+            or len(value) > 4096
+            or (pattern and not pattern.match(value))
+        ):
             raise self.fail(where, f"'{key}' = {_short(value)} is not a valid name")
         return value
 
@@ -173,21 +188,30 @@ class _Reader:
             raise self.fail(where, f"'{key}' = {_short(value)} is not an integer in {lo}..{hi}")
         return value
 
-    def ints(self, desc: dict[str, Any], key: str, where: str, lengths: tuple[int, ...], lo: int) -> tuple[int, ...]:
+    def ints(
+        self, desc: dict[str, Any], key: str, where: str, lengths: tuple[int, ...], lo: int
+    ) -> tuple[int, ...]:
         value = self.get(desc, key, where)
         if not isinstance(value, list) or len(value) not in lengths:
-            raise self.fail(where, f"'{key}' = {_short(value)} is not a list of {'/'.join(map(str, lengths))} integers")
+            raise self.fail(
+                where,
+                f"'{key}' = {_short(value)} is not a list of {'/'.join(map(str, lengths))} integers",
+            )
         return tuple(self.integer(v, where, key, lo, MAX_DIMENSION) for v in value)
 
     def shape(self, desc: dict[str, Any], key: str, where: str) -> tuple[int, ...]:
         shape = self.ints(desc, key, where, (1, 2, 3), 1)
         if element_count(shape) > self.limits.max_activations:
-            raise self.fail(where, f"'{key}' {shape} has more than {self.limits.max_activations:,} elements")
+            raise self.fail(
+                where, f"'{key}' {shape} has more than {self.limits.max_activations:,} elements"
+            )
         return shape
 
     def fixed(self, value: Any, where: str, key: str) -> FixedType:
         if not isinstance(value, list) or len(value) != 3 or not isinstance(value[2], bool):
-            raise self.fail(where, f"'{key}' = {_short(value)} is not a fixed-point type [width, frac, signed]")
+            raise self.fail(
+                where, f"'{key}' = {_short(value)} is not a fixed-point type [width, frac, signed]"
+            )
         width = self.integer(value[0], where, f"{key} width", 1, 62)
         frac = self.integer(value[1], where, f"{key} frac", -_MAX_FRAC, _MAX_FRAC)
         return FixedType(width, frac, value[2])
@@ -203,18 +227,31 @@ class _Reader:
     def bound(self, value: Any, where: str) -> float | None:
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
             raise self.fail(where, f"activation bound {_short(value)} is not a finite number")
         return float(value)
 
-    def constant(self, desc: dict[str, Any], index: int, key: str, where: str, shape: tuple[int, ...]) -> ir.QTensor:
+    def constant(
+        self, desc: dict[str, Any], index: int, key: str, where: str, shape: tuple[int, ...]
+    ) -> ir.QTensor:
         t = self.fixed(self.get(desc, key, where), where, key)
         if element_count(shape) > self.limits.max_parameters:
             raise self.fail(where, f"'{key}' of shape {shape} is more than the parameter limit")
         mantissa = self.archive.array(f"n{index}_{key}")
         if tuple(mantissa.shape) != shape:
-            raise self.fail(where, f"'{key}' has shape {tuple(mantissa.shape)}, the node needs {shape}")
-        if mantissa.dtype.kind == "u" and mantissa.dtype.itemsize == 8 and mantissa.size and int(mantissa.max()) >= 2**63:
+            raise self.fail(
+                where, f"'{key}' has shape {tuple(mantissa.shape)}, the node needs {shape}"
+            )
+        if (
+            mantissa.dtype.kind == "u"
+            and mantissa.dtype.itemsize == 8
+            and mantissa.size
+            and int(mantissa.max()) >= 2**63
+        ):
             raise self.fail(where, f"'{key}' mantissas do not fit {t}")
         try:
             return ir.QTensor(mantissa.astype(np.int64), t)
@@ -232,7 +269,7 @@ class _Reader:
         softmax = self.get(meta, "softmax", "graph")
         if not isinstance(softmax, bool):
             raise self.fail("graph", f"'softmax' = {_short(softmax)} is not true/false")
-        source = self.string(meta, "source", "graph")
+        source = self.string(meta, "source", "graph", _SOURCE_RE)
         descs = self.get(meta, "nodes", "graph")
         if not isinstance(descs, list) or not descs or len(descs) > 10_000:
             raise self.fail("graph", "'nodes' is not a non-empty list of nodes")
@@ -253,41 +290,63 @@ class _Reader:
         class_name = self.get(desc, "class", f"node {index}")
         if class_name not in _NODE_TYPES:
             raise self.fail(
-                f"node {index}", f"class {_short(class_name)} is not one of {', '.join(_NODE_TYPES)}"
+                f"node {index}",
+                f"class {_short(class_name)} is not one of {', '.join(_NODE_TYPES)}",
             )
         cls = _NODE_TYPES[class_name]
         if (index == 0) != (cls is ir.Input):
             raise self.fail(f"node {index}", "the first node, and only it, must be the Input")
         name = self.string(desc, "name", f"node {index}", _NAME_RE)
         where = f"node {index} '{name}' ({class_name})"
-        in_shape, out_shape = self.shape(desc, "in_shape", where), self.shape(desc, "out_shape", where)
+        in_shape, out_shape = (
+            self.shape(desc, "in_shape", where),
+            self.shape(desc, "out_shape", where),
+        )
         out_type = self.fixed(self.get(desc, "out_type", where), where, "out_type")
-        kw: dict[str, Any] = {"out_type": out_type, "source": self.string(desc, "source", where)}
+        source = self.string(desc, "source", where, _SOURCE_RE)
+        kw: dict[str, Any] = {"out_type": out_type, "source": source}
         if issubclass(cls, ir._Arithmetic):
             kw.update(self.arithmetic(desc, index, where, cls, in_shape, out_shape, in_type))
         if cls in (ir.Conv, ir.Pool):
             kw.update(self.window(desc, where, cls, in_shape, out_shape))
         if cls is ir.Pool:
-            kw.update(kind=self.enum(desc, "kind", where, ir.PoolKind),
-                      rounding=self.enum(desc, "rounding", where, Rounding))
+            kw.update(
+                kind=self.enum(desc, "kind", where, ir.PoolKind),
+                rounding=self.enum(desc, "rounding", where, Rounding),
+            )
             if in_type is not None and abs(out_type.frac - in_type.frac) > _MAX_SHIFT:
-                raise self.fail(where, f"output type {out_type} is too far from the input type {in_type}")
+                raise self.fail(
+                    where, f"output type {out_type} is too far from the input type {in_type}"
+                )
         same = cls in (ir.Input, ir.ScaleShift, ir.Activation)
         if same and in_shape != out_shape:
             raise self.fail(where, f"in_shape {in_shape} and out_shape {out_shape} differ")
         if cls is ir.Dense and (len(in_shape) != 1 or len(out_shape) != 1):
             raise self.fail(where, f"a dense layer maps vectors, not {in_shape} -> {out_shape}")
         if cls is ir.Flatten and out_shape != (element_count(in_shape),):
-            raise self.fail(where, f"flattening {in_shape} gives ({element_count(in_shape)},), not {out_shape}")
+            raise self.fail(
+                where, f"flattening {in_shape} gives ({element_count(in_shape)},), not {out_shape}"
+            )
         return cls(name, in_shape, out_shape, **kw)
 
-    def arithmetic(self, desc, index, where, cls, in_shape, out_shape, in_type) -> dict[str, Any]:
+    def arithmetic(
+        self,
+        desc: dict[str, Any],
+        index: int,
+        where: str,
+        cls: type[ir.Node],
+        in_shape: Shape,
+        out_shape: Shape,
+        in_type: FixedType | None,
+    ) -> dict[str, Any]:
         activation = self.get(desc, "activation", where)
         if not isinstance(activation, list) or len(activation) != 2:
             raise self.fail(where, f"'activation' = {_short(activation)} is not [lo, hi]")
         acc_type = self.fixed(self.get(desc, "acc_type", where), where, "acc_type")
         kw: dict[str, Any] = {
-            "activation": ir.Clamp(self.bound(activation[0], where), self.bound(activation[1], where)),
+            "activation": ir.Clamp(
+                self.bound(activation[0], where), self.bound(activation[1], where)
+            ),
             "acc_type": acc_type,
             "rounding": self.enum(desc, "rounding", where, Rounding),
             "overflow": self.enum(desc, "overflow", where, Overflow),
@@ -312,7 +371,9 @@ class _Reader:
             self.alignment(kw, in_type, acc_type, where)
         return kw
 
-    def alignment(self, kw: dict[str, Any], in_type: FixedType, acc_type: FixedType, where: str) -> None:
+    def alignment(
+        self, kw: dict[str, Any], in_type: FixedType, acc_type: FixedType, where: str
+    ) -> None:
         """The reference shifts products and biases left into the accumulator: the saved
         types must allow it (a tampered type would otherwise crash or overflow there)."""
         needs = {key: in_type.frac + kw[key].type.frac for key in ("weights", "scale") if key in kw}
@@ -322,26 +383,49 @@ class _Reader:
         for key, frac in needs.items():
             if not 0 <= acc_type.frac - frac <= _MAX_SHIFT:
                 raise self.fail(
-                    where, f"accumulator type {acc_type} does not fit the {key} ({frac} fractional bits)"
+                    where,
+                    f"accumulator type {acc_type} does not fit the {key} ({frac} fractional bits)",
                 )
 
-    def window(self, desc, where, cls, in_shape, out_shape) -> dict[str, Any]:
+    def window(
+        self,
+        desc: dict[str, Any],
+        where: str,
+        cls: type[ir.Node],
+        in_shape: Shape,
+        out_shape: Shape,
+    ) -> dict[str, Any]:
         key = "kernel" if cls is ir.Conv else "pool"
         size = self.ints(desc, key, where, (2,), 1)
         stride = self.ints(desc, "stride", where, (2,), 1)
         padding = self.ints(desc, "padding", where, (4,), 0)
         if len(in_shape) not in (2, 3) or len(out_shape) != len(in_shape):
-            raise self.fail(where, f"a window maps images or 1D signals, not {in_shape} -> {out_shape}")
+            raise self.fail(
+                where, f"a window maps images or 1D signals, not {in_shape} -> {out_shape}"
+            )
         h, w, c = ir.spatial(in_shape)
         ho, wo, co = ir.spatial(out_shape)
         if len(in_shape) == 2 and (size[0] != 1 or padding[0] or padding[1]):
             raise self.fail(where, f"a 1D {key} must have height 1 and no vertical padding")
         if any(p >= k for p, k in zip(padding, (size[0], size[0], size[1], size[1]), strict=True)):
             raise self.fail(where, f"padding {padding} is not smaller than the {key} {size}")
-        expected = ((h + padding[0] + padding[1] - size[0]) // stride[0] + 1,
-                    (w + padding[2] + padding[3] - size[1]) // stride[1] + 1)
+        expected = (
+            (h + padding[0] + padding[1] - size[0]) // stride[0] + 1,
+            (w + padding[2] + padding[3] - size[1]) // stride[1] + 1,
+        )
         if min(expected) < 1 or (ho, wo) != expected or (cls is ir.Pool and co != c):
-            raise self.fail(where, f"{key} {size}, stride {stride}, padding {padding} do not map {in_shape} to {out_shape}")
+            raise self.fail(
+                where,
+                f"{key} {size}, stride {stride}, padding {padding} do not map {in_shape} to {out_shape}",
+            )
+        # multiplies (conv) or comparisons (pool) per sample, as the front-end caps them
+        operations = ho * wo * size[0] * size[1] * c * (co if cls is ir.Conv else 1)
+        if operations > self.limits.max_operations:
+            raise self.fail(
+                where,
+                f"{operations:,} operations per sample, more than the limit of "
+                f"{self.limits.max_operations:,}",
+            )
         return {key: size, "stride": stride, "padding": padding}
 
 

@@ -46,7 +46,9 @@ def read_model(
     read, each after its declared shape was checked against the config and ``limits``."""
     with ExitStack() as files:
         if isinstance(model, str | os.PathLike):
-            return _read_path(Path(model), None if weights is None else Path(weights), files, limits)
+            return _read_path(
+                Path(model), None if weights is None else Path(weights), files, limits
+            )
         if isinstance(model, dict):
             if weights is None:
                 raise RtlgenError("read_model(config_dict) needs weights=<weights .h5 file>")
@@ -78,7 +80,11 @@ def _read_path(path: Path, weights: Path | None, files: ExitStack, limits: Limit
     kind = hdf5.sniff(path, what)
     if kind == "zip":
         config, variables = hdf5.open_keras_archive(path, what, files, limits)
-        source = _h5_weights(weights, files, limits) if weights is not None else _indexed(variables, what)
+        source = (
+            _h5_weights(weights, files, limits)
+            if weights is not None
+            else _indexed(variables, what)
+        )
         return build_graph(config, source, source=what, limits=limits)
     if kind == "hdf5":
         f = _open(path, what, files)

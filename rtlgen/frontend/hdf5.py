@@ -252,7 +252,9 @@ class StoredArray:
                 data = _read_filtered(node, self.what)
             else:
                 data = np.asarray(node[()])
-        return data.astype(np.float32) if data.dtype.kind == "f" and data.dtype.itemsize < 4 else data
+        return (
+            data.astype(np.float32) if data.dtype.kind == "f" and data.dtype.itemsize < 4 else data
+        )
 
 
 def _read_filtered(node: h5py.Dataset, what: str) -> np.ndarray:
@@ -263,14 +265,18 @@ def _read_filtered(node: h5py.Dataset, what: str) -> np.ndarray:
     chunk_bytes = element_count(chunk_shape) * node.dtype.itemsize
     count = node.id.get_num_chunks()
     if count > MAX_CHUNKS:
-        raise ModelFileError(f"{what} is stored in {count:,} chunks (supported: up to {MAX_CHUNKS:,})")
+        raise ModelFileError(
+            f"{what} is stored in {count:,} chunks (supported: up to {MAX_CHUNKS:,})"
+        )
     out = np.full(node.shape, node.fillvalue, dtype=node.dtype)
     for index in range(count):
         offset = tuple(node.id.get_chunk_info(index).chunk_offset)
         mask, raw = node.id.read_direct_chunk(offset)
         data = _decode_chunk(bytes(raw), filters, mask, chunk_bytes, node.dtype.itemsize, what)
         block = np.frombuffer(data, dtype=node.dtype).reshape(chunk_shape)
-        region = tuple(slice(o, min(o + c, d)) for o, c, d in zip(offset, chunk_shape, node.shape, strict=True))
+        region = tuple(
+            slice(o, min(o + c, d)) for o, c, d in zip(offset, chunk_shape, node.shape, strict=True)
+        )
         if any(r.start >= r.stop for r in region):
             raise ModelFileError(f"{what}: a chunk at {offset} lies outside its shape {node.shape}")
         out[region] = block[tuple(slice(0, r.stop - r.start) for r in region)]
@@ -365,9 +371,10 @@ class LayerWeightIndex(Mapping[str, Mapping[str, StoredArray]]):
         group = _resolve(self.root, layer, self.what)
         if not isinstance(group, h5py.Group):
             raise ModelFileError(f"{self.what}: layer '{layer}' is listed but has no weight group")
-        names = string_list_attr(
-            group, "weight_names", f"{self.what}: layer '{layer}'", self.limits
-        ) or []
+        names = (
+            string_list_attr(group, "weight_names", f"{self.what}: layer '{layer}'", self.limits)
+            or []
+        )
         if len(names) > MAX_LAYER_VARIABLES:
             raise ModelFileError(
                 f"{self.what}: layer '{layer}' lists {len(names)} weights (a layer has at most "
@@ -383,7 +390,9 @@ class LayerWeightIndex(Mapping[str, Mapping[str, StoredArray]]):
                 )
             short = weight_short_name(name)
             if short in weights:
-                raise ModelFileError(f"{self.what}: layer '{layer}' has two weights named '{short}'")
+                raise ModelFileError(
+                    f"{self.what}: layer '{layer}' has two weights named '{short}'"
+                )
             weights[short] = StoredArray(check_dataset(node, where), where)
         return weights
 
@@ -446,7 +455,9 @@ def _bounded_member(
             f"{what}: {info.filename} inflates to {info.file_size:,} bytes, more than the limit "
             f"of {limit:,}"
         )
-    if info.file_size > (16 << 20) and info.file_size > MAX_INFLATE_RATIO * max(info.compress_size, 1):
+    if info.file_size > (16 << 20) and info.file_size > MAX_INFLATE_RATIO * max(
+        info.compress_size, 1
+    ):
         raise ModelFileError(
             f"{what}: {info.filename} claims to inflate {info.compress_size:,} bytes to "
             f"{info.file_size:,} (more than {MAX_INFLATE_RATIO}:1): not a genuine weights file"
@@ -483,8 +494,15 @@ def open_keras_archive(
             blob = files.enter_context(tempfile.TemporaryFile(prefix="rtlgen-"))
             _bounded_member(archive, members["model.weights.h5"], limits.max_bytes, blob, what)
             blob.seek(0)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, RuntimeError,
-            ValueError, NotImplementedError) as exc:
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        OSError,
+        EOFError,
+        RuntimeError,
+        ValueError,
+        NotImplementedError,
+    ) as exc:
         raise ModelFileError(
             f"{what}: not a readable .keras (zip) archive ({_h5_reason(exc)})"
         ) from None

@@ -45,8 +45,14 @@ class Limits:
     max_config_depth: int = 64
 
     def __post_init__(self) -> None:
-        for name in ("max_parameters", "max_bytes", "max_activations", "max_operations",
-                     "max_config_bytes", "max_config_depth"):
+        for name in (
+            "max_parameters",
+            "max_bytes",
+            "max_activations",
+            "max_operations",
+            "max_config_bytes",
+            "max_config_depth",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"Limits.{name} must be a positive integer, got {value!r}")

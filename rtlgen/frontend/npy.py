@@ -26,8 +26,16 @@ def describe_dtype(dtype: np.dtype) -> str:
     """``complex (complex64)``, ``structured ([('a', '<f4')])``, ``float64`` ..."""
     if dtype.fields is not None or dtype.subdtype is not None:
         return f"structured ({dtype})"
-    names = {"c": "complex", "m": "timedelta", "M": "datetime", "O": "object", "S": "bytes",
-             "U": "string", "V": "void", "b": "bool"}
+    names = {
+        "c": "complex",
+        "m": "timedelta",
+        "M": "datetime",
+        "O": "object",
+        "S": "bytes",
+        "U": "string",
+        "V": "void",
+        "b": "bool",
+    }
     return f"{names[dtype.kind]} ({dtype})" if dtype.kind in names else str(dtype)
 
 

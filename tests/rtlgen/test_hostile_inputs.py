@@ -60,7 +60,10 @@ def rss_mb() -> float:
 
 def rtlgen(*args: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "rtlgen", *map(str, args)], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "rtlgen", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -132,7 +135,9 @@ def _full_h5(tmp_path: Path, attack: str) -> tuple[Path, Path | None]:
     return path, None
 
 
-def _json_and_weights(tmp_path: Path, attack: str, indexed: bool = False) -> tuple[Path, Path | None]:
+def _json_and_weights(
+    tmp_path: Path, attack: str, indexed: bool = False
+) -> tuple[Path, Path | None]:
     """A model JSON + a separate weights file, Keras 2 (``w.h5``) or indexed (``w.weights.h5``)."""
     model = tmp_path / "model.json"
     model.write_text(json.dumps(dense_config()))
@@ -215,7 +220,9 @@ def test_dataset_with_a_plugin_filter_is_refused_before_reading(tmp_path):
         dcpl.set_filter(32001, h5py.h5z.FLAG_OPTIONAL, ())
         space = h5py.h5s.create_simple((4, 3))
         h5py.h5d.create(group.id, b"kernel:0", h5py.h5t.IEEE_F32LE, space, dcpl=dcpl)
-    with pytest.raises(ModelFileError, match="HDF5 filter 32001 .*supported: no filter, gzip, shuffle"):
+    with pytest.raises(
+        ModelFileError, match="HDF5 filter 32001 .*supported: no filter, gzip, shuffle"
+    ):
         load_model(path)
 
 
@@ -231,7 +238,12 @@ def _weights_file_with_chunk(path: Path, chunk: bytes, shuffle: bool = False) ->
     with h5py.File(path, "a") as f:
         del f["model_weights/d/d/kernel:0"]
         dataset = f["model_weights/d/d"].create_dataset(
-            "kernel:0", shape=(4, 3), dtype="<f4", chunks=(4, 3), compression="gzip", shuffle=shuffle
+            "kernel:0",
+            shape=(4, 3),
+            dtype="<f4",
+            chunks=(4, 3),
+            compression="gzip",
+            shuffle=shuffle,
         )
         dataset.id.write_direct_chunk((0, 0), chunk, 0)
     return path
@@ -241,14 +253,19 @@ def test_compressed_chunk_that_inflates_past_its_size_is_refused_unread(tmp_path
     # 400 KB that HDF5's own deflate filter would inflate to 400 MB for a 48-byte dataset
     path = _weights_file_with_chunk(tmp_path / "model.h5", _deflate_zeros(400 << 20))
     before = rss_mb()
-    with pytest.raises(ModelFileError, match="compressed chunk inflates past its declared 48 bytes"):
+    with pytest.raises(
+        ModelFileError, match="compressed chunk inflates past its declared 48 bytes"
+    ):
         load_model(path)
     assert rss_mb() - before < MAX_RSS_GROWTH_MB
 
 
 @pytest.mark.parametrize(
     "chunk,message",
-    [(b"garbage", "corrupt compressed chunk"), (zlib.compress(bytes(20)), "holds 20 bytes once decoded, expected 48")],
+    [
+        (b"garbage", "corrupt compressed chunk"),
+        (zlib.compress(bytes(20)), "holds 20 bytes once decoded, expected 48"),
+    ],
 )
 def test_corrupt_compressed_chunks_are_one_line(tmp_path, chunk, message):
     with pytest.raises(ModelFileError, match=message):
@@ -257,8 +274,12 @@ def test_corrupt_compressed_chunks_are_one_line(tmp_path, chunk, message):
 
 @pytest.mark.parametrize(
     "options",
-    [{"compression": "gzip"}, {"compression": "gzip", "shuffle": True, "fletcher32": True},
-     {"compression": "gzip", "chunks": (3, 2)}, {"chunks": (1, 3)}],
+    [
+        {"compression": "gzip"},
+        {"compression": "gzip", "shuffle": True, "fletcher32": True},
+        {"compression": "gzip", "chunks": (3, 2)},
+        {"chunks": (1, 3)},
+    ],
 )
 def test_compressed_weights_are_decoded_exactly(tmp_path, options):
     kernel = np.arange(12, dtype="<f4").reshape(4, 3) / 8
@@ -351,12 +372,20 @@ PARAMETER_CAP = "more than the limit of 20,000,000 .*--max-params"
     [
         ([dense("d", 2**26)], (4,), PARAMETER_CAP),
         (
-            [layer_entry("Conv2D", {"name": "c", "filters": 2**20, "kernel_size": 3, "use_bias": True})],
+            [
+                layer_entry(
+                    "Conv2D", {"name": "c", "filters": 2**20, "kernel_size": 3, "use_bias": True}
+                )
+            ],
             (8, 8, 3),
             PARAMETER_CAP,
         ),
         (
-            [layer_entry("Conv2D", {"name": "c", "filters": 4, "kernel_size": 30000, "padding": "same"})],
+            [
+                layer_entry(
+                    "Conv2D", {"name": "c", "filters": 4, "kernel_size": 30000, "padding": "same"}
+                )
+            ],
             (8, 8, 3),
             "operations per sample .* more than the limit of 1,073,741,824",
         ),
@@ -391,15 +420,31 @@ def test_parameter_cap_is_raised_by_limits(tmp_path):
 @pytest.mark.parametrize(
     "layers,input_shape,message",
     [
-        ([layer_entry("Flatten", {"name": "f"})], (2**20, 2**20, 3), "output shape .* more than the limit"),
-        ([layer_entry("Flatten", {"name": "f"})], (2**31 - 1,) * 3, "more than the limit of 67,108,864"),
         (
-            [layer_entry("MaxPooling2D", {"name": "p", "pool_size": [60000, 60000], "padding": "same"})],
+            [layer_entry("Flatten", {"name": "f"})],
+            (2**20, 2**20, 3),
+            "output shape .* more than the limit",
+        ),
+        (
+            [layer_entry("Flatten", {"name": "f"})],
+            (2**31 - 1,) * 3,
+            "more than the limit of 67,108,864",
+        ),
+        (
+            [
+                layer_entry(
+                    "MaxPooling2D", {"name": "p", "pool_size": [60000, 60000], "padding": "same"}
+                )
+            ],
             (4, 4, 2),
             "operations per sample .*window \\(60000, 60000\\)\\), more than the limit of 1,073,741,824",
         ),
         (
-            [layer_entry("Conv2D", {"name": "c", "filters": 1, "kernel_size": 100, "padding": "same"})],
+            [
+                layer_entry(
+                    "Conv2D", {"name": "c", "filters": 1, "kernel_size": 100, "padding": "same"}
+                )
+            ],
             (4096, 4096, 1),
             "layer 'c' .*167,772,160,000 operations per sample",
         ),
@@ -412,7 +457,9 @@ def test_huge_or_overflowing_shapes_never_become_a_layer(tmp_path, layers, input
         load_model(path)
 
 
-def _zip_with_member(path: Path, name: str, size: int, config: dict[str, Any] | None = None) -> None:
+def _zip_with_member(
+    path: Path, name: str, size: int, config: dict[str, Any] | None = None
+) -> None:
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         if config is not None:
             archive.writestr("config.json", json.dumps(config))
@@ -425,12 +472,24 @@ def _zip_with_member(path: Path, name: str, size: int, config: dict[str, Any] | 
 @pytest.mark.parametrize(
     "member,size,limits,message",
     [
-        ("model.weights.h5", 24 << 20, Limits(max_bytes=8 << 20), "inflates to 25,165,824 bytes, more than the limit"),
+        (
+            "model.weights.h5",
+            24 << 20,
+            Limits(max_bytes=8 << 20),
+            "inflates to 25,165,824 bytes, more than the limit",
+        ),
         ("model.weights.h5", 24 << 20, Limits(), "not a genuine weights file"),
-        ("config.json", 4 << 20, Limits(max_config_bytes=1 << 20), "config.json inflates to 4,194,304 bytes"),
+        (
+            "config.json",
+            4 << 20,
+            Limits(max_config_bytes=1 << 20),
+            "config.json inflates to 4,194,304 bytes",
+        ),
     ],
 )
-def test_keras_archive_members_are_bounded_before_inflating(tmp_path, member, size, limits, message):
+def test_keras_archive_members_are_bounded_before_inflating(
+    tmp_path, member, size, limits, message
+):
     path = tmp_path / "bomb.keras"
     _zip_with_member(path, member, size, dense_config() if member != "config.json" else None)
     before = rss_mb()
@@ -446,7 +505,9 @@ def _patch_declared_size(path: Path, name: bytes, declared: int) -> None:
         start = 0
         while (index := data.find(signature, start)) >= 0:
             name_offset = 30 if signature == b"PK\x03\x04" else 46
-            name_length = struct.unpack_from("<H", data, index + (26 if signature == b"PK\x03\x04" else 28))[0]
+            name_length = struct.unpack_from(
+                "<H", data, index + (26 if signature == b"PK\x03\x04" else 28)
+            )[0]
             if data[index + name_offset : index + name_offset + name_length] == name:
                 struct.pack_into("<I", data, index + size_offset, declared)
             start = index + 4
@@ -493,11 +554,20 @@ def test_deeply_nested_h5_model_config_is_one_line(tmp_path):
 def test_hdf5_attributes_larger_than_the_limit_are_refused_unread(tmp_path, attribute):
     path = write_full_h5(tmp_path / "model.h5", dense_config(), good_weights())
     with h5py.File(path, "a") as f:
-        node = {"model_config": f, "layer_names": f["model_weights"], "weight_names": f["model_weights/d"]}[attribute]
+        node = {
+            "model_config": f,
+            "layer_names": f["model_weights"],
+            "weight_names": f["model_weights/d"],
+        }[attribute]
         value = node.attrs[attribute]
         padded = np.array(list(np.atleast_1d(value)) + [b"x" * 100] * 30, dtype="S100")
-        node.attrs[attribute] = padded if attribute != "model_config" else json.dumps(dense_config()).ljust(4000)
-    with pytest.raises(ModelFileError, match=f"attribute '{attribute}' (declares|holds) .* more than the limit of 2,000"):
+        node.attrs[attribute] = (
+            padded if attribute != "model_config" else json.dumps(dense_config()).ljust(4000)
+        )
+    with pytest.raises(
+        ModelFileError,
+        match=f"attribute '{attribute}' (declares|holds) .* more than the limit of 2,000",
+    ):
         load_model(path, limits=Limits(max_config_bytes=2000))
 
 
@@ -511,12 +581,32 @@ def test_model_json_larger_than_the_limit_is_refused_unread(tmp_path):
 # ---------------------------------------------------------------------------------------
 # malformed numbers in a model config
 # ---------------------------------------------------------------------------------------
-BAD_SIZES = [float("nan"), float("inf"), -float("inf"), 1e300, -3, 0, 2.5, 3.0, True, "3", None, 2**70]
+BAD_SIZES = [
+    float("nan"),
+    float("inf"),
+    -float("inf"),
+    1e300,
+    -3,
+    0,
+    2.5,
+    3.0,
+    True,
+    "3",
+    None,
+    2**70,
+]
 
 
 def _conv_config(**overrides: Any) -> dict[str, Any]:
-    conv = {"name": "c", "filters": 2, "kernel_size": [2, 2], "strides": [1, 1], "padding": "valid",
-            "use_bias": False, **overrides}
+    conv = {
+        "name": "c",
+        "filters": 2,
+        "kernel_size": [2, 2],
+        "strides": [1, 1],
+        "padding": "valid",
+        "use_bias": False,
+        **overrides,
+    }
     pool = {"name": "p", "pool_size": [2, 2], "strides": [1, 1], "padding": "valid"}
     for key in list(overrides):
         if key.startswith("pool_"):
@@ -534,7 +624,9 @@ def _write_and_load(tmp_path: Path, config: dict[str, Any], weights: dict[str, A
         root.attrs["layer_names"] = np.array([n.encode() for n in weights], dtype="S")
         for layer, named in weights.items():
             group = root.create_group(layer)
-            group.attrs["weight_names"] = np.array([f"{layer}/{k}:0".encode() for k in named], dtype="S")
+            group.attrs["weight_names"] = np.array(
+                [f"{layer}/{k}:0".encode() for k in named], dtype="S"
+            )
             for key, value in named.items():
                 group.create_dataset(f"{layer}/{key}:0", data=value)
     return load_model(path)
@@ -542,7 +634,14 @@ def _write_and_load(tmp_path: Path, config: dict[str, Any], weights: dict[str, A
 
 @pytest.mark.parametrize("value", BAD_SIZES)
 @pytest.mark.parametrize(
-    "key,layer", [("filters", "c"), ("kernel_size", "c"), ("strides", "c"), ("pool_pool_size", "p"), ("pool_strides", "p")]
+    "key,layer",
+    [
+        ("filters", "c"),
+        ("kernel_size", "c"),
+        ("strides", "c"),
+        ("pool_pool_size", "p"),
+        ("pool_strides", "p"),
+    ],
 )
 def test_malformed_sizes_in_a_layer_config_name_the_layer_and_key(tmp_path, key, layer, value):
     config = _conv_config(**{key: value if key == "filters" else [value, value]})
@@ -553,15 +652,29 @@ def test_malformed_sizes_in_a_layer_config_name_the_layer_and_key(tmp_path, key,
 @pytest.mark.parametrize("value", BAD_SIZES)
 def test_malformed_units_and_input_dimensions_name_the_layer(tmp_path, value):
     with pytest.raises(ModelFileError, match="layer 'd' .*'units'"):
-        _write_and_load(tmp_path, dense_config(units=value), {"d": {"kernel": np.ones((4, 3), "f4")}})
+        _write_and_load(
+            tmp_path, dense_config(units=value), {"d": {"kernel": np.ones((4, 3), "f4")}}
+        )
     with pytest.raises(RtlgenError, match="layer 'input_1' .*(input shape|batch_input_shape)"):
-        _write_and_load(tmp_path, dense_config(inputs=value), {"d": {"kernel": np.ones((4, 3), "f4")}})
+        _write_and_load(
+            tmp_path, dense_config(inputs=value), {"d": {"kernel": np.ones((4, 3), "f4")}}
+        )
 
 
 def _qdense_config(quantizer: Any) -> dict[str, Any]:
     return sequential_config(
-        [layer_entry("QDense", {"name": "q", "units": 3, "use_bias": False,
-                                "kernel_quantizer": quantizer, "activation": "linear"})],
+        [
+            layer_entry(
+                "QDense",
+                {
+                    "name": "q",
+                    "units": 3,
+                    "use_bias": False,
+                    "kernel_quantizer": quantizer,
+                    "activation": "linear",
+                },
+            )
+        ],
         (4,),
     )
 
@@ -569,13 +682,19 @@ def _qdense_config(quantizer: Any) -> dict[str, Any]:
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), 1e300, -1e300, 2**80, 100, -100])
 @pytest.mark.parametrize("key", ["bits", "integer", "alpha"])
 def test_malformed_quantizer_arguments_name_the_layer(tmp_path, key, value):
-    spec = {"class_name": "quantized_bits", "config": {"bits": 6, "integer": 0, "alpha": 1, key: value}}
+    spec = {
+        "class_name": "quantized_bits",
+        "config": {"bits": 6, "integer": 0, "alpha": 1, key: value},
+    }
     with pytest.raises(RtlgenError, match="layer 'q' \\(QDense\\)") as error:
         _write_and_load(tmp_path, _qdense_config(spec), {"q": {"kernel": np.ones((4, 3), "f4")}})
     assert len(str(error.value)) < 400
 
 
-@pytest.mark.parametrize("text", ["quantized_bits(6, 1e300)", "quantized_bits(10**9)", "quantized_bits(6, 0, alpha=1e999)"])
+@pytest.mark.parametrize(
+    "text",
+    ["quantized_bits(6, 1e300)", "quantized_bits(10**9)", "quantized_bits(6, 0, alpha=1e999)"],
+)
 def test_malformed_quantizer_strings_name_the_layer(tmp_path, text):
     with pytest.raises(RtlgenError, match="layer 'q' \\(QDense\\)"):
         _write_and_load(tmp_path, _qdense_config(text), {"q": {"kernel": np.ones((4, 3), "f4")}})
@@ -595,14 +714,18 @@ def test_malformed_batchnorm_numbers_name_the_layer(tmp_path, layer_config, mess
     config = sequential_config(
         [layer_entry("BatchNormalization", {"name": "bn", "axis": -1, **layer_config})], (4,)
     )
-    weights = {"bn": {k: np.ones(4, "f4") for k in ("gamma", "beta", "moving_mean", "moving_variance")}}
+    weights = {
+        "bn": {k: np.ones(4, "f4") for k in ("gamma", "beta", "moving_mean", "moving_variance")}
+    }
     with pytest.raises(ModelFileError, match=f"layer 'bn' .*{message}"):
         _write_and_load(tmp_path, config, weights)
 
 
 @pytest.mark.parametrize("max_value", [float("nan"), float("inf"), 1e300, True, "6"])
 def test_malformed_relu_max_value_names_the_layer(tmp_path, max_value):
-    config = sequential_config([dense("d", 3), layer_entry("ReLU", {"name": "r", "max_value": max_value})], (4,))
+    config = sequential_config(
+        [dense("d", 3), layer_entry("ReLU", {"name": "r", "max_value": max_value})], (4,)
+    )
     with pytest.raises(ModelFileError, match="layer 'r' \\(ReLU\\): 'max_value'"):
         _write_and_load(tmp_path, config, good_weights())
 
@@ -613,13 +736,17 @@ def test_nan_or_infinite_weights_name_the_layer(tmp_path, bad, name):
     weights = {"kernel": np.ones((4, 3), "f4"), "bias": np.zeros(3, "f4")}
     weights[name].flat[1] = bad
     config = sequential_config([dense("d", 3, use_bias=True)], (4,))
-    with pytest.raises(ModelFileError, match=f"layer 'd' .*weight '{name}' contains NaN or infinity"):
+    with pytest.raises(
+        ModelFileError, match=f"layer 'd' .*weight '{name}' contains NaN or infinity"
+    ):
         _write_and_load(tmp_path, config, {"d": weights})
 
 
 @pytest.mark.parametrize("target", [[0], [-1, -1], [2.5], [True], "12", [-3]])
 def test_malformed_reshape_targets_name_the_layer(tmp_path, target):
-    config = sequential_config([layer_entry("Reshape", {"name": "r", "target_shape": target})], (3, 4))
+    config = sequential_config(
+        [layer_entry("Reshape", {"name": "r", "target_shape": target})], (3, 4)
+    )
     with pytest.raises(ModelFileError, match="layer 'r' .*target_shape"):
         _write_and_load(tmp_path, config, {})
 
@@ -663,14 +790,22 @@ def _index(meta: dict[str, Any], cls: str) -> int:
 
 
 TAMPERING = {
-    "unknown_class": (lambda m, a: _node(m, "Dense").update({"class": "Lambda"}), "class 'Lambda' is not one of"),
-    "missing_array": (lambda m, a: a.pop(f"n{_index(m, 'Conv')}_weights"), "array 'n1_weights' is missing"),
+    "unknown_class": (
+        lambda m, a: _node(m, "Dense").update({"class": "Lambda"}),
+        "class 'Lambda' is not one of",
+    ),
+    "missing_array": (
+        lambda m, a: a.pop(f"n{_index(m, 'Conv')}_weights"),
+        "array 'n1_weights' is missing",
+    ),
     "wrong_array_shape": (
         lambda m, a: a.update({f"n{_index(m, 'Conv')}_weights": np.zeros((2, 2, 1, 1), np.int64)}),
         "'weights' has shape \\(2, 2, 1, 1\\), the node needs",
     ),
     "float_array": (
-        lambda m, a: a.update({f"n{_index(m, 'Dense')}_bias": a[f"n{_index(m, 'Dense')}_bias"].astype(float)}),
+        lambda m, a: a.update(
+            {f"n{_index(m, 'Dense')}_bias": a[f"n{_index(m, 'Dense')}_bias"].astype(float)}
+        ),
         "holds float64 values; supported dtypes: integer, unsigned",
     ),
     "object_array": (
@@ -678,32 +813,95 @@ TAMPERING = {
         "holds object \\(object\\) values",
     ),
     "mantissa_out_of_range": (
-        lambda m, a: a.update({f"n{_index(m, 'Dense')}_bias": a[f"n{_index(m, 'Dense')}_bias"] + 10**6}),
+        lambda m, a: a.update(
+            {f"n{_index(m, 'Dense')}_bias": a[f"n{_index(m, 'Dense')}_bias"] + 10**6}
+        ),
         "mantissas .* do not fit",
     ),
-    "width_1e6": (lambda m, a: _node(m, "Dense").update({"out_type": [10**6, 0, True]}), "'out_type width' = 1000000"),
-    "width_string": (lambda m, a: _node(m, "Conv").update({"acc_type": ["16", 4, True]}), "'acc_type width' = '16'"),
-    "type_not_a_list": (lambda m, a: _node(m, "Conv").update({"out_type": 7}), "'out_type' = 7 is not a fixed-point type"),
+    "width_1e6": (
+        lambda m, a: _node(m, "Dense").update({"out_type": [10**6, 0, True]}),
+        "'out_type width' = 1000000",
+    ),
+    "width_string": (
+        lambda m, a: _node(m, "Conv").update({"acc_type": ["16", 4, True]}),
+        "'acc_type width' = '16'",
+    ),
+    "type_not_a_list": (
+        lambda m, a: _node(m, "Conv").update({"out_type": 7}),
+        "'out_type' = 7 is not a fixed-point type",
+    ),
     "missing_key": (lambda m, a: _node(m, "Conv").pop("kernel"), "'kernel' is missing"),
-    "negative_dimension": (lambda m, a: _node(m, "Flatten").update({"out_shape": [-3]}), "'out_shape' = -3"),
-    "flatten_size": (lambda m, a: _node(m, "Flatten").update({"out_shape": [5]}), "flattening .* gives"),
+    "negative_dimension": (
+        lambda m, a: _node(m, "Flatten").update({"out_shape": [-3]}),
+        "'out_shape' = -3",
+    ),
+    "flatten_size": (
+        lambda m, a: _node(m, "Flatten").update({"out_shape": [5]}),
+        "flattening .* gives",
+    ),
     "conv_geometry": (lambda m, a: _node(m, "Conv").update({"stride": [2, 2]}), "do not map"),
-    "pool_channels": (lambda m, a: _node(m, "Pool").update({"kind": "median"}), "'kind' = 'median' is not one of"),
-    "chain_broken": (lambda m, a: _node(m, "Dense").update({"in_shape": [7]}), "weights|does not match"),
-    "rounding_unknown": (lambda m, a: _node(m, "Conv").update({"rounding": "stochastic"}), "'rounding' = 'stochastic'"),
-    "activation_nan": (lambda m, a: _node(m, "Conv").update({"activation": [float("nan"), None]}), "activation bound nan"),
-    "activation_shape": (lambda m, a: _node(m, "Conv").update({"activation": "relu"}), "'activation' = 'relu' is not"),
-    "accumulator_misaligned": (lambda m, a: _node(m, "Dense").update({"acc_type": [40, -8, True]}), "accumulator type .* does not fit"),
-    "huge_shape": (lambda m, a: _node(m, "Input").update({"in_shape": [2**31 - 1] * 3}), "more than 67,108,864 elements"),
-    "name_with_newline": (lambda m, a: _node(m, "Conv").update({"name": "conv\ninit"}), "is not a valid name"),
+    "pool_channels": (
+        lambda m, a: _node(m, "Pool").update({"kind": "median"}),
+        "'kind' = 'median' is not one of",
+    ),
+    "chain_broken": (
+        lambda m, a: _node(m, "Dense").update({"in_shape": [7]}),
+        "weights|does not match",
+    ),
+    "rounding_unknown": (
+        lambda m, a: _node(m, "Conv").update({"rounding": "stochastic"}),
+        "'rounding' = 'stochastic'",
+    ),
+    "activation_nan": (
+        lambda m, a: _node(m, "Conv").update({"activation": [float("nan"), None]}),
+        "activation bound nan",
+    ),
+    "activation_shape": (
+        lambda m, a: _node(m, "Conv").update({"activation": "relu"}),
+        "'activation' = 'relu' is not",
+    ),
+    "accumulator_misaligned": (
+        lambda m, a: _node(m, "Dense").update({"acc_type": [40, -8, True]}),
+        "accumulator type .* does not fit",
+    ),
+    "pool_window_bomb": (
+        lambda m, a: _node(m, "Pool").update(
+            {"pool": [60000, 60000], "padding": [29999, 29999, 29999, 29999]}
+        ),
+        "operations per sample, more than the limit",
+    ),
+    "source_with_newline": (
+        lambda m, a: _node(m, "Dense").update({"source": "x\ny"}),
+        "'source' = 'x\\\\ny'",
+    ),
+    "huge_shape": (
+        lambda m, a: _node(m, "Input").update({"in_shape": [2**31 - 1] * 3}),
+        "more than 67,108,864 elements",
+    ),
+    "name_with_newline": (
+        lambda m, a: _node(m, "Conv").update({"name": "conv\ninit"}),
+        "is not a valid name",
+    ),
     "not_json": (lambda m, a: "{not json", "'__graph__' is not valid JSON"),
     "json_list": (lambda m, a: "[1, 2]", "'__graph__' is not a JSON object"),
     "deep_json": (lambda m, a: "[" * 100_000 + "]" * 100_000, "'__graph__' is not valid JSON"),
-    "nodes_not_list": (lambda m, a: m.update({"nodes": {"a": 1}}), "'nodes' is not a non-empty list"),
+    "nodes_not_list": (
+        lambda m, a: m.update({"nodes": {"a": 1}}),
+        "'nodes' is not a non-empty list",
+    ),
     "node_not_object": (lambda m, a: m["nodes"].insert(1, 3), "node 1: is not a JSON object"),
-    "input_not_first": (lambda m, a: m["nodes"].reverse(), "the first node, and only it, must be the Input"),
-    "format_version": (lambda m, a: m.update({"format_version": 99}), "graph format 99 is not supported"),
-    "softmax_string": (lambda m, a: m.update({"softmax": "yes"}), "'softmax' = 'yes' is not true/false"),
+    "input_not_first": (
+        lambda m, a: m["nodes"].reverse(),
+        "the first node, and only it, must be the Input",
+    ),
+    "format_version": (
+        lambda m, a: m.update({"format_version": 99}),
+        "graph format 99 is not supported",
+    ),
+    "softmax_string": (
+        lambda m, a: m.update({"softmax": "yes"}),
+        "'softmax' = 'yes' is not true/false",
+    ),
 }
 
 
@@ -760,7 +958,10 @@ def test_precision_config_naming_a_missing_layer_lists_the_model_layers(tmp_path
     write_full_h5(path, dense_config(), good_weights())
     config = tmp_path / "p.yaml"
     config.write_text("layers:\n  dense_typo: {result: 'ap_fixed<16,6>'}\n")
-    with pytest.raises(RtlgenError, match="layers.dense_typo: model 'handmade' has no layer 'dense_typo' \\(its layers: input_1, d\\)"):
+    with pytest.raises(
+        RtlgenError,
+        match="layers.dense_typo: model 'handmade' has no layer 'dense_typo' \\(its layers: input_1, d\\)",
+    ):
         load_model(path, config=config)
     config.write_text("layers:\n  d: {result: 'ap_fixed<16,6>'}\n")
     assert str(load_model(path, config=config).nodes[1].out_type) == "fixed<16,6>"
@@ -769,9 +970,15 @@ def test_precision_config_naming_a_missing_layer_lists_the_model_layers(tmp_path
 @pytest.mark.parametrize(
     "text,message",
     [
-        ("a: &a [x, x, x, x, x, x, x, x, x, x]\n"
-         + "".join(f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(8))
-         + "layers: {d: *i}\n", "more than 100,000 values \\(aliases expanded\\)"),
+        (
+            "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+            + "".join(
+                f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n"
+                for i in range(8)
+            )
+            + "layers: {d: *i}\n",
+            "more than 100,000 values \\(aliases expanded\\)",
+        ),
         ("[" * 10_000 + "]" * 10_000, "nested too deeply|nested more than 32"),
         ("layers: " + "{a: " * 60 + "1" + "}" * 60, "nested more than 32 levels"),
         ("input: [unclosed\n", "invalid YAML at line"),
@@ -824,7 +1031,10 @@ def test_input_type_outside_the_supported_range_is_refused(tmp_path, value, mess
         (np.ones((2, 4), dtype="M8[s]"), "datetime"),
         (np.zeros(2, dtype=[("a", "f4"), ("b", "f4")]), "structured"),
         (np.array([["a", "b"]]), "string"),
-        (np.ones((2, 4), dtype=bool), "holds bool \\(bool\\) values; supported dtypes: integer, unsigned, float"),
+        (
+            np.ones((2, 4), dtype=bool),
+            "holds bool \\(bool\\) values; supported dtypes: integer, unsigned, float",
+        ),
         (np.array([1.0, np.nan, np.inf, 2.0]).reshape(1, 4), "contains 2 NaN or infinite value"),
         (np.zeros((0, 4), dtype=np.float32), "holds zero samples"),
         (np.float32(3.0), "holds a single number \\(a 0-d array\\)"),
@@ -853,7 +1063,9 @@ def test_npy_header_declaring_more_than_the_file_holds_is_refused_unread(tmp_pat
     new = repr(tuple(declared)).encode()
     header_end = data.index(b"\n") + 1
     header = data[:header_end].replace(old, new)
-    header = header[:-1].rstrip(b" ") + b" " * (header_end - len(header[:-1].rstrip(b" ")) - 1) + b"\n"
+    header = (
+        header[:-1].rstrip(b" ") + b" " * (header_end - len(header[:-1].rstrip(b" ")) - 1) + b"\n"
+    )
     path.write_bytes(header + data[header_end:])
     before = rss_mb()
     with pytest.raises(RtlgenError, match=f"declares shape \\({declared[0]}, 4\\)"):
@@ -872,8 +1084,14 @@ def _npy_bytes(array: np.ndarray, version: tuple[int, int] = (1, 0)) -> bytes:
     [
         (b"", "not a readable .npy array"),
         (b"\x93NUMPY\x09\x00" + b"\0" * 16, "not a readable .npy array \\(Invalid version"),
-        (_npy_bytes(np.ones((2, 4))).replace(b"(2, 4)", b"(-2,4)"), "declares an invalid shape \\(-2, 4\\)"),
-        (b"\x93NUMPY\x02\x00" + (200_000).to_bytes(4, "little") + b" " * 64, "not a readable .npy array"),
+        (
+            _npy_bytes(np.ones((2, 4))).replace(b"(2, 4)", b"(-2,4)"),
+            "declares an invalid shape \\(-2, 4\\)",
+        ),
+        (
+            b"\x93NUMPY\x02\x00" + (200_000).to_bytes(4, "little") + b" " * 64,
+            "not a readable .npy array",
+        ),
         (_npy_bytes(np.ones((100, 4)))[:200], "truncated: its header declares shape \\(100, 4\\)"),
         (b"PK\x03\x04" + b"\0" * 64, "not a readable .npy array"),
         (b"\x80\x04\x95" + b"\0" * 64, "not a readable .npy array"),
@@ -887,8 +1105,14 @@ def test_malformed_npy_files_are_one_line(tmp_path, content, message):
 
 
 @pytest.mark.parametrize("version", [(1, 0), (2, 0), (3, 0)])
-@pytest.mark.parametrize("array", [np.arange(8.0).reshape(2, 4), np.asfortranarray(np.arange(8.0).reshape(2, 4)),
-                                   np.arange(8, dtype=">i4").reshape(2, 4)])
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.arange(8.0).reshape(2, 4),
+        np.asfortranarray(np.arange(8.0).reshape(2, 4)),
+        np.arange(8, dtype=">i4").reshape(2, 4),
+    ],
+)
 def test_every_npy_version_and_layout_reads_back_exactly(tmp_path, version, array):
     path = tmp_path / "x.npy"
     path.write_bytes(_npy_bytes(array, version))
@@ -942,7 +1166,9 @@ def test_cli_max_params_raises_the_cap(tmp_path):
     path = write_full_h5(tmp_path / "big.h5", sequential_config([dense("d", 6000)], (4000,)), {})
     assert_one_line_error(rtlgen("inspect", path), "24,000,000 parameters")
     # Above the cap the weights are looked for (and missing here): the cap no longer stops it.
-    assert_one_line_error(rtlgen("inspect", path, "--max-params", "30000000"), "no weights for layer 'd'")
+    assert_one_line_error(
+        rtlgen("inspect", path, "--max-params", "30000000"), "no weights for layer 'd'"
+    )
 
 
 @pytest.mark.parametrize(
