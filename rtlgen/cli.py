@@ -235,7 +235,8 @@ def predict(
     check_output_file(output)  # a bad -o fails now, not after the model ran
     graph = _load(model, weights, config, input_type, calibrate, max_params)
     x = _quantize_input(graph, load_array(input))
-    y = graph.output.out_type.to_float(run_int(graph, x.mantissas))
+    with _progress(f"running the integer reference model on {len(x.mantissas)} samples"):
+        y = graph.output.out_type.to_float(run_int(graph, x.mantissas))
     y = y.reshape(y.shape[0], -1)
     result = np.argmax(y, axis=1) if classes else y
     write_array(output, result)
