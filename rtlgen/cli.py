@@ -667,10 +667,16 @@ def _fail(message: str, code: int, exc: BaseException | None = None, prefix: str
     return code
 
 
+ERROR_LINE_CHARS = 2000  # a hostile name in a message must not make the line megabytes long
+
+
 def _one_line(text: str) -> str:
     """Whitespace (newlines included) collapsed to single spaces; other control characters
-    (a terminal escape in a file name) escaped, so the line is one line and prints as such."""
+    (a terminal escape in a file name) escaped, so the line is one line and prints as such;
+    at most ERROR_LINE_CHARS characters."""
     collapsed = " ".join(text.split())
+    if len(collapsed) > ERROR_LINE_CHARS:
+        collapsed = f"{collapsed[:ERROR_LINE_CHARS]} ... ({len(collapsed) - ERROR_LINE_CHARS:,} characters cut)"
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in collapsed)
 
 

@@ -136,6 +136,7 @@ def test_an_oserror_anywhere_is_one_line_naming_the_path(monkeypatch, capsys, er
         ("bell\x07 and nul\x00", "bell\\x07 and nul\\x00"),
         ("line\u2028separator\x85next", "line separator next"),  # Unicode line breaks
         ("café ünïcode", "café ünïcode"),
+        ("name " + "x" * 10**6, "name " + "x" * (cli.ERROR_LINE_CHARS - 5) + " ... (998,005 characters cut)"),
     ],
 )
 def test_an_error_message_is_printed_as_exactly_one_line_without_control_characters(monkeypatch, capsys, message, printed):
