@@ -31,7 +31,7 @@ EXIT_BROKEN_PIPE = 141  # what a shell reports for a process killed by SIGPIPE (
 EXIT_CODES = (
     "Exit codes: 0 ok; 1 the simulation ran and found mismatches (sim); 2 bad input, option or "
     "environment (one 'error:' line on stderr); 70 internal error (a bug: please report it, "
-    "with --debug for the traceback); 130 interrupted."
+    "with --debug for the traceback); 130 interrupted; 141 the reader of the output left (closed pipe)."
 )
 
 app = typer.Typer(
@@ -52,8 +52,17 @@ app.add_typer(cache_app, name="cache")
 # Wide enough for the layer tables when output goes to a file or a CI log.
 # markup=False: paths, layer and model names come from the user or the model file, and rich
 # would read `[/x]` in them as a markup tag (and fail). Styles are given explicitly (`_styled`).
-console = Console(markup=False) if sys.stdout.isatty() else Console(width=150, markup=False)
-err_console = Console(stderr=True, markup=False)
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """`rtlgen ... | head`: the reader left. Exit quietly with the shell's SIGPIPE code (rich
+        would exit 1, which is the code of a simulation mismatch)."""
+        self.quiet = True
+        _silence_stdout()
+        raise SystemExit(EXIT_BROKEN_PIPE)
+
+
+console = _Console(markup=False) if sys.stdout.isatty() else _Console(width=150, markup=False)
+err_console = _Console(stderr=True, markup=False)
 _state = {"debug": False, "quiet": False}
 
 

@@ -97,6 +97,15 @@ def test_version_names_rtlgen_and_its_tools():
         assert f"{tool} " in tools
 
 
+@pytest.mark.parametrize("args", [["inspect", *MODEL], ["inspect", *MODEL, "--json"], ["--version"]])
+def test_a_reader_that_leaves_the_pipe_early_gets_no_traceback(args):
+    process = subprocess.Popen([sys.executable, "-m", "rtlgen", *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    process.stdout.close()  # like `rtlgen inspect ... | head -0`
+    stderr = process.stderr.read()
+    assert process.wait(timeout=120) == cli.EXIT_BROKEN_PIPE and stderr == b""
+
+
 # ---------------------------------------------------------------------------------------
 # The last-resort nets of cli.run: OSError -> one line naming the path (exit 2), anything
 # unexpected -> one "internal error" line (exit 70); --debug shows the traceback instead.
