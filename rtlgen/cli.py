@@ -336,10 +336,10 @@ def _testbench_writer(graph, samples: Path | None):
     import numpy as np
 
     from rtlgen.api import load_array
-    from rtlgen.quant.reference import quantize_input, run_int
+    from rtlgen.quant.reference import run_int
 
     if samples is not None:
-        x_int = quantize_input(graph, load_array(samples, "samples"))
+        x_int = _quantize_input(graph, load_array(samples, "samples")).mantissas
     else:
         t = graph.input.out_type
         rng = np.random.default_rng(0)
