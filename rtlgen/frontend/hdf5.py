@@ -244,6 +244,11 @@ class StoredArray:
         with h5_errors(self.what):
             return tuple(int(d) for d in self.node.shape)
 
+    @property
+    def itemsize(self) -> int:
+        with h5_errors(self.what):
+            return int(self.node.dtype.itemsize)
+
     def read(self, limits: Limits = DEFAULT_LIMITS) -> np.ndarray:
         with h5_errors(self.what):
             node = check_dataset(self.node, self.what)

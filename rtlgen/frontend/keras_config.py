@@ -42,6 +42,7 @@ from .limits import (
     DEFAULT_LIMITS,
     MAX_DIMENSION,
     Limits,
+    check_bytes,
     check_depth,
     check_parameters,
     element_count,
@@ -393,16 +394,23 @@ class WeightSource:
 
 class BudgetedWeights(WeightSource):
     """A weight source that counts the parameters the config declares, layer by layer, and
-    refuses the model once they exceed ``limits.max_parameters``: before a single weight of
-    that layer is read or allocated."""
+    the bytes they take in the file, and refuses the model once they exceed
+    ``limits.max_parameters`` or ``limits.max_bytes``: before a single weight of that layer
+    is read or allocated."""
 
     def __init__(self, inner: WeightSource, limits: Limits):
-        self.inner, self.limits, self.parameters = inner, limits, 0
+        self.inner, self.limits = inner, limits
+        self.parameters = self.bytes = 0
 
     def get(self, layer: KerasLayer, expected: Mapping[str, Shape]) -> dict[str, Stored]:
         self.parameters += sum(element_count(shape) for shape in expected.values())
         check_parameters(self.parameters, self.limits, layer.where)
-        return self.inner.get(layer, expected)
+        got = self.inner.get(layer, expected)
+        for name, stored in got.items():
+            if isinstance(stored, StoredArray) and name in expected:
+                self.bytes += element_count(expected[name]) * stored.itemsize
+        check_bytes(self.bytes, self.limits, f"{layer.where}: weights read so far")
+        return got
 
 
 class NamedWeights(WeightSource):

@@ -409,6 +409,16 @@ def test_parameter_cap_counts_every_layer_before_reading_the_next(tmp_path):
     assert len(load_model(path, limits=Limits(max_parameters=21)).nodes) == 3
 
 
+def test_byte_cap_counts_the_stored_weights_before_reading_them(tmp_path):
+    path = tmp_path / "model.h5"
+    config = sequential_config([dense("d", 3), dense("e", 3)], (4,))
+    weights = {**good_weights(), "e": {"kernel": np.ones((3, 3))}}
+    write_full_h5(path, config, weights)  # float32: 48 + 36 bytes
+    with pytest.raises(ModelFileError, match="layer 'e' .*weights read so far: 84 bytes"):
+        load_model(path, limits=Limits(max_bytes=80))
+    assert len(load_model(path, limits=Limits(max_bytes=84)).nodes) == 3
+
+
 def test_parameter_cap_is_raised_by_limits(tmp_path):
     path = tmp_path / "model.h5"
     write_full_h5(path, dense_config(), good_weights())
