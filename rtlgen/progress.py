@@ -41,51 +41,67 @@ def _seconds(value: float) -> str:
 
 
 @contextlib.contextmanager
+def _every(seconds: float, action: Callable[[], None]) -> Iterator[None]:
+    """Call `action` every `seconds` from a daemon thread while the body runs."""
+    finished = threading.Event()
+
+    def repeat() -> None:
+        while not finished.wait(seconds):
+            action()
+
+    thread = threading.Thread(target=repeat, name="rtlgen-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        finished.set()
+        thread.join()
+
+
+@contextlib.contextmanager
 def step(
     message: str,
     *,
     console: Console | None = None,
     heartbeat_seconds: float = HEARTBEAT_SECONDS,
 ) -> Iterator[Note]:
-    """Show `message` while the body runs: a spinner on a terminal, plain lines elsewhere
-    (`message ...`, a heartbeat line every `heartbeat_seconds`, `message: done in N s`, or
-    `message: failed after N s` when the body raises)."""
+    """Show `message` while the body runs: a spinner with the elapsed time on a terminal,
+    plain lines elsewhere (`message ...`, a heartbeat line every `heartbeat_seconds`,
+    `message: done in N s`, or `message: failed after N s` when the body raises)."""
     console = console or Console()
     started = time.monotonic()
+
+    def elapsed() -> str:
+        return _seconds(time.monotonic() - started)
+
     if console.is_terminal:
+        shown = [message]
         # Text, not str: a path in the message must never be read as rich markup ("[/x]").
         with console.status(Text(message)) as status:
 
-            def note(text: str) -> None:
-                status.update(Text(f"{message}: {text}"))
+            def show() -> None:
+                status.update(Text(f"{shown[0]} ({elapsed()})"))
 
-            yield note
-        console.print(Text(f"{message}: done in {_seconds(time.monotonic() - started)}"))
+            def note(text: str) -> None:
+                shown[0] = f"{message}: {text}"
+                show()
+
+            with _every(1.0, show):
+                yield note
+        console.print(Text(f"{message}: done in {elapsed()}"))
         return
 
-    console.print(f"{message} ...", markup=False, highlight=False)
-    finished = threading.Event()
+    def say(line: str) -> None:
+        console.print(line, markup=False, highlight=False)
 
-    def heartbeat() -> None:
-        while not finished.wait(heartbeat_seconds):
-            elapsed = _seconds(time.monotonic() - started)
-            console.print(f"  {message}: still running, {elapsed}", markup=False, highlight=False)
-
-    beating = threading.Thread(target=heartbeat, name="rtlgen-progress", daemon=True)
-    beating.start()
-
-    def note(text: str) -> None:
-        console.print(f"  {text}", markup=False, highlight=False)
-
+    say(f"{message} ...")
     outcome = "failed after"
     try:
-        yield note
+        with _every(heartbeat_seconds, lambda: say(f"  {message}: still running, {elapsed()}")):
+            yield lambda text: say(f"  {text}")
         outcome = "done in"
     finally:
-        finished.set()
-        beating.join()
-        elapsed = _seconds(time.monotonic() - started)
-        console.print(f"{message}: {outcome} {elapsed}", markup=False, highlight=False)
+        say(f"{message}: {outcome} {elapsed()}")
 
 
 @contextlib.contextmanager
