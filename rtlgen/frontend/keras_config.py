@@ -593,7 +593,8 @@ def _parse_quantizer(spec: Any, where: str) -> Quantizer | None:
     try:
         q = parse_quantizer(spec, where)
     except OverflowError:
-        raise ModelFileError(f"{where}: {spec!r} has a number out of range") from None
+        text = " ".join(repr(spec).split())
+        raise ModelFileError(f"{where}: {text[:80]} has a number out of range") from None
     except RtlgenError as exc:
         if str(exc).startswith(where):
             raise
