@@ -19,7 +19,13 @@ from typing import Any
 import numpy as np
 
 from rtlgen import ir
-from rtlgen.frontend.limits import DEFAULT_LIMITS, MAX_DIMENSION, Limits, element_count
+from rtlgen.frontend.limits import (
+    DEFAULT_LIMITS,
+    MAX_DIMENSION,
+    Limits,
+    check_parameters,
+    element_count,
+)
 from rtlgen.frontend.npy import read_npy
 from rtlgen.quant.errors import ModelFileError, RtlgenError
 from rtlgen.quant.fixed import FixedType, Overflow, Rounding
@@ -162,6 +168,7 @@ class _Reader:
 
     def __init__(self, what: str, archive: _GraphArchive, limits: Limits):
         self.what, self.archive, self.limits = what, archive, limits
+        self.parameters = 0  # constants declared so far, capped like a model's
 
     def fail(self, where: str, message: str) -> ModelFileError:
         return ModelFileError(f"{self.what}: {where}: {message}")
@@ -239,8 +246,8 @@ class _Reader:
         self, desc: dict[str, Any], index: int, key: str, where: str, shape: tuple[int, ...]
     ) -> ir.QTensor:
         t = self.fixed(self.get(desc, key, where), where, key)
-        if element_count(shape) > self.limits.max_parameters:
-            raise self.fail(where, f"'{key}' of shape {shape} is more than the parameter limit")
+        self.parameters += element_count(shape)
+        check_parameters(self.parameters, self.limits, f"{self.what}: {where}")
         mantissa = self.archive.array(f"n{index}_{key}")
         if tuple(mantissa.shape) != shape:
             raise self.fail(

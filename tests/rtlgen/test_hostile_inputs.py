@@ -946,6 +946,16 @@ def test_graph_member_declaring_a_huge_array_is_refused_unread(tmp_path):
     assert rss_mb() - before < MAX_RSS_GROWTH_MB
 
 
+def test_graph_constants_count_against_the_parameter_cap(tmp_path):
+    graph = mlp(sizes=(8, 12, 6, 4))  # 96 + 12 + 72 + 6 + 24 + 4 = 214 parameters
+    path = _saved_graph(tmp_path, graph)
+    with pytest.raises(
+        ModelFileError, match="declares 210 parameters so far, more than the limit of 200"
+    ):
+        load_graph(path, Limits(max_parameters=200))
+    assert len(load_graph(path, Limits(max_parameters=214)).nodes) == len(graph.nodes)
+
+
 @pytest.mark.parametrize("graph", [conv_net(), conv_net(same=True, stride=2, avg=True), mlp()])
 def test_saved_graphs_still_load_bit_exact(tmp_path, graph):
     loaded = load_graph(_saved_graph(tmp_path, graph))
