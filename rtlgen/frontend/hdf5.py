@@ -24,8 +24,8 @@ model uses is read. So:
   declared shape that the caller compares with the model config;
 - weights are indexed lazily (`StoredArray`), so datasets the config does not ask for are
   never read, whatever their declared size;
-- a ``.keras`` member is inflated into a temporary file through a hard byte limit (the
-  sizes in zip headers can lie).
+- a ``.keras`` member is inflated through a hard byte limit (the sizes in zip headers can
+  lie), in memory or, past 64 MiB, into an anonymous temporary file.
 Every failure becomes a `ModelFileError` naming the file and the dataset.
 """
 
@@ -485,7 +485,8 @@ def open_keras_archive(
     path: Path, what: str, files: ExitStack, limits: Limits = DEFAULT_LIMITS
 ) -> tuple[dict[str, Any], IndexedVariables]:
     """(model config, lazy ``layers/<snake>`` -> variables) of a ``.keras`` zip. The weights
-    file is inflated into a temporary file kept open in ``files``."""
+    file is inflated (through the byte limit) into a spooled temporary file kept open in
+    ``files``."""
     try:
         with zipfile.ZipFile(path) as archive:
             members = {info.filename: info for info in archive.infolist()}
@@ -496,7 +497,9 @@ def open_keras_archive(
             config = parse_json(text.getvalue(), f"{what} (config.json)", limits)
             if "model.weights.h5" not in members:
                 raise ModelFileError(f"{what}: .keras archive without model.weights.h5")
-            blob = files.enter_context(tempfile.TemporaryFile(prefix="rtlgen-"))
+            # In memory up to 64 MiB (every real model); beyond, an anonymous temporary file,
+            # so a large member costs disk, not memory, and leaves nothing behind.
+            blob = files.enter_context(tempfile.SpooledTemporaryFile(max_size=64 << 20))
             _bounded_member(archive, members["model.weights.h5"], limits.max_bytes, blob, what)
             blob.seek(0)
     except (
