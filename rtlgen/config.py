@@ -69,6 +69,8 @@ def load_config(path: str | Path) -> PrecisionConfig:
     """Read a YAML precision config file (``yaml.safe_load``: plain data only, no tags that
     build Python objects), bounded in size, nesting and alias expansion."""
     path = Path(path)
+    if path.exists() and not path.is_file():  # a directory, a FIFO that would block, a device
+        raise RtlgenError(f"precision config {path}: not a regular file")
     try:
         with open(path, "rb") as handle:
             raw = handle.read(MAX_CONFIG_BYTES + 1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import resource
 import struct
 import subprocess
@@ -1017,6 +1018,14 @@ def test_hostile_precision_configs_are_one_line(tmp_path, text, message):
     assert "\n" not in str(error.value)
 
 
+def test_precision_config_that_is_not_a_regular_file_is_refused_unread(tmp_path):
+    fifo = tmp_path / "p.yaml"
+    os.mkfifo(fifo)  # reading it would block forever
+    for path in (fifo, tmp_path):
+        with pytest.raises(RtlgenError, match="not a regular file"):
+            load_config(path)
+
+
 def test_precision_config_larger_than_1_mib_is_refused_unread(tmp_path):
     path = tmp_path / "p.yaml"
     path.write_text("# " + "x" * (2 << 20))
@@ -1139,9 +1148,14 @@ def test_every_npy_version_and_layout_reads_back_exactly(tmp_path, version, arra
     np.testing.assert_array_equal(load_array(path), array)
 
 
-def test_a_directory_is_not_an_input_or_a_model(tmp_path):
-    with pytest.raises(RtlgenError, match="is not a file"):
-        load_array(tmp_path)
+def test_a_directory_or_fifo_is_not_an_input_or_a_model(tmp_path):
+    fifo = tmp_path / "fifo.h5"
+    os.mkfifo(fifo)  # reading it would block forever
+    for path in (tmp_path, fifo):
+        with pytest.raises(RtlgenError, match="is not a file"):
+            load_array(path)
+    with pytest.raises(ModelFileError, match="not a regular file"):
+        load_model(fifo)
     with pytest.raises(RtlgenError, match="is a directory without graph.npz"):
         load_model(tmp_path)
     model = tmp_path / "model.json"
