@@ -94,17 +94,6 @@ def close_quietly(f: h5py.File) -> None:
 
 
 @contextmanager
-def open_h5(path: Path | str | IO[bytes], what: str) -> Iterator[h5py.File]:
-    """Open an HDF5 file read-only; any h5py/HDF5 failure inside becomes `ModelFileError`."""
-    f = open_file(path, what)
-    try:
-        with h5_errors(what):
-            yield f
-    finally:
-        close_quietly(f)
-
-
-@contextmanager
 def h5_errors(what: str) -> Iterator[None]:
     """Around h5py calls only: a corrupt file's HDF5 error becomes a `ModelFileError`."""
     try:
@@ -317,10 +306,6 @@ def _decode_chunk(
             f"{what}: a chunk holds {len(data):,} bytes once decoded, expected {chunk_bytes:,}"
         )
     return data
-
-
-def read_dataset(node: Any, what: str, limits: Limits = DEFAULT_LIMITS) -> np.ndarray:
-    return StoredArray(node, what).read(limits)
 
 
 def weight_short_name(weight_name: str) -> str:
