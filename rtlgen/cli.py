@@ -440,7 +440,7 @@ def report(
     """Synthesize with Yosys and add LUT/FF/DSP/BRAM and the longest LUT path to REPORT.md."""
     from rtlgen.api import load_model
     from rtlgen.manifest import read_manifest, replace_file, write_manifest
-    from rtlgen.report import design_report, with_synthesis
+    from rtlgen.report import design_report, synthesis_table, with_synthesis
     from rtlgen.synth import synthesize
 
     manifest = read_manifest(outdir)
@@ -450,11 +450,11 @@ def report(
     manifest = with_synthesis(manifest, graph, result)
     replace_file(manifest.outdir, "REPORT.md", design_report(graph, manifest))
     write_manifest(manifest)
-    summary = manifest.synthesis.as_json()
+    headers, row = synthesis_table(manifest.synthesis)
     table = Table(title=f"Yosys synthesis of {manifest.top} ({family.value})")
-    for k in summary:
-        table.add_column(k)
-    table.add_row(*[str(v) for v in summary.values()])
+    for header in headers:
+        table.add_column(header)
+    table.add_row(*map(str, row))
     console.print(table)
 
 

@@ -87,7 +87,8 @@ def _shape(s: tuple[int, ...]) -> str:
 
 def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    # a `|` in a cell (a layer name from the model file) would start a new column
+    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -197,7 +198,7 @@ def savings_lines(savings: MultiplierSavings) -> list[str]:
     pruning = (
         f"{savings.products} constant products per sample, {savings.products_nonzero} after pruning "
         + (
-            f"({savings.pruned} zero weights removed{share})"
+            f"(pruning removed {savings.pruned} products of zero weights{share})"
             if savings.pruned
             else "(no zero weights: nothing pruned)"
         )
@@ -215,6 +216,15 @@ def savings_lines(savings: MultiplierSavings) -> list[str]:
             "a convolution's multipliers serve every window position)"
         )
     return [pruning, reuse]
+
+
+def synthesis_table(synth: Synthesis) -> tuple[list[str], list[Any]]:
+    """Column names and the row of a synthesis result (REPORT.md and `rtlgen report`)."""
+    return (
+        ["family", "LUT", "FF", "DSP", "BRAM", "LUT levels", "longest path (cells)", "seconds"],
+        [synth.family, synth.luts, synth.ffs, synth.dsps, synth.brams, synth.lut_levels,
+         synth.longest_path, synth.seconds],
+    )
 
 
 INPUT_TYPE_ORIGIN_TEXT = {
@@ -284,14 +294,7 @@ def design_report(graph: ir.ModelGraph, manifest: Manifest) -> str:
             table,
         ),
     ]
-    synth = manifest.synthesis
-    if synth is not None:
-        text += [
-            "\n## Synthesis (Yosys)\n",
-            markdown_table(
-                ["family", "LUT", "FF", "DSP", "BRAM", "LUT levels", "longest path (cells)", "seconds"],
-                [[synth.family, synth.luts, synth.ffs, synth.dsps, synth.brams, synth.lut_levels,
-                  synth.longest_path, synth.seconds]],
-            ),
-        ]
+    if manifest.synthesis is not None:
+        headers, row = synthesis_table(manifest.synthesis)
+        text += ["\n## Synthesis (Yosys)\n", markdown_table(headers, [row])]
     return "\n".join(text)

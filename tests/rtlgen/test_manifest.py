@@ -617,7 +617,7 @@ def test_a_pruned_model_reports_exactly_its_zero_weights(tmp_path, zeros):
     totals = design.manifest.totals
     assert (totals.products, totals.products_nonzero, totals.pruned) == (60, 60 - zeros, zeros)
     assert totals.multipliers == 60 - zeros  # fully parallel: one per non-zero weight
-    assert f"{zeros} zero weights removed" in (tmp_path / "out" / "REPORT.md").read_text()
+    assert f"removed {zeros} products of zero weights" in (tmp_path / "out" / "REPORT.md").read_text()
 
 
 def test_a_time_multiplexed_model_reports_reuse_apart_from_pruning(tmp_path):
@@ -663,3 +663,18 @@ def test_convert_summary_splits_pruning_and_reuse(tmp_path):
     for layer in manifest.layers:
         if layer.products:
             assert f"{layer.name} {layer.reuse}" in result.stdout
+
+
+def test_report_on_a_format_1_design_adds_synthesis_and_rewrites_it_as_format_2(tmp_path):
+    design = convert(mlp(sizes=(4, 3)), tmp_path / "out")
+    old = _as_format_1(_contents(design.outdir))
+    (design.outdir / "manifest.json").write_text(json.dumps(old))
+    result = rtlgen("report", design.outdir)
+    assert result.returncode == 0, result.stderr
+    raw = _contents(design.outdir)
+    assert raw["format_version"] == 2 and raw["synthesis"]["luts"] > 0
+    manifest = read_manifest(design.outdir)
+    assert manifest.totals == design.manifest.totals  # products recovered from graph.npz
+    assert set(manifest.files) == {"REPORT.md", "graph.npz", "rtl/mlp.v"}
+    report = (design.outdir / "REPORT.md").read_text()
+    assert "## Synthesis (Yosys)" in report and "| xcup |" in report
