@@ -46,6 +46,7 @@ GRAPH_NAME = "graph.npz"
 # Bounds: far above any design that fits an FPGA, low enough that nothing derived from a
 # manifest (beat packing, timeouts, tables) can take unbounded memory or time.
 MAX_MANIFEST_BYTES = 16 << 20
+MAX_RTL_BYTES = 1 << 30  # one Verilog file (the SVHN designs are a few MB); tools read it whole
 MAX_IDENTIFIER = 128
 MAX_TEXT = 512  # layer names, sources, versions
 MAX_PATH = 1024
@@ -58,7 +59,8 @@ MAX_ELEMENT_WIDTH = 1024
 MAX_FRAC = 4096
 MAX_TDATA_WIDTH = 65_536
 MAX_TUSER_WIDTH = 64
-MAX_COUNT = 1 << 48  # cycles, multipliers, products, adders
+MAX_COUNT = 1 << 48  # multipliers, products, adders
+MAX_CYCLES = 1 << 30  # latency and II of a design
 MAX_SECONDS = 1e9
 
 MULTIPLIER_STYLES = ("auto", "dsp", "lut")
@@ -538,8 +540,8 @@ def parse_manifest(raw: dict[str, Any], outdir: Path | None = None) -> Manifest:
         ),
         input=_stream(_object(_get(raw, "input", ""), "input"), "input", legacy, output=False),
         output=_stream(_object(_get(raw, "output", ""), "output"), "output", legacy, output=True),
-        latency_cycles=_optional_count(_get(raw, "latency_cycles", "", None), "latency_cycles"),
-        ii_cycles=_optional_count(_get(raw, "ii_cycles", "", None), "ii_cycles"),
+        latency_cycles=_cycles(_get(raw, "latency_cycles", "", None), "latency_cycles"),
+        ii_cycles=_cycles(_get(raw, "ii_cycles", "", None), "ii_cycles"),
         layers=layers,
         totals=_totals(raw, layers, legacy),
         options=_options(raw, legacy),
@@ -552,7 +554,7 @@ def parse_manifest(raw: dict[str, Any], outdir: Path | None = None) -> Manifest:
         raise ManifestError(f"top {top!r} is also the name of a port")
     if outdir is not None:
         for index, name in enumerate(rtl):
-            _confined(outdir, name, f"rtl[{index}]", must_be_file=True)
+            _rtl_file(outdir, name, f"rtl[{index}]")
         for index, name in enumerate(files):
             _confined(outdir, name, f"files[{index}]", must_be_file=False)
         _confined(outdir, GRAPH_NAME, GRAPH_NAME, must_be_file=False)
@@ -814,6 +816,11 @@ def _optional_count(value: Any, where: str, least: int = 1) -> int | None:
     return None if value is None else _count(value, where, least, MAX_COUNT)
 
 
+def _cycles(value: Any, where: str) -> int | None:
+    """A design's latency or II: the simulation's cycle budget derives from it, so bound it."""
+    return None if value is None else _count(value, where, 1, MAX_CYCLES)
+
+
 def _bool(value: Any, where: str) -> bool:
     if not isinstance(value, bool):
         raise _bad(where, value, "true or false")
@@ -906,6 +913,18 @@ def _confined(outdir: Path, name: str, where: str, must_be_file: bool) -> Path:
     if must_be_file and not resolved.is_file():
         raise ManifestError(f"{where}: {path} is not a regular file")
     return resolved
+
+
+def _rtl_file(outdir: Path, name: str, where: str) -> Path:
+    """A Verilog file the simulator, Yosys and the board flows read whole: bounded in size."""
+    path = _confined(outdir, name, where, must_be_file=True)
+    size = path.stat().st_size
+    if size > MAX_RTL_BYTES:
+        raise ManifestError(
+            f"{where}: {outdir / name} has {size} bytes, more than the {MAX_RTL_BYTES >> 20} MB "
+            "a generated Verilog file can have"
+        )
+    return path
 
 
 def writable_path(outdir: Path, name: str) -> Path:

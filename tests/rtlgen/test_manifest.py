@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -279,6 +280,24 @@ def test_missing_verilog_is_refused(outdir):
     _one_line_error(outdir, "rtl[0]", "not found")
 
 
+def test_verilog_larger_than_any_generated_design_is_refused(outdir):
+    with open(outdir / "rtl" / "mlp.v", "ab") as handle:
+        handle.truncate(tb_manifest.MAX_RTL_BYTES + 1)  # sparse: no disk, no time
+    _one_line_error(outdir, "rtl[0]", "bytes")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+@pytest.mark.parametrize("name,what", [("rtl/mlp.v", "rtl[0]"), ("manifest.json", "manifest.json")])
+def test_verilog_or_manifest_that_is_not_a_regular_file_is_refused(outdir, kind, name, what):
+    target = outdir / name
+    target.unlink()
+    if kind == "fifo":
+        os.mkfifo(target)  # reading it would block
+    else:
+        target.symlink_to("/dev/zero")  # endless
+    _one_line_error(outdir, what)
+
+
 def test_verilog_that_is_a_folder_is_refused(outdir):
     (outdir / "rtl" / "mlp.v").unlink()
     (outdir / "rtl" / "mlp.v").mkdir()
@@ -323,6 +342,7 @@ def test_verilog_that_is_a_folder_is_refused(outdir):
         ("latency_cycles", True),
         ("latency_cycles", -3),
         ("ii_cycles", 10**100),
+        ("ii_cycles", 2**40),
         ("reset_active_high", 1),
         ("reset_active_high", "yes"),
         ("options", []),
