@@ -39,6 +39,9 @@ JOURNAL_NAME = ".rtlgen-commit.json"
 STAGING_PREFIX = ".rtlgen-staging-"
 # A real manifest is a few KB per layer; a larger file is not one rtlgen wrote.
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+# Bytes a design needs below OUTDIR in a path: the staging folder's name, tb/..., a top module
+# name of up to 128 characters. Checked up front so a long -o fails before the generation.
+DESIGN_PATH_ROOM = 400
 
 # Besides its manifest's `rtl` entries, what rtlgen 0.1.0 (manifest format 1) wrote into OUTDIR:
 # the graph, the report and the files of the stand-alone testbench (`convert --testbench`).
@@ -118,9 +121,10 @@ def manifest_files(manifest: object, where: Path) -> frozenset[str] | None:
     """The files an rtlgen manifest says rtlgen wrote, or None when `manifest` is not one.
 
     Format 2 (and later): `format == "rtlgen-design"`, `generator.name == "rtlgen"`, an
-    integer `format_version` and a `files` list. Format 1 (rtlgen <= 0.1.0): `format_version == 1`, a `generator` dict with
-    key "rtlgen"; its files are the `rtl` entries plus `LEGACY_FILES`. Raises RtlgenError when
-    an rtlgen manifest lists a path that is not confined to OUTDIR (`where` is the manifest).
+    integer `format_version` and a `files` list. Format 1 (rtlgen <= 0.1.0):
+    `format_version == 1` and a `generator` dict with key "rtlgen"; its files are the `rtl`
+    entries plus `LEGACY_FILES`. Raises RtlgenError when an rtlgen manifest lists a path that
+    is not confined to OUTDIR (`where` names the manifest).
     """
     if not isinstance(manifest, dict):
         return None
@@ -161,8 +165,7 @@ def claimed_files(outdir: Path) -> frozenset[str]:
     except OSError as exc:
         raise os_error("output directory", outdir, exc) from None
     journal_path = outdir / JOURNAL_NAME
-    journal = _read_json_file(journal_path)
-    journal_files = manifest_files(journal, journal_path) if os.path.lexists(journal_path) else None
+    journal_files = manifest_files(_read_json_file(journal_path), journal_path)
     if MANIFEST_NAME in names:
         manifest_path = outdir / MANIFEST_NAME
         files = manifest_files(_read_json_file(manifest_path), manifest_path)
@@ -201,7 +204,9 @@ def _nearest_existing(path: Path, what: str) -> tuple[Path, os.stat_result, Path
             status = os.stat(current)
         except (FileNotFoundError, NotADirectoryError):
             if os.path.lexists(current) and os.path.islink(current):
-                raise RtlgenError(f"{what} {path}: {current} is a symbolic link to nothing") from None
+                raise RtlgenError(
+                    f"{what} {path}: {current} is a symbolic link to nothing"
+                ) from None
             current, missing = current.parent, current
             continue
         except OSError as exc:
@@ -224,7 +229,9 @@ def _check_creatable(what: str, path: Path, parent: Path, missing: Path) -> None
         name_max = 255
     for part in path.relative_to(parent).parts:
         if len(os.fsencode(part)) > name_max:
-            raise RtlgenError(f"{what} {path}: the name {part[:40]}... is longer than {name_max} bytes")
+            raise RtlgenError(
+                f"{what} {path}: the name {part[:40]}... is longer than {name_max} bytes"
+            )
     if not os.access(parent, os.W_OK | os.X_OK):
         raise RtlgenError(f"{what} {path}: {parent} is not writable")
     try:
@@ -239,6 +246,13 @@ def _check_creatable(what: str, path: Path, parent: Path, missing: Path) -> None
         pass  # already in use by someone else: leave it
 
 
+def _path_max() -> int:
+    try:
+        return os.pathconf("/", "PC_PATH_MAX")
+    except (OSError, ValueError):
+        return 4096
+
+
 def check_output_dir(path: Path | str) -> Path:
     """The absolute OUTDIR, after checking that `convert` may write it: not an existing file,
     no component on the way a file, creatable or writable, and, when it exists and is not
@@ -246,12 +260,20 @@ def check_output_dir(path: Path | str) -> Path:
     model. Raises RtlgenError with one line otherwise."""
     what = "output directory"
     outdir = _absolute(path)
+    path_max = _path_max()
+    if len(os.fsencode(outdir)) > path_max - DESIGN_PATH_ROOM:
+        raise RtlgenError(
+            f"{what} {outdir}: the path is too long ({len(os.fsencode(outdir))} bytes; the files "
+            f"below it need paths under {path_max} bytes)"
+        )
     existing, status, missing = _nearest_existing(outdir, what)
     if missing is not None:
         _check_creatable(what, outdir, existing, missing)
         return outdir
     if not stat.S_ISDIR(status.st_mode):
-        raise RtlgenError(f"{what} {outdir} is an existing file; -o names the folder to write the design into")
+        raise RtlgenError(
+            f"{what} {outdir} is an existing file; -o names the folder to write the design into"
+        )
     if not os.access(outdir, os.W_OK | os.X_OK):
         raise RtlgenError(f"{what} {outdir} is not writable")
     claimed_files(outdir)
@@ -436,19 +458,28 @@ class DesignFolder:
         lock taken on a file that was removed meanwhile is retried on the new one."""
         path = self.outdir / LOCK_NAME
         for _ in range(10):
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o666)
+            fd = os.open(
+                path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o666
+            )
             try:
                 if not stat.S_ISREG(os.fstat(fd).st_mode):
-                    raise RtlgenError(f"output directory {self.outdir}: {path} is not a regular file")
+                    raise RtlgenError(
+                        f"output directory {self.outdir}: {path} is not a regular file"
+                    )
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
-                raise RtlgenError(f"another rtlgen process is writing {self.outdir}; wait for it to finish") from None
+                raise RtlgenError(
+                    f"another rtlgen process is writing {self.outdir}; wait for it to finish"
+                ) from None
             except BaseException:
                 os.close(fd)
                 raise
             held, on_disk = os.fstat(fd), _lstat(path)
-            if on_disk is not None and (held.st_dev, held.st_ino) == (on_disk.st_dev, on_disk.st_ino):
+            if on_disk is not None and (held.st_dev, held.st_ino) == (
+                on_disk.st_dev,
+                on_disk.st_ino,
+            ):
                 self._lock_fd = fd
                 return
             os.close(fd)  # the previous holder removed the file we locked: lock the new one
@@ -460,14 +491,18 @@ class DesignFolder:
         for name in os.listdir(self.outdir):
             path = self.outdir / name
             status = _lstat(path)
-            if name.startswith(STAGING_PREFIX) and status is not None and stat.S_ISDIR(status.st_mode):
+            if (
+                name.startswith(STAGING_PREFIX)
+                and status is not None
+                and stat.S_ISDIR(status.st_mode)
+            ):
                 shutil.rmtree(path)
 
     def os_error(self, exc: OSError) -> RtlgenError:
         """`os_error` for OUTDIR, naming a staged file by where it was going to be written."""
         name = os.fsdecode(exc.filename) if exc.filename is not None else None
         if name is not None and name.startswith(str(self.staging)):
-            exc.filename = str(self.outdir) + name[len(str(self.staging)):]
+            exc.filename = str(self.outdir) + name[len(str(self.staging)) :]
         return os_error("output directory", self.outdir, exc)
 
     # -- committing ----------------------------------------------------------------------
@@ -493,8 +528,12 @@ class DesignFolder:
             journal = _write_json(
                 self.staging,
                 JOURNAL_NAME,
-                {"format": FORMAT, "format_version": 2, "generator": {"name": GENERATOR},
-                 "files": sorted(self._claimed | set(files))},
+                {
+                    "format": FORMAT,
+                    "format_version": 2,
+                    "generator": {"name": GENERATOR},
+                    "files": sorted(self._claimed | set(files)),
+                },
             )
             os.replace(journal, self.outdir / JOURNAL_NAME)
             self._remove_old_manifest()
@@ -511,7 +550,9 @@ class DesignFolder:
 
     def _check_target(self, relative: PurePosixPath) -> None:
         if confined_path(relative.as_posix()) is None:
-            raise ValueError(f"staged file {relative} is not a plain relative path")  # an rtlgen bug
+            raise ValueError(
+                f"staged file {relative} is not a plain relative path"
+            )  # an rtlgen bug
         if not _real_dirs_on_the_way(self.outdir, relative):
             raise RtlgenError(
                 f"output directory {self.outdir}: a folder on the way to {relative} is a file or a "

@@ -79,8 +79,13 @@ def tb_writer(files: tuple[str, ...] = ("tb/run.py", "tb/data/x_int.npy")):
 
 
 def rtlgen_cli(*args, cwd=None, timeout=300):
-    return subprocess.run([sys.executable, "-m", "rtlgen", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "rtlgen", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+    )
 
 
 def assert_one_line_error(result, message: str) -> None:
@@ -99,14 +104,32 @@ FOREIGN_MANIFESTS = {
     "json-list": "[1, 2, 3]",
     "json-string": '"rtlgen"',
     "json-null": "null",
-    "no-generator-name": json.dumps({"format": "rtlgen-design", "format_version": 2, "generator": {"name": "other"},
-                                    "files": ["index.html"]}),
-    "no-format": json.dumps({"format_version": 2, "generator": {"name": "rtlgen"}, "files": ["index.html"]}),
-    "generator-not-a-dict": json.dumps({"format_version": 2, "generator": "rtlgen", "files": ["index.html"]}),
-    "version-a-string": json.dumps({"format_version": "2", "generator": {"name": "rtlgen"}, "files": []}),
-    "version-a-bool": json.dumps({"format_version": True, "generator": {"rtlgen": "0.1.0"}, "rtl": []}),
-    "version-a-float": json.dumps({"format_version": 1.0, "generator": {"rtlgen": "0.1.0"}, "rtl": []}),
-    "format-1-other-generator": json.dumps({"format_version": 1, "generator": {"hls4ml": "1.0"}, "rtl": []}),
+    "no-generator-name": json.dumps(
+        {
+            "format": "rtlgen-design",
+            "format_version": 2,
+            "generator": {"name": "other"},
+            "files": ["index.html"],
+        }
+    ),
+    "no-format": json.dumps(
+        {"format_version": 2, "generator": {"name": "rtlgen"}, "files": ["index.html"]}
+    ),
+    "generator-not-a-dict": json.dumps(
+        {"format_version": 2, "generator": "rtlgen", "files": ["index.html"]}
+    ),
+    "version-a-string": json.dumps(
+        {"format_version": "2", "generator": {"name": "rtlgen"}, "files": []}
+    ),
+    "version-a-bool": json.dumps(
+        {"format_version": True, "generator": {"rtlgen": "0.1.0"}, "rtl": []}
+    ),
+    "version-a-float": json.dumps(
+        {"format_version": 1.0, "generator": {"rtlgen": "0.1.0"}, "rtl": []}
+    ),
+    "format-1-other-generator": json.dumps(
+        {"format_version": 1, "generator": {"hls4ml": "1.0"}, "rtl": []}
+    ),
     "no-version": json.dumps({"generator": {"name": "rtlgen"}, "files": ["index.html"]}),
     "garbage-bytes": b"\x89PNG\r\n\x1a\n\x00\xff\xfe garbage",
     "empty": "",
@@ -146,14 +169,54 @@ def test_a_manifest_that_is_not_a_regular_file_is_not_trusted(tmp_path, kind):
 @pytest.mark.parametrize(
     "manifest",
     [
-        {"format": "rtlgen-design", "format_version": 2, "generator": {"name": "rtlgen"}, "files": ["../victim.txt"]},
-        {"format": "rtlgen-design", "format_version": 2, "generator": {"name": "rtlgen"}, "files": ["/tmp/victim.txt"]},
-        {"format": "rtlgen-design", "format_version": 2, "generator": {"name": "rtlgen"}, "files": ["rtl/../../victim.txt"]},
-        {"format": "rtlgen-design", "format_version": 2, "generator": {"name": "rtlgen"}, "files": ["rtl\\..\\..\\victim.txt"]},
-        {"format": "rtlgen-design", "format_version": 2, "generator": {"name": "rtlgen"}, "files": ["./graph.npz"]},
-        {"format": "rtlgen-design", "format_version": 2, "generator": {"name": "rtlgen"}, "files": [""]},
-        {"format": "rtlgen-design", "format_version": 2, "generator": {"name": "rtlgen"}, "files": [7]},
-        {"format": "rtlgen-design", "format_version": 2, "generator": {"name": "rtlgen"}, "files": "graph.npz"},
+        {
+            "format": "rtlgen-design",
+            "format_version": 2,
+            "generator": {"name": "rtlgen"},
+            "files": ["../victim.txt"],
+        },
+        {
+            "format": "rtlgen-design",
+            "format_version": 2,
+            "generator": {"name": "rtlgen"},
+            "files": ["/tmp/victim.txt"],
+        },
+        {
+            "format": "rtlgen-design",
+            "format_version": 2,
+            "generator": {"name": "rtlgen"},
+            "files": ["rtl/../../victim.txt"],
+        },
+        {
+            "format": "rtlgen-design",
+            "format_version": 2,
+            "generator": {"name": "rtlgen"},
+            "files": ["rtl\\..\\..\\victim.txt"],
+        },
+        {
+            "format": "rtlgen-design",
+            "format_version": 2,
+            "generator": {"name": "rtlgen"},
+            "files": ["./graph.npz"],
+        },
+        {
+            "format": "rtlgen-design",
+            "format_version": 2,
+            "generator": {"name": "rtlgen"},
+            "files": [""],
+        },
+        {
+            "format": "rtlgen-design",
+            "format_version": 2,
+            "generator": {"name": "rtlgen"},
+            "files": [7],
+        },
+        {
+            "format": "rtlgen-design",
+            "format_version": 2,
+            "generator": {"name": "rtlgen"},
+            "files": "graph.npz",
+        },
         {"format": "rtlgen-design", "format_version": 2, "generator": {"name": "rtlgen"}},
         {"format_version": 1, "generator": {"rtlgen": "0.1.0"}, "rtl": ["../victim.txt"]},
         {"format_version": 1, "generator": {"rtlgen": "0.1.0"}, "rtl": "rtl/x.v"},
@@ -188,7 +251,13 @@ def test_the_manifest_lists_every_file_rtlgen_wrote_and_nothing_else_is_left(tmp
     design = convert(tiny_graph(), tmp_path / "d", extra=tb_writer())
     on_disk = json.loads(design.manifest_path.read_text())
     assert on_disk["files"] == list(design.manifest.files) == sorted(design.manifest.files)
-    assert on_disk["files"] == ["REPORT.md", "graph.npz", "rtl/mlp.v", "tb/data/x_int.npy", "tb/run.py"]
+    assert on_disk["files"] == [
+        "REPORT.md",
+        "graph.npz",
+        "rtl/mlp.v",
+        "tb/data/x_int.npy",
+        "tb/run.py",
+    ]
     assert design_files(design.outdir) == sorted([*on_disk["files"], "manifest.json"])
     assert [p.name for p in tmp_path.iterdir()] == ["d"]  # no temporary folder beside it
 
@@ -196,22 +265,39 @@ def test_the_manifest_lists_every_file_rtlgen_wrote_and_nothing_else_is_left(tmp
 def test_user_files_inside_a_design_folder_survive_a_reconvert(tmp_path):
     outdir = tmp_path / "d"
     convert(tiny_graph(), outdir, extra=tb_writer())
-    mine = {"notes.txt": "mine", "rtl/wrapper.v": "module wrapper; endmodule", "tb/sim_build/obj.o": b"\x7fELF",
-            "sim/sim_result.json": "{}", "vivado/build.tcl": "# mine", ".git/HEAD": "ref"}
+    mine = {
+        "notes.txt": "mine",
+        "rtl/wrapper.v": "module wrapper; endmodule",
+        "tb/sim_build/obj.o": b"\x7fELF",
+        "sim/sim_result.json": "{}",
+        "vivado/build.tcl": "# mine",
+        ".git/HEAD": "ref",
+    }
     write_files(outdir, mine)
     for extra in (tb_writer(), None):
         convert(tiny_graph(), outdir, top_name="again", extra=extra)
         for name, content in mine.items():
-            assert (outdir / name).read_bytes() == (content if isinstance(content, bytes) else content.encode())
+            assert (outdir / name).read_bytes() == (
+                content if isinstance(content, bytes) else content.encode()
+            )
 
 
 @pytest.mark.parametrize(
     "first, second, gone, kept",
     [
-        ({"extra": tb_writer()}, {}, ["tb/run.py", "tb/data/x_int.npy", "tb/data", "tb"], ["rtl/mlp.v"]),
+        (
+            {"extra": tb_writer()},
+            {},
+            ["tb/run.py", "tb/data/x_int.npy", "tb/data", "tb"],
+            ["rtl/mlp.v"],
+        ),
         ({"top_name": "old_top"}, {"top_name": "new_top"}, ["rtl/old_top.v"], ["rtl/new_top.v"]),
-        ({"extra": tb_writer(("tb/run.py", "tb/README.md"))}, {"extra": tb_writer(("tb/run.py",))},
-         ["tb/README.md"], ["tb/run.py"]),
+        (
+            {"extra": tb_writer(("tb/run.py", "tb/README.md"))},
+            {"extra": tb_writer(("tb/run.py",))},
+            ["tb/README.md"],
+            ["tb/run.py"],
+        ),
     ],
     ids=["testbench-dropped", "top-renamed", "one-tb-file-dropped"],
 )
@@ -231,27 +317,50 @@ def test_a_folder_keeps_files_beside_removed_ones(tmp_path):
     convert(tiny_graph(), outdir, extra=tb_writer())
     write_files(outdir, {"tb/data/mine.npy": "user"})
     convert(tiny_graph(), outdir)
-    assert not (outdir / "tb" / "run.py").exists() and not (outdir / "tb" / "data" / "x_int.npy").exists()
+    assert (
+        not (outdir / "tb" / "run.py").exists()
+        and not (outdir / "tb" / "data" / "x_int.npy").exists()
+    )
     assert (outdir / "tb" / "data" / "mine.npy").read_text() == "user"
 
 
-LEGACY_MANIFEST = {"format_version": 1, "top": "old", "rtl": ["rtl/old.v"], "clock": "clk",
-                   "generator": {"rtlgen": "0.1.0", "seconds": 1.2}}
+LEGACY_MANIFEST = {
+    "format_version": 1,
+    "top": "old",
+    "rtl": ["rtl/old.v"],
+    "clock": "clk",
+    "generator": {"rtlgen": "0.1.0", "seconds": 1.2},
+}
 
 
 def test_a_format_1_design_is_replaced_keeping_what_rtlgen_did_not_write(tmp_path):
     outdir = tmp_path / "d"
-    write_files(outdir, {
-        "manifest.json": json.dumps(LEGACY_MANIFEST), "rtl/old.v": "module old; endmodule",
-        "graph.npz": b"PK", "REPORT.md": "# old", "tb/run.py": "old", "tb/x_int.npy": b"\x93NUMPY",
-        "tb/.gitignore": "sim_build/", "tb/sim_build/Vold": b"\x7fELF", "notes.txt": "mine",
-    })
+    write_files(
+        outdir,
+        {
+            "manifest.json": json.dumps(LEGACY_MANIFEST),
+            "rtl/old.v": "module old; endmodule",
+            "graph.npz": b"PK",
+            "REPORT.md": "# old",
+            "tb/run.py": "old",
+            "tb/x_int.npy": b"\x93NUMPY",
+            "tb/.gitignore": "sim_build/",
+            "tb/sim_build/Vold": b"\x7fELF",
+            "notes.txt": "mine",
+        },
+    )
     design = convert(tiny_graph(), outdir)
     assert not (outdir / "rtl" / "old.v").exists() and not (outdir / "tb" / "run.py").exists()
-    assert not (outdir / "tb" / ".gitignore").exists() and not (outdir / "tb" / "x_int.npy").exists()
+    assert (
+        not (outdir / "tb" / ".gitignore").exists() and not (outdir / "tb" / "x_int.npy").exists()
+    )
     assert (outdir / "tb" / "sim_build" / "Vold").read_bytes() == b"\x7fELF"
     assert (outdir / "notes.txt").read_text() == "mine"
-    assert json.loads(design.manifest_path.read_text())["files"] == ["REPORT.md", "graph.npz", "rtl/mlp.v"]
+    assert json.loads(design.manifest_path.read_text())["files"] == [
+        "REPORT.md",
+        "graph.npz",
+        "rtl/mlp.v",
+    ]
 
 
 def test_a_new_file_never_replaces_one_rtlgen_did_not_write(tmp_path):
@@ -266,8 +375,15 @@ def test_a_new_file_never_replaces_one_rtlgen_did_not_write(tmp_path):
 
 def test_siblings_of_the_output_folder_are_untouched(tmp_path):
     outdir = tmp_path / "out"
-    write_files(tmp_path, {"out.old-rtlgen/manifest.json": json.dumps(LEGACY_MANIFEST), "out.old-rtlgen/x": "keep",
-                           ".out.partial-abc/y": "keep", "other/z": "keep"})
+    write_files(
+        tmp_path,
+        {
+            "out.old-rtlgen/manifest.json": json.dumps(LEGACY_MANIFEST),
+            "out.old-rtlgen/x": "keep",
+            ".out.partial-abc/y": "keep",
+            "other/z": "keep",
+        },
+    )
     before = snapshot(tmp_path)
     convert(tiny_graph(), outdir)
     convert(tiny_graph(), outdir, top_name="second")
@@ -328,14 +444,18 @@ def test_bookkeeping_names_that_are_symlinks_are_not_followed(tmp_path, name):
         convert(tiny_graph(), outdir)
     except RtlgenError as error:
         assert name in str(error)
-    assert snapshot(outside) == {"keep.txt": ("file", b"keep", stat.S_IMODE(os.stat(outside / "keep.txt").st_mode))}
+    assert snapshot(outside) == {
+        "keep.txt": ("file", b"keep", stat.S_IMODE(os.stat(outside / "keep.txt").st_mode))
+    }
 
 
 # ---------------------------------------------------------------------------------------
 # Failures, interrupts, leftovers of killed runs
 
 
-@pytest.mark.parametrize("failure", [RuntimeError("boom"), KeyboardInterrupt(), RtlgenError("bad samples")])
+@pytest.mark.parametrize(
+    "failure", [RuntimeError("boom"), KeyboardInterrupt(), RtlgenError("bad samples")]
+)
 def test_a_failed_write_leaves_the_old_design_intact(tmp_path, failure):
     outdir = tmp_path / "d"
     convert(tiny_graph(), outdir, extra=tb_writer())
@@ -364,13 +484,17 @@ def test_an_os_error_while_writing_is_a_one_line_error_naming_the_folder(tmp_pat
     def disk_full(staging, manifest):
         raise OSError(errno.ENOSPC, "No space left on device", str(staging / "tb" / "x_int.npy"))
 
-    with pytest.raises(RtlgenError, match=r"output directory .*/d: .*/d/tb/x_int.npy: No space left on device"):
+    with pytest.raises(
+        RtlgenError, match=r"output directory .*/d: .*/d/tb/x_int.npy: No space left on device"
+    ):
         convert(tiny_graph(), tmp_path / "d", extra=disk_full)
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("crash_after", [1, 2, 3])
-def test_a_commit_killed_half_way_leaves_no_manifest_and_is_recovered(tmp_path, monkeypatch, crash_after):
+def test_a_commit_killed_half_way_leaves_no_manifest_and_is_recovered(
+    tmp_path, monkeypatch, crash_after
+):
     """A crash between removing the old manifest and writing the new one (simulated by a
     KeyboardInterrupt in the n-th file move) leaves no manifest describing half-written files;
     the journal lets the next convert recognise the folder and clean up every stale file."""
@@ -443,7 +567,9 @@ def test_a_second_writer_while_one_is_writing_gets_a_one_line_error(tmp_path):
         thread.join(60)
     assert errors == []
     manifest = json.loads((outdir / "manifest.json").read_text())
-    assert manifest["top"] == "slow" and design_files(outdir) == sorted([*manifest["files"], "manifest.json"])
+    assert manifest["top"] == "slow" and design_files(outdir) == sorted(
+        [*manifest["files"], "manifest.json"]
+    )
 
 
 def test_a_held_lock_makes_cli_convert_exit_2_with_one_line(tmp_path):
@@ -453,7 +579,9 @@ def test_a_held_lock_makes_cli_convert_exit_2_with_one_line(tmp_path):
     fd = os.open(outdir / LOCK_NAME, os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        result = rtlgen_cli("convert", outdir, "-o", outdir, "--top", "other")  # the model: the design itself
+        result = rtlgen_cli(
+            "convert", outdir, "-o", outdir, "--top", "other"
+        )  # the model: the design itself
     finally:
         os.close(fd)
     assert_one_line_error(result, "another rtlgen process is writing")
@@ -464,9 +592,25 @@ def test_a_held_lock_makes_cli_convert_exit_2_with_one_line(tmp_path):
 def test_two_concurrent_cli_converts_leave_one_complete_design(tmp_path):
     source = convert(tiny_graph(), tmp_path / "source").outdir
     outdir = tmp_path / "d"
-    procs = [subprocess.Popen([sys.executable, "-m", "rtlgen", "convert", str(source), "-o", str(outdir),
-                               "--top", top], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for top in ("first", "second")]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "rtlgen",
+                "convert",
+                str(source),
+                "-o",
+                str(outdir),
+                "--top",
+                top,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for top in ("first", "second")
+    ]
     stderrs = [proc.communicate(timeout=300)[1] for proc in procs]
     results = [(proc.returncode, stderr) for proc, stderr in zip(procs, stderrs, strict=True)]
     assert any(code == 0 for code, _ in results), results
@@ -496,10 +640,20 @@ print(modes)
 
 
 def test_a_new_design_folder_follows_the_umask(tmp_path):
-    result = subprocess.run([sys.executable, "-c", UMASK_CONVERT, str(tmp_path / "new" / "d")],
-                            capture_output=True, text=True, cwd=REPO, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", UMASK_CONVERT, str(tmp_path / "new" / "d")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
-    assert eval(result.stdout) == {"": 0o750, "rtl": 0o750, "rtl/mlp.v": 0o640, "manifest.json": 0o640}
+    assert eval(result.stdout) == {
+        "": 0o750,
+        "rtl": 0o750,
+        "rtl/mlp.v": 0o640,
+        "manifest.json": 0o640,
+    }
     assert stat.S_IMODE(os.stat(tmp_path / "new").st_mode) == 0o750
 
 
@@ -525,6 +679,7 @@ def bad_paths(tmp_path: Path) -> dict[str, Path]:
         "pseudo-file-system": Path("/proc/rtlgen-no-such-dir/out"),
         "name-too-long": tmp_path / ("x" * 300) / "out",
         "dangling-symlink": tmp_path / "dangling",
+        "path-too-long": tmp_path.joinpath(*["d" * 200] * 21),
     }
 
 
@@ -534,6 +689,7 @@ BAD_PATH_MESSAGES = {
     "pseudo-file-system": "cannot create /proc/rtlgen-no-such-dir",
     "name-too-long": "is longer than|File name too long",
     "dangling-symlink": "is a symbolic link to nothing",
+    "path-too-long": "too long",
 }
 
 
@@ -561,40 +717,63 @@ def test_a_read_only_parent_is_refused(tmp_path, monkeypatch, check):
     """Root ignores permission bits, so os.access is what says "read-only" here; the CLI test
     below uses a chmod'ed folder when not running as root."""
     real_access = os.access
-    monkeypatch.setattr(os, "access", lambda path, mode: False if Path(path) == tmp_path else real_access(path, mode))
+    monkeypatch.setattr(
+        os,
+        "access",
+        lambda path, mode: False if Path(path) == tmp_path else real_access(path, mode),
+    )
     with pytest.raises(RtlgenError, match="is not writable"):
         check(tmp_path / "out")
 
 
-@pytest.mark.skipif(IS_ROOT, reason="root writes into a mode-555 folder; covered by monkeypatching os.access")
+@pytest.mark.skipif(
+    IS_ROOT, reason="root writes into a mode-555 folder; covered by monkeypatching os.access"
+)
 def test_a_read_only_parent_makes_the_cli_exit_2(tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o555)
     try:
-        assert_one_line_error(rtlgen_cli("convert", "/nonexistent/model.h5", "-o", locked / "d"), "is not writable")
+        assert_one_line_error(
+            rtlgen_cli("convert", "/nonexistent/model.h5", "-o", locked / "d"), "is not writable"
+        )
     finally:
         locked.chmod(0o755)
 
 
 CLI_BAD_OUTPUTS = {
-    "convert": {"parent-is-a-file": "is a file, not a directory", "pseudo-file-system": "cannot create",
-                "an-existing-file": "is an existing file", "a-foreign-folder": "not an rtlgen design folder"},
-    "predict": {"parent-is-a-file": "is a file, not a directory", "pseudo-file-system": "cannot create",
-                "a-folder": "is a directory"},
-    "sim": {"parent-is-a-file": "is a file, not a directory", "pseudo-file-system": "cannot create",
-            "a-folder": "is a directory"},
+    "convert": {
+        "parent-is-a-file": "is a file, not a directory",
+        "pseudo-file-system": "cannot create",
+        "an-existing-file": "is an existing file",
+        "a-foreign-folder": "not an rtlgen design folder",
+    },
+    "predict": {
+        "parent-is-a-file": "is a file, not a directory",
+        "pseudo-file-system": "cannot create",
+        "a-folder": "is a directory",
+    },
+    "sim": {
+        "parent-is-a-file": "is a file, not a directory",
+        "pseudo-file-system": "cannot create",
+        "a-folder": "is a directory",
+    },
 }
 
 
 @pytest.mark.parametrize(
-    "command, case", [(command, case) for command, cases in CLI_BAD_OUTPUTS.items() for case in cases]
+    "command, case",
+    [(command, case) for command, cases in CLI_BAD_OUTPUTS.items() for case in cases],
 )
 def test_cli_checks_the_output_path_before_reading_anything(tmp_path, command, case):
     """The model, inputs and design named do not exist: an error about -o came first."""
     write_files(tmp_path, {"site/manifest.json": "{}", "a-folder/x": "x"})
-    targets = {**bad_paths(tmp_path), "an-existing-file": tmp_path / "a_file",
-               "a-foreign-folder": tmp_path / "site", "a-folder": tmp_path / "a-folder"}
+    targets = {
+        **bad_paths(tmp_path),
+        "an-existing-file": tmp_path / "a_file",
+        "a-foreign-folder": tmp_path / "site",
+        "a-folder": tmp_path / "a-folder",
+    }
     missing = tmp_path / "missing"
     args = {
         "convert": ["convert", missing / "model.h5", "-o", targets[case]],
@@ -624,7 +803,9 @@ def test_write_array_keeps_an_existing_files_mode_and_replaces_it_whole(tmp_path
     target.write_bytes(b"x" * 10_000)
     target.chmod(0o640)
     write_array(target, np.zeros(3))
-    assert stat.S_IMODE(os.stat(target).st_mode) == 0o640 and np.array_equal(np.load(target), np.zeros(3))
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o640 and np.array_equal(
+        np.load(target), np.zeros(3)
+    )
 
 
 def test_a_failed_write_array_leaves_the_old_file_and_no_temporary(tmp_path):
@@ -686,5 +867,7 @@ def test_cli_predict_writes_exactly_the_named_file_and_says_so(predict_case, nam
 def test_cli_predict_to_a_directory_exits_2(predict_case):
     root, design = predict_case
     (root / "outdir").mkdir(exist_ok=True)
-    assert_one_line_error(rtlgen_cli("predict", design, "-i", root / "x.npy", "-o", root / "outdir"), "is a directory")
+    assert_one_line_error(
+        rtlgen_cli("predict", design, "-i", root / "x.npy", "-o", root / "outdir"), "is a directory"
+    )
     assert list((root / "outdir").iterdir()) == []
