@@ -1,0 +1,567 @@
+"""The sweep spec: a YAML file parsed once, at the edge, into typed frozen dataclasses.
+
+```yaml
+model: model.json            # relative paths resolve against the spec's folder
+weights: model_weights.h5
+axes:
+  multiplier: [dsp, lut]
+  parallelism: [auto, full]
+steps: [convert, predict]
+cluster: {local: {workers: 2}}
+```
+
+Every problem is one `SpecError` line naming the key, what was found and what is supported.
+The YAML is bounded (size, nesting, alias expansion) and so is the grid (points are counted
+before any is made, so `axes` cannot ask for 10**20 points).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rtlgen.frontend.limits import check_nesting
+from rtlgen.quant.errors import RtlgenError
+from rtlgen.quant.fixed import FixedType
+
+MAX_SPEC_BYTES = 1 << 20
+MAX_SPEC_NODES = 100_000
+MAX_SPEC_DEPTH = 16
+#: points a sweep may run; a grid larger than this needs `sample: {random: N}`
+MAX_POINTS = 100_000
+#: points a grid may hold when sampled (the sample is drawn by index, never enumerated)
+MAX_GRID = 10**18
+MAX_AXIS_VALUES = 1000
+MAX_WORKERS = 4096
+MAX_SIM_SAMPLES = 1_000_000
+
+
+class SpecError(RtlgenError):
+    """A problem in a sweep spec (or the sweep options of the command line)."""
+
+
+class Step(StrEnum):
+    TRAIN = "train"
+    CONVERT = "convert"
+    PREDICT = "predict"
+    SIM = "sim"
+    SYNTH = "synth"
+    PNR = "pnr"
+
+
+#: each step's upstream step (the one whose artifacts it reads), None for a root step
+UPSTREAM: Mapping[Step, Step | None] = {
+    Step.TRAIN: None,
+    Step.CONVERT: None,
+    Step.PREDICT: None,
+    Step.SIM: Step.CONVERT,
+    Step.SYNTH: Step.CONVERT,
+    Step.PNR: Step.CONVERT,
+}
+
+#: axes of every model; their values as they are written in the spec
+HARDWARE_AXES: Mapping[str, tuple[Any, ...]] = {
+    "multiplier": ("auto", "dsp", "lut"),
+    "parallelism": ("auto", "full"),
+    "pipeline": ("balanced", "latency"),
+    "adders_per_stage": tuple(range(1, 9)),
+}
+#: axes of a built-in trainable model only (the bits and sparsity a model file already has)
+TRAINING_AXES = ("weight_bits", "activation_bits", "sparsity")
+MODEL_AXES = (*HARDWARE_AXES, "input_type")
+
+JOBQUEUE_KINDS = {
+    "slurm": "SLURMCluster",
+    "htcondor": "HTCondorCluster",
+    "pbs": "PBSCluster",
+    "sge": "SGECluster",
+    "lsf": "LSFCluster",
+}
+SYNTH_FAMILIES = ("xcup", "ecp5")
+_ADDRESS = re.compile(r"^(tcp|tls|inproc|ucx|ws|wss)://[A-Za-z0-9_.\-\[\]:]+$")
+
+_TOP_KEYS = (
+    "model",
+    "weights",
+    "config",
+    "input",
+    "labels",
+    "axes",
+    "sample",
+    "steps",
+    "sim",
+    "synth",
+    "pnr",
+    "cluster",
+    "metric",
+)
+METRICS = ("accuracy", "sim_accuracy", "agreement")
+
+
+# ---------------------------------------------------------------------------------------
+# The typed spec
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Axis:
+    """One swept option and its values (strings and ints as written, already checked)."""
+
+    name: str
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Point:
+    """One design point: a value for every axis, in the spec's axis order."""
+
+    values: tuple[tuple[str, Any], ...]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return dict(self.values).get(name, default)
+
+    def label(self) -> str:
+        return " ".join(f"{name}={value}" for name, value in self.values) or "(single point)"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """`sample: {random: N, seed: S}`: N points drawn without replacement from the grid."""
+
+    count: int
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SimOptions:
+    samples: int = 16
+    backpressure: float = 0.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SynthOptions:
+    family: str = "xcup"
+
+
+@dataclass(frozen=True)
+class PnrOptions:
+    board: str = "ulx3s-25f"
+
+
+@dataclass(frozen=True)
+class LocalCluster:
+    """A `distributed.LocalCluster` of worker processes (`workers` None: one per core)."""
+
+    workers: int | None = None
+    threads_per_worker: int = 1
+
+
+@dataclass(frozen=True)
+class AddressCluster:
+    """A running Dask scheduler, e.g. ``tcp://host:8786``."""
+
+    address: str
+
+
+@dataclass(frozen=True)
+class JobqueueCluster:
+    """A `dask_jobqueue` cluster (`kind` slurm, htcondor, pbs, sge, lsf) scaled to `jobs`;
+    `options` are passed to its constructor (cores, memory, queue, walltime...)."""
+
+    kind: str
+    jobs: int = 1
+    options: tuple[tuple[str, Any], ...] = ()
+
+
+ClusterSpec = LocalCluster | AddressCluster | JobqueueCluster
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A parsed sweep spec. Paths are absolute (resolved against the spec's folder)."""
+
+    source: Path
+    model: Path
+    weights: Path | None = None
+    config: Path | None = None
+    input: Path | None = None
+    labels: Path | None = None
+    axes: tuple[Axis, ...] = ()
+    sample: Sample | None = None
+    steps: tuple[Step, ...] = (Step.CONVERT,)
+    sim: SimOptions = field(default_factory=SimOptions)
+    synth: SynthOptions = field(default_factory=SynthOptions)
+    pnr: PnrOptions = field(default_factory=PnrOptions)
+    cluster: ClusterSpec = field(default_factory=LocalCluster)
+    metric: str = "accuracy"
+
+    @property
+    def grid_size(self) -> int:
+        size = 1
+        for axis in self.axes:
+            size *= len(axis.values)
+        return size
+
+    def points(self) -> tuple[Point, ...]:
+        """The grid in axis order, or the seeded random sample of it (by index: a sample of
+        a huge grid never enumerates it)."""
+        names = [axis.name for axis in self.axes]
+        if self.sample is None:
+            combos: Iterator[tuple[Any, ...]] = itertools.product(*(a.values for a in self.axes))
+            return tuple(Point(tuple(zip(names, combo, strict=True))) for combo in combos)
+        count = min(self.sample.count, self.grid_size)
+        indices = sorted(random.Random(self.sample.seed).sample(range(self.grid_size), count))
+        return tuple(Point(tuple(zip(names, self._combo(i), strict=True))) for i in indices)
+
+    def _combo(self, index: int) -> tuple[Any, ...]:
+        """The grid's `index`-th point (the last axis varies fastest, like itertools.product)."""
+        values = []
+        for axis in reversed(self.axes):
+            index, digit = divmod(index, len(axis.values))
+            values.append(axis.values[digit])
+        return tuple(reversed(values))
+
+
+# ---------------------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------------------
+def load_spec(
+    path: str | Path,
+    *,
+    input: Path | None = None,
+    labels: Path | None = None,
+    workers: int | None = None,
+) -> SweepSpec:
+    """Read and check a sweep spec file. ``input``/``labels``/``workers`` come from the
+    command line and override the spec's ``input``/``labels`` and cluster size."""
+    path = Path(path)
+    data = _read_yaml(path)
+    spec = spec_from_dict(data, path)
+    if input is not None:
+        spec = _replace(spec, input=_existing_file(Path(input).absolute(), "--input"))
+    if labels is not None:
+        spec = _replace(spec, labels=_existing_file(Path(labels).absolute(), "--labels"))
+    if workers is not None:
+        spec = _replace(spec, cluster=_with_workers(spec.cluster, workers))
+    _check_step_inputs(spec)
+    return spec
+
+
+def _replace(spec: SweepSpec, **changes: Any) -> SweepSpec:
+    import dataclasses
+
+    return dataclasses.replace(spec, **changes)
+
+
+def _read_yaml(path: Path) -> Any:
+    where = f"sweep spec {path}"
+    if not path.exists():
+        raise SpecError(f"{where} does not exist")
+    if not path.is_file():  # a directory, or a FIFO that would block the read
+        raise SpecError(f"{where} is not a regular file")
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_SPEC_BYTES + 1)
+    except OSError as exc:
+        raise SpecError(f"{where}: cannot read ({exc.strerror or exc})") from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise SpecError(f"{where}: larger than {MAX_SPEC_BYTES:,} bytes (a spec is a few lines)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SpecError(f"{where}: not UTF-8 text") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise SpecError(f"{where}: invalid YAML{line} ({problem})") from None
+    except RecursionError:
+        raise SpecError(f"{where}: nested too deeply") from None
+    check_nesting(data, where, MAX_SPEC_DEPTH, MAX_SPEC_NODES, SpecError)
+    return data
+
+
+def spec_from_dict(data: Any, source: Path) -> SweepSpec:
+    """A `SweepSpec` from the parsed YAML; relative paths resolve against `source`'s folder."""
+    where = f"sweep spec {source}"
+    if not isinstance(data, Mapping):
+        raise SpecError(f"{where}: expected a mapping of keys ({', '.join(_TOP_KEYS)}), got {_kind(data)}")
+    _check_keys(data, _TOP_KEYS, where)
+    folder = source.absolute().parent
+    if "model" not in data:
+        raise SpecError(f"{where}: 'model' is missing (a model file: .h5, .json with 'weights', .keras)")
+    model = _path(data["model"], folder, "model")
+    axes = _axes(data.get("axes"))
+    steps = _steps(data.get("steps", ["convert"]))
+    metric = data.get("metric", "accuracy")
+    if metric not in METRICS:
+        raise SpecError(f"metric: {_short(metric)} is not supported (supported: {', '.join(METRICS)})")
+    return SweepSpec(
+        source=source.absolute(),
+        model=model,
+        weights=_optional_path(data, "weights", folder),
+        config=_optional_path(data, "config", folder),
+        input=_optional_path(data, "input", folder),
+        labels=_optional_path(data, "labels", folder),
+        axes=axes,
+        sample=_sample(data.get("sample"), axes),
+        steps=steps,
+        sim=_sim(data.get("sim")),
+        synth=_synth(data.get("synth")),
+        pnr=_pnr(data.get("pnr")),
+        cluster=_cluster(data.get("cluster")),
+        metric=metric,
+    )
+
+
+def _path(value: Any, folder: Path, key: str) -> Path:
+    if not isinstance(value, str) or not value.strip() or "\0" in value:
+        raise SpecError(f"{key}: expected a file path, got {_short(value)}")
+    return _existing_file(folder / Path(value).expanduser(), key)
+
+
+def _existing_file(path: Path, key: str) -> Path:
+    if not path.exists():
+        raise SpecError(f"{key}: {path} does not exist")
+    if not path.is_file():
+        raise SpecError(f"{key}: {path} is not a regular file")
+    return path
+
+
+def _optional_path(data: Mapping[str, Any], key: str, folder: Path) -> Path | None:
+    return None if data.get(key) is None else _path(data[key], folder, key)
+
+
+def _axes(value: Any) -> tuple[Axis, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping):
+        raise SpecError(f"axes: expected a mapping of axis -> list of values, got {_kind(value)}")
+    axes = []
+    for name, raw in value.items():
+        if name in TRAINING_AXES:
+            raise SpecError(
+                f"axes: {name} needs a built-in trainable model (a model file has its own "
+                f"bits and sparsity); axes of a model file: {', '.join(MODEL_AXES)}"
+            )
+        if name not in MODEL_AXES:
+            raise SpecError(
+                f"axes: unknown axis {_short(name)} (supported: {', '.join(MODEL_AXES)})"
+            )
+        values = raw if isinstance(raw, list) else [raw]
+        if not values:
+            raise SpecError(f"axes: {name} has no values")
+        if len(values) > MAX_AXIS_VALUES:
+            raise SpecError(f"axes: {name} has {len(values):,} values (at most {MAX_AXIS_VALUES})")
+        checked = tuple(_axis_value(name, v) for v in values)
+        duplicates = sorted({str(v) for v in checked if checked.count(v) > 1})
+        if duplicates:
+            raise SpecError(f"axes: {name} lists {', '.join(duplicates)} more than once")
+        axes.append(Axis(name, checked))
+    return tuple(axes)
+
+
+def _axis_value(name: str, value: Any) -> Any:
+    if name == "input_type":
+        if not isinstance(value, str):
+            raise SpecError(f"axes: input_type value {_short(value)}: expected a precision such as 'fixed<8,1>'")
+        try:
+            return str(FixedType.parse(value))
+        except RtlgenError as exc:
+            raise SpecError(f"axes: input_type: {exc}") from None
+    supported = HARDWARE_AXES[name]
+    # YAML reads `true`/`1.0` as bool/float: only the exact spelled values are accepted
+    if isinstance(value, bool) or value not in supported or type(value) is not type(supported[0]):
+        raise SpecError(
+            f"axes: {name} value {_short(value)} is not supported "
+            f"(supported: {', '.join(map(str, supported))})"
+        )
+    return value
+
+
+def _steps(value: Any) -> tuple[Step, ...]:
+    supported = ", ".join(s.value for s in Step)
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        raise SpecError(f"steps: no step given (supported: {supported})")
+    steps = []
+    for raw in values:
+        if not isinstance(raw, str) or raw not in Step.__members__.values():
+            raise SpecError(f"steps: unknown step {_short(raw)} (supported: {supported})")
+        step = Step(raw)
+        if step in steps:
+            raise SpecError(f"steps: {step} is listed twice")
+        steps.append(step)
+    if Step.TRAIN in steps:
+        raise SpecError("steps: train needs a built-in trainable model; a model file is already trained")
+    for step in steps:
+        upstream = UPSTREAM[step]
+        if upstream is not None and upstream not in steps:
+            raise SpecError(f"steps: {step} needs {upstream} in steps (it reads the {upstream}ed design)")
+    return tuple(sorted(steps, key=list(Step).index))
+
+
+def _sample(value: Any, axes: tuple[Axis, ...]) -> Sample | None:
+    grid = 1
+    for axis in axes:
+        grid *= len(axis.values)
+    if value is None:
+        if grid > MAX_POINTS:
+            raise SpecError(
+                f"axes: the grid has {grid:,} points (at most {MAX_POINTS:,}); "
+                "draw some with 'sample: {random: N, seed: S}'"
+            )
+        return None
+    mapping = _mapping(value, "sample", ("random", "seed"))
+    if "random" not in mapping:
+        raise SpecError("sample: 'random' is missing (sample: {random: N, seed: S})")
+    count = _integer(mapping["random"], "sample.random", 1, MAX_POINTS)
+    seed = _integer(mapping.get("seed", 0), "sample.seed", 0, 2**63 - 1)
+    if grid > MAX_GRID:
+        raise SpecError(f"axes: the grid has {grid:.3g} points (at most {MAX_GRID:.0e}, even sampled)")
+    return Sample(count, seed)
+
+
+def _sim(value: Any) -> SimOptions:
+    mapping = _mapping(value, "sim", ("samples", "backpressure", "seed"))
+    backpressure = mapping.get("backpressure", 0.0)
+    if (
+        isinstance(backpressure, bool)
+        or not isinstance(backpressure, int | float)
+        or not 0.0 <= backpressure <= 0.95
+    ):
+        raise SpecError(f"sim.backpressure: {_short(backpressure)} is not supported (a number from 0 to 0.95)")
+    return SimOptions(
+        samples=_integer(mapping.get("samples", 16), "sim.samples", 1, MAX_SIM_SAMPLES),
+        backpressure=float(backpressure),
+        seed=_integer(mapping.get("seed", 0), "sim.seed", 0, 2**32 - 1),
+    )
+
+
+def _synth(value: Any) -> SynthOptions:
+    mapping = _mapping(value, "synth", ("family",))
+    family = mapping.get("family", "xcup")
+    if family not in SYNTH_FAMILIES:
+        raise SpecError(f"synth.family: {_short(family)} is not supported (supported: {', '.join(SYNTH_FAMILIES)})")
+    return SynthOptions(family)
+
+
+def _pnr(value: Any) -> PnrOptions:
+    from rtlgen.boards import ECP5_BOARDS
+
+    mapping = _mapping(value, "pnr", ("board",))
+    board = mapping.get("board", "ulx3s-25f")
+    if board not in ECP5_BOARDS:
+        raise SpecError(f"pnr.board: {_short(board)} is not supported (supported: {', '.join(ECP5_BOARDS)})")
+    return PnrOptions(board)
+
+
+def _cluster(value: Any) -> ClusterSpec:
+    shapes = "{local: {workers: N}}, 'tcp://host:8786' or {jobqueue: {kind: slurm, jobs: N, ...}}"
+    if value is None or value == "local":
+        return LocalCluster()
+    if isinstance(value, str):
+        if not _ADDRESS.match(value):
+            raise SpecError(f"cluster: {_short(value)} is not a scheduler address (e.g. tcp://host:8786; or {shapes})")
+        return AddressCluster(value)
+    if not isinstance(value, Mapping) or len(value) != 1:
+        raise SpecError(f"cluster: expected one of {shapes}, got {_short(value)}")
+    kind, body = next(iter(value.items()))
+    if kind == "local":
+        local = _mapping(body, "cluster.local", ("workers", "threads_per_worker"))
+        workers = local.get("workers")
+        return LocalCluster(
+            workers=None if workers is None else _integer(workers, "cluster.local.workers", 1, MAX_WORKERS),
+            threads_per_worker=_integer(local.get("threads_per_worker", 1), "cluster.local.threads_per_worker", 1, 256),
+        )
+    if kind == "jobqueue":
+        return _jobqueue(body)
+    raise SpecError(f"cluster: unknown kind {_short(kind)} (supported: {shapes})")
+
+
+def _jobqueue(body: Any) -> JobqueueCluster:
+    if not isinstance(body, Mapping):
+        raise SpecError(f"cluster.jobqueue: expected a mapping (kind, jobs, cluster options), got {_kind(body)}")
+    kind = body.get("kind")
+    if kind not in JOBQUEUE_KINDS:
+        raise SpecError(f"cluster.jobqueue.kind: {_short(kind)} is not supported (supported: {', '.join(JOBQUEUE_KINDS)})")
+    jobs = _integer(body.get("jobs", 1), "cluster.jobqueue.jobs", 1, MAX_WORKERS)
+    options = []
+    for key, option in body.items():
+        if key in ("kind", "jobs"):
+            continue
+        if not isinstance(key, str) or not key.isidentifier():
+            raise SpecError(f"cluster.jobqueue: option name {_short(key)} is not an identifier")
+        if not _plain(option):
+            raise SpecError(f"cluster.jobqueue.{key}: expected a number, string or list of them, got {_kind(option)}")
+        options.append((key, tuple(option) if isinstance(option, list) else option))
+    return JobqueueCluster(kind, jobs, tuple(options))
+
+
+def _plain(value: Any) -> bool:
+    if isinstance(value, list):
+        return all(isinstance(v, str | int | float | bool) for v in value)
+    return value is None or isinstance(value, str | int | float | bool)
+
+
+def _with_workers(cluster: ClusterSpec, workers: int) -> ClusterSpec:
+    import dataclasses
+
+    if not 1 <= workers <= MAX_WORKERS:
+        raise SpecError(f"--workers {workers} is not supported (1 to {MAX_WORKERS})")
+    if isinstance(cluster, LocalCluster):
+        return dataclasses.replace(cluster, workers=workers)
+    if isinstance(cluster, JobqueueCluster):
+        return dataclasses.replace(cluster, jobs=workers)
+    raise SpecError(f"--workers does not apply to a running scheduler ({cluster.address}): it has its own workers")
+
+
+def _check_step_inputs(spec: SweepSpec) -> None:
+    if Step.PREDICT in spec.steps and spec.input is None:
+        raise SpecError("steps: predict needs inputs: pass --input x.npy or set 'input:' in the spec")
+    if spec.labels is not None and spec.input is None:
+        raise SpecError("labels: given without inputs: pass --input x.npy or set 'input:' in the spec")
+
+
+# ---------------------------------------------------------------------------------------
+# Small checks
+# ---------------------------------------------------------------------------------------
+def _mapping(value: Any, key: str, accepted: tuple[str, ...]) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise SpecError(f"{key}: expected a mapping ({', '.join(accepted)}), got {_kind(value)}")
+    _check_keys(value, accepted, key)
+    return value
+
+
+def _check_keys(data: Mapping[Any, Any], accepted: tuple[str, ...], where: str) -> None:
+    for key in data:
+        if key not in accepted:
+            raise SpecError(f"{where}: unknown key {_short(key)} (supported: {', '.join(accepted)})")
+
+
+def _integer(value: Any, key: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise SpecError(f"{key}: {_short(value)} is not supported (an integer from {low} to {high:,})")
+    return value
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", type(None): "nothing"}.get(
+        type(value), f"a {type(value).__name__}"
+    )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."

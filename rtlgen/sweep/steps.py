@@ -1,0 +1,337 @@
+"""One function per sweep step, and `run_step`, the Dask task around any of them.
+
+A step function is ``(params, work, upstream) -> figures``: it reads its typed parameters,
+writes its artifacts into the private folder ``work``, reads its upstream step's finished
+store entry ``upstream`` (None for convert and predict), and returns a flat mapping of
+figures for the results table. A user problem is an `RtlgenError`; `run_step` records it as
+the step's one-line failure and the sweep goes on. Anything else is a bug (or a lost
+worker): it propagates, and Dask retries the task a bounded number of times.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rtlgen import __version__
+from rtlgen.quant.errors import RtlgenError
+from rtlgen.sweep.spec import UPSTREAM, SimOptions, Step
+from rtlgen.sweep.store import Store, discard
+
+DESIGN = "design"
+
+
+# ---------------------------------------------------------------------------------------
+# Parameters: exactly what each step reads (and so what its digest covers)
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelSource:
+    """A model file as a lowered graph: the files, and the input type (None: the config's)."""
+
+    model: Path
+    weights: Path | None = None
+    config: Path | None = None
+    input_type: str | None = None
+
+
+@dataclass(frozen=True)
+class ConvertParams:
+    source: ModelSource
+    multiplier: str = "auto"
+    parallelism: str = "auto"
+    pipeline: str = "balanced"
+    adders_per_stage: int | None = None
+
+
+@dataclass(frozen=True)
+class PredictParams:
+    source: ModelSource
+    inputs: Path
+    labels: Path | None = None
+
+
+@dataclass(frozen=True)
+class SimParams:
+    options: SimOptions
+    inputs: Path | None = None
+    labels: Path | None = None
+
+
+@dataclass(frozen=True)
+class SynthParams:
+    family: str = "xcup"
+
+
+@dataclass(frozen=True)
+class PnrParams:
+    board: str = "ulx3s-25f"
+
+
+StepFunction = Callable[[Any, Path, Path | None], Mapping[str, Any]]
+
+
+# ---------------------------------------------------------------------------------------
+# The steps
+# ---------------------------------------------------------------------------------------
+def load_source(source: ModelSource):
+    from rtlgen.api import load_model
+
+    return load_model(
+        source.model, weights=source.weights, config=source.config, input_type=source.input_type
+    )
+
+
+def convert_step(params: ConvertParams, work: Path, upstream: Path | None) -> dict[str, Any]:
+    """Generate the design into ``work/design``; figures from its manifest."""
+    from rtlgen.emit import convert
+    from rtlgen.hardware import HardwareOptions, Multiplier, Parallelism, Pipeline
+
+    options = HardwareOptions(
+        multiplier=Multiplier(params.multiplier),
+        parallelism=Parallelism(params.parallelism),
+        pipeline=Pipeline(params.pipeline),
+        adders_per_stage=params.adders_per_stage,
+    )
+    graph = load_source(params.source)
+    origin = "option" if params.source.input_type is not None else "default"
+    design = convert(graph, work / DESIGN, options, input_type_origin=origin)
+    manifest = design.manifest
+    return {
+        "top": manifest.top,
+        "latency_cycles": manifest.latency_cycles,
+        "ii_cycles": manifest.ii_cycles,
+        "multipliers": manifest.totals.multipliers,
+        "products_nonzero": manifest.totals.products_nonzero,
+        "adders": manifest.totals.adders,
+        "input_type": manifest.input.element.text,
+    }
+
+
+def predict_step(params: PredictParams, work: Path, upstream: Path | None) -> dict[str, Any]:
+    """The bit-exact reference model on the inputs; accuracy against the labels if given."""
+    from rtlgen.api import load_array
+    from rtlgen.quant.reference import predict
+
+    graph = load_source(params.source)
+    x = load_array(params.inputs, "input", sample_shape=tuple(graph.input_shape))
+    y = predict(graph, x).reshape(len(x), -1)
+    np.save(work / "outputs.npy", y)
+    figures: dict[str, Any] = {"samples": len(x)}
+    if params.labels is not None:
+        figures["accuracy"] = accuracy(np.argmax(y, axis=1), load_labels(params.labels, len(x)))
+    return figures
+
+
+def sim_step(params: SimParams, work: Path, upstream: Path | None) -> dict[str, Any]:
+    """Verilator simulation of a copy of the upstream design (the store entry stays as it
+    was written) on the first ``samples`` inputs, or on seeded random input words."""
+    from rtlgen.api import load_array, load_model
+    from rtlgen.quant.reference import quantize_input, run_int
+    from rtlgen.sim_tb.runner import simulate
+
+    design = copy_design(_required(upstream), work)
+    graph = load_model(design)
+    count = params.options.samples
+    if params.inputs is not None:
+        x = load_array(params.inputs, "input", sample_shape=tuple(graph.input_shape))[:count]
+        x_int = quantize_input(graph, x)
+    else:
+        t = graph.input.out_type
+        rng = np.random.default_rng(params.options.seed)
+        x_int = rng.integers(t.min_int, t.max_int + 1, size=(count, *graph.input_shape))
+    y_int = run_int(graph, x_int)
+    result = simulate(
+        design, x_int, y_int, backpressure=params.options.backpressure, seed=params.options.seed
+    )
+    figures: dict[str, Any] = {
+        "sim_passed": result.passed,
+        "sim_samples": result.images,
+        "sim_mismatches": result.mismatches,
+        "agreement": 1.0 - result.mismatches / result.images if result.images else None,
+        "sim_latency_cycles": result.latency_cycles,
+        "sim_ii_cycles": result.ii_cycles,
+        "sim_report": result.report,
+    }
+    if params.labels is not None and params.inputs is not None and result.y_sim is not None:
+        y_sim = np.asarray(result.y_sim).reshape(len(x_int), -1)
+        labels = load_labels(params.labels, None)[: len(x_int)]
+        figures["sim_accuracy"] = accuracy(np.argmax(y_sim, axis=1), labels)
+    return figures
+
+
+def synth_step(params: SynthParams, work: Path, upstream: Path | None) -> dict[str, Any]:
+    """Yosys resources of the upstream design's Verilog (logs kept in ``work/synth``)."""
+    from rtlgen.manifest import read_manifest
+    from rtlgen.synth import synthesize
+
+    manifest = read_manifest(_required(upstream) / DESIGN)
+    result = synthesize(manifest.rtl_paths[0], manifest.top, family=params.family, keep_dir=work / "synth")
+    return {
+        "luts": result.luts,
+        "ffs": result.ffs,
+        "dsps": result.dsps,
+        "brams": result.brams,
+        "carry": result.carry,
+        "lut_levels": result.lut_levels,
+        "longest_path": result.longest_path,
+        "synth_family": result.family,
+    }
+
+
+def pnr_step(params: PnrParams, work: Path, upstream: Path | None) -> dict[str, Any]:
+    """An ECP5 bitstream (Yosys + nextpnr) of a copy of the upstream design."""
+    from rtlgen.boards import build_bitstream
+
+    design = copy_design(_required(upstream), work)
+    result = build_bitstream(design, board=params.board)
+    used = result.utilization
+    return {
+        "fmax_mhz": round(result.fmax_mhz, 2),
+        "pnr_board": result.board,
+        "pnr_lut4": used.get("LUT4"),
+        "pnr_ff": used.get("TRELLIS_FF"),
+        "pnr_dsp": used.get("MULT18X18D"),
+        "pnr_bram": used.get("DP16KD"),
+    }
+
+
+STEP_FUNCTIONS: Mapping[Step, StepFunction] = {
+    Step.CONVERT: convert_step,
+    Step.PREDICT: predict_step,
+    Step.SIM: sim_step,
+    Step.SYNTH: synth_step,
+    Step.PNR: pnr_step,
+}
+
+
+def _required(upstream: Path | None) -> Path:
+    if upstream is None:
+        raise ValueError("this step needs its upstream step's store entry")  # a planning bug
+    return upstream
+
+
+def copy_design(upstream: Path, work: Path) -> Path:
+    """``upstream/design`` copied into ``work/design`` (symlinks copied as links, never
+    followed: a design folder holds none that rtlgen wrote)."""
+    target = work / DESIGN
+    shutil.copytree(upstream / DESIGN, target, symlinks=True)
+    return target
+
+
+def load_labels(path: Path, count: int | None) -> np.ndarray:
+    """Class indices (N,) from a .npy of indices or one-hot/score rows (N, classes)."""
+    from rtlgen.api import load_array
+
+    labels = load_array(path, "labels")
+    if labels.ndim == 2:
+        labels = np.argmax(labels, axis=1)
+    elif labels.ndim != 1:
+        raise RtlgenError(f"labels file {path} has shape {labels.shape}; expected (N,) class indices or (N, classes)")
+    if labels.dtype.kind == "f" and not np.all(labels == np.round(labels)):
+        raise RtlgenError(f"labels file {path} holds non-integer class indices")
+    if count is not None and len(labels) != count:
+        raise RtlgenError(f"labels file {path} has {len(labels)} labels for {count} inputs")
+    return labels.astype(np.int64)
+
+
+def accuracy(predicted: np.ndarray, labels: np.ndarray) -> float:
+    n = min(len(predicted), len(labels))
+    return float(np.mean(predicted[:n] == labels[:n])) if n else 0.0
+
+
+# ---------------------------------------------------------------------------------------
+# The task
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StepTask:
+    """One unique piece of work: a step, its digest, its parameters and where to store it."""
+
+    step: Step
+    digest: str
+    params: Any
+    function: StepFunction
+    store_root: Path
+    run_id: str
+    upstream_digest: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"rtlgen-{self.step}-{self.digest}"
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """What became of a step: ``ok`` (figures), ``failed`` (one-line ``reason``) or
+    ``skipped`` (its upstream step failed). ``cached``: found in the store, not computed."""
+
+    step: Step
+    digest: str
+    status: str
+    figures: Mapping[str, Any] = field(default_factory=dict)
+    reason: str | None = None
+    seconds: float = 0.0
+    cached: bool = False
+    worker: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def outcome_from_result(task: StepTask, result: Mapping[str, Any]) -> StepOutcome:
+    figures = result.get("figures")
+    seconds = result.get("seconds")
+    return StepOutcome(
+        task.step,
+        task.digest,
+        "ok",
+        figures=dict(figures) if isinstance(figures, Mapping) else {},
+        seconds=float(seconds) if isinstance(seconds, int | float) else 0.0,
+        cached=True,
+    )
+
+
+def run_step(task: StepTask, upstream: StepOutcome | None = None) -> StepOutcome:
+    """Run one step on a worker: reuse its stored result, else compute and publish it."""
+    store = Store(task.store_root)
+    if upstream is not None and not upstream.ok:
+        reason = f"{upstream.step} failed" if upstream.status == "failed" else f"{upstream.step} skipped"
+        return StepOutcome(task.step, task.digest, "skipped", reason=reason)
+    stored = store.result(task.step, task.digest)
+    if stored is not None:  # done by an earlier attempt of this task (a retry) or another run
+        return outcome_from_result(task, stored)
+    upstream_step = UPSTREAM[task.step]
+    upstream_entry = (
+        None
+        if upstream_step is None or task.upstream_digest is None
+        else store.entry(upstream_step, task.upstream_digest)
+    )
+    work = store.workspace(task.step, task.digest, task.run_id)
+    started = time.perf_counter()
+    try:
+        figures = dict(task.function(task.params, work, upstream_entry))
+    except RtlgenError as exc:
+        discard(work)
+        return StepOutcome(task.step, task.digest, "failed", reason=" ".join(str(exc).split()),
+                           seconds=time.perf_counter() - started, worker=socket.gethostname())
+    except BaseException:
+        discard(work)
+        raise
+    seconds = time.perf_counter() - started
+    store.publish(work, task.step, task.digest, {
+        "step": str(task.step),
+        "digest": task.digest,
+        "upstream": task.upstream_digest,
+        "figures": figures,
+        "seconds": round(seconds, 3),
+        "rtlgen": __version__,
+    })
+    return StepOutcome(task.step, task.digest, "ok", figures=figures, seconds=seconds,
+                       worker=socket.gethostname())

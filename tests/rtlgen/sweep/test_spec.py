@@ -1,0 +1,191 @@
+"""The sweep spec: parsed once into typed values; every mistake is one SpecError naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rtlgen.quant.errors import RtlgenError
+from rtlgen.sweep.spec import (
+    MAX_SPEC_BYTES,
+    AddressCluster,
+    JobqueueCluster,
+    LocalCluster,
+    SpecError,
+    Step,
+    load_spec,
+)
+
+HEAD = "model: model.json\nweights: model_weights.h5\n"
+
+
+def write_spec(tiny: Path, body: str, name: str = "spec.yml") -> Path:
+    path = tiny / name
+    path.write_text(HEAD + body)
+    return path
+
+
+def test_smallest_spec_from_the_issue_parses_as_written(tiny, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # relative paths resolve against the spec's folder, not the cwd
+    spec = load_spec(tiny / "spec.yml", input=tiny / "x.npy")
+    assert spec.model == tiny / "model.json" and spec.weights == tiny / "model_weights.h5"
+    assert spec.steps == (Step.CONVERT, Step.PREDICT)
+    assert spec.cluster == LocalCluster(workers=2, threads_per_worker=1)
+    assert [p.label() for p in spec.points()] == [
+        "multiplier=dsp parallelism=auto",
+        "multiplier=dsp parallelism=full",
+        "multiplier=lut parallelism=auto",
+        "multiplier=lut parallelism=full",
+    ]
+
+
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        ("axes: {bits: [4, 8]}\n", "axes: unknown axis 'bits' (supported: multiplier"),
+        ("axes: {multiplier: [dsp, fast]}\n", "multiplier value 'fast' is not supported (supported: auto, dsp, lut)"),
+        ("axes: {adders_per_stage: [2, 9]}\n", "adders_per_stage value 9 is not supported"),
+        ("axes: {adders_per_stage: [true]}\n", "adders_per_stage value True is not supported"),
+        ("axes: {adders_per_stage: [2.0]}\n", "adders_per_stage value 2.0 is not supported"),
+        ("axes: {multiplier: [dsp, dsp]}\n", "multiplier lists dsp more than once"),
+        ("axes: {multiplier: []}\n", "axes: multiplier has no values"),
+        ("axes: {input_type: ['fixed<99,1>']}\n", "axes: input_type"),
+        ("axes: {input_type: [8]}\n", "input_type value 8"),
+        ("axes: {weight_bits: [4, 8]}\n", "weight_bits needs a built-in trainable model"),
+        ("axes: {sparsity: [0.5]}\n", "sparsity needs a built-in trainable model"),
+        ("axes: [multiplier]\n", "axes: expected a mapping"),
+        ("steps: [convert, place]\n", "steps: unknown step 'place' (supported: train, convert, predict, sim, synth, pnr)"),
+        ("steps: [convert, convert]\n", "steps: convert is listed twice"),
+        ("steps: [synth]\n", "steps: synth needs convert in steps"),
+        ("steps: [sim]\n", "steps: sim needs convert"),
+        ("steps: [train, convert]\n", "steps: train needs a built-in trainable model"),
+        ("steps: []\n", "steps: no step given"),
+        ("steps: [predict]\n", "steps: predict needs inputs: pass --input"),
+        ("labels: model.json\n", "labels: given without inputs"),
+        ("colour: red\n", "unknown key 'colour' (supported: model, weights"),
+        ("sim: {samples: 0}\n", "sim.samples: 0 is not supported"),
+        ("sim: {backpressure: 0.99}\n", "sim.backpressure: 0.99 is not supported"),
+        ("sim: {speed: 1}\n", "sim: unknown key 'speed'"),
+        ("synth: {family: virtex2}\n", "synth.family: 'virtex2' is not supported (supported: xcup, ecp5)"),
+        ("pnr: {board: nosuchboard}\n", "pnr.board: 'nosuchboard' is not supported"),
+        ("cluster: {local: {workers: 0}}\n", "cluster.local.workers: 0 is not supported"),
+        ("cluster: {local: {gpus: 1}}\n", "cluster.local: unknown key 'gpus'"),
+        ("cluster: {kubernetes: {}}\n", "cluster: unknown kind 'kubernetes'"),
+        ("cluster: 'http://host:8786; rm -rf /'\n", "is not a scheduler address"),
+        ("cluster: {jobqueue: {kind: torque}}\n", "cluster.jobqueue.kind: 'torque' is not supported (supported: slurm, htcondor, pbs, sge, lsf)"),
+        ("cluster: {jobqueue: {kind: slurm, jobs: -1}}\n", "cluster.jobqueue.jobs: -1 is not supported"),
+        ("cluster: {jobqueue: {kind: slurm, memory: {a: 1}}}\n", "cluster.jobqueue.memory: expected a number, string or list"),
+        ("sample: {random: 0}\n", "sample.random: 0 is not supported"),
+        ("sample: {seed: 1}\n", "sample: 'random' is missing"),
+        ("metric: speed\n", "metric: 'speed' is not supported (supported: accuracy"),
+        ("config: missing.yml\n", "config: "),
+    ],
+)
+def test_spec_mistakes_are_one_spec_error_naming_the_key(tiny, body, message):
+    with pytest.raises(SpecError) as caught:
+        load_spec(write_spec(tiny, body))
+    text = str(caught.value)
+    assert message in text and "\n" not in text
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("weights: model_weights.h5\n", "'model' is missing"),
+        ("model: nowhere.json\n", "model: "),
+        ("model: [a, b]\n", "model: expected a file path"),
+        ("- a\n- b\n", "expected a mapping of keys"),
+        ("model: [unclosed\n", "invalid YAML at line"),
+        ("a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
+            f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+            for p, c in zip("abcdefgh", "bcdefghi", strict=True)), "aliases expanded"),
+    ],
+)
+def test_broken_spec_files_are_one_spec_error(tiny, text, message):
+    path = tiny / "broken.yml"
+    path.write_text(text)
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    assert message in str(caught.value)
+
+
+def test_model_that_does_not_exist_names_the_resolved_path(tiny, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    path = tiny / "other.yml"
+    path.write_text("model: nowhere.json\n")
+    with pytest.raises(SpecError, match=f"model: {tiny / 'nowhere.json'} does not exist"):
+        load_spec(path)
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory", "fifo", "oversized"])
+def test_unreadable_spec_paths_are_refused_before_reading(tmp_path, kind):
+    path = tmp_path / "spec.yml"
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "fifo":
+        import os
+
+        os.mkfifo(path)  # reading would block forever
+    elif kind == "oversized":
+        path.write_text("# " + "x" * MAX_SPEC_BYTES + "\n")
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    assert str(path) in str(caught.value)
+
+
+def test_spec_error_is_an_rtlgen_error():
+    assert issubclass(SpecError, RtlgenError)
+
+
+def test_random_sample_is_reproducible_and_a_subset_of_the_grid(tiny):
+    body = ("axes: {multiplier: [auto, dsp, lut], parallelism: [auto, full], adders_per_stage: [1, 2, 3, 4]}\n"
+            "sample: {random: 5, seed: 7}\n")
+    spec = load_spec(write_spec(tiny, body))
+    grid = set(load_spec(write_spec(tiny, body.split("sample")[0], "grid.yml")).points())
+    first, again = spec.points(), load_spec(write_spec(tiny, body)).points()
+    assert first == again and len(set(first)) == 5 and set(first) <= grid
+    other = load_spec(write_spec(tiny, body.replace("seed: 7", "seed: 8"), "other.yml")).points()
+    assert other != first
+
+
+def test_sample_larger_than_the_grid_takes_the_whole_grid(tiny):
+    spec = load_spec(write_spec(tiny, "axes: {multiplier: [dsp, lut]}\nsample: {random: 50}\n"))
+    assert len(spec.points()) == 2
+
+
+def test_a_single_value_axis_is_accepted_without_a_list(tiny):
+    spec = load_spec(write_spec(tiny, "axes: {multiplier: lut, adders_per_stage: 3}\n"))
+    assert [p.values for p in spec.points()] == [(("multiplier", "lut"), ("adders_per_stage", 3))]
+
+
+def test_input_type_values_are_normalized(tiny):
+    spec = load_spec(write_spec(tiny, "axes: {input_type: ['ap_fixed<8,1>']}\n"))
+    assert spec.axes[0].values == ("fixed<8,1>",)
+
+
+@pytest.mark.parametrize(
+    "cluster,workers,expected",
+    [
+        ("{local: {workers: 2}}", 3, LocalCluster(workers=3)),
+        ("local", None, LocalCluster()),
+        ("'tcp://10.0.0.1:8786'", None, AddressCluster("tcp://10.0.0.1:8786")),
+        ("{jobqueue: {kind: slurm, cores: 4, memory: 8GB, jobs: 2}}", 5,
+         JobqueueCluster("slurm", 5, (("cores", 4), ("memory", "8GB")))),
+    ],
+)
+def test_cluster_forms_and_the_workers_override(tiny, cluster, workers, expected):
+    spec = load_spec(write_spec(tiny, f"cluster: {cluster}\n"), workers=workers)
+    assert spec.cluster == expected
+
+
+def test_workers_override_does_not_apply_to_a_scheduler_address(tiny):
+    with pytest.raises(SpecError, match="--workers does not apply"):
+        load_spec(write_spec(tiny, "cluster: 'tcp://host:8786'\n"), workers=2)
+
+
+def test_command_line_inputs_override_the_spec_and_must_exist(tiny, tmp_path):
+    spec = load_spec(write_spec(tiny, "input: x.npy\n"), input=tiny / "y.npy")
+    assert spec.input == tiny / "y.npy"
+    with pytest.raises(SpecError, match="--input: .*missing.npy does not exist"):
+        load_spec(write_spec(tiny, ""), input=tmp_path / "missing.npy")
