@@ -521,6 +521,26 @@ def bench_svhn(
 
 # ---------------------------------------------------------------------------------------
 @app.command()
+def sweep(
+    spec: Annotated[Path, typer.Argument(help="Sweep spec YAML: model, axes, steps, cluster (docs/SWEEP.md).")],
+    out: Annotated[Path, typer.Option("--output", "-o", help="Output folder: store/ (every step's result, reused by later runs), results.json/.csv, pareto.json, plots.")],
+    input: Annotated[Path | None, typer.Option("--input", "-i", help="Inputs .npy for predict and sim (overrides the spec's 'input').")] = None,
+    labels: Annotated[Path | None, typer.Option("--labels", help="Class labels .npy (N,) or one-hot (N, classes): accuracy (overrides the spec's 'labels').")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Local workers (or dask-jobqueue jobs); overrides the spec's cluster size.")] = None,
+) -> None:
+    """Design-space sweep on Dask: every point of the spec's axes (multiplier, parallelism,
+    pipeline, adders per stage, input type) converted, predicted, simulated, synthesized.
+    Resumable: a step already in OUT/store is reused, a second run does no work."""
+    from rtlgen.sweep import load_spec, run_sweep
+    from rtlgen.sweep.results import print_summary
+
+    parsed = load_spec(spec, input=input, labels=labels, workers=workers)
+    result = run_sweep(parsed, out, console=console, debug=_state["debug"])
+    print_summary(console, out, parsed, result)
+
+
+# ---------------------------------------------------------------------------------------
+@app.command()
 def demo(
     outdir: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the demo design (e.g. rtlgen-demo/). Default: the 'demo' folder in rtlgen's cache (see 'rtlgen cache'), so nothing is written in the current directory.", show_default=False)] = None,
     simulate: Annotated[bool, typer.Option(help="Run the Verilator simulation step.")] = True,
