@@ -519,10 +519,12 @@ class DesignFolder:
     def commit(self, manifest_text: Callable[[list[str]], str]) -> list[str]:
         """Move the staged design into OUTDIR and return its file list. `manifest_text(files)`
         gives the final manifest, written last. Raises RtlgenError, before anything in OUTDIR
-        changes, when a new file would replace one rtlgen did not write."""
+        changes, when a new file would replace one rtlgen did not write or a folder that changes
+        is not writable."""
         files = self.staged_files()
         for relative in files:
             self._check_target(PurePosixPath(relative))
+        self._check_folders_writable(files)
         try:
             (self.staging / MANIFEST_NAME).write_text(manifest_text(files))
             journal = _write_json(
@@ -567,6 +569,23 @@ class DesignFolder:
                 f"output directory {self.outdir}: {relative} exists and was not written by rtlgen "
                 "(not in its manifest); move it away or choose another -o"
             )
+
+    def _check_folders_writable(self, files: list[str]) -> None:
+        """Every existing folder in OUTDIR that gains or loses a file is writable, so the commit
+        does not stop half-way on a permission error (root passes; a read-only mount does not)."""
+        changed = {PurePosixPath(name).parent for name in files}
+        changed |= {
+            PurePosixPath(name).parent
+            for name in self._claimed - set(files)
+            if _real_dirs_on_the_way(self.outdir, PurePosixPath(name))
+            and _lstat(self.outdir / name) is not None
+        }
+        for folder in sorted(changed):
+            while folder != PurePosixPath(".") and _lstat(self.outdir / folder) is None:
+                folder = folder.parent  # created by the commit: its existing parent changes
+            path = self.outdir / folder
+            if not os.access(path, os.W_OK | os.X_OK):
+                raise RtlgenError(f"output directory {self.outdir}: {path} is not writable")
 
     def _remove_old_manifest(self) -> None:
         path = self.outdir / MANIFEST_NAME

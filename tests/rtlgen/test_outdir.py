@@ -726,6 +726,25 @@ def test_a_read_only_parent_is_refused(tmp_path, monkeypatch, check):
         check(tmp_path / "out")
 
 
+@pytest.mark.parametrize("folder", ["", "rtl", "tb"])
+def test_a_read_only_folder_inside_a_design_stops_the_commit_before_any_change(
+    tmp_path, monkeypatch, folder
+):
+    outdir = tmp_path / "d"
+    convert(tiny_graph(), outdir, top_name="old_top", extra=tb_writer(("tb/run.py",)))
+    before = snapshot(tmp_path)
+    read_only = (outdir / folder).resolve()
+    real_access = os.access
+
+    def access(path, mode):
+        return Path(path).resolve() != read_only and real_access(path, mode)
+
+    monkeypatch.setattr(outdir_module.os, "access", access)
+    with pytest.raises(RtlgenError, match="is not writable"):
+        convert(tiny_graph(), outdir, top_name="new_top")
+    assert snapshot(tmp_path) == before
+
+
 @pytest.mark.skipif(
     IS_ROOT, reason="root writes into a mode-555 folder; covered by monkeypatching os.access"
 )
