@@ -19,11 +19,15 @@ if not (_Path(__file__).parent / "quant").is_dir() and (_root / "quant" / "__ini
 from rtlgen.quant.errors import ModelFileError, RtlgenError, UnsupportedError  # noqa: E402
 
 
-def load_model(model, weights=None, config=None):
-    """A Keras/QKeras model (path or object) or a converted OUTDIR as a lowered ModelGraph."""
+def load_model(model, weights=None, config=None, **options):
+    """A Keras/QKeras model (path or object) or a converted OUTDIR as a lowered ModelGraph.
+
+    ``options`` go to `rtlgen.api.load_model`: ``input_type``, ``calibrate``, ``limits``
+    (`rtlgen.frontend.limits.Limits`, the caps checked before anything is allocated).
+    """
     from rtlgen.api import load_model as _load
 
-    return _load(model, weights=weights, config=config)
+    return _load(model, weights=weights, config=config, **options)
 
 
 __all__ = ["RtlgenError", "UnsupportedError", "ModelFileError", "load_model", "__version__"]
