@@ -26,7 +26,8 @@ RESULTS_FORMAT = 1
 COSTS = ("luts", "dsps", "latency_cycles", "ffs")
 #: when no synthesis ran, the front is over what convert reports
 CONVERT_COSTS = ("multipliers", "latency_cycles")
-STATUS_ORDER = ("ok", "mismatch", "failed", "skipped", "error")
+#: a point's status is its worst step's: a failed step outranks the steps it made skip
+STATUS_ORDER = ("ok", "mismatch", "skipped", "failed", "error")
 
 
 @dataclass(frozen=True)
