@@ -203,8 +203,7 @@ def write_plots(out: Path, spec: SweepSpec, rows: Sequence[Mapping[str, Any]], f
             groups.setdefault(_style_label(spec, row), []).append((px, py))
         for label, values in sorted(groups.items()):
             axes.scatter([v[0] for v in values], [v[1] for v in values], label=label, s=28)
-        on_front = sorted((_number(r.get(x)), _number(r.get(y))) for r in front.rows
-                          if _number(r.get(x)) is not None and _number(r.get(y)) is not None)
+        on_front = front_2d([(px, py) for _, px, py in points], maximize=y == front.metric)
         if on_front:
             axes.step([p[0] for p in on_front], [p[1] for p in on_front], where="post",
                       color="black", linewidth=1, alpha=0.6, label="Pareto front")
@@ -221,6 +220,17 @@ def write_plots(out: Path, spec: SweepSpec, rows: Sequence[Mapping[str, Any]], f
         write_text(path, buffer.getvalue())
         paths.append(path)
     return paths
+
+
+def front_2d(points: Sequence[tuple[float, float]], maximize: bool) -> list[tuple[float, float]]:
+    """The (x, y) points no other point beats in this plot's two figures (x smaller, y
+    larger if `maximize` else smaller), sorted by x: the line drawn through a plot."""
+    sign = -1.0 if maximize else 1.0
+    best: list[tuple[float, float]] = []
+    for px, py in sorted(set(points), key=lambda p: (p[0], sign * p[1])):
+        if not best or sign * py < sign * best[-1][1]:
+            best.append((px, py))
+    return best
 
 
 def _style_label(spec: SweepSpec, row: Mapping[str, Any]) -> str:

@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from rtlgen.sweep.results import csv_text, pareto_front, plot_pairs
+from rtlgen.sweep.results import csv_text, front_2d, pareto_front, plot_pairs
 from rtlgen.sweep.spec import Axis, Step, SweepSpec
 
 
@@ -65,3 +65,12 @@ def test_csv_has_axis_status_figure_and_step_columns_and_quotes_commas(tmp_path)
     parsed = list(csv.DictReader(io.StringIO(csv_text(spec, rows))))
     assert parsed == [{"input_type": "fixed<16,6>", "status": "failed", "reason": "convert: a, b",
                        "latency_cycles": "", "convert_seconds": "1.5", "convert_cached": "False"}]
+
+
+@pytest.mark.parametrize(
+    "maximize,expected",
+    [(True, [(1.0, 0.5), (3.0, 0.9)]), (False, [(1.0, 0.5), (2.0, 0.4)])],
+)
+def test_plot_front_is_the_two_figure_front_sorted_by_x(maximize, expected):
+    points = [(1.0, 0.5), (2.0, 0.4), (3.0, 0.9), (4.0, 0.9), (1.0, 0.5)]
+    assert front_2d(points, maximize) == expected
