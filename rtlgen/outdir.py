@@ -292,10 +292,10 @@ def check_output_file(path: Path | str) -> Path:
         return target
     if stat.S_ISDIR(status.st_mode):
         raise RtlgenError(f"{what} {target} is a directory; -o names the .npy file to write")
+    if not os.access(target, os.W_OK):  # a read-only file is not replaced behind its back
+        raise RtlgenError(f"{what} {target} is not writable")
     if stat.S_ISREG(status.st_mode) and not os.access(target.parent, os.W_OK | os.X_OK):
         raise RtlgenError(f"{what} {target}: {target.parent} is not writable")
-    if not stat.S_ISREG(status.st_mode) and not os.access(target, os.W_OK):
-        raise RtlgenError(f"{what} {target} is not writable")
     return target
 
 

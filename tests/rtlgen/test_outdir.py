@@ -855,6 +855,22 @@ def test_an_output_file_that_is_a_directory_is_refused(tmp_path):
         write_array(tmp_path, np.zeros(1))
 
 
+@pytest.mark.parametrize("read_only", ["the-file", "its-folder"])
+def test_a_read_only_output_file_is_not_replaced(tmp_path, monkeypatch, read_only):
+    target = tmp_path / "y.npy"
+    np.save(target, np.ones(2))
+    denied = target if read_only == "the-file" else tmp_path
+    real_access = os.access
+
+    def access(path, mode):
+        return Path(path) != denied and real_access(path, mode)
+
+    monkeypatch.setattr(outdir_module.os, "access", access)
+    with pytest.raises(RtlgenError, match="is not writable"):
+        write_array(target, np.zeros(2))
+    assert np.array_equal(np.load(target), np.ones(2))
+
+
 def test_an_os_error_in_write_array_names_the_file(tmp_path, monkeypatch):
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
