@@ -166,58 +166,28 @@ def test_a_manifest_that_is_not_a_regular_file_is_not_trusted(tmp_path, kind):
     assert snapshot(tmp_path) == before
 
 
+def format_2(**fields) -> dict:
+    """A format-2 rtlgen manifest header with `fields` added."""
+    return {
+        "format": "rtlgen-design",
+        "format_version": 2,
+        "generator": {"name": "rtlgen"},
+        **fields,
+    }
+
+
 @pytest.mark.parametrize(
     "manifest",
     [
-        {
-            "format": "rtlgen-design",
-            "format_version": 2,
-            "generator": {"name": "rtlgen"},
-            "files": ["../victim.txt"],
-        },
-        {
-            "format": "rtlgen-design",
-            "format_version": 2,
-            "generator": {"name": "rtlgen"},
-            "files": ["/tmp/victim.txt"],
-        },
-        {
-            "format": "rtlgen-design",
-            "format_version": 2,
-            "generator": {"name": "rtlgen"},
-            "files": ["rtl/../../victim.txt"],
-        },
-        {
-            "format": "rtlgen-design",
-            "format_version": 2,
-            "generator": {"name": "rtlgen"},
-            "files": ["rtl\\..\\..\\victim.txt"],
-        },
-        {
-            "format": "rtlgen-design",
-            "format_version": 2,
-            "generator": {"name": "rtlgen"},
-            "files": ["./graph.npz"],
-        },
-        {
-            "format": "rtlgen-design",
-            "format_version": 2,
-            "generator": {"name": "rtlgen"},
-            "files": [""],
-        },
-        {
-            "format": "rtlgen-design",
-            "format_version": 2,
-            "generator": {"name": "rtlgen"},
-            "files": [7],
-        },
-        {
-            "format": "rtlgen-design",
-            "format_version": 2,
-            "generator": {"name": "rtlgen"},
-            "files": "graph.npz",
-        },
-        {"format": "rtlgen-design", "format_version": 2, "generator": {"name": "rtlgen"}},
+        format_2(files=["../victim.txt"]),
+        format_2(files=["/tmp/victim.txt"]),
+        format_2(files=["rtl/../../victim.txt"]),
+        format_2(files=["rtl\\..\\..\\victim.txt"]),
+        format_2(files=["./graph.npz"]),
+        format_2(files=[""]),
+        format_2(files=[7]),
+        format_2(files="graph.npz"),
+        format_2(),
         {"format_version": 1, "generator": {"rtlgen": "0.1.0"}, "rtl": ["../victim.txt"]},
         {"format_version": 1, "generator": {"rtlgen": "0.1.0"}, "rtl": "rtl/x.v"},
     ],
