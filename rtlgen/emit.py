@@ -20,6 +20,7 @@ from rtlgen.hardware import (
     HardwareOptions,
     LayerPlan,
     NetworkTop,
+    StreamFormat,
     check_supported,
     top_module_name,
 )
@@ -72,6 +73,18 @@ def predict_timing(top: NetworkTop) -> tuple[int, int, list[int]]:
     return timing.latency, timing.ii, per_layer
 
 
+def _stream_spec(shape: tuple[int, ...], fmt: StreamFormat, **port) -> StreamSpec:
+    """The manifest's description of one AXI4-Stream port carrying `shape` as `fmt`."""
+    return StreamSpec(
+        shape=tuple(shape),
+        beats_per_sample=fmt.beats,
+        elements_per_beat=fmt.elements,
+        element=_element_type(fmt.type),
+        tdata_width=fmt.elements * fmt.type.width,
+        **port,
+    )
+
+
 def layer_entry(plan: LayerPlan, latency_cycles: int) -> LayerEntry:
     """The manifest entry of one planned layer. Products per sample come from the IR
     (`ir.multiplies`: the layer as if no weight were zero, and after pruning); multipliers
@@ -117,20 +130,10 @@ def build_manifest(
         clock="clk",
         reset="rst",
         reset_active_high=True,
-        input=StreamSpec(
-            shape=tuple(graph.input_shape),
-            beats_per_sample=fi.beats,
-            elements_per_beat=fi.elements,
-            element=_element_type(fi.type),
-            tdata_width=fi.elements * fi.type.width,
-            type_origin=input_type_origin,
-        ),
-        output=StreamSpec(
-            shape=tuple(graph.output_shape),
-            beats_per_sample=fo.beats,
-            elements_per_beat=fo.elements,
-            element=_element_type(fo.type),
-            tdata_width=fo.elements * fo.type.width,
+        input=_stream_spec(graph.input_shape, fi, type_origin=input_type_origin),
+        output=_stream_spec(
+            graph.output_shape,
+            fo,
             tuser_width=top.tuser_width,
             classes=top.classes or None,
             softmax_in_model=graph.softmax,
