@@ -300,6 +300,10 @@ def _convert(model, outdir, weights, config, input_type, calibrate, multiplier, 
     from rtlgen.outdir import check_output_dir
 
     check_output_dir(outdir)  # a bad -o fails now, not after the generation
+    if top is not None:
+        from rtlgen.manifest import check_top_name
+
+        check_top_name(top)  # and a bad --top before the model is read
     options = HardwareOptions(
         multiplier=Multiplier(multiplier.value), parallelism=Parallelism(parallelism.value),
         adders_per_stage=adders_per_stage,
