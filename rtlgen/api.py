@@ -43,8 +43,13 @@ def load_model(
     """
     if isinstance(model, str | Path):
         path = Path(model)
-        if path.is_dir() and (path / "graph.npz").is_file():
-            return _load_saved(path / "graph.npz", weights, config or input_type, limits)
+        if path.is_dir() and (path / "graph.npz").exists():
+            # A design folder is untrusted: its manifest is checked first, and graph.npz must
+            # lie inside it (not be a symlink to somewhere else).
+            from rtlgen.manifest import read_manifest
+
+            graph_path = read_manifest(path).graph_path
+            return _load_saved(graph_path, weights, config or input_type, limits)
         if path.suffix == ".npz":
             return _load_saved(path, weights, config or input_type, limits)
         if not path.exists():

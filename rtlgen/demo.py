@@ -48,8 +48,11 @@ def run_demo(
     is entered around the Verilator build and the simulation."""
     from rtlgen.api import load_model
     from rtlgen.emit import convert
+    from rtlgen.outdir import check_output_dir
     from rtlgen.quant.reference import predict, quantize_input_counted, run_int
     from rtlgen.report import summarize
+
+    check_output_dir(outdir)  # a bad -o fails now, not after the model is read and converted
 
     console = console or Console(markup=False)  # paths are printed: never read them as markup
     model_json, weights_h5, samples_npz = demo_files()
