@@ -27,7 +27,6 @@ from rich.text import Text
 
 from rtlgen.quant.errors import RtlgenError
 from rtlgen.sweep.spec import (
-    UPSTREAM,
     AddressCluster,
     ClusterSpec,
     JobqueueCluster,
@@ -35,6 +34,7 @@ from rtlgen.sweep.spec import (
     Point,
     Step,
     SweepSpec,
+    upstream_of,
 )
 from rtlgen.sweep.steps import (
     STEP_FUNCTIONS,
@@ -47,6 +47,7 @@ from rtlgen.sweep.steps import (
     StepOutcome,
     StepTask,
     SynthParams,
+    TrainParams,
     outcome_from_result,
     run_step,
 )
@@ -97,12 +98,17 @@ class SweepRun:
 def input_files(spec: SweepSpec) -> dict[Path, str]:
     """Content digest of every file the spec names."""
     paths = (spec.model, spec.weights, spec.config, spec.input, spec.labels)
-    return {path: file_digest(path) for path in paths if path is not None}
+    return {path: file_digest(path) for path in paths if isinstance(path, Path)}
 
 
 def step_params(spec: SweepSpec, point: Point, step: Step) -> Any:
     """The parameters of `step` at `point`: only what that step reads."""
-    source = ModelSource(spec.model, spec.weights, spec.config, point.get("input_type"))
+    model = spec.model if isinstance(spec.model, Path) else None  # None: the trained one
+    source = ModelSource(model, spec.weights, spec.config, point.get("input_type"))
+    if step is Step.TRAIN:
+        from rtlgen.sweep.builtin import train_params
+
+        return train_params(spec.model, point)
     if step is Step.CONVERT:
         return ConvertParams(
             source,
@@ -112,7 +118,6 @@ def step_params(spec: SweepSpec, point: Point, step: Step) -> Any:
             adders_per_stage=point.get("adders_per_stage"),
         )
     if step is Step.PREDICT:
-        assert spec.input is not None  # load_spec checked it
         return PredictParams(source, spec.input, spec.labels)
     if step is Step.SIM:
         return SimParams(spec.sim, spec.input, spec.labels)
@@ -120,7 +125,7 @@ def step_params(spec: SweepSpec, point: Point, step: Step) -> Any:
         return SynthParams(spec.synth.family)
     if step is Step.PNR:
         return PnrParams(spec.pnr.board)
-    raise ValueError(f"no parameters for step {step}")  # train: not planned for model files
+    raise ValueError(f"no parameters for step {step}")  # a bug: every step is listed above
 
 
 def plan_sweep(
@@ -132,19 +137,33 @@ def plan_sweep(
 ) -> SweepPlan:
     """Every point's steps and digests; equal digests become one task."""
     tasks: dict[str, StepTask] = {}
+
+    def add(step: Step, params: Any, upstream_step: Step | None, upstream: str | None) -> str:
+        digest = step_digest(step, params, upstream, files)
+        if digest not in tasks:
+            tasks[digest] = StepTask(step, digest, params, functions[step], store_root, run_id,
+                                     upstream, upstream_step)
+        return digest
+
+    def add_training(params: TrainParams) -> str:
+        # a pruned variant may be fine-tuned from its unpruned sibling: that is its upstream
+        from rtlgen.sweep.builtin import starts_from
+
+        sibling = starts_from(params)
+        upstream = None if sibling is None else add_training(sibling)
+        return add(Step.TRAIN, params, None if sibling is None else Step.TRAIN, upstream)
+
     points = []
     for point in spec.points():
         digests: dict[Step, str] = {}
         for step in spec.steps:
             params = step_params(spec, point, step)
-            upstream_step = UPSTREAM[step]
+            if step is Step.TRAIN:
+                digests[step] = add_training(params)
+                continue
+            upstream_step = upstream_of(step, spec.trained)
             upstream = None if upstream_step is None else digests[upstream_step]
-            digest = step_digest(step, params, upstream, files)
-            digests[step] = digest
-            if digest not in tasks:
-                tasks[digest] = StepTask(
-                    step, digest, params, functions[step], store_root, run_id, upstream
-                )
+            digests[step] = add(step, params, upstream_step, upstream)
         points.append(PointPlan(point, tuple(digests.items())))
     return SweepPlan(tuple(points), tasks)
 

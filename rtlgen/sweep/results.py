@@ -30,6 +30,15 @@ CONVERT_COSTS = ("multipliers", "latency_cycles")
 STATUS_ORDER = ("ok", "mismatch", "skipped", "failed", "error")
 
 
+#: the table's first figure columns (any other figure follows, by name)
+FIGURE_ORDER = (
+    "accuracy", "keras_accuracy", "sim_accuracy", "agreement", "luts", "ffs", "dsps", "brams",
+    "latency_cycles", "ii_cycles", "sim_latency_cycles", "sim_ii_cycles", "multipliers",
+    "products_nonzero", "adders", "weight_sparsity", "input_type", "samples", "sim_samples",
+    "sim_mismatches", "sim_passed", "fmax_mhz",
+)
+
+
 @dataclass(frozen=True)
 class Front:
     """The Pareto front: maximize `metric` (if any point has it), minimize `costs`."""
@@ -111,12 +120,11 @@ def csv_text(spec: SweepSpec, rows: Sequence[Mapping[str, Any]]) -> str:
     """results.csv: axis columns, status, reason, every figure, then each step's seconds
     and whether it was cached."""
     axes = [axis.name for axis in spec.axes]
-    figures: list[str] = []
-    for row in rows:
-        for key in row:
-            if key not in axes and key not in ("status", "reason", "steps") and key not in figures:
-                figures.append(key)
     step_columns = [f"{step}_{what}" for step in spec.steps for what in ("seconds", "cached")]
+    reserved = {*axes, "status", "reason", "steps", *step_columns}
+    found = {key for row in rows for key in row if key not in reserved}
+    # the same columns in the same order whether a step was computed or read from the store
+    figures = [f for f in FIGURE_ORDER if f in found] + sorted(found - set(FIGURE_ORDER))
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow([*axes, "status", "reason", *figures, *step_columns])

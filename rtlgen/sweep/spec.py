@@ -57,7 +57,8 @@ class Step(StrEnum):
     PNR = "pnr"
 
 
-#: each step's upstream step (the one whose artifacts it reads), None for a root step
+#: each step's upstream step (the one whose artifacts it reads), None for a root step;
+#: with a built-in model, convert and predict read the trained model (`upstream_of`)
 UPSTREAM: Mapping[Step, Step | None] = {
     Step.TRAIN: None,
     Step.CONVERT: None,
@@ -66,6 +67,13 @@ UPSTREAM: Mapping[Step, Step | None] = {
     Step.SYNTH: Step.CONVERT,
     Step.PNR: Step.CONVERT,
 }
+
+
+def upstream_of(step: Step, trained: bool) -> Step | None:
+    """The step whose store entry `step` reads (``trained``: the model is a built-in one)."""
+    if trained and step in (Step.CONVERT, Step.PREDICT):
+        return Step.TRAIN
+    return UPSTREAM[step]
 
 #: axes of every model; their values as they are written in the spec
 HARDWARE_AXES: Mapping[str, tuple[Any, ...]] = {
@@ -77,6 +85,14 @@ HARDWARE_AXES: Mapping[str, tuple[Any, ...]] = {
 #: axes of a built-in trainable model only (the bits and sparsity a model file already has)
 TRAINING_AXES = ("weight_bits", "activation_bits", "sparsity")
 MODEL_AXES = (*HARDWARE_AXES, "input_type")
+#: built-in trainable models and the training axes each one has (`rtlgen.sweep.builtin`)
+BUILTIN_AXES: Mapping[str, tuple[str, ...]] = {
+    "jet_mlp": ("weight_bits", "activation_bits", "sparsity"),
+    "svhn_cnn": ("weight_bits", "sparsity"),
+}
+BUILTIN_KEYS = ("builtin", "epochs", "prune_epochs", "train_samples", "test_samples", "seed")
+BITS_RANGE = (2, 16)
+MAX_SPARSITY = 0.95
 
 JOBQUEUE_KINDS = {
     "slurm": "SLURMCluster",
@@ -128,6 +144,20 @@ class Point:
 
     def label(self) -> str:
         return " ".join(f"{name}={value}" for name, value in self.values) or "(single point)"
+
+
+@dataclass(frozen=True)
+class BuiltinModel:
+    """A built-in trainable model and its training recipe (`rtlgen.sweep.builtin`).
+    ``None``: the model's default. ``prune_epochs``: fine-tuning epochs of a pruned variant
+    (svhn_cnn: it starts from the unpruned variant's trained weights)."""
+
+    name: str
+    epochs: int | None = None
+    prune_epochs: int | None = None
+    train_samples: int | None = None
+    test_samples: int | None = None
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -188,7 +218,7 @@ class SweepSpec:
     """A parsed sweep spec. Paths are absolute (resolved against the spec's folder)."""
 
     source: Path
-    model: Path
+    model: Path | BuiltinModel
     weights: Path | None = None
     config: Path | None = None
     input: Path | None = None
@@ -201,6 +231,11 @@ class SweepSpec:
     pnr: PnrOptions = field(default_factory=PnrOptions)
     cluster: ClusterSpec = field(default_factory=LocalCluster)
     metric: str = "accuracy"
+
+    @property
+    def trained(self) -> bool:
+        """The model is a built-in one, trained by the sweep's train step."""
+        return isinstance(self.model, BuiltinModel)
 
     @property
     def grid_size(self) -> int:
@@ -298,10 +333,18 @@ def spec_from_dict(data: Any, source: Path) -> SweepSpec:
     _check_keys(data, _TOP_KEYS, where)
     folder = source.absolute().parent
     if "model" not in data:
-        raise SpecError(f"{where}: 'model' is missing (a model file: .h5, .json with 'weights', .keras)")
-    model = _path(data["model"], folder, "model")
-    axes = _axes(data.get("axes"))
-    steps = _steps(data.get("steps", ["convert"]))
+        raise SpecError(
+            f"{where}: 'model' is missing (a model file: .h5, .json with 'weights', .keras; "
+            f"or {{builtin: {' | '.join(BUILTIN_AXES)}}})"
+        )
+    model = _model(data["model"], folder)
+    builtin = model.name if isinstance(model, BuiltinModel) else None
+    if builtin is not None:
+        for key in ("weights", "config"):
+            if data.get(key) is not None:
+                raise SpecError(f"{key}: a built-in model ({builtin}) has no {key} file")
+    axes = _axes(data.get("axes"), builtin)
+    steps = _steps(data.get("steps", ["train", "convert"] if builtin else ["convert"]), builtin)
     metric = data.get("metric", "accuracy")
     if metric not in METRICS:
         raise SpecError(f"metric: {_short(metric)} is not supported (supported: {', '.join(METRICS)})")
@@ -323,6 +366,30 @@ def spec_from_dict(data: Any, source: Path) -> SweepSpec:
     )
 
 
+def _model(value: Any, folder: Path) -> Path | BuiltinModel:
+    if not isinstance(value, Mapping):
+        return _path(value, folder, "model")
+    mapping = _mapping(value, "model", BUILTIN_KEYS)
+    name = mapping.get("builtin")
+    if name not in BUILTIN_AXES:
+        raise SpecError(
+            f"model.builtin: {_short(name)} is not a built-in model (supported: {', '.join(BUILTIN_AXES)})"
+        )
+
+    def optional(key: str, high: int) -> int | None:
+        value = mapping.get(key)
+        return None if value is None else _integer(value, f"model.{key}", 1, high)
+
+    return BuiltinModel(
+        name,
+        epochs=optional("epochs", 10_000),
+        prune_epochs=optional("prune_epochs", 10_000),
+        train_samples=optional("train_samples", 10_000_000),
+        test_samples=optional("test_samples", 1_000_000),
+        seed=_integer(mapping.get("seed", 0), "model.seed", 0, 2**31 - 1),
+    )
+
+
 def _path(value: Any, folder: Path, key: str) -> Path:
     if not isinstance(value, str) or not value.strip() or "\0" in value:
         raise SpecError(f"{key}: expected a file path, got {_short(value)}")
@@ -341,21 +408,23 @@ def _optional_path(data: Mapping[str, Any], key: str, folder: Path) -> Path | No
     return None if data.get(key) is None else _path(data[key], folder, key)
 
 
-def _axes(value: Any) -> tuple[Axis, ...]:
+def _axes(value: Any, builtin: str | None) -> tuple[Axis, ...]:
     if value is None:
         return ()
     if not isinstance(value, Mapping):
         raise SpecError(f"axes: expected a mapping of axis -> list of values, got {_kind(value)}")
+    supported = (*BUILTIN_AXES[builtin], *MODEL_AXES) if builtin else MODEL_AXES
     axes = []
     for name, raw in value.items():
-        if name in TRAINING_AXES:
+        if name in TRAINING_AXES and builtin is None:
             raise SpecError(
                 f"axes: {name} needs a built-in trainable model (a model file has its own "
                 f"bits and sparsity); axes of a model file: {', '.join(MODEL_AXES)}"
             )
-        if name not in MODEL_AXES:
+        if name not in supported:
+            model = f"the built-in model {builtin}" if builtin else "a model file"
             raise SpecError(
-                f"axes: unknown axis {_short(name)} (supported: {', '.join(MODEL_AXES)})"
+                f"axes: unknown axis {_short(name)} for {model} (supported: {', '.join(supported)})"
             )
         values = raw if isinstance(raw, list) else [raw]
         if not values:
@@ -371,6 +440,15 @@ def _axes(value: Any) -> tuple[Axis, ...]:
 
 
 def _axis_value(name: str, value: Any) -> Any:
+    if name in ("weight_bits", "activation_bits"):
+        low, high = BITS_RANGE
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise SpecError(f"axes: {name} value {_short(value)} is not supported (an integer from {low} to {high})")
+        return value
+    if name == "sparsity":
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_SPARSITY:
+            raise SpecError(f"axes: sparsity value {_short(value)} is not supported (a fraction from 0 to {MAX_SPARSITY})")
+        return float(value)
     if name == "input_type":
         if not isinstance(value, str):
             raise SpecError(f"axes: input_type value {_short(value)}: expected a precision such as 'fixed<8,1>'")
@@ -388,7 +466,7 @@ def _axis_value(name: str, value: Any) -> Any:
     return value
 
 
-def _steps(value: Any) -> tuple[Step, ...]:
+def _steps(value: Any, builtin: str | None) -> tuple[Step, ...]:
     supported = ", ".join(s.value for s in Step)
     values = value if isinstance(value, list) else [value]
     if not values:
@@ -401,10 +479,12 @@ def _steps(value: Any) -> tuple[Step, ...]:
         if step in steps:
             raise SpecError(f"steps: {step} is listed twice")
         steps.append(step)
-    if Step.TRAIN in steps:
+    if Step.TRAIN in steps and builtin is None:
         raise SpecError("steps: train needs a built-in trainable model; a model file is already trained")
+    if Step.TRAIN not in steps and builtin is not None:
+        raise SpecError(f"steps: the built-in model {builtin} is trained first: add train to steps")
     for step in steps:
-        upstream = UPSTREAM[step]
+        upstream = upstream_of(step, builtin is not None)
         if upstream is not None and upstream not in steps:
             raise SpecError(f"steps: {step} needs {upstream} in steps (it reads the {upstream}ed design)")
     return tuple(sorted(steps, key=list(Step).index))
@@ -526,7 +606,7 @@ def _with_workers(cluster: ClusterSpec, workers: int) -> ClusterSpec:
 
 
 def _check_step_inputs(spec: SweepSpec) -> None:
-    if Step.PREDICT in spec.steps and spec.input is None:
+    if Step.PREDICT in spec.steps and spec.input is None and not spec.trained:
         raise SpecError("steps: predict needs inputs: pass --input x.npy or set 'input:' in the spec")
     if spec.labels is not None and spec.input is None:
         raise SpecError("labels: given without inputs: pass --input x.npy or set 'input:' in the spec")

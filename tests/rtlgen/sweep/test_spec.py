@@ -43,7 +43,7 @@ def test_smallest_spec_from_the_issue_parses_as_written(tiny, monkeypatch, tmp_p
 @pytest.mark.parametrize(
     "body,message",
     [
-        ("axes: {bits: [4, 8]}\n", "axes: unknown axis 'bits' (supported: multiplier"),
+        ("axes: {bits: [4, 8]}\n", "axes: unknown axis 'bits' for a model file (supported: multiplier"),
         ("axes: {multiplier: [dsp, fast]}\n", "multiplier value 'fast' is not supported (supported: auto, dsp, lut)"),
         ("axes: {adders_per_stage: [2, 9]}\n", "adders_per_stage value 9 is not supported"),
         ("axes: {adders_per_stage: [true]}\n", "adders_per_stage value True is not supported"),
@@ -189,3 +189,52 @@ def test_command_line_inputs_override_the_spec_and_must_exist(tiny, tmp_path):
     assert spec.input == tiny / "y.npy"
     with pytest.raises(SpecError, match="--input: .*missing.npy does not exist"):
         load_spec(write_spec(tiny, ""), input=tmp_path / "missing.npy")
+
+
+# ---------------------------------------------------------------------------------------
+# built-in trainable models
+def builtin_spec(tmp_path: Path, text: str):
+    path = tmp_path / "builtin.yml"
+    path.write_text(text)
+    return load_spec(path)
+
+
+def test_builtin_model_takes_training_axes_and_trains_first(tmp_path):
+    spec = builtin_spec(tmp_path, "model: {builtin: jet_mlp, epochs: 2}\n"
+                                  "axes: {weight_bits: [4, 6], sparsity: [0, 0.5], multiplier: [lut]}\n")
+    assert spec.trained and spec.model.name == "jet_mlp" and spec.model.epochs == 2
+    assert spec.steps == (Step.TRAIN, Step.CONVERT)
+    assert spec.axes[1].values == (0.0, 0.5)
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("model: {builtin: resnet50}\n", "model.builtin: 'resnet50' is not a built-in model (supported: jet_mlp, svhn_cnn)"),
+        ("model: {builtin: jet_mlp, lr: 3}\n", "model: unknown key 'lr'"),
+        ("model: {builtin: jet_mlp, epochs: 0}\n", "model.epochs: 0 is not supported"),
+        ("model: {builtin: jet_mlp}\nweights: w.h5\n", "weights: a built-in model (jet_mlp) has no weights file"),
+        ("model: {builtin: jet_mlp}\nsteps: [convert]\n", "steps: the built-in model jet_mlp is trained first: add train"),
+        ("model: {builtin: jet_mlp}\naxes: {weight_bits: [1]}\n", "weight_bits value 1 is not supported (an integer from 2 to 16)"),
+        ("model: {builtin: jet_mlp}\naxes: {sparsity: [1.0]}\n", "sparsity value 1.0 is not supported"),
+        ("model: {builtin: jet_mlp}\naxes: {sparsity: ['half']}\n", "sparsity value 'half' is not supported"),
+        ("model: {builtin: svhn_cnn}\naxes: {activation_bits: [4]}\n", "unknown axis 'activation_bits' for the built-in model svhn_cnn"),
+    ],
+)
+def test_builtin_model_mistakes_are_one_spec_error(tmp_path, text, message):
+    with pytest.raises(SpecError) as caught:
+        builtin_spec(tmp_path, text)
+    assert message in str(caught.value)
+
+
+def test_pruned_svhn_variant_is_fine_tuned_from_its_trained_sibling(tmp_path):
+    from rtlgen.sweep.engine import plan_sweep
+
+    spec = builtin_spec(tmp_path, "model: {builtin: svhn_cnn}\naxes: {sparsity: [0.5]}\n"
+                                  "steps: [train, convert, predict]\n")
+    plan = plan_sweep(spec, tmp_path / "store", "run", {})
+    trains = [t for t in plan.tasks.values() if t.step is Step.TRAIN]
+    assert [t.params.sparsity for t in trains] == [0.0, 0.5]  # the sibling first, not a point
+    assert trains[1].upstream_digest == trains[0].digest and trains[1].upstream_step is Step.TRAIN
+    convert = next(t for t in plan.tasks.values() if t.step is Step.CONVERT)
+    assert convert.upstream_step is Step.TRAIN and convert.upstream_digest == trains[1].digest

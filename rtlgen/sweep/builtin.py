@@ -1,0 +1,164 @@
+"""Built-in trainable models of a sweep: ``model: {builtin: jet_mlp | svhn_cnn, ...}``.
+
+- ``jet_mlp``: the hls4ml/da4ml jet-tagging MLP 16 -> 64 -> 32 -> 32 -> 5 (QKeras
+  ``quantized_bits(weight_bits, 0, alpha=1)`` weights and biases, ``quantized_relu(
+  activation_bits, 0)``), trained quantization-aware on a synthetic stand-in for the jet data
+  (5 Gaussian classes in 16 correlated features; the real data cannot be downloaded here),
+  pruned to ``sparsity`` by constant-sparsity magnitude pruning. Defaults: 6/6 bits, 10
+  epochs, 20,000 training and 2,000 test samples.
+- ``svhn_cnn``: the paper's SVHN CNN, trained by the study's own function
+  (`rtlgen.study.train_variant`, quick settings unless overridden), ``weight_bits`` for
+  weights and activations (default 6); a pruned variant is fine-tuned from its unpruned
+  sibling's weights, which the sweep trains as the pruned one's upstream step.
+
+A train step writes the logits model (Keras JSON + weights), ``precision.yml`` (its input
+type, ``fixed<16,6>``) and its test set; convert and predict read them, so only the train
+step imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rtlgen.sweep.spec import BuiltinModel, Point
+from rtlgen.sweep.steps import TRAINED_FILES, TrainParams
+
+INPUT_TYPE = "fixed<16,6>"
+JET_SIZES = (16, 64, 32, 32, 5)
+JET_DEFAULTS = {"epochs": 10, "train_samples": 20_000, "test_samples": 2_000}
+DEFAULT_BITS = 6
+
+
+def train_params(model: Any, point: Point) -> TrainParams:
+    """The train step's parameters at `point` (the model's defaults filled in, so a spec
+    that spells a default out shares the training with one that does not)."""
+    assert isinstance(model, BuiltinModel)
+    bits = point.get("weight_bits", DEFAULT_BITS)
+    activation = point.get("activation_bits", bits) if model.name == "jet_mlp" else None
+    return TrainParams(
+        model=model,
+        weight_bits=bits,
+        activation_bits=activation,
+        sparsity=float(point.get("sparsity", 0.0)),
+        data=_data_source(model.name),
+    )
+
+
+def _data_source(name: str) -> str:
+    if name == "svhn_cnn" and os.environ.get("RTLGEN_SVHN_DIR"):
+        return f"svhn:{os.environ['RTLGEN_SVHN_DIR']}"
+    return f"synthetic:{name}"
+
+
+def starts_from(params: TrainParams) -> TrainParams | None:
+    """The variant a pruned svhn_cnn variant is fine-tuned from (the study's recipe)."""
+    if params.model.name == "svhn_cnn" and params.sparsity > 0:
+        return dataclasses.replace(params, sparsity=0.0)
+    return None
+
+
+def train_builtin(params: TrainParams, work: Path, upstream: Path | None) -> dict[str, Any]:
+    """Train `params`' variant into ``work`` (see the module docstring); its figures."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if params.model.name == "jet_mlp":
+        figures = _train_jet_mlp(params, work)
+    else:
+        figures = _train_svhn_cnn(params, work, upstream)
+    (work / TRAINED_FILES["config"]).write_text(f"input: {INPUT_TYPE}\n")
+    return figures
+
+
+# ---------------------------------------------------------------------------------------
+def jet_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Synthetic jet-like data: 5 Gaussian classes in 16 correlated features, on the grid
+    of fixed<16,6> (benchmarks/bench_jet_mlp.py draws the same kind)."""
+    rng = np.random.default_rng(seed)
+    classes, features = JET_SIZES[-1], JET_SIZES[0]
+    means = rng.normal(0, 1.0, size=(classes, features))
+    mixing = rng.normal(0, 1.0, size=(features, features)) / np.sqrt(features)
+    labels = rng.integers(0, classes, size=n)
+    x = (means[labels] + rng.normal(0, 2.2, size=(n, features))) @ mixing
+    x = np.clip(x / np.abs(x).max() * 8, -32, 31.99)
+    return (np.round(x * 2**10) / 2**10).astype(np.float32), labels
+
+
+def _train_jet_mlp(params: TrainParams, work: Path) -> dict[str, Any]:
+    import tensorflow as tf
+    from qkeras import QActivation, QDense
+
+    from rtlgen.quant.training import layer_sparsity, save_model, train
+
+    model_spec = params.model
+    epochs = model_spec.epochs or JET_DEFAULTS["epochs"]
+    n_train = model_spec.train_samples or JET_DEFAULTS["train_samples"]
+    n_test = model_spec.test_samples or JET_DEFAULTS["test_samples"]
+    x, labels = jet_data(n_train + n_test, model_spec.seed)
+    tf.keras.utils.set_random_seed(model_spec.seed)
+    quantizer = f"quantized_bits({params.weight_bits},0,alpha=1)"
+    inputs = tf.keras.Input((JET_SIZES[0],), name="features")
+    hidden = inputs
+    for index, width in enumerate(JET_SIZES[1:]):
+        hidden = QDense(width, kernel_quantizer=quantizer, bias_quantizer=quantizer,
+                        name=f"dense{index + 1}")(hidden)
+        if index < len(JET_SIZES) - 2:
+            hidden = QActivation(f"quantized_relu({params.activation_bits},0)",
+                                 name=f"relu{index + 1}")(hidden)
+    logits = tf.keras.Model(inputs, hidden, name="jet_mlp")
+    model = tf.keras.Model(inputs, tf.keras.layers.Activation("softmax")(hidden))
+    train(model, x[:n_train], labels[:n_train], epochs=epochs, batch_size=256,
+          prune_sparsity=params.sparsity or None, log=None, seed=model_spec.seed)
+    _, keras_accuracy = model.evaluate(x[n_train:], labels[n_train:], verbose=0)
+    save_model(logits, work / TRAINED_FILES["model"], work / TRAINED_FILES["weights"])
+    np.save(work / TRAINED_FILES["x_test"], x[n_train:])
+    np.save(work / TRAINED_FILES["y_test"], labels[n_train:])
+    sparsity = layer_sparsity(logits)
+    return {
+        "keras_accuracy": round(float(keras_accuracy), 4),
+        "weight_sparsity": round(float(np.mean(list(sparsity.values()))), 3) if sparsity else 0.0,
+    }
+
+
+def _train_svhn_cnn(params: TrainParams, work: Path, upstream: Path | None) -> dict[str, Any]:
+    import numpy as np
+
+    from rtlgen.quant.training import logits_model, save_model
+    from rtlgen.study import Variant, load_data, quick_config, train_variant
+
+    model_spec = params.model
+    config = quick_config()
+    overrides = {
+        "epochs": model_spec.epochs,
+        "prune_epochs": model_spec.prune_epochs,
+        "train_images": model_spec.train_samples,
+        "test_images": model_spec.test_samples,
+    }
+    config = dataclasses.replace(
+        config, seed=model_spec.seed, **{k: v for k, v in overrides.items() if v is not None}
+    )
+    models = work / "models"
+    models.mkdir()
+    if upstream is not None:  # the unpruned sibling, trained: train_variant finds it cached
+        for path in (upstream / "models").iterdir():
+            if path.is_file() and not path.is_symlink():
+                shutil.copyfile(path, models / path.name)
+    variant = Variant(params.weight_bits, params.sparsity)
+    data = load_data(config)
+    model, record = train_variant(variant, config, data, models, log=lambda _line: None,
+                                  on_epoch=lambda: None)
+    save_model(logits_model(model), work / TRAINED_FILES["model"], work / TRAINED_FILES["weights"])
+    np.save(work / TRAINED_FILES["x_test"], data.x_test)
+    np.save(work / TRAINED_FILES["y_test"], data.y_test)
+    history = record.get("history", {})
+    accuracy = history.get("val_accuracy") or [None]
+    sparsity = record.get("sparsity_quantized") or {}
+    return {
+        "keras_accuracy": None if accuracy[-1] is None else round(float(accuracy[-1]), 4),
+        "weight_sparsity": round(float(np.mean(list(sparsity.values()))), 3) if sparsity else 0.0,
+        "train_epochs": record.get("epochs"),
+    }
