@@ -134,6 +134,7 @@ def plan_sweep(
     run_id: str,
     files: Mapping[Path, str],
     functions: Mapping[Step, StepFunction] = STEP_FUNCTIONS,
+    quiet: bool = True,
 ) -> SweepPlan:
     """Every point's steps and digests; equal digests become one task."""
     tasks: dict[str, StepTask] = {}
@@ -142,7 +143,7 @@ def plan_sweep(
         digest = step_digest(step, params, upstream, files)
         if digest not in tasks:
             tasks[digest] = StepTask(step, digest, params, functions[step], store_root, run_id,
-                                     upstream, upstream_step)
+                                     upstream, upstream_step, quiet)
         return digest
 
     def add_training(params: TrainParams) -> str:
@@ -300,7 +301,7 @@ def run_sweep(
     started = time.perf_counter()
     store = prepare_output(out, spec)
     run_id = uuid.uuid4().hex[:8]
-    plan = plan_sweep(spec, store.root, run_id, input_files(spec), functions)
+    plan = plan_sweep(spec, store.root, run_id, input_files(spec), functions, quiet=not debug)
     outcomes: dict[str, StepOutcome] = {}
     pending = []
     for digest, task in plan.tasks.items():

@@ -111,6 +111,7 @@ _TOP_KEYS = (
     "input",
     "labels",
     "axes",
+    "exclude",
     "sample",
     "steps",
     "sim",
@@ -170,9 +171,13 @@ class Sample:
 
 @dataclass(frozen=True)
 class SimOptions:
+    """``fast_build``: compile Verilator's C++ at -O0 (about 4x faster to build, slower to
+    run: right for a few samples of a large design, as the SVHN study does)."""
+
     samples: int = 16
     backpressure: float = 0.0
     seed: int = 0
+    fast_build: bool = False
 
 
 @dataclass(frozen=True)
@@ -224,6 +229,7 @@ class SweepSpec:
     input: Path | None = None
     labels: Path | None = None
     axes: tuple[Axis, ...] = ()
+    exclude: tuple[Point, ...] = ()
     sample: Sample | None = None
     steps: tuple[Step, ...] = (Step.CONVERT,)
     sim: SimOptions = field(default_factory=SimOptions)
@@ -250,10 +256,12 @@ class SweepSpec:
         names = [axis.name for axis in self.axes]
         if self.sample is None:
             combos: Iterator[tuple[Any, ...]] = itertools.product(*(a.values for a in self.axes))
-            return tuple(Point(tuple(zip(names, combo, strict=True))) for combo in combos)
-        count = min(self.sample.count, self.grid_size)
-        indices = sorted(random.Random(self.sample.seed).sample(range(self.grid_size), count))
-        return tuple(Point(tuple(zip(names, self._combo(i), strict=True))) for i in indices)
+            points = [Point(tuple(zip(names, combo, strict=True))) for combo in combos]
+        else:
+            count = min(self.sample.count, self.grid_size)
+            indices = sorted(random.Random(self.sample.seed).sample(range(self.grid_size), count))
+            points = [Point(tuple(zip(names, self._combo(i), strict=True))) for i in indices]
+        return tuple(p for p in points if not any(_matches(p, rule) for rule in self.exclude))
 
     def _combo(self, index: int) -> tuple[Any, ...]:
         """The grid's `index`-th point (the last axis varies fastest, like itertools.product)."""
@@ -262,6 +270,12 @@ class SweepSpec:
             index, digit = divmod(index, len(axis.values))
             values.append(axis.values[digit])
         return tuple(reversed(values))
+
+
+def _matches(point: Point, rule: Point) -> bool:
+    """`point` has every value `rule` names (an `exclude` entry)."""
+    values = dict(point.values)
+    return all(values.get(name) == value for name, value in rule.values)
 
 
 # ---------------------------------------------------------------------------------------
@@ -356,6 +370,7 @@ def spec_from_dict(data: Any, source: Path) -> SweepSpec:
         input=_optional_path(data, "input", folder),
         labels=_optional_path(data, "labels", folder),
         axes=axes,
+        exclude=_exclude(data.get("exclude"), axes),
         sample=_sample(data.get("sample"), axes),
         steps=steps,
         sim=_sim(data.get("sim")),
@@ -466,6 +481,28 @@ def _axis_value(name: str, value: Any) -> Any:
     return value
 
 
+def _exclude(value: Any, axes: tuple[Axis, ...]) -> tuple[Point, ...]:
+    """`exclude: [{multiplier: lut, parallelism: full}]`: points matching every value of
+    an entry are left out of the grid (each value must be one of its axis's values)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise SpecError(f"exclude: expected a list of {{axis: value}} mappings, got {_kind(value)}")
+    values = {axis.name: axis.values for axis in axes}
+    rules = []
+    for index, entry in enumerate(value):
+        where = f"exclude[{index}]"
+        if not isinstance(entry, Mapping) or not entry:
+            raise SpecError(f"{where}: expected a mapping {{axis: value}}, got {_short(entry)}")
+        for name, raw in entry.items():
+            if name not in values:
+                raise SpecError(f"{where}: {_short(name)} is not one of the axes ({', '.join(values) or 'none'})")
+            if _axis_value(name, raw) not in values[name]:
+                raise SpecError(f"{where}: {name} {_short(raw)} is not one of the axis's values")
+        rules.append(Point(tuple((name, _axis_value(name, raw)) for name, raw in entry.items())))
+    return tuple(rules)
+
+
 def _steps(value: Any, builtin: str | None) -> tuple[Step, ...]:
     supported = ", ".join(s.value for s in Step)
     values = value if isinstance(value, list) else [value]
@@ -512,7 +549,10 @@ def _sample(value: Any, axes: tuple[Axis, ...]) -> Sample | None:
 
 
 def _sim(value: Any) -> SimOptions:
-    mapping = _mapping(value, "sim", ("samples", "backpressure", "seed"))
+    mapping = _mapping(value, "sim", ("samples", "backpressure", "seed", "fast_build"))
+    fast_build = mapping.get("fast_build", False)
+    if not isinstance(fast_build, bool):
+        raise SpecError(f"sim.fast_build: {_short(fast_build)} is not supported (true or false)")
     backpressure = mapping.get("backpressure", 0.0)
     if (
         isinstance(backpressure, bool)
@@ -524,6 +564,7 @@ def _sim(value: Any) -> SimOptions:
         samples=_integer(mapping.get("samples", 16), "sim.samples", 1, MAX_SIM_SAMPLES),
         backpressure=float(backpressure),
         seed=_integer(mapping.get("seed", 0), "sim.seed", 0, 2**32 - 1),
+        fast_build=fast_build,
     )
 
 

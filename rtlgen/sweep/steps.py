@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 import socket
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,6 +183,7 @@ def sim_step(params: SimParams, work: Path, upstream: Path | None) -> dict[str, 
     from rtlgen.api import load_array, load_model
     from rtlgen.quant.reference import quantize_input, run_int
     from rtlgen.sim_tb.runner import simulate
+    from rtlgen.sim_tb.tb_run import environ
 
     design = copy_design(_required(upstream), work)
     graph = load_model(design)
@@ -198,9 +200,12 @@ def sim_step(params: SimParams, work: Path, upstream: Path | None) -> dict[str, 
         rng = np.random.default_rng(params.options.seed)
         x_int = rng.integers(t.min_int, t.max_int + 1, size=(count, *graph.input_shape))
     y_int = run_int(graph, x_int)
-    result = simulate(
-        design, x_int, y_int, backpressure=params.options.backpressure, seed=params.options.seed
-    )
+    env, build_root = _sim_build(params.options.fast_build)
+    with environ(env):
+        result = simulate(
+            design, x_int, y_int, backpressure=params.options.backpressure,
+            seed=params.options.seed, build_root=build_root,
+        )
     figures: dict[str, Any] = {
         "sim_passed": result.passed,
         "sim_samples": result.images,
@@ -215,6 +220,20 @@ def sim_step(params: SimParams, work: Path, upstream: Path | None) -> dict[str, 
         expected = load_labels(labels, None)[: len(x_int)]
         figures["sim_accuracy"] = accuracy(np.argmax(y_sim, axis=1), expected)
     return figures
+
+
+def _sim_build(fast: bool) -> tuple[dict[str, str], Path | None]:
+    """The environment and build folder of a Verilator build: -O0 C++ (make reads
+    assignments in MAKEFLAGS as command-line ones) in its own cache folder, so -O0 and the
+    default -Os builds never mix (as the SVHN study builds)."""
+    if not fast:
+        return {}, None
+    import os
+
+    from rtlgen.sim_tb.runner import default_build_root
+
+    flags = " ".join([os.environ.get("MAKEFLAGS", ""), "OPT_FAST=-O0"]).strip()
+    return {"MAKEFLAGS": flags}, default_build_root().parent / "verilator-O0"
 
 
 def synth_step(params: SynthParams, work: Path, upstream: Path | None) -> dict[str, Any]:
@@ -313,6 +332,7 @@ class StepTask:
     run_id: str
     upstream_digest: str | None = None
     upstream_step: Step | None = None
+    quiet: bool = True  # library warnings hidden on the worker (the CLI's --debug shows them)
 
     @property
     def key(self) -> str:
@@ -368,7 +388,10 @@ def run_step(task: StepTask, upstream: StepOutcome | None = None) -> StepOutcome
     work = store.workspace(task.step, task.digest, task.run_id)
     started = time.perf_counter()
     try:
-        figures = dict(task.function(task.params, work, upstream_entry))
+        with warnings.catch_warnings():
+            if task.quiet:
+                warnings.simplefilter("ignore")
+            figures = dict(task.function(task.params, work, upstream_entry))
     except RtlgenError as exc:
         discard(work)
         return StepOutcome(task.step, task.digest, "failed", reason=" ".join(str(exc).split()),

@@ -238,3 +238,32 @@ def test_pruned_svhn_variant_is_fine_tuned_from_its_trained_sibling(tmp_path):
     assert trains[1].upstream_digest == trains[0].digest and trains[1].upstream_step is Step.TRAIN
     convert = next(t for t in plan.tasks.values() if t.step is Step.CONVERT)
     assert convert.upstream_step is Step.TRAIN and convert.upstream_digest == trains[1].digest
+
+
+def test_exclude_leaves_matching_points_out_of_the_grid(tiny):
+    spec = load_spec(write_spec(tiny, "axes: {multiplier: [dsp, lut], parallelism: [auto, full]}\n"
+                                      "exclude: [{multiplier: lut, parallelism: full}]\n"))
+    assert [p.label() for p in spec.points()] == [
+        "multiplier=dsp parallelism=auto", "multiplier=dsp parallelism=full", "multiplier=lut parallelism=auto"]
+
+
+@pytest.mark.parametrize(
+    "exclude,message",
+    [
+        ("{multiplier: lut}", "exclude: expected a list"),
+        ("[{pipeline: latency}]", "exclude[0]: 'pipeline' is not one of the axes (multiplier)"),
+        ("[{multiplier: auto}]", "exclude[0]: multiplier 'auto' is not one of the axis's values"),
+        ("[{multiplier: fast}]", "multiplier value 'fast' is not supported"),
+        ("[{}]", "exclude[0]: expected a mapping"),
+    ],
+)
+def test_exclude_mistakes_are_one_spec_error(tiny, exclude, message):
+    with pytest.raises(SpecError) as caught:
+        load_spec(write_spec(tiny, f"axes: {{multiplier: [dsp, lut]}}\nexclude: {exclude}\n"))
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize("value", ["yes please", "1"])
+def test_sim_fast_build_is_a_boolean(tiny, value):
+    with pytest.raises(SpecError, match="sim.fast_build"):
+        load_spec(write_spec(tiny, f"sim: {{fast_build: {value!r}}}\n"))

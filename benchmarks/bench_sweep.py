@@ -1,0 +1,96 @@
+"""Wall time of a sweep through the Dask engine on 1 worker against N workers.
+
+    python benchmarks/bench_sweep.py                       # the quick SVHN study, 1 vs 2 workers
+    python benchmarks/bench_sweep.py --spec my.yml --workers 1 2 4
+
+Each run starts from nothing: a new output folder (so no step is in the store) and a new
+rtlgen cache folder ($RTLGEN_CACHE_DIR: no Verilator build is reused between runs). The
+command is the user's: ``rtlgen sweep SPEC -o OUT --workers N``. Results (wall time per run,
+the scaling ratio, every step's own seconds, the machine) go to
+benchmarks/results/sweep_<spec name>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+DEFAULT_SPEC = HERE / "sweeps" / "svhn_quick.yml"
+
+
+def run_once(spec: Path, workers: int, scratch: Path) -> dict:
+    out = scratch / f"out-{workers}"
+    env = {**os.environ, "RTLGEN_CACHE_DIR": str(scratch / f"cache-{workers}")}
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "rtlgen", "sweep", str(spec), "-o", str(out), "--workers", str(workers)],
+        capture_output=True, text=True, env=env,
+    )
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"sweep on {workers} worker(s) failed (exit {proc.returncode}): {proc.stderr.strip()}")
+    results = json.loads((out / "results.json").read_text())
+    step_seconds: dict[str, float] = {}
+    seen: set[str] = set()
+    for row in results["rows"]:
+        for step, info in row["steps"].items():
+            if info["digest"] not in seen and not info["cached"]:
+                seen.add(info["digest"])
+                step_seconds[step] = round(step_seconds.get(step, 0.0) + info["seconds"], 1)
+    return {
+        "workers": workers,
+        "wall_seconds": round(wall, 1),
+        "sweep_seconds": results["seconds"],
+        "points": results["points"],
+        "status": results["status"],
+        "steps_computed": results["steps_computed"],
+        "step_seconds_total": step_seconds,
+        "busy_seconds": round(sum(step_seconds.values()), 1),
+        "log_tail": proc.stdout.strip().splitlines()[-12:],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spec", type=Path, default=DEFAULT_SPEC)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--output", type=Path, default=None)
+    args = parser.parse_args(argv)
+    output = args.output or HERE / "results" / f"sweep_{args.spec.stem}.json"
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="rtlgen-bench-sweep-") as scratch:
+        for workers in args.workers:
+            print(f"{args.spec.name}: {workers} worker(s) ...", flush=True)
+            run = run_once(args.spec.resolve(), workers, Path(scratch))
+            print(f"  {run['wall_seconds']} s wall, {run['busy_seconds']} s of steps, {run['status']}", flush=True)
+            runs.append(run)
+    base = runs[0]["wall_seconds"]
+    report = {
+        "spec": str(args.spec),
+        "spec_text": args.spec.read_text(),
+        "command": "rtlgen sweep SPEC -o OUT --workers N (new OUT and RTLGEN_CACHE_DIR per run)",
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "load_average_at_end": list(os.getloadavg()),
+        },
+        "runs": runs,
+        "speedup_vs_first": {str(r["workers"]): round(base / r["wall_seconds"], 2) for r in runs},
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {output}: speedup {report['speedup_vs_first']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
