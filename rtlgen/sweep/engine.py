@@ -27,6 +27,7 @@ from rich.text import Text
 
 from rtlgen.quant.errors import RtlgenError
 from rtlgen.sweep.spec import (
+    JOBQUEUE_KINDS,
     AddressCluster,
     ClusterSpec,
     JobqueueCluster,
@@ -256,22 +257,25 @@ def _make_cluster(cluster: LocalCluster | JobqueueCluster):
             processes=True,
             dashboard_address=":0" if _has_dashboard() else None,
         )
+    made = jobqueue_cluster(cluster)
+    made.scale(jobs=cluster.jobs)
+    return made
+
+
+def jobqueue_cluster(cluster: JobqueueCluster):
+    """The dask-jobqueue cluster object of the spec, not yet scaled (no job submitted)."""
     try:
         import dask_jobqueue
     except ModuleNotFoundError:
         raise RtlgenError(
             "cluster.jobqueue needs the package dask-jobqueue: pip install 'rtlgen[cluster]'"
         ) from None
-    factory = getattr(dask_jobqueue, {
-        "slurm": "SLURMCluster", "htcondor": "HTCondorCluster", "pbs": "PBSCluster",
-        "sge": "SGECluster", "lsf": "LSFCluster",
-    }[cluster.kind])
+    factory = getattr(dask_jobqueue, JOBQUEUE_KINDS[cluster.kind])
+    options = {key: list(v) if isinstance(v, tuple) else v for key, v in cluster.options}
     try:
-        made = factory(**{key: list(v) if isinstance(v, tuple) else v for key, v in cluster.options})
+        return factory(**options)
     except (TypeError, ValueError) as exc:
-        raise RtlgenError(f"cluster.jobqueue ({cluster.kind}): {exc}") from None
-    made.scale(jobs=cluster.jobs)
-    return made
+        raise RtlgenError(f"cluster.jobqueue ({cluster.kind}): {' '.join(str(exc).split())}") from None
 
 
 def _has_dashboard() -> bool:

@@ -623,15 +623,22 @@ def _jobqueue(body: Any) -> JobqueueCluster:
         if not isinstance(key, str) or not key.isidentifier():
             raise SpecError(f"cluster.jobqueue: option name {_short(key)} is not an identifier")
         if not _plain(option):
-            raise SpecError(f"cluster.jobqueue.{key}: expected a number, string or list of them, got {_kind(option)}")
+            raise SpecError(
+                f"cluster.jobqueue.{key}: expected a number, string, or a list or mapping of them, got {_short(option)}"
+            )
         options.append((key, tuple(option) if isinstance(option, list) else option))
     return JobqueueCluster(kind, jobs, tuple(options))
 
 
 def _plain(value: Any) -> bool:
+    """A jobqueue option: a scalar, or a list or a mapping (HTCondor's submit attributes)
+    of scalars."""
+    scalar = (str, int, float, bool)
     if isinstance(value, list):
-        return all(isinstance(v, str | int | float | bool) for v in value)
-    return value is None or isinstance(value, str | int | float | bool)
+        return all(isinstance(v, scalar) for v in value)
+    if isinstance(value, Mapping):
+        return all(isinstance(k, str) and isinstance(v, scalar) for k, v in value.items())
+    return value is None or isinstance(value, scalar)
 
 
 def _with_workers(cluster: ClusterSpec, workers: int) -> ClusterSpec:

@@ -75,7 +75,8 @@ def test_smallest_spec_from_the_issue_parses_as_written(tiny, monkeypatch, tmp_p
         ("cluster: 'http://host:8786; rm -rf /'\n", "is not a scheduler address"),
         ("cluster: {jobqueue: {kind: torque}}\n", "cluster.jobqueue.kind: 'torque' is not supported (supported: slurm, htcondor, pbs, sge, lsf)"),
         ("cluster: {jobqueue: {kind: slurm, jobs: -1}}\n", "cluster.jobqueue.jobs: -1 is not supported"),
-        ("cluster: {jobqueue: {kind: slurm, memory: {a: 1}}}\n", "cluster.jobqueue.memory: expected a number, string or list"),
+        ("cluster: {jobqueue: {kind: slurm, memory: {a: [1]}}}\n", "cluster.jobqueue.memory: expected a number, string, or a list or mapping"),
+        ("cluster: {jobqueue: {kind: slurm, 'a-b': 1}}\n", "cluster.jobqueue: option name 'a-b' is not an identifier"),
         ("sample: {random: 0}\n", "sample.random: 0 is not supported"),
         ("sample: {seed: 1}\n", "sample: 'random' is missing"),
         ("metric: speed\n", "metric: 'speed' is not supported (supported: accuracy"),
@@ -267,3 +268,44 @@ def test_exclude_mistakes_are_one_spec_error(tiny, exclude, message):
 def test_sim_fast_build_is_a_boolean(tiny, value):
     with pytest.raises(SpecError, match="sim.fast_build"):
         load_spec(write_spec(tiny, f"sim: {{fast_build: {value!r}}}\n"))
+
+
+# ---------------------------------------------------------------------------------------
+# docs/SWEEP.md: every cluster example parses, and builds its batch job without submitting it
+DOCS = Path(__file__).resolve().parents[3] / "docs" / "SWEEP.md"
+
+
+def cluster_examples() -> list[str]:
+    import re
+
+    blocks = re.findall(r"```yaml\n(.*?)```", DOCS.read_text(), re.S)
+    return [block for block in blocks if block.startswith("cluster:")]
+
+
+def test_docs_have_a_slurm_and_an_htcondor_example():
+    kinds = " ".join(cluster_examples())
+    assert "kind: slurm" in kinds and "kind: htcondor" in kinds
+
+
+@pytest.mark.parametrize("example", cluster_examples(), ids=lambda text: text.split()[-1][:20])
+def test_docs_cluster_examples_parse(tiny, example):
+    spec = load_spec(write_spec(tiny, example))
+    if isinstance(spec.cluster, JobqueueCluster):
+        pytest.importorskip("dask_jobqueue")
+        from rtlgen.sweep.engine import jobqueue_cluster
+
+        cluster = jobqueue_cluster(spec.cluster)
+        try:
+            script = cluster.job_script()
+        finally:
+            cluster.close()
+        assert "distributed.cli.dask_worker" in script or "dask-worker" in script or "dask worker" in script
+
+
+def test_unknown_jobqueue_option_is_one_line_error(tiny):
+    pytest.importorskip("dask_jobqueue")
+    from rtlgen.sweep.engine import jobqueue_cluster
+
+    spec = load_spec(write_spec(tiny, "cluster: {jobqueue: {kind: slurm, cores: 1, memory: 1GB, colour: red}}\n"))
+    with pytest.raises(RtlgenError, match=r"cluster.jobqueue \(slurm\): .*colour"):
+        jobqueue_cluster(spec.cluster)
