@@ -533,8 +533,9 @@ def sweep(
     workers: Annotated[int | None, typer.Option("--workers", min=1, help="Local workers (or dask-jobqueue jobs); overrides the spec's cluster size.")] = None,
 ) -> None:
     """Design-space sweep on Dask: every point of the spec's axes (multiplier, parallelism,
-    pipeline, adders per stage, input type) converted, predicted, simulated, synthesized.
-    Resumable: a step already in OUT/store is reused, a second run does no work."""
+    pipeline, adders per stage, input type; bits and sparsity of a built-in model) trained,
+    converted, predicted, simulated, synthesized. Resumable: a step already in OUT/store is
+    reused, a second run does no work. Failed points are rows with their reason (exit 0)."""
     from rtlgen.sweep import load_spec, run_sweep
     from rtlgen.sweep.results import print_summary
 
