@@ -359,9 +359,7 @@ def spec_from_dict(data: Any, source: Path) -> SweepSpec:
                 raise SpecError(f"{key}: a built-in model ({builtin}) has no {key} file")
     axes = _axes(data.get("axes"), builtin)
     steps = _steps(data.get("steps", ["train", "convert"] if builtin else ["convert"]), builtin)
-    metric = data.get("metric", "accuracy")
-    if metric not in METRICS:
-        raise SpecError(f"metric: {_short(metric)} is not supported (supported: {', '.join(METRICS)})")
+    metric = _one_of(data.get("metric", "accuracy"), "metric", METRICS)
     return SweepSpec(
         source=source.absolute(),
         model=model,
@@ -570,20 +568,14 @@ def _sim(value: Any) -> SimOptions:
 
 def _synth(value: Any) -> SynthOptions:
     mapping = _mapping(value, "synth", ("family",))
-    family = mapping.get("family", "xcup")
-    if family not in SYNTH_FAMILIES:
-        raise SpecError(f"synth.family: {_short(family)} is not supported (supported: {', '.join(SYNTH_FAMILIES)})")
-    return SynthOptions(family)
+    return SynthOptions(_one_of(mapping.get("family", "xcup"), "synth.family", SYNTH_FAMILIES))
 
 
 def _pnr(value: Any) -> PnrOptions:
     from rtlgen.boards import ECP5_BOARDS
 
     mapping = _mapping(value, "pnr", ("board",))
-    board = mapping.get("board", "ulx3s-25f")
-    if board not in ECP5_BOARDS:
-        raise SpecError(f"pnr.board: {_short(board)} is not supported (supported: {', '.join(ECP5_BOARDS)})")
-    return PnrOptions(board)
+    return PnrOptions(_one_of(mapping.get("board", "ulx3s-25f"), "pnr.board", tuple(ECP5_BOARDS)))
 
 
 def _cluster(value: Any) -> ClusterSpec:
@@ -612,9 +604,7 @@ def _cluster(value: Any) -> ClusterSpec:
 def _jobqueue(body: Any) -> JobqueueCluster:
     if not isinstance(body, Mapping):
         raise SpecError(f"cluster.jobqueue: expected a mapping (kind, jobs, cluster options), got {_kind(body)}")
-    kind = body.get("kind")
-    if kind not in JOBQUEUE_KINDS:
-        raise SpecError(f"cluster.jobqueue.kind: {_short(kind)} is not supported (supported: {', '.join(JOBQUEUE_KINDS)})")
+    kind = _one_of(body.get("kind"), "cluster.jobqueue.kind", tuple(JOBQUEUE_KINDS))
     jobs = _integer(body.get("jobs", 1), "cluster.jobqueue.jobs", 1, MAX_WORKERS)
     options = []
     for key, option in body.items():
@@ -676,6 +666,12 @@ def _check_keys(data: Mapping[Any, Any], accepted: tuple[str, ...], where: str) 
     for key in data:
         if key not in accepted:
             raise SpecError(f"{where}: unknown key {_short(key)} (supported: {', '.join(accepted)})")
+
+
+def _one_of(value: Any, key: str, supported: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in supported:
+        raise SpecError(f"{key}: {_short(value)} is not supported (supported: {', '.join(supported)})")
+    return value
 
 
 def _integer(value: Any, key: str, low: int, high: int) -> int:
