@@ -34,6 +34,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import resource
 import tempfile
 import zipfile
 import zlib
@@ -79,11 +80,71 @@ LayerWeights = dict[str, np.ndarray]
 # opening files and converting h5py failures
 # ---------------------------------------------------------------------------------------
 def open_file(path: Path | str | IO[bytes], what: str) -> h5py.File:
-    """An HDF5 file opened read-only; failure to open is a `ModelFileError`."""
+    """An HDF5 file opened read-only, after its global heaps were checked
+    (`check_global_heaps`); failure to open is a `ModelFileError`."""
     try:
+        if isinstance(path, Path | str):
+            with open(path, "rb") as handle:
+                check_global_heaps(handle, what)
+        else:
+            check_global_heaps(path, what)
+            path.seek(0)
         return h5py.File(path, "r")
     except _H5_ERRORS as exc:
         raise ModelFileError(f"{what}: not a readable HDF5 file ({_h5_reason(exc)})") from None
+
+
+GLOBAL_HEAP_SIGNATURE = b"GCOL"
+_SCAN_BLOCK = 1 << 20
+
+
+def check_global_heaps(handle: IO[bytes], what: str) -> None:
+    """Refuse a file whose global heap collections (where HDF5 keeps variable-length strings,
+    e.g. Keras's ``weight_names``) are inconsistent, before HDF5 parses them: HDF5 allocates a
+    collection as large as its header claims, and loops forever on a chain of heap objects
+    that does not end where the collection does (a flipped bit in an object's size). Each
+    collection must lie inside the file and its objects must exactly fill it."""
+    handle.seek(0, io.SEEK_END)
+    file_size = handle.tell()
+    offset, tail = 0, b""
+    while offset < file_size:
+        handle.seek(offset)
+        block = tail + handle.read(_SCAN_BLOCK)
+        start = offset - len(tail)
+        hit = block.find(GLOBAL_HEAP_SIGNATURE)
+        while hit >= 0:
+            _check_collection(handle, start + hit, file_size, what)
+            hit = block.find(GLOBAL_HEAP_SIGNATURE, hit + 1)
+        offset += _SCAN_BLOCK
+        tail = block[-(len(GLOBAL_HEAP_SIGNATURE) - 1) :]
+
+
+def _check_collection(handle: IO[bytes], address: int, file_size: int, what: str) -> None:
+    """One global heap collection at `address` (8-byte lengths, as h5py/Keras write): version
+    1, a size inside the file, objects (16-byte header, data padded to 8) that end exactly at
+    the collection's end or in a free-space object (index 0) that does."""
+    handle.seek(address)
+    header = handle.read(16)
+    if len(header) < 16 or header[4] != 1:
+        return  # not a collection header (the bytes "GCOL" inside some data)
+    size = int.from_bytes(header[8:16], "little")
+    end = address + size
+    bad = f"{what}: corrupt HDF5 global heap at byte {address:,}"
+    if size < 16 or end > file_size:
+        raise ModelFileError(f"{bad} (it declares {size:,} bytes, the file has {file_size:,})")
+    handle.seek(address + 16)
+    objects = handle.read(size - 16)
+    position = 0
+    while position + 16 <= len(objects):
+        index = int.from_bytes(objects[position : position + 2], "little")
+        object_size = int.from_bytes(objects[position + 8 : position + 16], "little")
+        if index == 0:  # free space: the rest of the collection, header included
+            if position + object_size != len(objects):
+                raise ModelFileError(f"{bad} (its free space does not end with it)")
+            return
+        position += 16 + (object_size + 7) // 8 * 8
+    if position > len(objects):
+        raise ModelFileError(f"{bad} (an object runs past its end)")
 
 
 def close_quietly(f: h5py.File) -> None:
@@ -128,7 +189,41 @@ def read_attr(node: h5py.HLObject, name: str, what: str, limits: Limits = DEFAUL
             f"{what}: attribute '{name}' declares {nbytes:,} bytes, more than the limit of "
             f"{limits.max_config_bytes:,}"
         )
-    return node.attrs[name]
+    if not attr.dtype.hasobject:
+        return node.attrs[name]
+    # A variable-length string's length is stored beside it (32 bits), and HDF5 allocates
+    # that many bytes before it compares them with the heap object: a flipped bit asks for
+    # gigabytes. Cap the address space while it reads, so that allocation fails instead.
+    with _address_space_cap(4 * limits.max_config_bytes + _VLEN_HEADROOM):
+        return node.attrs[name]
+
+
+#: Address space a variable-length attribute read may add beyond its declared size
+#: (HDF5's conversion buffers and heap collections; a new malloc arena reserves 64 MiB).
+_VLEN_HEADROOM = 512 << 20
+
+
+@contextmanager
+def _address_space_cap(headroom: int) -> Iterator[None]:
+    """Let the block grow this process's address space by at most `headroom` bytes
+    (RLIMIT_AS, restored afterwards); a no-op where the limit cannot be read or is lower."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        with open("/proc/self/statm", "rb") as statm:
+            in_use = int(statm.read().split()[0]) * resource.getpagesize()
+    except (OSError, ValueError, IndexError):
+        yield
+        return
+    cap = in_use + headroom
+    unlimited = resource.RLIM_INFINITY
+    if (soft != unlimited and soft <= cap) or (hard != unlimited and hard < cap):
+        yield
+        return
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 def string_list_attr(
@@ -475,6 +570,10 @@ def open_keras_archive(
     try:
         with zipfile.ZipFile(path) as archive:
             members = {info.filename: info for info in archive.infolist()}
+            for name in ("config.json", "model.weights.h5"):
+                # Two members of one name: unzip tools disagree on which one counts.
+                if sum(info.filename == name for info in archive.infolist()) > 1:
+                    raise ModelFileError(f"{what}: .keras archive with two members '{name}'")
             if "config.json" not in members:
                 raise ModelFileError(f"{what}: .keras archive without config.json")
             text = io.BytesIO()
