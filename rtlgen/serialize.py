@@ -13,6 +13,7 @@ import json
 import math
 import re
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -134,7 +135,14 @@ class _GraphArchive:
         try:
             with self.zip.open(info) as member:
                 return read_npy(member, info.file_size, what, self.limits, kinds, ModelFileError)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+        except (
+            zipfile.BadZipFile,
+            zlib.error,  # a corrupt deflate stream
+            OSError,
+            EOFError,
+            ValueError,
+            NotImplementedError,
+        ) as exc:
             raise ModelFileError(f"{what}: cannot read ({_reason(exc)})") from None
 
     def meta(self) -> dict[str, Any]:

@@ -555,3 +555,78 @@ def test_cache_clear_with_a_hostile_cache_dir_deletes_nothing_of_the_user(tmp_pa
                      cwd=home / "verilator")
     assert failures(rows) == []
     assert snapshot(home) == before
+
+
+# ---------------------------------------------------------------------------------------
+# design folders whose graph.npz or manifest.json bytes are fuzzed
+def _design_fuzz_cases(tmp_path: Path, layouts, per_file: int, seed: int) -> list[dict[str, Any]]:
+    model = layouts["full_h5"][0]
+    good = tmp_path / "good"
+    assert run_cases(tmp_path, [{"argv": ["convert", str(model), "-o", str(good)]}])[0]["code"] == 0
+    np.save(tmp_path / "x.npy", np.ones((2, 4), np.float32))
+    rng = random.Random(seed)
+    cases = []
+    for victim in ("graph.npz", "manifest.json"):
+        for variant in range(per_file):
+            design = tmp_path / "designs" / f"{victim}_{variant}"
+            shutil.copytree(good, design)
+            path = design / victim
+            path.write_bytes(_mutate(path.read_bytes(), rng))
+            command = [["inspect", str(design)],
+                       ["predict", str(design), "-i", str(tmp_path / "x.npy"), "-o", str(design / "y.npy")],
+                       ["package", str(design)],
+                       ["convert", str(design), "-o", str(tmp_path / "re" / f"{victim}_{variant}")]][variant % 4]
+            cases.append({"argv": command})
+    return cases
+
+
+@pytest.mark.parametrize("seed,per_file", [(0, 16), pytest.param(1, 150, marks=pytest.mark.slow)])
+def test_fuzzed_design_folders_fail_in_one_line(tmp_path, layouts, seed, per_file):
+    rows = run_cases(tmp_path, _design_fuzz_cases(tmp_path, layouts, per_file, seed))
+    assert failures(rows) == []
+
+
+# ---------------------------------------------------------------------------------------
+# every command x odd option values
+ODD_VALUES = ["", "-", "--", " ", "a" * 5000, "\u00fcn\u00ef\u202ecode", "\t\x01\x1b[2J", "-1", "0",
+              "9" * 30, "nan", "-inf", "1e309", "-o", "x y\nz", "..", "/dev/zero", "/proc/self/mem",
+              "%s%n", "[bold]x[/]", "/etc/passwd", "a/../../b"]
+
+
+def _option_cases(tmp_path: Path, model: Path, design: Path, x: Path) -> list[dict[str, Any]]:
+    out = tmp_path / "outs"
+    cases = []
+    for index, value in enumerate(ODD_VALUES):
+        o = str(out / f"o{index}")
+        for argv in (
+            ["inspect", value], ["predict", value, "-i", x, "-o", o + ".npy"], ["convert", value, "-o", o],
+            ["inspect", model, "--weights", value], ["inspect", model, "--config", value],
+            ["inspect", model, "--input-type", value], ["inspect", model, "--calibrate", value],
+            ["inspect", model, "--max-params", value], ["predict", model, "-i", value, "-o", o + ".npy"],
+            ["convert", model, "-o", o, "--top", value], ["convert", model, "-o", o, "--adders-per-stage", value],
+            ["convert", model, "-o", o, "--testbench", "--samples", value],
+            ["convert", model, "-o", o, "--multiplier", value], ["convert", model, "-o", o, "--pipeline", value],
+            ["sim", value, "-i", x], ["sim", design, "-i", value], ["sim", design, "-i", x, "--backpressure", value],
+            ["sim", design, "-i", x, "--seed", value], ["report", value], ["report", design, "--family", value],
+            ["package", value], ["package", design, "--part", value], ["package", design, "--board", value],
+            ["package", design, "--clock-mhz", value], ["build", value], ["build", design, "--board", value],
+            ["build", design, "--baud", value], ["board", "run", "--port", value, "-i", x, "--design", design],
+            ["board", "run", "--port", "/dev/null", "-i", value, "--design", design],
+            ["board", "run", "--port", "/dev/null", "-i", x, "--design", value],
+            ["sweep", value, "-o", o], ["cache", value], ["bench", "svhn", "--bogus", value],
+        ):
+            cases.append({"argv": [str(a) for a in argv]})
+    return cases
+
+
+@pytest.mark.slow
+def test_every_command_with_odd_option_values_is_one_line(tmp_path, layouts):
+    model = layouts["full_h5"][0]
+    design = tmp_path / "design"
+    assert run_cases(tmp_path, [{"argv": ["convert", str(model), "-o", str(design)]}])[0]["code"] == 0
+    x = tmp_path / "x.npy"
+    np.save(x, np.ones((2, 4), np.float32))
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    rows = run_cases(tmp_path, _option_cases(tmp_path, model, design, x), cwd=cwd, timeout=1500)
+    assert failures(rows) == []
