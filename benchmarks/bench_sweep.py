@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
     output = args.output or HERE / "results" / f"sweep_{args.spec.stem}.json"
+    load_at_start = list(os.getloadavg())  # other work on the machine skews the ratio
     runs = []
     with tempfile.TemporaryDirectory(prefix="rtlgen-bench-sweep-") as scratch:
         for workers in args.workers:
@@ -81,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
             "python": platform.python_version(),
+            "load_average_at_start": load_at_start,
             "load_average_at_end": list(os.getloadavg()),
         },
         "runs": runs,

@@ -26,6 +26,14 @@ def test_smallest_spec_runs_from_its_folder_and_writes_the_table(tiny, tmp_path)
     assert all(r["latency_cycles"] and r["accuracy"] for r in rows)
     assert json.loads((out / "pareto.json").read_text())["metric"] == "accuracy"
     assert "4 points (4 ok)" in result.stdout
+    assert "[5/5] " in result.stdout  # one progress line per finished step (not a terminal)
+
+
+def test_second_run_reports_every_step_reused(tiny, tmp_path):
+    args = ("sweep", "spec.yml", "-o", tmp_path / "out", "--input", "x.npy")
+    assert rtlgen(*args, cwd=tiny).returncode == 0
+    again = rtlgen(*args, cwd=tiny)
+    assert again.returncode == 0 and "steps computed 0, reused from the store 5" in again.stdout
 
 
 @pytest.mark.parametrize(
