@@ -241,7 +241,7 @@ def synth_step(params: SynthParams, work: Path, upstream: Path | None) -> dict[s
     from rtlgen.manifest import read_manifest
     from rtlgen.synth import synthesize
 
-    manifest = read_manifest(_required(upstream) / DESIGN)
+    manifest = read_manifest(design_dir(_required(upstream)))
     result = synthesize(manifest.rtl_paths[0], manifest.top, family=params.family, keep_dir=work / "synth")
     return {
         "luts": result.luts,
@@ -288,11 +288,20 @@ def _required(upstream: Path | None) -> Path:
     return upstream
 
 
+def design_dir(upstream: Path) -> Path:
+    """The design folder of a convert entry; a symlink there (planted in OUT) is refused,
+    so a step never reads a folder outside OUT."""
+    design = upstream / DESIGN
+    if upstream.is_symlink() or design.is_symlink() or not design.is_dir():
+        raise RtlgenError(f"{design} is not the design folder the convert step wrote")
+    return design
+
+
 def copy_design(upstream: Path, work: Path) -> Path:
     """``upstream/design`` copied into ``work/design`` (symlinks copied as links, never
     followed: a design folder holds none that rtlgen wrote)."""
     target = work / DESIGN
-    shutil.copytree(upstream / DESIGN, target, symlinks=True)
+    shutil.copytree(design_dir(upstream), target, symlinks=True)
     return target
 
 
@@ -385,8 +394,11 @@ def run_step(task: StepTask, upstream: StepOutcome | None = None) -> StepOutcome
         if task.upstream_step is None or task.upstream_digest is None
         else store.entry(task.upstream_step, task.upstream_digest)
     )
-    work = store.workspace(task.step, task.digest, task.run_id)
     started = time.perf_counter()
+    try:
+        work = store.workspace(task.step, task.digest, task.run_id)
+    except RtlgenError as exc:
+        return _failed(task, exc, started)
     try:
         with warnings.catch_warnings():
             if task.quiet:
@@ -394,8 +406,7 @@ def run_step(task: StepTask, upstream: StepOutcome | None = None) -> StepOutcome
             figures = dict(task.function(task.params, work, upstream_entry))
     except RtlgenError as exc:
         discard(work)
-        return StepOutcome(task.step, task.digest, "failed", reason=" ".join(str(exc).split()),
-                           seconds=time.perf_counter() - started, worker=socket.gethostname())
+        return _failed(task, exc, started)
     except BaseException:
         discard(work)
         raise
@@ -410,3 +421,9 @@ def run_step(task: StepTask, upstream: StepOutcome | None = None) -> StepOutcome
     })
     return StepOutcome(task.step, task.digest, "ok", figures=figures, seconds=seconds,
                        worker=socket.gethostname())
+
+
+def _failed(task: StepTask, error: RtlgenError, started: float) -> StepOutcome:
+    """A user problem met by a step: its one-line reason; nothing is stored."""
+    return StepOutcome(task.step, task.digest, "failed", reason=" ".join(str(error).split()),
+                       seconds=time.perf_counter() - started, worker=socket.gethostname())

@@ -121,7 +121,7 @@ class Store:
         entry = self.entry(step, digest)
         path = entry / RESULT_NAME
         try:
-            if entry.is_symlink() or path.is_symlink() or not path.is_file():
+            if any(p.is_symlink() for p in (entry.parent, entry, path)) or not path.is_file():
                 return None
             with open(path, "rb") as handle:
                 raw = handle.read(MAX_RESULT_BYTES + 1)
@@ -140,6 +140,9 @@ class Store:
     def workspace(self, step: str, digest: str, run_id: str) -> Path:
         """A new private folder to compute a step in."""
         folder = self.root / step
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            # a link planted in OUT would make the step write wherever it points
+            raise RtlgenError(f"{folder} is not a folder rtlgen wrote (a symlink or a file)")
         folder.mkdir(parents=True, exist_ok=True)
         work = folder / f"{TMP_PREFIX}{digest}-{run_id}-{uuid.uuid4().hex[:8]}"
         work.mkdir()

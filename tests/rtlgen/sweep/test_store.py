@@ -204,3 +204,37 @@ def test_sim_params_hash_every_sim_option(tiny):
         for options in (SimOptions(), SimOptions(samples=3), SimOptions(backpressure=0.2), SimOptions(seed=1))
     }
     assert len(digests) == 4
+
+
+def test_a_step_folder_planted_as_a_symlink_is_refused_and_not_written_through(tmp_path):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (tmp_path / "store").mkdir()
+    os.symlink(victim, tmp_path / "store" / "convert")
+    outcome = run_step(task(tmp_path, counting_step))
+    assert outcome.status == "failed" and "not a folder rtlgen wrote" in outcome.reason
+    assert list(victim.iterdir()) == []
+    assert Store(tmp_path / "store").result("convert", "d1") is None
+
+
+@pytest.mark.parametrize("planted", ["entry", "design"])
+def test_a_design_folder_planted_as_a_symlink_is_not_read(tmp_path, planted):
+    from rtlgen.sweep.steps import SynthParams, copy_design, synth_step
+
+    outside = tmp_path / "outside"
+    (outside / "design").mkdir(parents=True)
+    (outside / "design" / "secret").write_text("x")
+    entry = tmp_path / "store" / "convert" / "d1"
+    if planted == "entry":
+        entry.parent.mkdir(parents=True)
+        os.symlink(outside, entry)
+    else:
+        entry.mkdir(parents=True)
+        os.symlink(outside / "design", entry / "design")
+    work = tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(RtlgenError, match="not the design folder"):
+        copy_design(entry, work)
+    with pytest.raises(RtlgenError, match="not the design folder"):
+        synth_step(SynthParams(), work, entry)
+    assert list(work.iterdir()) == []
