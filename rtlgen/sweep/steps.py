@@ -396,6 +396,8 @@ def run_step(task: StepTask, upstream: StepOutcome | None = None) -> StepOutcome
     )
     started = time.perf_counter()
     try:
+        if upstream_entry is not None and (upstream_entry.is_symlink() or upstream_entry.parent.is_symlink()):
+            raise RtlgenError(f"{upstream_entry} is not the store entry the {task.upstream_step} step wrote")
         work = store.workspace(task.step, task.digest, task.run_id)
     except RtlgenError as exc:
         return _failed(task, exc, started)

@@ -238,3 +238,13 @@ def test_a_design_folder_planted_as_a_symlink_is_not_read(tmp_path, planted):
     with pytest.raises(RtlgenError, match="not the design folder"):
         synth_step(SynthParams(), work, entry)
     assert list(work.iterdir()) == []
+
+
+def test_an_upstream_entry_planted_as_a_symlink_fails_the_step_without_running_it(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "store" / "convert").mkdir(parents=True)
+    os.symlink(outside, tmp_path / "store" / "convert" / "u1")
+    sim = dataclasses.replace(task(tmp_path, crashing_step, Step.SIM, "s1", "u1"), upstream_step=Step.CONVERT)
+    outcome = run_step(sim, StepOutcome(Step.CONVERT, "u1", "ok"))
+    assert outcome.status == "failed" and "not the store entry" in outcome.reason
