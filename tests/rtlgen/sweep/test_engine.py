@@ -172,3 +172,21 @@ def test_a_symlink_planted_in_the_output_is_not_followed(tiny, tmp_path, planted
         run_sweep(spec_of(tiny, axes="{multiplier: [dsp]}"), out, console=quiet())
         assert not target.is_symlink()
     assert (victim / "keep").read_text() == "mine" and sorted(os.listdir(victim)) == ["keep"]
+
+
+@pytest.mark.slow
+def test_every_hardware_step_runs_for_real_and_fills_its_figures(tiny, tmp_path, monkeypatch):
+    """Verilator, Yosys and nextpnr on the tiny model: about a minute."""
+    monkeypatch.setenv("RTLGEN_CACHE_DIR", str(tmp_path / "cache"))
+    path = tiny / "hardware.yml"
+    path.write_text(
+        "model: model.json\nweights: model_weights.h5\ninput: x.npy\nlabels: y.npy\n"
+        "axes: {multiplier: [lut]}\nsteps: [convert, predict, sim, synth, pnr]\n"
+        "sim: {samples: 4, backpressure: 0.2}\nsynth: {family: ecp5}\ncluster: {local: {workers: 1}}\n"
+    )
+    out = tmp_path / "out"
+    run_sweep(load_spec(path), out, console=quiet())
+    row = next(csv.DictReader((out / "results.csv").open()))
+    assert row["status"] == "ok" and row["sim_passed"] == "True" and row["agreement"] == "1"
+    assert int(row["luts"]) > 0 and float(row["fmax_mhz"]) > 0 and int(row["pnr_lut4"]) > 0
+    assert (out / "accuracy_vs_luts.png").is_file()
