@@ -572,7 +572,9 @@ def _synth(value: Any) -> SynthOptions:
 
 
 def _pnr(value: Any) -> PnrOptions:
-    from rtlgen.boards import ECP5_BOARDS
+    if value is None:
+        return PnrOptions()
+    from rtlgen.boards import ECP5_BOARDS  # amaranth-boards: only when a board is named
 
     mapping = _mapping(value, "pnr", ("board",))
     return PnrOptions(_one_of(mapping.get("board", "ulx3s-25f"), "pnr.board", tuple(ECP5_BOARDS)))
