@@ -31,12 +31,26 @@ def run_once(spec: Path, workers: int, scratch: Path) -> dict:
     env = {**os.environ, "RTLGEN_CACHE_DIR": str(scratch / f"cache-{workers}")}
     started = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "rtlgen", "sweep", str(spec), "-o", str(out), "--workers", str(workers)],
-        capture_output=True, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "rtlgen",
+            "sweep",
+            str(spec),
+            "-o",
+            str(out),
+            "--workers",
+            str(workers),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
     )
     wall = time.perf_counter() - started
     if proc.returncode != 0:
-        raise SystemExit(f"sweep on {workers} worker(s) failed (exit {proc.returncode}): {proc.stderr.strip()}")
+        raise SystemExit(
+            f"sweep on {workers} worker(s) failed (exit {proc.returncode}): {proc.stderr.strip()}"
+        )
     results = json.loads((out / "results.json").read_text())
     step_seconds: dict[str, float] = {}
     seen: set[str] = set()
@@ -71,7 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         for workers in args.workers:
             print(f"{args.spec.name}: {workers} worker(s) ...", flush=True)
             run = run_once(args.spec.resolve(), workers, Path(scratch))
-            print(f"  {run['wall_seconds']} s wall, {run['busy_seconds']} s of steps, {run['status']}", flush=True)
+            print(
+                f"  {run['wall_seconds']} s wall, {run['busy_seconds']} s of steps, {run['status']}",
+                flush=True,
+            )
             runs.append(run)
     base = runs[0]["wall_seconds"]
     report = {

@@ -104,15 +104,25 @@ def _train_jet_mlp(params: TrainParams, work: Path) -> dict[str, Any]:
     inputs = tf.keras.Input((JET_SIZES[0],), name="features")
     hidden = inputs
     for index, width in enumerate(JET_SIZES[1:]):
-        hidden = QDense(width, kernel_quantizer=quantizer, bias_quantizer=quantizer,
-                        name=f"dense{index + 1}")(hidden)
+        hidden = QDense(
+            width, kernel_quantizer=quantizer, bias_quantizer=quantizer, name=f"dense{index + 1}"
+        )(hidden)
         if index < len(JET_SIZES) - 2:
-            hidden = QActivation(f"quantized_relu({params.activation_bits},0)",
-                                 name=f"relu{index + 1}")(hidden)
+            hidden = QActivation(
+                f"quantized_relu({params.activation_bits},0)", name=f"relu{index + 1}"
+            )(hidden)
     logits = tf.keras.Model(inputs, hidden, name="jet_mlp")
     model = tf.keras.Model(inputs, tf.keras.layers.Activation("softmax")(hidden))
-    train(model, x[:n_train], labels[:n_train], epochs=epochs, batch_size=256,
-          prune_sparsity=params.sparsity or None, log=None, seed=model_spec.seed)
+    train(
+        model,
+        x[:n_train],
+        labels[:n_train],
+        epochs=epochs,
+        batch_size=256,
+        prune_sparsity=params.sparsity or None,
+        log=None,
+        seed=model_spec.seed,
+    )
     _, keras_accuracy = model.evaluate(x[n_train:], labels[n_train:], verbose=0)
     save_model(logits, work / TRAINED_FILES["model"], work / TRAINED_FILES["weights"])
     np.save(work / TRAINED_FILES["x_test"], x[n_train:])
@@ -149,8 +159,9 @@ def _train_svhn_cnn(params: TrainParams, work: Path, upstream: Path | None) -> d
                 shutil.copyfile(path, models / path.name)
     variant = Variant(params.weight_bits, params.sparsity)
     data = load_data(config)
-    model, record = train_variant(variant, config, data, models, log=lambda _line: None,
-                                  on_epoch=lambda: None)
+    model, record = train_variant(
+        variant, config, data, models, log=lambda _line: None, on_epoch=lambda: None
+    )
     save_model(logits_model(model), work / TRAINED_FILES["model"], work / TRAINED_FILES["weights"])
     np.save(work / TRAINED_FILES["x_test"], data.x_test)
     np.save(work / TRAINED_FILES["y_test"], data.y_test)

@@ -86,7 +86,9 @@ class SweepRun:
 
     @property
     def computed(self) -> int:
-        return sum(1 for o in self.outcomes.values() if o.status in ("ok", "failed") and not o.cached)
+        return sum(
+            1 for o in self.outcomes.values() if o.status in ("ok", "failed") and not o.cached
+        )
 
     @property
     def cached(self) -> int:
@@ -143,8 +145,17 @@ def plan_sweep(
     def add(step: Step, params: Any, upstream_step: Step | None, upstream: str | None) -> str:
         digest = step_digest(step, params, upstream, files)
         if digest not in tasks:
-            tasks[digest] = StepTask(step, digest, params, functions[step], store_root, run_id,
-                                     upstream, upstream_step, quiet)
+            tasks[digest] = StepTask(
+                step,
+                digest,
+                params,
+                functions[step],
+                store_root,
+                run_id,
+                upstream,
+                upstream_step,
+                quiet,
+            )
         return digest
 
     def add_training(params: TrainParams) -> str:
@@ -192,8 +203,10 @@ def prepare_output(out: Path, spec: SweepSpec) -> Store:
         if store_root.is_symlink() or (store_root.exists() and not store_root.is_dir()):
             raise RtlgenError(f"sweep output {out}: {STORE_NAME} is not a folder rtlgen wrote")
         store_root.mkdir(exist_ok=True)
-        write_text(out / MARKER_NAME, json.dumps(
-            {"format": MARKER_FORMAT, "version": 1, "spec": str(spec.source)}, indent=1))
+        write_text(
+            out / MARKER_NAME,
+            json.dumps({"format": MARKER_FORMAT, "version": 1, "spec": str(spec.source)}, indent=1),
+        )
     except OSError as exc:
         raise RtlgenError(f"sweep output {out}: {exc.strerror or exc}") from None
     return Store(store_root)
@@ -237,7 +250,9 @@ def open_client(cluster: ClusterSpec, debug: bool = False) -> Iterator[Any]:
             try:
                 client = Client(cluster.address, timeout=CONNECT_TIMEOUT)
             except (OSError, TimeoutError) as exc:
-                raise RtlgenError(f"cluster: cannot reach the Dask scheduler at {cluster.address} ({exc})") from None
+                raise RtlgenError(
+                    f"cluster: cannot reach the Dask scheduler at {cluster.address} ({exc})"
+                ) from None
             with client:
                 yield client
             return
@@ -275,7 +290,9 @@ def jobqueue_cluster(cluster: JobqueueCluster):
     try:
         return factory(**options)
     except (TypeError, ValueError) as exc:
-        raise RtlgenError(f"cluster.jobqueue ({cluster.kind}): {' '.join(str(exc).split())}") from None
+        raise RtlgenError(
+            f"cluster.jobqueue ({cluster.kind}): {' '.join(str(exc).split())}"
+        ) from None
 
 
 def _has_dashboard() -> bool:
@@ -335,8 +352,13 @@ def run_sweep(
     return result
 
 
-def _run_tasks(client, pending: list[StepTask], outcomes: dict[str, StepOutcome],
-               plan: SweepPlan, console: Console) -> str | None:
+def _run_tasks(
+    client,
+    pending: list[StepTask],
+    outcomes: dict[str, StepOutcome],
+    plan: SweepPlan,
+    console: Console,
+) -> str | None:
     from distributed import as_completed
 
     dashboard = _dashboard_link(client)
@@ -372,7 +394,9 @@ def _outcome(future, task: StepTask, outcomes: Mapping[str, StepOutcome]) -> Ste
     except Exception as exc:  # noqa: BLE001 - recorded, shown, and counted as an error
         upstream = outcomes.get(task.upstream_digest) if task.upstream_digest else None
         if upstream is not None and not upstream.ok:
-            return StepOutcome(task.step, task.digest, "skipped", reason=f"{upstream.step} {upstream.status}")
+            return StepOutcome(
+                task.step, task.digest, "skipped", reason=f"{upstream.step} {upstream.status}"
+            )
         kind = type(exc).__name__
         if kind == "KilledWorker":
             reason = f"its worker died {MAX_RETRIES + 1} times while running it"
@@ -413,8 +437,12 @@ class _Progress:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
             self.bar = Progress(
-                "sweep", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                console=self.console, transient=False,
+                "sweep",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=False,
             )
             self.bar.start()
             self.bar_task = self.bar.add_task("sweep", total=self.total)
@@ -423,7 +451,9 @@ class _Progress:
     def done(self, task: StepTask, outcome: StepOutcome, label: str) -> None:
         self.finished += 1
         what = outcome.status if outcome.ok else f"{outcome.status}: {outcome.reason}"
-        line = f"[{self.finished}/{self.total}] {task.step} {label}: {what} ({outcome.seconds:.1f} s)"
+        line = (
+            f"[{self.finished}/{self.total}] {task.step} {label}: {what} ({outcome.seconds:.1f} s)"
+        )
         if self.bar is not None:
             self.bar.console.print(Text(line))
             self.bar.advance(self.bar_task)

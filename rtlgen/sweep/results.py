@@ -32,10 +32,28 @@ STATUS_ORDER = ("ok", "mismatch", "skipped", "failed", "error")
 
 #: the table's first figure columns (any other figure follows, by name)
 FIGURE_ORDER = (
-    "accuracy", "keras_accuracy", "sim_accuracy", "agreement", "luts", "ffs", "dsps", "brams",
-    "latency_cycles", "ii_cycles", "sim_latency_cycles", "sim_ii_cycles", "multipliers",
-    "products_nonzero", "adders", "weight_sparsity", "input_type", "samples", "sim_samples",
-    "sim_mismatches", "sim_passed", "fmax_mhz",
+    "accuracy",
+    "keras_accuracy",
+    "sim_accuracy",
+    "agreement",
+    "luts",
+    "ffs",
+    "dsps",
+    "brams",
+    "latency_cycles",
+    "ii_cycles",
+    "sim_latency_cycles",
+    "sim_ii_cycles",
+    "multipliers",
+    "products_nonzero",
+    "adders",
+    "weight_sparsity",
+    "input_type",
+    "samples",
+    "sim_samples",
+    "sim_mismatches",
+    "sim_passed",
+    "fmax_mhz",
 )
 
 
@@ -104,8 +122,11 @@ def pareto_front(rows: Sequence[Mapping[str, Any]], metric: str) -> Front:
     scored = [(row, vector(row)) for row in good]
     scored = [(row, v) for row, v in scored if v is not None]
     front = [
-        row for row, v in scored
-        if not any(all(o <= s for o, s in zip(other, v, strict=True)) and other != v for _, other in scored)
+        row
+        for row, v in scored
+        if not any(
+            all(o <= s for o, s in zip(other, v, strict=True)) and other != v for _, other in scored
+        )
     ]
     return Front(metric if has_metric else None, costs, tuple(front))
 
@@ -130,14 +151,19 @@ def csv_text(spec: SweepSpec, rows: Sequence[Mapping[str, Any]]) -> str:
     writer.writerow([*axes, "status", "reason", *figures, *step_columns])
     for row in rows:
         steps = row.get("steps", {})
-        writer.writerow([
-            *(_cell(row.get(a)) for a in axes),
-            row["status"],
-            _cell(row.get("reason")),
-            *(_cell(row.get(f)) for f in figures),
-            *(_cell(steps.get(str(step), {}).get(what))
-              for step in spec.steps for what in ("seconds", "cached")),
-        ])
+        writer.writerow(
+            [
+                *(_cell(row.get(a)) for a in axes),
+                row["status"],
+                _cell(row.get("reason")),
+                *(_cell(row.get(f)) for f in figures),
+                *(
+                    _cell(steps.get(str(step), {}).get(what))
+                    for step in spec.steps
+                    for what in ("seconds", "cached")
+                ),
+            ]
+        )
     return buffer.getvalue()
 
 
@@ -171,11 +197,18 @@ def write_results(out: Path, spec: SweepSpec, run: SweepRun) -> list[Path]:
     written = [out / "results.json", out / "results.csv", out / "pareto.json"]
     write_text(written[0], json.dumps(document, indent=1, default=str))
     write_text(written[1], csv_text(spec, rows))
-    write_text(written[2], json.dumps({
-        "metric": front.metric,
-        "costs": list(front.costs),
-        "rows": list(front.rows),
-    }, indent=1, default=str))
+    write_text(
+        written[2],
+        json.dumps(
+            {
+                "metric": front.metric,
+                "costs": list(front.costs),
+                "rows": list(front.rows),
+            },
+            indent=1,
+            default=str,
+        ),
+    )
     return written + write_plots(out, spec, rows, front)
 
 
@@ -184,11 +217,17 @@ def plot_pairs(front: Front) -> list[tuple[str, str]]:
     the other costs."""
     if front.metric is not None:
         return [(front.metric, cost) for cost in front.costs]
-    y = "latency_cycles" if "latency_cycles" in front.costs else (front.costs[0] if front.costs else None)
+    y = (
+        "latency_cycles"
+        if "latency_cycles" in front.costs
+        else (front.costs[0] if front.costs else None)
+    )
     return [(y, cost) for cost in front.costs if cost != y] if y else []
 
 
-def write_plots(out: Path, spec: SweepSpec, rows: Sequence[Mapping[str, Any]], front: Front) -> list[Path]:
+def write_plots(
+    out: Path, spec: SweepSpec, rows: Sequence[Mapping[str, Any]], front: Front
+) -> list[Path]:
     """One PNG per (y, x) pair: every good point, colored by its design options, the
     Pareto front as a line (like the paper's accuracy-vs-resource plots)."""
     import matplotlib
@@ -213,8 +252,15 @@ def write_plots(out: Path, spec: SweepSpec, rows: Sequence[Mapping[str, Any]], f
             axes.scatter([v[0] for v in values], [v[1] for v in values], label=label, s=28)
         on_front = front_2d([(px, py) for _, px, py in points], maximize=y == front.metric)
         if on_front:
-            axes.step([p[0] for p in on_front], [p[1] for p in on_front], where="post",
-                      color="black", linewidth=1, alpha=0.6, label="Pareto front")
+            axes.step(
+                [p[0] for p in on_front],
+                [p[1] for p in on_front],
+                where="post",
+                color="black",
+                linewidth=1,
+                alpha=0.6,
+                label="Pareto front",
+            )
         axes.set_xlabel(x.replace("_", " "))
         axes.set_ylabel(y.replace("_", " "))
         axes.grid(alpha=0.3)
@@ -259,8 +305,10 @@ def print_summary(console: Any, out: Path, spec: SweepSpec, run: SweepRun) -> No
     counts = {s: sum(r["status"] == s for r in rows) for s in STATUS_ORDER}
     shown = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     console.print(
-        Text(f"sweep: {len(rows)} points ({shown}); steps computed {run.computed}, "
-             f"reused from the store {run.cached}; {run.seconds:.1f} s")
+        Text(
+            f"sweep: {len(rows)} points ({shown}); steps computed {run.computed}, "
+            f"reused from the store {run.cached}; {run.seconds:.1f} s"
+        )
     )
     for row in rows:
         if row["status"] != "ok":
@@ -276,4 +324,8 @@ def print_summary(console: Any, out: Path, spec: SweepSpec, run: SweepRun) -> No
         for row in front.rows:
             table.add_row(*(_cell(row.get(c)) for c in columns))
         console.print(table)
-    console.print(Text(f"wrote {out / 'results.csv'}, {out / 'results.json'}, {out / 'pareto.json'} and plots"))
+    console.print(
+        Text(
+            f"wrote {out / 'results.csv'}, {out / 'results.json'}, {out / 'pareto.json'} and plots"
+        )
+    )

@@ -75,6 +75,7 @@ def upstream_of(step: Step, trained: bool) -> Step | None:
         return Step.TRAIN
     return UPSTREAM[step]
 
+
 #: axes of every model; their values as they are written in the spec
 HARDWARE_AXES: Mapping[str, tuple[Any, ...]] = {
     "multiplier": ("auto", "dsp", "lut"),
@@ -343,7 +344,9 @@ def spec_from_dict(data: Any, source: Path) -> SweepSpec:
     """A `SweepSpec` from the parsed YAML; relative paths resolve against `source`'s folder."""
     where = f"sweep spec {source}"
     if not isinstance(data, Mapping):
-        raise SpecError(f"{where}: expected a mapping of keys ({', '.join(_TOP_KEYS)}), got {_kind(data)}")
+        raise SpecError(
+            f"{where}: expected a mapping of keys ({', '.join(_TOP_KEYS)}), got {_kind(data)}"
+        )
     _check_keys(data, _TOP_KEYS, where)
     folder = source.absolute().parent
     if "model" not in data:
@@ -456,15 +459,25 @@ def _axis_value(name: str, value: Any) -> Any:
     if name in ("weight_bits", "activation_bits"):
         low, high = BITS_RANGE
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise SpecError(f"axes: {name} value {_short(value)} is not supported (an integer from {low} to {high})")
+            raise SpecError(
+                f"axes: {name} value {_short(value)} is not supported (an integer from {low} to {high})"
+            )
         return value
     if name == "sparsity":
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_SPARSITY:
-            raise SpecError(f"axes: sparsity value {_short(value)} is not supported (a fraction from 0 to {MAX_SPARSITY})")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not 0 <= value <= MAX_SPARSITY
+        ):
+            raise SpecError(
+                f"axes: sparsity value {_short(value)} is not supported (a fraction from 0 to {MAX_SPARSITY})"
+            )
         return float(value)
     if name == "input_type":
         if not isinstance(value, str):
-            raise SpecError(f"axes: input_type value {_short(value)}: expected a precision such as 'fixed<8,1>'")
+            raise SpecError(
+                f"axes: input_type value {_short(value)}: expected a precision such as 'fixed<8,1>'"
+            )
         try:
             return str(FixedType.parse(value))
         except RtlgenError as exc:
@@ -494,7 +507,9 @@ def _exclude(value: Any, axes: tuple[Axis, ...]) -> tuple[Point, ...]:
             raise SpecError(f"{where}: expected a mapping {{axis: value}}, got {_short(entry)}")
         for name, raw in entry.items():
             if name not in values:
-                raise SpecError(f"{where}: {_short(name)} is not one of the axes ({', '.join(values) or 'none'})")
+                raise SpecError(
+                    f"{where}: {_short(name)} is not one of the axes ({', '.join(values) or 'none'})"
+                )
             if _axis_value(name, raw) not in values[name]:
                 raise SpecError(f"{where}: {name} {_short(raw)} is not one of the axis's values")
         rules.append(Point(tuple((name, _axis_value(name, raw)) for name, raw in entry.items())))
@@ -515,13 +530,17 @@ def _steps(value: Any, builtin: str | None) -> tuple[Step, ...]:
             raise SpecError(f"steps: {step} is listed twice")
         steps.append(step)
     if Step.TRAIN in steps and builtin is None:
-        raise SpecError("steps: train needs a built-in trainable model; a model file is already trained")
+        raise SpecError(
+            "steps: train needs a built-in trainable model; a model file is already trained"
+        )
     if Step.TRAIN not in steps and builtin is not None:
         raise SpecError(f"steps: the built-in model {builtin} is trained first: add train to steps")
     for step in steps:
         upstream = upstream_of(step, builtin is not None)
         if upstream is not None and upstream not in steps:
-            raise SpecError(f"steps: {step} needs {upstream} in steps (it reads the {upstream}ed design)")
+            raise SpecError(
+                f"steps: {step} needs {upstream} in steps (it reads the {upstream}ed design)"
+            )
     return tuple(sorted(steps, key=list(Step).index))
 
 
@@ -542,7 +561,9 @@ def _sample(value: Any, axes: tuple[Axis, ...]) -> Sample | None:
     count = _integer(mapping["random"], "sample.random", 1, MAX_POINTS)
     seed = _integer(mapping.get("seed", 0), "sample.seed", 0, 2**63 - 1)
     if grid > MAX_GRID:
-        raise SpecError(f"axes: the grid has {grid:.3g} points (at most {MAX_GRID:.0e}, even sampled)")
+        raise SpecError(
+            f"axes: the grid has {grid:.3g} points (at most {MAX_GRID:.0e}, even sampled)"
+        )
     return Sample(count, seed)
 
 
@@ -557,7 +578,9 @@ def _sim(value: Any) -> SimOptions:
         or not isinstance(backpressure, int | float)
         or not 0.0 <= backpressure <= 0.95
     ):
-        raise SpecError(f"sim.backpressure: {_short(backpressure)} is not supported (a number from 0 to 0.95)")
+        raise SpecError(
+            f"sim.backpressure: {_short(backpressure)} is not supported (a number from 0 to 0.95)"
+        )
     return SimOptions(
         samples=_integer(mapping.get("samples", 16), "sim.samples", 1, MAX_SIM_SAMPLES),
         backpressure=float(backpressure),
@@ -586,7 +609,9 @@ def _cluster(value: Any) -> ClusterSpec:
         return LocalCluster()
     if isinstance(value, str):
         if not _ADDRESS.match(value):
-            raise SpecError(f"cluster: {_short(value)} is not a scheduler address (e.g. tcp://host:8786; or {shapes})")
+            raise SpecError(
+                f"cluster: {_short(value)} is not a scheduler address (e.g. tcp://host:8786; or {shapes})"
+            )
         return AddressCluster(value)
     if not isinstance(value, Mapping) or len(value) != 1:
         raise SpecError(f"cluster: expected one of {shapes}, got {_short(value)}")
@@ -595,8 +620,12 @@ def _cluster(value: Any) -> ClusterSpec:
         local = _mapping(body, "cluster.local", ("workers", "threads_per_worker"))
         workers = local.get("workers")
         return LocalCluster(
-            workers=None if workers is None else _integer(workers, "cluster.local.workers", 1, MAX_WORKERS),
-            threads_per_worker=_integer(local.get("threads_per_worker", 1), "cluster.local.threads_per_worker", 1, 256),
+            workers=None
+            if workers is None
+            else _integer(workers, "cluster.local.workers", 1, MAX_WORKERS),
+            threads_per_worker=_integer(
+                local.get("threads_per_worker", 1), "cluster.local.threads_per_worker", 1, 256
+            ),
         )
     if kind == "jobqueue":
         return _jobqueue(body)
@@ -605,7 +634,9 @@ def _cluster(value: Any) -> ClusterSpec:
 
 def _jobqueue(body: Any) -> JobqueueCluster:
     if not isinstance(body, Mapping):
-        raise SpecError(f"cluster.jobqueue: expected a mapping (kind, jobs, cluster options), got {_kind(body)}")
+        raise SpecError(
+            f"cluster.jobqueue: expected a mapping (kind, jobs, cluster options), got {_kind(body)}"
+        )
     kind = _one_of(body.get("kind"), "cluster.jobqueue.kind", tuple(JOBQUEUE_KINDS))
     jobs = _integer(body.get("jobs", 1), "cluster.jobqueue.jobs", 1, MAX_WORKERS)
     options = []
@@ -642,14 +673,20 @@ def _with_workers(cluster: ClusterSpec, workers: int) -> ClusterSpec:
         return dataclasses.replace(cluster, workers=workers)
     if isinstance(cluster, JobqueueCluster):
         return dataclasses.replace(cluster, jobs=workers)
-    raise SpecError(f"--workers does not apply to a running scheduler ({cluster.address}): it has its own workers")
+    raise SpecError(
+        f"--workers does not apply to a running scheduler ({cluster.address}): it has its own workers"
+    )
 
 
 def _check_step_inputs(spec: SweepSpec) -> None:
     if Step.PREDICT in spec.steps and spec.input is None and not spec.trained:
-        raise SpecError("steps: predict needs inputs: pass --input x.npy or set 'input:' in the spec")
+        raise SpecError(
+            "steps: predict needs inputs: pass --input x.npy or set 'input:' in the spec"
+        )
     if spec.labels is not None and spec.input is None:
-        raise SpecError("labels: given without inputs: pass --input x.npy or set 'input:' in the spec")
+        raise SpecError(
+            "labels: given without inputs: pass --input x.npy or set 'input:' in the spec"
+        )
 
 
 # ---------------------------------------------------------------------------------------
@@ -667,18 +704,24 @@ def _mapping(value: Any, key: str, accepted: tuple[str, ...]) -> Mapping[str, An
 def _check_keys(data: Mapping[Any, Any], accepted: tuple[str, ...], where: str) -> None:
     for key in data:
         if key not in accepted:
-            raise SpecError(f"{where}: unknown key {_short(key)} (supported: {', '.join(accepted)})")
+            raise SpecError(
+                f"{where}: unknown key {_short(key)} (supported: {', '.join(accepted)})"
+            )
 
 
 def _one_of(value: Any, key: str, supported: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in supported:
-        raise SpecError(f"{key}: {_short(value)} is not supported (supported: {', '.join(supported)})")
+        raise SpecError(
+            f"{key}: {_short(value)} is not supported (supported: {', '.join(supported)})"
+        )
     return value
 
 
 def _integer(value: Any, key: str, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise SpecError(f"{key}: {_short(value)} is not supported (an integer from {low} to {high:,})")
+        raise SpecError(
+            f"{key}: {_short(value)} is not supported (an integer from {low} to {high:,})"
+        )
     return value
 
 

@@ -203,8 +203,12 @@ def sim_step(params: SimParams, work: Path, upstream: Path | None) -> dict[str, 
     env, build_root = _sim_build(params.options.fast_build)
     with environ(env):
         result = simulate(
-            design, x_int, y_int, backpressure=params.options.backpressure,
-            seed=params.options.seed, build_root=build_root,
+            design,
+            x_int,
+            y_int,
+            backpressure=params.options.backpressure,
+            seed=params.options.seed,
+            build_root=build_root,
         )
     figures: dict[str, Any] = {
         "sim_passed": result.passed,
@@ -242,7 +246,9 @@ def synth_step(params: SynthParams, work: Path, upstream: Path | None) -> dict[s
     from rtlgen.synth import synthesize
 
     manifest = read_manifest(design_dir(_required(upstream)))
-    result = synthesize(manifest.rtl_paths[0], manifest.top, family=params.family, keep_dir=work / "synth")
+    result = synthesize(
+        manifest.rtl_paths[0], manifest.top, family=params.family, keep_dir=work / "synth"
+    )
     return {
         "luts": result.luts,
         "ffs": result.ffs,
@@ -313,7 +319,9 @@ def load_labels(path: Path, count: int | None) -> np.ndarray:
     if labels.ndim == 2:
         labels = np.argmax(labels, axis=1)
     elif labels.ndim != 1:
-        raise RtlgenError(f"labels file {path} has shape {labels.shape}; expected (N,) class indices or (N, classes)")
+        raise RtlgenError(
+            f"labels file {path} has shape {labels.shape}; expected (N,) class indices or (N, classes)"
+        )
     if labels.dtype.kind == "f" and not np.all(labels == np.round(labels)):
         raise RtlgenError(f"labels file {path} holds non-integer class indices")
     if count is not None and len(labels) != count:
@@ -384,7 +392,9 @@ def run_step(task: StepTask, upstream: StepOutcome | None = None) -> StepOutcome
     """Run one step on a worker: reuse its stored result, else compute and publish it."""
     store = Store(task.store_root)
     if upstream is not None and not upstream.ok:
-        reason = f"{upstream.step} failed" if upstream.status == "failed" else f"{upstream.step} skipped"
+        reason = (
+            f"{upstream.step} failed" if upstream.status == "failed" else f"{upstream.step} skipped"
+        )
         return StepOutcome(task.step, task.digest, "skipped", reason=reason)
     stored = store.result(task.step, task.digest)
     if stored is not None:  # done by an earlier attempt of this task (a retry) or another run
@@ -396,8 +406,12 @@ def run_step(task: StepTask, upstream: StepOutcome | None = None) -> StepOutcome
     )
     started = time.perf_counter()
     try:
-        if upstream_entry is not None and (upstream_entry.is_symlink() or upstream_entry.parent.is_symlink()):
-            raise RtlgenError(f"{upstream_entry} is not the store entry the {task.upstream_step} step wrote")
+        if upstream_entry is not None and (
+            upstream_entry.is_symlink() or upstream_entry.parent.is_symlink()
+        ):
+            raise RtlgenError(
+                f"{upstream_entry} is not the store entry the {task.upstream_step} step wrote"
+            )
         work = store.workspace(task.step, task.digest, task.run_id)
     except RtlgenError as exc:
         return _failed(task, exc, started)
@@ -413,19 +427,31 @@ def run_step(task: StepTask, upstream: StepOutcome | None = None) -> StepOutcome
         discard(work)
         raise
     seconds = time.perf_counter() - started
-    store.publish(work, task.step, task.digest, {
-        "step": str(task.step),
-        "digest": task.digest,
-        "upstream": task.upstream_digest,
-        "figures": figures,
-        "seconds": round(seconds, 3),
-        "rtlgen": __version__,
-    })
-    return StepOutcome(task.step, task.digest, "ok", figures=figures, seconds=seconds,
-                       worker=socket.gethostname())
+    store.publish(
+        work,
+        task.step,
+        task.digest,
+        {
+            "step": str(task.step),
+            "digest": task.digest,
+            "upstream": task.upstream_digest,
+            "figures": figures,
+            "seconds": round(seconds, 3),
+            "rtlgen": __version__,
+        },
+    )
+    return StepOutcome(
+        task.step, task.digest, "ok", figures=figures, seconds=seconds, worker=socket.gethostname()
+    )
 
 
 def _failed(task: StepTask, error: RtlgenError, started: float) -> StepOutcome:
     """A user problem met by a step: its one-line reason; nothing is stored."""
-    return StepOutcome(task.step, task.digest, "failed", reason=" ".join(str(error).split()),
-                       seconds=time.perf_counter() - started, worker=socket.gethostname())
+    return StepOutcome(
+        task.step,
+        task.digest,
+        "failed",
+        reason=" ".join(str(error).split()),
+        seconds=time.perf_counter() - started,
+        worker=socket.gethostname(),
+    )

@@ -90,9 +90,7 @@ def canonical(value: Any, files: Mapping[Path, str]) -> Any:
     raise TypeError(f"cannot hash {type(value).__name__}")  # a bug, not a user error
 
 
-def step_digest(
-    step: str, params: Any, upstream: str | None, files: Mapping[Path, str]
-) -> str:
+def step_digest(step: str, params: Any, upstream: str | None, files: Mapping[Path, str]) -> str:
     """The digest of one step: name, its parameters (files by content), upstream digest,
     rtlgen's version and its tools' versions."""
     document = {

@@ -33,10 +33,13 @@ def write_tiny_model(folder: Path, seed: int = 0) -> Path:
     config = sequential_config([_dense("d1", 6, "relu"), _dense("d2", 3, "linear")], (4,), "tiny")
     (folder / "model.json").write_text(json.dumps(config))
     rng = np.random.default_rng(seed)
-    write_weights_h5(folder / "model_weights.h5", {
-        "d1": {"kernel": rng.normal(size=(4, 6)).round(2), "bias": rng.normal(size=6).round(2)},
-        "d2": {"kernel": rng.normal(size=(6, 3)).round(2), "bias": rng.normal(size=3).round(2)},
-    })
+    write_weights_h5(
+        folder / "model_weights.h5",
+        {
+            "d1": {"kernel": rng.normal(size=(4, 6)).round(2), "bias": rng.normal(size=6).round(2)},
+            "d2": {"kernel": rng.normal(size=(6, 3)).round(2), "bias": rng.normal(size=3).round(2)},
+        },
+    )
     np.save(folder / "x.npy", (rng.integers(-64, 64, size=(20, 4)) / 16).astype(np.float32))
     np.save(folder / "y.npy", rng.integers(0, 3, size=20))
     (folder / "spec.yml").write_text(SMALLEST_SPEC)

@@ -25,8 +25,11 @@ def quiet() -> Console:
     return Console(file=open(os.devnull, "w"), width=150)  # noqa: SIM115 - closed with the process
 
 
-def spec_of(tiny: Path, axes: str = "{multiplier: [dsp, lut], parallelism: [auto, full]}",
-            steps: str = "[convert, predict]"):
+def spec_of(
+    tiny: Path,
+    axes: str = "{multiplier: [dsp, lut], parallelism: [auto, full]}",
+    steps: str = "[convert, predict]",
+):
     path = tiny / "engine.yml"
     path.write_text(
         "model: model.json\nweights: model_weights.h5\ninput: x.npy\nlabels: y.npy\n"
@@ -42,8 +45,14 @@ def test_four_point_sweep_writes_table_pareto_and_plots(tiny, tmp_path):
     document = json.loads((out / "results.json").read_text())
     assert document["points"] == 4 and document["status"] == {"ok": 4}
     rows = list(csv.DictReader((out / "results.csv").open()))
-    assert {"latency_cycles", "ii_cycles", "multipliers", "accuracy", "convert_seconds",
-            "convert_cached"} <= set(rows[0])
+    assert {
+        "latency_cycles",
+        "ii_cycles",
+        "multipliers",
+        "accuracy",
+        "convert_seconds",
+        "convert_cached",
+    } <= set(rows[0])
     pareto = json.loads((out / "pareto.json").read_text())
     assert pareto["rows"] and pareto["metric"] == "accuracy"
     plots = sorted(p.name for p in out.glob("*.png"))
@@ -62,8 +71,11 @@ def test_second_run_of_the_same_spec_does_no_work(tiny, tmp_path):
 def test_changed_axis_value_recomputes_only_the_new_points(tiny, tmp_path):
     out = tmp_path / "out"
     run_sweep(spec_of(tiny), out, console=quiet())
-    changed = run_sweep(spec_of(tiny, axes="{multiplier: [dsp, auto], parallelism: [auto, full]}"),
-                        out, console=quiet())
+    changed = run_sweep(
+        spec_of(tiny, axes="{multiplier: [dsp, auto], parallelism: [auto, full]}"),
+        out,
+        console=quiet(),
+    )
     computed = sorted(o.step for o in changed.outcomes.values() if not o.cached)
     assert computed == [Step.CONVERT, Step.CONVERT]  # multiplier=auto x 2; dsp and predict reused
     assert changed.cached == 3
@@ -127,8 +139,9 @@ def test_killing_a_worker_mid_sweep_loses_no_point(tiny, tmp_path):
 def test_failing_points_are_recorded_with_their_reason_and_the_sweep_goes_on(tiny, tmp_path):
     functions = {**STEP_FUNCTIONS, Step.CONVERT: lut_fails, Step.SYNTH: fake_synth}
     out = tmp_path / "out"
-    run = run_sweep(spec_of(tiny, steps="[convert, predict, synth]"), out, console=quiet(),
-                    functions=functions)
+    run = run_sweep(
+        spec_of(tiny, steps="[convert, predict, synth]"), out, console=quiet(), functions=functions
+    )
     rows = list(csv.DictReader((out / "results.csv").open()))
     by_style = {(r["multiplier"], r["parallelism"]): r for r in rows}
     failed = by_style["lut", "auto"]
@@ -144,7 +157,9 @@ def test_failing_points_are_recorded_with_their_reason_and_the_sweep_goes_on(tin
 def test_a_bug_in_a_step_is_an_error_row_after_bounded_retries(tiny, tmp_path):
     functions = {**STEP_FUNCTIONS, Step.CONVERT: lut_crashes}
     out = tmp_path / "out"
-    run_sweep(spec_of(tiny, axes="{multiplier: [dsp, lut]}"), out, console=quiet(), functions=functions)
+    run_sweep(
+        spec_of(tiny, axes="{multiplier: [dsp, lut]}"), out, console=quiet(), functions=functions
+    )
     rows = {r["multiplier"]: r for r in csv.DictReader((out / "results.csv").open())}
     assert rows["dsp"]["status"] == "ok"
     assert rows["lut"]["status"] == "error"

@@ -38,16 +38,22 @@ def test_points_that_did_not_succeed_are_never_on_the_front(status):
 
 
 def test_without_accuracy_the_front_is_over_the_resources_alone():
-    rows = [row("a", luts=100, dsps=2, latency_cycles=9), row("b", luts=50, dsps=4, latency_cycles=9),
-            row("c", luts=120, dsps=4, latency_cycles=9)]
+    rows = [
+        row("a", luts=100, dsps=2, latency_cycles=9),
+        row("b", luts=50, dsps=4, latency_cycles=9),
+        row("c", luts=120, dsps=4, latency_cycles=9),
+    ]
     front = pareto_front(rows, "accuracy")
     assert front.metric is None and names(front) == ["a", "b"]
     assert plot_pairs(front) == [("latency_cycles", "luts"), ("latency_cycles", "dsps")]
 
 
 def test_without_synthesis_the_front_uses_convert_figures():
-    rows = [row("a", multipliers=10, latency_cycles=5), row("b", multipliers=4, latency_cycles=9),
-            row("c", multipliers=12, latency_cycles=9)]
+    rows = [
+        row("a", multipliers=10, latency_cycles=5),
+        row("b", multipliers=4, latency_cycles=9),
+        row("c", multipliers=12, latency_cycles=9),
+    ]
     front = pareto_front(rows, "accuracy")
     assert front.costs == ("multipliers", "latency_cycles") and names(front) == ["a", "b"]
 
@@ -58,13 +64,32 @@ def test_a_point_missing_an_objective_is_left_off_the_front():
 
 
 def test_csv_has_axis_status_figure_and_step_columns_and_quotes_commas(tmp_path):
-    spec = SweepSpec(source=tmp_path / "s.yml", model=tmp_path / "m.h5",
-                     axes=(Axis("input_type", ("fixed<16,6>",)),), steps=(Step.CONVERT,))
-    rows = [{"input_type": "fixed<16,6>", "status": "failed", "reason": "convert: a, b",
-             "latency_cycles": None, "steps": {"convert": {"seconds": 1.5, "cached": False}}}]
+    spec = SweepSpec(
+        source=tmp_path / "s.yml",
+        model=tmp_path / "m.h5",
+        axes=(Axis("input_type", ("fixed<16,6>",)),),
+        steps=(Step.CONVERT,),
+    )
+    rows = [
+        {
+            "input_type": "fixed<16,6>",
+            "status": "failed",
+            "reason": "convert: a, b",
+            "latency_cycles": None,
+            "steps": {"convert": {"seconds": 1.5, "cached": False}},
+        }
+    ]
     parsed = list(csv.DictReader(io.StringIO(csv_text(spec, rows))))
-    assert parsed == [{"input_type": "fixed<16,6>", "status": "failed", "reason": "convert: a, b",
-                       "latency_cycles": "", "convert_seconds": "1.5", "convert_cached": "False"}]
+    assert parsed == [
+        {
+            "input_type": "fixed<16,6>",
+            "status": "failed",
+            "reason": "convert: a, b",
+            "latency_cycles": "",
+            "convert_seconds": "1.5",
+            "convert_cached": "False",
+        }
+    ]
 
 
 @pytest.mark.parametrize(

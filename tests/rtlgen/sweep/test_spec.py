@@ -43,8 +43,14 @@ def test_smallest_spec_from_the_issue_parses_as_written(tiny, monkeypatch, tmp_p
 @pytest.mark.parametrize(
     "body,message",
     [
-        ("axes: {bits: [4, 8]}\n", "axes: unknown axis 'bits' for a model file (supported: multiplier"),
-        ("axes: {multiplier: [dsp, fast]}\n", "multiplier value 'fast' is not supported (supported: auto, dsp, lut)"),
+        (
+            "axes: {bits: [4, 8]}\n",
+            "axes: unknown axis 'bits' for a model file (supported: multiplier",
+        ),
+        (
+            "axes: {multiplier: [dsp, fast]}\n",
+            "multiplier value 'fast' is not supported (supported: auto, dsp, lut)",
+        ),
         ("axes: {adders_per_stage: [2, 9]}\n", "adders_per_stage value 9 is not supported"),
         ("axes: {adders_per_stage: [true]}\n", "adders_per_stage value True is not supported"),
         ("axes: {adders_per_stage: [2.0]}\n", "adders_per_stage value 2.0 is not supported"),
@@ -55,7 +61,10 @@ def test_smallest_spec_from_the_issue_parses_as_written(tiny, monkeypatch, tmp_p
         ("axes: {weight_bits: [4, 8]}\n", "weight_bits needs a built-in trainable model"),
         ("axes: {sparsity: [0.5]}\n", "sparsity needs a built-in trainable model"),
         ("axes: [multiplier]\n", "axes: expected a mapping"),
-        ("steps: [convert, place]\n", "steps: unknown step 'place' (supported: train, convert, predict, sim, synth, pnr)"),
+        (
+            "steps: [convert, place]\n",
+            "steps: unknown step 'place' (supported: train, convert, predict, sim, synth, pnr)",
+        ),
         ("steps: [convert, convert]\n", "steps: convert is listed twice"),
         ("steps: [synth]\n", "steps: synth needs convert in steps"),
         ("steps: [sim]\n", "steps: sim needs convert"),
@@ -67,16 +76,31 @@ def test_smallest_spec_from_the_issue_parses_as_written(tiny, monkeypatch, tmp_p
         ("sim: {samples: 0}\n", "sim.samples: 0 is not supported"),
         ("sim: {backpressure: 0.99}\n", "sim.backpressure: 0.99 is not supported"),
         ("sim: {speed: 1}\n", "sim: unknown key 'speed'"),
-        ("synth: {family: virtex2}\n", "synth.family: 'virtex2' is not supported (supported: xcup, ecp5)"),
+        (
+            "synth: {family: virtex2}\n",
+            "synth.family: 'virtex2' is not supported (supported: xcup, ecp5)",
+        ),
         ("pnr: {board: nosuchboard}\n", "pnr.board: 'nosuchboard' is not supported"),
         ("cluster: {local: {workers: 0}}\n", "cluster.local.workers: 0 is not supported"),
         ("cluster: {local: {gpus: 1}}\n", "cluster.local: unknown key 'gpus'"),
         ("cluster: {kubernetes: {}}\n", "cluster: unknown kind 'kubernetes'"),
         ("cluster: 'http://host:8786; rm -rf /'\n", "is not a scheduler address"),
-        ("cluster: {jobqueue: {kind: torque}}\n", "cluster.jobqueue.kind: 'torque' is not supported (supported: slurm, htcondor, pbs, sge, lsf)"),
-        ("cluster: {jobqueue: {kind: slurm, jobs: -1}}\n", "cluster.jobqueue.jobs: -1 is not supported"),
-        ("cluster: {jobqueue: {kind: slurm, memory: {a: [1]}}}\n", "cluster.jobqueue.memory: expected a number, string, or a list or mapping"),
-        ("cluster: {jobqueue: {kind: slurm, 'a-b': 1}}\n", "cluster.jobqueue: option name 'a-b' is not an identifier"),
+        (
+            "cluster: {jobqueue: {kind: torque}}\n",
+            "cluster.jobqueue.kind: 'torque' is not supported (supported: slurm, htcondor, pbs, sge, lsf)",
+        ),
+        (
+            "cluster: {jobqueue: {kind: slurm, jobs: -1}}\n",
+            "cluster.jobqueue.jobs: -1 is not supported",
+        ),
+        (
+            "cluster: {jobqueue: {kind: slurm, memory: {a: [1]}}}\n",
+            "cluster.jobqueue.memory: expected a number, string, or a list or mapping",
+        ),
+        (
+            "cluster: {jobqueue: {kind: slurm, 'a-b': 1}}\n",
+            "cluster.jobqueue: option name 'a-b' is not an identifier",
+        ),
         ("sample: {random: 0}\n", "sample.random: 0 is not supported"),
         ("sample: {seed: 1}\n", "sample: 'random' is missing"),
         ("metric: speed\n", "metric: 'speed' is not supported (supported: accuracy"),
@@ -98,9 +122,14 @@ def test_spec_mistakes_are_one_spec_error_naming_the_key(tiny, body, message):
         ("model: [a, b]\n", "model: expected a file path"),
         ("- a\n- b\n", "expected a mapping of keys"),
         ("model: [unclosed\n", "invalid YAML at line"),
-        ("a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
-            f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
-            for p, c in zip("abcdefgh", "bcdefghi", strict=True)), "aliases expanded"),
+        (
+            "a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n"
+            + "".join(
+                f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+                for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+            ),
+            "aliases expanded",
+        ),
     ],
 )
 def test_broken_spec_files_are_one_spec_error(tiny, text, message):
@@ -140,8 +169,10 @@ def test_spec_error_is_an_rtlgen_error():
 
 
 def test_random_sample_is_reproducible_and_a_subset_of_the_grid(tiny):
-    body = ("axes: {multiplier: [auto, dsp, lut], parallelism: [auto, full], adders_per_stage: [1, 2, 3, 4]}\n"
-            "sample: {random: 5, seed: 7}\n")
+    body = (
+        "axes: {multiplier: [auto, dsp, lut], parallelism: [auto, full], adders_per_stage: [1, 2, 3, 4]}\n"
+        "sample: {random: 5, seed: 7}\n"
+    )
     spec = load_spec(write_spec(tiny, body))
     grid = set(load_spec(write_spec(tiny, body.split("sample")[0], "grid.yml")).points())
     first, again = spec.points(), load_spec(write_spec(tiny, body)).points()
@@ -171,8 +202,11 @@ def test_input_type_values_are_normalized(tiny):
         ("{local: {workers: 2}}", 3, LocalCluster(workers=3)),
         ("local", None, LocalCluster()),
         ("'tcp://10.0.0.1:8786'", None, AddressCluster("tcp://10.0.0.1:8786")),
-        ("{jobqueue: {kind: slurm, cores: 4, memory: 8GB, jobs: 2}}", 5,
-         JobqueueCluster("slurm", 5, (("cores", 4), ("memory", "8GB")))),
+        (
+            "{jobqueue: {kind: slurm, cores: 4, memory: 8GB, jobs: 2}}",
+            5,
+            JobqueueCluster("slurm", 5, (("cores", 4), ("memory", "8GB"))),
+        ),
     ],
 )
 def test_cluster_forms_and_the_workers_override(tiny, cluster, workers, expected):
@@ -201,8 +235,11 @@ def builtin_spec(tmp_path: Path, text: str):
 
 
 def test_builtin_model_takes_training_axes_and_trains_first(tmp_path):
-    spec = builtin_spec(tmp_path, "model: {builtin: jet_mlp, epochs: 2}\n"
-                                  "axes: {weight_bits: [4, 6], sparsity: [0, 0.5], multiplier: [lut]}\n")
+    spec = builtin_spec(
+        tmp_path,
+        "model: {builtin: jet_mlp, epochs: 2}\n"
+        "axes: {weight_bits: [4, 6], sparsity: [0, 0.5], multiplier: [lut]}\n",
+    )
     assert spec.trained and spec.model.name == "jet_mlp" and spec.model.epochs == 2
     assert spec.steps == (Step.TRAIN, Step.CONVERT)
     assert spec.axes[1].values == (0.0, 0.5)
@@ -211,15 +248,36 @@ def test_builtin_model_takes_training_axes_and_trains_first(tmp_path):
 @pytest.mark.parametrize(
     "text,message",
     [
-        ("model: {builtin: resnet50}\n", "model.builtin: 'resnet50' is not a built-in model (supported: jet_mlp, svhn_cnn)"),
+        (
+            "model: {builtin: resnet50}\n",
+            "model.builtin: 'resnet50' is not a built-in model (supported: jet_mlp, svhn_cnn)",
+        ),
         ("model: {builtin: jet_mlp, lr: 3}\n", "model: unknown key 'lr'"),
         ("model: {builtin: jet_mlp, epochs: 0}\n", "model.epochs: 0 is not supported"),
-        ("model: {builtin: jet_mlp}\nweights: w.h5\n", "weights: a built-in model (jet_mlp) has no weights file"),
-        ("model: {builtin: jet_mlp}\nsteps: [convert]\n", "steps: the built-in model jet_mlp is trained first: add train"),
-        ("model: {builtin: jet_mlp}\naxes: {weight_bits: [1]}\n", "weight_bits value 1 is not supported (an integer from 2 to 16)"),
-        ("model: {builtin: jet_mlp}\naxes: {sparsity: [1.0]}\n", "sparsity value 1.0 is not supported"),
-        ("model: {builtin: jet_mlp}\naxes: {sparsity: ['half']}\n", "sparsity value 'half' is not supported"),
-        ("model: {builtin: svhn_cnn}\naxes: {activation_bits: [4]}\n", "unknown axis 'activation_bits' for the built-in model svhn_cnn"),
+        (
+            "model: {builtin: jet_mlp}\nweights: w.h5\n",
+            "weights: a built-in model (jet_mlp) has no weights file",
+        ),
+        (
+            "model: {builtin: jet_mlp}\nsteps: [convert]\n",
+            "steps: the built-in model jet_mlp is trained first: add train",
+        ),
+        (
+            "model: {builtin: jet_mlp}\naxes: {weight_bits: [1]}\n",
+            "weight_bits value 1 is not supported (an integer from 2 to 16)",
+        ),
+        (
+            "model: {builtin: jet_mlp}\naxes: {sparsity: [1.0]}\n",
+            "sparsity value 1.0 is not supported",
+        ),
+        (
+            "model: {builtin: jet_mlp}\naxes: {sparsity: ['half']}\n",
+            "sparsity value 'half' is not supported",
+        ),
+        (
+            "model: {builtin: svhn_cnn}\naxes: {activation_bits: [4]}\n",
+            "unknown axis 'activation_bits' for the built-in model svhn_cnn",
+        ),
     ],
 )
 def test_builtin_model_mistakes_are_one_spec_error(tmp_path, text, message):
@@ -231,8 +289,10 @@ def test_builtin_model_mistakes_are_one_spec_error(tmp_path, text, message):
 def test_pruned_svhn_variant_is_fine_tuned_from_its_trained_sibling(tmp_path):
     from rtlgen.sweep.engine import plan_sweep
 
-    spec = builtin_spec(tmp_path, "model: {builtin: svhn_cnn}\naxes: {sparsity: [0.5]}\n"
-                                  "steps: [train, convert, predict]\n")
+    spec = builtin_spec(
+        tmp_path,
+        "model: {builtin: svhn_cnn}\naxes: {sparsity: [0.5]}\nsteps: [train, convert, predict]\n",
+    )
     plan = plan_sweep(spec, tmp_path / "store", "run", {})
     trains = [t for t in plan.tasks.values() if t.step is Step.TRAIN]
     assert [t.params.sparsity for t in trains] == [0.0, 0.5]  # the sibling first, not a point
@@ -242,10 +302,18 @@ def test_pruned_svhn_variant_is_fine_tuned_from_its_trained_sibling(tmp_path):
 
 
 def test_exclude_leaves_matching_points_out_of_the_grid(tiny):
-    spec = load_spec(write_spec(tiny, "axes: {multiplier: [dsp, lut], parallelism: [auto, full]}\n"
-                                      "exclude: [{multiplier: lut, parallelism: full}]\n"))
+    spec = load_spec(
+        write_spec(
+            tiny,
+            "axes: {multiplier: [dsp, lut], parallelism: [auto, full]}\n"
+            "exclude: [{multiplier: lut, parallelism: full}]\n",
+        )
+    )
     assert [p.label() for p in spec.points()] == [
-        "multiplier=dsp parallelism=auto", "multiplier=dsp parallelism=full", "multiplier=lut parallelism=auto"]
+        "multiplier=dsp parallelism=auto",
+        "multiplier=dsp parallelism=full",
+        "multiplier=lut parallelism=auto",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -299,13 +367,19 @@ def test_docs_cluster_examples_parse(tiny, example):
             script = cluster.job_script()
         finally:
             cluster.close()
-        assert "distributed.cli.dask_worker" in script or "dask-worker" in script or "dask worker" in script
+        assert (
+            "distributed.cli.dask_worker" in script
+            or "dask-worker" in script
+            or "dask worker" in script
+        )
 
 
 def test_unknown_jobqueue_option_is_one_line_error(tiny):
     pytest.importorskip("dask_jobqueue")
     from rtlgen.sweep.engine import jobqueue_cluster
 
-    spec = load_spec(write_spec(tiny, "cluster: {jobqueue: {kind: slurm, cores: 1, memory: 1GB, colour: red}}\n"))
+    spec = load_spec(
+        write_spec(tiny, "cluster: {jobqueue: {kind: slurm, cores: 1, memory: 1GB, colour: red}}\n")
+    )
     with pytest.raises(RtlgenError, match=r"cluster.jobqueue \(slurm\): .*colour"):
         jobqueue_cluster(spec.cluster)

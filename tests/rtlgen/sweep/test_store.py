@@ -68,7 +68,9 @@ def test_upstream_step_name_rtlgen_and_tool_versions_change_the_digest(tiny, mon
     monkeypatch.setattr(store_module, "__version__", "99.0")
     assert digest_of(tiny, params) != base
     monkeypatch.undo()
-    monkeypatch.setattr(store_module, "tool_version", lambda name: "amaranth-next" if name == "amaranth" else "x")
+    monkeypatch.setattr(
+        store_module, "tool_version", lambda name: "amaranth-next" if name == "amaranth" else "x"
+    )
     assert digest_of(tiny, params) != base
 
 
@@ -78,7 +80,9 @@ def plan(tiny: Path, body: str):
     spec = load_spec(path)
     result = plan_sweep(spec, tiny / "store", "run", input_files(spec))
     return {
-        (point.point.label(), str(step)): digest for point in result.points for step, digest in point.steps
+        (point.point.label(), str(step)): digest
+        for point in result.points
+        for step, digest in point.steps
     }, result
 
 
@@ -94,14 +98,22 @@ def test_convert_does_not_depend_on_sim_options_nor_predict_on_hardware_axes(tin
 
 
 def test_input_type_axis_changes_predict_and_convert(tiny):
-    digests, result = plan(tiny, "steps: [convert, predict]\naxes: {input_type: ['fixed<8,2>', 'fixed<12,4>']}\n")
+    digests, result = plan(
+        tiny, "steps: [convert, predict]\naxes: {input_type: ['fixed<8,2>', 'fixed<12,4>']}\n"
+    )
     a, b = "input_type=fixed<8,2>", "input_type=fixed<12,4>"
-    assert digests[a, "predict"] != digests[b, "predict"] and digests[a, "convert"] != digests[b, "convert"]
+    assert (
+        digests[a, "predict"] != digests[b, "predict"]
+        and digests[a, "convert"] != digests[b, "convert"]
+    )
     assert len(result.tasks) == 4
 
 
 def test_shared_steps_become_one_task(tiny):
-    _, result = plan(tiny, "steps: [convert, predict]\naxes: {multiplier: [dsp, lut], parallelism: [auto, full]}\n")
+    _, result = plan(
+        tiny,
+        "steps: [convert, predict]\naxes: {multiplier: [dsp, lut], parallelism: [auto, full]}\n",
+    )
     steps = [task.step for task in result.tasks.values()]
     assert steps.count(Step.CONVERT) == 4 and steps.count(Step.PREDICT) == 1
 
@@ -129,7 +141,9 @@ def test_a_second_publish_of_the_same_digest_keeps_the_first(tmp_path):
     assert not work.exists()
 
 
-@pytest.mark.parametrize("damage", ["missing", "truncated", "wrong digest", "not a mapping", "oversized", "symlink"])
+@pytest.mark.parametrize(
+    "damage", ["missing", "truncated", "wrong digest", "not a mapping", "oversized", "symlink"]
+)
 def test_an_entry_without_a_valid_result_is_not_finished(tmp_path, damage):
     store = Store(tmp_path / "store")
     entry = store.entry("convert", "d1")
@@ -201,7 +215,12 @@ def test_sim_params_hash_every_sim_option(tiny):
     base = SimParams(SimOptions(), tiny / "x.npy")
     digests = {
         step_digest("sim", dataclasses.replace(base, options=options), "up", files)
-        for options in (SimOptions(), SimOptions(samples=3), SimOptions(backpressure=0.2), SimOptions(seed=1))
+        for options in (
+            SimOptions(),
+            SimOptions(samples=3),
+            SimOptions(backpressure=0.2),
+            SimOptions(seed=1),
+        )
     }
     assert len(digests) == 4
 
@@ -245,6 +264,8 @@ def test_an_upstream_entry_planted_as_a_symlink_fails_the_step_without_running_i
     outside.mkdir()
     (tmp_path / "store" / "convert").mkdir(parents=True)
     os.symlink(outside, tmp_path / "store" / "convert" / "u1")
-    sim = dataclasses.replace(task(tmp_path, crashing_step, Step.SIM, "s1", "u1"), upstream_step=Step.CONVERT)
+    sim = dataclasses.replace(
+        task(tmp_path, crashing_step, Step.SIM, "s1", "u1"), upstream_step=Step.CONVERT
+    )
     outcome = run_step(sim, StepOutcome(Step.CONVERT, "u1", "ok"))
     assert outcome.status == "failed" and "not the store entry" in outcome.reason

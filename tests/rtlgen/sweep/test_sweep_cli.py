@@ -11,18 +11,29 @@ import pytest
 
 
 def rtlgen(*args, cwd=None, timeout=300):
-    return subprocess.run([sys.executable, "-m", "rtlgen", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "rtlgen", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+    )
 
 
 def test_smallest_spec_runs_from_its_folder_and_writes_the_table(tiny, tmp_path):
     out = tmp_path / "out"
-    result = rtlgen("sweep", "spec.yml", "-o", out, "--input", "x.npy", "--labels", "y.npy", cwd=tiny)
+    result = rtlgen(
+        "sweep", "spec.yml", "-o", out, "--input", "x.npy", "--labels", "y.npy", cwd=tiny
+    )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert [(r["multiplier"], r["parallelism"], r["status"]) for r in rows] == [
-        ("dsp", "auto", "ok"), ("dsp", "full", "ok"), ("lut", "auto", "ok"), ("lut", "full", "ok")]
+        ("dsp", "auto", "ok"),
+        ("dsp", "full", "ok"),
+        ("lut", "auto", "ok"),
+        ("lut", "full", "ok"),
+    ]
     assert all(r["latency_cycles"] and r["accuracy"] for r in rows)
     assert json.loads((out / "pareto.json").read_text())["metric"] == "accuracy"
     assert "4 points (4 ok)" in result.stdout
@@ -39,12 +50,28 @@ def test_second_run_reports_every_step_reused(tiny, tmp_path):
 @pytest.mark.parametrize(
     "spec,args,message",
     [
-        ("model: model.json\nweights: model_weights.h5\naxes: {bits: [4]}\n", [], "axes: unknown axis 'bits'"),
-        ("model: model.json\nweights: model_weights.h5\nsteps: [convert, fly]\n", [], "steps: unknown step 'fly'"),
+        (
+            "model: model.json\nweights: model_weights.h5\naxes: {bits: [4]}\n",
+            [],
+            "axes: unknown axis 'bits'",
+        ),
+        (
+            "model: model.json\nweights: model_weights.h5\nsteps: [convert, fly]\n",
+            [],
+            "steps: unknown step 'fly'",
+        ),
         ("model: nowhere.json\n", [], "model: "),
-        ("model: model.json\nweights: model_weights.h5\nsteps: [convert, predict]\n", [], "predict needs inputs"),
+        (
+            "model: model.json\nweights: model_weights.h5\nsteps: [convert, predict]\n",
+            [],
+            "predict needs inputs",
+        ),
         ("model: model.json\nweights: model_weights.h5\n", ["--workers", "0"], "--workers"),
-        ("model: model.json\nweights: model_weights.h5\ncluster: 'tcp://x:1'\n", ["--workers", "2"], "--workers does not apply"),
+        (
+            "model: model.json\nweights: model_weights.h5\ncluster: 'tcp://x:1'\n",
+            ["--workers", "2"],
+            "--workers does not apply",
+        ),
         (": : :\n", [], "invalid YAML"),
     ],
 )
