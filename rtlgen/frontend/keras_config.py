@@ -204,6 +204,10 @@ def _channels_last(layer: KerasLayer) -> None:
 # ---------------------------------------------------------------------------------------
 # model topology
 # ---------------------------------------------------------------------------------------
+#: Longest layer name accepted (Keras's own names are far shorter).
+MAX_LAYER_NAME = 120
+
+
 def _layer_entry(entry: Any, index: int) -> KerasLayer:
     if not isinstance(entry, dict) or not isinstance(entry.get("class_name"), str):
         raise ModelFileError(
@@ -217,6 +221,13 @@ def _layer_entry(entry: Any, index: int) -> KerasLayer:
     name = config.get("name", entry.get("name"))
     if not isinstance(name, str) or not name:
         raise ModelFileError(f"layer entry {index} ({entry['class_name']}) has no name")
+    if len(name) > MAX_LAYER_NAME or not name.isprintable():
+        # The name reaches the manifest, REPORT.md and Verilog comments (a fused layer's
+        # source joins up to ~4 names with '+', within the manifest's 512 characters).
+        raise ModelFileError(
+            f"layer entry {index} ({entry['class_name']}): name {name[:40]!r} is not supported "
+            f"(printable text of at most {MAX_LAYER_NAME} characters)"
+        )
     build = entry.get("build_config")
     return KerasLayer(entry["class_name"], name, config, build if isinstance(build, dict) else None)
 

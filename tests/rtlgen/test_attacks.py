@@ -615,7 +615,9 @@ def _option_cases(tmp_path: Path, model: Path, design: Path, x: Path) -> list[di
             ["board", "run", "--port", "/dev/null", "-i", x, "--design", value],
             ["sweep", value, "-o", o], ["cache", value], ["bench", "svhn", "--bogus", value],
         ):
-            cases.append({"argv": [str(a) for a in argv]})
+            # a valid value runs the real tool (a first Verilator build takes a minute)
+            slow = argv[0] in ("sim", "report", "build", "board")
+            cases.append({"argv": [str(a) for a in argv], "timeout": 600 if slow else 30})
     return cases
 
 
@@ -630,3 +632,31 @@ def test_every_command_with_odd_option_values_is_one_line(tmp_path, layouts):
     cwd.mkdir()
     rows = run_cases(tmp_path, _option_cases(tmp_path, model, design, x), cwd=cwd, timeout=1500)
     assert failures(rows) == []
+
+
+# ---------------------------------------------------------------------------------------
+# hostile model and layer names: never a path, never a manifest the reader refuses
+HOSTILE_NAMES = ["../../evil", "/abs/evil", "a b", "module", "clk", "s_axis_tdata", "x" * 5000,
+                 "\u00fcn\u00ef", "a\nb", "1abc", "\\escaped ", "$display", "`define", "a/b", "..",
+                 "-rf", "\x00", "\x1b[2J"]
+
+
+def test_hostile_model_and_layer_names_convert_or_fail_in_one_line_inside_outdir(tmp_path):
+    folder = tmp_path / "names"
+    folder.mkdir()
+    cases = []
+    for index, name in enumerate(HOSTILE_NAMES):
+        for where in ("model", "layer"):
+            layers = [layer_entry("Dense", {"name": "d", "units": 3, "activation": "linear", "use_bias": False})]
+            if where == "layer":
+                layers.append(layer_entry("Activation", {"name": name, "activation": "relu"}))
+            config = sequential_config(layers, (4,), name=name if where == "model" else "m")
+            path = write_full_h5(folder / f"{where}{index}.h5", config, {"d": {"kernel": np.ones((4, 3))}})
+            cases.append({"argv": ["convert", str(path), "-o", str(folder / f"out_{where}{index}"), "--testbench"]})
+    before = snapshot(tmp_path)
+    rows = run_cases(tmp_path, cases, cwd=folder)
+    assert failures(rows) == []
+    # a name the manifest cannot hold is refused when the model is read, not after generating
+    assert all("staging" not in row["stderr"] for row in rows)
+    created = set(snapshot(tmp_path)) - set(before)
+    assert all(path == "cases.json" or path.startswith("names/out_") for path in created), created
