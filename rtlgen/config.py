@@ -25,9 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from rtlgen.frontend.limits import check_nesting
+from rtlgen.frontend.limits import read_yaml
 from rtlgen.passes import DEFAULT_PRECISION, LayerPrecision, PrecisionConfig
 from rtlgen.quant.errors import RtlgenError
 from rtlgen.quant.fixed import FixedType, Overflow, Rounding
@@ -69,33 +67,9 @@ def load_config(path: str | Path) -> PrecisionConfig:
     """Read a YAML precision config file (``yaml.safe_load``: plain data only, no tags that
     build Python objects), bounded in size, nesting and alias expansion."""
     path = Path(path)
-    if path.exists() and not path.is_file():  # a directory, a FIFO that would block, a device
-        raise RtlgenError(f"precision config {path}: not a regular file")
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_CONFIG_BYTES + 1)
-        if len(raw) > MAX_CONFIG_BYTES:
-            raise RtlgenError(
-                f"precision config {path}: larger than {MAX_CONFIG_BYTES:,} bytes (a precision "
-                "config is a few lines per layer)"
-            )
-        text = raw.decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RtlgenError(
-            f"precision config {path}: cannot read ({getattr(exc, 'strerror', None) or exc})"
-        ) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
-        raise RtlgenError(f"precision config {path}: invalid YAML{where} ({problem})") from None
-    except RecursionError:
-        raise RtlgenError(
-            f"precision config {path}: nested too deeply (a precision config has 3 levels)"
-        ) from None
-    check_nesting(data, f"precision config {path}", MAX_CONFIG_DEPTH, MAX_CONFIG_NODES, RtlgenError)
+    data = read_yaml(
+        path, f"precision config {path}", MAX_CONFIG_BYTES, MAX_CONFIG_DEPTH, MAX_CONFIG_NODES
+    )
     if data is None:
         data = {}
     return config_from_dict(data, str(path))

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from rtlgen.quant.errors import ModelFileError, RtlgenError
 
@@ -116,3 +118,42 @@ def check_nesting(
             stack.extend((v, depth + 1) for v in item.values())
         elif isinstance(item, list | tuple):
             stack.extend((v, depth + 1) for v in item)
+
+
+def read_yaml(
+    path: Path,
+    what: str,
+    max_bytes: int,
+    max_depth: int,
+    max_values: int,
+    error: type[RtlgenError] = RtlgenError,
+) -> Any:
+    """Parse a small YAML file the user named (a precision config, a sweep spec) as plain data:
+    a regular file only (a FIFO would block), at most ``max_bytes``, UTF-8, ``yaml.safe_load``
+    (no tags that build Python objects), then `check_nesting`. Every problem is one ``error``
+    line that starts with ``what``."""
+    import yaml
+
+    if not path.exists():
+        raise error(f"{what} does not exist")
+    if not path.is_file():
+        raise error(f"{what}: not a regular file")
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(max_bytes + 1)
+        if len(raw) > max_bytes:
+            raise error(f"{what}: larger than {max_bytes:,} bytes")
+        text = raw.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{what}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise error(f"{what}: invalid YAML{line} ({problem})") from None
+    except RecursionError:
+        raise error(f"{what}: nested too deeply") from None
+    check_nesting(data, what, max_depth, max_values, error)
+    return data

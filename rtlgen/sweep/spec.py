@@ -26,9 +26,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from rtlgen.frontend.limits import check_nesting
+from rtlgen.frontend.limits import read_yaml
 from rtlgen.quant.errors import RtlgenError
 from rtlgen.quant.fixed import FixedType
 
@@ -311,33 +309,9 @@ def _replace(spec: SweepSpec, **changes: Any) -> SweepSpec:
 
 
 def _read_yaml(path: Path) -> Any:
-    where = f"sweep spec {path}"
-    if not path.exists():
-        raise SpecError(f"{where} does not exist")
-    if not path.is_file():  # a directory, or a FIFO that would block the read
-        raise SpecError(f"{where} is not a regular file")
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_SPEC_BYTES + 1)
-    except OSError as exc:
-        raise SpecError(f"{where}: cannot read ({exc.strerror or exc})") from None
-    if len(raw) > MAX_SPEC_BYTES:
-        raise SpecError(f"{where}: larger than {MAX_SPEC_BYTES:,} bytes (a spec is a few lines)")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise SpecError(f"{where}: not UTF-8 text") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
-        raise SpecError(f"{where}: invalid YAML{line} ({problem})") from None
-    except RecursionError:
-        raise SpecError(f"{where}: nested too deeply") from None
-    check_nesting(data, where, MAX_SPEC_DEPTH, MAX_SPEC_NODES, SpecError)
-    return data
+    return read_yaml(
+        path, f"sweep spec {path}", MAX_SPEC_BYTES, MAX_SPEC_DEPTH, MAX_SPEC_NODES, SpecError
+    )
 
 
 def spec_from_dict(data: Any, source: Path) -> SweepSpec:

@@ -84,7 +84,7 @@ def test_unquoted_precision_in_flow_mapping_gets_a_hint(tmp_path):
 
 
 def test_file_errors(tmp_path):
-    with pytest.raises(RtlgenError, match="cannot read"):
+    with pytest.raises(RtlgenError, match="missing.yml does not exist"):
         load_config(tmp_path / "missing.yml")
     (tmp_path / "bad.yml").write_text("input: [unclosed\n")
     with pytest.raises(RtlgenError, match="invalid YAML at line"):
