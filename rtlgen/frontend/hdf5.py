@@ -589,6 +589,7 @@ def open_keras_archive(
     except (
         zipfile.BadZipFile,
         zipfile.LargeZipFile,
+        zlib.error,  # a corrupt deflate stream in a member
         OSError,
         EOFError,
         RuntimeError,

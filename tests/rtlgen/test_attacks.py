@@ -151,7 +151,12 @@ def write_layouts(folder: Path) -> dict[str, tuple[Path, Path | None]]:
         z.writestr("config.json", json.dumps(config))
         z.writestr("metadata.json", json.dumps({"keras_version": "3.0.0"}))
         z.write(indexed, "model.weights.h5")
+    deflated = folder / "deflated.keras"
+    with zipfile.ZipFile(archive) as source, zipfile.ZipFile(deflated, "w", zipfile.ZIP_DEFLATED) as z:
+        for name in source.namelist():
+            z.writestr(name, source.read(name))
     return {
+        "keras_deflated": (deflated, None),
         "full_h5": (full, None),
         "json_vlen_weights": (model_json, vlen_weights),
         "json_fixed_weights": (model_json, fixed_weights),
@@ -664,3 +669,24 @@ def test_hostile_model_and_layer_names_convert_or_fail_in_one_line_inside_outdir
     assert all("staging" not in row["stderr"] for row in rows)
     created = set(snapshot(tmp_path)) - set(before)
     assert all(path == "cases.json" or path.startswith("names/out_") for path in created), created
+
+
+@pytest.mark.parametrize("kind", ["keras", "graph"])
+def test_a_corrupt_deflate_stream_in_an_archive_member_is_one_line(tmp_path, layouts, kind):
+    if kind == "keras":
+        path = layouts["keras_deflated"][0]
+        argv = ["inspect", str(tmp_path / "m.keras")]
+        target = tmp_path / "m.keras"
+    else:
+        design = tmp_path / "design"
+        assert run_cases(tmp_path, [{"argv": ["convert", str(layouts["full_h5"][0]), "-o", str(design)]}])[0]["code"] == 0
+        path, argv, target = design / "graph.npz", ["inspect", str(design)], design / "graph.npz"
+    data = bytearray(Path(path).read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        info = max(archive.infolist(), key=lambda member: member.compress_size)
+        name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26 : info.header_offset + 30])
+        start = info.header_offset + 30 + name_len + extra_len
+    data[start : start + 1] = b"\xff"  # a reserved deflate block type: the stream is corrupt
+    target.write_bytes(bytes(data))
+    rows = run_cases(tmp_path, [{"argv": argv}])
+    assert failures(rows) == [] and rows[0]["code"] == 2
