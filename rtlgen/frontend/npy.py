@@ -8,6 +8,7 @@ against `Limits`, and only then are the bytes read. No pickle, ever.
 
 from __future__ import annotations
 
+import tokenize
 from typing import IO
 
 import numpy as np
@@ -66,7 +67,15 @@ def read_npy(
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
         else:
             shape, fortran, dtype = np.lib.format._read_array_header(fp, version)
-    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
+    except (
+        ValueError,
+        OSError,
+        EOFError,
+        SyntaxError,
+        TypeError,
+        tokenize.TokenError,  # numpy tokenizes the header (an unclosed bracket)
+        RecursionError,
+    ) as exc:
         reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
         raise error(f"{what}: not a readable .npy array ({reason})") from None
     if (

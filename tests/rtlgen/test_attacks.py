@@ -690,3 +690,44 @@ def test_a_corrupt_deflate_stream_in_an_archive_member_is_one_line(tmp_path, lay
     target.write_bytes(bytes(data))
     rows = run_cases(tmp_path, [{"argv": argv}])
     assert failures(rows) == [] and rows[0]["code"] == 2
+
+
+# ---------------------------------------------------------------------------------------
+# fuzzed .npy inputs (every header version) and precision config YAML
+PRECISION_YAML = (
+    "model:\n  precision: fixed<16,6>\nlayers:\n  d1:\n    result: fixed<12,4>\n"
+    "    weight: 'fixed<8,2,RND,SAT>'\ninput: 'fixed<8,3>'\n"
+)
+
+
+@pytest.mark.parametrize("seed,count", [(3, 60), pytest.param(4, 400, marks=pytest.mark.slow)])
+def test_fuzzed_inputs_and_precision_configs_fail_in_one_line(tmp_path, layouts, seed, count):
+    model = layouts["full_h5"][0]
+    sources = []
+    for version, array in [((1, 0), np.ones((3, 4), np.float32)), ((2, 0), np.arange(12.0).reshape(3, 4)),
+                           ((3, 0), np.ones((3, 4), np.int16))]:
+        path = tmp_path / f"source_{version[0]}.npy"
+        with open(path, "wb") as handle:
+            np.lib.format.write_array(handle, array, version=version)
+        sources.append(path.read_bytes())
+    rng = random.Random(seed)
+    cases = []
+    for index in range(count):
+        x = tmp_path / f"x{index}.npy"
+        x.write_bytes(_mutate(sources[index % 3], rng))
+        cases.append({"argv": ["predict", str(model), "-i", str(x), "-o", str(tmp_path / f"y{index}.npy")]})
+        config = tmp_path / f"c{index}.yaml"
+        config.write_bytes(_mutate(PRECISION_YAML.encode(), rng))
+        cases.append({"argv": ["inspect", str(model), "--config", str(config)]})
+    rows = run_cases(tmp_path, cases)
+    assert failures(rows) == []
+
+
+def test_npy_header_with_an_unclosed_bracket_is_one_line(tmp_path, layouts):
+    x = tmp_path / "x.npy"
+    np.lib.format.write_array(open(x, "wb"), np.ones((3, 4)), version=(2, 0))
+    data = bytearray(x.read_bytes())
+    data[data.index(b")")] = ord(" ")  # 'shape': (3, 4  -- tokenize: EOF in multi-line statement
+    x.write_bytes(bytes(data))
+    rows = run_cases(tmp_path, [{"argv": ["predict", str(layouts["full_h5"][0]), "-i", str(x), "-o", str(tmp_path / "y.npy")]}])
+    assert failures(rows) == [] and rows[0]["code"] == 2
