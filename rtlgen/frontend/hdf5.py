@@ -36,6 +36,7 @@ import json
 import re
 import resource
 import tempfile
+import threading
 import zipfile
 import zlib
 from collections.abc import Iterator, Mapping
@@ -203,10 +204,22 @@ def read_attr(node: h5py.HLObject, name: str, what: str, limits: Limits = DEFAUL
 _VLEN_HEADROOM = 512 << 20
 
 
+_ADDRESS_SPACE_LOCK = threading.Lock()
+
+
 @contextmanager
 def _address_space_cap(headroom: int) -> Iterator[None]:
     """Let the block grow this process's address space by at most `headroom` bytes
-    (RLIMIT_AS, restored afterwards); a no-op where the limit cannot be read or is lower."""
+    (RLIMIT_AS, restored afterwards); a no-op where the limit cannot be read or is lower.
+    One thread at a time: the limit is per process, and two interleaved restores would
+    leave one thread's cap in place."""
+    with _ADDRESS_SPACE_LOCK:
+        with _address_space_cap_unlocked(headroom):
+            yield
+
+
+@contextmanager
+def _address_space_cap_unlocked(headroom: int) -> Iterator[None]:
     try:
         soft, hard = resource.getrlimit(resource.RLIMIT_AS)
         with open("/proc/self/statm", "rb") as statm:

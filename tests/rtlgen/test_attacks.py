@@ -731,3 +731,24 @@ def test_npy_header_with_an_unclosed_bracket_is_one_line(tmp_path, layouts):
     x.write_bytes(bytes(data))
     rows = run_cases(tmp_path, [{"argv": ["predict", str(layouts["full_h5"][0]), "-i", str(x), "-o", str(tmp_path / "y.npy")]}])
     assert failures(rows) == [] and rows[0]["code"] == 2
+
+
+def test_the_address_space_cap_of_vlen_reads_is_restored_under_threads():
+    import resource
+    import threading
+
+    from rtlgen.frontend import hdf5
+
+    before = resource.getrlimit(resource.RLIMIT_AS)
+
+    def read_many() -> None:
+        for _ in range(200):
+            with hdf5._address_space_cap(600 << 20):
+                pass
+
+    threads = [threading.Thread(target=read_many) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert resource.getrlimit(resource.RLIMIT_AS) == before
