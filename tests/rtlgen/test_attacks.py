@@ -526,7 +526,8 @@ def _tamper_cases(tmp_path: Path, layouts, tools: bool = False) -> tuple[list[di
     return cases, outside
 
 
-@pytest.mark.parametrize("tools", [False, pytest.param(True, marks=pytest.mark.slow)])
+@pytest.mark.slow  # 17-60 s; tests/rtlgen/test_manifest.py covers tampered folders by default
+@pytest.mark.parametrize("tools", [False, True])
 def test_tampered_design_folders_are_one_line_and_nothing_outside_changes(tmp_path, layouts, tools):
     cases, outside = _tamper_cases(tmp_path, layouts, tools)
     before = snapshot(outside)
@@ -650,6 +651,7 @@ HOSTILE_NAMES = ["../../evil", "/abs/evil", "a b", "module", "clk", "s_axis_tdat
                  "-rf", "\x00", "\x1b[2J"]
 
 
+@pytest.mark.slow  # converts ~30 models
 def test_hostile_model_and_layer_names_convert_or_fail_in_one_line_inside_outdir(tmp_path):
     folder = tmp_path / "names"
     folder.mkdir()

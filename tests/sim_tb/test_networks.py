@@ -26,6 +26,12 @@ CASES = {
 }
 
 
+# Whole networks through Verilator (a C++ build each): the slow set. The default run keeps
+# Verilator coverage through tests/sim_tb/test_sim_runner.py, the CLI and the demo; every
+# layer kind is checked bit-exact in Amaranth's simulator in tests/layers/.
+pytestmark = pytest.mark.slow
+
+
 def run(graph, tmp_path, build_root, backpressure=0.0, options=HardwareOptions(), n=4, seed=0):
     design = convert(graph, tmp_path / "design", options)
     x = random_inputs(graph, n, seed)
