@@ -41,13 +41,11 @@ from rtlgen.sweep.steps import (
     STEP_FUNCTIONS,
     ConvertParams,
     ModelSource,
-    PnrParams,
     PredictParams,
     SimParams,
     StepFunction,
     StepOutcome,
     StepTask,
-    SynthParams,
     TrainParams,
     outcome_from_result,
     run_step,
@@ -125,9 +123,9 @@ def step_params(spec: SweepSpec, point: Point, step: Step) -> Any:
     if step is Step.SIM:
         return SimParams(spec.sim, spec.input, spec.labels)
     if step is Step.SYNTH:
-        return SynthParams(spec.synth.family)
+        return spec.synth
     if step is Step.PNR:
-        return PnrParams(spec.pnr.board)
+        return spec.pnr
     raise ValueError(f"no parameters for step {step}")  # a bug: every step is listed above
 
 

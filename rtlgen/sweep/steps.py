@@ -23,7 +23,7 @@ import numpy as np
 
 from rtlgen import __version__
 from rtlgen.quant.errors import RtlgenError
-from rtlgen.sweep.spec import BuiltinModel, SimOptions, Step
+from rtlgen.sweep.spec import BuiltinModel, PnrOptions, SimOptions, Step, SynthOptions
 from rtlgen.sweep.store import Store, discard
 
 DESIGN = "design"
@@ -88,14 +88,9 @@ class SimParams:
     labels: Path | None = None
 
 
-@dataclass(frozen=True)
-class SynthParams:
-    family: str = "xcup"
-
-
-@dataclass(frozen=True)
-class PnrParams:
-    board: str = "ulx3s-25f"
+# synth and pnr read nothing beyond their spec sections: those typed options are their params.
+SynthParams = SynthOptions
+PnrParams = PnrOptions
 
 
 StepFunction = Callable[[Any, Path, Path | None], Mapping[str, Any]]
