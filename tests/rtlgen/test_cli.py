@@ -1,21 +1,18 @@
 """The command line as a user meets it: exit codes, one-line errors, written files."""
 
 import json
-import subprocess
-import sys
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.rtlgen.cli_run import rtlgen
+
 DATA = Path(str(resources.files("rtlgen.data")))
 MODEL = [str(DATA / "demo_cnn.json"), "--weights", str(DATA / "demo_cnn_weights.h5")]
 
 
-def rtlgen(*args, cwd=None, timeout=300):
-    return subprocess.run([sys.executable, "-m", "rtlgen", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=timeout)
 
 
 @pytest.mark.parametrize(

@@ -19,14 +19,12 @@ import pytest
 
 from rtlgen import cli
 from rtlgen.quant.errors import RtlgenError
+from tests.rtlgen.cli_run import rtlgen
 
 DATA = Path(str(resources.files("rtlgen.data")))
 MODEL = [str(DATA / "demo_cnn.json"), "--weights", str(DATA / "demo_cnn_weights.h5")]
 
 
-def rtlgen(*args, env=None, cwd=None, timeout=300):
-    return subprocess.run([sys.executable, "-m", "rtlgen", *map(str, args)], capture_output=True,
-                          text=True, env=env, cwd=cwd, timeout=timeout)
 
 
 def assert_one_error_line(result, code=2, prefix="error: "):

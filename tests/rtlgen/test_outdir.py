@@ -30,6 +30,7 @@ from rtlgen.outdir import (
 )
 from rtlgen.quant.errors import RtlgenError
 
+from .cli_run import rtlgen as rtlgen_cli
 from .nets import mlp
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,16 +77,6 @@ def tb_writer(files: tuple[str, ...] = ("tb/run.py", "tb/data/x_int.npy")):
         write_files(staging, {name: f"written by rtlgen: {name}" for name in files})
 
     return write
-
-
-def rtlgen_cli(*args, cwd=None, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "rtlgen", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=timeout,
-    )
 
 
 def assert_one_line_error(result, message: str) -> None:

@@ -4,20 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 
 import pytest
 
-
-def rtlgen(*args, cwd=None, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "rtlgen", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=timeout,
-    )
+from tests.rtlgen.cli_run import rtlgen
 
 
 def test_smallest_spec_runs_from_its_folder_and_writes_the_table(tiny, tmp_path):
