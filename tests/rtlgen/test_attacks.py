@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[2]
 MAX_RSS_MB = 1024
 
 _DRIVER = r"""
-import contextlib, io, json, os, resource, signal, sys, time
+import contextlib, io, json, os, signal, sys, time
+from tests.memory import peak_rss_mb  # VmHWM: ru_maxrss would carry the parent's peak over exec
 class Hang(BaseException): pass
 def on_alarm(*_): raise Hang()
 signal.signal(signal.SIGALRM, on_alarm)
@@ -49,7 +50,7 @@ for case in json.load(open(sys.argv[1])):
         import traceback; code = "escaped"; err.write(traceback.format_exc())
     signal.alarm(0)
     print(json.dumps({"argv": case["argv"], "code": code, "stderr": err.getvalue(),
-                      "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)
+                      "rss_mb": peak_rss_mb()}), flush=True)
 """
 
 

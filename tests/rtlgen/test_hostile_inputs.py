@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import resource
 import struct
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from rtlgen.quant.errors import ModelFileError, RtlgenError
 from rtlgen.quant.fixed import FixedType
 from rtlgen.quant.reference import predict
 from rtlgen.serialize import load_graph, save_graph
+from tests.memory import peak_rss_mb, reset_peak_rss
 from tests.models import layer_entry, sequential_config, write_full_h5, write_weights_h5
 from tests.rtlgen.nets import conv_net, mlp
 
@@ -56,7 +56,7 @@ def good_weights() -> dict[str, dict[str, np.ndarray]]:
 
 
 def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return peak_rss_mb()
 
 
 def rtlgen(*args: Any) -> subprocess.CompletedProcess[str]:
@@ -253,7 +253,7 @@ def _weights_file_with_chunk(path: Path, chunk: bytes, shuffle: bool = False) ->
 def test_compressed_chunk_that_inflates_past_its_size_is_refused_unread(tmp_path):
     # 400 KB that HDF5's own deflate filter would inflate to 400 MB for a 48-byte dataset
     path = _weights_file_with_chunk(tmp_path / "model.h5", _deflate_zeros(400 << 20))
-    before = rss_mb()
+    before = reset_peak_rss()
     with pytest.raises(
         ModelFileError, match="compressed chunk inflates past its declared 48 bytes"
     ):
@@ -327,7 +327,7 @@ def test_unused_huge_datasets_in_a_weights_file_are_never_read(tmp_path):
         group.attrs["weight_names"] = [b"unused/big:0"]
         _huge_dataset(group.create_group("unused"), "big:0")
         _huge_dataset(root["d/d"], "extra:0")
-    before = rss_mb()
+    before = reset_peak_rss()
     graph = load_model(path)
     assert graph.nodes[1].weights.shape == (4, 3)
     assert rss_mb() - before < MAX_RSS_GROWTH_MB
@@ -342,7 +342,7 @@ def test_unused_huge_variables_of_a_keras_archive_are_never_read(tmp_path):
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("config.json", json.dumps(dense_config()))
         archive.write(inner, "model.weights.h5")
-    before = rss_mb()
+    before = reset_peak_rss()
     assert load_model(path).nodes[1].weights.shape == (4, 3)
     assert rss_mb() - before < MAX_RSS_GROWTH_MB
 
@@ -359,7 +359,7 @@ def test_used_dataset_declaring_a_huge_shape_is_refused_before_reading(tmp_path,
             _huge_dataset(f.create_group("d/d"), "kernel:0")
         else:
             _huge_dataset(f.create_group("layers/dense/vars"), "0")
-    before = rss_mb()
+    before = reset_peak_rss()
     with pytest.raises(ModelFileError, match=r"shape \(1073741824, 8\) in the weights file"):
         load_model(model, weights=weights)
     assert rss_mb() - before < MAX_RSS_GROWTH_MB
@@ -395,7 +395,7 @@ PARAMETER_CAP = "more than the limit of 20,000,000 .*--max-params"
 def test_size_caps_fail_fast_from_the_declared_shapes(tmp_path, layers, input_shape, message):
     path = tmp_path / "model.h5"
     write_full_h5(path, sequential_config(layers, input_shape), {})  # no weights stored at all
-    before = rss_mb()
+    before = reset_peak_rss()
     with pytest.raises(ModelFileError, match=message):
         load_model(path)
     assert rss_mb() - before < MAX_RSS_GROWTH_MB
@@ -503,7 +503,7 @@ def test_keras_archive_members_are_bounded_before_inflating(
 ):
     path = tmp_path / "bomb.keras"
     _zip_with_member(path, member, size, dense_config() if member != "config.json" else None)
-    before = rss_mb()
+    before = reset_peak_rss()
     with pytest.raises(ModelFileError, match=message):
         load_model(path, limits=limits)
     assert rss_mb() - before < MAX_RSS_GROWTH_MB
@@ -941,7 +941,7 @@ def test_graph_member_declaring_a_huge_array_is_refused_unread(tmp_path):
                     member.write(header.getvalue() + b"\0" * 64)
                 else:
                     np.lib.format.write_array(member, value)
-    before = rss_mb()
+    before = reset_peak_rss()
     with pytest.raises(ModelFileError, match="declares shape \\(1000000000, 4\\)"):
         load_graph(path)
     assert rss_mb() - before < MAX_RSS_GROWTH_MB
@@ -1096,7 +1096,7 @@ def test_npy_header_declaring_more_than_the_file_holds_is_refused_unread(tmp_pat
         header[:-1].rstrip(b" ") + b" " * (header_end - len(header[:-1].rstrip(b" ")) - 1) + b"\n"
     )
     path.write_bytes(header + data[header_end:])
-    before = rss_mb()
+    before = reset_peak_rss()
     with pytest.raises(RtlgenError, match=f"declares shape \\({declared[0]}, 4\\)"):
         load_array(path)
     assert rss_mb() - before < MAX_RSS_GROWTH_MB
