@@ -1,0 +1,228 @@
+"""Elementwise activations in hardware: a ROM per element, or a compare-and-multiply.
+
+`LookupTable` implements any table of `rtlgen.quant.activations.lookup_table`;
+`PiecewiseLinear` implements `rtlgen.quant.activations.leaky` (LeakyReLU, PReLU, ReLU with
+max_value / negative_slope / threshold) without a table, so it has no input width limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
+from amaranth.lib import memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from rtlgen.quant.activations import (
+    check_table_input,
+    leaky_acc_frac,
+    leaky_acc_ranges,
+    leaky_acc_type,
+    leaky_max_bound,
+)
+from rtlgen.quant.errors import RtlgenError
+from rtlgen.quant.fixed import FixedType, Overflow, Rounding
+
+from .common import resize, shape_of, vector_layout
+from .csd import csd_digits
+from .requantize import Requantize
+from .stream_util import StageRegisters, pipeline_control
+
+#: Tables of at most this many input bits are logic (a case statement), larger ones ROMs.
+#: A 6-bit table is one 6-input LUT per output bit, less than the smallest block RAM
+#: (and no RAM primitive on devices without one); above that a ROM is cheaper.
+LOGIC_TABLE_MAX_BITS = 6
+
+
+class LookupTable(wiring.Component):
+    """``o[k] = table[i[k] - in_type.min_int]`` for each of ``n_elements`` lanes.
+
+    One lookup per element per beat: each lane has its own ROM (an
+    `amaranth.lib.memory.Memory` with one synchronous read port, which synthesis maps to
+    block or distributed RAM) or, for inputs of at most `LOGIC_TABLE_MAX_BITS` bits (or
+    ``rom=False``), a case statement (LUTs).
+
+    Contract: II = 1; ``latency`` 1 (the ROM's read register is the pipeline stage) or 2
+    (an extra output register, e.g. a block RAM's output register, for timing). Under
+    backpressure the whole pipeline holds (`stream_util.pipeline_control`; the ROM read
+    port is enabled by ``advance``), nothing is lost or duplicated. Widths:
+    ``in_type.width`` in, ``out_type.width`` out per lane.
+    """
+
+    def __init__(
+        self,
+        table: np.ndarray | Sequence[int],
+        in_type: FixedType,
+        out_type: FixedType,
+        n_elements: int,
+        *,
+        latency: int = 1,
+        rom: bool | None = None,
+    ):
+        check_table_input(in_type, "LookupTable")
+        table = np.asarray(table, dtype=np.int64)
+        depth = 1 << in_type.width
+        if table.shape != (depth,):
+            raise RtlgenError(f"LookupTable: {table.shape} entries for {in_type} ({depth} codes)")
+        if table.min() < out_type.min_int or table.max() > out_type.max_int:
+            raise RtlgenError(f"LookupTable: table values outside {out_type}")
+        if latency not in (1, 2):
+            raise RtlgenError(f"LookupTable: latency must be 1 or 2, got {latency}")
+        if n_elements < 1:
+            raise RtlgenError(f"LookupTable: {n_elements} elements")
+        self.table, self.in_type, self.out_type = table, in_type, out_type
+        self.n_elements = n_elements
+        self.rom = in_type.width > LOGIC_TABLE_MAX_BITS if rom is None else rom
+        self._latency = latency
+        super().__init__(
+            {
+                "i": In(stream.Signature(vector_layout(in_type, n_elements))),
+                "o": Out(stream.Signature(vector_layout(out_type, n_elements))),
+            }
+        )
+
+    @property
+    def latency(self) -> int:
+        return self._latency
+
+    cycles_per_sample = 1
+
+    def by_address(self) -> list[int]:
+        """Table contents indexed by the input's raw bits (two's complement for signed)."""
+        codes = np.arange(1 << self.in_type.width, dtype=np.int64)
+        if self.in_type.signed:
+            codes = np.where(
+                codes >= 1 << (self.in_type.width - 1), codes - (1 << self.in_type.width), codes
+            )
+        return [int(v) for v in self.table[codes - self.in_type.min_int]]
+
+    def elaborate(self, platform):
+        m = Module()
+        advance = pipeline_control(m, self.i, self.o, self._latency)
+        regs = StageRegisters(advance)
+        out_shape = shape_of(self.out_type)
+        contents = self.by_address()
+        lanes = []
+        for k in range(self.n_elements):
+            address = Value.cast(self.i.payload[k]).as_unsigned()
+            if self.rom:
+                m.submodules[f"rom{k}"] = rom = memory.Memory(
+                    shape=out_shape, depth=len(contents), init=contents
+                )
+                port = rom.read_port()  # synchronous: the read register is stage 1
+                m.d.comb += [port.addr.eq(address), port.en.eq(advance)]
+                lanes.append(port.data)
+            else:
+                value = Signal(out_shape, name=f"value{k}")
+                with m.Switch(address):
+                    for code, entry in enumerate(contents):
+                        with m.Case(code):
+                            m.d.comb += value.eq(entry)
+                lanes.append(regs.register(value, name=f"stage1_{k}"))
+        width = out_shape.width
+        out = Cat(*[Value.cast(v).as_unsigned()[:width] for v in lanes])
+        if self._latency == 2:
+            out = regs.register(out, name="out")
+        regs.emit(m)
+        m.d.comb += self.o.payload.eq(out)
+        return m
+
+
+class PiecewiseLinear(wiring.Component):
+    """Elementwise `rtlgen.quant.activations.leaky`: ``x > T ? min(x, M) : slope * (x - T)``
+    rounded into ``out_type``.
+
+    ``slope``: ``slope_type`` mantissas, one for all lanes or one per lane (PReLU's
+    per-channel alphas, lane k = channel k); ``threshold``: an ``in_type`` mantissa;
+    ``max_value``: an ``out_type`` mantissa (`activations.max_value_mantissa`) or None.
+    The product is a sum of shifted copies of ``x - T`` (CSD digits of the constant slope,
+    no multiplier); the compare, the select and the product are combinational in front
+    of a `Requantize` (which does the ``max_value`` clip, rounding and saturation/wrap on
+    the accumulator of `activations.leaky_acc_type`).
+
+    Contract: II = 1, ``latency`` = Requantize's (1 or 2), backpressure as
+    `stream_util.pipeline_control` (the pipeline holds, nothing lost or duplicated).
+    """
+
+    def __init__(
+        self,
+        n_elements: int,
+        in_type: FixedType,
+        slope: int | Sequence[int] | np.ndarray,
+        slope_type: FixedType,
+        out_type: FixedType,
+        rounding: Rounding = Rounding.CONVERGENT,
+        overflow: Overflow = Overflow.SATURATE,
+        *,
+        threshold: int = 0,
+        max_value: int | None = None,
+        latency: int = 1,
+    ):
+        slopes = np.atleast_1d(np.asarray(slope, dtype=np.int64))
+        if len(slopes) == 1:
+            slopes = np.repeat(slopes, n_elements)
+        if len(slopes) != n_elements:
+            raise RtlgenError(f"PiecewiseLinear: {len(slopes)} slopes for {n_elements} elements")
+        if max_value is not None and np.any(slopes < 0):
+            raise RtlgenError("PiecewiseLinear: a max_value clip needs non-negative slopes")
+        if latency not in (1, 2):
+            raise RtlgenError(f"PiecewiseLinear: latency must be 1 or 2, got {latency}")
+        self.n_elements = n_elements
+        self.in_type, self.slope_type, self.out_type = in_type, slope_type, out_type
+        self.slopes = [int(s) for s in slopes]
+        self.threshold, self.max_value = int(threshold), max_value
+        has_max = max_value is not None
+        self.acc_frac = leaky_acc_frac(in_type, slope_type, out_type, has_max)
+        self.acc_type = leaky_acc_type(in_type, slopes, slope_type, out_type, threshold, has_max)
+        self.acc_ranges = leaky_acc_ranges(
+            in_type, slopes, slope_type, out_type, threshold, has_max
+        )
+        self.requantize = Requantize(
+            n_elements,
+            self.acc_type,
+            out_type,
+            None,
+            leaky_max_bound(in_type, slope_type, out_type, max_value),
+            rounding,
+            overflow,
+            in_ranges=self.acc_ranges,
+            latency=latency,
+        )
+        super().__init__(
+            {
+                "i": In(stream.Signature(vector_layout(in_type, n_elements))),
+                "o": Out(stream.Signature(vector_layout(out_type, n_elements))),
+            }
+        )
+
+    @property
+    def latency(self) -> int:
+        return self.requantize.latency
+
+    cycles_per_sample = 1
+
+    def _accumulator(self, x: Value, slope: int) -> Value:
+        pos_shift = self.acc_frac - self.in_type.frac
+        neg_shift = pos_shift - self.slope_type.frac
+        diff = x - Const(self.threshold) if self.threshold else x
+        product: Value = Const(0, 1)
+        terms = [(diff << (d.shift + neg_shift), d.sign) for d in csd_digits(slope)]
+        if terms:
+            product = terms[0][0] if terms[0][1] > 0 else -terms[0][0]
+            for term, sign in terms[1:]:
+                product = product + term if sign > 0 else product - term
+        above = x > Const(self.threshold)
+        return resize(Mux(above, x << pos_shift, product), shape_of(self.acc_type))
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.requantize = rq = self.requantize
+        m.d.comb += [
+            rq.i.valid.eq(self.i.valid),
+            self.i.ready.eq(rq.i.ready),
+        ]
+        for k, slope in enumerate(self.slopes):
+            m.d.comb += rq.i.payload[k].eq(self._accumulator(self.i.payload[k], slope))
+        wiring.connect(m, rq.o, wiring.flipped(self.o))
+        return m

@@ -1,0 +1,614 @@
+"""Exact activations: lookup tables for the non-linear ones, fixed-point slopes for the
+piecewise-linear ones.
+
+**Tables.** A non-linear activation of a narrow input becomes a table with one output
+mantissa per input code (`lookup_table`; index = input mantissa - ``in_type.min_int``),
+refused above `MAX_TABLE_INPUT_BITS` input bits. Two families:
+
+- QKeras activation quantizers (``quantized_sigmoid``, ``quantized_tanh``,
+  ``quantized_relu`` with any ``negative_slope``): the table holds, bit for bit, what
+  qkeras 0.9.0 computes on the input's float value. QKeras computes in float32, op by op,
+  and the table is computed the same way in numpy float32 (every op is an IEEE float32
+  add/multiply/round, as in TensorFlow on CPU). The one part numpy cannot reproduce is
+  TensorFlow's own float32 ``sigmoid``/``tanh`` (``use_real_sigmoid``/``use_real_tanh``,
+  or ``internal_sigmoid="real"``): the table uses the correctly rounded float32 value;
+  TensorFlow's may differ in the last bit, which changes the output only when
+  ``f(x) * 2**bits`` lies within a few float32 ulps of a rounding boundary (the tests
+  check all codes of several types against QKeras). The output values are exact dyadic
+  numbers; `table_out_type` is the narrowest type holding them.
+- float Keras activations (``sigmoid``, ``tanh``, ``hard_sigmoid``, ``softsign``, ``elu``):
+  the table is the *exact* function of the input value rounded into ``out_type`` with the
+  layer's rounding and saturation. Rational functions (hard_sigmoid with slope 1/5 as in
+  Keras 2 / 1/6 as in Keras 3, softsign) are computed with exact fractions; sigmoid, tanh and
+  ELU in x87 extended precision (64-bit significand): their values are irrational except at
+  x = 0 (computed exactly), so the rounding is correct unless the function lies within about
+  2**-60 (relative) of a rounding boundary. `table_error` reports the table's largest
+  absolute error against the exact function; Keras itself computes in float32 (error
+  about 2**-24 relative, plus 0.2 being float32(0.2) in hard_sigmoid).
+
+**Piecewise-linear** (Keras ``LeakyReLU``, ``PReLU``, ``ReLU(max_value, negative_slope,
+threshold)``, ``ThresholdedReLU``)::
+
+    acc = x > threshold ? x : slope * (x - threshold)           (exact integers)
+    y   = requantize(min(acc, max_value), acc_frac, out_type, rounding, overflow)
+
+``slope`` is the float slope rounded into a stated `slope_type` (exact when the slope is a
+dyadic number of at most ``max_bits`` bits, e.g. 0.25 or 0.1875; 0.3 is not). Keras
+computes ``x * float32(alpha)`` in float32; `leaky_error_bound` bounds the difference
+(slope quantization error times the largest ``|x - threshold|``, plus the output rounding
+and the float32 rounding of Keras). The comparison is strict ``x > threshold`` because
+that is what Keras computes (``backend.relu`` multiplies by ``x > threshold``): at
+``x == threshold`` the output is ``0``, not ``threshold``. ``max_value`` is rounded into
+``out_type`` first: rounding is monotone, so ``round(min(x, M)) == min(round(x), round(M))``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from enum import Enum
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from .arith import apply_clamp
+from .errors import RtlgenError, UnsupportedError
+from .fixed import FixedType, Overflow, Rounding, fit, requantize
+
+#: Widest input a lookup table accepts: 2**14 entries (16 K words, a few block RAMs).
+MAX_TABLE_INPUT_BITS = 14
+
+
+class ActivationKind(Enum):
+    """A table activation: float Keras functions and QKeras activation quantizers."""
+
+    SIGMOID = "sigmoid"
+    TANH = "tanh"
+    HARD_SIGMOID = "hard_sigmoid"
+    SOFTSIGN = "softsign"
+    ELU = "elu"
+    QUANTIZED_SIGMOID = "quantized_sigmoid"
+    QUANTIZED_TANH = "quantized_tanh"
+    QUANTIZED_RELU = "quantized_relu"
+
+    @property
+    def is_qkeras(self) -> bool:
+        """True for the QKeras quantizers (exact outputs), False for float functions."""
+        return self.value.startswith("quantized_")
+
+
+#: Parameters of each kind with their defaults (QKeras's and Keras 2.15's).
+_PARAMS: dict[ActivationKind, dict[str, Any]] = {
+    ActivationKind.SIGMOID: {},
+    ActivationKind.TANH: {},
+    ActivationKind.SOFTSIGN: {},
+    ActivationKind.HARD_SIGMOID: {"slope": Fraction(1, 5), "offset": Fraction(1, 2)},
+    ActivationKind.ELU: {"alpha": 1.0},
+    ActivationKind.QUANTIZED_SIGMOID: {
+        "bits": 8,
+        "symmetric": False,
+        "use_real_sigmoid": False,
+        "use_stochastic_rounding": False,
+        "internal_sigmoid": "hard",
+    },
+    ActivationKind.QUANTIZED_TANH: {
+        "bits": 8,
+        "symmetric": False,
+        "use_real_tanh": False,
+        "use_stochastic_rounding": False,
+        "internal_sigmoid": "hard",
+    },
+    ActivationKind.QUANTIZED_RELU: {
+        "bits": 8,
+        "integer": 0,
+        "use_sigmoid": 0,
+        "negative_slope": 0.0,
+        "use_stochastic_rounding": False,
+        "relu_upper_bound": None,
+        "is_quantized_clip": True,
+        "qnoise_factor": 1.0,
+        "internal_sigmoid": "hard",
+    },
+}
+
+
+def activation_params(kind: ActivationKind, params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``params`` completed with the defaults of ``kind``; unknown or unsupported options are
+    an `RtlgenError` naming them.
+
+    ``internal_sigmoid`` is QKeras's module-wide ``set_internal_sigmoid`` mode ("hard" by
+    default; "smooth" or "real"), which its sigmoid-based quantizers use.
+    """
+    defaults = _PARAMS[kind]
+    given = dict(params or {})
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise RtlgenError(
+            f"activation {kind.value}: unknown option(s) {', '.join(unknown)} "
+            f"(known: {', '.join(defaults) or 'none'})"
+        )
+    out = {**defaults, **given}
+    if out.get("use_stochastic_rounding"):
+        raise UnsupportedError(
+            f"{kind.value}: use_stochastic_rounding=True is not supported (random at training time)"
+        )
+    if out.get("internal_sigmoid", "hard") not in ("hard", "smooth", "real"):
+        raise RtlgenError(
+            f"{kind.value}: internal_sigmoid={out['internal_sigmoid']!r} "
+            "(supported: 'hard', 'smooth', 'real')"
+        )
+    if "bits" in out and (not isinstance(out["bits"], int) or not 1 <= out["bits"] <= 24):
+        raise UnsupportedError(f"{kind.value}: bits={out['bits']!r} (supported: 1 to 24)")
+    if kind is ActivationKind.QUANTIZED_RELU:
+        slope = float(out["negative_slope"] or 0.0)
+        if slope < 0 or (slope != 0 and math.frexp(slope)[0] != 0.5):
+            raise RtlgenError(
+                f"quantized_relu: negative_slope={slope} must be 0 or a power of two (as QKeras asserts)"
+            )
+        if float(out["qnoise_factor"]) != 1.0:
+            raise UnsupportedError(
+                f"quantized_relu: qnoise_factor={out['qnoise_factor']} (supported: 1, inference)"
+            )
+        if out["relu_upper_bound"] is not None and not out["is_quantized_clip"]:
+            raise UnsupportedError(
+                "quantized_relu(relu_upper_bound=..., is_quantized_clip=False) is not supported"
+            )
+        if out["use_sigmoid"] and out["bits"] - (slope != 0) < 1:
+            raise UnsupportedError("quantized_relu(use_sigmoid=1) needs at least one value bit")
+    if kind is ActivationKind.HARD_SIGMOID:
+        out["slope"], out["offset"] = _fraction(out["slope"]), _fraction(out["offset"])
+    return out
+
+
+def _fraction(value: Any) -> Fraction:
+    """A decimal written as a float is the number it spells (0.2 is 1/5, not float(0.2))."""
+    if isinstance(value, Fraction | int):
+        return Fraction(value)
+    return Fraction(repr(float(value)))
+
+
+# ---------------------------------------------------------------------------------------
+# lookup tables
+# ---------------------------------------------------------------------------------------
+def check_table_input(in_type: FixedType, where: str = "activation") -> None:
+    """Refuse inputs too wide for a table (one entry per input code)."""
+    if in_type.width > MAX_TABLE_INPUT_BITS:
+        raise RtlgenError(
+            f"{where}: a lookup table of a {in_type.width}-bit input ({in_type}) would have "
+            f"2**{in_type.width} entries (supported: up to {MAX_TABLE_INPUT_BITS} input bits); "
+            f"quantize the activation's input to {MAX_TABLE_INPUT_BITS} bits or fewer"
+        )
+
+
+def input_codes(in_type: FixedType) -> np.ndarray:
+    """Every mantissa of ``in_type``, ascending (the table index order)."""
+    return np.arange(in_type.min_int, in_type.max_int + 1, dtype=np.int64)
+
+
+def lookup_table(
+    kind: ActivationKind,
+    in_type: FixedType,
+    out_type: FixedType,
+    params: Mapping[str, Any] | None = None,
+    rounding: Rounding = Rounding.CONVERGENT,
+    overflow: Overflow = Overflow.SATURATE,
+) -> np.ndarray:
+    """Output mantissas (int64, in ``out_type``) for every input code of ``in_type``.
+
+    Entry ``k`` is the output for the input mantissa ``in_type.min_int + k``. QKeras kinds:
+    exactly QKeras's output, which ``out_type`` must hold exactly (else `RtlgenError`;
+    `table_out_type` gives the narrowest such type), ``rounding``/``overflow`` unused. Float
+    kinds: the exact function rounded into ``out_type`` with ``rounding`` and ``overflow``.
+    """
+    check_table_input(in_type, kind.value)
+    p = activation_params(kind, params)
+    if kind.is_qkeras:
+        values = qkeras_values(kind, in_type, p)
+        scaled = values.astype(np.float64) * 2.0**out_type.frac
+        mantissa = np.round(scaled)
+        bad = (mantissa != scaled) | (mantissa < out_type.min_int) | (mantissa > out_type.max_int)
+        if bad.any():
+            value = float(values[np.argmax(bad)])
+            raise RtlgenError(
+                f"{kind.value}: output {value} is not exactly representable in {out_type} "
+                f"(the narrowest exact type is {table_out_type(kind, in_type, p)})"
+            )
+        return mantissa.astype(np.int64)
+    codes = input_codes(in_type)
+    if kind in (ActivationKind.HARD_SIGMOID, ActivationKind.SOFTSIGN):
+        rounded = [
+            _round_fraction(v, out_type.frac, rounding) for v in _rational_values(kind, in_type, p)
+        ]
+        limit = 1 << 62  # any value beyond the int64-safe range saturates or wraps the same
+        return fit(
+            np.array([min(max(r, -limit), limit) for r in rounded], dtype=np.int64),
+            out_type,
+            overflow,
+        )
+    scaled = _transcendental_values(kind, codes, in_type, p) * np.longdouble(2.0) ** out_type.frac
+    if rounding is Rounding.CONVERGENT:
+        q = np.rint(scaled)
+    elif rounding is Rounding.HALF_UP:
+        q = np.floor(scaled + np.longdouble(0.5))
+    else:
+        q = np.floor(scaled)
+    q = np.clip(q, -(2.0**62), 2.0**62).astype(np.int64)
+    return fit(q, out_type, overflow)
+
+
+def apply_table(table: np.ndarray, x: np.ndarray, in_type: FixedType) -> np.ndarray:
+    """The table's output for input mantissas ``x`` of ``in_type`` (any shape)."""
+    x = np.asarray(x, dtype=np.int64)
+    if x.size and (x.min() < in_type.min_int or x.max() > in_type.max_int):
+        raise ValueError(f"input mantissas outside {in_type}")
+    table = np.asarray(table, dtype=np.int64)
+    if len(table) != in_type.max_int - in_type.min_int + 1:
+        raise ValueError(f"table of {len(table)} entries for {in_type}")
+    return table[x - in_type.min_int]
+
+
+def table_out_type(
+    kind: ActivationKind, in_type: FixedType, params: Mapping[str, Any] | None = None
+) -> FixedType:
+    """Narrowest type holding exactly every output of a QKeras kind over ``in_type``."""
+    if not kind.is_qkeras:
+        raise RtlgenError(f"{kind.value}: a float activation needs an explicit output type")
+    check_table_input(in_type, kind.value)
+    return exact_type(qkeras_values(kind, in_type, activation_params(kind, params)))
+
+
+def exact_type(values: np.ndarray) -> FixedType:
+    """Narrowest `FixedType` holding every (dyadic) value exactly."""
+    v = np.asarray(values, dtype=np.float64)
+    nonzero = v[v != 0]
+    if nonzero.size == 0:
+        return FixedType(1, 0, False)
+    for frac in range(-62, 63):
+        scaled = nonzero * 2.0**frac
+        if np.all(scaled == np.round(scaled)):
+            m = np.round(v * 2.0**frac).astype(np.int64)
+            return FixedType.covering(int(m.min()), int(m.max()), frac)
+    raise RtlgenError("activation outputs are not fixed-point values of at most 62 bits")
+
+
+def table_error(
+    kind: ActivationKind,
+    in_type: FixedType,
+    out_type: FixedType,
+    params: Mapping[str, Any] | None = None,
+    rounding: Rounding = Rounding.CONVERGENT,
+    overflow: Overflow = Overflow.SATURATE,
+) -> float:
+    """Largest ``|table value - f(x)|`` over every input code, f the exact float function
+    (for QKeras kinds: the unquantized function QKeras quantizes, e.g. hard sigmoid)."""
+    p = activation_params(kind, params)
+    table = lookup_table(kind, in_type, out_type, p, rounding, overflow)
+    if kind in (ActivationKind.HARD_SIGMOID, ActivationKind.SOFTSIGN):
+        step = Fraction(2) ** -out_type.frac
+        return max(
+            float(abs(int(m) * step - v))
+            for m, v in zip(table, _rational_values(kind, in_type, p), strict=True)
+        )
+    if kind.is_qkeras:
+        reference = _qkeras_float_function(kind, in_type, p)
+    else:
+        reference = _transcendental_values(kind, input_codes(in_type), in_type, p)
+    got = table.astype(np.longdouble) * np.longdouble(2.0) ** -out_type.frac
+    return float(np.max(np.abs(got - reference)))
+
+
+def _round_fraction(value: Fraction, frac: int, rounding: Rounding) -> int:
+    """``value * 2**frac`` rounded to an integer exactly."""
+    scaled = value * Fraction(2) ** frac
+    floor = scaled.numerator // scaled.denominator
+    rem2 = 2 * (scaled.numerator - floor * scaled.denominator)  # 2 * remainder, vs denominator
+    if rounding is Rounding.TRUNCATE:
+        return floor
+    if rounding is Rounding.HALF_UP:
+        return floor + (rem2 >= scaled.denominator)
+    return floor + (rem2 > scaled.denominator or (rem2 == scaled.denominator and floor & 1 == 1))
+
+
+def _rational_values(kind: ActivationKind, in_type: FixedType, p: dict[str, Any]) -> list[Fraction]:
+    step = Fraction(2) ** -in_type.frac
+    xs = [int(m) * step for m in input_codes(in_type)]
+    if kind is ActivationKind.SOFTSIGN:
+        return [x / (1 + abs(x)) for x in xs]
+    slope, offset = p["slope"], p["offset"]
+    return [min(max(slope * x + offset, Fraction(0)), Fraction(1)) for x in xs]
+
+
+def _transcendental_values(
+    kind: ActivationKind, codes: np.ndarray, in_type: FixedType, p: dict[str, Any]
+) -> np.ndarray:
+    """sigmoid / tanh / ELU of the codes' values in extended precision."""
+    x = codes.astype(np.longdouble) * np.longdouble(2.0) ** -in_type.frac
+    if kind is ActivationKind.SIGMOID:
+        return np.longdouble(1) / (np.longdouble(1) + np.exp(-x))
+    if kind is ActivationKind.TANH:
+        return np.tanh(x)
+    if kind is ActivationKind.ELU:
+        return np.where(x > 0, x, np.longdouble(p["alpha"]) * np.expm1(np.minimum(x, 0)))
+    raise AssertionError(kind)  # pragma: no cover
+
+
+# -- QKeras, op by op in float32 --------------------------------------------------------
+_F32 = np.float32
+
+
+def _real_sigmoid32(x: np.ndarray) -> np.ndarray:
+    return (1.0 / (1.0 + np.exp(-x.astype(np.float64)))).astype(_F32)
+
+
+def _qkeras_sigmoid32(x: np.ndarray, mode: str) -> np.ndarray:
+    """QKeras ``_sigmoid`` (``set_internal_sigmoid``): hard, smooth or real, in float32."""
+    if mode == "real":
+        return _real_sigmoid32(x)
+    slope = _F32(0.5) if mode == "hard" else _F32(0.1875)
+    return np.clip(slope * x + _F32(0.5), _F32(0.0), _F32(1.0))
+
+
+def _round_through32(x: np.ndarray) -> np.ndarray:
+    """QKeras ``_round_through``: ``x + (-x + round(x))`` in float32 (== round(x))."""
+    return x + (-x + np.round(x))
+
+
+def qkeras_values(kind: ActivationKind, in_type: FixedType, p: dict[str, Any]) -> np.ndarray:
+    """QKeras's float32 outputs for every input code of ``in_type`` (qkeras 0.9.0 code)."""
+    x = in_type.to_float(input_codes(in_type)).astype(_F32)  # exact: <= 14 bits
+    if kind is ActivationKind.QUANTIZED_SIGMOID:
+        m = _F32(2.0 ** p["bits"])
+        s = (
+            _real_sigmoid32(x)
+            if p["use_real_sigmoid"]
+            else _qkeras_sigmoid32(x, p["internal_sigmoid"])
+        )
+        lo = _F32(1.0 * bool(p["symmetric"])) / m
+        return np.clip(_round_through32(s * m) / m, lo, _F32(1.0) - _F32(1.0) / m)
+    if kind is ActivationKind.QUANTIZED_TANH:
+        m = _F32(2.0 ** (p["bits"] - 1))
+        if p["use_real_tanh"]:
+            t = np.tanh(x.astype(np.float64)).astype(_F32)
+        else:
+            t = _F32(2.0) * _qkeras_sigmoid32(x, p["internal_sigmoid"]) - _F32(1.0)
+        lo = _F32(-1.0) + _F32(1.0 * bool(p["symmetric"])) / m
+        return np.clip(_round_through32(t * m) / m, lo, _F32(1.0) - _F32(1.0) / m)
+    if kind is ActivationKind.QUANTIZED_RELU:
+        return _quantized_relu32(x, p)
+    raise AssertionError(kind)  # pragma: no cover
+
+
+def _quantized_relu32(x: np.ndarray, p: dict[str, Any]) -> np.ndarray:
+    """qkeras 0.9.0 ``quantized_relu.__call__`` (use_ste, qnoise_factor 1) in float32."""
+    ns = float(p["negative_slope"] or 0.0)
+    nsb = p["bits"] - (ns != 0.0)
+    m = _F32(2.0**nsb)
+    m_i = _F32(2.0 ** p["integer"])
+    m_f = _F32(2.0 ** (p["integer"] - nsb))
+    leaky = np.where(x > 0, x, x * _F32(ns)) if ns else np.maximum(x, _F32(0))
+    x_u = np.where(x <= m_i - m_f, leaky, m_i - m_f).astype(_F32)
+    one = _F32(1.0)
+    if p["use_sigmoid"]:
+        prob = _qkeras_sigmoid32(x / m_i, p["internal_sigmoid"]) * m
+        xq = m_i * np.clip(_F32(2.0) * (_round_through32(prob) / m) - one, _F32(0), one - one / m)
+        if ns > 0:
+            neg_factor = one / (_F32(ns) * m)
+            part = _F32(2.0) * (_round_through32(prob * _F32(ns)) * neg_factor) - one
+            xq = xq + m_i * _F32(ns) * np.clip(part, -one, _F32(0))
+    else:
+        prob = x * m / m_i
+        xq = m_i * np.clip(_round_through32(prob) / m, _F32(0), one - one / m)
+        if ns > 0:
+            neg_factor = one / (_F32(ns) * m)
+            part = _round_through32(prob * _F32(ns)) * neg_factor
+            xq = xq + m_i * _F32(ns) * np.clip(part, -one, _F32(0))
+    return (x_u + (-x_u + xq)).astype(_F32)
+
+
+def _qkeras_float_function(
+    kind: ActivationKind, in_type: FixedType, p: dict[str, Any]
+) -> np.ndarray:
+    """The unquantized function a QKeras kind quantizes (for `table_error`)."""
+    x = in_type.to_float(input_codes(in_type)).astype(np.longdouble)
+    mode = p["internal_sigmoid"]
+
+    def sigmoid(v: np.ndarray) -> np.ndarray:
+        if mode == "real":
+            return np.longdouble(1) / (np.longdouble(1) + np.exp(-v))
+        slope = np.longdouble(0.5 if mode == "hard" else 0.1875)
+        return np.clip(slope * v + np.longdouble(0.5), 0, 1)
+
+    if kind is ActivationKind.QUANTIZED_SIGMOID:
+        return (np.longdouble(1) / (1 + np.exp(-x))) if p["use_real_sigmoid"] else sigmoid(x)
+    if kind is ActivationKind.QUANTIZED_TANH:
+        return np.tanh(x) if p["use_real_tanh"] else 2 * sigmoid(x) - 1
+    ns = np.longdouble(float(p["negative_slope"] or 0.0))
+    return np.where(x > 0, x, ns * x)
+
+
+# ---------------------------------------------------------------------------------------
+# piecewise linear: LeakyReLU, PReLU, ReLU(max_value, negative_slope, threshold)
+# ---------------------------------------------------------------------------------------
+def slope_type(alphas: float | Sequence[float] | np.ndarray, max_bits: int = 16) -> FixedType:
+    """The type slopes are quantized to: the narrowest type holding every ``alpha`` exactly
+    if it has at most ``max_bits`` bits, else the ``max_bits``-bit type whose range just
+    holds the largest ``|alpha|`` (error at most half its step per slope)."""
+    a = np.atleast_1d(np.asarray(alphas, dtype=np.float64))
+    if not np.all(np.isfinite(a)):
+        raise RtlgenError(f"slope {a.tolist()} is not finite")
+    if not 2 <= max_bits <= 32:
+        raise RtlgenError(f"slope bits {max_bits} (supported: 2 to 32)")
+    if not np.any(a):
+        return FixedType(1, 0, False)
+    try:
+        exact = exact_type(a)
+    except RtlgenError:
+        exact = None
+    if exact is not None and exact.width <= max_bits:
+        return exact
+    signed = bool(np.any(a < 0))
+    top = math.frexp(float(np.max(np.abs(a))))[1]  # max |alpha| < 2**top
+    frac = max_bits - int(signed) - top
+    while True:
+        q = np.round(a * 2.0**frac)
+        t = FixedType.covering(int(q.min()), int(q.max()), frac)
+        if t.width <= max_bits:
+            return FixedType(max_bits, frac, t.signed)
+        frac -= 1
+
+
+def quantize_slope(alphas: float | Sequence[float] | np.ndarray, t: FixedType) -> np.ndarray:
+    """Mantissas of the slopes in ``t`` (round half to even)."""
+    return t.quantize(np.atleast_1d(np.asarray(alphas, dtype=np.float64)))
+
+
+def threshold_mantissa(threshold: float, in_type: FixedType, has_slope: bool) -> int:
+    """A threshold as an ``in_type`` mantissa ``T``: ``x > threshold <=> m > T``.
+
+    Without a slope only the comparison matters and ``T = floor(threshold * 2**frac)``; with
+    one, ``slope * (x - threshold)`` needs the threshold exactly on the input grid.
+    """
+    scaled = float(threshold) * 2.0**in_type.frac
+    if not math.isfinite(scaled):
+        raise RtlgenError(f"threshold {threshold} is not finite")
+    if has_slope and scaled != math.floor(scaled):
+        raise RtlgenError(
+            f"threshold {threshold} with a negative slope must be a multiple of the input step "
+            f"{in_type.step} ({in_type}); use a finer input type or a dyadic threshold"
+        )
+    return int(max(min(math.floor(scaled), 2**62), -(2**62)))
+
+
+def max_value_mantissa(max_value: float, out_type: FixedType, rounding: Rounding) -> int:
+    """``max_value`` rounded into ``out_type`` (saturated): the output clip bound."""
+    return int(out_type.quantize(np.float64(max_value), rounding, Overflow.SATURATE))
+
+
+def leaky_acc_frac(
+    in_type: FixedType, slope_type: FixedType, out_type: FixedType, has_max: bool
+) -> int:
+    """Fractional bits of the exact pre-rounding value: both branches and the max bound."""
+    frac = max(in_type.frac + slope_type.frac, in_type.frac)
+    return max(frac, out_type.frac) if has_max else frac
+
+
+def _slopes(slope: int | Sequence[int] | np.ndarray) -> np.ndarray:
+    return np.atleast_1d(np.asarray(slope, dtype=np.int64))
+
+
+def leaky_acc_ranges(
+    in_type: FixedType,
+    slope: int | Sequence[int] | np.ndarray,
+    slope_type: FixedType,
+    out_type: FixedType,
+    threshold: int = 0,
+    has_max: bool = False,
+) -> list[tuple[int, int]]:
+    """Per slope, the exact [min, max] of the pre-rounding accumulator over ``in_type``."""
+    frac = leaky_acc_frac(in_type, slope_type, out_type, has_max)
+    pos_shift, neg_shift = frac - in_type.frac, frac - in_type.frac - slope_type.frac
+    lo, hi = in_type.min_int, in_type.max_int
+    ranges = []
+    for s in _slopes(slope):
+        ends: list[int] = []
+        if hi > threshold:  # x in [max(lo, T + 1), hi]: x itself
+            ends += [max(lo, threshold + 1) << pos_shift, hi << pos_shift]
+        if lo <= threshold:  # x in [lo, min(hi, T)]: s * (x - T)
+            ends += [(int(s) * (v - threshold)) << neg_shift for v in (lo, min(hi, threshold))]
+        ranges.append((min(ends), max(ends)))
+    return ranges
+
+
+def leaky_acc_type(
+    in_type: FixedType,
+    slope: int | Sequence[int] | np.ndarray,
+    slope_type: FixedType,
+    out_type: FixedType,
+    threshold: int = 0,
+    has_max: bool = False,
+) -> FixedType:
+    """Narrowest type of the pre-rounding accumulator (interval analysis over ``in_type``)."""
+    ranges = leaky_acc_ranges(in_type, slope, slope_type, out_type, threshold, has_max)
+    return FixedType.covering(
+        min(r[0] for r in ranges),
+        max(r[1] for r in ranges),
+        leaky_acc_frac(in_type, slope_type, out_type, has_max),
+    )
+
+
+def leaky_max_bound(
+    in_type: FixedType,
+    slope_type: FixedType,
+    out_type: FixedType,
+    max_value: int | None,
+) -> int | None:
+    """The ``max_value`` clip (an ``out_type`` mantissa) in accumulator units."""
+    if max_value is None:
+        return None
+    return int(max_value) << (leaky_acc_frac(in_type, slope_type, out_type, True) - out_type.frac)
+
+
+def leaky(
+    x: np.ndarray,
+    in_type: FixedType,
+    slope: int | Sequence[int] | np.ndarray,
+    slope_type: FixedType,
+    out_type: FixedType,
+    rounding: Rounding = Rounding.CONVERGENT,
+    overflow: Overflow = Overflow.SATURATE,
+    *,
+    threshold: int = 0,
+    max_value: int | None = None,
+) -> np.ndarray:
+    """``x > T ? min(x, M) : slope * (x - T)`` rounded into ``out_type`` (see module doc).
+
+    ``x``: ``in_type`` mantissas, the last axis running over the slopes' elements when
+    ``slope`` has several (PReLU's per-channel alphas); ``slope``: ``slope_type``
+    mantissas; ``threshold`` ``T``: an ``in_type`` mantissa; ``max_value`` ``M``: an
+    ``out_type`` mantissa (`max_value_mantissa`), only with non-negative slopes.
+    """
+    x = np.asarray(x, dtype=np.int64)
+    s = _slopes(slope)
+    if max_value is not None and np.any(s < 0):
+        raise RtlgenError("a max_value clip needs non-negative slopes (as in Keras's ReLU)")
+    frac = leaky_acc_frac(in_type, slope_type, out_type, max_value is not None)
+    pos = x << (frac - in_type.frac)
+    neg = (s * (x - threshold)) << (frac - in_type.frac - slope_type.frac)
+    acc = np.where(x > threshold, pos, neg)
+    bound = leaky_max_bound(in_type, slope_type, out_type, max_value)
+    return requantize(apply_clamp(acc, None, bound), frac, out_type, rounding, overflow)
+
+
+def leaky_error_bound(
+    alpha: float | Sequence[float] | np.ndarray,
+    in_type: FixedType,
+    slope: int | Sequence[int] | np.ndarray,
+    slope_type: FixedType,
+    out_type: FixedType,
+    rounding: Rounding = Rounding.CONVERGENT,
+    *,
+    threshold: float = 0.0,
+    max_value: float | None = None,
+) -> float:
+    """Bound on ``|leaky(...) - Keras|`` over every input of ``in_type``, Keras computing
+    ``x > t ? min(x, M) : float32(alpha) * (x - t)`` in float32, for saturation-free
+    outputs: the slope quantization ``|alpha - slope| * max|x - t|``, the float32 rounding
+    of Keras (alpha, the difference, the product and the sum: 4 roundings of 2**-24 relative),
+    the output rounding (half a step, a full step when truncating) and any saturation."""
+    a = np.atleast_1d(np.asarray(alpha, dtype=np.float64))
+    q = slope_type.to_float(_slopes(slope))
+    span = max(float(threshold) - in_type.min_value, 0.0)  # largest |x - t| on the slope side
+    quant = float(np.max(np.abs(a - q))) * span
+    keras32 = 4 * 2.0**-24 * float(np.max(np.abs(a))) * span
+    if max_value is not None:
+        keras32 = max(keras32, abs(float(np.float32(max_value)) - float(max_value)))
+    step = out_type.step
+    rounding_error = step if rounding is Rounding.TRUNCATE else step / 2
+    # Saturation: how far the exact outputs reach beyond out_type.
+    top = in_type.max_value if max_value is None else min(in_type.max_value, float(max_value))
+    neg_ends = [float(np.max(a)) * -span, float(np.min(a)) * -span, 0.0]
+    high = max([top, *neg_ends])
+    low = min([0.0, float(threshold), *neg_ends])
+    saturation = max(0.0, high - out_type.max_value, out_type.min_value - low)
+    return quant + keras32 + rounding_error + saturation

@@ -1,0 +1,183 @@
+"""LookupTable / PiecewiseLinear against `rtlgen.quant.activations`, in Amaranth's simulator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rtlgen.layers.lookup import LOGIC_TABLE_MAX_BITS, LookupTable, PiecewiseLinear
+from rtlgen.quant.activations import (
+    ActivationKind,
+    apply_table,
+    leaky,
+    lookup_table,
+    max_value_mantissa,
+    quantize_slope,
+    slope_type,
+    table_out_type,
+)
+from rtlgen.quant.errors import RtlgenError
+from rtlgen.quant.fixed import FixedType, Overflow, Rounding
+
+from .streams import simulate_rows
+
+K = ActivationKind
+small_types = st.builds(FixedType, st.integers(2, 9), st.integers(-2, 10), st.booleans())
+
+
+def _inputs(rng, t: FixedType, n: int, rows: int) -> np.ndarray:
+    x = rng.integers(t.min_int, t.max_int + 1, size=(rows, n))
+    x[0], x[1] = t.min_int, t.max_int
+    return x
+
+
+@settings(max_examples=14, deadline=None)
+@given(
+    in_type=small_types,
+    kind=st.sampled_from([K.SIGMOID, K.TANH, K.SOFTSIGN, K.QUANTIZED_SIGMOID, K.QUANTIZED_TANH]),
+    out_width=st.integers(2, 10),
+    n=st.integers(1, 4),
+    latency=st.integers(1, 2),
+    rom=st.sampled_from([None, True, False]),
+    seed=st.integers(0, 2**32 - 1),
+    valid_prob=st.floats(0.3, 1.0),
+    ready_prob=st.floats(0.3, 1.0),
+)
+def test_lookup_table_matches_apply_table(
+    in_type, kind, out_width, n, latency, rom, seed, valid_prob, ready_prob
+):
+    if kind.is_qkeras:
+        params = {"bits": out_width}
+        out_type = table_out_type(kind, in_type, params)
+    else:
+        params = {}
+        out_type = FixedType(out_width, out_width - 1, True)
+    table = lookup_table(kind, in_type, out_type, params)
+    rng = np.random.default_rng(seed)
+    x = _inputs(rng, in_type, n, 20)
+    dut = LookupTable(table, in_type, out_type, n, latency=latency, rom=rom)
+    run = simulate_rows(dut, x, seed, valid_prob, ready_prob)
+    np.testing.assert_array_equal(np.array(run.outputs), apply_table(table, x, in_type))
+
+
+@pytest.mark.parametrize("rom", [False, True])
+@pytest.mark.parametrize("in_type", [FixedType(5, 2, True), FixedType(7, 4, False)])
+def test_every_code_of_a_random_table(rom, in_type):
+    rng = np.random.default_rng(7)
+    out_type = FixedType(9, 3, True)
+    table = rng.integers(out_type.min_int, out_type.max_int + 1, size=1 << in_type.width)
+    codes = np.arange(in_type.min_int, in_type.max_int + 1)
+    x = np.stack([codes, codes[::-1], rng.permutation(codes)], axis=1)
+    dut = LookupTable(table, in_type, out_type, 3, rom=rom)
+    run = simulate_rows(dut, x, 3, 0.7, 0.6)
+    np.testing.assert_array_equal(np.array(run.outputs), table[x - in_type.min_int])
+
+
+def test_rom_for_wide_inputs_logic_for_narrow_ones():
+    narrow = FixedType(LOGIC_TABLE_MAX_BITS, 2)
+    wide = FixedType(LOGIC_TABLE_MAX_BITS + 1, 2)
+    out = FixedType(4, 4, False)
+    assert not LookupTable(np.zeros(1 << narrow.width), narrow, out, 1).rom
+    assert LookupTable(np.zeros(1 << wide.width), wide, out, 1).rom
+
+
+@pytest.mark.parametrize("rom", [False, True])
+@pytest.mark.parametrize("latency", [1, 2])
+def test_lookup_latency_and_full_rate(rom, latency):
+    in_type, out_type = FixedType(8, 5), FixedType(8, 8, False)
+    table = lookup_table(K.QUANTIZED_SIGMOID, in_type, out_type, {"bits": 8})
+    dut = LookupTable(table, in_type, out_type, 2, latency=latency, rom=rom)
+    assert dut.latency == latency
+    x = _inputs(np.random.default_rng(2), in_type, 2, 12)
+    run = simulate_rows(dut, x)
+    assert run.out_cycles[0] - run.in_cycles[0] == latency
+    assert np.diff(run.out_cycles).tolist() == [1] * 11
+
+
+def test_lookup_table_refuses_bad_tables():
+    t = FixedType(4, 2)
+    with pytest.raises(RtlgenError, match="entries"):
+        LookupTable(np.zeros(15), t, t, 1)
+    with pytest.raises(RtlgenError, match="outside"):
+        LookupTable(np.full(16, 8), t, t, 1)
+    with pytest.raises(RtlgenError, match="15-bit input"):
+        LookupTable(np.zeros(1 << 15), FixedType(15, 2), t, 1)
+
+
+# ---------------------------------------------------------------------------------------
+# PiecewiseLinear
+# ---------------------------------------------------------------------------------------
+alphas = st.floats(-2.0, 2.0, allow_nan=False).filter(lambda a: abs(a) > 1e-3)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    in_type=st.builds(FixedType, st.integers(2, 14), st.integers(-2, 10), st.booleans()),
+    out_type=st.builds(FixedType, st.integers(2, 14), st.integers(-2, 12), st.booleans()),
+    alpha=st.lists(alphas, min_size=1, max_size=4),
+    slope_bits=st.integers(2, 12),
+    rounding=st.sampled_from(list(Rounding)),
+    overflow=st.sampled_from(list(Overflow)),
+    latency=st.integers(1, 2),
+    seed=st.integers(0, 2**32 - 1),
+    valid_prob=st.floats(0.3, 1.0),
+    ready_prob=st.floats(0.3, 1.0),
+)
+def test_prelu_matches_leaky(
+    in_type, out_type, alpha, slope_bits, rounding, overflow, latency, seed, valid_prob, ready_prob
+):
+    s_type = slope_type(alpha, slope_bits)
+    slope = quantize_slope(alpha, s_type)
+    n = len(alpha)
+    x = _inputs(np.random.default_rng(seed), in_type, n, 20)
+    dut = PiecewiseLinear(n, in_type, slope, s_type, out_type, rounding, overflow, latency=latency)
+    run = simulate_rows(dut, x, seed, valid_prob, ready_prob)
+    expected = leaky(x, in_type, slope, s_type, out_type, rounding, overflow)
+    np.testing.assert_array_equal(np.array(run.outputs), expected)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    in_type=st.builds(FixedType, st.integers(3, 12), st.integers(0, 8), st.booleans()),
+    out_type=st.builds(FixedType, st.integers(3, 12), st.integers(-1, 10), st.booleans()),
+    negative_slope=st.sampled_from([0.0, 0.1, 0.25, 1.5]),
+    threshold_code=st.integers(0, 20),
+    max_value=st.sampled_from([None, 0.0, 0.75, 1.0, 6.0, 0.3]),
+    rounding=st.sampled_from(list(Rounding)),
+    n=st.integers(1, 3),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_relu_with_threshold_and_max_matches_leaky(
+    in_type, out_type, negative_slope, threshold_code, max_value, rounding, n, seed
+):
+    s_type = slope_type(negative_slope, 10)
+    slope = quantize_slope(negative_slope, s_type)
+    top = None if max_value is None else max_value_mantissa(max_value, out_type, rounding)
+    x = _inputs(np.random.default_rng(seed), in_type, n, 24)
+    x[2:6] = threshold_code + np.array([[-1], [0], [1], [2]])  # around the threshold
+    x = np.clip(x, in_type.min_int, in_type.max_int)
+    kwargs = {"threshold": threshold_code, "max_value": top}
+    dut = PiecewiseLinear(n, in_type, slope, s_type, out_type, rounding, **kwargs)
+    run = simulate_rows(dut, x, seed, 0.7, 0.7)
+    expected = leaky(x, in_type, slope, s_type, out_type, rounding, **kwargs)
+    np.testing.assert_array_equal(np.array(run.outputs), expected)
+
+
+@pytest.mark.parametrize("latency", [1, 2])
+def test_piecewise_latency_and_full_rate(latency):
+    t = FixedType(8, 4)
+    dut = PiecewiseLinear(3, t, [3, -5, 1], FixedType(4, 3), t, latency=latency)
+    assert dut.latency == latency
+    run = simulate_rows(dut, _inputs(np.random.default_rng(4), t, 3, 10))
+    assert run.out_cycles[0] - run.in_cycles[0] == latency
+    assert np.diff(run.out_cycles).tolist() == [1] * 9
+
+
+def test_piecewise_refuses_max_with_negative_slopes():
+    t = FixedType(8, 4)
+    with pytest.raises(RtlgenError, match="non-negative"):
+        PiecewiseLinear(1, t, -1, FixedType(4, 3), t, max_value=10)
+    with pytest.raises(RtlgenError, match="slopes for"):
+        PiecewiseLinear(3, t, [1, 2], FixedType(4, 3), t)
