@@ -1,0 +1,261 @@
+"""Stream-reshaping blocks: zero padding, cropping, nearest-neighbour upsampling.
+
+All three take and give pixels in row-major order, one pixel per beat (payload
+``ArrayLayout(element_shape, channels)``); a 1D signal (L, C) is an image of height 1.
+Values pass unchanged (`rtlgen.quant.spatial` is the reference). Samples follow each other
+back to back: every counter wraps per sample, nothing separates samples on the stream.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Shape, ShapeLike, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from rtlgen.quant.errors import RtlgenError
+from rtlgen.quant.spatial import cropped_shape, padded_shape, upsampled_shape
+
+from .window import WindowGenerator
+
+
+def _pixel_layout(height: int, width: int, channels: int, element_shape: ShapeLike, who: str):
+    if height < 1 or width < 1 or channels < 1:
+        raise RtlgenError(
+            f"{who}: image must be at least 1x1 with 1 channel, got {height}x{width}x{channels}"
+        )
+    return data.ArrayLayout(Shape.cast(element_shape), channels)
+
+
+def _counter_next(value: Signal, last: int):
+    return Mux(value == last, 0, value + 1)
+
+
+class ZeroPad(wiring.Component):
+    """The image with ``top``/``bottom`` rows and ``left``/``right`` columns of zero pixels.
+
+    A `WindowGenerator` of 1x1 windows over the padded grid: it walks the padded image one
+    position per cycle, forwarding an input pixel at a real position and inserting a zero
+    pixel at a padding position without consuming input (``i.ready`` low).
+
+    Contract:
+
+    - throughput: one output beat per cycle; ``cycles_per_sample`` =
+      (height + top + bottom) * (width + left + right) at full rate (input valid and output
+      ready every cycle), no bubble between samples;
+    - ``latency`` 1: a pixel's beat is valid 1 cycle after its handshake. Padding before a
+      sample's first pixel (top rows, left columns of the first real row) is emitted only
+      once that pixel is offered (``i.valid``), starting 1 cycle later, so no padding of a
+      sample that never comes appears; padding after it (right columns, bottom rows) is
+      emitted without waiting for input;
+    - backpressure: while ``o.valid`` and not ``o.ready`` the beat is held and no input is
+      taken; ``i.ready`` depends combinationally on ``o.ready``. Registers: one output pixel.
+    """
+
+    latency = 1
+
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        channels: int,
+        padding: tuple[int, int, int, int],
+        element_shape: ShapeLike,
+    ):
+        layout = _pixel_layout(height, width, channels, element_shape, "zero padding")
+        self.out_height, self.out_width, _ = padded_shape((height, width, channels), padding)
+        self.height, self.width, self.channels = height, width, channels
+        self.padding = tuple(int(v) for v in padding)
+        self.element_shape = Shape.cast(element_shape)
+        self.walk = WindowGenerator(
+            height, width, channels, (1, 1), (1, 1), self.padding, self.element_shape, 0
+        )
+        super().__init__({"i": In(stream.Signature(layout)), "o": Out(stream.Signature(layout))})
+
+    @property
+    def cycles_per_sample(self) -> int:
+        return self.out_height * self.out_width
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.walk = self.walk
+        wiring.connect(m, wiring.flipped(self.i), self.walk.i)
+        wiring.connect(m, self.walk.o, wiring.flipped(self.o))
+        return m
+
+
+class Crop(wiring.Component):
+    """The image without its first ``top``/last ``bottom`` rows and first ``left``/last
+    ``right`` columns.
+
+    Every input beat is consumed; row/column counters decide which are forwarded.
+
+    Contract:
+
+    - throughput: one input beat per cycle; ``cycles_per_sample`` = height * width at full
+      rate (the output is valid on the kept pixels' cycles only);
+    - ``latency`` 1: a kept pixel's beat is valid 1 cycle after its handshake;
+    - backpressure: the `pipeline_control` scheme with one stage: ``i.ready = ~o.valid |
+      o.ready`` (combinational from ``o.ready``); a held output beat stops the input, a
+      dropped pixel leaves the output register empty. Registers: one output pixel.
+    """
+
+    latency = 1
+
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        channels: int,
+        cropping: tuple[int, int, int, int],
+        element_shape: ShapeLike,
+    ):
+        self.layout = _pixel_layout(height, width, channels, element_shape, "cropping")
+        self.out_height, self.out_width, _ = cropped_shape((height, width, channels), cropping)
+        self.height, self.width, self.channels = height, width, channels
+        self.cropping = tuple(int(v) for v in cropping)
+        self.element_shape = Shape.cast(element_shape)
+        super().__init__(
+            {"i": In(stream.Signature(self.layout)), "o": Out(stream.Signature(self.layout))}
+        )
+
+    @property
+    def cycles_per_sample(self) -> int:
+        return self.height * self.width
+
+    def elaborate(self, platform):
+        m = Module()
+        top, _, left, _ = self.cropping
+        row = Signal(range(self.height))
+        col = Signal(range(self.width))
+        # Whether the pixel at (row, col) is kept, as registers set with the counters.
+        row_kept = Signal(init=top == 0)
+        col_kept = Signal(init=left == 0)
+        out = Signal(self.layout, reset_less=True)
+        out_valid = Signal()
+        advance = ~out_valid | self.o.ready
+        m.d.comb += [
+            self.i.ready.eq(advance),
+            self.o.valid.eq(out_valid),
+            self.o.payload.eq(out),
+        ]
+        with m.If(advance):
+            m.d.sync += [out.eq(self.i.payload), out_valid.eq(self.i.valid & row_kept & col_kept)]
+        with m.If(advance & self.i.valid):
+            last_col = col == self.width - 1
+            next_col = Mux(last_col, 0, col + 1)
+            next_row = Mux(last_col, _counter_next(row, self.height - 1), row)
+            m.d.sync += [
+                col.eq(next_col),
+                row.eq(next_row),
+                col_kept.eq((next_col >= left) & (next_col < left + self.out_width)),
+                row_kept.eq((next_row >= top) & (next_row < top + self.out_height)),
+            ]
+        return m
+
+
+class UpSampleNearest(wiring.Component):
+    """Nearest-neighbour upsampling: each pixel repeated ``size_w`` times along its row, each
+    row repeated ``size_h`` times (Keras ``UpSampling2D(interpolation="nearest")``).
+
+    Structure: the first copy of a row is the input itself: a pixel is taken into the output
+    register and held for its ``size_w`` beats, and written to a row buffer (a `Memory` of
+    ``width`` pixels, synchronous read). Copies 2 .. ``size_h`` of the row are read back from
+    the buffer, one read per pixel, one cycle ahead of use. ``size_h`` == 1 (and 1D) has no
+    memory. Rows are independent, so the block only counts (copy, column, repetition).
+
+    Contract:
+
+    - throughput: one output beat per cycle; ``cycles_per_sample`` =
+      height * width * size_h * size_w at full rate, no bubble between rows or samples;
+    - ``latency`` 1: a pixel's first beat is valid 1 cycle after its handshake;
+    - overlap: a pixel is taken exactly when its first beat enters the output register, i.e.
+      in the cycle the previous beat is taken (or the register is empty). The next row's (and
+      the next sample's) first pixel is thus accepted in the cycle the previous row's last
+      beat is taken; no earlier, since the row buffer still holds the row being repeated
+      (input is not buffered ahead: upstream waits during copies 2 .. ``size_h``);
+    - backpressure: while ``o.valid`` and not ``o.ready`` the beat is held and nothing
+      advances; ``i.ready`` depends combinationally on ``o.ready``. Nothing is lost or
+      duplicated under any valid/ready pattern.
+    - storage: ``row_buffer_bits`` = width * channels * element width when size_h > 1.
+    """
+
+    latency = 1
+
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        channels: int,
+        size: tuple[int, int],
+        element_shape: ShapeLike,
+    ):
+        self.layout = _pixel_layout(height, width, channels, element_shape, "upsampling")
+        self.out_height, self.out_width, _ = upsampled_shape((height, width, channels), size)
+        self.height, self.width, self.channels = height, width, channels
+        self.size = tuple(int(v) for v in size)
+        self.element_shape = Shape.cast(element_shape)
+        super().__init__(
+            {"i": In(stream.Signature(self.layout)), "o": Out(stream.Signature(self.layout))}
+        )
+
+    @property
+    def cycles_per_sample(self) -> int:
+        return self.out_height * self.out_width
+
+    @property
+    def row_buffer_bits(self) -> int:
+        if self.size[0] == 1:
+            return 0
+        return self.width * self.channels * self.element_shape.width
+
+    def elaborate(self, platform):
+        m = Module()
+        size_h, size_w = self.size
+        # The next beat to load into the output register: row copy, input column, repetition.
+        copy = Signal(range(size_h))
+        col = Signal(range(self.width))
+        rep = Signal(range(size_w))
+        out = Signal(self.layout, reset_less=True)
+        out_valid = Signal()
+        m.d.comb += [self.o.valid.eq(out_valid), self.o.payload.eq(out)]
+
+        live = copy == 0  # the first copy of a row comes from the input
+        new_pixel = rep == 0
+        advance = ~out_valid | self.o.ready
+        takes_input = live & new_pixel
+        step = Signal()  # a beat enters the output register this cycle
+        m.d.comb += [
+            self.i.ready.eq(advance & takes_input),
+            step.eq(advance & (self.i.valid | ~takes_input)),
+        ]
+
+        last_rep = rep == size_w - 1
+        last_col = col == self.width - 1
+        next_rep = _counter_next(rep, size_w - 1)
+        next_col = Mux(last_rep, _counter_next(col, self.width - 1), col)
+        next_copy = Mux(last_rep & last_col, _counter_next(copy, size_h - 1), copy)
+
+        loaded = self.i.payload.as_value()
+        if size_h > 1:
+            buffer = Memory(shape=self.layout, depth=self.width, init=[])
+            m.submodules.row_buffer = buffer
+            write = buffer.write_port()
+            # Only a 1-pixel-wide image reads (for the next cycle) the address written now.
+            read = buffer.read_port(transparent_for=(write,) if self.width == 1 else ())
+            m.d.comb += [
+                write.addr.eq(col),
+                write.data.eq(self.i.payload),
+                write.en.eq(step & takes_input),
+                # read one cycle ahead: the column of the beat loaded next
+                read.addr.eq(Mux(step, next_col, col)),
+            ]
+            loaded = Mux(live, loaded, read.data.as_value())
+
+        with m.If(step):
+            m.d.sync += [out_valid.eq(1), rep.eq(next_rep), col.eq(next_col), copy.eq(next_copy)]
+            with m.If(new_pixel):
+                m.d.sync += out.eq(loaded)
+        with m.Elif(self.o.ready):
+            m.d.sync += out_valid.eq(0)
+        return m
