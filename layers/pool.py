@@ -1,6 +1,6 @@
 """Max and average pooling: a `WindowGenerator` followed by a pipelined window reduction.
 
-Arithmetic follows `rtlgen.quant.reference._pool` bit for bit:
+Arithmetic follows `rtlgen.ops.pool.pool_reference` bit for bit:
 
 - max pool: the maximum of the real elements of each window, then
   ``requantize(max, in_type.frac, out_type, rounding)``;

@@ -15,7 +15,7 @@ import numpy as np
 
 from rtlgen import ir
 
-from .arith import align, aligned_weights, apply_clamp, clamp_bounds, divide_round
+from .arith import align, apply_clamp, clamp_bounds
 from .errors import RtlgenError
 from .fixed import FixedType, requantize
 
@@ -134,24 +134,15 @@ def run_int(
 
 
 def run_node(node: ir.Node, x: np.ndarray, in_type: FixedType) -> np.ndarray:
-    """One lowered node on a batch of mantissas."""
-    if isinstance(node, ir.Conv):
-        return _conv(node, x, in_type)
-    if isinstance(node, ir.Dense):
-        return _dense(node, x, in_type)
-    if isinstance(node, ir.ScaleShift):
-        return _scale_shift(node, x, in_type)
-    if isinstance(node, ir.Activation):
-        return _finish(node, x, in_type.frac)
-    if isinstance(node, ir.Pool):
-        return _pool(node, x, in_type)
-    if isinstance(node, ir.Flatten):
-        return x.reshape(x.shape[0], -1)
-    raise RtlgenError(f"layer '{node.name}': op '{node.op}' has no reference implementation")
+    """One lowered node on a batch of mantissas: the reference kernel of its op
+    (`rtlgen.ops`), built on the primitives below."""
+    from rtlgen.ops.registry import op_for
+
+    return op_for(node).reference(node, x, in_type)
 
 
 # ---------------------------------------------------------------------------------------
-def _finish(node: ir._Arithmetic, acc: np.ndarray, acc_frac: int) -> np.ndarray:
+def finish_activation(node: ir._Arithmetic, acc: np.ndarray, acc_frac: int) -> np.ndarray:
     """Activation clamp in accumulator units, then rounding/saturation into out_type."""
     lo, hi = clamp_bounds(node.activation.lo, node.activation.hi, acc_frac, node.name)
     acc = apply_clamp(acc, lo, hi)
@@ -159,25 +150,17 @@ def _finish(node: ir._Arithmetic, acc: np.ndarray, acc_frac: int) -> np.ndarray:
     return requantize(acc, acc_frac, node.out_type, node.rounding, node.overflow)
 
 
-def _matmul(x: np.ndarray, w: np.ndarray, acc_type: FixedType) -> np.ndarray:
+def exact_matmul(x: np.ndarray, w: np.ndarray, acc_type: FixedType) -> np.ndarray:
     if acc_type.width <= _EXACT_FLOAT_BITS:
         return np.rint(x.astype(np.float64) @ w.astype(np.float64)).astype(np.int64)
     return x @ w
 
 
-def _bias(node: ir.Conv | ir.Dense, acc_frac: int) -> np.ndarray | int:
+def aligned_bias(node: ir.Conv | ir.Dense, acc_frac: int) -> np.ndarray | int:
     if node.bias is None:
         return 0
     assert isinstance(node.bias, ir.QTensor)
     return align(node.bias.mantissa, node.bias.type.frac, acc_frac)
-
-
-def _dense(node: ir.Dense, x: np.ndarray, in_type: FixedType) -> np.ndarray:
-    assert isinstance(node.weights, ir.QTensor) and node.acc_type is not None
-    acc_frac = node.acc_type.frac
-    w = aligned_weights(node.weights.mantissa, in_type, node.weights.type, acc_frac)
-    acc = _matmul(x.reshape(x.shape[0], -1), w, node.acc_type) + _bias(node, acc_frac)
-    return _finish(node, acc, acc_frac)
 
 
 def pad_image(x: np.ndarray, padding: tuple[int, int, int, int], value: int = 0) -> np.ndarray:
@@ -195,49 +178,7 @@ def windows(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int]) -> 
     return np.moveaxis(v, 3, 5)
 
 
-def _as_image(x: np.ndarray) -> np.ndarray:
+def as_image(x: np.ndarray) -> np.ndarray:
     return x[:, None] if x.ndim == 3 else x  # (N, L, C) -> (N, 1, L, C)
 
 
-def _conv(node: ir.Conv, x: np.ndarray, in_type: FixedType) -> np.ndarray:
-    assert isinstance(node.weights, ir.QTensor) and node.acc_type is not None
-    acc_frac = node.acc_type.frac
-    kh, kw, cin, cout = node.weights.shape
-    w = aligned_weights(node.weights.mantissa, in_type, node.weights.type, acc_frac)
-    img = pad_image(_as_image(x), node.padding)
-    win = windows(img, node.kernel, node.stride)
-    n, ho, wo = win.shape[:3]
-    acc = _matmul(win.reshape(n * ho * wo, kh * kw * cin), w.reshape(-1, cout), node.acc_type)
-    acc = acc + _bias(node, acc_frac)
-    y = _finish(node, acc, acc_frac).reshape(n, ho, wo, cout)
-    return y.reshape((n, *node.out_shape))
-
-
-def _scale_shift(node: ir.ScaleShift, x: np.ndarray, in_type: FixedType) -> np.ndarray:
-    assert isinstance(node.scale, ir.QTensor) and isinstance(node.shift, ir.QTensor)
-    assert node.acc_type is not None
-    acc_frac = node.acc_type.frac
-    s = aligned_weights(node.scale.mantissa, in_type, node.scale.type, acc_frac)
-    acc = x * s + align(node.shift.mantissa, node.shift.type.frac, acc_frac)
-    return _finish(node, acc, acc_frac)
-
-
-def _pool(node: ir.Pool, x: np.ndarray, in_type: FixedType) -> np.ndarray:
-    assert node.out_type is not None
-    img = _as_image(x)
-    n = img.shape[0]
-    if node.kind is ir.PoolKind.MAX:
-        # Keras excludes padding from the max; a padding value below every input does that.
-        padded = pad_image(img, node.padding, value=in_type.min_int - 1)
-        y = windows(padded, node.pool, node.stride).max(axis=(3, 4))
-        y = requantize(y, in_type.frac, node.out_type, node.rounding)
-    else:
-        padded = pad_image(img, node.padding, value=0)
-        total = windows(padded, node.pool, node.stride).sum(axis=(3, 4))
-        ones = pad_image(np.ones((1, *img.shape[1:3], 1), dtype=np.int64), node.padding)
-        count = windows(ones, node.pool, node.stride).sum(axis=(3, 4))
-        shift = node.out_type.frac - in_type.frac
-        num, den = (total << shift, count) if shift >= 0 else (total, count << -shift)
-        y = divide_round(num, den, node.rounding)
-        y = requantize(y, node.out_type.frac, node.out_type, node.rounding)
-    return y.reshape((n, *node.out_shape))

@@ -29,10 +29,10 @@ from rtlgen.quant.errors import ModelFileError, RtlgenError
 
 from . import hdf5
 from .inmemory import config_and_weights, is_keras_model
-from .keras_config import SUPPORTED_LAYERS, IndexedWeights, NamedWeights, build_graph
+from .keras_config import IndexedWeights, NamedWeights, build_graph, supported_layers
 from .limits import DEFAULT_LIMITS, Limits
 
-__all__ = ["read_model", "SUPPORTED_LAYERS", "Limits"]
+__all__ = ["read_model", "supported_layers", "Limits"]
 
 PathLike = str | os.PathLike
 

@@ -24,7 +24,6 @@ mantissas except for values within ~1e-7 of a rounding boundary.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -66,46 +65,6 @@ class KerasLayer:
 
 
 _FOLDED_LAYERS = ("QConv2DBatchnorm", "QDenseBatchnorm")
-# Layers that are the identity at inference time.
-IDENTITY_LAYERS = frozenset(
-    {
-        "Dropout",
-        "SpatialDropout1D",
-        "SpatialDropout2D",
-        "SpatialDropout3D",
-        "AlphaDropout",
-        "GaussianDropout",
-        "GaussianNoise",
-        "ActivityRegularization",
-    }
-)
-_CONV_LAYERS = ("Conv1D", "Conv2D", "QConv1D", "QConv2D", "QConv2DBatchnorm")
-_DENSE_LAYERS = ("Dense", "QDense", "QDenseBatchnorm")
-_BATCHNORM_LAYERS = ("BatchNormalization", "QBatchNormalization")
-_ACTIVATION_LAYERS = ("Activation", "ReLU", "Softmax", "QActivation")
-_POOL_LAYERS = (
-    "MaxPooling1D",
-    "MaxPooling2D",
-    "AveragePooling1D",
-    "AveragePooling2D",
-    "QAveragePooling2D",
-    "GlobalMaxPooling1D",
-    "GlobalMaxPooling2D",
-    "GlobalAveragePooling1D",
-    "GlobalAveragePooling2D",
-    "QGlobalAveragePooling2D",
-)
-SUPPORTED_LAYERS = (
-    "InputLayer",
-    *_CONV_LAYERS,
-    *_DENSE_LAYERS,
-    *_BATCHNORM_LAYERS,
-    *_ACTIVATION_LAYERS,
-    *_POOL_LAYERS,
-    "Flatten",
-    "Reshape",
-    *sorted(IDENTITY_LAYERS),
-)
 _UNSUPPORTED_HINTS = {
     "Lambda": "Lambda layers hold Python code, which rtlgen never runs",
     "TFOpLambda": "TensorFlow ops called on Keras tensors (TFOpLambda) are not layers rtlgen knows",
@@ -126,12 +85,19 @@ _UNSUPPORTED_HINTS = {
 _KERAS_ACTIVATIONS = "linear, relu, relu6, hard_tanh, softmax (last layer only)"
 
 
+def supported_layers() -> tuple[str, ...]:
+    """Every Keras layer class rtlgen reads: ``InputLayer`` and those of the registered ops."""
+    from rtlgen.ops.registry import keras_classes
+
+    return ("InputLayer", *keras_classes())
+
+
 def _unsupported_layer(layer: KerasLayer) -> UnsupportedError:
     hint = _UNSUPPORTED_HINTS.get(layer.class_name)
     reason = f"{hint}. " if hint else ""
     return UnsupportedError(
         f"{layer.where}: layer type '{layer.class_name}' is not supported. {reason}"
-        f"Supported layers: {', '.join(SUPPORTED_LAYERS)}"
+        f"Supported layers: {', '.join(supported_layers())}"
     )
 
 
@@ -141,7 +107,7 @@ def _unsupported_layer(layer: KerasLayer) -> UnsupportedError:
 _MISSING = object()
 
 
-def _get(layer: KerasLayer, key: str, default: Any = _MISSING) -> Any:
+def config_value(layer: KerasLayer, key: str, default: Any = _MISSING) -> Any:
     if key in layer.config:
         return layer.config[key]
     if default is _MISSING:
@@ -149,7 +115,7 @@ def _get(layer: KerasLayer, key: str, default: Any = _MISSING) -> Any:
     return default
 
 
-def _int(layer: KerasLayer, key: str, value: Any) -> int:
+def config_int(layer: KerasLayer, key: str, value: Any) -> int:
     # Floats are refused too (Keras writes sizes as JSON integers): int(nan) and int(inf)
     # raise, and 1e300 would pass as a 300-digit size.
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -161,31 +127,31 @@ def _int(layer: KerasLayer, key: str, value: Any) -> int:
     return value
 
 
-def _ints(layer: KerasLayer, key: str, rank: int, default: Any = _MISSING) -> tuple[int, ...]:
-    value = _get(layer, key, default)
+def config_ints(layer: KerasLayer, key: str, rank: int, default: Any = _MISSING) -> tuple[int, ...]:
+    value = config_value(layer, key, default)
     if isinstance(value, int | float) and not isinstance(value, bool):
         value = [value] * rank
     if not isinstance(value, list | tuple) or len(value) != rank:
         raise ModelFileError(f"{layer.where}: '{key}' = {value!r} is not {rank} integer(s)")
-    return tuple(_int(layer, key, v) for v in value)
+    return tuple(config_int(layer, key, v) for v in value)
 
 
-def _str(layer: KerasLayer, key: str, default: Any = _MISSING) -> str:
-    value = _get(layer, key, default)
+def config_str(layer: KerasLayer, key: str, default: Any = _MISSING) -> str:
+    value = config_value(layer, key, default)
     if not isinstance(value, str):
         raise ModelFileError(f"{layer.where}: '{key}' = {value!r} is not a string")
     return value
 
 
-def _bool(layer: KerasLayer, key: str, default: bool) -> bool:
-    value = _get(layer, key, default)
+def config_bool(layer: KerasLayer, key: str, default: bool) -> bool:
+    value = config_value(layer, key, default)
     if not isinstance(value, bool | int):
         raise ModelFileError(f"{layer.where}: '{key}' = {value!r} is not a boolean")
     return bool(value)
 
 
-def _number(layer: KerasLayer, key: str, default: Any = _MISSING) -> float | None:
-    value = _get(layer, key, default)
+def config_number(layer: KerasLayer, key: str, default: Any = _MISSING) -> float | None:
+    value = config_value(layer, key, default)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
@@ -193,7 +159,7 @@ def _number(layer: KerasLayer, key: str, default: Any = _MISSING) -> float | Non
     return float(value)
 
 
-def _channels_last(layer: KerasLayer) -> None:
+def check_channels_last(layer: KerasLayer) -> None:
     fmt = layer.config.get("data_format")
     if fmt not in (None, "channels_last"):
         raise UnsupportedError(
@@ -380,7 +346,7 @@ def _input_shape(layer: KerasLayer, dims: Sequence[Any]) -> Shape:
             f"{layer.where}: input shape {tuple(dims)} has unknown dimensions; rtlgen needs a fixed "
             "input shape (set it with InputLayer/input_shape)"
         )
-    shape = tuple(_int(layer, "input shape", d) for d in dims)
+    shape = tuple(config_int(layer, "input shape", d) for d in dims)
     if not 1 <= len(shape) <= 3:
         raise UnsupportedError(
             f"{layer.where}: input shape {shape} is not supported (supported: vectors (N,), "
@@ -521,13 +487,13 @@ class IndexedWeights(WeightSource):
         return dict(zip(names, arrays, strict=True))
 
 
-def _weights(
+def layer_weights(
     source: WeightSource, layer: KerasLayer, expected: dict[str, Shape]
 ) -> dict[str, np.ndarray]:
     """The layer's weights, each checked against the shape the config implies before it is
     read (a dataset's declared shape), then for NaN/infinity."""
     got = source.get(layer, expected)
-    limits = _limits(source)
+    limits = source_limits(source)
     out = {}
     for name, shape in expected.items():
         stored = got[name]
@@ -551,7 +517,7 @@ def _weights(
 # activations and quantizers
 # ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class _Act:
+class ActivationSpec:
     clamp: ir.Clamp = ir.LINEAR
     quantizer: Quantizer | None = None
     softmax: bool = False
@@ -561,18 +527,18 @@ class _Act:
         return self.clamp.is_linear and self.quantizer is None and not self.softmax
 
 
-def _activation(layer: KerasLayer, spec: Any) -> _Act:
+def layer_activation(layer: KerasLayer, spec: Any) -> ActivationSpec:
     where = f"{layer.where} activation"
     if spec is None:
-        return _Act()
+        return ActivationSpec()
     if is_quantizer_spec(spec):
-        q = _parse_quantizer(spec, where)
+        q = parse_layer_quantizer(spec, where)
         assert q is not None
         try:
             q.output_type()  # rejects quantizers that cannot be an activation, with the reason
         except UnsupportedError as exc:
             raise UnsupportedError(f"{where}: {exc}") from None
-        return _Act(quantizer=q)
+        return ActivationSpec(quantizer=q)
     name = spec
     if isinstance(spec, dict):  # {"class_name": "relu", "config": {}} (some Keras versions)
         name = spec.get("class_name") if not spec.get("config") else None
@@ -582,15 +548,15 @@ def _activation(layer: KerasLayer, spec: Any) -> _Act:
         )
     name = name.strip()
     if name in ("linear", ""):
-        return _Act()
+        return ActivationSpec()
     if name == "relu":
-        return _Act(ir.RELU)
+        return ActivationSpec(ir.RELU)
     if name == "relu6":
-        return _Act(ir.Clamp(0.0, 6.0))
+        return ActivationSpec(ir.Clamp(0.0, 6.0))
     if name == "hard_tanh":  # QKeras: 2 * clip(0.5 x + 0.5, 0, 1) - 1 = clip(x, -1, 1)
-        return _Act(ir.Clamp(-1.0, 1.0))
+        return ActivationSpec(ir.Clamp(-1.0, 1.0))
     if name == "softmax":
-        return _Act(softmax=True)
+        return ActivationSpec(softmax=True)
     raise UnsupportedError(f"{where}: '{name}' is not supported (supported: {_KERAS_ACTIVATIONS})")
 
 
@@ -598,7 +564,7 @@ def _activation(layer: KerasLayer, spec: Any) -> _Act:
 MAX_QUANTIZER_BITS = 64
 
 
-def _parse_quantizer(spec: Any, where: str) -> Quantizer | None:
+def parse_layer_quantizer(spec: Any, where: str) -> Quantizer | None:
     """`parse_quantizer` with every complaint naming the layer and key, and integer
     arguments bounded (``integer=1e300`` would otherwise become a 300-digit exponent)."""
     try:
@@ -620,8 +586,8 @@ def _parse_quantizer(spec: Any, where: str) -> Quantizer | None:
     return q
 
 
-def _quantizer(layer: KerasLayer, key: str, kernel: bool = False) -> Quantizer | None:
-    q = _parse_quantizer(layer.config.get(key), f"{layer.where} {key}")
+def layer_quantizer(layer: KerasLayer, key: str, kernel: bool = False) -> Quantizer | None:
+    q = parse_layer_quantizer(layer.config.get(key), f"{layer.where} {key}")
     if q is not None and kernel:
         q = q.for_kernel()  # what QKeras applies: alpha=None kernels become "auto_po2"
     return q
@@ -651,7 +617,7 @@ def _window(
     )
 
 
-def _geometry(
+def window_geometry(
     layer: KerasLayer,
     in_shape: Shape,
     kernel: tuple[int, int],
@@ -670,7 +636,7 @@ def _geometry(
     return (rows, cols), (top, bottom, left, right)
 
 
-def _expect_rank(layer: KerasLayer, shape: Shape, rank: int, what: str) -> None:
+def expect_rank(layer: KerasLayer, shape: Shape, rank: int, what: str) -> None:
     if len(shape) != rank:
         raise UnsupportedError(f"{layer.where}: input shape {shape} is not {what}")
 
@@ -679,71 +645,13 @@ def _expect_rank(layer: KerasLayer, shape: Shape, rank: int, what: str) -> None:
 # layer handlers: (layer, input shape, weights) -> nodes, output shape, activation flags
 # ---------------------------------------------------------------------------------------
 @dataclass
-class _Out:
+class LayerOut:
     nodes: list[ir.Node]
     shape: Shape
     softmax: bool = False
 
 
-def _conv(layer: KerasLayer, shape: Shape, source: WeightSource) -> _Out:
-    cls = layer.class_name
-    dims = 1 if cls in ("Conv1D", "QConv1D") else 2
-    _expect_rank(
-        layer, shape, dims + 1, "a 1D signal (L, C)" if dims == 1 else "an image (H, W, C)"
-    )
-    _channels_last(layer)
-    if any(d != 1 for d in _ints(layer, "dilation_rate", dims, 1)):
-        raise UnsupportedError(
-            f"{layer.where}: dilation_rate={layer.config['dilation_rate']} is not supported (only 1)"
-        )
-    groups = layer.config.get("groups", 1)
-    if groups != 1:
-        raise UnsupportedError(f"{layer.where}: groups={groups} is not supported (only 1)")
-    filters = _int(layer, "filters", _get(layer, "filters"))
-    ksize = _ints(layer, "kernel_size", dims)
-    strides = _ints(layer, "strides", dims, 1)
-    padding = _str(layer, "padding", "valid").lower()
-    use_bias = _bool(layer, "use_bias", True)
-    cin = shape[-1]
-    kernel2 = (1, ksize[0]) if dims == 1 else (ksize[0], ksize[1])
-    stride2 = (1, strides[0]) if dims == 1 else (strides[0], strides[1])
-    spatial_out, pads = _geometry(layer, shape, kernel2, stride2, padding, causal_ok=dims == 1)
-    out_shape = (*spatial_out, filters)
-    kq = _quantizer(layer, "kernel_quantizer", kernel=True) if cls.startswith("Q") else None
-    bq = _quantizer(layer, "bias_quantizer") if cls.startswith("Q") else None
-    if dims == 1 and getattr(kq, "scale_axis", None) is not None:
-        # The Conv1D kernel (k, cin, cout) is stored as (1, k, cin, cout).
-        kq = dataclasses.replace(kq, scale_axis=kq.scale_axis + 1)  # type: ignore[type-var,union-attr]
-    act = _activation(layer, layer.config.get("activation"))
-    expected: dict[str, Shape] = {"kernel": (*ksize, cin, filters)}
-    if use_bias:
-        expected["bias"] = (filters,)
-    # before the weights are read: few weights can still slide over a huge map
-    work = element_count(spatial_out) * element_count(expected["kernel"])
-    _check_count(layer, work, out_shape, kernel2, _limits(source))
-    if cls == "QConv2DBatchnorm":
-        w, b = _folded(layer, source, expected, filters)
-    else:
-        got = _weights(source, layer, expected)
-        w, b = got["kernel"], got.get("bias")
-    w = np.asarray(w, dtype=np.float64).reshape((*kernel2, cin, filters))
-    node = ir.Conv(
-        layer.name,
-        shape,
-        out_shape,
-        weights=ir.FloatTensor(w, kq),
-        bias=None if b is None else ir.FloatTensor(np.asarray(b, dtype=np.float64), bq),
-        kernel=kernel2,
-        stride=stride2,
-        padding=pads,
-        activation=act.clamp,
-        out_quantizer=act.quantizer,
-        source=layer.name,
-    )
-    return _Out([node], out_shape, act.softmax)
-
-
-def _folded(
+def folded_batchnorm(
     layer: KerasLayer, source: WeightSource, expected: dict[str, Shape], units: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """QConv2DBatchnorm/QDenseBatchnorm folded kernel and bias, computed in float32 exactly
@@ -757,16 +665,16 @@ def _folded(
     ``inv`` can differ in its last bit; a folded weight then quantizes differently only if
     it lies within ~1e-7 (relative) of a rounding boundary of the kernel quantizer.
     """
-    _bn_axis_last(layer, 2 if layer.class_name == "QDenseBatchnorm" else 4)
-    center, scale = _bool(layer, "center", True), _bool(layer, "scale", True)
+    check_bn_axis_last(layer, 2 if layer.class_name == "QDenseBatchnorm" else 4)
+    center, scale = config_bool(layer, "center", True), config_bool(layer, "scale", True)
     bn = {"moving_mean": (units,), "moving_variance": (units,)}
     if scale:
         bn["gamma"] = (units,)
     if center:
         bn["beta"] = (units,)
-    got = _weights(source, layer, {**expected, **bn})
+    got = layer_weights(source, layer, {**expected, **bn})
     f32 = np.float32
-    eps = f32(_number(layer, "epsilon", 1e-3))
+    eps = f32(config_number(layer, "epsilon", 1e-3))
     kernel = got["kernel"].astype(f32)
     bias = got["bias"].astype(f32) if "bias" in got else f32(0)
     inv = f32(1.0) / np.sqrt(got["moving_variance"].astype(f32) + eps)
@@ -777,51 +685,7 @@ def _folded(
     return inv * kernel, np.broadcast_to(folded_bias, (units,)).copy()
 
 
-def _dense(layer: KerasLayer, shape: Shape, source: WeightSource) -> _Out:
-    units = _int(layer, "units", _get(layer, "units"))
-    use_bias = _bool(layer, "use_bias", True)
-    cin = shape[-1]
-    kq = (
-        _quantizer(layer, "kernel_quantizer", kernel=True)
-        if layer.class_name.startswith("Q")
-        else None
-    )
-    bq = _quantizer(layer, "bias_quantizer") if layer.class_name.startswith("Q") else None
-    act = _activation(layer, layer.config.get("activation"))
-    expected: dict[str, Shape] = {"kernel": (cin, units)}
-    if use_bias:
-        expected["bias"] = (units,)
-    if layer.class_name == "QDenseBatchnorm":
-        w, b = _folded(layer, source, expected, units)
-    else:
-        got = _weights(source, layer, expected)
-        w, b = got["kernel"], got.get("bias")
-    w = np.asarray(w, dtype=np.float64)
-    bias = None if b is None else ir.FloatTensor(np.asarray(b, dtype=np.float64), bq)
-    common: dict[str, Any] = dict(
-        activation=act.clamp, out_quantizer=act.quantizer, source=layer.name
-    )
-    out_shape = (*shape[:-1], units)
-    if len(shape) == 1:
-        node: ir.Node = ir.Dense(
-            layer.name, shape, out_shape, weights=ir.FloatTensor(w, kq), bias=bias, **common
-        )
-    else:
-        # Keras applies Dense to the last axis of a 1D/2D feature map: a 1x1 convolution.
-        node = ir.Conv(
-            layer.name,
-            shape,
-            out_shape,
-            weights=ir.FloatTensor(w.reshape(1, 1, cin, units), kq),
-            bias=bias,
-            kernel=(1, 1),
-            stride=(1, 1),
-            **common,
-        )
-    return _Out([node], out_shape, act.softmax)
-
-
-def _bn_axis_last(layer: KerasLayer, rank_with_batch: int) -> None:
+def check_bn_axis_last(layer: KerasLayer, rank_with_batch: int) -> None:
     axis = layer.config.get("axis", -1)
     axes = axis if isinstance(axis, list) else [axis]
     if len(axes) != 1 or not isinstance(axes[0], int) or axes[0] not in (-1, rank_with_batch - 1):
@@ -830,209 +694,6 @@ def _bn_axis_last(layer: KerasLayer, rank_with_batch: int) -> None:
         )
 
 
-def _batchnorm(layer: KerasLayer, shape: Shape, source: WeightSource) -> _Out:
-    _bn_axis_last(layer, len(shape) + 1)
-    channels = shape[-1]
-    center, scale = _bool(layer, "center", True), _bool(layer, "scale", True)
-    expected: dict[str, Shape] = {}
-    if scale:
-        expected["gamma"] = (channels,)
-    if center:
-        expected["beta"] = (channels,)
-    expected.update(moving_mean=(channels,), moving_variance=(channels,))
-    quantizers: dict[str, Quantizer | None] = {}
-    if layer.class_name == "QBatchNormalization":
-        # QKeras applies these quantizers to the parameters (not the data) at inference:
-        # gamma/beta only when scale/center. The result is a float ScaleShift like any BN.
-        for key in ("gamma", "beta", "mean", "variance"):
-            quantizers[key] = _parse_quantizer(
-                layer.config.get(f"{key}_quantizer"), f"{layer.where} {key}_quantizer"
-            )
-    got = {k: v.astype(np.float64) for k, v in _weights(source, layer, expected).items()}
-    params = {
-        "gamma": got.get("gamma", np.ones(channels)),
-        "beta": got.get("beta", np.zeros(channels)),
-        "mean": got["moving_mean"],
-        "variance": got["moving_variance"],
-    }
-    for key, q in quantizers.items():
-        if q is not None and (key != "gamma" or scale) and (key != "beta" or center):
-            params[key] = q.reference(params[key])
-    gamma, beta, mean, var = params["gamma"], params["beta"], params["mean"], params["variance"]
-    eps = _number(layer, "epsilon", 1e-3)
-    assert eps is not None
-    if np.any(var + eps <= 0):
-        raise ModelFileError(f"{layer.where}: moving_variance + epsilon is not positive")
-    bn_scale = gamma / np.sqrt(var + eps)
-    bn_shift = beta - mean * bn_scale
-    node = ir.ScaleShift(
-        layer.name,
-        shape,
-        shape,
-        scale=ir.FloatTensor(bn_scale),
-        shift=ir.FloatTensor(bn_shift),
-        source=layer.name,
-    )
-    return _Out([node], shape)
-
-
-def _activation_layer(layer: KerasLayer, shape: Shape, source: WeightSource) -> _Out:
-    if layer.class_name == "Softmax":
-        axis = layer.config.get("axis", -1)
-        if axis not in (-1, len(shape), [-1], [len(shape)]):
-            raise UnsupportedError(f"{layer.where}: softmax over axis {axis} (only the last axis)")
-        return _Out([], shape, softmax=True)
-    if layer.class_name == "ReLU":
-        threshold = _number(layer, "threshold", 0.0)
-        slope = _number(layer, "negative_slope", 0.0)
-        if threshold != 0.0 or slope != 0.0:
-            raise UnsupportedError(
-                f"{layer.where}: threshold={threshold}, negative_slope={slope} are not supported "
-                "(only threshold=0, negative_slope=0, optional max_value)"
-            )
-        act = _Act(ir.Clamp(0.0, _number(layer, "max_value", None)))
-    else:
-        act = _activation(layer, _get(layer, "activation"))
-    if act.softmax:
-        return _Out([], shape, softmax=True)
-    if act.identity:
-        return _Out([], shape)
-    node = ir.Activation(
-        layer.name,
-        shape,
-        shape,
-        activation=act.clamp,
-        out_quantizer=act.quantizer,
-        source=layer.name,
-    )
-    return _Out([node], shape)
-
-
-def _pool(layer: KerasLayer, shape: Shape, source: WeightSource) -> _Out:
-    cls = layer.class_name
-    dims = 1 if cls.endswith("1D") else 2
-    _expect_rank(
-        layer, shape, dims + 1, "a 1D signal (L, C)" if dims == 1 else "an image (H, W, C)"
-    )
-    _channels_last(layer)
-    kind = ir.PoolKind.MAX if "Max" in cls else ir.PoolKind.AVG
-    nodes: list[ir.Node] = []
-    if cls.startswith("Global") or cls.startswith("QGlobal"):
-        size = (1, shape[0]) if dims == 1 else (shape[0], shape[1])
-        out_shape: Shape = (1, shape[1]) if dims == 1 else (1, 1, shape[2])
-        nodes.append(
-            ir.Pool(
-                layer.name, shape, out_shape, kind=kind, pool=size, stride=size, source=layer.name
-            )
-        )
-        if not layer.config.get("keepdims", False):
-            flat = (shape[-1],)
-            nodes.append(ir.Flatten(f"{layer.name}_flatten", out_shape, flat, source=layer.name))
-            out_shape = flat
-    else:
-        pool = _ints(layer, "pool_size", dims, 2)
-        strides_raw = layer.config.get("strides")
-        strides = pool if strides_raw is None else _ints(layer, "strides", dims)
-        padding = _str(layer, "padding", "valid").lower()
-        pool2 = (1, pool[0]) if dims == 1 else (pool[0], pool[1])
-        stride2 = (1, strides[0]) if dims == 1 else (strides[0], strides[1])
-        spatial_out, pads = _geometry(layer, shape, pool2, stride2, padding, causal_ok=False)
-        out_shape = (*spatial_out, shape[-1])
-        nodes.append(
-            ir.Pool(
-                layer.name,
-                shape,
-                out_shape,
-                kind=kind,
-                pool=pool2,
-                stride=stride2,
-                padding=pads,
-                source=layer.name,
-            )
-        )
-    if cls.startswith("Q"):
-        _q_average(layer, nodes[0])
-        act = _activation(layer, layer.config.get("activation"))
-        if act.softmax:
-            raise UnsupportedError(
-                f"{layer.where}: activation='softmax' on a pooling layer is not supported"
-            )
-        if not act.identity:
-            nodes.append(
-                ir.Activation(
-                    f"{layer.name}_activation",
-                    out_shape,
-                    out_shape,
-                    activation=act.clamp,
-                    out_quantizer=act.quantizer,
-                    source=layer.name,
-                )
-            )
-    return _Out(nodes, out_shape)
-
-
-def _q_average(layer: KerasLayer, pool: ir.Node) -> None:
-    """QAveragePooling2D computes ``mean * area * q(1 / area)``: equal to the plain average
-    only when ``q(1 / area) == 1 / area``; other average quantizers are rejected."""
-    q = _parse_quantizer(layer.config.get("average_quantizer"), f"{layer.where} average_quantizer")
-    if q is None:
-        return
-    assert isinstance(pool, ir.Pool)
-    area = pool.pool[0] * pool.pool[1]
-    if float(q.reference(np.array([1.0 / area]))[0]) != 1.0 / area:
-        raise UnsupportedError(
-            f"{layer.where}: average_quantizer {q} does not represent 1/{area} exactly, so the "
-            "layer scales its average; only exact average quantizers (or none) are supported"
-        )
-
-
-def _flatten(layer: KerasLayer, shape: Shape, source: WeightSource) -> _Out:
-    _channels_last(layer)
-    if len(shape) == 1:
-        return _Out([], shape)
-    flat = (element_count(shape),)
-    return _Out([ir.Flatten(layer.name, shape, flat, source=layer.name)], flat)
-
-
-def _reshape(layer: KerasLayer, shape: Shape, source: WeightSource) -> _Out:
-    target = _get(layer, "target_shape")
-    if (
-        not isinstance(target, list | tuple)
-        or not all(isinstance(d, int) and not isinstance(d, bool) for d in target)
-        or any(d < 1 and d != -1 for d in target)
-        or list(target).count(-1) > 1
-    ):
-        raise ModelFileError(
-            f"{layer.where}: target_shape {target!r} is not a list of positive integers "
-            "(with at most one -1)"
-        )
-    size = element_count(shape)
-    known = element_count(d for d in target if d != -1)
-    dims = [size // known if d == -1 else d for d in target]
-    if tuple(dims) == shape:
-        return _Out([], shape)
-    if len(dims) == 1 and dims[0] == size:
-        return _flatten(layer, shape, source)
-    raise UnsupportedError(
-        f"{layer.where}: reshape {shape} -> {tuple(target)} is not supported (only to a flat vector "
-        f"({size},) or to the same shape)"
-    )
-
-
-def _identity(layer: KerasLayer, shape: Shape, source: WeightSource) -> _Out:
-    return _Out([], shape)
-
-
-_HANDLERS: dict[str, Callable[[KerasLayer, Shape, WeightSource], _Out]] = {
-    **{c: _conv for c in _CONV_LAYERS},
-    **{c: _dense for c in _DENSE_LAYERS},
-    **{c: _batchnorm for c in _BATCHNORM_LAYERS},
-    **{c: _activation_layer for c in _ACTIVATION_LAYERS},
-    **{c: _pool for c in _POOL_LAYERS},
-    "Flatten": _flatten,
-    "Reshape": _reshape,
-    **{c: _identity for c in IDENTITY_LAYERS},
-}
 
 
 # ---------------------------------------------------------------------------------------
@@ -1081,10 +742,10 @@ def _check_operations(layer: KerasLayer, node: ir.Node, limits: Limits) -> None:
         count = element_count(node.out_shape) * element_count(node.pool)
     else:
         return
-    _check_count(layer, count, node.out_shape, window, limits)
+    check_operation_count(layer, count, node.out_shape, window, limits)
 
 
-def _check_count(
+def check_operation_count(
     layer: KerasLayer, count: int, out_shape: Shape, window: Shape, limits: Limits
 ) -> None:
     if count > limits.max_operations:
@@ -1094,7 +755,7 @@ def _check_count(
         )
 
 
-def _limits(source: WeightSource) -> Limits:
+def source_limits(source: WeightSource) -> Limits:
     return source.limits if isinstance(source, BudgetedWeights) else DEFAULT_LIMITS
 
 
@@ -1106,16 +767,21 @@ def build_graph(
 ) -> ir.ModelGraph:
     """The unlowered graph of a Keras model config with its weights.
 
+    Each layer is read by the front-end handler of the op registered for its class name
+    (`rtlgen.ops`).
+
     ``weights`` may be a factory called with the chain's layers (for ``.keras`` archives,
     whose weights are addressed by layer position). Shapes, parameters and numbers of the
     config are checked against ``limits`` layer by layer, before that layer's weights are read.
     """
+    from rtlgen.ops.registry import keras_handler
+
     check_depth(model_config, limits, source or "model config")
     name, layers, sequential = model_layers(model_config)
     if not layers:
         raise ModelFileError("the model has no layers")
     for layer in layers:
-        if layer.class_name not in _HANDLERS and layer.class_name != "InputLayer":
+        if keras_handler(layer.class_name) is None and layer.class_name != "InputLayer":
             raise _unsupported_layer(layer)
         _check_numbers(layer)
     if not isinstance(weights, WeightSource):
@@ -1142,7 +808,9 @@ def build_graph(
             raise UnsupportedError(
                 f"{layer.where}: an InputLayer inside the model is not supported"
             )
-        out = _HANDLERS[layer.class_name](layer, shape, weights)
+        handler = keras_handler(layer.class_name)
+        assert handler is not None
+        out = handler(layer, shape, weights)
         _check_activations(layer, out.shape, limits)
         for node in out.nodes:
             _check_operations(layer, node, limits)

@@ -1,5 +1,5 @@
 # amaranth: UnusedElaboratable=no
-"""MaxPool / AvgPool against `rtlgen.quant.reference._pool`, in Amaranth's simulator."""
+"""MaxPool / AvgPool against `rtlgen.ops.pool.pool_reference`, in Amaranth's simulator."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from rtlgen.layers.window import WindowGeometry
 from rtlgen.quant.arith import divide_round
 from rtlgen.quant.errors import RtlgenError
 from rtlgen.quant.fixed import FixedType, Rounding
-from rtlgen.quant.reference import _pool
+from rtlgen.ops.pool import pool_reference as _pool
 
 from .streams import simulate_stream
 from .test_window import geometries

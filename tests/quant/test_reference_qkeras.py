@@ -25,7 +25,7 @@ Classes documented where they arise but not exercised here (the models avoid the
   ``weight_width`` bits like (b), while QKeras keeps them in float32;
 - (f) QConv2DBatchnorm folding uses TensorFlow's float32 ``rsqrt``, which is not correctly
   rounded; a folded weight within ~1e-7 (relative) of a quantizer rounding boundary could
-  quantize differently (see ``rtlgen.frontend.keras_config._folded``);
+  quantize differently (see ``rtlgen.frontend.keras_config.folded_batchnorm``);
 - (g) QKeras's straight-through ``x + (q(x) - x)`` in float32 and TensorFlow's float32
   ``log`` for power-of-two exponents (see tests/quant/test_quantizers.py).
 """

@@ -1,0 +1,11 @@
+"""One module per op kind (see `rtlgen.ops.registry` for what an op module owns).
+
+Importing this package registers every op. Adding a layer kind: a new module here with an
+`Op` subclass decorated with `register_op`, imported below, and its tests
+(docs/DESIGN.md, "Adding an op").
+"""
+
+from rtlgen.ops import activation, conv, dense, flatten, identity, pool, scale_shift  # noqa: F401
+from rtlgen.ops.registry import Op, keras_classes, keras_handler, op_for, ops, register_op
+
+__all__ = ["Op", "keras_classes", "keras_handler", "op_for", "ops", "register_op"]

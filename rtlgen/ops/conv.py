@@ -1,0 +1,130 @@
+"""Conv: 1D/2D convolutions (``Conv1D``, ``Conv2D``, ``QConv1D``, ``QConv2D``,
+``QConv2DBatchnorm``); a 1D convolution is a 2D one of kernel height 1 on (1, L, C).
+
+Hardware: a `WindowGenerator` (line buffer) walks the padded input, then one constant
+matrix-vector product per window position (`rtlgen.ops.matvec`); a 1x1 convolution with
+stride 1 needs no window generator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from rtlgen import ir
+from rtlgen.frontend.keras_config import (
+    KerasLayer,
+    LayerOut,
+    WeightSource,
+    check_channels_last,
+    check_operation_count,
+    config_bool,
+    config_int,
+    config_ints,
+    config_str,
+    config_value,
+    expect_rank,
+    folded_batchnorm,
+    layer_activation,
+    layer_quantizer,
+    layer_weights,
+    source_limits,
+    window_geometry,
+)
+from rtlgen.frontend.limits import element_count
+from rtlgen.ops.matvec import plan_matvec
+from rtlgen.ops.registry import Op, Shape, register_op
+from rtlgen.quant.arith import aligned_weights
+from rtlgen.quant.errors import UnsupportedError
+from rtlgen.quant.fixed import FixedType
+from rtlgen.quant.reference import (
+    aligned_bias,
+    as_image,
+    exact_matmul,
+    finish_activation,
+    pad_image,
+    windows,
+)
+
+
+def read_keras_conv(layer: KerasLayer, shape: Shape, source: WeightSource) -> LayerOut:
+    cls = layer.class_name
+    dims = 1 if cls in ("Conv1D", "QConv1D") else 2
+    expect_rank(layer, shape, dims + 1, "a 1D signal (L, C)" if dims == 1 else "an image (H, W, C)")
+    check_channels_last(layer)
+    if any(d != 1 for d in config_ints(layer, "dilation_rate", dims, 1)):
+        raise UnsupportedError(
+            f"{layer.where}: dilation_rate={layer.config['dilation_rate']} is not supported (only 1)"
+        )
+    groups = layer.config.get("groups", 1)
+    if groups != 1:
+        raise UnsupportedError(f"{layer.where}: groups={groups} is not supported (only 1)")
+    filters = config_int(layer, "filters", config_value(layer, "filters"))
+    ksize = config_ints(layer, "kernel_size", dims)
+    strides = config_ints(layer, "strides", dims, 1)
+    padding = config_str(layer, "padding", "valid").lower()
+    use_bias = config_bool(layer, "use_bias", True)
+    cin = shape[-1]
+    kernel2 = (1, ksize[0]) if dims == 1 else (ksize[0], ksize[1])
+    stride2 = (1, strides[0]) if dims == 1 else (strides[0], strides[1])
+    spatial_out, pads = window_geometry(
+        layer, shape, kernel2, stride2, padding, causal_ok=dims == 1
+    )
+    out_shape = (*spatial_out, filters)
+    kq = layer_quantizer(layer, "kernel_quantizer", kernel=True) if cls.startswith("Q") else None
+    bq = layer_quantizer(layer, "bias_quantizer") if cls.startswith("Q") else None
+    if dims == 1 and getattr(kq, "scale_axis", None) is not None:
+        # The Conv1D kernel (k, cin, cout) is stored as (1, k, cin, cout).
+        kq = dataclasses.replace(kq, scale_axis=kq.scale_axis + 1)  # type: ignore[type-var,union-attr]
+    act = layer_activation(layer, layer.config.get("activation"))
+    expected: dict[str, Shape] = {"kernel": (*ksize, cin, filters)}
+    if use_bias:
+        expected["bias"] = (filters,)
+    # before the weights are read: few weights can still slide over a huge map
+    work = element_count(spatial_out) * element_count(expected["kernel"])
+    check_operation_count(layer, work, out_shape, kernel2, source_limits(source))
+    if cls == "QConv2DBatchnorm":
+        w, b = folded_batchnorm(layer, source, expected, filters)
+    else:
+        got = layer_weights(source, layer, expected)
+        w, b = got["kernel"], got.get("bias")
+    w = np.asarray(w, dtype=np.float64).reshape((*kernel2, cin, filters))
+    node = ir.Conv(
+        layer.name,
+        shape,
+        out_shape,
+        weights=ir.FloatTensor(w, kq),
+        bias=None if b is None else ir.FloatTensor(np.asarray(b, dtype=np.float64), bq),
+        kernel=kernel2,
+        stride=stride2,
+        padding=pads,
+        activation=act.clamp,
+        out_quantizer=act.quantizer,
+        source=layer.name,
+    )
+    return LayerOut([node], out_shape, act.softmax)
+
+
+def conv_reference(node: ir.Conv, x: np.ndarray, in_type: FixedType) -> np.ndarray:
+    assert isinstance(node.weights, ir.QTensor) and node.acc_type is not None
+    acc_frac = node.acc_type.frac
+    kh, kw, cin, cout = node.weights.shape
+    w = aligned_weights(node.weights.mantissa, in_type, node.weights.type, acc_frac)
+    img = pad_image(as_image(x), node.padding)
+    win = windows(img, node.kernel, node.stride)
+    n, ho, wo = win.shape[:3]
+    acc = exact_matmul(win.reshape(n * ho * wo, kh * kw * cin), w.reshape(-1, cout), node.acc_type)
+    acc = acc + aligned_bias(node, acc_frac)
+    y = finish_activation(node, acc, acc_frac).reshape(n, ho, wo, cout)
+    return y.reshape((n, *node.out_shape))
+
+
+@register_op
+class ConvOp(Op):
+    name = "conv"
+    node_types = (ir.Conv,)
+    keras_classes = ("Conv1D", "Conv2D", "QConv1D", "QConv2D", "QConv2DBatchnorm")
+    from_keras = staticmethod(read_keras_conv)
+    reference = staticmethod(conv_reference)
+    plan = staticmethod(plan_matvec)

@@ -1,0 +1,95 @@
+"""Flatten: (H, W, C) or (L, C) -> (N,) in row-major, channels-last order (``Flatten``, and a
+``Reshape`` to a flat vector or to the same shape).
+
+Hardware: nothing for a vector; else a `Deserialize` that gathers the beats of a sample into
+one vector beat.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rtlgen import ir
+from rtlgen.frontend.keras_config import (
+    KerasLayer,
+    LayerOut,
+    WeightSource,
+    check_channels_last,
+    config_value,
+)
+from rtlgen.frontend.limits import element_count
+from rtlgen.ops.registry import Op, Shape, register_op
+from rtlgen.plan import LayerPlan, PlanContext, StreamFormat
+from rtlgen.quant.errors import ModelFileError, UnsupportedError
+from rtlgen.quant.fixed import FixedType
+
+
+def read_keras_flatten(layer: KerasLayer, shape: Shape, source: WeightSource) -> LayerOut:
+    check_channels_last(layer)
+    if len(shape) == 1:
+        return LayerOut([], shape)
+    flat = (element_count(shape),)
+    return LayerOut([ir.Flatten(layer.name, shape, flat, source=layer.name)], flat)
+
+
+def read_keras_reshape(layer: KerasLayer, shape: Shape, source: WeightSource) -> LayerOut:
+    target = config_value(layer, "target_shape")
+    if (
+        not isinstance(target, list | tuple)
+        or not all(isinstance(d, int) and not isinstance(d, bool) for d in target)
+        or any(d < 1 and d != -1 for d in target)
+        or list(target).count(-1) > 1
+    ):
+        raise ModelFileError(
+            f"{layer.where}: target_shape {target!r} is not a list of positive integers "
+            "(with at most one -1)"
+        )
+    size = element_count(shape)
+    known = element_count(d for d in target if d != -1)
+    dims = [size // known if d == -1 else d for d in target]
+    if tuple(dims) == shape:
+        return LayerOut([], shape)
+    if len(dims) == 1 and dims[0] == size:
+        return read_keras_flatten(layer, shape, source)
+    raise UnsupportedError(
+        f"{layer.where}: reshape {shape} -> {tuple(target)} is not supported (only to a flat vector "
+        f"({size},) or to the same shape)"
+    )
+
+
+def flatten_reference(node: ir.Flatten, x: np.ndarray, in_type: FixedType) -> np.ndarray:
+    return x.reshape(x.shape[0], -1)
+
+
+def plan_flatten(node: ir.Flatten, ctx: PlanContext) -> LayerPlan:
+    from rtlgen.layers.common import shape_of
+    from rtlgen.layers.flatten import Deserialize
+
+    fmt_in = StreamFormat.of(node.in_shape, ctx.in_type)
+    if fmt_in.beats == 1:
+        return LayerPlan(node, (), out_spacing=ctx.spacing)
+    # one vector per sample: samples are at least `sample_cycles` apart
+    return LayerPlan(
+        node,
+        (Deserialize(fmt_in.beats, fmt_in.elements, shape_of(ctx.in_type)),),
+        out_spacing=max(ctx.spacing * fmt_in.beats, ctx.sample_cycles),
+    )
+
+
+@register_op
+class FlattenOp(Op):
+    name = "flatten"
+    node_types = (ir.Flatten,)
+    keras_classes = ("Flatten",)
+    from_keras = staticmethod(read_keras_flatten)
+    reference = staticmethod(flatten_reference)
+    plan = staticmethod(plan_flatten)
+
+
+@register_op
+class ReshapeOp(Op):
+    """A Keras ``Reshape``: to a flat vector it is a flatten, to the same shape nothing."""
+
+    name = "reshape"
+    keras_classes = ("Reshape",)
+    from_keras = staticmethod(read_keras_reshape)

@@ -1,0 +1,117 @@
+"""The planner shared by the constant matrix-vector ops (dense, conv, scale_shift).
+
+Each of them is ``acc = W x + b`` on one vector per window position, then activation and
+requantization: a `ConstantMatVec` (one constant-coefficient product per non-zero weight;
+pruned weights build nothing) or, where the input beats come far enough apart, a
+`SerialMatVec` with a reuse factor (shared general multipliers, weights in a ROM). A
+convolution first walks its windows with a `WindowGenerator`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rtlgen import ir
+from rtlgen.plan import (
+    FUSED_REQUANTIZE_LEVELS,
+    LayerPlan,
+    Parallelism,
+    Pipeline,
+    PlanContext,
+    StreamFormat,
+    requantize_stage,
+    weights_matrix,
+)
+
+
+def plan_matvec(node: ir.Conv | ir.Dense | ir.ScaleShift, ctx: PlanContext) -> LayerPlan:
+    """The `LayerPlan` of a constant matrix-vector node: window generator (convs), MAC array
+    (parallel or time-multiplexed, by the spacing of its input beats) and requantizer."""
+    from amaranth.lib import wiring
+
+    from rtlgen.layers.common import shape_of
+    from rtlgen.layers.constant_mac import ConstantMatVec
+    from rtlgen.layers.serial_mac import SerialMatVec, shared_multipliers
+    from rtlgen.layers.stream_util import SkidBuffer
+    from rtlgen.layers.window import WindowGenerator
+
+    in_type, options, spacing, sample_cycles = (
+        ctx.in_type,
+        ctx.options,
+        ctx.spacing,
+        ctx.sample_cycles,
+    )
+    input_levels, last = ctx.input_levels, ctx.last
+    fmt_in = StreamFormat.of(node.in_shape, in_type)
+    w, bias = weights_matrix(node, in_type)
+    stages: list[wiring.Component] = []
+    window_spacing = spacing
+    windows = fmt_in.beats
+    if isinstance(node, ir.Conv):
+        h, wd, c = ir.spatial(node.in_shape)
+        trivial = node.kernel == (1, 1) and node.stride == (1, 1) and not any(node.padding)
+        if not trivial:
+            window = WindowGenerator(
+                h, wd, c, node.kernel, node.stride, node.padding, shape_of(in_type)
+            )
+            stages.append(window)
+            if options.skid_buffers:
+                # cut the handshake chain from the MAC array into the line memory's
+                # write enable (the deepest logic of a large design otherwise)
+                stages.append(SkidBuffer(window.o.payload.shape()))
+            # padding positions are emitted one per cycle without input
+            window_spacing = 1 if any(node.padding) else spacing * node.stride[1]
+        windows = int(np.prod(node.out_shape[:-1]))
+    reuse = 1
+    if options.parallelism is Parallelism.AUTO and w.shape[0] > 1:
+        reuse = min(window_spacing, w.shape[0], max(1, sample_cycles // max(windows, 1)))
+        if reuse < options.min_reuse:
+            reuse = 1
+    in_range = (in_type.min_int, in_type.max_int)
+    # Sharing must pay: a general multiplier costs at least two constant ones, so a layer
+    # whose schedule keeps most products apart (a BN scale-and-shift's diagonal needs one
+    # multiplier per element at any reuse) stays fully parallel, saving `steps` cycles.
+    if reuse > 1 and 2 * shared_multipliers(w, reuse) > np.count_nonzero(w):
+        reuse = 1
+    fused = options.pipeline is Pipeline.LATENCY and reuse == 1 and fmt_in.beats == 1 and not stages
+    out_levels = 0
+    # hardware multipliers: the shared general multipliers of a serial array, one per
+    # non-zero weight in a parallel one (shared by all window positions)
+    if reuse > 1:
+        mac = SerialMatVec(w, in_type, node.acc_type, bias, reuse, options.multiplier.value)
+        multipliers = mac.multipliers
+    else:
+        mac = ConstantMatVec(
+            w,
+            in_type,
+            node.acc_type,
+            bias,
+            options.multiplier.value,
+            in_range=in_range,
+            levels_per_stage=options.adders_per_stage,
+            input_levels=min(input_levels, options.adders_per_stage - 1) if fused else 0,
+            output_levels=None if not fused or last else FUSED_REQUANTIZE_LEVELS,
+        )
+        multipliers = int(np.count_nonzero(w))
+        if fused and not last:
+            out_levels = FUSED_REQUANTIZE_LEVELS + mac.output_depth
+    stages.append(mac)
+    stages.append(
+        requantize_stage(node, w.shape[1], getattr(mac, "out_ranges", None), 0 if fused else None)
+    )
+    return LayerPlan(
+        node,
+        tuple(stages),
+        multipliers=multipliers,
+        multipliers_dense=int(np.count_nonzero(w) if isinstance(node, ir.ScaleShift) else w.size),
+        adders=getattr(mac, "adders", 0),
+        reuse=reuse,
+        cycles_per_sample=max(getattr(st, "cycles_per_sample", 1) for st in stages)
+        * (windows if reuse > 1 else 1),
+        out_spacing=window_spacing,
+        notes=(f"time-multiplexed: {getattr(mac, 'steps', 1)} cycles per vector",)
+        if reuse > 1
+        else (),
+        out_levels=out_levels,
+        skid_buffer=not fused,
+    )

@@ -1,0 +1,168 @@
+"""Pool: max/average pooling over windows, 1D and 2D, global ones included
+(``MaxPooling1D/2D``, ``AveragePooling1D/2D``, ``QAveragePooling2D``, ``Global*Pooling1D/2D``,
+``QGlobalAveragePooling2D``). Average pooling divides by the number of real (non-padding)
+elements of each window, as Keras does.
+
+Hardware: `MaxPool` / `AvgPool` (`rtlgen.layers.pool`): a window generator and a reducer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rtlgen import ir
+from rtlgen.frontend.keras_config import (
+    KerasLayer,
+    LayerOut,
+    WeightSource,
+    check_channels_last,
+    config_ints,
+    config_str,
+    expect_rank,
+    layer_activation,
+    parse_layer_quantizer,
+    window_geometry,
+)
+from rtlgen.ops.registry import Op, Shape, register_op
+from rtlgen.plan import LayerPlan, PlanContext
+from rtlgen.quant.arith import divide_round
+from rtlgen.quant.errors import UnsupportedError
+from rtlgen.quant.fixed import FixedType, requantize
+from rtlgen.quant.reference import as_image, pad_image, windows
+
+
+def read_keras_pool(layer: KerasLayer, shape: Shape, source: WeightSource) -> LayerOut:
+    cls = layer.class_name
+    dims = 1 if cls.endswith("1D") else 2
+    expect_rank(layer, shape, dims + 1, "a 1D signal (L, C)" if dims == 1 else "an image (H, W, C)")
+    check_channels_last(layer)
+    kind = ir.PoolKind.MAX if "Max" in cls else ir.PoolKind.AVG
+    nodes: list[ir.Node] = []
+    if cls.startswith("Global") or cls.startswith("QGlobal"):
+        size = (1, shape[0]) if dims == 1 else (shape[0], shape[1])
+        out_shape: Shape = (1, shape[1]) if dims == 1 else (1, 1, shape[2])
+        nodes.append(
+            ir.Pool(
+                layer.name, shape, out_shape, kind=kind, pool=size, stride=size, source=layer.name
+            )
+        )
+        if not layer.config.get("keepdims", False):
+            flat = (shape[-1],)
+            nodes.append(ir.Flatten(f"{layer.name}_flatten", out_shape, flat, source=layer.name))
+            out_shape = flat
+    else:
+        pool = config_ints(layer, "pool_size", dims, 2)
+        strides_raw = layer.config.get("strides")
+        strides = pool if strides_raw is None else config_ints(layer, "strides", dims)
+        padding = config_str(layer, "padding", "valid").lower()
+        pool2 = (1, pool[0]) if dims == 1 else (pool[0], pool[1])
+        stride2 = (1, strides[0]) if dims == 1 else (strides[0], strides[1])
+        spatial_out, pads = window_geometry(layer, shape, pool2, stride2, padding, causal_ok=False)
+        out_shape = (*spatial_out, shape[-1])
+        nodes.append(
+            ir.Pool(
+                layer.name,
+                shape,
+                out_shape,
+                kind=kind,
+                pool=pool2,
+                stride=stride2,
+                padding=pads,
+                source=layer.name,
+            )
+        )
+    if cls.startswith("Q"):
+        _q_average(layer, nodes[0])
+        act = layer_activation(layer, layer.config.get("activation"))
+        if act.softmax:
+            raise UnsupportedError(
+                f"{layer.where}: activation='softmax' on a pooling layer is not supported"
+            )
+        if not act.identity:
+            nodes.append(
+                ir.Activation(
+                    f"{layer.name}_activation",
+                    out_shape,
+                    out_shape,
+                    activation=act.clamp,
+                    out_quantizer=act.quantizer,
+                    source=layer.name,
+                )
+            )
+    return LayerOut(nodes, out_shape)
+
+
+def _q_average(layer: KerasLayer, pool: ir.Node) -> None:
+    """QAveragePooling2D computes ``mean * area * q(1 / area)``: equal to the plain average
+    only when ``q(1 / area) == 1 / area``; other average quantizers are rejected."""
+    q = parse_layer_quantizer(
+        layer.config.get("average_quantizer"), f"{layer.where} average_quantizer"
+    )
+    if q is None:
+        return
+    assert isinstance(pool, ir.Pool)
+    area = pool.pool[0] * pool.pool[1]
+    if float(q.reference(np.array([1.0 / area]))[0]) != 1.0 / area:
+        raise UnsupportedError(
+            f"{layer.where}: average_quantizer {q} does not represent 1/{area} exactly, so the "
+            "layer scales its average; only exact average quantizers (or none) are supported"
+        )
+
+
+def pool_reference(node: ir.Pool, x: np.ndarray, in_type: FixedType) -> np.ndarray:
+    assert node.out_type is not None
+    img = as_image(x)
+    n = img.shape[0]
+    if node.kind is ir.PoolKind.MAX:
+        # Keras excludes padding from the max; a padding value below every input does that.
+        padded = pad_image(img, node.padding, value=in_type.min_int - 1)
+        y = windows(padded, node.pool, node.stride).max(axis=(3, 4))
+        y = requantize(y, in_type.frac, node.out_type, node.rounding)
+    else:
+        padded = pad_image(img, node.padding, value=0)
+        total = windows(padded, node.pool, node.stride).sum(axis=(3, 4))
+        ones = pad_image(np.ones((1, *img.shape[1:3], 1), dtype=np.int64), node.padding)
+        count = windows(ones, node.pool, node.stride).sum(axis=(3, 4))
+        shift = node.out_type.frac - in_type.frac
+        num, den = (total << shift, count) if shift >= 0 else (total, count << -shift)
+        y = divide_round(num, den, node.rounding)
+        y = requantize(y, node.out_type.frac, node.out_type, node.rounding)
+    return y.reshape((n, *node.out_shape))
+
+
+def plan_pool(node: ir.Pool, ctx: PlanContext) -> LayerPlan:
+    from rtlgen.layers.pool import AvgPool, MaxPool
+
+    h, wd, c = ir.spatial(node.in_shape)
+    assert node.out_type is not None
+    cls = MaxPool if node.kind is ir.PoolKind.MAX else AvgPool
+    pool = cls(
+        h, wd, c, node.pool, node.stride, node.padding, ctx.in_type, node.out_type, node.rounding
+    )
+    return LayerPlan(
+        node,
+        (pool,),
+        cycles_per_sample=getattr(pool, "cycles_per_sample", 1),
+        out_spacing=1 if any(node.padding) else ctx.spacing * node.stride[1],
+    )
+
+
+@register_op
+class PoolOp(Op):
+    name = "pool"
+    node_types = (ir.Pool,)
+    keras_classes = (
+        "MaxPooling1D",
+        "MaxPooling2D",
+        "AveragePooling1D",
+        "AveragePooling2D",
+        "QAveragePooling2D",
+        "GlobalMaxPooling1D",
+        "GlobalMaxPooling2D",
+        "GlobalAveragePooling1D",
+        "GlobalAveragePooling2D",
+        "QGlobalAveragePooling2D",
+    )
+    from_keras = staticmethod(read_keras_pool)
+    reference = staticmethod(pool_reference)
+    plan = staticmethod(plan_pool)

@@ -1,0 +1,273 @@
+"""Deciding before building: the hardware plan of a lowered `ModelGraph`.
+
+`plan_network(graph, options)` is a pure function: it walks the graph in stream order and asks
+each node's op (`rtlgen.ops`) for its `LayerPlan` (the components in stream order, reuse
+factor, fused pipeline depth, costs) given the guaranteed spacing of the beats reaching it.
+`rtlgen.hardware.NetworkTop` only builds and wires what the `NetworkPlan` says; the timing
+model (`rtlgen.timing`) and the manifest read the same plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+from amaranth.lib import data, wiring
+
+from rtlgen import ir
+from rtlgen.layers.common import shape_of
+from rtlgen.layers.requantize import Requantize
+from rtlgen.quant.arith import aligned_weights, clamp_bounds
+from rtlgen.quant.errors import RtlgenError
+from rtlgen.quant.fixed import FixedType
+
+
+class Multiplier(Enum):
+    AUTO = "auto"
+    DSP = "dsp"
+    LUT = "lut"
+
+
+class Parallelism(Enum):
+    AUTO = "auto"  # time-multiplex layers that see a new input only every few cycles
+    FULL = "full"  # every layer fully parallel (reuse factor 1)
+
+
+class Pipeline(Enum):
+    BALANCED = "balanced"  # registers after every layer, a skid buffer between layers
+    # vector (Dense-only) networks: requantize fused into the next layer's first stage and
+    # registers every `adders_per_stage` adder levels across layer boundaries (da4ml-style)
+    LATENCY = "latency"
+
+
+#: adder levels charged to a combinational Requantize in the `latency` pipeline
+FUSED_REQUANTIZE_LEVELS = 2
+
+#: default adders in series between registers: 2 keeps a constant MAC array at ~4 LUT levels
+#: under Yosys (3 measured 6-8 in whole SVHN designs, over the <= 6 aim); the latency
+#: pipeline trades depth for cycles on purpose
+DEFAULT_ADDERS_PER_STAGE = {Pipeline.BALANCED: 2, Pipeline.LATENCY: 6}
+
+
+@dataclass(frozen=True)
+class HardwareOptions:
+    """``multiplier``: how constant products are built; ``parallelism``: reuse factors;
+    ``min_reuse``: below this input spacing (cycles) a layer stays fully parallel, since
+    constant-coefficient products are cheaper than shared general multipliers;
+    ``adders_per_stage``: adders in series between the pipeline registers of a constant
+    MAC array (``None``: `DEFAULT_ADDERS_PER_STAGE` of the pipeline, 2 or 6; 2 is ~4 LUT
+    levels; 3 is ~6, one cycle less per layer and fewer FFs).
+    ``pipeline``: `Pipeline.LATENCY` builds the fully parallel layers of a vector network
+    (one beat per sample: an MLP) without registers or skid buffers at layer boundaries: each
+    layer's Requantize is combinational and the registers fall every ``adders_per_stage``
+    adder levels across the whole chain (fewest cycles; use 5-8 adders per stage)."""
+
+    multiplier: Multiplier = Multiplier.AUTO
+    parallelism: Parallelism = Parallelism.AUTO
+    skid_buffers: bool = True
+    min_reuse: int = 4
+    adders_per_stage: int = None  # type: ignore[assignment]  # resolved in __post_init__
+    pipeline: Pipeline = Pipeline.BALANCED
+
+    def __post_init__(self):
+        if self.adders_per_stage is None:
+            object.__setattr__(self, "adders_per_stage", DEFAULT_ADDERS_PER_STAGE[self.pipeline])
+        if not 1 <= self.adders_per_stage <= 8:
+            raise RtlgenError(
+                f"adders per stage {self.adders_per_stage} is not supported (use 1 to 8)"
+            )
+
+
+@dataclass(frozen=True)
+class StreamFormat:
+    """How a tensor travels: ``beats`` beats per sample of ``elements`` elements of ``type``."""
+
+    beats: int
+    elements: int
+    type: FixedType
+
+    @classmethod
+    def of(cls, shape: tuple[int, ...], t: FixedType) -> StreamFormat:
+        if len(shape) == 1:
+            return cls(1, shape[0], t)
+        return cls(int(np.prod(shape[:-1])), shape[-1], t)
+
+    @property
+    def layout(self) -> data.ArrayLayout:
+        return data.ArrayLayout(shape_of(self.type), self.elements)
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """What one IR node became: its components (in stream order) and their costs."""
+
+    node: ir.Node
+    stages: tuple[wiring.Component, ...]
+    multipliers: int = 0
+    multipliers_dense: int = 0
+    adders: int = 0
+    reuse: int = 1
+    cycles_per_sample: int = 1
+    out_spacing: int = 1
+    notes: tuple[str, ...] = field(default=())
+    #: adder levels already spent on the output in its cycle (`Pipeline.LATENCY`: the
+    #: next layer's first stage continues the count); 0 when the output is registered
+    out_levels: int = 0
+    #: a SkidBuffer after the layer (`HardwareOptions.skid_buffers`); not between the
+    #: fused layers of the `latency` pipeline
+    skid_buffer: bool = True
+
+
+def weights_matrix(node: ir.Conv | ir.Dense | ir.ScaleShift, in_type: FixedType):
+    assert node.acc_type is not None
+    acc_frac = node.acc_type.frac
+    if isinstance(node, ir.ScaleShift):
+        assert isinstance(node.scale, ir.QTensor) and isinstance(node.shift, ir.QTensor)
+        scale = aligned_weights(node.scale.mantissa, in_type, node.scale.type, acc_frac)
+        bias = node.shift.mantissa << (acc_frac - node.shift.type.frac)
+        return np.diag(scale), bias  # off-diagonal zeros cost no hardware
+    assert isinstance(node.weights, ir.QTensor)
+    w = aligned_weights(node.weights.mantissa, in_type, node.weights.type, acc_frac)
+    w = w.reshape(-1, w.shape[-1])
+    bias = None
+    if node.bias is not None:
+        assert isinstance(node.bias, ir.QTensor)
+        bias = node.bias.mantissa << (acc_frac - node.bias.type.frac)
+    return w, bias
+
+
+#: A Requantize that rounds away more fractional bits than this gets a second register
+#: stage: the rounding's sticky bit over the dropped bits and the saturation compare of the
+#: kept ones (a BN-folded accumulator of 30-40 bits into 6) are too deep for one stage.
+DEEP_ROUNDING_BITS = 12
+
+
+def requantize_stage(
+    node: ir._Arithmetic, elements: int, in_ranges=None, latency: int | None = None
+) -> Requantize:
+    """Clamp + round + saturate into the node's output type. ``in_ranges``: the exact range
+    of each accumulator (from the MAC), so comparisons that can never fire cost nothing.
+    ``latency``: None chooses 1, or 2 where the rounding drops many bits."""
+    assert node.acc_type is not None and node.out_type is not None
+    lo, hi = clamp_bounds(node.activation.lo, node.activation.hi, node.acc_type.frac, node.name)
+    if latency is None:
+        latency = 2 if node.acc_type.frac - node.out_type.frac > DEEP_ROUNDING_BITS else 1
+    return Requantize(
+        elements,
+        node.acc_type,
+        node.out_type,
+        lo,
+        hi,
+        node.rounding,
+        node.overflow,
+        in_ranges=in_ranges,
+        latency=latency,
+    )
+
+
+@dataclass(frozen=True)
+class PlanContext:
+    """What an op's `plan` may know about where its node sits in the network.
+
+    ``in_type``: the type of the stream reaching the node; ``spacing``: guaranteed minimum
+    number of cycles between two beats reaching it; ``sample_cycles``: cycles per sample of
+    the whole network (its initiation interval); ``input_levels``: adder levels spent on the
+    input in its cycle upstream (the previous plan's ``out_levels``); ``last``: the network's
+    last layer with hardware (its output is registered).
+    """
+
+    in_type: FixedType
+    options: HardwareOptions
+    spacing: int
+    sample_cycles: int
+    input_levels: int = 0
+    last: bool = False
+
+
+def plan_layer(
+    node: ir.Node,
+    in_type: FixedType,
+    options: HardwareOptions,
+    spacing: int,
+    sample_cycles: int,
+    input_levels: int = 0,
+    last: bool = False,
+) -> LayerPlan:
+    """One lowered node's `LayerPlan`, decided by its op (`rtlgen.ops`)."""
+    from rtlgen.ops.registry import op_for
+
+    ctx = PlanContext(in_type, options, spacing, sample_cycles, input_levels, last)
+    return op_for(node).plan(node, ctx)
+
+
+@dataclass(frozen=True)
+class NetworkPlan:
+    """Every decision about the hardware of a lowered graph, made before anything is built.
+
+    ``layers``: one `LayerPlan` per node after the input, in stream order; ``sample_cycles``:
+    the network's initiation interval at full rate; ``classes``: the arg-max classes of a
+    vector output (0: no arg-max; the output is an image or sequence).
+    """
+
+    graph: ir.ModelGraph
+    options: HardwareOptions
+    input_format: StreamFormat
+    output_format: StreamFormat
+    sample_cycles: int
+    layers: tuple[LayerPlan, ...]
+    classes: int
+
+    @property
+    def tuser_width(self) -> int:
+        return max(1, (self.classes - 1).bit_length()) if self.classes else 0
+
+
+def plan_network(graph: ir.ModelGraph, options: HardwareOptions = HardwareOptions()) -> NetworkPlan:
+    """Plan every node of a lowered graph (pure: same graph and options, same plan).
+
+    Walks the chain once, carrying the guaranteed spacing of the beats (1 at a multi-beat
+    input, a whole sample period at a one-beat input) and the adder levels a fused
+    `Pipeline.LATENCY` chain has spent, into each op's `plan`.
+    """
+    if not graph.lowered:
+        raise ValueError("plan_network needs a lowered graph")
+    out_type = graph.output.out_type
+    assert out_type is not None and graph.input.out_type is not None
+    input_format = StreamFormat.of(graph.input_shape, graph.input.out_type)
+    sample_cycles = sample_cycles_of(graph)
+    spacing = 1 if input_format.beats > 1 else sample_cycles
+    levels = 0
+    plans: list[LayerPlan] = []
+    for index, node in enumerate(graph.nodes[1:], start=1):
+        # the last layer with hardware registers its output: only flattens may follow
+        last = all(isinstance(after, ir.Flatten) for after in graph.nodes[index + 1 :])
+        plan = plan_layer(node, graph.in_type(index), options, spacing, sample_cycles, levels, last)
+        plans.append(plan)
+        spacing = plan.out_spacing
+        if plan.stages:  # a stage-less plan (a flatten of a vector) passes the depth on
+            levels = plan.out_levels
+    return NetworkPlan(
+        graph,
+        options,
+        input_format,
+        StreamFormat.of(graph.output_shape, out_type),
+        sample_cycles,
+        tuple(plans),
+        graph.output_shape[0] if len(graph.output_shape) == 1 else 0,
+    )
+
+
+def sample_cycles_of(graph: ir.ModelGraph) -> int:
+    """Cycles per sample the network can reach: the input beats, or more where a window
+    generator walks padding positions without input."""
+    cycles = StreamFormat.of(graph.input_shape, graph.input.out_type).beats
+    for node in graph.nodes[1:]:
+        if isinstance(node, ir.Conv | ir.Pool) and any(node.padding):
+            h, w, _ = ir.spatial(node.in_shape)
+            kernel = node.kernel if isinstance(node, ir.Conv) else node.pool
+            top, bottom, left, right = node.padding
+            # the generator walks rows/cols up to the last window row/col
+            cycles = max(cycles, (h + bottom) * (w + right))
+            del kernel, top, left
+    return cycles
