@@ -1,7 +1,7 @@
 """Elementwise activations in hardware: a ROM per element, or a compare-and-multiply.
 
 `LookupTable` implements any table of `rtlgen.quant.activations.lookup_table`;
-`PiecewiseLinear` implements `rtlgen.quant.activations.leaky` (LeakyReLU, PReLU, ReLU with
+`PiecewiseLinear` implements `rtlgen.quant.activations.LeakySpec` (LeakyReLU, PReLU, ReLU with
 max_value / negative_slope / threshold) without a table, so it has no input width limit.
 """
 
@@ -14,15 +14,9 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from rtlgen.quant.activations import (
-    check_table_input,
-    leaky_acc_frac,
-    leaky_acc_ranges,
-    leaky_acc_type,
-    leaky_max_bound,
-)
+from rtlgen.quant.activations import LeakySpec, check_table_input
 from rtlgen.quant.errors import RtlgenError
-from rtlgen.quant.fixed import FixedType, Overflow, Rounding
+from rtlgen.quant.fixed import FixedType
 
 from .common import resize, shape_of, vector_layout
 from .csd import csd_digits
@@ -130,69 +124,55 @@ class LookupTable(wiring.Component):
 
 
 class PiecewiseLinear(wiring.Component):
-    """Elementwise `rtlgen.quant.activations.leaky`: ``x > T ? min(x, M) : slope * (x - T)``
-    rounded into ``out_type``.
+    """Elementwise `rtlgen.quant.activations.LeakySpec`: ``x > T ? min(x, M) : slope * (x - T)``
+    rounded into ``out_type`` (LeakyReLU, PReLU, ReLU with max_value/negative_slope/threshold).
 
-    ``slope``: ``slope_type`` mantissas, one for all lanes or one per lane (PReLU's
-    per-channel alphas, lane k = channel k); ``threshold``: an ``in_type`` mantissa;
-    ``max_value``: an ``out_type`` mantissa (`activations.max_value_mantissa`) or None.
-    The product is a sum of shifted copies of ``x - T`` (CSD digits of the constant slope,
-    no multiplier); the compare, the select and the product are combinational in front
-    of a `Requantize` (which does the ``max_value`` clip, rounding and saturation/wrap on
-    the accumulator of `activations.leaky_acc_type`).
+    ``spec.slope`` has one slope for all lanes or one per lane (PReLU's per-channel alphas:
+    lane k is channel k). The product is a sum of shifted copies of ``x - T`` (CSD digits of
+    the constant slope, no multiplier); the compare, the select and the product are
+    combinational in front of a `Requantize`, which does the ``max_value`` clip, the
+    rounding and the saturation/wrap on the accumulator of ``spec.acc_type()``.
 
     Contract: II = 1, ``latency`` = Requantize's (1 or 2), backpressure as
     `stream_util.pipeline_control` (the pipeline holds, nothing lost or duplicated).
+    Widths: ``in_type.width`` in, ``out_type.width`` out per lane.
     """
 
-    def __init__(
-        self,
-        n_elements: int,
-        in_type: FixedType,
-        slope: int | Sequence[int] | np.ndarray,
-        slope_type: FixedType,
-        out_type: FixedType,
-        rounding: Rounding = Rounding.CONVERGENT,
-        overflow: Overflow = Overflow.SATURATE,
-        *,
-        threshold: int = 0,
-        max_value: int | None = None,
-        latency: int = 1,
-    ):
-        slopes = np.atleast_1d(np.asarray(slope, dtype=np.int64))
+    def __init__(self, spec: LeakySpec, n_elements: int, *, latency: int = 1):
+        slopes = list(spec.slope)
         if len(slopes) == 1:
-            slopes = np.repeat(slopes, n_elements)
+            slopes = slopes * n_elements
         if len(slopes) != n_elements:
             raise RtlgenError(f"PiecewiseLinear: {len(slopes)} slopes for {n_elements} elements")
-        if max_value is not None and np.any(slopes < 0):
-            raise RtlgenError("PiecewiseLinear: a max_value clip needs non-negative slopes")
         if latency not in (1, 2):
             raise RtlgenError(f"PiecewiseLinear: latency must be 1 or 2, got {latency}")
-        self.n_elements = n_elements
-        self.in_type, self.slope_type, self.out_type = in_type, slope_type, out_type
-        self.slopes = [int(s) for s in slopes]
-        self.threshold, self.max_value = int(threshold), max_value
-        has_max = max_value is not None
-        self.acc_frac = leaky_acc_frac(in_type, slope_type, out_type, has_max)
-        self.acc_type = leaky_acc_type(in_type, slopes, slope_type, out_type, threshold, has_max)
-        self.acc_ranges = leaky_acc_ranges(
-            in_type, slopes, slope_type, out_type, threshold, has_max
+        self.spec = LeakySpec(
+            spec.in_type,
+            tuple(slopes),
+            spec.slope_type,
+            spec.out_type,
+            spec.threshold,
+            spec.max_value,
+            spec.rounding,
+            spec.overflow,
         )
+        self.n_elements = n_elements
+        self.acc_type = self.spec.acc_type()
         self.requantize = Requantize(
             n_elements,
             self.acc_type,
-            out_type,
+            spec.out_type,
             None,
-            leaky_max_bound(in_type, slope_type, out_type, max_value),
-            rounding,
-            overflow,
-            in_ranges=self.acc_ranges,
+            self.spec.max_bound,
+            spec.rounding,
+            spec.overflow,
+            in_ranges=self.spec.acc_ranges(),
             latency=latency,
         )
         super().__init__(
             {
-                "i": In(stream.Signature(vector_layout(in_type, n_elements))),
-                "o": Out(stream.Signature(vector_layout(out_type, n_elements))),
+                "i": In(stream.Signature(vector_layout(spec.in_type, n_elements))),
+                "o": Out(stream.Signature(vector_layout(spec.out_type, n_elements))),
             }
         )
 
@@ -203,16 +183,17 @@ class PiecewiseLinear(wiring.Component):
     cycles_per_sample = 1
 
     def _accumulator(self, x: Value, slope: int) -> Value:
-        pos_shift = self.acc_frac - self.in_type.frac
-        neg_shift = pos_shift - self.slope_type.frac
-        diff = x - Const(self.threshold) if self.threshold else x
+        spec = self.spec
+        pos_shift = spec.acc_frac - spec.in_type.frac
+        neg_shift = pos_shift - spec.slope_type.frac
+        diff = x - Const(spec.threshold) if spec.threshold else x
         product: Value = Const(0, 1)
         terms = [(diff << (d.shift + neg_shift), d.sign) for d in csd_digits(slope)]
         if terms:
             product = terms[0][0] if terms[0][1] > 0 else -terms[0][0]
             for term, sign in terms[1:]:
                 product = product + term if sign > 0 else product - term
-        above = x > Const(self.threshold)
+        above = x > Const(spec.threshold)
         return resize(Mux(above, x << pos_shift, product), shape_of(self.acc_type))
 
     def elaborate(self, platform):
@@ -222,7 +203,7 @@ class PiecewiseLinear(wiring.Component):
             rq.i.valid.eq(self.i.valid),
             self.i.ready.eq(rq.i.ready),
         ]
-        for k, slope in enumerate(self.slopes):
+        for k, slope in enumerate(self.spec.slope):
             m.d.comb += rq.i.payload[k].eq(self._accumulator(self.i.payload[k], slope))
         wiring.connect(m, rq.o, wiring.flipped(self.o))
         return m

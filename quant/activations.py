@@ -32,7 +32,8 @@ threshold)``, ``ThresholdedReLU``)::
     acc = x > threshold ? x : slope * (x - threshold)           (exact integers)
     y   = requantize(min(acc, max_value), acc_frac, out_type, rounding, overflow)
 
-``slope`` is the float slope rounded into a stated `slope_type` (exact when the slope is a
+(`LeakySpec`, `LeakySpec.from_keras`; `leaky` is the same as a function). ``slope`` is the
+float slope rounded into a stated `slope_type` (exact when the slope is a
 dyadic number of at most ``max_bits`` bits, e.g. 0.25 or 0.1875; 0.3 is not). Keras
 computes ``x * float32(alpha)`` in float32; `leaky_error_bound` bounds the difference
 (slope quantization error times the largest ``|x - threshold|``, plus the output rounding
@@ -46,6 +47,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from enum import Enum
 from fractions import Fraction
 from typing import Any
@@ -485,68 +487,99 @@ def max_value_mantissa(max_value: float, out_type: FixedType, rounding: Rounding
     return int(out_type.quantize(np.float64(max_value), rounding, Overflow.SATURATE))
 
 
-def leaky_acc_frac(
-    in_type: FixedType, slope_type: FixedType, out_type: FixedType, has_max: bool
-) -> int:
-    """Fractional bits of the exact pre-rounding value: both branches and the max bound."""
-    frac = max(in_type.frac + slope_type.frac, in_type.frac)
-    return max(frac, out_type.frac) if has_max else frac
+@dataclass(frozen=True)
+class LeakySpec:
+    """An elementwise ``x > T ? min(x, M) : slope * (x - T)`` rounded into ``out_type``.
 
+    ``slope``: ``slope_type`` mantissas, one for every element or one per element of the
+    last axis (PReLU's per-channel alphas); ``threshold`` ``T``: an ``in_type`` mantissa;
+    ``max_value`` ``M``: an ``out_type`` mantissa (`max_value_mantissa`), only with
+    non-negative slopes (as in Keras's ReLU). `from_keras` builds one from float options.
+    """
 
-def _slopes(slope: int | Sequence[int] | np.ndarray) -> np.ndarray:
-    return np.atleast_1d(np.asarray(slope, dtype=np.int64))
+    in_type: FixedType
+    slope: tuple[int, ...]
+    slope_type: FixedType
+    out_type: FixedType
+    threshold: int = 0
+    max_value: int | None = None
+    rounding: Rounding = Rounding.CONVERGENT
+    overflow: Overflow = Overflow.SATURATE
 
+    def __post_init__(self) -> None:
+        slopes = tuple(int(s) for s in np.atleast_1d(np.asarray(self.slope, dtype=np.int64)))
+        object.__setattr__(self, "slope", slopes)
+        if any(s < self.slope_type.min_int or s > self.slope_type.max_int for s in slopes):
+            raise RtlgenError(f"slopes {list(slopes)} outside their type {self.slope_type}")
+        if self.max_value is not None and min(slopes) < 0:
+            raise RtlgenError("a max_value clip needs non-negative slopes (as in Keras's ReLU)")
 
-def leaky_acc_ranges(
-    in_type: FixedType,
-    slope: int | Sequence[int] | np.ndarray,
-    slope_type: FixedType,
-    out_type: FixedType,
-    threshold: int = 0,
-    has_max: bool = False,
-) -> list[tuple[int, int]]:
-    """Per slope, the exact [min, max] of the pre-rounding accumulator over ``in_type``."""
-    frac = leaky_acc_frac(in_type, slope_type, out_type, has_max)
-    pos_shift, neg_shift = frac - in_type.frac, frac - in_type.frac - slope_type.frac
-    lo, hi = in_type.min_int, in_type.max_int
-    ranges = []
-    for s in _slopes(slope):
-        ends: list[int] = []
-        if hi > threshold:  # x in [max(lo, T + 1), hi]: x itself
-            ends += [max(lo, threshold + 1) << pos_shift, hi << pos_shift]
-        if lo <= threshold:  # x in [lo, min(hi, T)]: s * (x - T)
-            ends += [(int(s) * (v - threshold)) << neg_shift for v in (lo, min(hi, threshold))]
-        ranges.append((min(ends), max(ends)))
-    return ranges
+    @classmethod
+    def from_keras(
+        cls,
+        alpha: float | Sequence[float] | np.ndarray,
+        in_type: FixedType,
+        out_type: FixedType,
+        *,
+        max_value: float | None = None,
+        threshold: float = 0.0,
+        slope_bits: int = 16,
+        rounding: Rounding = Rounding.CONVERGENT,
+        overflow: Overflow = Overflow.SATURATE,
+    ) -> LeakySpec:
+        """Keras ``LeakyReLU(alpha)``, ``PReLU`` (``alpha`` per channel) or
+        ``ReLU(max_value, negative_slope=alpha, threshold)``: slopes rounded into
+        `slope_type` of ``slope_bits`` bits, threshold and max onto their grids."""
+        s_type = slope_type(alpha, slope_bits)
+        slope = quantize_slope(alpha, s_type)
+        top = None if max_value is None else max_value_mantissa(max_value, out_type, rounding)
+        t = threshold_mantissa(threshold, in_type, bool(np.any(slope != 0)))
+        return cls(in_type, tuple(slope), s_type, out_type, t, top, rounding, overflow)
 
+    @property
+    def acc_frac(self) -> int:
+        """Fractional bits of the exact pre-rounding value: both branches and the max bound."""
+        frac = max(self.in_type.frac + self.slope_type.frac, self.in_type.frac)
+        return max(frac, self.out_type.frac) if self.max_value is not None else frac
 
-def leaky_acc_type(
-    in_type: FixedType,
-    slope: int | Sequence[int] | np.ndarray,
-    slope_type: FixedType,
-    out_type: FixedType,
-    threshold: int = 0,
-    has_max: bool = False,
-) -> FixedType:
-    """Narrowest type of the pre-rounding accumulator (interval analysis over ``in_type``)."""
-    ranges = leaky_acc_ranges(in_type, slope, slope_type, out_type, threshold, has_max)
-    return FixedType.covering(
-        min(r[0] for r in ranges),
-        max(r[1] for r in ranges),
-        leaky_acc_frac(in_type, slope_type, out_type, has_max),
-    )
+    @property
+    def max_bound(self) -> int | None:
+        """The ``max_value`` clip in accumulator units (exact: ``acc_frac >= out frac``)."""
+        if self.max_value is None:
+            return None
+        return self.max_value << (self.acc_frac - self.out_type.frac)
 
+    def acc_ranges(self) -> list[tuple[int, int]]:
+        """Per slope, the exact [min, max] of the pre-rounding accumulator over ``in_type``."""
+        pos_shift = self.acc_frac - self.in_type.frac
+        neg_shift = pos_shift - self.slope_type.frac
+        lo, hi, t = self.in_type.min_int, self.in_type.max_int, self.threshold
+        ranges = []
+        for s in self.slope:
+            ends: list[int] = []
+            if hi > t:  # x in [max(lo, T + 1), hi]: x itself
+                ends += [max(lo, t + 1) << pos_shift, hi << pos_shift]
+            if lo <= t:  # x in [lo, min(hi, T)]: s * (x - T)
+                ends += [(s * (v - t)) << neg_shift for v in (lo, min(hi, t))]
+            ranges.append((min(ends), max(ends)))
+        return ranges
 
-def leaky_max_bound(
-    in_type: FixedType,
-    slope_type: FixedType,
-    out_type: FixedType,
-    max_value: int | None,
-) -> int | None:
-    """The ``max_value`` clip (an ``out_type`` mantissa) in accumulator units."""
-    if max_value is None:
-        return None
-    return int(max_value) << (leaky_acc_frac(in_type, slope_type, out_type, True) - out_type.frac)
+    def acc_type(self) -> FixedType:
+        """Narrowest type of the pre-rounding accumulator (interval analysis over ``in_type``)."""
+        ranges = self.acc_ranges()
+        lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
+        return FixedType.covering(lo, hi, self.acc_frac)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """The outputs (``out_type`` mantissas) for ``in_type`` mantissas ``x``."""
+        x = np.asarray(x, dtype=np.int64)
+        s = np.asarray(self.slope, dtype=np.int64)
+        frac = self.acc_frac
+        pos = x << (frac - self.in_type.frac)
+        neg = (s * (x - self.threshold)) << (frac - self.in_type.frac - self.slope_type.frac)
+        acc = np.where(x > self.threshold, pos, neg)
+        clipped = apply_clamp(acc, None, self.max_bound)
+        return requantize(clipped, frac, self.out_type, self.rounding, self.overflow)
 
 
 def leaky(
@@ -561,54 +594,38 @@ def leaky(
     threshold: int = 0,
     max_value: int | None = None,
 ) -> np.ndarray:
-    """``x > T ? min(x, M) : slope * (x - T)`` rounded into ``out_type`` (see module doc).
-
-    ``x``: ``in_type`` mantissas, the last axis running over the slopes' elements when
-    ``slope`` has several (PReLU's per-channel alphas); ``slope``: ``slope_type``
-    mantissas; ``threshold`` ``T``: an ``in_type`` mantissa; ``max_value`` ``M``: an
-    ``out_type`` mantissa (`max_value_mantissa`), only with non-negative slopes.
-    """
-    x = np.asarray(x, dtype=np.int64)
-    s = _slopes(slope)
-    if max_value is not None and np.any(s < 0):
-        raise RtlgenError("a max_value clip needs non-negative slopes (as in Keras's ReLU)")
-    frac = leaky_acc_frac(in_type, slope_type, out_type, max_value is not None)
-    pos = x << (frac - in_type.frac)
-    neg = (s * (x - threshold)) << (frac - in_type.frac - slope_type.frac)
-    acc = np.where(x > threshold, pos, neg)
-    bound = leaky_max_bound(in_type, slope_type, out_type, max_value)
-    return requantize(apply_clamp(acc, None, bound), frac, out_type, rounding, overflow)
+    """``LeakySpec(...)(x)``: ``x > T ? min(x, M) : slope * (x - T)`` rounded into
+    ``out_type`` (all arguments mantissas, see `LeakySpec`)."""
+    spec = LeakySpec(in_type, slope, slope_type, out_type, threshold, max_value, rounding, overflow)
+    return spec(x)
 
 
 def leaky_error_bound(
     alpha: float | Sequence[float] | np.ndarray,
-    in_type: FixedType,
-    slope: int | Sequence[int] | np.ndarray,
-    slope_type: FixedType,
-    out_type: FixedType,
-    rounding: Rounding = Rounding.CONVERGENT,
+    spec: LeakySpec,
     *,
-    threshold: float = 0.0,
     max_value: float | None = None,
 ) -> float:
-    """Bound on ``|leaky(...) - Keras|`` over every input of ``in_type``, Keras computing
-    ``x > t ? min(x, M) : float32(alpha) * (x - t)`` in float32, for saturation-free
-    outputs: the slope quantization ``|alpha - slope| * max|x - t|``, the float32 rounding
-    of Keras (alpha, the difference, the product and the sum: 4 roundings of 2**-24 relative),
-    the output rounding (half a step, a full step when truncating) and any saturation."""
+    """Bound on ``|spec(x) - Keras(x)|`` over every input of ``spec.in_type``, Keras
+    computing ``x > t ? min(x, M) : float32(alpha) * (x - t)`` in float32 (``max_value`` is
+    Keras's float ``M``): the slope quantization ``|alpha - slope| * max|x - t|``, the
+    float32 rounding of Keras (alpha, the difference, the product and the sum: 4 roundings
+    of 2**-24 relative), the output rounding (half a step, a full step when truncating) and
+    how far the exact outputs reach beyond ``out_type`` (saturation)."""
+    in_type, out_type = spec.in_type, spec.out_type
     a = np.atleast_1d(np.asarray(alpha, dtype=np.float64))
-    q = slope_type.to_float(_slopes(slope))
-    span = max(float(threshold) - in_type.min_value, 0.0)  # largest |x - t| on the slope side
+    q = spec.slope_type.to_float(np.asarray(spec.slope))
+    threshold = float(in_type.to_float(spec.threshold))
+    span = max(threshold - in_type.min_value, 0.0)  # largest |x - t| on the slope side
     quant = float(np.max(np.abs(a - q))) * span
     keras32 = 4 * 2.0**-24 * float(np.max(np.abs(a))) * span
     if max_value is not None:
         keras32 = max(keras32, abs(float(np.float32(max_value)) - float(max_value)))
     step = out_type.step
-    rounding_error = step if rounding is Rounding.TRUNCATE else step / 2
-    # Saturation: how far the exact outputs reach beyond out_type.
+    rounding_error = step if spec.rounding is Rounding.TRUNCATE else step / 2
     top = in_type.max_value if max_value is None else min(in_type.max_value, float(max_value))
     neg_ends = [float(np.max(a)) * -span, float(np.min(a)) * -span, 0.0]
     high = max([top, *neg_ends])
-    low = min([0.0, float(threshold), *neg_ends])
+    low = min([0.0, threshold, *neg_ends])
     saturation = max(0.0, high - out_type.max_value, out_type.min_value - low)
     return quant + keras32 + rounding_error + saturation

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from rtlgen.layers.lookup import LOGIC_TABLE_MAX_BITS, LookupTable, PiecewiseLinear
 from rtlgen.quant.activations import (
     ActivationKind,
+    LeakySpec,
     apply_table,
     leaky,
     lookup_table,
@@ -140,7 +141,8 @@ def test_prelu_matches_leaky(
     slope = quantize_slope(alpha, s_type)
     n = len(alpha)
     x = _inputs(np.random.default_rng(seed), in_type, n, 20)
-    dut = PiecewiseLinear(n, in_type, slope, s_type, out_type, rounding, overflow, latency=latency)
+    spec = LeakySpec(in_type, tuple(slope), s_type, out_type, 0, None, rounding, overflow)
+    dut = PiecewiseLinear(spec, n, latency=latency)
     run = simulate_rows(dut, x, seed, valid_prob, ready_prob)
     expected = leaky(x, in_type, slope, s_type, out_type, rounding, overflow)
     np.testing.assert_array_equal(np.array(run.outputs), expected)
@@ -166,17 +168,18 @@ def test_relu_with_threshold_and_max_matches_leaky(
     x = _inputs(np.random.default_rng(seed), in_type, n, 24)
     x[2:6] = threshold_code + np.array([[-1], [0], [1], [2]])  # around the threshold
     x = np.clip(x, in_type.min_int, in_type.max_int)
-    kwargs = {"threshold": threshold_code, "max_value": top}
-    dut = PiecewiseLinear(n, in_type, slope, s_type, out_type, rounding, **kwargs)
-    run = simulate_rows(dut, x, seed, 0.7, 0.7)
-    expected = leaky(x, in_type, slope, s_type, out_type, rounding, **kwargs)
+    spec = LeakySpec(in_type, tuple(slope), s_type, out_type, threshold_code, top, rounding)
+    run = simulate_rows(PiecewiseLinear(spec, n), x, seed, 0.7, 0.7)
+    expected = leaky(
+        x, in_type, slope, s_type, out_type, rounding, threshold=threshold_code, max_value=top
+    )
     np.testing.assert_array_equal(np.array(run.outputs), expected)
 
 
 @pytest.mark.parametrize("latency", [1, 2])
 def test_piecewise_latency_and_full_rate(latency):
     t = FixedType(8, 4)
-    dut = PiecewiseLinear(3, t, [3, -5, 1], FixedType(4, 3), t, latency=latency)
+    dut = PiecewiseLinear(LeakySpec(t, (3, -5, 1), FixedType(4, 3), t), 3, latency=latency)
     assert dut.latency == latency
     run = simulate_rows(dut, _inputs(np.random.default_rng(4), t, 3, 10))
     assert run.out_cycles[0] - run.in_cycles[0] == latency
@@ -186,6 +189,8 @@ def test_piecewise_latency_and_full_rate(latency):
 def test_piecewise_refuses_max_with_negative_slopes():
     t = FixedType(8, 4)
     with pytest.raises(RtlgenError, match="non-negative"):
-        PiecewiseLinear(1, t, -1, FixedType(4, 3), t, max_value=10)
+        LeakySpec(t, (-1,), FixedType(4, 3), t, max_value=10)
+    with pytest.raises(RtlgenError, match="outside their type"):
+        LeakySpec(t, (8,), FixedType(4, 3), t)
     with pytest.raises(RtlgenError, match="slopes for"):
-        PiecewiseLinear(3, t, [1, 2], FixedType(4, 3), t)
+        PiecewiseLinear(LeakySpec(t, (1, 2), FixedType(4, 3), t), 3)

@@ -16,12 +16,12 @@ import pytest
 from rtlgen.quant.activations import (
     MAX_TABLE_INPUT_BITS,
     ActivationKind,
+    LeakySpec,
     apply_table,
     input_codes,
     leaky,
     leaky_error_bound,
     lookup_table,
-    max_value_mantissa,
     quantize_slope,
     slope_type,
     table_error,
@@ -281,19 +281,16 @@ def test_leaky_relu_against_keras(tf, in_type, alpha):
     x = input_codes(in_type)
     keras = _keras_layer(tf, tf.keras.layers.LeakyReLU(alpha=alpha), in_type.to_float(x))
     for out_type, bits in [(FixedType(16, 8), 16), (FixedType(8, 4), 8), (FixedType(24, 16), 20)]:
-        s_type = slope_type(alpha, bits)
-        slope = quantize_slope(alpha, s_type)
-        got = out_type.to_float(leaky(x, in_type, slope, s_type, out_type))
-        bound = leaky_error_bound(alpha, in_type, slope, s_type, out_type)
-        assert np.max(np.abs(got - keras)) <= bound
-        if alpha in (0.25, 1.5) and out_type.frac >= in_type.frac + s_type.frac:
+        spec = LeakySpec.from_keras(alpha, in_type, out_type, slope_bits=bits)
+        got = out_type.to_float(spec(x))
+        assert np.max(np.abs(got - keras)) <= leaky_error_bound(alpha, spec)
+        if alpha in (0.25, 1.5) and out_type.frac >= in_type.frac + spec.slope_type.frac:
             np.testing.assert_array_equal(got, keras)  # dyadic slope, fine output: exact
 
 
 def test_leaky_error_bound_is_tight_enough_to_matter():
     in_type, out_type = FixedType(12, 6), FixedType(24, 16)
-    s_type = slope_type(0.3, 20)
-    bound = leaky_error_bound(0.3, in_type, quantize_slope(0.3, s_type), s_type, out_type)
+    bound = leaky_error_bound(0.3, LeakySpec.from_keras(0.3, in_type, out_type, slope_bits=20))
     assert bound < 2 * out_type.step  # slope error 32 * 2**-22, float32 ~ 2**-20: < 2 LSB
 
 
@@ -306,11 +303,9 @@ def test_prelu_against_keras(tf):
     codes = input_codes(in_type)
     x = np.stack([np.roll(codes, k) for k in range(len(alphas))], axis=1)
     keras = _keras_layer(tf, layer, in_type.to_float(x))
-    s_type = slope_type(alphas, 16)
-    slope = quantize_slope(alphas, s_type)
-    got = out_type.to_float(leaky(x, in_type, slope, s_type, out_type))
-    bound = leaky_error_bound(alphas, in_type, slope, s_type, out_type)
-    assert np.max(np.abs(got - keras)) <= bound
+    spec = LeakySpec.from_keras(alphas, in_type, out_type)
+    got = out_type.to_float(spec(x))
+    assert np.max(np.abs(got - keras)) <= leaky_error_bound(alphas, spec)
     dyadic = [0, 1, 2, 4]
     np.testing.assert_array_equal(got[:, dyadic], keras[:, dyadic])
 
@@ -333,20 +328,18 @@ def test_relu_layer_against_keras(tf, max_value, negative_slope, threshold):
         max_value=max_value, negative_slope=negative_slope, threshold=threshold
     )
     keras = _keras_layer(tf, layer, in_type.to_float(x))
-    s_type = slope_type(negative_slope)
-    slope = quantize_slope(negative_slope, s_type)
-    t = threshold_mantissa(threshold, in_type, negative_slope != 0)
-    top = (
-        None if max_value is None else max_value_mantissa(max_value, out_type, Rounding.CONVERGENT)
+    spec = LeakySpec.from_keras(
+        negative_slope, in_type, out_type, max_value=max_value, threshold=threshold
     )
-    got = out_type.to_float(leaky(x, in_type, slope, s_type, out_type, threshold=t, max_value=top))
-    # Every slope and threshold here is dyadic and the output is finer than the input:
-    # Keras's float32 result, rounded into the output type, is what the kernel computes.
+    got = out_type.to_float(spec(x))
+    # The slopes are dyadic and the output finer than the input, so Keras's float32 result
+    # rounded into the output type is what the kernel computes. A non-dyadic max_value (0.3)
+    # is rounded into the output first (round(min(x, M)) == min(round(x), round(M))); a
+    # non-dyadic threshold (0.1) without a slope is only compared.
     np.testing.assert_array_equal(got, out_type.to_float(out_type.quantize(keras)))
-    bound = leaky_error_bound(
-        negative_slope, in_type, slope, s_type, out_type, threshold=threshold, max_value=max_value
+    assert np.max(np.abs(got - keras)) <= leaky_error_bound(
+        negative_slope, spec, max_value=max_value
     )
-    assert np.max(np.abs(got - keras)) <= bound
 
 
 def test_relu_at_the_threshold_is_zero_as_keras_computes(tf):
