@@ -426,6 +426,9 @@ def _qkeras_float_function(
     if kind is ActivationKind.QUANTIZED_TANH:
         return np.tanh(x) if p["use_real_tanh"] else 2 * sigmoid(x) - 1
     ns = np.longdouble(float(p["negative_slope"] or 0.0))
+    if p["use_sigmoid"]:  # QKeras: m_i * (2 * sigmoid(x / m_i) - 1), scaled by ns below 0
+        m_i = np.longdouble(2.0 ** p["integer"])
+        x = m_i * (2 * sigmoid(x / m_i) - 1)
     return np.where(x > 0, x, ns * x)
 
 
