@@ -166,7 +166,7 @@ def _quantize(
     return ir.QTensor(typ.quantize(t.values, config.rounding, Overflow.SATURATE), typ)
 
 
-def _result_type(
+def result_type(
     node: ir._Arithmetic,
     acc: FixedType,
     exact: bool,
@@ -198,7 +198,7 @@ def _result_type(
     return calibrated if calibrated.width < proven.width else proven
 
 
-def _clamp_with_quantizer(node: ir._Arithmetic) -> ir.Clamp:
+def clamp_with_quantizer(node: ir._Arithmetic) -> ir.Clamp:
     """The activation clamp combined with what the output quantizer implies (QKeras applies
     its activation quantizer after the float activation)."""
     if node.out_quantizer is None:
@@ -225,8 +225,12 @@ def _check_layer_names(graph: ir.ModelGraph, config: PrecisionConfig) -> None:
             )
 
 
-def infer_precision(graph: ir.ModelGraph, config: PrecisionConfig = DEFAULT_PRECISION) -> ir.ModelGraph:
+def infer_precision(
+    graph: ir.ModelGraph, config: PrecisionConfig = DEFAULT_PRECISION
+) -> ir.ModelGraph:
     """Quantize every constant and set every type (inputs first, in stream order)."""
+    from rtlgen.ops.registry import op_for
+
     _check_layer_names(graph, config)
     first = graph.input
     in_type = first.out_type or config.input
@@ -237,34 +241,43 @@ def infer_precision(graph: ir.ModelGraph, config: PrecisionConfig = DEFAULT_PREC
         for t in ir.constants(node).values()
     ) or any(getattr(n, "out_quantizer", None) is not None for n in graph.nodes)
     for node in graph.nodes[1:]:
-        explicit = config.for_layer(node)
-        if isinstance(node, ir.Conv | ir.Dense | ir.ScaleShift):
-            node = _lower_arithmetic(node, in_type, explicit, config, quantized_model)
-        elif isinstance(node, ir.Activation):
-            acc = in_type
-            node = node.replace(
-                activation=_clamp_with_quantizer(node),
-                acc_type=acc,
-                rounding=config.rounding,
-                overflow=config.overflow,
-            )
-            node = node.replace(out_type=_result_type(node, acc, True, explicit.result, config))
-        elif isinstance(node, ir.Pool):
-            out = in_type
-            if node.kind is ir.PoolKind.AVG:
-                count = node.pool[0] * node.pool[1]
-                extra = 0 if count & (count - 1) == 0 else 2
-                extra += math.ceil(math.log2(count))
-                out = explicit.result or FixedType(in_type.width + extra, in_type.frac + extra, in_type.signed)
-            node = node.replace(out_type=out, rounding=config.rounding)
-        elif isinstance(node, ir.Flatten):
-            node = node.replace(out_type=in_type)
-        else:
-            raise RtlgenError(f"layer '{node.name}': op '{node.op}' cannot be lowered")
+        ctx = LowerContext(in_type, config.for_layer(node), config, quantized_model)
+        node = op_for(node).lower(node, ctx)
         nodes.append(node)
         assert node.out_type is not None
         in_type = node.out_type
     return graph.with_nodes(nodes)
+
+
+@dataclass(frozen=True)
+class LowerContext:
+    """What an op's `lower` (quantize its constants, set its types) may know: the type of
+    its input stream, the precision the user gave for the layer (`LayerPrecision`), the
+    whole `PrecisionConfig`, and whether the model is quantized (QKeras keeps unquantized
+    results of a quantized model exact)."""
+
+    in_type: FixedType
+    explicit: LayerPrecision
+    config: PrecisionConfig
+    quantized_model: bool
+
+
+def lower_activation(node: ir._Arithmetic, ctx: LowerContext) -> ir.Node:
+    """Types of a standalone activation: its clamp works in the input's units."""
+    acc = ctx.in_type
+    node = node.replace(
+        activation=clamp_with_quantizer(node),
+        acc_type=acc,
+        rounding=ctx.config.rounding,
+        overflow=ctx.config.overflow,
+    )
+    return node.replace(out_type=result_type(node, acc, True, ctx.explicit.result, ctx.config))
+
+
+def lower_matvec(node: ir.Conv | ir.Dense | ir.ScaleShift, ctx: LowerContext) -> ir.Node:
+    """Quantize the constants of a matrix-vector node and type its accumulator (interval
+    analysis) and result."""
+    return _lower_arithmetic(node, ctx.in_type, ctx.explicit, ctx.config, ctx.quantized_model)
 
 
 def _lower_arithmetic(
@@ -296,11 +309,11 @@ def _lower_arithmetic(
         acc = accumulator_type(w_al, b_al, in_type, acc_frac)
         node = node.replace(weights=w, bias=b)
     node = node.replace(
-        activation=_clamp_with_quantizer(node),
+        activation=clamp_with_quantizer(node),
         acc_type=acc,
         rounding=config.rounding,
         overflow=config.overflow,
     )
     # Unquantized layers of a QKeras model stay exact, as in QKeras's float arithmetic.
     exact = quantized_model and explicit.result is None
-    return node.replace(out_type=_result_type(node, acc, exact, explicit.result, config))
+    return node.replace(out_type=result_type(node, acc, exact, explicit.result, config))

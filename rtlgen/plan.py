@@ -259,15 +259,11 @@ def plan_network(graph: ir.ModelGraph, options: HardwareOptions = HardwareOption
 
 
 def sample_cycles_of(graph: ir.ModelGraph) -> int:
-    """Cycles per sample the network can reach: the input beats, or more where a window
-    generator walks padding positions without input."""
+    """Cycles per sample the network can reach: the input beats, or more where an op emits
+    beats without input (a window generator walking padding positions, an upsampler)."""
+    from rtlgen.ops.registry import op_for
+
     cycles = StreamFormat.of(graph.input_shape, graph.input.out_type).beats
-    for node in graph.nodes[1:]:
-        if isinstance(node, ir.Conv | ir.Pool) and any(node.padding):
-            h, w, _ = ir.spatial(node.in_shape)
-            kernel = node.kernel if isinstance(node, ir.Conv) else node.pool
-            top, bottom, left, right = node.padding
-            # the generator walks rows/cols up to the last window row/col
-            cycles = max(cycles, (h + bottom) * (w + right))
-            del kernel, top, left
+    for index, node in enumerate(graph.nodes[1:], start=1):
+        cycles = max(cycles, op_for(node).sample_cycles(node, graph.in_type(index)))
     return cycles

@@ -9,12 +9,16 @@ inconsistency is one `ModelFileError` naming the file and the node.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
+import typing
 import zipfile
 import zlib
+from enum import Enum
 from pathlib import Path
+from types import UnionType
 from typing import Any
 
 import numpy as np
@@ -34,10 +38,45 @@ from rtlgen.quant.fixed import FixedType, Overflow, Rounding
 Shape = tuple[int, ...]
 
 FORMAT_VERSION = 1
-_NODE_TYPES: dict[str, type[ir.Node]] = {
+#: node classes with hand-written fields and checks below; every other registered op's node
+#: is saved field by field (`_generic_fields`) and checked by its op's ``validate``
+_LEGACY_TYPES: dict[str, type[ir.Node]] = {
     cls.__name__: cls
     for cls in (ir.Input, ir.Conv, ir.Dense, ir.ScaleShift, ir.Activation, ir.Pool, ir.Flatten)
 }
+_COMMON_FIELDS = frozenset({"name", "in_shape", "out_shape", "out_type", "source", "out_quantizer"})
+
+
+def _node_types() -> dict[str, type[ir.Node]]:
+    from rtlgen.ops.registry import ops
+
+    types = dict(_LEGACY_TYPES)
+    for op in ops():
+        for cls in op.node_types:
+            types.setdefault(cls.__name__, cls)
+    return types
+
+
+def _generic_fields(node: ir.Node) -> dict[str, Any]:
+    """The JSON form of a non-legacy node's own fields (constants go to arrays)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        if f.name in _COMMON_FIELDS or isinstance(value, ir.QTensor):
+            continue
+        if isinstance(value, FixedType):
+            out[f.name] = _type(value)
+        elif isinstance(value, Enum):
+            out[f.name] = value.value
+        elif isinstance(value, ir.Clamp):
+            out[f.name] = [value.lo, value.hi]
+        elif isinstance(value, tuple):
+            out[f.name] = list(value)
+        elif value is None or isinstance(value, bool | int | float | str):
+            out[f.name] = value
+        else:
+            raise ValueError(f"node {node.name}: field {f.name} of type {type(value)} is not saved")
+    return out
 
 
 def _type(t: FixedType | None) -> list[Any] | None:
@@ -77,6 +116,8 @@ def save_graph(graph: ir.ModelGraph, path: Path) -> None:
             desc.update(
                 kernel=list(node.kernel), stride=list(node.stride), padding=list(node.padding)
             )
+        if type(node).__name__ not in _LEGACY_TYPES:
+            desc["fields"] = _generic_fields(node)
         if isinstance(node, ir.Pool):
             desc.update(
                 kind=node.kind.value,
@@ -303,12 +344,13 @@ class _Reader:
         if not isinstance(desc, dict):
             raise self.fail(f"node {index}", "is not a JSON object")
         class_name = self.get(desc, "class", f"node {index}")
-        if class_name not in _NODE_TYPES:
+        node_types = _node_types()
+        if class_name not in node_types:
             raise self.fail(
                 f"node {index}",
-                f"class {_short(class_name)} is not one of {', '.join(_NODE_TYPES)}",
+                f"class {_short(class_name)} is not one of {', '.join(node_types)}",
             )
-        cls = _NODE_TYPES[class_name]
+        cls = node_types[class_name]
         if (index == 0) != (cls is ir.Input):
             raise self.fail(f"node {index}", "the first node, and only it, must be the Input")
         name = self.string(desc, "name", f"node {index}", _NAME_RE)
@@ -320,6 +362,10 @@ class _Reader:
         out_type = self.fixed(self.get(desc, "out_type", where), where, "out_type")
         source = self.string(desc, "source", where, _SOURCE_RE)
         kw: dict[str, Any] = {"out_type": out_type, "source": source}
+        if class_name not in _LEGACY_TYPES:
+            return self.generic_node(
+                desc, index, where, cls, name, in_shape, out_shape, kw, in_type
+            )
         if issubclass(cls, ir._Arithmetic):
             kw.update(self.arithmetic(desc, index, where, cls, in_shape, out_shape, in_type))
         if cls in (ir.Conv, ir.Pool):
@@ -343,6 +389,87 @@ class _Reader:
                 where, f"flattening {in_shape} gives ({element_count(in_shape)},), not {out_shape}"
             )
         return cls(name, in_shape, out_shape, **kw)
+
+    def generic_node(
+        self,
+        desc: dict[str, Any],
+        index: int,
+        where: str,
+        cls: type[ir.Node],
+        name: str,
+        in_shape: Shape,
+        out_shape: Shape,
+        kw: dict[str, Any],
+        in_type: FixedType | None,
+    ) -> ir.Node:
+        """A node of a registered op read field by field against its class's type hints,
+        then checked by the op's ``validate`` (shapes, geometry, types against each other)."""
+        from rtlgen.ops.registry import op_for_type
+
+        fields = self.get(desc, "fields", where)
+        if not isinstance(fields, dict):
+            raise self.fail(where, "'fields' is not a JSON object")
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.name in _COMMON_FIELDS:
+                continue
+            hint = hints[f.name]
+            options = (
+                typing.get_args(hint)
+                if typing.get_origin(hint) in (typing.Union, UnionType)
+                else (hint,)
+            )
+            if ir.QTensor in options or hint is ir.Tensor or ir.FloatTensor in options:
+                if desc.get(f.name) is None and type(None) in options:
+                    continue
+                shapes = op_for_type(cls).constant_shapes
+                kw[f.name] = self.constant(
+                    desc, index, f.name, where, shapes(in_shape, out_shape)[f.name]
+                )
+                continue
+            if f.name not in fields:
+                if f.default is not dataclasses.MISSING:
+                    continue
+                raise self.fail(where, f"field '{f.name}' is missing")
+            kw[f.name] = self.typed(fields[f.name], options, where, f.name)
+        try:
+            node = cls(name, in_shape, out_shape, **kw)
+            op_for_type(cls).validate(node, in_type)
+        except (RtlgenError, TypeError, ValueError) as exc:
+            raise self.fail(where, str(exc)) from None
+        return node
+
+    def typed(self, value: Any, options: tuple[Any, ...], where: str, key: str) -> Any:
+        """One saved field value as one of the types its annotation allows."""
+        if value is None:
+            if type(None) in options:
+                return None
+            raise self.fail(where, f"'{key}' must not be null")
+        for option in options:
+            origin = typing.get_origin(option)
+            if option is FixedType and isinstance(value, list):
+                return self.fixed(value, where, key)
+            if option is ir.Clamp and isinstance(value, list) and len(value) == 2:
+                return ir.Clamp(self.bound(value[0], where), self.bound(value[1], where))
+            if isinstance(option, type) and issubclass(option, Enum):
+                return self.enum({key: value}, key, where, option)
+            if origin is tuple and isinstance(value, list):
+                if len(value) > 16:
+                    raise self.fail(where, f"'{key}' has more than 16 entries")
+                return tuple(
+                    self.integer(v, where, key, -MAX_DIMENSION, MAX_DIMENSION) for v in value
+                )
+            if option is bool and isinstance(value, bool):
+                return value
+            if option is int and isinstance(value, int) and not isinstance(value, bool):
+                return self.integer(value, where, key, -MAX_DIMENSION, MAX_DIMENSION)
+            if option is float and isinstance(value, int | float) and not isinstance(value, bool):
+                if not math.isfinite(value):
+                    raise self.fail(where, f"'{key}' = {_short(value)} is not finite")
+                return float(value)
+            if option is str and isinstance(value, str) and _NAME_RE.match(value):
+                return value
+        raise self.fail(where, f"'{key}' = {_short(value)} has the wrong type")
 
     def arithmetic(
         self,

@@ -62,7 +62,12 @@ def _window(times: list[int], g: WindowGeometry, samples: int) -> tuple[list[int
 
 
 def model_stage(stage, times: list[int], samples: int) -> tuple[list[int], list[int]]:
-    """(input handshake cycles, output valid cycles) of one component."""
+    """(input handshake cycles, output valid cycles) of one component.
+
+    A component that is not a plain pipeline may state its own contract as a method
+    ``model_timing(times, samples) -> (accepted, out)``, which wins."""
+    if hasattr(stage, "model_timing"):
+        return stage.model_timing(times, samples)
     if isinstance(stage, WindowGenerator):
         return _window(times, stage.geometry, samples)
     if isinstance(stage, _Pool):

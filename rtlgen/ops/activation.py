@@ -20,6 +20,7 @@ from rtlgen.frontend.keras_config import (
     layer_activation,
 )
 from rtlgen.ops.registry import Op, Shape, register_op
+from rtlgen.passes import lower_activation
 from rtlgen.plan import LayerPlan, PlanContext, requantize_stage
 from rtlgen.quant.errors import UnsupportedError
 from rtlgen.quant.fixed import FixedType
@@ -74,3 +75,4 @@ class ActivationOp(Op):
     from_keras = staticmethod(read_keras_activation)
     reference = staticmethod(activation_reference)
     plan = staticmethod(plan_activation)
+    lower = staticmethod(lower_activation)

@@ -35,6 +35,7 @@ from rtlgen.frontend.keras_config import (
 from rtlgen.frontend.limits import element_count
 from rtlgen.ops.matvec import plan_matvec
 from rtlgen.ops.registry import Op, Shape, register_op
+from rtlgen.passes import lower_matvec
 from rtlgen.quant.arith import aligned_weights
 from rtlgen.quant.errors import UnsupportedError
 from rtlgen.quant.fixed import FixedType
@@ -120,6 +121,16 @@ def conv_reference(node: ir.Conv, x: np.ndarray, in_type: FixedType) -> np.ndarr
     return y.reshape((n, *node.out_shape))
 
 
+def padded_walk_cycles(node: ir.Conv | ir.Pool, in_type: FixedType) -> int:
+    """A window generator over padding walks the padded grid up to its last window row and
+    column, one position per cycle, with or without input."""
+    if not any(node.padding):
+        return 0
+    h, w, _ = ir.spatial(node.in_shape)
+    _top, bottom, _left, right = node.padding
+    return (h + bottom) * (w + right)
+
+
 @register_op
 class ConvOp(Op):
     name = "conv"
@@ -128,3 +139,5 @@ class ConvOp(Op):
     from_keras = staticmethod(read_keras_conv)
     reference = staticmethod(conv_reference)
     plan = staticmethod(plan_matvec)
+    sample_cycles = staticmethod(padded_walk_cycles)
+    lower = staticmethod(lower_matvec)

@@ -26,6 +26,7 @@ from rtlgen.frontend.keras_config import (
 )
 from rtlgen.ops.matvec import plan_matvec
 from rtlgen.ops.registry import Op, Shape, register_op
+from rtlgen.passes import lower_matvec
 from rtlgen.quant.arith import aligned_weights
 from rtlgen.quant.fixed import FixedType
 from rtlgen.quant.reference import aligned_bias, exact_matmul, finish_activation
@@ -91,3 +92,4 @@ class DenseOp(Op):
     from_keras = staticmethod(read_keras_dense)
     reference = staticmethod(dense_reference)
     plan = staticmethod(plan_matvec)
+    lower = staticmethod(lower_matvec)

@@ -19,6 +19,7 @@ from rtlgen.frontend.keras_config import (
 )
 from rtlgen.frontend.limits import element_count
 from rtlgen.ops.registry import Op, Shape, register_op
+from rtlgen.passes import LowerContext
 from rtlgen.plan import LayerPlan, PlanContext, StreamFormat
 from rtlgen.quant.errors import ModelFileError, UnsupportedError
 from rtlgen.quant.fixed import FixedType
@@ -76,6 +77,10 @@ def plan_flatten(node: ir.Flatten, ctx: PlanContext) -> LayerPlan:
     )
 
 
+def lower_flatten(node: ir.Flatten, ctx: LowerContext) -> ir.Flatten:
+    return node.replace(out_type=ctx.in_type)
+
+
 @register_op
 class FlattenOp(Op):
     name = "flatten"
@@ -84,6 +89,7 @@ class FlattenOp(Op):
     from_keras = staticmethod(read_keras_flatten)
     reference = staticmethod(flatten_reference)
     plan = staticmethod(plan_flatten)
+    lower = staticmethod(lower_flatten)
 
 
 @register_op

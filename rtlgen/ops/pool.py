@@ -8,6 +8,8 @@ Hardware: `MaxPool` / `AvgPool` (`rtlgen.layers.pool`): a window generator and a
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from rtlgen import ir
@@ -23,7 +25,9 @@ from rtlgen.frontend.keras_config import (
     parse_layer_quantizer,
     window_geometry,
 )
+from rtlgen.ops.conv import padded_walk_cycles
 from rtlgen.ops.registry import Op, Shape, register_op
+from rtlgen.passes import LowerContext
 from rtlgen.plan import LayerPlan, PlanContext
 from rtlgen.quant.arith import divide_round
 from rtlgen.quant.errors import UnsupportedError
@@ -147,6 +151,19 @@ def plan_pool(node: ir.Pool, ctx: PlanContext) -> LayerPlan:
     )
 
 
+def lower_pool(node: ir.Pool, ctx: LowerContext) -> ir.Pool:
+    """Max: the input type. Average: the exact sum's integer bits, and enough fraction bits
+    for the mean (log2 of the window, 2 more when the count is not a power of two)."""
+    out = ctx.in_type
+    if node.kind is ir.PoolKind.AVG:
+        count = node.pool[0] * node.pool[1]
+        extra = 0 if count & (count - 1) == 0 else 2
+        extra += math.ceil(math.log2(count))
+        t = ctx.in_type
+        out = ctx.explicit.result or FixedType(t.width + extra, t.frac + extra, t.signed)
+    return node.replace(out_type=out, rounding=ctx.config.rounding)
+
+
 @register_op
 class PoolOp(Op):
     name = "pool"
@@ -166,3 +183,5 @@ class PoolOp(Op):
     from_keras = staticmethod(read_keras_pool)
     reference = staticmethod(pool_reference)
     plan = staticmethod(plan_pool)
+    sample_cycles = staticmethod(padded_walk_cycles)
+    lower = staticmethod(lower_pool)

@@ -5,7 +5,10 @@ An op module (``rtlgen/ops/<kind>.py``) defines a subclass of `Op` and registers
 
 - ``node_types``: the frozen IR node class(es) it handles (`rtlgen.ir`);
 - ``keras_classes`` and ``from_keras``: the front-end handler (a Keras layer entry -> nodes);
+- ``lower``: quantize its constants and set its types (precision inference, `rtlgen.passes`);
 - ``reference``: the integer kernel (built on the `rtlgen.quant` arithmetic primitives);
+- ``validate`` (and ``constant_shapes``): the checks of a node read from an untrusted saved
+  graph (`rtlgen.serialize` saves and reads the node's fields generically);
 - ``plan``: the hardware decision for one node (its `LayerPlan`: components in stream order,
   reuse factor, costs); the components' docstrings state their timing contracts, which
   `rtlgen.timing` follows beat by beat.
@@ -28,6 +31,7 @@ from rtlgen.quant.fixed import FixedType
 
 if TYPE_CHECKING:
     from rtlgen.frontend.keras_config import KerasLayer, LayerOut, WeightSource
+    from rtlgen.passes import LowerContext
     from rtlgen.plan import LayerPlan, PlanContext
 
 Shape = tuple[int, ...]
@@ -49,6 +53,30 @@ class Op:
     def reference(node: Any, x: np.ndarray, in_type: FixedType) -> np.ndarray:
         """Input mantissas (N, *node.in_shape) -> output mantissas (N, *node.out_shape)."""
         raise RtlgenError(f"layer '{node.name}': op '{node.op}' has no reference implementation")
+
+    @staticmethod
+    def lower(node: Any, ctx: LowerContext) -> ir.Node:
+        """The node with its constants quantized and every type set (`rtlgen.passes`)."""
+        raise RtlgenError(f"layer '{node.name}': op '{node.op}' cannot be lowered")
+
+    @staticmethod
+    def constant_shapes(in_shape: Shape, out_shape: Shape) -> dict[str, Shape]:
+        """Shapes of the node's constant tensors by field name (`rtlgen.serialize` checks
+        the saved arrays against them)."""
+        return {}
+
+    @staticmethod
+    def validate(node: Any, in_type: FixedType | None) -> None:
+        """Raise `RtlgenError` (one line) unless the node's fields, shapes and types agree
+        with each other: `rtlgen.serialize` calls it on every node read from a design
+        folder's graph.npz, which is untrusted. Ops that can be saved must override it."""
+        raise RtlgenError(f"op '{node.op}' cannot be read from a saved graph")
+
+    @staticmethod
+    def sample_cycles(node: Any, in_type: FixedType) -> int:
+        """Cycles per sample this node needs at full rate beyond one per input beat (0:
+        none); the network's initiation interval is the largest over its nodes."""
+        return 0
 
     @staticmethod
     def plan(node: Any, ctx: PlanContext) -> LayerPlan:
@@ -94,6 +122,14 @@ def op_for(node: ir.Node) -> type[Op]:
     op = _loaded().by_node.get(type(node))
     if op is None:
         raise UnsupportedError(f"layer '{node.name}': op '{node.op}' is not a registered op kind")
+    return op
+
+
+def op_for_type(node_type: type[ir.Node]) -> type[Op]:
+    """The op of a node class (`op_for` without a node at hand)."""
+    op = _loaded().by_node.get(node_type)
+    if op is None:
+        raise UnsupportedError(f"node class {node_type.__name__} is not a registered op kind")
     return op
 
 

@@ -22,6 +22,7 @@ from rtlgen.frontend.keras_config import (
 )
 from rtlgen.ops.matvec import plan_matvec
 from rtlgen.ops.registry import Op, Shape, register_op
+from rtlgen.passes import lower_matvec
 from rtlgen.quant.arith import align, aligned_weights
 from rtlgen.quant.errors import ModelFileError
 from rtlgen.quant.fixed import FixedType
@@ -92,3 +93,4 @@ class ScaleShiftOp(Op):
     from_keras = staticmethod(read_keras_batchnorm)
     reference = staticmethod(scale_shift_reference)
     plan = staticmethod(plan_matvec)
+    lower = staticmethod(lower_matvec)
