@@ -209,7 +209,35 @@ class DivideRound(wiring.Component):
         return m
 
 
-class GlobalMax(Chain):
+class _GlobalReduce(Chain):
+    """What `GlobalMax` and `GlobalAverage` share: the per-sample timing and the state."""
+
+    positions: int
+    channels: int
+    reduce: RunningReduce
+
+    @property
+    def cycles_per_sample(self) -> int:
+        return self.positions
+
+    @property
+    def register_bits(self) -> int:
+        """Accumulator bits (the state that replaces the line buffer)."""
+        return self.channels * self.reduce.acc_type.width
+
+    def model_timing(self, times: list[int], samples: int) -> tuple[list[int], list[int]]:
+        """The contract as `rtlgen.timing` follows it (no output backpressure): input beats
+        offered at ``times`` are accepted one per cycle, each sample's ``positions`` beats
+        give one output beat, valid ``latency`` cycles after the sample's last beat's
+        handshake. Returns (accepted cycles, output valid cycles)."""
+        accepted: list[int] = []
+        for t in times:
+            accepted.append(t if not accepted else max(t, accepted[-1] + 1))
+        last_beats = accepted[self.positions - 1 :: self.positions]
+        return accepted, [t + self.latency for t in last_beats]
+
+
+class GlobalMax(_GlobalReduce):
     """Global max pooling: per-channel maximum over ``positions`` beats, into ``out_type``.
 
     Input ``i``: ``vector_layout(in_type, channels)``, ``positions`` beats per sample (H*W
@@ -257,17 +285,8 @@ class GlobalMax(Chain):
             stages.append(Requantize(channels, in_type, self.out_type, rounding=rounding))
         super().__init__(stages)
 
-    @property
-    def cycles_per_sample(self) -> int:
-        return self.positions
 
-    @property
-    def register_bits(self) -> int:
-        """Accumulator bits (the state that replaces the line buffer)."""
-        return self.channels * self.reduce.acc_type.width
-
-
-class GlobalAverage(Chain):
+class GlobalAverage(_GlobalReduce):
     """Global average pooling: per-channel exact sum over ``positions`` beats, divided by
     ``positions`` and rounded into ``out_type``.
 
@@ -304,15 +323,6 @@ class GlobalAverage(Chain):
             num_range=self.reduce.acc_range,
         )
         super().__init__([self.reduce, self.divide])
-
-    @property
-    def cycles_per_sample(self) -> int:
-        return self.positions
-
-    @property
-    def register_bits(self) -> int:
-        """Accumulator bits (the state that replaces the line buffer)."""
-        return self.channels * self.reduce.acc_type.width
 
 
 __all__ = ["DivideRound", "GlobalAverage", "GlobalMax", "RunningReduce"]

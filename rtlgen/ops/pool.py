@@ -3,7 +3,9 @@
 ``QGlobalAveragePooling2D``). Average pooling divides by the number of real (non-padding)
 elements of each window, as Keras does.
 
-Hardware: `MaxPool` / `AvgPool` (`rtlgen.layers.pool`): a window generator and a reducer.
+Hardware: `MaxPool` / `AvgPool` (`rtlgen.layers.pool`): a window generator and a reducer; a
+window covering the whole input (global pooling) is `GlobalMax` / `GlobalAverage`
+(`rtlgen.layers.global_pool`): one accumulator per channel, no line buffer.
 """
 
 from __future__ import annotations
@@ -134,11 +136,31 @@ def pool_reference(node: ir.Pool, x: np.ndarray, in_type: FixedType) -> np.ndarr
     return y.reshape((n, *node.out_shape))
 
 
+def covers_input(node: ir.Pool) -> bool:
+    """One window covering the whole input without padding: a global pooling."""
+    h, wd, _ = ir.spatial(node.in_shape)
+    return node.pool == (h, wd) and node.stride == node.pool and not any(node.padding)
+
+
 def plan_pool(node: ir.Pool, ctx: PlanContext) -> LayerPlan:
+    """A window covering the whole input: `GlobalMax` / `GlobalAverage` (one accumulator
+    per channel, no line buffer, one output beat per sample); otherwise `MaxPool` /
+    `AvgPool` (a window generator and a reducer)."""
+    from rtlgen.layers.global_pool import GlobalAverage, GlobalMax
     from rtlgen.layers.pool import AvgPool, MaxPool
 
     h, wd, c = ir.spatial(node.in_shape)
     assert node.out_type is not None
+    if covers_input(node):
+        accumulate = GlobalMax if node.kind is ir.PoolKind.MAX else GlobalAverage
+        reduce = accumulate(h * wd, c, ctx.in_type, node.out_type, node.rounding)
+        return LayerPlan(
+            node,
+            (reduce,),
+            cycles_per_sample=reduce.cycles_per_sample,
+            out_spacing=ctx.spacing * h * wd,
+            notes=(f"global {node.kind.value} pooling: {c} accumulators, no line buffer",),
+        )
     cls = MaxPool if node.kind is ir.PoolKind.MAX else AvgPool
     pool = cls(
         h, wd, c, node.pool, node.stride, node.padding, ctx.in_type, node.out_type, node.rounding
