@@ -76,6 +76,30 @@ class ZeroPad(wiring.Component):
     def cycles_per_sample(self) -> int:
         return self.out_height * self.out_width
 
+    def model_timing(self, times: list[int], samples: int) -> tuple[list[int], list[int]]:
+        """(input handshake cycles, output valid cycles) with the input beat ``k`` offered
+        from cycle ``times[k]`` and the output always ready (`rtlgen.timing`): one padded
+        position per cycle, a real one when its pixel is offered, leading padding when the
+        sample's first pixel is."""
+        top, _, left, _ = self.padding
+        beats = self.height * self.width
+        accepted: list[int] = []
+        out: list[int] = []
+        clock = -1
+        for s in range(samples):
+            first = times[s * beats]
+            for row in range(self.out_height):
+                for col in range(self.out_width):
+                    clock += 1
+                    r, c = row - top, col - left
+                    if 0 <= r < self.height and 0 <= c < self.width:
+                        clock = max(clock, times[s * beats + r * self.width + c])
+                        accepted.append(clock)
+                    elif (row, col) < (top, left):
+                        clock = max(clock, first)
+                    out.append(clock + 1)
+        return accepted, out
+
     def elaborate(self, platform):
         m = Module()
         m.submodules.walk = self.walk
@@ -122,6 +146,20 @@ class Crop(wiring.Component):
     @property
     def cycles_per_sample(self) -> int:
         return self.height * self.width
+
+    def model_timing(self, times: list[int], samples: int) -> tuple[list[int], list[int]]:
+        """(input handshake cycles, output valid cycles), the output always ready
+        (`rtlgen.timing`): one input beat per cycle; kept pixels valid 1 cycle later."""
+        top, _, left, _ = self.cropping
+        accepted: list[int] = []
+        out: list[int] = []
+        for k, t in enumerate(times[: samples * self.height * self.width]):
+            t = t if not accepted else max(t, accepted[-1] + 1)
+            accepted.append(t)
+            row, col = divmod(k % (self.height * self.width), self.width)
+            if top <= row < top + self.out_height and left <= col < left + self.out_width:
+                out.append(t + 1)
+        return accepted, out
 
     def elaborate(self, platform):
         m = Module()
@@ -202,6 +240,27 @@ class UpSampleNearest(wiring.Component):
     @property
     def cycles_per_sample(self) -> int:
         return self.out_height * self.out_width
+
+    def model_timing(self, times: list[int], samples: int) -> tuple[list[int], list[int]]:
+        """(input handshake cycles, output valid cycles), the output always ready
+        (`rtlgen.timing`): one beat per cycle; a row's first copy takes each pixel when
+        it is offered, copies 2 .. ``size_h`` follow without input."""
+        size_h, size_w = self.size
+        accepted: list[int] = []
+        out: list[int] = []
+        clock = -1
+        for s in range(samples):
+            for row in range(self.height):
+                for col in range(self.width):
+                    index = (s * self.height + row) * self.width + col
+                    clock = max(clock + 1, times[index])
+                    accepted.append(clock)
+                    out.extend(range(clock + 1, clock + 1 + size_w))
+                    clock += size_w - 1
+                for _ in range((size_h - 1) * self.width * size_w):
+                    clock += 1
+                    out.append(clock + 1)
+        return accepted, out
 
     @property
     def row_buffer_bits(self) -> int:

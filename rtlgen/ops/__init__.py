@@ -5,7 +5,18 @@ Importing this package registers every op. Adding a layer kind: a new module her
 (docs/DESIGN.md, "Adding an op").
 """
 
-from rtlgen.ops import activation, conv, dense, flatten, identity, pool, scale_shift  # noqa: F401
+from rtlgen.ops import (  # noqa: F401
+    activation,
+    conv,
+    cropping,
+    dense,
+    flatten,
+    identity,
+    pool,
+    scale_shift,
+    upsampling,
+    zero_padding,
+)
 from rtlgen.ops.registry import Op, keras_classes, keras_handler, op_for, ops, register_op
 
 __all__ = ["Op", "keras_classes", "keras_handler", "op_for", "ops", "register_op"]
