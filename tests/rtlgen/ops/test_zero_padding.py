@@ -189,8 +189,8 @@ def test_model_timing_is_the_simulated_timing(height, width, padding, gap_prob):
 
 
 @pytest.mark.slow
-def test_autoencoder_with_zero_padding_in_verilator(tmp_path, build_root):
-    bit_exact_in_verilator(autoencoder("pad"), tmp_path, build_root)
+def test_autoencoder_with_zero_padding_in_verilator(tmp_path, tmp_path_factory):
+    bit_exact_in_verilator(autoencoder("pad"), tmp_path, tmp_path_factory.mktemp("verilator_cache"))
 
 
 # ---------------------------------------------------------------------------------------
