@@ -70,14 +70,8 @@ _UNSUPPORTED_HINTS = {
     "TFOpLambda": "TensorFlow ops called on Keras tensors (TFOpLambda) are not layers rtlgen knows",
     "PruneLowMagnitude": "the model is still wrapped for pruning: call "
     "tfmot.sparsity.keras.strip_pruning(model) before saving it",
-    "DepthwiseConv2D": "depthwise convolutions are not supported",
-    "DepthwiseConv1D": "depthwise convolutions are not supported",
-    "QDepthwiseConv2D": "depthwise convolutions are not supported",
-    "QDepthwiseConv2DBatchnorm": "depthwise convolutions are not supported",
-    "SeparableConv1D": "separable convolutions are not supported",
-    "SeparableConv2D": "separable convolutions are not supported",
-    "QSeparableConv1D": "separable convolutions are not supported",
-    "QSeparableConv2D": "separable convolutions are not supported",
+    "QDepthwiseConv2DBatchnorm": "a depthwise convolution with folded batch normalization is "
+    "not supported: use QDepthwiseConv2D followed by BatchNormalization",
     "Sequential": "nested models are not supported: build the model as one flat Sequential",
     "Functional": "nested models are not supported: build the model as one flat Sequential",
     "Model": "nested models are not supported: build the model as one flat Sequential",

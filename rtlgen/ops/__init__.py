@@ -10,10 +10,12 @@ from rtlgen.ops import (  # noqa: F401
     conv,
     cropping,
     dense,
+    depthwise_conv,
     flatten,
     identity,
     pool,
     scale_shift,
+    separable_conv,
     upsampling,
     zero_padding,
 )

@@ -461,8 +461,17 @@ def test_functional_linear_chain(tmp_path, keras3):
         ),
         (layer_entry("Conv2D", conv("c", 2, [3, 3], dilation_rate=[2, 2])), "dilation_rate"),
         (layer_entry("Conv2D", conv("c", 2, [3, 3], groups=2)), "groups=2"),
-        (layer_entry("DepthwiseConv2D", {"name": "dw", "kernel_size": [3, 3]}), "depthwise"),
-        (layer_entry("SeparableConv2D", {"name": "sep"}), "separable"),
+        (
+            layer_entry(
+                "DepthwiseConv2D", {"name": "dw", "kernel_size": [3, 3], "dilation_rate": 2}
+            ),
+            "layer 'dw'.*dilation_rate=2 is not supported",
+        ),
+        (
+            layer_entry("SeparableConv2D", {"name": "sep", "kernel_size": 3, "padding": "causal"}),
+            "layer 'sep'.*padding='causal' is not supported",
+        ),
+        (layer_entry("QDepthwiseConv2DBatchnorm", {"name": "dwb"}), "folded batch normalization"),
         (layer_entry("PruneLowMagnitude", {"name": "prune_low_magnitude_c"}), "strip_pruning"),
         (
             layer_entry("Conv2D", conv("c", 2, [3, 3], activation="sigmoid")),

@@ -1,0 +1,225 @@
+"""Depthwise convolution: one KxK (or K) filter per input channel and depth multiplier
+(``DepthwiseConv1D``, ``DepthwiseConv2D``, ``QDepthwiseConv2D``), output channel
+``c * depth_multiplier + m`` from input channel ``c`` alone, as TensorFlow's
+``depthwise_conv2d``.
+
+Lowered to an `ir.Conv` whose kernel (kh, kw, C, C * M) is block-diagonal:
+``w[:, :, c, c * M + m] = depthwise_kernel[:, :, c, m]``, zero elsewhere. Zero weights build
+no hardware (`ConstantMatVec`), so the conv's window generator and MAC array have one
+constant multiplier per non-zero depthwise weight, and the reference, lowering, plan,
+timing and save/load are the convolution's, exactly. A QKeras ``depthwise_quantizer`` is
+applied to the depthwise kernel in its own shape (`DepthwiseKernel`): a data-dependent
+scale (``alpha="auto_po2"``) is per last axis (the multiplier), as QKeras computes it.
+
+Refused: ``dilation_rate`` other than 1, channels-first data, ``padding="causal"`` (only
+separable 1D convolutions have it, `rtlgen.ops.separable_conv`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rtlgen import ir
+from rtlgen.frontend.keras_config import (
+    ActivationSpec,
+    KerasLayer,
+    LayerOut,
+    WeightSource,
+    check_channels_last,
+    check_operation_count,
+    config_bool,
+    config_int,
+    config_ints,
+    config_str,
+    expect_rank,
+    layer_activation,
+    layer_quantizer,
+    layer_weights,
+    source_limits,
+    window_geometry,
+)
+from rtlgen.frontend.limits import element_count
+from rtlgen.ops.registry import Op, Shape, register_op
+from rtlgen.quant.errors import ModelFileError, UnsupportedError
+from rtlgen.quant.quantizers import Quantizer
+
+
+def block_diagonal(depthwise: np.ndarray) -> np.ndarray:
+    """(kh, kw, C, M) depthwise kernel -> (kh, kw, C, C * M) conv kernel, zero off the
+    blocks: output channel ``c * M + m`` sees input channel ``c`` only."""
+    kh, kw, channels, multiplier = depthwise.shape
+    out = np.zeros((kh, kw, channels, channels * multiplier), dtype=depthwise.dtype)
+    for c in range(channels):
+        out[:, :, c, c * multiplier : (c + 1) * multiplier] = depthwise[:, :, c, :]
+    return out
+
+
+def depthwise_part(kernel: np.ndarray, multiplier: int) -> np.ndarray:
+    """The inverse of `block_diagonal`: (kh, kw, C, C * M) -> (kh, kw, C, M)."""
+    channels = kernel.shape[2]
+    return np.stack(
+        [kernel[:, :, c, c * multiplier : (c + 1) * multiplier] for c in range(channels)], axis=2
+    )
+
+
+@dataclass(frozen=True)
+class DepthwiseKernel(Quantizer):
+    """A QKeras kernel quantizer of a depthwise kernel (kh, kw, C, M), applied to the
+    block-diagonal conv kernel that holds it: the quantizer sees the (kh, kw, C, M) tensor
+    (its data-dependent scales are per last axis of *that* shape), the zeros stay zero."""
+
+    inner: Quantizer
+    multiplier: int
+
+    name = "depthwise"
+
+    def quantize_constant(self, values: np.ndarray) -> ir.QTensor:
+        q = self.inner.quantize_constant(depthwise_part(values, self.multiplier))
+        return ir.QTensor(block_diagonal(q.mantissa), q.type)
+
+    def reference(self, values: np.ndarray) -> np.ndarray:
+        return block_diagonal(self.inner.reference(depthwise_part(values, self.multiplier)))
+
+    def __str__(self) -> str:
+        return str(self.inner)
+
+
+@dataclass(frozen=True)
+class DepthwiseGeometry:
+    """What a depthwise layer's config says: the kernel as 2D (1D: height 1), strides,
+    (top, bottom, left, right) padding, depth multiplier and the output shape."""
+
+    dims: int
+    kernel_size: tuple[int, ...]  # as in the config (and the weights file)
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int, int, int]
+    multiplier: int
+    out_shape: Shape  # (..., C * M)
+
+
+def depthwise_geometry(layer: KerasLayer, shape: Shape, causal_ok: bool) -> DepthwiseGeometry:
+    """The geometry of a depthwise (or separable) layer; ``causal_ok``: a 1D layer may pad
+    causally (Keras's SeparableConv1D)."""
+    dims = 1 if layer.class_name.endswith("1D") else 2
+    expect_rank(layer, shape, dims + 1, "a 1D signal (L, C)" if dims == 1 else "an image (H, W, C)")
+    check_channels_last(layer)
+    if any(d != 1 for d in config_ints(layer, "dilation_rate", dims, 1)):
+        raise UnsupportedError(
+            f"{layer.where}: dilation_rate={layer.config['dilation_rate']} is not supported (only 1)"
+        )
+    multiplier = config_int(layer, "depth_multiplier", layer.config.get("depth_multiplier", 1))
+    ksize = config_ints(layer, "kernel_size", dims)
+    strides = config_ints(layer, "strides", dims, 1)
+    padding = config_str(layer, "padding", "valid").lower()
+    if padding == "causal" and not (causal_ok and dims == 1):
+        raise UnsupportedError(
+            f"{layer.where}: padding='causal' is not supported (only 'valid' and 'same')"
+        )
+    kernel2 = (1, ksize[0]) if dims == 1 else (ksize[0], ksize[1])
+    stride2 = (1, strides[0]) if dims == 1 else (strides[0], strides[1])
+    spatial_out, pads = window_geometry(layer, shape, kernel2, stride2, padding, causal_ok=True)
+    out_shape = (*spatial_out, shape[-1] * multiplier)
+    return DepthwiseGeometry(dims, ksize, kernel2, stride2, pads, multiplier, out_shape)
+
+
+def layer_clamp_activation(layer: KerasLayer) -> ActivationSpec:
+    """The layer's ``activation`` when it fits in the conv node (a clamp, an output
+    quantizer, a final softmax); one needing a node of its own is refused."""
+    act = layer_activation(layer, layer.config.get("activation"))
+    if getattr(act, "separate", False):
+        raise UnsupportedError(
+            f"{layer.where}: activation={layer.config.get('activation')!r} is not supported on "
+            "this layer (supported: linear, relu, relu6, hard_tanh, quantized_bits, "
+            "quantized_relu); put it in an Activation layer after it"
+        )
+    return act
+
+
+def check_expansion(layer: KerasLayer, shape: Shape, g: DepthwiseGeometry, source: WeightSource):
+    """Refuse, before any weight is read, a depthwise layer whose block-diagonal kernel
+    (C times the depthwise weights) or output map exceeds the limits."""
+    limits = source_limits(source)
+    channels = shape[-1]
+    expanded = element_count((*g.kernel, channels, channels * g.multiplier))
+    if expanded > limits.max_parameters:
+        raise ModelFileError(
+            f"{layer.where}: {channels} channels x depth multiplier {g.multiplier} expand to "
+            f"{expanded:,} conv weights (block-diagonal), more than the limit of "
+            f"{limits.max_parameters:,}"
+        )
+    size = element_count(g.out_shape)
+    if size > limits.max_activations:
+        raise ModelFileError(
+            f"{layer.where}: its depthwise output shape {g.out_shape} has {size:,} elements, "
+            f"more than the limit of {limits.max_activations:,} per feature map"
+        )
+    work = element_count(g.out_shape[:-1]) * element_count(g.kernel) * channels * g.multiplier
+    check_operation_count(layer, work, g.out_shape, g.kernel, limits)
+
+
+def depthwise_conv(
+    name: str,
+    shape: Shape,
+    g: DepthwiseGeometry,
+    depthwise: np.ndarray,
+    quantizer: Quantizer | None,
+    source: str,
+    **fields,
+) -> ir.Conv:
+    """The block-diagonal `ir.Conv` of a depthwise kernel as stored ((k, C, M) in 1D,
+    (kh, kw, C, M) in 2D); ``fields``: bias, activation, out_quantizer."""
+    dw = np.asarray(depthwise, dtype=np.float64).reshape((*g.kernel, shape[-1], g.multiplier))
+    return ir.Conv(
+        name,
+        shape,
+        g.out_shape,
+        weights=ir.FloatTensor(
+            block_diagonal(dw),
+            None if quantizer is None else DepthwiseKernel(quantizer, g.multiplier),
+        ),
+        kernel=g.kernel,
+        stride=g.stride,
+        padding=g.padding,
+        source=source,
+        **fields,
+    )
+
+
+def read_keras_depthwise(layer: KerasLayer, shape: Shape, source: WeightSource) -> LayerOut:
+    g = depthwise_geometry(layer, shape, causal_ok=False)
+    channels = shape[-1]
+    use_bias = config_bool(layer, "use_bias", True)
+    quantized = layer.class_name.startswith("Q")
+    dq = layer_quantizer(layer, "depthwise_quantizer", kernel=True) if quantized else None
+    bq = layer_quantizer(layer, "bias_quantizer") if quantized else None
+    act = layer_clamp_activation(layer)
+    expected: dict[str, Shape] = {"depthwise_kernel": (*g.kernel_size, channels, g.multiplier)}
+    if use_bias:
+        expected["bias"] = (channels * g.multiplier,)
+    check_expansion(layer, shape, g, source)
+    got = layer_weights(source, layer, expected)
+    bias = got.get("bias")
+    node = depthwise_conv(
+        layer.name,
+        shape,
+        g,
+        got["depthwise_kernel"],
+        dq,
+        layer.name,
+        bias=None if bias is None else ir.FloatTensor(np.asarray(bias, dtype=np.float64), bq),
+        activation=act.clamp,
+        out_quantizer=act.quantizer,
+    )
+    return LayerOut([node], g.out_shape, act.softmax)
+
+
+@register_op
+class DepthwiseConvOp(Op):
+    """Front-end only: the layer becomes an `ir.Conv` (`rtlgen.ops.conv` does the rest)."""
+
+    name = "depthwise_conv"
+    keras_classes = ("DepthwiseConv1D", "DepthwiseConv2D", "QDepthwiseConv2D")
+    from_keras = staticmethod(read_keras_depthwise)
