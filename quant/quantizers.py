@@ -36,6 +36,7 @@ import numpy as np
 
 from rtlgen.ir import Clamp, QTensor
 
+from .activations import ActivationKind, activation_params
 from .errors import RtlgenError, UnsupportedError
 from .fixed import FixedType, Overflow, Rounding
 
@@ -337,6 +338,97 @@ class QuantizedRelu(Quantizer):
         return f"quantized_relu({self.bits},{self.integer})"
 
 
+@dataclass(frozen=True)
+class QuantizedLeakyRelu(Quantizer):
+    """``quantized_relu(bits, integer, negative_slope=s)`` (``s`` a power of two, as QKeras
+    asserts): one bit of ``bits`` is the sign, ``step = 2**(integer - (bits - 1))``, and
+
+        q(x) = step * (x > 0 ? clip(round(x / step), 0, m - 1)
+                             : clip(round(s * x / step), -s * m, 0)),   m = 2**(bits - 1)
+
+    (round half to even; qkeras 0.9.0 in float32, exact while the input has at most 24
+    significant bits). A leaky ReLU rounded into `leaky_type` and clipped below at
+    `low_bound`: an activation of its own (`rtlgen.ops.leaky_relu`), not a rounding clip,
+    so ``output_type`` refuses it.
+    """
+
+    bits: int
+    integer: int
+    negative_slope: float
+
+    name = "quantized_relu"
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.bits <= 32:
+            raise UnsupportedError(
+                f"quantized_relu(negative_slope=...): bits={self.bits} (supported: 2..32)"
+            )
+        if log2_exact(self.negative_slope) is None:
+            raise RtlgenError(
+                f"quantized_relu: negative_slope={self.negative_slope} must be 0 or a power of "
+                "two (as QKeras asserts)"
+            )
+
+    @property
+    def value_bits(self) -> int:
+        return self.bits - 1
+
+    def leaky_type(self) -> FixedType:
+        """The output grid: ``step`` with room for [-s * m, m - 1]."""
+        m = 1 << self.value_bits
+        low = -math.ceil(self.negative_slope * m)
+        return FixedType.covering(low, m - 1, self.value_bits - self.integer)
+
+    def low_bound(self) -> float:
+        """The clip of the negative side, ``-s * 2**integer`` (a multiple of the step)."""
+        return -self.negative_slope * 2.0**self.integer
+
+    def output_type(self) -> FixedType:
+        raise UnsupportedError(
+            f"{self} is a leaky activation (its own layer), not an output rounding"
+        )
+
+    def reference(self, values: np.ndarray) -> np.ndarray:
+        step = 2.0 ** (self.integer - self.value_bits)
+        m = 2.0**self.value_bits
+        x = _float32(values).astype(np.float64)
+        pos = np.clip(np.round(x / step), 0, m - 1)
+        neg = np.clip(np.round(self.negative_slope * x / step), -self.negative_slope * m, 0)
+        return step * np.where(x > 0, pos, neg)
+
+    def __str__(self) -> str:
+        return f"quantized_relu({self.bits},{self.integer},negative_slope={self.negative_slope})"
+
+
+@dataclass(frozen=True)
+class TableQuantizer(Quantizer):
+    """A QKeras activation quantizer of non-linear shape (``quantized_sigmoid``,
+    ``quantized_tanh``, ``quantized_relu(use_sigmoid=1)``): an activation only, computed as
+    a lookup table bit-exact with QKeras (`rtlgen.quant.activations`,
+    `rtlgen.ops.lut_activation`). ``options``: its QKeras options as (key, value) pairs."""
+
+    kind: ActivationKind
+    options: tuple[tuple[str, Any], ...] = ()
+
+    name = "table"
+
+    def __post_init__(self) -> None:
+        self.params()  # unknown or unsupported options: refused now
+
+    def params(self) -> dict[str, Any]:
+        return activation_params(self.kind, dict(self.options))
+
+    def output_type(self) -> FixedType:
+        raise UnsupportedError(f"{self} is a lookup-table activation, not an output rounding")
+
+    def reference(self, values: np.ndarray) -> np.ndarray:
+        raise UnsupportedError(f"{self} is supported as an activation only (not for constants)")
+
+    def __str__(self) -> str:
+        args = ",".join(f"{k}={v!r}" for k, v in self.options)
+        return f"{self.kind.value}({args})"
+
+
 # ---------------------------------------------------------------------------------------
 # power-of-two quantizers
 # ---------------------------------------------------------------------------------------
@@ -546,8 +638,6 @@ class Ternary(Quantizer):
 # ---------------------------------------------------------------------------------------
 #: QKeras quantizer names rtlgen knows of but does not implement (with the reason).
 UNSUPPORTED_QUANTIZERS = {
-    "quantized_tanh": "a tanh-shaped quantizer",
-    "quantized_sigmoid": "a sigmoid-shaped quantizer",
     "quantized_ulaw": "a mu-law quantizer",
     "quantized_hswish": "a hard-swish quantizer",
     "bernoulli": "a stochastic quantizer",
@@ -609,6 +699,8 @@ _SIGNATURES: dict[str, tuple[str, ...]] = {
         "use_ste",
         "use_variables",
     ),
+    "quantized_sigmoid": ("bits", "symmetric", "use_real_sigmoid", "use_stochastic_rounding"),
+    "quantized_tanh": ("bits", "use_stochastic_rounding", "symmetric", "use_real_tanh"),
     "binary": ("use_01", "alpha", "use_stochastic_rounding"),
     "ternary": ("alpha", "threshold", "use_stochastic_rounding", "number_of_unrolls"),
 }
@@ -770,14 +862,22 @@ def _construct(name: str, o: dict[str, Any], prefix: str) -> Quantizer:
             scale_axis,
         )
     if name == "quantized_relu":
+        slope = float(_flag(o, "negative_slope", 0.0) or 0.0)
         if _flag(o, "use_sigmoid", 0):
-            raise UnsupportedError(
-                f"{prefix}quantized_relu(use_sigmoid=1) is not supported (use_sigmoid=0 only)"
-            )
-        if float(_flag(o, "negative_slope", 0.0) or 0.0) != 0.0:
-            raise UnsupportedError(
-                f"{prefix}quantized_relu(negative_slope={o['negative_slope']}): leaky quantized ReLU "
-                "is not supported (negative_slope=0 only)"
+            keys = ("bits", "integer", "use_sigmoid", "negative_slope", "relu_upper_bound")
+            options = {k: o[k] for k in keys if k in o}
+            options["is_quantized_clip"] = bool(_flag(o, "is_quantized_clip", True))
+            return _table(ActivationKind.QUANTIZED_RELU, options, prefix)
+        if slope != 0.0:
+            # as QKeras asserts: the checks of the table kind, a leaky activation otherwise
+            checks = {
+                "negative_slope": slope,
+                "relu_upper_bound": o.get("relu_upper_bound"),
+                "is_quantized_clip": bool(_flag(o, "is_quantized_clip", True)),
+            }
+            _table(ActivationKind.QUANTIZED_RELU, checks, prefix)
+            return QuantizedLeakyRelu(
+                _integer(o, "bits", 8, name), _integer(o, "integer", 0, name), slope
             )
         # With is_quantized_clip (the default, and what every reloaded model has: QKeras does
         # not serialize it) relu_upper_bound does not change the output value.
@@ -808,6 +908,10 @@ def _construct(name: str, o: dict[str, Any], prefix: str) -> Quantizer:
             bool(_flag(o, "quadratic_approximation")),
             rounding,
         )
+    if name in ("quantized_sigmoid", "quantized_tanh"):
+        options = {k: v for k, v in o.items() if k != "use_stochastic_rounding"}
+        kind = ActivationKind(name)
+        return _table(kind, options, prefix)
     if name == "binary":
         return Binary(bool(_flag(o, "use_01")), _alpha(o.get("alpha"), name))
     if name == "ternary":
@@ -820,3 +924,15 @@ def _construct(name: str, o: dict[str, Any], prefix: str) -> Quantizer:
             _alpha(o.get("alpha"), name), threshold, _integer(o, "number_of_unrolls", 5, name)
         )
     raise AssertionError(name)  # pragma: no cover
+
+
+def _table(kind: ActivationKind, options: dict[str, Any], prefix: str) -> TableQuantizer:
+    """A table quantizer; its option checks (`activation_params`) name the layer."""
+    if "bits" in options:
+        options["bits"] = _integer(options, "bits", 8, kind.value)
+    if "integer" in options:
+        options["integer"] = _integer(options, "integer", 0, kind.value)
+    try:
+        return TableQuantizer(kind, tuple(options.items()))
+    except RtlgenError as exc:
+        raise type(exc)(f"{prefix}{exc}") from None

@@ -61,7 +61,7 @@ def summarize(graph: ir.ModelGraph) -> list[LayerSummary]:
                 bias_type=_tensor_type(side),
                 acc_type=str(getattr(node, "acc_type", None) or ""),
                 out_type=str(node.out_type or ""),
-                activation=node.activation.describe() if isinstance(node, ir._Arithmetic) else "",
+                activation=_activation(node),
                 parameters=params,
                 nonzero_parameters=nz,
                 sparsity=(1 - main_nz / main_size) if main_size else 0.0,
@@ -71,6 +71,15 @@ def summarize(graph: ir.ModelGraph) -> list[LayerSummary]:
             )
         )
     return rows
+
+
+def _activation(node: ir.Node) -> str:
+    """The activation column: a clamp, or what an activation node describes (a lookup
+    table's type and its largest error against the float function, a leaky slope)."""
+    if isinstance(node, ir._Arithmetic):
+        return node.activation.describe()
+    describe = getattr(node, "describe", None)
+    return describe() if callable(describe) else ""
 
 
 def _tensor_type(t: ir.Tensor | None) -> str:

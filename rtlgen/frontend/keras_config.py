@@ -28,13 +28,21 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
 from rtlgen import ir
+from rtlgen.quant.activations import ActivationKind
 from rtlgen.quant.errors import ModelFileError, RtlgenError, UnsupportedError
-from rtlgen.quant.quantizers import Quantizer, is_quantizer_spec, parse_quantizer
+from rtlgen.quant.quantizers import (
+    QuantizedLeakyRelu,
+    Quantizer,
+    TableQuantizer,
+    is_quantizer_spec,
+    parse_quantizer,
+)
 
 from .hdf5 import StoredArray
 from .limits import (
@@ -76,7 +84,10 @@ _UNSUPPORTED_HINTS = {
     "Functional": "nested models are not supported: build the model as one flat Sequential",
     "Model": "nested models are not supported: build the model as one flat Sequential",
 }
-_KERAS_ACTIVATIONS = "linear, relu, relu6, hard_tanh, softmax (last layer only)"
+_KERAS_ACTIVATIONS = (
+    "linear, relu, relu6, hard_tanh, leaky_relu, sigmoid, tanh, hard_sigmoid, softsign, elu, "
+    "softmax (last layer only)"
+)
 
 
 def supported_layers() -> tuple[str, ...]:
@@ -512,13 +523,31 @@ def layer_weights(
 # ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ActivationSpec:
+    """A layer's activation. ``clamp``/``quantizer``/``softmax`` fit in the layer's own node;
+    a ``table`` (`rtlgen.ops.lut_activation`: the kind and its options) or a leaky ReLU
+    (``negative_slope``, rounded into ``leaky_quantizer`` if QKeras's, `rtlgen.ops.leaky_relu`)
+    is a node of its own after the layer (``separate``)."""
+
     clamp: ir.Clamp = ir.LINEAR
     quantizer: Quantizer | None = None
     softmax: bool = False
+    table: ActivationKind | None = None
+    table_options: tuple[tuple[str, Any], ...] = ()
+    negative_slope: float | None = None
+    leaky_quantizer: Quantizer | None = None
+
+    @property
+    def separate(self) -> bool:
+        return self.table is not None or self.negative_slope is not None
 
     @property
     def identity(self) -> bool:
-        return self.clamp.is_linear and self.quantizer is None and not self.softmax
+        return (
+            self.clamp.is_linear
+            and self.quantizer is None
+            and not self.softmax
+            and not self.separate
+        )
 
 
 def layer_activation(layer: KerasLayer, spec: Any) -> ActivationSpec:
@@ -528,6 +557,10 @@ def layer_activation(layer: KerasLayer, spec: Any) -> ActivationSpec:
     if is_quantizer_spec(spec):
         q = parse_layer_quantizer(spec, where)
         assert q is not None
+        if isinstance(q, TableQuantizer):
+            return ActivationSpec(table=q.kind, table_options=q.options)
+        if isinstance(q, QuantizedLeakyRelu):
+            return ActivationSpec(negative_slope=q.negative_slope, leaky_quantizer=q)
         try:
             q.output_type()  # rejects quantizers that cannot be an activation, with the reason
         except UnsupportedError as exc:
@@ -551,6 +584,15 @@ def layer_activation(layer: KerasLayer, spec: Any) -> ActivationSpec:
         return ActivationSpec(ir.Clamp(-1.0, 1.0))
     if name == "softmax":
         return ActivationSpec(softmax=True)
+    if name == "leaky_relu":  # tf.nn.leaky_relu / Keras 3: slope 0.2
+        return ActivationSpec(negative_slope=0.2)
+    if name == "hard_sigmoid" and isinstance(layer.config.get("dtype"), dict):
+        # Keras 3 (whose dtype is a serialized DTypePolicy; Keras 2 writes a string):
+        # relu6(x + 3) / 6, slope 1/6 instead of Keras 2's 0.2
+        slope = (("slope", Fraction(1, 6)),)
+        return ActivationSpec(table=ActivationKind.HARD_SIGMOID, table_options=slope)
+    if name in ("sigmoid", "tanh", "hard_sigmoid", "softsign", "elu"):
+        return ActivationSpec(table=ActivationKind(name))
     raise UnsupportedError(f"{where}: '{name}' is not supported (supported: {_KERAS_ACTIVATIONS})")
 
 

@@ -13,6 +13,8 @@ from rtlgen.ops import (  # noqa: F401
     depthwise_conv,
     flatten,
     identity,
+    leaky_relu,
+    lut_activation,
     pool,
     scale_shift,
     separable_conv,

@@ -1,6 +1,8 @@
-"""Activation: a standalone piecewise-linear activation (``Activation``, ``ReLU``,
-``QActivation``; ``Softmax`` as the last layer is a marker: the hardware emits the logits
-and their arg-max).
+"""Activation: a standalone clamp activation (``Activation``, ``QActivation``; ``Softmax`` as
+the last layer is a marker: the hardware emits the logits and their arg-max). Non-linear
+activations (``sigmoid``, ``tanh``, ...: `rtlgen.ops.lut_activation`) and leaky ones
+(`rtlgen.ops.leaky_relu`, which also reads ``ReLU`` layers) are nodes of their own ops,
+made by `activation_nodes`.
 
 Hardware: a `Requantize` (clamp in the input's units, then rounding and saturation).
 """
@@ -15,10 +17,11 @@ from rtlgen.frontend.keras_config import (
     KerasLayer,
     LayerOut,
     WeightSource,
-    config_number,
     config_value,
     layer_activation,
 )
+from rtlgen.ops.leaky_relu import spec_node
+from rtlgen.ops.lut_activation import table_node
 from rtlgen.ops.registry import Op, Shape, register_op
 from rtlgen.passes import lower_activation
 from rtlgen.plan import LayerPlan, PlanContext, requantize_stage
@@ -33,30 +36,29 @@ def read_keras_activation(layer: KerasLayer, shape: Shape, source: WeightSource)
         if axis not in (-1, len(shape), [-1], [len(shape)]):
             raise UnsupportedError(f"{layer.where}: softmax over axis {axis} (only the last axis)")
         return LayerOut([], shape, softmax=True)
-    if layer.class_name == "ReLU":
-        threshold = config_number(layer, "threshold", 0.0)
-        slope = config_number(layer, "negative_slope", 0.0)
-        if threshold != 0.0 or slope != 0.0:
-            raise UnsupportedError(
-                f"{layer.where}: threshold={threshold}, negative_slope={slope} are not supported "
-                "(only threshold=0, negative_slope=0, optional max_value)"
-            )
-        act = ActivationSpec(ir.Clamp(0.0, config_number(layer, "max_value", None)))
-    else:
-        act = layer_activation(layer, config_value(layer, "activation"))
+    act = layer_activation(layer, config_value(layer, "activation"))
     if act.softmax:
         return LayerOut([], shape, softmax=True)
+    return LayerOut(activation_nodes(layer, shape, act, layer.name), shape)
+
+
+def activation_nodes(
+    layer: KerasLayer, shape: Shape, act: ActivationSpec, name: str
+) -> list[ir.Node]:
+    """The node computing ``act`` on its own (none for the identity): a lookup table
+    (`rtlgen.ops.lut_activation`), a leaky ReLU (`rtlgen.ops.leaky_relu`) or a clamp with
+    the output quantizer (`ir.Activation`). A layer whose activation is ``separate`` is its
+    linear part followed by these nodes."""
+    if act.table is not None:
+        return [table_node(name, shape, act, layer.name)]
+    if act.negative_slope is not None:
+        return [spec_node(name, shape, act, layer.name)]
     if act.identity:
-        return LayerOut([], shape)
+        return []
     node = ir.Activation(
-        layer.name,
-        shape,
-        shape,
-        activation=act.clamp,
-        out_quantizer=act.quantizer,
-        source=layer.name,
+        name, shape, shape, activation=act.clamp, out_quantizer=act.quantizer, source=layer.name
     )
-    return LayerOut([node], shape)
+    return [node]
 
 
 def activation_reference(node: ir.Activation, x: np.ndarray, in_type: FixedType) -> np.ndarray:
@@ -71,7 +73,7 @@ def plan_activation(node: ir.Activation, ctx: PlanContext) -> LayerPlan:
 class ActivationOp(Op):
     name = "activation"
     node_types = (ir.Activation,)
-    keras_classes = ("Activation", "ReLU", "Softmax", "QActivation")
+    keras_classes = ("Activation", "Softmax", "QActivation")
     from_keras = staticmethod(read_keras_activation)
     reference = staticmethod(activation_reference)
     plan = staticmethod(plan_activation)

@@ -33,6 +33,7 @@ from rtlgen.frontend.keras_config import (
     window_geometry,
 )
 from rtlgen.frontend.limits import element_count
+from rtlgen.ops.activation import activation_nodes
 from rtlgen.ops.matvec import plan_matvec
 from rtlgen.ops.registry import Op, Shape, register_op
 from rtlgen.passes import lower_matvec
@@ -104,7 +105,9 @@ def read_keras_conv(layer: KerasLayer, shape: Shape, source: WeightSource) -> La
         out_quantizer=act.quantizer,
         source=layer.name,
     )
-    return LayerOut([node], out_shape, act.softmax)
+    act_name = f"{layer.name}_activation"
+    post = activation_nodes(layer, out_shape, act, act_name) if act.separate else []
+    return LayerOut([node, *post], out_shape, act.softmax)
 
 
 def conv_reference(node: ir.Conv, x: np.ndarray, in_type: FixedType) -> np.ndarray:

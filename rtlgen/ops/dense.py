@@ -24,6 +24,7 @@ from rtlgen.frontend.keras_config import (
     layer_quantizer,
     layer_weights,
 )
+from rtlgen.ops.activation import activation_nodes
 from rtlgen.ops.matvec import plan_matvec
 from rtlgen.ops.registry import Op, Shape, register_op
 from rtlgen.passes import lower_matvec
@@ -73,7 +74,9 @@ def read_keras_dense(layer: KerasLayer, shape: Shape, source: WeightSource) -> L
             stride=(1, 1),
             **common,
         )
-    return LayerOut([node], out_shape, act.softmax)
+    act_name = f"{layer.name}_activation"
+    post = activation_nodes(layer, out_shape, act, act_name) if act.separate else []
+    return LayerOut([node, *post], out_shape, act.softmax)
 
 
 def dense_reference(node: ir.Dense, x: np.ndarray, in_type: FixedType) -> np.ndarray:

@@ -27,6 +27,7 @@ from rtlgen.frontend.keras_config import (
     parse_layer_quantizer,
     window_geometry,
 )
+from rtlgen.ops.activation import activation_nodes
 from rtlgen.ops.conv import padded_walk_cycles
 from rtlgen.ops.registry import Op, Shape, register_op
 from rtlgen.passes import LowerContext
@@ -84,17 +85,7 @@ def read_keras_pool(layer: KerasLayer, shape: Shape, source: WeightSource) -> La
             raise UnsupportedError(
                 f"{layer.where}: activation='softmax' on a pooling layer is not supported"
             )
-        if not act.identity:
-            nodes.append(
-                ir.Activation(
-                    f"{layer.name}_activation",
-                    out_shape,
-                    out_shape,
-                    activation=act.clamp,
-                    out_quantizer=act.quantizer,
-                    source=layer.name,
-                )
-            )
+        nodes.extend(activation_nodes(layer, out_shape, act, f"{layer.name}_activation"))
     return LayerOut(nodes, out_shape)
 
 

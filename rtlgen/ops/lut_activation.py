@@ -1,0 +1,389 @@
+"""LUT activation: an elementwise non-linear activation computed by a lookup table
+(`rtlgen.quant.activations.lookup_table`): Keras ``sigmoid``, ``tanh``, ``hard_sigmoid``,
+``softsign``, ``elu`` (as ``Activation('...')`` layers, as ``activation='...'`` of a
+Dense/Conv/QDense/QConv, which then becomes the linear layer followed by this node, and the
+``ELU`` layer) and the QKeras quantizers ``quantized_sigmoid``, ``quantized_tanh`` and
+``quantized_relu(use_sigmoid=1)`` (as ``QActivation`` or an ``activation=`` string).
+
+Precision (`lower_table`). A table has one entry per input code, so its input has at most
+`MAX_TABLE_INPUT_BITS` bits. A wider input is first requantized (rounding with the
+layer's rounding, saturating) into the *table type*: these functions are monotone and
+constant, after rounding into the output type, beyond some ``|x|`` (sigmoid/tanh near 8
+for 10 output fraction bits, hard sigmoid at 2.5): the table type gets the fewest integer
+bits whose ends already give those saturated outputs (so saturating the input there is
+exact) and the rest of `TABLE_INPUT_BITS` as fraction. QKeras kinds must stay bit-exact, so
+their table type keeps every fractional bit of the input and only drops integer bits that
+cannot change the output; when that needs more than `MAX_TABLE_INPUT_BITS` bits the layer
+is refused (quantize the activation's input). Float tables round into ``result_frac``
+fractional bits (`PrecisionConfig`) with the integer bits their values need, unless the
+layer has an explicit result type; QKeras tables into `table_out_type` (exact).
+
+``max_error`` (shown by ``rtlgen inspect``): a bound on ``|output - f(x)|`` over every input
+``x`` of the node's input type, ``f`` the exact float function (for QKeras kinds: the
+unquantized function QKeras quantizes): the table's own largest error (`table_error`) plus,
+where the input is requantized, the function's largest slope times the input rounding.
+
+Hardware: [`Requantize` into the table type ->] `LookupTable` (one ROM or case statement
+per element of a beat). II = 1, latency 1 + 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from rtlgen import ir
+from rtlgen.frontend.keras_config import (
+    ActivationSpec,
+    KerasLayer,
+    LayerOut,
+    WeightSource,
+    config_number,
+)
+from rtlgen.layers.lookup import LookupTable
+from rtlgen.layers.requantize import Requantize
+from rtlgen.ops.registry import Op, Shape, register_op
+from rtlgen.passes import LowerContext
+from rtlgen.plan import LayerPlan, PlanContext, StreamFormat
+from rtlgen.quant.activations import (
+    MAX_TABLE_INPUT_BITS,
+    ActivationKind,
+    activation_params,
+    apply_table,
+    check_table_input,
+    lookup_table,
+    table_error,
+    table_out_type,
+)
+from rtlgen.quant.errors import RtlgenError, UnsupportedError
+from rtlgen.quant.fixed import FixedType, Overflow, Rounding, requantize
+
+#: Default width of a table's input when a wider input is requantized (4 K entries a lane).
+TABLE_INPUT_BITS = 12
+
+#: Integer bits of the wide type the saturation search rounds into (no output saturates).
+_SEARCH_WIDTH = 48
+
+
+class InternalSigmoid(Enum):
+    """QKeras's module-wide ``set_internal_sigmoid`` mode (not saved in model files: the
+    default "hard" unless the user says otherwise)."""
+
+    HARD = "hard"
+    SMOOTH = "smooth"
+    REAL = "real"
+
+
+@dataclass(frozen=True, eq=False)
+class TableActivation(ir.Node):
+    """``y = table[requantize(x, table_type)]``: an elementwise activation by lookup table.
+
+    ``kind`` and its options (only those of the kind matter, see `params`): ELU's ``alpha``,
+    hard sigmoid's ``slope``/``offset``, and the QKeras quantizer's ``bits``, ``integer``,
+    ``symmetric``, ``use_real`` (use_real_sigmoid / use_real_tanh), ``use_sigmoid``,
+    ``negative_slope``, ``internal_sigmoid``. Lowered: ``table_type`` (the table's input
+    type; the input itself when they are equal), ``rounding``/``overflow`` (the input
+    requantize rounds with ``rounding`` and always saturates; float tables round their
+    values into ``out_type`` with both), ``max_error`` (see the module doc).
+    """
+
+    kind: ActivationKind = field(kw_only=True)
+    alpha: float = field(default=1.0, kw_only=True)
+    slope: float = field(default=0.2, kw_only=True)
+    offset: float = field(default=0.5, kw_only=True)
+    bits: int = field(default=8, kw_only=True)
+    integer: int = field(default=0, kw_only=True)
+    symmetric: bool = field(default=False, kw_only=True)
+    use_real: bool = field(default=False, kw_only=True)
+    use_sigmoid: bool = field(default=False, kw_only=True)
+    negative_slope: float = field(default=0.0, kw_only=True)
+    internal_sigmoid: InternalSigmoid = field(default=InternalSigmoid.HARD, kw_only=True)
+    table_type: FixedType | None = field(default=None, kw_only=True)
+    rounding: Rounding = field(default=Rounding.CONVERGENT, kw_only=True)
+    overflow: Overflow = field(default=Overflow.SATURATE, kw_only=True)
+    max_error: float = field(default=0.0, kw_only=True)
+
+    op = "lut_activation"
+
+    def params(self) -> dict[str, Any]:
+        """The kind's options as `activation_params` takes them (checked there)."""
+        kind = self.kind
+        qkeras: dict[str, Any] = {"internal_sigmoid": self.internal_sigmoid.value}
+        if kind is ActivationKind.ELU:
+            p: dict[str, Any] = {"alpha": self.alpha}
+        elif kind is ActivationKind.HARD_SIGMOID:
+            # the stored floats stand for simple fractions (Keras 2: 1/5, Keras 3: 1/6)
+            p = {
+                "slope": Fraction(self.slope).limit_denominator(1 << 16),
+                "offset": Fraction(self.offset).limit_denominator(1 << 16),
+            }
+        elif kind is ActivationKind.QUANTIZED_SIGMOID:
+            p = {"bits": self.bits, "symmetric": self.symmetric}
+            p.update(use_real_sigmoid=self.use_real, **qkeras)
+        elif kind is ActivationKind.QUANTIZED_TANH:
+            p = {"bits": self.bits, "symmetric": self.symmetric}
+            p.update(use_real_tanh=self.use_real, **qkeras)
+        elif kind is ActivationKind.QUANTIZED_RELU:
+            p = {"bits": self.bits, "integer": self.integer, "use_sigmoid": int(self.use_sigmoid)}
+            p.update(negative_slope=self.negative_slope, **qkeras)
+        else:
+            p = {}
+        return activation_params(kind, p)
+
+    def describe(self) -> str:
+        """What ``rtlgen inspect`` shows in its activation column."""
+        text = self.kind.value
+        if self.table_type is not None:
+            text += f" (table of {self.table_type}, max error {self.max_error:.2g})"
+        return text
+
+
+# ---------------------------------------------------------------------------------------
+# front-end
+# ---------------------------------------------------------------------------------------
+_OPTION_FIELDS = {
+    "alpha": "alpha",
+    "slope": "slope",
+    "offset": "offset",
+    "bits": "bits",
+    "integer": "integer",
+    "symmetric": "symmetric",
+    "use_real_sigmoid": "use_real",
+    "use_real_tanh": "use_real",
+    "use_sigmoid": "use_sigmoid",
+    "negative_slope": "negative_slope",
+}
+
+
+def table_node(name: str, shape: Shape, act: ActivationSpec, source: str) -> TableActivation:
+    """The node of an `ActivationSpec` whose ``table`` is set (the options were checked
+    when the spec was read; options that cannot change the output are dropped)."""
+    assert act.table is not None
+    options: dict[str, Any] = {}
+    for key, value in act.table_options:
+        if key in _OPTION_FIELDS and value is not None:
+            target = _OPTION_FIELDS[key]
+            options[target] = float(value) if target in ("alpha", "slope", "offset") else value
+    if "negative_slope" in options:
+        options["negative_slope"] = float(options["negative_slope"])
+    for flag in ("symmetric", "use_real", "use_sigmoid"):
+        if flag in options:
+            options[flag] = bool(options[flag])
+    node = TableActivation(name, shape, shape, kind=act.table, source=source, **options)
+    node.params()
+    return node
+
+
+def read_keras_elu(layer: KerasLayer, shape: Shape, source: WeightSource) -> LayerOut:
+    alpha = config_number(layer, "alpha", 1.0)
+    assert alpha is not None
+    if alpha < 0:
+        raise UnsupportedError(f"{layer.where}: alpha={alpha} (supported: alpha >= 0)")
+    spec = ActivationSpec(table=ActivationKind.ELU, table_options=(("alpha", alpha),))
+    return LayerOut([table_node(layer.name, shape, spec, layer.name)], shape)
+
+
+# ---------------------------------------------------------------------------------------
+# precision
+# ---------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=64)
+def _cached_table(
+    kind: ActivationKind,
+    table_type: FixedType,
+    out_type: FixedType,
+    params: tuple[tuple[str, Any], ...],
+    rounding: Rounding,
+    overflow: Overflow,
+) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        table = lookup_table(kind, table_type, out_type, dict(params), rounding, overflow)
+    table.setflags(write=False)
+    return table
+
+
+def node_table(node: TableActivation) -> np.ndarray:
+    """The lowered node's table (entry k: input mantissa ``table_type.min_int + k``)."""
+    assert node.table_type is not None and node.out_type is not None
+    params = tuple(sorted(node.params().items()))
+    return _cached_table(
+        node.kind, node.table_type, node.out_type, params, node.rounding, node.overflow
+    )
+
+
+def _values(
+    kind: ActivationKind, t: FixedType, p: dict[str, Any], wide: FixedType, rounding: Rounding
+) -> np.ndarray:
+    """The table's output values over ``t``: QKeras kinds exactly, float kinds rounded into
+    ``wide`` (whose range no value reaches)."""
+    with np.errstate(over="ignore"):
+        if kind.is_qkeras:
+            out = table_out_type(kind, t, p)
+            return out.to_float(lookup_table(kind, t, out, p))
+        return wide.to_float(lookup_table(kind, t, wide, p, rounding, Overflow.SATURATE))
+
+
+def table_type_for(
+    kind: ActivationKind,
+    in_type: FixedType,
+    out_frac: int,
+    p: dict[str, Any],
+    rounding: Rounding,
+    budget: int = TABLE_INPUT_BITS,
+) -> FixedType:
+    """The table's input type for an input wider than `MAX_TABLE_INPUT_BITS`: the fewest
+    integer bits whose two ends already give the outputs of the inputs beyond them (the
+    functions are monotone, so every input beyond gives them too), the rest of ``budget``
+    bits as fraction (QKeras kinds: every fractional bit of the input)."""
+    exact = kind.is_qkeras
+    wide = FixedType(_SEARCH_WIDTH, out_frac, True)
+    in_int = in_type.width - in_type.frac
+    # codes -2, -1, 0, 1 of this type lie beyond both ends of the input's range
+    far = _values(kind, FixedType(2, -(in_int + 1), True), p, wide, rounding)
+    least = 2 if in_type.signed else 1
+
+    def candidate(int_bits: int) -> FixedType:
+        frac = in_type.frac if exact else min(in_type.frac, budget - int_bits)
+        return FixedType(max(int_bits + frac, least), frac, in_type.signed)
+
+    def enough(t: FixedType) -> bool:
+        covers_hi = t.max_value >= in_type.max_value
+        covers_lo = t.min_value <= in_type.min_value
+        if (covers_hi and covers_lo) or (exact and t.width > MAX_TABLE_INPUT_BITS):
+            return True  # the whole input range (or too wide anyway: refused by the caller)
+        ends = _values(kind, t, p, wide, rounding)[[0, -1]]
+        return bool((covers_lo or ends[0] == far[0]) and (covers_hi or ends[1] == far[-1]))
+
+    # `enough` is monotone in the integer bits (the ends move outwards): bisect
+    lo = 1 if in_type.signed else 0
+    hi = max(lo, in_int)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if enough(candidate(mid)):
+            hi = mid
+        else:
+            lo = mid + 1
+    return candidate(hi)
+
+
+_SLOPES = {
+    ActivationKind.SIGMOID: 0.25,
+    ActivationKind.TANH: 1.0,
+    ActivationKind.SOFTSIGN: 1.0,
+}
+
+
+def _largest_slope(kind: ActivationKind, p: dict[str, Any]) -> float:
+    if kind is ActivationKind.ELU:
+        return max(1.0, float(p["alpha"]))
+    if kind is ActivationKind.HARD_SIGMOID:
+        return float(p["slope"])
+    return _SLOPES[kind]
+
+
+def lower_table(node: TableActivation, ctx: LowerContext) -> TableActivation:
+    """Choose the table type and the output type (module doc) and bound the error."""
+    where = f"layer '{node.source or node.name}'"
+    in_type, config = ctx.in_type, ctx.config
+    try:
+        p = node.params()
+    except RtlgenError as exc:
+        raise type(exc)(f"{where}: {exc}") from None
+    rounding = config.rounding
+    kind = node.kind
+    explicit = None if kind.is_qkeras else ctx.explicit.result
+    out_frac = explicit.frac if explicit is not None else config.result_frac
+    if in_type.width <= MAX_TABLE_INPUT_BITS:
+        table_type = in_type
+    else:
+        table_type = table_type_for(kind, in_type, out_frac, p, rounding)
+        if table_type.width > MAX_TABLE_INPUT_BITS:
+            raise UnsupportedError(
+                f"{where}: {kind.value} of a {in_type} input needs a table of {table_type} to "
+                f"stay bit-exact (supported: up to {MAX_TABLE_INPUT_BITS} input bits); quantize "
+                "the activation's input (e.g. a quantized_bits output on the layer before it)"
+            )
+    if kind.is_qkeras:
+        out_type = table_out_type(kind, table_type, p)
+    elif explicit is not None:
+        out_type = explicit
+    else:
+        wide = FixedType(_SEARCH_WIDTH, out_frac, True)
+        with np.errstate(over="ignore"):
+            values = lookup_table(kind, table_type, wide, p, rounding, Overflow.SATURATE)
+        out_type = FixedType.covering(int(values.min()), int(values.max()), out_frac)
+    with np.errstate(over="ignore"):
+        error = table_error(kind, table_type, out_type, p, rounding, config.overflow)
+    if table_type != in_type:
+        dropped = in_type.frac - table_type.frac
+        if dropped > 0:
+            step = table_type.step if rounding is Rounding.TRUNCATE else table_type.step / 2
+            error += _largest_slope(kind, p) * step
+    return node.replace(
+        table_type=table_type,
+        out_type=out_type,
+        rounding=rounding,
+        overflow=config.overflow,
+        max_error=float(error),
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# reference, hardware, checks
+# ---------------------------------------------------------------------------------------
+def table_input(node: TableActivation, x: np.ndarray, in_type: FixedType) -> np.ndarray:
+    """The input mantissas requantized into the table type (saturating)."""
+    assert node.table_type is not None
+    if node.table_type == in_type:
+        return x
+    return requantize(x, in_type.frac, node.table_type, node.rounding, Overflow.SATURATE)
+
+
+def table_reference(node: TableActivation, x: np.ndarray, in_type: FixedType) -> np.ndarray:
+    assert node.table_type is not None
+    return apply_table(node_table(node), table_input(node, x, in_type), node.table_type)
+
+
+def plan_table(node: TableActivation, ctx: PlanContext) -> LayerPlan:
+    assert node.table_type is not None and node.out_type is not None
+    lanes = StreamFormat.of(node.in_shape, ctx.in_type).elements
+    stages: list[Any] = []
+    if node.table_type != ctx.in_type:
+        stages.append(Requantize(lanes, ctx.in_type, node.table_type, None, None, node.rounding))
+    stages.append(LookupTable(node_table(node), node.table_type, node.out_type, lanes))
+    entries = 1 << node.table_type.width
+    note = f"{lanes} table(s) of {entries} x {node.out_type.width} bits ({node.kind.value})"
+    return LayerPlan(node, tuple(stages), out_spacing=ctx.spacing, notes=(note,))
+
+
+def validate_table(node: TableActivation, in_type: FixedType | None) -> None:
+    if node.in_shape != node.out_shape:
+        raise RtlgenError(f"in_shape {node.in_shape} and out_shape {node.out_shape} differ")
+    if node.table_type is None or node.out_type is None:
+        raise RtlgenError("the table type and the output type must be set")
+    check_table_input(node.table_type, node.kind.value)
+    if not math.isfinite(node.max_error) or node.max_error < 0:
+        raise RtlgenError(f"max_error {node.max_error} is not a non-negative number")
+    if in_type is not None and abs(in_type.frac - node.table_type.frac) > 62:
+        raise RtlgenError(f"table type {node.table_type} is too far from the input {in_type}")
+    if in_type is not None and in_type.width <= MAX_TABLE_INPUT_BITS and in_type != node.table_type:
+        raise RtlgenError(f"table type {node.table_type} differs from the narrow input {in_type}")
+    node.params()
+    node_table(node)  # QKeras kinds: refuses an output type that does not hold them exactly
+
+
+@register_op
+class TableActivationOp(Op):
+    name = "lut_activation"
+    node_types = (TableActivation,)
+    keras_classes = ("ELU",)
+    from_keras = staticmethod(read_keras_elu)
+    lower = staticmethod(lower_table)
+    reference = staticmethod(table_reference)
+    plan = staticmethod(plan_table)
+    validate = staticmethod(validate_table)

@@ -1,0 +1,372 @@
+# amaranth: UnusedElaboratable=no
+"""Lookup-table activations as an op (rtlgen.ops.lut_activation): Keras sigmoid / tanh /
+hard_sigmoid / softsign / elu as Activation layers, as activation= of a layer and the ELU
+layer, QKeras quantized_sigmoid / quantized_tanh / quantized_relu(use_sigmoid=1); the table
+type chosen for wide inputs and its error bound; refusals; a mixed MLP in Amaranth's
+simulator and Verilator; saved graphs.
+
+Float models: the bound ``max_error`` (what ``rtlgen inspect`` shows) is checked against
+the float function of each table node's own input; a whole model against Keras within a
+tolerance explained at the test. QKeras models: bit-exact against QKeras's predict.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from rtlgen import ir
+from rtlgen.frontend.keras_config import layer_activation
+from rtlgen.ops.leaky_relu import LeakyRelu, leaky_node
+from rtlgen.ops.lut_activation import TABLE_INPUT_BITS, TableActivation, node_table
+from rtlgen.passes import PrecisionConfig, lower
+from rtlgen.quant.activations import MAX_TABLE_INPUT_BITS, ActivationKind
+from rtlgen.quant.errors import RtlgenError, UnsupportedError
+from rtlgen.quant.fixed import FixedType
+from rtlgen.quant.quantizers import QuantizedBits
+from rtlgen.quant.reference import predict, run_int, run_node
+from rtlgen.report import summarize
+from rtlgen.serialize import load_graph
+from tests.models import exact_inputs, layer_entry
+
+from ..nets import random_inputs
+from .network_checks import bit_exact_in_simulator, bit_exact_in_verilator, timing_matches_model
+from .spatial_nets import read_handmade, round_trips, tamper
+
+K = ActivationKind
+
+FLOAT_FUNCTIONS = {
+    K.SIGMOID: lambda x: 1 / (1 + np.exp(-x)),
+    K.TANH: np.tanh,
+    K.HARD_SIGMOID: lambda x: np.clip(0.2 * x + 0.5, 0, 1),
+    K.SOFTSIGN: lambda x: x / (1 + np.abs(x)),
+    K.ELU: lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0))),
+}
+
+
+def dense_entry(name, units, activation="linear"):
+    return layer_entry(
+        "Dense", {"name": name, "units": units, "activation": activation, "use_bias": True}
+    )
+
+
+def dense_weights(rng, n_in, n_out, scale=1.0):
+    return {
+        "kernel": rng.normal(size=(n_in, n_out)).astype(np.float32) * scale,
+        "bias": rng.normal(size=n_out).astype(np.float32) * 0.3,
+    }
+
+
+def node_inputs(graph: ir.ModelGraph, x_int: np.ndarray) -> dict[str, tuple[np.ndarray, FixedType]]:
+    """Each node's input mantissas and type when the graph runs on ``x_int``."""
+    seen, y = {}, x_int
+    for index, node in enumerate(graph.nodes[1:], start=1):
+        seen[node.name] = (y, graph.in_type(index))
+        y = run_node(node, y, graph.in_type(index))
+    return seen
+
+
+def assert_within_max_error(graph: ir.ModelGraph, x_int: np.ndarray) -> int:
+    """Every table node's output is within its ``max_error`` of the float function of its
+    own input; returns how many nodes were checked."""
+    inputs, checked = node_inputs(graph, x_int), 0
+    for node in graph.nodes:
+        if isinstance(node, TableActivation) and not node.kind.is_qkeras:
+            x, in_type = inputs[node.name]
+            got = node.out_type.to_float(run_node(node, x, in_type))
+            f = FLOAT_FUNCTIONS[node.kind]
+            want = f(in_type.to_float(x)) if node.kind is not K.ELU else None
+            if node.kind is K.ELU:
+                v = in_type.to_float(x)
+                want = np.where(v > 0, v, node.alpha * np.expm1(np.minimum(v, 0)))
+            assert np.max(np.abs(got - want)) <= node.max_error + 1e-12, node.name
+            checked += 1
+    return checked
+
+
+# ---------------------------------------------------------------------------------------
+# front-end: hand-written configs
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["sigmoid", "tanh", "hard_sigmoid", "softsign", "elu"])
+def test_activation_layer_reads_as_a_table_within_its_error(tmp_path, name):
+    graph = read_handmade(
+        tmp_path, [layer_entry("Activation", {"name": "act", "activation": name})], (6,)
+    )
+    (node,) = graph.nodes[1:]
+    assert isinstance(node, TableActivation) and node.kind is K(name)
+    assert node.table_type == FixedType(16, 10) or node.table_type.width <= TABLE_INPUT_BITS
+    x = graph.input.out_type.quantize(np.linspace(-9, 9, 6 * 40).reshape(40, 6))
+    assert assert_within_max_error(graph, x) == 1
+
+
+def test_layer_activation_becomes_the_linear_layer_and_a_table(tmp_path):
+    rng = np.random.default_rng(0)
+    layers = [dense_entry("d0", 5, "sigmoid"), dense_entry("d1", 3, {"class_name": "tanh"})]
+    weights = {"d0": dense_weights(rng, 4, 5), "d1": dense_weights(rng, 5, 3)}
+    graph = read_handmade(tmp_path, layers, (4,), weights)
+    assert [type(n).__name__ for n in graph.nodes] == [
+        "Input", "Dense", "TableActivation", "Dense", "TableActivation",
+    ]  # fmt: skip
+    dense, sig = graph.nodes[1], graph.nodes[2]
+    assert dense.activation.is_linear and dense.out_quantizer is None
+    assert sig.name == "d0_activation" and sig.source == "d0"
+    # the dense result is wider than a table takes: requantized into 12 bits that cover
+    # the input range where sigmoid has not yet saturated (|x| < 8 for 10 fraction bits)
+    assert dense.out_type.width > MAX_TABLE_INPUT_BITS
+    assert sig.table_type == FixedType(12, 8) and sig.table_type.max_value < 8
+    assert sig.out_type.to_float(node_table(sig)[-1]) == 1.0  # sigmoid(7.99) rounds to 1
+    x = random_inputs(graph, 64, 3)
+    assert assert_within_max_error(graph, x) == 2
+
+
+def test_keras3_hard_sigmoid_has_slope_one_sixth():
+    from rtlgen.frontend.keras_config import KerasLayer
+
+    policy = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"}}
+    keras3 = KerasLayer("Activation", "a", {"name": "a", "dtype": policy})
+    keras2 = KerasLayer("Activation", "a", {"name": "a", "dtype": "float32"})
+    nodes = []
+    from rtlgen.ops.lut_activation import table_node
+
+    for layer in (keras2, keras3):
+        act = layer_activation(layer, "hard_sigmoid")
+        nodes.append(table_node("a", (2,), act, "a"))
+    assert nodes[0].params()["slope"] == Fraction(1, 5)
+    assert nodes[1].params()["slope"] == Fraction(1, 6)
+
+
+def test_elu_layer_reads_alpha(tmp_path):
+    graph = read_handmade(tmp_path, [layer_entry("ELU", {"name": "elu", "alpha": 0.5})], (3,))
+    (node,) = graph.nodes[1:]
+    assert node.kind is K.ELU and node.alpha == 0.5
+    x = random_inputs(graph, 64)
+    assert assert_within_max_error(graph, x) == 1
+
+
+def test_unsupported_activations_are_refused_naming_the_layer(tmp_path):
+    with pytest.raises(
+        UnsupportedError, match=r"layer 'act' \(Activation\) activation: 'selu'.*sigmoid"
+    ):
+        read_handmade(
+            tmp_path, [layer_entry("Activation", {"name": "act", "activation": "selu"})], (3,)
+        )
+    with pytest.raises(UnsupportedError, match=r"layer 'elu' \(ELU\): alpha=-1.0"):
+        read_handmade(tmp_path, [layer_entry("ELU", {"name": "elu", "alpha": -1.0})], (3,))
+    entry = layer_entry(
+        "QActivation",
+        {"name": "q", "activation": "quantized_tanh(4, use_stochastic_rounding=True)"},
+    )
+    with pytest.raises(
+        UnsupportedError, match=r"layer 'q' \(QActivation\).*use_stochastic_rounding"
+    ):
+        read_handmade(tmp_path, [entry], (3,))
+
+
+def test_qkeras_table_of_an_input_too_wide_to_stay_exact_is_refused():
+    # 20 fractional bits: a bit-exact table keeps them all, more than 14 input bits
+    nodes = [
+        ir.Input("in", (3,), (3,)),
+        TableActivation("qt", (3,), (3,), kind=K.QUANTIZED_TANH, bits=4),
+    ]
+    with pytest.raises(
+        UnsupportedError, match=r"layer 'qt': quantized_tanh of a .* input needs a table"
+    ):
+        lower(ir.ModelGraph("m", tuple(nodes)), PrecisionConfig(input=FixedType(24, 20)))
+    # the same fraction with few integer bits: only saturated integer bits are dropped
+    graph = lower(ir.ModelGraph("m", tuple(nodes)), PrecisionConfig(input=FixedType(20, 10)))
+    # [-1, 1): quantized_tanh(4) reaches its ends (-1 and 7/8) from x = -1 and 0.8125 on
+    assert graph.nodes[1].table_type == FixedType(11, 10)
+
+
+def test_explicit_result_type_wins_for_float_tables():
+    from rtlgen.passes import LayerPrecision
+
+    nodes = [ir.Input("in", (2,), (2,)), TableActivation("s", (2,), (2,), kind=K.SIGMOID)]
+    config = PrecisionConfig(
+        input=FixedType(10, 6), layers=(("s", LayerPrecision(result=FixedType(6, 5, False))),)
+    )
+    node = lower(ir.ModelGraph("m", tuple(nodes)), config).nodes[1]
+    assert node.out_type == FixedType(6, 5, False) and node.table_type == FixedType(10, 6)
+    default = lower(ir.ModelGraph("m", tuple(nodes)), PrecisionConfig(input=FixedType(10, 6)))
+    assert default.nodes[1].out_type == FixedType(11, 10, False)  # [0, 1] at result_frac 10
+
+
+def test_inspect_shows_the_table_error():
+    nodes = [ir.Input("in", (2,), (2,)), TableActivation("s", (2,), (2,), kind=K.TANH)]
+    graph = lower(ir.ModelGraph("m", tuple(nodes)), PrecisionConfig(input=FixedType(20, 12)))
+    row = summarize(graph)[1]
+    assert row.op == "lut_activation"
+    assert f"max error {graph.nodes[1].max_error:.2g}" in row.activation
+    assert "tanh (table of fixed<12," in row.activation
+
+
+# ---------------------------------------------------------------------------------------
+# real models
+# ---------------------------------------------------------------------------------------
+def test_keras_float_model_predicts_like_keras(tmp_path):
+    """Float Keras: weights become 16-bit, results 10 fraction bits, tables round to 10
+    bits over 12-bit inputs (error bound per node, ~1e-3); through three more Dense layers
+    of weights ~N(0, 0.5) the output error stays below 2e-2."""
+    tf = pytest.importorskip("tensorflow")
+    from rtlgen.frontend import read_model
+
+    tf.keras.utils.set_random_seed(0)
+    model = tf.keras.Sequential(
+        [
+            tf.keras.layers.InputLayer(input_shape=(4,)),
+            tf.keras.layers.Dense(6, activation="sigmoid"),
+            tf.keras.layers.Dense(5),
+            tf.keras.layers.Activation("tanh"),
+            tf.keras.layers.Dense(5, activation="softsign"),
+            tf.keras.layers.ELU(alpha=0.7),
+            tf.keras.layers.Dense(3, activation="hard_sigmoid"),
+        ],
+        name="float_tables",
+    )
+    path = tmp_path / "m.h5"
+    model.save(path)
+    graph = lower(read_model(path))
+    assert sum(isinstance(n, TableActivation) for n in graph.nodes) == 5
+    x = exact_inputs((4,), 64)
+    got, want = predict(graph, x), model.predict(x, verbose=0)
+    assert np.max(np.abs(got - want)) < 2e-2
+    assert assert_within_max_error(graph, random_inputs(graph, 64)) == 5
+
+
+def test_qkeras_model_is_bit_exact(tmp_path):
+    """quantized_tanh / quantized_sigmoid (QActivation and activation=) and
+    quantized_relu(use_sigmoid=1) after exact QDense accumulators: bit-exact."""
+    tf = pytest.importorskip("tensorflow")
+    qkeras = pytest.importorskip("qkeras")
+    from rtlgen.frontend import read_model
+
+    tf.keras.utils.set_random_seed(1)
+    q4 = "quantized_bits(4,0,alpha=1)"
+    model = tf.keras.Sequential(
+        [
+            tf.keras.layers.InputLayer(input_shape=(6,)),
+            qkeras.QDense(8, kernel_quantizer=q4, bias_quantizer=q4),
+            qkeras.QActivation("quantized_tanh(4)"),
+            qkeras.QDense(
+                6, kernel_quantizer=q4, bias_quantizer=q4, activation="quantized_sigmoid(5)"
+            ),
+            qkeras.QDense(5, kernel_quantizer=q4, bias_quantizer=q4),
+            qkeras.QActivation("quantized_relu(4,1,use_sigmoid=1)"),
+            qkeras.QDense(3, kernel_quantizer=q4, bias_quantizer=q4),
+            qkeras.QActivation("quantized_tanh(6, use_real_tanh=True, symmetric=True)"),
+        ],
+        name="qkeras_tables",
+    )
+    path = tmp_path / "q.h5"
+    model.save(path)
+    graph = lower(read_model(path), PrecisionConfig(input=FixedType(8, 4)))
+    tables = [n for n in graph.nodes if isinstance(n, TableActivation)]
+    assert [n.kind for n in tables] == [
+        K.QUANTIZED_TANH, K.QUANTIZED_SIGMOID, K.QUANTIZED_RELU, K.QUANTIZED_TANH,
+    ]  # fmt: skip
+    x = exact_inputs((6,), 256, seed=2)
+    np.testing.assert_array_equal(predict(graph, x), model.predict(x, verbose=0))
+
+
+# ---------------------------------------------------------------------------------------
+# hardware
+# ---------------------------------------------------------------------------------------
+def mixed_mlp(seed: int = 0) -> ir.ModelGraph:
+    """A float MLP mixing every new activation: Dense+sigmoid, LeakyReLU, PReLU, tanh, ELU,
+    softsign, hard_sigmoid (wide Dense results: the tables requantize their inputs)."""
+    rng = np.random.default_rng(seed)
+
+    def dense(name, n_in, n_out):
+        return ir.Dense(
+            name,
+            (n_in,),
+            (n_out,),
+            weights=ir.FloatTensor(rng.normal(size=(n_in, n_out))),
+            bias=ir.FloatTensor(rng.normal(size=n_out) * 0.3),
+        )
+
+    def table(name, n, kind, **options):
+        return TableActivation(name, (n,), (n,), kind=kind, **options)
+
+    nodes = [
+        ir.Input("in", (4,), (4,)),
+        dense("d0", 4, 5),
+        table("sigmoid", 5, K.SIGMOID),
+        dense("d1", 5, 4),
+        leaky_node("leaky", (4,), 0.3, "leaky"),
+        dense("d2", 4, 4),
+        leaky_node("prelu", (4,), np.array([0.25, -0.5, 0.1, 0.0]), "prelu"),
+        table("tanh", 4, K.TANH),
+        dense("d3", 4, 3),
+        table("elu", 3, K.ELU, alpha=0.7),
+        table("softsign", 3, K.SOFTSIGN),
+        table("hard_sigmoid", 3, K.HARD_SIGMOID),
+    ]
+    return lower(ir.ModelGraph("mixed", tuple(nodes)), PrecisionConfig(input=FixedType(8, 4)))
+
+
+def test_mixed_mlp_is_bit_exact_under_backpressure_with_predicted_timing():
+    graph = mixed_mlp()
+    assert any(isinstance(n, LeakyRelu) for n in graph.nodes)
+    bit_exact_in_simulator(graph, n=4, valid_prob=0.6, ready_prob=0.5, seed=2)
+    latency, ii = timing_matches_model(graph)
+    assert ii == 1
+
+
+def qkeras_style_mlp() -> ir.ModelGraph:
+    rng = np.random.default_rng(5)
+    q = QuantizedBits(4, 0, alpha=1)
+    w = ir.FloatTensor(rng.normal(size=(5, 6)), q)
+    nodes = [
+        ir.Input("in", (5,), (5,)),
+        ir.Dense("d", (5,), (6,), weights=w, bias=ir.FloatTensor(rng.normal(size=6) * 0.3, q)),
+        TableActivation("qs", (6,), (6,), kind=K.QUANTIZED_SIGMOID, bits=4),
+    ]
+    return lower(ir.ModelGraph("q", tuple(nodes)), PrecisionConfig(input=FixedType(8, 4)))
+
+
+def test_qkeras_table_network_in_the_simulator():
+    graph = qkeras_style_mlp()
+    table = graph.nodes[2]
+    assert table.table_type.frac == graph.nodes[1].out_type.frac  # no fraction bit dropped
+    bit_exact_in_simulator(graph, n=3, seed=4)
+
+
+@pytest.mark.slow
+def test_mixed_mlp_in_verilator(tmp_path, tmp_path_factory):
+    bit_exact_in_verilator(mixed_mlp(1), tmp_path, tmp_path_factory.mktemp("verilator_cache"))
+
+
+# ---------------------------------------------------------------------------------------
+# saved graphs
+# ---------------------------------------------------------------------------------------
+def test_saved_graph_round_trips_and_a_tampered_table_type_is_refused(tmp_path):
+    graph = mixed_mlp(2)
+    path = round_trips(graph, tmp_path)
+
+    def widen(desc):
+        desc["fields"]["table_type"] = [16, 10, True]
+
+    tamper(path, "TableActivation", widen)
+    with pytest.raises(RtlgenError, match=r"TableActivation.*16 input bits|up to 14 input bits"):
+        load_graph(path)
+
+
+def test_saved_qkeras_table_with_a_narrowed_output_is_refused(tmp_path):
+    path = round_trips(qkeras_style_mlp(), tmp_path)
+
+    def narrow(desc):
+        desc["out_type"] = [2, 1, False]
+
+    tamper(path, "TableActivation", narrow)
+    with pytest.raises(RtlgenError, match="not exactly representable"):
+        load_graph(path)
+
+
+def test_run_int_on_a_lowered_table_graph_uses_the_cached_table():
+    graph = mixed_mlp(3)
+    x = random_inputs(graph, 8)
+    np.testing.assert_array_equal(run_int(graph, x), run_int(graph, x))
+    assert isinstance(leaky_node("l", (2,), 0.5, "l"), LeakyRelu)
