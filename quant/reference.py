@@ -108,9 +108,26 @@ def run_int(
     batch_size: int = 256,
     progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
-    """Input mantissas (N, *input_shape) -> output mantissas (N, *output_shape), int64."""
+    """Input mantissas (N, *input_shape) -> mantissas of the (first) output (N,
+    *output_shape), int64. `run_int_outputs` gives every output of a multi-output graph."""
+    return run_int_outputs(graph, x_int, batch_size, progress)[graph.outputs[0]]
+
+
+def run_int_outputs(
+    graph: ir.ModelGraph,
+    x_int: np.ndarray,
+    batch_size: int = 256,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, np.ndarray]:
+    """Input mantissas (N, *input_shape) -> {output name: mantissas (N, *its shape)}, in
+    the order of ``graph.outputs``. Nodes run in graph (topological) order; a value is
+    dropped as soon as its last consumer has run."""
     if not graph.lowered:
         raise ValueError("run_int needs a lowered graph (rtlgen.passes.lower)")
+    if len(graph.input_nodes) != 1:
+        raise RtlgenError(
+            f"the graph has {len(graph.input_nodes)} inputs; the reference runs one-input graphs"
+        )
     x_int = np.asarray(x_int, dtype=np.int64)
     t_in = graph.input.out_type
     assert t_in is not None
@@ -120,25 +137,48 @@ def run_int(
         )
     if x_int.size and (x_int.min() < t_in.min_int or x_int.max() > t_in.max_int):
         raise RtlgenError(f"input mantissas out of range for the input type {t_in}")
-    outs = []
+    last_use = {name: index for index, node in enumerate(graph.nodes) for name in node.inputs}
+    for name in graph.outputs:
+        last_use[name] = len(graph.nodes)
+    outs: dict[str, list[np.ndarray]] = {name: [] for name in graph.outputs}
     for start in range(0, x_int.shape[0], batch_size):
-        y = x_int[start : start + batch_size]
+        values = {graph.input.name: x_int[start : start + batch_size]}
         for index, node in enumerate(graph.nodes[1:], start=1):
-            y = run_node(node, y, graph.in_type(index))
-        outs.append(y)
+            xs = tuple(values[name] for name in node.inputs)
+            types = graph.in_types(index)
+            values[node.name] = (
+                run_node(node, xs[0], types[0]) if len(xs) == 1 else (run_merge(node, xs, types))
+            )
+            for name in set(node.inputs):
+                if last_use.get(name) == index:
+                    del values[name]
+        for name in graph.outputs:
+            outs[name].append(values[name])
         if progress is not None:
             progress(min(batch_size, x_int.shape[0] - start))
-    if not outs:
-        return np.zeros((0, *graph.output_shape), dtype=np.int64)
-    return np.concatenate(outs)
+    return {
+        name: np.concatenate(parts)
+        if parts
+        else np.zeros((0, *graph.node(name).out_shape), np.int64)
+        for name, parts in outs.items()
+    }
 
 
 def run_node(node: ir.Node, x: np.ndarray, in_type: FixedType) -> np.ndarray:
-    """One lowered node on a batch of mantissas: the reference kernel of its op
+    """One lowered one-input node on a batch of mantissas: the reference kernel of its op
     (`rtlgen.ops`), built on the primitives below."""
     from rtlgen.ops.registry import op_for
 
     return op_for(node).reference(node, x, in_type)
+
+
+def run_merge(
+    node: ir.Node, xs: tuple[np.ndarray, ...], in_types: tuple[FixedType, ...]
+) -> np.ndarray:
+    """One lowered node of several inputs (a merge) on batches of mantissas."""
+    from rtlgen.ops.registry import op_for
+
+    return op_for(node).reference(node, xs, in_types)
 
 
 # ---------------------------------------------------------------------------------------
@@ -180,5 +220,3 @@ def windows(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int]) -> 
 
 def as_image(x: np.ndarray) -> np.ndarray:
     return x[:, None] if x.ndim == 3 else x  # (N, L, C) -> (N, 1, L, C)
-
-

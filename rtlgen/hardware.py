@@ -17,7 +17,8 @@ from amaranth.lib.wiring import In, Out
 from rtlgen import ir
 from rtlgen.layers.argmax import ArgMax
 from rtlgen.layers.common import shape_of
-from rtlgen.layers.stream_util import SkidBuffer
+from rtlgen.layers.merge import Fork
+from rtlgen.layers.stream_util import SkidBuffer, StreamFifo
 from rtlgen.manifest import RESERVED_TOP_NAMES, VERILOG_KEYWORDS, check_top_name
 
 # The planning types live in `rtlgen.plan`; they are re-exported here for callers of 0.1.
@@ -122,11 +123,12 @@ class NetworkTop(wiring.Component):
 
     def has_skid_buffer(self, plan: LayerPlan) -> bool:
         """Whether a `SkidBuffer` (latency 1) follows ``plan``'s stages in this top."""
-        return self.options.skid_buffers and bool(plan.stages) and plan.skid_buffer
+        return self.plan.has_skid_buffer(plan)
 
     def elaborate(self, platform):
         m = Module()
         fmt_in, fmt_out = self.input_format, self.output_format
+        graph = self.graph
 
         # AXI4-Stream slave -> first stream (tlast is accepted and ignored: beats are counted)
         first = stream.Signature(fmt_in.layout).create()
@@ -135,18 +137,54 @@ class NetworkTop(wiring.Component):
             first.valid.eq(self.s_axis_tvalid),
             self.s_axis_tready.eq(first.ready),
         ]
-        current = first
-        for index, plan in enumerate(self.plans):
-            name = sanitize_identifier(plan.node.name, "layer")
+        # results[name]: the stream leaving a node; a result several nodes take goes
+        # through a Fork, one output per taking input, handed out in graph order
+        results = {graph.input.name: first}
+        fork_outputs: dict[str, list] = {}
+        fifos = {(f.consumer, f.input_index): f for f in self.plan.fifos}
+
+        def take(producer: str, consumer: str, k: int, index: int):
+            users = graph.consumers(producer)
+            if len(users) == 1:
+                source = results[producer]
+            else:
+                if producer not in fork_outputs:
+                    fork = Fork(results[producer].payload.shape(), len(users))
+                    m.submodules[f"fork_{sanitize_identifier(producer, 'node')}"] = fork
+                    wiring.connect(m, results[producer], fork.i)
+                    fork_outputs[producer] = [getattr(fork, f"o{j}") for j in range(len(users))]
+                source = fork_outputs[producer].pop(0)
+            fifo_plan = fifos.get((consumer, k))
+            if fifo_plan is None:
+                return source
+            fifo = StreamFifo(source.payload.shape(), fifo_plan.depth)
+            m.submodules[f"l{index}_{sanitize_identifier(consumer, 'layer')}_fifo{k}"] = fifo
+            wiring.connect(m, source, fifo.i)
+            return fifo.o
+
+        for index, plan in enumerate(self.plans, start=1):
+            node = plan.node
+            name = sanitize_identifier(node.name, "layer")
+            inputs = [take(p, node.name, k, index) for k, p in enumerate(node.inputs)]
+            if not plan.stages:
+                results[node.name] = inputs[0]
+                continue
+            current = inputs[0]
             for k, stage in enumerate(plan.stages):
-                m.submodules[f"l{index}_{name}_{k}"] = stage
-                wiring.connect(m, current, stage.i)
+                m.submodules[f"l{index - 1}_{name}_{k}"] = stage
+                if k == 0 and len(inputs) > 1:
+                    for j, source in enumerate(inputs):
+                        wiring.connect(m, source, getattr(stage, f"i{j}"))
+                else:
+                    wiring.connect(m, current, stage.i)
                 current = stage.o
             if self.has_skid_buffer(plan):
                 skid = SkidBuffer(current.payload.shape())
-                m.submodules[f"l{index}_{name}_skid"] = skid
+                m.submodules[f"l{index - 1}_{name}_skid"] = skid
                 wiring.connect(m, current, skid.i)
                 current = skid.o
+            results[node.name] = current
+        current = results[graph.outputs[0]]
 
         # Output stage: arg-max (vector outputs) and tlast by beat counting.
         if self.argmax is not None:
@@ -179,7 +217,9 @@ class NetworkTop(wiring.Component):
 def check_supported(graph: ir.ModelGraph) -> None:
     """Raise a clear error for graphs the hardware cannot build (before elaboration)."""
     if len(graph.input_shape) not in (1, 2, 3):
-        raise UnsupportedError(f"input shape {graph.input_shape}: supported are (N,), (L, C), (H, W, C)")
+        raise UnsupportedError(
+            f"input shape {graph.input_shape}: supported are (N,), (L, C), (H, W, C)"
+        )
     for node in graph.nodes[1:]:
         if isinstance(node, ir.Dense) and len(node.in_shape) != 1:
             raise UnsupportedError(

@@ -116,8 +116,16 @@ class Node:
     out_shape: Shape
     out_type: FixedType | None = field(default=None, kw_only=True)
     source: str = field(default="", kw_only=True)  # Keras layer name(s) it came from
+    #: names of the nodes whose outputs this node takes, in order; empty in a chain (the
+    #: graph then fills in the node before it) and for an `Input`
+    inputs: tuple[str, ...] = field(default=(), kw_only=True)
 
     op = "node"
+
+    @property
+    def in_shapes(self) -> tuple[Shape, ...]:
+        """The shape of each input (one for every node but a merge)."""
+        return (self.in_shape,)
 
     def replace(self, **changes: Any) -> Node:
         return dataclasses.replace(self, **changes)
@@ -225,16 +233,20 @@ ARITHMETIC = (Conv, Dense, ScaleShift, Activation)
 # ---------------------------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
 class ModelGraph:
-    """A linear chain of nodes, ``nodes[0]`` is the `Input`.
+    """A directed acyclic graph of nodes in topological order.
 
-    ``softmax``: the model ends in a softmax, which the hardware does not compute: it emits
-    the logits and the arg-max class.
+    ``nodes``: every node after its inputs; `Input` nodes have no inputs. A node without
+    ``inputs`` (a chain, as most front-ends and tests build it) takes the node before it.
+    ``outputs``: the names of the nodes whose results leave the network (default: the last
+    node). ``softmax``: the model ends in a softmax, which the hardware does not compute: it
+    emits the logits and the arg-max class.
     """
 
     name: str
     nodes: tuple[Node, ...]
     softmax: bool = False
     source: str = ""
+    outputs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.nodes or not isinstance(self.nodes[0], Input):
@@ -242,20 +254,90 @@ class ModelGraph:
         names = [n.name for n in self.nodes]
         if len(set(names)) != len(names):
             raise RtlgenError(f"duplicate layer names in model graph: {names}")
-        for prev, node in zip(self.nodes, self.nodes[1:], strict=False):
-            if tuple(prev.out_shape) != tuple(node.in_shape):
+        nodes = list(self.nodes)
+        by_name: dict[str, Node] = {}
+        for index, node in enumerate(nodes):
+            if isinstance(node, Input):
+                if node.inputs:
+                    raise RtlgenError(f"input '{node.name}' cannot take inputs")
+                by_name[node.name] = node
+                continue
+            if not node.inputs:
+                node = nodes[index] = node.replace(inputs=(nodes[index - 1].name,))
+            if len(node.inputs) != len(node.in_shapes):
                 raise RtlgenError(
-                    f"layer '{node.name}': input shape {node.in_shape} does not match "
-                    f"'{prev.name}' output shape {prev.out_shape}"
+                    f"layer '{node.name}': {len(node.inputs)} inputs for {len(node.in_shapes)} "
+                    "input shapes"
                 )
+            for producer_name, shape in zip(node.inputs, node.in_shapes, strict=True):
+                producer = by_name.get(producer_name)
+                if producer is None:
+                    where = "later in the graph" if producer_name in names else "not in the graph"
+                    raise RtlgenError(
+                        f"layer '{node.name}': its input '{producer_name}' is {where}"
+                    )
+                if tuple(producer.out_shape) != tuple(shape):
+                    raise RtlgenError(
+                        f"layer '{node.name}': input shape {tuple(shape)} does not match "
+                        f"'{producer.name}' output shape {producer.out_shape}"
+                    )
+            by_name[node.name] = node
+        object.__setattr__(self, "nodes", tuple(nodes))
+        outputs = self.outputs or (nodes[-1].name,)
+        for name in outputs:
+            if name not in by_name:
+                raise RtlgenError(f"graph output '{name}' is not a node of the graph")
+        if len(set(outputs)) != len(outputs):
+            raise RtlgenError(f"graph outputs are named twice: {list(outputs)}")
+        object.__setattr__(self, "outputs", tuple(outputs))
 
+    # -- structure ------------------------------------------------------------------------
+    def node(self, name: str) -> Node:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+    def index_of(self, name: str) -> int:
+        for index, node in enumerate(self.nodes):
+            if node.name == name:
+                return index
+        raise KeyError(name)
+
+    def consumers(self, name: str) -> tuple[Node, ...]:
+        """The nodes that take ``name``'s output, in graph order (a node taking it twice
+        appears twice)."""
+        return tuple(n for n in self.nodes for i in n.inputs if i == name)
+
+    @property
+    def is_chain(self) -> bool:
+        """One input, one output, every node taking the one before it: the original
+        linear-chain form, which every pass and the hardware handle without forks."""
+        return (
+            len(self.outputs) == 1
+            and self.outputs[0] == self.nodes[-1].name
+            and all(
+                node.inputs == (prev.name,)
+                for prev, node in zip(self.nodes, self.nodes[1:], strict=False)
+            )
+        )
+
+    @property
+    def input_nodes(self) -> tuple[Input, ...]:
+        return tuple(n for n in self.nodes if isinstance(n, Input))
+
+    @property
+    def output_nodes(self) -> tuple[Node, ...]:
+        return tuple(self.node(name) for name in self.outputs)
+
+    # -- the first input and first output (the whole graph, for a chain) ------------------
     @property
     def input(self) -> Input:
         return self.nodes[0]  # type: ignore[return-value]
 
     @property
     def output(self) -> Node:
-        return self.nodes[-1]
+        return self.node(self.outputs[0])
 
     @property
     def input_shape(self) -> Shape:
@@ -263,7 +345,7 @@ class ModelGraph:
 
     @property
     def output_shape(self) -> Shape:
-        return self.nodes[-1].out_shape
+        return self.output.out_shape
 
     @property
     def lowered(self) -> bool:
@@ -278,13 +360,22 @@ class ModelGraph:
                 return False
         return True
 
+    def in_types(self, index: int) -> tuple[FixedType, ...]:
+        """The types of the streams reaching ``nodes[index]``, one per input."""
+        types = tuple(self.node(name).out_type for name in self.nodes[index].inputs)
+        assert all(t is not None for t in types)
+        return types  # type: ignore[return-value]
+
     def in_type(self, index: int) -> FixedType:
-        t = self.nodes[index - 1].out_type
-        assert t is not None
-        return t
+        """The type of the (first) stream reaching ``nodes[index]``."""
+        return self.in_types(index)[0]
 
     def with_nodes(self, nodes: list[Node] | tuple[Node, ...]) -> ModelGraph:
-        return dataclasses.replace(self, nodes=tuple(nodes))
+        """The same graph with new nodes (same names keep their place as outputs). A chain
+        keeps ending at its last node, so a truncated or rebuilt chain stays a chain."""
+        names = {n.name for n in nodes}
+        outputs = () if self.is_chain else tuple(o for o in self.outputs if o in names)
+        return dataclasses.replace(self, nodes=tuple(nodes), outputs=outputs)
 
 
 def constants(node: Node) -> dict[str, Tensor]:

@@ -7,7 +7,9 @@ and the hardware.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -85,17 +87,43 @@ def _is_float(t: ir.Tensor | None) -> bool:
     return isinstance(t, ir.FloatTensor) and t.quantizer is None
 
 
+def _merge_into_producers(
+    graph: ir.ModelGraph, merge: Callable[[ir.Node, ir.Node], ir.Node | None]
+) -> ir.ModelGraph:
+    """Fold nodes into the node that feeds them: ``merge(producer, node)`` returns the node
+    that replaces both, or None. Only where ``node`` has one input and that producer feeds
+    nothing else and is not an output (its own result must survive otherwise); consumers
+    and outputs of a merged node then take the merged one."""
+    nodes: dict[str, ir.Node] = {}
+    renamed: dict[str, str] = {}
+    for node in graph.nodes:
+        node = node.replace(inputs=tuple(renamed.get(i, i) for i in node.inputs))
+        if len(node.inputs) == 1:
+            prev = nodes[node.inputs[0]]
+            alone = len(graph.consumers(prev.name)) == 1 and prev.name not in graph.outputs
+            merged = merge(prev, node) if alone else None
+            if merged is not None:
+                nodes[prev.name] = merged
+                renamed[node.name] = prev.name
+                continue
+        nodes[node.name] = node
+    return dataclasses.replace(
+        graph,
+        nodes=tuple(nodes.values()),
+        outputs=tuple(renamed.get(o, o) for o in graph.outputs),
+    )
+
+
 def fold_batchnorm(graph: ir.ModelGraph) -> ir.ModelGraph:
-    """Fold a float BN (`ScaleShift`) into the conv/dense right before it.
+    """Fold a float BN (`ScaleShift`) into the conv/dense that feeds it.
 
     Legal only when that layer has float (unquantized) weights, no activation and no output
     quantizer: folding quantized weights would change the QKeras arithmetic, so a BN after a
     QKeras layer stays a `ScaleShift` node (exact in fixed point).
     """
-    nodes: list[ir.Node] = []
-    for node in graph.nodes:
-        prev = nodes[-1] if nodes else None
-        if (
+
+    def fold(prev: ir.Node, node: ir.Node) -> ir.Node | None:
+        if not (
             isinstance(node, ir.ScaleShift)
             and isinstance(prev, ir.Conv | ir.Dense)
             and prev.activation.is_linear
@@ -107,42 +135,41 @@ def fold_batchnorm(graph: ir.ModelGraph) -> ir.ModelGraph:
             and node.activation.is_linear
             and node.out_quantizer is None
         ):
-            scale, shift = node.scale.values, node.shift.values  # type: ignore[union-attr]
-            w = prev.weights.values * scale  # broadcasts over the output-channel axis
-            b = prev.bias.values if prev.bias is not None else np.zeros_like(scale)
-            nodes[-1] = prev.replace(
-                weights=ir.FloatTensor(w),
-                bias=ir.FloatTensor(b * scale + shift),
-                out_shape=node.out_shape,
-                source=f"{prev.source}+{node.source}",
-            )
-            continue
-        nodes.append(node)
-    return graph.with_nodes(nodes)
+            return None
+        scale, shift = node.scale.values, node.shift.values  # type: ignore[union-attr]
+        w = prev.weights.values * scale  # broadcasts over the output-channel axis
+        b = prev.bias.values if prev.bias is not None else np.zeros_like(scale)
+        return prev.replace(
+            weights=ir.FloatTensor(w),
+            bias=ir.FloatTensor(b * scale + shift),
+            out_shape=node.out_shape,
+            source=f"{prev.source}+{node.source}",
+        )
+
+    return _merge_into_producers(graph, fold)
 
 
 def fuse_activations(graph: ir.ModelGraph) -> ir.ModelGraph:
-    """Merge an `Activation` into the arithmetic node before it when that node's output is
-    not quantized (its exact accumulator would feed the activation anyway)."""
-    nodes: list[ir.Node] = []
-    for node in graph.nodes:
-        prev = nodes[-1] if nodes else None
-        if (
+    """Merge an `Activation` into the arithmetic node that feeds it when that node's output
+    is not quantized (its exact accumulator would feed the activation anyway)."""
+
+    def fuse(prev: ir.Node, node: ir.Node) -> ir.Node | None:
+        if not (
             isinstance(node, ir.Activation)
             and isinstance(prev, ir.Conv | ir.Dense | ir.ScaleShift)
             and prev.activation.is_linear
             and prev.out_quantizer is None
             and prev.out_type is None
         ):
-            nodes[-1] = prev.replace(
-                activation=node.activation,
-                out_quantizer=node.out_quantizer,
-                out_type=node.out_type,
-                source=f"{prev.source}+{node.source}",
-            )
-            continue
-        nodes.append(node)
-    return graph.with_nodes(nodes)
+            return None
+        return prev.replace(
+            activation=node.activation,
+            out_quantizer=node.out_quantizer,
+            out_type=node.out_type,
+            source=f"{prev.source}+{node.source}",
+        )
+
+    return _merge_into_producers(graph, fuse)
 
 
 # ---------------------------------------------------------------------------------------
@@ -232,20 +259,25 @@ def infer_precision(
     from rtlgen.ops.registry import op_for
 
     _check_layer_names(graph, config)
-    first = graph.input
-    in_type = first.out_type or config.input
-    nodes: list[ir.Node] = [first.replace(out_type=in_type)]
     quantized_model = any(
         isinstance(t, ir.FloatTensor) and t.quantizer is not None
         for node in graph.nodes
         for t in ir.constants(node).values()
     ) or any(getattr(n, "out_quantizer", None) is not None for n in graph.nodes)
-    for node in graph.nodes[1:]:
-        ctx = LowerContext(in_type, config.for_layer(node), config, quantized_model)
-        node = op_for(node).lower(node, ctx)
+    types: dict[str, FixedType] = {}
+    nodes: list[ir.Node] = []
+    for node in graph.nodes:
+        if isinstance(node, ir.Input):
+            node = node.replace(out_type=node.out_type or config.input)
+        else:
+            in_types = tuple(types[name] for name in node.inputs)
+            ctx = LowerContext(
+                in_types[0], config.for_layer(node), config, quantized_model, in_types
+            )
+            node = op_for(node).lower(node, ctx)
         nodes.append(node)
         assert node.out_type is not None
-        in_type = node.out_type
+        types[node.name] = node.out_type
     return graph.with_nodes(nodes)
 
 
@@ -260,6 +292,12 @@ class LowerContext:
     explicit: LayerPrecision
     config: PrecisionConfig
     quantized_model: bool
+    #: the type of each input (a merge has several; ``in_type`` is the first)
+    in_types: tuple[FixedType, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.in_types:
+            object.__setattr__(self, "in_types", (self.in_type,))
 
 
 def lower_activation(node: ir._Arithmetic, ctx: LowerContext) -> ir.Node:

@@ -9,6 +9,7 @@ model (`rtlgen.timing`) and the manifest read the same plan.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -19,7 +20,7 @@ from rtlgen import ir
 from rtlgen.layers.common import shape_of
 from rtlgen.layers.requantize import Requantize
 from rtlgen.quant.arith import aligned_weights, clamp_bounds
-from rtlgen.quant.errors import RtlgenError
+from rtlgen.quant.errors import RtlgenError, UnsupportedError
 from rtlgen.quant.fixed import FixedType
 
 
@@ -183,6 +184,12 @@ class PlanContext:
     sample_cycles: int
     input_levels: int = 0
     last: bool = False
+    #: the type of each input (a merge has several; ``in_type`` is the first)
+    in_types: tuple[FixedType, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.in_types:
+            object.__setattr__(self, "in_types", (self.in_type,))
 
 
 def plan_layer(
@@ -202,12 +209,35 @@ def plan_layer(
 
 
 @dataclass(frozen=True)
+class FifoPlan:
+    """A FIFO on input ``input_index`` of ``consumer`` (a join), fed by ``producer``.
+
+    Where a stream forks and the branches meet again at a merge, the branch whose beats
+    arrive first must wait for the other: without room to wait, the fork stalls, the slow
+    branch starves and the pipeline deadlocks (a 3x3 convolution needs two rows before its
+    first output). ``depth``: the beats that must wait, from the event-time model
+    (`rtlgen.timing.model_graph`); ``width``: bits per beat.
+    """
+
+    consumer: str
+    input_index: int
+    producer: str
+    depth: int
+    width: int
+
+    @property
+    def bits(self) -> int:
+        return self.depth * self.width
+
+
+@dataclass(frozen=True)
 class NetworkPlan:
     """Every decision about the hardware of a lowered graph, made before anything is built.
 
-    ``layers``: one `LayerPlan` per node after the input, in stream order; ``sample_cycles``:
+    ``layers``: one `LayerPlan` per node after the input, in graph order; ``sample_cycles``:
     the network's initiation interval at full rate; ``classes``: the arg-max classes of a
-    vector output (0: no arg-max; the output is an image or sequence).
+    vector output (0: no arg-max; the output is an image or sequence); ``fifos``: the FIFOs
+    on the inputs of joins (none in a chain).
     """
 
     graph: ir.ModelGraph
@@ -217,18 +247,40 @@ class NetworkPlan:
     sample_cycles: int
     layers: tuple[LayerPlan, ...]
     classes: int
+    fifos: tuple[FifoPlan, ...] = ()
 
     @property
     def tuser_width(self) -> int:
         return max(1, (self.classes - 1).bit_length()) if self.classes else 0
 
+    def has_skid_buffer(self, layer: LayerPlan) -> bool:
+        """Whether a `SkidBuffer` (latency 1) follows ``layer``'s stages."""
+        return self.options.skid_buffers and bool(layer.stages) and layer.skid_buffer
+
+
+def _last_with_hardware(graph: ir.ModelGraph, index: int) -> bool:
+    """Whether ``nodes[index]``'s result reaches an output through flattens only (the last
+    layer with hardware registers its output)."""
+    if graph.is_chain:
+        return all(isinstance(after, ir.Flatten) for after in graph.nodes[index + 1 :])
+    name = graph.nodes[index].name
+    while name not in graph.outputs:
+        users = graph.consumers(name)
+        if len(users) != 1 or not isinstance(users[0], ir.Flatten):
+            return False
+        name = users[0].name
+    return True
+
 
 def plan_network(graph: ir.ModelGraph, options: HardwareOptions = HardwareOptions()) -> NetworkPlan:
     """Plan every node of a lowered graph (pure: same graph and options, same plan).
 
-    Walks the chain once, carrying the guaranteed spacing of the beats (1 at a multi-beat
-    input, a whole sample period at a one-beat input) and the adder levels a fused
-    `Pipeline.LATENCY` chain has spent, into each op's `plan`.
+    Walks the graph in order, carrying the guaranteed spacing of the beats (1 at a
+    multi-beat input, a whole sample period at a one-beat input; a join takes the smallest
+    of its inputs') and, along a chain, the adder levels a fused `Pipeline.LATENCY` chain has
+    spent, into each op's `plan`. Then sizes the FIFOs on the inputs of joins by the
+    event-time model: every input of a join but the one whose beats arrive last gets a FIFO
+    deep enough that the fork feeding the branches never waits.
     """
     if not graph.lowered:
         raise ValueError("plan_network needs a lowered graph")
@@ -236,18 +288,33 @@ def plan_network(graph: ir.ModelGraph, options: HardwareOptions = HardwareOption
     assert out_type is not None and graph.input.out_type is not None
     input_format = StreamFormat.of(graph.input_shape, graph.input.out_type)
     sample_cycles = sample_cycles_of(graph)
-    spacing = 1 if input_format.beats > 1 else sample_cycles
-    levels = 0
+    spacing = {graph.input.name: 1 if input_format.beats > 1 else sample_cycles}
+    levels = {graph.input.name: 0}
     plans: list[LayerPlan] = []
     for index, node in enumerate(graph.nodes[1:], start=1):
-        # the last layer with hardware registers its output: only flattens may follow
-        last = all(isinstance(after, ir.Flatten) for after in graph.nodes[index + 1 :])
-        plan = plan_layer(node, graph.in_type(index), options, spacing, sample_cycles, levels, last)
+        if isinstance(node, ir.Input):
+            raise UnsupportedError(f"input '{node.name}': the hardware takes one input stream")
+        producer = node.inputs[0]
+        # only a chain link (one input, whose producer feeds nothing else) continues the
+        # adder levels of a fused latency pipeline
+        chained = len(node.inputs) == 1 and len(graph.consumers(producer)) == 1
+        ctx = PlanContext(
+            graph.in_type(index),
+            options,
+            min(spacing[name] for name in node.inputs),
+            sample_cycles,
+            levels[producer] if chained else 0,
+            _last_with_hardware(graph, index),
+            graph.in_types(index),
+        )
+        from rtlgen.ops.registry import op_for
+
+        plan = op_for(node).plan(node, ctx)
         plans.append(plan)
-        spacing = plan.out_spacing
-        if plan.stages:  # a stage-less plan (a flatten of a vector) passes the depth on
-            levels = plan.out_levels
-    return NetworkPlan(
+        spacing[node.name] = plan.out_spacing
+        # a stage-less plan (a flatten of a vector) passes the depth on
+        levels[node.name] = plan.out_levels if plan.stages else ctx.input_levels
+    network = NetworkPlan(
         graph,
         options,
         input_format,
@@ -256,6 +323,36 @@ def plan_network(graph: ir.ModelGraph, options: HardwareOptions = HardwareOption
         tuple(plans),
         graph.output_shape[0] if len(graph.output_shape) == 1 else 0,
     )
+    if graph.is_chain:
+        return network
+    return dataclasses.replace(network, fifos=_size_fifos(network))
+
+
+def _size_fifos(network: NetworkPlan) -> tuple[FifoPlan, ...]:
+    from rtlgen.timing import model_graph
+
+    graph = network.graph
+    skid = {layer.node.name: network.has_skid_buffer(layer) for layer in network.layers}
+    joins = [node for node in graph.nodes if len(node.inputs) > 1]
+    # first with a FIFO on every input of every join (no fork waits): which input of each
+    # join arrives last; that one needs none
+    every = {(node.name, k) for node in joins for k in range(len(node.inputs))}
+    bare = model_graph(network, skid, every)
+    edges: set[tuple[str, int]] = set()
+    for node in joins:
+        arrivals = [bare.edge_arrivals[(node.name, k)] for k in range(len(node.inputs))]
+        latest = max(range(len(arrivals)), key=lambda k: (sum(arrivals[k]), -k))
+        edges.update((node.name, k) for k in range(len(node.inputs)) if k != latest)
+    timing = model_graph(network, skid, edges)
+    types = {n.name: n.out_type for n in graph.nodes}
+    fifos = []
+    for consumer, k in sorted(edges, key=lambda e: (graph.index_of(e[0]), e[1])):
+        producer = graph.node(consumer).inputs[k]
+        t = types[producer]
+        assert t is not None
+        width = StreamFormat.of(graph.node(producer).out_shape, t).layout.size
+        fifos.append(FifoPlan(consumer, k, producer, timing.fifo_depths[(consumer, k)], width))
+    return tuple(fifos)
 
 
 def sample_cycles_of(graph: ir.ModelGraph) -> int:

@@ -44,7 +44,9 @@ _LEGACY_TYPES: dict[str, type[ir.Node]] = {
     cls.__name__: cls
     for cls in (ir.Input, ir.Conv, ir.Dense, ir.ScaleShift, ir.Activation, ir.Pool, ir.Flatten)
 }
-_COMMON_FIELDS = frozenset({"name", "in_shape", "out_shape", "out_type", "source", "out_quantizer"})
+_COMMON_FIELDS = frozenset(
+    {"name", "in_shape", "out_shape", "out_type", "source", "out_quantizer", "inputs"}
+)
 
 
 def _node_types() -> dict[str, type[ir.Node]]:
@@ -100,6 +102,7 @@ def save_graph(graph: ir.ModelGraph, path: Path) -> None:
             "in_shape": list(node.in_shape),
             "out_shape": list(node.out_shape),
             "out_type": _type(node.out_type),
+            "inputs": list(node.inputs),
         }
         for key, tensor in ir.constants(node).items():
             assert isinstance(tensor, ir.QTensor)
@@ -133,6 +136,7 @@ def save_graph(graph: ir.ModelGraph, path: Path) -> None:
         "softmax": graph.softmax,
         "source": graph.source,
         "nodes": nodes,
+        "outputs": list(graph.outputs),
     }
     with open(path, "wb") as f:
         np.savez_compressed(f, __graph__=np.array(json.dumps(meta)), **arrays)
@@ -239,6 +243,21 @@ class _Reader:
             raise self.fail(where, f"'{key}' = {_short(value)} is not a valid name")
         return value
 
+    def names(
+        self, desc: dict[str, Any], key: str, where: str, default: Any
+    ) -> tuple[str, ...] | Any:
+        """A list of node names (at most 64), or ``default`` when the key is absent."""
+        if key not in desc:
+            return default
+        value = desc[key]
+        if (
+            not isinstance(value, list)
+            or len(value) > 64
+            or not all(isinstance(v, str) and _NAME_RE.match(v) for v in value)
+        ):
+            raise self.fail(where, f"'{key}' = {_short(value)} is not a list of node names")
+        return tuple(value)
+
     def integer(self, value: Any, where: str, key: str, lo: int, hi: int) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
             raise self.fail(where, f"'{key}' = {_short(value)} is not an integer in {lo}..{hi}")
@@ -330,13 +349,27 @@ class _Reader:
         if not isinstance(descs, list) or not descs or len(descs) > 10_000:
             raise self.fail("graph", "'nodes' is not a non-empty list of nodes")
         nodes: list[ir.Node] = []
-        in_type: FixedType | None = None
+        types: dict[str, FixedType | None] = {}
         for index, desc in enumerate(descs):
-            node = self.node(desc, index, in_type)
-            nodes.append(node)
-            in_type = node.out_type
+            if not isinstance(desc, dict):
+                raise self.fail(f"node {index}", "is not a JSON object")
+            if (index == 0) != (desc.get("class") == "Input"):
+                raise self.fail(
+                    f"node {index}", "the first node, and only it, must be the Input"
+                )
+            inputs = self.names(desc, "inputs", f"node {index}", default=None)
+            if inputs is None:  # written before graphs could branch: a chain
+                inputs = (nodes[-1].name,) if nodes else ()
+            if any(name not in types for name in inputs):
+                raise self.fail(f"node {index}", f"inputs {list(inputs)} are not earlier nodes")
+            node = self.node(desc, index, types[inputs[0]] if inputs else None)
+            nodes.append(node.replace(inputs=inputs) if index else node)
+            types[node.name] = node.out_type
+        outputs = self.names(meta, "outputs", "graph", default=())
         try:
-            return ir.ModelGraph(name, tuple(nodes), softmax=softmax, source=source)
+            return ir.ModelGraph(
+                name, tuple(nodes), softmax=softmax, source=source, outputs=outputs
+            )
         except RtlgenError as exc:
             raise ModelFileError(f"{self.what}: {exc}") from None
 

@@ -88,8 +88,150 @@ def model_stage(stage, times: list[int], samples: int) -> tuple[list[int], list[
     return times, _pipeline(times, latency)
 
 
+def follow(stages: list, times: list[int], samples: int) -> tuple[list[int], list[int]]:
+    """(cycles the first stage accepts each beat, cycles each output beat is valid) of a
+    chain of stages (``None``: a skid buffer, latency 1)."""
+    first_accepted: list[int] | None = None
+    for stage in stages:
+        if stage is None:
+            accepted, times = times, _pipeline(times, 1)
+        else:
+            accepted, times = model_stage(stage, times, samples)
+        if first_accepted is None:
+            first_accepted = accepted
+    return (times if first_accepted is None else first_accepted), times
+
+
+#: cycles from a beat's handshake into a `StreamFifo` to its valid at the FIFO's output
+FIFO_LATENCY = 2
+
+
+@dataclass(frozen=True)
+class GraphTiming:
+    """Beat times of every node of a planned graph (no output backpressure).
+
+    ``out[name]``: the cycle each output beat of the node is valid; ``input_accepted``: the
+    cycle each input beat is taken; ``fifo_depths[(consumer, k)]``: the beats that FIFO on
+    input ``k`` of ``consumer`` must hold so that no fork feeding it ever waits for it.
+    """
+
+    out: dict[str, list[int]]
+    input_accepted: list[int]
+    fifo_depths: dict[tuple[str, int], int]
+    edge_arrivals: dict[tuple[str, int], list[int]]
+
+
+def _occupancy(enqueued: list[int], dequeued: list[int]) -> int:
+    """Beats a FIFO must hold: a beat written at cycle ``enqueued[b]`` needs a free slot
+    while every earlier beat not yet read (read at ``dequeued``) is still inside."""
+    need = 0
+    for b, t in enumerate(enqueued):
+        inside = sum(1 for e, d in zip(enqueued[:b], dequeued[:b], strict=True) if e < t <= d)
+        need = max(need, inside + 1)
+    return need
+
+
+def model_graph(
+    plan, skid: dict[str, bool], fifos: set[tuple[str, int]], samples: int = 3
+) -> GraphTiming:
+    """Follow every beat of ``samples`` samples through a planned DAG.
+
+    ``plan``: a `rtlgen.plan.NetworkPlan` (or anything with ``graph``, ``input_format``,
+    ``layers``); ``skid``: node name -> a skid buffer follows its stages; ``fifos``: the
+    (consumer, input index) edges with a `StreamFifo`. A producer feeding several consumers
+    is a fork: it offers beat b+1 only after every consumer took beat b, so the model
+    iterates the offers to a fixed point. A FIFO takes every beat when offered (its depth
+    comes from this model: `fifo_depths`); a join (a merge) takes beat b from all its inputs
+    in the cycle its first stage accepts it.
+    """
+    graph = plan.graph
+    beats = plan.input_format.beats
+    plans = {p.node.name: p for p in plan.layers}
+    offered_input = list(range(beats * samples))
+    # offers[p]: the cycle producer p presents each beat to its consumers (after its fork)
+    offers: dict[str, list[int]] = {}
+    for _ in range(64):
+        out: dict[str, list[int]] = {graph.input.name: offered_input}
+        taken: dict[str, list[list[int]]] = {}  # producer -> acceptance times per consumer edge
+        arrivals: dict[tuple[str, int], list[int]] = {}
+        depths: dict[tuple[str, int], int] = {}
+        input_accepted = offered_input
+        for node in graph.nodes[1:]:
+            layer = plans[node.name]
+            stages = [*layer.stages, *([None] if skid.get(node.name) else [])]
+            edges = []
+            for k, producer in enumerate(node.inputs):
+                presented = offers.get(producer, out[producer])
+                arrivals[(node.name, k)] = presented
+                edges.append((k, producer, presented))
+            if len(edges) == 1:
+                k, producer, presented = edges[0]
+                if (node.name, k) in fifos:
+                    ready = _pipeline(presented, FIFO_LATENCY)
+                    accepted, out[node.name] = follow(stages, ready, samples)
+                    depths[(node.name, k)] = _occupancy(presented, accepted)
+                    taken.setdefault(producer, []).append(presented)
+                else:
+                    accepted, out[node.name] = follow(stages, presented, samples)
+                    taken.setdefault(producer, []).append(accepted)
+            else:
+                ready_k = [
+                    _pipeline(t, FIFO_LATENCY) if (node.name, k) in fifos else t
+                    for k, _, t in edges
+                ]
+                joined = [max(ts) for ts in zip(*ready_k, strict=True)]
+                accepted, out[node.name] = follow(stages, joined, samples)
+                for k, producer, presented in edges:
+                    if (node.name, k) in fifos:
+                        depths[(node.name, k)] = _occupancy(presented, accepted)
+                        taken.setdefault(producer, []).append(presented)
+                    else:
+                        taken.setdefault(producer, []).append(accepted)
+            if node.inputs == (graph.input.name,) and len(graph.consumers(graph.input.name)) == 1:
+                input_accepted = taken[graph.input.name][0]
+        new_offers: dict[str, list[int]] = {}
+        for producer, per_edge in taken.items():
+            if len(per_edge) < 2:
+                continue
+            produced = out[producer]
+            done = [max(ts) for ts in zip(*per_edge, strict=True)]
+            offer = []
+            for b, t in enumerate(produced):
+                offer.append(t if b == 0 else max(t, done[b - 1] + 1))
+            new_offers[producer] = offer
+        if graph.input.name in new_offers or graph.input.name in taken:
+            per_edge = taken.get(graph.input.name, [])
+            if len(per_edge) > 1:
+                input_accepted = [max(ts) for ts in zip(*per_edge, strict=True)]
+        if new_offers == offers:
+            return GraphTiming(out, input_accepted, depths, arrivals)
+        offers = new_offers
+    raise RuntimeError("the fork timing did not settle")
+
+
 def model_top(top, samples: int = 3) -> Timing:
     """Timing of `NetworkTop` ``top`` for ``samples`` samples offered at full rate."""
+    if not top.graph.is_chain:
+        return _model_dag_top(top, samples)
+    return _model_chain_top(top, samples)
+
+
+def _model_dag_top(top, samples: int) -> Timing:
+    skid = {p.node.name: top.has_skid_buffer(p) for p in top.plans}
+    fifos = {(f.consumer, f.input_index) for f in top.plan.fifos}
+    timing = model_graph(top.plan, skid, fifos, samples)
+    times = timing.out[top.graph.outputs[0]]
+    if top.argmax is not None:
+        _, times = model_stage(top.argmax, times, samples)
+    beats = top.input_format.beats
+    first_in = tuple(timing.input_accepted[s * beats] for s in range(samples))
+    out_beats = top.output_format.beats
+    last_out = tuple(times[(s + 1) * out_beats - 1] for s in range(samples))
+    ii = max((b - a for a, b in zip(first_in, first_in[1:], strict=False)), default=beats)
+    return Timing(last_out[0] - first_in[0], ii, first_in, last_out)
+
+
+def _model_chain_top(top, samples: int) -> Timing:
     beats = top.input_format.beats
     offered = list(range(beats * samples))
     times = offered

@@ -203,10 +203,34 @@ def _layer_entry(entry: Any, index: int) -> KerasLayer:
     return KerasLayer(entry["class_name"], name, config, build if isinstance(build, dict) else None)
 
 
-def model_layers(model_config: Mapping[str, Any]) -> tuple[str, list[KerasLayer], bool]:
-    """(model name, layers from input to output, sequential?) of a model config.
+#: the key of the input a Sequential without an InputLayer gets (not a valid layer name)
+_SEQUENTIAL_INPUT = "\x00input"
 
-    Functional models must be one linear chain; `UnsupportedError` otherwise.
+
+@dataclass(frozen=True)
+class KerasModel:
+    """The layers of a model config and how they connect.
+
+    ``layers``: in config order (the order a ``.keras`` archive numbers their weights);
+    ``inbound``: layer name -> the layers whose outputs it takes, in order (a Sequential's
+    layers each take the one before); ``inputs`` / ``outputs``: the model's input and
+    output layers.
+    """
+
+    name: str
+    layers: tuple[KerasLayer, ...]
+    sequential: bool
+    inbound: Mapping[str, tuple[str, ...]]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+
+def model_layers(model_config: Mapping[str, Any]) -> KerasModel:
+    """The layers of a ``Sequential`` or ``Model``/``Functional`` config and their wiring.
+
+    Functional graphs may branch and join (DAGs of any shape); a layer called more than
+    once (a shared layer), a cycle, a reference to an unknown layer and a tensor index other
+    than 0 are refused in one line.
     """
     class_name = model_config.get("class_name")
     config = model_config.get("config")
@@ -221,11 +245,22 @@ def model_layers(model_config: Mapping[str, Any]) -> tuple[str, list[KerasLayer]
             entries, name = config["layers"], config.get("name") or "sequential"
         else:
             raise ModelFileError("Sequential config has no list of layers")
-        return str(name), [_layer_entry(e, i) for i, e in enumerate(entries)], True
+        layers = tuple(_layer_entry(e, i) for i, e in enumerate(entries))
+        seen: set[str] = set()
+        for layer in layers:
+            if layer.name in seen:
+                raise ModelFileError(f"two layers named '{layer.name}'")
+            seen.add(layer.name)
+        inbound = {
+            layer.name: (() if index == 0 else (layers[index - 1].name,))
+            for index, layer in enumerate(layers)
+        }
+        ends = ((layers[0].name,), (layers[-1].name,)) if layers else ((), ())
+        return KerasModel(str(name), layers, True, inbound, *ends)
     if class_name in ("Model", "Functional"):
         if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
             raise ModelFileError(f"{class_name} config has no list of layers")
-        return str(config.get("name") or "model"), _functional_chain(config), False
+        return _functional_graph(str(config.get("name") or "model"), config)
     raise UnsupportedError(
         f"model class '{class_name}' is not supported (supported: Sequential, Model/Functional)"
     )
@@ -238,6 +273,11 @@ def _tensor_refs(value: Any) -> list[str]:
         if value.get("class_name") == "__keras_tensor__":
             history = value.get("config", {}).get("keras_history")
             if isinstance(history, list) and history and isinstance(history[0], str):
+                if any(h != 0 for h in history[1:3]):
+                    raise UnsupportedError(
+                        f"output {history[1:3]} of layer '{history[0]}' is used: rtlgen "
+                        "supports layers with one output, each called once"
+                    )
                 refs.append(history[0])
             return refs
         # Keras 3 node: {"args": [tensors...], "kwargs": {...}}; tensors are in the args.
@@ -248,6 +288,11 @@ def _tensor_refs(value: Any) -> list[str]:
             and isinstance(value[0], str)
             and all(isinstance(v, int) for v in value[1:3])
         ):
+            if value[1] != 0 or value[2] != 0:
+                raise UnsupportedError(
+                    f"the output {value[2]} of call {value[1]} of layer '{value[0]}' is used: "
+                    "rtlgen supports layers with one output, each called once"
+                )
             return [value[0]]  # Keras 2: [layer_name, node_index, tensor_index(, kwargs)]
         for item in value:
             refs.extend(_tensor_refs(item))
@@ -267,11 +312,10 @@ def _io_names(value: Any, what: str) -> list[str]:
     return names
 
 
-def _functional_chain(config: Mapping[str, Any]) -> list[KerasLayer]:
-    entries = config["layers"]
+def _functional_graph(name: str, config: Mapping[str, Any]) -> KerasModel:
     layers: dict[str, KerasLayer] = {}
-    producers: dict[str, list[str]] = {}
-    for index, entry in enumerate(entries):
+    inbound: dict[str, tuple[str, ...]] = {}
+    for index, entry in enumerate(config["layers"]):
         layer = _layer_entry(entry, index)
         if layer.name in layers:
             raise ModelFileError(f"two layers named '{layer.name}'")
@@ -281,55 +325,77 @@ def _functional_chain(config: Mapping[str, Any]) -> list[KerasLayer]:
             raise ModelFileError(f"{layer.where}: 'inbound_nodes' is not a list")
         if len(nodes) > 1:
             raise UnsupportedError(
-                f"non-sequential graph: {layer.where} is called {len(nodes)} times (a shared "
-                "layer); rtlgen supports linear chains"
+                f"{layer.where} is called {len(nodes)} times (a shared layer); rtlgen supports "
+                "graphs in which every layer is applied once"
             )
-        refs = _tensor_refs(nodes[0]) if nodes else []
-        if len(refs) > 1:
-            raise UnsupportedError(
-                f"non-sequential graph: layer {layer.name} has {len(refs)} inputs; rtlgen "
-                f"supports linear chains (its inputs: {', '.join(refs)})"
-            )
-        producers[layer.name] = refs
-    inputs = _io_names(config.get("input_layers"), "input_layers")
-    outputs = _io_names(config.get("output_layers"), "output_layers")
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise UnsupportedError(
-            f"non-sequential graph: the model has {len(inputs)} inputs and {len(outputs)} outputs; "
-            "rtlgen supports one input and one output"
-        )
-    consumers: dict[str, list[str]] = {name: [] for name in layers}
-    for name, refs in producers.items():
+        inbound[layer.name] = tuple(_tensor_refs(nodes[0])) if nodes else ()
+        if len(inbound[layer.name]) > 64:
+            raise ModelFileError(f"{layer.where}: more than 64 inputs")
+    inputs = tuple(_io_names(config.get("input_layers"), "input_layers"))
+    outputs = tuple(_io_names(config.get("output_layers"), "output_layers"))
+    for what, names in (("input", inputs), ("output", outputs)):
+        for io in names:
+            if io not in layers:
+                raise ModelFileError(f"Functional config: {what} layer '{io}' is not a layer")
+    for layer_name, refs in inbound.items():
         for ref in refs:
             if ref not in layers:
-                raise ModelFileError(f"layer '{name}' takes its input from unknown layer '{ref}'")
-            consumers[ref].append(name)
-    for name, users in consumers.items():
-        if len(users) > 1:
+                raise ModelFileError(
+                    f"layer '{layer_name}' takes its input from unknown layer '{ref}'"
+                )
+    for io in inputs:
+        if inbound[io]:
+            raise ModelFileError(f"Functional config: input layer '{io}' has inputs")
+    # Every layer must lie on a path from an input to an output: walk back from the
+    # outputs (cycles found on the way), then check the inputs reached are model inputs.
+    order: list[str] = []
+    state: dict[str, int] = {}  # 1: on the walk, 2: done
+    for out in outputs:
+        stack: list[tuple[str, int]] = [(out, 0)]
+        while stack:
+            current, next_ref = stack.pop()
+            if next_ref == 0:
+                if state.get(current) == 2:
+                    continue
+                state[current] = 1
+            refs = inbound[current]
+            if next_ref < len(refs):
+                stack.append((current, next_ref + 1))
+                ref = refs[next_ref]
+                if state.get(ref) == 1:
+                    raise ModelFileError(f"Functional config has a cycle through layer '{ref}'")
+                if state.get(ref) != 2:
+                    stack.append((ref, 0))
+            else:
+                state[current] = 2
+                order.append(current)
+    for layer_name in order:
+        if not inbound[layer_name] and layer_name not in inputs:
             raise UnsupportedError(
-                f"non-sequential graph: layer {name} feeds {len(users)} layers "
-                f"({', '.join(users)}); rtlgen supports linear chains"
+                f"{layers[layer_name].where} has no inputs but is not a model input"
             )
-    chain: list[str] = []
-    current: str | None = outputs[0]
-    while current is not None:
-        if current not in layers:
-            raise ModelFileError(f"Functional config refers to unknown layer '{current}'")
-        if current in chain:
-            raise ModelFileError(f"Functional config has a cycle through layer '{current}'")
-        chain.append(current)
-        refs = producers[current]
-        current = refs[0] if refs else None
-    chain.reverse()
-    if chain[0] != inputs[0]:
-        raise ModelFileError(f"the output does not depend on the input layer '{inputs[0]}'")
-    stray = [name for name in layers if name not in chain]
+    stray = [n for n in layers if n not in state]
     if stray:
         raise UnsupportedError(
-            f"non-sequential graph: layers {', '.join(stray)} are not on the path from the input "
-            "to the output; rtlgen supports linear chains"
+            f"layers {', '.join(stray)} do not lead to a model output; rtlgen converts graphs "
+            "whose every layer feeds an output"
         )
-    return [layers[name] for name in chain]
+    unused = [n for n in inputs if n not in state]
+    if unused:
+        raise UnsupportedError(f"model inputs {', '.join(unused)} feed no output")
+    # config order is kept when it is topological (it is in every file Keras writes);
+    # otherwise the walk's order
+    position = {n: i for i, n in enumerate(layers)}
+    topological = all(position[r] < position[n] for n in layers for r in inbound[n])
+    ordered = list(layers) if topological else order
+    return KerasModel(
+        name,
+        tuple(layers[n] for n in ordered),
+        False,
+        inbound,
+        inputs,
+        outputs,
+    )
 
 
 def _shape_from(layer: KerasLayer) -> Shape | None:
@@ -810,10 +876,11 @@ def build_graph(
     whose weights are addressed by layer position). Shapes, parameters and numbers of the
     config are checked against ``limits`` layer by layer, before that layer's weights are read.
     """
-    from rtlgen.ops.registry import keras_handler
+    from rtlgen.ops.registry import keras_handler, keras_op
 
     check_depth(model_config, limits, source or "model config")
-    name, layers, sequential = model_layers(model_config)
+    model = model_layers(model_config)
+    layers = list(model.layers)
     if not layers:
         raise ModelFileError("the model has no layers")
     for layer in layers:
@@ -821,42 +888,93 @@ def build_graph(
             raise _unsupported_layer(layer)
         _check_numbers(layer)
     if not isinstance(weights, WeightSource):
-        weights = weights(layers, sequential)
+        weights = weights(layers, model.sequential)
     weights = BudgetedWeights(weights, limits)
+    inbound = dict(model.inbound)
+    # layer name -> (name of the node holding its result, its shape)
+    produced: dict[str, tuple[str, Shape]] = {}
+    nodes: list[ir.Node] = []
     first = layers[0]
-    if first.class_name == "InputLayer":
+    if model.sequential and first.class_name != "InputLayer":
         shape = _shape_from(first)
-        input_name = first.name
-        layers = layers[1:]
-    else:
-        shape = _shape_from(first)
+        if shape is None:
+            raise ModelFileError(
+                f"the model config does not give the input shape (no InputLayer and no "
+                f"batch_input_shape on {first.where})"
+            )
+        _check_activations(first, shape, limits)
         input_name = f"{first.name}_input"
-    if shape is None:
-        raise ModelFileError(
-            f"the model config does not give the input shape (no InputLayer and no "
-            f"batch_input_shape on {first.where})"
-        )
-    _check_activations(first, shape, limits)
-    nodes: list[ir.Node] = [ir.Input(input_name, shape, shape, source=input_name)]
-    softmax_layer: KerasLayer | None = None
+        nodes.append(ir.Input(input_name, shape, shape, source=input_name))
+        produced[_SEQUENTIAL_INPUT] = (input_name, shape)
+        inbound[first.name] = (_SEQUENTIAL_INPUT,)
+    softmax_of: dict[str, KerasLayer] = {}  # layer -> the softmax layer its result comes from
     for layer in layers:
         if layer.class_name == "InputLayer":
+            if model.sequential and layer is not first or (
+                not model.sequential and layer.name not in model.inputs
+            ):
+                raise UnsupportedError(
+                    f"{layer.where}: an InputLayer inside the model is not supported"
+                )
+            shape = _shape_from(layer)
+            if shape is None:
+                raise ModelFileError(f"{layer.where}: the input shape is not given")
+            _check_activations(layer, shape, limits)
+            nodes.append(ir.Input(layer.name, shape, shape, source=layer.name))
+            produced[layer.name] = (layer.name, shape)
+            continue
+        refs = inbound[layer.name]
+        if not refs:
+            raise UnsupportedError(f"{layer.where} has no input")
+        sources = [produced[ref] for ref in refs]
+        op = keras_op(layer.class_name)
+        if len(refs) > 1 and not op.multi_input:
             raise UnsupportedError(
-                f"{layer.where}: an InputLayer inside the model is not supported"
+                f"{layer.where} takes {len(refs)} inputs; a {layer.class_name} takes one"
             )
-        handler = keras_handler(layer.class_name)
-        assert handler is not None
-        out = handler(layer, shape, weights)
+        shapes = tuple(shape for _, shape in sources)
+        out = op.from_keras(layer, shapes if op.multi_input else shapes[0], weights)
         _check_activations(layer, out.shape, limits)
         for node in out.nodes:
             _check_operations(layer, node, limits)
-        if softmax_layer is not None and (out.nodes or out.softmax):
-            raise UnsupportedError(
-                f"{softmax_layer.where}: softmax is only supported as the last layer of the model "
-                f"(it is followed by {layer.where})"
-            )
-        nodes.extend(out.nodes)
-        shape = out.shape
+        softmax = next((softmax_of[r] for r in refs if r in softmax_of), None)
+        if softmax is not None:
+            if out.nodes or out.softmax:
+                raise UnsupportedError(
+                    f"{softmax.where}: softmax is only supported as the last layer of the model "
+                    f"(it is followed by {layer.where})"
+                )
+            softmax_of[layer.name] = softmax
         if out.softmax:
-            softmax_layer = layer
-    return ir.ModelGraph(name, tuple(nodes), softmax=softmax_layer is not None, source=source)
+            softmax_of[layer.name] = layer
+        inputs = tuple(name for name, _ in sources)
+        for node in out.nodes:
+            nodes.append(node.replace(inputs=inputs))
+            inputs = (node.name,)
+        if out.nodes:
+            produced[layer.name] = (out.nodes[-1].name, out.shape)
+        else:
+            if len(sources) != 1:
+                raise UnsupportedError(f"{layer.where}: takes {len(sources)} inputs")
+            produced[layer.name] = sources[0]
+    outputs = tuple(produced[name][0] for name in model.outputs)
+    softmax_outputs = [softmax_of[name] for name in model.outputs if name in softmax_of]
+    if softmax_outputs and len(outputs) > 1:
+        raise UnsupportedError(
+            f"{softmax_outputs[0].where}: a softmax on one output of a model with "
+            f"{len(outputs)} outputs is not supported (remove it: the logits are the output)"
+        )
+    if len(set(outputs)) != len(outputs):
+        raise UnsupportedError(
+            f"model outputs {', '.join(model.outputs)} are the same tensor; rtlgen needs "
+            "distinct outputs"
+        )
+    input_count = sum(isinstance(n, ir.Input) for n in nodes)
+    if input_count > 1:
+        raise UnsupportedError(
+            f"the model has {input_count} inputs ({', '.join(model.inputs)}); rtlgen supports "
+            "models with one input"
+        )
+    return ir.ModelGraph(
+        model.name, tuple(nodes), softmax=bool(softmax_outputs), source=source, outputs=outputs
+    )

@@ -7,6 +7,7 @@ Importing this package registers every op. Adding a layer kind: a new module her
 
 from rtlgen.ops import (  # noqa: F401
     activation,
+    concatenate,
     conv,
     cropping,
     dense,
@@ -15,6 +16,7 @@ from rtlgen.ops import (  # noqa: F401
     identity,
     leaky_relu,
     lut_activation,
+    merge,
     pool,
     scale_shift,
     separable_conv,

@@ -44,6 +44,10 @@ class Op:
     name: ClassVar[str]
     node_types: ClassVar[tuple[type[ir.Node], ...]] = ()
     keras_classes: ClassVar[tuple[str, ...]] = ()
+    #: the op takes several inputs (a merge): ``from_keras`` gets a tuple of shapes,
+    #: ``reference`` tuples of mantissa arrays and types, the plan's first component has
+    #: input ports ``i0``, ``i1``, ...
+    multi_input: ClassVar[bool] = False
 
     @staticmethod
     def from_keras(layer: KerasLayer, shape: Shape, source: WeightSource) -> LayerOut:
@@ -137,6 +141,11 @@ def keras_handler(class_name: str) -> Callable[..., LayerOut] | None:
     """The front-end handler of a Keras layer class, None if no op reads it."""
     op = _loaded().by_keras.get(class_name)
     return None if op is None else op.from_keras
+
+
+def keras_op(class_name: str) -> type[Op]:
+    """The op reading a Keras layer class (`keras_handler` first tells whether one does)."""
+    return _loaded().by_keras[class_name]
 
 
 def keras_classes() -> tuple[str, ...]:

@@ -518,24 +518,17 @@ def test_unsupported_layers_are_named(tmp_path, entry, message):
         read(tmp_path, layers, {}, (9, 9, 2))
 
 
-def test_branching_functional_graphs_are_rejected(tmp_path):
+def test_branching_functional_graphs_are_read_as_dags(tmp_path):
+    """Keras 2 (lists) and Keras 3 (``__keras_tensor__`` dicts) inbound nodes: a fork at
+    the input and a join at ``add``. The end-to-end checks are in tests/rtlgen/test_graphs.py."""
     dense = {"units": 6, "activation": "linear", "use_bias": True}
-    merge = _functional(
-        [
-            ("a", "Dense", dense, None),
-            ("b", "Dense", dense, ["inp"]),
-            ("add", "Add", {}, ["a", "b"]),
-        ]
+    weights = write_weights_h5(
+        tmp_path / "w.h5",
+        {"a": {"kernel": np.ones((6, 6)), "bias": np.zeros(6)},
+         "b": {"kernel": np.eye(6), "bias": np.ones(6)}},
     )
-    (tmp_path / "merge.json").write_text(json.dumps(merge))
-    weights = write_weights_h5(tmp_path / "w.h5", {"a": {"kernel": np.ones((6, 6))}})
-    with pytest.raises(
-        UnsupportedError,
-        match="non-sequential graph: layer add has 2 inputs; rtlgen supports linear chains",
-    ):
-        read_model(tmp_path / "merge.json", weights)
     for keras3 in (False, True):
-        (tmp_path / "m3.json").write_text(
+        (tmp_path / "m.json").write_text(
             json.dumps(
                 _functional(
                     [
@@ -547,8 +540,29 @@ def test_branching_functional_graphs_are_rejected(tmp_path):
                 )
             )
         )
-        with pytest.raises(UnsupportedError, match="layer add has 2 inputs"):
-            read_model(tmp_path / "m3.json", weights)
+        graph = read_model(tmp_path / "m.json", weights)
+        assert [n.name for n in graph.nodes] == ["inp", "a", "b", "add"]
+        assert graph.node("add").inputs == ("a", "b")
+        assert graph.node("b").inputs == ("inp",) and graph.outputs == ("add",)
+
+
+def test_shared_layers_cycles_and_stray_layers_are_refused(tmp_path):
+    dense = {"units": 6, "activation": "linear", "use_bias": True}
+    weights = write_weights_h5(tmp_path / "w.h5", {"a": {"kernel": np.ones((6, 6))}})
+    shared = _functional([("a", "Dense", dense, None)])
+    entry = shared["config"]["layers"][1]
+    entry["inbound_nodes"] = entry["inbound_nodes"] * 2
+    stray = _functional([("a", "Dense", dense, None), ("b", "Dense", dense, ["inp"])])
+    stray["config"]["output_layers"] = [["a", 0, 0]]
+    cycle = _functional([("a", "Dense", dense, ["b"]), ("b", "Dense", dense, ["a"])])
+    for config, message in [
+        (shared, "called 2 times"),
+        (stray, "do not lead to a model output"),
+        (cycle, "cycle through layer"),
+    ]:
+        (tmp_path / "m.json").write_text(json.dumps(config))
+        with pytest.raises((UnsupportedError, ModelFileError), match=message):
+            read_model(tmp_path / "m.json", weights)
 
 
 def test_unknown_input_dimension_is_rejected(tmp_path):
