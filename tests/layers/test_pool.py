@@ -21,10 +21,10 @@ from rtlgen.layers.pool import (
     pool_from_node,
 )
 from rtlgen.layers.window import WindowGeometry
+from rtlgen.ops.pool import pool_reference as _pool
 from rtlgen.quant.arith import divide_round
 from rtlgen.quant.errors import RtlgenError
 from rtlgen.quant.fixed import FixedType, Rounding
-from rtlgen.ops.pool import pool_reference as _pool
 
 from .streams import simulate_stream
 from .test_window import geometries
