@@ -27,6 +27,7 @@ from rtlgen.hardware import (
 from rtlgen.manifest import (
     GENERATOR,
     ElementType,
+    FifoEntry,
     Generator,
     LayerEntry,
     Manifest,
@@ -107,6 +108,7 @@ def layer_entry(plan: LayerPlan, latency_cycles: int) -> LayerEntry:
         latency_cycles=latency_cycles,
         acc_type=_element_type(node.acc_type) if arithmetic and node.acc_type is not None else None,
         activation=node.activation.describe() if arithmetic else None,
+        inputs=tuple(node.inputs),
     )
 
 
@@ -149,6 +151,10 @@ def build_manifest(
             pipeline=options.pipeline.value,
         ),
         generator=Generator(GENERATOR, __version__, round(seconds, 3)),
+        fifos=tuple(
+            FifoEntry(f.consumer, f.input_index, f.producer, f.depth, f.width)
+            for f in top.plan.fifos
+        ),
     )
 
 

@@ -42,15 +42,27 @@ def summarize(graph: ir.ModelGraph) -> list[LayerSummary]:
     rows = []
     for node in graph.nodes:
         consts = ir.constants(node)
-        params = sum(int(t.values.size if isinstance(t, ir.FloatTensor) else t.mantissa.size) for t in consts.values())
+        params = sum(
+            int(t.values.size if isinstance(t, ir.FloatTensor) else t.mantissa.size)
+            for t in consts.values()
+        )
         nz = sum(
-            int(t.nonzero if isinstance(t, ir.QTensor) else (t.values != 0).sum()) for t in consts.values()
+            int(t.nonzero if isinstance(t, ir.QTensor) else (t.values != 0).sum())
+            for t in consts.values()
         )
         main = consts.get("weights", consts.get("scale"))
         side = consts.get("bias", consts.get("shift"))
         nonzero_mul, total_mul = ir.multiplies(node)
-        main_size = (main.mantissa.size if isinstance(main, ir.QTensor) else main.values.size) if main is not None else 0
-        main_nz = (main.nonzero if isinstance(main, ir.QTensor) else int((main.values != 0).sum())) if main is not None else 0
+        main_size = (
+            (main.mantissa.size if isinstance(main, ir.QTensor) else main.values.size)
+            if main is not None
+            else 0
+        )
+        main_nz = (
+            (main.nonzero if isinstance(main, ir.QTensor) else int((main.values != 0).sum()))
+            if main is not None
+            else 0
+        )
         rows.append(
             LayerSummary(
                 name=node.name,
@@ -126,7 +138,9 @@ class MultiplierSavings:
         return self.parallel_multipliers - self.multipliers
 
 
-def layer_products(manifest: Manifest, graph: ir.ModelGraph | None = None) -> dict[str, tuple[int, int]]:
+def layer_products(
+    manifest: Manifest, graph: ir.ModelGraph | None = None
+) -> dict[str, tuple[int, int]]:
     """(products, products_nonzero) per layer: the manifest's, or for a format-1 manifest
     (which did not record them) the graph's (`ir.multiplies`, the same numbers)."""
     products = {}
@@ -154,7 +168,9 @@ def multiplier_savings(manifest: Manifest, graph: ir.ModelGraph | None = None) -
         products_nonzero=nonzero,
         parallel_multipliers=parallel,
         multipliers=sum(layer.multipliers for layer in manifest.layers),
-        time_multiplexed=tuple((layer.name, layer.reuse) for layer in manifest.layers if layer.reuse > 1),
+        time_multiplexed=tuple(
+            (layer.name, layer.reuse) for layer in manifest.layers if layer.reuse > 1
+        ),
     )
 
 
@@ -231,8 +247,16 @@ def synthesis_table(synth: Synthesis) -> tuple[list[str], list[Any]]:
     """Column names and the row of a synthesis result (REPORT.md and `rtlgen report`)."""
     return (
         ["family", "LUT", "FF", "DSP", "BRAM", "LUT levels", "longest path (cells)", "seconds"],
-        [synth.family, synth.luts, synth.ffs, synth.dsps, synth.brams, synth.lut_levels,
-         synth.longest_path, synth.seconds],
+        [
+            synth.family,
+            synth.luts,
+            synth.ffs,
+            synth.dsps,
+            synth.brams,
+            synth.lut_levels,
+            synth.longest_path,
+            synth.seconds,
+        ],
     )
 
 
@@ -297,12 +321,36 @@ def design_report(graph: ir.ModelGraph, manifest: Manifest) -> str:
         "## Layers\n",
         markdown_table(
             [
-                "layer", "op", "in", "out", "weights", "accumulator", "output", "sparsity",
-                "products / sample (non-zero / all)", "multipliers", "reuse", "latency",
+                "layer",
+                "op",
+                "in",
+                "out",
+                "weights",
+                "accumulator",
+                "output",
+                "sparsity",
+                "products / sample (non-zero / all)",
+                "multipliers",
+                "reuse",
+                "latency",
             ],
             table,
         ),
     ]
+    if manifest.fifos:
+        text += [
+            "\n## Stream FIFOs\n",
+            "Where a stream forks and the branches join again, the branch that arrives first "
+            "waits in a FIFO sized by the event-time model (the fork never waits for it).\n",
+            markdown_table(
+                ["join", "input", "from", "depth (beats)", "width (bits)", "memory (bits)"],
+                [
+                    [f.consumer, f.input_index, f.producer, f.depth, f.width, f.bits]
+                    for f in manifest.fifos
+                ],
+            ),
+            f"\nFIFO memory in all: {sum(f.bits for f in manifest.fifos)} bits",
+        ]
     if manifest.synthesis is not None:
         headers, row = synthesis_table(manifest.synthesis)
         text += ["\n## Synthesis (Yosys)\n", markdown_table(headers, [row])]

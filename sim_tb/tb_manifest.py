@@ -231,12 +231,16 @@ class LayerEntry:
     latency_cycles: int | None
     acc_type: ElementType | None = None
     activation: str | None = None
+    #: the layers (or the input) whose outputs this layer takes; () in a format-2 manifest
+    #: written before graphs could branch (each layer then takes the one before it)
+    inputs: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "name": self.name,
             "source": self.source,
             "op": self.op,
+            "inputs": list(self.inputs),
             "in_shape": list(self.in_shape),
             "out_shape": list(self.out_shape),
             "out_type": None if self.out_type is None else self.out_type.as_json(),
@@ -252,6 +256,33 @@ class LayerEntry:
         if self.activation is not None:
             data["activation"] = self.activation
         return data
+
+
+@dataclass(frozen=True)
+class FifoEntry:
+    """A FIFO on input ``input_index`` of layer ``consumer`` (a join), fed by ``producer``:
+    ``depth`` beats of ``width`` bits, sized by rtlgen's event-time model so the fork that
+    feeds the joined branches never waits (docs/DESIGN.md, "Streams that fork and join")."""
+
+    consumer: str
+    input_index: int
+    producer: str
+    depth: int
+    width: int
+
+    @property
+    def bits(self) -> int:
+        return self.depth * self.width
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "consumer": self.consumer,
+            "input_index": self.input_index,
+            "producer": self.producer,
+            "depth": self.depth,
+            "width": self.width,
+            "bits": self.bits,
+        }
 
 
 @dataclass(frozen=True)
@@ -368,6 +399,7 @@ class Manifest:
     generator: Generator = Generator(GENERATOR, "unknown", 0.0)
     files: tuple[str, ...] = ()
     synthesis: Synthesis | None = None
+    fifos: tuple[FifoEntry, ...] = ()
     outdir: Path | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -414,6 +446,7 @@ class Manifest:
             "latency_cycles": self.latency_cycles,
             "ii_cycles": self.ii_cycles,
             "layers": [layer.as_json() for layer in self.layers],
+            "fifos": [fifo.as_json() for fifo in self.fifos],
             "totals": self.totals.as_json(),
             "options": self.options.as_json(),
         }
@@ -548,6 +581,10 @@ def parse_manifest(raw: dict[str, Any], outdir: Path | None = None) -> Manifest:
         generator=generator,
         files=files,
         synthesis=_synthesis(raw.get("synthesis"), legacy),
+        fifos=tuple(
+            _fifo(entry, f"fifos[{index}].", {layer.name for layer in layers})
+            for index, entry in enumerate(_list(_get(raw, "fifos", "", []), "fifos", 0, MAX_LIST))
+        ),
         outdir=outdir,
     )
     if top in (clock, reset):
@@ -667,6 +704,10 @@ def _layer(value: Any, where: str, legacy: bool) -> LayerEntry:
         latency_cycles=_optional_count(_get(data, "latency_cycles", where, None), f"{where}latency_cycles", 0),
         acc_type=optional_type("acc_type"),
         activation=None if activation is None else _text(activation, f"{where}activation"),
+        inputs=tuple(
+            _text(name, f"{where}inputs[{k}]")
+            for k, name in enumerate(_list(_get(data, "inputs", where, []), f"{where}inputs", 0, 64))
+        ),
     )
     if (entry.products is None) != (entry.products_nonzero is None):
         raise ManifestError(f"{where}products and products_nonzero must both be given or both be null")
@@ -674,6 +715,23 @@ def _layer(value: Any, where: str, legacy: bool) -> LayerEntry:
         raise ManifestError(
             f"{where}products_nonzero {entry.products_nonzero} > products {entry.products}"
         )
+    return entry
+
+
+def _fifo(value: Any, where: str, layers: set[str]) -> FifoEntry:
+    data = _object(value, where.rstrip("."))
+    entry = FifoEntry(
+        consumer=_text(_get(data, "consumer", where), f"{where}consumer"),
+        input_index=_count(_get(data, "input_index", where), f"{where}input_index", 0, 63),
+        producer=_text(_get(data, "producer", where), f"{where}producer"),
+        depth=_count(_get(data, "depth", where), f"{where}depth", 1, MAX_COUNT),
+        width=_count(_get(data, "width", where), f"{where}width", 1, MAX_COUNT),
+    )
+    if entry.consumer not in layers:
+        raise ManifestError(f"{where}consumer {entry.consumer!r} is not a layer")
+    bits = _get(data, "bits", where, entry.bits)
+    if bits != entry.bits:
+        raise ManifestError(f"{where}bits {_show(bits)} is not depth x width ({entry.bits})")
     return entry
 
 
