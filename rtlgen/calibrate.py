@@ -60,19 +60,25 @@ def float_forward(node: ir.Node, x: np.ndarray) -> np.ndarray:
         return y.reshape((n, *node.out_shape))
     if isinstance(node, ir.Flatten):
         return x.reshape(n, -1)
-    raise RtlgenError(f"layer '{node.name}': op '{node.op}' cannot be calibrated")
+    from rtlgen.ops.registry import op_for
+
+    return op_for(node).float_forward(node, x)
 
 
 def calibrate(graph: ir.ModelGraph, x: np.ndarray) -> dict[str, float]:
     """Largest |output| of every node over the sample inputs ``x`` (N, *input_shape)."""
+    from rtlgen.ops.registry import op_for
+
     x = np.asarray(x, dtype=np.float64)
     if x.shape[1:] != tuple(graph.input_shape):
         raise RtlgenError(f"calibration data has samples of shape {x.shape[1:]}, the model expects {graph.input_shape}")
     if len(x) == 0:
         raise RtlgenError("calibration data is empty")
     peaks = {graph.input.name: float(np.max(np.abs(x)))}
-    y = x
+    values = {graph.input.name: x}
     for node in graph.nodes[1:]:
-        y = float_forward(node, y)
+        xs = [values[name] for name in node.inputs]
+        y = float_forward(node, xs[0]) if len(xs) == 1 else op_for(node).float_forward(node, xs)
+        values[node.name] = y
         peaks[node.name] = float(np.max(np.abs(y)))
     return peaks

@@ -108,3 +108,4 @@ class ConcatenateOp(Op):
     reference = staticmethod(concat_reference)
     plan = staticmethod(plan_concat)
     validate = staticmethod(validate_concat)
+    float_forward = staticmethod(lambda node, xs: np.concatenate(xs, axis=-1))

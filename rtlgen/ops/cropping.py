@@ -84,5 +84,7 @@ class CroppingOp(Op):
     from_keras = staticmethod(read_keras_cropping)
     lower = staticmethod(lower_same_type)
     reference = staticmethod(cropping_reference)
+    # values only move: the same kernel on floats
+    float_forward = staticmethod(lambda node, x: cropping_reference(node, x, None))
     validate = staticmethod(validate_cropping)
     plan = staticmethod(plan_cropping)

@@ -104,6 +104,18 @@ def validate_merge(node: Merge, in_type: FixedType | None) -> None:
         raise RtlgenError(f"in_shape {node.in_shape} and out_shape {node.out_shape} differ")
 
 
+def merge_float(node: Merge, xs: list[np.ndarray]) -> np.ndarray:
+    functions = {
+        MergeOp.ADD: lambda v: np.sum(v, axis=0),
+        MergeOp.SUBTRACT: lambda v: v[0] - v[1],
+        MergeOp.MULTIPLY: lambda v: np.prod(v, axis=0),
+        MergeOp.AVERAGE: lambda v: np.mean(v, axis=0),
+        MergeOp.MAXIMUM: lambda v: np.max(v, axis=0),
+        MergeOp.MINIMUM: lambda v: np.min(v, axis=0),
+    }
+    return functions[node.kind](np.stack(xs))
+
+
 @register_op
 class MergeOpKind(Op):
     name = "merge"
@@ -115,3 +127,4 @@ class MergeOpKind(Op):
     reference = staticmethod(merge_reference)
     plan = staticmethod(plan_merge)
     validate = staticmethod(validate_merge)
+    float_forward = staticmethod(merge_float)

@@ -59,6 +59,12 @@ class Op:
         raise RtlgenError(f"layer '{node.name}': op '{node.op}' has no reference implementation")
 
     @staticmethod
+    def float_forward(node: Any, x: Any) -> np.ndarray:
+        """The unlowered node in float64 on sample data (merges: a list of arrays), for
+        `rtlgen.calibrate`."""
+        raise RtlgenError(f"layer '{node.name}': op '{node.op}' cannot be calibrated")
+
+    @staticmethod
     def lower(node: Any, ctx: LowerContext) -> ir.Node:
         """The node with its constants quantized and every type set (`rtlgen.passes`)."""
         raise RtlgenError(f"layer '{node.name}': op '{node.op}' cannot be lowered")

@@ -91,6 +91,8 @@ class UpSamplingOp(Op):
     from_keras = staticmethod(read_keras_upsampling)
     lower = staticmethod(lower_same_type)
     reference = staticmethod(upsampling_reference)
+    # values only move: the same kernel on floats
+    float_forward = staticmethod(lambda node, x: upsampling_reference(node, x, None))
     validate = staticmethod(validate_upsampling)
     plan = staticmethod(plan_upsampling)
     sample_cycles = staticmethod(output_positions)

@@ -159,6 +159,8 @@ class ZeroPaddingOp(Op):
     from_keras = staticmethod(read_keras_zero_padding)
     lower = staticmethod(lower_same_type)
     reference = staticmethod(zero_padding_reference)
+    # values only move: the same kernel on floats
+    float_forward = staticmethod(lambda node, x: zero_padding_reference(node, x, None))
     validate = staticmethod(validate_zero_padding)
     plan = staticmethod(plan_zero_padding)
     sample_cycles = staticmethod(output_positions)
