@@ -87,6 +87,20 @@ class Serialize(wiring.Component):
             }
         )
 
+    def model_timing(self, times: list[int], samples: int) -> tuple[list[int], list[int]]:
+        """(vector handshake cycles, beat valid cycles) at full rate, per the contract: beat
+        k of a vector taken at cycle a is valid at a + 1 + k; the next vector is taken no
+        earlier than the cycle the last beat is (a + beats)."""
+        accepted: list[int] = []
+        out: list[int] = []
+        free = 0
+        for t in times:
+            a = max(t, free)
+            accepted.append(a)
+            out.extend(a + 1 + k for k in range(self.beats))
+            free = a + self.beats
+        return accepted, out
+
     def elaborate(self, platform):
         m = Module()
         beat_bits = Shape.cast(self.o.payload.shape()).width

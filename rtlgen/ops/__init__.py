@@ -18,6 +18,7 @@ from rtlgen.ops import (  # noqa: F401
     lut_activation,
     merge,
     pool,
+    reshape,
     scale_shift,
     separable_conv,
     upsampling,

@@ -1,5 +1,5 @@
-"""Flatten: (H, W, C) or (L, C) -> (N,) in row-major, channels-last order (``Flatten``, and a
-``Reshape`` to a flat vector or to the same shape).
+"""Flatten: (H, W, C) or (L, C) -> (N,) in row-major, channels-last order (``Flatten``; a
+``Reshape`` to a flat vector becomes one too, `rtlgen.ops.reshape`).
 
 Hardware: nothing for a vector; else a `Deserialize` that gathers the beats of a sample into
 one vector beat.
@@ -15,13 +15,11 @@ from rtlgen.frontend.keras_config import (
     LayerOut,
     WeightSource,
     check_channels_last,
-    config_value,
 )
 from rtlgen.frontend.limits import element_count
 from rtlgen.ops.registry import Op, Shape, register_op
 from rtlgen.passes import LowerContext
 from rtlgen.plan import LayerPlan, PlanContext, StreamFormat
-from rtlgen.quant.errors import ModelFileError, UnsupportedError
 from rtlgen.quant.fixed import FixedType
 
 
@@ -31,31 +29,6 @@ def read_keras_flatten(layer: KerasLayer, shape: Shape, source: WeightSource) ->
         return LayerOut([], shape)
     flat = (element_count(shape),)
     return LayerOut([ir.Flatten(layer.name, shape, flat, source=layer.name)], flat)
-
-
-def read_keras_reshape(layer: KerasLayer, shape: Shape, source: WeightSource) -> LayerOut:
-    target = config_value(layer, "target_shape")
-    if (
-        not isinstance(target, list | tuple)
-        or not all(isinstance(d, int) and not isinstance(d, bool) for d in target)
-        or any(d < 1 and d != -1 for d in target)
-        or list(target).count(-1) > 1
-    ):
-        raise ModelFileError(
-            f"{layer.where}: target_shape {target!r} is not a list of positive integers "
-            "(with at most one -1)"
-        )
-    size = element_count(shape)
-    known = element_count(d for d in target if d != -1)
-    dims = [size // known if d == -1 else d for d in target]
-    if tuple(dims) == shape:
-        return LayerOut([], shape)
-    if len(dims) == 1 and dims[0] == size:
-        return read_keras_flatten(layer, shape, source)
-    raise UnsupportedError(
-        f"{layer.where}: reshape {shape} -> {tuple(target)} is not supported (only to a flat vector "
-        f"({size},) or to the same shape)"
-    )
 
 
 def flatten_reference(node: ir.Flatten, x: np.ndarray, in_type: FixedType) -> np.ndarray:
@@ -90,12 +63,3 @@ class FlattenOp(Op):
     reference = staticmethod(flatten_reference)
     plan = staticmethod(plan_flatten)
     lower = staticmethod(lower_flatten)
-
-
-@register_op
-class ReshapeOp(Op):
-    """A Keras ``Reshape``: to a flat vector it is a flatten, to the same shape nothing."""
-
-    name = "reshape"
-    keras_classes = ("Reshape",)
-    from_keras = staticmethod(read_keras_reshape)

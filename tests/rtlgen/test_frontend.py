@@ -490,8 +490,8 @@ def test_functional_linear_chain(tmp_path, keras3):
             "negative_slope",
         ),
         (
-            layer_entry("Reshape", {"name": "rs", "target_shape": [81, 2]}),
-            "reshape .* is not supported \\(only to a flat vector",
+            layer_entry("Permute", {"name": "rs", "dims": [2, 1, 3]}),
+            "layer 'rs' .*reorders the elements of the stream",
         ),
         (layer_entry("BatchNormalization", {"name": "bn", "axis": [1]}), "axis=\\[1\\].*last"),
         (

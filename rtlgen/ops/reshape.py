@@ -1,0 +1,149 @@
+"""Reshape and Permute where the stream order allows.
+
+rtlgen streams a tensor in row-major, channels-last order, one position (its last axis) per
+beat. A Keras ``Reshape`` never changes that element order, only how the elements group into
+beats, so every reshape streams: to the same shape it is nothing, to a flat vector a
+`Flatten` (`rtlgen.ops.flatten`), between shapes with the same last axis nothing but the
+shape, and otherwise a re-beating node (gather a sample's beats into one vector, split it
+into beats of the new last axis). ``Permute`` reorders elements, which a stream cannot do
+without buffering a transposed sample: only the identity permutation is taken.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rtlgen import ir
+from rtlgen.frontend.keras_config import KerasLayer, LayerOut, WeightSource, config_value
+from rtlgen.frontend.limits import element_count
+from rtlgen.ops.flatten import read_keras_flatten
+from rtlgen.ops.registry import Op, Shape, register_op
+from rtlgen.passes import LowerContext
+from rtlgen.plan import LayerPlan, PlanContext, StreamFormat
+from rtlgen.quant.errors import ModelFileError, RtlgenError, UnsupportedError
+from rtlgen.quant.fixed import FixedType
+
+
+@dataclass(frozen=True, eq=False)
+class Reshape(ir.Node):
+    """The same elements in the same order, ``in_shape`` -> ``out_shape`` (ranks 1 to 3)."""
+
+    op = "reshape"
+
+
+def read_keras_reshape(layer: KerasLayer, shape: Shape, source: WeightSource) -> LayerOut:
+    target = config_value(layer, "target_shape")
+    if (
+        not isinstance(target, list | tuple)
+        or not all(isinstance(d, int) and not isinstance(d, bool) for d in target)
+        or any(d < 1 and d != -1 for d in target)
+        or list(target).count(-1) > 1
+    ):
+        raise ModelFileError(
+            f"{layer.where}: target_shape {target!r} is not a list of positive integers "
+            "(with at most one -1)"
+        )
+    size = element_count(shape)
+    known = element_count(d for d in target if d != -1)
+    if known == 0 or size % known:
+        raise ModelFileError(
+            f"{layer.where}: target_shape {tuple(target)} does not hold {size} elements"
+        )
+    dims = tuple(size // known if d == -1 else d for d in target)
+    if element_count(dims) != size:
+        raise ModelFileError(
+            f"{layer.where}: reshape {shape} -> {dims} changes the number of elements"
+        )
+    if dims == shape:
+        return LayerOut([], shape)
+    if len(dims) == 1:
+        return read_keras_flatten(layer, shape, source)
+    if len(dims) > 3:
+        raise UnsupportedError(
+            f"{layer.where}: reshape to {dims}: rtlgen streams vectors (N,), sequences (L, C) "
+            "and images (H, W, C)"
+        )
+    return LayerOut([Reshape(layer.name, shape, dims, source=layer.name)], dims)
+
+
+def read_keras_permute(layer: KerasLayer, shape: Shape, source: WeightSource) -> LayerOut:
+    dims = config_value(layer, "dims")
+    if not isinstance(dims, list | tuple) or sorted(dims) != list(range(1, len(shape) + 1)):
+        raise ModelFileError(
+            f"{layer.where}: dims {dims!r} is not a permutation of 1..{len(shape)}"
+        )
+    if list(dims) == list(range(1, len(shape) + 1)):
+        return LayerOut([], shape)
+    raise UnsupportedError(
+        f"{layer.where}: Permute{tuple(dims)} reorders the elements of the stream (rtlgen streams "
+        "channels-last, row-major); only the identity permutation is supported"
+    )
+
+
+def lower_reshape(node: Reshape, ctx: LowerContext) -> Reshape:
+    return node.replace(out_type=ctx.in_type)
+
+
+def reshape_reference(node: Reshape, x: np.ndarray, in_type: FixedType) -> np.ndarray:
+    return x.reshape((x.shape[0], *node.out_shape))
+
+
+def _formats(node: Reshape, t: FixedType) -> tuple[StreamFormat, StreamFormat]:
+    return StreamFormat.of(node.in_shape, t), StreamFormat.of(node.out_shape, t)
+
+
+def reshape_sample_cycles(node: Reshape, in_type: FixedType) -> int:
+    """Splitting a vector into beats emits one beat per cycle without input."""
+    fmt_in, fmt_out = _formats(node, in_type)
+    return fmt_out.beats if fmt_out.elements != fmt_in.elements else 0
+
+
+def plan_reshape(node: Reshape, ctx: PlanContext) -> LayerPlan:
+    """Same beats: nothing. Otherwise gather the sample into one vector (unless it already
+    is one) and split it into beats of the new last axis (unless it stays one)."""
+    from rtlgen.layers.common import shape_of
+    from rtlgen.layers.flatten import Deserialize, Serialize
+
+    fmt_in, fmt_out = _formats(node, ctx.in_type)
+    if fmt_in.elements == fmt_out.elements:
+        return LayerPlan(node, (), out_spacing=ctx.spacing)
+    element = shape_of(ctx.in_type)
+    stages = []
+    spacing = ctx.spacing
+    if fmt_in.beats > 1:
+        stages.append(Deserialize(fmt_in.beats, fmt_in.elements, element))
+        spacing = max(ctx.spacing * fmt_in.beats, ctx.sample_cycles)
+    if fmt_out.beats > 1:
+        stages.append(Serialize(fmt_out.beats, fmt_out.elements, element))
+        spacing = 1
+    return LayerPlan(node, tuple(stages), out_spacing=spacing)
+
+
+def validate_reshape(node: Reshape, in_type: FixedType | None) -> None:
+    if element_count(node.in_shape) != element_count(node.out_shape):
+        raise RtlgenError(f"reshape {node.in_shape} -> {node.out_shape} changes the element count")
+
+
+@register_op
+class ReshapeOp(Op):
+    name = "reshape"
+    node_types = (Reshape,)
+    keras_classes = ("Reshape",)
+    from_keras = staticmethod(read_keras_reshape)
+    lower = staticmethod(lower_reshape)
+    reference = staticmethod(reshape_reference)
+    plan = staticmethod(plan_reshape)
+    sample_cycles = staticmethod(reshape_sample_cycles)
+    validate = staticmethod(validate_reshape)
+    float_forward = staticmethod(lambda node, x: x.reshape((x.shape[0], *node.out_shape)))
+
+
+@register_op
+class PermuteOp(Op):
+    """A Keras ``Permute``: the identity is nothing; any other order is refused."""
+
+    name = "permute"
+    keras_classes = ("Permute",)
+    from_keras = staticmethod(read_keras_permute)
