@@ -154,3 +154,46 @@ def load_array(
 
 def _shape_text(sample_shape: tuple[int, ...]) -> str:
     return f"(N, {', '.join(map(str, sample_shape))})"
+
+
+def output_names(graph: ir.ModelGraph) -> tuple[str, ...]:
+    """The names of a graph's outputs as the manifest, REPORT.md and `.npz` files give them
+    (`rtlgen.plan.output_names`: the Keras output layer names, made plain identifiers)."""
+    from rtlgen.plan import output_names as names
+
+    return names(graph)
+
+
+def named_outputs(graph: ir.ModelGraph, by_node: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """{output name: array} from {output node name: array} (`run_int_outputs`), in the order
+    of ``graph.outputs``."""
+    return {
+        name: by_node[node] for node, name in zip(graph.outputs, output_names(graph), strict=True)
+    }
+
+
+def dequantized_outputs(
+    graph: ir.ModelGraph, by_node: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """{output name: float64 values (N, outputs)} of output mantissas {output node name:
+    (N, *shape)}: each output's type dequantized and flattened per sample, as `rtlgen
+    predict` writes them."""
+    arrays = {}
+    for node, name in zip(graph.output_nodes, output_names(graph), strict=True):
+        assert node.out_type is not None
+        y = node.out_type.to_float(np.asarray(by_node[node.name]))
+        arrays[name] = y.reshape(y.shape[0], -1)
+    return arrays
+
+
+def predict_outputs(graph: ir.ModelGraph, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Float inputs -> {output name: dequantized outputs (N, *shape)} of every output of the
+    lowered graph (`rtlgen.quant.reference.predict` gives the first alone)."""
+    from rtlgen.quant.reference import quantize_input, run_int_outputs
+
+    by_node = run_int_outputs(graph, quantize_input(graph, x))
+    arrays = {}
+    for node, name in zip(graph.output_nodes, output_names(graph), strict=True):
+        assert node.out_type is not None
+        arrays[name] = node.out_type.to_float(by_node[node.name])
+    return arrays

@@ -225,7 +225,7 @@ def _print_summary(graph, rows) -> None:
 def predict(
     model: ModelArg,
     input: Annotated[Path, typer.Option("--input", "-i", help="Inputs .npy, shape (N, *input_shape), float.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write outputs .npy.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write outputs: .npy, or for a model with several outputs an .npz with one array per output name.")],
     weights: WeightsOpt = None,
     config: ConfigOpt = None,
     input_type: InputTypeOpt = None,
@@ -234,23 +234,37 @@ def predict(
     max_params: MaxParamsOpt = None,
 ) -> None:
     """Run the bit-exact integer reference model: writes dequantized outputs (N, outputs) as
-    float64 (the logits when the model ends in softmax), or class indices with --classes."""
+    float64 (the logits when the model ends in softmax), or class indices with --classes.
+    A model with several outputs writes an .npz with one such array per output name."""
     import numpy as np
 
-    from rtlgen.api import load_array
-    from rtlgen.outdir import check_output_file, write_array
-    from rtlgen.quant.reference import run_int
+    from rtlgen.api import dequantized_outputs, load_array
+    from rtlgen.outdir import check_output_file
+    from rtlgen.quant.reference import run_int_outputs
 
     check_output_file(output)  # a bad -o fails now, not after the model ran
     graph = _load(model, weights, config, input_type, calibrate, max_params)
     x = _quantize_input(graph, load_array(input))
     with _progress(f"running the integer reference model on {len(x.mantissas)} samples"):
-        y = graph.output.out_type.to_float(run_int(graph, x.mantissas))
-    y = y.reshape(y.shape[0], -1)
-    result = np.argmax(y, axis=1) if classes else y
-    write_array(output, result)
+        ys = dequantized_outputs(graph, run_int_outputs(graph, x.mantissas))
+    if classes:
+        ys = {name: np.argmax(y, axis=1) for name, y in ys.items()}
     what = "class indices" if classes else ("logits (softmax not applied)" if graph.softmax else "outputs")
-    console.print(f"wrote {what} {result.shape} to {output}")
+    _write_outputs(output, ys, what)
+
+
+def _write_outputs(output: Path, ys: dict, what: str) -> None:
+    """One output: its array as .npy; several: an .npz with one array per output name."""
+    from rtlgen.outdir import write_array
+
+    if len(ys) == 1:
+        (result,) = ys.values()
+        write_array(output, result)
+        console.print(f"wrote {what} {result.shape} to {output}")
+        return
+    write_array(output, ys)
+    shapes = ", ".join(f"{name} {y.shape}" for name, y in ys.items())
+    console.print(f"wrote {what} to {output} (.npz: {shapes})")
 
 
 def _progress(message: str):
@@ -339,8 +353,8 @@ def _input_type_origin(model: str, config: Path | None, input_type: str | None) 
 def _testbench_writer(graph, samples: Path | None):
     import numpy as np
 
-    from rtlgen.api import load_array
-    from rtlgen.quant.reference import run_int
+    from rtlgen.api import load_array, named_outputs
+    from rtlgen.quant.reference import run_int_outputs
 
     if samples is not None:
         x_int = _quantize_input(graph, load_array(samples, "samples")).mantissas
@@ -348,7 +362,9 @@ def _testbench_writer(graph, samples: Path | None):
         t = graph.input.out_type
         rng = np.random.default_rng(0)
         x_int = rng.integers(t.min_int, t.max_int + 1, size=(8, *graph.input_shape))
-    y_int = run_int(graph, x_int)
+    y_int = named_outputs(graph, run_int_outputs(graph, x_int))
+    if len(y_int) == 1:
+        (y_int,) = y_int.values()
 
     def write(staging: Path, manifest) -> None:
         from rtlgen.sim_tb.standalone import save_vectors, write_testbench
@@ -380,7 +396,7 @@ def _print_design(design) -> None:
 def sim(
     outdir: Annotated[Path, typer.Argument(help="A directory written by 'rtlgen convert'.")],
     input: Annotated[Path, typer.Option("--input", "-i", help="Inputs .npy (float, like for 'predict').")],
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write simulated outputs .npy (same format as 'predict --output').")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write simulated outputs .npy, or .npz for several outputs (same format as 'predict --output').")] = None,
     backpressure: Annotated[float, typer.Option(help="Probability of tvalid gaps on input and tready drops on output.", min=0.0, max=0.95, callback=_finite)] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed of the backpressure pattern.", min=0, max=MAX_SEED)] = 0,
     waves: Annotated[bool, typer.Option("--waves", help="Dump a VCD waveform.")] = False,
@@ -395,10 +411,10 @@ def sim(
 def _simulate(outdir: Path, input: Path, output: Path | None, backpressure: float, seed: int, waves: bool):
     import numpy as np
 
-    from rtlgen.api import load_array, load_model
-    from rtlgen.manifest import read_manifest
-    from rtlgen.outdir import check_output_file, write_array
-    from rtlgen.quant.reference import run_int
+    from rtlgen.api import dequantized_outputs, load_array, load_model, named_outputs
+    from rtlgen.manifest import DesignFolderError, read_manifest
+    from rtlgen.outdir import check_output_file
+    from rtlgen.quant.reference import run_int_outputs
     from rtlgen.sim_tb.runner import simulate
 
     if output is not None:
@@ -406,14 +422,19 @@ def _simulate(outdir: Path, input: Path, output: Path | None, backpressure: floa
     manifest = read_manifest(outdir)
     graph = load_model(manifest.graph_path)
     x_int = _quantize_input(graph, load_array(input)).mantissas
-    y_int = run_int(graph, x_int)
-    result = simulate(outdir, x_int, y_int, backpressure=backpressure, seed=seed, waves=waves,
-                      progress=_progress)
+    y_int = named_outputs(graph, run_int_outputs(graph, x_int))
+    if tuple(y_int) != manifest.output_names:
+        raise DesignFolderError(
+            f"{outdir}: the manifest's outputs ({', '.join(manifest.output_names)}) are not "
+            f"graph.npz's ({', '.join(y_int)})"
+        )
+    result = simulate(outdir, x_int, y_int if len(y_int) > 1 else next(iter(y_int.values())),
+                      backpressure=backpressure, seed=seed, waves=waves, progress=_progress)
     _print_sim(manifest, result)
-    if output is not None and result.y_sim is not None:
-        y = graph.output.out_type.to_float(np.asarray(result.y_sim)).reshape(len(x_int), -1)
-        write_array(output, y)
-        console.print(f"wrote simulated outputs {y.shape} to {output}")
+    if output is not None and result.y_sim_outputs:
+        by_node = {node.name: np.asarray(result.y_sim_outputs[name])
+                   for node, name in zip(graph.output_nodes, y_int, strict=True)}
+        _write_outputs(output, dequantized_outputs(graph, by_node), "simulated outputs")
     return result
 
 
@@ -427,6 +448,16 @@ def _print_sim(manifest, result) -> None:
         str(result.ii_cycles), str(manifest.ii_cycles), str(result.input_stalled), f"{cps:,.0f}",
     )
     console.print(table)
+    if len(result.outputs) > 1:
+        per_output = Table(title="per output")
+        for col in ("output", "ports", "mismatches", "latency (cycles)", "expected"):
+            per_output.add_column(col)
+        for spec, measured in zip(manifest.outputs, result.outputs, strict=False):
+            per_output.add_row(
+                spec.name, f"{spec.prefix}_*", str(measured["mismatches"]),
+                str(measured["latency_cycles"]), str(spec.latency_cycles),
+            )
+        console.print(per_output)
     if result.timing_under_backpressure:
         console.print("(latency/II measured under backpressure: see the full-rate figures without --backpressure)")
     if not result.passed:

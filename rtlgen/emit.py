@@ -74,6 +74,33 @@ def predict_timing(top: NetworkTop) -> tuple[int, int, list[int]]:
     return timing.latency, timing.ii, per_layer
 
 
+def output_timing(top: NetworkTop, samples: int = 3) -> tuple[tuple[int, int], ...]:
+    """(latency_cycles, ii_cycles) of each output of ``top``, in port order, by the
+    event-time model: from the first input beat's handshake to the sample's last beat on
+    that output's master (the worst of ``samples`` samples), at full input rate and with
+    every master always ready. The first output's equals `predict_timing`'s."""
+    from rtlgen.timing import model_graph, model_stage, model_top
+
+    if len(top.outputs) == 1:
+        timing = model_top(top, samples)
+        return ((timing.latency, timing.ii),)
+    skid = {p.node.name: top.has_skid_buffer(p) for p in top.plans}
+    fifos = {(f.consumer, f.input_index) for f in top.plan.fifos}
+    graph_timing = model_graph(top.plan, skid, fifos, samples)
+    beats = top.input_format.beats
+    first_in = [graph_timing.input_accepted[s * beats] for s in range(samples)]
+    ii = max((b - a for a, b in zip(first_in, first_in[1:], strict=False)), default=beats)
+    result = []
+    for out, argmax in zip(top.outputs, top.argmaxes, strict=True):
+        times = graph_timing.out[out.node]
+        if argmax is not None:
+            _, times = model_stage(argmax, times, samples)
+        per_sample = out.format.beats
+        latency = max(times[(s + 1) * per_sample - 1] - first_in[s] for s in range(samples))
+        result.append((latency, ii))
+    return tuple(result)
+
+
 def _stream_spec(shape: tuple[int, ...], fmt: StreamFormat, **port) -> StreamSpec:
     """The manifest's description of one AXI4-Stream port carrying `shape` as `fmt`."""
     return StreamSpec(
@@ -122,7 +149,24 @@ def build_manifest(
 ) -> Manifest:
     """The manifest of a design about to be written (`files` is filled in when it is)."""
     latency, ii, per_layer = predict_timing(top)
-    fi, fo = top.input_format, top.output_format
+    fi = top.input_format
+    timings = output_timing(top)
+    outputs = tuple(
+        _stream_spec(
+            graph.node(out.node).out_shape,
+            out.format,
+            tuser_width=out.tuser_width,
+            classes=out.classes or None,
+            softmax_in_model=graph.softmax,
+            name=out.name,
+            prefix=out.prefix,
+            latency_cycles=out_latency,
+            ii_cycles=out_ii,
+        )
+        for out, (out_latency, out_ii) in zip(top.outputs, timings, strict=True)
+    )
+    # the first output's figures are the design's (`latency_cycles`, `ii_cycles`)
+    outputs = (dataclasses.replace(outputs[0], latency_cycles=latency, ii_cycles=ii), *outputs[1:])
     layers = tuple(
         layer_entry(plan, cycles) for plan, cycles in zip(top.plans, per_layer, strict=True)
     )
@@ -133,13 +177,8 @@ def build_manifest(
         reset="rst",
         reset_active_high=True,
         input=_stream_spec(graph.input_shape, fi, type_origin=input_type_origin),
-        output=_stream_spec(
-            graph.output_shape,
-            fo,
-            tuser_width=top.tuser_width,
-            classes=top.classes or None,
-            softmax_in_model=graph.softmax,
-        ),
+        output=outputs[0],
+        outputs=outputs,
         latency_cycles=latency,
         ii_cycles=ii,
         layers=layers,

@@ -7,6 +7,7 @@ more than one layer. Ports and packing follow docs/DESIGN.md.
 
 from __future__ import annotations
 
+import functools
 import keyword
 import re
 
@@ -30,6 +31,7 @@ from rtlgen.plan import (  # noqa: F401
     LayerPlan,
     Multiplier,
     NetworkPlan,
+    OutputPlan,
     Parallelism,
     Pipeline,
     StreamFormat,
@@ -38,6 +40,7 @@ from rtlgen.plan import (  # noqa: F401
     sample_cycles_of,
 )
 from rtlgen.quant.errors import RtlgenError, UnsupportedError
+from rtlgen.sim_tb.tb_manifest import MAX_OUTPUTS, is_port_name
 
 # Compared in lower case: a name that is a keyword in any capitalisation gets the suffix too
 # (cheap, and some tools are case-insensitive).
@@ -69,13 +72,15 @@ def top_module_name(requested: str | None, model_name: str) -> str:
     compile)."""
     if requested is not None:
         return check_top_name(requested)
-    return sanitize_identifier(model_name, "rtlgen_net", reserved=RESERVED_TOP_NAMES)
+    name = sanitize_identifier(model_name, "rtlgen_net", reserved=RESERVED_TOP_NAMES)
+    return f"{name}_" if is_port_name(name) else name  # m1_axis_tdata ...
 
 
-def _axis_signature(tdata_width: int, tuser_width: int, master: bool) -> dict[str, object]:
+def _axis_signature(
+    prefix: str, tdata_width: int, tuser_width: int, master: bool
+) -> dict[str, object]:
     d = Out if master else In
     u = In if master else Out
-    prefix = "m_axis" if master else "s_axis"
     members = {
         f"{prefix}_tdata": d(unsigned(tdata_width)),
         f"{prefix}_tvalid": d(1),
@@ -91,9 +96,13 @@ class NetworkTop(wiring.Component):
     """The whole network as one streaming component with AXI4-Stream ports.
 
     Contract (docs/DESIGN.md): input beats on `s_axis_*` (one pixel / position / whole
-    vector per beat), output beats on `m_axis_*` with `m_axis_tlast` on the last beat of a
-    sample and `m_axis_tuser` = arg-max class (with the beat carrying the logits, when the
-    output is a vector). Backpressure anywhere stalls cleanly.
+    vector per beat); each output `k` of the graph on its own master, `m_axis_*` for the
+    first and `m{k}_axis_*` for the others (`rtlgen.plan.output_prefix`), with its own
+    `tlast` on the last beat of a sample and, for a vector output, `tuser` = arg-max class
+    (with the beat carrying the vector). A node that is an output and also feeds other
+    nodes forks: its master is one more consumer. Backpressure on any master stalls cleanly
+    (the others then run dry once the shared pipeline stops); the masters need no common
+    tready.
     """
 
     def __init__(self, graph: ir.ModelGraph, options: HardwareOptions = HardwareOptions()):
@@ -103,23 +112,34 @@ class NetworkTop(wiring.Component):
         self.graph = graph
         self.options = options
         self.input_format = self.plan.input_format
+        self.outputs: tuple[OutputPlan, ...] = self.plan.outputs
+        # the first output's, as a one-output network has always had
         self.output_format = self.plan.output_format
         self.classes = self.plan.classes
         self.tuser_width = self.plan.tuser_width
         self.plans: list[LayerPlan] = list(self.plan.layers)
         self.sample_cycles = self.plan.sample_cycles
-        out_type = graph.output.out_type
-        assert out_type is not None
-        self.argmax = ArgMax(self.classes, shape_of(out_type)) if self.classes else None
-        in_fmt, out_fmt = self.input_format, self.output_format
-        super().__init__(
-            {
-                **_axis_signature(in_fmt.elements * in_fmt.type.width, 0, master=False),
-                **_axis_signature(
-                    out_fmt.elements * out_fmt.type.width, self.tuser_width, master=True
-                ),
-            }
+        #: the ArgMax of each output (None: an image or sequence output, no tuser)
+        self.argmaxes: tuple[ArgMax | None, ...] = tuple(
+            ArgMax(out.classes, shape_of(out.format.type)) if out.classes else None
+            for out in self.outputs
         )
+        self.argmax = self.argmaxes[0]
+        in_fmt = self.input_format
+        ports = _axis_signature("s_axis", in_fmt.elements * in_fmt.type.width, 0, master=False)
+        for out in self.outputs:
+            fmt = out.format
+            ports.update(
+                _axis_signature(
+                    out.prefix, fmt.elements * fmt.type.width, out.tuser_width, master=True
+                )
+            )
+        super().__init__(ports)
+
+    def port(self, index: int, signal: str):
+        """Output ``index``'s port ``signal`` (``tdata``, ``tvalid``, ``tready``, ``tlast``,
+        ``tuser``)."""
+        return getattr(self, f"{self.outputs[index].prefix}_{signal}")
 
     def has_skid_buffer(self, plan: LayerPlan) -> bool:
         """Whether a `SkidBuffer` (latency 1) follows ``plan``'s stages in this top."""
@@ -127,7 +147,7 @@ class NetworkTop(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        fmt_in, fmt_out = self.input_format, self.output_format
+        fmt_in = self.input_format
         graph = self.graph
 
         # AXI4-Stream slave -> first stream (tlast is accepted and ignored: beats are counted)
@@ -138,22 +158,25 @@ class NetworkTop(wiring.Component):
             self.s_axis_tready.eq(first.ready),
         ]
         # results[name]: the stream leaving a node; a result several nodes take goes
-        # through a Fork, one output per taking input, handed out in graph order
+        # through a Fork, one output per taking input, handed out in graph order, and one
+        # more (the last) when the result is also an output of the network
         results = {graph.input.name: first}
         fork_outputs: dict[str, list] = {}
         fifos = {(f.consumer, f.input_index): f for f in self.plan.fifos}
 
+        def branch(producer: str):
+            takers = len(graph.consumers(producer)) + (producer in graph.outputs)
+            if takers == 1:
+                return results[producer]
+            if producer not in fork_outputs:
+                fork = Fork(results[producer].payload.shape(), takers)
+                m.submodules[f"fork_{sanitize_identifier(producer, 'node')}"] = fork
+                wiring.connect(m, results[producer], fork.i)
+                fork_outputs[producer] = [getattr(fork, f"o{j}") for j in range(takers)]
+            return fork_outputs[producer].pop(0)
+
         def take(producer: str, consumer: str, k: int, index: int):
-            users = graph.consumers(producer)
-            if len(users) == 1:
-                source = results[producer]
-            else:
-                if producer not in fork_outputs:
-                    fork = Fork(results[producer].payload.shape(), len(users))
-                    m.submodules[f"fork_{sanitize_identifier(producer, 'node')}"] = fork
-                    wiring.connect(m, results[producer], fork.i)
-                    fork_outputs[producer] = [getattr(fork, f"o{j}") for j in range(len(users))]
-                source = fork_outputs[producer].pop(0)
+            source = branch(producer)
             fifo_plan = fifos.get((consumer, k))
             if fifo_plan is None:
                 return source
@@ -184,34 +207,41 @@ class NetworkTop(wiring.Component):
                 wiring.connect(m, current, skid.i)
                 current = skid.o
             results[node.name] = current
-        current = results[graph.outputs[0]]
+        for index, out in enumerate(self.outputs):
+            self._output_stage(m, index, branch(out.node))
+        return m
 
-        # Output stage: arg-max (vector outputs) and tlast by beat counting.
-        if self.argmax is not None:
-            argmax = self.argmax
-            m.submodules.argmax = argmax
+    def _output_stage(self, m: Module, index: int, current) -> None:
+        """Drive output ``index``'s master from ``current``: through an `ArgMax` (a vector:
+        tuser = class, one beat per sample so tlast is always high), else with tlast from
+        a beat counter."""
+        out = self.outputs[index]
+        port = functools.partial(self.port, index)
+        argmax = self.argmaxes[index]
+        if argmax is not None:
+            m.submodules["argmax" if index == 0 else f"argmax{index}"] = argmax
             wiring.connect(m, current, argmax.i)
             m.d.comb += [
-                self.m_axis_tdata.eq(argmax.o.payload.vector),
-                self.m_axis_tuser.eq(argmax.o.payload.index),
-                self.m_axis_tvalid.eq(argmax.o.valid),
-                self.m_axis_tlast.eq(1),
-                argmax.o.ready.eq(self.m_axis_tready),
+                port("tdata").eq(argmax.o.payload.vector),
+                port("tuser").eq(argmax.o.payload.index),
+                port("tvalid").eq(argmax.o.valid),
+                port("tlast").eq(1),
+                argmax.o.ready.eq(port("tready")),
             ]
-        else:
-            beat = Signal(range(max(fmt_out.beats, 2)))
-            last = beat == fmt_out.beats - 1
-            m.d.comb += [
-                self.m_axis_tdata.eq(current.payload),
-                self.m_axis_tvalid.eq(current.valid),
-                self.m_axis_tlast.eq(last),
-                current.ready.eq(self.m_axis_tready),
-            ]
-            with m.If(current.valid & current.ready):
-                m.d.sync += beat.eq(0 if fmt_out.beats == 1 else (beat + 1))
-                with m.If(last):
-                    m.d.sync += beat.eq(0)
-        return m
+            return
+        beats = out.format.beats
+        beat = Signal(range(max(beats, 2)), name=f"{out.prefix}_beat")
+        last = beat == beats - 1
+        m.d.comb += [
+            port("tdata").eq(current.payload),
+            port("tvalid").eq(current.valid),
+            port("tlast").eq(last),
+            current.ready.eq(port("tready")),
+        ]
+        with m.If(current.valid & current.ready):
+            m.d.sync += beat.eq(0 if beats == 1 else (beat + 1))
+            with m.If(last):
+                m.d.sync += beat.eq(0)
 
 
 def check_supported(graph: ir.ModelGraph) -> None:
@@ -228,3 +258,16 @@ def check_supported(graph: ir.ModelGraph) -> None:
     total_bits = StreamFormat.of(graph.input_shape, graph.input.out_type).layout.size
     if total_bits > 65536:
         raise RtlgenError(f"input beat of {total_bits} bits is too wide for one AXI4-Stream beat")
+    if len(graph.outputs) > MAX_OUTPUTS:
+        raise UnsupportedError(
+            f"the model has {len(graph.outputs)} outputs; rtlgen builds at most {MAX_OUTPUTS}"
+        )
+    for node in graph.output_nodes:
+        if node is graph.input:
+            raise UnsupportedError(f"output '{node.name}' is the model input itself")
+        assert node.out_type is not None
+        bits = StreamFormat.of(node.out_shape, node.out_type).layout.size
+        if bits > 65536:
+            raise RtlgenError(
+                f"output '{node.name}': a beat of {bits} bits is too wide for one AXI4-Stream beat"
+            )

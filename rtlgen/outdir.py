@@ -25,7 +25,7 @@ import os
 import secrets
 import shutil
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 
@@ -316,11 +316,23 @@ def _create_temp_file(folder: Path) -> tuple[int, Path]:
     raise FileExistsError(errno.EEXIST, "no free temporary name", str(folder))
 
 
-def write_array(path: Path | str, array: np.ndarray) -> Path:
+def write_array(path: Path | str, array: np.ndarray | Mapping[str, np.ndarray]) -> Path:
     """Write `array` as .npy to exactly `path` (no `.npy` appended) and return its absolute
-    path. Atomic: written under a temporary name in the same folder, then renamed over `path`
-    (an existing file keeps its mode). A device or FIFO (`-o /dev/null`) is written in place.
+    path; a mapping {name: array} (the outputs of a multi-output model) is written as an
+    .npz archive with one array per name (no `.npz` appended either). Atomic: written under a
+    temporary name in the same folder, then renamed over `path` (an existing file keeps its
+    mode). A device or FIFO (`-o /dev/null`) is written in place.
     Raises RtlgenError with one line when the path cannot be written."""
+    if isinstance(array, Mapping):
+        arrays = dict(array)
+
+        def save(handle) -> None:
+            np.savez(handle, **arrays)
+    else:
+
+        def save(handle) -> None:
+            np.save(handle, array, allow_pickle=False)
+
     target = check_output_file(path)
     try:
         status = os.stat(target)
@@ -331,7 +343,7 @@ def write_array(path: Path | str, array: np.ndarray) -> Path:
     try:
         if status is not None and not stat.S_ISREG(status.st_mode):
             with open(target, "wb") as handle:
-                np.save(handle, array, allow_pickle=False)
+                save(handle)
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, temp = _create_temp_file(target.parent)
@@ -339,7 +351,7 @@ def write_array(path: Path | str, array: np.ndarray) -> Path:
         raise os_error("output file", target, exc) from None
     try:
         with os.fdopen(fd, "wb") as handle:
-            np.save(handle, array, allow_pickle=False)
+            save(handle)
         if status is not None:
             os.chmod(temp, stat.S_IMODE(status.st_mode))
         os.replace(temp, target)

@@ -10,6 +10,7 @@ model (`rtlgen.timing`) and the manifest read the same plan.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -22,6 +23,7 @@ from rtlgen.layers.requantize import Requantize
 from rtlgen.quant.arith import aligned_weights, clamp_bounds
 from rtlgen.quant.errors import RtlgenError, UnsupportedError
 from rtlgen.quant.fixed import FixedType
+from rtlgen.sim_tb.tb_manifest import output_prefix
 
 
 class Multiplier(Enum):
@@ -230,28 +232,78 @@ class FifoPlan:
         return self.depth * self.width
 
 
+def output_names(graph: ir.ModelGraph) -> tuple[str, ...]:
+    """The names of the graph's outputs in the manifest, REPORT.md and `.npz` files, in
+    ``graph.outputs`` order: the Keras layer whose result each output is (the last layer of
+    its node's ``source``: a fused activation names it; a no-op layer that built no node, e.g.
+    a linear Activation, leaves its producer's name), else the node's name; made plain
+    identifiers (other characters become ``_``, at most 128 characters, ``output_`` before a
+    leading digit) and unique (``_2``, ``_3`` ... after a repeated name)."""
+    names: list[str] = []
+    for node in graph.output_nodes:
+        layer = node.source.split("+")[-1] if node.source else node.name
+        base = re.sub(r"[^A-Za-z0-9_]", "_", layer or node.name)[:120] or "output"
+        if base[0].isdigit():
+            base = f"output_{base}"
+        name, count = base, 1
+        while name in names:
+            count += 1
+            name = f"{base}_{count}"
+        names.append(name)
+    return tuple(names)
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    """One output of the network and the AXI4-Stream master that carries it.
+
+    ``node``: the graph node whose result leaves; ``name``: its name in the manifest and
+    `.npz` files (`output_names`); ``prefix``: the port prefix (`output_prefix`);
+    ``format``: how its beats travel; ``classes``: arg-max classes on ``<prefix>_tuser``
+    (a vector output: every one-beat vector gets the index of its maximum, as a one-output
+    network always had; 0 for an image or sequence output, which has no tuser).
+    """
+
+    node: str
+    name: str
+    prefix: str
+    format: StreamFormat
+    classes: int
+
+    @property
+    def tuser_width(self) -> int:
+        return max(1, (self.classes - 1).bit_length()) if self.classes else 0
+
+
 @dataclass(frozen=True)
 class NetworkPlan:
     """Every decision about the hardware of a lowered graph, made before anything is built.
 
     ``layers``: one `LayerPlan` per node after the input, in graph order; ``sample_cycles``:
-    the network's initiation interval at full rate; ``classes``: the arg-max classes of a
-    vector output (0: no arg-max; the output is an image or sequence); ``fifos``: the FIFOs
-    on the inputs of joins (none in a chain).
+    the network's initiation interval at full rate; ``outputs``: one `OutputPlan` per graph
+    output, in ``graph.outputs`` order; ``fifos``: the FIFOs on the inputs of joins (none in
+    a chain). ``output_format``, ``classes`` and ``tuser_width`` are the first output's.
     """
 
     graph: ir.ModelGraph
     options: HardwareOptions
     input_format: StreamFormat
-    output_format: StreamFormat
+    outputs: tuple[OutputPlan, ...]
     sample_cycles: int
     layers: tuple[LayerPlan, ...]
-    classes: int
     fifos: tuple[FifoPlan, ...] = ()
 
     @property
+    def output_format(self) -> StreamFormat:
+        return self.outputs[0].format
+
+    @property
+    def classes(self) -> int:
+        return self.outputs[0].classes
+
+    @property
     def tuser_width(self) -> int:
-        return max(1, (self.classes - 1).bit_length()) if self.classes else 0
+        return self.outputs[0].tuser_width
 
     def has_skid_buffer(self, layer: LayerPlan) -> bool:
         """Whether a `SkidBuffer` (latency 1) follows ``layer``'s stages."""
@@ -314,15 +366,19 @@ def plan_network(graph: ir.ModelGraph, options: HardwareOptions = HardwareOption
         spacing[node.name] = plan.out_spacing
         # a stage-less plan (a flatten of a vector) passes the depth on
         levels[node.name] = plan.out_levels if plan.stages else ctx.input_levels
-    network = NetworkPlan(
-        graph,
-        options,
-        input_format,
-        StreamFormat.of(graph.output_shape, out_type),
-        sample_cycles,
-        tuple(plans),
-        graph.output_shape[0] if len(graph.output_shape) == 1 else 0,
+    outputs = tuple(
+        OutputPlan(
+            node.name,
+            name,
+            output_prefix(index),
+            StreamFormat.of(node.out_shape, node.out_type),  # type: ignore[arg-type]
+            node.out_shape[0] if len(node.out_shape) == 1 else 0,
+        )
+        for index, (node, name) in enumerate(
+            zip(graph.output_nodes, output_names(graph), strict=True)
+        )
     )
+    network = NetworkPlan(graph, options, input_format, outputs, sample_cycles, tuple(plans))
     if graph.is_chain:
         return network
     return dataclasses.replace(network, fifos=_size_fifos(network))

@@ -271,6 +271,25 @@ INPUT_TYPE_ORIGIN_TEXT = {
 }
 
 
+def _output_lines(manifest: Manifest) -> list[str]:
+    """The Interface lines of the outputs: one per AXI4-Stream master."""
+    lines = []
+    several = len(manifest.outputs) > 1
+    for spec in manifest.outputs:
+        what = f"output `{spec.name}`" if several else "output"
+        lines.append(
+            f"- {what}: shape {list(spec.shape)}, {spec.beats_per_sample} beat(s) of "
+            f"{spec.elements_per_beat} x `{spec.element.text}` (`{spec.prefix}_tdata` "
+            f"{spec.tdata_width} bits)"
+            + (
+                f", class index on `{spec.prefix}_tuser` ({spec.tuser_width} bits)"
+                if spec.classes
+                else ""
+            )
+        )
+    return lines
+
+
 def design_report(graph: ir.ModelGraph, manifest: Manifest) -> str:
     rows = summarize(graph)
     hw = {entry.name: entry for entry in manifest.layers}
@@ -307,14 +326,17 @@ def design_report(graph: ir.ModelGraph, manifest: Manifest) -> str:
         f"{inp.elements_per_beat} x `{inp.element.text}` (`s_axis_tdata` {inp.tdata_width} bits)",
         f"- input type `{inp.element.text}`: {origin}; values are rounded to it and saturate at "
         f"its range",
-        f"- output: shape {list(out.shape)}, {out.beats_per_sample} beat(s) of {out.elements_per_beat} x "
-        f"`{out.element.text}` (`m_axis_tdata` {out.tdata_width} bits)"
-        + (f", class index on `m_axis_tuser` ({out.tuser_width} bits)" if out.classes else ""),
+        *_output_lines(manifest),
         "- the hardware emits logits and the arg-max class; the model's softmax is not computed"
         if out.softmax_in_model
         else "- the hardware emits the model's outputs",
         f"- expected latency: **{manifest.latency_cycles} cycles** (first input beat to last output beat), "
-        f"initiation interval **{manifest.ii_cycles} cycles** per sample\n",
+        f"initiation interval **{manifest.ii_cycles} cycles** per sample",
+        *(
+            f"- expected latency of output `{spec.name}`: **{spec.latency_cycles} cycles**"
+            for spec in manifest.outputs[1:]
+        ),
+        "",
         "## Multipliers\n",
         *(f"- {line}" for line in savings_lines(savings)),
         f"- multiplier style `{manifest.options.multiplier}`\n",

@@ -22,6 +22,7 @@ from .tb_manifest import (
     ManifestError,
     check_vectors,
     describe_mismatch,
+    output_arrays,
     read_manifest,
     writable_path,
 )
@@ -29,7 +30,8 @@ from .tb_run import SimulationError, StepProgress, build, run, silent_step
 
 # What a simulation writes into OUTDIR/sim/ (see the module docstring).
 SIM_FILES = (
-    "x_int.npy", "y_int.npy", "sim_out.npy", "sim_result.json", "results.xml", "sim.log", "dump.vcd",
+    "x_int.npy", "y_int.npy", "y_int.npz", "sim_out.npy", "sim_out.npz", "sim_result.json",
+    "results.xml", "sim.log", "dump.vcd",
 )
 
 __all__ = ["Mismatch", "SimResult", "SimulationError", "default_build_root", "simulate"]
@@ -85,12 +87,21 @@ class SimResult:
     results_dir: Path
     build_dir: Path
     waves_file: Path | None
+    #: the first output's mantissas (N, *shape), as the design delivered them
     y_sim: np.ndarray = field(repr=False, compare=False)
+    #: every output's mantissas by output name (the manifest's `outputs` order)
+    y_sim_outputs: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+    #: per output (sim_result.json's `outputs`): name, mismatches, mismatched_elements,
+    #: first_mismatch, tlast_errors, tuser_errors, extra_beats, latency_cycles (worst
+    #: sample, on this master), manifest_latency_cycles, ii_cycles
+    outputs: tuple[dict, ...] = field(default=(), compare=False)
 
     @property
     def out_path(self) -> Path:
-        """The design's outputs as saved by the simulation (sim_out.npy, int64)."""
-        return self.results_dir / "sim_out.npy"
+        """The design's outputs as saved by the simulation: sim_out.npy (int64), or
+        sim_out.npz with one array per output name for a design with several outputs."""
+        several = len(self.y_sim_outputs) > 1
+        return self.results_dir / ("sim_out.npz" if several else "sim_out.npy")
 
 
 def default_build_root() -> Path:
@@ -111,10 +122,11 @@ def simulate(
     build_root: str | Path | None = None,
     progress: StepProgress | None = None,
 ) -> SimResult:
-    """Stream x_int (N, *input.shape) through OUTDIR's design and compare with y_int.
+    """Stream x_int (N, *input.shape) through OUTDIR's design and compare with y_int
+    (N, *output.shape), or for a design with several outputs {output name: array}.
 
     `backpressure` in [0, 1) is the probability of an idle input cycle and, independently,
-    of a low m_axis_tready cycle, drawn from `seed`. A mismatch is returned, not raised
+    of a low tready cycle on each output master (independent patterns), drawn from `seed`. A mismatch is returned, not raised
     (check `passed`). Raises RtlgenError for a missing/bad manifest or vectors that do not
     fit it, SimulationError (one line naming the log) when the build fails or the simulator
     crashes. `progress(message)` (e.g. `rtlgen.progress.step`) is entered around the
@@ -133,9 +145,15 @@ def simulate(
         raise RtlgenError(str(error)) from None
     results_dir = manifest.outdir / "sim"
     results_dir.mkdir(parents=True, exist_ok=True)
-    x_path, y_path = results_dir / "x_int.npy", results_dir / "y_int.npy"
+    expected = output_arrays(manifest, y_int)
+    several = len(expected) > 1
+    x_path = results_dir / "x_int.npy"
+    y_path = results_dir / ("y_int.npz" if several else "y_int.npy")
     np.save(x_path, np.asarray(x_int, dtype=np.int64))
-    np.save(y_path, np.asarray(y_int, dtype=np.int64))
+    if several:
+        np.savez(y_path, **{k: np.asarray(v, dtype=np.int64) for k, v in expected.items()})
+    else:
+        np.save(y_path, np.asarray(next(iter(expected.values())), dtype=np.int64))
     # The run-time library objects are the same for every design: share them across build roots.
     build_dir = build(
         manifest,
@@ -156,6 +174,11 @@ def simulate(
             waves=waves,
         )
     first = result["first_mismatch"]
+    if several:
+        with np.load(results_dir / "sim_out.npz", allow_pickle=False) as arrays:
+            y_sim_outputs = {name: arrays[name] for name in expected}
+    else:
+        y_sim_outputs = {next(iter(expected)): np.load(results_dir / "sim_out.npy")}
     return SimResult(
         passed=result["passed"],
         report=result["report"],
@@ -188,5 +211,7 @@ def simulate(
         results_dir=results_dir.resolve(),
         build_dir=build_dir,
         waves_file=(results_dir / "dump.vcd").resolve() if waves else None,
-        y_sim=np.load(results_dir / "sim_out.npy"),
+        y_sim=next(iter(y_sim_outputs.values())),
+        y_sim_outputs=y_sim_outputs,
+        outputs=tuple(result.get("outputs", ())),
     )

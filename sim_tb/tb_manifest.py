@@ -30,7 +30,7 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,7 @@ MAX_TDATA_WIDTH = 65_536
 MAX_TUSER_WIDTH = 64
 MAX_COUNT = 1 << 48  # multipliers, products, adders
 MAX_CYCLES = 1 << 30  # latency and II of a design
+MAX_OUTPUTS = 64  # AXI4-Stream masters of one design
 MAX_SECONDS = 1e9
 
 MULTIPLIER_STYLES = ("auto", "dsp", "lut")
@@ -79,7 +80,20 @@ TOP_PORT_NAMES = frozenset(
 
 #: Names the top module cannot have: its ports (Verilator: "variable has same name as
 #: instance"), Verilator's own top (`TOP`) and SystemVerilog's built-in package `std`.
+#: The masters of outputs 1, 2 ... (`m1_axis_*` ...) are reserved too (`is_port_name`).
 RESERVED_TOP_NAMES = TOP_PORT_NAMES | {"TOP", "std"}
+_MORE_OUTPUT_PORTS = re.compile(r"m[1-9][0-9]*_axis_t(data|valid|ready|last|user)")
+
+
+def output_prefix(index: int) -> str:
+    """The port prefix of output ``index`` of a design: ``m_axis`` for the first (the
+    one-output interface), ``m1_axis``, ``m2_axis`` ... for the others (docs/DESIGN.md)."""
+    return "m_axis" if index == 0 else f"m{index}_axis"
+
+
+def is_port_name(name: str) -> bool:
+    """Whether ``name`` is (or may be, in a design with several outputs) a port of the top."""
+    return name in TOP_PORT_NAMES or _MORE_OUTPUT_PORTS.fullmatch(name) is not None
 
 #: Verilog-2005 and SystemVerilog-2017 (IEEE 1800 Annex B) keywords, case-sensitive.
 VERILOG_KEYWORDS = frozenset(
@@ -146,7 +160,11 @@ class StreamSpec:
     """One AXI4-Stream port: a sample of `shape` travels as `beats_per_sample` beats of
     `elements_per_beat` elements, element i at bits [i*w, (i+1)*w) of tdata.
 
-    Output only: `tuser_width`, `classes` (arg-max class on tuser), `softmax_in_model`.
+    Output only: `tuser_width`, `classes` (arg-max class on tuser), `softmax_in_model`,
+    `name` (the output's name: a plain identifier, the key of its array in `.npz` files),
+    `prefix` (its ports, `<prefix>_tdata` ...: `output_prefix(k)` for output k),
+    `latency_cycles` / `ii_cycles` (this output's: first input beat's handshake to the
+    sample's last beat on this master, at full rate; None when not recorded).
     Input only: `type_origin` (one of `INPUT_TYPE_ORIGINS`)."""
 
     shape: tuple[int, ...]
@@ -158,6 +176,10 @@ class StreamSpec:
     classes: int | None = None
     softmax_in_model: bool = False
     type_origin: str = ""
+    name: str = ""
+    prefix: str = ""
+    latency_cycles: int | None = None
+    ii_cycles: int | None = None
 
     def pack(self, sample: np.ndarray) -> list[int]:
         """tdata words (non-negative ints) of one sample, in beat order."""
@@ -198,9 +220,13 @@ class StreamSpec:
         }
         if output:
             data.update(
+                name=self.name,
+                prefix=self.prefix,
                 tuser_width=self.tuser_width,
                 classes=self.classes,
                 softmax_in_model=self.softmax_in_model,
+                latency_cycles=self.latency_cycles,
+                ii_cycles=self.ii_cycles,
             )
         else:
             data["type_origin"] = self.type_origin
@@ -401,6 +427,22 @@ class Manifest:
     synthesis: Synthesis | None = None
     fifos: tuple[FifoEntry, ...] = ()
     outdir: Path | None = field(default=None, compare=False, repr=False)
+    #: every output's master, in port order; ``output`` is ``outputs[0]``. Empty when
+    #: constructed: filled in with ``output`` alone (a one-output design)
+    outputs: tuple[StreamSpec, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.outputs:
+            first = self.output
+            first = replace(first, name=first.name or "output", prefix=first.prefix or output_prefix(0))
+            object.__setattr__(self, "output", first)
+            object.__setattr__(self, "outputs", (first,))
+        elif self.outputs[0] != self.output:
+            raise ValueError("a manifest's output must be its outputs[0]")
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(out.name for out in self.outputs)
 
     @property
     def path(self) -> Path:
@@ -443,6 +485,7 @@ class Manifest:
             "reset_active_high": self.reset_active_high,
             "input": self.input.as_json(output=False),
             "output": self.output.as_json(output=True),
+            "outputs": [out.as_json(output=True) for out in self.outputs],
             "latency_cycles": self.latency_cycles,
             "ii_cycles": self.ii_cycles,
             "layers": [layer.as_json() for layer in self.layers],
@@ -563,6 +606,12 @@ def parse_manifest(raw: dict[str, Any], outdir: Path | None = None) -> Manifest:
             _list(_get(raw, "layers", "", [] if legacy else _MISSING), "layers", 0, MAX_LIST)
         )
     )
+    output, outputs = _outputs(raw, legacy)
+    latency = _cycles(_get(raw, "latency_cycles", "", None), "latency_cycles")
+    if outputs[0].latency_cycles is not None and outputs[0].latency_cycles != latency:
+        raise ManifestError(
+            f"outputs[0].latency_cycles {outputs[0].latency_cycles} is not latency_cycles {latency}"
+        )
     manifest = Manifest(
         top=top,
         rtl=rtl,
@@ -572,8 +621,9 @@ def parse_manifest(raw: dict[str, Any], outdir: Path | None = None) -> Manifest:
             _get(raw, "reset_active_high", "", True if legacy else _MISSING), "reset_active_high"
         ),
         input=_stream(_object(_get(raw, "input", ""), "input"), "input", legacy, output=False),
-        output=_stream(_object(_get(raw, "output", ""), "output"), "output", legacy, output=True),
-        latency_cycles=_cycles(_get(raw, "latency_cycles", "", None), "latency_cycles"),
+        output=output,
+        outputs=outputs,
+        latency_cycles=latency,
         ii_cycles=_cycles(_get(raw, "ii_cycles", "", None), "ii_cycles"),
         layers=layers,
         totals=_totals(raw, layers, legacy),
@@ -651,7 +701,12 @@ def _stream(raw: dict[str, Any], name: str, legacy: bool, output: bool) -> Strea
             f"{name}.tdata_width {tdata} != {elements} elements x {element.width} bits"
         )
     tuser, classes, softmax, origin = 0, None, False, ""
+    out_name, prefix, latency, ii = "", "", None, None
     if output:
+        out_name = _plain_name(_get(raw, "name", where, "output"), f"{where}name")
+        prefix = _identifier(_get(raw, "prefix", where, output_prefix(0)), f"{where}prefix", port=True)
+        latency = _cycles(_get(raw, "latency_cycles", where, None), f"{where}latency_cycles")
+        ii = _cycles(_get(raw, "ii_cycles", where, None), f"{where}ii_cycles")
         tuser = _count(_get(raw, "tuser_width", where, 0), f"{where}tuser_width", 0, MAX_TUSER_WIDTH)
         classes = _get(raw, "classes", where, None)
         if classes is not None:
@@ -665,7 +720,37 @@ def _stream(raw: dict[str, Any], name: str, legacy: bool, output: bool) -> Strea
             raise ManifestError(
                 f"{where}type_origin is {_show(origin)}, expected one of {', '.join(INPUT_TYPE_ORIGINS)}"
             )
-    return StreamSpec(shape, beats, elements, element, tdata, tuser, classes, softmax, origin)
+    return StreamSpec(
+        shape, beats, elements, element, tdata, tuser, classes, softmax, origin,
+        out_name, prefix, latency, ii,
+    )
+
+
+def _outputs(raw: dict[str, Any], legacy: bool) -> tuple[StreamSpec, tuple[StreamSpec, ...]]:
+    """`output` and `outputs` (absent before designs had several outputs: then `output`
+    alone); names unique, output k on the ports `output_prefix(k)`, `output` = outputs[0]."""
+    output = _stream(_object(_get(raw, "output", ""), "output"), "output", legacy, output=True)
+    if "outputs" not in raw:
+        if output.prefix != output_prefix(0):
+            raise ManifestError(f"output.prefix is {output.prefix!r}, expected {output_prefix(0)!r}")
+        return output, (output,)
+    outputs = tuple(
+        _stream(_object(entry, f"outputs[{k}]"), f"outputs[{k}]", legacy, output=True)
+        for k, entry in enumerate(_list(raw["outputs"], "outputs", 1, MAX_OUTPUTS))
+    )
+    seen: set[str] = set()
+    for k, out in enumerate(outputs):
+        if out.prefix != output_prefix(k):
+            raise ManifestError(
+                f"outputs[{k}].prefix is {out.prefix!r}, expected {output_prefix(k)!r} "
+                "(output k drives the ports m{k}_axis_*, the first m_axis_*)"
+            )
+        if out.name in seen:
+            raise ManifestError(f"outputs[{k}].name {out.name!r} names two outputs")
+        seen.add(out.name)
+    if output != outputs[0]:
+        raise ManifestError("output is not the same as outputs[0] (the first output)")
+    return output, outputs
 
 
 def _element_type(value: Any, where: str, legacy: bool) -> ElementType:
@@ -923,7 +1008,7 @@ def identifier_problem(name: Any, port: bool = False) -> str | None:
         )
     if name in VERILOG_KEYWORDS:
         return f"is {name!r}, a Verilog/SystemVerilog keyword"
-    if not port and name in RESERVED_TOP_NAMES:
+    if not port and (name in RESERVED_TOP_NAMES or is_port_name(name)):
         return (
             f"is {name!r}, which the top module cannot be called (reserved: "
             f"{', '.join(sorted(RESERVED_TOP_NAMES))})"
@@ -935,6 +1020,15 @@ def _identifier(value: Any, where: str, port: bool = False) -> str:
     problem = identifier_problem(value, port)
     if problem is not None:
         raise ManifestError(f"{where} {problem}")
+    return value
+
+
+def _plain_name(value: Any, where: str) -> str:
+    """An output's name: a plain identifier ([A-Za-z_][A-Za-z0-9_]*, at most MAX_IDENTIFIER
+    characters); it names arrays and report lines, never a Verilog object, so a keyword
+    (``output``) is fine."""
+    if not isinstance(value, str) or len(value) > MAX_IDENTIFIER or not _IDENTIFIER.fullmatch(value):
+        raise _bad(where, value, f"a plain identifier ([A-Za-z_][A-Za-z0-9_]*, at most {MAX_IDENTIFIER} characters)")
     return value
 
 
@@ -998,10 +1092,38 @@ def writable_path(outdir: Path, name: str) -> Path:
 
 
 # --------------------------------------------------------------------------------- vectors
-def check_vectors(manifest: Manifest, x_int: np.ndarray, y_int: np.ndarray) -> None:
+def output_arrays(manifest: Manifest, y_int: Any, what: str = "y_int") -> dict[str, Any]:
+    """``y_int`` as {output name: array}, in the manifest's output order: a mapping (e.g. a
+    loaded .npz) must have exactly the outputs' names; a single array is taken for a
+    one-output design only. The arrays themselves are checked by `check_vectors`."""
+    names = manifest.output_names
+    if isinstance(y_int, np.ndarray) or not hasattr(y_int, "keys"):
+        if len(names) > 1:
+            raise ManifestError(
+                f"{what}: the design has {len(names)} outputs ({', '.join(names)}); give one "
+                "array per output name (an .npz file)"
+            )
+        return {names[0]: y_int}
+    keys = sorted(str(key) for key in y_int.keys())
+    if keys != sorted(names):
+        shown = ", ".join(_show(key) for key in keys[:8])
+        raise ManifestError(
+            f"{what}: arrays named [{shown}], expected one per output: {', '.join(names)}"
+        )
+    return {name: y_int[name] for name in names}
+
+
+def check_vectors(manifest: Manifest, x_int: np.ndarray, y_int: Any) -> None:
     """Raise ManifestError unless x/y have shapes (N, *input.shape) / (N, *output.shape) with
-    the same N >= 1, integer dtype, and inputs inside the input type's range."""
-    for name, array, spec in (("x_int", x_int, manifest.input), ("y_int", y_int, manifest.output)):
+    the same N >= 1, integer dtype, and inputs inside the input type's range. For a design
+    with several outputs ``y_int`` is {output name: array} (`output_arrays`), one array of
+    shape (N, *shape) per output."""
+    expected = output_arrays(manifest, y_int)
+    checks = [("x_int", x_int, manifest.input)]
+    for spec in manifest.outputs:
+        label = "y_int" if len(manifest.outputs) == 1 else f"y_int[{spec.name!r}]"
+        checks.append((label, expected[spec.name], spec))
+    for name, array, spec in checks:
         if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.integer):
             kind = array.dtype if isinstance(array, np.ndarray) else type(array).__name__
             raise ManifestError(f"{name}: expected an integer numpy array, got {kind}")
@@ -1009,10 +1131,11 @@ def check_vectors(manifest: Manifest, x_int: np.ndarray, y_int: np.ndarray) -> N
             raise ManifestError(
                 f"{name}: shape {tuple(array.shape)}, expected (N, {', '.join(map(str, spec.shape))})"
             )
-    if len(x_int) != len(y_int) or len(x_int) == 0:
-        raise ManifestError(
-            f"x_int has {len(x_int)} samples and y_int {len(y_int)}; need the same number >= 1"
-        )
+    for name, array, _ in checks[1:]:
+        if len(x_int) != len(array) or len(x_int) == 0:
+            raise ManifestError(
+                f"x_int has {len(x_int)} samples and {name} {len(array)}; need the same number >= 1"
+            )
     element = manifest.input.element
     if x_int.min() < element.lo or x_int.max() > element.hi:
         raise ManifestError(
@@ -1024,7 +1147,8 @@ def check_vectors(manifest: Manifest, x_int: np.ndarray, y_int: np.ndarray) -> N
 def describe_mismatch(mismatch: dict) -> str:
     """One line naming the sample, the output index, expected and actual values (and raw bits)."""
     index = ", ".join(map(str, mismatch["index"]))
+    which = f"output {mismatch['output']}" if mismatch.get("output") else "output"
     return (
-        f"sample {mismatch['sample']}, output [{index}]: expected {mismatch['expected']} "
+        f"sample {mismatch['sample']}, {which} [{index}]: expected {mismatch['expected']} "
         f"({mismatch['expected_raw']}), actual {mismatch['actual']} ({mismatch['actual_raw']})"
     )

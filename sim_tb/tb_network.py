@@ -4,18 +4,21 @@ Stand-alone: imports cocotb, numpy and its sibling modules only (copied into OUT
 Configured through environment variables (set by `tb_run` / rtlgen's runner):
 
 - `RTLGEN_MANIFEST`: path of manifest.json (required);
-- `RTLGEN_X_INT`, `RTLGEN_Y_INT`: input mantissas and expected outputs (.npy, int);
-  default `<manifest folder>/tb/x_int.npy` and `y_int.npy`;
+- `RTLGEN_X_INT`, `RTLGEN_Y_INT`: input mantissas and expected outputs (.npy, int; a design
+  with several outputs: an .npz with one array per output name); default
+  `<manifest folder>/tb/x_int.npy` and `y_int.npy` (`y_int.npz`);
 - `RTLGEN_RESULTS_DIR`: where `sim_out.npy` and `sim_result.json` go; default: the x folder;
 - `RTLGEN_BACKPRESSURE`: probability in [0, 1) of an idle input cycle and, independently, of
-  a low `m_axis_tready` cycle; default 0 (full rate);
+  a low `tready` cycle on each output master (one pattern per master); default 0 (full rate);
 - `RTLGEN_SEED`: seed of the pause generators; default 0;
 - `RTLGEN_TIMEOUT_CYCLES`: cycle budget; default derived from the manifest and N.
 
-The test streams all samples back to back, checks every output element bit for bit, tlast
-on the last beat of each sample, and tuser == arg-max of the sample's outputs (first max
-wins) when the manifest's output has `classes`. It writes the result files first, then
-fails with a one-line report naming the first problem.
+The test streams all samples back to back, checks every element of every output bit for
+bit, tlast on the last beat of each sample of each output, and tuser == arg-max of the
+sample's outputs (first max wins) on each output with `classes`, and measures the latency of
+each output. It writes the result files first (`sim_out.npy`, or `sim_out.npz` with one
+array per output name; `sim_result.json` with a summary per output in `outputs`), then fails
+with a one-line report naming the first problem.
 """
 
 from __future__ import annotations
@@ -32,10 +35,24 @@ from cocotb.triggers import ClockCycles, First, RisingEdge, Timer
 
 if __package__:
     from .tb_axis import AxisSink, AxisSource, CycleCounter, random_pauses
-    from .tb_manifest import Manifest, check_vectors, describe_mismatch, load_manifest
+    from .tb_manifest import (
+        Manifest,
+        StreamSpec,
+        check_vectors,
+        describe_mismatch,
+        load_manifest,
+        output_arrays,
+    )
 else:  # copied next to run.py
     from tb_axis import AxisSink, AxisSource, CycleCounter, random_pauses
-    from tb_manifest import Manifest, check_vectors, describe_mismatch, load_manifest
+    from tb_manifest import (
+        Manifest,
+        StreamSpec,
+        check_vectors,
+        describe_mismatch,
+        load_manifest,
+        output_arrays,
+    )
 
 CLOCK_PERIOD_NS = 10
 RESET_CYCLES = 4
@@ -53,15 +70,26 @@ def _env_path(name: str, default: Path | None) -> Path:
 def timeout_cycles(manifest: Manifest, samples: int, backpressure: float) -> int:
     """A generous cycle budget for streaming `samples` samples: a design that has not
     delivered every output beat by then is taken as hung."""
-    beats = max(manifest.input.beats_per_sample, manifest.output.beats_per_sample)
-    ii = max(manifest.ii_cycles or 0, beats)
-    latency = manifest.latency_cycles or 0
-    full_rate = latency + ii * (samples + 1) + manifest.output.beats_per_sample
+    out_beats = max(out.beats_per_sample for out in manifest.outputs)
+    beats = max(manifest.input.beats_per_sample, out_beats)
+    ii = max(manifest.ii_cycles or 0, *(out.ii_cycles or 0 for out in manifest.outputs), beats)
+    latency = max(
+        manifest.latency_cycles or 0, *(out.latency_cycles or 0 for out in manifest.outputs)
+    )
+    full_rate = latency + ii * (samples + 1) + out_beats
     return int(4 * full_rate / (1.0 - backpressure) ** 2) + 1000
 
 
-def _unpack_outputs(manifest: Manifest, beats, samples: int) -> np.ndarray:
-    spec = manifest.output
+def load_expected(manifest: Manifest, path: Path) -> dict[str, np.ndarray]:
+    """The expected outputs {name: mantissas}: a .npy for a one-output design, else an .npz
+    with one array per output name (no pickles either way)."""
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as arrays:
+            return output_arrays(manifest, {key: arrays[key] for key in arrays.files})
+    return output_arrays(manifest, np.load(path, allow_pickle=False))
+
+
+def _unpack_outputs(spec: StreamSpec, beats, samples: int) -> np.ndarray:
     values = np.zeros((samples, spec.beats_per_sample, spec.elements_per_beat), dtype=np.int64)
     for number, beat in enumerate(beats[: samples * spec.beats_per_sample]):
         sample, position = divmod(number, spec.beats_per_sample)
@@ -69,17 +97,22 @@ def _unpack_outputs(manifest: Manifest, beats, samples: int) -> np.ndarray:
     return values.reshape(samples, *spec.shape)
 
 
-def _first_mismatch(manifest: Manifest, expected: np.ndarray, actual: np.ndarray) -> dict:
+def _first_mismatch(
+    spec: StreamSpec, expected: np.ndarray, actual: np.ndarray, several: bool
+) -> dict:
     sample, *index = (int(i) for i in np.argwhere(expected != actual)[0])
     want, got = int(expected[(sample, *index)]), int(actual[(sample, *index)])
-    return {
+    mismatch = {
         "sample": sample,
         "index": index,
         "expected": want,
         "actual": got,
-        "expected_raw": manifest.output.raw(want),
-        "actual_raw": manifest.output.raw(got),
+        "expected_raw": spec.raw(want),
+        "actual_raw": spec.raw(got),
     }
+    if several:  # named only where there is a choice (one-output results keep their keys)
+        mismatch["output"] = spec.name
+    return mismatch
 
 
 async def _reset(dut, manifest: Manifest, clock) -> None:
@@ -90,22 +123,107 @@ async def _reset(dut, manifest: Manifest, clock) -> None:
     reset.value = 1 - active
 
 
+def _check_output(
+    spec: StreamSpec, beats, expected: np.ndarray, samples: int, firsts: list[int], several: bool
+) -> dict:
+    """One output's comparison: values bit for bit, tlast per beat, tuser = arg-max, extra
+    beats, and the latency (first input beat to the sample's last beat on this master)."""
+    per_sample = spec.beats_per_sample
+    actual = _unpack_outputs(spec, beats, samples)
+    received = min(samples, len(beats) // per_sample)
+    compare = slice(0, received)
+    differs = expected[compare] != actual[compare]
+    mismatched = int(differs.reshape(received, -1).any(axis=1).sum()) if received else 0
+    first_mismatch = (
+        _first_mismatch(spec, expected[compare], actual[compare], several)
+        if differs.any()
+        else None
+    )
+    expected_beats = samples * per_sample
+    tlast_errors, first_tlast = 0, None
+    for number, beat in enumerate(beats[:expected_beats]):
+        should_be_last = number % per_sample == per_sample - 1
+        if beat.last != should_be_last:
+            tlast_errors += 1
+            if first_tlast is None:
+                first_tlast = (
+                    f"{spec.prefix}_tlast is {int(beat.last)} on output beat {number} "
+                    f"(sample {number // per_sample}), expected {int(should_be_last)}"
+                )
+    tuser_errors, first_tuser = 0, None
+    if spec.classes is not None:
+        for sample in range(received):
+            last_beat = beats[(sample + 1) * per_sample - 1]
+            want = int(np.argmax(actual[sample].reshape(-1)))
+            if last_beat.user != want:
+                tuser_errors += 1
+                if first_tuser is None:
+                    first_tuser = (
+                        f"{spec.prefix}_tuser is {last_beat.user} on sample {sample}, "
+                        f"expected {want} (arg-max of its outputs)"
+                    )
+    extra = max(0, len(beats) - expected_beats)
+    lasts = [beats[(s + 1) * per_sample - 1].cycle for s in range(received)]
+    latencies = [last - first for first, last in zip(firsts, lasts, strict=False)]
+    where = f" of output {spec.name}" if several else ""
+    problems = [
+        f"{mismatched} of {received} samples{where} differ; first: "
+        f"{describe_mismatch(first_mismatch)}"
+        if first_mismatch
+        else None,
+        first_tlast,
+        first_tuser,
+        f"{extra} output beats{where} more than the {expected_beats} expected" if extra else None,
+    ]
+    return {
+        "name": spec.name,
+        "prefix": spec.prefix,
+        "actual": actual,
+        "differs": differs,
+        "mismatched_samples": mismatched,
+        "received": received,
+        "problems": [p for p in problems if p],
+        "summary": {
+            "name": spec.name,
+            "mismatches": mismatched,
+            "mismatched_elements": int(differs.sum()),
+            "first_mismatch": first_mismatch,
+            "tlast_errors": tlast_errors,
+            "tuser_errors": tuser_errors,
+            "extra_beats": extra,
+            "latency_cycles": max(latencies) if latencies else None,
+            "manifest_latency_cycles": spec.latency_cycles,
+            "ii_cycles": None,
+        },
+        "first_mismatch": first_mismatch,
+        "tlast_errors": tlast_errors,
+        "tuser_errors": tuser_errors,
+        "extra": extra,
+        "lasts": lasts,
+    }
+
+
 @cocotb.test()
 async def stream_samples(dut) -> None:
-    """Stream every sample of x_int through the design and compare with y_int bit for bit."""
+    """Stream every sample of x_int through the design and compare every output with
+    y_int bit for bit."""
     manifest = load_manifest(_env_path("RTLGEN_MANIFEST", None))
+    several = len(manifest.outputs) > 1
+    default_y = "y_int.npz" if several else "y_int.npy"
     x_path = _env_path("RTLGEN_X_INT", manifest.path.parent / "tb" / "x_int.npy")
-    y_path = _env_path("RTLGEN_Y_INT", x_path.parent / "y_int.npy")
+    y_path = _env_path("RTLGEN_Y_INT", x_path.parent / default_y)
     results_dir = _env_path("RTLGEN_RESULTS_DIR", x_path.parent)
     backpressure = float(os.environ.get("RTLGEN_BACKPRESSURE", "0") or 0)
     seed = int(os.environ.get("RTLGEN_SEED", "0") or 0)
-    x_int, y_int = np.load(x_path), np.load(y_path)
+    x_int = np.load(x_path, allow_pickle=False)
+    y_int = load_expected(manifest, y_path)
     check_vectors(manifest, x_int, y_int)
     samples = len(x_int)
-    out_spec = manifest.output
-    check_classes = out_spec.classes is not None
-    if check_classes and not hasattr(dut, "m_axis_tuser"):
-        raise AssertionError("manifest output has classes but the design has no m_axis_tuser")
+    for spec in manifest.outputs:
+        if spec.classes is not None and not hasattr(dut, f"{spec.prefix}_tuser"):
+            raise AssertionError(
+                f"manifest output {spec.name} has classes but the design has no {spec.prefix}_tuser"
+            )
     budget = int(os.environ.get("RTLGEN_TIMEOUT_CYCLES", "0") or 0) or timeout_cycles(
         manifest, samples, backpressure
     )
@@ -113,123 +231,107 @@ async def stream_samples(dut) -> None:
     clock = getattr(dut, manifest.clock)
     Clock(clock, CLOCK_PERIOD_NS, unit="ns").start()
     dut.s_axis_tvalid.value = 0
-    dut.m_axis_tready.value = 0
+    for spec in manifest.outputs:
+        getattr(dut, f"{spec.prefix}_tready").value = 0
     await _reset(dut, manifest, clock)
     await RisingEdge(clock)
 
     counter = CycleCounter(clock)
     source = AxisSource(dut, clock, counter, pauses=random_pauses(backpressure, f"{seed}/in"))
-    sink = AxisSink(
-        dut,
-        clock,
-        counter,
-        pauses=random_pauses(backpressure, f"{seed}/out"),
-        with_tuser=check_classes,
-    )
+    # each master its own, independent tready pattern (output 0 keeps the one-output seed)
+    sinks = [
+        AxisSink(
+            dut,
+            clock,
+            counter,
+            prefix=spec.prefix,
+            pauses=random_pauses(backpressure, f"{seed}/out" + (f"{k}" if k else "")),
+            with_tuser=spec.classes is not None,
+        )
+        for k, spec in enumerate(manifest.outputs)
+    ]
     last_in = manifest.input.beats_per_sample - 1
     source.send(
         (word, position == last_in)
         for sample in x_int
         for position, word in enumerate(manifest.input.pack(sample))
     )
-    expected_beats = samples * out_spec.beats_per_sample
+    wanted = [samples * spec.beats_per_sample for spec in manifest.outputs]
     started = time.perf_counter()
-    done = sink.expect(expected_beats)
-    await First(done.wait(), Timer(budget * CLOCK_PERIOD_NS, unit="ns"))
+    events = [sink.expect(count) for sink, count in zip(sinks, wanted, strict=True)]
+    for event in events:  # one budget for all: the cycles left when each wait starts
+        remaining = budget - counter.cycle
+        if not event.is_set() and remaining > 0:
+            await First(event.wait(), Timer(remaining * CLOCK_PERIOD_NS, unit="ns"))
     seconds = time.perf_counter() - started
     end_cycle = counter.cycle
     error = None
-    if not done.is_set():
+    pending = [
+        f"{len(sink.beats)} of {count} output beats" + (f" on {spec.prefix}" if several else "")
+        for sink, count, spec in zip(sinks, wanted, manifest.outputs, strict=True)
+        if len(sink.beats) < count
+    ]
+    if pending:
         error = (
-            f"timeout after {budget} cycles: {len(sink.beats)} of {expected_beats} output "
-            f"beats, {len(source.handshake_cycles)} of {samples * (last_in + 1)} input beats taken"
+            f"timeout after {budget} cycles: {', '.join(pending)}, "
+            f"{len(source.handshake_cycles)} of {samples * (last_in + 1)} input beats taken"
         )
     else:
         # Give a misbehaving design time to emit beats it should not.
-        end_cycle = sink.beats[expected_beats - 1].cycle
-        await ClockCycles(
-            clock, (manifest.latency_cycles or 0) + 2 * out_spec.beats_per_sample + 16
+        end_cycle = max(
+            sink.beats[count - 1].cycle for sink, count in zip(sinks, wanted, strict=True)
         )
+        settle = max(
+            (spec.latency_cycles or manifest.latency_cycles or 0) + 2 * spec.beats_per_sample
+            for spec in manifest.outputs
+        )
+        await ClockCycles(clock, settle + 16)
     source.stop()
-    sink.stop()
+    for sink in sinks:
+        sink.stop()
     counter.stop()
 
-    beats = sink.beats
-    actual = _unpack_outputs(manifest, beats, samples)
-    received_samples = min(samples, len(beats) // out_spec.beats_per_sample)
-    expected = np.asarray(y_int, dtype=np.int64)
-    compare = slice(0, received_samples)
-    differs = expected[compare] != actual[compare]
-    mismatched_samples = (
-        int(differs.reshape(received_samples, -1).any(axis=1).sum()) if received_samples else 0
-    )
-    first_mismatch = (
-        _first_mismatch(manifest, expected[compare], actual[compare]) if differs.any() else None
-    )
-
-    tlast_errors, first_tlast = 0, None
-    for number, beat in enumerate(beats[:expected_beats]):
-        should_be_last = number % out_spec.beats_per_sample == out_spec.beats_per_sample - 1
-        if beat.last != should_be_last:
-            tlast_errors += 1
-            if first_tlast is None:
-                first_tlast = (
-                    f"m_axis_tlast is {int(beat.last)} on output beat {number} "
-                    f"(sample {number // out_spec.beats_per_sample}), expected {int(should_be_last)}"
-                )
-
-    tuser_errors, first_tuser = 0, None
-    if check_classes:
-        for sample in range(received_samples):
-            last_beat = beats[(sample + 1) * out_spec.beats_per_sample - 1]
-            want = int(np.argmax(actual[sample].reshape(-1)))
-            if last_beat.user != want:
-                tuser_errors += 1
-                if first_tuser is None:
-                    first_tuser = (
-                        f"m_axis_tuser is {last_beat.user} on sample {sample}, "
-                        f"expected {want} (arg-max of its outputs)"
-                    )
-
-    extra_beats = max(0, len(beats) - expected_beats)
     firsts = [
         source.handshake_cycles[s * (last_in + 1)]
         for s in range(samples)
         if s * (last_in + 1) < len(source.handshake_cycles)
     ]
-    lasts = [beats[(s + 1) * out_spec.beats_per_sample - 1].cycle for s in range(received_samples)]
-    latencies = [last - first for first, last in zip(firsts, lasts, strict=False)]
+    checks = [
+        _check_output(
+            spec, sink.beats, np.asarray(y_int[spec.name], dtype=np.int64), samples, firsts, several
+        )
+        for spec, sink in zip(manifest.outputs, sinks, strict=True)
+    ]
     gaps = [b - a for a, b in zip(firsts, firsts[1:], strict=False)]
+    ii = max(gaps) if gaps else None
+    for check in checks:
+        check["summary"]["ii_cycles"] = ii
     # Streaming time: first input handshake to last output handshake (latency + (N-1) * II
     # at full rate).
     cycles = end_cycle - (firsts[0] if firsts else 0)
+    received = min(check["received"] for check in checks)
+    any_differs = np.zeros(received, dtype=bool)
+    for check in checks:
+        any_differs |= check["differs"][:received].reshape(received, -1).any(axis=1)
 
-    problems = [
-        error,
-        f"{mismatched_samples} of {received_samples} samples differ; first: "
-        f"{describe_mismatch(first_mismatch)}"
-        if first_mismatch
-        else None,
-        first_tlast,
-        first_tuser,
-        f"{extra_beats} output beats more than the {expected_beats} expected"
-        if extra_beats
-        else None,
-    ]
+    problems = [error, *(p for check in checks for p in check["problems"])]
     problems = [p for p in problems if p]
+    first = checks[0]
     result = {
         "passed": not problems,
         "report": "; ".join(problems) if problems else f"{samples} samples bit-exact",
         "images": samples,
-        "mismatches": mismatched_samples,
-        "mismatched_elements": int(differs.sum()),
-        "first_mismatch": first_mismatch,
-        "tlast_errors": tlast_errors,
-        "tuser_errors": tuser_errors,
-        "extra_beats": extra_beats,
+        "mismatches": int(any_differs.sum()) if several else first["mismatched_samples"],
+        "mismatched_elements": sum(int(check["differs"].sum()) for check in checks),
+        "first_mismatch": next(
+            (check["first_mismatch"] for check in checks if check["first_mismatch"]), None
+        ),
+        "tlast_errors": sum(check["tlast_errors"] for check in checks),
+        "tuser_errors": sum(check["tuser_errors"] for check in checks),
+        "extra_beats": sum(check["extra"] for check in checks),
         "error": error,
-        "latency_cycles": max(latencies) if latencies else None,
-        "ii_cycles": max(gaps) if gaps else None,
+        "latency_cycles": first["summary"]["latency_cycles"],
+        "ii_cycles": ii,
         "timing_under_backpressure": backpressure > 0,
         "manifest_latency_cycles": manifest.latency_cycles,
         "manifest_ii_cycles": manifest.ii_cycles,
@@ -239,8 +341,14 @@ async def stream_samples(dut) -> None:
         "cycles_per_second": cycles / seconds if seconds > 0 else None,
         "backpressure": backpressure,
         "seed": seed,
+        "outputs": [check["summary"] for check in checks],
     }
     results_dir.mkdir(parents=True, exist_ok=True)
-    np.save(results_dir / "sim_out.npy", actual)
+    if several:
+        np.savez(
+            results_dir / "sim_out.npz", **{check["name"]: check["actual"] for check in checks}
+        )
+    else:
+        np.save(results_dir / "sim_out.npy", first["actual"])
     (results_dir / "sim_result.json").write_text(json.dumps(result, indent=2) + "\n")
     assert not problems, result["report"]

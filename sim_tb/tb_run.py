@@ -294,7 +294,12 @@ def run(
     results_dir = Path(results_dir).resolve()
     results_dir.mkdir(parents=True, exist_ok=True)
     result_file, log = results_dir / "sim_result.json", results_dir / "sim.log"
-    for stale in (result_file, results_dir / "sim_out.npy", results_dir / "dump.vcd"):
+    for stale in (
+        result_file,
+        results_dir / "sim_out.npy",
+        results_dir / "sim_out.npz",
+        results_dir / "dump.vcd",
+    ):
         stale.unlink(missing_ok=True)
     settings = {
         "RTLGEN_MANIFEST": str(Path(manifest.path).resolve()),
@@ -339,6 +344,14 @@ def summarize(result: dict) -> str:
     return f"{'PASS' if result['passed'] else 'FAIL'}: {result['report']}; {timing}"
 
 
+def _expected(manifest: Manifest, path: Path):
+    """The expected outputs of a .npy (one output) or .npz (one array per output name)."""
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as arrays:
+            return {key: arrays[key] for key in arrays.files}
+    return np.load(path, allow_pickle=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line of OUTDIR/tb/run.py. Exit code 0 pass, 1 mismatch, 2 bad input/build."""
     here = Path(__file__).resolve().parent
@@ -350,7 +363,12 @@ def main(argv: list[str] | None = None) -> int:
         help="folder with manifest.json (default: the parent of this folder)",
     )
     parser.add_argument("--x", type=Path, default=here / "x_int.npy", help="input mantissas")
-    parser.add_argument("--y", type=Path, default=here / "y_int.npy", help="expected outputs")
+    parser.add_argument(
+        "--y",
+        type=Path,
+        default=None,
+        help="expected outputs (default: y_int.npy, or y_int.npz for a design with several outputs)",
+    )
     parser.add_argument("--results-dir", type=Path, default=here / "results")
     parser.add_argument(
         "--build-dir", type=Path, default=here / "sim_build", help="cache of Verilator builds"
@@ -368,10 +386,12 @@ def main(argv: list[str] | None = None) -> int:
         if not 0.0 <= args.backpressure < 1.0:
             raise ManifestError(f"--backpressure {args.backpressure} must be in [0, 1)")
         manifest = load_manifest(args.outdir / "manifest.json")
+        if args.y is None:
+            args.y = here / ("y_int.npz" if len(manifest.outputs) > 1 else "y_int.npy")
         for path in (args.x, args.y):
             if not path.is_file():
                 raise ManifestError(f"{path} not found")
-        check_vectors(manifest, np.load(args.x), np.load(args.y))
+        check_vectors(manifest, np.load(args.x, allow_pickle=False), _expected(manifest, args.y))
         build_dir = build(manifest, args.build_dir, waves=args.waves)
         result = run(
             manifest,

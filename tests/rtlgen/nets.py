@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 
@@ -116,14 +117,30 @@ def run_top(
     ready_prob: float = 1.0,
     seed: int = 0,
 ) -> AxisRun:
-    """Stream samples through `NetworkTop` in Amaranth's simulator, with random gaps."""
+    """Stream samples through `NetworkTop` in Amaranth's simulator, with random gaps; the
+    first output (`run_top_outputs` gives every output of a multi-output graph)."""
+    return next(iter(run_top_outputs(graph, x_int, options, valid_prob, ready_prob, seed).values()))
+
+
+def run_top_outputs(
+    graph: ir.ModelGraph,
+    x_int: np.ndarray,
+    options: HardwareOptions = HardwareOptions(),
+    valid_prob: float = 1.0,
+    ready_prob: float = 1.0,
+    seed: int = 0,
+) -> dict[str, AxisRun]:
+    """Stream samples through `NetworkTop` in Amaranth's simulator, with random input gaps
+    and an independent random tready on each output master; {output node name: what came
+    out of its master}, in ``graph.outputs`` order. tlast is checked on every beat."""
     top = NetworkTop(graph, options)
-    fi, fo = top.input_format, top.output_format
+    fi = top.input_format
     rng = random.Random(seed)
     beats = [row.reshape(fi.beats, fi.elements) for row in x_int]
     mask = (1 << fi.type.width) - 1
-    run = AxisRun(np.zeros(0), [], [], [])
-    words: list[list[int]] = []
+    first_in: list[int] = []
+    runs = {out.node: AxisRun(np.zeros(0), [], first_in, []) for out in top.outputs}
+    words: dict[str, list[int]] = {out.node: [] for out in top.outputs}
     cycle = {"n": 0}
 
     async def source(ctx):
@@ -141,27 +158,40 @@ def run_top(
                     if ready:
                         break
                 if b == 0:
-                    run.first_in.append(cycle["n"] - 1)
+                    first_in.append(cycle["n"] - 1)
         ctx.set(top.s_axis_tvalid, 0)
 
-    async def sink(ctx):
-        rng_out = random.Random(seed + 1)
-        total = len(beats) * fo.beats
-        while len(words) < total:
-            ready = ready_prob >= 1 or rng_out.random() < ready_prob
-            ctx.set(top.m_axis_tready, ready)
-            sampled = await ctx.tick().sample(top.m_axis_tvalid, top.m_axis_tdata, top.m_axis_tlast,
-                                              *( [top.m_axis_tuser] if top.classes else []))
-            valid, tdata, tlast = sampled[2], sampled[3], sampled[4]
-            if valid and ready:
-                words.append(int(tdata))
-                expect_last = len(words) % fo.beats == 0
-                assert bool(tlast) == expect_last, f"tlast wrong on output beat {len(words)}"
-                if expect_last:
-                    run.last_out.append(cycle["n"] - 1)
-                    if top.classes:
-                        run.classes.append(int(sampled[5]))
-            assert cycle["n"] < 200_000, "timeout"
+    def sink_for(index: int):
+        out = top.outputs[index]
+        fo, run, got = out.format, runs[out.node], words[out.node]
+        port = functools.partial(top.port, index)
+        signals = [port("tvalid"), port("tdata"), port("tlast")]
+        if out.classes:
+            signals.append(port("tuser"))
+
+        async def sink(ctx):
+            # output 0 keeps the one-output runner's pattern
+            rng_out = random.Random(seed + 1 + 7919 * index)
+            total = len(beats) * fo.beats
+            while len(got) < total:
+                ready = ready_prob >= 1 or rng_out.random() < ready_prob
+                ctx.set(port("tready"), ready)
+                sampled = await ctx.tick().sample(*signals)
+                valid, tdata, tlast = sampled[2], sampled[3], sampled[4]
+                if valid and ready:
+                    got.append(int(tdata))
+                    expect_last = len(got) % fo.beats == 0
+                    assert bool(tlast) == expect_last, (
+                        f"{out.prefix}_tlast wrong on output beat {len(got)}"
+                    )
+                    if expect_last:
+                        run.last_out.append(cycle["n"] - 1)
+                        if out.classes:
+                            run.classes.append(int(sampled[5]))
+                assert cycle["n"] < 200_000, "timeout"
+            ctx.set(port("tready"), 1)  # the others may still need the shared pipeline
+
+        return sink
 
     async def clock_counter(ctx):
         async for _ in ctx.tick():
@@ -171,8 +201,13 @@ def run_top(
     sim.add_clock(1e-8)
     sim.add_process(clock_counter)
     sim.add_testbench(source)
-    sim.add_testbench(sink)
+    for index in range(len(top.outputs)):
+        sim.add_testbench(sink_for(index))
     sim.run()
-    vals = [_unpack(wd, fo.elements, fo.type.width, fo.type.signed) for wd in words]
-    run.outputs = np.array(vals).reshape(len(beats), *graph.output_shape)
-    return run
+    for out in top.outputs:
+        fo = out.format
+        vals = [_unpack(wd, fo.elements, fo.type.width, fo.type.signed) for wd in words[out.node]]
+        runs[out.node].outputs = np.array(vals).reshape(
+            len(beats), *graph.node(out.node).out_shape
+        )
+    return runs

@@ -106,3 +106,69 @@ def test_pauses_are_reproducible_and_near_the_probability():
     assert not any(itertools.islice(random_pauses(0.0), 1000))
     with pytest.raises(ValueError, match="must be in"):
         random_pauses(1.0)
+
+
+# ------------------------------------------------------------------ several outputs
+def _spec(shape, name, prefix, **extra):
+    size = int(np.prod(shape))
+    return StreamSpec(shape, 1, size, ElementType(8, 4, True, "fixed<8,4>"), 8 * size,
+                      name=name, prefix=prefix, **extra)
+
+
+def _two_output_manifest():
+    from rtlgen.sim_tb.tb_manifest import Manifest, Totals
+
+    first = _spec((4,), "cls", "m_axis", tuser_width=2, classes=4, latency_cycles=9, ii_cycles=1)
+    second = _spec((2,), "output", "m1_axis", tuser_width=1, classes=2, latency_cycles=12,
+                   ii_cycles=1)
+    return Manifest(
+        top="two_head", rtl=("rtl/two_head.v",), clock="clk", reset="rst",
+        reset_active_high=True, input=_spec((6,), "", "", type_origin="default"),
+        output=first, outputs=(first, second), latency_cycles=9, ii_cycles=1,
+        totals=Totals.of(()),
+    )
+
+
+def test_a_manifest_with_several_outputs_round_trips():
+    from rtlgen.sim_tb.tb_manifest import parse_manifest
+
+    manifest = _two_output_manifest()
+    raw = json.loads(manifest.to_json())
+    assert raw["output"] == raw["outputs"][0]
+    assert [o["prefix"] for o in raw["outputs"]] == ["m_axis", "m1_axis"]
+    assert parse_manifest(raw) == manifest
+    assert parse_manifest(raw).output_names == ("cls", "output")  # a keyword is a fine name
+
+
+def test_output_must_be_the_first_of_outputs():
+    import dataclasses
+
+    from rtlgen.sim_tb.tb_manifest import parse_manifest
+
+    manifest = _two_output_manifest()
+    with pytest.raises(ValueError, match="outputs\\[0\\]"):
+        dataclasses.replace(manifest, output=manifest.outputs[1])
+    raw = json.loads(manifest.to_json())
+    raw["output"] = raw["outputs"][1]
+    with pytest.raises(ManifestError, match="output.prefix is 'm1_axis', expected 'm_axis'|not the same"):
+        parse_manifest(raw)
+
+
+def test_output_arrays_by_name_in_port_order():
+    from rtlgen.sim_tb.tb_manifest import output_arrays
+
+    manifest = _two_output_manifest()
+    arrays = output_arrays(manifest, {"output": 2, "cls": 1})
+    assert list(arrays.items()) == [("cls", 1), ("output", 2)]
+    with pytest.raises(ManifestError, match="2 outputs \\(cls, output\\)"):
+        output_arrays(manifest, np.zeros((1, 4), dtype=np.int64))
+    with pytest.raises(ManifestError, match="arrays named \\['cls', 'extra', 'output'\\]"):
+        output_arrays(manifest, {"output": 2, "cls": 1, "extra": 3})
+
+
+def test_port_names_of_more_outputs_are_reserved_top_names():
+    from rtlgen.sim_tb.tb_manifest import identifier_problem, is_port_name
+
+    assert is_port_name("m3_axis_tdata") and is_port_name("m_axis_tuser")
+    assert not is_port_name("m0_axis_tdata") and not is_port_name("m3_axis")
+    assert "cannot be called" in identifier_problem("m12_axis_tready")
