@@ -1,14 +1,21 @@
-"""Event-time model of the dataflow top: the cycle of every beat through every stage.
+"""Timing model of the dataflow top: the cycle of every beat through every stage.
 
 A sum of stage latencies is not the network's latency: a pooling window can complete before
-the last (unused) pixels of its input arrive, and a time-multiplexed layer accepts a vector
-only every ``steps`` cycles. This model follows each beat of a few samples through each
-component's timing contract (its docstring), with the input offered on every cycle and no
-output backpressure, and reads off the latency and the initiation interval.
+the last (unused) pixels of its input arrive, a time-multiplexed layer accepts a vector only
+every ``steps`` cycles, and a stage slower than the one before it (an upsampling before a
+zero pad, a 'same' window generator walking padding) stalls its producer and, through the
+finite buffering of every stage, the network input. `model_top` and `model_graph` run the
+valid/ready handshakes of every component's contract (its docstring) cycle by cycle for a
+few samples, input offered on every cycle, outputs always ready, and read off the latency
+and the initiation interval. `model_stage` and `follow` state the forward contracts of
+single stages (each at its own pace, output always ready); a network with a component that
+has only such a forward ``model_timing`` is followed forward (unbounded buffers between
+stages), as before the handshake model.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from rtlgen.layers.flatten import Deserialize
@@ -19,7 +26,7 @@ from rtlgen.layers.window import WindowGenerator, WindowGeometry
 
 @dataclass(frozen=True)
 class Timing:
-    latency: int  # first input beat's handshake -> last output beat's handshake (sample 0)
+    latency: int  # first input beat's handshake -> last output beat's handshake (worst sample)
     ii: int  # cycles between first input beats of consecutive samples (steady state)
     first_in: tuple[int, ...]  # handshake cycle of each sample's first input beat
     last_out: tuple[int, ...]  # cycle of each sample's last output beat
@@ -131,7 +138,634 @@ def _occupancy(enqueued: list[int], dequeued: list[int]) -> int:
     return need
 
 
+# ---------------------------------------------------------------------------------------
+# The handshake model: every component's valid/ready behaviour, cycle by cycle
+# ---------------------------------------------------------------------------------------
+#
+# Following beats forward (`follow`) assumes unlimited buffering between stages. A stage
+# slower than its producer (an upsampler before a zero pad, a window generator walking
+# padding without input) stalls the producer through ``ready`` and, step by step, the
+# network input. The model below runs the valid/ready handshakes of every component's
+# contract (its docstring) cycle by cycle, with the payloads left out: each component is
+# the few flags and counters that decide its ``valid`` and ``ready``. Within a cycle,
+# ``valid`` settles first, from the input towards the output (no ``valid`` depends on a
+# ``ready``), then ``ready`` from the output back towards the input, then every register
+# loads. That is exact for any buffering, bubble or stall pattern the hardware has.
+
+
+class _Wire:
+    """One valid/ready stream between two blocks, and the cycles its beats crossed it."""
+
+    __slots__ = ("valid", "ready", "shown", "valid_from", "taken")
+
+    def __init__(self) -> None:
+        self.valid = self.ready = self.shown = False
+        self.valid_from: list[int] = []  # the first cycle each beat was valid
+        self.taken: list[int] = []  # the cycle of each beat's handshake
+
+    def record(self, cycle: int) -> bool:
+        if not self.valid:
+            return False
+        if not self.shown:
+            self.valid_from.append(cycle)
+            self.shown = True
+        if self.ready:
+            self.taken.append(cycle)
+            self.shown = False
+            return True
+        return False
+
+
+class _Block:
+    """A component's handshake: ``forward`` sets the output valids (from registers and input
+    valids), ``backward`` the input readies (from output readies), ``clock`` loads the
+    registers. Single-stream blocks use ``self.i`` and ``self.o``."""
+
+    def __init__(self, inputs: list[_Wire], output: _Wire):
+        self.inputs, self.i, self.o = inputs, inputs[0], output
+
+    def forward(self) -> None:
+        raise NotImplementedError
+
+    def backward(self) -> None:
+        raise NotImplementedError
+
+    def clock(self) -> None:
+        raise NotImplementedError
+
+
+class _Source(_Block):
+    """The network input: ``beats`` beats offered back to back from cycle 0."""
+
+    def __init__(self, output: _Wire, beats: int):
+        self.o, self.left = output, beats
+
+    def forward(self) -> None:
+        self.o.valid = self.left > 0
+
+    def backward(self) -> None:
+        pass
+
+    def clock(self) -> None:
+        if self.o.valid and self.o.ready:
+            self.left -= 1
+
+
+class _Sink(_Block):
+    """An output master, always ready."""
+
+    def __init__(self, wire: _Wire):
+        self.i = wire
+
+    def forward(self) -> None:
+        pass
+
+    def backward(self) -> None:
+        self.i.ready = True
+
+    def clock(self) -> None:
+        pass
+
+
+class _Pipeline(_Block):
+    """`stream_util.pipeline_control`: ``latency`` valid bits all loading on ``advance =
+    ~o.valid | o.ready``, ``i.ready = advance`` (latency 0: wires). Several inputs: a join
+    (`merge._join`), valid when all are, each ``ready`` gated with that joint valid."""
+
+    def __init__(self, inputs: list[_Wire], output: _Wire, latency: int):
+        super().__init__(inputs, output)
+        self.stages = [False] * latency
+        self.joint = self.advance = False
+
+    def forward(self) -> None:
+        self.joint = all(w.valid for w in self.inputs)
+        self.o.valid = self.stages[-1] if self.stages else self.joint
+
+    def backward(self) -> None:
+        self.advance = self.o.ready or not self.o.valid if self.stages else self.o.ready
+        if len(self.inputs) == 1:
+            self.i.ready = self.advance
+        else:
+            for w in self.inputs:
+                w.ready = self.advance and self.joint
+
+    def clock(self) -> None:
+        if self.stages and self.advance:
+            self.stages.pop()
+            self.stages.insert(0, self.joint)
+
+
+class _Skid(_Block):
+    """`stream_util.SkidBuffer`: an output register and one skid register."""
+
+    def __init__(self, inputs: list[_Wire], output: _Wire):
+        super().__init__(inputs, output)
+        self.out_valid = self.skid_valid = False
+
+    def forward(self) -> None:
+        self.o.valid = self.out_valid
+
+    def backward(self) -> None:
+        self.i.ready = not self.skid_valid
+
+    def clock(self) -> None:
+        if not self.out_valid or self.o.ready:
+            if self.skid_valid:
+                self.out_valid, self.skid_valid = True, False
+            else:
+                self.out_valid = self.i.valid
+        elif self.i.valid and not self.skid_valid:
+            self.skid_valid = True
+
+
+class _Fifo(_Block):
+    """`stream_util.StreamFifo` (Amaranth's ``SyncFIFOBuffered``): ``depth - 1`` entries and
+    an output register; a write needs a free entry (a read in the same cycle does not free
+    one); depth 1 is a single register. ``depth`` None: unbounded (to size it), recording
+    the most entries a write found (``most``)."""
+
+    def __init__(self, inputs: list[_Wire], output: _Wire, depth: int | None):
+        super().__init__(inputs, output)
+        self.depth, self.level, self.out_valid, self.most = depth, 0, False, 0
+
+    def forward(self) -> None:
+        self.o.valid = self.out_valid
+
+    def backward(self) -> None:
+        if self.depth is None:
+            self.i.ready = True
+        elif self.depth == 1:
+            self.i.ready = not self.out_valid
+        else:
+            self.i.ready = self.level != self.depth - 1
+
+    def clock(self) -> None:
+        write = self.i.valid and self.i.ready
+        if self.depth == 1:
+            if self.out_valid and self.o.ready:
+                self.out_valid = False
+            if write:
+                self.out_valid = True
+            return
+        if write:
+            self.most = max(self.most, self.level)
+        read_inner = self.level > 0 and (not self.out_valid or self.o.ready)
+        self.level += write - read_inner
+        if read_inner:
+            self.out_valid = True
+        elif self.o.ready:
+            self.out_valid = False
+
+    @property
+    def depth_needed(self) -> int:
+        """The least depth at which no write ever waits (given the reads seen)."""
+        return self.most + 2
+
+
+class _Fork(_Block):
+    """`merge.Fork`: ``o{k}.valid = i.valid & ~taken[k]``; ``i.ready`` when every output has
+    taken the beat or takes it now."""
+
+    def __init__(self, inputs: list[_Wire], outputs: list[_Wire]):
+        self.i, self.outputs = inputs[0], outputs
+        self.taken = [False] * len(outputs)
+
+    def forward(self) -> None:
+        for w, taken in zip(self.outputs, self.taken, strict=True):
+            w.valid = self.i.valid and not taken
+
+    def backward(self) -> None:
+        self.i.ready = all(t or w.ready for w, t in zip(self.outputs, self.taken, strict=True))
+
+    def clock(self) -> None:
+        if self.i.valid and self.i.ready:
+            self.taken = [False] * len(self.outputs)
+        elif self.i.valid:
+            self.taken = [t or w.ready for w, t in zip(self.outputs, self.taken, strict=True)]
+
+
+class _Walk(_Block):
+    """`window.WindowGenerator` (and `spatial.ZeroPad`, its 1x1 case): one grid position per
+    step; a real position takes a pixel, leading padding waits for the sample's first pixel
+    to be offered; a window is valid after the step of its last grid position."""
+
+    def __init__(self, inputs: list[_Wire], output: _Wire, g: WindowGeometry):
+        super().__init__(inputs, output)
+        top, _, left, _ = g.padding
+        ends = {
+            (oy * g.stride[0] + g.kernel[0] - 1, ox * g.stride[1] + g.kernel[1] - 1)
+            for oy in range(g.out_height)
+            for ox in range(g.out_width)
+        }
+        self.real, self.waits, self.emits = [], [], []
+        for row in range(g.first_row, g.last_row + 1):
+            for col in range(g.first_col, g.last_col + 1):
+                real = top <= row < top + g.height and left <= col < left + g.width
+                self.real.append(real)
+                self.waits.append(real or (row, col) < (top, left))
+                self.emits.append((row, col) in ends)
+        self.position, self.out_valid, self.can_advance = 0, False, False
+
+    def forward(self) -> None:
+        self.o.valid = self.out_valid
+
+    def backward(self) -> None:
+        self.can_advance = not self.out_valid or self.o.ready
+        self.i.ready = self.can_advance and self.real[self.position]
+
+    def clock(self) -> None:
+        p = self.position
+        if self.can_advance and (self.i.valid or not self.waits[p]):
+            self.out_valid = self.emits[p]
+            self.position = (p + 1) % len(self.real)
+        elif self.o.ready:
+            self.out_valid = False
+
+
+class _Crop(_Block):
+    """`spatial.Crop`: a one-stage pipeline whose output is valid on kept pixels only."""
+
+    def __init__(self, inputs: list[_Wire], output: _Wire, stage):
+        super().__init__(inputs, output)
+        top, _, left, _ = stage.cropping
+        self.kept = [
+            top <= row < top + stage.out_height and left <= col < left + stage.out_width
+            for row in range(stage.height)
+            for col in range(stage.width)
+        ]
+        self.index, self.out_valid, self.advance = 0, False, False
+
+    def forward(self) -> None:
+        self.o.valid = self.out_valid
+
+    def backward(self) -> None:
+        self.advance = self.i.ready = not self.out_valid or self.o.ready
+
+    def clock(self) -> None:
+        if self.advance:
+            self.out_valid = self.i.valid and self.kept[self.index]
+            if self.i.valid:
+                self.index = (self.index + 1) % len(self.kept)
+
+
+class _UpSample(_Block):
+    """`spatial.UpSampleNearest`: (copy, column, repetition) counters; a pixel is taken on
+    the first repetition of the first copy of a row, every other beat needs no input."""
+
+    def __init__(self, inputs: list[_Wire], output: _Wire, stage):
+        super().__init__(inputs, output)
+        self.size_h, self.size_w = stage.size
+        self.width = stage.width
+        self.copy = self.col = self.rep = 0
+        self.out_valid = self.advance = self.takes = False
+
+    def forward(self) -> None:
+        self.o.valid = self.out_valid
+
+    def backward(self) -> None:
+        self.advance = not self.out_valid or self.o.ready
+        self.takes = self.copy == 0 and self.rep == 0
+        self.i.ready = self.advance and self.takes
+
+    def clock(self) -> None:
+        if self.advance and (self.i.valid or not self.takes):
+            self.out_valid = True
+            self.rep += 1
+            if self.rep == self.size_w:
+                self.rep = 0
+                self.col += 1
+                if self.col == self.width:
+                    self.col = 0
+                    self.copy = (self.copy + 1) % self.size_h
+        elif self.o.ready:
+            self.out_valid = False
+
+
+class _RunningReduce(_Block):
+    """`global_pool.RunningReduce`: every beat but a sample's last is taken at once; the last
+    enters a one-stage result pipeline."""
+
+    def __init__(self, inputs: list[_Wire], output: _Wire, positions: int):
+        super().__init__(inputs, output)
+        self.positions, self.position, self.out_valid, self.advance = positions, 0, False, False
+
+    def forward(self) -> None:
+        self.o.valid = self.out_valid
+
+    def backward(self) -> None:
+        self.advance = not self.out_valid or self.o.ready
+        self.i.ready = self.position != self.positions - 1 or self.advance
+
+    def clock(self) -> None:
+        last = self.position == self.positions - 1
+        if self.advance:
+            self.out_valid = self.i.valid and last
+        if self.i.valid and self.i.ready:
+            self.position = 0 if last else self.position + 1
+
+
+class _Deserialize(_Block):
+    """`flatten.Deserialize`: beats collect freely; a vector's last beat waits for the
+    output register."""
+
+    def __init__(self, inputs: list[_Wire], output: _Wire, beats: int):
+        super().__init__(inputs, output)
+        self.beats, self.count, self.out_valid = beats, 0, False
+
+    def forward(self) -> None:
+        self.o.valid = self.out_valid
+
+    def backward(self) -> None:
+        last = self.count == self.beats - 1
+        self.i.ready = not last or not self.out_valid or self.o.ready
+
+    def clock(self) -> None:
+        if self.o.ready:
+            self.out_valid = False
+        if self.i.valid and self.i.ready:
+            if self.count == self.beats - 1:
+                self.out_valid, self.count = True, 0
+            else:
+                self.count += 1
+
+
+class _Serial(_Block):
+    """`serial_mac.SerialMatVec`: a step counter (a new vector taken on the last step), then
+    ``depth + 1`` registered levels and the output register, all loading on ``advance =
+    ~o.valid | o.ready``; the output is valid for the last step of a vector."""
+
+    def __init__(self, inputs: list[_Wire], output: _Wire, stage):
+        super().__init__(inputs, output)
+        self.steps = stage.steps
+        self.levels = [False] * (stage.depth + 1)
+        self.busy, self.step, self.last_step = False, 0, stage.steps == 1
+        self.out_valid = self.advance = False
+
+    def forward(self) -> None:
+        self.o.valid = self.out_valid
+
+    def backward(self) -> None:
+        self.advance = not self.out_valid or self.o.ready
+        self.i.ready = self.advance and (not self.busy or self.last_step)
+
+    def clock(self) -> None:
+        if not self.advance:
+            return
+        self.out_valid = self.levels.pop()
+        self.levels.insert(0, self.busy and self.last_step)
+        if self.busy:
+            last = self.last_step
+            self.last_step = self.step == self.steps - 2 if self.steps > 1 else True
+            self.step = 0 if self.step == self.steps - 1 else self.step + 1
+            if last:
+                self.busy = False
+        if self.i.valid and self.i.ready:
+            self.busy, self.step, self.last_step = True, 0, self.steps == 1
+
+
+def _blocks(stage) -> list | None:
+    """The handshake blocks of ``stage`` in stream order, as ``make(inputs, output)``
+    functions; None for a component whose handshake this model does not know (one that
+    states only a forward ``model_timing``)."""
+    from rtlgen.layers.global_pool import RunningReduce
+    from rtlgen.layers.lookup import PiecewiseLinear
+    from rtlgen.layers.merge import Concatenate, ElementwiseMerge, Merge
+    from rtlgen.layers.spatial import Crop, UpSampleNearest, ZeroPad
+    from rtlgen.layers.stream_util import Chain, SkidBuffer, StreamFifo
+
+    def pipeline(latency: int):
+        return lambda inputs, output: _Pipeline(inputs, output, latency)
+
+    if stage is None or isinstance(stage, SkidBuffer):
+        return [_Skid]
+    if isinstance(stage, StreamFifo):
+        return [lambda inputs, output: _Fifo(inputs, output, stage.depth)]
+    if isinstance(stage, WindowGenerator):
+        return [lambda inputs, output: _Walk(inputs, output, stage.geometry)]
+    if isinstance(stage, ZeroPad):
+        return _blocks(stage.walk)
+    if isinstance(stage, _Pool):
+        reduce = _blocks(stage.reduce)
+        return None if reduce is None else [*_blocks(stage.window), *reduce]
+    if isinstance(stage, Crop):
+        return [lambda inputs, output: _Crop(inputs, output, stage)]
+    if isinstance(stage, UpSampleNearest):
+        return [lambda inputs, output: _UpSample(inputs, output, stage)]
+    if isinstance(stage, RunningReduce):
+        return [lambda inputs, output: _RunningReduce(inputs, output, stage.positions)]
+    if isinstance(stage, Deserialize):
+        return [lambda inputs, output: _Deserialize(inputs, output, stage.beats)]
+    if isinstance(stage, SerialMatVec):
+        return [lambda inputs, output: _Serial(inputs, output, stage)]
+    if isinstance(stage, Merge):
+        rest = _blocks(stage.output_stage)
+        return None if rest is None else [pipeline(stage.merge.latency), *rest]
+    if isinstance(stage, (ElementwiseMerge, Concatenate, PiecewiseLinear)):
+        return [pipeline(stage.latency)]
+    if isinstance(stage, Chain):
+        parts = [_blocks(s) for s in stage.stages]
+        return None if any(p is None for p in parts) else [b for p in parts for b in p]
+    if hasattr(stage, "model_timing"):
+        return None
+    # any other component is a `pipeline_control` pipeline (its docstring says so)
+    return [pipeline(getattr(stage, "latency", 0))]
+
+
+class _Network:
+    """Blocks and wires of a planned graph, run cycle by cycle from an idle reset."""
+
+    def __init__(self) -> None:
+        self.blocks: list[_Block] = []
+        self.wires: list[_Wire] = []
+        self.sinks: list[tuple[_Wire, int]] = []  # (wire, beats expected)
+
+    def wire(self) -> _Wire:
+        w = _Wire()
+        self.wires.append(w)
+        return w
+
+    def chain(self, inputs: list[_Wire], makers: list) -> _Wire:
+        for make in makers:
+            out = self.wire()
+            self.blocks.append(make(inputs, out))
+            inputs = [out]
+        return inputs[0]
+
+    def run(self, patience: int) -> int:
+        """Cycles until every sink has its beats; RuntimeError when nothing moves for
+        ``patience`` cycles (a deadlock)."""
+        blocks, wires = self.blocks, self.wires
+        backward = blocks[::-1]
+        cycle = idle = 0
+        while any(len(w.taken) < n for w, n in self.sinks):
+            for b in blocks:
+                b.forward()
+            for b in backward:
+                b.backward()
+            moved = False
+            for w in wires:
+                moved |= w.record(cycle)
+            for b in blocks:
+                b.clock()
+            cycle += 1
+            idle = 0 if moved else idle + 1
+            if idle > patience:
+                raise RuntimeError("the handshake model stalled: the pipeline deadlocks")
+        return cycle
+
+
+@dataclass
+class _Built:
+    net: _Network
+    source: _Wire
+    results: dict[str, _Wire]  # each node's result stream (before any fork)
+    presented: dict[tuple[str, int], _Wire]  # what reaches each input (before its FIFO)
+    fifos: dict[tuple[str, int], _Fifo]
+    fifo_out: dict[tuple[str, int], _Wire]
+    outputs: list[_Wire]  # each graph output's stream at its master
+
+
+def _build(
+    plan,
+    skid: dict[str, bool],
+    fifos: dict[tuple[str, int], int | None],
+    samples: int,
+    tails: dict[str, list] | None = None,
+) -> _Built | None:
+    """The handshake network of ``plan`` (wired as `rtlgen.hardware.NetworkTop` wires it),
+    or None if a component has no handshake model. ``fifos``: depth per (consumer, input)
+    FIFO (None: unbounded); ``tails``: stages after an output node before its master."""
+    graph = plan.graph
+    plans = {p.node.name: p for p in plan.layers}
+    net = _Network()
+    source = net.wire()
+    net.blocks.append(_Source(source, plan.input_format.beats * samples))
+    results = {graph.input.name: source}
+    forks: dict[str, list[_Wire]] = {}
+    presented: dict[tuple[str, int], _Wire] = {}
+    fifo_blocks: dict[tuple[str, int], _Fifo] = {}
+    fifo_out: dict[tuple[str, int], _Wire] = {}
+
+    def take(producer: str) -> _Wire:
+        # a result several take (its consumers, and its master when it is also an output)
+        # goes through a Fork, one output per taker
+        takers = len(graph.consumers(producer)) + (producer in graph.outputs)
+        if takers <= 1:
+            return results[producer]
+        if producer not in forks:
+            outs = [net.wire() for _ in range(takers)]
+            net.blocks.append(_Fork([results[producer]], outs))
+            forks[producer] = list(outs)
+        return forks[producer].pop(0)
+
+    for node in graph.nodes[1:]:
+        layer = plans[node.name]
+        inputs = []
+        for k, producer in enumerate(node.inputs):
+            wire = take(producer)
+            presented[(node.name, k)] = wire
+            if (node.name, k) in fifos:
+                out = net.wire()
+                block = _Fifo([wire], out, fifos[(node.name, k)])
+                net.blocks.append(block)
+                fifo_blocks[(node.name, k)], fifo_out[(node.name, k)] = block, out
+                wire = out
+            inputs.append(wire)
+        if not layer.stages:
+            results[node.name] = inputs[0]
+            continue
+        makers = []
+        for stage in [*layer.stages, *([None] if skid.get(node.name) else [])]:
+            blocks = _blocks(stage)
+            if blocks is None:
+                return None
+            makers.extend(blocks)
+        results[node.name] = net.chain(inputs, makers)
+    outputs = []
+    for name in graph.outputs:
+        wire = take(name)
+        for stage in (tails or {}).get(name, []):
+            blocks = _blocks(stage)
+            if blocks is None:
+                return None
+            wire = net.chain([wire], blocks)
+        net.blocks.append(_Sink(wire))
+        outputs.append(wire)
+    return _Built(net, source, results, presented, fifo_blocks, fifo_out, outputs)
+
+
+def _out_beats(graph, name: str) -> int:
+    shape = graph.node(name).out_shape
+    return 1 if len(shape) == 1 else int(math.prod(shape[:-1]))
+
+
+def _run(built: _Built, plan, samples: int) -> None:
+    graph = plan.graph
+    for name, wire in zip(graph.outputs, built.outputs, strict=True):
+        built.net.sinks.append((wire, _out_beats(graph, name) * samples))
+    built.net.run(patience=16 * (plan.sample_cycles + plan.input_format.beats) + 1024)
+
+
 def model_graph(
+    plan, skid: dict[str, bool], fifos: set[tuple[str, int]], samples: int = 3
+) -> GraphTiming:
+    """Every beat of ``samples`` samples through a planned DAG, input offered on every
+    cycle, every output always ready.
+
+    ``plan``: a `rtlgen.plan.NetworkPlan` (or anything with ``graph``, ``input_format``,
+    ``layers``, ``sample_cycles``); ``skid``: node name -> a skid buffer follows its stages;
+    ``fifos``: the (consumer, input index) edges with a `StreamFifo`, here unbounded, so that
+    ``fifo_depths`` tells how deep each must be for no write to wait. Forks, joins and every
+    stall between stages follow the components' handshakes (`_blocks`); a graph with a
+    component that states only a forward ``model_timing`` falls back to following beats
+    forward with unlimited buffering between stages.
+    """
+    built = _build(plan, skid, dict.fromkeys(fifos), samples)
+    if built is None:
+        return _forward_graph(plan, skid, fifos, samples)
+    _run(built, plan, samples)
+    out = {name: wire.valid_from for name, wire in built.results.items()}
+    depths = {edge: fifo.depth_needed for edge, fifo in built.fifos.items()}
+    arrivals = {edge: wire.valid_from for edge, wire in built.presented.items()}
+    return GraphTiming(out, built.source.taken, depths, arrivals)
+
+
+def model_top(top, samples: int = 3) -> Timing:
+    """Timing of `NetworkTop` ``top`` for ``samples`` samples offered at full rate, every
+    output master always ready: its FIFOs at their planned depths, its arg-max stages."""
+    plan = top.plan
+    skid = {p.node.name: top.has_skid_buffer(p) for p in top.plans}
+    fifos = {(f.consumer, f.input_index): f.depth for f in plan.fifos}
+    outputs = getattr(top, "outputs", None)
+    if outputs is not None and hasattr(top, "argmaxes"):
+        tails = {out.node: [a] for out, a in zip(outputs, top.argmaxes, strict=True) if a}
+    else:
+        tails = {top.graph.outputs[0]: [top.argmax]} if top.argmax is not None else {}
+    built = _build(plan, skid, fifos, samples, tails)
+    if built is None:
+        if not top.graph.is_chain:
+            return _forward_dag_top(top, samples)
+        return _forward_chain_top(top, samples)
+    _run(built, plan, samples)
+    beats = top.input_format.beats
+    out_beats = top.output_format.beats
+    first_in = tuple(built.source.taken[s * beats] for s in range(samples))
+    last_out = tuple(built.outputs[0].taken[(s + 1) * out_beats - 1] for s in range(samples))
+    return _timing(first_in, last_out, beats)
+
+
+def _timing(first_in: tuple[int, ...], last_out: tuple[int, ...], beats: int) -> Timing:
+    latency = max(out - first for first, out in zip(first_in, last_out, strict=True))
+    ii = max((b - a for a, b in zip(first_in, first_in[1:], strict=False)), default=beats)
+    return Timing(latency, ii, first_in, last_out)
+
+
+# ---------------------------------------------------------------------------------------
+# Forward only: components without a handshake model (unlimited buffering between stages)
+# ---------------------------------------------------------------------------------------
+
+
+def _forward_graph(
     plan, skid: dict[str, bool], fifos: set[tuple[str, int]], samples: int = 3
 ) -> GraphTiming:
     """Follow every beat of ``samples`` samples through a planned DAG.
@@ -209,17 +843,10 @@ def model_graph(
     raise RuntimeError("the fork timing did not settle")
 
 
-def model_top(top, samples: int = 3) -> Timing:
-    """Timing of `NetworkTop` ``top`` for ``samples`` samples offered at full rate."""
-    if not top.graph.is_chain:
-        return _model_dag_top(top, samples)
-    return _model_chain_top(top, samples)
-
-
-def _model_dag_top(top, samples: int) -> Timing:
+def _forward_dag_top(top, samples: int) -> Timing:
     skid = {p.node.name: top.has_skid_buffer(p) for p in top.plans}
     fifos = {(f.consumer, f.input_index) for f in top.plan.fifos}
-    timing = model_graph(top.plan, skid, fifos, samples)
+    timing = _forward_graph(top.plan, skid, fifos, samples)
     times = timing.out[top.graph.outputs[0]]
     if top.argmax is not None:
         _, times = model_stage(top.argmax, times, samples)
@@ -227,11 +854,10 @@ def _model_dag_top(top, samples: int) -> Timing:
     first_in = tuple(timing.input_accepted[s * beats] for s in range(samples))
     out_beats = top.output_format.beats
     last_out = tuple(times[(s + 1) * out_beats - 1] for s in range(samples))
-    ii = max((b - a for a, b in zip(first_in, first_in[1:], strict=False)), default=beats)
-    return Timing(last_out[0] - first_in[0], ii, first_in, last_out)
+    return _timing(first_in, last_out, beats)
 
 
-def _model_chain_top(top, samples: int) -> Timing:
+def _forward_chain_top(top, samples: int) -> Timing:
     beats = top.input_format.beats
     offered = list(range(beats * samples))
     times = offered
@@ -255,5 +881,4 @@ def _model_chain_top(top, samples: int) -> Timing:
     first_in = tuple(first_accepted[s * beats] for s in range(samples))
     out_beats = top.output_format.beats
     last_out = tuple(times[(s + 1) * out_beats - 1] for s in range(samples))
-    ii = max((b - a for a, b in zip(first_in, first_in[1:], strict=False)), default=beats)
-    return Timing(last_out[0] - first_in[0], ii, first_in, last_out)
+    return _timing(first_in, last_out, beats)

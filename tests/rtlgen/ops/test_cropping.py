@@ -143,11 +143,10 @@ def test_measured_latency_and_ii_equal_the_manifest(name):
     assert measured == predicted
 
 
-@pytest.mark.xfail(strict=True, reason="rtlgen.timing does not model backpressure")
-def test_cropping_stalled_by_a_slower_upsampling_is_outside_the_timing_model():
+def test_cropping_stalled_by_a_slower_upsampling_is_predicted():
     """A held kept beat stops the crop from taking (even dropped) input: an upsampling
-    after it that takes rows in bursts stalls the input, which `rtlgen.timing` (beats
-    followed forward, unbounded buffers) does not see."""
+    after it that takes rows in bursts stalls the input; `rtlgen.timing` runs the
+    handshakes, so the manifest has that stall."""
     graph = chain((5, 6, 2), [("crop", (1, 2, 2, 1)), ("up", (2, 2)), ("crop", (0, 1, 1, 0))])
     bit_exact_in_simulator(graph, n=3, valid_prob=0.6, ready_prob=0.5, seed=2)
     measured, predicted = measured_and_predicted(graph)

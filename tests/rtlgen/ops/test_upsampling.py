@@ -141,9 +141,8 @@ def test_measured_latency_and_ii_equal_the_manifest(name):
 
 
 #: The upsampling emits more beats per sample than reach its upstream's input, but is not
-#: the first stage: it stalls its upstream and the input, which `rtlgen.timing` (beats
-#: followed forward, unbounded buffers between stages) does not see.
-OUTSIDE_TIMING_MODEL = {
+#: the first stage: it stalls its upstream and the input (`rtlgen.timing` runs the handshakes).
+SLOWER_THAN_UPSTREAM = {
     "1d-after-cropping": lambda: chain(
         (9, 2), [("crop", (0, 0, 1, 2)), ("up", (1, 2)), ("conv", (2, 3, False))]
     ),
@@ -152,10 +151,9 @@ OUTSIDE_TIMING_MODEL = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="rtlgen.timing does not model backpressure")
-@pytest.mark.parametrize("name", list(OUTSIDE_TIMING_MODEL))
-def test_upsampling_slower_than_its_upstream_is_outside_the_timing_model(name):
-    graph = OUTSIDE_TIMING_MODEL[name]()
+@pytest.mark.parametrize("name", list(SLOWER_THAN_UPSTREAM))
+def test_upsampling_slower_than_its_upstream_is_predicted(name):
+    graph = SLOWER_THAN_UPSTREAM[name]()
     bit_exact_in_simulator(graph, n=3, valid_prob=0.6, ready_prob=0.5, seed=2)
     measured, predicted = measured_and_predicted(graph)
     assert measured == predicted

@@ -148,9 +148,8 @@ def test_measured_latency_and_ii_equal_the_manifest(name):
 
 
 #: The padding walks more positions per sample than the beats reaching it: the block stalls
-#: its upstream and, through it, the input. `rtlgen.timing` follows beats forward only (each
-#: stage at its own pace, unbounded buffers between), so the manifest misses that stall.
-OUTSIDE_TIMING_MODEL = {
+#: its upstream and, through it, the input (`rtlgen.timing` runs the handshakes).
+SLOWER_THAN_UPSTREAM = {
     "after-upsampling": lambda: chain(
         (4, 4, 2), [("up", (2, 2)), ("pad", (1, 2, 0, 1)), ("conv", (2, 3, False))]
     ),
@@ -160,10 +159,9 @@ OUTSIDE_TIMING_MODEL = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="rtlgen.timing does not model backpressure")
-@pytest.mark.parametrize("name", list(OUTSIDE_TIMING_MODEL))
-def test_padding_slower_than_its_upstream_is_outside_the_timing_model(name):
-    graph = OUTSIDE_TIMING_MODEL[name]()
+@pytest.mark.parametrize("name", list(SLOWER_THAN_UPSTREAM))
+def test_padding_slower_than_its_upstream_is_predicted(name):
+    graph = SLOWER_THAN_UPSTREAM[name]()
     bit_exact_in_simulator(graph, n=3, valid_prob=0.6, ready_prob=0.5, seed=2)
     measured, predicted = measured_and_predicted(graph)
     assert measured == predicted
