@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from rtlgen.layers.flatten import Deserialize
+from rtlgen.layers.flatten import Deserialize, Serialize
 from rtlgen.layers.pool import _Pool
 from rtlgen.layers.serial_mac import SerialMatVec
 from rtlgen.layers.window import WindowGenerator, WindowGeometry
@@ -83,6 +83,8 @@ def model_stage(stage, times: list[int], samples: int) -> tuple[list[int], list[
     if isinstance(stage, Deserialize):
         out = [times[k] + stage.latency for k in range(stage.beats - 1, len(times), stage.beats)]
         return times, out
+    if isinstance(stage, Serialize):
+        return [lambda inputs, output: _Serialize(inputs, output, stage.beats)]
     if isinstance(stage, SerialMatVec):
         accepted, out, prev = [], [], None
         for t in times:
@@ -489,6 +491,27 @@ class _Deserialize(_Block):
                 self.count += 1
 
 
+class _Serialize(_Block):
+    """`flatten.Serialize`: a count of the beats still to send; a new vector is taken when
+    none is left or the last one is taken now."""
+
+    def __init__(self, inputs: list[_Wire], output: _Wire, beats: int):
+        super().__init__(inputs, output)
+        self.beats, self.remaining = beats, 0
+
+    def forward(self) -> None:
+        self.o.valid = self.remaining != 0
+
+    def backward(self) -> None:
+        self.i.ready = self.remaining == 0 or (self.remaining == 1 and self.o.ready)
+
+    def clock(self) -> None:
+        if self.i.valid and self.i.ready:
+            self.remaining = self.beats
+        elif self.o.valid and self.o.ready:
+            self.remaining -= 1
+
+
 class _Serial(_Block):
     """`serial_mac.SerialMatVec`: a step counter (a new vector taken on the last step), then
     ``depth + 1`` registered levels and the output register, all loading on ``advance =
@@ -555,6 +578,8 @@ def _blocks(stage) -> list | None:
         return [lambda inputs, output: _RunningReduce(inputs, output, stage.positions)]
     if isinstance(stage, Deserialize):
         return [lambda inputs, output: _Deserialize(inputs, output, stage.beats)]
+    if isinstance(stage, Serialize):
+        return [lambda inputs, output: _Serialize(inputs, output, stage.beats)]
     if isinstance(stage, SerialMatVec):
         return [lambda inputs, output: _Serial(inputs, output, stage)]
     if isinstance(stage, Merge):
@@ -854,7 +879,8 @@ def _forward_dag_top(top, samples: int) -> Timing:
     first_in = tuple(timing.input_accepted[s * beats] for s in range(samples))
     out_beats = top.output_format.beats
     last_out = tuple(times[(s + 1) * out_beats - 1] for s in range(samples))
-    return _timing(first_in, last_out, beats)
+    ii = max((b - a for a, b in zip(first_in, first_in[1:], strict=False)), default=beats)
+    return Timing(last_out[0] - first_in[0], ii, first_in, last_out)
 
 
 def _forward_chain_top(top, samples: int) -> Timing:
@@ -881,4 +907,5 @@ def _forward_chain_top(top, samples: int) -> Timing:
     first_in = tuple(first_accepted[s * beats] for s in range(samples))
     out_beats = top.output_format.beats
     last_out = tuple(times[(s + 1) * out_beats - 1] for s in range(samples))
-    return _timing(first_in, last_out, beats)
+    ii = max((b - a for a, b in zip(first_in, first_in[1:], strict=False)), default=beats)
+    return Timing(last_out[0] - first_in[0], ii, first_in, last_out)

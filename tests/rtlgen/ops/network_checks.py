@@ -31,11 +31,13 @@ def bit_exact_in_simulator(
 
 
 def timing_matches_model(graph: ir.ModelGraph, options: HardwareOptions = HardwareOptions()):
-    """At full rate, the measured latency and II equal the manifest's (`rtlgen.timing`)."""
+    """At full rate, the measured latency and II equal the manifest's (`rtlgen.timing`),
+    measured as the Verilator runner does: the worst sample's latency, the largest gap
+    between first input beats (they differ where a slow stage fills the buffers before it)."""
     run = bit_exact_in_simulator(graph, 3, 1.0, 1.0, options=options)
     latency, ii, _ = predict_timing(NetworkTop(graph, options))
-    assert run.last_out[0] - run.first_in[0] == latency
-    assert np.diff(run.first_in).tolist() == [ii] * 2
+    assert max(o - f for f, o in zip(run.first_in, run.last_out, strict=True)) == latency
+    assert max(np.diff(run.first_in).tolist()) == ii
     return latency, ii
 
 
