@@ -6,6 +6,7 @@ default:                         # for float (unquantized) constants and results
   weight_width: 16               # bits of float weights/biases (integer bits from the values)
   bn_width: 18                   # bits of BatchNorm scale/shift
   result_frac: 10                # fractional bits of float-model layer results
+  result_int_bits: 24            # most integer bits of a float-model result (beyond: saturate)
 rounding: conv                   # conv (half to even, = QKeras) | rnd (half up) | trn (floor)
 overflow: sat                    # sat | wrap
 layers:                          # explicit types per Keras layer name
@@ -33,7 +34,7 @@ from rtlgen.quant.fixed import FixedType, Overflow, Rounding
 __all__ = ["load_config", "config_from_dict"]
 
 _TOP_KEYS = ("input", "default", "rounding", "overflow", "layers")
-_DEFAULT_KEYS = ("weight_width", "bn_width", "result_frac")
+_DEFAULT_KEYS = ("weight_width", "bn_width", "result_frac", "result_int_bits")
 _LAYER_KEYS = ("weight", "bias", "result")
 _ROUNDING = {
     "conv": Rounding.CONVERGENT,
@@ -91,6 +92,13 @@ def config_from_dict(data: Any, origin: str = "precision config") -> PrecisionCo
         raise RtlgenError(
             f"{origin}: default.result_frac = {result_frac} (supported: -62..62 fractional bits)"
         )
+    result_int_bits = _integer(
+        defaults.get("result_int_bits", d.result_int_bits), f"{origin}: default.result_int_bits"
+    )
+    if not 0 <= result_int_bits <= 60:
+        raise RtlgenError(
+            f"{origin}: default.result_int_bits = {result_int_bits} (supported: 0..60)"
+        )
     rounding = _choice(data.get("rounding"), _ROUNDING, d.rounding, f"{origin}: rounding")
     overflow = _choice(data.get("overflow"), _OVERFLOW, d.overflow, f"{origin}: overflow")
     layers_raw = data.get("layers") or {}
@@ -118,6 +126,7 @@ def config_from_dict(data: Any, origin: str = "precision config") -> PrecisionCo
         weight_width=weight_width,
         bn_width=bn_width,
         result_frac=result_frac,
+        result_int_bits=result_int_bits,
         rounding=rounding,
         overflow=overflow,
         layers=tuple(layers),

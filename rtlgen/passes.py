@@ -47,13 +47,19 @@ class PrecisionConfig:
       magnitude needs (per tensor);
     - BatchNorm scale/shift get ``bn_width`` bits likewise;
     - an unquantized float-model result gets the integer bits interval analysis proves and
-      ``result_frac`` fractional bits (never more than the accumulator has).
+      ``result_frac`` fractional bits (never more than the accumulator has), at most
+      ``result_int_bits`` integer bits (wider proven ranges saturate there: calibrate on
+      data, `rtlgen.calibrate`, for types that fit the real values).
     """
 
     input: FixedType = FixedType(16, 10, True)
     weight_width: int = 16
     bn_width: int = 18
     result_frac: int = 10
+    #: most integer bits of a float-model result: a wider proven range saturates at
+    #: +-2**result_int_bits (deep float networks would otherwise grow ~log2(fan-in) bits
+    #: per layer until no 62-bit accumulator holds them)
+    result_int_bits: int = 24
     rounding: Rounding = Rounding.CONVERGENT
     overflow: Overflow = Overflow.SATURATE
     layers: tuple[tuple[str, LayerPrecision], ...] = field(default=())
@@ -215,7 +221,9 @@ def result_type(
     frac = min(acc.frac, config.result_frac)
     shift = acc.frac - frac
     # Rounding up may add one step at the top: keep room for it.
-    proven = FixedType.covering(lo >> shift, (hi >> shift) + (1 if shift else 0), frac)
+    lo_r, hi_r = lo >> shift, (hi >> shift) + (1 if shift else 0)
+    cap = 1 << max(0, config.result_int_bits + frac)
+    proven = FixedType.covering(max(lo_r, -cap), min(hi_r, cap - 1), frac)
     peak = config.calibrated_peak(node)
     if peak is None:
         return proven
@@ -274,7 +282,16 @@ def infer_precision(
             ctx = LowerContext(
                 in_types[0], config.for_layer(node), config, quantized_model, in_types
             )
-            node = op_for(node).lower(node, ctx)
+            try:
+                node = op_for(node).lower(node, ctx)
+            except RtlgenError as exc:
+                if "layer '" in str(exc):
+                    raise
+                raise type(exc)(
+                    f"layer '{node.source or node.name}': {exc} (its input type is "
+                    f"{', '.join(map(str, in_types))}; a narrower input type, calibration on "
+                    "sample data or a precision config for this layer make it fit)"
+                ) from None
         nodes.append(node)
         assert node.out_type is not None
         types[node.name] = node.out_type

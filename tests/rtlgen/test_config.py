@@ -56,7 +56,7 @@ def test_empty_file_and_partial_config_keep_defaults(tmp_path):
         ),
         (
             {"default": {"weight_bits": 8}},
-            "default: unknown key 'weight_bits' \\(accepted: weight_width, bn_width, result_frac\\)",
+            "default: unknown key 'weight_bits' \\(accepted: weight_width, bn_width, result_frac, result_int_bits\\)",
         ),
         (
             {"layers": {"c1": {"weights": "ap_fixed<8,2>"}}},
