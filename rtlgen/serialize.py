@@ -161,7 +161,14 @@ class _GraphArchive:
         try:
             self.zip = zipfile.ZipFile(path)
             self.members = {info.filename: info for info in self.zip.infolist()}
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
+        except (
+            zipfile.BadZipFile,
+            zipfile.LargeZipFile,
+            OSError,
+            EOFError,
+            ValueError,
+            NotImplementedError,  # a "version needed to extract" zipfile does not know
+        ) as exc:
             raise ModelFileError(f"{path}: not an rtlgen graph file ({_reason(exc)})") from None
 
     def close(self) -> None:
