@@ -12,16 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from amaranth.sim import Simulator
 
 from rtlgen import ir
-from rtlgen.emit import predict_timing
 from rtlgen.frontend import read_model
-from rtlgen.hardware import NetworkTop
 from rtlgen.ops.cropping import Cropping
 from rtlgen.ops.upsampling import UpSampling
 from rtlgen.ops.zero_padding import ZeroPadding
 from rtlgen.passes import PrecisionConfig, lower
+from rtlgen.quant.errors import ModelFileError
 from rtlgen.quant.fixed import FixedType
 from rtlgen.quant.quantizers import QuantizedBits, QuantizedRelu
 from rtlgen.quant.reference import predict, run_int
@@ -30,7 +30,7 @@ from rtlgen.serialize import load_graph, save_graph
 from tests.models import exact_inputs, sequential_config, write_full_h5
 
 from ..nets import random_inputs
-from .network_checks import bit_exact_in_simulator
+from .network_checks import bit_exact_in_simulator, timing_matches_model
 
 #: one step of a chain: ("pad", (t, b, l, r)), ("crop", (t, b, l, r)), ("up", (h, w)),
 #: ("conv", (filters, kernel, same)), ("pool", size), ("linear_conv", (filters, kernel))
@@ -121,14 +121,11 @@ def autoencoder(tail: str, height: int = 8, width: int = 8, channels: int = 1, s
     return chain((height, width, channels), steps, seed)
 
 
-def measured_and_predicted(graph: ir.ModelGraph) -> tuple[tuple[int, int], tuple[int, int]]:
-    """((latency, II) measured at full rate over 3 samples, (latency, II) of the manifest).
-    Measured like the Verilator runner: worst sample, largest gap between first inputs."""
-    run = bit_exact_in_simulator(graph, 3, 1.0, 1.0)
-    latency = max(out - first for first, out in zip(run.first_in, run.last_out, strict=True))
-    ii = max(np.diff(run.first_in).tolist())
-    predicted, predicted_ii, _ = predict_timing(NetworkTop(graph))
-    return (latency, ii), (predicted, predicted_ii)
+def bit_exact_and_timed(graph: ir.ModelGraph) -> None:
+    """Bit-exact under random backpressure (3 samples), and at full rate the measured
+    latency/II equal the manifest's (`network_checks.timing_matches_model`)."""
+    bit_exact_in_simulator(graph, n=3, valid_prob=0.6, ready_prob=0.5, seed=2)
+    timing_matches_model(graph)
 
 
 def simulated_timing(dut, times: list[int], n_out: int, channels: int):
@@ -185,6 +182,14 @@ def offered_times(beats: int, rng: np.random.Generator, gap_prob: float) -> list
     return times
 
 
+def model_timing_is_simulated(dut, samples: int, seed: int, gap_prob: float) -> None:
+    """Input beats of ``samples`` samples offered at random cycles, output always ready:
+    ``dut.model_timing`` gives exactly the simulated handshake and output cycles."""
+    times = offered_times(samples * dut.height * dut.width, np.random.default_rng(seed), gap_prob)
+    n_out = samples * dut.out_height * dut.out_width
+    assert dut.model_timing(times, samples) == simulated_timing(dut, times, n_out, dut.channels)
+
+
 # ---------------------------------------------------------------------------------------
 # model files
 # ---------------------------------------------------------------------------------------
@@ -208,6 +213,22 @@ def predicts_like_keras(model: Any, tmp_path: Path, n: int = 32) -> ir.ModelGrap
     x = exact_inputs(model.input_shape[1:], n)
     np.testing.assert_array_equal(predict(graph, x), model.predict(x, verbose=0))
     return graph
+
+
+def refused_in_one_line(
+    tmp_path: Path,
+    layer: dict[str, Any],
+    shape: tuple[int, ...],
+    error: type[Exception],
+    words: str,
+    names: str,
+) -> None:
+    """Reading a model of just ``layer`` raises ``error`` with a one-line message naming the
+    layer (``names``, e.g. "layer 'pad' (ZeroPadding") and saying ``words``."""
+    with pytest.raises(error) as info:
+        read_handmade(tmp_path, [layer], shape)
+    message = str(info.value)
+    assert "\n" not in message and names in message and words in message
 
 
 # ---------------------------------------------------------------------------------------
@@ -235,3 +256,20 @@ def tamper(path: Path, class_name: str, edit: Callable[[dict[str, Any]], None]) 
     edit(next(n for n in meta["nodes"] if n["class"] == class_name))
     with open(path, "wb") as f:
         np.savez(f, __graph__=np.array(json.dumps(meta)), **arrays)
+
+
+def tampered_is_refused(
+    graph: ir.ModelGraph,
+    tmp_path: Path,
+    class_name: str,
+    edit: Callable[[dict[str, Any]], None],
+    words: str,
+) -> None:
+    """``graph`` saved, its first ``class_name`` node edited (`tamper`): loading it is one
+    one-line `ModelFileError` naming the class and saying ``words``."""
+    path = round_trips(graph, tmp_path)
+    tamper(path, class_name, edit)
+    with pytest.raises(ModelFileError) as info:
+        load_graph(path)
+    message = str(info.value)
+    assert "\n" not in message and f"({class_name})" in message and words in message

@@ -12,20 +12,19 @@ from rtlgen.layers.spatial import Crop
 from rtlgen.ops.cropping import Cropping
 from rtlgen.quant.errors import ModelFileError, UnsupportedError
 from rtlgen.quant.reference import predict
-from rtlgen.serialize import load_graph
 from tests.models import exact_inputs, layer_entry
 
-from .network_checks import bit_exact_in_simulator, bit_exact_in_verilator
+from .network_checks import bit_exact_in_simulator, bit_exact_in_verilator, timing_matches_model
 from .spatial_nets import (
     autoencoder,
+    bit_exact_and_timed,
     chain,
-    measured_and_predicted,
-    offered_times,
+    model_timing_is_simulated,
     predicts_like_keras,
     read_handmade,
+    refused_in_one_line,
     round_trips,
-    simulated_timing,
-    tamper,
+    tampered_is_refused,
 )
 
 
@@ -112,10 +111,7 @@ def test_keras_model_with_cropping_predicts_exactly(tmp_path):
 def test_unsupported_or_malformed_cropping_is_one_line_naming_the_layer(
     tmp_path, layer, shape, error, words
 ):
-    with pytest.raises(error) as info:
-        read_handmade(tmp_path, [layer], shape)
-    message = str(info.value)
-    assert "\n" not in message and "layer 'crop' (Cropping" in message and words in message
+    refused_in_one_line(tmp_path, layer, shape, error, words, "layer 'crop' (Cropping")
 
 
 # ---------------------------------------------------------------------------------------
@@ -139,8 +135,7 @@ def test_networks_with_cropping_bit_exact_under_backpressure(name):
 
 @pytest.mark.parametrize("name", list(NETWORKS))
 def test_measured_latency_and_ii_equal_the_manifest(name):
-    measured, predicted = measured_and_predicted(NETWORKS[name]())
-    assert measured == predicted
+    timing_matches_model(NETWORKS[name]())
 
 
 def test_cropping_stalled_by_a_slower_upsampling_is_predicted():
@@ -148,9 +143,7 @@ def test_cropping_stalled_by_a_slower_upsampling_is_predicted():
     after it that takes rows in bursts stalls the input; `rtlgen.timing` runs the
     handshakes, so the manifest has that stall."""
     graph = chain((5, 6, 2), [("crop", (1, 2, 2, 1)), ("up", (2, 2)), ("crop", (0, 1, 1, 0))])
-    bit_exact_in_simulator(graph, n=3, valid_prob=0.6, ready_prob=0.5, seed=2)
-    measured, predicted = measured_and_predicted(graph)
-    assert measured == predicted
+    bit_exact_and_timed(graph)
 
 
 @pytest.mark.parametrize(
@@ -165,10 +158,7 @@ def test_cropping_stalled_by_a_slower_upsampling_is_predicted():
 def test_model_timing_is_the_simulated_timing(height, width, cropping, gap_prob):
     """Input beats offered at random cycles, output always ready: `Crop.model_timing` gives
     exactly the simulated handshake and output cycles (3 samples)."""
-    dut = Crop(height, width, 2, cropping, 6)
-    times = offered_times(3 * height * width, np.random.default_rng(height * width), gap_prob)
-    n_out = 3 * dut.out_height * dut.out_width
-    assert dut.model_timing(times, 3) == simulated_timing(dut, times, n_out, 2)
+    model_timing_is_simulated(Crop(height, width, 2, cropping, 6), 3, height * width, gap_prob)
 
 
 @pytest.mark.slow
@@ -197,9 +187,4 @@ def test_saved_graph_round_trips(tmp_path):
     ids=["five-amounts", "wrong-shape", "everything", "string", "other-type"],
 )
 def test_tampered_cropping_is_one_model_file_error(tmp_path, edit, words):
-    path = round_trips(NETWORKS["conv-crop-upsampling"](), tmp_path)
-    tamper(path, "Cropping", edit)
-    with pytest.raises(ModelFileError) as info:
-        load_graph(path)
-    message = str(info.value)
-    assert "\n" not in message and "(Cropping)" in message and words in message
+    tampered_is_refused(NETWORKS["conv-crop-upsampling"](), tmp_path, "Cropping", edit, words)

@@ -12,20 +12,19 @@ from rtlgen.layers.spatial import ZeroPad
 from rtlgen.ops.zero_padding import ZeroPadding
 from rtlgen.quant.errors import ModelFileError, UnsupportedError
 from rtlgen.quant.reference import predict
-from rtlgen.serialize import load_graph
 from tests.models import exact_inputs, layer_entry
 
-from .network_checks import bit_exact_in_simulator, bit_exact_in_verilator
+from .network_checks import bit_exact_in_simulator, bit_exact_in_verilator, timing_matches_model
 from .spatial_nets import (
     autoencoder,
+    bit_exact_and_timed,
     chain,
-    measured_and_predicted,
-    offered_times,
+    model_timing_is_simulated,
     predicts_like_keras,
     read_handmade,
+    refused_in_one_line,
     round_trips,
-    simulated_timing,
-    tamper,
+    tampered_is_refused,
 )
 
 
@@ -118,10 +117,7 @@ def test_qkeras_model_with_zero_padding_predicts_exactly(tmp_path):
 def test_unsupported_or_malformed_padding_is_one_line_naming_the_layer(
     tmp_path, layer, shape, error, words
 ):
-    with pytest.raises(error) as info:
-        read_handmade(tmp_path, [layer], shape)
-    message = str(info.value)
-    assert "\n" not in message and "layer 'pad' (ZeroPadding" in message and words in message
+    refused_in_one_line(tmp_path, layer, shape, error, words, "layer 'pad' (ZeroPadding")
 
 
 # ---------------------------------------------------------------------------------------
@@ -143,8 +139,7 @@ def test_networks_with_zero_padding_bit_exact_under_backpressure(name):
 
 @pytest.mark.parametrize("name", list(NETWORKS))
 def test_measured_latency_and_ii_equal_the_manifest(name):
-    measured, predicted = measured_and_predicted(NETWORKS[name]())
-    assert measured == predicted
+    timing_matches_model(NETWORKS[name]())
 
 
 #: The padding walks more positions per sample than the beats reaching it: the block stalls
@@ -162,9 +157,7 @@ SLOWER_THAN_UPSTREAM = {
 @pytest.mark.parametrize("name", list(SLOWER_THAN_UPSTREAM))
 def test_padding_slower_than_its_upstream_is_predicted(name):
     graph = SLOWER_THAN_UPSTREAM[name]()
-    bit_exact_in_simulator(graph, n=3, valid_prob=0.6, ready_prob=0.5, seed=2)
-    measured, predicted = measured_and_predicted(graph)
-    assert measured == predicted
+    bit_exact_and_timed(graph)
 
 
 @pytest.mark.parametrize(
@@ -180,10 +173,7 @@ def test_padding_slower_than_its_upstream_is_predicted(name):
 def test_model_timing_is_the_simulated_timing(height, width, padding, gap_prob):
     """Input beats offered at random cycles, output always ready: `ZeroPad.model_timing`
     gives exactly the simulated handshake and output cycles (3 samples)."""
-    dut = ZeroPad(height, width, 2, padding, 6)
-    times = offered_times(3 * height * width, np.random.default_rng(height + width), gap_prob)
-    n_out = 3 * dut.out_height * dut.out_width
-    assert dut.model_timing(times, 3) == simulated_timing(dut, times, n_out, 2)
+    model_timing_is_simulated(ZeroPad(height, width, 2, padding, 6), 3, height + width, gap_prob)
 
 
 @pytest.mark.slow
@@ -210,9 +200,4 @@ def test_saved_graph_round_trips(tmp_path):
     ids=["three-amounts", "wrong-shape", "negative", "other-type", "missing"],
 )
 def test_tampered_padding_is_one_model_file_error(tmp_path, edit, words):
-    path = round_trips(NETWORKS["autoencoder"](), tmp_path)
-    tamper(path, "ZeroPadding", edit)
-    with pytest.raises(ModelFileError) as info:
-        load_graph(path)
-    message = str(info.value)
-    assert "\n" not in message and "(ZeroPadding)" in message and words in message
+    tampered_is_refused(NETWORKS["autoencoder"](), tmp_path, "ZeroPadding", edit, words)
