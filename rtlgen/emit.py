@@ -157,7 +157,7 @@ def build_manifest(
             out.format,
             tuser_width=out.tuser_width,
             classes=out.classes or None,
-            softmax_in_model=graph.softmax,
+            softmax_in_model=out.node in graph.softmax_outputs,
             name=out.name,
             prefix=out.prefix,
             latency_cycles=out_latency,

@@ -247,6 +247,9 @@ class ModelGraph:
     softmax: bool = False
     source: str = ""
     outputs: tuple[str, ...] = ()
+    #: the outputs whose Keras model ends in a softmax (the hardware emits their logits and
+    #: arg-max); ``softmax`` says it of the first output
+    softmax_outputs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.nodes or not isinstance(self.nodes[0], Input):
@@ -290,6 +293,14 @@ class ModelGraph:
         if len(set(outputs)) != len(outputs):
             raise RtlgenError(f"graph outputs are named twice: {list(outputs)}")
         object.__setattr__(self, "outputs", tuple(outputs))
+        softmax_outputs = tuple(self.softmax_outputs)
+        if self.softmax and outputs[0] not in softmax_outputs:
+            softmax_outputs = (outputs[0], *softmax_outputs)
+        for name in softmax_outputs:
+            if name not in outputs:
+                raise RtlgenError(f"softmax output '{name}' is not a graph output")
+        object.__setattr__(self, "softmax_outputs", softmax_outputs)
+        object.__setattr__(self, "softmax", outputs[0] in softmax_outputs)
 
     # -- structure ------------------------------------------------------------------------
     def node(self, name: str) -> Node:
@@ -375,7 +386,12 @@ class ModelGraph:
         keeps ending at its last node, so a truncated or rebuilt chain stays a chain."""
         names = {n.name for n in nodes}
         outputs = () if self.is_chain else tuple(o for o in self.outputs if o in names)
-        return dataclasses.replace(self, nodes=tuple(nodes), outputs=outputs)
+        softmax_outputs = tuple(o for o in self.softmax_outputs if o in (outputs or names))
+        if self.is_chain:
+            softmax_outputs = ()  # a chain keeps ``softmax`` for its (new) last node
+        return dataclasses.replace(
+            self, nodes=tuple(nodes), outputs=outputs, softmax_outputs=softmax_outputs
+        )
 
 
 def constants(node: Node) -> dict[str, Tensor]:

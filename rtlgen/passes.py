@@ -117,6 +117,7 @@ def _merge_into_producers(
         graph,
         nodes=tuple(nodes.values()),
         outputs=tuple(renamed.get(o, o) for o in graph.outputs),
+        softmax_outputs=tuple(renamed.get(o, o) for o in graph.softmax_outputs),
     )
 
 

@@ -137,6 +137,7 @@ def save_graph(graph: ir.ModelGraph, path: Path) -> None:
         "source": graph.source,
         "nodes": nodes,
         "outputs": list(graph.outputs),
+        "softmax_outputs": list(graph.softmax_outputs),
     }
     with open(path, "wb") as f:
         np.savez_compressed(f, __graph__=np.array(json.dumps(meta)), **arrays)
@@ -373,9 +374,15 @@ class _Reader:
             nodes.append(node.replace(inputs=inputs) if index else node)
             types[node.name] = node.out_type
         outputs = self.names(meta, "outputs", "graph", default=())
+        softmax_outputs = self.names(meta, "softmax_outputs", "graph", default=())
         try:
             return ir.ModelGraph(
-                name, tuple(nodes), softmax=softmax, source=source, outputs=outputs
+                name,
+                tuple(nodes),
+                softmax=softmax,
+                source=source,
+                outputs=outputs,
+                softmax_outputs=softmax_outputs,
             )
         except RtlgenError as exc:
             raise ModelFileError(f"{self.what}: {exc}") from None

@@ -958,12 +958,9 @@ def build_graph(
                 raise UnsupportedError(f"{layer.where}: takes {len(sources)} inputs")
             produced[layer.name] = sources[0]
     outputs = tuple(produced[name][0] for name in model.outputs)
-    softmax_outputs = [softmax_of[name] for name in model.outputs if name in softmax_of]
-    if softmax_outputs and len(outputs) > 1:
-        raise UnsupportedError(
-            f"{softmax_outputs[0].where}: a softmax on one output of a model with "
-            f"{len(outputs)} outputs is not supported (remove it: the logits are the output)"
-        )
+    softmax_outputs = tuple(
+        produced[name][0] for name in model.outputs if name in softmax_of
+    )
     if len(set(outputs)) != len(outputs):
         raise UnsupportedError(
             f"model outputs {', '.join(model.outputs)} are the same tensor; rtlgen needs "
@@ -976,5 +973,5 @@ def build_graph(
             "models with one input"
         )
     return ir.ModelGraph(
-        model.name, tuple(nodes), softmax=bool(softmax_outputs), source=source, outputs=outputs
+        model.name, tuple(nodes), source=source, outputs=outputs, softmax_outputs=softmax_outputs
     )

@@ -324,9 +324,14 @@ def test_keras_two_head_model_predicts_like_keras_per_head(tmp_path):
         np.testing.assert_array_equal(runs[node].outputs, y)
 
 
-def test_softmax_on_one_head_is_refused(tmp_path):
+def test_softmax_on_one_head_stays_a_marker_of_that_head(tmp_path):
+    """A classification head with a softmax next to a regression head: that head's logits
+    (and arg-max) leave the hardware, the other head is untouched; the manifest says which."""
     import tensorflow as tf
 
+    from rtlgen.emit import convert
+
+    tf.keras.utils.set_random_seed(2)
     x = tf.keras.Input((4,), name="x")
     cls = tf.keras.layers.Dense(3, activation="softmax", name="cls")(x)
     reg = tf.keras.layers.Dense(2, name="reg")(x)
@@ -334,8 +339,18 @@ def test_softmax_on_one_head_is_refused(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.save(tmp_path / "m.h5")
-    with pytest.raises(RtlgenError, match="softmax on one output of a model with 2 outputs"):
-        load_model(tmp_path / "m.h5")
+    graph = load_model(tmp_path / "m.h5", input_type="fixed<8,4>")
+    assert graph.softmax_outputs == ("cls",) and graph.softmax
+    inputs = random_inputs(graph, 32, seed=1) / 16.0
+    probabilities, regression = model.predict(inputs, verbose=0)
+    ours = predict_outputs(graph, inputs)
+    logits = ours["cls"] - ours["cls"].max(axis=1, keepdims=True)
+    softmax = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    # float model: 16-bit weights, 10 result fraction bits
+    np.testing.assert_allclose(softmax, probabilities, atol=2**-8)
+    np.testing.assert_allclose(ours["reg"], regression, atol=2**-8)
+    manifest = convert(graph, tmp_path / "d").manifest
+    assert [o.softmax_in_model for o in manifest.outputs] == [True, False]
 
 
 @pytest.mark.slow
