@@ -12,8 +12,6 @@ weights differ by the default precision's rounding (16-bit weights, results roun
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
@@ -30,6 +28,7 @@ from rtlgen.serialize import load_graph, save_graph
 from tests.models import exact_inputs, layer_entry, sequential_config, write_full_h5
 
 from .network_checks import bit_exact_in_simulator, bit_exact_in_verilator, timing_matches_model
+from .spatial_nets import tamper
 
 RNG = np.random.default_rng(11)
 #: float models: weights rounded to 16 bits and each result to 2**-10 (default precision),
@@ -53,20 +52,25 @@ def float_depthwise(x: np.ndarray, dw: np.ndarray, bias, stride, pads) -> np.nda
     return out + (0 if bias is None else bias)
 
 
-def depthwise_config(name, dims=2, kernel=3, cls=None, **extra):
-    quantized = extra.pop("quantized", False)
-    config = {
+def conv_config(name, dims, kernel, **extra) -> dict:
+    """The config of a Keras depthwise/separable conv layer: stride 1, valid, multiplier 1,
+    linear, with bias; ``extra`` replaces or adds fields."""
+    return {
         "name": name,
         "kernel_size": [kernel] * dims,
-        "strides": extra.pop("strides", [1] * dims),
-        "padding": extra.pop("padding", "valid"),
-        "depth_multiplier": extra.pop("depth_multiplier", 1),
+        "strides": [1] * dims,
+        "padding": "valid",
+        "depth_multiplier": 1,
         "data_format": "channels_last",
         "dilation_rate": [1] * dims,
         "activation": "linear",
         "use_bias": True,
         **extra,
     }
+
+
+def depthwise_config(name, dims=2, kernel=3, cls=None, quantized=False, **extra):
+    config = conv_config(name, dims, kernel, **extra)
     if quantized:
         config.setdefault("depthwise_quantizer", Q4)
         config.setdefault("bias_quantizer", Q4)
@@ -77,6 +81,35 @@ def depthwise_config(name, dims=2, kernel=3, cls=None, **extra):
 def read(tmp_path, layers, weights, input_shape):
     path = write_full_h5(tmp_path / "m.h5", sequential_config(layers, input_shape), weights)
     return read_model(path)
+
+
+def qdense_entry(name: str, units: int) -> dict:
+    """A QDense layer with 4-bit kernel and bias."""
+    quantizers = {"kernel_quantizer": Q4, "bias_quantizer": Q4}
+    config = {"name": name, "units": units, "use_bias": True, **quantizers}
+    return layer_entry("QDense", config, module="qkeras")
+
+
+def with_dense_head(tmp_path, layer, weights, rng, channels) -> ir.ModelGraph:
+    """(6, 5, 3) -> ``layer`` (``channels`` out, same padding) -> Flatten -> QDense(3) with
+    random weights from ``rng``, lowered with a fixed<6,3> input."""
+    flat = 30 * channels
+    layers = [layer, layer_entry("Flatten", {"name": "flat"}), qdense_entry("d", 3)]
+    dense = {"kernel": rng.normal(size=(flat, 3)), "bias": rng.normal(size=3)}
+    graph = read(tmp_path, layers, {**weights, "d": dense}, (6, 5, 3))
+    return lower(graph, PrecisionConfig(input=FixedType(6, 3)))
+
+
+def saved_models(folder, models) -> list[tuple[object, np.ndarray, np.ndarray]]:
+    """Each model saved as .h5 in ``folder`` with 48 inputs exact in fixed<8,4> and its own
+    predictions on them: [(path, x, want)]."""
+    out = []
+    for index, model in enumerate(models):
+        x = exact_inputs(tuple(model.input_shape[1:]), 48, seed=index)
+        path = folder / f"model{index}.h5"
+        model.save(path)
+        out.append((path, x, model.predict(x, verbose=0).astype(np.float64)))
+    return out
 
 
 def grid_weights(shape, step=1 / 8, sparsity=0.0):
@@ -239,13 +272,7 @@ def float_depthwise_models():
 def saved(tmp_path_factory):
     pytest.importorskip("qkeras")
     folder = tmp_path_factory.mktemp("depthwise_models")
-    paths = []
-    for index, model in enumerate([qkeras_depthwise_model(), *float_depthwise_models()]):
-        x = exact_inputs(tuple(model.input_shape[1:]), 48, seed=index)
-        path = folder / f"model{index}.h5"
-        model.save(path)
-        paths.append((path, x, model.predict(x, verbose=0).astype(np.float64)))
-    return paths
+    return saved_models(folder, [qkeras_depthwise_model(), *float_depthwise_models()])
 
 
 def test_qkeras_depthwise_model_predicts_exactly(saved):
@@ -267,37 +294,19 @@ def test_float_depthwise_models_predict_within_the_default_precision(saved, inde
 # ---------------------------------------------------------------------------------------
 def depthwise_network(tmp_path, multiplier=2, sparsity=0.3) -> ir.ModelGraph:
     """(6, 5, 3) -> QDepthwiseConv2D(3, same, M) -> Flatten -> QDense(3)."""
-    layers = [
-        depthwise_config(
-            "dw",
-            padding="same",
-            depth_multiplier=multiplier,
-            quantized=True,
-            activation="quantized_relu(4,2)",
-        ),
-        layer_entry("Flatten", {"name": "flat"}),
-        layer_entry(
-            "QDense",
-            {
-                "name": "d",
-                "units": 3,
-                "use_bias": True,
-                "kernel_quantizer": Q4,
-                "bias_quantizer": Q4,
-            },
-            module="qkeras",
-        ),
-    ]
+    layer = depthwise_config(
+        "dw",
+        padding="same",
+        depth_multiplier=multiplier,
+        quantized=True,
+        activation="quantized_relu(4,2)",
+    )
     channels = 3 * multiplier
-    weights = {
-        "dw": {
-            "depthwise_kernel": RNG.normal(size=(3, 3, 3, multiplier))
-            * (RNG.random((3, 3, 3, multiplier)) >= sparsity),
-            "bias": RNG.normal(size=channels),
-        },
-        "d": {"kernel": RNG.normal(size=(30 * channels, 3)), "bias": RNG.normal(size=3)},
-    }
-    return lower(read(tmp_path, layers, weights, (6, 5, 3)), PrecisionConfig(input=FixedType(6, 3)))
+    kernel = RNG.normal(size=(3, 3, 3, multiplier)) * (
+        RNG.random((3, 3, 3, multiplier)) >= sparsity
+    )
+    weights = {"dw": {"depthwise_kernel": kernel, "bias": RNG.normal(size=channels)}}
+    return with_dense_head(tmp_path, layer, weights, RNG, channels)
 
 
 def test_multipliers_in_the_manifest_are_the_nonzero_depthwise_weights(tmp_path):
@@ -328,12 +337,7 @@ def test_saved_graph_loads_bit_exact_and_a_tampered_kernel_is_refused(tmp_path):
     save_graph(graph, path)
     x = exact_inputs((6, 5, 3), 8)
     np.testing.assert_array_equal(predict(load_graph(path), x), predict(graph, x))
-    with np.load(path) as data:
-        arrays = {k: data[k] for k in data.files}
-    meta = json.loads(str(arrays.pop("__graph__")))
-    meta["nodes"][1]["kernel"] = [3, 2]  # no longer the weights' (3, 3)
-    with open(path, "wb") as f:
-        np.savez(f, __graph__=np.array(json.dumps(meta)), **arrays)
+    tamper(path, "Conv", lambda node: node.update(kernel=[3, 2]))  # not the weights' (3, 3)
     with pytest.raises(ModelFileError) as error:
         load_graph(path)
     assert "\n" not in str(error.value)

@@ -22,10 +22,20 @@ from rtlgen.quant.errors import UnsupportedError
 from rtlgen.quant.fixed import FixedType
 from rtlgen.quant.reference import predict
 from rtlgen.serialize import load_graph, save_graph
-from tests.models import exact_inputs, layer_entry, sequential_config, write_full_h5
+from tests.models import exact_inputs, layer_entry
 
 from .network_checks import bit_exact_in_simulator, bit_exact_in_verilator, timing_matches_model
-from .test_depthwise_conv import FLOAT_ATOL, Q4, float_depthwise, grid_weights, randomize
+from .test_depthwise_conv import (
+    FLOAT_ATOL,
+    Q4,
+    conv_config,
+    float_depthwise,
+    grid_weights,
+    randomize,
+    read,
+    saved_models,
+    with_dense_head,
+)
 
 RNG = np.random.default_rng(12)
 
@@ -37,29 +47,12 @@ def float_separable(x, dw, pw, bias, stride, pads):
 
 
 def separable_config(name, filters, dims=2, kernel=3, quantized=False, **extra):
-    config = {
-        "name": name,
-        "filters": filters,
-        "kernel_size": [kernel] * dims,
-        "strides": extra.pop("strides", [1] * dims),
-        "padding": extra.pop("padding", "valid"),
-        "depth_multiplier": extra.pop("depth_multiplier", 1),
-        "data_format": "channels_last",
-        "dilation_rate": [1] * dims,
-        "activation": "linear",
-        "use_bias": True,
-        **extra,
-    }
+    config = conv_config(name, dims, kernel, filters=filters, **extra)
     if quantized:
         for key in ("depthwise_quantizer", "pointwise_quantizer", "bias_quantizer"):
             config.setdefault(key, Q4)
     cls = f"QSeparableConv{dims}D" if quantized else f"SeparableConv{dims}D"
     return layer_entry(cls, config, module="qkeras" if quantized else "keras.layers")
-
-
-def read(tmp_path, layers, weights, input_shape):
-    path = write_full_h5(tmp_path / "m.h5", sequential_config(layers, input_shape), weights)
-    return read_model(path)
 
 
 def separable_weights(kernel, channels, multiplier, filters, dims=2, sparsity=0.0):
@@ -218,13 +211,7 @@ def float_separable_models():
 def saved(tmp_path_factory):
     pytest.importorskip("qkeras")
     folder = tmp_path_factory.mktemp("separable_models")
-    out = []
-    for index, model in enumerate([*qkeras_separable_models(), *float_separable_models()]):
-        x = exact_inputs(tuple(model.input_shape[1:]), 48, seed=index)
-        path = folder / f"model{index}.h5"
-        model.save(path)
-        out.append((path, x, model.predict(x, verbose=0).astype(np.float64)))
-    return out
+    return saved_models(folder, [*qkeras_separable_models(), *float_separable_models()])
 
 
 @pytest.mark.parametrize("index", [0, 1], ids=["QSeparableConv2D", "QSeparableConv1D"])
@@ -245,37 +232,22 @@ def test_float_separable_models_predict_within_the_default_precision(saved, inde
 # ---------------------------------------------------------------------------------------
 def separable_network(tmp_path) -> ir.ModelGraph:
     """(6, 5, 3) -> QSeparableConv2D(4, 3x3, same, M=2, quantized_relu) -> Flatten -> QDense."""
-    layers = [
-        separable_config(
-            "sep",
-            4,
-            padding="same",
-            depth_multiplier=2,
-            quantized=True,
-            activation="quantized_relu(4,2)",
-        ),
-        layer_entry("Flatten", {"name": "flat"}),
-        layer_entry(
-            "QDense",
-            {
-                "name": "d",
-                "units": 3,
-                "use_bias": True,
-                "kernel_quantizer": Q4,
-                "bias_quantizer": Q4,
-            },
-            module="qkeras",
-        ),
-    ]
+    layer = separable_config(
+        "sep",
+        4,
+        padding="same",
+        depth_multiplier=2,
+        quantized=True,
+        activation="quantized_relu(4,2)",
+    )
     weights = {
         "sep": {
             "depthwise_kernel": RNG.normal(size=(3, 3, 3, 2)),
             "pointwise_kernel": RNG.normal(size=(1, 1, 6, 4)),
             "bias": RNG.normal(size=4),
         },
-        "d": {"kernel": RNG.normal(size=(120, 3)), "bias": RNG.normal(size=3)},
     }
-    return lower(read(tmp_path, layers, weights, (6, 5, 3)), PrecisionConfig(input=FixedType(6, 3)))
+    return with_dense_head(tmp_path, layer, weights, RNG, 4)
 
 
 def test_depthwise_part_builds_one_multiplier_per_nonzero_weight(tmp_path):
