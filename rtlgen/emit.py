@@ -74,12 +74,16 @@ def predict_timing(top: NetworkTop) -> tuple[int, int, list[int]]:
     return timing.latency, timing.ii, per_layer
 
 
-def output_timing(top: NetworkTop, samples: int = 3) -> tuple[tuple[int, int], ...]:
+def output_timing(top: NetworkTop, samples: int | None = None) -> tuple[tuple[int, int], ...]:
     """(latency_cycles, ii_cycles) of each output of ``top``, in port order, by the
     event-time model: from the first input beat's handshake to the sample's last beat on
     that output's master (the worst of ``samples`` samples), at full input rate and with
-    every master always ready. The first output's equals `predict_timing`'s."""
-    from rtlgen.timing import model_graph, model_stage, model_top
+    every master always ready. The first output's equals `predict_timing`'s. ``samples``:
+    default `rtlgen.timing.steady_samples` (the latency a long run settles at)."""
+    from rtlgen.timing import model_graph, model_stage, model_top, steady_samples
+
+    if samples is None:
+        samples = steady_samples(top)
 
     if len(top.outputs) == 1:
         timing = model_top(top, samples)

@@ -755,9 +755,36 @@ def model_graph(
     return GraphTiming(out, built.source.taken, depths, arrivals)
 
 
-def model_top(top, samples: int = 3) -> Timing:
-    """Timing of `NetworkTop` ``top`` for ``samples`` samples offered at full rate, every
-    output master always ready: its FIFOs at their planned depths, its arg-max stages."""
+#: most samples the model runs looking for the steady state
+STEADY_MAX_SAMPLES = 48
+
+
+def steady_samples(top) -> int:
+    """How many samples at full rate it takes until a sample's latency stops growing.
+
+    Usually 3 (every stage keeps up with the input). A network slower than its input (a
+    stage needing more cycles per sample than the input offers) takes the first samples into
+    the buffers before the slow stage faster than it can pass them on, so their latency grows
+    until those buffers are full; the manifest reports that steady state, and a measurement
+    must run at least this many samples to see it."""
+    samples = 3
+    while True:
+        timing = _model_top(top, samples)
+        latencies = [o - f for f, o in zip(timing.first_in, timing.last_out, strict=True)]
+        if latencies[-1] <= latencies[-2] or samples >= STEADY_MAX_SAMPLES:
+            return samples
+        samples = min(2 * samples, STEADY_MAX_SAMPLES)
+
+
+def model_top(top, samples: int | None = None) -> Timing:
+    """Timing of `NetworkTop` ``top`` for ``samples`` samples (default: `steady_samples`)
+    offered at full rate, every output master always ready: its FIFOs at their planned
+    depths, its arg-max stages. Latency is the worst sample's, II the largest gap between
+    first input beats."""
+    return _model_top(top, steady_samples(top) if samples is None else samples)
+
+
+def _model_top(top, samples: int) -> Timing:
     plan = top.plan
     skid = {p.node.name: top.has_skid_buffer(p) for p in top.plans}
     fifos = {(f.consumer, f.input_index): f.depth for f in plan.fifos}

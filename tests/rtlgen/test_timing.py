@@ -81,7 +81,7 @@ def measured_cycles(graph) -> tuple[list[int], list[int]]:
 
 
 def predicted_cycles(graph) -> tuple[list[int], list[int]]:
-    timing = model_top(NetworkTop(graph))
+    timing = model_top(NetworkTop(graph), samples=3)
     start = timing.first_in[0]
     return [t - start for t in timing.first_in], [t - start for t in timing.last_out]
 
