@@ -19,19 +19,46 @@ from rtlgen.quant.spatial import cropped_shape, padded_shape, upsampled_shape
 from .window import WindowGenerator
 
 
-def _pixel_layout(height: int, width: int, channels: int, element_shape: ShapeLike, who: str):
-    if height < 1 or width < 1 or channels < 1:
-        raise RtlgenError(
-            f"{who}: image must be at least 1x1 with 1 channel, got {height}x{width}x{channels}"
-        )
-    return data.ArrayLayout(Shape.cast(element_shape), channels)
-
-
 def _counter_next(value: Signal, last: int):
     return Mux(value == last, 0, value + 1)
 
 
-class ZeroPad(wiring.Component):
+class _PixelBlock(wiring.Component):
+    """What the three blocks share: ports ``i`` and ``o`` of one pixel per beat
+    (``layout`` = ``ArrayLayout(element_shape, channels)``), a ``height`` x ``width`` input
+    image and an ``out_height`` x ``out_width`` output image, ``latency`` 1."""
+
+    latency = 1
+
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        channels: int,
+        element_shape: ShapeLike,
+        out_shape: tuple[int, ...],
+        who: str,
+    ):
+        if height < 1 or width < 1 or channels < 1:
+            raise RtlgenError(
+                f"{who}: image must be at least 1x1 with 1 channel, got {height}x{width}x{channels}"
+            )
+        self.height, self.width, self.channels = height, width, channels
+        self.out_height, self.out_width, _ = out_shape
+        self.element_shape = Shape.cast(element_shape)
+        self.layout = data.ArrayLayout(self.element_shape, channels)
+        super().__init__(
+            {"i": In(stream.Signature(self.layout)), "o": Out(stream.Signature(self.layout))}
+        )
+
+    @property
+    def cycles_per_sample(self) -> int:
+        """Cycles per sample at full rate: one beat per cycle on the side with more beats
+        (the output of a padding or an upsampling, the input of a crop)."""
+        return max(self.height * self.width, self.out_height * self.out_width)
+
+
+class ZeroPad(_PixelBlock):
     """The image with ``top``/``bottom`` rows and ``left``/``right`` columns of zero pixels.
 
     A `WindowGenerator` of 1x1 windows over the padded grid: it walks the padded image one
@@ -52,8 +79,6 @@ class ZeroPad(wiring.Component):
       taken; ``i.ready`` depends combinationally on ``o.ready``. Registers: one output pixel.
     """
 
-    latency = 1
-
     def __init__(
         self,
         height: int,
@@ -62,19 +87,12 @@ class ZeroPad(wiring.Component):
         padding: tuple[int, int, int, int],
         element_shape: ShapeLike,
     ):
-        layout = _pixel_layout(height, width, channels, element_shape, "zero padding")
-        self.out_height, self.out_width, _ = padded_shape((height, width, channels), padding)
-        self.height, self.width, self.channels = height, width, channels
+        out_shape = padded_shape((height, width, channels), padding)
+        super().__init__(height, width, channels, element_shape, out_shape, "zero padding")
         self.padding = tuple(int(v) for v in padding)
-        self.element_shape = Shape.cast(element_shape)
         self.walk = WindowGenerator(
             height, width, channels, (1, 1), (1, 1), self.padding, self.element_shape, 0
         )
-        super().__init__({"i": In(stream.Signature(layout)), "o": Out(stream.Signature(layout))})
-
-    @property
-    def cycles_per_sample(self) -> int:
-        return self.out_height * self.out_width
 
     def model_timing(self, times: list[int], samples: int) -> tuple[list[int], list[int]]:
         """(input handshake cycles, output valid cycles) with the input beat ``k`` offered
@@ -108,7 +126,7 @@ class ZeroPad(wiring.Component):
         return m
 
 
-class Crop(wiring.Component):
+class Crop(_PixelBlock):
     """The image without its first ``top``/last ``bottom`` rows and first ``left``/last
     ``right`` columns.
 
@@ -124,8 +142,6 @@ class Crop(wiring.Component):
       dropped pixel leaves the output register empty. Registers: one output pixel.
     """
 
-    latency = 1
-
     def __init__(
         self,
         height: int,
@@ -134,18 +150,9 @@ class Crop(wiring.Component):
         cropping: tuple[int, int, int, int],
         element_shape: ShapeLike,
     ):
-        self.layout = _pixel_layout(height, width, channels, element_shape, "cropping")
-        self.out_height, self.out_width, _ = cropped_shape((height, width, channels), cropping)
-        self.height, self.width, self.channels = height, width, channels
+        out_shape = cropped_shape((height, width, channels), cropping)
+        super().__init__(height, width, channels, element_shape, out_shape, "cropping")
         self.cropping = tuple(int(v) for v in cropping)
-        self.element_shape = Shape.cast(element_shape)
-        super().__init__(
-            {"i": In(stream.Signature(self.layout)), "o": Out(stream.Signature(self.layout))}
-        )
-
-    @property
-    def cycles_per_sample(self) -> int:
-        return self.height * self.width
 
     def model_timing(self, times: list[int], samples: int) -> tuple[list[int], list[int]]:
         """(input handshake cycles, output valid cycles), the output always ready
@@ -192,7 +199,7 @@ class Crop(wiring.Component):
         return m
 
 
-class UpSampleNearest(wiring.Component):
+class UpSampleNearest(_PixelBlock):
     """Nearest-neighbour upsampling: each pixel repeated ``size_w`` times along its row, each
     row repeated ``size_h`` times (Keras ``UpSampling2D(interpolation="nearest")``).
 
@@ -218,8 +225,6 @@ class UpSampleNearest(wiring.Component):
     - storage: ``row_buffer_bits`` = width * channels * element width when size_h > 1.
     """
 
-    latency = 1
-
     def __init__(
         self,
         height: int,
@@ -228,18 +233,9 @@ class UpSampleNearest(wiring.Component):
         size: tuple[int, int],
         element_shape: ShapeLike,
     ):
-        self.layout = _pixel_layout(height, width, channels, element_shape, "upsampling")
-        self.out_height, self.out_width, _ = upsampled_shape((height, width, channels), size)
-        self.height, self.width, self.channels = height, width, channels
+        out_shape = upsampled_shape((height, width, channels), size)
+        super().__init__(height, width, channels, element_shape, out_shape, "upsampling")
         self.size = tuple(int(v) for v in size)
-        self.element_shape = Shape.cast(element_shape)
-        super().__init__(
-            {"i": In(stream.Signature(self.layout)), "o": Out(stream.Signature(self.layout))}
-        )
-
-    @property
-    def cycles_per_sample(self) -> int:
-        return self.out_height * self.out_width
 
     def model_timing(self, times: list[int], samples: int) -> tuple[list[int], list[int]]:
         """(input handshake cycles, output valid cycles), the output always ready
