@@ -109,6 +109,22 @@ def _unpack(word: int, n: int, width: int, signed: bool) -> list[int]:
     return out
 
 
+def run_counting_cycles(dut, cycle: dict[str, int], testbenches) -> None:
+    """Simulate ``dut`` with ``testbenches`` while ``cycle["n"]`` counts clock edges from the
+    start (the testbenches read it to time their handshakes)."""
+
+    async def clock_counter(ctx):
+        async for _ in ctx.tick():
+            cycle["n"] += 1
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_process(clock_counter)
+    for bench in testbenches:
+        sim.add_testbench(bench)
+    sim.run()
+
+
 def run_top(
     graph: ir.ModelGraph,
     x_int: np.ndarray,
@@ -193,17 +209,7 @@ def run_top_outputs(
 
         return sink
 
-    async def clock_counter(ctx):
-        async for _ in ctx.tick():
-            cycle["n"] += 1
-
-    sim = Simulator(top)
-    sim.add_clock(1e-8)
-    sim.add_process(clock_counter)
-    sim.add_testbench(source)
-    for index in range(len(top.outputs)):
-        sim.add_testbench(sink_for(index))
-    sim.run()
+    run_counting_cycles(top, cycle, [source, *(sink_for(k) for k in range(len(top.outputs)))])
     for out in top.outputs:
         fo = out.format
         vals = [_unpack(wd, fo.elements, fo.type.width, fo.type.signed) for wd in words[out.node]]

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from rtlgen import ir
 from rtlgen.frontend import read_model
@@ -29,7 +28,7 @@ from rtlgen.quant.spatial import cropped_shape, padded_shape, upsampled_shape
 from rtlgen.serialize import load_graph, save_graph
 from tests.models import exact_inputs, sequential_config, write_full_h5
 
-from ..nets import random_inputs
+from ..nets import random_inputs, run_counting_cycles
 from .network_checks import bit_exact_in_simulator, timing_matches_model
 
 #: one step of a chain: ("pad", (t, b, l, r)), ("crop", (t, b, l, r)), ("up", (h, w)),
@@ -158,16 +157,7 @@ def simulated_timing(dut, times: list[int], n_out: int, channels: int):
                 out.append(cycle["n"] - 1)
             assert cycle["n"] < 100_000
 
-    async def clock(ctx):
-        async for _ in ctx.tick():
-            cycle["n"] += 1
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_process(clock)
-    sim.add_testbench(source)
-    sim.add_testbench(sink)
-    sim.run()
+    run_counting_cycles(dut, cycle, [source, sink])
     return accepted, out
 
 
