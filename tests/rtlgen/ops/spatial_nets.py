@@ -194,13 +194,26 @@ def read_handmade(
     return lower(read_model(write_full_h5(tmp_path / "m.h5", config, weights or {})))
 
 
-def predicts_like_keras(model: Any, tmp_path: Path, n: int = 32) -> ir.ModelGraph:
-    """Save a tf.keras model as .h5, read it back: on inputs exact in fixed<8,4> the lowered
-    graph predicts exactly what Keras does; returns the graph."""
+def keras_graph(model: Any, tmp_path: Path, input_type: FixedType | None = None) -> ir.ModelGraph:
+    """A tf.keras model saved as .h5, read back and lowered (input ``input_type``, by
+    default the default precision's)."""
     path = tmp_path / f"{model.name}.h5"
     model.save(path)
-    graph = lower(read_model(path))
-    x = exact_inputs(model.input_shape[1:], n)
+    config = PrecisionConfig() if input_type is None else PrecisionConfig(input=input_type)
+    return lower(read_model(path), config)
+
+
+def predicts_like_keras(
+    model: Any,
+    tmp_path: Path,
+    n: int = 32,
+    seed: int = 0,
+    input_type: FixedType | None = None,
+) -> ir.ModelGraph:
+    """`keras_graph`: on ``n`` inputs exact in fixed<8,4> the lowered graph predicts exactly
+    what Keras does; returns the graph."""
+    graph = keras_graph(model, tmp_path, input_type)
+    x = exact_inputs(model.input_shape[1:], n, seed)
     np.testing.assert_array_equal(predict(graph, x), model.predict(x, verbose=0))
     return graph
 

@@ -24,7 +24,7 @@ from rtlgen.serialize import load_graph
 from tests.models import exact_inputs, layer_entry
 
 from .network_checks import bit_exact_in_simulator, timing_matches_model
-from .spatial_nets import read_handmade, round_trips, tamper
+from .spatial_nets import keras_graph, predicts_like_keras, read_handmade, round_trips, tamper
 
 
 def keras_leaky(x, alpha, threshold=0.0, max_value=None):
@@ -127,7 +127,6 @@ def test_keras_model_within_the_error_bound(tmp_path):
     node's ``max_error`` bounds the difference to Keras (checked on the last node, whose
     input is the exact Keras input here)."""
     tf = pytest.importorskip("tensorflow")
-    from rtlgen.frontend import read_model
 
     model = tf.keras.Sequential(
         [
@@ -138,9 +137,7 @@ def test_keras_model_within_the_error_bound(tmp_path):
         name="leaky",
     )
     model.layers[1].set_weights([np.array([0.25, 0.1, -0.75], dtype=np.float32).reshape(1, 1, 3)])
-    path = tmp_path / "m.h5"
-    model.save(path)
-    graph = lower(read_model(path), PrecisionConfig(input=FixedType(8, 4)))
+    graph = keras_graph(model, tmp_path, FixedType(8, 4))
     x = exact_inputs((2, 2, 3), 64)
     got, want = predict(graph, x), model.predict(x, verbose=0).astype(np.float64)
     bound = sum(n.max_error for n in graph.nodes[1:]) * 2  # the first error scaled by |alpha| < 1
@@ -151,7 +148,6 @@ def test_keras_model_within_the_error_bound(tmp_path):
 def test_qkeras_quantized_leaky_relu_is_bit_exact(tmp_path):
     tf = pytest.importorskip("tensorflow")
     qkeras = pytest.importorskip("qkeras")
-    from rtlgen.frontend import read_model
 
     tf.keras.utils.set_random_seed(3)
     q4 = "quantized_bits(4,0,alpha=1)"
@@ -170,13 +166,9 @@ def test_qkeras_quantized_leaky_relu_is_bit_exact(tmp_path):
         ],
         name="qleaky",
     )
-    path = tmp_path / "q.h5"
-    model.save(path)
-    graph = lower(read_model(path), PrecisionConfig(input=FixedType(8, 4)))
+    graph = predicts_like_keras(model, tmp_path, n=256, seed=4, input_type=FixedType(8, 4))
     leaky = [n for n in graph.nodes if isinstance(n, LeakyRelu)]
     assert len(leaky) == 2 and leaky[0].out_clamp == ir.Clamp(-0.5, None)
-    x = exact_inputs((6,), 256, seed=4)
-    np.testing.assert_array_equal(predict(graph, x), model.predict(x, verbose=0))
     quantizer = QuantizedLeakyRelu(4, 1, 0.25)
     v = np.linspace(-4, 4, 257)
     np.testing.assert_array_equal(

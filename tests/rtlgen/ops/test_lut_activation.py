@@ -33,7 +33,7 @@ from tests.models import exact_inputs, layer_entry
 
 from ..nets import random_inputs
 from .network_checks import bit_exact_in_simulator, bit_exact_in_verilator, timing_matches_model
-from .spatial_nets import read_handmade, round_trips, tamper
+from .spatial_nets import keras_graph, predicts_like_keras, read_handmade, round_trips, tamper
 
 K = ActivationKind
 
@@ -210,7 +210,6 @@ def test_keras_float_model_predicts_like_keras(tmp_path):
     bits over 12-bit inputs (error bound per node, ~1e-3); through three more Dense layers
     of weights ~N(0, 0.5) the output error stays below 2e-2."""
     tf = pytest.importorskip("tensorflow")
-    from rtlgen.frontend import read_model
 
     tf.keras.utils.set_random_seed(0)
     model = tf.keras.Sequential(
@@ -225,9 +224,7 @@ def test_keras_float_model_predicts_like_keras(tmp_path):
         ],
         name="float_tables",
     )
-    path = tmp_path / "m.h5"
-    model.save(path)
-    graph = lower(read_model(path))
+    graph = keras_graph(model, tmp_path)
     assert sum(isinstance(n, TableActivation) for n in graph.nodes) == 5
     x = exact_inputs((4,), 64)
     got, want = predict(graph, x), model.predict(x, verbose=0)
@@ -240,7 +237,6 @@ def test_qkeras_model_is_bit_exact(tmp_path):
     quantized_relu(use_sigmoid=1) after exact QDense accumulators: bit-exact."""
     tf = pytest.importorskip("tensorflow")
     qkeras = pytest.importorskip("qkeras")
-    from rtlgen.frontend import read_model
 
     tf.keras.utils.set_random_seed(1)
     q4 = "quantized_bits(4,0,alpha=1)"
@@ -259,15 +255,11 @@ def test_qkeras_model_is_bit_exact(tmp_path):
         ],
         name="qkeras_tables",
     )
-    path = tmp_path / "q.h5"
-    model.save(path)
-    graph = lower(read_model(path), PrecisionConfig(input=FixedType(8, 4)))
+    graph = predicts_like_keras(model, tmp_path, n=256, seed=2, input_type=FixedType(8, 4))
     tables = [n for n in graph.nodes if isinstance(n, TableActivation)]
     assert [n.kind for n in tables] == [
         K.QUANTIZED_TANH, K.QUANTIZED_SIGMOID, K.QUANTIZED_RELU, K.QUANTIZED_TANH,
     ]  # fmt: skip
-    x = exact_inputs((6,), 256, seed=2)
-    np.testing.assert_array_equal(predict(graph, x), model.predict(x, verbose=0))
 
 
 # ---------------------------------------------------------------------------------------
