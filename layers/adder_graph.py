@@ -32,9 +32,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .common import Multiplier
 from .csd import csd_digits, odd_part
 
-MULTIPLIER_MODES = ("auto", "dsp", "lut")
+MULTIPLIER_MODES = tuple(Multiplier)
 CSE_MODES = ("auto", "full", "products", "none")
 FULL_CSE_PAIRS = 1_500_000  # above this, "auto" CSE shares only products (time, memory)
 
@@ -123,14 +124,14 @@ def width_of(lo: int, hi: int) -> int:
     return max(hi.bit_length(), 1)
 
 
-def use_dsp(mode: str, weight: int, in_lo: int, in_hi: int, narrow_bits: int = 10) -> bool:
+def use_dsp(mode: Multiplier, weight: int, in_lo: int, in_hi: int, narrow_bits: int = 10) -> bool:
     """Whether the product by ``weight`` is a ``*`` (DSP) rather than shift-and-add."""
     odd, _ = odd_part(weight)
     if odd <= 1:
         return False  # 0 or +-2**k: a wire
-    if mode == "dsp":
+    if mode == Multiplier.DSP:
         return True
-    if mode == "lut":
+    if mode == Multiplier.LUT:
         return False
     product_bits = width_of(min(in_lo * odd, in_hi * odd), max(in_lo * odd, in_hi * odd))
     return len(csd_digits(odd)) > 2 and product_bits > narrow_bits
@@ -339,7 +340,7 @@ def plan_matvec(
     weights: np.ndarray,
     in_ranges: list[tuple[int, int]],
     bias: np.ndarray | None = None,
-    multiplier: str = "auto",
+    multiplier: Multiplier = Multiplier.AUTO,
     levels_per_stage: int = 2,
     input_levels: int = 0,
     output_levels: int | None = None,

@@ -11,7 +11,7 @@ from rtlgen.quant.errors import RtlgenError
 from rtlgen.quant.fixed import FixedType
 
 from .adder_graph import MULTIPLIER_MODES, MatVecPlan, Term, plan_matvec, width_of
-from .common import shape_of, value_range
+from .common import Multiplier, shape_of, value_range
 from .stream_util import StageRegisters, pipeline_control
 
 
@@ -59,7 +59,7 @@ class ConstantMatVec(wiring.Component):
         in_shape: FixedType | ShapeLike,
         acc_type: FixedType,
         bias: np.ndarray | None = None,
-        multiplier: str = "auto",
+        multiplier: Multiplier = Multiplier.AUTO,
         *,
         in_range: tuple[int, int] | None = None,
         levels_per_stage: int = 3,

@@ -18,7 +18,7 @@ from amaranth.lib.wiring import In, Out
 from rtlgen.quant.errors import RtlgenError
 from rtlgen.quant.fixed import FixedType
 
-from .common import shape_of
+from .common import Multiplier, shape_of
 
 
 def _lut_partial_products(x, w, w_width: int) -> list:
@@ -95,32 +95,42 @@ class SerialMatVec(wiring.Component):
         acc_type: FixedType,
         bias: np.ndarray | None,
         reuse: int,
-        multiplier: str = "auto",
+        multiplier: Multiplier = Multiplier.AUTO,
     ):
         w = np.asarray(weights, dtype=np.int64)
         if w.ndim != 2 or 0 in w.shape:
-            raise RtlgenError(f"SerialMatVec: weights must be a non-empty (K, O) matrix, got {w.shape}")
+            raise RtlgenError(
+                f"SerialMatVec: weights must be a non-empty (K, O) matrix, got {w.shape}"
+            )
         if reuse < 1:
             raise RtlgenError(f"SerialMatVec: reuse must be >= 1, got {reuse}")
         self.k, self.o_count = w.shape
         self.group, self.steps, self.schedule = _schedule(w, reuse)
-        self.in_shape = shape_of(in_shape) if isinstance(in_shape, FixedType) else Shape.cast(in_shape)
+        self.in_shape = (
+            shape_of(in_shape) if isinstance(in_shape, FixedType) else Shape.cast(in_shape)
+        )
         self.acc_type = acc_type
         self.multiplier = multiplier
-        self.bias = np.zeros(self.o_count, dtype=np.int64) if bias is None else np.asarray(bias, dtype=np.int64)
+        self.bias = (
+            np.zeros(self.o_count, dtype=np.int64)
+            if bias is None
+            else np.asarray(bias, dtype=np.int64)
+        )
         peak = int(np.abs(self.schedule).max(initial=0))
         self.w_width = max(2, peak.bit_length() + 1)
         # (row-in-group, column) positions that ever see a non-zero weight get a multiplier.
         self.active = _active(self.schedule)
-        if multiplier == "lut":
+        if multiplier == Multiplier.LUT:
             self.depth = max(1, math.ceil(math.log2(self.group * self.w_width)))
         else:
             self.depth = 1 + (math.ceil(math.log2(self.group)) if self.group > 1 else 0)
         self.inner = signed(acc_type.width + 1)
-        super().__init__({
-            "i": In(stream.Signature(data.ArrayLayout(self.in_shape, self.k))),
-            "o": Out(stream.Signature(data.ArrayLayout(shape_of(acc_type), self.o_count))),
-        })
+        super().__init__(
+            {
+                "i": In(stream.Signature(data.ArrayLayout(self.in_shape, self.k))),
+                "o": Out(stream.Signature(data.ArrayLayout(shape_of(acc_type), self.o_count))),
+            }
+        )
 
     @property
     def multipliers(self) -> int:
@@ -152,7 +162,9 @@ class SerialMatVec(wiring.Component):
             rom_init.append(value)
         block_rom = steps > BLOCK_ROM_WORDS
         m.submodules.rom = rom = memory.Memory(
-            shape=unsigned(word.size), depth=steps, init=rom_init,
+            shape=unsigned(word.size),
+            depth=steps,
+            init=rom_init,
             attrs={"rom_style": "block" if block_rom else "logic"},
         )
         # A synchronous read port. In logic, its data register is the weight register. A
@@ -187,13 +199,20 @@ class SerialMatVec(wiring.Component):
             m.d.comb += rom_read.addr.eq(step)
         with m.If(advance):
             with m.If(busy):
-                m.d.sync += [step.eq(successor), last_step.eq(step == steps - 2 if steps > 1 else 1)]
+                m.d.sync += [
+                    step.eq(successor),
+                    last_step.eq(step == steps - 2 if steps > 1 else 1),
+                ]
                 m.d.sync += xs.eq(xs.as_value() >> (group * self.in_shape.width))
                 with m.If(last_step):  # the successor of the last step is 0
                     m.d.sync += busy.eq(0)
             with m.If(start):
-                m.d.sync += [xs.as_value()[: self.k * self.in_shape.width].eq(self.i.payload.as_value()),
-                             step.eq(0), last_step.eq(steps == 1), busy.eq(1)]
+                m.d.sync += [
+                    xs.as_value()[: self.k * self.in_shape.width].eq(self.i.payload.as_value()),
+                    step.eq(0),
+                    last_step.eq(steps == 1),
+                    busy.eq(1),
+                ]
 
         # The weights of this step and the inputs they multiply are registered first, so the
         # ROM's address decoding never shares a cycle with a multiplier or adder.
@@ -220,13 +239,13 @@ class SerialMatVec(wiring.Component):
                 if not self.active[j, o]:
                     continue
                 x, wv = xrow[j], wrow[j * n_out + o]
-                if self.multiplier == "lut":
+                if self.multiplier == Multiplier.LUT:
                     columns[o].extend(_lut_partial_products(x, wv, self.w_width))
                 else:
                     columns[o].append(x * wv)
         # `depth` registered levels; a DSP product is registered before the tree
         for level in range(self.depth):
-            pair = self.multiplier == "lut" or level > 0
+            pair = self.multiplier == Multiplier.LUT or level > 0
             for o, terms in columns.items():
                 nxt = []
                 stride = 2 if pair else 1
@@ -237,7 +256,11 @@ class SerialMatVec(wiring.Component):
                         m.d.sync += reg.eq(expr)
                     nxt.append(reg)
                 columns[o] = nxt
-            v2, f2, l2 = Signal(name=f"valid_{level}"), Signal(name=f"first_{level}"), Signal(name=f"last_{level}")
+            v2, f2, l2 = (
+                Signal(name=f"valid_{level}"),
+                Signal(name=f"first_{level}"),
+                Signal(name=f"last_{level}"),
+            )
             with m.If(advance):
                 m.d.sync += [v2.eq(valid), f2.eq(first), l2.eq(last)]
             valid, first, last = v2, f2, l2

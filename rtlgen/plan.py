@@ -18,18 +18,12 @@ import numpy as np
 from amaranth.lib import data, wiring
 
 from rtlgen import ir
-from rtlgen.layers.common import shape_of
+from rtlgen.layers.common import Multiplier, shape_of
 from rtlgen.layers.requantize import Requantize
 from rtlgen.quant.arith import aligned_weights, clamp_bounds
 from rtlgen.quant.errors import RtlgenError, UnsupportedError
 from rtlgen.quant.fixed import FixedType
 from rtlgen.sim_tb.tb_manifest import output_prefix
-
-
-class Multiplier(Enum):
-    AUTO = "auto"
-    DSP = "dsp"
-    LUT = "lut"
 
 
 class Parallelism(Enum):

@@ -78,7 +78,7 @@ def plan_matvec(node: ir.Conv | ir.Dense | ir.ScaleShift, ctx: PlanContext) -> L
     # hardware multipliers: the shared general multipliers of a serial array, one per
     # non-zero weight in a parallel one (shared by all window positions)
     if reuse > 1:
-        mac = SerialMatVec(w, in_type, node.acc_type, bias, reuse, options.multiplier.value)
+        mac = SerialMatVec(w, in_type, node.acc_type, bias, reuse, options.multiplier)
         multipliers = mac.multipliers
     else:
         mac = ConstantMatVec(
@@ -86,7 +86,7 @@ def plan_matvec(node: ir.Conv | ir.Dense | ir.ScaleShift, ctx: PlanContext) -> L
             in_type,
             node.acc_type,
             bias,
-            options.multiplier.value,
+            options.multiplier,
             in_range=in_range,
             levels_per_stage=options.adders_per_stage,
             input_levels=min(input_levels, options.adders_per_stage - 1) if fused else 0,
