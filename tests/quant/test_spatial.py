@@ -30,6 +30,14 @@ def through_keras(layer, mantissa: np.ndarray, t: FixedType) -> np.ndarray:
     return result.astype(np.int64)
 
 
+def matches_keras(kernel, out_shape, x: np.ndarray, amounts, layer, t: FixedType) -> None:
+    """``kernel(x, amounts)`` has the shape ``out_shape`` gives and the values ``layer`` gives
+    in Keras."""
+    got = kernel(x, amounts)
+    assert got.shape[1:] == out_shape(x.shape[1:], amounts)
+    assert np.array_equal(got, through_keras(layer, x, t))
+
+
 def mantissas(shape, t: FixedType, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(t.min_int, t.max_int + 1, size=shape)
 
@@ -47,10 +55,7 @@ def test_zero_pad_2d_matches_keras(shape, padding):
     x = mantissas((2, *shape), t, seed=sum(padding))
     top, bottom, left, right = padding
     layer = keras_layer("ZeroPadding2D", padding=((top, bottom), (left, right)))
-    expected = through_keras(layer, x, t)
-    got = zero_pad(x, padding)
-    assert got.shape[1:] == padded_shape(shape, padding)
-    assert np.array_equal(got, expected)
+    matches_keras(zero_pad, padded_shape, x, padding, layer, t)
 
 
 @pytest.mark.parametrize("padding", [(0, 3), (2, 1), (1, 1), (0, 0)])
@@ -58,10 +63,8 @@ def test_zero_pad_2d_matches_keras(shape, padding):
 def test_zero_pad_1d_matches_keras(shape, padding):
     t = TYPES[shape[0] % len(TYPES)]
     x = mantissas((3, *shape), t, seed=shape[0])
-    expected = through_keras(keras_layer("ZeroPadding1D", padding=padding), x, t)
-    got = zero_pad(x, (0, 0, *padding))
-    assert got.shape[1:] == padded_shape(shape, (0, 0, *padding))
-    assert np.array_equal(got, expected)
+    layer = keras_layer("ZeroPadding1D", padding=padding)
+    matches_keras(zero_pad, padded_shape, x, (0, 0, *padding), layer, t)
 
 
 CROPPINGS_2D = [
@@ -79,20 +82,15 @@ def test_crop_2d_matches_keras(shape, cropping):
     x = mantissas((2, *shape), t, seed=sum(cropping))
     top, bottom, left, right = cropping
     layer = keras_layer("Cropping2D", cropping=((top, bottom), (left, right)))
-    expected = through_keras(layer, x, t)
-    got = crop(x, cropping)
-    assert got.shape[1:] == cropped_shape(shape, cropping)
-    assert np.array_equal(got, expected)
+    matches_keras(crop, cropped_shape, x, cropping, layer, t)
 
 
 @pytest.mark.parametrize("shape,cropping", [((9, 2), (3, 1)), ((5, 1), (0, 4)), ((4, 3), (0, 0))])
 def test_crop_1d_matches_keras(shape, cropping):
     t = TYPES[shape[0] % len(TYPES)]
     x = mantissas((3, *shape), t, seed=shape[0])
-    expected = through_keras(keras_layer("Cropping1D", cropping=cropping), x, t)
-    got = crop(x, (0, 0, *cropping))
-    assert got.shape[1:] == cropped_shape(shape, (0, 0, *cropping))
-    assert np.array_equal(got, expected)
+    layer = keras_layer("Cropping1D", cropping=cropping)
+    matches_keras(crop, cropped_shape, x, (0, 0, *cropping), layer, t)
 
 
 @pytest.mark.parametrize("size", [(2, 3), (1, 1), (3, 1), (1, 2)])
@@ -101,10 +99,7 @@ def test_upsample_2d_matches_keras(shape, size):
     t = TYPES[sum(size) % len(TYPES)]
     x = mantissas((2, *shape), t, seed=sum(shape))
     layer = keras_layer("UpSampling2D", size=size, interpolation="nearest")
-    expected = through_keras(layer, x, t)
-    got = upsample_nearest(x, size)
-    assert got.shape[1:] == upsampled_shape(shape, size)
-    assert np.array_equal(got, expected)
+    matches_keras(upsample_nearest, upsampled_shape, x, size, layer, t)
 
 
 @pytest.mark.parametrize("size", [1, 2, 3])
@@ -112,10 +107,8 @@ def test_upsample_2d_matches_keras(shape, size):
 def test_upsample_1d_matches_keras(shape, size):
     t = TYPES[size % len(TYPES)]
     x = mantissas((3, *shape), t, seed=shape[0])
-    expected = through_keras(keras_layer("UpSampling1D", size=size), x, t)
-    got = upsample_nearest(x, (1, size))
-    assert got.shape[1:] == upsampled_shape(shape, (1, size))
-    assert np.array_equal(got, expected)
+    layer = keras_layer("UpSampling1D", size=size)
+    matches_keras(upsample_nearest, upsampled_shape, x, (1, size), layer, t)
 
 
 def test_1d_signal_is_an_image_of_height_one():
