@@ -72,24 +72,23 @@ def _check_qkeras(tf, kind, quantizer, in_type, params):
 # ---------------------------------------------------------------------------------------
 # QKeras: bit-exact on every code
 # ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("in_type", IN_TYPES, ids=str)
-@pytest.mark.parametrize("bits", [3, 8])
-def test_quantized_sigmoid_is_bit_exact(tf, qkeras, in_type, bits):
-    for symmetric in (False, True):
-        for real in (False, True):
-            q = qkeras.quantized_sigmoid(bits, symmetric=symmetric, use_real_sigmoid=real)
-            params = {"bits": bits, "symmetric": symmetric, "use_real_sigmoid": real}
-            _check_qkeras(tf, K.QUANTIZED_SIGMOID, q, in_type, params)
+#: (kind, its use_real_* option, bits)
+SQUASHING = [(K.QUANTIZED_SIGMOID, "use_real_sigmoid", bits) for bits in (3, 8)] + [
+    (K.QUANTIZED_TANH, "use_real_tanh", bits) for bits in (2, 6, 10)
+]
 
 
 @pytest.mark.parametrize("in_type", IN_TYPES, ids=str)
-@pytest.mark.parametrize("bits", [2, 6, 10])
-def test_quantized_tanh_is_bit_exact(tf, qkeras, in_type, bits):
+@pytest.mark.parametrize(
+    "kind,real_option,bits", SQUASHING, ids=[f"{k.value}-{b}" for k, _, b in SQUASHING]
+)
+def test_quantized_sigmoid_and_tanh_are_bit_exact(tf, qkeras, in_type, kind, real_option, bits):
+    """Every symmetric / use_real_* combination, QKeras's quantizer of the same name."""
     for symmetric in (False, True):
         for real in (False, True):
-            q = qkeras.quantized_tanh(bits, symmetric=symmetric, use_real_tanh=real)
-            params = {"bits": bits, "symmetric": symmetric, "use_real_tanh": real}
-            _check_qkeras(tf, K.QUANTIZED_TANH, q, in_type, params)
+            params = {"bits": bits, "symmetric": symmetric, real_option: real}
+            q = getattr(qkeras, kind.value)(**params)
+            _check_qkeras(tf, kind, q, in_type, params)
 
 
 @pytest.mark.parametrize("in_type", IN_TYPES, ids=str)
