@@ -35,6 +35,7 @@ from rtlgen.quant.merge import (
     merge_acc_type,
 )
 
+from ..quant.test_merge import cases
 from .streams import StreamRun, collect, drive, to_python
 
 #: Cycles before a run is declared stuck (a few hundred beats at the lowest rates here).
@@ -119,14 +120,6 @@ TYPE_SETS = [
 ]
 
 
-def cases():
-    for op in MergeOp:
-        for types in TYPE_SETS:
-            if op is MergeOp.SUBTRACT and len(types) != 2:
-                continue
-            yield op, types
-
-
 RATES = [(1.0, 1.0), ((0.5, 0.8, 0.3), 0.6)]  # (valid per input, ready)
 
 
@@ -138,7 +131,7 @@ def rates_for(valid, n_inputs):
 # ElementwiseMerge
 # ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("valid_prob,ready_prob", RATES, ids=["full", "random"])
-@pytest.mark.parametrize("op,types", list(cases()))
+@pytest.mark.parametrize("op,types", list(cases(TYPE_SETS)))
 def test_elementwise_merge_matches_exact_accumulator(op, types, valid_prob, ready_prob):
     n_elements, n_beats = 3, 24
     rng = np.random.default_rng(len(types) * 10 + list(MergeOp).index(op))

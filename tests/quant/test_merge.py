@@ -41,9 +41,10 @@ TYPE_SETS = [
 SHAPES = [(2, 3, 5, 3), (3, 7, 5), (4, 11)]  # images (N,H,W,C), sequences (N,L,C), flat (N,K)
 
 
-def cases():
+def cases(type_sets=TYPE_SETS):
+    """(op, input types) for every op and type set it takes (Subtract: two inputs only)."""
     for op in MergeOp:
-        for types in TYPE_SETS:
+        for types in type_sets:
             if op is MergeOp.SUBTRACT and len(types) != 2:
                 continue
             yield op, types
