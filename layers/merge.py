@@ -60,7 +60,24 @@ def _input_ports(formats: Sequence[tuple[int, FixedType]]) -> dict[str, In]:
     }
 
 
-class ElementwiseMerge(wiring.Component):
+class _MultiInput(wiring.Component):
+    """A component with stream inputs ``i0``..``i{n-1}`` (``in_ports``) and one output ``o``."""
+
+    def __init__(self, in_ports: dict, out):
+        self.n_inputs = len(in_ports)
+        super().__init__({**in_ports, "o": out})
+
+    @property
+    def inputs(self) -> list[stream.Interface]:
+        return [getattr(self, f"i{k}") for k in range(self.n_inputs)]
+
+    def _join_stages(self, m: Module, latency: int) -> StageRegisters:
+        """The inputs taken together (`_join`) into ``latency`` register stages before ``o``
+        (`stream_util.pipeline_control`)."""
+        return StageRegisters(pipeline_control(m, _join(m, self.inputs), self.o, latency))
+
+
+class ElementwiseMerge(_MultiInput):
     """Elementwise ``op`` of ``len(in_types)`` vectors of ``n_elements``, exactly.
 
     Ports: ``i0``..``i{n-1}``, ``ArrayLayout(shape_of(in_types[k]), n_elements)``; ``o``,
@@ -97,15 +114,9 @@ class ElementwiseMerge(wiring.Component):
         self.op, self.n_elements = op, n_elements
         self.in_types, self.acc_type = list(in_types), acc_type
         super().__init__(
-            {
-                **_input_ports([(n_elements, t) for t in self.in_types]),
-                "o": Out(stream.Signature(vector_layout(acc_type, n_elements))),
-            }
+            _input_ports([(n_elements, t) for t in self.in_types]),
+            Out(stream.Signature(vector_layout(acc_type, n_elements))),
         )
-
-    @property
-    def inputs(self) -> list[stream.Interface]:
-        return [getattr(self, f"i{k}") for k in range(len(self.in_types))]
 
     def _combine(self, values: list[Value]) -> Value:
         """The exact result for one element, from the inputs' mantissas."""
@@ -127,8 +138,7 @@ class ElementwiseMerge(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        joined = _join(m, self.inputs)
-        registers = StageRegisters(pipeline_control(m, joined, self.o, self.latency))
+        registers = self._join_stages(m, self.latency)
         acc_shape = shape_of(self.acc_type)
         results = [
             resize(self._combine([port.payload[k] for port in self.inputs]), acc_shape)
@@ -233,7 +243,7 @@ def merge_output_stage(
     )
 
 
-class Merge(wiring.Component):
+class Merge(_MultiInput):
     """A Keras merge layer: `ElementwiseMerge` then `merge_output_stage`, connected.
 
     Bit-exact with `quant.merge.merge`. Ports ``i0``..``i{n-1}`` as `ElementwiseMerge`, ``o``
@@ -255,15 +265,9 @@ class Merge(wiring.Component):
         )
         self.out_type = out_type
         super().__init__(
-            {
-                **{f"i{k}": self.merge.signature.members[f"i{k}"] for k in range(len(in_types))},
-                "o": self.output_stage.signature.members["o"],
-            }
+            {f"i{k}": self.merge.signature.members[f"i{k}"] for k in range(len(in_types))},
+            self.output_stage.signature.members["o"],
         )
-
-    @property
-    def inputs(self) -> list[stream.Interface]:
-        return [getattr(self, f"i{k}") for k in range(len(self.merge.in_types))]
 
     @property
     def latency(self) -> int:
@@ -280,7 +284,7 @@ class Merge(wiring.Component):
         return m
 
 
-class Concatenate(wiring.Component):
+class Concatenate(_MultiInput):
     """Keras ``Concatenate`` along the element (channel) axis of n streams.
 
     Ports: ``i{k}`` ``ArrayLayout(shape_of(t_k), n_k)`` for ``in_formats[k] = (n_k, t_k)``;
@@ -324,24 +328,17 @@ class Concatenate(wiring.Component):
         self._latency = latency
         self.n_elements = sum(n for n, _ in self.in_formats)
         super().__init__(
-            {
-                **_input_ports(self.in_formats),
-                "o": Out(stream.Signature(vector_layout(out_type, self.n_elements))),
-            }
+            _input_ports(self.in_formats),
+            Out(stream.Signature(vector_layout(out_type, self.n_elements))),
         )
 
     @property
     def latency(self) -> int:
         return self._latency
 
-    @property
-    def inputs(self) -> list[stream.Interface]:
-        return [getattr(self, f"i{k}") for k in range(len(self.in_formats))]
-
     def elaborate(self, platform):
         m = Module()
-        joined = _join(m, self.inputs)
-        registers = StageRegisters(pipeline_control(m, joined, self.o, self._latency))
+        registers = self._join_stages(m, self._latency)
         out_shape = shape_of(self.out_type)
         values = [
             resize(port.payload[k] << (self.out_type.frac - t.frac), out_shape)
