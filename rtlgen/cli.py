@@ -203,11 +203,15 @@ def _print_summary(graph, rows) -> None:
     t = graph.input.out_type
     table = Table(title=f"{graph.name}: input {t}, range [{t.min_value:g}, {t.max_value:g}], step 2^{-t.frac}",
                   show_lines=False)
-    for col in ("layer", "op", "in -> out", "weights", "bias", "accumulator", "output", "act", "params", "sparsity", "mults nz/all"):
+    branching = not graph.is_chain
+    columns = ("layer", *(("inputs",) if branching else ()), "op", "in -> out", "weights", "bias",
+               "accumulator", "output", "act", "params", "sparsity", "mults nz/all")
+    for col in columns:
         table.add_column(col)
     for r in rows:
         table.add_row(
-            r.name, r.op, "x".join(map(str, r.in_shape)) + " -> " + "x".join(map(str, r.out_shape)),
+            r.name, *((", ".join(r.inputs),) if branching else ()), r.op,
+            "x".join(map(str, r.in_shape)) + " -> " + "x".join(map(str, r.out_shape)),
             r.weight_type, r.bias_type, r.acc_type, r.out_type, r.activation,
             str(r.parameters) if r.parameters else "",
             f"{r.sparsity:.0%}" if r.parameters else "",
@@ -218,6 +222,9 @@ def _print_summary(graph, rows) -> None:
     total = sum(r.multiplies for r in rows)
     console.print(f"non-zero multiplies per sample: {nz} of {total}"
                   + (" (softmax at the end: hardware emits logits + class)" if graph.softmax else ""))
+    if len(graph.outputs) > 1:
+        console.print(f"outputs: {', '.join(graph.outputs)}"
+                      + (f" (softmax on {', '.join(graph.softmax_outputs)})" if graph.softmax_outputs else ""))
 
 
 # ---------------------------------------------------------------------------------------

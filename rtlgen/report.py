@@ -31,10 +31,12 @@ class LayerSummary:
     multiplies: int
     nonzero_multiplies: int
     source: str
+    inputs: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["in_shape"], d["out_shape"] = list(self.in_shape), list(self.out_shape)
+        d["inputs"] = list(self.inputs)
         return d
 
 
@@ -80,6 +82,7 @@ def summarize(graph: ir.ModelGraph) -> list[LayerSummary]:
                 multiplies=total_mul,
                 nonzero_multiplies=nonzero_mul,
                 source=node.source,
+                inputs=tuple(node.inputs),
             )
         )
     return rows
