@@ -394,15 +394,43 @@ def _size_fifos(network: NetworkPlan) -> tuple[FifoPlan, ...]:
         latest = max(range(len(arrivals)), key=lambda k: (sum(arrivals[k]), -k))
         edges.update((node.name, k) for k in range(len(node.inputs)) if k != latest)
     timing = model_graph(network, skid, edges)
+    order = sorted(edges, key=lambda e: (graph.index_of(e[0]), e[1]))
+    depths = _least_depths(network, skid, {edge: timing.fifo_depths[edge] for edge in order})
     types = {n.name: n.out_type for n in graph.nodes}
     fifos = []
-    for consumer, k in sorted(edges, key=lambda e: (graph.index_of(e[0]), e[1])):
+    for consumer, k in order:
         producer = graph.node(consumer).inputs[k]
         t = types[producer]
         assert t is not None
         width = StreamFormat.of(graph.node(producer).out_shape, t).layout.size
-        fifos.append(FifoPlan(consumer, k, producer, timing.fifo_depths[(consumer, k)], width))
+        fifos.append(FifoPlan(consumer, k, producer, depths[(consumer, k)], width))
     return tuple(fifos)
+
+
+def _least_depths(
+    network: NetworkPlan, skid: dict[str, bool], depths: dict[tuple[str, int], int]
+) -> dict[tuple[str, int], int]:
+    """Each FIFO shrunk, one after another, to the least depth at which the network's
+    full-rate timing (every input and output handshake of the modelled samples) is what it
+    is with the depths where no write ever waits: registers on the waiting branch hold a few
+    beats too. Binary search on the handshake model (`rtlgen.timing.beat_times`); the
+    depths stay as they are when a component has no handshake model."""
+    from rtlgen.timing import beat_times
+
+    wanted = beat_times(network, skid, depths)
+    if not wanted:
+        return depths
+    depths = dict(depths)
+    for edge in depths:
+        lo, hi = 1, depths[edge]
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if beat_times(network, skid, {**depths, edge: mid}) == wanted:
+                hi = mid
+            else:
+                lo = mid + 1
+        depths[edge] = lo
+    return depths
 
 
 def sample_cycles_of(graph: ir.ModelGraph) -> int:

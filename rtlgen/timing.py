@@ -755,6 +755,29 @@ def model_graph(
     return GraphTiming(out, built.source.taken, depths, arrivals)
 
 
+def beat_times(
+    plan, skid: dict[str, bool], fifo_depths: dict[tuple[str, int], int], samples: int = 3
+) -> tuple[tuple[int, ...], ...] | None:
+    """Each sample's first input handshake and, per output, its last output handshake, with
+    the join FIFOs at ``fifo_depths`` (None: a component has no handshake model; a deadlock
+    gives an empty tuple): what latency and II are made of, so `rtlgen.plan` shrinks each
+    FIFO while they stay equal."""
+    built = _build(plan, skid, dict(fifo_depths), samples)
+    if built is None:
+        return None
+    try:
+        _run(built, plan, samples)
+    except RuntimeError:
+        return ()
+    beats = plan.input_format.beats
+    first_in = tuple(built.source.taken[s * beats] for s in range(samples))
+    last_out = tuple(
+        tuple(w.taken[(s + 1) * _out_beats(plan.graph, name) - 1] for s in range(samples))
+        for name, w in zip(plan.graph.outputs, built.outputs, strict=True)
+    )
+    return (first_in, *last_out)
+
+
 #: most samples the model runs looking for the steady state
 STEADY_MAX_SAMPLES = 48
 

@@ -131,16 +131,25 @@ def test_a_join_fifo_one_beat_short_slows_the_model_as_it_slows_the_hardware():
     assert model_top(top) != full
 
 
-def test_fifo_depths_are_those_no_write_waits_for():
+def test_fifo_depths_are_the_least_that_keep_the_timing_no_waiting_fifo_has():
+    """The plan starts from the depths at which no write ever waits (`model_graph`) and
+    shrinks each while the full-rate timing stays: never deeper, and the same timing."""
+    from rtlgen.timing import beat_times
+
     from .test_graphs import inception_cnn
 
     top = NetworkTop(inception_cnn())
     skid = {p.node.name: top.has_skid_buffer(p) for p in top.plans}
     edges = {(f.consumer, f.input_index) for f in top.plan.fifos}
-    timing = model_graph(top.plan, skid, edges)
-    assert {(f.consumer, f.input_index): f.depth for f in top.plan.fifos} == timing.fifo_depths
-    # a FIFO at that depth takes every beat the moment it is presented
-    assert timing.input_accepted == sorted(timing.input_accepted)
+    unwaiting = model_graph(top.plan, skid, edges).fifo_depths
+    planned = {(f.consumer, f.input_index): f.depth for f in top.plan.fifos}
+    assert all(planned[e] <= unwaiting[e] for e in edges)
+    assert any(planned[e] < unwaiting[e] for e in edges)  # inception's branches hold beats
+    assert beat_times(top.plan, skid, planned) == beat_times(top.plan, skid, unwaiting)
+    for edge in edges:  # and each is the least: one beat less changes the timing
+        assert beat_times(top.plan, skid, {**planned, edge: planned[edge] - 1}) != beat_times(
+            top.plan, skid, planned
+        )
 
 
 def test_a_component_with_only_a_forward_contract_is_followed_forward():
