@@ -216,6 +216,10 @@ def build(
         log = build_dir / "build.log"
         settings = {}
         overrides = make_overrides()
+        if sys.executable and not any(c.isspace() for c in sys.executable):
+            # verilated.mk runs `python` from PATH under cocotb's PYTHONPATH (this interpreter's
+            # sys.path): another Python there fails ("SRE module mismatch"), so use this one.
+            overrides = [*overrides, f"PYTHON3={sys.executable}"]
         if overrides:  # make reads variable assignments in MAKEFLAGS as command-line ones
             settings["MAKEFLAGS"] = " ".join([os.environ.get("MAKEFLAGS", ""), *overrides]).strip()
         if object_cache is not False and not os.environ.get("OBJCACHE"):

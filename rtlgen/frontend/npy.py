@@ -13,6 +13,11 @@ from typing import IO
 
 import numpy as np
 
+try:  # numpy >= 2 keeps the version-dispatching header reader (3.0, invalid versions) here
+    from numpy.lib._format_impl import _read_array_header
+except ImportError:  # numpy 1.x
+    from numpy.lib.format import _read_array_header
+
 from rtlgen.quant.errors import RtlgenError
 
 from .limits import Limits, element_count
@@ -66,7 +71,7 @@ def read_npy(
         elif version == (2, 0):
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
         else:
-            shape, fortran, dtype = np.lib.format._read_array_header(fp, version)
+            shape, fortran, dtype = _read_array_header(fp, version)
     except (
         ValueError,
         OSError,

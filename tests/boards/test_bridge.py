@@ -4,6 +4,7 @@ in cocotb + Verilator (the network is Verilog there, as on a board)."""
 import json
 import os
 import random
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +120,7 @@ CLOCK_HZ = 4_000_000
 BAUD = CLOCK_HZ // DIVISOR
 
 
+@pytest.mark.slow  # a whole UART exchange in the simulator: the default run stays under 5 minutes
 def test_uart_top_answers_requests_and_recovers_from_a_truncated_one(
     standin_outdir, dut, tmp_path, monkeypatch
 ):
@@ -146,6 +148,8 @@ def test_uart_top_answers_requests_and_recovers_from_a_truncated_one(
     monkeypatch.setenv(
         "PATH", str(Path(verilator.__file__).parent / "bin") + os.pathsep + os.environ["PATH"]
     )
+    # verilated.mk runs `python` from PATH under cocotb's PYTHONPATH: make it this interpreter
+    monkeypatch.setenv("MAKEFLAGS", f"PYTHON3={sys.executable}")
     monkeypatch.syspath_prepend(str(HERE))
     runner = cocotb_tools_runner.get_runner("verilator")
     runner.build(

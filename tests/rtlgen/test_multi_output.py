@@ -291,6 +291,7 @@ def test_predict_writes_an_npz_per_output_name(design, tmp_path):
 def keras_two_head(path, seed=0):
     """A QKeras two-head MLP: a shared hidden layer, a 4-class head (softmax removed: the
     logits are the output) and a 2-value regression head."""
+    pytest.importorskip("qkeras")  # the oracle: TensorFlow 2.15 + QKeras (Python 3.11)
     import tensorflow as tf
     from qkeras import QActivation, QDense
 
@@ -327,7 +328,7 @@ def test_keras_two_head_model_predicts_like_keras_per_head(tmp_path):
 def test_softmax_on_one_head_stays_a_marker_of_that_head(tmp_path):
     """A classification head with a softmax next to a regression head: that head's logits
     (and arg-max) leave the hardware, the other head is untouched; the manifest says which."""
-    import tensorflow as tf
+    tf = pytest.importorskip("tensorflow")
 
     from rtlgen.emit import convert
 

@@ -29,6 +29,7 @@ MERGES = ["Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"]
 
 def branches_model(merge: str, inputs: int = 2, seed: int = 0):
     """x (8,) -> n QDense branches (quantized_bits outputs) -> merge -> QDense logits."""
+    pytest.importorskip("qkeras")  # the oracle: TensorFlow 2.15 + QKeras (Python 3.11)
     import tensorflow as tf
     from qkeras import QActivation, QDense
 
@@ -100,7 +101,7 @@ def test_merge_models_are_bit_exact_in_hardware(merge):
 
 
 def test_mismatched_shapes_a_subtract_of_three_and_other_axes_are_refused(tmp_path):
-    import tensorflow as tf
+    tf = pytest.importorskip("tensorflow")
 
     from tests.models import write_weights_h5
 
@@ -149,6 +150,7 @@ def test_mismatched_shapes_a_subtract_of_three_and_other_axes_are_refused(tmp_pa
 def resnet_block(seed: int = 0, filters: int = 3):
     """A QKeras ResNet block on (6, 6, 3): conv-relu-conv + identity skip, then a second block
     whose skip is a 1x1 conv, global average pooling and a dense head."""
+    pytest.importorskip("qkeras")  # the oracle: TensorFlow 2.15 + QKeras (Python 3.11)
     import tensorflow as tf
     from qkeras import QActivation, QConv2D, QDense
 
@@ -199,7 +201,7 @@ def test_a_float_residual_model_calibrates_through_its_branches(tmp_path):
     """`rtlgen.calibrate` follows the DAG: the merge's peak is measured on real data, so its
     result gets fewer integer bits than interval analysis proves, and predictions stay
     within the default precision of Keras's float ones."""
-    import tensorflow as tf
+    tf = pytest.importorskip("tensorflow")
 
     from rtlgen.api import load_model
 
