@@ -35,7 +35,6 @@ from rtlgen.plan import (  # noqa: F401
     Parallelism,
     Pipeline,
     StreamFormat,
-    plan_layer,
     plan_network,
     sample_cycles_of,
 )

@@ -188,22 +188,6 @@ class PlanContext:
             object.__setattr__(self, "in_types", (self.in_type,))
 
 
-def plan_layer(
-    node: ir.Node,
-    in_type: FixedType,
-    options: HardwareOptions,
-    spacing: int,
-    sample_cycles: int,
-    input_levels: int = 0,
-    last: bool = False,
-) -> LayerPlan:
-    """One lowered node's `LayerPlan`, decided by its op (`rtlgen.ops`)."""
-    from rtlgen.ops.registry import op_for
-
-    ctx = PlanContext(in_type, options, spacing, sample_cycles, input_levels, last)
-    return op_for(node).plan(node, ctx)
-
-
 @dataclass(frozen=True)
 class FifoPlan:
     """A FIFO on input ``input_index`` of ``consumer`` (a join), fed by ``producer``.
@@ -328,6 +312,8 @@ def plan_network(graph: ir.ModelGraph, options: HardwareOptions = HardwareOption
     event-time model: every input of a join but the one whose beats arrive last gets a FIFO
     deep enough that the fork feeding the branches never waits.
     """
+    from rtlgen.ops.registry import op_for
+
     if not graph.lowered:
         raise ValueError("plan_network needs a lowered graph")
     out_type = graph.output.out_type
@@ -337,6 +323,7 @@ def plan_network(graph: ir.ModelGraph, options: HardwareOptions = HardwareOption
     spacing = {graph.input.name: 1 if input_format.beats > 1 else sample_cycles}
     levels = {graph.input.name: 0}
     plans: list[LayerPlan] = []
+
     for index, node in enumerate(graph.nodes[1:], start=1):
         if isinstance(node, ir.Input):
             raise UnsupportedError(f"input '{node.name}': the hardware takes one input stream")
@@ -353,8 +340,6 @@ def plan_network(graph: ir.ModelGraph, options: HardwareOptions = HardwareOption
             _last_with_hardware(graph, index),
             graph.in_types(index),
         )
-        from rtlgen.ops.registry import op_for
-
         plan = op_for(node).plan(node, ctx)
         plans.append(plan)
         spacing[node.name] = plan.out_spacing

@@ -218,15 +218,6 @@ def test_fifo_sizes_are_reported_per_join_input():
     assert all(f.bits == f.depth * f.width for f in plan.fifos)
 
 
-def _with_fifo_depth(graph, change):
-    """A top whose plan has one FIFO resized by ``change`` beats."""
-    top = NetworkTop(graph)
-    fifos = list(top.plan.fifos)
-    fifos[0] = dataclasses.replace(fifos[0], depth=fifos[0].depth + change)
-    top.plan = dataclasses.replace(top.plan, fifos=tuple(fifos))
-    return top
-
-
 @pytest.mark.parametrize("name", list(GRAPHS))
 def test_fifo_sizes_are_tight(name, monkeypatch):
     """One beat less on the deepest skip FIFO: the network no longer runs at its full-rate
