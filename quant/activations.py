@@ -358,7 +358,31 @@ def _round_through32(x: np.ndarray) -> np.ndarray:
 
 def qkeras_values(kind: ActivationKind, in_type: FixedType, p: dict[str, Any]) -> np.ndarray:
     """QKeras's float32 outputs for every input code of ``in_type`` (qkeras 0.9.0 code)."""
-    x = in_type.to_float(input_codes(in_type)).astype(_F32)  # exact: <= 14 bits
+    return _qkeras32(kind, in_type.to_float(input_codes(in_type)).astype(_F32), p)  # exact: <= 14 bits
+
+
+def float_activation(kind: ActivationKind, x: np.ndarray, params: Mapping[str, Any] | None) -> np.ndarray:
+    """The activation of real inputs ``x`` in float64, for calibration: float kinds by
+    their formula, QKeras kinds as QKeras computes them (float32)."""
+    p = activation_params(kind, params)
+    if kind.is_qkeras:
+        return _qkeras32(kind, np.asarray(x, dtype=_F32), p).astype(np.float64)
+    x = np.asarray(x, dtype=np.float64)
+    if kind is ActivationKind.SIGMOID:
+        return 1.0 / (1.0 + np.exp(-x))
+    if kind is ActivationKind.TANH:
+        return np.tanh(x)
+    if kind is ActivationKind.ELU:
+        return np.where(x > 0, x, float(p["alpha"]) * np.expm1(np.minimum(x, 0)))
+    if kind is ActivationKind.SOFTSIGN:
+        return x / (1.0 + np.abs(x))
+    if kind is ActivationKind.HARD_SIGMOID:
+        return np.clip(float(p["slope"]) * x + float(p["offset"]), 0.0, 1.0)
+    raise AssertionError(kind)  # pragma: no cover
+
+
+def _qkeras32(kind: ActivationKind, x: np.ndarray, p: dict[str, Any]) -> np.ndarray:
+    """QKeras's float32 outputs for float32 inputs ``x`` (qkeras 0.9.0 code)."""
     if kind is ActivationKind.QUANTIZED_SIGMOID:
         m = _F32(2.0 ** p["bits"])
         s = (

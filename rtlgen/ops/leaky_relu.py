@@ -338,6 +338,16 @@ def validate_leaky(node: LeakyRelu, in_type: FixedType | None) -> None:
             )
 
 
+def leaky_float(node: LeakyRelu, x: np.ndarray) -> np.ndarray:
+    """The unlowered node on real inputs (calibration): Keras's formula, or the QKeras
+    quantizer's own values where it has one."""
+    if node.out_quantizer is not None:
+        return node.out_quantizer.reference(x)
+    alphas = np.asarray(node.scale.values, dtype=np.float64)
+    top = x if node.max_value is None else np.minimum(x, node.max_value)
+    return np.where(x > node.threshold, top, alphas * (x - node.threshold))
+
+
 @register_op
 class LeakyReluOp(Op):
     name = "leaky_relu"
@@ -346,6 +356,7 @@ class LeakyReluOp(Op):
     from_keras = staticmethod(read_keras_leaky)
     lower = staticmethod(lower_leaky)
     reference = staticmethod(leaky_reference)
+    float_forward = staticmethod(leaky_float)
     plan = staticmethod(plan_leaky)
     constant_shapes = staticmethod(leaky_constant_shapes)
     validate = staticmethod(validate_leaky)

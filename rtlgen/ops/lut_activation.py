@@ -57,6 +57,7 @@ from rtlgen.quant.activations import (
     activation_params,
     apply_table,
     check_table_input,
+    float_activation,
     lookup_table,
     table_error,
     table_out_type,
@@ -385,5 +386,6 @@ class TableActivationOp(Op):
     from_keras = staticmethod(read_keras_elu)
     lower = staticmethod(lower_table)
     reference = staticmethod(table_reference)
+    float_forward = staticmethod(lambda node, x: float_activation(node.kind, x, node.params()))
     plan = staticmethod(plan_table)
     validate = staticmethod(validate_table)

@@ -3,9 +3,12 @@
 import dataclasses
 
 import numpy as np
+import pytest
 
 from rtlgen import ir
+from rtlgen.api import load_model
 from rtlgen.calibrate import calibrate
+from rtlgen.frontend import read_model
 from rtlgen.passes import (
     DEFAULT_PRECISION,
     fold_batchnorm,
@@ -44,3 +47,81 @@ def test_calibrated_results_are_narrower_and_still_accurate():
     # headroom: the calibrated range covers twice the observed peak
     d2 = calibrated.nodes[-1]
     assert d2.out_type.max_value >= 2 * peaks["d2"] - d2.out_type.step
+
+
+def _keras_cases():
+    """A small float Keras model per op kind (names -> (inputs, output tensor))."""
+    import tensorflow as tf
+
+    layers = tf.keras.layers
+
+    def conv(x):
+        return layers.Conv2D(3, 3, padding="same")(x)
+
+    cases = {
+        "depthwise": lambda x: layers.DepthwiseConv2D(3, padding="same")(x),
+        "separable": lambda x: layers.SeparableConv2D(4, 3)(x),
+        "global_average": lambda x: layers.GlobalAveragePooling2D()(x),
+        "global_max": lambda x: layers.GlobalMaxPooling2D()(x),
+        "zero_padding": lambda x: layers.ZeroPadding2D(1)(conv(x)),
+        "cropping": lambda x: layers.Cropping2D(1)(conv(x)),
+        "upsampling": lambda x: layers.UpSampling2D(2)(conv(x)),
+        "reshape": lambda x: layers.Reshape((64, 3))(conv(x)),
+        "leaky_relu": lambda x: layers.LeakyReLU(0.1)(conv(x)),
+        "prelu": lambda x: layers.PReLU(shared_axes=[1, 2])(conv(x)),
+        "relu_clipped": lambda x: layers.ReLU(max_value=1.5, negative_slope=0.25)(conv(x)),
+        "elu": lambda x: layers.ELU(0.7)(conv(x)),
+        "add": lambda x: layers.Add()([x, conv(x)]),
+        "concatenate": lambda x: layers.Concatenate()([x, conv(x)]),
+        "multiply": lambda x: layers.Multiply()([x, conv(x)]),
+        "maximum": lambda x: layers.Maximum()([x, conv(x)]),
+        "average": lambda x: layers.Average()([x, conv(x)]),
+    }
+    for kind in ("sigmoid", "tanh", "softsign", "hard_sigmoid"):
+        cases[kind] = lambda x, kind=kind: layers.Activation(kind)(layers.Dense(5)(layers.Flatten()(x)))
+    return cases
+
+
+CASES = ["depthwise", "separable", "global_average", "global_max", "zero_padding", "cropping",
+         "upsampling", "reshape", "leaky_relu", "prelu", "relu_clipped", "elu", "add",
+         "concatenate", "multiply", "maximum", "average", "sigmoid", "tanh", "softsign",
+         "hard_sigmoid"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_every_op_kind_calibrates_like_keras(case):
+    """Calibration runs every op in float: the peak it measures at the output is Keras's own
+    (float64 against Keras's float32: 1e-5 relative), and the calibrated design predicts
+    within the types' precision."""
+    tf = pytest.importorskip("tensorflow")
+    tf.keras.utils.set_random_seed(3)
+    inputs = tf.keras.Input((8, 8, 3))
+    model = tf.keras.Model(inputs, _keras_cases()[case](inputs))
+    rng = np.random.default_rng(1)
+    data = rng.uniform(-1, 1, (12, 8, 8, 3))
+    graph = fuse_activations(fold_batchnorm(read_model(model)))
+    peaks = calibrate(graph, data)
+    want = model.predict(data, verbose=0)
+    assert peaks[graph.outputs[0]] == pytest.approx(float(np.max(np.abs(want))), rel=1e-5)
+    calibrated = load_model(model, calibrate=data)
+    got = predict(calibrated, data).reshape(want.shape)
+    np.testing.assert_allclose(got, want, atol=0.02 * max(1.0, float(np.max(np.abs(want)))))
+
+
+def test_quantized_activations_calibrate_as_qkeras():
+    """QKeras table and leaky quantizers are calibrated with QKeras's own float32 values."""
+    pytest.importorskip("qkeras")
+    import tensorflow as tf
+    from qkeras import QActivation, QDense
+
+    tf.keras.utils.set_random_seed(4)
+    inputs = tf.keras.Input((6,))
+    x = QDense(8, kernel_quantizer="quantized_bits(6,0,alpha=1)")(inputs)
+    a = QActivation("quantized_sigmoid(6)")(x)
+    b = QActivation("quantized_relu(6,2,negative_slope=0.25)")(x)
+    model = tf.keras.Model(inputs, tf.keras.layers.Concatenate()([a, b]))
+    data = np.random.default_rng(2).uniform(-2, 2, (20, 6))
+    graph = fuse_activations(fold_batchnorm(read_model(model)))
+    peaks = calibrate(graph, data)
+    want = model.predict(data, verbose=0)
+    assert peaks[graph.outputs[0]] == pytest.approx(float(np.max(np.abs(want))), rel=1e-6)
