@@ -397,7 +397,9 @@ class ModelGraph:
 def constants(node: Node) -> dict[str, Tensor]:
     """The constant tensors of a node by field name (weights, bias, scale, shift)."""
     out: dict[str, Tensor] = {}
-    for name in ("weights", "bias", "scale", "shift"):
+    # an op's node may name further constant fields (``constant_fields``, e.g. the widths
+    # of `rtlgen.ops.hgq2.FixedQuantize`): saved and read like weights
+    for name in ("weights", "bias", "scale", "shift", *getattr(node, "constant_fields", ())):
         value = getattr(node, name, None)
         if value is not None:
             out[name] = value

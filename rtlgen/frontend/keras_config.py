@@ -200,7 +200,11 @@ def _layer_entry(entry: Any, index: int) -> KerasLayer:
             f"(printable text of at most {MAX_LAYER_NAME} characters)"
         )
     build = entry.get("build_config")
-    return KerasLayer(entry["class_name"], name, config, build if isinstance(build, dict) else None)
+    class_name = entry["class_name"]
+    registered = entry.get("registered_name")
+    if isinstance(registered, str) and registered.startswith("hgq>"):
+        class_name = registered  # HGQ2's QDense/QConv2D are not QKeras's (`rtlgen.ops.hgq2`)
+    return KerasLayer(class_name, name, config, build if isinstance(build, dict) else None)
 
 
 #: the key of the input a Sequential without an InputLayer gets (not a valid layer name)
@@ -439,6 +443,14 @@ class WeightSource:
     def get(self, layer: KerasLayer, expected: Mapping[str, Shape]) -> dict[str, Stored]:
         raise NotImplementedError
 
+    def sublayer_variables(self, layer: KerasLayer, sub: str) -> list[Stored]:
+        """The variables of the sub-layer ``sub`` of ``layer`` (``iq/quantizer``), in the
+        order Keras 3 saves them (only the ``.keras`` / ``.weights.h5`` layout has them)."""
+        raise ModelFileError(
+            f"{layer.where}: its quantizer variables are read from a Keras 3 .keras archive or "
+            "a save_weights('*.weights.h5') file only"
+        )
+
 
 class BudgetedWeights(WeightSource):
     """A weight source that counts the parameters the config declares, layer by layer, and
@@ -457,6 +469,16 @@ class BudgetedWeights(WeightSource):
         for name, stored in got.items():
             if isinstance(stored, StoredArray) and name in expected:
                 self.bytes += element_count(expected[name]) * stored.itemsize
+        check_bytes(self.bytes, self.limits, f"{layer.where}: weights read so far")
+        return got
+
+    def sublayer_variables(self, layer: KerasLayer, sub: str) -> list[Stored]:
+        got = self.inner.sublayer_variables(layer, sub)
+        for stored in got:
+            self.parameters += element_count(tuple(stored.shape))
+            if isinstance(stored, StoredArray):
+                self.bytes += element_count(tuple(stored.shape)) * stored.itemsize
+        check_parameters(self.parameters, self.limits, layer.where)
         check_bytes(self.bytes, self.limits, f"{layer.where}: weights read so far")
         return got
 
@@ -517,7 +539,7 @@ class IndexedWeights(WeightSource):
         for layer in layers:
             if sequential and layer.class_name == "InputLayer":
                 continue  # not in Sequential.layers, so not numbered
-            key = _snake_case(layer.class_name)
+            key = _snake_case(layer.class_name.split(">")[-1])  # "hgq>QDense": q_dense
             if key in used:
                 used[key] += 1
                 key = f"{key}_{used[key]}"
@@ -547,6 +569,10 @@ class IndexedWeights(WeightSource):
             }
             return {name: named[name] for name in expected}
         return self._named(layer, path, list(expected))
+
+    def sublayer_variables(self, layer: KerasLayer, sub: str) -> list[Stored]:
+        path = self.paths.get(layer.name, "")
+        return list(self.variables.get(f"{path}/{sub}" if sub else path, []))
 
     def _named(self, layer: KerasLayer, path: str, names: list[str]) -> dict[str, Stored]:
         arrays = self.variables.get(path, [])
@@ -810,6 +836,8 @@ def _check_numbers(layer: KerasLayer) -> None:
     while stack:
         key, value = stack.pop()
         if isinstance(value, float) and not math.isfinite(value):
+            if key.endswith(".i_decay_speed") and layer.class_name.startswith("hgq>"):
+                continue  # HGQ2 writes Infinity there (no decay); a training-only setting
             raise ModelFileError(f"{layer.where}: '{key}' = {value!r} is not a finite number")
         if isinstance(value, int | float) and abs(value) > _MAX_CONFIG_NUMBER:
             raise ModelFileError(

@@ -13,6 +13,7 @@ from rtlgen.ops import (  # noqa: F401
     dense,
     depthwise_conv,
     flatten,
+    hgq2,
     identity,
     leaky_relu,
     lut_activation,

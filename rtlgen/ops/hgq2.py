@@ -1,0 +1,350 @@
+"""HGQ2 layers (``hgq>QDense``, ``hgq>QConv1D``, ``hgq>QConv2D``, ``hgq>Quantizer``) and
+their fixed-point activation quantizer (`FixedQuantize`).
+
+An HGQ2 layer is ``oq(act(iq(x) @ kq(W) + bq(b)))``: it becomes a `FixedQuantize` node for
+its input quantizer ``iq`` (when enabled), the Dense/Conv node of `rtlgen.ops.dense` /
+`rtlgen.ops.conv` with the kernel and bias as HGQ2 quantized them (exact constants: per-weight
+widths are kept exactly, pruned weights are zero and build nothing), its activation, and a
+`FixedQuantize` for ``oq`` (``enable_oq``). Widths and modes: `rtlgen.frontend.hgq2`.
+
+`FixedQuantize` (contract): per channel ``c`` (the last axis; a flat vector's elements),
+``y = fit(shift_round(x, fx - f_c), k_c, i_c, f_c) << (F - f_c)`` where ``fit`` saturates
+(SAT, SAT_SYM) or wraps (WRAP) into ``k_c + i_c + f_c`` bits and ``F`` is the largest
+``f_c``; a channel of width 0 outputs 0. Hardware: `ChannelQuantize`, one register stage,
+II = 1, stalls with the output's ready.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+from amaranth.hdl import Cat, Const, Module, Mux, Value
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from rtlgen import ir
+from rtlgen.frontend.hdf5 import StoredArray
+from rtlgen.frontend.hgq2 import (
+    Exact,
+    QuantizerWidths,
+    hardware_modes,
+    layer_config_flag,
+    per_channel,
+    quantized_constant,
+    quantizer_spec,
+    quantizer_widths,
+)
+from rtlgen.frontend.keras_config import (
+    KerasLayer,
+    LayerOut,
+    Shape,
+    WeightSource,
+    source_limits,
+)
+from rtlgen.layers import common
+from rtlgen.layers.common import shape_of
+from rtlgen.layers.stream_util import StageRegisters, pipeline_control
+from rtlgen.ops.conv import read_keras_conv
+from rtlgen.ops.dense import read_keras_dense
+from rtlgen.ops.registry import Op, register_op
+from rtlgen.passes import LowerContext
+from rtlgen.plan import LayerPlan, PlanContext
+from rtlgen.quant.errors import RtlgenError, UnsupportedError
+from rtlgen.quant.fixed import FixedType, Overflow, Rounding, shift_round
+
+_WIDTH_TYPE = FixedType(8, 0, True)  # the per-channel integer/fractional bit counts
+_FLAG_TYPE = FixedType(1, 0, False)
+
+
+# ---------------------------------------------------------------------------------------
+# the node
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class FixedQuantize(ir.Node):
+    """Per-channel fixed-point quantization (HGQ2's activation quantizers). Widths: one per
+    channel, ``keep_negative`` (0/1), ``integer_bits`` (``max(i, -f)``), ``frac_bits``;
+    a pruned channel (``k + i + f <= 0``) has all three 0."""
+
+    keep_negative: ir.Tensor = field(kw_only=True)
+    integer_bits: ir.Tensor = field(kw_only=True)
+    frac_bits: ir.Tensor = field(kw_only=True)
+    rounding: Rounding = field(default=Rounding.HALF_UP, kw_only=True)
+    overflow: Overflow = field(default=Overflow.WRAP, kw_only=True)
+    symmetric: bool = field(default=False, kw_only=True)
+
+    op = "fixed_quantize"
+    constant_fields: ClassVar[tuple[str, ...]] = ("keep_negative", "integer_bits", "frac_bits")
+
+    def widths(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        tensors = (self.keep_negative, self.integer_bits, self.frac_bits)
+        assert all(isinstance(t, ir.QTensor) for t in tensors)
+        return tuple(t.mantissa.astype(np.int64) for t in tensors)  # type: ignore[union-attr,return-value]
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per channel (lowest, highest) mantissa in units of the channel's own ``f``."""
+        k, i, f = self.widths()
+        top = (np.int64(1) << (i + f)) - 1
+        low = -k * (top if self.symmetric and self.overflow is Overflow.SATURATE else top + 1)
+        return low, top
+
+
+def quantize_node(name: str, shape: Shape, widths: QuantizerWidths, source: str) -> FixedQuantize:
+    """The node of an activation quantizer on tensors ``shape`` (one line refuses widths a
+    stream cannot apply and modes the hardware does not implement)."""
+    rounding, overflow, symmetric = hardware_modes(widths)
+    channel = per_channel(widths, shape)
+    k, i, f = channel.k, channel.i, channel.f
+    pruned = k + i + f <= 0
+    i = np.where(pruned, 0, np.maximum(i, -f))
+    f = np.where(pruned, 0, f)
+    k = np.where(pruned, 0, k)
+    return FixedQuantize(
+        name,
+        shape,
+        shape,
+        keep_negative=ir.QTensor(k.astype(np.int64), _FLAG_TYPE),
+        integer_bits=ir.QTensor(i.astype(np.int64), _WIDTH_TYPE),
+        frac_bits=ir.QTensor(f.astype(np.int64), _WIDTH_TYPE),
+        rounding=rounding,
+        overflow=overflow,
+        symmetric=symmetric,
+        source=source,
+    )
+
+
+def quantize_out_type(node: FixedQuantize) -> FixedType:
+    _, _, f = node.widths()
+    low, top = node.bounds()
+    frac = int(f.max(initial=0))
+    shifts = frac - f
+    return FixedType.covering(int((low << shifts).min()), int((top << shifts).max()), frac)
+
+
+def lower_quantize(node: FixedQuantize, ctx: LowerContext) -> ir.Node:
+    return node.replace(out_type=quantize_out_type(node))
+
+
+def quantize_reference(node: FixedQuantize, x: np.ndarray, in_type: FixedType) -> np.ndarray:
+    assert node.out_type is not None
+    k, i, f = node.widths()
+    low, top = node.bounds()
+    x = np.asarray(x, dtype=np.int64)
+    y = np.zeros_like(x)
+    for c in range(k.size):
+        width = int(k[c] + i[c] + f[c])
+        if width == 0:
+            continue
+        r = shift_round(x[..., c], in_type.frac - int(f[c]), node.rounding)
+        if node.overflow is Overflow.SATURATE:
+            r = np.clip(r, low[c], top[c])
+        else:
+            r = r & ((1 << width) - 1)
+            if k[c]:
+                r = np.where(r >= (1 << (width - 1)), r - (1 << width), r)
+        y[..., c] = r << (node.out_type.frac - int(f[c]))
+    return y
+
+
+def validate_quantize(node: FixedQuantize, in_type: FixedType | None) -> None:
+    if node.in_shape != node.out_shape:
+        raise RtlgenError(f"in_shape {node.in_shape} and out_shape {node.out_shape} differ")
+    k, i, f = node.widths()
+    if np.any((k != 0) & (k != 1)) or np.any(np.abs(i) > 24) or np.any(np.abs(f) > 24):
+        raise RtlgenError("widths out of range (k 0/1, |i|, |f| <= 24)")
+    if np.any(i + f < 0):
+        raise RtlgenError("a channel has fewer than 0 integer + fractional bits")
+    if node.out_type != quantize_out_type(node):
+        raise RtlgenError(f"output type {node.out_type} does not match the widths")
+    if in_type is not None and abs(in_type.frac - int(f.min(initial=0))) > 62:
+        raise RtlgenError(f"input type {in_type} is too far from the widths")
+
+
+def quantize_constant_shapes(in_shape: Shape, out_shape: Shape) -> dict[str, Shape]:
+    channels = (in_shape[-1],)
+    return {"keep_negative": channels, "integer_bits": channels, "frac_bits": channels}
+
+
+# ---------------------------------------------------------------------------------------
+# hardware
+# ---------------------------------------------------------------------------------------
+def _extend(v: Value, width: int) -> Value:
+    v = Value.cast(v)
+    extra = width - len(v)
+    if extra <= 0:
+        return v
+    if v.shape().signed:
+        return Cat(v, v[-1].replicate(extra)).as_signed()
+    return Cat(v, Const(0, extra))
+
+
+class ChannelQuantize(wiring.Component):
+    """Per-channel rounding + saturation/wrap of one beat of ``n`` elements into
+    `FixedQuantize`'s output type (bit-exact with `quantize_reference`).
+
+    Contract: II = 1, latency 1 (one register stage), holds its output while ``o.ready`` is
+    low. A channel of width 0 is the constant 0; saturation compares against constants.
+    """
+
+    def __init__(self, node: FixedQuantize, in_type: FixedType, n: int):
+        assert node.out_type is not None
+        self.node, self.in_type, self.out_type, self.n = node, in_type, node.out_type, n
+        super().__init__(
+            {
+                "i": In(stream.Signature(data.ArrayLayout(shape_of(in_type), n))),
+                "o": Out(stream.Signature(data.ArrayLayout(shape_of(node.out_type), n))),
+            }
+        )
+
+    @property
+    def latency(self) -> int:
+        return 1
+
+    def elaborate(self, platform):
+        m = Module()
+        advance = pipeline_control(m, self.i, self.o, 1)
+        regs = StageRegisters(advance)
+        node = self.node
+        k, i, f = node.widths()
+        low, top = node.bounds()
+        width = self.out_type.width
+        results = []
+        for c in range(self.n):
+            bits = int(k[c] + i[c] + f[c])
+            if bits == 0:
+                results.append(Const(0, width))
+                continue
+            shift = self.in_type.frac - int(f[c])
+            r = common.shift_round(self.i.payload[c], shift, node.rounding)
+            if node.overflow is Overflow.SATURATE:
+                r = Mux(r > int(top[c]), int(top[c]), Mux(r < int(low[c]), int(low[c]), r))
+            else:
+                kept = _extend(r, bits).as_unsigned()[:bits]
+                r = kept.as_signed() if k[c] else kept
+            r = Value.cast(r) << (self.out_type.frac - int(f[c]))
+            results.append(_extend(r, width).as_unsigned()[:width])
+        out = regs.register(Cat(*results), name="quantized")
+        regs.emit(m)
+        m.d.comb += self.o.payload.eq(out)
+        return m
+
+
+def plan_quantize(node: FixedQuantize, ctx: PlanContext) -> LayerPlan:
+    return LayerPlan(
+        node, (ChannelQuantize(node, ctx.in_type, node.out_shape[-1]),), out_spacing=ctx.spacing
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# the front-end: HGQ2 layers
+# ---------------------------------------------------------------------------------------
+class _Quantized(WeightSource):
+    """The kernel and bias as HGQ2 quantized them, for the Dense/Conv readers."""
+
+    def __init__(self, arrays: dict[str, np.ndarray]):
+        self.arrays = arrays
+
+    def get(self, layer: KerasLayer, expected):
+        return {name: self.arrays[name] for name in expected}
+
+
+_PLAIN = {"hgq>QDense": "QDense", "hgq>QConv1D": "QConv1D", "hgq>QConv2D": "QConv2D"}
+
+
+def read_hgq2_layer(layer: KerasLayer, shape: Shape, source: WeightSource) -> LayerOut:
+    if layer.config.get("lora_rank") not in (None, 0):
+        raise UnsupportedError(f"{layer.where}: lora_rank is not supported")
+    # The Dense/Conv readers check the geometry and read the kernel/bias shapes; they see
+    # the layer under its QKeras-like name with no QKeras quantizers in its config.
+    plain = KerasLayer(_PLAIN[layer.class_name], layer.name, layer.config, layer.build_config)
+    reader = read_keras_dense if layer.class_name == "hgq>QDense" else read_keras_conv
+    # The layer's own variables: kernel, bias (if used), then beta and ebops (enable_ebops).
+    use_bias = bool(layer.config.get("use_bias", True))
+    expected = ["kernel", *(["bias"] if use_bias else [])]
+    stored = source.sublayer_variables(layer, "")
+    if len(stored) < len(expected):
+        raise RtlgenError(
+            f"{layer.where}: {len(stored)} variables stored, expected {', '.join(expected)}"
+        )
+    limits = source_limits(source)
+    weights = {}
+    for index, name in enumerate(expected):
+        item = stored[index]
+        value = item.read(limits) if isinstance(item, StoredArray) else np.asarray(item)
+        if value.dtype.kind != "f" or not np.all(np.isfinite(value)):
+            raise RtlgenError(f"{layer.where}: weight '{name}' is not finite real numbers")
+        weights[name] = value.astype(np.float32)
+    kq = quantizer_spec(layer, "kq_conf", "weight")
+    if kq is None:
+        raise UnsupportedError(f"{layer.where}: a kernel quantizer (kq_conf) is required")
+    kernel = weights["kernel"]
+    weights["kernel"] = quantized_constant(
+        kernel, quantizer_widths(layer, kq, source, "kq/quantizer", kernel.shape)
+    )
+    if use_bias:
+        bq = quantizer_spec(layer, "bq_conf", "bias")
+        if bq is not None:
+            bias = weights["bias"]
+            weights["bias"] = quantized_constant(
+                bias, quantizer_widths(layer, bq, source, "bq/quantizer", bias.shape)
+            )
+    out = reader(plain, shape, _Quantized(weights))
+    nodes: list[ir.Node] = []
+    for node in out.nodes:
+        if isinstance(node, ir.Conv | ir.Dense):
+            node = node.replace(
+                weights=ir.FloatTensor(node.weights.values, Exact(f"{layer.where} kernel")),
+                bias=None
+                if node.bias is None
+                else ir.FloatTensor(node.bias.values, Exact(f"{layer.where} bias")),
+            )
+        nodes.append(node)
+    pre = _activation_quantizer(layer, "iq", shape, source)
+    post = _activation_quantizer(layer, "oq", out.shape, source)
+    return LayerOut([*pre, *nodes, *post], out.shape, out.softmax)
+
+
+def _activation_quantizer(
+    layer: KerasLayer, which: str, shape: Shape, source: WeightSource
+) -> list[ir.Node]:
+    flag, key = ("enable_iq", "iq_conf") if which == "iq" else ("enable_oq", "oq_conf")
+    if not layer_config_flag(layer, flag, which == "iq"):
+        return []
+    spec = quantizer_spec(layer, key, "datalane")
+    if spec is None:
+        return []
+    widths = quantizer_widths(layer, spec, source, f"{which}/quantizer", shape)
+    return [quantize_node(f"{layer.name}_{which}", shape, widths, layer.name)]
+
+
+def read_hgq2_quantizer(layer: KerasLayer, shape: Shape, source: WeightSource) -> LayerOut:
+    """A bare ``hgq>Quantizer`` layer (its QuantizerConfig is the layer config's 'config')."""
+    spec = quantizer_spec(layer, "config", "datalane")
+    if spec is None:
+        raise RtlgenError(f"{layer.where}: the quantizer has no config")
+    # a bare Quantizer keeps its variables one level down: "<layer>/quantizer/vars"
+    widths = quantizer_widths(layer, spec, source, "quantizer", shape)
+    return LayerOut([quantize_node(layer.name, shape, widths, layer.name)], shape)
+
+
+@register_op
+class FixedQuantizeOp(Op):
+    name = "fixed_quantize"
+    node_types = (FixedQuantize,)
+    keras_classes = ("hgq>Quantizer",)
+    from_keras = staticmethod(read_hgq2_quantizer)
+    lower = staticmethod(lower_quantize)
+    reference = staticmethod(quantize_reference)
+    plan = staticmethod(plan_quantize)
+    validate = staticmethod(validate_quantize)
+    constant_shapes = staticmethod(quantize_constant_shapes)
+
+
+@register_op
+class Hgq2LayersOp(Op):
+    """The HGQ2 layers read into nodes of other ops (no node type of its own)."""
+
+    name = "hgq2_layers"
+    keras_classes = tuple(_PLAIN)
+    from_keras = staticmethod(read_hgq2_layer)

@@ -1,0 +1,296 @@
+"""Write the HGQ2 test models and HGQ2's own outputs on fixed-point inputs (tests/data/hgq2/).
+
+Run in the oracle venv (Python 3.12, ``pip install -e '.[hgq2]'`` or
+``pip install keras==3.15.1 hgq2==0.2.0 jax jaxlib``)::
+
+    KERAS_BACKEND=jax python tests/data/make_hgq2_models.py [OUTDIR]
+
+Nothing here is trained: each quantizer's widths (``k``, ``i``/``b``, ``f``) are set to
+seeded random integers after the model is built, as training would leave them (per-weight
+kernel widths with some widths 0, i.e. pruned weights; per-channel or per-tensor activation
+widths), so every rounding and overflow mode and every granularity is exercised on purpose.
+
+Each model ``NAME`` gives ``NAME.keras`` and ``NAME_expected.npz`` with ``x`` (inputs: exact
+in ``fixed<16,6>``) and ``y`` (``model.predict(x)``, float32). ``quantizers_expected.npz``
+holds bare quantizer cases (``x``, ``k``, ``i``, ``f``/``b`` and HGQ2's output) per kind.
+The test tests/rtlgen/test_hgq2.py reads these files and, when HGQ2 is importable, builds the
+models again with this module and compares live.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import numpy as np  # noqa: E402
+
+SEED = 1234
+#: a saved model's inputs: multiples of 1/16 in [-6, 6), exact in fixed<16,6>
+INPUT_STEP = 1 / 16
+
+
+def _keras():
+    import keras
+
+    return keras
+
+
+def fixed_inputs(shape: tuple[int, ...], n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.integers(-96, 96, size=(n, *shape)) * INPUT_STEP).astype(np.float32)
+
+
+def _set_kbi(q, rng, b_range=(0, 7), i_range=(-1, 2), k=1) -> None:
+    """Random integer widths for a KBI quantizer (kernels, biases)."""
+    inner = q.quantizer
+    shape = tuple(inner._b.shape)
+    inner._b.assign(rng.integers(*b_range, size=shape, endpoint=True).astype(np.float32))
+    inner._i.assign(rng.integers(*i_range, size=shape, endpoint=True).astype(np.float32))
+    inner._k.assign(np.full(shape, k, dtype=np.uint8))
+
+
+def _set_kif(q, rng, i_range=(0, 3), f_range=(1, 5), k=1) -> None:
+    """Random integer widths for a KIF quantizer (activations)."""
+    inner = q.quantizer
+    shape = tuple(inner._f.shape)
+    inner._i.assign(rng.integers(*i_range, size=shape, endpoint=True).astype(np.float32))
+    inner._f.assign(rng.integers(*f_range, size=shape, endpoint=True).astype(np.float32))
+    if isinstance(k, np.ndarray):
+        inner._k.assign(k.astype(np.uint8))
+    else:
+        inner._k.assign(np.full(shape, k, dtype=np.uint8))
+
+
+def _randomize(model, seed: int) -> None:
+    """Random weights and widths for every HGQ2 layer of ``model``."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if getattr(layer, "kernel", None) is not None:
+            kernel = layer._kernel if hasattr(layer, "_kernel") else layer.kernel
+            kernel.assign(rng.normal(0, 0.6, size=tuple(kernel.shape)).astype(np.float32))
+        if getattr(layer, "bias", None) is not None:
+            layer.bias.assign(rng.normal(0, 0.5, size=tuple(layer.bias.shape)).astype(np.float32))
+        if hasattr(layer, "_kq"):
+            _set_kbi(layer.kq, rng) if layer.kq.q_type == "kbi" else _set_kif(
+                layer.kq, rng, (-1, 1), (0, 5)
+            )
+        if getattr(layer, "_bq", None) is not None:
+            _set_kbi(layer.bq, rng, (3, 8), (0, 2))
+        if getattr(layer, "enable_iq", False) and hasattr(layer, "_iq"):
+            _set_kif(layer.iq, rng)
+        if getattr(layer, "enable_oq", False):
+            _set_kif(layer.oq, rng, (1, 3), (1, 4), k=0)  # unsigned, as its k0=False
+
+
+def _conf(kind: str, place: str, **kw):
+    from hgq.quantizer import QuantizerConfig
+
+    return QuantizerConfig(kind, place, **kw)
+
+
+# ---------------------------------------------------------------------------------------
+# models
+# ---------------------------------------------------------------------------------------
+def mlp_perweight():
+    """Per-weight kernels (default KBI, RND, SAT_SYM), per-element input quantizers of a
+    flat vector (default KIF, RND, WRAP), ReLU between."""
+    keras = _keras()
+    from hgq.layers import QDense
+
+    inp = keras.Input((8,), name="x")
+    h = QDense(6, activation="relu", name="fc1")(inp)
+    out = QDense(4, name="fc2")(h)
+    return keras.Model(inp, out, name="mlp_perweight")
+
+
+def mlp_uniform():
+    """The same network with one width per tensor (the benchmark's baseline)."""
+    keras = _keras()
+    from hgq.layers import QDense
+
+    tensor = dict(heterogeneous_axis=())
+    inp = keras.Input((8,), name="x")
+    h = QDense(
+        6,
+        activation="relu",
+        name="fc1",
+        kq_conf=_conf("kbi", "weight", **tensor),
+        iq_conf=_conf("kif", "datalane", **tensor),
+    )(inp)
+    out = QDense(
+        4,
+        name="fc2",
+        kq_conf=_conf("kbi", "weight", **tensor),
+        iq_conf=_conf("kif", "datalane", **tensor),
+    )(h)
+    return keras.Model(inp, out, name="mlp_uniform")
+
+
+def mlp_modes():
+    """Rounding and overflow modes of the activation quantizers: TRN/SAT per tensor,
+    RND_CONV/SAT_SYM per element, an unsigned (k=0) RND/SAT, a KIF kernel, an output
+    quantizer (enable_oq)."""
+    keras = _keras()
+    from hgq.layers import QDense
+
+    inp = keras.Input((7,), name="x")
+    h = QDense(
+        5,
+        name="trn_sat",
+        iq_conf=_conf(
+            "kif", "datalane", round_mode="TRN", overflow_mode="SAT", heterogeneous_axis=()
+        ),
+    )(inp)
+    h = QDense(
+        6,
+        activation="relu",
+        name="conv_sym",
+        kq_conf=_conf("kif", "weight"),
+        iq_conf=_conf("kif", "datalane", round_mode="RND_CONV", overflow_mode="SAT_SYM"),
+        enable_oq=True,
+        oq_conf=_conf("kif", "datalane", round_mode="RND", overflow_mode="SAT", k0=False),
+    )(h)
+    out = QDense(3, name="head", use_bias=False)(h)
+    return keras.Model(inp, out, name="mlp_modes")
+
+
+def cnn2d():
+    """QConv2D with per-channel input widths (homogeneous over batch, rows, columns), a
+    plain Keras MaxPooling2D and Flatten, then a QDense with per-element input widths."""
+    keras = _keras()
+    from hgq.layers import QConv2D, QDense
+
+    inp = keras.Input((6, 6, 2), name="x")
+    h = QConv2D(
+        3,
+        (3, 3),
+        activation="relu",
+        name="conv",
+        iq_conf=_conf("kif", "datalane", homogeneous_axis=(0, 1, 2)),
+    )(inp)
+    h = keras.layers.MaxPooling2D((2, 2), name="pool")(h)
+    h = keras.layers.Flatten(name="flat")(h)
+    out = QDense(4, name="fc")(h)
+    return keras.Model(inp, out, name="cnn2d")
+
+
+def cnn1d():
+    """QConv1D ('same' padding, stride 1) with one input width per tensor, SAT overflow."""
+    keras = _keras()
+    from hgq.layers import QConv1D, QDense
+
+    inp = keras.Input((9, 3), name="x")
+    h = QConv1D(
+        4,
+        3,
+        padding="same",
+        activation="relu",
+        name="conv",
+        iq_conf=_conf("kif", "datalane", overflow_mode="SAT", heterogeneous_axis=()),
+    )(inp)
+    h = keras.layers.GlobalAveragePooling1D(name="gap")(h)
+    out = QDense(2, name="fc")(h)
+    return keras.Model(inp, out, name="cnn1d")
+
+
+def conv_per_pixel():
+    """QConv2D with the default (per-element) input widths: a width per pixel position,
+    which a pixel stream cannot apply; rtlgen refuses it."""
+    keras = _keras()
+    from hgq.layers import QConv2D
+
+    inp = keras.Input((4, 4, 2), name="x")
+    out = QConv2D(2, (3, 3), name="conv")(inp)
+    return keras.Model(inp, keras.layers.Flatten(name="flat")(out), name="conv_per_pixel")
+
+
+MODELS = {
+    "mlp_perweight": (mlp_perweight, (8,)),
+    "mlp_uniform": (mlp_uniform, (8,)),
+    "mlp_modes": (mlp_modes, (7,)),
+    "cnn2d": (cnn2d, (6, 6, 2)),
+    "cnn1d": (cnn1d, (9, 3)),
+    "conv_per_pixel": (conv_per_pixel, (4, 4, 2)),
+}
+
+
+def build(name: str):
+    """The model ``name`` with its seeded random weights and widths."""
+    make, _ = MODELS[name]
+    model = make()
+    _randomize(model, SEED + sorted(MODELS).index(name))
+    return model
+
+
+def expected(model, shape: tuple[int, ...], n: int = 64, seed: int = 7):
+    x = fixed_inputs(shape, n, seed)
+    return x, np.asarray(model.predict(x, verbose=0))
+
+
+# ---------------------------------------------------------------------------------------
+# bare quantizers
+# ---------------------------------------------------------------------------------------
+QUANTIZER_CASES = [
+    (q_type, place, rnd, ovf)
+    for q_type in ("kif", "kbi")
+    for place in ("weight", "datalane")
+    for rnd in ("RND", "RND_CONV", "TRN")
+    for ovf in ("WRAP", "SAT", "SAT_SYM")
+]
+
+
+def quantizer_outputs(seed: int = 99):
+    """{case: (x, k, i, f_or_b, y)} for per-element widths on a (1, 64) input."""
+    from hgq.quantizer import Quantizer
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    for q_type, place, rnd, ovf in QUANTIZER_CASES:
+        axes = dict(homogeneous_axis=()) if place == "weight" else dict(homogeneous_axis=(0,))
+        q = Quantizer(_conf(q_type, place, round_mode=rnd, overflow_mode=ovf, **axes))
+        shape = (4, 64)
+        q.build(shape)
+        inner = q.quantizer
+        wshape = tuple(inner._k.shape)
+        k = rng.integers(0, 1, size=wshape, endpoint=True).astype(np.uint8)
+        i = rng.integers(-2, 3, size=wshape, endpoint=True).astype(np.float32)
+        if q_type == "kif":
+            w = rng.integers(-2, 5, size=wshape, endpoint=True).astype(np.float32)
+            inner._f.assign(w)
+        else:
+            w = rng.integers(0, 6, size=wshape, endpoint=True).astype(np.float32)
+            inner._b.assign(w)
+        inner._i.assign(i)
+        inner._k.assign(k)
+        x = (rng.normal(0, 4, size=shape)).astype(np.float32)
+        x[0, :8] = [0.5, -0.5, 1.5, -1.5, 0.25, -0.25, 0.75, -0.75]  # ties
+        y = np.asarray(q(x, training=False))
+        out["-".join((q_type, place, rnd, ovf))] = (x, k, i, w, y)
+    return out
+
+
+def main(outdir: Path) -> None:
+    import keras
+
+    keras.utils.set_random_seed(SEED)
+    outdir.mkdir(parents=True, exist_ok=True)
+    for name in MODELS:
+        model = build(name)
+        model.save(outdir / f"{name}.keras")
+        x, y = expected(model, MODELS[name][1])
+        np.savez_compressed(outdir / f"{name}_expected.npz", x=x, y=y)
+        print(f"{name}: {model.count_params()} parameters -> {name}.keras")
+    cases = quantizer_outputs()
+    arrays = {}
+    for case, (x, k, i, w, y) in cases.items():
+        for key, value in zip(("x", "k", "i", "w", "y"), (x, k, i, w, y), strict=True):
+            arrays[f"{case}/{key}"] = value
+    np.savez_compressed(outdir / "quantizers_expected.npz", **arrays)
+    print(f"{len(cases)} quantizer cases -> quantizers_expected.npz")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "hgq2")
