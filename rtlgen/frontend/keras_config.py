@@ -43,6 +43,7 @@ from rtlgen.quant.quantizers import (
     is_quantizer_spec,
     parse_quantizer,
 )
+from rtlgen.quant.threshold import is_step_activation, refuse_data_dependent
 
 from .hdf5 import StoredArray
 from .limits import (
@@ -72,14 +73,12 @@ class KerasLayer:
         return f"layer '{self.name}' ({self.class_name})"
 
 
-_FOLDED_LAYERS = ("QConv2DBatchnorm", "QDenseBatchnorm")
+_FOLDED_LAYERS = ("QConv2DBatchnorm", "QDenseBatchnorm", "QDepthwiseConv2DBatchnorm")
 _UNSUPPORTED_HINTS = {
     "Lambda": "Lambda layers hold Python code, which rtlgen never runs",
     "TFOpLambda": "TensorFlow ops called on Keras tensors (TFOpLambda) are not layers rtlgen knows",
     "PruneLowMagnitude": "the model is still wrapped for pruning: call "
     "tfmot.sparsity.keras.strip_pruning(model) before saving it",
-    "QDepthwiseConv2DBatchnorm": "a depthwise convolution with folded batch normalization is "
-    "not supported: use QDepthwiseConv2D followed by BatchNormalization",
     "Sequential": "nested models are not supported: build the model as one flat Sequential",
     "Functional": "nested models are not supported: build the model as one flat Sequential",
     "Model": "nested models are not supported: build the model as one flat Sequential",
@@ -553,7 +552,7 @@ class IndexedWeights(WeightSource):
             # kernel, bias, iteration in the layer; gamma, beta, mean, variance in its
             # "batchnorm" sub-layer (creation order, trainable first, in each).
             main = [
-                "kernel",
+                "depthwise_kernel" if layer.class_name == "QDepthwiseConv2DBatchnorm" else "kernel",
                 *(["bias"] if layer.config.get("use_bias", True) else []),
                 "iteration",
             ]
@@ -653,6 +652,9 @@ def layer_activation(layer: KerasLayer, spec: Any) -> ActivationSpec:
             return ActivationSpec(table=q.kind, table_options=q.options)
         if isinstance(q, QuantizedLeakyRelu):
             return ActivationSpec(negative_slope=q.negative_slope, leaky_quantizer=q)
+        if is_step_activation(q):  # sign, binary, ternary: a threshold node (rtlgen.ops.threshold)
+            refuse_data_dependent(q, where)
+            return ActivationSpec(quantizer=q)
         try:
             q.output_type()  # rejects quantizers that cannot be an activation, with the reason
         except UnsupportedError as exc:
@@ -780,20 +782,29 @@ class LayerOut:
 
 
 def folded_batchnorm(
-    layer: KerasLayer, source: WeightSource, expected: dict[str, Shape], units: int
+    layer: KerasLayer,
+    source: WeightSource,
+    expected: dict[str, Shape],
+    units: int,
+    kernel_key: str = "kernel",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """QConv2DBatchnorm/QDenseBatchnorm folded kernel and bias, computed in float32 exactly
-    as QKeras's ``call`` does at inference (``ema_stats_folding`` and ``batch_stats_folding``
-    both use the moving statistics there)::
+    """QConv2DBatchnorm/QDenseBatchnorm/QDepthwiseConv2DBatchnorm folded kernel and bias,
+    computed in float32 exactly as QKeras's ``call`` does at inference
+    (``ema_stats_folding`` and ``batch_stats_folding`` both use the moving statistics there)::
 
         inv = rsqrt(moving_variance + eps) * gamma
         kernel' = inv * kernel;  bias' = inv * (bias - moving_mean) + beta
+
+    ``inv`` is reshaped to the kernel's last axes (a depthwise kernel (kh, kw, C, M) takes it
+    as (C, M), output channel ``c * M + m``, as QKeras reshapes it).
 
     TensorFlow's float32 ``rsqrt`` is not correctly rounded and numpy's ``1/sqrt`` is, so
     ``inv`` can differ in its last bit; a folded weight then quantizes differently only if
     it lies within ~1e-7 (relative) of a rounding boundary of the kernel quantizer.
     """
     check_bn_axis_last(layer, 2 if layer.class_name == "QDenseBatchnorm" else 4)
+    kernel_shape = expected[kernel_key]
+    inv_shape = kernel_shape[2:] if kernel_key == "depthwise_kernel" else (units,)
     center, scale = config_bool(layer, "center", True), config_bool(layer, "scale", True)
     bn = {"moving_mean": (units,), "moving_variance": (units,)}
     if scale:
@@ -803,14 +814,14 @@ def folded_batchnorm(
     got = layer_weights(source, layer, {**expected, **bn})
     f32 = np.float32
     eps = f32(config_number(layer, "epsilon", 1e-3))
-    kernel = got["kernel"].astype(f32)
+    kernel = got[kernel_key].astype(f32)
     bias = got["bias"].astype(f32) if "bias" in got else f32(0)
     inv = f32(1.0) / np.sqrt(got["moving_variance"].astype(f32) + eps)
     if scale:
         inv = inv * got["gamma"].astype(f32)
     beta = got["beta"].astype(f32) if center else f32(0)
     folded_bias = inv * (bias - got["moving_mean"].astype(f32)) + beta
-    return inv * kernel, np.broadcast_to(folded_bias, (units,)).copy()
+    return inv.reshape(inv_shape) * kernel, np.broadcast_to(folded_bias, (units,)).copy()
 
 
 def check_bn_axis_last(layer: KerasLayer, rank_with_batch: int) -> None:
@@ -994,12 +1005,13 @@ def build_graph(
             f"model outputs {', '.join(model.outputs)} are the same tensor; rtlgen needs "
             "distinct outputs"
         )
-    input_count = sum(isinstance(n, ir.Input) for n in nodes)
-    if input_count > 1:
-        raise UnsupportedError(
-            f"the model has {input_count} inputs ({', '.join(model.inputs)}); rtlgen supports "
-            "models with one input"
-        )
+    # the Inputs first, in the model's input order (``input_layers``): the order of the
+    # input ports and of the arrays a multi-input model takes
+    order = {name: k for k, name in enumerate(model.inputs)}
+    inputs_first = sorted(
+        (n for n in nodes if isinstance(n, ir.Input)), key=lambda n: order.get(n.name, 0)
+    )
+    nodes = [*inputs_first, *(n for n in nodes if not isinstance(n, ir.Input))]
     return ir.ModelGraph(
         model.name, tuple(nodes), source=source, outputs=outputs, softmax_outputs=softmax_outputs
     )

@@ -34,6 +34,7 @@ from rtlgen.frontend.keras_config import (
     config_ints,
     config_str,
     expect_rank,
+    folded_batchnorm,
     layer_activation,
     layer_quantizer,
     layer_weights,
@@ -200,13 +201,18 @@ def read_keras_depthwise(layer: KerasLayer, shape: Shape, source: WeightSource) 
     if use_bias:
         expected["bias"] = (channels * g.multiplier,)
     check_expansion(layer, shape, g, source)
-    got = layer_weights(source, layer, expected)
-    bias = got.get("bias")
+    if layer.class_name == "QDepthwiseConv2DBatchnorm":
+        kernel, bias = folded_batchnorm(
+            layer, source, expected, channels * g.multiplier, kernel_key="depthwise_kernel"
+        )
+    else:
+        got = layer_weights(source, layer, expected)
+        kernel, bias = got["depthwise_kernel"], got.get("bias")
     node = depthwise_conv(
         layer.name,
         shape,
         g,
-        got["depthwise_kernel"],
+        kernel,
         dq,
         layer.name,
         bias=None if bias is None else ir.FloatTensor(np.asarray(bias, dtype=np.float64), bq),
@@ -221,5 +227,7 @@ class DepthwiseConvOp(Op):
     """Front-end only: the layer becomes an `ir.Conv` (`rtlgen.ops.conv` does the rest)."""
 
     name = "depthwise_conv"
-    keras_classes = ("DepthwiseConv1D", "DepthwiseConv2D", "QDepthwiseConv2D")
+    keras_classes = (
+        "DepthwiseConv1D", "DepthwiseConv2D", "QDepthwiseConv2D", "QDepthwiseConv2DBatchnorm"
+    )
     from_keras = staticmethod(read_keras_depthwise)

@@ -471,7 +471,6 @@ def test_functional_linear_chain(tmp_path, keras3):
             layer_entry("SeparableConv2D", {"name": "sep", "kernel_size": 3, "padding": "causal"}),
             "layer 'sep'.*padding='causal' is not supported",
         ),
-        (layer_entry("QDepthwiseConv2DBatchnorm", {"name": "dwb"}), "folded batch normalization"),
         (layer_entry("PruneLowMagnitude", {"name": "prune_low_magnitude_c"}), "strip_pruning"),
         (
             layer_entry("Conv2D", conv("c", 2, [3, 3], activation="selu")),

@@ -186,10 +186,28 @@ def test_causal_depthwise_conv1d_is_refused(tmp_path):
         read(tmp_path, layers, weights, (9, 2))
 
 
-def test_depthwise_with_folded_batchnorm_names_the_alternative(tmp_path):
+def test_depthwise_with_folded_batchnorm_folds_per_output_channel(tmp_path):
+    """inv = gamma / sqrt(var + eps) of output channel c * M + m scales kernel[:, :, c, m]."""
+    layers = [depthwise_config("dwb", cls="QDepthwiseConv2DBatchnorm", depth_multiplier=2)]
+    kernel = RNG.normal(size=(3, 3, 2, 2))
+    stats = {
+        "gamma": RNG.uniform(0.5, 1.5, 4),
+        "beta": RNG.normal(size=4),
+        "moving_mean": RNG.normal(size=4),
+        "moving_variance": RNG.uniform(0.5, 2, 4),
+    }
+    bias = RNG.normal(size=4)
+    graph = read(tmp_path, layers, {"dwb": {"depthwise_kernel": kernel, "bias": bias, **stats}}, (5, 5, 2))
+    inv = stats["gamma"] / np.sqrt(stats["moving_variance"] + 1e-3)
+    conv = graph.nodes[1]
+    np.testing.assert_allclose(depthwise_part(conv.weights.values, 2), kernel * inv.reshape(2, 2), rtol=1e-6)
+    np.testing.assert_allclose(conv.bias.values, inv * (bias - stats["moving_mean"]) + stats["beta"], rtol=1e-5)
+
+
+def test_depthwise_with_folded_batchnorm_needs_its_statistics(tmp_path):
     layers = [depthwise_config("dwb", cls="QDepthwiseConv2DBatchnorm")]
-    with pytest.raises(UnsupportedError, match="QDepthwiseConv2D followed by BatchNormalization"):
-        read(tmp_path, layers, {}, (5, 5, 2))
+    with pytest.raises(ModelFileError, match="layer 'dwb'"):
+        read(tmp_path, layers, {"dwb": {"depthwise_kernel": np.ones((3, 3, 2, 1)), "bias": np.zeros(2)}}, (5, 5, 2))
 
 
 def test_expansion_beyond_the_parameter_limit_is_refused_before_reading(tmp_path):
@@ -262,7 +280,8 @@ def float_depthwise_models():
         [
             tf.keras.Input((6, 7, 2)),
             tf.keras.layers.DepthwiseConv2D(3, padding="same", activation="relu"),
-            tf.keras.layers.DepthwiseConv2D((2, 3), strides=(1, 2), depth_multiplier=3),
+            # equal strides: TensorFlow's CPU depthwise kernel refuses unequal ones on some CPUs
+            tf.keras.layers.DepthwiseConv2D((2, 3), strides=(2, 2), depth_multiplier=3),
         ]
     )
     return [randomize(one, 1), randomize(two, 2)]
@@ -287,6 +306,58 @@ def test_float_depthwise_models_predict_within_the_default_precision(saved, inde
     path, x, want = saved[index]
     got = predict(lower(read_model(path)), x)
     np.testing.assert_allclose(got, want, rtol=0, atol=FLOAT_ATOL)
+
+
+def qkeras_folded_depthwise_model(seed=5):
+    """QDepthwiseConv2DBatchnorm (depth multiplier 2, auto_po2 and alpha=1 kernels) with
+    random non-trivial batch-norm statistics, then quantized_relu."""
+    import tensorflow as tf
+    from qkeras import QActivation, QDepthwiseConv2DBatchnorm
+
+    inp = tf.keras.Input((6, 5, 3))
+    x = QDepthwiseConv2DBatchnorm(
+        3,
+        depth_multiplier=2,
+        padding="same",
+        depthwise_quantizer="quantized_bits(5,1)",
+        bias_quantizer="quantized_bits(8,3,alpha=1)",
+        name="dwb",
+    )(inp)
+    x = QActivation("quantized_relu(6,2)")(x)
+    x = QDepthwiseConv2DBatchnorm(
+        2, depthwise_quantizer=Q4, bias_quantizer="quantized_bits(8,3,alpha=1)", name="dwb2"
+    )(x)
+    model = tf.keras.Model(inp, x)
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if type(layer).__name__ != "QDepthwiseConv2DBatchnorm":
+            continue
+        values = []
+        for w in layer.weights:
+            short = w.name.rsplit("/", 1)[-1].split(":")[0]
+            draw = {
+                "gamma": lambda s: rng.uniform(0.5, 1.5, s),
+                "moving_variance": lambda s: rng.uniform(0.3, 2.0, s),
+                "iteration": None,
+            }.get(short, lambda s: rng.normal(0, 0.4, s))
+            values.append(w.numpy() if draw is None else draw(tuple(w.shape)))
+        layer.set_weights(values)
+    return model
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".keras"])
+def test_qkeras_folded_depthwise_batchnorm_predicts_exactly(tmp_path, suffix):
+    """The folded kernel is inv (reshaped to (C, M)) times the depthwise kernel, quantized in
+    its own shape; the folded bias inv * (bias - mean) + beta: bit-exact with QKeras."""
+    pytest.importorskip("qkeras")
+    model = qkeras_folded_depthwise_model()
+    x = exact_inputs((6, 5, 3), 48, seed=3)
+    path = tmp_path / f"m{suffix}"
+    model.save(path)
+    want = model.predict(x, verbose=0).astype(np.float64)
+    graph = lower(read_model(path), PrecisionConfig(input=FixedType(8, 4)))
+    assert [n.op for n in graph.nodes] == ["input", "conv2d", "conv2d"]
+    np.testing.assert_array_equal(predict(graph, x).reshape(want.shape), want)
 
 
 # ---------------------------------------------------------------------------------------
