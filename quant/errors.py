@@ -14,3 +14,9 @@ class UnsupportedError(RtlgenError):
 
 class ModelFileError(RtlgenError):
     """A model or weights file that cannot be read (missing, truncated, malformed)."""
+
+
+class RtlgenWarning(UserWarning):
+    """Something the user should know about a model that still converts (a layer whose
+    weights quantize to mostly zeros, a decision that depends on the float model's CPU).
+    The CLI prints each as one ``warning:`` line on stderr."""

@@ -1,8 +1,8 @@
 """Pure graph passes: ``ModelGraph -> ModelGraph``.
 
-`lower` = `fold_batchnorm` -> `fuse_activations` -> `infer_precision`: the result has only
-integer constants (`QTensor`) and every fixed-point type set, ready for the reference model
-and the hardware.
+`lower` = `fuse_thresholds` -> `fold_batchnorm` -> `fuse_activations` -> `infer_precision`:
+the result has only integer constants (`QTensor`) and every fixed-point type set, ready for
+the reference model and the hardware.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ DEFAULT_PRECISION = PrecisionConfig()
 # ---------------------------------------------------------------------------------------
 def lower(graph: ir.ModelGraph, config: PrecisionConfig = DEFAULT_PRECISION) -> ir.ModelGraph:
     """Fold, fuse and assign every fixed-point type."""
-    return infer_precision(fuse_activations(fold_batchnorm(graph)), config)
+    return infer_precision(fuse_activations(fold_batchnorm(fuse_thresholds(graph))), config)
 
 
 def _is_float(t: ir.Tensor | None) -> bool:
@@ -116,6 +116,79 @@ def _merge_into_producers(
     return dataclasses.replace(
         graph,
         nodes=tuple(nodes.values()),
+        outputs=tuple(renamed.get(o, o) for o in graph.outputs),
+        softmax_outputs=tuple(renamed.get(o, o) for o in graph.softmax_outputs),
+    )
+
+
+def fuse_thresholds(graph: ir.ModelGraph) -> ir.ModelGraph:
+    """Quantizing activations decided by integer thresholds (`rtlgen.ops.threshold`).
+
+    - a float Keras BatchNormalization (`KerasBatchNorm`) followed by an activation whose
+      quantizer has at most `MAX_THRESHOLD_LEVELS` levels becomes one `Threshold` node: the
+      float BN is not folded into the layer before it nor quantized, its decisions are
+      computed exactly from the float parameters;
+    - an activation quantizer only thresholds implement (``binary``, ``ternary``,
+      ``quantized_bits(1)``) on any other layer: the layer without it, then a `Threshold`.
+    """
+    from rtlgen.ops.threshold import Threshold, threshold_node, usable
+    from rtlgen.quant.threshold import is_step_activation
+
+    def fuse(prev: ir.Node, node: ir.Node) -> ir.Node | None:
+        bn = getattr(prev, "bn", None)
+        if not (
+            bn is not None
+            and isinstance(prev, ir.ScaleShift)
+            and prev.activation.is_linear
+            and prev.out_quantizer is None
+            and _is_float(prev.scale)
+            and isinstance(node, ir.Activation)
+            and usable(node.out_quantizer)
+        ):
+            return None
+        return threshold_node(
+            prev.name,
+            prev.in_shape,
+            node.out_quantizer,
+            f"{prev.source}+{node.source}",
+            clamp=node.activation,
+            bn=bn,
+            inputs=prev.inputs,
+        )
+
+    graph = _merge_into_producers(graph, fuse)
+    nodes: list[ir.Node] = []
+    renamed: dict[str, str] = {}
+    for node in graph.nodes:
+        node = node.replace(inputs=tuple(renamed.get(i, i) for i in node.inputs))
+        q = getattr(node, "out_quantizer", None)
+        if isinstance(node, Threshold) or not isinstance(node, ir._Arithmetic):
+            nodes.append(node)
+        elif not is_step_activation(q):
+            nodes.append(node)
+        elif isinstance(node, ir.Activation):
+            nodes.append(
+                threshold_node(
+                    node.name, node.in_shape, q, node.source, clamp=node.activation,
+                    inputs=node.inputs,
+                )
+            )
+        else:
+            linear = node.replace(activation=ir.LINEAR, out_quantizer=None)
+            name = f"{node.name}_threshold"
+            nodes.append(linear)
+            nodes.append(
+                threshold_node(
+                    name, node.out_shape, q, node.source, clamp=node.activation,
+                    inputs=(node.name,),
+                )
+            )
+            renamed[node.name] = name
+    if not renamed:
+        return graph.with_nodes(nodes)
+    return dataclasses.replace(
+        graph,
+        nodes=tuple(nodes),
         outputs=tuple(renamed.get(o, o) for o in graph.outputs),
         softmax_outputs=tuple(renamed.get(o, o) for o in graph.softmax_outputs),
     )

@@ -22,6 +22,7 @@ from rtlgen.ops import (  # noqa: F401
     reshape,
     scale_shift,
     separable_conv,
+    threshold,
     upsampling,
     zero_padding,
 )

@@ -3,9 +3,21 @@ folded into the layer before it (``BatchNormalization``, ``QBatchNormalization``
 
 Hardware: a diagonal constant matrix-vector product (`rtlgen.ops.matvec`; the off-diagonal
 zeros build nothing).
+
+A Keras ``BatchNormalization`` is read as a `KerasBatchNorm` (a ScaleShift that also keeps
+the float32 parameters, `rtlgen.quant.threshold.FloatBatchNorm`): followed by a quantizer of
+few levels it becomes a `rtlgen.ops.threshold.Threshold` (`rtlgen.passes.fuse_thresholds`,
+exact); otherwise, when a quantizer follows, `lower_scale_shift` proves that the quantized
+scale and shift decide every rounding as the float model does (at each threshold of the
+float function and just below it: both are monotone, so that covers every input), widening
+them up to `MAX_BN_WIDTH` bits until they do, and warns when it cannot.
 """
 
 from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,12 +34,41 @@ from rtlgen.frontend.keras_config import (
 )
 from rtlgen.ops.matvec import plan_matvec
 from rtlgen.ops.registry import Op, Shape, register_op
-from rtlgen.passes import lower_matvec
+from rtlgen.passes import LowerContext, lower_matvec
 from rtlgen.quant.arith import align, aligned_weights
-from rtlgen.quant.errors import ModelFileError
+from rtlgen.quant.errors import ModelFileError, RtlgenError, RtlgenWarning
 from rtlgen.quant.fixed import FixedType
 from rtlgen.quant.quantizers import Quantizer
 from rtlgen.quant.reference import finish_activation
+from rtlgen.quant.threshold import (
+    FloatBatchNorm,
+    StepFunction,
+    find_thresholds,
+    level_span,
+    step_output_type,
+)
+
+#: widest scale/shift the exactness proof of `lower_scale_shift` widens to
+MAX_BN_WIDTH = 32
+#: largest threshold search (channels x output steps) the proof runs
+MAX_PROOF_SEARCH = 1 << 22
+
+
+@dataclass(frozen=True, eq=False)
+class KerasBatchNorm(ir.ScaleShift):
+    """A ScaleShift read from a Keras ``BatchNormalization``, with its float32 parameters
+    (``bn``) for exact decisions; lowering makes it a plain `ir.ScaleShift`."""
+
+    bn: FloatBatchNorm | None = field(default=None, kw_only=True)
+
+
+def plain_scale_shift(node: ir.ScaleShift) -> ir.ScaleShift:
+    """The node as an `ir.ScaleShift` (without the float parameters)."""
+    if type(node) is ir.ScaleShift:
+        return node
+    return ir.ScaleShift(
+        **{f.name: getattr(node, f.name) for f in dataclasses.fields(ir.ScaleShift)}
+    )
 
 
 def read_keras_batchnorm(layer: KerasLayer, shape: Shape, source: WeightSource) -> LayerOut:
@@ -65,15 +106,82 @@ def read_keras_batchnorm(layer: KerasLayer, shape: Shape, source: WeightSource) 
         raise ModelFileError(f"{layer.where}: moving_variance + epsilon is not positive")
     bn_scale = gamma / np.sqrt(var + eps)
     bn_shift = beta - mean * bn_scale
-    node = ir.ScaleShift(
+    float_bn = None
+    if layer.class_name == "BatchNormalization":
+        # Keras runs the fused kernel ((y - mean) * inv + beta) on rank-4 inputs unless
+        # the config says fused=False; tf.nn.batch_normalization otherwise.
+        centered = len(shape) == 3 and layer.config.get("fused") is not False
+        float_bn = FloatBatchNorm(gamma, beta, mean, var, float(eps), centered)
+    node = KerasBatchNorm(
         layer.name,
         shape,
         shape,
         scale=ir.FloatTensor(bn_scale),
         shift=ir.FloatTensor(bn_shift),
         source=layer.name,
+        bn=float_bn,
     )
     return LayerOut([node], shape)
+
+
+def lower_scale_shift(node: ir.ScaleShift, ctx: LowerContext) -> ir.Node:
+    """`lower_matvec`; a float BN followed by a quantizer (and no explicit types) gets the
+    narrowest scale/shift width from ``bn_width`` up that decides every output like the
+    float model, or a warning."""
+    bn = getattr(node, "bn", None)
+    plain = plain_scale_shift(node)
+    lowered = lower_matvec(plain, ctx)
+    q = node.out_quantizer
+    explicit = ctx.explicit.weight is not None or ctx.explicit.bias is not None
+    if bn is None or q is None or explicit or step_output_type(q) is None:
+        return lowered
+    where = f"layer '{node.source or node.name}'"
+    f = StepFunction(ctx.in_type, q, step_output_type(q), node.activation, bn)
+    channels = node.in_shape[-1]
+    if channels * level_span(f, channels) > MAX_PROOF_SEARCH:
+        warnings.warn(
+            f"{where}: BatchNormalization + {q}: too many output levels to prove that the "
+            f"{ctx.config.bn_width}-bit scale/shift round every value as the float model",
+            RtlgenWarning,
+            stacklevel=2,
+        )
+        return lowered
+    points = _decision_points(f, channels)
+    width = ctx.config.bn_width
+    candidate = lowered
+    while True:
+        if _decides_like(candidate, ctx.in_type, f, points):
+            return candidate
+        width += 2
+        if width > MAX_BN_WIDTH:
+            break
+        config = dataclasses.replace(ctx.config, bn_width=width)
+        try:
+            candidate = lower_matvec(plain, dataclasses.replace(ctx, config=config))
+        except RtlgenError:
+            break
+    warnings.warn(
+        f"{where}: BatchNormalization + {q}: even {MAX_BN_WIDTH}-bit scale/shift round some "
+        "values differently from the float model; kept "
+        f"{ctx.config.bn_width} bits",
+        RtlgenWarning,
+        stacklevel=2,
+    )
+    return lowered
+
+
+def _decision_points(f: StepFunction, channels: int) -> np.ndarray:
+    """Inputs (M, C) at which a monotone function equal to ``f`` there equals it everywhere:
+    both ends of the range, each threshold and the input just below it."""
+    t = find_thresholds(f, channels, rsqrt_ulps=0)
+    lo, hi = f.in_type.min_int, f.in_type.max_int
+    inside = t.thresholds.clip(lo, hi)
+    ends = np.array([[lo] * channels, [hi] * channels])
+    return np.concatenate([ends, inside.T, (inside - 1).clip(lo, hi).T])
+
+
+def _decides_like(node: ir.ScaleShift, in_type: FixedType, f: StepFunction, x: np.ndarray) -> bool:
+    return bool(np.array_equal(scale_shift_reference(node, x, in_type), f(x)))
 
 
 def scale_shift_reference(node: ir.ScaleShift, x: np.ndarray, in_type: FixedType) -> np.ndarray:
@@ -88,9 +196,9 @@ def scale_shift_reference(node: ir.ScaleShift, x: np.ndarray, in_type: FixedType
 @register_op
 class ScaleShiftOp(Op):
     name = "scale_shift"
-    node_types = (ir.ScaleShift,)
+    node_types = (ir.ScaleShift, KerasBatchNorm)
     keras_classes = ("BatchNormalization", "QBatchNormalization")
     from_keras = staticmethod(read_keras_batchnorm)
     reference = staticmethod(scale_shift_reference)
     plan = staticmethod(plan_matvec)
-    lower = staticmethod(lower_matvec)
+    lower = staticmethod(lower_scale_shift)

@@ -481,7 +481,7 @@ def test_functional_linear_chain(tmp_path, keras3):
             "quantized_ulaw",
         ),
         (
-            layer_entry("QActivation", {"name": "b", "activation": "binary()"}),
+            layer_entry("QActivation", {"name": "b", "activation": "quantized_po2(4)"}),
             "layer 'b'.*cannot be used as an activation",
         ),
         (

@@ -1,0 +1,139 @@
+"""ThresholdBank: bit-exact with quant.threshold.threshold_reference in the simulator, under
+random valid/ready, on random thresholds (rising, falling, uneven level tables, channels
+without thresholds, odd widths)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from amaranth.hdl import Const, Module, Signal
+from amaranth.sim import Simulator
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rtlgen.layers.threshold import ThresholdBank, _thermometer_count
+from rtlgen.quant.errors import RtlgenError
+from rtlgen.quant.fixed import FixedType
+from rtlgen.quant.threshold import threshold_reference
+
+from .streams import simulate_rows
+
+
+def _random_bank(rng, in_type: FixedType, out_type: FixedType, n: int, most: int):
+    thresholds, levels = [], []
+    for _ in range(n):
+        count = int(rng.integers(0, most + 1))
+        span = in_type.max_int - in_type.min_int
+        ts = (
+            sorted(
+                set(int(v) for v in rng.integers(in_type.min_int + 1, in_type.max_int + 1, count))
+            )
+            if span > 1
+            else []
+        )
+        kind = rng.integers(0, 3)
+        if kind == 0:  # evenly rising (saturating), as a quantizer after a positive scale
+            start = out_type.min_int
+            if out_type.max_int - out_type.min_int >= len(ts):
+                start = int(rng.integers(out_type.min_int, out_type.max_int - len(ts) + 1))
+            ls = [min(start + j, out_type.max_int) for j in range(len(ts) + 1)]
+        elif kind == 1:  # evenly falling (negative gamma)
+            ls = [max(out_type.max_int - j, out_type.min_int) for j in range(len(ts) + 1)]
+        else:  # any table (levels that jump)
+            ls = [int(v) for v in rng.integers(out_type.min_int, out_type.max_int + 1, len(ts) + 1)]
+        thresholds.append(ts)
+        levels.append(ls)
+    return thresholds, levels
+
+
+def _padded(thresholds, levels, in_type: FixedType):
+    width = max((len(ts) for ts in thresholds), default=0)
+    t = np.full((len(thresholds), width), in_type.max_int + 1, np.int64)
+    lv = np.zeros((len(levels), width + 1), np.int64)
+    for c, (ts, ls) in enumerate(zip(thresholds, levels, strict=True)):
+        t[c, : len(ts)] = ts
+        lv[c, : len(ls)] = ls
+        lv[c, len(ls) :] = ls[-1]
+    return t, lv
+
+
+def _inputs(rng, in_type: FixedType, thresholds, rows: int) -> np.ndarray:
+    n = len(thresholds)
+    x = rng.integers(in_type.min_int, in_type.max_int + 1, size=(rows, n))
+    x[0], x[1] = in_type.min_int, in_type.max_int
+    for c, ts in enumerate(thresholds):  # every threshold and the value just below it
+        for r, t in enumerate(ts[: rows - 2]):
+            x[2 + r, c] = t if r % 2 else t - 1
+    return x
+
+
+types = st.builds(FixedType, st.integers(2, 20), st.integers(-3, 12), st.booleans())
+out_types = st.builds(FixedType, st.integers(1, 9), st.integers(-2, 8), st.booleans())
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    in_type=types,
+    out_type=out_types,
+    n=st.integers(1, 7),
+    most=st.integers(0, 20),
+    seed=st.integers(0, 2**32 - 1),
+    valid_prob=st.floats(0.3, 1.0),
+    ready_prob=st.floats(0.3, 1.0),
+)
+def test_matches_threshold_reference(in_type, out_type, n, most, seed, valid_prob, ready_prob):
+    rng = np.random.default_rng(seed)
+    thresholds, levels = _random_bank(rng, in_type, out_type, n, most)
+    dut = ThresholdBank(in_type, out_type, thresholds, levels)
+    x = _inputs(rng, in_type, thresholds, 30)
+    run = simulate_rows(dut, x, seed, valid_prob, ready_prob)
+    t, lv = _padded(thresholds, levels, in_type)
+    np.testing.assert_array_equal(np.array(run.outputs), threshold_reference(x, t, lv))
+
+
+def test_many_thresholds_per_channel_under_backpressure():
+    """255 thresholds (an 8-bit quantized_relu) in each of 3 channels."""
+    rng = np.random.default_rng(7)
+    in_type, out_type = FixedType(14, 4, True), FixedType(8, 4, False)
+    thresholds = [
+        sorted(rng.choice(np.arange(-8000, 8000), 255, replace=False).tolist()) for _ in range(3)
+    ]
+    levels = [list(range(256)), list(range(255, -1, -1)), list(range(256))]
+    dut = ThresholdBank(in_type, out_type, thresholds, levels)
+    x = _inputs(rng, in_type, thresholds, 80)
+    run = simulate_rows(dut, x, 3, 0.6, 0.5)
+    t, lv = _padded(thresholds, levels, in_type)
+    np.testing.assert_array_equal(np.array(run.outputs), threshold_reference(x, t, lv))
+
+
+def _count_of(code: int, n: int) -> int:
+    value = _thermometer_count(Const(code, n), n)
+    m = Module()
+    out = Signal(len(value))
+    m.d.comb += out.eq(value)
+    sim = Simulator(m)
+    seen = []
+
+    async def bench(ctx):
+        seen.append(ctx.get(out))
+
+    sim.add_testbench(bench)
+    sim.run()
+    return seen[0]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 13])
+def test_thermometer_count_is_the_number_of_ones(n):
+    assert [_count_of((1 << ones) - 1, n) for ones in range(n + 1)] == list(range(n + 1))
+
+
+def test_refuses_unsorted_thresholds_and_levels_off_the_type():
+    t = FixedType(8, 0, True)
+    with pytest.raises(RtlgenError, match="increasing"):
+        ThresholdBank(t, t, [[3, 1]], [[0, 1, 2]])
+    with pytest.raises(RtlgenError, match="one level more"):
+        ThresholdBank(t, t, [[1]], [[0]])
+    with pytest.raises(RtlgenError, match="not a mantissa"):
+        ThresholdBank(t, FixedType(2, 0, True), [[1]], [[0, 5]])
+    with pytest.raises(RtlgenError, match="outside"):
+        ThresholdBank(t, t, [[-128]], [[0, 1]])
