@@ -18,6 +18,7 @@
 
 #include <chrono>
 #include <cinttypes>
+#include <ctime>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -397,7 +398,8 @@ int main(int argc, char** argv) {
     }
 
     const auto started = std::chrono::steady_clock::now();
-    double seconds = 0.0;
+    const std::clock_t cpu_started = std::clock();
+    double seconds = 0.0, cpu_seconds = 0.0;
     int64_t cycle = 0, end_cycle = 0, after = -1;  // after: edges left once every beat is out
     bool complete = false;
     while (true) {
@@ -419,11 +421,13 @@ int main(int argc, char** argv) {
         if (all) {
             complete = true;
             seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+            cpu_seconds = double(std::clock() - cpu_started) / CLOCKS_PER_SEC;
             end_cycle = cycle + 1;  // the last beat's handshake edge
             after = settle;
             if (after <= 0) break;
         } else if (cycle >= budget) {
             seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+            cpu_seconds = double(std::clock() - cpu_started) / CLOCKS_PER_SEC;
             end_cycle = cycle;
             break;
         }
@@ -442,8 +446,9 @@ int main(int argc, char** argv) {
         std::fclose(s.meta);
     }
     FILE* summary = open_file(dir + "/summary.txt", "w");
-    std::fprintf(summary, "complete %d\nend_cycle %" PRId64 "\ncycles_run %" PRId64 "\nseconds %.9g\n",
-                 int(complete), end_cycle, cycle, seconds);
+    std::fprintf(summary, "complete %d\nend_cycle %" PRId64 "\ncycles_run %" PRId64
+                 "\nseconds %.9g\ncpu_seconds %.9g\n",
+                 int(complete), end_cycle, cycle, seconds, cpu_seconds);
     for (auto& s : sources)
         std::fprintf(summary, "input %" PRIu64 " %" PRIu64 "\n", s.taken, s.stalled);
     std::fclose(summary);

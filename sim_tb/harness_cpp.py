@@ -69,15 +69,21 @@ __all__ = [
 ]
 
 
-def choose_harness(harness: str, samples: int, waves: bool = False) -> str:
-    """`cpp` or `cocotb` for `--harness` (auto: cpp from AUTO_MIN_SAMPLES samples, cocotb for
-    fewer or when waves are wanted). Raises ValueError for an unknown name or cpp + waves."""
+def choose_harness(
+    harness: str, samples: int, waves: bool = False, simulator: str = "verilator"
+) -> str:
+    """`cpp` or `cocotb` for `--harness`: auto is cpp from AUTO_MIN_SAMPLES samples in
+    Verilator without waves, else cocotb. Raises ValueError for an unknown name, or cpp with
+    waves or another simulator (the compiled harness is Verilator's, without tracing)."""
     if harness not in HARNESSES:
-        raise ValueError(f"harness {harness!r}: expected one of {', '.join(HARNESSES)}")
+        raise ValueError(f"harness {harness!r} is not supported (use one of {', '.join(HARNESSES)})")
     if harness == "cpp" and waves:
         raise ValueError("--waves needs the cocotb harness (--harness cocotb or auto)")
+    if harness == "cpp" and simulator != "verilator":
+        raise ValueError(f"--harness cpp runs in Verilator only, not {simulator} (use --harness cocotb)")
     if harness == "auto":
-        return "cpp" if samples >= AUTO_MIN_SAMPLES and not waves else "cocotb"
+        cpp = samples >= AUTO_MIN_SAMPLES and not waves and simulator == "verilator"
+        return "cpp" if cpp else "cocotb"
     return harness
 
 
@@ -358,7 +364,7 @@ def _read_summary(path: Path) -> dict:
         if name == "input":
             summary["inputs"].append(tuple(int(v) for v in values))
         else:
-            summary[name] = float(values[0]) if name == "seconds" else int(values[0])
+            summary[name] = float(values[0]) if name.endswith("seconds") else int(values[0])
     return summary
 
 
@@ -508,6 +514,8 @@ def run_harness(
         "seed": seed,
         "outputs": [check["summary"] for check in checks],
         "harness": "cpp",
+        # the C++ loop's processor time (seconds is wall time: on a loaded machine the larger)
+        "cpu_seconds": summary["cpu_seconds"],
         "harness_seconds": wall,
     }
     if several:

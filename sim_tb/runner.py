@@ -18,6 +18,7 @@ import numpy as np
 
 from rtlgen.quant.errors import RtlgenError
 
+from .harness_cpp import build_harness, choose_harness, run_harness
 from .tb_manifest import (
     ManifestError,
     check_vectors,
@@ -121,6 +122,7 @@ def simulate(
     waves: bool = False,
     build_root: str | Path | None = None,
     progress: StepProgress | None = None,
+    harness: str = "auto",
 ) -> SimResult:
     """Stream x_int (N, *input.shape) through OUTDIR's design and compare with y_int
     (N, *output.shape), or for a design with several outputs {output name: array}.
@@ -131,6 +133,9 @@ def simulate(
     fit it, SimulationError (one line naming the log) when the build fails or the simulator
     crashes. `progress(message)` (e.g. `rtlgen.progress.step`) is entered around the
     Verilator build, when one is needed, and around the simulation run.
+    `harness`: "cocotb" (tb_network: Python drives every cycle), "cpp" (harness_cpp: a
+    compiled testbench for large runs, Verilator only, no waves) or "auto" (cpp from
+    harness_cpp.AUTO_MIN_SAMPLES samples when it can).
     """
     outdir = Path(outdir)
     if not 0.0 <= backpressure < 1.0:
@@ -143,6 +148,10 @@ def simulate(
             writable_path(manifest.outdir, f"sim/{name}")
     except ManifestError as error:
         raise RtlgenError(str(error)) from None
+    try:
+        chosen = choose_harness(harness, len(x_int), waves)
+    except ValueError as error:
+        raise RtlgenError(str(error)) from None
     results_dir = manifest.outdir / "sim"
     results_dir.mkdir(parents=True, exist_ok=True)
     expected = output_arrays(manifest, y_int)
@@ -154,25 +163,38 @@ def simulate(
         np.savez(y_path, **{k: np.asarray(v, dtype=np.int64) for k, v in expected.items()})
     else:
         np.save(y_path, np.asarray(next(iter(expected.values())), dtype=np.int64))
-    # The run-time library objects are the same for every design: share them across build roots.
-    build_dir = build(
-        manifest,
-        build_root or default_build_root(),
-        waves=waves,
-        object_cache=default_build_root() / "objcache",
-        progress=progress,
-    )
-    with (progress or silent_step)(f"simulating {len(x_int)} samples"):
-        result = run(
+    if chosen == "cpp":  # compiled testbench (harness_cpp): no Python per cycle
+        build_dir = build_harness(
             manifest,
-            build_dir,
-            x_path=x_path,
-            y_path=y_path,
-            results_dir=results_dir,
-            backpressure=backpressure,
-            seed=seed,
-            waves=waves,
+            build_root or default_build_root(),
+            object_cache=default_build_root() / "objcache",
+            progress=progress,
         )
+        with (progress or silent_step)(f"simulating {len(x_int)} samples (C++ harness)"):
+            result = run_harness(
+                manifest, build_dir, x_int=x_int, y_int=expected, results_dir=results_dir,
+                backpressure=backpressure, seed=seed,
+            )
+    else:
+        # The run-time library objects are the same for every design: share them across build roots.
+        build_dir = build(
+            manifest,
+            build_root or default_build_root(),
+            waves=waves,
+            object_cache=default_build_root() / "objcache",
+            progress=progress,
+        )
+        with (progress or silent_step)(f"simulating {len(x_int)} samples"):
+            result = run(
+                manifest,
+                build_dir,
+                x_path=x_path,
+                y_path=y_path,
+                results_dir=results_dir,
+                backpressure=backpressure,
+                seed=seed,
+                waves=waves,
+            )
     first = result["first_mismatch"]
     if several:
         with np.load(results_dir / "sim_out.npz", allow_pickle=False) as arrays:
