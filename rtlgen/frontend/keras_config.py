@@ -839,6 +839,25 @@ def check_bn_axis_last(layer: KerasLayer, rank_with_batch: int) -> None:
 _MAX_CONFIG_NUMBER = 2**63
 
 
+def _check_dtype_policy(layer: KerasLayer) -> None:
+    """Keras 3 writes each layer's dtype policy as a dict: float policies are read (rtlgen's
+    arithmetic is exact fixed point either way); a quantized one (``model.quantize("int8")``:
+    integer kernels with float scales) is refused in one line."""
+    dtype = layer.config.get("dtype")
+    if isinstance(dtype, dict) and dtype.get("class_name") not in (
+        None,
+        "DTypePolicy",
+        "FloatDTypePolicy",  # Keras 3.0 - 3.3
+    ):
+        config = dtype.get("config")
+        mode = config.get("mode", config.get("name")) if isinstance(config, dict) else None
+        raise UnsupportedError(
+            f"{layer.where}: dtype policy {dtype.get('class_name')!s:.40} ({mode!s:.20}) is not "
+            "supported: Keras 3 post-training quantization (model.quantize) keeps float scales; "
+            "save the float model, or quantize it with QKeras or HGQ2"
+        )
+
+
 def _check_numbers(layer: KerasLayer) -> None:
     """Refuse NaN/infinity and absurd magnitudes anywhere in a layer's config, naming the
     key: no Keras config holds one, and each would surface later as a crash, a 300-digit
@@ -926,6 +945,7 @@ def build_graph(
         if keras_handler(layer.class_name) is None and layer.class_name != "InputLayer":
             raise _unsupported_layer(layer)
         _check_numbers(layer)
+        _check_dtype_policy(layer)
     if not isinstance(weights, WeightSource):
         weights = weights(layers, model.sequential)
     weights = BudgetedWeights(weights, limits)

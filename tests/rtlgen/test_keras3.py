@@ -1,0 +1,155 @@
+"""Keras 3 model files by design: ``.keras`` v3 archives, Keras-3 JSON configs with
+``save_weights("*.weights.h5")``, Sequential and Functional (forks and joins), InputLayer with
+``batch_shape``, dtype policies as dicts; read without Keras.
+
+The files in tests/data/keras3/ were written by tests/data/make_keras3_models.py in the oracle
+venv (keras 3.15.1, JAX backend) with Keras's outputs on inputs exact in fixed<16,6>;
+`test_live_oracle` writes them again and compares when that venv is there.
+
+These are float models: rtlgen quantizes them with its default precision (16-bit weights with
+the integer bits each tensor needs, every result rounded to 2**-10, BatchNorm folded into
+18-bit scale/shift), so it agrees with Keras to that precision, not bit for bit. Each layer
+adds at most 2**-11 of rounding plus what the weight rounding (relative 2**-15) makes of
+inputs below 4; over these 3-6 layers, whose weights sum to below ~4 per output, the error
+stays under 2**-7. A wrong reading (a dropped layer, a swapped branch, BatchNorm statistics
+mixed up, a transposed kernel) is off by far more: outputs range up to ~7.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rtlgen import ir
+from rtlgen.api import load_model, predict_outputs
+from rtlgen.quant.errors import UnsupportedError
+
+from .cli_run import rtlgen
+from .ops.network_checks import bit_exact_in_simulator
+
+DATA = Path(__file__).parents[1] / "data" / "keras3"
+MODELS = ("seq_mlp", "seq_no_input", "func_cnn", "func_conv1d")
+JSON_MODELS = ("seq_mlp", "func_cnn")
+INPUT_TYPE = "fixed<16,6>"
+TOLERANCE = 2.0**-7
+
+
+def _predict(graph: ir.ModelGraph, x: np.ndarray, shape) -> np.ndarray:
+    (y,) = predict_outputs(graph, x).values()
+    return y.reshape(shape)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_keras_archive_predicts_like_keras(name):
+    expected = np.load(DATA / f"{name}_expected.npz")
+    graph = load_model(DATA / f"{name}.keras", input_type=INPUT_TYPE)
+    got = _predict(graph, expected["x"], expected["y"].shape)
+    np.testing.assert_allclose(got, expected["y"], rtol=0, atol=TOLERANCE)
+
+
+@pytest.mark.parametrize("name", JSON_MODELS)
+def test_json_and_weights_h5_read_as_the_archive(name):
+    """to_json() + save_weights('*.weights.h5') (the v3 layout) give the same graph."""
+    expected = np.load(DATA / f"{name}_expected.npz")
+    from_archive = load_model(DATA / f"{name}.keras", input_type=INPUT_TYPE)
+    from_json = load_model(
+        DATA / f"{name}.json", weights=DATA / f"{name}.weights.h5", input_type=INPUT_TYPE
+    )
+    shape = expected["y"].shape
+    np.testing.assert_array_equal(
+        _predict(from_json, expected["x"], shape), _predict(from_archive, expected["x"], shape)
+    )
+
+
+def test_archives_are_keras3_v3_layout():
+    """The files really are what Keras 3 writes: metadata.json with the version, a config
+    whose layers carry dtype policies as dicts, weights under layers/<name>/vars."""
+    import h5py
+
+    for name in MODELS:
+        with zipfile.ZipFile(DATA / f"{name}.keras") as archive:
+            assert {"config.json", "metadata.json", "model.weights.h5"} <= set(archive.namelist())
+            assert json.loads(archive.read("metadata.json"))["keras_version"].startswith("3.")
+            config = json.loads(archive.read("config.json"))
+            with archive.open("model.weights.h5") as blob:
+                assert "layers" in h5py.File(blob)
+        dtypes = [
+            layer["config"].get("dtype")
+            for layer in config["config"]["layers"]
+            if layer["class_name"] != "InputLayer"  # its dtype is a plain string
+        ]
+        assert all(isinstance(d, dict) and d["class_name"] == "DTypePolicy" for d in dtypes)
+    seq = json.loads(zipfile.ZipFile(DATA / "seq_mlp.keras").read("config.json"))
+    assert seq["config"]["layers"][0]["config"]["batch_shape"] == [None, 10]
+
+
+def test_functional_forks_and_joins():
+    graph = load_model(DATA / "func_cnn.keras", input_type=INPUT_TYPE)
+    by_name = {n.name: n for n in graph.nodes}
+    assert by_name["add"].inputs == ("branch_a", "branch_b")
+    assert by_name["cat"].inputs[1] == "stem"
+    consumers = [n.name for n in graph.nodes if "stem" in n.inputs]
+    assert sorted(consumers) == ["branch_a", "branch_b", "cat"]
+    assert graph.input_shape == (8, 8, 3)
+
+
+def test_sequential_without_input_layer():
+    graph = load_model(DATA / "seq_no_input.keras", input_type=INPUT_TYPE)
+    assert graph.input_shape == (7,)
+
+
+def test_quantized_dtype_policy_refused_in_one_line(tmp_path):
+    with pytest.raises(UnsupportedError) as info:
+        load_model(DATA / "seq_int8.keras")
+    message = str(info.value)
+    assert "\n" not in message and "layer 'fc1' (Dense)" in message
+    assert "QuantizedDTypePolicy" in message
+    run = rtlgen("convert", DATA / "seq_int8.keras", "-o", tmp_path / "out")
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("name", ["seq_mlp", "func_conv1d"])
+def test_network_bit_exact_under_backpressure(name):
+    graph = load_model(DATA / f"{name}.keras", input_type=INPUT_TYPE)
+    bit_exact_in_simulator(graph, n=3, seed=2)
+
+
+def _oracle_python() -> str | None:
+    try:
+        import keras
+
+        if keras.__version__.startswith("3."):
+            return sys.executable
+    except ImportError:
+        pass
+    python = os.environ.get("RTLGEN_KERAS3_PYTHON", "/work/venv-hgq2/bin/python")
+    return python if Path(python).exists() else None
+
+
+@pytest.mark.slow
+def test_live_oracle(tmp_path):
+    """Keras 3 writes the models again (same seeds): rtlgen reads them, and Keras gives the
+    committed outputs today."""
+    python = _oracle_python()
+    if python is None:
+        pytest.skip("Keras 3 oracle not installed (pip install '.[keras3]' in a Python 3.12 venv)")
+    script = Path(__file__).parents[1] / "data" / "make_keras3_models.py"
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    subprocess.run(
+        [python, script, tmp_path], check=True, env=env, capture_output=True, timeout=600
+    )
+    for name in MODELS:
+        fresh = np.load(tmp_path / f"{name}_expected.npz")
+        committed = np.load(DATA / f"{name}_expected.npz")
+        np.testing.assert_array_equal(fresh["y"], committed["y"])
+        graph = load_model(tmp_path / f"{name}.keras", input_type=INPUT_TYPE)
+        got = _predict(graph, fresh["x"], fresh["y"].shape)
+        np.testing.assert_allclose(got, fresh["y"], rtol=0, atol=TOLERANCE)
