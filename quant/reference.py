@@ -8,7 +8,7 @@ float64 BLAS when every accumulator is narrower than 53 bits (exact for integers
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,25 +22,63 @@ from .fixed import FixedType, requantize
 _EXACT_FLOAT_BITS = 52
 
 
-def quantize_input(graph: ir.ModelGraph, x: np.ndarray) -> np.ndarray:
-    """Float inputs -> input mantissas (convergent rounding, saturation), shape-checked."""
+def as_input_dict(graph: ir.ModelGraph, x, what: str = "input") -> dict[str, np.ndarray]:
+    """``x`` as {input node name: array} in the order of ``graph.input_nodes``: one array is
+    taken for a one-input graph only; a mapping must name every input exactly once."""
+    names = [node.name for node in graph.input_nodes]
+    if isinstance(x, Mapping):
+        given = sorted(str(key) for key in x)
+        if given != sorted(names):
+            raise RtlgenError(
+                f"{what} arrays named [{', '.join(given[:8])}]; model '{graph.name}' takes one "
+                f"array per input: {', '.join(names)}"
+            )
+        return {name: x[name] for name in names}
+    if len(names) > 1:
+        raise RtlgenError(
+            f"model '{graph.name}' has {len(names)} inputs ({', '.join(names)}); give one "
+            f"{what} array per input name"
+        )
+    return {names[0]: x}
+
+
+def quantize_input(graph: ir.ModelGraph, x):
+    """Float inputs -> input mantissas (convergent rounding, saturation), shape-checked. A
+    graph with several inputs takes and gives {input name: array}."""
+    if len(graph.input_nodes) > 1 or isinstance(x, Mapping):
+        arrays = as_input_dict(graph, x)
+        mantissas = {
+            node.name: _quantize_one(graph, node, arrays[node.name]) for node in graph.input_nodes
+        }
+        counts = {len(m) for m in mantissas.values()}
+        if len(counts) > 1:
+            raise RtlgenError(
+                "the inputs have different numbers of samples: "
+                + ", ".join(f"{name} {len(m)}" for name, m in mantissas.items())
+            )
+        return mantissas if len(graph.input_nodes) > 1 else mantissas[graph.input.name]
+    return _quantize_one(graph, graph.input, x)
+
+
+def _quantize_one(graph: ir.ModelGraph, node: ir.Input, x: np.ndarray) -> np.ndarray:
     x = np.asarray(x)
-    shape = tuple(graph.input_shape)
+    shape = tuple(node.out_shape)
+    where = f"input '{node.name}'" if len(graph.input_nodes) > 1 else "input"
     if x.shape[1:] != shape:
         if x.shape == shape:
             x = x[None]
         else:
             raise RtlgenError(
-                f"input has shape {x.shape[1:] if x.ndim > 1 else x.shape} per sample, "
+                f"{where} has shape {x.shape[1:] if x.ndim > 1 else x.shape} per sample, "
                 f"model '{graph.name}' expects {shape} (array shape (N, {', '.join(map(str, shape))}))"
             )
     if not np.issubdtype(x.dtype, np.number):
-        raise RtlgenError(f"input array has dtype {x.dtype}, expected numbers")
+        raise RtlgenError(f"{where} array has dtype {x.dtype}, expected numbers")
     if not np.all(np.isfinite(x)):
-        raise RtlgenError("input array contains NaN or infinity")
-    assert graph.input.out_type is not None
+        raise RtlgenError(f"{where} array contains NaN or infinity")
+    assert node.out_type is not None
     with np.errstate(over="ignore"):  # a huge finite input scales to +-inf: it saturates
-        return graph.input.out_type.quantize(x)
+        return node.out_type.quantize(x)
 
 
 @dataclass(frozen=True)
@@ -52,7 +90,7 @@ class QuantizedInput:
     outside [min_int, max_int] (clipped to the nearest end; not also counted as rounded).
     """
 
-    mantissas: np.ndarray
+    mantissas: np.ndarray | dict[str, np.ndarray]
     input_type: FixedType
     values: int
     rounded: int
@@ -67,10 +105,30 @@ class QuantizedInput:
         )
 
 
-def quantize_input_counted(graph: ir.ModelGraph, x: np.ndarray) -> QuantizedInput:
-    """`quantize_input`, plus how many values were rounded and how many saturated."""
-    mantissas = quantize_input(graph, x)
-    t = graph.input.out_type
+def quantize_input_counted(graph: ir.ModelGraph, x) -> QuantizedInput:
+    """`quantize_input`, plus how many values were rounded and how many saturated. Several
+    inputs: ``mantissas`` is {input name: array}, the counts are summed over the inputs and
+    ``input_type`` is the first input's."""
+    if len(graph.input_nodes) > 1:
+        arrays = as_input_dict(graph, x)
+        mantissas = quantize_input(graph, arrays)
+        parts = [
+            _counted(arrays[node.name], mantissas[node.name], node.out_type)
+            for node in graph.input_nodes
+        ]
+        return QuantizedInput(
+            mantissas=mantissas,
+            input_type=parts[0].input_type,
+            values=sum(p.values for p in parts),
+            rounded=sum(p.rounded for p in parts),
+            saturated=sum(p.saturated for p in parts),
+        )
+    if isinstance(x, Mapping):
+        x = as_input_dict(graph, x)[graph.input.name]
+    return _counted(x, quantize_input(graph, x), graph.input.out_type)
+
+
+def _counted(x, mantissas: np.ndarray, t: FixedType | None) -> QuantizedInput:
     assert t is not None
     # Scaling by a power of two is exact in float64, so `scaled` is an integer exactly when
     # the value is a multiple of the step; quantize() rounds this same product.
@@ -104,46 +162,56 @@ def predict(
 
 def run_int(
     graph: ir.ModelGraph,
-    x_int: np.ndarray,
+    x_int: np.ndarray | Mapping[str, np.ndarray],
     batch_size: int = 256,
     progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
-    """Input mantissas (N, *input_shape) -> mantissas of the (first) output (N,
-    *output_shape), int64. `run_int_outputs` gives every output of a multi-output graph."""
+    """Input mantissas (N, *input_shape), or {input name: mantissas} for a graph with several
+    inputs -> mantissas of the (first) output (N, *output_shape), int64. `run_int_outputs` gives every output of a multi-output graph."""
     return run_int_outputs(graph, x_int, batch_size, progress)[graph.outputs[0]]
 
 
 def run_int_outputs(
     graph: ir.ModelGraph,
-    x_int: np.ndarray,
+    x_int: np.ndarray | Mapping[str, np.ndarray],
     batch_size: int = 256,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, np.ndarray]:
     """Input mantissas (N, *input_shape) -> {output name: mantissas (N, *its shape)}, in
-    the order of ``graph.outputs``. Nodes run in graph (topological) order; a value is
+    the order of ``graph.outputs``. A graph with several inputs takes {input name: (N,
+    *its shape)} (one array stays accepted for one input). Nodes run in graph (topological) order; a value is
     dropped as soon as its last consumer has run."""
     if not graph.lowered:
         raise ValueError("run_int needs a lowered graph (rtlgen.passes.lower)")
-    if len(graph.input_nodes) != 1:
+    inputs = as_input_dict(graph, x_int, "input mantissa")
+    several = len(inputs) > 1
+    for node in graph.input_nodes:
+        x = inputs[node.name] = np.asarray(inputs[node.name], dtype=np.int64)
+        t_in = node.out_type
+        assert t_in is not None
+        where = f"input '{node.name}'" if several else "input"
+        if x.shape[1:] != tuple(node.out_shape):
+            raise RtlgenError(
+                f"{where} mantissas have shape {x.shape[1:]} per sample, expected {node.out_shape}"
+            )
+        if x.size and (x.min() < t_in.min_int or x.max() > t_in.max_int):
+            raise RtlgenError(f"{where} mantissas out of range for the input type {t_in}")
+    samples = {len(x) for x in inputs.values()}
+    if len(samples) > 1:
         raise RtlgenError(
-            f"the graph has {len(graph.input_nodes)} inputs; the reference runs one-input graphs"
+            "the inputs have different numbers of samples: "
+            + ", ".join(f"{name} {len(x)}" for name, x in inputs.items())
         )
-    x_int = np.asarray(x_int, dtype=np.int64)
-    t_in = graph.input.out_type
-    assert t_in is not None
-    if x_int.shape[1:] != tuple(graph.input_shape):
-        raise RtlgenError(
-            f"input mantissas have shape {x_int.shape[1:]} per sample, expected {graph.input_shape}"
-        )
-    if x_int.size and (x_int.min() < t_in.min_int or x_int.max() > t_in.max_int):
-        raise RtlgenError(f"input mantissas out of range for the input type {t_in}")
+    count = samples.pop()
     last_use = {name: index for index, node in enumerate(graph.nodes) for name in node.inputs}
     for name in graph.outputs:
         last_use[name] = len(graph.nodes)
     outs: dict[str, list[np.ndarray]] = {name: [] for name in graph.outputs}
-    for start in range(0, x_int.shape[0], batch_size):
-        values = {graph.input.name: x_int[start : start + batch_size]}
-        for index, node in enumerate(graph.nodes[1:], start=1):
+    for start in range(0, count, batch_size):
+        values = {name: x[start : start + batch_size] for name, x in inputs.items()}
+        for index, node in enumerate(graph.nodes):
+            if isinstance(node, ir.Input):
+                continue
             xs = tuple(values[name] for name in node.inputs)
             types = graph.in_types(index)
             values[node.name] = (
@@ -155,7 +223,7 @@ def run_int_outputs(
         for name in graph.outputs:
             outs[name].append(values[name])
         if progress is not None:
-            progress(min(batch_size, x_int.shape[0] - start))
+            progress(min(batch_size, count - start))
     return {
         name: np.concatenate(parts)
         if parts

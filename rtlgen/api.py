@@ -152,6 +152,70 @@ def load_array(
     return arr
 
 
+def input_names(graph: ir.ModelGraph) -> tuple[str, ...]:
+    """The names of a graph's inputs as the manifest, REPORT.md and `.npz` files give them
+    (`rtlgen.plan.input_names`: the Keras input layer names, made plain identifiers)."""
+    from rtlgen.plan import input_names as names
+
+    return names(graph)
+
+
+def load_inputs(
+    path: str | Path, graph: ir.ModelGraph, limits: Limits = DEFAULT_LIMITS
+) -> np.ndarray | dict[str, np.ndarray]:
+    """The float inputs of ``graph`` from a file: a `.npy` array (N, *input shape) for a
+    one-input model (`load_array`); for a model with several inputs an `.npz` with one real
+    array per input name (`input_names`), returned as {input node name: array} for
+    `rtlgen.quant.reference.quantize_input`. Members are read like `load_array`'s file
+    (header first, no pickle, `limits`); a missing or extra name is a one-line error."""
+    import zipfile
+    import zlib
+
+    p = Path(path)
+    names = input_names(graph)
+    if len(names) == 1 and not (p.is_file() and zipfile.is_zipfile(p)):
+        return load_array(p, sample_shape=tuple(graph.input_shape), limits=limits)
+    if not p.is_file():
+        problem = "is not a file" if p.exists() else "does not exist"
+        raise RtlgenError(f"input file {p} {problem} (expected an .npz, one array per input)")
+    if not zipfile.is_zipfile(p):
+        raise RtlgenError(
+            f"input file {p}: model '{graph.name}' has {len(names)} inputs ({', '.join(names)}); "
+            "give an .npz with one array per input name"
+        )
+    label = f"input file {p}"
+    arrays: dict[str, np.ndarray] = {}
+    try:
+        with zipfile.ZipFile(p) as archive:
+            members = [info for info in archive.infolist() if not info.is_dir()]
+            given = sorted(info.filename.removesuffix(".npy") for info in members)
+            if given != sorted(names) or not all(m.filename.endswith(".npy") for m in members):
+                shown = ", ".join(name[:40] for name in given[:8])
+                raise RtlgenError(
+                    f"{label}: arrays named [{shown}]; expected one per input: {', '.join(names)}"
+                )
+            for info in members:
+                name = info.filename.removesuffix(".npy")
+                what = f"{label}: array '{name}'"
+                if info.file_size > limits.max_bytes + 4096:
+                    raise RtlgenError(
+                        f"{what}: {info.file_size:,} bytes is more than the limit of "
+                        f"{limits.max_bytes:,}"
+                    )
+                with archive.open(info) as member:
+                    arr = read_npy(member, info.file_size, what, limits, kinds="iuf")
+                if arr.ndim == 0 or arr.shape[0] == 0:
+                    raise RtlgenError(f"{what} has shape {arr.shape}; expected (N, *shape), N >= 1")
+                if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+                    raise RtlgenError(f"{what} contains NaN or infinite values")
+                arrays[name] = arr
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, EOFError,
+            ValueError, NotImplementedError) as exc:
+        raise RtlgenError(f"{label}: cannot read ({' '.join(str(exc).split())[:120]})") from None
+    by_node = dict(zip(names, (node.name for node in graph.input_nodes), strict=True))
+    return {by_node[name]: arrays[name] for name in names}
+
+
 def _shape_text(sample_shape: tuple[int, ...]) -> str:
     return f"(N, {', '.join(map(str, sample_shape))})"
 
@@ -186,8 +250,9 @@ def dequantized_outputs(
     return arrays
 
 
-def predict_outputs(graph: ir.ModelGraph, x: np.ndarray) -> dict[str, np.ndarray]:
-    """Float inputs -> {output name: dequantized outputs (N, *shape)} of every output of the
+def predict_outputs(graph: ir.ModelGraph, x: Any) -> dict[str, np.ndarray]:
+    """Float inputs (N, *input shape), or {input name: array} for a graph with several
+    inputs -> {output name: dequantized outputs (N, *shape)} of every output of the
     lowered graph (`rtlgen.quant.reference.predict` gives the first alone)."""
     from rtlgen.quant.reference import quantize_input, run_int_outputs
 

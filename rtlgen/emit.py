@@ -92,7 +92,7 @@ def output_timing(top: NetworkTop, samples: int | None = None) -> tuple[tuple[in
     fifos = {(f.consumer, f.input_index) for f in top.plan.fifos}
     graph_timing = model_graph(top.plan, skid, fifos, samples)
     beats = top.input_format.beats
-    first_in = [graph_timing.input_accepted[s * beats] for s in range(samples)]
+    first_in = list(graph_timing.sample_starts)
     ii = max((b - a for a, b in zip(first_in, first_in[1:], strict=False)), default=beats)
     result = []
     for out, argmax in zip(top.outputs, top.argmaxes, strict=True):
@@ -153,7 +153,16 @@ def build_manifest(
 ) -> Manifest:
     """The manifest of a design about to be written (`files` is filled in when it is)."""
     latency, ii, per_layer = predict_timing(top)
-    fi = top.input_format
+    inputs = tuple(
+        _stream_spec(
+            graph.node(spec.node).out_shape,
+            spec.format,
+            type_origin=input_type_origin,
+            name=spec.name,
+            prefix=spec.prefix,
+        )
+        for spec in top.inputs
+    )
     timings = output_timing(top)
     outputs = tuple(
         _stream_spec(
@@ -180,7 +189,8 @@ def build_manifest(
         clock="clk",
         reset="rst",
         reset_active_high=True,
-        input=_stream_spec(graph.input_shape, fi, type_origin=input_type_origin),
+        input=inputs[0],
+        inputs=inputs,
         output=outputs[0],
         outputs=outputs,
         latency_cycles=latency,

@@ -28,6 +28,7 @@ from rtlgen.plan import (  # noqa: F401
     DEFAULT_ADDERS_PER_STAGE,
     FUSED_REQUANTIZE_LEVELS,
     HardwareOptions,
+    InputPlan,
     LayerPlan,
     Multiplier,
     NetworkPlan,
@@ -39,7 +40,7 @@ from rtlgen.plan import (  # noqa: F401
     sample_cycles_of,
 )
 from rtlgen.quant.errors import RtlgenError, UnsupportedError
-from rtlgen.sim_tb.tb_manifest import MAX_OUTPUTS, is_port_name
+from rtlgen.sim_tb.tb_manifest import MAX_INPUTS, MAX_OUTPUTS, is_port_name
 
 # Compared in lower case: a name that is a keyword in any capitalisation gets the suffix too
 # (cheap, and some tools are case-insensitive).
@@ -95,7 +96,9 @@ class NetworkTop(wiring.Component):
     """The whole network as one streaming component with AXI4-Stream ports.
 
     Contract (docs/DESIGN.md): input beats on `s_axis_*` (one pixel / position / whole
-    vector per beat); each output `k` of the graph on its own master, `m_axis_*` for the
+    vector per beat); each further input `k` of the graph on its own slave `s{k}_axis_*`
+    (`rtlgen.plan.input_prefix`), each at its own pace (tlast accepted and ignored: beats
+    are counted); each output `k` of the graph on its own master, `m_axis_*` for the
     first and `m{k}_axis_*` for the others (`rtlgen.plan.output_prefix`), with its own
     `tlast` on the last beat of a sample and, for a vector output, `tuser` = arg-max class
     (with the beat carrying the vector). A node that is an output and also feeds other
@@ -111,6 +114,7 @@ class NetworkTop(wiring.Component):
         self.graph = graph
         self.options = options
         self.input_format = self.plan.input_format
+        self.inputs: tuple[InputPlan, ...] = self.plan.inputs
         self.outputs: tuple[OutputPlan, ...] = self.plan.outputs
         # the first output's, as a one-output network has always had
         self.output_format = self.plan.output_format
@@ -124,8 +128,12 @@ class NetworkTop(wiring.Component):
             for out in self.outputs
         )
         self.argmax = self.argmaxes[0]
-        in_fmt = self.input_format
-        ports = _axis_signature("s_axis", in_fmt.elements * in_fmt.type.width, 0, master=False)
+        ports: dict[str, object] = {}
+        for spec in self.inputs:
+            fmt = spec.format
+            ports.update(
+                _axis_signature(spec.prefix, fmt.elements * fmt.type.width, 0, master=False)
+            )
         for out in self.outputs:
             fmt = out.format
             ports.update(
@@ -134,6 +142,10 @@ class NetworkTop(wiring.Component):
                 )
             )
         super().__init__(ports)
+
+    def input_port(self, index: int, signal: str):
+        """Input ``index``'s port ``signal`` (``tdata``, ``tvalid``, ``tready``, ``tlast``)."""
+        return getattr(self, f"{self.inputs[index].prefix}_{signal}")
 
     def port(self, index: int, signal: str):
         """Output ``index``'s port ``signal`` (``tdata``, ``tvalid``, ``tready``, ``tlast``,
@@ -146,20 +158,23 @@ class NetworkTop(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        fmt_in = self.input_format
         graph = self.graph
 
-        # AXI4-Stream slave -> first stream (tlast is accepted and ignored: beats are counted)
-        first = stream.Signature(fmt_in.layout).create()
-        m.d.comb += [
-            first.payload.eq(self.s_axis_tdata),
-            first.valid.eq(self.s_axis_tvalid),
-            self.s_axis_tready.eq(first.ready),
-        ]
         # results[name]: the stream leaving a node; a result several nodes take goes
         # through a Fork, one output per taking input, handed out in graph order, and one
         # more (the last) when the result is also an output of the network
-        results = {graph.input.name: first}
+        results = {}
+        # each AXI4-Stream slave -> its input's stream (tlast is accepted and ignored: beats
+        # are counted)
+        for index, spec in enumerate(self.inputs):
+            first = stream.Signature(spec.format.layout).create()
+            port = functools.partial(self.input_port, index)
+            m.d.comb += [
+                first.payload.eq(port("tdata")),
+                first.valid.eq(port("tvalid")),
+                port("tready").eq(first.ready),
+            ]
+            results[spec.node] = first
         fork_outputs: dict[str, list] = {}
         fifos = {(f.consumer, f.input_index): f for f in self.plan.fifos}
 
@@ -245,25 +260,32 @@ class NetworkTop(wiring.Component):
 
 def check_supported(graph: ir.ModelGraph) -> None:
     """Raise a clear error for graphs the hardware cannot build (before elaboration)."""
-    if len(graph.input_shape) not in (1, 2, 3):
+    several = len(graph.input_nodes) > 1
+    if len(graph.input_nodes) > MAX_INPUTS:
         raise UnsupportedError(
-            f"input shape {graph.input_shape}: supported are (N,), (L, C), (H, W, C)"
+            f"the model has {len(graph.input_nodes)} inputs; rtlgen builds at most {MAX_INPUTS}"
         )
+    for node in graph.input_nodes:
+        what = f"input '{node.name}'" if several else "input"
+        if len(node.out_shape) not in (1, 2, 3):
+            raise UnsupportedError(
+                f"{what} shape {node.out_shape}: supported are (N,), (L, C), (H, W, C)"
+            )
+        total_bits = StreamFormat.of(node.out_shape, node.out_type).layout.size  # type: ignore[arg-type]
+        if total_bits > 65536:
+            raise RtlgenError(f"{what} beat of {total_bits} bits is too wide for one AXI4-Stream beat")
     for node in graph.nodes[1:]:
         if isinstance(node, ir.Dense) and len(node.in_shape) != 1:
             raise UnsupportedError(
                 f"layer '{node.name}': Dense on a {len(node.in_shape)}D input; add a Flatten first"
             )
-    total_bits = StreamFormat.of(graph.input_shape, graph.input.out_type).layout.size
-    if total_bits > 65536:
-        raise RtlgenError(f"input beat of {total_bits} bits is too wide for one AXI4-Stream beat")
     if len(graph.outputs) > MAX_OUTPUTS:
         raise UnsupportedError(
             f"the model has {len(graph.outputs)} outputs; rtlgen builds at most {MAX_OUTPUTS}"
         )
     for node in graph.output_nodes:
-        if node is graph.input:
-            raise UnsupportedError(f"output '{node.name}' is the model input itself")
+        if isinstance(node, ir.Input):
+            raise UnsupportedError(f"output '{node.name}' is a model input itself")
         assert node.out_type is not None
         bits = StreamFormat.of(node.out_shape, node.out_type).layout.size
         if bits > 65536:

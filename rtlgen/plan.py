@@ -21,9 +21,9 @@ from rtlgen import ir
 from rtlgen.layers.common import Multiplier, shape_of
 from rtlgen.layers.requantize import Requantize
 from rtlgen.quant.arith import aligned_weights, clamp_bounds
-from rtlgen.quant.errors import RtlgenError, UnsupportedError
+from rtlgen.quant.errors import RtlgenError
 from rtlgen.quant.fixed import FixedType
-from rtlgen.sim_tb.tb_manifest import output_prefix
+from rtlgen.sim_tb.tb_manifest import input_prefix, output_prefix
 
 
 class Parallelism(Enum):
@@ -210,6 +210,28 @@ class FifoPlan:
         return self.depth * self.width
 
 
+def _plain_unique(names: list[str], base: str, fallback: str) -> str:
+    base = re.sub(r"[^A-Za-z0-9_]", "_", base)[:120] or fallback
+    if base[0].isdigit():
+        base = f"{fallback}_{base}"
+    name, count = base, 1
+    while name in names:
+        count += 1
+        name = f"{base}_{count}"
+    return name
+
+
+def input_names(graph: ir.ModelGraph) -> tuple[str, ...]:
+    """The names of the graph's inputs in the manifest, REPORT.md and `.npz` files, in
+    ``graph.input_nodes`` order (the order of the Keras model's ``input_layers``): each
+    `Input` node's name made a plain identifier (other characters become ``_``, at most 128
+    characters, ``input_`` before a leading digit) and unique (``_2`` ... after a repeat)."""
+    names: list[str] = []
+    for node in graph.input_nodes:
+        names.append(_plain_unique(names, node.name, "input"))
+    return tuple(names)
+
+
 def output_names(graph: ir.ModelGraph) -> tuple[str, ...]:
     """The names of the graph's outputs in the manifest, REPORT.md and `.npz` files, in
     ``graph.outputs`` order: the Keras layer whose result each output is (the last layer of
@@ -229,6 +251,21 @@ def output_names(graph: ir.ModelGraph) -> tuple[str, ...]:
             name = f"{base}_{count}"
         names.append(name)
     return tuple(names)
+
+
+@dataclass(frozen=True)
+class InputPlan:
+    """One input of the network and the AXI4-Stream slave that takes it.
+
+    ``node``: the graph's `Input` node; ``name``: its name in the manifest and `.npz` files
+    (`input_names`); ``prefix``: the port prefix (`input_prefix`: ``s_axis``, ``s1_axis``
+    ...); ``format``: how its beats travel.
+    """
+
+    node: str
+    name: str
+    prefix: str
+    format: StreamFormat
 
 
 @dataclass(frozen=True)
@@ -260,7 +297,9 @@ class NetworkPlan:
     ``layers``: one `LayerPlan` per node after the input, in graph order; ``sample_cycles``:
     the network's initiation interval at full rate; ``outputs``: one `OutputPlan` per graph
     output, in ``graph.outputs`` order; ``fifos``: the FIFOs on the inputs of joins (none in
-    a chain). ``output_format``, ``classes`` and ``tuser_width`` are the first output's.
+    a chain). ``output_format``, ``classes`` and ``tuser_width`` are the first output's;
+    ``inputs``: one `InputPlan` per `Input` node, in graph order (``input_format`` is the
+    first's).
     """
 
     graph: ir.ModelGraph
@@ -270,6 +309,16 @@ class NetworkPlan:
     sample_cycles: int
     layers: tuple[LayerPlan, ...]
     fifos: tuple[FifoPlan, ...] = ()
+    inputs: tuple[InputPlan, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.inputs:
+            first = self.graph.input
+            object.__setattr__(
+                self,
+                "inputs",
+                (InputPlan(first.name, input_names(self.graph)[0], input_prefix(0), self.input_format),),
+            )
 
     @property
     def output_format(self) -> StreamFormat:
@@ -317,16 +366,22 @@ def plan_network(graph: ir.ModelGraph, options: HardwareOptions = HardwareOption
     if not graph.lowered:
         raise ValueError("plan_network needs a lowered graph")
     out_type = graph.output.out_type
-    assert out_type is not None and graph.input.out_type is not None
-    input_format = StreamFormat.of(graph.input_shape, graph.input.out_type)
+    assert out_type is not None
+    inputs = tuple(
+        InputPlan(node.name, name, input_prefix(k), StreamFormat.of(node.out_shape, node.out_type))  # type: ignore[arg-type]
+        for k, (node, name) in enumerate(zip(graph.input_nodes, input_names(graph), strict=True))
+    )
+    input_format = inputs[0].format
     sample_cycles = sample_cycles_of(graph)
-    spacing = {graph.input.name: 1 if input_format.beats > 1 else sample_cycles}
-    levels = {graph.input.name: 0}
+    # each input offers a beat at most every cycle (several beats a sample) or a sample
+    # period (one beat a sample)
+    spacing = {i.node: 1 if i.format.beats > 1 else sample_cycles for i in inputs}
+    levels = dict.fromkeys(spacing, 0)
     plans: list[LayerPlan] = []
 
-    for index, node in enumerate(graph.nodes[1:], start=1):
+    for index, node in enumerate(graph.nodes):
         if isinstance(node, ir.Input):
-            raise UnsupportedError(f"input '{node.name}': the hardware takes one input stream")
+            continue
         producer = node.inputs[0]
         # only a chain link (one input, whose producer feeds nothing else) continues the
         # adder levels of a fused latency pipeline
@@ -357,7 +412,9 @@ def plan_network(graph: ir.ModelGraph, options: HardwareOptions = HardwareOption
             zip(graph.output_nodes, output_names(graph), strict=True)
         )
     )
-    network = NetworkPlan(graph, options, input_format, outputs, sample_cycles, tuple(plans))
+    network = NetworkPlan(
+        graph, options, input_format, outputs, sample_cycles, tuple(plans), inputs=inputs
+    )
     if graph.is_chain:
         return network
     return dataclasses.replace(network, fifos=_size_fifos(network))
@@ -368,16 +425,32 @@ def _size_fifos(network: NetworkPlan) -> tuple[FifoPlan, ...]:
 
     graph = network.graph
     skid = {layer.node.name: network.has_skid_buffer(layer) for layer in network.layers}
-    joins = [node for node in graph.nodes if len(node.inputs) > 1]
-    # first with a FIFO on every input of every join (no fork waits): which input of each
-    # join arrives last; that one needs none
-    every = {(node.name, k) for node in joins for k in range(len(node.inputs))}
+    # the inputs of a join that share a source with another of its inputs (a fork feeds
+    # both): only those can deadlock. Branches from different network inputs only wait for
+    # each other: their slaves are backpressured, no FIFO needed.
+    sources = _input_ancestry(graph)
+    shared: dict[str, list[int]] = {}
+    for node in graph.nodes:
+        if len(node.inputs) < 2:
+            continue
+        ancestry = [sources[name] for name in node.inputs]
+        ks = [
+            k
+            for k in range(len(node.inputs))
+            if any(ancestry[k] & ancestry[j] for j in range(len(node.inputs)) if j != k)
+        ]
+        if ks:
+            shared[node.name] = ks
+    if not shared:
+        return ()
+    # first with a FIFO on every such input of every join (no fork waits): which of a
+    # join's inputs arrives last; that one needs none
+    every = {(name, k) for name, ks in shared.items() for k in ks}
     bare = model_graph(network, skid, every)
     edges: set[tuple[str, int]] = set()
-    for node in joins:
-        arrivals = [bare.edge_arrivals[(node.name, k)] for k in range(len(node.inputs))]
-        latest = max(range(len(arrivals)), key=lambda k: (sum(arrivals[k]), -k))
-        edges.update((node.name, k) for k in range(len(node.inputs)) if k != latest)
+    for name, ks in shared.items():
+        latest = max(ks, key=lambda k: (sum(bare.edge_arrivals[(name, k)]), -k))
+        edges.update((name, k) for k in ks if k != latest)
     timing = model_graph(network, skid, edges)
     order = sorted(edges, key=lambda e: (graph.index_of(e[0]), e[1]))
     depths = _least_depths(network, skid, {edge: timing.fifo_depths[edge] for edge in order})
@@ -390,6 +463,17 @@ def _size_fifos(network: NetworkPlan) -> tuple[FifoPlan, ...]:
         width = StreamFormat.of(graph.node(producer).out_shape, t).layout.size
         fifos.append(FifoPlan(consumer, k, producer, depths[(consumer, k)], width))
     return tuple(fifos)
+
+
+def _input_ancestry(graph: ir.ModelGraph) -> dict[str, frozenset[str]]:
+    """The network inputs each node's result depends on."""
+    ancestry: dict[str, frozenset[str]] = {}
+    for node in graph.nodes:
+        if isinstance(node, ir.Input):
+            ancestry[node.name] = frozenset((node.name,))
+        else:
+            ancestry[node.name] = frozenset().union(*(ancestry[i] for i in node.inputs))
+    return ancestry
 
 
 def _least_depths(
@@ -423,7 +507,9 @@ def sample_cycles_of(graph: ir.ModelGraph) -> int:
     beats without input (a window generator walking padding positions, an upsampler)."""
     from rtlgen.ops.registry import op_for
 
-    cycles = StreamFormat.of(graph.input_shape, graph.input.out_type).beats
-    for index, node in enumerate(graph.nodes[1:], start=1):
+    cycles = max(StreamFormat.of(n.out_shape, n.out_type).beats for n in graph.input_nodes)  # type: ignore[arg-type]
+    for index, node in enumerate(graph.nodes):
+        if isinstance(node, ir.Input):
+            continue
         cycles = max(cycles, op_for(node).sample_cycles(node, graph.in_type(index)))
     return cycles

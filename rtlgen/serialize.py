@@ -361,17 +361,25 @@ class _Reader:
         for index, desc in enumerate(descs):
             if not isinstance(desc, dict):
                 raise self.fail(f"node {index}", "is not a JSON object")
-            if (index == 0) != (desc.get("class") == "Input"):
+            is_input = desc.get("class") == "Input"
+            # the Inputs come first (one, or several in the model's input order)
+            if (index == 0 and not is_input) or (
+                is_input and not all(isinstance(n, ir.Input) for n in nodes)
+            ):
                 raise self.fail(
-                    f"node {index}", "the first node, and only it, must be the Input"
+                    f"node {index}",
+                    "the first node, and only it, must be the Input (or the first nodes, "
+                    "for several inputs)",
                 )
             inputs = self.names(desc, "inputs", f"node {index}", default=None)
-            if inputs is None:  # written before graphs could branch: a chain
+            if is_input:
+                inputs = ()
+            elif inputs is None:  # written before graphs could branch: a chain
                 inputs = (nodes[-1].name,) if nodes else ()
             if any(name not in types for name in inputs):
                 raise self.fail(f"node {index}", f"inputs {list(inputs)} are not earlier nodes")
             node = self.node(desc, index, types[inputs[0]] if inputs else None)
-            nodes.append(node.replace(inputs=inputs) if index else node)
+            nodes.append(node if is_input else node.replace(inputs=inputs))
             types[node.name] = node.out_type
         outputs = self.names(meta, "outputs", "graph", default=())
         softmax_outputs = self.names(meta, "softmax_outputs", "graph", default=())
@@ -398,8 +406,6 @@ class _Reader:
                 f"class {_short(class_name)} is not one of {', '.join(node_types)}",
             )
         cls = node_types[class_name]
-        if (index == 0) != (cls is ir.Input):
-            raise self.fail(f"node {index}", "the first node, and only it, must be the Input")
         name = self.string(desc, "name", f"node {index}", _NAME_RE)
         where = f"node {index} '{name}' ({class_name})"
         in_shape, out_shape = (

@@ -15,6 +15,7 @@ stages), as before the handshake model.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -120,7 +121,8 @@ class GraphTiming:
     """Beat times of every node of a planned graph (no output backpressure).
 
     ``out[name]``: the cycle each output beat of the node is valid; ``input_accepted``: the
-    cycle each input beat is taken; ``fifo_depths[(consumer, k)]``: the beats that FIFO on
+    cycle each input beat is taken (the first input's); ``sample_starts``: per sample, the
+    cycle the last of the inputs' first beats is taken (`sample_starts`); ``fifo_depths[(consumer, k)]``: the beats that FIFO on
     input ``k`` of ``consumer`` must hold so that no fork feeding it ever waits for it.
     """
 
@@ -128,6 +130,7 @@ class GraphTiming:
     input_accepted: list[int]
     fifo_depths: dict[tuple[str, int], int]
     edge_arrivals: dict[tuple[str, int], list[int]]
+    sample_starts: tuple[int, ...] = ()
 
 
 def _occupancy(enqueued: list[int], dequeued: list[int]) -> int:
@@ -642,7 +645,8 @@ class _Network:
 @dataclass
 class _Built:
     net: _Network
-    source: _Wire
+    source: _Wire  # the first input's
+    sources: list[_Wire]  # every input's, in graph order
     results: dict[str, _Wire]  # each node's result stream (before any fork)
     presented: dict[tuple[str, int], _Wire]  # what reaches each input (before its FIFO)
     fifos: dict[tuple[str, int], _Fifo]
@@ -663,9 +667,13 @@ def _build(
     graph = plan.graph
     plans = {p.node.name: p for p in plan.layers}
     net = _Network()
-    source = net.wire()
-    net.blocks.append(_Source(source, plan.input_format.beats * samples))
-    results = {graph.input.name: source}
+    results: dict[str, _Wire] = {}
+    sources = []
+    for spec in _input_plans(plan):  # each input offered on every cycle from cycle 0
+        wire = net.wire()
+        net.blocks.append(_Source(wire, spec.format.beats * samples))
+        results[spec.node] = wire
+        sources.append(wire)
     forks: dict[str, list[_Wire]] = {}
     presented: dict[tuple[str, int], _Wire] = {}
     fifo_blocks: dict[tuple[str, int], _Fifo] = {}
@@ -683,7 +691,9 @@ def _build(
             forks[producer] = list(outs)
         return forks[producer].pop(0)
 
-    for node in graph.nodes[1:]:
+    for node in graph.nodes:
+        if node.name not in plans:  # an input
+            continue
         layer = plans[node.name]
         inputs = []
         for k, producer in enumerate(node.inputs):
@@ -716,7 +726,29 @@ def _build(
             wire = net.chain([wire], blocks)
         net.blocks.append(_Sink(wire))
         outputs.append(wire)
-    return _Built(net, source, results, presented, fifo_blocks, fifo_out, outputs)
+    return _Built(net, sources[0], sources, results, presented, fifo_blocks, fifo_out, outputs)
+
+
+def _one_input(graph) -> None:
+    """The forward-only fallback follows one input stream."""
+    if len(graph.input_nodes) > 1:
+        from rtlgen.quant.errors import UnsupportedError
+
+        raise UnsupportedError(
+            f"model '{graph.name}': a component without a handshake model in a network of "
+            f"{len(graph.input_nodes)} inputs (the timing model follows one input forward only)"
+        )
+
+
+def _input_plans(plan) -> tuple:
+    """The `rtlgen.plan.InputPlan` of every input of ``plan`` (one made up from
+    ``input_format`` for a plan-like object without ``inputs``)."""
+    inputs = getattr(plan, "inputs", ())
+    if inputs:
+        return inputs
+    from rtlgen.plan import InputPlan, input_prefix
+
+    return (InputPlan(plan.graph.input.name, "input", input_prefix(0), plan.input_format),)
 
 
 def _out_beats(graph, name: str) -> int:
@@ -728,7 +760,8 @@ def _run(built: _Built, plan, samples: int) -> None:
     graph = plan.graph
     for name, wire in zip(graph.outputs, built.outputs, strict=True):
         built.net.sinks.append((wire, _out_beats(graph, name) * samples))
-    built.net.run(patience=16 * (plan.sample_cycles + plan.input_format.beats) + 1024)
+    beats = max(spec.format.beats for spec in _input_plans(plan))
+    built.net.run(patience=16 * (plan.sample_cycles + beats) + 1024)
 
 
 def model_graph(
@@ -747,18 +780,37 @@ def model_graph(
     """
     built = _build(plan, skid, dict.fromkeys(fifos), samples)
     if built is None:
-        return _forward_graph(plan, skid, fifos, samples)
+        _one_input(plan.graph)
+        timing = _forward_graph(plan, skid, fifos, samples)
+        beats = plan.input_format.beats
+        starts = tuple(timing.input_accepted[s * beats] for s in range(samples))
+        return dataclasses.replace(timing, sample_starts=starts)
     _run(built, plan, samples)
     out = {name: wire.valid_from for name, wire in built.results.items()}
     depths = {edge: fifo.depth_needed for edge, fifo in built.fifos.items()}
     arrivals = {edge: wire.valid_from for edge, wire in built.presented.items()}
-    return GraphTiming(out, built.source.taken, depths, arrivals)
+    return GraphTiming(
+        out, built.source.taken, depths, arrivals, sample_starts(built, plan, samples)
+    )
+
+
+def sample_starts(built: _Built, plan, samples: int) -> tuple[int, ...]:
+    """Per sample, the handshake cycle of its first beat on the input that took it last:
+    where a sample of a network with several inputs (each offered at its own pace) starts,
+    what latency and II are counted from. One input: its first beat of each sample."""
+    return tuple(
+        max(
+            wire.taken[s * spec.format.beats]
+            for spec, wire in zip(_input_plans(plan), built.sources, strict=True)
+        )
+        for s in range(samples)
+    )
 
 
 def beat_times(
     plan, skid: dict[str, bool], fifo_depths: dict[tuple[str, int], int], samples: int = 3
 ) -> tuple[tuple[int, ...], ...] | None:
-    """Each sample's first input handshake and, per output, its last output handshake, with
+    """Each sample's start (`sample_starts`) and, per output, its last output handshake, with
     the join FIFOs at ``fifo_depths`` (None: a component has no handshake model; a deadlock
     gives an empty tuple): what latency and II are made of, so `rtlgen.plan` shrinks each
     FIFO while they stay equal."""
@@ -769,8 +821,7 @@ def beat_times(
         _run(built, plan, samples)
     except RuntimeError:
         return ()
-    beats = plan.input_format.beats
-    first_in = tuple(built.source.taken[s * beats] for s in range(samples))
+    first_in = sample_starts(built, plan, samples)
     last_out = tuple(
         tuple(w.taken[(s + 1) * _out_beats(plan.graph, name) - 1] for s in range(samples))
         for name, w in zip(plan.graph.outputs, built.outputs, strict=True)
@@ -818,13 +869,14 @@ def _model_top(top, samples: int) -> Timing:
         tails = {top.graph.outputs[0]: [top.argmax]} if top.argmax is not None else {}
     built = _build(plan, skid, fifos, samples, tails)
     if built is None:
+        _one_input(top.graph)
         if not top.graph.is_chain:
             return _forward_dag_top(top, samples)
         return _forward_chain_top(top, samples)
     _run(built, plan, samples)
     beats = top.input_format.beats
     out_beats = top.output_format.beats
-    first_in = tuple(built.source.taken[s * beats] for s in range(samples))
+    first_in = sample_starts(built, plan, samples)
     last_out = tuple(built.outputs[0].taken[(s + 1) * out_beats - 1] for s in range(samples))
     return _timing(first_in, last_out, beats)
 

@@ -23,6 +23,7 @@ from .tb_manifest import (
     ManifestError,
     check_vectors,
     describe_mismatch,
+    input_arrays,
     output_arrays,
     read_manifest,
     writable_path,
@@ -31,7 +32,7 @@ from .tb_run import SimulationError, StepProgress, build, run, silent_step
 
 # What a simulation writes into OUTDIR/sim/ (see the module docstring).
 SIM_FILES = (
-    "x_int.npy", "y_int.npy", "y_int.npz", "sim_out.npy", "sim_out.npz", "sim_result.json",
+    "x_int.npy", "x_int.npz", "y_int.npy", "y_int.npz", "sim_out.npy", "sim_out.npz", "sim_result.json",
     "results.xml", "sim.log", "dump.vcd",
 )
 
@@ -125,7 +126,8 @@ def simulate(
     harness: str = "auto",
 ) -> SimResult:
     """Stream x_int (N, *input.shape) through OUTDIR's design and compare with y_int
-    (N, *output.shape), or for a design with several outputs {output name: array}.
+    (N, *output.shape), or for a design with several outputs {output name: array} (several
+    inputs: x_int is {input name: array}, each slave with its own random gaps).
 
     `backpressure` in [0, 1) is the probability of an idle input cycle and, independently,
     of a low tready cycle on each output master (independent patterns), drawn from `seed`. A mismatch is returned, not raised
@@ -148,17 +150,22 @@ def simulate(
             writable_path(manifest.outdir, f"sim/{name}")
     except ManifestError as error:
         raise RtlgenError(str(error)) from None
+    inputs = input_arrays(manifest, x_int)
+    samples = len(next(iter(inputs.values())))
     try:
-        chosen = choose_harness(harness, len(x_int), waves)
+        chosen = choose_harness(harness, samples, waves)
     except ValueError as error:
         raise RtlgenError(str(error)) from None
     results_dir = manifest.outdir / "sim"
     results_dir.mkdir(parents=True, exist_ok=True)
     expected = output_arrays(manifest, y_int)
     several = len(expected) > 1
-    x_path = results_dir / "x_int.npy"
+    x_path = results_dir / ("x_int.npz" if len(inputs) > 1 else "x_int.npy")
     y_path = results_dir / ("y_int.npz" if several else "y_int.npy")
-    np.save(x_path, np.asarray(x_int, dtype=np.int64))
+    if len(inputs) > 1:
+        np.savez(x_path, **{k: np.asarray(v, dtype=np.int64) for k, v in inputs.items()})
+    else:
+        np.save(x_path, np.asarray(next(iter(inputs.values())), dtype=np.int64))
     if several:
         np.savez(y_path, **{k: np.asarray(v, dtype=np.int64) for k, v in expected.items()})
     else:
@@ -170,9 +177,9 @@ def simulate(
             object_cache=default_build_root() / "objcache",
             progress=progress,
         )
-        with (progress or silent_step)(f"simulating {len(x_int)} samples (C++ harness)"):
+        with (progress or silent_step)(f"simulating {samples} samples (C++ harness)"):
             result = run_harness(
-                manifest, build_dir, x_int=x_int, y_int=expected, results_dir=results_dir,
+                manifest, build_dir, x_int=inputs, y_int=expected, results_dir=results_dir,
                 backpressure=backpressure, seed=seed,
             )
     else:
@@ -184,7 +191,7 @@ def simulate(
             object_cache=default_build_root() / "objcache",
             progress=progress,
         )
-        with (progress or silent_step)(f"simulating {len(x_int)} samples"):
+        with (progress or silent_step)(f"simulating {samples} samples"):
             result = run(
                 manifest,
                 build_dir,

@@ -19,6 +19,7 @@ from .tb_manifest import (
     Manifest,
     ManifestError,
     check_vectors,
+    input_arrays,
     output_arrays,
     read_manifest,
     writable_path,
@@ -132,11 +133,15 @@ def save_vectors(outdir: str | Path, x_int: np.ndarray, y_int: np.ndarray) -> No
     try:
         check_vectors(manifest, x_int, y_int)
         expected = output_arrays(manifest, y_int)
+        given = input_arrays(manifest, x_int)
     except ManifestError as error:
         raise RtlgenError(str(error)) from None
     tb_dir = manifest.outdir / "tb"
     tb_dir.mkdir(parents=True, exist_ok=True)
-    np.save(tb_dir / "x_int.npy", np.asarray(x_int, dtype=np.int64))
+    if len(given) > 1:  # one array per input name
+        np.savez(tb_dir / "x_int.npz", **{k: np.asarray(v, dtype=np.int64) for k, v in given.items()})
+    else:
+        np.save(tb_dir / "x_int.npy", np.asarray(next(iter(given.values())), dtype=np.int64))
     if len(expected) > 1:
         arrays = {name: np.asarray(y, dtype=np.int64) for name, y in expected.items()}
         np.savez(tb_dir / "y_int.npz", **arrays)

@@ -62,6 +62,7 @@ MAX_TUSER_WIDTH = 64
 MAX_COUNT = 1 << 48  # multipliers, products, adders
 MAX_CYCLES = 1 << 30  # latency and II of a design
 MAX_OUTPUTS = 64  # AXI4-Stream masters of one design
+MAX_INPUTS = 64  # AXI4-Stream slaves of one design
 MAX_SECONDS = 1e9
 
 MULTIPLIER_STYLES = ("auto", "dsp", "lut")
@@ -83,6 +84,7 @@ TOP_PORT_NAMES = frozenset(
 #: The masters of outputs 1, 2 ... (`m1_axis_*` ...) are reserved too (`is_port_name`).
 RESERVED_TOP_NAMES = TOP_PORT_NAMES | {"TOP", "std"}
 _MORE_OUTPUT_PORTS = re.compile(r"m[1-9][0-9]*_axis_t(data|valid|ready|last|user)")
+_MORE_INPUT_PORTS = re.compile(r"s[1-9][0-9]*_axis_t(data|valid|ready|last|user)")
 
 
 def output_prefix(index: int) -> str:
@@ -91,9 +93,20 @@ def output_prefix(index: int) -> str:
     return "m_axis" if index == 0 else f"m{index}_axis"
 
 
+def input_prefix(index: int) -> str:
+    """The port prefix of input ``index`` of a design: ``s_axis`` for the first (the
+    one-input interface), ``s1_axis``, ``s2_axis`` ... for the others (docs/DESIGN.md)."""
+    return "s_axis" if index == 0 else f"s{index}_axis"
+
+
 def is_port_name(name: str) -> bool:
-    """Whether ``name`` is (or may be, in a design with several outputs) a port of the top."""
-    return name in TOP_PORT_NAMES or _MORE_OUTPUT_PORTS.fullmatch(name) is not None
+    """Whether ``name`` is (or may be, in a design with several inputs or outputs) a port of
+    the top."""
+    return (
+        name in TOP_PORT_NAMES
+        or _MORE_OUTPUT_PORTS.fullmatch(name) is not None
+        or _MORE_INPUT_PORTS.fullmatch(name) is not None
+    )
 
 #: Verilog-2005 and SystemVerilog-2017 (IEEE 1800 Annex B) keywords, case-sensitive.
 VERILOG_KEYWORDS = frozenset(
@@ -165,7 +178,9 @@ class StreamSpec:
     `prefix` (its ports, `<prefix>_tdata` ...: `output_prefix(k)` for output k),
     `latency_cycles` / `ii_cycles` (this output's: first input beat's handshake to the
     sample's last beat on this master, at full rate; None when not recorded).
-    Input only: `type_origin` (one of `INPUT_TYPE_ORIGINS`)."""
+    Input only: `type_origin` (one of `INPUT_TYPE_ORIGINS`).
+    Both: `name` (the key of its array in `.npz` files) and `prefix` (`input_prefix(k)` for
+    input k)."""
 
     shape: tuple[int, ...]
     beats_per_sample: int
@@ -229,7 +244,7 @@ class StreamSpec:
                 ii_cycles=self.ii_cycles,
             )
         else:
-            data["type_origin"] = self.type_origin
+            data.update(name=self.name, prefix=self.prefix, type_origin=self.type_origin)
         return data
 
 
@@ -430,8 +445,18 @@ class Manifest:
     #: every output's master, in port order; ``output`` is ``outputs[0]``. Empty when
     #: constructed: filled in with ``output`` alone (a one-output design)
     outputs: tuple[StreamSpec, ...] = ()
+    #: every input's slave, in port order; ``input`` is ``inputs[0]``. Empty when
+    #: constructed: filled in with ``input`` alone (a one-input design)
+    inputs: tuple[StreamSpec, ...] = ()
 
     def __post_init__(self) -> None:
+        if not self.inputs:
+            first = self.input
+            first = replace(first, name=first.name or "input", prefix=first.prefix or input_prefix(0))
+            object.__setattr__(self, "input", first)
+            object.__setattr__(self, "inputs", (first,))
+        elif self.inputs[0] != self.input:
+            raise ValueError("a manifest's input must be its inputs[0]")
         if not self.outputs:
             first = self.output
             first = replace(first, name=first.name or "output", prefix=first.prefix or output_prefix(0))
@@ -443,6 +468,10 @@ class Manifest:
     @property
     def output_names(self) -> tuple[str, ...]:
         return tuple(out.name for out in self.outputs)
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(spec.name for spec in self.inputs)
 
     @property
     def path(self) -> Path:
@@ -484,6 +513,7 @@ class Manifest:
             "reset": self.reset,
             "reset_active_high": self.reset_active_high,
             "input": self.input.as_json(output=False),
+            "inputs": [spec.as_json(output=False) for spec in self.inputs],
             "output": self.output.as_json(output=True),
             "outputs": [out.as_json(output=True) for out in self.outputs],
             "latency_cycles": self.latency_cycles,
@@ -607,6 +637,7 @@ def parse_manifest(raw: dict[str, Any], outdir: Path | None = None) -> Manifest:
         )
     )
     output, outputs = _outputs(raw, legacy)
+    first_input, inputs = _inputs(raw, legacy)
     latency = _cycles(_get(raw, "latency_cycles", "", None), "latency_cycles")
     if outputs[0].latency_cycles is not None and outputs[0].latency_cycles != latency:
         raise ManifestError(
@@ -620,7 +651,8 @@ def parse_manifest(raw: dict[str, Any], outdir: Path | None = None) -> Manifest:
         reset_active_high=_bool(
             _get(raw, "reset_active_high", "", True if legacy else _MISSING), "reset_active_high"
         ),
-        input=_stream(_object(_get(raw, "input", ""), "input"), "input", legacy, output=False),
+        input=first_input,
+        inputs=inputs,
         output=output,
         outputs=outputs,
         latency_cycles=latency,
@@ -715,6 +747,8 @@ def _stream(raw: dict[str, Any], name: str, legacy: bool, output: bool) -> Strea
                 raise ManifestError(f"{name}.tuser_width {tuser} cannot hold {classes} classes")
         softmax = _bool(_get(raw, "softmax_in_model", where, False), f"{where}softmax_in_model")
     else:
+        out_name = _plain_name(_get(raw, "name", where, "input"), f"{where}name")
+        prefix = _identifier(_get(raw, "prefix", where, input_prefix(0)), f"{where}prefix", port=True)
         origin = _get(raw, "type_origin", where, "unknown" if legacy else _MISSING)
         if origin not in INPUT_TYPE_ORIGINS:
             raise ManifestError(
@@ -751,6 +785,33 @@ def _outputs(raw: dict[str, Any], legacy: bool) -> tuple[StreamSpec, tuple[Strea
     if output != outputs[0]:
         raise ManifestError("output is not the same as outputs[0] (the first output)")
     return output, outputs
+
+
+def _inputs(raw: dict[str, Any], legacy: bool) -> tuple[StreamSpec, tuple[StreamSpec, ...]]:
+    """`input` and `inputs` (absent before designs had several inputs: then `input` alone);
+    names unique, input k on the ports `input_prefix(k)`, `input` = inputs[0]."""
+    first = _stream(_object(_get(raw, "input", ""), "input"), "input", legacy, output=False)
+    if "inputs" not in raw:
+        if first.prefix != input_prefix(0):
+            raise ManifestError(f"input.prefix is {first.prefix!r}, expected {input_prefix(0)!r}")
+        return first, (first,)
+    inputs = tuple(
+        _stream(_object(entry, f"inputs[{k}]"), f"inputs[{k}]", legacy, output=False)
+        for k, entry in enumerate(_list(raw["inputs"], "inputs", 1, MAX_INPUTS))
+    )
+    seen: set[str] = set()
+    for k, spec in enumerate(inputs):
+        if spec.prefix != input_prefix(k):
+            raise ManifestError(
+                f"inputs[{k}].prefix is {spec.prefix!r}, expected {input_prefix(k)!r} "
+                "(input k takes the ports s{k}_axis_*, the first s_axis_*)"
+            )
+        if spec.name in seen:
+            raise ManifestError(f"inputs[{k}].name {spec.name!r} names two inputs")
+        seen.add(spec.name)
+    if first != inputs[0]:
+        raise ManifestError("input is not the same as inputs[0] (the first input)")
+    return first, inputs
 
 
 def _element_type(value: Any, where: str, legacy: bool) -> ElementType:
@@ -1113,13 +1174,40 @@ def output_arrays(manifest: Manifest, y_int: Any, what: str = "y_int") -> dict[s
     return {name: y_int[name] for name in names}
 
 
-def check_vectors(manifest: Manifest, x_int: np.ndarray, y_int: Any) -> None:
+def input_arrays(manifest: Manifest, x_int: Any, what: str = "x_int") -> dict[str, Any]:
+    """``x_int`` as {input name: array}, in the manifest's input order: a mapping (e.g. a
+    loaded .npz) must have exactly the inputs' names; a single array is taken for a
+    one-input design only. The arrays themselves are checked by `check_vectors`."""
+    names = manifest.input_names
+    if isinstance(x_int, np.ndarray) or not hasattr(x_int, "keys"):
+        if len(names) > 1:
+            raise ManifestError(
+                f"{what}: the design has {len(names)} inputs ({', '.join(names)}); give one "
+                "array per input name (an .npz file)"
+            )
+        return {names[0]: x_int}
+    keys = sorted(str(key) for key in x_int.keys())
+    if keys != sorted(names):
+        shown = ", ".join(_show(key) for key in keys[:8])
+        raise ManifestError(
+            f"{what}: arrays named [{shown}], expected one per input: {', '.join(names)}"
+        )
+    return {name: x_int[name] for name in names}
+
+
+def check_vectors(manifest: Manifest, x_int: Any, y_int: Any) -> None:
     """Raise ManifestError unless x/y have shapes (N, *input.shape) / (N, *output.shape) with
     the same N >= 1, integer dtype, and inputs inside the input type's range. For a design
     with several outputs ``y_int`` is {output name: array} (`output_arrays`), one array of
-    shape (N, *shape) per output."""
+    shape (N, *shape) per output; with several inputs ``x_int`` is {input name: array}
+    (`input_arrays`)."""
+    given = input_arrays(manifest, x_int)
     expected = output_arrays(manifest, y_int)
-    checks = [("x_int", x_int, manifest.input)]
+    several_in = len(manifest.inputs) > 1
+    checks = [
+        (f"x_int[{spec.name!r}]" if several_in else "x_int", given[spec.name], spec)
+        for spec in manifest.inputs
+    ]
     for spec in manifest.outputs:
         label = "y_int" if len(manifest.outputs) == 1 else f"y_int[{spec.name!r}]"
         checks.append((label, expected[spec.name], spec))
@@ -1131,17 +1219,20 @@ def check_vectors(manifest: Manifest, x_int: np.ndarray, y_int: Any) -> None:
             raise ManifestError(
                 f"{name}: shape {tuple(array.shape)}, expected (N, {', '.join(map(str, spec.shape))})"
             )
+    first_name, first = checks[0][0], checks[0][1]
     for name, array, _ in checks[1:]:
-        if len(x_int) != len(array) or len(x_int) == 0:
+        if len(first) != len(array) or len(first) == 0:
             raise ManifestError(
-                f"x_int has {len(x_int)} samples and {name} {len(array)}; need the same number >= 1"
+                f"{first_name} has {len(first)} samples and {name} {len(array)}; need the same "
+                "number >= 1"
             )
-    element = manifest.input.element
-    if x_int.min() < element.lo or x_int.max() > element.hi:
-        raise ManifestError(
-            f"x_int: values in [{x_int.min()}, {x_int.max()}] do not fit the input type "
-            f"({element.width} bits, {'signed' if element.signed else 'unsigned'})"
-        )
+    for name, array, spec in checks[: len(manifest.inputs)]:
+        element = spec.element
+        if array.min() < element.lo or array.max() > element.hi:
+            raise ManifestError(
+                f"{name}: values in [{array.min()}, {array.max()}] do not fit the input type "
+                f"({element.width} bits, {'signed' if element.signed else 'unsigned'})"
+            )
 
 
 def describe_mismatch(mismatch: dict) -> str:

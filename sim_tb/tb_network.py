@@ -5,11 +5,12 @@ Configured through environment variables (set by `tb_run` / rtlgen's runner):
 
 - `RTLGEN_MANIFEST`: path of manifest.json (required);
 - `RTLGEN_X_INT`, `RTLGEN_Y_INT`: input mantissas and expected outputs (.npy, int; a design
-  with several outputs: an .npz with one array per output name); default
-  `<manifest folder>/tb/x_int.npy` and `y_int.npy` (`y_int.npz`);
+  with several inputs or outputs: an .npz with one array per input or output name); default
+  `<manifest folder>/tb/x_int.npy` (`x_int.npz`) and `y_int.npy` (`y_int.npz`);
 - `RTLGEN_RESULTS_DIR`: where `sim_out.npy` and `sim_result.json` go; default: the x folder;
-- `RTLGEN_BACKPRESSURE`: probability in [0, 1) of an idle input cycle and, independently, of
-  a low `tready` cycle on each output master (one pattern per master); default 0 (full rate);
+- `RTLGEN_BACKPRESSURE`: probability in [0, 1) of an idle cycle on each input slave and,
+  independently, of a low `tready` cycle on each output master (one pattern per port);
+  default 0 (full rate);
 - `RTLGEN_SEED`: seed of the pause generators; default 0;
 - `RTLGEN_TIMEOUT_CYCLES`: cycle budget; default derived from the manifest and N.
 
@@ -40,6 +41,7 @@ if __package__:
         StreamSpec,
         check_vectors,
         describe_mismatch,
+        input_arrays,
         load_manifest,
         output_arrays,
     )
@@ -50,6 +52,7 @@ else:  # copied next to run.py
         StreamSpec,
         check_vectors,
         describe_mismatch,
+        input_arrays,
         load_manifest,
         output_arrays,
     )
@@ -71,7 +74,7 @@ def timeout_cycles(manifest: Manifest, samples: int, backpressure: float) -> int
     """A generous cycle budget for streaming `samples` samples: a design that has not
     delivered every output beat by then is taken as hung."""
     out_beats = max(out.beats_per_sample for out in manifest.outputs)
-    beats = max(manifest.input.beats_per_sample, out_beats)
+    beats = max(*(spec.beats_per_sample for spec in manifest.inputs), out_beats)
     ii = max(manifest.ii_cycles or 0, *(out.ii_cycles or 0 for out in manifest.outputs), beats)
     latency = max(
         manifest.latency_cycles or 0, *(out.latency_cycles or 0 for out in manifest.outputs)
@@ -87,6 +90,15 @@ def load_expected(manifest: Manifest, path: Path) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as arrays:
             return output_arrays(manifest, {key: arrays[key] for key in arrays.files})
     return output_arrays(manifest, np.load(path, allow_pickle=False))
+
+
+def load_inputs(manifest: Manifest, path: Path) -> dict[str, np.ndarray]:
+    """The input mantissas {name: array}: a .npy for a one-input design, else an .npz with
+    one array per input name (no pickles either way)."""
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as arrays:
+            return input_arrays(manifest, {key: arrays[key] for key in arrays.files})
+    return input_arrays(manifest, np.load(path, allow_pickle=False))
 
 
 def _unpack_outputs(spec: StreamSpec, beats, samples: int) -> np.ndarray:
@@ -210,15 +222,16 @@ async def stream_samples(dut) -> None:
     manifest = load_manifest(_env_path("RTLGEN_MANIFEST", None))
     several = len(manifest.outputs) > 1
     default_y = "y_int.npz" if several else "y_int.npy"
-    x_path = _env_path("RTLGEN_X_INT", manifest.path.parent / "tb" / "x_int.npy")
+    default_x = "x_int.npz" if len(manifest.inputs) > 1 else "x_int.npy"
+    x_path = _env_path("RTLGEN_X_INT", manifest.path.parent / "tb" / default_x)
     y_path = _env_path("RTLGEN_Y_INT", x_path.parent / default_y)
     results_dir = _env_path("RTLGEN_RESULTS_DIR", x_path.parent)
     backpressure = float(os.environ.get("RTLGEN_BACKPRESSURE", "0") or 0)
     seed = int(os.environ.get("RTLGEN_SEED", "0") or 0)
-    x_int = np.load(x_path, allow_pickle=False)
+    x_ints = load_inputs(manifest, x_path)
     y_int = load_expected(manifest, y_path)
-    check_vectors(manifest, x_int, y_int)
-    samples = len(x_int)
+    check_vectors(manifest, x_ints, y_int)
+    samples = len(next(iter(x_ints.values())))
     for spec in manifest.outputs:
         if spec.classes is not None and not hasattr(dut, f"{spec.prefix}_tuser"):
             raise AssertionError(
@@ -230,14 +243,25 @@ async def stream_samples(dut) -> None:
 
     clock = getattr(dut, manifest.clock)
     Clock(clock, CLOCK_PERIOD_NS, unit="ns").start()
-    dut.s_axis_tvalid.value = 0
+    for spec in manifest.inputs:
+        getattr(dut, f"{spec.prefix}_tvalid").value = 0
     for spec in manifest.outputs:
         getattr(dut, f"{spec.prefix}_tready").value = 0
     await _reset(dut, manifest, clock)
     await RisingEdge(clock)
 
     counter = CycleCounter(clock)
-    source = AxisSource(dut, clock, counter, pauses=random_pauses(backpressure, f"{seed}/in"))
+    # each slave its own, independent gaps (input 0 keeps the one-input seed)
+    sources = [
+        AxisSource(
+            dut,
+            clock,
+            counter,
+            prefix=spec.prefix,
+            pauses=random_pauses(backpressure, f"{seed}/in" + (f"{k}" if k else "")),
+        )
+        for k, spec in enumerate(manifest.inputs)
+    ]
     # each master its own, independent tready pattern (output 0 keeps the one-output seed)
     sinks = [
         AxisSink(
@@ -250,12 +274,13 @@ async def stream_samples(dut) -> None:
         )
         for k, spec in enumerate(manifest.outputs)
     ]
-    last_in = manifest.input.beats_per_sample - 1
-    source.send(
-        (word, position == last_in)
-        for sample in x_int
-        for position, word in enumerate(manifest.input.pack(sample))
-    )
+    for spec, feeder in zip(manifest.inputs, sources, strict=True):
+        last = spec.beats_per_sample - 1
+        feeder.send(
+            (word, position == last)
+            for sample in x_ints[spec.name]
+            for position, word in enumerate(spec.pack(sample))
+        )
     wanted = [samples * spec.beats_per_sample for spec in manifest.outputs]
     started = time.perf_counter()
     events = [sink.expect(count) for sink, count in zip(sinks, wanted, strict=True)]
@@ -274,7 +299,12 @@ async def stream_samples(dut) -> None:
     if pending:
         error = (
             f"timeout after {budget} cycles: {', '.join(pending)}, "
-            f"{len(source.handshake_cycles)} of {samples * (last_in + 1)} input beats taken"
+            + ", ".join(
+                f"{len(feeder.handshake_cycles)} of {samples * spec.beats_per_sample} input beats"
+                + (f" on {spec.prefix}" if len(sources) > 1 else "")
+                for spec, feeder in zip(manifest.inputs, sources, strict=True)
+            )
+            + " taken"
         )
     else:
         # Give a misbehaving design time to emit beats it should not.
@@ -286,16 +316,24 @@ async def stream_samples(dut) -> None:
             for spec in manifest.outputs
         )
         await ClockCycles(clock, settle + 16)
-    source.stop()
+    for feeder in sources:
+        feeder.stop()
     for sink in sinks:
         sink.stop()
     counter.stop()
 
-    firsts = [
-        source.handshake_cycles[s * (last_in + 1)]
-        for s in range(samples)
-        if s * (last_in + 1) < len(source.handshake_cycles)
-    ]
+    # a sample starts when the last of the inputs takes its first beat (one input: its first
+    # beat), as the manifest's latency and II count
+    firsts = []
+    for s in range(samples):
+        starts = [
+            feeder.handshake_cycles[s * spec.beats_per_sample]
+            for spec, feeder in zip(manifest.inputs, sources, strict=True)
+            if s * spec.beats_per_sample < len(feeder.handshake_cycles)
+        ]
+        if len(starts) < len(sources):
+            break
+        firsts.append(max(starts))
     checks = [
         _check_output(
             spec, sink.beats, np.asarray(y_int[spec.name], dtype=np.int64), samples, firsts, several
@@ -335,7 +373,7 @@ async def stream_samples(dut) -> None:
         "timing_under_backpressure": backpressure > 0,
         "manifest_latency_cycles": manifest.latency_cycles,
         "manifest_ii_cycles": manifest.ii_cycles,
-        "input_stalled": source.stalled_cycles > 0,
+        "input_stalled": any(feeder.stalled_cycles > 0 for feeder in sources),
         "cycles": cycles,
         "seconds": seconds,
         "cycles_per_second": cycles / seconds if seconds > 0 else None,

@@ -349,7 +349,8 @@ def summarize(result: dict) -> str:
 
 
 def _expected(manifest: Manifest, path: Path):
-    """The expected outputs of a .npy (one output) or .npz (one array per output name)."""
+    """The arrays of a .npy (one input or output) or .npz (one array per input or output
+    name)."""
     if path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as arrays:
             return {key: arrays[key] for key in arrays.files}
@@ -366,7 +367,12 @@ def main(argv: list[str] | None = None) -> int:
         default=here.parent,
         help="folder with manifest.json (default: the parent of this folder)",
     )
-    parser.add_argument("--x", type=Path, default=here / "x_int.npy", help="input mantissas")
+    parser.add_argument(
+        "--x",
+        type=Path,
+        default=None,
+        help="input mantissas (default: x_int.npy, or x_int.npz for a design with several inputs)",
+    )
     parser.add_argument(
         "--y",
         type=Path,
@@ -390,12 +396,14 @@ def main(argv: list[str] | None = None) -> int:
         if not 0.0 <= args.backpressure < 1.0:
             raise ManifestError(f"--backpressure {args.backpressure} must be in [0, 1)")
         manifest = load_manifest(args.outdir / "manifest.json")
+        if args.x is None:
+            args.x = here / ("x_int.npz" if len(manifest.inputs) > 1 else "x_int.npy")
         if args.y is None:
             args.y = here / ("y_int.npz" if len(manifest.outputs) > 1 else "y_int.npy")
         for path in (args.x, args.y):
             if not path.is_file():
                 raise ManifestError(f"{path} not found")
-        check_vectors(manifest, np.load(args.x, allow_pickle=False), _expected(manifest, args.y))
+        check_vectors(manifest, _expected(manifest, args.x), _expected(manifest, args.y))
         build_dir = build(manifest, args.build_dir, waves=args.waves)
         result = run(
             manifest,

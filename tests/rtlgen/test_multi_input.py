@@ -1,0 +1,808 @@
+"""Multiple model inputs (issue 14): each `Input` of the graph on its own AXI4-Stream slave
+(`s_axis_*`, then `s1_axis_*` ...) with its own tlast; the manifest names every input
+(`inputs`: name, shape, type, prefix, beats per sample); the reference, `predict` and `sim`
+take one array per input name (`.npz`); Keras Functional models with several `Input` layers
+in Keras 2 and Keras 3 config layouts, in the order of the model's ``input_layers``.
+
+Joins of branches from different inputs need no FIFO (nothing forks into both: the slaves
+wait); a fork inside one input's branch still gets its FIFO. The hardware runs in Amaranth's
+simulator with independent random gaps on every slave and an independent random tready on
+every master; the Verilator runs (through `rtlgen convert` + `rtlgen sim`) are marked slow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import random
+import warnings
+
+import numpy as np
+import pytest
+
+from rtlgen import ir
+from rtlgen.api import load_model, predict_outputs
+from rtlgen.emit import convert, output_timing, predict_timing
+from rtlgen.frontend import read_model
+from rtlgen.hardware import HardwareOptions, NetworkTop
+from rtlgen.manifest import read_manifest
+from rtlgen.ops.concatenate import Concat
+from rtlgen.ops.merge import Merge
+from rtlgen.passes import PrecisionConfig, lower
+from rtlgen.plan import input_names, plan_network
+from rtlgen.quant.errors import RtlgenError
+from rtlgen.quant.fixed import FixedType
+from rtlgen.quant.merge import MergeOp
+from rtlgen.quant.quantizers import QuantizedBits, QuantizedRelu
+from rtlgen.quant.reference import run_int, run_int_outputs
+from rtlgen.serialize import load_graph, save_graph
+
+from ..models import write_weights_h5
+from .cli_run import rtlgen
+from .nets import run_counting_cycles
+
+KQ = QuantizedBits(4, 0)
+
+
+def _dense(rng, name, n_in, n_out, inputs, relu=True):
+    return ir.Dense(
+        name, (n_in,), (n_out,), inputs=inputs,
+        activation=ir.RELU if relu else ir.LINEAR,
+        weights=ir.FloatTensor(rng.normal(size=(n_in, n_out)) * 0.5, KQ),
+        bias=ir.FloatTensor(rng.normal(size=n_out) * 0.2, KQ),
+        out_quantizer=QuantizedRelu(5, 2) if relu else None,
+    )
+
+
+def _conv(rng, name, shape, cout, kernel, inputs, relu=True):
+    h, w, cin = shape
+    pad = kernel // 2
+    return ir.Conv(
+        name, shape, (h, w, cout), inputs=inputs,
+        weights=ir.FloatTensor(rng.normal(size=(kernel, kernel, cin, cout)) * 0.6, KQ),
+        bias=ir.FloatTensor(rng.normal(size=cout) * 0.2, KQ),
+        kernel=(kernel, kernel), stride=(1, 1), padding=(pad, pad, pad, pad),
+        activation=ir.RELU if relu else ir.LINEAR,
+        out_quantizer=QuantizedRelu(4, 1) if relu else QuantizedBits(6, 2),
+    )
+
+
+def two_vector_mlp(seed=0) -> ir.ModelGraph:
+    """a (6,) -> da, b (3,) -> db; concat(da, db) -> out: two one-beat inputs joined."""
+    rng = np.random.default_rng(seed)
+    nodes = [
+        ir.Input("a", (6,), (6,)),
+        ir.Input("b", (3,), (3,)),
+        _dense(rng, "da", 6, 5, ("a",)),
+        _dense(rng, "db", 3, 4, ("b",)),
+        Concat("cat", (5,), (9,), input_sizes=(5, 4), inputs=("da", "db")),
+        _dense(rng, "out", 9, 3, ("cat",), relu=False),
+    ]
+    return lower(ir.ModelGraph("two_in", tuple(nodes)), PrecisionConfig(input=FixedType(8, 4)))
+
+
+def image_and_features(seed=1, image_first=True) -> ir.ModelGraph:
+    """A jet image (5, 6, 2) -> conv -> 2x2 max pool -> flatten, and high-level features
+    (4,) -> dense, concatenated -> dense head: a 30-beat input beside a one-beat one (the
+    features wait at the join for the image's 30 beats)."""
+    rng = np.random.default_rng(seed)
+    image = ir.Input("image", (5, 6, 2), (5, 6, 2))
+    features = ir.Input("features", (4,), (4,))
+    nodes = [
+        *((image, features) if image_first else (features, image)),
+        _conv(rng, "c1", (5, 6, 2), 3, 3, ("image",)),
+        ir.Pool("pool", (5, 6, 3), (2, 3, 3), kind=ir.PoolKind.MAX, pool=(2, 2),
+                stride=(2, 2), inputs=("c1",)),
+        ir.Flatten("flat", (2, 3, 3), (18,), inputs=("pool",)),
+        _dense(rng, "df", 4, 5, ("features",)),
+        Concat("cat", (18,), (23,), input_sizes=(18, 5), inputs=("flat", "df")),
+        _dense(rng, "head", 23, 4, ("cat",), relu=False),
+    ]
+    name = "jets" if image_first else "jets_features_first"
+    return lower(ir.ModelGraph(name, tuple(nodes)), PrecisionConfig(input=FixedType(6, 3)))
+
+
+def two_images_added(seed=2) -> ir.ModelGraph:
+    """Two (4, 5, 2) images, each through its own conv, added pixel by pixel -> head: a
+    join of two multi-beat streams from different inputs."""
+    rng = np.random.default_rng(seed)
+    shape = (4, 5, 2)
+    nodes = [
+        ir.Input("left", shape, shape),
+        ir.Input("right", shape, shape),
+        _conv(rng, "cl", shape, 2, 3, ("left",)),
+        _conv(rng, "cr", shape, 2, 1, ("right",)),
+        Merge("add", shape, shape, kind=MergeOp.ADD, input_count=2, inputs=("cl", "cr")),
+        ir.Flatten("flat", shape, (40,), inputs=("add",)),
+        _dense(rng, "head", 40, 3, ("flat",), relu=False),
+    ]
+    return lower(ir.ModelGraph("stereo", tuple(nodes)), PrecisionConfig(input=FixedType(6, 3)))
+
+
+def residual_and_features(seed=3) -> ir.ModelGraph:
+    """An image input with a residual block (a fork on the image: its skip FIFO) whose
+    flattened result joins a second input's dense branch; the second input also feeds a
+    second output directly through a dense (two inputs, two outputs)."""
+    rng = np.random.default_rng(seed)
+    shape = (4, 5, 2)
+    nodes = [
+        ir.Input("image", shape, shape),
+        ir.Input("vec", (3,), (3,)),
+        _conv(rng, "c1", shape, 2, 3, ("image",)),
+        Merge("res", shape, shape, kind=MergeOp.ADD, input_count=2, inputs=("c1", "image")),
+        ir.Flatten("flat", shape, (40,), inputs=("res",)),
+        _dense(rng, "dv", 3, 4, ("vec",)),
+        Concat("cat", (40,), (44,), input_sizes=(40, 4), inputs=("flat", "dv")),
+        _dense(rng, "cls", 44, 3, ("cat",), relu=False),
+        _dense(rng, "aux", 4, 2, ("dv",), relu=False),
+    ]
+    graph = ir.ModelGraph("res_vec", tuple(nodes), outputs=("cls", "aux"))
+    return lower(graph, PrecisionConfig(input=FixedType(6, 3)))
+
+
+def input_straight_into_join(seed=4) -> ir.ModelGraph:
+    """b (4,) goes into the concat as it is, beside a's two dense layers."""
+    rng = np.random.default_rng(seed)
+    nodes = [
+        ir.Input("a", (5,), (5,)),
+        ir.Input("b", (4,), (4,)),
+        _dense(rng, "d1", 5, 6, ("a",)),
+        _dense(rng, "d2", 6, 4, ("d1",)),
+        Concat("cat", (4,), (8,), input_sizes=(4, 4), inputs=("d2", "b")),
+        _dense(rng, "out", 8, 3, ("cat",), relu=False),
+    ]
+    return lower(ir.ModelGraph("direct", tuple(nodes)), PrecisionConfig(input=FixedType(8, 4)))
+
+
+GRAPHS = {
+    "two-vectors": two_vector_mlp,
+    "image-and-features": image_and_features,
+    "features-first": lambda: image_and_features(image_first=False),
+    "two-images-added": two_images_added,
+    "residual-and-features": residual_and_features,
+    "input-straight-into-join": input_straight_into_join,
+}
+
+
+def random_inputs(graph: ir.ModelGraph, n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        node.name: rng.integers(
+            node.out_type.min_int, node.out_type.max_int + 1, size=(n, *node.out_shape)
+        )
+        for node in graph.input_nodes
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# an AXI4-Stream runner with one source per input, each with its own random gaps
+@dataclasses.dataclass
+class MultiRun:
+    outputs: dict[str, np.ndarray]  # output node -> (N, *shape) mantissas
+    classes: dict[str, list[int]]
+    first_in: dict[str, list[int]]  # input node -> cycle of each sample's first beat
+    last_out: dict[str, list[int]]  # output node -> cycle of each sample's last beat
+
+    @property
+    def starts(self) -> list[int]:
+        """Per sample, the first-beat handshake of the input that took it last (where the
+        timing model counts latency and II from)."""
+        return [max(times) for times in zip(*self.first_in.values(), strict=True)]
+
+
+def run_multi(
+    graph: ir.ModelGraph,
+    x_int: dict[str, np.ndarray],
+    valid_prob: float = 1.0,
+    ready_prob: float = 1.0,
+    seed: int = 0,
+    options: HardwareOptions = HardwareOptions(),
+    top: NetworkTop | None = None,
+) -> MultiRun:
+    """Stream every input's samples into its own slave (independent random gaps, seeded per
+    input) and take every master's beats (independent random tready); tlast checked on
+    every output beat."""
+    top = top or NetworkTop(graph, options)
+    samples = len(next(iter(x_int.values())))
+    first_in: dict[str, list[int]] = {spec.node: [] for spec in top.inputs}
+    last_out: dict[str, list[int]] = {out.node: [] for out in top.outputs}
+    classes: dict[str, list[int]] = {out.node: [] for out in top.outputs}
+    words: dict[str, list[int]] = {out.node: [] for out in top.outputs}
+    cycle = {"n": 0}
+
+    def source_for(index: int):
+        spec = top.inputs[index]
+        fmt = spec.format
+        port = functools.partial(top.input_port, index)
+        mask = (1 << fmt.type.width) - 1
+        beats = [row.reshape(fmt.beats, fmt.elements) for row in x_int[spec.node]]
+
+        async def source(ctx):
+            rng = random.Random(f"{seed}/in{index}")
+            for sample in beats:
+                for b, beat in enumerate(sample):
+                    while valid_prob < 1 and rng.random() >= valid_prob:
+                        ctx.set(port("tvalid"), 0)
+                        await ctx.tick()
+                    word = sum((int(v) & mask) << (k * fmt.type.width) for k, v in enumerate(beat))
+                    ctx.set(port("tdata"), word)
+                    ctx.set(port("tvalid"), 1)
+                    ctx.set(port("tlast"), b == fmt.beats - 1)
+                    while True:
+                        _, _, ready = await ctx.tick().sample(port("tready"))
+                        if ready:
+                            break
+                    if b == 0:
+                        first_in[spec.node].append(cycle["n"] - 1)
+            ctx.set(port("tvalid"), 0)
+
+        return source
+
+    def sink_for(index: int):
+        out = top.outputs[index]
+        fmt, got = out.format, words[out.node]
+        port = functools.partial(top.port, index)
+        signals = [port("tvalid"), port("tdata"), port("tlast")]
+        if out.classes:
+            signals.append(port("tuser"))
+
+        async def sink(ctx):
+            rng = random.Random(f"{seed}/out{index}")
+            while len(got) < samples * fmt.beats:
+                ready = ready_prob >= 1 or rng.random() < ready_prob
+                ctx.set(port("tready"), ready)
+                sampled = await ctx.tick().sample(*signals)
+                valid, tdata, tlast = sampled[2], sampled[3], sampled[4]
+                if valid and ready:
+                    got.append(int(tdata))
+                    expect_last = len(got) % fmt.beats == 0
+                    assert bool(tlast) == expect_last, f"{out.prefix}_tlast wrong"
+                    if expect_last:
+                        last_out[out.node].append(cycle["n"] - 1)
+                        if out.classes:
+                            classes[out.node].append(int(sampled[5]))
+                assert cycle["n"] < 200_000, "timeout"
+            ctx.set(port("tready"), 1)
+
+        return sink
+
+    run_counting_cycles(
+        top,
+        cycle,
+        [
+            *(source_for(k) for k in range(len(top.inputs))),
+            *(sink_for(k) for k in range(len(top.outputs))),
+        ],
+    )
+    outputs = {}
+    for out in top.outputs:
+        fmt = out.format
+        values = []
+        for word in words[out.node]:
+            for k in range(fmt.elements):
+                v = (word >> (k * fmt.type.width)) & ((1 << fmt.type.width) - 1)
+                if fmt.type.signed and v >= 1 << (fmt.type.width - 1):
+                    v -= 1 << fmt.type.width
+                values.append(v)
+        outputs[out.node] = np.array(values).reshape(samples, *graph.node(out.node).out_shape)
+    return MultiRun(outputs, classes, first_in, last_out)
+
+
+# ---------------------------------------------------------------------------------------
+# IR, reference
+def test_reference_takes_one_array_per_input_name():
+    graph = two_vector_mlp()
+    x = random_inputs(graph, 5)
+    y = run_int(graph, x)
+    # the same composition by hand: each branch alone, then the head on the concat
+    da = run_int(ir.ModelGraph("a", (graph.node("a"), graph.node("da"))), x["a"])
+    db = run_int(ir.ModelGraph("b", (graph.node("b"), graph.node("db"))), x["b"])
+    assert y.shape == (5, 3) and da.shape == (5, 5) and db.shape == (5, 4)
+    reordered = {"b": x["b"], "a": x["a"]}  # a mapping: order does not matter
+    np.testing.assert_array_equal(run_int(graph, reordered), y)
+    batched = run_int_outputs(graph, x, batch_size=2)["out"]
+    np.testing.assert_array_equal(batched, y)
+
+
+@pytest.mark.parametrize(
+    "x, fragment",
+    [
+        (lambda x: x["a"], "has 2 inputs \\(a, b\\); give one input mantissa array per input"),
+        (lambda x: {"a": x["a"]}, "arrays named \\[a\\]; model 'two_in' takes one array per input: a, b"),
+        (lambda x: {**x, "c": x["a"]}, "arrays named \\[a, b, c\\]"),
+        (lambda x: {**x, "b": x["b"][:2]}, "different numbers of samples: a 4, b 2"),
+        (lambda x: {**x, "b": x["b"][:, :2]}, "input 'b' mantissas have shape \\(2,\\)"),
+        (lambda x: {**x, "b": x["b"] + 1000}, "input 'b' mantissas out of range"),
+    ],
+)
+def test_reference_refuses_wrong_inputs_in_one_line(x, fragment):
+    graph = two_vector_mlp()
+    with pytest.raises(RtlgenError, match=fragment):
+        run_int(graph, x(random_inputs(graph, 4)))
+
+
+def test_one_input_graphs_still_take_one_array():
+    from .nets import mlp
+    from .nets import random_inputs as one_input
+
+    graph = mlp()
+    x = one_input(graph, 3)
+    np.testing.assert_array_equal(run_int(graph, x), run_int(graph, {"in": x}))
+
+
+def test_saved_multi_input_graph_loads_back_exactly(tmp_path):
+    graph = residual_and_features()
+    save_graph(graph, tmp_path / "g.npz")
+    loaded = load_graph(tmp_path / "g.npz")
+    assert [n.name for n in loaded.input_nodes] == ["image", "vec"]
+    x = random_inputs(graph, 3)
+    for name, y in run_int_outputs(graph, x).items():
+        np.testing.assert_array_equal(run_int_outputs(loaded, x)[name], y)
+
+
+# ---------------------------------------------------------------------------------------
+# hardware
+def test_one_slave_per_input_the_first_keeps_the_one_input_names():
+    top = NetworkTop(image_and_features())
+    ports = set(top.signature.members)
+    assert {"s_axis_tdata", "s_axis_tvalid", "s_axis_tready", "s_axis_tlast"} <= ports
+    assert {"s1_axis_tdata", "s1_axis_tvalid", "s1_axis_tready", "s1_axis_tlast"} <= ports
+    assert "s2_axis_tdata" not in ports and "s1_axis_tuser" not in ports
+    assert [(s.node, s.prefix) for s in top.inputs] == [("image", "s_axis"), ("features", "s1_axis")]
+    # the image: one pixel of 2 elements a beat; the features: the whole vector in one beat
+    assert top.signature.members["s_axis_tdata"].shape.width == 2 * 6
+    assert top.signature.members["s1_axis_tdata"].shape.width == 4 * 6
+    assert [s.format.beats for s in top.inputs] == [30, 1]
+
+
+@pytest.mark.parametrize("name", list(GRAPHS))
+def test_bit_exact_under_independent_input_gaps_and_backpressure(name):
+    graph = GRAPHS[name]()
+    assert len(graph.input_nodes) == 2
+    x = random_inputs(graph, 4, seed=3)
+    want = run_int_outputs(graph, x)
+    for seed, (valid, ready) in enumerate([(0.6, 0.5), (0.3, 1.0), (1.0, 0.3)]):
+        run = run_multi(graph, x, valid_prob=valid, ready_prob=ready, seed=seed)
+        for node, y in want.items():
+            np.testing.assert_array_equal(run.outputs[node], y)
+            if len(graph.node(node).out_shape) == 1:  # tuser = arg-max, first max wins
+                assert run.classes[node] == [int(np.argmax(v)) for v in y]
+
+
+def test_one_input_far_behind_the_other_still_bit_exact():
+    """The features arrive long after their image (the image slave at full rate, the
+    features slave idle 90% of the cycles): the join waits, nothing is lost or reordered."""
+    graph = image_and_features()
+    x = random_inputs(graph, 3, seed=5)
+    top = NetworkTop(graph)
+    assert top.plan.fifos == ()  # the branches share no input: no FIFO at the join
+    run = run_multi(graph, x, valid_prob=0.1, seed=7, top=top)
+    np.testing.assert_array_equal(run.outputs["head"], run_int(graph, x))
+
+
+@pytest.mark.parametrize("name", list(GRAPHS))
+def test_latency_and_ii_are_the_modelled_ones(name):
+    """At full rate on every slave and master: each output's latency (from the sample's
+    start, the first beat of the input that took it last) and the II are the model's."""
+    from rtlgen.timing import steady_samples
+
+    graph = GRAPHS[name]()
+    top = NetworkTop(graph)
+    samples = steady_samples(top)
+    run = run_multi(graph, random_inputs(graph, samples, seed=4), top=top)
+    timings = output_timing(top)
+    assert timings[0][:2] == predict_timing(top)[:2]
+    starts = run.starts
+    for (latency, ii), out in zip(timings, top.outputs, strict=True):
+        lasts = run.last_out[out.node]
+        assert max(o - f for f, o in zip(starts, lasts, strict=True)) == latency
+        assert max(np.diff(starts).tolist()) == ii
+
+
+def test_fifos_only_where_a_fork_feeds_the_join():
+    assert plan_network(two_vector_mlp()).fifos == ()
+    assert plan_network(two_images_added()).fifos == ()
+    fifos = plan_network(residual_and_features()).fifos
+    # the residual skip from the image (a fork on the image input) waits for the conv;
+    # the concat of the image and vector branches needs none
+    assert [(f.consumer, f.input_index, f.producer) for f in fifos] == [("res", 1, "image")]
+
+
+def test_the_skip_fifo_beside_a_second_input_is_tight(monkeypatch):
+    """One beat less on the residual's skip FIFO: slower (or a deadlock), never wrong."""
+    graph = residual_and_features()
+    x = random_inputs(graph, 3, seed=0)
+    want = run_int_outputs(graph, x)
+    full = run_multi(graph, x)
+    for node, y in want.items():
+        np.testing.assert_array_equal(full.outputs[node], y)
+
+    import rtlgen.hardware as hardware
+
+    original = hardware.plan_network
+
+    def smaller(g, options):
+        plan = original(g, options)
+        (fifo,) = plan.fifos
+        return dataclasses.replace(plan, fifos=(dataclasses.replace(fifo, depth=fifo.depth - 1),))
+
+    monkeypatch.setattr(hardware, "plan_network", smaller)
+    try:
+        short = run_multi(graph, x)
+    except AssertionError as exc:  # the runner's cycle limit: a deadlock
+        assert "timeout" in str(exc)
+        return
+    for node, y in want.items():
+        np.testing.assert_array_equal(short.outputs[node], y)
+    assert (short.first_in, short.last_out) != (full.first_in, full.last_out)
+
+
+def test_too_many_inputs_are_refused_in_one_line():
+    from rtlgen.hardware import check_supported
+    from rtlgen.sim_tb.tb_manifest import MAX_INPUTS
+
+    rng = np.random.default_rng(0)
+    count = MAX_INPUTS + 1
+    nodes = [ir.Input(f"x{k}", (1,), (1,)) for k in range(count)]
+    nodes.append(Concat("cat", (1,), (count,), input_sizes=(1,) * count,
+                        inputs=tuple(f"x{k}" for k in range(count))))
+    nodes.append(_dense(rng, "out", count, 2, ("cat",), relu=False))
+    graph = lower(ir.ModelGraph("many", tuple(nodes)), PrecisionConfig(input=FixedType(8, 4)))
+    with pytest.raises(RtlgenError, match=f"the model has {count} inputs; rtlgen builds at most 64"):
+        check_supported(graph)
+
+
+# ---------------------------------------------------------------------------------------
+# manifest, files, CLI
+@pytest.fixture(scope="module")
+def design(tmp_path_factory):
+    return convert(residual_and_features(), tmp_path_factory.mktemp("mi") / "design")
+
+
+def test_manifest_names_each_input_with_its_ports(design):
+    manifest = read_manifest(design.outdir)
+    assert manifest == design.manifest
+    assert manifest.input_names == ("image", "vec")
+    image, vec = manifest.inputs
+    assert manifest.input == image and image.prefix == "s_axis" and vec.prefix == "s1_axis"
+    assert image.shape == (4, 5, 2) and image.beats_per_sample == 20 and image.elements_per_beat == 2
+    assert vec.shape == (3,) and vec.beats_per_sample == 1 and vec.tdata_width == 3 * 6
+    assert vec.element.width == 6 and vec.element.frac == 3 and vec.type_origin == "unknown"
+    raw = json.loads((design.outdir / "manifest.json").read_text())
+    assert raw["input"] == raw["inputs"][0] and raw["inputs"][1]["name"] == "vec"
+    report = (design.outdir / "REPORT.md").read_text()
+    assert "input `vec`" in report and "`s1_axis_tdata`" in report
+
+
+def _tampered(design, tmp_path, edit):
+    import shutil
+
+    outdir = tmp_path / "copy"
+    shutil.copytree(design.outdir, outdir)
+    raw = json.loads((outdir / "manifest.json").read_text())
+    edit(raw)
+    (outdir / "manifest.json").write_text(json.dumps(raw))
+    return outdir
+
+
+@pytest.mark.parametrize(
+    "edit,fragment",
+    [
+        (lambda m: m["inputs"][1].update(prefix="s_axis"), "inputs[1].prefix is 's_axis', expected 's1_axis'"),
+        (lambda m: m["inputs"][1].update(name="image"), "names two inputs"),
+        (lambda m: m["inputs"][1].update(name="a b"), "inputs[1].name is 'a b'"),
+        (lambda m: m["inputs"][0].update(name="other"), "input is not the same as inputs[0]"),
+        (lambda m: m["inputs"][1].update(tdata_width=5), "inputs[1].tdata_width 5"),
+        (lambda m: m["inputs"][1].update(beats_per_sample=2), "inputs[1] has 2 beats"),
+        (lambda m: m.update(inputs=[]), "inputs has 0 items"),
+        (lambda m: m.update(inputs=[m["input"]] * 65), "inputs has 65 items"),
+        (lambda m: m["input"].update(prefix="s1_axis"), "input is not the same as inputs[0]"),
+        (
+            lambda m: [m["input"].update(prefix="s1_axis"), m["inputs"][0].update(prefix="s1_axis")],
+            "inputs[0].prefix is 's1_axis', expected 's_axis'",
+        ),
+    ],
+)
+def test_tampered_inputs_are_refused_in_one_line(design, tmp_path, edit, fragment):
+    with pytest.raises(RtlgenError) as error:
+        read_manifest(_tampered(design, tmp_path, edit))
+    message = str(error.value)
+    assert "\n" not in message and fragment in message, message
+
+
+def test_a_manifest_without_inputs_reads_as_one_input(design, tmp_path):
+    def old(raw):
+        del raw["inputs"]
+        for key in ("name", "prefix"):
+            del raw["input"][key]
+
+    manifest = read_manifest(_tampered(design, tmp_path, old))
+    assert len(manifest.inputs) == 1 and manifest.input_names == ("input",)
+    assert manifest.input.prefix == "s_axis" and manifest.input.shape == (4, 5, 2)
+
+
+def test_vectors_need_one_array_per_input(design):
+    from rtlgen.sim_tb.tb_manifest import ManifestError, check_vectors
+
+    manifest = read_manifest(design.outdir)
+    graph = residual_and_features()
+    x = random_inputs(graph, 2)
+    ys = dict(zip(manifest.output_names, run_int_outputs(graph, x).values(), strict=True))
+    check_vectors(manifest, x, ys)
+    with pytest.raises(ManifestError, match="2 inputs .image, vec.; give one array per input"):
+        check_vectors(manifest, x["image"], ys)
+    with pytest.raises(ManifestError, match="arrays named \\['image'\\], expected one per input"):
+        check_vectors(manifest, {"image": x["image"]}, ys)
+    with pytest.raises(ManifestError, match="x_int\\['vec'\\]: shape \\(2, 4\\)"):
+        check_vectors(manifest, {**x, "vec": np.zeros((2, 4), dtype=np.int64)}, ys)
+    with pytest.raises(ManifestError, match="x_int\\['vec'\\]: values in"):
+        check_vectors(manifest, {**x, "vec": x["vec"] + 1000}, ys)
+    with pytest.raises(ManifestError, match="x_int\\['image'\\] has 2 samples and x_int\\['vec'\\] 1"):
+        check_vectors(manifest, {**x, "vec": x["vec"][:1]}, ys)
+
+
+def _float_inputs(graph, n, seed):
+    return {
+        name: node.out_type.to_float(x)
+        for (name, x), node in zip(random_inputs(graph, n, seed).items(), graph.input_nodes, strict=True)
+    }
+
+
+def test_predict_takes_an_npz_per_input_name(design, tmp_path):
+    graph = load_model(design.outdir)
+    assert input_names(graph) == ("image", "vec")
+    x = _float_inputs(graph, 3, seed=5)
+    np.savez(tmp_path / "x.npz", **x)
+    result = rtlgen("predict", design.outdir, "-i", tmp_path / "x.npz", "-o", tmp_path / "y.npz")
+    assert result.returncode == 0, result.stderr
+    want = predict_outputs(graph, x)
+    with np.load(tmp_path / "y.npz") as arrays:
+        assert sorted(arrays.files) == ["aux", "cls"]
+        for name in ("aux", "cls"):
+            np.testing.assert_array_equal(arrays[name], want[name])
+
+
+@pytest.mark.parametrize(
+    "arrays, fragment",
+    [
+        (lambda x: {"image": x["image"]}, "arrays named [image]; expected one per input: image, vec"),
+        (lambda x: {**x, "extra": x["vec"]}, "arrays named [extra, image, vec]"),
+        (lambda x: {**x, "vec": x["vec"][:, :2]}, "input 'vec' has shape (2,) per sample"),
+        (lambda x: {**x, "vec": x["vec"][:2]}, "different numbers of samples: image 3, vec 2"),
+        (lambda x: x["image"], "has 2 inputs (image, vec); give an .npz with one array per input"),
+    ],
+)
+def test_predict_refuses_bad_input_files_in_one_line(design, tmp_path, arrays, fragment):
+    graph = load_model(design.outdir)
+    given = arrays(_float_inputs(graph, 3, seed=6))
+    path = tmp_path / ("x.npz" if isinstance(given, dict) else "x.npy")
+    if isinstance(given, dict):
+        np.savez(path, **given)
+    else:
+        np.save(path, given)
+    result = rtlgen("predict", design.outdir, "-i", path, "-o", tmp_path / "y.npz")
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_inspect_lists_the_inputs(design):
+    result = rtlgen("inspect", design.outdir, "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert [(i["name"], i["shape"], i["port"]) for i in info["inputs"]] == [
+        ("image", [4, 5, 2], "s_axis"), ("vec", [3], "s1_axis"),
+    ]
+    text = rtlgen("inspect", design.outdir)
+    assert text.returncode == 0 and "s1_axis" in text.stdout and "vec" in text.stdout
+
+
+# ---------------------------------------------------------------------------------------
+# Keras Functional configs with several Input layers (Keras 2 and Keras 3 layouts)
+def _node(sources, keras3):
+    if keras3:
+        tensors = [
+            {"class_name": "__keras_tensor__", "config": {"keras_history": [s, 0, 0]}}
+            for s in sources
+        ]
+        return {"args": [tensors] if len(tensors) > 1 else tensors, "kwargs": {}}
+    return [[s, 0, 0, {}] for s in sources]
+
+
+def _functional(inputs, layers, outputs, keras3, input_order=None):
+    """A Functional config: ``inputs`` [(name, shape)], ``layers`` [(name, class, config,
+    sources)]; the InputLayers are listed in ``inputs`` order, ``input_layers`` in
+    ``input_order`` (default the same)."""
+    key = "batch_shape" if keras3 else "batch_input_shape"
+    entries = [
+        {
+            "class_name": "InputLayer",
+            "name": name,
+            "config": {"name": name, key: [None, *shape]},
+            "inbound_nodes": [],
+        }
+        for name, shape in inputs
+    ]
+    for name, class_name, config, sources in layers:
+        entries.append({
+            "class_name": class_name,
+            "name": name,
+            "config": {"name": name, **config},
+            "inbound_nodes": [_node(sources, keras3)],
+        })
+    order = input_order or [name for name, _ in inputs]
+    return {
+        "class_name": "Functional",
+        "config": {
+            "name": "two_inputs",
+            "layers": entries,
+            "input_layers": [[name, 0, 0] for name in order],
+            "output_layers": [[name, 0, 0] for name in outputs],
+        },
+    }
+
+
+def _two_branch_config(keras3, input_order=None):
+    dense = {"activation": "relu", "use_bias": True}
+    return _functional(
+        [("a", [6]), ("b", [3])],
+        [
+            ("da", "Dense", {**dense, "units": 4}, ["a"]),
+            ("db", "Dense", {**dense, "units": 2}, ["b"]),
+            ("cat", "Concatenate", {"axis": -1}, ["da", "db"]),
+            ("out", "Dense", {"units": 3, "activation": "linear", "use_bias": True}, ["cat"]),
+        ],
+        ["out"],
+        keras3,
+        input_order,
+    )
+
+
+@pytest.fixture
+def two_branch_weights(tmp_path):
+    rng = np.random.default_rng(0)
+    return write_weights_h5(tmp_path / "w.h5", {
+        "da": {"kernel": rng.normal(size=(6, 4)), "bias": rng.normal(size=4)},
+        "db": {"kernel": rng.normal(size=(3, 2)), "bias": rng.normal(size=2)},
+        "out": {"kernel": rng.normal(size=(6, 3)), "bias": rng.normal(size=3)},
+    })
+
+
+@pytest.mark.parametrize("keras3", [False, True])
+def test_functional_config_with_two_inputs(tmp_path, two_branch_weights, keras3):
+    (tmp_path / "m.json").write_text(json.dumps(_two_branch_config(keras3)))
+    graph = read_model(tmp_path / "m.json", two_branch_weights)
+    assert [n.name for n in graph.input_nodes] == ["a", "b"]
+    assert [n.name for n in graph.nodes[:2]] == ["a", "b"]  # the inputs come first
+    assert graph.node("cat").inputs == ("da", "db") and graph.outputs == ("out",)
+    assert graph.node("a").out_shape == (6,) and graph.node("b").out_shape == (3,)
+
+
+def test_input_layers_order_is_the_input_order(tmp_path, two_branch_weights):
+    """``input_layers`` says which input is which (the first is `s_axis`), not the order
+    the InputLayers are listed in."""
+    (tmp_path / "m.json").write_text(json.dumps(_two_branch_config(False, ["b", "a"])))
+    graph = read_model(tmp_path / "m.json", two_branch_weights)
+    assert [n.name for n in graph.input_nodes] == ["b", "a"]
+    lowered = lower(graph, PrecisionConfig(input=FixedType(8, 4)))
+    assert [(s.node, s.prefix) for s in plan_network(lowered).inputs] == [
+        ("b", "s_axis"), ("a", "s1_axis"),
+    ]
+
+
+def test_an_input_that_feeds_no_output_is_refused(tmp_path, two_branch_weights):
+    config = _two_branch_config(False)
+    config["config"]["layers"].insert(2, {
+        "class_name": "InputLayer", "name": "c",
+        "config": {"name": "c", "batch_input_shape": [None, 2]}, "inbound_nodes": [],
+    })
+    config["config"]["input_layers"].append(["c", 0, 0])
+    (tmp_path / "m.json").write_text(json.dumps(config))
+    with pytest.raises(RtlgenError, match="layers c do not lead to a model output"):
+        read_model(tmp_path / "m.json", two_branch_weights)
+
+
+def keras_jets(path, seed=0, image_first=True):
+    """A QKeras two-input model: a jet image (6, 6, 2) through QConv2D + pooling + flatten,
+    high-level features (3,) through a QDense, concatenated -> QDense head (the hls4ml
+    jet-tagging shape)."""
+    pytest.importorskip("qkeras")  # the oracle: TensorFlow 2.15 + QKeras (Python 3.11)
+    import tensorflow as tf
+    from qkeras import QActivation, QConv2D, QDense
+
+    tf.keras.utils.set_random_seed(seed)
+    q = "quantized_bits(4,0,alpha=1)"
+    image = tf.keras.Input((6, 6, 2), name="image")
+    features = tf.keras.Input((3,), name="features")
+    h = QConv2D(3, (3, 3), kernel_quantizer=q, bias_quantizer=q, name="conv")(image)
+    h = QActivation("quantized_relu(5,2)", name="conv_relu")(h)
+    h = tf.keras.layers.MaxPooling2D((2, 2), name="pool")(h)
+    h = tf.keras.layers.Flatten(name="flat")(h)
+    f = QDense(4, kernel_quantizer=q, bias_quantizer=q, name="feat")(features)
+    f = QActivation("quantized_relu(5,2)", name="feat_relu")(f)
+    joined = tf.keras.layers.Concatenate(name="cat")([h, f])
+    out = QDense(3, kernel_quantizer=q, bias_quantizer=q, name="head")(joined)
+    inputs = [image, features] if image_first else [features, image]
+    model = tf.keras.Model(inputs, out, name="jets")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.save(path)
+    return model
+
+
+@pytest.mark.parametrize("image_first", [True, False])
+def test_qkeras_two_input_model_predicts_exactly_like_qkeras(tmp_path, image_first):
+    model = keras_jets(tmp_path / "m.h5", image_first=image_first)
+    graph = load_model(tmp_path / "m.h5", input_type="fixed<8,4>")
+    order = ["image", "features"] if image_first else ["features", "image"]
+    assert [n.name for n in graph.input_nodes] == order
+    x = {name: v / 16.0 for name, v in random_inputs(graph, 64, seed=6).items()}  # exact
+    keras = model.predict([x[name] for name in order], verbose=0)
+    # QKeras computes in float32 on quantized weights and activations: exact at these widths
+    np.testing.assert_array_equal(predict_outputs(graph, x)["head"], keras)
+    x_int = random_inputs(graph, 3, seed=7)
+    run = run_multi(graph, x_int, valid_prob=0.6, ready_prob=0.5, seed=1)
+    np.testing.assert_array_equal(run.outputs["head"], run_int(graph, x_int))
+
+
+def test_qkeras_two_input_model_in_a_keras_archive(tmp_path):
+    """The `.keras` archive (Keras 2.15's own zip layout) reads to the same graph."""
+    keras_jets(tmp_path / "m.h5")
+    model = keras_jets(tmp_path / "m.keras")
+    from_h5 = load_model(tmp_path / "m.h5", input_type="fixed<8,4>")
+    from_archive = load_model(tmp_path / "m.keras", input_type="fixed<8,4>")
+    x = {name: v / 16.0 for name, v in random_inputs(from_h5, 16, seed=2).items()}
+    np.testing.assert_array_equal(
+        predict_outputs(from_archive, x)["head"], predict_outputs(from_h5, x)["head"]
+    )
+    np.testing.assert_array_equal(
+        predict_outputs(from_archive, x)["head"],
+        model.predict([x["image"], x["features"]], verbose=0),
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Verilator, through the CLI
+@pytest.mark.slow
+def test_qkeras_two_input_model_bit_exact_in_verilator_through_the_cli(tmp_path):
+    keras_jets(tmp_path / "m.h5", image_first=False)
+    out = tmp_path / "design"
+    result = rtlgen("convert", tmp_path / "m.h5", "-o", out, "--input-type", "fixed<8,4>")
+    assert result.returncode == 0, result.stderr
+    graph = load_model(out)
+    x = _float_inputs(graph, 6, seed=8)
+    np.savez(tmp_path / "x.npz", **x)
+    for backpressure in ("0.4", "0"):
+        result = rtlgen("sim", out, "-i", tmp_path / "x.npz", "-o", tmp_path / "y.npy",
+                        "--backpressure", backpressure, timeout=900)
+        assert result.returncode == 0, result.stdout + result.stderr
+    sim = json.loads((out / "sim" / "sim_result.json").read_text())
+    manifest = read_manifest(out)
+    assert sim["passed"] and manifest.input_names == ("features", "image")
+    assert sim["latency_cycles"] == manifest.latency_cycles
+    assert sim["ii_cycles"] == manifest.ii_cycles
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), predict_outputs(graph, x)["head"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["residual-and-features", "two-images-added"])
+def test_multi_input_graphs_bit_exact_in_verilator(name, tmp_path, tmp_path_factory):
+    from rtlgen.sim_tb import simulate
+    from rtlgen.timing import steady_samples
+
+    graph = GRAPHS[name]()
+    design = convert(graph, tmp_path / "design")
+    x = random_inputs(graph, max(4, steady_samples(NetworkTop(graph))), 1)
+    want = dict(zip(design.manifest.output_names, run_int_outputs(graph, x).values(), strict=True))
+    y = want if len(want) > 1 else next(iter(want.values()))
+    build_root = tmp_path_factory.mktemp("verilator_cache")
+    result = simulate(design.outdir, x, y, backpressure=0.4, seed=2, build_root=build_root)
+    assert result.passed, result.report
+    result = simulate(design.outdir, x, y, build_root=build_root)
+    assert result.passed, result.report
+    assert result.latency_cycles == design.manifest.latency_cycles
+    assert result.ii_cycles == design.manifest.ii_cycles
+    for out_name, values in want.items():
+        np.testing.assert_array_equal(result.y_sim_outputs[out_name], values)
