@@ -92,6 +92,12 @@ class Family(StrEnum):
     ecp5 = "ecp5"
 
 
+class Harness(StrEnum):  # rtlgen.sim_tb.harness_cpp.Harness
+    auto = "auto"
+    cpp = "cpp"
+    cocotb = "cocotb"
+
+
 ModelArg = Annotated[str, typer.Argument(help="Model file: .h5 (full model), .json (+ --weights), .keras, or a converted OUTDIR.")]
 WeightsOpt = Annotated[Path | None, typer.Option("--weights", "-w", help="Weights .h5 for a .json model.")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Precision config YAML (hls4ml-style types accepted).")]
@@ -187,8 +193,7 @@ def inspect(
     rows = summarize(graph)
     if as_json:
         print(json.dumps({"model": graph.name, "softmax": graph.softmax, "input": _input_json(graph),
-                          "inputs": _inputs_json(graph), "layers": [r.as_json() for r in rows]},
-                         indent=2))
+                          "layers": [r.as_json() for r in rows]}, indent=2))
         return
     _print_summary(graph, rows)
 
@@ -198,17 +203,6 @@ def _input_json(graph) -> dict:
     t = graph.input.out_type
     return {"shape": list(graph.input_shape), "type": str(t), "min": t.min_value, "max": t.max_value,
             "step": t.step}
-
-
-def _inputs_json(graph) -> list[dict]:
-    """Every input: its name (the key of its array in an input .npz), shape, type, port."""
-    from rtlgen.plan import input_names, input_prefix
-
-    return [
-        {"name": name, "node": node.name, "shape": list(node.out_shape), "type": str(node.out_type),
-         "port": input_prefix(k)}
-        for k, (node, name) in enumerate(zip(graph.input_nodes, input_names(graph), strict=True))
-    ]
 
 
 def _print_summary(graph, rows) -> None:
@@ -234,9 +228,6 @@ def _print_summary(graph, rows) -> None:
     total = sum(r.multiplies for r in rows)
     console.print(f"non-zero multiplies per sample: {nz} of {total}"
                   + (" (softmax at the end: hardware emits logits + class)" if graph.softmax else ""))
-    if len(graph.input_nodes) > 1:
-        console.print("inputs (an .npz with one array per name): " + ", ".join(
-            f"{i['name']} {'x'.join(map(str, i['shape']))} on {i['port']}" for i in _inputs_json(graph)))
     if len(graph.outputs) > 1:
         console.print(f"outputs: {', '.join(graph.outputs)}"
                       + (f" (softmax on {', '.join(graph.softmax_outputs)})" if graph.softmax_outputs else ""))
@@ -246,7 +237,7 @@ def _print_summary(graph, rows) -> None:
 @app.command()
 def predict(
     model: ModelArg,
-    input: Annotated[Path, typer.Option("--input", "-i", help="Inputs .npy, shape (N, *input_shape), float; a model with several inputs: an .npz with one array per input name.")],
+    input: Annotated[Path, typer.Option("--input", "-i", help="Inputs .npy, shape (N, *input_shape), float.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write outputs: .npy, or for a model with several outputs an .npz with one array per output name.")],
     weights: WeightsOpt = None,
     config: ConfigOpt = None,
@@ -260,15 +251,14 @@ def predict(
     A model with several outputs writes an .npz with one such array per output name."""
     import numpy as np
 
-    from rtlgen.api import dequantized_outputs, load_inputs
+    from rtlgen.api import dequantized_outputs, load_array
     from rtlgen.outdir import check_output_file
     from rtlgen.quant.reference import run_int_outputs
 
     check_output_file(output)  # a bad -o fails now, not after the model ran
     graph = _load(model, weights, config, input_type, calibrate, max_params)
-    x = _quantize_input(graph, load_inputs(input, graph))
-    samples = len(next(iter(x.mantissas.values())) if isinstance(x.mantissas, dict) else x.mantissas)
-    with _progress(f"running the integer reference model on {samples} samples"):
+    x = _quantize_input(graph, load_array(input))
+    with _progress(f"running the integer reference model on {len(x.mantissas)} samples"):
         ys = dequantized_outputs(graph, run_int_outputs(graph, x.mantissas))
     if classes:
         ys = {name: np.argmax(y, axis=1) for name, y in ys.items()}
@@ -418,23 +408,26 @@ def _print_design(design) -> None:
 @app.command()
 def sim(
     outdir: Annotated[Path, typer.Argument(help="A directory written by 'rtlgen convert'.")],
-    input: Annotated[Path, typer.Option("--input", "-i", help="Inputs .npy (float, like for 'predict'); several inputs: an .npz with one array per input name.")],
+    input: Annotated[Path, typer.Option("--input", "-i", help="Inputs .npy (float, like for 'predict').")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write simulated outputs .npy, or .npz for several outputs (same format as 'predict --output').")] = None,
     backpressure: Annotated[float, typer.Option(help="Probability of tvalid gaps on input and tready drops on output.", min=0.0, max=0.95, callback=_finite)] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed of the backpressure pattern.", min=0, max=MAX_SEED)] = 0,
     waves: Annotated[bool, typer.Option("--waves", help="Dump a VCD waveform.")] = False,
+    harness: Annotated[Harness, typer.Option(help="Testbench: cocotb (Python drives each cycle), cpp (compiled, for test sets) or auto (cpp from 64 samples, without --waves).")] = Harness.auto,
 ) -> None:
-    """Simulate the generated Verilog in Verilator (cocotb), compare bit for bit with the
-    reference model, measure latency and II. Exits 1 on any mismatch."""
-    result = _simulate(outdir, input, output, backpressure, seed, waves)
+    """Simulate the generated Verilog in Verilator (cocotb, or a compiled C++ testbench for
+    large runs), compare bit for bit with the reference model, measure latency and II.
+    Exits 1 on any mismatch."""
+    result = _simulate(outdir, input, output, backpressure, seed, waves, harness=harness.value)
     if not result.passed:
         raise typer.Exit(1)
 
 
-def _simulate(outdir: Path, input: Path, output: Path | None, backpressure: float, seed: int, waves: bool):
+def _simulate(outdir: Path, input: Path, output: Path | None, backpressure: float, seed: int, waves: bool,
+              harness: str = "auto"):
     import numpy as np
 
-    from rtlgen.api import dequantized_outputs, input_names, load_inputs, load_model, named_outputs
+    from rtlgen.api import dequantized_outputs, load_array, load_model, named_outputs
     from rtlgen.manifest import DesignFolderError, read_manifest
     from rtlgen.outdir import check_output_file
     from rtlgen.quant.reference import run_int_outputs
@@ -444,22 +437,16 @@ def _simulate(outdir: Path, input: Path, output: Path | None, backpressure: floa
         check_output_file(output)  # a bad -o fails now, not after the simulation
     manifest = read_manifest(outdir)
     graph = load_model(manifest.graph_path)
-    if input_names(graph) != manifest.input_names and len(graph.input_nodes) > 1:
-        raise DesignFolderError(
-            f"{outdir}: the manifest's inputs ({', '.join(manifest.input_names)}) are not "
-            f"graph.npz's ({', '.join(input_names(graph))})"
-        )
-    x_int = _quantize_input(graph, load_inputs(input, graph)).mantissas
+    x_int = _quantize_input(graph, load_array(input)).mantissas
     y_int = named_outputs(graph, run_int_outputs(graph, x_int))
-    if isinstance(x_int, dict):  # by the manifest's input names
-        x_int = dict(zip(manifest.input_names, x_int.values(), strict=True))
     if tuple(y_int) != manifest.output_names:
         raise DesignFolderError(
             f"{outdir}: the manifest's outputs ({', '.join(manifest.output_names)}) are not "
             f"graph.npz's ({', '.join(y_int)})"
         )
     result = simulate(outdir, x_int, y_int if len(y_int) > 1 else next(iter(y_int.values())),
-                      backpressure=backpressure, seed=seed, waves=waves, progress=_progress)
+                      backpressure=backpressure, seed=seed, waves=waves, progress=_progress,
+                      harness=harness)
     _print_sim(manifest, result)
     if output is not None and result.y_sim_outputs:
         by_node = {node.name: np.asarray(result.y_sim_outputs[name])

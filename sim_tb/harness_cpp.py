@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -58,11 +59,22 @@ MAX_ELEMENT_BITS = 64
 RESET_CYCLES = 4  # as tb_network.RESET_CYCLES
 #: `rtlgen sim --harness auto` takes the compiled harness from this many samples on
 AUTO_MIN_SAMPLES = 64
-HARNESSES = ("auto", "cpp", "cocotb")
+
+
+class Harness(StrEnum):
+    """Which testbench `rtlgen sim --harness` runs (see `choose_harness`)."""
+
+    AUTO = "auto"
+    CPP = "cpp"
+    COCOTB = "cocotb"
+
+
+HARNESSES = tuple(Harness)
 
 __all__ = [
     "AUTO_MIN_SAMPLES",
     "HARNESSES",
+    "Harness",
     "build_harness",
     "choose_harness",
     "run_harness",
@@ -397,7 +409,11 @@ def run_harness(
     )
     samples = len(next(iter(x_by_name.values())))
     several = len(manifest.outputs) > 1
-    budget = timeout_cycles or default_budget(manifest, samples, backpressure)
+    budget = (
+        timeout_cycles
+        or int(os.environ.get("RTLGEN_TIMEOUT_CYCLES", "0") or 0)  # as tb_network
+        or default_budget(manifest, samples, backpressure)
+    )
     settle = max(
         (spec.latency_cycles or manifest.latency_cycles or 0) + 2 * spec.beats_per_sample
         for spec in manifest.outputs
