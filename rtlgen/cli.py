@@ -193,7 +193,8 @@ def inspect(
     rows = summarize(graph)
     if as_json:
         print(json.dumps({"model": graph.name, "softmax": graph.softmax, "input": _input_json(graph),
-                          "layers": [r.as_json() for r in rows]}, indent=2))
+                          "inputs": _inputs_json(graph), "layers": [r.as_json() for r in rows]},
+                         indent=2))
         return
     _print_summary(graph, rows)
 
@@ -203,6 +204,17 @@ def _input_json(graph) -> dict:
     t = graph.input.out_type
     return {"shape": list(graph.input_shape), "type": str(t), "min": t.min_value, "max": t.max_value,
             "step": t.step}
+
+
+def _inputs_json(graph) -> list[dict]:
+    """Every input: its name (the key of its array in an input .npz), shape, type, port."""
+    from rtlgen.plan import input_names, input_prefix
+
+    return [
+        {"name": name, "node": node.name, "shape": list(node.out_shape), "type": str(node.out_type),
+         "port": input_prefix(k)}
+        for k, (node, name) in enumerate(zip(graph.input_nodes, input_names(graph), strict=True))
+    ]
 
 
 def _print_summary(graph, rows) -> None:
@@ -228,6 +240,9 @@ def _print_summary(graph, rows) -> None:
     total = sum(r.multiplies for r in rows)
     console.print(f"non-zero multiplies per sample: {nz} of {total}"
                   + (" (softmax at the end: hardware emits logits + class)" if graph.softmax else ""))
+    if len(graph.input_nodes) > 1:
+        console.print("inputs (an .npz with one array per name): " + ", ".join(
+            f"{i['name']} {'x'.join(map(str, i['shape']))} on {i['port']}" for i in _inputs_json(graph)))
     if len(graph.outputs) > 1:
         console.print(f"outputs: {', '.join(graph.outputs)}"
                       + (f" (softmax on {', '.join(graph.softmax_outputs)})" if graph.softmax_outputs else ""))
@@ -237,7 +252,7 @@ def _print_summary(graph, rows) -> None:
 @app.command()
 def predict(
     model: ModelArg,
-    input: Annotated[Path, typer.Option("--input", "-i", help="Inputs .npy, shape (N, *input_shape), float.")],
+    input: Annotated[Path, typer.Option("--input", "-i", help="Inputs .npy, shape (N, *input_shape), float; a model with several inputs: an .npz with one array per input name.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write outputs: .npy, or for a model with several outputs an .npz with one array per output name.")],
     weights: WeightsOpt = None,
     config: ConfigOpt = None,
@@ -251,14 +266,15 @@ def predict(
     A model with several outputs writes an .npz with one such array per output name."""
     import numpy as np
 
-    from rtlgen.api import dequantized_outputs, load_array
+    from rtlgen.api import dequantized_outputs, load_inputs
     from rtlgen.outdir import check_output_file
     from rtlgen.quant.reference import run_int_outputs
 
     check_output_file(output)  # a bad -o fails now, not after the model ran
     graph = _load(model, weights, config, input_type, calibrate, max_params)
-    x = _quantize_input(graph, load_array(input))
-    with _progress(f"running the integer reference model on {len(x.mantissas)} samples"):
+    x = _quantize_input(graph, load_inputs(input, graph))
+    samples = len(next(iter(x.mantissas.values())) if isinstance(x.mantissas, dict) else x.mantissas)
+    with _progress(f"running the integer reference model on {samples} samples"):
         ys = dequantized_outputs(graph, run_int_outputs(graph, x.mantissas))
     if classes:
         ys = {name: np.argmax(y, axis=1) for name, y in ys.items()}
@@ -408,7 +424,7 @@ def _print_design(design) -> None:
 @app.command()
 def sim(
     outdir: Annotated[Path, typer.Argument(help="A directory written by 'rtlgen convert'.")],
-    input: Annotated[Path, typer.Option("--input", "-i", help="Inputs .npy (float, like for 'predict').")],
+    input: Annotated[Path, typer.Option("--input", "-i", help="Inputs .npy (float, like for 'predict'); several inputs: an .npz with one array per input name.")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write simulated outputs .npy, or .npz for several outputs (same format as 'predict --output').")] = None,
     backpressure: Annotated[float, typer.Option(help="Probability of tvalid gaps on input and tready drops on output.", min=0.0, max=0.95, callback=_finite)] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed of the backpressure pattern.", min=0, max=MAX_SEED)] = 0,
@@ -427,7 +443,7 @@ def _simulate(outdir: Path, input: Path, output: Path | None, backpressure: floa
               harness: str = "auto"):
     import numpy as np
 
-    from rtlgen.api import dequantized_outputs, load_array, load_model, named_outputs
+    from rtlgen.api import dequantized_outputs, input_names, load_inputs, load_model, named_outputs
     from rtlgen.manifest import DesignFolderError, read_manifest
     from rtlgen.outdir import check_output_file
     from rtlgen.quant.reference import run_int_outputs
@@ -437,8 +453,15 @@ def _simulate(outdir: Path, input: Path, output: Path | None, backpressure: floa
         check_output_file(output)  # a bad -o fails now, not after the simulation
     manifest = read_manifest(outdir)
     graph = load_model(manifest.graph_path)
-    x_int = _quantize_input(graph, load_array(input)).mantissas
+    if input_names(graph) != manifest.input_names and len(graph.input_nodes) > 1:
+        raise DesignFolderError(
+            f"{outdir}: the manifest's inputs ({', '.join(manifest.input_names)}) are not "
+            f"graph.npz's ({', '.join(input_names(graph))})"
+        )
+    x_int = _quantize_input(graph, load_inputs(input, graph)).mantissas
     y_int = named_outputs(graph, run_int_outputs(graph, x_int))
+    if isinstance(x_int, dict):  # by the manifest's input names
+        x_int = dict(zip(manifest.input_names, x_int.values(), strict=True))
     if tuple(y_int) != manifest.output_names:
         raise DesignFolderError(
             f"{outdir}: the manifest's outputs ({', '.join(manifest.output_names)}) are not "
