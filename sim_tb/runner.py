@@ -18,7 +18,10 @@ import numpy as np
 
 from rtlgen.quant.errors import RtlgenError
 
+from . import icarus
 from .harness_cpp import build_harness, choose_harness, run_harness
+from .icarus import SIMULATORS
+from .netlist import NETLISTS, netlist_manifest
 from .tb_manifest import (
     ManifestError,
     check_vectors,
@@ -33,7 +36,7 @@ from .tb_run import SimulationError, StepProgress, build, run, silent_step
 # What a simulation writes into OUTDIR/sim/ (see the module docstring).
 SIM_FILES = (
     "x_int.npy", "x_int.npz", "y_int.npy", "y_int.npz", "sim_out.npy", "sim_out.npz", "sim_result.json",
-    "results.xml", "sim.log", "dump.vcd",
+    "results.xml", "sim.log", "dump.vcd", "dump.fst",
 )
 
 __all__ = ["Mismatch", "SimResult", "SimulationError", "default_build_root", "simulate"]
@@ -124,6 +127,8 @@ def simulate(
     build_root: str | Path | None = None,
     progress: StepProgress | None = None,
     harness: str = "auto",
+    simulator: str = "verilator",
+    netlist: str | None = None,
 ) -> SimResult:
     """Stream x_int (N, *input.shape) through OUTDIR's design and compare with y_int
     (N, *output.shape), or for a design with several outputs {output name: array} (several
@@ -138,8 +143,17 @@ def simulate(
     `harness`: "cocotb" (tb_network: Python drives every cycle), "cpp" (harness_cpp: a
     compiled testbench for large runs, Verilator only, no waves) or "auto" (cpp from
     harness_cpp.AUTO_MIN_SAMPLES samples when it can).
+
+    `simulator`: "verilator" or "icarus" (Icarus Verilog, `sim_tb/icarus.py`; a run it would
+    take too long for is refused with a SimulationError); its waves go to sim/dump.fst.
+    `netlist`: None (the generated Verilog) or "generic"/"xilinx": simulate the design's
+    Yosys-synthesized netlist instead (`sim_tb/netlist.py`).
     """
     outdir = Path(outdir)
+    if simulator not in SIMULATORS:
+        raise RtlgenError(f"simulator {simulator!r} is not supported (use one of {', '.join(SIMULATORS)})")
+    if netlist is not None and netlist not in NETLISTS:
+        raise RtlgenError(f"netlist {netlist!r} is not supported (use one of {', '.join(NETLISTS)})")
     if not 0.0 <= backpressure < 1.0:
         raise RtlgenError(f"backpressure {backpressure} must be in [0, 1)")
     try:
@@ -150,16 +164,11 @@ def simulate(
             writable_path(manifest.outdir, f"sim/{name}")
     except ManifestError as error:
         raise RtlgenError(str(error)) from None
-    inputs = input_arrays(manifest, x_int)
-    samples = len(next(iter(inputs.values())))
-    try:
-        chosen = choose_harness(harness, samples, waves)
-    except ValueError as error:
-        raise RtlgenError(str(error)) from None
     results_dir = manifest.outdir / "sim"
     results_dir.mkdir(parents=True, exist_ok=True)
     expected = output_arrays(manifest, y_int)
     several = len(expected) > 1
+    inputs = input_arrays(manifest, x_int)
     x_path = results_dir / ("x_int.npz" if len(inputs) > 1 else "x_int.npy")
     y_path = results_dir / ("y_int.npz" if several else "y_int.npy")
     if len(inputs) > 1:
@@ -170,27 +179,37 @@ def simulate(
         np.savez(y_path, **{k: np.asarray(v, dtype=np.int64) for k, v in expected.items()})
     else:
         np.save(y_path, np.asarray(next(iter(expected.values())), dtype=np.int64))
+    samples = len(next(iter(inputs.values())))
+    root = build_root or default_build_root()
+    try:
+        chosen = choose_harness(harness, samples, waves, simulator)
+    except ValueError as error:
+        raise RtlgenError(str(error)) from None
+    if simulator == "icarus":  # refuse before any synthesis or build
+        icarus.require_iverilog()
+        icarus.check_size(manifest, samples, backpressure)
+    built = manifest if netlist is None else netlist_manifest(manifest, netlist, root, progress=progress)
     if chosen == "cpp":  # compiled testbench (harness_cpp): no Python per cycle
         build_dir = build_harness(
-            manifest,
-            build_root or default_build_root(),
-            object_cache=default_build_root() / "objcache",
-            progress=progress,
+            built, root, object_cache=default_build_root() / "objcache", progress=progress
         )
         with (progress or silent_step)(f"simulating {samples} samples (C++ harness)"):
             result = run_harness(
                 manifest, build_dir, x_int=inputs, y_int=expected, results_dir=results_dir,
                 backpressure=backpressure, seed=seed,
             )
+    elif simulator == "icarus":
+        build_dir = icarus.build(built, root, waves=waves, progress=progress)
     else:
         # The run-time library objects are the same for every design: share them across build roots.
         build_dir = build(
-            manifest,
-            build_root or default_build_root(),
+            built,
+            root,
             waves=waves,
             object_cache=default_build_root() / "objcache",
             progress=progress,
         )
+    if chosen != "cpp":
         with (progress or silent_step)(f"simulating {samples} samples"):
             result = run(
                 manifest,
@@ -201,6 +220,7 @@ def simulate(
                 backpressure=backpressure,
                 seed=seed,
                 waves=waves,
+                simulator=simulator,
             )
     first = result["first_mismatch"]
     if several:
@@ -239,7 +259,9 @@ def simulate(
         seed=result["seed"],
         results_dir=results_dir.resolve(),
         build_dir=build_dir,
-        waves_file=(results_dir / "dump.vcd").resolve() if waves else None,
+        waves_file=(results_dir / ("dump.fst" if simulator == "icarus" else "dump.vcd")).resolve()
+        if waves
+        else None,
         y_sim=next(iter(y_sim_outputs.values())),
         y_sim_outputs=y_sim_outputs,
         outputs=tuple(result.get("outputs", ())),

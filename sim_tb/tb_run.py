@@ -285,8 +285,12 @@ def run(
     seed: int = 0,
     waves: bool = False,
     test_module: str = TEST_MODULE,
+    simulator: str = "verilator",
 ) -> dict:
     """Run the cocotb test on a built simulator; return the contents of sim_result.json.
+
+    `simulator`: "verilator" (a `build` folder) or "icarus" (an `icarus.build` folder; its
+    waves go to `results_dir/dump.fst`).
 
     A mismatch is a normal result (`passed` false). Raises SimulationError when the
     simulation ends without writing sim_result.json (crash, bad files); the error quotes
@@ -294,7 +298,8 @@ def run(
     """
     from cocotb_tools.runner import get_runner
 
-    put_verilator_on_path()
+    if simulator == "verilator":
+        put_verilator_on_path()
     results_dir = Path(results_dir).resolve()
     results_dir.mkdir(parents=True, exist_ok=True)
     result_file, log = results_dir / "sim_result.json", results_dir / "sim.log"
@@ -303,6 +308,7 @@ def run(
         results_dir / "sim_out.npy",
         results_dir / "sim_out.npz",
         results_dir / "dump.vcd",
+        results_dir / "dump.fst",
     ):
         stale.unlink(missing_ok=True)
     settings = {
@@ -313,7 +319,8 @@ def run(
         "RTLGEN_BACKPRESSURE": repr(float(backpressure)),
         "RTLGEN_SEED": str(int(seed)),
     }
-    runner = get_runner("verilator")
+    runner = get_runner(simulator)
+    plusargs = [f"+dumpfile_path={results_dir / 'dump.fst'}"] if simulator == "icarus" else []
     crash = None
     try:
         with environ(settings, _RUNNER_UNSET):
@@ -326,6 +333,7 @@ def run(
                 results_xml=str(results_dir / "results.xml"),
                 waves=waves,
                 seed=seed,
+                plusargs=plusargs,
                 log_file=log,
             )
     except SystemExit as error:  # cocotb's runner exits when the simulator process fails
