@@ -98,6 +98,16 @@ class Harness(StrEnum):  # rtlgen.sim_tb.harness_cpp.Harness
     cocotb = "cocotb"
 
 
+class Simulator(StrEnum):  # rtlgen.sim_tb.icarus.SIMULATORS
+    verilator = "verilator"
+    icarus = "icarus"
+
+
+class Netlist(StrEnum):  # rtlgen.sim_tb.netlist.NETLISTS
+    generic = "generic"
+    xilinx = "xilinx"
+
+
 ModelArg = Annotated[str, typer.Argument(help="Model file: .h5 (full model), .json (+ --weights), .keras, or a converted OUTDIR.")]
 WeightsOpt = Annotated[Path | None, typer.Option("--weights", "-w", help="Weights .h5 for a .json model.")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Precision config YAML (hls4ml-style types accepted).")]
@@ -430,17 +440,20 @@ def sim(
     seed: Annotated[int, typer.Option(help="Seed of the backpressure pattern.", min=0, max=MAX_SEED)] = 0,
     waves: Annotated[bool, typer.Option("--waves", help="Dump a VCD waveform.")] = False,
     harness: Annotated[Harness, typer.Option(help="Testbench: cocotb (Python drives each cycle), cpp (compiled, for test sets) or auto (cpp from 64 samples, without --waves).")] = Harness.auto,
+    simulator: Annotated[Simulator, typer.Option(help="Simulator: verilator, or icarus (Icarus Verilog, cocotb harness; small and medium designs; waves in sim/dump.fst).")] = Simulator.verilator,
+    netlist: Annotated[Netlist | None, typer.Option(help="Simulate the Yosys-synthesized, flattened netlist instead of the generated Verilog: generic (Yosys gates) or xilinx (7-series cells with Yosys's cell models).", show_default=False)] = None,
 ) -> None:
     """Simulate the generated Verilog in Verilator (cocotb, or a compiled C++ testbench for
     large runs), compare bit for bit with the reference model, measure latency and II.
     Exits 1 on any mismatch."""
-    result = _simulate(outdir, input, output, backpressure, seed, waves, harness=harness.value)
+    result = _simulate(outdir, input, output, backpressure, seed, waves, harness=harness.value,
+                       simulator=simulator.value, netlist=netlist.value if netlist else None)
     if not result.passed:
         raise typer.Exit(1)
 
 
 def _simulate(outdir: Path, input: Path, output: Path | None, backpressure: float, seed: int, waves: bool,
-              harness: str = "auto"):
+              harness: str = "auto", simulator: str = "verilator", netlist: str | None = None):
     import numpy as np
 
     from rtlgen.api import dequantized_outputs, input_names, load_inputs, load_model, named_outputs
@@ -469,8 +482,9 @@ def _simulate(outdir: Path, input: Path, output: Path | None, backpressure: floa
         )
     result = simulate(outdir, x_int, y_int if len(y_int) > 1 else next(iter(y_int.values())),
                       backpressure=backpressure, seed=seed, waves=waves, progress=_progress,
-                      harness=harness)
-    _print_sim(manifest, result)
+                      harness=harness, simulator=simulator, netlist=netlist)
+    what = f"{'Icarus' if simulator == 'icarus' else 'Verilator'} simulation of {manifest.top}"
+    _print_sim(manifest, result, what + (f" ({netlist} netlist)" if netlist else ""))
     if output is not None and result.y_sim_outputs:
         by_node = {node.name: np.asarray(result.y_sim_outputs[name])
                    for node, name in zip(graph.output_nodes, y_int, strict=True)}
@@ -478,8 +492,8 @@ def _simulate(outdir: Path, input: Path, output: Path | None, backpressure: floa
     return result
 
 
-def _print_sim(manifest, result) -> None:
-    table = Table(title=f"Verilator simulation of {manifest.top}")
+def _print_sim(manifest, result, title: str) -> None:
+    table = Table(title=title)
     for col in ("samples", "mismatches", "latency (cycles)", "expected", "II (cycles)", "expected II", "input stalled", "sim cycles/s"):
         table.add_column(col)
     cps = result.cycles / result.seconds if result.seconds else 0
