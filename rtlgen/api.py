@@ -28,14 +28,15 @@ def load_model(
     weights: str | Path | None = None,
     config: str | Path | PrecisionConfig | None = None,
     input_type: str | FixedType | None = None,
-    calibrate: np.ndarray | None = None,
+    calibrate: np.ndarray | dict[str, np.ndarray] | None = None,
     limits: Limits = DEFAULT_LIMITS,
 ) -> ir.ModelGraph:
     """A Keras/QKeras model (file path, json + weights, or in-memory object), or an OUTDIR /
     graph.npz written by `rtlgen convert`, as a lowered `ModelGraph`.
 
     ``input_type`` (e.g. ``"fixed<8,1>"``) overrides the config's input stream type.
-    ``calibrate``: sample inputs (N, *input_shape); unquantized (float-model) results then
+    ``calibrate``: sample inputs (N, *input_shape), or {input name: samples} for a model
+    with several inputs; unquantized (float-model) results then
     get the integer bits the data needs plus the config's headroom, instead of the
     worst case that interval analysis proves (see `rtlgen.calibrate`).
     ``limits``: caps on parameters, bytes and shapes, checked before anything is allocated
@@ -169,7 +170,6 @@ def load_inputs(
     `rtlgen.quant.reference.quantize_input`. Members are read like `load_array`'s file
     (header first, no pickle, `limits`); a missing or extra name is a one-line error."""
     import zipfile
-    import zlib
 
     p = Path(path)
     names = input_names(graph)
@@ -183,37 +183,54 @@ def load_inputs(
             f"input file {p}: model '{graph.name}' has {len(names)} inputs ({', '.join(names)}); "
             "give an .npz with one array per input name"
         )
-    label = f"input file {p}"
+    arrays = load_arrays(p, "input", limits)
+    if sorted(arrays) != sorted(names):
+        shown = ", ".join(name[:40] for name in sorted(arrays)[:8])
+        raise RtlgenError(
+            f"input file {p}: arrays named [{shown}]; expected one per input: {', '.join(names)}"
+        )
+    by_node = dict(zip(names, (node.name for node in graph.input_nodes), strict=True))
+    return {by_node[name]: arrays[name] for name in names}
+
+
+def load_arrays(
+    path: str | Path, what: str = "input", limits: Limits = DEFAULT_LIMITS
+) -> dict[str, np.ndarray]:
+    """The real-valued arrays of an `.npz` file by name ({name: (N, ...)}, N >= 1), each
+    member read like `load_array`'s file: header first, no pickle, ``limits``; at most 64."""
+    import zipfile
+    import zlib
+
+    p = Path(path)
+    label = f"{what} file {p}"
     arrays: dict[str, np.ndarray] = {}
     try:
         with zipfile.ZipFile(p) as archive:
             members = [info for info in archive.infolist() if not info.is_dir()]
-            given = sorted(info.filename.removesuffix(".npy") for info in members)
-            if given != sorted(names) or not all(m.filename.endswith(".npy") for m in members):
-                shown = ", ".join(name[:40] for name in given[:8])
+            if len(members) > 64 or not all(m.filename.endswith(".npy") for m in members):
+                shown = ", ".join(m.filename[:40] for m in members[:8])
                 raise RtlgenError(
-                    f"{label}: arrays named [{shown}]; expected one per input: {', '.join(names)}"
+                    f"{label}: members [{shown}]; expected an .npz of at most 64 .npy arrays"
                 )
             for info in members:
                 name = info.filename.removesuffix(".npy")
-                what = f"{label}: array '{name}'"
+                where = f"{label}: array '{name}'"
                 if info.file_size > limits.max_bytes + 4096:
                     raise RtlgenError(
-                        f"{what}: {info.file_size:,} bytes is more than the limit of "
+                        f"{where}: {info.file_size:,} bytes is more than the limit of "
                         f"{limits.max_bytes:,}"
                     )
                 with archive.open(info) as member:
-                    arr = read_npy(member, info.file_size, what, limits, kinds="iuf")
+                    arr = read_npy(member, info.file_size, where, limits, kinds="iuf")
                 if arr.ndim == 0 or arr.shape[0] == 0:
-                    raise RtlgenError(f"{what} has shape {arr.shape}; expected (N, *shape), N >= 1")
+                    raise RtlgenError(f"{where} has shape {arr.shape}; expected (N, *shape), N >= 1")
                 if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
-                    raise RtlgenError(f"{what} contains NaN or infinite values")
+                    raise RtlgenError(f"{where} contains NaN or infinite values")
                 arrays[name] = arr
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, EOFError,
             ValueError, NotImplementedError) as exc:
         raise RtlgenError(f"{label}: cannot read ({' '.join(str(exc).split())[:120]})") from None
-    by_node = dict(zip(names, (node.name for node in graph.input_nodes), strict=True))
-    return {by_node[name]: arrays[name] for name in names}
+    return arrays
 
 
 def _shape_text(sample_shape: tuple[int, ...]) -> str:

@@ -65,18 +65,35 @@ def float_forward(node: ir.Node, x: np.ndarray) -> np.ndarray:
     return op_for(node).float_forward(node, x)
 
 
-def calibrate(graph: ir.ModelGraph, x: np.ndarray) -> dict[str, float]:
-    """Largest |output| of every node over the sample inputs ``x`` (N, *input_shape)."""
+def calibrate(graph: ir.ModelGraph, x) -> dict[str, float]:
+    """Largest |output| of every node over the sample inputs ``x`` (N, *input_shape), or
+    {input name: samples} for a graph with several inputs."""
     from rtlgen.ops.registry import op_for
+    from rtlgen.quant.reference import as_input_dict
 
-    x = np.asarray(x, dtype=np.float64)
-    if x.shape[1:] != tuple(graph.input_shape):
-        raise RtlgenError(f"calibration data has samples of shape {x.shape[1:]}, the model expects {graph.input_shape}")
-    if len(x) == 0:
-        raise RtlgenError("calibration data is empty")
-    peaks = {graph.input.name: float(np.max(np.abs(x)))}
-    values = {graph.input.name: x}
-    for node in graph.nodes[1:]:
+    arrays = as_input_dict(graph, x, "calibration")
+    several = len(arrays) > 1
+    values: dict[str, np.ndarray] = {}
+    peaks: dict[str, float] = {}
+    for node in graph.input_nodes:
+        data = np.asarray(arrays[node.name], dtype=np.float64)
+        what = f"calibration data of input '{node.name}'" if several else "calibration data"
+        if data.shape[1:] != tuple(node.out_shape):
+            raise RtlgenError(
+                f"{what} has samples of shape {data.shape[1:]}, the model expects {node.out_shape}"
+            )
+        if len(data) == 0:
+            raise RtlgenError(f"{what} is empty")
+        values[node.name] = data
+        peaks[node.name] = float(np.max(np.abs(data)))
+    if len({len(v) for v in values.values()}) > 1:
+        raise RtlgenError(
+            "calibration inputs have different numbers of samples: "
+            + ", ".join(f"{name} {len(v)}" for name, v in values.items())
+        )
+    for node in graph.nodes:
+        if isinstance(node, ir.Input):
+            continue
         xs = [values[name] for name in node.inputs]
         y = float_forward(node, xs[0]) if len(xs) == 1 else op_for(node).float_forward(node, xs)
         values[node.name] = y

@@ -111,7 +111,7 @@ class Netlist(StrEnum):  # rtlgen.sim_tb.netlist.NETLISTS
 ModelArg = Annotated[str, typer.Argument(help="Model file: .h5 (full model), .json (+ --weights), .keras, or a converted OUTDIR.")]
 WeightsOpt = Annotated[Path | None, typer.Option("--weights", "-w", help="Weights .h5 for a .json model.")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Precision config YAML (hls4ml-style types accepted).")]
-CalibrateOpt = Annotated[Path | None, typer.Option("--calibrate", help="Sample inputs .npy: size float-model results from observed ranges (+ headroom) instead of worst-case analysis.")]
+CalibrateOpt = Annotated[Path | None, typer.Option("--calibrate", help="Sample inputs .npy (several inputs: an .npz, one array per input name): size float-model results from observed ranges (+ headroom) instead of worst-case analysis.")]
 InputTypeOpt = Annotated[str | None, typer.Option("--input-type", help="Input stream type, e.g. 'fixed<8,1>' (default: config's, else fixed<16,6>).")]
 MaxParamsOpt = Annotated[int | None, typer.Option("--max-params", min=1, help="Most parameters (weights, biases, BN) a model may declare; a guard against hostile files, checked before anything is read. Default 20,000,000.", show_default=False)]
 
@@ -174,11 +174,16 @@ def _main(
 
 def _load(model: str, weights: Path | None, config: Path | None, input_type: str | None = None,
           calibrate: Path | None = None, max_params: int | None = None):
-    from rtlgen.api import load_array, load_model
+    import zipfile
+
+    from rtlgen.api import load_array, load_arrays, load_model
     from rtlgen.frontend.limits import Limits
 
     limits = Limits() if max_params is None else Limits(max_parameters=max_params)
-    samples = load_array(calibrate, "calibration", limits=limits) if calibrate is not None else None
+    samples = None
+    if calibrate is not None:  # an .npz: one array per input name (a model with several inputs)
+        several = calibrate.is_file() and zipfile.is_zipfile(calibrate)
+        samples = (load_arrays if several else load_array)(calibrate, "calibration", limits=limits)
     with _progress(f"reading {model}"):
         return load_model(model, weights=weights, config=config, input_type=input_type, calibrate=samples,
                           limits=limits)
@@ -392,16 +397,23 @@ def _input_type_origin(model: str, config: Path | None, input_type: str | None) 
 def _testbench_writer(graph, samples: Path | None):
     import numpy as np
 
-    from rtlgen.api import load_array, named_outputs
+    from rtlgen.api import input_names, load_inputs, named_outputs
     from rtlgen.quant.reference import run_int_outputs
 
     if samples is not None:
-        x_int = _quantize_input(graph, load_array(samples, "samples")).mantissas
+        x_int = _quantize_input(graph, load_inputs(samples, graph)).mantissas
     else:
-        t = graph.input.out_type
         rng = np.random.default_rng(0)
-        x_int = rng.integers(t.min_int, t.max_int + 1, size=(8, *graph.input_shape))
+        x_int = {
+            node.name: rng.integers(node.out_type.min_int, node.out_type.max_int + 1,
+                                    size=(8, *node.out_shape))
+            for node in graph.input_nodes
+        }
+        if len(x_int) == 1:  # the one-input draw as before
+            (x_int,) = x_int.values()
     y_int = named_outputs(graph, run_int_outputs(graph, x_int))
+    if isinstance(x_int, dict):  # by the manifest's input names
+        x_int = dict(zip(input_names(graph), x_int.values(), strict=True))
     if len(y_int) == 1:
         (y_int,) = y_int.values()
 

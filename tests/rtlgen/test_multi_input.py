@@ -806,3 +806,62 @@ def test_multi_input_graphs_bit_exact_in_verilator(name, tmp_path, tmp_path_fact
     assert result.ii_cycles == design.manifest.ii_cycles
     for out_name, values in want.items():
         np.testing.assert_array_equal(result.y_sim_outputs[out_name], values)
+
+
+# ---------------------------------------------------------------------------------------
+# calibration of a float model with several inputs
+def test_calibration_takes_one_array_per_input(tmp_path, two_branch_weights):
+    """--calibrate with an .npz (one array per input name): every float result sized from
+    the ranges the data reaches, never wider than proven, predictions still close to the
+    float model's."""
+    (tmp_path / "m.json").write_text(json.dumps(_two_branch_config(False)))
+    rng = np.random.default_rng(3)
+    x = {"a": rng.uniform(-1, 1, size=(300, 6)), "b": rng.uniform(-1, 1, size=(300, 3))}
+    proven = load_model(tmp_path / "m.json", two_branch_weights)
+    calibrated = load_model(tmp_path / "m.json", two_branch_weights, calibrate=x)
+    for a, b in zip(proven.nodes, calibrated.nodes, strict=True):
+        assert b.out_type.width <= a.out_type.width and b.out_type.frac == a.out_type.frac
+    assert sum(n.out_type.width for n in calibrated.nodes) < sum(n.out_type.width for n in proven.nodes)
+    import h5py
+
+    with h5py.File(two_branch_weights) as f:
+        w = {name: (f[name][name]["kernel:0"][()], f[name][name]["bias:0"][()]) for name in ("da", "db", "out")}
+    hidden = np.concatenate(
+        [np.maximum(x["a"] @ w["da"][0] + w["da"][1], 0), np.maximum(x["b"] @ w["db"][0] + w["db"][1], 0)],
+        axis=1,
+    )
+    want = hidden @ w["out"][0] + w["out"][1]
+    got = predict_outputs(calibrated, x)["out"]
+    assert np.max(np.abs(got - want)) < 0.05
+    np.savez(tmp_path / "x.npz", **x)
+    result = rtlgen("predict", tmp_path / "m.json", "--weights", two_branch_weights,
+                    "--calibrate", tmp_path / "x.npz", "-i", tmp_path / "x.npz", "-o", tmp_path / "y.npy")
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), got)
+    with pytest.raises(RtlgenError, match="calibration arrays named \\[a\\]"):
+        load_model(tmp_path / "m.json", two_branch_weights, calibrate={"a": x["a"]})
+
+
+def test_convert_testbench_writes_one_array_per_input(tmp_path):
+    """`convert --testbench`: OUTDIR/tb/x_int.npz holds one int64 array per input name,
+    consistent with the manifest and the reference (what tb/run.py feeds the bench)."""
+    from rtlgen.sim_tb.tb_manifest import check_vectors
+
+    (tmp_path / "m.json").write_text(json.dumps(_two_branch_config(False)))
+    rng = np.random.default_rng(0)
+    write_weights_h5(tmp_path / "w.h5", {
+        "da": {"kernel": rng.normal(size=(6, 4)), "bias": rng.normal(size=4)},
+        "db": {"kernel": rng.normal(size=(3, 2)), "bias": rng.normal(size=2)},
+        "out": {"kernel": rng.normal(size=(6, 3)), "bias": rng.normal(size=3)},
+    })
+    out = tmp_path / "design"
+    result = rtlgen("convert", tmp_path / "m.json", "-w", tmp_path / "w.h5", "-o", out,
+                    "--input-type", "fixed<8,4>", "--testbench")
+    assert result.returncode == 0, result.stderr
+    manifest = read_manifest(out)
+    with np.load(out / "tb" / "x_int.npz") as arrays:
+        x = {name: arrays[name] for name in arrays.files}
+    assert sorted(x) == ["a", "b"] and x["a"].shape == (8, 6) and x["b"].shape == (8, 3)
+    y = np.load(out / "tb" / "y_int.npy")
+    check_vectors(manifest, x, y)
+    np.testing.assert_array_equal(y, run_int(load_model(out), x))
