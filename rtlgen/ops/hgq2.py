@@ -249,7 +249,52 @@ class _Quantized(WeightSource):
         return {name: self.arrays[name] for name in expected}
 
 
-_PLAIN = {"hgq>QDense": "QDense", "hgq>QConv1D": "QConv1D", "hgq>QConv2D": "QConv2D"}
+_PLAIN = {
+    "hgq>QDense": "QDense",
+    "hgq>QConv1D": "QConv1D",
+    "hgq>QConv2D": "QConv2D",
+    "hgq>QEinsumDense": "QDense",
+}
+#: HGQ2 layers that are an input quantizer, a plain Keras layer, an optional output quantizer
+_WRAPPED = {
+    f"hgq>Q{name}": name
+    for name in (
+        "MaxPooling1D",
+        "MaxPooling2D",
+        "AveragePooling1D",
+        "AveragePooling2D",
+        "GlobalMaxPooling1D",
+        "GlobalMaxPooling2D",
+        "GlobalAveragePooling1D",
+        "GlobalAveragePooling2D",
+    )
+}
+
+
+def _einsum_dense_config(layer: KerasLayer) -> dict:
+    """A QEinsumDense that is a dense on the last axis (``...b,bc->...c``, ``ab,bc->ac``,
+    ``abc,cd->abd``; bias on the output axis or none) as a Dense config; any other equation
+    is refused in one line."""
+    equation = str(layer.config.get("equation", "")).replace(" ", "")
+    refuse = UnsupportedError(
+        f"{layer.where}: equation {equation[:40]!r} is not supported (supported: a dense on "
+        "the last axis, e.g. '...b,bc->...c' or 'abc,cd->abd', bias_axes the output axis)"
+    )
+    try:
+        inputs, out = equation.split("->")
+        x, w = inputs.split(",")
+    except ValueError:
+        raise refuse from None
+    if len(w) != 2 or not x.endswith(w[0]) or out != x[:-1] + w[1] or w[1] in x:
+        raise refuse
+    bias_axes = layer.config.get("bias_axes")
+    if bias_axes not in (None, "", w[1]):
+        raise refuse
+    shape = layer.config.get("output_shape")
+    units = shape[-1] if isinstance(shape, list) and shape else shape
+    if not isinstance(units, int):
+        raise refuse
+    return {**layer.config, "units": units, "use_bias": bool(bias_axes)}
 
 
 def read_hgq2_layer(layer: KerasLayer, shape: Shape, source: WeightSource) -> LayerOut:
@@ -257,10 +302,13 @@ def read_hgq2_layer(layer: KerasLayer, shape: Shape, source: WeightSource) -> La
         raise UnsupportedError(f"{layer.where}: lora_rank is not supported")
     # The Dense/Conv readers check the geometry and read the kernel/bias shapes; they see
     # the layer under its QKeras-like name with no QKeras quantizers in its config.
-    plain = KerasLayer(_PLAIN[layer.class_name], layer.name, layer.config, layer.build_config)
-    reader = read_keras_dense if layer.class_name == "hgq>QDense" else read_keras_conv
+    config = layer.config
+    if layer.class_name == "hgq>QEinsumDense":
+        config = _einsum_dense_config(layer)
+    plain = KerasLayer(_PLAIN[layer.class_name], layer.name, config, layer.build_config)
+    reader = read_keras_dense if _PLAIN[layer.class_name] == "QDense" else read_keras_conv
     # The layer's own variables: kernel, bias (if used), then beta and ebops (enable_ebops).
-    use_bias = bool(layer.config.get("use_bias", True))
+    use_bias = bool(config.get("use_bias", True))
     expected = ["kernel", *(["bias"] if use_bias else [])]
     stored = source.sublayer_variables(layer, "")
     if len(stored) < len(expected):
@@ -328,6 +376,84 @@ def read_hgq2_quantizer(layer: KerasLayer, shape: Shape, source: WeightSource) -
     return LayerOut([quantize_node(layer.name, shape, widths, layer.name)], shape)
 
 
+def read_hgq2_wrapped(layer: KerasLayer, shape: Shape, source: WeightSource) -> LayerOut:
+    """A pooling layer of HGQ2: its input quantizer, the Keras layer, its output quantizer."""
+    from rtlgen.ops.registry import keras_handler
+
+    plain = KerasLayer(_WRAPPED[layer.class_name], layer.name, layer.config, layer.build_config)
+    handler = keras_handler(plain.class_name)
+    assert handler is not None
+    out = handler(plain, shape, source)
+    pre = _activation_quantizer(layer, "iq", shape, source)
+    post = _activation_quantizer(layer, "oq", out.shape, source)
+    return LayerOut([*pre, *out.nodes, *post], out.shape, out.softmax)
+
+
+def read_hgq2_batchnorm(layer: KerasLayer, shape: Shape, source: WeightSource) -> LayerOut:
+    """``QBatchNormalization``: ``iq(x) * kq(scale) + bq(offset)`` with, in float32 as HGQ2
+    computes them, ``scale = gamma / sqrt(moving_variance + epsilon)`` and ``offset = beta -
+    moving_mean * scale`` (HGQ2 0.2 uses beta = 1, not 0, when ``center=False``; so does
+    this). The quantized scale and offset are exact constants of a `ScaleShift`."""
+    axis = layer.config.get("axis", -1)
+    if axis not in (-1, len(shape), [-1], [len(shape)]):
+        raise UnsupportedError(f"{layer.where}: axis={axis} is not supported (only the last)")
+    channels = shape[-1]
+    scale_on = bool(layer.config.get("scale", True))
+    center_on = bool(layer.config.get("center", True))
+    names = [
+        *(["gamma"] if scale_on else []),
+        *(["beta"] if center_on else []),
+        "moving_mean",
+        "moving_variance",
+    ]
+    stored = source.sublayer_variables(layer, "")
+    if len(stored) < len(names):
+        raise RtlgenError(
+            f"{layer.where}: {len(stored)} variables stored, expected {', '.join(names)}"
+        )
+    limits = source_limits(source)
+    got = {}
+    for index, name in enumerate(names):
+        item = stored[index]
+        value = item.read(limits) if isinstance(item, StoredArray) else np.asarray(item)
+        if value.shape != (channels,) or value.dtype.kind != "f" or not np.all(np.isfinite(value)):
+            raise RtlgenError(
+                f"{layer.where}: weight '{name}' is not {channels} finite real numbers"
+            )
+        got[name] = value.astype(np.float32)
+    f32 = np.float32
+    epsilon = f32(layer.config.get("epsilon", 1e-3))
+    gamma = got.get("gamma", f32(1))
+    beta = got.get("beta", f32(1))
+    scale = (gamma / np.sqrt(got["moving_variance"] + epsilon)).astype(f32)
+    offset = (beta - got["moving_mean"] * scale).astype(f32)
+    kq = quantizer_spec(layer, "kq_conf", "weight")
+    bq = quantizer_spec(layer, "bq_conf", "bias")
+    if kq is None or bq is None:
+        raise UnsupportedError(f"{layer.where}: kq_conf and bq_conf are required")
+    qscale = quantized_constant(
+        scale, quantizer_widths(layer, kq, source, "kq/quantizer", scale.shape)
+    )
+    qoffset = quantized_constant(
+        offset, quantizer_widths(layer, bq, source, "bq/quantizer", offset.shape)
+    )
+    node = ir.ScaleShift(
+        layer.name,
+        shape,
+        shape,
+        scale=ir.FloatTensor(
+            np.broadcast_to(qscale, (channels,)).copy(), Exact(f"{layer.where} scale")
+        ),
+        shift=ir.FloatTensor(
+            np.broadcast_to(qoffset, (channels,)).copy(), Exact(f"{layer.where} offset")
+        ),
+        source=layer.name,
+    )
+    pre = _activation_quantizer(layer, "iq", shape, source)
+    post = _activation_quantizer(layer, "oq", shape, source)
+    return LayerOut([*pre, node, *post], shape)
+
+
 @register_op
 class FixedQuantizeOp(Op):
     name = "fixed_quantize"
@@ -348,3 +474,19 @@ class Hgq2LayersOp(Op):
     name = "hgq2_layers"
     keras_classes = tuple(_PLAIN)
     from_keras = staticmethod(read_hgq2_layer)
+
+
+@register_op
+class Hgq2WrappedOp(Op):
+    """HGQ2 pooling layers: quantizers around the Keras layer's own op."""
+
+    name = "hgq2_wrapped"
+    keras_classes = tuple(_WRAPPED)
+    from_keras = staticmethod(read_hgq2_wrapped)
+
+
+@register_op
+class Hgq2BatchNormOp(Op):
+    name = "hgq2_batchnorm"
+    keras_classes = ("hgq>QBatchNormalization",)
+    from_keras = staticmethod(read_hgq2_batchnorm)

@@ -81,6 +81,14 @@ def _randomize(model, seed: int) -> None:
             _set_kbi(layer.bq, rng, (3, 8), (0, 2))
         if getattr(layer, "enable_iq", False) and hasattr(layer, "_iq"):
             _set_kif(layer.iq, rng)
+        if hasattr(layer, "moving_variance") and hasattr(layer, "bn_gamma"):
+            c = tuple(layer.moving_variance.shape)
+            layer.bn_gamma.assign(rng.uniform(0.5, 1.5, c).astype(np.float32))
+            layer.bn_beta.assign(rng.normal(0, 0.3, c).astype(np.float32))
+            layer.moving_mean.assign(rng.normal(0, 0.5, c).astype(np.float32))
+            layer.moving_variance.assign(rng.uniform(0.5, 2.0, c).astype(np.float32))
+            _set_kbi(layer.kq, rng, (2, 7), (0, 1))
+            _set_kbi(layer.bq, rng, (3, 8), (0, 2))
         if getattr(layer, "enable_oq", False):
             _set_kif(layer.oq, rng, (1, 3), (1, 4), k=0)  # unsigned, as its k0=False
 
@@ -196,6 +204,40 @@ def cnn1d():
     return keras.Model(inp, out, name="cnn1d")
 
 
+def einsum_bn():
+    """QEinsumDense as a dense ('...a,ab->...b'), QBatchNormalization (per-channel scale and
+    offset widths, per-element input widths), QDense."""
+    keras = _keras()
+    from hgq.layers import QBatchNormalization, QDense, QEinsumDense
+
+    inp = keras.Input((8,), name="x")
+    h = QEinsumDense("...a,ab->...b", 6, bias_axes="b", activation="relu", name="ein")(inp)
+    h = QBatchNormalization(name="bn")(h)
+    return keras.Model(inp, QDense(3, name="head")(h), name="einsum_bn")
+
+
+def seq_pool():
+    """On a sequence: QEinsumDense 'abc,cd->abd' (per position, per-channel input widths),
+    QMaxPooling1D and QGlobalAveragePooling1D with their own input quantizers, QDense."""
+    keras = _keras()
+    from hgq.layers import QDense, QEinsumDense, QGlobalAveragePooling1D, QMaxPooling1D
+
+    inp = keras.Input((8, 3), name="x")
+    h = QEinsumDense(
+        "abc,cd->abd",
+        (8, 4),
+        bias_axes="d",
+        activation="relu",
+        name="ein",
+        iq_conf=_conf("kif", "datalane", homogeneous_axis=(0, 1)),
+    )(inp)
+    h = QMaxPooling1D(2, name="pool", iq_conf=_conf("kif", "datalane", heterogeneous_axis=()))(h)
+    h = QGlobalAveragePooling1D(
+        name="gap", iq_conf=_conf("kif", "datalane", homogeneous_axis=(0, 1))
+    )(h)
+    return keras.Model(inp, QDense(2, name="head")(h), name="seq_pool")
+
+
 def conv_per_pixel():
     """QConv2D with the default (per-element) input widths: a width per pixel position,
     which a pixel stream cannot apply; rtlgen refuses it."""
@@ -207,6 +249,53 @@ def conv_per_pixel():
     return keras.Model(inp, keras.layers.Flatten(name="flat")(out), name="conv_per_pixel")
 
 
+def bench_perweight():
+    """The benchmark's model (benchmarks/bench_hgq2.py): a 16-24-12-5 MLP with per-weight
+    kernel widths and per-element input widths."""
+    keras = _keras()
+    from hgq.layers import QDense
+
+    inp = keras.Input((16,), name="x")
+    h = QDense(24, activation="relu", name="fc1")(inp)
+    h = QDense(12, activation="relu", name="fc2")(h)
+    return keras.Model(inp, QDense(5, name="head")(h), name="bench_perweight")
+
+
+def bench_uniform():
+    """The benchmark's model with one width per tensor: the same float weights, each
+    kernel's width the largest of its per-weight widths, each input quantizer's the largest
+    of its per-element ones (what a uniform quantization would need for the same values)."""
+    keras = _keras()
+    from hgq.layers import QDense
+
+    tensor = dict(heterogeneous_axis=())
+    inp = keras.Input((16,), name="x")
+    h = inp
+    for units, name, act in ((24, "fc1", "relu"), (12, "fc2", "relu"), (5, "head", None)):
+        h = QDense(
+            units,
+            activation=act,
+            name=name,
+            kq_conf=_conf("kbi", "weight", **tensor),
+            iq_conf=_conf("kif", "datalane", **tensor),
+        )(h)
+    model = keras.Model(inp, h, name="bench_uniform")
+    source = build("bench_perweight")
+    for layer, src in zip(model.layers[1:], source.layers[1:], strict=True):
+        layer._kernel.assign(src._kernel)
+        layer.bias.assign(src.bias)
+        for q, q_src in ((layer.kq, src.kq), (layer.iq, src.iq)):
+            inner, inner_src = q.quantizer, q_src.quantizer
+            for var, var_src in zip(inner.variables, inner_src.variables, strict=True):
+                value = np.asarray(var_src.numpy())
+                var.assign(np.full(tuple(var.shape), value.max(), dtype=value.dtype))
+        for var, var_src in zip(
+            layer.bq.quantizer.variables, src.bq.quantizer.variables, strict=True
+        ):
+            var.assign(var_src.numpy())
+    return model
+
+
 MODELS = {
     "mlp_perweight": (mlp_perweight, (8,)),
     "mlp_uniform": (mlp_uniform, (8,)),
@@ -214,14 +303,21 @@ MODELS = {
     "cnn2d": (cnn2d, (6, 6, 2)),
     "cnn1d": (cnn1d, (9, 3)),
     "conv_per_pixel": (conv_per_pixel, (4, 4, 2)),
+    "bench_perweight": (bench_perweight, (16,)),
+    "bench_uniform": (bench_uniform, (16,)),
+    "einsum_bn": (einsum_bn, (8,)),
+    "seq_pool": (seq_pool, (8, 3)),
 }
+#: models whose weights and widths another model's build sets
+_DERIVED = ("bench_uniform",)
 
 
 def build(name: str):
     """The model ``name`` with its seeded random weights and widths."""
     make, _ = MODELS[name]
     model = make()
-    _randomize(model, SEED + sorted(MODELS).index(name))
+    if name not in _DERIVED:
+        _randomize(model, SEED + list(MODELS).index(name))
     return model
 
 

@@ -28,7 +28,17 @@ from .cli_run import rtlgen
 from .ops.network_checks import bit_exact_in_simulator, timing_matches_model
 
 DATA = Path(__file__).parents[1] / "data" / "hgq2"
-MODELS = ("mlp_perweight", "mlp_uniform", "mlp_modes", "cnn2d", "cnn1d")
+MODELS = (
+    "mlp_perweight",
+    "mlp_uniform",
+    "mlp_modes",
+    "cnn2d",
+    "cnn1d",
+    "bench_perweight",
+    "bench_uniform",
+    "einsum_bn",
+    "seq_pool",
+)
 INPUT_TYPE = "fixed<16,6>"  # the saved inputs are multiples of 1/16 in [-6, 6)
 
 
@@ -135,6 +145,49 @@ def test_input_quantizer_nodes():
     assert quantizers["conv_sym_oq"].keep_negative.mantissa.max() == 0  # k0=False
 
 
+def test_einsum_batchnorm_pooling_nodes():
+    """QEinsumDense reads as a Dense (a 1x1 convolution on a sequence), QBatchNormalization
+    as a ScaleShift with exact constants, HGQ2 pooling as its quantizer + the pooling."""
+    graph = load_model(DATA / "einsum_bn.keras", input_type=INPUT_TYPE)
+    ops = [(n.name, n.op) for n in graph.nodes]
+    assert (
+        ("ein", "dense") in ops
+        and ("bn", "scale_shift") in ops
+        and ("bn_iq", "fixed_quantize") in ops
+    )
+    graph = load_model(DATA / "seq_pool.keras", input_type=INPUT_TYPE)
+    ops = [(n.name, n.op) for n in graph.nodes]
+    assert ops[1:4] == [
+        ("ein_iq", "fixed_quantize"),
+        ("ein", "conv1d"),
+        ("pool_iq", "fixed_quantize"),
+    ]
+    assert ("gap_iq", "fixed_quantize") in ops
+
+
+def test_einsum_equation_refused_in_one_line(tmp_path):
+    import json
+    import zipfile
+
+    source = DATA / "einsum_bn.keras"
+    target = tmp_path / "bad.keras"
+    with zipfile.ZipFile(source) as archive, zipfile.ZipFile(target, "w") as out:
+        for item in archive.namelist():
+            data = archive.read(item)
+            if item == "config.json":
+                config = json.loads(data)
+                for layer in config["config"]["layers"]:
+                    if layer["config"]["name"] == "ein":
+                        layer["config"]["equation"] = "ab,cb->ac"
+                data = json.dumps(config).encode()
+            out.writestr(item, data)
+    with pytest.raises(UnsupportedError) as info:
+        load_model(target, input_type=INPUT_TYPE)
+    message = str(info.value)
+    assert "\n" not in message and "layer 'ein' (hgq>QEinsumDense)" in message
+    assert "'ab,cb->ac'" in message
+
+
 def test_per_pixel_input_widths_refused_in_one_line(tmp_path):
     with pytest.raises(UnsupportedError) as info:
         load_model(DATA / "conv_per_pixel.keras", input_type=INPUT_TYPE)
@@ -147,7 +200,7 @@ def test_per_pixel_input_widths_refused_in_one_line(tmp_path):
     assert "Traceback" not in run.stderr
 
 
-@pytest.mark.parametrize("name", ["mlp_perweight", "mlp_modes", "cnn1d"])
+@pytest.mark.parametrize("name", ["mlp_perweight", "mlp_modes", "cnn1d", "einsum_bn", "seq_pool"])
 def test_network_bit_exact_under_backpressure(name):
     _, _, graph = _predict(name)
     bit_exact_in_simulator(graph, n=3, seed=3)
@@ -191,6 +244,32 @@ def test_graph_npz_round_trip(tmp_path):
     x = np.load(DATA / "mlp_modes_expected.npz")["x"]
     (y,) = predict_outputs(again, x).values()
     np.testing.assert_array_equal(y.reshape(want.shape), want)
+
+
+@pytest.mark.slow
+def test_convert_and_sim_cli_bit_exact(tmp_path):
+    """A whole HGQ2 CNN (per-channel input widths, per-weight kernels, pooling, a QDense with
+    per-element input widths) through `rtlgen convert` and `rtlgen sim` in Verilator under
+    backpressure: every output equals HGQ2's predict."""
+    expected = np.load(DATA / "cnn2d_expected.npz")
+    np.save(tmp_path / "x.npy", expected["x"][:8])
+    out = tmp_path / "design"
+    run = rtlgen("convert", DATA / "cnn2d.keras", "-o", out, "--input-type", INPUT_TYPE)
+    assert run.returncode == 0, run.stderr
+    run = rtlgen(
+        "sim",
+        out,
+        "-i",
+        tmp_path / "x.npy",
+        "-o",
+        tmp_path / "y.npy",
+        "--backpressure",
+        "0.3",
+        timeout=1200,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    simulated = np.load(tmp_path / "y.npy")
+    np.testing.assert_array_equal(simulated.reshape(8, -1), expected["y"][:8])
 
 
 def _oracle_python() -> str | None:
