@@ -1,0 +1,144 @@
+"""Bulk simulation with the compiled C++ harness (issue 17): build time and images/s after the
+build, for the demo CNN and the SVHN QP6 design (6-bit, 50 % pruned, random weights).
+
+    python benchmarks/bench_sim_harness.py                      # demo 10,000 + SVHN 10,000 images
+    python benchmarks/bench_sim_harness.py --svhn-images 0      # demo only
+    -> benchmarks/results/sim_harness.json
+
+Per design: `rtlgen convert` time, the integer reference's time, the harness's Verilator build
+from an empty cache (no run-time objects cached either: what a new machine pays), then one
+`simulate(..., harness="cpp")` of all images with the build cached. images/s is given three
+ways: over the C++ loop's wall time (`seconds` of sim_result.json), over its processor time
+(`cpu_seconds`: what the run gets on an idle core; the machine is shared, so wall time
+depends on the load, recorded as `load_average`), and over the whole `simulate` call (writing
+the vectors, the run, the checks in numpy). `total_seconds` = convert + reference + build +
+simulate: the issue's "10,000 images including the build" figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rtlgen.api import load_model
+from rtlgen.emit import convert
+from rtlgen.quant.reference import quantize_input, run_int
+from rtlgen.sim_tb.harness_cpp import build_harness
+from rtlgen.sim_tb.runner import simulate
+from rtlgen.sim_tb.tb_manifest import read_manifest
+
+RESULTS = Path(__file__).parent / "results"
+TARGETS = {"demo": 10_000, "svhn_qp6": 1_000}  # images/s after the build (issue 17)
+
+
+def _demo_graph():
+    from rtlgen.demo import demo_files
+
+    model_json, weights, samples = demo_files()
+    with np.load(samples) as data:
+        graph = load_model(model_json, weights=weights, input_type=str(data["input_type"]))
+    return graph, "demo CNN (rtlgen demo: 8x8x1 -> conv, pool, conv, dense 10, softmax)"
+
+
+def _svhn_graph():
+    sys.path.insert(0, str(Path(__file__).parent))
+    from svhn_models import svhn_model_files
+
+    json_path, weights_path = svhn_model_files(bits=6, sparsity=0.5)
+    graph = load_model(json_path, weights=weights_path, input_type="fixed<16,6>")
+    return graph, "SVHN CNN QP6 (6-bit, 50% pruned, random weights), input fixed<16,6>"
+
+
+def _inputs(name: str, graph, images: int) -> np.ndarray:
+    if name == "svhn_qp6":
+        from rtlgen.datasets import synthetic_svhn
+
+        x, _ = synthetic_svhn(images, seed=3)
+        return quantize_input(graph, x)
+    t = graph.input.out_type  # the demo: random mantissas over the whole input range
+    rng = np.random.default_rng(3)
+    return rng.integers(t.min_int, t.max_int + 1, size=(images, *graph.input_shape))
+
+
+def measure(name: str, images: int, tmp: Path, threads: int = 1) -> dict:
+    graph, description = _demo_graph() if name == "demo" else _svhn_graph()
+    start = time.perf_counter()
+    design = convert(graph, tmp / name)
+    convert_seconds = time.perf_counter() - start
+    x_int = _inputs(name, graph, images)
+    start = time.perf_counter()
+    y_int = run_int(graph, x_int)
+    reference_seconds = time.perf_counter() - start
+    build_root = tmp / f"cache_{name}"
+    start = time.perf_counter()
+    build_harness(read_manifest(design.outdir), build_root, threads=threads, object_cache=tmp / f"objcache_{name}")
+    build_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    result = simulate(design.outdir, x_int, y_int, build_root=build_root, harness="cpp")
+    simulate_seconds = time.perf_counter() - start
+    written = json.loads((result.results_dir / "sim_result.json").read_text())
+    cpu = written["cpu_seconds"]
+    return {
+        "design": description,
+        "ports": {
+            "input_tdata_bits": design.manifest.input.tdata_width,
+            "output_tdata_bits": design.manifest.output.tdata_width,
+        },
+        "verilog_bytes": sum(path.stat().st_size for path in design.manifest.rtl_paths),
+        "threads": threads,
+        "images": images,
+        "passed": result.passed,
+        "report": result.report,
+        "latency_cycles": result.latency_cycles,
+        "ii_cycles": result.ii_cycles,
+        "cycles": result.cycles,
+        "convert_seconds": round(convert_seconds, 2),
+        "reference_seconds": round(reference_seconds, 2),
+        "build_seconds_empty_cache": round(build_seconds, 1),
+        "run_seconds_wall": round(result.seconds, 3),
+        "run_seconds_cpu": round(cpu, 3),
+        "simulate_seconds": round(simulate_seconds, 2),
+        "images_per_second_wall": round(images / result.seconds, 1),
+        "images_per_second_cpu": round(images / cpu, 1) if cpu > 0 else None,
+        "images_per_second_simulate": round(images / simulate_seconds, 1),
+        "cycles_per_second_wall": round(result.cycles / result.seconds),
+        "target_images_per_second": TARGETS[name],
+        "total_seconds": round(convert_seconds + reference_seconds + build_seconds + simulate_seconds, 1),
+        "load_average": [round(v, 2) for v in os.getloadavg()],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--demo-images", type=int, default=10_000)
+    parser.add_argument("--svhn-images", type=int, default=10_000)
+    parser.add_argument("--threads", type=int, default=1, help="Verilator --threads of the model")
+    parser.add_argument("-o", "--output", type=Path, default=RESULTS / "sim_harness.json")
+    args = parser.parse_args()
+    out: dict = {
+        "benchmark": "sim_harness",
+        "command": "python " + shlex.join(["benchmarks/bench_sim_harness.py", *sys.argv[1:]]),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+    }
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        for name, images in (("demo", args.demo_images), ("svhn_qp6", args.svhn_images)):
+            if images > 0:
+                out[name] = measure(name, images, tmp, threads=args.threads)
+                print(json.dumps({name: out[name]}, indent=2), flush=True)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
