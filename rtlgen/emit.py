@@ -8,12 +8,16 @@ and an interrupted or failed run never leaves a manifest describing half-written
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from amaranth.back import verilog
+from amaranth.hdl import ClockSignal, Instance, ResetSignal, _ast, _ir
+from amaranth.lib import wiring
 
 from rtlgen import __version__, ir
 from rtlgen.hardware import (
@@ -22,6 +26,7 @@ from rtlgen.hardware import (
     NetworkTop,
     StreamFormat,
     check_supported,
+    sanitize_identifier,
     top_module_name,
 )
 from rtlgen.manifest import (
@@ -219,12 +224,15 @@ def convert(
     extra: Callable[[Path, Manifest], None] | None = None,
     progress: Callable[[str], None] | None = None,
     input_type_origin: str = "unknown",
+    jobs: int | None = None,
 ) -> Design:
     """Elaborate the lowered graph and write OUTDIR. ``extra(staging_dir, manifest)`` may add
     files (testbench, reports) before the directory is moved into place.
     ``top_name``: the top module's name as the user gave it (an invalid one is an error);
     default: the model's name, made a safe identifier. ``input_type_origin``: how the input
-    type was chosen, for the manifest and REPORT.md (`rtlgen.manifest.INPUT_TYPE_ORIGINS`)."""
+    type was chosen, for the manifest and REPORT.md (`rtlgen.manifest.INPUT_TYPE_ORIGINS`).
+    ``jobs``: processes converting layers to Verilog (`network_verilog`; default: the CPUs
+    this process may use)."""
     say = progress or (lambda _msg: None)
     started = time.perf_counter()
     check_supported(graph)
@@ -232,7 +240,7 @@ def convert(
     say("elaborating hardware")
     top = NetworkTop(graph, options)
     say("writing Verilog")
-    text = verilog.convert(top, name=top_name, emit_src=False, strip_internal_attrs=True)
+    text = network_verilog(top, top_name, jobs=jobs, progress=say)
     seconds = time.perf_counter() - started
     manifest = build_manifest(graph, top, top_name, options, seconds, input_type_origin)
 
@@ -259,3 +267,142 @@ def convert(
             raise folder.os_error(exc) from None
         folder.commit(manifest_text)
     return Design(outdir, top_name, outdir / "rtl" / f"{top_name}.v", manifest)
+
+
+# --------------------------------------------------------------------------------------
+# Verilog: each layer's components converted on their own, in parallel processes
+
+#: the components being converted by `network_verilog`'s worker processes (inherited by fork)
+_PENDING: list[tuple[wiring.Component, str]] = []
+
+
+def _ports(component: wiring.Component) -> list[tuple[str, _ast.Value, _ir.PortDirection]]:
+    """The component's ports as `amaranth.back.verilog.convert` names them."""
+    ports = []
+    for path, member, value in component.signature.flatten(component):
+        value = value.as_value() if isinstance(value, _ast.ValueCastable) else value
+        flow = _ir.PortDirection.Input if member.flow == wiring.In else _ir.PortDirection.Output
+        ports.append(("__".join(map(str, path)), value, flow))
+    return ports
+
+
+def component_verilog(component: wiring.Component, name: str) -> tuple[str, bool]:
+    """(Verilog of ``component`` as module ``name``, whether it has ``clk``/``rst`` ports:
+    whether it uses the ``sync`` domain). Its other ports are named as `verilog.convert`
+    names them (``i__payload``, ``o__valid``, ...)."""
+    clocked: list[str] = []
+
+    def missing_domain(domain: str):
+        from amaranth.hdl import ClockDomain
+
+        clocked.append(domain)
+        return ClockDomain(domain)
+
+    fragment = _ir.Fragment.get(component, None)
+    design = fragment.prepare(
+        ports=_ports(component), hierarchy=(name,), missing_domain=missing_domain
+    )
+    text, _ = verilog.convert_fragment(design, emit_src=False, strip_internal_attrs=True)
+    return text, "sync" in clocked
+
+
+def _convert_pending(index: int) -> tuple[str, bool]:
+    component, name = _PENDING[index]
+    return component_verilog(component, name)
+
+
+def _instance(component: wiring.Component, name: str, clocked: bool) -> Instance:
+    """An instance of the separately converted module ``name`` wired to ``component``'s own
+    port signals (which the enclosing design connects as usual)."""
+    kwargs = {}
+    for port, value, flow in _ports(component):
+        kwargs[("i_" if flow is _ir.PortDirection.Input else "o_") + port] = value
+    if clocked:
+        kwargs.update(i_clk=ClockSignal(), i_rst=ResetSignal())
+    return Instance(name, **kwargs)
+
+
+def default_jobs() -> int:
+    """Worker processes for `network_verilog`: the CPUs this process may run on, when the
+    platform forks (workers inherit the elaborated components; nothing is pickled)."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def network_verilog(
+    top: NetworkTop,
+    name: str,
+    jobs: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> str:
+    """The Verilog of ``top`` as module ``name``, each layer component (MAC arrays, window
+    generators, requantizers, ...) converted on its own as module ``<name>__l<k>_<layer>_<i>``
+    by Amaranth's back end, up to ``jobs`` at a time in worker processes, and instantiated
+    in the top, which is converted last with the stream wiring, skid buffers, FIFOs, forks
+    and arg-max. The same modules and the same hardware for any ``jobs``.
+
+    Why: Amaranth's netlist and RTLIL back end (plus Yosys' ``write_verilog``) is most of the
+    conversion time and works one design at a time; separate layers are independent, so two
+    CPUs convert a large network in about half the time."""
+    say = progress or (lambda _msg: None)
+    jobs = default_jobs() if jobs is None else max(1, jobs)
+    separate: list[tuple[wiring.Component, str]] = []
+    for index, plan in enumerate(top.plans):
+        layer = f"l{index}_{sanitize_identifier(plan.node.name, 'layer')}"
+        for k, stage in enumerate(plan.stages):
+            if isinstance(stage, wiring.Component):
+                separate.append((stage, f"{name}__{layer}_{k}"))
+    modules: list[tuple[str, bool] | None] = [None] * len(separate)
+    done = 0
+
+    def finished(index: int, result: tuple[str, bool]) -> None:
+        nonlocal done
+        modules[index] = result
+        done += 1
+        say(f"Verilog of {separate[index][1]} ({done}/{len(separate)})")
+
+    # Largest first keeps both workers busy to the end.
+    order = sorted(range(len(separate)), key=lambda i: -_size(separate[i][0]))
+    if jobs > 1 and len(separate) > 1:
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        _PENDING[:] = separate
+        try:
+            context = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(min(jobs, len(separate)), mp_context=context) as pool:
+                futures = {pool.submit(_convert_pending, i): i for i in order}
+                for future in as_completed(futures):
+                    finished(futures[future], future.result())
+        finally:
+            _PENDING.clear()
+    else:
+        for i in order:
+            finished(i, component_verilog(*separate[i]))
+
+    # The top, with each separated component elaborating to an instance of its module.
+    for (stage, module), result in zip(separate, modules, strict=True):
+        assert result is not None
+        stage.elaborate = _instance_elaborate(stage, module, result[1])
+    try:
+        top_text = verilog.convert(top, name=name, emit_src=False, strip_internal_attrs=True)
+    finally:
+        for stage, _ in separate:
+            del stage.elaborate
+    return "".join([top_text, *(text for text, _ in modules)])  # type: ignore[misc]
+
+
+def _instance_elaborate(stage: wiring.Component, module: str, clocked: bool):
+    return lambda platform: _instance(stage, module, clocked)
+
+
+def _size(component: wiring.Component) -> int:
+    """A rough conversion cost: adder bits of a constant MAC array, else its port bits."""
+    plan = getattr(component, "plan", None)
+    adder_bits = getattr(plan, "adder_bits", None)
+    if isinstance(adder_bits, int):
+        return adder_bits
+    return sum(len(value) for _, value, _ in _ports(component))

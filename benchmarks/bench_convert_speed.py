@@ -1,0 +1,332 @@
+"""Conversion time per non-zero multiplier (issue 20 "Conversion time", issue 18 "Generation
+time"): `rtlgen convert`'s own path, phase by phase, on generated models of several sizes.
+
+    python benchmarks/bench_convert_speed.py            # all cases -> results/convert_speed.json
+    python benchmarks/bench_convert_speed.py mlp_1k     # one case (printed, JSON not written)
+    python benchmarks/bench_convert_speed.py --profile mlp_20k   # cProfile top 40 (cumulative)
+
+Models are written as Keras 2 HDF5 files with h5py (no TensorFlow): dense QKeras MLPs of
+6-8-bit weights from ~1 k to ~300 k non-zero products, a float MLP (16-bit weights by the
+default precision), the 16-500x5-5 QKeras MLP whose hidden weights all quantize to zero,
+and a small QKeras conv net. Each case runs in a fresh process (peak memory is that
+process's max RSS) through `rtlgen.api.load_model` and `rtlgen.emit.convert`, the functions
+the CLI calls; the phases are timed by wrapping the functions `convert` calls:
+
+- front_end: reading the model file (`rtlgen.frontend.read_model`);
+- passes: fold/fuse/precision (`rtlgen.passes.lower`);
+- plan: `plan_network` (each layer's plan, including the MAC arrays' adder-graph plans);
+- elaboration: `Fragment.get` (every component's `elaborate`);
+- rtlil: Amaranth's netlist and RTLIL text (`amaranth.back.rtlil.convert_fragment`);
+- verilog: Yosys (`read_rtlil; proc; write_verilog`, as Amaranth runs it);
+- write: manifest, timing model, graph.npz, REPORT.md, the folder commit (the rest).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results"
+
+# --------------------------------------------------------------------------------------
+# model files (Keras 2 HDF5 layout, written with h5py)
+
+
+def _entry(class_name: str, config: dict, module: str = "keras.layers") -> dict:
+    return {"module": module, "class_name": class_name, "config": config, "registered_name": None}
+
+
+def _config(layers: list[dict], input_shape: tuple[int, ...], name: str) -> dict:
+    first = _entry(
+        "InputLayer",
+        {"batch_input_shape": [None, *input_shape], "dtype": "float32", "name": "input_1"},
+    )
+    return {
+        "class_name": "Sequential",
+        "config": {"name": name, "layers": [first, *layers]},
+        "keras_version": "2.15.0",
+        "backend": "tensorflow",
+    }
+
+
+def _write_h5(path: Path, config: dict, weights: dict[str, dict[str, np.ndarray]]) -> Path:
+    def names(items: list[str]) -> np.ndarray:
+        return np.array([n.encode() for n in items], dtype="S") if items else np.zeros(0)
+
+    with h5py.File(path, "w") as f:
+        f.attrs["model_config"] = json.dumps(config).encode()
+        f.attrs["keras_version"] = b"2.15.0"
+        root = f.create_group("model_weights")
+        root.attrs["layer_names"] = names(list(weights))
+        root.attrs["backend"] = b"tensorflow"
+        root.attrs["keras_version"] = b"2.15.0"
+        for layer, named in weights.items():
+            group = root.create_group(layer)
+            full = [f"{layer}/{short}:0" for short in named]
+            group.attrs["weight_names"] = names(full)
+            for key, value in zip(full, named.values(), strict=True):
+                group.create_dataset(key, data=np.asarray(value, dtype=np.float32))
+    return path
+
+
+def _quantized(bits: int, integer: int = 0) -> dict:
+    return {"class_name": "quantized_bits", "config": {"bits": bits, "integer": integer, "alpha": 1}}
+
+
+def _grid_weights(rng, shape, bits: int, integer: int = 0, zero_fraction: float = 0.0):
+    """Random weights exactly on the ``quantized_bits(bits, integer)`` grid (so QKeras and
+    rtlgen agree on them), a fraction of them zero."""
+    frac = bits - 1 - integer
+    top = 2 ** (bits - 1) - 1
+    w = rng.integers(-top, top + 1, size=shape) / 2.0**frac
+    if zero_fraction:
+        w[rng.random(shape) < zero_fraction] = 0.0
+    return w
+
+
+def qkeras_mlp(path: Path, widths: list[int], bits: int, seed: int, name: str,
+               zero_fraction: float = 0.0) -> Path:
+    """QDense layers (``bits``-bit weights, 8-bit biases), quantized_relu(8, 3) between."""
+    rng = np.random.default_rng(seed)
+    layers, weights = [], {}
+    for k, (n_in, n_out) in enumerate(zip(widths, widths[1:], strict=False)):
+        last = k == len(widths) - 2
+        layer = f"d{k}"
+        layers.append(_entry("QDense", {
+            "name": layer, "units": n_out, "use_bias": True,
+            "activation": "linear" if last else "quantized_relu(8,3)",
+            "kernel_quantizer": _quantized(bits), "bias_quantizer": _quantized(8, 2),
+        }, module="qkeras.qlayers"))
+        weights[layer] = {
+            "kernel": _grid_weights(rng, (n_in, n_out), bits, zero_fraction=zero_fraction),
+            "bias": _grid_weights(rng, (n_out,), 8, 2),
+        }
+    return _write_h5(path, _config(layers, (widths[0],), name), weights)
+
+
+def float_mlp(path: Path, widths: list[int], seed: int, name: str) -> Path:
+    """Plain Keras Dense layers with float weights (16-bit weights by default precision)."""
+    rng = np.random.default_rng(seed)
+    layers, weights = [], {}
+    for k, (n_in, n_out) in enumerate(zip(widths, widths[1:], strict=False)):
+        last = k == len(widths) - 2
+        layer = f"d{k}"
+        layers.append(_entry("Dense", {"name": layer, "units": n_out, "use_bias": True,
+                                       "activation": "linear" if last else "relu"}))
+        weights[layer] = {
+            "kernel": rng.normal(0, 1 / np.sqrt(n_in), (n_in, n_out)),
+            "bias": rng.normal(0, 0.1, n_out),
+        }
+    return _write_h5(path, _config(layers, (widths[0],), name), weights)
+
+
+def zero_hidden_mlp(path: Path, seed: int) -> Path:
+    """16-500x5-5 QKeras MLP whose hidden layers' weights all quantize to zero (tiny floats
+    under a 6-bit quantizer), as the public model that took 92 s."""
+    rng = np.random.default_rng(seed)
+    widths = [16, 500, 500, 500, 500, 500, 5]
+    layers, weights = [], {}
+    for k, (n_in, n_out) in enumerate(zip(widths, widths[1:], strict=False)):
+        last = k == len(widths) - 2
+        hidden = 0 < k < len(widths) - 2
+        layer = f"d{k}"
+        layers.append(_entry("QDense", {
+            "name": layer, "units": n_out, "use_bias": True,
+            "activation": "linear" if last else "quantized_relu(8,3)",
+            "kernel_quantizer": _quantized(6), "bias_quantizer": _quantized(8, 2),
+        }, module="qkeras.qlayers"))
+        kernel = (rng.normal(0, 1e-4, (n_in, n_out)) if hidden
+                  else _grid_weights(rng, (n_in, n_out), 6))
+        weights[layer] = {"kernel": kernel, "bias": _grid_weights(rng, (n_out,), 8, 2)}
+    return _write_h5(path, _config(layers, (16,), "zero_hidden"), weights)
+
+
+def qkeras_cnn(path: Path, seed: int) -> Path:
+    """16x16x3 -> QConv2D 3x3x8 -> MaxPool -> QConv2D 3x3x16 -> MaxPool -> Flatten -> QDense 10."""
+    rng = np.random.default_rng(seed)
+    layers = [
+        _entry("QConv2D", {"name": "c1", "filters": 8, "kernel_size": [3, 3], "strides": [1, 1],
+                           "padding": "valid", "use_bias": True,
+                           "activation": "quantized_relu(8,3)",
+                           "kernel_quantizer": _quantized(6), "bias_quantizer": _quantized(8, 2)},
+               module="qkeras.qconvolutional"),
+        _entry("MaxPooling2D", {"name": "p1", "pool_size": [2, 2], "strides": [2, 2],
+                                "padding": "valid"}),
+        _entry("QConv2D", {"name": "c2", "filters": 16, "kernel_size": [3, 3], "strides": [1, 1],
+                           "padding": "valid", "use_bias": True,
+                           "activation": "quantized_relu(8,3)",
+                           "kernel_quantizer": _quantized(6), "bias_quantizer": _quantized(8, 2)},
+               module="qkeras.qconvolutional"),
+        _entry("MaxPooling2D", {"name": "p2", "pool_size": [2, 2], "strides": [2, 2],
+                                "padding": "valid"}),
+        _entry("Flatten", {"name": "flat"}),
+        _entry("QDense", {"name": "d", "units": 10, "use_bias": True, "activation": "linear",
+                          "kernel_quantizer": _quantized(6), "bias_quantizer": _quantized(8, 2)},
+               module="qkeras.qlayers"),
+    ]
+    weights = {
+        "c1": {"kernel": _grid_weights(rng, (3, 3, 3, 8), 6), "bias": _grid_weights(rng, (8,), 8, 2)},
+        "p1": {},
+        "c2": {"kernel": _grid_weights(rng, (3, 3, 8, 16), 6),
+               "bias": _grid_weights(rng, (16,), 8, 2)},
+        "p2": {},
+        "flat": {},
+        "d": {"kernel": _grid_weights(rng, (144, 10), 6), "bias": _grid_weights(rng, (10,), 8, 2)},
+    }
+    return _write_h5(path, _config(layers, (16, 16, 3), "cnn"), weights)
+
+
+#: name -> (writer(path) -> path, options for HardwareOptions as strings)
+CASES = {
+    "mlp_1k": lambda p: qkeras_mlp(p, [16, 32, 16, 5], 8, 1, "mlp_1k"),
+    "mlp_5k": lambda p: qkeras_mlp(p, [32, 64, 32, 32, 5], 7, 2, "mlp_5k"),
+    "mlp_20k": lambda p: qkeras_mlp(p, [64, 128, 64, 64, 10], 6, 3, "mlp_20k"),
+    "mlp_75k": lambda p: qkeras_mlp(p, [128, 256, 128, 64, 10], 6, 4, "mlp_75k"),
+    "mlp_300k": lambda p: qkeras_mlp(p, [784, 320, 128, 10], 6, 5, "mlp_300k", 0.05),
+    "float_mlp_4k": lambda p: float_mlp(p, [16, 64, 32, 32, 5], 6, "float_mlp_4k"),
+    "zero_hidden_16_500x5_5": lambda p: zero_hidden_mlp(p, 7),
+    "cnn_small": lambda p: qkeras_cnn(p, 8),
+}
+
+# --------------------------------------------------------------------------------------
+# one measurement
+
+
+class _Phases:
+    """Wall time spent inside wrapped functions, by phase (outermost call only)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._depth: dict[str, int] = {}
+
+    def wrap(self, owner, attribute: str, phase: str) -> None:
+        original = getattr(owner, attribute)
+
+        def timed(*args, **kwargs):
+            depth = self._depth.get(phase, 0)
+            self._depth[phase] = depth + 1
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self._depth[phase] = depth
+                if depth == 0:
+                    elapsed = time.perf_counter() - start
+                    self.seconds[phase] = self.seconds.get(phase, 0.0) + elapsed
+
+        setattr(owner, attribute, timed)
+
+
+def _instrument() -> _Phases:
+    import amaranth.back.rtlil as rtlil
+    import amaranth.back.verilog as verilog
+    from amaranth.hdl import _ir
+
+    import rtlgen.api as api
+    import rtlgen.frontend as frontend
+    import rtlgen.hardware as hardware
+
+    phases = _Phases()
+    phases.wrap(frontend, "read_model", "front_end")
+    phases.wrap(api, "lower", "passes")
+    phases.wrap(hardware, "plan_network", "plan")
+    phases.wrap(_ir.Fragment, "get", "elaboration")
+    phases.wrap(rtlil, "convert_fragment", "rtlil")
+    phases.wrap(verilog, "_convert_rtlil_text", "verilog")
+    return phases
+
+
+def measure(name: str, profile: bool = False) -> dict:
+    phases = _instrument()
+    from rtlgen.api import load_model
+    from rtlgen.emit import convert
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = CASES[name](Path(tmp) / f"{name}.h5")
+        profiler = None
+        if profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.enable()
+        start = time.perf_counter()
+        graph = load_model(model)
+        design = convert(graph, Path(tmp) / "out")
+        seconds = time.perf_counter() - start
+        if profiler is not None:
+            import pstats
+
+            profiler.disable()
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+        verilog_bytes = design.verilog.stat().st_size
+    totals = design.manifest.totals
+    nonzero = totals.products_nonzero
+    known = sum(phases.seconds.values())
+    phase_seconds = {k: round(v, 3) for k, v in phases.seconds.items()}
+    phase_seconds["write"] = round(seconds - known, 3)
+    return {
+        "case": name,
+        "seconds": round(seconds, 3),
+        "products_nonzero": nonzero,
+        "multipliers": totals.multipliers,
+        "adders": totals.adders,
+        "ms_per_nonzero_product": round(1000 * seconds / nonzero, 3) if nonzero else None,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "verilog_bytes": verilog_bytes,
+        "phases_seconds": phase_seconds,
+    }
+
+
+def _measure_in_child(name: str, queue) -> None:
+    queue.put(measure(name))
+
+
+def measure_isolated(name: str) -> dict:
+    """`measure` in a fresh process: its own peak memory, no warm caches."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    child = context.Process(target=_measure_in_child, args=(name, queue))
+    child.start()
+    row = queue.get()
+    child.join()
+    return row
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("cases", nargs="*", choices=[*CASES, []], help="default: all")
+    parser.add_argument("--profile", action="store_true", help="cProfile one case")
+    args = parser.parse_args(argv)
+    if args.profile:
+        for name in args.cases:
+            print(json.dumps(measure(name, profile=True), indent=2))
+        return []
+    rows = []
+    for name in args.cases or CASES:
+        row = measure_isolated(name)
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    if not args.cases:
+        RESULTS.mkdir(exist_ok=True)
+        result = {
+            "command": "python benchmarks/bench_convert_speed.py",
+            "target_ms_per_nonzero_product": 0.5,
+            "target_seconds_any_public_model": 60,
+            "cases": rows,
+        }
+        (RESULTS / "convert_speed.json").write_text(json.dumps(result, indent=2) + "\n")
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit(main() and 0)
