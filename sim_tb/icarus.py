@@ -112,10 +112,11 @@ def check_size(
     manifest: Manifest,
     samples: int,
     backpressure: float = 0.0,
-    limit: float = MAX_ESTIMATED_SECONDS,
+    limit: float | None = None,
 ) -> float:
-    """Raise SimulationError (one line) when Icarus would take longer than `limit` seconds;
-    return the estimate otherwise."""
+    """Raise SimulationError (one line) when Icarus would take longer than `limit` seconds
+    (default MAX_ESTIMATED_SECONDS); return the estimate otherwise."""
+    limit = MAX_ESTIMATED_SECONDS if limit is None else limit
     seconds = estimated_seconds(manifest, samples, backpressure)
     if seconds > limit:
         cycles = estimated_cycles(manifest, samples)
