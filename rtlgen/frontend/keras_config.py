@@ -779,6 +779,8 @@ class LayerOut:
     nodes: list[ir.Node]
     shape: Shape
     softmax: bool = False
+    #: nodes applied to each input before ``nodes`` (a merge's per-input quantizers, HGQ2)
+    input_nodes: tuple[list[ir.Node], ...] = ()
 
 
 def folded_batchnorm(
@@ -1006,6 +1008,14 @@ def build_graph(
             softmax_of[layer.name] = softmax
         if out.softmax:
             softmax_of[layer.name] = layer
+        if out.input_nodes:
+            chained = []
+            for (name, shape), chain in zip(sources, out.input_nodes, strict=True):
+                for node in chain:
+                    nodes.append(node.replace(inputs=(name,)))
+                    name = node.name
+                chained.append((name, shape))
+            sources = chained
         inputs = tuple(name for name, _ in sources)
         for node in out.nodes:
             nodes.append(node.replace(inputs=inputs))

@@ -454,6 +454,38 @@ def read_hgq2_batchnorm(layer: KerasLayer, shape: Shape, source: WeightSource) -
     return LayerOut([*pre, node, *post], shape)
 
 
+#: HGQ2 merges: a quantizer per input (``iq_confs``), the Keras merge, an output quantizer
+_MERGES = {f"hgq>Q{name}": name for name in ("Add", "Subtract", "Multiply", "Maximum", "Minimum")}
+
+
+def read_hgq2_merge(layer: KerasLayer, shapes: tuple[Shape, ...], source: WeightSource) -> LayerOut:
+    from rtlgen.ops.registry import keras_handler
+
+    plain = KerasLayer(_MERGES[layer.class_name], layer.name, layer.config, layer.build_config)
+    handler = keras_handler(plain.class_name)
+    assert handler is not None
+    out = handler(plain, shapes, source)
+    pre: list[list[ir.Node]] = []
+    if layer_config_flag(layer, "enable_iq", True):
+        confs = layer.config.get("iq_confs")
+        if not isinstance(confs, list):
+            confs = [confs] * len(shapes)
+        if len(confs) != len(shapes):
+            raise RtlgenError(f"{layer.where}: {len(confs)} iq_confs for {len(shapes)} inputs")
+        for index, (conf, shape) in enumerate(zip(confs, shapes, strict=True)):
+            view = KerasLayer(layer.class_name, layer.name, {"iq_conf": conf}, None)
+            spec = quantizer_spec(view, "iq_conf", "datalane")
+            if spec is None:
+                pre.append([])
+                continue
+            # a container of Quantizer layers: "quantizer", "quantizer_1", ... (class names)
+            sub = f"iq/quantizers/quantizer{'' if index == 0 else f'_{index}'}/quantizer"
+            widths = quantizer_widths(layer, spec, source, sub, shape)
+            pre.append([quantize_node(f"{layer.name}_iq{index}", shape, widths, layer.name)])
+    post = _activation_quantizer(layer, "oq", out.shape, source)
+    return LayerOut([*out.nodes, *post], out.shape, out.softmax, tuple(pre))
+
+
 @register_op
 class FixedQuantizeOp(Op):
     name = "fixed_quantize"
@@ -483,6 +515,16 @@ class Hgq2WrappedOp(Op):
     name = "hgq2_wrapped"
     keras_classes = tuple(_WRAPPED)
     from_keras = staticmethod(read_hgq2_wrapped)
+
+
+@register_op
+class Hgq2MergeOp(Op):
+    """HGQ2 merges: per-input quantizers before the Keras merge's own op."""
+
+    name = "hgq2_merge"
+    keras_classes = tuple(_MERGES)
+    multi_input = True
+    from_keras = staticmethod(read_hgq2_merge)
 
 
 @register_op

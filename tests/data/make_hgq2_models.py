@@ -80,7 +80,8 @@ def _randomize(model, seed: int) -> None:
         if getattr(layer, "_bq", None) is not None:
             _set_kbi(layer.bq, rng, (3, 8), (0, 2))
         if getattr(layer, "enable_iq", False) and hasattr(layer, "_iq"):
-            _set_kif(layer.iq, rng)
+            for q in layer.iq if hasattr(layer.iq, "quantizers") else (layer.iq,):
+                _set_kif(q, rng)
         if hasattr(layer, "moving_variance") and hasattr(layer, "bn_gamma"):
             c = tuple(layer.moving_variance.shape)
             layer.bn_gamma.assign(rng.uniform(0.5, 1.5, c).astype(np.float32))
@@ -238,6 +239,19 @@ def seq_pool():
     return keras.Model(inp, QDense(2, name="head")(h), name="seq_pool")
 
 
+def residual():
+    """A fork into two QDense joined by QAdd (a quantizer per input) and QMultiply, head."""
+    keras = _keras()
+    from hgq.layers import QAdd, QDense, QMultiply
+
+    inp = keras.Input((6,), name="x")
+    a = QDense(5, activation="relu", name="a")(inp)
+    b = QDense(5, name="b")(inp)
+    h = QAdd(name="add")([a, b])
+    h = QMultiply(name="mul")([h, b])
+    return keras.Model(inp, QDense(3, name="head")(h), name="residual")
+
+
 def conv_per_pixel():
     """QConv2D with the default (per-element) input widths: a width per pixel position,
     which a pixel stream cannot apply; rtlgen refuses it."""
@@ -307,6 +321,7 @@ MODELS = {
     "bench_uniform": (bench_uniform, (16,)),
     "einsum_bn": (einsum_bn, (8,)),
     "seq_pool": (seq_pool, (8, 3)),
+    "residual": (residual, (6,)),
 }
 #: models whose weights and widths another model's build sets
 _DERIVED = ("bench_uniform",)

@@ -38,6 +38,7 @@ MODELS = (
     "bench_uniform",
     "einsum_bn",
     "seq_pool",
+    "residual",
 )
 INPUT_TYPE = "fixed<16,6>"  # the saved inputs are multiples of 1/16 in [-6, 6)
 
@@ -165,6 +166,16 @@ def test_einsum_batchnorm_pooling_nodes():
     assert ("gap_iq", "fixed_quantize") in ops
 
 
+def test_merge_quantizes_each_input():
+    """QAdd/QMultiply: a FixedQuantize on each input (its own widths), then the merge."""
+    graph = load_model(DATA / "residual.keras", input_type=INPUT_TYPE)
+    by_name = {n.name: n for n in graph.nodes}
+    assert by_name["add"].inputs == ("add_iq0", "add_iq1")
+    assert by_name["add_iq0"].inputs == ("a",) and by_name["add_iq1"].inputs == ("b",)
+    assert by_name["mul"].inputs == ("mul_iq0", "mul_iq1")
+    assert by_name["mul_iq1"].inputs == ("b",)
+
+
 def test_einsum_equation_refused_in_one_line(tmp_path):
     import json
     import zipfile
@@ -200,7 +211,9 @@ def test_per_pixel_input_widths_refused_in_one_line(tmp_path):
     assert "Traceback" not in run.stderr
 
 
-@pytest.mark.parametrize("name", ["mlp_perweight", "mlp_modes", "cnn1d", "einsum_bn", "seq_pool"])
+@pytest.mark.parametrize(
+    "name", ["mlp_perweight", "mlp_modes", "cnn1d", "einsum_bn", "seq_pool", "residual"]
+)
 def test_network_bit_exact_under_backpressure(name):
     _, _, graph = _predict(name)
     bit_exact_in_simulator(graph, n=3, seed=3)
