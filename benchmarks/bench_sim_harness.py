@@ -79,8 +79,9 @@ def measure(name: str, images: int, tmp: Path, threads: int = 1) -> dict:
     y_int = run_int(graph, x_int)
     reference_seconds = time.perf_counter() - start
     build_root = tmp / f"cache_{name}"
+    manifest = read_manifest(design.outdir)
     start = time.perf_counter()
-    build_harness(read_manifest(design.outdir), build_root, threads=threads, object_cache=tmp / f"objcache_{name}")
+    build_harness(manifest, build_root, threads=threads, object_cache=tmp / f"objcache_{name}")
     build_seconds = time.perf_counter() - start
     start = time.perf_counter()
     result = simulate(design.outdir, x_int, y_int, build_root=build_root, harness="cpp")
@@ -90,10 +91,10 @@ def measure(name: str, images: int, tmp: Path, threads: int = 1) -> dict:
     return {
         "design": description,
         "ports": {
-            "input_tdata_bits": design.manifest.input.tdata_width,
-            "output_tdata_bits": design.manifest.output.tdata_width,
+            "input_tdata_bits": manifest.input.tdata_width,
+            "output_tdata_bits": manifest.output.tdata_width,
         },
-        "verilog_bytes": sum(path.stat().st_size for path in design.manifest.rtl_paths),
+        "verilog_bytes": sum(path.stat().st_size for path in manifest.rtl_paths),
         "threads": threads,
         "images": images,
         "passed": result.passed,

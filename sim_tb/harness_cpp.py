@@ -436,7 +436,9 @@ def run_harness(
             str(RESET_CYCLES),
             str(int(manifest.reset_active_high)),
             str(budget),
-            str(settle + 16),  # as tb_network: settle + 16 cycles for beats that should not come
+            # as tb_network's ClockCycles(settle + 16) for beats that should not come: its
+            # sinks sample after the first settle + 15 of those edges (stopped at the last)
+            str(settle + 15),
             str(len(inputs)),
         ]
         for k, spec in enumerate(inputs):
@@ -467,7 +469,11 @@ def run_harness(
                 f"{_first_error(log, None)}; full log: {log}"
             )
         summary = _read_summary(work / "summary.txt")
-        firsts = np.fromfile(work / "in0.first", dtype="<i8")
+        # a sample starts when the last of the inputs takes its first beat (as tb_network and
+        # the manifest's latency and II count); only samples every input has started
+        starts = [np.fromfile(work / f"in{k}.first", dtype="<i8") for k in range(len(inputs))]
+        begun = min(len(first) for first in starts)
+        firsts = np.max([first[:begun] for first in starts], axis=0)
         outputs = []
         for k, spec in enumerate(manifest.outputs):
             values = np.fromfile(work / f"out{k}.data", dtype="<i8").reshape(-1, spec.elements_per_beat)
