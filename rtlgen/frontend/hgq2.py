@@ -279,25 +279,29 @@ def quantized_constant(values: np.ndarray, widths: QuantizerWidths) -> np.ndarra
     return quantize_float(values, widths).astype(np.float64)
 
 
-def per_channel(widths: QuantizerWidths, shape: tuple[int, ...]) -> QuantizerWidths:
-    """Activation widths as one value per channel (the last axis) of a tensor ``shape``
-    (without the batch axis). A flat vector is one beat, so any per-element widths are per
-    channel; an image or sequence streams one position per beat, so its widths must not
-    depend on the position: otherwise one line says so."""
+#: most widths (positions x channels) of one activation quantizer rtlgen builds
+MAX_ACTIVATION_WIDTHS = 1 << 16
+
+
+def per_position(widths: QuantizerWidths, shape: tuple[int, ...]) -> QuantizerWidths:
+    """Activation widths as ``(positions, channels)`` arrays for a tensor ``shape`` (without
+    the batch axis): a flat vector is one position (one beat); an image or sequence streams
+    one position (pixel) per beat, each with its own widths when HGQ2 gave them per element
+    (its default ``homogeneous_axis=(0,)``), or the same for all (per-channel or per-tensor)."""
     spec = widths.spec
+    positions = 1
+    for dim in shape[:-1]:
+        positions *= dim
+    if positions * shape[-1] > MAX_ACTIVATION_WIDTHS:
+        raise UnsupportedError(
+            f"{spec.where}: {positions * shape[-1]:,} activation widths (per element of "
+            f"{shape}); rtlgen supports up to {MAX_ACTIVATION_WIDTHS:,} (use per-channel widths)"
+        )
     arrays = []
     for name in ("k", "i", "f"):
         value = getattr(widths, name)
         value = np.broadcast_to(value, (1, *shape) if value.ndim == len(shape) + 1 else shape)
-        value = value.reshape(-1, shape[-1])
-        if np.any(value != value[:1]):
-            raise UnsupportedError(
-                f"{spec.where}: the {name} widths differ between positions of the "
-                f"{shape} input (a width per pixel/position); rtlgen streams one position per "
-                "beat and supports per-tensor or per-channel activation widths (set the "
-                "quantizer's homogeneous_axis to all axes but the channels)"
-            )
-        arrays.append(value[0].astype(np.int64))
+        arrays.append(value.reshape(positions, shape[-1]).astype(np.int64))
     return QuantizerWidths(spec, *arrays)
 
 

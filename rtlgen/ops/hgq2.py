@@ -7,11 +7,11 @@ its input quantizer ``iq`` (when enabled), the Dense/Conv node of `rtlgen.ops.de
 widths are kept exactly, pruned weights are zero and build nothing), its activation, and a
 `FixedQuantize` for ``oq`` (``enable_oq``). Widths and modes: `rtlgen.frontend.hgq2`.
 
-`FixedQuantize` (contract): per channel ``c`` (the last axis; a flat vector's elements),
-``y = fit(shift_round(x, fx - f_c), k_c, i_c, f_c) << (F - f_c)`` where ``fit`` saturates
-(SAT, SAT_SYM) or wraps (WRAP) into ``k_c + i_c + f_c`` bits and ``F`` is the largest
-``f_c``; a channel of width 0 outputs 0. Hardware: `ChannelQuantize`, one register stage,
-II = 1, stalls with the output's ready.
+`FixedQuantize` (contract): per element ``e`` (position and channel; a flat vector is one
+position), ``y = fit(shift_round(x, fx - f_e), k_e, i_e, f_e) << (F - f_e)`` where ``fit``
+saturates (SAT, SAT_SYM) or wraps (WRAP) into ``k_e + i_e + f_e`` bits and ``F`` is the
+largest ``f_e``; an element of width 0 outputs 0. Hardware: `ChannelQuantize`, one register
+stage, II = 1, stalls with the output's ready; per-position widths follow a position counter.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
-from amaranth.hdl import Cat, Const, Module, Mux, Value
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -31,7 +31,7 @@ from rtlgen.frontend.hgq2 import (
     QuantizerWidths,
     hardware_modes,
     layer_config_flag,
-    per_channel,
+    per_position,
     quantized_constant,
     quantizer_spec,
     quantizer_widths,
@@ -61,11 +61,20 @@ _FLAG_TYPE = FixedType(1, 0, False)
 # ---------------------------------------------------------------------------------------
 # the node
 # ---------------------------------------------------------------------------------------
+def positions_of(shape: Shape) -> int:
+    """Beats per sample of a stream of ``shape``: its positions (pixels), 1 for a vector."""
+    count = 1
+    for dim in shape[:-1]:
+        count *= dim
+    return count
+
+
 @dataclass(frozen=True, eq=False)
 class FixedQuantize(ir.Node):
-    """Per-channel fixed-point quantization (HGQ2's activation quantizers). Widths: one per
-    channel, ``keep_negative`` (0/1), ``integer_bits`` (``max(i, -f)``), ``frac_bits``;
-    a pruned channel (``k + i + f <= 0``) has all three 0."""
+    """Fixed-point quantization with a width per element (HGQ2's activation quantizers).
+    Widths: ``(positions, channels)`` arrays (`positions_of`; one row for a flat vector),
+    ``keep_negative`` (0/1), ``integer_bits`` (``max(i, -f)``), ``frac_bits``; a pruned
+    element (``k + i + f <= 0``) has all three 0."""
 
     keep_negative: ir.Tensor = field(kw_only=True)
     integer_bits: ir.Tensor = field(kw_only=True)
@@ -83,7 +92,7 @@ class FixedQuantize(ir.Node):
         return tuple(t.mantissa.astype(np.int64) for t in tensors)  # type: ignore[union-attr,return-value]
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per channel (lowest, highest) mantissa in units of the channel's own ``f``."""
+        """Per element (lowest, highest) mantissa in units of the element's own ``f``."""
         k, i, f = self.widths()
         top = (np.int64(1) << (i + f)) - 1
         low = -k * (top if self.symmetric and self.overflow is Overflow.SATURATE else top + 1)
@@ -91,11 +100,11 @@ class FixedQuantize(ir.Node):
 
 
 def quantize_node(name: str, shape: Shape, widths: QuantizerWidths, source: str) -> FixedQuantize:
-    """The node of an activation quantizer on tensors ``shape`` (one line refuses widths a
-    stream cannot apply and modes the hardware does not implement)."""
+    """The node of an activation quantizer on tensors ``shape`` (one line refuses modes the
+    hardware does not implement)."""
     rounding, overflow, symmetric = hardware_modes(widths)
-    channel = per_channel(widths, shape)
-    k, i, f = channel.k, channel.i, channel.f
+    element = per_position(widths, shape)
+    k, i, f = element.k, element.i, element.f
     pruned = k + i + f <= 0
     i = np.where(pruned, 0, np.maximum(i, -f))
     f = np.where(pruned, 0, f)
@@ -131,20 +140,23 @@ def quantize_reference(node: FixedQuantize, x: np.ndarray, in_type: FixedType) -
     k, i, f = node.widths()
     low, top = node.bounds()
     x = np.asarray(x, dtype=np.int64)
-    y = np.zeros_like(x)
-    for c in range(k.size):
-        width = int(k[c] + i[c] + f[c])
-        if width == 0:
-            continue
-        r = shift_round(x[..., c], in_type.frac - int(f[c]), node.rounding)
-        if node.overflow is Overflow.SATURATE:
-            r = np.clip(r, low[c], top[c])
-        else:
-            r = r & ((1 << width) - 1)
-            if k[c]:
-                r = np.where(r >= (1 << (width - 1)), r - (1 << width), r)
-        y[..., c] = r << (node.out_type.frac - int(f[c]))
-    return y
+    flat = x.reshape(x.shape[0], *k.shape)  # (N, positions, channels)
+    r = np.zeros_like(flat)
+    for frac in np.unique(f):
+        rounded = shift_round(flat, in_type.frac - int(frac), node.rounding)
+        r = np.where(f == frac, rounded, r)
+    width = k + i + f
+    if node.overflow is Overflow.SATURATE:
+        r = np.clip(r, low, top)
+    else:
+        r = r & ((np.int64(1) << width) - 1)
+        r = np.where(
+            (k == 1) & (r >= (np.int64(1) << np.maximum(width - 1, 0))),
+            r - (np.int64(1) << width),
+            r,
+        )
+    y = np.where(width == 0, 0, r << (node.out_type.frac - f))
+    return y.reshape(x.shape)
 
 
 def validate_quantize(node: FixedQuantize, in_type: FixedType | None) -> None:
@@ -154,7 +166,7 @@ def validate_quantize(node: FixedQuantize, in_type: FixedType | None) -> None:
     if np.any((k != 0) & (k != 1)) or np.any(np.abs(i) > 24) or np.any(np.abs(f) > 24):
         raise RtlgenError("widths out of range (k 0/1, |i|, |f| <= 24)")
     if np.any(i + f < 0):
-        raise RtlgenError("a channel has fewer than 0 integer + fractional bits")
+        raise RtlgenError("an element has fewer than 0 integer + fractional bits")
     if node.out_type != quantize_out_type(node):
         raise RtlgenError(f"output type {node.out_type} does not match the widths")
     if in_type is not None and abs(in_type.frac - int(f.min(initial=0))) > 62:
@@ -162,8 +174,8 @@ def validate_quantize(node: FixedQuantize, in_type: FixedType | None) -> None:
 
 
 def quantize_constant_shapes(in_shape: Shape, out_shape: Shape) -> dict[str, Shape]:
-    channels = (in_shape[-1],)
-    return {"keep_negative": channels, "integer_bits": channels, "frac_bits": channels}
+    widths = (positions_of(in_shape), in_shape[-1])
+    return {"keep_negative": widths, "integer_bits": widths, "frac_bits": widths}
 
 
 # ---------------------------------------------------------------------------------------
@@ -180,11 +192,16 @@ def _extend(v: Value, width: int) -> Value:
 
 
 class ChannelQuantize(wiring.Component):
-    """Per-channel rounding + saturation/wrap of one beat of ``n`` elements into
-    `FixedQuantize`'s output type (bit-exact with `quantize_reference`).
+    """Rounding + saturation/wrap of one beat (one position, ``n`` channels) into
+    `FixedQuantize`'s output type, bit-exact with `quantize_reference`.
+
+    Widths that do not depend on the position are constant logic per channel. Widths per
+    position (HGQ2's per-element default on an image or sequence): a position counter
+    (advanced by each accepted beat, wrapping after the sample's last position) selects,
+    per channel, among the distinct widths that channel has (each quantized in parallel).
 
     Contract: II = 1, latency 1 (one register stage), holds its output while ``o.ready`` is
-    low. A channel of width 0 is the constant 0; saturation compares against constants.
+    low. An element of width 0 is 0; saturation compares against constants.
     """
 
     def __init__(self, node: FixedQuantize, in_type: FixedType, n: int):
@@ -201,29 +218,48 @@ class ChannelQuantize(wiring.Component):
     def latency(self) -> int:
         return 1
 
+    def _quantized(self, x: Value, k: int, i: int, f: int) -> Value:
+        """One element with widths (k, i, f), as ``out_type.width`` raw bits."""
+        node, width = self.node, self.out_type.width
+        bits = k + i + f
+        if bits == 0:
+            return Const(0, width)
+        r = common.shift_round(x, self.in_type.frac - f, node.rounding)
+        if node.overflow is Overflow.SATURATE:
+            top = (1 << (i + f)) - 1
+            low = -k * (top if node.symmetric else top + 1)
+            r = Mux(r > top, top, Mux(r < low, low, r))
+        else:
+            kept = _extend(r, bits).as_unsigned()[:bits]
+            r = kept.as_signed() if k else kept
+        r = Value.cast(r) << (self.out_type.frac - f)
+        return _extend(r, width).as_unsigned()[:width]
+
     def elaborate(self, platform):
         m = Module()
         advance = pipeline_control(m, self.i, self.o, 1)
         regs = StageRegisters(advance)
-        node = self.node
-        k, i, f = node.widths()
-        low, top = node.bounds()
-        width = self.out_type.width
+        k, i, f = self.node.widths()
+        positions = k.shape[0]
+        position = Signal(range(max(positions, 2)), name="position")
+        if positions > 1:
+            with m.If(self.i.valid & self.i.ready):
+                m.d.sync += position.eq(Mux(position == positions - 1, 0, position + 1))
         results = []
         for c in range(self.n):
-            bits = int(k[c] + i[c] + f[c])
-            if bits == 0:
-                results.append(Const(0, width))
+            combos = sorted({(int(k[p, c]), int(i[p, c]), int(f[p, c])) for p in range(positions)})
+            values = [self._quantized(self.i.payload[c], *combo) for combo in combos]
+            if len(values) == 1:
+                results.append(values[0])
                 continue
-            shift = self.in_type.frac - int(f[c])
-            r = common.shift_round(self.i.payload[c], shift, node.rounding)
-            if node.overflow is Overflow.SATURATE:
-                r = Mux(r > int(top[c]), int(top[c]), Mux(r < int(low[c]), int(low[c]), r))
-            else:
-                kept = _extend(r, bits).as_unsigned()[:bits]
-                r = kept.as_signed() if k[c] else kept
-            r = Value.cast(r) << (self.out_type.frac - int(f[c]))
-            results.append(_extend(r, width).as_unsigned()[:width])
+            index = {combo: j for j, combo in enumerate(combos)}
+            select = Array(
+                [
+                    Const(index[(int(k[p, c]), int(i[p, c]), int(f[p, c]))], range(len(combos)))
+                    for p in range(positions)
+                ]
+            )[position]
+            results.append(Array(values)[select])
         out = regs.register(Cat(*results), name="quantized")
         regs.emit(m)
         m.d.comb += self.o.payload.eq(out)

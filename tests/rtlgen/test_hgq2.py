@@ -39,6 +39,7 @@ MODELS = (
     "einsum_bn",
     "seq_pool",
     "residual",
+    "conv_per_pixel",
 )
 INPUT_TYPE = "fixed<16,6>"  # the saved inputs are multiples of 1/16 in [-6, 6)
 
@@ -177,42 +178,71 @@ def test_merge_quantizes_each_input():
 
 
 def test_einsum_equation_refused_in_one_line(tmp_path):
-    import json
-    import zipfile
-
-    source = DATA / "einsum_bn.keras"
-    target = tmp_path / "bad.keras"
-    with zipfile.ZipFile(source) as archive, zipfile.ZipFile(target, "w") as out:
-        for item in archive.namelist():
-            data = archive.read(item)
-            if item == "config.json":
-                config = json.loads(data)
-                for layer in config["config"]["layers"]:
-                    if layer["config"]["name"] == "ein":
-                        layer["config"]["equation"] = "ab,cb->ac"
-                data = json.dumps(config).encode()
-            out.writestr(item, data)
+    path = _edited_archive(tmp_path, "einsum_bn.keras", "ein", "equation", lambda _: "ab,cb->ac")
     with pytest.raises(UnsupportedError) as info:
-        load_model(target, input_type=INPUT_TYPE)
+        load_model(path, input_type=INPUT_TYPE)
     message = str(info.value)
     assert "\n" not in message and "layer 'ein' (hgq>QEinsumDense)" in message
     assert "'ab,cb->ac'" in message
 
 
-def test_per_pixel_input_widths_refused_in_one_line(tmp_path):
+def _edited_archive(tmp_path, source: str, layer_name: str, key: str, change) -> Path:
+    """A copy of a test archive with ``change(config[key])`` applied to one layer."""
+    import json
+    import zipfile
+
+    target = tmp_path / f"edited_{source}"
+    with zipfile.ZipFile(DATA / source) as archive, zipfile.ZipFile(target, "w") as out:
+        for item in archive.namelist():
+            data = archive.read(item)
+            if item == "config.json":
+                config = json.loads(data)
+                for layer in config["config"]["layers"]:
+                    if layer["config"]["name"] == layer_name:
+                        layer["config"][key] = change(layer["config"][key])
+                data = json.dumps(config).encode()
+            out.writestr(item, data)
+    return target
+
+
+def test_unsupported_activation_rounding_refused_in_one_line(tmp_path):
+    def rnd_zero(conf):
+        conf["config"]["round_mode"] = "RND_ZERO"
+        return conf
+
+    path = _edited_archive(tmp_path, "mlp_modes.keras", "trn_sat", "iq_conf", rnd_zero)
     with pytest.raises(UnsupportedError) as info:
-        load_model(DATA / "conv_per_pixel.keras", input_type=INPUT_TYPE)
+        load_model(path, input_type=INPUT_TYPE)
     message = str(info.value)
-    assert "\n" not in message and "layer 'conv' (hgq>QConv2D)" in message
-    assert "per-channel" in message
-    run = rtlgen("convert", DATA / "conv_per_pixel.keras", "-o", tmp_path / "out")
+    assert "\n" not in message and "layer 'trn_sat' (hgq>QDense) iq_conf" in message
+    assert "RND_ZERO" in message
+    run = rtlgen("convert", path, "-o", tmp_path / "out")
     assert run.returncode == 2
-    assert len(run.stderr.strip().splitlines()) == 1 and "per-channel" in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and "RND_ZERO" in run.stderr
     assert "Traceback" not in run.stderr
 
 
+def test_per_pixel_input_widths():
+    """HGQ2's default (per-element) input widths on an image: a width per pixel and
+    channel, applied by a position counter in the stream."""
+    graph = load_model(DATA / "conv_per_pixel.keras", input_type=INPUT_TYPE)
+    node = next(n for n in graph.nodes if isinstance(n, FixedQuantize))
+    f = node.frac_bits.mantissa
+    assert f.shape == (16, 2) and np.any(f != f[:1])  # 4x4 positions, 2 channels, varying
+
+
 @pytest.mark.parametrize(
-    "name", ["mlp_perweight", "mlp_modes", "cnn1d", "einsum_bn", "seq_pool", "residual"]
+    "name",
+    [
+        "mlp_perweight",
+        "mlp_modes",
+        "cnn1d",
+        "einsum_bn",
+        "seq_pool",
+        "residual",
+        "conv_per_pixel",
+        "cnn2d",
+    ],
 )
 def test_network_bit_exact_under_backpressure(name):
     _, _, graph = _predict(name)
@@ -227,23 +257,23 @@ def test_network_timing_matches_model():
 @pytest.mark.parametrize("overflow", ["WRAP", "SAT", "SAT_SYM"])
 @pytest.mark.parametrize("rounding", ["RND", "RND_CONV", "TRN"])
 def test_channel_quantize_component_random_widths(rounding, overflow):
-    """Odd per-channel widths (k 0/1, i -3..4, f -2..6, pruned channels) on a 9-channel
-    (4, 9) stream and a flat vector, random valid/ready: equal to the reference."""
-    rng = np.random.default_rng(hash((rounding, overflow)) % 2**32)
+    """Odd widths (k 0/1, i -3..4, f -2..6, pruned elements) per channel on a flat vector,
+    per channel on a (4, 9) stream, and per position and channel on a (5, 3) stream (the
+    position counter), random valid/ready: equal to the reference."""
+    from rtlgen.passes import lower
+
+    rng = np.random.default_rng(["RND", "RND_CONV", "TRN"].index(rounding) * 3 + len(overflow))
     spec = QuantizerSpec("q", "kif", rounding, overflow, False, True)
-    for shape in ((4, 9), (7,)):
-        c = shape[-1]
+    for shape, widths_shape in (((7,), (7,)), ((4, 9), (9,)), ((5, 3), (5, 3))):
         widths = QuantizerWidths(
             spec,
-            rng.integers(0, 2, c).astype(float),
-            rng.integers(-3, 5, c).astype(float),
-            rng.integers(-2, 7, c).astype(float),
+            rng.integers(0, 2, widths_shape).astype(float),
+            rng.integers(-3, 5, widths_shape).astype(float),
+            rng.integers(-2, 7, widths_shape).astype(float),
         )
         in_type = FixedType(12, 5, True)
         node = quantize_node("q", shape, widths, "q")
         graph = ir.ModelGraph("q", (ir.Input("x", shape, shape, out_type=in_type), node))
-        from rtlgen.passes import lower
-
         bit_exact_in_simulator(lower(graph), n=4, seed=5)
 
 
