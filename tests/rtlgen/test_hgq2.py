@@ -109,6 +109,22 @@ def test_model_predicts_exactly_as_hgq2(name):
     np.testing.assert_array_equal(got, want)
 
 
+def test_json_and_weights_h5(tmp_path):
+    """The model JSON (config.json, what to_json() writes) + the weights in the v3 layout
+    (model.weights.h5, what save_weights('*.weights.h5') writes) read as the archive."""
+    import zipfile
+
+    with zipfile.ZipFile(DATA / "residual.keras") as archive:
+        (tmp_path / "m.json").write_bytes(archive.read("config.json"))
+        (tmp_path / "m.weights.h5").write_bytes(archive.read("model.weights.h5"))
+    graph = load_model(
+        tmp_path / "m.json", weights=tmp_path / "m.weights.h5", input_type=INPUT_TYPE
+    )
+    expected = np.load(DATA / "residual_expected.npz")
+    (y,) = predict_outputs(graph, expected["x"]).values()
+    np.testing.assert_array_equal(y.reshape(expected["y"].shape), expected["y"])
+
+
 def test_per_weight_widths_are_exact_and_pruned():
     """Each weight keeps exactly its own width (one common type at the largest f), and a
     weight whose width trained to 0 is a zero mantissa (no hardware)."""
@@ -290,14 +306,15 @@ def test_graph_npz_round_trip(tmp_path):
 
 
 @pytest.mark.slow
-def test_convert_and_sim_cli_bit_exact(tmp_path):
-    """A whole HGQ2 CNN (per-channel input widths, per-weight kernels, pooling, a QDense with
-    per-element input widths) through `rtlgen convert` and `rtlgen sim` in Verilator under
-    backpressure: every output equals HGQ2's predict."""
-    expected = np.load(DATA / "cnn2d_expected.npz")
+@pytest.mark.parametrize("name", ["cnn2d", "conv_per_pixel"])
+def test_convert_and_sim_cli_bit_exact(tmp_path, name):
+    """Whole HGQ2 CNNs (per-channel or per-pixel input widths, per-weight kernels, pooling, a
+    QDense with per-element input widths) through `rtlgen convert` and `rtlgen sim` in
+    Verilator under backpressure: every output equals HGQ2's predict."""
+    expected = np.load(DATA / f"{name}_expected.npz")
     np.save(tmp_path / "x.npy", expected["x"][:8])
     out = tmp_path / "design"
-    run = rtlgen("convert", DATA / "cnn2d.keras", "-o", out, "--input-type", INPUT_TYPE)
+    run = rtlgen("convert", DATA / f"{name}.keras", "-o", out, "--input-type", INPUT_TYPE)
     assert run.returncode == 0, run.stderr
     run = rtlgen(
         "sim",
