@@ -60,10 +60,13 @@ SIM_FILE = "sim.vvp"  # what cocotb's Icarus runner writes into the build folder
 INSTALL_HINT = "install Icarus Verilog (Debian/Ubuntu: apt-get install -y iverilog)"
 
 # Run-time model of Icarus on rtlgen's designs: seconds ~ cycles * (BASE + PER_UNIT * units),
-# units = multipliers + adders + FIFO bits / 8 (see `estimated_seconds`; measured, see NOTES).
-SECONDS_PER_CYCLE_BASE = 4e-4
-SECONDS_PER_CYCLE_PER_UNIT = 4e-6
+# units = multipliers + adders + FIFO bytes (`design_units`). Fitted on a loaded 2-core machine
+# (2026-12-03, cocotb 2.1, Icarus 11; seconds per streamed cycle): conv_net 83 units 6.2e-3,
+# demo CNN 127 units 1.1e-2, a 32-64-32-10 MLP 4,653 units 0.25; a quiet machine is 2-4x faster.
+SECONDS_PER_CYCLE_BASE = 1e-3
+SECONDS_PER_CYCLE_PER_UNIT = 2e-5
 MAX_ESTIMATED_SECONDS = 900.0
+LIMIT_VARIABLE = "RTLGEN_ICARUS_MAX_SECONDS"  # overrides MAX_ESTIMATED_SECONDS
 
 
 def iverilog_version() -> str | None:
@@ -115,8 +118,14 @@ def check_size(
     limit: float | None = None,
 ) -> float:
     """Raise SimulationError (one line) when Icarus would take longer than `limit` seconds
-    (default MAX_ESTIMATED_SECONDS); return the estimate otherwise."""
-    limit = MAX_ESTIMATED_SECONDS if limit is None else limit
+    (default: $RTLGEN_ICARUS_MAX_SECONDS, else MAX_ESTIMATED_SECONDS); return the estimate
+    otherwise."""
+    if limit is None:
+        override = os.environ.get(LIMIT_VARIABLE, "")
+        try:
+            limit = float(override) if override else MAX_ESTIMATED_SECONDS
+        except ValueError:
+            raise SimulationError(f"${LIMIT_VARIABLE} is {override!r}, not a number of seconds") from None
     seconds = estimated_seconds(manifest, samples, backpressure)
     if seconds > limit:
         cycles = estimated_cycles(manifest, samples)
@@ -124,7 +133,7 @@ def check_size(
             f"--simulator icarus: {manifest.top} is too big for Icarus with {samples} samples "
             f"(about {seconds / 60:.0f} min estimated: {design_units(manifest)} multipliers, "
             f"adders and FIFO bytes over {cycles} cycles; the limit is {limit / 60:.0f} min); "
-            f"simulate fewer samples or use --simulator verilator"
+            f"simulate fewer samples, use --simulator verilator, or raise ${LIMIT_VARIABLE}"
         )
     return seconds
 

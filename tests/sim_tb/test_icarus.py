@@ -141,9 +141,10 @@ def test_unknown_simulator_is_refused(chansum_outdir, build_root):
                  simulator="modelsim")
 
 
-def test_a_design_too_big_for_icarus_is_refused_in_one_line(chansum_outdir):
+def test_a_design_too_big_for_icarus_is_refused_in_one_line(chansum_outdir, monkeypatch):
     """The run-time estimate grows with the design and the samples; beyond the limit the run
     is refused with one line naming the design, the estimate and the way out."""
+    monkeypatch.delenv(icarus.LIMIT_VARIABLE, raising=False)
     manifest = read_manifest(chansum_outdir)
     small = icarus.check_size(manifest, 10)
     assert 0 < small < icarus.MAX_ESTIMATED_SECONDS
@@ -157,11 +158,16 @@ def test_a_design_too_big_for_icarus_is_refused_in_one_line(chansum_outdir):
     message = str(error.value)
     assert "\n" not in message
     assert "chansum is too big for Icarus with 100000 samples" in message
-    assert "--simulator verilator" in message
+    assert "--simulator verilator" in message and icarus.LIMIT_VARIABLE in message
+    monkeypatch.setenv(icarus.LIMIT_VARIABLE, "1e12")  # a user who is willing to wait
+    assert icarus.check_size(big, 100_000) > icarus.MAX_ESTIMATED_SECONDS
+    monkeypatch.setenv(icarus.LIMIT_VARIABLE, "soon")
+    with pytest.raises(SimulationError, match="RTLGEN_ICARUS_MAX_SECONDS is 'soon'"):
+        icarus.check_size(manifest, 10)
 
 
 def test_too_big_is_refused_before_any_build(chansum_outdir, tmp_path, monkeypatch):
-    monkeypatch.setattr(icarus, "MAX_ESTIMATED_SECONDS", 0.0)
+    monkeypatch.setenv(icarus.LIMIT_VARIABLE, "0")
     x_int = dut.random_inputs(2, seed=0)
     with pytest.raises(SimulationError, match="too big for Icarus"):
         simulate(chansum_outdir, x_int, dut.reference(x_int), build_root=tmp_path / "cache",
@@ -273,7 +279,7 @@ def test_cli_sim_with_icarus(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Icarus simulation of" in done.stdout and "bit-exact" in done.stdout
     assert np.load(tmp_path / "y.npy").shape[0] == 3
-    too_many = np.zeros((200_000, *graph.input_shape), dtype=np.float32)
+    too_many = np.zeros((20_000, *graph.input_shape), dtype=np.float32)
     np.save(tmp_path / "many.npy", too_many)
     refused = rtlgen("sim", design.outdir, "-i", tmp_path / "many.npy", "--simulator", "icarus")
     assert refused.returncode == 2
