@@ -37,10 +37,15 @@ def aligned_weights(
 def dot_range(w: np.ndarray, x_lo: int, x_hi: int) -> tuple[np.ndarray, np.ndarray]:
     """Per output column, the min and max of ``x @ w`` for every x in [x_lo, x_hi]^K.
 
-    ``w`` is (K, O) integer; returns two (O,) int arrays (exact, Python-int safe via int64
-    while |w| * |x| * K < 2**62, which the 62-bit type limit guarantees in practice).
+    ``w`` is (K, O) integer; returns two (O,) int arrays, exact: int64 while
+    ``sum |w| * max|x| < 2**62``, Python integers beyond (a chain of exact accumulators
+    can grow past int64 before a type check refuses it).
     """
     w = np.asarray(w, dtype=np.int64)
+    bound = np.abs(w.astype(np.float64)).sum(axis=0) * float(max(abs(x_lo), abs(x_hi)))
+    if bound.size and bound.max() >= 2.0**62:
+        # beyond int64: exact in Python integers (the caller's type check then refuses it)
+        w = w.astype(object)
     a, b = w * x_lo, w * x_hi
     return np.minimum(a, b).sum(axis=0), np.maximum(a, b).sum(axis=0)
 

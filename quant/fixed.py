@@ -47,6 +47,14 @@ ROUNDING_MODES = ("RND", "RND_ZERO", "RND_MIN_INF", "RND_INF", "RND_CONV", "TRN"
 OVERFLOW_MODES = ("SAT", "SAT_ZERO", "SAT_SYM", "WRAP", "WRAP_SM")
 
 
+class WidthError(RtlgenError):
+    """A fixed-point type wider than rtlgen's 62 bits; ``width``: the width asked for."""
+
+    def __init__(self, message: str, width: int):
+        super().__init__(message)
+        self.width = width
+
+
 @dataclass(frozen=True, order=True)
 class FixedType:
     """A two's complement (or unsigned) fixed-point format.
@@ -63,8 +71,8 @@ class FixedType:
         if self.width < 1:
             raise RtlgenError(f"fixed-point width must be at least 1 bit, got {self.width}")
         if self.width > 62:
-            raise RtlgenError(
-                f"fixed-point width {self.width} exceeds the 62 bits rtlgen supports"
+            raise WidthError(
+                f"fixed-point width {self.width} exceeds the 62 bits rtlgen supports", self.width
             )
 
     # -- description -----------------------------------------------------------------

@@ -170,6 +170,23 @@ def _main(
     if not debug:
         # Library warnings (deprecations, numpy) would break "one line on stderr"; --debug shows them.
         warnings.simplefilter("ignore")
+    # rtlgen's own warnings (a layer whose weights round to zero, ...): one line each, always.
+    from rtlgen.quant.errors import RtlgenWarning
+
+    warnings.simplefilter("always", RtlgenWarning)
+    warnings.showwarning = _show_warning
+
+
+_library_show_warning = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    from rtlgen.quant.errors import RtlgenWarning
+
+    if issubclass(category, RtlgenWarning):
+        print(f"warning: {message}", file=sys.stderr)
+    else:
+        _library_show_warning(message, category, filename, lineno, file, line)
 
 
 def _load(model: str, weights: Path | None, config: Path | None, input_type: str | None = None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -21,8 +22,8 @@ from rtlgen.quant.arith import (
     aligned_weights,
     clamp_bounds,
 )
-from rtlgen.quant.errors import RtlgenError
-from rtlgen.quant.fixed import FixedType, Overflow, Rounding
+from rtlgen.quant.errors import RtlgenError, RtlgenWarning
+from rtlgen.quant.fixed import FixedType, Overflow, Rounding, WidthError
 
 
 # ---------------------------------------------------------------------------------------
@@ -253,15 +254,31 @@ def fuse_activations(graph: ir.ModelGraph) -> ir.ModelGraph:
 
 
 # ---------------------------------------------------------------------------------------
+#: most fractional bits `auto_type` gives (constants below 2**-MAX_AUTO_FRAC round to 0)
+MAX_AUTO_FRAC = 60
+
+
 def auto_type(values: np.ndarray, width: int) -> FixedType:
-    """A signed ``width``-bit type with just the integer bits ``max|values|`` needs."""
+    """A signed ``width``-bit type with just the integer bits ``max|values|`` needs: fewer
+    than none (more fractional bits than the width) for values below 1/2, so weights of any
+    magnitude keep their ``width - 1`` significant bits."""
     peak = float(np.max(np.abs(values), initial=0.0))
-    int_bits = 0 if peak == 0 else max(0, math.floor(math.log2(peak)) + 1)
-    return FixedType(width, width - 1 - int_bits, True)
+    int_bits = 0 if peak == 0 else math.floor(math.log2(peak)) + 1
+    frac = min(width - 1 - int_bits, MAX_AUTO_FRAC)
+    return FixedType(width, frac, True)
+
+
+#: share of a layer's non-zero float weights that may round to zero without a warning
+ZEROED_SHARE = 0.5
 
 
 def _quantize(
-    t: ir.Tensor | None, explicit: FixedType | None, width: int, config: PrecisionConfig, what: str
+    t: ir.Tensor | None,
+    explicit: FixedType | None,
+    width: int,
+    config: PrecisionConfig,
+    what: str,
+    kind: str = "",
 ) -> ir.QTensor | None:
     if t is None or isinstance(t, ir.QTensor):
         return t
@@ -270,7 +287,18 @@ def _quantize(
     if not np.all(np.isfinite(t.values)):
         raise RtlgenError(f"{what}: constants contain NaN or infinity")
     typ = explicit or auto_type(t.values, width)
-    return ir.QTensor(typ.quantize(t.values, config.rounding, Overflow.SATURATE), typ)
+    q = ir.QTensor(typ.quantize(t.values, config.rounding, Overflow.SATURATE), typ)
+    nonzero = int(np.count_nonzero(t.values))
+    zeroed = int(np.count_nonzero((q.mantissa == 0) & (t.values != 0)))
+    if kind and nonzero and zeroed > ZEROED_SHARE * nonzero:
+        warnings.warn(
+            f"{what}: {zeroed:,} of its {nonzero:,} non-zero {kind} quantize to zero as {typ} "
+            f"(largest |value| {np.max(np.abs(t.values)):.3g}); give them a wider type in a "
+            "precision config (--config)",
+            RtlgenWarning,
+            stacklevel=2,
+        )
+    return q
 
 
 def result_type(
@@ -358,6 +386,8 @@ def infer_precision(
             )
             try:
                 node = op_for(node).lower(node, ctx)
+            except WidthError as exc:
+                raise WidthError(_width_message(node, exc.width, in_types), exc.width) from None
             except RtlgenError as exc:
                 if "layer '" in str(exc):
                     raise
@@ -370,6 +400,19 @@ def infer_precision(
         assert node.out_type is not None
         types[node.name] = node.out_type
     return graph.with_nodes(nodes)
+
+
+def _width_message(node: ir.Node, width: int, in_types: tuple[FixedType, ...]) -> str:
+    """A too-wide type: the layer, the width interval analysis found, and the ways out."""
+    name = node.source or node.name
+    producer = node.inputs[0] if node.inputs else "the layer before"
+    return (
+        f"layer '{name}': interval analysis over its input type "
+        f"{', '.join(map(str, in_types))} needs a {width}-bit fixed-point type, more than the "
+        f"62 bits rtlgen supports; remedies: --calibrate x.npy (types from sample data, float "
+        f"results), a precision config (--config) with a result type for '{producer}' or "
+        f"'{name}' (or an output quantizer in the model), or a narrower input (--input-type)"
+    )
 
 
 @dataclass(frozen=True)
@@ -418,7 +461,7 @@ def _lower_arithmetic(
 ) -> ir.Node:
     where = f"layer '{node.source or node.name}'"
     if isinstance(node, ir.ScaleShift):
-        w = _quantize(node.scale, explicit.weight, config.bn_width, config, where)
+        w = _quantize(node.scale, explicit.weight, config.bn_width, config, where, "scales")
         b = _quantize(node.shift, explicit.bias, config.bn_width, config, where)
         assert w is not None and b is not None
         acc_frac = accumulator_frac(in_type, w.type, b.type)
@@ -428,7 +471,7 @@ def _lower_arithmetic(
         acc = accumulator_type(w_al, b_al, in_type, acc_frac)
         node = node.replace(scale=w, shift=b)
     else:
-        w = _quantize(node.weights, explicit.weight, config.weight_width, config, where)
+        w = _quantize(node.weights, explicit.weight, config.weight_width, config, where, "weights")
         b = _quantize(node.bias, explicit.bias, config.weight_width, config, where)
         assert w is not None
         acc_frac = accumulator_frac(in_type, w.type, b.type if b is not None else None)
