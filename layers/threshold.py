@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from amaranth.hdl import Array, Cat, Const, Module, Value
+from amaranth.hdl import Array, Cat, Const, Module, Value, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -13,6 +13,11 @@ from rtlgen.quant.fixed import FixedType
 
 from .common import shape_of
 from .stream_util import StageRegisters, pipeline_control
+
+#: above this many thresholds in an element, a pipelined binary search replaces the bank of
+#: constant comparators (one comparator and one small constant table per stage: LUTs and
+#: elaboration time grow with log2 of the count instead of the count)
+BANK_MAX_THRESHOLDS = 7
 
 
 class ThresholdBank(wiring.Component):
@@ -23,17 +28,19 @@ class ThresholdBank(wiring.Component):
     ``levels[c]``: ``len(thresholds[c]) + 1`` output mantissas of ``out_type``. Bit-exact
     with `rtlgen.quant.threshold.threshold_reference`.
 
-    Hardware per element: one comparator with a constant per threshold (sorted thresholds
-    give a thermometer code), registered; then the code's count in binary (bit j is an OR
-    over odd q of ``t[q * 2**j] & ~t[(q + 1) * 2**j]``: no adder tree) and the level:
-    ``base + step * count`` when the levels are evenly spaced (a quantizer's usual case),
-    else a constant table indexed by the count; registered.
+    Hardware per element, for at most `BANK_MAX_THRESHOLDS` thresholds: one comparator with
+    a constant per threshold (sorted thresholds give a thermometer code), registered; the
+    code's count in binary (bit j is an OR over odd q of ``t[q * 2**j] & ~t[(q + 1) *
+    2**j]``: no adder tree). More thresholds: a binary search over them padded to ``2**S -
+    1`` (S stages, each comparing the input with the threshold its prefix selects from a
+    constant table, registered), whose prefix is the count. Then the level: ``base + step *
+    count`` when the levels are evenly spaced (a quantizer's usual case), else a constant
+    table indexed by the count; registered.
 
-    Contract: one vector per cycle (II = 1), ``latency`` 2; ``o.ready`` low freezes the
-    pipeline (`stream_util.pipeline_control`); widths from ``in_type`` and ``out_type``.
+    Contract: one vector per cycle (II = 1), ``latency`` 2 (bank) or ``S + 1`` (search, S =
+    bits of the largest count); ``o.ready`` low freezes the pipeline
+    (`stream_util.pipeline_control`); widths from ``in_type`` and ``out_type``.
     """
-
-    latency = 2
 
     def __init__(
         self,
@@ -60,6 +67,8 @@ class ThresholdBank(wiring.Component):
         self.in_type, self.out_type = in_type, out_type
         self.thresholds = [tuple(int(t) for t in ts) for ts in thresholds]
         self.levels = [tuple(int(v) for v in ls) for ls in levels]
+        most = max((len(ts) for ts in self.thresholds), default=0)
+        self.search_stages = most.bit_length() if most > BANK_MAX_THRESHOLDS else 0
         n = len(levels)
         super().__init__(
             {
@@ -69,7 +78,14 @@ class ThresholdBank(wiring.Component):
         )
 
     @property
+    def latency(self) -> int:
+        return self.search_stages + 1 if self.search_stages else 2
+
+    @property
     def comparators(self) -> int:
+        """Comparators built: one per threshold (bank), one per stage (search)."""
+        if self.search_stages:
+            return self.search_stages * sum(1 for ts in self.thresholds if ts)
         return sum(len(ts) for ts in self.thresholds)
 
     def elaborate(self, platform):
@@ -84,8 +100,11 @@ class ThresholdBank(wiring.Component):
             if not ts:
                 outs.append(Const(ls[0], out_shape))
                 continue
-            code = regs.register(Cat(*[x >= t for t in ts]), name=f"code_{k}")
-            count = _thermometer_count(code, len(ts))
+            if self.search_stages:
+                count = self._search(regs, x, ts, k)
+            else:
+                code = regs.register(Cat(*[x >= t for t in ts]), name=f"code_{k}")
+                count = _thermometer_count(code, len(ts))
             step = ls[1] - ls[0]
             if all(ls[j] == ls[0] + step * j for j in range(len(ls))):
                 level: Value = Const(ls[0], out_shape) + count * step
@@ -97,6 +116,26 @@ class ThresholdBank(wiring.Component):
         regs.emit(m)
         m.d.comb += self.o.payload.eq(out)
         return m
+
+    def _search(self, regs: StageRegisters, x: Value, ts: tuple[int, ...], k: int) -> Value:
+        """The count of thresholds <= x by a pipelined binary search (registered stages)."""
+        stages = self.search_stages
+        never = self.in_type.max_int + 1  # padding: never reached
+        padded = list(ts) + [never] * ((1 << stages) - 1 - len(ts))
+        compare = signed(self.in_type.width + (1 if self.in_type.signed else 2))  # holds `never`
+        prefix: Value = Const(0, 0)
+        for stage in range(stages):
+            step = 1 << (stages - 1 - stage)
+            table = [padded[((p << 1) | 1) * step - 1] for p in range(1 << stage)]
+            if stage == 0:
+                bound: Value = Const(table[0], compare)
+            else:
+                bound = Array([Const(t, compare) for t in table])[prefix]
+            bit = x >= bound
+            prefix = regs.register(Cat(bit, prefix), name=f"prefix_{k}_{stage}")
+            if stage < stages - 1:
+                x = regs.register(x, name=f"x_{k}_{stage}")
+        return prefix
 
 
 def _thermometer_count(code: Value, n: int) -> Value:
