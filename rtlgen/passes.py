@@ -170,7 +170,11 @@ def fuse_thresholds(graph: ir.ModelGraph) -> ir.ModelGraph:
         elif isinstance(node, ir.Activation):
             nodes.append(
                 threshold_node(
-                    node.name, node.in_shape, q, node.source, clamp=node.activation,
+                    node.name,
+                    node.in_shape,
+                    q,
+                    node.source,
+                    clamp=node.activation,
                     inputs=node.inputs,
                 )
             )
@@ -180,7 +184,11 @@ def fuse_thresholds(graph: ir.ModelGraph) -> ir.ModelGraph:
             nodes.append(linear)
             nodes.append(
                 threshold_node(
-                    name, node.out_shape, q, node.source, clamp=node.activation,
+                    name,
+                    node.out_shape,
+                    q,
+                    node.source,
+                    clamp=node.activation,
                     inputs=(node.name,),
                 )
             )
