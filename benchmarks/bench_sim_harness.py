@@ -136,8 +136,8 @@ def main() -> None:
             if images > 0:
                 out[name] = measure(name, images, tmp, threads=args.threads)
                 print(json.dumps({name: out[name]}, indent=2), flush=True)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(out, indent=2) + "\n")
+                args.output.parent.mkdir(parents=True, exist_ok=True)  # after each design
+                args.output.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {args.output}")
 
 
