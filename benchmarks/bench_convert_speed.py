@@ -1,23 +1,28 @@
 """Conversion time per non-zero multiplier (issue 20 "Conversion time", issue 18 "Generation
 time"): `rtlgen convert`'s own path, phase by phase, on generated models of several sizes.
 
-    python benchmarks/bench_convert_speed.py            # all cases -> results/convert_speed.json
+    python benchmarks/bench_convert_speed.py            # all but the largest -> results/convert_speed.json
+    python benchmarks/bench_convert_speed.py --large    # also mlp_75k, mlp_300k
     python benchmarks/bench_convert_speed.py mlp_1k     # one case (printed, JSON not written)
     python benchmarks/bench_convert_speed.py --profile mlp_20k   # cProfile top 40 (cumulative)
+    python benchmarks/bench_convert_speed.py --jobs 1 mlp_5k     # one process, back end split
 
 Models are written as Keras 2 HDF5 files with h5py (no TensorFlow): dense QKeras MLPs of
 6-8-bit weights from ~1 k to ~300 k non-zero products, a float MLP (16-bit weights by the
 default precision), the 16-500x5-5 QKeras MLP whose hidden weights all quantize to zero,
-and a small QKeras conv net. Each case runs in a fresh process (peak memory is that
-process's max RSS) through `rtlgen.api.load_model` and `rtlgen.emit.convert`, the functions
-the CLI calls; the phases are timed by wrapping the functions `convert` calls:
+and a small QKeras conv net. Each case runs in a fresh process (peak memory is the larger
+max RSS of that process and of its largest worker) through `rtlgen.api.load_model` and
+`rtlgen.emit.convert`, the functions the CLI calls. Wall seconds depend on the machine's
+load (2 cores shared by several users here): CPU seconds (the process and its workers)
+are recorded beside them. Phases, by wrapping the functions `convert` calls:
 
 - front_end: reading the model file (`rtlgen.frontend.read_model`);
 - passes: fold/fuse/precision (`rtlgen.passes.lower`);
 - plan: `plan_network` (each layer's plan, including the MAC arrays' adder-graph plans);
-- elaboration: `Fragment.get` (every component's `elaborate`);
-- rtlil: Amaranth's netlist and RTLIL text (`amaranth.back.rtlil.convert_fragment`);
-- verilog: Yosys (`read_rtlil; proc; write_verilog`, as Amaranth runs it);
+- back_end: `rtlgen.emit.network_verilog` (every component's `elaborate`, Amaranth's
+  netlist and RTLIL, Yosys' `write_verilog`; layers in parallel worker processes). With
+  ``--jobs 1`` it is split into elaboration (`Fragment.get`), rtlil
+  (`amaranth.back.rtlil` netlist + text) and verilog (Yosys);
 - write: manifest, timing model, graph.npz, REPORT.md, the folder commit (the rest).
 """
 
@@ -26,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import resource
 import sys
 import tempfile
@@ -197,6 +203,9 @@ CASES = {
     "cnn_small": lambda p: qkeras_cnn(p, 8),
 }
 
+#: run only when named (or with --large): minutes to hours at today's speed
+LARGE = ("mlp_75k", "mlp_300k")
+
 # --------------------------------------------------------------------------------------
 # one measurement
 
@@ -232,6 +241,7 @@ def _instrument() -> _Phases:
     from amaranth.hdl import _ir
 
     import rtlgen.api as api
+    import rtlgen.emit as emit
     import rtlgen.frontend as frontend
     import rtlgen.hardware as hardware
 
@@ -239,13 +249,14 @@ def _instrument() -> _Phases:
     phases.wrap(frontend, "read_model", "front_end")
     phases.wrap(api, "lower", "passes")
     phases.wrap(hardware, "plan_network", "plan")
+    phases.wrap(emit, "network_verilog", "back_end")
     phases.wrap(_ir.Fragment, "get", "elaboration")
     phases.wrap(rtlil, "convert_fragment", "rtlil")
     phases.wrap(verilog, "_convert_rtlil_text", "verilog")
     return phases
 
 
-def measure(name: str, profile: bool = False) -> dict:
+def measure(name: str, profile: bool = False, jobs: int | None = None) -> dict:
     phases = _instrument()
     from rtlgen.api import load_model
     from rtlgen.emit import convert
@@ -259,9 +270,11 @@ def measure(name: str, profile: bool = False) -> dict:
             profiler = cProfile.Profile()
             profiler.enable()
         start = time.perf_counter()
+        cpu_start = _cpu_seconds()
         graph = load_model(model)
-        design = convert(graph, Path(tmp) / "out")
+        design = convert(graph, Path(tmp) / "out", jobs=jobs)
         seconds = time.perf_counter() - start
+        cpu_seconds = _cpu_seconds() - cpu_start
         if profiler is not None:
             import pstats
 
@@ -271,31 +284,51 @@ def measure(name: str, profile: bool = False) -> dict:
         verilog_bytes = design.verilog.stat().st_size
     totals = design.manifest.totals
     nonzero = totals.products_nonzero
-    known = sum(phases.seconds.values())
+    outer = ("front_end", "passes", "plan", "back_end")
+    known = sum(phases.seconds.get(k, 0.0) for k in outer)
     phase_seconds = {k: round(v, 3) for k, v in phases.seconds.items()}
+    if jobs != 1:  # the parts of the back end ran in the workers (only the top's here)
+        for inner in ("elaboration", "rtlil", "verilog"):
+            phase_seconds.pop(inner, None)
     phase_seconds["write"] = round(seconds - known, 3)
+    from rtlgen.emit import default_jobs
+
     return {
         "case": name,
+        "jobs": default_jobs() if jobs is None else jobs,
         "seconds": round(seconds, 3),
+        "cpu_seconds": round(cpu_seconds, 3),
         "products_nonzero": nonzero,
         "multipliers": totals.multipliers,
         "adders": totals.adders,
         "ms_per_nonzero_product": round(1000 * seconds / nonzero, 3) if nonzero else None,
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "cpu_ms_per_nonzero_product": round(1000 * cpu_seconds / nonzero, 3) if nonzero else None,
+        "peak_rss_mb": round(
+            max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF,
+                                                              resource.RUSAGE_CHILDREN)) / 1024,
+            1,
+        ),
         "verilog_bytes": verilog_bytes,
         "phases_seconds": phase_seconds,
     }
 
 
-def _measure_in_child(name: str, queue) -> None:
-    queue.put(measure(name))
+def _cpu_seconds() -> float:
+    """User + system CPU of this process and its finished children (the workers)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def measure_isolated(name: str) -> dict:
+def _measure_in_child(name: str, jobs: int | None, queue) -> None:
+    queue.put(measure(name, jobs=jobs))
+
+
+def measure_isolated(name: str, jobs: int | None = None) -> dict:
     """`measure` in a fresh process: its own peak memory, no warm caches."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    child = context.Process(target=_measure_in_child, args=(name, queue))
+    child = context.Process(target=_measure_in_child, args=(name, jobs, queue))
     child.start()
     row = queue.get()
     child.join()
@@ -306,20 +339,26 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cases", nargs="*", choices=[*CASES, []], help="default: all")
     parser.add_argument("--profile", action="store_true", help="cProfile one case")
+    parser.add_argument("--jobs", type=int, default=None, help="worker processes (default: CPUs)")
+    parser.add_argument("--large", action="store_true", help=f"also {', '.join(LARGE)}")
     args = parser.parse_args(argv)
     if args.profile:
         for name in args.cases:
-            print(json.dumps(measure(name, profile=True), indent=2))
+            print(json.dumps(measure(name, profile=True, jobs=args.jobs), indent=2))
         return []
     rows = []
-    for name in args.cases or CASES:
-        row = measure_isolated(name)
+    default = [name for name in CASES if args.large or name not in LARGE]
+    for name in args.cases or default:
+        row = measure_isolated(name, args.jobs)
         print(json.dumps(row), flush=True)
         rows.append(row)
     if not args.cases:
         RESULTS.mkdir(exist_ok=True)
         result = {
-            "command": "python benchmarks/bench_convert_speed.py",
+            "command": "python benchmarks/bench_convert_speed.py"
+            + ("" if args.jobs is None else f" --jobs {args.jobs}")
+            + (" --large" if args.large else ""),
+            "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
             "target_ms_per_nonzero_product": 0.5,
             "target_seconds_any_public_model": 60,
             "cases": rows,

@@ -369,23 +369,26 @@ def plan_matvec(
     products: dict[tuple[int, int], int] = {}
     nontrivial: set[tuple[int, int]] = set()
     columns: list[dict[tuple[int, int], int]] = [{} for _ in range(n_out)]
-    for i in range(n_in):
+    # Only the non-zero weights are visited (row by row, as a loop over all would): a zero
+    # weight costs no time. CSD digits are computed once per distinct value.
+    digits_of: dict[int, list] = {}
+    rows, cols = np.nonzero(w)
+    for i, j, value in zip(rows.tolist(), cols.tolist(), w[rows, cols].tolist(), strict=True):
         lo, hi = in_ranges[i]
-        for j in range(n_out):
-            value = int(w[i, j])
-            if value == 0:
-                continue
-            odd, shift = odd_part(value)
-            sign = 1 if value > 0 else -1
-            if odd > 1:
-                nontrivial.add((i, odd))
-            if use_dsp(multiplier, value, lo, hi):
-                if (i, odd) not in products:
-                    products[(i, odd)] = builder.mul(i, odd, inputs[i])
-                columns[j][(products[(i, odd)], shift)] = sign
-            else:
-                for digit in csd_digits(value):
-                    columns[j][(inputs[i], digit.shift)] = digit.sign
+        odd, shift = odd_part(value)
+        sign = 1 if value > 0 else -1
+        if odd > 1:
+            nontrivial.add((i, odd))
+        if use_dsp(multiplier, value, lo, hi):
+            if (i, odd) not in products:
+                products[(i, odd)] = builder.mul(i, odd, inputs[i])
+            columns[j][(products[(i, odd)], shift)] = sign
+        else:
+            digits = digits_of.get(value)
+            if digits is None:
+                digits = digits_of[value] = csd_digits(value)
+            for digit in digits:
+                columns[j][(inputs[i], digit.shift)] = digit.sign
     if cse not in CSE_MODES:
         raise ValueError(f"cse must be one of {CSE_MODES}, got {cse!r}")
     if cse == "auto":

@@ -210,7 +210,10 @@ class ConstantMatVec(wiring.Component):
                 upper = (a >> high.shift) + b if high.sign > 0 else (a >> high.shift) - b
                 bits = Cat(a.as_unsigned()[: high.shift], upper)
                 return bits.as_signed() if upper.shape().signed else bits
-        total = term_value(operands[0], cycle)
-        for t in operands[1:]:
-            total = total + term_value(t, cycle)
+        # Negative terms are subtracted: one subtractor instead of a negation and an adder.
+        ordered = sorted(operands, key=lambda t: -t.sign)
+        total = term_value(ordered[0], cycle)
+        for t in ordered[1:]:
+            v = at(t.node, cycle) << t.shift
+            total = total - v if t.sign < 0 else total + v
         return total

@@ -1,0 +1,47 @@
+"""`rtlgen.emit.network_verilog`: large layer components become Verilog modules of their own,
+converted in worker processes; the Verilog does not depend on how many. (Bit-exactness of
+such a design in Verilator: tests/sim_tb/test_emit_modules_sim.py, slow.)"""
+
+from __future__ import annotations
+
+import re
+
+import rtlgen.emit as emit
+from rtlgen.hardware import NetworkTop
+
+from .nets import mlp
+
+
+def _modules(text: str) -> list[str]:
+    return re.findall(r"^module (\S+?)\s*\(", text, flags=re.MULTILINE)
+
+
+def test_same_verilog_for_any_number_of_workers_with_progress_per_module(monkeypatch):
+    monkeypatch.setattr(emit, "SEPARATE_BITS", 0)  # every layer component on its own
+    graph = mlp(seed=4)
+    lines: list[str] = []
+    texts = [
+        emit.network_verilog(NetworkTop(graph), "net", jobs=1),
+        emit.network_verilog(NetworkTop(graph), "net", jobs=2, progress=lines.append),
+    ]
+    assert texts[0] == texts[1]
+    modules = _modules(texts[0])
+    assert modules[0] == "net"
+    separate = [m for m in modules if m.startswith("net__l")]
+    total = sum(len(plan.stages) for plan in NetworkTop(graph).plans)
+    assert len(separate) == total
+    for name in separate:  # each separated module is instantiated once, in the top
+        assert len(re.findall(rf"^\s+{name} \S+ \(", texts[0], flags=re.MULTILINE)) == 1
+    assert len(lines) == total and lines[-1].endswith(f"({total}/{total})")
+    assert all(line.startswith("Verilog of net__l") for line in lines)
+
+
+def test_small_components_stay_in_the_top_large_ones_are_modules(monkeypatch):
+    top = NetworkTop(mlp(seed=4))
+    sizes = [emit._size(stage) for plan in top.plans for stage in plan.stages]
+    threshold = sorted(sizes)[len(sizes) // 2] + 1
+    expected = sum(size >= threshold for size in sizes)
+    assert 0 < expected < len(sizes)
+    monkeypatch.setattr(emit, "SEPARATE_BITS", threshold)
+    text = emit.network_verilog(top, "net", jobs=1)
+    assert len([m for m in _modules(text) if m.startswith("net__l")]) == expected
