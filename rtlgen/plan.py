@@ -425,44 +425,59 @@ def _size_fifos(network: NetworkPlan) -> tuple[FifoPlan, ...]:
 
     graph = network.graph
     skid = {layer.node.name: network.has_skid_buffer(layer) for layer in network.layers}
-    # the inputs of a join that share a source with another of its inputs (a fork feeds
-    # both): only those can deadlock. Branches from different network inputs only wait for
-    # each other: their slaves are backpressured, no FIFO needed.
-    sources = _input_ancestry(graph)
-    shared: dict[str, list[int]] = {}
-    for node in graph.nodes:
-        if len(node.inputs) < 2:
-            continue
-        ancestry = [sources[name] for name in node.inputs]
-        ks = [
-            k
-            for k in range(len(node.inputs))
-            if any(ancestry[k] & ancestry[j] for j in range(len(node.inputs)) if j != k)
-        ]
-        if ks:
-            shared[node.name] = ks
-    if not shared:
-        return ()
-    # first with a FIFO on every such input of every join (no fork waits): which of a
-    # join's inputs arrives last; that one needs none
-    every = {(name, k) for name, ks in shared.items() for k in ks}
+    joins = [node for node in graph.nodes if len(node.inputs) > 1]
+    # first with a FIFO on every input of every join (no fork waits): which input of each
+    # join arrives last; that one needs none
+    every = {(node.name, k) for node in joins for k in range(len(node.inputs))}
     bare = model_graph(network, skid, every)
+    samples = _sizing_samples(network, bare)
+    if samples != 3:
+        bare = model_graph(network, skid, every, samples)
     edges: set[tuple[str, int]] = set()
-    for name, ks in shared.items():
-        latest = max(ks, key=lambda k: (sum(bare.edge_arrivals[(name, k)]), -k))
-        edges.update((name, k) for k in ks if k != latest)
-    timing = model_graph(network, skid, edges)
+    for node in joins:
+        arrivals = [bare.edge_arrivals[(node.name, k)] for k in range(len(node.inputs))]
+        latest = max(range(len(arrivals)), key=lambda k: (sum(arrivals[k]), -k))
+        edges.update((node.name, k) for k in range(len(node.inputs)) if k != latest)
+    timing = model_graph(network, skid, edges, samples)
     order = sorted(edges, key=lambda e: (graph.index_of(e[0]), e[1]))
-    depths = _least_depths(network, skid, {edge: timing.fifo_depths[edge] for edge in order})
+    # an input of a join that shares no network input with the join's other inputs (no
+    # fork feeds both) cannot deadlock: it needs a FIFO only where the outputs need one
+    ancestry = _input_ancestry(graph)
+    independent = set()
+    for consumer, k in order:
+        sources = [ancestry[name] for name in graph.node(consumer).inputs]
+        if not any(sources[k] & other for j, other in enumerate(sources) if j != k):
+            independent.add((consumer, k))
+    depths = _least_depths(
+        network, skid, {edge: timing.fifo_depths[edge] for edge in order}, independent, samples
+    )
     types = {n.name: n.out_type for n in graph.nodes}
     fifos = []
     for consumer, k in order:
+        if not depths[(consumer, k)]:
+            continue
         producer = graph.node(consumer).inputs[k]
         t = types[producer]
         assert t is not None
         width = StreamFormat.of(graph.node(producer).out_shape, t).layout.size
         fifos.append(FifoPlan(consumer, k, producer, depths[(consumer, k)], width))
     return tuple(fifos)
+
+
+def _sizing_samples(network: NetworkPlan, bare) -> int:
+    """Samples the FIFO sizing models: 3 for one input; with several inputs (each offered
+    on every cycle) as many as stay in flight while the first sample passes, plus 3, so a
+    branch waiting for a slower one is sized for the steady state (a one-beat input joined
+    after a deep branch of another input needs as many entries as samples wait)."""
+    from rtlgen.timing import STEADY_MAX_SAMPLES
+
+    if len(network.graph.input_nodes) == 1:
+        return 3
+    first = min(bare.sample_starts)
+    done = max(
+        bare.out[name][len(bare.out[name]) // 3 - 1] for name in network.graph.outputs
+    )
+    return min(STEADY_MAX_SAMPLES, 3 + -(-(done - first) // network.sample_cycles))
 
 
 def _input_ancestry(graph: ir.ModelGraph) -> dict[str, frozenset[str]]:
@@ -477,28 +492,59 @@ def _input_ancestry(graph: ir.ModelGraph) -> dict[str, frozenset[str]]:
 
 
 def _least_depths(
-    network: NetworkPlan, skid: dict[str, bool], depths: dict[tuple[str, int], int]
+    network: NetworkPlan,
+    skid: dict[str, bool],
+    depths: dict[tuple[str, int], int],
+    independent: set[tuple[str, int]] = frozenset(),  # type: ignore[assignment]
+    samples: int = 3,
 ) -> dict[tuple[str, int], int]:
     """Each FIFO shrunk, one after another, to the least depth at which the network's
-    full-rate timing (every input and output handshake of the modelled samples) is what it
-    is with the depths where no write ever waits: registers on the waiting branch hold a few
-    beats too. Binary search on the handshake model (`rtlgen.timing.beat_times`); the
-    depths stay as they are when a component has no handshake model."""
+    full-rate timing (every sample's start and last output handshake of the modelled
+    samples) is what it is with the depths where no write ever waits: registers on the
+    waiting branch hold a few beats too. Binary search on the handshake model
+    (`rtlgen.timing.beat_times`); the depths stay as they are when a component has no
+    handshake model. The ``independent`` join inputs (from other network inputs than the
+    join's other inputs: no fork feeds both, see `_size_fifos`) go first and may shrink to
+    0, no FIFO, where no sample starts and no output comes later (no FIFO is needed where
+    the other branch is never behind, e.g. features waiting for an image's beats)."""
     from rtlgen.timing import beat_times
 
-    wanted = beat_times(network, skid, depths)
+    def times(trial: dict[tuple[str, int], int]):
+        return beat_times(network, skid, {edge: d for edge, d in trial.items() if d}, samples)
+
+    wanted = times(depths)
     if not wanted:
         return depths
     depths = dict(depths)
-    for edge in depths:
-        lo, hi = 1, depths[edge]
+
+    def shrink(edge: tuple[str, int], least: int, same) -> None:
+        lo, hi = least, depths[edge]
         while lo < hi:
             mid = (lo + hi) // 2
-            if beat_times(network, skid, {**depths, edge: mid}) == wanted:
+            if same(times({**depths, edge: mid})):
                 hi = mid
             else:
                 lo = mid + 1
         depths[edge] = lo
+
+    def no_later(found) -> bool:  # every sample start and output at least as early
+        return bool(found) and all(
+            t <= w
+            for got, want in zip(found, wanted, strict=True)
+            for t, w in zip(got, want, strict=True)
+        )
+
+    for edge in [e for e in depths if e in independent]:
+        # no FIFO first: a one-entry FIFO (a register taking every other cycle) can be
+        # slower than none, so the depths are not monotone there
+        if no_later(times({**depths, edge: 0})):
+            depths[edge] = 0
+        else:
+            shrink(edge, 1, no_later)
+    if independent:
+        wanted = times(depths)
+    for edge in [e for e in depths if e not in independent]:
+        shrink(edge, 1, lambda found: found == wanted)
     return depths
 
 
