@@ -463,11 +463,10 @@ def mobilenet_graph(mobilenet) -> ir.ModelGraph:
 
 
 def test_mobilenet_block_predicts_like_qkeras(mobilenet):
-    """Exact on these weights and inputs. In general the float BatchNormalization is the one
-    inexact step (an 18-bit scale and shift where Keras uses float32; a value within ~2**-17
-    of a rounding boundary of the next quantized_relu could round the other way); the
-    average over 16 positions is exact (over a non-power-of-two count Keras divides in
-    float32 and rtlgen rounds the exact quotient)."""
+    """Exact: the float BatchNormalization and the quantized_relu after it are integer
+    thresholds computed from the float32 parameters (`rtlgen.ops.threshold`); the average
+    over 16 positions is exact (over a non-power-of-two count Keras divides in float32 and
+    rtlgen rounds the exact quotient)."""
     _, x, want = mobilenet
     np.testing.assert_array_equal(predict(mobilenet_graph(mobilenet), x), want)
 
@@ -478,7 +477,7 @@ def test_mobilenet_block_bit_exact_under_backpressure(mobilenet):
         "input",
         "conv2d",
         "conv2d",
-        "scale_shift",
+        "threshold",
         "conv2d",
         "avgpool2d",
         "flatten",
