@@ -280,12 +280,13 @@ def synthesize(
 
 
 # Netlists for simulation (`rtlgen sim --netlist`): the synthesis command per flavour. "xilinx"
-# maps to 7-series cells (`-family xc7`), not UltraScale+ like `synthesize`: Yosys ships
-# simulation models (share/xilinx/cells_sim.v) for DSP48E1 and RAMB18E1/RAMB36E1 but none for
-# UltraScale+'s DSP48E2 and RAMB*E2.
+# maps to 7-series cells (`-family xc7`), not UltraScale+ like `synthesize`: Yosys's simulation
+# models (share/xilinx/cells_sim.v) describe LUTs, flip-flops, carry chains, LUT RAM, SRLs and
+# DSP48E1 but not UltraScale+'s DSP48E2; its RAMB18E1/RAMB36E1 are timing-only blackboxes (their
+# outputs float), so memories map to LUT RAM and flip-flops here (`-nobram`).
 NETLIST_FLAVOURS = {
     "generic": "synth -flatten -top {top}",
-    "xilinx": "synth_xilinx -flatten -family xc7 -noiopad -noclkbuf -top {top}",
+    "xilinx": "synth_xilinx -flatten -family xc7 -nobram -noiopad -noclkbuf -top {top}",
 }
 NETLIST_NAME = "netlist.v"
 

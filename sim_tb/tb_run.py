@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -125,11 +126,16 @@ def build_key(manifest: Manifest, *, waves: bool = False, extra_args: Sequence[s
     return digest.hexdigest()[:BUILD_KEY_CHARS]
 
 
+_EXCEPTION_LINE = re.compile(r"\b[A-Z]\w*(Error|Exception): .*$")
+
+
 def _first_error(log: Path, error: BaseException | None) -> str:
     """The first `%Error` (Verilator) or `error` (compiler, make, cocotb) line of a log, else
     the exception; one line, bounded, so the caller can print it as one line."""
     lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
     found = next((line for line in lines if line.startswith("%Error")), None)
+    # a Python exception's message (cocotb logs the traceback) before any line naming it
+    found = found or next((m.group(0) for m in map(_EXCEPTION_LINE.search, lines) if m), None)
     found = found or next((line for line in lines if "error" in line.lower()), None)
     fallback = f"{type(error).__name__} {error}" if error is not None else "no error in the log"
     text = " ".join((found or fallback).split())

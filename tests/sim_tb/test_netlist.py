@@ -72,7 +72,7 @@ def test_yosys_failure_is_one_line(tmp_path):
 
 def test_xilinx_cell_models_ship_with_yosys():
     cells = (yosys_datdir() / "xilinx" / "cells_sim.v").read_text()
-    for cell in ("LUT6", "FDRE", "CARRY4", "DSP48E1", "RAMB36E1", "RAM64M"):
+    for cell in ("LUT6", "FDRE", "CARRY4", "DSP48E1", "RAM32M", "RAM64M", "SRLC32E"):
         assert f"module {cell}" in cells
 
 
