@@ -3,8 +3,12 @@ with its per-weight kernel widths and per-element input widths (``bench_perweigh
 with one width per tensor, each the largest of the per-weight ones (``bench_uniform``: what a
 uniform quantization needs to hold the same values), through the product's own path::
 
-    rtlgen convert tests/data/hgq2/<model>.keras -o OUT --input-type 'fixed<16,6>'
+    rtlgen convert tests/data/hgq2/<model>.keras -o OUT --input-type 'fixed<16,6>' \
+        --multiplier {auto,lut}
     rtlgen report OUT                       # Yosys synth_xilinx (xcup): LUTs, FFs, DSPs
+
+``--multiplier auto`` puts wide constant products in DSPs; ``lut`` builds every one from
+LUTs (shift-add), where a weight's width shows directly in the LUT count.
 
     python benchmarks/bench_hgq2.py         # writes benchmarks/results/hgq2.json
 
@@ -33,6 +37,7 @@ DATA = ROOT / "tests" / "data" / "hgq2"
 RESULTS = Path(__file__).parent / "results"
 INPUT_TYPE = "fixed<16,6>"
 MODELS = ("bench_perweight", "bench_uniform")
+MULTIPLIERS = ("auto", "lut")
 
 
 def _rtlgen(*args: object) -> None:
@@ -59,20 +64,30 @@ def _weight_bits(graph: ir.ModelGraph) -> dict:
     return {"weights": total, "zero_weights": zeros, "weight_bits": bits}
 
 
-def measure(name: str, tmp: Path) -> dict:
+def measure(name: str, multiplier: str, tmp: Path) -> dict:
     expected = np.load(DATA / f"{name}_expected.npz")
     graph = load_model(DATA / f"{name}.keras", input_type=INPUT_TYPE)
     (y,) = predict_outputs(graph, expected["x"]).values()
     exact = bool(np.array_equal(y.reshape(expected["y"].shape), expected["y"]))
-    out = tmp / name
+    out = tmp / f"{name}_{multiplier}"
     start = time.perf_counter()
-    _rtlgen("convert", DATA / f"{name}.keras", "-o", out, "--input-type", INPUT_TYPE)
+    _rtlgen(
+        "convert",
+        DATA / f"{name}.keras",
+        "-o",
+        out,
+        "--input-type",
+        INPUT_TYPE,
+        "--multiplier",
+        multiplier,
+    )
     convert_seconds = time.perf_counter() - start
     _rtlgen("report", out)
     manifest = json.loads((out / "manifest.json").read_text())
     synthesis = manifest["synthesis"]
     return {
         "model": name,
+        "multiplier": multiplier,
         "predicts_exactly_as_hgq2": exact,
         **_weight_bits(graph),
         "products_nonzero": manifest["totals"]["products_nonzero"],
@@ -91,16 +106,25 @@ def measure(name: str, tmp: Path) -> dict:
 
 
 def main() -> None:
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        rows = [measure(name, Path(tmp)) for name in MODELS]
-    per_weight, uniform = rows
+        for multiplier in MULTIPLIERS:
+            rows += [measure(name, multiplier, Path(tmp)) for name in MODELS]
+    by_key = {(r["model"], r["multiplier"]): r for r in rows}
+    ratios = {}
+    for multiplier in MULTIPLIERS:
+        per_weight, uniform = (by_key[(name, multiplier)] for name in MODELS)
+        ratios[multiplier] = {
+            key: round(per_weight[key] / uniform[key], 3)
+            for key in ("luts", "ffs", "dsps", "weight_bits", "products_nonzero")
+            if uniform[key]
+        }
     result = {
         "benchmark": "hgq2 per-weight vs uniform widths",
         "command": "python benchmarks/bench_hgq2.py",
         "input_type": INPUT_TYPE,
         "models": rows,
-        "lut_ratio_per_weight_to_uniform": round(per_weight["luts"] / uniform["luts"], 3),
-        "weight_bits_ratio": round(per_weight["weight_bits"] / uniform["weight_bits"], 3),
+        "per_weight_to_uniform": ratios,
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "hgq2.json").write_text(json.dumps(result, indent=2) + "\n")
