@@ -90,6 +90,8 @@ def _randomize(model, seed: int) -> None:
             layer.moving_variance.assign(rng.uniform(0.5, 2.0, c).astype(np.float32))
             _set_kbi(layer.kq, rng, (2, 7), (0, 1))
             _set_kbi(layer.bq, rng, (3, 8), (0, 2))
+        if type(layer).__name__ == "Quantizer":
+            _set_kif(layer, rng)
         if getattr(layer, "enable_oq", False):
             _set_kif(layer.oq, rng, (1, 3), (1, 4), k=0)  # unsigned, as its k0=False
 
@@ -252,6 +254,20 @@ def residual():
     return keras.Model(inp, QDense(3, name="head")(h), name="residual")
 
 
+def bare_quantizer():
+    """A bare HGQ2 Quantizer layer (per-channel widths, TRN/SAT) before a QDense without an
+    input quantizer (enable_iq=False)."""
+    keras = _keras()
+    from hgq.layers import QDense, Quantizer
+
+    inp = keras.Input((5,), name="x")
+    h = Quantizer(
+        _conf("kif", "datalane", round_mode="TRN", overflow_mode="SAT", homogeneous_axis=(0,)),
+        name="q_in",
+    )(inp)
+    return keras.Model(inp, QDense(3, name="fc", enable_iq=False)(h), name="bare_quantizer")
+
+
 def conv_per_pixel():
     """QConv2D with the default (per-element) input widths: a width per pixel position,
     which a pixel stream cannot apply; rtlgen refuses it."""
@@ -322,6 +338,7 @@ MODELS = {
     "einsum_bn": (einsum_bn, (8,)),
     "seq_pool": (seq_pool, (8, 3)),
     "residual": (residual, (6,)),
+    "bare_quantizer": (bare_quantizer, (5,)),
 }
 #: models whose weights and widths another model's build sets
 _DERIVED = ("bench_uniform",)

@@ -40,6 +40,7 @@ MODELS = (
     "seq_pool",
     "residual",
     "conv_per_pixel",
+    "bare_quantizer",
 )
 INPUT_TYPE = "fixed<16,6>"  # the saved inputs are multiples of 1/16 in [-6, 6)
 
@@ -191,6 +192,70 @@ def test_merge_quantizes_each_input():
     assert by_name["add_iq0"].inputs == ("a",) and by_name["add_iq1"].inputs == ("b",)
     assert by_name["mul"].inputs == ("mul_iq0", "mul_iq1")
     assert by_name["mul_iq1"].inputs == ("b",)
+
+
+def _edited_weights(tmp_path, source: str, edit) -> Path:
+    """A copy of a test archive whose model.weights.h5 went through ``edit(h5py.File)``."""
+    import io
+    import zipfile
+
+    import h5py
+
+    target = tmp_path / f"weights_{source}"
+    with zipfile.ZipFile(DATA / source) as archive, zipfile.ZipFile(target, "w") as out:
+        for item in archive.namelist():
+            data = archive.read(item)
+            if item == "model.weights.h5":
+                buffer = io.BytesIO(data)
+                with h5py.File(buffer, "r+") as f:
+                    edit(f)
+                data = buffer.getvalue()
+            out.writestr(item, data)
+    return target
+
+
+def _drop_variable(f):
+    del f["layers/q_dense/kq/quantizer/vars/2"]
+
+
+def _float_k(f):
+    group = f["layers/q_dense/iq/quantizer/vars"]
+    k = group["1"][()]
+    del group["1"]
+    group["1"] = k.astype("float32")
+
+
+def _nan_width(f):
+    group = f["layers/q_dense/kq/quantizer/vars"]
+    b = group["0"][()]
+    b[0, 0] = float("nan")
+    del group["0"]
+    group["0"] = b
+
+
+def _wrong_shape(f):
+    group = f["layers/q_dense/iq/quantizer/vars"]
+    del group["0"]
+    group["0"] = np.zeros((1, 3), dtype="float32")
+
+
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        (_drop_variable, "expected 3 quantizer variables"),
+        (_float_k, "should be 'k' (uint8)"),
+        (_nan_width, "non-finite"),
+        (_wrong_shape, "does not broadcast"),
+    ],
+)
+def test_broken_quantizer_variables_refused_in_one_line(tmp_path, edit, words):
+    from rtlgen.quant.errors import ModelFileError
+
+    path = _edited_weights(tmp_path, "mlp_perweight.keras", edit)
+    with pytest.raises(ModelFileError) as info:
+        load_model(path, input_type=INPUT_TYPE)
+    message = str(info.value)
+    assert "\n" not in message and "layer 'fc1' (hgq>QDense)" in message and words in message
 
 
 def test_einsum_equation_refused_in_one_line(tmp_path):
