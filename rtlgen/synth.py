@@ -283,10 +283,12 @@ def synthesize(
 # maps to 7-series cells (`-family xc7`), not UltraScale+ like `synthesize`: Yosys's simulation
 # models (share/xilinx/cells_sim.v) describe LUTs, flip-flops, carry chains, LUT RAM, SRLs and
 # DSP48E1 but not UltraScale+'s DSP48E2; its RAMB18E1/RAMB36E1 are timing-only blackboxes (their
-# outputs float), so memories map to LUT RAM and flip-flops here (`-nobram`).
+# outputs float), so memories map to LUT RAM and flip-flops here (`-nobram`, and the
+# generated `rom_style`/`ram_style = "block"` attributes, which would force block RAM, removed).
 NETLIST_FLAVOURS = {
     "generic": "synth -flatten -top {top}",
-    "xilinx": "synth_xilinx -flatten -family xc7 -nobram -noiopad -noclkbuf -top {top}",
+    "xilinx": "setattr -unset rom_style -unset ram_style m:*\n"
+    "synth_xilinx -flatten -family xc7 -nobram -noiopad -noclkbuf -top {top}",
 }
 NETLIST_NAME = "netlist.v"
 

@@ -38,7 +38,7 @@ _README = """\
 # Testbench for `{top}`
 
 A self-contained cocotb + Verilator testbench for the design in `../{rtl}`, written by rtlgen.
-It streams the samples of `x_int.npy` through the AXI4-Stream ports, compares every output
+It streams the samples of `{x_file}` through the AXI4-Stream ports, compares every output
 with `{y_file}` bit for bit, checks {tlast}{tuser}, and measures latency and II.
 
 ## Requirements
@@ -64,8 +64,8 @@ report, first mismatch, latency, II, cycles), `sim_out.npy` (the design's output
 - `tb_network.py`: the cocotb test; `tb_axis.py`: stream source/sink with pause generators;
   `tb_manifest.py`: reads `../manifest.json` and packs/unpacks beats; `tb_objcache.py`: caches
   Verilator's run-time library objects between builds (in `sim_build/objcache/`).
-- `x_int.npy`, `{y_file}`: input mantissas (N, {in_shape}) and expected output mantissas
-  {out_shape}, int64 (an .npz holds one array per output name).
+- `{x_file}`, `{y_file}`: input mantissas {in_shape} and expected output mantissas
+  {out_shape}, int64 (an .npz holds one array per input or output name).
 """
 
 _GITIGNORE = "sim_build/\nresults/\n__pycache__/\n"
@@ -77,6 +77,7 @@ WRITTEN_FILES = (
     "README.md",
     ".gitignore",
     "x_int.npy",
+    "x_int.npz",
     "y_int.npy",
     "y_int.npz",
 )
@@ -113,7 +114,12 @@ def write_testbench(outdir: str | Path) -> Path:
             tlast=", ".join(f"`{out.prefix}_tlast`" for out in manifest.outputs),
             tuser=f" and that {' and '.join(tusers)} carry the arg-max class" if tusers else "",
             tb="OUTDIR/tb",
-            in_shape=", ".join(map(str, manifest.input.shape)),
+            x_file="x_int.npz" if len(manifest.inputs) > 1 else "x_int.npy",
+            in_shape="; ".join(
+                (f"{spec.name}: " if len(manifest.inputs) > 1 else "")
+                + f"(N, {', '.join(map(str, spec.shape))})"
+                for spec in manifest.inputs
+            ),
             y_file="y_int.npz" if several else "y_int.npy",
             out_shape="; ".join(
                 (f"{out.name}: " if several else "") + f"(N, {', '.join(map(str, out.shape))})"

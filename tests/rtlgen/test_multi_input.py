@@ -842,7 +842,7 @@ def test_qkeras_two_input_model_bit_exact_in_verilator_through_the_cli(tmp_path)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["residual-and-features", "two-images-added"])
+@pytest.mark.parametrize("name", ["residual-and-features", "two-images-added", "residual-across-inputs"])
 def test_multi_input_graphs_bit_exact_in_verilator(name, tmp_path, tmp_path_factory):
     from rtlgen.sim_tb import simulate
     from rtlgen.timing import steady_samples
@@ -920,3 +920,5 @@ def test_convert_testbench_writes_one_array_per_input(tmp_path):
     y = np.load(out / "tb" / "y_int.npy")
     check_vectors(manifest, x, y)
     np.testing.assert_array_equal(y, run_int(load_model(out), x))
+    readme = (out / "tb" / "README.md").read_text()
+    assert "`x_int.npz`" in readme and "a: (N, 6); b: (N, 3)" in readme
