@@ -470,7 +470,7 @@ def sim(
     waves: Annotated[bool, typer.Option("--waves", help="Dump a VCD waveform.")] = False,
     harness: Annotated[Harness, typer.Option(help="Testbench: cocotb (Python drives each cycle), cpp (compiled, for test sets) or auto (cpp from 64 samples, without --waves).")] = Harness.auto,
     simulator: Annotated[Simulator, typer.Option(help="Simulator: verilator, or icarus (Icarus Verilog, cocotb harness; small and medium designs; waves in sim/dump.fst).")] = Simulator.verilator,
-    netlist: Annotated[Netlist | None, typer.Option(help="Simulate the Yosys-synthesized, flattened netlist instead of the generated Verilog: generic (Yosys gates) or xilinx (7-series cells with Yosys's cell models).", show_default=False)] = None,
+    netlist: Annotated[Netlist | None, typer.Option(help="Simulate the Yosys-synthesized, flattened netlist instead of the generated Verilog: generic (Yosys gates) or xilinx (7-series cells, no block RAM, with Yosys's cell models). Synthesized once per design; --simulator icarus builds a netlist in seconds where Verilator's C++ build takes minutes.", show_default=False)] = None,
 ) -> None:
     """Simulate the generated Verilog in Verilator (cocotb, or a compiled C++ testbench for
     large runs), compare bit for bit with the reference model, measure latency and II.
