@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from amaranth.hdl import Array, Cat, Const, Module, Value, signed
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtlgen.quant.errors import RtlgenError
@@ -18,6 +18,8 @@ from .stream_util import StageRegisters, pipeline_control
 #: constant comparators (one comparator and one small constant table per stage: LUTs and
 #: elaboration time grow with log2 of the count instead of the count)
 BANK_MAX_THRESHOLDS = 7
+#: search tables up to this many entries are a mux of constants, larger ones a ROM
+ARRAY_TABLE = 8
 
 
 class ThresholdBank(wiring.Component):
@@ -101,7 +103,7 @@ class ThresholdBank(wiring.Component):
                 outs.append(Const(ls[0], out_shape))
                 continue
             if self.search_stages:
-                count = self._search(regs, x, ts, k)
+                count = self._search(m, regs, x, ts, k)
             else:
                 code = regs.register(Cat(*[x >= t for t in ts]), name=f"code_{k}")
                 count = _thermometer_count(code, len(ts))
@@ -117,7 +119,9 @@ class ThresholdBank(wiring.Component):
         m.d.comb += self.o.payload.eq(out)
         return m
 
-    def _search(self, regs: StageRegisters, x: Value, ts: tuple[int, ...], k: int) -> Value:
+    def _search(
+        self, m: Module, regs: StageRegisters, x: Value, ts: tuple[int, ...], k: int
+    ) -> Value:
         """The count of thresholds <= x by a pipelined binary search (registered stages)."""
         stages = self.search_stages
         never = self.in_type.max_int + 1  # padding: never reached
@@ -129,8 +133,14 @@ class ThresholdBank(wiring.Component):
             table = [padded[((p << 1) | 1) * step - 1] for p in range(1 << stage)]
             if stage == 0:
                 bound: Value = Const(table[0], compare)
-            else:
+            elif len(table) <= ARRAY_TABLE:
                 bound = Array([Const(t, compare) for t in table])[prefix]
+            else:  # a ROM: one read cell instead of a mux per entry (elaboration time)
+                rom = memory.Memory(shape=compare, depth=len(table), init=table)
+                m.submodules[f"table_{k}_{stage}"] = rom
+                port = rom.read_port(domain="comb")
+                m.d.comb += port.addr.eq(prefix)
+                bound = port.data
             bit = x >= bound
             prefix = regs.register(Cat(bit, prefix), name=f"prefix_{k}_{stage}")
             if stage < stages - 1:

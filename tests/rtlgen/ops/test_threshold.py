@@ -228,6 +228,10 @@ def test_saved_graph_round_trips_and_tampering_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_dense_bn_network_in_verilator(tmp_path, tmp_path_factory):
-    graph = _exact_vs_keras(dense_bn_model("quantized_relu(4,2)", 0.25), tmp_path, n=40)
+@pytest.mark.parametrize(
+    "activation,step", [("quantized_relu(4,2)", 0.25), ("quantized_relu(8,3)", 2**-5)]
+)
+def test_dense_bn_network_in_verilator(tmp_path, tmp_path_factory, activation, step):
+    """4 bits: constant tables in the search; 8 bits: ROM tables (`ARRAY_TABLE`)."""
+    graph = _exact_vs_keras(dense_bn_model(activation, step), tmp_path, n=40)
     bit_exact_in_verilator(graph, tmp_path, tmp_path_factory.mktemp("vcache"))
