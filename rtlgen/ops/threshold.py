@@ -75,7 +75,7 @@ class Threshold(ir.Node):
         q = "" if self.out_quantizer is None else f"{self.out_quantizer}, "
         bn = "float BN, " if self.bn is not None or "+" in self.source else ""
         n = 0 if self.bias is None else int(np.count_nonzero(np.diff(self.bias.mantissa, axis=1)))
-        return f"thresholds({bn}{q}{n} comparators)"
+        return f"{bn}{q}{n} thresholds"
 
 
 def threshold_node(
