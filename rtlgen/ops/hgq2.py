@@ -290,6 +290,7 @@ _PLAIN = {
     "hgq>QConv1D": "QConv1D",
     "hgq>QConv2D": "QConv2D",
     "hgq>QEinsumDense": "QDense",
+    "hgq>QEinsumDenseBatchnorm": "QDense",
 }
 #: HGQ2 layers that are an input quantizer, a plain Keras layer, an optional output quantizer
 _WRAPPED = {
@@ -339,7 +340,7 @@ def read_hgq2_layer(layer: KerasLayer, shape: Shape, source: WeightSource) -> La
     # The Dense/Conv readers check the geometry and read the kernel/bias shapes; they see
     # the layer under its QKeras-like name with no QKeras quantizers in its config.
     config = layer.config
-    if layer.class_name == "hgq>QEinsumDense":
+    if layer.class_name in ("hgq>QEinsumDense", "hgq>QEinsumDenseBatchnorm"):
         config = _einsum_dense_config(layer)
     plain = KerasLayer(_PLAIN[layer.class_name], layer.name, config, layer.build_config)
     reader = read_keras_dense if _PLAIN[layer.class_name] == "QDense" else read_keras_conv
@@ -359,6 +360,8 @@ def read_hgq2_layer(layer: KerasLayer, shape: Shape, source: WeightSource) -> La
         if value.dtype.kind != "f" or not np.all(np.isfinite(value)):
             raise RtlgenError(f"{layer.where}: weight '{name}' is not finite real numbers")
         weights[name] = value.astype(np.float32)
+    if layer.class_name == "hgq>QEinsumDenseBatchnorm":
+        weights = _fold_batchnorm(layer, stored, weights, source)
     kq = quantizer_spec(layer, "kq_conf", "weight")
     if kq is None:
         raise UnsupportedError(f"{layer.where}: a kernel quantizer (kq_conf) is required")
@@ -387,6 +390,46 @@ def read_hgq2_layer(layer: KerasLayer, shape: Shape, source: WeightSource) -> La
     pre = _activation_quantizer(layer, "iq", shape, source)
     post = _activation_quantizer(layer, "oq", out.shape, source)
     return LayerOut([*pre, *nodes, *post], out.shape, out.softmax)
+
+
+def _fold_batchnorm(
+    layer: KerasLayer, stored: list, weights: dict[str, np.ndarray], source: WeightSource
+) -> dict[str, np.ndarray]:
+    """QEinsumDenseBatchnorm's folding, in float32 as HGQ2 0.2 does at inference::
+
+        scaler = gamma / sqrt(moving_variance + 1e-7)   # Keras's epsilon(), not the layer's
+        kernel' = kernel * scaler;  bias' = bias - moving_mean * scaler
+
+    Its variables: kernel, bias, gamma (scale=True), beta and ebops of the layer
+    (enable_ebops), moving_mean, moving_variance."""
+    units = weights["kernel"].shape[-1]
+    names = [
+        *(["gamma"] if layer.config.get("scale", True) else []),
+        *(["_beta", "_ebops"] if layer.config.get("enable_ebops", True) else []),
+        "moving_mean",
+        "moving_variance",
+    ]
+    if "bias" not in weights or len(stored) != 2 + len(names):
+        raise RtlgenError(
+            f"{layer.where}: {len(stored)} variables stored, expected kernel, bias, "
+            f"{', '.join(n for n in names if not n.startswith('_'))}"
+        )
+    limits = source_limits(source)
+    got = {}
+    for index, name in enumerate(names, start=2):
+        if name.startswith("_"):
+            continue
+        item = stored[index]
+        value = item.read(limits) if isinstance(item, StoredArray) else np.asarray(item)
+        if value.shape != (units,) or value.dtype.kind != "f" or not np.all(np.isfinite(value)):
+            raise RtlgenError(f"{layer.where}: weight '{name}' is not {units} finite real numbers")
+        got[name] = value.astype(np.float32)
+    f32 = np.float32
+    gamma = got.get("gamma", f32(1))
+    scaler = (gamma / np.sqrt(got["moving_variance"] + f32(1e-7))).astype(f32)
+    kernel = (weights["kernel"] * scaler).astype(f32)
+    bias = (weights["bias"] + (-got["moving_mean"] * scaler)).astype(f32)
+    return {"kernel": kernel, "bias": bias}
 
 
 def _activation_quantizer(

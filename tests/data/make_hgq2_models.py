@@ -82,7 +82,12 @@ def _randomize(model, seed: int) -> None:
         if getattr(layer, "enable_iq", False) and hasattr(layer, "_iq"):
             for q in layer.iq if hasattr(layer.iq, "quantizers") else (layer.iq,):
                 _set_kif(q, rng)
-        if hasattr(layer, "moving_variance") and hasattr(layer, "bn_gamma"):
+        if hasattr(layer, "fused_kernel_equation"):  # QEinsumDenseBatchnorm
+            c = tuple(layer.moving_variance.shape)
+            layer.bn_gamma.assign(rng.uniform(0.5, 1.5, c).astype(np.float32))
+            layer.moving_mean.assign(rng.normal(0, 0.5, c).astype(np.float32))
+            layer.moving_variance.assign(rng.uniform(0.5, 2.0, c).astype(np.float32))
+        elif hasattr(layer, "moving_variance") and hasattr(layer, "bn_gamma"):
             c = tuple(layer.moving_variance.shape)
             layer.bn_gamma.assign(rng.uniform(0.5, 1.5, c).astype(np.float32))
             layer.bn_beta.assign(rng.normal(0, 0.3, c).astype(np.float32))
@@ -268,6 +273,17 @@ def bare_quantizer():
     return keras.Model(inp, QDense(3, name="fc", enable_iq=False)(h), name="bare_quantizer")
 
 
+def einsum_bn_fused():
+    """QEinsumDenseBatchnorm (a dense with batch normalization folded into the quantized
+    kernel and bias), QDense."""
+    keras = _keras()
+    from hgq.layers import QDense, QEinsumDenseBatchnorm
+
+    inp = keras.Input((8,), name="x")
+    h = QEinsumDenseBatchnorm("...a,ab->...b", 6, bias_axes="b", activation="relu", name="ebn")(inp)
+    return keras.Model(inp, QDense(3, name="head")(h), name="einsum_bn_fused")
+
+
 def conv_per_pixel():
     """QConv2D with the default (per-element) input widths: a width per pixel position,
     which a pixel stream cannot apply; rtlgen refuses it."""
@@ -339,6 +355,7 @@ MODELS = {
     "seq_pool": (seq_pool, (8, 3)),
     "residual": (residual, (6,)),
     "bare_quantizer": (bare_quantizer, (5,)),
+    "einsum_bn_fused": (einsum_bn_fused, (8,)),
 }
 #: models whose weights and widths another model's build sets
 _DERIVED = ("bench_uniform",)

@@ -41,6 +41,7 @@ MODELS = (
     "residual",
     "conv_per_pixel",
     "bare_quantizer",
+    "einsum_bn_fused",
 )
 INPUT_TYPE = "fixed<16,6>"  # the saved inputs are multiples of 1/16 in [-6, 6)
 
