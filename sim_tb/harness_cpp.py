@@ -223,6 +223,11 @@ def build_harness(
                 f"Verilator build of {manifest.top} (C++ harness) failed: "
                 f"{_first_error(log, None)}; full log: {log}"
             )
+        # a changed design or harness gets a new key, so no later build reuses these
+        # (precompiled headers alone are ~150 MB for the SVHN CNN); the binary stays
+        for pattern in ("*.gch", "*.o", "*.a"):
+            for leftover in (build_dir / "obj").glob(pattern):
+                leftover.unlink(missing_ok=True)
         marker.write_text(
             json.dumps({"top": manifest.top, "key": key, "waves": False, "harness": "cpp"}) + "\n"
         )

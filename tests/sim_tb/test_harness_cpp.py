@@ -115,6 +115,7 @@ def test_both_harnesses_agree_cycle_for_cycle(chansum_outdir, backpressure, buil
         assert cpp.cycles > 5 + 4 * (SAMPLES - 1)  # the pauses did happen
 
 
+@pytest.mark.slow  # one more design to build; the default set keeps chansum and the faulty one
 def test_both_harnesses_agree_on_multi_beat_outputs_and_input_stalls(two_beat_outdir, build_root):
     x_int, y_int = _vectors(seed=4, out_beats=2)
     cpp, cocotb = _both(two_beat_outdir, x_int, y_int, build_root, backpressure=0.3, seed=2)
@@ -171,6 +172,7 @@ def test_build_is_cached_beside_the_cocotb_build(chansum_outdir, build_root):
     assert binary.stat().st_mtime_ns == built  # reused, not rebuilt
     marker = json.loads((first / BUILD_MARKER).read_text())
     assert marker["harness"] == "cpp" and marker["top"] == manifest.top
+    assert not [*(first / "obj").glob("*.o"), *(first / "obj").glob("*.gch")]  # binary only
     assert first.parent == build_root.resolve() and first.name != build_key(manifest)
 
 
