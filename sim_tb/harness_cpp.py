@@ -56,9 +56,9 @@ HARNESS_SOURCE = Path(__file__).with_name("harness.cpp")
 PORTS_HEADER = "rtlgen_ports.h"
 BINARY = "rtlgen_harness"
 MAX_ELEMENT_BITS = 64
-#: the model's C++ optimisation (verilated.mk's default is -Os): -O2 runs the demo CNN ~20 %
-#: faster per processor second (benchmarks/results/sim_harness.json); Verilator's own -O3 did
-#: not help further
+#: the model's C++ optimisation (verilated.mk's default is -Os): -O2 ran the demo CNN ~20 %
+#: faster per processor second (20-21k vs 16-17k images/s, 5,000 images); Verilator's own -O3
+#: on top did not help (19k)
 MODEL_CXX_OPT = "OPT_FAST=-O2"
 RESET_CYCLES = 4  # as tb_network.RESET_CYCLES
 #: `rtlgen sim --harness auto` takes the compiled harness from this many samples on
@@ -556,35 +556,4 @@ def run_harness(
         np.save(results_dir / "sim_out.npy", first["actual"])
     result_file.write_text(json.dumps(result, indent=2) + "\n")
     return result
-
-
-def simulate_files(
-    manifest: Manifest,
-    build_root: str | Path,
-    *,
-    x_int,
-    y_int: Mapping[str, np.ndarray],
-    results_dir: Path,
-    backpressure: float = 0.0,
-    seed: int = 0,
-    object_cache: bool | str | Path = True,
-    progress: StepProgress | None = None,
-    threads: int = 1,
-) -> tuple[Path, dict]:
-    """build_harness + run_harness (the runner's `harness="cpp"` path): (build folder, result)."""
-    build_dir = build_harness(
-        manifest, build_root, threads=threads, object_cache=object_cache, progress=progress
-    )
-    samples = len(x_int) if isinstance(x_int, np.ndarray) else len(next(iter(x_int.values())))
-    with (progress or silent_step)(f"simulating {samples} samples (C++ harness)"):
-        result = run_harness(
-            manifest,
-            build_dir,
-            x_int=x_int,
-            y_int=y_int,
-            results_dir=results_dir,
-            backpressure=backpressure,
-            seed=seed,
-        )
-    return build_dir, result
 
