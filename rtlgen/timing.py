@@ -29,7 +29,7 @@ from rtlgen.layers.window import WindowGenerator, WindowGeometry
 class Timing:
     latency: int  # first input beat's handshake -> last output beat's handshake (worst sample)
     ii: int  # cycles between first input beats of consecutive samples (steady state)
-    first_in: tuple[int, ...]  # handshake cycle of each sample's first input beat
+    first_in: tuple[int, ...]  # each sample's start: its first input beat's handshake (the last input's)
     last_out: tuple[int, ...]  # cycle of each sample's last output beat
 
 
