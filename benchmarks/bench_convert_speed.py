@@ -157,7 +157,8 @@ def zero_hidden_mlp(path: Path, seed: int) -> Path:
 
 
 def qkeras_cnn(path: Path, seed: int) -> Path:
-    """16x16x3 -> QConv2D 3x3x8 -> MaxPool -> QConv2D 3x3x16 -> MaxPool -> Flatten -> QDense 10."""
+    """16x16x3 -> QConv2D 3x3x8 -> MaxPool -> QConv2D 3x3x16 -> MaxPool -> Flatten (64)
+    -> QDense 10."""
     rng = np.random.default_rng(seed)
     layers = [
         _entry("QConv2D", {"name": "c1", "filters": 8, "kernel_size": [3, 3], "strides": [1, 1],
@@ -186,7 +187,7 @@ def qkeras_cnn(path: Path, seed: int) -> Path:
                "bias": _grid_weights(rng, (16,), 8, 2)},
         "p2": {},
         "flat": {},
-        "d": {"kernel": _grid_weights(rng, (144, 10), 6), "bias": _grid_weights(rng, (10,), 8, 2)},
+        "d": {"kernel": _grid_weights(rng, (64, 10), 6), "bias": _grid_weights(rng, (10,), 8, 2)},
     }
     return _write_h5(path, _config(layers, (16, 16, 3), "cnn"), weights)
 
@@ -330,7 +331,13 @@ def measure_isolated(name: str, jobs: int | None = None) -> dict:
     queue = context.Queue()
     child = context.Process(target=_measure_in_child, args=(name, jobs, queue))
     child.start()
-    row = queue.get()
+    while True:
+        try:
+            row = queue.get(timeout=5)
+            break
+        except Exception:  # queue.Empty: is the child still there?
+            if not child.is_alive():
+                raise RuntimeError(f"case {name}: the measuring process died") from None
     child.join()
     return row
 
