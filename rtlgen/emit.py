@@ -11,6 +11,7 @@ import dataclasses
 import multiprocessing
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -379,7 +380,11 @@ def network_verilog(
         try:
             context = multiprocessing.get_context("fork")
             with ProcessPoolExecutor(min(jobs, len(separate)), mp_context=context) as pool:
-                futures = {pool.submit(_convert_pending, i): i for i in order}
+                with warnings.catch_warnings():
+                    # Python >= 3.12 warns on fork with threads (the CLI's progress thread):
+                    # the workers only run Amaranth and Yosys, never the progress output.
+                    warnings.filterwarnings("ignore", ".*fork", DeprecationWarning)
+                    futures = {pool.submit(_convert_pending, i): i for i in order}
                 for future in as_completed(futures):
                     finished(futures[future], future.result())
         finally:
