@@ -10,7 +10,8 @@ few levels it becomes a `rtlgen.ops.threshold.Threshold` (`rtlgen.passes.fuse_th
 exact); otherwise, when a quantizer follows, `lower_scale_shift` proves that the quantized
 scale and shift decide every rounding as the float model does (at each threshold of the
 float function and just below it: both are monotone, so that covers every input), widening
-them up to `MAX_BN_WIDTH` bits until they do, and warns when it cannot.
+them up to `MAX_BN_WIDTH` bits until they do; where float32 rounding inside the BN decides
+a threshold no width does, and it warns (keeping the width with the fewest differences).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from rtlgen.quant.fixed import FixedType
 from rtlgen.quant.quantizers import Quantizer
 from rtlgen.quant.reference import finish_activation
 from rtlgen.quant.threshold import (
+    MAX_THRESHOLD_LEVELS,
     FloatBatchNorm,
     StepFunction,
     find_thresholds,
@@ -127,7 +129,9 @@ def read_keras_batchnorm(layer: KerasLayer, shape: Shape, source: WeightSource) 
 def lower_scale_shift(node: ir.ScaleShift, ctx: LowerContext) -> ir.Node:
     """`lower_matvec`; a float BN followed by a quantizer (and no explicit types) gets the
     narrowest scale/shift width from ``bn_width`` up that decides every output like the
-    float model, or a warning."""
+    float model; if none does (float32 rounding inside the BN decides some thresholds, which
+    no exact affine map reproduces), the width with the fewest differing decisions and a
+    warning."""
     bn = getattr(node, "bn", None)
     plain = plain_scale_shift(node)
     lowered = lower_matvec(plain, ctx)
@@ -147,11 +151,18 @@ def lower_scale_shift(node: ir.ScaleShift, ctx: LowerContext) -> ir.Node:
         )
         return lowered
     points = _decision_points(f, channels)
+    want = f(points)
+    best, best_misses = lowered, -1
     width = ctx.config.bn_width
     candidate = lowered
     while True:
-        if _decides_like(candidate, ctx.in_type, f, points):
+        misses = int(
+            np.count_nonzero(scale_shift_reference(candidate, points, ctx.in_type) != want)
+        )
+        if misses == 0:
             return candidate
+        if best_misses < 0 or misses < best_misses:
+            best, best_misses = candidate, misses
         width += 2
         if width > MAX_BN_WIDTH:
             break
@@ -160,14 +171,16 @@ def lower_scale_shift(node: ir.ScaleShift, ctx: LowerContext) -> ir.Node:
             candidate = lower_matvec(plain, dataclasses.replace(ctx, config=config))
         except RtlgenError:
             break
+    assert isinstance(best, ir.ScaleShift) and isinstance(best.scale, ir.QTensor)
     warnings.warn(
-        f"{where}: BatchNormalization + {q}: even {MAX_BN_WIDTH}-bit scale/shift round some "
-        "values differently from the float model; kept "
-        f"{ctx.config.bn_width} bits",
+        f"{where}: BatchNormalization + {q}: {best_misses} of its {want.size} decision points "
+        f"round differently from the float model even with a {best.scale.type.width}-bit "
+        "scale/shift (kept): float32 rounding inside the BN decides them; quantizers of at most "
+        f"{MAX_THRESHOLD_LEVELS} levels are exact (thresholds)",
         RtlgenWarning,
         stacklevel=2,
     )
-    return lowered
+    return best
 
 
 def _decision_points(f: StepFunction, channels: int) -> np.ndarray:
@@ -178,10 +191,6 @@ def _decision_points(f: StepFunction, channels: int) -> np.ndarray:
     inside = t.thresholds.clip(lo, hi)
     ends = np.array([[lo] * channels, [hi] * channels])
     return np.concatenate([ends, inside.T, (inside - 1).clip(lo, hi).T])
-
-
-def _decides_like(node: ir.ScaleShift, in_type: FixedType, f: StepFunction, x: np.ndarray) -> bool:
-    return bool(np.array_equal(scale_shift_reference(node, x, in_type), f(x)))
 
 
 def scale_shift_reference(node: ir.ScaleShift, x: np.ndarray, in_type: FixedType) -> np.ndarray:

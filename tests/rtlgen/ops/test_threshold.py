@@ -21,12 +21,13 @@ from rtlgen.passes import (
     fuse_activations,
     infer_precision,
 )
+from rtlgen.quant.errors import RtlgenWarning
 from rtlgen.quant.fixed import FixedType
 from rtlgen.quant.reference import predict
 from tests.models import exact_inputs
 
 from .network_checks import bit_exact_in_simulator, bit_exact_in_verilator, timing_matches_model
-from .spatial_nets import predicts_like_keras, round_trips, tampered_is_refused
+from .spatial_nets import keras_graph, predicts_like_keras, round_trips, tampered_is_refused
 
 tf = pytest.importorskip("tensorflow")
 qkeras = pytest.importorskip("qkeras")
@@ -142,6 +143,22 @@ def test_the_18_bit_scale_shift_flips_decisions_the_proof_widens_it(tmp_path):
     fixed18 = LayerPrecision(weight=FixedType(18, 15), bias=FixedType(18, 14))
     forced = infer_precision(unfused, PrecisionConfig(layers=(("bn1", fixed18),)))
     assert np.any(predict(forced, x) != want)
+
+
+def test_many_level_quantizer_keeps_a_widened_scale_shift_and_warns(tmp_path):
+    """1024 levels: more than a threshold node takes. The scale/shift widens to the width
+    that decides most thresholds like the float model; the few that float32 rounding inside
+    the BN decides differently (no exact affine map can) are one warning naming the layer."""
+    model = dense_bn_model("quantized_bits(10,3,alpha=1)", 2**-6)
+    sub = tf.keras.Model(model.input, model.get_layer("act1").output, name="sub")
+    with pytest.warns(RtlgenWarning, match="layer 'bn1\\+act1'.*decision points"):
+        graph = keras_graph(sub, tmp_path)
+    assert not _thresholds(graph)
+    bn = next(n for n in graph.nodes if isinstance(n, ir.ScaleShift))
+    assert bn.scale.type.width > 18
+    x = _boundary_inputs((5,), 300, 1)
+    same = predict(graph, x) == sub.predict(x, verbose=0)
+    assert same.mean() > 0.99
 
 
 @pytest.mark.parametrize(
