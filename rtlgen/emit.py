@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from amaranth.back import verilog
-from amaranth.hdl import ClockSignal, Instance, ResetSignal, _ast, _ir
+from amaranth.hdl import ClockDomain, ClockSignal, Instance, ResetSignal, _ast, _ir
 from amaranth.lib import wiring
 
 from rtlgen import __version__, ir
@@ -291,40 +291,37 @@ def _ports(component: wiring.Component) -> list[tuple[str, _ast.Value, _ir.PortD
     return ports
 
 
-def component_verilog(component: wiring.Component, name: str) -> tuple[str, bool]:
-    """(Verilog of ``component`` as module ``name``, whether it has ``clk``/``rst`` ports:
-    whether it uses the ``sync`` domain). Its other ports are named as `verilog.convert`
-    names them (``i__payload``, ``o__valid``, ...)."""
-    clocked: list[str] = []
-
-    def missing_domain(domain: str):
-        from amaranth.hdl import ClockDomain
-
-        clocked.append(domain)
-        return ClockDomain(domain)
-
+def component_verilog(component: wiring.Component, name: str) -> str:
+    """The Verilog of ``component`` as module ``name``: ports ``clk``, ``rst`` (of the
+    ``sync`` domain, unused by a combinational component) and the others named as
+    `verilog.convert` names them (``i__payload``, ``o__valid``, ...)."""
     fragment = _ir.Fragment.get(component, None)
-    design = fragment.prepare(
-        ports=_ports(component), hierarchy=(name,), missing_domain=missing_domain
-    )
+    sync = ClockDomain("sync")
+    fragment.add_domains(sync)
+    ports = [
+        *_ports(component),
+        ("clk", sync.clk, _ir.PortDirection.Input),
+        ("rst", sync.rst, _ir.PortDirection.Input),
+    ]
+    design = fragment.prepare(ports=ports, hierarchy=(name,))
     text, _ = verilog.convert_fragment(design, emit_src=False, strip_internal_attrs=True)
-    return text, "sync" in clocked
+    return text
 
 
-def _convert_pending(index: int) -> tuple[str, bool]:
+def _convert_pending(index: int) -> str:
     component, name = _PENDING[index]
+    # the parent may already have made it elaborate to an instance (`network_verilog`)
+    component.__dict__.pop("elaborate", None)
     return component_verilog(component, name)
 
 
-def _instance(component: wiring.Component, name: str, clocked: bool) -> Instance:
+def _instance(component: wiring.Component, name: str) -> Instance:
     """An instance of the separately converted module ``name`` wired to ``component``'s own
     port signals (which the enclosing design connects as usual)."""
     kwargs = {}
     for port, value, flow in _ports(component):
         kwargs[("i_" if flow is _ir.PortDirection.Input else "o_") + port] = value
-    if clocked:
-        kwargs.update(i_clk=ClockSignal(), i_rst=ResetSignal())
-    return Instance(name, **kwargs)
+    return Instance(name, i_clk=ClockSignal(), i_rst=ResetSignal(), **kwargs)
 
 
 def default_jobs() -> int:
@@ -347,9 +344,9 @@ def network_verilog(
     """The Verilog of ``top`` as module ``name``: each large layer component (a MAC array,
     window generator, requantizer, ... of at least `SEPARATE_BITS`) converted on its own as
     module ``<name>__l<k>_<layer>_<i>`` by Amaranth's back end, up to ``jobs`` at a time in
-    worker processes, and instantiated in the top, which is converted last with the smaller
-    components, stream wiring, skid buffers, FIFOs, forks and arg-max. The same modules and
-    the same hardware for any ``jobs``.
+    worker processes, and instantiated in the top, which is converted meanwhile with the
+    smaller components, stream wiring, skid buffers, FIFOs, forks and arg-max. Separated
+    modules always have ``clk`` and ``rst`` ports. The same Verilog for any ``jobs``.
 
     Why: Amaranth's netlist and RTLIL back end (plus Yosys' ``write_verilog``) is most of the
     conversion time and works one design at a time; separate layers are independent, so two
@@ -362,12 +359,12 @@ def network_verilog(
         for k, stage in enumerate(plan.stages):
             if isinstance(stage, wiring.Component) and _size(stage) >= SEPARATE_BITS:
                 separate.append((stage, f"{name}__{layer}_{k}"))
-    modules: list[tuple[str, bool] | None] = [None] * len(separate)
+    modules: list[str | None] = [None] * len(separate)
     done = 0
 
-    def finished(index: int, result: tuple[str, bool]) -> None:
+    def finished(index: int, text: str) -> None:
         nonlocal done
-        modules[index] = result
+        modules[index] = text
         done += 1
         say(f"Verilog of {separate[index][1]} ({done}/{len(separate)})")
 
@@ -385,6 +382,8 @@ def network_verilog(
                     # the workers only run Amaranth and Yosys, never the progress output.
                     warnings.filterwarnings("ignore", ".*fork", DeprecationWarning)
                     futures = {pool.submit(_convert_pending, i): i for i in order}
+                # the top meanwhile, here
+                top_text = _top_verilog(top, name, separate)
                 for future in as_completed(futures):
                     finished(futures[future], future.result())
         finally:
@@ -392,21 +391,46 @@ def network_verilog(
     else:
         for i in order:
             finished(i, component_verilog(*separate[i]))
+        top_text = _top_verilog(top, name, separate)
+    return "".join([top_text, *modules])  # type: ignore[list-item]
 
-    # The top, with each separated component elaborating to an instance of its module.
-    for (stage, module), result in zip(separate, modules, strict=True):
-        assert result is not None
-        stage.elaborate = _instance_elaborate(stage, module, result[1])
+
+def _top_verilog(top: NetworkTop, name: str, separate: list[tuple[wiring.Component, str]]) -> str:
+    """The top's Verilog, each separated component elaborating to an instance of its module."""
+    for stage, module in separate:
+        stage.elaborate = _instance_elaborate(stage, module)
     try:
-        top_text = verilog.convert(top, name=name, emit_src=False, strip_internal_attrs=True)
+        return verilog.convert(top, name=name, emit_src=False, strip_internal_attrs=True)
     finally:
         for stage, _ in separate:
             del stage.elaborate
-    return "".join([top_text, *(text for text, _ in modules)])  # type: ignore[misc]
 
 
-def _instance_elaborate(stage: wiring.Component, module: str, clocked: bool):
-    return lambda platform: _instance(stage, module, clocked)
+def _instance_elaborate(stage: wiring.Component, module: str):
+    def elaborate(platform):
+        _mark_elaborated(stage)
+        return _instance(stage, module)
+
+    return elaborate
+
+
+def _mark_elaborated(value, depth: int = 3) -> None:
+    """Mark the sub-components a separated component made in its constructor as used: they
+    are elaborated in the worker that converts it, never here (no `UnusedElaboratable`)."""
+    from amaranth._unused import MustUse
+
+    if depth < 0:
+        return
+    if isinstance(value, MustUse):
+        value._MustUse__used = True  # type: ignore[attr-defined]
+    items = (
+        value.values() if isinstance(value, dict)
+        else value if isinstance(value, list | tuple)
+        else vars(value).values() if isinstance(value, MustUse) else ()
+    )
+    for item in items:
+        if isinstance(item, MustUse | dict | list | tuple):
+            _mark_elaborated(item, depth - 1)
 
 
 def _size(component: wiring.Component) -> int:
