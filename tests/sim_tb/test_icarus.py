@@ -222,13 +222,11 @@ def test_every_layer_kind_agrees_in_both_simulators(name, tmp_path, build_root):
 
 @needs_iverilog
 @pytest.mark.slow
-def test_leaky_and_threshold_layers_agree_in_both_simulators(tmp_path, build_root):
+def test_leaky_relu_layer_agrees_in_both_simulators(tmp_path, build_root):
     from rtlgen import ir
-    from rtlgen.frontend.lower import lower
-    from rtlgen.quant.config import PrecisionConfig
-    from rtlgen.quant.types import FixedType
-
-    from ..rtlgen.ops.test_leaky_relu import leaky_node
+    from rtlgen.ops.leaky_relu import leaky_node
+    from rtlgen.passes import PrecisionConfig, lower
+    from rtlgen.quant.fixed import FixedType
 
     rng = np.random.default_rng(1)
     nodes = [
