@@ -304,6 +304,9 @@ def measure(name: str, profile: bool = False, jobs: int | None = None) -> dict:
         "adders": totals.adders,
         "ms_per_nonzero_product": round(1000 * seconds / nonzero, 3) if nonzero else None,
         "cpu_ms_per_nonzero_product": round(1000 * cpu_seconds / nonzero, 3) if nonzero else None,
+        # a conv's multipliers serve every window: per multiplier built is the cost measure
+        "ms_per_multiplier": _per(seconds, totals.multipliers),
+        "cpu_ms_per_multiplier": _per(cpu_seconds, totals.multipliers),
         "peak_rss_mb": round(
             max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF,
                                                               resource.RUSAGE_CHILDREN)) / 1024,
@@ -312,6 +315,10 @@ def measure(name: str, profile: bool = False, jobs: int | None = None) -> dict:
         "verilog_bytes": verilog_bytes,
         "phases_seconds": phase_seconds,
     }
+
+
+def _per(seconds: float, count: int) -> float | None:
+    return round(1000 * seconds / count, 3) if count else None
 
 
 def _cpu_seconds() -> float:
