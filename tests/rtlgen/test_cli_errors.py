@@ -189,7 +189,7 @@ def test_an_interrupt_is_one_line_with_exit_code_130(monkeypatch, capsys):
 
 @pytest.mark.parametrize("passed, code", [(True, 0), (False, 1)])
 def test_sim_exits_1_only_when_the_simulation_found_mismatches(monkeypatch, passed, code):
-    monkeypatch.setattr(cli, "_simulate", lambda *_args: SimpleNamespace(passed=passed))
+    monkeypatch.setattr(cli, "_simulate", lambda *_args, **_options: SimpleNamespace(passed=passed))
     assert cli.run(["sim", "design", "-i", "x.npy"]) == code
 
 
