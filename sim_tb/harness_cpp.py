@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .tb_manifest import Manifest, StreamSpec, describe_mismatch
+from .tb_manifest import Manifest, StreamSpec, describe_mismatch, sim_result
 from .tb_run import (
     BUILD_ARGS,
     BUILD_MARKER,
@@ -491,10 +491,6 @@ def run_harness(
         )
         for spec, values, meta in outputs
     ]
-    gaps = np.diff(firsts)
-    ii = int(gaps.max()) if len(gaps) else None
-    for check in checks:
-        check["summary"]["ii_cycles"] = ii
     error = None
     if not summary["complete"]:
         pending = [
@@ -511,49 +507,25 @@ def run_harness(
         end_cycle = summary["end_cycle"]
     else:
         end_cycle = max(check["last_cycle"] for check in checks)
-    cycles = end_cycle - (int(firsts[0]) if len(firsts) else 0)
-    received = min(check["received"] for check in checks)
-    any_differs = np.zeros(received, dtype=bool)
-    for check in checks:
-        any_differs |= check["differs"][:received].reshape(received, -1).any(axis=1)
-    problems = [error, *(p for check in checks for p in check["problems"])]
-    problems = [p for p in problems if p]
-    first = checks[0]
-    seconds = summary["seconds"]
-    result = {
-        "passed": not problems,
-        "report": "; ".join(problems) if problems else f"{samples} samples bit-exact",
-        "images": samples,
-        "mismatches": int(any_differs.sum()) if several else first["mismatched_samples"],
-        "mismatched_elements": sum(int(check["differs"].sum()) for check in checks),
-        "first_mismatch": next(
-            (check["first_mismatch"] for check in checks if check["first_mismatch"]), None
-        ),
-        "tlast_errors": sum(check["tlast_errors"] for check in checks),
-        "tuser_errors": sum(check["tuser_errors"] for check in checks),
-        "extra_beats": sum(check["extra"] for check in checks),
-        "error": error,
-        "latency_cycles": first["summary"]["latency_cycles"],
-        "ii_cycles": ii,
-        "timing_under_backpressure": backpressure > 0,
-        "manifest_latency_cycles": manifest.latency_cycles,
-        "manifest_ii_cycles": manifest.ii_cycles,
-        "input_stalled": any(stalled > 0 for _taken, stalled in summary["inputs"]),
-        "cycles": cycles,
-        "seconds": seconds,
-        "cycles_per_second": cycles / seconds if seconds > 0 else None,
-        "backpressure": backpressure,
-        "seed": seed,
-        "outputs": [check["summary"] for check in checks],
-        "harness": "cpp",
+    result = sim_result(
+        manifest,
+        checks,
+        samples=samples,
+        error=error,
+        firsts=[int(first) for first in firsts],
+        end_cycle=int(end_cycle),
+        seconds=summary["seconds"],
+        input_stalled=any(stalled > 0 for _taken, stalled in summary["inputs"]),
+        backpressure=backpressure,
+        seed=seed,
+        results_dir=results_dir,
+    )
+    result.update(
+        harness="cpp",
         # the C++ loop's processor time (seconds is wall time: on a loaded machine the larger)
-        "cpu_seconds": summary["cpu_seconds"],
-        "harness_seconds": wall,
-    }
-    if several:
-        np.savez(results_dir / "sim_out.npz", **{c["name"]: c["actual"] for c in checks})
-    else:
-        np.save(results_dir / "sim_out.npy", first["actual"])
+        cpu_seconds=summary["cpu_seconds"],
+        harness_seconds=wall,
+    )
     result_file.write_text(json.dumps(result, indent=2) + "\n")
     return result
 

@@ -1243,3 +1243,69 @@ def describe_mismatch(mismatch: dict) -> str:
         f"sample {mismatch['sample']}, {which} [{index}]: expected {mismatch['expected']} "
         f"({mismatch['expected_raw']}), actual {mismatch['actual']} ({mismatch['actual_raw']})"
     )
+
+
+def sim_result(
+    manifest: Manifest,
+    checks: list[dict[str, Any]],
+    *,
+    samples: int,
+    error: str | None,
+    firsts: list[int],
+    end_cycle: int,
+    seconds: float,
+    input_stalled: bool,
+    backpressure: float,
+    seed: int,
+    results_dir: Path,
+) -> dict[str, Any]:
+    """The fields of sim_result.json from the per-output checks, written with sim_out.npy
+    (one output) or sim_out.npz (several) into ``results_dir``; shared by the cocotb bench
+    and the C++ harness so that both report alike. A sample starts at ``firsts[s]`` (the last
+    of its inputs' first handshakes); II is the largest gap between sample starts."""
+    several = len(checks) > 1
+    gaps = [b - a for a, b in zip(firsts, firsts[1:], strict=False)]
+    ii = max(gaps) if gaps else None
+    for check in checks:
+        check["summary"]["ii_cycles"] = ii
+    # Streaming time: first sample start to last output handshake (latency + (N-1) * II at
+    # full rate).
+    cycles = end_cycle - (int(firsts[0]) if len(firsts) else 0)
+    received = min(check["received"] for check in checks)
+    any_differs = np.zeros(received, dtype=bool)
+    for check in checks:
+        any_differs |= check["differs"][:received].reshape(received, -1).any(axis=1)
+    problems = [p for p in [error, *(p for check in checks for p in check["problems"])] if p]
+    first = checks[0]
+    result = {
+        "passed": not problems,
+        "report": "; ".join(problems) if problems else f"{samples} samples bit-exact",
+        "images": samples,
+        "mismatches": int(any_differs.sum()) if several else first["mismatched_samples"],
+        "mismatched_elements": sum(int(check["differs"].sum()) for check in checks),
+        "first_mismatch": next(
+            (check["first_mismatch"] for check in checks if check["first_mismatch"]), None
+        ),
+        "tlast_errors": sum(check["tlast_errors"] for check in checks),
+        "tuser_errors": sum(check["tuser_errors"] for check in checks),
+        "extra_beats": sum(check["extra"] for check in checks),
+        "error": error,
+        "latency_cycles": first["summary"]["latency_cycles"],
+        "ii_cycles": ii,
+        "timing_under_backpressure": backpressure > 0,
+        "manifest_latency_cycles": manifest.latency_cycles,
+        "manifest_ii_cycles": manifest.ii_cycles,
+        "input_stalled": input_stalled,
+        "cycles": cycles,
+        "seconds": seconds,
+        "cycles_per_second": cycles / seconds if seconds > 0 else None,
+        "backpressure": backpressure,
+        "seed": seed,
+        "outputs": [check["summary"] for check in checks],
+    }
+    results_dir.mkdir(parents=True, exist_ok=True)
+    if several:
+        np.savez(results_dir / "sim_out.npz", **{c["name"]: c["actual"] for c in checks})
+    else:
+        np.save(results_dir / "sim_out.npy", first["actual"])
+    return result

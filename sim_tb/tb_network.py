@@ -44,6 +44,7 @@ if __package__:
         input_arrays,
         load_manifest,
         output_arrays,
+        sim_result,
     )
 else:  # copied next to run.py
     from tb_axis import AxisSink, AxisSource, CycleCounter, random_pauses
@@ -55,6 +56,7 @@ else:  # copied next to run.py
         input_arrays,
         load_manifest,
         output_arrays,
+        sim_result,
     )
 
 CLOCK_PERIOD_NS = 10
@@ -340,53 +342,18 @@ async def stream_samples(dut) -> None:
         )
         for spec, sink in zip(manifest.outputs, sinks, strict=True)
     ]
-    gaps = [b - a for a, b in zip(firsts, firsts[1:], strict=False)]
-    ii = max(gaps) if gaps else None
-    for check in checks:
-        check["summary"]["ii_cycles"] = ii
-    # Streaming time: first input handshake to last output handshake (latency + (N-1) * II
-    # at full rate).
-    cycles = end_cycle - (firsts[0] if firsts else 0)
-    received = min(check["received"] for check in checks)
-    any_differs = np.zeros(received, dtype=bool)
-    for check in checks:
-        any_differs |= check["differs"][:received].reshape(received, -1).any(axis=1)
-
-    problems = [error, *(p for check in checks for p in check["problems"])]
-    problems = [p for p in problems if p]
-    first = checks[0]
-    result = {
-        "passed": not problems,
-        "report": "; ".join(problems) if problems else f"{samples} samples bit-exact",
-        "images": samples,
-        "mismatches": int(any_differs.sum()) if several else first["mismatched_samples"],
-        "mismatched_elements": sum(int(check["differs"].sum()) for check in checks),
-        "first_mismatch": next(
-            (check["first_mismatch"] for check in checks if check["first_mismatch"]), None
-        ),
-        "tlast_errors": sum(check["tlast_errors"] for check in checks),
-        "tuser_errors": sum(check["tuser_errors"] for check in checks),
-        "extra_beats": sum(check["extra"] for check in checks),
-        "error": error,
-        "latency_cycles": first["summary"]["latency_cycles"],
-        "ii_cycles": ii,
-        "timing_under_backpressure": backpressure > 0,
-        "manifest_latency_cycles": manifest.latency_cycles,
-        "manifest_ii_cycles": manifest.ii_cycles,
-        "input_stalled": any(feeder.stalled_cycles > 0 for feeder in sources),
-        "cycles": cycles,
-        "seconds": seconds,
-        "cycles_per_second": cycles / seconds if seconds > 0 else None,
-        "backpressure": backpressure,
-        "seed": seed,
-        "outputs": [check["summary"] for check in checks],
-    }
-    results_dir.mkdir(parents=True, exist_ok=True)
-    if several:
-        np.savez(
-            results_dir / "sim_out.npz", **{check["name"]: check["actual"] for check in checks}
-        )
-    else:
-        np.save(results_dir / "sim_out.npy", first["actual"])
+    result = sim_result(
+        manifest,
+        checks,
+        samples=samples,
+        error=error,
+        firsts=firsts,
+        end_cycle=end_cycle,
+        seconds=seconds,
+        input_stalled=any(feeder.stalled_cycles > 0 for feeder in sources),
+        backpressure=backpressure,
+        seed=seed,
+        results_dir=results_dir,
+    )
     (results_dir / "sim_result.json").write_text(json.dumps(result, indent=2) + "\n")
-    assert not problems, result["report"]
+    assert result["passed"], result["report"]
