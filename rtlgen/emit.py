@@ -7,6 +7,7 @@ and an interrupted or failed run never leaves a manifest describing half-written
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import multiprocessing
 import os
@@ -42,6 +43,7 @@ from rtlgen.manifest import (
     Totals,
 )
 from rtlgen.outdir import DesignFolder
+from rtlgen.quant.errors import UnsupportedError
 from rtlgen.serialize import save_graph
 
 
@@ -304,8 +306,25 @@ def component_verilog(component: wiring.Component, name: str) -> str:
         ("rst", sync.rst, _ir.PortDirection.Input),
     ]
     design = fragment.prepare(ports=ports, hierarchy=(name,))
-    text, _ = verilog.convert_fragment(design, emit_src=False, strip_internal_attrs=True)
+    with _yosys_memory(name):
+        text, _ = verilog.convert_fragment(design, emit_src=False, strip_internal_attrs=True)
     return text
+
+
+@contextlib.contextmanager
+def _yosys_memory(module: str):
+    """A module too large for Yosys's WebAssembly build (at most 4 GB of memory: it aborts
+    with ``bad_alloc``) becomes one line naming the module, with the ways out."""
+    try:
+        yield
+    except Exception as exc:
+        if type(exc).__name__ == "YosysError" and "bad_alloc" in str(exc):
+            raise UnsupportedError(
+                f"module {module}: its netlist is too large for Yosys (the WebAssembly build "
+                "has at most 4 GB): quantize the weights (fewer bits per product), prune "
+                "them, or keep time-multiplexing on (--parallelism auto)"
+            ) from None
+        raise
 
 
 def _convert_pending(index: int) -> str:
@@ -400,7 +419,8 @@ def _top_verilog(top: NetworkTop, name: str, separate: list[tuple[wiring.Compone
     for stage, module in separate:
         stage.elaborate = _instance_elaborate(stage, module)
     try:
-        return verilog.convert(top, name=name, emit_src=False, strip_internal_attrs=True)
+        with _yosys_memory(name):
+            return verilog.convert(top, name=name, emit_src=False, strip_internal_attrs=True)
     finally:
         for stage, _ in separate:
             del stage.elaborate

@@ -45,3 +45,34 @@ def test_small_components_stay_in_the_top_large_ones_are_modules(monkeypatch):
     monkeypatch.setattr(emit, "SEPARATE_BITS", threshold)
     text = emit.network_verilog(top, "net", jobs=1)
     assert len([m for m in _modules(text) if m.startswith("net__l")]) == expected
+
+
+class YosysError(Exception):
+    """Stands for amaranth's YosysError (matched by name, as `emit._yosys_memory` does)."""
+
+
+def test_a_module_too_large_for_yosys_is_one_line_naming_it(monkeypatch):
+    import pytest
+
+    from rtlgen.quant.errors import UnsupportedError
+
+    def out_of_memory(*_args, **_kwargs):
+        raise YosysError("libc++abi: bad_alloc was thrown in -fno-exceptions mode ...")
+
+    monkeypatch.setattr(emit, "SEPARATE_BITS", 0)
+    monkeypatch.setattr(emit.verilog, "convert_fragment", out_of_memory)
+    with pytest.raises(UnsupportedError, match=r"module net__l0_\S+: its netlist is too large for Yosys") as info:
+        emit.network_verilog(NetworkTop(mlp(seed=4)), "net", jobs=1)
+    assert "\n" not in str(info.value)
+
+
+def test_other_yosys_errors_are_not_renamed(monkeypatch):
+    import pytest
+
+    def broken(*_args, **_kwargs):
+        raise YosysError("ERROR: something else")
+
+    monkeypatch.setattr(emit, "SEPARATE_BITS", 0)
+    monkeypatch.setattr(emit.verilog, "convert_fragment", broken)
+    with pytest.raises(YosysError, match="something else"):
+        emit.network_verilog(NetworkTop(mlp(seed=4)), "net", jobs=1)
