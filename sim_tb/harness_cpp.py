@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .tb_manifest import Manifest, StreamSpec, describe_mismatch, sim_result
+from .tb_manifest import Manifest, StreamSpec, output_check, sim_result
 from .tb_run import (
     BUILD_ARGS,
     BUILD_MARKER,
@@ -274,22 +274,6 @@ def _write_input(path: Path, spec: StreamSpec, x: np.ndarray, chunk: int = 4096)
             (part.view(np.uint64) & mask).astype(dtype).tofile(handle)
 
 
-def _first_mismatch(spec: StreamSpec, expected, actual, several: bool) -> dict:
-    sample, *index = (int(i) for i in np.argwhere(expected != actual)[0])
-    want, got = int(expected[(sample, *index)]), int(actual[(sample, *index)])
-    mismatch = {
-        "sample": sample,
-        "index": index,
-        "expected": want,
-        "actual": got,
-        "expected_raw": spec.raw(want),
-        "actual_raw": spec.raw(got),
-    }
-    if several:
-        mismatch["output"] = spec.name
-    return mismatch
-
-
 def _check_output(
     spec: StreamSpec,
     values: np.ndarray,
@@ -309,13 +293,6 @@ def _check_output(
     flat[:used] = values[:used]
     actual = flat.reshape(samples, *spec.shape)
     received = min(samples, beats // per_sample)
-    differs = expected[:received] != actual[:received]
-    mismatched = int(differs.reshape(received, -1).any(axis=1).sum()) if received else 0
-    first_mismatch = (
-        _first_mismatch(spec, expected[:received], actual[:received], several)
-        if differs.any()
-        else None
-    )
     numbers = np.arange(used)
     should_be_last = numbers % per_sample == per_sample - 1
     wrong_last = np.flatnonzero(meta[:used, 1].astype(bool) != should_be_last)
@@ -338,43 +315,25 @@ def _check_output(
                 f"{spec.prefix}_tuser is {int(users[sample])} on sample {sample}, "
                 f"expected {int(want[sample])} (arg-max of its outputs)"
             )
-    extra = max(0, beats - expected_beats)
     lasts = meta[per_sample - 1 : received * per_sample : per_sample, 0]
     count = min(len(lasts), len(firsts))
     latencies = lasts[:count] - firsts[:count]
-    where = f" of output {spec.name}" if several else ""
-    problems = [
-        f"{mismatched} of {received} samples{where} differ; first: "
-        f"{describe_mismatch(first_mismatch)}"
-        if first_mismatch
-        else None,
-        first_tlast,
-        first_tuser,
-        f"{extra} output beats{where} more than the {expected_beats} expected" if extra else None,
-    ]
+    check = output_check(
+        spec,
+        expected,
+        actual,
+        received=received,
+        expected_beats=expected_beats,
+        first_tlast=first_tlast,
+        tlast_errors=len(wrong_last),
+        first_tuser=first_tuser,
+        tuser_errors=tuser_errors,
+        extra=max(0, beats - expected_beats),
+        latency=int(latencies.max()) if count else None,
+        several=several,
+    )
     return {
-        "name": spec.name,
-        "actual": actual,
-        "differs": differs,
-        "mismatched_samples": mismatched,
-        "received": received,
-        "problems": [p for p in problems if p],
-        "summary": {
-            "name": spec.name,
-            "mismatches": mismatched,
-            "mismatched_elements": int(differs.sum()),
-            "first_mismatch": first_mismatch,
-            "tlast_errors": len(wrong_last),
-            "tuser_errors": tuser_errors,
-            "extra_beats": extra,
-            "latency_cycles": int(latencies.max()) if count else None,
-            "manifest_latency_cycles": spec.latency_cycles,
-            "ii_cycles": None,
-        },
-        "first_mismatch": first_mismatch,
-        "tlast_errors": len(wrong_last),
-        "tuser_errors": tuser_errors,
-        "extra": extra,
+        **check,
         "last_cycle": int(meta[expected_beats - 1, 0]) if beats >= expected_beats else None,
     }
 

@@ -30,6 +30,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -763,55 +764,52 @@ def _stream(raw: dict[str, Any], name: str, legacy: bool, output: bool) -> Strea
 def _outputs(raw: dict[str, Any], legacy: bool) -> tuple[StreamSpec, tuple[StreamSpec, ...]]:
     """`output` and `outputs` (absent before designs had several outputs: then `output`
     alone); names unique, output k on the ports `output_prefix(k)`, `output` = outputs[0]."""
-    output = _stream(_object(_get(raw, "output", ""), "output"), "output", legacy, output=True)
-    if "outputs" not in raw:
-        if output.prefix != output_prefix(0):
-            raise ManifestError(f"output.prefix is {output.prefix!r}, expected {output_prefix(0)!r}")
-        return output, (output,)
-    outputs = tuple(
-        _stream(_object(entry, f"outputs[{k}]"), f"outputs[{k}]", legacy, output=True)
-        for k, entry in enumerate(_list(raw["outputs"], "outputs", 1, MAX_OUTPUTS))
+    return _streams(
+        raw, "output", legacy, MAX_OUTPUTS, output_prefix,
+        "output k drives the ports m{k}_axis_*, the first m_axis_*",
     )
-    seen: set[str] = set()
-    for k, out in enumerate(outputs):
-        if out.prefix != output_prefix(k):
-            raise ManifestError(
-                f"outputs[{k}].prefix is {out.prefix!r}, expected {output_prefix(k)!r} "
-                "(output k drives the ports m{k}_axis_*, the first m_axis_*)"
-            )
-        if out.name in seen:
-            raise ManifestError(f"outputs[{k}].name {out.name!r} names two outputs")
-        seen.add(out.name)
-    if output != outputs[0]:
-        raise ManifestError("output is not the same as outputs[0] (the first output)")
-    return output, outputs
 
 
 def _inputs(raw: dict[str, Any], legacy: bool) -> tuple[StreamSpec, tuple[StreamSpec, ...]]:
     """`input` and `inputs` (absent before designs had several inputs: then `input` alone);
     names unique, input k on the ports `input_prefix(k)`, `input` = inputs[0]."""
-    first = _stream(_object(_get(raw, "input", ""), "input"), "input", legacy, output=False)
-    if "inputs" not in raw:
-        if first.prefix != input_prefix(0):
-            raise ManifestError(f"input.prefix is {first.prefix!r}, expected {input_prefix(0)!r}")
+    return _streams(
+        raw, "input", legacy, MAX_INPUTS, input_prefix,
+        "input k takes the ports s{k}_axis_*, the first s_axis_*",
+    )
+
+
+def _streams(
+    raw: dict[str, Any],
+    key: str,
+    legacy: bool,
+    most: int,
+    prefix: Callable[[int], str],
+    ports: str,
+) -> tuple[StreamSpec, tuple[StreamSpec, ...]]:
+    """`key` and its list `key + "s"` as `_outputs` and `_inputs` describe them."""
+    output, many = key == "output", f"{key}s"
+    first = _stream(_object(_get(raw, key, ""), key), key, legacy, output=output)
+    if many not in raw:
+        if first.prefix != prefix(0):
+            raise ManifestError(f"{key}.prefix is {first.prefix!r}, expected {prefix(0)!r}")
         return first, (first,)
-    inputs = tuple(
-        _stream(_object(entry, f"inputs[{k}]"), f"inputs[{k}]", legacy, output=False)
-        for k, entry in enumerate(_list(raw["inputs"], "inputs", 1, MAX_INPUTS))
+    specs = tuple(
+        _stream(_object(entry, f"{many}[{k}]"), f"{many}[{k}]", legacy, output=output)
+        for k, entry in enumerate(_list(raw[many], many, 1, most))
     )
     seen: set[str] = set()
-    for k, spec in enumerate(inputs):
-        if spec.prefix != input_prefix(k):
+    for k, spec in enumerate(specs):
+        if spec.prefix != prefix(k):
             raise ManifestError(
-                f"inputs[{k}].prefix is {spec.prefix!r}, expected {input_prefix(k)!r} "
-                "(input k takes the ports s{k}_axis_*, the first s_axis_*)"
+                f"{many}[{k}].prefix is {spec.prefix!r}, expected {prefix(k)!r} ({ports})"
             )
         if spec.name in seen:
-            raise ManifestError(f"inputs[{k}].name {spec.name!r} names two inputs")
+            raise ManifestError(f"{many}[{k}].name {spec.name!r} names two {many}")
         seen.add(spec.name)
-    if first != inputs[0]:
-        raise ManifestError("input is not the same as inputs[0] (the first input)")
-    return first, inputs
+    if first != specs[0]:
+        raise ManifestError(f"{key} is not the same as {many}[0] (the first {key})")
+    return first, specs
 
 
 def _element_type(value: Any, where: str, legacy: bool) -> ElementType:
@@ -1309,3 +1307,77 @@ def sim_result(
     else:
         np.save(results_dir / "sim_out.npy", first["actual"])
     return result
+
+
+def first_mismatch(spec: StreamSpec, expected: np.ndarray, actual: np.ndarray, several: bool) -> dict:
+    """The first differing element of one output (sample, index, expected/actual mantissas
+    and raw bit patterns; the output's name only where there are several)."""
+    sample, *index = (int(i) for i in np.argwhere(expected != actual)[0])
+    want, got = int(expected[(sample, *index)]), int(actual[(sample, *index)])
+    mismatch = {
+        "sample": sample,
+        "index": index,
+        "expected": want,
+        "actual": got,
+        "expected_raw": spec.raw(want),
+        "actual_raw": spec.raw(got),
+    }
+    if several:  # named only where there is a choice (one-output results keep their keys)
+        mismatch["output"] = spec.name
+    return mismatch
+
+
+def output_check(
+    spec: StreamSpec,
+    expected: np.ndarray,
+    actual: np.ndarray,
+    *,
+    received: int,
+    expected_beats: int,
+    first_tlast: str | None,
+    tlast_errors: int,
+    first_tuser: str | None,
+    tuser_errors: int,
+    extra: int,
+    latency: int | None,
+    several: bool,
+) -> dict[str, Any]:
+    """One output's comparison as the cocotb bench and the C++ harness report it (they
+    differ only in how they read the beats): values bit for bit over the ``received``
+    samples, the tlast/tuser findings, extra beats and the worst latency."""
+    differs = expected[:received] != actual[:received]
+    mismatched = int(differs.reshape(received, -1).any(axis=1).sum()) if received else 0
+    mismatch = first_mismatch(spec, expected[:received], actual[:received], several) if differs.any() else None
+    where = f" of output {spec.name}" if several else ""
+    problems = [
+        f"{mismatched} of {received} samples{where} differ; first: {describe_mismatch(mismatch)}"
+        if mismatch
+        else None,
+        first_tlast,
+        first_tuser,
+        f"{extra} output beats{where} more than the {expected_beats} expected" if extra else None,
+    ]
+    return {
+        "name": spec.name,
+        "actual": actual,
+        "differs": differs,
+        "mismatched_samples": mismatched,
+        "received": received,
+        "problems": [p for p in problems if p],
+        "summary": {
+            "name": spec.name,
+            "mismatches": mismatched,
+            "mismatched_elements": int(differs.sum()),
+            "first_mismatch": mismatch,
+            "tlast_errors": tlast_errors,
+            "tuser_errors": tuser_errors,
+            "extra_beats": extra,
+            "latency_cycles": latency,
+            "manifest_latency_cycles": spec.latency_cycles,
+            "ii_cycles": None,
+        },
+        "first_mismatch": mismatch,
+        "tlast_errors": tlast_errors,
+        "tuser_errors": tuser_errors,
+        "extra": extra,
+    }
