@@ -17,7 +17,7 @@ stage, II = 1, stalls with the output's ready; per-position widths follow a posi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value
@@ -347,19 +347,7 @@ def read_hgq2_layer(layer: KerasLayer, shape: Shape, source: WeightSource) -> La
     # The layer's own variables: kernel, bias (if used), then beta and ebops (enable_ebops).
     use_bias = bool(config.get("use_bias", True))
     expected = ["kernel", *(["bias"] if use_bias else [])]
-    stored = source.sublayer_variables(layer, "")
-    if len(stored) < len(expected):
-        raise RtlgenError(
-            f"{layer.where}: {len(stored)} variables stored, expected {', '.join(expected)}"
-        )
-    limits = source_limits(source)
-    weights = {}
-    for index, name in enumerate(expected):
-        item = stored[index]
-        value = item.read(limits) if isinstance(item, StoredArray) else np.asarray(item)
-        if value.dtype.kind != "f" or not np.all(np.isfinite(value)):
-            raise RtlgenError(f"{layer.where}: weight '{name}' is not finite real numbers")
-        weights[name] = value.astype(np.float32)
+    stored, weights = _own_variables(layer, source, expected)
     if layer.class_name == "hgq>QEinsumDenseBatchnorm":
         weights = _fold_batchnorm(layer, stored, weights, source)
     kq = quantizer_spec(layer, "kq_conf", "weight")
@@ -468,6 +456,29 @@ def read_hgq2_wrapped(layer: KerasLayer, shape: Shape, source: WeightSource) -> 
     return LayerOut([*pre, *out.nodes, *post], out.shape, out.softmax)
 
 
+def _own_variables(
+    layer: KerasLayer, source: WeightSource, names: list[str], shape: tuple[int] | None = None
+) -> tuple[list[Any], dict[str, np.ndarray]]:
+    """The layer's own stored variables (all of them) and the first ``len(names)`` of them
+    by name as float32, each finite real numbers (of ``shape`` where given)."""
+    stored = source.sublayer_variables(layer, "")
+    if len(stored) < len(names):
+        raise RtlgenError(
+            f"{layer.where}: {len(stored)} variables stored, expected {', '.join(names)}"
+        )
+    limits = source_limits(source)
+    got = {}
+    for index, name in enumerate(names):
+        item = stored[index]
+        value = item.read(limits) if isinstance(item, StoredArray) else np.asarray(item)
+        wrong_shape = shape is not None and value.shape != shape
+        if wrong_shape or value.dtype.kind != "f" or not np.all(np.isfinite(value)):
+            what = f"{shape[0]} finite real numbers" if shape is not None else "finite real numbers"
+            raise RtlgenError(f"{layer.where}: weight '{name}' is not {what}")
+        got[name] = value.astype(np.float32)
+    return stored, got
+
+
 def read_hgq2_batchnorm(layer: KerasLayer, shape: Shape, source: WeightSource) -> LayerOut:
     """``QBatchNormalization``: ``iq(x) * kq(scale) + bq(offset)`` with, in float32 as HGQ2
     computes them, ``scale = gamma / sqrt(moving_variance + epsilon)`` and ``offset = beta -
@@ -485,21 +496,7 @@ def read_hgq2_batchnorm(layer: KerasLayer, shape: Shape, source: WeightSource) -
         "moving_mean",
         "moving_variance",
     ]
-    stored = source.sublayer_variables(layer, "")
-    if len(stored) < len(names):
-        raise RtlgenError(
-            f"{layer.where}: {len(stored)} variables stored, expected {', '.join(names)}"
-        )
-    limits = source_limits(source)
-    got = {}
-    for index, name in enumerate(names):
-        item = stored[index]
-        value = item.read(limits) if isinstance(item, StoredArray) else np.asarray(item)
-        if value.shape != (channels,) or value.dtype.kind != "f" or not np.all(np.isfinite(value)):
-            raise RtlgenError(
-                f"{layer.where}: weight '{name}' is not {channels} finite real numbers"
-            )
-        got[name] = value.astype(np.float32)
+    _, got = _own_variables(layer, source, names, (channels,))
     f32 = np.float32
     epsilon = f32(layer.config.get("epsilon", 1e-3))
     gamma = got.get("gamma", f32(1))
