@@ -372,6 +372,8 @@ def network_verilog(
     CPUs convert a large network in about half the time."""
     say = progress or (lambda _msg: None)
     jobs = default_jobs() if jobs is None else max(1, jobs)
+    if multiprocessing.current_process().daemon:
+        jobs = 1  # a daemonic process (Dask worker) may not start children
     separate: list[tuple[wiring.Component, str]] = []
     for index, plan in enumerate(top.plans):
         layer = f"l{index}_{sanitize_identifier(plan.node.name, 'layer')}"

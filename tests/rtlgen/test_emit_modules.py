@@ -76,3 +76,27 @@ def test_other_yosys_errors_are_not_renamed(monkeypatch):
     monkeypatch.setattr(emit.verilog, "convert_fragment", broken)
     with pytest.raises(YosysError, match="something else"):
         emit.network_verilog(NetworkTop(mlp(seed=4)), "net", jobs=1)
+
+
+def _verilog_in_a_daemon(queue) -> None:
+    emit.SEPARATE_BITS = 0
+    try:
+        queue.put(emit.network_verilog(NetworkTop(mlp(seed=4)), "net", jobs=2))
+    except BaseException as error:  # noqa: BLE001 - reported to the parent
+        queue.put(repr(error))
+
+
+def test_a_daemonic_worker_converts_in_its_own_process(monkeypatch):
+    """A Dask or multiprocessing worker is daemonic and may not start processes: there the
+    modules are converted one after another (the sweep's convert step ran into this)."""
+    import multiprocessing
+
+    monkeypatch.setattr(emit, "SEPARATE_BITS", 0)
+    expected = emit.network_verilog(NetworkTop(mlp(seed=4)), "net", jobs=1)
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    worker = context.Process(target=_verilog_in_a_daemon, args=(queue,), daemon=True)
+    worker.start()
+    text = queue.get(timeout=300)
+    worker.join(timeout=60)
+    assert text == expected
