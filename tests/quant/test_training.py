@@ -371,8 +371,11 @@ def test_bundled_demo_reloads_and_reproduces_keras_out(training):
 
 @pytest.mark.slow
 def test_demo_script_reproduces_the_bundled_files(tmp_path):
-    """Re-running scripts/train_demo_model.py gives the committed files (same machine kind
-    and package versions) and a test accuracy above 85 %."""
+    """Re-running scripts/train_demo_model.py gives the committed files and a test accuracy
+    above 85 %: the same architecture and samples exactly; the trained weights to float32
+    rounding and the Keras outputs to a few output steps with the same classes. (TensorFlow's
+    CPU kernels sum in a CPU-dependent order, so training on another machine differs in the
+    last bits: 1 ulp in 14 of 72 kernel weights on CI.)"""
     pytest.importorskip("qkeras")
     h5py = pytest.importorskip("h5py")
     result = subprocess.run(
@@ -389,13 +392,18 @@ def test_demo_script_reproduces_the_bundled_files(tmp_path):
         h5py.File(DATA / "demo_cnn_weights.h5") as old,
     ):
         for name in ("conv_0/conv_0/kernel:0", "output_dense/output_dense/kernel:0"):
-            np.testing.assert_array_equal(new[name][()], old[name][()])
+            np.testing.assert_allclose(new[name][()], old[name][()], rtol=1e-5, atol=1e-6)
     new_samples, old_samples = (
         np.load(tmp_path / "demo_samples.npz"),
         np.load(DATA / "demo_samples.npz"),
     )
-    for key in ("x", "y", "keras_out"):
+    for key in ("x", "y"):
         np.testing.assert_array_equal(new_samples[key], old_samples[key])
+    # a 1-ulp weight can cross a quantizer step: a few output LSBs, never another class
+    np.testing.assert_allclose(new_samples["keras_out"], old_samples["keras_out"], atol=0.1)
+    np.testing.assert_array_equal(
+        new_samples["keras_out"].argmax(axis=1), old_samples["keras_out"].argmax(axis=1)
+    )
 
 
 @pytest.mark.slow
