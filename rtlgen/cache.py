@@ -5,7 +5,9 @@ The cache folder is `$RTLGEN_CACHE_DIR`, else `$XDG_CACHE_HOME/rtlgen`, else `~/
 (`rtlgen.sim_tb.runner.default_build_root` is its `verilator/` subfolder). rtlgen writes there:
 
 - `verilator/<key>/`: one Verilator build per design (a 20-hex-digit key, see
-  `sim_tb.tb_run.build_key`), finished when it holds `rtlgen_build.json`; typically 100-500 MB;
+  `sim_tb.tb_run.build_key`), finished when it holds `rtlgen_build.json`; typically 100-500 MB.
+  A build takes `<key>.lock` before it makes the folder, so a folder without the marker is an
+  unfinished build only beside its lock file (else it is someone else's and left alone);
 - `verilator/<key>.lock`: the empty lock file of that build;
 - `verilator/objcache/<hash>.o|.d`: Verilator run-time objects shared by all builds
   (`sim_tb/tb_objcache.py`);
@@ -147,6 +149,9 @@ def list_cache(root: Path | None = None) -> CacheListing:
         path = builds / name
         if _BUILD_DIR.match(name) and _is_real_dir(path):
             top = _build_top(path)
+            if top is None and not _is_real_file(builds / f"{name}.lock"):
+                others.append(path)  # no marker and no lock: not a folder rtlgen's build made
+                continue
             entries.append(_entry(path, "build" if top is not None else "unfinished build", top))
         elif _BUILD_LOCK.match(name) and _is_real_file(path):
             entries.append(_entry(path, "lock"))

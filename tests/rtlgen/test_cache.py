@@ -37,6 +37,8 @@ def _foreign_files(root: Path, outside: Path) -> dict[Path, bytes]:
         root / "verilator" / "objcache" / "my-object.o": b"not a cache key",
         root / "verilator" / "0123456789abcdef012": b"19 hex digits: not a key",  # near miss
         root / "verilator" / "ABCDEF0123456789ABCD" / "file": b"upper case: not a key",
+        # named like a key but neither finished (marker) nor locked: not a build of rtlgen's
+        root / "verilator" / "fedcba9876543210fedc" / "data.bin": b"a key's name, not a build",
         outside / "precious.txt": b"keep me",
     }
     for path, data in files.items():
@@ -80,7 +82,8 @@ def test_list_cache_counts_foreign_files_and_symlinks_as_others(cache, tmp_path)
     listing = list_cache(cache)
     assert {entry.path.name for entry in listing.entries} == {KEY_A, KEY_B, f"{KEY_A}.lock", f"{KEY_B}.lock", "objcache"}
     assert {path.name for path in listing.others} == {"notes.txt", "README", "0123456789abcdef012",
-                                                       "ABCDEF0123456789ABCD", KEY_C, f"{KEY_C}.lock"}
+                                                       "ABCDEF0123456789ABCD", KEY_C, f"{KEY_C}.lock",
+                                                       "fedcba9876543210fedc"}
 
 
 def test_clear_cache_removes_only_rtlgen_entries(cache, tmp_path):
@@ -95,6 +98,7 @@ def test_clear_cache_removes_only_rtlgen_entries(cache, tmp_path):
     assert left == sorted(["notes.txt", "verilator", "verilator/README", "verilator/objcache",
                            "verilator/objcache/my-object.o", "verilator/0123456789abcdef012",
                            "verilator/ABCDEF0123456789ABCD", "verilator/ABCDEF0123456789ABCD/file",
+                           "verilator/fedcba9876543210fedc", "verilator/fedcba9876543210fedc/data.bin",
                            f"verilator/{KEY_C}", f"verilator/{KEY_C}.lock"])
 
 
@@ -151,7 +155,7 @@ def test_cache_command_shows_location_builds_and_total(cache, tmp_path):
     assert result.returncode == 0, result.stderr
     text = " ".join(result.stdout.split())
     assert f"cache folder: {cache}" in text and "demo_cnn" in text and KEY_A in text
-    assert "total" in text and "1 Verilator build" in text and "6 other file(s) rtlgen did not write" in text
+    assert "total" in text and "1 Verilator build" in text and "7 other file(s) rtlgen did not write" in text
 
 
 def test_cache_clear_command_says_what_it_freed_and_keeps_foreign_files(cache, tmp_path):
