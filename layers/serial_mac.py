@@ -38,14 +38,17 @@ def _lut_partial_products(x, w, w_width: int) -> list:
 BLOCK_ROM_WORDS = 32
 
 
-def _schedule(w: np.ndarray, reuse: int) -> tuple[int, int, np.ndarray]:
-    """(group, steps, weights as (steps, group, O)) of a (K, O) matrix at ``reuse``."""
+def _schedule(w: np.ndarray, reuse: int, beats: int = 1) -> tuple[int, int, np.ndarray]:
+    """(group, steps, weights as (beats * steps, group, O)) of a (K, O) matrix at ``reuse``
+    steps per beat: each of the ``beats`` beats carries ``K / beats`` consecutive rows
+    (arrival order), folded over ``steps`` steps of ``group`` rows."""
     k, o = w.shape
-    group = math.ceil(k / min(reuse, k))
-    steps = math.ceil(k / group)
-    padded = np.zeros((steps * group, o), dtype=np.int64)
-    padded[:k] = w
-    return group, steps, padded.reshape(steps, group, o)
+    per_beat = k // beats
+    group = math.ceil(per_beat / min(reuse, per_beat))
+    steps = math.ceil(per_beat / group)
+    padded = np.zeros((beats, steps * group, o), dtype=np.int64)
+    padded[:, :per_beat] = w.reshape(beats, per_beat, o)
+    return group, steps, padded.reshape(beats * steps, group, o)
 
 
 def _active(schedule: np.ndarray) -> np.ndarray:
@@ -54,9 +57,10 @@ def _active(schedule: np.ndarray) -> np.ndarray:
     return np.any(schedule != 0, axis=0)
 
 
-def shared_multipliers(weights: np.ndarray, reuse: int) -> int:
-    """The general multipliers `SerialMatVec` builds for ``weights`` at ``reuse``."""
-    _, _, schedule = _schedule(np.asarray(weights, dtype=np.int64), reuse)
+def shared_multipliers(weights: np.ndarray, reuse: int, beats: int = 1) -> int:
+    """The general multipliers `SerialMatVec` builds for ``weights`` at ``reuse`` steps per
+    beat of ``beats``."""
+    _, _, schedule = _schedule(np.asarray(weights, dtype=np.int64), reuse, beats)
     return int(_active(schedule).sum())
 
 
@@ -65,25 +69,30 @@ class SerialMatVec(wiring.Component):
 
     ``weights`` (K, O) integer mantissas already aligned to the accumulator (as for
     `ConstantMatVec`), ``bias`` (O,) at the accumulator's fraction or None.
-    ``group = ceil(K / reuse)`` input elements are consumed per step, ``steps = ceil(K / group)``.
-    Weights live in a ROM of ``steps`` words; a column whose weights are all zero gets no
-    multiplier, and a (row-in-group, column) position whose weights are zero on every step
-    gets none either.
+    The input vector arrives in ``beats`` beats of ``K / beats`` consecutive elements each
+    (1: the whole vector in one beat; more: a flatten's beats consumed as they arrive, FINN
+    MVAU-style: each beat adds ``W[its rows] @ x_beat`` to the partial sums of all outputs).
+    ``group = ceil(K / beats / reuse)`` elements of a beat are consumed per step,
+    ``steps = ceil(K / beats / group)`` steps per beat.
+    Weights live in a ROM of ``beats * steps`` words; a column whose weights are all zero
+    gets no multiplier, and a (row-in-group, column) position whose weights are zero on
+    every step of every beat gets none either.
 
     Contract:
-    - accepts one input vector every ``steps`` cycles (``cycles_per_sample = steps``); a new
-      vector is taken during the last step of the previous one, so back-to-back vectors
-      need no bubble;
-    - ``latency = steps + depth + 2`` cycles from the input handshake to ``o.valid`` with
-      no backpressure: the weight/input register (the ROM is read from a counter and
-      registered before any arithmetic), ``depth`` registered product/adder-tree levels (DSP: the product
-      register and ceil(log2(group)) levels; LUT: ceil(log2(group * weight_bits)) levels
-      over the partial products), then the accumulate/output register;
+    - accepts one beat every ``steps`` cycles (``cycles_per_sample = beats * steps``); a new
+      beat is taken during the last step of the previous one, so back-to-back beats and
+      vectors need no bubble;
+    - ``latency = steps + depth + 2`` cycles from the handshake of a vector's last beat to
+      ``o.valid`` with no backpressure: the weight/input register (the ROM is read from a
+      counter and registered before any arithmetic), ``depth`` registered product/adder-tree
+      levels (DSP: the product register and ceil(log2(group)) levels; LUT:
+      ceil(log2(group * weight_bits)) levels over the partial products), then the
+      accumulate/output register;
     - every stage holds at most one adder (the accumulator starts from the bias on the
-      first step), keeping the logic between registers shallow;
+      first step of the first beat), keeping the logic between registers shallow;
     - backpressure: every register advances only while the output register is free
       (``~o.valid | o.ready``), so ``o.ready`` low freezes the datapath; nothing is lost or
-      duplicated;
+      duplicated; gaps between the beats of a vector only delay it;
     - ``multiplier``: "dsp" or "auto" write ``*`` (synthesis maps wide ones to DSP blocks),
       "lut" builds shift-and-add multipliers (no DSP).
     """
@@ -96,6 +105,7 @@ class SerialMatVec(wiring.Component):
         bias: np.ndarray | None,
         reuse: int,
         multiplier: Multiplier = Multiplier.AUTO,
+        beats: int = 1,
     ):
         w = np.asarray(weights, dtype=np.int64)
         if w.ndim != 2 or 0 in w.shape:
@@ -104,8 +114,14 @@ class SerialMatVec(wiring.Component):
             )
         if reuse < 1:
             raise RtlgenError(f"SerialMatVec: reuse must be >= 1, got {reuse}")
+        if beats < 1 or w.shape[0] % beats:
+            raise RtlgenError(
+                f"SerialMatVec: {w.shape[0]} inputs do not split into {beats} equal beats"
+            )
         self.k, self.o_count = w.shape
-        self.group, self.steps, self.schedule = _schedule(w, reuse)
+        self.beats = beats
+        self.per_beat = self.k // beats
+        self.group, self.steps, self.schedule = _schedule(w, reuse, beats)
         self.in_shape = (
             shape_of(in_shape) if isinstance(in_shape, FixedType) else Shape.cast(in_shape)
         )
@@ -127,7 +143,7 @@ class SerialMatVec(wiring.Component):
         self.inner = signed(acc_type.width + 1)
         super().__init__(
             {
-                "i": In(stream.Signature(data.ArrayLayout(self.in_shape, self.k))),
+                "i": In(stream.Signature(data.ArrayLayout(self.in_shape, self.per_beat))),
                 "o": Out(stream.Signature(data.ArrayLayout(shape_of(acc_type), self.o_count))),
             }
         )
@@ -147,45 +163,59 @@ class SerialMatVec(wiring.Component):
 
     @property
     def cycles_per_sample(self) -> int:
-        return self.steps
+        return self.beats * self.steps
+
+    @property
+    def words(self) -> int:
+        """ROM words: one per step of every beat."""
+        return self.beats * self.steps
 
     def elaborate(self, platform):
         m = Module()
-        steps, group, n_out = self.steps, self.group, self.o_count
+        steps, group, n_out, words = self.steps, self.group, self.o_count, self.words
         w_shape = signed(self.w_width)
-        word = data.ArrayLayout(w_shape, group * n_out)
+        word_layout = data.ArrayLayout(w_shape, group * n_out)
         rom_init = []
-        for s in range(steps):
+        for s in range(words):
             value = 0
             for idx, wv in enumerate(self.schedule[s].reshape(-1)):
                 value |= (int(wv) & ((1 << self.w_width) - 1)) << (idx * self.w_width)
             rom_init.append(value)
-        block_rom = steps > BLOCK_ROM_WORDS
+        block_rom = words > BLOCK_ROM_WORDS
         m.submodules.rom = rom = memory.Memory(
-            shape=unsigned(word.size),
-            depth=steps,
+            shape=unsigned(word_layout.size),
+            depth=words,
             init=rom_init,
             attrs={"rom_style": "block" if block_rom else "logic"},
         )
         # A synchronous read port. In logic, its data register is the weight register. A
         # block RAM's own output is slow (ECP5 DP16KD: ~6 ns clock-to-out), so it is read one
-        # step ahead, addressed by the step counter's next value, and registered again.
+        # step ahead, addressed by the word counter's next value, and registered again.
         rom_read = rom.read_port()
 
         advance = Signal()
         busy = Signal()
-        step = Signal(range(max(steps, 2)))
-        # step == steps - 1, kept in a register so that the counter's own compare is not
-        # in series with the handshake
+        # the ROM word of the current step (beat * steps + step): it runs on from one beat
+        # to the next and wraps after a vector's last, so it always holds the word the next
+        # beat starts at
+        word = Signal(range(max(words, 2)))
+        # the word ends its beat / its vector: registers, so that no compare of the counter
+        # is in series with the handshake
         last_step = Signal(init=steps == 1)
-        # step + 1 as a table: a LUT per bit instead of a carry chain in the counter's loop
-        successor = Signal.like(step)
-        with m.Switch(step):
-            for s in range(steps - 1):
+        last_word = Signal(init=words == 1)
+        # word + 1 (and whether it ends a beat) as a table: a LUT per bit instead of a carry
+        # chain in the counter's loop
+        successor = Signal.like(word)
+        successor_ends_beat = Signal()
+        with m.Switch(word):
+            for s in range(words - 1):
                 with m.Case(s):
-                    m.d.comb += successor.eq(s + 1)
-            with m.Default():  # the last step (and codes the counter never holds)
-                m.d.comb += successor.eq(0)
+                    m.d.comb += [
+                        successor.eq(s + 1),
+                        successor_ends_beat.eq((s + 1) % steps == steps - 1),
+                    ]
+            with m.Default():  # the last word (and codes the counter never holds)
+                m.d.comb += [successor.eq(0), successor_ends_beat.eq(steps == 1)]
         xs = Signal(data.ArrayLayout(self.in_shape, steps * group), reset_less=True)
         m.d.comb += [
             advance.eq(~self.o.valid | self.o.ready),
@@ -194,42 +224,43 @@ class SerialMatVec(wiring.Component):
         ]
         start = self.i.valid & self.i.ready
         if block_rom:
-            m.d.comb += rom_read.addr.eq(Mux(start, 0, Mux(busy, successor, step)))
+            m.d.comb += rom_read.addr.eq(Mux(busy, successor, word))
         else:
-            m.d.comb += rom_read.addr.eq(step)
+            m.d.comb += rom_read.addr.eq(word)
         with m.If(advance):
             with m.If(busy):
                 m.d.sync += [
-                    step.eq(successor),
-                    last_step.eq(step == steps - 2 if steps > 1 else 1),
+                    word.eq(successor),
+                    last_step.eq(successor_ends_beat),
+                    last_word.eq(word == words - 2 if words > 1 else 1),
                 ]
                 m.d.sync += xs.eq(xs.as_value() >> (group * self.in_shape.width))
-                with m.If(last_step):  # the successor of the last step is 0
+                with m.If(last_step):
                     m.d.sync += busy.eq(0)
             with m.If(start):
                 m.d.sync += [
-                    xs.as_value()[: self.k * self.in_shape.width].eq(self.i.payload.as_value()),
-                    step.eq(0),
-                    last_step.eq(steps == 1),
+                    xs.as_value()[: self.per_beat * self.in_shape.width].eq(
+                        self.i.payload.as_value()
+                    ),
                     busy.eq(1),
                 ]
 
         # The weights of this step and the inputs they multiply are registered first, so the
         # ROM's address decoding never shares a cycle with a multiplier or adder.
         if block_rom:
-            wrow = Signal(word, reset_less=True)
+            wrow = Signal(word_layout, reset_less=True)
             with m.If(advance):
                 m.d.sync += wrow.eq(rom_read.data)
         else:
-            wrow = data.View(word, rom_read.data)
+            wrow = data.View(word_layout, rom_read.data)
         xrow = Signal(data.ArrayLayout(self.in_shape, group), reset_less=True)
         valid, first, last = Signal(name="valid_w"), Signal(name="first_w"), Signal(name="last_w")
         with m.If(advance):
             m.d.sync += [
                 xrow.eq(xs.as_value()[: group * self.in_shape.width]),
                 valid.eq(busy),
-                first.eq(step == 0),
-                last.eq(last_step),
+                first.eq(word == 0),
+                last.eq(last_word),
             ]
 
         # terms of each column: products (DSP) or partial products (LUT)

@@ -6,19 +6,25 @@ from amaranth.back import rtlil
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rtlgen.layers.serial_mac import BLOCK_ROM_WORDS, SerialMatVec
+from rtlgen.layers.serial_mac import BLOCK_ROM_WORDS, SerialMatVec, shared_multipliers
 from rtlgen.quant.arith import accumulator_type
+from rtlgen.quant.errors import RtlgenError
 from rtlgen.quant.fixed import FixedType
 
 from .streams import simulate_stream
 
 
-def make(k, o, reuse, in_type, sparsity, seed, multiplier="auto", bias=True):
+def make(k, o, reuse, in_type, sparsity, seed, multiplier="auto", bias=True, beats=1):
     rng = np.random.default_rng(seed)
     w = rng.integers(-40, 41, size=(k, o)) * (rng.random((k, o)) >= sparsity)
     b = rng.integers(-200, 201, size=o) if bias else None
     acc = accumulator_type(w, b, in_type, 0)
-    return SerialMatVec(w, in_type, acc, b, reuse, multiplier), w, b
+    return SerialMatVec(w, in_type, acc, b, reuse, multiplier, beats=beats), w, b
+
+
+def as_beats(x, beats):
+    """Each vector's elements in ``beats`` consecutive beats (a flatten's arrival order)."""
+    return x.reshape(len(x) * beats, -1).tolist()
 
 
 def _rtlil(dut):
@@ -98,3 +104,82 @@ def test_block_rom_layer_is_bit_exact_with_its_timing(k, multiplier):
 def test_small_rom_stays_in_logic():
     dut, _, _ = make(12, 3, 6, FixedType(8, 0, True), 0.0, 2)
     assert 'attribute \\rom_style "logic"' in _rtlil(dut)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    per_beat=st.integers(1, 7),
+    beats=st.integers(1, 6),
+    o=st.integers(1, 4),
+    reuse=st.integers(1, 9),
+    sparsity=st.sampled_from([0.0, 0.5, 0.95]),
+    multiplier=st.sampled_from(["auto", "lut"]),
+    seed=st.integers(0, 1000),
+)
+def test_beats_are_accumulated_as_they_arrive_bit_exact_under_backpressure(
+    per_beat, beats, o, reuse, sparsity, multiplier, seed
+):
+    """A vector in several beats (a flatten's), each folded over its own steps: the same
+    result as the whole vector, whatever the gaps and the output stalls; reuse not dividing
+    the beat's elements included."""
+    in_type = FixedType(6, 0, True)
+    k = per_beat * beats
+    dut, w, b = make(k, o, reuse, in_type, sparsity, seed, multiplier, beats=beats)
+    assert dut.steps == -(-per_beat // dut.group) <= max(reuse, 1)
+    x = vectors(in_type, k, 4, seed)
+    out = simulate_stream(
+        dut, as_beats(x, beats), len(x), seed=seed, valid_prob=0.6, ready_prob=0.5
+    ).outputs
+    np.testing.assert_array_equal(np.array(out), x @ w + b)
+
+
+@pytest.mark.parametrize(
+    "per_beat,beats,reuse",
+    [(24, 4, 8), (5, 3, 2), (7, 5, 3), (3, 16, 1), (4, 2, 4), (9, 1, 4)],
+)
+def test_beats_back_to_back_and_latency_from_the_last_beat(per_beat, beats, reuse):
+    """At full rate a beat is taken every `steps` cycles with no bubble between beats or
+    vectors; the result is valid `latency` cycles after the vector's last beat."""
+    in_type = FixedType(8, 0, True)
+    dut, w, b = make(per_beat * beats, 3, reuse, in_type, 0.3, 7, beats=beats)
+    x = vectors(in_type, per_beat * beats, 3, 4)
+    run = simulate_stream(dut, as_beats(x, beats), len(x))
+    np.testing.assert_array_equal(np.array(run.outputs), x @ w + b)
+    assert np.diff(run.in_cycles).tolist() == [dut.steps] * (len(x) * beats - 1)
+    last_beats = run.in_cycles[beats - 1 :: beats]
+    assert [o - t for o, t in zip(run.out_cycles, last_beats, strict=True)] == [dut.latency] * 3
+    assert dut.cycles_per_sample == beats * dut.steps
+
+
+def test_many_beat_vector_with_a_block_rom_is_bit_exact():
+    """More ROM words (beats x steps) than BLOCK_ROM_WORDS: block RAM read one word ahead,
+    across beat boundaries too, at full rate and under backpressure."""
+    in_type = FixedType(6, 0, True)
+    dut, w, b = make(5 * 12, 2, 3, in_type, 0.4, 9, multiplier="lut", beats=12)
+    assert dut.words == 12 * dut.steps > BLOCK_ROM_WORDS
+    assert 'attribute \\rom_style "block"' in _rtlil(dut)
+    x = vectors(in_type, 60, 3, 9)
+    run = simulate_stream(dut, as_beats(x, 12), len(x))
+    np.testing.assert_array_equal(np.array(run.outputs), x @ w + b)
+    assert run.out_cycles[0] - run.in_cycles[11] == dut.latency
+    out = simulate_stream(
+        dut, as_beats(x, 12), len(x), seed=4, valid_prob=0.5, ready_prob=0.4
+    ).outputs
+    np.testing.assert_array_equal(np.array(out), x @ w + b)
+
+
+def test_beats_must_split_the_inputs_evenly():
+    with pytest.raises(RtlgenError, match="7 inputs do not split into 2 equal beats"):
+        SerialMatVec(np.ones((7, 2), dtype=int), FixedType(8, 0), FixedType(20, 0), None, 2, beats=2)
+
+
+def test_one_multiplier_per_position_any_beat_uses():
+    """The multipliers are shared by every beat: a position counts once if any beat's
+    weights reach it."""
+    w = np.zeros((8, 2), dtype=int)
+    w[0, 0] = 1  # beat 0, row 0 of its group, column 0
+    w[5, 0] = 2  # beat 1 (rows 4-7), its row 1 -> group row 1 at reuse 2 (group 2)
+    w[6, 1] = 3  # beat 1, row 2 -> group row 0, column 1
+    assert shared_multipliers(w, 2, beats=2) == 3
+    dut = SerialMatVec(w, FixedType(8, 0), FixedType(20, 0), None, 2, beats=2)
+    assert (dut.group, dut.steps, dut.multipliers) == (2, 2, 3)
