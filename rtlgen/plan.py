@@ -47,6 +47,12 @@ FUSED_REQUANTIZE_LEVELS = 2
 DEFAULT_ADDERS_PER_STAGE = {Pipeline.BALANCED: 2, Pipeline.LATENCY: 6}
 
 
+#: the largest reuse cap and latency budget taken (a cap above any layer's input spacing
+#: changes nothing; a budget is a cycle count of a sample)
+MAX_REUSE = 1 << 20
+MAX_BUDGET = 1 << 40
+
+
 @dataclass(frozen=True)
 class HardwareOptions:
     """``multiplier``: how constant products are built; ``parallelism``: reuse factors;
@@ -58,7 +64,13 @@ class HardwareOptions:
     ``pipeline``: `Pipeline.LATENCY` builds the fully parallel layers of a vector network
     (one beat per sample: an MLP) without registers or skid buffers at layer boundaries: each
     layer's Requantize is combinational and the registers fall every ``adders_per_stage``
-    adder levels across the whole chain (fewest cycles; use 5-8 adders per stage)."""
+    adder levels across the whole chain (fewest cycles; use 5-8 adders per stage).
+    ``max_reuse``: the most steps a time-multiplexed layer spends on one input beat (its
+    reuse factor; for a dense consuming a flatten's beats, its steps per beat): each step
+    more is a cycle more of latency (None: no cap, the input spacing decides).
+    ``latency_budget``: the most cycles the network may take (the manifest's latency):
+    `plan_network` chooses the largest ``max_reuse`` (the fewest multipliers) that meets
+    it; None: no budget."""
 
     multiplier: Multiplier = Multiplier.AUTO
     parallelism: Parallelism = Parallelism.AUTO
@@ -66,6 +78,8 @@ class HardwareOptions:
     min_reuse: int = 4
     adders_per_stage: int = None  # type: ignore[assignment]  # resolved in __post_init__
     pipeline: Pipeline = Pipeline.BALANCED
+    max_reuse: int | None = None
+    latency_budget: int | None = None
 
     def __post_init__(self):
         if self.adders_per_stage is None:
@@ -73,6 +87,15 @@ class HardwareOptions:
         if not 1 <= self.adders_per_stage <= 8:
             raise RtlgenError(
                 f"adders per stage {self.adders_per_stage} is not supported (use 1 to 8)"
+            )
+        if self.max_reuse is not None and not 1 <= self.max_reuse <= MAX_REUSE:
+            raise RtlgenError(
+                f"--max-reuse {self.max_reuse} is not supported (use 1 to {MAX_REUSE})"
+            )
+        if self.latency_budget is not None and not 1 <= self.latency_budget <= MAX_BUDGET:
+            raise RtlgenError(
+                f"--latency-budget {self.latency_budget} is not supported (use 1 to "
+                f"{MAX_BUDGET} cycles)"
             )
 
 
@@ -114,6 +137,9 @@ class LayerPlan:
     #: a SkidBuffer after the layer (`HardwareOptions.skid_buffers`); not between the
     #: fused layers of the `latency` pipeline
     skid_buffer: bool = True
+    #: how the result leaves the stages when not as `StreamFormat.of` the node's shape (a
+    #: flatten passing its beats on to a dense that consumes them as they arrive)
+    out_format: StreamFormat | None = None
 
 
 def weights_matrix(node: ir.Conv | ir.Dense | ir.ScaleShift, in_type: FixedType):
@@ -182,6 +208,12 @@ class PlanContext:
     last: bool = False
     #: the type of each input (a merge has several; ``in_type`` is the first)
     in_types: tuple[FixedType, ...] = ()
+    #: how the first input's beats arrive (None: `StreamFormat.of` the node's input shape);
+    #: a dense after a flatten that passes its beats on gets the flatten's input beats
+    in_format: StreamFormat | None = None
+    #: the nodes taking this node's result, and whether it is also a network output
+    consumers: tuple[ir.Node, ...] = ()
+    is_output: bool = False
 
     def __post_init__(self) -> None:
         if not self.in_types:
@@ -365,6 +397,8 @@ def plan_network(graph: ir.ModelGraph, options: HardwareOptions = HardwareOption
 
     if not graph.lowered:
         raise ValueError("plan_network needs a lowered graph")
+    if options.latency_budget is not None and options.max_reuse is None:
+        return _plan_for_budget(graph, options)
     out_type = graph.output.out_type
     assert out_type is not None
     inputs = tuple(
@@ -377,6 +411,8 @@ def plan_network(graph: ir.ModelGraph, options: HardwareOptions = HardwareOption
     # period (one beat a sample)
     spacing = {i.node: 1 if i.format.beats > 1 else sample_cycles for i in inputs}
     levels = dict.fromkeys(spacing, 0)
+    # streams that do not travel as `StreamFormat.of` their node's shape (a flatten's beats)
+    formats: dict[str, StreamFormat] = {}
     plans: list[LayerPlan] = []
 
     for index, node in enumerate(graph.nodes):
@@ -394,10 +430,15 @@ def plan_network(graph: ir.ModelGraph, options: HardwareOptions = HardwareOption
             levels[producer] if chained else 0,
             _last_with_hardware(graph, index),
             graph.in_types(index),
+            formats.get(producer),
+            tuple(graph.consumers(node.name)),
+            node.name in graph.outputs,
         )
         plan = op_for(node).plan(node, ctx)
         plans.append(plan)
         spacing[node.name] = plan.out_spacing
+        if plan.out_format is not None:
+            formats[node.name] = plan.out_format
         # a stage-less plan (a flatten of a vector) passes the depth on
         levels[node.name] = plan.out_levels if plan.stages else ctx.input_levels
     outputs = tuple(
@@ -418,6 +459,53 @@ def plan_network(graph: ir.ModelGraph, options: HardwareOptions = HardwareOption
     if graph.is_chain:
         return network
     return dataclasses.replace(network, fifos=_size_fifos(network))
+
+
+def _planned_latency(graph: ir.ModelGraph, options: HardwareOptions) -> tuple[NetworkPlan, int]:
+    """The plan of ``graph`` at ``options`` (a reuse cap set) and its latency (cycles, worst
+    sample at full rate) as its `rtlgen.hardware.NetworkTop` has it, by the handshake
+    model."""
+    from rtlgen.hardware import NetworkTop
+    from rtlgen.timing import model_top
+
+    top = NetworkTop(graph, options)
+    return top.plan, model_top(top).latency
+
+
+def _plan_for_budget(graph: ir.ModelGraph, options: HardwareOptions) -> NetworkPlan:
+    """The plan with the largest reuse cap (`HardwareOptions.max_reuse`: fewest shared
+    multipliers) whose latency meets ``options.latency_budget``: no cap when the default
+    plan meets it, else a binary search over the caps below the largest reuse the default
+    plan has (latency does not grow as the cap falls: every layer's steps per input beat
+    only shrink). The plan keeps the budget and names the cap it chose."""
+    budget = options.latency_budget
+    assert budget is not None
+
+    def planned(cap: int | None) -> tuple[NetworkPlan, int]:
+        return _planned_latency(
+            graph, dataclasses.replace(options, max_reuse=MAX_REUSE if cap is None else cap)
+        )
+
+    network, latency = planned(None)
+    if latency <= budget:
+        return network
+    largest = max(layer.reuse for layer in network.layers)
+    best, best_latency = planned(1)
+    if best_latency > budget:
+        raise RtlgenError(
+            f"--latency-budget {budget}: not reachable, every layer at reuse 1 takes "
+            f"{best_latency} cycles (the default plan {latency}); the budget caps time "
+            "multiplexing only"
+        )
+    lo, hi = 1, largest - 1  # the cap `lo` meets the budget; find the largest that does
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        trial, trial_latency = planned(mid)
+        if trial_latency <= budget:
+            lo, best = mid, trial
+        else:
+            hi = mid - 1
+    return best
 
 
 def _size_fifos(network: NetworkPlan) -> tuple[FifoPlan, ...]:

@@ -87,11 +87,13 @@ def model_stage(stage, times: list[int], samples: int) -> tuple[list[int], list[
     if isinstance(stage, Serialize):
         return [lambda inputs, output: _Serialize(inputs, output, stage.beats)]
     if isinstance(stage, SerialMatVec):
+        # a beat every `steps` cycles; a vector's result `latency` after its last beat
         accepted, out, prev = [], [], None
-        for t in times:
+        for index, t in enumerate(times):
             t = t if prev is None else max(t, prev + stage.steps)
             accepted.append(t)
-            out.append(t + stage.latency)
+            if index % stage.beats == stage.beats - 1:
+                out.append(t + stage.latency)
             prev = t
         return accepted, out
     latency = getattr(stage, "latency", 0)
@@ -516,16 +518,21 @@ class _Serialize(_Block):
 
 
 class _Serial(_Block):
-    """`serial_mac.SerialMatVec`: a step counter (a new vector taken on the last step), then
-    ``depth + 1`` registered levels and the output register, all loading on ``advance =
-    ~o.valid | o.ready``; the output is valid for the last step of a vector."""
+    """`serial_mac.SerialMatVec`: a word counter over the steps of every beat (a new beat
+    taken on the last step of a beat), then ``depth + 1`` registered levels and the output
+    register, all loading on ``advance = ~o.valid | o.ready``; the output is valid for the
+    last step of a vector's last beat."""
 
     def __init__(self, inputs: list[_Wire], output: _Wire, stage):
         super().__init__(inputs, output)
-        self.steps = stage.steps
+        self.steps, self.words = stage.steps, stage.words
         self.levels = [False] * (stage.depth + 1)
-        self.busy, self.step, self.last_step = False, 0, stage.steps == 1
+        self.busy, self.word = False, 0
         self.out_valid = self.advance = False
+
+    @property
+    def last_step(self) -> bool:
+        return self.word % self.steps == self.steps - 1
 
     def forward(self) -> None:
         self.o.valid = self.out_valid
@@ -538,15 +545,14 @@ class _Serial(_Block):
         if not self.advance:
             return
         self.out_valid = self.levels.pop()
-        self.levels.insert(0, self.busy and self.last_step)
+        self.levels.insert(0, self.busy and self.word == self.words - 1)
         if self.busy:
             last = self.last_step
-            self.last_step = self.step == self.steps - 2 if self.steps > 1 else True
-            self.step = 0 if self.step == self.steps - 1 else self.step + 1
+            self.word = (self.word + 1) % self.words
             if last:
                 self.busy = False
         if self.i.valid and self.i.ready:
-            self.busy, self.step, self.last_step = True, 0, self.steps == 1
+            self.busy = True
 
 
 def _blocks(stage) -> list | None:

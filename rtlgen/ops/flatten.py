@@ -2,7 +2,8 @@
 ``Reshape`` to a flat vector becomes one too, `rtlgen.ops.reshape`).
 
 Hardware: nothing for a vector; else a `Deserialize` that gathers the beats of a sample into
-one vector beat.
+one vector beat, or nothing where its one consumer is a dense that adds each beat to its
+partial sums as it arrives (`rtlgen.ops.matvec.stream_steps`).
 """
 
 from __future__ import annotations
@@ -42,12 +43,29 @@ def plan_flatten(node: ir.Flatten, ctx: PlanContext) -> LayerPlan:
     fmt_in = StreamFormat.of(node.in_shape, ctx.in_type)
     if fmt_in.beats == 1:
         return LayerPlan(node, (), out_spacing=ctx.spacing)
+    if _streamed(node, ctx, fmt_in):
+        # the dense after it adds each beat to its partial sums as it arrives
+        return LayerPlan(node, (), out_spacing=ctx.spacing, out_format=fmt_in)
     # one vector per sample: samples are at least `sample_cycles` apart
     return LayerPlan(
         node,
         (Deserialize(fmt_in.beats, fmt_in.elements, shape_of(ctx.in_type)),),
         out_spacing=max(ctx.spacing * fmt_in.beats, ctx.sample_cycles),
     )
+
+
+def _streamed(node: ir.Flatten, ctx: PlanContext, fmt_in: StreamFormat) -> bool:
+    """Whether the flatten passes its beats on: its one consumer is a dense that takes them
+    as they arrive (`rtlgen.ops.matvec.stream_steps`)."""
+    from rtlgen.ops.matvec import stream_steps
+    from rtlgen.plan import weights_matrix
+
+    if ctx.is_output or len(ctx.consumers) != 1 or not isinstance(ctx.consumers[0], ir.Dense):
+        return False
+    dense = ctx.consumers[0]
+    weights, _ = weights_matrix(dense, ctx.in_type)
+    steps = stream_steps(dense, weights, fmt_in, ctx.spacing, ctx.sample_cycles, ctx.options)
+    return steps is not None
 
 
 def lower_flatten(node: ir.Flatten, ctx: LowerContext) -> ir.Flatten:

@@ -14,6 +14,7 @@ import numpy as np
 from rtlgen import ir
 from rtlgen.plan import (
     FUSED_REQUANTIZE_LEVELS,
+    HardwareOptions,
     LayerPlan,
     Parallelism,
     Pipeline,
@@ -22,6 +23,42 @@ from rtlgen.plan import (
     requantize_stage,
     weights_matrix,
 )
+
+
+def stream_steps(
+    node: ir.Node,
+    weights: np.ndarray,
+    beats: StreamFormat,
+    spacing: int,
+    sample_cycles: int,
+    options: HardwareOptions,
+) -> int | None:
+    """Steps per beat of a dense that consumes a flatten's ``beats`` as they arrive (each
+    beat's products added to the partial sums of every output, FINN MVAU-style), or None
+    where it takes the whole vector after the flatten instead.
+
+    A beat is folded over no more steps than the guaranteed ``spacing`` between beats (the
+    layer never holds its producer up), nor than ``options.max_reuse``; the shared
+    multipliers then serve ``beats x steps`` products each per sample, which must reach
+    ``options.min_reuse`` and pay for them as in `plan_matvec` (a general multiplier costs at
+    least two constant ones). The result is ready ``steps + depth + 2`` cycles after the
+    last beat instead of after a whole vector's worth of steps."""
+    from rtlgen.layers.serial_mac import shared_multipliers
+
+    if (
+        options.parallelism is not Parallelism.AUTO
+        or not isinstance(node, ir.Dense)
+        or beats.beats < 2
+    ):
+        return None
+    steps = min(spacing, beats.elements, max(1, sample_cycles // beats.beats))
+    if options.max_reuse is not None:
+        steps = min(steps, options.max_reuse)
+    if beats.beats * steps < options.min_reuse:
+        return None
+    if 2 * shared_multipliers(weights, steps, beats.beats) > np.count_nonzero(weights):
+        return None
+    return steps
 
 
 def plan_matvec(node: ir.Conv | ir.Dense | ir.ScaleShift, ctx: PlanContext) -> LayerPlan:
@@ -44,6 +81,8 @@ def plan_matvec(node: ir.Conv | ir.Dense | ir.ScaleShift, ctx: PlanContext) -> L
     input_levels, last = ctx.input_levels, ctx.last
     fmt_in = StreamFormat.of(node.in_shape, in_type)
     w, bias = weights_matrix(node, in_type)
+    if ctx.in_format is not None and ctx.in_format.beats > 1:
+        return _plan_streaming(node, ctx, w, bias)
     stages: list[wiring.Component] = []
     window_spacing = spacing
     windows = fmt_in.beats
@@ -65,6 +104,8 @@ def plan_matvec(node: ir.Conv | ir.Dense | ir.ScaleShift, ctx: PlanContext) -> L
     reuse = 1
     if options.parallelism is Parallelism.AUTO and w.shape[0] > 1:
         reuse = min(window_spacing, w.shape[0], max(1, sample_cycles // max(windows, 1)))
+        if options.max_reuse is not None:
+            reuse = min(reuse, options.max_reuse)
         if reuse < options.min_reuse:
             reuse = 1
     in_range = (in_type.min_int, in_type.max_int)
@@ -114,4 +155,33 @@ def plan_matvec(node: ir.Conv | ir.Dense | ir.ScaleShift, ctx: PlanContext) -> L
         else (),
         out_levels=out_levels,
         skid_buffer=not fused,
+    )
+
+
+def _plan_streaming(node, ctx: PlanContext, w: np.ndarray, bias) -> LayerPlan:
+    """A dense taking a flatten's beats as they arrive (`stream_steps`): a `SerialMatVec`
+    over ``beats`` beats, then the requantizer."""
+    from rtlgen.layers.serial_mac import SerialMatVec
+
+    fmt = ctx.in_format
+    assert fmt is not None
+    steps = stream_steps(node, w, fmt, ctx.spacing, ctx.sample_cycles, ctx.options)
+    assert steps is not None, "a flatten passed its beats to a dense that does not stream"
+    mac = SerialMatVec(
+        w, ctx.in_type, node.acc_type, bias, steps, ctx.options.multiplier, beats=fmt.beats
+    )
+    stages = (mac, requantize_stage(node, w.shape[1], None))
+    return LayerPlan(
+        node,
+        stages,
+        multipliers=mac.multipliers,
+        multipliers_dense=int(w.size),
+        adders=mac.adders,
+        reuse=mac.cycles_per_sample,
+        cycles_per_sample=mac.cycles_per_sample,
+        out_spacing=max(ctx.spacing * fmt.beats, ctx.sample_cycles),
+        notes=(
+            f"streamed: {fmt.beats} beats of {fmt.elements} taken as they arrive, "
+            f"{mac.steps} cycles per beat",
+        ),
     )

@@ -1,0 +1,193 @@
+"""rtlgen/ops/matvec.py: a dense after a flatten takes the flatten's beats as they arrive
+(`stream_steps`), the reuse cap (`HardwareOptions.max_reuse`) and the latency budget
+(`HardwareOptions.latency_budget`), in Amaranth's simulator against the integer reference
+and the timing model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rtlgen import ir
+from rtlgen.emit import predict_timing
+from rtlgen.hardware import HardwareOptions, NetworkTop, Parallelism
+from rtlgen.layers.constant_mac import ConstantMatVec
+from rtlgen.layers.flatten import Deserialize
+from rtlgen.layers.serial_mac import SerialMatVec
+from rtlgen.passes import PrecisionConfig, lower
+from rtlgen.quant.errors import RtlgenError
+from rtlgen.quant.fixed import FixedType
+from rtlgen.quant.quantizers import QuantizedBits, QuantizedRelu
+
+from ..nets import conv_net
+from .network_checks import bit_exact_in_simulator, timing_matches_model
+
+
+def flat_net(shape, units=(5, 3), pool=False, seed=0) -> ir.ModelGraph:
+    """input [-> 2x2 max pool] -> flatten -> dense (quantized ReLU) ... -> dense."""
+    rng = np.random.default_rng(seed)
+    nodes: list[ir.Node] = [ir.Input("in", shape, shape)]
+    if pool:
+        pooled = (shape[0] // 2, shape[1] // 2, shape[2])
+        nodes.append(
+            ir.Pool("pool", shape, pooled, kind=ir.PoolKind.MAX, pool=(2, 2), stride=(2, 2))
+        )
+        shape = pooled
+    n_in = int(np.prod(shape))
+    nodes.append(ir.Flatten("flatten", shape, (n_in,)))
+    for k, n in enumerate(units):
+        last = k == len(units) - 1
+        weights = rng.normal(size=(n_in, n)) * (rng.random((n_in, n)) > 0.3)
+        nodes.append(
+            ir.Dense(
+                f"dense{k}",
+                (n_in,),
+                (n,),
+                weights=ir.FloatTensor(weights, QuantizedBits(6, 1)),
+                bias=ir.FloatTensor(rng.normal(size=n), QuantizedBits(6, 1)),
+                activation=ir.LINEAR if last else ir.RELU,
+                out_quantizer=None if last else QuantizedRelu(6, 1),
+            )
+        )
+        n_in = n
+    return lower(ir.ModelGraph("flat_net", tuple(nodes)), PrecisionConfig(input=FixedType(8, 4)))
+
+
+def plans(top: NetworkTop) -> dict:
+    return {plan.node.name: plan for plan in top.plans}
+
+
+def first_dense(top: NetworkTop):
+    return next(p for p in top.plans if isinstance(p.node, ir.Dense))
+
+
+#: beats arriving every cycle (steps 1, several elements a step), spaced by a pooling
+#: (2 steps a beat of 3 elements: the reuse does not divide the beat), 9 and 20 beats
+GRAPHS = {
+    "sequence-12x3": lambda: flat_net((12, 3)),
+    "image-4x5x7": lambda: flat_net((4, 5, 7)),
+    "pooled-8x10x3": lambda: flat_net((8, 10, 3), pool=True),
+    "conv-pool-8x8": lambda: conv_net(h=8, w=8),
+}
+
+
+@pytest.mark.parametrize("make", GRAPHS.values(), ids=GRAPHS.keys())
+def test_dense_after_a_flatten_takes_its_beats_as_they_arrive(make):
+    graph = make()
+    top = NetworkTop(graph)
+    flatten = plans(top)["flatten"]
+    beats = int(np.prod(flatten.node.in_shape[:-1]))
+    dense = first_dense(top)
+    mac = dense.stages[0]
+    assert flatten.stages == ()  # no Deserialize: the beats go straight on
+    assert isinstance(mac, SerialMatVec) and mac.beats == beats
+    assert mac.per_beat == flatten.node.in_shape[-1]
+    assert dense.reuse == beats * mac.steps and dense.multipliers == mac.multipliers
+    bit_exact_in_simulator(graph, n=3, valid_prob=0.6, ready_prob=0.5, seed=2)
+    timing_matches_model(graph)
+
+
+def test_reuse_not_dividing_the_beat_and_spaced_beats():
+    """Beats of 3 elements two cycles apart: two steps of two multipliers' rows each, the
+    last step half empty."""
+    mac = first_dense(NetworkTop(flat_net((8, 10, 3), pool=True))).stages[0]
+    assert (mac.per_beat, mac.steps, mac.group) == (3, 2, 2)
+
+
+def test_the_result_is_ready_a_beat_s_steps_after_the_last_beat():
+    """The dense's output comes `latency` (steps + depth + 2) cycles after its last beat,
+    not a whole vector's steps after the flatten gathered it."""
+    from rtlgen.timing import model_graph
+
+    graph = conv_net(h=8, w=8)
+    top = NetworkTop(graph)
+    skid = {p.node.name: top.has_skid_buffer(p) for p in top.plans}
+    timing = model_graph(top.plan, skid, set(), 1)
+    mac = plans(top)["dense"].stages[0]
+    last_beat = timing.out["flatten"][-1]
+    requantize = plans(top)["dense"].stages[1].latency
+    assert timing.out["dense"] == [last_beat + mac.latency + requantize + 1]  # + skid
+    assert mac.latency < mac.cycles_per_sample
+
+
+def test_a_vector_flatten_and_full_parallelism_are_unchanged():
+    """A flatten of a vector passes it on; with --parallelism full the flatten gathers its
+    beats and the dense is a constant MAC array, as before."""
+    top = NetworkTop(flat_net((4, 5, 7)), HardwareOptions(parallelism=Parallelism.FULL))
+    assert isinstance(plans(top)["flatten"].stages[0], Deserialize)
+    assert isinstance(first_dense(top).stages[0], ConstantMatVec)
+    from ..nets import mlp
+
+    top = NetworkTop(mlp(flatten_after=(0,)))
+    assert plans(top)["flatten0"].stages == ()
+    assert all(
+        getattr(stage, "beats", 1) == 1 for plan in top.plans for stage in plan.stages
+    )
+
+
+def test_a_flatten_feeding_something_else_still_gathers_its_beats():
+    """Only a dense consumes beats: a flatten that is an output keeps its Deserialize."""
+    rng = np.random.default_rng(1)
+    nodes = [
+        ir.Input("in", (4, 3), (4, 3)),
+        ir.Flatten("flatten", (4, 3), (12,)),
+        ir.ScaleShift(
+            "bn", (12,), (12,), scale=ir.FloatTensor(rng.uniform(0.5, 1.5, 12)),
+            shift=ir.FloatTensor(rng.normal(size=12) * 0.2),
+        ),
+    ]
+    graph = lower(ir.ModelGraph("net", tuple(nodes)), PrecisionConfig(input=FixedType(8, 4)))
+    top = NetworkTop(graph)
+    assert isinstance(plans(top)["flatten"].stages[0], Deserialize)
+    bit_exact_in_simulator(graph, n=2)
+
+
+@pytest.mark.parametrize("cap", [1, 2, 5])
+def test_reuse_cap_limits_every_layer_s_steps_per_beat(cap):
+    graph = flat_net((8, 10, 3), units=(9, 4), pool=True)
+    top = NetworkTop(graph, HardwareOptions(max_reuse=cap))
+    for plan in top.plans:
+        for stage in plan.stages:
+            if isinstance(stage, SerialMatVec):
+                assert stage.steps <= cap
+    bit_exact_in_simulator(graph, n=2, seed=cap, options=HardwareOptions(max_reuse=cap))
+    timing_matches_model(graph, HardwareOptions(max_reuse=cap))
+
+
+def test_latency_budget_takes_the_largest_cap_that_meets_it():
+    graph = flat_net((8, 10, 3), units=(24, 4), pool=True)
+
+    def latency(**kwargs):
+        return predict_timing(NetworkTop(graph, HardwareOptions(**kwargs)))[0]
+
+    default, full = latency(), latency(parallelism=Parallelism.FULL)
+    assert full < default
+    budget = (default + full) // 2
+    top = NetworkTop(graph, HardwareOptions(latency_budget=budget))
+    cap = top.plan.options.max_reuse
+    assert predict_timing(top)[0] <= budget < latency(max_reuse=cap + 1)
+    assert [p.reuse for p in top.plans] == [
+        p.reuse for p in NetworkTop(graph, HardwareOptions(max_reuse=cap)).plans
+    ]
+    # a budget the default plan meets changes nothing
+    within = NetworkTop(graph, HardwareOptions(latency_budget=default))
+    assert [p.reuse for p in within.plans] == [p.reuse for p in NetworkTop(graph).plans]
+    timing_matches_model(graph, HardwareOptions(latency_budget=budget))
+
+
+def test_an_unreachable_budget_is_one_error_naming_the_option():
+    graph = flat_net((12, 3))
+    with pytest.raises(RtlgenError, match=r"--latency-budget 3: not reachable, every layer at reuse 1 takes \d+"):
+        NetworkTop(graph, HardwareOptions(latency_budget=3))
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(max_reuse=0), "--max-reuse 0 is not supported"),
+        (dict(latency_budget=0), "--latency-budget 0 is not supported"),
+    ],
+)
+def test_bad_reuse_cap_or_budget_is_refused(kwargs, message):
+    with pytest.raises(RtlgenError, match=message):
+        HardwareOptions(**kwargs)
