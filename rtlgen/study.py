@@ -11,15 +11,16 @@ quantization-aware models at several bit widths, and those pruned) it measures:
   of the test images (exact-match rate against the reference, RTL accuracy, measured
   latency/II) and Yosys ``synth_xilinx -flatten -family xcup`` resources;
 - peers: hls4ml 1.3 (C++ bit-accurate model, logits compared with the reference and the RTL)
-  and da4ml 0.6 (the dense part of the network, synthesized with the same Yosys command
-  next to rtlgen's design of the same dense part).
+  and alkaid 0.8 (da4ml's successor; the dense part of the network, synthesized with the same
+  Yosys command next to rtlgen's design of the same dense part). The results keep the peer
+  under the key ``da4ml`` (the adder-graph compiler's slot; the entry's ``version`` names it).
 
 Everything goes to ``OUT/results.json``; ``OUT/results.md`` tabulates it beside the published
 numbers of ``rtlgen/data/paper_svhn.csv``; ``OUT/*.png`` plot accuracy against DSP and LUT
 and the latencies. Trained models are cached in ``OUT/models`` (a re-run skips training),
 synthesis and peer results in their design folders (keyed by the Verilog / model hash).
 
-TensorFlow, QKeras, hls4ml and da4ml are imported inside the functions that need them.
+TensorFlow, QKeras, hls4ml and alkaid are imported inside the functions that need them.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ __all__ = [
     "write_markdown",
     "write_plots",
     "dense_part",
-    "trace_da4ml",
+    "trace_alkaid",
     "hls4ml_config",
 ]
 
@@ -94,11 +95,13 @@ QUICK_STYLES = ("dsp", "lut", "dsp-full")
 SYNTH_FAMILY = "xcup"
 SYNTH_COMMAND = "synth_xilinx -flatten -family xcup -noiopad -noclkbuf"
 RESULTS_FORMAT = 1
-# da4ml's defaults (da4ml convert CLI): latency cutoff 5, hwconf (1, -1, -1), hard_dc 2.
-DA4ML_LATENCY_CUTOFF = 5
-DA4ML_HARD_DC = 2
+# alkaid's defaults (alkaid convert CLI): latency cutoff 5, hwconf (1, 1, -1), delay
+# constraint (hard_dc) 5. Session 7 drove da4ml 0.6 at cutoff 5, hwconf (1, -1, -1), hard_dc 2.
+ALKAID_LATENCY_CUTOFF = 5
+ALKAID_HWCONF = (1, 1, -1)
+ALKAID_HARD_DC = 5
 # part of the peers' cache keys: change them when the way a peer is driven changes
-DA4ML_ROUTE = "dense-part-v2"
+ADDER_PEER_ROUTE = "alkaid-dense-part-v1"
 HLS4ML_ROUTE = "rtlgen-types-v1"
 
 
@@ -186,7 +189,7 @@ class StudyConfig:
     synth_note: str = ""
     synth_timeout: float | None = None
     hls4ml: bool = True
-    da4ml: bool = True
+    da4ml: bool = True  # the adder-graph peer: alkaid 0.8 (the field keeps da4ml 0.6's name)
     fast_sim_build: bool = True
     seed: int = 0
 
@@ -731,8 +734,9 @@ def dense_part(graph: ir.ModelGraph) -> tuple[ir.ModelGraph, int]:
     if index is None:
         raise RtlgenError(f"{graph.name}: no Flatten layer")
     flat = graph.nodes[index]
+    # the input takes the flatten's name: the next layer names it as its input
     head = ir.Input(
-        name="flat_in",
+        name=flat.name,
         in_shape=flat.out_shape,
         out_shape=flat.out_shape,
         out_type=flat.out_type,
@@ -747,15 +751,18 @@ def _kif(t: FixedType) -> dict[str, int]:
     return {"k": int(t.signed), "i": t.width - t.frac - int(t.signed), "f": t.frac}
 
 
-def trace_da4ml(dense: ir.ModelGraph):
-    """Rebuild the dense part with da4ml's tracing API: input quantize, each layer ``x @ W +
+def trace_alkaid(dense: ir.ModelGraph):
+    """Rebuild the dense part with alkaid's tracing API: input quantize, each layer ``x @ W +
     b`` / ``x * s + t`` from rtlgen's integer constants, the ReLU and saturation as a clamp,
-    then a quantize to the layer's output type (round half up: da4ml has no half-to-even)."""
-    from da4ml.trace import FixedVariableArrayInput, HWConfig, comb_trace
+    then a quantize to the layer's output type rounding half to even (``RND_CONV``, QKeras's
+    and rtlgen's rounding: the peer computes the reference's function exactly)."""
+    from alkaid.trace import FVArrayInput, HWConfig, trace
 
     t_in = dense.input.out_type
-    inputs = FixedVariableArrayInput(
-        dense.input_shape, hwconf=HWConfig(1, -1, -1), solver_options={"hard_dc": DA4ML_HARD_DC}
+    inputs = FVArrayInput(
+        dense.input_shape,
+        hwconf=HWConfig(*ALKAID_HWCONF),
+        solver_options={"hard_dc": ALKAID_HARD_DC},
     )
     x = inputs.quantize(**_kif(t_in))
     for node in dense.nodes[1:]:
@@ -768,24 +775,25 @@ def trace_da4ml(dense: ir.ModelGraph):
             x = x * consts["scale"] + consts["shift"]
         else:
             raise RtlgenError(
-                f"da4ml route: layer '{node.name}' ({node.op}) is not a dense-part layer"
+                f"alkaid route: layer '{node.name}' ({node.op}) is not a dense-part layer"
             )
         relu = (node.activation.lo, node.activation.hi) == (0, None)
         if not relu and not node.activation.is_linear:
-            raise RtlgenError(f"da4ml route: activation {node.activation.describe()} not mapped")
+            raise RtlgenError(f"alkaid route: activation {node.activation.describe()} not mapped")
         t = node.out_type
         if node is dense.nodes[-1] and t == node.acc_type:
             continue  # exact logits
-        # Clamp explicitly, then round with wrap-around (nothing left to wrap): da4ml 0.6's
+        # Clamp explicitly, then round (nothing left to wrap): the clamp before the rounding
+        # equals QKeras's clip after it, as the bounds are on the output grid. (da4ml 0.6's
         # saturating quantize returned 0 instead of the maximum for some activations of the
-        # trained SVHN model (its RTL agrees with its interpreter; found by this study).
+        # trained SVHN model; the explicit clamp was kept for alkaid.)
         low = max(0.0, t.to_float(t.min_int)) if relu else t.to_float(t.min_int)
         x = np.minimum(np.maximum(x, low), t.to_float(t.max_int))
-        x = x.quantize(**_kif(t), overflow_mode="WRAP", round_mode="RND")
-    return comb_trace(inputs, x)
+        x = x.quantize(**_kif(t), overflow_mode="WRAP", round_mode="RND_CONV")
+    return trace(inputs, x)
 
 
-def run_da4ml(
+def run_alkaid(
     graph: ir.ModelGraph,
     x_int: np.ndarray,
     workdir: Path,
@@ -793,21 +801,21 @@ def run_da4ml(
     timeout: float | None,
     synth_note: str,
 ) -> dict[str, Any]:
-    """da4ml 0.6 on the dense part (flatten -> dense/BN/ReLU -> logits) and rtlgen's own
+    """alkaid 0.8 on the dense part (flatten -> dense/BN/ReLU -> logits) and rtlgen's own
     design of the same dense part, both synthesized with the same Yosys command."""
     from rtlgen.quant.reference import run_int, run_node
 
     try:
-        import da4ml
-        from da4ml.codegen import RTLModel
+        import alkaid
+        from alkaid.codegen import RTLModel
     except ImportError:
-        return _na("da4ml not installed (pip install 'rtlgen[peers]')")
+        return _na("alkaid not installed (pip install 'rtlgen[peers]')")
     result: dict[str, Any] = {
         "status": "ok",
-        "version": getattr(da4ml, "__version__", "?"),
-        "whole_model": "n/a: da4ml 0.6 has no streaming conv/pool layers; its fully unrolled "
-        "(every output pixel in parallel) tracing of the conv layers is not comparable to a "
-        "streaming design, so only the dense part is converted",
+        "tool": "alkaid",
+        "version": getattr(alkaid, "__version__", "?"),
+        "whole_model": "n/a: alkaid traces a convolution fully unrolled (every output pixel in "
+        "parallel), not comparable to a streaming design, so only the dense part is converted",
         "part": "dense part (flatten -> dense -> BN -> ReLU -> ... -> logits)",
     }
     dense, flat_index = dense_part(graph)
@@ -819,36 +827,40 @@ def run_da4ml(
     y_ref = dense.output.out_type.to_float(run_int(dense, flat_int)).reshape(len(x_int), -1)
     try:
         started = time.perf_counter()
-        comb = trace_da4ml(dense)
-        y_da = np.asarray(
-            comb.predict(dense.input.out_type.to_float(flat_int).astype(np.float64))
+        comb = trace_alkaid(dense)
+        y_peer = np.asarray(
+            comb.predict(dense.input.out_type.to_float(flat_int).astype(np.float64), n_threads=1)
         ).reshape(len(x_int), -1)
-        model_dir = workdir / "da4ml"
-        rtl = RTLModel(comb, "model", model_dir, latency_cutoff=DA4ML_LATENCY_CUTOFF)
+        model_dir = workdir / "alkaid"
+        rtl = RTLModel(
+            comb, model_dir, "model", latency_cutoff=ALKAID_LATENCY_CUTOFF, print_latency=False
+        )
         rtl.write()
         generation = time.perf_counter() - started
         meta = json.loads((model_dir / "metadata.json").read_text())
     except Exception as exc:  # noqa: BLE001 - a peer failure is a table entry
         return _na(
-            f"da4ml failed on the dense part: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            f"alkaid failed on the dense part: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
         )
     sources = sorted((model_dir / "src").glob("*.v")) + sorted(
         (model_dir / "src" / "static").glob("*.v")
     )
-    # lookup_table.v reads a memory file that does not exist when no table is used
-    sources = [s for s in sources if s.name != "lookup_table.v" or comb.lookup_tables]
+    # the wrapper (a flat-port shell) is not synthesized; a lookup table's module (none in a
+    # dense part) would read a memory file
+    sources = [s for s in sources if not s.name.endswith("_wrapper.v")]
     flat_verilog = model_dir / "model_flat.v"
     flat_verilog.write_text("\n".join(s.read_text() for s in sources))
     result.update(
         images=len(x_int),
-        exact_logits_rate=float(np.mean(np.all(y_da == y_ref, axis=1))),
-        argmax_agreement_reference=float(np.mean(np.argmax(y_da, 1) == np.argmax(y_ref, 1))),
+        exact_logits_rate=float(np.mean(np.all(y_peer == y_ref, axis=1))),
+        argmax_agreement_reference=float(np.mean(np.argmax(y_peer, 1) == np.argmax(y_ref, 1))),
         latency_cycles=meta.get("latency"),
         estimated_cost_luts=float(comb.cost),
         generation_seconds=round(generation, 2),
-        settings=f"latency_cutoff {DA4ML_LATENCY_CUTOFF}, HWConfig(1,-1,-1), hard_dc {DA4ML_HARD_DC}, round half up",
+        settings=f"latency_cutoff {ALKAID_LATENCY_CUTOFF}, HWConfig{ALKAID_HWCONF}, "
+        f"hard_dc {ALKAID_HARD_DC}, round half to even (RND_CONV)",
     )
-    # rtlgen's design of the same dense part (lut style: da4ml is multiplier-free)
+    # rtlgen's design of the same dense part (lut style: alkaid is multiplier-free)
     rtlgen_dense = convert_design(dense, workdir / "rtlgen_dense", "lut", "dense_part")
     result["rtlgen_dense"] = {
         k: rtlgen_dense[k]
@@ -894,7 +906,7 @@ class _Stages:
             "synthesis (designs)", total=n_designs if config.synthesize else 0
         )
         self.peers = progress.add_task(
-            "peers (hls4ml, da4ml)", total=n * (int(config.hls4ml) + int(config.da4ml))
+            "peers (hls4ml, alkaid)", total=n * (int(config.hls4ml) + int(config.da4ml))
         )
 
     def note(self, task, text: str) -> None:
@@ -1071,12 +1083,14 @@ def evaluate_variant(
     else:
         peers["hls4ml"] = _na("hls4ml disabled in this run")
     if config.da4ml:
-        stages.note(stages.peers, f"da4ml {variant.key}")
-        key = _sha256(weights_hash, x_int[:n_peer].tobytes(), str(config.synthesize), DA4ML_ROUTE)
+        stages.note(stages.peers, f"alkaid {variant.key}")
+        key = _sha256(
+            weights_hash, x_int[:n_peer].tobytes(), str(config.synthesize), ADDER_PEER_ROUTE
+        )
         da = _cached(
             peer_dir / "da4ml.json",
             key,
-            lambda: run_da4ml(
+            lambda: run_alkaid(
                 graph,
                 x_int[:n_peer],
                 peer_dir,
@@ -1088,13 +1102,13 @@ def evaluate_variant(
         peers["da4ml"] = da
         if da["status"] == "ok":
             log(
-                f"{variant.key}: da4ml dense part: {da['latency_cycles']} cycles, logits == reference on {da['exact_logits_rate']:.1%}"
+                f"{variant.key}: alkaid dense part: {da['latency_cycles']} cycles, logits == reference on {da['exact_logits_rate']:.1%}"
             )
         else:
-            log(f"{variant.key}: da4ml {da['status']}")
+            log(f"{variant.key}: alkaid {da['status']}")
         stages.advance(stages.peers)
     else:
-        peers["da4ml"] = _na("da4ml disabled in this run")
+        peers["da4ml"] = _na("the adder-graph peer (alkaid) disabled in this run")
     entry["peers"] = peers
     return entry
 
@@ -1337,9 +1351,9 @@ PEER_COLUMNS = (
     "hls4ml: arg-max vs RTL",
     "hls4ml: acc.",
     "hls4ml: compile [s]",
-    "da4ml (dense part): logits == ref.",
-    "da4ml: latency [cc]",
-    "da4ml: LUT / FF / DSP",
+    "alkaid (dense part): logits == ref.",
+    "alkaid: latency [cc]",
+    "alkaid: LUT / FF / DSP",
     "rtlgen dense part: latency [cc]",
     "rtlgen dense part: LUT / FF / DSP",
 )
@@ -1469,7 +1483,7 @@ def write_markdown(results: dict[str, Any]) -> str:
         None,
     )
     if whole:
-        lines += ["", f"da4ml, whole model: {whole}."]
+        lines += ["", f"alkaid, whole model: {whole}."]
     lines += ["", "## Headline figures", ""]
     summary = results.get("summary", {})
     agreement = summary.get("rtl_reference_agreement")
@@ -1640,7 +1654,7 @@ def _print_summary(console: Console, results: dict[str, Any], out: Path) -> None
         "DSP",
         "LUT",
         "hls4ml",
-        "da4ml",
+        "alkaid",
     ):
         table.add_column(col)
     for v in results["variants"]:

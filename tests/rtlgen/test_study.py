@@ -265,7 +265,44 @@ def test_tiny_study_end_to_end_rtl_equals_reference(tmp_path, monkeypatch):
                 name,
                 status,
             )
+            if name == "da4ml" and peer.get("tool") == "alkaid" and status == "ok":
+                # the adder-graph peer rounds like QKeras: its logits are the reference's
+                assert peer["exact_logits_rate"] == 1.0
     assert results["summary"]["rtl_reference_agreement"] == 1.0
 
     again = study.run_study(tmp_path, config)
     assert all(v["training"]["cached"] for v in again["variants"])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_alkaid_dense_part_equals_reference(seed):
+    """The adder-graph peer's tracing of a dense part (ReLU-quantized hidden layer, exact
+    logits) computes rtlgen's integer reference exactly, rounding ties half to even: its
+    interpreter (the arithmetic of its RTL) against `run_int` on random and extreme inputs."""
+    pytest.importorskip("alkaid")
+    import numpy as np
+
+    from rtlgen.quant.reference import run_int
+
+    from .nets import mlp
+
+    graph = mlp(sizes=(10, 16, 12, 5), sparsity=0.3, seed=seed, flatten_after=(0,))
+    dense, index = study.dense_part(graph)
+    assert index == 2 and len(dense.nodes) == 3  # input, the ReLU layer, the logits
+    t = dense.input.out_type
+    rng = np.random.default_rng(seed)
+    x = rng.integers(t.min_int, t.max_int + 1, size=(400, *dense.input_shape))
+    x[0], x[1] = t.max_int, t.min_int
+    comb = study.trace_alkaid(dense)
+    got = np.asarray(comb.predict(t.to_float(x).astype(np.float64), n_threads=1))
+    expected = dense.output.out_type.to_float(run_int(dense, x))
+    np.testing.assert_array_equal(got.reshape(expected.shape), expected)
+
+
+def test_alkaid_route_rejects_layers_it_does_not_map():
+    pytest.importorskip("alkaid")
+    from .nets import conv_net
+
+    graph = conv_net()
+    with pytest.raises(RtlgenError, match="alkaid route: layer 'conv'"):
+        study.trace_alkaid(graph)
