@@ -362,14 +362,16 @@ def convert(
     samples: Annotated[Path | None, typer.Option(help="Inputs .npy for the stand-alone testbench (default: random).")] = None,
     adders_per_stage: Annotated[int | None, typer.Option(help="Adders in series between the registers of a constant MAC array, 1-8. Default 2 (about 4 LUT levels); 3 saves a cycle per layer and FFs at about 6 levels; with --pipeline latency the default is 6 (5-8: fewest cycles).", show_default=False)] = None,
     pipeline: Annotated[PipelineStyle, typer.Option(help="balanced: registers and a skid buffer after every layer; latency: an MLP's layers fused, registers every --adders-per-stage adders across layer boundaries (fewest cycles).")] = PipelineStyle.balanced,
+    max_reuse: Annotated[int | None, typer.Option(help="With --parallelism auto: at most this many cycles a time-multiplexed layer spends on one input beat (its reuse factor; a dense after a flatten: its steps per beat). Lower: fewer cycles, more multipliers.", show_default=False)] = None,
+    latency_budget: Annotated[int | None, typer.Option(help="With --parallelism auto: the most cycles a sample may take; the plan takes the largest --max-reuse (fewest multipliers) whose predicted latency meets it.", show_default=False)] = None,
     max_params: MaxParamsOpt = None,
 ) -> None:
     """Generate Verilog: OUTDIR/rtl/<top>.v, manifest.json, REPORT.md (and tb/)."""
-    design = _convert(model, outdir, weights, config, input_type, calibrate, multiplier, parallelism, top, testbench, samples, adders_per_stage, pipeline, max_params=max_params)
+    design = _convert(model, outdir, weights, config, input_type, calibrate, multiplier, parallelism, top, testbench, samples, adders_per_stage, pipeline, max_params=max_params, max_reuse=max_reuse, latency_budget=latency_budget)
     _print_design(design)
 
 
-def _convert(model, outdir, weights, config, input_type, calibrate, multiplier, parallelism, top, testbench, samples, adders_per_stage, pipeline, max_params=None):
+def _convert(model, outdir, weights, config, input_type, calibrate, multiplier, parallelism, top, testbench, samples, adders_per_stage, pipeline, max_params=None, max_reuse=None, latency_budget=None):
     from rtlgen.emit import convert as emit_convert
     from rtlgen.hardware import HardwareOptions, Multiplier, Parallelism, Pipeline
     from rtlgen.outdir import check_output_dir
@@ -383,6 +385,8 @@ def _convert(model, outdir, weights, config, input_type, calibrate, multiplier, 
         multiplier=Multiplier(multiplier.value), parallelism=Parallelism(parallelism.value),
         adders_per_stage=adders_per_stage,
         pipeline=Pipeline(pipeline.value),
+        max_reuse=max_reuse,
+        latency_budget=latency_budget,
     )
     graph = _load(model, weights, config, input_type, calibrate, max_params)
     extra = None

@@ -67,7 +67,8 @@ class HardwareOptions:
     adder levels across the whole chain (fewest cycles; use 5-8 adders per stage).
     ``max_reuse``: the most steps a time-multiplexed layer spends on one input beat (its
     reuse factor; for a dense consuming a flatten's beats, its steps per beat): each step
-    more is a cycle more of latency (None: no cap, the input spacing decides).
+    more is a cycle more of latency (None: no cap, the input spacing decides; 1: every layer
+    fully parallel, as `Parallelism.FULL`).
     ``latency_budget``: the most cycles the network may take (the manifest's latency):
     `plan_network` chooses the largest ``max_reuse`` (the fewest multipliers) that meets
     it; None: no budget."""

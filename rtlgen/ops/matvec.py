@@ -41,12 +41,14 @@ def stream_steps(
     layer never holds its producer up), nor than ``options.max_reuse``; the shared
     multipliers then serve ``beats x steps`` products each per sample, which must reach
     ``options.min_reuse`` and pay for them as in `plan_matvec` (a general multiplier costs at
-    least two constant ones). The result is ready ``steps + depth + 2`` cycles after the
+    least two constant ones). ``max_reuse`` 1 builds every layer fully parallel: a constant
+    MAC array after the flatten is a few cycles shallower than one step per beat. The result is ready ``steps + depth + 2`` cycles after the
     last beat instead of after a whole vector's worth of steps."""
     from rtlgen.layers.serial_mac import shared_multipliers
 
     if (
         options.parallelism is not Parallelism.AUTO
+        or options.max_reuse == 1  # every layer fully parallel
         or not isinstance(node, ir.Dense)
         or beats.beats < 2
     ):

@@ -1,0 +1,45 @@
+"""`rtlgen convert --max-reuse / --latency-budget`: the plan's reuse cap and latency budget
+from the command line, recorded in the manifest's layers; bad values are one line, exit 2."""
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from tests.rtlgen.cli_run import rtlgen
+
+DATA = Path(str(resources.files("rtlgen.data")))
+MODEL = [str(DATA / "demo_cnn.json"), "--weights", str(DATA / "demo_cnn_weights.h5")]
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--max-reuse", "0"], "--max-reuse 0 is not supported (use 1 to"),
+        (["--latency-budget", "0"], "--latency-budget 0 is not supported (use 1 to"),
+        (["--latency-budget", "20"], "--latency-budget 20: not reachable, every layer at reuse 1 takes"),
+    ],
+)
+def test_bad_cap_or_budget_is_one_line_with_exit_code_2(tmp_path, args, message):
+    result = rtlgen("convert", *MODEL, "-o", tmp_path / "out", *args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert message in lines[0]
+
+
+def test_a_budget_below_the_default_latency_caps_the_reuse(tmp_path):
+    """The demo's dense (after a flatten) takes its beats as they arrive; a budget one
+    cycle under that design's latency makes it fully parallel, and the manifest says so."""
+    default = tmp_path / "default"
+    assert rtlgen("convert", *MODEL, "-o", default).returncode == 0
+    manifest = json.loads((default / "manifest.json").read_text())
+    latency = manifest["latency_cycles"]
+    assert manifest["layers"][-1]["reuse"] > 1
+    out = tmp_path / "budget"
+    result = rtlgen("convert", *MODEL, "-o", out, "--latency-budget", latency - 1)
+    assert result.returncode == 0, result.stderr
+    budgeted = json.loads((out / "manifest.json").read_text())
+    assert budgeted["latency_cycles"] <= latency - 1
+    assert all(layer["reuse"] == 1 for layer in budgeted["layers"])
