@@ -31,7 +31,8 @@ def load_model(
     calibrate: np.ndarray | dict[str, np.ndarray] | None = None,
     limits: Limits = DEFAULT_LIMITS,
 ) -> ir.ModelGraph:
-    """A Keras/QKeras model (file path, json + weights, or in-memory object), or an OUTDIR /
+    """A Keras/QKeras model (file path, json + weights, or in-memory object), a QONNX
+    ``.onnx`` file (Brevitas ``export_qonnx``, `rtlgen.frontend.qonnx`), or an OUTDIR /
     graph.npz written by `rtlgen convert`, as a lowered `ModelGraph`.
 
     ``input_type`` (e.g. ``"fixed<8,1>"``) overrides the config's input stream type.
@@ -62,7 +63,14 @@ def load_model(
             )
     from rtlgen.frontend import read_model
 
-    graph = read_model(model, weights=weights, limits=limits)
+    if isinstance(model, str | Path) and Path(model).suffix.lower() == ".onnx":
+        if weights is not None:
+            raise RtlgenError(f"{model}: a QONNX model holds its weights; do not pass weights")
+        from rtlgen.frontend.qonnx import read_qonnx
+
+        graph = read_qonnx(model, limits)
+    else:
+        graph = read_model(model, weights=weights, limits=limits)
     precision = _config(config)
     if input_type is not None:
         precision = dataclasses.replace(precision, input=_input_type(input_type))

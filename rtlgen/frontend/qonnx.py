@@ -1,0 +1,973 @@
+"""QONNX model files (as Brevitas ``export_qonnx`` writes them) -> unlowered `ModelGraph`.
+
+Read with the ``onnx`` package only (protobuf parsing; no ONNX Runtime, PyTorch, Brevitas or
+QONNX is imported, nothing in the file is executed). Both Brevitas exporters' graphs are read:
+the dynamo exporter's (``Gemm`` with ``transB``, ``Reshape`` with a constant shape,
+initializers repeated as graph inputs) and the TorchScript exporter's (``Flatten``).
+
+Supported (`SUPPORTED_OPS`): ``Quant`` (QONNX's integer quantizer) on constants and on
+activations, ``BipolarQuant`` on constants, ``Gemm``/``MatMul`` with a constant (quantized)
+weight, ``Conv`` (2D, group 1), ``Relu``, ``MaxPool``, ``Flatten``/``Reshape`` to a vector,
+``Transpose`` where it only converts between NCHW and NHWC, ``Identity``.
+
+Arithmetic (QONNX's ``Quant``, ``qonnx.custom_op.general.intquant.int_quant``)::
+
+    y = (clip(x / scale + zeropt, min_int, max_int) rounded - zeropt) * scale
+
+with ``min_int``/``max_int`` from ``signed``, ``narrow`` and ``bitwidth``. rtlgen maps a
+quantizer exactly to fixed point when its scale is a power of two (Brevitas's
+``*FixedPoint`` quantizers, e.g. ``Int8WeightPerTensorFixedPoint``,
+``Uint8ActPerTensorFixedPoint``): ``scale = 2**-f``. Weights become exact constants
+(per-tensor or per-output-channel scales); an activation ``Quant`` becomes a
+`rtlgen.ops.hgq2.FixedQuantize` node (per-tensor or per-channel widths, saturation,
+``narrow`` = symmetric). A scale that is not a power of two is refused in one line naming the
+node. Zero points must be 0 on activations.
+
+Float biases (Brevitas's default) are kept exactly: a bias whose layer output goes (through a
+``Relu``) into a ``Quant`` is replaced by a value with at most one more fractional bit than
+the accumulator that gives every reachable accumulator value the same rounding decision as
+the real bias (`snapped_bias`: no rounding boundary lies between them), which is what FINN's
+streamlining into thresholds does; any other bias is kept exactly as the float32 number it
+is (a dyadic rational).
+
+Layout: an NCHW image becomes rtlgen's (H, W, C) pixel stream; flattening it (PyTorch
+flattens C, H, W) becomes rtlgen's (H, W, C) flatten with the next layer's weight rows
+permuted to match, so results are exactly PyTorch's. Inputs: the model's NCHW input is
+given to rtlgen as (N, H, W, C); image outputs leave in (H, W, C) order.
+
+Untrusted files: the file size is checked against `Limits.max_bytes` before parsing, every
+tensor's declared size before it is converted, parameters and feature maps against `Limits`;
+external tensor data may only come from files inside the model's own folder.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rtlgen import ir
+from rtlgen.quant.errors import ModelFileError, RtlgenError, UnsupportedError
+from rtlgen.quant.fixed import FixedType, Overflow, Rounding
+from rtlgen.quant.quantizers import Quantizer, exact_qtensor, log2_exact
+
+from .limits import DEFAULT_LIMITS, Limits, check_bytes, check_parameters, element_count
+
+#: ONNX node types rtlgen reads (QONNX's custom ops by their op_type, any domain)
+SUPPORTED_OPS = (
+    "Quant",
+    "BipolarQuant",
+    "Gemm",
+    "MatMul",
+    "Conv",
+    "Relu",
+    "MaxPool",
+    "Flatten",
+    "Reshape",
+    "Transpose",
+    "Identity",
+)
+#: QONNX rounding modes on activations, as the hardware's `Rounding`; on unsigned quantizers
+#: (their input is clipped to >= 0 before rounding) the modes that differ only below zero too
+_ROUNDING = {
+    "ROUND": Rounding.CONVERGENT,
+    "HALF_EVEN": Rounding.CONVERGENT,
+    "FLOOR": Rounding.TRUNCATE,
+}
+_UNSIGNED_ROUNDING = {
+    **_ROUNDING,
+    "HALF_UP": Rounding.HALF_UP,
+    "DOWN": Rounding.TRUNCATE,
+    "ROUND_TO_ZERO": Rounding.TRUNCATE,
+}
+#: every rounding mode of QONNX's ``resolve_rounding_mode`` (constants are rounded in numpy)
+_ROUND_MODES = (
+    "ROUND",
+    "HALF_EVEN",
+    "CEIL",
+    "FLOOR",
+    "UP",
+    "DOWN",
+    "ROUND_TO_ZERO",
+    "HALF_UP",
+    "HALF_DOWN",
+)
+#: widest activation quantizer (its widths are 8-bit fields of `FixedQuantize`)
+MAX_QUANT_BITS = 24
+MAX_FRAC_BITS = 24
+#: ONNX tensor element types a constant may have
+_DTYPES = {
+    1: np.float32,
+    11: np.float64,
+    10: np.float16,
+    7: np.int64,
+    6: np.int32,
+    3: np.int8,
+    2: np.uint8,
+}
+MAX_NODES = 10_000
+
+
+def round_mode(values: np.ndarray, mode: str) -> np.ndarray:
+    """QONNX's ``resolve_rounding_mode(mode)(values)``."""
+    if mode in ("ROUND", "HALF_EVEN"):
+        return np.round(values)
+    if mode == "CEIL":
+        return np.ceil(values)
+    if mode == "FLOOR":
+        return np.floor(values)
+    if mode == "UP":
+        return np.sign(values) * np.ceil(np.abs(values))
+    if mode in ("DOWN", "ROUND_TO_ZERO"):
+        return np.fix(values)
+    if mode == "HALF_UP":
+        return np.sign(values) * np.floor(np.abs(values) + 0.5)
+    assert mode == "HALF_DOWN"
+    return np.sign(values) * np.ceil(np.abs(values) - 0.5)
+
+
+@dataclass(frozen=True)
+class Exact(Quantizer):
+    """A constant a QONNX quantizer produced (or a float32 bias): kept exactly
+    (`exact_qtensor`)."""
+
+    what: str = "QONNX constant"
+
+    name = "qonnx"
+
+    def reference(self, values: np.ndarray) -> np.ndarray:
+        return np.asarray(values, dtype=np.float64)
+
+    def quantize_constant(self, values: np.ndarray):
+        return exact_qtensor(np.asarray(values, dtype=np.float64), self.what)
+
+    def __str__(self) -> str:
+        return f"qonnx({self.what})"
+
+
+def snapped_bias(bias: np.ndarray, acc_frac: int, out_frac: np.ndarray, floor: bool) -> np.ndarray:
+    """A bias that rounds like ``bias`` for every accumulator value, for the quantizer after it.
+
+    The quantizer rounds ``v = a + bias`` (``a`` a multiple of ``2**-acc_frac``) to a multiple
+    of ``2**-out_frac``: its decision boundaries (and clip bounds) lie on the grid
+    ``2**-G``, ``G = max(acc_frac, out_frac + 1)`` (``out_frac`` for floor rounding), and so
+    does every ``a``. A bias on that grid is kept (ties stay ties); any other bias lies
+    strictly between two grid points, and so does ``a + bias`` for every ``a``: the midpoint
+    of its interval (``G + 1`` fractional bits) decides every ``a`` the same way, and so does
+    a ReLU before the quantizer (0 is a grid point)."""
+    b = np.asarray(bias, dtype=np.float64)
+    grid = np.maximum(acc_frac, out_frac + (0 if floor else 1)).astype(np.int64)
+    grid = np.broadcast_to(grid, b.shape)
+    scaled = b * np.exp2(grid.astype(np.float64))
+    on_grid = scaled == np.floor(scaled)
+    midpoint = (np.floor(scaled) + 0.5) * np.exp2(-grid.astype(np.float64))
+    return np.where(on_grid, b, midpoint)
+
+
+# ---------------------------------------------------------------------------------------
+# reading the file
+# ---------------------------------------------------------------------------------------
+def load_onnx(path: Path, limits: Limits) -> Any:
+    """The parsed ModelProto of an untrusted file (size checked first; no external data is
+    loaded here)."""
+    try:
+        import onnx
+    except ImportError:  # pragma: no cover - onnx is a dependency
+        raise RtlgenError(
+            "reading .onnx files needs the 'onnx' package (pip install onnx)"
+        ) from None
+    what = str(path)
+    if not path.is_file():
+        raise ModelFileError(f"{what}: {'not a regular file' if path.exists() else 'no such file'}")
+    size = path.stat().st_size
+    check_bytes(size, limits, what)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelFileError(f"{what}: cannot read ({exc.strerror or exc})") from None
+    model = onnx.ModelProto()
+    try:
+        model.ParseFromString(data)
+    except Exception as exc:  # protobuf's DecodeError and RecursionError
+        raise ModelFileError(
+            f"{what}: not an ONNX model file ({' '.join(str(exc).split())[:100] or type(exc).__name__})"
+        ) from None
+    if not model.HasField("graph") or not model.graph.node:
+        raise ModelFileError(f"{what}: not an ONNX model file (no graph nodes)")
+    return model
+
+
+def _tensor_array(tensor: Any, what: str, folder: Path, limits: Limits) -> np.ndarray:
+    """A TensorProto as a numpy array, its declared size checked before conversion; external
+    data only from a file inside ``folder``."""
+    from onnx import numpy_helper
+
+    where = f"{what}: tensor '{tensor.name[:80]}'"
+    dtype = _DTYPES.get(tensor.data_type)
+    if dtype is None:
+        raise UnsupportedError(
+            f"{where}: element type {tensor.data_type} is not supported (float, double, half, "
+            "int8/32/64, uint8)"
+        )
+    dims = tuple(int(d) for d in tensor.dims)
+    if any(d < 0 for d in dims) or len(dims) > 8:
+        raise ModelFileError(f"{where}: invalid dimensions {dims}")
+    count = element_count(dims)
+    nbytes = count * np.dtype(dtype).itemsize
+    check_bytes(nbytes, limits, where)
+    if tensor.data_location == 1:  # EXTERNAL
+        info = {entry.key: entry.value for entry in tensor.external_data}
+        location = info.get("location", "")
+        base = folder.resolve()
+        target = (base / location).resolve()
+        if not location or not target.is_relative_to(base) or not target.is_file():
+            raise ModelFileError(
+                f"{where}: external data '{location[:80]}' is not a file inside the model's "
+                f"folder {base}"
+            )
+        try:
+            offset = int(info.get("offset", 0))
+            length = int(info.get("length", nbytes))
+        except ValueError:
+            raise ModelFileError(f"{where}: invalid external data offset/length") from None
+        if length != nbytes or offset < 0 or offset + length > target.stat().st_size:
+            raise ModelFileError(f"{where}: external data does not hold {nbytes:,} bytes")
+        with open(target, "rb") as handle:
+            handle.seek(offset)
+            raw = handle.read(length)
+        return np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<")).reshape(dims).copy()
+    try:
+        arr = numpy_helper.to_array(tensor)
+    except Exception as exc:
+        raise ModelFileError(f"{where}: cannot read ({' '.join(str(exc).split())[:100]})") from None
+    if arr.shape != dims:
+        raise ModelFileError(f"{where}: holds {arr.size} values for dimensions {dims}")
+    return arr
+
+
+def _attributes(node: Any, what: str) -> dict[str, Any]:
+    from onnx import helper
+
+    out = {}
+    for attr in node.attribute:
+        try:
+            value = helper.get_attribute_value(attr)
+        except Exception:
+            raise ModelFileError(f"{what}: unreadable attribute '{attr.name[:40]}'") from None
+        out[attr.name] = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    return out
+
+
+def _identifier(name: str, used: set[str]) -> str:
+    base = re.sub(r"\W+", "_", name).strip("_")[:60] or "node"
+    if base[0].isdigit():
+        base = f"n{base}"
+    name, index = base, 1
+    while name in used:
+        name = f"{base}_{index}"
+        index += 1
+    used.add(name)
+    return name
+
+
+# ---------------------------------------------------------------------------------------
+# streams
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class _Stream:
+    """A tensor computed by the network: the rtlgen node that produces it, its rtlgen shape,
+    how the ONNX tensor's dimensions relate to it, and its fixed-point grid if known.
+
+    ``layout``: ``"nchw"`` (ONNX (1, C, H, W), rtlgen (H, W, C)), ``"nhwc"`` (the same
+    dimensions in both) or ``"flat"``; ``order``: for a flat stream, the ONNX index of each
+    rtlgen element (None: the same order)."""
+
+    node: str
+    shape: tuple[int, ...]
+    layout: str
+    order: np.ndarray | None = None
+    frac: int | None = None
+
+    @property
+    def onnx_shape(self) -> tuple[int, ...]:
+        if self.layout == "nchw":
+            h, w, c = self.shape
+            return (1, c, h, w)
+        return (1, *self.shape)
+
+
+class _Reader:
+    def __init__(self, model: Any, path: Path, limits: Limits):
+        self.model, self.path, self.limits, self.what = model, path, limits, str(path)
+        self.graph = model.graph
+        self.nodes: list[ir.Node] = []
+        self.values: dict[str, np.ndarray | _Stream] = {}
+        self.used: set[str] = set()
+        self.parameters = 0
+        self.consumers: dict[str, list[Any]] = {}
+        for node in self.graph.node:
+            for name in node.input:
+                self.consumers.setdefault(name, []).append(node)
+        folder = path.parent
+        for tensor in self.graph.initializer:
+            self.values[tensor.name] = _tensor_array(tensor, self.what, folder, limits)
+        self.folder = folder
+
+    # -- helpers ----------------------------------------------------------------------
+    def where(self, node: Any) -> str:
+        return f"{self.what}: node '{(node.name or node.output[0])[:80]}' ({node.op_type})"
+
+    def constant(self, node: Any, index: int, what: str) -> np.ndarray:
+        if index >= len(node.input) or not node.input[index]:
+            raise ModelFileError(f"{self.where(node)}: missing input {index} ({what})")
+        value = self.values.get(node.input[index])
+        if value is None:
+            raise ModelFileError(
+                f"{self.where(node)}: input '{node.input[index][:60]}' is not defined before it"
+            )
+        if isinstance(value, _Stream):
+            raise UnsupportedError(
+                f"{self.where(node)}: the {what} must be a constant (an initializer or a "
+                "quantized initializer), not a computed tensor"
+            )
+        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+            raise ModelFileError(f"{self.where(node)}: the {what} holds NaN or infinity")
+        return value
+
+    def stream(self, node: Any, index: int = 0) -> _Stream:
+        if index >= len(node.input) or not node.input[index]:
+            raise ModelFileError(f"{self.where(node)}: missing input {index}")
+        value = self.values.get(node.input[index])
+        if value is None:
+            raise ModelFileError(
+                f"{self.where(node)}: input '{node.input[index][:60]}' is not defined before it"
+            )
+        if not isinstance(value, _Stream):
+            raise UnsupportedError(
+                f"{self.where(node)}: a computation on constants only is not supported "
+                "(fold constants before exporting)"
+            )
+        return value
+
+    def add(self, node: ir.Node, onnx_node: Any) -> str:
+        for dim in (node.out_shape,):
+            if element_count(dim) > self.limits.max_activations:
+                raise ModelFileError(
+                    f"{self.where(onnx_node)}: a feature map of {element_count(dim):,} elements "
+                    f"is more than the limit of {self.limits.max_activations:,}"
+                )
+        self.nodes.append(node)
+        return node.name
+
+    def name_of(self, node: Any) -> str:
+        return _identifier(node.name or node.output[0], self.used)
+
+    def count_parameters(self, array: np.ndarray, node: Any) -> None:
+        self.parameters += int(array.size)
+        check_parameters(self.parameters, self.limits, self.where(node))
+
+    def single_consumer(self, tensor: str) -> Any | None:
+        consumers = self.consumers.get(tensor, [])
+        outputs = {o.name for o in self.graph.output}
+        if len(consumers) != 1 or tensor in outputs:
+            return None
+        return consumers[0]
+
+    # -- the graph ----------------------------------------------------------------------
+    def read(self) -> ir.ModelGraph:
+        if len(self.graph.node) > MAX_NODES:
+            raise ModelFileError(
+                f"{self.what}: {len(self.graph.node):,} nodes (at most {MAX_NODES:,})"
+            )
+        data_inputs = [i for i in self.graph.input if i.name not in self.values]
+        if len(data_inputs) != 1:
+            raise UnsupportedError(
+                f"{self.what}: {len(data_inputs)} data inputs; rtlgen reads QONNX models with one"
+            )
+        if len(self.graph.output) != 1:
+            raise UnsupportedError(
+                f"{self.what}: {len(self.graph.output)} outputs; rtlgen reads QONNX models with one"
+            )
+        self._input(data_inputs[0])
+        for node in self.graph.node:
+            self._node(node)
+        out_name = self.graph.output[0].name
+        out = self.values.get(out_name)
+        if not isinstance(out, _Stream):
+            raise ModelFileError(
+                f"{self.what}: the output '{out_name[:60]}' is not computed from the input"
+            )
+        if out.order is not None:
+            raise UnsupportedError(
+                f"{self.what}: the output is a flattened image (PyTorch's C, H, W order); "
+                "rtlgen streams it in H, W, C order: end the model with a layer after the flatten"
+            )
+        nodes = self.nodes
+        # the graph output is the last node: drop nodes that do not lead to it
+        index = next(i for i, n in enumerate(nodes) if n.name == out.node)
+        graph = ir.ModelGraph(
+            name=_identifier(self.graph.name or self.path.stem, set()),
+            nodes=tuple(nodes[: index + 1]),
+            source=self.what,
+        )
+        return graph
+
+    def _input(self, value_info: Any) -> None:
+        dims = value_info.type.tensor_type.shape.dim
+        shape = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+        where = f"{self.what}: input '{value_info.name[:60]}'"
+        if (
+            len(shape) not in (2, 4)
+            or shape[0] not in (1, None)
+            or any(d is None or d < 1 for d in shape[1:])
+        ):
+            raise UnsupportedError(
+                f"{where}: shape {shape} is not supported (supported: (N, features) or "
+                "(N, C, H, W) with fixed sizes)"
+            )
+        if value_info.type.tensor_type.elem_type != 1:
+            raise UnsupportedError(f"{where}: only float32 inputs are supported")
+        rest = tuple(int(d) for d in shape[1:])
+        if len(rest) == 3:
+            c, h, w = rest
+            stream = _Stream("", (h, w, c), "nchw")
+        else:
+            stream = _Stream("", rest, "flat")
+        input_type = self._input_type(value_info.name, stream)
+        name = _identifier(value_info.name, self.used)
+        node = ir.Input(
+            name, stream.shape, stream.shape, out_type=input_type, source=value_info.name
+        )
+        self.add(node, _Named(value_info.name, "Input"))
+        frac = None if input_type is None else input_type.frac
+        self.values[value_info.name] = _Stream(name, stream.shape, stream.layout, None, frac)
+
+    def _input_type(self, name: str, stream: _Stream) -> FixedType | None:
+        """The input stream's type: that of the quantizer the input goes to first, when
+        rtlgen's input quantization (convergent rounding, saturation) is that quantizer."""
+        consumers = self.consumers.get(name, [])
+        if len(consumers) != 1 or consumers[0].op_type != "Quant":
+            return None
+        node = consumers[0]
+        spec = self._quant_spec(node, stream)
+        if spec is None or spec.rounding != "ROUND" or spec.narrow or spec.per_channel:
+            return None
+        self.skip_input_quant = node.output[0]
+        return FixedType(spec.bits, int(spec.frac.flat[0]), spec.signed)
+
+    def _node(self, node: Any) -> None:
+        op = node.op_type
+        if op not in SUPPORTED_OPS:
+            raise UnsupportedError(
+                f"{self.where(node)}: op_type '{op[:40]}' is not supported (supported: "
+                f"{', '.join(SUPPORTED_OPS)})"
+            )
+        if not node.output:
+            raise ModelFileError(f"{self.where(node)}: no outputs")
+        getattr(self, f"_op_{op.lower()}")(node, _attributes(node, self.where(node)))
+
+    # -- quantizers -----------------------------------------------------------------------
+    def _quant_inputs(self, node: Any):
+        scale = self.constant(node, 1, "scale").astype(np.float64)
+        zeropt = self.constant(node, 2, "zero point").astype(np.float64)
+        bitwidth = self.constant(node, 3, "bit width").astype(np.float64)
+        return scale, zeropt, bitwidth
+
+    def _op_quant(self, node: Any, attrs: dict[str, Any]) -> None:
+        value = self.values.get(node.input[0]) if node.input else None
+        if value is None:
+            raise ModelFileError(f"{self.where(node)}: input is not defined before it")
+        if isinstance(value, _Stream):
+            self._activation_quant(node, value)
+            return
+        scale, zeropt, bitwidth = self._quant_inputs(node)
+        signed, narrow, mode = self._quant_attrs(node, attrs)
+        if (
+            bitwidth.size != 1
+            or bitwidth.flat[0] != round(bitwidth.flat[0])
+            or not 1 <= bitwidth.flat[0] <= 32
+        ):
+            raise UnsupportedError(
+                f"{self.where(node)}: bit width {bitwidth.ravel()[:4]} is not an integer 1-32"
+            )
+        bits = int(bitwidth.flat[0])
+        self._check_po2(node, scale)
+        x = value.astype(np.float64)
+        with np.errstate(all="ignore"):
+            y = x / scale + zeropt
+            if bits == 1 and signed:
+                y = np.where(y >= 0, 1.0, -1.0)
+            else:
+                lo = -(2 ** (bits - 1)) + int(narrow) if signed else 0
+                hi = 2 ** (bits - 1) - 1 if signed else 2**bits - 1 - int(narrow)
+                y = round_mode(np.clip(y, lo, hi), mode)
+            y = (y - zeropt) * scale
+        self.values[node.output[0]] = np.asarray(y, dtype=np.float64)
+
+    def _op_bipolarquant(self, node: Any, attrs: dict[str, Any]) -> None:
+        value = self.values.get(node.input[0]) if node.input else None
+        if isinstance(value, _Stream) or value is None:
+            raise UnsupportedError(
+                f"{self.where(node)}: BipolarQuant on activations is not supported yet (only on "
+                "weights)"
+            )
+        scale = self.constant(node, 1, "scale").astype(np.float64)
+        self._check_po2(node, scale)
+        self.values[node.output[0]] = np.where(value >= 0, 1.0, -1.0) * scale
+
+    def _quant_attrs(self, node: Any, attrs: dict[str, Any]) -> tuple[bool, bool, str]:
+        signed, narrow = attrs.get("signed", 1), attrs.get("narrow", 0)
+        mode = str(attrs.get("rounding_mode", "ROUND")).upper()
+        if signed not in (0, 1) or narrow not in (0, 1):
+            raise ModelFileError(f"{self.where(node)}: 'signed'/'narrow' must be 0 or 1")
+        if mode not in _ROUND_MODES:
+            raise UnsupportedError(
+                f"{self.where(node)}: rounding_mode '{mode[:20]}' is not supported (supported: "
+                f"{', '.join(_ROUND_MODES)})"
+            )
+        return bool(signed), bool(narrow), mode
+
+    def _check_po2(self, node: Any, scale: np.ndarray) -> np.ndarray:
+        """-log2(scale) per element; a scale that is not a power of two is refused."""
+        flat = scale.ravel()
+        if flat.size == 0:
+            raise ModelFileError(f"{self.where(node)}: empty scale")
+        exps = [log2_exact(float(s)) for s in flat]
+        bad = [float(s) for s, e in zip(flat, exps, strict=True) if e is None]
+        if bad:
+            raise UnsupportedError(
+                f"{self.where(node)}: scale {bad[0]:.6g} is not a power of two; rtlgen maps "
+                "power-of-two scales exactly to fixed point (use Brevitas's *FixedPoint "
+                "quantizers, e.g. Int8WeightPerTensorFixedPoint, Int8ActPerTensorFixedPoint)"
+            )
+        return -np.array(exps, dtype=np.int64).reshape(scale.shape)
+
+    def _quant_spec(self, node: Any, stream: _Stream) -> _QuantSpec | None:
+        scale, zeropt, bitwidth = self._quant_inputs(node)
+        signed, narrow, mode = self._quant_attrs(node, _attributes(node, self.where(node)))
+        where = self.where(node)
+        if np.any(zeropt != 0):
+            raise UnsupportedError(
+                f"{where}: a non-zero zero point on activations is not supported"
+            )
+        if bitwidth.size != 1 or bitwidth.flat[0] != round(bitwidth.flat[0]):
+            raise UnsupportedError(f"{where}: bit width {bitwidth.ravel()[:4]} is not one integer")
+        bits = int(bitwidth.flat[0])
+        if bits == 1:
+            raise UnsupportedError(
+                f"{where}: 1-bit (bipolar) quantization of activations is not supported yet"
+            )
+        if not 2 <= bits <= MAX_QUANT_BITS:
+            raise UnsupportedError(
+                f"{where}: bit width {bits} is not supported (2 to {MAX_QUANT_BITS})"
+            )
+        if narrow and not signed:
+            raise UnsupportedError(f"{where}: narrow unsigned quantization is not supported")
+        table = _UNSIGNED_ROUNDING if not signed else _ROUNDING
+        if mode not in table:
+            raise UnsupportedError(
+                f"{where}: rounding_mode {mode} on {'un' if not signed else ''}signed activations "
+                f"is not supported (supported: {', '.join(table)})"
+            )
+        frac = self._check_po2(node, scale)
+        channels = stream.shape[-1]
+        per_channel = frac.size > 1
+        if per_channel:
+            frac = self._per_channel(node, frac, stream)
+        else:
+            frac = np.full((channels,), int(frac.flat[0]), dtype=np.int64)
+        if np.any(np.abs(frac) > MAX_FRAC_BITS) or np.any(
+            np.abs(bits - int(signed) - frac) > MAX_FRAC_BITS
+        ):
+            raise UnsupportedError(
+                f"{where}: scale 2**{-int(frac.max())} with {bits} bits is beyond the "
+                f"{MAX_FRAC_BITS} integer/fractional bits supported"
+            )
+        return _QuantSpec(bits, signed, narrow, mode, frac, per_channel)
+
+    def _per_channel(self, node: Any, frac: np.ndarray, stream: _Stream) -> np.ndarray:
+        """Per-channel exponents of a scale shaped for the ONNX tensor (channel axis 1)."""
+        shape = stream.onnx_shape
+        try:
+            full = np.broadcast_to(frac, shape)
+        except ValueError:
+            raise UnsupportedError(
+                f"{self.where(node)}: scale of shape {frac.shape} does not broadcast to the "
+                f"tensor {shape}"
+            ) from None
+        if stream.layout == "nchw":
+            per = full[0, :, :, :]  # (C, H, W)
+            if np.any(per != per[:, :1, :1]):
+                raise UnsupportedError(f"{self.where(node)}: scales per pixel are not supported")
+            return per[:, 0, 0].astype(np.int64)
+        if stream.layout == "nhwc":
+            per = full[0].reshape(-1, shape[-1])
+            if np.any(per != per[:1]):
+                raise UnsupportedError(f"{self.where(node)}: scales per pixel are not supported")
+            return per[0].astype(np.int64)
+        flat = full[0]
+        return (flat if stream.order is None else flat[stream.order]).astype(np.int64)
+
+    def _activation_quant(self, node: Any, stream: _Stream) -> None:
+        if getattr(self, "skip_input_quant", None) == node.output[0]:
+            self.values[node.output[0]] = stream
+            return
+        spec = self._quant_spec(node, stream)
+        assert spec is not None
+        from rtlgen.ops.hgq2 import FixedQuantize, positions_of
+
+        table = _UNSIGNED_ROUNDING if not spec.signed else _ROUNDING
+        positions = positions_of(stream.shape)
+        k = np.full((positions, stream.shape[-1]), int(spec.signed), dtype=np.int64)
+        f = np.broadcast_to(spec.frac, k.shape).astype(np.int64)
+        i = spec.bits - int(spec.signed) - f
+        name = self.name_of(node)
+        quant = FixedQuantize(
+            name,
+            stream.shape,
+            stream.shape,
+            keep_negative=ir.QTensor(k, FixedType(1, 0, False)),
+            integer_bits=ir.QTensor(i, FixedType(8, 0, True)),
+            frac_bits=ir.QTensor(f, FixedType(8, 0, True)),
+            rounding=table[spec.mode],
+            overflow=Overflow.SATURATE,
+            symmetric=spec.narrow,
+            source=node.name or node.output[0],
+            inputs=(stream.node,),
+        )
+        self.add(quant, node)
+        frac = int(spec.frac.max())
+        self.values[node.output[0]] = _Stream(name, stream.shape, stream.layout, stream.order, frac)
+
+    # -- layers -------------------------------------------------------------------------
+    def _bias_for(self, node: Any, bias: np.ndarray, acc_frac: int | None) -> np.ndarray:
+        """The bias, snapped (`snapped_bias`) when the output goes (through a Relu) into one
+        activation Quant with a power-of-two scale and the accumulator's grid is known."""
+        if acc_frac is None:
+            return bias
+        after = self.single_consumer(node.output[0])
+        if after is not None and after.op_type == "Relu":
+            after = self.single_consumer(after.output[0])
+        if after is None or after.op_type != "Quant":
+            return bias
+        try:
+            scale = self.constant(after, 1, "scale").astype(np.float64)
+            zeropt = self.constant(after, 2, "zero point")
+            frac = self._check_po2(after, scale)
+        except RtlgenError:
+            return bias  # refused when the Quant itself is read
+        if np.any(zeropt != 0):
+            return bias
+        mode = str(_attributes(after, self.where(after)).get("rounding_mode", "ROUND")).upper()
+        if frac.size == 1:
+            out_frac = np.full(bias.shape, int(frac.flat[0]))
+        elif frac.size == bias.size:
+            out_frac = frac.reshape(bias.shape)
+        else:
+            return bias
+        return snapped_bias(
+            bias, acc_frac, out_frac, floor=mode in ("FLOOR", "DOWN", "ROUND_TO_ZERO")
+        )
+
+    @staticmethod
+    def _weight_frac(weights: np.ndarray) -> int:
+        return exact_qtensor(weights).type.frac
+
+    def _op_gemm(self, node: Any, attrs: dict[str, Any]) -> None:
+        where = self.where(node)
+        if (
+            attrs.get("transA", 0)
+            or attrs.get("alpha", 1.0) != 1.0
+            or attrs.get("beta", 1.0) != 1.0
+        ):
+            raise UnsupportedError(f"{where}: only transA=0, alpha=1, beta=1 are supported")
+        w = self.constant(node, 1, "weight").astype(np.float64)
+        if w.ndim != 2:
+            raise ModelFileError(f"{where}: weight of shape {w.shape} is not a matrix")
+        if attrs.get("transB", 0):
+            w = w.T
+        bias = None
+        if len(node.input) > 2 and node.input[2]:
+            bias = self.constant(node, 2, "bias").astype(np.float64)
+            if bias.size != w.shape[1] or bias.ndim > 2:
+                raise ModelFileError(
+                    f"{where}: bias of shape {bias.shape} for {w.shape[1]} outputs"
+                )
+            bias = bias.reshape(-1)
+        self._dense(node, w, bias)
+
+    def _op_matmul(self, node: Any, attrs: dict[str, Any]) -> None:
+        w = self.constant(node, 1, "weight").astype(np.float64)
+        if w.ndim != 2:
+            raise UnsupportedError(f"{self.where(node)}: weight of shape {w.shape} (only a matrix)")
+        self._dense(node, w, None)
+
+    def _dense(self, node: Any, w: np.ndarray, bias: np.ndarray | None) -> None:
+        where = self.where(node)
+        x = self.stream(node)
+        if x.layout != "flat" or len(x.shape) != 1:
+            raise UnsupportedError(f"{where}: input {x.onnx_shape} is not a vector (flatten first)")
+        if w.shape[0] != x.shape[0]:
+            raise ModelFileError(f"{where}: weight of shape {w.shape} for {x.shape[0]} inputs")
+        self.count_parameters(w, node)
+        if x.order is not None:
+            w = w[x.order]
+        if bias is not None:
+            self.count_parameters(bias, node)
+            acc_frac = None if x.frac is None else x.frac + self._weight_frac(w)
+            bias = self._bias_for(node, bias, acc_frac)
+        name = self.name_of(node)
+        dense = ir.Dense(
+            name,
+            x.shape,
+            (w.shape[1],),
+            weights=ir.FloatTensor(w, Exact(f"{where} weight")),
+            bias=None if bias is None else ir.FloatTensor(bias, Exact(f"{where} bias")),
+            source=node.name or node.output[0],
+            inputs=(x.node,),
+        )
+        self.add(dense, node)
+        self.values[node.output[0]] = _Stream(name, dense.out_shape, "flat", None, None)
+
+    def _op_conv(self, node: Any, attrs: dict[str, Any]) -> None:
+        where = self.where(node)
+        x = self.stream(node)
+        if x.layout != "nchw":
+            raise UnsupportedError(f"{where}: input {x.onnx_shape} is not an NCHW image")
+        w = self.constant(node, 1, "weight").astype(np.float64)
+        h, wd, cin = x.shape
+        if w.ndim != 4 or w.shape[1] != cin:
+            raise UnsupportedError(
+                f"{where}: weight of shape {w.shape} for {cin} input channels (only 2D convolutions "
+                "with group=1)"
+            )
+        if attrs.get("group", 1) != 1:
+            raise UnsupportedError(f"{where}: group={attrs['group']} is not supported (only 1)")
+        if any(d != 1 for d in attrs.get("dilations", [1, 1])):
+            raise UnsupportedError(
+                f"{where}: dilations {attrs['dilations']} are not supported (only 1)"
+            )
+        cout, _, kh, kw = w.shape
+        kernel = tuple(attrs.get("kernel_shape", [kh, kw]))
+        if kernel != (kh, kw):
+            raise ModelFileError(
+                f"{where}: kernel_shape {kernel} does not match the weight {w.shape}"
+            )
+        stride, pads = self._window(node, attrs, x, (kh, kw))
+        ho = (h + pads[0] + pads[1] - kh) // stride[0] + 1
+        wo = (wd + pads[2] + pads[3] - kw) // stride[1] + 1
+        if ho < 1 or wo < 1:
+            raise ModelFileError(
+                f"{where}: the kernel {kernel} does not fit the input {x.onnx_shape}"
+            )
+        ops = ho * wo * w.size
+        if ops > self.limits.max_operations:
+            raise ModelFileError(
+                f"{where}: {ops:,} operations per sample, more than the limit of "
+                f"{self.limits.max_operations:,}"
+            )
+        self.count_parameters(w, node)
+        bias = None
+        if len(node.input) > 2 and node.input[2]:
+            bias = self.constant(node, 2, "bias").astype(np.float64).reshape(-1)
+            if bias.size != cout:
+                raise ModelFileError(f"{where}: bias of {bias.size} values for {cout} outputs")
+            self.count_parameters(bias, node)
+            acc_frac = None if x.frac is None else x.frac + self._weight_frac(w)
+            bias = self._bias_for(node, bias, acc_frac)
+        name = self.name_of(node)
+        conv = ir.Conv(
+            name,
+            x.shape,
+            (ho, wo, cout),
+            weights=ir.FloatTensor(w.transpose(2, 3, 1, 0).copy(), Exact(f"{where} weight")),
+            bias=None if bias is None else ir.FloatTensor(bias, Exact(f"{where} bias")),
+            kernel=(kh, kw),
+            stride=stride,
+            padding=pads,
+            source=node.name or node.output[0],
+            inputs=(x.node,),
+        )
+        self.add(conv, node)
+        self.values[node.output[0]] = _Stream(name, conv.out_shape, "nchw", None, None)
+
+    def _window(
+        self, node: Any, attrs: dict[str, Any], x: _Stream, kernel: tuple[int, int]
+    ) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
+        """(stride, (top, bottom, left, right) padding) of a Conv/MaxPool."""
+        where = self.where(node)
+        auto_pad = str(attrs.get("auto_pad", "NOTSET"))
+        if auto_pad not in ("NOTSET", "VALID"):
+            raise UnsupportedError(
+                f"{where}: auto_pad={auto_pad[:20]} is not supported (give pads)"
+            )
+        stride = tuple(int(s) for s in attrs.get("strides", [1, 1]))
+        pads = [int(p) for p in attrs.get("pads", [0, 0, 0, 0])]
+        if len(stride) != 2 or len(pads) != 4 or min(stride) < 1 or min(pads) < 0:
+            raise ModelFileError(f"{where}: strides {stride} / pads {pads} are not 2D")
+        if max(pads) >= max(kernel) + 1 or max(stride) > 1 << 16 or max(kernel) > 1 << 16:
+            raise UnsupportedError(f"{where}: pads {pads} larger than the kernel {kernel}")
+        top, left, bottom, right = pads
+        return (stride[0], stride[1]), (top, bottom, left, right)
+
+    def _op_maxpool(self, node: Any, attrs: dict[str, Any]) -> None:
+        where = self.where(node)
+        x = self.stream(node)
+        if x.layout != "nchw":
+            raise UnsupportedError(f"{where}: input {x.onnx_shape} is not an NCHW image")
+        if attrs.get("ceil_mode", 0) or any(d != 1 for d in attrs.get("dilations", [1, 1])):
+            raise UnsupportedError(f"{where}: ceil_mode=1 and dilations are not supported")
+        if attrs.get("storage_order", 0) or len(node.output) > 1:
+            raise UnsupportedError(f"{where}: indices output and storage_order are not supported")
+        kernel = tuple(int(k) for k in attrs.get("kernel_shape", []))
+        if len(kernel) != 2 or min(kernel) < 1:
+            raise ModelFileError(f"{where}: kernel_shape {kernel} is not 2D")
+        stride, pads = self._window(node, attrs, x, kernel)
+        h, wd, c = x.shape
+        ho = (h + pads[0] + pads[1] - kernel[0]) // stride[0] + 1
+        wo = (wd + pads[2] + pads[3] - kernel[1]) // stride[1] + 1
+        if ho < 1 or wo < 1:
+            raise ModelFileError(
+                f"{where}: the window {kernel} does not fit the input {x.onnx_shape}"
+            )
+        name = self.name_of(node)
+        pool = ir.Pool(
+            name,
+            x.shape,
+            (ho, wo, c),
+            kind=ir.PoolKind.MAX,
+            pool=(kernel[0], kernel[1]),
+            stride=stride,
+            padding=pads,
+            source=node.name or node.output[0],
+            inputs=(x.node,),
+        )
+        self.add(pool, node)
+        self.values[node.output[0]] = _Stream(name, pool.out_shape, "nchw", None, x.frac)
+
+    def _op_relu(self, node: Any, attrs: dict[str, Any]) -> None:
+        x = self.stream(node)
+        name = self.name_of(node)
+        self.add(
+            ir.Activation(
+                name,
+                x.shape,
+                x.shape,
+                activation=ir.RELU,
+                source=node.name or node.output[0],
+                inputs=(x.node,),
+            ),
+            node,
+        )
+        self.values[node.output[0]] = _Stream(name, x.shape, x.layout, x.order, x.frac)
+
+    def _op_identity(self, node: Any, attrs: dict[str, Any]) -> None:
+        value = self.values.get(node.input[0]) if node.input else None
+        if value is None:
+            raise ModelFileError(f"{self.where(node)}: input is not defined before it")
+        self.values[node.output[0]] = value
+
+    def _flatten(self, node: Any, x: _Stream) -> None:
+        if x.layout == "flat":
+            self.values[node.output[0]] = x
+            return
+        h, w, c = x.shape
+        order = None
+        if x.layout == "nchw":
+            order = np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).ravel()
+        name = self.name_of(node)
+        flat = ir.Flatten(
+            name, x.shape, (h * w * c,), source=node.name or node.output[0], inputs=(x.node,)
+        )
+        self.add(flat, node)
+        self.values[node.output[0]] = _Stream(name, flat.out_shape, "flat", order, x.frac)
+
+    def _op_flatten(self, node: Any, attrs: dict[str, Any]) -> None:
+        x = self.stream(node)
+        if attrs.get("axis", 1) != 1:
+            raise UnsupportedError(
+                f"{self.where(node)}: axis={attrs['axis']} is not supported (only 1)"
+            )
+        self._flatten(node, x)
+
+    def _op_reshape(self, node: Any, attrs: dict[str, Any]) -> None:
+        x = self.stream(node)
+        target = [int(d) for d in self.constant(node, 1, "shape").ravel()]
+        total = element_count(x.shape)
+        ok = len(target) == 2 and target[0] in (1, 0, -1) and target[1] in (total, -1)
+        if target[0] == -1 and target[1] == -1:
+            ok = False
+        if not ok:
+            raise UnsupportedError(
+                f"{self.where(node)}: reshape of {x.onnx_shape} to {target[:6]} is not supported "
+                f"(only a flatten to (1, {total}))"
+            )
+        self._flatten(node, x)
+
+    def _op_transpose(self, node: Any, attrs: dict[str, Any]) -> None:
+        perm = list(attrs.get("perm", []))
+        value = self.values.get(node.input[0]) if node.input else None
+        if isinstance(value, np.ndarray):  # a weight the exporter transposes (MatMul)
+            if sorted(perm) != list(range(value.ndim)):
+                raise ModelFileError(
+                    f"{self.where(node)}: perm {perm[:6]} for a {value.ndim}-D constant"
+                )
+            self.values[node.output[0]] = np.transpose(value, perm)
+            return
+        x = self.stream(node)
+        if x.layout == "nchw" and perm == [0, 2, 3, 1]:
+            layout = "nhwc"
+        elif x.layout == "nhwc" and perm == [0, 3, 1, 2]:
+            layout = "nchw"
+        else:
+            raise UnsupportedError(
+                f"{self.where(node)}: perm {perm[:6]} on {x.onnx_shape} is not supported (only "
+                "NCHW <-> NHWC layout conversions)"
+            )
+        self.values[node.output[0]] = _Stream(x.node, x.shape, layout, None, x.frac)
+
+
+@dataclass(frozen=True)
+class _QuantSpec:
+    bits: int
+    signed: bool
+    narrow: bool
+    rounding: str
+    frac: np.ndarray  # per channel
+    per_channel: bool
+
+    @property
+    def mode(self) -> str:
+        return self.rounding
+
+
+@dataclass(frozen=True)
+class _Named:
+    """A stand-in ONNX node for messages about the graph input."""
+
+    name: str
+    op_type: str
+
+    @property
+    def output(self) -> tuple[str]:
+        return (self.name,)
+
+
+def read_qonnx(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> ir.ModelGraph:
+    """The unlowered `ModelGraph` of a QONNX ``.onnx`` file (see the module docstring)."""
+    path = Path(path)
+    model = load_onnx(path, limits)
+    try:
+        return _Reader(model, path, limits).read()
+    except RecursionError:
+        raise ModelFileError(f"{path}: nested too deeply") from None
+
+
+def is_onnx(path: Path) -> bool:
+    return path.suffix.lower() == ".onnx"
+
+
+__all__ = ["read_qonnx", "is_onnx", "SUPPORTED_OPS", "snapped_bias"]
