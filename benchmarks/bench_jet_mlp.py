@@ -1,4 +1,4 @@
-"""Jet-tagging MLP benchmark: rtlgen's ConstantMatVec + Requantize chain vs da4ml.
+"""Jet-tagging MLP benchmark: rtlgen against alkaid (da4ml's successor) on the same weights.
 
 The classic hls4ml/da4ml jet-tagging MLP 16 -> 64 -> 32 -> 32 -> 5: input fixed<16,6>,
 weights and biases quantized_bits(6,0,alpha=1) (mantissas in [-32, 31], 5 fractional bits),
@@ -7,23 +7,30 @@ the last layer's exact accumulator as output. Weight sets: ``dense``/``pruned50`
 (uniform mantissas, ~50 % zeroed in the pruned one); ``trained`` QKeras QAT on synthetic
 16-feature data; ``tutorial`` the hls4ml tutorial's recipe (L1 1e-4, 75 % pruning), the
 closest stand-in for the real trained model da4ml's 31,375 LUT / 5,970 FF / 0 DSP / 6 cycles
-were measured on (not available here). The fair comparison is da4ml on the same weights
-(``--da4ml-python``), which the table's last column gives.
+were measured on (not available here).
 
-Each variant is built, checked bit-exact against the integer reference in Amaranth's
-simulator, converted to Verilog and synthesized with Yosys (`rtlgen.synth`, UltraScale+).
+Two rtlgen paths: the benchmark's own chain of ConstantMatVec + Requantize (``--modes``;
+checked bit-exact in Amaranth's simulator), and ``--cli``: the QKeras model written as a
+Keras .h5 file and converted by ``rtlgen convert --multiplier lut --pipeline latency``
+(the user's path, arg-max included), simulated bit-exact by ``rtlgen sim`` (Verilator,
+random backpressure). The peer is alkaid 0.8.2 on the same integer weights
+(``--alkaid-python``, builder benchmarks/alkaid_jet_mlp.py, its own venv), its ReLU
+quantizer rounding half to even like QKeras (``--alkaid-round RND`` for half up), its
+logits checked against the same integer reference. Everything is synthesized by one Yosys
+command (`rtlgen.synth`, UltraScale+; the script is printed and stored in the JSON).
+da4ml 0.6's rows in the JSON (``da4ml_same_weights``) are kept as history.
 
     python benchmarks/bench_jet_mlp.py                 # dense/pruned50 x lut/dsp, L=5 fused
     python benchmarks/bench_jet_mlp.py --quick         # dense, lut mode only
     python benchmarks/bench_jet_mlp.py --variants pruned50 --modes lut --levels 6 \
         --arrangement global                           # registers across layer boundaries
-    python benchmarks/bench_jet_mlp.py --da4ml-python /path/to/venv/bin/python   # + da4ml
-    python benchmarks/bench_jet_mlp.py --variants tutorial --modes lut --levels 8 \
-        --arrangement global --da4ml-python ...          # 4 cycles, the tutorial model
+    python benchmarks/bench_jet_mlp.py --variants tutorial --modes none --cli 6 \
+        --alkaid-python /work/venv-alkaid/bin/python --alkaid-cutoffs 6,8
+                                                       # the issue-18 comparison
     python benchmarks/bench_jet_mlp.py --report-only   # the table of results/jet_mlp.json
 
 Results are merged into results/jet_mlp.json by configuration, so runs can be split.
-Synthesis of one variant takes 7-30 minutes on 2 cores (YoWASP Yosys).
+Synthesis of one variant takes 1-30 minutes on 2 cores (YoWASP Yosys).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -342,38 +350,204 @@ def run_variant(name: str, layers: list[LayerSpec], multiplier: str, args, workd
     return result
 
 
-def run_da4ml(
-    name: str, layers: list[LayerSpec], python: str, workdir: Path, cutoff: float
+def test_inputs(n: int, seed: int = 7) -> np.ndarray:
+    """``n`` integer input vectors (mantissas of IN_TYPE), the first two at the extremes."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(IN_TYPE.min_int, IN_TYPE.max_int + 1, size=(n, SIZES[0]))
+    x[0] = IN_TYPE.max_int
+    x[1] = IN_TYPE.min_int
+    return x
+
+
+def synth_entry(vpath: Path, top: str, keep: Path) -> dict:
+    """`rtlgen.synth.synthesize` (UltraScale+), with the Yosys script it ran."""
+    synth = synthesize(vpath, top, "xcup", keep_dir=keep)
+    entry = synth.as_dict()
+    script = keep / "synth.ys"
+    if script.exists():
+        entry["yosys_script"] = "; ".join(
+            line for line in script.read_text().splitlines() if line.strip()
+        )
+    return entry
+
+
+def run_alkaid(
+    name: str,
+    layers: list[LayerSpec],
+    python: str,
+    workdir: Path,
+    cutoff: float,
+    round_mode: str,
+    check: int,
 ) -> dict:
-    """The same weights through da4ml (in its own environment), synthesized the same way."""
+    """The same weights through alkaid (in its own environment), synthesized the same way;
+    its interpreter's logits (the arithmetic of its RTL) compared with the reference."""
     weights = workdir / f"{name}_weights.npz"
     arrays = {f"w{k + 1}": layer.weights for k, layer in enumerate(layers)}
     arrays.update({f"b{k + 1}": layer.bias for k, layer in enumerate(layers)})
     np.savez(weights, **arrays)
-    outdir = workdir / f"da4ml_{name}"
-    script = Path(__file__).with_name("da4ml_jet_mlp.py")
-    proc = subprocess.run(
-        [python, str(script), str(weights), str(outdir), "--latency-cutoff", str(cutoff)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    info = json.loads(proc.stdout.strip().splitlines()[-1])
-    metadata = json.loads((outdir / "metadata.json").read_text())
-    # One file for Yosys; the unused lookup-table module reads a missing file: left out.
-    sources = [Path(f) for f in info["files"] if not f.endswith(("lookup_table.v", "_wrapper.v"))]
-    merged = workdir / f"da4ml_{name}.v"
-    merged.write_text("\n".join(p.read_text() for p in sources))
-    synth = synthesize(merged, info["top"], "xcup")
-    return {
+    outdir = workdir / f"alkaid_{name}_c{cutoff:g}_{round_mode}"
+    x_int = test_inputs(check) if check else None
+    extra = []
+    if x_int is not None:
+        np.save(workdir / "alkaid_inputs.npy", x_int)
+        extra = ["--inputs", str(workdir / "alkaid_inputs.npy")]
+    info, merged = alkaid_build(python, weights, outdir, cutoff, round_mode, extra)
+    result = {
         "variant": name,
-        "tool": "da4ml 0.6.0",
+        "tool": "alkaid 0.8.2",
         "latency_cutoff": cutoff,
-        "latency_cycles": metadata.get("latency"),
-        "da4ml_cost_estimate": metadata.get("cost"),
-        "da4ml_reg_bits": metadata.get("reg_bits"),
-        "synthesis": synth.as_dict(),
+        "round_mode": round_mode,
+        "latency_cycles": info["latency"],
+        "alkaid_cost_estimate": info["cost"],
+        "alkaid_reg_bits": info["reg_bits"],
+        "settings": info["settings"],
+        "generation_seconds": info["generation_seconds"],
     }
+    if x_int is not None:
+        got = np.load(info["predict"])
+        expected = reference(layers, x_int)
+        rows_equal = np.all(got == expected, axis=1)
+        result["bit_exact"] = bool(np.all(rows_equal))
+        result["exact_vectors_rate"] = round(float(np.mean(rows_equal)), 4)
+        result["checked_vectors"] = int(len(x_int))
+        result["checked_with"] = "alkaid's interpreter (CombLogic.predict) vs the integer reference"
+    result["synthesis"] = synth_entry(merged, info["top"], workdir / f"{outdir.name}_synth")
+    return result
+
+
+def alkaid_build(
+    python: str, weights: Path, outdir: Path, cutoff: float, round_mode: str, extra: list[str]
+) -> tuple[dict, Path]:
+    """benchmarks/alkaid_jet_mlp.py in alkaid's environment: its JSON line and its Verilog
+    merged into one file (the wrapper left out)."""
+    script = Path(__file__).with_name("alkaid_jet_mlp.py")
+    command = [
+        python, str(script), str(weights), str(outdir),
+        "--latency-cutoff", str(cutoff), "--round-mode", round_mode, *extra,
+    ]
+    proc = subprocess.run(command, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"alkaid builder failed:\n{proc.stderr[-2000:]}")
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    merged = outdir.with_suffix(".v")
+    merged.write_text("\n".join(Path(f).read_text() for f in info["files"]))
+    return info, merged
+
+
+def _kif(t: FixedType) -> str:
+    return f"{int(t.signed)},{t.width - t.frac - int(t.signed)},{t.frac}"
+
+
+def run_per_layer(name: str, layers: list[LayerSpec], args, workdir: Path) -> list[dict]:
+    """Where the LUTs go: each layer alone (its input type, its ReLU quantizer; the last one
+    to its exact accumulator) built by rtlgen's chain (lut, ``--levels``, fused: the layer's
+    output registered) and by alkaid (the first ``--alkaid-cutoffs`` value, RND_CONV), the
+    same Yosys command. Single layers cost a little more than inside a network (the input
+    registers and the rtlgen stream handshake per design)."""
+    cutoff = float(args.alkaid_cutoffs.split(",")[0])
+    rows = []
+    for k, layer in enumerate(layers):
+        label = f"dense{k + 1}"
+        chain, info = build([layer], "lut", args.levels, args.requant_latency, args.requant_levels, "fused")
+        vpath = workdir / f"{name}_{label}_rtlgen.v"
+        vpath.write_text(verilog.convert(chain, name="top"))
+        ours = synth_entry(vpath, "top", workdir / f"{name}_{label}_rtlgen_synth")
+        weights = workdir / f"{name}_{label}.npz"
+        np.savez(weights, w1=layer.weights, b1=layer.bias)
+        extra = ["--input-kif", _kif(layer.in_type)] + (["--relu-last"] if layer.relu else [])
+        peer_info, merged = alkaid_build(
+            args.alkaid_python, weights, workdir / f"{name}_{label}_alkaid", cutoff, "RND_CONV", extra
+        )
+        peer = synth_entry(merged, peer_info["top"], workdir / f"{name}_{label}_alkaid_synth")
+        row = {
+            "variant": name,
+            "layer": label,
+            "shape": list(layer.weights.shape),
+            "nonzero_weights": int(np.count_nonzero(layer.weights)),
+            "in_type": str(layer.in_type),
+            "rtlgen_chain": {"levels_per_stage": args.levels, "latency_cycles": chain.latency,
+                             "adders": info[0]["adders"], "synthesis": ours},
+            "alkaid": {"latency_cutoff": cutoff, "latency_cycles": peer_info["latency"],
+                       "cost_estimate": peer_info["cost"], "synthesis": peer},
+            "lut_ratio": round(ours["luts"] / peer["luts"], 3),
+        }
+        rows.append(row)
+        print(
+            f"{name:9s} {label} alone: rtlgen LUT {ours['luts']:6d} FF {ours['ffs']:5d} | alkaid "
+            f"LUT {peer['luts']:6d} FF {peer['ffs']:5d} | ratio {row['lut_ratio']}",
+            flush=True,
+        )
+    return rows
+
+
+def _run(command: list[str]) -> subprocess.CompletedProcess:
+    proc = subprocess.run(command, capture_output=True, text=True)
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"{' '.join(command)} failed:\n{proc.stderr[-2000:]}")
+    return proc
+
+
+def run_cli(
+    name: str, model: Path, layers: list[LayerSpec], adders: int, check: int, workdir: Path
+) -> dict:
+    """The saved QKeras model through the CLI: ``rtlgen convert --multiplier lut --pipeline
+    latency --adders-per-stage A``, ``rtlgen sim`` (Verilator) under random backpressure
+    (bit-exact) and at full rate (latency), then the same Yosys command. The simulated
+    logits are also compared with this benchmark's reference of ``layers`` (the same
+    weights as the peer's)."""
+    outdir = workdir / f"cli_{name}_a{adders}"
+    rtlgen = [sys.executable, "-m", "rtlgen"]
+    convert = [
+        *rtlgen, "convert", str(model), "-o", str(outdir), "--multiplier", "lut",
+        "--pipeline", "latency", "--adders-per-stage", str(adders),
+    ]
+    started = time.monotonic()
+    proc = subprocess.run(convert, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"rtlgen convert failed:\n{proc.stderr[-2000:]}")
+    convert_seconds = time.monotonic() - started
+    manifest = json.loads((outdir / "manifest.json").read_text())
+    result: dict = {
+        "variant": name,
+        "path": "rtlgen convert (CLI)",
+        "adders_per_stage": adders,
+        "command": " ".join(
+            ["rtlgen", "convert", model.name, "-o", "OUT", *convert[convert.index("--multiplier"):]]
+        ),
+        "latency_cycles": manifest["latency_cycles"],
+        "ii_cycles": manifest["ii_cycles"],
+        "includes": "AXI4-Stream top, arg-max class on tuser (the logits on tdata)",
+        "layers": [
+            {k: layer.get(k) for k in ("name", "latency_cycles", "multipliers", "adders")}
+            for layer in manifest.get("layers", [])
+        ],
+        "totals": manifest.get("totals"),
+        "convert_seconds": round(convert_seconds, 1),
+    }
+    if check:
+        x_int = test_inputs(check)
+        x_path, y_path = workdir / "cli_inputs.npy", workdir / "cli_outputs.npy"
+        np.save(x_path, x_int / 2**IN_TYPE.frac)
+        checks = {}
+        for label, backpressure in (("backpressure", "0.3"), ("full_rate", "0")):
+            _run([*rtlgen, "sim", str(outdir), "-i", str(x_path), "-o", str(y_path),
+                  "--backpressure", backpressure])
+            sim = json.loads((outdir / "sim" / "sim_result.json").read_text())
+            checks[label] = {
+                k: sim.get(k) for k in ("passed", "images", "mismatches", "latency_cycles", "ii_cycles")
+            }
+        y = np.load(y_path)
+        expected = reference(layers, x_int)
+        out_frac = layers[-1].acc_frac
+        result["bit_exact"] = bool(checks["backpressure"]["passed"] and checks["full_rate"]["passed"])
+        result["simulated"] = checks
+        result["simulated_latency"] = checks["full_rate"]["latency_cycles"]
+        result["same_weights_as_peer"] = bool(np.array_equal(np.round(y * 2**out_frac), expected))
+        result["checked_vectors"] = int(len(x_int))
+    top = manifest["top"]
+    result["synthesis"] = synth_entry(outdir / "rtl" / f"{top}.v", top, workdir / f"{outdir.name}_synth")
+    return result
 
 
 def _key(entry: dict) -> tuple:
@@ -387,27 +561,97 @@ def _key(entry: dict) -> tuple:
     )
 
 
-def merge_report(path: Path, results: list[dict], peers: list[dict]) -> dict:
+def _peer_key(entry: dict) -> tuple:
+    return (entry["variant"], entry["latency_cutoff"], entry["round_mode"])
+
+
+def _cli_key(entry: dict) -> tuple:
+    return (entry["variant"], entry["adders_per_stage"])
+
+
+#: the sections of results/jet_mlp.json and how their entries are told apart
+SECTIONS = {
+    "results": _key,
+    "cli": _cli_key,
+    "alkaid_same_weights": _peer_key,
+    "per_layer": lambda e: (e["variant"], e["layer"]),
+    "da4ml_same_weights": _key,
+}
+
+
+def comparisons(report: dict) -> list[dict]:
+    """Issue 18's figure per variant and rtlgen CLI design: LUT over alkaid's (half-to-even,
+    bit-exact build) at the same or more cycles than rtlgen's (the fewest-LUT such run)."""
+    out = []
+    for cli in report.get("cli", []):
+        peers = [
+            p
+            for p in report.get("alkaid_same_weights", [])
+            if p["variant"] == cli["variant"]
+            and p["round_mode"] == "RND_CONV"
+            and p["latency_cycles"] >= cli["latency_cycles"]
+        ]
+        if not peers:
+            continue
+        peer = min(peers, key=lambda p: p["synthesis"]["luts"])
+        s, ps = cli["synthesis"], peer["synthesis"]
+        out.append(
+            {
+                "variant": cli["variant"],
+                "rtlgen": f"{cli['command']} ({cli['latency_cycles']} cycles incl. arg-max)",
+                "alkaid": f"latency_cutoff {peer['latency_cutoff']:g}, {peer['round_mode']} "
+                f"({peer['latency_cycles']} cycles to the logits)",
+                "lut_ratio": round(s["luts"] / ps["luts"], 3),
+                "ff_ratio": round(s["ffs"] / ps["ffs"], 3),
+                "rtlgen_luts": s["luts"],
+                "alkaid_luts": ps["luts"],
+                "target_lut_ratio": 0.85,
+                "target_met": s["luts"] <= 0.85 * ps["luts"]
+                and s["dsps"] == 0
+                and bool(cli.get("bit_exact")),
+            }
+        )
+    return out
+
+
+def merge_report(path: Path, new: dict[str, list[dict]], command: str) -> dict:
     """Write the results into ``path``, replacing entries of the same configuration and
     keeping the others (so variants can be run separately, e.g. in parallel)."""
     report = {
         "benchmark": "jet-tagging MLP 16-64-32-32-5, 6-bit weights/biases, ReLU 6-bit, input fixed<16,6>",
         "weights": "dense, pruned50: random uniform mantissas in [-32, 31] (pruned50: ~50 % zeros); "
-        "trained: QKeras QAT on synthetic 16-feature 5-class data (see trained_layers)",
-        "tool": "Yosys 0.70 synth_xilinx -flatten -family xcup -noiopad (YoWASP); "
-        "LUT = LUT1..LUT6 + INV; lut_levels = LUTs in series between registers",
+        "trained: QKeras QAT on synthetic 16-feature 5-class data (see trained_layers); "
+        "tutorial: the hls4ml tutorial's QKeras recipe (L1 1e-4, 75 % pruning) on the same data",
+        "tool": "Yosys 0.70 synth_xilinx -flatten -family xcup -noiopad -noclkbuf (YoWASP), "
+        "script in each entry's synthesis.yosys_script; LUT = LUT1..LUT6 + INV; lut_levels = "
+        "LUTs in series between registers",
         "da4ml_reference": {**DA4ML, "note": "measured by da4ml on a real trained model"},
-        "results": [],
-        "da4ml_same_weights": [],
+        "sections": {
+            "results": "rtlgen, the benchmark's own ConstantMatVec + Requantize chain",
+            "cli": "rtlgen convert on the saved QKeras model (the user's path), arg-max included",
+            "alkaid_same_weights": "alkaid 0.8.2 on the same integer weights (the peer)",
+            "da4ml_same_weights": "HISTORY: da4ml 0.6.0 on the same weights (sessions 3-7; "
+            "benchmarks/da4ml_jet_mlp.py), kept as measured",
+            "per_layer": "each layer alone: rtlgen's chain vs alkaid, where the LUTs go",
+            "comparison": "issue 18: rtlgen convert vs alkaid (RND_CONV) at >= rtlgen's cycles",
+        },
+        "commands": [],
     }
     if path.exists():
         old = json.loads(path.read_text())
-        report["results"] = old.get("results", [])
-        report["da4ml_same_weights"] = old.get("da4ml_same_weights", [])
-    for field, new in (("results", results), ("da4ml_same_weights", peers)):
-        keys = {_key(e) for e in new}
-        report[field] = [e for e in report[field] if _key(e) not in keys] + new
-        report[field].sort(key=lambda e: tuple(str(v) for v in _key(e)))
+        for field in SECTIONS:
+            report[field] = old.get(field, [])
+        report["commands"] = old.get("commands", [])
+    for field, key in SECTIONS.items():
+        entries = new.get(field, [])
+        keys = {key(e) for e in entries}
+        for e in entries:
+            e["bench_command"] = command
+        report[field] = [e for e in report.get(field, []) if key(e) not in keys] + entries
+        report[field].sort(key=lambda e: tuple(str(v) for v in key(e)))
+    if any(new.values()):
+        report["commands"] = [c for c in report["commands"] if c != command] + [command]
+    report["comparison"] = comparisons(report)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")
     return report
@@ -415,45 +659,60 @@ def merge_report(path: Path, results: list[dict], peers: list[dict]) -> dict:
 
 def print_table(report: dict) -> None:
     print(
-        f"{'variant':9s} {'design':28s} {'LUT':>7s} {'FF':>6s} {'DSP':>5s} {'cycles':>6s} "
-        f"{'ltp':>4s} {'LUTlv':>5s} {'LUT/ref':>7s} {'FF/ref':>6s} {'LUT/da4ml':>9s}"
+        f"{'variant':9s} {'design':34s} {'LUT':>7s} {'FF':>6s} {'DSP':>4s} {'cycles':>6s} "
+        f"{'LUTlv':>5s} {'exact':>5s} {'LUT/alkaid':>10s}"
     )
-    # da4ml on the same weights, per variant: the lowest-LUT run (the fair comparison)
+    # alkaid on the same weights (bit-exact build), per variant: the fewest LUTs
     peer_luts: dict[str, int] = {}
-    for e in report["da4ml_same_weights"]:
-        luts = e["synthesis"]["luts"]
-        peer_luts[e["variant"]] = min(luts, peer_luts.get(e["variant"], luts))
-    print(
-        f"{'trained':9s} {'da4ml (reported)':24s} {DA4ML['luts']:7d} {DA4ML['ffs']:6d} "
-        f"{DA4ML['dsps']:5d} {DA4ML['latency']:6d}"
-    )
+    for e in report.get("alkaid_same_weights", []):
+        if e["round_mode"] == "RND_CONV":
+            luts = e["synthesis"]["luts"]
+            peer_luts[e["variant"]] = min(luts, peer_luts.get(e["variant"], luts))
     rows = [
         (
             e,
-            f"rtlgen {e['multiplier']} L={e['levels_per_stage']} {e.get('arrangement', 'fused')}"
+            f"rtlgen chain {e['multiplier']} L={e['levels_per_stage']} {e.get('arrangement', 'fused')}"
             + (f" rq={e['requant_levels']}" if e.get("requant_levels", 2) != 2 else ""),
         )
         for e in report["results"]
     ]
-    rows += [(e, f"da4ml cutoff={e['latency_cutoff']:g}") for e in report["da4ml_same_weights"]]
+    rows += [(e, f"rtlgen convert lut latency A={e['adders_per_stage']}") for e in report.get("cli", [])]
+    rows += [
+        (e, f"alkaid 0.8.2 cutoff={e['latency_cutoff']:g} {e['round_mode']}")
+        for e in report.get("alkaid_same_weights", [])
+    ]
+    rows += [
+        (e, f"da4ml 0.6 cutoff={e['latency_cutoff']:g} (history)")
+        for e in report.get("da4ml_same_weights", [])
+    ]
     rows.sort(key=lambda row: (row[0]["variant"], row[1]))
     for e, label in rows:
         s = e["synthesis"]
+        ours = label.startswith("rtlgen") and e["variant"] in peer_luts
+        exact = e.get("bit_exact")
         print(
-            f"{e['variant']:9s} {label:28s} {s['luts']:7d} {s['ffs']:6d} {s['dsps']:5d} "
-            f"{e['latency_cycles']:6d} {s['longest_path']:4d} {s['lut_levels']:5d} "
-            f"{s['luts'] / DA4ML['luts']:7.2f} {s['ffs'] / DA4ML['ffs']:6.2f}"
-            + (
-                f" {s['luts'] / peer_luts[e['variant']]:9.3f}"
-                if e.get("multiplier") and e["variant"] in peer_luts
-                else ""
-            )
+            f"{e['variant']:9s} {label:34s} {s['luts']:7d} {s['ffs']:6d} {s['dsps']:4d} "
+            f"{e['latency_cycles']:6d} {s['lut_levels']:5d} {'-' if exact is None else str(exact):>5s}"
+            + (f" {s['luts'] / peer_luts[e['variant']]:10.3f}" if ours else "")
         )
     print(
-        "ref = da4ml's reported numbers on a trained model; rows 'da4ml cutoff=...' are da4ml "
-        "0.6.0 on the same weights, synthesized by the same Yosys flow; LUT/da4ml = rtlgen's LUTs "
-        "over da4ml's on the same weights (below 1: rtlgen smaller)."
+        "LUT/alkaid = LUTs over alkaid 0.8.2's fewest on the same weights (RND_CONV: QKeras's "
+        "rounding, bit-exact); da4ml 0.6 rows are history; da4ml published "
+        f"{DA4ML['luts']} LUT / {DA4ML['ffs']} FF / {DA4ML['latency']} cycles on the real model."
     )
+    for e in report.get("per_layer", []):
+        ours, peer = e["rtlgen_chain"]["synthesis"], e["alkaid"]["synthesis"]
+        print(
+            f"{e['variant']:9s} {e['layer']} alone ({e['nonzero_weights']} nonzero weights): "
+            f"rtlgen chain {ours['luts']} LUT / {ours['ffs']} FF, alkaid {peer['luts']} LUT / "
+            f"{peer['ffs']} FF, LUT ratio {e['lut_ratio']}"
+        )
+    for c in report.get("comparison", []):
+        print(
+            f"issue 18, {c['variant']}: {c['rtlgen']} vs alkaid {c['alkaid']}: LUT ratio "
+            f"{c['lut_ratio']} (target <= {c['target_lut_ratio']}: "
+            f"{'met' if c['target_met'] else 'NOT met'})"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -467,7 +726,9 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated: dense, pruned50 (random weights), trained (QAT on synthetic "
         "data), tutorial (QAT with the hls4ml tutorial's L1 + 75 %% pruning)",
     )
-    parser.add_argument("--modes", default="lut,dsp", help="comma-separated multiplier modes")
+    parser.add_argument(
+        "--modes", default="lut,dsp", help="comma-separated multiplier modes of the chain ('none': skip)"
+    )
     parser.add_argument("--levels", type=int, default=5, help="adders in series per pipeline stage")
     parser.add_argument(
         "--arrangement",
@@ -493,12 +754,33 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=2025)
     parser.add_argument(
-        "--da4ml-python",
-        default=None,
-        help="a Python with da4ml 0.6.0 installed: also build and synthesize "
-        "da4ml's design of the same weights",
+        "--cli",
+        default="",
+        help="comma-separated --adders-per-stage values: also convert the trained variants' "
+        "saved QKeras model with `rtlgen convert --multiplier lut --pipeline latency`",
     )
-    parser.add_argument("--da4ml-cutoff", type=float, default=5.0, help="da4ml latency_cutoff")
+    parser.add_argument(
+        "--cli-check", type=int, default=256, help="vectors `rtlgen sim` checks per CLI design"
+    )
+    parser.add_argument(
+        "--alkaid-python",
+        default=None,
+        help="a Python with alkaid 0.8.2 installed: also build and synthesize "
+        "alkaid's design of the same weights",
+    )
+    parser.add_argument(
+        "--alkaid-cutoffs", default="5", help="comma-separated alkaid latency_cutoff values"
+    )
+    parser.add_argument(
+        "--alkaid-round",
+        default="RND_CONV",
+        help="comma-separated alkaid ReLU rounding: RND_CONV (half to even, bit-exact), RND",
+    )
+    parser.add_argument(
+        "--per-layer",
+        action="store_true",
+        help="also synthesize each layer alone in rtlgen's chain and in alkaid (needs --alkaid-python)",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--report-only", action="store_true", help="print the table of --output")
     args = parser.parse_args(argv)
@@ -511,35 +793,65 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [name for name in names if name not in sparsity]
     if unknown:
         parser.error(f"--variants: unknown {unknown} (known: {', '.join(sparsity)})")
+    cli_adders = [int(a) for a in args.cli.split(",") if a]
+    if cli_adders and all(sparsity[name] is not None for name in names):
+        parser.error("--cli converts a trained model: add --variants trained or tutorial")
     variants = [(name, sparsity[name]) for name in names]
-    modes = ["lut"] if args.quick else args.modes.split(",")
-    results = []
-    peers = []
+    modes = ["lut"] if args.quick else [m for m in args.modes.split(",") if m not in ("", "none")]
+    command = "python benchmarks/bench_jet_mlp.py " + " ".join(
+        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)
+    )
+    new: dict[str, list[dict]] = {field: [] for field in SECTIONS}
     with tempfile.TemporaryDirectory(prefix="jet_mlp_") as tmp:
+        workdir = Path(tmp)
         for name, sparsity in variants:
+            model = None
             if sparsity is None:
                 recipe = "tutorial" if name == "tutorial" else "plain"
-                layers, training = trained_layers(args.seed, recipe=recipe)
+                model = workdir / f"jet_mlp_{name}.h5"
+                layers, training = trained_layers(args.seed, recipe=recipe, save=model)
                 print(f"{name}: {training}", flush=True)
             else:
                 layers, training = make_layers(args.seed, sparsity), None
-            if args.da4ml_python:
-                peer = run_da4ml(name, layers, args.da4ml_python, Path(tmp), args.da4ml_cutoff)
-                peers.append(peer)
-                s = peer["synthesis"]
-                print(
-                    f"{name:9s} da4ml LUT {s['luts']:6d} FF {s['ffs']:6d} DSP {s['dsps']:4d} "
-                    f"latency {peer['latency_cycles']} ltp {s['longest_path']:3d} "
-                    f"lut_levels {s['lut_levels']:2d}",
-                    flush=True,
-                )
+            if args.alkaid_python:
+                for round_mode in args.alkaid_round.split(","):
+                    for cutoff in (float(c) for c in args.alkaid_cutoffs.split(",")):
+                        peer = run_alkaid(
+                            name, layers, args.alkaid_python, workdir, cutoff, round_mode, args.check
+                        )
+                        new["alkaid_same_weights"].append(peer)
+                        s = peer["synthesis"]
+                        print(
+                            f"{name:9s} alkaid c={cutoff:g} {round_mode:8s} LUT {s['luts']:6d} "
+                            f"FF {s['ffs']:6d} DSP {s['dsps']:4d} latency {peer['latency_cycles']} "
+                            f"lut_levels {s['lut_levels']:2d} exact {peer.get('bit_exact')}",
+                            flush=True,
+                        )
+                        print(f"  yosys: {s.get('yosys_script')}", flush=True)
+            if args.per_layer and args.alkaid_python:
+                new["per_layer"] += run_per_layer(name, layers, args, workdir)
+            if model is not None:
+                for adders in cli_adders:
+                    r = run_cli(name, model, layers, adders, args.cli_check, workdir)
+                    if training:
+                        r["training"] = training
+                    new["cli"].append(r)
+                    s = r["synthesis"]
+                    print(
+                        f"{name:9s} convert A={adders} LUT {s['luts']:6d} FF {s['ffs']:6d} "
+                        f"DSP {s['dsps']:4d} latency {r['latency_cycles']} (simulated "
+                        f"{r.get('simulated_latency')}) lut_levels {s['lut_levels']:2d} exact "
+                        f"{r.get('bit_exact')} same weights as peer {r.get('same_weights_as_peer')}",
+                        flush=True,
+                    )
+                    print(f"  yosys: {s.get('yosys_script')}", flush=True)
             for mode in modes:
                 t0 = time.monotonic()
-                r = run_variant(name, layers, mode, args, Path(tmp))
+                r = run_variant(name, layers, mode, args, workdir)
                 r["seconds"] = round(time.monotonic() - t0, 1)
                 if training:
                     r["training"] = training
-                results.append(r)
+                new["results"].append(r)
                 s = r["synthesis"]
                 print(
                     f"{name:9s} {mode:4s} LUT {s['luts']:6d} FF {s['ffs']:6d} DSP {s['dsps']:4d} "
@@ -548,13 +860,12 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
 
-    report = merge_report(args.output, results, peers)
-    results, peers = report["results"], report["da4ml_same_weights"]
-
+    report = merge_report(args.output, new, command)
     print()
     print_table(report)
     print(f"wrote {args.output}")
-    return 0 if all(r.get("bit_exact", True) for r in results) else 1
+    fresh = new["results"] + new["cli"]
+    return 0 if all(r.get("bit_exact", True) for r in fresh) else 1
 
 
 if __name__ == "__main__":
