@@ -1,0 +1,221 @@
+"""Write the QONNX test models and QONNX's own outputs on fixed-point inputs (tests/data/qonnx/).
+
+Run in the oracle venv (Python 3.11/3.12, ``pip install -e '.[qonnx]'``: brevitas 0.13,
+qonnx 1.0, torch (CPU), onnx, onnxruntime, onnxoptimizer)::
+
+    python tests/data/make_qonnx_models.py [OUTDIR]
+
+Each model is a small Brevitas network with power-of-two ("FixedPoint") quantizers, its
+weights seeded and then trained for a few steps on seeded random data towards a fixed
+random teacher (so weights, biases and the learned power-of-two scales move away from their
+initial values while the activations stay alive), exported with
+``brevitas.export.export_qonnx`` (the dynamo exporter, Brevitas's default, or the TorchScript
+exporter, ``dynamo=False``). Next to ``NAME.onnx``, ``NAME_expected.npz`` holds ``x`` (the
+inputs in the model's own layout: multiples of a quarter of the input quantizer's step,
+some beyond its range, so its rounding and saturation are exercised) and ``y``: QONNX's
+executor (``qonnx.core.onnx_exec.execute_onnx``, float32) on each input. ``torch_max_diff``
+records how far the Brevitas module's own float32 outputs are from it (informational).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+SEED = 2026
+SAMPLES = 32
+
+
+def _quantizers():
+    from brevitas.inject.enum import FloatToIntImplType
+    from brevitas.quant import (
+        Int8ActPerTensorFixedPoint,
+        Int8WeightPerTensorFixedPoint,
+        Uint8ActPerTensorFixedPoint,
+    )
+
+    class WeightPerChannel(Int8WeightPerTensorFixedPoint):
+        scaling_per_output_channel = True
+
+    class ActFloor(Uint8ActPerTensorFixedPoint):
+        float_to_int_impl_type = FloatToIntImplType.FLOOR
+
+    class InputNarrowFloor(Int8ActPerTensorFixedPoint):
+        narrow_range = True
+        float_to_int_impl_type = FloatToIntImplType.FLOOR
+
+    return {
+        "w": Int8WeightPerTensorFixedPoint,
+        "w_ch": WeightPerChannel,
+        "in": Int8ActPerTensorFixedPoint,
+        "in_floor": InputNarrowFloor,
+        "relu": Uint8ActPerTensorFixedPoint,
+        "relu_floor": ActFloor,
+        "act": Int8ActPerTensorFixedPoint,
+    }
+
+
+def _models():
+    import brevitas.nn as qnn
+    import torch
+    from torch import nn
+
+    q = _quantizers()
+
+    class Mlp(nn.Module):
+        """QuantIdentity -> QuantLinear -> QuantReLU(6) -> QuantLinear (per-channel 4-bit
+        weights) -> QuantReLU(4) -> QuantLinear: float output."""
+
+        def __init__(self):
+            super().__init__()
+            self.inp = qnn.QuantIdentity(act_quant=q["in"], return_quant_tensor=True)
+            self.fc1 = qnn.QuantLinear(16, 12, bias=True, weight_quant=q["w"])
+            self.relu1 = qnn.QuantReLU(act_quant=q["relu"], bit_width=6, return_quant_tensor=True)
+            self.fc2 = qnn.QuantLinear(12, 8, bias=True, weight_quant=q["w_ch"], weight_bit_width=4)
+            self.relu2 = qnn.QuantReLU(act_quant=q["relu"], bit_width=4, return_quant_tensor=True)
+            self.fc3 = qnn.QuantLinear(8, 5, bias=True, weight_quant=q["w"])
+
+        def forward(self, x):
+            x = self.relu1(self.fc1(self.inp(x)))
+            return self.fc3(self.relu2(self.fc2(x)))
+
+    class MlpModes(nn.Module):
+        """A narrow 6-bit input quantizer with floor rounding, floor-rounded QuantReLU, a
+        signed QuantIdentity between layers, a 5-bit output quantizer."""
+
+        def __init__(self):
+            super().__init__()
+            self.inp = qnn.QuantIdentity(
+                act_quant=q["in_floor"], bit_width=6, return_quant_tensor=True
+            )
+            self.fc1 = qnn.QuantLinear(10, 9, bias=True, weight_quant=q["w_ch"], weight_bit_width=5)
+            self.relu1 = qnn.QuantReLU(
+                act_quant=q["relu_floor"], bit_width=5, return_quant_tensor=True
+            )
+            self.fc2 = qnn.QuantLinear(9, 7, bias=True, weight_quant=q["w"], weight_bit_width=6)
+            self.mid = qnn.QuantIdentity(act_quant=q["act"], bit_width=7, return_quant_tensor=True)
+            self.fc3 = qnn.QuantLinear(7, 4, bias=False, weight_quant=q["w"])
+            self.out = qnn.QuantIdentity(act_quant=q["act"], bit_width=5)
+
+        def forward(self, x):
+            x = self.relu1(self.fc1(self.inp(x)))
+            return self.out(self.fc3(self.mid(self.fc2(x))))
+
+    class Cnn(nn.Module):
+        """QuantIdentity -> QuantConv2d(3x3, pad 1, per-channel weights) -> QuantReLU(4) ->
+        MaxPool2d(2) -> QuantConv2d(3x3, stride 1) -> QuantReLU(5) -> flatten -> QuantLinear."""
+
+        def __init__(self):
+            super().__init__()
+            self.inp = qnn.QuantIdentity(act_quant=q["in"], return_quant_tensor=True)
+            self.c1 = qnn.QuantConv2d(
+                3, 6, 3, padding=1, bias=True, weight_quant=q["w_ch"], weight_bit_width=6
+            )
+            self.relu1 = qnn.QuantReLU(act_quant=q["relu"], bit_width=4, return_quant_tensor=True)
+            self.pool = nn.MaxPool2d(2)
+            self.c2 = qnn.QuantConv2d(6, 8, 3, bias=True, weight_quant=q["w"])
+            self.relu2 = qnn.QuantReLU(act_quant=q["relu"], bit_width=5, return_quant_tensor=True)
+            self.fc = qnn.QuantLinear(8 * 2 * 2, 6, bias=True, weight_quant=q["w"])
+
+        def forward(self, x):
+            x = self.pool(self.relu1(self.c1(self.inp(x))))
+            x = self.relu2(self.c2(x))
+            return self.fc(torch.flatten(x, 1))
+
+    class CnnStride(nn.Module):
+        """Strided, padded conv without bias, a padded 3x3/2 max pool, flatten by view."""
+
+        def __init__(self):
+            super().__init__()
+            self.inp = qnn.QuantIdentity(act_quant=q["in"], bit_width=6, return_quant_tensor=True)
+            self.c1 = qnn.QuantConv2d(2, 5, 3, stride=2, padding=1, bias=False, weight_quant=q["w"])
+            self.relu1 = qnn.QuantReLU(act_quant=q["relu"], bit_width=3, return_quant_tensor=True)
+            self.pool = nn.MaxPool2d(3, stride=2, padding=1)
+            self.fc = qnn.QuantLinear(5 * 3 * 3, 4, bias=True, weight_quant=q["w_ch"])
+
+        def forward(self, x):
+            x = self.pool(self.relu1(self.c1(self.inp(x))))
+            return self.fc(x.view(x.size(0), -1))
+
+    return {
+        "mlp": (Mlp, (16,), True),
+        "mlp_modes": (MlpModes, (10,), False),
+        "cnn": (Cnn, (3, 8, 8), True),
+        "cnn_ts": (Cnn, (3, 8, 8), False),
+        "cnn_stride": (CnnStride, (2, 11, 11), True),
+    }
+
+
+def _train(model, shape, seed: int) -> None:
+    """A few seeded Adam steps towards a fixed random teacher (a projection of the input),
+    so weights, biases and the learned power-of-two scales move and activations stay alive."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    features = int(np.prod(shape))
+    with torch.no_grad():
+        outputs = model(torch.zeros((1, *shape)))
+        outputs = (outputs.value if hasattr(outputs, "value") else outputs).shape[-1]
+    teacher = torch.randn((features, outputs), generator=gen) / features**0.5
+    opt = torch.optim.Adam(model.parameters(), lr=0.005)
+    model.train()
+    for _ in range(40):
+        x = torch.randn((32, *shape), generator=gen)
+        out = model(x)
+        out = out.value if hasattr(out, "value") else out
+        loss = ((out - torch.tanh(x.flatten(1) @ teacher)) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+
+
+def _input_step(model_file: Path) -> tuple[float, float]:
+    """(scale, largest value) of the input quantizer of an exported model."""
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(model_file)
+    inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    first = next(n for n in m.graph.node if m.graph.input[0].name in n.input)
+    scale, bits = float(inits[first.input[1]]), int(inits[first.input[3]])
+    return scale, scale * 2 ** (bits - 1)
+
+
+def write(outdir: Path) -> None:
+    import torch
+    from brevitas.export import export_qonnx
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    outdir.mkdir(parents=True, exist_ok=True)
+    for index, (name, (cls, shape, dynamo)) in enumerate(_models().items()):
+        torch.manual_seed(SEED + index)
+        model = cls()
+        _train(model, shape, SEED + index)
+        path = outdir / f"{name}.onnx"
+        export_qonnx(model, input_t=torch.randn(1, *shape), export_path=str(path), dynamo=dynamo)
+        for leftover in outdir.glob(f"{name}.onnx.data"):
+            leftover.unlink()
+        scale, top = _input_step(path)
+        rng = np.random.default_rng(SEED + index)
+        steps = round(top / scale * 4 * 1.1)
+        x = (rng.integers(-steps, steps, size=(SAMPLES, *shape)) * scale / 4).astype(np.float32)
+        wrapper = ModelWrapper(str(path)).transform(InferShapes())
+        iname, oname = wrapper.graph.input[0].name, wrapper.graph.output[0].name
+        y = np.stack([execute_onnx(wrapper, {iname: s[None]})[oname][0] for s in x])
+        with torch.no_grad():
+            out = model(torch.from_numpy(x))
+            out = (out.value if hasattr(out, "value") else out).numpy()
+        diff = float(np.abs(out - y).max())
+        np.savez_compressed(
+            outdir / f"{name}_expected.npz", x=x, y=y.astype(np.float32), torch_max_diff=diff
+        )
+        print(f"{name}: {path.stat().st_size} bytes, y {y.shape}, torch vs qonnx {diff:.3g}")
+
+
+if __name__ == "__main__":
+    write(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "qonnx")

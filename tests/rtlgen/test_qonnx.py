@@ -1,0 +1,294 @@
+"""QONNX models (Brevitas ``export_qonnx``) read from .onnx files (rtlgen/frontend/qonnx.py)
+against QONNX's own executor.
+
+The golden files in tests/data/qonnx/ were written by tests/data/make_qonnx_models.py in the
+oracle venv (brevitas 0.13.4, qonnx 1.0.0, torch 2.13 CPU); `test_live_oracle` writes them
+again and compares when that venv is there (RTLGEN_QONNX_PYTHON, default
+/work/venv-qonnx/bin/python). Every comparison is exact: rtlgen's output, as float32, equals
+the executor's float32 output.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+from onnx import numpy_helper  # noqa: E402
+
+from rtlgen import ir  # noqa: E402
+from rtlgen.api import load_model, predict_outputs  # noqa: E402
+from rtlgen.frontend.qonnx import SUPPORTED_OPS, round_mode, snapped_bias  # noqa: E402
+from rtlgen.ops.hgq2 import FixedQuantize  # noqa: E402
+from rtlgen.quant.errors import ModelFileError, UnsupportedError  # noqa: E402
+
+from .cli_run import rtlgen  # noqa: E402
+from .ops.network_checks import bit_exact_in_simulator  # noqa: E402
+
+DATA = Path(__file__).parents[1] / "data" / "qonnx"
+MODELS = ("mlp", "mlp_modes", "cnn", "cnn_ts", "cnn_stride")
+
+
+def _stream_layout(x: np.ndarray) -> np.ndarray:
+    """The model's NCHW inputs in rtlgen's (N, H, W, C) stream layout."""
+    return x.transpose(0, 2, 3, 1) if x.ndim == 4 else x
+
+
+def _predict(name: str, folder: Path = DATA) -> tuple[np.ndarray, np.ndarray, ir.ModelGraph]:
+    expected = np.load(folder / f"{name}_expected.npz")
+    graph = load_model(folder / f"{name}.onnx")
+    (y,) = predict_outputs(graph, _stream_layout(expected["x"])).values()
+    return y.reshape(expected["y"].shape).astype(np.float32), expected["y"], graph
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_model_predicts_exactly_as_qonnx_executor(name):
+    got, want, _ = _predict(name)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_graph_nodes_of_the_cnn():
+    """The input quantizer is the input type; each QuantReLU a saturating FixedQuantize after
+    the conv (ReLU fused); max pool, flatten, dense; weights exact and per-channel."""
+    graph = load_model(DATA / "cnn.onnx")
+    ops = [n.op for n in graph.nodes]
+    assert ops == [
+        "input",
+        "conv2d",
+        "fixed_quantize",
+        "maxpool2d",
+        "conv2d",
+        "fixed_quantize",
+        "flatten",
+        "dense",
+    ]
+    assert graph.input.out_type.width == 8 and graph.input.out_type.signed
+    quant = graph.nodes[2]
+    assert isinstance(quant, FixedQuantize) and quant.out_type.width == 4
+    assert not quant.out_type.signed
+    assert graph.nodes[1].activation == ir.RELU
+
+
+def test_torch_flatten_order_is_kept():
+    """A flatten of an NCHW map feeds the dense layer PyTorch's C, H, W order: permuting the
+    weight rows back breaks the exact match (so the permutation is what makes it exact)."""
+    import dataclasses
+
+    expected = np.load(DATA / "cnn_expected.npz")
+    graph = load_model(DATA / "cnn.onnx")
+    dense = graph.nodes[-1]
+    c = graph.nodes[-2].in_shape[-1]
+    h, w = graph.nodes[-2].in_shape[:2]
+    undo = np.argsort(np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).ravel())
+    wrong = dataclasses.replace(dense.weights, mantissa=dense.weights.mantissa[undo])
+    bad = graph.with_nodes([*graph.nodes[:-1], dense.replace(weights=wrong)])
+    (y,) = predict_outputs(bad, _stream_layout(expected["x"])).values()
+    assert not np.array_equal(y.astype(np.float32).reshape(expected["y"].shape), expected["y"])
+
+
+@pytest.mark.parametrize("mode", ["ROUND", "FLOOR"])
+@pytest.mark.parametrize("relu", [False, True])
+def test_snapped_bias_rounds_every_accumulator_like_the_real_bias(mode, relu):
+    """For every accumulator value on its grid, quantizing a + snapped(b) gives what
+    quantizing a + b gives (float32 biases of every magnitude, biases on the grid)."""
+    rng = np.random.default_rng(len(mode) + relu)
+    for acc_frac, out_frac in ((6, 3), (3, 3), (2, 5), (9, 0), (4, -1)):
+        bias = np.concatenate(
+            [
+                rng.normal(0, 2, 20).astype(np.float32),
+                rng.normal(0, 1e-4, 5).astype(np.float32),
+                rng.integers(-64, 64, 8) / 2.0 ** max(acc_frac, out_frac + 1),
+            ]
+        ).astype(np.float64)
+        snapped = snapped_bias(bias, acc_frac, np.full(bias.shape, out_frac), mode == "FLOOR")
+        a = np.arange(-2000, 2000)[:, None] / 2.0**acc_frac
+
+        def quantized(b, a=a, out_frac=out_frac):
+            v = np.maximum(a + b, 0) if relu else a + b
+            return np.clip(round_mode(v * 2.0**out_frac, mode), -40, 40)
+
+        np.testing.assert_array_equal(quantized(snapped), quantized(bias))
+        grid = max(acc_frac, out_frac + (0 if mode == "FLOOR" else 1)) + 1
+        assert np.all(snapped * 2.0**grid == np.round(snapped * 2.0**grid))
+
+
+@pytest.mark.parametrize("name", ["mlp_modes", "cnn_stride"])
+def test_network_bit_exact_under_backpressure(name):
+    _, _, graph = _predict(name)
+    bit_exact_in_simulator(graph, n=3, seed=3)
+
+
+def test_no_onnxruntime_torch_or_brevitas_imported():
+    code = (
+        "import sys; from rtlgen.api import load_model; "
+        f"load_model({str(DATA / 'cnn.onnx')!r}); "
+        "print(sorted(m for m in ('torch', 'onnxruntime', 'brevitas', 'qonnx', 'tensorflow') "
+        "if m in sys.modules))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
+
+
+# ---------------------------------------------------------------------------------------
+# clean errors
+# ---------------------------------------------------------------------------------------
+def _edited(tmp_path: Path, name: str, edit) -> Path:
+    model = onnx.load(str(DATA / f"{name}.onnx"))
+    edit(model)
+    path = tmp_path / f"{name}_edited.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def _set_initializer(model, name: str, value: np.ndarray) -> None:
+    for index, tensor in enumerate(model.graph.initializer):
+        if tensor.name == name:
+            model.graph.initializer[index].CopyFrom(numpy_helper.from_array(value, name))
+            return
+    raise KeyError(name)
+
+
+def _one_line_exit_2(path: Path, *words: str) -> str:
+    run = rtlgen("convert", path, "-o", path.parent / "out")
+    assert run.returncode == 2, run.stdout + run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in run.stderr, run.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+def test_unsupported_op_is_one_line_naming_node_and_supported_ops(tmp_path):
+    def sigmoid(model):
+        relu = next(n for n in model.graph.node if n.op_type == "Relu")
+        relu.op_type = "Sigmoid"
+        relu.name = "my_act"
+
+    line = _one_line_exit_2(_edited(tmp_path, "cnn_ts", sigmoid), "my_act", "Sigmoid")
+    assert all(op in line for op in SUPPORTED_OPS)
+
+
+def test_non_power_of_two_scale_is_refused_naming_the_node(tmp_path):
+    def float_scale(model):
+        quant = [n for n in model.graph.node if n.op_type == "Quant"][2]  # the QuantReLU
+        quant.name = "relu_quant"
+        _set_initializer(model, quant.input[1], np.array(0.0421, dtype=np.float32))
+
+    _one_line_exit_2(_edited(tmp_path, "cnn_ts", float_scale), "relu_quant", "power of two")
+
+
+def test_non_power_of_two_weight_scale_is_refused(tmp_path):
+    def float_scale(model):
+        quant = next(n for n in model.graph.node if n.op_type == "Quant" and "weight" in n.input[0])
+        scale = next(t for t in model.graph.initializer if t.name == quant.input[1])
+        value = numpy_helper.to_array(scale) * 3
+        _set_initializer(model, quant.input[1], value.astype(np.float32))
+
+    with pytest.raises(UnsupportedError, match="not a power of two"):
+        load_model(_edited(tmp_path, "cnn_ts", float_scale))
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"\x00\x01garbage\xff" * 10, None],
+    ids=["empty", "garbage", "truncated"],
+)
+def test_malformed_file_is_one_line(tmp_path, content):
+    path = tmp_path / "bad.onnx"
+    if content is None:
+        content = (DATA / "cnn_ts.onnx").read_bytes()[:3000]
+    path.write_bytes(content)
+    _one_line_exit_2(path, "bad.onnx")
+
+
+def test_external_data_outside_the_folder_is_refused(tmp_path):
+    (tmp_path / "secret.bin").write_bytes(np.zeros(100, np.float32).tobytes())
+    inner = tmp_path / "model"
+    inner.mkdir()
+
+    def external(model):
+        tensor = next(t for t in model.graph.initializer if t.dims)
+        tensor.ClearField("raw_data")
+        tensor.ClearField("float_data")
+        tensor.data_location = onnx.TensorProto.EXTERNAL
+        del tensor.external_data[:]
+        entry = tensor.external_data.add()
+        entry.key, entry.value = "location", "../secret.bin"
+
+    model = onnx.load(str(DATA / "cnn_ts.onnx"))
+    external(model)
+    path = inner / "m.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(ModelFileError, match="inside the model's"):
+        load_model(path)
+
+
+def test_size_limit_checked_before_parsing(tmp_path):
+    from rtlgen.frontend.limits import Limits
+
+    with pytest.raises(ModelFileError, match="limit"):
+        load_model(DATA / "cnn_ts.onnx", limits=Limits(max_bytes=1000))
+
+
+def test_parameter_limit(tmp_path):
+    from rtlgen.frontend.limits import Limits
+
+    with pytest.raises(ModelFileError, match="--max-params"):
+        load_model(DATA / "cnn.onnx", limits=Limits(max_parameters=100))
+
+
+# ---------------------------------------------------------------------------------------
+# slow: Verilator, live oracle
+# ---------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_convert_and_sim_cli_bit_exact(tmp_path):
+    """The CNN (per-channel weights, padding, max pool, PyTorch flatten order) through
+    `rtlgen convert` and `rtlgen sim` in Verilator under backpressure: every output equals
+    QONNX's executor."""
+    expected = np.load(DATA / "cnn_expected.npz")
+    np.save(tmp_path / "x.npy", _stream_layout(expected["x"][:6]))
+    out = tmp_path / "design"
+    run = rtlgen("convert", DATA / "cnn.onnx", "-o", out)
+    assert run.returncode == 0, run.stderr
+    run = rtlgen(
+        "sim",
+        out,
+        "-i",
+        tmp_path / "x.npy",
+        "-o",
+        tmp_path / "y.npy",
+        "--backpressure",
+        "0.3",
+        timeout=1200,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    simulated = np.load(tmp_path / "y.npy").astype(np.float32)
+    np.testing.assert_array_equal(simulated.reshape(6, -1), expected["y"][:6])
+
+
+def _oracle_python() -> str | None:
+    python = os.environ.get("RTLGEN_QONNX_PYTHON", "/work/venv-qonnx/bin/python")
+    return python if Path(python).exists() else None
+
+
+@pytest.mark.slow
+def test_live_oracle(tmp_path):
+    """Brevitas and QONNX write the models and outputs again (same seeds): rtlgen predicts
+    them exactly, and the committed golden outputs are what QONNX gives today."""
+    python = _oracle_python()
+    if python is None:
+        pytest.skip("QONNX oracle not installed (pip install '.[qonnx]' in a venv of its own)")
+    script = Path(__file__).parents[1] / "data" / "make_qonnx_models.py"
+    subprocess.run([python, script, tmp_path], check=True, capture_output=True, timeout=900)
+    for name in MODELS:
+        fresh = np.load(tmp_path / f"{name}_expected.npz")
+        committed = np.load(DATA / f"{name}_expected.npz")
+        np.testing.assert_array_equal(fresh["y"], committed["y"])
+        got, want, _ = _predict(name, tmp_path)
+        np.testing.assert_array_equal(got, want)
