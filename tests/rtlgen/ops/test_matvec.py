@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from rtlgen import ir
 from rtlgen.emit import predict_timing
@@ -191,3 +193,30 @@ def test_an_unreachable_budget_is_one_error_naming_the_option():
 def test_bad_reuse_cap_or_budget_is_refused(kwargs, message):
     with pytest.raises(RtlgenError, match=message):
         HardwareOptions(**kwargs)
+
+
+@settings(
+    max_examples=8,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    rows=st.integers(1, 4),
+    cols=st.integers(2, 6),
+    channels=st.integers(1, 5),
+    pool=st.booleans(),
+    units=st.lists(st.integers(1, 6), min_size=1, max_size=2),
+    seed=st.integers(0, 100),
+)
+def test_random_flatten_shapes_stream_bit_exact_with_predicted_timing(
+    rows, cols, channels, pool, units, seed
+):
+    """1-beat to 24-beat flattens of 1-5 channels, beats every cycle or spaced by a
+    pooling, one or two dense layers: bit-exact under backpressure, timing as modelled."""
+    if pool and rows < 2:
+        rows = 2
+    shape = (rows, cols, channels) if rows > 1 or pool else (cols, channels)
+    graph = flat_net(shape, units=tuple(units), pool=pool, seed=seed)
+    bit_exact_in_simulator(graph, n=2, valid_prob=0.7, ready_prob=0.6, seed=seed)
+    timing_matches_model(graph)
