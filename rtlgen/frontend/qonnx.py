@@ -69,6 +69,10 @@ SUPPORTED_OPS = (
     "Reshape",
     "Transpose",
     "Identity",
+    "Add",
+    "AveragePool",
+    "GlobalAveragePool",
+    "Trunc",
 )
 #: QONNX rounding modes on activations, as the hardware's `Rounding`; on unsigned quantizers
 #: (their input is clipped to >= 0 before rounding) the modes that differ only below zero too
@@ -95,6 +99,23 @@ _ROUND_MODES = (
     "HALF_UP",
     "HALF_DOWN",
 )
+#: element-wise ops evaluated when all their inputs are constants (`_Reader._fold_constants`)
+_CONSTANT_OPS = {
+    "Log": np.log,
+    "Ceil": np.ceil,
+    "Floor": np.floor,
+    "Neg": np.negative,
+    "Div": np.divide,
+    "Mul": np.multiply,
+    "Add": np.add,
+    "Sub": np.subtract,
+}
+
+
+def op_arity(op_type: str) -> int:
+    return 1 if op_type in ("Log", "Ceil", "Floor", "Neg") else 2
+
+
 #: widest activation quantizer (its widths are 8-bit fields of `FixedQuantize`)
 MAX_QUANT_BITS = 24
 MAX_FRAC_BITS = 24
@@ -387,19 +408,20 @@ class _Reader:
             raise UnsupportedError(
                 f"{self.what}: {len(data_inputs)} data inputs; rtlgen reads QONNX models with one"
             )
-        if len(self.graph.output) != 1:
-            raise UnsupportedError(
-                f"{self.what}: {len(self.graph.output)} outputs; rtlgen reads QONNX models with one"
-            )
         self._input(data_inputs[0])
         for node in self.graph.node:
             self._node(node)
-        out_name = self.graph.output[0].name
-        out = self.values.get(out_name)
-        if not isinstance(out, _Stream):
-            raise ModelFileError(
-                f"{self.what}: the output '{out_name[:60]}' is not computed from the input"
+        # the TorchScript exporter may list constants as further outputs: they are dropped
+        computed = [
+            o.name for o in self.graph.output if isinstance(self.values.get(o.name), _Stream)
+        ]
+        if len(computed) != 1:
+            raise UnsupportedError(
+                f"{self.what}: {len(computed)} outputs computed from the input; rtlgen reads "
+                "QONNX models with one"
             )
+        out = self.values[computed[0]]
+        assert isinstance(out, _Stream)
         if out.order is not None:
             raise UnsupportedError(
                 f"{self.what}: the output is a flattened image (PyTorch's C, H, W order); "
@@ -460,6 +482,8 @@ class _Reader:
 
     def _node(self, node: Any) -> None:
         op = node.op_type
+        if op in _CONSTANT_OPS and self._fold_constants(node):
+            return
         if op not in SUPPORTED_OPS:
             raise UnsupportedError(
                 f"{self.where(node)}: op_type '{op[:40]}' is not supported (supported: "
@@ -468,6 +492,26 @@ class _Reader:
         if not node.output:
             raise ModelFileError(f"{self.where(node)}: no outputs")
         getattr(self, f"_op_{op.lower()}")(node, _attributes(node, self.where(node)))
+
+    def _fold_constants(self, node: Any) -> bool:
+        """Evaluate an element-wise op on constants only (the exporters compute bit widths
+        this way, e.g. ``Ceil(Log(n) / Log(2))``), in the constants' own dtype."""
+        args = [self.values.get(name) for name in node.input]
+        if not args or not all(isinstance(a, np.ndarray) for a in args):
+            return False
+        if len(node.output) != 1 or len(args) != (1 if op_arity(node.op_type) == 1 else 2):
+            raise ModelFileError(f"{self.where(node)}: wrong number of inputs or outputs")
+        if any(a.size > 1 << 16 for a in args):
+            raise UnsupportedError(f"{self.where(node)}: a computation on large constants")
+        with np.errstate(all="ignore"):
+            try:
+                result = _CONSTANT_OPS[node.op_type](*args)
+            except ValueError:
+                raise ModelFileError(
+                    f"{self.where(node)}: constants of shapes that do not broadcast"
+                ) from None
+        self.values[node.output[0]] = np.asarray(result)
+        return True
 
     # -- quantizers -----------------------------------------------------------------------
     def _quant_inputs(self, node: Any):
@@ -545,9 +589,16 @@ class _Reader:
             )
         return -np.array(exps, dtype=np.int64).reshape(scale.shape)
 
-    def _quant_spec(self, node: Any, stream: _Stream) -> _QuantSpec | None:
-        scale, zeropt, bitwidth = self._quant_inputs(node)
-        signed, narrow, mode = self._quant_attrs(node, _attributes(node, self.where(node)))
+    def _quant_spec(
+        self, node: Any, stream: _Stream, scale_at: int = 1, bits_at: int = 3, mode: str = "ROUND"
+    ) -> _QuantSpec | None:
+        """The quantizer of an activation ``Quant`` (or of a ``Trunc``: its output scale and
+        bit width are inputs 4 and 5, its default rounding FLOOR)."""
+        scale = self.constant(node, scale_at, "scale").astype(np.float64)
+        zeropt = self.constant(node, 2, "zero point").astype(np.float64)
+        bitwidth = self.constant(node, bits_at, "bit width").astype(np.float64)
+        attrs = _attributes(node, self.where(node))
+        signed, narrow, mode = self._quant_attrs(node, {"rounding_mode": mode, **attrs})
         where = self.where(node)
         if np.any(zeropt != 0):
             raise UnsupportedError(
@@ -611,11 +662,11 @@ class _Reader:
         flat = full[0]
         return (flat if stream.order is None else flat[stream.order]).astype(np.int64)
 
-    def _activation_quant(self, node: Any, stream: _Stream) -> None:
+    def _activation_quant(self, node: Any, stream: _Stream, spec: _QuantSpec | None = None) -> None:
         if getattr(self, "skip_input_quant", None) == node.output[0]:
             self.values[node.output[0]] = stream
             return
-        spec = self._quant_spec(node, stream)
+        spec = spec or self._quant_spec(node, stream)
         assert spec is not None
         from rtlgen.ops.hgq2 import FixedQuantize, positions_of
 
@@ -928,6 +979,145 @@ class _Reader:
                 "NCHW <-> NHWC layout conversions)"
             )
         self.values[node.output[0]] = _Stream(x.node, x.shape, layout, None, x.frac)
+
+    def _op_trunc(self, node: Any, attrs: dict[str, Any]) -> None:
+        """QONNX's ``Trunc`` (v2, as Brevitas's TruncAvgPool2d exports it): with the input on
+        its scale's grid and power-of-two scales, ``clip(x / out_scale)`` rounded by
+        ``rounding_mode`` times ``out_scale``: a quantizer of ``output_bit_width`` bits."""
+        where = self.where(node)
+        x = self.stream(node)
+        if len(node.input) != 6:
+            raise UnsupportedError(
+                f"{where}: a Trunc with {len(node.input)} inputs (only QONNX's Trunc v2 with an "
+                "output scale, 6 inputs, is supported)"
+            )
+        scale = self.constant(node, 1, "scale").astype(np.float64)
+        frac = self._check_po2(node, scale)
+        if frac.size != 1 or x.frac is None or x.frac > int(frac.flat[0]):
+            raise UnsupportedError(
+                f"{where}: the input is not known to lie on the scale's grid (a Trunc after "
+                "an average pool of a power-of-two window of quantized values is supported)"
+            )
+        spec = self._quant_spec(node, x, scale_at=4, bits_at=5, mode="FLOOR")
+        self._activation_quant(node, x, spec)
+
+    def _op_add(self, node: Any, attrs: dict[str, Any]) -> None:
+        where = self.where(node)
+        values = [self.values.get(name) for name in node.input]
+        if len(values) != 2 or any(v is None for v in values):
+            raise ModelFileError(f"{where}: expects two defined inputs")
+        streams = [v for v in values if isinstance(v, _Stream)]
+        if not streams:
+            raise UnsupportedError(f"{where}: an addition of constants only is not supported")
+        if len(streams) == 1:
+            constant = next(v for v in values if not isinstance(v, _Stream))
+            self._add_constant(node, streams[0], constant)
+            return
+        a, b = streams
+        same_order = (a.order is None and b.order is None) or (
+            a.order is not None and b.order is not None and np.array_equal(a.order, b.order)
+        )
+        if (a.shape, a.layout) != (b.shape, b.layout) or not same_order:
+            raise UnsupportedError(
+                f"{where}: inputs {a.onnx_shape} and {b.onnx_shape} differ (no broadcasting)"
+            )
+        from rtlgen.ops.merge import Merge
+        from rtlgen.quant.merge import MergeOp
+
+        name = self.name_of(node)
+        merge = Merge(
+            name,
+            a.shape,
+            a.shape,
+            kind=MergeOp.ADD,
+            input_count=2,
+            source=node.name or node.output[0],
+            inputs=(a.node, b.node),
+        )
+        self.add(merge, node)
+        frac = None if a.frac is None or b.frac is None else max(a.frac, b.frac)
+        self.values[node.output[0]] = _Stream(name, a.shape, a.layout, a.order, frac)
+
+    def _add_constant(self, node: Any, x: _Stream, constant: np.ndarray) -> None:
+        """A constant added to the output of a bias-free Gemm/MatMul/Conv: its bias."""
+        where = self.where(node)
+        producer = self.nodes[-1] if self.nodes and self.nodes[-1].name == x.node else None
+        stream_name = next(n for n in node.input if isinstance(self.values.get(n), _Stream))
+        if (
+            not isinstance(producer, ir.Dense | ir.Conv)
+            or producer.bias is not None
+            or constant.size != x.shape[-1]
+            or len(self.consumers.get(stream_name, [])) != 1
+        ):
+            raise UnsupportedError(
+                f"{where}: adding a constant is supported only as the bias of the Gemm/MatMul/"
+                "Conv right before it"
+            )
+        if constant.dtype.kind == "f" and not np.all(np.isfinite(constant)):
+            raise ModelFileError(f"{where}: the constant holds NaN or infinity")
+        bias = constant.astype(np.float64).reshape(-1)
+        self.count_parameters(bias, node)
+        self.nodes[-1] = producer.replace(bias=ir.FloatTensor(bias, Exact(f"{where} bias")))
+        self.values[node.output[0]] = x
+
+    def _average_pool(
+        self,
+        node: Any,
+        x: _Stream,
+        kernel: tuple[int, int],
+        stride: tuple[int, int],
+        pads: tuple[int, int, int, int],
+    ) -> None:
+        where = self.where(node)
+        count = kernel[0] * kernel[1]
+        h, wd, c = x.shape
+        ho = (h + pads[0] + pads[1] - kernel[0]) // stride[0] + 1
+        wo = (wd + pads[2] + pads[3] - kernel[1]) // stride[1] + 1
+        if ho < 1 or wo < 1:
+            raise ModelFileError(
+                f"{where}: the window {kernel} does not fit the input {x.onnx_shape}"
+            )
+        name = self.name_of(node)
+        pool = ir.Pool(
+            name,
+            x.shape,
+            (ho, wo, c),
+            kind=ir.PoolKind.AVG,
+            pool=kernel,
+            stride=stride,
+            padding=pads,
+            source=node.name or node.output[0],
+            inputs=(x.node,),
+        )
+        self.add(pool, node)
+        exact = count & (count - 1) == 0 and x.frac is not None and not any(pads)
+        frac = x.frac + count.bit_length() - 1 if exact and x.frac is not None else None
+        self.values[node.output[0]] = _Stream(name, pool.out_shape, "nchw", None, frac)
+
+    def _op_averagepool(self, node: Any, attrs: dict[str, Any]) -> None:
+        where = self.where(node)
+        x = self.stream(node)
+        if x.layout != "nchw":
+            raise UnsupportedError(f"{where}: input {x.onnx_shape} is not an NCHW image")
+        if attrs.get("ceil_mode", 0) or any(d != 1 for d in attrs.get("dilations", [1, 1])):
+            raise UnsupportedError(f"{where}: ceil_mode=1 and dilations are not supported")
+        kernel = tuple(int(k) for k in attrs.get("kernel_shape", []))
+        if len(kernel) != 2 or min(kernel) < 1:
+            raise ModelFileError(f"{where}: kernel_shape {kernel} is not 2D")
+        stride, pads = self._window(node, attrs, x, kernel)
+        if any(pads) and attrs.get("count_include_pad", 0):
+            raise UnsupportedError(
+                f"{where}: count_include_pad=1 with padding is not supported (rtlgen averages "
+                "the real elements of a window)"
+            )
+        self._average_pool(node, x, (kernel[0], kernel[1]), stride, pads)
+
+    def _op_globalaveragepool(self, node: Any, attrs: dict[str, Any]) -> None:
+        x = self.stream(node)
+        if x.layout != "nchw":
+            raise UnsupportedError(f"{self.where(node)}: input {x.onnx_shape} is not an NCHW image")
+        h, w, _ = x.shape
+        self._average_pool(node, x, (h, w), (h, w), (0, 0, 0, 0))
 
 
 @dataclass(frozen=True)

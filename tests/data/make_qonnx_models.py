@@ -139,12 +139,39 @@ def _models():
             x = self.pool(self.relu1(self.c1(self.inp(x))))
             return self.fc(x.view(x.size(0), -1))
 
+    class ResPool(nn.Module):
+        """A residual block (one QuantIdentity quantizes both branches, so their scales
+        agree), TruncAvgPool2d, a global TruncAdaptiveAvgPool2d over a 4x4 map, QuantLinear."""
+
+        def __init__(self):
+            super().__init__()
+            self.inp = qnn.QuantIdentity(act_quant=q["in"], return_quant_tensor=True)
+            self.c1 = qnn.QuantConv2d(2, 4, 3, padding=1, bias=True, weight_quant=q["w_ch"])
+            self.relu1 = qnn.QuantReLU(act_quant=q["relu"], bit_width=4, return_quant_tensor=True)
+            self.c2 = qnn.QuantConv2d(4, 4, 3, padding=1, bias=True, weight_quant=q["w"])
+            self.shared = qnn.QuantIdentity(
+                act_quant=q["act"], bit_width=6, return_quant_tensor=True
+            )
+            self.relu2 = qnn.QuantReLU(act_quant=q["relu"], bit_width=5, return_quant_tensor=True)
+            self.pool = qnn.TruncAvgPool2d(
+                kernel_size=2, stride=2, bit_width=6, return_quant_tensor=True
+            )
+            self.gap = qnn.TruncAdaptiveAvgPool2d((1, 1), bit_width=8, return_quant_tensor=True)
+            self.fc = qnn.QuantLinear(4, 3, bias=True, weight_quant=q["w"])
+
+        def forward(self, x):
+            y = self.relu1(self.c1(self.inp(x)))
+            z = self.relu2(self.shared(self.c2(y)) + self.shared(y))
+            z = self.gap(self.pool(z))
+            return self.fc(torch.flatten(z, 1))
+
     return {
         "mlp": (Mlp, (16,), True),
         "mlp_modes": (MlpModes, (10,), False),
         "cnn": (Cnn, (3, 8, 8), True),
         "cnn_ts": (Cnn, (3, 8, 8), False),
         "cnn_stride": (CnnStride, (2, 11, 11), True),
+        "res_pool": (ResPool, (2, 8, 8), False),
     }
 
 
@@ -184,7 +211,7 @@ def _input_step(model_file: Path) -> tuple[float, float]:
     return scale, scale * 2 ** (bits - 1)
 
 
-def write(outdir: Path) -> None:
+def write(outdir: Path, only: tuple[str, ...] = ()) -> None:
     import torch
     from brevitas.export import export_qonnx
     from qonnx.core.modelwrapper import ModelWrapper
@@ -193,6 +220,8 @@ def write(outdir: Path) -> None:
 
     outdir.mkdir(parents=True, exist_ok=True)
     for index, (name, (cls, shape, dynamo)) in enumerate(_models().items()):
+        if only and name not in only:
+            continue
         torch.manual_seed(SEED + index)
         model = cls()
         _train(model, shape, SEED + index)
@@ -218,4 +247,7 @@ def write(outdir: Path) -> None:
 
 
 if __name__ == "__main__":
-    write(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "qonnx")
+    write(
+        Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "qonnx",
+        tuple(sys.argv[2:]),
+    )

@@ -31,7 +31,7 @@ from .cli_run import rtlgen  # noqa: E402
 from .ops.network_checks import bit_exact_in_simulator  # noqa: E402
 
 DATA = Path(__file__).parents[1] / "data" / "qonnx"
-MODELS = ("mlp", "mlp_modes", "cnn", "cnn_ts", "cnn_stride")
+MODELS = ("mlp", "mlp_modes", "cnn", "cnn_ts", "cnn_stride", "res_pool")
 
 
 def _stream_layout(x: np.ndarray) -> np.ndarray:
@@ -117,7 +117,44 @@ def test_snapped_bias_rounds_every_accumulator_like_the_real_bias(mode, relu):
         assert np.all(snapped * 2.0**grid == np.round(snapped * 2.0**grid))
 
 
-@pytest.mark.parametrize("name", ["mlp_modes", "cnn_stride"])
+def test_residual_and_truncated_pools():
+    """res_pool: one QuantIdentity on both residual branches -> an exact Add (merge); the
+    TruncAvgPool2d / TruncAdaptiveAvgPool2d -> average pools + a quantizer each (QONNX's
+    Trunc); the exporter's Log/Div/Ceil on constants are evaluated, not refused."""
+    graph = load_model(DATA / "res_pool.onnx")
+    ops = [n.op for n in graph.nodes]
+    assert "add" in ops and ops.count("avgpool2d") == 2
+    pools = [i for i, op in enumerate(ops) if op == "avgpool2d"]
+    assert all(ops[i + 1] == "fixed_quantize" for i in pools)
+
+
+def test_matmul_with_added_bias_equals_gemm(tmp_path):
+    """A Gemm rewritten as Transpose(weight) -> MatMul -> Add(bias), as other exporters
+    write linear layers, predicts the same exact outputs."""
+
+    def split_gemm(model):
+        graph = model.graph
+        index, gemm = next((i, n) for i, n in enumerate(graph.node) if n.op_type == "Gemm")
+        a, b, c = gemm.input
+        out = gemm.output[0]
+        new = [
+            onnx.helper.make_node("Transpose", [b], [b + "_t"], perm=[1, 0], name="w_t"),
+            onnx.helper.make_node("MatMul", [a, b + "_t"], [out + "_mm"], name="mm"),
+            onnx.helper.make_node("Add", [out + "_mm", c], [out], name="bias_add"),
+        ]
+        del graph.node[index]
+        for offset, node in enumerate(new):
+            graph.node.insert(index + offset, node)
+
+    path = _edited(tmp_path, "mlp_modes", split_gemm)
+    expected = np.load(DATA / "mlp_modes_expected.npz")
+    graph = load_model(path)
+    assert "mm" in {n.source.split("+")[0] for n in graph.nodes}
+    (y,) = predict_outputs(graph, expected["x"]).values()
+    np.testing.assert_array_equal(y.astype(np.float32).reshape(expected["y"].shape), expected["y"])
+
+
+@pytest.mark.parametrize("name", ["mlp_modes", "cnn_stride", "res_pool"])
 def test_network_bit_exact_under_backpressure(name):
     _, _, graph = _predict(name)
     bit_exact_in_simulator(graph, n=3, seed=3)
@@ -247,14 +284,15 @@ def test_parameter_limit(tmp_path):
 # slow: Verilator, live oracle
 # ---------------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_convert_and_sim_cli_bit_exact(tmp_path):
-    """The CNN (per-channel weights, padding, max pool, PyTorch flatten order) through
-    `rtlgen convert` and `rtlgen sim` in Verilator under backpressure: every output equals
-    QONNX's executor."""
-    expected = np.load(DATA / "cnn_expected.npz")
+@pytest.mark.parametrize("name", ["cnn", "res_pool"])
+def test_convert_and_sim_cli_bit_exact(tmp_path, name):
+    """The CNN (per-channel weights, padding, max pool, PyTorch flatten order) and the
+    residual/average-pool network through `rtlgen convert` and `rtlgen sim` in Verilator
+    under backpressure: every output equals QONNX's executor."""
+    expected = np.load(DATA / f"{name}_expected.npz")
     np.save(tmp_path / "x.npy", _stream_layout(expected["x"][:6]))
     out = tmp_path / "design"
-    run = rtlgen("convert", DATA / "cnn.onnx", "-o", out)
+    run = rtlgen("convert", DATA / f"{name}.onnx", "-o", out)
     assert run.returncode == 0, run.stderr
     run = rtlgen(
         "sim",
