@@ -285,11 +285,49 @@ def synthesize(
 # DSP48E1 but not UltraScale+'s DSP48E2; its RAMB18E1/RAMB36E1 are timing-only blackboxes (their
 # outputs float), so memories map to LUT RAM and flip-flops here (`-nobram`, and the
 # generated `rom_style`/`ram_style = "block"` attributes, which would force block RAM, removed).
+#
+# A Yosys bug (xilinx_dsp; seen in 0.70, the pattern is from 2019): it moves a register after a multiplier or
+# post-adder into the DSP48E1 (MREG/PREG) when the register is the product's only user, but
+# counts users per cell port, not per bit: a register that takes one product bit twice (a
+# sign extension, `q <= {d, s[15], s[15:0]}`) gets one copy from P and the other loses its
+# driver (Yosys then ties it to the register's init value, 0). Hence "xilinx" merges
+# duplicate flip-flop bits (`opt_dff -sat`) between synth_xilinx's `prepare` and `map_dsp`
+# steps, and `write_netlist` checks the design there (XILINX_PRE_DSP) and, should a register
+# still take a bit twice, synthesizes without DSPs (`-nodsp`) instead.
+# The minimal case: tests/sim_tb/test_netlist.py (DUPLICATE_BIT).
+_XILINX_SYNTH = "synth_xilinx -flatten -family xc7 -nobram -noiopad -noclkbuf -top {top}"
+XILINX_PRE_DSP = "pre_dsp.json"
 NETLIST_FLAVOURS = {
     "generic": "synth -flatten -top {top}",
-    "xilinx": "setattr -unset rom_style -unset ram_style m:*\n"
-    "synth_xilinx -flatten -family xc7 -nobram -noiopad -noclkbuf -top {top}",
+    "xilinx": "\n".join([
+        "setattr -unset rom_style -unset ram_style m:*",
+        f"{_XILINX_SYNTH} -run :map_dsp",
+        "opt_dff -sat",
+        f"select {{top}}\nwrite_json -selected {XILINX_PRE_DSP}\nselect -clear",
+        f"{_XILINX_SYNTH} -run map_dsp:",
+    ]),
 }
+_XILINX_NODSP = (
+    f"setattr -unset rom_style -unset ram_style m:*\n{_XILINX_SYNTH} -nodsp"
+)
+# The flip-flop cells xilinx_dsp moves into a DSP48E1 (its `out_dffe` pattern).
+_DSP_PACKED_FFS = ("$dff", "$dffe", "$sdff", "$sdffe")
+
+
+def registers_taking_a_bit_twice(design_json: dict) -> list[str]:
+    """Flip-flop cells of a Yosys JSON design whose D input has one (non-constant) signal
+    bit more than once: what xilinx_dsp's register packing gets wrong (see NETLIST_FLAVOURS)."""
+    found = []
+    for module_name, module in design_json.get("modules", {}).items():
+        for name, cell in module.get("cells", {}).items():
+            if cell.get("type") not in _DSP_PACKED_FFS:
+                continue
+            bits = [b for b in cell.get("connections", {}).get("D", []) if isinstance(b, int)]
+            if len(set(bits)) != len(bits):
+                found.append(f"{module_name}.{name}")
+    return found
+
+
 NETLIST_NAME = "netlist.v"
 
 
@@ -343,30 +381,48 @@ def write_netlist(
                 raise RtlgenError(f"Verilog file {str(source)!r} does not exist")
             names.append(f"design{number}.v")
             shutil.copyfile(source, work / names[-1])
-        script = "\n".join(
-            [
-                *(f"read_verilog {name}" for name in names),
-                "rename -hide w:*",  # see `synthesize`
-                NETLIST_FLAVOURS[flavour].format(top=top),
-                "opt_clean -purge",
-                f"write_verilog -noattr {NETLIST_NAME}",
-                "",
-            ]
-        )
-        (work / "netlist.ys").write_text(script)
-        with (progress or quiet_step)(f"synthesizing {top} to a {flavour} netlist with Yosys"):
-            proc = subprocess.run(
-                [*_yosys_command(), "-q", "-l", "yosys.log", "-s", "netlist.ys"],
-                cwd=work,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
+
+        def run(synthesis: str) -> str:
+            script = "\n".join(
+                [
+                    *(f"read_verilog {name}" for name in names),
+                    "rename -hide w:*",  # see `synthesize`
+                    synthesis.format(top=top),
+                    "opt_clean -purge",
+                    f"write_verilog -noattr {NETLIST_NAME}",
+                    "",
+                ]
             )
-        log = (work / "yosys.log").read_text() if (work / "yosys.log").exists() else ""
+            (work / "netlist.ys").write_text(script)
+            (work / NETLIST_NAME).unlink(missing_ok=True)
+            with (progress or quiet_step)(f"synthesizing {top} to a {flavour} netlist with Yosys"):
+                proc = subprocess.run(
+                    [*_yosys_command(), "-q", "-l", "yosys.log", "-s", "netlist.ys"],
+                    cwd=work,
+                    capture_output=True,
+                    text=True,
+                    timeout=timeout,
+                )
+            log = (work / "yosys.log").read_text() if (work / "yosys.log").exists() else ""
+            if proc.returncode != 0 or not (work / NETLIST_NAME).exists():
+                (out / "yosys.log").write_text(log)
+                first = _first_error(log or proc.stderr or proc.stdout)
+                raise RtlgenError(
+                    f"Yosys failed on {top} ({flavour} netlist, exit {proc.returncode}): {first}"
+                )
+            return log
+
+        log = run(NETLIST_FLAVOURS[flavour])
+        if flavour == "xilinx":
+            twice = registers_taking_a_bit_twice(json.loads((work / XILINX_PRE_DSP).read_text()))
+            if twice:  # xilinx_dsp could drop their bits: no DSPs (see NETLIST_FLAVOURS)
+                note = (
+                    f"rtlgen: {len(twice)} register(s) take a bit twice before DSP mapping "
+                    f"(e.g. {twice[0]}): Yosys's DSP48E1 register packing could drop bits, "
+                    "so this netlist is synthesized with -nodsp\n"
+                )
+                log = note + run(_XILINX_NODSP) + note
         (out / "yosys.log").write_text(log)
-        if proc.returncode != 0 or not (work / NETLIST_NAME).exists():
-            first = _first_error(log or proc.stderr or proc.stdout)
-            raise RtlgenError(f"Yosys failed on {top} ({flavour} netlist, exit {proc.returncode}): {first}")
         shutil.copyfile(work / NETLIST_NAME, out / NETLIST_NAME)
         return out / NETLIST_NAME
     finally:

@@ -8,6 +8,8 @@ second where Verilator's C++ build takes minutes)."""
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 
 import numpy as np
 import pytest
@@ -17,7 +19,7 @@ from rtlgen.quant.errors import RtlgenError
 from rtlgen.sim_tb import simulate
 from rtlgen.sim_tb.netlist import netlist_manifest
 from rtlgen.sim_tb.tb_manifest import read_manifest
-from rtlgen.synth import NETLIST_NAME, write_netlist, yosys_datdir
+from rtlgen.synth import NETLIST_NAME, registers_taking_a_bit_twice, write_netlist, yosys_datdir
 
 from ..rtlgen.nets import random_inputs
 from . import dut
@@ -74,6 +76,82 @@ def test_xilinx_cell_models_ship_with_yosys():
     cells = (yosys_datdir() / "xilinx" / "cells_sim.v").read_text()
     for cell in ("LUT6", "FDRE", "CARRY4", "DSP48E1", "RAM32M", "RAM64M", "SRLC32E"):
         assert f"module {cell}" in cells
+
+
+# Yosys's xilinx_dsp moves a register after a multiplier or post-adder into the DSP48E1
+# (MREG/PREG) even when the register takes a product bit twice (a sign extension next to
+# another field): one copy then comes from P and the other loses its driver (tied to 0).
+# The minimal case of mlp-sparse's first dense layer, whose Xilinx netlist was wrong.
+DUPLICATE_BIT = """\
+module dup(input clk, input en, input signed [9:0] a, input signed [15:0] c, input [7:0] d,
+           output reg [24:0] q = 0);
+  reg signed [13:0] m = 0;
+  wire signed [17:0] s = c + m;
+  always @(posedge clk) if (en) m <= a * 5'sd11;
+  always @(posedge clk) if (en) q <= {d, s[15], s[15:0]};
+endmodule
+"""
+# The bench drives the source and the netlist (renamed dup_netlist) with the same random
+# inputs and counts the cycles whose outputs differ, from the cycle after the first load on
+# (xilinx_dsp also drops the init value of the register's other bits: X until loaded).
+DUPLICATE_BIT_BENCH = """\
+module bench;
+  reg clk = 0, en = 1; reg signed [9:0] a = 0; reg signed [15:0] c = 0; reg [7:0] d = 0;
+  wire [24:0] want, got;
+  dup source(.clk(clk), .en(en), .a(a), .c(c), .d(d), .q(want));
+  dup_netlist netlist(.clk(clk), .en(en), .a(a), .c(c), .d(d), .q(got));
+  integer i, differ = 0, negative = 0, seed = 7;
+  always #5 clk = ~clk;
+  initial begin
+    for (i = 0; i < 400; i = i + 1) begin
+      @(negedge clk);
+      if (i > 0 && got !== want) differ = differ + 1;
+      if (want[16]) negative = negative + 1;
+      a = $random(seed); c = $random(seed) >>> 3; d = $random(seed); en = i == 0 || $random(seed);
+    end
+    $display("differ %0d negative %0d", differ, negative);
+    $finish;
+  end
+endmodule
+"""
+
+
+def _differing_cycles(tmp_path, source: str, bench: str, netlist: str) -> tuple[int, int]:
+    """(cycles whose outputs differ, cycles with a negative sum) of `bench` on the Verilog
+    `source` (module dup) and its Xilinx `netlist`, in Icarus with Yosys's cell models."""
+    (tmp_path / "source.v").write_text(source)
+    (tmp_path / "bench.v").write_text(bench)
+    (tmp_path / "netlist.v").write_text(netlist.replace("module dup(", "module dup_netlist("))
+    files = ["bench.v", "source.v", "netlist.v", str(yosys_datdir() / "xilinx" / "cells_sim.v")]
+    subprocess.run(["iverilog", "-g2005", "-s", "bench", "-o", "bench.vvp", *files],
+                   cwd=tmp_path, check=True, capture_output=True)
+    run = subprocess.run(["vvp", "-n", "bench.vvp"], cwd=tmp_path, check=True,
+                         capture_output=True, text=True)
+    differ, negative = re.search(r"differ (\d+) negative (\d+)", run.stdout).groups()
+    return int(differ), int(negative)
+
+
+def test_registers_taking_a_bit_twice():
+    design = {"modules": {"top": {"cells": {
+        "ok": {"type": "$dffe", "connections": {"D": [5, 6, "0", "0"], "Q": [7, 8, 9, 10]}},
+        "twice": {"type": "$dff", "connections": {"D": [3, 4, 4], "Q": [11, 12, 13]}},
+        "adder": {"type": "$add", "connections": {"A": [4, 4], "B": [3, 3], "Y": [14, 15]}},
+    }}}}
+    assert registers_taking_a_bit_twice(design) == ["top.twice"]
+
+
+@needs_iverilog
+def test_xilinx_netlist_of_a_register_taking_a_product_bit_twice(tmp_path):
+    """Bit-exact, and the multiplier, its register, the post-adder and the output register
+    are still in the DSP48E1 (merging the register's duplicate bits, not dropping DSPs)."""
+    (tmp_path / "dup.v").write_text(DUPLICATE_BIT)
+    netlist = write_netlist([tmp_path / "dup.v"], "dup", "xilinx", tmp_path / "out").read_text()
+    assert netlist.count("DSP48E1 #(") == 1
+    assert ".MREG(1'h1)" in netlist and ".PREG(1'h1)" in netlist and ".OPMODE(7'h35)" in netlist
+    assert "rtlgen:" not in (tmp_path / "out" / "yosys.log").read_text()
+    differ, negative = _differing_cycles(tmp_path, DUPLICATE_BIT, DUPLICATE_BIT_BENCH, netlist)
+    assert negative > 100  # the duplicated sign bit is exercised
+    assert differ == 0
 
 
 # ---------------------------------------------------------------------------------------
