@@ -73,6 +73,7 @@ SUPPORTED_OPS = (
     "AveragePool",
     "GlobalAveragePool",
     "Trunc",
+    "BatchNormalization",
 )
 #: QONNX rounding modes on activations, as the hardware's `Rounding`; on unsigned quantizers
 #: (their input is clipped to >= 0 before rounding) the modes that differ only below zero too
@@ -668,6 +669,8 @@ class _Reader:
             return
         spec = spec or self._quant_spec(node, stream)
         assert spec is not None
+        if self._threshold_quant(node, stream, spec):
+            return
         from rtlgen.ops.hgq2 import FixedQuantize, positions_of
 
         table = _UNSIGNED_ROUNDING if not spec.signed else _ROUNDING
@@ -1118,6 +1121,102 @@ class _Reader:
             raise UnsupportedError(f"{self.where(node)}: input {x.onnx_shape} is not an NCHW image")
         h, w, _ = x.shape
         self._average_pool(node, x, (h, w), (h, w), (0, 0, 0, 0))
+
+    def _op_batchnormalization(self, node: Any, attrs: dict[str, Any]) -> None:
+        """A float BatchNormalization whose output goes (through a Relu) into one ROUND
+        Quant: decided by exact integer thresholds (`rtlgen.ops.threshold`, FINN's
+        streamlining), the float32 BN evaluated as ``(x - mean) * (gamma / sqrt(var + eps))
+        + beta``. Anywhere else it would have to be approximated: refused."""
+        where = self.where(node)
+        x = self.stream(node)
+        if attrs.get("training_mode", 0) or len(node.output) != 1:
+            raise UnsupportedError(f"{where}: training_mode is not supported")
+        after = self.single_consumer(node.output[0])
+        if after is not None and after.op_type == "Relu":
+            after = self.single_consumer(after.output[0])
+        mode = ""
+        if after is not None and after.op_type == "Quant":
+            mode = str(_attributes(after, self.where(after)).get("rounding_mode", "ROUND")).upper()
+        if mode not in ("ROUND", "HALF_EVEN"):
+            raise UnsupportedError(
+                f"{where}: a BatchNormalization is supported only before a (Relu and a) Quant "
+                "with ROUND rounding, which it is folded into as thresholds"
+            )
+        channels = x.shape[-1]
+        params = []
+        for index, what in enumerate(("scale", "bias", "mean", "variance"), start=1):
+            value = self.constant(node, index, what).astype(np.float64).reshape(-1)
+            if value.size != channels:
+                raise ModelFileError(
+                    f"{where}: {what} has {value.size} values for {channels} channels"
+                )
+            params.append(value)
+        self.count_parameters(np.concatenate(params), node)
+        if x.order is not None:
+            params = [p[x.order] if p.size == element_count(x.shape) else p for p in params]
+        gamma, beta, mean, var = params
+        eps = float(attrs.get("epsilon", 1e-5))
+        if not np.all(np.isfinite(var + eps)) or np.any(var + eps <= 0):
+            raise ModelFileError(f"{where}: variance + epsilon is not positive")
+        from rtlgen.ops.scale_shift import KerasBatchNorm
+        from rtlgen.quant.threshold import FloatBatchNorm
+
+        inv = gamma / np.sqrt(var + eps)
+        name = self.name_of(node)
+        bn = KerasBatchNorm(
+            name,
+            x.shape,
+            x.shape,
+            scale=ir.FloatTensor(inv),
+            shift=ir.FloatTensor(beta - mean * inv),
+            source=node.name or node.output[0],
+            inputs=(x.node,),
+            bn=FloatBatchNorm(gamma, beta, mean, var, eps, centered=True),
+        )
+        self.add(bn, node)
+        self.values[node.output[0]] = _Stream(name, x.shape, x.layout, x.order, None)
+
+    def _threshold_quant(self, node: Any, stream: _Stream, spec: _QuantSpec) -> bool:
+        """A Quant after a float BatchNormalization (and a Relu): the Relu node (or a new
+        linear activation) gets the equivalent QKeras quantizer, so `fuse_thresholds` makes
+        the pair one Threshold node. False when the stream does not come from a BN."""
+        from rtlgen.ops.scale_shift import KerasBatchNorm
+        from rtlgen.quant.quantizers import QuantizedBits, QuantizedRelu
+
+        last = self.nodes[-1] if self.nodes and self.nodes[-1].name == stream.node else None
+        relu = isinstance(last, ir.Activation) and last.out_quantizer is None
+        source = self.nodes[-2] if relu and len(self.nodes) > 1 else last
+        if not isinstance(source, KerasBatchNorm) or (relu and last.inputs != (source.name,)):
+            return False
+        if spec.per_channel:
+            raise UnsupportedError(
+                f"{self.where(node)}: per-channel scales after a BatchNormalization"
+            )
+        frac = int(spec.frac[0])
+        if spec.signed:
+            quantizer = QuantizedBits(
+                spec.bits, spec.bits - 1 - frac, symmetric=spec.narrow, alpha=1
+            )
+        else:
+            quantizer = QuantizedRelu(spec.bits, spec.bits - frac)
+        where = node.name or node.output[0]
+        if relu:
+            assert last is not None
+            self.nodes[-1] = last.replace(out_quantizer=quantizer, source=f"{last.source}+{where}")
+            name = last.name
+        else:
+            name = self.name_of(node)
+            act = ir.Activation(
+                name,
+                stream.shape,
+                stream.shape,
+                out_quantizer=quantizer,
+                source=where,
+                inputs=(stream.node,),
+            )
+            self.add(act, node)
+        self.values[node.output[0]] = _Stream(name, stream.shape, stream.layout, stream.order, frac)
+        return True
 
 
 @dataclass(frozen=True)

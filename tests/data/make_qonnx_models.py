@@ -165,6 +165,28 @@ def _models():
             z = self.gap(self.pool(z))
             return self.fc(torch.flatten(z, 1))
 
+    class CnnBn(nn.Module):
+        """QuantConv2d without bias -> BatchNorm2d -> QuantReLU(4), max pool, flatten,
+        QuantLinear -> BatchNorm1d -> QuantIdentity(signed 6), QuantLinear: float BNs
+        before quantizers (FINN streamlines them into thresholds)."""
+
+        def __init__(self):
+            super().__init__()
+            self.inp = qnn.QuantIdentity(act_quant=q["in"], return_quant_tensor=True)
+            self.c1 = qnn.QuantConv2d(2, 6, 3, padding=1, bias=False, weight_quant=q["w_ch"])
+            self.bn1 = nn.BatchNorm2d(6)
+            self.relu1 = qnn.QuantReLU(act_quant=q["relu"], bit_width=4, return_quant_tensor=True)
+            self.pool = nn.MaxPool2d(2)
+            self.fc1 = qnn.QuantLinear(6 * 3 * 3, 10, bias=False, weight_quant=q["w"])
+            self.bn2 = nn.BatchNorm1d(10)
+            self.act2 = qnn.QuantIdentity(act_quant=q["act"], bit_width=6, return_quant_tensor=True)
+            self.fc2 = qnn.QuantLinear(10, 4, bias=True, weight_quant=q["w"])
+
+        def forward(self, x):
+            x = self.pool(self.relu1(self.bn1(self.c1(self.inp(x)))))
+            x = self.act2(self.bn2(self.fc1(torch.flatten(x, 1))))
+            return self.fc2(x)
+
     return {
         "mlp": (Mlp, (16,), True),
         "mlp_modes": (MlpModes, (10,), False),
@@ -172,6 +194,7 @@ def _models():
         "cnn_ts": (Cnn, (3, 8, 8), False),
         "cnn_stride": (CnnStride, (2, 11, 11), True),
         "res_pool": (ResPool, (2, 8, 8), False),
+        "cnn_bn": (CnnBn, (2, 6, 6), False),
     }
 
 
@@ -182,6 +205,7 @@ def _train(model, shape, seed: int) -> None:
 
     gen = torch.Generator().manual_seed(seed)
     features = int(np.prod(shape))
+    model.eval()
     with torch.no_grad():
         outputs = model(torch.zeros((1, *shape)))
         outputs = (outputs.value if hasattr(outputs, "value") else outputs).shape[-1]

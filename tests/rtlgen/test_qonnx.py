@@ -31,7 +31,7 @@ from .cli_run import rtlgen  # noqa: E402
 from .ops.network_checks import bit_exact_in_simulator  # noqa: E402
 
 DATA = Path(__file__).parents[1] / "data" / "qonnx"
-MODELS = ("mlp", "mlp_modes", "cnn", "cnn_ts", "cnn_stride", "res_pool")
+MODELS = ("mlp", "mlp_modes", "cnn", "cnn_ts", "cnn_stride", "res_pool", "cnn_bn")
 
 
 def _stream_layout(x: np.ndarray) -> np.ndarray:
@@ -128,6 +128,31 @@ def test_residual_and_truncated_pools():
     assert all(ops[i + 1] == "fixed_quantize" for i in pools)
 
 
+def test_batchnorm_before_quantizer_becomes_thresholds():
+    """cnn_bn: Conv -> BatchNormalization -> Relu -> Quant and Gemm -> BatchNormalization ->
+    Quant (signed) are each one Threshold node (exact integer thresholds of the float BN)."""
+    graph = load_model(DATA / "cnn_bn.onnx")
+    ops = [n.op for n in graph.nodes]
+    assert ops.count("threshold") == 2 and "scale_shift" not in ops
+
+
+def test_batchnorm_not_before_a_round_quantizer_is_refused(tmp_path):
+    def floor_quant(model):
+        bn = next(n for n in model.graph.node if n.op_type == "BatchNormalization")
+        bn.name = "the_bn"
+        nxt = next(
+            n for n in model.graph.node if n.op_type == "Relu" and n.input[0] == bn.output[0]
+        )
+        quant = next(
+            n for n in model.graph.node if n.op_type == "Quant" and n.input[0] == nxt.output[0]
+        )
+        for attr in quant.attribute:
+            if attr.name == "rounding_mode":
+                attr.s = b"FLOOR"
+
+    _one_line_exit_2(_edited(tmp_path, "cnn_bn", floor_quant), "the_bn", "BatchNormalization")
+
+
 def test_matmul_with_added_bias_equals_gemm(tmp_path):
     """A Gemm rewritten as Transpose(weight) -> MatMul -> Add(bias), as other exporters
     write linear layers, predicts the same exact outputs."""
@@ -154,7 +179,7 @@ def test_matmul_with_added_bias_equals_gemm(tmp_path):
     np.testing.assert_array_equal(y.astype(np.float32).reshape(expected["y"].shape), expected["y"])
 
 
-@pytest.mark.parametrize("name", ["mlp_modes", "cnn_stride", "res_pool"])
+@pytest.mark.parametrize("name", ["mlp_modes", "cnn_stride", "res_pool", "cnn_bn"])
 def test_network_bit_exact_under_backpressure(name):
     _, _, graph = _predict(name)
     bit_exact_in_simulator(graph, n=3, seed=3)
