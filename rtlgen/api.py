@@ -68,7 +68,8 @@ def load_model(
             raise RtlgenError(f"{model}: a QONNX model holds its weights; do not pass weights")
         from rtlgen.frontend.qonnx import read_qonnx
 
-        graph = read_qonnx(model, limits)
+        # an explicit input type keeps the input quantizer as a node after that type
+        graph = read_qonnx(model, limits, input_from_quant=input_type is None)
     else:
         graph = read_model(model, weights=weights, limits=limits)
     precision = _config(config)

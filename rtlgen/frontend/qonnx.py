@@ -322,7 +322,9 @@ class _Stream:
 
 
 class _Reader:
-    def __init__(self, model: Any, path: Path, limits: Limits):
+    def __init__(self, model: Any, path: Path, limits: Limits, input_from_quant: bool = True):
+        self.input_from_quant = input_from_quant
+        self.skip_input_quant: str | None = None
         self.model, self.path, self.limits, self.what = model, path, limits, str(path)
         self.graph = model.graph
         self.nodes: list[ir.Node] = []
@@ -472,7 +474,7 @@ class _Reader:
         """The input stream's type: that of the quantizer the input goes to first, when
         rtlgen's input quantization (convergent rounding, saturation) is that quantizer."""
         consumers = self.consumers.get(name, [])
-        if len(consumers) != 1 or consumers[0].op_type != "Quant":
+        if not self.input_from_quant or len(consumers) != 1 or consumers[0].op_type != "Quant":
             return None
         node = consumers[0]
         spec = self._quant_spec(node, stream)
@@ -664,7 +666,7 @@ class _Reader:
         return (flat if stream.order is None else flat[stream.order]).astype(np.int64)
 
     def _activation_quant(self, node: Any, stream: _Stream, spec: _QuantSpec | None = None) -> None:
-        if getattr(self, "skip_input_quant", None) == node.output[0]:
+        if self.skip_input_quant == node.output[0]:
             self.values[node.output[0]] = stream
             return
         spec = spec or self._quant_spec(node, stream)
@@ -1245,12 +1247,18 @@ class _Named:
         return (self.name,)
 
 
-def read_qonnx(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> ir.ModelGraph:
-    """The unlowered `ModelGraph` of a QONNX ``.onnx`` file (see the module docstring)."""
+def read_qonnx(
+    path: str | Path, limits: Limits = DEFAULT_LIMITS, input_from_quant: bool = True
+) -> ir.ModelGraph:
+    """The unlowered `ModelGraph` of a QONNX ``.onnx`` file (see the module docstring).
+
+    ``input_from_quant``: the input stream takes the type of the input's first quantizer
+    (when rtlgen's input rounding is that quantizer's); False keeps the quantizer as a node
+    and leaves the input type to the precision config (``--input-type``)."""
     path = Path(path)
     model = load_onnx(path, limits)
     try:
-        return _Reader(model, path, limits).read()
+        return _Reader(model, path, limits, input_from_quant).read()
     except RecursionError:
         raise ModelFileError(f"{path}: nested too deeply") from None
 

@@ -52,6 +52,17 @@ def test_model_predicts_exactly_as_qonnx_executor(name):
     np.testing.assert_array_equal(got, want)
 
 
+def test_input_type_option_keeps_the_input_quantizer_as_a_node():
+    """By default the input quantizer is the input stream's type; --input-type gives the
+    stream that type and keeps the quantizer as a node: the same exact outputs."""
+    expected = np.load(DATA / "mlp_expected.npz")
+    graph = load_model(DATA / "mlp.onnx", input_type="fixed<16,6>")
+    assert [n.op for n in graph.nodes[:2]] == ["input", "fixed_quantize"]
+    assert str(graph.input.out_type) == "fixed<16,6>"
+    (y,) = predict_outputs(graph, expected["x"]).values()
+    np.testing.assert_array_equal(y.astype(np.float32), expected["y"])
+
+
 def test_graph_nodes_of_the_cnn():
     """The input quantizer is the input type; each QuantReLU a saturating FixedQuantize after
     the conv (ReLU fused); max pool, flatten, dense; weights exact and per-channel."""
