@@ -528,6 +528,10 @@ class _Reader:
         if value is None:
             raise ModelFileError(f"{self.where(node)}: input is not defined before it")
         if isinstance(value, _Stream):
+            bits = self.constant(node, 3, "bit width")
+            if bits.size == 1 and bits.flat[0] == 1 and _attributes(node, "").get("signed", 1):
+                self._bipolar(node, value)  # QONNX's Quant executes 1-bit signed as bipolar
+                return
             self._activation_quant(node, value)
             return
         scale, zeropt, bitwidth = self._quant_inputs(node)
@@ -556,14 +560,40 @@ class _Reader:
 
     def _op_bipolarquant(self, node: Any, attrs: dict[str, Any]) -> None:
         value = self.values.get(node.input[0]) if node.input else None
-        if isinstance(value, _Stream) or value is None:
-            raise UnsupportedError(
-                f"{self.where(node)}: BipolarQuant on activations is not supported yet (only on "
-                "weights)"
-            )
+        if value is None:
+            raise ModelFileError(f"{self.where(node)}: input is not defined before it")
+        if isinstance(value, _Stream):
+            self._bipolar(node, value)
+            return
         scale = self.constant(node, 1, "scale").astype(np.float64)
         self._check_po2(node, scale)
         self.values[node.output[0]] = np.where(value >= 0, 1.0, -1.0) * scale
+
+    def _bipolar(self, node: Any, stream: _Stream) -> None:
+        """Bipolar quantization of activations, ``scale * (x >= 0 ? 1 : -1)``: QKeras's
+        ``binary`` (same sign rule), which `fuse_thresholds` makes a Threshold node (one
+        comparator per channel; with a BatchNormalization before it, FINN's streamlining)."""
+        from rtlgen.quant.quantizers import Binary
+
+        scale = self.constant(node, 1, "scale").astype(np.float64)
+        frac = self._check_po2(node, scale)
+        if frac.size != 1:
+            raise UnsupportedError(
+                f"{self.where(node)}: per-channel bipolar scales are not supported"
+            )
+        name = self.name_of(node)
+        act = ir.Activation(
+            name,
+            stream.shape,
+            stream.shape,
+            out_quantizer=Binary(alpha=float(scale.flat[0])),
+            source=node.name or node.output[0],
+            inputs=(stream.node,),
+        )
+        self.add(act, node)
+        self.values[node.output[0]] = _Stream(
+            name, stream.shape, stream.layout, stream.order, int(frac.flat[0])
+        )
 
     def _quant_attrs(self, node: Any, attrs: dict[str, Any]) -> tuple[bool, bool, str]:
         signed, narrow = attrs.get("signed", 1), attrs.get("narrow", 0)
@@ -1139,10 +1169,12 @@ class _Reader:
         mode = ""
         if after is not None and after.op_type == "Quant":
             mode = str(_attributes(after, self.where(after)).get("rounding_mode", "ROUND")).upper()
+        if after is not None and after.op_type == "BipolarQuant":
+            mode = "ROUND"
         if mode not in ("ROUND", "HALF_EVEN"):
             raise UnsupportedError(
                 f"{where}: a BatchNormalization is supported only before a (Relu and a) Quant "
-                "with ROUND rounding, which it is folded into as thresholds"
+                "with ROUND rounding or a BipolarQuant, which it is folded into as thresholds"
             )
         channels = x.shape[-1]
         params = []

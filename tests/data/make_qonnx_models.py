@@ -187,6 +187,37 @@ def _models():
             x = self.act2(self.bn2(self.fc1(torch.flatten(x, 1))))
             return self.fc2(x)
 
+    class Bnn(nn.Module):
+        """FINN's TFC-w1a1 shape, small: 8-bit input, binary (bipolar) weights and
+        activations, BatchNorm1d before each binary activation, a binary-weight output layer."""
+
+        def __init__(self):
+            from brevitas.quant import (
+                SignedBinaryActPerTensorConst,
+                SignedBinaryWeightPerTensorConst,
+            )
+
+            class BinaryWeight(SignedBinaryWeightPerTensorConst):
+                scaling_const = 1.0  # as FINN's TFC; Brevitas's default 0.1 is not a power of two
+
+            class BinaryAct(SignedBinaryActPerTensorConst):
+                scaling_const = 1.0
+
+            super().__init__()
+            w = BinaryWeight
+            self.inp = qnn.QuantIdentity(act_quant=q["in"], return_quant_tensor=True)
+            self.fc1 = qnn.QuantLinear(12, 16, bias=False, weight_quant=w)
+            self.bn1 = nn.BatchNorm1d(16)
+            self.act1 = qnn.QuantIdentity(act_quant=BinaryAct, return_quant_tensor=True)
+            self.fc2 = qnn.QuantLinear(16, 10, bias=False, weight_quant=w)
+            self.bn2 = nn.BatchNorm1d(10)
+            self.act2 = qnn.QuantIdentity(act_quant=BinaryAct, return_quant_tensor=True)
+            self.fc3 = qnn.QuantLinear(10, 3, bias=False, weight_quant=w)
+
+        def forward(self, x):
+            x = self.act1(self.bn1(self.fc1(self.inp(x))))
+            return self.fc3(self.act2(self.bn2(self.fc2(x))))
+
     return {
         "mlp": (Mlp, (16,), True),
         "mlp_modes": (MlpModes, (10,), False),
@@ -195,6 +226,7 @@ def _models():
         "cnn_stride": (CnnStride, (2, 11, 11), True),
         "res_pool": (ResPool, (2, 8, 8), False),
         "cnn_bn": (CnnBn, (2, 6, 6), False),
+        "bnn": (Bnn, (12,), False),
     }
 
 

@@ -31,7 +31,7 @@ from .cli_run import rtlgen  # noqa: E402
 from .ops.network_checks import bit_exact_in_simulator  # noqa: E402
 
 DATA = Path(__file__).parents[1] / "data" / "qonnx"
-MODELS = ("mlp", "mlp_modes", "cnn", "cnn_ts", "cnn_stride", "res_pool", "cnn_bn")
+MODELS = ("mlp", "mlp_modes", "cnn", "cnn_ts", "cnn_stride", "res_pool", "cnn_bn", "bnn")
 
 
 def _stream_layout(x: np.ndarray) -> np.ndarray:
@@ -147,6 +147,16 @@ def test_batchnorm_before_quantizer_becomes_thresholds():
     assert ops.count("threshold") == 2 and "scale_shift" not in ops
 
 
+def test_binary_network_is_thresholds():
+    """bnn (FINN's TFC-w1a1 shape): BipolarQuant weights are +-1 constants; each
+    BatchNormalization + BipolarQuant activation is one Threshold node (one comparator per
+    channel)."""
+    graph = load_model(DATA / "bnn.onnx")
+    ops = [n.op for n in graph.nodes]
+    assert ops == ["input", "dense", "threshold", "dense", "threshold", "dense"]
+    assert set(np.unique(graph.nodes[1].weights.values)) == {-1.0, 1.0}
+
+
 def test_batchnorm_not_before_a_round_quantizer_is_refused(tmp_path):
     def floor_quant(model):
         bn = next(n for n in model.graph.node if n.op_type == "BatchNormalization")
@@ -190,7 +200,7 @@ def test_matmul_with_added_bias_equals_gemm(tmp_path):
     np.testing.assert_array_equal(y.astype(np.float32).reshape(expected["y"].shape), expected["y"])
 
 
-@pytest.mark.parametrize("name", ["mlp_modes", "cnn_stride", "res_pool", "cnn_bn"])
+@pytest.mark.parametrize("name", ["mlp_modes", "cnn_stride", "res_pool", "cnn_bn", "bnn"])
 def test_network_bit_exact_under_backpressure(name):
     _, _, graph = _predict(name)
     bit_exact_in_simulator(graph, n=3, seed=3)
