@@ -237,7 +237,7 @@ def load_arrays(
                     raise RtlgenError(f"{where} contains NaN or infinite values")
                 arrays[name] = arr
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, EOFError,
-            ValueError, NotImplementedError) as exc:
+            ValueError, NotImplementedError, RuntimeError) as exc:  # RuntimeError: encrypted
         raise RtlgenError(f"{label}: cannot read ({' '.join(str(exc).split())[:120]})") from None
     return arrays
 

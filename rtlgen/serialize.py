@@ -195,6 +195,7 @@ class _GraphArchive:
             EOFError,
             ValueError,
             NotImplementedError,
+            RuntimeError,  # zipfile: "... is encrypted, password required for extraction"
         ) as exc:
             raise ModelFileError(f"{what}: cannot read ({_reason(exc)})") from None
 

@@ -942,6 +942,39 @@ def test_graph_archive_of_an_unknown_zip_version_is_one_model_file_error(tmp_pat
         load_graph(path)
 
 
+def _flag_encrypted(path) -> None:
+    """Set the "encrypted" bit of every member in the central directory (zipfile then raises
+    RuntimeError: "... is encrypted, password required for extraction")."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    at = data.find(b"PK\x01\x02")
+    while at != -1:
+        struct.pack_into("<H", data, at + 8, struct.unpack_from("<H", data, at + 8)[0] | 1)
+        at = data.find(b"PK\x01\x02", at + 4)
+    path.write_bytes(bytes(data))
+
+
+def test_graph_archive_with_an_encrypted_member_is_one_model_file_error(tmp_path):
+    """Found by the fuzzing of design folders: zipfile's RuntimeError for an encrypted member."""
+    path = _saved_graph(tmp_path)
+    _flag_encrypted(path)
+    with pytest.raises(ModelFileError, match="cannot read .* is encrypted") as error:
+        load_graph(path)
+    assert "\n" not in str(error.value)
+
+
+def test_input_npz_with_an_encrypted_member_is_one_line(tmp_path):
+    from rtlgen.api import load_arrays
+
+    path = tmp_path / "x.npz"
+    np.savez(path, a=np.ones((2, 3), np.float32))
+    _flag_encrypted(path)
+    with pytest.raises(RtlgenError, match="cannot read .* is encrypted") as error:
+        load_arrays(path)
+    assert "\n" not in str(error.value)
+
+
 def test_graph_member_declaring_a_huge_array_is_refused_unread(tmp_path):
     path = _saved_graph(tmp_path)
     with np.load(path) as data:
