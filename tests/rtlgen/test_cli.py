@@ -108,6 +108,7 @@ def test_build_makes_an_ecp5_bitstream_of_the_demo_network(demo_design):
     assert "Fmax" in result.stdout
 
 
+@pytest.mark.slow  # a Verilator build of the demo CNN of its own (fixed<8,1> input)
 def test_sim_output_equals_predict_output(tmp_path):
     """`rtlgen sim --output` and `rtlgen predict --output` write the same format and values."""
     x = np.load(DATA / "demo_samples.npz")["x"][:6]
@@ -124,8 +125,11 @@ def test_sim_output_equals_predict_output(tmp_path):
 
 @pytest.mark.parametrize(
     "args, pipeline, adders",
-    [((), "balanced", 2), (("--pipeline", "latency"), "latency", 6),
-     (("--pipeline", "latency", "--adders-per-stage", "3"), "latency", 3)],
+    [((), "balanced", 2),
+     # each converts the demo CNN once more (~25 s on a loaded machine): slow set
+     pytest.param(("--pipeline", "latency"), "latency", 6, marks=pytest.mark.slow),
+     pytest.param(("--pipeline", "latency", "--adders-per-stage", "3"), "latency", 3,
+                  marks=pytest.mark.slow)],
 )
 def test_convert_records_the_pipeline_options_and_their_defaults(tmp_path, args, pipeline, adders):
     out = tmp_path / "design"

@@ -122,6 +122,7 @@ def test_synthetic_svhn_empty_request():
     assert x.shape == (0, 32, 32, 3) and y.shape == (0,)
 
 
+@pytest.mark.slow  # trains a classifier on 10,000 images (~40 s on a loaded machine)
 def test_synthetic_svhn_is_learnable_by_a_linear_model():
     linear_model = pytest.importorskip("sklearn.linear_model")
     x, y = synthetic_svhn(2500, seed=1)

@@ -78,8 +78,13 @@ def test_other_yosys_errors_are_not_renamed(monkeypatch):
         emit.network_verilog(NetworkTop(mlp(seed=4)), "net", jobs=1)
 
 
-def _verilog_in_a_daemon(queue) -> None:
-    emit.SEPARATE_BITS = 0
+def _two_largest_separate(top: NetworkTop) -> int:
+    """A SEPARATE_BITS that makes the two largest layer components modules of their own."""
+    return sorted(emit._size(stage) for plan in top.plans for stage in plan.stages)[-2]
+
+
+def _verilog_in_a_daemon(queue, separate_bits: int) -> None:
+    emit.SEPARATE_BITS = separate_bits
     try:
         queue.put(emit.network_verilog(NetworkTop(mlp(seed=4)), "net", jobs=2))
     except BaseException as error:  # noqa: BLE001 - reported to the parent
@@ -91,11 +96,15 @@ def test_a_daemonic_worker_converts_in_its_own_process(monkeypatch):
     modules are converted one after another (the sweep's convert step ran into this)."""
     import multiprocessing
 
-    monkeypatch.setattr(emit, "SEPARATE_BITS", 0)
+    separate_bits = _two_largest_separate(NetworkTop(mlp(seed=4)))
+    monkeypatch.setattr(emit, "SEPARATE_BITS", separate_bits)
     expected = emit.network_verilog(NetworkTop(mlp(seed=4)), "net", jobs=1)
+    assert len([m for m in _modules(expected) if m.startswith("net__l")]) == 2
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
-    worker = context.Process(target=_verilog_in_a_daemon, args=(queue,), daemon=True)
+    worker = context.Process(
+        target=_verilog_in_a_daemon, args=(queue, separate_bits), daemon=True
+    )
     worker.start()
     text = queue.get(timeout=300)
     worker.join(timeout=60)

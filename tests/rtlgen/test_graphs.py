@@ -195,7 +195,12 @@ def residual_concat() -> ir.ModelGraph:
     return lower(ir.ModelGraph("cat", tuple(head(nodes, rng))), PrecisionConfig(input=FixedType(6, 3)))
 
 
-@pytest.mark.parametrize("name", list(GRAPHS))
+# The inception graph (the largest, ~40 s of simulation each) runs in the slow set.
+IN_DEFAULT_SET = [pytest.param(name, marks=pytest.mark.slow) if name == "inception" else name
+                  for name in GRAPHS]
+
+
+@pytest.mark.parametrize("name", IN_DEFAULT_SET)
 def test_dags_are_bit_exact_under_backpressure(name):
     graph = GRAPHS[name]()
     assert not graph.is_chain
@@ -203,7 +208,7 @@ def test_dags_are_bit_exact_under_backpressure(name):
         bit_exact_in_simulator(graph, n=3, valid_prob=valid, ready_prob=ready, seed=seed)
 
 
-@pytest.mark.parametrize("name", list(GRAPHS))
+@pytest.mark.parametrize("name", IN_DEFAULT_SET)
 def test_dag_timing_is_predicted_cycle_exactly(name):
     timing_matches_model(GRAPHS[name]())
 
@@ -218,7 +223,7 @@ def test_fifo_sizes_are_reported_per_join_input():
     assert all(f.bits == f.depth * f.width for f in plan.fifos)
 
 
-@pytest.mark.parametrize("name", list(GRAPHS))
+@pytest.mark.parametrize("name", IN_DEFAULT_SET)
 def test_fifo_sizes_are_tight(name, monkeypatch):
     """One beat less on the deepest skip FIFO: the network no longer runs at its full-rate
     latency and II (or deadlocks, caught by the runner's timeout): the plan shrinks every

@@ -147,6 +147,7 @@ def test_build_is_cached_per_design(chansum_outdir, faulty_outdir, build_root):
     assert other.build_dir != first.build_dir
 
 
+@pytest.mark.slow  # a second Verilator build (with tracing) of the test DUT
 def test_waves_are_written_on_request(chansum_outdir, build_root):
     x_int, y_int = _vectors(count=3)
     result = simulate(chansum_outdir, x_int, y_int, waves=True, build_root=build_root)
