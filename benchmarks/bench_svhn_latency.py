@@ -1,0 +1,249 @@
+"""SVHN CNN latency in the default (rate-balanced) mode (issue 18): where the cycles go, the
+dense after the flatten taking its beats as they arrive, and the latency budget.
+
+    python benchmarks/bench_svhn_latency.py                      # everything (~30-40 min: Verilator build)
+    python benchmarks/bench_svhn_latency.py --no-sim --no-synth  # plans and timing model only (~1 min)
+
+The model is the benchmarks' SVHN CNN (benchmarks/svhn_models.py: 6-bit, 50 % pruned, random
+weights, conv-pool-BN order), input fixed<16,6>, as in bench_sim_harness.py.
+- ``plans``: per option set, the timing model's latency/II (what the manifest says), the
+  reuse and multipliers of every time-multiplexed layer. ``previous_default`` is the plan
+  before this change (the flatten gathers the whole vector first), rebuilt in-process by
+  turning the flatten's pass-through off.
+- ``timeline``: the cycle each layer's last beat of the first sample is valid, previous
+  default, default, full parallel: where the cycles go.
+- ``product_path``: ``rtlgen convert`` of the model (manifest latency), then ``rtlgen sim``
+  of 3 images in Verilator (measured latency, bit-exact or not).
+- ``dense_part_synthesis``: the first dense layer alone (with the flatten's Deserialize and
+  skid buffer in the previous plan), Yosys ``synth_xilinx -flatten -family xcup`` as the SVHN
+  benchmark runs it, previous vs now (the rest of the design is the same in both).
+
+Writes benchmarks/results/svhn_latency.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+RESULTS = Path(__file__).parent / "results" / "svhn_latency.json"
+#: the hls4ml tutorial's SVHN CNN (benchmarks/results/svhn.json: tutorial_latency_cycles)
+TUTORIAL_LATENCY = 1044
+
+
+def _graph():
+    from svhn_models import svhn_model_files
+
+    from rtlgen.api import load_model
+
+    json_path, weights_path = svhn_model_files(bits=6, sparsity=0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # rsqrt-ulp threshold notes
+        return json_path, weights_path, load_model(json_path, weights_path)
+
+
+class _PreviousPlan:
+    """The plan before the flatten passed its beats on: every flatten gathers its vector."""
+
+    def __enter__(self):
+        import rtlgen.ops.flatten as flatten
+
+        self.module, self.saved = flatten, flatten._streamed
+        flatten._streamed = lambda *args: False
+        return self
+
+    def __exit__(self, *exc):
+        self.module._streamed = self.saved
+
+
+def _plan_figures(graph, options, previous: bool = False) -> dict:
+    from rtlgen.hardware import NetworkTop
+    from rtlgen.timing import model_top
+
+    start = time.process_time()
+    if previous:
+        with _PreviousPlan():
+            top = NetworkTop(graph, options)
+    else:
+        top = NetworkTop(graph, options)
+    timing = model_top(top)
+    layers = {
+        plan.node.name: {"reuse": plan.reuse, "multipliers": plan.multipliers, "notes": list(plan.notes)}
+        for plan in top.plans
+        if plan.reuse > 1 or plan.node.op == "dense"
+    }
+    return {
+        "latency_cycles": timing.latency,
+        "ii_cycles": timing.ii,
+        "multipliers": sum(plan.multipliers for plan in top.plans),
+        "max_reuse_chosen": top.plan.options.max_reuse,
+        "layers": layers,
+        "planning_cpu_seconds": round(time.process_time() - start, 2),
+    }, top
+
+
+def _timeline(top) -> dict[str, int]:
+    from rtlgen.timing import model_graph
+
+    skid = {p.node.name: top.has_skid_buffer(p) for p in top.plans}
+    timing = model_graph(top.plan, skid, set(), 1)
+    return {name: times[-1] for name, times in timing.out.items()}
+
+
+def _run(args: list[str], log: Path) -> tuple[int, float]:
+    start = time.monotonic()
+    with log.open("w") as handle:
+        code = subprocess.run(
+            [sys.executable, "-m", "rtlgen", *args], stdout=handle, stderr=subprocess.STDOUT
+        ).returncode
+    return code, round(time.monotonic() - start, 1)
+
+
+def _product_path(json_path, weights_path, work: Path, simulate: bool) -> dict:
+    outdir = work / "svhn_default"
+    command = ["convert", json_path, "--weights", weights_path, "-o", outdir]
+    code, seconds = _run([str(a) for a in command], work / "convert.log")
+    if code:
+        return {"status": f"convert failed ({work / 'convert.log'})"}
+    manifest = json.loads((outdir / "manifest.json").read_text())
+    result = {
+        "convert_command": "rtlgen " + " ".join(str(a) for a in command),
+        "convert_seconds": seconds,
+        "manifest_latency_cycles": manifest["latency_cycles"],
+        "manifest_ii_cycles": manifest["ii_cycles"],
+        "reuse": {layer["name"]: layer["reuse"] for layer in manifest["layers"] if layer["reuse"] > 1},
+    }
+    if not simulate:
+        return result
+    x = np.random.default_rng(0).uniform(-1, 1, (3, 32, 32, 3)).astype("float32")
+    np.save(work / "x3.npy", x)
+    sim = ["sim", outdir, "-i", work / "x3.npy", "--harness", "cocotb"]
+    code, seconds = _run([str(a) for a in sim], work / "sim.log")
+    found = list(outdir.rglob("sim_result.json"))
+    measured = json.loads(found[0].read_text()) if found else {}
+    result.update(
+        sim_command="rtlgen " + " ".join(str(a) for a in sim),
+        sim_exit_code=code,
+        sim_seconds=seconds,
+        sim_passed=measured.get("passed"),
+        sim_latency_cycles=measured.get("latency_cycles"),
+        sim_ii_cycles=measured.get("ii_cycles"),
+        sim_report=measured.get("report"),
+    )
+    return result
+
+
+def _synthesize_part(stages, name: str, work: Path) -> dict:
+    from amaranth.back import verilog
+
+    from rtlgen.layers.stream_util import Chain
+    from rtlgen.synth import synthesize
+
+    chain = Chain(list(stages))
+    ports = [
+        chain.i.payload.as_value(), chain.i.valid, chain.i.ready,
+        chain.o.payload.as_value(), chain.o.valid, chain.o.ready,
+    ]
+    path = work / f"{name}.v"
+    path.write_text(verilog.convert(chain, name=name, ports=ports))
+    start = time.monotonic()
+    figures = synthesize(path, name, "xcup").as_dict()
+    figures.pop("cells")
+    figures["wall_seconds"] = round(time.monotonic() - start, 1)
+    return figures
+
+
+def _dense_part(tops: dict, work: Path) -> dict:
+    from rtlgen.layers.stream_util import SkidBuffer
+
+    def stages(net, name):
+        return next(p for p in net.plans if p.node.name == name).stages
+
+    result = {
+        "what": "the first dense (96 -> 42) with its requantizer; previous: after the flatten's "
+        "Deserialize and skid buffer",
+        "yosys": "synth_xilinx -flatten -family xcup -noiopad -noclkbuf (rtlgen.synth.synthesize)",
+    }
+    for style, suffix in (("auto", ""), ("lut", "_lut")):
+        previous, now = tops[f"previous_default{suffix}"], tops[f"default{suffix}"]
+        flatten = stages(previous, "flatten")[0]
+        before = [flatten, SkidBuffer(flatten.o.payload.shape()), *stages(previous, "dense_0")]
+        result[style] = {
+            "previous": _synthesize_part(before, f"dense0_previous_{style}", work),
+            "now": _synthesize_part(list(stages(now, "dense_0")), f"dense0_now_{style}", work),
+        }
+        print("synthesized", style, result[style], flush=True)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--no-sim", action="store_true", help="skip the Verilator run")
+    parser.add_argument("--no-synth", action="store_true", help="skip the dense-part synthesis")
+    parser.add_argument("--no-convert", action="store_true", help="skip rtlgen convert (and sim)")
+    parser.add_argument("--json", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+
+    from rtlgen.hardware import HardwareOptions, Multiplier, Parallelism
+
+    json_path, weights_path, graph = _graph()
+    variants = {
+        "previous_default": (HardwareOptions(), True),
+        "default": (HardwareOptions(), False),
+        "full": (HardwareOptions(parallelism=Parallelism.FULL), False),
+        "max_reuse_8": (HardwareOptions(max_reuse=8), False),
+        "max_reuse_4": (HardwareOptions(max_reuse=4), False),
+        "max_reuse_2": (HardwareOptions(max_reuse=2), False),
+        "latency_budget_1100": (HardwareOptions(latency_budget=1100), False),
+        "latency_budget_1060": (HardwareOptions(latency_budget=1060), False),
+        "previous_default_lut": (HardwareOptions(multiplier=Multiplier.LUT), True),
+        "default_lut": (HardwareOptions(multiplier=Multiplier.LUT), False),
+    }
+    plans, tops = {}, {}
+    for name, (options, previous) in variants.items():
+        plans[name], tops[name] = _plan_figures(graph, options, previous)
+        print(name, plans[name]["latency_cycles"], plans[name]["multipliers"], flush=True)
+    timeline = {name: _timeline(tops[name]) for name in ("previous_default", "default", "full")}
+    result: dict = {
+        "benchmark": "svhn_latency",
+        "command": "python benchmarks/bench_svhn_latency.py" + "".join(
+            f" {a}" for a in (argv if argv is not None else sys.argv[1:])
+        ),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "load_average": list(os.getloadavg()),
+        "model": f"{json_path.name} (6-bit, 50 % pruned, random weights, conv-pool-BN), input fixed<16,6>",
+        "target_latency_cycles": TUTORIAL_LATENCY,
+        "plans": plans,
+        "timeline_last_beat_cycle": timeline,
+    }
+    with tempfile.TemporaryDirectory(prefix="svhn_latency_") as tmp:
+        work = Path(tmp)
+        if not args.no_convert:
+            result["product_path"] = _product_path(json_path, weights_path, work, not args.no_sim)
+        if not args.no_synth:
+            result["dense_part_synthesis"] = _dense_part(tops, work)
+    default, full = plans["default"]["latency_cycles"], plans["full"]["latency_cycles"]
+    result["target_met"] = default <= TUTORIAL_LATENCY
+    result["miss_cycles"] = max(0, default - TUTORIAL_LATENCY)
+    result["full_parallel_miss_cycles"] = max(0, full - TUTORIAL_LATENCY)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps({k: result[k] for k in ("target_met", "miss_cycles", "full_parallel_miss_cycles")}))
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
