@@ -74,6 +74,9 @@ SUPPORTED_OPS = (
     "GlobalAveragePool",
     "Trunc",
     "BatchNormalization",
+    "QuantizeLinear",
+    "Clip",
+    "DequantizeLinear",
 )
 #: QONNX rounding modes on activations, as the hardware's `Rounding`; on unsigned quantizers
 #: (their input is clipped to >= 0 before rounding) the modes that differ only below zero too
@@ -368,6 +371,11 @@ class _Reader:
         if value is None:
             raise ModelFileError(
                 f"{self.where(node)}: input '{node.input[index][:60]}' is not defined before it"
+            )
+        if isinstance(value, _Pending):
+            raise UnsupportedError(
+                f"{self.where(node)}: takes the integer output of a QuantizeLinear (supported: "
+                "QuantizeLinear -> [Clip] -> DequantizeLinear)"
             )
         if not isinstance(value, _Stream):
             raise UnsupportedError(
@@ -731,17 +739,19 @@ class _Reader:
     # -- layers -------------------------------------------------------------------------
     def _bias_for(self, node: Any, bias: np.ndarray, acc_frac: int | None) -> np.ndarray:
         """The bias, snapped (`snapped_bias`) when the output goes (through a Relu) into one
-        activation Quant with a power-of-two scale and the accumulator's grid is known."""
+        activation Quant (or QCDQ QuantizeLinear, which rounds half to even) with a
+        power-of-two scale and the accumulator's grid is known."""
         if acc_frac is None:
             return bias
         after = self.single_consumer(node.output[0])
         if after is not None and after.op_type == "Relu":
             after = self.single_consumer(after.output[0])
-        if after is None or after.op_type != "Quant":
+        if after is None or after.op_type not in ("Quant", "QuantizeLinear"):
             return bias
         try:
             scale = self.constant(after, 1, "scale").astype(np.float64)
-            zeropt = self.constant(after, 2, "zero point")
+            has_zero = len(after.input) > 2 and after.input[2]
+            zeropt = self.constant(after, 2, "zero point") if has_zero else np.zeros(1)
             frac = self._check_po2(after, scale)
         except RtlgenError:
             return bias  # refused when the Quant itself is read
@@ -1252,6 +1262,114 @@ class _Reader:
         self.values[node.output[0]] = _Stream(name, stream.shape, stream.layout, stream.order, frac)
         return True
 
+    # -- QCDQ: QuantizeLinear -> [Clip] -> DequantizeLinear ------------------------------
+    def _op_quantizelinear(self, node: Any, attrs: dict[str, Any]) -> None:
+        """ONNX's QuantizeLinear: ``saturate(round_half_even(x / scale) + zero_point)`` into
+        the zero point's type (int8/uint8). On a stream it starts a QCDQ triple, completed by
+        the DequantizeLinear (through an optional Clip) into one quantizer."""
+        where = self.where(node)
+        scale = self.constant(node, 1, "scale").astype(np.float64)
+        zero = (
+            self.constant(node, 2, "zero point") if len(node.input) > 2 and node.input[2] else None
+        )
+        dtype = np.dtype(np.uint8) if zero is None else zero.dtype
+        if dtype not in (np.dtype(np.int8), np.dtype(np.uint8)):
+            raise UnsupportedError(f"{where}: zero point type {dtype} (supported: int8, uint8)")
+        info = np.iinfo(dtype)
+        value = self.values.get(node.input[0])
+        if isinstance(value, np.ndarray):
+            axis = int(attrs.get("axis", 1))
+            s = _along(scale, value, axis, where)
+            z = 0 if zero is None else _along(zero.astype(np.float64), value, axis, where)
+            q = np.clip(np.round(value.astype(np.float64) / s) + z, info.min, info.max)
+            self.values[node.output[0]] = q.astype(dtype)
+            return
+        x = self.stream(node)
+        if zero is not None and np.any(zero != 0):
+            raise UnsupportedError(
+                f"{where}: a non-zero zero point on activations is not supported"
+            )
+        if scale.size != 1:
+            raise UnsupportedError(
+                f"{where}: per-channel activation scales in QCDQ are not supported"
+            )
+        self.values[node.output[0]] = _Pending(
+            x, scale, int(info.min), int(info.max), dtype.kind == "i"
+        )
+
+    def _op_clip(self, node: Any, attrs: dict[str, Any]) -> None:
+        value = self.values.get(node.input[0]) if node.input else None
+        bounds = []
+        for index in (1, 2):
+            if len(node.input) > index and node.input[index]:
+                bound = self.constant(node, index, "bound")
+                if bound.size != 1:
+                    raise UnsupportedError(f"{self.where(node)}: bounds must be scalars")
+                bounds.append(float(bound.flat[0]))
+            else:
+                bounds.append(None)
+        lo, hi = bounds
+        if isinstance(value, np.ndarray):
+            self.values[node.output[0]] = np.clip(value, lo, hi).astype(value.dtype)
+            return
+        if not isinstance(value, _Pending):
+            raise UnsupportedError(
+                f"{self.where(node)}: Clip is supported on constants and between QuantizeLinear "
+                "and DequantizeLinear (QCDQ)"
+            )
+        new_lo = value.lo if lo is None else max(value.lo, int(np.ceil(lo)))
+        new_hi = value.hi if hi is None else min(value.hi, int(np.floor(hi)))
+        self.values[node.output[0]] = _Pending(
+            value.stream, value.scale, new_lo, new_hi, value.signed
+        )
+
+    def _op_dequantizelinear(self, node: Any, attrs: dict[str, Any]) -> None:
+        """``(q - zero_point) * scale``: on constants (QCDQ weights, per-channel along
+        ``axis``) evaluated; after a QuantizeLinear on a stream, the quantizer of the triple:
+        ``clip(round_half_even(x / scale), lo, hi) * scale``, a FixedQuantize when the scale
+        is a power of two and [lo, hi] is a (narrow) signed or unsigned bit range."""
+        where = self.where(node)
+        value = self.values.get(node.input[0]) if node.input else None
+        scale = self.constant(node, 1, "scale").astype(np.float64)
+        zero = (
+            self.constant(node, 2, "zero point") if len(node.input) > 2 and node.input[2] else None
+        )
+        if isinstance(value, np.ndarray):
+            axis = int(attrs.get("axis", 1))
+            s = _along(scale, value, axis, where)
+            z = 0 if zero is None else _along(zero.astype(np.float64), value, axis, where)
+            self.values[node.output[0]] = (value.astype(np.float64) - z) * s
+            return
+        if not isinstance(value, _Pending):
+            raise UnsupportedError(
+                f"{where}: DequantizeLinear is supported on constants and after a QuantizeLinear"
+            )
+        if scale.size != 1 or float(scale.flat[0]) != float(value.scale.flat[0]):
+            raise UnsupportedError(f"{where}: its scale differs from the QuantizeLinear's")
+        if zero is not None and np.any(zero != 0):
+            raise UnsupportedError(
+                f"{where}: a non-zero zero point on activations is not supported"
+            )
+        frac = int(self._check_po2(node, scale).flat[0])
+        lo, hi = value.lo, value.hi
+        bits = max(hi, 0).bit_length() + (1 if lo < 0 else 0)
+        signed = lo < 0
+        narrow = signed and lo == -hi
+        if (
+            not (
+                (signed and hi == (1 << (bits - 1)) - 1 and lo in (-hi - 1, -hi))
+                or (not signed and lo == 0 and hi == (1 << bits) - 1)
+            )
+            or not 2 <= bits <= MAX_QUANT_BITS
+        ):
+            raise UnsupportedError(
+                f"{where}: the clip range [{lo}, {hi}] is not a signed or unsigned bit range"
+            )
+        spec = _QuantSpec(
+            bits, signed, narrow, "ROUND", np.full((value.stream.shape[-1],), frac), False
+        )
+        self._activation_quant(node, value.stream, spec)
+
 
 @dataclass(frozen=True)
 class _QuantSpec:
@@ -1265,6 +1383,31 @@ class _QuantSpec:
     @property
     def mode(self) -> str:
         return self.rounding
+
+
+@dataclass(frozen=True, eq=False)
+class _Pending:
+    """A stream after a QuantizeLinear (and Clips): integer codes in [lo, hi] of ``scale``,
+    waiting for the DequantizeLinear that completes the QCDQ quantizer."""
+
+    stream: _Stream
+    scale: np.ndarray
+    lo: int
+    hi: int
+    signed: bool
+
+
+def _along(values: np.ndarray, target: np.ndarray, axis: int, where: str) -> np.ndarray:
+    """A QuantizeLinear/DequantizeLinear scale or zero point broadcast against ``target``: a
+    scalar, or one value per index of ``axis``."""
+    if values.size == 1:
+        return values.reshape(())
+    axis = axis % max(target.ndim, 1)
+    if values.ndim != 1 or target.ndim == 0 or values.size != target.shape[axis]:
+        raise ModelFileError(f"{where}: {values.size} scales for axis {axis} of {target.shape}")
+    shape = [1] * target.ndim
+    shape[axis] = values.size
+    return values.reshape(shape)
 
 
 @dataclass(frozen=True)

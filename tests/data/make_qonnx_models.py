@@ -10,7 +10,7 @@ weights seeded and then trained for a few steps on seeded random data towards a 
 random teacher (so weights, biases and the learned power-of-two scales move away from their
 initial values while the activations stay alive), exported with
 ``brevitas.export.export_qonnx`` (the dynamo exporter, Brevitas's default, or the TorchScript
-exporter, ``dynamo=False``). Next to ``NAME.onnx``, ``NAME_expected.npz`` holds ``x`` (the
+exporter, ``dynamo=False``; one as plain QCDQ ONNX with ``export_onnx_qcdq``). Next to ``NAME.onnx``, ``NAME_expected.npz`` holds ``x`` (the
 inputs in the model's own layout: multiples of a quarter of the input quantizer's step,
 some beyond its range, so its rounding and saturation are exercised) and ``y``: QONNX's
 executor (``qonnx.core.onnx_exec.execute_onnx``, float32) on each input. ``torch_max_diff``
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 SEED = 2026
-SAMPLES = 32
+SAMPLES = 24
 
 
 def _quantizers():
@@ -227,6 +227,7 @@ def _models():
         "res_pool": (ResPool, (2, 8, 8), False),
         "cnn_bn": (CnnBn, (2, 6, 6), False),
         "bnn": (Bnn, (12,), False),
+        "cnn_qcdq": (Cnn, (3, 8, 8), "qcdq"),
     }
 
 
@@ -263,8 +264,11 @@ def _input_step(model_file: Path) -> tuple[float, float]:
     m = onnx.load(model_file)
     inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
     first = next(n for n in m.graph.node if m.graph.input[0].name in n.input)
-    scale, bits = float(inits[first.input[1]]), int(inits[first.input[3]])
-    return scale, scale * 2 ** (bits - 1)
+    scale = float(inits[first.input[1]])
+    if first.op_type == "QuantizeLinear":  # QCDQ: the Clip after it bounds the codes
+        clip = next(n for n in m.graph.node if first.output[0] in n.input)
+        return scale, scale * (int(inits[clip.input[2]]) + 1)
+    return scale, scale * 2 ** (int(inits[first.input[3]]) - 1)
 
 
 def write(outdir: Path, only: tuple[str, ...] = ()) -> None:
@@ -282,7 +286,16 @@ def write(outdir: Path, only: tuple[str, ...] = ()) -> None:
         model = cls()
         _train(model, shape, SEED + index)
         path = outdir / f"{name}.onnx"
-        export_qonnx(model, input_t=torch.randn(1, *shape), export_path=str(path), dynamo=dynamo)
+        if dynamo == "qcdq":  # plain ONNX: QuantizeLinear -> Clip -> DequantizeLinear
+            from brevitas.export import export_onnx_qcdq
+
+            export_onnx_qcdq(
+                model, input_t=torch.randn(1, *shape), export_path=str(path), dynamo=False
+            )
+        else:
+            export_qonnx(
+                model, input_t=torch.randn(1, *shape), export_path=str(path), dynamo=dynamo
+            )
         for leftover in outdir.glob(f"{name}.onnx.data"):
             leftover.unlink()
         scale, top = _input_step(path)

@@ -31,7 +31,17 @@ from .cli_run import rtlgen  # noqa: E402
 from .ops.network_checks import bit_exact_in_simulator  # noqa: E402
 
 DATA = Path(__file__).parents[1] / "data" / "qonnx"
-MODELS = ("mlp", "mlp_modes", "cnn", "cnn_ts", "cnn_stride", "res_pool", "cnn_bn", "bnn")
+MODELS = (
+    "mlp",
+    "mlp_modes",
+    "cnn",
+    "cnn_ts",
+    "cnn_stride",
+    "res_pool",
+    "cnn_bn",
+    "bnn",
+    "cnn_qcdq",
+)
 
 
 def _stream_layout(x: np.ndarray) -> np.ndarray:
@@ -155,6 +165,28 @@ def test_binary_network_is_thresholds():
     ops = [n.op for n in graph.nodes]
     assert ops == ["input", "dense", "threshold", "dense", "threshold", "dense"]
     assert set(np.unique(graph.nodes[1].weights.values)) == {-1.0, 1.0}
+
+
+def test_qcdq_triples_are_quantizers():
+    """cnn_qcdq (plain ONNX, `export_onnx_qcdq`): each QuantizeLinear -> Clip ->
+    DequantizeLinear on activations is one FixedQuantize; int8 weights with per-channel
+    DequantizeLinear (axis 0) are exact constants."""
+    graph = load_model(DATA / "cnn_qcdq.onnx")
+    ops = [n.op for n in graph.nodes]
+    assert ops == [
+        "input",
+        "fixed_quantize",
+        "conv2d",
+        "fixed_quantize",
+        "maxpool2d",
+        "conv2d",
+        "fixed_quantize",
+        "flatten",
+        "dense",
+    ]
+    quantizers = [n for n in graph.nodes if isinstance(n, FixedQuantize)]
+    assert all(q.rounding.value == "conv" for q in quantizers)
+    assert not quantizers[1].out_type.signed  # the QuantReLU's uint8 codes
 
 
 def test_batchnorm_not_before_a_round_quantizer_is_refused(tmp_path):
@@ -330,7 +362,7 @@ def test_parameter_limit(tmp_path):
 # slow: Verilator, live oracle
 # ---------------------------------------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["cnn", "res_pool"])
+@pytest.mark.parametrize("name", ["cnn", "res_pool", "cnn_bn"])
 def test_convert_and_sim_cli_bit_exact(tmp_path, name):
     """The CNN (per-channel weights, padding, max pool, PyTorch flatten order) and the
     residual/average-pool network through `rtlgen convert` and `rtlgen sim` in Verilator
