@@ -265,9 +265,10 @@ def _input_step(model_file: Path) -> tuple[float, float]:
     inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
     first = next(n for n in m.graph.node if m.graph.input[0].name in n.input)
     scale = float(inits[first.input[1]])
-    if first.op_type == "QuantizeLinear":  # QCDQ: the Clip after it bounds the codes
-        clip = next(n for n in m.graph.node if first.output[0] in n.input)
-        return scale, scale * (int(inits[clip.input[2]]) + 1)
+    if first.op_type == "QuantizeLinear":  # QCDQ: a Clip after it, or the int8 range
+        after = next(n for n in m.graph.node if first.output[0] in n.input)
+        top = int(inits[after.input[2]]) if after.op_type == "Clip" else 127
+        return scale, scale * (top + 1)
     return scale, scale * 2 ** (int(inits[first.input[3]]) - 1)
 
 
