@@ -58,6 +58,12 @@ def main() -> None:
     parser.add_argument(
         "--relu-last", action="store_true", help="the last layer is a hidden one (ReLU quantizer)"
     )
+    parser.add_argument(
+        "--argmax",
+        action="store_true",
+        help="one more output: the arg-max class of the logits (np.argmax, first on ties), "
+        "as rtlgen's network top puts on tuser",
+    )
     args = parser.parse_args()
     data = np.load(args.weights)
     n_layers = len([k for k in data.files if k.startswith("w")])
@@ -75,7 +81,8 @@ def main() -> None:
         x = x @ w + b
         if k < n_layers or args.relu_last:
             x = quantize(x, 0, 0, RELU_FRAC, "SAT", args.round_mode)
-    logic = trace(inp, x)
+    outputs = [*np.ravel(x), np.argmax(x)] if args.argmax else x
+    logic = trace(inp, outputs)
     args.outdir.mkdir(parents=True, exist_ok=True)
     model = RTLModel(
         logic,
@@ -98,7 +105,8 @@ def main() -> None:
         "generation_seconds": round(seconds, 2),
         "out_frac": out_frac,
         "settings": f"alkaid 0.8.2 trace API, HWConfig(1,1,-1), hard_dc {args.hard_dc}, "
-        f"latency_cutoff {args.latency_cutoff:g}, relu quantize SAT {args.round_mode}",
+        f"latency_cutoff {args.latency_cutoff:g}, relu quantize SAT {args.round_mode}"
+        + (", + arg-max output" if args.argmax else ""),
         "files": sorted(
             str(p)
             for p in (args.outdir / "src").rglob("*.v")
@@ -107,7 +115,11 @@ def main() -> None:
     }
     if args.inputs is not None:
         x_int = np.load(args.inputs).astype(np.float64)
-        y = np.asarray(logic.predict(x_int / 2**IN_FRAC, n_threads=1)).reshape(len(x_int), -1)
+        y = np.asarray(logic.predict(x_int / 2**in_f, n_threads=1)).reshape(len(x_int), -1)
+        if args.argmax:
+            y, classes = y[:, :-1], y[:, -1]
+            np.save(args.outdir / "classes.npy", classes.astype(np.int64))
+            info["classes"] = str(args.outdir / "classes.npy")
         mantissas = np.round(y * 2**out_frac)
         # every logit must sit on the grid (the reference's accumulator step)
         info["on_grid"] = bool(np.all(mantissas == y * 2**out_frac))

@@ -379,25 +379,28 @@ def run_alkaid(
     cutoff: float,
     round_mode: str,
     check: int,
+    argmax: bool = False,
 ) -> dict:
     """The same weights through alkaid (in its own environment), synthesized the same way;
-    its interpreter's logits (the arithmetic of its RTL) compared with the reference."""
+    its interpreter's logits (the arithmetic of its RTL) compared with the reference.
+    ``argmax``: also the arg-max class as an output (what rtlgen's top computes besides)."""
     weights = workdir / f"{name}_weights.npz"
     arrays = {f"w{k + 1}": layer.weights for k, layer in enumerate(layers)}
     arrays.update({f"b{k + 1}": layer.bias for k, layer in enumerate(layers)})
     np.savez(weights, **arrays)
-    outdir = workdir / f"alkaid_{name}_c{cutoff:g}_{round_mode}"
+    outdir = workdir / f"alkaid_{name}_c{cutoff:g}_{round_mode}{'_argmax' if argmax else ''}"
     x_int = test_inputs(check) if check else None
-    extra = []
+    extra = ["--argmax"] if argmax else []
     if x_int is not None:
         np.save(workdir / "alkaid_inputs.npy", x_int)
-        extra = ["--inputs", str(workdir / "alkaid_inputs.npy")]
+        extra += ["--inputs", str(workdir / "alkaid_inputs.npy")]
     info, merged = alkaid_build(python, weights, outdir, cutoff, round_mode, extra)
     result = {
         "variant": name,
         "tool": "alkaid 0.8.2",
         "latency_cutoff": cutoff,
         "round_mode": round_mode,
+        "outputs": "logits + arg-max class" if argmax else "logits",
         "latency_cycles": info["latency"],
         "alkaid_cost_estimate": info["cost"],
         "alkaid_reg_bits": info["reg_bits"],
@@ -408,6 +411,11 @@ def run_alkaid(
         got = np.load(info["predict"])
         expected = reference(layers, x_int)
         rows_equal = np.all(got == expected, axis=1)
+        if argmax:
+            classes = np.load(info["classes"])
+            result["argmax_equals_reference"] = bool(
+                np.array_equal(classes, np.argmax(expected, axis=1))
+            )
         result["bit_exact"] = bool(np.all(rows_equal))
         result["exact_vectors_rate"] = round(float(np.mean(rows_equal)), 4)
         result["checked_vectors"] = int(len(x_int))
@@ -562,7 +570,9 @@ def _key(entry: dict) -> tuple:
 
 
 def _peer_key(entry: dict) -> tuple:
-    return (entry["variant"], entry["latency_cutoff"], entry["round_mode"])
+    return (
+        entry["variant"], entry["latency_cutoff"], entry["round_mode"], entry.get("outputs", "logits")
+    )
 
 
 def _cli_key(entry: dict) -> tuple:
@@ -583,12 +593,17 @@ def comparisons(report: dict) -> list[dict]:
     """Issue 18's figure per variant and rtlgen CLI design: LUT over alkaid's (half-to-even,
     bit-exact build) at the same or more cycles than rtlgen's (the fewest-LUT such run)."""
     out = []
-    for cli in report.get("cli", []):
+    for cli, outputs in (
+        (cli, outputs)
+        for cli in report.get("cli", [])
+        for outputs in ("logits + arg-max class", "logits")
+    ):
         peers = [
             p
             for p in report.get("alkaid_same_weights", [])
             if p["variant"] == cli["variant"]
             and p["round_mode"] == "RND_CONV"
+            and p.get("outputs", "logits") == outputs
             and p["latency_cycles"] >= cli["latency_cycles"]
         ]
         if not peers:
@@ -599,8 +614,9 @@ def comparisons(report: dict) -> list[dict]:
             {
                 "variant": cli["variant"],
                 "rtlgen": f"{cli['command']} ({cli['latency_cycles']} cycles incl. arg-max)",
-                "alkaid": f"latency_cutoff {peer['latency_cutoff']:g}, {peer['round_mode']} "
-                f"({peer['latency_cycles']} cycles to the logits)",
+                "alkaid": f"latency_cutoff {peer['latency_cutoff']:g}, {peer['round_mode']}, "
+                f"outputs {outputs} ({peer['latency_cycles']} cycles)",
+                "same_outputs": outputs == "logits + arg-max class",
                 "lut_ratio": round(s["luts"] / ps["luts"], 3),
                 "ff_ratio": round(s["ffs"] / ps["ffs"], 3),
                 "rtlgen_luts": s["luts"],
@@ -665,7 +681,7 @@ def print_table(report: dict) -> None:
     # alkaid on the same weights (bit-exact build), per variant: the fewest LUTs
     peer_luts: dict[str, int] = {}
     for e in report.get("alkaid_same_weights", []):
-        if e["round_mode"] == "RND_CONV":
+        if e["round_mode"] == "RND_CONV" and e.get("outputs", "logits") == "logits":
             luts = e["synthesis"]["luts"]
             peer_luts[e["variant"]] = min(luts, peer_luts.get(e["variant"], luts))
     rows = [
@@ -678,7 +694,11 @@ def print_table(report: dict) -> None:
     ]
     rows += [(e, f"rtlgen convert lut latency A={e['adders_per_stage']}") for e in report.get("cli", [])]
     rows += [
-        (e, f"alkaid 0.8.2 cutoff={e['latency_cutoff']:g} {e['round_mode']}")
+        (
+            e,
+            f"alkaid 0.8.2 cutoff={e['latency_cutoff']:g} {e['round_mode']}"
+            + (" +argmax" if "arg-max" in e.get("outputs", "") else ""),
+        )
         for e in report.get("alkaid_same_weights", [])
     ]
     rows += [
@@ -777,6 +797,15 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated alkaid ReLU rounding: RND_CONV (half to even, bit-exact), RND",
     )
     parser.add_argument(
+        "--alkaid-argmax",
+        default="no",
+        choices=("no", "yes", "both"),
+        help="alkaid's design also outputs the arg-max class (rtlgen's top always does)",
+    )
+    parser.add_argument(
+        "--alkaid-check", type=int, default=1024, help="vectors alkaid's interpreter checks"
+    )
+    parser.add_argument(
         "--per-layer",
         action="store_true",
         help="also synthesize each layer alone in rtlgen's chain and in alkaid (needs --alkaid-python)",
@@ -814,20 +843,26 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 layers, training = make_layers(args.seed, sparsity), None
             if args.alkaid_python:
-                for round_mode in args.alkaid_round.split(","):
-                    for cutoff in (float(c) for c in args.alkaid_cutoffs.split(",")):
-                        peer = run_alkaid(
-                            name, layers, args.alkaid_python, workdir, cutoff, round_mode, args.check
-                        )
-                        new["alkaid_same_weights"].append(peer)
-                        s = peer["synthesis"]
-                        print(
-                            f"{name:9s} alkaid c={cutoff:g} {round_mode:8s} LUT {s['luts']:6d} "
-                            f"FF {s['ffs']:6d} DSP {s['dsps']:4d} latency {peer['latency_cycles']} "
-                            f"lut_levels {s['lut_levels']:2d} exact {peer.get('bit_exact')}",
-                            flush=True,
-                        )
-                        print(f"  yosys: {s.get('yosys_script')}", flush=True)
+                argmaxes = {"no": (False,), "yes": (True,), "both": (False, True)}[args.alkaid_argmax]
+                for round_mode, cutoff, argmax in (
+                    (r, float(c), a)
+                    for r in args.alkaid_round.split(",")
+                    for c in args.alkaid_cutoffs.split(",")
+                    for a in argmaxes
+                ):
+                    peer = run_alkaid(
+                        name, layers, args.alkaid_python, workdir, cutoff, round_mode,
+                        args.alkaid_check, argmax,
+                    )
+                    new["alkaid_same_weights"].append(peer)
+                    s = peer["synthesis"]
+                    print(
+                        f"{name:9s} alkaid c={cutoff:g} {round_mode:8s}{' +argmax' if argmax else ''} "
+                        f"LUT {s['luts']:6d} FF {s['ffs']:6d} DSP {s['dsps']:4d} latency {peer['latency_cycles']} "
+                        f"lut_levels {s['lut_levels']:2d} exact {peer.get('bit_exact')}",
+                        flush=True,
+                    )
+                    print(f"  yosys: {s.get('yosys_script')}", flush=True)
             if args.per_layer and args.alkaid_python:
                 new["per_layer"] += run_per_layer(name, layers, args, workdir)
             if model is not None:
