@@ -10,9 +10,15 @@ from . import dut
 
 
 @pytest.fixture(scope="session")
-def build_root(tmp_path_factory) -> Path:
-    """Verilator build cache shared by the session's tests (each design is built once)."""
-    return tmp_path_factory.mktemp("verilator_cache")
+def build_root(tmp_path_factory, request) -> Path:
+    """Verilator build cache shared by the session's tests (each design is built once), and
+    by the xdist workers of one run: builds are keyed by content and locked, so the second
+    worker to need the test DUT's simulator waits for the first instead of building it again."""
+    if not hasattr(request.config, "workerinput"):  # no xdist
+        return tmp_path_factory.mktemp("verilator_cache")
+    shared = tmp_path_factory.getbasetemp().parent / "verilator_cache"
+    shared.mkdir(exist_ok=True)
+    return shared
 
 
 def _outdir(tmp_path_factory, name: str, **options) -> Path:
