@@ -286,30 +286,74 @@ def synthesize(
 # outputs float), so memories map to LUT RAM and flip-flops here (`-nobram`, and the
 # generated `rom_style`/`ram_style = "block"` attributes, which would force block RAM, removed).
 #
-# A Yosys bug (xilinx_dsp; seen in 0.70, the pattern is from 2019): it moves a register after a multiplier or
-# post-adder into the DSP48E1 (MREG/PREG) when the register is the product's only user, but
-# counts users per cell port, not per bit: a register that takes one product bit twice (a
-# sign extension, `q <= {d, s[15], s[15:0]}`) gets one copy from P and the other loses its
-# driver (Yosys then ties it to the register's init value, 0). Hence "xilinx" merges
-# duplicate flip-flop bits (`opt_dff -sat`) between synth_xilinx's `prepare` and `map_dsp`
-# steps, and `write_netlist` checks the design there (XILINX_PRE_DSP) and, should a register
-# still take a bit twice, synthesizes without DSPs (`-nodsp`) instead.
-# The minimal case: tests/sim_tb/test_netlist.py (DUPLICATE_BIT).
+# Two Yosys bugs in xilinx_dsp (seen in 0.70; the patterns date from 2019) make wrong
+# netlists of rtlgen designs; "xilinx" works around both and keeps the rest of the DSP
+# packing (multiplier, M/P registers with their enables, post-adder):
+# 1. It moves a register after a multiplier or post-adder into the DSP48E1 (MREG/PREG) when
+#    the register is the product's only user, but counts users per cell port, not per bit: a
+#    register that takes one product bit twice (a sign extension, `q <= {d, s[15], s[15:0]}`)
+#    gets one copy from P and the other loses its driver (then tied to its init value, 0).
+#    Fix: merge duplicate flip-flop bits (`opt_dff -sat`) before the DSP mapping; the design
+#    is checked there (XILINX_PRE_DSP) and, should a register still take a bit twice (bits
+#    without an init value are not merged), the netlist is synthesized with `-nodsp`.
+# 2. Its PCOUT -> PCIN cascade compares only bit 0 (or bit 17) of a DSP's C input with the
+#    other DSP's P: a C input whose low bits pass a product through (`{sum[14:0], m[2:0]}`,
+#    the add at an offset of rtlgen's adder trees) is replaced by the whole product.
+#    Fix: synth_xilinx's `map_dsp` step is run here with a copy of Yosys's DSP48E1 techmap
+#    whose PCIN input is driven by a cell (a `$pos` of 0, removed later), so that no DSP is
+#    a cascade's sink; its other commands are those of Yosys 0.70 (`help synth_xilinx`).
+# The minimal cases: tests/sim_tb/test_netlist.py (DUPLICATE_BIT, PASS_THROUGH).
 _XILINX_SYNTH = "synth_xilinx -flatten -family xc7 -nobram -noiopad -noclkbuf -top {top}"
 XILINX_PRE_DSP = "pre_dsp.json"
+XILINX_DSP_MAP = "rtlgen_xc7_dsp_map.v"
+_XILINX_MAP_DSP = (  # synth_xilinx's map_dsp for -family xc7, with XILINX_DSP_MAP
+    "memory_dff",
+    "alumacc -macc-only",
+    "maccmap -unmap",
+    "opt_clean",
+    f"techmap -map +/mul2dsp.v -map {XILINX_DSP_MAP} -D DSP_A_MAXWIDTH=25 -D DSP_B_MAXWIDTH=18"
+    " -D DSP_A_MAXWIDTH_PARTIAL=18 -D DSP_A_MINWIDTH=2 -D DSP_B_MINWIDTH=2 -D DSP_Y_MINWIDTH=9"
+    " -D DSP_SIGNEDONLY=1 -D DSP_NAME=$__MUL25X18",
+    "select a:mul2dsp",
+    "setattr -unset mul2dsp",
+    "opt_expr -fine",
+    "wreduce",
+    "select -clear",
+    "xilinx_dsp -family xc7",
+    "chtype -set $mul t:$__soft_mul",
+)
 NETLIST_FLAVOURS = {
     "generic": "synth -flatten -top {top}",
     "xilinx": "\n".join([
         "setattr -unset rom_style -unset ram_style m:*",
         f"{_XILINX_SYNTH} -run :map_dsp",
         "opt_dff -sat",
-        f"select {{top}}\nwrite_json -selected {XILINX_PRE_DSP}\nselect -clear",
-        f"{_XILINX_SYNTH} -run map_dsp:",
+        "select {top}",
+        f"write_json -selected {XILINX_PRE_DSP}",
+        "select -clear",
+        *_XILINX_MAP_DSP,
+        f"{_XILINX_SYNTH} -run coarse:",
     ]),
 }
-_XILINX_NODSP = (
-    f"setattr -unset rom_style -unset ram_style m:*\n{_XILINX_SYNTH} -nodsp"
-)
+_XILINX_NODSP = f"setattr -unset rom_style -unset ram_style m:*\n{_XILINX_SYNTH} -nodsp"
+_PCIN_ZERO = "\t\t.PCIN(48'b0),\n"
+
+
+def xilinx_dsp_map(yosys_map: str) -> str | None:
+    """Yosys's xc7_dsp_map.v (`$__MUL25X18` -> DSP48E1) with PCIN driven by a `$pos` cell of
+    0 (bug 2 above); None if the file is not the one this was written for."""
+    cell = "\tDSP48E1 #("
+    if yosys_map.count(_PCIN_ZERO) != 1 or yosys_map.count(cell) != 1:
+        return None
+    used = (
+        "\twire [47:0] rtlgen_pcin;  // a PCIN with a driver is no cascade's sink\n"
+        "\t\\$pos #(.A_SIGNED(0), .A_WIDTH(48), .Y_WIDTH(48)) rtlgen_pcin_zero "
+        "(.A(48'b0), .Y(rtlgen_pcin));\n"
+    )
+    head, tail = yosys_map.split(cell)
+    return head + used + cell + tail.replace(_PCIN_ZERO, "\t\t.PCIN(rtlgen_pcin),\n")
+
+
 # The flip-flop cells xilinx_dsp moves into a DSP48E1 (its `out_dffe` pattern).
 _DSP_PACKED_FFS = ("$dff", "$dffe", "$sdff", "$sdffe")
 
@@ -412,8 +456,20 @@ def write_netlist(
                 )
             return log
 
-        log = run(NETLIST_FLAVOURS[flavour])
+        synthesis = NETLIST_FLAVOURS[flavour]
+        note = ""
         if flavour == "xilinx":
+            dsp_map = xilinx_dsp_map((yosys_datdir() / "xilinx" / "xc7_dsp_map.v").read_text())
+            if dsp_map is None:  # another Yosys: no safe DSP mapping known
+                note = (
+                    "rtlgen: Yosys's xilinx/xc7_dsp_map.v is not the one rtlgen knows, "
+                    "so this netlist is synthesized with -nodsp\n"
+                )
+                synthesis = _XILINX_NODSP
+            else:
+                (work / XILINX_DSP_MAP).write_text(dsp_map)
+        log = note + run(synthesis) + note
+        if flavour == "xilinx" and not note:
             twice = registers_taking_a_bit_twice(json.loads((work / XILINX_PRE_DSP).read_text()))
             if twice:  # xilinx_dsp could drop their bits: no DSPs (see NETLIST_FLAVOURS)
                 note = (

@@ -19,7 +19,13 @@ from rtlgen.quant.errors import RtlgenError
 from rtlgen.sim_tb import simulate
 from rtlgen.sim_tb.netlist import netlist_manifest
 from rtlgen.sim_tb.tb_manifest import read_manifest
-from rtlgen.synth import NETLIST_NAME, registers_taking_a_bit_twice, write_netlist, yosys_datdir
+from rtlgen.synth import (
+    NETLIST_NAME,
+    registers_taking_a_bit_twice,
+    write_netlist,
+    xilinx_dsp_map,
+    yosys_datdir,
+)
 
 from ..rtlgen.nets import random_inputs
 from . import dut
@@ -78,57 +84,69 @@ def test_xilinx_cell_models_ship_with_yosys():
         assert f"module {cell}" in cells
 
 
-# Yosys's xilinx_dsp moves a register after a multiplier or post-adder into the DSP48E1
-# (MREG/PREG) even when the register takes a product bit twice (a sign extension next to
-# another field): one copy then comes from P and the other loses its driver (tied to 0).
-# The minimal case of mlp-sparse's first dense layer, whose Xilinx netlist was wrong.
-DUPLICATE_BIT = """\
-module dup(input clk, input en, input signed [9:0] a, input signed [15:0] c, input [7:0] d,
-           output reg [24:0] q = 0);
+# The minimal cases of two Yosys xilinx_dsp bugs that made wrong Xilinx netlists (see
+# rtlgen.synth.NETLIST_FLAVOURS), in one module:
+# q1: a register taking a product bit twice (a sign extension next to another field) moved
+#     into the DSP48E1 (MREG/PREG) lost the other copy (tied to 0): mlp-sparse's first layer;
+# q2: a post-adder whose C input passes a product's low bits through (an add at an offset)
+#     became a PCOUT -> PCIN cascade of the whole product: mixed_mlp's first layer.
+DSP_CASES = """\
+module dsp_cases(input clk, input en, input signed [9:0] a, input signed [15:0] c,
+                 input [7:0] d, input signed [7:0] e, input signed [7:0] f,
+                 input signed [11:0] k, output reg [24:0] q1 = 0, output reg [21:0] q2 = 0);
   reg signed [13:0] m = 0;
   wire signed [17:0] s = c + m;
   always @(posedge clk) if (en) m <= a * 5'sd11;
-  always @(posedge clk) if (en) q <= {d, s[15], s[15:0]};
+  always @(posedge clk) if (en) q1 <= {d, s[15], s[15:0]};
+  reg signed [17:0] m1 = 0, m2 = 0;
+  always @(posedge clk) if (en) begin m1 <= e * 10'sd395; m2 <= f * 10'sd301; end
+  wire signed [14:0] hi = m1[17:3] - k;
+  always @(posedge clk) if (en) q2 <= $signed({hi, m1[2:0]}) + m2;
 endmodule
 """
-# The bench drives the source and the netlist (renamed dup_netlist) with the same random
-# inputs and counts the cycles whose outputs differ, from the cycle after the first load on
-# (xilinx_dsp also drops the init value of the register's other bits: X until loaded).
-DUPLICATE_BIT_BENCH = """\
+# The bench drives the source and the netlist (renamed dsp_cases_netlist) with the same
+# random inputs and counts the cycles where q1 or q2 differ, from the cycle after the first
+# load on (xilinx_dsp also drops the init value of a packed register's other bits).
+DSP_CASES_BENCH = """\
 module bench;
   reg clk = 0, en = 1; reg signed [9:0] a = 0; reg signed [15:0] c = 0; reg [7:0] d = 0;
-  wire [24:0] want, got;
-  dup source(.clk(clk), .en(en), .a(a), .c(c), .d(d), .q(want));
-  dup_netlist netlist(.clk(clk), .en(en), .a(a), .c(c), .d(d), .q(got));
-  integer i, differ = 0, negative = 0, seed = 7;
+  reg signed [7:0] e = 0, f = 0; reg signed [11:0] k = 0;
+  wire [24:0] want1, got1; wire [21:0] want2, got2;
+  dsp_cases source(.clk(clk), .en(en), .a(a), .c(c), .d(d), .e(e), .f(f), .k(k),
+                   .q1(want1), .q2(want2));
+  dsp_cases_netlist netlist(.clk(clk), .en(en), .a(a), .c(c), .d(d), .e(e), .f(f), .k(k),
+                            .q1(got1), .q2(got2));
+  integer i, differ1 = 0, differ2 = 0, negative = 0, seed = 7;
   always #5 clk = ~clk;
   initial begin
     for (i = 0; i < 400; i = i + 1) begin
       @(negedge clk);
-      if (i > 0 && got !== want) differ = differ + 1;
-      if (want[16]) negative = negative + 1;
-      a = $random(seed); c = $random(seed) >>> 3; d = $random(seed); en = i == 0 || $random(seed);
+      if (i > 0 && got1 !== want1) differ1 = differ1 + 1;
+      if (i > 0 && got2 !== want2) differ2 = differ2 + 1;
+      if (want1[16]) negative = negative + 1;
+      a = $random(seed); c = $random(seed) >>> 3; d = $random(seed); e = $random(seed);
+      f = $random(seed); k = $random(seed); en = i == 0 || $random(seed);
     end
-    $display("differ %0d negative %0d", differ, negative);
+    $display("q1 differs %0d q2 differs %0d q1 negative %0d", differ1, differ2, negative);
     $finish;
   end
 endmodule
 """
 
 
-def _differing_cycles(tmp_path, source: str, bench: str, netlist: str) -> tuple[int, int]:
-    """(cycles whose outputs differ, cycles with a negative sum) of `bench` on the Verilog
-    `source` (module dup) and its Xilinx `netlist`, in Icarus with Yosys's cell models."""
-    (tmp_path / "source.v").write_text(source)
-    (tmp_path / "bench.v").write_text(bench)
-    (tmp_path / "netlist.v").write_text(netlist.replace("module dup(", "module dup_netlist("))
+def dsp_cases_differ(tmp_path, netlist: str) -> tuple[int, int, int]:
+    """Cycles where q1 and where q2 of DSP_CASES's Xilinx `netlist` differ from the source,
+    and cycles where q1's duplicated bit is 1, in Icarus with Yosys's cell models."""
+    (tmp_path / "source.v").write_text(DSP_CASES)
+    (tmp_path / "bench.v").write_text(DSP_CASES_BENCH)
+    (tmp_path / "netlist.v").write_text(netlist.replace("module dsp_cases(", "module dsp_cases_netlist("))
     files = ["bench.v", "source.v", "netlist.v", str(yosys_datdir() / "xilinx" / "cells_sim.v")]
     subprocess.run(["iverilog", "-g2005", "-s", "bench", "-o", "bench.vvp", *files],
                    cwd=tmp_path, check=True, capture_output=True)
     run = subprocess.run(["vvp", "-n", "bench.vvp"], cwd=tmp_path, check=True,
                          capture_output=True, text=True)
-    differ, negative = re.search(r"differ (\d+) negative (\d+)", run.stdout).groups()
-    return int(differ), int(negative)
+    found = re.search(r"q1 differs (\d+) q2 differs (\d+) q1 negative (\d+)", run.stdout)
+    return tuple(int(n) for n in found.groups())
 
 
 def test_registers_taking_a_bit_twice():
@@ -140,18 +158,27 @@ def test_registers_taking_a_bit_twice():
     assert registers_taking_a_bit_twice(design) == ["top.twice"]
 
 
+def test_xilinx_dsp_map_drives_pcin():
+    yosys_map = (yosys_datdir() / "xilinx" / "xc7_dsp_map.v").read_text()
+    ours = xilinx_dsp_map(yosys_map)
+    assert ours is not None and ours.count(".PCIN(rtlgen_pcin)") == 1 and ".PCIN(48'b0)" not in ours
+    assert xilinx_dsp_map(yosys_map.replace(".PCIN(48'b0)", ".PCIN(pcin)")) is None
+
+
 @needs_iverilog
-def test_xilinx_netlist_of_a_register_taking_a_product_bit_twice(tmp_path):
-    """Bit-exact, and the multiplier, its register, the post-adder and the output register
-    are still in the DSP48E1 (merging the register's duplicate bits, not dropping DSPs)."""
-    (tmp_path / "dup.v").write_text(DUPLICATE_BIT)
-    netlist = write_netlist([tmp_path / "dup.v"], "dup", "xilinx", tmp_path / "out").read_text()
-    assert netlist.count("DSP48E1 #(") == 1
-    assert ".MREG(1'h1)" in netlist and ".PREG(1'h1)" in netlist and ".OPMODE(7'h35)" in netlist
-    assert "rtlgen:" not in (tmp_path / "out" / "yosys.log").read_text()
-    differ, negative = _differing_cycles(tmp_path, DUPLICATE_BIT, DUPLICATE_BIT_BENCH, netlist)
+def test_xilinx_netlist_of_the_dsp_packing_bugs_is_bit_exact(tmp_path):
+    """Bit-exact, and the DSP48E1s still hold the multipliers, their registers (with the
+    enable), the post-adders and the output registers: only the faulty packing is avoided."""
+    (tmp_path / "dsp_cases.v").write_text(DSP_CASES)
+    netlist = write_netlist([tmp_path / "dsp_cases.v"], "dsp_cases", "xilinx", tmp_path / "out")
+    netlist = netlist.read_text()
+    assert "rtlgen:" not in (tmp_path / "out" / "yosys.log").read_text()  # no -nodsp fallback
+    assert netlist.count("DSP48E1 #(") == 3 and netlist.count(".MREG(1'h1)") == 3
+    assert netlist.count(".PREG(1'h1)") == 2 and netlist.count(".OPMODE(7'h35)") == 2
+    assert ".CEP(en)" in netlist and "PCOUT" not in netlist  # no cascade
+    differ1, differ2, negative = dsp_cases_differ(tmp_path, netlist)
     assert negative > 100  # the duplicated sign bit is exercised
-    assert differ == 0
+    assert (differ1, differ2) == (0, 0)
 
 
 # ---------------------------------------------------------------------------------------
