@@ -18,7 +18,10 @@ MODEL = [str(DATA / "demo_cnn.json"), "--weights", str(DATA / "demo_cnn_weights.
     [
         (["--max-reuse", "0"], "--max-reuse 0 is not supported (use 1 to"),
         (["--latency-budget", "0"], "--latency-budget 0 is not supported (use 1 to"),
-        (["--latency-budget", "20"], "--latency-budget 20: not reachable, every layer at reuse 1 takes"),
+        (
+            ["--latency-budget", "20"],
+            "--latency-budget 20: not reachable, every layer at reuse 1 takes",
+        ),
     ],
 )
 def test_bad_cap_or_budget_is_one_line_with_exit_code_2(tmp_path, args, message):

@@ -122,9 +122,7 @@ def test_a_vector_flatten_and_full_parallelism_are_unchanged():
 
     top = NetworkTop(mlp(flatten_after=(0,)))
     assert plans(top)["flatten0"].stages == ()
-    assert all(
-        getattr(stage, "beats", 1) == 1 for plan in top.plans for stage in plan.stages
-    )
+    assert all(getattr(stage, "beats", 1) == 1 for plan in top.plans for stage in plan.stages)
 
 
 def test_a_flatten_feeding_something_else_still_gathers_its_beats():
@@ -134,7 +132,10 @@ def test_a_flatten_feeding_something_else_still_gathers_its_beats():
         ir.Input("in", (4, 3), (4, 3)),
         ir.Flatten("flatten", (4, 3), (12,)),
         ir.ScaleShift(
-            "bn", (12,), (12,), scale=ir.FloatTensor(rng.uniform(0.5, 1.5, 12)),
+            "bn",
+            (12,),
+            (12,),
+            scale=ir.FloatTensor(rng.uniform(0.5, 1.5, 12)),
             shift=ir.FloatTensor(rng.normal(size=12) * 0.2),
         ),
     ]
@@ -179,7 +180,9 @@ def test_latency_budget_takes_the_largest_cap_that_meets_it():
 
 def test_an_unreachable_budget_is_one_error_naming_the_option():
     graph = flat_net((12, 3))
-    with pytest.raises(RtlgenError, match=r"--latency-budget 3: not reachable, every layer at reuse 1 takes \d+"):
+    with pytest.raises(
+        RtlgenError, match=r"--latency-budget 3: not reachable, every layer at reuse 1 takes \d+"
+    ):
         NetworkTop(graph, HardwareOptions(latency_budget=3))
 
 
