@@ -30,9 +30,11 @@ def load_model(
     input_type: str | FixedType | None = None,
     calibrate: np.ndarray | dict[str, np.ndarray] | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    example_input: Any = None,
 ) -> ir.ModelGraph:
     """A Keras/QKeras model (file path, json + weights, or in-memory object), a QONNX
-    ``.onnx`` file (Brevitas ``export_qonnx``, `rtlgen.frontend.qonnx`), or an OUTDIR /
+    ``.onnx`` file (Brevitas ``export_qonnx``, `rtlgen.frontend.qonnx`), a Brevitas
+    ``torch.nn.Module`` with ``example_input`` (exported in memory), or an OUTDIR /
     graph.npz written by `rtlgen convert`, as a lowered `ModelGraph`.
 
     ``input_type`` (e.g. ``"fixed<8,1>"``) overrides the config's input stream type.
@@ -62,8 +64,13 @@ def load_model(
                 ".keras) or a directory written by 'rtlgen convert'"
             )
     from rtlgen.frontend import read_model
+    from rtlgen.frontend.qonnx import is_torch_module
 
-    if isinstance(model, str | Path) and Path(model).suffix.lower() == ".onnx":
+    if is_torch_module(model):
+        from rtlgen.frontend.qonnx import read_brevitas
+
+        graph = read_brevitas(model, example_input, limits, input_from_quant=input_type is None)
+    elif isinstance(model, str | Path) and Path(model).suffix.lower() == ".onnx":
         if weights is not None:
             raise RtlgenError(f"{model}: a QONNX model holds its weights; do not pass weights")
         from rtlgen.frontend.qonnx import read_qonnx

@@ -1438,8 +1438,58 @@ def read_qonnx(
         raise ModelFileError(f"{path}: nested too deeply") from None
 
 
+def is_torch_module(model: Any) -> bool:
+    """A ``torch.nn.Module`` (checked without importing torch)."""
+    return any(
+        cls.__name__ == "Module" and cls.__module__.split(".")[0] == "torch"
+        for cls in type(model).__mro__
+    )
+
+
+def read_brevitas(
+    module: Any, example_input: Any, limits: Limits = DEFAULT_LIMITS, input_from_quant: bool = True
+) -> ir.ModelGraph:
+    """A Brevitas module through an in-memory QONNX export (``brevitas.export.export_qonnx``
+    into a temporary folder, Brevitas's default exporter), read like a file. The module is
+    exported in eval mode (and put back as it was). Needs the ``qonnx`` extra."""
+    import tempfile
+
+    if example_input is None:
+        raise RtlgenError(
+            "load_model(torch_module) needs example_input=<a tensor of the input's shape with "
+            "batch 1>"
+        )
+    try:
+        from brevitas.export import export_qonnx
+    except ImportError:
+        raise RtlgenError(
+            "reading a PyTorch module needs Brevitas and its exporter: pip install 'rtlgen[qonnx]'"
+        ) from None
+    with tempfile.TemporaryDirectory(prefix="rtlgen-qonnx-") as folder:
+        path = Path(folder) / f"{type(module).__name__}.onnx"
+        training = bool(getattr(module, "training", False))
+        module.eval()
+        try:
+            export_qonnx(module, input_t=example_input, export_path=str(path))
+        except Exception as exc:
+            raise UnsupportedError(
+                f"Brevitas could not export {type(module).__name__} to QONNX: "
+                f"{' '.join(str(exc).split())[:160]}"
+            ) from None
+        finally:
+            module.train(training)
+        return read_qonnx(path, limits, input_from_quant)
+
+
 def is_onnx(path: Path) -> bool:
     return path.suffix.lower() == ".onnx"
 
 
-__all__ = ["read_qonnx", "is_onnx", "SUPPORTED_OPS", "snapped_bias"]
+__all__ = [
+    "read_qonnx",
+    "read_brevitas",
+    "is_onnx",
+    "is_torch_module",
+    "SUPPORTED_OPS",
+    "snapped_bias",
+]

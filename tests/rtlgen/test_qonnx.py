@@ -344,6 +344,16 @@ def test_external_data_outside_the_folder_is_refused(tmp_path):
         load_model(path)
 
 
+def test_torch_module_without_example_input_is_one_line():
+    """A torch.nn.Module (recognized without importing torch) needs example_input."""
+    from rtlgen.quant.errors import RtlgenError
+
+    fake_base = type("Module", (), {"__module__": "torch.nn.modules.module"})
+    module = type("Net", (fake_base,), {})()
+    with pytest.raises(RtlgenError, match="example_input"):
+        load_model(module)
+
+
 def test_size_limit_checked_before_parsing(tmp_path):
     from rtlgen.frontend.limits import Limits
 
@@ -408,3 +418,57 @@ def test_live_oracle(tmp_path):
         np.testing.assert_array_equal(fresh["y"], committed["y"])
         got, want, _ = _predict(name, tmp_path)
         np.testing.assert_array_equal(got, want)
+
+
+_IN_MEMORY = """
+import sys, numpy as np, torch
+sys.path.insert(0, sys.argv[1])
+import make_qonnx_models as mk
+import rtlgen
+from rtlgen.api import predict_outputs
+for name in ("mlp_modes", "cnn", "cnn_bn"):
+    cls, shape, _ = mk._models()[name]
+    torch.manual_seed(5)
+    module = cls()
+    mk._train(module, shape, 5)
+    graph = rtlgen.load_model(module, example_input=torch.randn(1, *shape))
+    x = (np.random.default_rng(0).integers(-200, 200, size=(16, *shape)) / 32).astype(np.float32)
+    with torch.no_grad():
+        want = module(torch.from_numpy(x))
+        want = (want.value if hasattr(want, "value") else want).numpy()
+    (got,) = predict_outputs(graph, x.transpose(0, 2, 3, 1) if x.ndim == 4 else x).values()
+    assert np.array_equal(got.reshape(want.shape).astype(np.float32), want), name
+    assert module.training is False
+print("ok")
+"""
+
+
+@pytest.mark.slow
+def test_brevitas_module_in_memory_is_bit_exact_with_the_module(tmp_path):
+    """`rtlgen.load_model(module, example_input=...)` exports a Brevitas module in memory
+    (QONNX) and predicts exactly what the module itself computes (torch float32), for an
+    MLP, a CNN and a CNN with BatchNorm; runs in the oracle venv with this checkout on
+    PYTHONPATH."""
+    python = _oracle_python()
+    root = Path(__file__).parents[2]
+    if python is None:
+        pytest.skip("QONNX oracle venv not installed")
+    probe = subprocess.run(
+        [python, "-c", "import torch, brevitas, rtlgen.api"],
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        timeout=300,
+    )
+    if probe.returncode != 0:
+        pytest.skip("the oracle venv cannot import rtlgen (pip install h5py pyyaml amaranth there)")
+    script = tmp_path / "in_memory.py"
+    script.write_text(_IN_MEMORY)
+    run = subprocess.run(
+        [python, script, root / "tests" / "data"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        timeout=900,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip().endswith("ok")
