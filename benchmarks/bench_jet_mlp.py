@@ -639,8 +639,9 @@ def merge_report(path: Path, new: dict[str, list[dict]], command: str) -> dict:
         "trained: QKeras QAT on synthetic 16-feature 5-class data (see trained_layers); "
         "tutorial: the hls4ml tutorial's QKeras recipe (L1 1e-4, 75 % pruning) on the same data",
         "tool": "Yosys 0.70 synth_xilinx -flatten -family xcup -noiopad -noclkbuf (YoWASP), "
-        "script in each entry's synthesis.yosys_script; LUT = LUT1..LUT6 + INV; lut_levels = "
-        "LUTs in series between registers",
+        "the script in each entry's synthesis.yosys_script (entries without one: rtlgen.synth "
+        "of their session); LUT = LUT1..LUT6 + INV; lut_levels = LUTs in series between "
+        "registers",
         "da4ml_reference": {**DA4ML, "note": "measured by da4ml on a real trained model"},
         "sections": {
             "results": "rtlgen, the benchmark's own ConstantMatVec + Requantize chain",
