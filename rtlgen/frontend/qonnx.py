@@ -286,8 +286,13 @@ def _attributes(node: Any, what: str) -> dict[str, Any]:
     return out
 
 
+def _text(value: Any) -> str:
+    """A protobuf string field as text (the parser hands invalid UTF-8 over as bytes)."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
 def _identifier(name: str, used: set[str]) -> str:
-    base = re.sub(r"\W+", "_", name).strip("_")[:60] or "node"
+    base = re.sub(r"\W+", "_", _text(name)).strip("_")[:60] or "node"
     if base[0].isdigit():
         base = f"n{base}"
     name, index = base, 1
@@ -345,7 +350,8 @@ class _Reader:
 
     # -- helpers ----------------------------------------------------------------------
     def where(self, node: Any) -> str:
-        return f"{self.what}: node '{(node.name or node.output[0])[:80]}' ({node.op_type})"
+        name = _text(node.name or (node.output[0] if node.output else ""))
+        return f"{self.what}: node '{name[:80]}' ({_text(node.op_type)[:40]})"
 
     def constant(self, node: Any, index: int, what: str) -> np.ndarray:
         if index >= len(node.input) or not node.input[index]:
@@ -442,7 +448,7 @@ class _Reader:
         # the graph output is the last node: drop nodes that do not lead to it
         index = next(i for i, n in enumerate(nodes) if n.name == out.node)
         graph = ir.ModelGraph(
-            name=_identifier(self.graph.name or self.path.stem, set()),
+            name=_identifier(_text(self.graph.name) or self.path.stem, set()),
             nodes=tuple(nodes[: index + 1]),
             source=self.what,
         )
@@ -451,7 +457,7 @@ class _Reader:
     def _input(self, value_info: Any) -> None:
         dims = value_info.type.tensor_type.shape.dim
         shape = [d.dim_value if d.HasField("dim_value") else None for d in dims]
-        where = f"{self.what}: input '{value_info.name[:60]}'"
+        where = f"{self.what}: input '{_text(value_info.name)[:60]}'"
         if (
             len(shape) not in (2, 4)
             or shape[0] not in (1, None)
@@ -472,7 +478,7 @@ class _Reader:
         input_type = self._input_type(value_info.name, stream)
         name = _identifier(value_info.name, self.used)
         node = ir.Input(
-            name, stream.shape, stream.shape, out_type=input_type, source=value_info.name
+            name, stream.shape, stream.shape, out_type=input_type, source=_text(value_info.name)
         )
         self.add(node, _Named(value_info.name, "Input"))
         frac = None if input_type is None else input_type.frac
@@ -502,7 +508,15 @@ class _Reader:
             )
         if not node.output:
             raise ModelFileError(f"{self.where(node)}: no outputs")
-        getattr(self, f"_op_{op.lower()}")(node, _attributes(node, self.where(node)))
+        try:
+            getattr(self, f"_op_{op.lower()}")(node, _attributes(node, self.where(node)))
+        except (TypeError, ValueError, IndexError, KeyError, OverflowError) as exc:
+            # an attribute or tensor of an unexpected type or size in an untrusted file
+            # (every expected shape and value is checked; this catches the rest)
+            raise ModelFileError(
+                f"{self.where(node)}: malformed node ({type(exc).__name__}: "
+                f"{' '.join(str(exc).split())[:80]})"
+            ) from None
 
     def _fold_constants(self, node: Any) -> bool:
         """Evaluate an element-wise op on constants only (the exporters compute bit widths
@@ -595,7 +609,7 @@ class _Reader:
             stream.shape,
             stream.shape,
             out_quantizer=Binary(alpha=float(scale.flat[0])),
-            source=node.name or node.output[0],
+            source=_text(node.name or node.output[0]),
             inputs=(stream.node,),
         )
         self.add(act, node)
@@ -729,7 +743,7 @@ class _Reader:
             rounding=table[spec.mode],
             overflow=Overflow.SATURATE,
             symmetric=spec.narrow,
-            source=node.name or node.output[0],
+            source=_text(node.name or node.output[0]),
             inputs=(stream.node,),
         )
         self.add(quant, node)
@@ -822,7 +836,7 @@ class _Reader:
             (w.shape[1],),
             weights=ir.FloatTensor(w, Exact(f"{where} weight")),
             bias=None if bias is None else ir.FloatTensor(bias, Exact(f"{where} bias")),
-            source=node.name or node.output[0],
+            source=_text(node.name or node.output[0]),
             inputs=(x.node,),
         )
         self.add(dense, node)
@@ -884,7 +898,7 @@ class _Reader:
             kernel=(kh, kw),
             stride=stride,
             padding=pads,
-            source=node.name or node.output[0],
+            source=_text(node.name or node.output[0]),
             inputs=(x.node,),
         )
         self.add(conv, node)
@@ -938,7 +952,7 @@ class _Reader:
             pool=(kernel[0], kernel[1]),
             stride=stride,
             padding=pads,
-            source=node.name or node.output[0],
+            source=_text(node.name or node.output[0]),
             inputs=(x.node,),
         )
         self.add(pool, node)
@@ -953,7 +967,7 @@ class _Reader:
                 x.shape,
                 x.shape,
                 activation=ir.RELU,
-                source=node.name or node.output[0],
+                source=_text(node.name or node.output[0]),
                 inputs=(x.node,),
             ),
             node,
@@ -976,7 +990,7 @@ class _Reader:
             order = np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).ravel()
         name = self.name_of(node)
         flat = ir.Flatten(
-            name, x.shape, (h * w * c,), source=node.name or node.output[0], inputs=(x.node,)
+            name, x.shape, (h * w * c,), source=_text(node.name or node.output[0]), inputs=(x.node,)
         )
         self.add(flat, node)
         self.values[node.output[0]] = _Stream(name, flat.out_shape, "flat", order, x.frac)
@@ -1076,7 +1090,7 @@ class _Reader:
             a.shape,
             kind=MergeOp.ADD,
             input_count=2,
-            source=node.name or node.output[0],
+            source=_text(node.name or node.output[0]),
             inputs=(a.node, b.node),
         )
         self.add(merge, node)
@@ -1131,7 +1145,7 @@ class _Reader:
             pool=kernel,
             stride=stride,
             padding=pads,
-            source=node.name or node.output[0],
+            source=_text(node.name or node.output[0]),
             inputs=(x.node,),
         )
         self.add(pool, node)
@@ -1213,7 +1227,7 @@ class _Reader:
             x.shape,
             scale=ir.FloatTensor(inv),
             shift=ir.FloatTensor(beta - mean * inv),
-            source=node.name or node.output[0],
+            source=_text(node.name or node.output[0]),
             inputs=(x.node,),
             bn=FloatBatchNorm(gamma, beta, mean, var, eps, centered=True),
         )
@@ -1243,7 +1257,7 @@ class _Reader:
             )
         else:
             quantizer = QuantizedRelu(spec.bits, spec.bits - frac)
-        where = node.name or node.output[0]
+        where = _text(node.name or node.output[0])
         if relu:
             assert last is not None
             self.nodes[-1] = last.replace(out_quantizer=quantizer, source=f"{last.source}+{where}")

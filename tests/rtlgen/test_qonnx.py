@@ -322,6 +322,35 @@ def test_malformed_file_is_one_line(tmp_path, content):
     _one_line_exit_2(path, "bad.onnx")
 
 
+def test_mutated_files_read_or_fail_in_one_error(tmp_path):
+    """Random byte changes in model files (seeded): each file is read and lowered, or refused
+    with an RtlgenError; nothing else escapes (invalid UTF-8 names, attributes of the wrong
+    type, broken tensors)."""
+    import warnings
+
+    from rtlgen.frontend.qonnx import read_qonnx
+    from rtlgen.passes import lower
+    from rtlgen.quant.errors import RtlgenError
+
+    rng = np.random.default_rng(7)
+    sources = [(DATA / f"{name}.onnx").read_bytes() for name in ("cnn_ts", "bnn", "res_pool")]
+    path = tmp_path / "m.onnx"
+    read = 0
+    for index in range(150):
+        data = bytearray(sources[index % len(sources)])
+        for _ in range(int(rng.integers(1, 5))):
+            data[int(rng.integers(0, len(data)))] = int(rng.integers(0, 256))
+        path.write_bytes(bytes(data))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                lower(read_qonnx(path))
+            read += 1
+        except RtlgenError:
+            pass
+    assert 0 < read < 150
+
+
 def test_external_data_outside_the_folder_is_refused(tmp_path):
     (tmp_path / "secret.bin").write_bytes(np.zeros(100, np.float32).tobytes())
     inner = tmp_path / "model"
