@@ -340,11 +340,11 @@ def run_variant(name: str, layers: list[LayerSpec], multiplier: str, args, workd
         layers, multiplier, args.levels, args.requant_latency, args.requant_levels, args.arrangement
     )
     vpath.write_text(verilog.convert(chain2, name="top"))
-    synth = synthesize(vpath, "top", "xcup")
-    result["synthesis"] = synth.as_dict()
+    synth = synth_entry(vpath, "top", workdir / f"{name}_{multiplier}_synth")
+    result["synthesis"] = synth
     result["vs_da4ml"] = {
-        "lut_ratio": round(synth.luts / DA4ML["luts"], 3),
-        "ff_ratio": round(synth.ffs / DA4ML["ffs"], 3),
+        "lut_ratio": round(synth["luts"] / DA4ML["luts"], 3),
+        "ff_ratio": round(synth["ffs"] / DA4ML["ffs"], 3),
         "latency_ratio": round(chain.latency / DA4ML["latency"], 3),
     }
     return result
