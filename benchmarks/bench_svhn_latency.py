@@ -14,6 +14,8 @@ weights, conv-pool-BN order), input fixed<16,6>, as in bench_sim_harness.py.
   default, default, full parallel: where the cycles go.
 - ``product_path``: ``rtlgen convert`` of the model (manifest latency), then ``rtlgen sim``
   of 3 images in Verilator (measured latency, bit-exact or not).
+- ``what_if_faster_thresholds``: the timing model's latency if the BN threshold banks took
+  2-3 cycles instead of 7 (nothing built): why even full parallelism misses 1,044.
 - ``dense_part_synthesis``: the first dense layer alone (with the flatten's Deserialize and
   skid buffer in the previous plan), Yosys ``synth_xilinx -flatten -family xcup`` as the SVHN
   benchmark runs it, previous vs now (the rest of the design is the same in both).
@@ -80,7 +82,11 @@ def _plan_figures(graph, options, previous: bool = False) -> dict:
         top = NetworkTop(graph, options)
     timing = model_top(top)
     layers = {
-        plan.node.name: {"reuse": plan.reuse, "multipliers": plan.multipliers, "notes": list(plan.notes)}
+        plan.node.name: {
+            "reuse": plan.reuse,
+            "multipliers": plan.multipliers,
+            "notes": list(plan.notes),
+        }
         for plan in top.plans
         if plan.reuse > 1 or plan.node.op == "dense"
     }
@@ -92,6 +98,34 @@ def _plan_figures(graph, options, previous: bool = False) -> dict:
         "layers": layers,
         "planning_cpu_seconds": round(time.process_time() - start, 2),
     }, top
+
+
+def _threshold_what_if(graph) -> dict:
+    """Latency by the timing model if every `ThresholdBank` (a float BN + quantized ReLU:
+    63 thresholds, a 6-stage binary search, latency 7) took 2 or 3 cycles: what the 1,044
+    target needs beyond folding. Nothing is built; the banks' latency is patched while
+    planning."""
+    from rtlgen.hardware import HardwareOptions, NetworkTop, Parallelism
+    from rtlgen.layers.threshold import ThresholdBank
+    from rtlgen.timing import model_top
+
+    options = {
+        "default": HardwareOptions(),
+        "max_reuse_4": HardwareOptions(max_reuse=4),
+        "max_reuse_2": HardwareOptions(max_reuse=2),
+        "full": HardwareOptions(parallelism=Parallelism.FULL),
+    }
+    saved = ThresholdBank.latency
+    result: dict = {"note": "timing model only, ThresholdBank.latency patched (not built)"}
+    try:
+        for cycles in (3, 2):
+            ThresholdBank.latency = property(lambda self, cycles=cycles: cycles)  # type: ignore[method-assign]
+            result[f"threshold_latency_{cycles}"] = {
+                name: model_top(NetworkTop(graph, o)).latency for name, o in options.items()
+            }
+    finally:
+        ThresholdBank.latency = saved  # type: ignore[method-assign]
+    return result
 
 
 def _timeline(top) -> dict[str, int]:
@@ -123,7 +157,9 @@ def _product_path(json_path, weights_path, work: Path, simulate: bool) -> dict:
         "convert_seconds": seconds,
         "manifest_latency_cycles": manifest["latency_cycles"],
         "manifest_ii_cycles": manifest["ii_cycles"],
-        "reuse": {layer["name"]: layer["reuse"] for layer in manifest["layers"] if layer["reuse"] > 1},
+        "reuse": {
+            layer["name"]: layer["reuse"] for layer in manifest["layers"] if layer["reuse"] > 1
+        },
     }
     if not simulate:
         return result
@@ -153,8 +189,12 @@ def _synthesize_part(stages, name: str, work: Path) -> dict:
 
     chain = Chain(list(stages))
     ports = [
-        chain.i.payload.as_value(), chain.i.valid, chain.i.ready,
-        chain.o.payload.as_value(), chain.o.valid, chain.o.ready,
+        chain.i.payload.as_value(),
+        chain.i.valid,
+        chain.i.ready,
+        chain.o.payload.as_value(),
+        chain.o.valid,
+        chain.o.ready,
     ]
     path = work / f"{name}.v"
     path.write_text(verilog.convert(chain, name=name, ports=ports))
@@ -189,7 +229,9 @@ def _dense_part(tops: dict, work: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--no-sim", action="store_true", help="skip the Verilator run")
     parser.add_argument("--no-synth", action="store_true", help="skip the dense-part synthesis")
     parser.add_argument("--no-convert", action="store_true", help="skip rtlgen convert (and sim)")
@@ -218,15 +260,15 @@ def main(argv: list[str] | None = None) -> int:
     timeline = {name: _timeline(tops[name]) for name in ("previous_default", "default", "full")}
     result: dict = {
         "benchmark": "svhn_latency",
-        "command": "python benchmarks/bench_svhn_latency.py" + "".join(
-            f" {a}" for a in (argv if argv is not None else sys.argv[1:])
-        ),
+        "command": "python benchmarks/bench_svhn_latency.py"
+        + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:])),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "load_average": list(os.getloadavg()),
         "model": f"{json_path.name} (6-bit, 50 % pruned, random weights, conv-pool-BN), input fixed<16,6>",
         "target_latency_cycles": TUTORIAL_LATENCY,
         "plans": plans,
         "timeline_last_beat_cycle": timeline,
+        "what_if_faster_thresholds": _threshold_what_if(graph),
     }
     with tempfile.TemporaryDirectory(prefix="svhn_latency_") as tmp:
         work = Path(tmp)
@@ -240,7 +282,11 @@ def main(argv: list[str] | None = None) -> int:
     result["full_parallel_miss_cycles"] = max(0, full - TUTORIAL_LATENCY)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps({k: result[k] for k in ("target_met", "miss_cycles", "full_parallel_miss_cycles")}))
+    print(
+        json.dumps(
+            {k: result[k] for k in ("target_met", "miss_cycles", "full_parallel_miss_cycles")}
+        )
+    )
     print(f"wrote {args.json}")
     return 0
 
