@@ -5,10 +5,15 @@ QONNX is imported, nothing in the file is executed). Both Brevitas exporters' gr
 the dynamo exporter's (``Gemm`` with ``transB``, ``Reshape`` with a constant shape,
 initializers repeated as graph inputs) and the TorchScript exporter's (``Flatten``).
 
-Supported (`SUPPORTED_OPS`): ``Quant`` (QONNX's integer quantizer) on constants and on
-activations, ``BipolarQuant`` on constants, ``Gemm``/``MatMul`` with a constant (quantized)
-weight, ``Conv`` (2D, group 1), ``Relu``, ``MaxPool``, ``Flatten``/``Reshape`` to a vector,
-``Transpose`` where it only converts between NCHW and NHWC, ``Identity``.
+Supported (`SUPPORTED_OPS`): ``Quant`` (QONNX's integer quantizer) and ``BipolarQuant`` on
+constants and on activations, ``Gemm``/``MatMul`` with a constant (quantized) weight (an
+``Add`` of a constant after it is its bias), ``Conv`` (2D; grouped/depthwise as a
+block-diagonal kernel), ``Relu``, ``MaxPool``, ``AveragePool``/``GlobalAveragePool`` with
+QONNX's ``Trunc``, ``Add`` of two streams, ``BatchNormalization`` before a quantizer (exact
+thresholds), plain-ONNX QCDQ (``QuantizeLinear`` -> ``Clip`` -> ``DequantizeLinear``),
+``Flatten``/``Reshape`` to a vector, ``Transpose`` where it only converts between NCHW and
+NHWC (or on a constant), ``Identity``; element-wise ops on constants only are evaluated.
+`read_brevitas` exports a Brevitas module in memory and reads that file.
 
 Arithmetic (QONNX's ``Quant``, ``qonnx.custom_op.general.intquant.int_quant``)::
 
@@ -849,13 +854,18 @@ class _Reader:
             raise UnsupportedError(f"{where}: input {x.onnx_shape} is not an NCHW image")
         w = self.constant(node, 1, "weight").astype(np.float64)
         h, wd, cin = x.shape
-        if w.ndim != 4 or w.shape[1] != cin:
+        group = int(attrs.get("group", 1))
+        if (
+            w.ndim != 4
+            or group < 1
+            or cin % group
+            or w.shape[0] % group
+            or w.shape[1] * group != cin
+        ):
             raise UnsupportedError(
-                f"{where}: weight of shape {w.shape} for {cin} input channels (only 2D convolutions "
-                "with group=1)"
+                f"{where}: weight of shape {w.shape} with group={group} for {cin} input channels "
+                "(only 2D convolutions, grouped or depthwise)"
             )
-        if attrs.get("group", 1) != 1:
-            raise UnsupportedError(f"{where}: group={attrs['group']} is not supported (only 1)")
         if any(d != 1 for d in attrs.get("dilations", [1, 1])):
             raise UnsupportedError(
                 f"{where}: dilations {attrs['dilations']} are not supported (only 1)"
@@ -893,7 +903,7 @@ class _Reader:
             name,
             x.shape,
             (ho, wo, cout),
-            weights=ir.FloatTensor(w.transpose(2, 3, 1, 0).copy(), Exact(f"{where} weight")),
+            weights=ir.FloatTensor(_dense_kernel(w, group), Exact(f"{where} weight")),
             bias=None if bias is None else ir.FloatTensor(bias, Exact(f"{where} bias")),
             kernel=(kh, kw),
             stride=stride,
@@ -1397,6 +1407,20 @@ class _QuantSpec:
     @property
     def mode(self) -> str:
         return self.rounding
+
+
+def _dense_kernel(w: np.ndarray, group: int) -> np.ndarray:
+    """ONNX Conv weights (Cout, Cin / group, kh, kw) as rtlgen's (kh, kw, Cin, Cout) kernel:
+    block-diagonal for a grouped or depthwise convolution (output channel ``o`` of group
+    ``o // (Cout / group)`` sees only that group's inputs; the zeros build no hardware, as
+    `rtlgen.ops.depthwise_conv` does for Keras)."""
+    cout, per_group, kh, kw = w.shape
+    outs = cout // group
+    full = np.zeros((kh, kw, per_group * group, cout))
+    for g in range(group):
+        block = w[g * outs : (g + 1) * outs].transpose(2, 3, 1, 0)  # (kh, kw, per_group, outs)
+        full[:, :, g * per_group : (g + 1) * per_group, g * outs : (g + 1) * outs] = block
+    return full
 
 
 @dataclass(frozen=True, eq=False)

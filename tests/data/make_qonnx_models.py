@@ -125,18 +125,24 @@ def _models():
             return self.fc(torch.flatten(x, 1))
 
     class CnnStride(nn.Module):
-        """Strided, padded conv without bias, a padded 3x3/2 max pool, flatten by view."""
+        """Strided, padded conv without bias, a depthwise conv (groups = channels), a padded
+        3x3/2 max pool, flatten by view."""
 
         def __init__(self):
             super().__init__()
             self.inp = qnn.QuantIdentity(act_quant=q["in"], bit_width=6, return_quant_tensor=True)
             self.c1 = qnn.QuantConv2d(2, 5, 3, stride=2, padding=1, bias=False, weight_quant=q["w"])
             self.relu1 = qnn.QuantReLU(act_quant=q["relu"], bit_width=3, return_quant_tensor=True)
+            self.dw = qnn.QuantConv2d(
+                5, 5, 3, padding=1, groups=5, bias=True, weight_quant=q["w_ch"], weight_bit_width=5
+            )
+            self.relu_dw = qnn.QuantReLU(act_quant=q["relu"], bit_width=4, return_quant_tensor=True)
             self.pool = nn.MaxPool2d(3, stride=2, padding=1)
             self.fc = qnn.QuantLinear(5 * 3 * 3, 4, bias=True, weight_quant=q["w_ch"])
 
         def forward(self, x):
-            x = self.pool(self.relu1(self.c1(self.inp(x))))
+            x = self.relu1(self.c1(self.inp(x)))
+            x = self.pool(self.relu_dw(self.dw(x)))
             return self.fc(x.view(x.size(0), -1))
 
     class ResPool(nn.Module):
@@ -223,7 +229,7 @@ def _models():
         "mlp_modes": (MlpModes, (10,), False),
         "cnn": (Cnn, (3, 8, 8), True),
         "cnn_ts": (Cnn, (3, 8, 8), False),
-        "cnn_stride": (CnnStride, (2, 11, 11), True),
+        "cnn_stride": (CnnStride, (2, 11, 11), False),
         "res_pool": (ResPool, (2, 8, 8), False),
         "cnn_bn": (CnnBn, (2, 6, 6), False),
         "bnn": (Bnn, (12,), False),

@@ -138,6 +138,17 @@ def test_snapped_bias_rounds_every_accumulator_like_the_real_bias(mode, relu):
         assert np.all(snapped * 2.0**grid == np.round(snapped * 2.0**grid))
 
 
+def test_depthwise_conv_is_a_block_diagonal_conv():
+    """cnn_stride's QuantConv2d(groups=5): a (3, 3, 5, 5) kernel with weights only where the
+    input channel is the output channel (the zeros build no hardware)."""
+    graph = load_model(DATA / "cnn_stride.onnx")
+    depthwise = [n for n in graph.nodes if isinstance(n, ir.Conv)][1]
+    w = depthwise.weights.mantissa
+    assert w.shape == (3, 3, 5, 5)
+    off = ~np.eye(5, dtype=bool)
+    assert not np.any(w[:, :, off]) and np.any(w[:, :, ~off])
+
+
 def test_residual_and_truncated_pools():
     """res_pool: one QuantIdentity on both residual branches -> an exact Add (merge); the
     TruncAvgPool2d / TruncAdaptiveAvgPool2d -> average pools + a quantizer each (QONNX's
