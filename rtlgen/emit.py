@@ -210,6 +210,8 @@ def build_manifest(
             parallelism=options.parallelism.value,
             adders_per_stage=options.adders_per_stage,
             pipeline=options.pipeline.value,
+            max_reuse=options.max_reuse,
+            latency_budget=options.latency_budget,
         ),
         generator=Generator(GENERATOR, __version__, round(seconds, 3)),
         fifos=tuple(

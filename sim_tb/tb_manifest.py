@@ -372,6 +372,8 @@ class Options:
     parallelism: str = "auto"
     adders_per_stage: int | None = None  # None: not recorded (format 1)
     pipeline: str = "balanced"
+    max_reuse: int | None = None  # `--max-reuse`; None: not given (or an older manifest)
+    latency_budget: int | None = None  # `--latency-budget` in cycles; None: not given
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -379,6 +381,8 @@ class Options:
             "parallelism": self.parallelism,
             "adders_per_stage": self.adders_per_stage,
             "pipeline": self.pipeline,
+            "max_reuse": self.max_reuse,
+            "latency_budget": self.latency_budget,
         }
 
 
@@ -908,11 +912,16 @@ def _options(raw: dict[str, Any], legacy: bool) -> Options:
         return value
 
     adders = _get(data, "adders_per_stage", "options.", None if legacy else _MISSING)
+    # Added in session 8: absent in older manifests, so optional in every format.
+    max_reuse = _get(data, "max_reuse", "options.", None)
+    budget = _get(data, "latency_budget", "options.", None)
     return Options(
         multiplier=choice("multiplier", MULTIPLIER_STYLES),
         parallelism=choice("parallelism", PARALLELISM_STYLES),
         adders_per_stage=None if adders is None else _count(adders, "options.adders_per_stage", 1, 64),
         pipeline=choice("pipeline", PIPELINE_STYLES),
+        max_reuse=_optional_count(max_reuse, "options.max_reuse"),
+        latency_budget=_optional_count(budget, "options.latency_budget"),
     )
 
 

@@ -46,3 +46,7 @@ def test_a_budget_below_the_default_latency_caps_the_reuse(tmp_path):
     budgeted = json.loads((out / "manifest.json").read_text())
     assert budgeted["latency_cycles"] <= latency - 1
     assert all(layer["reuse"] == 1 for layer in budgeted["layers"])
+    # the options as given are recorded (None: not given)
+    assert (manifest["options"]["max_reuse"], manifest["options"]["latency_budget"]) == (None, None)
+    assert budgeted["options"]["latency_budget"] == latency - 1
+    assert budgeted["options"]["max_reuse"] is None

@@ -344,6 +344,8 @@ def test_verilog_that_is_a_folder_is_refused(outdir):
         ("options.multiplier", "fast"),
         ("options.adders_per_stage", 0),
         ("options.pipeline", None),
+        ("options.max_reuse", 0),
+        ("options.latency_budget", "100"),
         ("layers", {}),
         ("layers", [1, 2]),
         ("layers.0.reuse", 0),
