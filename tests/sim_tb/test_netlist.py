@@ -230,17 +230,10 @@ def test_test_dut_netlists_in_verilator(netlist, chansum_outdir, build_root):
     _netlist_matches(chansum_outdir, x_int, dut.reference(x_int), build_root, netlist, "verilator")
 
 
-# Open (session 7): mixed_mlp's Xilinx netlist is one LSB off on 2 of 3 samples (expected 488,
-# actual 487) where its generic netlist is exact; not yet minimized (see NOTES).
-XILINX_OPEN = {"lut-activations": pytest.mark.xfail(
-    strict=True, reason="Xilinx netlist one LSB off (open, see NOTES)")}
-
-
 @needs_iverilog
 @pytest.mark.slow
 @pytest.mark.parametrize("name, netlist", [
-    pytest.param(name, netlist, marks=XILINX_OPEN.get(name, ()) if netlist == "xilinx" else ())
-    for name in OP_CASES for netlist in ("generic", "xilinx")
+    (name, netlist) for name in OP_CASES for netlist in ("generic", "xilinx")
 ])
 def test_one_network_per_op_kind_netlist_is_bit_exact(name, netlist, tmp_path, build_root):
     graph = _ops_graph(name, tmp_path)
