@@ -14,34 +14,49 @@ from rtlgen.quant.fixed import FixedType
 from .common import shape_of
 from .stream_util import StageRegisters, pipeline_control
 
-#: above this many thresholds in an element, a pipelined binary search replaces the bank of
-#: constant comparators (one comparator and one small constant table per stage: LUTs and
-#: elaboration time grow with log2 of the count instead of the count)
+#: above this many thresholds in an element, a two-level search replaces the bank of constant
+#: comparators (about ``2 * sqrt(count)`` comparators instead of ``count``, latency 3)
 BANK_MAX_THRESHOLDS = 7
-#: search tables up to this many entries are a mux of constants, larger ones a ROM
-ARRAY_TABLE = 8
+#: fine tables of more segments than this are a ROM (one wide word per segment), fewer a mux
+#: of constants
+ARRAY_TABLE = 16
+
+
+def segment_bits(count: int) -> int:
+    """Bits ``f`` of the segment size ``2**f`` of a two-level search over ``count``
+    thresholds: the fewest comparators, ``count >> f`` coarse ones (every ``2**f``-th
+    threshold) plus ``min(2**f - 1, count)`` fine ones (the rest of the chosen segment);
+    on a tie the smaller segment (fewer comparators whose bound comes from a table)."""
+    costs = [((count >> f) + min((1 << f) - 1, count), f) for f in range(1, count.bit_length() + 1)]
+    return min(costs)[1]
 
 
 class ThresholdBank(wiring.Component):
     """``out[c] = levels[c][#{k: x[c] >= thresholds[c][k]}]`` for each of ``n`` elements.
 
-    ``thresholds[c]``: strictly increasing input mantissas inside ``(in_type.min_int,
-    in_type.max_int]`` (`rtlgen.quant.threshold.Thresholds` without its padding);
-    ``levels[c]``: ``len(thresholds[c]) + 1`` output mantissas of ``out_type``. Bit-exact
-    with `rtlgen.quant.threshold.threshold_reference`.
+    ``thresholds[c]``: non-decreasing input mantissas inside ``(in_type.min_int,
+    in_type.max_int]`` (`rtlgen.quant.threshold.Thresholds` without its padding; repeats
+    count once each); ``levels[c]``: ``len(thresholds[c]) + 1`` output mantissas of
+    ``out_type``. Bit-exact with `rtlgen.quant.threshold.threshold_reference`.
 
-    Hardware per element, for at most `BANK_MAX_THRESHOLDS` thresholds: one comparator with
-    a constant per threshold (sorted thresholds give a thermometer code), registered; the
-    code's count in binary (bit j is an OR over odd q of ``t[q * 2**j] & ~t[(q + 1) *
-    2**j]``: no adder tree). More thresholds: a binary search over them padded to ``2**S -
-    1`` (S stages, each comparing the input with the threshold its prefix selects from a
-    constant table, registered), whose prefix is the count. Then the level: ``base + step *
-    count`` when the levels are evenly spaced (a quantizer's usual case), else a constant
-    table indexed by the count; registered.
+    Hardware per element, when no element has more than `BANK_MAX_THRESHOLDS` thresholds:
+    one comparator with a constant per threshold (sorted thresholds give a thermometer
+    code), registered; the code's count in binary (bit j is an OR over odd q of ``t[q *
+    2**j] & ~t[(q + 1) * 2**j]``: no adder tree). Otherwise a two-level search per element
+    with ``count`` thresholds and segments of ``F = 2**f`` counts (`segment_bits`):
+    stage 1 compares the input with every ``F``-th threshold (constants, in parallel): the
+    segment ``s = count >> f``, registered with the input; stage 2 compares the input with
+    the segment's ``F - 1`` other thresholds, read from a per-segment constant table (a mux
+    of constants, a ROM above `ARRAY_TABLE` segments), registered as a thermometer code;
+    the count is ``s * F`` + the code's count (a concatenation). 63 thresholds: 7 + 7
+    comparators; 255: 15 + 15. Then the level: ``base + step * count`` when the levels are
+    evenly spaced (a quantizer's usual case), else a constant table indexed by the count;
+    registered.
 
-    Contract: one vector per cycle (II = 1), ``latency`` 2 (bank) or ``S + 1`` (search, S =
-    bits of the largest count); ``o.ready`` low freezes the pipeline
-    (`stream_util.pipeline_control`); widths from ``in_type`` and ``out_type``.
+    Contract: one vector per cycle (II = 1); ``latency`` 2 (bank) or 3 (two-level search),
+    the same for every element; ``o.ready`` low freezes the pipeline
+    (`stream_util.pipeline_control`); payload widths: ``n`` x ``in_type`` in, ``n`` x
+    ``out_type`` out.
     """
 
     def __init__(
@@ -60,8 +75,10 @@ class ThresholdBank(wiring.Component):
                 raise RtlgenError(
                     "ThresholdBank: each element needs one level more than thresholds"
                 )
-            if any(b <= a for a, b in zip(ts, ts[1:], strict=False)):
-                raise RtlgenError("ThresholdBank: thresholds must be strictly increasing")
+            if any(b < a for a, b in zip(ts, ts[1:], strict=False)):
+                raise RtlgenError(
+                    "ThresholdBank: thresholds must be in increasing order (repeats allowed)"
+                )
             if ts and not in_type.min_int < ts[0] <= ts[-1] <= in_type.max_int:
                 raise RtlgenError(f"ThresholdBank: a threshold lies outside {in_type}'s range")
             if any(not out_type.min_int <= v <= out_type.max_int for v in ls):
@@ -70,7 +87,8 @@ class ThresholdBank(wiring.Component):
         self.thresholds = [tuple(int(t) for t in ts) for ts in thresholds]
         self.levels = [tuple(int(v) for v in ls) for ls in levels]
         most = max((len(ts) for ts in self.thresholds), default=0)
-        self.search_stages = most.bit_length() if most > BANK_MAX_THRESHOLDS else 0
+        #: a two-level search (latency 3) rather than a comparator per threshold (latency 2)
+        self.two_level = most > BANK_MAX_THRESHOLDS
         n = len(levels)
         super().__init__(
             {
@@ -81,14 +99,19 @@ class ThresholdBank(wiring.Component):
 
     @property
     def latency(self) -> int:
-        return self.search_stages + 1 if self.search_stages else 2
+        return 3 if self.two_level else 2
 
     @property
     def comparators(self) -> int:
-        """Comparators built: one per threshold (bank), one per stage (search)."""
-        if self.search_stages:
-            return self.search_stages * sum(1 for ts in self.thresholds if ts)
-        return sum(len(ts) for ts in self.thresholds)
+        """Comparators built: one per threshold (bank); coarse + fine (two-level search)."""
+        if not self.two_level:
+            return sum(len(ts) for ts in self.thresholds)
+        total = 0
+        for ts in self.thresholds:
+            if ts:
+                f = segment_bits(len(ts))
+                total += (len(ts) >> f) + min((1 << f) - 1, len(ts))
+        return total
 
     def elaborate(self, platform):
         m = Module()
@@ -102,7 +125,7 @@ class ThresholdBank(wiring.Component):
             if not ts:
                 outs.append(Const(ls[0], out_shape))
                 continue
-            if self.search_stages:
+            if self.two_level:
                 count = self._search(m, regs, x, ts, k)
             else:
                 code = regs.register(Cat(*[x >= t for t in ts]), name=f"code_{k}")
@@ -122,30 +145,52 @@ class ThresholdBank(wiring.Component):
     def _search(
         self, m: Module, regs: StageRegisters, x: Value, ts: tuple[int, ...], k: int
     ) -> Value:
-        """The count of thresholds <= x by a pipelined binary search (registered stages)."""
-        stages = self.search_stages
-        never = self.in_type.max_int + 1  # padding: never reached
-        padded = list(ts) + [never] * ((1 << stages) - 1 - len(ts))
+        """The count of thresholds <= x by a two-level search (two registered stages)."""
+        count = len(ts)
+        f = segment_bits(count)
+        size = 1 << f
+        segments = (count >> f) + 1
+        # stage 1: every `size`-th threshold; x >= ts[j * size - 1] <=> count >= j * size
+        coarse = [ts[j * size - 1] for j in range(1, segments)]
+        if coarse:
+            code = Cat(*[x >= t for t in coarse])
+            segment: Value = regs.register(
+                _thermometer_count(code, len(coarse)), name=f"segment_{k}"
+            )
+        else:
+            segment = Const(0, 0)
+        x = regs.register(x, name=f"x_{k}")
+        # stage 2: the segment's other thresholds (padding beyond the last: never reached)
+        fine = min(size - 1, count)
+        never = self.in_type.max_int + 1
         compare = signed(self.in_type.width + (1 if self.in_type.signed else 2))  # holds `never`
-        prefix: Value = Const(0, 0)
-        for stage in range(stages):
-            step = 1 << (stages - 1 - stage)
-            table = [padded[((p << 1) | 1) * step - 1] for p in range(1 << stage)]
-            if stage == 0:
-                bound: Value = Const(table[0], compare)
-            elif len(table) <= ARRAY_TABLE:
-                bound = Array([Const(t, compare) for t in table])[prefix]
+        table = [
+            [ts[s * size + i] if s * size + i < count else never for i in range(fine)]
+            for s in range(segments)
+        ]
+        if segments == 1:
+            bounds = [Const(t, compare) for t in table[0]]
+        else:
+            layout = data.ArrayLayout(compare, fine)
+            words = [layout.const(row).as_value() for row in table]
+            if segments <= ARRAY_TABLE:
+                word: Value = Array(words)[segment]
             else:  # a ROM: one read cell instead of a mux per entry (elaboration time)
-                rom = memory.Memory(shape=compare, depth=len(table), init=table)
-                m.submodules[f"table_{k}_{stage}"] = rom
+                rom = memory.Memory(
+                    shape=layout.size, depth=segments, init=[w.value for w in words]
+                )
+                m.submodules[f"table_{k}"] = rom
                 port = rom.read_port(domain="comb")
-                m.d.comb += port.addr.eq(prefix)
-                bound = port.data
-            bit = x >= bound
-            prefix = regs.register(Cat(bit, prefix), name=f"prefix_{k}_{stage}")
-            if stage < stages - 1:
-                x = regs.register(x, name=f"x_{k}_{stage}")
-        return prefix
+                m.d.comb += port.addr.eq(segment)
+                word = port.data
+            view = data.View(layout, word)
+            bounds = [view[i] for i in range(fine)]
+        code = regs.register(Cat(*[x >= b for b in bounds]), name=f"fine_{k}")
+        low = _thermometer_count(code, fine)
+        if segments == 1:
+            return low
+        segment = regs.register(segment, name=f"segment_{k}_d")
+        return Cat(low, segment)  # count = segment * size + low (low has f bits)
 
 
 def _thermometer_count(code: Value, n: int) -> Value:

@@ -1,6 +1,8 @@
 """ThresholdBank: bit-exact with quant.threshold.threshold_reference in the simulator, under
 random valid/ready, on random thresholds (rising, falling, uneven level tables, channels
-without thresholds, odd widths)."""
+without thresholds, odd widths); the two-level search (8-255 thresholds: repeats, extremes,
+a different count per channel, mux and ROM segment tables) exhaustively and under
+backpressure, its latency (3) measured, its comparator count."""
 
 from __future__ import annotations
 
@@ -11,7 +13,13 @@ from amaranth.sim import Simulator
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rtlgen.layers.threshold import ThresholdBank, _thermometer_count
+from rtlgen.layers.threshold import (
+    ARRAY_TABLE,
+    BANK_MAX_THRESHOLDS,
+    ThresholdBank,
+    _thermometer_count,
+    segment_bits,
+)
 from rtlgen.quant.errors import RtlgenError
 from rtlgen.quant.fixed import FixedType
 from rtlgen.quant.threshold import threshold_reference
@@ -131,9 +139,124 @@ def test_refuses_unsorted_thresholds_and_levels_off_the_type():
     t = FixedType(8, 0, True)
     with pytest.raises(RtlgenError, match="increasing"):
         ThresholdBank(t, t, [[3, 1]], [[0, 1, 2]])
+    ThresholdBank(t, t, [[3, 3]], [[0, 1, 2]])  # repeats are allowed
     with pytest.raises(RtlgenError, match="one level more"):
         ThresholdBank(t, t, [[1]], [[0]])
     with pytest.raises(RtlgenError, match="not a mantissa"):
         ThresholdBank(t, FixedType(2, 0, True), [[1]], [[0, 5]])
     with pytest.raises(RtlgenError, match="outside"):
         ThresholdBank(t, t, [[-128]], [[0, 1]])
+
+
+# ---------------------------------------------------------------------------------------
+# the two-level search (more than BANK_MAX_THRESHOLDS thresholds in some element)
+# ---------------------------------------------------------------------------------------
+def _sorted_with_repeats(rng, in_type: FixedType, count: int) -> list[int]:
+    """``count`` thresholds in ``(min_int, max_int]``: random, with runs of repeats and the
+    two extremes mixed in."""
+    lo, hi = in_type.min_int + 1, in_type.max_int
+    if count == 0:
+        return []
+    values = rng.integers(lo, hi + 1, count)
+    for _ in range(int(rng.integers(0, 4))):  # runs of one value
+        start = int(rng.integers(0, count))
+        values[start : start + int(rng.integers(1, 9))] = values[start]
+    if count > 2:
+        values[int(rng.integers(0, count))] = lo
+        values[int(rng.integers(0, count))] = hi
+    return sorted(int(v) for v in values)
+
+
+def _levels(rng, out_type: FixedType, count: int) -> list[int]:
+    kind = rng.integers(0, 3)
+    if kind == 0:  # evenly rising from the type's minimum (a quantized ReLU after BN)
+        return [min(out_type.min_int + j, out_type.max_int) for j in range(count + 1)]
+    if kind == 1:  # evenly falling (negative gamma)
+        return [max(out_type.max_int - j, out_type.min_int) for j in range(count + 1)]
+    return [int(v) for v in rng.integers(out_type.min_int, out_type.max_int + 1, count + 1)]
+
+
+def _search_bank(rng, in_type, out_type, counts):
+    thresholds = [_sorted_with_repeats(rng, in_type, c) for c in counts]
+    levels = [_levels(rng, out_type, c) for c in counts]
+    return thresholds, levels
+
+
+def _check(dut, thresholds, levels, in_type, x, seed, valid_prob, ready_prob):
+    run = simulate_rows(dut, x, seed, valid_prob, ready_prob)
+    t, lv = _padded(thresholds, levels, in_type)
+    np.testing.assert_array_equal(np.array(run.outputs), threshold_reference(x, t, lv))
+    return run
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    in_type=st.builds(FixedType, st.integers(4, 18), st.integers(-3, 12), st.booleans()),
+    out_type=st.builds(FixedType, st.integers(1, 9), st.integers(-2, 8), st.booleans()),
+    most=st.integers(BANK_MAX_THRESHOLDS + 1, 255),
+    n=st.integers(1, 5),
+    seed=st.integers(0, 2**32 - 1),
+    valid_prob=st.floats(0.3, 1.0),
+    ready_prob=st.floats(0.3, 1.0),
+)
+def test_two_level_search_matches_reference(
+    in_type, out_type, most, n, seed, valid_prob, ready_prob
+):
+    """Random thresholds (repeats, extremes; channel 0 has ``most``, the others any count
+    up to it, none included) and data, random valid/ready."""
+    rng = np.random.default_rng(seed)
+    counts = [most, *(int(c) for c in rng.integers(0, most + 1, n - 1))]
+    thresholds, levels = _search_bank(rng, in_type, out_type, counts)
+    dut = ThresholdBank(in_type, out_type, thresholds, levels)
+    assert dut.latency == 3
+    x = _inputs(rng, in_type, thresholds, 40)
+    _check(dut, thresholds, levels, in_type, x, seed, valid_prob, ready_prob)
+
+
+#: counts around every segment size and table kind: 1 segment, power-of-two edges, the
+#: most segments a mux table has (ARRAY_TABLE) and one more (a ROM), 256 levels
+EDGE_COUNTS = [1, 3, 7, 8, 9, 15, 16, 17, 31, 63, 64, 127, 128, 129, 200, 255]
+
+
+def test_two_level_search_exhaustive_over_the_input_range():
+    """Every input mantissa of a 10-bit type, 16 elements with the counts of EDGE_COUNTS
+    (mux and ROM segment tables), under random valid/ready."""
+    segments = [(c >> segment_bits(c)) + 1 for c in EDGE_COUNTS]
+    assert min(segments) == 1 and max(segments) > ARRAY_TABLE >= 16
+    rng = np.random.default_rng(11)
+    in_type, out_type = FixedType(10, 3, True), FixedType(9, 0, True)
+    thresholds, levels = _search_bank(rng, in_type, out_type, EDGE_COUNTS)
+    dut = ThresholdBank(in_type, out_type, thresholds, levels)
+    values = np.arange(in_type.min_int, in_type.max_int + 1)
+    x = np.stack([rng.permutation(values) for _ in EDGE_COUNTS], axis=1)
+    _check(dut, thresholds, levels, in_type, x, 5, 0.7, 0.6)
+
+
+@pytest.mark.parametrize("counts", [[8], [63, 0, 5], [255, 255, 1, 100, 64]])
+def test_latency_and_full_rate_measured(counts):
+    """At full rate: one vector per cycle, each out ``latency`` cycles after it went in
+    (2 for a bank, 3 for the search), as the timing model assumes."""
+    rng = np.random.default_rng(len(counts))
+    in_type, out_type = FixedType(12, 4, False), FixedType(8, 0, False)
+    thresholds, levels = _search_bank(rng, in_type, out_type, counts)
+    dut = ThresholdBank(in_type, out_type, thresholds, levels)
+    x = _inputs(rng, in_type, thresholds, 20)
+    run = _check(dut, thresholds, levels, in_type, x, 1, 1.0, 1.0)
+    bank = ThresholdBank(in_type, out_type, [[1, 2]], [[0, 1, 2]])
+    bank_run = simulate_rows(bank, [[0]] * 20)
+    assert dut.latency == 3 and bank.latency == 2
+    delays = {o - i for i, o in zip(run.in_cycles, run.out_cycles, strict=True)}
+    bank_delays = {o - i for i, o in zip(bank_run.in_cycles, bank_run.out_cycles, strict=True)}
+    assert len(delays) == len(bank_delays) == 1
+    assert delays.pop() - bank_delays.pop() == dut.latency - bank.latency
+    assert run.in_cycles == list(range(run.in_cycles[0], run.in_cycles[0] + 20))
+
+
+@pytest.mark.parametrize("count,comparators", [(8, 5), (15, 6), (63, 14), (127, 22), (255, 30)])
+def test_two_level_search_comparators(count, comparators):
+    """About ``2 * sqrt(count)`` comparators: coarse (every segment's first) + fine."""
+    t = FixedType(12, 0, True)
+    dut = ThresholdBank(t, t, [list(range(1, count + 1)), []], [list(range(count + 1)), [0]])
+    assert dut.comparators == comparators
+    f = segment_bits(count)
+    assert (count >> f) + (1 << f) - 1 == comparators
