@@ -25,8 +25,23 @@ quantizer exactly to fixed point when its scale is a power of two (Brevitas's
 ``Uint8ActPerTensorFixedPoint``): ``scale = 2**-f``. Weights become exact constants
 (per-tensor or per-output-channel scales); an activation ``Quant`` becomes a
 `rtlgen.ops.hgq2.FixedQuantize` node (per-tensor or per-channel widths, saturation,
-``narrow`` = symmetric). A scale that is not a power of two is refused in one line naming the
-node. Zero points must be 0 on activations.
+``narrow`` = symmetric). Zero points must be 0 on activations.
+
+Float (not power-of-two) scales, Brevitas's defaults (``Int8ActPerTensorFloat``,
+``Int8WeightPerTensorFloat``, ``Uint8ActPerTensorFloat``), FINN's streamlining: a weight
+``Quant`` keeps its integer codes (computed as ``int_quant`` does, in float32) and the layer
+(``Gemm``/``MatMul``/``Conv``) multiplies integer codes by integer codes; the stream carries
+a pending per-channel affine map (`_Affine`: ``acc * s_in * s_w + bias``, then a ``Relu``)
+that the next ``Quant`` decides as one `rtlgen.ops.threshold.Threshold` node (integer
+thresholds on the accumulator, at most 8-bit quantizers, found from `QuantStep`, which
+evaluates QONNX's float32 ops exactly). A float-scale ``Quant`` on the input (or on any
+fixed-point stream) is likewise a Threshold on that stream. Its output is integer codes with
+its scale pending, or fixed point when its scale is a power of two. ``MaxPool`` and
+``Flatten``/``Reshape``/``Transpose`` pass a pending map on (a positive scale commutes with
+max); ``Add`` needs two code streams of equal scales. The model's output must be fixed point
+(a power-of-two output quantizer): integer codes with a float scale or float logits of a
+last layer on codes are refused in one line. Where rtlgen and QONNX's float32 can differ:
+`QuantStep`'s docstring.
 
 Float biases (Brevitas's default) are kept exactly: a bias whose layer output goes (through a
 ``Relu``) into a ``Quant`` is replaced by a value with at most one more fractional bit than
@@ -312,6 +327,77 @@ def _identifier(name: str, used: set[str]) -> str:
 # streams
 # ---------------------------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
+class _Affine:
+    """A stream whose real value is not yet its fixed-point value ``m`` (float scales):
+    ``relu?(m * scale + bias)`` per channel (the last rtlgen axis), ``scale`` > 0 the exact
+    product of the float32 scales (input codes' scale x weight scale), ``bias`` the float32
+    bias. Integer codes of a float-scale Quant have ``bias`` 0. ``bound``: the largest
+    ``|m|`` (None: not known)."""
+
+    scale: np.ndarray
+    bias: np.ndarray
+    relu: bool = False
+    bound: float | None = None
+
+    @property
+    def codes(self) -> bool:
+        """Codes with a pending scale: no bias, no pending Relu."""
+        return not self.relu and not np.any(self.bias)
+
+    def tiled(self, reps: int) -> _Affine:
+        """For a flatten of ``reps`` pixels (rtlgen's (H, W, C) order)."""
+        return _Affine(np.tile(self.scale, reps), np.tile(self.bias, reps), self.relu, self.bound)
+
+
+@dataclass(frozen=True, eq=False)
+class QuantStep:
+    """A QONNX ``Quant`` with a float scale after a pending affine map (`_Affine`), as the
+    threshold op's float function (`rtlgen.ops.threshold.Threshold.bn`, called by
+    `rtlgen.quant.threshold.StepFunction` with the input's real value ``y`` as float32).
+
+    ``apply`` reproduces QONNX's executor from the layer's float32 output on: ``v =
+    float32(y * scale + bias)`` (the Gemm/Conv output; evaluated in float64, ``scale`` a
+    product of two float32 numbers is exact there, then rounded to float32), ``max(v, 0)`` if a
+    Relu is pending, then ``int_quant``'s own float32 ops: ``t = float32(v / s_out)``, clip
+    to ``[lo, hi]``, ``rounding_mode``; it returns the code times ``step`` (1 for codes with
+    a pending scale, ``s_out`` when it is a power of two). ``ulps`` (TensorFlow's rsqrt) is
+    ignored: no rsqrt here.
+
+    Exactly QONNX's float32 where the stream is the graph input or a quantizer's codes
+    (``v = float32(code * s)`` is what the executor's Quant outputs). After a layer, the
+    executor's Gemm/Conv (ONNX Runtime) sums float32 products of the *rounded* values
+    ``float32(code * s)`` in its own order (FMA or not); rtlgen takes the correctly rounded
+    float32 of the exact ``acc * s_in * s_w + bias`` (up to the float64 step: 2**-29 relative
+    near a float32 midpoint). The two can differ by a few float32 ulps, which changes a code
+    only when ``v / s_out`` lies that close to a rounding boundary (likewise an ``Add`` of
+    two code streams: rtlgen rounds ``(a + b) * s`` once, the executor ``a * s`` and ``b *
+    s`` first)."""
+
+    scale: np.ndarray
+    bias: np.ndarray
+    relu: bool
+    s_out: np.ndarray  # float32, per channel
+    lo: int
+    hi: int
+    mode: str
+    step: float
+
+    def apply(self, y: np.ndarray, channel_axis: int = -1, ulps: int = 0) -> np.ndarray:
+        shape = [1] * np.ndim(y)
+        shape[channel_axis] = -1
+        y = np.asarray(y, dtype=np.float32)
+        with np.errstate(all="ignore"):
+            z = y.astype(np.float64) * self.scale.reshape(shape) + self.bias.reshape(shape)
+            v = z.astype(np.float32)
+            if self.relu:
+                v = np.maximum(v, np.float32(0))
+            t = (v / self.s_out.astype(np.float32).reshape(shape)).astype(np.float32)
+            t = np.clip(t, np.float32(self.lo), np.float32(self.hi))
+            code = round_mode(t, self.mode)
+        return (code.astype(np.float64) * self.step).astype(np.float32)
+
+
+@dataclass(frozen=True, eq=False)
 class _Stream:
     """A tensor computed by the network: the rtlgen node that produces it, its rtlgen shape,
     how the ONNX tensor's dimensions relate to it, and its fixed-point grid if known.
@@ -325,6 +411,7 @@ class _Stream:
     layout: str
     order: np.ndarray | None = None
     frac: int | None = None
+    affine: _Affine | None = None
 
     @property
     def onnx_shape(self) -> tuple[int, ...]:
@@ -345,6 +432,8 @@ class _Reader:
         self.used: set[str] = set()
         self.parameters = 0
         self.consumers: dict[str, list[Any]] = {}
+        #: constants a float-scale Quant produced: (integer codes, scale broadcast to them)
+        self.codes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for node in self.graph.node:
             for name in node.input:
                 self.consumers.setdefault(name, []).append(node)
@@ -375,7 +464,17 @@ class _Reader:
             raise ModelFileError(f"{self.where(node)}: the {what} holds NaN or infinity")
         return value
 
-    def stream(self, node: Any, index: int = 0) -> _Stream:
+    def stream(self, node: Any, index: int = 0, affine_ok: bool = False) -> _Stream:
+        value = self._stream(node, index)
+        if value.affine is not None and not affine_ok:
+            raise UnsupportedError(
+                f"{self.where(node)}: its input has a float (not power-of-two) scale; supported "
+                "after a float-scale Quant: Gemm/MatMul/Conv, Relu, MaxPool, Flatten/Reshape, "
+                "Transpose, Add of two equal scales, Quant"
+            )
+        return value
+
+    def _stream(self, node: Any, index: int = 0) -> _Stream:
         if index >= len(node.input) or not node.input[index]:
             raise ModelFileError(f"{self.where(node)}: missing input {index}")
         value = self.values.get(node.input[index])
@@ -444,6 +543,17 @@ class _Reader:
             )
         out = self.values[computed[0]]
         assert isinstance(out, _Stream)
+        if out.affine is not None:
+            what = (
+                "integer codes of a float-scale Quant"
+                if out.affine.codes
+                else ("a layer's float output (accumulator x float scale + float bias)")
+            )
+            raise UnsupportedError(
+                f"{self.what}: the output '{_text(computed[0])[:60]}' is {what}; rtlgen outputs "
+                "fixed point: end the model with a power-of-two quantizer (e.g. Brevitas's "
+                "Int8ActPerTensorFixedPoint); float-scale outputs are not supported yet"
+            )
         if out.order is not None:
             raise UnsupportedError(
                 f"{self.what}: the output is a flattened image (PyTorch's C, H, W order); "
@@ -496,6 +606,8 @@ class _Reader:
         if not self.input_from_quant or len(consumers) != 1 or consumers[0].op_type != "Quant":
             return None
         node = consumers[0]
+        if self._float_scale(node):
+            return None
         spec = self._quant_spec(node, stream)
         if spec is None or spec.rounding != "ROUND" or spec.narrow or spec.per_channel:
             return None
@@ -556,6 +668,9 @@ class _Reader:
             raise ModelFileError(f"{self.where(node)}: input is not defined before it")
         if isinstance(value, _Stream):
             bits = self.constant(node, 3, "bit width")
+            if value.affine is not None or self._float_scale(node):
+                self._float_quant(node, value)
+                return
             if bits.size == 1 and bits.flat[0] == 1 and _attributes(node, "").get("signed", 1):
                 self._bipolar(node, value)  # QONNX's Quant executes 1-bit signed as bipolar
                 return
@@ -572,6 +687,9 @@ class _Reader:
                 f"{self.where(node)}: bit width {bitwidth.ravel()[:4]} is not an integer 1-32"
             )
         bits = int(bitwidth.flat[0])
+        if self._float_scale(node):
+            self._float_constant(node, value, scale, zeropt, bits, signed, narrow, mode)
+            return
         self._check_po2(node, scale)
         x = value.astype(np.float64)
         with np.errstate(all="ignore"):
@@ -699,7 +817,9 @@ class _Reader:
             )
         return _QuantSpec(bits, signed, narrow, mode, frac, per_channel)
 
-    def _per_channel(self, node: Any, frac: np.ndarray, stream: _Stream) -> np.ndarray:
+    def _per_channel(
+        self, node: Any, frac: np.ndarray, stream: _Stream, dtype: Any = np.int64
+    ) -> np.ndarray:
         """Per-channel exponents of a scale shaped for the ONNX tensor (channel axis 1)."""
         shape = stream.onnx_shape
         try:
@@ -713,14 +833,14 @@ class _Reader:
             per = full[0, :, :, :]  # (C, H, W)
             if np.any(per != per[:, :1, :1]):
                 raise UnsupportedError(f"{self.where(node)}: scales per pixel are not supported")
-            return per[:, 0, 0].astype(np.int64)
+            return per[:, 0, 0].astype(dtype)
         if stream.layout == "nhwc":
             per = full[0].reshape(-1, shape[-1])
             if np.any(per != per[:1]):
                 raise UnsupportedError(f"{self.where(node)}: scales per pixel are not supported")
-            return per[0].astype(np.int64)
+            return per[0].astype(dtype)
         flat = full[0]
-        return (flat if stream.order is None else flat[stream.order]).astype(np.int64)
+        return (flat if stream.order is None else flat[stream.order]).astype(dtype)
 
     def _activation_quant(self, node: Any, stream: _Stream, spec: _QuantSpec | None = None) -> None:
         if self.skip_input_quant == node.output[0]:
@@ -754,6 +874,164 @@ class _Reader:
         self.add(quant, node)
         frac = int(spec.frac.max())
         self.values[node.output[0]] = _Stream(name, stream.shape, stream.layout, stream.order, frac)
+
+    # -- float (not power-of-two) scales: integer codes, thresholds ----------------------
+    def _float_scale(self, node: Any) -> bool:
+        """A Quant whose scale is not all powers of two (Brevitas's default quantizers)."""
+        scale = self.constant(node, 1, "scale").astype(np.float64).ravel()
+        return scale.size > 0 and any(log2_exact(float(v)) is None for v in scale)
+
+    def _float_constant(
+        self,
+        node: Any,
+        value: np.ndarray,
+        scale: np.ndarray,
+        zeropt: np.ndarray,
+        bits: int,
+        signed: bool,
+        narrow: bool,
+        mode: str,
+    ) -> None:
+        """A weight Quant with a float scale: QONNX's ``int_quant`` in float32 (its input's
+        dtype) -> integer codes, kept with their scale (`_Reader.codes`); the value is
+        ``code * scale`` (exact in float64) for anything else that reads it."""
+        if np.any(zeropt != 0) or bits == 1 or np.any(scale <= 0) or not np.all(np.isfinite(scale)):
+            raise UnsupportedError(
+                f"{self.where(node)}: a float-scale weight Quant needs a positive scale, zero "
+                "point 0 and 2-32 bits"
+            )
+        lo = -(2 ** (bits - 1)) + int(narrow) if signed else 0
+        hi = 2 ** (bits - 1) - 1 if signed else 2**bits - 1 - int(narrow)
+        x32 = value.astype(np.float32)
+        with np.errstate(all="ignore"):
+            t = (x32 / scale.astype(np.float32)).astype(np.float32)
+            codes = round_mode(np.clip(t, np.float32(lo), np.float32(hi)), mode).astype(np.float64)
+        full = np.broadcast_to(scale, codes.shape).astype(np.float64)
+        self.codes[node.output[0]] = (codes, full)
+        self.values[node.output[0]] = codes * full
+
+    def _weight_codes(
+        self, node: Any, w: np.ndarray, transpose: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(codes, scale) of a layer's weight input: a float-scale Quant's codes and scale,
+        or the exact weight with scale 1."""
+        entry = self.codes.get(node.input[1])
+        if entry is None:
+            return w, np.ones_like(w)
+        codes, scale = entry
+        return (codes.T, scale.T) if transpose else (codes, scale)
+
+    def _pending_input(self, node: Any, x: _Stream) -> tuple[float, float | None]:
+        """(scale, bound) of a linear layer's input: its codes' pending scale, or 1 for a
+        fixed-point stream."""
+        if x.affine is None:
+            return 1.0, None
+        a = x.affine
+        if not a.codes or np.any(a.scale != a.scale.flat[0]):
+            raise UnsupportedError(
+                f"{self.where(node)}: its input has a float scale per channel or a pending "
+                "bias/Relu; supported: the integer codes of a per-tensor float-scale Quant"
+            )
+        return float(a.scale.flat[0]), a.bound
+
+    def _float_layer(
+        self,
+        node: Any,
+        x: _Stream,
+        s_x: float,
+        bound: float | None,
+        codes: np.ndarray,
+        s_w: np.ndarray,
+        bias: np.ndarray | None,
+        fan_in: np.ndarray,
+    ) -> _Affine:
+        """The pending affine map of a layer on codes: per output channel ``s_x * s_w`` (the
+        weight scale must be one per output channel) and the bias; the accumulator must stay
+        below 2**24 (float32's exact integers, as the threshold search evaluates it)."""
+        where = self.where(node)
+        if np.any(s_w <= 0) or np.any(s_w != s_w[:1]):
+            raise UnsupportedError(
+                f"{where}: weight scales must be positive and one per output channel"
+            )
+        channel_scale = s_w[0].astype(np.float64) * s_x
+        if bound is not None and float(fan_in.max(initial=0)) * bound >= 2**24:
+            raise UnsupportedError(
+                f"{where}: its accumulator may reach {float(fan_in.max()) * bound:.3g} (integer "
+                "codes x weights): at most 2**24 is supported with float scales"
+            )
+        outputs = channel_scale.size
+        b = np.zeros(outputs) if bias is None else bias.astype(np.float64)
+        acc_bound = None if bound is None else float(fan_in.max(initial=0)) * bound
+        return _Affine(channel_scale, b, False, acc_bound)
+
+    def _float_quant(self, node: Any, stream: _Stream) -> None:
+        """A Quant on a stream with a float scale, or on a stream with a pending float
+        scale: one `rtlgen.ops.threshold.Threshold` node (per-channel integer thresholds on
+        the fixed-point input, computed at lowering from `QuantStep`, FINN's streamlining).
+        Its output: integer codes with the Quant's scale pending, or, when the scale is a
+        power of two, fixed point."""
+        from rtlgen.ops.threshold import Threshold
+        from rtlgen.quant.quantizers import QuantizedBits, QuantizedRelu
+        from rtlgen.quant.threshold import MAX_THRESHOLD_LEVELS
+
+        where = self.where(node)
+        scale, zeropt, bitwidth = self._quant_inputs(node)
+        signed, narrow, mode = self._quant_attrs(node, _attributes(node, where))
+        if np.any(zeropt != 0):
+            raise UnsupportedError(
+                f"{where}: a non-zero zero point on activations is not supported"
+            )
+        if bitwidth.size != 1 or bitwidth.flat[0] != round(bitwidth.flat[0]):
+            raise UnsupportedError(f"{where}: bit width {bitwidth.ravel()[:4]} is not one integer")
+        bits = int(bitwidth.flat[0])
+        if not 2 <= bits or 2**bits > MAX_THRESHOLD_LEVELS:
+            raise UnsupportedError(
+                f"{where}: a {bits}-bit quantizer with a float scale (or after one) is not "
+                f"supported (2 to {MAX_THRESHOLD_LEVELS.bit_length() - 1} bits: integer "
+                "thresholds)"
+            )
+        if np.any(scale <= 0) or not np.all(np.isfinite(scale)):
+            raise ModelFileError(f"{where}: the scale is not positive")
+        s_out = self._per_channel(node, scale, stream, np.float64)
+        if stream.affine is None:
+            affine = _Affine(np.ones(stream.shape[-1]), np.zeros(stream.shape[-1]))
+        else:
+            affine = stream.affine
+        lo = -(2 ** (bits - 1)) + int(narrow) if signed else 0
+        hi = 2 ** (bits - 1) - 1 if signed else 2**bits - 1 - int(narrow)
+        exps = [log2_exact(float(v)) for v in s_out]
+        frac = 0
+        if (
+            all(e is not None for e in exps)
+            and len(set(exps)) == 1
+            and abs(exps[0]) <= MAX_FRAC_BITS
+        ):
+            frac = -int(exps[0])  # a power-of-two scale: the output is fixed point
+        step = 2.0**-frac
+        if signed:
+            quantizer = QuantizedBits(bits, bits - 1 - frac, symmetric=narrow, alpha=1)
+        else:
+            quantizer = QuantizedRelu(bits, bits - frac)
+        name = self.name_of(node)
+        bn = QuantStep(
+            affine.scale, affine.bias, affine.relu, s_out.astype(np.float32), lo, hi, mode, step
+        )
+        threshold = Threshold(
+            name,
+            stream.shape,
+            stream.shape,
+            out_quantizer=quantizer,
+            bn=bn,  # type: ignore[arg-type]  (the op calls only ``apply``)
+            source=_text(node.name or node.output[0]),
+            inputs=(stream.node,),
+        )
+        self.add(threshold, node)
+        if frac or all(e == 0 for e in exps):
+            out = _Stream(name, stream.shape, stream.layout, stream.order, frac)
+        else:
+            pending = _Affine(s_out, np.zeros(s_out.size), False, float(max(-lo, hi)))
+            out = _Stream(name, stream.shape, stream.layout, stream.order, 0, pending)
+        self.values[node.output[0]] = out
 
     # -- layers -------------------------------------------------------------------------
     def _bias_for(self, node: Any, bias: np.ndarray, acc_frac: int | None) -> np.ndarray:
@@ -802,7 +1080,8 @@ class _Reader:
         w = self.constant(node, 1, "weight").astype(np.float64)
         if w.ndim != 2:
             raise ModelFileError(f"{where}: weight of shape {w.shape} is not a matrix")
-        if attrs.get("transB", 0):
+        transpose = bool(attrs.get("transB", 0))
+        if transpose:
             w = w.T
         bias = None
         if len(node.input) > 2 and node.input[2]:
@@ -812,7 +1091,7 @@ class _Reader:
                     f"{where}: bias of shape {bias.shape} for {w.shape[1]} outputs"
                 )
             bias = bias.reshape(-1)
-        self._dense(node, w, bias)
+        self._dense(node, w, bias, transpose)
 
     def _op_matmul(self, node: Any, attrs: dict[str, Any]) -> None:
         w = self.constant(node, 1, "weight").astype(np.float64)
@@ -820,16 +1099,27 @@ class _Reader:
             raise UnsupportedError(f"{self.where(node)}: weight of shape {w.shape} (only a matrix)")
         self._dense(node, w, None)
 
-    def _dense(self, node: Any, w: np.ndarray, bias: np.ndarray | None) -> None:
+    def _dense(
+        self, node: Any, w: np.ndarray, bias: np.ndarray | None, transpose: bool = False
+    ) -> None:
         where = self.where(node)
-        x = self.stream(node)
+        x = self.stream(node, affine_ok=True)
         if x.layout != "flat" or len(x.shape) != 1:
             raise UnsupportedError(f"{where}: input {x.onnx_shape} is not a vector (flatten first)")
         if w.shape[0] != x.shape[0]:
             raise ModelFileError(f"{where}: weight of shape {w.shape} for {x.shape[0]} inputs")
         self.count_parameters(w, node)
+        codes, s_w = self._weight_codes(node, w, transpose)
         if x.order is not None:
-            w = w[x.order]
+            w, codes, s_w = w[x.order], codes[x.order], s_w[x.order]
+        affine = None
+        if x.affine is not None or node.input[1] in self.codes:
+            s_x, bound = self._pending_input(node, x)
+            if bias is not None:
+                self.count_parameters(bias, node)
+            fan_in = np.abs(codes).sum(axis=0)
+            affine = self._float_layer(node, x, s_x, bound, codes, s_w, bias, fan_in)
+            w, bias = codes, None
         if bias is not None:
             self.count_parameters(bias, node)
             acc_frac = None if x.frac is None else x.frac + self._weight_frac(w)
@@ -845,11 +1135,11 @@ class _Reader:
             inputs=(x.node,),
         )
         self.add(dense, node)
-        self.values[node.output[0]] = _Stream(name, dense.out_shape, "flat", None, None)
+        self.values[node.output[0]] = _Stream(name, dense.out_shape, "flat", None, None, affine)
 
     def _op_conv(self, node: Any, attrs: dict[str, Any]) -> None:
         where = self.where(node)
-        x = self.stream(node)
+        x = self.stream(node, affine_ok=True)
         if x.layout != "nchw":
             raise UnsupportedError(f"{where}: input {x.onnx_shape} is not an NCHW image")
         w = self.constant(node, 1, "weight").astype(np.float64)
@@ -896,6 +1186,16 @@ class _Reader:
             if bias.size != cout:
                 raise ModelFileError(f"{where}: bias of {bias.size} values for {cout} outputs")
             self.count_parameters(bias, node)
+        affine = None
+        if x.affine is not None or node.input[1] in self.codes:
+            codes, s_w = self._weight_codes(node, w, False)
+            s_x, bound = self._pending_input(node, x)
+            fan_in = np.abs(codes).reshape(cout, -1).sum(axis=1)
+            affine = self._float_layer(
+                node, x, s_x, bound, codes, s_w.reshape(cout, -1).T, bias, fan_in
+            )
+            w, bias = codes, None
+        if bias is not None:
             acc_frac = None if x.frac is None else x.frac + self._weight_frac(w)
             bias = self._bias_for(node, bias, acc_frac)
         name = self.name_of(node)
@@ -912,7 +1212,7 @@ class _Reader:
             inputs=(x.node,),
         )
         self.add(conv, node)
-        self.values[node.output[0]] = _Stream(name, conv.out_shape, "nchw", None, None)
+        self.values[node.output[0]] = _Stream(name, conv.out_shape, "nchw", None, None, affine)
 
     def _window(
         self, node: Any, attrs: dict[str, Any], x: _Stream, kernel: tuple[int, int]
@@ -934,8 +1234,10 @@ class _Reader:
         return (stride[0], stride[1]), (top, bottom, left, right)
 
     def _op_maxpool(self, node: Any, attrs: dict[str, Any]) -> None:
+        """A max pool; it commutes with a pending float scale (positive per channel), bias
+        and Relu: the stream keeps them."""
         where = self.where(node)
-        x = self.stream(node)
+        x = self.stream(node, affine_ok=True)
         if x.layout != "nchw":
             raise UnsupportedError(f"{where}: input {x.onnx_shape} is not an NCHW image")
         if attrs.get("ceil_mode", 0) or any(d != 1 for d in attrs.get("dilations", [1, 1])):
@@ -966,10 +1268,17 @@ class _Reader:
             inputs=(x.node,),
         )
         self.add(pool, node)
-        self.values[node.output[0]] = _Stream(name, pool.out_shape, "nchw", None, x.frac)
+        self.values[node.output[0]] = _Stream(name, pool.out_shape, "nchw", None, x.frac, x.affine)
 
     def _op_relu(self, node: Any, attrs: dict[str, Any]) -> None:
-        x = self.stream(node)
+        x = self.stream(node, affine_ok=True)
+        if x.affine is not None and not x.affine.codes:
+            # after a float-scale layer: the Quant after it takes the Relu into its thresholds
+            a = x.affine
+            self.values[node.output[0]] = _Stream(
+                x.node, x.shape, x.layout, x.order, x.frac, _Affine(a.scale, a.bias, True, a.bound)
+            )
+            return
         name = self.name_of(node)
         self.add(
             ir.Activation(
@@ -982,13 +1291,15 @@ class _Reader:
             ),
             node,
         )
-        self.values[node.output[0]] = _Stream(name, x.shape, x.layout, x.order, x.frac)
+        self.values[node.output[0]] = _Stream(name, x.shape, x.layout, x.order, x.frac, x.affine)
 
     def _op_identity(self, node: Any, attrs: dict[str, Any]) -> None:
         value = self.values.get(node.input[0]) if node.input else None
         if value is None:
             raise ModelFileError(f"{self.where(node)}: input is not defined before it")
         self.values[node.output[0]] = value
+        if node.input[0] in self.codes:
+            self.codes[node.output[0]] = self.codes[node.input[0]]
 
     def _flatten(self, node: Any, x: _Stream) -> None:
         if x.layout == "flat":
@@ -996,6 +1307,7 @@ class _Reader:
             return
         h, w, c = x.shape
         order = None
+        affine = None if x.affine is None else x.affine.tiled(h * w)
         if x.layout == "nchw":
             order = np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).ravel()
         name = self.name_of(node)
@@ -1003,10 +1315,10 @@ class _Reader:
             name, x.shape, (h * w * c,), source=_text(node.name or node.output[0]), inputs=(x.node,)
         )
         self.add(flat, node)
-        self.values[node.output[0]] = _Stream(name, flat.out_shape, "flat", order, x.frac)
+        self.values[node.output[0]] = _Stream(name, flat.out_shape, "flat", order, x.frac, affine)
 
     def _op_flatten(self, node: Any, attrs: dict[str, Any]) -> None:
-        x = self.stream(node)
+        x = self.stream(node, affine_ok=True)
         if attrs.get("axis", 1) != 1:
             raise UnsupportedError(
                 f"{self.where(node)}: axis={attrs['axis']} is not supported (only 1)"
@@ -1014,7 +1326,7 @@ class _Reader:
         self._flatten(node, x)
 
     def _op_reshape(self, node: Any, attrs: dict[str, Any]) -> None:
-        x = self.stream(node)
+        x = self.stream(node, affine_ok=True)
         target = [int(d) for d in self.constant(node, 1, "shape").ravel()]
         total = element_count(x.shape)
         ok = len(target) == 2 and target[0] in (1, 0, -1) and target[1] in (total, -1)
@@ -1036,8 +1348,11 @@ class _Reader:
                     f"{self.where(node)}: perm {perm[:6]} for a {value.ndim}-D constant"
                 )
             self.values[node.output[0]] = np.transpose(value, perm)
+            if node.input[0] in self.codes:
+                codes, scale = self.codes[node.input[0]]
+                self.codes[node.output[0]] = (np.transpose(codes, perm), np.transpose(scale, perm))
             return
-        x = self.stream(node)
+        x = self.stream(node, affine_ok=True)
         if x.layout == "nchw" and perm == [0, 2, 3, 1]:
             layout = "nhwc"
         elif x.layout == "nhwc" and perm == [0, 3, 1, 2]:
@@ -1047,7 +1362,7 @@ class _Reader:
                 f"{self.where(node)}: perm {perm[:6]} on {x.onnx_shape} is not supported (only "
                 "NCHW <-> NHWC layout conversions)"
             )
-        self.values[node.output[0]] = _Stream(x.node, x.shape, layout, None, x.frac)
+        self.values[node.output[0]] = _Stream(x.node, x.shape, layout, None, x.frac, x.affine)
 
     def _op_trunc(self, node: Any, attrs: dict[str, Any]) -> None:
         """QONNX's ``Trunc`` (v2, as Brevitas's TruncAvgPool2d exports it): with the input on
@@ -1083,6 +1398,21 @@ class _Reader:
             self._add_constant(node, streams[0], constant)
             return
         a, b = streams
+        affine = None
+        if a.affine is not None or b.affine is not None:
+            pa, pb = a.affine, b.affine
+            if (
+                pa is None
+                or pb is None
+                or not (pa.codes and pb.codes)
+                or not np.array_equal(pa.scale, pb.scale)
+            ):
+                raise UnsupportedError(
+                    f"{where}: an Add of streams with float scales is supported only on the "
+                    "integer codes of quantizers with equal scales (e.g. one shared QuantIdentity)"
+                )
+            bound = None if pa.bound is None or pb.bound is None else pa.bound + pb.bound
+            affine = _Affine(pa.scale, pa.bias, False, bound)
         same_order = (a.order is None and b.order is None) or (
             a.order is not None and b.order is not None and np.array_equal(a.order, b.order)
         )
@@ -1105,7 +1435,7 @@ class _Reader:
         )
         self.add(merge, node)
         frac = None if a.frac is None or b.frac is None else max(a.frac, b.frac)
-        self.values[node.output[0]] = _Stream(name, a.shape, a.layout, a.order, frac)
+        self.values[node.output[0]] = _Stream(name, a.shape, a.layout, a.order, frac, affine)
 
     def _add_constant(self, node: Any, x: _Stream, constant: np.ndarray) -> None:
         """A constant added to the output of a bias-free Gemm/MatMul/Conv: its bias."""
@@ -1126,6 +1456,20 @@ class _Reader:
             raise ModelFileError(f"{where}: the constant holds NaN or infinity")
         bias = constant.astype(np.float64).reshape(-1)
         self.count_parameters(bias, node)
+        if x.affine is not None:  # a float-scale layer: the bias joins its pending map
+            a = x.affine
+            if not a.codes:
+                raise UnsupportedError(f"{where}: a second bias after a layer")
+            pending = _Affine(a.scale, a.bias + np.tile(bias, a.scale.size // bias.size))
+            self.values[node.output[0]] = _Stream(
+                x.node,
+                x.shape,
+                x.layout,
+                x.order,
+                x.frac,
+                _Affine(pending.scale, pending.bias, False, a.bound),
+            )
+            return
         self.nodes[-1] = producer.replace(bias=ir.FloatTensor(bias, Exact(f"{where} bias")))
         self.values[node.output[0]] = x
 

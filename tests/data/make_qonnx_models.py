@@ -5,7 +5,8 @@ qonnx 1.0, torch (CPU), onnx, onnxruntime, onnxoptimizer)::
 
     python tests/data/make_qonnx_models.py [OUTDIR]
 
-Each model is a small Brevitas network with power-of-two ("FixedPoint") quantizers, its
+Each model is a small Brevitas network with power-of-two ("FixedPoint") quantizers (the
+``*_float`` ones: Brevitas's default float-scale quantizers, a power-of-two output), its
 weights seeded and then trained for a few steps on seeded random data towards a fixed
 random teacher (so weights, biases and the learned power-of-two scales move away from their
 initial values while the activations stay alive), exported with
@@ -224,6 +225,67 @@ def _models():
             x = self.act1(self.bn1(self.fc1(self.inp(x))))
             return self.fc3(self.act2(self.bn2(self.fc2(x))))
 
+    class MlpFloat(nn.Module):
+        """Brevitas's defaults (float scales): QuantIdentity (Int8ActPerTensorFloat) ->
+        QuantLinear (Int8WeightPerTensorFloat, float bias) -> QuantReLU (Uint8ActPerTensorFloat)
+        -> QuantLinear -> QuantReLU -> QuantLinear -> a power-of-two output quantizer."""
+
+        def __init__(self):
+            super().__init__()
+            self.inp = qnn.QuantIdentity(return_quant_tensor=True)
+            self.fc1 = qnn.QuantLinear(12, 10, bias=True)
+            self.relu1 = qnn.QuantReLU(return_quant_tensor=True)
+            self.fc2 = qnn.QuantLinear(10, 8, bias=True)
+            self.relu2 = qnn.QuantReLU(return_quant_tensor=True)
+            self.fc3 = qnn.QuantLinear(8, 4, bias=True)
+            self.out = qnn.QuantIdentity(act_quant=q["act"])
+
+        def forward(self, x):
+            x = self.relu2(self.fc2(self.relu1(self.fc1(self.inp(x)))))
+            return self.out(self.fc3(x))
+
+    class CnnFloat(nn.Module):
+        """Brevitas's defaults (float scales): QuantIdentity -> QuantConv2d(3x3, pad 1) ->
+        QuantReLU -> MaxPool2d(2) -> QuantConv2d(3x3) -> QuantReLU -> flatten -> QuantLinear
+        -> a power-of-two output quantizer."""
+
+        def __init__(self):
+            super().__init__()
+            self.inp = qnn.QuantIdentity(return_quant_tensor=True)
+            self.c1 = qnn.QuantConv2d(2, 4, 3, padding=1, bias=True)
+            self.relu1 = qnn.QuantReLU(return_quant_tensor=True)
+            self.pool = nn.MaxPool2d(2)
+            self.c2 = qnn.QuantConv2d(4, 5, 3, bias=True)
+            self.relu2 = qnn.QuantReLU(return_quant_tensor=True)
+            self.fc = qnn.QuantLinear(5 * 2 * 2, 4, bias=True)
+            self.out = qnn.QuantIdentity(act_quant=q["act"])
+
+        def forward(self, x):
+            x = self.pool(self.relu1(self.c1(self.inp(x))))
+            x = self.relu2(self.c2(x))
+            return self.out(self.fc(torch.flatten(x, 1)))
+
+    class ResFloat(nn.Module):
+        """Brevitas's defaults with a residual Add: one default QuantIdentity on both branches
+        (equal float scales), QuantReLU after the Add, flatten, QuantLinear, a power-of-two
+        output quantizer."""
+
+        def __init__(self):
+            super().__init__()
+            self.inp = qnn.QuantIdentity(return_quant_tensor=True)
+            self.c1 = qnn.QuantConv2d(2, 3, 3, padding=1, bias=True)
+            self.relu1 = qnn.QuantReLU(return_quant_tensor=True)
+            self.c2 = qnn.QuantConv2d(3, 3, 3, padding=1, bias=True)
+            self.shared = qnn.QuantIdentity(return_quant_tensor=True)
+            self.relu2 = qnn.QuantReLU(return_quant_tensor=True)
+            self.fc = qnn.QuantLinear(3 * 4 * 4, 3, bias=True)
+            self.out = qnn.QuantIdentity(act_quant=q["act"])
+
+        def forward(self, x):
+            y = self.relu1(self.c1(self.inp(x)))
+            z = self.relu2(self.shared(self.c2(y)) + self.shared(y))
+            return self.out(self.fc(torch.flatten(z, 1)))
+
     return {
         "mlp": (Mlp, (16,), True),
         "mlp_modes": (MlpModes, (10,), False),
@@ -234,6 +296,9 @@ def _models():
         "cnn_bn": (CnnBn, (2, 6, 6), False),
         "bnn": (Bnn, (12,), False),
         "cnn_qcdq": (Cnn, (3, 8, 8), "qcdq"),
+        "mlp_float": (MlpFloat, (12,), True),
+        "cnn_float": (CnnFloat, (2, 8, 8), False),
+        "res_float": (ResFloat, (2, 4, 4), False),
     }
 
 
@@ -307,6 +372,10 @@ def write(outdir: Path, only: tuple[str, ...] = ()) -> None:
             leftover.unlink()
         scale, top = _input_step(path)
         rng = np.random.default_rng(SEED + index)
+        if np.log2(scale) != np.round(np.log2(scale)):
+            # a float input scale: rtlgen's input is fixed point (default fixed<16,6>), so
+            # the inputs are multiples of 2**-10 (a fraction of the step), some saturating
+            scale = 2.0 ** max(np.floor(np.log2(scale)), -8.0)
         steps = round(top / scale * 4 * 1.1)
         x = (rng.integers(-steps, steps, size=(SAMPLES, *shape)) * scale / 4).astype(np.float32)
         wrapper = ModelWrapper(str(path)).transform(InferShapes())

@@ -23,9 +23,9 @@ from onnx import numpy_helper  # noqa: E402
 
 from rtlgen import ir  # noqa: E402
 from rtlgen.api import load_model, predict_outputs  # noqa: E402
-from rtlgen.frontend.qonnx import SUPPORTED_OPS, round_mode, snapped_bias  # noqa: E402
+from rtlgen.frontend.qonnx import SUPPORTED_OPS, QuantStep, round_mode, snapped_bias  # noqa: E402
 from rtlgen.ops.hgq2 import FixedQuantize  # noqa: E402
-from rtlgen.quant.errors import ModelFileError, UnsupportedError  # noqa: E402
+from rtlgen.quant.errors import ModelFileError  # noqa: E402
 
 from .cli_run import rtlgen  # noqa: E402
 from .ops.network_checks import bit_exact_in_simulator  # noqa: E402
@@ -41,6 +41,9 @@ MODELS = (
     "cnn_bn",
     "bnn",
     "cnn_qcdq",
+    "mlp_float",
+    "cnn_float",
+    "res_float",
 )
 
 
@@ -243,7 +246,10 @@ def test_matmul_with_added_bias_equals_gemm(tmp_path):
     np.testing.assert_array_equal(y.astype(np.float32).reshape(expected["y"].shape), expected["y"])
 
 
-@pytest.mark.parametrize("name", ["mlp_modes", "cnn_stride", "res_pool", "cnn_bn", "bnn"])
+@pytest.mark.parametrize(
+    "name",
+    ["mlp_modes", "cnn_stride", "res_pool", "cnn_bn", "bnn", "mlp_float", "cnn_float", "res_float"],
+)
 def test_network_bit_exact_under_backpressure(name):
     _, _, graph = _predict(name)
     bit_exact_in_simulator(graph, n=3, seed=3)
@@ -300,24 +306,135 @@ def test_unsupported_op_is_one_line_naming_node_and_supported_ops(tmp_path):
     assert all(op in line for op in SUPPORTED_OPS)
 
 
-def test_non_power_of_two_scale_is_refused_naming_the_node(tmp_path):
-    def float_scale(model):
+def test_float_scale_quant_converts_and_a_float_scale_output_is_refused(tmp_path):
+    """A float (not power-of-two) scale on a hidden QuantReLU or a weight now converts
+    (thresholds); a float-scale quantizer as the model's output is one line naming the
+    output and what is supported."""
+
+    def relu_scale(model):
         quant = [n for n in model.graph.node if n.op_type == "Quant"][2]  # the QuantReLU
-        quant.name = "relu_quant"
         _set_initializer(model, quant.input[1], np.array(0.0421, dtype=np.float32))
 
-    _one_line_exit_2(_edited(tmp_path, "cnn_ts", float_scale), "relu_quant", "power of two")
-
-
-def test_non_power_of_two_weight_scale_is_refused(tmp_path):
-    def float_scale(model):
+    def weight_scale(model):
         quant = next(n for n in model.graph.node if n.op_type == "Quant" and "weight" in n.input[0])
         scale = next(t for t in model.graph.initializer if t.name == quant.input[1])
         value = numpy_helper.to_array(scale) * 3
         _set_initializer(model, quant.input[1], value.astype(np.float32))
 
-    with pytest.raises(UnsupportedError, match="not a power of two"):
-        load_model(_edited(tmp_path, "cnn_ts", float_scale))
+    for edit in (relu_scale, weight_scale):
+        graph = load_model(_edited(tmp_path, "cnn_ts", edit))
+        assert "threshold" in [n.op for n in graph.nodes]
+
+    def output_scale(model):
+        quant = [n for n in model.graph.node if n.op_type == "Quant"][-1]
+        _set_initializer(model, quant.input[1], np.array(0.0421, dtype=np.float32))
+
+    _one_line_exit_2(
+        _edited(tmp_path, "mlp_float", output_scale), "output", "power-of-two quantizer"
+    )
+
+
+def test_float_logits_output_is_refused(tmp_path):
+    """A final QuantLinear without an output quantizer on float-scale codes (float logits
+    acc * s + b): one line."""
+
+    def drop_output_quant(model):
+        graph = model.graph
+        quant = [n for n in graph.node if n.op_type == "Quant"][-1]
+        graph.output[0].name = quant.input[0]
+        graph.node.remove(quant)
+
+    _one_line_exit_2(_edited(tmp_path, "mlp_float", drop_output_quant), "float output")
+
+
+def test_float_scales_beyond_thresholds_are_one_line(tmp_path):
+    """A 9-bit float-scale activation quantizer (more than 256 threshold levels), and a
+    MaxPool -> AveragePool-like op on pending codes: one line naming the node."""
+
+    def wide(model):
+        quant = next(
+            n for n in model.graph.node if n.op_type == "Quant" and n.name.startswith("/relu2/")
+        )
+        quant.name = "wide_quant"
+        model.graph.initializer.append(
+            numpy_helper.from_array(np.array(9.0, dtype=np.float32), "wide_bits")
+        )
+        quant.input[3] = "wide_bits"
+
+    _one_line_exit_2(_edited(tmp_path, "cnn_float", wide), "wide_quant", "9-bit")
+
+    def avg(model):
+        pool = next(n for n in model.graph.node if n.op_type == "MaxPool")
+        pool.op_type = "AveragePool"
+        pool.name = "the_pool"
+
+    _one_line_exit_2(_edited(tmp_path, "cnn_float", avg), "the_pool", "float (not power-of-two)")
+
+
+def test_add_of_unequal_float_scales_is_one_line(tmp_path):
+    """res_float's residual Add of two codes with equal scales is an exact merge; with the
+    second branch's quantizer given another scale it is one line naming the Add."""
+    graph = load_model(DATA / "res_float.onnx")
+    assert "add" in [n.op for n in graph.nodes]
+
+    def other_scale(model):
+        quant = [n for n in model.graph.node if n.op_type == "Quant"][5]  # shared, 2nd use
+        model.graph.initializer.append(
+            numpy_helper.from_array(np.array(0.0173, dtype=np.float32), "other_scale")
+        )
+        quant.input[1] = "other_scale"
+        add = next(n for n in model.graph.node if n.op_type == "Add")
+        add.name = "the_add"
+
+    _one_line_exit_2(_edited(tmp_path, "res_float", other_scale), "the_add", "equal scales")
+
+
+def test_float_scale_network_is_integer_thresholds():
+    """cnn_float (Brevitas's default quantizers): the input quantizer and every QuantReLU
+    are Threshold nodes; conv/dense weights are the integer codes, without bias (scales and
+    biases live in the thresholds); max pool and flatten pass the pending scale on."""
+    graph = load_model(DATA / "cnn_float.onnx")
+    assert [n.op for n in graph.nodes] == [
+        "input",
+        "threshold",
+        "conv2d",
+        "threshold",
+        "maxpool2d",
+        "conv2d",
+        "threshold",
+        "flatten",
+        "dense",
+        "threshold",
+    ]
+    for node in graph.nodes:
+        if isinstance(node, ir.Conv | ir.Dense):
+            assert node.bias is None and node.weights.type.frac <= 0
+            assert np.abs(node.weights.mantissa).max() <= 127
+    thresholds = [n for n in graph.nodes if n.op == "threshold"]
+    assert [t.out_type.width for t in thresholds] == [8, 8, 8, 8]
+    assert [t.out_type.signed for t in thresholds] == [True, False, False, True]
+
+
+def test_quant_step_is_qonnx_int_quant_in_float32():
+    """`QuantStep` on a float32 layer output y (scale 1, bias 0) is QONNX's int_quant:
+    float32 y / s, clip, round half to even; the Relu and the bias are applied before it,
+    the bias in float32 after y * scale (checked against the float32 formula directly)."""
+    rng = np.random.default_rng(0)
+    s = np.float32(0.0371)
+    step = QuantStep(np.ones(3), np.zeros(3), False, np.full(3, s), -128, 127, "ROUND", 1.0)
+    y = (rng.normal(0, 3, (4000, 3))).astype(np.float32)
+    want = np.round(np.clip(y / s, np.float32(-128), np.float32(127)))
+    np.testing.assert_array_equal(step.apply(y), want)
+    # exactly on a tie: float32 (y / s) is 2.5 -> 2 (half to even), 3.5 -> 4
+    ties = np.array([[2.5, 3.5, -2.5]], dtype=np.float32) * np.float32(0.5)
+    half = QuantStep(np.ones(3), np.zeros(3), False, np.full(3, 0.5), -8, 7, "ROUND", 1.0)
+    np.testing.assert_array_equal(half.apply(ties), [[2, 4, -2]])
+    bias = np.array([0.1, -0.2, 0.3])
+    scale = np.array([0.01, 0.02, 0.03])
+    relu = QuantStep(scale, bias, True, np.full(3, s), 0, 255, "ROUND", 1.0)
+    acc = rng.integers(-500, 500, (4000, 3)).astype(np.float32)
+    v = np.maximum((acc.astype(np.float64) * scale + bias).astype(np.float32), np.float32(0))
+    np.testing.assert_array_equal(relu.apply(acc), np.round(np.clip(v / s, 0, 255)))
 
 
 @pytest.mark.parametrize(
