@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from amaranth.hdl import Array, Cat, Const, Module, Value, signed
+from amaranth.hdl import Array, Cat, Const, Module, Signal, Value, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -153,7 +153,8 @@ class ThresholdBank(wiring.Component):
         # stage 1: every `size`-th threshold; x >= ts[j * size - 1] <=> count >= j * size
         coarse = [ts[j * size - 1] for j in range(1, segments)]
         if coarse:
-            code = Cat(*[x >= t for t in coarse])
+            code = Signal(len(coarse), name=f"coarse_{k}")  # a signal: each bit built once
+            m.d.comb += code.eq(Cat(*[x >= t for t in coarse]))
             segment: Value = regs.register(
                 _thermometer_count(code, len(coarse)), name=f"segment_{k}"
             )
@@ -173,16 +174,18 @@ class ThresholdBank(wiring.Component):
         else:
             layout = data.ArrayLayout(compare, fine)
             words = [layout.const(row).as_value() for row in table]
+            word = Signal(layout.size, name=f"table_{k}")
             if segments <= ARRAY_TABLE:
-                word: Value = Array(words)[segment]
+                # through a signal: an indexed Array distributes every later operation over
+                # its entries (a comparator per entry and bound)
+                m.d.comb += word.eq(Array(words)[segment])
             else:  # a ROM: one read cell instead of a mux per entry (elaboration time)
                 rom = memory.Memory(
                     shape=layout.size, depth=segments, init=[w.value for w in words]
                 )
                 m.submodules[f"table_{k}"] = rom
                 port = rom.read_port(domain="comb")
-                m.d.comb += port.addr.eq(segment)
-                word = port.data
+                m.d.comb += [port.addr.eq(segment), word.eq(port.data)]
             view = data.View(layout, word)
             bounds = [view[i] for i in range(fine)]
         code = regs.register(Cat(*[x >= b for b in bounds]), name=f"fine_{k}")
