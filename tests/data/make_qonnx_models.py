@@ -61,6 +61,7 @@ def _quantizers():
 def _models():
     import brevitas.nn as qnn
     import torch
+    from brevitas.quant import Int8WeightPerChannelFloat
     from torch import nn
 
     q = _quantizers()
@@ -246,8 +247,8 @@ def _models():
 
     class CnnFloat(nn.Module):
         """Brevitas's defaults (float scales): QuantIdentity -> QuantConv2d(3x3, pad 1) ->
-        QuantReLU -> MaxPool2d(2) -> QuantConv2d(3x3) -> QuantReLU -> flatten -> QuantLinear
-        -> a power-of-two output quantizer."""
+        QuantReLU -> MaxPool2d(2) -> QuantConv2d(3x3, Int8WeightPerChannelFloat) -> QuantReLU
+        -> flatten -> QuantLinear -> a power-of-two output quantizer."""
 
         def __init__(self):
             super().__init__()
@@ -255,7 +256,7 @@ def _models():
             self.c1 = qnn.QuantConv2d(2, 4, 3, padding=1, bias=True)
             self.relu1 = qnn.QuantReLU(return_quant_tensor=True)
             self.pool = nn.MaxPool2d(2)
-            self.c2 = qnn.QuantConv2d(4, 5, 3, bias=True)
+            self.c2 = qnn.QuantConv2d(4, 5, 3, bias=True, weight_quant=Int8WeightPerChannelFloat)
             self.relu2 = qnn.QuantReLU(return_quant_tensor=True)
             self.fc = qnn.QuantLinear(5 * 2 * 2, 4, bias=True)
             self.out = qnn.QuantIdentity(act_quant=q["act"])

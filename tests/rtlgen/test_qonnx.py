@@ -410,6 +410,8 @@ def test_float_scale_network_is_integer_thresholds():
         if isinstance(node, ir.Conv | ir.Dense):
             assert node.bias is None and node.weights.type.frac <= 0
             assert np.abs(node.weights.mantissa).max() <= 127
+    conv2 = [n for n in graph.nodes if isinstance(n, ir.Conv)][1]
+    assert np.abs(conv2.weights.mantissa).max(axis=(0, 1, 2)).min() == 127  # per-channel codes
     thresholds = [n for n in graph.nodes if n.op == "threshold"]
     assert [t.out_type.width for t in thresholds] == [8, 8, 8, 8]
     assert [t.out_type.signed for t in thresholds] == [True, False, False, True]
@@ -529,11 +531,12 @@ def test_parameter_limit(tmp_path):
 # slow: Verilator, live oracle
 # ---------------------------------------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["cnn", "res_pool", "cnn_bn"])
+@pytest.mark.parametrize("name", ["cnn", "res_pool", "cnn_bn", "cnn_float"])
 def test_convert_and_sim_cli_bit_exact(tmp_path, name):
-    """The CNN (per-channel weights, padding, max pool, PyTorch flatten order) and the
-    residual/average-pool network through `rtlgen convert` and `rtlgen sim` in Verilator
-    under backpressure: every output equals QONNX's executor."""
+    """The CNN (per-channel weights, padding, max pool, PyTorch flatten order), the
+    residual/average-pool network, the BN one and the CNN with Brevitas's default float
+    scales (thresholds) through `rtlgen convert` and `rtlgen sim` in Verilator under
+    backpressure: every output equals QONNX's executor."""
     expected = np.load(DATA / f"{name}_expected.npz")
     np.save(tmp_path / "x.npy", _stream_layout(expected["x"][:6]))
     out = tmp_path / "design"
