@@ -19,7 +19,7 @@ Saved constants (fixed shapes, so a saved graph can be checked from its shapes):
 levels ``(C, MAX_THRESHOLD_LEVELS)`` of the output type, padded with the last level.
 
 Hardware: `rtlgen.layers.threshold.ThresholdBank` (comparators, thermometer count, level);
-II = 1, latency 2.
+II = 1, latency 2 (at most 7 thresholds per channel) or 3 (a two-level search, up to 255).
 """
 
 from __future__ import annotations
