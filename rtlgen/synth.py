@@ -295,7 +295,8 @@ def synthesize(
 #    gets one copy from P and the other loses its driver (then tied to its init value, 0).
 #    Fix: merge duplicate flip-flop bits (`opt_dff -sat`) before the DSP mapping; the design
 #    is checked there (XILINX_PRE_DSP) and, should a register still take a bit twice (bits
-#    without an init value are not merged), the netlist is synthesized with `-nodsp`.
+#    without an init value are not merged, nor any when the solver budget runs out), the
+#    netlist is synthesized with `-nodsp`.
 # 2. Its PCOUT -> PCIN cascade compares only bit 0 (or bit 17) of a DSP's C input with the
 #    other DSP's P: a C input whose low bits pass a product through (`{sum[14:0], m[2:0]}`,
 #    the add at an offset of rtlgen's adder trees) is replaced by the whole product.
@@ -305,6 +306,9 @@ def synthesize(
 # The minimal cases: tests/sim_tb/test_netlist.py (DUPLICATE_BIT, PASS_THROUGH).
 _XILINX_SYNTH = "synth_xilinx -flatten -family xc7 -nobram -noiopad -noclkbuf -top {top}"
 XILINX_PRE_DSP = "pre_dsp.json"
+# opt_dff -sat's solver budget: Yosys's default (1e9) ran for over 20 minutes on the demo CNN;
+# when the budget runs out no bit is merged and the -nodsp fallback (below) takes over.
+XILINX_SAT_EFFORT = 100_000_000
 XILINX_DSP_MAP = "rtlgen_xc7_dsp_map.v"
 _XILINX_MAP_DSP = (  # synth_xilinx's map_dsp for -family xc7, with XILINX_DSP_MAP
     "memory_dff",
@@ -327,6 +331,7 @@ NETLIST_FLAVOURS = {
     "xilinx": "\n".join([
         "setattr -unset rom_style -unset ram_style m:*",
         f"{_XILINX_SYNTH} -run :map_dsp",
+        f"scratchpad -set opt_dff.sat_effort {XILINX_SAT_EFFORT}",
         "opt_dff -sat",
         "select {top}",
         f"write_json -selected {XILINX_PRE_DSP}",
