@@ -1,8 +1,8 @@
 """The Yosys-synthesized netlist of a design, for `rtlgen sim --netlist {generic,xilinx}`.
 
 `netlist_manifest(manifest, flavour, build_root)` synthesizes the design's Verilog with Yosys
-(`rtlgen.synth.write_netlist`: `synth -flatten` or `synth_xilinx -flatten -family xc7`, then
-`write_verilog`) and returns the manifest with its `rtl` replaced by the netlist (plus Yosys's
+(`rtlgen.synth.write_netlist`: `synth -flatten` or `synth_xilinx -flatten -family xc7` with
+workarounds for two Yosys DSP-packing bugs, then `write_verilog`) and returns the manifest with its `rtl` replaced by the netlist (plus Yosys's
 Xilinx cell models, `<datdir>/xilinx/cells_sim.v`, for "xilinx"), so the same simulator builds
 and the same testbench runs on what synthesis built. Not stand-alone (it needs rtlgen).
 
