@@ -14,8 +14,15 @@ weights, conv-pool-BN order), input fixed<16,6>, as in bench_sim_harness.py.
   default, default, full parallel: where the cycles go.
 - ``product_path``: ``rtlgen convert`` of the model (manifest latency), then ``rtlgen sim``
   of 3 images in Verilator (measured latency, bit-exact or not).
+- ``threshold_latency_cycles``: the latency of the model's BN threshold banks (63
+  thresholds each: a two-level search, 3 cycles; a 6-stage binary search, 7, before).
 - ``what_if_faster_thresholds``: the timing model's latency if the BN threshold banks took
-  2-3 cycles instead of 7 (nothing built): why even full parallelism misses 1,044.
+  2-3 cycles (nothing built; 3 is what they take now, a check of the patching).
+- ``threshold_synthesis``: the model's second BN threshold bank (16 channels x 63
+  thresholds, 15-bit input) alone, Yosys as below; the previous bank's figures are in
+  ``history`` (they need the previous code).
+- ``history``: the plans' latencies of earlier runs with another threshold latency, kept
+  from the JSON this script overwrites, labelled.
 - ``dense_part_synthesis``: the first dense layer alone (with the flatten's Deserialize and
   skid buffer in the previous plan), Yosys ``synth_xilinx -flatten -family xcup`` as the SVHN
   benchmark runs it, previous vs now (the rest of the design is the same in both).
@@ -102,9 +109,8 @@ def _plan_figures(graph, options, previous: bool = False) -> dict:
 
 def _threshold_what_if(graph) -> dict:
     """Latency by the timing model if every `ThresholdBank` (a float BN + quantized ReLU:
-    63 thresholds, a 6-stage binary search, latency 7) took 2 or 3 cycles: what the 1,044
-    target needs beyond folding. Nothing is built; the banks' latency is patched while
-    planning."""
+    63 thresholds, a two-level search, latency 3; a binary search, 7, before) took 2 or 3
+    cycles. Nothing is built; the banks' latency is patched while planning."""
     from rtlgen.hardware import HardwareOptions, NetworkTop, Parallelism
     from rtlgen.layers.threshold import ThresholdBank
     from rtlgen.timing import model_top
@@ -228,6 +234,61 @@ def _dense_part(tops: dict, work: Path) -> dict:
     return result
 
 
+def _threshold_banks(top) -> dict:
+    """The `ThresholdBank` of every threshold layer of a planned top, by layer name."""
+    return {p.node.name: p.stages[0] for p in top.plans if p.node.op == "threshold"}
+
+
+#: the bank synthesized alone: 16 channels x 63 thresholds, input fixed<15,4>
+THRESHOLD_LAYER = "bn_conv_1"
+
+
+def _threshold_part(banks: dict, work: Path) -> dict:
+    bank = banks[THRESHOLD_LAYER]
+    figures = _synthesize_part([bank], "threshold_bank", work)
+    return {
+        "what": f"{THRESHOLD_LAYER}: {len(bank.thresholds)} channels x "
+        f"{max(len(t) for t in bank.thresholds)} thresholds, input {bank.in_type}, output "
+        f"{bank.out_type}; no multipliers",
+        "yosys": "synth_xilinx -flatten -family xcup -noiopad -noclkbuf (rtlgen.synth.synthesize)",
+        "latency_cycles": bank.latency,
+        "comparators": bank.comparators,
+        **figures,
+    }
+
+
+def _history(path: Path, result: dict) -> list:
+    """Earlier runs' summaries (from the JSON about to be overwritten), plus that run's own
+    when its threshold latency differs from this run's (so re-runs add nothing)."""
+    if not path.exists():
+        return []
+    old = json.loads(path.read_text())
+    history = list(old.get("history", []))
+    # runs before the two-level search recorded no threshold latency: a 6-stage binary
+    # search (63 thresholds), latency 7
+    old_latency = old.get("threshold_latency_cycles", [7])
+    if old_latency == result["threshold_latency_cycles"] or "plans" not in old:
+        return history
+    history.append(
+        {
+            "label": f"threshold banks of latency {old_latency} (binary search)"
+            if old_latency == [7]
+            else f"threshold banks of latency {old_latency}",
+            "command": old.get("command"),
+            "threshold_latency_cycles": old_latency,
+            "plans_latency_cycles": {
+                name: plan.get("latency_cycles") for name, plan in old["plans"].items()
+            },
+            "plans_multipliers": {
+                name: plan.get("multipliers") for name, plan in old["plans"].items()
+            },
+            "product_path": old.get("product_path"),
+            "threshold_synthesis": old.get("threshold_synthesis"),
+        }
+    )
+    return history
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -239,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from rtlgen.hardware import HardwareOptions, Multiplier, Parallelism
+    from rtlgen.quant.errors import RtlgenError
 
     json_path, weights_path, graph = _graph()
     variants = {
@@ -249,14 +311,21 @@ def main(argv: list[str] | None = None) -> int:
         "max_reuse_4": (HardwareOptions(max_reuse=4), False),
         "max_reuse_2": (HardwareOptions(max_reuse=2), False),
         "latency_budget_1100": (HardwareOptions(latency_budget=1100), False),
+        "latency_budget_1044": (HardwareOptions(latency_budget=TUTORIAL_LATENCY), False),
         "latency_budget_1060": (HardwareOptions(latency_budget=1060), False),
         "previous_default_lut": (HardwareOptions(multiplier=Multiplier.LUT), True),
         "default_lut": (HardwareOptions(multiplier=Multiplier.LUT), False),
     }
     plans, tops = {}, {}
     for name, (options, previous) in variants.items():
-        plans[name], tops[name] = _plan_figures(graph, options, previous)
+        try:
+            plans[name], tops[name] = _plan_figures(graph, options, previous)
+        except RtlgenError as exc:  # a latency budget the plan cannot meet
+            plans[name] = {"error": str(exc)}
+            print(name, exc, flush=True)
+            continue
         print(name, plans[name]["latency_cycles"], plans[name]["multipliers"], flush=True)
+    banks = _threshold_banks(tops["default"])
     timeline = {name: _timeline(tops[name]) for name in ("previous_default", "default", "full")}
     result: dict = {
         "benchmark": "svhn_latency",
@@ -268,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
         "target_latency_cycles": TUTORIAL_LATENCY,
         "plans": plans,
         "timeline_last_beat_cycle": timeline,
+        "threshold_latency_cycles": sorted({bank.latency for bank in banks.values()}),
+        "threshold_comparators": {name: bank.comparators for name, bank in banks.items()},
         "what_if_faster_thresholds": _threshold_what_if(graph),
     }
     with tempfile.TemporaryDirectory(prefix="svhn_latency_") as tmp:
@@ -276,10 +347,12 @@ def main(argv: list[str] | None = None) -> int:
             result["product_path"] = _product_path(json_path, weights_path, work, not args.no_sim)
         if not args.no_synth:
             result["dense_part_synthesis"] = _dense_part(tops, work)
+            result["threshold_synthesis"] = _threshold_part(banks, work)
     default, full = plans["default"]["latency_cycles"], plans["full"]["latency_cycles"]
     result["target_met"] = default <= TUTORIAL_LATENCY
     result["miss_cycles"] = max(0, default - TUTORIAL_LATENCY)
     result["full_parallel_miss_cycles"] = max(0, full - TUTORIAL_LATENCY)
+    result["history"] = _history(args.json, result)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1) + "\n")
     print(
