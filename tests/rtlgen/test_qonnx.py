@@ -586,7 +586,7 @@ sys.path.insert(0, sys.argv[1])
 import make_qonnx_models as mk
 import rtlgen
 from rtlgen.api import predict_outputs
-for name in ("mlp_modes", "cnn", "cnn_bn"):
+for name in ("mlp_modes", "cnn", "cnn_bn", "mlp_float", "cnn_float"):
     cls, shape, _ = mk._models()[name]
     torch.manual_seed(5)
     module = cls()
@@ -607,8 +607,8 @@ print("ok")
 def test_brevitas_module_in_memory_is_bit_exact_with_the_module(tmp_path):
     """`rtlgen.load_model(module, example_input=...)` exports a Brevitas module in memory
     (QONNX) and predicts exactly what the module itself computes (torch float32), for an
-    MLP, a CNN and a CNN with BatchNorm; runs in the oracle venv with this checkout on
-    PYTHONPATH."""
+    MLP, a CNN, a CNN with BatchNorm and an MLP and a CNN with Brevitas's default float
+    scales; runs in the oracle venv with this checkout on PYTHONPATH."""
     python = _oracle_python()
     root = Path(__file__).parents[2]
     if python is None:
