@@ -381,6 +381,7 @@ class QuantStep:
     hi: int
     mode: str
     step: float
+    label = "float scale"  # what `rtlgen inspect` calls the threshold's float function
 
     def apply(self, y: np.ndarray, channel_axis: int = -1, ulps: int = 0) -> np.ndarray:
         shape = [1] * np.ndim(y)

@@ -73,7 +73,9 @@ class Threshold(ir.Node):
     def describe(self) -> str:
         """What ``rtlgen inspect`` shows in its activation column."""
         q = "" if self.out_quantizer is None else f"{self.out_quantizer}, "
-        bn = "float BN, " if self.bn is not None or "+" in self.source else ""
+        # the float function's own label (a QONNX float-scale quantizer's is "float scale")
+        label = getattr(self.bn, "label", "float BN")
+        bn = f"{label}, " if self.bn is not None or "+" in self.source else ""
         n = 0 if self.bias is None else int(np.count_nonzero(np.diff(self.bias.mantissa, axis=1)))
         return f"{bn}{q}{n} thresholds"
 
