@@ -1249,27 +1249,41 @@ class _Reader:
         if len(kernel) != 2 or min(kernel) < 1:
             raise ModelFileError(f"{where}: kernel_shape {kernel} is not 2D")
         stride, pads = self._window(node, attrs, x, kernel)
+        pool = self._pool(node, x, ir.PoolKind.MAX, (kernel[0], kernel[1]), stride, pads)
+        self.values[node.output[0]] = _Stream(
+            pool.name, pool.out_shape, "nchw", None, x.frac, x.affine
+        )
+
+    def _pool(
+        self,
+        node: Any,
+        x: _Stream,
+        kind: ir.PoolKind,
+        kernel: tuple[int, int],
+        stride: tuple[int, int],
+        pads: tuple[int, int, int, int],
+    ) -> ir.Pool:
+        """The pool node of a MaxPool/AveragePool window on the NCHW stream ``x``, added."""
         h, wd, c = x.shape
         ho = (h + pads[0] + pads[1] - kernel[0]) // stride[0] + 1
         wo = (wd + pads[2] + pads[3] - kernel[1]) // stride[1] + 1
         if ho < 1 or wo < 1:
             raise ModelFileError(
-                f"{where}: the window {kernel} does not fit the input {x.onnx_shape}"
+                f"{self.where(node)}: the window {kernel} does not fit the input {x.onnx_shape}"
             )
-        name = self.name_of(node)
         pool = ir.Pool(
-            name,
+            self.name_of(node),
             x.shape,
             (ho, wo, c),
-            kind=ir.PoolKind.MAX,
-            pool=(kernel[0], kernel[1]),
+            kind=kind,
+            pool=kernel,
             stride=stride,
             padding=pads,
             source=_text(node.name or node.output[0]),
             inputs=(x.node,),
         )
         self.add(pool, node)
-        self.values[node.output[0]] = _Stream(name, pool.out_shape, "nchw", None, x.frac, x.affine)
+        return pool
 
     def _op_relu(self, node: Any, attrs: dict[str, Any]) -> None:
         x = self.stream(node, affine_ok=True)
@@ -1482,28 +1496,9 @@ class _Reader:
         stride: tuple[int, int],
         pads: tuple[int, int, int, int],
     ) -> None:
-        where = self.where(node)
         count = kernel[0] * kernel[1]
-        h, wd, c = x.shape
-        ho = (h + pads[0] + pads[1] - kernel[0]) // stride[0] + 1
-        wo = (wd + pads[2] + pads[3] - kernel[1]) // stride[1] + 1
-        if ho < 1 or wo < 1:
-            raise ModelFileError(
-                f"{where}: the window {kernel} does not fit the input {x.onnx_shape}"
-            )
-        name = self.name_of(node)
-        pool = ir.Pool(
-            name,
-            x.shape,
-            (ho, wo, c),
-            kind=ir.PoolKind.AVG,
-            pool=kernel,
-            stride=stride,
-            padding=pads,
-            source=_text(node.name or node.output[0]),
-            inputs=(x.node,),
-        )
-        self.add(pool, node)
+        pool = self._pool(node, x, ir.PoolKind.AVG, kernel, stride, pads)
+        name = pool.name
         exact = count & (count - 1) == 0 and x.frac is not None and not any(pads)
         frac = x.frac + count.bit_length() - 1 if exact and x.frac is not None else None
         self.values[node.output[0]] = _Stream(name, pool.out_shape, "nchw", None, frac)
