@@ -448,14 +448,19 @@ class _Reader:
         name = _text(node.name or (node.output[0] if node.output else ""))
         return f"{self.what}: node '{name[:80]}' ({_text(node.op_type)[:40]})"
 
-    def constant(self, node: Any, index: int, what: str) -> np.ndarray:
+    def _input_value(self, node: Any, index: int, missing: str) -> Any:
+        """The value of ``node``'s input ``index`` (``missing``: how a missing one is named)."""
         if index >= len(node.input) or not node.input[index]:
-            raise ModelFileError(f"{self.where(node)}: missing input {index} ({what})")
+            raise ModelFileError(f"{self.where(node)}: missing input {missing}")
         value = self.values.get(node.input[index])
         if value is None:
             raise ModelFileError(
                 f"{self.where(node)}: input '{node.input[index][:60]}' is not defined before it"
             )
+        return value
+
+    def constant(self, node: Any, index: int, what: str) -> np.ndarray:
+        value = self._input_value(node, index, f"{index} ({what})")
         if isinstance(value, _Stream):
             raise UnsupportedError(
                 f"{self.where(node)}: the {what} must be a constant (an initializer or a "
@@ -476,13 +481,7 @@ class _Reader:
         return value
 
     def _stream(self, node: Any, index: int = 0) -> _Stream:
-        if index >= len(node.input) or not node.input[index]:
-            raise ModelFileError(f"{self.where(node)}: missing input {index}")
-        value = self.values.get(node.input[index])
-        if value is None:
-            raise ModelFileError(
-                f"{self.where(node)}: input '{node.input[index][:60]}' is not defined before it"
-            )
+        value = self._input_value(node, index, str(index))
         if isinstance(value, _Pending):
             raise UnsupportedError(
                 f"{self.where(node)}: takes the integer output of a QuantizeLinear (supported: "
