@@ -95,6 +95,24 @@ def _yosys_command() -> list[str]:
     ]
 
 
+def _run_yosys_script(
+    work: Path, script: str, product: str, timeout: float | None
+) -> tuple[int, str, str | None]:
+    """Run Yosys on ``work/script`` (log to ``work/yosys.log``): (exit code, log, first
+    error), the first error None when Yosys succeeded and wrote ``work/product``."""
+    proc = subprocess.run(
+        [*_yosys_command(), "-q", "-l", "yosys.log", "-s", script],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    log = (work / "yosys.log").read_text() if (work / "yosys.log").exists() else ""
+    if proc.returncode != 0 or not (work / product).exists():
+        return proc.returncode, log, _first_error(log or proc.stderr or proc.stdout)
+    return proc.returncode, log, None
+
+
 def _first_error(log: str) -> str:
     """Yosys's first `ERROR:` line (else the log's last line), one line, bounded."""
     lines = [line.strip() for line in log.splitlines() if line.strip()]
@@ -234,17 +252,9 @@ def synthesize(
         (work / "synth.ys").write_text(script)
         start = time.monotonic()
         with (progress or quiet_step)(f"synthesizing {top} with Yosys ({family})"):
-            proc = subprocess.run(
-                [*_yosys_command(), "-q", "-l", "yosys.log", "-s", "synth.ys"],
-                cwd=work,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-            )
-            log = (work / "yosys.log").read_text() if (work / "yosys.log").exists() else ""
-            if proc.returncode != 0 or not (work / "netlist.json").exists():
-                first = _first_error(log or proc.stderr or proc.stdout)
-                raise RtlgenError(f"Yosys failed on {source} (exit {proc.returncode}): {first}")
+            code, log, first = _run_yosys_script(work, "synth.ys", "netlist.json", timeout)
+            if first is not None:
+                raise RtlgenError(f"Yosys failed on {source} (exit {code}): {first}")
         seconds = time.monotonic() - start
         cells = parse_stat((work / "stat.txt").read_text())
         match = _LTP.search((work / "ltp.txt").read_text())
@@ -445,20 +455,10 @@ def write_netlist(
             (work / "netlist.ys").write_text(script)
             (work / NETLIST_NAME).unlink(missing_ok=True)
             with (progress or quiet_step)(f"synthesizing {top} to a {flavour} netlist with Yosys"):
-                proc = subprocess.run(
-                    [*_yosys_command(), "-q", "-l", "yosys.log", "-s", "netlist.ys"],
-                    cwd=work,
-                    capture_output=True,
-                    text=True,
-                    timeout=timeout,
-                )
-            log = (work / "yosys.log").read_text() if (work / "yosys.log").exists() else ""
-            if proc.returncode != 0 or not (work / NETLIST_NAME).exists():
+                code, log, first = _run_yosys_script(work, "netlist.ys", NETLIST_NAME, timeout)
+            if first is not None:
                 (out / "yosys.log").write_text(log)
-                first = _first_error(log or proc.stderr or proc.stdout)
-                raise RtlgenError(
-                    f"Yosys failed on {top} ({flavour} netlist, exit {proc.returncode}): {first}"
-                )
+                raise RtlgenError(f"Yosys failed on {top} ({flavour} netlist, exit {code}): {first}")
             return log
 
         synthesis = NETLIST_FLAVOURS[flavour]
