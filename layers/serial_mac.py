@@ -84,12 +84,16 @@ class SerialMatVec(wiring.Component):
       vectors need no bubble;
     - ``latency = steps + depth + 2`` cycles from the handshake of a vector's last beat to
       ``o.valid`` with no backpressure: the weight/input register (the ROM is read from a
-      counter and registered before any arithmetic), ``depth`` registered product/adder-tree
-      levels (DSP: the product register and ceil(log2(group)) levels; LUT:
-      ceil(log2(group * weight_bits)) levels over the partial products), then the
-      accumulate/output register;
-    - every stage holds at most one adder (the accumulator starts from the bias on the
-      first step of the first beat), keeping the logic between registers shallow;
+      counter and registered before any arithmetic), ``depth`` registers in the
+      product/adder tree, then the accumulate/output register. The tree has ``L`` adder
+      levels (DSP: ceil(log2(group)) over the registered products; LUT:
+      ceil(log2(group * weight_bits)) over the partial products); with the accumulator's
+      adder that is ``L + 1`` adders in series, registered every ``levels_per_stage``
+      (the last stage holds the accumulator): ``depth = ceil((L + 1) / levels_per_stage)
+      - 1``, plus the product register in DSP style;
+    - at most ``levels_per_stage`` adders in series between registers (1: the shallowest
+      logic; `rtlgen.plan.HardwareOptions.adders_per_stage` as the constant MAC arrays
+      have it); the accumulator starts from the bias on the first step of the first beat;
     - backpressure: every register advances only while the output register is free
       (``~o.valid | o.ready``), so ``o.ready`` low freezes the datapath; nothing is lost or
       duplicated; gaps between the beats of a vector only delay it;
@@ -106,6 +110,7 @@ class SerialMatVec(wiring.Component):
         reuse: int,
         multiplier: Multiplier = Multiplier.AUTO,
         beats: int = 1,
+        levels_per_stage: int = 1,
     ):
         w = np.asarray(weights, dtype=np.int64)
         if w.ndim != 2 or 0 in w.shape:
@@ -114,6 +119,10 @@ class SerialMatVec(wiring.Component):
             )
         if reuse < 1:
             raise RtlgenError(f"SerialMatVec: reuse must be >= 1, got {reuse}")
+        if levels_per_stage < 1:
+            raise RtlgenError(
+                f"SerialMatVec: levels_per_stage must be >= 1, got {levels_per_stage}"
+            )
         if beats < 1 or w.shape[0] % beats:
             raise RtlgenError(
                 f"SerialMatVec: {w.shape[0]} inputs do not split into {beats} equal beats"
@@ -136,10 +145,13 @@ class SerialMatVec(wiring.Component):
         self.w_width = max(2, peak.bit_length() + 1)
         # (row-in-group, column) positions that ever see a non-zero weight get a multiplier.
         self.active = _active(self.schedule)
-        if multiplier == Multiplier.LUT:
-            self.depth = max(1, math.ceil(math.log2(self.group * self.w_width)))
-        else:
-            self.depth = 1 + (math.ceil(math.log2(self.group)) if self.group > 1 else 0)
+        self.levels_per_stage = levels_per_stage
+        terms = self.group * self.w_width if multiplier == Multiplier.LUT else self.group
+        #: adder levels of the tree (the accumulator's adder comes after them)
+        self.tree_levels = math.ceil(math.log2(terms)) if terms > 1 else 0
+        self.depth = math.ceil((self.tree_levels + 1) / levels_per_stage) - 1
+        if multiplier != Multiplier.LUT:
+            self.depth += 1  # the product register
         self.inner = signed(acc_type.width + 1)
         super().__init__(
             {
@@ -274,27 +286,47 @@ class SerialMatVec(wiring.Component):
                     columns[o].extend(_lut_partial_products(x, wv, self.w_width))
                 else:
                     columns[o].append(x * wv)
-        # `depth` registered levels; a DSP product is registered before the tree
-        for level in range(self.depth):
-            pair = self.multiplier == Multiplier.LUT or level > 0
+        registers = 0
+
+        def register(name: str) -> None:
+            # every column's terms and the control bits through one register stage
+            nonlocal valid, first, last, registers
             for o, terms in columns.items():
-                nxt = []
-                stride = 2 if pair else 1
-                for a in range(0, len(terms), stride):
-                    expr = terms[a] + terms[a + 1] if pair and a + 1 < len(terms) else terms[a]
-                    reg = Signal(self.inner, name=f"t{level}_{o}_{a // stride}", reset_less=True)
+                regs = []
+                for a, term in enumerate(terms):
+                    reg = Signal(self.inner, name=f"{name}_{o}_{a}", reset_less=True)
                     with m.If(advance):
-                        m.d.sync += reg.eq(expr)
-                    nxt.append(reg)
-                columns[o] = nxt
+                        m.d.sync += reg.eq(term)
+                    regs.append(reg)
+                columns[o] = regs
             v2, f2, l2 = (
-                Signal(name=f"valid_{level}"),
-                Signal(name=f"first_{level}"),
-                Signal(name=f"last_{level}"),
+                Signal(name=f"valid_{registers}"),
+                Signal(name=f"first_{registers}"),
+                Signal(name=f"last_{registers}"),
             )
             with m.If(advance):
                 m.d.sync += [v2.eq(valid), f2.eq(first), l2.eq(last)]
             valid, first, last = v2, f2, l2
+            registers += 1
+
+        if self.multiplier != Multiplier.LUT:
+            register("p")  # the product register (a DSP's MREG)
+        # `tree_levels` pairwise adder levels, registered after every `levels_per_stage`
+        # of them counting the accumulator's adder as the last level
+        for level in range(self.tree_levels):
+            for o, terms in columns.items():
+                pairs = []
+                for a in range(0, len(terms), 2):
+                    if a + 1 < len(terms):
+                        total = Signal(self.inner, name=f"s{level}_{o}_{a // 2}")
+                        m.d.comb += total.eq(terms[a] + terms[a + 1])
+                        pairs.append(total)
+                    else:
+                        pairs.append(terms[a])
+                columns[o] = pairs
+            if (level + 1) % self.levels_per_stage == 0:
+                register(f"t{level}")
+        assert registers == self.depth
 
         # accumulate; the output register loads on the last step
         out = Signal(data.ArrayLayout(shape_of(self.acc_type), n_out), reset_less=True)

@@ -14,12 +14,13 @@ from rtlgen.quant.fixed import FixedType
 from .streams import simulate_stream
 
 
-def make(k, o, reuse, in_type, sparsity, seed, multiplier="auto", bias=True, beats=1):
+def make(k, o, reuse, in_type, sparsity, seed, multiplier="auto", bias=True, beats=1, levels=1):
     rng = np.random.default_rng(seed)
     w = rng.integers(-40, 41, size=(k, o)) * (rng.random((k, o)) >= sparsity)
     b = rng.integers(-200, 201, size=o) if bias else None
     acc = accumulator_type(w, b, in_type, 0)
-    return SerialMatVec(w, in_type, acc, b, reuse, multiplier, beats=beats), w, b
+    dut = SerialMatVec(w, in_type, acc, b, reuse, multiplier, beats=beats, levels_per_stage=levels)
+    return dut, w, b
 
 
 def as_beats(x, beats):
@@ -47,19 +48,26 @@ def vectors(in_type, k, n, seed):
     sparsity=st.sampled_from([0.0, 0.5, 0.95]),
     multiplier=st.sampled_from(["auto", "lut"]),
     seed=st.integers(0, 1000),
+    levels=st.integers(1, 4),
 )
-def test_bit_exact_under_random_backpressure(k, o, reuse, signed, width, sparsity, multiplier, seed):
+def test_bit_exact_under_random_backpressure(
+    k, o, reuse, signed, width, sparsity, multiplier, seed, levels
+):
     in_type = FixedType(width, 0, signed)
-    dut, w, b = make(k, o, reuse, in_type, sparsity, seed, multiplier)
+    dut, w, b = make(k, o, reuse, in_type, sparsity, seed, multiplier, levels=levels)
     x = vectors(in_type, k, 6, seed)
     out = simulate_stream(dut, x.tolist(), len(x), seed=seed, valid_prob=0.6, ready_prob=0.5).outputs
     np.testing.assert_array_equal(np.array(out), x @ w + b)
 
 
-@pytest.mark.parametrize("k,reuse", [(16, 4), (10, 3), (7, 7), (5, 1)])
-def test_full_rate_timing_matches_contract(k, reuse):
+@pytest.mark.parametrize(
+    "k,reuse,levels,multiplier",
+    [(16, 4, 1, "auto"), (10, 3, 1, "auto"), (7, 7, 1, "auto"), (5, 1, 1, "auto"),
+     (40, 4, 2, "auto"), (40, 4, 3, "lut"), (9, 3, 2, "lut"), (5, 1, 6, "auto")],
+)
+def test_full_rate_timing_matches_contract(k, reuse, levels, multiplier):
     in_type = FixedType(8, 0, True)
-    dut, w, b = make(k, 3, reuse, in_type, 0.3, 7)
+    dut, w, b = make(k, 3, reuse, in_type, 0.3, 7, multiplier, levels=levels)
     x = vectors(in_type, k, 5, 3)
     run = simulate_stream(dut, x.tolist(), len(x))
     np.testing.assert_array_equal(np.array(run.outputs), x @ w + b)
@@ -67,6 +75,24 @@ def test_full_rate_timing_matches_contract(k, reuse):
     assert np.diff(run.in_cycles).tolist() == [dut.steps] * (len(x) - 1)
     assert run.out_cycles[0] - run.in_cycles[0] == dut.latency
     assert dut.cycles_per_sample == dut.steps
+
+
+@pytest.mark.parametrize(
+    "group,multiplier,levels,depth",
+    [(36, "auto", 1, 7), (36, "auto", 2, 4), (36, "auto", 3, 3), (3, "auto", 2, 2),
+     (1, "auto", 2, 1), (4, "lut", 1, 5), (4, "lut", 2, 2), (4, "lut", 6, 0)],
+)
+def test_adders_per_stage_set_the_tree_registers(group, multiplier, levels, depth):
+    """The tree's adder levels and the accumulator's adder, registered every `levels`
+    adders (DSP: after the product register too): group 36 has 6 levels + 1, so 7
+    registers at one adder per stage and 4 at two; a LUT tree over 4 x 5-bit weights'
+    partial products has 5 levels + 1."""
+    w = np.full((group, 2), 9)  # 5-bit weights
+    dut = SerialMatVec(w, FixedType(8, 0), FixedType(24, 0), None, 1, multiplier,
+                       levels_per_stage=levels)
+    assert (dut.group, dut.w_width) == (group, 5)
+    assert dut.depth == depth
+    assert dut.latency == dut.steps + depth + 2
 
 
 def test_zero_columns_and_positions_get_no_multiplier():
@@ -115,16 +141,17 @@ def test_small_rom_stays_in_logic():
     sparsity=st.sampled_from([0.0, 0.5, 0.95]),
     multiplier=st.sampled_from(["auto", "lut"]),
     seed=st.integers(0, 1000),
+    levels=st.integers(1, 3),
 )
 def test_beats_are_accumulated_as_they_arrive_bit_exact_under_backpressure(
-    per_beat, beats, o, reuse, sparsity, multiplier, seed
+    per_beat, beats, o, reuse, sparsity, multiplier, seed, levels
 ):
     """A vector in several beats (a flatten's), each folded over its own steps: the same
     result as the whole vector, whatever the gaps and the output stalls; reuse not dividing
     the beat's elements included."""
     in_type = FixedType(6, 0, True)
     k = per_beat * beats
-    dut, w, b = make(k, o, reuse, in_type, sparsity, seed, multiplier, beats=beats)
+    dut, w, b = make(k, o, reuse, in_type, sparsity, seed, multiplier, beats=beats, levels=levels)
     assert dut.steps == -(-per_beat // dut.group) <= max(reuse, 1)
     x = vectors(in_type, k, 4, seed)
     out = simulate_stream(
@@ -166,6 +193,12 @@ def test_many_beat_vector_with_a_block_rom_is_bit_exact():
         dut, as_beats(x, 12), len(x), seed=4, valid_prob=0.5, ready_prob=0.4
     ).outputs
     np.testing.assert_array_equal(np.array(out), x @ w + b)
+
+
+def test_levels_per_stage_must_be_positive():
+    with pytest.raises(RtlgenError, match="levels_per_stage must be >= 1, got 0"):
+        SerialMatVec(np.ones((4, 2), dtype=int), FixedType(8, 0), FixedType(20, 0), None, 2,
+                     levels_per_stage=0)
 
 
 def test_beats_must_split_the_inputs_evenly():
