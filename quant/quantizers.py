@@ -705,6 +705,23 @@ _SIGNATURES: dict[str, tuple[str, ...]] = {
     "ternary": ("alpha", "threshold", "use_stochastic_rounding", "number_of_unrolls"),
 }
 
+#: Options QKeras releases after 0.9.0 added (their files write them at their defaults), each
+#: with the one value at which it changes nothing; any other value is refused by name.
+_NEUTRAL_OPTIONS: dict[str, dict[str, Any]] = {
+    "quantized_bits": {
+        "elements_per_scale": None,
+        "min_po2_exponent": None,
+        "max_po2_exponent": None,
+        "post_training_scale": None,
+    },
+    "binary": {
+        "scale_axis": None,
+        "elements_per_scale": None,
+        "min_po2_exponent": None,
+        "max_po2_exponent": None,
+    },
+}
+
 SUPPORTED_QUANTIZERS = tuple(_SIGNATURES)
 KNOWN_QUANTIZERS = frozenset(_SIGNATURES) | frozenset(UNSUPPORTED_QUANTIZERS)
 
@@ -796,6 +813,16 @@ def _build(name: str, args: list[Any], kwargs: dict[str, Any], prefix: str) -> Q
     for key, value in kwargs.items():
         if key in options:
             raise RtlgenError(f"{prefix}{name}: argument '{key}' given twice")
+        neutral = _NEUTRAL_OPTIONS.get(name, {})
+        if key in neutral and key not in params:
+            if value != neutral[key]:
+                shown = " ".join(repr(value).split())
+                shown = shown if len(shown) <= 60 else shown[:57] + "..."
+                raise UnsupportedError(
+                    f"{prefix}{name}: {key}={shown} is not supported (supported: "
+                    f"{key}={neutral[key]!r}, the default, which changes nothing)"
+                )
+            continue
         if key not in params:
             raise UnsupportedError(
                 f"{prefix}{name}: unknown option '{key}' (known: {', '.join(params)})"

@@ -519,17 +519,26 @@ def parse_json(text: str | bytes, what: str, limits: Limits = DEFAULT_LIMITS) ->
             f"{what}: {len(text):,} bytes is more than the limit of {limits.max_config_bytes:,} "
             "for a model config"
         )
-    try:
-        data = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        if isinstance(exc, RecursionError):
-            reason = f"nested too deeply (limit {limits.max_config_depth} levels)"
-        raise ModelFileError(f"{what}: not valid JSON ({reason})") from None
+    data = _loads(text, what, limits, "not valid JSON")
+    if isinstance(data, str):
+        # A JSON string holding the model JSON (``json.dump(model.to_json(), f)``, as the QKeras
+        # zoo's files are): decoded once more, never further; the inner text is shorter than
+        # the file, so the same size limit holds.
+        data = _loads(data, what, limits, "a JSON string that does not hold valid model JSON")
     check_depth(data, limits, what)
     if not isinstance(data, dict):
         raise ModelFileError(f"{what}: expected a JSON object with 'class_name' and 'config'")
     return data
+
+
+def _loads(text: str | bytes, what: str, limits: Limits, problem: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        if isinstance(exc, RecursionError):
+            reason = f"nested too deeply (limit {limits.max_config_depth} levels)"
+        raise ModelFileError(f"{what}: {problem} ({reason})") from None
 
 
 def read_json_file(path: Path, what: str, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
