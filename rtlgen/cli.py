@@ -364,14 +364,15 @@ def convert(
     pipeline: Annotated[PipelineStyle, typer.Option(help="balanced: registers and a skid buffer after every layer; latency: an MLP's layers fused, registers every --adders-per-stage adders across layer boundaries (fewest cycles).")] = PipelineStyle.balanced,
     max_reuse: Annotated[int | None, typer.Option(help="With --parallelism auto: at most this many cycles a time-multiplexed layer spends on one input beat (its reuse factor; a dense after a flatten: its steps per beat). Lower: fewer cycles, more multipliers.", show_default=False)] = None,
     latency_budget: Annotated[int | None, typer.Option(help="With --parallelism auto: the most cycles a sample may take; the plan takes the largest --max-reuse (fewest multipliers) whose predicted latency meets it.", show_default=False)] = None,
+    pixels_per_beat: Annotated[int, typer.Option(help="Adjacent pixels of an image row per input beat (1, 2, 4, 8, 16, 32; dividing the image width): the first convolutions and poolings process that many windows per cycle, later layers fold back to one pixel per beat where their rate allows. II = H*W/P.")] = 1,
     max_params: MaxParamsOpt = None,
 ) -> None:
     """Generate Verilog: OUTDIR/rtl/<top>.v, manifest.json, REPORT.md (and tb/)."""
-    design = _convert(model, outdir, weights, config, input_type, calibrate, multiplier, parallelism, top, testbench, samples, adders_per_stage, pipeline, max_params=max_params, max_reuse=max_reuse, latency_budget=latency_budget)
+    design = _convert(model, outdir, weights, config, input_type, calibrate, multiplier, parallelism, top, testbench, samples, adders_per_stage, pipeline, max_params=max_params, max_reuse=max_reuse, latency_budget=latency_budget, pixels_per_beat=pixels_per_beat)
     _print_design(design)
 
 
-def _convert(model, outdir, weights, config, input_type, calibrate, multiplier, parallelism, top, testbench, samples, adders_per_stage, pipeline, max_params=None, max_reuse=None, latency_budget=None):
+def _convert(model, outdir, weights, config, input_type, calibrate, multiplier, parallelism, top, testbench, samples, adders_per_stage, pipeline, max_params=None, max_reuse=None, latency_budget=None, pixels_per_beat=1):
     from rtlgen.emit import convert as emit_convert
     from rtlgen.hardware import HardwareOptions, Multiplier, Parallelism, Pipeline
     from rtlgen.outdir import check_output_dir
@@ -387,6 +388,7 @@ def _convert(model, outdir, weights, config, input_type, calibrate, multiplier, 
         pipeline=Pipeline(pipeline.value),
         max_reuse=max_reuse,
         latency_budget=latency_budget,
+        pixels_per_beat=pixels_per_beat,
     )
     graph = _load(model, weights, config, input_type, calibrate, max_params)
     extra = None

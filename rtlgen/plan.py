@@ -81,6 +81,8 @@ class HardwareOptions:
     pipeline: Pipeline = Pipeline.BALANCED
     max_reuse: int | None = None
     latency_budget: int | None = None
+    #: ``pixels_per_beat``: adjacent pixels of an image row per input beat (`rtlgen.ppb`)
+    pixels_per_beat: int = 1
 
     def __post_init__(self):
         if self.adders_per_stage is None:
@@ -98,6 +100,10 @@ class HardwareOptions:
                 f"--latency-budget {self.latency_budget} is not supported (use 1 to "
                 f"{MAX_BUDGET} cycles)"
             )
+        if self.pixels_per_beat != 1:
+            from rtlgen.ppb import check_pixels_per_beat
+
+            check_pixels_per_beat(self.pixels_per_beat)
 
 
 @dataclass(frozen=True)
@@ -406,14 +412,19 @@ def plan_network(graph: ir.ModelGraph, options: HardwareOptions = HardwareOption
         InputPlan(node.name, name, input_prefix(k), StreamFormat.of(node.out_shape, node.out_type))  # type: ignore[arg-type]
         for k, (node, name) in enumerate(zip(graph.input_nodes, input_names(graph), strict=True))
     )
+    from rtlgen.ppb import PixelFormat, input_format as pixel_input, plan_pixels
+
+    pixels = pixel_input(graph, options.pixels_per_beat)
+    if pixels is not None:  # several pixels per beat: the first input's beats
+        inputs = (dataclasses.replace(inputs[0], format=pixels),)
     input_format = inputs[0].format
-    sample_cycles = sample_cycles_of(graph)
+    sample_cycles = sample_cycles_of(graph, options.pixels_per_beat)
     # each input offers a beat at most every cycle (several beats a sample) or a sample
     # period (one beat a sample)
     spacing = {i.node: 1 if i.format.beats > 1 else sample_cycles for i in inputs}
     levels = dict.fromkeys(spacing, 0)
     # streams that do not travel as `StreamFormat.of` their node's shape (a flatten's beats)
-    formats: dict[str, StreamFormat] = {}
+    formats: dict[str, StreamFormat] = {} if pixels is None else {inputs[0].node: pixels}
     plans: list[LayerPlan] = []
 
     for index, node in enumerate(graph.nodes):
@@ -435,7 +446,10 @@ def plan_network(graph: ir.ModelGraph, options: HardwareOptions = HardwareOption
             tuple(graph.consumers(node.name)),
             node.name in graph.outputs,
         )
-        plan = op_for(node).plan(node, ctx)
+        if isinstance(ctx.in_format, PixelFormat):
+            plan = plan_pixels(node, ctx)
+        else:
+            plan = op_for(node).plan(node, ctx)
         plans.append(plan)
         spacing[node.name] = plan.out_spacing
         if plan.out_format is not None:
@@ -637,12 +651,13 @@ def _least_depths(
     return depths
 
 
-def sample_cycles_of(graph: ir.ModelGraph) -> int:
+def sample_cycles_of(graph: ir.ModelGraph, pixels_per_beat: int = 1) -> int:
     """Cycles per sample the network can reach: the input beats, or more where an op emits
     beats without input (a window generator walking padding positions, an upsampler)."""
     from rtlgen.ops.registry import op_for
 
     cycles = max(StreamFormat.of(n.out_shape, n.out_type).beats for n in graph.input_nodes)  # type: ignore[arg-type]
+    cycles //= pixels_per_beat  # `rtlgen.ppb`: P pixels per input beat
     for index, node in enumerate(graph.nodes):
         if isinstance(node, ir.Input):
             continue

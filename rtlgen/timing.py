@@ -599,6 +599,8 @@ def _blocks(stage) -> list | None:
     if isinstance(stage, Chain):
         parts = [_blocks(s) for s in stage.stages]
         return None if any(p is None for p in parts) else [b for p in parts for b in p]
+    if hasattr(stage, "handshake_blocks"):  # a component stating its own handshake model
+        return stage.handshake_blocks()
     if hasattr(stage, "model_timing"):
         return None
     # any other component is a `pipeline_control` pipeline (its docstring says so)

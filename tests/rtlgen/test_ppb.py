@@ -1,0 +1,167 @@
+# amaranth: UnusedElaboratable=no
+"""`--pixels-per-beat P` (`rtlgen.ppb`): whole networks taking P pixels per input beat,
+bit-exact under random backpressure in Amaranth's simulator, latency and II equal to the
+timing model's; the plan (P windows per cycle where the rate needs it, folded back after
+pooling); refusals in one line."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rtlgen import ir
+from rtlgen.emit import predict_timing
+from rtlgen.hardware import HardwareOptions, NetworkTop
+from rtlgen.layers.multi_pixel import MultiWindowGenerator, PixelSerializer
+from rtlgen.passes import PrecisionConfig, lower
+from rtlgen.ppb import PixelFormat
+from rtlgen.quant.errors import RtlgenError
+from rtlgen.quant.fixed import FixedType
+from rtlgen.quant.quantizers import QuantizedBits, QuantizedRelu
+from tests.rtlgen.cli_run import rtlgen
+
+from .nets import conv_net, mlp
+from .ops.network_checks import bit_exact_in_simulator, timing_matches_model
+
+DATA = Path(str(resources.files("rtlgen.data")))
+MODEL = [str(DATA / "demo_cnn.json"), "--weights", str(DATA / "demo_cnn_weights.h5")]
+
+
+def two_conv_net(h=8, w=8, c=2, seed=0, avg=False) -> ir.ModelGraph:
+    """conv 3x3 -> conv 2x2 -> pool 2x2 -> flatten -> dense: a second window layer on rows
+    that start mid-beat, and a pooling that halves P."""
+    rng = np.random.default_rng(seed)
+    kq = QuantizedBits(5, 0)
+
+    def conv(name, shape, filters, k):
+        out = (shape[0] - k + 1, shape[1] - k + 1, filters)
+        weights = rng.normal(size=(k, k, shape[2], filters)) * (
+            rng.random((k, k, shape[2], filters)) > 0.3
+        )
+        node = ir.Conv(
+            name,
+            shape,
+            out,
+            weights=ir.FloatTensor(weights, kq),
+            bias=ir.FloatTensor(rng.normal(size=filters) * 0.3, kq),
+            kernel=(k, k),
+            stride=(1, 1),
+            padding=(0, 0, 0, 0),
+            activation=ir.RELU,
+            out_quantizer=QuantizedRelu(6, 2),
+        )
+        return node, out
+
+    a, s1 = conv("conv_a", (h, w, c), 3, 3)
+    b, s2 = conv("conv_b", s1, 4, 2)
+    pooled = (s2[0] // 2, s2[1] // 2, 4)
+    flat = int(np.prod(pooled))
+    nodes = [
+        ir.Input("in", (h, w, c), (h, w, c)),
+        a,
+        b,
+        ir.Pool(
+            "pool",
+            s2,
+            pooled,
+            kind=ir.PoolKind.AVG if avg else ir.PoolKind.MAX,
+            pool=(2, 2),
+            stride=(2, 2),
+        ),
+        ir.Flatten("flatten", pooled, (flat,)),
+        ir.Dense(
+            "dense",
+            (flat,),
+            (3,),
+            weights=ir.FloatTensor(rng.normal(size=(flat, 3)), QuantizedBits(6, 1)),
+            bias=ir.FloatTensor(rng.normal(size=3), QuantizedBits(6, 1)),
+        ),
+    ]
+    return lower(ir.ModelGraph("two_conv", tuple(nodes)), PrecisionConfig(input=FixedType(8, 4)))
+
+
+def _stages(top: NetworkTop, name: str) -> list[str]:
+    return [type(s).__name__ for p in top.plans if p.node.name == name for s in p.stages]
+
+
+@pytest.mark.parametrize("pixels", [pytest.param(2, marks=pytest.mark.slow), 4])
+def test_small_cnn_is_bit_exact_under_backpressure_at_the_model_timing(pixels):
+    graph = conv_net(h=6, w=8, c=2)
+    options = HardwareOptions(pixels_per_beat=pixels)
+    bit_exact_in_simulator(graph, n=3, options=options)
+    latency, ii = timing_matches_model(graph, options)
+    assert ii == 6 * 8 // pixels  # one beat of P pixels per cycle
+    one_latency, _, _ = predict_timing(NetworkTop(graph))
+    assert latency < one_latency
+
+
+@pytest.mark.parametrize("avg", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_two_window_layers_and_a_pool_keep_p_windows_then_fold(avg):
+    graph = two_conv_net(avg=avg)
+    options = HardwareOptions(pixels_per_beat=4)
+    top = NetworkTop(graph, options)
+    # conv_a: 4 windows per beat; conv_b on rows starting mid-beat; the pool halves P and
+    # its 9 pixels per 16-cycle sample fold back to one per beat
+    assert _stages(top, "conv_a")[0] == _stages(top, "conv_b")[0] == "MultiWindowGenerator"
+    assert isinstance(top.plans[1].out_format, PixelFormat)
+    assert _stages(top, "pool")[-1] == "PixelSerializer"
+    assert top.plans[2].out_format is None
+    bit_exact_in_simulator(graph, n=3, options=options, seed=avg)
+    _, ii = timing_matches_model(graph, options)
+    assert ii == 16
+
+
+def test_the_input_beat_carries_p_pixels():
+    graph = conv_net(h=6, w=8, c=2)
+    top = NetworkTop(graph, HardwareOptions(pixels_per_beat=4))
+    fmt = top.input_format
+    assert (fmt.beats, fmt.elements) == (12, 8)
+    assert len(top.s_axis_tdata) == 8 * 8  # 4 pixels of 2 channels of fixed<8,4>
+
+
+def test_one_pixel_per_beat_is_the_plan_without_the_option():
+    graph = conv_net(h=6, w=8, c=2)
+    top = NetworkTop(graph, HardwareOptions(pixels_per_beat=1))
+    assert not any(
+        isinstance(s, (MultiWindowGenerator, PixelSerializer)) for p in top.plans for s in p.stages
+    )
+
+
+@pytest.mark.parametrize(
+    "graph, pixels, message",
+    [
+        (lambda: conv_net(h=6, w=7, c=2), 2, "input 'in' is 7 pixels wide, not a multiple of 2"),
+        (lambda: mlp(), 2, "is not an image (H, W, C)"),
+        (
+            lambda: conv_net(h=6, w=8, c=2),
+            3,
+            "--pixels-per-beat 3 is not supported (use one of 1, 2, 4",
+        ),
+    ],
+)
+def test_refusals_name_the_option(graph, pixels, message):
+    with pytest.raises(RtlgenError) as info:
+        NetworkTop(graph(), HardwareOptions(pixels_per_beat=pixels))
+    assert message in str(info.value)
+
+
+@pytest.mark.slow
+def test_same_padding_folds_first_and_stays_exact():
+    # a padded convolution takes one pixel per beat: its input is folded, the result exact
+    graph = conv_net(h=6, w=8, c=2, same=True)
+    options = HardwareOptions(pixels_per_beat=2)
+    top = NetworkTop(graph, options)
+    assert _stages(top, "conv")[:2] == ["StreamFifo", "PixelSerializer"]
+    bit_exact_in_simulator(graph, n=2, options=options)
+    timing_matches_model(graph, options)
+
+
+def test_cli_refuses_a_bad_pixels_per_beat_in_one_line(tmp_path):
+    result = rtlgen("convert", *MODEL, "-o", tmp_path / "out", "--pixels-per-beat", "3")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "--pixels-per-beat 3 is not supported" in lines[0]
