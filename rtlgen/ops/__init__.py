@@ -19,6 +19,7 @@ from rtlgen.ops import (  # noqa: F401
     lut_activation,
     merge,
     pool,
+    recurrent,
     reshape,
     scale_shift,
     separable_conv,

@@ -1,0 +1,644 @@
+"""Recurrent layers: ``SimpleRNN``, ``LSTM``, ``GRU`` (Keras 2 / tf.keras 2.15) and QKeras
+``QSimpleRNN``, ``QLSTM``, ``QGRU``.
+
+A (T, F) sequence streams one time step (F features) per beat; the state (h, and c of an
+LSTM) lives in registers and starts at zero for every sample. ``return_sequences=False``
+emits one beat per sample (the last h), ``True`` one beat per step (T beats of U units).
+Refused in one line naming the layer and option: ``go_backwards``, ``stateful``,
+``return_state``, ``time_major``, ``unroll`` is accepted (it changes nothing at inference);
+``Bidirectional`` and ``Masking`` are not layers rtlgen reads.
+
+Arithmetic (`rtlgen.quant.recurrent`): each step is a program of exact integer vector ops
+written by `cell_program`: ``acc = [x, h] @ [K; R] + b`` (one exact accumulator for every
+gate), each gate's activation a lookup table of `rtlgen.ops.lut_activation` on the exact
+pre-activation (requantized into the table type as that op does) or a QKeras
+``quantized_bits``/``quantized_relu`` (clamp + rounding), then the cell's exact products
+and sums. QKeras's semantics (qkeras/qrecurrent.py, 0.9): the kernel, recurrent kernel and
+bias quantizers apply to the constants (kernel and recurrent with QKeras's ``auto_po2``
+default for an ``alpha``-less ``quantized_bits``), the ``state_quantizer`` to h (and c) of
+the previous step before they are used, the activations to the float pre-activations; the
+layer's output is the unquantized h.
+
+What is exact. QKeras layers with QKeras activations are bit-exact with QKeras on the same
+fixed-point inputs when every value of the step has a fixed type: QSimpleRNN always,
+QLSTM/QGRU with a ``state_quantizer`` (without one, c (LSTM) and h (GRU) gain fractional
+bits every step in QKeras's float32; rtlgen rounds them to ``result_frac`` fractional
+bits, with a warning). A float activation (``tanh``, ``sigmoid`` ...) is a table rounded
+to ``result_frac`` bits (its ``max_error`` as in `rtlgen.ops.lut_activation`). Float Keras
+layers: weights get the configured width (`rtlgen.passes`, as a float Dense), the tables
+round to ``result_frac`` bits, and h (and c) are rounded to ``result_frac`` bits at the end
+of each step: a quantized approximation of the float layer (error grows with T; compare on
+data). QGRU without a ``recurrent_quantizer`` is refused: QKeras 0.9 then uses the input
+kernel as the recurrent kernel (a QKeras bug).
+
+Hardware (`rtlgen.layers.recurrent.RecurrentCell`): one step at a time, ``step_cycles``
+cycles per time step (the program's register stages + 1: the next step needs the state);
+a sample of T steps takes ``T * step_cycles`` cycles, the network's initiation interval.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from rtlgen import ir
+from rtlgen.frontend.keras_config import (
+    ActivationSpec,
+    KerasLayer,
+    LayerOut,
+    WeightSource,
+    config_bool,
+    config_int,
+    config_value,
+    layer_activation,
+    layer_quantizer,
+    layer_weights,
+    parse_layer_quantizer,
+)
+from rtlgen.ops.registry import Op, Shape, register_op
+from rtlgen.passes import LowerContext, PrecisionConfig, _quantize
+from rtlgen.plan import LayerPlan, PlanContext
+from rtlgen.quant.errors import RtlgenError, RtlgenWarning, UnsupportedError
+from rtlgen.quant.fixed import FixedType, Overflow, Rounding, shift_round
+from rtlgen.quant.recurrent import CellProgram, ProgramBuilder, run_sequence
+
+#: largest state width: a state register feeds a multiplier per weight
+MAX_STATE_BITS = 32
+#: rounds of the search for a state type that holds the state it produces
+_STATE_SEARCH_ROUNDS = 12
+
+
+@dataclass(frozen=True, eq=False)
+class Recurrent(ir.Node):
+    """A recurrent layer over a (T, F) sequence. ``weights`` (F, G*U): the kernel;
+    ``recurrent`` (U, G*U); ``bias``: (G*U,), a GRU's (2, 3U) (input and recurrent bias; the
+    second row is zero with ``reset_after=False``), zeros without a bias. ``activation``,
+    ``recurrent_activation``, ``state_quantizer``: the Keras config values as compact JSON
+    (parsed again where needed). Lowered: ``state_type`` (h as fed back), ``cell_type`` (an
+    LSTM's c as fed back), ``result_frac``/``rounding``/``overflow`` (float tables and state
+    rounding), ``exact`` (bit-exact with QKeras)."""
+
+    weights: ir.Tensor = field(kw_only=True)
+    recurrent: ir.Tensor = field(kw_only=True)
+    bias: ir.Tensor = field(kw_only=True)
+    activation: str = field(default='"tanh"', kw_only=True)
+    recurrent_activation: str = field(default='"sigmoid"', kw_only=True)
+    state_quantizer: str = field(default="null", kw_only=True)
+    return_sequences: bool = field(default=False, kw_only=True)
+    reset_after: bool = field(default=True, kw_only=True)
+    qkeras: bool = field(default=False, kw_only=True)
+    state_type: FixedType | None = field(default=None, kw_only=True)
+    cell_type: FixedType | None = field(default=None, kw_only=True)
+    result_frac: int = field(default=10, kw_only=True)
+    rounding: Rounding = field(default=Rounding.CONVERGENT, kw_only=True)
+    overflow: Overflow = field(default=Overflow.SATURATE, kw_only=True)
+    exact: bool = field(default=False, kw_only=True)
+
+    op = "recurrent"
+    constant_fields: ClassVar[tuple[str, ...]] = ("recurrent",)
+    #: gates per unit in the kernel's columns (Keras order)
+    gates: ClassVar[int] = 1
+
+    @property
+    def units(self) -> int:
+        return self.out_shape[-1]
+
+    @property
+    def steps(self) -> int:
+        return self.in_shape[0]
+
+    @property
+    def features(self) -> int:
+        return self.in_shape[1]
+
+
+@dataclass(frozen=True, eq=False)
+class SimpleRNN(Recurrent):
+    """``h = act(x K + h R + b)``."""
+
+    op = "simple_rnn"
+    gates: ClassVar[int] = 1
+
+
+@dataclass(frozen=True, eq=False)
+class LSTM(Recurrent):
+    """Gates i, f, c, o (Keras order): ``c = f c + i act(z_c)``, ``h = o act(c)``."""
+
+    op = "lstm"
+    gates: ClassVar[int] = 4
+
+
+@dataclass(frozen=True, eq=False)
+class GRU(Recurrent):
+    """Gates z, r, h (Keras order): ``h = z h + (1 - z) act(x K_h + r (h R_h + b_h))``
+    (``reset_after``; else ``act(x K_h + b_h + (r h) R_h)``)."""
+
+    op = "gru"
+    gates: ClassVar[int] = 3
+
+
+# ---------------------------------------------------------------------------------------
+# front-end
+# ---------------------------------------------------------------------------------------
+_REFUSED_OPTIONS = {
+    "go_backwards": "the sequence is streamed in order",
+    "stateful": "the state starts at zero for every sample",
+    "return_state": "only the sequence output is supported",
+    "time_major": "inputs are (batch, time, features)",
+}
+_ACTIVATIONS = (
+    "tanh, sigmoid, hard_sigmoid, softsign, QKeras quantized_tanh, quantized_sigmoid, "
+    "quantized_relu, quantized_bits"
+)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def _check_activation(layer: KerasLayer, key: str, spec: Any) -> None:
+    act = _activation_spec(layer.name, layer.class_name, spec, key)
+    del act
+
+
+def _activation_spec(name: str, class_name: str, spec: Any, key: str) -> ActivationSpec:
+    layer = KerasLayer(class_name, name, {})
+    where = f"layer '{name}' ({class_name}) {key}"
+    act = layer_activation(layer, spec)
+    if act.table is not None or act.quantizer is not None:
+        if act.negative_slope is not None or act.softmax:
+            raise UnsupportedError(
+                f"{where}: {spec!r} is not supported (supported: {_ACTIVATIONS})"
+            )
+        return act
+    raise UnsupportedError(
+        f"{where}: {spec!r} is not supported in a recurrent layer (its state would be "
+        f"unbounded or need a clamp; supported: {_ACTIVATIONS})"
+    )
+
+
+def read_keras_recurrent(layer: KerasLayer, shape: Shape, source: WeightSource) -> LayerOut:
+    cls = {
+        "SimpleRNN": SimpleRNN,
+        "QSimpleRNN": SimpleRNN,
+        "LSTM": LSTM,
+        "QLSTM": LSTM,
+        "GRU": GRU,
+        "QGRU": GRU,
+    }[layer.class_name]
+    if len(shape) != 2:
+        raise UnsupportedError(
+            f"{layer.where}: input of shape {shape}; a recurrent layer takes a (time, features) "
+            "sequence with a fixed number of steps"
+        )
+    for key, why in _REFUSED_OPTIONS.items():
+        if config_bool(layer, key, False):
+            raise UnsupportedError(f"{layer.where}: {key}=True is not supported ({why})")
+    units = config_int(layer, "units", config_value(layer, "units"))
+    if units < 1:
+        raise UnsupportedError(f"{layer.where}: units={units}")
+    qkeras = layer.class_name.startswith("Q")
+    use_bias = config_bool(layer, "use_bias", True)
+    reset_after = config_bool(layer, "reset_after", True) if cls is GRU else True
+    steps, features = shape
+    activation = config_value(layer, "activation", "tanh")
+    recurrent_activation = config_value(
+        layer, "recurrent_activation", "hard_sigmoid" if qkeras else "sigmoid"
+    )
+    _check_activation(layer, "activation", activation)
+    if cls is not SimpleRNN:
+        _check_activation(layer, "recurrent_activation", recurrent_activation)
+    kq = rq = bq = sq = None
+    if qkeras:
+        kq = layer_quantizer(layer, "kernel_quantizer", kernel=True)
+        rq = layer_quantizer(layer, "recurrent_quantizer", kernel=True)
+        bq = layer_quantizer(layer, "bias_quantizer")
+        sq = layer_quantizer(layer, "state_quantizer")
+        if cls is GRU and rq is None:
+            raise UnsupportedError(
+                f"{layer.where}: recurrent_quantizer=None is not supported (QKeras 0.9's QGRU "
+                "then multiplies the state by the input kernel, a QKeras bug); give the layer a "
+                "recurrent_quantizer"
+            )
+        if sq is not None:
+            _state_quantizer_type(sq, layer.where)
+    gu = cls.gates * units
+    expected: dict[str, Shape] = {"kernel": (features, gu), "recurrent_kernel": (units, gu)}
+    if use_bias:
+        expected["bias"] = (2, gu) if cls is GRU and reset_after else (gu,)
+    got = layer_weights(source, layer, expected)
+    bias = np.zeros((2, gu) if cls is GRU else (gu,))
+    if use_bias:
+        stored = np.asarray(got["bias"], dtype=np.float64)
+        if cls is GRU and not reset_after:
+            bias[0] = stored
+        else:
+            bias[...] = stored.reshape(bias.shape)
+    else:
+        bq = None
+    out_shape = (steps, units) if config_bool(layer, "return_sequences", False) else (units,)
+    node = cls(
+        layer.name,
+        tuple(shape),
+        out_shape,
+        weights=ir.FloatTensor(np.asarray(got["kernel"], dtype=np.float64), kq),
+        recurrent=ir.FloatTensor(np.asarray(got["recurrent_kernel"], dtype=np.float64), rq),
+        bias=ir.FloatTensor(bias, bq),
+        activation=_json(activation),
+        recurrent_activation=_json(recurrent_activation),
+        state_quantizer=_json(layer.config.get("state_quantizer") if qkeras else None),
+        return_sequences=len(out_shape) == 2,
+        reset_after=reset_after,
+        qkeras=qkeras,
+        source=layer.name,
+    )
+    return LayerOut([node], out_shape)
+
+
+def _state_quantizer_type(q: Any, where: str) -> FixedType:
+    try:
+        return q.output_type()
+    except UnsupportedError as exc:
+        raise UnsupportedError(
+            f"{where} state_quantizer: {exc} (supported: quantized_bits with alpha=1)"
+        ) from None
+
+
+def _state_quantizer(node: Recurrent) -> Any:
+    spec = json.loads(node.state_quantizer)
+    if spec is None:
+        return None
+    return parse_layer_quantizer(spec, f"layer '{node.source or node.name}' state_quantizer")
+
+
+# ---------------------------------------------------------------------------------------
+# the cell program
+# ---------------------------------------------------------------------------------------
+def _config(node: Recurrent) -> PrecisionConfig:
+    return PrecisionConfig(
+        result_frac=node.result_frac, rounding=node.rounding, overflow=node.overflow
+    )
+
+
+def _gate(b: ProgramBuilder, node: Recurrent, value: str, spec_json: str, key: str) -> str:
+    """The activation ``spec_json`` on ``value``: a table (`rtlgen.ops.lut_activation`) or a
+    QKeras quantizer's clamp and rounding."""
+    from rtlgen.ops.lut_activation import lower_table, node_table, table_node
+    from rtlgen.passes import LayerPrecision
+
+    act = _activation_spec(
+        node.source or node.name, type(node).__name__, json.loads(spec_json), key
+    )
+    t, n, _, _ = b.info(value)
+    if act.table is not None:
+        table = table_node(f"{node.name}_{key}", (n,), act, node.source or node.name)
+        ctx = LowerContext(t, LayerPrecision(), _config(node), node.qkeras)
+        lowered = lower_table(table, ctx)
+        assert lowered.table_type is not None and lowered.out_type is not None
+        return b.table(
+            value, node_table(lowered), lowered.table_type, lowered.out_type, node.rounding
+        )
+    q = act.quantizer
+    assert q is not None
+    out = q.output_type()
+    clamp = q.clamp()
+    lo = None if clamp.lo is None else int(clamp.lo * 2.0**t.frac)
+    hi = None if clamp.hi is None else int(clamp.hi * 2.0**t.frac)
+    return b.requant(value, out, lo, hi, Rounding.CONVERGENT, Overflow.SATURATE)
+
+
+def _rounded(
+    b: ProgramBuilder, node: Recurrent, value: str, bound: tuple[int, int] | None = None
+) -> str:
+    """``value`` rounded to ``result_frac`` fractional bits (saturating at ``bound``, (lo,
+    hi) in those units, if given): the float model's state rounding."""
+    t, _, lo, hi = b.info(value)
+    frac = min(t.frac, node.result_frac)
+    lo_r = int(shift_round(np.array([lo]), t.frac - frac, node.rounding)[0])
+    hi_r = int(shift_round(np.array([hi]), t.frac - frac, node.rounding)[0])
+    if bound is not None:
+        lo_r, hi_r = max(lo_r, bound[0]), min(hi_r, bound[1])
+    out = FixedType.covering(lo_r, hi_r, frac)
+    return b.requant(value, out, None, None, node.rounding, Overflow.SATURATE)
+
+
+def _quantized_state(b: ProgramBuilder, node: Recurrent, value: str, q: Any) -> str:
+    t = b.info(value)[0]
+    clamp = q.clamp()
+    lo = None if clamp.lo is None else int(clamp.lo * 2.0**t.frac)
+    return b.requant(value, q.output_type(), lo, None, Rounding.CONVERGENT, Overflow.SATURATE)
+
+
+def _split(m: np.ndarray, gates: int) -> list[np.ndarray]:
+    return np.split(m, gates, axis=-1)
+
+
+def _build(node: Recurrent, in_type: FixedType, h_type: FixedType, c_type: FixedType | None):
+    """(program, wanted h state type, wanted c state type) for the given state types."""
+    kernel, recurrent, bias = node.weights, node.recurrent, node.bias
+    assert isinstance(kernel, ir.QTensor) and isinstance(recurrent, ir.QTensor)
+    assert isinstance(bias, ir.QTensor)
+    units, features = node.units, node.features
+    inputs: dict[str, tuple[FixedType, int]] = {"x": (in_type, features), "h": (h_type, units)}
+    if isinstance(node, LSTM):
+        assert c_type is not None
+        inputs["c"] = (c_type, units)
+    b = ProgramBuilder(inputs)
+    sq = _state_quantizer(node)
+    k, r, bt = kernel.mantissa, recurrent.mantissa, bias.type
+    if isinstance(node, SimpleRNN):
+        acc = b.mac(("x", "h"), [k, r], [kernel.type, recurrent.type], bias.mantissa, bt)
+        hv = _gate(b, node, acc, node.activation, "activation")
+        y = hv if node.qkeras else _rounded(b, node, hv)
+        h_next = _quantized_state(b, node, hv, sq) if sq is not None else y
+        return b.program({"h": h_next}, y), b.info(h_next)[0], None
+    if isinstance(node, LSTM):
+        acc = b.mac(("x", "h"), [k, r], [kernel.type, recurrent.type], bias.mantissa, bt)
+        gates = [b.slice(acc, g * units, units, "z") for g in range(4)]
+        rec, act = node.recurrent_activation, node.activation
+        i = _gate(b, node, gates[0], rec, "recurrent_activation")
+        f = _gate(b, node, gates[1], rec, "recurrent_activation")
+        g = _gate(b, node, gates[2], act, "activation")
+        o = _gate(b, node, gates[3], rec, "recurrent_activation")
+        ig = b.mul(i, g)
+        c_new = b.add(b.mul(f, "c"), ig)
+        hv = b.mul(o, _gate(b, node, c_new, act, "activation"))
+        exact = node.qkeras and sq is not None
+        y = hv if exact else _rounded(b, node, hv)
+        if sq is not None:
+            h_next, c_next = _quantized_state(b, node, hv, sq), _quantized_state(b, node, c_new, sq)
+        else:
+            # |c_t| <= t max|i g| while |f| <= 1: saturating there changes nothing
+            ig_t, _, ig_lo, ig_hi = b.info(ig)
+            frac = min(b.info(c_new)[0].frac, node.result_frac)
+            peak = max(abs(ig_lo), abs(ig_hi)) * node.steps * 2.0 ** (frac - ig_t.frac)
+            bound = int(np.ceil(peak))
+            h_next, c_next = y, _rounded(b, node, c_new, (-bound - 1, bound + 1))
+        return b.program({"h": h_next, "c": c_next}, y), b.info(h_next)[0], b.info(c_next)[0]
+    assert isinstance(node, GRU)
+    kz, kr, kh = _split(k, 3)
+    rz, rr, rh = _split(r, 3)
+    bm = bias.mantissa.reshape(2, 3 * units)
+    b_in, b_rec = _split(bm[0], 3), _split(bm[1], 3)
+    zeros_x, zeros_h = np.zeros_like(kz), np.zeros_like(rz)
+    rec, act = node.recurrent_activation, node.activation
+    if node.reset_after:
+        wx = np.concatenate([kz, kr, kh, zeros_x], axis=1)
+        wh = np.concatenate([rz, rr, zeros_h, rh], axis=1)
+        bb = np.concatenate([b_in[0] + b_rec[0], b_in[1] + b_rec[1], b_in[2], b_rec[2]])
+        acc = b.mac(("x", "h"), [wx, wh], [kernel.type, recurrent.type], bb, bt)
+        z = _gate(b, node, b.slice(acc, 0, units, "z"), rec, "recurrent_activation")
+        rg = _gate(b, node, b.slice(acc, units, units, "z"), rec, "recurrent_activation")
+        xh = b.slice(acc, 2 * units, units, "z")
+        pre = b.add(xh, b.mul(rg, b.slice(acc, 3 * units, units, "z")))
+    else:
+        wh = np.concatenate([rz, rr, zeros_h], axis=1)
+        bb = np.concatenate([b_in[0], b_in[1], b_in[2]])
+        acc = b.mac(("x", "h"), [k, wh], [kernel.type, recurrent.type], bb, bt)
+        z = _gate(b, node, b.slice(acc, 0, units, "z"), rec, "recurrent_activation")
+        rg = _gate(b, node, b.slice(acc, units, units, "z"), rec, "recurrent_activation")
+        rs = b.mul(rg, "h")
+        rec_h = b.mac((rs,), [rh], [recurrent.type], None, None, "acc")
+        pre = b.add(b.slice(acc, 2 * units, units, "z"), rec_h)
+    hh = _gate(b, node, pre, act, "activation")
+    zt, _, z_lo, z_hi = b.info(z)
+    one = 1 << zt.frac
+    if z_lo < 0 or z_hi > one:
+        raise UnsupportedError(
+            f"layer '{node.source or node.name}': the GRU update gate ranges outside [0, 1]"
+        )
+    hv = b.add(b.mul(z, "h"), b.mul(b.rsub(one, z), hh))
+    if sq is not None:
+        y = hv if node.qkeras else _rounded(b, node, hv)
+        h_next = _quantized_state(b, node, hv, sq)
+    else:
+        # a convex combination of h and hh: within the hull of their two ranges
+        ht, _, h_lo, h_hi = b.info("h")
+        at, _, a_lo, a_hi = b.info(hh)
+        frac = min(b.info(hv)[0].frac, node.result_frac)
+
+        def scaled(v: int, t: FixedType) -> float:
+            return v * 2.0 ** (frac - t.frac)
+
+        lo = int(np.floor(min(scaled(h_lo, ht), scaled(a_lo, at))))
+        hi = int(np.ceil(max(scaled(h_hi, ht), scaled(a_hi, at))))
+        h_next = y = _rounded(b, node, hv, (lo, hi))
+    return b.program({"h": h_next}, y), b.info(h_next)[0], None
+
+
+_PROGRAMS: weakref.WeakKeyDictionary[Recurrent, dict[FixedType, CellProgram]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def cell_program(node: Recurrent, in_type: FixedType) -> CellProgram:
+    """The lowered node's step program for inputs of ``in_type`` (cached per node)."""
+    cache = _PROGRAMS.setdefault(node, {})
+    if in_type not in cache:
+        assert node.state_type is not None
+        program, _, _ = _build(node, in_type, node.state_type, node.cell_type)
+        cache[in_type] = program
+    return cache[in_type]
+
+
+# ---------------------------------------------------------------------------------------
+# lowering
+# ---------------------------------------------------------------------------------------
+def _union(a: FixedType, b: FixedType) -> FixedType:
+    frac = max(a.frac, b.frac)
+    lo = min(a.min_int << (frac - a.frac), b.min_int << (frac - b.frac))
+    hi = max(a.max_int << (frac - a.frac), b.max_int << (frac - b.frac))
+    return FixedType.covering(lo, hi, frac)
+
+
+def lower_recurrent(node: Recurrent, ctx: LowerContext) -> Recurrent:
+    config = ctx.config
+    where = f"layer '{node.source or node.name}'"
+    kernel = _quantize(node.weights, None, config.weight_width, config, where, "weights")
+    recurrent = _quantize(node.recurrent, None, config.weight_width, config, where, "weights")
+    bias_t = node.bias
+    if (
+        isinstance(bias_t, ir.FloatTensor)
+        and bias_t.quantizer is None
+        and not np.any(bias_t.values)
+    ):
+        bias = ir.QTensor(np.zeros(bias_t.values.shape, dtype=np.int64), FixedType(2, 0, True))
+    else:
+        bias = _quantize(bias_t, None, config.weight_width, config, where)
+    node = node.replace(
+        weights=kernel,
+        recurrent=recurrent,
+        bias=bias,
+        result_frac=config.result_frac,
+        rounding=config.rounding,
+        overflow=config.overflow,
+    )
+    sq = _state_quantizer(node)
+    fixed = sq.output_type() if sq is not None else None
+    h_type = fixed or FixedType(1, 0, False)
+    c_type = (fixed or FixedType(1, 0, False)) if isinstance(node, LSTM) else None
+    for round_ in range(_STATE_SEARCH_ROUNDS):
+        _, want_h, want_c = _build(node, ctx.in_type, h_type, c_type)
+        # the types the state produces, then (should they not settle) their union
+        grow = _union if round_ >= _STATE_SEARCH_ROUNDS // 2 else (lambda _old, new: new)
+        new_h = want_h if fixed is not None else grow(h_type, want_h)
+        new_c = (
+            None
+            if c_type is None
+            else (
+                want_c if fixed is not None else grow(c_type, want_c)  # type: ignore[arg-type]
+            )
+        )
+        if new_h == h_type and new_c == c_type:
+            break
+        h_type, c_type = new_h, new_c
+        if h_type.width > MAX_STATE_BITS or (c_type is not None and c_type.width > MAX_STATE_BITS):
+            break
+    else:
+        raise UnsupportedError(f"{where}: no fixed-point type holds the state it produces")
+    for what, t in (("h", h_type), ("c", c_type)):
+        if t is not None and t.width > MAX_STATE_BITS:
+            raise UnsupportedError(
+                f"{where}: the state {what} needs {t.width} bits (supported: up to "
+                f"{MAX_STATE_BITS}); give the layer a state_quantizer or a narrower type"
+            )
+    exact = node.qkeras and (sq is not None or isinstance(node, SimpleRNN))
+    if node.qkeras and not exact:
+        warnings.warn(
+            f"{where}: without a state_quantizer QKeras keeps the state in float32, whose "
+            f"fractional bits grow every step; rtlgen rounds it to {config.result_frac} "
+            "fractional bits (not bit-exact: add a state_quantizer for exactness)",
+            RtlgenWarning,
+            stacklevel=2,
+        )
+    node = node.replace(state_type=h_type, cell_type=c_type, exact=exact)
+    program = cell_program(node, ctx.in_type)
+    return node.replace(out_type=program.value(program.output)[0])
+
+
+# ---------------------------------------------------------------------------------------
+# reference, hardware, checks
+# ---------------------------------------------------------------------------------------
+def recurrent_reference(node: Recurrent, x: np.ndarray, in_type: FixedType) -> np.ndarray:
+    program = cell_program(node, in_type)
+    return run_sequence(program, x, node.return_sequences)
+
+
+def float_recurrent(node: Recurrent, x: Any) -> np.ndarray:
+    raise RtlgenError(
+        f"layer '{node.source or node.name}': recurrent layers cannot be calibrated yet"
+    )
+
+
+def step_cycles(node: Recurrent, in_type: FixedType, options: Any = None) -> int:
+    """Cycles per time step of the lowered node's hardware."""
+    from rtlgen.layers.recurrent import RecurrentCell
+
+    cell = RecurrentCell(cell_program(node, in_type), node.steps, node.return_sequences)
+    return cell.step_cycles
+
+
+def recurrent_sample_cycles(node: Recurrent, in_type: FixedType) -> int:
+    return node.steps * step_cycles(node, in_type)
+
+
+def plan_recurrent(node: Recurrent, ctx: PlanContext) -> LayerPlan:
+    from rtlgen.layers.recurrent import RecurrentCell
+
+    cell = RecurrentCell(
+        cell_program(node, ctx.in_type),
+        node.steps,
+        node.return_sequences,
+        ctx.options.multiplier,
+    )
+    per_sample = node.steps * cell.step_cycles
+    spacing = cell.step_cycles if node.return_sequences else max(per_sample, ctx.sample_cycles)
+    return LayerPlan(
+        node,
+        (cell,),
+        multipliers=cell.multipliers,
+        multipliers_dense=cell.products,
+        adders=cell.adders,
+        cycles_per_sample=per_sample,
+        out_spacing=spacing,
+        notes=(
+            f"{type(node).__name__}: {cell.step_cycles} cycles per time step, "
+            f"{per_sample} per sequence of {node.steps}"
+            + ("" if node.exact or not node.qkeras else "; state rounded (not bit-exact)"),
+        ),
+    )
+
+
+def validate_recurrent(node: Recurrent, in_type: FixedType | None) -> None:
+    if len(node.in_shape) != 2:
+        raise RtlgenError(f"input shape {node.in_shape} is not (time, features)")
+    units = node.units
+    expected = (node.steps, units) if node.return_sequences else (units,)
+    if node.out_shape != expected:
+        raise RtlgenError(f"out_shape {node.out_shape} does not match return_sequences")
+    if node.state_type is None or node.out_type is None:
+        raise RtlgenError("the state and output types must be set")
+    if isinstance(node, LSTM) and node.cell_type is None:
+        raise RtlgenError("an LSTM needs its cell state type")
+    for key in ("activation", "recurrent_activation", "state_quantizer"):
+        try:
+            json.loads(getattr(node, key))
+        except ValueError:
+            raise RtlgenError(f"'{key}' is not JSON") from None
+    if not 0 <= node.result_frac <= 62:
+        raise RtlgenError(f"result_frac {node.result_frac} is out of range")
+    if in_type is not None:
+        program = cell_program(node, in_type)
+        if program.value(program.output)[0] != node.out_type:
+            raise RtlgenError(f"output type {node.out_type} does not match the layer's program")
+
+
+class _RecurrentOp(Op):
+    lower = staticmethod(lower_recurrent)
+    reference = staticmethod(recurrent_reference)
+    float_forward = staticmethod(float_recurrent)
+    plan = staticmethod(plan_recurrent)
+    sample_cycles = staticmethod(recurrent_sample_cycles)
+    validate = staticmethod(validate_recurrent)
+    from_keras = staticmethod(read_keras_recurrent)
+
+
+def _shapes(gates: int, gru: bool = False):
+    def constant_shapes(in_shape: Shape, out_shape: Shape) -> dict[str, Shape]:
+        units, features = out_shape[-1], in_shape[-1]
+        return {
+            "weights": (features, gates * units),
+            "recurrent": (units, gates * units),
+            "bias": (2, gates * units) if gru else (gates * units,),
+        }
+
+    return staticmethod(constant_shapes)
+
+
+@register_op
+class SimpleRNNOp(_RecurrentOp):
+    name = "simple_rnn"
+    node_types = (SimpleRNN,)
+    keras_classes = ("SimpleRNN", "QSimpleRNN")
+    constant_shapes = _shapes(1)
+
+
+@register_op
+class LSTMOp(_RecurrentOp):
+    name = "lstm"
+    node_types = (LSTM,)
+    keras_classes = ("LSTM", "QLSTM")
+    constant_shapes = _shapes(4)
+
+
+@register_op
+class GRUOp(_RecurrentOp):
+    name = "gru"
+    node_types = (GRU,)
+    keras_classes = ("GRU", "QGRU")
+    constant_shapes = _shapes(3, gru=True)
