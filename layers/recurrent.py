@@ -19,13 +19,47 @@ from rtlgen.quant.errors import RtlgenError
 from rtlgen.quant.fixed import Overflow
 from rtlgen.quant.recurrent import CellProgram, VecKind
 
-from .common import Multiplier, resize, shape_of, vector_layout
+from .adder_graph import MatVecPlan, plan_matvec
+from .common import Multiplier, resize, shape_of, value_range, vector_layout
 from .constant_mac import ConstantMatVec
 from .lookup import LookupTable
 from .requantize import Requantize
 
 #: adders in series between the registers of the cell's matrix-vector products
 CELL_ADDERS_PER_STAGE = 2
+
+
+def cell_schedule(
+    program: CellProgram,
+    multiplier: Multiplier = Multiplier.AUTO,
+    adders_per_stage: int = CELL_ADDERS_PER_STAGE,
+) -> tuple[dict[str, MatVecPlan], dict[str, int], int]:
+    """(the plan of each matrix-vector array, the cycle after a step's beat from which each
+    value is valid, the step's depth: the latest of the output and the new state).
+
+    The input and state registers are valid from cycle 1; an array adds its pipeline
+    latency, a slice nothing, every other op one register."""
+    macs: dict[str, MatVecPlan] = {}
+    ready = dict.fromkeys(program.inputs, 1)
+    for op in program.ops:
+        start = max(ready[a] for a in op.args)
+        if op.kind is VecKind.MAC:
+            assert op.weights is not None and op.in_type is not None
+            in_range = value_range(shape_of(op.in_type))
+            macs[op.out] = plan_matvec(
+                op.weights,
+                [in_range] * op.weights.shape[0],
+                op.bias,
+                multiplier=multiplier,
+                levels_per_stage=adders_per_stage,
+            )
+            ready[op.out] = start + macs[op.out].latency
+        elif op.kind is VecKind.SLICE:
+            ready[op.out] = start
+        else:
+            ready[op.out] = start + 1
+    finals = [program.output, *program.next_state.values()]
+    return macs, ready, max(ready[name] for name in finals)
 
 
 class RecurrentCell(wiring.Component):
@@ -60,27 +94,7 @@ class RecurrentCell(wiring.Component):
         self.multiplier, self.adders_per_stage = multiplier, adders_per_stage
         self.x_type, self.features = program.inputs["x"]
         self.y_type, self.units = program.value(program.output)[:2]
-        self.macs: dict[str, ConstantMatVec] = {}
-        self.ready: dict[str, int] = {name: 1 for name in program.inputs}
-        for op in program.ops:
-            start = max(self.ready[a] for a in op.args)
-            if op.kind is VecKind.MAC:
-                mac = ConstantMatVec(
-                    op.weights,
-                    op.in_type,
-                    op.type,
-                    op.bias,
-                    multiplier,
-                    levels_per_stage=adders_per_stage,
-                )
-                self.macs[op.out] = mac
-                self.ready[op.out] = start + mac.latency
-            elif op.kind is VecKind.SLICE:
-                self.ready[op.out] = start
-            else:
-                self.ready[op.out] = start + 1
-        finals = [program.output, *program.next_state.values()]
-        self.depth = max(self.ready[name] for name in finals)
+        self.macs, self.ready, self.depth = cell_schedule(program, multiplier, adders_per_stage)
         super().__init__(
             {
                 "i": In(stream.Signature(vector_layout(self.x_type, self.features))),
@@ -112,7 +126,7 @@ class RecurrentCell(wiring.Component):
 
     @property
     def products(self) -> int:
-        return sum(int(mac.weights.size) for mac in self.macs.values())
+        return sum(int(op.weights.size) for op in self.program.ops if op.kind is VecKind.MAC)
 
     @property
     def adders(self) -> int:
@@ -156,7 +170,15 @@ class RecurrentCell(wiring.Component):
             arg_types = [program.value(a)[0] for a in op.args]
             out_shape = shape_of(op.type)
             if op.kind is VecKind.MAC:
-                mac = self.macs[op.out]
+                mac = ConstantMatVec(
+                    op.weights,
+                    op.in_type,
+                    op.type,
+                    op.bias,
+                    self.multiplier,
+                    levels_per_stage=self.adders_per_stage,
+                )
+                assert mac.latency == self.macs[op.out].latency
                 m.submodules[f"mac_{op.out}"] = mac
                 in_shape = shape_of(op.in_type)
                 flat = [

@@ -145,16 +145,9 @@ class ProgramBuilder:
         b = np.zeros(w.shape[1], dtype=np.int64)
         if bias is not None and bias_type is not None:
             b = np.asarray(bias, dtype=np.int64) << (acc_frac - bias_type.frac)
-        # exact per-argument ranges (each block over its own argument's range)
-        col_lo = b.copy()
-        col_hi = b.copy()
-        row = 0
-        for (t, n, a_lo, a_hi), block in zip(types, blocks, strict=True):
-            shift = frac - t.frac
-            lo_k, hi_k = dot_range(block, a_lo << shift, a_hi << shift)
-            col_lo = col_lo + lo_k
-            col_hi = col_hi + hi_k
-            row += n
+        # every input over the common type's whole range (as the hardware array sizes it)
+        col_lo, col_hi = dot_range(w, common.min_int, common.max_int)
+        col_lo, col_hi = col_lo + b, col_hi + b
         lo, hi = int(col_lo.min(initial=0)), int(col_hi.max(initial=0))
         out = _type_of(lo, hi, acc_frac)
         return self._add(

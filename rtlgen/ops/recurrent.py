@@ -535,12 +535,11 @@ def float_recurrent(node: Recurrent, x: Any) -> np.ndarray:
     )
 
 
-def step_cycles(node: Recurrent, in_type: FixedType, options: Any = None) -> int:
-    """Cycles per time step of the lowered node's hardware."""
-    from rtlgen.layers.recurrent import RecurrentCell
+def step_cycles(node: Recurrent, in_type: FixedType) -> int:
+    """Cycles per time step of the lowered node's hardware (`RecurrentCell.step_cycles`)."""
+    from rtlgen.layers.recurrent import cell_schedule
 
-    cell = RecurrentCell(cell_program(node, in_type), node.steps, node.return_sequences)
-    return cell.step_cycles
+    return cell_schedule(cell_program(node, in_type))[2] + 1
 
 
 def recurrent_sample_cycles(node: Recurrent, in_type: FixedType) -> int:
