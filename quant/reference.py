@@ -152,12 +152,11 @@ def predict(
     batch_size: int = 256,
     progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
-    """Float inputs -> dequantized float outputs of the lowered graph, shape (N, *out)."""
+    """Float inputs -> dequantized float outputs of the lowered graph, shape (N, *out)
+    (a first output with an `ir.OutputScale`: its real values, float32 numbers)."""
     x_int = quantize_input(graph, x)
     y_int = run_int(graph, x_int, batch_size=batch_size, progress=progress)
-    t = graph.output.out_type
-    assert t is not None
-    return t.to_float(y_int)
+    return graph.dequantize(0, y_int)
 
 
 def run_int(

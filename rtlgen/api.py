@@ -178,18 +178,26 @@ def input_names(graph: ir.ModelGraph) -> tuple[str, ...]:
 
 
 def load_inputs(
-    path: str | Path, graph: ir.ModelGraph, limits: Limits = DEFAULT_LIMITS
+    path: str | Path,
+    graph: ir.ModelGraph,
+    limits: Limits = DEFAULT_LIMITS,
+    notes: list[str] | None = None,
 ) -> np.ndarray | dict[str, np.ndarray]:
     """The float inputs of ``graph`` from a file: a `.npy` array (N, *input shape) for a
     one-input model (`load_array`); for a model with several inputs an `.npz` with one real
     array per input name (`input_names`), returned as {input node name: array} for
     `rtlgen.quant.reference.quantize_input`. Members are read like `load_array`'s file
-    (header first, no pickle, `limits`); a missing or extra name is a one-line error."""
+    (header first, no pickle, `limits`); a missing or extra name is a one-line error.
+    A channels-first model (QONNX, `ir.ModelGraph.input_layout`) takes its own layout or
+    the stream's (`to_stream_layout`); which one was used is appended to ``notes``."""
     import zipfile
 
     p = Path(path)
     names = input_names(graph)
     if len(names) == 1 and not (p.is_file() and zipfile.is_zipfile(p)):
+        if graph.input_layout:  # a channels-first model: its own layout or the stream's
+            x = load_array(p, limits=limits)
+            return to_stream_layout(graph, x, f"input file {p}", notes)
         return load_array(p, sample_shape=tuple(graph.input_shape), limits=limits)
     if not p.is_file():
         problem = "is not a file" if p.exists() else "does not exist"
@@ -207,6 +215,43 @@ def load_inputs(
         )
     by_node = dict(zip(names, (node.name for node in graph.input_nodes), strict=True))
     return {by_node[name]: arrays[name] for name in names}
+
+
+def to_stream_layout(
+    graph: ir.ModelGraph, x: Any, what: str = "input", notes: list[str] | None = None
+) -> np.ndarray:
+    """Inputs of a channels-first model (`ir.ModelGraph.input_layout` "nchw"/"ncl") in the
+    stream's layout (N, H, W, C) / (N, L, C): an array in the model's own layout (N, C, H,
+    W) / (N, C, L) is transposed, one already in the stream's layout is kept (when both
+    fit, C = H = W, the model's own layout is assumed). A single sample may omit N. Which
+    layout was taken is appended to ``notes``. Other graphs: ``x`` unchanged."""
+    x = np.asarray(x)
+    if not graph.input_layout:
+        return x
+    own, stream = tuple(graph.source_input_shape), tuple(graph.input_shape)
+    if x.shape in (own, stream):
+        x = x[None]
+    letters = "(N, C, H, W)" if graph.input_layout == "nchw" else "(N, C, L)"
+    if x.shape[1:] == own:
+        axes = (0, *range(2, x.ndim), 1)
+        if notes is not None:
+            notes.append(
+                f"input layout: the model's own {letters} {x.shape}, moved to the stream's "
+                f"channels-last order"
+            )
+        return np.ascontiguousarray(np.transpose(x, axes))
+    if x.shape[1:] == stream:
+        if notes is not None:
+            notes.append(f"input layout: the stream's channels-last (N, {_dims(stream)})")
+        return x
+    raise RtlgenError(
+        f"{what} has shape {x.shape}; expected the model's {letters} = {_shape_text(own)} "
+        f"or channels-last {_shape_text(stream)}"
+    )
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return ", ".join(map(str, shape))
 
 
 def load_arrays(
@@ -276,9 +321,8 @@ def dequantized_outputs(
     (N, *shape)}: each output's type dequantized and flattened per sample, as `rtlgen
     predict` writes them."""
     arrays = {}
-    for node, name in zip(graph.output_nodes, output_names(graph), strict=True):
-        assert node.out_type is not None
-        y = node.out_type.to_float(np.asarray(by_node[node.name]))
+    for index, (node, name) in enumerate(zip(graph.output_nodes, output_names(graph), strict=True)):
+        y = graph.dequantize(index, by_node[node.name])  # with its OutputScale, if any
         arrays[name] = y.reshape(y.shape[0], -1)
     return arrays
 
@@ -291,7 +335,6 @@ def predict_outputs(graph: ir.ModelGraph, x: Any) -> dict[str, np.ndarray]:
 
     by_node = run_int_outputs(graph, quantize_input(graph, x))
     arrays = {}
-    for node, name in zip(graph.output_nodes, output_names(graph), strict=True):
-        assert node.out_type is not None
-        arrays[name] = node.out_type.to_float(by_node[node.name])
+    for index, (node, name) in enumerate(zip(graph.output_nodes, output_names(graph), strict=True)):
+        arrays[name] = graph.dequantize(index, by_node[node.name])
     return arrays

@@ -298,13 +298,13 @@ def predict(
     A model with several outputs writes an .npz with one such array per output name."""
     import numpy as np
 
-    from rtlgen.api import dequantized_outputs, load_inputs
+    from rtlgen.api import dequantized_outputs
     from rtlgen.outdir import check_output_file
     from rtlgen.quant.reference import run_int_outputs
 
     check_output_file(output)  # a bad -o fails now, not after the model ran
     graph = _load(model, weights, config, input_type, calibrate, max_params)
-    x = _quantize_input(graph, load_inputs(input, graph))
+    x = _quantize_input(graph, _load_inputs(input, graph))
     samples = len(next(iter(x.mantissas.values())) if isinstance(x.mantissas, dict) else x.mantissas)
     with _progress(f"running the integer reference model on {samples} samples"):
         ys = dequantized_outputs(graph, run_int_outputs(graph, x.mantissas))
@@ -334,6 +334,17 @@ def _progress(message: str):
     from rtlgen.progress import quiet_step, step
 
     return quiet_step(message) if _state["quiet"] else step(message, console=console)
+
+
+def _load_inputs(path: Path, graph):
+    """`rtlgen.api.load_inputs`, saying which layout a channels-first model's input had."""
+    from rtlgen.api import load_inputs
+
+    notes: list[str] = []
+    x = load_inputs(path, graph, notes=notes)
+    for note in notes:
+        console.print(note, highlight=False)
+    return x
 
 
 def _quantize_input(graph, x):
@@ -366,13 +377,14 @@ def convert(
     latency_budget: Annotated[int | None, typer.Option(help="With --parallelism auto: the most cycles a sample may take; the plan takes the largest --max-reuse (fewest multipliers) whose predicted latency meets it.", show_default=False)] = None,
     pixels_per_beat: Annotated[int, typer.Option(help="Adjacent pixels of an image row per input beat (1, 2, 4, 8, 16, 32; dividing the image width): the first convolutions and poolings process that many windows per cycle, later layers fold back to one pixel per beat where their rate allows. II = H*W/P.")] = 1,
     max_params: MaxParamsOpt = None,
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Processes converting the layers to Verilog in parallel (default: the CPUs this process may use; the Verilog is the same for any number).", show_default=False)] = None,
 ) -> None:
     """Generate Verilog: OUTDIR/rtl/<top>.v, manifest.json, REPORT.md (and tb/)."""
-    design = _convert(model, outdir, weights, config, input_type, calibrate, multiplier, parallelism, top, testbench, samples, adders_per_stage, pipeline, max_params=max_params, max_reuse=max_reuse, latency_budget=latency_budget, pixels_per_beat=pixels_per_beat)
+    design = _convert(model, outdir, weights, config, input_type, calibrate, multiplier, parallelism, top, testbench, samples, adders_per_stage, pipeline, max_params=max_params, max_reuse=max_reuse, latency_budget=latency_budget, pixels_per_beat=pixels_per_beat, jobs=jobs)
     _print_design(design)
 
 
-def _convert(model, outdir, weights, config, input_type, calibrate, multiplier, parallelism, top, testbench, samples, adders_per_stage, pipeline, max_params=None, max_reuse=None, latency_budget=None, pixels_per_beat=1):
+def _convert(model, outdir, weights, config, input_type, calibrate, multiplier, parallelism, top, testbench, samples, adders_per_stage, pipeline, max_params=None, max_reuse=None, latency_budget=None, pixels_per_beat=1, jobs=None):
     from rtlgen.emit import convert as emit_convert
     from rtlgen.hardware import HardwareOptions, Multiplier, Parallelism, Pipeline
     from rtlgen.outdir import check_output_dir
@@ -400,6 +412,7 @@ def _convert(model, outdir, weights, config, input_type, calibrate, multiplier, 
             top_name=top,
             extra=extra, progress=note,
             input_type_origin=_input_type_origin(model, config, input_type),
+            jobs=jobs,
         )
 
 
@@ -420,11 +433,11 @@ def _input_type_origin(model: str, config: Path | None, input_type: str | None) 
 def _testbench_writer(graph, samples: Path | None):
     import numpy as np
 
-    from rtlgen.api import input_names, load_inputs, named_outputs
+    from rtlgen.api import input_names, named_outputs
     from rtlgen.quant.reference import run_int_outputs
 
     if samples is not None:
-        x_int = _quantize_input(graph, load_inputs(samples, graph)).mantissas
+        x_int = _quantize_input(graph, _load_inputs(samples, graph)).mantissas
     else:
         rng = np.random.default_rng(0)
         x_int = {
@@ -491,7 +504,7 @@ def _simulate(outdir: Path, input: Path, output: Path | None, backpressure: floa
               harness: str = "auto", simulator: str = "verilator", netlist: str | None = None):
     import numpy as np
 
-    from rtlgen.api import dequantized_outputs, input_names, load_inputs, load_model, named_outputs
+    from rtlgen.api import dequantized_outputs, input_names, load_model, named_outputs
     from rtlgen.manifest import DesignFolderError, read_manifest
     from rtlgen.outdir import check_output_file
     from rtlgen.quant.reference import run_int_outputs
@@ -506,7 +519,7 @@ def _simulate(outdir: Path, input: Path, output: Path | None, backpressure: floa
             f"{outdir}: the manifest's inputs ({', '.join(manifest.input_names)}) are not "
             f"graph.npz's ({', '.join(input_names(graph))})"
         )
-    x_int = _quantize_input(graph, load_inputs(input, graph)).mantissas
+    x_int = _quantize_input(graph, _load_inputs(input, graph)).mantissas
     y_int = named_outputs(graph, run_int_outputs(graph, x_int))
     if isinstance(x_int, dict):  # by the manifest's input names
         x_int = dict(zip(manifest.input_names, x_int.values(), strict=True))

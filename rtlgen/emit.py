@@ -33,6 +33,7 @@ from rtlgen.hardware import (
 )
 from rtlgen.manifest import (
     GENERATOR,
+    Dequantize,
     ElementType,
     FifoEntry,
     Generator,
@@ -125,6 +126,13 @@ def _stream_spec(shape: tuple[int, ...], fmt: StreamFormat, **port) -> StreamSpe
     )
 
 
+def _dequantize(scale: ir.OutputScale | None) -> Dequantize | None:
+    """The manifest's form of an output's `ir.OutputScale` (floats: exact in JSON)."""
+    if scale is None:
+        return None
+    return Dequantize(tuple(map(float, scale.scale)), tuple(map(float, scale.bias)))
+
+
 def layer_entry(plan: LayerPlan, latency_cycles: int) -> LayerEntry:
     """The manifest entry of one planned layer. Products per sample come from the IR
     (`ir.multiplies`: the layer as if no weight were zero, and after pruning); multipliers
@@ -183,8 +191,11 @@ def build_manifest(
             prefix=out.prefix,
             latency_cycles=out_latency,
             ii_cycles=out_ii,
+            dequantize=_dequantize(graph.output_scale(index)),
         )
-        for out, (out_latency, out_ii) in zip(top.outputs, timings, strict=True)
+        for index, (out, (out_latency, out_ii)) in enumerate(
+            zip(top.outputs, timings, strict=True)
+        )
     )
     # the first output's figures are the design's (`latency_cycles`, `ii_cycles`)
     outputs = (dataclasses.replace(outputs[0], latency_cycles=latency, ii_cycles=ii), *outputs[1:])

@@ -232,6 +232,45 @@ ARITHMETIC = (Conv, Dense, ScaleShift, Activation)
 # graph
 # ---------------------------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
+class OutputScale:
+    """The real value of an output whose fixed-point value ``v`` is not yet it (a QONNX
+    model's float, not power-of-two, output scale, or a last layer's float logits):
+    ``float32(v * scale + bias)`` per channel (the last axis of the output shape). ``scale``
+    (> 0) and ``bias``: float64 arrays of one value per channel (products of float32 numbers
+    and float32 values, exact in float64). The hardware outputs ``v``'s integer codes."""
+
+    scale: np.ndarray
+    bias: np.ndarray
+
+    def __post_init__(self) -> None:
+        scale = np.asarray(self.scale, dtype=np.float64).reshape(-1)
+        bias = np.asarray(self.bias, dtype=np.float64).reshape(-1)
+        if scale.size < 1 or scale.shape != bias.shape:
+            raise RtlgenError(f"an output scale of {scale.size} values and {bias.size} biases")
+        if not (np.all(np.isfinite(scale)) and np.all(scale > 0) and np.all(np.isfinite(bias))):
+            raise RtlgenError("an output scale must be finite and positive, its bias finite")
+        object.__setattr__(self, "scale", scale)
+        object.__setattr__(self, "bias", bias)
+
+    @property
+    def order_preserving(self) -> bool:
+        """One scale and one bias for every channel: the arg-max of ``v`` is the real one's."""
+        return bool(np.all(self.scale == self.scale[0]) and np.all(self.bias == self.bias[0]))
+
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        """Real values (float32 numbers, as float64) of the fixed-point values ``values``
+        (..., channels): ``v * scale`` is exact in float64 for codes of up to 29 bits times
+        a product of two float32 scales; with a bias the float64 sum is rounded to float32
+        (within float32's rounding of the exact value)."""
+        v = np.asarray(values, dtype=np.float64)
+        if v.shape[-1:] != self.scale.shape:
+            raise RtlgenError(
+                f"output values of shape {v.shape[1:]} for a scale of {self.scale.size} channels"
+            )
+        return (v * self.scale + self.bias).astype(np.float32).astype(np.float64)
+
+
+@dataclass(frozen=True, eq=False)
 class ModelGraph:
     """A directed acyclic graph of nodes in topological order.
 
@@ -250,6 +289,12 @@ class ModelGraph:
     #: the outputs whose Keras model ends in a softmax (the hardware emits their logits and
     #: arg-max); ``softmax`` says it of the first output
     softmax_outputs: tuple[str, ...] = ()
+    #: per output (by position in ``outputs``; () = none): the `OutputScale` that makes its
+    #: fixed-point values real (QONNX float scales), or None
+    output_scales: tuple[OutputScale | None, ...] = ()
+    #: the source model's layout of its (first) input: "" (rtlgen's own: (H, W, C), (L, C),
+    #: (N,)), "nchw" or "ncl" (channels first: a QONNX/PyTorch model), see `source_input_shape`
+    input_layout: str = ""
 
     def __post_init__(self) -> None:
         if not self.nodes or not isinstance(self.nodes[0], Input):
@@ -301,6 +346,23 @@ class ModelGraph:
                 raise RtlgenError(f"softmax output '{name}' is not a graph output")
         object.__setattr__(self, "softmax_outputs", softmax_outputs)
         object.__setattr__(self, "softmax", outputs[0] in softmax_outputs)
+        scales = tuple(self.output_scales)
+        if scales and len(scales) != len(outputs):
+            raise RtlgenError(f"{len(scales)} output scales for {len(outputs)} outputs")
+        for name, scale in zip(outputs, scales, strict=False):
+            shape = by_name[name].out_shape
+            if scale is not None and scale.scale.size != (shape[-1] if shape else 1):
+                raise RtlgenError(
+                    f"output '{name}': a scale of {scale.scale.size} channels for shape {shape}"
+                )
+        object.__setattr__(self, "output_scales", scales if any(scales) else ())
+        rank = {"": None, "nchw": 3, "ncl": 2}
+        if self.input_layout not in rank or (
+            self.input_layout and len(nodes[0].out_shape) != rank[self.input_layout]
+        ):
+            raise RtlgenError(
+                f"input layout {self.input_layout!r} for an input of shape {nodes[0].out_shape}"
+            )
 
     # -- structure ------------------------------------------------------------------------
     def node(self, name: str) -> Node:
@@ -370,6 +432,26 @@ class ModelGraph:
             if isinstance(node, _Arithmetic) and node.acc_type is None:
                 return False
         return True
+
+    @property
+    def source_input_shape(self) -> Shape:
+        """The (first) input's sample shape in the source model's layout: (C, H, W) or
+        (C, L) for a channels-first model, else `input_shape`."""
+        shape = tuple(self.input_shape)
+        return (shape[-1], *shape[:-1]) if self.input_layout else shape
+
+    def output_scale(self, index: int) -> OutputScale | None:
+        """The `OutputScale` of output ``index`` (None: its fixed-point value is real)."""
+        return self.output_scales[index] if self.output_scales else None
+
+    def dequantize(self, index: int, mantissa: np.ndarray) -> np.ndarray:
+        """Real values (float64) of output ``index``'s mantissas: its type's value, then
+        its `OutputScale` if it has one (float32 numbers then)."""
+        out_type = self.node(self.outputs[index]).out_type
+        assert out_type is not None, "dequantize needs a lowered graph"
+        values = out_type.to_float(np.asarray(mantissa))
+        scale = self.output_scale(index)
+        return values if scale is None else scale.apply(values)
 
     def in_types(self, index: int) -> tuple[FixedType, ...]:
         """The types of the streams reaching ``nodes[index]``, one per input."""

@@ -462,7 +462,8 @@ def plan_network(graph: ir.ModelGraph, options: HardwareOptions = HardwareOption
             name,
             output_prefix(index),
             StreamFormat.of(node.out_shape, node.out_type),  # type: ignore[arg-type]
-            node.out_shape[0] if len(node.out_shape) == 1 else 0,
+            # no arg-max where the output's per-channel scale/bias reorders the real values
+            node.out_shape[0] if len(node.out_shape) == 1 and _argmax_real(graph, index) else 0,
         )
         for index, (node, name) in enumerate(
             zip(graph.output_nodes, output_names(graph), strict=True)
@@ -663,3 +664,10 @@ def sample_cycles_of(graph: ir.ModelGraph, pixels_per_beat: int = 1) -> int:
             continue
         cycles = max(cycles, op_for(node).sample_cycles(node, graph.in_type(index)))
     return cycles
+
+
+def _argmax_real(graph: ir.ModelGraph, index: int) -> bool:
+    """Whether output ``index``'s arg-max of fixed-point values is that of its real values
+    (no `ir.OutputScale`, or one that keeps the order)."""
+    scale = graph.output_scale(index)
+    return scale is None or scale.order_preserving

@@ -139,6 +139,13 @@ def save_graph(graph: ir.ModelGraph, path: Path) -> None:
         "outputs": list(graph.outputs),
         "softmax_outputs": list(graph.softmax_outputs),
     }
+    if graph.input_layout:
+        meta["input_layout"] = graph.input_layout
+    if graph.output_scales:  # arrays out{k}_scale / out{k}_bias (float64, exact)
+        meta["output_scales"] = [scale is not None for scale in graph.output_scales]
+        for k, scale in enumerate(graph.output_scales):
+            if scale is not None:
+                arrays[f"out{k}_scale"], arrays[f"out{k}_bias"] = scale.scale, scale.bias
     with open(path, "wb") as f:
         np.savez_compressed(f, __graph__=np.array(json.dumps(meta)), **arrays)
 
@@ -384,6 +391,10 @@ class _Reader:
             types[node.name] = node.out_type
         outputs = self.names(meta, "outputs", "graph", default=())
         softmax_outputs = self.names(meta, "softmax_outputs", "graph", default=())
+        output_scales = self.output_scales(meta)
+        input_layout = meta.get("input_layout", "")
+        if input_layout not in ("", "nchw", "ncl"):
+            raise self.fail("graph", f"'input_layout' = {_short(input_layout)} is not nchw/ncl")
         try:
             return ir.ModelGraph(
                 name,
@@ -392,9 +403,35 @@ class _Reader:
                 source=source,
                 outputs=outputs,
                 softmax_outputs=softmax_outputs,
+                output_scales=output_scales,
+                input_layout=input_layout,
             )
         except RtlgenError as exc:
             raise ModelFileError(f"{self.what}: {exc}") from None
+
+    def output_scales(self, meta: dict[str, Any]) -> tuple[ir.OutputScale | None, ...]:
+        """`ir.ModelGraph.output_scales` (absent: none): a list of flags, one per output,
+        and for each set flag the float arrays ``out{k}_scale`` and ``out{k}_bias``."""
+        flags = meta.get("output_scales", [])
+        if (
+            not isinstance(flags, list)
+            or len(flags) > 64
+            or not all(isinstance(f, bool) for f in flags)
+        ):
+            raise self.fail("graph", f"'output_scales' = {_short(flags)} is not a list of flags")
+        scales: list[ir.OutputScale | None] = []
+        for k, flag in enumerate(flags):
+            if not flag:
+                scales.append(None)
+                continue
+            scale, bias = (
+                self.archive.array(f"out{k}_{key}", kinds="f") for key in ("scale", "bias")
+            )
+            try:
+                scales.append(ir.OutputScale(scale, bias))
+            except RtlgenError as exc:
+                raise self.fail(f"output {k}", str(exc)) from None
+        return tuple(scales)
 
     def node(self, desc: Any, index: int, in_type: FixedType | None) -> ir.Node:
         if not isinstance(desc, dict):

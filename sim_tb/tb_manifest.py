@@ -170,6 +170,26 @@ class ElementType:
 
 
 @dataclass(frozen=True)
+class Dequantize:
+    """An output's real values when its fixed-point value ``v`` is not yet them (a QONNX
+    model's float, not power-of-two, output scale or float logits): ``float32(v * scale[c] +
+    bias[c])`` for channel ``c`` (the last axis of the output's shape); JSON ``{"scale":
+    [...], "bias": [...]}``, one number per channel, ``scale`` > 0."""
+
+    scale: tuple[float, ...]
+    bias: tuple[float, ...]
+
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        """Real values (float32 numbers, as float64) of fixed-point values (..., channels)."""
+        v = np.asarray(values, dtype=np.float64)
+        scale, bias = np.asarray(self.scale), np.asarray(self.bias)
+        return (v * scale + bias).astype(np.float32).astype(np.float64)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"scale": list(self.scale), "bias": list(self.bias)}
+
+
+@dataclass(frozen=True)
 class StreamSpec:
     """One AXI4-Stream port: a sample of `shape` travels as `beats_per_sample` beats of
     `elements_per_beat` elements, element i at bits [i*w, (i+1)*w) of tdata.
@@ -178,7 +198,8 @@ class StreamSpec:
     `name` (the output's name: a plain identifier, the key of its array in `.npz` files),
     `prefix` (its ports, `<prefix>_tdata` ...: `output_prefix(k)` for output k),
     `latency_cycles` / `ii_cycles` (this output's: first input beat's handshake to the
-    sample's last beat on this master, at full rate; None when not recorded).
+    sample's last beat on this master, at full rate; None when not recorded),
+    `dequantize` (`Dequantize`: how its fixed-point values become real; None: they are).
     Input only: `type_origin` (one of `INPUT_TYPE_ORIGINS`).
     Both: `name` (the key of its array in `.npz` files) and `prefix` (`input_prefix(k)` for
     input k)."""
@@ -196,6 +217,7 @@ class StreamSpec:
     prefix: str = ""
     latency_cycles: int | None = None
     ii_cycles: int | None = None
+    dequantize: Dequantize | None = None
 
     def pack(self, sample: np.ndarray) -> list[int]:
         """tdata words (non-negative ints) of one sample, in beat order."""
@@ -244,6 +266,8 @@ class StreamSpec:
                 latency_cycles=self.latency_cycles,
                 ii_cycles=self.ii_cycles,
             )
+            if self.dequantize is not None:  # absent: the fixed-point values are real
+                data["dequantize"] = self.dequantize.as_json()
         else:
             data.update(name=self.name, prefix=self.prefix, type_origin=self.type_origin)
         return data
@@ -738,8 +762,9 @@ def _stream(raw: dict[str, Any], name: str, legacy: bool, output: bool) -> Strea
             f"{name}.tdata_width {tdata} != {elements} elements x {element.width} bits"
         )
     tuser, classes, softmax, origin = 0, None, False, ""
-    out_name, prefix, latency, ii = "", "", None, None
+    out_name, prefix, latency, ii, dequantize = "", "", None, None, None
     if output:
+        dequantize = _dequantize(_get(raw, "dequantize", where, None), f"{where}dequantize", shape)
         out_name = _plain_name(_get(raw, "name", where, "output"), f"{where}name")
         prefix = _identifier(_get(raw, "prefix", where, output_prefix(0)), f"{where}prefix", port=True)
         latency = _cycles(_get(raw, "latency_cycles", where, None), f"{where}latency_cycles")
@@ -761,8 +786,26 @@ def _stream(raw: dict[str, Any], name: str, legacy: bool, output: bool) -> Strea
             )
     return StreamSpec(
         shape, beats, elements, element, tdata, tuser, classes, softmax, origin,
-        out_name, prefix, latency, ii,
+        out_name, prefix, latency, ii, dequantize,
     )
+
+
+def _dequantize(value: Any, where: str, shape: tuple[int, ...]) -> Dequantize | None:
+    """An output's `Dequantize` (None: absent or null): one finite number per channel."""
+    if value is None:
+        return None
+    data = _object(value, where)
+    channels = shape[-1] if shape else 1
+    lists = []
+    for key in ("scale", "bias"):
+        numbers = _list(_get(data, key, f"{where}."), f"{where}.{key}", channels, channels)
+        for number in numbers:
+            if isinstance(number, bool) or not isinstance(number, int | float) or not math.isfinite(number):
+                raise _bad(f"{where}.{key}", number, "finite numbers")
+        lists.append(tuple(float(number) for number in numbers))
+    if min(lists[0]) <= 0:
+        raise ManifestError(f"{where}.scale holds a number <= 0")
+    return Dequantize(lists[0], lists[1])
 
 
 def _outputs(raw: dict[str, Any], legacy: bool) -> tuple[StreamSpec, tuple[StreamSpec, ...]]:

@@ -7,12 +7,14 @@ initializers repeated as graph inputs) and the TorchScript exporter's (``Flatten
 
 Supported (`SUPPORTED_OPS`): ``Quant`` (QONNX's integer quantizer) and ``BipolarQuant`` on
 constants and on activations, ``Gemm``/``MatMul`` with a constant (quantized) weight (an
-``Add`` of a constant after it is its bias), ``Conv`` (2D; grouped/depthwise as a
-block-diagonal kernel), ``Relu``, ``MaxPool``, ``AveragePool``/``GlobalAveragePool`` with
-QONNX's ``Trunc``, ``Add`` of two streams, ``BatchNormalization`` before a quantizer (exact
-thresholds), plain-ONNX QCDQ (``QuantizeLinear`` -> ``Clip`` -> ``DequantizeLinear``),
-``Flatten``/``Reshape`` to a vector, ``Transpose`` where it only converts between NCHW and
-NHWC (or on a constant), ``Identity``; element-wise ops on constants only are evaluated.
+``Add`` of a constant after it is its bias), ``Conv`` (2D, and 1-D on (N, C, L) signals;
+grouped/depthwise as a block-diagonal kernel), ``Relu``, ``MaxPool`` (2D and 1-D),
+``AveragePool``/``GlobalAveragePool`` with QONNX's ``Trunc``, ``Add`` of two streams,
+``Concat`` on the channel axis, ``Mul`` by a positive constant (one value or one per
+channel), ``BatchNormalization`` before a quantizer (exact thresholds), plain-ONNX QCDQ
+(``QuantizeLinear`` -> ``Clip`` -> ``DequantizeLinear``), ``Flatten``/``Reshape`` to a vector
+(or to its own shape), ``Transpose`` where it only converts between NCHW and NHWC (or on a
+constant), ``Identity``; element-wise ops on constants only are evaluated.
 `read_brevitas` exports a Brevitas module in memory and reads that file.
 
 Arithmetic (QONNX's ``Quant``, ``qonnx.custom_op.general.intquant.int_quant``)::
@@ -38,10 +40,12 @@ evaluates QONNX's float32 ops exactly). A float-scale ``Quant`` on the input (or
 fixed-point stream) is likewise a Threshold on that stream. Its output is integer codes with
 its scale pending, or fixed point when its scale is a power of two. ``MaxPool`` and
 ``Flatten``/``Reshape``/``Transpose`` pass a pending map on (a positive scale commutes with
-max); ``Add`` needs two code streams of equal scales. The model's output must be fixed point
-(a power-of-two output quantizer): integer codes with a float scale or float logits of a
-last layer on codes are refused in one line. Where rtlgen and QONNX's float32 can differ:
-`QuantStep`'s docstring.
+max); ``Mul`` by a positive constant multiplies it; ``Concat`` joins the maps per channel;
+``Add`` needs two code streams of equal scales. At the model's output a pending map is the
+graph's `rtlgen.ir.OutputScale`: the hardware outputs the integer codes of a float-scale
+output Quant (or the last layer's accumulator: float logits ``acc * s + b``), and
+``predict``/``sim`` give ``float32(v * scale + bias)`` per channel (the manifest's output
+``dequantize``). Where rtlgen and QONNX's float32 can differ: `QuantStep`'s docstring.
 
 Float biases (Brevitas's default) are kept exactly: a bias whose layer output goes (through a
 ``Relu``) into a ``Quant`` is replaced by a value with at most one more fractional bit than
@@ -52,8 +56,10 @@ is (a dyadic rational).
 
 Layout: an NCHW image becomes rtlgen's (H, W, C) pixel stream; flattening it (PyTorch
 flattens C, H, W) becomes rtlgen's (H, W, C) flatten with the next layer's weight rows
-permuted to match, so results are exactly PyTorch's. Inputs: the model's NCHW input is
-given to rtlgen as (N, H, W, C); image outputs leave in (H, W, C) order.
+permuted to match, so results are exactly PyTorch's. A 1-D (N, C, L) signal is rtlgen's
+(L, C) stream. Inputs: the graph records the model's layout (`ir.ModelGraph.input_layout`),
+and `rtlgen.api.load_inputs` / `to_stream_layout` take arrays in it ((N, C, H, W), (N, C, L))
+or in the stream's (N, H, W, C), (N, L, C); image outputs leave in (H, W, C) order.
 
 Untrusted files: the file size is checked against `Limits.max_bytes` before parsing, every
 tensor's declared size before it is converted, parameters and feature maps against `Limits`;
@@ -90,6 +96,8 @@ SUPPORTED_OPS = (
     "Transpose",
     "Identity",
     "Add",
+    "Mul",
+    "Concat",
     "AveragePool",
     "GlobalAveragePool",
     "Trunc",
@@ -403,8 +411,8 @@ class _Stream:
     """A tensor computed by the network: the rtlgen node that produces it, its rtlgen shape,
     how the ONNX tensor's dimensions relate to it, and its fixed-point grid if known.
 
-    ``layout``: ``"nchw"`` (ONNX (1, C, H, W), rtlgen (H, W, C)), ``"nhwc"`` (the same
-    dimensions in both) or ``"flat"``; ``order``: for a flat stream, the ONNX index of each
+    ``layout``: ``"nchw"`` (ONNX (1, C, H, W), rtlgen (H, W, C)), ``"ncl"`` (ONNX (1, C, L),
+    rtlgen (L, C): a 1-D signal), ``"nhwc"`` (the same dimensions in both) or ``"flat"``; ``order``: for a flat stream, the ONNX index of each
     rtlgen element (None: the same order)."""
 
     node: str
@@ -419,12 +427,16 @@ class _Stream:
         if self.layout == "nchw":
             h, w, c = self.shape
             return (1, c, h, w)
+        if self.layout == "ncl":
+            length, c = self.shape
+            return (1, c, length)
         return (1, *self.shape)
 
 
 class _Reader:
     def __init__(self, model: Any, path: Path, limits: Limits, input_from_quant: bool = True):
         self.input_from_quant = input_from_quant
+        self.input_layout = ""
         self.skip_input_quant: str | None = None
         self.model, self.path, self.limits, self.what = model, path, limits, str(path)
         self.graph = model.graph
@@ -476,7 +488,7 @@ class _Reader:
             raise UnsupportedError(
                 f"{self.where(node)}: its input has a float (not power-of-two) scale; supported "
                 "after a float-scale Quant: Gemm/MatMul/Conv, Relu, MaxPool, Flatten/Reshape, "
-                "Transpose, Add of two equal scales, Quant"
+                "Transpose, Mul by a constant, Concat, Add of two equal scales, Quant"
             )
         return value
 
@@ -543,17 +555,17 @@ class _Reader:
             )
         out = self.values[computed[0]]
         assert isinstance(out, _Stream)
+        output_scales: tuple[ir.OutputScale, ...] = ()
         if out.affine is not None:
-            what = (
-                "integer codes of a float-scale Quant"
-                if out.affine.codes
-                else ("a layer's float output (accumulator x float scale + float bias)")
-            )
-            raise UnsupportedError(
-                f"{self.what}: the output '{_text(computed[0])[:60]}' is {what}; rtlgen outputs "
-                "fixed point: end the model with a power-of-two quantizer (e.g. Brevitas's "
-                "Int8ActPerTensorFixedPoint); float-scale outputs are not supported yet"
-            )
+            # the hardware outputs the integer codes (or the last layer's accumulator); the
+            # real output float32(v * scale + bias) is the graph's OutputScale
+            if out.affine.relu:
+                raise UnsupportedError(
+                    f"{self.what}: the output '{_text(computed[0])[:60]}' is a Relu of a "
+                    "float-scale layer's output; supported outputs: a quantizer's codes or the "
+                    "layer's float output itself (quantize after the Relu)"
+                )
+            output_scales = (ir.OutputScale(out.affine.scale, out.affine.bias),)
         if out.order is not None:
             raise UnsupportedError(
                 f"{self.what}: the output is a flattened image (PyTorch's C, H, W order); "
@@ -566,6 +578,8 @@ class _Reader:
             name=_identifier(_text(self.graph.name) or self.path.stem, set()),
             nodes=tuple(nodes[: index + 1]),
             source=self.what,
+            output_scales=output_scales,
+            input_layout=self.input_layout,
         )
         return graph
 
@@ -574,13 +588,13 @@ class _Reader:
         shape = [d.dim_value if d.HasField("dim_value") else None for d in dims]
         where = f"{self.what}: input '{_text(value_info.name)[:60]}'"
         if (
-            len(shape) not in (2, 4)
+            len(shape) not in (2, 3, 4)
             or shape[0] not in (1, None)
             or any(d is None or d < 1 for d in shape[1:])
         ):
             raise UnsupportedError(
-                f"{where}: shape {shape} is not supported (supported: (N, features) or "
-                "(N, C, H, W) with fixed sizes)"
+                f"{where}: shape {shape} is not supported (supported: (N, features), (N, C, L) "
+                "or (N, C, H, W) with fixed sizes)"
             )
         if value_info.type.tensor_type.elem_type != 1:
             raise UnsupportedError(f"{where}: only float32 inputs are supported")
@@ -588,6 +602,9 @@ class _Reader:
         if len(rest) == 3:
             c, h, w = rest
             stream = _Stream("", (h, w, c), "nchw")
+        elif len(rest) == 2:
+            c, length = rest
+            stream = _Stream("", (length, c), "ncl")
         else:
             stream = _Stream("", rest, "flat")
         input_type = self._input_type(value_info.name, stream)
@@ -598,6 +615,7 @@ class _Reader:
         self.add(node, _Named(value_info.name, "Input"))
         frac = None if input_type is None else input_type.frac
         self.values[value_info.name] = _Stream(name, stream.shape, stream.layout, None, frac)
+        self.input_layout = stream.layout if stream.layout in ("nchw", "ncl") else ""
 
     def _input_type(self, name: str, stream: _Stream) -> FixedType | None:
         """The input stream's type: that of the quantizer the input goes to first, when
@@ -834,6 +852,11 @@ class _Reader:
             if np.any(per != per[:, :1, :1]):
                 raise UnsupportedError(f"{self.where(node)}: scales per pixel are not supported")
             return per[:, 0, 0].astype(dtype)
+        if stream.layout == "ncl":
+            per = full[0]  # (C, L)
+            if np.any(per != per[:, :1]):
+                raise UnsupportedError(f"{self.where(node)}: scales per position are not supported")
+            return per[:, 0].astype(dtype)
         if stream.layout == "nhwc":
             per = full[0].reshape(-1, shape[-1])
             if np.any(per != per[:1]):
@@ -1140,10 +1163,19 @@ class _Reader:
     def _op_conv(self, node: Any, attrs: dict[str, Any]) -> None:
         where = self.where(node)
         x = self.stream(node, affine_ok=True)
-        if x.layout != "nchw":
-            raise UnsupportedError(f"{where}: input {x.onnx_shape} is not an NCHW image")
+        if x.layout not in ("nchw", "ncl"):
+            raise UnsupportedError(
+                f"{where}: input {x.onnx_shape} is not an NCHW image or an NCL signal"
+            )
         w = self.constant(node, 1, "weight").astype(np.float64)
-        h, wd, cin = x.shape
+        one_d = x.layout == "ncl"  # Conv1d: rtlgen's (L, C) convolution of kernel height 1
+        if one_d:
+            if w.ndim != 3:
+                raise UnsupportedError(f"{where}: weight of shape {w.shape} for a 1-D signal")
+            w, attrs = w[:, :, None, :], _as_2d(attrs, where)
+            h, (wd, cin) = 1, x.shape
+        else:
+            h, wd, cin = x.shape
         group = int(attrs.get("group", 1))
         if (
             w.ndim != 4
@@ -1189,6 +1221,8 @@ class _Reader:
         affine = None
         if x.affine is not None or node.input[1] in self.codes:
             codes, s_w = self._weight_codes(node, w, False)
+            if one_d and codes.ndim == 3:
+                codes, s_w = codes[:, :, None, :], s_w[:, :, None, :]
             s_x, bound = self._pending_input(node, x)
             fan_in = np.abs(codes).reshape(cout, -1).sum(axis=1)
             affine = self._float_layer(
@@ -1202,7 +1236,7 @@ class _Reader:
         conv = ir.Conv(
             name,
             x.shape,
-            (ho, wo, cout),
+            (wo, cout) if one_d else (ho, wo, cout),
             weights=ir.FloatTensor(_dense_kernel(w, group), Exact(f"{where} weight")),
             bias=None if bias is None else ir.FloatTensor(bias, Exact(f"{where} bias")),
             kernel=(kh, kw),
@@ -1212,7 +1246,7 @@ class _Reader:
             inputs=(x.node,),
         )
         self.add(conv, node)
-        self.values[node.output[0]] = _Stream(name, conv.out_shape, "nchw", None, None, affine)
+        self.values[node.output[0]] = _Stream(name, conv.out_shape, x.layout, None, None, affine)
 
     def _window(
         self, node: Any, attrs: dict[str, Any], x: _Stream, kernel: tuple[int, int]
@@ -1238,8 +1272,12 @@ class _Reader:
         and Relu: the stream keeps them."""
         where = self.where(node)
         x = self.stream(node, affine_ok=True)
-        if x.layout != "nchw":
-            raise UnsupportedError(f"{where}: input {x.onnx_shape} is not an NCHW image")
+        if x.layout not in ("nchw", "ncl"):
+            raise UnsupportedError(
+                f"{where}: input {x.onnx_shape} is not an NCHW image or an NCL signal"
+            )
+        if x.layout == "ncl":
+            attrs = _as_2d(attrs, where)
         if attrs.get("ceil_mode", 0) or any(d != 1 for d in attrs.get("dilations", [1, 1])):
             raise UnsupportedError(f"{where}: ceil_mode=1 and dilations are not supported")
         if attrs.get("storage_order", 0) or len(node.output) > 1:
@@ -1250,7 +1288,7 @@ class _Reader:
         stride, pads = self._window(node, attrs, x, kernel)
         pool = self._pool(node, x, ir.PoolKind.MAX, (kernel[0], kernel[1]), stride, pads)
         self.values[node.output[0]] = _Stream(
-            pool.name, pool.out_shape, "nchw", None, x.frac, x.affine
+            pool.name, pool.out_shape, x.layout, None, x.frac, x.affine
         )
 
     def _pool(
@@ -1262,8 +1300,9 @@ class _Reader:
         stride: tuple[int, int],
         pads: tuple[int, int, int, int],
     ) -> ir.Pool:
-        """The pool node of a MaxPool/AveragePool window on the NCHW stream ``x``, added."""
-        h, wd, c = x.shape
+        """The pool node of a MaxPool/AveragePool window on the NCHW (or NCL: height 1)
+        stream ``x``, added."""
+        h, wd, c = x.shape if x.layout != "ncl" else (1, *x.shape)
         ho = (h + pads[0] + pads[1] - kernel[0]) // stride[0] + 1
         wo = (wd + pads[2] + pads[3] - kernel[1]) // stride[1] + 1
         if ho < 1 or wo < 1:
@@ -1273,7 +1312,7 @@ class _Reader:
         pool = ir.Pool(
             self.name_of(node),
             x.shape,
-            (ho, wo, c),
+            (wo, c) if x.layout == "ncl" else (ho, wo, c),
             kind=kind,
             pool=kernel,
             stride=stride,
@@ -1319,10 +1358,10 @@ class _Reader:
         if x.layout == "flat":
             self.values[node.output[0]] = x
             return
-        h, w, c = x.shape
+        h, w, c = x.shape if x.layout != "ncl" else (1, *x.shape)
         order = None
         affine = None if x.affine is None else x.affine.tiled(h * w)
-        if x.layout == "nchw":
+        if x.layout in ("nchw", "ncl"):  # PyTorch flattens C, H, W (C, L)
             order = np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).ravel()
         name = self.name_of(node)
         flat = ir.Flatten(
@@ -1343,6 +1382,9 @@ class _Reader:
         x = self.stream(node, affine_ok=True)
         target = [int(d) for d in self.constant(node, 1, "shape").ravel()]
         total = element_count(x.shape)
+        if tuple(target) == x.onnx_shape:  # a reshape to its own shape (the exporters' no-op)
+            self.values[node.output[0]] = x
+            return
         ok = len(target) == 2 and target[0] in (1, 0, -1) and target[1] in (total, -1)
         if target[0] == -1 and target[1] == -1:
             ok = False
@@ -1450,6 +1492,102 @@ class _Reader:
         self.add(merge, node)
         frac = None if a.frac is None or b.frac is None else max(a.frac, b.frac)
         self.values[node.output[0]] = _Stream(name, a.shape, a.layout, a.order, frac, affine)
+
+    def _op_mul(self, node: Any, attrs: dict[str, Any]) -> None:
+        """A stream times a positive constant (one value, or one per channel): it joins the
+        stream's pending float map (`_Affine`: ``scale`` and ``bias`` times the
+        constant, which commutes with a pending Relu), decided by the next Quant or the
+        output's scale. Exact in rtlgen; QONNX's executor rounds the product to float32
+        once more (a code differs only within a float32 ulp of a rounding boundary)."""
+        where = self.where(node)
+        values = [self.values.get(name) for name in node.input]
+        if len(values) != 2 or any(v is None for v in values):
+            raise ModelFileError(f"{where}: expects two defined inputs")
+        streams = [v for v in values if isinstance(v, _Stream)]
+        if len(streams) != 1:
+            raise UnsupportedError(
+                f"{where}: a product of two computed tensors is not supported (only a stream "
+                "times a constant)"
+            )
+        x = self._stream(node, 0 if isinstance(values[0], _Stream) else 1)
+        constant = self.constant(node, 1 if isinstance(values[0], _Stream) else 0, "factor")
+        factor = self._per_channel(node, constant.astype(np.float64), x, np.float64)
+        if np.any(factor <= 0):
+            raise UnsupportedError(
+                f"{where}: multiplying by {factor.ravel()[:4]}: only positive constants are "
+                "supported (a scale, one value or one per channel)"
+            )
+        a = x.affine or _Affine(np.ones(x.shape[-1]), np.zeros(x.shape[-1]))
+        if factor.size == 1:
+            factor = np.full(a.scale.size, float(factor.flat[0]))
+        elif factor.size != a.scale.size:  # per channel on a flattened image: tile
+            factor = np.tile(factor, a.scale.size // factor.size)
+        # ``scale`` stays an exact product of float32 values only for a float32 factor
+        bound = a.bound if x.affine is not None else None
+        pending = _Affine(a.scale * factor, a.bias * factor, a.relu, bound)
+        self.values[node.output[0]] = _Stream(x.node, x.shape, x.layout, x.order, x.frac, pending)
+
+    def _op_concat(self, node: Any, attrs: dict[str, Any]) -> None:
+        """Streams side by side along the channel axis (ONNX axis 1): a `Concat` node (every
+        input moves exactly to one common type). Pending float maps (`_Affine`) are
+        concatenated per channel (a fixed-point input: scale 1, bias 0); their Relus must
+        agree."""
+        from rtlgen.ops.concatenate import Concat
+
+        where = self.where(node)
+        if not 2 <= len(node.input) <= 64:
+            raise UnsupportedError(f"{where}: {len(node.input)} inputs (2 to 64 supported)")
+        xs = [self.stream(node, k, affine_ok=True) for k in range(len(node.input))]
+        rank = len(xs[0].onnx_shape)
+        axis = int(attrs.get("axis", 1))
+        if axis % rank != 1 or axis < -rank:
+            raise UnsupportedError(
+                f"{where}: axis={axis} is not supported (only the channel axis 1)"
+            )
+        first = xs[0]
+        for x in xs[1:]:
+            if x.layout != first.layout or x.shape[:-1] != first.shape[:-1]:
+                raise UnsupportedError(
+                    f"{where}: inputs {first.onnx_shape} and {x.onnx_shape} differ besides "
+                    "the channel axis"
+                )
+        if first.layout == "flat" and any(x.order is not None for x in xs):
+            raise UnsupportedError(
+                f"{where}: a concatenation of flattened images is not supported (concatenate "
+                "the images, then flatten)"
+            )
+        affine = None
+        if any(x.affine is not None for x in xs):
+            parts = [
+                x.affine or _Affine(np.ones(x.shape[-1]), np.zeros(x.shape[-1])) for x in xs
+            ]
+            if len({p.relu for p in parts}) != 1:
+                raise UnsupportedError(
+                    f"{where}: inputs with and without a pending Relu (quantize them first)"
+                )
+            bounds = [p.bound if x.affine is not None else None for p, x in zip(parts, xs, strict=True)]
+            bound = None if any(b is None for b in bounds) else max(bounds)  # type: ignore[type-var]
+            affine = _Affine(
+                np.concatenate([p.scale for p in parts]),
+                np.concatenate([p.bias for p in parts]),
+                parts[0].relu,
+                bound,
+            )
+        sizes = tuple(x.shape[-1] for x in xs)
+        out_shape = (*first.shape[:-1], sum(sizes))
+        name = self.name_of(node)
+        concat = Concat(
+            name,
+            first.shape,
+            out_shape,
+            input_sizes=sizes,
+            source=_text(node.name or node.output[0]),
+            inputs=tuple(x.node for x in xs),
+        )
+        self.add(concat, node)
+        fracs = [x.frac for x in xs]
+        frac = None if any(f is None for f in fracs) else max(fracs)  # type: ignore[type-var]
+        self.values[node.output[0]] = _Stream(name, out_shape, first.layout, None, frac, affine)
 
     def _add_constant(self, node: Any, x: _Stream, constant: np.ndarray) -> None:
         """A constant added to the output of a bias-free Gemm/MatMul/Conv: its bias."""
@@ -1746,6 +1884,24 @@ class _QuantSpec:
     @property
     def mode(self) -> str:
         return self.rounding
+
+
+def _as_2d(attrs: dict[str, Any], where: str) -> dict[str, Any]:
+    """A 1-D Conv/MaxPool's attributes as those of the 2-D window of height 1 rtlgen builds
+    (kernel (1, k), strides (1, s), pads (0, begin, 0, end))."""
+    out = dict(attrs)
+    for key, fill in (("kernel_shape", 1), ("strides", 1), ("dilations", 1)):
+        if key in attrs:
+            values = list(attrs[key])
+            if len(values) != 1:
+                raise ModelFileError(f"{where}: {key} {values[:4]} is not 1-D")
+            out[key] = [fill, *values]
+    if "pads" in attrs:
+        pads = list(attrs["pads"])
+        if len(pads) != 2:
+            raise ModelFileError(f"{where}: pads {pads[:4]} are not 1-D")
+        out["pads"] = [0, pads[0], 0, pads[1]]
+    return out
 
 
 def _dense_kernel(w: np.ndarray, group: int) -> np.ndarray:

@@ -287,6 +287,59 @@ def _models():
             z = self.relu2(self.shared(self.c2(y)) + self.shared(y))
             return self.out(self.fc(torch.flatten(z, 1)))
 
+    class MlpLogits(nn.Module):
+        """Brevitas's defaults ending in a QuantLinear without an output quantizer: float
+        logits (accumulator x input scale x per-channel weight scale + float bias)."""
+
+        def __init__(self):
+            super().__init__()
+            self.inp = qnn.QuantIdentity(return_quant_tensor=True)
+            self.fc1 = qnn.QuantLinear(10, 12, bias=True)
+            self.relu1 = qnn.QuantReLU(return_quant_tensor=True)
+            self.fc2 = qnn.QuantLinear(
+                12, 5, bias=True, weight_quant=Int8WeightPerChannelFloat
+            )
+
+        def forward(self, x):
+            return self.fc2(self.relu1(self.fc1(self.inp(x))))
+
+    class MlpCodes(nn.Module):
+        """Brevitas's defaults ending in a default (float-scale) QuantIdentity: the output is
+        integer codes times a float scale; a ``Mul`` by a constant in between."""
+
+        def __init__(self):
+            super().__init__()
+            self.inp = qnn.QuantIdentity(return_quant_tensor=True)
+            self.fc1 = qnn.QuantLinear(9, 8, bias=True)
+            self.relu1 = qnn.QuantReLU(return_quant_tensor=True)
+            self.fc2 = qnn.QuantLinear(8, 6, bias=True)
+            self.out = qnn.QuantIdentity()
+
+        def forward(self, x):
+            x = self.relu1(self.fc1(self.inp(x)))
+            return self.out(self.fc2(x) * 0.75)
+
+    class Conv1dCat(nn.Module):
+        """1-D: QuantIdentity -> two QuantConv1d branches (one with a per-channel ``Mul``)
+        -> ``Concat`` on the channel axis -> QuantReLU -> MaxPool1d -> flatten ->
+        QuantLinear: float logits (Brevitas's defaults, TorchScript exporter)."""
+
+        def __init__(self):
+            super().__init__()
+            self.inp = qnn.QuantIdentity(return_quant_tensor=True)
+            self.a = qnn.QuantConv1d(3, 4, 3, padding=1, bias=True)
+            self.b = qnn.QuantConv1d(3, 2, 5, padding=2, stride=1, bias=True)
+            self.gain = nn.Parameter(torch.tensor([0.5, 1.25]).reshape(1, 2, 1), False)
+            self.relu = qnn.QuantReLU(return_quant_tensor=True)
+            self.pool = nn.MaxPool1d(2)
+            self.fc = qnn.QuantLinear(6 * 5, 4, bias=True)
+
+        def forward(self, x):
+            x = self.inp(x)
+            y = torch.cat([self.a(x), self.b(x) * self.gain], dim=1)
+            y = self.pool(self.relu(y))
+            return self.fc(torch.flatten(y, 1))
+
     return {
         "mlp": (Mlp, (16,), True),
         "mlp_modes": (MlpModes, (10,), False),
@@ -300,6 +353,10 @@ def _models():
         "mlp_float": (MlpFloat, (12,), True),
         "cnn_float": (CnnFloat, (2, 8, 8), False),
         "res_float": (ResFloat, (2, 4, 4), False),
+        "mlp_logits": (MlpLogits, (10,), True),
+        "mlp_codes": (MlpCodes, (9,), False),
+        "conv1d_cat": (Conv1dCat, (3, 10), False),
+        "conv1d_cat_dyn": (Conv1dCat, (3, 10), True),
     }
 
 

@@ -44,12 +44,13 @@ MODELS = (
     "mlp_float",
     "cnn_float",
     "res_float",
+    "mlp_codes",
 )
 
 
 def _stream_layout(x: np.ndarray) -> np.ndarray:
-    """The model's NCHW inputs in rtlgen's (N, H, W, C) stream layout."""
-    return x.transpose(0, 2, 3, 1) if x.ndim == 4 else x
+    """The model's NCHW (NCL) inputs in rtlgen's (N, H, W, C) ((N, L, C)) stream layout."""
+    return np.moveaxis(x, 1, -1) if x.ndim in (3, 4) else x
 
 
 def _predict(name: str, folder: Path = DATA) -> tuple[np.ndarray, np.ndarray, ir.ModelGraph]:
@@ -306,10 +307,10 @@ def test_unsupported_op_is_one_line_naming_node_and_supported_ops(tmp_path):
     assert all(op in line for op in SUPPORTED_OPS)
 
 
-def test_float_scale_quant_converts_and_a_float_scale_output_is_refused(tmp_path):
-    """A float (not power-of-two) scale on a hidden QuantReLU or a weight now converts
-    (thresholds); a float-scale quantizer as the model's output is one line naming the
-    output and what is supported."""
+def test_float_scale_quant_converts_and_a_float_scale_output_is_its_scale(tmp_path):
+    """A float (not power-of-two) scale on a hidden QuantReLU or a weight converts
+    (thresholds); a float-scale quantizer as the model's output: the hardware outputs its
+    integer codes, the graph's output scale is the Quant's (float32) scale."""
 
     def relu_scale(model):
         quant = [n for n in model.graph.node if n.op_type == "Quant"][2]  # the QuantReLU
@@ -329,14 +330,17 @@ def test_float_scale_quant_converts_and_a_float_scale_output_is_refused(tmp_path
         quant = [n for n in model.graph.node if n.op_type == "Quant"][-1]
         _set_initializer(model, quant.input[1], np.array(0.0421, dtype=np.float32))
 
-    _one_line_exit_2(
-        _edited(tmp_path, "mlp_float", output_scale), "output", "power-of-two quantizer"
-    )
+    graph = load_model(_edited(tmp_path, "mlp_float", output_scale))
+    (scale,) = graph.output_scales
+    assert graph.output.op == "threshold" and graph.output.out_type.frac == 0
+    np.testing.assert_array_equal(scale.scale, np.float32(0.0421))
+    np.testing.assert_array_equal(scale.bias, 0)
 
 
-def test_float_logits_output_is_refused(tmp_path):
+def test_float_logits_output_is_the_layers_scale_and_bias(tmp_path):
     """A final QuantLinear without an output quantizer on float-scale codes (float logits
-    acc * s + b): one line."""
+    acc * s + b): the hardware outputs the accumulator, the output scale is s (input scale
+    x weight scale, exact) and the bias b (float32); a Relu after it is one line."""
 
     def drop_output_quant(model):
         graph = model.graph
@@ -344,7 +348,19 @@ def test_float_logits_output_is_refused(tmp_path):
         graph.output[0].name = quant.input[0]
         graph.node.remove(quant)
 
-    _one_line_exit_2(_edited(tmp_path, "mlp_float", drop_output_quant), "float output")
+    graph = load_model(_edited(tmp_path, "mlp_float", drop_output_quant))
+    (scale,) = graph.output_scales
+    assert graph.output.op == "dense" and graph.output.bias is None
+    assert scale.scale.size == 4 and np.any(scale.bias != 0)
+
+    def relu_output(model):
+        drop_output_quant(model)
+        graph = model.graph
+        last = graph.output[0].name
+        graph.node.append(onnx.helper.make_node("Relu", [last], ["relu_out"], name="out_relu"))
+        graph.output[0].name = "relu_out"
+
+    _one_line_exit_2(_edited(tmp_path, "mlp_float", relu_output), "Relu", "output")
 
 
 def test_float_scales_beyond_thresholds_are_one_line(tmp_path):

@@ -1,0 +1,279 @@
+"""QONNX models with float-scale outputs and float logits (an `ir.OutputScale`), `Concat`,
+`Mul` by a constant, 1-D convolutions, and inputs in the model's own NCHW/NCL layout
+(rtlgen/frontend/qonnx.py, rtlgen/api.py), against QONNX's executor.
+
+Goldens (tests/data/qonnx/, tests/data/make_qonnx_models.py, Brevitas's default float scales):
+``mlp_codes`` ends in a default QuantIdentity (integer codes x a float scale: exact, with a
+``Mul`` by 0.75 before it), ``mlp_logits`` in a QuantLinear without output quantizer (float
+logits, per-channel weight scales), ``conv1d_cat`` (TorchScript exporter) and
+``conv1d_cat_dyn`` (dynamo exporter): two Conv1d branches, a per-channel ``Mul``, ``Concat``,
+MaxPool1d, flatten, float logits. Float logits: QONNX's executor sums float32 products in
+ONNX Runtime's order, rtlgen rounds the exact value once, so they agree within float32 (a
+few ulps); the integer accumulators the hardware outputs are exactly the executor's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+
+from rtlgen import ir  # noqa: E402
+from rtlgen.api import (  # noqa: E402
+    dequantized_outputs,
+    load_model,
+    predict_outputs,
+    to_stream_layout,
+)
+from rtlgen.frontend.qonnx import read_qonnx  # noqa: E402
+from rtlgen.ops.concatenate import Concat  # noqa: E402
+from rtlgen.quant.errors import RtlgenError, UnsupportedError  # noqa: E402
+from rtlgen.quant.reference import predict, quantize_input, run_int, run_int_outputs  # noqa: E402
+from rtlgen.serialize import load_graph, save_graph  # noqa: E402
+
+from .cli_run import rtlgen  # noqa: E402
+from .ops.network_checks import bit_exact_in_simulator  # noqa: E402
+
+DATA = Path(__file__).parents[1] / "data" / "qonnx"
+LOGITS = ("mlp_logits", "conv1d_cat", "conv1d_cat_dyn")
+
+
+def _golden(name: str) -> tuple[ir.ModelGraph, np.ndarray, np.ndarray]:
+    expected = np.load(DATA / f"{name}_expected.npz")
+    return load_model(DATA / f"{name}.onnx"), expected["x"], expected["y"]
+
+
+def _within_float32(got: np.ndarray, want: np.ndarray, ulps: int = 8) -> None:
+    """Equal within ``ulps`` float32 steps of the largest output (the executor's float32
+    sums in its own order against rtlgen's one rounding of the exact value)."""
+    step = np.spacing(np.float32(np.abs(want).max()))
+    np.testing.assert_allclose(got, want, rtol=0, atol=float(ulps * step))
+
+
+# ---------------------------------------------------------------------------------------
+# float-scale outputs
+# ---------------------------------------------------------------------------------------
+def test_float_scale_output_codes_are_exact():
+    """A float-scale output Quant: integer codes in hardware, code x scale in float32 is
+    exactly the executor's output (and a Mul by a constant before it is folded in)."""
+    graph, x, want = _golden("mlp_codes")
+    (scale,) = graph.output_scales
+    assert graph.output.op == "threshold" and graph.output.out_type.frac == 0
+    assert scale.order_preserving and not np.any(scale.bias)
+    got = predict(graph, x)
+    np.testing.assert_array_equal(got.astype(np.float32), want)
+    codes = run_int(graph, quantize_input(graph, x))
+    # float32(code x scale): the scale is the Quant's float32 scale (x 0.75, the Mul's)
+    np.testing.assert_array_equal((codes * scale.scale[0]).astype(np.float32), got)
+
+
+@pytest.mark.parametrize("name", LOGITS)
+def test_float_logits_within_float32_and_accumulators_exact(name):
+    graph, x, want = _golden(name)
+    (scale,) = graph.output_scales
+    assert not scale.order_preserving  # per-channel scales and biases
+    (got,) = predict_outputs(graph, to_stream_layout(graph, x)).values()
+    assert got.dtype == np.float64 and np.array_equal(got, got.astype(np.float32))
+    _within_float32(got.reshape(want.shape), want)
+    # the integer outputs: the executor's value, unscaled, is within 1/8 of rtlgen's integer
+    acc = run_int(graph, quantize_input(graph, to_stream_layout(graph, x)))
+    real = graph.output.out_type.to_float(acc)
+    implied = (want.reshape(acc.shape).astype(np.float64) - scale.bias) / scale.scale
+    assert np.abs(implied - real).max() * 2**graph.output.out_type.frac < 0.125
+
+
+def test_no_arg_max_where_the_scale_reorders_classes():
+    """The hardware's arg-max (tuser) is of the integer outputs: kept only when one scale
+    and one bias serve every class."""
+    from rtlgen.plan import plan_network
+
+    logits, _, _ = _golden("mlp_logits")
+    codes, _, _ = _golden("mlp_codes")
+    assert plan_network(logits).outputs[0].classes == 0
+    assert plan_network(codes).outputs[0].classes == 6
+
+
+def test_output_scale_is_saved_with_the_graph(tmp_path):
+    graph, x, _ = _golden("conv1d_cat")
+    save_graph(graph, tmp_path / "graph.npz")
+    loaded = load_graph(tmp_path / "graph.npz")
+    (a,), (b,) = graph.output_scales, loaded.output_scales
+    np.testing.assert_array_equal(a.scale, b.scale)
+    np.testing.assert_array_equal(a.bias, b.bias)
+    assert loaded.input_layout == "ncl"
+    xs = to_stream_layout(graph, x)
+    by_node = run_int_outputs(loaded, quantize_input(loaded, xs))
+    (got,) = dequantized_outputs(loaded, by_node).values()
+    np.testing.assert_array_equal(got, predict(graph, xs).reshape(len(xs), -1))
+
+
+def test_output_scale_is_checked():
+    with pytest.raises(RtlgenError, match="positive"):
+        ir.OutputScale(np.array([1.0, -1.0]), np.zeros(2))
+    with pytest.raises(RtlgenError, match="biases"):
+        ir.OutputScale(np.ones(2), np.zeros(3))
+    graph, _, _ = _golden("mlp_codes")
+    with pytest.raises(RtlgenError, match="channels"):
+        ir.ModelGraph(
+            graph.name, graph.nodes, output_scales=(ir.OutputScale(np.ones(2), np.zeros(2)),)
+        )
+
+
+def test_manifest_dequantize_field_reads_and_checks(tmp_path):
+    """The manifest's output `dequantize` (scale and bias per channel) is optional, read
+    back equal, and a bad one is one ManifestError line."""
+    import json
+
+    from rtlgen.sim_tb.tb_manifest import Dequantize, ManifestError, _dequantize
+
+    spec = Dequantize((0.5, 0.25), (0.0, -1.5))
+    assert _dequantize(json.loads(json.dumps(spec.as_json())), "outputs[0].dequantize", (2,)) == spec
+    assert _dequantize(None, "x", (2,)) is None
+    np.testing.assert_array_equal(spec.apply(np.array([[2, 4]])), [[1.0, -0.5]])
+    for bad in ({"scale": [1.0], "bias": [0.0]}, {"scale": [0.0, 1.0], "bias": [0, 0]},
+                {"scale": [1.0, "x"], "bias": [0, 0]}, {"scale": [1.0, 1.0]}):
+        with pytest.raises(ManifestError):
+            _dequantize(bad, "outputs[0].dequantize", (2,))
+
+
+# ---------------------------------------------------------------------------------------
+# Concat, Mul, Conv1d
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["conv1d_cat", "conv1d_cat_dyn"])
+def test_conv1d_concat_mul_graph(name):
+    """Both exporters: NCL input -> (L, C) stream; Conv1d -> rtlgen's 1-D conv; the
+    per-channel Mul and the Concat of two float-scale branches -> one Concat node and one
+    Threshold with per-channel maps; MaxPool1d; flatten in PyTorch's C, L order."""
+    graph, _, _ = _golden(name)
+    ops = [n.op for n in graph.nodes]
+    assert ops == [
+        "input", "threshold", "conv1d", "conv1d", "concatenate", "threshold", "maxpool1d",
+        "flatten", "dense",
+    ]
+    assert graph.input_shape == (10, 3) and graph.input_layout == "ncl"
+    concat = next(n for n in graph.nodes if isinstance(n, Concat))
+    assert concat.input_sizes == (4, 2)
+    unlowered = read_qonnx(DATA / f"{name}.onnx")
+    step = next(n for n in unlowered.nodes[4:] if n.op == "threshold").bn
+    assert step.scale.size == 6 and len(set(step.scale[:4])) == 1
+    # the Mul's per-channel gains 0.5 and 1.25 on the second branch's shared scale
+    np.testing.assert_allclose(step.scale[4:] / step.scale[4], [1.0, 2.5])
+
+
+@pytest.mark.parametrize("name", ["mlp_logits", "conv1d_cat"])
+def test_float_output_networks_bit_exact_under_backpressure(name):
+    graph, _, _ = _golden(name)
+    bit_exact_in_simulator(graph, n=3, seed=5)
+
+
+def _edited(tmp_path: Path, name: str, edit) -> Path:
+    model = onnx.load(str(DATA / f"{name}.onnx"))
+    edit(model)
+    path = tmp_path / f"{name}_edited.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def _one_line_error(path: Path, *words: str) -> str:
+    """An `UnsupportedError` of one line naming ``words`` (the CLI prints it, exit 2:
+    test_qonnx.py checks that path; in process here, a subprocess costs seconds)."""
+    with pytest.raises(UnsupportedError) as error:
+        load_model(path)
+    line = str(error.value)
+    assert "\n" not in line
+    for word in words:
+        assert word in line, line
+    return line
+
+
+def _node(model, op_type: str):
+    return next(n for n in model.graph.node if n.op_type == op_type)
+
+
+def test_concat_mul_refusals_are_one_line(tmp_path):
+    def concat_axis(model):
+        concat = _node(model, "Concat")
+        concat.attribute[0].i = 2
+
+    def negative_gain(model):
+        mul = _node(model, "Mul")
+        for index, tensor in enumerate(model.graph.initializer):
+            if tensor.name == mul.input[1]:
+                value = -onnx.numpy_helper.to_array(tensor)
+                model.graph.initializer[index].CopyFrom(
+                    onnx.numpy_helper.from_array(value, tensor.name)
+                )
+
+    def two_streams(model):
+        mul = _node(model, "Mul")
+        mul.input[1] = mul.input[0]
+
+    line = _one_line_error(_edited(tmp_path, "conv1d_cat", concat_axis), "Concat", "axis")
+    assert "channel axis" in line
+    _one_line_error(_edited(tmp_path, "conv1d_cat", negative_gain), "Mul", "positive")
+    _one_line_error(_edited(tmp_path, "conv1d_cat", two_streams), "Mul", "constant")
+
+
+# ---------------------------------------------------------------------------------------
+# the model's own layout
+# ---------------------------------------------------------------------------------------
+def test_inputs_in_the_models_own_layout_or_the_streams():
+    graph, x, _ = _golden("cnn_float")
+    assert graph.input_layout == "nchw" and graph.source_input_shape == (2, 8, 8)
+    notes: list[str] = []
+    own = to_stream_layout(graph, x, notes=notes)
+    assert own.shape == (len(x), 8, 8, 2) and "model's own (N, C, H, W)" in notes[0]
+    np.testing.assert_array_equal(own, x.transpose(0, 2, 3, 1))
+    np.testing.assert_array_equal(to_stream_layout(graph, own, notes=notes), own)
+    assert "channels-last" in notes[1]
+    assert to_stream_layout(graph, x[0]).shape == (1, 8, 8, 2)  # one sample without N
+    with pytest.raises(RtlgenError, match=r"\(N, C, H, W\)"):
+        to_stream_layout(graph, x[:, :1])
+    mlp, _, _ = _golden("mlp_codes")
+    assert mlp.input_layout == "" and to_stream_layout(mlp, np.ones((2, 9))).shape == (2, 9)
+
+
+def test_cli_predict_takes_the_models_layout_and_says_so(tmp_path):
+    """`rtlgen predict` on the 1-D model with (N, C, L) inputs, as the golden file holds
+    them: it names the layout it used and writes the float logits (float32 values)."""
+    graph, x, want = _golden("conv1d_cat")
+    np.save(tmp_path / "x.npy", x)
+    run = rtlgen("predict", DATA / "conv1d_cat.onnx", "-i", tmp_path / "x.npy", "-o",
+                 tmp_path / "y.npy")
+    assert run.returncode == 0, run.stderr
+    assert "model's own (N, C, L)" in run.stdout
+    got = np.load(tmp_path / "y.npy")
+    _within_float32(got.astype(np.float32), want)
+    np.testing.assert_array_equal(got, predict(graph, to_stream_layout(graph, x)))
+
+
+# ---------------------------------------------------------------------------------------
+# slow: Verilator
+# ---------------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mlp_logits", "conv1d_cat"])
+def test_convert_and_sim_float_outputs(tmp_path, name):
+    """`rtlgen convert` + `rtlgen sim` (Verilator, backpressure 0.3) with inputs in the
+    model's own layout: bit-exact integers, `sim -o` = `predict` (the output scale from
+    graph.npz), the manifest's `dequantize` = the graph's output scale."""
+    import json
+
+    graph, x, want = _golden(name)
+    np.save(tmp_path / "x.npy", x[:6])
+    out = tmp_path / "design"
+    run = rtlgen("convert", DATA / f"{name}.onnx", "-o", out)
+    assert run.returncode == 0, run.stderr
+    run = rtlgen("sim", out, "-i", tmp_path / "x.npy", "-o", tmp_path / "y.npy",
+                 "--backpressure", "0.3", timeout=1200)
+    assert run.returncode == 0, run.stdout + run.stderr
+    simulated = np.load(tmp_path / "y.npy")
+    np.testing.assert_array_equal(simulated, predict(graph, to_stream_layout(graph, x[:6])))
+    _within_float32(simulated.astype(np.float32), want[:6])
+    manifest = json.loads((out / "manifest.json").read_text())
+    dequantize = manifest["outputs"][0]["dequantize"]
+    (scale,) = graph.output_scales
+    assert dequantize == {"scale": scale.scale.tolist(), "bias": scale.bias.tolist()}
+    assert manifest["outputs"][0]["classes"] is None
