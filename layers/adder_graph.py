@@ -249,45 +249,24 @@ def _eliminate_common_pairs(
                 for (n2, s2), g2 in items[p + 1 :]:
                     count[(n1, n2, s2 - s1, g1 * g2)] += 1
 
-    def score(k: tuple[int, int, int, int], c: int) -> int:
-        # The plain occurrence count: weighting it by adder width (da4ml's "wmc") measured
-        # no better on random 6-bit matrices.
-        return c
-
-    # Buckets of patterns by score; a heap of the scores in use (lazily cleaned).
-    buckets: dict[int, set] = defaultdict(set)
-    where: dict[tuple[int, int, int, int], int] = {}
-
-    def place(k: tuple[int, int, int, int]) -> None:
-        old = where.pop(k, None)
-        if old is not None:
-            buckets[old].discard(k)
-        c = count.get(k, 0)
-        if c >= 2 and k not in banned:
-            sc = score(k, c)
-            if not buckets[sc]:
-                heapq.heappush(score_heap, -sc)
-            buckets[sc].add(k)
-            where[k] = sc
-
+    # The next pattern: the highest count, then the smallest key (deterministic; prefers
+    # older, narrower nodes). A heap of (-count, key) entries, lazily cleaned: a count that
+    # rises pushes a new entry, one that falls leaves its entry stale, to be re-pushed with
+    # the current count when it comes up. Every pattern counted >= 2 has an entry at least
+    # as high as its count, so the first entry matching its count is the one to take.
+    # (The plain occurrence count: weighting it by adder width, da4ml's "wmc", measured no
+    # better on random 6-bit matrices.)
     banned: set[tuple[int, int, int, int]] = set()
-    score_heap: list[int] = []
-    for k, c in count.items():
-        if c >= 2:
-            place(k)
+    heap = [(-c, k) for k, c in count.items() if c >= 2]
+    heapq.heapify(heap)
 
     def unlink(j: int, n: int, s: int) -> None:
         g = columns[j].pop((n, s))
         members = col_groups[j][group_of(n)]
         del members[(n, s)]
-        changed = []
         for (n2, s2), g2 in members.items():
             k = (n, n2, s2 - s, g * g2) if (s, n) < (s2, n2) else (n2, n, s - s2, g * g2)
             count[k] -= 1
-            if k in where:
-                changed.append(k)
-        for k in changed:
-            place(k)
         shifts = col_shifts[j][n]
         shifts.discard(s)
         if not shifts:
@@ -298,21 +277,21 @@ def _eliminate_common_pairs(
         members = col_groups[j][group_of(n)]
         for (n2, s2), g2 in members.items():
             k = (n, n2, s2 - s, g * g2) if (s, n) < (s2, n2) else (n2, n, s - s2, g * g2)
-            count[k] += 1
-            if count[k] >= 2:
-                place(k)
+            c = count[k] = count[k] + 1
+            if c >= 2:
+                heapq.heappush(heap, (-c, k))
         members[(n, s)] = g
         columns[j][(n, s)] = g
         col_shifts[j][n].add(s)
         node_cols[n].add(j)
 
-    while score_heap:
-        top = -score_heap[0]
-        bucket = buckets.get(top)
-        if not bucket:
-            heapq.heappop(score_heap)
+    while heap:
+        negative, k = heapq.heappop(heap)
+        c = count.get(k, 0)
+        if c != -negative or k in banned:
+            if c < -negative and c >= 2 and k not in banned:
+                heapq.heappush(heap, (-c, k))  # stale (fell since): at its current count
             continue
-        k = min(bucket)  # deterministic; prefers older (narrower) nodes
         a, b, d, rel = k
         occurrences: list[tuple[int, int, int]] = []  # (column, shift of a, sign of a)
         for j in sorted(node_cols[a] & node_cols[b]):
@@ -327,7 +306,6 @@ def _eliminate_common_pairs(
                 occurrences.append((j, s, col[(a, s)]))
         if len(occurrences) < 2:
             banned.add(k)  # only overlapping occurrences: not worth a node
-            place(k)
             continue
         new = builder.combine((Term(a, 0, 1), Term(b, d, rel)), shared=True)
         for j, s, g in occurrences:

@@ -161,7 +161,8 @@ class ConstantMatVec(wiring.Component):
             return regs.delay(base[node], cycle - plan.nodes[node].cycle, name=f"n{node}")
 
         def term_value(t: Term, cycle: int) -> Value:
-            v = at(t.node, cycle) << t.shift
+            # shift_left is wiring; `<< int` would be a shifter cell (a variable shift)
+            v = at(t.node, cycle).shift_left(t.shift)
             return -v if t.sign < 0 else v
 
         for index, node in enumerate(plan.nodes):
@@ -207,13 +208,14 @@ class ConstantMatVec(wiring.Component):
             if low.shift == 0 and low.sign > 0 and 0 < high.shift < len(a):
                 # The low bits of the unshifted operand pass through: no adder bits there.
                 b = at(high.node, cycle)
-                upper = (a >> high.shift) + b if high.sign > 0 else (a >> high.shift) - b
+                a_high = a.shift_right(high.shift)
+                upper = a_high + b if high.sign > 0 else a_high - b
                 bits = Cat(a.as_unsigned()[: high.shift], upper)
                 return bits.as_signed() if upper.shape().signed else bits
         # Negative terms are subtracted: one subtractor instead of a negation and an adder.
         ordered = sorted(operands, key=lambda t: -t.sign)
         total = term_value(ordered[0], cycle)
         for t in ordered[1:]:
-            v = at(t.node, cycle) << t.shift
+            v = at(t.node, cycle).shift_left(t.shift)
             total = total - v if t.sign < 0 else total + v
         return total
