@@ -483,7 +483,16 @@ def lower_recurrent(node: Recurrent, ctx: LowerContext) -> Recurrent:
     h_type = fixed or FixedType(1, 0, False)
     c_type = (fixed or FixedType(1, 0, False)) if isinstance(node, LSTM) else None
     for round_ in range(_STATE_SEARCH_ROUNDS):
-        _, want_h, want_c = _build(node, ctx.in_type, h_type, c_type)
+        try:
+            _, want_h, want_c = _build(node, ctx.in_type, h_type, c_type)
+        except UnsupportedError as exc:
+            if not node.qkeras or sq is not None or isinstance(node, SimpleRNN):
+                raise
+            raise UnsupportedError(
+                f"{exc}; without a state_quantizer the state is rounded to "
+                f"{config.result_frac} fractional bits (result_frac): give the layer a "
+                "state_quantizer (exact) or a smaller result_frac in a precision config"
+            ) from None
         # the types the state produces, then (should they not settle) their union
         grow = _union if round_ >= _STATE_SEARCH_ROUNDS // 2 else (lambda _old, new: new)
         new_h = want_h if fixed is not None else grow(h_type, want_h)
