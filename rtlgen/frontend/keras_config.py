@@ -1042,6 +1042,9 @@ def build_graph(
         (n for n in nodes if isinstance(n, ir.Input)), key=lambda n: order.get(n.name, 0)
     )
     nodes = [*inputs_first, *(n for n in nodes if not isinstance(n, ir.Input))]
-    return ir.ModelGraph(
+    graph = ir.ModelGraph(
         model.name, tuple(nodes), source=source, outputs=outputs, softmax_outputs=softmax_outputs
     )
+    from .hgq1 import exact_proxy_weights, is_proxy_model  # HGQ v1: weights already quantized
+
+    return exact_proxy_weights(graph) if is_proxy_model(layers) else graph

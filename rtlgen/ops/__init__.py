@@ -13,6 +13,7 @@ from rtlgen.ops import (  # noqa: F401
     dense,
     depthwise_conv,
     flatten,
+    hgq1,
     hgq2,
     identity,
     leaky_relu,
