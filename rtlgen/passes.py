@@ -1,8 +1,8 @@
 """Pure graph passes: ``ModelGraph -> ModelGraph``.
 
-`lower` = `fuse_thresholds` -> `fold_batchnorm` -> `fuse_activations` -> `infer_precision`:
-the result has only integer constants (`QTensor`) and every fixed-point type set, ready for
-the reference model and the hardware.
+`lower` = `fuse_thresholds` -> `fold_batchnorm` -> `fuse_activations` -> `infer_precision`
+-> `fold_constant_layers`: the result has only integer constants (`QTensor`) and every
+fixed-point type set, ready for the reference model and the hardware.
 """
 
 from __future__ import annotations
@@ -86,8 +86,10 @@ DEFAULT_PRECISION = PrecisionConfig()
 
 # ---------------------------------------------------------------------------------------
 def lower(graph: ir.ModelGraph, config: PrecisionConfig = DEFAULT_PRECISION) -> ir.ModelGraph:
-    """Fold, fuse and assign every fixed-point type."""
-    return infer_precision(fuse_activations(fold_batchnorm(fuse_thresholds(graph))), config)
+    """Fold, fuse and assign every fixed-point type; layers that compute a constant are
+    built as constants and their dead producers dropped (`fold_constant_layers`)."""
+    lowered = infer_precision(fuse_activations(fold_batchnorm(fuse_thresholds(graph))), config)
+    return fold_constant_layers(lowered)
 
 
 def _is_float(t: ir.Tensor | None) -> bool:
@@ -497,3 +499,87 @@ def _lower_arithmetic(
     # Unquantized layers of a QKeras model stay exact, as in QKeras's float arithmetic.
     exact = quantized_model and explicit.result is None
     return node.replace(out_type=result_type(node, acc, exact, explicit.result, config))
+
+
+# ---------------------------------------------------------------------------------------
+# constant layers and dead layers
+# ---------------------------------------------------------------------------------------
+def fold_constant_layers(graph: ir.ModelGraph) -> ir.ModelGraph:
+    """Build nothing whose result cannot reach an output (on a lowered graph).
+
+    A `Dense` whose weights are all zero computes a constant (its activation of its bias);
+    so does a `Dense` whose input is such a constant (its accumulator, ``c @ W + b``, is
+    folded into its bias). Each such layer becomes a `Dense` of zero weights and that exact
+    accumulator as its bias, reading the graph's input directly (one beat per sample keeps
+    the stream's timing); the layers that then feed nothing that reaches an output are
+    removed. Exact: every output equals the original graph's for every input.
+
+    Only on a graph with one flat (1-D) input: a constant layer behind an image input keeps
+    its producers (the beats of its input carry the sample's timing). Convolutions are not
+    folded. A `RtlgenWarning` names the folded and the removed layers.
+    """
+    from rtlgen.ops.registry import op_for
+
+    inputs = graph.input_nodes
+    if len(inputs) != 1 or len(inputs[0].out_shape) != 1:
+        return graph
+    source = inputs[0]
+    assert source.out_type is not None
+    constant: dict[str, np.ndarray] = {}  # node -> its constant output (mantissas)
+    types: dict[str, FixedType] = {source.name: source.out_type}
+    nodes: list[ir.Node] = []
+    folded: list[str] = []
+    for node in graph.nodes:
+        if type(node) is ir.Dense and isinstance(node.weights, ir.QTensor):
+            producer = node.inputs[0]
+            zero = not node.weights.mantissa.any()
+            if (zero or producer in constant) and producer != source.name:
+                node = _constant_dense(node, source, types[producer], constant.get(producer))
+                folded.append(node.name)
+            if zero or producer in constant:
+                x = np.zeros((1, *source.out_shape), dtype=np.int64)
+                constant[node.name] = op_for(node).reference(node, x, source.out_type)[0]
+        nodes.append(node)
+        assert node.out_type is not None
+        types[node.name] = node.out_type
+    if not folded:
+        return graph
+    result = graph.with_nodes(nodes)
+    live = set(result.outputs or (nodes[-1].name,))
+    for node in reversed(nodes):
+        if node.name in live:
+            live.update(node.inputs)
+    removed = [n.name for n in nodes if n.name not in live and not isinstance(n, ir.Input)]
+    warnings.warn(
+        f"layer(s) {', '.join(f for f in folded if f in live)} compute a constant (all-zero "
+        "weights, or a constant input folded into the bias): built as constants"
+        + (f"; layer(s) {', '.join(removed)} reach no output and are not built" if removed else ""),
+        RtlgenWarning,
+        stacklevel=2,
+    )
+    return result.with_nodes([n for n in nodes if n.name in live or isinstance(n, ir.Input)])
+
+
+def _constant_dense(
+    node: ir.Dense, source: ir.Input, in_type: FixedType, x: np.ndarray | None
+) -> ir.Dense:
+    """``node`` as a zero-weight `Dense` on ``source`` whose bias is its accumulator for
+    the constant input ``x`` (None: its weights are zero, the input does not matter)."""
+    assert node.acc_type is not None and isinstance(node.weights, ir.QTensor)
+    from rtlgen.quant.reference import aligned_bias
+
+    acc_frac = node.acc_type.frac
+    acc = np.broadcast_to(np.asarray(aligned_bias(node, acc_frac), dtype=np.int64), node.out_shape)
+    if x is not None:
+        w = aligned_weights(node.weights.mantissa, in_type, node.weights.type, acc_frac)
+        acc = acc + x.astype(object) @ w.astype(object)
+    assert source.out_type is not None
+    # zero weights whose products land at the accumulator's fraction (no alignment shift)
+    w_type = FixedType(2, acc_frac - source.out_type.frac, True)
+    n_in = source.out_shape[0]
+    return node.replace(
+        inputs=(source.name,),
+        in_shape=source.out_shape,
+        weights=ir.QTensor(np.zeros((n_in, node.out_shape[-1]), dtype=np.int64), w_type),
+        bias=ir.QTensor(np.asarray(acc, dtype=np.int64).reshape(-1), node.acc_type),
+    )

@@ -109,3 +109,28 @@ def test_a_daemonic_worker_converts_in_its_own_process(monkeypatch):
     text = queue.get(timeout=300)
     worker.join(timeout=60)
     assert text == expected
+
+
+def test_the_jobs_option_reaches_the_verilog_step(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from rtlgen.cli import app
+    from rtlgen.serialize import save_graph
+
+    save_graph(mlp(sizes=(4, 3, 2), seed=4), tmp_path / "graph.npz")
+    seen: list[int | None] = []
+    convert_layers = emit.network_verilog
+
+    def recording(top, name, jobs=None, progress=None):
+        seen.append(jobs)
+        return convert_layers(top, name, jobs=jobs, progress=progress)
+
+    monkeypatch.setattr(emit, "network_verilog", recording)
+    runner = CliRunner()
+    for args, expected in ((["--jobs", "3"], 3), ([], None)):
+        out = tmp_path / f"out{len(seen)}"
+        result = runner.invoke(app, ["convert", str(tmp_path / "graph.npz"), "-o", str(out), *args])
+        assert result.exit_code == 0, result.output
+        assert seen[-1] == expected
+    result = runner.invoke(app, ["convert", str(tmp_path / "graph.npz"), "-o", str(tmp_path / "x"), "--jobs", "0"])
+    assert result.exit_code == 2 and "--jobs" in result.output
