@@ -234,7 +234,15 @@ def _eliminate_common_pairs(
         coeffs = nodes[n].coeffs
         return next(iter(coeffs)) if len(coeffs) == 1 else -1 - n  # a group of its own
 
-    count: dict[tuple[int, int, int, int], int] = defaultdict(int)
+    # A pattern is one integer, ordered as the tuple (a, b, d, rel) is: node ids stay below
+    # `radix` (each new node replaces at least two terms) and shifts below `span`.
+    radix = len(nodes) + sum(len(col) for col in columns) + 1
+    span = 1 + max((s for col in columns for _, s in col), default=0)
+
+    def pattern(a: int, b: int, d: int, rel: int) -> int:
+        return ((a * radix + b) * span + d) * 2 + (rel > 0)
+
+    count: dict[int, int] = defaultdict(int)
     node_cols: dict[int, set[int]] = defaultdict(set)
     col_shifts: list[dict[int, set[int]]] = [defaultdict(set) for _ in columns]
     col_groups: list[dict[int, dict[tuple[int, int], int]]] = [defaultdict(dict) for _ in columns]
@@ -247,7 +255,7 @@ def _eliminate_common_pairs(
             items = sorted(members.items(), key=lambda item: (item[0][1], item[0][0]))
             for p, ((n1, s1), g1) in enumerate(items):
                 for (n2, s2), g2 in items[p + 1 :]:
-                    count[(n1, n2, s2 - s1, g1 * g2)] += 1
+                    count[pattern(n1, n2, s2 - s1, g1 * g2)] += 1
 
     # The next pattern: the highest count, then the smallest key (deterministic; prefers
     # older, narrower nodes). A heap of (-count, key) entries, lazily cleaned: a count that
@@ -256,7 +264,7 @@ def _eliminate_common_pairs(
     # as high as its count, so the first entry matching its count is the one to take.
     # (The plain occurrence count: weighting it by adder width, da4ml's "wmc", measured no
     # better on random 6-bit matrices.)
-    banned: set[tuple[int, int, int, int]] = set()
+    banned: set[int] = set()
     heap = [(-c, k) for k, c in count.items() if c >= 2]
     heapq.heapify(heap)
 
@@ -265,7 +273,10 @@ def _eliminate_common_pairs(
         members = col_groups[j][group_of(n)]
         del members[(n, s)]
         for (n2, s2), g2 in members.items():
-            k = (n, n2, s2 - s, g * g2) if (s, n) < (s2, n2) else (n2, n, s - s2, g * g2)
+            if s < s2 or (s == s2 and n < n2):
+                k = ((n * radix + n2) * span + s2 - s) * 2 + (g == g2)
+            else:
+                k = ((n2 * radix + n) * span + s - s2) * 2 + (g == g2)
             count[k] -= 1
         shifts = col_shifts[j][n]
         shifts.discard(s)
@@ -276,7 +287,10 @@ def _eliminate_common_pairs(
     def link(j: int, n: int, s: int, g: int) -> None:
         members = col_groups[j][group_of(n)]
         for (n2, s2), g2 in members.items():
-            k = (n, n2, s2 - s, g * g2) if (s, n) < (s2, n2) else (n2, n, s - s2, g * g2)
+            if s < s2 or (s == s2 and n < n2):
+                k = ((n * radix + n2) * span + s2 - s) * 2 + (g == g2)
+            else:
+                k = ((n2 * radix + n) * span + s - s2) * 2 + (g == g2)
             c = count[k] = count[k] + 1
             if c >= 2:
                 heapq.heappush(heap, (-c, k))
@@ -292,7 +306,9 @@ def _eliminate_common_pairs(
             if c < -negative and c >= 2 and k not in banned:
                 heapq.heappush(heap, (-c, k))  # stale (fell since): at its current count
             continue
-        a, b, d, rel = k
+        rel = 1 if k & 1 else -1
+        a, rest = divmod(k >> 1, radix * span)
+        b, d = divmod(rest, span)
         occurrences: list[tuple[int, int, int]] = []  # (column, shift of a, sign of a)
         for j in sorted(node_cols[a] & node_cols[b]):
             col = columns[j]
