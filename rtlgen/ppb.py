@@ -32,7 +32,14 @@ from amaranth.lib import wiring
 from rtlgen import ir
 from rtlgen.layers.common import shape_of
 from rtlgen.layers.multi_pixel import MultiWindowGenerator, PixelRows, PixelSerializer
-from rtlgen.plan import LayerPlan, PlanContext, StreamFormat, requantize_stage, weights_matrix
+from rtlgen.plan import (
+    LayerPlan,
+    Parallelism,
+    PlanContext,
+    StreamFormat,
+    requantize_stage,
+    weights_matrix,
+)
 from rtlgen.quant.errors import RtlgenError, UnsupportedError
 from rtlgen.quant.fixed import FixedType
 
@@ -116,7 +123,9 @@ def plan_pixels(node: ir.Node, ctx: PlanContext) -> LayerPlan:
     notes = [f"{out.rows.pixels} pixels per beat", *extra.pop("notes", ())]
     if out.rows.pixels == 1:  # one pixel per beat, row after row: the plain stream
         out_format = None
-    elif ctx.is_output or height * width <= ctx.sample_cycles:
+    elif ctx.is_output or (
+        ctx.options.parallelism is Parallelism.AUTO and height * width <= ctx.sample_cycles
+    ):
         stages = [*stages, *_fold(out, ctx.options)]
         notes.append(
             f"folded to 1 pixel per beat ({height * width} pixels in {ctx.sample_cycles} cycles)"
@@ -156,7 +165,11 @@ def _multi_pixel_stages(node: ir.Node, ctx: PlanContext, fmt: PixelFormat):
                 stages.append(SkidBuffer(window.o.payload.shape()))
             out_rows, copies = window.out_rows, window.out_pixels
         mac = _parallel_mac(w, bias, copies, node, ctx)
-        stages += [mac, requantize_stage(node, copies * w.shape[1], mac.out_ranges)]
+        stages.append(mac)
+        if not (node.out_type == node.acc_type and node.activation.is_linear):
+            # (an output that is the accumulator as it is, e.g. before a BN's thresholds,
+            # needs no Requantize: it would be a register and nothing else)
+            stages.append(requantize_stage(node, copies * w.shape[1], mac.out_ranges))
         assert node.out_type is not None
         out = PixelFormat.make(out_rows, w.shape[1], node.out_type)
         counts = dict(

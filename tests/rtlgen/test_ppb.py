@@ -14,7 +14,7 @@ import pytest
 
 from rtlgen import ir
 from rtlgen.emit import predict_timing
-from rtlgen.hardware import HardwareOptions, NetworkTop
+from rtlgen.hardware import HardwareOptions, NetworkTop, Parallelism
 from rtlgen.layers.multi_pixel import MultiWindowGenerator, PixelSerializer
 from rtlgen.passes import PrecisionConfig, lower
 from rtlgen.ppb import PixelFormat
@@ -165,3 +165,50 @@ def test_cli_refuses_a_bad_pixels_per_beat_in_one_line(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert "--pixels-per-beat 3 is not supported" in lines[0]
+
+
+def _full(pixels: int) -> HardwareOptions:
+    return HardwareOptions(pixels_per_beat=pixels, parallelism=Parallelism.FULL)
+
+
+def test_full_parallelism_keeps_the_windows_after_pooling():
+    # lowest latency: the pool's 2 pixels per beat go on; the flatten folds them
+    top = NetworkTop(two_conv_net(), _full(4))
+    assert isinstance(top.plans[2].out_format, PixelFormat)
+    assert _stages(top, "pool")[-1] == "WindowMax"
+    assert _stages(top, "flatten")[:2] == ["StreamFifo", "PixelSerializer"]
+
+
+@pytest.mark.slow
+def test_full_parallelism_is_bit_exact_at_the_model_timing():
+    graph = two_conv_net(seed=3)
+    bit_exact_in_simulator(graph, n=3, options=_full(4), seed=3)
+    timing_matches_model(graph, _full(4))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pixels", [2, 4])
+def test_demo_cnn_in_verilator(tmp_path, pixels):
+    """`rtlgen convert --pixels-per-beat P` then `rtlgen sim` of the demo CNN: bit-exact under
+    backpressure, and without it the manifest's latency and II (II = 64 / P)."""
+    import json
+
+    out = tmp_path / "design"
+    result = rtlgen("convert", *MODEL, "-o", out, "--pixels-per-beat", pixels, timeout=1200)
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["ii_cycles"] == 64 // pixels
+    assert manifest["input"]["elements_per_beat"] == pixels
+    x = np.random.default_rng(pixels).uniform(-1, 1, size=(6, 8, 8, 1))
+    np.save(tmp_path / "x.npy", x)
+    for backpressure in ("0.3", "0"):
+        sim = rtlgen(
+            "sim", out, "-i", tmp_path / "x.npy", "--backpressure", backpressure, timeout=1800
+        )
+        assert sim.returncode == 0, sim.stdout + sim.stderr
+        got = json.loads((out / "sim" / "sim_result.json").read_text())
+        assert got["passed"] and got["mismatches"] == 0
+    assert (got["latency_cycles"], got["ii_cycles"]) == (
+        manifest["latency_cycles"],
+        manifest["ii_cycles"],
+    )
