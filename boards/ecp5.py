@@ -281,7 +281,11 @@ def _build_in(
         (staging / "build.log").write_text(process.stdout + process.stderr)
         if process.returncode != 0:
             raise RtlgenError(
-                f"bitstream build for {preset.name} failed: {_last_error(process.stderr)}"
+                f"bitstream build for {preset.name} failed: "
+                + (
+                    _over_capacity(_read_if_any(staging / f"{BUILD_NAME}.tim"), preset.name)
+                    or _last_error(process.stderr)
+                )
             )
     seconds = time.monotonic() - start
 
@@ -357,6 +361,37 @@ def _keep_failed(staging: Path, failed: Path) -> Path:
         shutil.rmtree(failed)
     staging.rename(failed)
     return failed
+
+
+# What to do when the design needs more of a cell type than the device has.
+_CAPACITY_REMEDIES = {
+    "MULT18X18D": "convert with --multiplier lut (shift-add constant products), "
+    "or pick a larger board",
+    "ALU54B": "convert with --multiplier lut, or pick a larger board",
+    "DP16KD": "pick a larger board (line buffers and weight ROMs use block RAM)",
+}
+
+
+def _over_capacity(log: str, board: str) -> str | None:
+    """The cell types nextpnr's utilisation lines show above the device's capacity, with a
+    remedy, or None when every type fits (then the failure is something else)."""
+    used: dict[str, int] = {}
+    available: dict[str, int] = {}
+    for cell, count, total in _CELLS.findall(log):
+        used[cell], available[cell] = int(count), int(total)
+    for count, total in _LUT4.findall(log):
+        used["LUT4"], available["LUT4"] = int(count), int(total)
+    over = [cell for cell in used if used[cell] > available[cell]]
+    if not over:
+        return None
+    needs = ", ".join(f"{used[cell]} {cell} (device has {available[cell]})" for cell in over)
+    remedy = _CAPACITY_REMEDIES.get(over[0], "use fewer resources or pick a larger board")
+    return f"the design needs {needs} on {board}: {remedy}"
+
+
+def _read_if_any(path: Path) -> str:
+    """The text of the tool log at `path`, or "" when the tool did not get to write it."""
+    return path.read_text(errors="replace") if path.is_file() else ""
 
 
 def _last_error(stderr: str) -> str:

@@ -9,6 +9,7 @@ from rtlgen.boards.ecp5 import (
     BUILD_NAME,
     ECP5_BOARDS,
     BoardTop,
+    _over_capacity,
     build_bitstream,
     ecp5_board,
     parse_nextpnr_log,
@@ -46,6 +47,25 @@ def test_nextpnr_log_gives_post_route_fmax_and_cell_counts():
         "TRELLIS_COMB": 342,
     }
     assert available["LUT4"] == 24288 and available["MULT18X18D"] == 28
+
+
+@pytest.mark.parametrize(
+    ("replace", "expected"),
+    [
+        (("2/     28", "40/     28"), "needs 40 MULT18X18D (device has 28) on ulx3s-25f: "
+         "convert with --multiplier lut"),
+        (("314/24288", "30000/24288"), "needs 30000 LUT4 (device has 24288) on ulx3s-25f: use fewer"),
+        (("1/     56", "60/     56"), "needs 60 DP16KD (device has 56) on ulx3s-25f: pick a larger"),
+        (("", ""), None),
+    ],
+)
+def test_a_design_over_the_device_capacity_is_named_with_a_remedy(replace, expected):
+    log = NEXTPNR_LOG.replace(*replace) if replace[0] else NEXTPNR_LOG
+    message = _over_capacity(log + "ERROR: Unable to place cell 'x'\n", "ulx3s-25f")
+    if expected is None:
+        assert message is None
+    else:
+        assert message.startswith("the design " + expected)
 
 
 def test_nextpnr_log_without_fmax_is_an_error():
