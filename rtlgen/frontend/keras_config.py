@@ -82,6 +82,10 @@ _UNSUPPORTED_HINTS = {
     "Sequential": "nested models are not supported: build the model as one flat Sequential",
     "Functional": "nested models are not supported: build the model as one flat Sequential",
     "Model": "nested models are not supported: build the model as one flat Sequential",
+    "Bidirectional": "a bidirectional RNN runs the sequence backwards too (go_backwards); "
+    "only forward SimpleRNN/LSTM/GRU layers are supported",
+    "Masking": "masked (variable-length) sequences are not supported: recurrent layers "
+    "take a fixed number of time steps",
 }
 _KERAS_ACTIVATIONS = (
     "linear, relu, relu6, hard_tanh, leaky_relu, sigmoid, tanh, hard_sigmoid, softsign, elu, "

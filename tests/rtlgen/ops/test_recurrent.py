@@ -208,9 +208,9 @@ REFUSED = [
     ),
     (
         layer_entry("Bidirectional", {"name": "rnn", "layer": _rnn_entry("LSTM")}),
-        "'Bidirectional' is not supported",
+        "runs the sequence backwards",
     ),
-    (layer_entry("Masking", {"name": "rnn", "mask_value": 0.0}), "'Masking' is not supported"),
+    (layer_entry("Masking", {"name": "rnn", "mask_value": 0.0}), "variable-length"),
 ]
 
 
