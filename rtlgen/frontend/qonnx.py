@@ -337,9 +337,10 @@ def _identifier(name: str, used: set[str]) -> str:
 @dataclass(frozen=True, eq=False)
 class _Affine:
     """A stream whose real value is not yet its fixed-point value ``m`` (float scales):
-    ``relu?(m * scale + bias)`` per channel (the last rtlgen axis), ``scale`` > 0 the exact
-    product of the float32 scales (input codes' scale x weight scale), ``bias`` the float32
-    bias. Integer codes of a float-scale Quant have ``bias`` 0. ``bound``: the largest
+    ``relu?(m * scale + bias)`` per channel (the last rtlgen axis), ``scale`` the exact
+    product of the float32 scales (input codes' scale x weight scale; times a ``Mul``'s
+    constant or a BatchNormalization's ``gamma / sqrt(var + eps)``, which may be negative),
+    ``bias`` the float32 bias (and what a Mul or BN makes of it). Integer codes of a float-scale Quant have ``bias`` 0. ``bound``: the largest
     ``|m|`` (None: not known)."""
 
     scale: np.ndarray
@@ -1278,6 +1279,11 @@ class _Reader:
             )
         if x.layout == "ncl":
             attrs = _as_2d(attrs, where)
+        if x.affine is not None and np.any(x.affine.scale < 0):
+            raise UnsupportedError(
+                f"{where}: a max pool after a negative float scale (a BatchNormalization with "
+                "a negative gamma): quantize before the pool"
+            )
         if attrs.get("ceil_mode", 0) or any(d != 1 for d in attrs.get("dilations", [1, 1])):
             raise UnsupportedError(f"{where}: ceil_mode=1 and dilations are not supported")
         if attrs.get("storage_order", 0) or len(node.output) > 1:
@@ -1325,7 +1331,7 @@ class _Reader:
 
     def _op_relu(self, node: Any, attrs: dict[str, Any]) -> None:
         x = self.stream(node, affine_ok=True)
-        if x.affine is not None and not x.affine.codes:
+        if x.affine is not None and (not x.affine.codes or np.any(x.affine.scale < 0)):
             # after a float-scale layer: the Quant after it takes the Relu into its thresholds
             a = x.affine
             self.values[node.output[0]] = _Stream(
@@ -1669,14 +1675,20 @@ class _Reader:
         """A float BatchNormalization whose output goes (through a Relu) into one ROUND
         Quant: decided by exact integer thresholds (`rtlgen.ops.threshold`, FINN's
         streamlining), the float32 BN evaluated as ``(x - mean) * (gamma / sqrt(var + eps))
-        + beta``. Anywhere else it would have to be approximated: refused."""
+        + beta``. On a stream with a pending float map (float scales), or before a float-scale
+        Quant, the BN joins the map (`_bn_affine`). Anywhere else it would have to be
+        approximated: refused."""
         where = self.where(node)
-        x = self.stream(node)
+        x = self.stream(node, affine_ok=True)
         if attrs.get("training_mode", 0) or len(node.output) != 1:
             raise UnsupportedError(f"{where}: training_mode is not supported")
         after = self.single_consumer(node.output[0])
         if after is not None and after.op_type == "Relu":
             after = self.single_consumer(after.output[0])
+        float_after = after is not None and after.op_type == "Quant" and self._float_scale(after)
+        if x.affine is not None or float_after:
+            self._bn_affine(node, attrs, x)
+            return
         mode = ""
         if after is not None and after.op_type == "Quant":
             mode = str(_attributes(after, self.where(after)).get("rounding_mode", "ROUND")).upper()
@@ -1720,6 +1732,38 @@ class _Reader:
         )
         self.add(bn, node)
         self.values[node.output[0]] = _Stream(name, x.shape, x.layout, x.order, None)
+
+    def _bn_affine(self, node: Any, attrs: dict[str, Any], x: _Stream) -> None:
+        """A BatchNormalization on a stream with a pending float map (a fixed-point stream:
+        scale 1, bias 0): ``(v - mean) * k + beta`` with ``k = gamma / sqrt(var + eps)``
+        joins it (``scale * k``, ``(bias - mean) * k + beta``), decided by the next Quant's
+        thresholds (a negative ``k`` gives falling thresholds). rtlgen rounds the exact
+        value once; QONNX's executor rounds each float32 op (a code can differ only within
+        a few float32 ulps of a rounding boundary, as after a Gemm/Conv)."""
+        where = self.where(node)
+        a = x.affine or _Affine(np.ones(x.shape[-1]), np.zeros(x.shape[-1]))
+        if a.relu:
+            raise UnsupportedError(
+                f"{where}: a BatchNormalization after a Relu of a float-scale layer (quantize "
+                "after the Relu first)"
+            )
+        params = []
+        for index, what in enumerate(("scale", "bias", "mean", "variance"), start=1):
+            value = self.constant(node, index, what).astype(np.float64).reshape(-1)
+            value = value.reshape(1, -1, *[1] * (len(x.onnx_shape) - 2))  # along axis 1
+            params.append(self._per_channel(node, value, x, np.float64))
+        self.count_parameters(np.concatenate(params), node)
+        gamma, beta, mean, var = params
+        eps = float(np.float32(attrs.get("epsilon", 1e-5)))
+        if not np.all(np.isfinite(var + eps)) or np.any(var + eps <= 0):
+            raise ModelFileError(f"{where}: variance + epsilon is not positive")
+        k = gamma / np.sqrt(var + eps)
+        if not np.all(np.isfinite(k)) or np.any(k == 0):
+            raise UnsupportedError(f"{where}: a BatchNormalization scale of 0 or not finite")
+        reps = a.scale.size // k.size
+        k, shift = np.tile(k, reps), np.tile(beta - mean * k, reps)
+        pending = _Affine(a.scale * k, a.bias * k + shift, False, a.bound if x.affine else None)
+        self.values[node.output[0]] = _Stream(x.node, x.shape, x.layout, x.order, x.frac, pending)
 
     def _threshold_quant(self, node: Any, stream: _Stream, spec: _QuantSpec) -> bool:
         """A Quant after a float BatchNormalization (and a Relu): the Relu node (or a new

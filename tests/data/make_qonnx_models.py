@@ -340,6 +340,38 @@ def _models():
             y = self.pool(self.relu(y))
             return self.fc(torch.flatten(y, 1))
 
+    class CnnBnFloat(nn.Module):
+        """Brevitas's defaults with BatchNorm (Conv -> BN -> QuantReLU, FINN's usual block):
+        QuantIdentity -> QuantConv2d -> BatchNorm2d (one negative gamma) -> QuantReLU ->
+        MaxPool2d -> QuantConv2d -> BatchNorm2d -> QuantIdentity (signed) -> flatten ->
+        QuantLinear -> BatchNorm1d -> float output (TorchScript exporter)."""
+
+        def __init__(self):
+            super().__init__()
+            self.inp = qnn.QuantIdentity(return_quant_tensor=True)
+            self.c1 = qnn.QuantConv2d(2, 4, 3, padding=1, bias=False)
+            self.bn1 = nn.BatchNorm2d(4)
+            self.relu1 = qnn.QuantReLU(return_quant_tensor=True)
+            self.pool = nn.MaxPool2d(2)
+            self.c2 = qnn.QuantConv2d(4, 3, 3, bias=True)
+            self.bn2 = nn.BatchNorm2d(3)
+            self.act2 = qnn.QuantIdentity(return_quant_tensor=True)
+            self.fc = qnn.QuantLinear(3 * 2 * 2, 4, bias=False)
+            self.bn3 = nn.BatchNorm1d(4)
+
+        def forward(self, x):
+            x = self.pool(self.relu1(self.bn1(self.c1(self.inp(x)))))
+            x = self.act2(self.bn2(self.c2(x)))
+            return self.bn3(self.fc(torch.flatten(x, 1)))
+
+        def after_training(self):
+            with torch.no_grad():
+                for bn in (self.bn1, self.bn2, self.bn3):
+                    n = bn.num_features
+                    bn.running_mean.copy_(torch.linspace(-0.2, 0.3, n))
+                    bn.running_var.copy_(torch.linspace(0.5, 1.5, n))
+                self.bn1.weight[1] = -self.bn1.weight[1].abs() - 0.1
+
     return {
         "mlp": (Mlp, (16,), True),
         "mlp_modes": (MlpModes, (10,), False),
@@ -357,6 +389,7 @@ def _models():
         "mlp_codes": (MlpCodes, (9,), False),
         "conv1d_cat": (Conv1dCat, (3, 10), False),
         "conv1d_cat_dyn": (Conv1dCat, (3, 10), True),
+        "cnn_bn_float": (CnnBnFloat, (2, 8, 8), False),
     }
 
 
@@ -415,6 +448,8 @@ def write(outdir: Path, only: tuple[str, ...] = ()) -> None:
         torch.manual_seed(SEED + index)
         model = cls()
         _train(model, shape, SEED + index)
+        if hasattr(model, "after_training"):  # e.g. BN statistics that differ per channel
+            model.after_training()
         path = outdir / f"{name}.onnx"
         if dynamo == "qcdq":  # plain ONNX: QuantizeLinear -> Clip -> DequantizeLinear
             from brevitas.export import export_onnx_qcdq

@@ -7,7 +7,8 @@ Goldens (tests/data/qonnx/, tests/data/make_qonnx_models.py, Brevitas's default 
 ``Mul`` by 0.75 before it), ``mlp_logits`` in a QuantLinear without output quantizer (float
 logits, per-channel weight scales), ``conv1d_cat`` (TorchScript exporter) and
 ``conv1d_cat_dyn`` (dynamo exporter): two Conv1d branches, a per-channel ``Mul``, ``Concat``,
-MaxPool1d, flatten, float logits. Float logits: QONNX's executor sums float32 products in
+MaxPool1d, flatten, float logits; ``cnn_bn_float``: Conv -> BatchNorm2d (one negative gamma)
+-> QuantReLU blocks and a BatchNorm1d on the float logits. Float logits: QONNX's executor sums float32 products in
 ONNX Runtime's order, rtlgen rounds the exact value once, so they agree within float32 (a
 few ulps); the integer accumulators the hardware outputs are exactly the executor's.
 """
@@ -38,7 +39,7 @@ from .cli_run import rtlgen  # noqa: E402
 from .ops.network_checks import bit_exact_in_simulator  # noqa: E402
 
 DATA = Path(__file__).parents[1] / "data" / "qonnx"
-LOGITS = ("mlp_logits", "conv1d_cat", "conv1d_cat_dyn")
+LOGITS = ("mlp_logits", "conv1d_cat", "conv1d_cat_dyn", "cnn_bn_float")
 
 
 def _golden(name: str) -> tuple[ir.ModelGraph, np.ndarray, np.ndarray]:
@@ -163,7 +164,23 @@ def test_conv1d_concat_mul_graph(name):
     np.testing.assert_allclose(step.scale[4:] / step.scale[4], [1.0, 2.5])
 
 
-@pytest.mark.parametrize("name", ["mlp_logits", "conv1d_cat"])
+def test_batchnorm_on_float_scales_joins_the_thresholds():
+    """Each BatchNormalization on a float-scale layer's output joins its pending map: no BN
+    node is left, the Quant after it is one Threshold (falling for the negative gamma)."""
+    graph, _, _ = _golden("cnn_bn_float")
+    assert [n.op for n in graph.nodes] == [
+        "input", "threshold", "conv2d", "threshold", "maxpool2d", "conv2d", "threshold",
+        "flatten", "dense",
+    ]
+    unlowered = read_qonnx(DATA / "cnn_bn_float.onnx")
+    step = next(n for n in unlowered.nodes[2:] if n.op == "threshold").bn
+    assert step.relu and np.sum(step.scale < 0) == 1
+    levels = graph.nodes[3].bias.mantissa  # per channel: the level after each threshold
+    falling = np.diff(levels, axis=1) <= 0
+    assert falling[1].all() and not falling[0].all()
+
+
+@pytest.mark.parametrize("name", ["mlp_logits", "conv1d_cat", "cnn_bn_float"])
 def test_float_output_networks_bit_exact_under_backpressure(name):
     graph, _, _ = _golden(name)
     bit_exact_in_simulator(graph, n=3, seed=5)
