@@ -127,6 +127,7 @@ def plan_pixels(node: ir.Node, ctx: PlanContext) -> LayerPlan:
         ctx.options.parallelism is Parallelism.AUTO and height * width <= ctx.sample_cycles
     ):
         stages = [*stages, *_fold(out, ctx.options)]
+        extra["skid_buffer"] = True
         notes.append(
             f"folded to 1 pixel per beat ({height * width} pixels in {ctx.sample_cycles} cycles)"
         )
@@ -199,7 +200,12 @@ def _multi_pixel_stages(node: ir.Node, ctx: PlanContext, fmt: PixelFormat):
             geometry = WindowGeometry(node.pool[0], node.pool[1], node.pool, node.pool, (0,) * 4)
             reduce = WindowAverage(geometry, lanes, ctx.in_type, node.out_type, node.rounding)
         out = PixelFormat.make(window.out_rows, fmt.channels, node.out_type)
-        return [window, reduce], out, {}
+        # into a threshold bank (a pipeline with its own skid buffer after it) the ready
+        # path stays three gates long without a skid buffer between them: a cycle less
+        feeds_bank = (
+            not ctx.is_output and len(ctx.consumers) == 1 and ctx.consumers[0].op == "threshold"
+        )
+        return [window, reduce], out, {"skid_buffer": not feeds_bank}
     from rtlgen.ops.threshold import Threshold
 
     if isinstance(node, Threshold):

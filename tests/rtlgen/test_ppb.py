@@ -16,6 +16,7 @@ from rtlgen import ir
 from rtlgen.emit import predict_timing
 from rtlgen.hardware import HardwareOptions, NetworkTop, Parallelism
 from rtlgen.layers.multi_pixel import MultiWindowGenerator, PixelSerializer
+from rtlgen.layers.threshold import ThresholdBank
 from rtlgen.passes import PrecisionConfig, lower
 from rtlgen.ppb import PixelFormat
 from rtlgen.quant.errors import RtlgenError
@@ -212,3 +213,32 @@ def test_demo_cnn_in_verilator(tmp_path, pixels):
         manifest["latency_cycles"],
         manifest["ii_cycles"],
     )
+
+
+@pytest.mark.slow
+def test_pool_into_thresholds_at_p_is_bit_exact_at_the_model_timing(tmp_path):
+    """QConv2D -> MaxPool -> float BN + quantized_relu (a threshold bank repeated per pixel,
+    no skid buffer between the pool and the bank) -> Dense, at 4 and 2 pixels per beat."""
+    tf = pytest.importorskip("tensorflow")
+    qkeras = pytest.importorskip("qkeras")
+    from .ops.spatial_nets import keras_graph
+    from .ops.test_threshold import EPS, _boundary_bn, _qb
+
+    tf.keras.utils.set_random_seed(5)
+    inp = tf.keras.Input((6, 8, 2))
+    x = qkeras.QConv2D(4, 3, kernel_quantizer=_qb(), bias_quantizer=_qb(), name="c1")(inp)
+    x = tf.keras.layers.MaxPooling2D(2, name="pool")(x)
+    bn = tf.keras.layers.BatchNormalization(epsilon=EPS, name="bn1")
+    x = qkeras.QActivation("quantized_relu(4,2)", name="act1")(bn(x))
+    x = tf.keras.layers.Flatten()(x)
+    x = qkeras.QDense(3, kernel_quantizer=_qb(), bias_quantizer=_qb(), name="fc")(x)
+    model = tf.keras.Model(inp, x, name="pool_bn")
+    _boundary_bn(bn, np.random.default_rng(5), 0.25, 4)
+    graph = keras_graph(model, tmp_path)
+    for options in (_full(4), HardwareOptions(pixels_per_beat=2)):
+        top = NetworkTop(graph, options)
+        bank = next(p for p in top.plans if p.node.op == "threshold")
+        assert isinstance(bank.stages[0], ThresholdBank)
+        bit_exact_in_simulator(graph, n=3, options=options, seed=5)
+        timing_matches_model(graph, options)
+    assert len(bank.stages[0].thresholds) == 4  # the 2 pixels per beat folded before the bank
