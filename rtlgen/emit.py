@@ -31,6 +31,7 @@ from rtlgen.hardware import (
     sanitize_identifier,
     top_module_name,
 )
+from rtlgen.lean_netlist import lean_netlist
 from rtlgen.manifest import (
     GENERATOR,
     Dequantize,
@@ -319,7 +320,7 @@ def component_verilog(component: wiring.Component, name: str) -> str:
         ("rst", sync.rst, _ir.PortDirection.Input),
     ]
     design = fragment.prepare(ports=ports, hierarchy=(name,))
-    with _yosys_memory(name):
+    with _yosys_memory(name), lean_netlist():
         text, _ = verilog.convert_fragment(design, emit_src=False, strip_internal_attrs=True)
     return text
 
@@ -434,7 +435,7 @@ def _top_verilog(top: NetworkTop, name: str, separate: list[tuple[wiring.Compone
     for stage, module in separate:
         stage.elaborate = _instance_elaborate(stage, module)
     try:
-        with _yosys_memory(name):
+        with _yosys_memory(name), lean_netlist():
             return verilog.convert(top, name=name, emit_src=False, strip_internal_attrs=True)
     finally:
         for stage, _ in separate:
