@@ -456,6 +456,20 @@ def _union(a: FixedType, b: FixedType) -> FixedType:
     return FixedType.covering(lo, hi, frac)
 
 
+def _activation_keys(node: Recurrent) -> tuple[str, ...]:
+    return (
+        ("activation",) if isinstance(node, SimpleRNN) else ("activation", "recurrent_activation")
+    )
+
+
+def _exact_activation(node: Recurrent, key: str) -> bool:
+    """A QKeras activation (table or quantizer): exact; a float function's table rounds."""
+    act = _activation_spec(
+        node.source or node.name, type(node).__name__, json.loads(getattr(node, key)), key
+    )
+    return act.table is None or act.table.is_qkeras
+
+
 def lower_recurrent(node: Recurrent, ctx: LowerContext) -> Recurrent:
     config = ctx.config
     where = f"layer '{node.source or node.name}'"
@@ -516,7 +530,11 @@ def lower_recurrent(node: Recurrent, ctx: LowerContext) -> Recurrent:
                 f"{where}: the state {what} needs {t.width} bits (supported: up to "
                 f"{MAX_STATE_BITS}); give the layer a state_quantizer or a narrower type"
             )
-    exact = node.qkeras and (sq is not None or isinstance(node, SimpleRNN))
+    exact = (
+        node.qkeras
+        and (sq is not None or isinstance(node, SimpleRNN))
+        and all(_exact_activation(node, key) for key in _activation_keys(node))
+    )
     if node.qkeras and not exact:
         warnings.warn(
             f"{where}: without a state_quantizer QKeras keeps the state in float32, whose "
@@ -538,10 +556,62 @@ def recurrent_reference(node: Recurrent, x: np.ndarray, in_type: FixedType) -> n
     return run_sequence(program, x, node.return_sequences)
 
 
-def float_recurrent(node: Recurrent, x: Any) -> np.ndarray:
-    raise RtlgenError(
-        f"layer '{node.source or node.name}': recurrent layers cannot be calibrated yet"
+def _float_act(node: Recurrent, spec_json: str, key: str):
+    """The activation as a float64 function (QKeras kinds as QKeras computes them)."""
+    from rtlgen.quant.activations import float_activation
+
+    act = _activation_spec(
+        node.source or node.name, type(node).__name__, json.loads(spec_json), key
     )
+    if act.table is not None:
+        kind, params = act.table, dict(act.table_options)
+        return lambda v: float_activation(kind, v, params)
+    q = act.quantizer
+    return lambda v: np.asarray(q.reference(v), dtype=np.float64)
+
+
+def _float_constant(t: ir.Tensor) -> np.ndarray:
+    if isinstance(t, ir.QTensor):
+        return t.values
+    if t.quantizer is not None:
+        return t.quantizer.quantize_constant(t.values).values
+    return np.asarray(t.values, dtype=np.float64)
+
+
+def float_recurrent(node: Recurrent, x: Any) -> np.ndarray:
+    """The unlowered layer in float64 on (N, T, F) sample data (Keras's equations), for
+    `rtlgen.calibrate` of the layers after it."""
+    k, r = _float_constant(node.weights), _float_constant(node.recurrent)
+    bias = _float_constant(node.bias)
+    act = _float_act(node, node.activation, "activation")
+    rec = _float_act(node, node.recurrent_activation, "recurrent_activation")
+    sq = _state_quantizer(node)
+    quant = (lambda v: np.asarray(sq.reference(v), dtype=np.float64)) if sq else (lambda v: v)
+    x = np.asarray(x, dtype=np.float64)
+    n, units = x.shape[0], node.units
+    h, c = np.zeros((n, units)), np.zeros((n, units))
+    outs = []
+    for t in range(x.shape[1]):
+        xt, hq = x[:, t], quant(h)
+        if isinstance(node, SimpleRNN):
+            h = act(xt @ k + hq @ r + bias)
+        elif isinstance(node, LSTM):
+            z = np.split(xt @ k + hq @ r + bias, 4, axis=1)
+            c = rec(z[1]) * quant(c) + rec(z[0]) * act(z[2])
+            h = rec(z[3]) * act(c)
+        else:
+            xz, xr, xh = np.split(xt @ k + bias[0], 3, axis=1)
+            rz, rr, rh = np.split(r, 3, axis=1)
+            if node.reset_after:
+                hz, hr, hh = np.split(hq @ r + bias[1], 3, axis=1)
+                z, rg = rec(xz + hz), rec(xr + hr)
+                cand = act(xh + rg * hh)
+            else:
+                z, rg = rec(xz + hq @ rz), rec(xr + hq @ rr)
+                cand = act(xh + (rg * hq) @ rh)
+            h = z * hq + (1 - z) * cand
+        outs.append(h)
+    return np.stack(outs, axis=1) if node.return_sequences else outs[-1]
 
 
 def step_cycles(node: Recurrent, in_type: FixedType) -> int:

@@ -72,28 +72,24 @@ def _run(node, x, seed, valid_prob, ready_prob):
     return cell, run, want
 
 
+#: (cell, (steps T, features F, units U), options)
 CASES = [
-    (SimpleRNN, dict()),
-    (SimpleRNN, dict(return_sequences=True)),
-    (LSTM, dict()),
-    (LSTM, dict(return_sequences=True, qkeras=False)),
-    (GRU, dict()),
-    (GRU, dict(reset_after=False, return_sequences=True)),
-    (GRU, dict(qkeras=False)),
-    (SimpleRNN, dict(activation='"quantized_relu(3,1)"', state=False)),
+    (SimpleRNN, (1, 1, 1), dict()),
+    (SimpleRNN, (4, 3, 5), dict(return_sequences=True)),
+    (LSTM, (3, 2, 2), dict()),
+    (LSTM, (2, 1, 3), dict(return_sequences=True, qkeras=False)),
+    (GRU, (3, 3, 2), dict()),
+    (GRU, (2, 2, 3), dict(reset_after=False, return_sequences=True)),
+    (GRU, (4, 1, 1), dict(qkeras=False)),
+    (SimpleRNN, (3, 2, 4), dict(activation='"quantized_relu(3,1)"', state=False)),
 ]
 
 
-@pytest.mark.parametrize("cls, options", CASES, ids=lambda v: getattr(v, "__name__", str(v)))
-def test_cell_matches_reference_under_backpressure(cls, options):
-    rng = np.random.default_rng(7)
-    steps, features, units = (
-        int(rng.integers(1, 5)),
-        int(rng.integers(1, 4)),
-        int(rng.integers(1, 4)),
-    )
+@pytest.mark.parametrize("cls, shape, options", CASES, ids=lambda v: getattr(v, "__name__", str(v)))
+def test_cell_matches_reference_under_backpressure(cls, shape, options):
+    steps, features, units = shape
     node = lowered_cell(cls, steps, features, units, 3, **options)
-    x = _sequences(rng, 3, steps, features)
+    x = _sequences(np.random.default_rng(units), 3, steps, features)
     _, run, want = _run(node, x, 5, 0.6, 0.5)
     np.testing.assert_array_equal(np.array(run.outputs), want)
 

@@ -143,8 +143,14 @@ def test_float_recurrent_layers_approximate_keras(tf, tmp_path, kind, options, t
     model.save(tmp_path / "m.h5")
     lowered = lower(read_model(tmp_path / "m.h5"), PrecisionConfig(input=IN_TYPE))
     assert not lowered.output.exact
-    error = np.abs(predict(lowered, x) - model(x, training=False).numpy()).max()
+    want = model(x, training=False).numpy()
+    error = np.abs(predict(lowered, x) - want).max()
     assert error < tolerance, error
+    if kind == "SimpleRNN" and not options:  # calibration runs the layer's float equations
+        from rtlgen import load_model
+
+        calibrated = load_model(tmp_path / "m.h5", input_type=str(IN_TYPE), calibrate=x)
+        assert np.abs(predict(calibrated, x) - want).max() < tolerance
 
 
 def test_qlstm_without_state_quantizer_warns_and_rounds(tf, tmp_path):
@@ -238,13 +244,15 @@ def test_a_sequence_of_unknown_length_is_refused(tmp_path):
 # ---------------------------------------------------------------------------------------
 # networks (no TensorFlow): a recurrent layer then a dense
 # ---------------------------------------------------------------------------------------
-def rnn_dense_graph(cls, steps=3, features=2, units=3, sequences=False, seed=0) -> ir.ModelGraph:
+def rnn_node(cls, steps=3, features=2, units=3, sequences=False, seed=0, name="rnn"):
+    """An unlowered QKeras-style recurrent node (quantized_tanh / quantized_sigmoid, a state
+    quantizer: exact)."""
     rng = np.random.default_rng(seed)
     gates = {SimpleRNN: 1, LSTM: 4, GRU: 3}[cls]
     q = QuantizedBits(4, 1, alpha=1)
     rnn_out = (steps, units) if sequences else (units,)
-    rnn = cls(
-        "rnn",
+    return cls(
+        name,
         (steps, features),
         rnn_out,
         weights=ir.FloatTensor(rng.uniform(-1.5, 1.5, (features, gates * units)), q),
@@ -258,6 +266,13 @@ def rnn_dense_graph(cls, steps=3, features=2, units=3, sequences=False, seed=0) 
         return_sequences=sequences,
         qkeras=True,
     )
+
+
+def rnn_dense_graph(cls, steps=3, features=2, units=3, sequences=False, seed=0) -> ir.ModelGraph:
+    rng = np.random.default_rng(seed + 1)
+    q = QuantizedBits(4, 1, alpha=1)
+    rnn = rnn_node(cls, steps, features, units, sequences, seed)
+    rnn_out = rnn.out_shape
     nodes: list[ir.Node] = [ir.Input("in", (steps, features), (steps, features)), rnn]
     if sequences:
         dense: ir.Node = ir.Conv(
@@ -294,6 +309,31 @@ def test_network_is_bit_exact_under_backpressure_with_modelled_timing(cls, seque
     from rtlgen.ops.recurrent import step_cycles
 
     assert ii == graph.nodes[1].steps * step_cycles(graph.nodes[1], IN_TYPE)
+
+
+def test_stacked_recurrent_layers_are_bit_exact_with_modelled_timing():
+    """LSTM (return_sequences) -> GRU: the second takes the first's beats as they come."""
+    first = rnn_node(LSTM, steps=4, features=2, units=3, sequences=True, seed=1, name="lstm")
+    second = rnn_node(GRU, steps=4, features=3, units=2, sequences=False, seed=2, name="gru")
+    nodes = (ir.Input("in", (4, 2), (4, 2)), first, second)
+    graph = lower(ir.ModelGraph("stacked", nodes), PrecisionConfig(input=IN_TYPE))
+    bit_exact_in_simulator(graph, n=3, valid_prob=0.7, ready_prob=0.6)
+    timing_matches_model(graph)
+
+
+@pytest.mark.parametrize("cls", [SimpleRNN, LSTM, GRU])
+@pytest.mark.parametrize("sequences", [False, True])
+def test_float_forward_of_an_exact_layer_is_its_reference(cls, sequences):
+    """Keras's equations in float64 (what calibration runs) give exactly the integer
+    reference's values when the layer is exact (every value on a small grid)."""
+    from rtlgen.calibrate import float_forward
+
+    node = rnn_node(cls, steps=5, features=2, units=3, sequences=sequences, seed=4)
+    graph = lower(
+        ir.ModelGraph("one", (ir.Input("in", (5, 2), (5, 2)), node)), PrecisionConfig(input=IN_TYPE)
+    )
+    x = grid_inputs((5, 2), 40, 3).astype(np.float64)
+    np.testing.assert_array_equal(float_forward(node, x), predict(graph, x))
 
 
 def test_saved_graph_round_trips(tmp_path):
