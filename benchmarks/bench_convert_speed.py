@@ -259,6 +259,7 @@ def _instrument() -> _Phases:
 
 def measure(name: str, profile: bool = False, jobs: int | None = None) -> dict:
     phases = _instrument()
+    load_before = os.getloadavg()[0]
     from rtlgen.api import load_model
     from rtlgen.emit import convert
 
@@ -314,6 +315,10 @@ def measure(name: str, profile: bool = False, jobs: int | None = None) -> dict:
         ),
         "verilog_bytes": verilog_bytes,
         "phases_seconds": phase_seconds,
+        # 1-minute load average before and after: wall seconds are only comparable at
+        # equal load on this shared 2-core machine; CPU seconds much less so
+        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "layers_built": len(design.manifest.layers),
     }
 
 
@@ -368,6 +373,20 @@ def main(argv: list[str] | None = None) -> list[dict]:
         rows.append(row)
     if not args.cases:
         RESULTS.mkdir(exist_ok=True)
+        path = RESULTS / "convert_speed.json"
+        history = []
+        if path.exists():  # the previous run, in brief, for before/after comparisons
+            old = json.loads(path.read_text())
+            history = [*old.get("history", []), {
+                "command": old.get("command"),
+                "load_average_at_end": old.get("load_average_at_end"),
+                "cases": [
+                    {k: row.get(k) for k in ("case", "jobs", "seconds", "cpu_seconds",
+                                             "products_nonzero", "cpu_ms_per_nonzero_product",
+                                             "verilog_bytes")}
+                    for row in old.get("cases", [])
+                ],
+            }]
         result = {
             "command": "python benchmarks/bench_convert_speed.py"
             + ("" if args.jobs is None else f" --jobs {args.jobs}")
@@ -376,8 +395,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
             "target_ms_per_nonzero_product": 0.5,
             "target_seconds_any_public_model": 60,
             "cases": rows,
+            "history": history,
         }
-        (RESULTS / "convert_speed.json").write_text(json.dumps(result, indent=2) + "\n")
+        path.write_text(json.dumps(result, indent=2) + "\n")
     return rows
 
 
