@@ -295,6 +295,10 @@ class ModelGraph:
     #: the source model's layout of its (first) input: "" (rtlgen's own: (H, W, C), (L, C),
     #: (N,)), "nchw" or "ncl" (channels first: a QONNX/PyTorch model), see `source_input_shape`
     input_layout: str = ""
+    #: layers built as constants and layers not built (reach no output), by
+    #: `rtlgen.passes.fold_constant_layers` (for the report)
+    constant_layers: tuple[str, ...] = ()
+    removed_layers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.nodes or not isinstance(self.nodes[0], Input):

@@ -557,7 +557,12 @@ def fold_constant_layers(graph: ir.ModelGraph) -> ir.ModelGraph:
         RtlgenWarning,
         stacklevel=2,
     )
-    return result.with_nodes([n for n in nodes if n.name in live or isinstance(n, ir.Input)])
+    kept = result.with_nodes([n for n in nodes if n.name in live or isinstance(n, ir.Input)])
+    return dataclasses.replace(
+        kept,
+        constant_layers=(*graph.constant_layers, *(f for f in folded if f in live)),
+        removed_layers=(*graph.removed_layers, *removed),
+    )
 
 
 def _constant_dense(

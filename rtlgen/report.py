@@ -306,6 +306,19 @@ def _output_lines(manifest: Manifest) -> list[str]:
     return lines
 
 
+def _constant_layers_line(graph: ir.ModelGraph) -> str:
+    """What `rtlgen.passes.fold_constant_layers` did, for the layer table's reader."""
+    parts = []
+    if graph.constant_layers:
+        parts.append(
+            f"built as constants (all-zero weights, or a constant input folded into the "
+            f"bias): {', '.join(graph.constant_layers)}"
+        )
+    if graph.removed_layers:
+        parts.append(f"not built (their results reach no output): {', '.join(graph.removed_layers)}")
+    return "Layers " + "; ".join(parts) + "."
+
+
 def design_report(graph: ir.ModelGraph, manifest: Manifest) -> str:
     rows = summarize(graph)
     hw = {entry.name: entry for entry in manifest.layers}
@@ -379,6 +392,8 @@ def design_report(graph: ir.ModelGraph, manifest: Manifest) -> str:
             table,
         ),
     ]
+    if graph.constant_layers or graph.removed_layers:
+        text += ["\n" + _constant_layers_line(graph)]
     if manifest.fifos:
         text += [
             "\n## Stream FIFOs\n",

@@ -141,6 +141,9 @@ def save_graph(graph: ir.ModelGraph, path: Path) -> None:
     }
     if graph.input_layout:
         meta["input_layout"] = graph.input_layout
+    for key in ("constant_layers", "removed_layers"):  # report only: the first 64 names
+        if getattr(graph, key):
+            meta[key] = list(getattr(graph, key))[:64]
     if graph.output_scales:  # arrays out{k}_scale / out{k}_bias (float64, exact)
         meta["output_scales"] = [scale is not None for scale in graph.output_scales]
         for k, scale in enumerate(graph.output_scales):
@@ -393,6 +396,8 @@ class _Reader:
         softmax_outputs = self.names(meta, "softmax_outputs", "graph", default=())
         output_scales = self.output_scales(meta)
         input_layout = meta.get("input_layout", "")
+        constant_layers = self.names(meta, "constant_layers", "graph", default=())
+        removed_layers = self.names(meta, "removed_layers", "graph", default=())
         if input_layout not in ("", "nchw", "ncl"):
             raise self.fail("graph", f"'input_layout' = {_short(input_layout)} is not nchw/ncl")
         try:
@@ -405,6 +410,8 @@ class _Reader:
                 softmax_outputs=softmax_outputs,
                 output_scales=output_scales,
                 input_layout=input_layout,
+                constant_layers=constant_layers,
+                removed_layers=removed_layers,
             )
         except RtlgenError as exc:
             raise ModelFileError(f"{self.what}: {exc}") from None

@@ -152,3 +152,18 @@ def test_an_image_input_keeps_its_layers():
     zero = dense.replace(weights=ir.QTensor(np.zeros_like(dense.weights.mantissa), dense.weights.type))
     graph = graph.with_nodes([*graph.nodes[:-1], zero])
     assert fold_constant_layers(graph) is graph
+
+
+def test_the_report_and_graph_npz_name_the_constant_and_removed_layers(tmp_path):
+    from rtlgen.emit import convert
+    from rtlgen.serialize import load_graph
+
+    with pytest.warns(RtlgenWarning):
+        folded = lower(_chain((6, 20, 20, 20, 4), zero={1, 2}), CONFIG)
+    assert (folded.constant_layers, folded.removed_layers) == (("d3",), ("d0", "d1", "d2"))
+    convert(folded, tmp_path / "out")
+    report = (tmp_path / "out" / "REPORT.md").read_text()
+    assert "built as constants (all-zero weights, or a constant input folded into the bias): d3" in report
+    assert "not built (their results reach no output): d0, d1, d2" in report
+    loaded = load_graph(tmp_path / "out" / "graph.npz")
+    assert (loaded.constant_layers, loaded.removed_layers) == (("d3",), ("d0", "d1", "d2"))
