@@ -278,6 +278,14 @@ def _print_summary(graph, rows) -> None:
     if len(graph.outputs) > 1:
         console.print(f"outputs: {', '.join(graph.outputs)}"
                       + (f" (softmax on {', '.join(graph.softmax_outputs)})" if graph.softmax_outputs else ""))
+    if graph.input_layout:  # a QONNX/PyTorch model: predict/sim take its layout or channels-last
+        own = "x".join(map(str, graph.source_input_shape))
+        console.print(f"input layout: the model's {graph.input_layout.upper()} ({own}) or channels-last")
+    for name, scale in zip(graph.outputs, graph.output_scales, strict=False):
+        if scale is not None:  # ir.OutputScale: the hardware outputs integers
+            console.print(f"output {name}: real value = float32(v x scale + bias) per channel, scale "
+                          f"{scale.scale.min():.6g}..{scale.scale.max():.6g}"
+                          + (", with a bias" if scale.bias.any() else ""))
 
 
 # ---------------------------------------------------------------------------------------

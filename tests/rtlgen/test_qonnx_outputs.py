@@ -267,6 +267,20 @@ def test_cli_predict_takes_the_models_layout_and_says_so(tmp_path):
     np.testing.assert_array_equal(got, predict(graph, to_stream_layout(graph, x)))
 
 
+def test_inspect_names_the_layout_and_the_output_scale():
+    """`rtlgen inspect` (in process) says which layout the input has and how the integer
+    output becomes real."""
+    from typer.testing import CliRunner
+
+    from rtlgen.cli import app
+
+    result = CliRunner().invoke(app, ["inspect", str(DATA / "conv1d_cat.onnx")])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "input layout: the model's NCL (3x10)" in text
+    assert "real value = float32(v x scale + bias) per channel" in text and "with a bias" in text
+
+
 # ---------------------------------------------------------------------------------------
 # slow: Verilator
 # ---------------------------------------------------------------------------------------
