@@ -206,6 +206,17 @@ def _multi_pixel_stages(node: ir.Node, ctx: PlanContext, fmt: PixelFormat):
             not ctx.is_output and len(ctx.consumers) == 1 and ctx.consumers[0].op == "threshold"
         )
         return [window, reduce], out, {"skid_buffer": not feeds_bank}
+    if isinstance(node, ir.ScaleShift):  # a BN not folded: its diagonal for every pixel
+        w, bias = weights_matrix(node, ctx.in_type)
+        mac = _parallel_mac(w, bias, rows.pixels, node, ctx)
+        stages = [mac, requantize_stage(node, rows.pixels * w.shape[1], mac.out_ranges)]
+        assert node.out_type is not None
+        out = PixelFormat.make(rows, w.shape[1], node.out_type)
+        return stages, out, dict(multipliers=rows.pixels * int(np.count_nonzero(w)))
+    if isinstance(node, ir.Activation):  # clamp + requantize, element by element
+        assert node.out_type is not None
+        out = PixelFormat.make(rows, fmt.channels, node.out_type)
+        return [requantize_stage(node, rows.pixels * fmt.channels)], out, {}
     from rtlgen.ops.threshold import Threshold
 
     if isinstance(node, Threshold):

@@ -242,3 +242,59 @@ def test_pool_into_thresholds_at_p_is_bit_exact_at_the_model_timing(tmp_path):
         bit_exact_in_simulator(graph, n=3, options=options, seed=5)
         timing_matches_model(graph, options)
     assert len(bank.stages[0].thresholds) == 4  # the 2 pixels per beat folded before the bank
+
+
+def _conv_activation_net(seed=0) -> ir.ModelGraph:
+    """conv (linear, quantized) -> Activation(quantized_relu) -> flatten -> dense."""
+    rng = np.random.default_rng(seed)
+    kq = QuantizedBits(5, 0)
+    nodes = [
+        ir.Input("in", (4, 8, 2), (4, 8, 2)),
+        ir.Conv(
+            "conv",
+            (4, 8, 2),
+            (2, 6, 3),
+            weights=ir.FloatTensor(rng.normal(size=(3, 3, 2, 3)), kq),
+            bias=ir.FloatTensor(rng.normal(size=3) * 0.3, kq),
+            kernel=(3, 3),
+            stride=(1, 1),
+            padding=(0, 0, 0, 0),
+            out_quantizer=QuantizedBits(8, 3),  # quantized: the activation is not fused
+        ),
+        ir.Activation(
+            "act", (2, 6, 3), (2, 6, 3), activation=ir.RELU, out_quantizer=QuantizedRelu(4, 2)
+        ),
+        ir.Flatten("flatten", (2, 6, 3), (36,)),
+        ir.Dense(
+            "dense",
+            (36,),
+            (3,),
+            weights=ir.FloatTensor(rng.normal(size=(36, 3)), QuantizedBits(6, 1)),
+            bias=ir.FloatTensor(rng.normal(size=3), QuantizedBits(6, 1)),
+        ),
+    ]
+    return lower(ir.ModelGraph("conv_act", tuple(nodes)), PrecisionConfig(input=FixedType(8, 4)))
+
+
+def _pixel_wise_graphs():
+    # a BN scale-shift with a quantized ReLU (not folded into the conv); a separate activation
+    return [
+        (conv_net(h=6, w=8, c=2, scale_shift=True, bn_relu=True, pool=False), "bn"),
+        (_conv_activation_net(), "act"),
+    ]
+
+
+def test_pixel_wise_layers_keep_p_pixels():
+    """The diagonal of a BN / the clamp of an activation repeated per pixel."""
+    for graph, name in _pixel_wise_graphs():
+        top = NetworkTop(graph, _full(2))
+        plan = next(p for p in top.plans if p.node.name == name)
+        assert isinstance(plan.out_format, PixelFormat), name
+        assert not any(isinstance(s, PixelSerializer) for s in plan.stages)
+
+
+@pytest.mark.slow
+def test_pixel_wise_layers_are_bit_exact_at_the_model_timing():
+    for graph, _ in _pixel_wise_graphs():
+        bit_exact_in_simulator(graph, n=2, options=_full(2), seed=7)
+        timing_matches_model(graph, _full(2))
