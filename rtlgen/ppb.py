@@ -45,6 +45,8 @@ from rtlgen.quant.fixed import FixedType
 
 #: pixels per beat taken (P); each must divide the image width
 PIXELS_PER_BEAT = (1, 2, 4, 8, 16, 32)
+#: the widest input beat (as `rtlgen.hardware.check_supported` has it for one pixel)
+MAX_BEAT_BITS = 65536
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,13 @@ def input_format(graph: ir.ModelGraph, pixels: int) -> PixelFormat | None:
             f"{where}: input '{node.name}' is {width} pixels wide, not a multiple of {pixels}"
         )
     assert node.out_type is not None
-    return PixelFormat.make(PixelRows(height, width, pixels), channels, node.out_type)
+    fmt = PixelFormat.make(PixelRows(height, width, pixels), channels, node.out_type)
+    if fmt.layout.size > MAX_BEAT_BITS:
+        raise RtlgenError(
+            f"{where}: a beat of {pixels} pixels of input '{node.name}' is {fmt.layout.size} "
+            f"bits, more than one AXI4-Stream beat takes ({MAX_BEAT_BITS}); use a smaller P"
+        )
+    return fmt
 
 
 def _fold(fmt: PixelFormat, options) -> list[wiring.Component]:

@@ -137,6 +137,11 @@ def test_one_pixel_per_beat_is_the_plan_without_the_option():
         (lambda: conv_net(h=6, w=7, c=2), 2, "input 'in' is 7 pixels wide, not a multiple of 2"),
         (lambda: mlp(), 2, "is not an image (H, W, C)"),
         (
+            lambda: conv_net(h=2, w=32, c=300, pool=False),
+            32,
+            "bits, more than one AXI4-Stream beat takes (65536); use a smaller P",
+        ),
+        (
             lambda: conv_net(h=6, w=8, c=2),
             3,
             "--pixels-per-beat 3 is not supported (use one of 1, 2, 4",
