@@ -12,7 +12,7 @@ grouped/depthwise as a block-diagonal kernel), ``Relu``, ``MaxPool`` (2D and 1-D
 ``AveragePool``/``GlobalAveragePool`` with QONNX's ``Trunc``, ``Add`` of two streams,
 ``Concat`` on the channel axis, ``Mul`` by a positive constant (one value or one per
 channel), ``BatchNormalization`` before a quantizer (exact thresholds), plain-ONNX QCDQ
-(``QuantizeLinear`` -> ``Clip`` -> ``DequantizeLinear``), ``Flatten``/``Reshape`` to a vector
+(``QuantizeLinear`` -> ``Clip`` -> ``DequantizeLinear``; float scales as thresholds too), ``Flatten``/``Reshape`` to a vector
 (or to its own shape), ``Transpose`` where it only converts between NCHW and NHWC (or on a
 constant), ``Identity``; element-wise ops on constants only are evaluated.
 `read_brevitas` exports a Brevitas module in memory and reads that file.
@@ -994,8 +994,6 @@ class _Reader:
         the fixed-point input, computed at lowering from `QuantStep`, FINN's streamlining).
         Its output: integer codes with the Quant's scale pending, or, when the scale is a
         power of two, fixed point."""
-        from rtlgen.ops.threshold import Threshold
-        from rtlgen.quant.quantizers import QuantizedBits, QuantizedRelu
         from rtlgen.quant.threshold import MAX_THRESHOLD_LEVELS
 
         where = self.where(node)
@@ -1016,13 +1014,32 @@ class _Reader:
             )
         if np.any(scale <= 0) or not np.all(np.isfinite(scale)):
             raise ModelFileError(f"{where}: the scale is not positive")
+        lo = -(2 ** (bits - 1)) + int(narrow) if signed else 0
+        hi = 2 ** (bits - 1) - 1 if signed else 2**bits - 1 - int(narrow)
+        self._threshold_node(node, stream, scale, bits, lo, hi, signed, narrow, mode)
+
+    def _threshold_node(
+        self,
+        node: Any,
+        stream: _Stream,
+        scale: np.ndarray,
+        bits: int,
+        lo: int,
+        hi: int,
+        signed: bool,
+        narrow: bool,
+        mode: str,
+    ) -> None:
+        """The Threshold node of a float-scale quantizer (a QONNX Quant or a QCDQ triple):
+        codes ``clip(round(v / scale), lo, hi)`` of the stream's real value ``v``."""
+        from rtlgen.ops.threshold import Threshold
+        from rtlgen.quant.quantizers import QuantizedBits, QuantizedRelu
+
         s_out = self._per_channel(node, scale, stream, np.float64)
         if stream.affine is None:
             affine = _Affine(np.ones(stream.shape[-1]), np.zeros(stream.shape[-1]))
         else:
             affine = stream.affine
-        lo = -(2 ** (bits - 1)) + int(narrow) if signed else 0
-        hi = 2 ** (bits - 1) - 1 if signed else 2**bits - 1 - int(narrow)
         exps = [log2_exact(float(v)) for v in s_out]
         frac = 0
         if (
@@ -1826,10 +1843,12 @@ class _Reader:
             axis = int(attrs.get("axis", 1))
             s = _along(scale, value, axis, where)
             z = 0 if zero is None else _along(zero.astype(np.float64), value, axis, where)
-            q = np.clip(np.round(value.astype(np.float64) / s) + z, info.min, info.max)
+            with np.errstate(all="ignore"):  # ONNX Runtime divides in float32
+                t = (value.astype(np.float32) / s.astype(np.float32)).astype(np.float32)
+            q = np.clip(np.round(t.astype(np.float64)) + z, info.min, info.max)
             self.values[node.output[0]] = q.astype(dtype)
             return
-        x = self.stream(node)
+        x = self.stream(node, affine_ok=True)
         if zero is not None and np.any(zero != 0):
             raise UnsupportedError(
                 f"{where}: a non-zero zero point on activations is not supported"
@@ -1884,6 +1903,11 @@ class _Reader:
             s = _along(scale, value, axis, where)
             z = 0 if zero is None else _along(zero.astype(np.float64), value, axis, where)
             self.values[node.output[0]] = (value.astype(np.float64) - z) * s
+            if self._float_scale(node) and value.dtype.kind in "iu":
+                # float-scale weights (Brevitas's defaults): integer codes with their scale,
+                # as a float-scale weight Quant keeps them (`_float_constant`)
+                codes = value.astype(np.float64) - z
+                self.codes[node.output[0]] = (codes, np.broadcast_to(s, codes.shape).astype(float))
             return
         if not isinstance(value, _Pending):
             raise UnsupportedError(
@@ -1895,7 +1919,6 @@ class _Reader:
             raise UnsupportedError(
                 f"{where}: a non-zero zero point on activations is not supported"
             )
-        frac = int(self._check_po2(node, scale).flat[0])
         lo, hi = value.lo, value.hi
         bits = max(hi, 0).bit_length() + (1 if lo < 0 else 0)
         signed = lo < 0
@@ -1910,6 +1933,13 @@ class _Reader:
             raise UnsupportedError(
                 f"{where}: the clip range [{lo}, {hi}] is not a signed or unsigned bit range"
             )
+        if value.stream.affine is not None or self._float_scale(node):
+            # a float scale (or a float-scale stream): integer thresholds, half to even
+            if np.any(scale <= 0) or not np.all(np.isfinite(scale)):
+                raise ModelFileError(f"{where}: the scale is not positive")
+            self._threshold_node(node, value.stream, scale, bits, lo, hi, signed, narrow, "HALF_EVEN")
+            return
+        frac = int(self._check_po2(node, scale).flat[0])
         spec = _QuantSpec(
             bits, signed, narrow, "ROUND", np.full((value.stream.shape[-1],), frac), False
         )

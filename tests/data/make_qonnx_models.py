@@ -390,6 +390,8 @@ def _models():
         "conv1d_cat": (Conv1dCat, (3, 10), False),
         "conv1d_cat_dyn": (Conv1dCat, (3, 10), True),
         "cnn_bn_float": (CnnBnFloat, (2, 8, 8), False),
+        "mlp_logits_qcdq": (MlpLogits, (10,), "qcdq"),
+        "cnn_float_qcdq": (CnnFloat, (2, 8, 8), "qcdq"),
     }
 
 

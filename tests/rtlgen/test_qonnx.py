@@ -45,6 +45,7 @@ MODELS = (
     "cnn_float",
     "res_float",
     "mlp_codes",
+    "cnn_float_qcdq",
 )
 
 
@@ -587,13 +588,20 @@ def test_live_oracle(tmp_path):
     if python is None:
         pytest.skip("QONNX oracle not installed (pip install '.[qonnx]' in a venv of its own)")
     script = Path(__file__).parents[1] / "data" / "make_qonnx_models.py"
-    subprocess.run([python, script, tmp_path], check=True, capture_output=True, timeout=900)
+    subprocess.run([python, script, tmp_path], check=True, capture_output=True, timeout=1800)
     for name in MODELS:
         fresh = np.load(tmp_path / f"{name}_expected.npz")
         committed = np.load(DATA / f"{name}_expected.npz")
         np.testing.assert_array_equal(fresh["y"], committed["y"])
         got, want, _ = _predict(name, tmp_path)
         np.testing.assert_array_equal(got, want)
+    # float logits (test_qonnx_outputs.py): the same files, predicted within float32
+    for name in ("mlp_logits", "conv1d_cat", "conv1d_cat_dyn", "cnn_bn_float", "mlp_logits_qcdq"):
+        fresh = np.load(tmp_path / f"{name}_expected.npz")
+        np.testing.assert_array_equal(fresh["y"], np.load(DATA / f"{name}_expected.npz")["y"])
+        got, want, _ = _predict(name, tmp_path)
+        step = np.spacing(np.float32(np.abs(want).max()))
+        np.testing.assert_allclose(got, want, rtol=0, atol=float(8 * step))
 
 
 _IN_MEMORY = """
@@ -601,8 +609,8 @@ import sys, numpy as np, torch
 sys.path.insert(0, sys.argv[1])
 import make_qonnx_models as mk
 import rtlgen
-from rtlgen.api import predict_outputs
-for name in ("mlp_modes", "cnn", "cnn_bn", "mlp_float", "cnn_float"):
+from rtlgen.api import predict_outputs, to_stream_layout
+for name in ("mlp_modes", "cnn", "cnn_bn", "mlp_float", "cnn_float", "mlp_codes", "conv1d_cat"):
     cls, shape, _ = mk._models()[name]
     torch.manual_seed(5)
     module = cls()
@@ -612,8 +620,13 @@ for name in ("mlp_modes", "cnn", "cnn_bn", "mlp_float", "cnn_float"):
     with torch.no_grad():
         want = module(torch.from_numpy(x))
         want = (want.value if hasattr(want, "value") else want).numpy()
-    (got,) = predict_outputs(graph, x.transpose(0, 2, 3, 1) if x.ndim == 4 else x).values()
-    assert np.array_equal(got.reshape(want.shape).astype(np.float32), want), name
+    (got,) = predict_outputs(graph, to_stream_layout(graph, x)).values()
+    got = got.reshape(want.shape).astype(np.float32)
+    if graph.output_scales and np.any(graph.output_scales[0].bias):  # float logits
+        step = np.spacing(np.float32(np.abs(want).max()))
+        assert np.abs(got - want).max() <= 8 * step, name
+    else:
+        assert np.array_equal(got, want), name
     assert module.training is False
 print("ok")
 """
@@ -624,7 +637,9 @@ def test_brevitas_module_in_memory_is_bit_exact_with_the_module(tmp_path):
     """`rtlgen.load_model(module, example_input=...)` exports a Brevitas module in memory
     (QONNX) and predicts exactly what the module itself computes (torch float32), for an
     MLP, a CNN, a CNN with BatchNorm and an MLP and a CNN with Brevitas's default float
-    scales; runs in the oracle venv with this checkout on PYTHONPATH."""
+    scales, an MLP ending in float-scale codes; a 1-D CNN with float logits within float32
+    (inputs in the module's own NCHW/NCL layout); runs in the oracle venv with this checkout
+    on PYTHONPATH."""
     python = _oracle_python()
     root = Path(__file__).parents[2]
     if python is None:

@@ -8,7 +8,8 @@ Goldens (tests/data/qonnx/, tests/data/make_qonnx_models.py, Brevitas's default 
 logits, per-channel weight scales), ``conv1d_cat`` (TorchScript exporter) and
 ``conv1d_cat_dyn`` (dynamo exporter): two Conv1d branches, a per-channel ``Mul``, ``Concat``,
 MaxPool1d, flatten, float logits; ``cnn_bn_float``: Conv -> BatchNorm2d (one negative gamma)
--> QuantReLU blocks and a BatchNorm1d on the float logits. Float logits: QONNX's executor sums float32 products in
+-> QuantReLU blocks and a BatchNorm1d on the float logits; ``mlp_logits_qcdq``: mlp_logits
+as plain-ONNX QCDQ (``export_onnx_qcdq``: float-scale QuantizeLinear/DequantizeLinear). Float logits: QONNX's executor sums float32 products in
 ONNX Runtime's order, rtlgen rounds the exact value once, so they agree within float32 (a
 few ulps); the integer accumulators the hardware outputs are exactly the executor's.
 """
@@ -39,7 +40,7 @@ from .cli_run import rtlgen  # noqa: E402
 from .ops.network_checks import bit_exact_in_simulator  # noqa: E402
 
 DATA = Path(__file__).parents[1] / "data" / "qonnx"
-LOGITS = ("mlp_logits", "conv1d_cat", "conv1d_cat_dyn", "cnn_bn_float")
+LOGITS = ("mlp_logits", "conv1d_cat", "conv1d_cat_dyn", "cnn_bn_float", "mlp_logits_qcdq")
 
 
 def _golden(name: str) -> tuple[ir.ModelGraph, np.ndarray, np.ndarray]:
@@ -178,6 +179,21 @@ def test_batchnorm_on_float_scales_joins_the_thresholds():
     levels = graph.nodes[3].bias.mantissa  # per channel: the level after each threshold
     falling = np.diff(levels, axis=1) <= 0
     assert falling[1].all() and not falling[0].all()
+
+
+def test_float_scale_qcdq_is_thresholds_on_integer_weights():
+    """Plain-ONNX QCDQ with Brevitas's default float scales: each activation QuantizeLinear
+    -> DequantizeLinear is one Threshold (half to even), each DequantizeLinear of int8
+    weights keeps the codes (per-channel scales on the second conv): integer weights."""
+    graph, x, want = _golden("cnn_float_qcdq")
+    assert [n.op for n in graph.nodes] == [
+        "input", "threshold", "conv2d", "threshold", "maxpool2d", "conv2d", "threshold",
+        "flatten", "dense", "threshold",
+    ]
+    for node in graph.nodes:
+        if node.op in ("conv2d", "dense"):
+            assert node.weights.type.frac == 0 and node.bias is None
+    np.testing.assert_array_equal(predict(graph, to_stream_layout(graph, x)), want)
 
 
 @pytest.mark.parametrize("name", ["mlp_logits", "conv1d_cat", "cnn_bn_float"])
