@@ -54,6 +54,9 @@ class VecOp:
     clamp_lo: int | None = None  # REQUANT: bounds in the argument's units
     clamp_hi: int | None = None
     const: int = 0  # RSUB
+    #: TABLE: the largest distance from the function it stands for (0: exact, as for the
+    #: QKeras quantizers, which the table reproduces)
+    error: float = 0.0
     rounding: Rounding = Rounding.CONVERGENT
     overflow: Overflow = Overflow.SATURATE
 
@@ -179,6 +182,7 @@ class ProgramBuilder:
         out_type: FixedType,
         rounding: Rounding,
         hint: str = "t",
+        error: float = 0.0,
     ) -> str:
         _, n, _, _ = self.info(arg)
         table = np.asarray(table, dtype=np.int64)
@@ -194,6 +198,7 @@ class ProgramBuilder:
                 in_type=table_type,
                 table=table,
                 rounding=rounding,
+                error=error,
             )
         )
 

@@ -42,6 +42,7 @@ import json
 import warnings
 import weakref
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any, ClassVar
 
 import numpy as np
@@ -63,6 +64,7 @@ from rtlgen.frontend.keras_config import (
 from rtlgen.ops.registry import Op, Shape, register_op
 from rtlgen.passes import LowerContext, PrecisionConfig, _quantize
 from rtlgen.plan import LayerPlan, PlanContext
+from rtlgen.quant.activations import ActivationKind
 from rtlgen.quant.errors import RtlgenError, RtlgenWarning, UnsupportedError
 from rtlgen.quant.fixed import FixedType, Overflow, Rounding, shift_round
 from rtlgen.quant.recurrent import CellProgram, ProgramBuilder, run_sequence
@@ -161,14 +163,27 @@ def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
-def _check_activation(layer: KerasLayer, key: str, spec: Any) -> None:
-    act = _activation_spec(layer.name, layer.class_name, spec, key)
-    del act
+#: QKeras's recurrent layers look activation names up in qkeras.quantizers first
+#: (``get_quantizer``), where these two are its own piecewise-linear sigmoids
+_QKERAS_SIGMOIDS = {"hard_sigmoid": Fraction(1, 2), "smooth_sigmoid": Fraction(3, 16)}
+
+
+def _class_name(node: Recurrent) -> str:
+    """The Keras class the node was read from (QKeras's when ``qkeras``)."""
+    return ("Q" if node.qkeras else "") + {"SimpleRNN": "SimpleRNN", "LSTM": "LSTM", "GRU": "GRU"}[
+        type(node).__name__
+    ]
 
 
 def _activation_spec(name: str, class_name: str, spec: Any, key: str) -> ActivationSpec:
     layer = KerasLayer(class_name, name, {})
     where = f"layer '{name}' ({class_name}) {key}"
+    if isinstance(spec, dict) and spec.get("class_name") == "function":
+        spec = spec.get("config")  # a plain function Keras does not know, by its name
+    if class_name.startswith("Q") and isinstance(spec, str) and spec in _QKERAS_SIGMOIDS:
+        # clip(slope * x + 0.5, 0, 1)
+        slope = (("slope", _QKERAS_SIGMOIDS[spec]),)
+        return ActivationSpec(table=ActivationKind.HARD_SIGMOID, table_options=slope)
     act = layer_activation(layer, spec)
     if act.table is not None or act.quantizer is not None:
         if act.negative_slope is not None or act.softmax:
@@ -206,13 +221,13 @@ def read_keras_recurrent(layer: KerasLayer, shape: Shape, source: WeightSource) 
     use_bias = config_bool(layer, "use_bias", True)
     reset_after = config_bool(layer, "reset_after", True) if cls is GRU else True
     steps, features = shape
-    activation = config_value(layer, "activation", "tanh")
+    activation = config_value(layer, "activation", "quantized_tanh" if qkeras else "tanh")
     recurrent_activation = config_value(
         layer, "recurrent_activation", "hard_sigmoid" if qkeras else "sigmoid"
     )
-    _check_activation(layer, "activation", activation)
+    _activation_spec(layer.name, layer.class_name, activation, "activation")
     if cls is not SimpleRNN:
-        _check_activation(layer, "recurrent_activation", recurrent_activation)
+        _activation_spec(layer.name, layer.class_name, recurrent_activation, "recurrent_activation")
     kq = rq = bq = sq = None
     if qkeras:
         kq = layer_quantizer(layer, "kernel_quantizer", kernel=True)
@@ -291,17 +306,21 @@ def _gate(b: ProgramBuilder, node: Recurrent, value: str, spec_json: str, key: s
     from rtlgen.ops.lut_activation import lower_table, node_table, table_node
     from rtlgen.passes import LayerPrecision
 
-    act = _activation_spec(
-        node.source or node.name, type(node).__name__, json.loads(spec_json), key
-    )
+    act = _activation_spec(node.source or node.name, _class_name(node), json.loads(spec_json), key)
     t, n, _, _ = b.info(value)
     if act.table is not None:
         table = table_node(f"{node.name}_{key}", (n,), act, node.source or node.name)
         ctx = LowerContext(t, LayerPrecision(), _config(node), node.qkeras)
         lowered = lower_table(table, ctx)
         assert lowered.table_type is not None and lowered.out_type is not None
+        error = 0.0 if act.table.is_qkeras else lowered.max_error
         return b.table(
-            value, node_table(lowered), lowered.table_type, lowered.out_type, node.rounding
+            value,
+            node_table(lowered),
+            lowered.table_type,
+            lowered.out_type,
+            node.rounding,
+            error=error,
         )
     q = act.quantizer
     assert q is not None
@@ -456,20 +475,6 @@ def _union(a: FixedType, b: FixedType) -> FixedType:
     return FixedType.covering(lo, hi, frac)
 
 
-def _activation_keys(node: Recurrent) -> tuple[str, ...]:
-    return (
-        ("activation",) if isinstance(node, SimpleRNN) else ("activation", "recurrent_activation")
-    )
-
-
-def _exact_activation(node: Recurrent, key: str) -> bool:
-    """A QKeras activation (table or quantizer): exact; a float function's table rounds."""
-    act = _activation_spec(
-        node.source or node.name, type(node).__name__, json.loads(getattr(node, key)), key
-    )
-    return act.table is None or act.table.is_qkeras
-
-
 def lower_recurrent(node: Recurrent, ctx: LowerContext) -> Recurrent:
     config = ctx.config
     where = f"layer '{node.source or node.name}'"
@@ -530,10 +535,11 @@ def lower_recurrent(node: Recurrent, ctx: LowerContext) -> Recurrent:
                 f"{where}: the state {what} needs {t.width} bits (supported: up to "
                 f"{MAX_STATE_BITS}); give the layer a state_quantizer or a narrower type"
             )
+    program, _, _ = _build(node, ctx.in_type, h_type, c_type)
     exact = (
         node.qkeras
         and (sq is not None or isinstance(node, SimpleRNN))
-        and all(_exact_activation(node, key) for key in _activation_keys(node))
+        and all(op.error == 0 for op in program.ops)
     )
     if node.qkeras and not exact:
         warnings.warn(
@@ -560,9 +566,7 @@ def _float_act(node: Recurrent, spec_json: str, key: str):
     """The activation as a float64 function (QKeras kinds as QKeras computes them)."""
     from rtlgen.quant.activations import float_activation
 
-    act = _activation_spec(
-        node.source or node.name, type(node).__name__, json.loads(spec_json), key
-    )
+    act = _activation_spec(node.source or node.name, _class_name(node), json.loads(spec_json), key)
     if act.table is not None:
         kind, params = act.table, dict(act.table_options)
         return lambda v: float_activation(kind, v, params)
@@ -645,7 +649,7 @@ def plan_recurrent(node: Recurrent, ctx: PlanContext) -> LayerPlan:
         cycles_per_sample=per_sample,
         out_spacing=spacing,
         notes=(
-            f"{type(node).__name__}: {cell.step_cycles} cycles per time step, "
+            f"{_class_name(node)}: {cell.step_cycles} cycles per time step, "
             f"{per_sample} per sequence of {node.steps}"
             + ("" if node.exact or not node.qkeras else "; state rounded (not bit-exact)"),
         ),

@@ -86,11 +86,21 @@ QKERAS_CASES = [
     pytest.param("QSimpleRNN", 12, 8, 16, True, {}, marks=SLOW),
     ("QSimpleRNN", 5, 3, 4, False, {"activation": "quantized_relu(3,1)"}),
     pytest.param("QLSTM", 1, 2, 1, True, {}, marks=SLOW),
-    ("QLSTM", 7, 3, 5, False, {}),
+    # QKeras's own hard_sigmoid (slope 1/2, not Keras's 1/5): QLSTM's default
+    ("QLSTM", 7, 3, 5, False, {"recurrent_activation": "hard_sigmoid"}),
     pytest.param("QLSTM", 4, 8, 16, True, {}, marks=SLOW),
     pytest.param("QGRU", 6, 2, 3, False, {}, marks=SLOW),
     pytest.param("QGRU", 3, 5, 7, True, {"reset_after": False}, marks=SLOW),
     ("QGRU", 9, 1, 2, True, {}),
+    pytest.param(
+        "QGRU",
+        4,
+        2,
+        3,
+        False,
+        {"recurrent_activation": "smooth_sigmoid", "activation": "quantized_bits(4,1,alpha=1)"},
+        marks=SLOW,
+    ),
 ]
 
 
