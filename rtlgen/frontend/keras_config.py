@@ -645,6 +645,15 @@ class ActivationSpec:
         )
 
 
+#: QKeras's own sigmoids (qkeras.quantizers.hard_sigmoid / smooth_sigmoid), by slope
+_QKERAS_SIGMOIDS = {"hard_sigmoid": Fraction(1, 2), "smooth_sigmoid": Fraction(3, 16)}
+
+
+def _qkeras_layer(layer: KerasLayer) -> bool:
+    """A QKeras layer (Keras 2, whose dtype is a string; HGQ2's Keras 3 layers have dicts)."""
+    return layer.class_name.startswith("Q") and not isinstance(layer.config.get("dtype"), dict)
+
+
 def layer_activation(layer: KerasLayer, spec: Any) -> ActivationSpec:
     where = f"{layer.where} activation"
     if spec is None:
@@ -665,7 +674,9 @@ def layer_activation(layer: KerasLayer, spec: Any) -> ActivationSpec:
             raise UnsupportedError(f"{where}: {exc}") from None
         return ActivationSpec(quantizer=q)
     name = spec
-    if isinstance(spec, dict):  # {"class_name": "relu", "config": {}} (some Keras versions)
+    if isinstance(spec, dict) and spec.get("class_name") == "function":
+        name = spec.get("config")  # a plain function Keras does not know, saved by its name
+    elif isinstance(spec, dict):  # {"class_name": "relu", "config": {}} (some Keras versions)
         name = spec.get("class_name") if not spec.get("config") else None
     if not isinstance(name, str):
         raise UnsupportedError(
@@ -684,6 +695,11 @@ def layer_activation(layer: KerasLayer, spec: Any) -> ActivationSpec:
         return ActivationSpec(softmax=True)
     if name == "leaky_relu":  # tf.nn.leaky_relu / Keras 3: slope 0.2
         return ActivationSpec(negative_slope=0.2)
+    if name in _QKERAS_SIGMOIDS and _qkeras_layer(layer):
+        # QKeras layers look names up in qkeras.quantizers first (get_quantizer), where
+        # these are its own: clip(slope * x + 0.5, 0, 1)
+        slope = (("slope", _QKERAS_SIGMOIDS[name]),)
+        return ActivationSpec(table=ActivationKind.HARD_SIGMOID, table_options=slope)
     if name == "hard_sigmoid" and isinstance(layer.config.get("dtype"), dict):
         # Keras 3 (whose dtype is a serialized DTypePolicy; Keras 2 writes a string):
         # relu6(x + 3) / 6, slope 1/6 instead of Keras 2's 0.2

@@ -42,7 +42,6 @@ import json
 import warnings
 import weakref
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any, ClassVar
 
 import numpy as np
@@ -64,7 +63,6 @@ from rtlgen.frontend.keras_config import (
 from rtlgen.ops.registry import Op, Shape, register_op
 from rtlgen.passes import LowerContext, PrecisionConfig, _quantize
 from rtlgen.plan import LayerPlan, PlanContext
-from rtlgen.quant.activations import ActivationKind
 from rtlgen.quant.errors import RtlgenError, RtlgenWarning, UnsupportedError
 from rtlgen.quant.fixed import FixedType, Overflow, Rounding, shift_round
 from rtlgen.quant.recurrent import CellProgram, ProgramBuilder, run_sequence
@@ -163,11 +161,6 @@ def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
-#: QKeras's recurrent layers look activation names up in qkeras.quantizers first
-#: (``get_quantizer``), where these two are its own piecewise-linear sigmoids
-_QKERAS_SIGMOIDS = {"hard_sigmoid": Fraction(1, 2), "smooth_sigmoid": Fraction(3, 16)}
-
-
 def _class_name(node: Recurrent) -> str:
     """The Keras class the node was read from (QKeras's when ``qkeras``)."""
     return ("Q" if node.qkeras else "") + {"SimpleRNN": "SimpleRNN", "LSTM": "LSTM", "GRU": "GRU"}[
@@ -178,12 +171,6 @@ def _class_name(node: Recurrent) -> str:
 def _activation_spec(name: str, class_name: str, spec: Any, key: str) -> ActivationSpec:
     layer = KerasLayer(class_name, name, {})
     where = f"layer '{name}' ({class_name}) {key}"
-    if isinstance(spec, dict) and spec.get("class_name") == "function":
-        spec = spec.get("config")  # a plain function Keras does not know, by its name
-    if class_name.startswith("Q") and isinstance(spec, str) and spec in _QKERAS_SIGMOIDS:
-        # clip(slope * x + 0.5, 0, 1)
-        slope = (("slope", _QKERAS_SIGMOIDS[spec]),)
-        return ActivationSpec(table=ActivationKind.HARD_SIGMOID, table_options=slope)
     act = layer_activation(layer, spec)
     if act.table is not None or act.quantizer is not None:
         if act.negative_slope is not None or act.softmax:

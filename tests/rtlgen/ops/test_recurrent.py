@@ -428,3 +428,20 @@ def test_keras_rnn_then_dense_converts_predicts_and_simulates(tf, tmp_path, kind
         warnings.simplefilter("ignore")
         manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["output"]["ii_cycles"] >= 6
+
+
+@pytest.mark.parametrize("class_name", ["QActivation", "QDense", "QLSTM"])
+def test_qkeras_layers_name_qkeras_sigmoids(class_name):
+    """QKeras resolves activation names in qkeras.quantizers first: its hard_sigmoid is
+    clip(x/2 + 1/2) (Keras 2's: x/5), smooth_sigmoid clip(3x/16 + 1/2); Keras layers keep
+    Keras's."""
+    from fractions import Fraction
+
+    from rtlgen.frontend.keras_config import KerasLayer, layer_activation
+
+    q = KerasLayer(class_name, "q", {"dtype": "float32"})
+    assert dict(layer_activation(q, "hard_sigmoid").table_options)["slope"] == Fraction(1, 2)
+    smooth = {"class_name": "function", "config": "smooth_sigmoid", "module": "builtins"}
+    assert dict(layer_activation(q, smooth).table_options)["slope"] == Fraction(3, 16)
+    keras = KerasLayer("Dense", "d", {"dtype": "float32"})
+    assert layer_activation(keras, "hard_sigmoid").table_options == ()
