@@ -736,6 +736,17 @@ def print_table(report: dict) -> None:
         )
 
 
+def print_row(label: str, result: dict, extra: str) -> None:
+    """One progress row of a peer or CLI result (its synthesis figures) and its Yosys script."""
+    s = result["synthesis"]
+    print(
+        f"{label} LUT {s['luts']:6d} FF {s['ffs']:6d} DSP {s['dsps']:4d} latency "
+        f"{result['latency_cycles']} lut_levels {s['lut_levels']:2d} {extra}",
+        flush=True,
+    )
+    print(f"  yosys: {s.get('yosys_script')}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -856,14 +867,10 @@ def main(argv: list[str] | None = None) -> int:
                         args.alkaid_check, argmax,
                     )
                     new["alkaid_same_weights"].append(peer)
-                    s = peer["synthesis"]
-                    print(
-                        f"{name:9s} alkaid c={cutoff:g} {round_mode:8s}{' +argmax' if argmax else ''} "
-                        f"LUT {s['luts']:6d} FF {s['ffs']:6d} DSP {s['dsps']:4d} latency {peer['latency_cycles']} "
-                        f"lut_levels {s['lut_levels']:2d} exact {peer.get('bit_exact')}",
-                        flush=True,
+                    print_row(
+                        f"{name:9s} alkaid c={cutoff:g} {round_mode:8s}{' +argmax' if argmax else ''}",
+                        peer, f"exact {peer.get('bit_exact')}",
                     )
-                    print(f"  yosys: {s.get('yosys_script')}", flush=True)
             if args.per_layer and args.alkaid_python:
                 new["per_layer"] += run_per_layer(name, layers, args, workdir)
             if model is not None:
@@ -872,15 +879,11 @@ def main(argv: list[str] | None = None) -> int:
                     if training:
                         r["training"] = training
                     new["cli"].append(r)
-                    s = r["synthesis"]
-                    print(
-                        f"{name:9s} convert A={adders} LUT {s['luts']:6d} FF {s['ffs']:6d} "
-                        f"DSP {s['dsps']:4d} latency {r['latency_cycles']} (simulated "
-                        f"{r.get('simulated_latency')}) lut_levels {s['lut_levels']:2d} exact "
-                        f"{r.get('bit_exact')} same weights as peer {r.get('same_weights_as_peer')}",
-                        flush=True,
+                    print_row(
+                        f"{name:9s} convert A={adders}", r,
+                        f"(simulated {r.get('simulated_latency')}) exact {r.get('bit_exact')} "
+                        f"same weights as peer {r.get('same_weights_as_peer')}",
                     )
-                    print(f"  yosys: {s.get('yosys_script')}", flush=True)
             for mode in modes:
                 t0 = time.monotonic()
                 r = run_variant(name, layers, mode, args, workdir)
