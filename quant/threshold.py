@@ -212,11 +212,10 @@ class Thresholds:
 def threshold_reference(x: np.ndarray, thresholds: np.ndarray, levels: np.ndarray) -> np.ndarray:
     """Mantissas (..., C) -> output mantissas (..., C): the integer kernel."""
     x = np.asarray(x, dtype=np.int64)
-    count = np.zeros(x.shape, dtype=np.int64)
-    for k in range(thresholds.shape[1]):
-        count += x >= thresholds[:, k]
-    flat = count.reshape(-1, levels.shape[0])
-    out = levels[np.arange(levels.shape[0])[None, :], flat]
+    flat = x.reshape(-1, levels.shape[0])
+    out = np.empty_like(flat)
+    for c in range(levels.shape[0]):  # thresholds ascend: the count is a binary search
+        out[:, c] = levels[c][np.searchsorted(thresholds[c], flat[:, c], side="right")]
     return out.reshape(x.shape)
 
 
@@ -269,6 +268,13 @@ def _search(f: StepFunction, channels: int, ulps: int) -> Thresholds:
     for c, ts in enumerate(rows_t):  # padding repeats the channel's last level
         levels[c, len(ts) + 1 :] = levels[c, len(ts)]
     return Thresholds(thresholds, levels)
+
+
+def step_thresholds(f: StepFunction, channels: int) -> Thresholds:
+    """The exact thresholds of any monotone step function of the input mantissas with
+    ``f.in_type`` and ``f(x, channel_axis=-1, ulps=0)`` (channels last), without the rsqrt
+    variants or checks of `find_thresholds`."""
+    return _search(f, channels, 0)
 
 
 def find_thresholds(f: StepFunction, channels: int, rsqrt_ulps: int = RSQRT_ULPS) -> Thresholds:

@@ -7,6 +7,7 @@ Importing this package registers every op. Adding a layer kind: a new module her
 
 from rtlgen.ops import (  # noqa: F401
     activation,
+    bn_correct,
     concatenate,
     conv,
     cropping,

@@ -11,7 +11,9 @@ exact); otherwise, when a quantizer follows, `lower_scale_shift` proves that the
 scale and shift decide every rounding as the float model does (at each threshold of the
 float function and just below it: both are monotone, so that covers every input), widening
 them up to `MAX_BN_WIDTH` bits until they do; where float32 rounding inside the BN decides
-a threshold no width does, and it warns (keeping the width with the fewest differences).
+a threshold no width does, the inputs it decides differently are corrected
+(`rtlgen.ops.bn_correct`, exact), or with more of them than that takes, it warns (keeping
+the width with the fewest differences).
 """
 
 from __future__ import annotations
@@ -172,10 +174,16 @@ def lower_scale_shift(node: ir.ScaleShift, ctx: LowerContext) -> ir.Node:
         except RtlgenError:
             break
     assert isinstance(best, ir.ScaleShift) and isinstance(best.scale, ir.QTensor)
+    from rtlgen.ops.bn_correct import MAX_CORRECTIONS, corrected
+
+    exact = corrected(best, f, channels)  # the few inputs float32 decides: corrected
+    if exact is not None:
+        return exact
     warnings.warn(
         f"{where}: BatchNormalization + {q}: {best_misses} of its {want.size} decision points "
         f"round differently from the float model even with a {best.scale.type.width}-bit "
-        "scale/shift (kept): float32 rounding inside the BN decides them; quantizers of at most "
+        "scale/shift (kept): float32 rounding inside the BN decides them, at more inputs than "
+        f"the {MAX_CORRECTIONS} corrections per channel rtlgen builds; quantizers of at most "
         f"{MAX_THRESHOLD_LEVELS} levels are exact (thresholds)",
         RtlgenWarning,
         stacklevel=2,

@@ -145,20 +145,25 @@ def test_the_18_bit_scale_shift_flips_decisions_the_proof_widens_it(tmp_path):
     assert np.any(predict(forced, x) != want)
 
 
-def test_many_level_quantizer_keeps_a_widened_scale_shift_and_warns(tmp_path):
+def test_many_level_quantizer_is_exact_with_corrected_inputs(tmp_path):
     """1024 levels: more than a threshold node takes. The scale/shift widens to the width
-    that decides most thresholds like the float model; the few that float32 rounding inside
-    the BN decides differently (no exact affine map can) are one warning naming the layer."""
+    that decides most thresholds like the float model; the inputs that float32 rounding
+    inside the BN decides differently (no exact affine map can) are corrected
+    (`rtlgen.ops.bn_correct`): equal to QKeras, no warning."""
+    import warnings
+
+    from rtlgen.ops.bn_correct import CorrectedScaleShift
+
     model = dense_bn_model("quantized_bits(10,3,alpha=1)", 2**-6)
     sub = tf.keras.Model(model.input, model.get_layer("act1").output, name="sub")
-    with pytest.warns(RtlgenWarning, match="layer 'bn1\\+act1'.*decision points"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RtlgenWarning)
         graph = keras_graph(sub, tmp_path)
     assert not _thresholds(graph)
     bn = next(n for n in graph.nodes if isinstance(n, ir.ScaleShift))
-    assert bn.scale.type.width > 18
+    assert bn.scale.type.width > 18 and isinstance(bn, CorrectedScaleShift)
     x = _boundary_inputs((5,), 300, 1)
-    same = predict(graph, x) == sub.predict(x, verbose=0)
-    assert same.mean() > 0.99
+    np.testing.assert_array_equal(predict(graph, x), sub.predict(x, verbose=0))
 
 
 @pytest.mark.parametrize(
