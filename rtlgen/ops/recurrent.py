@@ -605,14 +605,21 @@ def float_recurrent(node: Recurrent, x: Any) -> np.ndarray:
     return np.stack(outs, axis=1) if node.return_sequences else outs[-1]
 
 
-def step_cycles(node: Recurrent, in_type: FixedType) -> int:
-    """Cycles per time step of the lowered node's hardware (`RecurrentCell.step_cycles`)."""
+def step_cycles(node: Recurrent, in_type: FixedType, multiplier: Any = None) -> int:
+    """Cycles per time step of the lowered node's hardware (`RecurrentCell.step_cycles`)
+    with ``multiplier`` (None: the most over every multiplier mode: DSP products may add a
+    register stage)."""
+    from rtlgen.layers.common import Multiplier
     from rtlgen.layers.recurrent import cell_schedule
 
-    return cell_schedule(cell_program(node, in_type))[2] + 1
+    program = cell_program(node, in_type)
+    modes = list(Multiplier) if multiplier is None else [multiplier]
+    return max(cell_schedule(program, mode)[2] for mode in modes) + 1
 
 
 def recurrent_sample_cycles(node: Recurrent, in_type: FixedType) -> int:
+    """Cycles per sample at full rate: T steps (an upper bound over the multiplier modes;
+    the plan's timing model has the exact figure)."""
     return node.steps * step_cycles(node, in_type)
 
 

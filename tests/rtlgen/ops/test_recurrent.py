@@ -17,7 +17,8 @@ import pytest
 
 from rtlgen import ir
 from rtlgen.frontend import read_model
-from rtlgen.ops.recurrent import GRU, LSTM, SimpleRNN, lower_recurrent
+from rtlgen.layers.common import Multiplier
+from rtlgen.ops.recurrent import GRU, LSTM, SimpleRNN, lower_recurrent, step_cycles
 from rtlgen.passes import LayerPrecision, LowerContext, PrecisionConfig, lower
 from rtlgen.quant.errors import RtlgenWarning, UnsupportedError
 from rtlgen.quant.fixed import FixedType
@@ -316,9 +317,21 @@ def test_network_is_bit_exact_under_backpressure_with_modelled_timing(cls, seque
     graph = rnn_dense_graph(cls, sequences=sequences)
     bit_exact_in_simulator(graph, n=3, valid_prob=0.6, ready_prob=0.5)
     latency, ii = timing_matches_model(graph)
-    from rtlgen.ops.recurrent import step_cycles
+    assert ii == graph.nodes[1].steps * step_cycles(graph.nodes[1], IN_TYPE, Multiplier.AUTO)
 
-    assert ii == graph.nodes[1].steps * step_cycles(graph.nodes[1], IN_TYPE)
+
+@pytest.mark.slow  # a 16-unit LSTM step in Amaranth's simulator: ~40 s
+def test_dsp_products_keep_the_modelled_timing():
+    """--multiplier dsp registers products (a step may take a cycle more): the timing model
+    follows the plan's own cell."""
+    from rtlgen.hardware import HardwareOptions
+
+    options = HardwareOptions(multiplier=Multiplier.DSP)
+    graph = rnn_dense_graph(LSTM, features=8, units=16)
+    bit_exact_in_simulator(graph, n=2, options=options)
+    latency, ii = timing_matches_model(graph, options)
+    node = graph.nodes[1]
+    assert ii == node.steps * step_cycles(node, IN_TYPE, Multiplier.DSP)
 
 
 def test_stacked_recurrent_layers_are_bit_exact_with_modelled_timing():
