@@ -151,6 +151,12 @@ def exact_proxy_weights(graph: ir.ModelGraph) -> ir.ModelGraph:
     exact constants (`rtlgen.frontend.hgq2.Exact`): each keeps its own bits."""
     nodes = []
     for node in graph.nodes:
+        if node.op == "lut_activation":
+            raise UnsupportedError(
+                f"layer '{node.source or node.name}': a float activation in an HGQ proxy model "
+                "(HGQ computes it in float32 before its FixedPointQuantizer; rtlgen's table "
+                "would round twice) is not supported (supported: ReLU, linear)"
+            )
         if isinstance(node, ir.Conv | ir.Dense):
             where = f"layer '{node.source or node.name}'"
             changes = {}
@@ -163,3 +169,11 @@ def exact_proxy_weights(graph: ir.ModelGraph) -> ir.ModelGraph:
             node = node.replace(**changes) if changes else node
         nodes.append(node)
     return dataclasses.replace(graph, nodes=tuple(nodes))
+
+
+def refuse_unary_lut(layer: KerasLayer, shape: Shape, source: WeightSource) -> LayerOut:
+    raise UnsupportedError(
+        f"{layer.where}: HGQ's table activations are not supported: make the proxy model "
+        "without them (HGQ.proxy.to_proxy_model(model) with the default "
+        "unary_lut_max_table_size=-1)"
+    )

@@ -267,3 +267,33 @@ def test_live_oracle(tmp_path):
         np.testing.assert_array_equal(fresh["y"], committed["y"])
         (y,) = predict_outputs(load_model(tmp_path / f"{name}.h5"), fresh["x"]).values()
         np.testing.assert_array_equal(y.reshape(fresh["y"].shape), fresh["y"])
+
+
+def _with_layer(tmp_path, entry, weights, shape=(3,)):
+    q = {"name": "q", "RND": "TRN", "SAT": "WRAP", "shape": [1, 3], "fusible": False}
+    quant = {
+        **layer_entry("FixedPointQuantizer", q, module=None),
+        "class_name": "HGQ>FixedPointQuantizer",
+    }
+    widths = {
+        name: np.full((1, 3), value, np.int8)
+        for name, value in (("keep_negative", 1), ("bits", 6), ("integers", 3))
+    }
+    return write_full_h5(
+        tmp_path / "m.h5", sequential_config([quant, entry], shape), {"q": widths, **weights}
+    )
+
+
+def test_float_activations_and_unary_luts_are_refused_in_one_line(tmp_path, capsys):
+    """HGQ computes a tanh in float32 before its quantizer (a table would round twice), and
+    its UnaryLUT layers are tables of their own: both refused naming the layer."""
+    tanh = layer_entry("Activation", {"name": "act", "activation": "tanh"})
+    path = _with_layer(tmp_path, tanh, {"act": {}})
+    with pytest.raises(UnsupportedError, match="layer 'act': a float activation in an HGQ proxy"):
+        read_model(path)
+    lut = {**layer_entry("UnaryLUT", {"name": "lut", "kif_out": [1, 2, 3]}, module=None)}
+    lut["class_name"] = "HGQ>UnaryLUT"
+    path = _with_layer(tmp_path, lut, {"lut": {}})
+    assert cli.run(["inspect", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "layer 'lut'" in err[0] and "unary_lut_max_table_size" in err[0]
