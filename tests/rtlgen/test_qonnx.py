@@ -581,6 +581,7 @@ def _oracle_python() -> str | None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # 19 models written and executed again
 def test_live_oracle(tmp_path):
     """Brevitas and QONNX write the models and outputs again (same seeds): rtlgen predicts
     them exactly, and the committed golden outputs are what QONNX gives today."""
@@ -633,6 +634,7 @@ print("ok")
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # seven in-memory exports: ~2 min quiet, 15+ min on a loaded machine
 def test_brevitas_module_in_memory_is_bit_exact_with_the_module(tmp_path):
     """`rtlgen.load_model(module, example_input=...)` exports a Brevitas module in memory
     (QONNX) and predicts exactly what the module itself computes (torch float32), for an
@@ -659,7 +661,7 @@ def test_brevitas_module_in_memory_is_bit_exact_with_the_module(tmp_path):
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": str(root)},
-        timeout=900,
+        timeout=1700,
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip().endswith("ok")
