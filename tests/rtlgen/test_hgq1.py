@@ -29,7 +29,7 @@ from .cli_run import rtlgen
 from .ops.network_checks import bit_exact_in_simulator, timing_matches_model
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "hgq1"
-MODELS = ("mlp_wrap", "mlp_sat", "mlp_wide_weights", "cnn2d", "conv1d_bn")
+MODELS = ("mlp_wrap", "mlp_sat", "mlp_wide_weights", "cnn2d", "conv1d_bn", "residual_bn")
 
 
 def _predict(name: str) -> tuple[np.ndarray, np.ndarray, ir.ModelGraph]:
@@ -87,7 +87,7 @@ def test_overflow_modes_matter_on_the_golden_inputs():
         assert not np.array_equal(y, want)
 
 
-@pytest.mark.parametrize("name", ["mlp_wrap", "cnn2d", "conv1d_bn"])
+@pytest.mark.parametrize("name", ["mlp_wrap", "cnn2d", "conv1d_bn", "residual_bn"])
 def test_network_bit_exact_under_backpressure(name):
     _, _, graph = _predict(name)
     bit_exact_in_simulator(graph, n=2, seed=4)

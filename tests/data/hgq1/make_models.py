@@ -20,8 +20,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from HGQ import HConv1D, HConv2D, HDense, HDenseBatchNorm, HQuantize, trace_minmax  # noqa: E402
-from HGQ.layers import PFlatten, PMaxPooling2D  # noqa: E402
+from HGQ import (  # noqa: E402
+    HConv1D,
+    HConv2D,
+    HConv2DBatchNorm,
+    HDense,
+    HDenseBatchNorm,
+    HQuantize,
+    trace_minmax,
+)
+from HGQ.layers import HAdd, PFlatten, PMaxPooling2D  # noqa: E402
 from HGQ.proxy import to_proxy_model  # noqa: E402
 
 OUT = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent
@@ -71,6 +79,17 @@ def conv1d_bn() -> tf.keras.Model:
     return tf.keras.Model(inp, x)
 
 
+def residual_bn() -> tf.keras.Model:
+    inp = tf.keras.Input((6, 5, 2))
+    q = HQuantize(beta=0)(inp)
+    x = HConv2DBatchNorm(3, (3, 3), padding="same", activation="relu", beta=0)(q)
+    x = HConv2D(2, (3, 3), padding="same", beta=0)(x)
+    x = HAdd(beta=0)([q, x])
+    x = PFlatten()(x)
+    x = HDense(4, beta=0)(x)
+    return tf.keras.Model(inp, x)
+
+
 # name -> (builder, input shape, aggressive (WRAP) or SAT, kernel fractional widths)
 MODELS = {
     "mlp_wrap": (mlp, (10,), True, (0, 8)),
@@ -78,6 +97,7 @@ MODELS = {
     "mlp_wide_weights": (mlp, (10,), True, (10, 20)),
     "cnn2d": (cnn, (8, 7, 2), True, (0, 6)),
     "conv1d_bn": (conv1d_bn, (9, 3), False, (0, 7)),
+    "residual_bn": (residual_bn, (6, 5, 2), True, (0, 6)),
 }
 
 
@@ -87,8 +107,8 @@ def main() -> None:
         tf.keras.utils.set_random_seed(100 + index)
         rng = np.random.default_rng(100 + index)
         model = build()
-        if name == "conv1d_bn":  # non-trivial BN statistics, as after training
-            bn = model.layers[-2]
+        for bn in [layer for layer in model.layers if hasattr(layer, "moving_variance")]:
+            # non-trivial BN statistics, as after training
             bn.moving_mean.assign(rng.normal(size=bn.moving_mean.shape).astype("float32"))
             bn.moving_variance.assign(
                 rng.uniform(0.5, 2, size=bn.moving_variance.shape).astype("float32")
