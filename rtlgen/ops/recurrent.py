@@ -157,8 +157,29 @@ _ACTIVATIONS = (
 )
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+#: config entries whose value changes nothing at inference (dropped from the saved text)
+_NO_OPS = {
+    "use_stochastic_rounding": False,
+    "qnoise_factor": 1.0,
+    "use_variables": False,
+    "use_ste": True,
+}
+#: longest saved activation / quantizer text (graph.npz keeps strings of up to 256)
+_MAX_SPEC = 256
+
+
+def _json(value: Any, where: str = "") -> str:
+    """A Keras activation / quantizer config as compact JSON (class and config only, no-op
+    options dropped), as the node saves it."""
+    if isinstance(value, dict):
+        config = value.get("config")
+        if isinstance(config, dict):
+            config = {k: v for k, v in config.items() if not (k in _NO_OPS and v == _NO_OPS[k])}
+        value = {"class_name": value.get("class_name"), "config": config}
+    text = json.dumps(value, separators=(",", ":"), sort_keys=True)
+    if len(text) > _MAX_SPEC:
+        raise UnsupportedError(f"{where}: {text[:60]}... is longer than {_MAX_SPEC} characters")
+    return text
 
 
 def _class_name(node: Recurrent) -> str:
@@ -251,9 +272,12 @@ def read_keras_recurrent(layer: KerasLayer, shape: Shape, source: WeightSource) 
         weights=ir.FloatTensor(np.asarray(got["kernel"], dtype=np.float64), kq),
         recurrent=ir.FloatTensor(np.asarray(got["recurrent_kernel"], dtype=np.float64), rq),
         bias=ir.FloatTensor(bias, bq),
-        activation=_json(activation),
-        recurrent_activation=_json(recurrent_activation),
-        state_quantizer=_json(layer.config.get("state_quantizer") if qkeras else None),
+        activation=_json(activation, f"{layer.where} activation"),
+        recurrent_activation=_json(recurrent_activation, f"{layer.where} recurrent_activation"),
+        state_quantizer=_json(
+            layer.config.get("state_quantizer") if qkeras else None,
+            f"{layer.where} state_quantizer",
+        ),
         return_sequences=len(out_shape) == 2,
         reset_after=reset_after,
         qkeras=qkeras,
