@@ -685,6 +685,9 @@ def validate_recurrent(node: Recurrent, in_type: FixedType | None) -> None:
         raise RtlgenError("the state and output types must be set")
     if isinstance(node, LSTM) and node.cell_type is None:
         raise RtlgenError("an LSTM needs its cell state type")
+    for what, t in (("state_type", node.state_type), ("cell_type", node.cell_type)):
+        if t is not None and t.width > MAX_STATE_BITS:
+            raise RtlgenError(f"{what} {t} is wider than {MAX_STATE_BITS} bits")
     for key in ("activation", "recurrent_activation", "state_quantizer"):
         try:
             json.loads(getattr(node, key))

@@ -26,7 +26,7 @@ from rtlgen.quant.reference import predict
 from tests.models import layer_entry, sequential_config, write_full_h5
 
 from .network_checks import bit_exact_in_simulator, timing_matches_model
-from .spatial_nets import round_trips
+from .spatial_nets import round_trips, tampered_is_refused
 
 #: inputs on this grid (the QKeras oracle sees exactly these values)
 IN_TYPE = FixedType(5, 2, True)
@@ -360,6 +360,19 @@ def test_float_forward_of_an_exact_layer_is_its_reference(cls, sequences):
 
 def test_saved_graph_round_trips(tmp_path):
     round_trips(rnn_dense_graph(LSTM), tmp_path)
+
+
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        (lambda d: d["fields"].update(state_type=[40, 0, True]), "wider than"),
+        (lambda d: d["fields"].update(return_sequences=True), "return_sequences"),
+        (lambda d: d["fields"].update(activation="{not json"), "not JSON"),
+        (lambda d: d["fields"].update(state_type=[4, 0, True]), "does not match"),
+    ],
+)
+def test_tampered_saved_graph_is_refused(tmp_path, edit, words):
+    tampered_is_refused(rnn_dense_graph(GRU), tmp_path, "GRU", edit, words)
 
 
 def test_lowering_keeps_the_state_within_its_type():
