@@ -236,8 +236,9 @@ class OutputScale:
     """The real value of an output whose fixed-point value ``v`` is not yet it (a QONNX
     model's float, not power-of-two, output scale, or a last layer's float logits):
     ``float32(v * scale + bias)`` per channel (the last axis of the output shape). ``scale``
-    (> 0) and ``bias``: float64 arrays of one value per channel (products of float32 numbers
-    and float32 values, exact in float64). The hardware outputs ``v``'s integer codes."""
+    (non-zero) and ``bias``: float64 arrays of one value per channel (products of float32 numbers
+    and float32 values, exact in float64; a scale may be negative after a normalization).
+    The hardware outputs ``v``'s integer codes."""
 
     scale: np.ndarray
     bias: np.ndarray
@@ -247,15 +248,19 @@ class OutputScale:
         bias = np.asarray(self.bias, dtype=np.float64).reshape(-1)
         if scale.size < 1 or scale.shape != bias.shape:
             raise RtlgenError(f"an output scale of {scale.size} values and {bias.size} biases")
-        if not (np.all(np.isfinite(scale)) and np.all(scale > 0) and np.all(np.isfinite(bias))):
-            raise RtlgenError("an output scale must be finite and positive, its bias finite")
+        if not (np.all(np.isfinite(scale)) and np.all(scale != 0) and np.all(np.isfinite(bias))):
+            raise RtlgenError("an output scale must be finite and non-zero, its bias finite")
         object.__setattr__(self, "scale", scale)
         object.__setattr__(self, "bias", bias)
 
     @property
     def order_preserving(self) -> bool:
         """One scale and one bias for every channel: the arg-max of ``v`` is the real one's."""
-        return bool(np.all(self.scale == self.scale[0]) and np.all(self.bias == self.bias[0]))
+        return bool(
+            self.scale[0] > 0
+            and np.all(self.scale == self.scale[0])
+            and np.all(self.bias == self.bias[0])
+        )
 
     def apply(self, values: np.ndarray) -> np.ndarray:
         """Real values (float32 numbers, as float64) of the fixed-point values ``values``

@@ -174,7 +174,7 @@ class Dequantize:
     """An output's real values when its fixed-point value ``v`` is not yet them (a QONNX
     model's float, not power-of-two, output scale or float logits): ``float32(v * scale[c] +
     bias[c])`` for channel ``c`` (the last axis of the output's shape); JSON ``{"scale":
-    [...], "bias": [...]}``, one number per channel, ``scale`` > 0."""
+    [...], "bias": [...]}``, one number per channel, ``scale`` non-zero."""
 
     scale: tuple[float, ...]
     bias: tuple[float, ...]
@@ -803,8 +803,8 @@ def _dequantize(value: Any, where: str, shape: tuple[int, ...]) -> Dequantize | 
             if isinstance(number, bool) or not isinstance(number, int | float) or not math.isfinite(number):
                 raise _bad(f"{where}.{key}", number, "finite numbers")
         lists.append(tuple(float(number) for number in numbers))
-    if min(lists[0]) <= 0:
-        raise ManifestError(f"{where}.scale holds a number <= 0")
+    if 0 in lists[0]:
+        raise ManifestError(f"{where}.scale holds a 0")
     return Dequantize(lists[0], lists[1])
 
 

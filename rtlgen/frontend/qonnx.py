@@ -10,8 +10,8 @@ constants and on activations, ``Gemm``/``MatMul`` with a constant (quantized) we
 ``Add`` of a constant after it is its bias), ``Conv`` (2D, and 1-D on (N, C, L) signals;
 grouped/depthwise as a block-diagonal kernel), ``Relu``, ``MaxPool`` (2D and 1-D),
 ``AveragePool``/``GlobalAveragePool`` with QONNX's ``Trunc``, ``Add`` of two streams,
-``Concat`` on the channel axis, ``Mul`` by a positive constant (one value or one per
-channel), ``BatchNormalization`` before a quantizer (exact thresholds), plain-ONNX QCDQ
+``Concat`` on the channel axis, ``Mul``/``Div``/``Add``/``Sub`` of a stream and a constant
+(one value or one per channel), ``BatchNormalization`` before a quantizer (exact thresholds), plain-ONNX QCDQ
 (``QuantizeLinear`` -> ``Clip`` -> ``DequantizeLinear``; float scales as thresholds too), ``Flatten``/``Reshape`` to a vector
 (or to its own shape), ``Transpose`` where it only converts between NCHW and NHWC (or on a
 constant), ``Identity``; element-wise ops on constants only are evaluated.
@@ -40,7 +40,7 @@ evaluates QONNX's float32 ops exactly). A float-scale ``Quant`` on the input (or
 fixed-point stream) is likewise a Threshold on that stream. Its output is integer codes with
 its scale pending, or fixed point when its scale is a power of two. ``MaxPool`` and
 ``Flatten``/``Reshape``/``Transpose`` pass a pending map on (a positive scale commutes with
-max); ``Mul`` by a positive constant multiplies it; ``Concat`` joins the maps per channel;
+max); ``Mul``/``Div`` by a constant multiplies it, ``Add``/``Sub`` of one shifts it; ``Concat`` joins the maps per channel;
 ``Add`` needs two code streams of equal scales. At the model's output a pending map is the
 graph's `rtlgen.ir.OutputScale`: the hardware outputs the integer codes of a float-scale
 output Quant (or the last layer's accumulator: float logits ``acc * s + b``), and
@@ -97,6 +97,8 @@ SUPPORTED_OPS = (
     "Identity",
     "Add",
     "Mul",
+    "Sub",
+    "Div",
     "Concat",
     "AveragePool",
     "GlobalAveragePool",
@@ -1517,28 +1519,28 @@ class _Reader:
         self.values[node.output[0]] = _Stream(name, a.shape, a.layout, a.order, frac, affine)
 
     def _op_mul(self, node: Any, attrs: dict[str, Any]) -> None:
-        """A stream times a positive constant (one value, or one per channel): it joins the
+        """A stream times a non-zero constant (one value, or one per channel): it joins the
         stream's pending float map (`_Affine`: ``scale`` and ``bias`` times the
         constant, which commutes with a pending Relu), decided by the next Quant or the
         output's scale. Exact in rtlgen; QONNX's executor rounds the product to float32
         once more (a code differs only within a float32 ulp of a rounding boundary)."""
+        x, constant = self._stream_and_constant(node, "Mul")
+        self._scale_stream(node, x, constant.astype(np.float64))
+
+    def _scale_stream(self, node: Any, x: _Stream, constant: np.ndarray) -> None:
+        """``x`` times a non-zero constant (one value or one per channel): the pending map's
+        scale and bias times it (a positive factor commutes with a pending Relu)."""
         where = self.where(node)
-        values = [self.values.get(name) for name in node.input]
-        if len(values) != 2 or any(v is None for v in values):
-            raise ModelFileError(f"{where}: expects two defined inputs")
-        streams = [v for v in values if isinstance(v, _Stream)]
-        if len(streams) != 1:
+        factor = self._per_channel(node, constant, x, np.float64)
+        if np.any(factor == 0) or not np.all(np.isfinite(factor)):
             raise UnsupportedError(
-                f"{where}: a product of two computed tensors is not supported (only a stream "
-                "times a constant)"
+                f"{where}: multiplying by {factor.ravel()[:4]}: only finite non-zero constants "
+                "are supported (one value or one per channel)"
             )
-        x = self._stream(node, 0 if isinstance(values[0], _Stream) else 1)
-        constant = self.constant(node, 1 if isinstance(values[0], _Stream) else 0, "factor")
-        factor = self._per_channel(node, constant.astype(np.float64), x, np.float64)
-        if np.any(factor <= 0):
+        if np.any(factor < 0) and x.affine is not None and x.affine.relu:
             raise UnsupportedError(
-                f"{where}: multiplying by {factor.ravel()[:4]}: only positive constants are "
-                "supported (a scale, one value or one per channel)"
+                f"{where}: a negative factor after a Relu of a float-scale layer (quantize "
+                "after the Relu first)"
             )
         a = x.affine or _Affine(np.ones(x.shape[-1]), np.zeros(x.shape[-1]))
         if factor.size == 1:
@@ -1613,40 +1615,70 @@ class _Reader:
         self.values[node.output[0]] = _Stream(name, out_shape, first.layout, None, frac, affine)
 
     def _add_constant(self, node: Any, x: _Stream, constant: np.ndarray) -> None:
-        """A constant added to the output of a bias-free Gemm/MatMul/Conv: its bias."""
+        """A constant added to a stream: on a fixed-point stream right after a bias-free
+        Gemm/MatMul/Conv (its only consumer) that layer's bias; anything else (a float-scale
+        stream, e.g. a bias or a TensorNorm's shift) joins or starts the pending float map
+        (`_Affine`: ``bias + c``, one value or one per channel), decided by the next Quant or
+        the output's scale."""
         where = self.where(node)
+        if constant.dtype.kind == "f" and not np.all(np.isfinite(constant)):
+            raise ModelFileError(f"{where}: the constant holds NaN or infinity")
         producer = self.nodes[-1] if self.nodes and self.nodes[-1].name == x.node else None
         stream_name = next(n for n in node.input if isinstance(self.values.get(n), _Stream))
         if (
-            not isinstance(producer, ir.Dense | ir.Conv)
-            or producer.bias is not None
-            or constant.size != x.shape[-1]
-            or len(self.consumers.get(stream_name, [])) != 1
+            x.affine is None
+            and isinstance(producer, ir.Dense | ir.Conv)
+            and producer.bias is None
+            and constant.size == x.shape[-1]
+            and len(self.consumers.get(stream_name, [])) == 1
         ):
-            raise UnsupportedError(
-                f"{where}: adding a constant is supported only as the bias of the Gemm/MatMul/"
-                "Conv right before it"
-            )
-        if constant.dtype.kind == "f" and not np.all(np.isfinite(constant)):
-            raise ModelFileError(f"{where}: the constant holds NaN or infinity")
-        bias = constant.astype(np.float64).reshape(-1)
-        self.count_parameters(bias, node)
-        if x.affine is not None:  # a float-scale layer: the bias joins its pending map
-            a = x.affine
-            if not a.codes:
-                raise UnsupportedError(f"{where}: a second bias after a layer")
-            pending = _Affine(a.scale, a.bias + np.tile(bias, a.scale.size // bias.size))
-            self.values[node.output[0]] = _Stream(
-                x.node,
-                x.shape,
-                x.layout,
-                x.order,
-                x.frac,
-                _Affine(pending.scale, pending.bias, False, a.bound),
-            )
+            bias = constant.astype(np.float64).reshape(-1)
+            self.count_parameters(bias, node)
+            self.nodes[-1] = producer.replace(bias=ir.FloatTensor(bias, Exact(f"{where} bias")))
+            self.values[node.output[0]] = x
             return
-        self.nodes[-1] = producer.replace(bias=ir.FloatTensor(bias, Exact(f"{where} bias")))
-        self.values[node.output[0]] = x
+        a = x.affine or _Affine(np.ones(x.shape[-1]), np.zeros(x.shape[-1]))
+        if a.relu:
+            raise UnsupportedError(
+                f"{where}: adding a constant after a Relu of a float-scale layer (quantize after "
+                "the Relu first)"
+            )
+        c = self._per_channel(node, constant.astype(np.float64), x, np.float64)
+        self.count_parameters(c, node)
+        c = np.broadcast_to(c, a.bias.shape) if c.size == 1 else np.tile(c, a.bias.size // c.size)
+        pending = _Affine(a.scale, a.bias + c, False, a.bound if x.affine is not None else None)
+        self.values[node.output[0]] = _Stream(x.node, x.shape, x.layout, x.order, x.frac, pending)
+
+    def _op_sub(self, node: Any, attrs: dict[str, Any]) -> None:
+        """A stream minus a constant (``x - c``, e.g. a normalization's mean): ``x + (-c)``."""
+        x, constant = self._stream_and_constant(node, "Sub", first_only=True)
+        self._add_constant(node, x, -constant.astype(np.float64))
+
+    def _op_div(self, node: Any, attrs: dict[str, Any]) -> None:
+        """A stream divided by a non-zero constant: times its reciprocal (QONNX's executor
+        divides in float32; rtlgen's one rounding of the exact map can differ in the last
+        float32 ulp, which moves a code only at a rounding boundary)."""
+        x, constant = self._stream_and_constant(node, "Div", first_only=True)
+        if np.any(constant == 0):
+            raise UnsupportedError(f"{self.where(node)}: a division by zero")
+        self._scale_stream(node, x, 1.0 / constant.astype(np.float64))
+
+    def _stream_and_constant(
+        self, node: Any, op: str, first_only: bool = False
+    ) -> tuple[_Stream, np.ndarray]:
+        """(the stream, the constant) of a binary op on one stream and one constant."""
+        where = self.where(node)
+        values = [self.values.get(name) for name in node.input]
+        if len(values) != 2 or any(v is None for v in values):
+            raise ModelFileError(f"{where}: expects two defined inputs")
+        streams = [k for k, v in enumerate(values) if isinstance(v, _Stream)]
+        if len(streams) != 1 or (first_only and streams != [0]):
+            order = "a stream and then a constant" if first_only else "a stream and a constant"
+            raise UnsupportedError(
+                f"{where}: {op} is supported only on {order} (not on two computed tensors)"
+            )
+        k = streams[0]
+        return self._stream(node, k), self.constant(node, 1 - k, "constant")
 
     def _average_pool(
         self,

@@ -372,6 +372,27 @@ def _models():
                     bn.running_var.copy_(torch.linspace(0.5, 1.5, n))
                 self.bn1.weight[1] = -self.bn1.weight[1].abs() - 0.1
 
+    class MlpTensorNorm(nn.Module):
+        """Brevitas's defaults ending like the brevitas_examples' TensorNorm: float logits
+        normalized by constants, ``(x - mean) / sqrt(var + eps) * weight + bias`` (Sub, Div,
+        Mul, Add on the stream; one negative weight), TorchScript exporter."""
+
+        def __init__(self):
+            super().__init__()
+            self.inp = qnn.QuantIdentity(return_quant_tensor=True)
+            self.fc1 = qnn.QuantLinear(8, 10, bias=True)
+            self.relu1 = qnn.QuantReLU(return_quant_tensor=True)
+            self.fc2 = qnn.QuantLinear(10, 4, bias=False)
+            self.register_buffer("mean", torch.tensor([0.1, -0.2, 0.05, 0.0]))
+            self.register_buffer("var", torch.tensor([0.8, 1.3, 0.6, 1.1]))
+            self.register_buffer("weight", torch.tensor([1.5, -0.7, 0.9, 1.2]))
+            self.register_buffer("bias", torch.tensor([0.01, 0.2, -0.3, 0.0]))
+
+        def forward(self, x):
+            x = self.fc2(self.relu1(self.fc1(self.inp(x))))
+            x = (x - self.mean) / torch.sqrt(self.var + 1e-4)
+            return x * self.weight + self.bias
+
     return {
         "mlp": (Mlp, (16,), True),
         "mlp_modes": (MlpModes, (10,), False),
@@ -392,6 +413,7 @@ def _models():
         "cnn_bn_float": (CnnBnFloat, (2, 8, 8), False),
         "mlp_logits_qcdq": (MlpLogits, (10,), "qcdq"),
         "cnn_float_qcdq": (CnnFloat, (2, 8, 8), "qcdq"),
+        "mlp_tensornorm": (MlpTensorNorm, (8,), False),
     }
 
 

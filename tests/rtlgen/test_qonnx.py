@@ -597,7 +597,10 @@ def test_live_oracle(tmp_path):
         got, want, _ = _predict(name, tmp_path)
         np.testing.assert_array_equal(got, want)
     # float logits (test_qonnx_outputs.py): the same files, predicted within float32
-    for name in ("mlp_logits", "conv1d_cat", "conv1d_cat_dyn", "cnn_bn_float", "mlp_logits_qcdq"):
+    for name in (
+        "mlp_logits", "conv1d_cat", "conv1d_cat_dyn", "cnn_bn_float", "mlp_logits_qcdq",
+        "mlp_tensornorm",
+    ):
         fresh = np.load(tmp_path / f"{name}_expected.npz")
         np.testing.assert_array_equal(fresh["y"], np.load(DATA / f"{name}_expected.npz")["y"])
         got, want, _ = _predict(name, tmp_path)

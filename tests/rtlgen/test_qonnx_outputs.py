@@ -9,7 +9,9 @@ logits, per-channel weight scales), ``conv1d_cat`` (TorchScript exporter) and
 ``conv1d_cat_dyn`` (dynamo exporter): two Conv1d branches, a per-channel ``Mul``, ``Concat``,
 MaxPool1d, flatten, float logits; ``cnn_bn_float``: Conv -> BatchNorm2d (one negative gamma)
 -> QuantReLU blocks and a BatchNorm1d on the float logits; ``mlp_logits_qcdq``: mlp_logits
-as plain-ONNX QCDQ (``export_onnx_qcdq``: float-scale QuantizeLinear/DequantizeLinear). Float logits: QONNX's executor sums float32 products in
+as plain-ONNX QCDQ (``export_onnx_qcdq``: float-scale QuantizeLinear/DequantizeLinear);
+``mlp_tensornorm``: float logits normalized like brevitas_examples' TensorNorm (``Sub``,
+``Div``, ``Mul``, ``Add`` of constants on the stream, one negative weight). Float logits: QONNX's executor sums float32 products in
 ONNX Runtime's order, rtlgen rounds the exact value once, so they agree within float32 (a
 few ulps); the integer accumulators the hardware outputs are exactly the executor's.
 """
@@ -40,7 +42,10 @@ from .cli_run import rtlgen  # noqa: E402
 from .ops.network_checks import bit_exact_in_simulator  # noqa: E402
 
 DATA = Path(__file__).parents[1] / "data" / "qonnx"
-LOGITS = ("mlp_logits", "conv1d_cat", "conv1d_cat_dyn", "cnn_bn_float", "mlp_logits_qcdq")
+LOGITS = (
+    "mlp_logits", "conv1d_cat", "conv1d_cat_dyn", "cnn_bn_float", "mlp_logits_qcdq",
+    "mlp_tensornorm",
+)
 
 
 def _golden(name: str) -> tuple[ir.ModelGraph, np.ndarray, np.ndarray]:
@@ -77,6 +82,9 @@ def test_float_logits_within_float32_and_accumulators_exact(name):
     graph, x, want = _golden(name)
     (scale,) = graph.output_scales
     assert not scale.order_preserving  # per-channel scales and biases
+    if name == "mlp_tensornorm":  # Sub/Div/Mul/Add of constants joined the output scale
+        assert [n.op for n in graph.nodes] == ["input", "threshold", "dense", "threshold", "dense"]
+        assert np.sum(scale.scale < 0) == 1
     (got,) = predict_outputs(graph, to_stream_layout(graph, x)).values()
     assert got.dtype == np.float64 and np.array_equal(got, got.astype(np.float32))
     _within_float32(got.reshape(want.shape), want)
@@ -113,8 +121,9 @@ def test_output_scale_is_saved_with_the_graph(tmp_path):
 
 
 def test_output_scale_is_checked():
-    with pytest.raises(RtlgenError, match="positive"):
-        ir.OutputScale(np.array([1.0, -1.0]), np.zeros(2))
+    with pytest.raises(RtlgenError, match="non-zero"):
+        ir.OutputScale(np.array([1.0, 0.0]), np.zeros(2))
+    assert not ir.OutputScale(-np.ones(2), np.zeros(2)).order_preserving
     with pytest.raises(RtlgenError, match="biases"):
         ir.OutputScale(np.ones(2), np.zeros(3))
     graph, _, _ = _golden("mlp_codes")
@@ -231,11 +240,11 @@ def test_concat_mul_refusals_are_one_line(tmp_path):
         concat = _node(model, "Concat")
         concat.attribute[0].i = 2
 
-    def negative_gain(model):
+    def zero_gain(model):
         mul = _node(model, "Mul")
         for index, tensor in enumerate(model.graph.initializer):
             if tensor.name == mul.input[1]:
-                value = -onnx.numpy_helper.to_array(tensor)
+                value = 0 * onnx.numpy_helper.to_array(tensor)
                 model.graph.initializer[index].CopyFrom(
                     onnx.numpy_helper.from_array(value, tensor.name)
                 )
@@ -246,7 +255,7 @@ def test_concat_mul_refusals_are_one_line(tmp_path):
 
     line = _one_line_error(_edited(tmp_path, "conv1d_cat", concat_axis), "Concat", "axis")
     assert "channel axis" in line
-    _one_line_error(_edited(tmp_path, "conv1d_cat", negative_gain), "Mul", "positive")
+    _one_line_error(_edited(tmp_path, "conv1d_cat", zero_gain), "Mul", "non-zero")
     _one_line_error(_edited(tmp_path, "conv1d_cat", two_streams), "Mul", "constant")
 
 
