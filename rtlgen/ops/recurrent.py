@@ -489,8 +489,10 @@ def _union(a: FixedType, b: FixedType) -> FixedType:
 def lower_recurrent(node: Recurrent, ctx: LowerContext) -> Recurrent:
     config = ctx.config
     where = f"layer '{node.source or node.name}'"
-    kernel = _quantize(node.weights, None, config.weight_width, config, where, "weights")
-    recurrent = _quantize(node.recurrent, None, config.weight_width, config, where, "weights")
+    explicit = ctx.explicit
+    width = config.weight_width
+    kernel = _quantize(node.weights, explicit.weight, width, config, where, "weights")
+    recurrent = _quantize(node.recurrent, explicit.weight, width, config, where, "weights")
     bias_t = node.bias
     if (
         isinstance(bias_t, ir.FloatTensor)
@@ -499,12 +501,14 @@ def lower_recurrent(node: Recurrent, ctx: LowerContext) -> Recurrent:
     ):
         bias = ir.QTensor(np.zeros(bias_t.values.shape, dtype=np.int64), FixedType(2, 0, True))
     else:
-        bias = _quantize(bias_t, None, config.weight_width, config, where)
+        bias = _quantize(bias_t, explicit.bias, width, config, where)
     node = node.replace(
         weights=kernel,
         recurrent=recurrent,
         bias=bias,
-        result_frac=config.result_frac,
+        # a result type given for the layer sets the fractional bits of its float tables
+        # and rounded state
+        result_frac=ctx.explicit.result.frac if ctx.explicit.result else config.result_frac,
         rounding=config.rounding,
         overflow=config.overflow,
     )
@@ -520,7 +524,7 @@ def lower_recurrent(node: Recurrent, ctx: LowerContext) -> Recurrent:
                 raise
             raise UnsupportedError(
                 f"{exc}; without a state_quantizer the state is rounded to "
-                f"{config.result_frac} fractional bits (result_frac): give the layer a "
+                f"{node.result_frac} fractional bits (result_frac): give the layer a "
                 "state_quantizer (exact) or a smaller result_frac in a precision config"
             ) from None
         # the types the state produces, then (should they not settle) their union
@@ -552,10 +556,10 @@ def lower_recurrent(node: Recurrent, ctx: LowerContext) -> Recurrent:
         and (sq is not None or isinstance(node, SimpleRNN))
         and all(op.error == 0 for op in program.ops)
     )
-    if node.qkeras and not exact:
+    if node.qkeras and sq is None and not isinstance(node, SimpleRNN):
         warnings.warn(
             f"{where}: without a state_quantizer QKeras keeps the state in float32, whose "
-            f"fractional bits grow every step; rtlgen rounds it to {config.result_frac} "
+            f"fractional bits grow every step; rtlgen rounds it to {node.result_frac} "
             "fractional bits (not bit-exact: add a state_quantizer for exactness)",
             RtlgenWarning,
             stacklevel=2,

@@ -476,3 +476,24 @@ def test_qkeras_layers_name_qkeras_sigmoids(class_name):
     assert dict(layer_activation(q, smooth).table_options)["slope"] == Fraction(3, 16)
     keras = KerasLayer("Dense", "d", {"dtype": "float32"})
     assert layer_activation(keras, "hard_sigmoid").table_options == ()
+
+
+def test_a_layer_precision_sets_weights_and_state_rounding():
+    """A precision config's weight type quantizes the kernels; its result type's fractional
+    bits are those of the float tables and of the rounded state."""
+    rng = np.random.default_rng(2)
+    node = LSTM(
+        "rnn",
+        (3, 2),
+        (4,),
+        weights=ir.FloatTensor(rng.uniform(-1, 1, (2, 16))),
+        recurrent=ir.FloatTensor(rng.uniform(-1, 1, (4, 16))),
+        bias=ir.FloatTensor(rng.uniform(-1, 1, 16)),
+    )
+    config = PrecisionConfig(input=IN_TYPE)
+    explicit = LayerPrecision(weight=FixedType(8, 6, True), result=FixedType(12, 7, True))
+    lowered = lower_recurrent(node, LowerContext(IN_TYPE, explicit, config, False))
+    assert lowered.weights.type == lowered.recurrent.type == FixedType(8, 6, True)
+    assert lowered.out_type.frac == lowered.state_type.frac == lowered.cell_type.frac == 7
+    default = lower_recurrent(node, LowerContext(IN_TYPE, LayerPrecision(), config, False))
+    assert default.out_type.frac == config.result_frac
