@@ -42,7 +42,7 @@ from rtlgen.quant.fixed import FixedType
 from rtlgen.quant.threshold import StepFunction, step_thresholds
 
 #: most corrected input ranges per channel (the saved arrays' width)
-MAX_CORRECTIONS = 32
+MAX_CORRECTIONS = 256
 _MAX_SHIFT = 62
 
 
@@ -87,9 +87,12 @@ class _ScaleShiftFunction:
         return scale_shift_reference(self.node, np.asarray(x, np.int64), self.in_type)
 
 
-def corrected(node: ir.ScaleShift, f: StepFunction, channels: int) -> CorrectedScaleShift | None:
+def corrected(
+    node: ir.ScaleShift, f: StepFunction, channels: int
+) -> tuple[CorrectedScaleShift | None, list[int]]:
     """The lowered scale/shift ``node`` with the input ranges where it differs from the float
-    model ``f`` corrected; None when a channel needs more than `MAX_CORRECTIONS`."""
+    model ``f`` corrected, and the channels that would need more than `MAX_CORRECTIONS` (left
+    uncorrected); None instead of the node when no channel gets a correction."""
     in_type = f.in_type
     lo, hi = in_type.min_int, in_type.max_int
     g = _ScaleShiftFunction(node, in_type)
@@ -103,6 +106,7 @@ def corrected(node: ir.ScaleShift, f: StepFunction, channels: int) -> CorrectedS
         points[: len(row), c] = row
     want, got = f(points), g(points)
     found: list[list[tuple[int, int, int]]] = []
+    skipped: list[int] = []
     for c, row in enumerate(rows):
         ends = np.append(row[1:] - 1, hi)
         ranges: list[tuple[int, int, int]] = []
@@ -112,8 +116,11 @@ def corrected(node: ir.ScaleShift, f: StepFunction, channels: int) -> CorrectedS
                 start = ranges.pop()[0]
             ranges.append((start, end, level))
         if len(ranges) > MAX_CORRECTIONS:
-            return None
+            skipped.append(c)
+            ranges = []
         found.append(ranges)
+    if not any(found):
+        return None, skipped
     assert node.out_type is not None
     corr_lo = np.full((channels, MAX_CORRECTIONS), hi + 1, np.int64)
     corr_hi = np.full((channels, MAX_CORRECTIONS), hi, np.int64)
@@ -122,12 +129,13 @@ def corrected(node: ir.ScaleShift, f: StepFunction, channels: int) -> CorrectedS
         for j, (start, end, level) in enumerate(ranges):
             corr_lo[c, j], corr_hi[c, j], corr_level[c, j] = start, end, level
     fields = {f_.name: getattr(node, f_.name) for f_ in dataclasses.fields(ir.ScaleShift)}
-    return CorrectedScaleShift(
+    exact = CorrectedScaleShift(
         **fields,
         corr_lo=ir.QTensor(corr_lo, _input_range_type(corr_lo, in_type)),
         corr_hi=ir.QTensor(corr_hi, _input_range_type(corr_hi, in_type)),
         corr_level=ir.QTensor(corr_level, node.out_type),
     )
+    return exact, skipped
 
 
 def _input_range_type(values: np.ndarray, in_type: FixedType) -> FixedType:

@@ -176,19 +176,21 @@ def lower_scale_shift(node: ir.ScaleShift, ctx: LowerContext) -> ir.Node:
     assert isinstance(best, ir.ScaleShift) and isinstance(best.scale, ir.QTensor)
     from rtlgen.ops.bn_correct import MAX_CORRECTIONS, corrected
 
-    exact = corrected(best, f, channels)  # the few inputs float32 decides: corrected
-    if exact is not None:
-        return exact
+    # the few inputs float32 rounding decides otherwise: corrected (rtlgen.ops.bn_correct)
+    exact, skipped = corrected(best, f, channels)
+    if not skipped:
+        return best if exact is None else exact
     warnings.warn(
-        f"{where}: BatchNormalization + {q}: {best_misses} of its {want.size} decision points "
-        f"round differently from the float model even with a {best.scale.type.width}-bit "
-        "scale/shift (kept): float32 rounding inside the BN decides them, at more inputs than "
-        f"the {MAX_CORRECTIONS} corrections per channel rtlgen builds; quantizers of at most "
-        f"{MAX_THRESHOLD_LEVELS} levels are exact (thresholds)",
+        f"{where}: BatchNormalization + {q}: in {len(skipped)} of its {channels} channels "
+        "float32 rounding inside the BN decides more inputs differently from a "
+        f"{best.scale.type.width}-bit scale/shift than the {MAX_CORRECTIONS} corrections per "
+        "channel rtlgen builds: those channels may round differently from the float model "
+        f"({best_misses} of {want.size} decision points before corrections); quantizers of at "
+        f"most {MAX_THRESHOLD_LEVELS} levels are exact (thresholds)",
         RtlgenWarning,
         stacklevel=2,
     )
-    return best
+    return best if exact is None else exact
 
 
 def _decision_points(f: StepFunction, channels: int) -> np.ndarray:

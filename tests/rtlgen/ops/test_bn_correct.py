@@ -113,6 +113,23 @@ def test_every_input_is_decided_as_the_float_model(case):
         assert type(node) is ir.ScaleShift
 
 
+def test_channels_needing_more_corrections_than_built_are_named_the_others_exact(monkeypatch):
+    """bits16 needs [5, 17, 5, 15, 4, 5] ranges per channel; with room for 8, channels 1 and 3
+    keep the scale/shift's decisions (one warning naming the count), the rest are exact."""
+    import rtlgen.ops.bn_correct as bn_correct
+    from rtlgen.quant.errors import RtlgenWarning
+
+    monkeypatch.setattr(bn_correct, "MAX_CORRECTIONS", 8)
+    q, in_type, seed, image, clamp, _ = CASES["bits16"]
+    with pytest.warns(RtlgenWarning, match="layer 'bn'.*in 2 of its 6 channels.*8 corrections"):
+        graph, f = bn_graph(q, in_type, seed=seed, clamp=clamp, image=image)
+    node = graph.nodes[1]
+    assert isinstance(node, CorrectedScaleShift)
+    x, _ = every_input(graph, in_type, 6)
+    differs = np.any(run_int(graph, x) != f(x), axis=0)
+    assert differs.tolist() == [False, True, False, True, False, False]
+
+
 def _correction_inputs(node: CorrectedScaleShift, in_type: FixedType, n: int, seed: int):
     """Inputs at and just around every corrected range's ends, plus random ones."""
     rng = np.random.default_rng(seed)
