@@ -70,8 +70,10 @@ class HardwareOptions:
     more is a cycle more of latency (None: no cap, the input spacing decides; 1: every layer
     fully parallel, as `Parallelism.FULL`).
     ``latency_budget``: the most cycles the network may take (the manifest's latency):
-    `plan_network` chooses the largest ``max_reuse`` (the fewest multipliers) that meets
-    it; None: no budget."""
+    `plan_network` caps the reuse of the layers where a cycle costs the fewest multipliers
+    until it is met (``layer_max_reuse``); None: no budget.
+    ``layer_max_reuse``: (layer name, cap) pairs, each a ``max_reuse`` for that layer alone
+    (over ``max_reuse``); what a latency budget chose."""
 
     multiplier: Multiplier = Multiplier.AUTO
     parallelism: Parallelism = Parallelism.AUTO
@@ -83,6 +85,11 @@ class HardwareOptions:
     latency_budget: int | None = None
     #: ``pixels_per_beat``: adjacent pixels of an image row per input beat (`rtlgen.ppb`)
     pixels_per_beat: int = 1
+    layer_max_reuse: tuple[tuple[str, int], ...] = ()
+
+    def reuse_cap(self, layer: str) -> int | None:
+        """The most steps per input beat layer ``layer`` may take (None: no cap)."""
+        return dict(self.layer_max_reuse).get(layer, self.max_reuse)
 
     def __post_init__(self):
         if self.adders_per_stage is None:
@@ -95,6 +102,11 @@ class HardwareOptions:
             raise RtlgenError(
                 f"--max-reuse {self.max_reuse} is not supported (use 1 to {MAX_REUSE})"
             )
+        for layer, cap in self.layer_max_reuse:
+            if not 1 <= cap <= MAX_REUSE:
+                raise RtlgenError(
+                    f"reuse cap {cap} of layer '{layer}' is not supported (use 1 to {MAX_REUSE})"
+                )
         if self.latency_budget is not None and not 1 <= self.latency_budget <= MAX_BUDGET:
             raise RtlgenError(
                 f"--latency-budget {self.latency_budget} is not supported (use 1 to "
@@ -400,8 +412,6 @@ def plan_network(graph: ir.ModelGraph, options: HardwareOptions = HardwareOption
     event-time model: every input of a join but the one whose beats arrive last gets a FIFO
     deep enough that the fork feeding the branches never waits.
     """
-    from rtlgen.ops.registry import op_for
-
     if not graph.lowered:
         raise ValueError("plan_network needs a lowered graph")
     if options.latency_budget is not None and options.max_reuse is None:
@@ -449,7 +459,7 @@ def plan_network(graph: ir.ModelGraph, options: HardwareOptions = HardwareOption
         if isinstance(ctx.in_format, PixelFormat):
             plan = plan_pixels(node, ctx)
         else:
-            plan = op_for(node).plan(node, ctx)
+            plan = _plan_layer(node, ctx)
         plans.append(plan)
         spacing[node.name] = plan.out_spacing
         if plan.out_format is not None:
@@ -477,6 +487,33 @@ def plan_network(graph: ir.ModelGraph, options: HardwareOptions = HardwareOption
     return dataclasses.replace(network, fifos=_size_fifos(network))
 
 
+#: layer plans kept while a latency budget is searched (`_plan_for_budget`): the probes
+#: differ in a few layers' reuse caps, and a constant MAC array is slow to plan
+_layer_plans: dict | None = None
+
+
+def _plan_layer(node: ir.Node, ctx: PlanContext) -> LayerPlan:
+    """``node``'s op's plan, reused from an earlier probe of a budget search where the
+    context is the same up to the reuse caps of other layers than the node and its
+    consumers (a flatten's plan depends on its dense's)."""
+    from rtlgen.ops.registry import op_for
+
+    if _layer_plans is None:
+        return op_for(node).plan(node, ctx)
+    options = ctx.options
+    caps = tuple((n.name, options.reuse_cap(n.name)) for n in (node, *ctx.consumers))
+    key = (
+        node.name,
+        dataclasses.replace(
+            ctx, options=dataclasses.replace(options, max_reuse=None, layer_max_reuse=())
+        ),
+        caps,
+    )
+    if key not in _layer_plans:
+        _layer_plans[key] = op_for(node).plan(node, ctx)
+    return _layer_plans[key]
+
+
 def _planned_latency(graph: ir.ModelGraph, options: HardwareOptions) -> tuple[NetworkPlan, int]:
     """The plan of ``graph`` at ``options`` (a reuse cap set) and its latency (cycles, worst
     sample at full rate) as its `rtlgen.hardware.NetworkTop` has it, by the handshake
@@ -488,40 +525,95 @@ def _planned_latency(graph: ir.ModelGraph, options: HardwareOptions) -> tuple[Ne
     return top.plan, model_top(top).latency
 
 
+def _serial_steps(network: NetworkPlan) -> dict[str, int]:
+    """The steps per input beat of every time-multiplexed layer (a `SerialMatVec`'s) with
+    more than one."""
+    steps = {}
+    for layer in network.layers:
+        for stage in layer.stages:
+            if getattr(stage, "steps", 1) > 1 and hasattr(stage, "group"):
+                steps[layer.node.name] = stage.steps
+    return steps
+
+
 def _plan_for_budget(graph: ir.ModelGraph, options: HardwareOptions) -> NetworkPlan:
-    """The plan with the largest reuse cap (`HardwareOptions.max_reuse`: fewest shared
-    multipliers) whose latency meets ``options.latency_budget``: no cap when the default
-    plan meets it, else a binary search over the caps below the largest reuse the default
-    plan has (latency does not grow as the cap falls: every layer's steps per input beat
-    only shrink). The plan keeps the budget and names the cap it chose."""
+    """The plan meeting ``options.latency_budget`` with few multipliers: the default plan
+    when it meets the budget; else, from it, a greedy search over per-layer reuse caps
+    (`HardwareOptions.layer_max_reuse`): each round halves the steps per beat of the
+    time-multiplexed layer that saves the most cycles per multiplier added (a shared
+    general multiplier counted as two constant products; latency by the handshake model;
+    where no single layer saves a cycle, e.g. parallel branches, the one adding the
+    fewest), until the budget is met; then each capped layer's cap is raised
+    again as far as the budget allows (a binary search below the steps it had before its
+    last halving). The plan keeps the budget and names the caps it chose."""
+    global _layer_plans
+    if _layer_plans is not None:  # a nested search (cannot happen: probes set a cap)
+        raise AssertionError("latency budget search within a search")
+    _layer_plans = {}
+    try:
+        return _search_budget(graph, options)
+    finally:
+        _layer_plans = None
+
+
+def _search_budget(graph: ir.ModelGraph, options: HardwareOptions) -> NetworkPlan:
     budget = options.latency_budget
     assert budget is not None
 
-    def planned(cap: int | None) -> tuple[NetworkPlan, int]:
+    def planned(caps: dict[str, int], uniform: int = MAX_REUSE) -> tuple[NetworkPlan, int]:
         return _planned_latency(
-            graph, dataclasses.replace(options, max_reuse=MAX_REUSE if cap is None else cap)
+            graph,
+            dataclasses.replace(
+                options, max_reuse=uniform, layer_max_reuse=tuple(sorted(caps.items()))
+            ),
         )
 
-    network, latency = planned(None)
+    def cost(network: NetworkPlan) -> int:
+        # a shared general multiplier costs about two constant products (its full-width
+        # product and adder: ~13 LUTs against ~8 per constant product of the SVHN CNN's
+        # dense layers in Yosys; `plan_matvec`'s "sharing must pay" rule)
+        return sum(
+            layer.multipliers * (2 if layer.reuse > 1 else 1) for layer in network.layers
+        )
+
+    network, latency = planned({})
     if latency <= budget:
         return network
-    largest = max(layer.reuse for layer in network.layers)
-    best, best_latency = planned(1)
-    if best_latency > budget:
+    _, full_latency = planned({}, uniform=1)
+    if full_latency > budget:
         raise RtlgenError(
             f"--latency-budget {budget}: not reachable, every layer at reuse 1 takes "
-            f"{best_latency} cycles (the default plan {latency}); the budget caps time "
+            f"{full_latency} cycles (the default plan {latency}); the budget caps time "
             "multiplexing only"
         )
-    lo, hi = 1, largest - 1  # the cap `lo` meets the budget; find the largest that does
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        trial, trial_latency = planned(mid)
-        if trial_latency <= budget:
-            lo, best = mid, trial
+    caps: dict[str, int] = {}
+    before: dict[str, int] = {}  # each capped layer's steps before its last halving
+    while latency > budget:
+        trials = []
+        for name, steps in sorted(_serial_steps(network).items()):
+            trial, trial_latency = planned({**caps, name: steps // 2})
+            trials.append((latency - trial_latency, cost(trial) - cost(network), name, steps, trial))
+        assert trials, "every layer at reuse 1 meets the budget"
+        saving = [t for t in trials if t[0] > 0]
+        if saving:  # the most cycles per multiplier added (one adding none first)
+            pick = max(saving, key=lambda t: (t[1] <= 0, t[0] / max(t[1], 1), -t[1]))
         else:
-            hi = mid - 1
-    return best
+            pick = min(trials, key=lambda t: t[1])
+        saved, _, name, steps, network = pick
+        before[name], caps[name] = steps, steps // 2
+        latency -= saved
+    # raise each cap again as far as the budget allows (fewer multipliers)
+    for name in sorted(caps):
+        lo, hi = caps[name], before[name] - 1  # the cap `lo` meets the budget
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            trial, trial_latency = planned({**caps, name: mid})
+            if trial_latency <= budget:
+                lo, network = mid, trial
+            else:
+                hi = mid - 1
+        caps[name] = lo
+    return network
 
 
 def _size_fifos(network: NetworkPlan) -> tuple[FifoPlan, ...]:

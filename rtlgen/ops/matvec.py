@@ -38,29 +38,52 @@ def stream_steps(
     where it takes the whole vector after the flatten instead.
 
     A beat is folded over no more steps than the guaranteed ``spacing`` between beats (the
-    layer never holds its producer up), nor than ``options.max_reuse``; the shared
+    layer never holds its producer up), nor than the layer's reuse cap; the shared
     multipliers then serve ``beats x steps`` products each per sample, which must reach
     ``options.min_reuse`` and pay for them as in `plan_matvec` (a general multiplier costs at
-    least two constant ones). ``max_reuse`` 1 builds every layer fully parallel: a constant
-    MAC array after the flatten is a few cycles shallower than one step per beat. The result is ready ``steps + depth + 2`` cycles after the
+    least two constant ones). A reuse cap (`HardwareOptions.reuse_cap`) of 1 builds the layer
+    fully parallel: a constant MAC array after the flatten is a few cycles shallower than
+    one step per beat. The result is ready ``steps + depth + 2`` cycles after the
     last beat instead of after a whole vector's worth of steps."""
     from rtlgen.layers.serial_mac import shared_multipliers
 
+    cap = options.reuse_cap(node.name)
     if (
         options.parallelism is not Parallelism.AUTO
-        or options.max_reuse == 1  # every layer fully parallel
+        or cap == 1  # fully parallel
         or not isinstance(node, ir.Dense)
         or beats.beats < 2
     ):
         return None
     steps = min(spacing, beats.elements, max(1, sample_cycles // beats.beats))
-    if options.max_reuse is not None:
-        steps = min(steps, options.max_reuse)
+    if cap is not None:
+        steps = min(steps, cap)
     if beats.beats * steps < options.min_reuse:
         return None
     if 2 * shared_multipliers(weights, steps, beats.beats) > np.count_nonzero(weights):
         return None
     return steps
+
+
+def _exact_output(node: ir.Conv | ir.Dense | ir.ScaleShift) -> bool:
+    """Whether the node's output is its accumulator as it is (a linear layer whose output
+    type is the accumulator's, e.g. before a float BN's thresholds): its `Requantize` would
+    be a register and nothing else, so none is built (a cycle less; the MAC's output is
+    registered)."""
+    return node.out_type == node.acc_type and node.activation.is_linear
+
+
+def _feeds_threshold(node: ir.Node, ctx: PlanContext) -> bool:
+    """Whether a dense's one consumer is a threshold bank (a float BN + quantizer): no
+    skid buffer between them (a cycle less). The dense's output is registered and the
+    bank is a `pipeline_control` pipeline with its own skid buffer after it, so the ready
+    path through both stays two ``~o.valid | o.ready`` gates long."""
+    return (
+        isinstance(node, ir.Dense)
+        and not ctx.is_output
+        and len(ctx.consumers) == 1
+        and ctx.consumers[0].op == "threshold"
+    )
 
 
 def plan_matvec(node: ir.Conv | ir.Dense | ir.ScaleShift, ctx: PlanContext) -> LayerPlan:
@@ -106,8 +129,9 @@ def plan_matvec(node: ir.Conv | ir.Dense | ir.ScaleShift, ctx: PlanContext) -> L
     reuse = 1
     if options.parallelism is Parallelism.AUTO and w.shape[0] > 1:
         reuse = min(window_spacing, w.shape[0], max(1, sample_cycles // max(windows, 1)))
-        if options.max_reuse is not None:
-            reuse = min(reuse, options.max_reuse)
+        cap = options.reuse_cap(node.name)
+        if cap is not None:
+            reuse = min(reuse, cap)
         if reuse < options.min_reuse:
             reuse = 1
     in_range = (in_type.min_int, in_type.max_int)
@@ -121,7 +145,15 @@ def plan_matvec(node: ir.Conv | ir.Dense | ir.ScaleShift, ctx: PlanContext) -> L
     # hardware multipliers: the shared general multipliers of a serial array, one per
     # non-zero weight in a parallel one (shared by all window positions)
     if reuse > 1:
-        mac = SerialMatVec(w, in_type, node.acc_type, bias, reuse, options.multiplier)
+        mac = SerialMatVec(
+            w,
+            in_type,
+            node.acc_type,
+            bias,
+            reuse,
+            options.multiplier,
+            levels_per_stage=options.adders_per_stage,
+        )
         multipliers = mac.multipliers
     else:
         mac = ConstantMatVec(
@@ -139,9 +171,12 @@ def plan_matvec(node: ir.Conv | ir.Dense | ir.ScaleShift, ctx: PlanContext) -> L
         if fused and not last:
             out_levels = FUSED_REQUANTIZE_LEVELS + mac.output_depth
     stages.append(mac)
-    stages.append(
-        requantize_stage(node, w.shape[1], getattr(mac, "out_ranges", None), 0 if fused else None)
-    )
+    if fused or not _exact_output(node):
+        stages.append(
+            requantize_stage(
+                node, w.shape[1], getattr(mac, "out_ranges", None), 0 if fused else None
+            )
+        )
     return LayerPlan(
         node,
         tuple(stages),
@@ -156,7 +191,7 @@ def plan_matvec(node: ir.Conv | ir.Dense | ir.ScaleShift, ctx: PlanContext) -> L
         if reuse > 1
         else (),
         out_levels=out_levels,
-        skid_buffer=not fused,
+        skid_buffer=not fused and not _feeds_threshold(node, ctx),
     )
 
 
@@ -170,9 +205,16 @@ def _plan_streaming(node, ctx: PlanContext, w: np.ndarray, bias) -> LayerPlan:
     steps = stream_steps(node, w, fmt, ctx.spacing, ctx.sample_cycles, ctx.options)
     assert steps is not None, "a flatten passed its beats to a dense that does not stream"
     mac = SerialMatVec(
-        w, ctx.in_type, node.acc_type, bias, steps, ctx.options.multiplier, beats=fmt.beats
+        w,
+        ctx.in_type,
+        node.acc_type,
+        bias,
+        steps,
+        ctx.options.multiplier,
+        beats=fmt.beats,
+        levels_per_stage=ctx.options.adders_per_stage,
     )
-    stages = (mac, requantize_stage(node, w.shape[1], None))
+    stages = (mac,) if _exact_output(node) else (mac, requantize_stage(node, w.shape[1], None))
     return LayerPlan(
         node,
         stages,
@@ -186,4 +228,5 @@ def _plan_streaming(node, ctx: PlanContext, w: np.ndarray, bias) -> LayerPlan:
             f"streamed: {fmt.beats} beats of {fmt.elements} taken as they arrive, "
             f"{mac.steps} cycles per beat",
         ),
+        skid_buffer=not _feeds_threshold(node, ctx),
     )

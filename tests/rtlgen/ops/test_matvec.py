@@ -15,11 +15,14 @@ from rtlgen.emit import predict_timing
 from rtlgen.hardware import HardwareOptions, NetworkTop, Parallelism
 from rtlgen.layers.constant_mac import ConstantMatVec
 from rtlgen.layers.flatten import Deserialize
+from rtlgen.layers.requantize import Requantize
 from rtlgen.layers.serial_mac import SerialMatVec
+from rtlgen.ops.threshold import threshold_node
 from rtlgen.passes import PrecisionConfig, lower
 from rtlgen.quant.errors import RtlgenError
 from rtlgen.quant.fixed import FixedType
 from rtlgen.quant.quantizers import QuantizedBits, QuantizedRelu
+from rtlgen.quant.threshold import FloatBatchNorm
 
 from ..nets import conv_net
 from .network_checks import bit_exact_in_simulator, timing_matches_model
@@ -53,6 +56,35 @@ def flat_net(shape, units=(5, 3), pool=False, seed=0) -> ir.ModelGraph:
         )
         n_in = n
     return lower(ir.ModelGraph("flat_net", tuple(nodes)), PrecisionConfig(input=FixedType(8, 4)))
+
+
+def bn_net(shape, units=(6, 5, 3), seed=0) -> ir.ModelGraph:
+    """input [-> flatten] -> (linear dense -> float BN + quantized ReLU, as thresholds) ...
+    -> dense: the tail of the SVHN CNN in miniature."""
+    rng = np.random.default_rng(seed)
+    nodes: list[ir.Node] = [ir.Input("in", shape, shape)]
+    n_in = int(np.prod(shape))
+    if len(shape) > 1:
+        nodes.append(ir.Flatten("flatten", shape, (n_in,)))
+    for k, n in enumerate(units):
+        weights = rng.normal(size=(n_in, n)) * (rng.random((n_in, n)) > 0.3)
+        nodes.append(
+            ir.Dense(
+                f"dense{k}",
+                (n_in,),
+                (n,),
+                weights=ir.FloatTensor(weights, QuantizedBits(6, 1)),
+                bias=ir.FloatTensor(rng.normal(size=n), QuantizedBits(6, 1)),
+            )
+        )
+        if k < len(units) - 1:
+            bn = FloatBatchNorm(
+                rng.normal(1, 0.5, n), rng.normal(0, 1, n), rng.normal(0, 1, n),
+                rng.uniform(0.5, 2, n), 1e-3,
+            )
+            nodes.append(threshold_node(f"bn{k}", (n,), QuantizedRelu(4, 1), f"bn{k}", bn=bn))
+        n_in = n
+    return lower(ir.ModelGraph("bn_net", tuple(nodes)), PrecisionConfig(input=FixedType(8, 4)))
 
 
 def plans(top: NetworkTop) -> dict:
@@ -107,9 +139,53 @@ def test_the_result_is_ready_a_beat_s_steps_after_the_last_beat():
     timing = model_graph(top.plan, skid, set(), 1)
     mac = plans(top)["dense"].stages[0]
     last_beat = timing.out["flatten"][-1]
-    requantize = plans(top)["dense"].stages[1].latency
-    assert timing.out["dense"] == [last_beat + mac.latency + requantize + 1]  # + skid
+    dense = plans(top)["dense"]
+    after = sum(stage.latency for stage in dense.stages[1:])  # its Requantize, if any
+    skid_buffer = int(top.has_skid_buffer(dense))
+    assert timing.out["dense"] == [last_beat + mac.latency + after + skid_buffer]
     assert mac.latency < mac.cycles_per_sample
+
+
+@pytest.mark.parametrize(
+    "shape,parallelism",
+    [((4, 5, 7), Parallelism.AUTO), ((9,), Parallelism.AUTO), ((4, 5, 7), Parallelism.FULL)],
+)
+def test_a_linear_dense_before_a_threshold_bank_is_its_bare_mac(shape, parallelism):
+    """A dense whose output is its accumulator (linear, output type = accumulator type:
+    before a float BN's thresholds) builds no Requantize, and no skid buffer sits between
+    it and the threshold bank: two cycles less per such pair. Bit-exact under random
+    backpressure, timing as modelled, streamed or not, serial or constant MAC."""
+    graph = bn_net(shape)
+    options = HardwareOptions(parallelism=parallelism)
+    top = NetworkTop(graph, options)
+    for name in ("dense0", "dense1"):
+        plan = plans(top)[name]
+        assert plan.node.out_type == plan.node.acc_type
+        assert len(plan.stages) == 1 and not isinstance(plan.stages[0], Requantize)
+        assert not top.has_skid_buffer(plan)
+    assert top.has_skid_buffer(plans(top)["bn0"])  # the bank keeps its own
+    assert top.has_skid_buffer(plans(top)["dense2"])  # the output layer keeps its own
+    bit_exact_in_simulator(graph, n=3, valid_prob=0.6, ready_prob=0.4, seed=5, options=options)
+    timing_matches_model(graph, options)
+
+
+def test_a_dense_with_an_activation_keeps_its_requantize():
+    top = NetworkTop(flat_net((4, 5, 7)))
+    assert isinstance(plans(top)["dense0"].stages[-1], Requantize)  # ReLU + 6-bit output
+    assert top.has_skid_buffer(plans(top)["dense0"])
+
+
+@pytest.mark.parametrize("adders", [1, 2, 3])
+def test_serial_layers_take_the_adders_per_stage_option(adders):
+    """A time-multiplexed layer's adder tree has `adders_per_stage` adders in series
+    between registers, as the constant MAC arrays have."""
+    graph = flat_net((8, 10, 3), units=(9, 4), pool=True)
+    options = HardwareOptions(adders_per_stage=adders)
+    top = NetworkTop(graph, options)
+    macs = [s for p in top.plans for s in p.stages if isinstance(s, SerialMatVec)]
+    assert macs and all(mac.levels_per_stage == adders for mac in macs)
+    bit_exact_in_simulator(graph, n=2, seed=adders, options=options)
+    timing_matches_model(graph, options)
 
 
 def test_a_vector_flatten_and_full_parallelism_are_unchanged():
@@ -157,25 +233,45 @@ def test_reuse_cap_limits_every_layer_s_steps_per_beat(cap):
     timing_matches_model(graph, HardwareOptions(max_reuse=cap))
 
 
-def test_latency_budget_takes_the_largest_cap_that_meets_it():
+def test_latency_budget_caps_the_layers_that_save_cycles_cheapest():
+    """Between the default and the fully parallel latency, the budget is met by per-layer
+    caps (`layer_max_reuse`), each raised as far as the budget allows; the plan needs no
+    more multipliers than one cap for every layer does (the previous search), and a budget
+    the default plan meets changes nothing."""
     graph = flat_net((8, 10, 3), units=(24, 4), pool=True)
 
-    def latency(**kwargs):
-        return predict_timing(NetworkTop(graph, HardwareOptions(**kwargs)))[0]
+    def top_of(**kwargs):
+        return NetworkTop(graph, HardwareOptions(**kwargs))
 
-    default, full = latency(), latency(parallelism=Parallelism.FULL)
+    def latency(top):
+        return predict_timing(top)[0]
+
+    def multipliers(top):
+        return sum(p.multipliers for p in top.plans)
+
+    default, full = latency(top_of()), latency(top_of(parallelism=Parallelism.FULL))
     assert full < default
     budget = (default + full) // 2
-    top = NetworkTop(graph, HardwareOptions(latency_budget=budget))
-    cap = top.plan.options.max_reuse
-    assert predict_timing(top)[0] <= budget < latency(max_reuse=cap + 1)
-    assert [p.reuse for p in top.plans] == [
-        p.reuse for p in NetworkTop(graph, HardwareOptions(max_reuse=cap)).plans
-    ]
+    top = top_of(latency_budget=budget)
+    caps = dict(top.plan.options.layer_max_reuse)
+    assert caps and latency(top) <= budget < default
+    for plan in top.plans:  # caps only lower a layer's reuse
+        assert plan.reuse <= plans(top_of())[plan.node.name].reuse
+    uniform = max(c for c in range(1, 40) if latency(top_of(max_reuse=c)) <= budget)
+    assert multipliers(top) <= multipliers(top_of(max_reuse=uniform))
     # a budget the default plan meets changes nothing
-    within = NetworkTop(graph, HardwareOptions(latency_budget=default))
-    assert [p.reuse for p in within.plans] == [p.reuse for p in NetworkTop(graph).plans]
+    within = top_of(latency_budget=default)
+    assert [p.reuse for p in within.plans] == [p.reuse for p in top_of().plans]
     timing_matches_model(graph, HardwareOptions(latency_budget=budget))
+
+
+def test_layer_caps_apply_to_their_layer_only():
+    graph = flat_net((8, 10, 3), units=(9, 4), pool=True)
+    top = NetworkTop(graph, HardwareOptions(layer_max_reuse=(("dense1", 1),)))
+    default = plans(NetworkTop(graph))
+    assert plans(top)["dense1"].reuse == 1 < default["dense1"].reuse
+    assert plans(top)["dense0"].reuse == default["dense0"].reuse > 1
+    bit_exact_in_simulator(graph, n=2, options=HardwareOptions(layer_max_reuse=(("dense1", 1),)))
 
 
 def test_an_unreachable_budget_is_one_error_naming_the_option():
@@ -191,6 +287,7 @@ def test_an_unreachable_budget_is_one_error_naming_the_option():
     [
         (dict(max_reuse=0), "--max-reuse 0 is not supported"),
         (dict(latency_budget=0), "--latency-budget 0 is not supported"),
+        (dict(layer_max_reuse=(("d", 0),)), "reuse cap 0 of layer 'd' is not supported"),
     ],
 )
 def test_bad_reuse_cap_or_budget_is_refused(kwargs, message):
