@@ -4,6 +4,7 @@ time"): `rtlgen convert`'s own path, phase by phase, on generated models of seve
     python benchmarks/bench_convert_speed.py            # all but the largest -> results/convert_speed.json
     python benchmarks/bench_convert_speed.py --large    # also mlp_75k, mlp_300k
     python benchmarks/bench_convert_speed.py mlp_1k     # one case (printed, JSON not written)
+    python benchmarks/bench_convert_speed.py --merge mlp_75k   # one case, into the JSON
     python benchmarks/bench_convert_speed.py --profile mlp_20k   # cProfile top 40 (cumulative)
     python benchmarks/bench_convert_speed.py --jobs 1 mlp_5k     # one process, back end split
 
@@ -360,6 +361,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--profile", action="store_true", help="cProfile one case")
     parser.add_argument("--jobs", type=int, default=None, help="worker processes (default: CPUs)")
     parser.add_argument("--large", action="store_true", help=f"also {', '.join(LARGE)}")
+    parser.add_argument("--merge", action="store_true",
+                        help="write the named cases' rows into results/convert_speed.json "
+                        "(replacing rows of the same case; the rest of the file kept)")
     args = parser.parse_args(argv)
     if args.profile:
         for name in args.cases:
@@ -371,6 +375,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
         row = measure_isolated(name, args.jobs)
         print(json.dumps(row), flush=True)
         rows.append(row)
+    if args.cases and args.merge:
+        path = RESULTS / "convert_speed.json"
+        result = json.loads(path.read_text())
+        named = {row["case"] for row in rows}
+        result["cases"] = [r for r in result["cases"] if r["case"] not in named] + rows
+        result.setdefault("merged", []).append(
+            "python benchmarks/bench_convert_speed.py --merge "
+            + ("" if args.jobs is None else f"--jobs {args.jobs} ")
+            + " ".join(args.cases)
+        )
+        path.write_text(json.dumps(result, indent=2) + "\n")
     if not args.cases:
         RESULTS.mkdir(exist_ok=True)
         path = RESULTS / "convert_speed.json"
