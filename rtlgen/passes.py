@@ -514,9 +514,11 @@ def fold_constant_layers(graph: ir.ModelGraph) -> ir.ModelGraph:
     the stream's timing); the layers that then feed nothing that reaches an output are
     removed. Exact: every output equals the original graph's for every input.
 
-    Only on a graph with one flat (1-D) input: a constant layer behind an image input keeps
-    its producers (the beats of its input carry the sample's timing). Convolutions are not
-    folded. A `RtlgenWarning` names the folded and the removed layers.
+    Other one-input ops of a constant (an activation, a flatten, ...) are built as they are,
+    reading the constant; a dense layer after them folds. Only on a graph with one flat (1-D)
+    input: a constant layer behind an image input keeps its producers (the beats of its
+    input carry the sample's timing). Convolutions are not folded. A `RtlgenWarning` names
+    the folded and the removed layers.
     """
     from rtlgen.ops.registry import op_for
 
@@ -539,6 +541,12 @@ def fold_constant_layers(graph: ir.ModelGraph) -> ir.ModelGraph:
             if zero or producer in constant:
                 x = np.zeros((1, *source.out_shape), dtype=np.int64)
                 constant[node.name] = op_for(node).reference(node, x, source.out_type)[0]
+        elif len(node.in_shapes) == 1 and node.inputs and node.inputs[0] in constant:
+            # any other op of a constant is a constant too: built as it is, but a dense
+            # layer after it (e.g. behind a flatten or an activation) folds
+            producer = node.inputs[0]
+            x = constant[producer][None]
+            constant[node.name] = op_for(node).reference(node, x, types[producer])[0]
         nodes.append(node)
         assert node.out_type is not None
         types[node.name] = node.out_type

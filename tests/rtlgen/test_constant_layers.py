@@ -74,7 +74,7 @@ def test_zero_hidden_layers_leave_one_constant_layer_on_the_input():
     assert (out == out[0]).all()  # a constant network
 
 
-def test_dense_layers_after_a_zero_layer_fold_until_another_kind_of_layer():
+def test_dense_layers_after_a_zero_layer_fold_also_behind_other_ops():
     rng = np.random.default_rng(2)
     nodes = [
         ir.Input("in", (5,), (5,)),
@@ -85,11 +85,17 @@ def test_dense_layers_after_a_zero_layer_fold_until_another_kind_of_layer():
         _dense("d3", 6, 3, rng, last=True),
     ]
     graph = ir.ModelGraph("net", tuple(nodes))
+    with pytest.warns(RtlgenWarning, match=r"d3 compute a constant.*d0, d1, d2, flat reach"):
+        folded = lower(graph, CONFIG)
+    assert [n.name for n in folded.nodes] == ["in", "d3"]  # through the flatten
+    assert folded.node("d3").inputs == ("in",)
+    _same_outputs(_unfolded(graph), folded)
+    # an op after a constant that is itself an output is kept, reading the constant
+    graph = ir.ModelGraph("net", tuple(nodes[:5]), outputs=("flat",))
     with pytest.warns(RtlgenWarning, match=r"d2 compute a constant.*d0, d1 reach"):
         folded = lower(graph, CONFIG)
-    assert [n.name for n in folded.nodes] == ["in", "d2", "flat", "d3"]
-    assert folded.node("d2").inputs == ("in",)
-    assert folded.node("d3").weights.mantissa.any()  # behind a flatten: not folded
+    assert [n.name for n in folded.nodes] == ["in", "d2", "flat"]
+    assert folded.node("d2").inputs == ("in",) and folded.node("flat").inputs == ("d2",)
     _same_outputs(_unfolded(graph), folded)
 
 
