@@ -531,10 +531,13 @@ def fold_constant_layers(graph: ir.ModelGraph) -> ir.ModelGraph:
     types: dict[str, FixedType] = {source.name: source.out_type}
     nodes: list[ir.Node] = []
     folded: list[str] = []
+    zero_weights: list[str] = []
     for node in graph.nodes:
         if type(node) is ir.Dense and isinstance(node.weights, ir.QTensor):
             producer = node.inputs[0]
             zero = not node.weights.mantissa.any()
+            if zero:
+                zero_weights.append(node.name)
             if (zero or producer in constant) and producer != source.name:
                 node = _constant_dense(node, source, types[producer], constant.get(producer))
                 folded.append(node.name)
@@ -559,8 +562,8 @@ def fold_constant_layers(graph: ir.ModelGraph) -> ir.ModelGraph:
             live.update(node.inputs)
     removed = [n.name for n in nodes if n.name not in live and not isinstance(n, ir.Input)]
     warnings.warn(
-        f"layer(s) {', '.join(f for f in folded if f in live)} compute a constant (all-zero "
-        "weights, or a constant input folded into the bias): built as constants"
+        f"the weights of layer(s) {', '.join(zero_weights)} are all zero, so layer(s) "
+        f"{', '.join(f for f in folded if f in live)} compute a constant: built as constants"
         + (f"; layer(s) {', '.join(removed)} reach no output and are not built" if removed else ""),
         RtlgenWarning,
         stacklevel=2,
