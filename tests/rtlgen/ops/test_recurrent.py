@@ -335,9 +335,9 @@ def test_dsp_products_keep_the_modelled_timing():
 
 def test_stacked_recurrent_layers_are_bit_exact_with_modelled_timing():
     """LSTM (return_sequences) -> GRU: the second takes the first's beats as they come."""
-    first = rnn_node(LSTM, steps=4, features=2, units=3, sequences=True, seed=1, name="lstm")
-    second = rnn_node(GRU, steps=4, features=3, units=2, sequences=False, seed=2, name="gru")
-    nodes = (ir.Input("in", (4, 2), (4, 2)), first, second)
+    first = rnn_node(LSTM, steps=2, features=1, units=2, sequences=True, seed=1, name="lstm")
+    second = rnn_node(GRU, steps=2, features=2, units=1, sequences=False, seed=2, name="gru")
+    nodes = (ir.Input("in", (2, 1), (2, 1)), first, second)
     graph = lower(ir.ModelGraph("stacked", nodes), PrecisionConfig(input=IN_TYPE))
     bit_exact_in_simulator(graph, n=3, valid_prob=0.7, ready_prob=0.6)
     timing_matches_model(graph)
