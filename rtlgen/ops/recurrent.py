@@ -63,6 +63,7 @@ from rtlgen.frontend.keras_config import (
 from rtlgen.ops.registry import Op, Shape, register_op
 from rtlgen.passes import LowerContext, PrecisionConfig, _quantize
 from rtlgen.plan import LayerPlan, PlanContext
+from rtlgen.quant.arith import clamp_bounds
 from rtlgen.quant.errors import RtlgenError, RtlgenWarning, UnsupportedError
 from rtlgen.quant.fixed import FixedType, Overflow, Rounding, shift_round
 from rtlgen.quant.recurrent import CellProgram, ProgramBuilder, run_sequence
@@ -337,8 +338,7 @@ def _gate(b: ProgramBuilder, node: Recurrent, value: str, spec_json: str, key: s
     assert q is not None
     out = q.output_type()
     clamp = q.clamp()
-    lo = None if clamp.lo is None else int(clamp.lo * 2.0**t.frac)
-    hi = None if clamp.hi is None else int(clamp.hi * 2.0**t.frac)
+    lo, hi = clamp_bounds(clamp.lo, clamp.hi, t.frac, node.source or node.name)
     return b.requant(value, out, lo, hi, Rounding.CONVERGENT, Overflow.SATURATE)
 
 
@@ -360,7 +360,7 @@ def _rounded(
 def _quantized_state(b: ProgramBuilder, node: Recurrent, value: str, q: Any) -> str:
     t = b.info(value)[0]
     clamp = q.clamp()
-    lo = None if clamp.lo is None else int(clamp.lo * 2.0**t.frac)
+    lo, _ = clamp_bounds(clamp.lo, None, t.frac, node.source or node.name)
     return b.requant(value, q.output_type(), lo, None, Rounding.CONVERGENT, Overflow.SATURATE)
 
 
