@@ -85,6 +85,18 @@ QKERAS_CASES = [
     pytest.param("QSimpleRNN", 1, 1, 1, False, {}, marks=SLOW),
     pytest.param("QSimpleRNN", 12, 8, 16, True, {}, marks=SLOW),
     ("QSimpleRNN", 5, 3, 4, False, {"activation": "quantized_relu(3,1)"}),
+    pytest.param(
+        "QSimpleRNN",
+        6,
+        2,
+        3,
+        True,
+        {
+            "activation": "quantized_bits(5,1,alpha=1)",
+            "state_quantizer": "quantized_bits(4,1,symmetric=1,alpha=1)",
+        },
+        marks=SLOW,
+    ),
     pytest.param("QLSTM", 1, 2, 1, True, {}, marks=SLOW),
     # QKeras's own hard_sigmoid (slope 1/2, not Keras's 1/5): QLSTM's default
     ("QLSTM", 7, 3, 5, False, {"recurrent_activation": "hard_sigmoid"}),
