@@ -224,6 +224,7 @@ def build_manifest(
             pipeline=options.pipeline.value,
             max_reuse=options.max_reuse,
             latency_budget=options.latency_budget,
+            pixels_per_beat=options.pixels_per_beat,
         ),
         generator=Generator(GENERATOR, __version__, round(seconds, 3)),
         fifos=tuple(

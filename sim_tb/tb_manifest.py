@@ -398,6 +398,7 @@ class Options:
     pipeline: str = "balanced"
     max_reuse: int | None = None  # `--max-reuse`; None: not given (or an older manifest)
     latency_budget: int | None = None  # `--latency-budget` in cycles; None: not given
+    pixels_per_beat: int = 1  # `--pixels-per-beat` (1 in older manifests)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -407,6 +408,7 @@ class Options:
             "pipeline": self.pipeline,
             "max_reuse": self.max_reuse,
             "latency_budget": self.latency_budget,
+            "pixels_per_beat": self.pixels_per_beat,
         }
 
 
@@ -958,6 +960,7 @@ def _options(raw: dict[str, Any], legacy: bool) -> Options:
     # Added in session 8: absent in older manifests, so optional in every format.
     max_reuse = _get(data, "max_reuse", "options.", None)
     budget = _get(data, "latency_budget", "options.", None)
+    pixels = _get(data, "pixels_per_beat", "options.", 1)  # session 9
     return Options(
         multiplier=choice("multiplier", MULTIPLIER_STYLES),
         parallelism=choice("parallelism", PARALLELISM_STYLES),
@@ -965,6 +968,7 @@ def _options(raw: dict[str, Any], legacy: bool) -> Options:
         pipeline=choice("pipeline", PIPELINE_STYLES),
         max_reuse=_optional_count(max_reuse, "options.max_reuse"),
         latency_budget=_optional_count(budget, "options.latency_budget"),
+        pixels_per_beat=_count(pixels, "options.pixels_per_beat", 1, 64),
     )
 
 

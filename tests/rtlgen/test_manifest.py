@@ -346,6 +346,8 @@ def test_verilog_that_is_a_folder_is_refused(outdir):
         ("options.pipeline", None),
         ("options.max_reuse", 0),
         ("options.latency_budget", "100"),
+        ("options.pixels_per_beat", 0),
+        ("options.pixels_per_beat", 4.0),
         ("layers", {}),
         ("layers", [1, 2]),
         ("layers.0.reuse", 0),

@@ -210,6 +210,7 @@ def test_demo_cnn_in_verilator(tmp_path, pixels):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["ii_cycles"] == 64 // pixels
     assert manifest["input"]["elements_per_beat"] == pixels
+    assert manifest["options"]["pixels_per_beat"] == pixels
     x = np.random.default_rng(pixels).uniform(-1, 1, size=(6, 8, 8, 1))
     np.save(tmp_path / "x.npy", x)
     for backpressure in ("0.3", "0"):
@@ -308,3 +309,16 @@ def test_pixel_wise_layers_are_bit_exact_at_the_model_timing():
     for graph, _ in _pixel_wise_graphs():
         bit_exact_in_simulator(graph, n=2, options=_full(2), seed=7)
         timing_matches_model(graph, _full(2))
+
+
+def test_the_manifest_records_the_pixels_per_beat():
+    from rtlgen.emit import build_manifest
+    from rtlgen.sim_tb.tb_manifest import parse_manifest
+
+    graph = conv_net(h=6, w=8, c=2)
+    options = HardwareOptions(pixels_per_beat=4)
+    manifest = build_manifest(graph, NetworkTop(graph, options), "net", options, 0.0)
+    data = manifest.as_json()
+    assert data["options"]["pixels_per_beat"] == 4
+    assert (data["input"]["beats_per_sample"], data["input"]["elements_per_beat"]) == (12, 8)
+    assert parse_manifest(data).options.pixels_per_beat == 4
