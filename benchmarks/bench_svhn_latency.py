@@ -21,8 +21,19 @@ weights, conv-pool-BN order), input fixed<16,6>, as in bench_sim_harness.py.
 - ``threshold_synthesis``: the model's second BN threshold bank (16 channels x 63
   thresholds, 15-bit input) alone, Yosys as below; the previous bank's figures are in
   ``history`` (they need the previous code).
-- ``history``: the plans' latencies of earlier runs with another threshold latency, kept
-  from the JSON this script overwrites, labelled.
+- ``history``: the plans' latencies of earlier runs with another threshold latency or
+  other plans, kept from the JSON this script overwrites, labelled.
+- ``uniform_cap_1044``: the previous budget search (one reuse cap for every layer, the
+  largest meeting 1,044 cycles) beside ``plans.latency_budget_1044`` (per-layer caps,
+  ``layer_max_reuse_chosen``).
+- ``tail_part_synthesis`` (``--tail-synth``): the layers the plans differ in (conv_2,
+  dense_0, dense_1, output_dense) of the default, --latency-budget 1044, --max-reuse 4 and
+  full plans, each synthesized alone as ``dense_part_synthesis`` is; LUT sums against the
+  default's.
+- ``whole_design_synthesis`` (``--designs NAME=DIR ...``): LUT/FF/DSP/BRAM/levels of design
+  folders ``rtlgen report DIR --family xcup`` synthesized, each against the first's LUTs
+  (the whole SVHN design takes 30-70 min of Yosys on a loaded 2-core machine, so the
+  folders are made apart: ``rtlgen convert MODEL -o DIR [options]`` then ``rtlgen report``).
 - ``dense_part_synthesis``: the first dense layer alone (with the flatten's Deserialize and
   skid buffer in the previous plan), Yosys ``synth_xilinx -flatten -family xcup`` as the SVHN
   benchmark runs it, previous vs now (the rest of the design is the same in both).
@@ -50,6 +61,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 RESULTS = Path(__file__).parent / "results" / "svhn_latency.json"
 #: the hls4ml tutorial's SVHN CNN (benchmarks/results/svhn.json: tutorial_latency_cycles)
 TUTORIAL_LATENCY = 1044
+#: what this code's plans are (kept as the label of this run in a later run's ``history``)
+RUN_LABEL = (
+    "no Requantize after a linear dense/conv whose output is its accumulator, no skid "
+    "buffer between a dense and its threshold bank, time-multiplexed adder trees at 2 "
+    "adders per stage, per-layer budget caps"
+)
 
 
 def _graph():
@@ -102,6 +119,7 @@ def _plan_figures(graph, options, previous: bool = False) -> dict:
         "ii_cycles": timing.ii,
         "multipliers": sum(plan.multipliers for plan in top.plans),
         "max_reuse_chosen": top.plan.options.max_reuse,
+        "layer_max_reuse_chosen": dict(top.plan.options.layer_max_reuse),
         "layers": layers,
         "planning_cpu_seconds": round(time.process_time() - start, 2),
     }, top
@@ -131,6 +149,46 @@ def _threshold_what_if(graph) -> dict:
             }
     finally:
         ThresholdBank.latency = saved  # type: ignore[method-assign]
+    return result
+
+
+def _uniform_cap(graph, budget: int) -> dict:
+    """The previous budget search (one reuse cap for every layer, the largest meeting
+    ``budget``), for comparison with the per-layer search's multipliers."""
+    from rtlgen.hardware import HardwareOptions, NetworkTop
+    from rtlgen.timing import model_top
+
+    lo, hi = 1, 64
+    while lo < hi:  # the largest cap meeting the budget (latency falls with the cap)
+        mid = (lo + hi + 1) // 2
+        if model_top(NetworkTop(graph, HardwareOptions(max_reuse=mid))).latency <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    figures, _ = _plan_figures(graph, HardwareOptions(max_reuse=lo))
+    return {"budget": budget, "cap": lo, **figures}
+
+
+def _whole_designs(specs: list[str]) -> dict:
+    """Whole-design Yosys figures read from design folders `rtlgen report` has synthesized
+    (``NAME=DIR``), with each one's LUTs against the first's."""
+    result: dict = {"yosys": "rtlgen report DIR --family xcup (synth_xilinx -flatten -family xcup)"}
+    base_luts = None
+    for spec in specs:
+        name, _, folder = spec.partition("=")
+        manifest = json.loads((Path(folder) / "manifest.json").read_text())
+        synthesis = manifest.get("synthesis") or {}
+        entry = {
+            "dir": folder,
+            "latency_cycles": manifest["latency_cycles"],
+            "ii_cycles": manifest["ii_cycles"],
+            **{k: synthesis.get(k) for k in ("luts", "ffs", "dsps", "brams", "lut_levels")},
+        }
+        if base_luts is None:
+            base_luts = entry["luts"]
+        elif base_luts and entry["luts"] is not None:
+            entry["lut_ratio_to_first"] = round(entry["luts"] / base_luts, 4)
+        result[name] = entry
     return result
 
 
@@ -234,6 +292,40 @@ def _dense_part(tops: dict, work: Path) -> dict:
     return result
 
 
+#: the layers after the flatten whose folding the plans differ in (conv_2 too where a
+#: budget caps it), synthesized alone by ``--tail-synth``
+TAIL_LAYERS = ("conv_2", "dense_0", "dense_1", "output_dense")
+
+
+def _tail_parts(tops: dict, names: list[str], work: Path) -> dict:
+    """Each named plan's tail layers (`TAIL_LAYERS`) alone, Yosys as `_dense_part`, with
+    the sum of their LUTs against the default plan's: what the plans differ in (the rest of
+    the design is the same components)."""
+    result: dict = {
+        "yosys": "synth_xilinx -flatten -family xcup -noiopad -noclkbuf (rtlgen.synth.synthesize)",
+    }
+    for name in names:
+        layers = {}
+        for plan in tops[name].plans:
+            if plan.node.name in TAIL_LAYERS:
+                figures = _synthesize_part(list(plan.stages), f"{name}_{plan.node.name}", work)
+                layers[plan.node.name] = {
+                    "reuse": plan.reuse,
+                    "multipliers": plan.multipliers,
+                    **figures,
+                }
+                print("synthesized", name, plan.node.name, figures, flush=True)
+        result[name] = {
+            "layers": layers,
+            "luts": sum(f["luts"] for f in layers.values()),
+            "dsps": sum(f["dsps"] for f in layers.values()),
+        }
+    base = result[names[0]]["luts"]
+    for name in names[1:]:
+        result[name]["lut_delta_to_first"] = result[name]["luts"] - base
+    return result
+
+
 def _threshold_banks(top) -> dict:
     """The `ThresholdBank` of every threshold layer of a planned top, by layer name."""
     return {p.node.name: p.stages[0] for p in top.plans if p.node.op == "threshold"}
@@ -267,13 +359,20 @@ def _history(path: Path, result: dict) -> list:
     # runs before the two-level search recorded no threshold latency: a 6-stage binary
     # search (63 thresholds), latency 7
     old_latency = old.get("threshold_latency_cycles", [7])
-    if old_latency == result["threshold_latency_cycles"] or "plans" not in old:
+    old_default = old.get("plans", {}).get("default", {}).get("latency_cycles")
+    new_default = result["plans"].get("default", {}).get("latency_cycles")
+    same_plans = old_latency == result["threshold_latency_cycles"] and old_default == new_default
+    if same_plans or "plans" not in old:
         return history
+    if old_latency == [7]:
+        label = f"threshold banks of latency {old_latency} (binary search)"
+    elif old_latency != result["threshold_latency_cycles"]:
+        label = f"threshold banks of latency {old_latency}"
+    else:
+        label = old.get("label") or f"plans of an earlier run (default {old_default} cycles)"
     history.append(
         {
-            "label": f"threshold banks of latency {old_latency} (binary search)"
-            if old_latency == [7]
-            else f"threshold banks of latency {old_latency}",
+            "label": label,
             "command": old.get("command"),
             "threshold_latency_cycles": old_latency,
             "plans_latency_cycles": {
@@ -284,6 +383,7 @@ def _history(path: Path, result: dict) -> list:
             },
             "product_path": old.get("product_path"),
             "threshold_synthesis": old.get("threshold_synthesis"),
+            "dense_part_synthesis": old.get("dense_part_synthesis"),
         }
     )
     return history
@@ -296,7 +396,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-sim", action="store_true", help="skip the Verilator run")
     parser.add_argument("--no-synth", action="store_true", help="skip the dense-part synthesis")
     parser.add_argument("--no-convert", action="store_true", help="skip rtlgen convert (and sim)")
+    parser.add_argument(
+        "--tail-synth",
+        action="store_true",
+        help="synthesize the tail layers of the default, full and budget plans (~1 h loaded)",
+    )
     parser.add_argument("--json", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--designs",
+        nargs="*",
+        default=[],
+        metavar="NAME=DIR",
+        help="design folders synthesized by `rtlgen report` (the first is the LUT baseline)",
+    )
     args = parser.parse_args(argv)
 
     from rtlgen.hardware import HardwareOptions, Multiplier, Parallelism
@@ -329,6 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     timeline = {name: _timeline(tops[name]) for name in ("previous_default", "default", "full")}
     result: dict = {
         "benchmark": "svhn_latency",
+        "label": RUN_LABEL,
         "command": "python benchmarks/bench_svhn_latency.py"
         + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:])),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
@@ -340,11 +453,18 @@ def main(argv: list[str] | None = None) -> int:
         "threshold_latency_cycles": sorted({bank.latency for bank in banks.values()}),
         "threshold_comparators": {name: bank.comparators for name, bank in banks.items()},
         "what_if_faster_thresholds": _threshold_what_if(graph),
+        "uniform_cap_1044": _uniform_cap(graph, TUTORIAL_LATENCY),
     }
+    if args.designs:
+        result["whole_design_synthesis"] = _whole_designs(args.designs)
     with tempfile.TemporaryDirectory(prefix="svhn_latency_") as tmp:
         work = Path(tmp)
         if not args.no_convert:
             result["product_path"] = _product_path(json_path, weights_path, work, not args.no_sim)
+        if args.tail_synth:
+            result["tail_part_synthesis"] = _tail_parts(
+                tops, ["default", "latency_budget_1044", "max_reuse_4", "full"], work
+            )
         if not args.no_synth:
             result["dense_part_synthesis"] = _dense_part(tops, work)
             result["threshold_synthesis"] = _threshold_part(banks, work)
