@@ -125,6 +125,7 @@ def test_failed_build_raises_and_keeps_its_logs_aside(outdir):
     assert "syntax error" in (board_dir / "ulx3s-25f.failed" / "build.log").read_text()
 
 
+@pytest.mark.slow  # the default run stays under 5 minutes (the demo build is slow too)
 def test_builds_a_ulx3s_25f_bitstream_of_the_standin_network(outdir):
     result = build_bitstream(outdir, board="ulx3s-25f")
     board_dir = outdir.resolve() / "board" / "ulx3s-25f"

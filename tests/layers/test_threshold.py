@@ -189,8 +189,7 @@ def _check(dut, thresholds, levels, in_type, x, seed, valid_prob, ready_prob):
     return run
 
 
-@settings(max_examples=25, deadline=None)
-@given(
+_SEARCH_CASES = dict(
     in_type=st.builds(FixedType, st.integers(4, 18), st.integers(-3, 12), st.booleans()),
     out_type=st.builds(FixedType, st.integers(1, 9), st.integers(-2, 8), st.booleans()),
     most=st.integers(BANK_MAX_THRESHOLDS + 1, 255),
@@ -199,11 +198,30 @@ def _check(dut, thresholds, levels, in_type, x, seed, valid_prob, ready_prob):
     valid_prob=st.floats(0.3, 1.0),
     ready_prob=st.floats(0.3, 1.0),
 )
+
+
+# each example elaborates and simulates a bank of up to 5 x 255 thresholds: a few here, more
+# in the slow set (the exhaustive test below covers every segment-table kind by default)
+@settings(max_examples=6, deadline=None)
+@given(**_SEARCH_CASES)
 def test_two_level_search_matches_reference(
     in_type, out_type, most, n, seed, valid_prob, ready_prob
 ):
     """Random thresholds (repeats, extremes; channel 0 has ``most``, the others any count
     up to it, none included) and data, random valid/ready."""
+    check_two_level_search(in_type, out_type, most, n, seed, valid_prob, ready_prob)
+
+
+@pytest.mark.slow
+@settings(max_examples=40, deadline=None)
+@given(**_SEARCH_CASES)
+def test_two_level_search_matches_reference_extended(
+    in_type, out_type, most, n, seed, valid_prob, ready_prob
+):
+    check_two_level_search(in_type, out_type, most, n, seed, valid_prob, ready_prob)
+
+
+def check_two_level_search(in_type, out_type, most, n, seed, valid_prob, ready_prob):
     rng = np.random.default_rng(seed)
     counts = [most, *(int(c) for c in rng.integers(0, most + 1, n - 1))]
     thresholds, levels = _search_bank(rng, in_type, out_type, counts)

@@ -188,9 +188,10 @@ def _keras(tf, name, x, dtype, params):
 @pytest.mark.parametrize("kind,params,name", FLOAT_CASES, ids=lambda v: str(v))
 @pytest.mark.parametrize(
     "in_type",
-    # the 14-bit table (16k codes x 4 output types x 3 roundings against TensorFlow) is the
-    # slowest case: in the slow set; the other widths run by default
-    [*IN_TYPES[:4], pytest.param(IN_TYPES[4], marks=pytest.mark.slow)],
+    # the 12- and 14-bit tables (4k/16k codes x 4 output types x 3 roundings against
+    # TensorFlow, exact rationals for hard_sigmoid/softsign) are the slowest cases: in the
+    # slow set; the other widths run by default
+    [*IN_TYPES[:3], *(pytest.param(t, marks=pytest.mark.slow) for t in IN_TYPES[3:5])],
     ids=str,
 )
 def test_float_table_error_is_the_max_error_against_tensorflow(tf, kind, params, name, in_type):

@@ -81,7 +81,7 @@ def run_until(graph, source_layer, x, config=DEFAULT_PRECISION):
     return predict(lower(graph.with_nodes(graph.nodes[: index + 1]), config), x)
 
 
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0])
 @pytest.mark.parametrize("name", EXACT_MODELS)
 def test_quantized_models_are_bit_exact(name, seed):
     model = build(name, seed)
@@ -91,7 +91,7 @@ def test_quantized_models_are_bit_exact(name, seed):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", range(2, 12))
+@pytest.mark.parametrize("seed", range(1, 12))
 @pytest.mark.parametrize("name", EXACT_MODELS)
 def test_quantized_models_are_bit_exact_many_seeds(name, seed):
     test_quantized_models_are_bit_exact(name, seed)
@@ -112,7 +112,7 @@ def test_pruned_model_is_bit_exact_and_keeps_its_zeros():
     [
         ("qkeras_bn_after_pool", "bn"),
         ("qkeras_mlp_bn_input", "bn_in"),
-        ("qkeras_qbatchnorm", "qbn"),
+        pytest.param("qkeras_qbatchnorm", "qbn", marks=pytest.mark.slow),  # 8 s alone
     ],
 )
 def test_float_batchnorm_in_qkeras_model_is_within_bn_precision(name, bn_layer):

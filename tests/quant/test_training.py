@@ -191,7 +191,8 @@ def test_qkeras_layers_are_prunable_by_tfmot(training):
     ]
 
 
-@pytest.mark.parametrize("sparsity", [0.5, 0.75])  # whole weights of 36 and 360
+# whole weights of 36 and 360; 0.75 in the slow set (the default run stays under 5 minutes)
+@pytest.mark.parametrize("sparsity", [0.5, pytest.param(0.75, marks=pytest.mark.slow)])
 def test_train_with_pruning_reaches_requested_sparsity(training, sparsity):
     x, y = random_digits(64)
     model = training.build_demo_cnn(filters=4)
@@ -231,6 +232,7 @@ def test_train_leaves_model_pruned_without_wrappers(training, tf):
     assert len(model.evaluate(x, y, verbose=0)) == 2  # compiled: loss, accuracy
 
 
+@pytest.mark.slow  # the default run stays under 5 minutes
 def test_train_prune_skip_leaves_the_layer_dense(training):
     x, y = random_digits(64, seed=2)
     model = training.build_demo_cnn(filters=4)

@@ -216,7 +216,7 @@ def _fuzz_cases(folder: Path, layouts, per_layout: int, seed: int) -> list[dict[
     return cases
 
 
-@pytest.mark.parametrize("seed,per_layout", [(0, 16), pytest.param(1, 200, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("seed,per_layout", [(0, 6), pytest.param(1, 200, marks=pytest.mark.slow)])
 def test_fuzzed_model_files_fail_in_one_line(tmp_path, layouts, seed, per_layout):
     cases = _fuzz_cases(tmp_path / "fuzz", layouts, per_layout, seed)
     rows = run_cases(tmp_path, cases)
@@ -591,7 +591,7 @@ def _design_fuzz_cases(tmp_path: Path, layouts, per_file: int, seed: int) -> lis
     return cases
 
 
-@pytest.mark.parametrize("seed,per_file", [(0, 16), pytest.param(1, 150, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("seed,per_file", [(0, 6), pytest.param(1, 150, marks=pytest.mark.slow)])
 def test_fuzzed_design_folders_fail_in_one_line(tmp_path, layouts, seed, per_file):
     rows = run_cases(tmp_path, _design_fuzz_cases(tmp_path, layouts, per_file, seed))
     assert failures(rows) == []
@@ -703,7 +703,7 @@ PRECISION_YAML = (
 )
 
 
-@pytest.mark.parametrize("seed,count", [(3, 60), pytest.param(4, 400, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("seed,count", [(3, 20), pytest.param(4, 400, marks=pytest.mark.slow)])
 def test_fuzzed_inputs_and_precision_configs_fail_in_one_line(tmp_path, layouts, seed, count):
     model = layouts["full_h5"][0]
     sources = []

@@ -217,6 +217,11 @@ CORRUPTIONS = [
 ]
 
 
+#: the first corruption by default, the others in the slow set (the default run stays under 5
+#: minutes; every one is a separate CLI run and tool run)
+SOME_CORRUPTIONS = [CORRUPTIONS[0], *(pytest.param(c, marks=pytest.mark.slow) for c in CORRUPTIONS[1:])]
+
+
 def _corrupted_copy(design: Path, to: Path, corruption) -> Path:
     shutil.copytree(design, to)
     verilog = to / json.loads((to / "manifest.json").read_text())["rtl"][0]
@@ -224,7 +229,7 @@ def _corrupted_copy(design: Path, to: Path, corruption) -> Path:
     return to
 
 
-@pytest.mark.parametrize("corruption", CORRUPTIONS)
+@pytest.mark.parametrize("corruption", SOME_CORRUPTIONS)
 def test_a_verilator_build_failure_is_one_line_naming_the_build_log(demo_design, tmp_path, corruption):
     design = _corrupted_copy(demo_design, tmp_path / "design", corruption)
     np.save(tmp_path / "x.npy", np.zeros((1, 8, 8, 1)))
@@ -236,7 +241,7 @@ def test_a_verilator_build_failure_is_one_line_naming_the_build_log(demo_design,
     assert log.is_file() and log.is_relative_to(cache)
 
 
-@pytest.mark.parametrize("corruption", CORRUPTIONS)
+@pytest.mark.parametrize("corruption", SOME_CORRUPTIONS)
 def test_a_yosys_failure_is_one_line_quoting_its_error(demo_design, tmp_path, corruption):
     design = _corrupted_copy(demo_design, tmp_path / "design", corruption)
     line = assert_one_error_line(rtlgen("report", design))
@@ -245,7 +250,11 @@ def test_a_yosys_failure_is_one_line_quoting_its_error(demo_design, tmp_path, co
 
 # ---------------------------------------------------------------------------------------
 # Names from the user or the model file are printed as plain text, never as rich markup
-MARKUP_LIKE = ["x[/b]", "[bold]y", "z[/]", "[link=file:///etc/passwd]w"]
+MARKUP_LIKE = [
+    "x[/b]",
+    "[link=file:///etc/passwd]w",
+    *(pytest.param(name, marks=pytest.mark.slow) for name in ("[bold]y", "z[/]")),
+]
 
 
 @pytest.mark.parametrize("name", MARKUP_LIKE)

@@ -173,6 +173,7 @@ def resnet_block(seed: int = 0, filters: int = 3):
     return tf.keras.Model(x, out, name="resnet_block")
 
 
+@pytest.mark.slow  # the default run stays under 5 minutes; Add/Concatenate networks run below
 def test_residual_qkeras_cnn_end_to_end(tmp_path):
     model = resnet_block()
     x = exact_inputs((6, 6, 3), 64, seed=3, frac=3, bits=6)

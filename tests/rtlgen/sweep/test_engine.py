@@ -59,6 +59,7 @@ def test_four_point_sweep_writes_table_pareto_and_plots(tiny, tmp_path):
     assert plots and all((out / p).read_bytes()[:4] == b"\x89PNG" for p in plots)
 
 
+@pytest.mark.slow  # the default run stays under 5 minutes
 def test_second_run_of_the_same_spec_does_no_work(tiny, tmp_path):
     out = tmp_path / "out"
     run_sweep(spec_of(tiny), out, console=quiet())
@@ -140,6 +141,7 @@ def test_killing_a_worker_mid_sweep_loses_no_point(tiny, tmp_path):
     assert not [name for name in leftovers if name.startswith(".tmp-")]
 
 
+@pytest.mark.slow  # the default run stays under 5 minutes
 def test_failing_points_are_recorded_with_their_reason_and_the_sweep_goes_on(tiny, tmp_path):
     functions = {**STEP_FUNCTIONS, Step.CONVERT: lut_fails, Step.SYNTH: fake_synth}
     out = tmp_path / "out"
@@ -158,6 +160,7 @@ def test_failing_points_are_recorded_with_their_reason_and_the_sweep_goes_on(tin
     assert sum(o.status == "failed" for o in run.outcomes.values()) == 2
 
 
+@pytest.mark.slow  # the default run stays under 5 minutes
 def test_a_bug_in_a_step_is_an_error_row_after_bounded_retries(tiny, tmp_path):
     functions = {**STEP_FUNCTIONS, Step.CONVERT: lut_crashes}
     out = tmp_path / "out"
@@ -170,6 +173,7 @@ def test_a_bug_in_a_step_is_an_error_row_after_bounded_retries(tiny, tmp_path):
     assert rows["lut"]["reason"].startswith("convert: internal error: KeyError")
 
 
+@pytest.mark.slow  # the default run stays under 5 minutes
 @pytest.mark.parametrize("planted", ["results.csv", "store"])
 def test_a_symlink_planted_in_the_output_is_not_followed(tiny, tmp_path, planted):
     out = tmp_path / "out"

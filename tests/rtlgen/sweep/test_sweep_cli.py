@@ -30,6 +30,7 @@ def test_smallest_spec_runs_from_its_folder_and_writes_the_table(tiny, tmp_path)
     assert "[5/5] " in result.stdout  # one progress line per finished step (not a terminal)
 
 
+@pytest.mark.slow  # the default run stays under 5 minutes
 def test_second_run_reports_every_step_reused(tiny, tmp_path):
     args = ("sweep", "spec.yml", "-o", tmp_path / "out", "--input", "x.npy")
     assert rtlgen(*args, cwd=tiny).returncode == 0
