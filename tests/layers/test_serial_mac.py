@@ -29,8 +29,17 @@ def as_beats(x, beats):
 
 
 def _rtlil(dut):
-    return rtlil.convert(dut, ports=[dut.i.payload.as_value(), dut.i.valid, dut.i.ready,
-                                     dut.o.payload.as_value(), dut.o.valid, dut.o.ready])
+    return rtlil.convert(
+        dut,
+        ports=[
+            dut.i.payload.as_value(),
+            dut.i.valid,
+            dut.i.ready,
+            dut.o.payload.as_value(),
+            dut.o.valid,
+            dut.o.ready,
+        ],
+    )
 
 
 def vectors(in_type, k, n, seed):
@@ -56,14 +65,24 @@ def test_bit_exact_under_random_backpressure(
     in_type = FixedType(width, 0, signed)
     dut, w, b = make(k, o, reuse, in_type, sparsity, seed, multiplier, levels=levels)
     x = vectors(in_type, k, 6, seed)
-    out = simulate_stream(dut, x.tolist(), len(x), seed=seed, valid_prob=0.6, ready_prob=0.5).outputs
+    out = simulate_stream(
+        dut, x.tolist(), len(x), seed=seed, valid_prob=0.6, ready_prob=0.5
+    ).outputs
     np.testing.assert_array_equal(np.array(out), x @ w + b)
 
 
 @pytest.mark.parametrize(
     "k,reuse,levels,multiplier",
-    [(16, 4, 1, "auto"), (10, 3, 1, "auto"), (7, 7, 1, "auto"), (5, 1, 1, "auto"),
-     (40, 4, 2, "auto"), (40, 4, 3, "lut"), (9, 3, 2, "lut"), (5, 1, 6, "auto")],
+    [
+        (16, 4, 1, "auto"),
+        (10, 3, 1, "auto"),
+        (7, 7, 1, "auto"),
+        (5, 1, 1, "auto"),
+        (40, 4, 2, "auto"),
+        (40, 4, 3, "lut"),
+        (9, 3, 2, "lut"),
+        (5, 1, 6, "auto"),
+    ],
 )
 def test_full_rate_timing_matches_contract(k, reuse, levels, multiplier):
     in_type = FixedType(8, 0, True)
@@ -79,8 +98,16 @@ def test_full_rate_timing_matches_contract(k, reuse, levels, multiplier):
 
 @pytest.mark.parametrize(
     "group,multiplier,levels,depth",
-    [(36, "auto", 1, 7), (36, "auto", 2, 4), (36, "auto", 3, 3), (3, "auto", 2, 2),
-     (1, "auto", 2, 1), (4, "lut", 1, 5), (4, "lut", 2, 2), (4, "lut", 6, 0)],
+    [
+        (36, "auto", 1, 7),
+        (36, "auto", 2, 4),
+        (36, "auto", 3, 3),
+        (3, "auto", 2, 2),
+        (1, "auto", 2, 1),
+        (4, "lut", 1, 5),
+        (4, "lut", 2, 2),
+        (4, "lut", 6, 0),
+    ],
 )
 def test_adders_per_stage_set_the_tree_registers(group, multiplier, levels, depth):
     """The tree's adder levels and the accumulator's adder, registered every `levels`
@@ -88,8 +115,9 @@ def test_adders_per_stage_set_the_tree_registers(group, multiplier, levels, dept
     registers at one adder per stage and 4 at two; a LUT tree over 4 x 5-bit weights'
     partial products has 5 levels + 1."""
     w = np.full((group, 2), 9)  # 5-bit weights
-    dut = SerialMatVec(w, FixedType(8, 0), FixedType(24, 0), None, 1, multiplier,
-                       levels_per_stage=levels)
+    dut = SerialMatVec(
+        w, FixedType(8, 0), FixedType(24, 0), None, 1, multiplier, levels_per_stage=levels
+    )
     assert (dut.group, dut.w_width) == (group, 5)
     assert dut.depth == depth
     assert dut.latency == dut.steps + depth + 2
@@ -197,13 +225,21 @@ def test_many_beat_vector_with_a_block_rom_is_bit_exact():
 
 def test_levels_per_stage_must_be_positive():
     with pytest.raises(RtlgenError, match="levels_per_stage must be >= 1, got 0"):
-        SerialMatVec(np.ones((4, 2), dtype=int), FixedType(8, 0), FixedType(20, 0), None, 2,
-                     levels_per_stage=0)
+        SerialMatVec(
+            np.ones((4, 2), dtype=int),
+            FixedType(8, 0),
+            FixedType(20, 0),
+            None,
+            2,
+            levels_per_stage=0,
+        )
 
 
 def test_beats_must_split_the_inputs_evenly():
     with pytest.raises(RtlgenError, match="7 inputs do not split into 2 equal beats"):
-        SerialMatVec(np.ones((7, 2), dtype=int), FixedType(8, 0), FixedType(20, 0), None, 2, beats=2)
+        SerialMatVec(
+            np.ones((7, 2), dtype=int), FixedType(8, 0), FixedType(20, 0), None, 2, beats=2
+        )
 
 
 def test_one_multiplier_per_position_any_beat_uses():

@@ -79,8 +79,11 @@ def bn_net(shape, units=(6, 5, 3), seed=0) -> ir.ModelGraph:
         )
         if k < len(units) - 1:
             bn = FloatBatchNorm(
-                rng.normal(1, 0.5, n), rng.normal(0, 1, n), rng.normal(0, 1, n),
-                rng.uniform(0.5, 2, n), 1e-3,
+                rng.normal(1, 0.5, n),
+                rng.normal(0, 1, n),
+                rng.normal(0, 1, n),
+                rng.uniform(0.5, 2, n),
+                1e-3,
             )
             nodes.append(threshold_node(f"bn{k}", (n,), QuantizedRelu(4, 1), f"bn{k}", bn=bn))
         n_in = n
@@ -148,7 +151,11 @@ def test_the_result_is_ready_a_beat_s_steps_after_the_last_beat():
 
 @pytest.mark.parametrize(
     "shape,parallelism",
-    [((4, 5, 7), Parallelism.AUTO), ((9,), Parallelism.AUTO), ((4, 5, 7), Parallelism.FULL)],
+    [
+        ((4, 5, 7), Parallelism.AUTO),
+        ((9,), Parallelism.AUTO),
+        pytest.param((4, 5, 7), Parallelism.FULL, marks=pytest.mark.slow),
+    ],
 )
 def test_a_linear_dense_before_a_threshold_bank_is_its_bare_mac(shape, parallelism):
     """A dense whose output is its accumulator (linear, output type = accumulator type:
@@ -175,7 +182,9 @@ def test_a_dense_with_an_activation_keeps_its_requantize():
     assert top.has_skid_buffer(plans(top)["dense0"])
 
 
-@pytest.mark.parametrize("adders", [1, 2, 3])
+@pytest.mark.parametrize(
+    "adders", [pytest.param(1, marks=pytest.mark.slow), 3]
+)  # 2, the default: every other test
 def test_serial_layers_take_the_adders_per_stage_option(adders):
     """A time-multiplexed layer's adder tree has `adders_per_stage` adders in series
     between registers, as the constant MAC arrays have."""
@@ -257,12 +266,22 @@ def test_latency_budget_caps_the_layers_that_save_cycles_cheapest():
     assert caps and latency(top) <= budget < default
     for plan in top.plans:  # caps only lower a layer's reuse
         assert plan.reuse <= plans(top_of())[plan.node.name].reuse
-    uniform = max(c for c in range(1, 40) if latency(top_of(max_reuse=c)) <= budget)
-    assert multipliers(top) <= multipliers(top_of(max_reuse=uniform))
+    lo, hi = 1, max(p.reuse for p in top_of().plans)  # the largest uniform cap meeting it
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if latency(top_of(max_reuse=mid)) <= budget else (lo, mid - 1)
+    assert multipliers(top) <= multipliers(top_of(max_reuse=lo))
     # a budget the default plan meets changes nothing
     within = top_of(latency_budget=default)
     assert [p.reuse for p in within.plans] == [p.reuse for p in top_of().plans]
-    timing_matches_model(graph, HardwareOptions(latency_budget=budget))
+
+
+@pytest.mark.slow
+def test_a_budget_plan_runs_as_modelled():
+    graph = flat_net((8, 10, 3), units=(24, 4), pool=True)
+    default = predict_timing(NetworkTop(graph))[0]
+    full = predict_timing(NetworkTop(graph, HardwareOptions(parallelism=Parallelism.FULL)))[0]
+    timing_matches_model(graph, HardwareOptions(latency_budget=(default + full) // 2))
 
 
 def test_layer_caps_apply_to_their_layer_only():
