@@ -12,7 +12,7 @@ from rtlgen.layers.argmax import ArgMax
 from .streams import simulate_stream
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(
     n=st.integers(1, 40),
     width=st.integers(1, 16),

@@ -51,7 +51,7 @@ def _expected(x, w, bias):
     return x @ w + (0 if bias is None else bias)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=12, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1),
     k=st.integers(1, 20),

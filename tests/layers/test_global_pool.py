@@ -261,7 +261,7 @@ def test_waiting_positions_cycles_per_result_stalls_the_input(kind, out_type, po
     assert in_cycles != list(range(samples * positions))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     kind=st.sampled_from([MAX, AVG]),
     positions=st.integers(1, 30),

@@ -34,7 +34,7 @@ def _inputs(rng, t: FixedType, n: int, rows: int) -> np.ndarray:
     return x
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(
     in_type=small_types,
     kind=st.sampled_from([K.SIGMOID, K.TANH, K.SOFTSIGN, K.QUANTIZED_SIGMOID, K.QUANTIZED_TANH]),
@@ -121,7 +121,7 @@ def test_lookup_table_refuses_bad_tables():
 alphas = st.builds(lambda a, negative: -a if negative else a, st.floats(1e-3, 2.0), st.booleans())
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(
     in_type=st.builds(FixedType, st.integers(2, 14), st.integers(-2, 10), st.booleans()),
     out_type=st.builds(FixedType, st.integers(2, 14), st.integers(-2, 12), st.booleans()),
@@ -148,7 +148,7 @@ def test_prelu_matches_leaky(
     np.testing.assert_array_equal(np.array(run.outputs), expected)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(
     in_type=st.builds(FixedType, st.integers(3, 12), st.integers(0, 8), st.booleans()),
     out_type=st.builds(FixedType, st.integers(3, 12), st.integers(-1, 10), st.booleans()),

@@ -204,7 +204,7 @@ def pool_cases(draw):
 _SIM_SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-@settings(max_examples=30, **_SIM_SETTINGS)
+@settings(max_examples=15, **_SIM_SETTINGS)
 @given(pool_cases())
 def test_pool_matches_reference_fuzzed(case):
     check_pool(**case)

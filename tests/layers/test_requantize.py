@@ -40,7 +40,7 @@ def _inputs(rng, acc: FixedType, n: int, rows: int = 24) -> np.ndarray:
     return x
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(
     acc=types,
     out=types,

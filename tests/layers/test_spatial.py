@@ -138,7 +138,7 @@ def cases(draw):
     )
 
 
-@settings(max_examples=40, **_SIM_SETTINGS)
+@settings(max_examples=20, **_SIM_SETTINGS)
 @given(cases())
 def test_matches_reference_fuzzed(case):
     check(**case)

@@ -49,7 +49,7 @@ class AddOne(wiring.Component):
         return m
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1), valid_prob=st.floats(0.3, 1.0), ready_prob=st.floats(0.3, 1.0)
 )

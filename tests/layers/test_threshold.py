@@ -79,7 +79,7 @@ types = st.builds(FixedType, st.integers(2, 20), st.integers(-3, 12), st.boolean
 out_types = st.builds(FixedType, st.integers(1, 9), st.integers(-2, 8), st.booleans())
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(
     in_type=types,
     out_type=out_types,

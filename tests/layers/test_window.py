@@ -138,7 +138,7 @@ def window_cases(draw):
 _SIM_SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-@settings(max_examples=30, **_SIM_SETTINGS)
+@settings(max_examples=15, **_SIM_SETTINGS)
 @given(window_cases())
 def test_window_stream_matches_reference_fuzzed(case):
     check_windows(**case)

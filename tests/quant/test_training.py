@@ -220,6 +220,7 @@ def test_train_with_pruning_reaches_requested_sparsity(training, sparsity):
     assert "sparsity conv_0" in lines[-1]
 
 
+@pytest.mark.slow  # the default run stays under 5 minutes
 def test_train_leaves_model_pruned_without_wrappers(training, tf):
     x, y = random_digits(64, seed=1)
     model = training.build_demo_cnn(filters=4)

@@ -10,9 +10,17 @@ from rich.console import Console
 from rtlgen.demo import run_demo
 
 
-def test_demo_runs_the_whole_flow_bit_exact(tmp_path):
+@pytest.mark.parametrize(
+    # the Verilator step (a build of the demo CNN: a minute) in the slow set
+    "simulate", [False, pytest.param(True, marks=pytest.mark.slow)]
+)
+def test_demo_runs_the_whole_flow_bit_exact(tmp_path, simulate):
     console = Console(file=open(tmp_path / "log.txt", "w"), width=150)
-    summary = run_demo(tmp_path / "demo", simulate=True, console=console)
+    summary = run_demo(tmp_path / "demo", simulate=simulate, console=console)
+    if not simulate:
+        assert summary["keras_argmax_agreement"] == 1.0 and summary["keras_max_abs_error"] == 0.0
+        assert summary["reference_accuracy"] > 0.85 and (tmp_path / "demo" / "manifest.json").is_file()
+        return
     assert summary["keras_argmax_agreement"] == 1.0 and summary["keras_max_abs_error"] == 0.0
     assert summary["reference_accuracy"] > 0.85
     text = (tmp_path / "log.txt").read_text()

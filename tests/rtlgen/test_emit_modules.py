@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 import rtlgen.emit as emit
 from rtlgen.hardware import NetworkTop
 
@@ -16,6 +18,7 @@ def _modules(text: str) -> list[str]:
     return re.findall(r"^module (\S+?)\s*\(", text, flags=re.MULTILINE)
 
 
+@pytest.mark.slow  # the default run stays under 5 minutes
 def test_same_verilog_for_any_number_of_workers_with_progress_per_module(monkeypatch):
     monkeypatch.setattr(emit, "SEPARATE_BITS", 0)  # every layer component on its own
     graph = mlp(seed=4)

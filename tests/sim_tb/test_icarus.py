@@ -83,6 +83,7 @@ def test_test_dut_agrees_in_both_simulators_under_backpressure(chansum_outdir, b
     assert (results["icarus"].build_dir / icarus.SIM_FILE).is_file()
 
 
+@pytest.mark.slow  # the default run stays under 5 minutes
 @needs_iverilog
 def test_a_faulty_design_fails_identically_in_both(faulty_outdir, build_root):
     """Data-triggered faults (dut.FAULT_*): both simulators report the same first mismatch."""

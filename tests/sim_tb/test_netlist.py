@@ -52,6 +52,7 @@ def test_generic_netlist_of_the_test_dut_is_bit_exact(chansum_outdir, build_root
     assert (full_rate.latency_cycles, full_rate.ii_cycles) == (manifest.latency_cycles, manifest.ii_cycles)
 
 
+@pytest.mark.slow  # the default run stays under 5 minutes
 def test_a_fault_survives_synthesis(faulty_outdir, build_root):
     """The faulty DUT's netlist: the wrong element is caught exactly as in the RTL."""
     x_int = dut.random_inputs(6, seed=1)

@@ -58,7 +58,12 @@ def save_all(model, tmp_path):
     return [(tmp_path / "m.h5", None), (tmp_path / "m.keras", None), (tmp_path / "m.json", tmp_path / "w.h5")]
 
 
-@pytest.mark.parametrize("merge,inputs", [(m, 2) for m in MERGES] + [("Add", 3), ("Average", 3), ("Maximum", 4), ("Concatenate", 3)])
+@pytest.mark.parametrize(
+    "merge,inputs",
+    [(m, 2) for m in MERGES]
+    # more inputs in the slow set (the default run stays under 5 minutes)
+    + [pytest.param(m, n, marks=pytest.mark.slow) for m, n in [("Add", 3), ("Average", 3), ("Maximum", 4), ("Concatenate", 3)]],
+)
 def test_merge_models_predict_exactly_like_keras(merge, inputs, tmp_path):
     model = branches_model(merge, inputs)
     x = exact_inputs((8,), 200, seed=1)

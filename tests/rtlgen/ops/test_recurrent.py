@@ -345,6 +345,7 @@ def test_dsp_products_keep_the_modelled_timing():
     assert ii == node.steps * step_cycles(node, IN_TYPE, Multiplier.DSP)
 
 
+@pytest.mark.slow  # the default run stays under 5 minutes
 def test_stacked_recurrent_layers_are_bit_exact_with_modelled_timing():
     """LSTM (return_sequences) -> GRU: the second takes the first's beats as they come."""
     first = rnn_node(LSTM, steps=2, features=1, units=2, sequences=True, seed=1, name="lstm")
