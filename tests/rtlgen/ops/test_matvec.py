@@ -28,6 +28,19 @@ from ..nets import conv_net
 from .network_checks import bit_exact_in_simulator, timing_matches_model
 
 
+def random_dense(name: str, n_in: int, n: int, rng, **kwargs) -> ir.Dense:
+    """A dense of 6-bit weights (~30 % pruned) and biases from ``rng``."""
+    weights = rng.normal(size=(n_in, n)) * (rng.random((n_in, n)) > 0.3)
+    return ir.Dense(
+        name,
+        (n_in,),
+        (n,),
+        weights=ir.FloatTensor(weights, QuantizedBits(6, 1)),
+        bias=ir.FloatTensor(rng.normal(size=n), QuantizedBits(6, 1)),
+        **kwargs,
+    )
+
+
 def flat_net(shape, units=(5, 3), pool=False, seed=0) -> ir.ModelGraph:
     """input [-> 2x2 max pool] -> flatten -> dense (quantized ReLU) ... -> dense."""
     rng = np.random.default_rng(seed)
@@ -42,14 +55,12 @@ def flat_net(shape, units=(5, 3), pool=False, seed=0) -> ir.ModelGraph:
     nodes.append(ir.Flatten("flatten", shape, (n_in,)))
     for k, n in enumerate(units):
         last = k == len(units) - 1
-        weights = rng.normal(size=(n_in, n)) * (rng.random((n_in, n)) > 0.3)
         nodes.append(
-            ir.Dense(
+            random_dense(
                 f"dense{k}",
-                (n_in,),
-                (n,),
-                weights=ir.FloatTensor(weights, QuantizedBits(6, 1)),
-                bias=ir.FloatTensor(rng.normal(size=n), QuantizedBits(6, 1)),
+                n_in,
+                n,
+                rng,
                 activation=ir.LINEAR if last else ir.RELU,
                 out_quantizer=None if last else QuantizedRelu(6, 1),
             )
@@ -67,16 +78,7 @@ def bn_net(shape, units=(6, 5, 3), seed=0) -> ir.ModelGraph:
     if len(shape) > 1:
         nodes.append(ir.Flatten("flatten", shape, (n_in,)))
     for k, n in enumerate(units):
-        weights = rng.normal(size=(n_in, n)) * (rng.random((n_in, n)) > 0.3)
-        nodes.append(
-            ir.Dense(
-                f"dense{k}",
-                (n_in,),
-                (n,),
-                weights=ir.FloatTensor(weights, QuantizedBits(6, 1)),
-                bias=ir.FloatTensor(rng.normal(size=n), QuantizedBits(6, 1)),
-            )
-        )
+        nodes.append(random_dense(f"dense{k}", n_in, n, rng))
         if k < len(units) - 1:
             bn = FloatBatchNorm(
                 rng.normal(1, 0.5, n),
