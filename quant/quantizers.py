@@ -722,6 +722,13 @@ _NEUTRAL_OPTIONS: dict[str, dict[str, Any]] = {
     },
 }
 
+def _plain(value: Any) -> Any:
+    """`value` with numpy scalars as Python numbers (numpy 2 shows `np.float64(0.5)`)."""
+    if isinstance(value, list | tuple):
+        return type(value)(_plain(v) for v in value)
+    return value.item() if hasattr(value, "item") and getattr(value, "ndim", 1) == 0 else value
+
+
 SUPPORTED_QUANTIZERS = tuple(_SIGNATURES)
 KNOWN_QUANTIZERS = frozenset(_SIGNATURES) | frozenset(UNSUPPORTED_QUANTIZERS)
 
@@ -816,7 +823,7 @@ def _build(name: str, args: list[Any], kwargs: dict[str, Any], prefix: str) -> Q
         neutral = _NEUTRAL_OPTIONS.get(name, {})
         if key in neutral and key not in params:
             if value != neutral[key]:
-                shown = " ".join(repr(value).split())
+                shown = " ".join(repr(_plain(value)).split())
                 shown = shown if len(shown) <= 60 else shown[:57] + "..."
                 raise UnsupportedError(
                     f"{prefix}{name}: {key}={shown} is not supported (supported: "
