@@ -463,16 +463,26 @@ class DesignFolder:
                 os.mkdir(folder)
             except FileExistsError:
                 continue  # made by someone else meanwhile: not ours to remove
-            self._created.append(folder)
+            if folder not in self._created:  # (made again after it vanished: see _lock)
+                self._created.append(folder)
 
     def _lock(self) -> None:
         """Take OUTDIR/.rtlgen.lock without waiting. The lock file is removed on release, so a
         lock taken on a file that was removed meanwhile is retried on the new one."""
         path = self.outdir / LOCK_NAME
         for _ in range(10):
-            fd = os.open(
-                path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o666
-            )
+            try:
+                fd = os.open(
+                    path,
+                    os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                    0o666,
+                )
+            except FileNotFoundError:
+                # OUTDIR vanished since _make_outdir: another rtlgen's writability probe
+                # (`check_output_dir` makes and removes a missing folder) or a writer that
+                # failed and removed the folder it made. Make it again and retry.
+                self._make_outdir()
+                continue
             try:
                 if not stat.S_ISREG(os.fstat(fd).st_mode):
                     raise RtlgenError(

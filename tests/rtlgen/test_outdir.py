@@ -867,3 +867,24 @@ def test_cli_predict_to_a_directory_exits_2(predict_case):
         rtlgen_cli("predict", design, "-i", root / "x.npy", "-o", root / "outdir"), "is a directory"
     )
     assert list((root / "outdir").iterdir()) == []
+
+
+def test_an_output_folder_removed_before_the_lock_is_made_again(tmp_path, monkeypatch):
+    """Another rtlgen's writability probe (`check_output_dir` makes and removes a missing
+    folder) can remove OUTDIR between making it and taking the lock: the writer makes it again
+    (found by two concurrent CLI converts into one new folder: one failed with ENOENT)."""
+    target = tmp_path / "new" / "d"
+    original = DesignFolder._make_outdir
+    removed = []
+
+    def make_then_probe_removes(self):
+        original(self)
+        if not removed:  # the probe of the other process removes the folder once
+            os.rmdir(self.outdir)
+            removed.append(self.outdir)
+
+    monkeypatch.setattr(DesignFolder, "_make_outdir", make_then_probe_removes)
+    with DesignFolder(target) as folder:
+        assert (target / LOCK_NAME).is_file() and folder.staging.is_dir()
+    assert removed == [target]
+    assert not (tmp_path / "new").exists()  # made by this call, nothing committed: removed
