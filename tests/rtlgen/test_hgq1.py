@@ -25,7 +25,7 @@ from rtlgen.quant.errors import ModelFileError, UnsupportedError
 from rtlgen.quant.fixed import FixedType
 from tests.models import layer_entry, sequential_config, write_full_h5
 
-from .cli_run import rtlgen
+from .cli_run import convert_and_simulate
 from .ops.network_checks import bit_exact_in_simulator, timing_matches_model
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "hgq1"
@@ -237,23 +237,8 @@ def test_bad_quantizers_are_refused_in_one_line(tmp_path, capsys, change, error,
 @pytest.mark.parametrize("name", ["mlp_wrap", "cnn2d"])
 def test_convert_and_sim_cli_bit_exact(tmp_path, name):
     gold = np.load(DATA / f"{name}.npz")
-    np.save(tmp_path / "x.npy", gold["x"][:8])
-    out = tmp_path / "design"
-    run = rtlgen("convert", DATA / f"{name}.h5", "-o", out)
-    assert run.returncode == 0, run.stderr
-    run = rtlgen(
-        "sim",
-        out,
-        "-i",
-        tmp_path / "x.npy",
-        "-o",
-        tmp_path / "y.npy",
-        "--backpressure",
-        "0.3",
-        timeout=1200,
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
-    np.testing.assert_array_equal(np.load(tmp_path / "y.npy").reshape(8, -1), gold["y"][:8])
+    simulated = convert_and_simulate(tmp_path, DATA / f"{name}.h5", gold["x"][:8])
+    np.testing.assert_array_equal(simulated, gold["y"][:8])
 
 
 @pytest.mark.slow

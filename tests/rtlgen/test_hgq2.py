@@ -24,7 +24,7 @@ from rtlgen.ops.hgq2 import FixedQuantize, quantize_node
 from rtlgen.quant.errors import UnsupportedError
 from rtlgen.quant.fixed import FixedType
 
-from .cli_run import rtlgen
+from .cli_run import convert_and_simulate, rtlgen
 from .ops.network_checks import bit_exact_in_simulator, timing_matches_model
 
 DATA = Path(__file__).parents[1] / "data" / "hgq2"
@@ -378,24 +378,10 @@ def test_convert_and_sim_cli_bit_exact(tmp_path, name):
     QDense with per-element input widths) through `rtlgen convert` and `rtlgen sim` in
     Verilator under backpressure: every output equals HGQ2's predict."""
     expected = np.load(DATA / f"{name}_expected.npz")
-    np.save(tmp_path / "x.npy", expected["x"][:8])
-    out = tmp_path / "design"
-    run = rtlgen("convert", DATA / f"{name}.keras", "-o", out, "--input-type", INPUT_TYPE)
-    assert run.returncode == 0, run.stderr
-    run = rtlgen(
-        "sim",
-        out,
-        "-i",
-        tmp_path / "x.npy",
-        "-o",
-        tmp_path / "y.npy",
-        "--backpressure",
-        "0.3",
-        timeout=1200,
+    simulated = convert_and_simulate(
+        tmp_path, DATA / f"{name}.keras", expected["x"][:8], "--input-type", INPUT_TYPE
     )
-    assert run.returncode == 0, run.stdout + run.stderr
-    simulated = np.load(tmp_path / "y.npy")
-    np.testing.assert_array_equal(simulated.reshape(8, -1), expected["y"][:8])
+    np.testing.assert_array_equal(simulated, expected["y"][:8])
 
 
 def _oracle_python() -> str | None:

@@ -27,7 +27,7 @@ from rtlgen.frontend.qonnx import SUPPORTED_OPS, QuantStep, round_mode, snapped_
 from rtlgen.ops.hgq2 import FixedQuantize  # noqa: E402
 from rtlgen.quant.errors import ModelFileError  # noqa: E402
 
-from .cli_run import rtlgen  # noqa: E402
+from .cli_run import convert_and_simulate, rtlgen  # noqa: E402
 from .ops.network_checks import bit_exact_in_simulator  # noqa: E402
 
 DATA = Path(__file__).parents[1] / "data" / "qonnx"
@@ -555,24 +555,9 @@ def test_convert_and_sim_cli_bit_exact(tmp_path, name):
     scales (thresholds) through `rtlgen convert` and `rtlgen sim` in Verilator under
     backpressure: every output equals QONNX's executor."""
     expected = np.load(DATA / f"{name}_expected.npz")
-    np.save(tmp_path / "x.npy", _stream_layout(expected["x"][:6]))
-    out = tmp_path / "design"
-    run = rtlgen("convert", DATA / f"{name}.onnx", "-o", out)
-    assert run.returncode == 0, run.stderr
-    run = rtlgen(
-        "sim",
-        out,
-        "-i",
-        tmp_path / "x.npy",
-        "-o",
-        tmp_path / "y.npy",
-        "--backpressure",
-        "0.3",
-        timeout=1200,
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
-    simulated = np.load(tmp_path / "y.npy").astype(np.float32)
-    np.testing.assert_array_equal(simulated.reshape(6, -1), expected["y"][:6])
+    x = _stream_layout(expected["x"][:6])
+    simulated = convert_and_simulate(tmp_path, DATA / f"{name}.onnx", x)
+    np.testing.assert_array_equal(simulated.astype(np.float32), expected["y"][:6])
 
 
 def _oracle_python() -> str | None:
