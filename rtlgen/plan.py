@@ -185,6 +185,14 @@ def weights_matrix(node: ir.Conv | ir.Dense | ir.ScaleShift, in_type: FixedType)
 DEEP_ROUNDING_BITS = 12
 
 
+def output_is_accumulator(node: ir.Conv | ir.Dense | ir.ScaleShift) -> bool:
+    """Whether the node's output is its accumulator as it is (a linear layer whose output
+    type is the accumulator's, e.g. before a float BN's thresholds): its `Requantize` would
+    be a register and nothing else, so none is built (a cycle less; the MAC's output is
+    registered)."""
+    return node.out_type == node.acc_type and node.activation.is_linear
+
+
 def requantize_stage(
     node: ir._Arithmetic, elements: int, in_ranges=None, latency: int | None = None
 ) -> Requantize:
@@ -422,7 +430,8 @@ def plan_network(graph: ir.ModelGraph, options: HardwareOptions = HardwareOption
         InputPlan(node.name, name, input_prefix(k), StreamFormat.of(node.out_shape, node.out_type))  # type: ignore[arg-type]
         for k, (node, name) in enumerate(zip(graph.input_nodes, input_names(graph), strict=True))
     )
-    from rtlgen.ppb import PixelFormat, input_format as pixel_input, plan_pixels
+    from rtlgen.ppb import PixelFormat, plan_pixels
+    from rtlgen.ppb import input_format as pixel_input
 
     pixels = pixel_input(graph, options.pixels_per_beat)
     if pixels is not None:  # several pixels per beat: the first input's beats

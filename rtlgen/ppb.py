@@ -37,6 +37,7 @@ from rtlgen.plan import (
     Parallelism,
     PlanContext,
     StreamFormat,
+    output_is_accumulator,
     requantize_stage,
     weights_matrix,
 )
@@ -175,9 +176,7 @@ def _multi_pixel_stages(node: ir.Node, ctx: PlanContext, fmt: PixelFormat):
             out_rows, copies = window.out_rows, window.out_pixels
         mac = _parallel_mac(w, bias, copies, node, ctx)
         stages.append(mac)
-        if not (node.out_type == node.acc_type and node.activation.is_linear):
-            # (an output that is the accumulator as it is, e.g. before a BN's thresholds,
-            # needs no Requantize: it would be a register and nothing else)
+        if not output_is_accumulator(node):
             stages.append(requantize_stage(node, copies * w.shape[1], mac.out_ranges))
         assert node.out_type is not None
         out = PixelFormat.make(out_rows, w.shape[1], node.out_type)

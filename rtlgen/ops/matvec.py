@@ -20,6 +20,7 @@ from rtlgen.plan import (
     Pipeline,
     PlanContext,
     StreamFormat,
+    output_is_accumulator,
     requantize_stage,
     weights_matrix,
 )
@@ -63,14 +64,6 @@ def stream_steps(
     if 2 * shared_multipliers(weights, steps, beats.beats) > np.count_nonzero(weights):
         return None
     return steps
-
-
-def _exact_output(node: ir.Conv | ir.Dense | ir.ScaleShift) -> bool:
-    """Whether the node's output is its accumulator as it is (a linear layer whose output
-    type is the accumulator's, e.g. before a float BN's thresholds): its `Requantize` would
-    be a register and nothing else, so none is built (a cycle less; the MAC's output is
-    registered)."""
-    return node.out_type == node.acc_type and node.activation.is_linear
 
 
 def _feeds_threshold(node: ir.Node, ctx: PlanContext) -> bool:
@@ -171,7 +164,7 @@ def plan_matvec(node: ir.Conv | ir.Dense | ir.ScaleShift, ctx: PlanContext) -> L
         if fused and not last:
             out_levels = FUSED_REQUANTIZE_LEVELS + mac.output_depth
     stages.append(mac)
-    if fused or not _exact_output(node):
+    if fused or not output_is_accumulator(node):
         stages.append(
             requantize_stage(
                 node, w.shape[1], getattr(mac, "out_ranges", None), 0 if fused else None
@@ -214,7 +207,7 @@ def _plan_streaming(node, ctx: PlanContext, w: np.ndarray, bias) -> LayerPlan:
         beats=fmt.beats,
         levels_per_stage=ctx.options.adders_per_stage,
     )
-    stages = (mac,) if _exact_output(node) else (mac, requantize_stage(node, w.shape[1], None))
+    stages = (mac,) if output_is_accumulator(node) else (mac, requantize_stage(node, w.shape[1], None))
     return LayerPlan(
         node,
         stages,
