@@ -182,11 +182,10 @@ def _synthesize(pixels: int) -> dict:
 def _synthesize_front(graph, pixels: int, layers: int) -> dict:
     """The first ``layers`` layers of the target-mode plan alone (their stages and skid
     buffers chained), Yosys as `rtlgen report` runs it: the part that P changes first."""
-    from amaranth.back import verilog
+    from bench_svhn_latency import _synthesize_part
 
     from rtlgen.hardware import NetworkTop
-    from rtlgen.layers.stream_util import Chain, SkidBuffer
-    from rtlgen.synth import synthesize
+    from rtlgen.layers.stream_util import SkidBuffer
 
     top = NetworkTop(graph, _options(pixels, "target"))
     stages: list = []
@@ -194,22 +193,7 @@ def _synthesize_front(graph, pixels: int, layers: int) -> dict:
         stages.extend(plan.stages)
         if top.has_skid_buffer(plan):
             stages.append(SkidBuffer(stages[-1].o.payload.shape()))
-    chain = Chain(stages)
-    ports = [
-        chain.i.payload.as_value(),
-        chain.i.valid,
-        chain.i.ready,
-        chain.o.payload.as_value(),
-        chain.o.valid,
-        chain.o.ready,
-    ]
-    name = f"svhn_front_p{pixels}"
-    path = WORK / f"{name}.v"
-    path.write_text(verilog.convert(chain, name=name, ports=ports))
-    start = time.monotonic()
-    figures = synthesize(path, name, "xcup").as_dict()
-    figures.pop("cells", None)
-    figures["wall_seconds"] = round(time.monotonic() - start, 1)
+    figures = _synthesize_part(stages, f"svhn_front_p{pixels}", WORK)
     figures["layers"] = [p.node.name for p in top.plans[:layers]]
     figures["multipliers"] = sum(p.multipliers for p in top.plans[:layers])
     return figures
