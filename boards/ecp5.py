@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from amaranth.lib import io
 import rtlgen
 from rtlgen.manifest import writable_path
 from rtlgen.progress import StepProgress, quiet_step
-from rtlgen.quant.errors import RtlgenError
+from rtlgen.quant.errors import RtlgenError, RtlgenWarning
 
 from .bridge import REQUEST_TIMEOUT_S, UartNetworkTop
 from .manifest import Manifest, load_manifest
@@ -61,6 +62,8 @@ class Ecp5Board:
     program: str
     uart_connector: tuple[str, int] | None = None
     uart_pins: tuple[str, str] | None = None
+    #: MULT18X18D blocks of the device (LFE5U-12F/25F 28, 45F 72, 85F 156)
+    multipliers: int = 28
 
     def create_platform(self):
         module_name, class_name = self.platform.split(":")
@@ -102,13 +105,15 @@ ECP5_BOARDS: dict[str, Ecp5Board] = {
             "ulx3s-45f",
             "amaranth_boards.ulx3s:ULX3S_45F_Platform",
             "ULX3S LFE5U-45F, UART on the FTDI USB port",
-            _ULX3S_PROGRAM,
+            _ULX3S_PROGRAM,            _ULX3S_PROGRAM,
+            multipliers=72,
         ),
         Ecp5Board(
             "ulx3s-85f",
             "amaranth_boards.ulx3s:ULX3S_85F_Platform",
             "ULX3S LFE5U-85F, UART on the FTDI USB port",
-            _ULX3S_PROGRAM,
+            _ULX3S_PROGRAM,            _ULX3S_PROGRAM,
+            multipliers=156,
         ),
         Ecp5Board(
             "orangecrab-r0.2-25f",
@@ -122,6 +127,7 @@ ECP5_BOARDS: dict[str, Ecp5Board] = {
             "amaranth_boards.orangecrab_r0_2:OrangeCrabR0_2_85FPlatform",
             "OrangeCrab r0.2 LFE5U-85F, UART on Feather pins 0 (FPGA RX) and 1 (FPGA TX), 3.3 V",
             _ORANGECRAB_PROGRAM,
+            multipliers=156,
             **_ORANGECRAB_UART,
         ),
     )
@@ -225,6 +231,7 @@ def build_bitstream(
         raise RtlgenError(
             f"RTL file names {file_names} must be distinct and not start with '{BUILD_NAME}.'"
         )
+    _warn_if_shared_multipliers_exceed(manifest, preset)
     for path in manifest.rtl_paths:
         platform.add_file(path.name, path.read_text())
 
@@ -328,6 +335,25 @@ def _build_in(
         log=final / f"{BUILD_NAME}.tim",
         seconds=seconds,
     )
+
+
+def _warn_if_shared_multipliers_exceed(manifest: Manifest, preset: Ecp5Board) -> None:
+    """Before the long Yosys run: the general multipliers of the time-multiplexed layers
+    (`--multiplier dsp`/`auto`; `lut` builds them from shifts and adds) each take a
+    MULT18X18D, so more of them than the device has will not place (a warning, not a refusal:
+    a product with a one-bit operand needs no DSP)."""
+    if manifest.options.multiplier == "lut":
+        return
+    shared = sum(layer.multipliers for layer in manifest.layers if layer.reuse > 1)
+    if shared > preset.multipliers:
+        warnings.warn(
+            RtlgenWarning(
+                f"the design shares {shared} general multipliers (time-multiplexed layers), "
+                f"more than the {preset.multipliers} MULT18X18D of {preset.name}: the build will "
+                "likely fail after Yosys; convert with --multiplier lut or pick a larger board"
+            ),
+            stacklevel=2,
+        )
 
 
 def _toolchain_env() -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import warnings
 
 import pytest
 
@@ -10,6 +11,7 @@ from rtlgen.boards.ecp5 import (
     ECP5_BOARDS,
     BoardTop,
     _over_capacity,
+    _warn_if_shared_multipliers_exceed,
     build_bitstream,
     ecp5_board,
     parse_nextpnr_log,
@@ -147,3 +149,32 @@ def test_builds_a_ulx3s_25f_bitstream_of_the_standin_network(outdir):
         )
     )
     shutil.rmtree(board_dir)
+
+
+@pytest.mark.parametrize(
+    ("board", "multiplier", "shared", "warned"),
+    [
+        ("ulx3s-25f", "auto", 40, True),  # the default demo plan's dense: 40 > 28
+        ("ulx3s-25f", "dsp", 28, False),
+        ("ulx3s-85f", "auto", 40, False),  # 156 MULT18X18D
+        ("ulx3s-25f", "lut", 400, False),  # shift-add: no DSP
+    ],
+)
+def test_shared_multipliers_beyond_the_device_are_warned_before_building(
+    standin_outdir, board, multiplier, shared, warned
+):
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    manifest = load_manifest(standin_outdir)
+    layers = (SimpleNamespace(reuse=8, multipliers=shared), SimpleNamespace(reuse=1, multipliers=99))
+    manifest = replace(manifest, layers=layers, options=replace(manifest.options, multiplier=multiplier))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _warn_if_shared_multipliers_exceed(manifest, ecp5_board(board))
+    messages = [str(w.message) for w in caught]
+    if warned:
+        assert len(messages) == 1 and f"shares {shared} general multipliers" in messages[0]
+        assert "--multiplier lut" in messages[0] and board in messages[0]
+    else:
+        assert messages == []
