@@ -86,33 +86,12 @@ def predict_timing(top: NetworkTop) -> tuple[int, int, list[int]]:
 
 def output_timing(top: NetworkTop, samples: int | None = None) -> tuple[tuple[int, int], ...]:
     """(latency_cycles, ii_cycles) of each output of ``top``, in port order, by the
-    event-time model: from the first input beat's handshake to the sample's last beat on
-    that output's master (the worst of ``samples`` samples), at full input rate and with
-    every master always ready. The first output's equals `predict_timing`'s. ``samples``:
-    default `rtlgen.timing.steady_samples` (the latency a long run settles at)."""
-    from rtlgen.timing import model_graph, model_stage, model_top, steady_samples
+    event-time model (`rtlgen.timing.model_outputs`: the planned FIFOs and arg-max stages,
+    every master always ready, the worst of ``samples`` samples, default
+    `rtlgen.timing.steady_samples`). The first output's equals `predict_timing`'s."""
+    from rtlgen.timing import model_outputs
 
-    if samples is None:
-        samples = steady_samples(top)
-
-    if len(top.outputs) == 1:
-        timing = model_top(top, samples)
-        return ((timing.latency, timing.ii),)
-    skid = {p.node.name: top.has_skid_buffer(p) for p in top.plans}
-    fifos = {(f.consumer, f.input_index) for f in top.plan.fifos}
-    graph_timing = model_graph(top.plan, skid, fifos, samples)
-    beats = top.input_format.beats
-    first_in = list(graph_timing.sample_starts)
-    ii = max((b - a for a, b in zip(first_in, first_in[1:], strict=False)), default=beats)
-    result = []
-    for out, argmax in zip(top.outputs, top.argmaxes, strict=True):
-        times = graph_timing.out[out.node]
-        if argmax is not None:
-            _, times = model_stage(argmax, times, samples)
-        per_sample = out.format.beats
-        latency = max(times[(s + 1) * per_sample - 1] - first_in[s] for s in range(samples))
-        result.append((latency, ii))
-    return tuple(result)
+    return tuple((t.latency, t.ii) for t in model_outputs(top, samples))
 
 
 def _stream_spec(shape: tuple[int, ...], fmt: StreamFormat, **port) -> StreamSpec:
@@ -194,9 +173,7 @@ def build_manifest(
             ii_cycles=out_ii,
             dequantize=_dequantize(graph.output_scale(index)),
         )
-        for index, (out, (out_latency, out_ii)) in enumerate(
-            zip(top.outputs, timings, strict=True)
-        )
+        for index, (out, (out_latency, out_ii)) in enumerate(zip(top.outputs, timings, strict=True))
     )
     # the first output's figures are the design's (`latency_cycles`, `ii_cycles`)
     outputs = (dataclasses.replace(outputs[0], latency_cycles=latency, ii_cycles=ii), *outputs[1:])
@@ -461,9 +438,13 @@ def _mark_elaborated(value, depth: int = 3) -> None:
     if isinstance(value, MustUse):
         value._MustUse__used = True  # type: ignore[attr-defined]
     items = (
-        value.values() if isinstance(value, dict)
-        else value if isinstance(value, list | tuple)
-        else vars(value).values() if isinstance(value, MustUse) else ()
+        value.values()
+        if isinstance(value, dict)
+        else value
+        if isinstance(value, list | tuple)
+        else vars(value).values()
+        if isinstance(value, MustUse)
+        else ()
     )
     for item in items:
         if isinstance(item, MustUse | dict | list | tuple):

@@ -29,7 +29,9 @@ from rtlgen.layers.window import WindowGenerator, WindowGeometry
 class Timing:
     latency: int  # first input beat's handshake -> last output beat's handshake (worst sample)
     ii: int  # cycles between first input beats of consecutive samples (steady state)
-    first_in: tuple[int, ...]  # each sample's start: its first input beat's handshake (the last input's)
+    first_in: tuple[
+        int, ...
+    ]  # each sample's start: its first input beat's handshake (the last input's)
     last_out: tuple[int, ...]  # cycle of each sample's last output beat
 
 
@@ -859,14 +861,33 @@ def steady_samples(top) -> int:
 
 
 def model_top(top, samples: int | None = None) -> Timing:
-    """Timing of `NetworkTop` ``top`` for ``samples`` samples (default: `steady_samples`)
-    offered at full rate, every output master always ready: its FIFOs at their planned
-    depths, its arg-max stages. Latency is the worst sample's, II the largest gap between
-    first input beats."""
+    """Timing of `NetworkTop` ``top``'s first output for ``samples`` samples (default:
+    `steady_samples`) offered at full rate, every output master always ready: its FIFOs at
+    their planned depths, its arg-max stages. Latency is the worst sample's, II the largest
+    gap between first input beats."""
     return _model_top(top, steady_samples(top) if samples is None else samples)
 
 
+def model_outputs(top, samples: int | None = None) -> tuple[Timing, ...]:
+    """`model_top` for every output of ``top``, in port order (the manifest's per-output
+    latency and II): one run of the same handshake network, each output's last beat of each
+    sample counted at its own master (after its arg-max, when it has one)."""
+    return _model_outputs(top, steady_samples(top) if samples is None else samples)
+
+
 def _model_top(top, samples: int) -> Timing:
+    return _model_outputs(top, samples)[0]
+
+
+def _port_beats(top) -> list[int]:
+    """Beats per sample at each output master, in port order."""
+    outputs = getattr(top, "outputs", None)
+    if outputs is None:
+        return [top.output_format.beats]
+    return [out.format.beats for out in outputs]
+
+
+def _model_outputs(top, samples: int) -> tuple[Timing, ...]:
     plan = top.plan
     skid = {p.node.name: top.has_skid_buffer(p) for p in top.plans}
     fifos = {(f.consumer, f.input_index): f.depth for f in plan.fifos}
@@ -875,18 +896,21 @@ def _model_top(top, samples: int) -> Timing:
         tails = {out.node: [a] for out, a in zip(outputs, top.argmaxes, strict=True) if a}
     else:
         tails = {top.graph.outputs[0]: [top.argmax]} if top.argmax is not None else {}
+    beats = top.input_format.beats
     built = _build(plan, skid, fifos, samples, tails)
     if built is None:
         _one_input(top.graph)
+        if len(top.graph.outputs) > 1:
+            return _forward_outputs(top, skid, tails, samples)
         if not top.graph.is_chain:
-            return _forward_dag_top(top, samples)
-        return _forward_chain_top(top, samples)
+            return (_forward_dag_top(top, samples),)
+        return (_forward_chain_top(top, samples),)
     _run(built, plan, samples)
-    beats = top.input_format.beats
-    out_beats = top.output_format.beats
     first_in = sample_starts(built, plan, samples)
-    last_out = tuple(built.outputs[0].taken[(s + 1) * out_beats - 1] for s in range(samples))
-    return _timing(first_in, last_out, beats)
+    return tuple(
+        _timing(first_in, tuple(wire.taken[(s + 1) * n - 1] for s in range(samples)), beats)
+        for wire, n in zip(built.outputs, _port_beats(top), strict=True)
+    )
 
 
 def _timing(first_in: tuple[int, ...], last_out: tuple[int, ...], beats: int) -> Timing:
@@ -991,6 +1015,25 @@ def _forward_dag_top(top, samples: int) -> Timing:
     last_out = tuple(times[(s + 1) * out_beats - 1] for s in range(samples))
     ii = max((b - a for a, b in zip(first_in, first_in[1:], strict=False)), default=beats)
     return Timing(last_out[0] - first_in[0], ii, first_in, last_out)
+
+
+def _forward_outputs(
+    top, skid: dict[str, bool], tails: dict[str, list], samples: int
+) -> tuple[Timing, ...]:
+    """The forward-only model of every output of a DAG (FIFOs unbounded)."""
+    fifos = {(f.consumer, f.input_index) for f in top.plan.fifos}
+    timing = _forward_graph(top.plan, skid, fifos, samples)
+    beats = top.input_format.beats
+    first_in = tuple(timing.input_accepted[s * beats] for s in range(samples))
+    result = []
+    for name, n in zip(top.graph.outputs, _port_beats(top), strict=True):
+        times = timing.out[name]
+        for stage in tails.get(name, []):
+            _, times = model_stage(stage, times, samples)
+        result.append(
+            _timing(first_in, tuple(times[(s + 1) * n - 1] for s in range(samples)), beats)
+        )
+    return tuple(result)
 
 
 def _forward_chain_top(top, samples: int) -> Timing:
