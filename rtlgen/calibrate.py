@@ -13,10 +13,11 @@ import numpy as np
 
 from rtlgen import ir
 from rtlgen.quant.errors import RtlgenError
-from rtlgen.quant.reference import pad_image, windows
 
 
-def _values(t: ir.Tensor | None) -> np.ndarray | None:
+def float_values(t: ir.Tensor | None) -> np.ndarray | None:
+    """A constant tensor's float values as the float model uses them (a QKeras quantizer
+    applied by its formula; integer mantissas as their values)."""
     if t is None:
         return None
     if isinstance(t, ir.QTensor):
@@ -24,42 +25,21 @@ def _values(t: ir.Tensor | None) -> np.ndarray | None:
     return t.quantizer.reference(t.values) if t.quantizer is not None else t.values
 
 
-def _activate(node: ir._Arithmetic, y: np.ndarray) -> np.ndarray:
-    y = np.clip(y, node.activation.lo if node.activation.lo is not None else -np.inf,
-                node.activation.hi if node.activation.hi is not None else np.inf)
+def float_activate(node: ir._Arithmetic, y: np.ndarray) -> np.ndarray:
+    """``node``'s clamp and output quantizer on float pre-activations ``y``."""
+    y = np.clip(
+        y,
+        node.activation.lo if node.activation.lo is not None else -np.inf,
+        node.activation.hi if node.activation.hi is not None else np.inf,
+    )
     if node.out_quantizer is not None:
         y = node.out_quantizer.reference(y)
     return y
 
 
-def float_forward(node: ir.Node, x: np.ndarray) -> np.ndarray:
-    """One node in float64 (QKeras quantizers applied by their formulas)."""
-    n = x.shape[0]
-    if isinstance(node, ir.Conv):
-        img = x[:, None] if x.ndim == 3 else x
-        w = _values(node.weights)
-        win = windows(pad_image(img, node.padding), node.kernel, node.stride)
-        y = np.tensordot(win, w, axes=([3, 4, 5], [0, 1, 2]))
-        b = _values(node.bias)
-        return _activate(node, y + (0 if b is None else b)).reshape((n, *node.out_shape))
-    if isinstance(node, ir.Dense):
-        b = _values(node.bias)
-        return _activate(node, x.reshape(n, -1) @ _values(node.weights) + (0 if b is None else b))
-    if isinstance(node, ir.ScaleShift):
-        return _activate(node, x * _values(node.scale) + _values(node.shift))
-    if isinstance(node, ir.Activation):
-        return _activate(node, x)
-    if isinstance(node, ir.Pool):
-        img = x[:, None] if x.ndim == 3 else x
-        if node.kind is ir.PoolKind.MAX:
-            y = windows(pad_image(img, node.padding, -np.inf), node.pool, node.stride).max(axis=(3, 4))
-        else:
-            total = windows(pad_image(img, node.padding), node.pool, node.stride).sum(axis=(3, 4))
-            ones = pad_image(np.ones((1, *img.shape[1:3], 1)), node.padding)
-            y = total / windows(ones, node.pool, node.stride).sum(axis=(3, 4))
-        return y.reshape((n, *node.out_shape))
-    if isinstance(node, ir.Flatten):
-        return x.reshape(n, -1)
+def float_forward(node: ir.Node, x) -> np.ndarray:
+    """One node in float64 (QKeras quantizers applied by their formulas); a merge takes a
+    list of arrays. Each op's own ``float_forward`` (`rtlgen.ops.registry`)."""
     from rtlgen.ops.registry import op_for
 
     return op_for(node).float_forward(node, x)
@@ -68,7 +48,6 @@ def float_forward(node: ir.Node, x: np.ndarray) -> np.ndarray:
 def calibrate(graph: ir.ModelGraph, x) -> dict[str, float]:
     """Largest |output| of every node over the sample inputs ``x`` (N, *input_shape), or
     {input name: samples} for a graph with several inputs."""
-    from rtlgen.ops.registry import op_for
     from rtlgen.quant.reference import as_input_dict
 
     arrays = as_input_dict(graph, x, "calibration")
@@ -95,7 +74,7 @@ def calibrate(graph: ir.ModelGraph, x) -> dict[str, float]:
         if isinstance(node, ir.Input):
             continue
         xs = [values[name] for name in node.inputs]
-        y = float_forward(node, xs[0]) if len(xs) == 1 else op_for(node).float_forward(node, xs)
+        y = float_forward(node, xs[0] if len(xs) == 1 else xs)
         values[node.name] = y
         peaks[node.name] = float(np.max(np.abs(y)))
     return peaks

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from rtlgen import ir
+from rtlgen.calibrate import float_activate
 from rtlgen.frontend.keras_config import (
     ActivationSpec,
     KerasLayer,
@@ -69,6 +70,11 @@ def plan_activation(node: ir.Activation, ctx: PlanContext) -> LayerPlan:
     return LayerPlan(node, (requantize_stage(node, node.out_shape[-1]),), out_spacing=ctx.spacing)
 
 
+def activation_float(node: ir.Activation, x: np.ndarray) -> np.ndarray:
+    """The float activation (`rtlgen.calibrate`)."""
+    return float_activate(node, x)
+
+
 @register_op
 class ActivationOp(Op):
     name = "activation"
@@ -76,5 +82,6 @@ class ActivationOp(Op):
     keras_classes = ("Activation", "Softmax", "QActivation")
     from_keras = staticmethod(read_keras_activation)
     reference = staticmethod(activation_reference)
+    float_forward = staticmethod(activation_float)
     plan = staticmethod(plan_activation)
     lower = staticmethod(lower_activation)

@@ -13,6 +13,7 @@ import dataclasses
 import numpy as np
 
 from rtlgen import ir
+from rtlgen.calibrate import float_activate, float_values
 from rtlgen.frontend.keras_config import (
     KerasLayer,
     LayerOut,
@@ -134,6 +135,15 @@ def padded_walk_cycles(node: ir.Conv | ir.Pool, in_type: FixedType) -> int:
     return (h + bottom) * (w + right)
 
 
+def conv_float(node: ir.Conv, x: np.ndarray) -> np.ndarray:
+    """The float convolution (`rtlgen.calibrate`)."""
+    img = x[:, None] if x.ndim == 3 else x
+    win = windows(pad_image(img, node.padding), node.kernel, node.stride)
+    y = np.tensordot(win, float_values(node.weights), axes=([3, 4, 5], [0, 1, 2]))
+    b = float_values(node.bias)
+    return float_activate(node, y + (0 if b is None else b)).reshape((len(x), *node.out_shape))
+
+
 @register_op
 class ConvOp(Op):
     name = "conv"
@@ -141,6 +151,7 @@ class ConvOp(Op):
     keras_classes = ("Conv1D", "Conv2D", "QConv1D", "QConv2D", "QConv2DBatchnorm")
     from_keras = staticmethod(read_keras_conv)
     reference = staticmethod(conv_reference)
+    float_forward = staticmethod(conv_float)
     plan = staticmethod(plan_matvec)
     sample_cycles = staticmethod(padded_walk_cycles)
     lower = staticmethod(lower_matvec)

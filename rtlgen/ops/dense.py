@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from rtlgen import ir
+from rtlgen.calibrate import float_activate, float_values
 from rtlgen.frontend.keras_config import (
     KerasLayer,
     LayerOut,
@@ -87,6 +88,13 @@ def dense_reference(node: ir.Dense, x: np.ndarray, in_type: FixedType) -> np.nda
     return finish_activation(node, acc, acc_frac)
 
 
+def dense_float(node: ir.Dense, x: np.ndarray) -> np.ndarray:
+    """The float dense layer (`rtlgen.calibrate`)."""
+    b = float_values(node.bias)
+    y = x.reshape(len(x), -1) @ float_values(node.weights)
+    return float_activate(node, y + (0 if b is None else b))
+
+
 @register_op
 class DenseOp(Op):
     name = "dense"
@@ -94,5 +102,6 @@ class DenseOp(Op):
     keras_classes = ("Dense", "QDense", "QDenseBatchnorm")
     from_keras = staticmethod(read_keras_dense)
     reference = staticmethod(dense_reference)
+    float_forward = staticmethod(dense_float)
     plan = staticmethod(plan_matvec)
     lower = staticmethod(lower_matvec)

@@ -79,5 +79,6 @@ class FlattenOp(Op):
     keras_classes = ("Flatten",)
     from_keras = staticmethod(read_keras_flatten)
     reference = staticmethod(flatten_reference)
+    float_forward = staticmethod(lambda node, x: x.reshape(len(x), -1))
     plan = staticmethod(plan_flatten)
     lower = staticmethod(lower_flatten)

@@ -177,6 +177,19 @@ def lower_pool(node: ir.Pool, ctx: LowerContext) -> ir.Pool:
     return node.replace(out_type=out, rounding=ctx.config.rounding)
 
 
+def pool_float(node: ir.Pool, x: np.ndarray) -> np.ndarray:
+    """The float pooling layer (`rtlgen.calibrate`); average pooling counts only the pixels
+    inside the image, as Keras does."""
+    img = x[:, None] if x.ndim == 3 else x
+    if node.kind is ir.PoolKind.MAX:
+        y = windows(pad_image(img, node.padding, -np.inf), node.pool, node.stride).max(axis=(3, 4))
+    else:
+        total = windows(pad_image(img, node.padding), node.pool, node.stride).sum(axis=(3, 4))
+        ones = pad_image(np.ones((1, *img.shape[1:3], 1)), node.padding)
+        y = total / windows(ones, node.pool, node.stride).sum(axis=(3, 4))
+    return y.reshape((len(x), *node.out_shape))
+
+
 @register_op
 class PoolOp(Op):
     name = "pool"
@@ -195,6 +208,7 @@ class PoolOp(Op):
     )
     from_keras = staticmethod(read_keras_pool)
     reference = staticmethod(pool_reference)
+    float_forward = staticmethod(pool_float)
     plan = staticmethod(plan_pool)
     sample_cycles = staticmethod(padded_walk_cycles)
     lower = staticmethod(lower_pool)

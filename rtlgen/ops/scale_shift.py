@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rtlgen import ir
+from rtlgen.calibrate import float_activate, float_values
 from rtlgen.frontend.keras_config import (
     KerasLayer,
     LayerOut,
@@ -212,6 +213,11 @@ def scale_shift_reference(node: ir.ScaleShift, x: np.ndarray, in_type: FixedType
     return finish_activation(node, acc, acc_frac)
 
 
+def scale_shift_float(node: ir.ScaleShift, x: np.ndarray) -> np.ndarray:
+    """The float per-channel scale and shift (`rtlgen.calibrate`)."""
+    return float_activate(node, x * float_values(node.scale) + float_values(node.shift))
+
+
 @register_op
 class ScaleShiftOp(Op):
     name = "scale_shift"
@@ -219,5 +225,6 @@ class ScaleShiftOp(Op):
     keras_classes = ("BatchNormalization", "QBatchNormalization")
     from_keras = staticmethod(read_keras_batchnorm)
     reference = staticmethod(scale_shift_reference)
+    float_forward = staticmethod(scale_shift_float)
     plan = staticmethod(plan_matvec)
     lower = staticmethod(lower_scale_shift)
