@@ -585,16 +585,25 @@ def report(
     """Synthesize with Yosys and add LUT/FF/DSP/BRAM and the longest LUT path to REPORT.md."""
     from rtlgen.api import load_model
     from rtlgen.manifest import read_manifest, replace_file, write_manifest
+    from rtlgen.outdir import locked_design
     from rtlgen.report import design_report, synthesis_table, with_synthesis
     from rtlgen.synth import synthesize
 
     manifest = read_manifest(outdir)
+    before = manifest.to_json()
     graph = load_model(manifest.graph_path)  # a bad graph.npz fails before the long synthesis
     # The first run of the Yosys wheel compiles it (about a minute), later runs reuse that.
     result = synthesize(manifest.rtl_paths[0], manifest.top, family=family.value, progress=_progress)
     manifest = with_synthesis(manifest, graph, result)
-    replace_file(manifest.outdir, "REPORT.md", design_report(graph, manifest))
-    write_manifest(manifest)
+    with locked_design(manifest.outdir):
+        # a convert into OUTDIR while Yosys ran wrote another design: keep it
+        if read_manifest(outdir).to_json() != before:
+            raise RtlgenError(
+                f"{outdir}: the design changed while Yosys ran (a new rtlgen convert?); "
+                "run rtlgen report again"
+            )
+        replace_file(manifest.outdir, "REPORT.md", design_report(graph, manifest))
+        write_manifest(manifest)
     headers, row = synthesis_table(manifest.synthesis)
     table = Table(title=f"Yosys synthesis of {manifest.top} ({family.value})")
     for header in headers:
@@ -656,12 +665,14 @@ def board_run(
 @bench_app.command("svhn")
 def bench_svhn(
     quick: Annotated[bool, typer.Option("--quick", help="A few small variants, few epochs (CI-sized).")] = False,
-    out: Annotated[Path, typer.Option("--output", "-o", help="Results directory.")] = Path("results/svhn"),
+    out: Annotated[Path, typer.Option("--output", "-o", help="Results directory: results.json/.md, plots, spec.yml (the study as a sweep spec) and sweep/ (the sweep's store: a re-run does only what changed).")] = Path("results/svhn"),
+    workers: Annotated[int, typer.Option("--workers", min=1, max=4096, help="Local Dask workers of the sweep.")] = 2,
 ) -> None:
-    """The paper's SVHN study (arXiv 2101.05108): train, convert, simulate, synthesize, tabulate."""
+    """The paper's SVHN study (arXiv 2101.05108) as a sweep on a local Dask cluster: train,
+    convert, simulate, synthesize, peers (hls4ml, alkaid; skipped when not installed), tabulate."""
     from rtlgen.study import run_svhn_study
 
-    run_svhn_study(out, quick=quick, console=console)
+    run_svhn_study(out, quick=quick, console=console, workers=workers)
 
 
 # ---------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ the model is loaded, so a bad `-o` fails in a second, not after the generation.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -25,7 +26,7 @@ import os
 import secrets
 import shutil
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 
@@ -414,6 +415,61 @@ def _write_json(staging: Path, name: str, value: object) -> Path:
     return path
 
 
+def take_lock(outdir: Path, remake: Callable[[], None] | None = None) -> int:
+    """Take OUTDIR/.rtlgen.lock without waiting and return its descriptor. The lock file is
+    removed on release, so a lock taken on a file that was removed meanwhile is retried on
+    the new one. ``remake``: makes OUTDIR again when it vanished (else a one-line error)."""
+    path = outdir / LOCK_NAME
+    busy = RtlgenError(f"another rtlgen process is writing {outdir}; wait for it to finish")
+    for _ in range(10):
+        try:
+            fd = os.open(
+                path,
+                os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                0o666,
+            )
+        except FileNotFoundError:
+            if remake is None:
+                raise RtlgenError(f"design folder {outdir} vanished") from None
+            remake()
+            continue
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise RtlgenError(f"output directory {outdir}: {path} is not a regular file")
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise busy from None
+        except BaseException:
+            os.close(fd)
+            raise
+        held, on_disk = os.fstat(fd), _lstat(path)
+        if on_disk is not None and (held.st_dev, held.st_ino) == (on_disk.st_dev, on_disk.st_ino):
+            return fd
+        os.close(fd)  # the previous holder removed the file we locked: lock the new one
+    raise busy
+
+
+def release_lock(outdir: Path, fd: int) -> None:
+    """Remove OUTDIR/.rtlgen.lock (while still holding it) and close ``fd``."""
+    with contextlib.suppress(OSError):
+        os.unlink(outdir / LOCK_NAME)
+    os.close(fd)
+
+
+@contextlib.contextmanager
+def locked_design(outdir: Path | str) -> Iterator[Path]:
+    """Hold an existing design folder's lock while rewriting files in place (`rtlgen report`
+    rewrites manifest.json and REPORT.md): a concurrent convert into the folder waits for
+    neither, it fails with one line, as two converts do."""
+    folder = _absolute(outdir)
+    fd = take_lock(folder)
+    try:
+        yield folder
+    finally:
+        release_lock(folder, fd)
+
+
 class DesignFolder:
     """Writes one design into OUTDIR, replacing only what rtlgen wrote there before.
 
@@ -467,45 +523,10 @@ class DesignFolder:
                 self._created.append(folder)
 
     def _lock(self) -> None:
-        """Take OUTDIR/.rtlgen.lock without waiting. The lock file is removed on release, so a
-        lock taken on a file that was removed meanwhile is retried on the new one."""
-        path = self.outdir / LOCK_NAME
-        for _ in range(10):
-            try:
-                fd = os.open(
-                    path,
-                    os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
-                    0o666,
-                )
-            except FileNotFoundError:
-                # OUTDIR vanished since _make_outdir: another rtlgen's writability probe
-                # (`check_output_dir` makes and removes a missing folder) or a writer that
-                # failed and removed the folder it made. Make it again and retry.
-                self._make_outdir()
-                continue
-            try:
-                if not stat.S_ISREG(os.fstat(fd).st_mode):
-                    raise RtlgenError(
-                        f"output directory {self.outdir}: {path} is not a regular file"
-                    )
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                raise RtlgenError(
-                    f"another rtlgen process is writing {self.outdir}; wait for it to finish"
-                ) from None
-            except BaseException:
-                os.close(fd)
-                raise
-            held, on_disk = os.fstat(fd), _lstat(path)
-            if on_disk is not None and (held.st_dev, held.st_ino) == (
-                on_disk.st_dev,
-                on_disk.st_ino,
-            ):
-                self._lock_fd = fd
-                return
-            os.close(fd)  # the previous holder removed the file we locked: lock the new one
-        raise RtlgenError(f"another rtlgen process is writing {self.outdir}; wait for it to finish")
+        """Take OUTDIR/.rtlgen.lock without waiting (`take_lock`); OUTDIR is made again when
+        it vanished meanwhile (another rtlgen's writability probe, or a writer that failed
+        and removed the folder it made)."""
+        self._lock_fd = take_lock(self.outdir, self._make_outdir)
 
     def _remove_stale_staging(self) -> None:
         """Staging folders left by a killed run: only rtlgen makes these names, and with the lock
@@ -635,11 +656,7 @@ class DesignFolder:
 
     def _release(self, remove_created: bool) -> None:
         if self._lock_fd is not None:
-            try:
-                os.unlink(self.outdir / LOCK_NAME)  # while still holding it: see _lock
-            except OSError:
-                pass
-            os.close(self._lock_fd)
+            release_lock(self.outdir, self._lock_fd)
             self._lock_fd = None
         if remove_created:
             for folder in reversed(self._created):

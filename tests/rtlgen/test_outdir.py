@@ -888,3 +888,53 @@ def test_an_output_folder_removed_before_the_lock_is_made_again(tmp_path, monkey
         assert (target / LOCK_NAME).is_file() and folder.staging.is_dir()
     assert removed == [target]
     assert not (tmp_path / "new").exists()  # made by this call, nothing committed: removed
+
+
+# ---------------------------------------------------------------------------------------
+# rtlgen report rewrites manifest.json and REPORT.md in place: under the folder's lock, and
+# never over a design that a convert wrote while Yosys ran
+def _fake_synthesis(during=None):
+    from rtlgen.synth import SynthResult
+
+    def synthesize(*args, **kwargs):
+        if during is not None:
+            during()
+        return SynthResult("xcup", luts=10, ffs=5, dsps=0, brams=0, carry=0, longest_path=2, lut_levels=1)
+
+    return synthesize
+
+
+def test_report_keeps_a_design_converted_while_yosys_ran(tmp_path, monkeypatch):
+    from rtlgen import cli, synth
+
+    out = tmp_path / "d"
+    convert(tiny_graph(), out)
+    other = mlp(sizes=(4, 5, 3))  # another network, converted into the folder meanwhile
+    newer = None
+
+    def remember():
+        nonlocal newer
+        newer = (out / "manifest.json").read_bytes()
+
+    monkeypatch.setattr(
+        synth, "synthesize", _fake_synthesis(lambda: (convert(other, out), remember()))
+    )
+    with pytest.raises(RtlgenError, match="the design changed while Yosys ran"):
+        cli.report(out)
+    assert (out / "manifest.json").read_bytes() == newer  # the new design, not overwritten
+    assert not (out / outdir_module.LOCK_NAME).exists()  # released
+
+
+def test_report_waits_for_no_writer_and_says_so(tmp_path, monkeypatch):
+    from rtlgen import cli, synth
+
+    out = tmp_path / "d"
+    convert(tiny_graph(), out)
+    before = (out / "manifest.json").read_bytes()
+    monkeypatch.setattr(synth, "synthesize", _fake_synthesis())
+    with outdir_module.locked_design(out):  # another rtlgen is writing the folder
+        with pytest.raises(RtlgenError, match="another rtlgen process is writing"):
+            cli.report(out)
+    assert (out / "manifest.json").read_bytes() == before
+    cli.report(out)  # the lock released: the synthesis is recorded
+    assert json.loads((out / "manifest.json").read_text())["synthesis"]["luts"] == 10
