@@ -155,6 +155,10 @@ class Conv(_Arithmetic):
 
     weights: (kernel_h, kernel_w, in_channels, out_channels); bias: (out_channels,) or None.
     padding: (top, bottom, left, right) zero rows/columns.
+    groups: a grouped convolution's kernel is block-diagonal (depthwise: ``groups`` =
+    in_channels): output channel ``o`` sees only the input channels of group
+    ``o // (out_channels / groups)``; the weights off the blocks are zero and are no
+    products (`multiplies`, `weight_count`).
     """
 
     weights: Tensor = field(kw_only=True)
@@ -162,10 +166,33 @@ class Conv(_Arithmetic):
     kernel: tuple[int, int] = field(kw_only=True)
     stride: tuple[int, int] = field(kw_only=True)
     padding: tuple[int, int, int, int] = field(default=(0, 0, 0, 0), kw_only=True)
+    groups: int = field(default=1, kw_only=True)
+
+    def __post_init__(self) -> None:
+        cin, cout = self.in_shape[-1], self.out_shape[-1]
+        if self.groups < 1 or cin % self.groups or cout % self.groups:
+            raise RtlgenError(
+                f"layer '{self.name}': groups={self.groups} does not divide its {cin} input "
+                f"and {cout} output channels"
+            )
+        if self.groups > 1:
+            w = self.weights.mantissa if isinstance(self.weights, QTensor) else self.weights.values
+            if np.any(w[..., ~group_mask(cin, cout, self.groups)]):
+                raise RtlgenError(
+                    f"layer '{self.name}': non-zero weights outside the {self.groups} blocks "
+                    "of a grouped convolution"
+                )
 
     @property
     def op(self) -> str:  # type: ignore[override]
         return "conv1d" if len(self.in_shape) == 2 else "conv2d"
+
+
+def group_mask(in_channels: int, out_channels: int, groups: int) -> np.ndarray:
+    """(in_channels, out_channels) booleans: the weights a grouped convolution has."""
+    group_of_in = np.arange(in_channels) // (in_channels // groups)
+    group_of_out = np.arange(out_channels) // (out_channels // groups)
+    return group_of_in[:, None] == group_of_out[None, :]
 
 
 @dataclass(frozen=True, eq=False)
@@ -506,12 +533,18 @@ def spatial(shape: Shape) -> tuple[int, int, int]:
     raise RtlgenError(f"expected an image or 1D shape, got {shape}")
 
 
+def weight_count(node: Conv | Dense) -> int:
+    """The weights a conv/dense layer has: a grouped convolution's only on its blocks."""
+    size = int(np.prod(node.weights.shape))
+    return size // node.groups if isinstance(node, Conv) else size
+
+
 def multiplies(node: Node) -> tuple[int, int]:
     """(non-zero, total) constant multiplications per output sample of a lowered node."""
     if isinstance(node, Conv):
         h, w, _ = spatial(node.out_shape)
         w_m = node.weights.mantissa if isinstance(node.weights, QTensor) else node.weights.values
-        return int(np.count_nonzero(w_m)) * h * w, int(w_m.size) * h * w
+        return int(np.count_nonzero(w_m)) * h * w, weight_count(node) * h * w
     if isinstance(node, Dense):
         w_m = node.weights.mantissa if isinstance(node.weights, QTensor) else node.weights.values
         return int(np.count_nonzero(w_m)), int(w_m.size)

@@ -45,8 +45,10 @@ def summarize(graph: ir.ModelGraph) -> list[LayerSummary]:
     for node in graph.nodes:
         consts = ir.constants(node)
         params = sum(
-            int(t.values.size if isinstance(t, ir.FloatTensor) else t.mantissa.size)
-            for t in consts.values()
+            ir.weight_count(node)
+            if key == "weights" and isinstance(node, ir.Conv)
+            else math.prod(t.shape)
+            for key, t in consts.items()
         )
         nz = sum(
             int(t.nonzero if isinstance(t, ir.QTensor) else (t.values != 0).sum())
@@ -56,7 +58,7 @@ def summarize(graph: ir.ModelGraph) -> list[LayerSummary]:
         side = consts.get("bias", consts.get("shift"))
         nonzero_mul, total_mul = ir.multiplies(node)
         main_size = (
-            (main.mantissa.size if isinstance(main, ir.QTensor) else main.values.size)
+            (ir.weight_count(node) if isinstance(node, ir.Conv) else math.prod(main.shape))
             if main is not None
             else 0
         )

@@ -119,6 +119,8 @@ def save_graph(graph: ir.ModelGraph, path: Path) -> None:
             desc.update(
                 kernel=list(node.kernel), stride=list(node.stride), padding=list(node.padding)
             )
+            if node.groups != 1:
+                desc["groups"] = node.groups
         if type(node).__name__ not in _LEGACY_TYPES:
             desc["fields"] = _generic_fields(node)
         if isinstance(node, ir.Pool):
@@ -468,6 +470,8 @@ class _Reader:
             kw.update(self.arithmetic(desc, index, where, cls, in_shape, out_shape, in_type))
         if cls in (ir.Conv, ir.Pool):
             kw.update(self.window(desc, where, cls, in_shape, out_shape))
+        if cls is ir.Conv:
+            kw["groups"] = self.groups(desc, where, in_shape[-1], out_shape[-1], kw["weights"])
         if cls is ir.Pool:
             kw.update(
                 kind=self.enum(desc, "kind", where, ir.PoolKind),
@@ -626,6 +630,22 @@ class _Reader:
                     where,
                     f"accumulator type {acc_type} does not fit the {key} ({frac} fractional bits)",
                 )
+
+    def groups(
+        self, desc: dict[str, Any], where: str, cin: int, cout: int, weights: ir.QTensor
+    ) -> int:
+        """A grouped convolution's groups (absent: 1): dividing both channel counts, every
+        weight off its blocks zero."""
+        groups = desc.get("groups", 1)
+        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+            raise self.fail(where, f"groups {_short(groups)} is not a positive integer")
+        if cin % groups or cout % groups:
+            raise self.fail(
+                where, f"groups {groups} does not divide {cin} input and {cout} output channels"
+            )
+        if np.any(weights.mantissa[..., ~ir.group_mask(cin, cout, groups)]):
+            raise self.fail(where, f"non-zero weights outside the {groups} groups' blocks")
+        return groups
 
     def window(
         self,

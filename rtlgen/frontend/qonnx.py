@@ -1262,6 +1262,7 @@ class _Reader:
             kernel=(kh, kw),
             stride=stride,
             padding=pads,
+            groups=group,
             source=_text(node.name or node.output[0]),
             inputs=(x.node,),
         )

@@ -3,8 +3,9 @@
 ``c * depth_multiplier + m`` from input channel ``c`` alone, as TensorFlow's
 ``depthwise_conv2d``.
 
-Lowered to an `ir.Conv` whose kernel (kh, kw, C, C * M) is block-diagonal:
-``w[:, :, c, c * M + m] = depthwise_kernel[:, :, c, m]``, zero elsewhere. Zero weights build
+Lowered to an `ir.Conv` with ``groups`` = C whose kernel (kh, kw, C, C * M) is
+block-diagonal: ``w[:, :, c, c * M + m] = depthwise_kernel[:, :, c, m]``, zero elsewhere
+(not counted as products or parameters: `ir.weight_count`). Zero weights build
 no hardware (`ConstantMatVec`), so the conv's window generator and MAC array have one
 constant multiplier per non-zero depthwise weight, and the reference, lowering, plan,
 timing and save/load are the convolution's, exactly. A QKeras ``depthwise_quantizer`` is
@@ -184,6 +185,7 @@ def depthwise_conv(
         kernel=g.kernel,
         stride=g.stride,
         padding=g.padding,
+        groups=shape[-1],
         source=source,
         **fields,
     )

@@ -152,6 +152,7 @@ def test_depthwise_conv_is_a_block_diagonal_conv():
     assert w.shape == (3, 3, 5, 5)
     off = ~np.eye(5, dtype=bool)
     assert not np.any(w[:, :, off]) and np.any(w[:, :, ~off])
+    assert depthwise.groups == 5 and ir.multiplies(depthwise)[1] == 3 * 3 * 5 * 6 * 6  # 6x6 out
 
 
 def test_residual_and_truncated_pools():

@@ -21,9 +21,10 @@ from rtlgen.frontend import read_model
 from rtlgen.ops.depthwise_conv import block_diagonal, depthwise_part
 from rtlgen.passes import PrecisionConfig, lower
 from rtlgen.plan import plan_network
-from rtlgen.quant.errors import ModelFileError, UnsupportedError
+from rtlgen.quant.errors import ModelFileError, RtlgenError, UnsupportedError
 from rtlgen.quant.fixed import FixedType
 from rtlgen.quant.reference import predict
+from rtlgen.report import summarize
 from rtlgen.serialize import load_graph, save_graph
 from tests.models import exact_inputs, layer_entry, sequential_config, write_full_h5
 
@@ -391,6 +392,28 @@ def test_multipliers_in_the_manifest_are_the_nonzero_depthwise_weights(tmp_path)
     assert node.weights.mantissa.size == 3 * 3 * 3 * 6  # the block-diagonal kernel: C x more
 
 
+def test_manifest_and_inspect_count_the_depthwise_weights_not_the_expanded_kernel(tmp_path):
+    graph = depthwise_network(tmp_path)  # 3 channels x multiplier 2, 6 x 5 positions
+    plan = plan_network(graph).layers[0]
+    node = plan.node
+    assert isinstance(node, ir.Conv) and node.groups == 3
+    real = 3 * 3 * 3 * 2
+    nonzero = np.count_nonzero(depthwise_part(node.weights.mantissa, 2))
+    entry = manifest_entry(plan, 0)
+    assert (entry.products, entry.products_nonzero) == (real * 30, nonzero * 30)
+    row = summarize(graph)[1]
+    assert row.parameters == real + 6  # the depthwise kernel and the bias
+    assert row.sparsity == pytest.approx(1 - nonzero / real)
+
+
+def test_grouped_conv_refuses_weights_off_its_blocks():
+    one_by_one = {"weights": ir.FloatTensor(np.ones((1, 1, 4, 4))), "kernel": (1, 1)}
+    with pytest.raises(RtlgenError, match="outside the 2 blocks"):
+        ir.Conv("c", (2, 2, 4), (2, 2, 4), stride=(1, 1), groups=2, **one_by_one)
+    with pytest.raises(RtlgenError, match="does not divide"):
+        ir.Conv("c", (2, 2, 4), (2, 2, 4), stride=(1, 1), groups=3, **one_by_one)
+
+
 def test_depthwise_network_bit_exact_under_backpressure(tmp_path):
     bit_exact_in_simulator(depthwise_network(tmp_path), n=2, seed=4)
 
@@ -408,6 +431,11 @@ def test_saved_graph_loads_bit_exact_and_a_tampered_kernel_is_refused(tmp_path):
     save_graph(graph, path)
     x = exact_inputs((6, 5, 3), 8)
     np.testing.assert_array_equal(predict(load_graph(path), x), predict(graph, x))
+    assert load_graph(path).nodes[1].groups == 3
+    tamper(path, "Conv", lambda node: node.update(groups=2))  # 3 channels, 6 outputs
+    with pytest.raises(ModelFileError, match="does not divide"):
+        load_graph(path)
+    save_graph(graph, path)
     tamper(path, "Conv", lambda node: node.update(kernel=[3, 2]))  # not the weights' (3, 3)
     with pytest.raises(ModelFileError) as error:
         load_graph(path)

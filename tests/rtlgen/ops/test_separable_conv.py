@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from rtlgen import ir
+from rtlgen.emit import layer_entry as manifest_entry
 from rtlgen.frontend import read_model
 from rtlgen.ops.depthwise_conv import depthwise_part
 from rtlgen.passes import LayerPrecision, PrecisionConfig, lower
@@ -256,6 +257,9 @@ def test_depthwise_part_builds_one_multiplier_per_nonzero_weight(tmp_path):
     mantissa = depthwise_plan.node.weights.mantissa
     assert depthwise_plan.multipliers == np.count_nonzero(depthwise_part(mantissa, 2))
     assert pointwise_plan.multipliers == pointwise_plan.node.weights.nonzero
+    # the manifest's products: the depthwise kernel's 3x3x3x2 weights at 6 x 5 positions
+    assert manifest_entry(depthwise_plan, 0).products == 3 * 3 * 3 * 2 * 30
+    assert manifest_entry(pointwise_plan, 0).products == 6 * 4 * 30
 
 
 def test_separable_network_bit_exact_under_backpressure(tmp_path):
