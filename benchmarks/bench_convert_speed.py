@@ -7,6 +7,7 @@ time"): `rtlgen convert`'s own path, phase by phase, on generated models of seve
     python benchmarks/bench_convert_speed.py --merge mlp_75k   # one case, into the JSON
     python benchmarks/bench_convert_speed.py --profile mlp_20k   # cProfile top 40 (cumulative)
     python benchmarks/bench_convert_speed.py --jobs 1 mlp_5k     # one process, back end split
+    python benchmarks/bench_convert_speed.py --mac amaranth mlp_5k   # MAC arrays through Amaranth
 
 Models are written as Keras 2 HDF5 files with h5py (no TensorFlow): dense QKeras MLPs of
 6-8-bit weights from ~1 k to ~300 k non-zero products, a float MLP (16-bit weights by the
@@ -25,6 +26,11 @@ are recorded beside them. Phases, by wrapping the functions `convert` calls:
   ``--jobs 1`` it is split into elaboration (`Fragment.get`), rtlil
   (`amaranth.back.rtlil` netlist + text) and verilog (Yosys);
 - write: manifest, timing model, graph.npz, REPORT.md, the folder commit (the rest).
+
+``--mac text`` (default, as `rtlgen convert`) writes the constant MAC arrays as Verilog text
+from their plans (`rtlgen.layers.mac_verilog`; its time is the ``mac_text`` phase, inside
+back_end); ``--mac amaranth`` converts them through Amaranth's back end as before. Rows carry
+``mac``; ``--merge`` replaces the rows of the same case and ``mac``.
 """
 
 from __future__ import annotations
@@ -246,6 +252,7 @@ def _instrument() -> _Phases:
     import rtlgen.emit as emit
     import rtlgen.frontend as frontend
     import rtlgen.hardware as hardware
+    import rtlgen.layers.mac_verilog as mac_verilog
 
     phases = _Phases()
     phases.wrap(frontend, "read_model", "front_end")
@@ -255,10 +262,11 @@ def _instrument() -> _Phases:
     phases.wrap(_ir.Fragment, "get", "elaboration")
     phases.wrap(rtlil, "convert_fragment", "rtlil")
     phases.wrap(verilog, "_convert_rtlil_text", "verilog")
+    phases.wrap(mac_verilog._Writer, "text", "mac_text")
     return phases
 
 
-def measure(name: str, profile: bool = False, jobs: int | None = None) -> dict:
+def measure(name: str, profile: bool = False, jobs: int | None = None, mac: str = "text") -> dict:
     phases = _instrument()
     load_before = os.getloadavg()[0]
     from rtlgen.api import load_model
@@ -275,7 +283,7 @@ def measure(name: str, profile: bool = False, jobs: int | None = None) -> dict:
         start = time.perf_counter()
         cpu_start = _cpu_seconds()
         graph = load_model(model)
-        design = convert(graph, Path(tmp) / "out", jobs=jobs)
+        design = convert(graph, Path(tmp) / "out", jobs=jobs, mac_text=mac == "text")
         seconds = time.perf_counter() - start
         cpu_seconds = _cpu_seconds() - cpu_start
         if profiler is not None:
@@ -298,6 +306,7 @@ def measure(name: str, profile: bool = False, jobs: int | None = None) -> dict:
 
     return {
         "case": name,
+        "mac": mac,
         "jobs": default_jobs() if jobs is None else jobs,
         "seconds": round(seconds, 3),
         "cpu_seconds": round(cpu_seconds, 3),
@@ -334,15 +343,15 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def _measure_in_child(name: str, jobs: int | None, queue) -> None:
-    queue.put(measure(name, jobs=jobs))
+def _measure_in_child(name: str, jobs: int | None, mac: str, queue) -> None:
+    queue.put(measure(name, jobs=jobs, mac=mac))
 
 
-def measure_isolated(name: str, jobs: int | None = None) -> dict:
+def measure_isolated(name: str, jobs: int | None = None, mac: str = "text") -> dict:
     """`measure` in a fresh process: its own peak memory, no warm caches."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    child = context.Process(target=_measure_in_child, args=(name, jobs, queue))
+    child = context.Process(target=_measure_in_child, args=(name, jobs, mac, queue))
     child.start()
     while True:
         try:
@@ -361,28 +370,34 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--profile", action="store_true", help="cProfile one case")
     parser.add_argument("--jobs", type=int, default=None, help="worker processes (default: CPUs)")
     parser.add_argument("--large", action="store_true", help=f"also {', '.join(LARGE)}")
+    parser.add_argument("--mac", choices=("text", "amaranth"), default="text",
+                        help="MAC arrays as Verilog text from their plans (default) or "
+                        "through Amaranth's back end")
     parser.add_argument("--merge", action="store_true",
                         help="write the named cases' rows into results/convert_speed.json "
                         "(replacing rows of the same case; the rest of the file kept)")
     args = parser.parse_args(argv)
     if args.profile:
         for name in args.cases:
-            print(json.dumps(measure(name, profile=True, jobs=args.jobs), indent=2))
+            print(json.dumps(measure(name, profile=True, jobs=args.jobs, mac=args.mac), indent=2))
         return []
     rows = []
     default = [name for name in CASES if args.large or name not in LARGE]
     for name in args.cases or default:
-        row = measure_isolated(name, args.jobs)
+        row = measure_isolated(name, args.jobs, args.mac)
         print(json.dumps(row), flush=True)
         rows.append(row)
     if args.cases and args.merge:
         path = RESULTS / "convert_speed.json"
         result = json.loads(path.read_text())
-        named = {row["case"] for row in rows}
-        result["cases"] = [r for r in result["cases"] if r["case"] not in named] + rows
+        named = {(row["case"], row["mac"]) for row in rows}
+        result["cases"] = [
+            r for r in result["cases"] if (r["case"], r.get("mac", "amaranth")) not in named
+        ] + rows
         result.setdefault("merged", []).append(
             "python benchmarks/bench_convert_speed.py --merge "
             + ("" if args.jobs is None else f"--jobs {args.jobs} ")
+            + ("" if args.mac == "text" else f"--mac {args.mac} ")
             + " ".join(args.cases)
         )
         path.write_text(json.dumps(result, indent=2) + "\n")
@@ -405,6 +420,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         result = {
             "command": "python benchmarks/bench_convert_speed.py"
             + ("" if args.jobs is None else f" --jobs {args.jobs}")
+            + ("" if args.mac == "text" else f" --mac {args.mac}")
             + (" --large" if args.large else ""),
             "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
             "target_ms_per_nonzero_product": 0.5,

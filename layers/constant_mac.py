@@ -10,6 +10,7 @@ from amaranth.lib.wiring import In, Out
 from rtlgen.quant.errors import RtlgenError
 from rtlgen.quant.fixed import FixedType
 
+from . import mac_verilog
 from .adder_graph import MULTIPLIER_MODES, MatVecPlan, Term, plan_matvec, width_of
 from .common import Multiplier, shape_of, value_range
 from .stream_util import StageRegisters, pipeline_control
@@ -150,6 +151,10 @@ class ConstantMatVec(wiring.Component):
 
     # -- hardware --------------------------------------------------------------------
     def elaborate(self, platform):
+        text_modules = mac_verilog.active()
+        if text_modules is not None:
+            # Verilog emission: an instance of the same datapath written as text
+            return text_modules.instance(self)
         m = Module()
         plan = self.plan
         advance = pipeline_control(m, self.i, self.o, plan.latency)

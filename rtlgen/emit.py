@@ -31,6 +31,8 @@ from rtlgen.hardware import (
     sanitize_identifier,
     top_module_name,
 )
+from rtlgen.layers.constant_mac import ConstantMatVec
+from rtlgen.layers.mac_verilog import matvec_verilog, verilog_text
 from rtlgen.lean_netlist import lean_netlist
 from rtlgen.manifest import (
     GENERATOR,
@@ -220,6 +222,7 @@ def convert(
     progress: Callable[[str], None] | None = None,
     input_type_origin: str = "unknown",
     jobs: int | None = None,
+    mac_text: bool | None = None,
 ) -> Design:
     """Elaborate the lowered graph and write OUTDIR. ``extra(staging_dir, manifest)`` may add
     files (testbench, reports) before the directory is moved into place.
@@ -227,7 +230,8 @@ def convert(
     default: the model's name, made a safe identifier. ``input_type_origin``: how the input
     type was chosen, for the manifest and REPORT.md (`rtlgen.manifest.INPUT_TYPE_ORIGINS`).
     ``jobs``: processes converting layers to Verilog (`network_verilog`; default: the CPUs
-    this process may use)."""
+    this process may use). ``mac_text``: constant MAC arrays as Verilog text from their plans
+    (`network_verilog`; default `MAC_TEXT`)."""
     say = progress or (lambda _msg: None)
     started = time.perf_counter()
     check_supported(graph)
@@ -235,7 +239,7 @@ def convert(
     say("elaborating hardware")
     top = NetworkTop(graph, options)
     say("writing Verilog")
-    text = network_verilog(top, top_name, jobs=jobs, progress=say)
+    text = network_verilog(top, top_name, jobs=jobs, progress=say, mac_text=mac_text)
     seconds = time.perf_counter() - started
     manifest = build_manifest(graph, top, top_name, options, seconds, input_type_origin)
 
@@ -271,8 +275,15 @@ def convert(
 #: less in the top than a Yosys run of their own (~0.4 s of CPU)
 SEPARATE_BITS = 4096
 
-#: the components being converted by `network_verilog`'s worker processes (inherited by fork)
+#: constant MAC arrays (`ConstantMatVec`) are written as Verilog text from their adder plans
+#: (`rtlgen.layers.mac_verilog`, proven equivalent to Amaranth's Verilog of the same array)
+#: rather than through Amaranth's netlist, RTLIL and Yosys: False for the latter
+MAC_TEXT = True
+
+#: the components being converted by `network_verilog`'s worker processes (inherited by fork),
+#: and whether MAC arrays are text there
 _PENDING: list[tuple[wiring.Component, str]] = []
+_PENDING_MAC_TEXT: list[bool] = [MAC_TEXT]
 
 
 def _ports(component: wiring.Component) -> list[tuple[str, _ast.Value, _ir.PortDirection]]:
@@ -319,11 +330,25 @@ def _yosys_memory(module: str):
         raise
 
 
-def _convert_pending(index: int) -> str:
+def _convert_pending(index: int) -> tuple[str, dict[str, str]]:
     component, name = _PENDING[index]
     # the parent may already have made it elaborate to an instance (`network_verilog`)
     component.__dict__.pop("elaborate", None)
-    return component_verilog(component, name)
+    return _component_verilog(component, name, _PENDING_MAC_TEXT[0])
+
+
+def _component_verilog(
+    component: wiring.Component, name: str, mac_text: bool
+) -> tuple[str, dict[str, str]]:
+    """(Verilog of ``component`` as module ``name``, the text modules of the MAC arrays in
+    it by name). With ``mac_text``, a MAC array itself is written as module ``name``."""
+    if not mac_text:
+        return component_verilog(component, name), {}
+    if isinstance(component, ConstantMatVec):
+        return matvec_verilog(component, name), {}
+    with verilog_text(name) as macs:
+        text = component_verilog(component, name)
+    return text, macs.modules
 
 
 def _instance(component: wiring.Component, name: str) -> Instance:
@@ -351,6 +376,7 @@ def network_verilog(
     name: str,
     jobs: int | None = None,
     progress: Callable[[str], None] | None = None,
+    mac_text: bool | None = None,
 ) -> str:
     """The Verilog of ``top`` as module ``name``: each large layer component (a MAC array,
     window generator, requantizer, ... of at least `SEPARATE_BITS`) converted on its own as
@@ -359,11 +385,17 @@ def network_verilog(
     smaller components, stream wiring, skid buffers, FIFOs, forks and arg-max. Separated
     modules always have ``clk`` and ``rst`` ports. The same Verilog for any ``jobs``.
 
+    ``mac_text`` (default `MAC_TEXT`): every constant MAC array is Verilog text written from
+    its adder plan (`rtlgen.layers.mac_verilog`, no Amaranth netlist or Yosys): a separated
+    one is that module; any other (smaller, or inside another component) an instance of
+    ``<module>__mac_<hash>``, one module per distinct array, appended after the others.
+
     Why: Amaranth's netlist and RTLIL back end (plus Yosys' ``write_verilog``) is most of the
     conversion time and works one design at a time; separate layers are independent, so two
     CPUs convert a large network in about half the time."""
     say = progress or (lambda _msg: None)
     jobs = default_jobs() if jobs is None else max(1, jobs)
+    mac_text = MAC_TEXT if mac_text is None else mac_text
     if multiprocessing.current_process().daemon:
         jobs = 1  # a daemonic process (Dask worker) may not start children
     separate: list[tuple[wiring.Component, str]] = []
@@ -373,48 +405,68 @@ def network_verilog(
             if isinstance(stage, wiring.Component) and _size(stage) >= SEPARATE_BITS:
                 separate.append((stage, f"{name}__{layer}_{k}"))
     modules: list[str | None] = [None] * len(separate)
+    macs: dict[str, str] = {}
     done = 0
 
-    def finished(index: int, text: str) -> None:
+    def finished(index: int, result: tuple[str, dict[str, str]]) -> None:
         nonlocal done
-        modules[index] = text
+        modules[index] = result[0]
+        macs.update(result[1])
         done += 1
         say(f"Verilog of {separate[index][1]} ({done}/{len(separate)})")
 
-    # Largest first keeps both workers busy to the end.
+    # Largest first keeps both workers busy to the end; MAC arrays as text take no time
+    # (written here, first).
     order = sorted(range(len(separate)), key=lambda i: -_size(separate[i][0]))
-    if jobs > 1 and len(separate) > 1:
+    if mac_text:
+        for i in [i for i in order if isinstance(separate[i][0], ConstantMatVec)]:
+            finished(i, _component_verilog(*separate[i], mac_text))
+            order.remove(i)
+    if jobs > 1 and len(order) > 1:
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         _PENDING[:] = separate
+        _PENDING_MAC_TEXT[0] = mac_text
         try:
             context = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(min(jobs, len(separate)), mp_context=context) as pool:
+            with ProcessPoolExecutor(min(jobs, len(order)), mp_context=context) as pool:
                 with warnings.catch_warnings():
                     # Python >= 3.12 warns on fork with threads (the CLI's progress thread):
                     # the workers only run Amaranth and Yosys, never the progress output.
                     warnings.filterwarnings("ignore", ".*fork", DeprecationWarning)
                     futures = {pool.submit(_convert_pending, i): i for i in order}
                 # the top meanwhile, here
-                top_text = _top_verilog(top, name, separate)
+                top_text = _top_verilog(top, name, separate, mac_text, macs)
                 for future in as_completed(futures):
                     finished(futures[future], future.result())
         finally:
             _PENDING.clear()
     else:
         for i in order:
-            finished(i, component_verilog(*separate[i]))
-        top_text = _top_verilog(top, name, separate)
-    return "".join([top_text, *modules])  # type: ignore[list-item]
+            finished(i, _component_verilog(*separate[i], mac_text))
+        top_text = _top_verilog(top, name, separate, mac_text, macs)
+    mac_modules = [macs[module] for module in sorted(macs)]
+    return "".join([top_text, *modules, *mac_modules])  # type: ignore[list-item]
 
 
-def _top_verilog(top: NetworkTop, name: str, separate: list[tuple[wiring.Component, str]]) -> str:
-    """The top's Verilog, each separated component elaborating to an instance of its module."""
+def _top_verilog(
+    top: NetworkTop,
+    name: str,
+    separate: list[tuple[wiring.Component, str]],
+    mac_text: bool,
+    macs: dict[str, str],
+) -> str:
+    """The top's Verilog, each separated component elaborating to an instance of its module
+    (with ``mac_text``, each MAC array left in the top too: its text module goes to ``macs``)."""
     for stage, module in separate:
         stage.elaborate = _instance_elaborate(stage, module)
     try:
-        with _yosys_memory(name), lean_netlist():
-            return verilog.convert(top, name=name, emit_src=False, strip_internal_attrs=True)
+        with verilog_text(name) if mac_text else contextlib.nullcontext() as collected:
+            with _yosys_memory(name), lean_netlist():
+                text = verilog.convert(top, name=name, emit_src=False, strip_internal_attrs=True)
+        if collected is not None:
+            macs.update(collected.modules)
+        return text
     finally:
         for stage, _ in separate:
             del stage.elaborate

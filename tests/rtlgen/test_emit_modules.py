@@ -124,9 +124,9 @@ def test_the_jobs_option_reaches_the_verilog_step(monkeypatch, tmp_path):
     seen: list[int | None] = []
     convert_layers = emit.network_verilog
 
-    def recording(top, name, jobs=None, progress=None):
+    def recording(top, name, jobs=None, progress=None, **options):
         seen.append(jobs)
-        return convert_layers(top, name, jobs=jobs, progress=progress)
+        return convert_layers(top, name, jobs=jobs, progress=progress, **options)
 
     monkeypatch.setattr(emit, "network_verilog", recording)
     runner = CliRunner()

@@ -31,3 +31,39 @@ def test_separate_modules_bit_exact_in_verilator(backpressure, tmp_path, build_r
     if backpressure == 0.0:
         assert result.latency_cycles == design.manifest.latency_cycles
         assert result.ii_cycles == design.manifest.ii_cycles
+
+
+@pytest.mark.parametrize(
+    "network,mac_text",
+    [("mlp-latency-dsp", True), ("mlp-latency-dsp", False), ("conv-modules", True)],
+)
+def test_mac_arrays_as_text_bit_exact_in_verilator(
+    network, mac_text, tmp_path, build_root, monkeypatch
+):
+    """Constant MAC arrays written as Verilog text (`rtlgen.layers.mac_verilog`): in the top
+    (an MLP whose requantizers are combinational behind its arrays) and as modules of their
+    own (a conv net); the same MLP through Amaranth's back end for comparison."""
+    from rtlgen.hardware import HardwareOptions, Multiplier, Parallelism, Pipeline
+
+    from ..rtlgen.nets import mlp
+
+    if network == "conv-modules":
+        monkeypatch.setattr(emit, "SEPARATE_BITS", 0)
+        graph, options = conv_net(h=6, w=5, seed=3), HardwareOptions(parallelism=Parallelism.FULL)
+    else:
+        graph = mlp(sizes=(9, 7, 5, 3), seed=2)
+        options = HardwareOptions(
+            multiplier=Multiplier.DSP, parallelism=Parallelism.FULL, pipeline=Pipeline.LATENCY
+        )
+    design = emit.convert(graph, tmp_path / "design", options, jobs=2, mac_text=mac_text)
+    text = design.verilog.read_text()
+    if network == "conv-modules":  # the separated arrays are text: no Amaranth wrapper
+        assert "__mac_" not in text and re.search(r"^  reg valid_0 = 1'h0;$", text, re.MULTILINE)
+    else:
+        assert bool(re.search(rf"^module {design.top}__mac_", text, re.MULTILINE)) == mac_text
+    x = random_inputs(graph, 6, 1)
+    result = simulate(
+        design.outdir, x, run_int(graph, x), backpressure=0.4, seed=2, build_root=build_root
+    )
+    assert result.passed, result.report
+    assert result.mismatches == 0 and result.images == 6

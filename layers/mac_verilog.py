@@ -1,0 +1,292 @@
+"""A constant MAC array (`constant_mac.ConstantMatVec`) as Verilog text, straight from its plan.
+
+Why text: Amaranth's per-bit netlist, its RTLIL and Yosys' ``write_verilog`` cost ~2.5 ms of
+CPU per non-zero product of a MAC-heavy design (docs/NOTES.md, issue 20), and a fully parallel
+16-bit array can exceed Yosys' 4 GB WebAssembly memory (issue 14). The adder plan
+(`adder_graph.MatVecPlan`) already says every adder, width, register and stage, so writing
+it is a walk over its nodes: ~100x faster, and Yosys never sees the array during conversion.
+
+`matvec_verilog(mac, name)` is the whole component as one module, with the ports
+`rtlgen.emit.component_verilog` gives the Amaranth version (``clk``, ``rst``,
+``i__payload``, ``i__valid``, ``i__ready``, ``o__payload``, ``o__valid``, ``o__ready``), the
+same registers under the same names (``valid_<k>``, ``n<node>_mul``, ``n<node>_d<k>``,
+``result``), the same clock enable (``advance = ~o.valid | o.ready``, `stream_util`), reset
+(valid bits only, synchronous) and initial values. Every value is its exact integer modulo
+``2**width`` (operands sign- or zero-extended explicitly, constants sized), which is what
+Amaranth's widening arithmetic truncated to the node's shape computes, for any input bits
+(in or out of ``in_range``): tests/layers/test_mac_verilog.py proves the two equivalent with
+Yosys. The adders keep the Amaranth version's structure (the low bits of an unshifted
+operand pass through; negative terms are subtracted), so synthesis builds the same logic.
+
+`MacModules` collects the modules of the arrays elaborated while `verilog_text` is active:
+`ConstantMatVec.elaborate` then returns an instance of its module (named from a hash of the
+text, so equal arrays share one) instead of the datapath.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import hashlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from amaranth.hdl import ClockSignal, Instance, Module, ResetSignal, Value
+
+from .adder_graph import Term, width_of
+
+if TYPE_CHECKING:
+    from .constant_mac import ConstantMatVec
+
+_PORTS = "clk, rst, i__payload, i__valid, i__ready, o__payload, o__valid, o__ready"
+
+
+def _extend(name: str, width: int, signed: bool, to: int) -> str:
+    """``name`` (``width`` bits, ``signed`` or not) as a ``to``-bit expression: its value
+    modulo ``2**to``."""
+    if to == width:
+        return name
+    if to < width:
+        return f"{name}[{to - 1}:0]"
+    fill = f"{name}[{width - 1}]" if signed else "1'b0"
+    return f"{{{{{to - width}{{{fill}}}}}, {name}}}"
+
+
+def _shifted(name: str, width: int, signed: bool, shift: int, to: int) -> str:
+    """``name << shift`` as a ``to``-bit expression (modulo ``2**to``)."""
+    if shift >= to:
+        return f"{to}'d0"
+    if shift == 0:
+        return _extend(name, width, signed, to)
+    return f"{{{_extend(name, width, signed, to - shift)}, {shift}'d0}}"
+
+
+def _hex(value: int, width: int) -> str:
+    return f"{width}'h{value & ((1 << width) - 1):x}"
+
+
+class _Writer:
+    """The text of one array: declarations, combinational assignments, registers."""
+
+    def __init__(self, mac: ConstantMatVec):
+        self.mac = mac
+        self.plan = mac.plan
+        self.decls: list[str] = []
+        self.assigns: list[str] = []
+        self.loads: list[str] = []  # register updates under `advance`
+        self.delays: dict[int, int] = {}  # node -> delay registers in its chain
+        in_shape = mac.in_shape
+        # (name, width, signed) of each node's value in its own cycle
+        self.base: list[tuple[str, int, bool]] = []
+        for index, node in enumerate(self.plan.nodes):
+            width = width_of(node.lo, node.hi)
+            if node.kind == "input":
+                self.base.append((f"n{index}", in_shape.width, in_shape.signed))
+            elif node.kind == "mul":
+                self.base.append((f"n{index}_mul", width, node.lo < 0))
+            else:
+                self.base.append((f"n{index}", width, node.lo < 0))
+
+    def at(self, node: int, cycle: int) -> tuple[str, int, bool]:
+        """``node`` as seen in ``cycle``: its value, or a register of its delay chain."""
+        delay = cycle - self.plan.nodes[node].cycle
+        name, width, signed = self.base[node]
+        if delay == 0:
+            return name, width, signed
+        self.delays[node] = max(self.delays.get(node, 0), delay)
+        return f"n{node}_d{delay}", width, signed
+
+    def term(self, t: Term, cycle: int, to: int) -> str:
+        name, width, signed = self.at(t.node, cycle)
+        return _shifted(name, width, signed, t.shift, to)
+
+    def add(self, index: int) -> None:
+        node = self.plan.nodes[index]
+        to = width_of(node.lo, node.hi)
+        self.decls.append(f"wire [{to - 1}:0] n{index};")
+        operands = node.operands
+        if len(operands) == 2:
+            low, high = operands
+            a, a_width, a_signed = self.at(low.node, node.cycle)
+            if low.shift == 0 and low.sign > 0 and 0 < high.shift < a_width and high.shift < to:
+                # As ConstantMatVec._sum: the low bits of `a` pass through, no adder bits.
+                shift, upper = high.shift, to - high.shift
+                if to <= a_width:
+                    a_high = f"{a}[{to - 1}:{shift}]"
+                else:
+                    fill = f"{a}[{a_width - 1}]" if a_signed else "1'b0"
+                    a_high = f"{{{{{to - a_width}{{{fill}}}}}, {a}[{a_width - 1}:{shift}]}}"
+                b = self.term(Term(high.node, 0, 1), node.cycle, upper)
+                op = "+" if high.sign > 0 else "-"
+                self.assigns.append(f"assign n{index} = {{{a_high} {op} {b}, {a}[{shift - 1}:0]}};")
+                return
+        # Negative terms are subtracted: one subtractor instead of a negation and an adder.
+        ordered = sorted(operands, key=lambda t: -t.sign)
+        first = self.term(ordered[0], node.cycle, to)
+        total = f"-{first}" if ordered[0].sign < 0 else first
+        for t in ordered[1:]:
+            total += f" {'-' if t.sign < 0 else '+'} {self.term(t, node.cycle, to)}"
+        self.assigns.append(f"assign n{index} = {total};")
+
+    def mul(self, index: int) -> None:
+        node = self.plan.nodes[index]
+        to = width_of(node.lo, node.hi)
+        x, x_width, x_signed = self.at(node.index, node.cycle - 1)
+        self.decls.append(f"reg [{to - 1}:0] n{index}_mul = {_hex(0, to)};")
+        factor_width = node.factor.bit_length()
+        if x_signed:  # as Amaranth: signed x times the constant as a signed value
+            product = f"$signed({x}) * $signed({factor_width + 1}'d{node.factor})"
+        else:
+            product = f"{x} * {factor_width}'d{node.factor}"
+        self.loads.append(f"n{index}_mul <= {product};")
+
+    def text(self, name: str) -> str:
+        mac, plan = self.mac, self.plan
+        in_width, n_in = mac.in_shape.width, mac.weights.shape[0]
+        acc_width, n_out = mac.acc_type.width, len(plan.outputs)
+        for index, node in enumerate(plan.nodes):
+            width = width_of(node.lo, node.hi)
+            if node.kind == "input":
+                low = node.index * in_width
+                self.decls.append(f"wire [{in_width - 1}:0] n{index};")
+                self.assigns.append(f"assign n{index} = i__payload[{low + in_width - 1}:{low}];")
+            elif node.kind == "const":
+                self.decls.append(f"wire [{width - 1}:0] n{index};")
+                self.assigns.append(f"assign n{index} = {_hex(node.factor, width)};")
+            elif node.kind == "mul":
+                self.mul(index)
+            else:
+                self.add(index)
+        latency = plan.latency
+        if plan.registered_output:
+            init = 0
+            for j, (t, b) in enumerate(zip(plan.outputs, plan.bias, strict=True)):
+                if t is None:
+                    init |= (b & ((1 << acc_width) - 1)) << (j * acc_width)
+            total = n_out * acc_width
+            self.decls.append(f"reg [{total - 1}:0] result = {_hex(init, total)};")
+            for j, t in enumerate(plan.outputs):
+                if t is not None:
+                    value = self.term(Term(t.node, t.shift, 1), latency - 1, acc_width)
+                    value = f"-{value}" if t.sign < 0 else value
+                    low = j * acc_width
+                    self.loads.append(f"result[{low + acc_width - 1}:{low}] <= {value};")
+            self.assigns.append("assign o__payload = result;")
+        else:
+            for j, (t, b) in enumerate(zip(plan.outputs, plan.bias, strict=True)):
+                if t is None:
+                    value = _hex(b, acc_width)
+                else:
+                    value = self.term(Term(t.node, t.shift, 1), latency, acc_width)
+                    value = f"-{value}" if t.sign < 0 else value
+                low = j * acc_width
+                self.assigns.append(f"assign o__payload[{low + acc_width - 1}:{low}] = {value};")
+        # delay chains (shared by every use of a node, as StageRegisters.delay)
+        for node, depth in sorted(self.delays.items()):
+            source, width, _ = self.base[node]
+            for k in range(1, depth + 1):
+                self.decls.append(f"reg [{width - 1}:0] n{node}_d{k} = {_hex(0, width)};")
+                self.loads.append(f"n{node}_d{k} <= {source if k == 1 else f'n{node}_d{k - 1}'};")
+        lines = [
+            f"module {name}({_PORTS});",
+            "  input clk;",
+            "  input rst;",
+            f"  input [{n_in * in_width - 1}:0] i__payload;",
+            "  input i__valid;",
+            "  output i__ready;",
+            f"  output [{n_out * acc_width - 1}:0] o__payload;",
+            "  output o__valid;",
+            "  input o__ready;",
+            "  wire advance;",
+        ]
+        valid = [f"valid_{k}" for k in range(latency)]
+        lines += [f"  reg {v} = 1'h0;" for v in valid]
+        lines += [f"  {d}" for d in self.decls]
+        if latency == 0:
+            lines += [
+                "  assign advance = 1'h1;",
+                "  assign o__valid = i__valid;",
+                "  assign i__ready = o__ready;",
+            ]
+        else:
+            lines += [
+                f"  assign advance = ~{valid[-1]} | o__ready;",
+                "  assign i__ready = advance;",
+                f"  assign o__valid = {valid[-1]};",
+                "  always @(posedge clk)",
+                "    if (rst) begin",
+                *[f"      {v} <= 1'h0;" for v in valid],
+                "    end else if (advance) begin",
+                f"      {valid[0]} <= i__valid;",
+                *[f"      {v} <= {u};" for u, v in zip(valid, valid[1:], strict=False)],
+                "    end",
+            ]
+        lines += [f"  {a}" for a in self.assigns]
+        if self.loads:
+            lines += ["  always @(posedge clk)", "    if (advance) begin"]
+            lines += [f"      {load}" for load in self.loads]
+            lines += ["    end"]
+        lines.append("endmodule")
+        return "\n".join(lines) + "\n"
+
+
+def matvec_verilog(mac: ConstantMatVec, name: str) -> str:
+    """The Verilog module ``name`` of ``mac`` (see the module doc)."""
+    return _Writer(mac).text(name)
+
+
+def module_name(prefix: str, mac: ConstantMatVec) -> tuple[str, str]:
+    """(name, text) of ``mac``'s module: ``<prefix>__mac_<hash of the text>``."""
+    body = matvec_verilog(mac, "\0")
+    digest = hashlib.sha256(body.encode()).hexdigest()[:16]
+    name = f"{prefix}__mac_{digest}"
+    return name, body.replace("\0", name, 1)
+
+
+class MacModules:
+    """The text modules of the constant MAC arrays elaborated while collecting
+    (`verilog_text`), by name: equal arrays (same plan, shapes) share one module."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+        self.modules: dict[str, str] = {}
+
+    def instance(self, mac: ConstantMatVec) -> Module:
+        """An Amaranth module holding only an instance of ``mac``'s text module."""
+        name, text = module_name(self.prefix, mac)
+        self.modules.setdefault(name, text)
+        m = Module()
+        m.submodules.mac = Instance(
+            name,
+            i_clk=ClockSignal(),
+            i_rst=ResetSignal(),
+            i_i__payload=Value.cast(mac.i.payload),
+            i_i__valid=mac.i.valid,
+            o_i__ready=mac.i.ready,
+            o_o__payload=Value.cast(mac.o.payload),
+            o_o__valid=mac.o.valid,
+            i_o__ready=mac.o.ready,
+        )
+        return m
+
+
+_ACTIVE: contextvars.ContextVar[MacModules | None] = contextvars.ContextVar(
+    "mac_verilog", default=None
+)
+
+
+def active() -> MacModules | None:
+    """The collector `ConstantMatVec.elaborate` writes its module to, if any."""
+    return _ACTIVE.get()
+
+
+@contextlib.contextmanager
+def verilog_text(prefix: str) -> Iterator[MacModules]:
+    """While active (in this thread), constant MAC arrays elaborate to instances of text
+    modules named ``<prefix>__mac_<hash>``, collected in the yielded `MacModules`."""
+    modules = MacModules(prefix)
+    token = _ACTIVE.set(modules)
+    try:
+        yield modules
+    finally:
+        _ACTIVE.reset(token)
