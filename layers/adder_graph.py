@@ -97,6 +97,23 @@ class MatVecPlan:
         """Sum of adder result widths: a rough LUT estimate."""
         return sum(width_of(n.lo, n.hi) for n in self.nodes if n.kind in ("add", "neg"))
 
+    @property
+    def carry_bits(self) -> int:
+        """Adder bits outside the pass-through: per adder its result width, less the low
+        ``d`` bits of an ``a + (b << d)`` whose unshifted operand ``a`` is positive (they
+        are ``a``'s own bits). About one LUT and one carry-chain bit each: the LUT
+        estimate the adder trees are chosen by."""
+        bits = 0
+        for n in self.nodes:
+            if n.kind in ("add", "neg"):
+                bits += width_of(n.lo, n.hi)
+            if n.kind == "add" and len(n.operands) == 2:
+                low, high = n.operands
+                if low.shift == 0 and low.sign > 0 and high.shift > 0:
+                    a = self.nodes[low.node]
+                    bits -= min(high.shift, width_of(a.lo, a.hi))
+        return bits
+
     def evaluate(self, x: np.ndarray) -> np.ndarray:
         """(N, K) int inputs -> (N, O) outputs, by walking the adder graph."""
         x = np.asarray(x, dtype=object)
@@ -172,47 +189,38 @@ class _Builder:
             PlanNode("mul", index=index, factor=factor, coeffs={index: factor}, cycle=s.cycle + 1)
         )
 
-    def combine(self, operands: tuple[Term, ...], kind: str = "add", shared: bool = False) -> int:
+    def preview(self, parts: list[tuple[PlanNode, int, int]], kind: str = "add") -> PlanNode:
+        """The node summing ``sign * (node << shift)`` over ``parts`` (not added to the plan):
+        its linear form, range and schedule."""
         coeffs: dict[int, int] = defaultdict(int)
         offset = 0
-        for t in operands:
-            n = self.nodes[t.node]
+        for n, shift, sign in parts:
             for i, c in n.coeffs.items():
-                coeffs[i] += t.sign * (c << t.shift)
-            offset += t.sign * (n.offset << t.shift)
-        cycle = max(self.nodes[t.node].cycle for t in operands)
-        depth = 1 + max(
-            self.nodes[t.node].depth if self.nodes[t.node].cycle == cycle else 0 for t in operands
-        )
+                coeffs[i] += sign * (c << shift)
+            offset += sign * (n.offset << shift)
+        cycle = max(n.cycle for n, _, _ in parts)
+        depth = 1 + max(n.depth if n.cycle == cycle else 0 for n, _, _ in parts)
         if depth > self.levels:
             cycle, depth = cycle + 1, 1
         node = PlanNode(
             kind,
-            operands=operands,
             coeffs={i: c for i, c in coeffs.items() if c},
             offset=offset,
             cycle=cycle,
             depth=depth,
-            shared=shared,
         )
+        node.lo, node.hi = self._range(node.coeffs, node.offset)
+        return node
+
+    def combine(self, operands: tuple[Term, ...], kind: str = "add", shared: bool = False) -> int:
+        node = self.preview([(self.nodes[t.node], t.shift, t.sign) for t in operands], kind)
+        node.operands = operands
+        node.shared = shared
         return self._add_node(node)
 
-    def add_terms(self, t1: Term, t2: Term) -> Term:
-        """A node for ``t1 + t2`` and the term that places it (shift, sign) in the column."""
-        base = min(t1.shift, t2.shift)
-        sign = 1
-        if t1.sign < 0 and t2.sign < 0:
-            sign = -1  # -(a + b): keep the adder an addition, carry the sign outwards
-        ops = tuple(Term(t.node, t.shift - base, t.sign * sign) for t in (t1, t2))
-        # Operand with shift 0 first: its low bits pass through when it is positive.
-        ops = tuple(sorted(ops, key=lambda t: (t.shift, -t.sign)))
-        return Term(self.combine(ops), base, sign)
-
-    def key(self, t: Term) -> tuple[int, ...]:
-        """Adder-tree order: earliest available first; among equals, terms of similar
-        bit positions (lowest bit, then highest), which keeps the adders narrow."""
-        n = self.nodes[t.node]
-        return n.cycle, n.depth, t.shift, t.shift + width_of(n.lo, n.hi)
+    def value_of(self, item: Term | _Sum) -> PlanNode:
+        """The node of a term, or the value of a partial sum not built yet."""
+        return self.nodes[item.node] if isinstance(item, Term) else item.value
 
 
 def _eliminate_common_pairs(
@@ -330,6 +338,147 @@ def _eliminate_common_pairs(
             link(j, new, s, g)
 
 
+class _Sum(NamedTuple):
+    """A partial sum of a column's adder tree before it becomes a node: ``value << shift``
+    is ``low + high`` (each a `Term` of an existing node or an earlier `_Sum`); ``value``
+    is known by its linear form, range and schedule only (`_Builder.preview`)."""
+
+    low: Term | _Sum
+    high: Term | _Sum
+    shift: int
+    value: PlanNode
+
+
+#: Orders of the items of one (cycle, depth) in a column's adder tree, by their lowest bit
+#: ``s`` and highest bit ``t``: which pairs share an adder. Every order gives the same
+#: schedule (the tree is built earliest-available-first), not the same adder bits.
+TREE_ORDERS: tuple = (
+    lambda s, t: (s, t),  # similar lowest bits first
+    lambda s, t: (t, s),  # similar highest bits first
+    lambda s, t: (-s, t),  # highest lowest bit first
+    lambda s, t: (-t, s),  # widest first
+)
+TREE_ORDERS_MAX_TERMS = 48  # longer columns: the first order only (planning time)
+
+
+def _tree(builder: _Builder, terms: list[Term], order) -> list[_Sum]:
+    """The partial sums of an earliest-available-first adder tree over ``terms``, children
+    before parents (the root last); ``order`` breaks ties between items of one
+    (cycle, depth)."""
+
+    def key(item: Term | _Sum) -> tuple:
+        n = builder.value_of(item)
+        return n.cycle, n.depth, *order(item.shift, item.shift + width_of(n.lo, n.hi))
+
+    heap: list = [(key(t), p, t) for p, t in enumerate(terms)]
+    heapq.heapify(heap)
+    tiebreak = len(terms)
+    sums: list[_Sum] = []
+    while len(heap) > 1:
+        _, _, t1 = heapq.heappop(heap)
+        _, _, t2 = heapq.heappop(heap)
+        low, high = sorted((t1, t2), key=lambda t: t.shift)
+        parts = [
+            (builder.value_of(t), t.shift - low.shift, t.sign if isinstance(t, Term) else 1)
+            for t in (low, high)
+        ]
+        item = _Sum(low, high, low.shift, builder.preview(parts))
+        sums.append(item)
+        heapq.heappush(heap, (key(item), tiebreak, item))
+        tiebreak += 1
+    return sums
+
+
+def _orient(builder: _Builder, sums: list[_Sum]) -> tuple[int, dict[int, int]]:
+    """The cheapest orientation of each adder of a tree (`_tree`): its cost in adder
+    bits (`carry_bits` of the adders, a negation of the root included) and, per sum's
+    index, +1 (the node computes the sum) or -1 (minus the sum).
+
+    An adder ``a + (b << d)`` whose lower-shifted operand ``a`` enters positively passes
+    ``a``'s low ``d`` bits through (no adder bits there); ``-a + (b << d)`` does not, so
+    it is cheaper as ``-(a - (b << d))``, its parent subtracting it instead of adding. An
+    adder has at most one negative operand (else it is the other orientation). A negative
+    root costs its column a negation. Two states per sum, children before parents."""
+    index = {id(item): k for k, item in enumerate(sums)}
+
+    def stored_range(item: Term | _Sum, o: int) -> tuple[int, int]:
+        n = builder.value_of(item)
+        return (n.lo, n.hi) if o > 0 else (-n.hi, -n.lo)
+
+    def options(child: Term | _Sum) -> list[tuple[int, int]]:
+        if isinstance(child, Term):
+            return [(child.sign, 0)]  # a term's orientation is its sign
+        return [(o, c[0]) for o, c in best[index[id(child)]].items()]
+
+    # best[k][o]: (cost, orientation of low, of high) of sums[k]'s node computing o * sum
+    best: list[dict[int, tuple[int, int, int]]] = []
+    for item in sums:
+        d = item.high.shift - item.low.shift
+        choices: dict[int, tuple[int, int, int]] = {}
+        for o in (1, -1):
+            width = width_of(*stored_range(item, o))
+            for ol, cl in options(item.low):
+                for oh, ch in options(item.high):
+                    if o * ol < 0 and o * oh < 0:
+                        continue
+                    bits = width
+                    if d > 0 and o * ol > 0:
+                        bits -= min(d, width_of(*stored_range(item.low, ol)))
+                    if o not in choices or cl + ch + bits < choices[o][0]:
+                        choices[o] = (cl + ch + bits, ol, oh)
+        best.append(choices)
+    negation = width_of(sums[-1].value.lo, sums[-1].value.hi)
+    at_root = {o: c[0] + (negation if o < 0 else 0) for o, c in best[-1].items()}
+    root = min(at_root, key=lambda o: (at_root[o], -o))
+    orientation = {len(sums) - 1: root}
+    for k in range(len(sums) - 1, -1, -1):  # parents before children
+        _, ol, oh = best[k][orientation[k]]
+        for child, oc in ((sums[k].low, ol), (sums[k].high, oh)):
+            if isinstance(child, _Sum):
+                orientation[index[id(child)]] = oc
+    return at_root[root], orientation
+
+
+def _sum_column(builder: _Builder, terms: list[Term]) -> Term:
+    """The adder tree of one column's terms, as nodes; returns the term of its root
+    (sign -1: the tree computes minus the column, the caller negates it).
+
+    The tree is built earliest-available-first in each of `TREE_ORDERS`; the cheapest in
+    adder bits with its adders' orientations (`_orient`) becomes nodes. All have the same
+    schedule (logic depth, cycles)."""
+    if len(terms) == 1:
+        return terms[0]
+    orders = TREE_ORDERS if len(terms) <= TREE_ORDERS_MAX_TERMS else TREE_ORDERS[:1]
+    trees = [_tree(builder, terms, order) for order in orders]
+    oriented = [(*_orient(builder, sums), p) for p, sums in enumerate(trees)]
+    _, orientation, p = min(oriented, key=lambda c: (c[0], c[2]))
+    sums = trees[p]
+    index = {id(item): k for k, item in enumerate(sums)}
+    built: list[Term] = []
+    for k, item in enumerate(sums):
+        o = orientation[k]
+        ops = []
+        for child in (item.low, item.high):
+            t = child if isinstance(child, Term) else built[index[id(child)]]
+            ops.append(Term(t.node, t.shift - item.shift, o * t.sign))
+        # Operand with shift 0 first: its low bits pass through when it is positive.
+        ops.sort(key=lambda t: (t.shift, -t.sign))
+        v = item.value  # its linear form, range and schedule, negated for o = -1
+        node = PlanNode(
+            "add",
+            operands=tuple(ops),
+            coeffs=v.coeffs if o > 0 else {i: -c for i, c in v.coeffs.items()},
+            offset=o * v.offset,
+            lo=v.lo if o > 0 else -v.hi,
+            hi=v.hi if o > 0 else -v.lo,
+            cycle=v.cycle,
+            depth=v.depth,
+        )
+        builder.nodes.append(node)
+        built.append(Term(len(builder.nodes) - 1, item.shift, o))
+    return built[-1]
+
+
 def plan_matvec(
     weights: np.ndarray,
     in_ranges: list[tuple[int, int]],
@@ -400,16 +549,7 @@ def plan_matvec(
         if not terms:
             outputs.append(None)
             continue
-        heap = [(builder.key(t), p, t) for p, t in enumerate(terms)]
-        heapq.heapify(heap)
-        tiebreak = len(terms)
-        while len(heap) > 1:
-            _, _, t1 = heapq.heappop(heap)
-            _, _, t2 = heapq.heappop(heap)
-            t = builder.add_terms(t1, t2)
-            heapq.heappush(heap, (builder.key(t), tiebreak, t))
-            tiebreak += 1
-        final = heap[0][2]
+        final = _sum_column(builder, terms)
         if final.sign < 0 or builder.nodes[final.node].kind == "const":
             # An output is a node value: negate (an adder) or materialize a lone constant.
             if builder.nodes[final.node].kind == "const":

@@ -7,7 +7,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rtlgen.layers.adder_graph import plan_matvec, width_of
+from rtlgen.layers.adder_graph import (
+    TREE_ORDERS,
+    Term,
+    _Builder,
+    _Sum,
+    _tree,
+    plan_matvec,
+    width_of,
+)
 from rtlgen.layers.csd import csd_digits, csd_weight, odd_part
 
 
@@ -149,3 +157,79 @@ def test_sharing_saves_adders_in_order():
         for cse in ("full", "products", "none")
     }
     assert adders["full"] < adders["products"] < adders["none"]
+
+
+def _column_plan(seed: int, k: int, signed_input: bool):
+    rng = np.random.default_rng(seed)
+    w = rng.integers(-40, 41, size=(k, 1))
+    w[w == 0] = 3
+    lo, hi = (-128, 127) if signed_input else (0, 255)
+    return w, [(lo, hi)] * k
+
+
+def _brute_force_bits(builder, sums) -> int:
+    """The fewest adder bits of a tree over every orientation of its adders (the rule of
+    `MatVecPlan.carry_bits`: a positive unshifted operand passes its low bits through; an
+    adder with two negative operands is the other orientation; a negative root is negated)."""
+    index = {id(item): k for k, item in enumerate(sums)}
+    best = None
+    for mask in range(2 ** len(sums)):
+        orient = [-1 if mask >> k & 1 else 1 for k in range(len(sums))]
+        bits = 0
+        for k, item in enumerate(sums):
+            o = orient[k]
+            signs, widths = [], []
+            for child in (item.low, item.high):
+                if isinstance(child, _Sum):
+                    oc = orient[index[id(child)]]
+                    n = child.value
+                    signs.append(o * oc)
+                    widths.append(width_of(*((n.lo, n.hi) if oc > 0 else (-n.hi, -n.lo))))
+                else:
+                    n = builder.nodes[child.node]
+                    signs.append(o * child.sign)
+                    widths.append(width_of(n.lo, n.hi))
+            if signs[0] < 0 and signs[1] < 0:
+                break
+            lo, hi = (item.value.lo, item.value.hi) if o > 0 else (-item.value.hi, -item.value.lo)
+            bits += width_of(lo, hi)
+            d = item.high.shift - item.low.shift
+            if d > 0 and signs[0] > 0:
+                bits -= min(d, widths[0])
+        else:
+            if orient[-1] < 0:
+                bits += width_of(sums[-1].value.lo, sums[-1].value.hi)
+            best = bits if best is None else min(best, bits)
+    return best
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), k=st.integers(2, 5), signed_input=st.booleans())
+def test_adder_trees_take_the_cheapest_order_and_orientation(seed, k, signed_input):
+    """A column's adder tree is the cheapest (in `carry_bits`) of `TREE_ORDERS` over every
+    orientation of its adders, found by brute force here; all orders share one schedule."""
+    w, ranges = _column_plan(seed, k, signed_input)
+    plan = plan_matvec(w, ranges, None, "lut", levels_per_stage=2, cse="none")
+    builder = _Builder(ranges, 2, 0)
+    terms = []
+    for i in range(k):
+        node = builder.input(i)
+        terms += [Term(node, digit.shift, digit.sign) for digit in csd_digits(int(w[i, 0]))]
+    trees = [_tree(builder, terms, order) for order in TREE_ORDERS]
+    assert len({(t[-1].value.cycle, t[-1].value.depth) for t in trees}) == 1
+    assert plan.carry_bits == min(_brute_force_bits(builder, sums) for sums in trees)
+    x = np.random.default_rng(seed).integers(*ranges[0], endpoint=True, size=(20, k))
+    np.testing.assert_array_equal(plan.evaluate(x), x @ w)
+
+
+def test_a_negative_low_term_is_subtracted_from_instead_of_added():
+    # x0 + 2x1 - 16x2 + 64x3: -x2 + (x3 << 2) would add all of x2's bits; built as
+    # x2 - (x3 << 2), x2's low 2 bits pass through and the root subtracts that node.
+    w = np.array([[1], [2], [-16], [64]])
+    plan = plan_matvec(w, [(0, 15)] * 4, None, "lut", cse="none")
+    flipped = [n for n in plan.nodes if n.kind == "add" and n.coeffs == {2: 1, 3: -4}]
+    assert len(flipped) == 1 and flipped[0].operands[0].sign > 0
+    assert plan.carry_bits == 5 + 5 + 7  # bits less pass-through: 6 - 1, 7 - 2, 11 - 4
+    assert not any(n.kind == "neg" for n in plan.nodes)
+    x = np.random.default_rng(1).integers(0, 16, size=(50, 4))
+    np.testing.assert_array_equal(plan.evaluate(x), x @ w)
