@@ -74,6 +74,9 @@ class KerasLayer:
 
 
 _FOLDED_LAYERS = ("QConv2DBatchnorm", "QDenseBatchnorm", "QDepthwiseConv2DBatchnorm")
+#: layers whose weights a ``.keras`` archive keeps in their ``cell`` sub-layer
+#: (``layers/lstm/cell/vars/<i>``: kernel, recurrent_kernel, bias)
+_CELL_LAYERS = ("SimpleRNN", "LSTM", "GRU", "QSimpleRNN", "QLSTM", "QGRU")
 _UNSUPPORTED_HINTS = {
     "Lambda": "Lambda layers hold Python code, which rtlgen never runs",
     "TFOpLambda": "TensorFlow ops called on Keras tensors (TFOpLambda) are not layers rtlgen knows",
@@ -527,7 +530,8 @@ def _snake_case(name: str) -> str:
 
 
 class IndexedWeights(WeightSource):
-    """Weights of a ``.keras`` archive: ``layers/<snake class>[_N]/vars/<i>`` in creation order."""
+    """Weights of a ``.keras`` archive: ``layers/<snake class>[_N]/vars/<i>`` in creation order
+    (a recurrent layer's in its cell: ``layers/lstm/cell/vars/<i>``)."""
 
     def __init__(
         self,
@@ -571,6 +575,8 @@ class IndexedWeights(WeightSource):
                 **self._named(layer, f"{path}/batchnorm", bn),
             }
             return {name: named[name] for name in expected}
+        if layer.class_name in _CELL_LAYERS:
+            return self._named(layer, f"{path}/cell", list(expected))
         return self._named(layer, path, list(expected))
 
     def sublayer_variables(self, layer: KerasLayer, sub: str) -> list[Stored]:
@@ -855,8 +861,6 @@ def check_bn_axis_last(layer: KerasLayer, rank_with_batch: int) -> None:
         )
 
 
-
-
 # ---------------------------------------------------------------------------------------
 _MAX_CONFIG_NUMBER = 2**63
 
@@ -941,6 +945,28 @@ def source_limits(source: WeightSource) -> Limits:
     return source.limits if isinstance(source, BudgetedWeights) else DEFAULT_LIMITS
 
 
+def _name_outputs_after_their_layers(
+    nodes: list[ir.Node], output_layers: tuple[str, ...], produced: dict[str, tuple[str, Shape]]
+) -> list[ir.Node]:
+    """An output layer that built no node of its own (a Dropout, a linear Activation, a
+    softmax marker) ends the ``source`` of the node whose result it passes on, so that the
+    output is named after it as Keras names the output (`rtlgen.plan.output_names` takes the
+    last layer of an output node's source)."""
+    rename: dict[str, str] = {}
+    for layer in output_layers:
+        node_name = produced[layer][0]
+        if node_name != layer:
+            rename[node_name] = layer
+    out = []
+    for node in nodes:
+        layer = rename.get(node.name)
+        if layer is not None and not isinstance(node, ir.Input):
+            if node.source.split("+")[-1] != layer:
+                node = node.replace(source=f"{node.source}+{layer}" if node.source else layer)
+        out.append(node)
+    return out
+
+
 def build_graph(
     model_config: Mapping[str, Any],
     weights: WeightSource | Callable[[list[KerasLayer], bool], WeightSource],
@@ -991,8 +1017,10 @@ def build_graph(
     softmax_of: dict[str, KerasLayer] = {}  # layer -> the softmax layer its result comes from
     for layer in layers:
         if layer.class_name == "InputLayer":
-            if model.sequential and layer is not first or (
-                not model.sequential and layer.name not in model.inputs
+            if (
+                model.sequential
+                and layer is not first
+                or (not model.sequential and layer.name not in model.inputs)
             ):
                 raise UnsupportedError(
                     f"{layer.where}: an InputLayer inside the model is not supported"
@@ -1046,10 +1074,9 @@ def build_graph(
             if len(sources) != 1:
                 raise UnsupportedError(f"{layer.where}: takes {len(sources)} inputs")
             produced[layer.name] = sources[0]
+    nodes = _name_outputs_after_their_layers(nodes, model.outputs, produced)
     outputs = tuple(produced[name][0] for name in model.outputs)
-    softmax_outputs = tuple(
-        produced[name][0] for name in model.outputs if name in softmax_of
-    )
+    softmax_outputs = tuple(produced[name][0] for name in model.outputs if name in softmax_of)
     if len(set(outputs)) != len(outputs):
         raise UnsupportedError(
             f"model outputs {', '.join(model.outputs)} are the same tensor; rtlgen needs "

@@ -1,12 +1,15 @@
-"""Recurrent layers: ``SimpleRNN``, ``LSTM``, ``GRU`` (Keras 2 / tf.keras 2.15) and QKeras
-``QSimpleRNN``, ``QLSTM``, ``QGRU``.
+"""Recurrent layers: ``SimpleRNN``, ``LSTM``, ``GRU`` (Keras 2 / tf.keras 2.15 and Keras 3,
+whose ``.keras`` archives keep the weights in the layer's cell) and QKeras ``QSimpleRNN``,
+``QLSTM``, ``QGRU``.
 
 A (T, F) sequence streams one time step (F features) per beat; the state (h, and c of an
 LSTM) lives in registers and starts at zero for every sample. ``return_sequences=False``
 emits one beat per sample (the last h), ``True`` one beat per step (T beats of U units).
 Refused in one line naming the layer and option: ``go_backwards``, ``stateful``,
-``return_state``, ``time_major``, ``unroll`` is accepted (it changes nothing at inference);
-``Bidirectional`` and ``Masking`` are not layers rtlgen reads.
+``return_state``, ``time_major``; ``unroll``, ``dropout``, ``recurrent_dropout``, ``seed``,
+``zero_output_for_mask`` are accepted (they change nothing at inference); ``Bidirectional``
+and ``Masking`` are not layers rtlgen reads. Keras 3's ``hard_sigmoid`` is relu6(x + 3) / 6
+(slope 1/6; Keras 2's: 0.2): the node remembers which Keras wrote it (``keras3``).
 
 Arithmetic (`rtlgen.quant.recurrent`): each step is a program of exact integer vector ops
 written by `cell_program`: ``acc = [x, h] @ [K; R] + b`` (one exact accumulator for every
@@ -93,6 +96,8 @@ class Recurrent(ir.Node):
     return_sequences: bool = field(default=False, kw_only=True)
     reset_after: bool = field(default=True, kw_only=True)
     qkeras: bool = field(default=False, kw_only=True)
+    #: read from a Keras 3 file, whose ``hard_sigmoid`` is relu6(x + 3) / 6 (Keras 2: slope 0.2)
+    keras3: bool = field(default=False, kw_only=True)
     state_type: FixedType | None = field(default=None, kw_only=True)
     cell_type: FixedType | None = field(default=None, kw_only=True)
     result_frac: int = field(default=10, kw_only=True)
@@ -190,8 +195,14 @@ def _class_name(node: Recurrent) -> str:
     ]
 
 
-def _activation_spec(name: str, class_name: str, spec: Any, key: str) -> ActivationSpec:
-    layer = KerasLayer(class_name, name, {})
+#: the config `layer_activation` recognizes as a Keras 3 layer's (a dtype policy as a dict)
+_KERAS3_CONFIG = {"dtype": {"class_name": "DTypePolicy"}}
+
+
+def _activation_spec(
+    name: str, class_name: str, spec: Any, key: str, keras3: bool = False
+) -> ActivationSpec:
+    layer = KerasLayer(class_name, name, _KERAS3_CONFIG if keras3 else {})
     where = f"layer '{name}' ({class_name}) {key}"
     act = layer_activation(layer, spec)
     if act.table is not None or act.quantizer is not None:
@@ -234,9 +245,12 @@ def read_keras_recurrent(layer: KerasLayer, shape: Shape, source: WeightSource) 
     recurrent_activation = config_value(
         layer, "recurrent_activation", "hard_sigmoid" if qkeras else "sigmoid"
     )
-    _activation_spec(layer.name, layer.class_name, activation, "activation")
+    keras3 = isinstance(layer.config.get("dtype"), dict)
+    _activation_spec(layer.name, layer.class_name, activation, "activation", keras3)
     if cls is not SimpleRNN:
-        _activation_spec(layer.name, layer.class_name, recurrent_activation, "recurrent_activation")
+        _activation_spec(
+            layer.name, layer.class_name, recurrent_activation, "recurrent_activation", keras3
+        )
     kq = rq = bq = sq = None
     if qkeras:
         kq = layer_quantizer(layer, "kernel_quantizer", kernel=True)
@@ -282,6 +296,7 @@ def read_keras_recurrent(layer: KerasLayer, shape: Shape, source: WeightSource) 
         return_sequences=len(out_shape) == 2,
         reset_after=reset_after,
         qkeras=qkeras,
+        keras3=keras3,
         source=layer.name,
     )
     return LayerOut([node], out_shape)
@@ -318,7 +333,9 @@ def _gate(b: ProgramBuilder, node: Recurrent, value: str, spec_json: str, key: s
     from rtlgen.ops.lut_activation import lower_table, node_table, table_node
     from rtlgen.passes import LayerPrecision
 
-    act = _activation_spec(node.source or node.name, _class_name(node), json.loads(spec_json), key)
+    act = _activation_spec(
+        node.source or node.name, _class_name(node), json.loads(spec_json), key, node.keras3
+    )
     t, n, _, _ = b.info(value)
     if act.table is not None:
         table = table_node(f"{node.name}_{key}", (n,), act, node.source or node.name)
@@ -581,7 +598,9 @@ def _float_act(node: Recurrent, spec_json: str, key: str):
     """The activation as a float64 function (QKeras kinds as QKeras computes them)."""
     from rtlgen.quant.activations import float_activation
 
-    act = _activation_spec(node.source or node.name, _class_name(node), json.loads(spec_json), key)
+    act = _activation_spec(
+        node.source or node.name, _class_name(node), json.loads(spec_json), key, node.keras3
+    )
     if act.table is not None:
         kind, params = act.table, dict(act.table_options)
         return lambda v: float_activation(kind, v, params)

@@ -3,11 +3,12 @@
 
 Run in the oracle venv (Python 3.12, ``pip install -e '.[keras3]'``)::
 
-    KERAS_BACKEND=jax python tests/data/make_keras3_models.py [OUTDIR]
+    KERAS_BACKEND=jax python tests/data/make_keras3_models.py [OUTDIR [NAME ...]]
 
 Every model is written as a ``.keras`` v3 archive (``config.json``, ``metadata.json``,
 ``model.weights.h5``); ``seq_mlp`` and ``func_cnn`` also as ``to_json()`` +
-``save_weights("*.weights.h5")``. ``NAME_expected.npz`` holds ``x`` (exact in
+``save_weights("*.weights.h5")``; so are the recurrent ``rnn_lstm`` and ``rnn_gru_v1_stack``
+(tests/rtlgen/test_keras3_recurrent.py). ``NAME_expected.npz`` holds ``x`` (exact in
 ``fixed<16,6>``: multiples of 1/16 in [-4, 4)) and ``y`` = ``model.predict(x)`` (float32).
 tests/rtlgen/test_keras3.py reads them; with Keras 3 importable (or RTLGEN_KERAS3_PYTHON /
 /work/venv-hgq2/bin/python present) it writes them again and compares live.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import os
 import sys
+import zlib
 from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
@@ -100,24 +102,130 @@ def seq_int8():
     return model
 
 
+# ---------------------------------------------------------------------------------------
+# recurrent layers (weights in ``layers/<lstm>/cell/vars/<i>``), each with a Dense head
+# ---------------------------------------------------------------------------------------
+def rnn_simple_seq():
+    """SimpleRNN returning the sequence, a Dense applied per time step."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input((8, 3), name="x")
+    h = layers.SimpleRNN(5, return_sequences=True, name="rnn")(inp)
+    return keras.Model(inp, layers.Dense(2, name="head")(h), name="rnn_simple_seq")
+
+
+def rnn_lstm():
+    """Sequential LSTM (last state only) and a Dense head."""
+    import keras
+
+    return keras.Sequential(
+        [
+            keras.layers.InputLayer(batch_shape=(None, 8, 3), name="x"),
+            keras.layers.LSTM(6, name="lstm"),
+            keras.layers.Dense(3, name="head"),
+        ],
+        name="rnn_lstm",
+    )
+
+
+def rnn_lstm_seq():
+    """LSTM returning the sequence with Keras 3's hard_sigmoid (relu6(x + 3) / 6) as the
+    recurrent activation, Flatten, Dense."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input((6, 2), name="x")
+    h = layers.LSTM(4, return_sequences=True, recurrent_activation="hard_sigmoid", name="lstm")(inp)
+    h = layers.Flatten(name="flat")(h)
+    return keras.Model(inp, layers.Dense(3, name="head")(h), name="rnn_lstm_seq")
+
+
+def rnn_gru():
+    """GRU with reset_after=True (Keras's default: two bias rows), last state, Dense."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input((8, 3), name="x")
+    h = layers.GRU(5, name="gru")(inp)
+    return keras.Model(inp, layers.Dense(3, name="head")(h), name="rnn_gru")
+
+
+def rnn_gru_v1_stack():
+    """GRU with reset_after=False returning the sequence into a second recurrent layer (an
+    LSTM), Dense."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input((7, 2), name="x")
+    h = layers.GRU(4, reset_after=False, return_sequences=True, name="gru")(inp)
+    h = layers.LSTM(3, name="lstm")(h)
+    return keras.Model(inp, layers.Dense(2, name="head")(h), name="rnn_gru_v1_stack")
+
+
+def rnn_lstm_bidirectional():
+    """A Bidirectional LSTM: rtlgen refuses it in one line."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input((5, 2), name="x")
+    h = layers.Bidirectional(layers.LSTM(3), name="bidi")(inp)
+    return keras.Model(inp, layers.Dense(2, name="head")(h), name="rnn_lstm_bidirectional")
+
+
+def rnn_gru_backwards():
+    """A GRU running the sequence backwards: refused in one line."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input((5, 2), name="x")
+    h = layers.GRU(3, go_backwards=True, name="gru")(inp)
+    return keras.Model(inp, layers.Dense(2, name="head")(h), name="rnn_gru_backwards")
+
+
 MODELS = {
     "seq_mlp": (seq_mlp, (10,)),
     "seq_no_input": (seq_no_input, (7,)),
     "func_cnn": (func_cnn, (8, 8, 3)),
     "func_conv1d": (func_conv1d, (12, 2)),
 }
+#: recurrent models (random weights in [-0.8, 0.8], as the Keras 2 recurrent tests)
+RECURRENT = {
+    "rnn_simple_seq": (rnn_simple_seq, (8, 3)),
+    "rnn_lstm": (rnn_lstm, (8, 3)),
+    "rnn_lstm_seq": (rnn_lstm_seq, (6, 2)),
+    "rnn_gru": (rnn_gru, (8, 3)),
+    "rnn_gru_v1_stack": (rnn_gru_v1_stack, (7, 2)),
+}
 #: models rtlgen refuses (no expected outputs)
-REFUSED = {"seq_int8": seq_int8}
+REFUSED = {
+    "seq_int8": seq_int8,
+    "rnn_lstm_bidirectional": rnn_lstm_bidirectional,
+    "rnn_gru_backwards": rnn_gru_backwards,
+}
 #: models also written as to_json() + save_weights("*.weights.h5")
-JSON_MODELS = ("seq_mlp", "func_cnn")
+JSON_MODELS = ("seq_mlp", "func_cnn", "rnn_lstm", "rnn_gru_v1_stack")
+
+
+def _seed(name: str) -> int:
+    """The model's seed: the first models' as they were made (their position in MODELS),
+    the later ones' from their name (adding a model changes no other model)."""
+    if name in MODELS:
+        return SEED + sorted(MODELS).index(name)
+    return SEED + zlib.crc32(name.encode()) % 10_000
 
 
 def build(name: str):
     import keras
 
-    keras.utils.set_random_seed(SEED + sorted(MODELS).index(name))
-    model = MODELS[name][0]()
+    keras.utils.set_random_seed(_seed(name))
+    make = {**MODELS, **RECURRENT}[name][0] if name not in REFUSED else REFUSED[name]
+    model = make()
     rng = np.random.default_rng(SEED)
+    for layer in model.layers:  # recurrent weights (and biases) that all do something
+        if isinstance(layer, keras.layers.SimpleRNN | keras.layers.LSTM | keras.layers.GRU):
+            for w in layer.weights:
+                w.assign(rng.uniform(-0.8, 0.8, w.shape).astype(np.float32))
     for layer in model.layers:  # BatchNormalization statistics that do something
         if isinstance(layer, keras.layers.BatchNormalization):
             c = layer.gamma.shape[0]
@@ -128,9 +236,12 @@ def build(name: str):
     return model
 
 
-def main(outdir: Path) -> None:
+def main(outdir: Path, names: list[str]) -> None:
+    """Write the models named (all if none) into ``outdir``."""
     outdir.mkdir(parents=True, exist_ok=True)
-    for name, (_, shape) in MODELS.items():
+    for name, (_, shape) in {**MODELS, **RECURRENT}.items():
+        if names and name not in names:
+            continue
         model = build(name)
         model.save(outdir / f"{name}.keras")
         if name in JSON_MODELS:
@@ -140,10 +251,15 @@ def main(outdir: Path) -> None:
         y = np.asarray(model.predict(x, verbose=0))
         np.savez_compressed(outdir / f"{name}_expected.npz", x=x, y=y)
         print(f"{name}: {model.count_params()} parameters")
-    for name, make in REFUSED.items():
-        make().save(outdir / f"{name}.keras")
+    for name in REFUSED:
+        if names and name not in names:
+            continue
+        build(name).save(outdir / f"{name}.keras")
         print(f"{name}: refused by rtlgen")
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "keras3")
+    main(
+        Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "keras3",
+        sys.argv[2:],
+    )

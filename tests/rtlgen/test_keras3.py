@@ -130,26 +130,28 @@ def _oracle_python() -> str | None:
             return sys.executable
     except ImportError:
         pass
-    python = os.environ.get("RTLGEN_KERAS3_PYTHON", "/work/venv-hgq2/bin/python")
-    return python if Path(python).exists() else None
+    candidates = [os.environ.get("RTLGEN_KERAS3_PYTHON", "/work/venv-hgq2/bin/python")]
+    candidates.append("/work/venv-keras3/bin/python")
+    return next((python for python in candidates if Path(python).exists()), None)
 
 
 @pytest.mark.slow
 def test_live_oracle(tmp_path):
     """Keras 3 writes the models again (same seeds): rtlgen reads them, and Keras gives the
-    committed outputs today."""
+    committed outputs today (within float32 noise: XLA's CPU convolutions round differently
+    across machines, ~2e-6 measured on func_cnn)."""
     python = _oracle_python()
     if python is None:
         pytest.skip("Keras 3 oracle not installed (pip install '.[keras3]' in a Python 3.12 venv)")
     script = Path(__file__).parents[1] / "data" / "make_keras3_models.py"
     env = {**os.environ, "KERAS_BACKEND": "jax"}
     subprocess.run(
-        [python, script, tmp_path], check=True, env=env, capture_output=True, timeout=600
+        [python, script, tmp_path, *MODELS], check=True, env=env, capture_output=True, timeout=600
     )
     for name in MODELS:
         fresh = np.load(tmp_path / f"{name}_expected.npz")
         committed = np.load(DATA / f"{name}_expected.npz")
-        np.testing.assert_array_equal(fresh["y"], committed["y"])
+        np.testing.assert_allclose(fresh["y"], committed["y"], rtol=1e-5, atol=1e-5)
         graph = load_model(tmp_path / f"{name}.keras", input_type=INPUT_TYPE)
         got = _predict(graph, fresh["x"], fresh["y"].shape)
         np.testing.assert_allclose(got, fresh["y"], rtol=0, atol=TOLERANCE)
