@@ -89,6 +89,9 @@ _UNSUPPORTED_HINTS = {
     "only forward SimpleRNN/LSTM/GRU layers are supported",
     "Masking": "masked (variable-length) sequences are not supported: recurrent layers "
     "take a fixed number of time steps",
+    "TimeDistributed": "a Dense applies to every time step of a (time, features) input by "
+    "itself: use the Dense (or Conv1D) without the TimeDistributed wrapper",
+    "RNN": "a generic RNN of a custom cell is not read; use the SimpleRNN, LSTM or GRU layers",
 }
 _KERAS_ACTIVATIONS = (
     "linear, relu, relu6, hard_tanh, leaky_relu, sigmoid, tanh, hard_sigmoid, softsign, elu, "

@@ -1,5 +1,6 @@
-"""Layers that are the identity at inference (dropout, noise, regularization): read and
-dropped by the front-end; no node, no hardware."""
+"""Layers that are the identity at inference (dropout, noise, regularization, Keras 3's
+``Identity``, the random image augmentations, which Keras applies in training only: checked
+on Keras 3.15's ``predict``): read and dropped by the front-end; no node, no hardware."""
 
 from __future__ import annotations
 
@@ -20,6 +21,13 @@ class IdentityOp(Op):
         "Dropout",
         "GaussianDropout",
         "GaussianNoise",
+        "Identity",
+        "RandomBrightness",
+        "RandomContrast",
+        "RandomFlip",
+        "RandomRotation",
+        "RandomTranslation",
+        "RandomZoom",
         "SpatialDropout1D",
         "SpatialDropout2D",
         "SpatialDropout3D",

@@ -102,6 +102,56 @@ def seq_int8():
     return model
 
 
+def func_layers_2d():
+    """Functional 2D layer kinds beyond func_cnn: Keras 3's Identity and image augmentations
+    (identities at inference), ZeroPadding2D, DepthwiseConv2D (depth_multiplier 2),
+    LeakyReLU (Keras 3's negative_slope), SeparableConv2D, PReLU (per channel), Maximum and Subtract
+    joins, AveragePooling2D with 'same' padding and stride 2, UpSampling2D, Cropping2D,
+    ReLU(max_value), GlobalMaxPooling2D, Dense."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input((8, 8, 3), name="x")
+    h = layers.RandomFlip(name="flip")(inp)
+    h = layers.RandomContrast(0.2, name="contrast")(h)
+    h = layers.Identity(name="identity")(h)
+    h = layers.ZeroPadding2D(((1, 0), (0, 1)), name="pad")(h)
+    h = layers.DepthwiseConv2D(3, depth_multiplier=2, name="dw")(h)
+    h = layers.LeakyReLU(negative_slope=0.1, name="leaky")(h)
+    a = layers.SeparableConv2D(4, 3, padding="same", name="sep")(h)
+    b = layers.PReLU(shared_axes=[1, 2], name="prelu")(layers.Conv2D(4, 1, name="pw")(h))
+    h = layers.Subtract(name="sub")([layers.Maximum(name="max")([a, b]), b])
+    h = layers.AveragePooling2D(3, strides=2, padding="same", name="avg")(h)
+    h = layers.UpSampling2D(2, name="up")(h)
+    h = layers.Cropping2D(((1, 1), (2, 0)), name="crop")(h)
+    h = layers.ReLU(max_value=4.0, name="relu4")(h)
+    h = layers.GlobalMaxPooling2D(name="gmp")(h)
+    return keras.Model(inp, layers.Dense(3, name="head")(h), name="func_layers_2d")
+
+
+def func_layers_1d():
+    """Functional 1D layer kinds: ZeroPadding1D, DepthwiseConv1D, Keras 3's hard_sigmoid
+    (relu6(x + 3) / 6) as an Activation layer, SeparableConv1D, MaxPooling1D with 'same'
+    padding, UpSampling1D, Cropping1D, Minimum and Multiply joins, Reshape with -1, Flatten,
+    Dense."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input((10, 3), name="x")
+    h = layers.ZeroPadding1D((1, 2), name="pad")(inp)
+    h = layers.DepthwiseConv1D(3, depth_multiplier=2, name="dw")(h)
+    h = layers.Activation("hard_sigmoid", name="hsig")(h)
+    a = layers.SeparableConv1D(4, 3, padding="same", name="sep")(h)
+    b = layers.Conv1D(4, 1, name="pw")(h)
+    h = layers.Multiply(name="mul")([layers.Minimum(name="min")([a, b]), b])
+    h = layers.MaxPooling1D(3, strides=2, padding="same", name="pool")(h)
+    h = layers.UpSampling1D(2, name="up")(h)
+    h = layers.Cropping1D((1, 1), name="crop")(h)
+    h = layers.Reshape((-1, 8), name="reshape")(h)
+    h = layers.Flatten(name="flat")(h)
+    return keras.Model(inp, layers.Dense(2, name="head")(h), name="func_layers_1d")
+
+
 # ---------------------------------------------------------------------------------------
 # recurrent layers (weights in ``layers/<lstm>/cell/vars/<i>``), each with a Dense head
 # ---------------------------------------------------------------------------------------
@@ -189,6 +239,11 @@ MODELS = {
     "func_cnn": (func_cnn, (8, 8, 3)),
     "func_conv1d": (func_conv1d, (12, 2)),
 }
+#: more layer kinds (tests/rtlgen/test_keras3.py)
+LAYERS = {
+    "func_layers_2d": (func_layers_2d, (8, 8, 3)),
+    "func_layers_1d": (func_layers_1d, (10, 3)),
+}
 #: recurrent models (random weights in [-0.8, 0.8], as the Keras 2 recurrent tests)
 RECURRENT = {
     "rnn_simple_seq": (rnn_simple_seq, (8, 3)),
@@ -204,7 +259,7 @@ REFUSED = {
     "rnn_gru_backwards": rnn_gru_backwards,
 }
 #: models also written as to_json() + save_weights("*.weights.h5")
-JSON_MODELS = ("seq_mlp", "func_cnn", "rnn_lstm", "rnn_gru_v1_stack")
+JSON_MODELS = ("seq_mlp", "func_cnn", "func_layers_2d", "rnn_lstm", "rnn_gru_v1_stack")
 
 
 def _seed(name: str) -> int:
@@ -219,13 +274,17 @@ def build(name: str):
     import keras
 
     keras.utils.set_random_seed(_seed(name))
-    make = {**MODELS, **RECURRENT}[name][0] if name not in REFUSED else REFUSED[name]
+    make = {**MODELS, **LAYERS, **RECURRENT}[name][0] if name not in REFUSED else REFUSED[name]
     model = make()
     rng = np.random.default_rng(SEED)
     for layer in model.layers:  # recurrent weights (and biases) that all do something
         if isinstance(layer, keras.layers.SimpleRNN | keras.layers.LSTM | keras.layers.GRU):
             for w in layer.weights:
                 w.assign(rng.uniform(-0.8, 0.8, w.shape).astype(np.float32))
+    if name in LAYERS:  # biases and PReLU slopes that do something (Keras starts them at 0)
+        for w in model.weights:
+            if w.path.endswith(("/bias", "/alpha")):
+                w.assign(rng.uniform(-0.5, 0.5, w.shape).astype(np.float32))
     for layer in model.layers:  # BatchNormalization statistics that do something
         if isinstance(layer, keras.layers.BatchNormalization):
             c = layer.gamma.shape[0]
@@ -239,7 +298,7 @@ def build(name: str):
 def main(outdir: Path, names: list[str]) -> None:
     """Write the models named (all if none) into ``outdir``."""
     outdir.mkdir(parents=True, exist_ok=True)
-    for name, (_, shape) in {**MODELS, **RECURRENT}.items():
+    for name, (_, shape) in {**MODELS, **LAYERS, **RECURRENT}.items():
         if names and name not in names:
             continue
         model = build(name)

@@ -1,6 +1,10 @@
 """Keras 3 model files by design: ``.keras`` v3 archives, Keras-3 JSON configs with
 ``save_weights("*.weights.h5")``, Sequential and Functional (forks and joins), InputLayer with
-``batch_shape``, dtype policies as dicts; read without Keras.
+``batch_shape``, dtype policies as dicts; read without Keras. ``func_layers_2d`` and
+``func_layers_1d`` hold most other layer kinds rtlgen reads, as Keras 3 writes them
+(depthwise/separable convolutions, pooling, padding, cropping, upsampling, merges,
+LeakyReLU/PReLU/ReLU options, Keras 3's hard_sigmoid, Reshape(-1), Identity and the random
+augmentations). Recurrent layers: tests/rtlgen/test_keras3_recurrent.py.
 
 The files in tests/data/keras3/ were written by tests/data/make_keras3_models.py in the oracle
 venv (keras 3.15.1, JAX backend) with Keras's outputs on inputs exact in fixed<16,6>;
@@ -11,8 +15,10 @@ the integer bits each tensor needs, every result rounded to 2**-10, BatchNorm fo
 18-bit scale/shift), so it agrees with Keras to that precision, not bit for bit. Each layer
 adds at most 2**-11 of rounding plus what the weight rounding (relative 2**-15) makes of
 inputs below 4; over these 3-6 layers, whose weights sum to below ~4 per output, the error
-stays under 2**-7. A wrong reading (a dropped layer, a swapped branch, BatchNorm statistics
-mixed up, a transposed kernel) is off by far more: outputs range up to ~7.
+stays under 2**-7 (the 12-13 layers of func_layers_*: measured 7e-4 and 2.0e-3). A wrong
+reading (a dropped layer, a swapped branch, BatchNorm statistics mixed up, a transposed
+kernel, Keras 2's hard_sigmoid slope (0.14 on func_layers_1d)) is off by far more: outputs
+range up to ~7.
 """
 
 from __future__ import annotations
@@ -35,8 +41,8 @@ from .cli_run import rtlgen
 from .ops.network_checks import bit_exact_in_simulator
 
 DATA = Path(__file__).parents[1] / "data" / "keras3"
-MODELS = ("seq_mlp", "seq_no_input", "func_cnn", "func_conv1d")
-JSON_MODELS = ("seq_mlp", "func_cnn")
+MODELS = ("seq_mlp", "seq_no_input", "func_cnn", "func_conv1d", "func_layers_2d", "func_layers_1d")
+JSON_MODELS = ("seq_mlp", "func_cnn", "func_layers_2d")
 INPUT_TYPE = "fixed<16,6>"
 TOLERANCE = 2.0**-7
 
@@ -116,7 +122,34 @@ def test_quantized_dtype_policy_refused_in_one_line(tmp_path):
     assert len(run.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("name", ["seq_mlp", "func_conv1d"])
+def test_inference_identities_are_dropped():
+    """Keras 3's Identity and the random augmentations (active in training only) leave no
+    node; the padding after them reads the model input."""
+    graph = load_model(DATA / "func_layers_2d.keras", input_type=INPUT_TYPE)
+    names = [n.name for n in graph.nodes]
+    assert not {"flip", "contrast", "identity"} & set(names)
+    assert next(n for n in graph.nodes if n.name == "pad").inputs == ("x",)
+
+
+@pytest.mark.parametrize(
+    "class_name, words",
+    [
+        ("TimeDistributed", "use the Dense (or Conv1D) without the TimeDistributed wrapper"),
+        ("RNN", "use the SimpleRNN, LSTM or GRU layers"),
+        ("Bidirectional", "runs the sequence backwards"),
+    ],
+)
+def test_wrappers_are_refused_with_a_way_out(class_name, words):
+    """Keras 3 wrapper layers a user meets: one line naming the layer and what to do."""
+    config = json.loads((DATA / "seq_mlp.json").read_text())
+    config["config"]["layers"][1]["class_name"] = class_name
+    with pytest.raises(UnsupportedError) as info:
+        load_model(config, weights=DATA / "seq_mlp.weights.h5")
+    message = str(info.value)
+    assert "\n" not in message and f"layer 'fc1' ({class_name})" in message and words in message
+
+
+@pytest.mark.parametrize("name", ["seq_mlp", "func_conv1d", "func_layers_1d"])
 def test_network_bit_exact_under_backpressure(name):
     graph = load_model(DATA / f"{name}.keras", input_type=INPUT_TYPE)
     bit_exact_in_simulator(graph, n=3, seed=2)
