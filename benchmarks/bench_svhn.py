@@ -1,9 +1,9 @@
 """SVHN study benchmark: the paper's CNN (arXiv 2101.05108) trained, converted, simulated.
 
-Runs `rtlgen.study` (the same as `rtlgen bench svhn --quick`) and copies its results.json
-to benchmarks/results/svhn.json. The study's own folder (default results/svhn) keeps the
-trained models, designs, results.md and plots; a re-run reuses the trained models and the
-Verilator builds.
+Runs `rtlgen.study` (the same as `rtlgen bench svhn --quick`: the study as a sweep on a local
+Dask cluster) and copies its results.json to benchmarks/results/svhn.json. The study's own
+folder (default results/svhn) keeps spec.yml, the sweep's store (sweep/: trained models,
+designs, simulations), results.md and plots; a re-run reuses every step already done.
 
     python benchmarks/bench_svhn.py                    # quick study -> results/svhn, benchmarks/results/svhn.json
     python benchmarks/bench_svhn.py --full             # every variant, simulated and synthesized (hours)
@@ -49,12 +49,13 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated variants, e.g. BF,QP6 (paper names; QP6* = conv-pool-BN order)",
     )
     parser.add_argument(
-        "--no-peers", action="store_true", help="skip hls4ml and da4ml (their synthesis is long)"
+        "--no-peers", action="store_true", help="skip hls4ml and alkaid (their synthesis is long)"
     )
     parser.add_argument(
         "--styles",
         help="comma-separated design styles: dsp, lut, auto (the default multiplier mode), and each with -full (every layer fully parallel)",
     )
+    parser.add_argument("--workers", type=int, default=2, help="local Dask workers of the sweep")
     args = parser.parse_args(argv)
 
     config = full_config() if args.full else quick_config()
@@ -76,10 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         styles = tuple(args.styles.split(","))
         if not set(styles) <= set(DESIGN_STYLES):
             parser.error(f"--styles {args.styles}: choose from {', '.join(DESIGN_STYLES)}")
-        config = dataclasses.replace(config, multipliers=styles, sim_styles=styles)
+        config = dataclasses.replace(config, multipliers=styles)
     if args.no_peers:
-        config = dataclasses.replace(config, hls4ml=False, da4ml=False)
-    results = run_study(args.output, config, console=Console())
+        config = dataclasses.replace(config, hls4ml=False, alkaid=False)
+    results = run_study(args.output, config, console=Console(), workers=args.workers)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(args.output / "results.json", args.json)
     summary = results["summary"]

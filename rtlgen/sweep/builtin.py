@@ -8,12 +8,16 @@
   epochs, 20,000 training and 2,000 test samples.
 - ``svhn_cnn``: the paper's SVHN CNN, trained by the study's own function
   (`rtlgen.study.train_variant`, quick settings unless overridden), ``weight_bits`` for
-  weights and activations (default 6); a pruned variant is fine-tuned from its unpruned
-  sibling's weights, which the sweep trains as the pruned one's upstream step.
+  weights and activations (default 6; ``float``: the float model, converted with the paper's
+  post-training quantization), ``layer_order`` ``bn_first`` (conv-BN-ReLU-pool, default) or
+  ``pool_first``; a pruned variant is fine-tuned from its unpruned sibling's weights, which
+  the sweep trains as the pruned one's upstream step.
 
 A train step writes the logits model (Keras JSON + weights), ``precision.yml`` (its input
-type, ``fixed<16,6>``) and its test set; convert and predict read them, so only the train
-step imports TensorFlow.
+type, ``fixed<16,6>``; for a float model every layer's types) and its test set; convert and
+predict read them, so only the train step (and the peer steps) import TensorFlow. svhn_cnn's
+train step also writes the Keras logits of the quantized test inputs (`KERAS_LOGITS`) and its
+training record (``models/<variant>.training.json``).
 """
 
 from __future__ import annotations
@@ -26,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from rtlgen.sweep.spec import BuiltinModel, Point
-from rtlgen.sweep.steps import TRAINED_FILES, TrainParams
+from rtlgen.sweep.spec import FLOAT_BITS, LAYER_ORDERS, BuiltinModel, Point
+from rtlgen.sweep.steps import KERAS_LOGITS, TRAINED_FILES, TrainParams
 
 INPUT_TYPE = "fixed<16,6>"
 JET_SIZES = (16, 64, 32, 32, 5)
@@ -40,13 +44,14 @@ def train_params(model: Any, point: Point) -> TrainParams:
     that spells a default out shares the training with one that does not)."""
     assert isinstance(model, BuiltinModel)
     bits = point.get("weight_bits", DEFAULT_BITS)
-    activation = point.get("activation_bits", bits) if model.name == "jet_mlp" else None
+    svhn = model.name == "svhn_cnn"
     return TrainParams(
         model=model,
         weight_bits=bits,
-        activation_bits=activation,
+        activation_bits=None if svhn else point.get("activation_bits", bits),
         sparsity=float(point.get("sparsity", 0.0)),
         data=_data_source(model.name),
+        layer_order=point.get("layer_order", LAYER_ORDERS[0]) if svhn else None,
     )
 
 
@@ -68,10 +73,9 @@ def train_builtin(params: TrainParams, work: Path, upstream: Path | None) -> dic
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if params.model.name == "jet_mlp":
         figures = _train_jet_mlp(params, work)
-    else:
-        figures = _train_svhn_cnn(params, work, upstream)
-    (work / TRAINED_FILES["config"]).write_text(f"input: {INPUT_TYPE}\n")
-    return figures
+        (work / TRAINED_FILES["config"]).write_text(f"input: {INPUT_TYPE}\n")
+        return figures
+    return _train_svhn_cnn(params, work, upstream)
 
 
 # ---------------------------------------------------------------------------------------
@@ -134,42 +138,72 @@ def _train_jet_mlp(params: TrainParams, work: Path) -> dict[str, Any]:
     }
 
 
-def _train_svhn_cnn(params: TrainParams, work: Path, upstream: Path | None) -> dict[str, Any]:
-    import numpy as np
+def svhn_variant(params: TrainParams):
+    """The study's `Variant` of an svhn_cnn train step."""
+    from rtlgen.study import Variant
 
-    from rtlgen.quant.training import logits_model, save_model
-    from rtlgen.study import Variant, load_data, quick_config, train_variant
+    bits = None if params.weight_bits == FLOAT_BITS else params.weight_bits
+    return Variant(bits, params.sparsity, params.layer_order != "pool_first")
 
-    model_spec = params.model
-    config = quick_config()
+
+def svhn_config(model: BuiltinModel):
+    """The study's `StudyConfig` of an svhn_cnn model: the quick study's settings, with what
+    the spec sets (epochs, sizes, architecture, seed)."""
+    from rtlgen.study import quick_config
+
     overrides = {
-        "epochs": model_spec.epochs,
-        "prune_epochs": model_spec.prune_epochs,
-        "train_images": model_spec.train_samples,
-        "test_images": model_spec.test_samples,
+        "epochs": model.epochs,
+        "prune_epochs": model.prune_epochs,
+        "train_images": model.train_samples,
+        "test_images": model.test_samples,
+        "filters": model.filters,
+        "dense": model.dense,
+        "input_shape": None if model.image_size is None else (model.image_size,) * 2 + (3,),
     }
-    config = dataclasses.replace(
-        config, seed=model_spec.seed, **{k: v for k, v in overrides.items() if v is not None}
+    return dataclasses.replace(
+        quick_config(), seed=model.seed, **{k: v for k, v in overrides.items() if v is not None}
     )
+
+
+def _train_svhn_cnn(params: TrainParams, work: Path, upstream: Path | None) -> dict[str, Any]:
+    import json
+
+    from rtlgen.api import load_model
+    from rtlgen.quant.reference import quantize_input
+    from rtlgen.quant.training import logits_model, save_model
+    from rtlgen.study import load_data, precision_config, precision_yaml, train_variant
+
+    config = svhn_config(params.model)
     models = work / "models"
     models.mkdir()
     if upstream is not None:  # the unpruned sibling, trained: train_variant finds it cached
         for path in (upstream / "models").iterdir():
             if path.is_file() and not path.is_symlink():
                 shutil.copyfile(path, models / path.name)
-    variant = Variant(params.weight_bits, params.sparsity)
+    variant = svhn_variant(params)
     data = load_data(config)
     model, record = train_variant(
         variant, config, data, models, log=lambda _line: None, on_epoch=lambda: None
     )
-    save_model(logits_model(model), work / TRAINED_FILES["model"], work / TRAINED_FILES["weights"])
+    logits = logits_model(model)
+    precision = precision_config(variant, model)
+    save_model(logits, work / TRAINED_FILES["model"], work / TRAINED_FILES["weights"])
+    (work / TRAINED_FILES["config"]).write_text(precision_yaml(precision))
     np.save(work / TRAINED_FILES["x_test"], data.x_test)
     np.save(work / TRAINED_FILES["y_test"], data.y_test)
-    history = record.get("history", {})
-    accuracy = history.get("val_accuracy") or [None]
+    # Keras on the test images quantized to the input type (the values the reference gets)
+    graph = load_model(logits, config=precision)
+    x_q = graph.input.out_type.to_float(quantize_input(graph, data.x_test)).astype(np.float32)
+    y_keras = np.asarray(logits.predict(x_q, batch_size=256, verbose=0)).reshape(len(x_q), -1)
+    np.save(work / KERAS_LOGITS, y_keras)
+    (work / "data.json").write_text(
+        json.dumps({"source": data.source, "note": data.note, "train_images": len(data.y_train)})
+    )
     sparsity = record.get("sparsity_quantized") or {}
     return {
-        "keras_accuracy": None if accuracy[-1] is None else round(float(accuracy[-1]), 4),
+        "keras_accuracy": round(float(np.mean(np.argmax(y_keras, 1) == data.y_test)), 4),
         "weight_sparsity": round(float(np.mean(list(sparsity.values()))), 3) if sparsity else 0.0,
         "train_epochs": record.get("epochs"),
+        "train_seconds": record.get("seconds"),
+        "variant": variant.key,
     }

@@ -41,6 +41,7 @@ from rtlgen.sweep.steps import (
     STEP_FUNCTIONS,
     ConvertParams,
     ModelSource,
+    PeerParams,
     PredictParams,
     SimParams,
     StepFunction,
@@ -50,7 +51,14 @@ from rtlgen.sweep.steps import (
     outcome_from_result,
     run_step,
 )
-from rtlgen.sweep.store import STORE_NAME, Store, discard, file_digest, step_digest
+from rtlgen.sweep.store import (
+    STORE_NAME,
+    Store,
+    discard,
+    file_digest,
+    step_digest,
+    tool_version,
+)
 
 #: attempts after the first, for a task that raised or whose worker died
 MAX_RETRIES = 2
@@ -126,6 +134,12 @@ def step_params(spec: SweepSpec, point: Point, step: Step) -> Any:
         return spec.synth
     if step is Step.PNR:
         return spec.pnr
+    if step is Step.HLS4ML:
+        return PeerParams(spec.peers.images, tool_version("hls4ml"))
+    if step is Step.ALKAID:
+        # with synth in the steps, alkaid's and rtlgen's dense-part designs are synthesized too
+        family = spec.synth.family if Step.SYNTH in spec.steps else None
+        return PeerParams(spec.peers.images, tool_version("alkaid"), family)
     raise ValueError(f"no parameters for step {step}")  # a bug: every step is listed above
 
 

@@ -53,6 +53,8 @@ class Step(StrEnum):
     SIM = "sim"
     SYNTH = "synth"
     PNR = "pnr"
+    HLS4ML = "hls4ml"  # a peer: hls4ml's C++ model of the trained model, against the reference
+    ALKAID = "alkaid"  # a peer: alkaid (da4ml's successor) on the dense part, against rtlgen's
 
 
 #: each step's upstream step (the one whose artifacts it reads), None for a root step;
@@ -64,12 +66,16 @@ UPSTREAM: Mapping[Step, Step | None] = {
     Step.SIM: Step.CONVERT,
     Step.SYNTH: Step.CONVERT,
     Step.PNR: Step.CONVERT,
+    Step.HLS4ML: None,
+    Step.ALKAID: None,
 }
+#: steps that start from the trained Keras model (a built-in model's train step)
+PEER_STEPS = (Step.HLS4ML, Step.ALKAID)
 
 
 def upstream_of(step: Step, trained: bool) -> Step | None:
     """The step whose store entry `step` reads (``trained``: the model is a built-in one)."""
-    if trained and step in (Step.CONVERT, Step.PREDICT):
+    if trained and step in (Step.CONVERT, Step.PREDICT, *PEER_STEPS):
         return Step.TRAIN
     return UPSTREAM[step]
 
@@ -82,14 +88,33 @@ HARDWARE_AXES: Mapping[str, tuple[Any, ...]] = {
     "adders_per_stage": tuple(range(1, 9)),
 }
 #: axes of a built-in trainable model only (the bits and sparsity a model file already has)
-TRAINING_AXES = ("weight_bits", "activation_bits", "sparsity")
+TRAINING_AXES = ("weight_bits", "activation_bits", "sparsity", "layer_order")
 MODEL_AXES = (*HARDWARE_AXES, "input_type")
 #: built-in trainable models and the training axes each one has (`rtlgen.sweep.builtin`)
 BUILTIN_AXES: Mapping[str, tuple[str, ...]] = {
     "jet_mlp": ("weight_bits", "activation_bits", "sparsity"),
-    "svhn_cnn": ("weight_bits", "sparsity"),
+    "svhn_cnn": ("weight_bits", "sparsity", "layer_order"),
 }
-BUILTIN_KEYS = ("builtin", "epochs", "prune_epochs", "train_samples", "test_samples", "seed")
+#: svhn_cnn's layer orders: conv -> BN -> ReLU -> pool (the hls4ml tutorial's) or conv ->
+#: pool -> BN -> ReLU
+LAYER_ORDERS = ("bn_first", "pool_first")
+#: svhn_cnn's weight_bits value for the float model, converted with the paper's post-training
+#: quantization (every weight, bias and result fixed<16,6>)
+FLOAT_BITS = "float"
+BUILTIN_KEYS = (
+    "builtin",
+    "epochs",
+    "prune_epochs",
+    "train_samples",
+    "test_samples",
+    "seed",
+    "filters",
+    "dense",
+    "image_size",
+)
+#: svhn_cnn's architecture keys (the paper's CNN by default) and their bounds
+CNN_KEYS = ("filters", "dense", "image_size")
+IMAGE_SIZES = (4, 8, 16, 32)  # the 32x32 images average-pooled by an integer factor
 BITS_RANGE = (2, 16)
 MAX_SPARSITY = 0.95
 
@@ -118,6 +143,7 @@ _TOP_KEYS = (
     "pnr",
     "cluster",
     "metric",
+    "peers",
 )
 METRICS = ("accuracy", "sim_accuracy", "agreement")
 
@@ -150,7 +176,9 @@ class Point:
 class BuiltinModel:
     """A built-in trainable model and its training recipe (`rtlgen.sweep.builtin`).
     ``None``: the model's default. ``prune_epochs``: fine-tuning epochs of a pruned variant
-    (svhn_cnn: it starts from the unpruned variant's trained weights)."""
+    (svhn_cnn: it starts from the unpruned variant's trained weights). svhn_cnn only:
+    ``filters`` per conv block, ``dense`` hidden layer widths, ``image_size`` (the 32x32
+    images average-pooled to it; the paper's CNN: 16/16/24, 42/64, 32)."""
 
     name: str
     epochs: int | None = None
@@ -158,6 +186,9 @@ class BuiltinModel:
     train_samples: int | None = None
     test_samples: int | None = None
     seed: int = 0
+    filters: tuple[int, ...] | None = None
+    dense: tuple[int, ...] | None = None
+    image_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -177,6 +208,13 @@ class SimOptions:
     backpressure: float = 0.0
     seed: int = 0
     fast_build: bool = False
+
+
+@dataclass(frozen=True)
+class PeerOptions:
+    """The peer steps (hls4ml, alkaid) run on the first ``images`` test inputs."""
+
+    images: int = 200
 
 
 @dataclass(frozen=True)
@@ -236,6 +274,7 @@ class SweepSpec:
     pnr: PnrOptions = field(default_factory=PnrOptions)
     cluster: ClusterSpec = field(default_factory=LocalCluster)
     metric: str = "accuracy"
+    peers: PeerOptions = field(default_factory=PeerOptions)
 
     @property
     def trained(self) -> bool:
@@ -353,6 +392,7 @@ def spec_from_dict(data: Any, source: Path) -> SweepSpec:
         pnr=_pnr(data.get("pnr")),
         cluster=_cluster(data.get("cluster")),
         metric=metric,
+        peers=_peers(data.get("peers")),
     )
 
 
@@ -370,6 +410,29 @@ def _model(value: Any, folder: Path) -> Path | BuiltinModel:
         value = mapping.get(key)
         return None if value is None else _integer(value, f"model.{key}", 1, high)
 
+    def widths(key: str, most: int) -> tuple[int, ...] | None:
+        value = mapping.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, list) or not 1 <= len(value) <= most:
+            raise SpecError(
+                f"model.{key}: expected a list of 1 to {most} layer widths, got {_short(value)}"
+            )
+        return tuple(_integer(v, f"model.{key}", 1, 1024) for v in value)
+
+    for key in CNN_KEYS:
+        if mapping.get(key) is not None and name != "svhn_cnn":
+            raise SpecError(f"model.{key}: only the built-in svhn_cnn has {key} ({name} has not)")
+    size = mapping.get("image_size")
+    if size is not None and (isinstance(size, bool) or size not in IMAGE_SIZES):
+        raise SpecError(
+            f"model.image_size: {_short(size)} is not supported (one of {', '.join(map(str, IMAGE_SIZES))})"
+        )
+    filters = widths("filters", 5)
+    if filters is not None and size is not None and size >> len(filters) < 1:
+        raise SpecError(
+            f"model.filters: {len(filters)} conv blocks pool a {size}x{size} image below 1x1"
+        )
     return BuiltinModel(
         name,
         epochs=optional("epochs", 10_000),
@@ -377,6 +440,9 @@ def _model(value: Any, folder: Path) -> Path | BuiltinModel:
         train_samples=optional("train_samples", 10_000_000),
         test_samples=optional("test_samples", 1_000_000),
         seed=_integer(mapping.get("seed", 0), "model.seed", 0, 2**31 - 1),
+        filters=filters,
+        dense=widths("dense", 5),
+        image_size=size,
     )
 
 
@@ -419,6 +485,12 @@ def _axes(value: Any, builtin: str | None) -> tuple[Axis, ...]:
         values = raw if isinstance(raw, list) else [raw]
         if not values:
             raise SpecError(f"axes: {name} has no values")
+        if name == "weight_bits" and FLOAT_BITS in values and builtin != "svhn_cnn":
+            raise SpecError(
+                f"axes: weight_bits {FLOAT_BITS} (the float model, post-training quantized) is "
+                f"a value of the built-in svhn_cnn only; {builtin}: integers from "
+                f"{BITS_RANGE[0]} to {BITS_RANGE[1]}"
+            )
         if len(values) > MAX_AXIS_VALUES:
             raise SpecError(f"axes: {name} has {len(values):,} values (at most {MAX_AXIS_VALUES})")
         checked = tuple(_axis_value(name, v) for v in values)
@@ -430,6 +502,14 @@ def _axes(value: Any, builtin: str | None) -> tuple[Axis, ...]:
 
 
 def _axis_value(name: str, value: Any) -> Any:
+    if name == "weight_bits" and value == FLOAT_BITS:
+        return value
+    if name == "layer_order":
+        if value not in LAYER_ORDERS:
+            raise SpecError(
+                f"axes: layer_order value {_short(value)} is not supported (supported: {', '.join(LAYER_ORDERS)})"
+            )
+        return value
     if name in ("weight_bits", "activation_bits"):
         low, high = BITS_RANGE
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
@@ -507,6 +587,12 @@ def _steps(value: Any, builtin: str | None) -> tuple[Step, ...]:
         raise SpecError(
             "steps: train needs a built-in trainable model; a model file is already trained"
         )
+    peers = [s for s in steps if s in PEER_STEPS]
+    if peers and builtin is None:
+        raise SpecError(
+            f"steps: {peers[0]} needs a built-in trainable model (the peers start from the "
+            "trained Keras model of the train step)"
+        )
     if Step.TRAIN not in steps and builtin is not None:
         raise SpecError(f"steps: the built-in model {builtin} is trained first: add train to steps")
     for step in steps:
@@ -561,6 +647,11 @@ def _sim(value: Any) -> SimOptions:
         seed=_integer(mapping.get("seed", 0), "sim.seed", 0, 2**32 - 1),
         fast_build=fast_build,
     )
+
+
+def _peers(value: Any) -> PeerOptions:
+    mapping = _mapping(value, "peers", ("images",))
+    return PeerOptions(_integer(mapping.get("images", 200), "peers.images", 1, MAX_SIM_SAMPLES))
 
 
 def _synth(value: Any) -> SynthOptions:

@@ -23,7 +23,13 @@ import numpy as np
 
 from rtlgen import __version__
 from rtlgen.quant.errors import RtlgenError
-from rtlgen.sweep.spec import BuiltinModel, PnrOptions, SimOptions, Step, SynthOptions
+from rtlgen.sweep.spec import (
+    BuiltinModel,
+    PnrOptions,
+    SimOptions,
+    Step,
+    SynthOptions,
+)
 from rtlgen.sweep.store import Store, discard
 
 DESIGN = "design"
@@ -52,6 +58,13 @@ TRAINED_FILES = {
     "x_test": "x_test.npy",
     "y_test": "y_test.npy",
 }
+#: what a train step may also write: the Keras logits on the test inputs quantized to the
+#: model's input type (the values the reference and the RTL get), for the Keras/reference
+#: agreement of the predict step
+KERAS_LOGITS = "keras_logits.npy"
+#: predict's outputs (the reference's float values), sim's (the RTL's output mantissas)
+OUTPUTS = "outputs.npy"
+SIM_OUTPUTS = "sim_outputs.npy"
 
 
 @dataclass(frozen=True)
@@ -59,10 +72,11 @@ class TrainParams:
     """One variant of a built-in model (`rtlgen.sweep.builtin`); None: the model's default."""
 
     model: BuiltinModel
-    weight_bits: int | None = None
+    weight_bits: int | str | None = None  # svhn_cnn: "float", the float model (PTQ)
     activation_bits: int | None = None
     sparsity: float = 0.0
     data: str = ""  # where the training data comes from (part of the digest)
+    layer_order: str | None = None  # svhn_cnn: bn_first | pool_first
 
 
 @dataclass(frozen=True)
@@ -86,6 +100,17 @@ class SimParams:
     options: SimOptions
     inputs: Path | None = None
     labels: Path | None = None
+
+
+@dataclass(frozen=True)
+class PeerParams:
+    """A peer step on the first ``images`` test inputs of the trained model; ``synth``: the
+    family to synthesize alkaid's and rtlgen's dense-part designs for (None: no synthesis).
+    ``tool``: the peer's installed version (or "not installed"), so installing it reruns."""
+
+    images: int
+    tool: str
+    synth: str | None = None
 
 
 # synth and pnr read nothing beyond their spec sections: those typed options are their params.
@@ -141,15 +166,27 @@ def convert_step(params: ConvertParams, work: Path, upstream: Path | None) -> di
     if upstream is not None:  # a trained model's test set goes with its designs (for sim)
         for name in ("x_test", "y_test"):
             shutil.copyfile(upstream / TRAINED_FILES[name], work / TRAINED_FILES[name])
-    manifest = design.manifest
+    return design_figures(design.manifest)
+
+
+def design_figures(manifest) -> dict[str, Any]:
+    """A generated design's figures from its manifest (the sweep's convert step and the SVHN
+    study's dense-part designs)."""
+    import math
+
     return {
         "top": manifest.top,
         "latency_cycles": manifest.latency_cycles,
         "ii_cycles": manifest.ii_cycles,
         "multipliers": manifest.totals.multipliers,
+        # a dense, fully parallel build: one multiplier per weight of one window
+        "multipliers_dense": sum(
+            (layer.products or 0) // math.prod(layer.out_shape[:-1]) for layer in manifest.layers
+        ),
         "products_nonzero": manifest.totals.products_nonzero,
         "adders": manifest.totals.adders,
         "input_type": manifest.input.element.text,
+        "generation_seconds": round(manifest.generator.seconds, 2),
     }
 
 
@@ -165,10 +202,17 @@ def predict_step(params: PredictParams, work: Path, upstream: Path | None) -> di
         labels = _required(upstream) / TRAINED_FILES["y_test"]
     x = load_array(inputs, "input", sample_shape=tuple(graph.input_shape))
     y = predict(graph, x).reshape(len(x), -1)
-    np.save(work / "outputs.npy", y)
+    np.save(work / OUTPUTS, y)
     figures: dict[str, Any] = {"samples": len(x)}
     if labels is not None:
         figures["accuracy"] = accuracy(np.argmax(y, axis=1), load_labels(labels, len(x)))
+    keras = None if upstream is None or params.inputs is not None else upstream / KERAS_LOGITS
+    if keras is not None and keras.is_file():
+        y_keras = load_array(keras, "Keras logits").reshape(len(x), -1)
+        figures["keras_reference_argmax_agreement"] = accuracy(
+            np.argmax(y_keras, axis=1), np.argmax(y, axis=1)
+        )
+        figures["keras_reference_max_abs_logit_difference"] = float(np.max(np.abs(y_keras - y)))
     return figures
 
 
@@ -205,6 +249,8 @@ def sim_step(params: SimParams, work: Path, upstream: Path | None) -> dict[str, 
             seed=params.options.seed,
             build_root=build_root,
         )
+    if result.y_sim is not None:
+        np.save(work / SIM_OUTPUTS, np.asarray(result.y_sim))
     figures: dict[str, Any] = {
         "sim_passed": result.passed,
         "sim_samples": result.images,
@@ -238,12 +284,17 @@ def _sim_build(fast: bool) -> tuple[dict[str, str], Path | None]:
 def synth_step(params: SynthParams, work: Path, upstream: Path | None) -> dict[str, Any]:
     """Yosys resources of the upstream design's Verilog (logs kept in ``work/synth``)."""
     from rtlgen.manifest import read_manifest
-    from rtlgen.synth import synthesize
 
     manifest = read_manifest(design_dir(_required(upstream)))
-    result = synthesize(
-        manifest.rtl_paths[0], manifest.top, family=params.family, keep_dir=work / "synth"
-    )
+    return synth_figures(manifest.rtl_paths[0], manifest.top, params.family, work / "synth")
+
+
+def synth_figures(verilog: Path, top: str, family: str, keep_dir: Path | None) -> dict[str, Any]:
+    """Yosys resources of ``top`` in ``verilog`` (`rtlgen.synth`; the synth step and the
+    SVHN study's peer designs)."""
+    from rtlgen.synth import synthesize
+
+    result = synthesize(verilog, top, family=family, keep_dir=keep_dir)
     return {
         "luts": result.luts,
         "ffs": result.ffs,
@@ -273,6 +324,22 @@ def pnr_step(params: PnrParams, work: Path, upstream: Path | None) -> dict[str, 
     }
 
 
+def hls4ml_step(params: PeerParams, work: Path, upstream: Path | None) -> dict[str, Any]:
+    """hls4ml's C++ model of the trained model (rtlgen's types) on the first test inputs,
+    against the reference; ``hls4ml_status`` "skipped: not installed" without hls4ml."""
+    from rtlgen.study import hls4ml_peer
+
+    return hls4ml_peer(_required(upstream), work, params.images)
+
+
+def alkaid_step(params: PeerParams, work: Path, upstream: Path | None) -> dict[str, Any]:
+    """alkaid on the trained model's dense part, and rtlgen's design of the same part;
+    ``alkaid_status`` "skipped: not installed" without alkaid."""
+    from rtlgen.study import alkaid_peer
+
+    return alkaid_peer(_required(upstream), work, params.images, params.synth)
+
+
 STEP_FUNCTIONS: Mapping[Step, StepFunction] = {
     Step.TRAIN: train_step,
     Step.CONVERT: convert_step,
@@ -280,6 +347,8 @@ STEP_FUNCTIONS: Mapping[Step, StepFunction] = {
     Step.SIM: sim_step,
     Step.SYNTH: synth_step,
     Step.PNR: pnr_step,
+    Step.HLS4ML: hls4ml_step,
+    Step.ALKAID: alkaid_step,
 }
 
 

