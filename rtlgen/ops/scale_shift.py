@@ -1,5 +1,8 @@
 """ScaleShift: per-channel ``x * scale + shift``, a BatchNormalization that could not be
-folded into the layer before it (``BatchNormalization``, ``QBatchNormalization``).
+folded into the layer before it (``BatchNormalization``, ``QBatchNormalization``), and the
+preprocessing layers that are one: ``Rescaling`` (``x * scale + offset``) and an adapted
+``Normalization`` (``(x - mean) / max(sqrt(variance), 1e-7)``, or its ``invert``), both per
+channel or for all channels.
 
 Hardware: a diagonal constant matrix-vector product (`rtlgen.ops.matvec`; the off-diagonal
 zeros build nothing).
@@ -21,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -40,7 +44,7 @@ from rtlgen.ops.matvec import plan_matvec
 from rtlgen.ops.registry import Op, Shape, register_op
 from rtlgen.passes import LowerContext, lower_matvec
 from rtlgen.quant.arith import align, aligned_weights
-from rtlgen.quant.errors import ModelFileError, RtlgenError, RtlgenWarning
+from rtlgen.quant.errors import ModelFileError, RtlgenError, RtlgenWarning, UnsupportedError
 from rtlgen.quant.fixed import FixedType
 from rtlgen.quant.quantizers import Quantizer
 from rtlgen.quant.reference import finish_activation
@@ -127,6 +131,99 @@ def read_keras_batchnorm(layer: KerasLayer, shape: Shape, source: WeightSource) 
         bn=float_bn,
     )
     return LayerOut([node], shape)
+
+
+#: Keras's ``backend.epsilon()``, the least divisor of ``Normalization``
+_KERAS_EPSILON = 1e-7
+
+
+def _channel_values(layer: KerasLayer, key: str, value: Any, channels: int) -> np.ndarray:
+    """A config number, list or serialized numpy array as one value per channel (a scalar
+    for all of them, or exactly ``channels`` values)."""
+    if isinstance(value, dict) and value.get("class_name") == "__numpy__":
+        value = (value.get("config") or {}).get("value")
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ModelFileError(f"{layer.where}: '{key}' = {value!r:.60} is not a number") from None
+    if array.size == 1:
+        array = np.full(channels, float(array.reshape(-1)[0]))
+    if array.shape != (channels,) and array.squeeze().shape != (channels,):
+        raise UnsupportedError(
+            f"{layer.where}: '{key}' has shape {array.shape}; supported: one value, or one per "
+            f"channel ({channels})"
+        )
+    array = array.reshape(channels)
+    if not np.all(np.isfinite(array)):
+        raise ModelFileError(f"{layer.where}: '{key}' contains NaN or infinity")
+    return array
+
+
+def read_keras_rescaling(layer: KerasLayer, shape: Shape, source: WeightSource) -> LayerOut:
+    """``Rescaling``: ``x * scale + offset`` (no weights)."""
+    channels = shape[-1]
+    scale = _channel_values(layer, "scale", layer.config.get("scale", 1.0), channels)
+    offset = _channel_values(layer, "offset", layer.config.get("offset", 0.0), channels)
+    node = ir.ScaleShift(
+        layer.name,
+        shape,
+        shape,
+        scale=ir.FloatTensor(scale),
+        shift=ir.FloatTensor(offset),
+        source=layer.name,
+    )
+    return LayerOut([node], shape)
+
+
+def read_keras_normalization(layer: KerasLayer, shape: Shape, source: WeightSource) -> LayerOut:
+    """``Normalization`` (adapted: ``mean``, ``variance``, ``count`` weights; or given in the
+    config): ``(x - mean) / max(sqrt(variance), 1e-7)``; ``invert``:
+    ``mean + x * max(sqrt(variance), 1e-7)``. Per channel (``axis=-1``, Keras's default) or
+    one mean and variance for all (``axis=None``)."""
+    channels = shape[-1]
+    axis = layer.config.get("axis", -1)
+    axes = [axis] if isinstance(axis, int) else axis
+    rank = len(shape) + 1  # with the batch axis
+    if axes is None or axes == []:
+        kept: Shape = ()
+    elif isinstance(axes, list) and len(axes) == 1 and axes[0] in (-1, rank - 1):
+        kept = (channels,)
+    else:
+        raise UnsupportedError(
+            f"{layer.where}: axis={axis} is not supported (supported: -1, one mean and "
+            "variance per channel, or None, one for all)"
+        )
+    if layer.config.get("mean") is not None or layer.config.get("variance") is not None:
+        mean = _channel_values(layer, "mean", layer.config.get("mean"), channels)
+        variance = _channel_values(layer, "variance", layer.config.get("variance"), channels)
+    else:
+        got = layer_weights(source, layer, {"mean": kept, "variance": kept, "count": ()})
+        mean = np.broadcast_to(got["mean"].astype(np.float64), (channels,))
+        variance = np.broadcast_to(got["variance"].astype(np.float64), (channels,))
+    if np.any(variance < 0):
+        raise ModelFileError(f"{layer.where}: variance is negative")
+    deviation = np.maximum(np.sqrt(variance), _KERAS_EPSILON)
+    if config_bool(layer, "invert", False):
+        scale, shift = deviation, mean
+    else:
+        scale, shift = 1.0 / deviation, -mean / deviation
+    node = ir.ScaleShift(
+        layer.name,
+        shape,
+        shape,
+        scale=ir.FloatTensor(scale.copy()),
+        shift=ir.FloatTensor(shift.copy()),
+        source=layer.name,
+    )
+    return LayerOut([node], shape)
+
+
+def read_keras_scale_shift(layer: KerasLayer, shape: Shape, source: WeightSource) -> LayerOut:
+    if layer.class_name == "Rescaling":
+        return read_keras_rescaling(layer, shape, source)
+    if layer.class_name == "Normalization":
+        return read_keras_normalization(layer, shape, source)
+    return read_keras_batchnorm(layer, shape, source)
 
 
 def lower_scale_shift(node: ir.ScaleShift, ctx: LowerContext) -> ir.Node:
@@ -222,8 +319,8 @@ def scale_shift_float(node: ir.ScaleShift, x: np.ndarray) -> np.ndarray:
 class ScaleShiftOp(Op):
     name = "scale_shift"
     node_types = (ir.ScaleShift, KerasBatchNorm)
-    keras_classes = ("BatchNormalization", "QBatchNormalization")
-    from_keras = staticmethod(read_keras_batchnorm)
+    keras_classes = ("BatchNormalization", "QBatchNormalization", "Normalization", "Rescaling")
+    from_keras = staticmethod(read_keras_scale_shift)
     reference = staticmethod(scale_shift_reference)
     float_forward = staticmethod(scale_shift_float)
     plan = staticmethod(plan_matvec)

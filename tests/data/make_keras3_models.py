@@ -152,6 +152,28 @@ def func_layers_1d():
     return keras.Model(inp, layers.Dense(2, name="head")(h), name="func_layers_1d")
 
 
+def func_preprocess():
+    """Preprocessing layers that are a scale and shift per channel: Rescaling, an adapted
+    Normalization (weights mean, variance, count), a Normalization given one mean and
+    variance for all channels (axis=None) and one given per-channel lists with invert=True,
+    around a Conv2D."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input((6, 6, 3), name="x")
+    h = layers.Rescaling(0.5, offset=0.25, name="rescale")(inp)
+    norm = layers.Normalization(name="norm")
+    rng = np.random.default_rng(SEED)
+    norm.adapt(rng.normal([0.5, -1.0, 2.0], [1.0, 2.0, 0.5], (64, 6, 6, 3)).astype(np.float32))
+    h = layers.Conv2D(4, 3, name="conv")(norm(h))
+    h = layers.Normalization(axis=None, mean=0.5, variance=4.0, name="scalar_norm")(h)
+    h = layers.GlobalAveragePooling2D(name="gap")(h)
+    h = layers.Normalization(
+        mean=[1.0, 2.0, -3.0, 0.5], variance=[1.0, 4.0, 0.25, 2.0], invert=True, name="denorm"
+    )(h)
+    return keras.Model(inp, layers.Dense(2, name="head")(h), name="func_preprocess")
+
+
 # ---------------------------------------------------------------------------------------
 # recurrent layers (weights in ``layers/<lstm>/cell/vars/<i>``), each with a Dense head
 # ---------------------------------------------------------------------------------------
@@ -243,6 +265,7 @@ MODELS = {
 LAYERS = {
     "func_layers_2d": (func_layers_2d, (8, 8, 3)),
     "func_layers_1d": (func_layers_1d, (10, 3)),
+    "func_preprocess": (func_preprocess, (6, 6, 3)),
 }
 #: recurrent models (random weights in [-0.8, 0.8], as the Keras 2 recurrent tests)
 RECURRENT = {

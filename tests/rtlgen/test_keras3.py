@@ -23,6 +23,7 @@ range up to ~7.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -35,13 +36,22 @@ import pytest
 
 from rtlgen import ir
 from rtlgen.api import load_model, predict_outputs
+from rtlgen.frontend import read_model
 from rtlgen.quant.errors import UnsupportedError
 
 from .cli_run import rtlgen
 from .ops.network_checks import bit_exact_in_simulator
 
 DATA = Path(__file__).parents[1] / "data" / "keras3"
-MODELS = ("seq_mlp", "seq_no_input", "func_cnn", "func_conv1d", "func_layers_2d", "func_layers_1d")
+MODELS = (
+    "seq_mlp",
+    "seq_no_input",
+    "func_cnn",
+    "func_conv1d",
+    "func_layers_2d",
+    "func_layers_1d",
+    "func_preprocess",
+)
 JSON_MODELS = ("seq_mlp", "func_cnn", "func_layers_2d")
 INPUT_TYPE = "fixed<16,6>"
 TOLERANCE = 2.0**-7
@@ -129,6 +139,38 @@ def test_inference_identities_are_dropped():
     names = [n.name for n in graph.nodes]
     assert not {"flip", "contrast", "identity"} & set(names)
     assert next(n for n in graph.nodes if n.name == "pad").inputs == ("x",)
+
+
+def test_preprocessing_layers_are_scale_and_shift():
+    """Rescaling and Normalization become per-channel ScaleShift nodes: the adapted one from
+    its stored mean and variance, the inverted one as mean + x * sqrt(variance)."""
+    import h5py
+
+    graph = read_model(DATA / "func_preprocess.keras")
+    nodes = {n.name: n for n in graph.nodes}
+    assert all(isinstance(nodes[k], ir.ScaleShift) for k in ("rescale", "norm", "denorm"))
+    np.testing.assert_array_equal(nodes["rescale"].scale.values, [0.5] * 3)
+    np.testing.assert_array_equal(nodes["rescale"].shift.values, [0.25] * 3)
+    with zipfile.ZipFile(DATA / "func_preprocess.keras") as archive:
+        weights = h5py.File(io.BytesIO(archive.read("model.weights.h5")))
+        mean, variance = (
+            np.asarray(weights[f"layers/normalization/vars/{i}"], dtype=np.float64) for i in (0, 1)
+        )
+    np.testing.assert_allclose(nodes["norm"].scale.values, 1 / np.sqrt(variance), rtol=1e-15)
+    np.testing.assert_allclose(nodes["norm"].shift.values, -mean / np.sqrt(variance), rtol=1e-15)
+    np.testing.assert_array_equal(nodes["scalar_norm"].scale.values, [0.5] * 4)
+    np.testing.assert_array_equal(nodes["denorm"].scale.values, [1, 2, 0.5, np.sqrt(2.0)])
+    np.testing.assert_array_equal(nodes["denorm"].shift.values, [1, 2, -3, 0.5])
+
+
+def test_normalization_over_other_axes_is_refused_in_one_line():
+    config = json.loads(zipfile.ZipFile(DATA / "func_preprocess.keras").read("config.json"))
+    norm = next(e for e in config["config"]["layers"] if e["config"]["name"] == "norm")
+    norm["config"]["axis"] = [1]
+    with pytest.raises(UnsupportedError) as info:
+        load_model(config, weights=DATA / "func_layers_2d.weights.h5")
+    message = str(info.value)
+    assert "\n" not in message and "layer 'norm' (Normalization): axis=[1]" in message
 
 
 @pytest.mark.parametrize(
