@@ -35,7 +35,7 @@ from rtlgen.frontend import read_model
 from rtlgen.ops.recurrent import GRU, LSTM, SimpleRNN
 from rtlgen.quant.errors import ModelFileError, UnsupportedError
 
-from .cli_run import convert_and_simulate, rtlgen
+from .cli_run import convert_and_simulate
 from .ops.network_checks import bit_exact_in_simulator
 from .test_keras3 import _oracle_python
 
@@ -170,12 +170,6 @@ def test_options_that_change_nothing_at_inference_are_accepted(tmp_path):
     graph = load_model(path, input_type=INPUT_TYPE)
     got = _predict(graph, expected["x"], expected["y"].shape)
     np.testing.assert_allclose(got, expected["y"], rtol=0, atol=TOLERANCE)
-
-
-def test_refusal_on_the_command_line_is_one_line(tmp_path):
-    run = rtlgen("convert", DATA / "rnn_lstm_bidirectional.keras", "-o", tmp_path / "out")
-    assert run.returncode == 2 and "Traceback" not in run.stderr
-    assert len(run.stderr.strip().splitlines()) == 1 and "Bidirectional" in run.stderr
 
 
 def test_weights_missing_from_the_cell_are_named(tmp_path):
