@@ -12,11 +12,13 @@ it is a walk over its nodes: ~100x faster, and Yosys never sees the array during
 same registers under the same names (``valid_<k>``, ``n<node>_mul``, ``n<node>_d<k>``,
 ``result``), the same clock enable (``advance = ~o.valid | o.ready``, `stream_util`), reset
 (valid bits only, synchronous) and initial values. Every value is its exact integer modulo
-``2**width`` (operands sign- or zero-extended explicitly, constants sized), which is what
-Amaranth's widening arithmetic truncated to the node's shape computes, for any input bits
-(in or out of ``in_range``): tests/layers/test_mac_verilog.py proves the two equivalent with
-Yosys. The adders keep the Amaranth version's structure (the low bits of an unshifted
-operand pass through; negative terms are subtracted), so synthesis builds the same logic.
+``2**width``, which is what Amaranth's widening arithmetic truncated to the node's shape
+computes, for any input bits (in or out of ``in_range``): tests/layers/test_mac_verilog.py
+proves the two equivalent with Yosys. Operators are typed as Amaranth's (signed operands
+``$signed``, an unsigned operand beside a signed one made signed one bit wider, sized
+constants) and keep its structure (the low bits of an unshifted operand pass through;
+negative terms are subtracted), so Yosys sees the same ``$alu``/``$macc`` cells (checked on a
+32 x 16 array after ``synth -run begin:fine``).
 
 `MacModules` collects the modules of the arrays elaborated while `verilog_text` is active:
 `ConstantMatVec.elaborate` then returns an instance of its module (named from a hash of the
@@ -41,24 +43,19 @@ if TYPE_CHECKING:
 _PORTS = "clk, rst, i__payload, i__valid, i__ready, o__payload, o__valid, o__ready"
 
 
-def _extend(name: str, width: int, signed: bool, to: int) -> str:
-    """``name`` (``width`` bits, ``signed`` or not) as a ``to``-bit expression: its value
-    modulo ``2**to``."""
-    if to == width:
-        return name
-    if to < width:
-        return f"{name}[{to - 1}:0]"
-    fill = f"{name}[{width - 1}]" if signed else "1'b0"
-    return f"{{{{{to - width}{{{fill}}}}}, {name}}}"
+def _operand(name: str, width: int, signed: bool, shift: int = 0) -> tuple[str, int, bool]:
+    """``name << shift`` as a self-determined expression (text, width, signed): signed
+    values are ``$signed`` so that Verilog sign-extends them in a wider context."""
+    text = name if shift == 0 else f"{{{name}, {shift}'d0}}"
+    return (f"$signed({text})" if signed else text), width + shift, signed
 
 
-def _shifted(name: str, width: int, signed: bool, shift: int, to: int) -> str:
-    """``name << shift`` as a ``to``-bit expression (modulo ``2**to``)."""
-    if shift >= to:
-        return f"{to}'d0"
-    if shift == 0:
-        return _extend(name, width, signed, to)
-    return f"{{{_extend(name, width, signed, to - shift)}, {shift}'d0}}"
+def _alike(operands: list[tuple[str, int, bool]]) -> list[str]:
+    """As Amaranth's operators: with any signed operand, unsigned ones become signed one
+    bit wider (a Verilog expression mixing them would be unsigned: zero-extended)."""
+    if not any(signed for _, _, signed in operands):
+        return [text for text, _, _ in operands]
+    return [text if signed else f"$signed({{1'b0, {text}}})" for text, _, signed in operands]
 
 
 def _hex(value: int, width: int) -> str:
@@ -96,9 +93,9 @@ class _Writer:
         self.delays[node] = max(self.delays.get(node, 0), delay)
         return f"n{node}_d{delay}", width, signed
 
-    def term(self, t: Term, cycle: int, to: int) -> str:
-        name, width, signed = self.at(t.node, cycle)
-        return _shifted(name, width, signed, t.shift, to)
+    def term(self, t: Term, cycle: int) -> tuple[str, int, bool]:
+        """``node << shift`` of the term (its sign apart) as seen in ``cycle``."""
+        return _operand(*self.at(t.node, cycle), t.shift)
 
     def add(self, index: int) -> None:
         node = self.plan.nodes[index]
@@ -110,22 +107,20 @@ class _Writer:
             a, a_width, a_signed = self.at(low.node, node.cycle)
             if low.shift == 0 and low.sign > 0 and 0 < high.shift < a_width and high.shift < to:
                 # As ConstantMatVec._sum: the low bits of `a` pass through, no adder bits.
-                shift, upper = high.shift, to - high.shift
-                if to <= a_width:
-                    a_high = f"{a}[{to - 1}:{shift}]"
-                else:
-                    fill = f"{a}[{a_width - 1}]" if a_signed else "1'b0"
-                    a_high = f"{{{{{to - a_width}{{{fill}}}}}, {a}[{a_width - 1}:{shift}]}}"
-                b = self.term(Term(high.node, 0, 1), node.cycle, upper)
+                shift = high.shift
+                a_high = _operand(f"{a}[{a_width - 1}:{shift}]", a_width - shift, a_signed)
+                a_text, b_text = _alike([a_high, self.term(Term(high.node, 0, 1), node.cycle)])
                 op = "+" if high.sign > 0 else "-"
-                self.assigns.append(f"assign n{index} = {{{a_high} {op} {b}, {a}[{shift - 1}:0]}};")
+                self.decls.append(f"wire [{to - shift - 1}:0] n{index}_high;")
+                self.assigns.append(f"assign n{index}_high = {a_text} {op} {b_text};")
+                self.assigns.append(f"assign n{index} = {{n{index}_high, {a}[{shift - 1}:0]}};")
                 return
         # Negative terms are subtracted: one subtractor instead of a negation and an adder.
         ordered = sorted(operands, key=lambda t: -t.sign)
-        first = self.term(ordered[0], node.cycle, to)
-        total = f"-{first}" if ordered[0].sign < 0 else first
-        for t in ordered[1:]:
-            total += f" {'-' if t.sign < 0 else '+'} {self.term(t, node.cycle, to)}"
+        texts = _alike([self.term(t, node.cycle) for t in ordered])
+        total = f"-{texts[0]}" if ordered[0].sign < 0 else texts[0]
+        for t, text in zip(ordered[1:], texts[1:], strict=True):
+            total += f" {'-' if t.sign < 0 else '+'} {text}"
         self.assigns.append(f"assign n{index} = {total};")
 
     def mul(self, index: int) -> None:
@@ -167,7 +162,7 @@ class _Writer:
             self.decls.append(f"reg [{total - 1}:0] result = {_hex(init, total)};")
             for j, t in enumerate(plan.outputs):
                 if t is not None:
-                    value = self.term(Term(t.node, t.shift, 1), latency - 1, acc_width)
+                    value = self.term(t, latency - 1)[0]
                     value = f"-{value}" if t.sign < 0 else value
                     low = j * acc_width
                     self.loads.append(f"result[{low + acc_width - 1}:{low}] <= {value};")
@@ -177,7 +172,7 @@ class _Writer:
                 if t is None:
                     value = _hex(b, acc_width)
                 else:
-                    value = self.term(Term(t.node, t.shift, 1), latency, acc_width)
+                    value = self.term(t, latency)[0]
                     value = f"-{value}" if t.sign < 0 else value
                 low = j * acc_width
                 self.assigns.append(f"assign o__payload[{low + acc_width - 1}:{low}] = {value};")
