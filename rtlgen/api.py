@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +32,16 @@ def load_model(
     calibrate: np.ndarray | dict[str, np.ndarray] | None = None,
     limits: Limits = DEFAULT_LIMITS,
     example_input: Any = None,
+    input_types: Mapping[str, str | FixedType] | None = None,
 ) -> ir.ModelGraph:
     """A Keras/QKeras model (file path, json + weights, or in-memory object), a QONNX
     ``.onnx`` file (Brevitas ``export_qonnx``, `rtlgen.frontend.qonnx`), a Brevitas
     ``torch.nn.Module`` with ``example_input`` (exported in memory), or an OUTDIR /
     graph.npz written by `rtlgen convert`, as a lowered `ModelGraph`.
 
-    ``input_type`` (e.g. ``"fixed<8,1>"``) overrides the config's input stream type.
+    ``input_type`` (e.g. ``"fixed<8,1>"``) overrides the config's input stream type;
+    ``input_types`` ({input name: type}) a model input's own, also over the config's
+    ``inputs`` (an unknown name is an `RtlgenError` naming the model's inputs).
     ``calibrate``: sample inputs (N, *input_shape), or {input name: samples} for a model
     with several inputs; unquantized (float-model) results then
     get the integer bits the data needs plus the config's headroom, instead of the
@@ -45,6 +49,7 @@ def load_model(
     ``limits``: caps on parameters, bytes and shapes, checked before anything is allocated
     (`rtlgen.frontend.limits.Limits`; the CLI raises ``max_parameters`` with --max-params).
     """
+    typed = input_type is not None or bool(input_types)  # an input type was given
     if isinstance(model, str | Path):
         path = Path(model)
         if path.is_dir() and (path / "graph.npz").exists():
@@ -53,9 +58,9 @@ def load_model(
             from rtlgen.manifest import read_manifest
 
             graph_path = read_manifest(path).graph_path
-            return _load_saved(graph_path, weights, config or input_type, limits)
+            return _load_saved(graph_path, weights, config or typed or None, limits)
         if path.suffix == ".npz":
-            return _load_saved(path, weights, config or input_type, limits)
+            return _load_saved(path, weights, config or typed or None, limits)
         if not path.exists():
             raise RtlgenError(f"model file {path} does not exist")
         if path.is_dir():
@@ -69,19 +74,23 @@ def load_model(
     if is_torch_module(model):
         from rtlgen.frontend.qonnx import read_brevitas
 
-        graph = read_brevitas(model, example_input, limits, input_from_quant=input_type is None)
+        graph = read_brevitas(model, example_input, limits, input_from_quant=not typed)
     elif isinstance(model, str | Path) and Path(model).suffix.lower() == ".onnx":
         if weights is not None:
             raise RtlgenError(f"{model}: a QONNX model holds its weights; do not pass weights")
         from rtlgen.frontend.qonnx import read_qonnx
 
         # an explicit input type keeps the input quantizer as a node after that type
-        graph = read_qonnx(model, limits, input_from_quant=input_type is None)
+        graph = read_qonnx(model, limits, input_from_quant=not typed)
     else:
         graph = read_model(model, weights=weights, limits=limits)
     precision = _config(config)
     if input_type is not None:
         precision = dataclasses.replace(precision, input=_input_type(input_type))
+    if input_types:
+        named = {name: _input_type(t, f"--input-type {name}=") for name, t in input_types.items()}
+        kept = tuple((name, t) for name, t in precision.inputs if name not in named)
+        precision = dataclasses.replace(precision, inputs=kept + tuple(named.items()))
     if calibrate is None:
         return lower(graph, precision)
     from rtlgen.calibrate import calibrate as measure
@@ -91,7 +100,7 @@ def load_model(
     return infer_precision(folded, dataclasses.replace(precision, calibration=tuple(peaks.items())))
 
 
-def _input_type(value: str | FixedType) -> FixedType:
+def _input_type(value: str | FixedType, option: str = "--input-type") -> FixedType:
     if isinstance(value, FixedType):
         return value
     if not isinstance(value, str):
@@ -101,7 +110,7 @@ def _input_type(value: str | FixedType) -> FixedType:
     try:
         return FixedType.parse(value)
     except RtlgenError as exc:
-        raise RtlgenError(f"input type (--input-type): {exc}") from None
+        raise RtlgenError(f"input type ({option}): {exc}") from None
 
 
 def _load_saved(path: Path, weights: Any, config: Any, limits: Limits) -> ir.ModelGraph:

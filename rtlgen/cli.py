@@ -15,9 +15,10 @@ import math
 import os
 import sys
 import warnings
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -25,6 +26,9 @@ from rich.table import Table
 from rich.text import Text
 
 from rtlgen.quant.errors import RtlgenError
+
+if TYPE_CHECKING:
+    from rtlgen.quant.fixed import FixedType
 
 EXIT_OK, EXIT_MISMATCH, EXIT_USER_ERROR, EXIT_INTERNAL_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 70, 130
 EXIT_BROKEN_PIPE = 141  # what a shell reports for a process killed by SIGPIPE (128 + 13)
@@ -112,7 +116,7 @@ ModelArg = Annotated[str, typer.Argument(help="Model file: .h5 (full model), .js
 WeightsOpt = Annotated[Path | None, typer.Option("--weights", "-w", help="Weights .h5 for a .json model.")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Precision config YAML (hls4ml-style types accepted).")]
 CalibrateOpt = Annotated[Path | None, typer.Option("--calibrate", help="Sample inputs .npy (several inputs: an .npz, one array per input name): size float-model results from observed ranges (+ headroom) instead of worst-case analysis.")]
-InputTypeOpt = Annotated[str | None, typer.Option("--input-type", help="Input stream type, e.g. 'fixed<8,1>' (default: config's, else fixed<16,6>).")]
+InputTypeOpt = Annotated[list[str] | None, typer.Option("--input-type", help="Input stream type, e.g. 'fixed<8,1>' (default: config's, else fixed<16,6>); a model with several inputs: NAME=TYPE gives the input NAME its own (repeat the option; a TYPE alone is for the others).")]
 MaxParamsOpt = Annotated[int | None, typer.Option("--max-params", min=1, help="Most parameters (weights, biases, BN) a model may declare; a guard against hostile files, checked before anything is read. Default 20,000,000.", show_default=False)]
 
 
@@ -189,21 +193,59 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
         _library_show_warning(message, category, filename, lineno, file, line)
 
 
-def _load(model: str, weights: Path | None, config: Path | None, input_type: str | None = None,
+@dataclass(frozen=True)
+class InputTypes:
+    """``--input-type`` parsed: a type for every input (``default``) and per input name."""
+
+    default: FixedType | None = None
+    named: tuple[tuple[str, FixedType], ...] = ()
+
+    @property
+    def given(self) -> bool:
+        return self.default is not None or bool(self.named)
+
+
+def _input_types(values: list[str] | None) -> InputTypes:
+    """``--input-type TYPE`` and ``--input-type NAME=TYPE`` (repeatable) as `InputTypes`."""
+    from rtlgen.quant.fixed import FixedType
+
+    default: FixedType | None = None
+    named: dict[str, FixedType] = {}
+    for value in values or ():
+        name, equals, text = value.rpartition("=")
+        name = name.strip()
+        if equals and not name:
+            raise RtlgenError(f"--input-type {value!r}: NAME=TYPE needs an input name before '='")
+        try:
+            t = FixedType.parse(text.strip())
+        except RtlgenError as exc:
+            raise RtlgenError(f"--input-type {value!r}: {exc}") from None
+        if name in named or (not name and default is not None):
+            which = f"input '{name}'" if name else "every input (a TYPE without NAME=)"
+            raise RtlgenError(f"--input-type: two types for {which}")
+        if name:
+            named[name] = t
+        else:
+            default = t
+    return InputTypes(default, tuple(named.items()))
+
+
+def _load(model: str, weights: Path | None, config: Path | None, input_type: list[str] | None = None,
           calibrate: Path | None = None, max_params: int | None = None):
     import zipfile
 
     from rtlgen.api import load_array, load_arrays, load_model
     from rtlgen.frontend.limits import Limits
 
+    types = _input_types(input_type)
     limits = Limits() if max_params is None else Limits(max_parameters=max_params)
     samples = None
     if calibrate is not None:  # an .npz: one array per input name (a model with several inputs)
         several = calibrate.is_file() and zipfile.is_zipfile(calibrate)
         samples = (load_arrays if several else load_array)(calibrate, "calibration", limits=limits)
     with _progress(f"reading {model}"):
-        return load_model(model, weights=weights, config=config, input_type=input_type, calibrate=samples,
-                          limits=limits)
+        return load_model(model, weights=weights, config=config, input_type=types.default, calibrate=samples,
+                          limits=limits, input_types=dict(types.named))
 
 
 # ---------------------------------------------------------------------------------------
@@ -424,16 +466,18 @@ def _convert(model, outdir, weights, config, input_type, calibrate, multiplier, 
         )
 
 
-def _input_type_origin(model: str, config: Path | None, input_type: str | None) -> str:
+def _input_type_origin(model: str, config: Path | None, input_type: list[str] | None) -> str:
     """How the input stream type was chosen (`rtlgen.manifest.INPUT_TYPE_ORIGINS`), for REPORT.md."""
     from rtlgen.api import _config
     from rtlgen.passes import DEFAULT_PRECISION
 
-    if input_type is not None:
+    if input_type:
         return "option"
     if Path(model).is_dir() or Path(model).suffix == ".npz":
         return "model"
-    if config is not None and _config(config).input != DEFAULT_PRECISION.input:
+    if config is not None and (
+        _config(config).input != DEFAULT_PRECISION.input or _config(config).inputs
+    ):
         return "config"
     return "default"
 

@@ -1,7 +1,9 @@
 """YAML precision configuration -> `rtlgen.passes.PrecisionConfig` (parsed once, at the edge).
 
 ```yaml
-input: ap_fixed<16,6>            # type of the input stream
+input: ap_fixed<16,6>            # type of the input stream (of every input not in `inputs`)
+inputs:                          # a model with several inputs: a type per input name
+  jet_image: ap_ufixed<8,0>
 default:                         # for float (unquantized) constants and results
   weight_width: 16               # bits of float weights/biases (integer bits from the values)
   bn_width: 18                   # bits of BatchNorm scale/shift
@@ -33,7 +35,7 @@ from rtlgen.quant.fixed import FixedType, Overflow, Rounding
 
 __all__ = ["load_config", "config_from_dict"]
 
-_TOP_KEYS = ("input", "default", "rounding", "overflow", "layers")
+_TOP_KEYS = ("input", "inputs", "default", "rounding", "overflow", "layers")
 _DEFAULT_KEYS = ("weight_width", "bn_width", "result_frac", "result_int_bits")
 _LAYER_KEYS = ("weight", "bias", "result")
 _ROUNDING = {
@@ -81,6 +83,15 @@ def config_from_dict(data: Any, origin: str = "precision config") -> PrecisionCo
     _check_keys(data, _TOP_KEYS, origin)
     d = DEFAULT_PRECISION
     input_type = _precision(data["input"], f"{origin}: input") if "input" in data else d.input
+    inputs_raw = data.get("inputs") or {}
+    if not isinstance(inputs_raw, Mapping):
+        raise RtlgenError(
+            f"{origin}: 'inputs' must map input names to precisions, got {_short(inputs_raw)}"
+        )
+    inputs = tuple(
+        (str(name), _precision(value, f"{origin}: inputs.{name}"))
+        for name, value in inputs_raw.items()
+    )
     defaults = data.get("default") or {}
     _check_keys(defaults, _DEFAULT_KEYS, f"{origin}: default")
     weight_width = _width(defaults, "weight_width", d.weight_width, origin)
@@ -123,6 +134,7 @@ def config_from_dict(data: Any, origin: str = "precision config") -> PrecisionCo
         )
     return PrecisionConfig(
         input=input_type,
+        inputs=inputs,
         weight_width=weight_width,
         bn_width=bn_width,
         result_frac=result_frac,

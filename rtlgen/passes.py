@@ -43,7 +43,9 @@ class PrecisionConfig:
     """How float constants and unquantized results become fixed point.
 
     QKeras quantizers in the model always win; this fills in everything they leave open.
-    - ``input``: type of the input stream.
+    - ``input``: type of the input stream (of every input ``inputs`` does not name);
+    - ``inputs``: (input name, type) for inputs of their own type (a model with several
+      inputs; the name of the Keras input layer);
     - float weights/biases get ``weight_width`` bits with the integer bits their largest
       magnitude needs (per tensor);
     - BatchNorm scale/shift get ``bn_width`` bits likewise;
@@ -54,6 +56,7 @@ class PrecisionConfig:
     """
 
     input: FixedType = FixedType(16, 10, True)
+    inputs: tuple[tuple[str, FixedType], ...] = field(default=())
     weight_width: int = 16
     bn_width: int = 18
     result_frac: int = 10
@@ -73,6 +76,13 @@ class PrecisionConfig:
             if name == node.name:
                 return peak
         return None
+
+    def input_type(self, node: ir.Input) -> FixedType:
+        """The stream type of the input ``node``: its own from ``inputs``, else ``input``."""
+        for name, t in self.inputs:
+            if name in (node.name, node.source):
+                return t
+        return self.input
 
     def for_layer(self, node: ir.Node) -> LayerPrecision:
         for name, precision in self.layers:
@@ -372,6 +382,18 @@ def _check_layer_names(graph: ir.ModelGraph, config: PrecisionConfig) -> None:
             )
 
 
+def _check_input_names(graph: ir.ModelGraph, config: PrecisionConfig) -> None:
+    """Every input ``config.inputs`` names is an input of the graph (one line if not)."""
+    known = {n for node in graph.input_nodes for n in (node.name, node.source) if n}
+    for name, _ in config.inputs:
+        if name not in known:
+            raise RtlgenError(
+                f"input type for '{name}' (--input-type {name}=TYPE or the config's inputs): "
+                f"model '{graph.name}' has no input '{name}' (its inputs: "
+                f"{', '.join(node.name for node in graph.input_nodes)})"
+            )
+
+
 def infer_precision(
     graph: ir.ModelGraph, config: PrecisionConfig = DEFAULT_PRECISION
 ) -> ir.ModelGraph:
@@ -379,6 +401,7 @@ def infer_precision(
     from rtlgen.ops.registry import op_for
 
     _check_layer_names(graph, config)
+    _check_input_names(graph, config)
     quantized_model = any(
         isinstance(t, ir.FloatTensor) and t.quantizer is not None
         for node in graph.nodes
@@ -388,7 +411,7 @@ def infer_precision(
     nodes: list[ir.Node] = []
     for node in graph.nodes:
         if isinstance(node, ir.Input):
-            node = node.replace(out_type=node.out_type or config.input)
+            node = node.replace(out_type=node.out_type or config.input_type(node))
         else:
             in_types = tuple(types[name] for name in node.inputs)
             ctx = LowerContext(

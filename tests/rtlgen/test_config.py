@@ -51,9 +51,11 @@ def test_empty_file_and_partial_config_keep_defaults(tmp_path):
     "data, message",
     [
         (
-            {"inputs": "ap_fixed<8,2>"},
-            "unknown key 'inputs' \\(accepted: input, default, rounding, overflow, layers\\)",
+            {"input_type": "ap_fixed<8,2>"},
+            "unknown key 'input_type' \\(accepted: input, inputs, default, rounding, overflow, layers\\)",
         ),
+        ({"inputs": "ap_fixed<8,2>"}, "'inputs' must map input names to precisions"),
+        ({"inputs": {"a": "fixd<8,2>"}}, "inputs.a: cannot parse precision"),
         (
             {"default": {"weight_bits": 8}},
             "default: unknown key 'weight_bits' \\(accepted: weight_width, bn_width, result_frac, result_int_bits\\)",

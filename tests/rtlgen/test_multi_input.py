@@ -864,6 +864,51 @@ def test_multi_input_graphs_bit_exact_in_verilator(name, tmp_path, tmp_path_fact
 
 
 # ---------------------------------------------------------------------------------------
+# a stream type per input
+def test_each_input_takes_its_own_type_from_the_option_or_the_config(tmp_path, two_branch_weights):
+    """--input-type NAME=TYPE (repeatable) and the config's ``inputs`` give an input its own
+    type, a TYPE alone (or the config's ``input``) the others; the option wins by name."""
+    (tmp_path / "m.json").write_text(json.dumps(_two_branch_config(False)))
+    (tmp_path / "p.yml").write_text("input: fixed<10,3>\ninputs:\n  a: ufixed<8,0>\n  b: fixed<7,2>\n")
+    model = (tmp_path / "m.json", two_branch_weights)
+    graph = load_model(*model, config=tmp_path / "p.yml")
+    assert [str(n.out_type) for n in graph.input_nodes] == ["ufixed<8,0>", "fixed<7,2>"]
+    result = rtlgen("inspect", *model[:1], "-w", model[1], "--json", "--config", tmp_path / "p.yml",
+                    "--input-type", "b=fixed<6,2>", "--input-type", "fixed<8,4>")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    types = {i["name"]: i["type"] for i in json.loads(result.stdout)["inputs"]}
+    assert types == {"a": "ufixed<8,0>", "b": "fixed<6,2>"}  # the config's a, the option's b
+    graph = load_model(*model, input_type="fixed<8,4>", input_types={"b": FixedType(6, 4)})
+    assert [str(n.out_type) for n in graph.input_nodes] == ["fixed<8,4>", "fixed<6,2>"]
+
+
+@pytest.mark.parametrize(
+    "options, fragment",
+    [
+        (["--input-type", "c=fixed<8,4>"], "has no input 'c' (its inputs: a, b)"),
+        (["--input-type", "a=fixed<8,4>", "--input-type", "a=fixed<6,2>"], "two types for input 'a'"),
+        (["--input-type", "=fixed<8,4>"], "needs an input name"),
+        (["--input-type", "a=fixd<8,4>"], "--input-type 'a=fixd<8,4>'"),
+    ],
+)
+def test_bad_per_input_types_are_one_line_errors(tmp_path, two_branch_weights, options, fragment):
+    (tmp_path / "m.json").write_text(json.dumps(_two_branch_config(False)))
+    result = rtlgen("inspect", tmp_path / "m.json", "-w", two_branch_weights, *options)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and fragment in result.stderr, result.stderr
+
+
+def test_config_inputs_naming_no_input_are_refused(tmp_path, two_branch_weights):
+    (tmp_path / "m.json").write_text(json.dumps(_two_branch_config(False)))
+    (tmp_path / "p.yml").write_text("inputs: {x: 'fixed<8,4>'}\n")
+    with pytest.raises(RtlgenError, match="has no input 'x'"):
+        load_model(tmp_path / "m.json", two_branch_weights, config=tmp_path / "p.yml")
+    (tmp_path / "p.yml").write_text("inputs: fixed<8,4>\n")
+    with pytest.raises(RtlgenError, match="'inputs' must map input names"):
+        load_model(tmp_path / "m.json", two_branch_weights, config=tmp_path / "p.yml")
+
+
+# ---------------------------------------------------------------------------------------
 # calibration of a float model with several inputs
 def test_calibration_takes_one_array_per_input(tmp_path, two_branch_weights):
     """--calibrate with an .npz (one array per input name): every float result sized from
