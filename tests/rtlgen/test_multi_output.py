@@ -309,6 +309,47 @@ def keras_two_head(path, seed=0):
     return model
 
 
+def test_a_no_op_output_layer_names_its_output_as_keras_does(tmp_path):
+    """Outputs through a Dropout, a linear Activation or a softmax layer (no node of their
+    own) are named after that layer, as Keras names the model's outputs; a layer they
+    pass on that is also used elsewhere still computes the same."""
+    from tests.models import write_weights_h5
+
+    from .test_multi_input import _functional
+
+    dense = {"use_bias": True, "activation": "linear"}
+    config = _functional(
+        [("x", [4])],
+        [
+            ("hidden", "Dense", {**dense, "units": 5, "activation": "relu"}, ["x"]),
+            ("reg", "Dense", {**dense, "units": 2}, ["hidden"]),
+            ("reg_out", "Dropout", {"rate": 0.5}, ["reg"]),
+            ("cls", "Dense", {**dense, "units": 3}, ["hidden"]),
+            ("probs", "Activation", {"activation": "softmax"}, ["cls"]),
+            ("feat", "Activation", {"activation": "linear"}, ["hidden"]),
+        ],
+        ["reg_out", "probs", "feat"],
+        keras3=False,
+    )
+    (tmp_path / "m.json").write_text(json.dumps(config))
+    rng = np.random.default_rng(2)
+    shapes = {"hidden": (4, 5), "reg": (5, 2), "cls": (5, 3)}
+    weights = {
+        name: {"kernel": rng.normal(size=shape), "bias": rng.normal(size=shape[1])}
+        for name, shape in shapes.items()
+    }
+    write_weights_h5(tmp_path / "w.h5", weights)
+    graph = load_model(tmp_path / "m.json", tmp_path / "w.h5", input_type="fixed<8,4>")
+    assert output_names(graph) == ("reg_out", "probs", "feat")
+    assert graph.softmax_outputs == (graph.outputs[1],)  # the logits of 'cls' leave the hardware
+    x = random_inputs(graph, 4, seed=1) / 16.0
+    hidden = np.maximum(x @ weights["hidden"]["kernel"] + weights["hidden"]["bias"], 0)
+    ours = predict_outputs(graph, x)
+    want = hidden @ weights["reg"]["kernel"] + weights["reg"]["bias"]
+    np.testing.assert_allclose(ours["reg_out"], want, atol=2**-6)
+    np.testing.assert_allclose(ours["feat"], hidden, atol=2**-6)
+
+
 def test_keras_two_head_model_predicts_like_keras_per_head(tmp_path):
     model = keras_two_head(tmp_path / "m.h5")
     graph = load_model(tmp_path / "m.h5", input_type="fixed<8,4>")
