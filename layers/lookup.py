@@ -1,4 +1,4 @@
-"""Elementwise activations in hardware: a ROM per element, or a compare-and-multiply.
+"""Elementwise activations in hardware: a ROM shared by the elements, or a compare-and-multiply.
 
 `LookupTable` implements any table of `rtlgen.quant.activations.lookup_table`;
 `PiecewiseLinear` implements `rtlgen.quant.activations.LeakySpec` (LeakyReLU, PReLU, ReLU with
@@ -27,15 +27,26 @@ from .stream_util import StageRegisters, pipeline_control
 #: A 6-bit table is one 6-input LUT per output bit, less than the smallest block RAM
 #: (and no RAM primitive on devices without one); above that a ROM is cheaper.
 LOGIC_TABLE_MAX_BITS = 6
+#: ROMs of at least this many input bits are block RAM (``rom_style``), smaller ones logic:
+#: a 1 K-entry table of ~11 bits is about 200 LUTs a lane in logic, one 18 Kb block RAM for
+#: two lanes; without the attribute Yosys maps a ROM of several read ports to logic
+#: (4 lanes of a 4 K x 11 table: 2,700 LUTs, against 6 RAMB18 and 1 LUT with it).
+BLOCK_TABLE_MIN_BITS = 10
+#: Read ports of one table ROM: a true-dual-port block RAM's two. (One memory with a port
+#: per lane would be the same block RAMs, but Yosys 0.70's memory_libmap crashes on a
+#: 32-port memory.)
+ROM_READ_PORTS = 2
 
 
 class LookupTable(wiring.Component):
     """``o[k] = table[i[k] - in_type.min_int]`` for each of ``n_elements`` lanes.
 
-    One lookup per element per beat: each lane has its own ROM (an
-    `amaranth.lib.memory.Memory` with one synchronous read port, which synthesis maps to
-    block or distributed RAM) or, for inputs of at most `LOGIC_TABLE_MAX_BITS` bits (or
-    ``rom=False``), a case statement (LUTs).
+    One lookup per element per beat. Every two lanes share one ROM (an
+    `amaranth.lib.memory.Memory` with a synchronous read port per lane, `ROM_READ_PORTS`):
+    block RAM from `BLOCK_TABLE_MIN_BITS` input bits on (``rom_style``; one true-dual-port
+    block RAM then serves two lanes, ``ceil(lanes / 2)`` copies of the table, not one per
+    lane), logic below. For inputs of at most `LOGIC_TABLE_MAX_BITS` bits (or
+    ``rom=False``) each lane is a case statement (LUTs).
 
     Contract: II = 1; ``latency`` 1 (the ROM's read register is the pipeline stage) or 2
     (an extra output register, e.g. a block RAM's output register, for timing). Under
@@ -68,6 +79,7 @@ class LookupTable(wiring.Component):
         self.table, self.in_type, self.out_type = table, in_type, out_type
         self.n_elements = n_elements
         self.rom = in_type.width > LOGIC_TABLE_MAX_BITS if rom is None else rom
+        self.block = self.rom and in_type.width >= BLOCK_TABLE_MIN_BITS
         self._latency = latency
         super().__init__(
             {
@@ -101,9 +113,13 @@ class LookupTable(wiring.Component):
         for k in range(self.n_elements):
             address = Value.cast(self.i.payload[k]).as_unsigned()
             if self.rom:
-                m.submodules[f"rom{k}"] = rom = memory.Memory(
-                    shape=out_shape, depth=len(contents), init=contents
-                )
+                if k % ROM_READ_PORTS == 0:
+                    m.submodules[f"rom{k // ROM_READ_PORTS}"] = rom = memory.Memory(
+                        shape=out_shape,
+                        depth=len(contents),
+                        init=contents,
+                        attrs={"rom_style": "block" if self.block else "logic"},
+                    )
                 port = rom.read_port()  # synchronous: the read register is stage 1
                 m.d.comb += [port.addr.eq(address), port.en.eq(advance)]
                 lanes.append(port.data)

@@ -23,8 +23,9 @@ layer has an explicit result type; QKeras tables into `table_out_type` (exact).
 unquantized function QKeras quantizes): the table's own largest error (`table_error`) plus,
 where the input is requantized, the function's largest slope times the input rounding.
 
-Hardware: [`Requantize` into the table type ->] `LookupTable` (one ROM or case statement
-per element of a beat). II = 1, latency 1 + 1.
+Hardware: [`Requantize` into the table type ->] `LookupTable` (one ROM for the elements of
+a beat, a read port each, or a case statement per element for tables of up to 6 input
+bits). II = 1, latency 1 + 1.
 """
 
 from __future__ import annotations
@@ -358,7 +359,10 @@ def plan_table(node: TableActivation, ctx: PlanContext) -> LayerPlan:
         stages.append(Requantize(lanes, ctx.in_type, node.table_type, None, None, node.rounding))
     stages.append(LookupTable(node_table(node), node.table_type, node.out_type, lanes))
     entries = 1 << node.table_type.width
-    note = f"{lanes} table(s) of {entries} x {node.out_type.width} bits ({node.kind.value})"
+    note = (
+        f"one table of {entries} x {node.out_type.width} bits ({node.kind.value}) read by "
+        f"{lanes} lane(s)"
+    )
     return LayerPlan(node, tuple(stages), out_spacing=ctx.spacing, notes=(note,))
 
 

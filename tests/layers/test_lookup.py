@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from amaranth.back import rtlil
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rtlgen.layers.lookup import LOGIC_TABLE_MAX_BITS, LookupTable, PiecewiseLinear
+from rtlgen.layers.lookup import (
+    BLOCK_TABLE_MIN_BITS,
+    LOGIC_TABLE_MAX_BITS,
+    LookupTable,
+    PiecewiseLinear,
+)
 from rtlgen.quant.activations import (
     ActivationKind,
     LeakySpec,
@@ -82,6 +88,23 @@ def test_widest_table_in_rom():
     x = _inputs(np.random.default_rng(5), in_type, 2, 30)
     run = simulate_rows(LookupTable(table, in_type, out_type, 2), x, 5, 0.6, 0.6)
     np.testing.assert_array_equal(np.array(run.outputs), apply_table(table, x, in_type))
+
+
+@pytest.mark.parametrize("bits, style", [(BLOCK_TABLE_MIN_BITS - 1, "logic"), (12, "block")])
+def test_two_lanes_read_one_rom(bits, style):
+    """One memory with two read ports per two lanes (a dual-port block RAM serves both),
+    block RAM from `BLOCK_TABLE_MIN_BITS` input bits on; the lanes' outputs stay their own
+    (random table, every lane a different input, random valid/ready)."""
+    in_type, out_type = FixedType(bits, bits - 4), FixedType(9, 3, True)
+    rng = np.random.default_rng(bits)
+    table = rng.integers(out_type.min_int, out_type.max_int + 1, size=1 << bits)
+    dut = LookupTable(table, in_type, out_type, 5)
+    text = rtlil.convert(dut)
+    assert text.count("  memory width") == 3 and text.count("$memrd") == 5
+    assert f'rom_style "{style}"' in text
+    x = _inputs(rng, in_type, 5, 16)
+    run = simulate_rows(LookupTable(table, in_type, out_type, 5), x, 8, 0.6, 0.5)
+    np.testing.assert_array_equal(np.array(run.outputs), table[x - in_type.min_int])
 
 
 def test_rom_for_wide_inputs_logic_for_narrow_ones():
