@@ -67,3 +67,29 @@ def test_mac_arrays_as_text_bit_exact_in_verilator(
     )
     assert result.passed, result.report
     assert result.mismatches == 0 and result.images == 6
+
+
+def test_mac_arrays_inside_a_recurrent_layer_as_text_bit_exact_in_verilator(
+    tmp_path, build_root, monkeypatch
+):
+    """MAC arrays that another component elaborates (a recurrent cell's, converted in a
+    worker process) become instances of text modules too."""
+    from rtlgen import ir
+    from rtlgen.ops.recurrent import GRU, LSTM
+    from rtlgen.passes import PrecisionConfig, lower
+
+    from ..rtlgen.ops.test_recurrent import IN_TYPE, rnn_node
+
+    monkeypatch.setattr(emit, "SEPARATE_BITS", 0)
+    first = rnn_node(LSTM, steps=2, features=1, units=2, sequences=True, seed=1, name="lstm")
+    second = rnn_node(GRU, steps=2, features=2, units=1, sequences=False, seed=2, name="gru")
+    nodes = (ir.Input("in", (2, 1), (2, 1)), first, second)
+    graph = lower(ir.ModelGraph("stacked", nodes), PrecisionConfig(input=IN_TYPE))
+    design = emit.convert(graph, tmp_path / "design", jobs=2)
+    assert re.search(rf"^module {design.top}__l\d+_\w+__mac_", design.verilog.read_text(), re.M)
+    x = random_inputs(graph, 5, 3)
+    result = simulate(
+        design.outdir, x, run_int(graph, x), backpressure=0.4, seed=3, build_root=build_root
+    )
+    assert result.passed, result.report
+    assert result.mismatches == 0 and result.images == 5
