@@ -85,7 +85,8 @@ def _read_path(path: Path, weights: Path | None, files: ExitStack, limits: Limit
             if weights is not None
             else _indexed(variables, what)
         )
-        return build_graph(config, source, source=what, limits=limits)
+        version = hdf5.keras_archive_version(path, what)
+        return build_graph(config, source, source=what, limits=limits, keras_version=version)
     if kind == "hdf5":
         f = _open(path, what, files)
         config = hdf5.model_config_from_h5(f, what, limits)
@@ -99,7 +100,8 @@ def _read_path(path: Path, weights: Path | None, files: ExitStack, limits: Limit
             if weights is not None
             else NamedWeights(hdf5.weights_from_h5(f, what, limits), what)
         )
-        return build_graph(config, source, source=what, limits=limits)
+        version = hdf5.h5_keras_version(f, what)
+        return build_graph(config, source, source=what, limits=limits, keras_version=version)
     if path.suffix.lower() in (".h5", ".hdf5", ".keras"):
         raise ModelFileError(f"{what}: not an HDF5 file or .keras archive (unrecognized content)")
     config = hdf5.read_json_file(path, what, limits)

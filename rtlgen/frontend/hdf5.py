@@ -627,6 +627,51 @@ def open_keras_archive(
     return config, IndexedVariables(f, inner)
 
 
+#: largest metadata.json / keras_version read (Keras writes ~60 bytes)
+_MAX_METADATA_BYTES = 1 << 12
+
+
+def _version_text(value: Any) -> str | None:
+    value = _decode(value)
+    return value if isinstance(value, str) and len(value) <= 40 else None
+
+
+def keras_archive_version(path: Path, what: str) -> str | None:
+    """The ``keras_version`` of a ``.keras`` archive's metadata.json; None when it has none
+    (or an unreadable one: the version only tells which Keras wrote the file)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            info = next((i for i in archive.infolist() if i.filename == "metadata.json"), None)
+            if info is None:
+                return None
+            text = io.BytesIO()
+            _bounded_member(archive, info, _MAX_METADATA_BYTES, text, what)
+        meta = json.loads(text.getvalue())
+    except (
+        ModelFileError,
+        zipfile.BadZipFile,
+        zlib.error,
+        OSError,
+        EOFError,
+        ValueError,
+        RecursionError,
+    ):
+        return None
+    return _version_text(meta.get("keras_version")) if isinstance(meta, dict) else None
+
+
+def h5_keras_version(f: h5py.File, what: str) -> str | None:
+    """The root ``keras_version`` attribute of a Keras HDF5 file (None without one)."""
+    with h5_errors(what):
+        if "keras_version" not in f.attrs:
+            return None
+        limits = Limits(max_config_bytes=_MAX_METADATA_BYTES)
+        try:
+            return _version_text(read_attr(f, "keras_version", what, limits))
+        except ModelFileError:
+            return None
+
+
 def is_indexed_weights_file(f: h5py.File) -> bool:
     """A ``.weights.h5`` file in the newer layout (Keras >= 2.13 ``save_weights("w.weights.h5")``,
     the ``model.weights.h5`` of a ``.keras`` archive): ``layers/...`` groups, no ``layer_names``."""

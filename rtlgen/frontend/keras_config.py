@@ -67,6 +67,8 @@ class KerasLayer:
     name: str
     config: Mapping[str, Any]
     build_config: Mapping[str, Any] | None = None  # entry-level "build_config" (Keras >= 2.13)
+    #: written by Keras 3 (`written_by_keras3`), whose hard_sigmoid differs from Keras 2's
+    keras3: bool = False
 
     @property
     def where(self) -> str:
@@ -188,7 +190,7 @@ def check_channels_last(layer: KerasLayer) -> None:
 MAX_LAYER_NAME = 120
 
 
-def _layer_entry(entry: Any, index: int) -> KerasLayer:
+def _layer_entry(entry: Any, index: int, keras3: bool = False) -> KerasLayer:
     if not isinstance(entry, dict) or not isinstance(entry.get("class_name"), str):
         raise ModelFileError(
             f"layer entry {index} is not a {{'class_name': ..., 'config': ...}} object"
@@ -213,7 +215,9 @@ def _layer_entry(entry: Any, index: int) -> KerasLayer:
     registered = entry.get("registered_name")
     if isinstance(registered, str) and registered.startswith("hgq>"):
         class_name = registered  # HGQ2's QDense/QConv2D are not QKeras's (`rtlgen.ops.hgq2`)
-    return KerasLayer(class_name, name, config, build if isinstance(build, dict) else None)
+    return KerasLayer(
+        class_name, name, config, build if isinstance(build, dict) else None, keras3=keras3
+    )
 
 
 #: the key of the input a Sequential without an InputLayer gets (not a valid layer name)
@@ -238,8 +242,43 @@ class KerasModel:
     outputs: tuple[str, ...]
 
 
-def model_layers(model_config: Mapping[str, Any]) -> KerasModel:
-    """The layers of a ``Sequential`` or ``Model``/``Functional`` config and their wiring.
+def written_by_keras3(model_config: Mapping[str, Any], keras_version: Any = None) -> bool:
+    """Whether Keras 3 wrote the config: the version the file declares (a ``.keras``
+    archive's metadata.json, an HDF5 file's ``keras_version``, Keras 2's ``to_json()``),
+    else what only Keras 3 writes: layer dtype policies as dicts (Keras >= 3.4; 3.0-3.3
+    write "float32"), an InputLayer's ``batch_shape``, Functional inbound nodes as
+    ``{"args": ...}``."""
+    declared = keras_version if keras_version is not None else model_config.get("keras_version")
+    if isinstance(declared, str):
+        major = declared.split(".")[0]
+        if major.isdigit():
+            return int(major) >= 3
+    config = model_config.get("config")
+    entries = config.get("layers") if isinstance(config, dict) else config
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
+            continue
+        layer_config = entry["config"]
+        dtype = layer_config.get("dtype")
+        if isinstance(dtype, dict) and dtype.get("class_name") != "Policy":  # Keras 2's mixed
+            return True
+        if entry.get("class_name") == "InputLayer" and "batch_shape" in layer_config:
+            return True
+        nodes = entry.get("inbound_nodes")
+        if isinstance(nodes, list) and nodes and isinstance(nodes[0], dict):
+            return True
+    return False
+
+
+def is_keras3_layer(layer: KerasLayer) -> bool:
+    """A layer of a Keras 3 file (or one whose dtype policy is a dict, as only Keras 3 writes
+    them: layers made from another, `rtlgen.ops.hgq2`)."""
+    return layer.keras3 or isinstance(layer.config.get("dtype"), dict)
+
+
+def model_layers(model_config: Mapping[str, Any], keras3: bool = False) -> KerasModel:
+    """The layers of a ``Sequential`` or ``Model``/``Functional`` config and their wiring
+    (``keras3``: the file was written by Keras 3, `written_by_keras3`).
 
     Functional graphs may branch and join (DAGs of any shape); a layer called more than
     once (a shared layer), a cycle, a reference to an unknown layer and a tensor index other
@@ -258,7 +297,7 @@ def model_layers(model_config: Mapping[str, Any]) -> KerasModel:
             entries, name = config["layers"], config.get("name") or "sequential"
         else:
             raise ModelFileError("Sequential config has no list of layers")
-        layers = tuple(_layer_entry(e, i) for i, e in enumerate(entries))
+        layers = tuple(_layer_entry(e, i, keras3) for i, e in enumerate(entries))
         seen: set[str] = set()
         for layer in layers:
             if layer.name in seen:
@@ -273,7 +312,7 @@ def model_layers(model_config: Mapping[str, Any]) -> KerasModel:
     if class_name in ("Model", "Functional"):
         if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
             raise ModelFileError(f"{class_name} config has no list of layers")
-        return _functional_graph(str(config.get("name") or "model"), config)
+        return _functional_graph(str(config.get("name") or "model"), config, keras3)
     raise UnsupportedError(
         f"model class '{class_name}' is not supported (supported: Sequential, Model/Functional)"
     )
@@ -325,11 +364,11 @@ def _io_names(value: Any, what: str) -> list[str]:
     return names
 
 
-def _functional_graph(name: str, config: Mapping[str, Any]) -> KerasModel:
+def _functional_graph(name: str, config: Mapping[str, Any], keras3: bool) -> KerasModel:
     layers: dict[str, KerasLayer] = {}
     inbound: dict[str, tuple[str, ...]] = {}
     for index, entry in enumerate(config["layers"]):
-        layer = _layer_entry(entry, index)
+        layer = _layer_entry(entry, index, keras3)
         if layer.name in layers:
             raise ModelFileError(f"two layers named '{layer.name}'")
         layers[layer.name] = layer
@@ -660,7 +699,7 @@ _QKERAS_SIGMOIDS = {"hard_sigmoid": Fraction(1, 2), "smooth_sigmoid": Fraction(3
 
 def _qkeras_layer(layer: KerasLayer) -> bool:
     """A QKeras layer (Keras 2, whose dtype is a string; HGQ2's Keras 3 layers have dicts)."""
-    return layer.class_name.startswith("Q") and not isinstance(layer.config.get("dtype"), dict)
+    return layer.class_name.startswith("Q") and not is_keras3_layer(layer)
 
 
 def layer_activation(layer: KerasLayer, spec: Any) -> ActivationSpec:
@@ -709,9 +748,8 @@ def layer_activation(layer: KerasLayer, spec: Any) -> ActivationSpec:
         # these are its own: clip(slope * x + 0.5, 0, 1)
         slope = (("slope", _QKERAS_SIGMOIDS[name]),)
         return ActivationSpec(table=ActivationKind.HARD_SIGMOID, table_options=slope)
-    if name == "hard_sigmoid" and isinstance(layer.config.get("dtype"), dict):
-        # Keras 3 (whose dtype is a serialized DTypePolicy; Keras 2 writes a string):
-        # relu6(x + 3) / 6, slope 1/6 instead of Keras 2's 0.2
+    if name == "hard_sigmoid" and is_keras3_layer(layer):
+        # Keras 3: relu6(x + 3) / 6, slope 1/6 instead of Keras 2's 0.2
         slope = (("slope", Fraction(1, 6)),)
         return ActivationSpec(table=ActivationKind.HARD_SIGMOID, table_options=slope)
     if name in ("sigmoid", "tanh", "hard_sigmoid", "softsign", "elu"):
@@ -975,8 +1013,10 @@ def build_graph(
     weights: WeightSource | Callable[[list[KerasLayer], bool], WeightSource],
     source: str = "",
     limits: Limits = DEFAULT_LIMITS,
+    keras_version: str | None = None,
 ) -> ir.ModelGraph:
-    """The unlowered graph of a Keras model config with its weights.
+    """The unlowered graph of a Keras model config with its weights (``keras_version``: the
+    version the file declares, if any; `written_by_keras3`).
 
     Each layer is read by the front-end handler of the op registered for its class name
     (`rtlgen.ops`).
@@ -988,7 +1028,7 @@ def build_graph(
     from rtlgen.ops.registry import keras_handler, keras_op
 
     check_depth(model_config, limits, source or "model config")
-    model = model_layers(model_config)
+    model = model_layers(model_config, written_by_keras3(model_config, keras_version))
     layers = list(model.layers)
     if not layers:
         raise ModelFileError("the model has no layers")

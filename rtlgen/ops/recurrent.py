@@ -58,6 +58,7 @@ from rtlgen.frontend.keras_config import (
     config_bool,
     config_int,
     config_value,
+    is_keras3_layer,
     layer_activation,
     layer_quantizer,
     layer_weights,
@@ -195,14 +196,10 @@ def _class_name(node: Recurrent) -> str:
     ]
 
 
-#: the config `layer_activation` recognizes as a Keras 3 layer's (a dtype policy as a dict)
-_KERAS3_CONFIG = {"dtype": {"class_name": "DTypePolicy"}}
-
-
 def _activation_spec(
     name: str, class_name: str, spec: Any, key: str, keras3: bool = False
 ) -> ActivationSpec:
-    layer = KerasLayer(class_name, name, _KERAS3_CONFIG if keras3 else {})
+    layer = KerasLayer(class_name, name, {}, keras3=keras3)
     where = f"layer '{name}' ({class_name}) {key}"
     act = layer_activation(layer, spec)
     if act.table is not None or act.quantizer is not None:
@@ -245,7 +242,7 @@ def read_keras_recurrent(layer: KerasLayer, shape: Shape, source: WeightSource) 
     recurrent_activation = config_value(
         layer, "recurrent_activation", "hard_sigmoid" if qkeras else "sigmoid"
     )
-    keras3 = isinstance(layer.config.get("dtype"), dict)
+    keras3 = is_keras3_layer(layer)
     _activation_spec(layer.name, layer.class_name, activation, "activation", keras3)
     if cls is not SimpleRNN:
         _activation_spec(

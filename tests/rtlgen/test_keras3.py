@@ -141,6 +141,45 @@ def test_inference_identities_are_dropped():
     assert next(n for n in graph.nodes if n.name == "pad").inputs == ("x",)
 
 
+def _as_older_keras(tmp_path: Path, name: str, metadata: str | None) -> Path:
+    """A golden archive as Keras 3.0-3.3 write it (every dtype the string "float32"), with
+    ``metadata`` as its metadata.json (None: none)."""
+    out = tmp_path / f"{name}.keras"
+    with zipfile.ZipFile(DATA / f"{name}.keras") as src, zipfile.ZipFile(out, "w") as dst:
+        for item in src.namelist():
+            data = src.read(item)
+            if item == "config.json":
+                config = json.loads(data)
+                for entry in config["config"]["layers"]:
+                    entry["config"]["dtype"] = "float32"
+                data = json.dumps(config).encode()
+            if item == "metadata.json":
+                if metadata is None:
+                    continue
+                data = metadata.encode()
+            dst.writestr(item, data)
+    return out
+
+
+@pytest.mark.parametrize(
+    "metadata, keras3",
+    [
+        ('{"keras_version": "3.3.3"}', True),  # the version the archive declares
+        (None, True),  # no version: batch_shape and {"args": ...} nodes are Keras 3's
+        ('{"keras_version": "2.15.0"}', False),
+    ],
+)
+def test_keras3_hard_sigmoid_without_dtype_policies(tmp_path, metadata, keras3):
+    """Keras 3.0-3.3 write dtypes as strings, as Keras 2 does: the file's version, else
+    what only Keras 3 writes, decides whose hard_sigmoid (relu6(x + 3) / 6 or Keras 2's
+    0.2 x + 0.5) a layer computes (a wrong choice is 0.14 off on func_layers_1d)."""
+    expected = np.load(DATA / "func_layers_1d_expected.npz")
+    path = _as_older_keras(tmp_path, "func_layers_1d", metadata)
+    graph = load_model(path, input_type=INPUT_TYPE)
+    error = np.abs(_predict(graph, expected["x"], expected["y"].shape) - expected["y"]).max()
+    assert (error < TOLERANCE) == keras3, error
+
+
 def test_preprocessing_layers_are_scale_and_shift():
     """Rescaling and Normalization become per-channel ScaleShift nodes: the adapted one from
     its stored mean and variance, the inverted one as mean + x * sqrt(variance)."""

@@ -37,7 +37,7 @@ from rtlgen.quant.errors import ModelFileError, UnsupportedError
 
 from .cli_run import convert_and_simulate
 from .ops.network_checks import bit_exact_in_simulator
-from .test_keras3 import _oracle_python
+from .test_keras3 import _as_older_keras, _oracle_python
 
 DATA = Path(__file__).parents[1] / "data" / "keras3"
 MODELS = ("rnn_simple_seq", "rnn_lstm", "rnn_lstm_seq", "rnn_gru", "rnn_gru_v1_stack")
@@ -107,6 +107,19 @@ def test_keras3_layers_are_marked_for_keras3_hard_sigmoid():
     assert lstm.keras3 and json.loads(lstm.recurrent_activation) == "hard_sigmoid"
     (rnn,) = (n for n in read_model(DATA / "rnn_simple_seq.keras").nodes if n.name == "rnn")
     assert isinstance(rnn, SimpleRNN) and rnn.return_sequences and rnn.keras3
+
+
+@pytest.mark.parametrize("metadata", ['{"keras_version": "3.2.1"}', None])
+def test_older_keras3_files_keep_keras3_hard_sigmoid(tmp_path, metadata):
+    """Keras 3.0-3.3 write dtypes as strings: the archive's version (or, without one, the
+    Functional {"args": ...} nodes only Keras 3 writes) still marks the LSTM as Keras 3's,
+    and the numbers match Keras."""
+    expected = np.load(DATA / "rnn_lstm_seq_expected.npz")
+    path = _as_older_keras(tmp_path, "rnn_lstm_seq", metadata)
+    (lstm,) = (n for n in read_model(path).nodes if isinstance(n, LSTM))
+    assert lstm.keras3
+    got = _predict(load_model(path, input_type=INPUT_TYPE), expected["x"], expected["y"].shape)
+    np.testing.assert_allclose(got, expected["y"], rtol=0, atol=TOLERANCE)
 
 
 def _edited_archive(tmp_path: Path, name: str, edit) -> Path:
