@@ -10,6 +10,7 @@ worker): it propagates, and Dask retries the task a bounded number of times.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import socket
 import time
@@ -240,6 +241,8 @@ def sim_step(params: SimParams, work: Path, upstream: Path | None) -> dict[str, 
         x_int = rng.integers(t.min_int, t.max_int + 1, size=(count, *graph.input_shape))
     y_int = run_int(graph, x_int)
     env, build_root = _sim_build(params.options.fast_build)
+    # cocotb's runner logs every Verilator/make command at INFO on the "Verilator" logger
+    logging.getLogger("Verilator").setLevel(logging.WARNING)
     with environ(env):
         result = simulate(
             design,
