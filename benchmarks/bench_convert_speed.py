@@ -209,10 +209,19 @@ CASES = {
     "float_mlp_4k": lambda p: float_mlp(p, [16, 64, 32, 32, 5], 6, "float_mlp_4k"),
     "zero_hidden_16_500x5_5": lambda p: zero_hidden_mlp(p, 7),
     "cnn_small": lambda p: qkeras_cnn(p, 8),
+    # written by TensorFlow (benchmarks/float_resnet.py): 16-bit weights, ~77 k multipliers
+    "float_resnet_v1": lambda p: _float_resnet(p),
 }
 
 #: run only when named (or with --large): minutes to hours at today's speed
-LARGE = ("mlp_75k", "mlp_300k")
+LARGE = ("mlp_75k", "mlp_300k", "float_resnet_v1")
+
+
+def _float_resnet(path: Path) -> Path:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from float_resnet import float_resnet
+
+    return float_resnet(path)
 
 # --------------------------------------------------------------------------------------
 # one measurement
