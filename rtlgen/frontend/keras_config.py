@@ -531,6 +531,13 @@ class BudgetedWeights(WeightSource):
         return got
 
 
+#: weights Keras 3's HDF5 files name otherwise than Keras 2's: class -> {Keras 2: Keras 3}
+_KERAS3_H5_NAMES = {
+    "DepthwiseConv1D": {"depthwise_kernel": "kernel"},
+    "DepthwiseConv2D": {"depthwise_kernel": "kernel"},
+}
+
+
 class NamedWeights(WeightSource):
     """Weights stored with names (Keras 2 HDF5, in-memory models)."""
 
@@ -544,6 +551,15 @@ class NamedWeights(WeightSource):
                 f"{self._layers_with_weights() or 'no layer'})"
             )
         found = self.by_layer[layer.name]
+        renamed = _KERAS3_H5_NAMES.get(layer.class_name, {})
+        found = {
+            **{
+                name: found[old]
+                for name, old in renamed.items()
+                if name not in found and old in found
+            },
+            **found,
+        }
         missing = [name for name in expected if name not in found]
         if missing:
             raise ModelFileError(

@@ -8,7 +8,8 @@ Run in the oracle venv (Python 3.12, ``pip install -e '.[keras3]'``)::
 Every model is written as a ``.keras`` v3 archive (``config.json``, ``metadata.json``,
 ``model.weights.h5``); ``seq_mlp`` and ``func_cnn`` also as ``to_json()`` +
 ``save_weights("*.weights.h5")``; so are the recurrent ``rnn_lstm`` and ``rnn_gru_v1_stack``
-(tests/rtlgen/test_keras3_recurrent.py). ``NAME_expected.npz`` holds ``x`` (exact in
+(tests/rtlgen/test_keras3_recurrent.py); ``func_layers_1d`` and ``rnn_lstm`` also as Keras 3's
+legacy ``.h5``. ``NAME_expected.npz`` holds ``x`` (exact in
 ``fixed<16,6>``: multiples of 1/16 in [-4, 4)) and ``y`` = ``model.predict(x)`` (float32).
 tests/rtlgen/test_keras3.py reads them; with Keras 3 importable (or RTLGEN_KERAS3_PYTHON /
 /work/venv-hgq2/bin/python present) it writes them again and compares live.
@@ -283,6 +284,9 @@ REFUSED = {
 }
 #: models also written as to_json() + save_weights("*.weights.h5")
 JSON_MODELS = ("seq_mlp", "func_cnn", "func_layers_2d", "rnn_lstm", "rnn_gru_v1_stack")
+#: models also written as Keras 3's legacy HDF5 (model.save("*.h5"); Keras 3.15 fails to
+#: write func_layers_2d's augmentation layers there)
+H5_MODELS = ("func_layers_1d", "rnn_lstm")
 
 
 def _seed(name: str) -> int:
@@ -329,6 +333,8 @@ def main(outdir: Path, names: list[str]) -> None:
         if name in JSON_MODELS:
             (outdir / f"{name}.json").write_text(model.to_json())
             model.save_weights(outdir / f"{name}.weights.h5")
+        if name in H5_MODELS:
+            model.save(outdir / f"{name}.h5")
         x = fixed_inputs(shape, 32, 11)
         y = np.asarray(model.predict(x, verbose=0))
         np.savez_compressed(outdir / f"{name}_expected.npz", x=x, y=y)

@@ -84,6 +84,20 @@ def test_json_and_weights_h5_read_as_the_archive(name):
     )
 
 
+@pytest.mark.parametrize("name", ["func_layers_1d", "rnn_lstm"])
+def test_legacy_h5_reads_as_the_archive(name):
+    """Keras 3's model.save('*.h5') (weights by name; a DepthwiseConv's kernel named
+    'kernel', not Keras 2's 'depthwise_kernel'; an LSTM's under lstm/lstm_cell) gives the
+    same graph as the archive."""
+    expected = np.load(DATA / f"{name}_expected.npz")
+    from_archive = load_model(DATA / f"{name}.keras", input_type=INPUT_TYPE)
+    from_h5 = load_model(DATA / f"{name}.h5", input_type=INPUT_TYPE)
+    shape = expected["y"].shape
+    np.testing.assert_array_equal(
+        _predict(from_h5, expected["x"], shape), _predict(from_archive, expected["x"], shape)
+    )
+
+
 def test_archives_are_keras3_v3_layout():
     """The files really are what Keras 3 writes: metadata.json with the version, a config
     whose layers carry dtype policies as dicts, weights under layers/<name>/vars."""
