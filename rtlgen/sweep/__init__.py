@@ -2,7 +2,8 @@
 
 - `spec`: the YAML spec as typed frozen dataclasses (`load_spec`);
 - `store`: the content-addressed store OUT/store/<step>/<digest>/ (what a digest covers);
-- `steps`: one function per step (convert, predict, sim, synth, pnr) and the Dask task;
+- `steps`: one function per step (train, convert, predict, sim, synth, pnr, and the peers
+  hls4ml and alkaid) and the Dask task;
 - `engine`: planning, the cluster (local, address, dask-jobqueue), submission, resume;
 - `results`: results.json/.csv, the Pareto front, plots.
 """
