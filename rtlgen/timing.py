@@ -850,14 +850,22 @@ def steady_samples(top) -> int:
     stage needing more cycles per sample than the input offers) takes the first samples into
     the buffers before the slow stage faster than it can pass them on, so their latency grows
     until those buffers are full; the manifest reports that steady state, and a measurement
-    must run at least this many samples to see it."""
+    must run at least this many samples to see it. The gaps between samples can also repeat
+    in a pattern of several samples (branches that join take turns stalling the fork: gaps
+    20, 22, 22, 24, 22, 22, 24 ...), whose largest gap shows only after a few samples; so
+    the count is also doubled until twice as many samples give every output the same
+    latency and II."""
     samples = 3
-    while True:
-        timing = _model_top(top, samples)
-        latencies = [o - f for f, o in zip(timing.first_in, timing.last_out, strict=True)]
-        if latencies[-1] <= latencies[-2] or samples >= STEADY_MAX_SAMPLES:
-            return samples
+    while samples < STEADY_MAX_SAMPLES:
+        timings = _model_outputs(top, samples)
+        first = timings[0]
+        latencies = [o - f for f, o in zip(first.first_in, first.last_out, strict=True)]
+        if latencies[-1] <= latencies[-2]:
+            longer = _model_outputs(top, min(2 * samples, STEADY_MAX_SAMPLES))
+            if [(t.latency, t.ii) for t in longer] == [(t.latency, t.ii) for t in timings]:
+                return samples
         samples = min(2 * samples, STEADY_MAX_SAMPLES)
+    return samples
 
 
 def model_top(top, samples: int | None = None) -> Timing:
