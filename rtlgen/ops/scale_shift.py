@@ -159,20 +159,24 @@ def _channel_values(layer: KerasLayer, key: str, value: Any, channels: int) -> n
     return array
 
 
+def _affine(layer: KerasLayer, shape: Shape, scale: np.ndarray, shift: np.ndarray) -> LayerOut:
+    node = ir.ScaleShift(
+        layer.name,
+        shape,
+        shape,
+        scale=ir.FloatTensor(np.array(scale, dtype=np.float64)),
+        shift=ir.FloatTensor(np.array(shift, dtype=np.float64)),
+        source=layer.name,
+    )
+    return LayerOut([node], shape)
+
+
 def read_keras_rescaling(layer: KerasLayer, shape: Shape, source: WeightSource) -> LayerOut:
     """``Rescaling``: ``x * scale + offset`` (no weights)."""
     channels = shape[-1]
     scale = _channel_values(layer, "scale", layer.config.get("scale", 1.0), channels)
     offset = _channel_values(layer, "offset", layer.config.get("offset", 0.0), channels)
-    node = ir.ScaleShift(
-        layer.name,
-        shape,
-        shape,
-        scale=ir.FloatTensor(scale),
-        shift=ir.FloatTensor(offset),
-        source=layer.name,
-    )
-    return LayerOut([node], shape)
+    return _affine(layer, shape, scale, offset)
 
 
 def read_keras_normalization(layer: KerasLayer, shape: Shape, source: WeightSource) -> LayerOut:
@@ -207,15 +211,7 @@ def read_keras_normalization(layer: KerasLayer, shape: Shape, source: WeightSour
         scale, shift = deviation, mean
     else:
         scale, shift = 1.0 / deviation, -mean / deviation
-    node = ir.ScaleShift(
-        layer.name,
-        shape,
-        shape,
-        scale=ir.FloatTensor(scale.copy()),
-        shift=ir.FloatTensor(shift.copy()),
-        source=layer.name,
-    )
-    return LayerOut([node], shape)
+    return _affine(layer, shape, scale, shift)
 
 
 def read_keras_scale_shift(layer: KerasLayer, shape: Shape, source: WeightSource) -> LayerOut:

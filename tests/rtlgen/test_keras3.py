@@ -62,26 +62,60 @@ def _predict(graph: ir.ModelGraph, x: np.ndarray, shape) -> np.ndarray:
     return y.reshape(shape)
 
 
+def agrees_with_keras(name: str, tolerance: float, path: Path | None = None) -> None:
+    """rtlgen's reference of the golden model ``name`` (or of ``path``) is within
+    ``tolerance`` of Keras's committed outputs."""
+    expected = np.load(DATA / f"{name}_expected.npz")
+    graph = load_model(path or DATA / f"{name}.keras", input_type=INPUT_TYPE)
+    got = _predict(graph, expected["x"], expected["y"].shape)
+    np.testing.assert_allclose(got, expected["y"], rtol=0, atol=tolerance)
+
+
+def reads_as_the_archive(name: str, model: Path, weights: Path | None = None) -> None:
+    """Another file of the golden model ``name`` predicts exactly as its archive."""
+    expected = np.load(DATA / f"{name}_expected.npz")
+    from_archive = load_model(DATA / f"{name}.keras", input_type=INPUT_TYPE)
+    other = load_model(model, weights=weights, input_type=INPUT_TYPE)
+    shape = expected["y"].shape
+    np.testing.assert_array_equal(
+        _predict(other, expected["x"], shape), _predict(from_archive, expected["x"], shape)
+    )
+
+
+def rewritten_archive(tmp_path: Path, name: str, edits) -> Path:
+    """A copy of the golden archive ``name`` whose members ``edits[member](data)`` rewrites
+    (to new bytes, or None: left out)."""
+    out = tmp_path / f"{name}.keras"
+    with zipfile.ZipFile(DATA / f"{name}.keras") as src, zipfile.ZipFile(out, "w") as dst:
+        for item in src.namelist():
+            data = src.read(item)
+            if item in edits:
+                data = edits[item](data)
+            if data is not None:
+                dst.writestr(item, data)
+    return out
+
+
+def config_edit(edit):
+    """A ``rewritten_archive`` edit of config.json applying ``edit(config)``."""
+
+    def rewrite(data: bytes) -> bytes:
+        config = json.loads(data)
+        edit(config)
+        return json.dumps(config).encode()
+
+    return rewrite
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_keras_archive_predicts_like_keras(name):
-    expected = np.load(DATA / f"{name}_expected.npz")
-    graph = load_model(DATA / f"{name}.keras", input_type=INPUT_TYPE)
-    got = _predict(graph, expected["x"], expected["y"].shape)
-    np.testing.assert_allclose(got, expected["y"], rtol=0, atol=TOLERANCE)
+    agrees_with_keras(name, TOLERANCE)
 
 
 @pytest.mark.parametrize("name", JSON_MODELS)
 def test_json_and_weights_h5_read_as_the_archive(name):
     """to_json() + save_weights('*.weights.h5') (the v3 layout) give the same graph."""
-    expected = np.load(DATA / f"{name}_expected.npz")
-    from_archive = load_model(DATA / f"{name}.keras", input_type=INPUT_TYPE)
-    from_json = load_model(
-        DATA / f"{name}.json", weights=DATA / f"{name}.weights.h5", input_type=INPUT_TYPE
-    )
-    shape = expected["y"].shape
-    np.testing.assert_array_equal(
-        _predict(from_json, expected["x"], shape), _predict(from_archive, expected["x"], shape)
-    )
+    reads_as_the_archive(name, DATA / f"{name}.json", DATA / f"{name}.weights.h5")
 
 
 @pytest.mark.parametrize("name", ["func_layers_1d", "rnn_lstm"])
@@ -89,13 +123,7 @@ def test_legacy_h5_reads_as_the_archive(name):
     """Keras 3's model.save('*.h5') (weights by name; a DepthwiseConv's kernel named
     'kernel', not Keras 2's 'depthwise_kernel'; an LSTM's under lstm/lstm_cell) gives the
     same graph as the archive."""
-    expected = np.load(DATA / f"{name}_expected.npz")
-    from_archive = load_model(DATA / f"{name}.keras", input_type=INPUT_TYPE)
-    from_h5 = load_model(DATA / f"{name}.h5", input_type=INPUT_TYPE)
-    shape = expected["y"].shape
-    np.testing.assert_array_equal(
-        _predict(from_h5, expected["x"], shape), _predict(from_archive, expected["x"], shape)
-    )
+    reads_as_the_archive(name, DATA / f"{name}.h5")
 
 
 def test_archives_are_keras3_v3_layout():
@@ -155,24 +183,19 @@ def test_inference_identities_are_dropped():
     assert next(n for n in graph.nodes if n.name == "pad").inputs == ("x",)
 
 
-def _as_older_keras(tmp_path: Path, name: str, metadata: str | None) -> Path:
-    """A golden archive as Keras 3.0-3.3 write it (every dtype the string "float32"), with
-    ``metadata`` as its metadata.json (None: none)."""
-    out = tmp_path / f"{name}.keras"
-    with zipfile.ZipFile(DATA / f"{name}.keras") as src, zipfile.ZipFile(out, "w") as dst:
-        for item in src.namelist():
-            data = src.read(item)
-            if item == "config.json":
-                config = json.loads(data)
-                for entry in config["config"]["layers"]:
-                    entry["config"]["dtype"] = "float32"
-                data = json.dumps(config).encode()
-            if item == "metadata.json":
-                if metadata is None:
-                    continue
-                data = metadata.encode()
-            dst.writestr(item, data)
-    return out
+def as_older_keras(tmp_path: Path, name: str, metadata: str | None) -> Path:
+    """The golden archive ``name`` as Keras 3.0-3.3 write it (every dtype the string
+    "float32"), with ``metadata`` as its metadata.json (None: none)."""
+
+    def strings(config):
+        for entry in config["config"]["layers"]:
+            entry["config"]["dtype"] = "float32"
+
+    edits = {
+        "config.json": config_edit(strings),
+        "metadata.json": lambda _: None if metadata is None else metadata.encode(),
+    }
+    return rewritten_archive(tmp_path, name, edits)
 
 
 @pytest.mark.parametrize(
@@ -188,7 +211,7 @@ def test_keras3_hard_sigmoid_without_dtype_policies(tmp_path, metadata, keras3):
     what only Keras 3 writes, decides whose hard_sigmoid (relu6(x + 3) / 6 or Keras 2's
     0.2 x + 0.5) a layer computes (a wrong choice is 0.14 off on func_layers_1d)."""
     expected = np.load(DATA / "func_layers_1d_expected.npz")
-    path = _as_older_keras(tmp_path, "func_layers_1d", metadata)
+    path = as_older_keras(tmp_path, "func_layers_1d", metadata)
     graph = load_model(path, input_type=INPUT_TYPE)
     error = np.abs(_predict(graph, expected["x"], expected["y"].shape) - expected["y"]).max()
     assert (error < TOLERANCE) == keras3, error
@@ -263,23 +286,32 @@ def _oracle_python() -> str | None:
     return next((python for python in candidates if Path(python).exists()), None)
 
 
-@pytest.mark.slow
-def test_live_oracle(tmp_path):
-    """Keras 3 writes the models again (same seeds): rtlgen reads them, and Keras gives the
-    committed outputs today (within float32 noise: XLA's CPU convolutions round differently
-    across machines, ~2e-6 measured on func_cnn)."""
+def compare_with_live_keras(tmp_path: Path, models, tolerance: float, also=()) -> None:
+    """Keras 3 writes the golden ``models`` (and ``also``) again into ``tmp_path`` (same
+    seeds): Keras gives the committed outputs (within float32 noise: XLA's CPU convolutions
+    round differently across machines, ~2e-6 measured on func_cnn), and rtlgen's reference
+    of the fresh files is within ``tolerance`` of them."""
     python = _oracle_python()
     if python is None:
         pytest.skip("Keras 3 oracle not installed (pip install '.[keras3]' in a Python 3.12 venv)")
     script = Path(__file__).parents[1] / "data" / "make_keras3_models.py"
     env = {**os.environ, "KERAS_BACKEND": "jax"}
     subprocess.run(
-        [python, script, tmp_path, *MODELS], check=True, env=env, capture_output=True, timeout=600
+        [python, script, tmp_path, *models, *also],
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=900,
     )
-    for name in MODELS:
+    for name in models:
         fresh = np.load(tmp_path / f"{name}_expected.npz")
         committed = np.load(DATA / f"{name}_expected.npz")
         np.testing.assert_allclose(fresh["y"], committed["y"], rtol=1e-5, atol=1e-5)
         graph = load_model(tmp_path / f"{name}.keras", input_type=INPUT_TYPE)
         got = _predict(graph, fresh["x"], fresh["y"].shape)
-        np.testing.assert_allclose(got, fresh["y"], rtol=0, atol=TOLERANCE)
+        np.testing.assert_allclose(got, fresh["y"], rtol=0, atol=tolerance)
+
+
+@pytest.mark.slow
+def test_live_oracle(tmp_path):
+    compare_with_live_keras(tmp_path, MODELS, TOLERANCE)

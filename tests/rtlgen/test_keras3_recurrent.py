@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
 import zipfile
 from pathlib import Path
 
@@ -30,14 +28,22 @@ import numpy as np
 import pytest
 
 from rtlgen import ir
-from rtlgen.api import load_model, predict_outputs
+from rtlgen.api import load_model
 from rtlgen.frontend import read_model
 from rtlgen.ops.recurrent import GRU, LSTM, SimpleRNN
 from rtlgen.quant.errors import ModelFileError, UnsupportedError
 
 from .cli_run import convert_and_simulate
 from .ops.network_checks import bit_exact_in_simulator
-from .test_keras3 import _as_older_keras, _oracle_python
+from .test_keras3 import (
+    _predict,
+    agrees_with_keras,
+    as_older_keras,
+    compare_with_live_keras,
+    config_edit,
+    reads_as_the_archive,
+    rewritten_archive,
+)
 
 DATA = Path(__file__).parents[1] / "data" / "keras3"
 MODELS = ("rnn_simple_seq", "rnn_lstm", "rnn_lstm_seq", "rnn_gru", "rnn_gru_v1_stack")
@@ -46,30 +52,14 @@ INPUT_TYPE = "fixed<16,6>"
 TOLERANCE = 0.01
 
 
-def _predict(graph: ir.ModelGraph, x: np.ndarray, shape) -> np.ndarray:
-    (y,) = predict_outputs(graph, x).values()
-    return y.reshape(shape)
-
-
 @pytest.mark.parametrize("name", MODELS)
 def test_recurrent_archive_predicts_like_keras(name):
-    expected = np.load(DATA / f"{name}_expected.npz")
-    graph = load_model(DATA / f"{name}.keras", input_type=INPUT_TYPE)
-    got = _predict(graph, expected["x"], expected["y"].shape)
-    np.testing.assert_allclose(got, expected["y"], rtol=0, atol=TOLERANCE)
+    agrees_with_keras(name, TOLERANCE)
 
 
 @pytest.mark.parametrize("name", JSON_MODELS)
 def test_json_and_weights_h5_read_as_the_archive(name):
-    expected = np.load(DATA / f"{name}_expected.npz")
-    from_archive = load_model(DATA / f"{name}.keras", input_type=INPUT_TYPE)
-    from_json = load_model(
-        DATA / f"{name}.json", weights=DATA / f"{name}.weights.h5", input_type=INPUT_TYPE
-    )
-    shape = expected["y"].shape
-    np.testing.assert_array_equal(
-        _predict(from_json, expected["x"], shape), _predict(from_archive, expected["x"], shape)
-    )
+    reads_as_the_archive(name, DATA / f"{name}.json", DATA / f"{name}.weights.h5")
 
 
 def test_weights_come_from_the_cell_in_keras_order():
@@ -114,26 +104,10 @@ def test_older_keras3_files_keep_keras3_hard_sigmoid(tmp_path, metadata):
     """Keras 3.0-3.3 write dtypes as strings: the archive's version (or, without one, the
     Functional {"args": ...} nodes only Keras 3 writes) still marks the LSTM as Keras 3's,
     and the numbers match Keras."""
-    expected = np.load(DATA / "rnn_lstm_seq_expected.npz")
-    path = _as_older_keras(tmp_path, "rnn_lstm_seq", metadata)
+    path = as_older_keras(tmp_path, "rnn_lstm_seq", metadata)
     (lstm,) = (n for n in read_model(path).nodes if isinstance(n, LSTM))
     assert lstm.keras3
-    got = _predict(load_model(path, input_type=INPUT_TYPE), expected["x"], expected["y"].shape)
-    np.testing.assert_allclose(got, expected["y"], rtol=0, atol=TOLERANCE)
-
-
-def _edited_archive(tmp_path: Path, name: str, edit) -> Path:
-    """A copy of a golden archive with ``edit(config)`` applied to its config.json."""
-    out = tmp_path / f"{name}.keras"
-    with zipfile.ZipFile(DATA / f"{name}.keras") as src, zipfile.ZipFile(out, "w") as dst:
-        for item in src.namelist():
-            data = src.read(item)
-            if item == "config.json":
-                config = json.loads(data)
-                edit(config)
-                data = json.dumps(config).encode()
-            dst.writestr(item, data)
-    return out
+    agrees_with_keras("rnn_lstm_seq", TOLERANCE, path)
 
 
 def _set_option(key, value, layer="gru"):
@@ -156,7 +130,8 @@ REFUSED = [
 
 @pytest.mark.parametrize("name, edit, where, words", REFUSED, ids=[w for _, _, _, w in REFUSED])
 def test_unsupported_recurrent_options_are_refused_in_one_line(tmp_path, name, edit, words, where):
-    path = DATA / f"{name}.keras" if edit is None else _edited_archive(tmp_path, name, edit)
+    edits = {} if edit is None else {"config.json": config_edit(edit)}
+    path = rewritten_archive(tmp_path, name, edits)
     with pytest.raises(UnsupportedError) as info:
         read_model(path)
     message = str(info.value)
@@ -178,29 +153,23 @@ def test_options_that_change_nothing_at_inference_are_accepted(tmp_path):
         for key, value in options.items():
             _set_option(key, value)(config)
 
-    path = _edited_archive(tmp_path, "rnn_gru", edit)
-    expected = np.load(DATA / "rnn_gru_expected.npz")
-    graph = load_model(path, input_type=INPUT_TYPE)
-    got = _predict(graph, expected["x"], expected["y"].shape)
-    np.testing.assert_allclose(got, expected["y"], rtol=0, atol=TOLERANCE)
+    path = rewritten_archive(tmp_path, "rnn_gru", {"config.json": config_edit(edit)})
+    agrees_with_keras("rnn_gru", TOLERANCE, path)
 
 
 def test_weights_missing_from_the_cell_are_named(tmp_path):
     """An archive whose LSTM has no cell variables: one line naming the layer and path."""
     import h5py
 
-    out = tmp_path / "rnn_lstm.keras"
-    with zipfile.ZipFile(DATA / "rnn_lstm.keras") as src, zipfile.ZipFile(out, "w") as dst:
-        for item in src.namelist():
-            data = src.read(item)
-            if item == "model.weights.h5":
-                blob = io.BytesIO(data)
-                with h5py.File(blob, "a") as f:
-                    del f["layers/lstm/cell"]
-                data = blob.getvalue()
-            dst.writestr(item, data)
+    def without_cell(data: bytes) -> bytes:
+        blob = io.BytesIO(data)
+        with h5py.File(blob, "a") as f:
+            del f["layers/lstm/cell"]
+        return blob.getvalue()
+
+    path = rewritten_archive(tmp_path, "rnn_lstm", {"model.weights.h5": without_cell})
     with pytest.raises(ModelFileError) as info:
-        read_model(out)
+        read_model(path)
     message = str(info.value)
     assert "layer 'lstm' (LSTM)" in message and "layers/lstm/cell" in message
     assert "\n" not in message
@@ -267,26 +236,7 @@ def test_lstm_archive_converts_and_simulates_bit_exact(tmp_path):
 
 @pytest.mark.slow
 def test_live_oracle(tmp_path):
-    """Keras 3 writes the recurrent models again (same seeds): Keras gives the committed
-    outputs (within float32 noise) and rtlgen reads the fresh files."""
-    python = _oracle_python()
-    if python is None:
-        pytest.skip("Keras 3 oracle not installed (pip install '.[keras3]' in a Python 3.12 venv)")
-    script = Path(__file__).parents[1] / "data" / "make_keras3_models.py"
-    env = {**os.environ, "KERAS_BACKEND": "jax"}
-    subprocess.run(
-        [python, script, tmp_path, *MODELS, "rnn_lstm_bidirectional", "rnn_gru_backwards"],
-        check=True,
-        env=env,
-        capture_output=True,
-        timeout=900,
-    )
-    for name in MODELS:
-        fresh = np.load(tmp_path / f"{name}_expected.npz")
-        committed = np.load(DATA / f"{name}_expected.npz")
-        np.testing.assert_allclose(fresh["y"], committed["y"], rtol=1e-5, atol=1e-6)
-        graph = load_model(tmp_path / f"{name}.keras", input_type=INPUT_TYPE)
-        got = _predict(graph, fresh["x"], fresh["y"].shape)
-        np.testing.assert_allclose(got, fresh["y"], rtol=0, atol=TOLERANCE)
+    refused = ("rnn_lstm_bidirectional", "rnn_gru_backwards")
+    compare_with_live_keras(tmp_path, MODELS, TOLERANCE, also=refused)
     with pytest.raises(UnsupportedError, match="Bidirectional"):
         read_model(tmp_path / "rnn_lstm_bidirectional.keras")
