@@ -13,7 +13,10 @@ of two-input adders over the inputs, then schedules it into pipeline stages:
    subsumes sharing ``x * |w|`` between columns and any repeated pair of inputs. For very
    large matrices (``cse="auto"``) only pairs of terms of one input are tracked.
 3. each column's remaining terms (and its bias) are summed by an adder tree built
-   earliest-available-first, so the tree is as shallow as the arrival times allow.
+   earliest-available-first, so the tree is as shallow as the arrival times allow. Which
+   items of equal arrival share an adder is the cheapest of `TREE_ORDERS` in adder bits
+   (`MatVecPlan.carry_bits`), each adder oriented to compute its sum or minus its sum so
+   that a positive unshifted operand passes its low bits through (`_orient`).
 4. scheduling: a node's value is available at ``(cycle, depth)`` (``depth`` adders after
    the last register). An adder whose depth would exceed ``levels_per_stage`` starts a new
    cycle instead: its operands are registered. Outputs are registered at the end, or left
