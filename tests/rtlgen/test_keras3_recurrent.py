@@ -35,6 +35,7 @@ from rtlgen.quant.errors import ModelFileError, UnsupportedError
 
 from .cli_run import convert_and_simulate
 from .ops.network_checks import bit_exact_in_simulator
+from .ops.spatial_nets import round_trips
 from .test_keras3 import (
     _predict,
     agrees_with_keras,
@@ -97,6 +98,17 @@ def test_keras3_layers_are_marked_for_keras3_hard_sigmoid():
     assert lstm.keras3 and json.loads(lstm.recurrent_activation) == "hard_sigmoid"
     (rnn,) = (n for n in read_model(DATA / "rnn_simple_seq.keras").nodes if n.name == "rnn")
     assert isinstance(rnn, SimpleRNN) and rnn.return_sequences and rnn.keras3
+
+
+def test_saved_graph_keeps_keras3_hard_sigmoid(tmp_path):
+    """The lowered graph saved and loaded again (what `rtlgen sim` reads) keeps the node's
+    ``keras3`` and so its gates' tables."""
+    from rtlgen.serialize import load_graph
+
+    graph = load_model(DATA / "rnn_lstm_seq.keras", input_type=INPUT_TYPE)
+    round_trips(graph, tmp_path)
+    (lstm,) = (n for n in load_graph(tmp_path / "graph.npz").nodes if isinstance(n, LSTM))
+    assert lstm.keras3
 
 
 @pytest.mark.parametrize("metadata", ['{"keras_version": "3.2.1"}', None])
