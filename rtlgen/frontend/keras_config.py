@@ -923,10 +923,17 @@ _MAX_CONFIG_NUMBER = 2**63
 
 
 def _check_dtype_policy(layer: KerasLayer) -> None:
-    """Keras 3 writes each layer's dtype policy as a dict: float policies are read (rtlgen's
-    arithmetic is exact fixed point either way); a quantized one (``model.quantize("int8")``:
-    integer kernels with float scales) is refused in one line."""
+    """Keras 3 writes each layer's dtype policy as a dict (3.0-3.3: its name, a string):
+    float policies are read (rtlgen's arithmetic is exact fixed point either way); a
+    quantized one (``model.quantize("int8")``: integer kernels with float scales; named
+    ``int8_from_float32`` and the like) is refused in one line."""
     dtype = layer.config.get("dtype")
+    if isinstance(dtype, str) and "_from_" in dtype:
+        raise UnsupportedError(
+            f"{layer.where}: dtype policy {dtype!s:.40} is not supported: Keras 3 post-training "
+            "quantization (model.quantize) keeps float scales; save the float model, or "
+            "quantize it with QKeras or HGQ2"
+        )
     if isinstance(dtype, dict) and dtype.get("class_name") not in (
         None,
         "DTypePolicy",

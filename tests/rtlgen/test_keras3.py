@@ -267,6 +267,20 @@ def test_wrappers_are_refused_with_a_way_out(class_name, words):
     assert "\n" not in message and f"layer 'fc1' ({class_name})" in message and words in message
 
 
+def test_quantized_dtype_policy_of_keras_3_3_refused_in_one_line(tmp_path):
+    """Keras 3.0-3.3 name the quantized policy as a string ("int8_from_float32")."""
+
+    def quantized(config):
+        config["config"]["layers"][1]["config"]["dtype"] = "int8_from_float32"
+
+    path = rewritten_archive(tmp_path, "seq_mlp", {"config.json": config_edit(quantized)})
+    with pytest.raises(UnsupportedError) as info:
+        load_model(path)
+    message = str(info.value)
+    assert "\n" not in message and "layer 'fc1' (Dense)" in message
+    assert "int8_from_float32" in message and "model.quantize" in message
+
+
 @pytest.mark.parametrize("name", ["seq_mlp", "func_conv1d", "func_layers_1d"])
 def test_network_bit_exact_under_backpressure(name):
     graph = load_model(DATA / f"{name}.keras", input_type=INPUT_TYPE)
