@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 
 from rtlgen.quant.activations import LeakySpec, check_table_input
 from rtlgen.quant.errors import RtlgenError
-from rtlgen.quant.fixed import FixedType
+from rtlgen.quant.fixed import FixedType, Overflow, Rounding
 
 from .common import resize, shape_of, vector_layout
 from .csd import csd_digits
@@ -107,11 +107,26 @@ class LookupTable(wiring.Component):
         m = Module()
         advance = pipeline_control(m, self.i, self.o, self._latency)
         regs = StageRegisters(advance)
+        addresses = [Value.cast(self.i.payload[k]).as_unsigned() for k in range(self.n_elements)]
+        lanes = self.lookups(m, addresses, advance, regs)
+        width = shape_of(self.out_type).width
+        out = Cat(*[Value.cast(v).as_unsigned()[:width] for v in lanes])
+        if self._latency == 2:
+            out = regs.register(out, name="out")
+        regs.emit(m)
+        m.d.comb += self.o.payload.eq(out)
+        return m
+
+    def lookups(
+        self, m: Module, addresses: Sequence[Value], advance: Value, regs: StageRegisters
+    ) -> list[Value]:
+        """The table's entry at each lane's address (raw input bits), one pipeline stage
+        later (the ROM's read register or a register after the case statement), all held
+        while ``advance`` is low; the ROMs are added to ``m``."""
         out_shape = shape_of(self.out_type)
         contents = self.by_address()
         lanes = []
-        for k in range(self.n_elements):
-            address = Value.cast(self.i.payload[k]).as_unsigned()
+        for k, address in enumerate(addresses):
             if self.rom:
                 if k % ROM_READ_PORTS == 0:
                     m.submodules[f"rom{k // ROM_READ_PORTS}"] = rom = memory.Memory(
@@ -130,12 +145,79 @@ class LookupTable(wiring.Component):
                         with m.Case(code):
                             m.d.comb += value.eq(entry)
                 lanes.append(regs.register(value, name=f"stage1_{k}"))
-        width = out_shape.width
-        out = Cat(*[Value.cast(v).as_unsigned()[:width] for v in lanes])
-        if self._latency == 2:
-            out = regs.register(out, name="out")
+        return lanes
+
+
+class BypassTable(wiring.Component):
+    """``o[k] = i[k] > 0 ? requantize(i[k], out_type) : table[requantize(i[k], table_type)]``
+    for each of ``n_elements`` lanes: a function that is the identity above 0 (ELU) looks
+    up only its other side, so a wide input's table needs just the integer bits where that
+    side saturates (`rtlgen.ops.lut_activation`).
+
+    Both requantizers round with ``rounding``; the table's saturates (the table covers the
+    inputs up to 0, its saturated low end stands for everything below), the bypass
+    overflows as ``overflow``. The table is a `LookupTable`'s ROMs.
+
+    Contract: II = 1, latency 2 (stage 1 registers both requantized values and the sign,
+    stage 2 is the table's read); under backpressure the pipeline holds
+    (`stream_util.pipeline_control`), nothing lost or duplicated. Widths: ``in_type.width``
+    in, ``out_type.width`` out per lane.
+    """
+
+    def __init__(
+        self,
+        table: np.ndarray | Sequence[int],
+        in_type: FixedType,
+        table_type: FixedType,
+        out_type: FixedType,
+        n_elements: int,
+        rounding: Rounding = Rounding.CONVERGENT,
+        overflow: Overflow = Overflow.SATURATE,
+    ):
+        self.table = LookupTable(table, table_type, out_type, n_elements)
+        self.in_type, self.out_type, self.n_elements = in_type, out_type, n_elements
+        self.to_table = Requantize(
+            n_elements, in_type, table_type, None, None, rounding, Overflow.SATURATE, latency=0
+        )
+        self.bypass = Requantize(
+            n_elements, in_type, out_type, None, None, rounding, overflow, latency=0
+        )
+        super().__init__(
+            {
+                "i": In(stream.Signature(vector_layout(in_type, n_elements))),
+                "o": Out(stream.Signature(vector_layout(out_type, n_elements))),
+            }
+        )
+
+    latency = 2
+    cycles_per_sample = 1
+
+    def elaborate(self, platform):
+        m = Module()
+        advance = pipeline_control(m, self.i, self.o, self.latency)
+        regs = StageRegisters(advance)
+        m.submodules.to_table = to_table = self.to_table
+        m.submodules.bypass = bypass = self.bypass
+        for rq in (to_table, bypass):
+            m.d.comb += [rq.i.valid.eq(1), rq.o.ready.eq(1)]
+        addresses, bypassed, positive = [], [], []
+        for k in range(self.n_elements):
+            x = self.i.payload[k]
+            m.d.comb += [to_table.i.payload[k].eq(x), bypass.i.payload[k].eq(x)]
+            address = Value.cast(to_table.o.payload[k]).as_unsigned()
+            addresses.append(regs.register(address, name=f"address{k}"))
+            value = regs.register(bypass.o.payload[k], name=f"bypass{k}")
+            bypassed.append(regs.register(value, name=f"bypass{k}_2"))
+            sign = regs.register(Value.cast(x) > 0, name=f"positive{k}")
+            positive.append(regs.register(sign, name=f"positive{k}_2"))
+        looked_up = self.table.lookups(m, addresses, advance, regs)
+        width = shape_of(self.out_type).width
+        lanes = [
+            Mux(above, Value.cast(by), Value.cast(v)).as_unsigned()[:width]
+            for above, by, v in zip(positive, bypassed, looked_up, strict=True)
+        ]
         regs.emit(m)
-        m.d.comb += self.o.payload.eq(out)
+        m.d.comb += self.o.payload.eq(Cat(*lanes))
         return m
 
 

@@ -23,9 +23,15 @@ layer has an explicit result type; QKeras tables into `table_out_type` (exact).
 unquantized function QKeras quantizes): the table's own largest error (`table_error`) plus,
 where the input is requantized, the function's largest slope times the input rounding.
 
-Hardware: [`Requantize` into the table type ->] `LookupTable` (one ROM for the elements of
+ELU is the identity above 0: for a wide input (``linear_above``) those inputs bypass the
+table (requantized into the output type), so the table covers only the negative side and
+needs the integer bits where ELU saturates there (~4 for 10 fraction bits), not those of
+the whole input range (a float model's proven fixed<19,9>: a fixed<12,4> table, max error
+0.0024, was fixed<12,9>, 0.063).
+
+Hardware: [`Requantize` into the table type ->] `LookupTable` (one ROM per two elements of
 a beat, a read port each, or a case statement per element for tables of up to 6 input
-bits). II = 1, latency 1 + 1.
+bits), or for ``linear_above`` a `BypassTable`. II = 1, latency 1 + 1 (2).
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ from rtlgen.frontend.keras_config import (
     WeightSource,
     config_number,
 )
-from rtlgen.layers.lookup import LookupTable
+from rtlgen.layers.lookup import BypassTable, LookupTable
 from rtlgen.layers.requantize import Requantize
 from rtlgen.ops.registry import Op, Shape, register_op
 from rtlgen.passes import LowerContext
@@ -110,6 +116,9 @@ class TableActivation(ir.Node):
     rounding: Rounding = field(default=Rounding.CONVERGENT, kw_only=True)
     overflow: Overflow = field(default=Overflow.SATURATE, kw_only=True)
     max_error: float = field(default=0.0, kw_only=True)
+    #: inputs above 0 bypass the table (``y = requantize(x)``: ELU's identity side), so the
+    #: table covers only the side that saturates (set for wide inputs of ELU)
+    linear_above: bool = field(default=False, kw_only=True)
 
     op = "lut_activation"
 
@@ -237,11 +246,13 @@ def table_type_for(
     p: dict[str, Any],
     rounding: Rounding,
     budget: int = TABLE_INPUT_BITS,
+    linear_above: bool = False,
 ) -> FixedType:
     """The table's input type for an input wider than `MAX_TABLE_INPUT_BITS`: the fewest
     integer bits whose two ends already give the outputs of the inputs beyond them (the
     functions are monotone, so every input beyond gives them too), the rest of ``budget``
-    bits as fraction (QKeras kinds: every fractional bit of the input)."""
+    bits as fraction (QKeras kinds: every fractional bit of the input). ``linear_above``:
+    the inputs above 0 bypass the table, so only its low end must saturate."""
     exact = kind.is_qkeras
     wide = FixedType(_SEARCH_WIDTH, out_frac, True)
     in_int = in_type.width - in_type.frac
@@ -254,7 +265,7 @@ def table_type_for(
         return FixedType(max(int_bits + frac, least), frac, in_type.signed)
 
     def enough(t: FixedType) -> bool:
-        covers_hi = t.max_value >= in_type.max_value
+        covers_hi = linear_above or t.max_value >= in_type.max_value
         covers_lo = t.min_value <= in_type.min_value
         if (covers_hi and covers_lo) or (exact and t.width > MAX_TABLE_INPUT_BITS):
             return True  # the whole input range (or too wide anyway: refused by the caller)
@@ -300,10 +311,12 @@ def lower_table(node: TableActivation, ctx: LowerContext) -> TableActivation:
     kind = node.kind
     explicit = None if kind.is_qkeras else ctx.explicit.result
     out_frac = explicit.frac if explicit is not None else config.result_frac
+    # ELU is the identity above 0: a wide input bypasses the table there (`BypassTable`)
+    linear_above = kind is ActivationKind.ELU and in_type.width > MAX_TABLE_INPUT_BITS
     if in_type.width <= MAX_TABLE_INPUT_BITS:
         table_type = in_type
     else:
-        table_type = table_type_for(kind, in_type, out_frac, p, rounding)
+        table_type = table_type_for(kind, in_type, out_frac, p, rounding, linear_above=linear_above)
         if table_type.width > MAX_TABLE_INPUT_BITS:
             raise UnsupportedError(
                 f"{where}: {kind.value} of a {in_type} input needs a table of {table_type} to "
@@ -318,7 +331,10 @@ def lower_table(node: TableActivation, ctx: LowerContext) -> TableActivation:
         wide = FixedType(_SEARCH_WIDTH, out_frac, True)
         with np.errstate(over="ignore"):
             values = lookup_table(kind, table_type, wide, p, rounding, Overflow.SATURATE)
-        out_type = FixedType.covering(int(values.min()), int(values.max()), out_frac)
+        top = int(values.max())
+        if linear_above:  # the largest input, rounded into the output's fraction
+            top = max(top, int(requantize(np.array([in_type.max_int]), in_type.frac, wide)[0]))
+        out_type = FixedType.covering(int(values.min()), top, out_frac)
     with np.errstate(over="ignore"):
         error = table_error(kind, table_type, out_type, p, rounding, config.overflow)
     if table_type != in_type:
@@ -332,6 +348,7 @@ def lower_table(node: TableActivation, ctx: LowerContext) -> TableActivation:
         rounding=rounding,
         overflow=config.overflow,
         max_error=float(error),
+        linear_above=linear_above,
     )
 
 
@@ -347,17 +364,27 @@ def table_input(node: TableActivation, x: np.ndarray, in_type: FixedType) -> np.
 
 
 def table_reference(node: TableActivation, x: np.ndarray, in_type: FixedType) -> np.ndarray:
-    assert node.table_type is not None
-    return apply_table(node_table(node), table_input(node, x, in_type), node.table_type)
+    assert node.table_type is not None and node.out_type is not None
+    y = apply_table(node_table(node), table_input(node, x, in_type), node.table_type)
+    if not node.linear_above:
+        return y
+    above = requantize(x, in_type.frac, node.out_type, node.rounding, node.overflow)
+    return np.where(x > 0, above, y)
 
 
 def plan_table(node: TableActivation, ctx: PlanContext) -> LayerPlan:
     assert node.table_type is not None and node.out_type is not None
     lanes = StreamFormat.of(node.in_shape, ctx.in_type).elements
     stages: list[Any] = []
-    if node.table_type != ctx.in_type:
-        stages.append(Requantize(lanes, ctx.in_type, node.table_type, None, None, node.rounding))
-    stages.append(LookupTable(node_table(node), node.table_type, node.out_type, lanes))
+    if node.linear_above:
+        table = node_table(node)
+        args = (node.table_type, node.out_type, lanes, node.rounding, node.overflow)
+        stages.append(BypassTable(table, ctx.in_type, *args))
+    else:
+        if node.table_type != ctx.in_type:
+            rq = Requantize(lanes, ctx.in_type, node.table_type, None, None, node.rounding)
+            stages.append(rq)
+        stages.append(LookupTable(node_table(node), node.table_type, node.out_type, lanes))
     entries = 1 << node.table_type.width
     note = (
         f"one table of {entries} x {node.out_type.width} bits ({node.kind.value}) read by "
@@ -378,6 +405,8 @@ def validate_table(node: TableActivation, in_type: FixedType | None) -> None:
         raise RtlgenError(f"table type {node.table_type} is too far from the input {in_type}")
     if in_type is not None and in_type.width <= MAX_TABLE_INPUT_BITS and in_type != node.table_type:
         raise RtlgenError(f"table type {node.table_type} differs from the narrow input {in_type}")
+    if node.linear_above and node.kind is not ActivationKind.ELU:
+        raise RtlgenError(f"linear_above is only for elu, not {node.kind.value}")
     node.params()
     node_table(node)  # QKeras kinds: refuses an output type that does not hold them exactly
 

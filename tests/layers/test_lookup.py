@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from rtlgen.layers.lookup import (
     BLOCK_TABLE_MIN_BITS,
     LOGIC_TABLE_MAX_BITS,
+    BypassTable,
     LookupTable,
     PiecewiseLinear,
 )
@@ -26,7 +27,7 @@ from rtlgen.quant.activations import (
     table_out_type,
 )
 from rtlgen.quant.errors import RtlgenError
-from rtlgen.quant.fixed import FixedType, Overflow, Rounding
+from rtlgen.quant.fixed import FixedType, Overflow, Rounding, requantize
 
 from .streams import simulate_rows
 
@@ -105,6 +106,42 @@ def test_two_lanes_read_one_rom(bits, style):
     x = _inputs(rng, in_type, 5, 16)
     run = simulate_rows(LookupTable(table, in_type, out_type, 5), x, 8, 0.6, 0.5)
     np.testing.assert_array_equal(np.array(run.outputs), table[x - in_type.min_int])
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    in_bits=st.integers(13, 20),
+    table_int=st.integers(2, 5),
+    rounding=st.sampled_from(list(Rounding)),
+    overflow=st.sampled_from(list(Overflow)),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_bypass_table_is_identity_above_zero_and_the_table_below(
+    in_bits, table_int, rounding, overflow, seed
+):
+    in_type = FixedType(in_bits, 10)
+    table_type = FixedType(10, 10 - table_int)
+    out_type = FixedType(12, 6)  # narrower than the input: the bypass overflows too
+    table = lookup_table(K.ELU, table_type, out_type, {"alpha": 1.0}, rounding)
+    rng = np.random.default_rng(seed)
+    x = _inputs(rng, in_type, 3, 24)
+    x[2:5] = [[-1, 0, 1], [1, 0, -1], [2, -2, 0]]  # around the switch
+    run = simulate_rows(
+        BypassTable(table, in_type, table_type, out_type, 3, rounding, overflow),
+        x, seed, 0.6, 0.6,
+    )  # fmt: skip
+    below = apply_table(table, requantize(x, 10, table_type, rounding), table_type)
+    above = requantize(x, 10, out_type, rounding, overflow)
+    np.testing.assert_array_equal(np.array(run.outputs), np.where(x > 0, above, below))
+
+
+def test_bypass_table_latency_and_full_rate():
+    in_type, table_type, out_type = FixedType(16, 10), FixedType(9, 6), FixedType(12, 8)
+    table = lookup_table(K.ELU, table_type, out_type, {"alpha": 1.0})
+    dut = BypassTable(table, in_type, table_type, out_type, 2)
+    run = simulate_rows(dut, _inputs(np.random.default_rng(3), in_type, 2, 10))
+    assert dut.latency == run.out_cycles[0] - run.in_cycles[0] == 2
+    assert np.diff(run.out_cycles).tolist() == [1] * 9
 
 
 def test_rom_for_wide_inputs_logic_for_narrow_ones():

@@ -299,6 +299,25 @@ def mixed_mlp(seed: int = 0) -> ir.ModelGraph:
     return lower(ir.ModelGraph("mixed", tuple(nodes)), PrecisionConfig(input=FixedType(8, 4)))
 
 
+def test_elu_of_a_wide_input_bypasses_the_table_above_zero():
+    """ELU is the identity above 0: a wide input's table covers only the negative side, so
+    it keeps fraction bits (fixed<12,9> and max error 0.063 before, spanning the whole
+    proven range); outputs stay within max_error of ELU over that whole range."""
+    graph = mixed_mlp()
+    elu = graph.node("elu")
+    in_type = graph.in_type(graph.nodes.index(elu))
+    assert elu.linear_above and in_type.width > MAX_TABLE_INPUT_BITS
+    assert elu.table_type.width - elu.table_type.frac <= 5 < in_type.width - in_type.frac
+    assert elu.max_error < 0.005 and elu.out_type.max_value >= in_type.max_value - 2**-10
+    near = np.arange(-(2**14), 2**14, 37)  # negative side, the switch, small positives
+    ends = np.linspace(in_type.min_int, in_type.max_int, 999).astype(np.int64)
+    x = np.concatenate([near, ends])
+    got = elu.out_type.to_float(run_node(elu, x[:, None], in_type))[:, 0]
+    v = in_type.to_float(x)
+    want = np.where(v > 0, v, elu.alpha * np.expm1(np.minimum(v, 0)))
+    assert np.max(np.abs(got - want)) <= elu.max_error
+
+
 def test_mixed_mlp_is_bit_exact_under_backpressure_with_predicted_timing():
     graph = mixed_mlp()
     assert any(isinstance(n, LeakyRelu) for n in graph.nodes)
