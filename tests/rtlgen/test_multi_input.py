@@ -16,6 +16,7 @@ import dataclasses
 import functools
 import json
 import random
+import re
 import warnings
 
 import numpy as np
@@ -882,20 +883,28 @@ def test_each_input_takes_its_own_type_from_the_option_or_the_config(tmp_path, t
     assert [str(n.out_type) for n in graph.input_nodes] == ["fixed<8,4>", "fixed<6,2>"]
 
 
+def test_an_unknown_input_name_is_one_error_line(tmp_path, two_branch_weights):
+    (tmp_path / "m.json").write_text(json.dumps(_two_branch_config(False)))
+    options = ("--input-type", "c=fixed<8,4>")
+    result = rtlgen("inspect", tmp_path / "m.json", "-w", two_branch_weights, *options)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "has no input 'c' (its inputs: a, b)" in result.stderr
+
+
 @pytest.mark.parametrize(
-    "options, fragment",
+    "values, fragment",
     [
-        (["--input-type", "c=fixed<8,4>"], "has no input 'c' (its inputs: a, b)"),
-        (["--input-type", "a=fixed<8,4>", "--input-type", "a=fixed<6,2>"], "two types for input 'a'"),
-        (["--input-type", "=fixed<8,4>"], "needs an input name"),
-        (["--input-type", "a=fixd<8,4>"], "--input-type 'a=fixd<8,4>'"),
+        (["a=fixed<8,4>", "a=fixed<6,2>"], "two types for input 'a'"),
+        (["fixed<8,4>", "fixed<6,2>"], "two types for every input"),
+        (["=fixed<8,4>"], "needs an input name"),
+        (["a=fixd<8,4>"], "--input-type 'a=fixd<8,4>'"),
     ],
 )
-def test_bad_per_input_types_are_one_line_errors(tmp_path, two_branch_weights, options, fragment):
-    (tmp_path / "m.json").write_text(json.dumps(_two_branch_config(False)))
-    result = rtlgen("inspect", tmp_path / "m.json", "-w", two_branch_weights, *options)
-    assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and fragment in result.stderr, result.stderr
+def test_bad_per_input_types_are_refused_by_the_option_parser(values, fragment):
+    from rtlgen.cli import _input_types
+
+    with pytest.raises(RtlgenError, match=re.escape(fragment)):
+        _input_types(values)
 
 
 def test_config_inputs_naming_no_input_are_refused(tmp_path, two_branch_weights):
