@@ -69,10 +69,13 @@ class KerasLayer:
     build_config: Mapping[str, Any] | None = None  # entry-level "build_config" (Keras >= 2.13)
     #: written by Keras 3 (`written_by_keras3`), whose hard_sigmoid differs from Keras 2's
     keras3: bool = False
+    #: the wrapper the layer was read from (``TimeDistributed``: its ``layer``)
+    wrapper: str | None = None
 
     @property
     def where(self) -> str:
-        return f"layer '{self.name}' ({self.class_name})"
+        kind = f"{self.wrapper}({self.class_name})" if self.wrapper else self.class_name
+        return f"layer '{self.name}' ({kind})"
 
 
 _FOLDED_LAYERS = ("QConv2DBatchnorm", "QDenseBatchnorm", "QDepthwiseConv2DBatchnorm")
@@ -91,8 +94,9 @@ _UNSUPPORTED_HINTS = {
     "only forward SimpleRNN/LSTM/GRU layers are supported",
     "Masking": "masked (variable-length) sequences are not supported: recurrent layers "
     "take a fixed number of time steps",
-    "TimeDistributed": "a Dense applies to every time step of a (time, features) input by "
-    "itself: use the Dense (or Conv1D) without the TimeDistributed wrapper",
+    "TimeDistributed": "rtlgen reads TimeDistributed around "
+    "Dense, QDense, Activation, QActivation and Dropout (which act on the last axis at every "
+    "position anyway)",
     "RNN": "a generic RNN of a custom cell is not read; use the SimpleRNN, LSTM or GRU layers",
 }
 _KERAS_ACTIVATIONS = (
@@ -215,10 +219,31 @@ def _layer_entry(entry: Any, index: int, keras3: bool = False) -> KerasLayer:
     registered = entry.get("registered_name")
     if isinstance(registered, str) and registered.startswith("hgq>"):
         class_name = registered  # HGQ2's QDense/QConv2D are not QKeras's (`rtlgen.ops.hgq2`)
+    inner = config.get("layer")
+    if (
+        class_name == "TimeDistributed"
+        and isinstance(inner, dict)
+        and inner.get("class_name") in _TIME_DISTRIBUTED
+        and isinstance(inner.get("config"), dict)
+    ):
+        # the wrapped layer under the wrapper's name: it acts on the last axis at every
+        # position, as rtlgen applies these layers to (time, features) inputs anyway
+        class_name, config = inner["class_name"], {**inner["config"], "name": name}
+        return KerasLayer(
+            class_name,
+            name,
+            config,
+            build if isinstance(build, dict) else None,
+            keras3=keras3,
+            wrapper="TimeDistributed",
+        )
     return KerasLayer(
         class_name, name, config, build if isinstance(build, dict) else None, keras3=keras3
     )
 
+
+#: layers read inside a ``TimeDistributed``: the same layer on every time step
+_TIME_DISTRIBUTED = ("Dense", "QDense", "Activation", "QActivation", "Dropout")
 
 #: the key of the input a Sequential without an InputLayer gets (not a valid layer name)
 _SEQUENTIAL_INPUT = "\x00input"
@@ -604,13 +629,15 @@ class IndexedWeights(WeightSource):
         for layer in layers:
             if sequential and layer.class_name == "InputLayer":
                 continue  # not in Sequential.layers, so not numbered
-            key = _snake_case(layer.class_name.split(">")[-1])  # "hgq>QDense": q_dense
+            # "hgq>QDense": q_dense; a wrapped layer is numbered by its wrapper's class and
+            # keeps its variables in the wrapper's "layer"
+            key = _snake_case((layer.wrapper or layer.class_name).split(">")[-1])
             if key in used:
                 used[key] += 1
                 key = f"{key}_{used[key]}"
             else:
                 used[key] = 0
-            self.paths[layer.name] = f"layers/{key}"
+            self.paths[layer.name] = f"layers/{key}" + ("/layer" if layer.wrapper else "")
 
     def get(self, layer: KerasLayer, expected: Mapping[str, Shape]) -> dict[str, Stored]:
         path = self.paths.get(layer.name, "")

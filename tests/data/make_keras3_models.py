@@ -9,7 +9,8 @@ Every model is written as a ``.keras`` v3 archive (``config.json``, ``metadata.j
 ``model.weights.h5``); ``seq_mlp`` and ``func_cnn`` also as ``to_json()`` +
 ``save_weights("*.weights.h5")``; so are the recurrent ``rnn_lstm`` and ``rnn_gru_v1_stack``
 (tests/rtlgen/test_keras3_recurrent.py); ``func_layers_1d`` and ``rnn_lstm`` also as Keras 3's
-legacy ``.h5``. ``NAME_expected.npz`` holds ``x`` (exact in
+legacy ``.h5`` (and ``rnn_lstm_tagger``, whose TimeDistributed Dense layers keep their
+weights in the wrapper's ``layer``). ``NAME_expected.npz`` holds ``x`` (exact in
 ``fixed<16,6>``: multiples of 1/16 in [-4, 4)) and ``y`` = ``model.predict(x)`` (float32).
 tests/rtlgen/test_keras3.py reads them; with Keras 3 importable (or RTLGEN_KERAS3_PYTHON /
 /work/venv-hgq2/bin/python present) it writes them again and compares live.
@@ -236,6 +237,21 @@ def rnn_gru_v1_stack():
     return keras.Model(inp, layers.Dense(2, name="head")(h), name="rnn_gru_v1_stack")
 
 
+def rnn_lstm_tagger():
+    """A tagger: LSTM returning the sequence, TimeDistributed Dense layers on every step."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input((8, 3), name="x")
+    h = layers.LSTM(5, return_sequences=True, name="lstm")(inp)
+    bias = keras.initializers.RandomUniform(-0.5, 0.5)
+    h = layers.TimeDistributed(
+        layers.Dense(4, activation="relu", bias_initializer=bias), name="td_hidden"
+    )(h)
+    out = layers.TimeDistributed(layers.Dense(2, bias_initializer=bias), name="td_out")(h)
+    return keras.Model(inp, out, name="rnn_lstm_tagger")
+
+
 def rnn_lstm_bidirectional():
     """A Bidirectional LSTM: rtlgen refuses it in one line."""
     import keras
@@ -275,6 +291,7 @@ RECURRENT = {
     "rnn_lstm_seq": (rnn_lstm_seq, (6, 2)),
     "rnn_gru": (rnn_gru, (8, 3)),
     "rnn_gru_v1_stack": (rnn_gru_v1_stack, (7, 2)),
+    "rnn_lstm_tagger": (rnn_lstm_tagger, (8, 3)),
 }
 #: models rtlgen refuses (no expected outputs)
 REFUSED = {
@@ -286,7 +303,7 @@ REFUSED = {
 JSON_MODELS = ("seq_mlp", "func_cnn", "func_layers_2d", "rnn_lstm", "rnn_gru_v1_stack")
 #: models also written as Keras 3's legacy HDF5 (model.save("*.h5"); Keras 3.15 fails to
 #: write func_layers_2d's augmentation layers there)
-H5_MODELS = ("func_layers_1d", "rnn_lstm")
+H5_MODELS = ("func_layers_1d", "rnn_lstm", "rnn_lstm_tagger")
 
 
 def _seed(name: str) -> int:

@@ -252,7 +252,7 @@ def test_normalization_over_other_axes_is_refused_in_one_line():
 @pytest.mark.parametrize(
     "class_name, words",
     [
-        ("TimeDistributed", "use the Dense (or Conv1D) without the TimeDistributed wrapper"),
+        ("TimeDistributed", "rtlgen reads TimeDistributed around Dense"),
         ("RNN", "use the SimpleRNN, LSTM or GRU layers"),
         ("Bidirectional", "runs the sequence backwards"),
     ],

@@ -47,7 +47,14 @@ from .test_keras3 import (
 )
 
 DATA = Path(__file__).parents[1] / "data" / "keras3"
-MODELS = ("rnn_simple_seq", "rnn_lstm", "rnn_lstm_seq", "rnn_gru", "rnn_gru_v1_stack")
+MODELS = (
+    "rnn_simple_seq",
+    "rnn_lstm",
+    "rnn_lstm_seq",
+    "rnn_gru",
+    "rnn_gru_v1_stack",
+    "rnn_lstm_tagger",
+)
 JSON_MODELS = ("rnn_lstm", "rnn_gru_v1_stack")
 INPUT_TYPE = "fixed<16,6>"
 TOLERANCE = 0.01
@@ -98,6 +105,28 @@ def test_keras3_layers_are_marked_for_keras3_hard_sigmoid():
     assert lstm.keras3 and json.loads(lstm.recurrent_activation) == "hard_sigmoid"
     (rnn,) = (n for n in read_model(DATA / "rnn_simple_seq.keras").nodes if n.name == "rnn")
     assert isinstance(rnn, SimpleRNN) and rnn.return_sequences and rnn.keras3
+
+
+def test_time_distributed_dense_is_the_dense_on_every_step():
+    """A tagger's TimeDistributed(Dense) layers: the Dense under the wrapper's name, its
+    weights from the wrapper's ``layer`` (.keras) or by name (.h5), as Keras computes."""
+    graph = read_model(DATA / "rnn_lstm_tagger.keras")
+    nodes = {n.name: n for n in graph.nodes}
+    assert nodes["td_hidden"].inputs == ("lstm",) and nodes["td_out"].out_shape == (8, 2)
+    reads_as_the_archive("rnn_lstm_tagger", DATA / "rnn_lstm_tagger.h5")
+
+
+def test_time_distributed_of_other_layers_is_refused_in_one_line(tmp_path):
+    def conv_inside(config):
+        td = next(e for e in config["config"]["layers"] if e["config"]["name"] == "td_out")
+        td["config"]["layer"]["class_name"] = "Conv1D"
+
+    edits = {"config.json": config_edit(conv_inside)}
+    with pytest.raises(UnsupportedError) as info:
+        read_model(rewritten_archive(tmp_path, "rnn_lstm_tagger", edits))
+    message = str(info.value)
+    assert "\n" not in message and "layer 'td_out' (TimeDistributed)" in message
+    assert "TimeDistributed around Dense" in message
 
 
 def test_saved_graph_keeps_keras3_hard_sigmoid(tmp_path):
