@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from amaranth.hdl import Const, Module, Signal
+from amaranth.hdl import Const, Module, Signal, signed, unsigned
 from amaranth.sim import Simulator
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,6 +17,7 @@ from rtlgen.layers.threshold import (
     ARRAY_TABLE,
     BANK_MAX_THRESHOLDS,
     ThresholdBank,
+    _at_least,
     _thermometer_count,
     segment_bits,
 )
@@ -278,3 +279,28 @@ def test_two_level_search_comparators(count, comparators):
     assert dut.comparators == comparators
     f = segment_bits(count)
     assert (count >> f) + (1 << f) - 1 == comparators
+
+
+@pytest.mark.parametrize("shape", [signed(5), unsigned(4), signed(1)])
+def test_constant_comparison_as_logic_is_exact(shape):
+    """`_at_least` (the coarse comparators' LUT logic) against ``>=`` for every input and
+    every constant of the range and one beyond each end."""
+    lo, hi = (
+        (-(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1)
+        if shape.signed
+        else (0, (1 << shape.width) - 1)
+    )
+    constants = list(range(lo - 1, hi + 2))
+    x = Signal(shape)
+    outs = [Signal(name=f"ge_{n}") for n in range(len(constants))]
+    m = Module()
+    m.d.comb += [o.eq(_at_least(x, t)) for o, t in zip(outs, constants, strict=True)]
+    sim = Simulator(m)
+
+    async def bench(ctx):
+        for v in range(lo, hi + 1):
+            ctx.set(x, v)
+            assert [ctx.get(o) for o in outs] == [int(v >= t) for t in constants], v
+
+    sim.add_testbench(bench)
+    sim.run()
