@@ -116,7 +116,7 @@ ModelArg = Annotated[str, typer.Argument(help="Model file: .h5 (full model), .js
 WeightsOpt = Annotated[Path | None, typer.Option("--weights", "-w", help="Weights .h5 for a .json model.")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Precision config YAML (hls4ml-style types accepted).")]
 CalibrateOpt = Annotated[Path | None, typer.Option("--calibrate", help="Sample inputs .npy (several inputs: an .npz, one array per input name): size float-model results from observed ranges (+ headroom) instead of worst-case analysis.")]
-InputTypeOpt = Annotated[list[str] | None, typer.Option("--input-type", help="Input stream type, e.g. 'fixed<8,1>' (default: config's, else fixed<16,6>); a model with several inputs: NAME=TYPE gives the input NAME its own (repeat the option; a TYPE alone is for the others).")]
+InputTypeOpt = Annotated[list[str] | None, typer.Option("--input-type", metavar="[NAME=]TYPE", help="Input stream type, e.g. 'fixed<8,1>' (default: config's, else fixed<16,6>); a model with several inputs: NAME=TYPE gives the input NAME its own (repeat the option; a TYPE alone is for the others).")]
 MaxParamsOpt = Annotated[int | None, typer.Option("--max-params", min=1, help="Most parameters (weights, biases, BN) a model may declare; a guard against hostile files, checked before anything is read. Default 20,000,000.", show_default=False)]
 
 
