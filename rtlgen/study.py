@@ -1524,21 +1524,30 @@ def write_markdown(results: dict[str, Any]) -> str:
                 return (s or {}).get("status", "n/a")
             return f"{_fmt(s['luts'])} / {_fmt(s['ffs'])} / {_fmt(s['dsps'])}"
 
-        peer_rows.append(
-            [
-                f"{v['short']} {v['layer_order']}",
-                hls_na or _fmt(hls["exact_logits_rate"], "pct"),
-                hls_na or _fmt(hls["argmax_agreement_reference"], "pct"),
-                hls_na or _fmt(hls.get("argmax_agreement_rtl"), "pct"),
-                hls_na or _fmt(hls.get("accuracy"), "pct"),
-                hls_na or _fmt(hls.get("compile_seconds"), "float"),
-                da_na or _fmt(da["exact_logits_rate"], "pct"),
-                da_na or _fmt(da.get("latency_cycles")),
-                da_na or lff(da.get("synth", {})),
-                da_na or _fmt(dense.get("latency_cycles_manifest")),
-                da_na or lff(dense.get("synth", {})),
+        # a peer that did not run: its reason once, a dash in its other columns
+        hls_cells = (
+            [hls_na, "–", "–", "–", "–"]
+            if hls_na
+            else [
+                _fmt(hls["exact_logits_rate"], "pct"),
+                _fmt(hls["argmax_agreement_reference"], "pct"),
+                _fmt(hls.get("argmax_agreement_rtl"), "pct"),
+                _fmt(hls.get("accuracy"), "pct"),
+                _fmt(hls.get("compile_seconds"), "float"),
             ]
         )
+        da_cells = (
+            [da_na, "–", "–", "–", "–"]
+            if da_na
+            else [
+                _fmt(da["exact_logits_rate"], "pct"),
+                _fmt(da.get("latency_cycles")),
+                lff(da.get("synth", {})),
+                _fmt(dense.get("latency_cycles_manifest")),
+                lff(dense.get("synth", {})),
+            ]
+        )
+        peer_rows.append([f"{v['short']} {v['layer_order']}", *hls_cells, *da_cells])
     lines += _table(MAIN_COLUMNS, main_rows)
     lines += ["", "## Details", ""] + _table(DETAIL_COLUMNS, detail_rows)
     lines += ["", "## Peers", ""] + _table(PEER_COLUMNS, peer_rows)
@@ -1712,6 +1721,13 @@ def write_plots(results: dict[str, Any], out: Path) -> list[Path]:
     return paths
 
 
+def _peer_cell(peer: dict[str, Any]) -> str:
+    """A peer's exact-logits rate, or why it has none (without the install hint)."""
+    if peer.get("status") == "ok":
+        return _fmt(peer["exact_logits_rate"], "pct")
+    return str(peer.get("status", "n/a")).split(" (")[0]
+
+
 def _print_summary(console: Console, results: dict[str, Any], out: Path) -> None:
     table = Table(title=f"SVHN study ({results['config']}, data: {results['data']['source']})")
     for col in (
@@ -1742,8 +1758,8 @@ def _print_summary(console: Console, results: dict[str, Any], out: Path) -> None
                 _fmt(d["multipliers"]),
                 _synth_cell(synth, "dsps"),
                 _synth_cell(synth, "luts"),
-                _fmt(hls["exact_logits_rate"], "pct") if hls.get("status") == "ok" else "n/a",
-                _fmt(da["exact_logits_rate"], "pct") if da.get("status") == "ok" else "n/a",
+                _peer_cell(hls),
+                _peer_cell(da),
             )
     console.print(table)
     console.print(  # the output path is the user's: plain text, never rich markup
