@@ -42,6 +42,15 @@ HISTORY = {
             "latency_cycles": 3,
         },
         "bn_conv_0": {"luts": 2359, "ffs": 691, "carry": 448, "lut_levels": 7, "latency_cycles": 3},
+        "bn_conv_1": {"luts": 1663, "ffs": 547, "carry": 336, "lut_levels": 5, "latency_cycles": 3},
+        "bn_conv_2": {"luts": 2505, "ffs": 819, "carry": 503, "lut_levels": 6, "latency_cycles": 3},
+        "bn_dense_1": {
+            "luts": 6196,
+            "ffs": 2115,
+            "carry": 1343,
+            "lut_levels": 7,
+            "latency_cycles": 3,
+        },
     },
 }
 
