@@ -167,6 +167,7 @@ def test_a_design_too_big_for_icarus_is_refused_in_one_line(chansum_outdir, monk
         icarus.check_size(manifest, 10)
 
 
+@needs_iverilog
 def test_too_big_is_refused_before_any_build(chansum_outdir, tmp_path, monkeypatch):
     monkeypatch.setenv(icarus.LIMIT_VARIABLE, "0")
     x_int = dut.random_inputs(2, seed=0)
