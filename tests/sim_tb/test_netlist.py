@@ -168,15 +168,17 @@ def test_xilinx_dsp_map_drives_pcin():
 
 @needs_iverilog
 def test_xilinx_netlist_of_the_dsp_packing_bugs_is_bit_exact(tmp_path):
-    """Bit-exact, and the DSP48E1s still hold the multipliers, their registers (with the
-    enable), the post-adders and the output registers: only the faulty packing is avoided."""
+    """Bit-exact, and the DSP48E1s still hold the multipliers with their registers (and the
+    enable) and the post-adders: only the two registers that take a product bit twice are
+    split into 1-bit registers and stay in the fabric (no -nodsp fallback, no cascade)."""
     (tmp_path / "dsp_cases.v").write_text(DSP_CASES)
     netlist = write_netlist([tmp_path / "dsp_cases.v"], "dsp_cases", "xilinx", tmp_path / "out")
     netlist = netlist.read_text()
-    assert "rtlgen:" not in (tmp_path / "out" / "yosys.log").read_text()  # no -nodsp fallback
+    log = (tmp_path / "out" / "yosys.log").read_text()
+    assert "-nodsp" not in log and "2 register(s) take a bit twice" in log
     assert netlist.count("DSP48E1 #(") == 3 and netlist.count(".MREG(1'h1)") == 3
-    assert netlist.count(".PREG(1'h1)") == 2 and netlist.count(".OPMODE(7'h35)") == 2
-    assert ".CEP(en)" in netlist and "PCOUT" not in netlist  # no cascade
+    assert netlist.count(".PREG(1'h1)") == 0 and netlist.count(".OPMODE(7'h35)") == 2
+    assert ".CEM(en)" in netlist and "PCOUT" not in netlist  # no cascade
     differ1, differ2, negative = dsp_cases_differ(tmp_path, netlist)
     assert negative > 100  # the duplicated sign bit is exercised
     assert (differ1, differ2) == (0, 0)
@@ -210,8 +212,8 @@ def demo_outdir(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("netlist", ["generic", "xilinx"])
 def test_demo_netlist_is_bit_exact(netlist, demo_outdir, build_root):
-    """The Xilinx netlist is synthesized with -nodsp here: 11 registers still take a bit twice
-    when opt_dff -sat's budget runs out (see rtlgen.synth.NETLIST_FLAVOURS)."""
+    """The Xilinx netlist keeps its DSP48E1s: the registers that take a bit twice are split
+    (see rtlgen.synth.NETLIST_FLAVOURS)."""
     graph, outdir = demo_outdir
     x = random_inputs(graph, 3, seed=2)
     _netlist_matches(outdir, x, expected(graph, x), build_root, netlist)
