@@ -246,22 +246,12 @@ def _product_path(json_path, weights_path, work: Path, simulate: bool) -> dict:
 
 
 def _synthesize_part(stages, name: str, work: Path) -> dict:
-    from amaranth.back import verilog
-
+    from rtlgen.emit import component_verilog
     from rtlgen.layers.stream_util import Chain
     from rtlgen.synth import synthesize
 
-    chain = Chain(list(stages))
-    ports = [
-        chain.i.payload.as_value(),
-        chain.i.valid,
-        chain.i.ready,
-        chain.o.payload.as_value(),
-        chain.o.valid,
-        chain.o.ready,
-    ]
     path = work / f"{name}.v"
-    path.write_text(verilog.convert(chain, name=name, ports=ports))
+    path.write_text(component_verilog(Chain(list(stages)), name))  # the product's path
     start = time.monotonic()
     figures = synthesize(path, name, "xcup").as_dict()
     figures.pop("cells")

@@ -466,20 +466,27 @@ def _convert(model, outdir, weights, config, input_type, calibrate, multiplier, 
         )
 
 
-def _input_type_origin(model: str, config: Path | None, input_type: list[str] | None) -> str:
-    """How the input stream type was chosen (`rtlgen.manifest.INPUT_TYPE_ORIGINS`), for REPORT.md."""
+def _input_type_origin(model: str, config: Path | None, input_type: list[str] | None) -> dict[str, str]:
+    """How each input stream's type was chosen (`rtlgen.manifest.INPUT_TYPE_ORIGINS`), for
+    REPORT.md: by input name, and under "*" for the inputs not named."""
     from rtlgen.api import _config
     from rtlgen.passes import DEFAULT_PRECISION
 
-    if input_type:
-        return "option"
+    types = _input_types(input_type)
+    origins: dict[str, str] = {}
     if Path(model).is_dir() or Path(model).suffix == ".npz":
-        return "model"
-    if config is not None and (
-        _config(config).input != DEFAULT_PRECISION.input or _config(config).inputs
-    ):
-        return "config"
-    return "default"
+        origins["*"] = "model"
+    else:
+        origins["*"] = "default"
+    if config is not None:
+        parsed = _config(config)
+        origins.update((name, "config") for name, _ in parsed.inputs)
+        if parsed.input != DEFAULT_PRECISION.input:
+            origins["*"] = "config"
+    if types.default is not None:  # the others (a config's named inputs keep theirs)
+        origins["*"] = "option"
+    origins.update((name, "option") for name, _ in types.named)
+    return origins
 
 
 def _testbench_writer(graph, samples: Path | None):

@@ -13,7 +13,7 @@ import multiprocessing
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,7 +147,7 @@ def build_manifest(
     top_name: str,
     options: HardwareOptions,
     seconds: float,
-    input_type_origin: str = "unknown",
+    input_type_origin: str | Mapping[str, str] = "unknown",
 ) -> Manifest:
     """The manifest of a design about to be written (`files` is filled in when it is)."""
     latency, ii, per_layer = predict_timing(top)
@@ -155,7 +155,11 @@ def build_manifest(
         _stream_spec(
             graph.node(spec.node).out_shape,
             spec.format,
-            type_origin=input_type_origin,
+            type_origin=(
+                input_type_origin
+                if isinstance(input_type_origin, str)
+                else input_type_origin.get(spec.name, input_type_origin.get("*", "unknown"))
+            ),
             name=spec.name,
             prefix=spec.prefix,
         )
@@ -220,7 +224,7 @@ def convert(
     top_name: str | None = None,
     extra: Callable[[Path, Manifest], None] | None = None,
     progress: Callable[[str], None] | None = None,
-    input_type_origin: str = "unknown",
+    input_type_origin: str | Mapping[str, str] = "unknown",
     jobs: int | None = None,
     mac_text: bool | None = None,
 ) -> Design:
@@ -228,7 +232,8 @@ def convert(
     files (testbench, reports) before the directory is moved into place.
     ``top_name``: the top module's name as the user gave it (an invalid one is an error);
     default: the model's name, made a safe identifier. ``input_type_origin``: how the input
-    type was chosen, for the manifest and REPORT.md (`rtlgen.manifest.INPUT_TYPE_ORIGINS`).
+    type was chosen, for the manifest and REPORT.md (`rtlgen.manifest.INPUT_TYPE_ORIGINS`);
+    a mapping gives it per input name, under "*" for the inputs it does not name.
     ``jobs``: processes converting layers to Verilog (`network_verilog`; default: the CPUs
     this process may use). ``mac_text``: constant MAC arrays as Verilog text from their plans
     (`network_verilog`; default `MAC_TEXT`)."""
@@ -280,10 +285,8 @@ SEPARATE_BITS = 4096
 #: rather than through Amaranth's netlist, RTLIL and Yosys: False for the latter
 MAC_TEXT = True
 
-#: the components being converted by `network_verilog`'s worker processes (inherited by fork),
-#: and whether MAC arrays are text there
+#: the components being converted by `network_verilog`'s worker processes (inherited by fork)
 _PENDING: list[tuple[wiring.Component, str]] = []
-_PENDING_MAC_TEXT: list[bool] = [MAC_TEXT]
 
 
 def _ports(component: wiring.Component) -> list[tuple[str, _ast.Value, _ir.PortDirection]]:
@@ -330,11 +333,11 @@ def _yosys_memory(module: str):
         raise
 
 
-def _convert_pending(index: int) -> tuple[str, dict[str, str]]:
+def _convert_pending(index: int, mac_text: bool) -> tuple[str, dict[str, str]]:
     component, name = _PENDING[index]
     # the parent may already have made it elaborate to an instance (`network_verilog`)
     component.__dict__.pop("elaborate", None)
-    return _component_verilog(component, name, _PENDING_MAC_TEXT[0])
+    return _component_verilog(component, name, mac_text)
 
 
 def _component_verilog(
@@ -426,7 +429,6 @@ def network_verilog(
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         _PENDING[:] = separate
-        _PENDING_MAC_TEXT[0] = mac_text
         try:
             context = multiprocessing.get_context("fork")
             with ProcessPoolExecutor(min(jobs, len(order)), mp_context=context) as pool:
@@ -434,7 +436,7 @@ def network_verilog(
                     # Python >= 3.12 warns on fork with threads (the CLI's progress thread):
                     # the workers only run Amaranth and Yosys, never the progress output.
                     warnings.filterwarnings("ignore", ".*fork", DeprecationWarning)
-                    futures = {pool.submit(_convert_pending, i): i for i in order}
+                    futures = {pool.submit(_convert_pending, i, mac_text): i for i in order}
                 # the top meanwhile, here
                 top_text = _top_verilog(top, name, separate, mac_text, macs)
                 for future in as_completed(futures):

@@ -883,6 +883,27 @@ def test_each_input_takes_its_own_type_from_the_option_or_the_config(tmp_path, t
     assert [str(n.out_type) for n in graph.input_nodes] == ["fixed<8,4>", "fixed<6,2>"]
 
 
+def test_report_says_where_each_input_type_came_from(tmp_path, design):
+    """REPORT.md has one type line per input, each with its own origin."""
+    import dataclasses
+
+    from rtlgen.cli import _input_type_origin
+    from rtlgen.report import _input_type_lines
+
+    (tmp_path / "p.yml").write_text("inputs:\n  image: fixed<10,3>\n")
+    origins = _input_type_origin("m.json", tmp_path / "p.yml", ["vec=fixed<6,3>"])
+    assert origins == {"*": "default", "image": "config", "vec": "option"}
+    assert _input_type_origin("m.json", None, ["fixed<6,3>"]) == {"*": "option"}
+    manifest = design.manifest
+    image, vec = manifest.inputs
+    image = dataclasses.replace(image, type_origin=origins["image"])
+    vec = dataclasses.replace(vec, type_origin=origins["vec"])
+    manifest = dataclasses.replace(manifest, input=image, inputs=(image, vec))
+    image_line, vec_line = _input_type_lines(manifest)
+    assert image_line.startswith("- input `image` type `fixed<") and "precision config" in image_line
+    assert vec_line.startswith("- input `vec` type `fixed<6,3>`") and "`--input-type`" in vec_line
+
+
 def test_an_unknown_input_name_is_one_error_line(tmp_path, two_branch_weights):
     (tmp_path / "m.json").write_text(json.dumps(_two_branch_config(False)))
     options = ("--input-type", "c=fixed<8,4>")
