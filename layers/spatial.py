@@ -1,6 +1,7 @@
-"""Stream-reshaping blocks: zero padding, cropping, nearest-neighbour upsampling.
+"""Stream-reshaping blocks: zero padding, cropping, nearest-neighbour upsampling, zero
+insertion (the strided grid of a transposed convolution).
 
-All three take and give pixels in row-major order, one pixel per beat (payload
+All four take and give pixels in row-major order, one pixel per beat (payload
 ``ArrayLayout(element_shape, channels)``); a 1D signal (L, C) is an image of height 1.
 Values pass unchanged (`rtlgen.quant.spatial` is the reference). Samples follow each other
 back to back: every counter wraps per sample, nothing separates samples on the stream.
@@ -8,13 +9,18 @@ back to back: every counter wraps per sample, nothing separates samples on the s
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Shape, ShapeLike, Signal
+from amaranth.hdl import Const, Module, Mux, Shape, ShapeLike, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from rtlgen.quant.errors import RtlgenError
-from rtlgen.quant.spatial import cropped_shape, padded_shape, upsampled_shape
+from rtlgen.quant.spatial import (
+    cropped_shape,
+    padded_shape,
+    upsampled_shape,
+    zero_inserted_shape,
+)
 
 from .window import WindowGenerator
 
@@ -24,7 +30,7 @@ def _counter_next(value: Signal, last: int):
 
 
 class _PixelBlock(wiring.Component):
-    """What the three blocks share: ports ``i`` and ``o`` of one pixel per beat
+    """What the blocks share: ports ``i`` and ``o`` of one pixel per beat
     (``layout`` = ``ArrayLayout(element_shape, channels)``), a ``height`` x ``width`` input
     image and an ``out_height`` x ``out_width`` output image, ``latency`` 1."""
 
@@ -311,6 +317,117 @@ class UpSampleNearest(_PixelBlock):
             m.d.sync += [out_valid.eq(1), rep.eq(next_rep), col.eq(next_col), copy.eq(next_copy)]
             with m.If(new_pixel):
                 m.d.sync += out.eq(loaded)
+        with m.Elif(self.o.ready):
+            m.d.sync += out_valid.eq(0)
+        return m
+
+
+class ZeroInsert(_PixelBlock):
+    """The image with ``stride_h - 1`` zero rows between its rows and ``stride_w - 1`` zero
+    columns between its columns, then ``top``/``bottom`` rows and ``left``/``right`` columns
+    of zeros around (`rtlgen.quant.spatial.zero_insert`): the input grid of the stride-1
+    convolution that computes a transposed convolution.
+
+    It walks the output grid one position per cycle with row/column counters; whether a
+    position holds an input pixel is a bit of a constant row mask and of a column mask. A
+    pixel position forwards the input beat, a zero position inserts a zero pixel without
+    consuming input (``i.ready`` low).
+
+    Contract (that of `ZeroPad`, which is this block with strides 1):
+
+    - throughput: one output beat per cycle; ``cycles_per_sample`` = out_height * out_width
+      at full rate (input valid and output ready every cycle), no bubble between samples;
+    - ``latency`` 1: a pixel's beat is valid 1 cycle after its handshake. Zeros before a
+      sample's first pixel are emitted only once that pixel is offered (``i.valid``), so no
+      part of a sample that never comes appears; later zeros (between and after its pixels)
+      are emitted without waiting for input;
+    - backpressure: while ``o.valid`` and not ``o.ready`` the beat is held and no input is
+      taken; ``i.ready`` depends combinationally on ``o.ready``. Registers: one output pixel,
+      the counters and a started flag.
+    """
+
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        channels: int,
+        strides: tuple[int, int],
+        padding: tuple[int, int, int, int],
+        element_shape: ShapeLike,
+    ):
+        image = (height, width, channels)
+        out_shape = zero_inserted_shape(image, strides, padding)
+        super().__init__(height, width, channels, element_shape, out_shape, "zero insertion")
+        self.strides = tuple(int(v) for v in strides)
+        self.padding = tuple(int(v) for v in padding)
+
+    def is_pixel(self, row: int, col: int) -> bool:
+        """Whether output position (row, col) holds an input pixel (else a zero)."""
+        top, _, left, _ = self.padding
+        stride_h, stride_w = self.strides
+        r, c = row - top, col - left
+        return (
+            0 <= r <= (self.height - 1) * stride_h
+            and r % stride_h == 0
+            and 0 <= c <= (self.width - 1) * stride_w
+            and c % stride_w == 0
+        )
+
+    def model_timing(self, times: list[int], samples: int) -> tuple[list[int], list[int]]:
+        """(input handshake cycles, output valid cycles) with the input beat ``k`` offered
+        from cycle ``times[k]`` and the output always ready (`rtlgen.timing`): one position
+        per cycle, a pixel's when it is offered, zeros before the first pixel when it is."""
+        top, _, left, _ = self.padding
+        beats = self.height * self.width
+        accepted: list[int] = []
+        out: list[int] = []
+        clock = -1
+        for s in range(samples):
+            first = times[s * beats]
+            taken = 0
+            for row in range(self.out_height):
+                for col in range(self.out_width):
+                    clock += 1
+                    if self.is_pixel(row, col):
+                        clock = max(clock, times[s * beats + taken])
+                        accepted.append(clock)
+                        taken += 1
+                    elif (row, col) < (top, left):
+                        clock = max(clock, first)
+                    out.append(clock + 1)
+        return accepted, out
+
+    def elaborate(self, platform):
+        m = Module()
+        rows = [any(self.is_pixel(r, c) for c in range(self.out_width)) for r in range(self.out_height)]
+        cols = [any(self.is_pixel(r, c) for r in range(self.out_height)) for c in range(self.out_width)]
+        row_mask = Const(sum(1 << r for r, kept in enumerate(rows) if kept), self.out_height)
+        col_mask = Const(sum(1 << c for c, kept in enumerate(cols) if kept), self.out_width)
+        row = Signal(range(self.out_height))
+        col = Signal(range(self.out_width))
+        started = Signal()  # a position of this sample was emitted: later zeros do not wait
+        out = Signal(self.layout, reset_less=True)
+        out_valid = Signal()
+        m.d.comb += [self.o.valid.eq(out_valid), self.o.payload.eq(out)]
+
+        pixel = row_mask.bit_select(row, 1) & col_mask.bit_select(col, 1)
+        advance = ~out_valid | self.o.ready
+        step = Signal()  # a position enters the output register this cycle
+        m.d.comb += [
+            self.i.ready.eq(advance & pixel),
+            step.eq(advance & Mux(pixel, self.i.valid, started | self.i.valid)),
+        ]
+        last_col = col == self.out_width - 1
+        last = last_col & (row == self.out_height - 1)
+        with m.If(step):
+            m.d.sync += [
+                out.eq(Mux(pixel, self.i.payload.as_value(), 0)),
+                out_valid.eq(1),
+                col.eq(_counter_next(col, self.out_width - 1)),
+                started.eq(~last),
+            ]
+            with m.If(last_col):
+                m.d.sync += row.eq(_counter_next(row, self.out_height - 1))
         with m.Elif(self.o.ready):
             m.d.sync += out_valid.eq(0)
         return m

@@ -10,7 +10,10 @@ Keras semantics matched (channels_last):
 - `zero_pad`: ``ZeroPadding2D(((top, bottom), (left, right)))``, ``ZeroPadding1D((left, right))``;
 - `crop`: ``Cropping2D(((top, bottom), (left, right)))``, ``Cropping1D((left, right))``;
 - `upsample_nearest`: ``UpSampling2D((size_h, size_w), interpolation="nearest")`` (``np.repeat``
-  along H, then W), ``UpSampling1D(size)`` (repeat along L, ``size_h`` = 1).
+  along H, then W), ``UpSampling1D(size)`` (repeat along L, ``size_h`` = 1);
+- `zero_insert`: ``stride_h - 1`` zero rows between rows and ``stride_w - 1`` zero columns
+  between columns, then zero padding: the input of the stride-1 convolution that computes a
+  ``Conv2DTranspose``/``Conv1DTranspose`` (`rtlgen.ops.conv_transpose`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ __all__ = [
     "padded_shape",
     "cropped_shape",
     "upsampled_shape",
+    "zero_insert",
+    "zero_inserted_shape",
 ]
 
 
@@ -89,6 +94,43 @@ def upsampled_shape(shape: Sequence[int], size: tuple[int, int]) -> tuple[int, .
     height, width, channels = _image_shape(shape, "upsampling")
     out = (height * size_h, width * size_w, channels)
     return out[1:] if len(shape) == 2 else out
+
+
+def zero_inserted_shape(
+    shape: Sequence[int], strides: tuple[int, int], padding: tuple[int, int, int, int]
+) -> tuple[int, ...]:
+    """Per-sample shape after `zero_insert`: ((H - 1) * stride_h + 1 + top + bottom,
+    (W - 1) * stride_w + 1 + left + right, C)."""
+    stride_h, stride_w = _amounts(strides, 2, "zero insertion strides (stride_h, stride_w)", 1)
+    top, bottom, left, right = _amounts(padding, 4, "zero insertion padding", 0)
+    _one_d_check(shape, (stride_h, stride_h), 1, "zero insertion")
+    _one_d_check(shape, (top, bottom), 0, "zero insertion padding")
+    height, width, channels = _image_shape(shape, "zero insertion")
+    out = (
+        (height - 1) * stride_h + 1 + top + bottom,
+        (width - 1) * stride_w + 1 + left + right,
+        channels,
+    )
+    return out[1:] if len(shape) == 2 else out
+
+
+def zero_insert(
+    x: np.ndarray, strides: tuple[int, int], padding: tuple[int, int, int, int]
+) -> np.ndarray:
+    """``x`` with ``stride - 1`` rows/columns of mantissa 0 between its rows/columns and
+    ``top``/``bottom`` rows and ``left``/``right`` columns of 0 around."""
+    x = _batch(x, "zero insertion")
+    out_shape = zero_inserted_shape(x.shape[1:], strides, padding)
+    top, _, left, _ = (int(v) for v in padding)
+    stride_h, stride_w = (int(v) for v in strides)
+    out = np.zeros((len(x), *out_shape), dtype=x.dtype)
+    cols = slice(left, left + (x.shape[-2] - 1) * stride_w + 1, stride_w)
+    if x.ndim == 3:
+        out[:, cols] = x
+    else:
+        rows = slice(top, top + (x.shape[1] - 1) * stride_h + 1, stride_h)
+        out[:, rows, cols] = x
+    return out
 
 
 def _batch(x: np.ndarray, what: str) -> np.ndarray:

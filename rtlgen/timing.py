@@ -354,26 +354,42 @@ class _Fork(_Block):
 
 
 class _Walk(_Block):
-    """`window.WindowGenerator` (and `spatial.ZeroPad`, its 1x1 case): one grid position per
-    step; a real position takes a pixel, leading padding waits for the sample's first pixel
-    to be offered; a window is valid after the step of its last grid position."""
+    """`window.WindowGenerator` (and `spatial.ZeroPad`, its 1x1 case; `spatial.ZeroInsert`):
+    one grid position per step; a real position takes a pixel, leading padding waits for the
+    sample's first pixel to be offered; a window is valid after the step of its last grid
+    position (``real``, ``waits``, ``emits``: per position in walk order)."""
 
-    def __init__(self, inputs: list[_Wire], output: _Wire, g: WindowGeometry):
+    def __init__(
+        self, inputs: list[_Wire], output: _Wire, real: list[bool], waits: list[bool], emits: list[bool]
+    ):
         super().__init__(inputs, output)
+        self.real, self.waits, self.emits = real, waits, emits
+        self.position, self.out_valid, self.can_advance = 0, False, False
+
+    @classmethod
+    def of_window(cls, inputs: list[_Wire], output: _Wire, g: WindowGeometry) -> _Walk:
         top, _, left, _ = g.padding
         ends = {
             (oy * g.stride[0] + g.kernel[0] - 1, ox * g.stride[1] + g.kernel[1] - 1)
             for oy in range(g.out_height)
             for ox in range(g.out_width)
         }
-        self.real, self.waits, self.emits = [], [], []
+        real, waits, emits = [], [], []
         for row in range(g.first_row, g.last_row + 1):
             for col in range(g.first_col, g.last_col + 1):
-                real = top <= row < top + g.height and left <= col < left + g.width
-                self.real.append(real)
-                self.waits.append(real or (row, col) < (top, left))
-                self.emits.append((row, col) in ends)
-        self.position, self.out_valid, self.can_advance = 0, False, False
+                pixel = top <= row < top + g.height and left <= col < left + g.width
+                real.append(pixel)
+                waits.append(pixel or (row, col) < (top, left))
+                emits.append((row, col) in ends)
+        return cls(inputs, output, real, waits, emits)
+
+    @classmethod
+    def of_zero_insert(cls, inputs: list[_Wire], output: _Wire, stage) -> _Walk:
+        top, _, left, _ = stage.padding
+        grid = [(row, col) for row in range(stage.out_height) for col in range(stage.out_width)]
+        real = [stage.is_pixel(row, col) for row, col in grid]
+        waits = [pixel or position < (top, left) for pixel, position in zip(real, grid, strict=True)]
+        return cls(inputs, output, real, waits, [True] * len(grid))
 
     def forward(self) -> None:
         self.o.valid = self.out_valid
@@ -564,7 +580,7 @@ def _blocks(stage) -> list | None:
     from rtlgen.layers.global_pool import RunningReduce
     from rtlgen.layers.lookup import PiecewiseLinear
     from rtlgen.layers.merge import Concatenate, ElementwiseMerge, Merge
-    from rtlgen.layers.spatial import Crop, UpSampleNearest, ZeroPad
+    from rtlgen.layers.spatial import Crop, UpSampleNearest, ZeroInsert, ZeroPad
     from rtlgen.layers.stream_util import Chain, SkidBuffer, StreamFifo
 
     def pipeline(latency: int):
@@ -575,12 +591,14 @@ def _blocks(stage) -> list | None:
     if isinstance(stage, StreamFifo):
         return [lambda inputs, output: _Fifo(inputs, output, stage.depth)]
     if isinstance(stage, WindowGenerator):
-        return [lambda inputs, output: _Walk(inputs, output, stage.geometry)]
+        return [lambda inputs, output: _Walk.of_window(inputs, output, stage.geometry)]
     if isinstance(stage, ZeroPad):
         return _blocks(stage.walk)
     if isinstance(stage, _Pool):
         reduce = _blocks(stage.reduce)
         return None if reduce is None else [*_blocks(stage.window), *reduce]
+    if isinstance(stage, ZeroInsert):
+        return [lambda inputs, output: _Walk.of_zero_insert(inputs, output, stage)]
     if isinstance(stage, Crop):
         return [lambda inputs, output: _Crop(inputs, output, stage)]
     if isinstance(stage, UpSampleNearest):

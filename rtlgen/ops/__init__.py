@@ -10,6 +10,7 @@ from rtlgen.ops import (  # noqa: F401
     bn_correct,
     concatenate,
     conv,
+    conv_transpose,
     cropping,
     dense,
     depthwise_conv,

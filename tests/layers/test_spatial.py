@@ -1,5 +1,5 @@
 # amaranth: UnusedElaboratable=no
-"""ZeroPad / Crop / UpSampleNearest against `rtlgen.quant.spatial`, in Amaranth's simulator."""
+"""ZeroPad / Crop / UpSampleNearest / ZeroInsert against `rtlgen.quant.spatial`, in Amaranth's simulator."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rtlgen.layers.common import value_range
-from rtlgen.layers.spatial import Crop, UpSampleNearest, ZeroPad
+from rtlgen.layers.spatial import Crop, UpSampleNearest, ZeroInsert, ZeroPad
 from rtlgen.quant.errors import RtlgenError
-from rtlgen.quant.spatial import crop, upsample_nearest, zero_pad
+from rtlgen.quant.spatial import crop, upsample_nearest, zero_insert, zero_pad
 
 from .streams import simulate_stream
 
@@ -24,6 +24,11 @@ BLOCKS = {  # kind: (component, reference kernel)
     "pad": (ZeroPad, zero_pad),
     "crop": (Crop, crop),
     "up": (UpSampleNearest, upsample_nearest),
+    # amounts: (strides, padding)
+    "ins": (
+        lambda h, w, c, a, e: ZeroInsert(h, w, c, a[0], a[1], e),
+        lambda x, a: zero_insert(x, a[0], a[1]),
+    ),
 }
 
 
@@ -80,6 +85,12 @@ CASES = [
     ("up", 3, 5, 2, (1, 1)),
     ("up", 2, 3, 3, (3, 1)),  # rows only
     ("up", 2, 1, 2, (2, 2)),  # one-pixel rows from the buffer
+    ("ins", 3, 4, 2, ((2, 2), (2, 3, 2, 3))),  # a 4x4 stride-2 transposed conv's grid
+    ("ins", 2, 3, 1, ((3, 2), (0, 0, 0, 0))),  # between only
+    ("ins", 1, 5, 3, ((1, 2), (0, 0, 1, 2))),  # 1D
+    ("ins", 1, 1, 2, ((2, 2), (1, 1, 1, 1))),  # one pixel: padding only
+    ("ins", 4, 1, 1, ((2, 3), (0, 2, 1, 0))),  # Hx1
+    ("ins", 2, 2, 1, ((1, 1), (1, 0, 0, 1))),  # strides 1: zero padding
 ]
 
 
@@ -108,7 +119,7 @@ def test_element_shapes_pass_unchanged(kind, amounts, element_shape):
 
 @st.composite
 def cases(draw):
-    kind = draw(st.sampled_from(["pad", "crop", "up"]))
+    kind = draw(st.sampled_from(["pad", "crop", "up", "ins"]))
     height, width = draw(st.integers(1, 5)), draw(st.integers(1, 5))
     if kind == "pad":
         amounts = tuple(draw(st.integers(0, 3)) for _ in range(4))
@@ -121,8 +132,12 @@ def cases(draw):
             left,
             draw(st.integers(0, width - 1 - left)),
         )
-    else:
+    elif kind == "up":
         amounts = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    else:
+        strides = (draw(st.integers(1, 3)) if height > 1 else 1, draw(st.integers(1, 3)))
+        pad_h = (draw(st.integers(0, 2)), draw(st.integers(0, 2))) if height > 1 else (0, 0)
+        amounts = (strides, (*pad_h, draw(st.integers(0, 2)), draw(st.integers(0, 2))))
     bits = draw(st.integers(1, 10))
     return dict(
         kind=kind,
@@ -161,6 +176,8 @@ FULL_RATE = [
     ("up", 2, 1, 2, (3, 1)),
     ("up", 1, 5, 1, (1, 2)),
     ("up", 2, 3, 1, (1, 1)),
+    ("ins", 3, 4, 2, ((2, 2), (2, 3, 2, 3))),
+    ("ins", 2, 3, 1, ((3, 2), (0, 1, 0, 0))),
 ]
 
 
@@ -233,6 +250,8 @@ def test_upsampling_row_buffer_only_when_rows_repeat():
         lambda: Crop(3, 3, 1, (0, 0, 3, 0), 8),
         lambda: UpSampleNearest(3, 3, 1, (0, 2), 8),
         lambda: UpSampleNearest(3, 3, 0, (1, 2), 8),
+        lambda: ZeroInsert(3, 3, 1, (0, 2), (0, 0, 0, 0), 8),
+        lambda: ZeroInsert(3, 3, 1, (2, 2), (0, 0, -1, 0), 8),
     ],
 )
 def test_invalid_geometry_is_a_user_error(make):
