@@ -154,6 +154,23 @@ def func_layers_1d():
     return keras.Model(inp, layers.Dense(2, name="head")(h), name="func_layers_1d")
 
 
+def func_decoder():
+    """A convolutional decoder: Conv2DTranspose 'same' (stride 2, ReLU), Conv2DTranspose
+    'valid' (4x4, stride 2), a Conv1DTranspose branch on a reshaped row joined by Add
+    after flattening."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input((3, 3, 2), name="x")
+    h = layers.Conv2DTranspose(3, 3, strides=2, padding="same", activation="relu", name="up1")(inp)
+    h = layers.Conv2DTranspose(2, 4, strides=2, padding="valid", name="up2")(h)
+    a = layers.Flatten(name="flat_a")(layers.Conv2D(1, 3, strides=2, name="down")(h))
+    row = layers.Reshape((9, 2), name="row")(inp)
+    b = layers.Conv1DTranspose(2, 3, strides=2, padding="same", output_padding=1, name="up1d")(row)
+    b = layers.Flatten(name="flat_b")(layers.Conv1D(2, 1, name="pw1d")(b))
+    return keras.Model(inp, layers.Add(name="add")([a, b]), name="func_decoder")
+
+
 def func_preprocess():
     """Preprocessing layers that are a scale and shift per channel: Rescaling, an adapted
     Normalization (weights mean, variance, count), a Normalization given one mean and
@@ -283,6 +300,7 @@ LAYERS = {
     "func_layers_2d": (func_layers_2d, (8, 8, 3)),
     "func_layers_1d": (func_layers_1d, (10, 3)),
     "func_preprocess": (func_preprocess, (6, 6, 3)),
+    "func_decoder": (func_decoder, (3, 3, 2)),
 }
 #: recurrent models (random weights in [-0.8, 0.8], as the Keras 2 recurrent tests)
 RECURRENT = {

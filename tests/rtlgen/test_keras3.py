@@ -51,6 +51,7 @@ MODELS = (
     "func_layers_2d",
     "func_layers_1d",
     "func_preprocess",
+    "func_decoder",
 )
 JSON_MODELS = ("seq_mlp", "func_cnn", "func_layers_2d")
 INPUT_TYPE = "fixed<16,6>"
@@ -281,7 +282,10 @@ def test_quantized_dtype_policy_of_keras_3_3_refused_in_one_line(tmp_path):
     assert "int8_from_float32" in message and "model.quantize" in message
 
 
-@pytest.mark.parametrize("name", ["seq_mlp", "func_conv1d", "func_layers_1d"])
+@pytest.mark.parametrize(
+    "name",
+    ["seq_mlp", "func_conv1d", "func_layers_1d", "func_decoder"],
+)
 def test_network_bit_exact_under_backpressure(name):
     graph = load_model(DATA / f"{name}.keras", input_type=INPUT_TYPE)
     bit_exact_in_simulator(graph, n=3, seed=2)

@@ -251,8 +251,13 @@ def test_matmul_with_added_bias_equals_gemm(tmp_path):
 
 @pytest.mark.parametrize(
     "name",
-    ["mlp_modes", "cnn_stride", "res_pool", "cnn_bn", "bnn", "mlp_float", "cnn_float", "res_float"],
-)
+    [
+        "mlp_modes", "cnn_stride", "res_pool", "cnn_bn", "bnn", "cnn_float",
+        # float MLP and residual: in the slow set (the default run stays under 5 minutes)
+        pytest.param("mlp_float", marks=pytest.mark.slow),
+        pytest.param("res_float", marks=pytest.mark.slow),
+    ],
+)  # fmt: skip
 def test_network_bit_exact_under_backpressure(name):
     _, _, graph = _predict(name)
     bit_exact_in_simulator(graph, n=3, seed=3)

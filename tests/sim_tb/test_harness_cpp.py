@@ -139,8 +139,11 @@ def test_seeds_change_the_pattern_reproducibly(chansum_outdir, build_root):
     ("fault", "sample", "fragment"),
     [
         (dut.FAULT_DATA, 5, "1 of 40 samples differ; first: sample 5, output [1]"),
-        (dut.FAULT_TUSER, 3, "m_axis_tuser is"),
-        (dut.FAULT_TLAST, 8, "m_axis_tlast is 0 on output beat 8"),
+        # tuser and tlast faults: in the slow set (the default run stays under 5 minutes)
+        pytest.param(dut.FAULT_TUSER, 3, "m_axis_tuser is", marks=pytest.mark.slow),
+        pytest.param(
+            dut.FAULT_TLAST, 8, "m_axis_tlast is 0 on output beat 8", marks=pytest.mark.slow
+        ),
     ],
 )
 def test_faults_get_the_same_report_from_both_harnesses(

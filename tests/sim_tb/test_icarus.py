@@ -74,6 +74,7 @@ def agree_on_network(graph, tmp_path, build_root, backpressure=0.3, n=3, seed=1)
 
 # ---------------------------------------------------------------------------------------
 # default set: small designs
+@pytest.mark.slow  # the default set keeps the tiny network in Icarus (session 11: 15 s of CPU)
 @needs_iverilog
 def test_test_dut_agrees_in_both_simulators_under_backpressure(chansum_outdir, build_root):
     x_int = dut.random_inputs(12, seed=3)

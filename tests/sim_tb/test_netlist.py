@@ -32,6 +32,7 @@ from . import dut
 from .test_icarus import OP_CASES, _ops_graph, expected, needs_iverilog
 
 
+@pytest.mark.slow  # the default set keeps the Xilinx netlist of the DSP cases
 def test_generic_netlist_of_the_test_dut_is_bit_exact(chansum_outdir, build_root):
     x_int = dut.random_inputs(8, seed=4)
     result = simulate(chansum_outdir, x_int, dut.reference(x_int), backpressure=0.3, seed=2,
