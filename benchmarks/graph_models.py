@@ -103,6 +103,23 @@ def autoencoder(size: int = 16) -> Any:
     return tf.keras.Model(x, out, name="autoencoder")
 
 
+def transpose_autoencoder(size: int = 16) -> Any:
+    """A strided encoder and a QConv2DTranspose decoder (QKeras 0.9's transposed conv calls
+    ``array_ops.stack``, which TensorFlow 2.15 moved: patched here, for QKeras only)."""
+    import qkeras as q
+    from tensorflow.python.ops import array_ops
+
+    tf, L = _keras()
+    array_ops.stack = getattr(array_ops, "stack", tf.stack)
+    tf.keras.utils.set_random_seed(6)
+    x = L.Input((size, size, 1), name="x")
+    h = q.QConv2D(4, 3, strides=2, padding="same", activation="quantized_relu(6,2)", name="enc", **Q4)(x)
+    h = q.QConv2DTranspose(4, 4, strides=2, padding="same", name="dec1", **Q4)(h)
+    h = q.QActivation("quantized_relu(6,2)", name="dec1_relu")(h)
+    out = q.QConv2D(1, 3, padding="same", name="dec2", **Q4)(h)
+    return tf.keras.Model(x, out, name="transpose_autoencoder")
+
+
 def activations_mlp(inputs: int = 16) -> Any:
     tf, L = _keras()
     tf.keras.utils.set_random_seed(5)
@@ -123,5 +140,6 @@ MODELS = {
     "mobilenet_cnn": mobilenet_cnn,
     "deep_sets": deep_sets,
     "autoencoder": autoencoder,
+    "transpose_autoencoder": transpose_autoencoder,
     "activations_mlp": activations_mlp,
 }
