@@ -181,7 +181,35 @@ GRAPHS = {
     "residual_concat": lambda: residual_concat(),
     "inception": lambda: inception_cnn(),
     "mlp_two_skips": lambda: two_skip_mlp(),
+    "unet": lambda: unet(),
 }
+
+
+def unet(size=4, seed=5) -> ir.ModelGraph:
+    """A U-Net level: in -> c1 -> strided conv (down) -> zero insertion + 2x2 conv (a
+    Conv2DTranspose, up) -> concat with c1 (the skip waits for the down/up path, whose
+    zero insertion emits more beats than it takes) -> dense."""
+    from rtlgen.ops.conv_transpose import ZeroInsertion
+
+    rng = np.random.default_rng(seed)
+    shape = (size, size, 2)
+    half = size // 2
+    c1 = conv("c1", shape, 3, 3, rng, ("in",))
+    down = dataclasses.replace(
+        conv("down", c1.out_shape, 4, 2, rng, ("c1",), same=False),
+        out_shape=(half, half, 4), stride=(2, 2), name="down",
+    )
+    grid = (2 * half + 1, 2 * half + 1, 4)  # (half - 1) * 2 + 1 + 1 before + 1 after
+    nodes = [
+        ir.Input("in", shape, shape),
+        c1,
+        down,
+        ZeroInsertion("zeros", down.out_shape, grid, strides=(2, 2), padding=(1, 1, 1, 1),
+                      inputs=("down",)),
+        conv("up", grid, 3, 2, rng, ("zeros",), same=False),
+        Concat("cat", (size, size, 3), (size, size, 6), input_sizes=(3, 3), inputs=("up", "c1")),
+    ]  # fmt: skip
+    return lower(ir.ModelGraph("unet", tuple(head(nodes, rng))), PrecisionConfig(input=FixedType(6, 3)))
 
 
 def residual_concat() -> ir.ModelGraph:
@@ -303,7 +331,7 @@ def test_fifo_sizes_are_tight(name, monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["residual_add", "inception"])
+@pytest.mark.parametrize("name", ["residual_add", "inception", "unet"])
 def test_dags_in_verilator(name, tmp_path, tmp_path_factory):
     design = bit_exact_in_verilator(GRAPHS[name](), tmp_path, tmp_path_factory.mktemp("vcache"))
     assert design.manifest.latency_cycles > 0
