@@ -182,6 +182,12 @@ class SerialMatVec(wiring.Component):
         """ROM words: one per step of every beat."""
         return self.beats * self.steps
 
+    @property
+    def conversion_cost(self) -> int:
+        """Multiplier bits (operand widths of every multiplier, LUT or DSP): what the Verilog
+        back end's time grows with (`rtlgen.emit`)."""
+        return self.group * self.o_count * self.w_width * self.in_shape.width
+
     def elaborate(self, platform):
         m = Module()
         steps, group, n_out, words = self.steps, self.group, self.o_count, self.words

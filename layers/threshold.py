@@ -113,6 +113,11 @@ class ThresholdBank(wiring.Component):
                 total += (len(ts) >> f) + min((1 << f) - 1, len(ts))
         return total
 
+    @property
+    def conversion_cost(self) -> int:
+        """Comparator bits: what the Verilog back end's time grows with (`rtlgen.emit`)."""
+        return self.comparators * self.in_type.width
+
     def elaborate(self, platform):
         m = Module()
         advance = pipeline_control(m, self.i, self.o, self.latency)
@@ -154,7 +159,12 @@ class ThresholdBank(wiring.Component):
         coarse = [ts[j * size - 1] for j in range(1, segments)]
         if coarse:
             code = Signal(len(coarse), name=f"coarse_{k}")  # a signal: each bit built once
-            m.d.comb += code.eq(Cat(*[_at_least(x, t) for t in coarse]))
+            ordered, offset = _ordered_bits(x)
+            bits = Signal(len(x), name=f"ordered_{k}")  # shared by the comparators
+            m.d.comb += [
+                bits.eq(ordered),
+                code.eq(Cat(*[_unsigned_at_least(bits, t + offset) for t in coarse])),
+            ]
             segment: Value = regs.register(
                 _thermometer_count(code, len(coarse)), name=f"segment_{k}"
             )
@@ -209,16 +219,29 @@ def _thermometer_count(code: Value, n: int) -> Value:
     return Cat(*bits)
 
 
+def _ordered_bits(x: Value) -> tuple[Value, int]:
+    """``x``'s bits in the order of unsigned numbers (a signed value in offset binary:
+    flipping the sign bit keeps the order) and the offset that maps a constant alike."""
+    width = len(x)
+    if x.shape().signed:
+        return x.as_unsigned() ^ (1 << (width - 1)), 1 << (width - 1)
+    return x.as_unsigned(), 0
+
+
 def _at_least(x: Value, t: int) -> Value:
     """``x >= t`` for a constant ``t``, as LUT logic: ``x == t``, or ``x`` has a one where
     ``t`` has a zero and equals ``t`` above it. Written as ``x >= t``, Yosys builds a carry
     chain per comparator, and ABC9 lines up 4-6 LUTs before and after the chains of a bank's
-    parallel comparators (6 levels measured in the coarse stage of a 42 x 63 bank)."""
-    width = len(x)
-    bits = x.as_unsigned()
-    if x.shape().signed:  # offset binary: flipping the sign bit keeps the order
-        bits = bits ^ (1 << (width - 1))
-        t += 1 << (width - 1)
+    parallel comparators (6 levels measured in the coarse stage of a 42 x 63 bank).
+    Comparators of one input should share its ordered bits (`_ordered_bits` into a signal,
+    then `_unsigned_at_least`): as an expression they are rebuilt at every slice."""
+    bits, offset = _ordered_bits(x)
+    return _unsigned_at_least(bits, t + offset)
+
+
+def _unsigned_at_least(bits: Value, t: int) -> Value:
+    """`_at_least` of the unsigned ``bits`` (ordered, see `_ordered_bits`) and ``t``."""
+    width = len(bits)
     if t <= 0:
         return Const(1, 1)
     if t >= 1 << width:

@@ -382,7 +382,8 @@ def network_verilog(
     mac_text: bool | None = None,
 ) -> str:
     """The Verilog of ``top`` as module ``name``: each large layer component (a MAC array,
-    window generator, requantizer, ... of at least `SEPARATE_BITS`) converted on its own as
+    threshold bank, window generator, requantizer, ... of at least `SEPARATE_BITS`, see
+    `_size`) converted on its own as
     module ``<name>__l<k>_<layer>_<i>`` by Amaranth's back end, up to ``jobs`` at a time in
     worker processes, and instantiated in the top, which is converted meanwhile with the
     smaller components, stream wiring, skid buffers, FIFOs, forks and arg-max. Separated
@@ -506,7 +507,12 @@ def _mark_elaborated(value, depth: int = 3) -> None:
 
 
 def _size(component: wiring.Component) -> int:
-    """A rough conversion cost: adder bits of a constant MAC array, else its port bits."""
+    """A rough conversion cost: adder bits of a constant MAC array, a component's own
+    ``conversion_cost`` (a serial MAC's multiplier bits, a threshold bank's comparator bits),
+    else its port bits."""
+    cost = getattr(component, "conversion_cost", None)
+    if isinstance(cost, int):
+        return cost
     plan = getattr(component, "plan", None)
     adder_bits = getattr(plan, "adder_bits", None)
     if isinstance(adder_bits, int):
