@@ -30,8 +30,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import hashlib
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from amaranth.hdl import ClockSignal, Instance, Module, ResetSignal, Value
 
@@ -239,8 +239,9 @@ def module_name(prefix: str, mac: ConstantMatVec) -> tuple[str, str]:
 
 
 class MacModules:
-    """The text modules of the constant MAC arrays elaborated while collecting
-    (`verilog_text`), by name: equal arrays (same plan, shapes) share one module."""
+    """The text modules of the constant MAC arrays (and threshold banks, `bank_verilog`)
+    elaborated while collecting (`verilog_text`), by name: equal components (same text)
+    share one module."""
 
     def __init__(self, prefix: str):
         self.prefix = prefix
@@ -249,18 +250,28 @@ class MacModules:
     def instance(self, mac: ConstantMatVec) -> Module:
         """An Amaranth module holding only an instance of ``mac``'s text module."""
         name, text = module_name(self.prefix, mac)
+        return self._instance(mac, name, text)
+
+    def instance_of(self, component, write: Callable[[Any, str], str], kind: str) -> Module:
+        """The same for another component written as text by ``write(component, name)``:
+        its module is ``<prefix>__<kind>_<hash of the text>``."""
+        body = write(component, "\0")
+        name = f"{self.prefix}__{kind}_{hashlib.sha256(body.encode()).hexdigest()[:16]}"
+        return self._instance(component, name, body.replace("\0", name, 1))
+
+    def _instance(self, component, name: str, text: str) -> Module:
         self.modules.setdefault(name, text)
         m = Module()
-        m.submodules.mac = Instance(
+        m.submodules.text = Instance(
             name,
             i_clk=ClockSignal(),
             i_rst=ResetSignal(),
-            i_i__payload=Value.cast(mac.i.payload),
-            i_i__valid=mac.i.valid,
-            o_i__ready=mac.i.ready,
-            o_o__payload=Value.cast(mac.o.payload),
-            o_o__valid=mac.o.valid,
-            i_o__ready=mac.o.ready,
+            i_i__payload=Value.cast(component.i.payload),
+            i_i__valid=component.i.valid,
+            o_i__ready=component.i.ready,
+            o_o__payload=Value.cast(component.o.payload),
+            o_o__valid=component.o.valid,
+            i_o__ready=component.o.ready,
         )
         return m
 

@@ -119,6 +119,12 @@ class ThresholdBank(wiring.Component):
         return self.comparators * self.in_type.width
 
     def elaborate(self, platform):
+        from . import bank_verilog, mac_verilog
+
+        text_modules = mac_verilog.active()
+        if text_modules is not None and bank_verilog.supported(self):
+            # Verilog emission: an instance of the same logic written as text
+            return text_modules.instance_of(self, bank_verilog.bank_verilog, "bank")
         m = Module()
         advance = pipeline_control(m, self.i, self.o, self.latency)
         regs = StageRegisters(advance)

@@ -31,8 +31,11 @@ from rtlgen.hardware import (
     sanitize_identifier,
     top_module_name,
 )
+from rtlgen.layers.bank_verilog import bank_verilog
+from rtlgen.layers.bank_verilog import supported as bank_supported
 from rtlgen.layers.constant_mac import ConstantMatVec
 from rtlgen.layers.mac_verilog import matvec_verilog, verilog_text
+from rtlgen.layers.threshold import ThresholdBank
 from rtlgen.lean_netlist import lean_netlist
 from rtlgen.manifest import (
     GENERATOR,
@@ -343,12 +346,15 @@ def _convert_pending(index: int, mac_text: bool) -> tuple[str, dict[str, str]]:
 def _component_verilog(
     component: wiring.Component, name: str, mac_text: bool
 ) -> tuple[str, dict[str, str]]:
-    """(Verilog of ``component`` as module ``name``, the text modules of the MAC arrays in
-    it by name). With ``mac_text``, a MAC array itself is written as module ``name``."""
+    """(Verilog of ``component`` as module ``name``, the text modules of the MAC arrays and
+    threshold banks in it by name). With ``mac_text``, a MAC array or a threshold bank
+    itself is written as module ``name`` (`layers/mac_verilog.py`, `layers/bank_verilog.py`)."""
     if not mac_text:
         return component_verilog(component, name), {}
     if isinstance(component, ConstantMatVec):
         return matvec_verilog(component, name), {}
+    if isinstance(component, ThresholdBank) and bank_supported(component):
+        return bank_verilog(component, name), {}
     with verilog_text(name) as macs:
         text = component_verilog(component, name)
     return text, macs.modules

@@ -22,7 +22,7 @@ from rtlgen.quant.fixed import FixedType
 from rtlgen.synth import _yosys_command
 
 EQUIV = (
-    "read_verilog gold.v; read_verilog gate.v; proc; opt_clean; "
+    "read_verilog gold.v; read_verilog gate.v; proc; memory; opt_clean; "
     "equiv_make gold gate equiv; hierarchy -top equiv; "
     "equiv_simple -seq 4; equiv_induct -seq 4; tee -o status.txt equiv_status -assert"
 )
