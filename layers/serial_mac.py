@@ -184,9 +184,11 @@ class SerialMatVec(wiring.Component):
 
     @property
     def conversion_cost(self) -> int:
-        """Multiplier bits (operand widths of every multiplier, LUT or DSP): what the Verilog
-        back end's time grows with (`rtlgen.emit`)."""
-        return self.group * self.o_count * self.w_width * self.in_shape.width
+        """Four per multiplier operand bit (every multiplier, LUT or DSP): what the Verilog
+        back end's time grows with, in `rtlgen.emit._size`'s units (a constant MAC array's
+        adder bits); Amaranth converts a serial MAC's bit ~4x slower (SVHN: 0.3-0.4 ms per
+        operand bit), so a mid-size one goes to a worker process too."""
+        return 4 * self.group * self.o_count * self.w_width * self.in_shape.width
 
     def elaborate(self, platform):
         m = Module()

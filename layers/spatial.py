@@ -29,6 +29,31 @@ def _counter_next(value: Signal, last: int):
     return Mux(value == last, 0, value + 1)
 
 
+def _walk_timing(block, times: list[int], samples: int) -> tuple[list[int], list[int]]:
+    """`model_timing` of a block walking its output grid one position per cycle (`ZeroPad`,
+    `ZeroInsert`): a pixel position takes the next input beat when it is offered, positions
+    before the sample's first pixel wait for that pixel to be offered, the others do not."""
+    top, _, left, _ = block.padding
+    beats = block.height * block.width
+    accepted: list[int] = []
+    out: list[int] = []
+    clock = -1
+    for s in range(samples):
+        first = times[s * beats]
+        taken = 0
+        for row in range(block.out_height):
+            for col in range(block.out_width):
+                clock += 1
+                if block.is_pixel(row, col):
+                    clock = max(clock, times[s * beats + taken])
+                    accepted.append(clock)
+                    taken += 1
+                elif (row, col) < (top, left):
+                    clock = max(clock, first)
+                out.append(clock + 1)
+    return accepted, out
+
+
 class _PixelBlock(wiring.Component):
     """What the blocks share: ports ``i`` and ``o`` of one pixel per beat
     (``layout`` = ``ArrayLayout(element_shape, channels)``), a ``height`` x ``width`` input
@@ -100,29 +125,17 @@ class ZeroPad(_PixelBlock):
             height, width, channels, (1, 1), (1, 1), self.padding, self.element_shape, 0
         )
 
+    def is_pixel(self, row: int, col: int) -> bool:
+        """Whether output position (row, col) holds an input pixel (else padding)."""
+        top, _, left, _ = self.padding
+        return 0 <= row - top < self.height and 0 <= col - left < self.width
+
     def model_timing(self, times: list[int], samples: int) -> tuple[list[int], list[int]]:
         """(input handshake cycles, output valid cycles) with the input beat ``k`` offered
         from cycle ``times[k]`` and the output always ready (`rtlgen.timing`): one padded
         position per cycle, a real one when its pixel is offered, leading padding when the
         sample's first pixel is."""
-        top, _, left, _ = self.padding
-        beats = self.height * self.width
-        accepted: list[int] = []
-        out: list[int] = []
-        clock = -1
-        for s in range(samples):
-            first = times[s * beats]
-            for row in range(self.out_height):
-                for col in range(self.out_width):
-                    clock += 1
-                    r, c = row - top, col - left
-                    if 0 <= r < self.height and 0 <= c < self.width:
-                        clock = max(clock, times[s * beats + r * self.width + c])
-                        accepted.append(clock)
-                    elif (row, col) < (top, left):
-                        clock = max(clock, first)
-                    out.append(clock + 1)
-        return accepted, out
+        return _walk_timing(self, times, samples)
 
     def elaborate(self, platform):
         m = Module()
@@ -377,25 +390,7 @@ class ZeroInsert(_PixelBlock):
         """(input handshake cycles, output valid cycles) with the input beat ``k`` offered
         from cycle ``times[k]`` and the output always ready (`rtlgen.timing`): one position
         per cycle, a pixel's when it is offered, zeros before the first pixel when it is."""
-        top, _, left, _ = self.padding
-        beats = self.height * self.width
-        accepted: list[int] = []
-        out: list[int] = []
-        clock = -1
-        for s in range(samples):
-            first = times[s * beats]
-            taken = 0
-            for row in range(self.out_height):
-                for col in range(self.out_width):
-                    clock += 1
-                    if self.is_pixel(row, col):
-                        clock = max(clock, times[s * beats + taken])
-                        accepted.append(clock)
-                        taken += 1
-                    elif (row, col) < (top, left):
-                        clock = max(clock, first)
-                    out.append(clock + 1)
-        return accepted, out
+        return _walk_timing(self, times, samples)
 
     def elaborate(self, platform):
         m = Module()
