@@ -28,7 +28,8 @@ def _lut_partial_products(x, w, w_width: int) -> list:
     (synthesis folds each gate into the LUT of the first adder)."""
     terms = []
     for bit in range(w_width):
-        partial = (x << bit) if bit < w_width - 1 else -(x << bit)
+        shifted = x.shift_left(bit)  # wiring; `x << bit` would be a shifter cell in Amaranth
+        partial = shifted if bit < w_width - 1 else -shifted
         terms.append(Mux(w[bit], partial, 0))
     return terms
 
