@@ -24,16 +24,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .mac_verilog import _PORTS, _hex
 from .threshold import ARRAY_TABLE, segment_bits
 
 if TYPE_CHECKING:
     from .threshold import ThresholdBank
-
-_PORTS = "clk, rst, i__payload, i__valid, i__ready, o__payload, o__valid, o__ready"
-
-
-def _hex(value: int, width: int) -> str:
-    return f"{width}'h{value & ((1 << width) - 1):x}"
 
 
 def supported(bank: ThresholdBank) -> bool:
