@@ -18,14 +18,13 @@ from rtlgen.frontend.keras_config import (
     KerasLayer,
     LayerOut,
     WeightSource,
-    check_channels_last,
+    check_conv_input,
     check_operation_count,
     config_bool,
     config_int,
     config_ints,
     config_str,
     config_value,
-    expect_rank,
     folded_batchnorm,
     layer_activation,
     layer_quantizer,
@@ -54,12 +53,7 @@ from rtlgen.quant.reference import (
 def read_keras_conv(layer: KerasLayer, shape: Shape, source: WeightSource) -> LayerOut:
     cls = layer.class_name
     dims = 1 if cls in ("Conv1D", "QConv1D") else 2
-    expect_rank(layer, shape, dims + 1, "a 1D signal (L, C)" if dims == 1 else "an image (H, W, C)")
-    check_channels_last(layer)
-    if any(d != 1 for d in config_ints(layer, "dilation_rate", dims, 1)):
-        raise UnsupportedError(
-            f"{layer.where}: dilation_rate={layer.config['dilation_rate']} is not supported (only 1)"
-        )
+    check_conv_input(layer, shape, dims)
     groups = layer.config.get("groups", 1)
     if groups != 1:
         raise UnsupportedError(f"{layer.where}: groups={groups} is not supported (only 1)")

@@ -35,14 +35,13 @@ from rtlgen.frontend.keras_config import (
     KerasLayer,
     LayerOut,
     WeightSource,
-    check_channels_last,
+    check_conv_input,
     check_operation_count,
     config_bool,
     config_int,
     config_ints,
     config_str,
     config_value,
-    expect_rank,
     layer_activation,
     layer_quantizer,
     layer_weights,
@@ -122,12 +121,7 @@ def _output_padding(layer: KerasLayer, dims: int) -> tuple[int | None, ...]:
 
 def read_keras_conv_transpose(layer: KerasLayer, shape: Shape, source: WeightSource) -> LayerOut:
     dims = 1 if layer.class_name.endswith("1DTranspose") else 2
-    expect_rank(layer, shape, dims + 1, "a 1D signal (L, C)" if dims == 1 else "an image (H, W, C)")
-    check_channels_last(layer)
-    if any(d != 1 for d in config_ints(layer, "dilation_rate", dims, 1)):
-        raise UnsupportedError(
-            f"{layer.where}: dilation_rate={layer.config['dilation_rate']} is not supported (only 1)"
-        )
+    check_conv_input(layer, shape, dims)
     filters = config_int(layer, "filters", config_value(layer, "filters"))
     ksize = config_ints(layer, "kernel_size", dims)
     strides = config_ints(layer, "strides", dims, 1)

@@ -28,13 +28,12 @@ from rtlgen.frontend.keras_config import (
     KerasLayer,
     LayerOut,
     WeightSource,
-    check_channels_last,
+    check_conv_input,
     check_operation_count,
     config_bool,
     config_int,
     config_ints,
     config_str,
-    expect_rank,
     folded_batchnorm,
     layer_activation,
     layer_quantizer,
@@ -106,12 +105,7 @@ def depthwise_geometry(layer: KerasLayer, shape: Shape, causal_ok: bool) -> Dept
     """The geometry of a depthwise (or separable) layer; ``causal_ok``: a 1D layer may pad
     causally (Keras's SeparableConv1D)."""
     dims = 1 if layer.class_name.endswith("1D") else 2
-    expect_rank(layer, shape, dims + 1, "a 1D signal (L, C)" if dims == 1 else "an image (H, W, C)")
-    check_channels_last(layer)
-    if any(d != 1 for d in config_ints(layer, "dilation_rate", dims, 1)):
-        raise UnsupportedError(
-            f"{layer.where}: dilation_rate={layer.config['dilation_rate']} is not supported (only 1)"
-        )
+    check_conv_input(layer, shape, dims)
     multiplier = config_int(layer, "depth_multiplier", layer.config.get("depth_multiplier", 1))
     ksize = config_ints(layer, "kernel_size", dims)
     strides = config_ints(layer, "strides", dims, 1)
