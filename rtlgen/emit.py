@@ -353,11 +353,16 @@ def _component_verilog(
         return component_verilog(component, name), {}
     if isinstance(component, ConstantMatVec):
         return matvec_verilog(component, name), {}
-    if isinstance(component, ThresholdBank) and bank_supported(component):
+    if _bank_text(component):
         return bank_verilog(component, name), {}
     with verilog_text(name) as macs:
         text = component_verilog(component, name)
     return text, macs.modules
+
+
+def _bank_text(component: wiring.Component) -> bool:
+    """Whether ``component`` is a threshold bank written as text (`layers/bank_verilog.py`)."""
+    return isinstance(component, ThresholdBank) and bank_supported(component)
 
 
 def _instance(component: wiring.Component, name: str) -> Instance:
@@ -425,11 +430,12 @@ def network_verilog(
         done += 1
         say(f"Verilog of {separate[index][1]} ({done}/{len(separate)})")
 
-    # Largest first keeps both workers busy to the end; MAC arrays as text take no time
-    # (written here, first).
+    # Largest first keeps both workers busy to the end; MAC arrays and threshold banks as
+    # text take no time (written here, first).
     order = sorted(range(len(separate)), key=lambda i: -_size(separate[i][0]))
     if mac_text:
-        for i in [i for i in order if isinstance(separate[i][0], ConstantMatVec)]:
+        text = [i for i in order if isinstance(separate[i][0], ConstantMatVec) or _bank_text(separate[i][0])]
+        for i in text:
             finished(i, _component_verilog(*separate[i], mac_text))
             order.remove(i)
     if jobs > 1 and len(order) > 1:
