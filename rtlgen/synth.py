@@ -322,6 +322,8 @@ XILINX_PRE_DSP = "pre_dsp.json"
 XILINX_STAGE = "pre_dsp.il"
 XILINX_DSP_MAP = "rtlgen_xc7_dsp_map.v"
 XILINX_SPLIT_FFS = "rtlgen_split_ffs.v"
+# The flip-flop cells xilinx_dsp moves into a DSP48E1 (its `out_dffe` pattern).
+_DSP_PACKED_FFS = ("$dff", "$dffe", "$sdff", "$sdffe")
 # A techmap from each flip-flop type that xilinx_dsp packs to 1-bit flip-flops of that type.
 _SPLIT_FFS_V = """\
 (* techmap_celltype = "$dff" *)
@@ -393,7 +395,7 @@ _XILINX_MAP_DSP = (  # synth_xilinx's map_dsp for -family xc7, with XILINX_DSP_M
 XILINX_FRONT = "\n".join([
     "setattr -unset rom_style -unset ram_style m:*",
     f"{_XILINX_SYNTH} -run :map_dsp",
-    f"rename -enumerate -pattern {XILINX_FF_PREFIX}% {' '.join('t:' + t for t in ('$dff', '$dffe', '$sdff', '$sdffe'))}",
+    f"rename -enumerate -pattern {XILINX_FF_PREFIX}% {' '.join('t:' + t for t in _DSP_PACKED_FFS)}",
     "select {top}",
     f"write_json -selected {XILINX_PRE_DSP}",
     f"write_rtlil -selected {XILINX_STAGE}",
@@ -442,8 +444,6 @@ def xilinx_dsp_map(yosys_map: str) -> str | None:
     return head + used + cell + tail.replace(_PCIN_ZERO, "\t\t.PCIN(rtlgen_pcin),\n")
 
 
-# The flip-flop cells xilinx_dsp moves into a DSP48E1 (its `out_dffe` pattern).
-_DSP_PACKED_FFS = ("$dff", "$dffe", "$sdff", "$sdffe")
 
 
 def registers_taking_a_bit_twice(design_json: dict) -> list[str]:
@@ -507,7 +507,6 @@ def _xilinx_netlist(work: Path, run) -> str:
         "1-bit registers, kept out of the DSP48E1s\n" if names else ""
     )
     return front + note + run(xilinx_back(names), from_sources=False)
-
 
 
 def write_netlist(
