@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .mac_verilog import _PORTS, _hex
+from .mac_verilog import _hex, module_head, valid_chain
 from .threshold import ARRAY_TABLE, segment_bits
 
 if TYPE_CHECKING:
@@ -195,31 +195,11 @@ class _Writer:
             else:
                 levels.append(self.case(f"level_{k}", ow, counted, list(ls)))
         self.reg("levels", n * ow, self.concat(levels))
-        valid = [f"valid_{k}" for k in range(latency)]
         lines = [
-            f"module {name}({_PORTS});",
-            "  input clk;",
-            "  input rst;",
-            f"  input [{n * w - 1}:0] i__payload;",
-            "  input i__valid;",
-            "  output i__ready;",
-            f"  output [{n * ow - 1}:0] o__payload;",
-            "  output o__valid;",
-            "  input o__ready;",
-            "  wire advance;",
-            *[f"  reg {v} = 1'h0;" for v in valid],
+            *module_head(name, n * w, n * ow, latency),
             *[f"  {d}" for d in self.decls],
-            f"  assign advance = ~{valid[-1]} | o__ready;",
-            "  assign i__ready = advance;",
-            f"  assign o__valid = {valid[-1]};",
+            *valid_chain(latency),
             "  assign o__payload = levels;",
-            "  always @(posedge clk)",
-            "    if (rst) begin",
-            *[f"      {v} <= 1'h0;" for v in valid],
-            "    end else if (advance) begin",
-            f"      {valid[0]} <= i__valid;",
-            *[f"      {v} <= {u};" for u, v in zip(valid, valid[1:], strict=False)],
-            "    end",
             *[f"  {a}" for a in self.assigns],
             *self.blocks,
             "  always @(posedge clk)",

@@ -62,6 +62,48 @@ def _hex(value: int, width: int) -> str:
     return f"{width}'h{value & ((1 << width) - 1):x}"
 
 
+def module_head(name: str, in_bits: int, out_bits: int, latency: int) -> list[str]:
+    """The first lines of a text module of a `pipeline_control` component: its ports (as
+    `rtlgen.emit.component_verilog` names them), ``advance`` and the valid registers."""
+    return [
+        f"module {name}({_PORTS});",
+        "  input clk;",
+        "  input rst;",
+        f"  input [{in_bits - 1}:0] i__payload;",
+        "  input i__valid;",
+        "  output i__ready;",
+        f"  output [{out_bits - 1}:0] o__payload;",
+        "  output o__valid;",
+        "  input o__ready;",
+        "  wire advance;",
+        *[f"  reg valid_{k} = 1'h0;" for k in range(latency)],
+    ]
+
+
+def valid_chain(latency: int) -> list[str]:
+    """`stream_util.pipeline_control` as text: the handshakes and the valid bits of a
+    ``latency``-stage pipeline (reset synchronous, enabled by ``advance``)."""
+    if latency == 0:
+        return [
+            "  assign advance = 1'h1;",
+            "  assign o__valid = i__valid;",
+            "  assign i__ready = o__ready;",
+        ]
+    valid = [f"valid_{k}" for k in range(latency)]
+    return [
+        f"  assign advance = ~{valid[-1]} | o__ready;",
+        "  assign i__ready = advance;",
+        f"  assign o__valid = {valid[-1]};",
+        "  always @(posedge clk)",
+        "    if (rst) begin",
+        *[f"      {v} <= 1'h0;" for v in valid],
+        "    end else if (advance) begin",
+        f"      {valid[0]} <= i__valid;",
+        *[f"      {v} <= {u};" for u, v in zip(valid, valid[1:], strict=False)],
+        "    end",
+    ]
+
+
 class _Writer:
     """The text of one array: declarations, combinational assignments, registers."""
 
@@ -182,40 +224,9 @@ class _Writer:
             for k in range(1, depth + 1):
                 self.decls.append(f"reg [{width - 1}:0] n{node}_d{k} = {_hex(0, width)};")
                 self.loads.append(f"n{node}_d{k} <= {source if k == 1 else f'n{node}_d{k - 1}'};")
-        lines = [
-            f"module {name}({_PORTS});",
-            "  input clk;",
-            "  input rst;",
-            f"  input [{n_in * in_width - 1}:0] i__payload;",
-            "  input i__valid;",
-            "  output i__ready;",
-            f"  output [{n_out * acc_width - 1}:0] o__payload;",
-            "  output o__valid;",
-            "  input o__ready;",
-            "  wire advance;",
-        ]
-        valid = [f"valid_{k}" for k in range(latency)]
-        lines += [f"  reg {v} = 1'h0;" for v in valid]
+        lines = module_head(name, n_in * in_width, n_out * acc_width, latency)
         lines += [f"  {d}" for d in self.decls]
-        if latency == 0:
-            lines += [
-                "  assign advance = 1'h1;",
-                "  assign o__valid = i__valid;",
-                "  assign i__ready = o__ready;",
-            ]
-        else:
-            lines += [
-                f"  assign advance = ~{valid[-1]} | o__ready;",
-                "  assign i__ready = advance;",
-                f"  assign o__valid = {valid[-1]};",
-                "  always @(posedge clk)",
-                "    if (rst) begin",
-                *[f"      {v} <= 1'h0;" for v in valid],
-                "    end else if (advance) begin",
-                f"      {valid[0]} <= i__valid;",
-                *[f"      {v} <= {u};" for u, v in zip(valid, valid[1:], strict=False)],
-                "    end",
-            ]
+        lines += valid_chain(latency)
         lines += [f"  {a}" for a in self.assigns]
         if self.loads:
             lines += ["  always @(posedge clk)", "    if (advance) begin"]
