@@ -374,17 +374,19 @@ class ZeroInsert(_PixelBlock):
         self.strides = tuple(int(v) for v in strides)
         self.padding = tuple(int(v) for v in padding)
 
+    def pixel_row(self, row: int) -> bool:
+        """Whether output row ``row`` holds input pixels (else only zeros)."""
+        r = row - self.padding[0]
+        return 0 <= r <= (self.height - 1) * self.strides[0] and r % self.strides[0] == 0
+
+    def pixel_col(self, col: int) -> bool:
+        """Whether output column ``col`` holds input pixels (else only zeros)."""
+        c = col - self.padding[2]
+        return 0 <= c <= (self.width - 1) * self.strides[1] and c % self.strides[1] == 0
+
     def is_pixel(self, row: int, col: int) -> bool:
         """Whether output position (row, col) holds an input pixel (else a zero)."""
-        top, _, left, _ = self.padding
-        stride_h, stride_w = self.strides
-        r, c = row - top, col - left
-        return (
-            0 <= r <= (self.height - 1) * stride_h
-            and r % stride_h == 0
-            and 0 <= c <= (self.width - 1) * stride_w
-            and c % stride_w == 0
-        )
+        return self.pixel_row(row) and self.pixel_col(col)
 
     def model_timing(self, times: list[int], samples: int) -> tuple[list[int], list[int]]:
         """(input handshake cycles, output valid cycles) with the input beat ``k`` offered
@@ -394,10 +396,9 @@ class ZeroInsert(_PixelBlock):
 
     def elaborate(self, platform):
         m = Module()
-        rows = [any(self.is_pixel(r, c) for c in range(self.out_width)) for r in range(self.out_height)]
-        cols = [any(self.is_pixel(r, c) for r in range(self.out_height)) for c in range(self.out_width)]
-        row_mask = Const(sum(1 << r for r, kept in enumerate(rows) if kept), self.out_height)
-        col_mask = Const(sum(1 << c for c, kept in enumerate(cols) if kept), self.out_width)
+        rows = sum(1 << r for r in range(self.out_height) if self.pixel_row(r))
+        cols = sum(1 << c for c in range(self.out_width) if self.pixel_col(c))
+        row_mask, col_mask = Const(rows, self.out_height), Const(cols, self.out_width)
         row = Signal(range(self.out_height))
         col = Signal(range(self.out_width))
         started = Signal()  # a position of this sample was emitted: later zeros do not wait
