@@ -149,10 +149,11 @@ class LookupTable(wiring.Component):
 
 
 class BypassTable(wiring.Component):
-    """``o[k] = i[k] > 0 ? requantize(i[k], out_type) : table[requantize(i[k], table_type)]``
-    for each of ``n_elements`` lanes: a function that is the identity above 0 (ELU) looks
-    up only its other side, so a wide input's table needs just the integer bits where that
-    side saturates (`rtlgen.ops.lut_activation`).
+    """``o[k] = i[k] > T ? requantize(i[k], out_type) : table[requantize(i[k], table_type)]``
+    for each of ``n_elements`` lanes, ``T`` the ``threshold`` (an input mantissa): a function
+    that is the identity above 0 (ELU, T = 0) or within a rounding of it above the table's
+    range (SiLU, GELU) looks up only its other side, so a wide input's table needs just the
+    integer bits where that side saturates (`rtlgen.ops.lut_activation`).
 
     Both requantizers round with ``rounding``; the table's saturates (the table covers the
     inputs up to 0, its saturated low end stands for everything below), the bypass
@@ -173,7 +174,12 @@ class BypassTable(wiring.Component):
         n_elements: int,
         rounding: Rounding = Rounding.CONVERGENT,
         overflow: Overflow = Overflow.SATURATE,
+        *,
+        threshold: int = 0,
     ):
+        if not in_type.min_int <= threshold <= in_type.max_int:
+            raise RtlgenError(f"BypassTable: threshold {threshold} is not a code of {in_type}")
+        self.threshold = threshold
         self.table = LookupTable(table, table_type, out_type, n_elements)
         self.in_type, self.out_type, self.n_elements = in_type, out_type, n_elements
         self.to_table = Requantize(
@@ -208,7 +214,7 @@ class BypassTable(wiring.Component):
             addresses.append(regs.register(address, name=f"address{k}"))
             value = regs.register(bypass.o.payload[k], name=f"bypass{k}")
             bypassed.append(regs.register(value, name=f"bypass{k}_2"))
-            sign = regs.register(Value.cast(x) > 0, name=f"positive{k}")
+            sign = regs.register(Value.cast(x) > self.threshold, name=f"positive{k}")
             positive.append(regs.register(sign, name=f"positive{k}_2"))
         looked_up = self.table.lookups(m, addresses, advance, regs)
         width = shape_of(self.out_type).width

@@ -16,13 +16,15 @@ refused above `MAX_TABLE_INPUT_BITS` input bits. Two families:
   ``f(x) * 2**bits`` lies within a few float32 ulps of a rounding boundary (the tests
   check all codes of several types against QKeras). The output values are exact dyadic
   numbers; `table_out_type` is the narrowest type holding them.
-- float Keras activations (``sigmoid``, ``tanh``, ``hard_sigmoid``, ``softsign``, ``elu``):
-  the table is the *exact* function of the input value rounded into ``out_type`` with the
-  layer's rounding and saturation. Rational functions (hard_sigmoid with slope 1/5 as in
-  Keras 2 / 1/6 as in Keras 3, softsign) are computed with exact fractions; sigmoid, tanh and
-  ELU in x87 extended precision (64-bit significand): their values are irrational except at
-  x = 0 (computed exactly), so the rounding is correct unless the function lies within about
-  2**-60 (relative) of a rounding boundary. `table_error` reports the table's largest
+- float Keras activations (``sigmoid``, ``tanh``, ``hard_sigmoid``, ``softsign``, ``elu``,
+  ``silu`` = ``x * sigmoid(x)``, ``gelu`` = ``x/2 * (1 + erf(x / sqrt 2))`` or with
+  ``approximate`` the tanh form): the table is the *exact* function of the input value
+  rounded into ``out_type`` with the layer's rounding and saturation. Rational functions
+  (hard_sigmoid with slope 1/5 as in Keras 2 / 1/6 as in Keras 3, softsign) are computed with
+  exact fractions; sigmoid, tanh, ELU and SiLU in x87 extended precision (64-bit
+  significand), the erf GELU in float64 (53 bits; numpy has no extended erf): their values
+  are irrational except at x = 0 (computed exactly), so the rounding is correct unless the
+  function lies within about 2**-60 (GELU 2**-50, relative) of a rounding boundary. `table_error` reports the table's largest
   absolute error against the exact function; Keras itself computes in float32 (error
   about 2**-24 relative, plus 0.2 being float32(0.2) in hard_sigmoid).
 
@@ -70,6 +72,8 @@ class ActivationKind(Enum):
     HARD_SIGMOID = "hard_sigmoid"
     SOFTSIGN = "softsign"
     ELU = "elu"
+    SILU = "silu"
+    GELU = "gelu"
     QUANTIZED_SIGMOID = "quantized_sigmoid"
     QUANTIZED_TANH = "quantized_tanh"
     QUANTIZED_RELU = "quantized_relu"
@@ -87,6 +91,9 @@ _PARAMS: dict[ActivationKind, dict[str, Any]] = {
     ActivationKind.SOFTSIGN: {},
     ActivationKind.HARD_SIGMOID: {"slope": Fraction(1, 5), "offset": Fraction(1, 2)},
     ActivationKind.ELU: {"alpha": 1.0},
+    ActivationKind.SILU: {},
+    # Keras 2.15 and 3 (``activations.gelu``; the "gelu" string): the exact erf form
+    ActivationKind.GELU: {"approximate": False},
     ActivationKind.QUANTIZED_SIGMOID: {
         "bits": 8,
         "symmetric": False,
@@ -160,6 +167,9 @@ def activation_params(kind: ActivationKind, params: Mapping[str, Any] | None) ->
             raise UnsupportedError("quantized_relu(use_sigmoid=1) needs at least one value bit")
     if kind is ActivationKind.HARD_SIGMOID:
         out["slope"], out["offset"] = _fraction(out["slope"]), _fraction(out["offset"])
+    if kind is ActivationKind.GELU:
+        if not isinstance(out["approximate"], bool):
+            raise RtlgenError(f"gelu: approximate={out['approximate']!r} is not true/false")
     return out
 
 
@@ -333,14 +343,36 @@ def _rational_values(
 def _transcendental_values(
     kind: ActivationKind, codes: np.ndarray, in_type: FixedType, p: dict[str, Any]
 ) -> np.ndarray:
-    """sigmoid / tanh / ELU of the codes' values in extended precision."""
+    """sigmoid / tanh / ELU / SiLU / GELU of the codes' values in extended precision."""
     x = codes.astype(np.longdouble) * np.longdouble(2.0) ** -in_type.frac
+    return _extended(kind, x, p)
+
+
+def _extended(kind: ActivationKind, x: np.ndarray, p: Mapping[str, Any]) -> np.ndarray:
+    """A transcendental kind of the (long double) values ``x``, in extended precision
+    except the exact GELU, whose ``erfc`` is float64 (numpy has no long double erf):
+    relative error ~2**-52, no cancellation (``x/2 * erfc(-x / sqrt 2)``)."""
+    one = np.longdouble(1)
     if kind is ActivationKind.SIGMOID:
-        return np.longdouble(1) / (np.longdouble(1) + np.exp(-x))
+        return one / (one + np.exp(-x))
     if kind is ActivationKind.TANH:
         return np.tanh(x)
     if kind is ActivationKind.ELU:
         return np.where(x > 0, x, np.longdouble(p["alpha"]) * np.expm1(np.minimum(x, 0)))
+    if kind is ActivationKind.SILU:  # x * sigmoid(x)
+        with np.errstate(over="ignore"):
+            return x / (one + np.exp(-x))
+    if kind is ActivationKind.GELU:
+        if p["approximate"]:
+            # x/2 (1 + tanh(u)) = x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x**3)
+            u = np.sqrt(np.longdouble(2) / np.longdouble(np.pi)) * (
+                x + np.longdouble(0.044715) * x**3
+            )
+            with np.errstate(over="ignore"):
+                return x / (one + np.exp(-2 * u))
+        erfc = np.frompyfunc(math.erfc, 1, 1)
+        scaled = (-x / np.sqrt(np.longdouble(2))).astype(np.float64)
+        return x * np.asarray(erfc(scaled), dtype=np.float64).astype(np.longdouble) / 2
     raise AssertionError(kind)  # pragma: no cover
 
 
@@ -391,6 +423,8 @@ def float_activation(
         return x / (1.0 + np.abs(x))
     if kind is ActivationKind.HARD_SIGMOID:
         return np.clip(float(p["slope"]) * x + float(p["offset"]), 0.0, 1.0)
+    if kind in (ActivationKind.SILU, ActivationKind.GELU):
+        return _extended(kind, x.astype(np.longdouble), p).astype(np.float64)
     raise AssertionError(kind)  # pragma: no cover
 
 

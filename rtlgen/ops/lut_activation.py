@@ -1,6 +1,8 @@
 """LUT activation: an elementwise non-linear activation computed by a lookup table
 (`rtlgen.quant.activations.lookup_table`): Keras ``sigmoid``, ``tanh``, ``hard_sigmoid``,
-``softsign``, ``elu`` (as ``Activation('...')`` layers, as ``activation='...'`` of a
+``softsign``, ``elu``, ``silu`` (tf.keras 2.15 saves it as ``swish``) and ``gelu`` (the erf
+form: the string's meaning in tf.keras 2.15 and Keras 3; ``approximate`` is a node option no
+Keras file stores) (as ``Activation('...')`` layers, as ``activation='...'`` of a
 Dense/Conv/QDense/QConv, which then becomes the linear layer followed by this node, and the
 ``ELU`` layer) and the QKeras quantizers ``quantized_sigmoid``, ``quantized_tanh`` and
 ``quantized_relu(use_sigmoid=1)`` (as ``QActivation`` or an ``activation=`` string).
@@ -27,7 +29,14 @@ ELU is the identity above 0: for a wide input (``linear_above``) those inputs by
 table (requantized into the output type), so the table covers only the negative side and
 needs the integer bits where ELU saturates there (~4 for 10 fraction bits), not those of
 the whole input range (a float model's proven fixed<19,9>: a fixed<12,4> table, max error
-0.0024, was fixed<12,9>, 0.063).
+0.0024, was fixed<12,9>, 0.063). SiLU and GELU tend to 0 below and to x above: a wide
+input bypasses the table above the table's range (`bypass_threshold`), whose high end is
+where ``sup |f(x) - x|`` beyond it (`identity_gap`) is at most half an output step (10
+fraction bits: SiLU from 10, a fixed<12,5> table; GELU from 4, fixed<12,3>), and whose low
+end is where f rounds to its limit 0 (or -1 step when truncating). Their ``max_error`` is
+the largest of the table's bound above, the bypass's (the output rounding of x plus that
+gap) and the saturated low inputs' (``|table[0]|``): fixed<19,9> in, 10 output fraction
+bits: SiLU 0.0048 (the 7-bit table fraction: slope 1.1 times 2**-8), GELU 0.0016 (9 bits).
 
 Hardware: [`Requantize` into the table type ->] `LookupTable` (one ROM per two elements of
 a beat, a read port each, or a case statement per element for tables of up to 6 input
@@ -116,9 +125,13 @@ class TableActivation(ir.Node):
     rounding: Rounding = field(default=Rounding.CONVERGENT, kw_only=True)
     overflow: Overflow = field(default=Overflow.SATURATE, kw_only=True)
     max_error: float = field(default=0.0, kw_only=True)
-    #: inputs above 0 bypass the table (``y = requantize(x)``: ELU's identity side), so the
-    #: table covers only the side that saturates (set for wide inputs of ELU)
+    #: inputs above `bypass_threshold` bypass the table (``y = requantize(x)``): ELU's
+    #: identity side (above 0), SiLU's and GELU's (above the table's range, where they are
+    #: within a rounding of x), so the table covers only the side that saturates (set for
+    #: wide inputs of these kinds)
     linear_above: bool = field(default=False, kw_only=True)
+    #: GELU: the tanh approximation instead of erf (Keras's ``approximate``)
+    approximate: bool = field(default=False, kw_only=True)
 
     op = "lut_activation"
 
@@ -128,6 +141,8 @@ class TableActivation(ir.Node):
         qkeras: dict[str, Any] = {"internal_sigmoid": self.internal_sigmoid.value}
         if kind is ActivationKind.ELU:
             p: dict[str, Any] = {"alpha": self.alpha}
+        elif kind is ActivationKind.GELU:
+            p = {"approximate": bool(self.approximate)}
         elif kind is ActivationKind.HARD_SIGMOID:
             # the stored floats stand for simple fractions (Keras 2: 1/5, Keras 3: 1/6)
             p = {
@@ -169,6 +184,7 @@ _OPTION_FIELDS = {
     "use_real_tanh": "use_real",
     "use_sigmoid": "use_sigmoid",
     "negative_slope": "negative_slope",
+    "approximate": "approximate",
 }
 
 
@@ -183,7 +199,7 @@ def table_node(name: str, shape: Shape, act: ActivationSpec, source: str) -> Tab
             options[target] = float(value) if target in ("alpha", "slope", "offset") else value
     if "negative_slope" in options:
         options["negative_slope"] = float(options["negative_slope"])
-    for flag in ("symmetric", "use_real", "use_sigmoid"):
+    for flag in ("symmetric", "use_real", "use_sigmoid", "approximate"):
         if flag in options:
             options[flag] = bool(options[flag])
     node = TableActivation(name, shape, shape, kind=act.table, source=source, **options)
@@ -250,22 +266,34 @@ def table_type_for(
 ) -> FixedType:
     """The table's input type for an input wider than `MAX_TABLE_INPUT_BITS`: the fewest
     integer bits whose two ends already give the outputs of the inputs beyond them (the
-    functions are monotone, so every input beyond gives them too), the rest of ``budget``
-    bits as fraction (QKeras kinds: every fractional bit of the input). ``linear_above``:
-    the inputs above 0 bypass the table, so only its low end must saturate."""
+    functions are monotone there, so every input beyond gives them too), the rest of
+    ``budget`` bits as fraction (QKeras kinds: every fractional bit of the input).
+    ``linear_above``: the inputs above the bypass threshold skip the table, so only its low
+    end must saturate; SiLU's and GELU's high end must instead lie where the function is
+    within half an output step of x (`identity_gap`)."""
     exact = kind.is_qkeras
     wide = FixedType(_SEARCH_WIDTH, out_frac, True)
     in_int = in_type.width - in_type.frac
     # codes -2, -1, 0, 1 of this type lie beyond both ends of the input's range
     far = _values(kind, FixedType(2, -(in_int + 1), True), p, wide, rounding)
+    if kind in _NEAR_IDENTITY:
+        # SiLU/GELU tend to 0 from below: the limit rounds to 0, or to -1 step when
+        # truncating (far out their values underflow to an exact 0, which is not the limit)
+        far[0] = -wide.step if rounding is Rounding.TRUNCATE else 0.0
     least = 2 if in_type.signed else 1
+    half_step = 2.0 ** -(out_frac + 1)
 
     def candidate(int_bits: int) -> FixedType:
         frac = in_type.frac if exact else min(in_type.frac, budget - int_bits)
         return FixedType(max(int_bits + frac, least), frac, in_type.signed)
 
     def enough(t: FixedType) -> bool:
-        covers_hi = linear_above or t.max_value >= in_type.max_value
+        covers_hi = t.max_value >= in_type.max_value
+        if linear_above and not covers_hi:
+            # above the table the bypass outputs x: f must be within half a step of it there
+            if kind in _NEAR_IDENTITY and identity_gap(kind, p, t.max_value) > half_step:
+                return False
+            covers_hi = True
         covers_lo = t.min_value <= in_type.min_value
         if (covers_hi and covers_lo) or (exact and t.width > MAX_TABLE_INPUT_BITS):
             return True  # the whole input range (or too wide anyway: refused by the caller)
@@ -288,7 +316,35 @@ _SLOPES = {
     ActivationKind.SIGMOID: 0.25,
     ActivationKind.TANH: 1.0,
     ActivationKind.SOFTSIGN: 1.0,
+    ActivationKind.SILU: 1.1,  # largest derivative 1.0998 (at x = 2.40)
+    ActivationKind.GELU: 1.13,  # 1.1289 (erf, at x = sqrt 2); the tanh form 1.1290
 }
+
+#: kinds whose wide inputs bypass the table above a threshold (`TableActivation.linear_above`)
+_BYPASS_KINDS = (ActivationKind.ELU, ActivationKind.SILU, ActivationKind.GELU)
+#: of those, the ones that are only near the identity: bypassed above the table's range
+_NEAR_IDENTITY = (ActivationKind.SILU, ActivationKind.GELU)
+
+
+def identity_gap(kind: ActivationKind, p: dict[str, Any], low: float) -> float:
+    """``sup |f(x) - x|`` over ``x >= low`` for SiLU / GELU (``x * g(-x)`` with ``g`` the
+    sigmoid or the normal CDF: largest at x = 1.28 / 0.75, falling beyond): the largest of a
+    fine grid up to 3 (max(low, 3) onwards it falls), plus a margin for the grid's step (the
+    function's curvature times step**2 / 8 is below 1e-9)."""
+    x = np.linspace(low, max(low, 3.0), 30001)
+    gap = np.abs(float_activation(kind, x, p) - x)
+    return float(np.max(gap)) + 1e-9
+
+
+def bypass_threshold(node: TableActivation, in_type: FixedType) -> int:
+    """The input mantissa above which a ``linear_above`` node bypasses its table: 0 for
+    ELU; SiLU and GELU: the table type's largest value (the inputs up to it are looked up)."""
+    assert node.table_type is not None
+    if node.kind not in _NEAR_IDENTITY:
+        return 0
+    shift = in_type.frac - node.table_type.frac
+    top = node.table_type.max_int
+    return top << shift if shift >= 0 else top >> -shift
 
 
 def _largest_slope(kind: ActivationKind, p: dict[str, Any]) -> float:
@@ -311,8 +367,9 @@ def lower_table(node: TableActivation, ctx: LowerContext) -> TableActivation:
     kind = node.kind
     explicit = None if kind.is_qkeras else ctx.explicit.result
     out_frac = explicit.frac if explicit is not None else config.result_frac
-    # ELU is the identity above 0: a wide input bypasses the table there (`BypassTable`)
-    linear_above = kind is ActivationKind.ELU and in_type.width > MAX_TABLE_INPUT_BITS
+    # ELU is the identity above 0, SiLU and GELU near it above a few units: a wide input
+    # bypasses the table there (`BypassTable`)
+    linear_above = kind in _BYPASS_KINDS and in_type.width > MAX_TABLE_INPUT_BITS
     if in_type.width <= MAX_TABLE_INPUT_BITS:
         table_type = in_type
     else:
@@ -342,6 +399,16 @@ def lower_table(node: TableActivation, ctx: LowerContext) -> TableActivation:
         if dropped > 0:
             step = table_type.step if rounding is Rounding.TRUNCATE else table_type.step / 2
             error += _largest_slope(kind, p) * step
+    if linear_above and kind in _NEAR_IDENTITY:
+        # below the table: its first entry v, f between f(table min) and 0 (|v - f| at most
+        # the table's error or |v|); above it: x rounded into the output, off f by the gap
+        probe = node.replace(
+            table_type=table_type, out_type=out_type, rounding=rounding, overflow=config.overflow
+        )
+        first = abs(float(out_type.to_float(node_table(probe)[0])))
+        out_step = out_type.step if rounding is Rounding.TRUNCATE else out_type.step / 2
+        bypass = out_step + identity_gap(kind, p, table_type.max_value)
+        error = max(error, first, bypass)
     return node.replace(
         table_type=table_type,
         out_type=out_type,
@@ -369,7 +436,7 @@ def table_reference(node: TableActivation, x: np.ndarray, in_type: FixedType) ->
     if not node.linear_above:
         return y
     above = requantize(x, in_type.frac, node.out_type, node.rounding, node.overflow)
-    return np.where(x > 0, above, y)
+    return np.where(x > bypass_threshold(node, in_type), above, y)
 
 
 def plan_table(node: TableActivation, ctx: PlanContext) -> LayerPlan:
@@ -379,7 +446,8 @@ def plan_table(node: TableActivation, ctx: PlanContext) -> LayerPlan:
     if node.linear_above:
         table = node_table(node)
         args = (node.table_type, node.out_type, lanes, node.rounding, node.overflow)
-        stages.append(BypassTable(table, ctx.in_type, *args))
+        threshold = bypass_threshold(node, ctx.in_type)
+        stages.append(BypassTable(table, ctx.in_type, *args, threshold=threshold))
     else:
         if node.table_type != ctx.in_type:
             rq = Requantize(lanes, ctx.in_type, node.table_type, None, None, node.rounding)
@@ -405,8 +473,9 @@ def validate_table(node: TableActivation, in_type: FixedType | None) -> None:
         raise RtlgenError(f"table type {node.table_type} is too far from the input {in_type}")
     if in_type is not None and in_type.width <= MAX_TABLE_INPUT_BITS and in_type != node.table_type:
         raise RtlgenError(f"table type {node.table_type} differs from the narrow input {in_type}")
-    if node.linear_above and node.kind is not ActivationKind.ELU:
-        raise RtlgenError(f"linear_above is only for elu, not {node.kind.value}")
+    if node.linear_above and node.kind not in _BYPASS_KINDS:
+        kinds = ", ".join(k.value for k in _BYPASS_KINDS)
+        raise RtlgenError(f"linear_above is only for {kinds}, not {node.kind.value}")
     node.params()
     node_table(node)  # QKeras kinds: refuses an output type that does not hold them exactly
 

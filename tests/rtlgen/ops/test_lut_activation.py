@@ -12,6 +12,7 @@ tolerance explained at the test. QKeras models: bit-exact against QKeras's predi
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 import numpy as np
@@ -43,7 +44,14 @@ FLOAT_FUNCTIONS = {
     K.HARD_SIGMOID: lambda x: np.clip(0.2 * x + 0.5, 0, 1),
     K.SOFTSIGN: lambda x: x / (1 + np.abs(x)),
     K.ELU: lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0))),
+    K.SILU: lambda x: x / (1 + np.exp(-x)),
+    K.GELU: lambda x: x * np.vectorize(math.erfc)(-x / math.sqrt(2)) / 2,
 }
+
+
+def gelu_tanh(x):
+    """GELU's tanh approximation (Keras's ``approximate=True``), in float64."""
+    return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
 
 
 def dense_entry(name, units, activation="linear"):
@@ -76,7 +84,7 @@ def assert_within_max_error(graph: ir.ModelGraph, x_int: np.ndarray) -> int:
         if isinstance(node, TableActivation) and not node.kind.is_qkeras:
             x, in_type = inputs[node.name]
             got = node.out_type.to_float(run_node(node, x, in_type))
-            f = FLOAT_FUNCTIONS[node.kind]
+            f = gelu_tanh if node.approximate else FLOAT_FUNCTIONS[node.kind]
             want = f(in_type.to_float(x)) if node.kind is not K.ELU else None
             if node.kind is K.ELU:
                 v = in_type.to_float(x)
@@ -200,6 +208,151 @@ def test_inspect_shows_the_table_error():
     assert row.op == "lut_activation"
     assert f"max error {graph.nodes[1].max_error:.2g}" in row.activation
     assert "tanh (table of fixed<12," in row.activation
+
+
+# ---------------------------------------------------------------------------------------
+# SiLU and GELU
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "spelling,kind",
+    [
+        ("silu", K.SILU),
+        ("swish", K.SILU),  # tf.keras 2.15's name in a Dense config
+        ("gelu", K.GELU),
+        ({"module": "keras.activations", "class_name": "function", "config": "silu"}, K.SILU),
+        ({"module": "builtins", "class_name": "function", "config": "gelu"}, K.GELU),
+    ],
+)
+def test_silu_and_gelu_spellings_read_as_tables(tmp_path, spelling, kind):
+    rng = np.random.default_rng(4)
+    layers = [
+        dense_entry("d", 4, spelling),
+        layer_entry("Activation", {"name": "act", "activation": spelling}),
+    ]
+    graph = read_handmade(tmp_path, layers, (3,), {"d": dense_weights(rng, 3, 4)})
+    tables = [n for n in graph.nodes if isinstance(n, TableActivation)]
+    assert [n.kind for n in tables] == [kind, kind]
+    assert not any(n.approximate for n in tables)  # "gelu" is the erf form in Keras 2 and 3
+    assert assert_within_max_error(graph, random_inputs(graph, 64, 1)) == 2
+
+
+def lowered_table(kind, in_type, **options) -> TableActivation:
+    nodes = [ir.Input("in", (1,), (1,)), TableActivation("f", (1,), (1,), kind=kind, **options)]
+    return lower(ir.ModelGraph("m", tuple(nodes)), PrecisionConfig(input=in_type)).nodes[1]
+
+
+def error_over_every_code(node: TableActivation, in_type: FixedType) -> float:
+    x = np.arange(in_type.min_int, in_type.max_int + 1, dtype=np.int64)[:, None]
+    got = node.out_type.to_float(run_node(node, x, in_type))[:, 0]
+    v = in_type.to_float(x[:, 0])
+    f = gelu_tanh if node.approximate else FLOAT_FUNCTIONS[node.kind]
+    with np.errstate(over="ignore"):
+        return float(np.max(np.abs(got - f(v))))
+
+
+@pytest.mark.parametrize(
+    "kind,options,table_type,bound",
+    [
+        (K.SILU, {}, FixedType(12, 7), 0.005),  # slope 1.1 x 2**-8 of the 7-bit fraction
+        (K.GELU, {}, FixedType(12, 9), 0.0017),  # 1.13 x 2**-10
+        (K.GELU, {"approximate": True}, FixedType(12, 9), 0.0017),
+    ],
+)
+def test_wide_silu_and_gelu_bypass_a_small_table_within_max_error(kind, options, table_type, bound):
+    """A proven fixed<19,9> input: the table covers only where f is not yet within half an
+    output step of x (SiLU below 16, GELU below 4) and where it rounds to 0 below; every one
+    of the 2**19 input codes is within ``max_error`` of the float function."""
+    in_type = FixedType(19, 10)
+    node = lowered_table(kind, in_type, **options)
+    assert node.linear_above and node.table_type == table_type
+    assert node.out_type.max_value >= in_type.max_value - 2**-10  # the bypassed top end
+    error = error_over_every_code(node, in_type)
+    assert error <= node.max_error < bound
+    assert error > node.max_error / 2  # the bound is not loose either
+
+
+@pytest.mark.parametrize("kind", [K.SILU, K.GELU])
+@pytest.mark.parametrize("in_type", [FixedType(8, 4), FixedType(12, 6), FixedType(14, 12)])
+def test_narrow_silu_and_gelu_tables_hold_every_code_within_max_error(kind, in_type):
+    node = lowered_table(kind, in_type)
+    assert node.table_type == in_type and not node.linear_above
+    assert error_over_every_code(node, in_type) <= node.max_error + 1e-12
+    assert node.max_error <= 2**-11 + 1e-12  # only the output rounding
+
+
+@pytest.mark.parametrize("approximate", [False, True])
+def test_gelu_and_silu_tables_match_tensorflow_on_fixed_point_inputs(approximate):
+    """TensorFlow's float32 silu / gelu (both forms) on every code of fixed<12,6>: within
+    the table's max_error plus float32 noise."""
+    tf = pytest.importorskip("tensorflow")
+
+    in_type = FixedType(12, 6)
+    x = in_type.to_float(np.arange(in_type.min_int, in_type.max_int + 1))
+    for kind, want in [
+        (K.GELU, tf.nn.gelu(x.astype(np.float32), approximate=approximate)),
+        (K.SILU, tf.keras.activations.swish(x.astype(np.float32))),
+    ]:
+        node = lowered_table(kind, in_type, approximate=approximate and kind is K.GELU)
+        got = node.out_type.to_float(run_node(node, in_type.quantize(x)[:, None], in_type))
+        assert np.max(np.abs(got[:, 0] - np.asarray(want, np.float64))) <= node.max_error + 1e-5
+
+
+def test_silu_gelu_model_predicts_like_tf_keras(tmp_path):
+    """tf.keras 2.15 (.h5): Conv2D(activation='silu') (saved as 'swish'), Activation('gelu'),
+    Dense(activation='swish'): through the convolution and dense the output stays within
+    1e-2 of Keras on inputs exact in fixed<8,4>."""
+    tf = pytest.importorskip("tensorflow")
+
+    tf.keras.utils.set_random_seed(3)
+    model = tf.keras.Sequential(
+        [
+            tf.keras.layers.InputLayer(input_shape=(5, 4, 2)),
+            tf.keras.layers.Conv2D(3, 3, activation="silu"),
+            tf.keras.layers.Activation("gelu"),
+            tf.keras.layers.Flatten(),
+            tf.keras.layers.Dense(3, activation="swish"),
+        ],
+        name="silu_gelu",
+    )
+    graph = keras_graph(model, tmp_path, FixedType(8, 4))
+    kinds = [n.kind for n in graph.nodes if isinstance(n, TableActivation)]
+    assert kinds == [K.SILU, K.GELU, K.SILU]
+    x = exact_inputs((5, 4, 2), 64)
+    got, want = predict(graph, x), model.predict(x, verbose=0)
+    assert np.max(np.abs(got - want)) < 1e-2
+    assert assert_within_max_error(graph, random_inputs(graph, 64)) == 3
+
+
+def silu_gelu_mlp(seed: int = 0) -> ir.ModelGraph:
+    """GELU (tanh form) and SiLU of narrow inputs, then Dense -> SiLU and Dense -> GELU of
+    wide ones (bypass tables)."""
+    rng = np.random.default_rng(seed)
+
+    def dense(name, n_in, n_out):
+        weights = ir.FloatTensor(rng.normal(size=(n_in, n_out)) * 2)
+        return ir.Dense(name, (n_in,), (n_out,), weights=weights)
+
+    def table(name, n, kind, **options):
+        return TableActivation(name, (n,), (n,), kind=kind, **options)
+
+    nodes = [
+        ir.Input("in", (4,), (4,)),
+        table("gelu", 4, K.GELU, approximate=True),
+        table("silu", 4, K.SILU),
+        dense("d0", 4, 5),
+        table("silu_wide", 5, K.SILU),
+        dense("d1", 5, 3),
+        table("gelu_wide", 3, K.GELU),
+    ]
+    return lower(ir.ModelGraph("silu_gelu", tuple(nodes)), PrecisionConfig(input=FixedType(8, 4)))
+
+
+def test_silu_gelu_mlp_is_bit_exact_under_backpressure_with_predicted_timing():
+    graph = silu_gelu_mlp()
+    assert graph.node("silu_wide").linear_above and graph.node("gelu_wide").linear_above
+    assert not graph.node("gelu").linear_above and not graph.node("silu").linear_above
+    bit_exact_in_simulator(graph, n=6, valid_prob=0.6, ready_prob=0.5, seed=5)
+    timing_matches_model(graph)
 
 
 # ---------------------------------------------------------------------------------------
