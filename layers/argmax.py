@@ -25,12 +25,22 @@ def argmax_layout(n: int, elem_shape: ShapeLike) -> data.StructLayout:
 #: candidates compared all-pairs in one register stage: a winner needs <= 5 compare bits
 #: (one LUT) and its value a 6-way AND-OR select (two LUT levels)
 GROUP = 6
+#: pairwise stages: a compare and a 2-way select, for one adder per pipeline stage
+PAIRWISE = 2
 
 
-def _stages(n: int) -> int:
+def group_for(adders_per_stage: int) -> int:
+    """Candidates per arg-max stage under the MAC arrays' depth budget (`HardwareOptions.
+    adders_per_stage`): a stage is a compare (about an adder) plus its select, so one adder
+    per stage (the shallowest pipeline, e.g. for 4-input-LUT devices such as ECP5) gets
+    pairwise stages, and two or more (~4 LUT levels and up) the 6-candidate stages."""
+    return PAIRWISE if adders_per_stage <= 1 else GROUP
+
+
+def _stages(n: int, group: int = GROUP) -> int:
     stages = 1
-    while n > GROUP:
-        n = -(-n // GROUP)
+    while n > group:
+        n = -(-n // group)
         stages += 1
     return stages
 
@@ -39,17 +49,21 @@ class ArgMax(wiring.Component):
     """Vector in, the same vector plus the index of its maximum out (first max wins on ties).
 
     Register stages of all-pairs tournaments: the candidates are cut into groups of up to
-    `GROUP` (6); in each group every pair is compared at once, the one candidate that beats
-    every earlier one and is not beaten by any later one wins, and its value and index are
-    selected by AND-OR. The vector is delayed alongside. Contract: II = 1,
-    ``latency = ceil(log6(n))`` stages, at least 1 (1 up to 6 classes, 2 up to 36)
-    (`stream_util.pipeline_control`); about 4 LUT levels per stage.
+    ``group`` (`GROUP`, 6, or 2: `group_for`); in each group every pair is compared at once,
+    the one candidate that beats every earlier one and is not beaten by any later one wins,
+    and its value and index are selected by AND-OR. The vector is delayed alongside. Contract: II = 1,
+    ``latency = ceil(log_group(n))`` stages, at least 1 (group 6: 1 up to 6 classes, 2 up to
+    36) (`stream_util.pipeline_control`); about 4 LUT levels per stage for group 6, a compare
+    and a 2-way select for group 2.
     """
 
-    def __init__(self, n: int, elem_shape: ShapeLike):
+    def __init__(self, n: int, elem_shape: ShapeLike, group: int = GROUP):
         if n < 1:
             raise RtlgenError(f"ArgMax: needs at least one element, got {n}")
+        if not 2 <= group <= GROUP:
+            raise RtlgenError(f"ArgMax: group {group} is not supported (use 2 to {GROUP})")
         self.n = n
+        self.group = group
         self.elem_shape = elem_shape
         super().__init__(
             {
@@ -60,7 +74,7 @@ class ArgMax(wiring.Component):
 
     @property
     def latency(self) -> int:
-        return _stages(self.n)
+        return _stages(self.n, self.group)
 
     def elaborate(self, platform):
         m = Module()
@@ -72,19 +86,24 @@ class ArgMax(wiring.Component):
         for depth in range(self.latency):
             last = depth == self.latency - 1
             nxt = []
-            for g in range(0, len(level), GROUP):
-                group = level[g : g + GROUP]
-                wins = self._winners(m, [value for value, _ in group], f"{depth}_{g // GROUP}")
+            for g in range(0, len(level), self.group):
+                group = level[g : g + self.group]
+                wins = self._winners(m, [value for value, _ in group], f"{depth}_{g // self.group}")
                 index = _select(wins, [i for _, i in group], index_shape.width)
                 value = None  # the last stage only needs the index
                 if not last:
                     bits = _select(wins, [v.as_unsigned() for v, _ in group], elem.width)
                     value = regs.register(
                         bits.as_signed() if elem.signed else bits, elem,
-                        name=f"max_{depth}_{g // GROUP}",
+                        name=f"max_{depth}_{g // self.group}",
                     )
                 nxt.append(
-                    (value, regs.register(index, index_shape, name=f"idx_{depth}_{g // GROUP}"))
+                    (
+                        value,
+                        regs.register(
+                            index, index_shape, name=f"idx_{depth}_{g // self.group}"
+                        ),
+                    )
                 )
             level = nxt
         vector = Signal.like(self.i.payload.as_value(), name="vector_in")

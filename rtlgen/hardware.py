@@ -16,7 +16,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtlgen import ir
-from rtlgen.layers.argmax import ArgMax
+from rtlgen.layers.argmax import ArgMax, group_for
 from rtlgen.layers.common import shape_of
 from rtlgen.layers.merge import Fork
 from rtlgen.layers.stream_util import SkidBuffer, StreamFifo
@@ -124,7 +124,9 @@ class NetworkTop(wiring.Component):
         self.sample_cycles = self.plan.sample_cycles
         #: the ArgMax of each output (None: an image or sequence output, no tuser)
         self.argmaxes: tuple[ArgMax | None, ...] = tuple(
-            ArgMax(out.classes, shape_of(out.format.type)) if out.classes else None
+            ArgMax(out.classes, shape_of(out.format.type), group_for(options.adders_per_stage))
+            if out.classes
+            else None
             for out in self.outputs
         )
         self.argmax = self.argmaxes[0]

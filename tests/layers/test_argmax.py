@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from amaranth.hdl import signed, unsigned
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rtlgen.layers.argmax import ArgMax
+from rtlgen.layers.argmax import ArgMax, group_for
+from rtlgen.quant.errors import RtlgenError
 
 from .streams import simulate_stream
 
@@ -48,3 +50,26 @@ def test_latency_is_one_stage_per_six_fold_reduction_at_full_rate():
         run = simulate_stream(dut, x.tolist(), len(x))
         assert run.out_cycles[0] - run.in_cycles[0] == latency
         assert np.diff(run.out_cycles).tolist() == [1] * 9
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    n=st.integers(1, 20),
+    seed=st.integers(0, 2**32 - 1),
+    valid_prob=st.floats(0.3, 1.0),
+    ready_prob=st.floats(0.3, 1.0),
+)
+def test_pairwise_stages_match_numpy_argmax(n, seed, valid_prob, ready_prob):
+    """group 2 (`group_for(1)`: one adder per pipeline stage): a compare per stage."""
+    x = np.random.default_rng(seed).integers(-4, 4, size=(16, n))  # many ties
+    dut = ArgMax(n, signed(5), group_for(1))
+    assert dut.latency == max(1, int(np.ceil(np.log2(n))))
+    run = simulate_stream(dut, x.tolist(), len(x), seed, valid_prob, ready_prob)
+    assert [o["index"] for o in run.outputs] == np.argmax(x, axis=1).tolist()
+    assert [o["vector"] for o in run.outputs] == x.tolist()
+
+
+def test_group_follows_the_adders_per_stage():
+    assert [group_for(a) for a in (1, 2, 3, 6)] == [2, 6, 6, 6]
+    with pytest.raises(RtlgenError, match="group 7 is not supported"):
+        ArgMax(10, signed(4), 7)
