@@ -2,11 +2,14 @@
 
 `LookupTable` implements any table of `rtlgen.quant.activations.lookup_table`;
 `PiecewiseLinear` implements `rtlgen.quant.activations.LeakySpec` (LeakyReLU, PReLU, ReLU with
-max_value / negative_slope / threshold) without a table, so it has no input width limit.
+max_value / negative_slope / threshold) without a table, so it has no input width limit;
+`PositionalPiecewiseLinear` the same with slopes that vary with the pixel position (PReLU
+with an alpha per element).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -310,4 +313,161 @@ class PiecewiseLinear(wiring.Component):
         for k, slope in enumerate(self.spec.slope):
             m.d.comb += rq.i.payload[k].eq(self._accumulator(self.i.payload[k], slope))
         wiring.connect(m, rq.o, wiring.flipped(self.o))
+        return m
+
+
+#: ROMs of slopes of at least this many words are block RAM (``rom_style``), smaller ones logic
+BLOCK_SLOPE_MIN_WORDS = 1024
+
+
+def position_slopes(slopes: np.ndarray) -> np.ndarray:
+    """Slopes per element of a sample (``(H, W, C)`` or ``(L, C)``) as the ``(rows,
+    columns, lanes)`` table `PositionalPiecewiseLinear` stores: an axis along which no slope
+    varies (a PReLU's shared axis, or alphas that happen to be equal) is kept at size 1."""
+    table = np.asarray(slopes)
+    if table.ndim == 2:
+        table = table.reshape(1, *table.shape)
+    for axis in range(3):
+        first = np.take(table, [0], axis=axis)
+        if np.all(table == first):
+            table = first
+    return table
+
+
+class PositionalPiecewiseLinear(wiring.Component):
+    """Elementwise `rtlgen.quant.activations.LeakySpec` whose slopes vary with the pixel
+    position: ``spec.slope_shape`` is a sample's shape, ``(H, W, C)`` or ``(L, C)`` (PReLU
+    with an alpha per element, or shared along some axes only).
+
+    The stream carries one pixel (``C`` lanes) per beat, row after row. Row and column
+    counters, advanced by each accepted beat and wrapping after the sample's last pixel,
+    keep the address of the pixel's slopes in a ROM (`position_slopes`: one word per
+    distinct row/column combination, holding the ``C`` slopes or one the lanes share; block
+    RAM from `BLOCK_SLOPE_MIN_WORDS` words). Each lane computes ``x > T ? x : slope * (x -
+    T)`` with a multiplier (the slope is not a constant) in `PiecewiseLinear`'s exact
+    arithmetic, then a `Requantize` does the ``max_value`` clip, rounding and saturation.
+
+    Contract: II = 1, latency 3 (stage 1: the ROM read and the input register; stage 2: the
+    accumulator; stage 3: the requantized output); under backpressure the pipeline holds
+    (`stream_util.pipeline_control`; the ROM port and the counters move only with it),
+    nothing lost or duplicated. Widths: ``in_type.width`` in, ``out_type.width`` out per lane.
+    ``per_channel``: the `LeakySpec` of `PiecewiseLinear` when no slope varies with the
+    position after all (this component is then not needed).
+    """
+
+    latency = 3
+    cycles_per_sample = 1
+
+    def __init__(self, spec: LeakySpec):
+        shape = spec.slope_shape
+        if shape is None or len(shape) not in (2, 3):
+            raise RtlgenError(f"PositionalPiecewiseLinear: slopes of shape {shape}, not (H, W, C)")
+        self.spec = spec
+        self.height, self.width = (1, shape[0]) if len(shape) == 2 else (shape[0], shape[1])
+        self.n_elements = shape[-1]
+        self.table = position_slopes(np.asarray(spec.slope, dtype=np.int64).reshape(shape))
+        rows, cols, lanes = self.table.shape
+        self.depth = rows * cols
+        self.word_bits = lanes * spec.slope_type.width
+        self.per_channel = None
+        if self.depth == 1:
+            slopes = np.broadcast_to(self.table[0, 0], (self.n_elements,))
+            self.per_channel = dataclasses.replace(
+                spec, slope=tuple(int(s) for s in slopes), slope_shape=None
+            )
+        self.acc_type = spec.acc_type()
+        in_ranges = []
+        for lane in range(self.n_elements):
+            mine = self.table[:, :, lane if lanes > 1 else 0]
+            extremes = (int(mine.min()), int(mine.max()))
+            in_ranges.append(
+                dataclasses.replace(spec, slope=extremes, slope_shape=None).acc_range()
+            )
+        self.requantize = Requantize(
+            self.n_elements,
+            self.acc_type,
+            spec.out_type,
+            None,
+            spec.max_bound,
+            spec.rounding,
+            spec.overflow,
+            in_ranges=in_ranges,
+            latency=0,
+        )
+        super().__init__(
+            {
+                "i": In(stream.Signature(vector_layout(spec.in_type, self.n_elements))),
+                "o": Out(stream.Signature(vector_layout(spec.out_type, self.n_elements))),
+            }
+        )
+
+    def rom_words(self) -> list[int]:
+        """The ROM's contents: word ``r * columns + c`` holds the lanes' slopes (raw bits,
+        lane 0 lowest)."""
+        width = self.spec.slope_type.width
+        mask = (1 << width) - 1
+        rows, cols, lanes = self.table.shape
+        words = []
+        for r in range(rows):
+            for c in range(cols):
+                word = 0
+                for lane in range(lanes):
+                    word |= (int(self.table[r, c, lane]) & mask) << (lane * width)
+                words.append(word)
+        return words
+
+    def _address(self, m: Module, accepted: Value) -> Signal:
+        """The ROM address of the pixel the next accepted beat carries."""
+        address = Signal(range(max(self.depth, 2)), name="address")
+        col = Signal(range(max(self.width, 2)), name="pixel_col")
+        row = Signal(range(max(self.height, 2)), name="pixel_row")
+        last_col = col == self.width - 1 if self.width > 1 else Const(1)
+        last_row = row == self.height - 1 if self.height > 1 else Const(1)
+        rows, cols, _ = self.table.shape
+        in_row = address + 1 if cols > 1 else address  # the next column's slopes
+        next_row = address + 1 if rows > 1 else 0  # row-major: after a row's last column
+        with m.If(accepted):
+            if self.width > 1:
+                m.d.sync += col.eq(Mux(last_col, 0, col + 1))
+            if self.height > 1:
+                with m.If(last_col):
+                    m.d.sync += row.eq(Mux(last_row, 0, row + 1))
+            m.d.sync += address.eq(Mux(last_col & last_row, 0, Mux(last_col, next_row, in_row)))
+        return address
+
+    def elaborate(self, platform):
+        if self.depth == 1:
+            raise RtlgenError("PositionalPiecewiseLinear: no slope varies with the position")
+        spec, n = self.spec, self.n_elements
+        m = Module()
+        advance = pipeline_control(m, self.i, self.o, self.latency)
+        regs = StageRegisters(advance)
+        address = self._address(m, self.i.valid & advance)
+        m.submodules.slopes = rom = memory.Memory(
+            shape=self.word_bits,
+            depth=self.depth,
+            init=self.rom_words(),
+            attrs={"rom_style": "block" if self.depth >= BLOCK_SLOPE_MIN_WORDS else "logic"},
+        )
+        port = rom.read_port()  # synchronous: its data register is stage 1
+        m.d.comb += [port.addr.eq(address), port.en.eq(advance)]
+        x1 = regs.register(self.i.payload, shape=vector_layout(spec.in_type, n), name="x")
+        width = spec.slope_type.width
+        shared = self.table.shape[2] == 1
+        pos_shift = spec.acc_frac - spec.in_type.frac
+        neg_shift = pos_shift - spec.slope_type.frac
+        m.submodules.requantize = rq = self.requantize
+        m.d.comb += [rq.i.valid.eq(1), rq.o.ready.eq(1)]
+        for lane in range(n):
+            bits = port.data[0:width] if shared else port.data[lane * width : (lane + 1) * width]
+            slope = bits.as_signed() if spec.slope_type.signed else bits
+            x = Value.cast(x1[lane])
+            diff = x - Const(spec.threshold) if spec.threshold else x
+            product = (diff * slope) << neg_shift
+            above = x > Const(spec.threshold)
+            acc = resize(Mux(above, x << pos_shift, product), shape_of(self.acc_type))
+            m.d.comb += rq.i.payload[lane].eq(regs.register(acc, name=f"acc{lane}"))
+        out = regs.register(Value.cast(rq.o.payload), name="out")
+        regs.emit(m)
+        m.d.comb += self.o.payload.eq(out)
         return m

@@ -47,6 +47,7 @@ that is what Keras computes (``backend.relu`` multiplies by ``x > threshold``): 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -566,7 +567,9 @@ class LeakySpec:
     """An elementwise ``x > T ? min(x, M) : slope * (x - T)`` rounded into ``out_type``.
 
     ``slope``: ``slope_type`` mantissas, one for every element or one per element of the
-    last axis (PReLU's per-channel alphas); ``threshold`` ``T``: an ``in_type`` mantissa;
+    last axis (PReLU's per-channel alphas), or, with ``slope_shape`` (a sample's shape:
+    PReLU's per-element alphas, e.g. ``(H, W, C)``), one per element of a sample, in
+    row-major order; ``threshold`` ``T``: an ``in_type`` mantissa;
     ``max_value`` ``M``: an ``out_type`` mantissa (`max_value_mantissa`), only with
     non-negative slopes (as in Keras's ReLU). `from_keras` builds one from float options.
     """
@@ -579,10 +582,14 @@ class LeakySpec:
     max_value: int | None = None
     rounding: Rounding = Rounding.CONVERGENT
     overflow: Overflow = Overflow.SATURATE
+    slope_shape: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
-        slopes = tuple(int(s) for s in np.atleast_1d(np.asarray(self.slope, dtype=np.int64)))
+        flat = np.asarray(self.slope, dtype=np.int64).reshape(-1)
+        slopes = tuple(int(s) for s in flat)
         object.__setattr__(self, "slope", slopes)
+        if self.slope_shape is not None and math.prod(self.slope_shape) != len(slopes):
+            raise RtlgenError(f"{len(slopes)} slopes for the shape {self.slope_shape}")
         if any(s < self.slope_type.min_int or s > self.slope_type.max_int for s in slopes):
             raise RtlgenError(f"slopes {list(slopes)} outside their type {self.slope_type}")
         if self.max_value is not None and min(slopes) < 0:
@@ -638,16 +645,23 @@ class LeakySpec:
             ranges.append((min(ends), max(ends)))
         return ranges
 
+    def acc_range(self) -> tuple[int, int]:
+        """The exact [min, max] of the pre-rounding accumulator over ``in_type`` and every
+        slope (the products are linear in the slope: its two extremes bound them)."""
+        ends = dataclasses.replace(self, slope=(min(self.slope), max(self.slope)), slope_shape=None)
+        ranges = ends.acc_ranges()
+        return min(r[0] for r in ranges), max(r[1] for r in ranges)
+
     def acc_type(self) -> FixedType:
         """Narrowest type of the pre-rounding accumulator (interval analysis over ``in_type``)."""
-        ranges = self.acc_ranges()
-        lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
-        return FixedType.covering(lo, hi, self.acc_frac)
+        return FixedType.covering(*self.acc_range(), self.acc_frac)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """The outputs (``out_type`` mantissas) for ``in_type`` mantissas ``x``."""
         x = np.asarray(x, dtype=np.int64)
         s = np.asarray(self.slope, dtype=np.int64)
+        if self.slope_shape is not None:  # per element of a sample: x is (N, *slope_shape)
+            s = s.reshape(self.slope_shape)
         frac = self.acc_frac
         pos = x << (frac - self.in_type.frac)
         neg = (s * (x - self.threshold)) << (frac - self.in_type.frac - self.slope_type.frac)

@@ -332,15 +332,24 @@ class _Reader:
         return float(value)
 
     def constant(
-        self, desc: dict[str, Any], index: int, key: str, where: str, shape: tuple[int, ...]
+        self,
+        desc: dict[str, Any],
+        index: int,
+        key: str,
+        where: str,
+        shape: tuple[int, ...] | list[tuple[int, ...]],
     ) -> ir.QTensor:
+        """The constant ``key`` of node ``index``, of ``shape`` (or one of a list of them:
+        a PReLU's alphas per channel or per element)."""
         t = self.fixed(self.get(desc, key, where), where, key)
-        self.parameters += element_count(shape)
+        shapes = shape if isinstance(shape, list) else [shape]
+        self.parameters += max(element_count(s) for s in shapes)
         check_parameters(self.parameters, self.limits, f"{self.what}: {where}")
         mantissa = self.archive.array(f"n{index}_{key}")
-        if tuple(mantissa.shape) != shape:
+        if tuple(mantissa.shape) not in shapes:
+            needs = " or ".join(str(s) for s in shapes)
             raise self.fail(
-                where, f"'{key}' has shape {tuple(mantissa.shape)}, the node needs {shape}"
+                where, f"'{key}' has shape {tuple(mantissa.shape)}, the node needs {needs}"
             )
         if (
             mantissa.dtype.kind == "u"

@@ -1,8 +1,9 @@
 """Leaky ReLU: ``x > threshold ? min(x, max_value) : alpha * (x - threshold)`` rounded into the
 output type (`rtlgen.quant.activations.LeakySpec`): Keras ``LeakyReLU`` (``alpha``; Keras 3
 ``negative_slope``), ``ReLU(max_value, negative_slope, threshold)``, ``ThresholdedReLU``,
-``PReLU`` (one alpha per channel: ``shared_axes`` must hold every spatial axis of a 1D/2D
-input), the ``leaky_relu`` activation string (slope 0.2) and QKeras
+``PReLU`` (any ``shared_axes``: one alpha per channel when they hold every spatial axis of a
+1D/2D input, else alphas that vary with the pixel position, at most `MAX_POSITION_ALPHAS`
+distinct ones), the ``leaky_relu`` activation string (slope 0.2) and QKeras
 ``quantized_relu(bits, integer, negative_slope=s)``. A ReLU without negative slope and
 threshold stays an `ir.Activation` clamp (which the layer before it can absorb).
 
@@ -16,7 +17,11 @@ fractional bits with the integer bits interval analysis proves. ``max_error``: t
 on ``|output - Keras|`` of `leaky_error_bound` (0 for the QKeras quantizer, exact).
 
 Hardware: `PiecewiseLinear` (compare, CSD shift-adds of the constant slope, `Requantize`)
-[-> a `Requantize` clip for the QKeras negative side]. II = 1, latency 1 (+1).
+[-> a `Requantize` clip for the QKeras negative side]. II = 1, latency 1 (+1). Alphas that
+vary with the position (``scale`` of the input's shape): `PositionalPiecewiseLinear`, a
+position counter addressing a ROM of each position's slopes and a multiplier per channel
+(the same arithmetic as per channel). II = 1, latency 3. Several pixels per beat: the plan
+folds the stream to one pixel per beat first (`rtlgen.ppb`).
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from rtlgen.frontend.keras_config import (
     config_value,
     layer_weights,
 )
-from rtlgen.layers.lookup import PiecewiseLinear
+from rtlgen.layers.lookup import PiecewiseLinear, PositionalPiecewiseLinear, position_slopes
 from rtlgen.layers.requantize import Requantize
 from rtlgen.ops.registry import Op, Shape, register_op
 from rtlgen.passes import LowerContext
@@ -57,6 +62,9 @@ from rtlgen.quant.quantizers import QuantizedLeakyRelu
 
 #: Bits of a fixed-point slope (`slope_type`): exact for dyadic alphas of up to 16 bits.
 SLOPE_BITS = 16
+#: Most alphas of a PReLU whose alphas vary with the position (Keras's alpha weight, shared
+#: axes left out): 64 K words of 16 bits, a 1 Mb ROM (~29 RAMB36).
+MAX_POSITION_ALPHAS = 1 << 16
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,7 +74,8 @@ class LeakyRelu(ir.Node):
     quantized leaky ReLU bounds its negative side).
 
     ``scale``: the negative-side slope of each element of the last axis (``(C,)``; one
-    alpha for the whole tensor is repeated): float alphas (`ir.FloatTensor`) before
+    alpha for the whole tensor is repeated), or of each element (the input's shape: a
+    PReLU whose alphas vary with the position): float alphas (`ir.FloatTensor`) before
     lowering, slope mantissas (`ir.QTensor` of a `slope_type`) after. ``threshold`` and
     ``max_value`` are real values (Keras's); ``out_quantizer`` the QKeras quantizer (read
     by `lower_leaky` only). ``acc_type``: the exact pre-rounding value's type.
@@ -88,7 +97,8 @@ class LeakyRelu(ir.Node):
         """What ``rtlgen inspect`` shows in its activation column."""
         s = self.scale
         alphas = s.values if isinstance(s, ir.QTensor | ir.FloatTensor) else np.zeros(1)
-        alpha = f"{alphas[0]:g}" if np.all(alphas == alphas[0]) else "per channel"
+        per = "per element" if per_position(self) else "per channel"
+        alpha = f"{alphas.flat[0]:g}" if np.all(alphas == alphas.flat[0]) else per
         text = f"leaky(alpha={alpha}"
         if self.threshold:
             text += f", threshold={self.threshold:g}"
@@ -110,8 +120,11 @@ def leaky_node(
     max_value: float | None = None,
     quantizer: Any = None,
 ) -> LeakyRelu:
-    channels = shape[-1]
-    alphas = np.broadcast_to(np.asarray(alpha, dtype=np.float64), (channels,)).copy()
+    alphas = np.asarray(alpha, dtype=np.float64)
+    if alphas.ndim <= 1 or len(shape) == 1:  # one alpha, or one per channel
+        alphas = np.broadcast_to(alphas.reshape(-1), (shape[-1],)).copy()
+    else:  # per element: Keras's alpha shape (1 on the shared axes) broadcast to the input's
+        alphas = np.broadcast_to(alphas, shape).copy()
     return LeakyRelu(
         name,
         shape,
@@ -171,9 +184,16 @@ def read_keras_leaky(layer: KerasLayer, shape: Shape, source: WeightSource) -> L
     return LayerOut([node], shape)
 
 
+def per_position(node: LeakyRelu) -> bool:
+    """Whether the node's alphas are per element of an image or sequence (vary with the
+    position), not per channel."""
+    return len(node.scale.shape) > 1
+
+
 def _read_prelu(layer: KerasLayer, shape: Shape, source: WeightSource) -> LayerOut:
     """PReLU: alpha has the input's shape with the ``shared_axes`` (1-based, batch = 0)
-    set to 1; rtlgen needs one alpha per channel (or per element of a vector)."""
+    set to 1: one alpha per channel (or per element of a vector) when every spatial axis is
+    shared, else per element (at most `MAX_POSITION_ALPHAS` of them)."""
     shared = config_value(layer, "shared_axes", None)
     if shared is None:
         shared = []
@@ -187,13 +207,17 @@ def _read_prelu(layer: KerasLayer, shape: Shape, source: WeightSource) -> LayerO
             f"{layer.where}: shared_axes={shared!r} is not a list of axes 1..{rank}"
         )
     alpha_shape = tuple(1 if axis + 1 in shared else d for axis, d in enumerate(shape))
-    if any(d != 1 for d in alpha_shape[:-1]) or (rank > 1 and rank in shared):
+    words = math.prod(alpha_shape)
+    if words > MAX_POSITION_ALPHAS:
         raise UnsupportedError(
-            f"{layer.where}: shared_axes={shared} gives alphas of shape {alpha_shape}; supported: "
-            f"one alpha per channel (shared_axes={list(range(1, rank))} for input {shape})"
+            f"{layer.where}: shared_axes={shared} gives {words} alphas (shape {alpha_shape}); "
+            f"supported: up to {MAX_POSITION_ALPHAS} (share more axes, e.g. "
+            f"shared_axes={list(range(1, rank))} for one alpha per channel)"
         )
     alpha = layer_weights(source, layer, {"alpha": alpha_shape})["alpha"]
-    alphas = np.asarray(alpha, dtype=np.float64).reshape(-1)
+    alphas = np.asarray(alpha, dtype=np.float64)
+    if all(d == 1 for d in alpha_shape[:-1]):  # per channel (or one for all)
+        alphas = alphas.reshape(-1)
     return LayerOut([leaky_node(layer.name, shape, alphas, layer.name)], shape)
 
 
@@ -204,6 +228,7 @@ def _spec(node: LeakyRelu, in_type: FixedType, out_type: FixedType) -> LeakySpec
     """The node's `LeakySpec` over ``in_type`` (slopes lowered)."""
     assert isinstance(node.scale, ir.QTensor)
     slope = node.scale.mantissa
+    slope_shape = node.scale.shape if per_position(node) else None
     threshold = threshold_mantissa(node.threshold, in_type, bool(np.any(slope != 0)))
     top = (
         None
@@ -212,13 +237,14 @@ def _spec(node: LeakyRelu, in_type: FixedType, out_type: FixedType) -> LeakySpec
     )
     return LeakySpec(
         in_type,
-        tuple(int(s) for s in slope),
+        tuple(int(s) for s in slope.reshape(-1)),
         node.scale.type,
         out_type,
         threshold,
         top,
         node.rounding,
         node.overflow,
+        slope_shape,
     )
 
 
@@ -256,7 +282,7 @@ def lower_leaky(node: LeakyRelu, ctx: LowerContext) -> LeakyRelu:
         raise type(exc)(f"{where}: {exc}") from None
     error = 0.0
     if q is None:
-        error = leaky_error_bound(alphas, spec, max_value=node.max_value)
+        error = leaky_error_bound(alphas.reshape(-1), spec, max_value=node.max_value)
     return node.replace(out_type=out_type, acc_type=spec.acc_type(), max_error=float(error))
 
 
@@ -267,8 +293,7 @@ def _result_type(node: LeakyRelu, in_type: FixedType, exact: bool, result_frac: 
     frac = in_type.frac + max(node.scale.type.frac, 0)  # `LeakySpec.acc_frac` without a max
     out_frac = frac if exact else min(frac, result_frac)
     probe = _spec(node, in_type, FixedType(62, out_frac, True))
-    ranges = probe.acc_ranges()
-    lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
+    lo, hi = probe.acc_range()
     if probe.max_bound is not None:
         hi = min(hi, probe.max_bound)
     shift = probe.acc_frac - out_frac
@@ -305,15 +330,25 @@ def plan_leaky(node: LeakyRelu, ctx: PlanContext) -> LayerPlan:
     assert node.out_type is not None
     lanes = StreamFormat.of(node.in_shape, ctx.in_type).elements
     spec = leaky_spec(node, ctx.in_type)
-    stages: list[Any] = [PiecewiseLinear(spec, lanes)]
+    notes: tuple[str, ...] = ()
+    if spec.slope_shape is None:
+        stages: list[Any] = [PiecewiseLinear(spec, lanes)]
+    else:
+        stage = PositionalPiecewiseLinear(spec)
+        stages = [stage]
+        if stage.per_channel is not None:  # the same alphas at every position after all
+            stages = [PiecewiseLinear(stage.per_channel, lanes)]
+        else:
+            notes = (f"alphas per position: a ROM of {stage.depth} x {stage.word_bits} bits",)
     lo, hi = _clamp_mantissas(node)
     if lo is not None or hi is not None:
         stages.append(Requantize(lanes, node.out_type, node.out_type, lo, hi))
-    return LayerPlan(node, tuple(stages), out_spacing=ctx.spacing)
+    return LayerPlan(node, tuple(stages), out_spacing=ctx.spacing, notes=notes)
 
 
-def leaky_constant_shapes(in_shape: Shape, out_shape: Shape) -> dict[str, Shape]:
-    return {"scale": (in_shape[-1],)}
+def leaky_constant_shapes(in_shape: Shape, out_shape: Shape) -> dict[str, list[Shape]]:
+    """Alphas per channel, or per element of an image or sequence."""
+    return {"scale": [(in_shape[-1],), tuple(in_shape)]}
 
 
 def validate_leaky(node: LeakyRelu, in_type: FixedType | None) -> None:
@@ -325,6 +360,12 @@ def validate_leaky(node: LeakyRelu, in_type: FixedType | None) -> None:
         raise RtlgenError(f"slope type {node.scale.type} is out of range")
     if node.max_value is not None and node.max_value < 0:
         raise RtlgenError(f"max_value {node.max_value} is negative")
+    if per_position(node):
+        words = position_slopes(node.scale.mantissa).size
+        if words > MAX_POSITION_ALPHAS:
+            raise RtlgenError(
+                f"{words} alphas vary with the position (supported: up to {MAX_POSITION_ALPHAS})"
+            )
     if not math.isfinite(node.max_error) or node.max_error < 0:
         raise RtlgenError(f"max_error {node.max_error} is not a non-negative number")
     _clamp_mantissas(node)
@@ -343,7 +384,7 @@ def leaky_float(node: LeakyRelu, x: np.ndarray) -> np.ndarray:
     quantizer's own values where it has one."""
     if node.out_quantizer is not None:
         return node.out_quantizer.reference(x)
-    alphas = np.asarray(node.scale.values, dtype=np.float64)
+    alphas = np.asarray(node.scale.values, dtype=np.float64)  # broadcasts per element too
     top = x if node.max_value is None else np.minimum(x, node.max_value)
     return np.where(x > node.threshold, top, alphas * (x - node.threshold))
 

@@ -1,6 +1,7 @@
 # amaranth: UnusedElaboratable=no
 """Leaky ReLUs as an op (rtlgen.ops.leaky_relu): LeakyReLU (alpha / Keras 3 negative_slope),
-ReLU(max_value, negative_slope, threshold), ThresholdedReLU, PReLU (per-channel alphas),
+ReLU(max_value, negative_slope, threshold), ThresholdedReLU, PReLU (per-channel alphas, and
+alphas per position: per element or shared along some axes, on images and sequences),
 the leaky_relu activation string and QKeras quantized_relu(negative_slope); refusals; a CNN
 with PReLU and an MLP in Amaranth's simulator; saved graphs.
 
@@ -14,8 +15,11 @@ import numpy as np
 import pytest
 
 from rtlgen import ir
+from rtlgen.hardware import HardwareOptions
+from rtlgen.layers.lookup import PositionalPiecewiseLinear
 from rtlgen.ops.leaky_relu import LeakyRelu, leaky_node, leaky_spec
 from rtlgen.passes import PrecisionConfig, lower
+from rtlgen.plan import plan_network
 from rtlgen.quant.errors import ModelFileError, RtlgenError, UnsupportedError
 from rtlgen.quant.fixed import FixedType
 from rtlgen.quant.quantizers import QuantizedBits, QuantizedLeakyRelu
@@ -23,7 +27,7 @@ from rtlgen.quant.reference import predict
 from rtlgen.serialize import load_graph
 from tests.models import exact_inputs, layer_entry
 
-from .network_checks import bit_exact_in_simulator, timing_matches_model
+from .network_checks import bit_exact_in_simulator, bit_exact_in_verilator, timing_matches_model
 from .spatial_nets import keras_graph, predicts_like_keras, read_handmade, round_trips, tamper
 
 
@@ -96,11 +100,6 @@ def test_leaky_relu_activation_string_has_slope_one_fifth(tmp_path):
 
 
 def test_unsupported_options_are_refused(tmp_path):
-    prelu = layer_entry("PReLU", {"name": "p", "shared_axes": [1]})
-    with pytest.raises(
-        UnsupportedError, match=r"layer 'p' \(PReLU\): shared_axes=\[1\].*one alpha per channel"
-    ):
-        read_handmade(tmp_path, [prelu], (2, 3, 3), {"p": {"alpha": np.zeros((1, 3, 3))}})
     relu = layer_entry("ReLU", {"name": "r", "threshold": -1.0, "max_value": 2.0})
     with pytest.raises(
         UnsupportedError, match=r"layer 'r' \(ReLU\): threshold=-1.0 with max_value"
@@ -223,6 +222,119 @@ def test_quantized_leaky_clip_is_applied():
     assert y.min() == -1.0 and y.max() == node.out_type.max_value
     want = QuantizedLeakyRelu(6, 1, 0.5).reference(in_type.to_float(x))
     np.testing.assert_array_equal(y, want)
+
+
+# ---------------------------------------------------------------------------------------
+# PReLU with alphas per position
+# ---------------------------------------------------------------------------------------
+def dyadic_alphas(rng, shape):
+    """Alphas k/64 in [-1, 1): exact slopes, so x * alpha is exact in 10 fraction bits."""
+    return (rng.integers(-64, 64, size=shape) / 64).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "shape,shared_axes",
+    [
+        ((3, 5, 2), None),  # an alpha per element
+        ((3, 5, 2), [1]),  # along W and C
+        ((3, 5, 2), [2, 3]),  # along H only
+        ((7, 3), None),
+        ((7, 3), [2]),  # along L, shared by the channels
+    ],
+)
+def test_prelu_alphas_per_position_predict_like_tf_keras(tmp_path, shape, shared_axes):
+    """tf.keras PReLU(shared_axes) on images and sequences: dyadic alphas and inputs exact in
+    fixed<8,4> make Keras's float32 result exact, and rtlgen's too."""
+    tf = pytest.importorskip("tensorflow")
+
+    model = tf.keras.Sequential(
+        [
+            tf.keras.layers.InputLayer(input_shape=shape),
+            tf.keras.layers.PReLU(shared_axes=shared_axes, name="prelu"),
+        ],
+        name="prelu_positions",
+    )
+    layer = model.get_layer("prelu")
+    layer.set_weights([dyadic_alphas(np.random.default_rng(2), layer.alpha.shape)])
+    graph = keras_graph(model, tmp_path, FixedType(8, 4))
+    (node,) = graph.nodes[1:]
+    assert node.scale.shape == shape and "per element" in node.describe()
+    x = exact_inputs(shape, 32, seed=3)
+    np.testing.assert_array_equal(predict(graph, x), model.predict(x, verbose=0))
+
+
+def test_prelu_with_too_many_alphas_is_refused_in_one_line(tmp_path):
+    entry = layer_entry("PReLU", {"name": "p", "shared_axes": None})
+    with pytest.raises(UnsupportedError) as info:
+        read_handmade(tmp_path, [entry], (300, 300, 1))
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("layer 'p' (PReLU): shared_axes=[]")
+    assert "90000 alphas" in message and "up to 65536" in message
+
+
+def position_prelu_net(shape=(6, 5, 2), alpha_shape=(4, 3, 3), seed=0) -> ir.ModelGraph:
+    """conv 3x3 (QKeras-style, 3 filters) -> PReLU with alphas of ``alpha_shape`` (over the
+    conv's output ``(H - 2, W - 2, 3)``; 1D: a conv of kernel 3 on (L, C))."""
+    rng = np.random.default_rng(seed)
+    q = QuantizedBits(5, 0, alpha=1)
+    height, width, channels = ir.spatial(shape)
+    kernel_h = 1 if len(shape) == 2 else 3
+    out = (width - 2, 3) if len(shape) == 2 else (height - 2, width - 2, 3)
+    conv = ir.Conv(
+        "conv", shape, out, weights=ir.FloatTensor(rng.normal(size=(kernel_h, 3, channels, 3)), q),
+        bias=ir.FloatTensor(rng.normal(size=3) * 0.3, q), kernel=(kernel_h, 3), stride=(1, 1),
+    )  # fmt: skip
+    alphas = rng.uniform(-1, 1, size=alpha_shape)
+    nodes = [ir.Input("in", shape, shape), conv, leaky_node("prelu", out, alphas, "prelu")]
+    graph = ir.ModelGraph("position_prelu", tuple(nodes))
+    return lower(graph, PrecisionConfig(input=FixedType(8, 4)))
+
+
+def prelu_plan(graph: ir.ModelGraph, options: HardwareOptions = HardwareOptions()):
+    return next(p for p in plan_network(graph, options).layers if p.node.name == "prelu")
+
+
+@pytest.mark.parametrize(
+    "shape,alpha_shape",
+    [
+        ((6, 5, 2), (4, 3, 3)),  # per element
+        ((6, 5, 2), (1, 3, 3)),  # along W
+        ((6, 5, 2), (4, 1, 1)),  # along H, one alpha for the channels
+        ((9, 2), (7, 3)),  # a sequence
+    ],
+)
+def test_position_prelu_is_bit_exact_under_backpressure_with_predicted_timing(shape, alpha_shape):
+    graph = position_prelu_net(shape, alpha_shape)
+    plan = prelu_plan(graph)
+    assert isinstance(plan.stages[0], PositionalPiecewiseLinear)
+    bit_exact_in_simulator(graph, n=3, valid_prob=0.6, ready_prob=0.5, seed=4)
+    timing_matches_model(graph)
+
+
+def test_position_prelu_after_a_multi_pixel_conv_is_folded_to_one_pixel_per_beat():
+    options = HardwareOptions(pixels_per_beat=2)
+    graph = position_prelu_net((8, 8, 2), (6, 6, 3))  # 36 conv outputs in 32 cycles
+    plan = prelu_plan(graph, options)
+    assert any("folded" in note for note in plan.notes)
+    bit_exact_in_simulator(graph, n=2, valid_prob=0.7, ready_prob=0.6, seed=5, options=options)
+
+
+def test_position_prelu_saved_graph_round_trips_and_a_wrong_alpha_shape_is_refused(tmp_path):
+    path = round_trips(position_prelu_net(), tmp_path)
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    index = next(k for k in arrays if k.endswith("_scale"))
+    arrays[index] = arrays[index][:, :2]  # alphas of (4, 2, 3) for a (4, 3, 3) input
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    with pytest.raises(RtlgenError, match=r"'scale' has shape \(4, 2, 3\).*\(3,\) or \(4, 3, 3\)"):
+        load_graph(path)
+
+
+@pytest.mark.slow
+def test_position_prelu_network_in_verilator(tmp_path, tmp_path_factory):
+    graph = position_prelu_net((6, 5, 2), (4, 3, 3), seed=1)
+    bit_exact_in_verilator(graph, tmp_path, tmp_path_factory.mktemp("verilator_cache"))
 
 
 # ---------------------------------------------------------------------------------------
