@@ -131,6 +131,25 @@ def func_layers_2d():
     return keras.Model(inp, layers.Dense(3, name="head")(h), name="func_layers_2d")
 
 
+def func_activations():
+    """Keras 3's silu and gelu strings (the erf GELU) as a Conv2D's activation, an
+    Activation layer and a Dense's; PReLU with an alpha per element (shared_axes=None) and
+    shared along H (an alpha per column and channel)."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input((6, 5, 2), name="x")
+    h = layers.Conv2D(3, 3, activation="silu", name="conv")(inp)
+    h = layers.PReLU(name="prelu")(h)
+    h = layers.Activation("gelu", name="gelu")(h)
+    h = layers.Conv2D(4, 1, name="pw")(h)
+    h = layers.PReLU(shared_axes=[1], name="prelu_w")(h)
+    h = layers.Flatten(name="flat")(h)
+    return keras.Model(
+        inp, layers.Dense(3, activation="silu", name="head")(h), name="func_activations"
+    )
+
+
 def func_layers_1d():
     """Functional 1D layer kinds: ZeroPadding1D, DepthwiseConv1D, Keras 3's hard_sigmoid
     (relu6(x + 3) / 6) as an Activation layer, SeparableConv1D, MaxPooling1D with 'same'
@@ -301,6 +320,7 @@ LAYERS = {
     "func_layers_1d": (func_layers_1d, (10, 3)),
     "func_preprocess": (func_preprocess, (6, 6, 3)),
     "func_decoder": (func_decoder, (3, 3, 2)),
+    "func_activations": (func_activations, (6, 5, 2)),
 }
 #: recurrent models (random weights in [-0.8, 0.8], as the Keras 2 recurrent tests)
 RECURRENT = {
