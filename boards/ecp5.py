@@ -7,6 +7,7 @@ amaranth-boards' platform for `board`, and writes everything to `OUTDIR/board/<b
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import os
@@ -40,8 +41,11 @@ __all__ = [
     "ecp5_board",
     "BoardTop",
     "BuildResult",
+    "CriticalPath",
     "build_bitstream",
+    "parse_critical_path",
     "parse_nextpnr_log",
+    "readable_cell",
 ]
 
 # Name of the Amaranth top (and of the build products): not a name a network can have.
@@ -173,6 +177,7 @@ class BuildResult:
     capacity: dict[str, int]
     log: Path
     seconds: float
+    critical_path: CriticalPath | None = None
 
 
 _FMAX = re.compile(r"Max frequency for clock\s+'([^']+)':\s+([0-9.]+) MHz")
@@ -198,6 +203,75 @@ def parse_nextpnr_log(text: str) -> tuple[float, dict[str, int], dict[str, int]]
     for count, total in _LUT4.findall(text):
         used["LUT4"], available["LUT4"] = int(count), int(total)
     return min(last_fmax.values()), used, available
+
+
+@dataclass(frozen=True)
+class CriticalPath:
+    """The slowest clock's critical path as nextpnr reports it after routing: where it
+    starts (the register driving it) and ends (the last sink: a register's data,
+    enable or reset pin, or a block RAM port), its logic cells in series and the split of its
+    delay. Cell names are Yosys's, shortened to their hierarchical part (`readable_cell`)."""
+
+    start: str
+    end: str
+    logic_cells: int
+    logic_ns: float
+    routing_ns: float
+
+    def describe(self) -> str:
+        total = self.logic_ns + self.routing_ns
+        return (
+            f"{self.start} -> {self.end}: {total:.2f} ns ({self.logic_ns:.2f} logic in "
+            f"{self.logic_cells} cells, {self.routing_ns:.2f} routing)"
+        )
+
+
+_PATH_HEAD = re.compile(r"^Info: Critical path report for clock '([^']+)'", re.MULTILINE)
+_PATH_STEP = re.compile(r"^Info:\s+(clk-to-q|routing|logic|setup)\s+([0-9.]+)\s+([0-9.]+)\s+(\S+)\s+(\S+)")
+_PATH_SINK = re.compile(r"^Info:\s+Sink\s+(\S+)")
+_PATH_TOTAL = re.compile(r"^Info: ([0-9.]+) ns logic, ([0-9.]+) ns routing")
+#: where Yosys's generated parts of a cell name begin (after the design's hierarchy)
+_GENERATED = re.compile(r"(\$|_TRELLIS_|_LUT4_|_CCU2C|_PFUMX|_L6MUX|_DPRAM|_MULT18|_DP16KD)")
+
+
+def readable_cell(name: str) -> str:
+    """A nextpnr cell or net name cut where Yosys's generated suffix begins (e.g.
+    ``bridge.network.l1_pool_0_0.reduce.port$728$0_TRELLIS_FF_Q_29.LSR`` ->
+    ``bridge.network.l1_pool_0_0.reduce.port``); bounded to 120 characters."""
+    found = _GENERATED.search(name)
+    short = name[: found.start()] if found and found.start() > 0 else name
+    return short if len(short) <= 120 else short[:117] + "..."
+
+
+def parse_critical_path(text: str) -> CriticalPath | None:
+    """The critical path of the slowest clock's last (post-route) report in a nextpnr-ecp5
+    log, None when the log has no clock path report."""
+    heads = list(_PATH_HEAD.finditer(text))
+    if not heads:
+        return None
+    fmax = {clock: float(mhz) for clock, mhz in _FMAX.findall(text)}
+    slowest = min(fmax, key=fmax.__getitem__) if fmax else heads[-1].group(1)
+    chosen = [h for h in heads if h.group(1) == slowest] or heads
+    body = text[chosen[-1].end() :].split("\nInfo: Critical path report", 1)[0]
+    lines = body.splitlines()
+    start = end = ""
+    logic_cells = 0
+    logic_ns = routing_ns = None
+    for line in lines:
+        if step := _PATH_STEP.match(line):
+            kind, _, _, what, name = step.groups()
+            if not start and (kind == "clk-to-q" or what == "Net"):
+                start = readable_cell(name.rsplit(".", 1)[0] if kind == "clk-to-q" else name)
+            if kind == "logic":
+                logic_cells += 1
+        elif sink := _PATH_SINK.match(line):
+            end = readable_cell(sink.group(1))
+        elif total := _PATH_TOTAL.match(line):
+            logic_ns, routing_ns = float(total.group(1)), float(total.group(2))
+            break
+    if logic_ns is None or routing_ns is None:
+        return None
+    return CriticalPath(start or "?", end or "?", logic_cells, logic_ns, routing_ns)
 
 
 def build_bitstream(
@@ -296,7 +370,9 @@ def _build_in(
             )
     seconds = time.monotonic() - start
 
-    fmax_mhz, used, available = parse_nextpnr_log((staging / f"{BUILD_NAME}.tim").read_text())
+    timing_log = (staging / f"{BUILD_NAME}.tim").read_text()
+    fmax_mhz, used, available = parse_nextpnr_log(timing_log)
+    critical = parse_critical_path(timing_log)
     clock_mhz = platform.default_clk_frequency / 1e6
     if fmax_mhz < clock_mhz:
         raise RtlgenError(
@@ -310,6 +386,7 @@ def _build_in(
         "bitstream": bitstream_name,
         "clock_mhz": clock_mhz,
         "fmax_mhz": fmax_mhz,
+        "critical_path": None if critical is None else dataclasses.asdict(critical),
         "baud": baud,
         "utilization": used,
         "capacity": available,
@@ -323,7 +400,7 @@ def _build_in(
     }
     (staging / "build.json").write_text(json.dumps(summary, indent=2) + "\n")
     (staging / "README.md").write_text(
-        _readme(manifest, preset, bitstream_name, baud, clock_mhz, fmax_mhz)
+        _readme(manifest, preset, bitstream_name, baud, clock_mhz, fmax_mhz, critical)
     )
     return BuildResult(
         board=preset.name,
@@ -334,6 +411,7 @@ def _build_in(
         capacity=available,
         log=final / f"{BUILD_NAME}.tim",
         seconds=seconds,
+        critical_path=critical,
     )
 
 
@@ -433,11 +511,13 @@ def _readme(
     baud: int,
     clock_mhz: float,
     fmax_mhz: float,
+    critical: CriticalPath | None = None,
 ) -> str:
+    path = f"\nCritical path (nextpnr, after routing): {critical.describe()}.\n" if critical else ""
     return f"""# `{manifest.top}` on {preset.name}
 
 {preset.description}. Clock {clock_mhz:g} MHz (Fmax {fmax_mhz:.1f} MHz), UART {baud} baud 8N1.
-
+{path}
 Program: `{preset.program.format(bit=bitstream)}`
 
 Run samples from Python:

@@ -692,6 +692,8 @@ def build(
     console.print(_styled("bitstream", "bold green", f" {result.bitstream}"))
     used = ", ".join(f"{cell} {count}" for cell, count in result.utilization.items() if count)
     console.print(f"  Fmax {result.fmax_mhz:.1f} MHz (board clock {result.clock_mhz:g} MHz); used: {used}")
+    if result.critical_path is not None:
+        console.print(f"  critical path: {result.critical_path.describe()}", highlight=False)
 
 
 @board_app.command("run")

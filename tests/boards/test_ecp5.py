@@ -14,7 +14,9 @@ from rtlgen.boards.ecp5 import (
     _warn_if_shared_multipliers_exceed,
     build_bitstream,
     ecp5_board,
+    parse_critical_path,
     parse_nextpnr_log,
+    readable_cell,
 )
 from rtlgen.boards.manifest import load_manifest
 from rtlgen.quant.errors import RtlgenError
@@ -68,6 +70,47 @@ def test_a_design_over_the_device_capacity_is_named_with_a_remedy(replace, expec
         assert message is None
     else:
         assert message.startswith("the design " + expected)
+
+
+def _path_report(clock: str, source: str, sink: str, logic: str) -> str:
+    return f"""\
+Info: Critical path report for clock '{clock}' (posedge -> posedge):
+Info:       type curr  total name
+Info:   clk-to-q  0.52  0.52 Source {source}.Q
+Info:    routing  1.31  1.83 Net a_net[2] (1,2) -> (3,4)
+Info:                          Sink a_LUT4_Z.C
+Info:      logic  0.24  2.07 Source a_LUT4_Z.F
+Info:    routing  1.26  3.33 Net b_net (3,4) -> (5,6)
+Info:                          Sink {sink}.DI
+Info:                          Defined in:
+Info:                               demo.v:839.18-839.73
+Info:      setup  0.00  3.33 Source {sink}.DI
+Info: {logic} ns logic, 2.57 ns routing
+"""
+
+
+def test_critical_path_of_the_slowest_clock_after_routing():
+    fast = _path_report("fast", "u.early_TRELLIS_FF_Q", "u.x_TRELLIS_FF_Q_1", "0.10")
+    placed = _path_report("slow", "u.placed$1_TRELLIS_FF_Q", "u.y$2_TRELLIS_FF_Q", "0.50")
+    routed = _path_report(
+        "slow", "bridge.network.l1_pool.reduce.valid_1_LUT4_D_1_Z_TRELLIS_FF_CE",
+        "bridge.network.l1_pool.reduce.port$728$0_TRELLIS_FF_Q_29", "0.76",
+    )
+    log = (
+        "Info: Max frequency for clock 'fast': 300.00 MHz (PASS at 25.00 MHz)\n"
+        "Info: Max frequency for clock 'slow': 90.00 MHz (PASS at 25.00 MHz)\n"
+        + placed + fast + routed
+    )
+    path = parse_critical_path(log)
+    assert path is not None
+    assert (path.start, path.end) == (
+        "bridge.network.l1_pool.reduce.valid_1", "bridge.network.l1_pool.reduce.port"
+    )
+    assert (path.logic_cells, path.logic_ns, path.routing_ns) == (1, 0.76, 2.57)
+    assert path.describe().endswith(": 3.33 ns (0.76 logic in 1 cells, 2.57 routing)")
+    assert parse_critical_path(NEXTPNR_LOG) is None
+    assert readable_cell("top.a.b") == "top.a.b"
+    assert len(readable_cell("x" * 300)) == 120
 
 
 def test_nextpnr_log_without_fmax_is_an_error():
@@ -140,6 +183,10 @@ def test_builds_a_ulx3s_25f_bitstream_of_the_standin_network(outdir):
     assert result.utilization["LUT4"] > 0 and result.utilization["TRELLIS_FF"] > 0
     summary = json.loads((board_dir / "build.json").read_text())
     assert summary["fmax_mhz"] == result.fmax_mhz and summary["baud"] == 115200
+    path = result.critical_path
+    assert path is not None and path.start.startswith("bridge") and path.logic_ns > 0
+    assert summary["critical_path"]["routing_ns"] == path.routing_ns
+    assert f"{path.logic_ns + path.routing_ns:.2f} ns" in (board_dir / "README.md").read_text()
     assert [p.name for p in (outdir / "board").iterdir()] == ["ulx3s-25f"]  # no temporaries
     print(
         f"\nULX3S-25F stand-in: {result.seconds:.1f} s, Fmax {result.fmax_mhz:.1f} MHz, "
