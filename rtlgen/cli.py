@@ -661,6 +661,12 @@ def report(
         table.add_column(header)
     table.add_row(*map(str, row))
     console.print(table)
+    if result.deepest_path:
+        console.print(
+            f"  deepest path ({result.lut_levels} LUTs in series) runs through: "
+            + " -> ".join(result.deepest_path),
+            highlight=False,
+        )
 
 
 # ---------------------------------------------------------------------------------------

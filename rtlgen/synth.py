@@ -16,6 +16,7 @@ Set ``$YOSYS`` to use a native Yosys instead.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -65,6 +66,8 @@ class SynthResult:
     cells: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     log: str = field(default="", repr=False)
+    #: the design instances a path of `lut_levels` LUTs runs through, in order (`describe_path`)
+    deepest_path: tuple[str, ...] = ()
 
     def as_dict(self) -> dict:
         return {
@@ -76,6 +79,7 @@ class SynthResult:
             "carry": self.carry,
             "longest_path": self.longest_path,
             "lut_levels": self.lut_levels,
+            "deepest_path": list(self.deepest_path),
             "cells": dict(self.cells),
             "seconds": round(self.seconds, 1),
         }
@@ -152,6 +156,12 @@ def lut_levels(netlist: dict, top: str, lut: re.Pattern) -> int:
     DSP and block RAM cells count as registered (the designs here register their products);
     a distributed RAM counts as one LUT from its read address to its data (`_LUTRAM`).
     """
+    return len(deepest_lut_path(netlist, top, lut))
+
+
+def deepest_lut_path(netlist: dict, top: str, lut: re.Pattern) -> list[str]:
+    """The LUT cells (names) of a path with the most LUTs in series (`lut_levels`), in
+    order from its start; empty when the netlist has no LUT."""
     module = netlist["modules"][top]
     driver: dict[int, str] = {}
     sinks: dict[str, list[int]] = {}
@@ -188,15 +198,66 @@ def lut_levels(netlist: dict, top: str, lut: re.Pattern) -> int:
         name: 1 if lut.match(cell["type"]) or name in lutram else 0 for name, cell in cells.items()
     }
     level = {name: weight[name] for name in cells}
+    previous: dict[str, str] = {}  # the predecessor on the deepest path into each cell
     ready = [name for name, n in pending.items() if n == 0]
     while ready:
         name = ready.pop()
         for nxt in fanout[name]:
-            level[nxt] = max(level[nxt], level[name] + weight[nxt])
+            if level[name] + weight[nxt] > level[nxt]:
+                level[nxt] = level[name] + weight[nxt]
+                previous[nxt] = name
             pending[nxt] -= 1
             if pending[nxt] == 0:
                 ready.append(nxt)
-    return max(level.values(), default=0)
+    if not level or max(level.values()) == 0:
+        return []
+    end: str | None = max(level, key=level.__getitem__)
+    path = []
+    while end is not None:
+        if weight[end]:
+            path.append(end)
+        end = previous.get(end)
+    return path[::-1]
+
+
+def describe_path(netlist: dict, top: str, cells: list[str]) -> list[str]:
+    """Where a netlist path runs: the design instances (flattened hierarchy, e.g.
+    ``l1_pool_0_0.reduce``) named by the public nets along it (what its first cell reads,
+    what each cell passes to the next, what the last one drives), in order, consecutive
+    repeats merged. Yosys's own nets (``$...``) name nothing and are skipped, so a path
+    inside one adder tree may name one instance or none."""
+    module = netlist["modules"][top]
+    public: dict[int, list[str]] = defaultdict(list)
+    for name, info in module.get("netnames", {}).items():
+        if name.startswith("$") or info.get("hide_name"):
+            continue
+        for bit in info.get("bits", ()):
+            if isinstance(bit, int):
+                public[bit].append(name)
+
+    def bits(cell: str, output: bool) -> list[int]:
+        found = module["cells"].get(cell, {})
+        dirs = found.get("port_directions", {})
+        return [
+            bit
+            for port, connected in found.get("connections", {}).items()
+            if (dirs.get(port) == "output") == output
+            for bit in connected
+            if isinstance(bit, int)
+        ]
+
+    along: list[int] = bits(cells[0], False) if cells else []
+    for before, after in itertools.pairwise(cells):
+        linked = set(bits(after, False))
+        along += [bit for bit in bits(before, True) if bit in linked]
+    along += bits(cells[-1], True) if cells else []
+    out: list[str] = []
+    for bit in along:
+        for net in public.get(bit, ()):
+            instance = net.rsplit(".", 1)[0] if "." in net else net
+            if not out or out[-1] != instance:
+                out.append(instance)
+    return out
 
 
 def synthesize(
@@ -265,7 +326,8 @@ def synthesize(
             if family == "xcup"
             else (_ECP5_LUT, _ECP5_FF, _ECP5_DSP, _ECP5_BRAM, _ECP5_CARRY)
         )
-        levels = lut_levels(netlist, top, patterns[0])
+        deepest = deepest_lut_path(netlist, top, patterns[0])
+        through = describe_path(netlist, top, deepest)
         if keep_dir is not None:
             keep = Path(keep_dir)
             keep.mkdir(parents=True, exist_ok=True)
@@ -280,10 +342,11 @@ def synthesize(
             brams=_count(cells, patterns[3]),
             carry=_count(cells, patterns[4]),
             longest_path=longest,
-            lut_levels=levels,
+            lut_levels=len(deepest),
             cells=cells,
             seconds=seconds,
             log=log,
+            deepest_path=tuple(through),
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)

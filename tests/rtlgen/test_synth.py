@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from rtlgen.synth import lut_levels, parse_stat, synthesize
+from rtlgen.synth import deepest_lut_path, describe_path, lut_levels, parse_stat, synthesize
 
 STAT = """
 5. Printing statistics.
@@ -59,6 +59,33 @@ def test_lut_levels_counts_luts_between_registers():
         }
     }
     assert lut_levels(netlist, "top", re.compile(r"^LUT\d$")) == 2
+
+
+def test_deepest_path_names_its_luts_and_the_instances_they_run_through():
+    # ff1 -> lut a -> lut b -> lut e -> ff2 ; ff1 -> lut c -> lut e
+    cells = {
+        "ff1": _cell("FDRE", [1], [2]),
+        "a": _cell("LUT2", [2], [3]),
+        "b": _cell("LUT2", [3], [4]),
+        "c": _cell("LUT2", [2], [5]),
+        "e": _cell("LUT3", [4, 5], [6]),
+        "ff2": _cell("FDRE", [6], [7]),
+    }
+    netnames = {
+        "l1_pool.reduce.valid_1": {"bits": [2]},
+        "$abc$12$lut": {"bits": [3]},  # Yosys's own: names nothing
+        "l1_pool.window.step": {"bits": [4], "hide_name": 0},
+        "l0_conv_skid.o__ready": {"bits": [5]},
+        "hidden.x": {"bits": [6], "hide_name": 1},
+        "l2_dense.i__payload": {"bits": [6, "0"]},
+    }
+    netlist = {"modules": {"top": {"cells": cells, "netnames": netnames}}}
+    path = deepest_lut_path(netlist, "top", re.compile(r"^LUT\d$"))
+    assert path == ["a", "b", "e"]
+    assert describe_path(netlist, "top", path) == [
+        "l1_pool.reduce", "l1_pool.window", "l2_dense"  # not c's l0_conv_skid: off the path
+    ]
+    assert deepest_lut_path({"modules": {"top": {"cells": {}}}}, "top", re.compile("LUT")) == []
 
 
 def test_distributed_ram_read_is_a_lut_level_and_its_write_side_is_clocked():
