@@ -40,10 +40,15 @@ TARGET_MHZ = 120.0
 
 
 def _demo_model(_workdir: Path) -> list[str]:
+    """The bundled demo model with the input type `rtlgen demo` gives it (its samples')."""
+    import numpy as np
+
     from rtlgen.demo import demo_files
 
-    model, weights, _ = demo_files()
-    return [str(model), "-w", str(weights)]
+    model, weights, samples = demo_files()
+    with np.load(samples) as data:
+        input_type = str(data["input_type"])
+    return [str(model), "-w", str(weights), "--input-type", input_type]
 
 
 def _jet_model(workdir: Path) -> list[str]:
