@@ -96,8 +96,6 @@ ALKAID_LATENCY_CUTOFF = 5
 ALKAID_HWCONF = (1, 1, -1)
 ALKAID_HARD_DC = 5
 NOT_INSTALLED = "skipped: not installed (pip install 'rtlgen[peers]')"
-#: StudyConfig fields the sweep's svhn_cnn training does not take from the spec
-TRAINING_CONSTANTS = {"batch_size": 128, "learning_rate": 3e-3, "prune_frequency": 10}
 
 
 def peer_entry(peers: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -171,8 +169,7 @@ class StudyConfig:
     slower to run: right for a few images of a large design). Every design style in
     ``multipliers`` is simulated on ``sim_images`` test images (and synthesized when
     ``synthesize``); ``hls4ml``/``alkaid`` switch the peer steps on. `study_spec` makes the
-    sweep spec of a configuration (batch size, learning rate and pruning frequency stay at
-    `TRAINING_CONSTANTS`: the sweep's svhn_cnn trains with those).
+    sweep spec of a configuration (its training settings are the svhn_cnn model's keys).
     """
 
     name: str
@@ -997,12 +994,6 @@ def study_spec(config: StudyConfig, workers: int = 2) -> dict[str, Any]:
     excluded), the design styles as multiplier x parallelism, steps train, convert,
     predict, sim (synth when ``synthesize``) and the peers that are on."""
     quick = quick_config()
-    for name, default in TRAINING_CONSTANTS.items():
-        if getattr(config, name) != default:
-            raise RtlgenError(
-                f"study {config.name}: {name} {getattr(config, name)} is not expressible as a "
-                f"sweep spec (the built-in svhn_cnn trains with {default})"
-            )
     size, _, channels = config.input_shape
     if config.input_shape != (size, size, 3) or channels != 3:
         raise RtlgenError(
@@ -1017,6 +1008,9 @@ def study_spec(config: StudyConfig, workers: int = 2) -> dict[str, Any]:
         ("prune_epochs", "prune_epochs"),
         ("train_samples", "train_images"),
         ("test_samples", "test_images"),
+        ("batch_size", "batch_size"),
+        ("learning_rate", "learning_rate"),
+        ("prune_frequency", "prune_frequency"),
         ("filters", "filters"),
         ("dense", "dense"),
         ("seed", "seed"),

@@ -5,7 +5,8 @@
   activation_bits, 0)``), trained quantization-aware on a synthetic stand-in for the jet data
   (5 Gaussian classes in 16 correlated features; the real data cannot be downloaded here),
   pruned to ``sparsity`` by constant-sparsity magnitude pruning. Defaults: 6/6 bits, 10
-  epochs, 20,000 training and 2,000 test samples.
+  epochs, 20,000 training and 2,000 test samples, batch size 256, learning rate 0.003,
+  pruning mask updated every 10 steps.
 - ``svhn_cnn``: the paper's SVHN CNN, trained by the study's own function
   (`rtlgen.study.train_variant`, quick settings unless overridden), ``weight_bits`` for
   weights and activations (default 6; ``float``: the float model, converted with the paper's
@@ -35,7 +36,14 @@ from rtlgen.sweep.steps import KERAS_LOGITS, TRAINED_FILES, TrainParams
 
 INPUT_TYPE = "fixed<16,6>"
 JET_SIZES = (16, 64, 32, 32, 5)
-JET_DEFAULTS = {"epochs": 10, "train_samples": 20_000, "test_samples": 2_000}
+JET_DEFAULTS = {
+    "epochs": 10,
+    "train_samples": 20_000,
+    "test_samples": 2_000,
+    "batch_size": 256,
+    "learning_rate": 3e-3,
+    "prune_frequency": 10,
+}
 DEFAULT_BITS = 6
 
 
@@ -46,13 +54,44 @@ def train_params(model: Any, point: Point) -> TrainParams:
     bits = point.get("weight_bits", DEFAULT_BITS)
     svhn = model.name == "svhn_cnn"
     return TrainParams(
-        model=model,
+        model=resolved(model),
         weight_bits=bits,
         activation_bits=None if svhn else point.get("activation_bits", bits),
         sparsity=float(point.get("sparsity", 0.0)),
         data=_data_source(model.name),
         layer_order=point.get("layer_order", LAYER_ORDERS[0]) if svhn else None,
     )
+
+
+def resolved(model: BuiltinModel) -> BuiltinModel:
+    """`model` with the default of every training setting the spec left out filled in: the
+    train step's digest holds the values it trains with, so spelling a default out shares
+    the training, and a changed default (or value) trains again."""
+    if model.name == "jet_mlp":
+        defaults = {k: v for k, v in JET_DEFAULTS.items() if getattr(model, k) is None}
+        return dataclasses.replace(model, **defaults)
+    config = svhn_config(model)
+    return dataclasses.replace(
+        model,
+        epochs=config.epochs,
+        prune_epochs=config.prune_epochs,
+        train_samples=config.train_images,
+        test_samples=config.test_images,
+        batch_size=config.batch_size,
+        learning_rate=float(config.learning_rate),
+        prune_frequency=config.prune_frequency,
+        filters=tuple(config.filters),
+        dense=tuple(config.dense),
+        image_size=config.input_shape[0],
+    )
+
+
+def pruning_steps(model: BuiltinModel) -> int:
+    """Training steps a pruned variant of `model` (resolved) runs with pruning on: svhn_cnn's
+    fine-tuning for ``prune_epochs``, jet_mlp's whole training."""
+    epochs = model.prune_epochs if model.name == "svhn_cnn" else model.epochs
+    assert epochs is not None and model.train_samples and model.batch_size
+    return -(-model.train_samples // model.batch_size) * epochs
 
 
 def _data_source(name: str) -> str:
@@ -98,10 +137,9 @@ def _train_jet_mlp(params: TrainParams, work: Path) -> dict[str, Any]:
 
     from rtlgen.quant.training import layer_sparsity, save_model, train
 
-    model_spec = params.model
-    epochs = model_spec.epochs or JET_DEFAULTS["epochs"]
-    n_train = model_spec.train_samples or JET_DEFAULTS["train_samples"]
-    n_test = model_spec.test_samples or JET_DEFAULTS["test_samples"]
+    model_spec = resolved(params.model)
+    epochs, n_train, n_test = model_spec.epochs, model_spec.train_samples, model_spec.test_samples
+    assert epochs and n_train and n_test and model_spec.batch_size and model_spec.learning_rate
     x, labels = jet_data(n_train + n_test, model_spec.seed)
     tf.keras.utils.set_random_seed(model_spec.seed)
     quantizer = f"quantized_bits({params.weight_bits},0,alpha=1)"
@@ -122,9 +160,11 @@ def _train_jet_mlp(params: TrainParams, work: Path) -> dict[str, Any]:
         x[:n_train],
         labels[:n_train],
         epochs=epochs,
-        batch_size=256,
+        batch_size=model_spec.batch_size,
         prune_sparsity=params.sparsity or None,
         log=None,
+        learning_rate=model_spec.learning_rate,
+        prune_frequency=model_spec.prune_frequency or JET_DEFAULTS["prune_frequency"],
         seed=model_spec.seed,
     )
     _, keras_accuracy = model.evaluate(x[n_train:], labels[n_train:], verbose=0)
@@ -148,7 +188,8 @@ def svhn_variant(params: TrainParams):
 
 def svhn_config(model: BuiltinModel):
     """The study's `StudyConfig` of an svhn_cnn model: the quick study's settings, with what
-    the spec sets (epochs, sizes, architecture, seed)."""
+    the spec sets (epochs, sizes, batch size, learning rate, pruning frequency, architecture,
+    seed)."""
     from rtlgen.study import quick_config
 
     overrides = {
@@ -156,6 +197,9 @@ def svhn_config(model: BuiltinModel):
         "prune_epochs": model.prune_epochs,
         "train_images": model.train_samples,
         "test_images": model.test_samples,
+        "batch_size": model.batch_size,
+        "learning_rate": model.learning_rate,
+        "prune_frequency": model.prune_frequency,
         "filters": model.filters,
         "dense": model.dense,
         "input_shape": None if model.image_size is None else (model.image_size,) * 2 + (3,),

@@ -108,10 +108,21 @@ BUILTIN_KEYS = (
     "train_samples",
     "test_samples",
     "seed",
+    "batch_size",
+    "learning_rate",
+    "prune_frequency",
     "filters",
     "dense",
     "image_size",
 )
+#: the built-in models' training hyper-parameters (`rtlgen.study.StudyConfig`'s for svhn_cnn)
+#: and their bounds; ``None``: the model's default (`rtlgen.sweep.builtin.resolved`)
+MAX_EPOCHS = 10_000
+MAX_BATCH_SIZE = 65_536
+MAX_PRUNE_FREQUENCY = 1_000_000
+MAX_LEARNING_RATE = 1.0
+#: a learning rate written as YAML 1.1 reads exponent notation without a dot: a string
+_DECIMAL = re.compile(r"^[+]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 #: svhn_cnn's architecture keys (the paper's CNN by default) and their bounds
 CNN_KEYS = ("filters", "dense", "image_size")
 IMAGE_SIZES = (4, 8, 16, 32)  # the 32x32 images average-pooled by an integer factor
@@ -176,7 +187,9 @@ class Point:
 class BuiltinModel:
     """A built-in trainable model and its training recipe (`rtlgen.sweep.builtin`).
     ``None``: the model's default. ``prune_epochs``: fine-tuning epochs of a pruned variant
-    (svhn_cnn: it starts from the unpruned variant's trained weights). svhn_cnn only:
+    (svhn_cnn: it starts from the unpruned variant's trained weights). ``batch_size``,
+    ``learning_rate`` (Adam) and ``prune_frequency`` (training steps between pruning mask
+    updates) as `rtlgen.quant.training.train` takes them. svhn_cnn only:
     ``filters`` per conv block, ``dense`` hidden layer widths, ``image_size`` (the 32x32
     images average-pooled to it; the paper's CNN: 16/16/24, 42/64, 32)."""
 
@@ -186,6 +199,9 @@ class BuiltinModel:
     train_samples: int | None = None
     test_samples: int | None = None
     seed: int = 0
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    prune_frequency: int | None = None
     filters: tuple[int, ...] | None = None
     dense: tuple[int, ...] | None = None
     image_size: int | None = None
@@ -374,6 +390,8 @@ def spec_from_dict(data: Any, source: Path) -> SweepSpec:
             if data.get(key) is not None:
                 raise SpecError(f"{key}: a built-in model ({builtin}) has no {key} file")
     axes = _axes(data.get("axes"), builtin)
+    if isinstance(model, BuiltinModel):
+        _check_pruning(model, axes)
     steps = _steps(data.get("steps", ["train", "convert"] if builtin else ["convert"]), builtin)
     metric = _one_of(data.get("metric", "accuracy"), "metric", METRICS)
     return SweepSpec(
@@ -423,6 +441,11 @@ def _model(value: Any, folder: Path) -> Path | BuiltinModel:
     for key in CNN_KEYS:
         if mapping.get(key) is not None and name != "svhn_cnn":
             raise SpecError(f"model.{key}: only the built-in svhn_cnn has {key} ({name} has not)")
+    if mapping.get("prune_epochs") is not None and name != "svhn_cnn":
+        raise SpecError(
+            f"model.prune_epochs: only the built-in svhn_cnn fine-tunes a pruned variant from its "
+            f"trained sibling ({name} prunes while it trains, for epochs)"
+        )
     size = mapping.get("image_size")
     if size is not None and (isinstance(size, bool) or size not in IMAGE_SIZES):
         raise SpecError(
@@ -435,15 +458,57 @@ def _model(value: Any, folder: Path) -> Path | BuiltinModel:
         )
     return BuiltinModel(
         name,
-        epochs=optional("epochs", 10_000),
-        prune_epochs=optional("prune_epochs", 10_000),
+        epochs=optional("epochs", MAX_EPOCHS),
+        prune_epochs=optional("prune_epochs", MAX_EPOCHS),
         train_samples=optional("train_samples", 10_000_000),
         test_samples=optional("test_samples", 1_000_000),
         seed=_integer(mapping.get("seed", 0), "model.seed", 0, 2**31 - 1),
+        batch_size=optional("batch_size", MAX_BATCH_SIZE),
+        learning_rate=_learning_rate(mapping.get("learning_rate")),
+        prune_frequency=optional("prune_frequency", MAX_PRUNE_FREQUENCY),
         filters=filters,
         dense=widths("dense", 5),
         image_size=size,
     )
+
+
+def _check_pruning(model: BuiltinModel, axes: tuple[Axis, ...]) -> None:
+    """A pruned variant updates its mask every ``prune_frequency`` steps: it needs that many
+    (`rtlgen.quant.training.train` refuses fewer; here the spec is refused before any run)."""
+    from rtlgen.sweep.builtin import pruning_steps, resolved  # the models' defaults
+
+    sparsity = next((a.values for a in axes if a.name == "sparsity"), (0.0,))
+    if not any(s > 0 for s in sparsity):
+        return
+    full = resolved(model)
+    steps = pruning_steps(full)
+    if full.prune_frequency is not None and steps < full.prune_frequency:
+        epochs = "prune_epochs" if model.name == "svhn_cnn" else "epochs"
+        raise SpecError(
+            f"model.prune_frequency: {full.prune_frequency} is more than the {steps} training "
+            f"steps of a pruned variant ({full.train_samples} train_samples in batches of "
+            f"{full.batch_size}, {getattr(full, epochs)} {epochs}): at most {steps}"
+        )
+
+
+def _learning_rate(value: Any) -> float | None:
+    """A number above 0, at most `MAX_LEARNING_RATE`; ``3e-3`` too (YAML 1.1 reads exponent
+    notation without a dot as a string)."""
+    if value is None:
+        return None
+    number = value
+    if isinstance(value, str) and _DECIMAL.match(value.strip()):
+        number = float(value)
+    if (
+        isinstance(number, bool)
+        or not isinstance(number, int | float)
+        or not 0 < number <= MAX_LEARNING_RATE
+    ):
+        raise SpecError(
+            f"model.learning_rate: {_short(value)} is not supported (a number above 0 and at "
+            f"most {MAX_LEARNING_RATE:g}, e.g. 0.003 or 3e-3)"
+        )
+    return float(number)
 
 
 def _path(value: Any, folder: Path, key: str) -> Path:

@@ -197,12 +197,24 @@ def test_full_study_spec_has_every_variant_and_style_once():
     assert spec.model.epochs == 20 and spec.model.train_samples == 30000
 
 
-def test_study_spec_refuses_what_the_sweep_cannot_train():
+def test_study_spec_carries_the_training_settings_to_the_sweep():
+    """A study with its own batch size, learning rate and pruning frequency is a sweep spec
+    whose svhn_cnn trains exactly as the study would (the same training fingerprint)."""
     import dataclasses
+    from pathlib import Path
 
-    config = dataclasses.replace(study.quick_config(), batch_size=32)
-    with pytest.raises(RtlgenError, match="batch_size 32 is not expressible"):
-        study.study_spec(config)
+    from rtlgen.sweep.builtin import svhn_config, svhn_variant, train_params
+    from rtlgen.sweep.spec import spec_from_dict
+
+    config = dataclasses.replace(
+        study.quick_config(), batch_size=32, learning_rate=1e-3, prune_frequency=5, epochs=2
+    )
+    spec = spec_from_dict(study.study_spec(config), Path("study.yml"))
+    for point in spec.points():
+        params = train_params(spec.model, point)
+        variant = svhn_variant(params)
+        trained = svhn_config(params.model).training_fingerprint(variant)
+        assert trained == config.training_fingerprint(variant)
 
 
 def test_float_precision_config_round_trips_through_its_yaml():

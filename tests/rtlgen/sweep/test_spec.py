@@ -303,12 +303,64 @@ def test_builtin_model_takes_training_axes_and_trains_first(tmp_path):
             "model.filters: 3 conv blocks pool a 4x4 image below 1x1",
         ),
         ("model: {builtin: svhn_cnn, dense: []}\n", "model.dense: expected a list of 1 to 5"),
+        (
+            "model: {builtin: svhn_cnn, batch_size: 0}\n",
+            "model.batch_size: 0 is not supported (an integer from 1 to 65,536)",
+        ),
+        ("model: {builtin: jet_mlp, batch_size: 32.0}\n", "model.batch_size: 32.0 is not"),
+        (
+            "model: {builtin: svhn_cnn, learning_rate: 0}\n",
+            "model.learning_rate: 0 is not supported (a number above 0 and at most 1",
+        ),
+        ("model: {builtin: svhn_cnn, learning_rate: 1.5}\n", "model.learning_rate: 1.5 is not"),
+        ("model: {builtin: svhn_cnn, learning_rate: .nan}\n", "model.learning_rate: nan is not"),
+        ("model: {builtin: jet_mlp, learning_rate: fast}\n", "model.learning_rate: 'fast' is"),
+        ("model: {builtin: jet_mlp, learning_rate: true}\n", "model.learning_rate: True is"),
+        (
+            "model: {builtin: svhn_cnn, prune_frequency: 0}\n",
+            "model.prune_frequency: 0 is not supported (an integer from 1 to 1,000,000)",
+        ),
+        (
+            "model: {builtin: jet_mlp, prune_epochs: 2}\n",
+            "model.prune_epochs: only the built-in svhn_cnn fine-tunes a pruned variant",
+        ),
+        (
+            "model: {builtin: svhn_cnn, train_samples: 1000, prune_frequency: 100}\n"
+            "axes: {sparsity: [0, 0.5]}\n",
+            "model.prune_frequency: 100 is more than the 24 training steps of a pruned variant "
+            "(1000 train_samples in batches of 128, 3 prune_epochs): at most 24",
+        ),
     ],
 )
 def test_builtin_model_mistakes_are_one_spec_error(tmp_path, text, message):
     with pytest.raises(SpecError) as caught:
         builtin_spec(tmp_path, text)
     assert message in str(caught.value)
+
+
+def test_training_settings_are_model_keys(tmp_path):
+    """batch_size, learning_rate (also in YAML 1.1's exponent spelling, which it reads as a
+    string) and prune_frequency, as written; left out: None, the model's default."""
+    spec = builtin_spec(
+        tmp_path,
+        "model: {builtin: svhn_cnn, batch_size: 64, learning_rate: 1e-3, prune_frequency: 20}\n",
+    )
+    assert (spec.model.batch_size, spec.model.learning_rate, spec.model.prune_frequency) == (
+        64,
+        0.001,
+        20,
+    )
+    spec = builtin_spec(tmp_path, "model: {builtin: jet_mlp, learning_rate: 1}\n")
+    assert spec.model.learning_rate == 1.0 and isinstance(spec.model.learning_rate, float)
+    assert spec.model.batch_size is None and spec.model.prune_frequency is None
+
+
+def test_a_prune_frequency_unpruned_variants_never_reach_is_accepted(tmp_path):
+    """Only a pruned variant updates a mask: without sparsity the step count does not bind."""
+    spec = builtin_spec(
+        tmp_path, "model: {builtin: jet_mlp, train_samples: 1000, prune_frequency: 100}\n"
+    )
+    assert spec.model.prune_frequency == 100
 
 
 def test_svhn_float_baseline_and_layer_order_are_training_axes(tmp_path):

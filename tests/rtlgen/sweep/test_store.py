@@ -53,6 +53,44 @@ def test_each_option_the_step_reads_changes_its_digest(tiny, change):
     assert digest_of(tiny, convert_params(tiny)) != digest_of(tiny, convert_params(tiny, **change))
 
 
+def train_digests(tmp_path: Path, model: str, sparsity: str = "0") -> list[str]:
+    """The train steps' digests of a built-in model spec (``model``: its mapping's YAML)."""
+    path = tmp_path / "train.yml"
+    path.write_text(f"model: {model}\naxes: {{sparsity: [{sparsity}]}}\n")
+    plan = plan_sweep(load_spec(path), tmp_path / "store", "run", {})
+    return [t.digest for t in plan.tasks.values() if t.step is Step.TRAIN]
+
+
+@pytest.mark.parametrize(
+    "base,changed",
+    [
+        ("learning_rate: 0.003", "learning_rate: 0.001"),
+        ("batch_size: 128", "batch_size: 64"),
+        ("epochs: 8", "epochs: 9"),
+        ("prune_epochs: 3", "prune_epochs: 2"),
+        ("train_samples: 8000", "train_samples: 4000"),
+        ("prune_frequency: 10", "prune_frequency: 20"),
+        ("seed: 0", "seed: 1"),
+    ],
+)
+def test_each_training_setting_changes_the_train_digest(tmp_path, base, changed):
+    """A different learning rate (batch size, ...) never reuses a trained model; spelling out
+    the default shares the training of a spec that leaves it out. (A pruned variant and the
+    unpruned sibling it is fine-tuned from.)"""
+    default = train_digests(tmp_path, "{builtin: svhn_cnn}", "0.5")
+    assert len(default) == 2
+    assert train_digests(tmp_path, f"{{builtin: svhn_cnn, {base}}}", "0.5") == default
+    assert train_digests(tmp_path, f"{{builtin: svhn_cnn, {changed}}}", "0.5")[1] != default[1]
+
+
+def test_prune_frequency_changes_the_pruned_variants_train_digest(tmp_path):
+    default = train_digests(tmp_path, "{builtin: jet_mlp}", "0.5")
+    assert train_digests(tmp_path, "{builtin: jet_mlp, prune_frequency: 10}", "0.5") == default
+    assert train_digests(tmp_path, "{builtin: jet_mlp, prune_frequency: 20}", "0.5") != default
+    assert train_digests(tmp_path, "{builtin: jet_mlp, learning_rate: 3e-3}", "0.5") == default
+    assert train_digests(tmp_path, "{builtin: jet_mlp, learning_rate: 2e-3}", "0.5") != default
+
+
 def test_model_content_changes_the_digest(tiny):
     before = digest_of(tiny, convert_params(tiny))
     with (tiny / "model_weights.h5").open("ab") as handle:

@@ -64,6 +64,11 @@ def test_second_run_reports_every_step_reused(tiny, tmp_path):
             "--workers does not apply",
         ),
         (": : :\n", [], "invalid YAML"),
+        (
+            "model: {builtin: svhn_cnn, learning_rate: -1}\n",
+            [],
+            "model.learning_rate: -1 is not supported (a number above 0",
+        ),
     ],
 )
 def test_spec_errors_are_one_line_with_exit_code_2(tiny, tmp_path, spec, args, message):
