@@ -10,9 +10,12 @@ from an empty cache (no run-time objects cached either: what a new machine pays)
 `simulate(..., harness="cpp")` of all images with the build cached. images/s is given three
 ways: over the C++ loop's wall time (`seconds` of sim_result.json), over its processor time
 (`cpu_seconds`: what the run gets on an idle core; the machine is shared, so wall time
-depends on the load, recorded as `load_average`), and over the whole `simulate` call (writing
-the vectors, the run, the checks in numpy). `total_seconds` = convert + reference + build +
-simulate: the issue's "10,000 images including the build" figure.
+depends on the load, recorded as `load_average` before the build and after the run), and over
+the whole `simulate` call (writing the vectors, the run, the checks in numpy). The build is
+given in wall and processor seconds (Verilator and the compiler, all jobs together).
+`total_seconds` = convert + reference + build + simulate: the issue's "10,000 images including
+the build" figure. Each run moves the figures it replaces into `history` (with their load
+average and the commit that wrote them), so a comparison with earlier runs stays honest.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shlex
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,12 +37,19 @@ import numpy as np
 from rtlgen.api import load_model
 from rtlgen.emit import convert
 from rtlgen.quant.reference import quantize_input, run_int
-from rtlgen.sim_tb.harness_cpp import build_harness
+from rtlgen.sim_tb.harness_cpp import _verilator_args, build_harness
 from rtlgen.sim_tb.runner import simulate
 from rtlgen.sim_tb.tb_manifest import read_manifest
 
 RESULTS = Path(__file__).parent / "results"
 TARGETS = {"demo": 10_000, "svhn_qp6": 1_000}  # images/s after the build (issue 17)
+#: the fields of a replaced result kept in `history`
+HISTORY_FIELDS = (
+    "verilog_bytes", "threads", "verilator_args", "images", "passed", "convert_seconds",
+    "build_seconds_empty_cache", "build_cpu_seconds_empty_cache", "load_average_build",
+    "run_seconds_cpu", "images_per_second_cpu", "images_per_second_wall", "total_seconds",
+    "load_average",
+)
 
 
 def _demo_graph():
@@ -80,9 +92,13 @@ def measure(name: str, images: int, tmp: Path, threads: int = 1) -> dict:
     reference_seconds = time.perf_counter() - start
     build_root = tmp / f"cache_{name}"
     manifest = read_manifest(design.outdir)
+    load_build = [round(v, 2) for v in os.getloadavg()]
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     build_harness(manifest, build_root, threads=threads, object_cache=tmp / f"objcache_{name}")
     build_seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    build_cpu = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
     start = time.perf_counter()
     result = simulate(design.outdir, x_int, y_int, build_root=build_root, harness="cpp")
     simulate_seconds = time.perf_counter() - start
@@ -96,6 +112,7 @@ def measure(name: str, images: int, tmp: Path, threads: int = 1) -> dict:
         },
         "verilog_bytes": sum(path.stat().st_size for path in manifest.rtl_paths),
         "threads": threads,
+        "verilator_args": " ".join(_verilator_args(threads)),
         "images": images,
         "passed": result.passed,
         "report": result.report,
@@ -107,6 +124,8 @@ def measure(name: str, images: int, tmp: Path, threads: int = 1) -> dict:
         "convert_seconds": round(convert_seconds, 2),
         "reference_seconds": round(reference_seconds, 2),
         "build_seconds_empty_cache": round(build_seconds, 1),
+        "build_cpu_seconds_empty_cache": round(build_cpu, 1),
+        "load_average_build": load_build,
         "run_seconds_wall": round(result.seconds, 3),
         "run_seconds_cpu": round(cpu, 3),
         "simulate_seconds": round(simulate_seconds, 2),
@@ -118,6 +137,22 @@ def measure(name: str, images: int, tmp: Path, threads: int = 1) -> dict:
         "total_seconds": round(convert_seconds + reference_seconds + build_seconds + simulate_seconds, 1),
         "load_average": [round(v, 2) for v in os.getloadavg()],
     }
+
+
+def _history(path: Path) -> list[dict]:
+    """The results `path` holds now (the figures this run replaces) on top of its history."""
+    if not path.is_file():
+        return []
+    old = json.loads(path.read_text())
+    commit = subprocess.run(
+        ["git", "log", "-1", "--format=%h %cs", "--", path.name],
+        cwd=path.parent, capture_output=True, text=True, check=False,
+    ).stdout.strip()
+    entry: dict = {"commit": commit or None, "command": old.get("command")}
+    for name in TARGETS:
+        if name in old:
+            entry[name] = {k: old[name][k] for k in HISTORY_FIELDS if k in old[name]}
+    return [entry, *old.get("history", [])] if len(entry) > 2 else old.get("history", [])
 
 
 def main() -> None:
@@ -132,6 +167,7 @@ def main() -> None:
         "command": "python " + shlex.join(["benchmarks/bench_sim_harness.py", *sys.argv[1:]]),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
     }
+    history = _history(args.output)
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
         for name, images in (("demo", args.demo_images), ("svhn_qp6", args.svhn_images)):
@@ -139,7 +175,7 @@ def main() -> None:
                 out[name] = measure(name, images, tmp, threads=args.threads)
                 print(json.dumps({name: out[name]}, indent=2), flush=True)
                 args.output.parent.mkdir(parents=True, exist_ok=True)  # after each design
-                args.output.write_text(json.dumps(out, indent=2) + "\n")
+                args.output.write_text(json.dumps({**out, "history": history}, indent=2) + "\n")
     print(f"wrote {args.output}")
 
 
