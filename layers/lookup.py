@@ -1,6 +1,7 @@
 """Elementwise activations in hardware: a ROM shared by the elements, or a compare-and-multiply.
 
-`LookupTable` implements any table of `rtlgen.quant.activations.lookup_table`;
+`LookupTable` implements any table of `rtlgen.quant.activations.lookup_table` (`BypassTable`
+skips it above a threshold, `SplitTable` looks inputs near 0 up in a finer second one);
 `PiecewiseLinear` implements `rtlgen.quant.activations.LeakySpec` (LeakyReLU, PReLU, ReLU with
 max_value / negative_slope / threshold) without a table, so it has no input width limit;
 `PositionalPiecewiseLinear` the same with slopes that vary with the pixel position (PReLU
@@ -121,18 +122,23 @@ class LookupTable(wiring.Component):
         return m
 
     def lookups(
-        self, m: Module, addresses: Sequence[Value], advance: Value, regs: StageRegisters
+        self,
+        m: Module,
+        addresses: Sequence[Value],
+        advance: Value,
+        regs: StageRegisters,
+        prefix: str = "rom",
     ) -> list[Value]:
         """The table's entry at each lane's address (raw input bits), one pipeline stage
         later (the ROM's read register or a register after the case statement), all held
-        while ``advance`` is low; the ROMs are added to ``m``."""
+        while ``advance`` is low; the ROMs are added to ``m`` (named ``prefix`` and a number)."""
         out_shape = shape_of(self.out_type)
         contents = self.by_address()
         lanes = []
         for k, address in enumerate(addresses):
             if self.rom:
                 if k % ROM_READ_PORTS == 0:
-                    m.submodules[f"rom{k // ROM_READ_PORTS}"] = rom = memory.Memory(
+                    m.submodules[f"{prefix}{k // ROM_READ_PORTS}"] = rom = memory.Memory(
                         shape=out_shape,
                         depth=len(contents),
                         init=contents,
@@ -224,6 +230,87 @@ class BypassTable(wiring.Component):
         lanes = [
             Mux(above, Value.cast(by), Value.cast(v)).as_unsigned()[:width]
             for above, by, v in zip(positive, bypassed, looked_up, strict=True)
+        ]
+        regs.emit(m)
+        m.d.comb += self.o.payload.eq(Cat(*lanes))
+        return m
+
+
+class SplitTable(wiring.Component):
+    """``o[k] = low <= i[k] <= high ? fine[requantize(i[k], fine_type)] :
+    table[requantize(i[k], table_type)]`` for each of ``n_elements`` lanes (``low``,
+    ``high``: input mantissas, the ends of ``fine_type``'s range): a function that is steep
+    near 0 and flat far out but never saturates within the input's range (softsign) looks a
+    wide input up in a table with many fraction bits near 0 and a coarse one elsewhere
+    (`rtlgen.ops.lut_activation`).
+
+    Both requantizers round with ``rounding`` and saturate (the fine one never has to: its
+    inputs lie within its range). The tables are two `LookupTable`s' ROMs.
+
+    Contract: II = 1, latency 2 (stage 1 registers both requantized values and the
+    selection, stage 2 is the tables' read); under backpressure the pipeline holds
+    (`stream_util.pipeline_control`), nothing lost or duplicated. Widths: ``in_type.width``
+    in, ``out_type.width`` out per lane.
+    """
+
+    def __init__(
+        self,
+        table: np.ndarray | Sequence[int],
+        fine_table: np.ndarray | Sequence[int],
+        in_type: FixedType,
+        table_type: FixedType,
+        fine_type: FixedType,
+        out_type: FixedType,
+        n_elements: int,
+        rounding: Rounding = Rounding.CONVERGENT,
+        *,
+        low: int,
+        high: int,
+    ):
+        if not in_type.min_int <= low <= high <= in_type.max_int:
+            raise RtlgenError(f"SplitTable: [{low}, {high}] is not a range of codes of {in_type}")
+        self.low, self.high = low, high
+        self.table = LookupTable(table, table_type, out_type, n_elements)
+        self.fine = LookupTable(fine_table, fine_type, out_type, n_elements)
+        self.in_type, self.out_type, self.n_elements = in_type, out_type, n_elements
+        self.to_table, self.to_fine = (
+            Requantize(n_elements, in_type, t, None, None, rounding, Overflow.SATURATE, latency=0)
+            for t in (table_type, fine_type)
+        )
+        super().__init__(
+            {
+                "i": In(stream.Signature(vector_layout(in_type, n_elements))),
+                "o": Out(stream.Signature(vector_layout(out_type, n_elements))),
+            }
+        )
+
+    latency = 2
+    cycles_per_sample = 1
+
+    def elaborate(self, platform):
+        m = Module()
+        advance = pipeline_control(m, self.i, self.o, self.latency)
+        regs = StageRegisters(advance)
+        m.submodules.to_table = to_table = self.to_table
+        m.submodules.to_fine = to_fine = self.to_fine
+        for rq in (to_table, to_fine):
+            m.d.comb += [rq.i.valid.eq(1), rq.o.ready.eq(1)]
+        addresses, fine_addresses, near = [], [], []
+        for k in range(self.n_elements):
+            x = Value.cast(self.i.payload[k])
+            m.d.comb += [to_table.i.payload[k].eq(x), to_fine.i.payload[k].eq(x)]
+            address = Value.cast(to_table.o.payload[k]).as_unsigned()
+            addresses.append(regs.register(address, name=f"address{k}"))
+            fine_address = Value.cast(to_fine.o.payload[k]).as_unsigned()
+            fine_addresses.append(regs.register(fine_address, name=f"fine_address{k}"))
+            inside = regs.register((x >= self.low) & (x <= self.high), name=f"near{k}")
+            near.append(regs.register(inside, name=f"near{k}_2"))
+        coarse = self.table.lookups(m, addresses, advance, regs)
+        fine = self.fine.lookups(m, fine_addresses, advance, regs, prefix="fine_rom")
+        width = shape_of(self.out_type).width
+        lanes = [
+            Mux(inside, Value.cast(f), Value.cast(c)).as_unsigned()[:width]
+            for inside, f, c in zip(near, fine, coarse, strict=True)
         ]
         regs.emit(m)
         m.d.comb += self.o.payload.eq(Cat(*lanes))

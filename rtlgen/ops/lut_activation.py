@@ -38,9 +38,22 @@ the largest of the table's bound above, the bypass's (the output rounding of x p
 gap) and the saturated low inputs' (``|table[0]|``): fixed<19,9> in, 10 output fraction
 bits: SiLU 0.0048 (the 7-bit table fraction: slope 1.1 times 2**-8), GELU 0.0016 (9 bits).
 
+Softsign neither saturates nor nears a line within a wide input's range (x / (1 + |x|) is
+still 2**-9 from 1 at 511), so its table needs every integer bit of the input and keeps
+few fraction bits, where its slope near 0 is 1: a proven fixed<19,9> input, one table of
+fixed<12,9>, was 0.063 off. A wide input is looked up in two tables instead (``fine_type``,
+`split_table_type`): inputs within the range of ``fine_type`` (twelve bits with more
+fraction, around 0) in a fine table, the others in the coarse ``table_type`` table, where
+the slope ``1 / (1 + |x|)**2`` times its input rounding is small. ``fine_type`` is the one
+whose larger bound of the two segments is the least: 10 output fraction bits, fixed<19,9>
+in: fixed<12,4> and fixed<12,9>, max error 0.0024 (the fine table's 8 fraction bits: 2**-9
+plus the output rounding); fixed<16,8>: fixed<12,4> (every input fraction bit) and
+fixed<12,8>, 0.00088 (the coarse table beyond 8: 2**-5 times the slope 1/81 there).
+
 Hardware: [`Requantize` into the table type ->] `LookupTable` (one ROM per two elements of
 a beat, a read port each, or a case statement per element for tables of up to 6 input
-bits), or for ``linear_above`` a `BypassTable`. II = 1, latency 1 + 1 (2).
+bits), or for ``linear_above`` a `BypassTable`, for ``fine_type`` a `SplitTable` (two
+ROMs). II = 1, latency 1 + 1 (2).
 """
 
 from __future__ import annotations
@@ -62,7 +75,7 @@ from rtlgen.frontend.keras_config import (
     WeightSource,
     config_number,
 )
-from rtlgen.layers.lookup import BypassTable, LookupTable
+from rtlgen.layers.lookup import BypassTable, LookupTable, SplitTable
 from rtlgen.layers.requantize import Requantize
 from rtlgen.ops.registry import Op, Shape, register_op
 from rtlgen.passes import LowerContext
@@ -132,6 +145,10 @@ class TableActivation(ir.Node):
     linear_above: bool = field(default=False, kw_only=True)
     #: GELU: the tanh approximation instead of erf (Keras's ``approximate``)
     approximate: bool = field(default=False, kw_only=True)
+    #: softsign of a wide input: the inputs within this type's range (around 0, where the
+    #: slope is large) are looked up in a second table over it, with more fraction bits than
+    #: ``table_type``'s, which serves the others (`split_table_type`)
+    fine_type: FixedType | None = field(default=None, kw_only=True)
 
     op = "lut_activation"
 
@@ -165,7 +182,10 @@ class TableActivation(ir.Node):
     def describe(self) -> str:
         """What ``rtlgen inspect`` shows in its activation column."""
         text = self.kind.value
-        if self.table_type is not None:
+        if self.fine_type is not None:
+            tables = f"tables of {self.fine_type} near 0 and {self.table_type}"
+            text += f" ({tables}, max error {self.max_error:.2g})"
+        elif self.table_type is not None:
             text += f" (table of {self.table_type}, max error {self.max_error:.2g})"
         return text
 
@@ -240,6 +260,15 @@ def node_table(node: TableActivation) -> np.ndarray:
     params = tuple(sorted(node.params().items()))
     return _cached_table(
         node.kind, node.table_type, node.out_type, params, node.rounding, node.overflow
+    )
+
+
+def node_fine_table(node: TableActivation) -> np.ndarray:
+    """The lowered node's fine table (over ``fine_type``; `split_table_type`)."""
+    assert node.fine_type is not None and node.out_type is not None
+    params = tuple(sorted(node.params().items()))
+    return _cached_table(
+        node.kind, node.fine_type, node.out_type, params, node.rounding, node.overflow
     )
 
 
@@ -355,8 +384,86 @@ def _largest_slope(kind: ActivationKind, p: dict[str, Any]) -> float:
     return _SLOPES[kind]
 
 
-def lower_table(node: TableActivation, ctx: LowerContext) -> TableActivation:
-    """Choose the table type and the output type (module doc) and bound the error."""
+#: kinds whose wide inputs are looked up in a fine table near 0 and a coarse one beyond
+_SPLIT_KINDS = (ActivationKind.SOFTSIGN,)
+
+
+def _slope_beyond(kind: ActivationKind, magnitude: float) -> float:
+    """``sup |f'(x)|`` over ``|x| >= magnitude`` (softsign: ``1 / (1 + |x|)**2``)."""
+    assert kind is ActivationKind.SOFTSIGN
+    return 1.0 / (1.0 + max(magnitude, 0.0)) ** 2
+
+
+def _rounding_reach(t: FixedType, in_type: FixedType, rounding: Rounding) -> float:
+    """``sup |requantize(x, t) - x|`` over the inputs within ``t``'s range."""
+    if t.frac >= in_type.frac:
+        return 0.0
+    return t.step if rounding is Rounding.TRUNCATE else t.step / 2
+
+
+def split_table_type(
+    kind: ActivationKind,
+    in_type: FixedType,
+    table_type: FixedType,
+    out_type: FixedType,
+    p: dict[str, Any],
+    rounding: Rounding,
+    overflow: Overflow,
+    budget: int = TABLE_INPUT_BITS,
+) -> tuple[FixedType | None, float]:
+    """The fine table's type for a wide input of a `_SPLIT_KINDS` kind and the error bound
+    of the two tables, or (None, the bound of ``table_type``'s table alone) when no fine
+    table lowers it. An input ``x`` within the fine type's range: that table's error plus
+    slope 1 times its input rounding. Beyond it (``|x| >= a``, ``a`` the fine range's end
+    plus an input step): the coarse table's error plus the slope beyond ``a`` minus the
+    rounding reach ``r`` times ``r``, and at a saturated end f's change from the table's
+    end to the input's. Of the fine types of ``budget`` bits narrower than ``table_type``,
+    the one whose larger bound is the least."""
+    with np.errstate(over="ignore"):
+        coarse_error = table_error(kind, table_type, out_type, p, rounding, overflow)
+    reach = _rounding_reach(table_type, in_type, rounding)
+    # the inputs beyond the table's ends saturate to them: f is monotone, so off by at most
+    # f at the input's end minus f at the table's (plus float64's rounding of the two)
+    ends = np.array(
+        [[in_type.min_value, table_type.min_value], [in_type.max_value, table_type.max_value]]
+    )
+    f_ends = float_activation(kind, ends, p)
+    saturated = float(np.max(np.abs(f_ends[:, 0] - f_ends[:, 1]))) + 1e-12
+    alone = coarse_error + max(_slope_beyond(kind, 0.0) * reach, saturated)
+
+    def bounds(fine: FixedType, fine_table_error: float) -> tuple[float, float]:
+        near = fine_table_error + _slope_beyond(kind, 0.0) * _rounding_reach(
+            fine, in_type, rounding
+        )
+        beyond = fine.max_value + in_type.step
+        far = coarse_error + max(_slope_beyond(kind, beyond - reach) * reach, saturated)
+        return near, far
+
+    candidates = []
+    for int_bits in range(1, table_type.width - table_type.frac):
+        frac = min(in_type.frac, budget - int_bits)
+        if frac > table_type.frac:
+            candidates.append(FixedType(int_bits + frac, frac, True))
+    if not candidates:
+        return None, alone
+    # chosen with the coarse table's rounding error standing in for each fine table's (the
+    # same output type and rounding), then the chosen one's own error
+    fine = min(candidates, key=lambda t: max(bounds(t, coarse_error)))
+    with np.errstate(over="ignore"):
+        error = max(bounds(fine, table_error(kind, fine, out_type, p, rounding, overflow)))
+    return (fine, error) if error < alone else (None, alone)
+
+
+def fine_range(node: TableActivation, in_type: FixedType) -> tuple[int, int]:
+    """The input mantissas looked up in the fine table: those within ``fine_type``'s range."""
+    assert node.fine_type is not None
+    shift = in_type.frac - node.fine_type.frac
+    return node.fine_type.min_int << shift, node.fine_type.max_int << shift
+
+
+def lower_table(node: TableActivation, ctx: LowerContext, *, fine: bool = True) -> TableActivation:
+    """Choose the table type(s) and the output type (module doc) and bound the error.
+    ``fine=False``: one table even for softsign of a wide input (a recurrent cell's gate)."""
     where = f"layer '{node.source or node.name}'"
     in_type, config = ctx.in_type, ctx.config
     try:
@@ -409,6 +516,11 @@ def lower_table(node: TableActivation, ctx: LowerContext) -> TableActivation:
         out_step = out_type.step if rounding is Rounding.TRUNCATE else out_type.step / 2
         bypass = out_step + identity_gap(kind, p, table_type.max_value)
         error = max(error, first, bypass)
+    fine_type = None
+    if fine and kind in _SPLIT_KINDS and table_type != in_type:
+        fine_type, error = split_table_type(
+            kind, in_type, table_type, out_type, p, rounding, config.overflow
+        )
     return node.replace(
         table_type=table_type,
         out_type=out_type,
@@ -416,6 +528,7 @@ def lower_table(node: TableActivation, ctx: LowerContext) -> TableActivation:
         overflow=config.overflow,
         max_error=float(error),
         linear_above=linear_above,
+        fine_type=fine_type,
     )
 
 
@@ -433,6 +546,13 @@ def table_input(node: TableActivation, x: np.ndarray, in_type: FixedType) -> np.
 def table_reference(node: TableActivation, x: np.ndarray, in_type: FixedType) -> np.ndarray:
     assert node.table_type is not None and node.out_type is not None
     y = apply_table(node_table(node), table_input(node, x, in_type), node.table_type)
+    if node.fine_type is not None:
+        fine_type = node.fine_type
+        low, high = fine_range(node, in_type)
+        near = requantize(x, in_type.frac, fine_type, node.rounding, Overflow.SATURATE)
+        return np.where(
+            (x >= low) & (x <= high), apply_table(node_fine_table(node), near, fine_type), y
+        )
     if not node.linear_above:
         return y
     above = requantize(x, in_type.frac, node.out_type, node.rounding, node.overflow)
@@ -448,6 +568,21 @@ def plan_table(node: TableActivation, ctx: PlanContext) -> LayerPlan:
         args = (node.table_type, node.out_type, lanes, node.rounding, node.overflow)
         threshold = bypass_threshold(node, ctx.in_type)
         stages.append(BypassTable(table, ctx.in_type, *args, threshold=threshold))
+    elif node.fine_type is not None:
+        low, high = fine_range(node, ctx.in_type)
+        split = SplitTable(
+            node_table(node),
+            node_fine_table(node),
+            ctx.in_type,
+            node.table_type,
+            node.fine_type,
+            node.out_type,
+            lanes,
+            node.rounding,
+            low=low,
+            high=high,
+        )
+        stages.append(split)
     else:
         if node.table_type != ctx.in_type:
             rq = Requantize(lanes, ctx.in_type, node.table_type, None, None, node.rounding)
@@ -458,6 +593,8 @@ def plan_table(node: TableActivation, ctx: PlanContext) -> LayerPlan:
         f"one table of {entries} x {node.out_type.width} bits ({node.kind.value}) read by "
         f"{lanes} lane(s)"
     )
+    if node.fine_type is not None:
+        note += f", and one of {1 << node.fine_type.width} for the inputs near 0"
     return LayerPlan(node, tuple(stages), out_spacing=ctx.spacing, notes=(note,))
 
 
@@ -476,6 +613,16 @@ def validate_table(node: TableActivation, in_type: FixedType | None) -> None:
     if node.linear_above and node.kind not in _BYPASS_KINDS:
         kinds = ", ".join(k.value for k in _BYPASS_KINDS)
         raise RtlgenError(f"linear_above is only for {kinds}, not {node.kind.value}")
+    if node.fine_type is not None:
+        check_table_input(node.fine_type, node.kind.value)
+        if node.kind not in _SPLIT_KINDS or node.linear_above:
+            raise RtlgenError(f"fine_type is only for softsign, not {node.kind.value}")
+        if in_type is not None and not (
+            node.fine_type.frac <= in_type.frac
+            and node.fine_type.min_value >= in_type.min_value
+            and node.fine_type.max_value <= in_type.max_value
+        ):
+            raise RtlgenError(f"fine table type {node.fine_type} is not within the input {in_type}")
     node.params()
     node_table(node)  # QKeras kinds: refuses an output type that does not hold them exactly
 

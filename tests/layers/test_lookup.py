@@ -14,6 +14,7 @@ from rtlgen.layers.lookup import (
     BypassTable,
     LookupTable,
     PiecewiseLinear,
+    SplitTable,
 )
 from rtlgen.quant.activations import (
     ActivationKind,
@@ -133,6 +134,52 @@ def test_bypass_table_is_identity_above_zero_and_the_table_below(
     below = apply_table(table, requantize(x, 10, table_type, rounding), table_type)
     above = requantize(x, 10, out_type, rounding, overflow)
     np.testing.assert_array_equal(np.array(run.outputs), np.where(x > 0, above, below))
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    in_bits=st.integers(13, 16),
+    fine_int=st.integers(1, 2),
+    rounding=st.sampled_from(list(Rounding)),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_split_table_looks_up_the_fine_range_in_the_fine_table(in_bits, fine_int, rounding, seed):
+    in_type = FixedType(in_bits, 10)
+    table_type = FixedType(8, 8 - (in_bits - 10))  # the input's integer bits, less fraction
+    fine_type = FixedType(8, 8 - fine_int)  # fewer integer bits, more fraction
+    out_type = FixedType(11, 10)
+    rng = np.random.default_rng(seed)
+    # random contents: the tables differ at every code, also at the switches (softsign's agree
+    # where the fine range ends on a code of both)
+    table, fine = (rng.integers(-1024, 1024, size=1 << 8) for _ in range(2))
+    shift = in_type.frac - fine_type.frac
+    low, high = fine_type.min_int << shift, fine_type.max_int << shift
+    x = _inputs(rng, in_type, 3, 24)
+    x[2:5] = [[low - 1, low, low + 1], [high - 1, high, high + 1], [0, -1, 1]]  # the switches
+    x[5:10] = rng.integers(low - 64, high + 64, size=(5, 3))
+    dut = SplitTable(
+        table, fine, in_type, table_type, fine_type, out_type, 3, rounding, low=low, high=high
+    )
+    run = simulate_rows(dut, x, seed, 0.6, 0.6)
+    coarse = apply_table(table, requantize(x, 10, table_type, rounding), table_type)
+    near = apply_table(fine, requantize(x, 10, fine_type, rounding), fine_type)
+    want = np.where((x >= low) & (x <= high), near, coarse)
+    np.testing.assert_array_equal(np.array(run.outputs), want)
+
+
+def test_split_table_latency_full_rate_and_two_roms_per_two_lanes():
+    in_type, table_type, fine_type = FixedType(16, 8), FixedType(10, 2), FixedType(10, 6)
+    out_type = FixedType(11, 10)
+    table, fine = (lookup_table(K.SOFTSIGN, t, out_type) for t in (table_type, fine_type))
+    dut = SplitTable(
+        table, fine, in_type, table_type, fine_type, out_type, 2, low=-(2**11), high=2**11 - 4
+    )
+    assert rtlil.convert(dut).count("  memory width") == 2
+    run = simulate_rows(dut, _inputs(np.random.default_rng(3), in_type, 2, 10))
+    assert dut.latency == run.out_cycles[0] - run.in_cycles[0] == 2
+    assert np.diff(run.out_cycles).tolist() == [1] * 9
+    with pytest.raises(RtlgenError, match="not a range of codes"):
+        SplitTable(table, fine, in_type, table_type, fine_type, out_type, 2, low=1, high=0)
 
 
 def test_bypass_table_latency_and_full_rate():

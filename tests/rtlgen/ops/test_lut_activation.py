@@ -21,11 +21,16 @@ import pytest
 from rtlgen import ir
 from rtlgen.frontend.keras_config import layer_activation
 from rtlgen.ops.leaky_relu import LeakyRelu, leaky_node
-from rtlgen.ops.lut_activation import TABLE_INPUT_BITS, TableActivation, node_table
+from rtlgen.ops.lut_activation import (
+    TABLE_INPUT_BITS,
+    TableActivation,
+    fine_range,
+    node_table,
+)
 from rtlgen.passes import PrecisionConfig, lower
 from rtlgen.quant.activations import MAX_TABLE_INPUT_BITS, ActivationKind
 from rtlgen.quant.errors import RtlgenError, UnsupportedError
-from rtlgen.quant.fixed import FixedType
+from rtlgen.quant.fixed import FixedType, Rounding
 from rtlgen.quant.quantizers import QuantizedBits
 from rtlgen.quant.reference import predict, run_int, run_node
 from rtlgen.report import summarize
@@ -269,6 +274,79 @@ def test_wide_silu_and_gelu_bypass_a_small_table_within_max_error(kind, options,
     error = error_over_every_code(node, in_type)
     assert error <= node.max_error < bound
     assert error > node.max_error / 2  # the bound is not loose either
+
+
+def lowered_with(kind, in_type, rounding) -> TableActivation:
+    nodes = [ir.Input("in", (1,), (1,)), TableActivation("f", (1,), (1,), kind=kind)]
+    config = PrecisionConfig(input=in_type, rounding=rounding)
+    return lower(ir.ModelGraph("m", tuple(nodes)), config).nodes[1]
+
+
+@pytest.mark.parametrize("rounding", [Rounding.CONVERGENT, Rounding.TRUNCATE])
+@pytest.mark.parametrize(
+    "in_type,table_type,bound,one_table",
+    [
+        # one table of fixed<12,9>: 0.063 (0.0588 measured); two: 0.0024 (0.0023)
+        (FixedType(19, 10), FixedType(12, 3), 0.0025, 0.058),
+        # one table of fixed<12,8>: 0.032 (0.0303); two: 0.00088 (0.00079)
+        (FixedType(16, 8), FixedType(12, 4), 0.0009, 0.030),
+    ],
+)
+def test_wide_softsign_looks_up_inputs_near_zero_in_a_finer_table(
+    in_type, table_type, bound, one_table, rounding
+):
+    """Softsign never saturates within a proven fixed<19,9> or fixed<16,8> input: one table
+    over the whole range keeps 2-4 fraction bits where the slope is 1. A fixed<12,4> table
+    for |x| < 8 and the coarse one beyond: every input code within ``max_error`` of
+    x / (1 + |x|), the bound of the order of the output step (2**-10) and 20x below one
+    table's error. (Truncation: twice the rounding reach.)"""
+    node = lowered_with(K.SOFTSIGN, in_type, rounding)
+    scale = 2 if rounding is Rounding.TRUNCATE else 1
+    assert node.table_type == table_type and node.fine_type == FixedType(12, 8)
+    assert node.out_type.frac == 10 and "tables of fixed<12,4> near 0" in node.describe()
+    error = error_over_every_code(node, in_type)
+    assert error <= node.max_error < bound * scale
+    assert error > node.max_error / 2  # the bound is not loose either
+    single = error_over_every_code(node.replace(fine_type=None), in_type)
+    assert single > one_table and single > 20 * error
+
+
+def test_softsign_of_a_narrow_input_keeps_one_exact_table():
+    node = lowered_table(K.SOFTSIGN, FixedType(12, 6))
+    assert node.fine_type is None and node.max_error <= 2**-11 + 1e-12
+
+
+def wide_softsign_net() -> ir.ModelGraph:
+    """A float Dense's wide result (fixed<8,4> inputs, weights ~4) into softsign."""
+    rng = np.random.default_rng(4)
+    weights = rng.normal(size=(4, 6)) * 4
+    nodes = [
+        ir.Input("in", (4,), (4,)),
+        ir.Dense(
+            "d",
+            (4,),
+            (6,),
+            weights=ir.FloatTensor(weights),
+            bias=ir.FloatTensor(rng.normal(size=6)),
+        ),
+        TableActivation("softsign", (6,), (6,), kind=K.SOFTSIGN),
+    ]
+    return lower(ir.ModelGraph("s", tuple(nodes)), PrecisionConfig(input=FixedType(8, 4)))
+
+
+def test_wide_softsign_is_bit_exact_on_both_tables_under_backpressure():
+    """A `SplitTable` in the simulator, bit-exact with the reference on inputs in the fine
+    range and beyond it."""
+    graph = wide_softsign_net()
+    node = graph.node("softsign")
+    in_type = graph.in_type(2)
+    assert in_type.width > MAX_TABLE_INPUT_BITS and node.fine_type is not None
+    run = bit_exact_in_simulator(graph, n=6, valid_prob=0.6, ready_prob=0.5, seed=1)
+    x, _ = node_inputs(graph, random_inputs(graph, 6, 1))["softsign"]
+    low, high = fine_range(node, in_type)
+    near = (x >= low) & (x <= high)
+    assert near.any() and (~near).any()  # both tables were read
+    assert len(run.outputs) == 6
 
 
 @pytest.mark.parametrize("kind", [K.SILU, K.GELU])
@@ -515,6 +593,20 @@ def test_saved_graph_round_trips_and_a_tampered_table_type_is_refused(tmp_path):
 
     tamper(path, "TableActivation", widen)
     with pytest.raises(RtlgenError, match=r"TableActivation.*16 input bits|up to 14 input bits"):
+        load_graph(path)
+
+
+@pytest.mark.parametrize(
+    "fine_type,words",
+    [
+        ([16, 10, True], "up to 14 input bits"),
+        ([12, 13, True], "is not within the input"),  # more fraction than the input has
+    ],
+)
+def test_saved_softsign_with_a_tampered_fine_table_type_is_refused(tmp_path, fine_type, words):
+    path = round_trips(wide_softsign_net(), tmp_path)
+    tamper(path, "TableActivation", lambda desc: desc["fields"].update(fine_type=fine_type))
+    with pytest.raises(RtlgenError, match=words):
         load_graph(path)
 
 

@@ -144,6 +144,8 @@ def test_qkeras_recurrent_layers_are_bit_exact(
 #: to 10 bits every step, so the error grows with the steps (T = 8 here)
 FLOAT_CASES = [
     ("SimpleRNN", {}, 0.01),
+    # a wide gate input: one table (a cell program has no fine table near 0, unlike the op)
+    ("SimpleRNN", {"activation": "softsign"}, 0.01),
     pytest.param(
         "SimpleRNN", {"activation": "sigmoid", "return_sequences": True}, 0.01, marks=SLOW
     ),
