@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from rtlgen.quant.errors import RtlgenError
+from rtlgen.sim_tb import harness_cpp
 from rtlgen.sim_tb.harness_cpp import (
     AUTO_MIN_SAMPLES,
     BINARY,
@@ -177,6 +178,19 @@ def test_build_is_cached_beside_the_cocotb_build(chansum_outdir, build_root):
     assert marker["harness"] == "cpp" and marker["top"] == manifest.top
     assert not [*(first / "obj").glob("*.o"), *(first / "obj").glob("*.gch")]  # binary only
     assert first.parent == build_root.resolve() and first.name != build_key(manifest)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("MODEL_CXX_OPT", "OPT_FAST=-O1"), ("SPLIT_CFUNCS", 2000)],
+)
+def test_every_model_option_is_part_of_the_build_key(chansum_outdir, monkeypatch, setting, value):
+    """A binary built with other C++ or Verilator options is never reused for these."""
+    manifest = load_manifest(chansum_outdir / "manifest.json")
+    default = harness_cpp._key(manifest, threads=1)
+    assert harness_cpp._key(manifest, threads=2) != default
+    monkeypatch.setattr(harness_cpp, setting, value)
+    assert harness_cpp._key(manifest, threads=1) != default
 
 
 def test_cpp_with_waves_is_a_user_error(chansum_outdir, build_root):
