@@ -157,7 +157,84 @@ class LookupTable(wiring.Component):
         return lanes
 
 
-class BypassTable(wiring.Component):
+class _TwoPathTable(wiring.Component):
+    """The frame `BypassTable` and `SplitTable` share: per lane, a condition on the input
+    chooses between ``table[requantize(i[k], table_type)]`` (rounded with ``rounding``,
+    saturated) and a second path the subclass builds (`_second_path`).
+
+    Contract: II = 1, latency 2 (stage 1 registers the requantized address, the condition
+    and the second path's first stage, stage 2 is the table's read); under backpressure the
+    pipeline holds (`stream_util.pipeline_control`), nothing lost or duplicated. Widths:
+    ``in_type.width`` in, ``out_type.width`` out per lane.
+    """
+
+    latency = 2
+    cycles_per_sample = 1
+
+    def __init__(
+        self,
+        table: np.ndarray | Sequence[int],
+        in_type: FixedType,
+        table_type: FixedType,
+        out_type: FixedType,
+        n_elements: int,
+        rounding: Rounding,
+    ):
+        self.table = LookupTable(table, table_type, out_type, n_elements)
+        self.in_type, self.out_type, self.n_elements = in_type, out_type, n_elements
+        self.to_table = self._requantizer(table_type, rounding, Overflow.SATURATE)
+        super().__init__(
+            {
+                "i": In(stream.Signature(vector_layout(in_type, n_elements))),
+                "o": Out(stream.Signature(vector_layout(out_type, n_elements))),
+            }
+        )
+
+    def _requantizer(self, to: FixedType, rounding: Rounding, overflow: Overflow) -> Requantize:
+        """A combinational requantizer of all lanes from ``in_type`` to ``to``."""
+        return Requantize(self.n_elements, self.in_type, to, None, None, rounding, overflow, latency=0)
+
+    def _condition(self, x: Value) -> Value:
+        """1 where lane input ``x`` takes the second path."""
+        raise NotImplementedError
+
+    def _second_path(
+        self, m: Module, inputs: Sequence[Value], advance: Value, regs: StageRegisters
+    ) -> list[Value]:
+        """Each lane's second-path value two pipeline stages after ``inputs``."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _attach(m: Module, name: str, rq: Requantize, inputs: Sequence[Value]) -> list[Value]:
+        """Adds requantizer ``rq`` to ``m`` as ``name`` on ``inputs``; its per-lane outputs."""
+        m.submodules[name] = rq
+        m.d.comb += [rq.i.valid.eq(1), rq.o.ready.eq(1)]
+        m.d.comb += [rq.i.payload[k].eq(x) for k, x in enumerate(inputs)]
+        return [rq.o.payload[k] for k in range(len(inputs))]
+
+    def elaborate(self, platform):
+        m = Module()
+        advance = pipeline_control(m, self.i, self.o, self.latency)
+        regs = StageRegisters(advance)
+        inputs = [Value.cast(self.i.payload[k]) for k in range(self.n_elements)]
+        addresses, chosen = [], []
+        for k, q in enumerate(self._attach(m, "to_table", self.to_table, inputs)):
+            addresses.append(regs.register(Value.cast(q).as_unsigned(), name=f"address{k}"))
+            second = regs.register(self._condition(inputs[k]), name=f"second{k}")
+            chosen.append(regs.register(second, name=f"second{k}_2"))
+        looked_up = self.table.lookups(m, addresses, advance, regs)
+        seconds = self._second_path(m, inputs, advance, regs)
+        width = shape_of(self.out_type).width
+        lanes = [
+            Mux(c, Value.cast(s), Value.cast(v)).as_unsigned()[:width]
+            for c, s, v in zip(chosen, seconds, looked_up, strict=True)
+        ]
+        regs.emit(m)
+        m.d.comb += self.o.payload.eq(Cat(*lanes))
+        return m
+
+
+class BypassTable(_TwoPathTable):
     """``o[k] = i[k] > T ? requantize(i[k], out_type) : table[requantize(i[k], table_type)]``
     for each of ``n_elements`` lanes, ``T`` the ``threshold`` (an input mantissa): a function
     that is the identity above 0 (ELU, T = 0) or within a rounding of it above the table's
@@ -168,10 +245,8 @@ class BypassTable(wiring.Component):
     inputs up to 0, its saturated low end stands for everything below), the bypass
     overflows as ``overflow``. The table is a `LookupTable`'s ROMs.
 
-    Contract: II = 1, latency 2 (stage 1 registers both requantized values and the sign,
-    stage 2 is the table's read); under backpressure the pipeline holds
-    (`stream_util.pipeline_control`), nothing lost or duplicated. Widths: ``in_type.width``
-    in, ``out_type.width`` out per lane.
+    Contract (`_TwoPathTable`'s): II = 1, latency 2, nothing lost or duplicated under
+    backpressure.
     """
 
     def __init__(
@@ -189,54 +264,20 @@ class BypassTable(wiring.Component):
         if not in_type.min_int <= threshold <= in_type.max_int:
             raise RtlgenError(f"BypassTable: threshold {threshold} is not a code of {in_type}")
         self.threshold = threshold
-        self.table = LookupTable(table, table_type, out_type, n_elements)
-        self.in_type, self.out_type, self.n_elements = in_type, out_type, n_elements
-        self.to_table = Requantize(
-            n_elements, in_type, table_type, None, None, rounding, Overflow.SATURATE, latency=0
-        )
-        self.bypass = Requantize(
-            n_elements, in_type, out_type, None, None, rounding, overflow, latency=0
-        )
-        super().__init__(
-            {
-                "i": In(stream.Signature(vector_layout(in_type, n_elements))),
-                "o": Out(stream.Signature(vector_layout(out_type, n_elements))),
-            }
-        )
+        super().__init__(table, in_type, table_type, out_type, n_elements, rounding)
+        self.bypass = self._requantizer(out_type, rounding, overflow)
 
-    latency = 2
-    cycles_per_sample = 1
+    def _condition(self, x: Value) -> Value:
+        return x > self.threshold
 
-    def elaborate(self, platform):
-        m = Module()
-        advance = pipeline_control(m, self.i, self.o, self.latency)
-        regs = StageRegisters(advance)
-        m.submodules.to_table = to_table = self.to_table
-        m.submodules.bypass = bypass = self.bypass
-        for rq in (to_table, bypass):
-            m.d.comb += [rq.i.valid.eq(1), rq.o.ready.eq(1)]
-        addresses, bypassed, positive = [], [], []
-        for k in range(self.n_elements):
-            x = self.i.payload[k]
-            m.d.comb += [to_table.i.payload[k].eq(x), bypass.i.payload[k].eq(x)]
-            address = Value.cast(to_table.o.payload[k]).as_unsigned()
-            addresses.append(regs.register(address, name=f"address{k}"))
-            value = regs.register(bypass.o.payload[k], name=f"bypass{k}")
-            bypassed.append(regs.register(value, name=f"bypass{k}_2"))
-            sign = regs.register(Value.cast(x) > self.threshold, name=f"positive{k}")
-            positive.append(regs.register(sign, name=f"positive{k}_2"))
-        looked_up = self.table.lookups(m, addresses, advance, regs)
-        width = shape_of(self.out_type).width
-        lanes = [
-            Mux(above, Value.cast(by), Value.cast(v)).as_unsigned()[:width]
-            for above, by, v in zip(positive, bypassed, looked_up, strict=True)
+    def _second_path(self, m, inputs, advance, regs):
+        return [
+            regs.register(regs.register(q, name=f"bypass{k}"), name=f"bypass{k}_2")
+            for k, q in enumerate(self._attach(m, "bypass", self.bypass, inputs))
         ]
-        regs.emit(m)
-        m.d.comb += self.o.payload.eq(Cat(*lanes))
-        return m
 
 
-class SplitTable(wiring.Component):
+class SplitTable(_TwoPathTable):
     """``o[k] = low <= i[k] <= high ? fine[requantize(i[k], fine_type)] :
     table[requantize(i[k], table_type)]`` for each of ``n_elements`` lanes (``low``,
     ``high``: input mantissas, the ends of ``fine_type``'s range): a function that is steep
@@ -247,10 +288,8 @@ class SplitTable(wiring.Component):
     Both requantizers round with ``rounding`` and saturate (the fine one never has to: its
     inputs lie within its range). The tables are two `LookupTable`s' ROMs.
 
-    Contract: II = 1, latency 2 (stage 1 registers both requantized values and the
-    selection, stage 2 is the tables' read); under backpressure the pipeline holds
-    (`stream_util.pipeline_control`), nothing lost or duplicated. Widths: ``in_type.width``
-    in, ``out_type.width`` out per lane.
+    Contract (`_TwoPathTable`'s): II = 1, latency 2, nothing lost or duplicated under
+    backpressure.
     """
 
     def __init__(
@@ -270,51 +309,19 @@ class SplitTable(wiring.Component):
         if not in_type.min_int <= low <= high <= in_type.max_int:
             raise RtlgenError(f"SplitTable: [{low}, {high}] is not a range of codes of {in_type}")
         self.low, self.high = low, high
-        self.table = LookupTable(table, table_type, out_type, n_elements)
+        super().__init__(table, in_type, table_type, out_type, n_elements, rounding)
         self.fine = LookupTable(fine_table, fine_type, out_type, n_elements)
-        self.in_type, self.out_type, self.n_elements = in_type, out_type, n_elements
-        self.to_table, self.to_fine = (
-            Requantize(n_elements, in_type, t, None, None, rounding, Overflow.SATURATE, latency=0)
-            for t in (table_type, fine_type)
-        )
-        super().__init__(
-            {
-                "i": In(stream.Signature(vector_layout(in_type, n_elements))),
-                "o": Out(stream.Signature(vector_layout(out_type, n_elements))),
-            }
-        )
+        self.to_fine = self._requantizer(fine_type, rounding, Overflow.SATURATE)
 
-    latency = 2
-    cycles_per_sample = 1
+    def _condition(self, x: Value) -> Value:
+        return (x >= self.low) & (x <= self.high)
 
-    def elaborate(self, platform):
-        m = Module()
-        advance = pipeline_control(m, self.i, self.o, self.latency)
-        regs = StageRegisters(advance)
-        m.submodules.to_table = to_table = self.to_table
-        m.submodules.to_fine = to_fine = self.to_fine
-        for rq in (to_table, to_fine):
-            m.d.comb += [rq.i.valid.eq(1), rq.o.ready.eq(1)]
-        addresses, fine_addresses, near = [], [], []
-        for k in range(self.n_elements):
-            x = Value.cast(self.i.payload[k])
-            m.d.comb += [to_table.i.payload[k].eq(x), to_fine.i.payload[k].eq(x)]
-            address = Value.cast(to_table.o.payload[k]).as_unsigned()
-            addresses.append(regs.register(address, name=f"address{k}"))
-            fine_address = Value.cast(to_fine.o.payload[k]).as_unsigned()
-            fine_addresses.append(regs.register(fine_address, name=f"fine_address{k}"))
-            inside = regs.register((x >= self.low) & (x <= self.high), name=f"near{k}")
-            near.append(regs.register(inside, name=f"near{k}_2"))
-        coarse = self.table.lookups(m, addresses, advance, regs)
-        fine = self.fine.lookups(m, fine_addresses, advance, regs, prefix="fine_rom")
-        width = shape_of(self.out_type).width
-        lanes = [
-            Mux(inside, Value.cast(f), Value.cast(c)).as_unsigned()[:width]
-            for inside, f, c in zip(near, fine, coarse, strict=True)
+    def _second_path(self, m, inputs, advance, regs):
+        addresses = [
+            regs.register(Value.cast(q).as_unsigned(), name=f"fine_address{k}")
+            for k, q in enumerate(self._attach(m, "to_fine", self.to_fine, inputs))
         ]
-        regs.emit(m)
-        m.d.comb += self.o.payload.eq(Cat(*lanes))
-        return m
+        return self.fine.lookups(m, addresses, advance, regs, prefix="fine_rom")
 
 
 class PiecewiseLinear(wiring.Component):
