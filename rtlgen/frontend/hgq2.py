@@ -32,10 +32,21 @@ pruning), and so does this module.
 Kernels and biases become exact constants (`quantized_constant`: every value is a multiple of
 2**-max(f), and `rtlgen.quant.quantizers.exact_qtensor` finds the common type); activation
 quantizers become `rtlgen.ops.hgq2.FixedQuantize` nodes with per-channel widths.
+
+Table activations (``QUnaryFunctionLUT``: ``oq(f(iq(x)))``) are exact tables over their input
+codes (`function_table`): ``f`` is one of the Keras activations named in `TABLE_FUNCTIONS`,
+read from its name only (a lambda or a Python function is never run: refused in one line),
+evaluated in float64, rounded to float32, then quantized by the output quantizer as HGQ2
+does. HGQ2's backend computes ``f`` in float32 with its own approximations (JAX: up to 4
+ulps from the correctly rounded value, measured over [-16, 16)); the entries whose value
+lies within `TABLE_ULPS` float32 ulps of a rounding boundary of the output quantizer are
+where its result could differ: they are counted (`FunctionTable.ambiguous`) and warned about.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,8 +131,8 @@ def quantizer_spec(layer: KerasLayer, key: str, place: str) -> QuantizerSpec | N
     if not isinstance(config, dict):
         raise ModelFileError(f"{where}: {str(entry)[:60]!r} is not a serialized QuantizerConfig")
     q_type = config.get("q_type", "default")
-    if q_type == "default":
-        q_type = "kbi" if place in ("weight", "bias") else "kif"
+    if q_type == "default":  # HGQ2's default_q_type: KIF on data lanes only
+        q_type = "kif" if place == "datalane" else "kbi"
     if q_type not in ("kif", "kbi"):
         raise UnsupportedError(
             f"{where}: q_type={q_type!r} is not supported (supported: 'kif', 'kbi' fixed point)"
@@ -325,3 +336,119 @@ def layer_config_flag(layer: KerasLayer, key: str, default: bool) -> bool:
     if not isinstance(value, bool | int):
         raise ModelFileError(f"{layer.where}: '{key}' = {value!r} is not a boolean")
     return bool(value)
+
+
+# ---------------------------------------------------------------------------------------
+# table activations
+# ---------------------------------------------------------------------------------------
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def _softplus(x: np.ndarray) -> np.ndarray:
+    return np.logaddexp(0.0, x)
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    erf = np.vectorize(math.erf, otypes=[np.float64])
+    return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
+
+
+def _hard_sigmoid(x: np.ndarray) -> np.ndarray:  # Keras 3: relu6(x + 3) / 6
+    return np.clip(x + 3.0, 0.0, 6.0) / 6.0
+
+
+#: the Keras 3 activations a table activation may name, in float64 (Keras's definitions)
+TABLE_FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x)),
+    "tanh": np.tanh,
+    "softsign": lambda x: x / (1.0 + np.abs(x)),
+    "softplus": _softplus,
+    "exponential": np.exp,
+    "elu": lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0.0))),
+    "selu": lambda x: _SELU_SCALE * np.where(x > 0, x, _SELU_ALPHA * np.expm1(np.minimum(x, 0.0))),
+    "silu": lambda x: x / (1.0 + np.exp(-x)),
+    "gelu": _gelu,
+    "hard_sigmoid": _hard_sigmoid,
+    "hard_silu": lambda x: x * _hard_sigmoid(x),
+    "relu": lambda x: np.maximum(x, 0.0),
+    "relu6": lambda x: np.clip(x, 0.0, 6.0),
+    "mish": lambda x: x * np.tanh(_softplus(x)),
+    "log_sigmoid": lambda x: -_softplus(-x),
+    "linear": lambda x: x,
+}
+#: Keras's other names of the same functions
+TABLE_ALIASES = {"swish": "silu", "hard_swish": "hard_silu"}
+#: how far (float32 ulps) HGQ2's float32 function may be from the correctly rounded value
+TABLE_ULPS = 8
+
+
+def table_function(layer: KerasLayer) -> str:
+    """The name of a table activation's function (``config['activation']``), one of
+    `TABLE_FUNCTIONS`. Only names are read: a serialized lambda (bytecode) or a Python
+    function saved by name (``{"class_name": "function", ...}``: rtlgen cannot tell which
+    function that is) is refused in one line; nothing in the file is executed."""
+    spec = layer.config.get("activation")
+    supported = ", ".join(sorted({*TABLE_FUNCTIONS, *TABLE_ALIASES}))
+    where = f"{layer.where} activation"
+    if isinstance(spec, dict) and ("value" in spec or spec.get("class_name") == "__lambda__"):
+        raise UnsupportedError(
+            f"{where}: a Python lambda (bytecode) is not supported: rtlgen never runs code "
+            f"from a model file (supported: the Keras activations {supported})"
+        )
+    if isinstance(spec, dict) and spec.get("class_name") == "function":
+        raise UnsupportedError(
+            f"{where}: the Python function {str(spec.get('config'))[:40]!r} "
+            f"(module {str(spec.get('module'))[:40]!r}) is not supported: it is saved by name "
+            f"only and rtlgen never runs code from a model file (supported: the Keras "
+            f"activations {supported})"
+        )
+    if not isinstance(spec, str) or TABLE_ALIASES.get(spec, spec) not in TABLE_FUNCTIONS:
+        raise UnsupportedError(f"{where}: {str(spec)[:60]!r} is not supported ({supported})")
+    return TABLE_ALIASES.get(spec, spec)
+
+
+def _nudged(values: np.ndarray, ulps: int) -> tuple[np.ndarray, np.ndarray]:
+    """float32 ``values`` moved ``ulps`` ulps down and up."""
+    lo = hi = values
+    for _ in range(ulps):
+        lo = np.nextafter(lo, np.float32(-np.inf))
+        hi = np.nextafter(hi, np.float32(np.inf))
+    return lo, hi
+
+
+def ambiguous(values: np.ndarray, widths: QuantizerWidths, ulps: int = TABLE_ULPS) -> np.ndarray:
+    """Where float32 ``values`` lie within ``ulps`` ulps of a rounding or saturation
+    boundary of ``widths`` (a float32 result that far off could quantize differently)."""
+    lo, hi = _nudged(np.asarray(values, dtype=np.float32), ulps)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return quantize_float(lo, widths) != quantize_float(hi, widths)
+
+
+def function_table(
+    function: str, codes: np.ndarray, frac: int, widths: QuantizerWidths
+) -> tuple[np.ndarray, np.ndarray]:
+    """``oq(f(x))`` for the inputs ``x = codes * 2**-frac`` as HGQ2 computes it with the
+    correctly rounded float32 ``f(x)``: (the float32 results, `ambiguous` entries). An
+    input where ``f`` overflows float32 into a WRAP quantizer (a NaN) is refused."""
+    x = codes.astype(np.float64) * 2.0**-frac
+    with np.errstate(over="ignore", invalid="ignore"):
+        values = TABLE_FUNCTIONS[function](x).astype(np.float32)
+        out = quantize_float(values, widths)
+    if not np.all(np.isfinite(out)):
+        bad = float(x[~np.isfinite(out)][0])
+        raise UnsupportedError(
+            f"{widths.spec.where}: {function}({bad}) overflows float32, which the output "
+            f"quantizer ({widths.spec.overflow_mode}) turns into NaN"
+        )
+    # a representable value is computed exactly by every backend at 0 (f(0) = 0, 1/2 or 1)
+    # and everywhere by the functions of correctly rounded steps (`_EXACT_FUNCTIONS`)
+    with np.errstate(over="ignore"):
+        representable = values.astype(np.float64) == TABLE_FUNCTIONS[function](x)
+    exact = representable & ((x == 0) | (function in _EXACT_FUNCTIONS))
+    return out, ambiguous(values, widths) & ~exact
+
+
+#: functions computed in correctly rounded float32 steps whose value, when it is
+#: representable, every step gives exactly (hard_silu: then its hard_sigmoid is too)
+_EXACT_FUNCTIONS = ("softsign", "hard_sigmoid", "hard_silu", "relu", "relu6", "linear")

@@ -16,6 +16,8 @@ stage, II = 1, stalls with the output's ready; per-position widths follow a posi
 
 from __future__ import annotations
 
+import functools
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -27,14 +29,22 @@ from amaranth.lib.wiring import In, Out
 from rtlgen import ir
 from rtlgen.frontend.hdf5 import StoredArray
 from rtlgen.frontend.hgq2 import (
+    OVERFLOW_MODES,
+    ROUND_MODES,
+    TABLE_FUNCTIONS,
+    TABLE_ULPS,
     Exact,
+    QuantizerSpec,
     QuantizerWidths,
+    ambiguous,
+    function_table,
     hardware_modes,
     layer_config_flag,
     per_position,
     quantized_constant,
     quantizer_spec,
     quantizer_widths,
+    table_function,
 )
 from rtlgen.frontend.keras_config import (
     KerasLayer,
@@ -45,13 +55,15 @@ from rtlgen.frontend.keras_config import (
 )
 from rtlgen.layers import common
 from rtlgen.layers.common import shape_of
+from rtlgen.layers.lookup import LookupTable
 from rtlgen.layers.stream_util import StageRegisters, pipeline_control
 from rtlgen.ops.conv import read_keras_conv
 from rtlgen.ops.dense import read_keras_dense
 from rtlgen.ops.registry import Op, register_op
 from rtlgen.passes import LowerContext
 from rtlgen.plan import LayerPlan, PlanContext
-from rtlgen.quant.errors import RtlgenError, UnsupportedError
+from rtlgen.quant.activations import MAX_TABLE_INPUT_BITS, input_codes
+from rtlgen.quant.errors import ModelFileError, RtlgenError, RtlgenWarning, UnsupportedError
 from rtlgen.quant.fixed import FixedType, Overflow, Rounding, shift_round
 
 _WIDTH_TYPE = FixedType(8, 0, True)  # the per-channel integer/fractional bit counts
@@ -291,6 +303,7 @@ _PLAIN = {
     "hgq>QConv2D": "QConv2D",
     "hgq>QEinsumDense": "QDense",
     "hgq>QEinsumDenseBatchnorm": "QDense",
+    "hgq>QBatchNormDense": "QDense",
 }
 #: HGQ2 layers that are an input quantizer, a plain Keras layer, an optional output quantizer
 _WRAPPED = {
@@ -350,6 +363,10 @@ def read_hgq2_layer(layer: KerasLayer, shape: Shape, source: WeightSource) -> La
     stored, weights = _own_variables(layer, source, expected)
     if layer.class_name == "hgq>QEinsumDenseBatchnorm":
         weights = _fold_batchnorm(layer, stored, weights, source)
+    fused_bias_risk = None
+    if layer.class_name == "hgq>QBatchNormDense":
+        weights = _fold_input_batchnorm(layer, stored, weights, source)
+        fused_bias_risk = weights.pop("_bias_before_dot")
     kq = quantizer_spec(layer, "kq_conf", "weight")
     if kq is None:
         raise UnsupportedError(f"{layer.where}: a kernel quantizer (kq_conf) is required")
@@ -361,9 +378,10 @@ def read_hgq2_layer(layer: KerasLayer, shape: Shape, source: WeightSource) -> La
         bq = quantizer_spec(layer, "bq_conf", "bias")
         if bq is not None:
             bias = weights["bias"]
-            weights["bias"] = quantized_constant(
-                bias, quantizer_widths(layer, bq, source, "bq/quantizer", bias.shape)
-            )
+            bias_widths = quantizer_widths(layer, bq, source, "bq/quantizer", bias.shape)
+            weights["bias"] = quantized_constant(bias, bias_widths)
+            if fused_bias_risk is not None:
+                _warn_fused_bias(layer, bias, fused_bias_risk, bias_widths)
     out = reader(plain, shape, _Quantized(weights))
     nodes: list[ir.Node] = []
     for node in out.nodes:
@@ -418,6 +436,74 @@ def _fold_batchnorm(
     kernel = (weights["kernel"] * scaler).astype(f32)
     bias = (weights["bias"] + (-got["moving_mean"] * scaler)).astype(f32)
     return {"kernel": kernel, "bias": bias}
+
+
+def _fold_input_batchnorm(
+    layer: KerasLayer, stored: list, weights: dict[str, np.ndarray], source: WeightSource
+) -> dict[str, np.ndarray]:
+    """QBatchNormDense's folding (a batch normalization of the *input*, no beta), in float32
+    as HGQ2 0.2 does at inference::
+
+        scaler  = gamma / sqrt(moving_variance + epsilon)     # per input feature
+        kernel' = scaler[:, None] * kernel
+        bias'   = bias + (-(moving_mean @ kernel))            # the unscaled kernel
+
+    The dot product is taken exactly and rounded to float32 once; HGQ2's backend sums in
+    float32, so a bias' within a few ulps of a rounding boundary of the bias quantizer is
+    warned about (`_warn_fused_bias`). Variables: kernel, bias, gamma (scale=True), beta and
+    ebops of the layer (enable_ebops), moving_mean, moving_variance. Returns the kernel, the
+    bias and, under ``_bias_before_dot``, the layer's own bias."""
+    features = weights["kernel"].shape[0]
+    names = [
+        *(["gamma"] if layer.config.get("scale", True) else []),
+        *(["_beta", "_ebops"] if layer.config.get("enable_ebops", True) else []),
+        "moving_mean",
+        "moving_variance",
+    ]
+    if "bias" not in weights or len(stored) != 2 + len(names):
+        raise RtlgenError(
+            f"{layer.where}: {len(stored)} variables stored, expected kernel, bias, "
+            f"{', '.join(n for n in names if not n.startswith('_'))}"
+        )
+    limits = source_limits(source)
+    got = {}
+    for index, name in enumerate(names, start=2):
+        if name.startswith("_"):
+            continue
+        item = stored[index]
+        value = item.read(limits) if isinstance(item, StoredArray) else np.asarray(item)
+        if value.shape != (features,) or value.dtype.kind != "f" or not np.all(np.isfinite(value)):
+            raise RtlgenError(
+                f"{layer.where}: weight '{name}' is not {features} finite real numbers"
+            )
+        got[name] = value.astype(np.float32)
+    f32 = np.float32
+    epsilon = f32(layer.config.get("epsilon", 1e-3))
+    gamma = got.get("gamma", f32(1))
+    scaler = (gamma / np.sqrt(got["moving_variance"] + epsilon)).astype(f32)
+    kernel = weights["kernel"].astype(f32)
+    offset = (-(got["moving_mean"].astype(np.float64) @ kernel.astype(np.float64))).astype(f32)
+    return {
+        "kernel": (scaler[:, None] * kernel).astype(f32),
+        "bias": (weights["bias"] + offset).astype(f32),
+        "_bias_before_dot": weights["bias"],
+    }
+
+
+def _warn_fused_bias(
+    layer: KerasLayer, fused: np.ndarray, own: np.ndarray, widths: QuantizerWidths
+) -> None:
+    """Warn where QBatchNormDense's float32 fused bias could quantize differently in HGQ2
+    (its dot product summed in float32: a few ulps of the bias and of the sum)."""
+    risky = ambiguous(fused, widths)
+    if np.any(risky):
+        warnings.warn(
+            f"{layer.where}: {int(np.count_nonzero(risky))} fused bias value(s) lie within "
+            f"{TABLE_ULPS} float32 ulps of a rounding boundary of the bias quantizer, where "
+            "HGQ2's float32 sum moving_mean @ kernel may round differently",
+            RtlgenWarning,
+            stacklevel=2,
+        )
 
 
 def _activation_quantizer(
@@ -562,6 +648,242 @@ def read_hgq2_merge(layer: KerasLayer, shapes: tuple[Shape, ...], source: Weight
     return LayerOut([*out.nodes, *post], out.shape, out.softmax, tuple(pre))
 
 
+# ---------------------------------------------------------------------------------------
+# table activations (QUnaryFunctionLUT)
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class FunctionTable(ir.Node):
+    """HGQ2's table activation after its input quantizer: ``y = oq(f(x))`` for each element,
+    ``f`` a Keras activation (`rtlgen.frontend.hgq2.TABLE_FUNCTIONS`) and ``oq`` one
+    fixed-point quantizer for the whole tensor (widths ``keep_negative``, ``integer_bits``,
+    ``frac_bits`` as HGQ2 stores them, its ``round_mode`` and ``overflow_mode`` by HGQ2's
+    names). An exact table over every code of the input type (`function_table`)."""
+
+    function: str = field(default="sigmoid", kw_only=True)
+    keep_negative: int = field(default=1, kw_only=True)
+    integer_bits: int = field(default=0, kw_only=True)
+    frac_bits: int = field(default=0, kw_only=True)
+    round_mode: str = field(default="RND", kw_only=True)
+    overflow_mode: str = field(default="SAT_SYM", kw_only=True)
+
+    op = "hgq2_table"
+
+    def widths(self) -> QuantizerWidths:
+        spec = QuantizerSpec(
+            f"layer '{self.source or self.name}' oq_conf",
+            "kif",
+            self.round_mode,
+            self.overflow_mode,
+            False,
+            True,
+        )
+        one = (1,)
+        return QuantizerWidths(
+            spec,
+            np.full(one, float(self.keep_negative)),
+            np.full(one, float(self.integer_bits)),
+            np.full(one, float(self.frac_bits)),
+        )
+
+    @property
+    def out_frac(self) -> int:
+        pruned = self.keep_negative + self.integer_bits + self.frac_bits <= 0
+        return 0 if pruned else max(self.frac_bits, 0)
+
+    def describe(self) -> str:
+        """What ``rtlgen inspect`` shows in its activation column."""
+        return f"{self.function} (exact table, {self.round_mode}/{self.overflow_mode})"
+
+    def table(self, in_type: FixedType) -> tuple[np.ndarray, int]:
+        """(entry k: the output mantissa, at `out_frac`, of the input mantissa
+        ``in_type.min_int + k``; how many entries are `ambiguous`)."""
+        return _function_table(
+            self.function,
+            in_type,
+            self.keep_negative,
+            self.integer_bits,
+            self.frac_bits,
+            self.round_mode,
+            self.overflow_mode,
+            self.source or self.name,
+        )
+
+
+@functools.lru_cache(maxsize=64)
+def _function_table(
+    function: str,
+    in_type: FixedType,
+    k: int,
+    i: int,
+    f: int,
+    round_mode: str,
+    overflow_mode: str,
+    where: str,
+) -> tuple[np.ndarray, int]:
+    spec = QuantizerSpec(f"layer '{where}' oq_conf", "kif", round_mode, overflow_mode, False, True)
+    widths = QuantizerWidths(spec, np.array([float(k)]), np.array([float(i)]), np.array([float(f)]))
+    values, risky = function_table(function, input_codes(in_type), in_type.frac, widths)
+    frac = max(f, 0) if k + i + f > 0 else 0
+    table = np.round(values.astype(np.float64) * 2.0**frac).astype(np.int64)
+    table.setflags(write=False)
+    return table, int(np.count_nonzero(risky))
+
+
+def lower_function_table(node: FunctionTable, ctx: LowerContext) -> ir.Node:
+    in_type = ctx.in_type
+    where = f"layer '{node.source or node.name}'"
+    if in_type.width > MAX_TABLE_INPUT_BITS:
+        raise UnsupportedError(
+            f"{where}: a {node.function} table of a {in_type.width}-bit input ({in_type}) would "
+            f"have 2**{in_type.width} entries (supported: up to {MAX_TABLE_INPUT_BITS} input "
+            "bits); enable the layer's input quantizer (enable_iq) or narrow it"
+        )
+    table, risky = node.table(in_type)
+    if risky:
+        warnings.warn(
+            f"{where}: {risky:,} of the {table.size:,} entries of the {node.function} table lie "
+            f"within {TABLE_ULPS} float32 ulps of a rounding boundary of the output quantizer, "
+            "where HGQ2's result depends on its backend's float32 arithmetic (rtlgen uses the "
+            "correctly rounded value)",
+            RtlgenWarning,
+            stacklevel=2,
+        )
+    out_type = FixedType.covering(int(table.min()), int(table.max()), node.out_frac)
+    return node.replace(out_type=out_type)
+
+
+def function_table_reference(node: FunctionTable, x: np.ndarray, in_type: FixedType) -> np.ndarray:
+    table, _ = node.table(in_type)
+    return table[np.asarray(x, dtype=np.int64) - in_type.min_int]
+
+
+def plan_function_table(node: FunctionTable, ctx: PlanContext) -> LayerPlan:
+    assert node.out_type is not None
+    table, _ = node.table(ctx.in_type)
+    lanes = node.in_shape[-1]
+    note = (
+        f"one table of {table.size} x {node.out_type.width} bits ({node.function}) read by "
+        f"{lanes} lane(s)"
+    )
+    return LayerPlan(
+        node,
+        (LookupTable(table, ctx.in_type, node.out_type, lanes),),
+        out_spacing=ctx.spacing,
+        notes=(note,),
+    )
+
+
+def validate_function_table(node: FunctionTable, in_type: FixedType | None) -> None:
+    if node.in_shape != node.out_shape:
+        raise RtlgenError(f"in_shape {node.in_shape} and out_shape {node.out_shape} differ")
+    if node.function not in TABLE_FUNCTIONS:
+        raise RtlgenError(f"function {node.function!r} is not one of {', '.join(TABLE_FUNCTIONS)}")
+    if node.round_mode not in ROUND_MODES or node.overflow_mode not in OVERFLOW_MODES:
+        raise RtlgenError(f"modes {node.round_mode}/{node.overflow_mode} are not HGQ2's")
+    if node.keep_negative not in (0, 1) or abs(node.integer_bits) > 24 or abs(node.frac_bits) > 24:
+        raise RtlgenError("widths out of range (k 0/1, |i|, |f| <= 24)")
+    if in_type is not None:
+        if in_type.width > MAX_TABLE_INPUT_BITS:
+            raise RtlgenError(f"input {in_type} is too wide for a table")
+        table, _ = node.table(in_type)
+        if node.out_type != FixedType.covering(int(table.min()), int(table.max()), node.out_frac):
+            raise RtlgenError(f"output type {node.out_type} does not match the table")
+
+
+def read_hgq2_table(layer: KerasLayer, shape: Shape, source: WeightSource) -> LayerOut:
+    """``QUnaryFunctionLUT``: its input quantizer (a `FixedQuantize`, when enabled), then a
+    `FunctionTable` with its output quantizer (required: one width for the tensor)."""
+    function = table_function(layer)
+    if not layer_config_flag(layer, "enable_oq", True):
+        raise UnsupportedError(
+            f"{layer.where}: enable_oq=False is not supported (the table's output would be an "
+            "unquantized float32)"
+        )
+    spec = quantizer_spec(layer, "oq_conf", "table")
+    if spec is None:
+        raise UnsupportedError(f"{layer.where}: an output quantizer (oq_conf) is required")
+    widths = quantizer_widths(layer, spec, source, "oq/quantizer", shape)
+    if spec.rounds_only:
+        raise UnsupportedError(
+            f"{spec.where}: a trainable WRAP weight quantizer (is_weight=True) as the table's "
+            "output quantizer is not supported"
+        )
+    k, i, f = (getattr(widths, name) for name in ("k", "i", "f"))
+    if any(np.any(a != a.flat[0]) for a in (k, i, f)):
+        raise UnsupportedError(
+            f"{spec.where}: output widths that vary by element are not supported (one table "
+            "for the tensor: HGQ2's default, allow_heterogeneous_table=False)"
+        )
+    node = FunctionTable(
+        layer.name,
+        shape,
+        shape,
+        function=function,
+        keep_negative=int(k.flat[0]),
+        integer_bits=int(i.flat[0]),
+        frac_bits=int(f.flat[0]),
+        round_mode=spec.round_mode,
+        overflow_mode=spec.overflow_mode,
+        source=layer.name,
+    )
+    pre = _activation_quantizer(layer, "iq", shape, source)
+    return LayerOut([*pre, node], shape)
+
+
+# ---------------------------------------------------------------------------------------
+# QSoftmax (the last layer: a marker, as Keras's softmax)
+# ---------------------------------------------------------------------------------------
+def read_hgq2_softmax(layer: KerasLayer, shape: Shape, source: WeightSource) -> LayerOut:
+    """``QSoftmax`` as the model's last layer: the hardware emits the logits (after the
+    layer's input quantizer, if enabled) and their arg-max, as for Keras's softmax.
+
+    HGQ2 computes ``exp_table(max(x) - x) * inv_table(sum)`` with lookup tables; with one
+    width for each table's quantizers (checked here), a saturating exp-table input and a
+    positive ``input_scaler`` every step is monotone in ``x``, so the class rtlgen emits
+    has HGQ2's largest probability (ties of the quantized probabilities aside). A WRAP
+    exp-table input (HGQ2's default) breaks that where ``max(x) - x`` passes its range:
+    warned about. A QSoftmax anywhere but last is refused (`build_graph`)."""
+    axes = layer.config.get("axes", layer.config.get("axis", [-1]))
+    axes = axes if isinstance(axes, list) else [axes]
+    if axes not in ([-1], [len(shape)]):
+        raise UnsupportedError(f"{layer.where}: softmax over axes {axes} (only the last axis)")
+    scaler = layer.config.get("input_scaler", 1.0)
+    if not isinstance(scaler, int | float) or not scaler > 0:
+        raise UnsupportedError(
+            f"{layer.where}: input_scaler={scaler!r} is not supported (only > 0: the arg-max "
+            "of the logits is then the most probable class)"
+        )
+    if layer_config_flag(layer, "enable_oq", False):
+        raise UnsupportedError(
+            f"{layer.where}: enable_oq=True is not supported (the hardware emits the logits)"
+        )
+    stable = layer_config_flag(layer, "stable", True)
+    checks = [("exp_table", "oq", "exp_oq_conf", "table")]
+    if stable:
+        checks.append(("exp_table", "iq", "exp_iq_conf", "datalane"))
+    for table, which, key, place in checks:
+        spec = quantizer_spec(layer, key, place)
+        if spec is None:
+            raise ModelFileError(f"{layer.where}: '{key}' is missing")
+        widths = quantizer_widths(layer, spec, source, f"{table}/{which}/quantizer", shape)
+        if any(np.any(a != a.flat[0]) for a in (widths.k, widths.i, widths.f)):
+            raise UnsupportedError(
+                f"{spec.where}: widths that vary by class are not supported (the classes' "
+                "probabilities would not follow their logits; allow_heterogeneous_table=False)"
+            )
+        if which == "iq" and spec.overflow_mode == "WRAP":
+            top = 2.0 ** float(max(widths.i.flat[0], -widths.f.flat[0]))
+            warnings.warn(
+                f"{spec.where}: overflow_mode=WRAP: rtlgen emits the logits and their arg-max, "
+                f"which is HGQ2's most probable class only while max(x) - x stays below {top:g} "
+                "(beyond it HGQ2's exp-table input wraps around); use overflow_mode='SAT'",
+                RtlgenWarning,
+                stacklevel=2,
+            )
+    pre = _activation_quantizer(layer, "iq", shape, source)
+    return LayerOut(pre, shape, softmax=True)
+
+
 @register_op
 class FixedQuantizeOp(Op):
     name = "fixed_quantize"
@@ -608,3 +930,26 @@ class Hgq2BatchNormOp(Op):
     name = "hgq2_batchnorm"
     keras_classes = ("hgq>QBatchNormalization",)
     from_keras = staticmethod(read_hgq2_batchnorm)
+
+
+@register_op
+class FunctionTableOp(Op):
+    """HGQ2 table activations (``QUnaryFunctionLUT``): an exact lookup table."""
+
+    name = "hgq2_table"
+    node_types = (FunctionTable,)
+    keras_classes = ("hgq>QUnaryFunctionLUT",)
+    from_keras = staticmethod(read_hgq2_table)
+    lower = staticmethod(lower_function_table)
+    reference = staticmethod(function_table_reference)
+    plan = staticmethod(plan_function_table)
+    validate = staticmethod(validate_function_table)
+
+
+@register_op
+class Hgq2SoftmaxOp(Op):
+    """HGQ2's ``QSoftmax`` as the last layer: a marker (logits + arg-max)."""
+
+    name = "hgq2_softmax"
+    keras_classes = ("hgq>QSoftmax",)
+    from_keras = staticmethod(read_hgq2_softmax)

@@ -3,7 +3,9 @@
 Run in the oracle venv (Python 3.12, ``pip install -e '.[hgq2]'`` or
 ``pip install keras==3.15.1 hgq2==0.2.0 jax jaxlib``)::
 
-    KERAS_BACKEND=jax python tests/data/make_hgq2_models.py [OUTDIR]
+    KERAS_BACKEND=jax python tests/data/make_hgq2_models.py [OUTDIR [NAME ...]]
+
+(NAMEs: only those models, without the bare quantizer cases.)
 
 Nothing here is trained: each quantizer's widths (``k``, ``i``/``b``, ``f``) are set to
 seeded random integers after the model is built, as training would leave them (per-weight
@@ -68,6 +70,9 @@ def _randomize(model, seed: int) -> None:
     """Random weights and widths for every HGQ2 layer of ``model``."""
     rng = np.random.default_rng(seed)
     for layer in model.layers:
+        if type(layer).__name__ == "QUnaryFunctionLUT":
+            _randomize_table(layer, rng)
+            continue
         if getattr(layer, "kernel", None) is not None:
             kernel = layer._kernel if hasattr(layer, "_kernel") else layer.kernel
             kernel.assign(rng.normal(0, 0.6, size=tuple(kernel.shape)).astype(np.float32))
@@ -87,6 +92,11 @@ def _randomize(model, seed: int) -> None:
             layer.bn_gamma.assign(rng.uniform(0.5, 1.5, c).astype(np.float32))
             layer.moving_mean.assign(rng.normal(0, 0.5, c).astype(np.float32))
             layer.moving_variance.assign(rng.uniform(0.5, 2.0, c).astype(np.float32))
+        elif type(layer).__name__ == "QBatchNormDense":  # BN on the input, fused
+            c = tuple(layer.moving_variance.shape)
+            layer.bn_gamma.assign(rng.uniform(0.5, 1.5, c).astype(np.float32))
+            layer.moving_mean.assign(rng.normal(0, 0.5, c).astype(np.float32))
+            layer.moving_variance.assign(rng.uniform(0.5, 2.0, c).astype(np.float32))
         elif hasattr(layer, "moving_variance") and hasattr(layer, "bn_gamma"):
             c = tuple(layer.moving_variance.shape)
             layer.bn_gamma.assign(rng.uniform(0.5, 1.5, c).astype(np.float32))
@@ -99,6 +109,13 @@ def _randomize(model, seed: int) -> None:
             _set_kif(layer, rng)
         if getattr(layer, "enable_oq", False):
             _set_kif(layer.oq, rng, (1, 3), (1, 4), k=0)  # unsigned, as its k0=False
+
+
+def _randomize_table(layer, rng) -> None:
+    """A table activation: per-element input widths, one output width (KBI, per tensor)."""
+    if layer.enable_iq:
+        _set_kif(layer.iq, rng, (1, 3), (2, 5))
+    _set_kbi(layer.oq, rng, (6, 10), (0, 2))
 
 
 def _conf(kind: str, place: str, **kw):
@@ -342,6 +359,114 @@ def bench_uniform():
     return model
 
 
+def lut_act():
+    """Table activations (QUnaryFunctionLUT) in an MLP: sigmoid with per-element input widths
+    and HGQ2's default table output quantizer (KBI, RND, SAT_SYM, one width), tanh with a
+    RND_CONV/SAT output, then a QDense."""
+    keras = _keras()
+    from hgq.layers import QDense, QUnaryFunctionLUT
+
+    inp = keras.Input((8,), name="x")
+    h = QDense(6, name="fc1")(inp)
+    h = QUnaryFunctionLUT("sigmoid", name="sig")(h)
+    h = QDense(5, name="fc2")(h)
+    table = _conf("kbi", "table", round_mode="RND_CONV", overflow_mode="SAT")
+    h = QUnaryFunctionLUT("tanh", name="th", oq_conf=table)(h)
+    return keras.Model(inp, QDense(3, name="head")(h), name="lut_act")
+
+
+#: the named functions of `lut_funcs`, each with its output quantizer's (b, i, modes)
+LUT_FUNCTIONS = (
+    ("sigmoid", 8, 1, "RND", "SAT_SYM"),
+    ("tanh", 9, 1, "RND_CONV", "SAT"),
+    ("softsign", 7, 1, "TRN", "SAT"),
+    ("softplus", 10, 4, "RND", "SAT_SYM"),
+    ("exponential", 11, 6, "RND", "SAT"),
+    ("elu", 8, 3, "RND_CONV", "WRAP"),
+    ("selu", 9, 4, "RND", "SAT_SYM"),
+    ("silu", 10, 3, "TRN", "SAT_SYM"),
+    ("gelu", 10, 3, "RND", "SAT"),
+    ("hard_sigmoid", 6, 1, "RND", "SAT_SYM"),
+    ("hard_silu", 9, 3, "RND_CONV", "SAT"),
+    ("relu6", 7, 3, "RND", "SAT"),
+    ("mish", 10, 3, "RND_ZERO", "SAT_SYM"),
+    ("log_sigmoid", 9, 4, "RND_INF", "SAT_SYM"),
+)
+#: `lut_funcs` input: one width for the tensor, fixed<8,4> (every code in [-8, 8))
+LUT_INPUT_I, LUT_INPUT_F = 3, 4
+
+
+def lut_funcs():
+    """Every supported named function as a QUnaryFunctionLUT on the same input, whose
+    quantizer (one width) has 256 codes: the saved inputs are all of them, so each table is
+    compared with HGQ2 on its every entry; the branches are concatenated."""
+    keras = _keras()
+    from hgq.layers import QUnaryFunctionLUT
+
+    inp = keras.Input((16,), name="x")
+    outs = []
+    for name, b, i, rnd, ovf in LUT_FUNCTIONS:
+        layer = QUnaryFunctionLUT(
+            name,
+            name=f"t_{name}",
+            iq_conf=_conf("kif", "datalane", overflow_mode="SAT", heterogeneous_axis=()),
+            oq_conf=_conf("kbi", "table", round_mode=rnd, overflow_mode=ovf),
+        )
+        outs.append(layer(inp))
+        inner = layer.iq.quantizer
+        inner._i.assign(np.full(tuple(inner._i.shape), LUT_INPUT_I, np.float32))
+        inner._f.assign(np.full(tuple(inner._f.shape), LUT_INPUT_F, np.float32))
+        inner._k.assign(np.ones(tuple(inner._k.shape), np.uint8))
+        out = layer.oq.quantizer
+        out._b.assign(np.full(tuple(out._b.shape), b, np.float32))
+        out._i.assign(np.full(tuple(out._i.shape), i, np.float32))
+        out._k.assign(np.ones(tuple(out._k.shape), np.uint8))
+    out = keras.layers.Concatenate(name="cat")(outs)
+    return keras.Model(inp, out, name="lut_funcs")
+
+
+def lut_codes() -> np.ndarray:
+    """`lut_funcs`'s inputs: the 256 codes of fixed<8,4>, 16 samples of 16."""
+    step = 2.0**-LUT_INPUT_F
+    codes = np.arange(-(2 ** (LUT_INPUT_I + LUT_INPUT_F)), 2 ** (LUT_INPUT_I + LUT_INPUT_F))
+    return (codes * step).astype(np.float32).reshape(16, 16)
+
+
+def softmax_head():
+    """An MLP ending in QSoftmax (HGQ2's table softmax: exp table, sum, 1/x table, product)
+    with a saturating exp-table input quantizer; the default table widths."""
+    keras = _keras()
+    from hgq.layers import QDense, QSoftmax
+
+    inp = keras.Input((8,), name="x")
+    h = QDense(6, activation="relu", name="fc1")(inp)
+    h = QDense(5, name="logits")(h)
+    out = QSoftmax(name="softmax", exp_iq_conf=_conf("kif", "datalane", overflow_mode="SAT"))(h)
+    return keras.Model(inp, out, name="softmax_head")
+
+
+def softmax_mid():
+    """A QSoftmax that another layer follows (rtlgen refuses it: the hardware does not
+    compute the probabilities)."""
+    keras = _keras()
+    from hgq.layers import QDense, QSoftmax
+
+    inp = keras.Input((6,), name="x")
+    h = QSoftmax(name="softmax")(QDense(4, name="fc")(inp))
+    return keras.Model(inp, QDense(2, name="head")(h), name="softmax_mid")
+
+
+def bn_dense():
+    """QBatchNormDense (batch normalization of the input fused into the dense's quantized
+    kernel and bias), then a QDense."""
+    keras = _keras()
+    from hgq.layers import QBatchNormDense, QDense
+
+    inp = keras.Input((8,), name="x")
+    h = QBatchNormDense(6, activation="relu", name="bnd")(inp)
+    return keras.Model(inp, QDense(3, name="head")(h), name="bn_dense")
+
+
 MODELS = {
     "mlp_perweight": (mlp_perweight, (8,)),
     "mlp_uniform": (mlp_uniform, (8,)),
@@ -356,9 +481,16 @@ MODELS = {
     "residual": (residual, (6,)),
     "bare_quantizer": (bare_quantizer, (5,)),
     "einsum_bn_fused": (einsum_bn_fused, (8,)),
+    "lut_act": (lut_act, (8,)),
+    "lut_funcs": (lut_funcs, (16,)),
+    "softmax_head": (softmax_head, (8,)),
+    "bn_dense": (bn_dense, (8,)),
+    "softmax_mid": (softmax_mid, (6,)),
 }
-#: models whose weights and widths another model's build sets
-_DERIVED = ("bench_uniform",)
+#: models whose weights and widths another model's build (or their own) sets
+_DERIVED = ("bench_uniform", "lut_funcs")
+#: models saved with inputs of their own instead of `fixed_inputs`
+_INPUTS = {"lut_funcs": lut_codes}
 
 
 def build(name: str):
@@ -370,9 +502,19 @@ def build(name: str):
     return model
 
 
-def expected(model, shape: tuple[int, ...], n: int = 64, seed: int = 7):
-    x = fixed_inputs(shape, n, seed)
+def expected(model, shape: tuple[int, ...], n: int = 64, seed: int = 7, name: str = ""):
+    x = _INPUTS[name]() if name in _INPUTS else fixed_inputs(shape, n, seed)
     return x, np.asarray(model.predict(x, verbose=0))
+
+
+def extra_outputs(name: str, model, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Further arrays of ``NAME_expected.npz``: a softmax model's logits (the layer before
+    its QSoftmax), which rtlgen predicts."""
+    if name != "softmax_head":
+        return {}
+    keras = _keras()
+    logits = keras.Model(model.inputs, model.get_layer("logits").output)
+    return {"logits": np.asarray(logits.predict(x, verbose=0))}
 
 
 # ---------------------------------------------------------------------------------------
@@ -417,17 +559,24 @@ def quantizer_outputs(seed: int = 99):
     return out
 
 
-def main(outdir: Path) -> None:
+def main(outdir: Path, names: list[str]) -> None:
+    """Write the models ``names`` (all, and the bare quantizer cases, when empty)."""
     import keras
 
+    unknown = [name for name in names if name not in MODELS]
+    if unknown:
+        raise SystemExit(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(MODELS)}")
     keras.utils.set_random_seed(SEED)
     outdir.mkdir(parents=True, exist_ok=True)
-    for name in MODELS:
+    for name in names or MODELS:
         model = build(name)
         model.save(outdir / f"{name}.keras")
-        x, y = expected(model, MODELS[name][1])
-        np.savez_compressed(outdir / f"{name}_expected.npz", x=x, y=y)
+        x, y = expected(model, MODELS[name][1], name=name)
+        extra = extra_outputs(name, model, x)
+        np.savez_compressed(outdir / f"{name}_expected.npz", x=x, y=y, **extra)
         print(f"{name}: {model.count_params()} parameters -> {name}.keras")
+    if names:
+        return
     cases = quantizer_outputs()
     arrays = {}
     for case, (x, k, i, w, y) in cases.items():
@@ -438,4 +587,4 @@ def main(outdir: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "hgq2")
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "hgq2", sys.argv[2:])

@@ -20,8 +20,8 @@ import pytest
 from rtlgen import ir
 from rtlgen.api import load_model, predict_outputs
 from rtlgen.frontend.hgq2 import QuantizerSpec, QuantizerWidths, quantize_float
-from rtlgen.ops.hgq2 import FixedQuantize, quantize_node
-from rtlgen.quant.errors import UnsupportedError
+from rtlgen.ops.hgq2 import FixedQuantize, FunctionTable, quantize_node
+from rtlgen.quant.errors import RtlgenWarning, UnsupportedError
 from rtlgen.quant.fixed import FixedType
 
 from .cli_run import convert_and_simulate, rtlgen
@@ -42,6 +42,9 @@ MODELS = (
     "conv_per_pixel",
     "bare_quantizer",
     "einsum_bn_fused",
+    "lut_act",
+    "lut_funcs",
+    "bn_dense",
 )
 INPUT_TYPE = "fixed<16,6>"  # the saved inputs are multiples of 1/16 in [-6, 6)
 
@@ -106,9 +109,131 @@ def _predict(name: str) -> tuple[np.ndarray, np.ndarray, ir.ModelGraph]:
 
 
 @pytest.mark.parametrize("name", MODELS)
+@pytest.mark.filterwarnings("ignore:.*float32 ulps")
 def test_model_predicts_exactly_as_hgq2(name):
     got, want, _ = _predict(name)
     np.testing.assert_array_equal(got, want)
+
+
+def test_table_activation_nodes():
+    """QUnaryFunctionLUT: its input quantizer, then one exact table (input: the quantizer's
+    output type) holding HGQ2's output quantizer; QBatchNormDense: one Dense."""
+    graph = load_model(DATA / "lut_act.keras", input_type=INPUT_TYPE)
+    ops = [(n.name, n.op) for n in graph.nodes]
+    assert ops[3:5] == [("sig_iq", "fixed_quantize"), ("sig", "hgq2_table")]
+    by_name = {n.name: n for n in graph.nodes}
+    assert isinstance(by_name["th"], FunctionTable) and by_name["th"].function == "tanh"
+    assert (by_name["th"].round_mode, by_name["th"].overflow_mode) == ("RND_CONV", "SAT")
+    graph = load_model(DATA / "bn_dense.keras", input_type=INPUT_TYPE)
+    ops = [(n.name, n.op) for n in graph.nodes]
+    assert ops[1:3] == [("bnd_iq", "fixed_quantize"), ("bnd", "dense")]
+
+
+def test_every_table_entry_matches_hgq2():
+    """lut_funcs: each supported function's table on all 256 codes of its input (HGQ2's
+    outputs for every code), every rounding/overflow mode among them: equal; the one entry
+    within a few float32 ulps of a rounding boundary (silu(5.9375) = 757.99994 / 128,
+    truncated) is the only one warned about, and HGQ2 (JAX) agrees there too."""
+    with pytest.warns(RtlgenWarning) as record:
+        got, want, graph = _predict("lut_funcs")
+    messages = [str(w.message) for w in record if "ulps" in str(w.message)]
+    assert len(messages) == 1 and "layer 't_silu': 1 of the 256 entries" in messages[0]
+    np.testing.assert_array_equal(got, want)
+    tables = [n for n in graph.nodes if isinstance(n, FunctionTable)]
+    assert len(tables) == 14 and len({n.function for n in tables}) == 14
+    x = np.load(DATA / "lut_funcs_expected.npz")["x"]
+    assert np.unique(x).size == 256  # every code of fixed<8,4>
+
+
+def test_softmax_head_emits_logits_and_hgq2s_most_probable_class():
+    """A final QSoftmax is a marker, as Keras's softmax: rtlgen predicts HGQ2's logits
+    exactly, and the arg-max of them has HGQ2's largest (table-computed) probability."""
+    expected = np.load(DATA / "softmax_head_expected.npz")
+    graph = load_model(DATA / "softmax_head.keras", input_type=INPUT_TYPE)
+    assert graph.softmax and graph.nodes[-1].name == "logits"
+    (logits,) = predict_outputs(graph, expected["x"]).values()
+    np.testing.assert_array_equal(logits.reshape(expected["logits"].shape), expected["logits"])
+    probabilities = expected["y"]
+    chosen = probabilities[np.arange(len(probabilities)), np.argmax(logits, axis=1)]
+    np.testing.assert_array_equal(chosen, probabilities.max(axis=1))
+    assert np.ptp(probabilities, axis=1).min() > 0  # not a trivially constant output
+
+
+def test_softmax_wrap_exp_input_warns(tmp_path):
+    """HGQ2's default WRAP exp-table input (its variables then f, k, i, i_decay_speed)."""
+
+    def wrap(conf):
+        conf["config"]["overflow_mode"] = "WRAP"
+        return conf
+
+    def wrap_variables(f):
+        group = f["layers/q_softmax/exp_table/iq/quantizer/vars"]
+        i, frac, k = (group[str(n)][()] for n in range(3))
+        for n in range(3):
+            del group[str(n)]
+        for n, value in enumerate((frac, k, i, np.float32(0.01))):
+            group[str(n)] = value
+
+    edited = _edited_archive(tmp_path, "softmax_head.keras", "softmax", "exp_iq_conf", wrap)
+    path = _edited_weights(tmp_path, edited, wrap_variables)
+    with pytest.warns(RtlgenWarning, match=r"overflow_mode=WRAP.*max\(x\) - x stays below"):
+        load_model(path, input_type=INPUT_TYPE)
+
+
+def _lambda(_):
+    return {"value": ["4wEAAAAAAAAA", None, None]}
+
+
+def _python_function(_):
+    return {"module": "builtins", "class_name": "function", "config": "exp"}
+
+
+@pytest.mark.parametrize(
+    "source, layer, key, change, words",
+    [
+        ("lut_act.keras", "sig", "activation", _lambda, "a Python lambda (bytecode)"),
+        ("lut_act.keras", "sig", "activation", _python_function, "the Python function 'exp'"),
+        ("lut_act.keras", "sig", "activation", lambda _: "sin", "'sin' is not supported"),
+        ("lut_act.keras", "sig", "enable_oq", lambda _: False, "enable_oq=False"),
+        ("softmax_head.keras", "softmax", "input_scaler", lambda _: -1.0, "input_scaler=-1.0"),
+        ("softmax_head.keras", "softmax", "axes", lambda _: [0], "axes [0]"),
+        ("softmax_head.keras", "softmax", "enable_oq", lambda _: True, "enable_oq=True"),
+    ],
+)
+def test_unsupported_table_and_softmax_options_refused_in_one_line(
+    tmp_path, source, layer, key, change, words
+):
+    path = _edited_archive(tmp_path, source, layer, key, change)
+    with pytest.raises(UnsupportedError) as info:
+        load_model(path, input_type=INPUT_TYPE)
+    message = str(info.value)
+    assert "\n" not in message and f"layer '{layer}'" in message and words in message
+
+
+@pytest.mark.filterwarnings("ignore:.*overflow_mode=WRAP")
+def test_softmax_before_another_layer_refused_in_one_line(tmp_path):
+    with pytest.raises(UnsupportedError) as info:
+        load_model(DATA / "softmax_mid.keras", input_type=INPUT_TYPE)
+    message = str(info.value)
+    assert "\n" not in message and "layer 'softmax' (hgq>QSoftmax)" in message
+    assert "only supported as the last layer" in message
+    run = rtlgen("convert", DATA / "softmax_mid.keras", "-o", tmp_path / "out")
+    errors = [line for line in run.stderr.splitlines() if not line.startswith("warning:")]
+    assert run.returncode == 2 and len(errors) == 1 and "Traceback" not in run.stderr
+
+
+def test_per_element_table_output_widths_refused_in_one_line(tmp_path):
+    def per_element(f):
+        group = f["layers/q_unary_function_lut/oq/quantizer/vars"]
+        b = group["0"][()]
+        del group["0"]
+        group["0"] = np.array([[3.0, 4.0, 5.0, 6.0, 7.0, 8.0]], dtype="float32") + 0 * b
+    path = _edited_weights(tmp_path, "lut_act.keras", per_element)
+    with pytest.raises(UnsupportedError) as info:
+        load_model(path, input_type=INPUT_TYPE)
+    message = str(info.value)
+    assert "\n" not in message and "layer 'sig' (hgq>QUnaryFunctionLUT) oq_conf" in message
+    assert "vary by element" in message
 
 
 def test_json_and_weights_h5(tmp_path):
@@ -202,7 +327,7 @@ def _edited_weights(tmp_path, source: str, edit) -> Path:
 
     import h5py
 
-    target = tmp_path / f"weights_{source}"
+    target = tmp_path / f"weights_{Path(source).name}"
     with zipfile.ZipFile(DATA / source) as archive, zipfile.ZipFile(target, "w") as out:
         for item in archive.namelist():
             data = archive.read(item)
@@ -324,6 +449,9 @@ def test_per_pixel_input_widths():
         "residual",
         "conv_per_pixel",
         "cnn2d",
+        "lut_act",
+        "bn_dense",
+        "softmax_head",
     ],
 )
 def test_network_bit_exact_under_backpressure(name):
@@ -359,20 +487,22 @@ def test_channel_quantize_component_random_widths(rounding, overflow):
         bit_exact_in_simulator(lower(graph), n=4, seed=5)
 
 
-def test_graph_npz_round_trip(tmp_path):
-    """A converted design's graph.npz holds the FixedQuantize widths: it predicts the same."""
+@pytest.mark.parametrize("name", ["mlp_modes", "lut_act"])
+def test_graph_npz_round_trip(tmp_path, name):
+    """A converted design's graph.npz holds the FixedQuantize widths and the table
+    activations' functions and output widths: it predicts the same."""
     from rtlgen.emit import convert
 
-    got, want, graph = _predict("mlp_modes")
+    got, want, graph = _predict(name)
     design = convert(graph, tmp_path / "design")
     again = load_model(design.outdir)
-    x = np.load(DATA / "mlp_modes_expected.npz")["x"]
+    x = np.load(DATA / f"{name}_expected.npz")["x"]
     (y,) = predict_outputs(again, x).values()
     np.testing.assert_array_equal(y.reshape(want.shape), want)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["cnn2d", "conv_per_pixel"])
+@pytest.mark.parametrize("name", ["cnn2d", "conv_per_pixel", "lut_act"])
 def test_convert_and_sim_cli_bit_exact(tmp_path, name):
     """Whole HGQ2 CNNs (per-channel or per-pixel input widths, per-weight kernels, pooling, a
     QDense with per-element input widths) through `rtlgen convert` and `rtlgen sim` in
