@@ -6,6 +6,10 @@ its input quantizer ``iq`` (when enabled), the Dense/Conv node of `rtlgen.ops.de
 `rtlgen.ops.conv` with the kernel and bias as HGQ2 quantized them (exact constants: per-weight
 widths are kept exactly, pruned weights are zero and build nothing), its activation, and a
 `FixedQuantize` for ``oq`` (``enable_oq``). Widths and modes: `rtlgen.frontend.hgq2`.
+``QBatchNormDense`` is a QDense whose input's batch normalization HGQ2 folds into the kernel
+and bias (`_fold_input_batchnorm`). ``QUnaryFunctionLUT`` (a table activation) is its input
+quantizer and a `FunctionTable` (an exact `LookupTable` holding the output quantizer too);
+``QSoftmax`` as the last layer is a marker, as Keras's softmax (`read_hgq2_softmax`).
 
 `FixedQuantize` (contract): per element ``e`` (position and channel; a flat vector is one
 position), ``y = fit(shift_round(x, fx - f_e), k_e, i_e, f_e) << (F - f_e)`` where ``fit``

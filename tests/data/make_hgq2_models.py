@@ -445,6 +445,18 @@ def softmax_head():
     return keras.Model(inp, out, name="softmax_head")
 
 
+def softmax_iq():
+    """QSoftmax with its own input quantizer (per class widths) and stable=False (exp of
+    the quantized logits, no exp-table input quantizer)."""
+    keras = _keras()
+    from hgq.layers import QDense, QSoftmax
+
+    inp = keras.Input((8,), name="x")
+    h = QDense(6, name="logits")(inp)
+    out = QSoftmax(name="softmax", enable_iq=True, stable=False)(h)
+    return keras.Model(inp, out, name="softmax_iq")
+
+
 def softmax_mid():
     """A QSoftmax that another layer follows (rtlgen refuses it: the hardware does not
     compute the probabilities)."""
@@ -486,6 +498,7 @@ MODELS = {
     "softmax_head": (softmax_head, (8,)),
     "bn_dense": (bn_dense, (8,)),
     "softmax_mid": (softmax_mid, (6,)),
+    "softmax_iq": (softmax_iq, (8,)),
 }
 #: models whose weights and widths another model's build (or their own) sets
 _DERIVED = ("bench_uniform", "lut_funcs")
@@ -509,12 +522,17 @@ def expected(model, shape: tuple[int, ...], n: int = 64, seed: int = 7, name: st
 
 def extra_outputs(name: str, model, x: np.ndarray) -> dict[str, np.ndarray]:
     """Further arrays of ``NAME_expected.npz``: a softmax model's logits (the layer before
-    its QSoftmax), which rtlgen predicts."""
-    if name != "softmax_head":
+    its QSoftmax, after the QSoftmax's input quantizer if enabled), which rtlgen predicts."""
+    if name not in ("softmax_head", "softmax_iq"):
         return {}
     keras = _keras()
-    logits = keras.Model(model.inputs, model.get_layer("logits").output)
-    return {"logits": np.asarray(logits.predict(x, verbose=0))}
+    logits = np.asarray(
+        keras.Model(model.inputs, model.get_layer("logits").output).predict(x, verbose=0)
+    )
+    softmax = model.get_layer("softmax")
+    if softmax.enable_iq:
+        logits = np.asarray(softmax.iq(logits, training=False))
+    return {"logits": logits}
 
 
 # ---------------------------------------------------------------------------------------
