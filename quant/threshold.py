@@ -166,9 +166,13 @@ class StepFunction:
 
     def __call__(self, x: np.ndarray, channel_axis: int = -1, ulps: int = 0) -> np.ndarray:
         """Input mantissas -> output mantissas (int64), channels along ``channel_axis``."""
-        y = (np.asarray(x, dtype=np.float64) * 2.0**-self.in_type.frac).astype(_F32)
-        if self.bn is not None:
-            y = self.bn.apply(y, channel_axis, ulps)
+        exact = getattr(self.bn, "apply_mantissas", None)
+        if exact is not None:  # a float function of the exact input (QONNX's float scales)
+            y = exact(np.asarray(x, dtype=np.int64), self.in_type.frac, channel_axis)
+        else:
+            y = (np.asarray(x, dtype=np.float64) * 2.0**-self.in_type.frac).astype(_F32)
+            if self.bn is not None:
+                y = self.bn.apply(y, channel_axis, ulps)
         if self.clamp.lo is not None:
             y = np.maximum(y, _F32(self.clamp.lo))
         if self.clamp.hi is not None:
@@ -283,7 +287,8 @@ def find_thresholds(f: StepFunction, channels: int, rsqrt_ulps: int = RSQRT_ULPS
 
     Raises `UnsupportedError` if the function is not monotone per channel (a bug or a
     quantizer that is not a step function)."""
-    ulps_range = range(-rsqrt_ulps, rsqrt_ulps + 1) if f.bn is not None else range(0, 1)
+    rsqrt = f.bn is not None and getattr(f.bn, "rsqrt", True)  # QONNX's QuantStep has none
+    ulps_range = range(-rsqrt_ulps, rsqrt_ulps + 1) if rsqrt else range(0, 1)
     results = {u: _search(f, channels, u) for u in ulps_range}
     best = results[0]
     ambiguous = 0
@@ -291,7 +296,7 @@ def find_thresholds(f: StepFunction, channels: int, rsqrt_ulps: int = RSQRT_ULPS
         if u == 0:
             continue
         ambiguous = max(ambiguous, _differences(best, other))
-    _check_monotone(f, best, channels)
+    check_monotone(f, best, channels)
     return Thresholds(best.thresholds, best.levels, ambiguous)
 
 
@@ -304,7 +309,7 @@ def _differences(a: Thresholds, b: Thresholds) -> int:
     )
 
 
-def _check_monotone(f: StepFunction, t: Thresholds, channels: int) -> None:
+def check_monotone(f: StepFunction, t: Thresholds, channels: int) -> None:
     """Spot check: the step function agrees with the thresholds at and just below every
     threshold and on random points (the search assumed monotone levels)."""
     lo, hi = f.in_type.min_int, f.in_type.max_int

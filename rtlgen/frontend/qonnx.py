@@ -393,6 +393,7 @@ class QuantStep:
     mode: str
     step: float
     label = "float scale"  # what `rtlgen inspect` calls the threshold's float function
+    rsqrt = False  # no rsqrt: one threshold search (`rtlgen.quant.threshold.find_thresholds`)
 
     def apply(self, y: np.ndarray, channel_axis: int = -1, ulps: int = 0) -> np.ndarray:
         shape = [1] * np.ndim(y)
@@ -400,13 +401,140 @@ class QuantStep:
         y = np.asarray(y, dtype=np.float32)
         with np.errstate(all="ignore"):
             z = y.astype(np.float64) * self.scale.reshape(shape) + self.bias.reshape(shape)
-            v = z.astype(np.float32)
-            if self.relu:
-                v = np.maximum(v, np.float32(0))
-            t = (v / self.s_out.astype(np.float32).reshape(shape)).astype(np.float32)
-            t = np.clip(t, np.float32(self.lo), np.float32(self.hi))
-            code = round_mode(t, self.mode)
-        return (code.astype(np.float64) * self.step).astype(np.float32)
+        return self._quantize(z.astype(np.float32), shape)
+
+    def apply_mantissas(self, x: np.ndarray, frac: int, channel_axis: int = -1) -> np.ndarray:
+        """`apply` on the exact input ``x * 2**-frac`` (int64 mantissas, any width): ``v`` is
+        the correctly rounded float32 of the exact ``x * 2**-frac * scale + bias``
+        (`round_to_float32`), so wide accumulators (integer weights scaled per input channel)
+        are decided exactly. `rtlgen.quant.threshold.StepFunction` calls it instead of
+        `apply` on the float32 input."""
+        x = np.asarray(x, dtype=np.int64)
+        shape = [1] * x.ndim
+        shape[channel_axis] = -1
+        scale = np.broadcast_to(self.scale.reshape(shape) * 2.0**-frac, x.shape)
+        bias = np.broadcast_to(self.bias.reshape(shape), x.shape)
+        return self._quantize(round_to_float32(x, scale, bias), shape)
+
+    def _quantize(self, v: np.ndarray, shape: list[int]) -> np.ndarray:
+        return _int_quant32(v, shape, self.relu, self.s_out, self.lo, self.hi, self.mode, self.step)
+
+
+def _int_quant32(
+    v: np.ndarray,
+    shape: list[int],
+    relu: bool,
+    s_out: np.ndarray,
+    lo: int,
+    hi: int,
+    mode: str,
+    step: float,
+) -> np.ndarray:
+    """QONNX's ``int_quant`` (float32 ops) of a layer's float32 output ``v`` (a Relu first),
+    per channel (``shape``: ``s_out`` broadcast against ``v``): the code times ``step``."""
+    with np.errstate(all="ignore"):
+        if relu:
+            v = np.maximum(v, np.float32(0))
+        t = (v / s_out.astype(np.float32).reshape(shape)).astype(np.float32)
+        t = np.clip(t, np.float32(lo), np.float32(hi))
+        code = round_mode(t, mode)
+    return (code.astype(np.float64) * step).astype(np.float32)
+
+
+@dataclass(frozen=True, eq=False)
+class BatchNormQuantStep:
+    """A float BatchNormalization (`rtlgen.quant.threshold.FloatBatchNorm`, evaluated in
+    float32 op by op as the KerasBatchNorm path does), a pending Relu, then a QONNX ``Quant``
+    with one power-of-two scale per channel (``s_out``), as a threshold op's float function:
+    its integer codes (``step`` 1; the per-channel scales stay pending on the stream)."""
+
+    batchnorm: Any  # FloatBatchNorm
+    relu: bool
+    s_out: np.ndarray  # float32, per channel
+    lo: int
+    hi: int
+    mode: str
+    step: float = 1.0
+    label = "float BN"
+
+    def apply(self, y: np.ndarray, channel_axis: int = -1, ulps: int = 0) -> np.ndarray:
+        shape = [1] * np.ndim(y)
+        shape[channel_axis] = -1
+        v = self.batchnorm.apply(np.asarray(y, dtype=np.float32), channel_axis, ulps)
+        return _int_quant32(v, shape, self.relu, self.s_out, self.lo, self.hi, self.mode, 1.0)
+
+
+#: widest integer input-channel multiplier (`integer_ratios`): the layer's integer weights
+#: must stay exact constants of at most 61 bits
+MAX_MULTIPLIER_BITS = 48
+
+
+def integer_ratios(scales: np.ndarray, where: str) -> tuple[float, np.ndarray]:
+    """Per-channel scales (non-zero float64) as ``common * multipliers`` exactly: integer
+    ``multipliers`` (int64) without a common factor, ``common`` a float64.
+
+    Every float is ``m * 2**e`` (``m`` an odd integer): ``multipliers = m * 2**(e - min e)``
+    divided by their greatest common divisor, ``common = gcd * 2**min e``. A per-input-channel
+    scale folded into a layer's integer weights this way keeps the accumulator an exact
+    integer (``sum code * w * multiplier``) with one scale per output channel. Refused when a
+    multiplier needs more than `MAX_MULTIPLIER_BITS` bits (scales whose ratios are too fine)."""
+    import math
+
+    s = np.asarray(scales, dtype=np.float64).ravel()
+    mant, exp = np.frexp(np.abs(s))
+    ints = [int(v) for v in (mant * 2.0**53).astype(np.int64)]
+    lows = [(i & -i).bit_length() - 1 for i in ints]
+    odd = [i >> low for i, low in zip(ints, lows, strict=True)]
+    exps = [int(e) - 53 + low for e, low in zip(exp, lows, strict=True)]
+    base = min(exps)
+    values = [o << (e - base) for o, e in zip(odd, exps, strict=True)]
+    divisor = math.gcd(*values)
+    if divisor >= 2**29:  # keep ``common * s_w`` (a float32 weight scale) exact in float64
+        divisor = 1
+    values = [v // divisor for v in values]
+    bits = max(v.bit_length() for v in values)
+    if bits > MAX_MULTIPLIER_BITS:
+        raise UnsupportedError(
+            f"{where}: its input's per-channel float scales differ by ratios that need "
+            f"{bits}-bit integer multipliers (at most {MAX_MULTIPLIER_BITS}); supported: "
+            "per-channel scales within a factor of 2**24 of each other"
+        )
+    signs = np.where(s < 0, -1, 1)
+    multipliers = np.array(values, dtype=np.int64) * signs
+    return float(divisor) * 2.0**base, multipliers
+
+
+def round_to_float32(x: np.ndarray, scale: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """The float32 nearest (ties to even) to the exact ``x * scale + bias`` (``x`` int64,
+    ``scale`` and ``bias`` float64 of ``x``'s shape).
+
+    float64 arithmetic first; where its result lies within its error bound of a float32
+    rounding midpoint (or ``|x| > 2**53``), the value is computed exactly (rationals) and the
+    midpoint decided by it."""
+    from fractions import Fraction
+
+    x = np.asarray(x, dtype=np.int64)
+    with np.errstate(all="ignore"):
+        xf = x.astype(np.float64)
+        product = xf * scale
+        z = product + bias
+        error = 2.0**-51 * (np.abs(product) + np.abs(z)) + 2.0**-1000
+        v = z.astype(np.float32)
+        down = np.nextafter(v, np.float32(-np.inf)).astype(np.float64)
+        up = np.nextafter(v, np.float32(np.inf)).astype(np.float64)
+        here = v.astype(np.float64)
+        near = (np.abs(z - (here + down) / 2) <= error) | (np.abs(z - (here + up) / 2) <= error)
+    near |= np.abs(x) > 2**53
+    for index in zip(*np.nonzero(near), strict=True):
+        exact = int(x[index]) * Fraction(float(scale[index])) + Fraction(float(bias[index]))
+        nearest = float(exact)  # correctly rounded to float64
+        value = np.float32(nearest)  # ties to even from it: wrong only at a float32 midpoint
+        if float(value) != nearest:
+            other = np.nextafter(value, np.float32(np.inf if nearest > value else -np.inf))
+            if (float(value) + float(other)) / 2 == nearest and exact != Fraction(nearest):
+                value = max(value, other) if exact > Fraction(nearest) else min(value, other)
+        v[index] = value
+    return v
 
 
 @dataclass(frozen=True, eq=False)
@@ -947,18 +1075,24 @@ class _Reader:
         codes, scale = entry
         return (codes.T, scale.T) if transpose else (codes, scale)
 
-    def _pending_input(self, node: Any, x: _Stream) -> tuple[float, float | None]:
-        """(scale, bound) of a linear layer's input: its codes' pending scale, or 1 for a
-        fixed-point stream."""
+    def _pending_input(
+        self, node: Any, x: _Stream
+    ) -> tuple[float, np.ndarray | None, float | None]:
+        """(scale, multipliers, bound) of a linear layer's input: its codes' pending scale
+        as ``scale * multipliers`` (`integer_ratios`: one exact integer per input channel,
+        None when the scale is one per tensor), or 1 for a fixed-point stream."""
         if x.affine is None:
-            return 1.0, None
+            return 1.0, None, None
         a = x.affine
-        if not a.codes or np.any(a.scale != a.scale.flat[0]):
+        if not a.codes:
             raise UnsupportedError(
-                f"{self.where(node)}: its input has a float scale per channel or a pending "
-                "bias/Relu; supported: the integer codes of a per-tensor float-scale Quant"
+                f"{self.where(node)}: its input has a pending bias or Relu; supported: the "
+                "integer codes of float-scale Quants (per tensor or per channel)"
             )
-        return float(a.scale.flat[0]), a.bound
+        if np.all(a.scale == a.scale.flat[0]):
+            return float(a.scale.flat[0]), None, a.bound
+        common, multipliers = integer_ratios(a.scale, self.where(node))
+        return common, multipliers, a.bound
 
     def _float_layer(
         self,
@@ -973,17 +1107,18 @@ class _Reader:
     ) -> _Affine:
         """The pending affine map of a layer on codes: per output channel ``s_x * s_w`` (the
         weight scale must be one per output channel) and the bias; the accumulator must stay
-        below 2**24 (float32's exact integers, as the threshold search evaluates it)."""
+        below 2**53 (float64's exact integers; the thresholds decide it exactly,
+        `QuantStep.apply_mantissas`)."""
         where = self.where(node)
         if np.any(s_w <= 0) or np.any(s_w != s_w[:1]):
             raise UnsupportedError(
                 f"{where}: weight scales must be positive and one per output channel"
             )
         channel_scale = s_w[0].astype(np.float64) * s_x
-        if bound is not None and float(fan_in.max(initial=0)) * bound >= 2**24:
+        if bound is not None and float(fan_in.max(initial=0)) * bound >= 2**53:
             raise UnsupportedError(
                 f"{where}: its accumulator may reach {float(fan_in.max()) * bound:.3g} (integer "
-                "codes x weights): at most 2**24 is supported with float scales"
+                "codes x weights): at most 2**53 is supported with float scales"
             )
         outputs = channel_scale.size
         b = np.zeros(outputs) if bias is None else bias.astype(np.float64)
@@ -1157,7 +1292,9 @@ class _Reader:
             w, codes, s_w = w[x.order], codes[x.order], s_w[x.order]
         affine = None
         if x.affine is not None or node.input[1] in self.codes:
-            s_x, bound = self._pending_input(node, x)
+            s_x, multipliers, bound = self._pending_input(node, x)
+            if multipliers is not None:  # per-input-channel scales: exact integer weights
+                codes = codes * multipliers[:, None]
             if bias is not None:
                 self.count_parameters(bias, node)
             fan_in = np.abs(codes).sum(axis=0)
@@ -1243,7 +1380,13 @@ class _Reader:
             codes, s_w = self._weight_codes(node, w, False)
             if one_d and codes.ndim == 3:
                 codes, s_w = codes[:, :, None, :], s_w[:, :, None, :]
-            s_x, bound = self._pending_input(node, x)
+            s_x, multipliers, bound = self._pending_input(node, x)
+            if multipliers is not None:  # per-input-channel scales: exact integer weights
+                per_group = codes.shape[1]
+                outs = cout // group
+                groups = np.arange(cout)[:, None] // outs
+                channel = groups * per_group + np.arange(per_group)[None, :]
+                codes = codes * multipliers[channel][:, :, None, None]
             fan_in = np.abs(codes).reshape(cout, -1).sum(axis=1)
             affine = self._float_layer(
                 node, x, s_x, bound, codes, s_w.reshape(cout, -1).T, bias, fan_in
@@ -1827,10 +1970,9 @@ class _Reader:
         source = self.nodes[-2] if relu and len(self.nodes) > 1 else last
         if not isinstance(source, KerasBatchNorm) or (relu and last.inputs != (source.name,)):
             return False
-        if spec.per_channel:
-            raise UnsupportedError(
-                f"{self.where(node)}: per-channel scales after a BatchNormalization"
-            )
+        if np.any(spec.frac != spec.frac[0]):
+            self._batchnorm_per_channel(node, stream, spec, source, last if relu else None)
+            return True
         frac = int(spec.frac[0])
         if spec.signed:
             quantizer = QuantizedBits(
@@ -1856,6 +1998,46 @@ class _Reader:
             self.add(act, node)
         self.values[node.output[0]] = _Stream(name, stream.shape, stream.layout, stream.order, frac)
         return True
+
+    def _batchnorm_per_channel(
+        self, node: Any, stream: _Stream, spec: _QuantSpec, bn: Any, relu: ir.Node | None
+    ) -> None:
+        """A float BatchNormalization (and a Relu) before a Quant with one power-of-two
+        scale per channel (no common fixed-point type of at most 256 levels): the BN (and
+        Relu) nodes just read become one Threshold node of the quantizer's integer codes
+        (`BatchNormQuantStep`), the per-channel scales pending on its output (`_Affine`), as
+        after a float-scale Quant."""
+        from rtlgen.ops.threshold import Threshold
+        from rtlgen.quant.quantizers import QuantizedBits, QuantizedRelu
+
+        del self.nodes[-2 if relu is not None else -1 :]
+        bits, signed, narrow = spec.bits, spec.signed, spec.narrow
+        lo = -(2 ** (bits - 1)) + int(narrow) if signed else 0
+        hi = 2 ** (bits - 1) - 1 if signed else 2**bits - 1
+        s_out = np.exp2(-spec.frac.astype(np.float64))
+        if signed:
+            quantizer = QuantizedBits(bits, bits - 1, symmetric=narrow, alpha=1)
+        else:
+            quantizer = QuantizedRelu(bits, bits)
+        step = BatchNormQuantStep(
+            bn.bn, relu is not None, s_out.astype(np.float32), lo, hi, spec.mode
+        )
+        parts = [bn.source, *([] if relu is None else [relu.source])]
+        name = self.name_of(node)
+        threshold = Threshold(
+            name,
+            stream.shape,
+            stream.shape,
+            out_quantizer=quantizer,
+            bn=step,  # type: ignore[arg-type]  (the op calls only ``apply``)
+            source="+".join([*parts, _text(node.name or node.output[0])]),
+            inputs=bn.inputs,
+        )
+        self.add(threshold, node)
+        pending = _Affine(s_out, np.zeros(s_out.size), False, float(max(-lo, hi)))
+        self.values[node.output[0]] = _Stream(
+            name, stream.shape, stream.layout, stream.order, 0, pending
+        )
 
     # -- QCDQ: QuantizeLinear -> [Clip] -> DequantizeLinear ------------------------------
     def _op_quantizelinear(self, node: Any, attrs: dict[str, Any]) -> None:
@@ -1886,13 +2068,28 @@ class _Reader:
             raise UnsupportedError(
                 f"{where}: a non-zero zero point on activations is not supported"
             )
-        if scale.size != 1:
-            raise UnsupportedError(
-                f"{where}: per-channel activation scales in QCDQ are not supported"
-            )
+        scale = self._act_scale(node, scale, x, attrs)
         self.values[node.output[0]] = _Pending(
             x, scale, int(info.min), int(info.max), dtype.kind == "i"
         )
+
+    def _act_scale(
+        self, node: Any, scale: np.ndarray, x: _Stream, attrs: dict[str, Any]
+    ) -> np.ndarray:
+        """A QuantizeLinear/DequantizeLinear scale on a stream, shaped to broadcast against
+        the ONNX tensor: one value, or a 1-D scale along ``axis`` (default 1, the channels;
+        per channel only, checked by `_per_channel` where it is used)."""
+        if scale.size == 1:
+            return scale.reshape(())
+        rank = len(x.onnx_shape)
+        axis = int(attrs.get("axis", 1))
+        if not -rank <= axis < rank or scale.ndim != 1 or scale.size != x.onnx_shape[axis]:
+            raise ModelFileError(
+                f"{self.where(node)}: {scale.size} scales for axis {axis} of {x.onnx_shape}"
+            )
+        shape = [1] * rank
+        shape[axis % rank] = scale.size
+        return scale.reshape(shape)
 
     def _op_clip(self, node: Any, attrs: dict[str, Any]) -> None:
         value = self.values.get(node.input[0]) if node.input else None
@@ -1946,7 +2143,8 @@ class _Reader:
             raise UnsupportedError(
                 f"{where}: DequantizeLinear is supported on constants and after a QuantizeLinear"
             )
-        if scale.size != 1 or float(scale.flat[0]) != float(value.scale.flat[0]):
+        scale = self._act_scale(node, scale, value.stream, attrs)
+        if scale.shape != value.scale.shape or not np.array_equal(scale, value.scale):
             raise UnsupportedError(f"{where}: its scale differs from the QuantizeLinear's")
         if zero is not None and np.any(zero != 0):
             raise UnsupportedError(
@@ -1972,10 +2170,12 @@ class _Reader:
                 raise ModelFileError(f"{where}: the scale is not positive")
             self._threshold_node(node, value.stream, scale, bits, lo, hi, signed, narrow, "HALF_EVEN")
             return
-        frac = int(self._check_po2(node, scale).flat[0])
-        spec = _QuantSpec(
-            bits, signed, narrow, "ROUND", np.full((value.stream.shape[-1],), frac), False
-        )
+        fracs = self._check_po2(node, scale)
+        per_channel = fracs.size > 1
+        if per_channel:  # one power-of-two scale per channel: per-channel widths
+            fracs = self._per_channel(node, fracs, value.stream)
+        frac = np.broadcast_to(fracs, (value.stream.shape[-1],)).astype(np.int64)
+        spec = _QuantSpec(bits, signed, narrow, "ROUND", frac, per_channel)
         self._activation_quant(node, value.stream, spec)
 
 

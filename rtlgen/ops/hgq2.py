@@ -658,59 +658,64 @@ def read_hgq2_merge(layer: KerasLayer, shapes: tuple[Shape, ...], source: Weight
 @dataclass(frozen=True, eq=False)
 class FunctionTable(ir.Node):
     """HGQ2's table activation after its input quantizer: ``y = oq(f(x))`` for each element,
-    ``f`` a Keras activation (`rtlgen.frontend.hgq2.TABLE_FUNCTIONS`) and ``oq`` one
-    fixed-point quantizer for the whole tensor (widths ``keep_negative``, ``integer_bits``,
-    ``frac_bits`` as HGQ2 stores them, its ``round_mode`` and ``overflow_mode`` by HGQ2's
-    names). An exact table over every code of the input type (`function_table`)."""
+    ``f`` a Keras activation (`rtlgen.frontend.hgq2.TABLE_FUNCTIONS`) and ``oq`` a
+    fixed-point quantizer with one width per channel (or per tensor): ``keep_negative``,
+    ``integer_bits``, ``frac_bits`` (``(channels,)`` arrays as HGQ2 stores them), its
+    ``round_mode`` and ``overflow_mode`` by HGQ2's names. An exact table per distinct width
+    over every code of the input type (`function_table`), in a common output type."""
 
+    keep_negative: ir.Tensor = field(kw_only=True)
+    integer_bits: ir.Tensor = field(kw_only=True)
+    frac_bits: ir.Tensor = field(kw_only=True)
     function: str = field(default="sigmoid", kw_only=True)
-    keep_negative: int = field(default=1, kw_only=True)
-    integer_bits: int = field(default=0, kw_only=True)
-    frac_bits: int = field(default=0, kw_only=True)
     round_mode: str = field(default="RND", kw_only=True)
     overflow_mode: str = field(default="SAT_SYM", kw_only=True)
 
     op = "hgq2_table"
+    constant_fields: ClassVar[tuple[str, ...]] = ("keep_negative", "integer_bits", "frac_bits")
 
-    def widths(self) -> QuantizerWidths:
-        spec = QuantizerSpec(
-            f"layer '{self.source or self.name}' oq_conf",
-            "kif",
-            self.round_mode,
-            self.overflow_mode,
-            False,
-            True,
-        )
-        one = (1,)
-        return QuantizerWidths(
-            spec,
-            np.full(one, float(self.keep_negative)),
-            np.full(one, float(self.integer_bits)),
-            np.full(one, float(self.frac_bits)),
-        )
+    def widths(self) -> list[tuple[int, int, int]]:
+        """(k, i, f) of each channel."""
+        tensors = (self.keep_negative, self.integer_bits, self.frac_bits)
+        assert all(isinstance(t, ir.QTensor) for t in tensors)
+        k, i, f = (t.mantissa.astype(np.int64) for t in tensors)  # type: ignore[union-attr]
+        return [(int(a), int(b), int(c)) for a, b, c in zip(k, i, f, strict=True)]
 
     @property
     def out_frac(self) -> int:
-        pruned = self.keep_negative + self.integer_bits + self.frac_bits <= 0
-        return 0 if pruned else max(self.frac_bits, 0)
+        return max(_out_frac(*w) for w in self.widths())
 
     def describe(self) -> str:
         """What ``rtlgen inspect`` shows in its activation column."""
-        return f"{self.function} (exact table, {self.round_mode}/{self.overflow_mode})"
+        tables = len(set(self.widths()))
+        which = "exact table" if tables == 1 else f"{tables} exact tables"
+        return f"{self.function} ({which}, {self.round_mode}/{self.overflow_mode})"
 
-    def table(self, in_type: FixedType) -> tuple[np.ndarray, int]:
-        """(entry k: the output mantissa, at `out_frac`, of the input mantissa
-        ``in_type.min_int + k``; how many entries are `ambiguous`)."""
-        return _function_table(
-            self.function,
-            in_type,
-            self.keep_negative,
-            self.integer_bits,
-            self.frac_bits,
-            self.round_mode,
-            self.overflow_mode,
-            self.source or self.name,
-        )
+    def tables(self, in_type: FixedType) -> tuple[np.ndarray, int]:
+        """(``(channels, codes)``: entry k of a channel is its output mantissa, at
+        `out_frac`, for the input mantissa ``in_type.min_int + k``; how many entries of the
+        distinct tables are `ambiguous`)."""
+        frac = self.out_frac
+        rows, risky = [], 0
+        counted = set()
+        for width in self.widths():
+            table, ambiguous_entries = _function_table(
+                self.function,
+                in_type,
+                *width,
+                self.round_mode,
+                self.overflow_mode,
+                self.source or self.name,
+            )
+            rows.append(table << (frac - _out_frac(*width)))
+            if width not in counted:
+                counted.add(width)
+                risky += ambiguous_entries
+        return np.stack(rows), risky
+
+
+def _out_frac(k: int, i: int, f: int) -> int:
+    return 0 if k + i + f <= 0 else max(f, 0)
 
 
 @functools.lru_cache(maxsize=64)
@@ -727,10 +732,13 @@ def _function_table(
     spec = QuantizerSpec(f"layer '{where}' oq_conf", "kif", round_mode, overflow_mode, False, True)
     widths = QuantizerWidths(spec, np.array([float(k)]), np.array([float(i)]), np.array([float(f)]))
     values, risky = function_table(function, input_codes(in_type), in_type.frac, widths)
-    frac = max(f, 0) if k + i + f > 0 else 0
-    table = np.round(values.astype(np.float64) * 2.0**frac).astype(np.int64)
+    table = np.round(values.astype(np.float64) * 2.0 ** _out_frac(k, i, f)).astype(np.int64)
     table.setflags(write=False)
     return table, int(np.count_nonzero(risky))
+
+
+def _table_out_type(node: FunctionTable, tables: np.ndarray) -> FixedType:
+    return FixedType.covering(int(tables.min()), int(tables.max()), node.out_frac)
 
 
 def lower_function_table(node: FunctionTable, ctx: LowerContext) -> ir.Node:
@@ -742,39 +750,84 @@ def lower_function_table(node: FunctionTable, ctx: LowerContext) -> ir.Node:
             f"have 2**{in_type.width} entries (supported: up to {MAX_TABLE_INPUT_BITS} input "
             "bits); enable the layer's input quantizer (enable_iq) or narrow it"
         )
-    table, risky = node.table(in_type)
+    tables, risky = node.tables(in_type)
     if risky:
+        entries = len(set(node.widths())) * tables.shape[1]
         warnings.warn(
-            f"{where}: {risky:,} of the {table.size:,} entries of the {node.function} table lie "
+            f"{where}: {risky:,} of the {entries:,} entries of the {node.function} table(s) lie "
             f"within {TABLE_ULPS} float32 ulps of a rounding boundary of the output quantizer, "
             "where HGQ2's result depends on its backend's float32 arithmetic (rtlgen uses the "
             "correctly rounded value)",
             RtlgenWarning,
             stacklevel=2,
         )
-    out_type = FixedType.covering(int(table.min()), int(table.max()), node.out_frac)
-    return node.replace(out_type=out_type)
+    return node.replace(out_type=_table_out_type(node, tables))
 
 
 def function_table_reference(node: FunctionTable, x: np.ndarray, in_type: FixedType) -> np.ndarray:
-    table, _ = node.table(in_type)
-    return table[np.asarray(x, dtype=np.int64) - in_type.min_int]
+    tables, _ = node.tables(in_type)
+    index = np.asarray(x, dtype=np.int64) - in_type.min_int
+    channel = np.broadcast_to(np.arange(tables.shape[0]), index.shape)
+    return tables[channel, index]
+
+
+class ChannelTables(wiring.Component):
+    """``o[c] = tables[c][i[c] - in_type.min_int]``: a lookup per lane in its channel's own
+    table; lanes with equal tables share `LookupTable`'s ROMs (two read ports each) or
+    case statements.
+
+    Contract: as `LookupTable`'s (II = 1, latency 1, holds under backpressure)."""
+
+    latency = 1
+    cycles_per_sample = 1
+
+    def __init__(self, tables: np.ndarray, in_type: FixedType, out_type: FixedType):
+        self.in_type, self.out_type = in_type, out_type
+        self.groups: dict[bytes, list[int]] = {}
+        for lane, row in enumerate(tables):
+            self.groups.setdefault(row.tobytes(), []).append(lane)
+        self.lookups = [
+            (LookupTable(tables[lanes[0]], in_type, out_type, len(lanes)), lanes)
+            for lanes in self.groups.values()
+        ]
+        n = tables.shape[0]
+        super().__init__(
+            {
+                "i": In(stream.Signature(data.ArrayLayout(shape_of(in_type), n))),
+                "o": Out(stream.Signature(data.ArrayLayout(shape_of(out_type), n))),
+            }
+        )
+
+    def elaborate(self, platform):
+        m = Module()
+        advance = pipeline_control(m, self.i, self.o, 1)
+        regs = StageRegisters(advance)
+        width = shape_of(self.out_type).width
+        values: dict[int, Value] = {}
+        for index, (table, lanes) in enumerate(self.lookups):
+            addresses = [Value.cast(self.i.payload[lane]).as_unsigned() for lane in lanes]
+            found = table.lookups(m, addresses, advance, regs, prefix=f"table{index}_rom")
+            values.update(zip(lanes, found, strict=True))
+        regs.emit(m)
+        out = Cat(*[Value.cast(values[lane]).as_unsigned()[:width] for lane in sorted(values)])
+        m.d.comb += self.o.payload.eq(out)
+        return m
 
 
 def plan_function_table(node: FunctionTable, ctx: PlanContext) -> LayerPlan:
     assert node.out_type is not None
-    table, _ = node.table(ctx.in_type)
+    tables, _ = node.tables(ctx.in_type)
     lanes = node.in_shape[-1]
+    distinct = np.unique(tables, axis=0)
+    if len(distinct) == 1:
+        stage: wiring.Component = LookupTable(distinct[0], ctx.in_type, node.out_type, lanes)
+    else:
+        stage = ChannelTables(tables, ctx.in_type, node.out_type)
     note = (
-        f"one table of {table.size} x {node.out_type.width} bits ({node.function}) read by "
-        f"{lanes} lane(s)"
+        f"{len(distinct)} table(s) of {tables.shape[1]} x {node.out_type.width} bits "
+        f"({node.function}) read by {lanes} lane(s)"
     )
-    return LayerPlan(
-        node,
-        (LookupTable(table, ctx.in_type, node.out_type, lanes),),
-        out_spacing=ctx.spacing,
-        notes=(note,),
-    )
+    return LayerPlan(node, (stage,), out_spacing=ctx.spacing, notes=(note,))
 
 
 def validate_function_table(node: FunctionTable, in_type: FixedType | None) -> None:
@@ -784,19 +837,27 @@ def validate_function_table(node: FunctionTable, in_type: FixedType | None) -> N
         raise RtlgenError(f"function {node.function!r} is not one of {', '.join(TABLE_FUNCTIONS)}")
     if node.round_mode not in ROUND_MODES or node.overflow_mode not in OVERFLOW_MODES:
         raise RtlgenError(f"modes {node.round_mode}/{node.overflow_mode} are not HGQ2's")
-    if node.keep_negative not in (0, 1) or abs(node.integer_bits) > 24 or abs(node.frac_bits) > 24:
+    widths = np.array(node.widths())
+    if widths.shape != (node.in_shape[-1], 3):
+        raise RtlgenError(f"{len(widths)} widths for {node.in_shape[-1]} channels")
+    if np.any((widths[:, 0] != 0) & (widths[:, 0] != 1)) or np.any(np.abs(widths[:, 1:]) > 24):
         raise RtlgenError("widths out of range (k 0/1, |i|, |f| <= 24)")
     if in_type is not None:
         if in_type.width > MAX_TABLE_INPUT_BITS:
             raise RtlgenError(f"input {in_type} is too wide for a table")
-        table, _ = node.table(in_type)
-        if node.out_type != FixedType.covering(int(table.min()), int(table.max()), node.out_frac):
+        tables, _ = node.tables(in_type)
+        if node.out_type != _table_out_type(node, tables):
             raise RtlgenError(f"output type {node.out_type} does not match the table")
+
+
+def function_table_constant_shapes(in_shape: Shape, out_shape: Shape) -> dict[str, Shape]:
+    channels = (in_shape[-1],)
+    return {"keep_negative": channels, "integer_bits": channels, "frac_bits": channels}
 
 
 def read_hgq2_table(layer: KerasLayer, shape: Shape, source: WeightSource) -> LayerOut:
     """``QUnaryFunctionLUT``: its input quantizer (a `FixedQuantize`, when enabled), then a
-    `FunctionTable` with its output quantizer (required: one width for the tensor)."""
+    `FunctionTable` with its output quantizer (required; one width per channel at most)."""
     function = table_function(layer)
     if not layer_config_flag(layer, "enable_oq", True):
         raise UnsupportedError(
@@ -812,20 +873,21 @@ def read_hgq2_table(layer: KerasLayer, shape: Shape, source: WeightSource) -> La
             f"{spec.where}: a trainable WRAP weight quantizer (is_weight=True) as the table's "
             "output quantizer is not supported"
         )
-    k, i, f = (getattr(widths, name) for name in ("k", "i", "f"))
-    if any(np.any(a != a.flat[0]) for a in (k, i, f)):
+    element = per_position(widths, shape)
+    k, i, f = element.k, element.i, element.f
+    if any(np.any(a != a[:1]) for a in (k, i, f)):
         raise UnsupportedError(
-            f"{spec.where}: output widths that vary by element are not supported (one table "
-            "for the tensor: HGQ2's default, allow_heterogeneous_table=False)"
+            f"{spec.where}: output widths that vary with the position are not supported (a "
+            "table per channel at most: per-channel or per-tensor widths)"
         )
     node = FunctionTable(
         layer.name,
         shape,
         shape,
         function=function,
-        keep_negative=int(k.flat[0]),
-        integer_bits=int(i.flat[0]),
-        frac_bits=int(f.flat[0]),
+        keep_negative=ir.QTensor(k[0].astype(np.int64), _FLAG_TYPE),
+        integer_bits=ir.QTensor(i[0].astype(np.int64), _WIDTH_TYPE),
+        frac_bits=ir.QTensor(f[0].astype(np.int64), _WIDTH_TYPE),
         round_mode=spec.round_mode,
         overflow_mode=spec.overflow_mode,
         source=layer.name,
@@ -948,6 +1010,7 @@ class FunctionTableOp(Op):
     reference = staticmethod(function_table_reference)
     plan = staticmethod(plan_function_table)
     validate = staticmethod(validate_function_table)
+    constant_shapes = staticmethod(function_table_constant_shapes)
 
 
 @register_op

@@ -375,6 +375,38 @@ def lut_act():
     return keras.Model(inp, QDense(3, name="head")(h), name="lut_act")
 
 
+def lut_channels():
+    """A table activation with a width per element of its output quantizer (a flat vector:
+    one table per channel; HGQ2's allow_heterogeneous_table)."""
+    keras = _keras()
+    from hgq.layers import QDense, QUnaryFunctionLUT
+
+    inp = keras.Input((6,), name="x")
+    h = QDense(5, name="fc")(inp)
+    table = _conf("kbi", "table", homogeneous_axis=(0,), heterogeneous_axis=None)
+    h = QUnaryFunctionLUT("tanh", name="th", oq_conf=table)(h)
+    return keras.Model(inp, QDense(3, name="head")(h), name="lut_channels")
+
+
+def lut_conv():
+    """A table activation on an image: per-channel input and output widths (a table per
+    channel for every pixel), after a QConv2D."""
+    keras = _keras()
+    from hgq.layers import QConv2D, QDense, QUnaryFunctionLUT
+
+    channels = dict(homogeneous_axis=(0, 1, 2), heterogeneous_axis=None)
+    inp = keras.Input((5, 5, 2), name="x")
+    h = QConv2D(3, (3, 3), name="conv", iq_conf=_conf("kif", "datalane", **channels))(inp)
+    h = QUnaryFunctionLUT(
+        "silu",
+        name="act",
+        iq_conf=_conf("kif", "datalane", **channels),
+        oq_conf=_conf("kbi", "table", round_mode="RND_CONV", overflow_mode="SAT", **channels),
+    )(h)
+    h = keras.layers.Flatten(name="flat")(h)
+    return keras.Model(inp, QDense(3, name="head")(h), name="lut_conv")
+
+
 #: the named functions of `lut_funcs`, each with its output quantizer's (b, i, modes)
 LUT_FUNCTIONS = (
     ("sigmoid", 8, 1, "RND", "SAT_SYM"),
@@ -499,6 +531,8 @@ MODELS = {
     "bn_dense": (bn_dense, (8,)),
     "softmax_mid": (softmax_mid, (6,)),
     "softmax_iq": (softmax_iq, (8,)),
+    "lut_channels": (lut_channels, (6,)),
+    "lut_conv": (lut_conv, (5, 5, 2)),
 }
 #: models whose weights and widths another model's build (or their own) sets
 _DERIVED = ("bench_uniform", "lut_funcs")

@@ -393,6 +393,125 @@ def _models():
             x = (x - self.mean) / torch.sqrt(self.var + 1e-4)
             return x * self.weight + self.bias
 
+    def per_channel(channels: int, rank: int = 2) -> dict:
+        """Keyword arguments of a Brevitas activation quantizer with one (float) scale per
+        channel (ONNX axis 1)."""
+        shape = (1, channels, *[1] * (rank - 2))
+        return {
+            "scaling_per_output_channel": True,
+            "per_channel_broadcastable_shape": shape,
+            "scaling_stats_permute_dims": (1, 0, *range(2, rank)),
+        }
+
+    def lift_dead_scales(module: nn.Module) -> None:
+        """Per-channel activation scales below 1/8 of their largest (a channel the few
+        training steps left dead sits at Brevitas's 1e-10 floor) are raised to it, so the
+        integer multipliers rtlgen folds them into stay narrow (scales 2**25 apart are refused,
+        tested by editing a model)."""
+        for sub in module.modules():
+            buffer = getattr(sub, "buffer", None)
+            if type(sub).__name__ == "ParameterFromRuntimeStatsScaling" and buffer.numel() > 1:
+                with torch.no_grad():
+                    buffer.clamp_(min=float(buffer.max()) / 8)
+
+    class MlpActPerChannel(nn.Module):
+        """Brevitas's defaults with per-channel activation scales: a QuantReLU with one float
+        scale per feature feeding a QuantLinear (its float output goes on as a float, Brevitas
+        cannot propagate per-channel scales through a biased layer), a per-tensor QuantReLU,
+        and a per-channel output QuantIdentity (codes x one scale per class)."""
+
+        def __init__(self):
+            super().__init__()
+            self.inp = qnn.QuantIdentity(return_quant_tensor=True)
+            self.fc1 = qnn.QuantLinear(10, 12, bias=True)
+            self.relu1 = qnn.QuantReLU(**per_channel(12))
+            self.fc2 = qnn.QuantLinear(12, 8, bias=True)
+            self.relu2 = qnn.QuantReLU(return_quant_tensor=True)
+            self.fc3 = qnn.QuantLinear(8, 5, bias=True)
+            self.out = qnn.QuantIdentity(**per_channel(5))
+
+        def forward(self, x):
+            x = self.relu1(self.fc1(self.inp(x)))
+            return self.out(self.fc3(self.relu2(self.fc2(x))))
+
+        def after_training(self):
+            lift_dead_scales(self)
+
+    class CnnActPerChannel(nn.Module):
+        """Brevitas's defaults with per-channel activation scales on images: QuantConv2d ->
+        QuantReLU (a scale per channel) -> MaxPool2d -> grouped QuantConv2d (groups=2) ->
+        QuantReLU (a scale per channel) -> flatten -> QuantLinear: float logits."""
+
+        def __init__(self):
+            super().__init__()
+            self.inp = qnn.QuantIdentity(return_quant_tensor=True)
+            self.c1 = qnn.QuantConv2d(2, 4, 3, padding=1, bias=True)
+            self.relu1 = qnn.QuantReLU(**per_channel(4, 4))
+            self.pool = nn.MaxPool2d(2)
+            self.c2 = qnn.QuantConv2d(4, 6, 3, groups=2, bias=True)
+            self.relu2 = qnn.QuantReLU(**per_channel(6, 4))
+            self.fc = qnn.QuantLinear(6 * 2 * 2, 4, bias=True)
+
+        def forward(self, x):
+            x = self.pool(self.relu1(self.c1(self.inp(x))))
+            x = self.relu2(self.c2(x))
+            return self.fc(torch.flatten(x, 1))
+
+        def after_training(self):
+            lift_dead_scales(self)
+
+    class CnnBnActPerChannel(nn.Module):
+        """Power-of-two ("FixedPoint") quantizers with one scale per channel: QuantConv2d
+        without bias -> BatchNorm2d -> QuantReLU (a power-of-two scale per channel) ->
+        MaxPool2d -> QuantConv2d -> QuantReLU (per channel) -> flatten -> QuantLinear. The
+        BN statistics and the per-channel scales are set to differ per channel after
+        training."""
+
+        def __init__(self):
+            super().__init__()
+            self.inp = qnn.QuantIdentity(act_quant=q["in"], return_quant_tensor=True)
+            self.c1 = qnn.QuantConv2d(2, 4, 3, padding=1, bias=False, weight_quant=q["w"])
+            self.bn1 = nn.BatchNorm2d(4)
+            self.relu1 = qnn.QuantReLU(act_quant=q["relu"], bit_width=5, **per_channel(4, 4))
+            self.pool = nn.MaxPool2d(2)
+            self.c2 = qnn.QuantConv2d(4, 5, 3, bias=True, weight_quant=q["w_ch"])
+            self.relu2 = qnn.QuantReLU(act_quant=q["relu"], bit_width=4, **per_channel(5, 4))
+            self.fc = qnn.QuantLinear(5 * 2 * 2, 4, bias=True, weight_quant=q["w"])
+
+        def forward(self, x):
+            x = self.pool(self.relu1(self.bn1(self.c1(self.inp(x)))))
+            x = self.relu2(self.c2(x))
+            return self.fc(torch.flatten(x, 1))
+
+        def after_training(self):
+            with torch.no_grad():
+                self.bn1.running_mean.copy_(torch.linspace(-0.2, 0.3, 4))
+                self.bn1.running_var.copy_(torch.linspace(0.5, 1.5, 4))
+            spread_po2_scales(self)
+
+    def spread_po2_scales(module: nn.Module) -> None:
+        """Per-channel power-of-two activation scales spread over three octaves: channel c's
+        statistic (the scale before Brevitas rounds its log2 up) is the largest one's times
+        2**-(c % 3), so the scales differ per channel (a few training steps may leave them
+        equal)."""
+        for sub in module.modules():
+            buffer = getattr(sub, "buffer", None)
+            if type(sub).__name__ == "ParameterFromRuntimeStatsScaling" and buffer.numel() > 1:
+                with torch.no_grad():
+                    exps = torch.arange(buffer.numel()) % 3
+                    buffer.copy_((float(buffer.max()) * 2.0 ** -exps.float()).reshape(buffer.shape))
+
+    class CnnActPerChannelPo2(Cnn):
+        """The power-of-two CNN with per-channel power-of-two QuantReLU scales."""
+
+        def __init__(self):
+            super().__init__()
+            self.relu1 = qnn.QuantReLU(act_quant=q["relu"], bit_width=4, **per_channel(6, 4))
+            self.relu2 = qnn.QuantReLU(act_quant=q["relu"], bit_width=5, **per_channel(8, 4))
+
+        def after_training(self):
+            spread_po2_scales(self)
+
     return {
         "mlp": (Mlp, (16,), True),
         "mlp_modes": (MlpModes, (10,), False),
@@ -414,6 +533,12 @@ def _models():
         "mlp_logits_qcdq": (MlpLogits, (10,), "qcdq"),
         "cnn_float_qcdq": (CnnFloat, (2, 8, 8), "qcdq"),
         "mlp_tensornorm": (MlpTensorNorm, (8,), False),
+        "mlp_act_per_channel": (MlpActPerChannel, (10,), False),
+        "mlp_act_per_channel_qcdq": (MlpActPerChannel, (10,), "qcdq"),
+        "cnn_act_per_channel": (CnnActPerChannel, (2, 8, 8), False),
+        "cnn_act_per_channel_qcdq": (CnnActPerChannel, (2, 8, 8), "qcdq"),
+        "cnn_bn_act_per_channel": (CnnBnActPerChannel, (2, 8, 8), False),
+        "cnn_act_per_channel_po2_qcdq": (CnnActPerChannelPo2, (3, 8, 8), "qcdq"),
     }
 
 

@@ -20,7 +20,7 @@ import pytest
 from rtlgen import ir
 from rtlgen.api import load_model, predict_outputs
 from rtlgen.frontend.hgq2 import QuantizerSpec, QuantizerWidths, quantize_float
-from rtlgen.ops.hgq2 import FixedQuantize, FunctionTable, quantize_node
+from rtlgen.ops.hgq2 import FixedQuantize, FunctionTable, function_table_reference, quantize_node
 from rtlgen.quant.errors import RtlgenWarning, UnsupportedError
 from rtlgen.quant.fixed import FixedType
 
@@ -45,6 +45,8 @@ MODELS = (
     "lut_act",
     "lut_funcs",
     "bn_dense",
+    "lut_channels",
+    "lut_conv",
 )
 INPUT_TYPE = "fixed<16,6>"  # the saved inputs are multiples of 1/16 in [-6, 6)
 
@@ -242,18 +244,62 @@ def test_softmax_before_another_layer_refused_in_one_line(tmp_path):
     assert run.returncode == 2 and len(errors) == 1 and "Traceback" not in run.stderr
 
 
-def test_per_element_table_output_widths_refused_in_one_line(tmp_path):
-    def per_element(f):
+def test_per_channel_table_widths_build_a_table_per_channel():
+    """Output widths per element of a vector (lut_channels) or per channel of an image
+    (lut_conv): a table per distinct width, in one output type (exact: the model tests)."""
+    graph = load_model(DATA / "lut_channels.keras", input_type=INPUT_TYPE)
+    node = next(n for n in graph.nodes if isinstance(n, FunctionTable))
+    assert len(set(node.widths())) > 1 and "exact tables" in node.describe()
+
+
+@pytest.mark.parametrize("in_type", [FixedType(5, 2, True), FixedType(9, 5, True)])
+def test_channel_tables_component_random_widths(in_type):
+    """Tables per channel (some channels sharing one, a pruned width among them) as case
+    statements (5 input bits) or ROMs (9) on a (3, 6) stream, random valid/ready: equal to
+    the reference, which is HGQ2's quantizer on the correctly rounded function."""
+    from rtlgen.frontend.hgq2 import function_table
+    from rtlgen.passes import lower
+    from rtlgen.quant.activations import input_codes
+
+    k = np.array([1, 1, 0, 1, 1, 1])
+    i = np.array([1, 1, 0, 2, -2, 0])  # channel 4: k + i + f = 0, pruned (all 0)
+    f = np.array([4, 4, 3, 6, 1, 0])
+    node = FunctionTable(
+        "t",
+        (3, 6),
+        (3, 6),
+        function="gelu",
+        keep_negative=ir.QTensor(k, FixedType(1, 0, False)),
+        integer_bits=ir.QTensor(i, FixedType(8, 0, True)),
+        frac_bits=ir.QTensor(f, FixedType(8, 0, True)),
+        round_mode="RND_CONV",
+        overflow_mode="SAT",
+    )
+    graph = lower(ir.ModelGraph("t", (ir.Input("x", (3, 6), (3, 6), out_type=in_type), node)))
+    run = bit_exact_in_simulator(graph, n=4, seed=11)
+    assert run.outputs.size
+    table = graph.nodes[-1]
+    got = function_table_reference(table, input_codes(in_type)[:, None].repeat(6, 1), in_type)
+    spec = QuantizerSpec("q", "kif", "RND_CONV", "SAT", False, True)
+    for c in range(6):
+        widths = QuantizerWidths(spec, *(np.array([float(a[c])]) for a in (k, i, f)))
+        want, _ = function_table("gelu", input_codes(in_type), in_type.frac, widths)
+        np.testing.assert_array_equal(table.out_type.to_float(got[:, c]), want)
+
+
+def test_per_pixel_table_output_widths_refused_in_one_line(tmp_path):
+    def per_pixel(f):
         group = f["layers/q_unary_function_lut/oq/quantizer/vars"]
         b = group["0"][()]
         del group["0"]
-        group["0"] = np.array([[3.0, 4.0, 5.0, 6.0, 7.0, 8.0]], dtype="float32") + 0 * b
-    path = _edited_weights(tmp_path, "lut_act.keras", per_element)
+        group["0"] = np.arange(3 * 3 * 3, dtype="float32").reshape(1, 3, 3, 3) % 5 + 4 + 0 * b
+
+    path = _edited_weights(tmp_path, "lut_conv.keras", per_pixel)
     with pytest.raises(UnsupportedError) as info:
         load_model(path, input_type=INPUT_TYPE)
     message = str(info.value)
-    assert "\n" not in message and "layer 'sig' (hgq>QUnaryFunctionLUT) oq_conf" in message
-    assert "vary by element" in message
+    assert "\n" not in message and "layer 'act' (hgq>QUnaryFunctionLUT) oq_conf" in message
+    assert "vary with the position" in message
 
 
 def test_json_and_weights_h5(tmp_path):
@@ -473,6 +519,8 @@ def test_per_pixel_input_widths():
         "bn_dense",
         "softmax_head",
         "softmax_iq",
+        "lut_channels",
+        "lut_conv",
     ],
 )
 def test_network_bit_exact_under_backpressure(name):
@@ -508,7 +556,7 @@ def test_channel_quantize_component_random_widths(rounding, overflow):
         bit_exact_in_simulator(lower(graph), n=4, seed=5)
 
 
-@pytest.mark.parametrize("name", ["mlp_modes", "lut_act"])
+@pytest.mark.parametrize("name", ["mlp_modes", "lut_act", "lut_channels"])
 def test_graph_npz_round_trip(tmp_path, name):
     """A converted design's graph.npz holds the FixedQuantize widths and the table
     activations' functions and output widths: it predicts the same."""
@@ -523,7 +571,7 @@ def test_graph_npz_round_trip(tmp_path, name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["cnn2d", "conv_per_pixel", "lut_act"])
+@pytest.mark.parametrize("name", ["cnn2d", "conv_per_pixel", "lut_act", "lut_conv"])
 def test_convert_and_sim_cli_bit_exact(tmp_path, name):
     """Whole HGQ2 CNNs (per-channel or per-pixel input widths, per-weight kernels, pooling, a
     QDense with per-element input widths) through `rtlgen convert` and `rtlgen sim` in

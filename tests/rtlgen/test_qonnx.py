@@ -572,7 +572,7 @@ def _oracle_python() -> str | None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(2400)  # 19 models written and executed again
+@pytest.mark.timeout(2400)  # 26 models written and executed again
 def test_live_oracle(tmp_path):
     """Brevitas and QONNX write the models and outputs again (same seeds): rtlgen predicts
     them exactly, and the committed golden outputs are what QONNX gives today."""
@@ -588,9 +588,18 @@ def test_live_oracle(tmp_path):
         got, want, _ = _predict(name, tmp_path)
         np.testing.assert_array_equal(got, want)
     # float logits (test_qonnx_outputs.py): the same files, predicted within float32
+    # per-channel activation scales (test_qonnx_outputs.py): codes and power-of-two logits
+    for name in (
+        "mlp_act_per_channel", "mlp_act_per_channel_qcdq", "cnn_bn_act_per_channel",
+        "cnn_act_per_channel_po2_qcdq",
+    ):
+        fresh = np.load(tmp_path / f"{name}_expected.npz")
+        np.testing.assert_array_equal(fresh["y"], np.load(DATA / f"{name}_expected.npz")["y"])
+        got, want, _ = _predict(name, tmp_path)
+        np.testing.assert_array_equal(got, want)
     for name in (
         "mlp_logits", "conv1d_cat", "conv1d_cat_dyn", "cnn_bn_float", "mlp_logits_qcdq",
-        "mlp_tensornorm",
+        "mlp_tensornorm", "cnn_act_per_channel", "cnn_act_per_channel_qcdq",
     ):
         fresh = np.load(tmp_path / f"{name}_expected.npz")
         np.testing.assert_array_equal(fresh["y"], np.load(DATA / f"{name}_expected.npz")["y"])

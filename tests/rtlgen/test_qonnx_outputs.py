@@ -307,10 +307,254 @@ def test_inspect_names_the_layout_and_the_output_scale():
 
 
 # ---------------------------------------------------------------------------------------
+# per-channel activation scales
+# ---------------------------------------------------------------------------------------
+#: per-channel activation scales whose outputs are codes or power-of-two logits: exact
+PER_CHANNEL_EXACT = (
+    "mlp_act_per_channel", "mlp_act_per_channel_qcdq", "cnn_bn_act_per_channel",
+    "cnn_act_per_channel_po2_qcdq",
+)
+#: float logits after per-channel float scales: within float32 of the executor's
+PER_CHANNEL_LOGITS = ("cnn_act_per_channel", "cnn_act_per_channel_qcdq")
+
+
+@pytest.mark.parametrize("name", PER_CHANNEL_EXACT + PER_CHANNEL_LOGITS)
+def test_per_channel_activation_scales_predict_as_qonnx(name):
+    """Brevitas activation quantizers with one scale per channel (QONNX ``Quant`` with a
+    (1, C, 1, 1) scale; QCDQ ``QuantizeLinear``/``DequantizeLinear`` with ``axis`` 1 and a 1-D
+    scale), float and power-of-two, feeding Gemm/Conv (grouped too), max pools, flattens and
+    the output: codes exact, float logits within float32."""
+    graph, x, want = _golden(name)
+    (got,) = predict_outputs(graph, to_stream_layout(graph, x)).values()
+    got = got.reshape(want.shape)
+    if name in PER_CHANNEL_EXACT:
+        np.testing.assert_array_equal(got.astype(np.float32), want)
+    else:
+        assert np.array_equal(got, got.astype(np.float32))
+        _within_float32(got.astype(np.float32), want)
+
+
+def test_per_channel_output_scale_is_one_per_class():
+    """mlp_act_per_channel ends in a QuantIdentity with one float scale per class: the
+    hardware's codes times each class's float32 scale are the executor's outputs exactly,
+    and the arg-max is dropped (the scales could reorder the classes)."""
+    from rtlgen.plan import plan_network
+
+    graph, x, want = _golden("mlp_act_per_channel")
+    (scale,) = graph.output_scales
+    assert len(set(scale.scale)) == 5 and not np.any(scale.bias)
+    codes = run_int(graph, quantize_input(graph, x))
+    np.testing.assert_array_equal((codes * scale.scale).astype(np.float32), want)
+    assert plan_network(graph).outputs[0].classes == 0
+
+
+def _initializer(model, name: str) -> np.ndarray:
+    return next(onnx.numpy_helper.to_array(t) for t in model.graph.initializer if t.name == name)
+
+
+@pytest.mark.parametrize("name", ["mlp_act_per_channel", "mlp_act_per_channel_qcdq"])
+def test_per_input_channel_scales_become_integer_weights(name):
+    """A float scale per input channel of a Gemm: its integer weight codes times each input
+    channel's exact integer multiplier (`integer_ratios` of the QuantReLU's scales): integer
+    weights, one scale per output channel; the plain codes would compute something else."""
+    from rtlgen.frontend.qonnx import integer_ratios
+
+    graph, x, want = _golden(name)
+    model = onnx.load(str(DATA / f"{name}.onnx"))
+    quant = next(
+        n for n in model.graph.node
+        if n.op_type in ("Quant", "QuantizeLinear") and n.name.startswith("/relu1/")
+    )
+    scales = _initializer(model, quant.input[1]).astype(np.float64).ravel()
+    assert scales.size == 12 and len(set(scales)) == 12
+    common, multipliers = integer_ratios(scales, "test")
+    np.testing.assert_array_equal(common * multipliers, scales)  # exact in float64
+    dense = [n for n in graph.nodes if isinstance(n, ir.Dense)][1]
+    w = dense.weights.mantissa * 2.0**-dense.weights.type.frac
+    codes = w / multipliers[:, None]
+    assert np.array_equal(codes, np.round(codes)) and np.abs(codes).max() <= 127
+    assert dense.weights.type.width > 30  # ~24-bit multipliers times 8-bit codes
+    mantissa = (codes * 2.0**dense.weights.type.frac).astype(np.int64)
+    plain_weights = ir.QTensor(mantissa, dense.weights.type)
+    plain = graph.with_nodes(
+        [n.replace(weights=plain_weights) if n is dense else n for n in graph.nodes]
+    )
+    (wrong,) = predict_outputs(plain, x).values()
+    assert not np.array_equal(wrong.astype(np.float32), want)
+
+
+def test_integer_ratios_are_exact_and_refuse_wide_spreads():
+    from rtlgen.frontend.qonnx import MAX_MULTIPLIER_BITS, integer_ratios
+
+    rng = np.random.default_rng(3)
+    scales = rng.uniform(0.001, 0.01, 16).astype(np.float32).astype(np.float64)
+    common, multipliers = integer_ratios(scales, "t")
+    np.testing.assert_array_equal(common * multipliers, scales)
+    assert np.gcd.reduce(multipliers) == 1 and multipliers.max() < 2**MAX_MULTIPLIER_BITS
+    # powers of two: shifts; a common float factor: small integers; signs are kept
+    _, shifts = integer_ratios(np.array([0.25, 0.0625, 0.5]), "t")
+    np.testing.assert_array_equal(shifts, [4, 1, 8])
+    s = np.float64(np.float32(0.0371))
+    common, small = integer_ratios(np.array([3 * s, -5 * s, s]), "t")
+    np.testing.assert_array_equal(small, [3, -5, 1])
+    assert common == s
+    with pytest.raises(UnsupportedError, match="integer multipliers"):
+        integer_ratios(np.array([0.00415789, 1e-10], dtype=np.float32).astype(float), "t")
+
+
+def test_round_to_float32_is_the_exact_value_rounded_once():
+    """`round_to_float32(x, s, b)` is the float32 nearest (ties to even) to the exact
+    ``x * s + b``, for accumulators beyond float32's and float64's exact integers and at
+    constructed float32 midpoints (where float64 arithmetic rounds twice)."""
+    from fractions import Fraction
+
+    from rtlgen.frontend.qonnx import round_to_float32
+
+    def exact(x, s, b):
+        out = []
+        for xi, si, bi in zip(x, s, b, strict=True):
+            q = int(xi) * Fraction(float(si)) + Fraction(float(bi))
+            f = np.float32(float(q))
+            near = [np.nextafter(f, np.float32(-np.inf)), f, np.nextafter(f, np.float32(np.inf))]
+            d = [abs(Fraction(float(c)) - q) for c in near]
+            best = [c for c, di in zip(near, d, strict=True) if di == min(d)]
+            out.append(min(best, key=lambda c: int(np.array(c).view(np.int32)) & 1))
+        return np.array(out, np.float32)
+
+    rng = np.random.default_rng(11)
+    for bits in (20, 45, 60):
+        x = rng.integers(-(2**bits), 2**bits, 3000)
+        s = rng.random(3000).astype(np.float32) * rng.random(3000).astype(np.float32) * 2.0**-bits
+        b = rng.normal(0, 1, 3000).astype(np.float32).astype(np.float64)
+        np.testing.assert_array_equal(round_to_float32(x, s, b), exact(x, s, b))
+    x = rng.integers(1, 2**20, 2000)
+    s = np.full(2000, 2.0**-30)
+    low = (x * s).astype(np.float32)
+    mid = (low.astype(np.float64) + np.nextafter(low, np.float32(np.inf))) / 2
+    for nudge in (0.0, 2.0**-75, -(2.0**-75)):
+        b = mid - x * s + nudge  # x * s + b is a midpoint, or just beside it
+        np.testing.assert_array_equal(round_to_float32(x, s, b), exact(x, s, b))
+
+
+def test_wide_accumulators_are_decided_exactly():
+    """`QuantStep.apply_mantissas` (what the threshold search calls) decides accumulators
+    beyond 2**24 exactly, where the float32 input `apply` takes would round them: the
+    two differ on such inputs, and the exact one equals the rational computation."""
+    from fractions import Fraction
+
+    from rtlgen.frontend.qonnx import QuantStep
+
+    s_out = np.float32(0.0371)
+    # one code per ~2**18 accumulator steps just above 2**42 (float32's step there: 2**18)
+    scale = np.float64(s_out) * np.float64(np.float32(0.77)) * 2.0**-18
+    bias = -(2.0**42) * scale
+    step = QuantStep(np.array([scale]), np.array([bias]), True, np.array([s_out]), 0, 255,
+                     "ROUND", 1.0)
+    rng = np.random.default_rng(2)
+    acc = 2**42 + rng.integers(0, 2**26, (2000, 1))
+    got = step.apply_mantissas(acc, 0)
+    v = [np.float32(float(int(a) * Fraction(scale) + Fraction(bias))) for a in acc[:, 0]]
+    t = (np.maximum(np.array(v, np.float32), 0) / s_out).astype(np.float32)
+    np.testing.assert_array_equal(got[:, 0], np.round(np.clip(t, 0, 255)))
+    assert len(np.unique(got)) > 150  # ~197 codes
+    assert not np.array_equal(step.apply(acc.astype(np.float32)), got)
+
+
+def test_batchnorm_before_per_channel_power_of_two_scales_is_one_threshold():
+    """Conv -> BatchNormalization -> Relu -> Quant with one power-of-two scale per channel
+    (no common 8-bit fixed-point type): one Threshold of the float BN (`BatchNormQuantStep`)
+    with the per-channel scales pending, which the next conv takes as shifts of its
+    power-of-two weights."""
+    graph, _, _ = _golden("cnn_bn_act_per_channel")
+    assert [n.op for n in graph.nodes] == [
+        "input", "conv2d", "threshold", "maxpool2d", "conv2d", "threshold", "flatten", "dense",
+    ]
+    unlowered = read_qonnx(DATA / "cnn_bn_act_per_channel.onnx")
+    first = next(n for n in unlowered.nodes if n.op == "threshold")
+    assert first.bn.label == "float BN" and first.bn.relu
+    np.testing.assert_array_equal(first.bn.s_out, [0.125, 0.0625, 0.03125, 0.125])
+    # the next conv's power-of-two weights times each input channel's shift (scales
+    # 2**-3, 2**-4, 2**-5, 2**-3 = 2**-5 x (4, 2, 1, 4))
+    model = onnx.load(str(DATA / "cnn_bn_act_per_channel.onnx"))
+    conv = next(n for n in model.graph.node if n.name == "/c2/Conv")
+    w_quant = next(n for n in model.graph.node if n.output[0] == conv.input[1])
+    w = _initializer(model, w_quant.input[0]).astype(np.float64)
+    w_scale = _initializer(model, w_quant.input[1]).astype(np.float64)
+    codes = np.clip(np.round(w / w_scale), -127, 127) * w_scale  # the exported weights
+    conv2 = [n for n in graph.nodes if isinstance(n, ir.Conv)][1]
+    want = codes.transpose(2, 3, 1, 0) * np.array([4, 2, 1, 4])[:, None]
+    np.testing.assert_array_equal(conv2.weights.values, want)
+
+
+def test_per_channel_power_of_two_qcdq_is_per_channel_widths():
+    """QCDQ with a power-of-two scale per channel (``axis`` 1): one FixedQuantize with a
+    fractional width per channel."""
+    from rtlgen.ops.hgq2 import FixedQuantize
+
+    graph, _, _ = _golden("cnn_act_per_channel_po2_qcdq")
+    quantizers = [n for n in graph.nodes if isinstance(n, FixedQuantize)][1:]
+    assert len(quantizers) == 2
+    np.testing.assert_array_equal(np.unique(quantizers[0].frac_bits.mantissa), [3, 4, 5])
+
+
+@pytest.mark.parametrize("name", ["mlp_act_per_channel_qcdq", "cnn_act_per_channel"])
+def test_per_channel_networks_bit_exact_under_backpressure(name):
+    """Integer weights of 30+ bits and 40+-bit accumulators into threshold banks, in
+    Amaranth's simulator under random valid/ready: equal to the integer reference."""
+    graph, _, _ = _golden(name)
+    bit_exact_in_simulator(graph, n=3, seed=5)
+
+
+def _set(model, name: str, value: np.ndarray) -> None:
+    for index, tensor in enumerate(model.graph.initializer):
+        if tensor.name == name:
+            model.graph.initializer[index].CopyFrom(onnx.numpy_helper.from_array(value, name))
+            return
+    raise KeyError(name)
+
+
+def test_per_channel_refusals_are_one_line(tmp_path):
+    """Per-pixel scales (QCDQ ``axis`` 2, QONNX a (1, 1, H, 1) scale), per-channel scales
+    too far apart for exact integer multipliers, and a DequantizeLinear whose per-channel
+    scale differs from its QuantizeLinear's: one line naming the node."""
+
+    def relu1(model, op):
+        return next(n for n in model.graph.node if n.op_type == op and n.name.startswith("/relu1/"))
+
+    def per_pixel_qcdq(model):
+        for op in ("QuantizeLinear", "DequantizeLinear"):
+            node = relu1(model, op)
+            node.attribute[0].i = 2
+        _set(model, relu1(model, "QuantizeLinear").input[1], np.linspace(0.01, 0.02, 8, dtype=np.float32))
+        _set(model, relu1(model, "QuantizeLinear").input[2], np.zeros(8, np.uint8))
+
+    def per_pixel_qonnx(model):
+        _set(model, relu1(model, "Quant").input[1], np.linspace(0.01, 0.02, 8, dtype=np.float32).reshape(1, 1, 8, 1))
+
+    def far_apart(model):
+        quant = relu1(model, "QuantizeLinear")
+        scale = _initializer(model, quant.input[1]).copy()
+        scale[1] = 1e-10
+        _set(model, quant.input[1], scale)
+
+    def differ(model):
+        dq = relu1(model, "DequantizeLinear")
+        scale = _initializer(model, dq.input[1]).copy()
+        scale[0] *= 2
+        model.graph.initializer.append(onnx.numpy_helper.from_array(scale, "other"))
+        dq.input[1] = "other"
+
+    _one_line_error(_edited(tmp_path, "cnn_act_per_channel_qcdq", per_pixel_qcdq), "/relu1/", "per pixel")
+    _one_line_error(_edited(tmp_path, "cnn_act_per_channel", per_pixel_qonnx), "/relu1/", "per pixel")
+    _one_line_error(_edited(tmp_path, "cnn_act_per_channel_qcdq", far_apart), "/c2/Conv", "multipliers")
+    _one_line_error(_edited(tmp_path, "cnn_act_per_channel_qcdq", differ), "DequantizeLinear", "differs")
+
+
+# ---------------------------------------------------------------------------------------
 # slow: Verilator
 # ---------------------------------------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["mlp_logits", "conv1d_cat"])
+@pytest.mark.parametrize("name", ["mlp_logits", "conv1d_cat", "cnn_act_per_channel_qcdq"])
 def test_convert_and_sim_float_outputs(tmp_path, name):
     """`rtlgen convert` + `rtlgen sim` (Verilator, backpressure 0.3) with inputs in the
     model's own layout: bit-exact integers, `sim -o` = `predict` (the output scale from
