@@ -41,7 +41,12 @@ fixed-point stream) is likewise a Threshold on that stream. Its output is intege
 its scale pending, or fixed point when its scale is a power of two. ``MaxPool`` and
 ``Flatten``/``Reshape``/``Transpose`` pass a pending map on (a positive scale commutes with
 max); ``Mul``/``Div`` by a constant multiplies it, ``Add``/``Sub`` of one shifts it; ``Concat`` joins the maps per channel;
-``Add`` needs two code streams of equal scales. At the model's output a pending map is the
+``Add`` needs two code streams of equal scales. Per-channel activation scales (a Quant scale
+of shape (1, C, 1, 1), a QCDQ 1-D scale along ``axis``) stay per channel in the map; a
+``Gemm``/``Conv`` reading them multiplies its integer weight codes by each input channel's
+exact integer ratio (`integer_ratios`), so its accumulator stays an exact integer with one
+scale per output channel (wide: the thresholds read it exactly, `QuantStep.apply_mantissas`).
+At the model's output a pending map is the
 graph's `rtlgen.ir.OutputScale`: the hardware outputs the integer codes of a float-scale
 output Quant (or the last layer's accumulator: float logits ``acc * s + b``), and
 ``predict``/``sim`` give ``float32(v * scale + bias)`` per channel (the manifest's output
