@@ -367,10 +367,8 @@ def read_hgq2_layer(layer: KerasLayer, shape: Shape, source: WeightSource) -> La
     stored, weights = _own_variables(layer, source, expected)
     if layer.class_name == "hgq>QEinsumDenseBatchnorm":
         weights = _fold_batchnorm(layer, stored, weights, source)
-    fused_bias_risk = None
     if layer.class_name == "hgq>QBatchNormDense":
         weights = _fold_input_batchnorm(layer, stored, weights, source)
-        fused_bias_risk = weights.pop("_bias_before_dot")
     kq = quantizer_spec(layer, "kq_conf", "weight")
     if kq is None:
         raise UnsupportedError(f"{layer.where}: a kernel quantizer (kq_conf) is required")
@@ -384,8 +382,8 @@ def read_hgq2_layer(layer: KerasLayer, shape: Shape, source: WeightSource) -> La
             bias = weights["bias"]
             bias_widths = quantizer_widths(layer, bq, source, "bq/quantizer", bias.shape)
             weights["bias"] = quantized_constant(bias, bias_widths)
-            if fused_bias_risk is not None:
-                _warn_fused_bias(layer, bias, fused_bias_risk, bias_widths)
+            if layer.class_name == "hgq>QBatchNormDense":
+                _warn_fused_bias(layer, bias, bias_widths)
     out = reader(plain, shape, _Quantized(weights))
     nodes: list[ir.Node] = []
     for node in out.nodes:
@@ -455,8 +453,7 @@ def _fold_input_batchnorm(
     The dot product is taken exactly and rounded to float32 once; HGQ2's backend sums in
     float32, so a bias' within a few ulps of a rounding boundary of the bias quantizer is
     warned about (`_warn_fused_bias`). Variables: kernel, bias, gamma (scale=True), beta and
-    ebops of the layer (enable_ebops), moving_mean, moving_variance. Returns the kernel, the
-    bias and, under ``_bias_before_dot``, the layer's own bias."""
+    ebops of the layer (enable_ebops), moving_mean, moving_variance."""
     features = weights["kernel"].shape[0]
     names = [
         *(["gamma"] if layer.config.get("scale", True) else []),
@@ -490,13 +487,10 @@ def _fold_input_batchnorm(
     return {
         "kernel": (scaler[:, None] * kernel).astype(f32),
         "bias": (weights["bias"] + offset).astype(f32),
-        "_bias_before_dot": weights["bias"],
     }
 
 
-def _warn_fused_bias(
-    layer: KerasLayer, fused: np.ndarray, own: np.ndarray, widths: QuantizerWidths
-) -> None:
+def _warn_fused_bias(layer: KerasLayer, fused: np.ndarray, widths: QuantizerWidths) -> None:
     """Warn where QBatchNormDense's float32 fused bias could quantize differently in HGQ2
     (its dot product summed in float32: a few ulps of the bias and of the sum)."""
     risky = ambiguous(fused, widths)

@@ -287,6 +287,42 @@ def test_channel_tables_component_random_widths(in_type):
         np.testing.assert_array_equal(table.out_type.to_float(got[:, c]), want)
 
 
+def test_table_without_input_quantizer_too_wide_refused_in_one_line(tmp_path):
+    """enable_iq=False: the table would take the dense's 20-bit accumulator."""
+    path = _edited_archive(tmp_path, "lut_act.keras", "sig", "enable_iq", lambda _: False)
+    run = rtlgen("convert", path, "-o", tmp_path / "out", "--input-type", INPUT_TYPE)
+    assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1
+    assert "layer 'sig'" in run.stderr and "sigmoid table of a 20-bit input" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_softmax_exp_table_widths_per_class_refused_in_one_line(tmp_path):
+    def per_class(f):
+        group = f["layers/q_softmax/exp_table/oq/quantizer/vars"]
+        del group["0"]
+        group["0"] = np.array([[6.0, 7.0, 8.0, 6.0, 7.0]], dtype="float32")
+
+    path = _edited_weights(tmp_path, "softmax_head.keras", per_class)
+    with pytest.raises(UnsupportedError) as info:
+        load_model(path, input_type=INPUT_TYPE)
+    message = str(info.value)
+    assert "\n" not in message and "layer 'softmax' (hgq>QSoftmax) exp_oq_conf" in message
+    assert "vary by class" in message
+
+
+def test_fused_bias_near_a_rounding_boundary_warns():
+    """QBatchNormDense's float32 fused bias (HGQ2 sums moving_mean @ kernel in float32):
+    a value within a few ulps of the bias quantizer's rounding boundary is warned about."""
+    from rtlgen.frontend.keras_config import KerasLayer
+    from rtlgen.ops.hgq2 import _warn_fused_bias
+
+    layer = KerasLayer("hgq>QBatchNormDense", "bnd", {}, None)
+    spec = QuantizerSpec("q", "kbi", "RND", "WRAP", False, True)
+    widths = QuantizerWidths(spec, np.ones(2), np.full(2, 3.0), np.full(2, 2.0))
+    with pytest.warns(RtlgenWarning, match="1 fused bias value"):
+        _warn_fused_bias(layer, np.float32([0.125, 0.3]), widths)
+
+
 def test_per_pixel_table_output_widths_refused_in_one_line(tmp_path):
     def per_pixel(f):
         group = f["layers/q_unary_function_lut/oq/quantizer/vars"]
