@@ -296,20 +296,6 @@ def test_table_without_input_quantizer_too_wide_refused_in_one_line(tmp_path):
     assert "Traceback" not in run.stderr
 
 
-def test_softmax_exp_table_widths_per_class_refused_in_one_line(tmp_path):
-    def per_class(f):
-        group = f["layers/q_softmax/exp_table/oq/quantizer/vars"]
-        del group["0"]
-        group["0"] = np.array([[6.0, 7.0, 8.0, 6.0, 7.0]], dtype="float32")
-
-    path = _edited_weights(tmp_path, "softmax_head.keras", per_class)
-    with pytest.raises(UnsupportedError) as info:
-        load_model(path, input_type=INPUT_TYPE)
-    message = str(info.value)
-    assert "\n" not in message and "layer 'softmax' (hgq>QSoftmax) exp_oq_conf" in message
-    assert "vary by class" in message
-
-
 def test_fused_bias_near_a_rounding_boundary_warns():
     """QBatchNormDense's float32 fused bias (HGQ2 sums moving_mean @ kernel in float32):
     a value within a few ulps of the bias quantizer's rounding boundary is warned about."""
@@ -323,19 +309,39 @@ def test_fused_bias_near_a_rounding_boundary_warns():
         _warn_fused_bias(layer, np.float32([0.125, 0.3]), widths)
 
 
-def test_per_pixel_table_output_widths_refused_in_one_line(tmp_path):
-    def per_pixel(f):
-        group = f["layers/q_unary_function_lut/oq/quantizer/vars"]
-        b = group["0"][()]
-        del group["0"]
-        group["0"] = np.arange(3 * 3 * 3, dtype="float32").reshape(1, 3, 3, 3) % 5 + 4 + 0 * b
+@pytest.mark.parametrize(
+    "source, variables, widths, where, words",
+    [
+        (
+            "softmax_head.keras",
+            "layers/q_softmax/exp_table/oq/quantizer/vars",
+            np.array([[6.0, 7.0, 8.0, 6.0, 7.0]]),
+            "layer 'softmax' (hgq>QSoftmax) exp_oq_conf",
+            "vary by class",
+        ),
+        (
+            "lut_conv.keras",
+            "layers/q_unary_function_lut/oq/quantizer/vars",
+            np.arange(27.0).reshape(1, 3, 3, 3) % 5 + 4,
+            "layer 'act' (hgq>QUnaryFunctionLUT) oq_conf",
+            "vary with the position",
+        ),
+    ],
+)
+def test_varying_table_widths_refused_in_one_line(tmp_path, source, variables, widths, where, words):
+    """Widths of a QSoftmax exp table that differ by class (its probabilities would not
+    follow the logits), of a table activation that differ by pixel (a table per channel
+    at most)."""
 
-    path = _edited_weights(tmp_path, "lut_conv.keras", per_pixel)
+    def replace_bits(f):
+        del f[variables]["0"]
+        f[variables]["0"] = widths.astype("float32")
+
+    path = _edited_weights(tmp_path, source, replace_bits)
     with pytest.raises(UnsupportedError) as info:
         load_model(path, input_type=INPUT_TYPE)
     message = str(info.value)
-    assert "\n" not in message and "layer 'act' (hgq>QUnaryFunctionLUT) oq_conf" in message
-    assert "vary with the position" in message
+    assert "\n" not in message and where in message and words in message
 
 
 def test_json_and_weights_h5(tmp_path):
