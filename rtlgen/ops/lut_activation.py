@@ -15,8 +15,17 @@ for 10 output fraction bits, hard sigmoid at 2.5): the table type gets the fewes
 bits whose ends already give those saturated outputs (so saturating the input there is
 exact) and the rest of `TABLE_INPUT_BITS` as fraction. QKeras kinds must stay bit-exact, so
 their table type keeps every fractional bit of the input and only drops integer bits that
-cannot change the output; when that needs more than `MAX_TABLE_INPUT_BITS` bits the layer
-is refused (quantize the activation's input). Float tables round into ``result_frac``
+cannot change the output; when that needs more than `MAX_TABLE_INPUT_BITS` bits (a QDense's
+accumulator of 14 or more fractional bits) the node becomes a `rtlgen.ops.threshold.Threshold`
+instead (`threshold_form`): the QKeras quantizers are monotone step functions of at most
+2**bits levels, so the least input mantissa reaching each level, found by exact bisection on
+QKeras's float32 formula, decides them bit-exactly on the input as it is (quantized_tanh(6)
+of a fixed<20,6> input: 63 thresholds a channel, no table); more than 256 levels are refused
+(quantize the activation's input). ``use_real_tanh``/``use_real_sigmoid`` evaluate tanh and
+exp correctly rounded to float32, where TensorFlow's float32 kernels can be an ulp off: on
+inputs with more than 14 fractional bits a few level boundaries can differ (5 in 220,000
+inputs of fixed<24,6>, quantized_tanh(8, use_real_tanh=True); none with QKeras's default
+hard sigmoid). Float tables round into ``result_frac``
 fractional bits (`PrecisionConfig`) with the integer bits their values need, unless the
 layer has an explicit result type; QKeras tables into `table_out_type` (exact).
 
@@ -78,6 +87,7 @@ from rtlgen.frontend.keras_config import (
 from rtlgen.layers.lookup import BypassTable, LookupTable, SplitTable
 from rtlgen.layers.requantize import Requantize
 from rtlgen.ops.registry import Op, Shape, register_op
+from rtlgen.ops.threshold import MAX_INPUT_WIDTH, Threshold, pad
 from rtlgen.passes import LowerContext
 from rtlgen.plan import LayerPlan, PlanContext, StreamFormat
 from rtlgen.quant.activations import (
@@ -93,6 +103,12 @@ from rtlgen.quant.activations import (
 )
 from rtlgen.quant.errors import RtlgenError, UnsupportedError
 from rtlgen.quant.fixed import FixedType, Overflow, Rounding, requantize
+from rtlgen.quant.threshold import (
+    MAX_THRESHOLD_LEVELS,
+    check_monotone,
+    level_span,
+    step_thresholds,
+)
 
 #: Default width of a table's input when a wider input is requantized (4 K entries a lane).
 TABLE_INPUT_BITS = 12
@@ -461,9 +477,12 @@ def fine_range(node: TableActivation, in_type: FixedType) -> tuple[int, int]:
     return node.fine_type.min_int << shift, node.fine_type.max_int << shift
 
 
-def lower_table(node: TableActivation, ctx: LowerContext, *, fine: bool = True) -> TableActivation:
+def lower_table(
+    node: TableActivation, ctx: LowerContext, *, fine: bool = True, thresholds: bool = True
+) -> TableActivation | Threshold:
     """Choose the table type(s) and the output type (module doc) and bound the error.
-    ``fine=False``: one table even for softsign of a wide input (a recurrent cell's gate)."""
+    ``fine=False``: one table even for softsign of a wide input (a recurrent cell's gate);
+    ``thresholds=False``: a table or a refusal, never a `Threshold` node (`threshold_form`)."""
     where = f"layer '{node.source or node.name}'"
     in_type, config = ctx.in_type, ctx.config
     try:
@@ -481,6 +500,10 @@ def lower_table(node: TableActivation, ctx: LowerContext, *, fine: bool = True) 
         table_type = in_type
     else:
         table_type = table_type_for(kind, in_type, out_frac, p, rounding, linear_above=linear_above)
+        if table_type.width > MAX_TABLE_INPUT_BITS and thresholds:
+            stepped = threshold_form(node, in_type, p)
+            if stepped is not None:
+                return stepped
         if table_type.width > MAX_TABLE_INPUT_BITS:
             raise UnsupportedError(
                 f"{where}: {kind.value} of a {in_type} input needs a table of {table_type} to "
@@ -529,6 +552,75 @@ def lower_table(node: TableActivation, ctx: LowerContext, *, fine: bool = True) 
         max_error=float(error),
         linear_above=linear_above,
         fine_type=fine_type,
+    )
+
+
+def _qkeras_frac(kind: ActivationKind, p: dict[str, Any]) -> int:
+    """The fractional bits of a QKeras kind's output grid (qkeras 0.9.0: quantized_sigmoid
+    steps 2**-bits, quantized_tanh 2**-(bits - 1), quantized_relu 2**(integer - bits), one
+    bit fewer with a negative slope)."""
+    if kind is ActivationKind.QUANTIZED_SIGMOID:
+        return int(p["bits"])
+    if kind is ActivationKind.QUANTIZED_TANH:
+        return int(p["bits"]) - 1
+    return int(p["bits"]) - bool(float(p["negative_slope"] or 0.0)) - int(p["integer"])
+
+
+@dataclass(frozen=True, eq=False)
+class _QKerasStep:
+    """A QKeras kind as a step function of input mantissas (`rtlgen.quant.threshold`'s
+    interface: ``f(x, channel_axis, ulps)`` -> output mantissas, the same in every channel)."""
+
+    in_type: FixedType
+    kind: ActivationKind
+    params: tuple[tuple[str, Any], ...]
+    out_frac: int
+
+    @property
+    def quantizer(self) -> str:
+        """What `check_monotone`'s refusal names."""
+        return self.kind.value
+
+    def __call__(self, x: np.ndarray, channel_axis: int = -1, ulps: int = 0) -> np.ndarray:
+        values = float_activation(self.kind, self.in_type.to_float(np.asarray(x)), dict(self.params))
+        scaled = values * 2.0**self.out_frac
+        mantissa = np.rint(scaled)
+        if not np.array_equal(mantissa, scaled):
+            raise RtlgenError(f"{self.kind.value}: an output lies off its grid 2**-{self.out_frac}")
+        return mantissa.astype(np.int64)
+
+
+def threshold_form(node: TableActivation, in_type: FixedType, p: dict[str, Any]) -> Threshold | None:
+    """A QKeras kind on an input too wide for an exact table (every fractional bit kept):
+    the QKeras quantizers are monotone step functions of at most 2**bits levels, so the
+    least input mantissa reaching each level (found by exact bisection over QKeras's own
+    float32 formula, `step_thresholds`) decides them bit-exactly with no table: a
+    `Threshold` node, the same thresholds in every channel. None when there are more than
+    `MAX_THRESHOLD_LEVELS` levels or the input is wider than a threshold bank takes."""
+    if not node.kind.is_qkeras or in_type.width > MAX_INPUT_WIDTH:
+        return None
+    f = _QKerasStep(in_type, node.kind, tuple(sorted(p.items())), _qkeras_frac(node.kind, p))
+    if level_span(f, 1) + 1 > MAX_THRESHOLD_LEVELS:
+        return None
+    found = step_thresholds(f, 1)
+    check_monotone(f, found, 1)
+    channels = node.in_shape[-1]
+    levels = found.levels
+    out_type = FixedType.covering(int(levels.min()), int(levels.max()), f.out_frac)
+    thresholds, levels = pad(found.thresholds, levels, in_type)
+    thresholds = np.repeat(thresholds, channels, axis=0)
+    levels = np.repeat(levels, channels, axis=0)
+    t_type = FixedType.covering(int(thresholds.min()), int(thresholds.max()), in_type.frac)
+    return Threshold(
+        node.name,
+        node.in_shape,
+        node.out_shape,
+        source=node.source,
+        inputs=node.inputs,
+        out_quantizer=node.kind.value,
+        weights=ir.QTensor(thresholds, t_type),
+        bias=ir.QTensor(levels, out_type),
+        out_type=out_type,
     )
 
 

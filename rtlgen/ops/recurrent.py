@@ -337,7 +337,7 @@ def _gate(b: ProgramBuilder, node: Recurrent, value: str, spec_json: str, key: s
     if act.table is not None:
         table = table_node(f"{node.name}_{key}", (n,), act, node.source or node.name)
         ctx = LowerContext(t, LayerPrecision(), _config(node), node.qkeras)
-        lowered = lower_table(table, ctx, fine=False)  # a cell program has one table
+        lowered = lower_table(table, ctx, fine=False, thresholds=False)  # a cell has tables
         assert lowered.table_type is not None and lowered.out_type is not None
         assert lowered.fine_type is None
         error = 0.0 if act.table.is_qkeras else lowered.max_error

@@ -27,8 +27,9 @@ from rtlgen.ops.lut_activation import (
     fine_range,
     node_table,
 )
+from rtlgen.ops.threshold import Threshold, unpadded
 from rtlgen.passes import PrecisionConfig, lower
-from rtlgen.quant.activations import MAX_TABLE_INPUT_BITS, ActivationKind
+from rtlgen.quant.activations import MAX_TABLE_INPUT_BITS, ActivationKind, float_activation
 from rtlgen.quant.errors import RtlgenError, UnsupportedError
 from rtlgen.quant.fixed import FixedType, Rounding
 from rtlgen.quant.quantizers import QuantizedBits
@@ -177,20 +178,71 @@ def test_unsupported_activations_are_refused_naming_the_layer(tmp_path):
         read_handmade(tmp_path, [entry], (3,))
 
 
-def test_qkeras_table_of_an_input_too_wide_to_stay_exact_is_refused():
-    # 20 fractional bits: a bit-exact table keeps them all, more than 14 input bits
+def wide_qkeras_graph(kind: K, in_type: FixedType, **options) -> ir.ModelGraph:
     nodes = [
         ir.Input("in", (3,), (3,)),
-        TableActivation("qt", (3,), (3,), kind=K.QUANTIZED_TANH, bits=4),
+        TableActivation("qt", (3,), (3,), kind=kind, **options),
     ]
+    return lower(ir.ModelGraph("m", tuple(nodes)), PrecisionConfig(input=in_type))
+
+
+@pytest.mark.parametrize(
+    "kind, options",
+    [
+        (K.QUANTIZED_TANH, {"bits": 4}),
+        (K.QUANTIZED_TANH, {"bits": 8, "symmetric": True}),
+        (K.QUANTIZED_SIGMOID, {"bits": 6, "use_real": True}),
+        (K.QUANTIZED_RELU, {"bits": 6, "integer": 2, "use_sigmoid": True, "negative_slope": 0.25}),
+    ],
+)
+def test_qkeras_kind_of_an_input_too_wide_for_a_table_is_decided_by_exact_thresholds(kind, options):
+    """20 fractional bits: a bit-exact table would keep them all (more than 14 input bits);
+    the quantizer is a monotone step function of at most 2**bits levels, so thresholds on
+    the input as it is decide it: equal to QKeras's float32 formula on every input tried,
+    the inputs at and just below every threshold included."""
+    in_type = FixedType(24, 20)
+    node = wide_qkeras_graph(kind, in_type, **options).nodes[1]
+    assert isinstance(node, Threshold)
+    thresholds, levels = unpadded(node, in_type)
+    assert thresholds[0] == thresholds[1] == thresholds[2]  # one function, every channel
+    assert len(set(levels[0])) <= 2 ** options["bits"]
+    rng = np.random.default_rng(7)
+    edges = np.array(thresholds[0], dtype=np.int64)
+    x = np.concatenate([
+        rng.integers(in_type.min_int, in_type.max_int, 4000, endpoint=True),
+        rng.integers(-(4 << 20), 4 << 20, 20000), edges, edges - 1,
+    ])  # fmt: skip
+    x = np.stack([x, np.roll(x, 1), np.roll(x, 2)], axis=-1)
+    got = node.out_type.to_float(run_node(node, x, in_type))
+    p = TableActivation("t", (3,), (3,), kind=kind, **options).params()
+    assert np.array_equal(got, float_activation(kind, in_type.to_float(x), p))
+
+
+def test_qkeras_kind_too_wide_for_a_table_or_thresholds_is_refused():
+    # quantized_tanh(10): 1,024 levels, more than a threshold bank's 256
     with pytest.raises(
         UnsupportedError, match=r"layer 'qt': quantized_tanh of a .* input needs a table"
     ):
-        lower(ir.ModelGraph("m", tuple(nodes)), PrecisionConfig(input=FixedType(24, 20)))
+        wide_qkeras_graph(K.QUANTIZED_TANH, FixedType(24, 20), bits=10)
     # the same fraction with few integer bits: only saturated integer bits are dropped
-    graph = lower(ir.ModelGraph("m", tuple(nodes)), PrecisionConfig(input=FixedType(20, 10)))
+    graph = wide_qkeras_graph(K.QUANTIZED_TANH, FixedType(20, 10), bits=4)
     # [-1, 1): quantized_tanh(4) reaches its ends (-1 and 7/8) from x = -1 and 0.8125 on
     assert graph.nodes[1].table_type == FixedType(11, 10)
+
+
+def test_wide_qkeras_thresholds_are_bit_exact_in_the_simulator_under_backpressure():
+    rng = np.random.default_rng(3)
+    q = QuantizedBits(6, 0, alpha=1)
+    w = ir.FloatTensor(rng.normal(size=(5, 4)), q)
+    nodes = [
+        ir.Input("in", (5,), (5,)),
+        ir.Dense("d", (5,), (4,), weights=w, bias=ir.FloatTensor(rng.normal(size=4) * 0.3, q)),
+        TableActivation("qt", (4,), (4,), kind=K.QUANTIZED_TANH, bits=5),
+    ]
+    graph = lower(ir.ModelGraph("q", tuple(nodes)), PrecisionConfig(input=FixedType(12, 10)))
+    assert graph.nodes[1].out_type.frac > MAX_TABLE_INPUT_BITS
+    assert isinstance(graph.nodes[2], Threshold)
+    bit_exact_in_simulator(graph, n=6, valid_prob=0.6, ready_prob=0.5, seed=5)
 
 
 def test_explicit_result_type_wins_for_float_tables():
@@ -483,7 +535,12 @@ def test_qkeras_model_is_bit_exact(tmp_path):
             qkeras.QActivation("quantized_relu(4,1,use_sigmoid=1)"),
             qkeras.QDense(3, kernel_quantizer=q4, bias_quantizer=q4),
             qkeras.QActivation("quantized_tanh(6, use_real_tanh=True, symmetric=True)"),
-        ],
+            # accumulators of 14 fractional bits, too many for an exact table: thresholds
+            qkeras.QDense(4, kernel_quantizer="quantized_bits(10,0,alpha=1)",
+                          bias_quantizer=q4, activation="quantized_tanh(6)"),
+            qkeras.QDense(3, kernel_quantizer="quantized_bits(10,0,alpha=1)",
+                          bias_quantizer=q4, activation="quantized_sigmoid(7)"),
+        ],  # fmt: skip
         name="qkeras_tables",
     )
     graph = predicts_like_keras(model, tmp_path, n=256, seed=2, input_type=FixedType(8, 4))
@@ -491,6 +548,8 @@ def test_qkeras_model_is_bit_exact(tmp_path):
     assert [n.kind for n in tables] == [
         K.QUANTIZED_TANH, K.QUANTIZED_SIGMOID, K.QUANTIZED_RELU, K.QUANTIZED_TANH,
     ]  # fmt: skip
+    stepped = [n for n in graph.nodes if isinstance(n, Threshold)]
+    assert [n.out_quantizer for n in stepped] == ["quantized_tanh", "quantized_sigmoid"]
 
 
 # ---------------------------------------------------------------------------------------
