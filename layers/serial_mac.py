@@ -83,10 +83,15 @@ class SerialMatVec(wiring.Component):
     - accepts one beat every ``steps`` cycles (``cycles_per_sample = beats * steps``); a new
       beat is taken during the last step of the previous one, so back-to-back beats and
       vectors need no bubble;
-    - ``latency = steps + depth + 2`` cycles from the handshake of a vector's last beat to
-      ``o.valid`` with no backpressure: the weight/input register (the ROM is read from a
-      counter and registered before any arithmetic), ``depth`` registers in the
-      product/adder tree, then the accumulate/output register. The tree has ``L`` adder
+    - a beat taken while the layer is idle has its first step in its handshake cycle (its
+      first ``group`` elements go straight from the input to the weight/input register); a
+      beat taken during the previous beat's last step starts on the next cycle;
+    - ``latency = steps + depth + 1`` cycles from the handshake of a vector's last beat,
+      taken while idle, to ``o.valid`` with no backpressure (one more when that beat was
+      taken during the previous beat's last step: ``steps + depth + 2``): the steps, the
+      weight/input register (the ROM is read from a counter and registered before any
+      arithmetic), ``depth`` registers in the product/adder tree, then the
+      accumulate/output register. The tree has ``L`` adder
       levels (DSP: ceil(log2(group)) over the registered products; LUT:
       ceil(log2(group * weight_bits)) over the partial products); with the accumulator's
       adder that is ``L + 1`` adders in series, registered every ``levels_per_stage``
@@ -172,11 +177,18 @@ class SerialMatVec(wiring.Component):
 
     @property
     def latency(self) -> int:
-        return self.steps + self.depth + 2
+        """Cycles from a vector's last beat, taken while idle, to its result."""
+        return self.steps + self.depth + 1
 
     @property
     def cycles_per_sample(self) -> int:
         return self.beats * self.steps
+
+    @property
+    def block_rom(self) -> bool:
+        """Whether the weight ROM is block RAM, read a step ahead: its read register holds
+        no word before the first clock edge, so no beat is taken in the cycle after reset."""
+        return self.words > BLOCK_ROM_WORDS
 
     @property
     def words(self) -> int:
@@ -202,7 +214,7 @@ class SerialMatVec(wiring.Component):
             for idx, wv in enumerate(self.schedule[s].reshape(-1)):
                 value |= (int(wv) & ((1 << self.w_width) - 1)) << (idx * self.w_width)
             rom_init.append(value)
-        block_rom = words > BLOCK_ROM_WORDS
+        block_rom = self.block_rom
         m.submodules.rom = rom = memory.Memory(
             shape=unsigned(word_layout.size),
             depth=words,
@@ -238,33 +250,50 @@ class SerialMatVec(wiring.Component):
             with m.Default():  # the last word (and codes the counter never holds)
                 m.d.comb += [successor.eq(0), successor_ends_beat.eq(steps == 1)]
         xs = Signal(data.ArrayLayout(self.in_shape, steps * group), reset_less=True)
+        # a block ROM's read register holds a word from the first clock edge on: a beat
+        # taken idle steps at once, so none is taken before it
+        primed = Signal(init=not block_rom)
+        m.d.sync += primed.eq(1)
         m.d.comb += [
             advance.eq(~self.o.valid | self.o.ready),
-            self.i.ready.eq(advance & (~busy | last_step)),
+            self.i.ready.eq(advance & (~busy | last_step) & primed),
             rom_read.en.eq(advance),
         ]
         start = self.i.valid & self.i.ready
+        # a step this cycle: of the beat in progress, or the first of a beat taken while
+        # idle (its elements come straight from the input)
+        step = Signal()
+        m.d.comb += step.eq(busy | start)
         if block_rom:
-            m.d.comb += rom_read.addr.eq(Mux(busy, successor, word))
+            m.d.comb += rom_read.addr.eq(Mux(step, successor, word))
         else:
             m.d.comb += rom_read.addr.eq(word)
+        group_bits = group * self.in_shape.width
+        payload = self.i.payload.as_value()
         with m.If(advance):
-            with m.If(busy):
+            with m.If(step):
                 m.d.sync += [
                     word.eq(successor),
                     last_step.eq(successor_ends_beat),
                     last_word.eq(word == words - 2 if words > 1 else 1),
                 ]
-                m.d.sync += xs.eq(xs.as_value() >> (group * self.in_shape.width))
                 with m.If(last_step):
                     m.d.sync += busy.eq(0)
+            with m.If(busy):
+                m.d.sync += xs.eq(xs.as_value() >> group_bits)
             with m.If(start):
-                m.d.sync += [
-                    xs.as_value()[: self.per_beat * self.in_shape.width].eq(
-                        self.i.payload.as_value()
-                    ),
-                    busy.eq(1),
-                ]
+                with m.If(busy):  # taken on the last step: its first step is the next
+                    m.d.sync += [
+                        xs.as_value()[: self.per_beat * self.in_shape.width].eq(payload),
+                        busy.eq(1),
+                    ]
+                with m.Else():  # its first step is now: the rest waits in `xs`
+                    m.d.sync += [
+                        xs.as_value()[: self.per_beat * self.in_shape.width].eq(
+                            payload >> group_bits
+                        ),
+                        busy.eq(~last_step),
+                    ]
 
         # The weights of this step and the inputs they multiply are registered first, so the
         # ROM's address decoding never shares a cycle with a multiplier or adder.
@@ -278,8 +307,8 @@ class SerialMatVec(wiring.Component):
         valid, first, last = Signal(name="valid_w"), Signal(name="first_w"), Signal(name="last_w")
         with m.If(advance):
             m.d.sync += [
-                xrow.eq(xs.as_value()[: group * self.in_shape.width]),
-                valid.eq(busy),
+                xrow.eq(Mux(busy, xs.as_value()[:group_bits], payload[:group_bits])),
+                valid.eq(step),
                 first.eq(word == 0),
                 last.eq(last_word),
             ]

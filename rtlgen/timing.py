@@ -89,14 +89,21 @@ def model_stage(stage, times: list[int], samples: int) -> tuple[list[int], list[
     if isinstance(stage, Serialize):
         return [lambda inputs, output: _Serialize(inputs, output, stage.beats)]
     if isinstance(stage, SerialMatVec):
-        # a beat every `steps` cycles; a vector's result `latency` after its last beat
-        accepted, out, prev = [], [], None
+        # a beat every `steps` cycles, taken at the earliest on the previous beat's last
+        # step; its first step is its handshake cycle when idle, else the next; a vector's
+        # result `depth + 2` cycles after its last step
+        accepted, out, last_step = [], [], None
         for index, t in enumerate(times):
-            t = t if prev is None else max(t, prev + stage.steps)
+            if stage.block_rom:  # no beat in the cycle after reset (its ROM's first read)
+                t = max(t, 1)
+            first = t
+            if last_step is not None:
+                t = max(t, last_step)
+                first = max(t, last_step + 1)
             accepted.append(t)
+            last_step = first + stage.steps - 1
             if index % stage.beats == stage.beats - 1:
-                out.append(t + stage.latency)
-            prev = t
+                out.append(last_step + stage.depth + 2)
         return accepted, out
     latency = getattr(stage, "latency", 0)
     return times, _pipeline(times, latency)
@@ -537,15 +544,17 @@ class _Serialize(_Block):
 
 class _Serial(_Block):
     """`serial_mac.SerialMatVec`: a word counter over the steps of every beat (a new beat
-    taken on the last step of a beat), then ``depth + 1`` registered levels and the output
-    register, all loading on ``advance = ~o.valid | o.ready``; the output is valid for the
-    last step of a vector's last beat."""
+    taken on the last step of a beat, or while idle: then its first step is in that cycle),
+    then ``depth + 1`` registered levels and the output register, all loading on
+    ``advance = ~o.valid | o.ready``; the output is valid for the last step of a vector's
+    last beat."""
 
     def __init__(self, inputs: list[_Wire], output: _Wire, stage):
         super().__init__(inputs, output)
         self.steps, self.words = stage.steps, stage.words
         self.levels = [False] * (stage.depth + 1)
         self.busy, self.word = False, 0
+        self.primed = not stage.block_rom  # a block ROM takes no beat before its first read
         self.out_valid = self.advance = False
 
     @property
@@ -557,20 +566,26 @@ class _Serial(_Block):
 
     def backward(self) -> None:
         self.advance = not self.out_valid or self.o.ready
-        self.i.ready = self.advance and (not self.busy or self.last_step)
+        self.i.ready = self.advance and (not self.busy or self.last_step) and self.primed
 
     def clock(self) -> None:
+        self.primed = True
         if not self.advance:
             return
+        start = self.i.valid and self.i.ready
+        step = self.busy or start
         self.out_valid = self.levels.pop()
-        self.levels.insert(0, self.busy and self.word == self.words - 1)
-        if self.busy:
-            last = self.last_step
+        self.levels.insert(0, step and self.word == self.words - 1)
+        last = self.last_step
+        busy = self.busy
+        if step:
             self.word = (self.word + 1) % self.words
             if last:
                 self.busy = False
-        if self.i.valid and self.i.ready:
-            self.busy = True
+        if start:
+            # taken on the last step: its first step is the next; taken idle: its first
+            # step was this one
+            self.busy = True if busy else not last
 
 
 def _blocks(stage) -> list | None:

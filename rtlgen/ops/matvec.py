@@ -44,7 +44,7 @@ def stream_steps(
     ``options.min_reuse`` and pay for them as in `plan_matvec` (a general multiplier costs at
     least two constant ones). A reuse cap (`HardwareOptions.reuse_cap`) of 1 builds the layer
     fully parallel: a constant MAC array after the flatten is a few cycles shallower than
-    one step per beat. The result is ready ``steps + depth + 2`` cycles after the
+    one step per beat. The result is ready ``steps + depth + 1`` cycles after the
     last beat instead of after a whole vector's worth of steps."""
     from rtlgen.layers.serial_mac import shared_multipliers
 

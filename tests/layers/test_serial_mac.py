@@ -32,6 +32,20 @@ def _rtlil(dut):
     return rtlil.convert(dut)  # a Component: its ports are its signature's
 
 
+def back_to_back(steps: int, n: int) -> list[int]:
+    """Cycles between the handshakes of ``n`` beats offered on every cycle: the first,
+    taken idle, has its first step at once, so the second is taken on its last step,
+    ``steps - 1`` cycles later; each later one starts a cycle after its handshake."""
+    return ([max(steps - 1, 1)] + [steps] * (n - 2))[: n - 1]
+
+
+def result_after(dut, index: int) -> int:
+    """Cycles from the handshake of beat ``index`` (a vector's last) to the result at full
+    rate: `latency` when it was taken idle (the first beat, or every beat at one step a
+    beat), one more when taken on the previous beat's last step."""
+    return dut.latency + (index > 0 and dut.steps > 1)
+
+
 def vectors(in_type, k, n, seed):
     rng = np.random.default_rng(seed + 1)
     return rng.integers(in_type.min_int, in_type.max_int + 1, size=(n, k))
@@ -81,8 +95,11 @@ def test_full_rate_timing_matches_contract(k, reuse, levels, multiplier):
     run = simulate_stream(dut, x.tolist(), len(x))
     np.testing.assert_array_equal(np.array(run.outputs), x @ w + b)
     # a new vector every `steps` cycles, back to back, no bubble
-    assert np.diff(run.in_cycles).tolist() == [dut.steps] * (len(x) - 1)
-    assert run.out_cycles[0] - run.in_cycles[0] == dut.latency
+    assert np.diff(run.in_cycles).tolist() == back_to_back(dut.steps, len(x))
+    assert [o - t for o, t in zip(run.out_cycles, run.in_cycles, strict=True)] == [
+        result_after(dut, v) for v in range(len(x))
+    ]
+    assert dut.latency == dut.steps + dut.depth + 1
     assert dut.cycles_per_sample == dut.steps
 
 
@@ -110,7 +127,7 @@ def test_adders_per_stage_set_the_tree_registers(group, multiplier, levels, dept
     )
     assert (dut.group, dut.w_width) == (group, 5)
     assert dut.depth == depth
-    assert dut.latency == dut.steps + depth + 2
+    assert dut.latency == dut.steps + depth + 1
 
 
 def test_zero_columns_and_positions_get_no_multiplier():
@@ -139,7 +156,7 @@ def test_block_rom_layer_is_bit_exact_with_its_timing(k, multiplier):
     x = vectors(in_type, k, 3, 5)
     run = simulate_stream(dut, x.tolist(), len(x))
     np.testing.assert_array_equal(np.array(run.outputs), x @ w + b)
-    assert np.diff(run.in_cycles).tolist() == [dut.steps] * (len(x) - 1)
+    assert np.diff(run.in_cycles).tolist() == back_to_back(dut.steps, len(x))
     assert run.out_cycles[0] - run.in_cycles[0] == dut.latency
     out = simulate_stream(dut, x.tolist(), len(x), seed=3, valid_prob=0.7, ready_prob=0.3).outputs
     np.testing.assert_array_equal(np.array(out), x @ w + b)
@@ -184,15 +201,18 @@ def test_beats_are_accumulated_as_they_arrive_bit_exact_under_backpressure(
 )
 def test_beats_back_to_back_and_latency_from_the_last_beat(per_beat, beats, reuse):
     """At full rate a beat is taken every `steps` cycles with no bubble between beats or
-    vectors; the result is valid `latency` cycles after the vector's last beat."""
+    vectors (the first, taken idle, steps at once); the result is valid `latency` cycles
+    after the vector's last beat, one more when that beat waited for a last step."""
     in_type = FixedType(8, 0, True)
     dut, w, b = make(per_beat * beats, 3, reuse, in_type, 0.3, 7, beats=beats)
     x = vectors(in_type, per_beat * beats, 3, 4)
     run = simulate_stream(dut, as_beats(x, beats), len(x))
     np.testing.assert_array_equal(np.array(run.outputs), x @ w + b)
-    assert np.diff(run.in_cycles).tolist() == [dut.steps] * (len(x) * beats - 1)
+    assert np.diff(run.in_cycles).tolist() == back_to_back(dut.steps, len(x) * beats)
     last_beats = run.in_cycles[beats - 1 :: beats]
-    assert [o - t for o, t in zip(run.out_cycles, last_beats, strict=True)] == [dut.latency] * 3
+    assert [o - t for o, t in zip(run.out_cycles, last_beats, strict=True)] == [
+        result_after(dut, v * beats + beats - 1) for v in range(3)
+    ]
     assert dut.cycles_per_sample == beats * dut.steps
 
 
@@ -206,7 +226,7 @@ def test_many_beat_vector_with_a_block_rom_is_bit_exact():
     x = vectors(in_type, 60, 3, 9)
     run = simulate_stream(dut, as_beats(x, 12), len(x))
     np.testing.assert_array_equal(np.array(run.outputs), x @ w + b)
-    assert run.out_cycles[0] - run.in_cycles[11] == dut.latency
+    assert run.out_cycles[0] - run.in_cycles[11] == result_after(dut, 11)
     out = simulate_stream(
         dut, as_beats(x, 12), len(x), seed=4, valid_prob=0.5, ready_prob=0.4
     ).outputs

@@ -134,7 +134,7 @@ def test_reuse_not_dividing_the_beat_and_spaced_beats():
 
 
 def test_the_result_is_ready_a_beat_s_steps_after_the_last_beat():
-    """The dense's output comes `latency` (steps + depth + 2) cycles after its last beat,
+    """The dense's output comes `latency` (steps + depth + 1) cycles after its last beat,
     not a whole vector's steps after the flatten gathered it."""
     from rtlgen.timing import model_graph
 
