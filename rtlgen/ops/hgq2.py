@@ -906,12 +906,14 @@ def read_hgq2_softmax(layer: KerasLayer, shape: Shape, source: WeightSource) -> 
     axes = layer.config.get("axes", layer.config.get("axis", [-1]))
     axes = axes if isinstance(axes, list) else [axes]
     if axes not in ([-1], [len(shape)]):
-        raise UnsupportedError(f"{layer.where}: softmax over axes {axes} (only the last axis)")
+        raise UnsupportedError(
+            f"{layer.where}: softmax over axes {str(axes)[:40]} (only the last axis)"
+        )
     scaler = layer.config.get("input_scaler", 1.0)
     if not isinstance(scaler, int | float) or not scaler > 0:
         raise UnsupportedError(
-            f"{layer.where}: input_scaler={scaler!r} is not supported (only > 0: the arg-max "
-            "of the logits is then the most probable class)"
+            f"{layer.where}: input_scaler={str(scaler)[:40]} is not supported (only > 0: "
+            "the arg-max of the logits is then the most probable class)"
         )
     if layer_config_flag(layer, "enable_oq", False):
         raise UnsupportedError(
