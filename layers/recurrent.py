@@ -24,6 +24,7 @@ from .common import Multiplier, resize, shape_of, value_range, vector_layout
 from .constant_mac import ConstantMatVec
 from .lookup import LookupTable
 from .requantize import Requantize
+from .threshold import ThresholdBank
 
 #: adders in series between the registers of the cell's matrix-vector products
 CELL_ADDERS_PER_STAGE = 2
@@ -56,6 +57,9 @@ def cell_schedule(
             ready[op.out] = start + macs[op.out].latency
         elif op.kind is VecKind.SLICE:
             ready[op.out] = start
+        elif op.kind is VecKind.THRESHOLD:
+            assert op.thresholds is not None
+            ready[op.out] = start + ThresholdBank.latency_for(len(op.thresholds))
         else:
             ready[op.out] = start + 1
     finals = [program.output, *program.next_state.values()]
@@ -214,6 +218,15 @@ class RecurrentCell(wiring.Component):
                 m.d.comb += [lut.i.valid.eq(1), lut.o.ready.eq(1)]
                 m.d.comb += [lut.i.payload[k].eq(v) for k, v in enumerate(lanes)]
                 values[op.out] = [lut.o.payload[k] for k in range(op.size)]
+            elif op.kind is VecKind.THRESHOLD:
+                assert op.thresholds is not None and op.table is not None
+                thresholds = [[int(t) for t in op.thresholds]] * op.size
+                levels = [[int(v) for v in op.table]] * op.size
+                bank = ThresholdBank(arg_types[0], op.type, thresholds, levels)
+                m.submodules[f"bank_{op.out}"] = bank
+                m.d.comb += [bank.i.valid.eq(1), bank.o.ready.eq(1)]
+                m.d.comb += [bank.i.payload[k].eq(v) for k, v in enumerate(args[0])]
+                values[op.out] = [bank.o.payload[k] for k in range(op.size)]
             elif op.kind is VecKind.REQUANT:
                 rq = Requantize(
                     op.size,
@@ -239,6 +252,8 @@ class RecurrentCell(wiring.Component):
                         expr = (Value.cast(args[0][k]) << (op.type.frac - ta.frac)) + (
                             Value.cast(args[1][k]) << (op.type.frac - tb.frac)
                         )
+                    elif op.kind is VecKind.OFFSET:
+                        expr = Value.cast(args[0][k]) + Const(op.const)
                     else:  # RSUB
                         expr = Const(op.const) - Value.cast(args[0][k])
                     m.d.sync += reg.eq(resize(expr, out_shape))

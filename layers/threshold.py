@@ -99,7 +99,12 @@ class ThresholdBank(wiring.Component):
 
     @property
     def latency(self) -> int:
-        return 3 if self.two_level else 2
+        return self.latency_for(max((len(ts) for ts in self.thresholds), default=0))
+
+    @staticmethod
+    def latency_for(most_thresholds: int) -> int:
+        """The latency of a bank whose largest element has ``most_thresholds`` thresholds."""
+        return 3 if most_thresholds > BANK_MAX_THRESHOLDS else 2
 
     @property
     def comparators(self) -> int:

@@ -28,10 +28,12 @@ class VecKind(Enum):
     MAC = "mac"  # concat(args aligned to in_type) @ weights + bias
     SLICE = "slice"  # args[0][start:start + size]
     TABLE = "table"  # table[requantize(args[0], in_type, saturate)]
+    THRESHOLD = "threshold"  # table[#{k: args[0] >= thresholds[k]}] (table: the levels)
     REQUANT = "requant"  # requantize(clamp(args[0], lo, hi), type)
     MUL = "mul"  # args[0] * args[1], exact
     ADD = "add"  # args[0] + args[1], exact (aligned)
     RSUB = "rsub"  # const - args[0], exact (const in args[0]'s units)
+    OFFSET = "offset"  # args[0] * 2**-shift + const, exact: mantissa + const, shift more frac bits
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,11 +51,13 @@ class VecOp:
     weights: np.ndarray | None = None  # MAC: (sum of arg sizes, size), aligned to type.frac
     bias: np.ndarray | None = None  # MAC: (size,), in type.frac units
     in_type: FixedType | None = None  # MAC: the common input type; TABLE: the table's type
-    table: np.ndarray | None = None  # TABLE: entry k for in_type.min_int + k
+    table: np.ndarray | None = None  # TABLE: entry k for in_type.min_int + k; THRESHOLD: levels
+    thresholds: np.ndarray | None = None  # THRESHOLD: ascending input mantissas
     start: int = 0  # SLICE
     clamp_lo: int | None = None  # REQUANT: bounds in the argument's units
     clamp_hi: int | None = None
-    const: int = 0  # RSUB
+    const: int = 0  # RSUB, OFFSET (in the result's units)
+    shift: int = 0  # OFFSET: fractional bits added (the value scaled by 2**-shift)
     #: TABLE: the largest distance from the function it stands for (0: exact, as for the
     #: QKeras quantizers, which the table reproduces)
     error: float = 0.0
@@ -202,6 +206,27 @@ class ProgramBuilder:
             )
         )
 
+    def threshold(
+        self, arg: str, thresholds: np.ndarray, levels: np.ndarray, out_type: FixedType
+    ) -> str:
+        """``levels[#{k: arg >= thresholds[k]}]`` per element: an exact quantizing
+        activation of an input too wide for a table (`rtlgen.ops.lut_activation.threshold_form`)."""
+        _, n, _, _ = self.info(arg)
+        levels = np.asarray(levels, dtype=np.int64)
+        return self._add(
+            VecOp(
+                self._name("th"),
+                VecKind.THRESHOLD,
+                (arg,),
+                out_type,
+                n,
+                int(levels.min()),
+                int(levels.max()),
+                table=levels,
+                thresholds=np.asarray(thresholds, dtype=np.int64),
+            )
+        )
+
     def requant(
         self,
         arg: str,
@@ -285,6 +310,27 @@ class ProgramBuilder:
             )
         )
 
+    def offset(self, a: str, shift: int, const: int, hint: str = "o") -> str:
+        """``a * 2**-shift + const * 2**-(frac + shift)``: the mantissas plus ``const``,
+        read with ``shift`` more fractional bits (exact: QKeras's hard sigmoid x/2 + 1/2)."""
+        ta, n, alo, ahi = self.info(a)
+        if shift < 0:
+            raise RtlgenError(f"offset by a negative shift {shift}")
+        lo, hi = alo + const, ahi + const
+        return self._add(
+            VecOp(
+                self._name(hint),
+                VecKind.OFFSET,
+                (a,),
+                _type_of(lo, hi, ta.frac + shift),
+                n,
+                lo,
+                hi,
+                const=const,
+                shift=shift,
+            )
+        )
+
     def program(self, next_state: dict[str, str], output: str) -> CellProgram:
         return CellProgram(dict(self.inputs), tuple(self.ops), dict(next_state), output)
 
@@ -323,6 +369,9 @@ def step(program: CellProgram, values: dict[str, np.ndarray]) -> dict[str, np.nd
             if op.in_type != t:
                 q = requantize(q, t.frac, op.in_type, op.rounding, Overflow.SATURATE)
             result = op.table[q - op.in_type.min_int]
+        elif op.kind is VecKind.THRESHOLD:
+            assert op.thresholds is not None and op.table is not None
+            result = op.table[np.searchsorted(op.thresholds, args[0], side="right")]
         elif op.kind is VecKind.REQUANT:
             t = _op_type(program, op.args[0])
             v = apply_clamp(args[0], op.clamp_lo, op.clamp_hi)
@@ -332,6 +381,8 @@ def step(program: CellProgram, values: dict[str, np.ndarray]) -> dict[str, np.nd
         elif op.kind is VecKind.ADD:
             ta, tb = _op_type(program, op.args[0]), _op_type(program, op.args[1])
             result = (args[0] << (op.type.frac - ta.frac)) + (args[1] << (op.type.frac - tb.frac))
+        elif op.kind is VecKind.OFFSET:
+            result = args[0] + op.const
         else:  # RSUB
             result = op.const - args[0]
         env[op.out] = np.asarray(result, dtype=np.int64)

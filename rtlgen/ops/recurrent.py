@@ -65,6 +65,7 @@ from rtlgen.frontend.keras_config import (
     parse_layer_quantizer,
 )
 from rtlgen.ops.registry import Op, Shape, register_op
+from rtlgen.ops.threshold import Threshold, unpadded
 from rtlgen.passes import LowerContext, PrecisionConfig, _quantize
 from rtlgen.plan import LayerPlan, PlanContext
 from rtlgen.quant.arith import clamp_bounds
@@ -336,8 +337,15 @@ def _gate(b: ProgramBuilder, node: Recurrent, value: str, spec_json: str, key: s
     t, n, _, _ = b.info(value)
     if act.table is not None:
         table = table_node(f"{node.name}_{key}", (n,), act, node.source or node.name)
+        exact = _dyadic_hard_sigmoid(b, value, table)
+        if exact is not None:
+            return exact
         ctx = LowerContext(t, LayerPrecision(), _config(node), node.qkeras)
-        lowered = lower_table(table, ctx, fine=False, thresholds=False)  # a cell has tables
+        lowered = lower_table(table, ctx, fine=False)
+        if isinstance(lowered, Threshold):  # a QKeras kind too wide for an exact table
+            assert lowered.out_type is not None
+            thresholds, levels = unpadded(lowered, t)
+            return b.threshold(value, np.array(thresholds[0]), np.array(levels[0]), lowered.out_type)
         assert lowered.table_type is not None and lowered.out_type is not None
         assert lowered.fine_type is None
         error = 0.0 if act.table.is_qkeras else lowered.max_error
@@ -355,6 +363,34 @@ def _gate(b: ProgramBuilder, node: Recurrent, value: str, spec_json: str, key: s
     clamp = q.clamp()
     lo, hi = clamp_bounds(clamp.lo, clamp.hi, t.frac, node.source or node.name)
     return b.requant(value, out, lo, hi, Rounding.CONVERGENT, Overflow.SATURATE)
+
+
+def _dyadic_hard_sigmoid(b: ProgramBuilder, value: str, table: Any) -> str | None:
+    """``clip(slope * x + offset, 0, 1)`` exactly when the slope is a power of two and the
+    offset a multiple of the result's step (QKeras's hard sigmoid, x/2 + 1/2, the default
+    recurrent activation of QLSTM/QGRU): the mantissas plus a constant, read with more
+    fractional bits, then clamped (no table, so no rounding however wide ``value`` is).
+    None for other functions (Keras's slope 1/5 or 1/6: a table)."""
+    from fractions import Fraction
+
+    from rtlgen.quant.activations import ActivationKind
+
+    if table.kind is not ActivationKind.HARD_SIGMOID:
+        return None
+    p = table.params()
+    slope, offset = Fraction(p["slope"]), Fraction(p["offset"])
+    if slope <= 0 or slope.numerator != 1 or slope.denominator & (slope.denominator - 1):
+        return None
+    shift = slope.denominator.bit_length() - 1
+    frac = b.info(value)[0].frac + shift
+    const = offset * 2**frac
+    if const.denominator != 1:
+        return None
+    one = 1 << frac
+    shifted = b.offset(value, shift, int(const))
+    _, _, lo, hi = b.info(shifted)
+    out = FixedType.covering(min(max(lo, 0), one), max(min(hi, one), 0), frac)
+    return b.requant(shifted, out, 0, one, Rounding.CONVERGENT, Overflow.SATURATE)
 
 
 def _rounded(

@@ -12,7 +12,7 @@ from rtlgen.ops.recurrent import GRU, LSTM, SimpleRNN, cell_program, lower_recur
 from rtlgen.passes import LayerPrecision, LowerContext, PrecisionConfig
 from rtlgen.quant.fixed import FixedType
 from rtlgen.quant.quantizers import QuantizedBits
-from rtlgen.quant.recurrent import run_sequence
+from rtlgen.quant.recurrent import VecKind, run_sequence
 
 from .streams import simulate_stream
 
@@ -32,12 +32,18 @@ def lowered_cell(
     state: bool = True,
     activation: str = '"quantized_tanh(4)"',
     recurrent_activation: str = '"quantized_sigmoid(4)"',
+    wide: bool = False,
 ):
-    """A lowered recurrent node with random weights (QKeras quantizers when ``qkeras``)."""
+    """A lowered recurrent node with random weights (QKeras quantizers when ``qkeras``);
+    ``wide``: 8-bit weights and state and quantized_tanh(8), whose gate inputs carry too
+    many fractional bits for exact tables (threshold banks)."""
     rng = np.random.default_rng(seed)
     gates = {SimpleRNN: 1, LSTM: 4, GRU: 3}[cls]
     gu = gates * units
-    q = QuantizedBits(4, 1, alpha=1) if qkeras else None
+    q = (QuantizedBits(8, 0, alpha=1) if wide else QuantizedBits(4, 1, alpha=1)) if qkeras else None
+    if wide:
+        activation = '"quantized_tanh(8)"'
+    state_q = '"quantized_bits(8,0,alpha=1)"' if wide else '"quantized_bits(4,1,alpha=1)"'
     bias_shape = (2, gu) if cls is GRU else (gu,)
     out_shape = (steps, units) if return_sequences else (units,)
     node = cls(
@@ -49,7 +55,7 @@ def lowered_cell(
         bias=ir.FloatTensor(rng.uniform(-1, 1, bias_shape), q),
         activation=activation if qkeras else '"tanh"',
         recurrent_activation=recurrent_activation if qkeras else '"sigmoid"',
-        state_quantizer='"quantized_bits(4,1,alpha=1)"' if qkeras and state else "null",
+        state_quantizer=state_q if qkeras and state else "null",
         return_sequences=return_sequences,
         reset_after=reset_after,
         qkeras=qkeras,
@@ -82,6 +88,10 @@ CASES = [
     (GRU, (2, 2, 3), dict(reset_after=False, return_sequences=True)),
     (GRU, (4, 1, 1), dict(qkeras=False)),
     (SimpleRNN, (3, 2, 4), dict(activation='"quantized_relu(3,1)"', state=False)),
+    # 8-bit: gates by threshold banks (255 thresholds: the two-level search), QKeras's hard
+    # sigmoid as an exact offset and clamp
+    (LSTM, (3, 2, 2), dict(wide=True)),
+    (GRU, (2, 2, 2), dict(wide=True, recurrent_activation='"hard_sigmoid"')),
 ]
 
 
@@ -89,6 +99,8 @@ CASES = [
 def test_cell_matches_reference_under_backpressure(cls, shape, options):
     steps, features, units = shape
     node = lowered_cell(cls, steps, features, units, 3, **options)
+    kinds = {op.kind for op in cell_program(node, IN_TYPE).ops}
+    assert (VecKind.THRESHOLD in kinds) == options.get("wide", False)
     x = _sequences(np.random.default_rng(units), 3, steps, features)
     _, run, want = _run(node, x, 5, 0.6, 0.5)
     np.testing.assert_array_equal(np.array(run.outputs), want)

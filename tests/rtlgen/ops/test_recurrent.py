@@ -17,11 +17,12 @@ import pytest
 from rtlgen import ir
 from rtlgen.frontend import read_model
 from rtlgen.layers.common import Multiplier
-from rtlgen.ops.recurrent import GRU, LSTM, SimpleRNN, lower_recurrent, step_cycles
+from rtlgen.ops.recurrent import GRU, LSTM, SimpleRNN, cell_program, lower_recurrent, step_cycles
 from rtlgen.passes import LayerPrecision, LowerContext, PrecisionConfig, lower
 from rtlgen.quant.errors import RtlgenWarning, UnsupportedError
 from rtlgen.quant.fixed import FixedType
 from rtlgen.quant.quantizers import QuantizedBits, QuantizedRelu
+from rtlgen.quant.recurrent import VecKind
 from rtlgen.quant.reference import predict
 from tests.models import layer_entry, sequential_config, write_full_h5
 
@@ -180,7 +181,7 @@ def test_float_recurrent_layers_approximate_keras(tf, tmp_path, kind, options, t
 def test_qlstm_without_state_quantizer_warns_and_rounds(tf, tmp_path):
     """Without a state quantizer c gains bits every step in QKeras: rtlgen rounds it to
     ``result_frac`` bits (a warning says it is not exact); at the default 10 bits the
-    exact quantized_tanh table of c would be too wide, which the refusal says."""
+    exact quantized_tanh of c is too wide for a table: thresholds decide it."""
     from qkeras import QLSTM
 
     layer = QLSTM(
@@ -194,11 +195,51 @@ def test_qlstm_without_state_quantizer_warns_and_rounds(tf, tmp_path):
     model = tf.keras.Sequential([tf.keras.Input((4, 2)), layer])
     model.save(tmp_path / "m.h5")
     graph = read_model(tmp_path / "m.h5")
-    with pytest.raises(UnsupportedError, match="state_quantizer"):
-        lower(graph, PrecisionConfig(input=IN_TYPE))
-    with pytest.warns(RtlgenWarning, match="state_quantizer"):
-        lowered = lower(graph, PrecisionConfig(input=IN_TYPE, result_frac=3))
-    assert not lowered.output.exact
+    for result_frac, kinds in ((10, {VecKind.THRESHOLD}), (3, {VecKind.TABLE})):
+        with pytest.warns(RtlgenWarning, match="state_quantizer"):
+            lowered = lower(graph, PrecisionConfig(input=IN_TYPE, result_frac=result_frac))
+        assert not lowered.output.exact
+        rnn = lowered.nodes[1]
+        program = cell_program(rnn, lowered.in_type(1))
+        gates = {op.kind for op in program.ops} & {VecKind.TABLE, VecKind.THRESHOLD}
+        assert kinds <= gates
+
+
+@pytest.mark.parametrize(
+    "kind, steps, features, units, sequences",
+    [("QLSTM", 5, 3, 4, False), pytest.param("QGRU", 4, 2, 3, True, marks=SLOW)],
+)
+@pytest.mark.parametrize("recurrent_activation", ["hard_sigmoid", "quantized_sigmoid(8)"])
+def test_eight_bit_qkeras_recurrent_layers_are_bit_exact(
+    tf, tmp_path, kind, steps, features, units, sequences, recurrent_activation
+):
+    """8-bit types, as trigger models have them: the gates' pre-activations carry 14+
+    fractional bits, too many for exact tables; quantized_tanh/sigmoid become thresholds and
+    QKeras's hard sigmoid (x/2 + 1/2, QLSTM's default) an exact offset and clamp."""
+    q6 = "quantized_bits(6,0,alpha=1)"
+    layer = _qkeras_layer(
+        kind,
+        units,
+        sequences,
+        kernel_quantizer=q6,
+        recurrent_quantizer=q6,
+        bias_quantizer=q6,
+        state_quantizer="quantized_bits(8,1,alpha=1)",
+        activation="quantized_tanh(8)",
+        recurrent_activation=recurrent_activation,
+    )
+    model = tf.keras.Sequential([tf.keras.Input((steps, features)), layer])
+    _randomize(model, steps * 100 + units)
+    x = grid_inputs((steps, features), 64, units)
+    want = model(x, training=False).numpy()
+    model.save(tmp_path / "m.h5")
+    lowered = lower(read_model(tmp_path / "m.h5"), PrecisionConfig(input=IN_TYPE))
+    assert lowered.output.exact
+    program = cell_program(lowered.nodes[1], lowered.in_type(1))
+    kinds = {op.kind for op in program.ops}
+    assert VecKind.THRESHOLD in kinds  # (narrower gate inputs keep their exact tables)
+    assert (VecKind.OFFSET in kinds) == (recurrent_activation == "hard_sigmoid")
+    np.testing.assert_array_equal(predict(lowered, x), want)
 
 
 # ---------------------------------------------------------------------------------------
