@@ -575,37 +575,40 @@ def _oracle_python() -> str | None:
 @pytest.mark.timeout(2400)  # 26 models written and executed again
 def test_live_oracle(tmp_path):
     """Brevitas and QONNX write the models and outputs again (same seeds): rtlgen predicts
-    them exactly, and the committed golden outputs are what QONNX gives today."""
+    them exactly (float logits within float32), and where a model file comes out byte for
+    byte the committed one, the committed golden outputs are what QONNX gives today. (Torch
+    builds differ in the last bits of a few training steps on some CPUs, so a conv model's
+    weights can differ from the committed file's: then only rtlgen is checked against it.)"""
     python = _oracle_python()
     if python is None:
         pytest.skip("QONNX oracle not installed (pip install '.[qonnx]' in a venv of its own)")
     script = Path(__file__).parents[1] / "data" / "make_qonnx_models.py"
     subprocess.run([python, script, tmp_path], check=True, capture_output=True, timeout=1800)
-    for name in MODELS:
-        fresh = np.load(tmp_path / f"{name}_expected.npz")
-        committed = np.load(DATA / f"{name}_expected.npz")
-        np.testing.assert_array_equal(fresh["y"], committed["y"])
-        got, want, _ = _predict(name, tmp_path)
-        np.testing.assert_array_equal(got, want)
-    # float logits (test_qonnx_outputs.py): the same files, predicted within float32
     # per-channel activation scales (test_qonnx_outputs.py): codes and power-of-two logits
-    for name in (
-        "mlp_act_per_channel", "mlp_act_per_channel_qcdq", "cnn_bn_act_per_channel",
+    exact = (
+        *MODELS, "mlp_act_per_channel", "mlp_act_per_channel_qcdq", "cnn_bn_act_per_channel",
         "cnn_act_per_channel_po2_qcdq",
-    ):
-        fresh = np.load(tmp_path / f"{name}_expected.npz")
-        np.testing.assert_array_equal(fresh["y"], np.load(DATA / f"{name}_expected.npz")["y"])
-        got, want, _ = _predict(name, tmp_path)
-        np.testing.assert_array_equal(got, want)
-    for name in (
+    )
+    # float logits (test_qonnx_outputs.py): within float32
+    logits = (
         "mlp_logits", "conv1d_cat", "conv1d_cat_dyn", "cnn_bn_float", "mlp_logits_qcdq",
         "mlp_tensornorm", "cnn_act_per_channel", "cnn_act_per_channel_qcdq",
-    ):
-        fresh = np.load(tmp_path / f"{name}_expected.npz")
-        np.testing.assert_array_equal(fresh["y"], np.load(DATA / f"{name}_expected.npz")["y"])
+    )
+    same_files = 0
+    for name in exact + logits:
+        if (tmp_path / f"{name}.onnx").read_bytes() == (DATA / f"{name}.onnx").read_bytes():
+            fresh = np.load(tmp_path / f"{name}_expected.npz")
+            committed = np.load(DATA / f"{name}_expected.npz")
+            np.testing.assert_array_equal(fresh["x"], committed["x"])
+            np.testing.assert_array_equal(fresh["y"], committed["y"])
+            same_files += 1
         got, want, _ = _predict(name, tmp_path)
-        step = np.spacing(np.float32(np.abs(want).max()))
-        np.testing.assert_allclose(got, want, rtol=0, atol=float(8 * step))
+        if name in exact:
+            np.testing.assert_array_equal(got, want)
+        else:
+            step = np.spacing(np.float32(np.abs(want).max()))
+            np.testing.assert_allclose(got, want, rtol=0, atol=float(8 * step))
+    assert same_files >= len(exact + logits) // 2  # the oracle itself reproduces most files
 
 
 _IN_MEMORY = """
@@ -614,11 +617,14 @@ sys.path.insert(0, sys.argv[1])
 import make_qonnx_models as mk
 import rtlgen
 from rtlgen.api import predict_outputs, to_stream_layout
-for name in ("mlp_modes", "cnn", "cnn_bn", "mlp_float", "cnn_float", "mlp_codes", "conv1d_cat"):
+for name in ("mlp_modes", "cnn", "cnn_bn", "mlp_float", "cnn_float", "mlp_codes", "conv1d_cat",
+             "mlp_act_per_channel", "cnn_act_per_channel"):
     cls, shape, _ = mk._models()[name]
     torch.manual_seed(5)
     module = cls()
     mk._train(module, shape, 5)
+    if hasattr(module, "after_training"):  # e.g. per-channel scales lifted off the 1e-10 floor
+        module.after_training()
     graph = rtlgen.load_model(module, example_input=torch.randn(1, *shape))
     x = (np.random.default_rng(0).integers(-200, 200, size=(16, *shape)) / 32).astype(np.float32)
     with torch.no_grad():
@@ -637,12 +643,13 @@ print("ok")
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1800)  # seven in-memory exports: ~2 min quiet, 15+ min on a loaded machine
+@pytest.mark.timeout(1800)  # nine in-memory exports: ~2 min quiet, 15+ min on a loaded machine
 def test_brevitas_module_in_memory_is_bit_exact_with_the_module(tmp_path):
     """`rtlgen.load_model(module, example_input=...)` exports a Brevitas module in memory
     (QONNX) and predicts exactly what the module itself computes (torch float32), for an
     MLP, a CNN, a CNN with BatchNorm and an MLP and a CNN with Brevitas's default float
-    scales, an MLP ending in float-scale codes; a 1-D CNN with float logits within float32
+    scales, an MLP ending in float-scale codes, an MLP with per-channel activation scales; a
+    1-D CNN and a CNN with per-channel activation scales with float logits within float32
     (inputs in the module's own NCHW/NCL layout); runs in the oracle venv with this checkout
     on PYTHONPATH."""
     python = _oracle_python()
