@@ -11,6 +11,7 @@ window covering the whole input (global pooling) is `GlobalMax` / `GlobalAverage
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
@@ -33,7 +34,7 @@ from rtlgen.ops.registry import Op, Shape, register_op
 from rtlgen.passes import LowerContext
 from rtlgen.plan import LayerPlan, PlanContext
 from rtlgen.quant.arith import divide_round
-from rtlgen.quant.errors import UnsupportedError
+from rtlgen.quant.errors import RtlgenWarning, UnsupportedError
 from rtlgen.quant.fixed import FixedType, requantize
 from rtlgen.quant.reference import as_image, pad_image, windows
 
@@ -174,6 +175,17 @@ def lower_pool(node: ir.Pool, ctx: LowerContext) -> ir.Pool:
         extra += math.ceil(math.log2(count))
         t = ctx.in_type
         out = ctx.explicit.result or FixedType(t.width + extra, t.frac + extra, t.signed)
+        uneven = count & (count - 1) or any(node.padding)
+        if uneven and ctx.quantized_model:
+            warnings.warn(
+                f"layer '{node.source or node.name}': the average of {count} elements"
+                f"{' (fewer at padded borders)' if any(node.padding) else ''} is rounded to "
+                f"{out}, where Keras keeps a float32 mean: a quantizer after it can differ "
+                f"from Keras where a value lies within 2**-{out.frac + 1} of its rounding "
+                "boundary (a power-of-two pool is exact)",
+                RtlgenWarning,
+                stacklevel=2,
+            )
     return node.replace(out_type=out, rounding=ctx.config.rounding)
 
 

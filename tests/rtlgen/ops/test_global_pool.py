@@ -5,6 +5,7 @@ pool reference, with the timing the manifest states."""
 from __future__ import annotations
 
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from rtlgen.layers.pool import AvgPool
 from rtlgen.layers.window import WindowGenerator
 from rtlgen.passes import PrecisionConfig, lower
 from rtlgen.plan import plan_network
+from rtlgen.quant.errors import RtlgenWarning
 from rtlgen.quant.fixed import FixedType
 from tests.models import layer_entry, sequential_config, write_full_h5
 
@@ -119,6 +121,30 @@ def test_a_pool_smaller_than_the_input_keeps_the_window_generator():
     node = ir.Pool("p", (4, 4, 2), (2, 2, 2), kind=ir.PoolKind.AVG, pool=(2, 2), stride=(2, 2))
     graph = lower(ir.ModelGraph("g", (ir.Input("in", (4, 4, 2), (4, 4, 2)), node)))
     assert isinstance(pool_stage(graph), AvgPool)
+
+
+@pytest.mark.parametrize("shape, warns", [((5, 6, 2), True), ((4, 4, 2), False)])
+def test_quantized_average_of_a_count_not_a_power_of_two_warns(tmp_path, shape, warns):
+    """QKeras keeps the float32 mean; a mean of 30 elements rounded to fixed point can move
+    a later quantizer's decision (a new user's deep-sets model over 10 particles did): said
+    in a warning. A mean of 16 is a shift: exact, no warning."""
+    layers = [
+        qconv("conv", 2, 3, 2, padding="same"),
+        layer_entry("GlobalAveragePooling2D", {"name": "gap", "data_format": "channels_last"}),
+        qdense("dense", 3),
+    ]
+    weights = {
+        "conv": {"kernel": RNG.normal(size=(3, 3, 2, 2)), "bias": RNG.normal(size=2)},
+        "dense": {"kernel": RNG.normal(size=(2, 3)), "bias": RNG.normal(size=3)},
+    }
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        network(tmp_path, layers, weights, shape)
+    said = [str(w.message) for w in caught if issubclass(w.category, RtlgenWarning)]
+    average = [m for m in said if "layer 'gap': the average of" in m]
+    assert bool(average) == warns, said
+    if warns:
+        assert "average of 30 elements" in average[0] and "float32 mean" in average[0]
 
 
 def test_cnn_ending_in_global_average_pooling_bit_exact_under_backpressure(tmp_path):
