@@ -171,6 +171,13 @@ _DTYPES = {
 MAX_NODES = 10_000
 
 
+def code_range(bits: int, signed: bool, narrow: bool) -> tuple[int, int]:
+    """QONNX's ``min_int``/``max_int`` of a ``bits``-bit quantizer."""
+    if signed:
+        return -(2 ** (bits - 1)) + int(narrow), 2 ** (bits - 1) - 1
+    return 0, 2**bits - 1 - int(narrow)
+
+
 def round_mode(values: np.ndarray, mode: str) -> np.ndarray:
     """QONNX's ``resolve_rounding_mode(mode)(values)``."""
     if mode in ("ROUND", "HALF_EVEN"):
@@ -851,8 +858,7 @@ class _Reader:
             if bits == 1 and signed:
                 y = np.where(y >= 0, 1.0, -1.0)
             else:
-                lo = -(2 ** (bits - 1)) + int(narrow) if signed else 0
-                hi = 2 ** (bits - 1) - 1 if signed else 2**bits - 1 - int(narrow)
+                lo, hi = code_range(bits, signed, narrow)
                 y = round_mode(np.clip(y, lo, hi), mode)
             y = (y - zeropt) * scale
         self.values[node.output[0]] = np.asarray(y, dtype=np.float64)
@@ -1059,8 +1065,7 @@ class _Reader:
                 f"{self.where(node)}: a float-scale weight Quant needs a positive scale, zero "
                 "point 0 and 2-32 bits"
             )
-        lo = -(2 ** (bits - 1)) + int(narrow) if signed else 0
-        hi = 2 ** (bits - 1) - 1 if signed else 2**bits - 1 - int(narrow)
+        lo, hi = code_range(bits, signed, narrow)
         x32 = value.astype(np.float32)
         with np.errstate(all="ignore"):
             t = (x32 / scale.astype(np.float32)).astype(np.float32)
@@ -1156,8 +1161,7 @@ class _Reader:
             )
         if np.any(scale <= 0) or not np.all(np.isfinite(scale)):
             raise ModelFileError(f"{where}: the scale is not positive")
-        lo = -(2 ** (bits - 1)) + int(narrow) if signed else 0
-        hi = 2 ** (bits - 1) - 1 if signed else 2**bits - 1 - int(narrow)
+        lo, hi = code_range(bits, signed, narrow)
         self._threshold_node(node, stream, scale, bits, lo, hi, signed, narrow, mode)
 
     def _threshold_node(
@@ -1174,9 +1178,6 @@ class _Reader:
     ) -> None:
         """The Threshold node of a float-scale quantizer (a QONNX Quant or a QCDQ triple):
         codes ``clip(round(v / scale), lo, hi)`` of the stream's real value ``v``."""
-        from rtlgen.ops.threshold import Threshold
-        from rtlgen.quant.quantizers import QuantizedBits, QuantizedRelu
-
         s_out = self._per_channel(node, scale, stream, np.float64)
         if stream.affine is None:
             affine = _Affine(np.ones(stream.shape[-1]), np.zeros(stream.shape[-1]))
@@ -1190,31 +1191,55 @@ class _Reader:
             and abs(exps[0]) <= MAX_FRAC_BITS
         ):
             frac = -int(exps[0])  # a power-of-two scale: the output is fixed point
-        step = 2.0**-frac
-        if signed:
-            quantizer = QuantizedBits(bits, bits - 1 - frac, symmetric=narrow, alpha=1)
-        else:
-            quantizer = QuantizedRelu(bits, bits - frac)
-        name = self.name_of(node)
-        bn = QuantStep(
-            affine.scale, affine.bias, affine.relu, s_out.astype(np.float32), lo, hi, mode, step
+        step = QuantStep(
+            affine.scale, affine.bias, affine.relu, s_out.astype(np.float32), lo, hi, mode,
+            2.0**-frac,
         )
-        threshold = Threshold(
-            name,
-            stream.shape,
-            stream.shape,
-            out_quantizer=quantizer,
-            bn=bn,  # type: ignore[arg-type]  (the op calls only ``apply``)
-            source=_text(node.name or node.output[0]),
-            inputs=(stream.node,),
+        source = _text(node.name or node.output[0])
+        name = self._add_threshold(
+            node, stream, (stream.node,), step, bits, signed, narrow, frac, source
         )
-        self.add(threshold, node)
         if frac or all(e == 0 for e in exps):
             out = _Stream(name, stream.shape, stream.layout, stream.order, frac)
         else:
             pending = _Affine(s_out, np.zeros(s_out.size), False, float(max(-lo, hi)))
             out = _Stream(name, stream.shape, stream.layout, stream.order, 0, pending)
         self.values[node.output[0]] = out
+
+    def _add_threshold(
+        self,
+        node: Any,
+        stream: _Stream,
+        inputs: tuple[str, ...],
+        function: Any,
+        bits: int,
+        signed: bool,
+        narrow: bool,
+        frac: int,
+        source: str,
+    ) -> str:
+        """Add a Threshold node deciding ``function`` (`QuantStep`, `BatchNormQuantStep`:
+        its ``apply`` gives the output values) into a ``bits``-bit quantizer's values with
+        ``frac`` fractional bits; its name."""
+        from rtlgen.ops.threshold import Threshold
+        from rtlgen.quant.quantizers import QuantizedBits, QuantizedRelu
+
+        if signed:
+            quantizer = QuantizedBits(bits, bits - 1 - frac, symmetric=narrow, alpha=1)
+        else:
+            quantizer = QuantizedRelu(bits, bits - frac)
+        name = self.name_of(node)
+        threshold = Threshold(
+            name,
+            stream.shape,
+            stream.shape,
+            out_quantizer=quantizer,
+            bn=function,  # the op calls only its ``apply`` (and ``apply_mantissas``)
+            source=source,
+            inputs=inputs,
+        )
+        self.add(threshold, node)
+        return name
 
     # -- layers -------------------------------------------------------------------------
     def _bias_for(self, node: Any, bias: np.ndarray, acc_frac: int | None) -> np.ndarray:
@@ -2012,33 +2037,16 @@ class _Reader:
         Relu) nodes just read become one Threshold node of the quantizer's integer codes
         (`BatchNormQuantStep`), the per-channel scales pending on its output (`_Affine`), as
         after a float-scale Quant."""
-        from rtlgen.ops.threshold import Threshold
-        from rtlgen.quant.quantizers import QuantizedBits, QuantizedRelu
-
         del self.nodes[-2 if relu is not None else -1 :]
         bits, signed, narrow = spec.bits, spec.signed, spec.narrow
-        lo = -(2 ** (bits - 1)) + int(narrow) if signed else 0
-        hi = 2 ** (bits - 1) - 1 if signed else 2**bits - 1
+        lo, hi = code_range(bits, signed, narrow)
         s_out = np.exp2(-spec.frac.astype(np.float64))
-        if signed:
-            quantizer = QuantizedBits(bits, bits - 1, symmetric=narrow, alpha=1)
-        else:
-            quantizer = QuantizedRelu(bits, bits)
         step = BatchNormQuantStep(
             bn.bn, relu is not None, s_out.astype(np.float32), lo, hi, spec.mode
         )
         parts = [bn.source, *([] if relu is None else [relu.source])]
-        name = self.name_of(node)
-        threshold = Threshold(
-            name,
-            stream.shape,
-            stream.shape,
-            out_quantizer=quantizer,
-            bn=step,  # type: ignore[arg-type]  (the op calls only ``apply``)
-            source="+".join([*parts, _text(node.name or node.output[0])]),
-            inputs=bn.inputs,
-        )
-        self.add(threshold, node)
+        source = "+".join([*parts, _text(node.name or node.output[0])])
+        name = self._add_threshold(node, stream, bn.inputs, step, bits, signed, narrow, 0, source)
         pending = _Affine(s_out, np.zeros(s_out.size), False, float(max(-lo, hi)))
         self.values[node.output[0]] = _Stream(
             name, stream.shape, stream.layout, stream.order, 0, pending

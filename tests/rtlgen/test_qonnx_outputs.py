@@ -11,7 +11,9 @@ MaxPool1d, flatten, float logits; ``cnn_bn_float``: Conv -> BatchNorm2d (one neg
 -> QuantReLU blocks and a BatchNorm1d on the float logits; ``mlp_logits_qcdq``: mlp_logits
 as plain-ONNX QCDQ (``export_onnx_qcdq``: float-scale QuantizeLinear/DequantizeLinear);
 ``mlp_tensornorm``: float logits normalized like brevitas_examples' TensorNorm (``Sub``,
-``Div``, ``Mul``, ``Add`` of constants on the stream, one negative weight). Float logits: QONNX's executor sums float32 products in
+``Div``, ``Mul``, ``Add`` of constants on the stream, one negative weight);
+``*_act_per_channel*``: activation quantizers with one scale per channel (QONNX and QCDQ,
+float and power-of-two, one after a BatchNorm2d). Float logits: QONNX's executor sums float32 products in
 ONNX Runtime's order, rtlgen rounds the exact value once, so they agree within float32 (a
 few ulps); the integer accumulators the hardware outputs are exactly the executor's.
 """
@@ -521,15 +523,18 @@ def test_per_channel_refusals_are_one_line(tmp_path):
     def relu1(model, op):
         return next(n for n in model.graph.node if n.op_type == op and n.name.startswith("/relu1/"))
 
+    pixel_scales = np.linspace(0.01, 0.02, 8, dtype=np.float32)
+
     def per_pixel_qcdq(model):
         for op in ("QuantizeLinear", "DequantizeLinear"):
             node = relu1(model, op)
             node.attribute[0].i = 2
-        _set(model, relu1(model, "QuantizeLinear").input[1], np.linspace(0.01, 0.02, 8, dtype=np.float32))
-        _set(model, relu1(model, "QuantizeLinear").input[2], np.zeros(8, np.uint8))
+        quant = relu1(model, "QuantizeLinear")
+        _set(model, quant.input[1], pixel_scales)
+        _set(model, quant.input[2], np.zeros(8, np.uint8))
 
     def per_pixel_qonnx(model):
-        _set(model, relu1(model, "Quant").input[1], np.linspace(0.01, 0.02, 8, dtype=np.float32).reshape(1, 1, 8, 1))
+        _set(model, relu1(model, "Quant").input[1], pixel_scales.reshape(1, 1, 8, 1))
 
     def far_apart(model):
         quant = relu1(model, "QuantizeLinear")
@@ -544,10 +549,11 @@ def test_per_channel_refusals_are_one_line(tmp_path):
         model.graph.initializer.append(onnx.numpy_helper.from_array(scale, "other"))
         dq.input[1] = "other"
 
-    _one_line_error(_edited(tmp_path, "cnn_act_per_channel_qcdq", per_pixel_qcdq), "/relu1/", "per pixel")
-    _one_line_error(_edited(tmp_path, "cnn_act_per_channel", per_pixel_qonnx), "/relu1/", "per pixel")
-    _one_line_error(_edited(tmp_path, "cnn_act_per_channel_qcdq", far_apart), "/c2/Conv", "multipliers")
-    _one_line_error(_edited(tmp_path, "cnn_act_per_channel_qcdq", differ), "DequantizeLinear", "differs")
+    qcdq, qonnx = "cnn_act_per_channel_qcdq", "cnn_act_per_channel"
+    _one_line_error(_edited(tmp_path, qcdq, per_pixel_qcdq), "/relu1/", "per pixel")
+    _one_line_error(_edited(tmp_path, qonnx, per_pixel_qonnx), "/relu1/", "per pixel")
+    _one_line_error(_edited(tmp_path, qcdq, far_apart), "/c2/Conv", "multipliers")
+    _one_line_error(_edited(tmp_path, qcdq, differ), "DequantizeLinear", "differs")
 
 
 # ---------------------------------------------------------------------------------------
