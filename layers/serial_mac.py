@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from amaranth.hdl import Const, Module, Mux, Shape, ShapeLike, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, ShapeLike, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -39,16 +39,24 @@ def _lut_partial_products(x, w, w_width: int) -> list:
 BLOCK_ROM_WORDS = 32
 
 
-def _schedule(w: np.ndarray, reuse: int, beats: int = 1) -> tuple[int, int, np.ndarray]:
-    """(group, steps, weights as (beats * steps, group, O)) of a (K, O) matrix at ``reuse``
-    steps per beat: each of the ``beats`` beats carries ``K / beats`` consecutive rows
-    (arrival order), folded over ``steps`` steps of ``group`` rows."""
+def _schedule(
+    w: np.ndarray, reuse: int, beats: int = 1, out_beats: int = 1
+) -> tuple[int, int, np.ndarray]:
+    """(group, steps, weights as (words, group, O / out_beats)) of a (K, O) matrix at
+    ``reuse`` steps per beat: each of the ``beats`` beats carries ``K / beats`` consecutive
+    rows (arrival order), folded over ``steps`` steps of ``group`` rows; with ``out_beats``
+    (one input beat) the columns are made in that many groups of ``O / out_beats``, one
+    after another, each over the ``steps`` steps of the whole vector (``words = beats *
+    steps * out_beats``)."""
     k, o = w.shape
     per_beat = k // beats
     group = math.ceil(per_beat / min(reuse, per_beat))
     steps = math.ceil(per_beat / group)
     padded = np.zeros((beats, steps * group, o), dtype=np.int64)
     padded[:, :per_beat] = w.reshape(beats, per_beat, o)
+    if out_beats > 1:  # (steps, group, out beat, its columns) -> out beat major
+        chunks = padded.reshape(steps, group, out_beats, o // out_beats).transpose(2, 0, 1, 3)
+        return group, steps, chunks.reshape(out_beats * steps, group, o // out_beats)
     return group, steps, padded.reshape(beats * steps, group, o)
 
 
@@ -58,10 +66,12 @@ def _active(schedule: np.ndarray) -> np.ndarray:
     return np.any(schedule != 0, axis=0)
 
 
-def shared_multipliers(weights: np.ndarray, reuse: int, beats: int = 1) -> int:
+def shared_multipliers(
+    weights: np.ndarray, reuse: int, beats: int = 1, out_beats: int = 1
+) -> int:
     """The general multipliers `SerialMatVec` builds for ``weights`` at ``reuse`` steps per
-    beat of ``beats``."""
-    _, _, schedule = _schedule(np.asarray(weights, dtype=np.int64), reuse, beats)
+    beat of ``beats`` (its results in ``out_beats`` beats)."""
+    _, _, schedule = _schedule(np.asarray(weights, dtype=np.int64), reuse, beats, out_beats)
     return int(_active(schedule).sum())
 
 
@@ -78,6 +88,12 @@ class SerialMatVec(wiring.Component):
     Weights live in a ROM of ``beats * steps`` words; a column whose weights are all zero
     gets no multiplier, and a (row-in-group, column) position whose weights are zero on
     every step of every beat gets none either.
+    ``out_beats`` > 1 (a one-beat input): the result leaves in that many beats of
+    ``O / out_beats`` consecutive outputs, each made over ``steps`` steps of the whole
+    vector (the input register rotates, so every output beat sees every element) and sent
+    as soon as it is complete: a next layer that takes beats as they arrive starts on the
+    first (``cycles_per_sample = steps * out_beats``; the multipliers serve one output beat's
+    columns, ``group * O / out_beats`` of them; ROM of ``steps * out_beats`` words).
 
     Contract:
     - accepts one beat every ``steps`` cycles (``cycles_per_sample = beats * steps``); a new
@@ -86,9 +102,10 @@ class SerialMatVec(wiring.Component):
     - a beat taken while the layer is idle has its first step in its handshake cycle (its
       first ``group`` elements go straight from the input to the weight/input register); a
       beat taken during the previous beat's last step starts on the next cycle;
-    - ``latency = steps + depth + 1`` cycles from the handshake of a vector's last beat,
-      taken while idle, to ``o.valid`` with no backpressure (one more when that beat was
-      taken during the previous beat's last step: ``steps + depth + 2``): the steps, the
+    - ``latency = steps * out_beats + depth + 1`` cycles from the handshake of a vector's
+      last beat, taken while idle, to ``o.valid`` of its (last) result beat with no
+      backpressure (one more when that beat was taken during the previous beat's last step;
+      output beat ``j`` comes ``(out_beats - 1 - j) * steps`` cycles earlier): the steps, the
       weight/input register (the ROM is read from a counter and registered before any
       arithmetic), ``depth`` registers in the product/adder tree, then the
       accumulate/output register. The tree has ``L`` adder
@@ -117,6 +134,7 @@ class SerialMatVec(wiring.Component):
         multiplier: Multiplier = Multiplier.AUTO,
         beats: int = 1,
         levels_per_stage: int = 1,
+        out_beats: int = 1,
     ):
         w = np.asarray(weights, dtype=np.int64)
         if w.ndim != 2 or 0 in w.shape:
@@ -133,10 +151,17 @@ class SerialMatVec(wiring.Component):
             raise RtlgenError(
                 f"SerialMatVec: {w.shape[0]} inputs do not split into {beats} equal beats"
             )
+        if out_beats < 1 or w.shape[1] % out_beats or (out_beats > 1 and beats > 1):
+            raise RtlgenError(
+                f"SerialMatVec: {w.shape[1]} outputs in {out_beats} beats from {beats} input "
+                "beats (the outputs split into equal beats of a one-beat input)"
+            )
         self.k, self.o_count = w.shape
-        self.beats = beats
+        self.beats, self.out_beats = beats, out_beats
+        #: outputs per result beat: the accumulator's columns
+        self.columns = self.o_count // out_beats
         self.per_beat = self.k // beats
-        self.group, self.steps, self.schedule = _schedule(w, reuse, beats)
+        self.group, self.steps, self.schedule = _schedule(w, reuse, beats, out_beats)
         self.in_shape = (
             shape_of(in_shape) if isinstance(in_shape, FixedType) else Shape.cast(in_shape)
         )
@@ -147,6 +172,8 @@ class SerialMatVec(wiring.Component):
             if bias is None
             else np.asarray(bias, dtype=np.int64)
         )
+        #: the bias of each output beat's columns
+        self.beat_bias = self.bias.reshape(out_beats, self.columns)
         peak = int(np.abs(self.schedule).max(initial=0))
         self.w_width = max(2, peak.bit_length() + 1)
         # (row-in-group, column) positions that ever see a non-zero weight get a multiplier.
@@ -162,7 +189,7 @@ class SerialMatVec(wiring.Component):
         super().__init__(
             {
                 "i": In(stream.Signature(data.ArrayLayout(self.in_shape, self.per_beat))),
-                "o": Out(stream.Signature(data.ArrayLayout(shape_of(acc_type), self.o_count))),
+                "o": Out(stream.Signature(data.ArrayLayout(shape_of(acc_type), self.columns))),
             }
         )
 
@@ -177,12 +204,23 @@ class SerialMatVec(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Cycles from a vector's last beat, taken while idle, to its result."""
-        return self.steps + self.depth + 1
+        """Cycles from a vector's last beat, taken while idle, to its (last) result beat."""
+        return self.beat_words + self.depth + 1
+
+    @property
+    def beat_words(self) -> int:
+        """Steps (ROM words) per input beat: ``steps``, times ``out_beats``."""
+        return self.steps * self.out_beats
+
+    def ends_result(self, word: int) -> bool:
+        """Whether the step of ROM word ``word`` completes a result beat."""
+        if self.out_beats == 1:
+            return word == self.words - 1
+        return word % self.steps == self.steps - 1
 
     @property
     def cycles_per_sample(self) -> int:
-        return self.beats * self.steps
+        return self.words
 
     @property
     def block_rom(self) -> bool:
@@ -192,8 +230,8 @@ class SerialMatVec(wiring.Component):
 
     @property
     def words(self) -> int:
-        """ROM words: one per step of every beat."""
-        return self.beats * self.steps
+        """ROM words: one per step of every beat (and result beat)."""
+        return self.beats * self.steps * self.out_beats
 
     @property
     def conversion_cost(self) -> int:
@@ -201,11 +239,12 @@ class SerialMatVec(wiring.Component):
         back end's time grows with, in `rtlgen.emit._size`'s units (a constant MAC array's
         adder bits); Amaranth converts a serial MAC's bit ~4x slower (SVHN: 0.3-0.4 ms per
         operand bit), so a mid-size one goes to a worker process too."""
-        return 4 * self.group * self.o_count * self.w_width * self.in_shape.width
+        return 4 * self.group * self.columns * self.w_width * self.in_shape.width
 
     def elaborate(self, platform):
         m = Module()
-        steps, group, n_out, words = self.steps, self.group, self.o_count, self.words
+        steps, group, n_out, words = self.steps, self.group, self.columns, self.words
+        beat_words = self.beat_words
         w_shape = signed(self.w_width)
         word_layout = data.ArrayLayout(w_shape, group * n_out)
         rom_init = []
@@ -234,21 +273,34 @@ class SerialMatVec(wiring.Component):
         word = Signal(range(max(words, 2)))
         # the word ends its beat / its vector: registers, so that no compare of the counter
         # is in series with the handshake
-        last_step = Signal(init=steps == 1)
+        last_step = Signal(init=beat_words == 1)
         last_word = Signal(init=words == 1)
         # word + 1 (and whether it ends a beat) as a table: a LUT per bit instead of a carry
         # chain in the counter's loop
         successor = Signal.like(word)
         successor_ends_beat = Signal()
+        # several result beats: whether the word starts / ends one (a table too)
+        chunked = self.out_beats > 1
+        starts_result, ends_result = Signal(), Signal()
         with m.Switch(word):
             for s in range(words - 1):
                 with m.Case(s):
                     m.d.comb += [
                         successor.eq(s + 1),
-                        successor_ends_beat.eq((s + 1) % steps == steps - 1),
+                        successor_ends_beat.eq((s + 1) % beat_words == beat_words - 1),
                     ]
+                    if chunked:
+                        m.d.comb += [
+                            starts_result.eq(s % steps == 0),
+                            ends_result.eq(self.ends_result(s)),
+                        ]
             with m.Default():  # the last word (and codes the counter never holds)
-                m.d.comb += [successor.eq(0), successor_ends_beat.eq(steps == 1)]
+                m.d.comb += [successor.eq(0), successor_ends_beat.eq(beat_words == 1)]
+                if chunked:
+                    m.d.comb += [
+                        starts_result.eq((words - 1) % steps == 0),
+                        ends_result.eq(1),
+                    ]
         xs = Signal(data.ArrayLayout(self.in_shape, steps * group), reset_less=True)
         # a block ROM's read register holds a word from the first clock edge on: a beat
         # taken idle steps at once, so none is taken before it
@@ -270,6 +322,11 @@ class SerialMatVec(wiring.Component):
             m.d.comb += rom_read.addr.eq(word)
         group_bits = group * self.in_shape.width
         payload = self.i.payload.as_value()
+        padded = Cat(payload, Const(0, (steps * group - self.per_beat) * self.in_shape.width))
+
+        def rotate(value):
+            return Cat(value[group_bits:], value[:group_bits])
+
         with m.If(advance):
             with m.If(step):
                 m.d.sync += [
@@ -279,21 +336,15 @@ class SerialMatVec(wiring.Component):
                 ]
                 with m.If(last_step):
                     m.d.sync += busy.eq(0)
+            # the input register rotates by a group a step: after `steps` steps it is as
+            # loaded, for the next result beat's columns
             with m.If(busy):
-                m.d.sync += xs.eq(xs.as_value() >> group_bits)
+                m.d.sync += xs.eq(rotate(xs.as_value()))
             with m.If(start):
                 with m.If(busy):  # taken on the last step: its first step is the next
-                    m.d.sync += [
-                        xs.as_value()[: self.per_beat * self.in_shape.width].eq(payload),
-                        busy.eq(1),
-                    ]
+                    m.d.sync += [xs.eq(padded), busy.eq(1)]
                 with m.Else():  # its first step is now: the rest waits in `xs`
-                    m.d.sync += [
-                        xs.as_value()[: self.per_beat * self.in_shape.width].eq(
-                            payload >> group_bits
-                        ),
-                        busy.eq(~last_step),
-                    ]
+                    m.d.sync += [xs.eq(rotate(padded)), busy.eq(~last_step)]
 
         # The weights of this step and the inputs they multiply are registered first, so the
         # ROM's address decoding never shares a cycle with a multiplier or adder.
@@ -309,8 +360,8 @@ class SerialMatVec(wiring.Component):
             m.d.sync += [
                 xrow.eq(Mux(busy, xs.as_value()[:group_bits], payload[:group_bits])),
                 valid.eq(step),
-                first.eq(word == 0),
-                last.eq(last_word),
+                first.eq(starts_result if chunked else word == 0),
+                last.eq(ends_result if chunked else last_word),
             ]
 
         # terms of each column: products (DSP) or partial products (LUT)
@@ -372,13 +423,22 @@ class SerialMatVec(wiring.Component):
         m.d.comb += [self.o.valid.eq(out_valid), self.o.payload.eq(out)]
         with m.If(advance):
             m.d.sync += out_valid.eq(valid & last)
+        # the result beat being accumulated (its columns' bias): counts the ones completed
+        result_beat = Signal(range(max(self.out_beats, 2)))
+        if chunked:
+            with m.If(advance & valid & last):
+                m.d.sync += result_beat.eq(
+                    Mux(result_beat == self.out_beats - 1, 0, result_beat + 1)
+                )
         for o in range(n_out):
             assert len(columns[o]) <= 1, "adder tree did not reduce to one term"
             partial = columns[o][0] if columns[o] else Const(0, self.inner)
             acc = Signal(self.inner, name=f"acc_{o}", reset_less=True)
             total = Signal(self.inner, name=f"sum_{o}")
+            biases = [Const(int(b), self.inner) for b in self.beat_bias[:, o]]
+            bias = Array(biases)[result_beat] if chunked else biases[0]
             # the accumulator starts from the bias: one adder in this stage
-            m.d.comb += total.eq(Mux(first, Const(int(self.bias[o]), self.inner), acc) + partial)
+            m.d.comb += total.eq(Mux(first, bias, acc) + partial)
             with m.If(advance & valid):
                 m.d.sync += acc.eq(total)
                 with m.If(last):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from amaranth.hdl import Array, Cat, Const, Module, Signal, Value, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -262,3 +262,68 @@ def _unsigned_at_least(bits: Value, t: int) -> Value:
         if not (t >> i) & 1:
             terms.append(bits[i] & (bits[i + 1 :] == t >> (i + 1)) if i + 1 < width else bits[i])
     return Cat(*terms).any()
+
+
+class ChunkedThresholdBank(wiring.Component):
+    """A `ThresholdBank` of ``n`` elements taking its vector in ``beats`` beats of ``n /
+    beats`` consecutive elements (a time-multiplexed dense's result beats,
+    `serial_mac.SerialMatVec` ``out_beats``) and passing them on as they come.
+
+    Every element's comparators are the bank's (constants per element): element ``c``
+    compares input lane ``c % (n / beats)`` on every beat, and the output lanes are the
+    levels of the beat's elements, picked by a count of the output beats taken (beats
+    leave in order). So it costs the whole bank plus an ``beats``-way mux per output lane
+    after the bank's output register, and no cycle.
+
+    Contract: one beat per cycle (II = 1), ``latency`` the bank's; ``o.ready`` low freezes
+    it (the bank's `pipeline_control`); payload ``n / beats`` x ``in_type`` in, ``n / beats``
+    x ``out_type`` out.
+    """
+
+    def __init__(self, bank: ThresholdBank, beats: int):
+        n = len(bank.levels)
+        if beats < 1 or n % beats:
+            raise RtlgenError(
+                f"ChunkedThresholdBank: {n} elements do not split into {beats} equal beats"
+            )
+        self.bank, self.beats, self.lanes = bank, beats, n // beats
+        self.in_type, self.out_type = bank.in_type, bank.out_type
+        super().__init__(
+            {
+                "i": In(stream.Signature(data.ArrayLayout(shape_of(bank.in_type), self.lanes))),
+                "o": Out(
+                    stream.Signature(data.ArrayLayout(shape_of(bank.out_type), self.lanes))
+                ),
+            }
+        )
+
+    @property
+    def latency(self) -> int:
+        return self.bank.latency
+
+    @property
+    def comparators(self) -> int:
+        return self.bank.comparators
+
+    @property
+    def conversion_cost(self) -> int:
+        return self.bank.conversion_cost
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.bank = bank = self.bank
+        lanes, n = self.lanes, self.lanes * self.beats
+        beat = Signal(range(max(self.beats, 2)))  # the output beat shown
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += beat.eq(Mux(beat == self.beats - 1, 0, beat + 1))
+        m.d.comb += [
+            bank.i.valid.eq(self.i.valid),
+            self.i.ready.eq(bank.i.ready),
+            self.o.valid.eq(bank.o.valid),
+            bank.o.ready.eq(self.o.ready),
+        ]
+        m.d.comb += [bank.i.payload[c].eq(self.i.payload[c % lanes]) for c in range(n)]
+        for lane in range(lanes):
+            choices = Array(bank.o.payload[k * lanes + lane] for k in range(self.beats))
+            m.d.comb += self.o.payload[lane].eq(choices[beat])
+        return m

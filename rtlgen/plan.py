@@ -73,7 +73,13 @@ class HardwareOptions:
     `plan_network` caps the reuse of the layers where a cycle costs the fewest multipliers
     until it is met (``layer_max_reuse``); None: no budget.
     ``layer_max_reuse``: (layer name, cap) pairs, each a ``max_reuse`` for that layer alone
-    (over ``max_reuse``); what a latency budget chose."""
+    (over ``max_reuse``); what a latency budget chose.
+    ``layer_out_beats``: (layer name, beats) pairs: a time-multiplexed dense of a one-beat
+    input sends its result in that many beats of consecutive outputs, each as soon as it is
+    made (`SerialMatVec` ``out_beats``), through a threshold bank that takes them so
+    (`ChunkedThresholdBank`) to a dense that adds each to its partial sums as it arrives:
+    the two denses overlap; what a latency budget chose (ignored where the layer is not
+    such a dense)."""
 
     multiplier: Multiplier = Multiplier.AUTO
     parallelism: Parallelism = Parallelism.AUTO
@@ -86,10 +92,15 @@ class HardwareOptions:
     #: ``pixels_per_beat``: adjacent pixels of an image row per input beat (`rtlgen.ppb`)
     pixels_per_beat: int = 1
     layer_max_reuse: tuple[tuple[str, int], ...] = ()
+    layer_out_beats: tuple[tuple[str, int], ...] = ()
 
     def reuse_cap(self, layer: str) -> int | None:
         """The most steps per input beat layer ``layer`` may take (None: no cap)."""
         return dict(self.layer_max_reuse).get(layer, self.max_reuse)
+
+    def out_beats(self, layer: str) -> int:
+        """The beats layer ``layer``'s result is asked to leave in (`layer_out_beats`)."""
+        return dict(self.layer_out_beats).get(layer, 1)
 
     def __post_init__(self):
         if self.adders_per_stage is None:
@@ -106,6 +117,12 @@ class HardwareOptions:
             if not 1 <= cap <= MAX_REUSE:
                 raise RtlgenError(
                     f"reuse cap {cap} of layer '{layer}' is not supported (use 1 to {MAX_REUSE})"
+                )
+        for layer, beats in self.layer_out_beats:
+            if not 1 <= beats <= MAX_REUSE:
+                raise RtlgenError(
+                    f"result beats {beats} of layer '{layer}' are not supported (use 1 to "
+                    f"{MAX_REUSE})"
                 )
         if self.latency_budget is not None and not 1 <= self.latency_budget <= MAX_BUDGET:
             raise RtlgenError(
@@ -503,18 +520,24 @@ _layer_plans: dict | None = None
 
 def _plan_layer(node: ir.Node, ctx: PlanContext) -> LayerPlan:
     """``node``'s op's plan, reused from an earlier probe of a budget search where the
-    context is the same up to the reuse caps of other layers than the node and its
-    consumers (a flatten's plan depends on its dense's)."""
+    context is the same up to the reuse caps and result beats of other layers than the node
+    and its consumers (a flatten's plan depends on its dense's)."""
     from rtlgen.ops.registry import op_for
 
     if _layer_plans is None:
         return op_for(node).plan(node, ctx)
     options = ctx.options
-    caps = tuple((n.name, options.reuse_cap(n.name)) for n in (node, *ctx.consumers))
+    caps = tuple(
+        (n.name, options.reuse_cap(n.name), options.out_beats(n.name))
+        for n in (node, *ctx.consumers)
+    )
     key = (
         node.name,
         dataclasses.replace(
-            ctx, options=dataclasses.replace(options, max_reuse=None, layer_max_reuse=())
+            ctx,
+            options=dataclasses.replace(
+                options, max_reuse=None, layer_max_reuse=(), layer_out_beats=()
+            ),
         ),
         caps,
     )
@@ -534,27 +557,99 @@ def _planned_latency(graph: ir.ModelGraph, options: HardwareOptions) -> tuple[Ne
     return top.plan, model_top(top).latency
 
 
+def _serial_stages(network: NetworkPlan) -> dict:
+    """The `SerialMatVec` of every time-multiplexed layer with more than one step per input
+    beat, by layer name."""
+    stages = {}
+    for layer in network.layers:
+        for stage in layer.stages:
+            if getattr(stage, "beat_words", 1) > 1 and hasattr(stage, "group"):
+                stages[layer.node.name] = stage
+    return stages
+
+
 def _serial_steps(network: NetworkPlan) -> dict[str, int]:
     """The steps per input beat of every time-multiplexed layer (a `SerialMatVec`'s) with
     more than one."""
-    steps = {}
-    for layer in network.layers:
-        for stage in layer.stages:
-            if getattr(stage, "steps", 1) > 1 and hasattr(stage, "group"):
-                steps[layer.node.name] = stage.steps
-    return steps
+    return {name: stage.beat_words for name, stage in _serial_stages(network).items()}
+
+
+#: LUTs per product the budget search charges (Yosys xcup, the SVHN CNN's layers alone,
+#: benchmarks/results/svhn_latency.json): a constant-coefficient product of a parallel
+#: array 7.0 (conv) to 8.2 (dense), a shared general multiplier of a time-multiplexed one
+#: 13.7 (conv) to 17 (its adder-tree and accumulator bits stay in LUTs beside the DSP, its
+#: ROM in LUTs up to `BLOCK_ROM_WORDS` words); the differences between the SVHN plans'
+#: layers come within ~15 % of these
+LUTS_PER_CONSTANT_PRODUCT = 7
+LUTS_PER_SHARED_MULTIPLIER = 14
+
+
+def _lut_cost(network: NetworkPlan) -> int:
+    """The LUTs the budget search compares plans by (`LUTS_PER_CONSTANT_PRODUCT`,
+    `LUTS_PER_SHARED_MULTIPLIER`; the rest of a plan is the same in every probe)."""
+    return sum(
+        layer.multipliers
+        * (LUTS_PER_SHARED_MULTIPLIER if layer.reuse > 1 else LUTS_PER_CONSTANT_PRODUCT)
+        for layer in network.layers
+    )
+
+
+def _step_caps(stage) -> list[int]:
+    """The reuse caps giving a layer fewer steps per beat than ``stage`` takes, one per
+    distinct step count (``ceil(per_beat / group)`` for a larger group), and 1."""
+    per_beat = stage.per_beat
+    steps = {-(-per_beat // group) for group in range(1, per_beat + 1)} | {1}
+    return sorted((s for s in steps if s < stage.steps), reverse=True)
+
+
+def _beat_taker(graph: ir.ModelGraph, name: str) -> str | None:
+    """The dense that would take dense ``name``'s result beats as they arrive: its one
+    consumer, or the one consumer of its one consumer, a threshold bank; None if none."""
+    if name in graph.outputs:
+        return None
+    users = graph.consumers(name)
+    if len(users) == 1 and users[0].op == "threshold" and users[0].name not in graph.outputs:
+        users = graph.consumers(users[0].name)
+    return users[0].name if len(users) == 1 and users[0].op == "dense" else None
+
+
+#: result beats the budget search tries for a time-multiplexed dense (dividing its outputs)
+RESULT_BEATS = (2, 4, 8, 16)
+
+
+@dataclass(frozen=True)
+class _Choice:
+    """One way to plan a group of layers in the budget search: cycles saved against the
+    default plan (alone), LUTs added (`_lut_cost`), and the options it sets."""
+
+    saving: int
+    cost: int
+    caps: tuple[tuple[str, int], ...] = ()
+    out_beats: tuple[tuple[str, int], ...] = ()
+
+
+def _cheapest(units: list[list[_Choice]], need: int) -> list[_Choice] | None:
+    """One choice per unit saving at least ``need`` cycles in total (savings added) for the
+    fewest LUTs; None when no combination saves that much. A knapsack over the saving,
+    counted up to ``need``."""
+    best: dict[int, tuple[int, list[_Choice]]] = {0: (0, [])}
+    for choices in units:
+        after: dict[int, tuple[int, list[_Choice]]] = {}
+        for saved, (cost, picked) in best.items():
+            for choice in choices:
+                key = min(need, saved + max(choice.saving, 0))
+                total = cost + choice.cost
+                if key not in after or total < after[key][0]:
+                    after[key] = (total, [*picked, choice])
+        best = after
+    return best[need][1] if need in best else None
 
 
 def _plan_for_budget(graph: ir.ModelGraph, options: HardwareOptions) -> NetworkPlan:
-    """The plan meeting ``options.latency_budget`` with few multipliers: the default plan
-    when it meets the budget; else, from it, a greedy search over per-layer reuse caps
-    (`HardwareOptions.layer_max_reuse`): each round halves the steps per beat of the
-    time-multiplexed layer that saves the most cycles per multiplier added (a shared
-    general multiplier counted as two constant products; latency by the handshake model;
-    where no single layer saves a cycle, e.g. parallel branches, the one adding the
-    fewest), until the budget is met; then each capped layer's cap is raised
-    again as far as the budget allows (a binary search below the steps it had before its
-    last halving). The plan keeps the budget and names the caps it chose."""
+    """The plan meeting ``options.latency_budget`` with few LUTs: the default plan when it
+    meets the budget; else per-layer reuse caps (`HardwareOptions.layer_max_reuse`) and
+    result beats (`HardwareOptions.layer_out_beats`) chosen by `_search_budget`. The plan
+    keeps the budget and names what it chose."""
     global _layer_plans
     if _layer_plans is not None:  # a nested search (cannot happen: probes set a cap)
         raise AssertionError("latency budget search within a search")
@@ -566,23 +661,28 @@ def _plan_for_budget(graph: ir.ModelGraph, options: HardwareOptions) -> NetworkP
 
 
 def _search_budget(graph: ir.ModelGraph, options: HardwareOptions) -> NetworkPlan:
+    """Each time-multiplexed layer of the default plan is probed alone at every smaller
+    step count (latency by the handshake model, LUTs by `_lut_cost`); a dense of a one-beat
+    input whose result goes (through a threshold bank) to another dense is also probed
+    sending its result in `RESULT_BEATS` beats that the other dense takes as they arrive
+    (the two overlap), together with that dense's caps. The cheapest set of choices whose
+    savings add up to the cycles over budget (`_cheapest`) is planned; where the savings do
+    not add up (layers on parallel branches), the shortfall is asked for again. Then each
+    cap is raised as far as the budget allows (binary search). Where no choice saves a
+    cycle alone, a greedy search halves the steps of the layer adding the fewest LUTs per
+    cycle saved (`_greedy_budget`)."""
     budget = options.latency_budget
     assert budget is not None
 
-    def planned(caps: dict[str, int], uniform: int = MAX_REUSE) -> tuple[NetworkPlan, int]:
+    def planned(caps: dict[str, int], beats: dict[str, int] | None = None, uniform=MAX_REUSE):
         return _planned_latency(
             graph,
             dataclasses.replace(
-                options, max_reuse=uniform, layer_max_reuse=tuple(sorted(caps.items()))
+                options,
+                max_reuse=uniform,
+                layer_max_reuse=tuple(sorted(caps.items())),
+                layer_out_beats=tuple(sorted((beats or {}).items())),
             ),
-        )
-
-    def cost(network: NetworkPlan) -> int:
-        # a shared general multiplier costs about two constant products (its full-width
-        # product and adder: ~13 LUTs against ~8 per constant product of the SVHN CNN's
-        # dense layers in Yosys; `plan_matvec`'s "sharing must pay" rule)
-        return sum(
-            layer.multipliers * (2 if layer.reuse > 1 else 1) for layer in network.layers
         )
 
     network, latency = planned({})
@@ -595,23 +695,107 @@ def _search_budget(graph: ir.ModelGraph, options: HardwareOptions) -> NetworkPla
             f"{full_latency} cycles (the default plan {latency}); the budget caps time "
             "multiplexing only"
         )
+    base_cost = _lut_cost(network)
+    stages = _serial_stages(network)
+
+    def probe(caps: dict[str, int], beats: dict[str, int] | None = None) -> _Choice:
+        trial, trial_latency = planned(caps, beats)
+        return _Choice(
+            latency - trial_latency,
+            _lut_cost(trial) - base_cost,
+            tuple(sorted(caps.items())),
+            tuple(sorted((beats or {}).items())),
+        )
+
+    alone = {
+        name: [probe({name: cap}) for cap in _step_caps(stage)] for name, stage in stages.items()
+    }
+    units: list[list[_Choice]] = []
+    joined: set[str] = set()
+    for name, stage in stages.items():
+        taker = _beat_taker(graph, name)
+        if name in joined or stage.beats != 1 or stage.out_beats != 1 or taker is None:
+            continue
+        # the dense and the one taking its beats as one unit: either as they are (their
+        # savings added) or overlapped
+        joined.update((name, taker))
+        keep = _Choice(0, 0)
+        pairs = [
+            _Choice(a.saving + b.saving, a.cost + b.cost, a.caps + b.caps)
+            for a in [keep, *alone[name]]
+            for b in [keep, *alone.get(taker, [])]
+        ]
+        for beats in RESULT_BEATS:
+            if stage.o_count % beats or beats >= stage.o_count:
+                continue
+            for cap in [stage.steps, *_step_caps(stage)]:
+                if beats * cap >= stage.steps:
+                    continue
+                # the taker at the beats' spacing, or at 2 steps a beat
+                for taker_cap in [None, 2] if cap > 2 else [None]:
+                    caps = {name: cap} if taker_cap is None else {name: cap, taker: taker_cap}
+                    pairs.append(probe(caps, {name: beats}))
+        units.append(pairs)
+    units += [[_Choice(0, 0), *alone[name]] for name in stages if name not in joined]
+    if not any(c.saving > 0 for unit in units for c in unit):
+        return _greedy_budget(graph, options, network, latency, planned)
+    need = latency - budget
+    chosen = None
+    for _ in range(8):  # savings that do not add up: ask for the shortfall again
+        picks = _cheapest(units, need)
+        if picks is None:
+            break
+        caps = dict(kv for c in picks for kv in c.caps)
+        beats = dict(kv for c in picks for kv in c.out_beats)
+        trial, trial_latency = planned(caps, beats)
+        if trial_latency <= budget:
+            chosen = (caps, beats, trial)
+            break
+        need += trial_latency - budget
+    if chosen is None:
+        return _greedy_budget(graph, options, network, latency, planned)
+    caps, beats, network = chosen
+    # raise each cap again as far as the budget allows (fewer multipliers)
+    for name in sorted(caps):
+        lo, hi = caps[name], stages[name].steps - 1 if name in stages else caps[name]
+        if name in beats:
+            hi = min(hi, stages[name].steps // beats[name])
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            trial, trial_latency = planned({**caps, name: mid}, beats)
+            if trial_latency <= budget and _lut_cost(trial) <= _lut_cost(network):
+                lo, network = mid, trial
+            else:
+                hi = mid - 1
+        caps[name] = lo
+    return network
+
+
+def _greedy_budget(graph, options, network, latency, planned) -> NetworkPlan:
+    """From the default plan, each round halves the steps per beat of the layer that saves
+    the most cycles per LUT added (where no single layer saves a cycle, e.g. parallel
+    branches, the one adding the fewest), until the budget is met; then each capped
+    layer's cap is raised again as far as the budget allows (a binary search below the
+    steps it had before its last halving)."""
+    budget = options.latency_budget
     caps: dict[str, int] = {}
     before: dict[str, int] = {}  # each capped layer's steps before its last halving
     while latency > budget:
         trials = []
         for name, steps in sorted(_serial_steps(network).items()):
             trial, trial_latency = planned({**caps, name: steps // 2})
-            trials.append((latency - trial_latency, cost(trial) - cost(network), name, steps, trial))
+            trials.append(
+                (latency - trial_latency, _lut_cost(trial) - _lut_cost(network), name, steps, trial)
+            )
         assert trials, "every layer at reuse 1 meets the budget"
         saving = [t for t in trials if t[0] > 0]
-        if saving:  # the most cycles per multiplier added (one adding none first)
+        if saving:  # the most cycles per LUT added (one adding none first)
             pick = max(saving, key=lambda t: (t[1] <= 0, t[0] / max(t[1], 1), -t[1]))
         else:
             pick = min(trials, key=lambda t: t[1])
         saved, _, name, steps, network = pick
         before[name], caps[name] = steps, steps // 2
         latency -= saved
-    # raise each cap again as far as the budget allows (fewer multipliers)
     for name in sorted(caps):
         lo, hi = caps[name], before[name] - 1  # the cap `lo` meets the budget
         while lo < hi:

@@ -101,9 +101,13 @@ def model_stage(stage, times: list[int], samples: int) -> tuple[list[int], list[
                 t = max(t, last_step)
                 first = max(t, last_step + 1)
             accepted.append(t)
-            last_step = first + stage.steps - 1
+            last_step = first + stage.beat_words - 1
             if index % stage.beats == stage.beats - 1:
-                out.append(last_step + stage.depth + 2)
+                # each result beat after its `steps` steps (one: after the vector's last)
+                out.extend(
+                    first + (j + 1) * stage.steps - 1 + stage.depth + 2
+                    for j in range(stage.out_beats)
+                )
         return accepted, out
     latency = getattr(stage, "latency", 0)
     return times, _pipeline(times, latency)
@@ -547,11 +551,11 @@ class _Serial(_Block):
     taken on the last step of a beat, or while idle: then its first step is in that cycle),
     then ``depth + 1`` registered levels and the output register, all loading on
     ``advance = ~o.valid | o.ready``; the output is valid for the last step of a vector's
-    last beat."""
+    last beat (of each result beat's steps, with several result beats)."""
 
     def __init__(self, inputs: list[_Wire], output: _Wire, stage):
         super().__init__(inputs, output)
-        self.steps, self.words = stage.steps, stage.words
+        self.stage, self.steps, self.words = stage, stage.beat_words, stage.words
         self.levels = [False] * (stage.depth + 1)
         self.busy, self.word = False, 0
         self.primed = not stage.block_rom  # a block ROM takes no beat before its first read
@@ -575,7 +579,7 @@ class _Serial(_Block):
         start = self.i.valid and self.i.ready
         step = self.busy or start
         self.out_valid = self.levels.pop()
-        self.levels.insert(0, step and self.word == self.words - 1)
+        self.levels.insert(0, step and self.stage.ends_result(self.word))
         last = self.last_step
         busy = self.busy
         if step:

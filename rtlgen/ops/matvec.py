@@ -119,25 +119,33 @@ def plan_matvec(node: ir.Conv | ir.Dense | ir.ScaleShift, ctx: PlanContext) -> L
             # padding positions are emitted one per cycle without input
             window_spacing = 1 if any(node.padding) else spacing * node.stride[1]
         windows = int(np.prod(node.out_shape[:-1]))
-    reuse = 1
+    # reuse: steps per input beat, or per result beat of `out_beats` (all within the
+    # input's spacing)
+    reuse, out_beats = 1, 1
     if options.parallelism is Parallelism.AUTO and w.shape[0] > 1:
-        reuse = min(window_spacing, w.shape[0], max(1, sample_cycles // max(windows, 1)))
+        out_beats = 1 if stages else _result_beats(node, ctx, w)
+        reuse = min(
+            window_spacing // out_beats,
+            w.shape[0],
+            max(1, sample_cycles // max(windows, 1) // out_beats),
+        )
         cap = options.reuse_cap(node.name)
         if cap is not None:
             reuse = min(reuse, cap)
-        if reuse < options.min_reuse:
-            reuse = 1
+        if reuse * out_beats < options.min_reuse or reuse < 1:
+            reuse, out_beats = 1, 1
     in_range = (in_type.min_int, in_type.max_int)
     # Sharing must pay: a general multiplier costs at least two constant ones, so a layer
     # whose schedule keeps most products apart (a BN scale-and-shift's diagonal needs one
     # multiplier per element at any reuse) stays fully parallel, saving `steps` cycles.
-    if reuse > 1 and 2 * shared_multipliers(w, reuse) > np.count_nonzero(w):
-        reuse = 1
-    fused = options.pipeline is Pipeline.LATENCY and reuse == 1 and fmt_in.beats == 1 and not stages
+    serial = reuse * out_beats > 1
+    if serial and 2 * shared_multipliers(w, reuse, out_beats=out_beats) > np.count_nonzero(w):
+        reuse, out_beats, serial = 1, 1, False
+    fused = options.pipeline is Pipeline.LATENCY and not serial and fmt_in.beats == 1 and not stages
     out_levels = 0
     # hardware multipliers: the shared general multipliers of a serial array, one per
     # non-zero weight in a parallel one (shared by all window positions)
-    if reuse > 1:
+    if serial:
         mac = SerialMatVec(
             w,
             in_type,
@@ -146,6 +154,7 @@ def plan_matvec(node: ir.Conv | ir.Dense | ir.ScaleShift, ctx: PlanContext) -> L
             reuse,
             options.multiplier,
             levels_per_stage=options.adders_per_stage,
+            out_beats=out_beats,
         )
         multipliers = mac.multipliers
     else:
@@ -167,8 +176,28 @@ def plan_matvec(node: ir.Conv | ir.Dense | ir.ScaleShift, ctx: PlanContext) -> L
     if fused or not output_is_accumulator(node):
         stages.append(
             requantize_stage(
-                node, w.shape[1], getattr(mac, "out_ranges", None), 0 if fused else None
+                node,
+                w.shape[1] // out_beats,
+                getattr(mac, "out_ranges", None),
+                0 if fused else None,
             )
+        )
+    if out_beats > 1:
+        return LayerPlan(
+            node,
+            tuple(stages),
+            multipliers=multipliers,
+            multipliers_dense=int(w.size),
+            adders=mac.adders,
+            reuse=mac.cycles_per_sample,
+            cycles_per_sample=mac.cycles_per_sample,
+            out_spacing=mac.steps,
+            notes=(
+                f"time-multiplexed: {mac.steps} cycles per result beat, {out_beats} beats of "
+                f"{mac.columns}",
+            ),
+            skid_buffer=not _feeds_threshold(node, ctx),
+            out_format=StreamFormat(out_beats, mac.columns, node.out_type),  # type: ignore[arg-type]
         )
     return LayerPlan(
         node,
@@ -188,15 +217,46 @@ def plan_matvec(node: ir.Conv | ir.Dense | ir.ScaleShift, ctx: PlanContext) -> L
     )
 
 
+def _result_beats(node, ctx: PlanContext, w: np.ndarray) -> int:
+    """The beats a time-multiplexed dense of a one-beat input sends its result in: the
+    options' `HardwareOptions.out_beats` where it divides the outputs and the result goes
+    to one threshold bank or dense (which take beats as they arrive), else 1."""
+    beats = ctx.options.out_beats(node.name)
+    if (
+        beats <= 1
+        or not isinstance(node, ir.Dense)
+        or len(node.in_shape) != 1
+        or w.shape[1] % beats
+        or ctx.is_output
+        or len(ctx.consumers) != 1
+        or ctx.consumers[0].op not in ("threshold", "dense")
+    ):
+        return 1
+    return beats
+
+
 def _plan_streaming(node, ctx: PlanContext, w: np.ndarray, bias) -> LayerPlan:
-    """A dense taking a flatten's beats as they arrive (`stream_steps`): a `SerialMatVec`
-    over ``beats`` beats, then the requantizer."""
+    """A dense taking a flatten's (or another dense's) beats as they arrive
+    (`stream_steps`): a `SerialMatVec` over ``beats`` beats, then the requantizer; where it
+    does not stream, a `Deserialize` gathers the beats first."""
+    import dataclasses
+
+    from rtlgen.layers.common import shape_of
+    from rtlgen.layers.flatten import Deserialize
     from rtlgen.layers.serial_mac import SerialMatVec
 
     fmt = ctx.in_format
     assert fmt is not None
     steps = stream_steps(node, w, fmt, ctx.spacing, ctx.sample_cycles, ctx.options)
-    assert steps is not None, "a flatten passed its beats to a dense that does not stream"
+    if steps is None:
+        gathered = plan_matvec(
+            node,
+            dataclasses.replace(
+                ctx, in_format=None, spacing=max(ctx.spacing * fmt.beats, ctx.sample_cycles)
+            ),
+        )
+        gather = Deserialize(fmt.beats, fmt.elements, shape_of(ctx.in_type))
+        return dataclasses.replace(gathered, stages=(gather, *gathered.stages))
     mac = SerialMatVec(
         w,
         ctx.in_type,

@@ -198,7 +198,34 @@ def plan_threshold(node: Threshold, ctx: PlanContext) -> LayerPlan:
         assert lanes == len(thresholds)
     bank = ThresholdBank(ctx.in_type, node.out_type, thresholds, levels)
     notes = (f"{bank.comparators} comparators",)
+    fmt = ctx.in_format
+    if fmt is not None and fmt.beats > 1 and len(node.in_shape) == 1:
+        return _plan_chunked(node, ctx, bank, notes)
     return LayerPlan(node, (bank,), out_spacing=ctx.spacing, notes=notes)
+
+
+def _plan_chunked(node: Threshold, ctx: PlanContext, bank, notes) -> LayerPlan:
+    """A vector arriving in beats of consecutive elements (a dense's result beats): a
+    `ChunkedThresholdBank` passing them on to a dense that adds each as it arrives, or
+    gathering them (`Deserialize`) for anything else."""
+    from rtlgen.layers.common import shape_of
+    from rtlgen.layers.flatten import Deserialize
+    from rtlgen.layers.threshold import ChunkedThresholdBank
+
+    fmt = ctx.in_format
+    assert fmt is not None and node.out_type is not None
+    chunked = ChunkedThresholdBank(bank, fmt.beats)
+    notes = (*notes, f"{fmt.beats} beats of {fmt.elements}")
+    if not ctx.is_output and len(ctx.consumers) == 1 and ctx.consumers[0].op == "dense":
+        out = StreamFormat(fmt.beats, fmt.elements, node.out_type)
+        return LayerPlan(node, (chunked,), out_spacing=ctx.spacing, notes=notes, out_format=out)
+    gather = Deserialize(fmt.beats, fmt.elements, shape_of(node.out_type))
+    return LayerPlan(
+        node,
+        (chunked, gather),
+        out_spacing=max(ctx.spacing * fmt.beats, ctx.sample_cycles),
+        notes=notes,
+    )
 
 
 def threshold_constant_shapes(in_shape: Shape, out_shape: Shape) -> dict[str, Shape]:

@@ -262,3 +262,81 @@ def test_one_multiplier_per_position_any_beat_uses():
     assert shared_multipliers(w, 2, beats=2) == 3
     dut = SerialMatVec(w, FixedType(8, 0), FixedType(20, 0), None, 2, beats=2)
     assert (dut.group, dut.steps, dut.multipliers) == (2, 2, 3)
+
+
+def make_chunked(k, o, out_beats, reuse, sparsity, seed, multiplier="auto", levels=2):
+    rng = np.random.default_rng(seed)
+    w = rng.integers(-40, 41, size=(k, o)) * (rng.random((k, o)) >= sparsity)
+    b = rng.integers(-200, 201, size=o)
+    acc = accumulator_type(w, b, FixedType(6, 0, True), 0)
+    dut = SerialMatVec(
+        w, FixedType(6, 0, True), acc, b, reuse, multiplier, levels_per_stage=levels,
+        out_beats=out_beats,
+    )
+    return dut, w, b
+
+
+def as_result_beats(y, out_beats):
+    """Each result vector's outputs in ``out_beats`` consecutive beats."""
+    return y.reshape(len(y) * out_beats, -1)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    k=st.integers(1, 12),
+    columns=st.integers(1, 4),
+    out_beats=st.integers(2, 5),
+    reuse=st.integers(1, 9),
+    sparsity=st.sampled_from([0.0, 0.5, 0.95]),
+    multiplier=st.sampled_from(["auto", "lut"]),
+    seed=st.integers(0, 1000),
+    levels=st.integers(1, 3),
+)
+def test_result_beats_are_bit_exact_under_backpressure(
+    k, columns, out_beats, reuse, sparsity, multiplier, seed, levels
+):
+    """Outputs in several beats (each over every input element: the input register
+    rotates), each with its columns' bias, whatever the gaps and output stalls."""
+    dut, w, b = make_chunked(k, columns * out_beats, out_beats, reuse, sparsity, seed,
+                             multiplier, levels)
+    assert dut.words == dut.steps * out_beats and dut.o.payload.shape().length == columns
+    x = vectors(FixedType(6, 0, True), k, 4, seed)
+    out = simulate_stream(
+        dut, x.tolist(), len(x) * out_beats, seed=seed, valid_prob=0.6, ready_prob=0.5
+    ).outputs
+    np.testing.assert_array_equal(np.array(out), as_result_beats(x @ w + b, out_beats))
+
+
+@pytest.mark.parametrize(
+    "k,out_beats,reuse,multiplier",
+    [(42, 4, 3, "auto"), (42, 4, 1, "auto"), (9, 2, 4, "lut"), (12, 3, 12, "auto")],
+)
+def test_result_beats_come_steps_apart_and_the_timing_model_has_them(
+    k, out_beats, reuse, multiplier
+):
+    """At full rate: result beat j of a vector taken idle comes `(j + 1) * steps + depth +
+    1` cycles after it, the last `latency` after; the next vector is taken on the last step
+    of the last result beat; `rtlgen.timing` predicts every handshake."""
+    from rtlgen.timing import model_stage
+
+    dut, w, b = make_chunked(k, 4 * out_beats, out_beats, reuse, 0.3, 5, multiplier)
+    x = vectors(FixedType(6, 0, True), k, 3, 5)
+    run = simulate_stream(dut, x.tolist(), len(x) * out_beats)
+    np.testing.assert_array_equal(np.array(run.outputs), as_result_beats(x @ w + b, out_beats))
+    first = run.in_cycles[0]
+    assert [t - first for t in run.out_cycles[:out_beats]] == [
+        (j + 1) * dut.steps + dut.depth + 1 for j in range(out_beats)
+    ]
+    assert run.out_cycles[out_beats - 1] - first == dut.latency
+    assert np.diff(run.in_cycles).tolist() == back_to_back(dut.beat_words, len(x))
+    # every beat offered from cycle 0 (a block ROM takes none in the first cycle)
+    assert model_stage(dut, [0] * len(x), len(x)) == (run.in_cycles, run.out_cycles)
+    assert dut.cycles_per_sample == dut.steps * out_beats
+
+
+def test_result_beats_must_split_the_outputs_of_one_input_beat():
+    w = np.ones((4, 6), dtype=int)
+    with pytest.raises(RtlgenError, match="6 outputs in 4 beats from 1 input beats"):
+        SerialMatVec(w, FixedType(8, 0), FixedType(20, 0), None, 2, out_beats=4)
+    with pytest.raises(RtlgenError, match="6 outputs in 2 beats from 2 input beats"):
+        SerialMatVec(w, FixedType(8, 0), FixedType(20, 0), None, 2, beats=2, out_beats=2)

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from rtlgen.layers.threshold import (
     ARRAY_TABLE,
     BANK_MAX_THRESHOLDS,
+    ChunkedThresholdBank,
     ThresholdBank,
     _at_least,
     _thermometer_count,
@@ -304,3 +305,40 @@ def test_constant_comparison_as_logic_is_exact(shape):
 
     sim.add_testbench(bench)
     sim.run()
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    lanes=st.integers(1, 4),
+    beats=st.integers(2, 4),
+    most=st.integers(0, 70),
+    seed=st.integers(0, 2**32 - 1),
+    valid_prob=st.floats(0.3, 1.0),
+    ready_prob=st.floats(0.3, 1.0),
+)
+def test_chunked_bank_takes_a_vector_in_beats_bit_exact(
+    lanes, beats, most, seed, valid_prob, ready_prob
+):
+    """A vector of `lanes * beats` elements in `beats` beats of consecutive elements: each
+    beat's lanes get their own elements' thresholds and levels, under backpressure, in the
+    bank's latency at full rate."""
+    rng = np.random.default_rng(seed)
+    in_type, out_type = FixedType(10, 2, True), FixedType(4, 1, False)
+    thresholds, levels = _random_bank(rng, in_type, out_type, lanes * beats, most)
+    bank = ThresholdBank(in_type, out_type, thresholds, levels)
+    dut = ChunkedThresholdBank(bank, beats)
+    x = _inputs(rng, in_type, thresholds, 12)  # vectors: rows of every element
+    t, lv = _padded(thresholds, levels, in_type)
+    expected = threshold_reference(x, t, lv).reshape(-1, lanes)
+    run = simulate_rows(dut, x.reshape(-1, lanes), seed, valid_prob, ready_prob)
+    np.testing.assert_array_equal(np.array(run.outputs), expected)
+    full = simulate_rows(dut, x.reshape(-1, lanes))
+    assert {o - i for i, o in zip(full.in_cycles, full.out_cycles, strict=True)} == {
+        dut.latency
+    }
+
+
+def test_chunked_bank_needs_equal_beats():
+    bank = ThresholdBank(FixedType(8, 0), FixedType(2, 0, False), [[1]] * 6, [[0, 1]] * 6)
+    with pytest.raises(RtlgenError, match="6 elements do not split into 4 equal beats"):
+        ChunkedThresholdBank(bank, 4)

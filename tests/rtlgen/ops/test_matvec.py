@@ -341,3 +341,89 @@ def test_random_flatten_shapes_stream_bit_exact_with_predicted_timing(
     graph = flat_net(shape, units=tuple(units), pool=pool, seed=seed)
     bit_exact_in_simulator(graph, n=2, valid_prob=0.7, ready_prob=0.6, seed=seed)
     timing_matches_model(graph)
+
+
+#: the tail of the SVHN CNN in miniature after a 20-beat flatten: dense0 (streamed), bn0,
+#: dense1 (one vector per sample: time-multiplexed), bn1, dense2
+def chunk_net():
+    return bn_net((4, 5, 7), units=(6, 8, 3), seed=3)
+
+
+@pytest.mark.parametrize("beats,cap", [(2, 3), (4, 2), (8, 1)])
+def test_a_dense_sends_its_result_in_beats_the_next_dense_takes_as_they_arrive(beats, cap):
+    """`layer_out_beats`: dense1 sends its 8 outputs in beats of consecutive outputs, bn1
+    (a `ChunkedThresholdBank`) passes each on, dense2 adds each to its partial sums as it
+    arrives; bit-exact under backpressure, timing as modelled."""
+    from rtlgen.layers.threshold import ChunkedThresholdBank
+
+    graph = chunk_net()
+    options = HardwareOptions(layer_max_reuse=(("dense1", cap),), layer_out_beats=(("dense1", beats),))
+    top = NetworkTop(graph, options)
+    mac = plans(top)["dense1"].stages[0]
+    assert isinstance(mac, SerialMatVec) and (mac.out_beats, mac.columns) == (beats, 8 // beats)
+    assert isinstance(plans(top)["bn1"].stages[0], ChunkedThresholdBank)
+    streamed = plans(top)["dense2"].stages[0]
+    assert isinstance(streamed, SerialMatVec) and streamed.beats == beats
+    bit_exact_in_simulator(graph, n=3, seed=beats, options=options)
+    timing_matches_model(graph, options)
+
+
+def test_result_beats_the_next_dense_cannot_take_are_gathered():
+    """dense2 fully parallel (cap 1) takes no beats: it gathers them first (`Deserialize`)."""
+    from rtlgen.layers.threshold import ChunkedThresholdBank
+
+    graph = chunk_net()
+    options = HardwareOptions(
+        layer_max_reuse=(("dense1", 2), ("dense2", 1)), layer_out_beats=(("dense1", 4),)
+    )
+    top = NetworkTop(graph, options)
+    assert isinstance(plans(top)["bn1"].stages[0], ChunkedThresholdBank)
+    assert [type(s) for s in plans(top)["dense2"].stages] == [Deserialize, ConstantMatVec]
+    bit_exact_in_simulator(graph, n=2, seed=5, options=options)
+    timing_matches_model(graph, options)
+
+
+def test_result_beats_need_a_divisor_and_a_beat_taking_consumer():
+    """Beats that do not divide the outputs, or a dense whose result is the network's
+    output, keep the one-beat result."""
+    graph = chunk_net()
+    for options in (
+        HardwareOptions(layer_out_beats=(("dense1", 3),)),
+        HardwareOptions(layer_out_beats=(("dense2", 3),)),
+    ):
+        top = NetworkTop(graph, options)
+        for plan in top.plans:
+            for stage in plan.stages:
+                assert getattr(stage, "out_beats", 1) == 1
+
+
+def test_latency_budget_may_overlap_a_dense_with_the_next():
+    """With a wide middle dense, the cheapest plan for the budget sends its result in beats
+    that the last dense takes as they arrive (`layer_out_beats`), cheaper by the search's
+    LUT estimate than one cap for every layer; it runs bit-exact as modelled."""
+    from rtlgen.plan import _lut_cost
+
+    graph = bn_net((4, 5, 7), units=(8, 32, 16), seed=3)
+    options = HardwareOptions(latency_budget=49)
+    top = NetworkTop(graph, options)
+    assert dict(top.plan.options.layer_out_beats)
+    assert predict_timing(top)[0] <= 49
+    uniform = [
+        NetworkTop(graph, HardwareOptions(max_reuse=cap)) for cap in range(1, 20)
+    ]
+    meeting = [t for t in uniform if predict_timing(t)[0] <= 49]
+    assert _lut_cost(top.plan) < min(_lut_cost(t.plan) for t in meeting)
+    bit_exact_in_simulator(graph, n=2, seed=2, options=top.plan.options)
+    timing_matches_model(graph, top.plan.options)
+
+
+def test_cheapest_choices_add_up_to_the_cycles_needed():
+    from rtlgen.plan import _cheapest, _Choice
+
+    units = [
+        [_Choice(0, 0), _Choice(5, 50, (("a", 2),)), _Choice(9, 200, (("a", 1),))],
+        [_Choice(0, 0), _Choice(4, 30, (("b", 3),)), _Choice(6, 45, (("b", 1),))],
+    ]
+    assert [c.caps for c in _cheapest(units, 9)] == [(("a", 2),), (("b", 3),)]
+    assert [c.caps for c in _cheapest(units, 6)] == [(), (("b", 1),)]
+    assert _cheapest(units, 16) is None
