@@ -327,6 +327,8 @@ def compare_with_live_keras(tmp_path: Path, models, tolerance: float, also=()) -
     round differently across machines, ~2e-6 measured on func_cnn), and rtlgen's reference
     of the fresh files is within ``tolerance`` of them."""
     python = _oracle_python()
+    if python is None and os.environ.get("RTLGEN_REQUIRE_ORACLES"):
+        pytest.fail("Keras 3 oracle required (RTLGEN_REQUIRE_ORACLES) but not installed")
     if python is None:
         pytest.skip("Keras 3 oracle not installed (pip install '.[keras3]' in a Python 3.12 venv)")
     script = Path(__file__).parents[1] / "data" / "make_keras3_models.py"
