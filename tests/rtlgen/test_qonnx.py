@@ -554,12 +554,15 @@ def test_parameter_limit(tmp_path):
 # slow: Verilator, live oracle
 # ---------------------------------------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["cnn", "res_pool", "cnn_bn", "cnn_float"])
+@pytest.mark.parametrize(
+    "name", ["cnn", "res_pool", "cnn_bn", "cnn_float", "cnn_bn_act_per_channel"]
+)
 def test_convert_and_sim_cli_bit_exact(tmp_path, name):
     """The CNN (per-channel weights, padding, max pool, PyTorch flatten order), the
-    residual/average-pool network, the BN one and the CNN with Brevitas's default float
-    scales (thresholds) through `rtlgen convert` and `rtlgen sim` in Verilator under
-    backpressure: every output equals QONNX's executor."""
+    residual/average-pool network, the BN one, the CNN with Brevitas's default float
+    scales (thresholds) and the BN one with per-channel power-of-two activation scales
+    through `rtlgen convert` and `rtlgen sim` in Verilator under backpressure: every output
+    equals QONNX's executor."""
     expected = np.load(DATA / f"{name}_expected.npz")
     x = _stream_layout(expected["x"][:6])
     simulated = convert_and_simulate(tmp_path, DATA / f"{name}.onnx", x)
