@@ -63,9 +63,8 @@ RESULTS = Path(__file__).parent / "results" / "svhn_latency.json"
 TUTORIAL_LATENCY = 1044
 #: what this code's plans are (kept as the label of this run in a later run's ``history``)
 RUN_LABEL = (
-    "no Requantize after a linear dense/conv whose output is its accumulator, no skid "
-    "buffer between a dense and its threshold bank, time-multiplexed adder trees at 2 "
-    "adders per stage, per-layer budget caps"
+    "a serial MAC steps at once on a beat taken idle; budget search: knapsack over a LUT "
+    "estimate, a dense's result in beats overlapping the next dense (layer_out_beats)"
 )
 
 
@@ -96,6 +95,7 @@ class _PreviousPlan:
 
 def _plan_figures(graph, options, previous: bool = False) -> dict:
     from rtlgen.hardware import NetworkTop
+    from rtlgen.plan import _lut_cost
     from rtlgen.timing import model_top
 
     start = time.process_time()
@@ -114,12 +114,17 @@ def _plan_figures(graph, options, previous: bool = False) -> dict:
         for plan in top.plans
         if plan.reuse > 1 or plan.node.op == "dense"
     }
+    for plan in top.plans:  # result beats and the stages taking them
+        if plan.out_format is not None and plan.node.name in layers:
+            layers[plan.node.name]["out_beats"] = plan.out_format.beats
     return {
         "latency_cycles": timing.latency,
         "ii_cycles": timing.ii,
         "multipliers": sum(plan.multipliers for plan in top.plans),
         "max_reuse_chosen": top.plan.options.max_reuse,
         "layer_max_reuse_chosen": dict(top.plan.options.layer_max_reuse),
+        "layer_out_beats_chosen": dict(top.plan.options.layer_out_beats),
+        "lut_estimate": _lut_cost(top.plan),
         "layers": layers,
         "planning_cpu_seconds": round(time.process_time() - start, 2),
     }, top
@@ -209,9 +214,14 @@ def _run(args: list[str], log: Path) -> tuple[int, float]:
     return code, round(time.monotonic() - start, 1)
 
 
-def _product_path(json_path, weights_path, work: Path, simulate: bool) -> dict:
-    outdir = work / "svhn_default"
-    command = ["convert", json_path, "--weights", weights_path, "-o", outdir]
+def _product_path(
+    json_path, weights_path, work: Path, simulate: bool, options: list[str] | None = None
+) -> dict:
+    outdir = work / ("svhn_budget" if options else "svhn_default")
+    command = [
+        "convert", json_path, "--weights", weights_path, "--input-type", "fixed<16,6>",
+        *(options or []), "-o", outdir,
+    ]
     code, seconds = _run([str(a) for a in command], work / "convert.log")
     if code:
         return {"status": f"convert failed ({work / 'convert.log'})"}
@@ -229,7 +239,7 @@ def _product_path(json_path, weights_path, work: Path, simulate: bool) -> dict:
         return result
     x = np.random.default_rng(0).uniform(-1, 1, (3, 32, 32, 3)).astype("float32")
     np.save(work / "x3.npy", x)
-    sim = ["sim", outdir, "-i", work / "x3.npy", "--harness", "cocotb"]
+    sim = ["sim", outdir, "-i", work / "x3.npy", "--harness", "cpp" if options else "cocotb"]
     code, seconds = _run([str(a) for a in sim], work / "sim.log")
     found = list(outdir.rglob("sim_result.json"))
     measured = json.loads(found[0].read_text()) if found else {}
@@ -283,8 +293,9 @@ def _dense_part(tops: dict, work: Path) -> dict:
 
 
 #: the layers after the flatten whose folding the plans differ in (conv_2 too where a
-#: budget caps it), synthesized alone by ``--tail-synth``
-TAIL_LAYERS = ("conv_2", "dense_0", "dense_1", "output_dense")
+#: budget caps it; bn_dense_1 where it takes dense_1's result beats), synthesized alone by
+#: ``--tail-synth``
+TAIL_LAYERS = ("conv_2", "dense_0", "dense_1", "bn_dense_1", "output_dense")
 
 
 def _tail_parts(tops: dict, names: list[str], work: Path) -> dict:
@@ -374,6 +385,17 @@ def _history(path: Path, result: dict) -> list:
             "product_path": old.get("product_path"),
             "threshold_synthesis": old.get("threshold_synthesis"),
             "dense_part_synthesis": old.get("dense_part_synthesis"),
+            # measured on that code: kept as the baselines they were
+            **{
+                key: old[key]
+                for key in (
+                    "tail_part_synthesis",
+                    "tail_part_synthesis_apart",
+                    "whole_design_synthesis",
+                    "budget_product_path",
+                )
+                if key in old
+            },
         }
     )
     return history
@@ -390,6 +412,16 @@ def main(argv: list[str] | None = None) -> int:
         "--tail-synth",
         action="store_true",
         help="synthesize the tail layers of the default, full and budget plans (~1 h loaded)",
+    )
+    parser.add_argument(
+        "--tail-plans",
+        default="default,latency_budget_1044,max_reuse_4,full",
+        help="the plans --tail-synth synthesizes (comma-separated; the first is the baseline)",
+    )
+    parser.add_argument(
+        "--budget-sim",
+        action="store_true",
+        help="also rtlgen convert --latency-budget 1044 and simulate it (Verilator, cpp harness)",
     )
     parser.add_argument("--json", type=Path, default=RESULTS)
     parser.add_argument(
@@ -452,8 +484,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_convert:
             result["product_path"] = _product_path(json_path, weights_path, work, not args.no_sim)
         if args.tail_synth:
-            result["tail_part_synthesis"] = _tail_parts(
-                tops, ["default", "latency_budget_1044", "max_reuse_4", "full"], work
+            result["tail_part_synthesis"] = _tail_parts(tops, args.tail_plans.split(","), work)
+        if args.budget_sim:
+            result["budget_product_path"] = _product_path(
+                json_path, weights_path, work, True, ["--latency-budget", str(TUTORIAL_LATENCY)]
             )
         if not args.no_synth:
             result["dense_part_synthesis"] = _dense_part(tops, work)
