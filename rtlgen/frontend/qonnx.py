@@ -1908,19 +1908,21 @@ class _Reader:
         after = self.single_consumer(node.output[0])
         if after is not None and after.op_type == "Relu":
             after = self.single_consumer(after.output[0])
-        float_after = after is not None and after.op_type == "Quant" and self._float_scale(after)
+        quantizer = after is not None and after.op_type in ("Quant", "QuantizeLinear")
+        float_after = quantizer and self._float_scale(after)
         if x.affine is not None or float_after:
             self._bn_affine(node, attrs, x)
             return
         mode = ""
         if after is not None and after.op_type == "Quant":
             mode = str(_attributes(after, self.where(after)).get("rounding_mode", "ROUND")).upper()
-        if after is not None and after.op_type == "BipolarQuant":
-            mode = "ROUND"
+        if after is not None and after.op_type in ("BipolarQuant", "QuantizeLinear"):
+            mode = "ROUND"  # QCDQ's QuantizeLinear rounds half to even, as ROUND
         if mode not in ("ROUND", "HALF_EVEN"):
             raise UnsupportedError(
                 f"{where}: a BatchNormalization is supported only before a (Relu and a) Quant "
-                "with ROUND rounding or a BipolarQuant, which it is folded into as thresholds"
+                "with ROUND rounding, a QuantizeLinear (QCDQ) or a BipolarQuant, which it is "
+                "folded into as thresholds"
             )
         channels = x.shape[-1]
         params = []

@@ -539,6 +539,8 @@ def _models():
         "cnn_act_per_channel_qcdq": (CnnActPerChannel, (2, 8, 8), "qcdq"),
         "cnn_bn_act_per_channel": (CnnBnActPerChannel, (2, 8, 8), False),
         "cnn_act_per_channel_po2_qcdq": (CnnActPerChannelPo2, (3, 8, 8), "qcdq"),
+        "cnn_bn_act_per_channel_qcdq": (CnnBnActPerChannel, (2, 8, 8), "qcdq"),
+        "cnn_bn_qcdq": (CnnBn, (2, 6, 6), "qcdq"),
     }
 
 

@@ -46,6 +46,7 @@ MODELS = (
     "res_float",
     "mlp_codes",
     "cnn_float_qcdq",
+    "cnn_bn_qcdq",
 )
 
 
@@ -575,7 +576,7 @@ def _oracle_python() -> str | None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(2400)  # 26 models written and executed again
+@pytest.mark.timeout(2400)  # 28 models written and executed again
 def test_live_oracle(tmp_path):
     """Brevitas and QONNX write the models and outputs again (same seeds): rtlgen predicts
     them exactly (float logits within float32), and where a model file comes out byte for
@@ -590,7 +591,7 @@ def test_live_oracle(tmp_path):
     # per-channel activation scales (test_qonnx_outputs.py): codes and power-of-two logits
     exact = (
         *MODELS, "mlp_act_per_channel", "mlp_act_per_channel_qcdq", "cnn_bn_act_per_channel",
-        "cnn_act_per_channel_po2_qcdq",
+        "cnn_bn_act_per_channel_qcdq", "cnn_act_per_channel_po2_qcdq",
     )
     # float logits (test_qonnx_outputs.py): within float32
     logits = (

@@ -13,7 +13,7 @@ as plain-ONNX QCDQ (``export_onnx_qcdq``: float-scale QuantizeLinear/DequantizeL
 ``mlp_tensornorm``: float logits normalized like brevitas_examples' TensorNorm (``Sub``,
 ``Div``, ``Mul``, ``Add`` of constants on the stream, one negative weight);
 ``*_act_per_channel*``: activation quantizers with one scale per channel (QONNX and QCDQ,
-float and power-of-two, one after a BatchNorm2d). Float logits: QONNX's executor sums float32 products in
+float and power-of-two, after a BatchNorm2d too); ``cnn_bn_qcdq``: BatchNormalization in QCDQ. Float logits: QONNX's executor sums float32 products in
 ONNX Runtime's order, rtlgen rounds the exact value once, so they agree within float32 (a
 few ulps); the integer accumulators the hardware outputs are exactly the executor's.
 """
@@ -314,7 +314,7 @@ def test_inspect_names_the_layout_and_the_output_scale():
 #: per-channel activation scales whose outputs are codes or power-of-two logits: exact
 PER_CHANNEL_EXACT = (
     "mlp_act_per_channel", "mlp_act_per_channel_qcdq", "cnn_bn_act_per_channel",
-    "cnn_act_per_channel_po2_qcdq",
+    "cnn_bn_act_per_channel_qcdq", "cnn_act_per_channel_po2_qcdq",
 )
 #: float logits after per-channel float scales: within float32 of the executor's
 PER_CHANNEL_LOGITS = ("cnn_act_per_channel", "cnn_act_per_channel_qcdq")
@@ -486,6 +486,26 @@ def test_batchnorm_before_per_channel_power_of_two_scales_is_one_threshold():
     conv2 = [n for n in graph.nodes if isinstance(n, ir.Conv)][1]
     want = codes.transpose(2, 3, 1, 0) * np.array([4, 2, 1, 4])[:, None]
     np.testing.assert_array_equal(conv2.weights.values, want)
+
+
+def test_batchnorm_in_qcdq_is_thresholds():
+    """QCDQ keeps BatchNormalization nodes: before a QuantizeLinear (half to even) with one
+    power-of-two scale it is a Threshold as before a Quant, with per-channel power-of-two
+    scales the same Threshold of codes as in QONNX; both models equal the executor."""
+    graph, _, _ = _golden("cnn_bn_qcdq")
+    assert [n.op for n in graph.nodes] == [
+        "input", "fixed_quantize", "conv2d", "threshold", "maxpool2d", "flatten", "dense",
+        "threshold", "dense",
+    ]
+    per_channel, _, _ = _golden("cnn_bn_act_per_channel_qcdq")
+    assert [n.op for n in per_channel.nodes] == [
+        "input", "fixed_quantize", "conv2d", "threshold", "maxpool2d", "conv2d", "threshold",
+        "flatten", "dense",
+    ]
+    unlowered = read_qonnx(DATA / "cnn_bn_act_per_channel_qcdq.onnx")
+    first = next(n for n in unlowered.nodes if n.op == "threshold")
+    assert first.bn.label == "float BN"
+    np.testing.assert_array_equal(first.bn.s_out, [0.125, 0.0625, 0.03125, 0.125])
 
 
 def test_per_channel_power_of_two_qcdq_is_per_channel_widths():
