@@ -11,7 +11,10 @@ weights seeded and then trained for a few steps on seeded random data towards a 
 random teacher (so weights, biases and the learned power-of-two scales move away from their
 initial values while the activations stay alive), exported with
 ``brevitas.export.export_qonnx`` (the dynamo exporter, Brevitas's default, or the TorchScript
-exporter, ``dynamo=False``; one as plain QCDQ ONNX with ``export_onnx_qcdq``). Next to ``NAME.onnx``, ``NAME_expected.npz`` holds ``x`` (the
+exporter, ``dynamo=False``; the ``*_qcdq`` ones as plain QCDQ ONNX with ``export_onnx_qcdq``).
+A model's ``after_training`` (if any) then sets what a few steps leave too uniform or dead:
+BN statistics, per-channel activation scales (``*_act_per_channel*``: Brevitas's
+``scaling_per_output_channel=True``). Next to ``NAME.onnx``, ``NAME_expected.npz`` holds ``x`` (the
 inputs in the model's own layout: multiples of a quarter of the input quantizer's step,
 some beyond its range, so its rounding and saturation are exercised) and ``y``: QONNX's
 executor (``qonnx.core.onnx_exec.execute_onnx``, float32) on each input. ``torch_max_diff``
