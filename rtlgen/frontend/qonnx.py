@@ -41,7 +41,8 @@ fixed-point stream) is likewise a Threshold on that stream. Its output is intege
 its scale pending, or fixed point when its scale is a power of two. ``MaxPool`` and
 ``Flatten``/``Reshape``/``Transpose`` pass a pending map on (a positive scale commutes with
 max); ``Mul``/``Div`` by a constant multiplies it, ``Add``/``Sub`` of one shifts it; ``Concat`` joins the maps per channel;
-``Add`` needs two code streams of equal scales. Per-channel activation scales (a Quant scale
+``Add`` of two code streams with different scales multiplies each by its exact integer ratio
+per channel first (`integer_ratios`). Per-channel activation scales (a Quant scale
 of shape (1, C, 1, 1), a QCDQ 1-D scale along ``axis``) stay per channel in the map; a
 ``Gemm``/``Conv`` reading them multiplies its integer weight codes by each input channel's
 exact integer ratio (`integer_ratios`), so its accumulator stays an exact integer with one
@@ -631,7 +632,7 @@ class _Reader:
             raise UnsupportedError(
                 f"{self.where(node)}: its input has a float (not power-of-two) scale; supported "
                 "after a float-scale Quant: Gemm/MatMul/Conv, Relu, MaxPool, Flatten/Reshape, "
-                "Transpose, Mul by a constant, Concat, Add of two equal scales, Quant"
+                "Transpose, Mul by a constant, Concat, Add of two code streams, Quant"
             )
         return value
 
@@ -1654,20 +1655,26 @@ class _Reader:
             return
         a, b = streams
         affine = None
+        factors: tuple[np.ndarray, np.ndarray] | None = None
         if a.affine is not None or b.affine is not None:
-            pa, pb = a.affine, b.affine
-            if (
-                pa is None
-                or pb is None
-                or not (pa.codes and pb.codes)
-                or not np.array_equal(pa.scale, pb.scale)
-            ):
+            pa = a.affine or _Affine(np.ones(a.shape[-1]), np.zeros(a.shape[-1]))
+            pb = b.affine or _Affine(np.ones(b.shape[-1]), np.zeros(b.shape[-1]))
+            if not (pa.codes and pb.codes) or pa.scale.shape != pb.scale.shape:
                 raise UnsupportedError(
                     f"{where}: an Add of streams with float scales is supported only on the "
-                    "integer codes of quantizers with equal scales (e.g. one shared QuantIdentity)"
+                    "integer codes of quantizers (or fixed-point streams), not on a layer's "
+                    "float output (quantize it first)"
                 )
-            bound = None if pa.bound is None or pb.bound is None else pa.bound + pb.bound
-            affine = _Affine(pa.scale, pa.bias, False, bound)
+            scale = pa.scale
+            bounds = (pa.bound if a.affine else None, pb.bound if b.affine else None)
+            if not np.array_equal(pa.scale, pb.scale):
+                scale, factors = self._add_ratios(node, pa.scale, pb.scale)
+                bounds = tuple(  # type: ignore[assignment]
+                    None if bd is None else bd * float(np.abs(f).max())
+                    for bd, f in zip(bounds, factors, strict=True)
+                )
+            bound = None if None in bounds else bounds[0] + bounds[1]  # type: ignore[operator]
+            affine = _Affine(scale, pa.bias, False, bound)
         same_order = (a.order is None and b.order is None) or (
             a.order is not None and b.order is not None and np.array_equal(a.order, b.order)
         )
@@ -1675,6 +1682,8 @@ class _Reader:
             raise UnsupportedError(
                 f"{where}: inputs {a.onnx_shape} and {b.onnx_shape} differ (no broadcasting)"
             )
+        if factors is not None:
+            a, b = (self._times_integers(node, x, f) for x, f in zip((a, b), factors, strict=True))
         from rtlgen.ops.merge import Merge
         from rtlgen.quant.merge import MergeOp
 
@@ -1691,6 +1700,44 @@ class _Reader:
         self.add(merge, node)
         frac = None if a.frac is None or b.frac is None else max(a.frac, b.frac)
         self.values[node.output[0]] = _Stream(name, a.shape, a.layout, a.order, frac, affine)
+
+    def _add_ratios(
+        self, node: Any, s_a: np.ndarray, s_b: np.ndarray
+    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        """Per channel ``s_a = common * m_a`` and ``s_b = common * m_b`` with integers
+        (`integer_ratios` of the two): ``a * s_a + b * s_b = common * (a * m_a + b * m_b)``
+        exactly, an integer sum of the two code streams."""
+        common = np.empty(s_a.size)
+        m_a, m_b = np.empty(s_a.size, np.int64), np.empty(s_a.size, np.int64)
+        for c, pair in enumerate(zip(s_a, s_b, strict=True)):
+            common[c], (m_a[c], m_b[c]) = integer_ratios(np.array(pair), self.where(node))
+        return common, (m_a, m_b)
+
+    def _times_integers(self, node: Any, x: _Stream, factors: np.ndarray) -> _Stream:
+        """``x`` times an integer per channel (element, on a vector), exactly: a depthwise
+        1x1 convolution on an image or signal, a diagonal dense layer on a vector (zero weights
+        build nothing); ``x`` itself where every factor is 1."""
+        if np.all(factors == 1):
+            return x
+        name = _identifier(f"{_text(node.name or node.output[0])}_scale", self.used)
+        weights = ir.FloatTensor(
+            np.diag(factors.astype(np.float64)), Exact(f"{self.where(node)} rescaling")
+        )
+        layer: ir.Node
+        if x.layout == "flat":
+            layer = ir.Dense(name, x.shape, x.shape, weights=weights, inputs=(x.node,),
+                             source=_text(node.name or node.output[0]))
+        else:
+            c = x.shape[-1]
+            layer = ir.Conv(
+                name, x.shape, x.shape,
+                weights=ir.FloatTensor(weights.values[None, None], weights.quantizer),
+                kernel=(1, 1), stride=(1, 1), groups=c, inputs=(x.node,),
+                source=_text(node.name or node.output[0]),
+            )  # fmt: skip
+        self.count_parameters(factors, node)
+        self.add(layer, node)
+        return _Stream(name, x.shape, x.layout, x.order, x.frac, x.affine)
 
     def _op_mul(self, node: Any, attrs: dict[str, Any]) -> None:
         """A stream times a non-zero constant (one value, or one per channel): it joins the

@@ -492,6 +492,29 @@ def _models():
                 self.bn1.running_var.copy_(torch.linspace(0.5, 1.5, 4))
             spread_po2_scales(self)
 
+    class ResActPerChannel(nn.Module):
+        """A residual Add of two code streams with different per-channel float scales (a
+        QuantReLU and a signed QuantIdentity, each a scale per channel), QuantReLU after it,
+        flatten, QuantLinear: float logits."""
+
+        def __init__(self):
+            super().__init__()
+            self.inp = qnn.QuantIdentity(return_quant_tensor=True)
+            self.c1 = qnn.QuantConv2d(2, 3, 3, padding=1, bias=True)
+            self.relu1 = qnn.QuantReLU(**per_channel(3, 4))
+            self.c2 = qnn.QuantConv2d(3, 3, 3, padding=1, bias=True)
+            self.act2 = qnn.QuantIdentity(**per_channel(3, 4))
+            self.relu3 = qnn.QuantReLU(return_quant_tensor=True)
+            self.fc = qnn.QuantLinear(3 * 4 * 4, 3, bias=True)
+
+        def forward(self, x):
+            y = self.relu1(self.c1(self.inp(x)))
+            z = self.relu3(self.act2(self.c2(y)) + y)
+            return self.fc(torch.flatten(z, 1))
+
+        def after_training(self):
+            lift_dead_scales(self)
+
     def spread_po2_scales(module: nn.Module) -> None:
         """Per-channel power-of-two activation scales spread over three octaves: channel c's
         statistic (the scale before Brevitas rounds its log2 up) is the largest one's times
@@ -544,6 +567,7 @@ def _models():
         "cnn_act_per_channel_po2_qcdq": (CnnActPerChannelPo2, (3, 8, 8), "qcdq"),
         "cnn_bn_act_per_channel_qcdq": (CnnBnActPerChannel, (2, 8, 8), "qcdq"),
         "cnn_bn_qcdq": (CnnBn, (2, 6, 6), "qcdq"),
+        "res_act_per_channel": (ResActPerChannel, (2, 4, 4), False),
     }
 
 

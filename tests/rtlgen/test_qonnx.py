@@ -395,9 +395,11 @@ def test_float_scales_beyond_thresholds_are_one_line(tmp_path):
     _one_line_exit_2(_edited(tmp_path, "cnn_float", avg), "the_pool", "float (not power-of-two)")
 
 
-def test_add_of_unequal_float_scales_is_one_line(tmp_path):
+def test_add_of_unequal_float_scales_rescales_and_a_float_output_is_one_line(tmp_path):
     """res_float's residual Add of two codes with equal scales is an exact merge; with the
-    second branch's quantizer given another scale it is one line naming the Add."""
+    second branch's quantizer given another scale, each branch is first multiplied by its
+    exact integer ratio (two depthwise 1x1 convolutions); an Add of a layer's float output
+    (its bias pending) is one line naming the Add."""
     graph = load_model(DATA / "res_float.onnx")
     assert "add" in [n.op for n in graph.nodes]
 
@@ -410,7 +412,19 @@ def test_add_of_unequal_float_scales_is_one_line(tmp_path):
         add = next(n for n in model.graph.node if n.op_type == "Add")
         add.name = "the_add"
 
-    _one_line_exit_2(_edited(tmp_path, "res_float", other_scale), "the_add", "equal scales")
+    graph = load_model(_edited(tmp_path, "res_float", other_scale))
+    ops = [n.op for n in graph.nodes]
+    at = ops.index("add")
+    assert ops[at - 2 : at] == ["conv2d", "conv2d"]
+    assert all(n.groups == 3 and n.kernel == (1, 1) for n in graph.nodes[at - 2 : at])
+
+    def float_output(model):
+        other_scale(model)
+        add = next(n for n in model.graph.node if n.op_type == "Add")
+        quant = next(n for n in model.graph.node if n.output[0] == add.input[0])
+        add.input[0] = quant.input[0]  # the conv's float output, bias pending
+
+    _one_line_exit_2(_edited(tmp_path, "res_float", float_output), "the_add", "float output")
 
 
 def test_float_scale_network_is_integer_thresholds():
@@ -576,7 +590,7 @@ def _oracle_python() -> str | None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(2400)  # 28 models written and executed again
+@pytest.mark.timeout(2400)  # 29 models written and executed again
 def test_live_oracle(tmp_path):
     """Brevitas and QONNX write the models and outputs again (same seeds): rtlgen predicts
     them exactly (float logits within float32), and where a model file comes out byte for
@@ -597,6 +611,7 @@ def test_live_oracle(tmp_path):
     logits = (
         "mlp_logits", "conv1d_cat", "conv1d_cat_dyn", "cnn_bn_float", "mlp_logits_qcdq",
         "mlp_tensornorm", "cnn_act_per_channel", "cnn_act_per_channel_qcdq",
+        "res_act_per_channel",
     )
     same_files = 0
     for name in exact + logits:

@@ -13,7 +13,8 @@ as plain-ONNX QCDQ (``export_onnx_qcdq``: float-scale QuantizeLinear/DequantizeL
 ``mlp_tensornorm``: float logits normalized like brevitas_examples' TensorNorm (``Sub``,
 ``Div``, ``Mul``, ``Add`` of constants on the stream, one negative weight);
 ``*_act_per_channel*``: activation quantizers with one scale per channel (QONNX and QCDQ,
-float and power-of-two, after a BatchNorm2d too); ``cnn_bn_qcdq``: BatchNormalization in QCDQ. Float logits: QONNX's executor sums float32 products in
+float and power-of-two, after a BatchNorm2d too, a residual Add of two such streams);
+``cnn_bn_qcdq``: BatchNormalization in QCDQ. Float logits: QONNX's executor sums float32 products in
 ONNX Runtime's order, rtlgen rounds the exact value once, so they agree within float32 (a
 few ulps); the integer accumulators the hardware outputs are exactly the executor's.
 """
@@ -317,7 +318,7 @@ PER_CHANNEL_EXACT = (
     "cnn_bn_act_per_channel_qcdq", "cnn_act_per_channel_po2_qcdq",
 )
 #: float logits after per-channel float scales: within float32 of the executor's
-PER_CHANNEL_LOGITS = ("cnn_act_per_channel", "cnn_act_per_channel_qcdq")
+PER_CHANNEL_LOGITS = ("cnn_act_per_channel", "cnn_act_per_channel_qcdq", "res_act_per_channel")
 
 
 @pytest.mark.parametrize("name", PER_CHANNEL_EXACT + PER_CHANNEL_LOGITS)
@@ -519,7 +520,32 @@ def test_per_channel_power_of_two_qcdq_is_per_channel_widths():
     np.testing.assert_array_equal(np.unique(quantizers[0].frac_bits.mantissa), [3, 4, 5])
 
 
-@pytest.mark.parametrize("name", ["mlp_act_per_channel_qcdq", "cnn_act_per_channel"])
+def test_add_of_different_per_channel_scales_is_an_integer_sum():
+    """res_act_per_channel adds a QuantIdentity's and a QuantReLU's codes, each with its own
+    float scale per channel: per channel ``a * s_a + b * s_b = common * (a * m_a + b * m_b)``
+    with exact integers (two depthwise 1x1 convolutions of the integer ratios), then the Add."""
+    from rtlgen.frontend.qonnx import integer_ratios
+
+    graph, _, _ = _golden("res_act_per_channel")
+    ops = [n.op for n in graph.nodes]
+    at = ops.index("add")
+    scales = [n for n in graph.nodes[at - 2 : at]]
+    assert [n.op for n in scales] == ["conv2d", "conv2d"]
+    m_a, m_b = (np.diag(n.weights.values[0, 0]) for n in scales)
+    model = onnx.load(str(DATA / "res_act_per_channel.onnx"))
+    s_a, s_b = (
+        _initializer(model, next(n for n in model.graph.node if n.name == f"/{q}/act_quant/"
+                                 "export_handler/Quant").input[1]).ravel().astype(np.float64)
+        for q in ("act2", "relu1")
+    )  # fmt: skip
+    for c in range(3):
+        common, (want_a, want_b) = integer_ratios(np.array([s_a[c], s_b[c]]), "t")
+        assert (m_a[c], m_b[c]) == (want_a, want_b) and common * m_a[c] == s_a[c]
+
+
+@pytest.mark.parametrize(
+    "name", ["mlp_act_per_channel_qcdq", "cnn_act_per_channel", "res_act_per_channel"]
+)
 def test_per_channel_networks_bit_exact_under_backpressure(name):
     """Integer weights of 30+ bits and 40+-bit accumulators into threshold banks, in
     Amaranth's simulator under random valid/ready: equal to the integer reference."""
