@@ -515,6 +515,26 @@ def _models():
         def after_training(self):
             lift_dead_scales(self)
 
+    class Conv1dActPerChannel(nn.Module):
+        """1-D: QuantConv1d -> QuantReLU (a float scale per channel) -> depthwise QuantConv1d
+        -> QuantReLU -> flatten -> QuantLinear: float logits."""
+
+        def __init__(self):
+            super().__init__()
+            self.inp = qnn.QuantIdentity(return_quant_tensor=True)
+            self.c1 = qnn.QuantConv1d(3, 4, 3, padding=1, bias=True)
+            self.relu1 = qnn.QuantReLU(**per_channel(4, 3))
+            self.dw = qnn.QuantConv1d(4, 4, 3, groups=4, bias=True)
+            self.relu2 = qnn.QuantReLU(return_quant_tensor=True)
+            self.fc = qnn.QuantLinear(4 * 8, 3, bias=True)
+
+        def forward(self, x):
+            x = self.relu2(self.dw(self.relu1(self.c1(self.inp(x)))))
+            return self.fc(torch.flatten(x, 1))
+
+        def after_training(self):
+            lift_dead_scales(self)
+
     def spread_po2_scales(module: nn.Module) -> None:
         """Per-channel power-of-two activation scales spread over three octaves: channel c's
         statistic (the scale before Brevitas rounds its log2 up) is the largest one's times
@@ -568,6 +588,7 @@ def _models():
         "cnn_bn_act_per_channel_qcdq": (CnnBnActPerChannel, (2, 8, 8), "qcdq"),
         "cnn_bn_qcdq": (CnnBn, (2, 6, 6), "qcdq"),
         "res_act_per_channel": (ResActPerChannel, (2, 4, 4), False),
+        "conv1d_act_per_channel": (Conv1dActPerChannel, (3, 10), False),
     }
 
 

@@ -13,7 +13,7 @@ as plain-ONNX QCDQ (``export_onnx_qcdq``: float-scale QuantizeLinear/DequantizeL
 ``mlp_tensornorm``: float logits normalized like brevitas_examples' TensorNorm (``Sub``,
 ``Div``, ``Mul``, ``Add`` of constants on the stream, one negative weight);
 ``*_act_per_channel*``: activation quantizers with one scale per channel (QONNX and QCDQ,
-float and power-of-two, after a BatchNorm2d too, a residual Add of two such streams);
+float and power-of-two, after a BatchNorm2d too, a residual Add of two such streams, 1-D);
 ``cnn_bn_qcdq``: BatchNormalization in QCDQ. Float logits: QONNX's executor sums float32 products in
 ONNX Runtime's order, rtlgen rounds the exact value once, so they agree within float32 (a
 few ulps); the integer accumulators the hardware outputs are exactly the executor's.
@@ -318,7 +318,10 @@ PER_CHANNEL_EXACT = (
     "cnn_bn_act_per_channel_qcdq", "cnn_act_per_channel_po2_qcdq",
 )
 #: float logits after per-channel float scales: within float32 of the executor's
-PER_CHANNEL_LOGITS = ("cnn_act_per_channel", "cnn_act_per_channel_qcdq", "res_act_per_channel")
+PER_CHANNEL_LOGITS = (
+    "cnn_act_per_channel", "cnn_act_per_channel_qcdq", "res_act_per_channel",
+    "conv1d_act_per_channel",
+)
 
 
 @pytest.mark.parametrize("name", PER_CHANNEL_EXACT + PER_CHANNEL_LOGITS)
