@@ -547,8 +547,10 @@ def test_add_of_different_per_channel_scales_is_an_integer_sum():
 
 
 @pytest.mark.parametrize(
-    "name", ["mlp_act_per_channel_qcdq", "cnn_act_per_channel", "res_act_per_channel"]
-)
+    "name",
+    ["mlp_act_per_channel_qcdq", "cnn_act_per_channel", "res_act_per_channel",
+     "conv1d_act_per_channel"],
+)  # fmt: skip
 def test_per_channel_networks_bit_exact_under_backpressure(name):
     """Integer weights of 30+ bits and 40+-bit accumulators into threshold banks, in
     Amaranth's simulator under random valid/ready: equal to the integer reference."""
