@@ -102,6 +102,9 @@ class SerialMatVec(wiring.Component):
     - a beat taken while the layer is idle has its first step in its handshake cycle (its
       first ``group`` elements go straight from the input to the weight/input register); a
       beat taken during the previous beat's last step starts on the next cycle;
+      ``early_start=False``: every beat starts on the cycle after its handshake (no mux
+      before that register, which costs ~0.5 LUT per input bit: a convolution's wide
+      windows, `rtlgen.ops.matvec`), latency one more;
     - ``latency = steps * out_beats + depth + 1`` cycles from the handshake of a vector's
       last beat, taken while idle, to ``o.valid`` of its (last) result beat with no
       backpressure (one more when that beat was taken during the previous beat's last step;
@@ -135,6 +138,7 @@ class SerialMatVec(wiring.Component):
         beats: int = 1,
         levels_per_stage: int = 1,
         out_beats: int = 1,
+        early_start: bool = True,
     ):
         w = np.asarray(weights, dtype=np.int64)
         if w.ndim != 2 or 0 in w.shape:
@@ -158,6 +162,7 @@ class SerialMatVec(wiring.Component):
             )
         self.k, self.o_count = w.shape
         self.beats, self.out_beats = beats, out_beats
+        self.early_start = early_start
         #: outputs per result beat: the accumulator's columns
         self.columns = self.o_count // out_beats
         self.per_beat = self.k // beats
@@ -205,7 +210,7 @@ class SerialMatVec(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from a vector's last beat, taken while idle, to its (last) result beat."""
-        return self.beat_words + self.depth + 1
+        return self.beat_words + self.depth + 1 + (not self.early_start)
 
     @property
     def beat_words(self) -> int:
@@ -315,7 +320,7 @@ class SerialMatVec(wiring.Component):
         # a step this cycle: of the beat in progress, or the first of a beat taken while
         # idle (its elements come straight from the input)
         step = Signal()
-        m.d.comb += step.eq(busy | start)
+        m.d.comb += step.eq(busy | start if self.early_start else busy)
         if block_rom:
             m.d.comb += rom_read.addr.eq(Mux(step, successor, word))
         else:
@@ -341,10 +346,13 @@ class SerialMatVec(wiring.Component):
             with m.If(busy):
                 m.d.sync += xs.eq(rotate(xs.as_value()))
             with m.If(start):
-                with m.If(busy):  # taken on the last step: its first step is the next
+                if not self.early_start:
                     m.d.sync += [xs.eq(padded), busy.eq(1)]
-                with m.Else():  # its first step is now: the rest waits in `xs`
-                    m.d.sync += [xs.eq(rotate(padded)), busy.eq(~last_step)]
+                else:
+                    with m.If(busy):  # taken on the last step: its first step is the next
+                        m.d.sync += [xs.eq(padded), busy.eq(1)]
+                    with m.Else():  # its first step is now: the rest waits in `xs`
+                        m.d.sync += [xs.eq(rotate(padded)), busy.eq(~last_step)]
 
         # The weights of this step and the inputs they multiply are registered first, so the
         # ROM's address decoding never shares a cycle with a multiplier or adder.
@@ -358,7 +366,11 @@ class SerialMatVec(wiring.Component):
         valid, first, last = Signal(name="valid_w"), Signal(name="first_w"), Signal(name="last_w")
         with m.If(advance):
             m.d.sync += [
-                xrow.eq(Mux(busy, xs.as_value()[:group_bits], payload[:group_bits])),
+                xrow.eq(
+                    Mux(busy, xs.as_value()[:group_bits], payload[:group_bits])
+                    if self.early_start
+                    else xs.as_value()[:group_bits]
+                ),
                 valid.eq(step),
                 first.eq(starts_result if chunked else word == 0),
                 last.eq(ends_result if chunked else last_word),

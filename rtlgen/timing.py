@@ -96,10 +96,10 @@ def model_stage(stage, times: list[int], samples: int) -> tuple[list[int], list[
         for index, t in enumerate(times):
             if stage.block_rom:  # no beat in the cycle after reset (its ROM's first read)
                 t = max(t, 1)
-            first = t
+            first = t if stage.early_start else t + 1
             if last_step is not None:
                 t = max(t, last_step)
-                first = max(t, last_step + 1)
+                first = max(t + (not stage.early_start), last_step + 1)
             accepted.append(t)
             last_step = first + stage.beat_words - 1
             if index % stage.beats == stage.beats - 1:
@@ -577,7 +577,7 @@ class _Serial(_Block):
         if not self.advance:
             return
         start = self.i.valid and self.i.ready
-        step = self.busy or start
+        step = self.busy or (start and self.stage.early_start)
         self.out_valid = self.levels.pop()
         self.levels.insert(0, step and self.stage.ends_result(self.word))
         last = self.last_step
@@ -587,9 +587,9 @@ class _Serial(_Block):
             if last:
                 self.busy = False
         if start:
-            # taken on the last step: its first step is the next; taken idle: its first
-            # step was this one
-            self.busy = True if busy else not last
+            # taken on the last step (or without an early start): its first step is the
+            # next; taken idle: its first step was this one
+            self.busy = True if busy or not self.stage.early_start else not last
 
 
 def _blocks(stage) -> list | None:

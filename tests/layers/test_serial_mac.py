@@ -340,3 +340,30 @@ def test_result_beats_must_split_the_outputs_of_one_input_beat():
         SerialMatVec(w, FixedType(8, 0), FixedType(20, 0), None, 2, out_beats=4)
     with pytest.raises(RtlgenError, match="6 outputs in 2 beats from 2 input beats"):
         SerialMatVec(w, FixedType(8, 0), FixedType(20, 0), None, 2, beats=2, out_beats=2)
+
+
+@pytest.mark.parametrize("k,reuse,beats", [(16, 4, 1), (40, 4, 1), (70, 70, 1), (15, 2, 3)])
+def test_without_early_start_every_beat_starts_a_cycle_later(k, reuse, beats):
+    """`early_start=False` (a convolution's windows): bit-exact under backpressure, each
+    beat's first step the cycle after its handshake, `latency` one more, as
+    `rtlgen.timing` predicts."""
+    from rtlgen.timing import model_stage
+
+    in_type = FixedType(6, 0, True)
+    rng = np.random.default_rng(k)
+    w = rng.integers(-40, 41, size=(k, 3))
+    b = rng.integers(-200, 201, size=3)
+    acc = accumulator_type(w, b, in_type, 0)
+    dut = SerialMatVec(w, in_type, acc, b, reuse, beats=beats, levels_per_stage=2,
+                       early_start=False)
+    x = vectors(in_type, k, 4, k)
+    run = simulate_stream(dut, as_beats(x, beats), len(x))
+    np.testing.assert_array_equal(np.array(run.outputs), x @ w + b)
+    assert dut.latency == dut.steps + dut.depth + 2
+    assert run.out_cycles[0] - run.in_cycles[beats - 1] == dut.latency
+    assert np.diff(run.in_cycles).tolist() == [dut.steps] * (len(x) * beats - 1)
+    assert model_stage(dut, [0] * (len(x) * beats), len(x)) == (run.in_cycles, run.out_cycles)
+    out = simulate_stream(
+        dut, as_beats(x, beats), len(x), seed=k, valid_prob=0.6, ready_prob=0.5
+    ).outputs
+    np.testing.assert_array_equal(np.array(out), x @ w + b)
