@@ -330,7 +330,11 @@ class SerialMatVec(wiring.Component):
         padded = Cat(payload, Const(0, (steps * group - self.per_beat) * self.in_shape.width))
 
         def rotate(value):
-            return Cat(value[group_bits:], value[:group_bits])
+            # the next group to the bottom: rotated where later result beats need every
+            # element again, else shifted (zeros in: no mux on the top group's bits)
+            if self.out_beats > 1:
+                return Cat(value[group_bits:], value[:group_bits])
+            return value >> group_bits
 
         with m.If(advance):
             with m.If(step):
@@ -341,8 +345,8 @@ class SerialMatVec(wiring.Component):
                 ]
                 with m.If(last_step):
                     m.d.sync += busy.eq(0)
-            # the input register rotates by a group a step: after `steps` steps it is as
-            # loaded, for the next result beat's columns
+            # the input register moves a group a step (with result beats it rotates: after
+            # `steps` steps it is as loaded, for the next result beat's columns)
             with m.If(busy):
                 m.d.sync += xs.eq(rotate(xs.as_value()))
             with m.If(start):
