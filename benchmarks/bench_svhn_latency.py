@@ -63,7 +63,7 @@ RESULTS = Path(__file__).parent / "results" / "svhn_latency.json"
 TUTORIAL_LATENCY = 1044
 #: what this code's plans are (kept as the label of this run in a later run's ``history``)
 RUN_LABEL = (
-    "a serial MAC steps at once on a beat taken idle; budget search: knapsack over a LUT "
+    "a serial dense steps at once on a beat taken idle; budget search: knapsack over a LUT "
     "estimate, a dense's result in beats overlapping the next dense (layer_out_beats)"
 )
 
@@ -419,6 +419,13 @@ def main(argv: list[str] | None = None) -> int:
         help="the plans --tail-synth synthesizes (comma-separated; the first is the baseline)",
     )
     parser.add_argument(
+        "--whole-default-luts",
+        type=int,
+        default=None,
+        help="the default plan's whole-design LUTs measured before (e.g. 51549, session 11): "
+        "--tail-synth then estimates each plan's whole-design LUTs and ratio from its tail",
+    )
+    parser.add_argument(
         "--budget-sim",
         action="store_true",
         help="also rtlgen convert --latency-budget 1044 and simulate it (Verilator, cpp harness)",
@@ -484,7 +491,25 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_convert:
             result["product_path"] = _product_path(json_path, weights_path, work, not args.no_sim)
         if args.tail_synth:
-            result["tail_part_synthesis"] = _tail_parts(tops, args.tail_plans.split(","), work)
+            tails = _tail_parts(tops, args.tail_plans.split(","), work)
+            if args.whole_default_luts:
+                base = args.whole_default_luts
+                tails["whole_design_estimate"] = {
+                    "how": "the measured whole default design's LUTs plus each plan's tail "
+                    "LUTs minus the default's (the rest of the design is the same components; "
+                    "in session 11 the whole-design difference came 7 % above the parts')",
+                    "whole_default_luts_measured": base,
+                    **{
+                        name: {
+                            "luts": base + tails[name].get("lut_delta_to_first", 0),
+                            "lut_ratio_to_default": round(
+                                (base + tails[name].get("lut_delta_to_first", 0)) / base, 4
+                            ),
+                        }
+                        for name in args.tail_plans.split(",")[1:]
+                    },
+                }
+            result["tail_part_synthesis"] = tails
         if args.budget_sim:
             result["budget_product_path"] = _product_path(
                 json_path, weights_path, work, True, ["--latency-budget", str(TUTORIAL_LATENCY)]
