@@ -174,11 +174,14 @@ def _uniform_cap(graph, budget: int) -> dict:
     return {"budget": budget, "cap": lo, **figures}
 
 
-def _whole_designs(specs: list[str]) -> dict:
+def _whole_designs(specs: list[str], default_luts: int | None = None) -> dict:
     """Whole-design Yosys figures read from design folders `rtlgen report` has synthesized
-    (``NAME=DIR``), with each one's LUTs against the first's."""
+    (``NAME=DIR``), with each one's LUTs against the first's, or against ``default_luts``
+    (the default plan's measured before) when given."""
     result: dict = {"yosys": "rtlgen report DIR --family xcup (synth_xilinx -flatten -family xcup)"}
-    base_luts = None
+    base_luts = default_luts
+    if default_luts:
+        result["default_luts_measured_before"] = default_luts
     for spec in specs:
         name, _, folder = spec.partition("=")
         manifest = json.loads((Path(folder) / "manifest.json").read_text())
@@ -485,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
         "uniform_cap_1044": _uniform_cap(graph, TUTORIAL_LATENCY),
     }
     if args.designs:
-        result["whole_design_synthesis"] = _whole_designs(args.designs)
+        result["whole_design_synthesis"] = _whole_designs(args.designs, args.whole_default_luts)
     with tempfile.TemporaryDirectory(prefix="svhn_latency_") as tmp:
         work = Path(tmp)
         if not args.no_convert:
