@@ -33,7 +33,7 @@ class VecKind(Enum):
     MUL = "mul"  # args[0] * args[1], exact
     ADD = "add"  # args[0] + args[1], exact (aligned)
     RSUB = "rsub"  # const - args[0], exact (const in args[0]'s units)
-    OFFSET = "offset"  # args[0] * 2**-shift + const, exact: mantissa + const, shift more frac bits
+    OFFSET = "offset"  # mantissa + const, exact, read with the result type's (more) frac bits
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,7 +57,6 @@ class VecOp:
     clamp_lo: int | None = None  # REQUANT: bounds in the argument's units
     clamp_hi: int | None = None
     const: int = 0  # RSUB, OFFSET (in the result's units)
-    shift: int = 0  # OFFSET: fractional bits added (the value scaled by 2**-shift)
     #: TABLE: the largest distance from the function it stands for (0: exact, as for the
     #: QKeras quantizers, which the table reproduces)
     error: float = 0.0
@@ -327,7 +326,6 @@ class ProgramBuilder:
                 lo,
                 hi,
                 const=const,
-                shift=shift,
             )
         )
 

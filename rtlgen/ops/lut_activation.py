@@ -105,6 +105,7 @@ from rtlgen.quant.errors import RtlgenError, UnsupportedError
 from rtlgen.quant.fixed import FixedType, Overflow, Rounding, requantize
 from rtlgen.quant.threshold import (
     MAX_THRESHOLD_LEVELS,
+    StepFunction,
     check_monotone,
     level_span,
     step_thresholds,
@@ -478,11 +479,11 @@ def fine_range(node: TableActivation, in_type: FixedType) -> tuple[int, int]:
 
 
 def lower_table(
-    node: TableActivation, ctx: LowerContext, *, fine: bool = True, thresholds: bool = True
+    node: TableActivation, ctx: LowerContext, *, fine: bool = True
 ) -> TableActivation | Threshold:
-    """Choose the table type(s) and the output type (module doc) and bound the error.
-    ``fine=False``: one table even for softsign of a wide input (a recurrent cell's gate);
-    ``thresholds=False``: a table or a refusal, never a `Threshold` node (`threshold_form`)."""
+    """Choose the table type(s) and the output type (module doc) and bound the error, or
+    the `Threshold` node of a QKeras kind too wide for an exact table (`threshold_form`).
+    ``fine=False``: one table even for softsign of a wide input (a recurrent cell's gate)."""
     where = f"layer '{node.source or node.name}'"
     in_type, config = ctx.in_type, ctx.config
     try:
@@ -500,7 +501,7 @@ def lower_table(
         table_type = in_type
     else:
         table_type = table_type_for(kind, in_type, out_frac, p, rounding, linear_above=linear_above)
-        if table_type.width > MAX_TABLE_INPUT_BITS and thresholds:
+        if table_type.width > MAX_TABLE_INPUT_BITS:
             stepped = threshold_form(node, in_type, p)
             if stepped is not None:
                 return stepped
@@ -567,27 +568,17 @@ def _qkeras_frac(kind: ActivationKind, p: dict[str, Any]) -> int:
 
 
 @dataclass(frozen=True, eq=False)
-class _QKerasStep:
-    """A QKeras kind as a step function of input mantissas (`rtlgen.quant.threshold`'s
-    interface: ``f(x, channel_axis, ulps)`` -> output mantissas, the same in every channel)."""
+class _QKerasActivation:
+    """A QKeras kind as the quantizer a `StepFunction` applies (QKeras's float32 formula)."""
 
-    in_type: FixedType
     kind: ActivationKind
     params: tuple[tuple[str, Any], ...]
-    out_frac: int
 
-    @property
-    def quantizer(self) -> str:
-        """What `check_monotone`'s refusal names."""
+    def reference(self, y: np.ndarray) -> np.ndarray:
+        return float_activation(self.kind, y, dict(self.params))
+
+    def __str__(self) -> str:
         return self.kind.value
-
-    def __call__(self, x: np.ndarray, channel_axis: int = -1, ulps: int = 0) -> np.ndarray:
-        values = float_activation(self.kind, self.in_type.to_float(np.asarray(x)), dict(self.params))
-        scaled = values * 2.0**self.out_frac
-        mantissa = np.rint(scaled)
-        if not np.array_equal(mantissa, scaled):
-            raise RtlgenError(f"{self.kind.value}: an output lies off its grid 2**-{self.out_frac}")
-        return mantissa.astype(np.int64)
 
 
 def threshold_form(node: TableActivation, in_type: FixedType, p: dict[str, Any]) -> Threshold | None:
@@ -599,14 +590,17 @@ def threshold_form(node: TableActivation, in_type: FixedType, p: dict[str, Any])
     `MAX_THRESHOLD_LEVELS` levels or the input is wider than a threshold bank takes."""
     if not node.kind.is_qkeras or in_type.width > MAX_INPUT_WIDTH:
         return None
-    f = _QKerasStep(in_type, node.kind, tuple(sorted(p.items())), _qkeras_frac(node.kind, p))
+    quantizer = _QKerasActivation(node.kind, tuple(sorted(p.items())))
+    # the output grid's fraction (the type's ends follow from the levels found)
+    grid = FixedType(2, _qkeras_frac(node.kind, p), True)
+    f = StepFunction(in_type, quantizer, grid)
     if level_span(f, 1) + 1 > MAX_THRESHOLD_LEVELS:
         return None
     found = step_thresholds(f, 1)
     check_monotone(f, found, 1)
     channels = node.in_shape[-1]
     levels = found.levels
-    out_type = FixedType.covering(int(levels.min()), int(levels.max()), f.out_frac)
+    out_type = FixedType.covering(int(levels.min()), int(levels.max()), grid.frac)
     thresholds, levels = pad(found.thresholds, levels, in_type)
     thresholds = np.repeat(thresholds, channels, axis=0)
     levels = np.repeat(levels, channels, axis=0)

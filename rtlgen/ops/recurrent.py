@@ -45,6 +45,7 @@ import json
 import warnings
 import weakref
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any, ClassVar
 
 import numpy as np
@@ -68,6 +69,7 @@ from rtlgen.ops.registry import Op, Shape, register_op
 from rtlgen.ops.threshold import Threshold, unpadded
 from rtlgen.passes import LowerContext, PrecisionConfig, _quantize
 from rtlgen.plan import LayerPlan, PlanContext
+from rtlgen.quant.activations import ActivationKind
 from rtlgen.quant.arith import clamp_bounds
 from rtlgen.quant.errors import RtlgenError, RtlgenWarning, UnsupportedError
 from rtlgen.quant.fixed import FixedType, Overflow, Rounding, shift_round
@@ -371,10 +373,6 @@ def _dyadic_hard_sigmoid(b: ProgramBuilder, value: str, table: Any) -> str | Non
     recurrent activation of QLSTM/QGRU): the mantissas plus a constant, read with more
     fractional bits, then clamped (no table, so no rounding however wide ``value`` is).
     None for other functions (Keras's slope 1/5 or 1/6: a table)."""
-    from fractions import Fraction
-
-    from rtlgen.quant.activations import ActivationKind
-
     if table.kind is not ActivationKind.HARD_SIGMOID:
         return None
     p = table.params()
