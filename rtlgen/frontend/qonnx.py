@@ -543,7 +543,8 @@ def round_to_float32(x: np.ndarray, scale: np.ndarray, bias: np.ndarray) -> np.n
         nearest = float(exact)  # correctly rounded to float64
         value = np.float32(nearest)  # ties to even from it: wrong only at a float32 midpoint
         if float(value) != nearest:
-            other = np.nextafter(value, np.float32(np.inf if nearest > value else -np.inf))
+            # compare as Python floats: NumPy 2 would round ``nearest`` to float32 first
+            other = np.nextafter(value, np.float32(np.inf if nearest > float(value) else -np.inf))
             if (float(value) + float(other)) / 2 == nearest and exact != Fraction(nearest):
                 value = max(value, other) if exact > Fraction(nearest) else min(value, other)
         v[index] = value
