@@ -47,6 +47,8 @@ of shape (1, C, 1, 1), a QCDQ 1-D scale along ``axis``) stay per channel in the 
 ``Gemm``/``Conv`` reading them multiplies its integer weight codes by each input channel's
 exact integer ratio (`integer_ratios`), so its accumulator stays an exact integer with one
 scale per output channel (wide: the thresholds read it exactly, `QuantStep.apply_mantissas`).
+A ``BipolarQuant`` with per-channel or float scales likewise emits codes +-1 with its scales
+pending; on a pending map it is a Threshold of the map's float32 value (`PendingValue`).
 At the model's output a pending map is the
 graph's `rtlgen.ir.OutputScale`: the hardware outputs the integer codes of a float-scale
 output Quant (or the last layer's accumulator: float logits ``acc * s + b``), and
@@ -374,37 +376,16 @@ class _Affine:
 
 
 @dataclass(frozen=True, eq=False)
-class QuantStep:
-    """A QONNX ``Quant`` with a float scale after a pending affine map (`_Affine`), as the
-    threshold op's float function (`rtlgen.ops.threshold.Threshold.bn`, called by
-    `rtlgen.quant.threshold.StepFunction` with the input's real value ``y`` as float32).
-
-    ``apply`` reproduces QONNX's executor from the layer's float32 output on: ``v =
-    float32(y * scale + bias)`` (the Gemm/Conv output; evaluated in float64, ``scale`` a
-    product of two float32 numbers is exact there, then rounded to float32), ``max(v, 0)`` if a
-    Relu is pending, then ``int_quant``'s own float32 ops: ``t = float32(v / s_out)``, clip
-    to ``[lo, hi]``, ``rounding_mode``; it returns the code times ``step`` (1 for codes with
-    a pending scale, ``s_out`` when it is a power of two). ``ulps`` (TensorFlow's rsqrt) is
-    ignored: no rsqrt here.
-
-    Exactly QONNX's float32 where the stream is the graph input or a quantizer's codes
-    (``v = float32(code * s)`` is what the executor's Quant outputs). After a layer, the
-    executor's Gemm/Conv (ONNX Runtime) sums float32 products of the *rounded* values
-    ``float32(code * s)`` in its own order (FMA or not); rtlgen takes the correctly rounded
-    float32 of the exact ``acc * s_in * s_w + bias`` (up to the float64 step: 2**-29 relative
-    near a float32 midpoint). The two can differ by a few float32 ulps, which changes a code
-    only when ``v / s_out`` lies that close to a rounding boundary (likewise an ``Add`` of
-    two code streams: rtlgen rounds ``(a + b) * s`` once, the executor ``a * s`` and ``b *
-    s`` first)."""
+class PendingValue:
+    """A pending affine map (`_Affine`) as a threshold op's float function: the layer's
+    float32 output ``v = float32(y * scale + bias)`` (``max(v, 0)`` if a Relu is pending),
+    which the threshold's own quantizer decides (a BipolarQuant's sign: QONNX's ``v >= 0``).
+    `QuantStep` adds a float-scale Quant after it; its docstring says where rtlgen and
+    QONNX's float32 can differ."""
 
     scale: np.ndarray
     bias: np.ndarray
     relu: bool
-    s_out: np.ndarray  # float32, per channel
-    lo: int
-    hi: int
-    mode: str
-    step: float
     label = "float scale"  # what `rtlgen inspect` calls the threshold's float function
     rsqrt = False  # no rsqrt: one threshold search (`rtlgen.quant.threshold.find_thresholds`)
 
@@ -428,6 +409,40 @@ class QuantStep:
         scale = np.broadcast_to(self.scale.reshape(shape) * 2.0**-frac, x.shape)
         bias = np.broadcast_to(self.bias.reshape(shape), x.shape)
         return self._quantize(round_to_float32(x, scale, bias), shape)
+
+    def _quantize(self, v: np.ndarray, shape: list[int]) -> np.ndarray:
+        return np.maximum(v, np.float32(0)) if self.relu else v
+
+
+@dataclass(frozen=True, eq=False)
+class QuantStep(PendingValue):
+    """A QONNX ``Quant`` with a float scale after a pending affine map (`_Affine`), as the
+    threshold op's float function (`rtlgen.ops.threshold.Threshold.bn`, called by
+    `rtlgen.quant.threshold.StepFunction` with the input's real value ``y`` as float32).
+
+    ``apply`` reproduces QONNX's executor from the layer's float32 output on: ``v =
+    float32(y * scale + bias)`` (the Gemm/Conv output; evaluated in float64, ``scale`` a
+    product of two float32 numbers is exact there, then rounded to float32), ``max(v, 0)`` if a
+    Relu is pending, then ``int_quant``'s own float32 ops: ``t = float32(v / s_out)``, clip
+    to ``[lo, hi]``, ``rounding_mode``; it returns the code times ``step`` (1 for codes with
+    a pending scale, ``s_out`` when it is a power of two). ``ulps`` (TensorFlow's rsqrt) is
+    ignored: no rsqrt here.
+
+    Exactly QONNX's float32 where the stream is the graph input or a quantizer's codes
+    (``v = float32(code * s)`` is what the executor's Quant outputs). After a layer, the
+    executor's Gemm/Conv (ONNX Runtime) sums float32 products of the *rounded* values
+    ``float32(code * s)`` in its own order (FMA or not); rtlgen takes the correctly rounded
+    float32 of the exact ``acc * s_in * s_w + bias`` (up to the float64 step: 2**-29 relative
+    near a float32 midpoint). The two can differ by a few float32 ulps, which changes a code
+    only when ``v / s_out`` lies that close to a rounding boundary (likewise an ``Add`` of
+    two code streams: rtlgen rounds ``(a + b) * s`` once, the executor ``a * s`` and ``b *
+    s`` first)."""
+
+    s_out: np.ndarray  # float32, per channel
+    lo: int
+    hi: int
+    mode: str
+    step: float
 
     def _quantize(self, v: np.ndarray, shape: list[int]) -> np.ndarray:
         return _int_quant32(v, shape, self.relu, self.s_out, self.lo, self.hi, self.mode, self.step)
@@ -831,11 +846,11 @@ class _Reader:
             raise ModelFileError(f"{self.where(node)}: input is not defined before it")
         if isinstance(value, _Stream):
             bits = self.constant(node, 3, "bit width")
-            if value.affine is not None or self._float_scale(node):
-                self._float_quant(node, value)
-                return
             if bits.size == 1 and bits.flat[0] == 1 and _attributes(node, "").get("signed", 1):
                 self._bipolar(node, value)  # QONNX's Quant executes 1-bit signed as bipolar
+                return
+            if value.affine is not None or self._float_scale(node):
+                self._float_quant(node, value)
                 return
             self._activation_quant(node, value)
             return
@@ -878,28 +893,63 @@ class _Reader:
 
     def _bipolar(self, node: Any, stream: _Stream) -> None:
         """Bipolar quantization of activations, ``scale * (x >= 0 ? 1 : -1)``: QKeras's
-        ``binary`` (same sign rule), which `fuse_thresholds` makes a Threshold node (one
-        comparator per channel; with a BatchNormalization before it, FINN's streamlining)."""
+        ``binary`` (same sign rule). On a fixed-point stream an `ir.Activation` that
+        `fuse_thresholds` makes a Threshold node (one comparator per channel; with a
+        BatchNormalization before it, FINN's streamlining); on a stream with a pending float
+        map a Threshold of it (`PendingValue`). One power-of-two scale: fixed point
+        (``binary(alpha=scale)``); per-channel or float scales: the codes +-1 with the scales
+        pending, as a float-scale Quant's (a Gemm/Conv reading them: `integer_ratios`)."""
         from rtlgen.quant.quantizers import Binary
 
+        where = self.where(node)
         scale = self.constant(node, 1, "scale").astype(np.float64)
-        frac = self._check_po2(node, scale)
-        if frac.size != 1:
+        if node.op_type == "Quant" and np.any(self.constant(node, 2, "zero point") != 0):
             raise UnsupportedError(
-                f"{self.where(node)}: per-channel bipolar scales are not supported"
+                f"{where}: a non-zero zero point on activations is not supported"
             )
-        name = self.name_of(node)
-        act = ir.Activation(
-            name,
-            stream.shape,
-            stream.shape,
-            out_quantizer=Binary(alpha=float(scale.flat[0])),
-            source=_text(node.name or node.output[0]),
-            inputs=(stream.node,),
-        )
-        self.add(act, node)
+        if scale.size == 0 or not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+            raise UnsupportedError(f"{where}: bipolar scales must be positive (and finite)")
+        s_out = scale.ravel() if scale.size == 1 else self._per_channel(node, scale, stream, float)
+        exps = {log2_exact(float(v)) for v in s_out}
+        po2 = len(exps) == 1 and None not in exps and abs(next(iter(exps))) <= MAX_FRAC_BITS
+        alpha = float(s_out[0]) if po2 else 1.0
+        name, source = self.name_of(node), _text(node.name or node.output[0])
+        if stream.affine is None:
+            act = ir.Activation(
+                name,
+                stream.shape,
+                stream.shape,
+                out_quantizer=Binary(alpha=alpha),
+                source=source,
+                inputs=(stream.node,),
+            )
+            self.add(act, node)
+        else:
+            from rtlgen.ops.threshold import Threshold
+
+            a = stream.affine
+            self.add(
+                Threshold(
+                    name,
+                    stream.shape,
+                    stream.shape,
+                    out_quantizer=Binary(alpha=alpha),
+                    bn=PendingValue(a.scale, a.bias, a.relu),
+                    source=source,
+                    inputs=(stream.node,),
+                ),
+                node,
+            )
+        if po2:
+            frac = -int(next(iter(exps)))
+            self.values[node.output[0]] = _Stream(
+                name, stream.shape, stream.layout, stream.order, frac
+            )
+            return
+        s_out = np.broadcast_to(s_out, (stream.shape[-1],)).astype(np.float64)
+        pending = _Affine(s_out, np.zeros(s_out.size), False, 1.0)
         self.values[node.output[0]] = _Stream(
-            name, stream.shape, stream.layout, stream.order, int(frac.flat[0])
+            name, stream.shape, stream.layout, stream.order, 0, pending
         )
 
     def _quant_attrs(self, node: Any, attrs: dict[str, Any]) -> tuple[bool, bool, str]:

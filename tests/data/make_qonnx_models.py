@@ -14,8 +14,9 @@ initial values while the activations stay alive), exported with
 exporter, ``dynamo=False``; the ``*_qcdq`` ones as plain QCDQ ONNX with ``export_onnx_qcdq``).
 A model's ``after_training`` (if any) then sets what a few steps leave too uniform or dead:
 BN statistics, per-channel activation scales (``*_act_per_channel*``: Brevitas's
-``scaling_per_output_channel=True``). Next to ``NAME.onnx``, ``NAME_expected.npz`` holds ``x`` (the
-inputs in the model's own layout: multiples of a quarter of the input quantizer's step,
+``scaling_per_output_channel=True``; bipolar ones in ``*bnn_act_per_channel``). Next to
+``NAME.onnx``, ``NAME_expected.npz`` holds ``x`` (random inputs in the model's own layout,
+``SAMPLES`` or a model's ``samples``: multiples of a quarter of the input quantizer's step,
 some beyond its range, so its rounding and saturation are exercised) and ``y``: QONNX's
 executor (``qonnx.core.onnx_exec.execute_onnx``, float32) on each input. ``torch_max_diff``
 records how far the Brevitas module's own float32 outputs are from it (informational).
@@ -558,6 +559,82 @@ def _models():
         def after_training(self):
             spread_po2_scales(self)
 
+    def binary_per_channel(channels: int, rank: int = 2) -> dict:
+        """Keyword arguments of a Brevitas binary (bipolar) activation quantizer with one
+        learned float scale per channel (ONNX axis 1): a ``BipolarQuant`` of that scale."""
+        from brevitas.inject.enum import ScalingImplType
+        from brevitas.quant import SignedBinaryActPerTensorConst
+
+        class BinaryPerChannel(SignedBinaryActPerTensorConst):
+            scaling_impl_type = ScalingImplType.PARAMETER
+            scaling_init = 1.0
+
+        return {"act_quant": BinaryPerChannel, **per_channel(channels, rank)}
+
+    def spread_binary_scales(module: nn.Module) -> None:
+        """Per-channel bipolar scales set to float32 values spread over 0.3-1.7 (a few
+        training steps leave them near their initial 1.0)."""
+        gen = torch.Generator().manual_seed(SEED)
+        for sub in module.modules():
+            value = getattr(sub, "value", None)
+            if type(sub).__name__ == "ParameterScaling" and value.numel() > 1:
+                with torch.no_grad():
+                    value.copy_(0.3 + 1.4 * torch.rand(value.shape, generator=gen))
+
+    class BnnActPerChannel(nn.Module):
+        """Brevitas's defaults (float scales) around binary activations with one float scale
+        per channel: QuantLinear without bias -> BatchNorm1d -> QuantIdentity (bipolar, a
+        scale per feature) -> QuantLinear -> BatchNorm1d -> bipolar per feature ->
+        QuantLinear: float logits."""
+
+        samples = 400  # the golden inputs: random inputs for the sign decisions
+
+        def __init__(self):
+            super().__init__()
+            self.inp = qnn.QuantIdentity(return_quant_tensor=True)
+            self.fc1 = qnn.QuantLinear(12, 16, bias=False)
+            self.bn1 = nn.BatchNorm1d(16)
+            self.act1 = qnn.QuantIdentity(**binary_per_channel(16))
+            self.fc2 = qnn.QuantLinear(16, 10, bias=True)
+            self.bn2 = nn.BatchNorm1d(10)
+            self.act2 = qnn.QuantIdentity(**binary_per_channel(10))
+            self.fc3 = qnn.QuantLinear(10, 3, bias=True)
+
+        def forward(self, x):
+            x = self.act1(self.bn1(self.fc1(self.inp(x))))
+            return self.fc3(self.act2(self.bn2(self.fc2(x))))
+
+        def after_training(self):
+            spread_binary_scales(self)
+
+    class CnnBnnActPerChannel(nn.Module):
+        """Power-of-two ("FixedPoint") weights and input, binary activations with one float
+        scale per channel: QuantConv2d -> BatchNorm2d -> bipolar per channel -> MaxPool2d ->
+        QuantConv2d -> BatchNorm2d -> bipolar per channel -> flatten -> QuantLinear: float
+        logits."""
+
+        samples = 200
+
+        def __init__(self):
+            super().__init__()
+            self.inp = qnn.QuantIdentity(act_quant=q["in"], return_quant_tensor=True)
+            self.c1 = qnn.QuantConv2d(2, 4, 3, padding=1, bias=False, weight_quant=q["w_ch"])
+            self.bn1 = nn.BatchNorm2d(4)
+            self.act1 = qnn.QuantIdentity(**binary_per_channel(4, 4))
+            self.pool = nn.MaxPool2d(2)
+            self.c2 = qnn.QuantConv2d(4, 5, 3, bias=False, weight_quant=q["w"])
+            self.bn2 = nn.BatchNorm2d(5)
+            self.act2 = qnn.QuantIdentity(**binary_per_channel(5, 4))
+            self.fc = qnn.QuantLinear(5 * 2 * 2, 3, bias=True, weight_quant=q["w"])
+
+        def forward(self, x):
+            x = self.pool(self.act1(self.bn1(self.c1(self.inp(x)))))
+            x = self.act2(self.bn2(self.c2(x)))
+            return self.fc(torch.flatten(x, 1))
+
+        def after_training(self):
+            spread_binary_scales(self)
+
     return {
         "mlp": (Mlp, (16,), True),
         "mlp_modes": (MlpModes, (10,), False),
@@ -589,6 +666,8 @@ def _models():
         "cnn_bn_qcdq": (CnnBn, (2, 6, 6), "qcdq"),
         "res_act_per_channel": (ResActPerChannel, (2, 4, 4), False),
         "conv1d_act_per_channel": (Conv1dActPerChannel, (3, 10), False),
+        "bnn_act_per_channel": (BnnActPerChannel, (12,), False),
+        "cnn_bnn_act_per_channel": (CnnBnnActPerChannel, (2, 8, 8), False),
     }
 
 
@@ -669,7 +748,8 @@ def write(outdir: Path, only: tuple[str, ...] = ()) -> None:
             # the inputs are multiples of 2**-10 (a fraction of the step), some saturating
             scale = 2.0 ** max(np.floor(np.log2(scale)), -8.0)
         steps = round(top / scale * 4 * 1.1)
-        x = (rng.integers(-steps, steps, size=(SAMPLES, *shape)) * scale / 4).astype(np.float32)
+        samples = getattr(cls, "samples", SAMPLES)
+        x = (rng.integers(-steps, steps, size=(samples, *shape)) * scale / 4).astype(np.float32)
         wrapper = ModelWrapper(str(path)).transform(InferShapes())
         iname, oname = wrapper.graph.input[0].name, wrapper.graph.output[0].name
         y = np.stack([execute_onnx(wrapper, {iname: s[None]})[oname][0] for s in x])

@@ -590,7 +590,7 @@ def _oracle_python() -> str | None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(2400)  # 30 models written and executed again
+@pytest.mark.timeout(2400)  # 32 models written and executed again
 def test_live_oracle(tmp_path):
     """Brevitas and QONNX write the models and outputs again (same seeds): rtlgen predicts
     them exactly (float logits within float32), and where a model file comes out byte for
@@ -611,7 +611,8 @@ def test_live_oracle(tmp_path):
     logits = (
         "mlp_logits", "conv1d_cat", "conv1d_cat_dyn", "cnn_bn_float", "mlp_logits_qcdq",
         "mlp_tensornorm", "cnn_act_per_channel", "cnn_act_per_channel_qcdq",
-        "res_act_per_channel", "conv1d_act_per_channel",
+        "res_act_per_channel", "conv1d_act_per_channel", "bnn_act_per_channel",
+        "cnn_bnn_act_per_channel",
     )
     same_files = 0
     for name in exact + logits:

@@ -38,6 +38,7 @@ from rtlgen.api import (  # noqa: E402
 from rtlgen.frontend.qonnx import read_qonnx  # noqa: E402
 from rtlgen.ops.concatenate import Concat  # noqa: E402
 from rtlgen.quant.errors import RtlgenError, UnsupportedError  # noqa: E402
+from rtlgen.quant.fixed import FixedType  # noqa: E402
 from rtlgen.quant.reference import predict, quantize_input, run_int, run_int_outputs  # noqa: E402
 from rtlgen.serialize import load_graph, save_graph  # noqa: E402
 
@@ -320,7 +321,7 @@ PER_CHANNEL_EXACT = (
 #: float logits after per-channel float scales: within float32 of the executor's
 PER_CHANNEL_LOGITS = (
     "cnn_act_per_channel", "cnn_act_per_channel_qcdq", "res_act_per_channel",
-    "conv1d_act_per_channel",
+    "conv1d_act_per_channel", "bnn_act_per_channel", "cnn_bnn_act_per_channel",
 )
 
 
@@ -549,13 +550,68 @@ def test_add_of_different_per_channel_scales_is_an_integer_sum():
 @pytest.mark.parametrize(
     "name",
     ["mlp_act_per_channel_qcdq", "cnn_act_per_channel", "res_act_per_channel",
-     "conv1d_act_per_channel"],
+     "conv1d_act_per_channel", "bnn_act_per_channel", "cnn_bnn_act_per_channel"],
 )  # fmt: skip
 def test_per_channel_networks_bit_exact_under_backpressure(name):
     """Integer weights of 30+ bits and 40+-bit accumulators into threshold banks, in
     Amaranth's simulator under random valid/ready: equal to the integer reference."""
     graph, _, _ = _golden(name)
     bit_exact_in_simulator(graph, n=3, seed=5)
+
+
+def _upto(graph: ir.ModelGraph, name: str) -> ir.ModelGraph:
+    """A chain's first nodes up to ``name`` (its output, unscaled)."""
+    import dataclasses
+
+    nodes = graph.nodes[: graph.index_of(name) + 1]
+    return dataclasses.replace(graph, nodes=nodes, outputs=(name,), output_scales=())
+
+
+def _bipolar_scales(model) -> list[str]:
+    return [n.input[1] for n in model.graph.node if n.op_type == "BipolarQuant"]
+
+
+@pytest.mark.parametrize("name", ["bnn_act_per_channel", "cnn_bnn_act_per_channel"])
+def test_per_channel_bipolar_scales_are_codes_with_the_scales_pending(tmp_path, name):
+    """Binary activations with one float scale per channel (Brevitas: a ``BipolarQuant`` of
+    a (1, C) scale after a BatchNorm, on a float-scale layer's pending map (bnn) or a
+    fixed-point conv (cnn_bnn)): threshold nodes emit the codes +-1 and the next layer
+    multiplies its integer weights by each channel's exact integer ratio. The first one's
+    decisions do not depend on its scales (the same codes with one scale 1: fixed point),
+    the logits do."""
+    graph, x, want = _golden(name)
+    bipolar = [n for n in graph.nodes if n.op == "threshold" and n.out_type.width == 2]
+    assert len(bipolar) == 2 and all(n.out_type == FixedType(2, 0, True) for n in bipolar)
+    layers = [n for n in graph.nodes if n.op in ("dense", "conv2d")]
+    assert all(n.weights.type.width > 20 for n in layers[1:])  # scaled by ~24-bit ratios
+
+    def unit_scales(model):
+        for scale in _bipolar_scales(model):
+            _set(model, scale, np.ones(1, np.float32))
+
+    unit = load_model(_edited(tmp_path, name, unit_scales))
+    xs = to_stream_layout(graph, x)
+    first = next(n for n in unit.nodes if n.op == "threshold" and n.out_type.width == 2)
+    codes = run_int(_upto(graph, bipolar[0].name), quantize_input(graph, xs))
+    same = run_int(_upto(unit, first.name), quantize_input(unit, xs))
+    np.testing.assert_array_equal(codes, same)
+    assert set(np.unique(codes)) == {-1, 1}
+    (wrong,) = predict_outputs(unit, xs).values()
+    assert np.abs(wrong.reshape(want.shape) - want).max() > 0.01
+
+
+def test_bipolar_refusals_are_one_line(tmp_path):
+    """A bipolar scale that is not positive, or one per pixel: one line naming the node."""
+
+    def negative(model):
+        scale = _bipolar_scales(model)[0]
+        _set(model, scale, -_initializer(model, scale))
+
+    def per_pixel(model):
+        _set(model, _bipolar_scales(model)[0], np.linspace(0.5, 1, 8, dtype=np.float32)[:, None])
+
+    _one_line_error(_edited(tmp_path, "bnn_act_per_channel", negative), "/act1/", "positive")
+    _one_line_error(_edited(tmp_path, "cnn_bnn_act_per_channel", per_pixel), "/act1/", "per pixel")
 
 
 def _set(model, name: str, value: np.ndarray) -> None:
@@ -611,7 +667,9 @@ def test_per_channel_refusals_are_one_line(tmp_path):
 # slow: Verilator
 # ---------------------------------------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["mlp_logits", "conv1d_cat", "cnn_act_per_channel_qcdq"])
+@pytest.mark.parametrize(
+    "name", ["mlp_logits", "conv1d_cat", "cnn_act_per_channel_qcdq", "cnn_bnn_act_per_channel"]
+)
 def test_convert_and_sim_float_outputs(tmp_path, name):
     """`rtlgen convert` + `rtlgen sim` (Verilator, backpressure 0.3) with inputs in the
     model's own layout: bit-exact integers, `sim -o` = `predict` (the output scale from
