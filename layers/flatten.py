@@ -1,6 +1,9 @@
-"""Beats <-> vectors: gather consecutive beats into one wide vector, or split it again."""
+"""Beats <-> vectors: gather consecutive beats into one wide vector, or split it again; and
+reorder a vector's elements by wiring (`Permutation`)."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from amaranth.hdl import Cat, Module, Shape, ShapeLike, Signal, Value
 from amaranth.lib import data, stream, wiring
@@ -117,4 +120,32 @@ class Serialize(wiring.Component):
             m.d.sync += [held.eq(Value.cast(self.i.payload)), remaining.eq(self.beats)]
         with m.Elif(self.o.valid & self.o.ready):
             m.d.sync += [held.eq(held[beat_bits:]), remaining.eq(remaining - 1)]
+        return m
+
+
+class Permutation(wiring.Component):
+    """Reorders the elements of each vector: output element ``k`` is input element
+    ``order[k]`` (``order`` a permutation of ``range(len(order))``).
+
+    Contract: wires only, no register and no logic: latency 0, one vector per cycle,
+    ``valid`` passes forward and ``ready`` back unchanged (combinationally).
+    """
+
+    latency = 0
+
+    def __init__(self, order: Sequence[int], elem_shape: ShapeLike):
+        self.order = tuple(int(k) for k in order)
+        if sorted(self.order) != list(range(len(self.order))) or not self.order:
+            raise RtlgenError(f"Permutation: {list(self.order)[:8]} is not a permutation")
+        self.elem_shape = elem_shape
+        layout = data.ArrayLayout(elem_shape, len(self.order))
+        super().__init__({"i": In(stream.Signature(layout)), "o": Out(stream.Signature(layout))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += [
+            self.o.valid.eq(self.i.valid),
+            self.i.ready.eq(self.o.ready),
+            *(self.o.payload[k].eq(self.i.payload[j]) for k, j in enumerate(self.order)),
+        ]
         return m

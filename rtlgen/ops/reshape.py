@@ -1,17 +1,20 @@
-"""Reshape and Permute where the stream order allows.
+"""Reshape and Permute.
 
 rtlgen streams a tensor in row-major, channels-last order, one position (its last axis) per
 beat. A Keras ``Reshape`` never changes that element order, only how the elements group into
 beats, so every reshape streams: to the same shape it is nothing, to a flat vector a
 `Flatten` (`rtlgen.ops.flatten`), between shapes with the same last axis nothing but the
 shape, and otherwise a re-beating node (gather a sample's beats into one vector, split it
-into beats of the new last axis). ``Permute`` reorders elements, which a stream cannot do
-without buffering a transposed sample: only the identity permutation is taken.
+into beats of the new last axis). A ``Permute`` of a rank-2 or rank-3 tensor reorders the
+elements: the sample is gathered into one vector (if it is more than one beat), its elements
+reordered by wiring (`Permutation`: a constant permutation, no logic) and split into the
+beats of the new shape (if more than one); one that moves only axes of size 1 keeps the
+element order and is a reshape.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -70,15 +73,30 @@ def read_keras_reshape(layer: KerasLayer, shape: Shape, source: WeightSource) ->
 
 def read_keras_permute(layer: KerasLayer, shape: Shape, source: WeightSource) -> LayerOut:
     dims = config_value(layer, "dims")
-    if not isinstance(dims, list | tuple) or sorted(dims) != list(range(1, len(shape) + 1)):
+    if (
+        not isinstance(dims, list | tuple)
+        or not all(isinstance(d, int) and not isinstance(d, bool) for d in dims)
+        or sorted(dims) != list(range(1, len(shape) + 1))
+    ):
         raise ModelFileError(
             f"{layer.where}: dims {dims!r} is not a permutation of 1..{len(shape)}"
         )
-    if list(dims) == list(range(1, len(shape) + 1)):
+    if len(shape) > 3:
+        raise UnsupportedError(
+            f"{layer.where}: Permute{tuple(dims)} of a rank-{len(shape)} tensor {shape} "
+            "(supported: sequences (L, C) and images (H, W, C))"
+        )
+    axes = tuple(d - 1 for d in dims)
+    out_shape = tuple(shape[a] for a in axes)
+    if out_shape == shape and axes == tuple(range(len(shape))):
         return LayerOut([], shape)
-    raise UnsupportedError(
-        f"{layer.where}: Permute{tuple(dims)} reorders the elements of the stream (rtlgen streams "
-        "channels-last, row-major); only the identity permutation is supported"
+    if np.array_equal(permutation_order(shape, axes), np.arange(element_count(shape))):
+        # only axes of size 1 move: the same element order, another grouping into beats
+        if out_shape == shape:
+            return LayerOut([], shape)
+        return LayerOut([Reshape(layer.name, shape, out_shape, source=layer.name)], out_shape)
+    return LayerOut(
+        [Permute(layer.name, shape, out_shape, axes=axes, source=layer.name)], out_shape
     )
 
 
@@ -140,10 +158,78 @@ class ReshapeOp(Op):
     float_forward = staticmethod(lambda node, x: x.reshape((x.shape[0], *node.out_shape)))
 
 
+@dataclass(frozen=True, eq=False)
+class Permute(ir.Node):
+    """``out[i_0, .., i_r] = in[j]`` with ``j[axes[k]] = i_k``: numpy's ``transpose`` of a
+    sample by ``axes`` (0-based, Keras's ``dims`` minus 1), ranks 2 and 3."""
+
+    axes: tuple[int, ...] = field(kw_only=True)
+
+    op = "permute"
+
+
+def permutation_order(in_shape: Shape, axes: tuple[int, ...]) -> np.ndarray:
+    """Element ``k`` of the permuted sample, flattened row-major, is element ``order[k]``
+    of the input sample flattened row-major."""
+    return np.arange(element_count(in_shape)).reshape(in_shape).transpose(axes).reshape(-1)
+
+
+def permute_reference(node: Permute, x: np.ndarray, in_type: FixedType) -> np.ndarray:
+    return np.ascontiguousarray(x.transpose((0, *(a + 1 for a in node.axes))))
+
+
+def lower_permute(node: Permute, ctx: LowerContext) -> Permute:
+    return node.replace(out_type=ctx.in_type)
+
+
+def permute_sample_cycles(node: Permute, in_type: FixedType) -> int:
+    """Splitting the permuted vector into beats emits one beat per cycle without input."""
+    fmt_out = StreamFormat.of(node.out_shape, in_type)
+    return fmt_out.beats if fmt_out.beats > 1 else 0
+
+
+def plan_permute(node: Permute, ctx: PlanContext) -> LayerPlan:
+    """Gather the sample into one vector (unless it is one beat), reorder its elements by
+    wiring, split it into beats of the new last axis (unless it is one beat)."""
+    from rtlgen.layers.common import shape_of
+    from rtlgen.layers.flatten import Deserialize, Permutation, Serialize
+
+    fmt_in = StreamFormat.of(node.in_shape, ctx.in_type)
+    fmt_out = StreamFormat.of(node.out_shape, ctx.in_type)
+    element = shape_of(ctx.in_type)
+    stages: list = []
+    spacing = ctx.spacing
+    if fmt_in.beats > 1:
+        stages.append(Deserialize(fmt_in.beats, fmt_in.elements, element))
+        spacing = max(ctx.spacing * fmt_in.beats, ctx.sample_cycles)
+    stages.append(Permutation(permutation_order(node.in_shape, node.axes), element))
+    if fmt_out.beats > 1:
+        stages.append(Serialize(fmt_out.beats, fmt_out.elements, element))
+        spacing = 1
+    return LayerPlan(node, tuple(stages), out_spacing=spacing)
+
+
+def validate_permute(node: Permute, in_type: FixedType | None) -> None:
+    rank = len(node.in_shape)
+    if rank not in (2, 3) or sorted(node.axes) != list(range(rank)):
+        raise RtlgenError(f"axes {node.axes} are not a permutation of a rank-2 or rank-3 shape")
+    if node.out_shape != tuple(node.in_shape[a] for a in node.axes):
+        raise RtlgenError(
+            f"permuting {node.in_shape} by {node.axes} does not give {node.out_shape}"
+        )
+
+
 @register_op
 class PermuteOp(Op):
-    """A Keras ``Permute``: the identity is nothing; any other order is refused."""
+    """A Keras ``Permute`` (module doc)."""
 
     name = "permute"
+    node_types = (Permute,)
     keras_classes = ("Permute",)
     from_keras = staticmethod(read_keras_permute)
+    lower = staticmethod(lower_permute)
+    reference = staticmethod(permute_reference)
+    plan = staticmethod(plan_permute)
+    sample_cycles = staticmethod(permute_sample_cycles)
+    validate = staticmethod(validate_permute)
+    float_forward = staticmethod(lambda node, x: np.transpose(x, (0, *(a + 1 for a in node.axes))))

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import signed, unsigned
+import pytest
+from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.lib import wiring
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rtlgen.layers.flatten import Deserialize, Serialize
+from rtlgen.layers.flatten import Deserialize, Permutation, Serialize
+from rtlgen.quant.errors import RtlgenError
 
 from .streams import simulate_stream
 
@@ -67,3 +70,42 @@ def test_serialize_streams_back_to_back_vectors_without_gaps():
     run = simulate_stream(dut, vectors.tolist(), 12)
     assert run.out_cycles[0] - run.in_cycles[0] == Serialize.latency
     assert np.diff(run.out_cycles).tolist() == [1] * 11
+
+
+class Clocked(wiring.Component):
+    """A combinational component with a clock domain of its own for the simulator."""
+
+    def __init__(self, inner: wiring.Component):
+        self.inner = inner
+        super().__init__(inner.signature)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.inner = self.inner
+        wiring.connect(m, wiring.flipped(self.i), self.inner.i)
+        wiring.connect(m, self.inner.o, wiring.flipped(self.o))
+        tick = Signal()
+        m.d.sync += tick.eq(~tick)
+        return m
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    n=st.integers(1, 12),
+    seed=st.integers(0, 2**32 - 1),
+    valid_prob=st.floats(0.3, 1.0),
+    ready_prob=st.floats(0.3, 1.0),
+)
+def test_permutation_reorders_elements_by_wiring(n, seed, valid_prob, ready_prob):
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n)
+    vectors = rng.integers(-8, 8, size=(6, n))
+    permutation = Permutation(order, signed(4))
+    run = simulate_stream(Clocked(permutation), vectors.tolist(), 6, seed, valid_prob, ready_prob)
+    assert run.outputs == vectors[:, order].tolist()
+    assert permutation.latency == 0 and run.in_cycles == run.out_cycles  # wires only
+
+
+def test_permutation_refuses_a_non_permutation():
+    with pytest.raises(RtlgenError, match="not a permutation"):
+        Permutation([0, 0, 1], unsigned(3))
