@@ -7,7 +7,10 @@ dense after the flatten taking its beats as they arrive, and the latency budget.
 The model is the benchmarks' SVHN CNN (benchmarks/svhn_models.py: 6-bit, 50 % pruned, random
 weights, conv-pool-BN order), input fixed<16,6>, as in bench_sim_harness.py.
 - ``plans``: per option set, the timing model's latency/II (what the manifest says), the
-  reuse and multipliers of every time-multiplexed layer. ``previous_default`` is the plan
+  reuse and multipliers of every time-multiplexed layer. ``default`` is what `rtlgen convert`
+  plans without options: since session 14 ``--latency-budget auto`` (within 2 % of the
+  1,024-cycle sample period: 1,044 cycles); ``rate_balanced`` is the default before it (no
+  budget: the fewest multipliers that keep up with the input). ``previous_default`` is the plan
   before this change (the flatten gathers the whole vector first), rebuilt in-process by
   turning the flatten's pass-through off.
 - ``timeline``: the cycle each layer's last beat of the first sample is valid, previous
@@ -139,7 +142,7 @@ def _threshold_what_if(graph) -> dict:
     from rtlgen.timing import model_top
 
     options = {
-        "default": HardwareOptions(),
+        "default": HardwareOptions(latency_budget=None),
         "max_reuse_4": HardwareOptions(max_reuse=4),
         "max_reuse_2": HardwareOptions(max_reuse=2),
         "full": HardwareOptions(parallelism=Parallelism.FULL),
@@ -284,7 +287,7 @@ def _dense_part(tops: dict, work: Path) -> dict:
         "yosys": "synth_xilinx -flatten -family xcup -noiopad -noclkbuf (rtlgen.synth.synthesize)",
     }
     for style, suffix in (("auto", ""), ("lut", "_lut")):
-        previous, now = tops[f"previous_default{suffix}"], tops[f"default{suffix}"]
+        previous, now = tops[f"previous_default{suffix}"], tops[f"rate_balanced{suffix}"]
         flatten = stages(previous, "flatten")[0]
         before = [flatten, SkidBuffer(flatten.o.payload.shape()), *stages(previous, "dense_0")]
         result[style] = {
@@ -418,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--tail-plans",
-        default="default,latency_budget_1044,max_reuse_4,full",
+        default="rate_balanced,latency_budget_1044,max_reuse_4,full",
         help="the plans --tail-synth synthesizes (comma-separated; the first is the baseline)",
     )
     parser.add_argument(
@@ -448,7 +451,10 @@ def main(argv: list[str] | None = None) -> int:
 
     json_path, weights_path, graph = _graph()
     variants = {
-        "previous_default": (HardwareOptions(), True),
+        "previous_default": (HardwareOptions(latency_budget=None), True),
+        # the default through session 13: no latency budget, the fewest multipliers that
+        # keep up with the input; since session 14 the default is --latency-budget auto
+        "rate_balanced": (HardwareOptions(latency_budget=None), False),
         "default": (HardwareOptions(), False),
         "full": (HardwareOptions(parallelism=Parallelism.FULL), False),
         "max_reuse_8": (HardwareOptions(max_reuse=8), False),
@@ -457,7 +463,14 @@ def main(argv: list[str] | None = None) -> int:
         "latency_budget_1100": (HardwareOptions(latency_budget=1100), False),
         "latency_budget_1044": (HardwareOptions(latency_budget=TUTORIAL_LATENCY), False),
         "latency_budget_1060": (HardwareOptions(latency_budget=1060), False),
-        "previous_default_lut": (HardwareOptions(multiplier=Multiplier.LUT), True),
+        "previous_default_lut": (
+            HardwareOptions(multiplier=Multiplier.LUT, latency_budget=None),
+            True,
+        ),
+        "rate_balanced_lut": (
+            HardwareOptions(multiplier=Multiplier.LUT, latency_budget=None),
+            False,
+        ),
         "default_lut": (HardwareOptions(multiplier=Multiplier.LUT), False),
     }
     plans, tops = {}, {}
@@ -470,7 +483,9 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(name, plans[name]["latency_cycles"], plans[name]["multipliers"], flush=True)
     banks = _threshold_banks(tops["default"])
-    timeline = {name: _timeline(tops[name]) for name in ("previous_default", "default", "full")}
+    timeline = {
+        name: _timeline(tops[name]) for name in ("previous_default", "rate_balanced", "default", "full")
+    }
     result: dict = {
         "benchmark": "svhn_latency",
         "label": RUN_LABEL,

@@ -424,7 +424,7 @@ def convert(
     adders_per_stage: Annotated[int | None, typer.Option(help="Adders in series between the registers of a constant MAC array, 1-8. Default 2 (about 4 LUT levels); 3 saves a cycle per layer and FFs at about 6 levels; with --pipeline latency the default is 6 (5-8: fewest cycles).", show_default=False)] = None,
     pipeline: Annotated[PipelineStyle, typer.Option(help="balanced: registers and a skid buffer after every layer; latency: an MLP's layers fused, registers every --adders-per-stage adders across layer boundaries (fewest cycles).")] = PipelineStyle.balanced,
     max_reuse: Annotated[int | None, typer.Option(help="With --parallelism auto: at most this many cycles a time-multiplexed layer spends on one input beat (its reuse factor; a dense after a flatten: its steps per beat). Lower: fewer cycles, more multipliers.", show_default=False)] = None,
-    latency_budget: Annotated[int | None, typer.Option(help="With --parallelism auto: the most cycles a sample may take; the plan caps the reuse of time-multiplexed layers, and may overlap a dense with the next one (its result in beats), choosing the set that meets the predicted latency for the fewest estimated LUTs.", show_default=False)] = None,
+    latency_budget: Annotated[str, typer.Option(metavar="CYCLES|auto|none", help="With --parallelism auto: the most cycles a sample may take; the plan caps the reuse of time-multiplexed layers, and may overlap a dense with the next one (its result in beats), choosing the set that meets the predicted latency for the fewest estimated LUTs. auto: within 2 % of the sample period (one input beat per cycle) where every layer at reuse 1 can; none: the fewest multipliers that keep up with the input.")] = "auto",
     pixels_per_beat: Annotated[int, typer.Option(help="Adjacent pixels of an image row per input beat (1, 2, 4, 8, 16, 32; dividing the image width): the first convolutions and poolings process that many windows per cycle, later layers fold back to one pixel per beat where their rate allows. II = H*W/P.")] = 1,
     max_params: MaxParamsOpt = None,
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Processes converting the layers to Verilog in parallel (default: the CPUs this process may use; the Verilog is the same for any number).", show_default=False)] = None,
@@ -434,7 +434,23 @@ def convert(
     _print_design(design)
 
 
-def _convert(model, outdir, weights, config, input_type, calibrate, multiplier, parallelism, top, testbench, samples, adders_per_stage, pipeline, max_params=None, max_reuse=None, latency_budget=None, pixels_per_beat=1, jobs=None):
+def _latency_budget(value: str | int | None):
+    """``--latency-budget``: a number of cycles, ``auto`` (`BudgetRule.AUTO`) or ``none``."""
+    from rtlgen.plan import BudgetRule
+
+    if value is None or isinstance(value, int):
+        return value
+    text = value.strip().lower()
+    if text == "none":
+        return None
+    if text == BudgetRule.AUTO.value:
+        return BudgetRule.AUTO
+    if not text.isdigit():
+        raise RtlgenError(f"--latency-budget {value!r}: use a number of cycles, auto or none")
+    return int(text)
+
+
+def _convert(model, outdir, weights, config, input_type, calibrate, multiplier, parallelism, top, testbench, samples, adders_per_stage, pipeline, max_params=None, max_reuse=None, latency_budget="auto", pixels_per_beat=1, jobs=None):
     from rtlgen.emit import convert as emit_convert
     from rtlgen.hardware import HardwareOptions, Multiplier, Parallelism, Pipeline
     from rtlgen.outdir import check_output_dir
@@ -449,7 +465,7 @@ def _convert(model, outdir, weights, config, input_type, calibrate, multiplier, 
         adders_per_stage=adders_per_stage,
         pipeline=Pipeline(pipeline.value),
         max_reuse=max_reuse,
-        latency_budget=latency_budget,
+        latency_budget=_latency_budget(latency_budget),
         pixels_per_beat=pixels_per_beat,
     )
     graph = _load(model, weights, config, input_type, calibrate, max_params)

@@ -209,7 +209,7 @@ def build_manifest(
             adders_per_stage=options.adders_per_stage,
             pipeline=options.pipeline.value,
             max_reuse=options.max_reuse,
-            latency_budget=options.latency_budget,
+            latency_budget=getattr(options.latency_budget, "value", options.latency_budget),
             pixels_per_beat=options.pixels_per_beat,
         ),
         generator=Generator(GENERATOR, __version__, round(seconds, 3)),

@@ -9,6 +9,7 @@ model (`rtlgen.timing`) and the manifest read the same plan.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 from dataclasses import dataclass, field
@@ -29,6 +30,21 @@ from rtlgen.sim_tb.tb_manifest import input_prefix, output_prefix
 class Parallelism(Enum):
     AUTO = "auto"  # time-multiplex layers that see a new input only every few cycles
     FULL = "full"  # every layer fully parallel (reuse factor 1)
+
+
+class BudgetRule(Enum):
+    """A latency budget given as a rule (`HardwareOptions.latency_budget`)."""
+
+    #: the default: a sample takes at most `STREAM_SLACK` more than the sample period (the
+    #: initiation interval: one input beat per cycle), where every layer at reuse 1 can;
+    #: a rate-balanced plan slower than that caps the reuse of its time-multiplexed layers
+    #: (as an explicit budget of ``floor((1 + STREAM_SLACK) * period)`` cycles would), a
+    #: plan that cannot reach it stays as it is
+    AUTO = "auto"
+
+
+#: how far past the sample period `BudgetRule.AUTO` lets a sample's latency go
+STREAM_SLACK = 0.02
 
 
 class Pipeline(Enum):
@@ -71,7 +87,9 @@ class HardwareOptions:
     fully parallel, as `Parallelism.FULL`).
     ``latency_budget``: the most cycles the network may take (the manifest's latency):
     `plan_network` caps the reuse of the layers where a cycle costs the fewest multipliers
-    until it is met (``layer_max_reuse``); None: no budget.
+    until it is met (``layer_max_reuse``); `BudgetRule.AUTO` (the default): within
+    `STREAM_SLACK` of the sample period where reachable; None: no budget (the cheapest
+    rate-balanced plan). Only with `Parallelism.AUTO` and no ``max_reuse``.
     ``layer_max_reuse``: (layer name, cap) pairs, each a ``max_reuse`` for that layer alone
     (over ``max_reuse``); what a latency budget chose.
     ``layer_out_beats``: (layer name, beats) pairs: a time-multiplexed dense of a one-beat
@@ -88,7 +106,7 @@ class HardwareOptions:
     adders_per_stage: int = None  # type: ignore[assignment]  # resolved in __post_init__
     pipeline: Pipeline = Pipeline.BALANCED
     max_reuse: int | None = None
-    latency_budget: int | None = None
+    latency_budget: int | BudgetRule | None = BudgetRule.AUTO
     #: ``pixels_per_beat``: adjacent pixels of an image row per input beat (`rtlgen.ppb`)
     pixels_per_beat: int = 1
     layer_max_reuse: tuple[tuple[str, int], ...] = ()
@@ -124,7 +142,7 @@ class HardwareOptions:
                     f"result beats {beats} of layer '{layer}' are not supported (use 1 to "
                     f"{MAX_REUSE})"
                 )
-        if self.latency_budget is not None and not 1 <= self.latency_budget <= MAX_BUDGET:
+        if isinstance(self.latency_budget, int) and not 1 <= self.latency_budget <= MAX_BUDGET:
             raise RtlgenError(
                 f"--latency-budget {self.latency_budget} is not supported (use 1 to "
                 f"{MAX_BUDGET} cycles)"
@@ -439,8 +457,14 @@ def plan_network(graph: ir.ModelGraph, options: HardwareOptions = HardwareOption
     """
     if not graph.lowered:
         raise ValueError("plan_network needs a lowered graph")
-    if options.latency_budget is not None and options.max_reuse is None:
-        return _plan_for_budget(graph, options)
+    if options.max_reuse is None and options.parallelism is Parallelism.AUTO:
+        if isinstance(options.latency_budget, int):
+            try:
+                return _plan_for_budget(graph, options)
+            except _Unreachable:
+                raise _budget_error(graph, options) from None
+        if options.latency_budget is BudgetRule.AUTO:
+            return _plan_for_stream(graph, options)
     out_type = graph.output.out_type
     assert out_type is not None
     inputs = tuple(
@@ -518,6 +542,20 @@ def plan_network(graph: ir.ModelGraph, options: HardwareOptions = HardwareOption
 _layer_plans: dict | None = None
 
 
+@contextlib.contextmanager
+def _cached_layer_plans():
+    """Keep layer plans (`_layer_plans`) until the outermost of these contexts ends."""
+    global _layer_plans
+    if _layer_plans is not None:
+        yield
+        return
+    _layer_plans = {}
+    try:
+        yield
+    finally:
+        _layer_plans = None
+
+
 def _plan_layer(node: ir.Node, ctx: PlanContext) -> LayerPlan:
     """``node``'s op's plan, reused from an earlier probe of a budget search where the
     context is the same up to the reuse caps and result beats of other layers than the node
@@ -528,7 +566,7 @@ def _plan_layer(node: ir.Node, ctx: PlanContext) -> LayerPlan:
         return op_for(node).plan(node, ctx)
     options = ctx.options
     caps = tuple(
-        (n.name, options.reuse_cap(n.name), options.out_beats(n.name))
+        (n.name, _cap_key(options.reuse_cap(n.name)), options.out_beats(n.name))
         for n in (node, *ctx.consumers)
     )
     key = (
@@ -536,7 +574,11 @@ def _plan_layer(node: ir.Node, ctx: PlanContext) -> LayerPlan:
         dataclasses.replace(
             ctx,
             options=dataclasses.replace(
-                options, max_reuse=None, layer_max_reuse=(), layer_out_beats=()
+                options,
+                max_reuse=None,
+                latency_budget=None,
+                layer_max_reuse=(),
+                layer_out_beats=(),
             ),
         ),
         caps,
@@ -546,15 +588,22 @@ def _plan_layer(node: ir.Node, ctx: PlanContext) -> LayerPlan:
     return _layer_plans[key]
 
 
-def _planned_latency(graph: ir.ModelGraph, options: HardwareOptions) -> tuple[NetworkPlan, int]:
+def _cap_key(cap: int | None) -> int | None:
+    """A reuse cap as `_plan_layer` keys it: `MAX_REUSE` is no cap."""
+    return None if cap == MAX_REUSE else cap
+
+
+def _planned_latency(
+    graph: ir.ModelGraph, options: HardwareOptions, samples: int | None = None
+) -> tuple[NetworkPlan, int]:
     """The plan of ``graph`` at ``options`` (a reuse cap set) and its latency (cycles, worst
     sample at full rate) as its `rtlgen.hardware.NetworkTop` has it, by the handshake
-    model."""
+    model over ``samples`` samples (None: until the steady state, as the manifest)."""
     from rtlgen.hardware import NetworkTop
     from rtlgen.timing import model_top
 
     top = NetworkTop(graph, options)
-    return top.plan, model_top(top).latency
+    return top.plan, model_top(top, samples).latency
 
 
 def _serial_stages(network: NetworkPlan) -> dict:
@@ -645,22 +694,58 @@ def _cheapest(units: list[list[_Choice]], need: int) -> list[_Choice] | None:
     return best[need][1] if need in best else None
 
 
+class _Unreachable(Exception):
+    """A latency budget that every layer at reuse 1 misses."""
+
+
+def _plan_for_stream(graph: ir.ModelGraph, options: HardwareOptions) -> NetworkPlan:
+    """`BudgetRule.AUTO`: the rate-balanced plan if a sample takes at most `STREAM_SLACK`
+    more than the sample period, or if no plan can (every layer at reuse 1 is slower);
+    else the plan of an explicit budget of that many cycles."""
+    cheapest = dataclasses.replace(options, latency_budget=None)
+    with _cached_layer_plans():
+        network = plan_network(graph, cheapest)
+        if not _serial_stages(network):  # nothing to cap
+            return network
+        budget = int((1 + STREAM_SLACK) * network.sample_cycles)
+        if _planned_latency(graph, cheapest)[1] <= budget:
+            return network
+        try:
+            return _plan_for_budget(graph, dataclasses.replace(options, latency_budget=budget))
+        except _Unreachable:
+            return network
+
+
 def _plan_for_budget(graph: ir.ModelGraph, options: HardwareOptions) -> NetworkPlan:
     """The plan meeting ``options.latency_budget`` with few LUTs: the default plan when it
     meets the budget; else per-layer reuse caps (`HardwareOptions.layer_max_reuse`) and
     result beats (`HardwareOptions.layer_out_beats`) chosen by `_search_budget`. The plan
-    keeps the budget and names what it chose."""
-    global _layer_plans
-    if _layer_plans is not None:  # a nested search (cannot happen: probes set a cap)
-        raise AssertionError("latency budget search within a search")
-    _layer_plans = {}
-    try:
-        return _search_budget(graph, options)
-    finally:
-        _layer_plans = None
+    keeps the budget and names what it chose. Raises `_Unreachable` where no plan meets it.
+
+    The probes time the first sample only (a cap only makes a layer faster, so a
+    rate-balanced plan's first sample is as slow as its steady state); the plan chosen is
+    timed to its steady state, and searched for again so where that misses."""
+    with _cached_layer_plans():
+        network = _search_budget(graph, options, samples=1)
+        if _planned_latency(graph, network.options)[1] > options.latency_budget:
+            network = _search_budget(graph, options, samples=None)
+        return network
 
 
-def _search_budget(graph: ir.ModelGraph, options: HardwareOptions) -> NetworkPlan:
+def _budget_error(graph: ir.ModelGraph, options: HardwareOptions) -> RtlgenError:
+    """The one line refusing an unreachable explicit ``options.latency_budget``."""
+    _, latency = _planned_latency(graph, dataclasses.replace(options, max_reuse=MAX_REUSE))
+    _, full_latency = _planned_latency(graph, dataclasses.replace(options, max_reuse=1))
+    return RtlgenError(
+        f"--latency-budget {options.latency_budget}: not reachable, every layer at reuse 1 "
+        f"takes {full_latency} cycles (the default plan {latency}); the budget caps time "
+        "multiplexing only"
+    )
+
+
+def _search_budget(
+    graph: ir.ModelGraph, options: HardwareOptions, samples: int | None
+) -> NetworkPlan:
     """Each time-multiplexed layer of the default plan is probed alone at every smaller
     step count (latency by the handshake model, LUTs by `_lut_cost`); a dense of a one-beat
     input whose result goes (through a threshold bank) to another dense is also probed
@@ -670,7 +755,8 @@ def _search_budget(graph: ir.ModelGraph, options: HardwareOptions) -> NetworkPla
     not add up (layers on parallel branches), the shortfall is asked for again. Then each
     cap is raised as far as the budget allows (binary search). Where no choice saves a
     cycle alone, a greedy search halves the steps of the layer adding the fewest LUTs per
-    cycle saved (`_greedy_budget`)."""
+    cycle saved (`_greedy_budget`). Latencies over ``samples`` samples (None: each plan's
+    steady state)."""
     budget = options.latency_budget
     assert budget is not None
 
@@ -683,18 +769,12 @@ def _search_budget(graph: ir.ModelGraph, options: HardwareOptions) -> NetworkPla
                 layer_max_reuse=tuple(sorted(caps.items())),
                 layer_out_beats=tuple(sorted((beats or {}).items())),
             ),
+            samples,
         )
 
     network, latency = planned({})
     if latency <= budget:
         return network
-    _, full_latency = planned({}, uniform=1)
-    if full_latency > budget:
-        raise RtlgenError(
-            f"--latency-budget {budget}: not reachable, every layer at reuse 1 takes "
-            f"{full_latency} cycles (the default plan {latency}); the budget caps time "
-            "multiplexing only"
-        )
     base_cost = _lut_cost(network)
     stages = _serial_stages(network)
 
@@ -710,6 +790,9 @@ def _search_budget(graph: ir.ModelGraph, options: HardwareOptions) -> NetworkPla
     alone = {
         name: [probe({name: cap}) for cap in _step_caps(stage)] for name, stage in stages.items()
     }
+    # every layer at reuse 1 (its layers' plans mostly made by the probes above)
+    if planned({}, uniform=1)[1] > budget:
+        raise _Unreachable
     units: list[list[_Choice]] = []
     joined: set[str] = set()
     for name, stage in stages.items():

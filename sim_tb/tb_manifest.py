@@ -397,7 +397,10 @@ class Options:
     adders_per_stage: int | None = None  # None: not recorded (format 1)
     pipeline: str = "balanced"
     max_reuse: int | None = None  # `--max-reuse`; None: not given (or an older manifest)
-    latency_budget: int | None = None  # `--latency-budget` in cycles; None: not given
+    #: `--latency-budget`: cycles, "auto" (the default since session 14: within 2 % of the
+    #: sample period where reachable) or None (none: the cheapest rate-balanced plan; also
+    #: an older manifest's default)
+    latency_budget: int | str | None = None
     pixels_per_beat: int = 1  # `--pixels-per-beat` (1 in older manifests)
 
     def as_json(self) -> dict[str, Any]:
@@ -946,6 +949,10 @@ def _totals(raw: dict[str, Any], layers: tuple[LayerEntry, ...], legacy: bool) -
     return totals
 
 
+#: `Options.latency_budget` as a rule (`rtlgen.plan.BudgetRule.AUTO`)
+LATENCY_BUDGET_AUTO = "auto"
+
+
 def _options(raw: dict[str, Any], legacy: bool) -> Options:
     data = _object(_get(raw, "options", "", {} if legacy else _MISSING), "options")
     default = Options()
@@ -967,7 +974,7 @@ def _options(raw: dict[str, Any], legacy: bool) -> Options:
         adders_per_stage=None if adders is None else _count(adders, "options.adders_per_stage", 1, 64),
         pipeline=choice("pipeline", PIPELINE_STYLES),
         max_reuse=_optional_count(max_reuse, "options.max_reuse"),
-        latency_budget=_optional_count(budget, "options.latency_budget"),
+        latency_budget=budget if budget == LATENCY_BUDGET_AUTO else _optional_count(budget, "options.latency_budget"),
         pixels_per_beat=_count(pixels, "options.pixels_per_beat", 1, 64),
     )
 

@@ -278,6 +278,32 @@ def test_latency_budget_caps_the_layers_that_save_cycles_cheapest():
     assert [p.reuse for p in within.plans] == [p.reuse for p in top_of().plans]
 
 
+def test_the_default_budget_keeps_a_sample_within_two_percent_of_its_period():
+    """`BudgetRule.AUTO` (the default): a 1,024-beat sequence whose rate-balanced plan
+    (``latency_budget=None``) takes 1,050 cycles is capped to floor(1.02 * 1,024) = 1,044
+    (every layer at reuse 1 takes 1,042), with more multipliers; where every layer at
+    reuse 1 is slower than that (an 80-beat image) the default is the rate-balanced plan."""
+    graph = flat_net((1024, 1), units=(8, 6, 3))
+    auto, cheapest = NetworkTop(graph), NetworkTop(graph, HardwareOptions(latency_budget=None))
+    assert auto.sample_cycles == cheapest.sample_cycles == 1024
+    assert predict_timing(auto)[:2] == (1044, 1024) and auto.plan.options.layer_max_reuse
+    assert predict_timing(cheapest)[0] > 1044
+    assert sum(p.multipliers for p in auto.plans) > sum(p.multipliers for p in cheapest.plans)
+    image = flat_net((8, 10, 3), units=(24, 4), pool=True)
+    full = predict_timing(NetworkTop(image, HardwareOptions(parallelism=Parallelism.FULL)))[0]
+    assert full > 80 * 1.02
+    assert [p.reuse for p in NetworkTop(image).plans] == [
+        p.reuse for p in NetworkTop(image, HardwareOptions(latency_budget=None)).plans
+    ]
+
+
+@pytest.mark.slow
+def test_the_default_budget_plan_runs_as_modelled():
+    graph = flat_net((1024, 1), units=(8, 6, 3))
+    timing_matches_model(graph, HardwareOptions())
+    bit_exact_in_simulator(graph, n=2, seed=3, options=HardwareOptions())
+
+
 @pytest.mark.slow
 def test_a_budget_plan_runs_as_modelled():
     graph = flat_net((8, 10, 3), units=(24, 4), pool=True)
