@@ -17,11 +17,11 @@ refused above `MAX_TABLE_INPUT_BITS` input bits. Two families:
   check all codes of several types against QKeras). The output values are exact dyadic
   numbers; `table_out_type` is the narrowest type holding them.
 - float Keras activations (``sigmoid``, ``tanh``, ``hard_sigmoid``, ``softsign``, ``elu``,
-  ``silu`` = ``x * sigmoid(x)``, ``gelu`` = ``x/2 * (1 + erf(x / sqrt 2))`` or with
+  ``selu`` = ``SELU_SCALE * elu(x, SELU_ALPHA)``, ``silu`` = ``x * sigmoid(x)``, ``gelu`` = ``x/2 * (1 + erf(x / sqrt 2))`` or with
   ``approximate`` the tanh form): the table is the *exact* function of the input value
   rounded into ``out_type`` with the layer's rounding and saturation. Rational functions
   (hard_sigmoid with slope 1/5 as in Keras 2 / 1/6 as in Keras 3, softsign) are computed with
-  exact fractions; sigmoid, tanh, ELU and SiLU in x87 extended precision (64-bit
+  exact fractions; sigmoid, tanh, ELU, SELU and SiLU in x87 extended precision (64-bit
   significand), the erf GELU in float64 (53 bits; numpy has no extended erf): their values
   are irrational except at x = 0 (computed exactly), so the rounding is correct unless the
   function lies within about 2**-60 (GELU 2**-50, relative) of a rounding boundary. `table_error` reports the table's largest
@@ -61,6 +61,10 @@ from .arith import apply_clamp
 from .errors import RtlgenError, UnsupportedError
 from .fixed import FixedType, Overflow, Rounding, fit, requantize
 
+#: Keras's ``selu`` (tf.nn.selu): ``SELU_SCALE * (x if x > 0 else SELU_ALPHA * expm1(x))``
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
 #: Widest input a lookup table accepts: 2**14 entries (16 K words, a few block RAMs).
 MAX_TABLE_INPUT_BITS = 14
 
@@ -73,6 +77,7 @@ class ActivationKind(Enum):
     HARD_SIGMOID = "hard_sigmoid"
     SOFTSIGN = "softsign"
     ELU = "elu"
+    SELU = "selu"
     SILU = "silu"
     GELU = "gelu"
     QUANTIZED_SIGMOID = "quantized_sigmoid"
@@ -92,6 +97,7 @@ _PARAMS: dict[ActivationKind, dict[str, Any]] = {
     ActivationKind.SOFTSIGN: {},
     ActivationKind.HARD_SIGMOID: {"slope": Fraction(1, 5), "offset": Fraction(1, 2)},
     ActivationKind.ELU: {"alpha": 1.0},
+    ActivationKind.SELU: {},
     ActivationKind.SILU: {},
     # Keras 2.15 and 3 (``activations.gelu``; the "gelu" string): the exact erf form
     ActivationKind.GELU: {"approximate": False},
@@ -344,7 +350,7 @@ def _rational_values(
 def _transcendental_values(
     kind: ActivationKind, codes: np.ndarray, in_type: FixedType, p: dict[str, Any]
 ) -> np.ndarray:
-    """sigmoid / tanh / ELU / SiLU / GELU of the codes' values in extended precision."""
+    """sigmoid / tanh / ELU / SELU / SiLU / GELU of the codes' values in extended precision."""
     x = codes.astype(np.longdouble) * np.longdouble(2.0) ** -in_type.frac
     return _extended(kind, x, p)
 
@@ -360,6 +366,9 @@ def _extended(kind: ActivationKind, x: np.ndarray, p: Mapping[str, Any]) -> np.n
         return np.tanh(x)
     if kind is ActivationKind.ELU:
         return np.where(x > 0, x, np.longdouble(p["alpha"]) * np.expm1(np.minimum(x, 0)))
+    if kind is ActivationKind.SELU:
+        alpha, scale = np.longdouble(SELU_ALPHA), np.longdouble(SELU_SCALE)
+        return scale * np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))
     if kind is ActivationKind.SILU:  # x * sigmoid(x)
         with np.errstate(over="ignore"):
             return x / (one + np.exp(-x))
@@ -420,6 +429,8 @@ def float_activation(
         return np.tanh(x)
     if kind is ActivationKind.ELU:
         return np.where(x > 0, x, float(p["alpha"]) * np.expm1(np.minimum(x, 0)))
+    if kind is ActivationKind.SELU:
+        return SELU_SCALE * np.where(x > 0, x, SELU_ALPHA * np.expm1(np.minimum(x, 0)))
     if kind is ActivationKind.SOFTSIGN:
         return x / (1.0 + np.abs(x))
     if kind is ActivationKind.HARD_SIGMOID:

@@ -51,6 +51,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rtlgen.quant.activations import SELU_ALPHA, SELU_SCALE
 from rtlgen.quant.errors import ModelFileError, UnsupportedError
 from rtlgen.quant.fixed import Overflow, Rounding
 from rtlgen.quant.quantizers import Quantizer, exact_qtensor
@@ -341,8 +342,6 @@ def layer_config_flag(layer: KerasLayer, key: str, default: bool) -> bool:
 # ---------------------------------------------------------------------------------------
 # table activations
 # ---------------------------------------------------------------------------------------
-_SELU_ALPHA = 1.6732632423543772848170429916717
-_SELU_SCALE = 1.0507009873554804934193349852946
 
 
 def _softplus(x: np.ndarray) -> np.ndarray:
@@ -366,7 +365,7 @@ TABLE_FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "softplus": _softplus,
     "exponential": np.exp,
     "elu": lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0.0))),
-    "selu": lambda x: _SELU_SCALE * np.where(x > 0, x, _SELU_ALPHA * np.expm1(np.minimum(x, 0.0))),
+    "selu": lambda x: SELU_SCALE * np.where(x > 0, x, SELU_ALPHA * np.expm1(np.minimum(x, 0.0))),
     "silu": lambda x: x / (1.0 + np.exp(-x)),
     "gelu": _gelu,
     "hard_sigmoid": _hard_sigmoid,

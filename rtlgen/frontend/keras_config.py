@@ -101,7 +101,7 @@ _UNSUPPORTED_HINTS = {
 }
 _KERAS_ACTIVATIONS = (
     "linear, relu, relu6, hard_tanh, leaky_relu, sigmoid, tanh, hard_sigmoid, softsign, elu, "
-    "silu (swish), gelu, softmax (last layer only)"
+    "selu, silu (swish), gelu, softmax (last layer only)"
 )
 
 
@@ -795,7 +795,7 @@ def layer_activation(layer: KerasLayer, spec: Any) -> ActivationSpec:
         # Keras 3: relu6(x + 3) / 6, slope 1/6 instead of Keras 2's 0.2
         slope = (("slope", Fraction(1, 6)),)
         return ActivationSpec(table=ActivationKind.HARD_SIGMOID, table_options=slope)
-    if name in ("sigmoid", "tanh", "hard_sigmoid", "softsign", "elu", "silu", "gelu"):
+    if name in ("sigmoid", "tanh", "hard_sigmoid", "softsign", "elu", "selu", "silu", "gelu"):
         # "gelu": Keras 2.15's and 3's activations.gelu default, approximate=False (erf)
         return ActivationSpec(table=ActivationKind(name))
     if name == "swish":  # tf.keras 2.15 saves silu as swish

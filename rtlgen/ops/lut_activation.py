@@ -1,6 +1,6 @@
 """LUT activation: an elementwise non-linear activation computed by a lookup table
 (`rtlgen.quant.activations.lookup_table`): Keras ``sigmoid``, ``tanh``, ``hard_sigmoid``,
-``softsign``, ``elu``, ``silu`` (tf.keras 2.15 saves it as ``swish``) and ``gelu`` (the erf
+``softsign``, ``elu``, ``selu``, ``silu`` (tf.keras 2.15 saves it as ``swish``) and ``gelu`` (the erf
 form: the string's meaning in tf.keras 2.15 and Keras 3; ``approximate`` is a node option no
 Keras file stores) (as ``Activation('...')`` layers, as ``activation='...'`` of a
 Dense/Conv/QDense/QConv, which then becomes the linear layer followed by this node, and the
@@ -59,6 +59,11 @@ in: fixed<12,4> and fixed<12,9>, max error 0.0024 (the fine table's 8 fraction b
 plus the output rounding); fixed<16,8>: fixed<12,4> (every input fraction bit) and
 fixed<12,8>, 0.00088 (the coarse table beyond 8: 2**-5 times the slope 1/81 there).
 
+SELU (``SELU_SCALE * elu(x, SELU_ALPHA)``, Keras's constants) grows on above 0 with slope
+1.0507 and is no identity there, so a wide input's table keeps every integer bit, and the
+inputs above its end round down to it (``_saturation_gap``): fixed<19,9> in, a table of
+fixed<12,2>, max error 0.26; a narrow (quantized) input is one exact table.
+
 Hardware: [`Requantize` into the table type ->] `LookupTable` (one ROM per two elements of
 a beat, a read port each, or a case statement per element for tables of up to 6 input
 bits), or for ``linear_above`` a `BypassTable`, for ``fine_type`` a `SplitTable` (two
@@ -92,6 +97,8 @@ from rtlgen.passes import LowerContext
 from rtlgen.plan import LayerPlan, PlanContext, StreamFormat
 from rtlgen.quant.activations import (
     MAX_TABLE_INPUT_BITS,
+    SELU_ALPHA,
+    SELU_SCALE,
     ActivationKind,
     activation_params,
     apply_table,
@@ -393,9 +400,35 @@ def bypass_threshold(node: TableActivation, in_type: FixedType) -> int:
     return top << shift if shift >= 0 else top >> -shift
 
 
+def _saturation_gap(
+    kind: ActivationKind,
+    p: dict[str, Any],
+    in_type: FixedType,
+    table_type: FixedType,
+    linear_above: bool,
+) -> float:
+    """``sup |f(x) - f(end)|`` over the inputs beyond an end of the table's range, which
+    saturate to it (f is monotone beyond the ends; a ``linear_above`` node bypasses the high
+    one): next to nothing where `table_type_for` put the end where f is flat, but SELU
+    grows on above its table (which then keeps every integer bit, and the inputs up to a
+    table step above its end round down to it)."""
+    pairs = []
+    if table_type.min_value > in_type.min_value:
+        pairs.append((in_type.min_value, table_type.min_value))
+    if not linear_above and table_type.max_value < in_type.max_value:
+        pairs.append((in_type.max_value, table_type.max_value))
+    if not pairs:
+        return 0.0
+    with np.errstate(over="ignore"):
+        values = float_activation(kind, np.array(pairs), p)
+    return float(np.max(np.abs(values[:, 0] - values[:, 1]))) + 1e-12
+
+
 def _largest_slope(kind: ActivationKind, p: dict[str, Any]) -> float:
     if kind is ActivationKind.ELU:
         return max(1.0, float(p["alpha"]))
+    if kind is ActivationKind.SELU:  # SELU_SCALE above 0, up to SELU_SCALE * SELU_ALPHA below
+        return SELU_SCALE * SELU_ALPHA
     if kind is ActivationKind.HARD_SIGMOID:
         return float(p["slope"])
     return _SLOPES[kind]
@@ -527,9 +560,11 @@ def lower_table(
         error = table_error(kind, table_type, out_type, p, rounding, config.overflow)
     if table_type != in_type:
         dropped = in_type.frac - table_type.frac
+        reach = 0.0
         if dropped > 0:
             step = table_type.step if rounding is Rounding.TRUNCATE else table_type.step / 2
-            error += _largest_slope(kind, p) * step
+            reach = _largest_slope(kind, p) * step
+        error += max(reach, _saturation_gap(kind, p, in_type, table_type, linear_above))
     if linear_above and kind in _NEAR_IDENTITY:
         # below the table: its first entry v, f between f(table min) and 0 (|v - f| at most
         # the table's error or |v|); above it: x rounded into the output, off f by the gap

@@ -50,6 +50,10 @@ FLOAT_FUNCTIONS = {
     K.HARD_SIGMOID: lambda x: np.clip(0.2 * x + 0.5, 0, 1),
     K.SOFTSIGN: lambda x: x / (1 + np.abs(x)),
     K.ELU: lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0))),
+    # Keras's constants, written out here so that a wrong shared constant fails
+    K.SELU: lambda x: (
+        1.0507009873554805 * np.where(x > 0, x, 1.6732632423543772 * np.expm1(np.minimum(x, 0)))
+    ),
     K.SILU: lambda x: x / (1 + np.exp(-x)),
     K.GELU: lambda x: x * np.vectorize(math.erfc)(-x / math.sqrt(2)) / 2,
 }
@@ -103,7 +107,7 @@ def assert_within_max_error(graph: ir.ModelGraph, x_int: np.ndarray) -> int:
 # ---------------------------------------------------------------------------------------
 # front-end: hand-written configs
 # ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["sigmoid", "tanh", "hard_sigmoid", "softsign", "elu"])
+@pytest.mark.parametrize("name", ["sigmoid", "tanh", "hard_sigmoid", "softsign", "elu", "selu"])
 def test_activation_layer_reads_as_a_table_within_its_error(tmp_path, name):
     graph = read_handmade(
         tmp_path, [layer_entry("Activation", {"name": "act", "activation": name})], (6,)
@@ -161,10 +165,12 @@ def test_elu_layer_reads_alpha(tmp_path):
 
 def test_unsupported_activations_are_refused_naming_the_layer(tmp_path):
     with pytest.raises(
-        UnsupportedError, match=r"layer 'act' \(Activation\) activation: 'selu'.*sigmoid"
+        UnsupportedError, match=r"layer 'act' \(Activation\) activation: 'exponential'.*selu"
     ):
         read_handmade(
-            tmp_path, [layer_entry("Activation", {"name": "act", "activation": "selu"})], (3,)
+            tmp_path,
+            [layer_entry("Activation", {"name": "act", "activation": "exponential"})],
+            (3,),
         )
     with pytest.raises(UnsupportedError, match=r"layer 'elu' \(ELU\): alpha=-1.0"):
         read_handmade(tmp_path, [layer_entry("ELU", {"name": "elu", "alpha": -1.0})], (3,))
@@ -425,6 +431,67 @@ def test_gelu_and_silu_tables_match_tensorflow_on_fixed_point_inputs(approximate
         node = lowered_table(kind, in_type, approximate=approximate and kind is K.GELU)
         got = node.out_type.to_float(run_node(node, in_type.quantize(x)[:, None], in_type))
         assert np.max(np.abs(got[:, 0] - np.asarray(want, np.float64))) <= node.max_error + 1e-5
+
+
+@pytest.mark.parametrize("in_type", [FixedType(8, 4), FixedType(12, 6), FixedType(14, 10)])
+def test_selu_table_matches_tensorflow_on_every_fixed_point_code(in_type):
+    """TensorFlow's float32 selu on every code of a narrow input: within the table's
+    max_error (the output rounding only) plus float32 noise."""
+    tf = pytest.importorskip("tensorflow")
+
+    node = lowered_table(K.SELU, in_type)
+    assert node.table_type == in_type and node.max_error <= 2**-11 + 1e-12
+    x = in_type.to_float(np.arange(in_type.min_int, in_type.max_int + 1))
+    want = np.asarray(tf.keras.activations.selu(x.astype(np.float32)), np.float64)
+    got = node.out_type.to_float(run_node(node, in_type.quantize(x)[:, None], in_type))[:, 0]
+    assert np.max(np.abs(got - want)) <= node.max_error + 1e-5
+    assert error_over_every_code(node, in_type) <= node.max_error + 1e-12
+
+
+def test_selu_of_a_wide_input_is_within_its_reported_max_error():
+    """SELU neither saturates above nor is the identity there: a wide input keeps every
+    integer bit in its 12-bit table, and max_error says what that costs: the inputs above
+    the table's end (511.75) round down to it, 1.0507 x (511.998 - 511.75) off, plus the
+    output rounding."""
+    in_type = FixedType(19, 9)
+    node = lowered_table(K.SELU, in_type)
+    assert node.table_type == FixedType(12, 2) and not node.linear_above
+    error = error_over_every_code(node, in_type)
+    assert error <= node.max_error + 1e-12 and error > 0.25
+    assert node.max_error == pytest.approx(1.0507009873554805 * (0.25 - 2**-9) + 2**-11)
+
+
+def test_selu_model_predicts_like_tf_keras_and_is_bit_exact_under_backpressure(tmp_path):
+    """tf.keras 2.15 (.h5): Dense(activation='selu') and Activation('selu') after a Dense:
+    tables of 12-bit inputs (max_error 0.032 and 0.065: the slope 1.758 below 0 times half
+    an input step, plus the output rounding), so with 16-bit weights between them the
+    output stays within 0.1 of Keras (0.049 measured) on inputs exact in fixed<8,4>; the
+    hardware equals the reference."""
+    tf = pytest.importorskip("tensorflow")
+
+    tf.keras.utils.set_random_seed(4)
+    model = tf.keras.Sequential(
+        [
+            tf.keras.layers.InputLayer(input_shape=(4,)),
+            tf.keras.layers.Dense(5, activation="selu"),
+            tf.keras.layers.Dense(3),
+            tf.keras.layers.Activation("selu"),
+        ],
+        name="selu",
+    )
+    kernel, bias = model.layers[1].get_weights()
+    model.layers[1].set_weights([kernel * 0.1, bias])  # a proven range of +-64 for the table
+    graph = keras_graph(model, tmp_path, FixedType(8, 4))
+    tables = [n for n in graph.nodes if isinstance(n, TableActivation)]
+    assert [n.kind for n in tables] == [K.SELU] * 2
+    assert [n.table_type.width for n in tables] == [12, 12]
+    assert max(n.max_error for n in tables) < 0.07
+    x = exact_inputs((4,), 64)
+    got, want = predict(graph, x), model.predict(x, verbose=0)
+    assert np.max(np.abs(got - want)) < 0.1
+    assert assert_within_max_error(graph, random_inputs(graph, 64)) == 2
+    bit_exact_in_simulator(graph, n=4, valid_prob=0.6, ready_prob=0.5, seed=3)
+    timing_matches_model(graph)
 
 
 def test_silu_gelu_model_predicts_like_tf_keras(tmp_path):
