@@ -33,7 +33,8 @@ Kernels and biases become exact constants (`quantized_constant`: every value is 
 2**-max(f), and `rtlgen.quant.quantizers.exact_qtensor` finds the common type); activation
 quantizers become `rtlgen.ops.hgq2.FixedQuantize` nodes with per-channel widths.
 
-Table activations (``QUnaryFunctionLUT``: ``oq(f(iq(x)))``) are exact tables over their input
+Table activations (``QUnaryFunctionLUT``: ``oq(f(iq(x)))``; ``QAffinedUnaryFunctionLUT``:
+``oq(f(iq(x) * scale + bias))``, `affined_inputs`) are exact tables over their input
 codes (`function_table`): ``f`` is one of the Keras activations named in `TABLE_FUNCTIONS`,
 read from its name only (a lambda or a Python function is never run: refused in one line),
 evaluated in float64, rounded to float32, then quantized by the output quantizer as HGQ2
@@ -424,16 +425,45 @@ def ambiguous(values: np.ndarray, widths: QuantizerWidths, ulps: int = TABLE_ULP
         return quantize_float(lo, widths) != quantize_float(hi, widths)
 
 
+def affined_inputs(
+    codes: np.ndarray, frac: int, scale: float, bias: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``x * scale + bias`` in float32 for ``x = codes * 2**-frac`` (``QAffinedUnaryFunctionLUT``,
+    float32 ``scale`` and ``bias``), two ways: as HGQ2's compiled ``predict`` computes it
+    (XLA on the CPU fuses it into one multiply-add: the exact value rounded once) and as the
+    layer's code reads (two float32 roundings: eager execution, other backends)."""
+    from .qonnx import round_to_float32  # the exact value rounded once (no ONNX needed)
+
+    codes = np.asarray(codes, dtype=np.int64)
+    s32, b32 = np.float32(scale), np.float32(bias)
+    step = np.full(codes.shape, float(s32) * 2.0**-frac)
+    fused = round_to_float32(codes, step, np.full(codes.shape, float(b32)))
+    x32 = (codes * 2.0**-frac).astype(np.float32)
+    unfused = ((x32 * s32).astype(np.float32) + b32).astype(np.float32)
+    return fused.astype(np.float64), unfused.astype(np.float64)
+
+
 def function_table(
-    function: str, codes: np.ndarray, frac: int, widths: QuantizerWidths
+    function: str,
+    codes: np.ndarray,
+    frac: int,
+    widths: QuantizerWidths,
+    affine: tuple[float, float] = (1.0, 0.0),
 ) -> tuple[np.ndarray, np.ndarray]:
     """``oq(f(x))`` for the inputs ``x = codes * 2**-frac`` as HGQ2 computes it with the
     correctly rounded float32 ``f(x)``: (the float32 results, `ambiguous` entries). An
-    input where ``f`` overflows float32 into a WRAP quantizer (a NaN) is refused."""
+    input where ``f`` overflows float32 into a WRAP quantizer (a NaN) is refused. ``affine``
+    (scale, bias): ``oq(f(x * scale + bias))`` (`affined_inputs`: as ``predict`` computes
+    it; the entries the unfused value would give otherwise are `ambiguous` too)."""
     x = codes.astype(np.float64) * 2.0**-frac
+    unfused = None
+    if affine != (1.0, 0.0):
+        x, unfused = affined_inputs(codes, frac, *affine)
     with np.errstate(over="ignore", invalid="ignore"):
         values = TABLE_FUNCTIONS[function](x).astype(np.float32)
         out = quantize_float(values, widths)
+        if unfused is not None:
+            other = quantize_float(TABLE_FUNCTIONS[function](unfused).astype(np.float32), widths)
     if not np.all(np.isfinite(out)):
         bad = float(x[~np.isfinite(out)][0])
         raise UnsupportedError(
@@ -445,7 +475,10 @@ def function_table(
     with np.errstate(over="ignore"):
         representable = values.astype(np.float64) == TABLE_FUNCTIONS[function](x)
     exact = representable & ((x == 0) | (function in _EXACT_FUNCTIONS))
-    return out, ambiguous(values, widths) & ~exact
+    risky = ambiguous(values, widths) & ~exact
+    if unfused is not None:
+        risky |= (other != out) & np.isfinite(out)
+    return out, risky
 
 
 #: functions computed in correctly rounded float32 steps whose value, when it is

@@ -655,8 +655,10 @@ class FunctionTable(ir.Node):
     ``f`` a Keras activation (`rtlgen.frontend.hgq2.TABLE_FUNCTIONS`) and ``oq`` a
     fixed-point quantizer with one width per channel (or per tensor): ``keep_negative``,
     ``integer_bits``, ``frac_bits`` (``(channels,)`` arrays as HGQ2 stores them), its
-    ``round_mode`` and ``overflow_mode`` by HGQ2's names. An exact table per distinct width
-    over every code of the input type (`function_table`), in a common output type."""
+    ``round_mode`` and ``overflow_mode`` by HGQ2's names; ``QAffinedUnaryFunctionLUT``:
+    ``oq(f(x * input_scale + input_bias))``, two float32 values. An exact table per
+    distinct width over every code of the input type (`function_table`), in a common output
+    type."""
 
     keep_negative: ir.Tensor = field(kw_only=True)
     integer_bits: ir.Tensor = field(kw_only=True)
@@ -664,6 +666,8 @@ class FunctionTable(ir.Node):
     function: str = field(default="sigmoid", kw_only=True)
     round_mode: str = field(default="RND", kw_only=True)
     overflow_mode: str = field(default="SAT_SYM", kw_only=True)
+    input_scale: float = field(default=1.0, kw_only=True)
+    input_bias: float = field(default=0.0, kw_only=True)
 
     op = "hgq2_table"
     constant_fields: ClassVar[tuple[str, ...]] = ("keep_negative", "integer_bits", "frac_bits")
@@ -683,7 +687,10 @@ class FunctionTable(ir.Node):
         """What ``rtlgen inspect`` shows in its activation column."""
         tables = len(set(self.widths()))
         which = "exact table" if tables == 1 else f"{tables} exact tables"
-        return f"{self.function} ({which}, {self.round_mode}/{self.overflow_mode})"
+        function = self.function
+        if (self.input_scale, self.input_bias) != (1.0, 0.0):
+            function = f"{function}(x * {self.input_scale:.8g} + {self.input_bias:.8g})"
+        return f"{function} ({which}, {self.round_mode}/{self.overflow_mode})"
 
     def tables(self, in_type: FixedType) -> tuple[np.ndarray, int]:
         """(``(channels, codes)``: entry k of a channel is its output mantissa, at
@@ -700,6 +707,7 @@ class FunctionTable(ir.Node):
                 self.round_mode,
                 self.overflow_mode,
                 self.source or self.name,
+                (self.input_scale, self.input_bias),
             )
             rows.append(table << (frac - _out_frac(*width)))
             if width not in counted:
@@ -722,10 +730,12 @@ def _function_table(
     round_mode: str,
     overflow_mode: str,
     where: str,
+    affine: tuple[float, float] = (1.0, 0.0),
 ) -> tuple[np.ndarray, int]:
     spec = QuantizerSpec(f"layer '{where}' oq_conf", "kif", round_mode, overflow_mode, False, True)
     widths = QuantizerWidths(spec, np.array([float(k)]), np.array([float(i)]), np.array([float(f)]))
-    values, risky = function_table(function, input_codes(in_type), in_type.frac, widths)
+    codes = input_codes(in_type)
+    values, risky = function_table(function, codes, in_type.frac, widths, affine)
     table = np.round(values.astype(np.float64) * 2.0 ** _out_frac(k, i, f)).astype(np.int64)
     table.setflags(write=False)
     return table, int(np.count_nonzero(risky))
@@ -831,6 +841,13 @@ def validate_function_table(node: FunctionTable, in_type: FixedType | None) -> N
         raise RtlgenError(f"function {node.function!r} is not one of {', '.join(TABLE_FUNCTIONS)}")
     if node.round_mode not in ROUND_MODES or node.overflow_mode not in OVERFLOW_MODES:
         raise RtlgenError(f"modes {node.round_mode}/{node.overflow_mode} are not HGQ2's")
+    for value in (node.input_scale, node.input_bias):
+        if (
+            not isinstance(value, float)
+            or not np.isfinite(value)
+            or float(np.float32(value)) != value
+        ):
+            raise RtlgenError(f"affine scale/bias {value!r} is not a finite float32 value")
     widths = np.array(node.widths())
     if widths.shape != (node.in_shape[-1], 3):
         raise RtlgenError(f"{len(widths)} widths for {node.in_shape[-1]} channels")
@@ -851,8 +868,14 @@ def function_table_constant_shapes(in_shape: Shape, out_shape: Shape) -> dict[st
 
 def read_hgq2_table(layer: KerasLayer, shape: Shape, source: WeightSource) -> LayerOut:
     """``QUnaryFunctionLUT``: its input quantizer (a `FixedQuantize`, when enabled), then a
-    `FunctionTable` with its output quantizer (required; one width per channel at most)."""
+    `FunctionTable` with its output quantizer (required; one width per channel at most).
+    ``QAffinedUnaryFunctionLUT``: the same with its ``scale`` and ``bias`` (one float32
+    each, its first own variables) applied between them."""
     function = table_function(layer)
+    affine = {}
+    if layer.class_name == "hgq>QAffinedUnaryFunctionLUT":
+        _, got = _own_variables(layer, source, ["scale", "bias"], (1,))
+        affine = {"input_scale": float(got["scale"][0]), "input_bias": float(got["bias"][0])}
     if not layer_config_flag(layer, "enable_oq", True):
         raise UnsupportedError(
             f"{layer.where}: enable_oq=False is not supported (the table's output would be an "
@@ -885,6 +908,7 @@ def read_hgq2_table(layer: KerasLayer, shape: Shape, source: WeightSource) -> La
         round_mode=spec.round_mode,
         overflow_mode=spec.overflow_mode,
         source=layer.name,
+        **affine,
     )
     pre = _activation_quantizer(layer, "iq", shape, source)
     return LayerOut([*pre, node], shape)
@@ -996,11 +1020,12 @@ class Hgq2BatchNormOp(Op):
 
 @register_op
 class FunctionTableOp(Op):
-    """HGQ2 table activations (``QUnaryFunctionLUT``): an exact lookup table."""
+    """HGQ2 table activations (``QUnaryFunctionLUT``, ``QAffinedUnaryFunctionLUT``): an
+    exact lookup table."""
 
     name = "hgq2_table"
     node_types = (FunctionTable,)
-    keras_classes = ("hgq>QUnaryFunctionLUT",)
+    keras_classes = ("hgq>QUnaryFunctionLUT", "hgq>QAffinedUnaryFunctionLUT")
     from_keras = staticmethod(read_hgq2_table)
     lower = staticmethod(lower_function_table)
     reference = staticmethod(function_table_reference)

@@ -70,7 +70,7 @@ def _randomize(model, seed: int) -> None:
     """Random weights and widths for every HGQ2 layer of ``model``."""
     rng = np.random.default_rng(seed)
     for layer in model.layers:
-        if type(layer).__name__ == "QUnaryFunctionLUT":
+        if type(layer).__name__ in ("QUnaryFunctionLUT", "QAffinedUnaryFunctionLUT"):
             _randomize_table(layer, rng)
             continue
         if getattr(layer, "kernel", None) is not None:
@@ -116,6 +116,9 @@ def _randomize_table(layer, rng) -> None:
     if layer.enable_iq:
         _set_kif(layer.iq, rng, (1, 3), (2, 5))
     _set_kbi(layer.oq, rng, (6, 10), (0, 2))
+    if hasattr(layer, "scale"):  # QAffinedUnaryFunctionLUT: f(x * scale + bias)
+        layer.scale.assign(rng.uniform(0.4, 1.6, (1,)).astype(np.float32))
+        layer.bias.assign(rng.uniform(-0.8, 0.8, (1,)).astype(np.float32))
 
 
 def _conf(kind: str, place: str, **kw):
@@ -464,6 +467,64 @@ def lut_codes() -> np.ndarray:
     return (codes * step).astype(np.float32).reshape(16, 16)
 
 
+def lut_affine_act():
+    """Table activations with an affine input (QAffinedUnaryFunctionLUT: ``oq(f(iq(x) *
+    scale + bias))``, one float32 scale and bias each) in an MLP: tanh, then sigmoid with
+    per-element output widths."""
+    keras = _keras()
+    from hgq.layers import QAffinedUnaryFunctionLUT, QDense
+
+    inp = keras.Input((8,), name="x")
+    h = QDense(6, name="fc1")(inp)
+    h = QAffinedUnaryFunctionLUT("tanh", name="th")(h)
+    h = QDense(5, name="fc2")(h)
+    table = _conf("kbi", "table", homogeneous_axis=(0,), heterogeneous_axis=None)
+    h = QAffinedUnaryFunctionLUT("sigmoid", name="sig", oq_conf=table)(h)
+    return keras.Model(inp, QDense(3, name="head")(h), name="lut_affine_act")
+
+
+#: `lut_affine`: (function, scale, bias) of each QAffinedUnaryFunctionLUT (float32 values
+#: off any short binary grid, so ``x * scale + bias`` rounds)
+LUT_AFFINE = (
+    ("tanh", 0.7391234, -0.3127771),
+    ("sigmoid", 1.3317, 0.52913),
+    ("silu", 0.61803, 0.1),
+    ("softsign", 1.1, -0.77),
+    ("exponential", 0.4142, -1.234567),
+    ("gelu", 0.93, 0.0123),
+)
+
+
+def lut_affine():
+    """QAffinedUnaryFunctionLUT of several functions on every code of fixed<8,4> (as
+    `lut_funcs`): each table compared with HGQ2 on its every entry."""
+    keras = _keras()
+    from hgq.layers import QAffinedUnaryFunctionLUT
+
+    inp = keras.Input((16,), name="x")
+    outs = []
+    for name, scale, bias in LUT_AFFINE:
+        layer = QAffinedUnaryFunctionLUT(
+            name,
+            name=f"a_{name}",
+            iq_conf=_conf("kif", "datalane", overflow_mode="SAT", heterogeneous_axis=()),
+            oq_conf=_conf("kbi", "table", round_mode="RND", overflow_mode="SAT"),
+        )
+        outs.append(layer(inp))
+        inner = layer.iq.quantizer
+        inner._i.assign(np.full(tuple(inner._i.shape), LUT_INPUT_I, np.float32))
+        inner._f.assign(np.full(tuple(inner._f.shape), LUT_INPUT_F, np.float32))
+        inner._k.assign(np.ones(tuple(inner._k.shape), np.uint8))
+        out = layer.oq.quantizer
+        out._b.assign(np.full(tuple(out._b.shape), 10, np.float32))
+        out._i.assign(np.full(tuple(out._i.shape), 3, np.float32))
+        out._k.assign(np.ones(tuple(out._k.shape), np.uint8))
+        layer.scale.assign(np.array([scale], np.float32))
+        layer.bias.assign(np.array([bias], np.float32))
+    out = keras.layers.Concatenate(name="cat")(outs)
+    return keras.Model(inp, out, name="lut_affine")
+
+
 def softmax_head():
     """An MLP ending in QSoftmax (HGQ2's table softmax: exp table, sum, 1/x table, product)
     with a saturating exp-table input quantizer; the default table widths."""
@@ -533,11 +594,13 @@ MODELS = {
     "softmax_iq": (softmax_iq, (8,)),
     "lut_channels": (lut_channels, (6,)),
     "lut_conv": (lut_conv, (5, 5, 2)),
+    "lut_affine_act": (lut_affine_act, (8,)),
+    "lut_affine": (lut_affine, (16,)),
 }
 #: models whose weights and widths another model's build (or their own) sets
-_DERIVED = ("bench_uniform", "lut_funcs")
+_DERIVED = ("bench_uniform", "lut_funcs", "lut_affine")
 #: models saved with inputs of their own instead of `fixed_inputs`
-_INPUTS = {"lut_funcs": lut_codes}
+_INPUTS = {"lut_funcs": lut_codes, "lut_affine": lut_codes}
 
 
 def build(name: str):

@@ -47,6 +47,8 @@ MODELS = (
     "bn_dense",
     "lut_channels",
     "lut_conv",
+    "lut_affine_act",
+    "lut_affine",
 )
 INPUT_TYPE = "fixed<16,6>"  # the saved inputs are multiples of 1/16 in [-6, 6)
 
@@ -217,6 +219,8 @@ def _python_function(_):
         ("lut_act.keras", "sig", "activation", _python_function, "the Python function 'exp'"),
         ("lut_act.keras", "sig", "activation", lambda _: "sin", "'sin' is not supported"),
         ("lut_act.keras", "sig", "enable_oq", lambda _: False, "enable_oq=False"),
+        ("lut_affine_act.keras", "th", "activation", _lambda, "a Python lambda (bytecode)"),
+        ("lut_affine_act.keras", "th", "activation", lambda _: "cos", "'cos' is not supported"),
         ("softmax_head.keras", "softmax", "input_scaler", lambda _: -1.0, "input_scaler=-1.0"),
         ("softmax_head.keras", "softmax", "axes", lambda _: [0], "axes [0]"),
         ("softmax_head.keras", "softmax", "enable_oq", lambda _: True, "enable_oq=True"),
@@ -242,6 +246,54 @@ def test_softmax_before_another_layer_refused_in_one_line(tmp_path):
     run = rtlgen("convert", DATA / "softmax_mid.keras", "-o", tmp_path / "out")
     errors = [line for line in run.stderr.splitlines() if not line.startswith("warning:")]
     assert run.returncode == 2 and len(errors) == 1 and "Traceback" not in run.stderr
+
+
+def test_affined_tables_apply_scale_and_bias_between_the_quantizers():
+    """QAffinedUnaryFunctionLUT: ``oq(f(iq(x) * scale + bias))``, the layer's float32 scale
+    and bias in the table node (exact against HGQ2: the model tests); the same tables
+    without them predict something else."""
+    got, want, graph = _predict("lut_affine")
+    tables = [n for n in graph.nodes if isinstance(n, FunctionTable)]
+    affine = (  # make_hgq2_models.LUT_AFFINE
+        ("tanh", 0.7391234, -0.3127771), ("sigmoid", 1.3317, 0.52913), ("silu", 0.61803, 0.1),
+        ("softsign", 1.1, -0.77), ("exponential", 0.4142, -1.234567), ("gelu", 0.93, 0.0123),
+    )  # fmt: skip
+    assert [(n.function, n.input_scale, n.input_bias) for n in tables] == [
+        (name, float(np.float32(s)), float(np.float32(b))) for name, s, b in affine
+    ]
+    plain = graph.with_nodes(
+        [n.replace(input_scale=1.0, input_bias=0.0) if n in tables else n for n in graph.nodes]
+    )
+    x = np.load(DATA / "lut_affine_expected.npz")["x"]
+    (wrong,) = predict_outputs(plain, x).values()
+    assert np.mean(wrong.reshape(want.shape) != want) > 0.5
+
+
+def test_affined_input_is_one_fused_multiply_add():
+    """HGQ2's compiled predict (XLA on the CPU) computes ``x * scale + bias`` as one fused
+    multiply-add: `affined_inputs` gives that (the exact value rounded once to float32)
+    and the two-rounding value of eager float32 ops; a table entry where the two quantize
+    differently is counted as ambiguous (here: a linear table finer than float32)."""
+    from fractions import Fraction
+
+    from rtlgen.frontend.hgq2 import affined_inputs, function_table
+
+    codes = np.arange(-128, 128)
+    scale, bias = float(np.float32(0.7391234)), float(np.float32(-0.3127771))
+    fused, unfused = affined_inputs(codes, 4, scale, bias)
+    exact = [float(np.float32(float(c * Fraction(scale) / 16 + Fraction(bias)))) for c in codes]
+    np.testing.assert_array_equal(fused, exact)  # no float64 midpoint here: rounded once
+    x32 = (codes / 16).astype(np.float32)
+    two = ((x32 * np.float32(scale)).astype(np.float32) + np.float32(bias)).astype(np.float32)
+    np.testing.assert_array_equal(unfused, two)
+    assert np.any(fused != unfused)
+    spec = QuantizerSpec("q", "kif", "RND", "SAT", False, True)
+    fine = QuantizerWidths(spec, np.ones(1), np.full(1, 4.0), np.full(1, 24.0))
+    out, risky = function_table("linear", codes, 4, fine, (scale, bias))
+    np.testing.assert_array_equal(out, quantize_float(fused.astype(np.float32), fine))
+    differ = out != quantize_float(unfused.astype(np.float32), fine)
+    assert np.any(differ)
+    np.testing.assert_array_equal(risky, differ)
 
 
 def test_per_channel_table_widths_build_a_table_per_channel():
@@ -563,6 +615,7 @@ def test_per_pixel_input_widths():
         "softmax_iq",
         "lut_channels",
         "lut_conv",
+        "lut_affine_act",
     ],
 )
 def test_network_bit_exact_under_backpressure(name):
@@ -598,7 +651,7 @@ def test_channel_quantize_component_random_widths(rounding, overflow):
         bit_exact_in_simulator(lower(graph), n=4, seed=5)
 
 
-@pytest.mark.parametrize("name", ["mlp_modes", "lut_act", "lut_channels"])
+@pytest.mark.parametrize("name", ["mlp_modes", "lut_act", "lut_channels", "lut_affine_act"])
 def test_graph_npz_round_trip(tmp_path, name):
     """A converted design's graph.npz holds the FixedQuantize widths and the table
     activations' functions and output widths: it predicts the same."""
@@ -613,7 +666,9 @@ def test_graph_npz_round_trip(tmp_path, name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["cnn2d", "conv_per_pixel", "lut_act", "lut_conv"])
+@pytest.mark.parametrize(
+    "name", ["cnn2d", "conv_per_pixel", "lut_act", "lut_conv", "lut_affine_act"]
+)
 def test_convert_and_sim_cli_bit_exact(tmp_path, name):
     """Whole HGQ2 CNNs (per-channel or per-pixel input widths, per-weight kernels, pooling, a
     QDense with per-element input widths) through `rtlgen convert` and `rtlgen sim` in
