@@ -784,8 +784,9 @@ class _Reader:
         if not self.input_from_quant or len(consumers) != 1 or consumers[0].op_type != "Quant":
             return None
         node = consumers[0]
-        if self._float_scale(node):
-            return None
+        bits = self.constant(node, 3, "bit width")
+        if self._float_scale(node) or (bits.size == 1 and bits.flat[0] == 1):
+            return None  # a float scale or a 1-bit (bipolar) Quant: a node of its own
         spec = self._quant_spec(node, stream)
         if spec is None or spec.rounding != "ROUND" or spec.narrow or spec.per_channel:
             return None
@@ -997,9 +998,10 @@ class _Reader:
         if bitwidth.size != 1 or bitwidth.flat[0] != round(bitwidth.flat[0]):
             raise UnsupportedError(f"{where}: bit width {bitwidth.ravel()[:4]} is not one integer")
         bits = int(bitwidth.flat[0])
-        if bits == 1:
+        if bits == 1:  # signed: bipolar (`_bipolar`)
             raise UnsupportedError(
-                f"{where}: 1-bit (bipolar) quantization of activations is not supported yet"
+                f"{where}: 1-bit unsigned quantization of activations is not supported "
+                f"(supported: 1-bit signed, i.e. bipolar, and 2 to {MAX_QUANT_BITS} bits)"
             )
         if not 2 <= bits <= MAX_QUANT_BITS:
             raise UnsupportedError(

@@ -600,6 +600,45 @@ def test_per_channel_bipolar_scales_are_codes_with_the_scales_pending(tmp_path, 
     assert np.abs(wrong.reshape(want.shape) - want).max() > 0.01
 
 
+def _one_bit_model(path: Path, op: str, scale: np.ndarray, signed: int = 1) -> Path:
+    """The input (1, 4) -> ``op`` (a 1-bit ``Quant`` or a ``BipolarQuant``) -> MatMul."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    arrays = {"s": scale, "z": np.zeros(1), "b": np.ones(1), "w": _ONE_BIT_WEIGHTS}
+    inits = [numpy_helper.from_array(v.astype(np.float32), k) for k, v in arrays.items()]
+    attrs = {"signed": signed, "narrow": 0, "rounding_mode": "ROUND"} if op == "Quant" else {}
+    inputs = ["x", "s", "z", "b"] if op == "Quant" else ["x", "s"]
+    nodes = [
+        helper.make_node(op, inputs, ["q"], name="q", domain="qonnx.custom_op.general", **attrs),
+        helper.make_node("MatMul", ["q", "w"], ["y"], name="fc"),
+    ]
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, d]) for n, d in (("x", 4), ("y", 2))]
+    onnx.save(helper.make_model(helper.make_graph(nodes, "one_bit", io[:1], io[1:], inits)), path)
+    return path
+
+
+_ONE_BIT_WEIGHTS = np.array([[1, -2], [0.5, 1], [-1, 0.25], [2, 1]])
+
+
+def test_bipolar_on_the_input(tmp_path):
+    """A 1-bit signed ``Quant`` (QONNX executes it as bipolar) or a ``BipolarQuant`` with a
+    float scale per feature reading the graph input: ``scale * (x >= 0 ? 1 : -1)`` (0 -> +1),
+    then the layer; a 1-bit unsigned Quant is refused in one line."""
+    x = np.array([[0.5, -0.25, 0.0, -3.0], [-1, 2, -0.125, 1]])
+    sign = np.where(x >= 0, 1.0, -1.0)
+    scale = np.array([[0.3, 0.7, 1.1, 0.9]], np.float32)
+    for op, s, want in (
+        ("Quant", np.ones(1), sign @ _ONE_BIT_WEIGHTS),
+        ("BipolarQuant", scale, (sign * scale.astype(np.float64)) @ _ONE_BIT_WEIGHTS),
+    ):
+        graph = load_model(_one_bit_model(tmp_path / f"{op}.onnx", op, s))
+        assert [n.op for n in graph.nodes] == ["input", "threshold", "dense"]
+        (got,) = predict_outputs(graph, x).values()
+        _within_float32(got.astype(np.float32), want.astype(np.float32), ulps=2)
+    unsigned = _one_bit_model(tmp_path / "unsigned.onnx", "Quant", np.ones(1), signed=0)
+    _one_line_error(unsigned, "node 'q'", "1-bit unsigned")
+
+
 def test_bipolar_refusals_are_one_line(tmp_path):
     """A bipolar scale that is not positive, or one per pixel: one line naming the node."""
 
