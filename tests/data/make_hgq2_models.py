@@ -431,6 +431,22 @@ LUT_FUNCTIONS = (
 LUT_INPUT_I, LUT_INPUT_F = 3, 4
 
 
+def _every_code_table(layer, inp, b: int, i: int):
+    """``layer`` (a table activation) applied to ``inp``, its input quantizer set to one
+    width with 256 codes (fixed<8,4>: `lut_codes` are all of them) and its output quantizer
+    to ``b`` bits, ``i`` integer bits."""
+    out = layer(inp)
+    inner = layer.iq.quantizer
+    inner._i.assign(np.full(tuple(inner._i.shape), LUT_INPUT_I, np.float32))
+    inner._f.assign(np.full(tuple(inner._f.shape), LUT_INPUT_F, np.float32))
+    inner._k.assign(np.ones(tuple(inner._k.shape), np.uint8))
+    quantizer = layer.oq.quantizer
+    quantizer._b.assign(np.full(tuple(quantizer._b.shape), b, np.float32))
+    quantizer._i.assign(np.full(tuple(quantizer._i.shape), i, np.float32))
+    quantizer._k.assign(np.ones(tuple(quantizer._k.shape), np.uint8))
+    return out
+
+
 def lut_funcs():
     """Every supported named function as a QUnaryFunctionLUT on the same input, whose
     quantizer (one width) has 256 codes: the saved inputs are all of them, so each table is
@@ -447,15 +463,7 @@ def lut_funcs():
             iq_conf=_conf("kif", "datalane", overflow_mode="SAT", heterogeneous_axis=()),
             oq_conf=_conf("kbi", "table", round_mode=rnd, overflow_mode=ovf),
         )
-        outs.append(layer(inp))
-        inner = layer.iq.quantizer
-        inner._i.assign(np.full(tuple(inner._i.shape), LUT_INPUT_I, np.float32))
-        inner._f.assign(np.full(tuple(inner._f.shape), LUT_INPUT_F, np.float32))
-        inner._k.assign(np.ones(tuple(inner._k.shape), np.uint8))
-        out = layer.oq.quantizer
-        out._b.assign(np.full(tuple(out._b.shape), b, np.float32))
-        out._i.assign(np.full(tuple(out._i.shape), i, np.float32))
-        out._k.assign(np.ones(tuple(out._k.shape), np.uint8))
+        outs.append(_every_code_table(layer, inp, b, i))
     out = keras.layers.Concatenate(name="cat")(outs)
     return keras.Model(inp, out, name="lut_funcs")
 
@@ -510,15 +518,7 @@ def lut_affine():
             iq_conf=_conf("kif", "datalane", overflow_mode="SAT", heterogeneous_axis=()),
             oq_conf=_conf("kbi", "table", round_mode="RND", overflow_mode="SAT"),
         )
-        outs.append(layer(inp))
-        inner = layer.iq.quantizer
-        inner._i.assign(np.full(tuple(inner._i.shape), LUT_INPUT_I, np.float32))
-        inner._f.assign(np.full(tuple(inner._f.shape), LUT_INPUT_F, np.float32))
-        inner._k.assign(np.ones(tuple(inner._k.shape), np.uint8))
-        out = layer.oq.quantizer
-        out._b.assign(np.full(tuple(out._b.shape), 10, np.float32))
-        out._i.assign(np.full(tuple(out._i.shape), 3, np.float32))
-        out._k.assign(np.ones(tuple(out._k.shape), np.uint8))
+        outs.append(_every_code_table(layer, inp, 10, 3))
         layer.scale.assign(np.array([scale], np.float32))
         layer.bias.assign(np.array([bias], np.float32))
     out = keras.layers.Concatenate(name="cat")(outs)
