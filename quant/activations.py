@@ -6,27 +6,31 @@ mantissa per input code (`lookup_table`; index = input mantissa - ``in_type.min_
 refused above `MAX_TABLE_INPUT_BITS` input bits. Two families:
 
 - QKeras activation quantizers (``quantized_sigmoid``, ``quantized_tanh``,
-  ``quantized_relu`` with any ``negative_slope``): the table holds, bit for bit, what
-  qkeras 0.9.0 computes on the input's float value. QKeras computes in float32, op by op,
-  and the table is computed the same way in numpy float32 (every op is an IEEE float32
-  add/multiply/round, as in TensorFlow on CPU). The one part numpy cannot reproduce is
-  TensorFlow's own float32 ``sigmoid``/``tanh`` (``use_real_sigmoid``/``use_real_tanh``,
-  or ``internal_sigmoid="real"``): the table uses the correctly rounded float32 value;
-  TensorFlow's may differ in the last bit, which changes the output only when
-  ``f(x) * 2**bits`` lies within a few float32 ulps of a rounding boundary (the tests
-  check all codes of several types against QKeras). The output values are exact dyadic
-  numbers; `table_out_type` is the narrowest type holding them.
+  ``quantized_relu`` with any ``negative_slope``, ``quantized_relu_po2``): the table holds,
+  bit for bit, what qkeras 0.9.0 computes on the input's float value. QKeras computes in
+  float32, op by op, and the table is computed the same way in numpy float32 (every op is an
+  IEEE float32 add/multiply/round, as in TensorFlow on CPU). The one part numpy cannot
+  reproduce is TensorFlow's own float32 ``sigmoid``/``tanh``
+  (``use_real_sigmoid``/``use_real_tanh``, or ``internal_sigmoid="real"``): the table uses
+  the correctly rounded float32 value; TensorFlow's may differ in the last bit, which
+  changes the output only when ``f(x) * 2**bits`` lies within a few float32 ulps of a
+  rounding boundary (the tests check all codes of several types against QKeras).
+  ``quantized_relu_po2`` rounds ``log(x) / log(2)`` of float32 ops (numpy's float32 log;
+  TensorFlow's agreed on every code of the types tested) and, as TensorFlow on the CPU,
+  flushes a subnormal float32 power (``2**-128`` of ``bits=8``) to 0. The output values are
+  exact dyadic numbers; `table_out_type` is the narrowest type holding them.
 - float Keras activations (``sigmoid``, ``tanh``, ``hard_sigmoid``, ``softsign``, ``elu``,
-  ``selu`` = ``SELU_SCALE * elu(x, SELU_ALPHA)``, ``silu`` = ``x * sigmoid(x)``, ``gelu`` = ``x/2 * (1 + erf(x / sqrt 2))`` or with
-  ``approximate`` the tanh form): the table is the *exact* function of the input value
-  rounded into ``out_type`` with the layer's rounding and saturation. Rational functions
-  (hard_sigmoid with slope 1/5 as in Keras 2 / 1/6 as in Keras 3, softsign) are computed with
-  exact fractions; sigmoid, tanh, ELU, SELU and SiLU in x87 extended precision (64-bit
-  significand), the erf GELU in float64 (53 bits; numpy has no extended erf): their values
-  are irrational except at x = 0 (computed exactly), so the rounding is correct unless the
-  function lies within about 2**-60 (GELU 2**-50, relative) of a rounding boundary. `table_error` reports the table's largest
-  absolute error against the exact function; Keras itself computes in float32 (error
-  about 2**-24 relative, plus 0.2 being float32(0.2) in hard_sigmoid).
+  ``selu`` = ``SELU_SCALE * elu(x, SELU_ALPHA)``, ``silu`` = ``x * sigmoid(x)``, ``gelu`` =
+  ``x/2 * (1 + erf(x / sqrt 2))`` or with ``approximate`` the tanh form): the table is the
+  *exact* function of the input value rounded into ``out_type`` with the layer's rounding
+  and saturation. Rational functions (hard_sigmoid with slope 1/5 as in Keras 2 / 1/6 as in
+  Keras 3, softsign) are computed with exact fractions; sigmoid, tanh, ELU, SELU and SiLU in
+  x87 extended precision (64-bit significand), the erf GELU in float64 (53 bits; numpy has
+  no extended erf): their values are irrational except at x = 0 (computed exactly), so the
+  rounding is correct unless the function lies within about 2**-60 (GELU 2**-50, relative)
+  of a rounding boundary. `table_error` reports the table's largest absolute error against
+  the exact function; Keras itself computes in float32 (error about 2**-24 relative, plus
+  0.2 being float32(0.2) in hard_sigmoid).
 
 **Piecewise-linear** (Keras ``LeakyReLU``, ``PReLU``, ``ReLU(max_value, negative_slope,
 threshold)``, ``ThresholdedReLU``)::
@@ -83,6 +87,7 @@ class ActivationKind(Enum):
     QUANTIZED_SIGMOID = "quantized_sigmoid"
     QUANTIZED_TANH = "quantized_tanh"
     QUANTIZED_RELU = "quantized_relu"
+    QUANTIZED_RELU_PO2 = "quantized_relu_po2"
 
     @property
     def is_qkeras(self) -> bool:
@@ -125,6 +130,13 @@ _PARAMS: dict[ActivationKind, dict[str, Any]] = {
         "is_quantized_clip": True,
         "qnoise_factor": 1.0,
         "internal_sigmoid": "hard",
+    },
+    # negative_slope=0, use_stochastic_rounding and qnoise_factor=1 checked by the parser
+    ActivationKind.QUANTIZED_RELU_PO2: {
+        "bits": 8,
+        "max_value": None,
+        "quadratic_approximation": False,
+        "log2_rounding": "rnd",
     },
 }
 
@@ -172,6 +184,8 @@ def activation_params(kind: ActivationKind, params: Mapping[str, Any] | None) ->
             )
         if out["use_sigmoid"] and out["bits"] - (slope != 0) < 1:
             raise UnsupportedError("quantized_relu(use_sigmoid=1) needs at least one value bit")
+    if kind is ActivationKind.QUANTIZED_RELU_PO2:
+        relu_po2_quantizer(out)  # QKeras's checks: bits 1..16, max_value >= 0, log2_rounding
     if kind is ActivationKind.HARD_SIGMOID:
         out["slope"], out["offset"] = _fraction(out["slope"]), _fraction(out["offset"])
     if kind is ActivationKind.GELU:
@@ -461,7 +475,43 @@ def _qkeras32(kind: ActivationKind, x: np.ndarray, p: dict[str, Any]) -> np.ndar
         return np.clip(_round_through32(t * m) / m, lo, _F32(1.0) - _F32(1.0) / m)
     if kind is ActivationKind.QUANTIZED_RELU:
         return _quantized_relu32(x, p)
+    if kind is ActivationKind.QUANTIZED_RELU_PO2:
+        return _quantized_relu_po2_32(x, p)
     raise AssertionError(kind)  # pragma: no cover
+
+
+def relu_po2_quantizer(p: Mapping[str, Any]) -> Any:
+    """The `rtlgen.quant.quantizers.QuantizedReluPo2` of the params (its checks)."""
+    from .quantizers import QuantizedReluPo2  # quantizers imports this module
+
+    max_value = p["max_value"]
+    return QuantizedReluPo2(
+        p["bits"],
+        None if max_value is None else float(max_value),
+        bool(p["quadratic_approximation"]),
+        p["log2_rounding"],
+    )
+
+
+def _quantized_relu_po2_32(x: np.ndarray, p: dict[str, Any]) -> np.ndarray:
+    """qkeras 0.9.0 ``quantized_relu_po2.__call__`` (negative_slope 0, use_ste,
+    qnoise_factor 1) in float32: ``x + (-x + 2**e)`` with ``x`` the relu (clipped to
+    ``max_value``) and ``e`` the clipped, rounded ``log(relu) / log(2)`` (``min_exp`` below
+    ``epsilon``); a subnormal power flushed to 0 as TensorFlow on the CPU does."""
+    from .quantizers import _po2_exponents
+
+    q = relu_po2_quantizer(p)
+    lo, hi = q.exponent_range()
+    relu = np.maximum(x, _F32(0))
+    if q.max_value is not None:
+        relu_clipped = np.where(x <= _F32(q.max_value), relu, _F32(q.max_value)).astype(_F32)
+    else:
+        relu_clipped = relu
+    e = _po2_exponents(relu, lo, hi, q.max_value, q.quadratic_approximation, q.log2_rounding)
+    with np.errstate(under="ignore"):
+        power = np.power(_F32(2), e.astype(_F32)).astype(_F32)
+    power = np.where(power < np.finfo(_F32).tiny, _F32(0), power)
+    return (relu_clipped + (-relu_clipped + power)).astype(_F32)
 
 
 def _quantized_relu32(x: np.ndarray, p: dict[str, Any]) -> np.ndarray:
@@ -496,6 +546,9 @@ def _qkeras_float_function(
 ) -> np.ndarray:
     """The unquantized function a QKeras kind quantizes (for `table_error`)."""
     x = in_type.to_float(input_codes(in_type)).astype(np.longdouble)
+    if kind is ActivationKind.QUANTIZED_RELU_PO2:  # the relu, clipped to max_value
+        relu = np.maximum(x, 0)
+        return relu if p["max_value"] is None else np.minimum(relu, float(p["max_value"]))
     mode = p["internal_sigmoid"]
 
     def sigmoid(v: np.ndarray) -> np.ndarray:

@@ -38,6 +38,7 @@ from rtlgen.quant.activations import ActivationKind
 from rtlgen.quant.errors import ModelFileError, RtlgenError, UnsupportedError
 from rtlgen.quant.quantizers import (
     QuantizedLeakyRelu,
+    QuantizedReluPo2,
     Quantizer,
     TableQuantizer,
     is_quantizer_spec,
@@ -756,6 +757,14 @@ def layer_activation(layer: KerasLayer, spec: Any) -> ActivationSpec:
             return ActivationSpec(table=q.kind, table_options=q.options)
         if isinstance(q, QuantizedLeakyRelu):
             return ActivationSpec(negative_slope=q.negative_slope, leaky_quantizer=q)
+        if isinstance(q, QuantizedReluPo2):  # 0 or powers of two: a table (exact)
+            options = (
+                ("bits", q.bits),
+                ("max_value", q.max_value),
+                ("quadratic_approximation", q.quadratic_approximation),
+                ("log2_rounding", q.log2_rounding),
+            )
+            return ActivationSpec(table=ActivationKind.QUANTIZED_RELU_PO2, table_options=options)
         if is_step_activation(q):  # sign, binary, ternary: a threshold node (rtlgen.ops.threshold)
             refuse_data_dependent(q, where)
             return ActivationSpec(quantizer=q)

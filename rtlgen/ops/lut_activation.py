@@ -4,8 +4,10 @@
 form: the string's meaning in tf.keras 2.15 and Keras 3; ``approximate`` is a node option no
 Keras file stores) (as ``Activation('...')`` layers, as ``activation='...'`` of a
 Dense/Conv/QDense/QConv, which then becomes the linear layer followed by this node, and the
-``ELU`` layer) and the QKeras quantizers ``quantized_sigmoid``, ``quantized_tanh`` and
-``quantized_relu(use_sigmoid=1)`` (as ``QActivation`` or an ``activation=`` string).
+``ELU`` layer) and the QKeras quantizers ``quantized_sigmoid``, ``quantized_tanh``,
+``quantized_relu(use_sigmoid=1)`` and ``quantized_relu_po2`` (as ``QActivation`` or an
+``activation=`` string; ``quantized_relu_po2``'s outputs, 0 or powers of two, are plain
+fixed-point values: ``bits=4`` gives 2**-8 .. 2**7, a type of up to 16 bits).
 
 Precision (`lower_table`). A table has one entry per input code, so its input has at most
 `MAX_TABLE_INPUT_BITS` bits. A wider input is first requantized (rounding with the
@@ -103,8 +105,10 @@ from rtlgen.quant.activations import (
     activation_params,
     apply_table,
     check_table_input,
+    exact_type,
     float_activation,
     lookup_table,
+    relu_po2_quantizer,
     table_error,
     table_out_type,
 )
@@ -141,7 +145,8 @@ class TableActivation(ir.Node):
     ``kind`` and its options (only those of the kind matter, see `params`): ELU's ``alpha``,
     hard sigmoid's ``slope``/``offset``, and the QKeras quantizer's ``bits``, ``integer``,
     ``symmetric``, ``use_real`` (use_real_sigmoid / use_real_tanh), ``use_sigmoid``,
-    ``negative_slope``, ``internal_sigmoid``. Lowered: ``table_type`` (the table's input
+    ``negative_slope``, ``internal_sigmoid``, ``max_value``, ``quadratic_approximation``,
+    ``log2_rounding``. Lowered: ``table_type`` (the table's input
     type; the input itself when they are equal), ``rounding``/``overflow`` (the input
     requantize rounds with ``rounding`` and always saturates; float tables round their
     values into ``out_type`` with both), ``max_error`` (see the module doc).
@@ -158,6 +163,10 @@ class TableActivation(ir.Node):
     use_sigmoid: bool = field(default=False, kw_only=True)
     negative_slope: float = field(default=0.0, kw_only=True)
     internal_sigmoid: InternalSigmoid = field(default=InternalSigmoid.HARD, kw_only=True)
+    #: quantized_relu_po2's options
+    max_value: float | None = field(default=None, kw_only=True)
+    quadratic_approximation: bool = field(default=False, kw_only=True)
+    log2_rounding: str = field(default="rnd", kw_only=True)
     table_type: FixedType | None = field(default=None, kw_only=True)
     rounding: Rounding = field(default=Rounding.CONVERGENT, kw_only=True)
     overflow: Overflow = field(default=Overflow.SATURATE, kw_only=True)
@@ -196,6 +205,12 @@ class TableActivation(ir.Node):
         elif kind is ActivationKind.QUANTIZED_TANH:
             p = {"bits": self.bits, "symmetric": self.symmetric}
             p.update(use_real_tanh=self.use_real, **qkeras)
+        elif kind is ActivationKind.QUANTIZED_RELU_PO2:
+            p = {"bits": self.bits, "max_value": self.max_value}
+            p.update(
+                quadratic_approximation=self.quadratic_approximation,
+                log2_rounding=self.log2_rounding,
+            )
         elif kind is ActivationKind.QUANTIZED_RELU:
             p = {"bits": self.bits, "integer": self.integer, "use_sigmoid": int(self.use_sigmoid)}
             p.update(negative_slope=self.negative_slope, **qkeras)
@@ -229,6 +244,9 @@ _OPTION_FIELDS = {
     "use_sigmoid": "use_sigmoid",
     "negative_slope": "negative_slope",
     "approximate": "approximate",
+    "max_value": "max_value",
+    "quadratic_approximation": "quadratic_approximation",
+    "log2_rounding": "log2_rounding",
 }
 
 
@@ -240,10 +258,11 @@ def table_node(name: str, shape: Shape, act: ActivationSpec, source: str) -> Tab
     for key, value in act.table_options:
         if key in _OPTION_FIELDS and value is not None:
             target = _OPTION_FIELDS[key]
-            options[target] = float(value) if target in ("alpha", "slope", "offset") else value
+            floats = ("alpha", "slope", "offset", "max_value")
+            options[target] = float(value) if target in floats else value
     if "negative_slope" in options:
         options["negative_slope"] = float(options["negative_slope"])
-    for flag in ("symmetric", "use_real", "use_sigmoid", "approximate"):
+    for flag in ("symmetric", "use_real", "use_sigmoid", "approximate", "quadratic_approximation"):
         if flag in options:
             options[flag] = bool(options[flag])
     node = TableActivation(name, shape, shape, kind=act.table, source=source, **options)
@@ -530,6 +549,8 @@ def lower_table(
     # ELU is the identity above 0, SiLU and GELU near it above a few units: a wide input
     # bypasses the table there (`BypassTable`)
     linear_above = kind in _BYPASS_KINDS and in_type.width > MAX_TABLE_INPUT_BITS
+    if kind is ActivationKind.QUANTIZED_RELU_PO2:
+        _check_po2_least(node, p, where)
     if in_type.width <= MAX_TABLE_INPUT_BITS:
         table_type = in_type
     else:
@@ -545,7 +566,10 @@ def lower_table(
                 "the activation's input (e.g. a quantized_bits output on the layer before it)"
             )
     if kind.is_qkeras:
-        out_type = table_out_type(kind, table_type, p)
+        try:
+            out_type = table_out_type(kind, table_type, p)
+        except RtlgenError as exc:  # quantized_relu_po2(7): 2**-64 .. 2**63
+            raise UnsupportedError(f"{where}: {node.kind.value}({node.bits}): {exc}") from None
     elif explicit is not None:
         out_type = explicit
     else:
@@ -591,6 +615,23 @@ def lower_table(
     )
 
 
+def _check_po2_least(node: TableActivation, p: dict[str, Any], where: str) -> None:
+    """quantized_relu_po2 gives ``2**min_exp`` for every input <= 0 (0 where float32 flushes
+    it, below 2**-126): refused when that needs more fraction bits than a type has."""
+    least = int(relu_po2_quantizer(p).exponent_range()[0])
+    if -126 <= least < -_MAX_PO2_FRAC:
+        raise UnsupportedError(
+            f"{where}: {node.kind.value}(bits={node.bits}, max_value={node.max_value}) gives "
+            f"2**{least} for inputs <= 0, a fixed-point value of more than 62 bits (supported: "
+            f"a least exponent of -{_MAX_PO2_FRAC} or more, e.g. bits <= 6, or below -126, "
+            "which float32 flushes to 0, e.g. bits=8)"
+        )
+
+
+#: the most fraction bits of quantized_relu_po2's least output (62-bit types)
+_MAX_PO2_FRAC = 60
+
+
 def _qkeras_frac(kind: ActivationKind, p: dict[str, Any]) -> int:
     """The fractional bits of a QKeras kind's output grid (qkeras 0.9.0: quantized_sigmoid
     steps 2**-bits, quantized_tanh 2**-(bits - 1), quantized_relu 2**(integer - bits), one
@@ -616,6 +657,33 @@ class _QKerasActivation:
         return self.kind.value
 
 
+@dataclass(frozen=True, eq=False)
+class _Po2Level:
+    """quantized_relu_po2 as the index of its level, for `StepFunction` (whose levels are
+    steps of one grid, which powers of two are not): 0 for an output of 0 (a subnormal
+    flushed), else 1 + the exponent above the least one."""
+
+    params: tuple[tuple[str, Any], ...]
+
+    def _least(self) -> int:
+        return int(relu_po2_quantizer(dict(self.params)).exponent_range()[0])
+
+    def reference(self, y: np.ndarray) -> np.ndarray:
+        v = float_activation(ActivationKind.QUANTIZED_RELU_PO2, y, dict(self.params))
+        exponent = np.log2(np.where(v > 0, v, 1.0))  # exact for powers of two
+        return np.where(v > 0, exponent - self._least() + 1, 0.0)
+
+    def mantissas(self, levels: np.ndarray) -> tuple[np.ndarray, int]:
+        """The outputs of level indices as exact mantissas and their fraction bits."""
+        exponent = levels.astype(np.float64) + self._least() - 1
+        values = np.where(levels > 0, np.exp2(exponent), 0.0)
+        t = exact_type(values)
+        return np.round(values * 2.0**t.frac).astype(np.int64), t.frac
+
+    def __str__(self) -> str:
+        return ActivationKind.QUANTIZED_RELU_PO2.value
+
+
 def threshold_form(node: TableActivation, in_type: FixedType, p: dict[str, Any]) -> Threshold | None:
     """A QKeras kind on an input too wide for an exact table (every fractional bit kept):
     the QKeras quantizers are monotone step functions of at most 2**bits levels, so the
@@ -625,17 +693,27 @@ def threshold_form(node: TableActivation, in_type: FixedType, p: dict[str, Any])
     `MAX_THRESHOLD_LEVELS` levels or the input is wider than a threshold bank takes."""
     if not node.kind.is_qkeras or in_type.width > MAX_INPUT_WIDTH:
         return None
-    quantizer = _QKerasActivation(node.kind, tuple(sorted(p.items())))
+    params = tuple(sorted(p.items()))
+    po2 = node.kind is ActivationKind.QUANTIZED_RELU_PO2
+    if po2 and p["quadratic_approximation"]:
+        return None  # 2 * clip(round(log2 sqrt x)) falls below the 2**min_exp of x <= 0
+    quantizer = _Po2Level(params) if po2 else _QKerasActivation(node.kind, params)
     # the output grid's fraction (the type's ends follow from the levels found)
-    grid = FixedType(2, _qkeras_frac(node.kind, p), True)
+    grid = FixedType(2, 0 if po2 else _qkeras_frac(node.kind, p), True)
     f = StepFunction(in_type, quantizer, grid)
     if level_span(f, 1) + 1 > MAX_THRESHOLD_LEVELS:
         return None
     found = step_thresholds(f, 1)
     check_monotone(f, found, 1)
     channels = node.in_shape[-1]
-    levels = found.levels
-    out_type = FixedType.covering(int(levels.min()), int(levels.max()), grid.frac)
+    levels, frac = found.levels, grid.frac
+    if isinstance(quantizer, _Po2Level):
+        try:
+            levels, frac = quantizer.mantissas(levels)
+        except RtlgenError as exc:
+            where = f"layer '{node.source or node.name}'"
+            raise UnsupportedError(f"{where}: {node.kind.value}({node.bits}): {exc}") from None
+    out_type = FixedType.covering(int(levels.min()), int(levels.max()), frac)
     thresholds, levels = pad(found.thresholds, levels, in_type)
     thresholds = np.repeat(thresholds, channels, axis=0)
     levels = np.repeat(levels, channels, axis=0)

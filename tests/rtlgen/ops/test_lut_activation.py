@@ -752,3 +752,128 @@ def test_run_int_on_a_lowered_table_graph_uses_the_cached_table():
     x = random_inputs(graph, 8)
     np.testing.assert_array_equal(run_int(graph, x), run_int(graph, x))
     assert isinstance(leaky_node("l", (2,), 0.5, "l"), LeakyRelu)
+
+
+# ---------------------------------------------------------------------------------------
+# quantized_relu_po2
+# ---------------------------------------------------------------------------------------
+PO2_OPTIONS = [
+    {"bits": 4},
+    {"bits": 4, "max_value": 4.0},
+    {"bits": 3, "max_value": 1.0},
+    {"bits": 5},
+    {"bits": 4, "quadratic_approximation": True},
+    {"bits": 4, "max_value": 2.5, "log2_rounding": "floor"},
+    {"bits": 8, "max_value": 1.0},  # 2**-256 below: 0 in float32
+    {"bits": 8},  # 2**-128 below: a float32 subnormal, 0 in TensorFlow
+]
+
+
+def qkeras_relu_po2(x: np.ndarray, options: dict) -> np.ndarray:
+    import tensorflow as tf
+    from qkeras.quantizers import quantized_relu_po2
+
+    return quantized_relu_po2(**options)(tf.constant(x, tf.float32)).numpy().astype(np.float64)
+
+
+def po2_boundaries(in_type: FixedType) -> np.ndarray:
+    """The input mantissas on both sides of every boundary between two powers of two (2**k
+    for floor, 2**(k + 1/2) for round, 2**(2k + 1) for the quadratic form) within range."""
+    edges = np.exp2(np.arange(-40, 40, 0.5))
+    m = np.floor(edges * 2.0**in_type.frac)
+    m = np.concatenate([m - 1, m, m + 1, m + 2])
+    return np.unique(np.clip(m, in_type.min_int, in_type.max_int)).astype(np.int64)
+
+
+@pytest.mark.parametrize("options", PO2_OPTIONS, ids=str)
+@pytest.mark.parametrize("in_type", [FixedType(8, 4), FixedType(12, 6), FixedType(14, 12)])
+def test_quantized_relu_po2_table_equals_qkeras_on_every_code(options, in_type):
+    pytest.importorskip("qkeras")
+    node = lowered_table(K.QUANTIZED_RELU_PO2, in_type, **options)
+    assert isinstance(node, TableActivation) and node.table_type == in_type
+    codes = np.arange(in_type.min_int, in_type.max_int + 1, dtype=np.int64)
+    got = node.out_type.to_float(run_node(node, codes[:, None], in_type))[:, 0]
+    want = qkeras_relu_po2(in_type.to_float(codes), options)
+    np.testing.assert_array_equal(got, want)
+    assert len(np.unique(want)) > 3  # several powers of two (and 0 or 2**min_exp below)
+
+
+@pytest.mark.parametrize("options", [PO2_OPTIONS[k] for k in (0, 1, 2, 3, 5, 7)], ids=str)
+def test_wide_quantized_relu_po2_equals_qkeras_at_every_boundary(options):
+    """A fixed<22,10> input (too wide for an exact table): one threshold per power of two
+    (an exact table of fewer integer bits where max_value <= 1 saturates it early), exact
+    on random inputs and on both sides of every boundary between two powers."""
+    pytest.importorskip("qkeras")
+    in_type = FixedType(22, 12)
+    node = lowered_table(K.QUANTIZED_RELU_PO2, in_type, **options)
+    assert isinstance(node, Threshold) or node.table_type.width <= MAX_TABLE_INPUT_BITS
+    rng = np.random.default_rng(7)
+    codes = np.concatenate(
+        [po2_boundaries(in_type), rng.integers(in_type.min_int, in_type.max_int + 1, 5000)]
+    )
+    got = node.out_type.to_float(run_node(node, codes[:, None], in_type))[:, 0]
+    np.testing.assert_array_equal(got, qkeras_relu_po2(in_type.to_float(codes), options))
+
+
+def qkeras_po2_model():
+    """QActivation(quantized_relu_po2(4)) on the input, a QDense with
+    activation='quantized_relu_po2(4,4)' (a 14-bit accumulator: an exact table), a QDense
+    whose 16-bit accumulator into quantized_relu_po2(4) is decided by thresholds."""
+    tf = pytest.importorskip("tensorflow")
+    qkeras = pytest.importorskip("qkeras")
+
+    tf.keras.utils.set_random_seed(1)
+    q4 = "quantized_bits(4,0,alpha=1)"
+    return tf.keras.Sequential(
+        [
+            tf.keras.layers.InputLayer(input_shape=(6,)),
+            qkeras.QActivation("quantized_relu_po2(4)", name="po2_in"),
+            qkeras.QDense(
+                5, kernel_quantizer=q4, bias_quantizer=q4, activation="quantized_relu_po2(4,4)"
+            ),
+            qkeras.QDense(3, kernel_quantizer=q4, bias_quantizer=q4),
+            qkeras.QActivation("quantized_relu_po2(4)", name="po2_out"),
+        ],
+        name="relu_po2",
+    )
+
+
+def test_qkeras_relu_po2_model_is_bit_exact_under_backpressure(tmp_path):
+    graph = predicts_like_keras(
+        qkeras_po2_model(), tmp_path, n=512, seed=3, input_type=FixedType(8, 4)
+    )
+    tables = [n for n in graph.nodes if isinstance(n, TableActivation)]
+    assert [n.kind for n in tables] == [K.QUANTIZED_RELU_PO2] * 2
+    assert [n.out_quantizer for n in graph.nodes if isinstance(n, Threshold)] == [
+        "quantized_relu_po2"
+    ]
+    bit_exact_in_simulator(graph, n=6, valid_prob=0.6, ready_prob=0.5, seed=4)
+    timing_matches_model(graph)
+    round_trips(graph, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "activation,message",
+    [
+        ("quantized_relu_po2(4,use_stochastic_rounding=True)", "use_stochastic_rounding"),
+        ("quantized_relu_po2(4,negative_slope=0.5)", "negative_slope must be 0"),
+        ("quantized_relu_po2(7)", r"quantized_relu_po2\(bits=7.*2\*\*-64.*62 bits"),
+    ],
+)
+def test_quantized_relu_po2_refusals_name_the_layer(tmp_path, activation, message):
+    layer = layer_entry("QActivation", {"name": "po2", "activation": activation}, None)
+    with pytest.raises(UnsupportedError, match=rf"^layer 'po2'[^\n]*{message}[^\n]*$"):
+        read_handmade(tmp_path, [layer], (3,))
+
+
+def test_wide_quadratic_relu_po2_is_refused_not_stepped():
+    """The quadratic form gives 2**-16 .. 2**-10 just above 0 but 2**-8 at 0 (QKeras's
+    epsilon branch): not monotone, so no thresholds; a narrow input is an exact table."""
+    with pytest.raises(UnsupportedError, match=r"layer 'f': quantized_relu_po2 of a fixed<22,10>"):
+        lowered_table(K.QUANTIZED_RELU_PO2, FixedType(22, 12), quadratic_approximation=True)
+
+
+@pytest.mark.slow
+def test_qkeras_relu_po2_model_in_verilator(tmp_path, tmp_path_factory):
+    graph = keras_graph(qkeras_po2_model(), tmp_path, FixedType(8, 4))
+    bit_exact_in_verilator(graph, tmp_path, tmp_path_factory.mktemp("verilator_cache"))
