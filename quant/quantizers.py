@@ -53,7 +53,8 @@ class Quantizer:
     def output_type(self) -> FixedType:
         raise UnsupportedError(
             f"quantizer {self} cannot be used as an activation (supported activation "
-            "quantizers: quantized_bits with alpha=1 and bits >= 2, quantized_relu)"
+            "quantizers: quantized_bits with alpha=1 and bits >= 2, quantized_relu, "
+            "quantized_relu_po2, quantized_sigmoid, quantized_tanh, binary, ternary)"
         )
 
     def clamp(self) -> Clamp:
