@@ -790,9 +790,15 @@ def _search_budget(
     alone = {
         name: [probe({name: cap}) for cap in _step_caps(stage)] for name, stage in stages.items()
     }
-    # every layer at reuse 1 (its layers' plans mostly made by the probes above)
-    if planned({}, uniform=1)[1] > budget:
-        raise _Unreachable
+
+    def greedy() -> NetworkPlan:
+        # a plan found by the choices meets the budget, so it is reachable; before the
+        # greedy search (which halves steps until it is met) check that every layer at
+        # reuse 1 meets it (a plan of its own: its layers' contexts differ from the probes')
+        if planned({}, uniform=1)[1] > budget:
+            raise _Unreachable
+        return _greedy_budget(graph, options, network, latency, planned)
+
     units: list[list[_Choice]] = []
     joined: set[str] = set()
     for name, stage in stages.items():
@@ -821,7 +827,7 @@ def _search_budget(
         units.append(pairs)
     units += [[_Choice(0, 0), *alone[name]] for name in stages if name not in joined]
     if not any(c.saving > 0 for unit in units for c in unit):
-        return _greedy_budget(graph, options, network, latency, planned)
+        return greedy()
     need = latency - budget
     chosen = None
     for _ in range(8):  # savings that do not add up: ask for the shortfall again
@@ -836,7 +842,7 @@ def _search_budget(
             break
         need += trial_latency - budget
     if chosen is None:
-        return _greedy_budget(graph, options, network, latency, planned)
+        return greedy()
     caps, beats, network = chosen
     # raise each cap again as far as the budget allows (fewer multipliers)
     for name in sorted(caps):
