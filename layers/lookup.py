@@ -235,11 +235,13 @@ class _TwoPathTable(wiring.Component):
 
 
 class BypassTable(_TwoPathTable):
-    """``o[k] = i[k] > T ? requantize(i[k], out_type) : table[requantize(i[k], table_type)]``
-    for each of ``n_elements`` lanes, ``T`` the ``threshold`` (an input mantissa): a function
-    that is the identity above 0 (ELU, T = 0) or within a rounding of it above the table's
-    range (SiLU, GELU) looks up only its other side, so a wide input's table needs just the
-    integer bits where that side saturates (`rtlgen.ops.lut_activation`).
+    """``o[k] = i[k] > T ? requantize(i[k] * s, out_type) : table[requantize(i[k],
+    table_type)]`` for each of ``n_elements`` lanes, ``T`` the ``threshold`` (an input
+    mantissa), ``s`` the ``scale`` (mantissa, fraction bits; 1 by default): a function that
+    is the identity above 0 (ELU, T = 0), a constant times it (SELU: ``s`` its scale rounded)
+    or within a rounding of it above the table's range (SiLU, GELU) looks up only its other
+    side, so a wide input's table needs just the integer bits where that side saturates
+    (`rtlgen.ops.lut_activation`).
 
     Both requantizers round with ``rounding``; the table's saturates (the table covers the
     inputs up to 0, its saturated low end stands for everything below), the bypass
@@ -260,20 +262,37 @@ class BypassTable(_TwoPathTable):
         overflow: Overflow = Overflow.SATURATE,
         *,
         threshold: int = 0,
+        scale: tuple[int, int] = (1, 0),
     ):
         if not in_type.min_int <= threshold <= in_type.max_int:
             raise RtlgenError(f"BypassTable: threshold {threshold} is not a code of {in_type}")
-        self.threshold = threshold
+        if scale[0] < 1 or scale[1] < 0:
+            raise RtlgenError(f"BypassTable: scale {scale} is not a positive (mantissa, frac)")
+        self.threshold, self.scale = threshold, scale
         super().__init__(table, in_type, table_type, out_type, n_elements, rounding)
-        self.bypass = self._requantizer(out_type, rounding, overflow)
+        product = in_type
+        if scale != (1, 0):
+            product = FixedType(in_type.width + scale[0].bit_length() + 1, in_type.frac + scale[1])
+        self.bypass = Requantize(
+            n_elements, product, out_type, None, None, rounding, overflow, latency=0
+        )
 
     def _condition(self, x: Value) -> Value:
         return x > self.threshold
 
     def _second_path(self, m, inputs, advance, regs):
+        if self.scale == (1, 0):
+            return [
+                regs.register(regs.register(q, name=f"bypass{k}"), name=f"bypass{k}_2")
+                for k, q in enumerate(self._attach(m, "bypass", self.bypass, inputs))
+            ]
+        # stage 1 registers the product, stage 2 its requantized value
+        products = [
+            regs.register(x * self.scale[0], name=f"product{k}") for k, x in enumerate(inputs)
+        ]
         return [
-            regs.register(regs.register(q, name=f"bypass{k}"), name=f"bypass{k}_2")
-            for k, q in enumerate(self._attach(m, "bypass", self.bypass, inputs))
+            regs.register(q, name=f"bypass{k}")
+            for k, q in enumerate(self._attach(m, "bypass", self.bypass, products))
         ]
 
 

@@ -61,10 +61,11 @@ in: fixed<12,4> and fixed<12,9>, max error 0.0024 (the fine table's 8 fraction b
 plus the output rounding); fixed<16,8>: fixed<12,4> (every input fraction bit) and
 fixed<12,8>, 0.00088 (the coarse table beyond 8: 2**-5 times the slope 1/81 there).
 
-SELU (``SELU_SCALE * elu(x, SELU_ALPHA)``, Keras's constants) grows on above 0 with slope
-1.0507 and is no identity there, so a wide input's table keeps every integer bit, and the
-inputs above its end round down to it (``_saturation_gap``): fixed<19,9> in, a table of
-fixed<12,2>, max error 0.26; a narrow (quantized) input is one exact table.
+SELU (``SELU_SCALE * elu(x, SELU_ALPHA)``, Keras's constants) is a constant times x above 0:
+a wide input bypasses the table there as ELU's does, through a multiply by SELU_SCALE rounded
+to enough fraction bits (`bypass_scale`: off by at most 2**-(out_frac + 3) over the input's
+range), so its table also covers only the negative side (fixed<19,9> in: fixed<12,7>, max
+error 0.0072, where one table of every integer bit was fixed<12,2>, 0.26).
 
 Hardware: [`Requantize` into the table type ->] `LookupTable` (one ROM per two elements of
 a beat, a read port each, or a case statement per element for tables of up to 6 input
@@ -171,10 +172,10 @@ class TableActivation(ir.Node):
     rounding: Rounding = field(default=Rounding.CONVERGENT, kw_only=True)
     overflow: Overflow = field(default=Overflow.SATURATE, kw_only=True)
     max_error: float = field(default=0.0, kw_only=True)
-    #: inputs above `bypass_threshold` bypass the table (``y = requantize(x)``): ELU's
-    #: identity side (above 0), SiLU's and GELU's (above the table's range, where they are
-    #: within a rounding of x), so the table covers only the side that saturates (set for
-    #: wide inputs of these kinds)
+    #: inputs above `bypass_threshold` bypass the table (``y = requantize(x)``, SELU:
+    #: ``requantize(x * scale)``, `bypass_scale`): ELU's and SELU's linear side (above 0),
+    #: SiLU's and GELU's (above the table's range, where they are within a rounding of x),
+    #: so the table covers only the side that saturates (set for wide inputs of these kinds)
     linear_above: bool = field(default=False, kw_only=True)
     #: GELU: the tanh approximation instead of erf (Keras's ``approximate``)
     approximate: bool = field(default=False, kw_only=True)
@@ -393,7 +394,7 @@ _SLOPES = {
 }
 
 #: kinds whose wide inputs bypass the table above a threshold (`TableActivation.linear_above`)
-_BYPASS_KINDS = (ActivationKind.ELU, ActivationKind.SILU, ActivationKind.GELU)
+_BYPASS_KINDS = (ActivationKind.ELU, ActivationKind.SELU, ActivationKind.SILU, ActivationKind.GELU)
 #: of those, the ones that are only near the identity: bypassed above the table's range
 _NEAR_IDENTITY = (ActivationKind.SILU, ActivationKind.GELU)
 
@@ -406,6 +407,24 @@ def identity_gap(kind: ActivationKind, p: dict[str, Any], low: float) -> float:
     x = np.linspace(low, max(low, 3.0), 30001)
     gap = np.abs(float_activation(kind, x, p) - x)
     return float(np.max(gap)) + 1e-9
+
+
+def bypass_scale(kind: ActivationKind, in_type: FixedType, out_frac: int) -> tuple[int, int]:
+    """The factor of the bypass (mantissa, fraction bits): 1 but for SELU, whose scale is
+    rounded to enough fraction bits that it is off by at most 2**-(out_frac + 3) over the
+    input's range (while the product of an input mantissa stays within 62 bits)."""
+    if kind is not ActivationKind.SELU:
+        return 1, 0
+    frac = max(0, min(out_frac + in_type.width - in_type.frac + 2, 60 - in_type.width))
+    return round(SELU_SCALE * 2**frac), frac
+
+
+def bypass_values(
+    node: TableActivation, x: np.ndarray, in_type: FixedType, out_type: FixedType
+) -> np.ndarray:
+    """``requantize(x * scale)`` into ``out_type``: the bypass's outputs (`bypass_scale`)."""
+    mantissa, frac = bypass_scale(node.kind, in_type, out_type.frac)
+    return requantize(x * mantissa, in_type.frac + frac, out_type, node.rounding, node.overflow)
 
 
 def bypass_threshold(node: TableActivation, in_type: FixedType) -> int:
@@ -577,8 +596,9 @@ def lower_table(
         with np.errstate(over="ignore"):
             values = lookup_table(kind, table_type, wide, p, rounding, Overflow.SATURATE)
         top = int(values.max())
-        if linear_above:  # the largest input, rounded into the output's fraction
-            top = max(top, int(requantize(np.array([in_type.max_int]), in_type.frac, wide)[0]))
+        if linear_above:  # the largest input (SELU: times its scale), rounded
+            probe = node.replace(rounding=rounding, overflow=Overflow.SATURATE)
+            top = max(top, int(bypass_values(probe, np.array([in_type.max_int]), in_type, wide)[0]))
         out_type = FixedType.covering(int(values.min()), top, out_frac)
     with np.errstate(over="ignore"):
         error = table_error(kind, table_type, out_type, p, rounding, config.overflow)
@@ -599,6 +619,12 @@ def lower_table(
         out_step = out_type.step if rounding is Rounding.TRUNCATE else out_type.step / 2
         bypass = out_step + identity_gap(kind, p, table_type.max_value)
         error = max(error, first, bypass)
+    if linear_above and kind is ActivationKind.SELU:
+        # above 0: SELU_SCALE * x through the rounded scale, rounded into the output
+        mantissa, frac = bypass_scale(kind, in_type, out_type.frac)
+        scale_error = abs(SELU_SCALE - mantissa * 2.0**-frac) * max(in_type.max_value, 0.0)
+        out_step = out_type.step if rounding is Rounding.TRUNCATE else out_type.step / 2
+        error = max(error, out_step + scale_error + 1e-12)
     fine_type = None
     if fine and kind in _SPLIT_KINDS and table_type != in_type:
         fine_type, error = split_table_type(
@@ -754,7 +780,7 @@ def table_reference(node: TableActivation, x: np.ndarray, in_type: FixedType) ->
         )
     if not node.linear_above:
         return y
-    above = requantize(x, in_type.frac, node.out_type, node.rounding, node.overflow)
+    above = bypass_values(node, x, in_type, node.out_type)
     return np.where(x > bypass_threshold(node, in_type), above, y)
 
 
@@ -766,7 +792,8 @@ def plan_table(node: TableActivation, ctx: PlanContext) -> LayerPlan:
         table = node_table(node)
         args = (node.table_type, node.out_type, lanes, node.rounding, node.overflow)
         threshold = bypass_threshold(node, ctx.in_type)
-        stages.append(BypassTable(table, ctx.in_type, *args, threshold=threshold))
+        scale = bypass_scale(node.kind, ctx.in_type, node.out_type.frac)
+        stages.append(BypassTable(table, ctx.in_type, *args, threshold=threshold, scale=scale))
     elif node.fine_type is not None:
         low, high = fine_range(node, ctx.in_type)
         split = SplitTable(

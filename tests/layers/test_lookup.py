@@ -138,6 +138,31 @@ def test_bypass_table_is_identity_above_zero_and_the_table_below(
 
 @settings(max_examples=8, deadline=None)
 @given(
+    in_bits=st.integers(13, 20),
+    scale_frac=st.integers(0, 20),
+    rounding=st.sampled_from(list(Rounding)),
+    overflow=st.sampled_from(list(Overflow)),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_scaled_bypass_table_multiplies_above_zero(in_bits, scale_frac, rounding, overflow, seed):
+    """SELU's bypass: ``requantize(x * s)`` above 0, ``s`` a (mantissa, frac) constant."""
+    in_type, table_type, out_type = FixedType(in_bits, 10), FixedType(10, 6), FixedType(12, 5)
+    table = lookup_table(K.SELU, table_type, out_type, {}, rounding)
+    mantissa = round(1.0507009873554805 * 2**scale_frac)
+    rng = np.random.default_rng(seed)
+    x = _inputs(rng, in_type, 3, 24)
+    x[2:5] = [[-1, 0, 1], [1, 0, -1], [2, -2, 0]]  # around the switch
+    dut = BypassTable(
+        table, in_type, table_type, out_type, 3, rounding, overflow, scale=(mantissa, scale_frac)
+    )
+    run = simulate_rows(dut, x, seed, 0.6, 0.6)
+    below = apply_table(table, requantize(x, 10, table_type, rounding), table_type)
+    above = requantize(x * mantissa, 10 + scale_frac, out_type, rounding, overflow)
+    np.testing.assert_array_equal(np.array(run.outputs), np.where(x > 0, above, below))
+
+
+@settings(max_examples=8, deadline=None)
+@given(
     in_bits=st.integers(13, 16),
     fine_int=st.integers(1, 2),
     rounding=st.sampled_from(list(Rounding)),
