@@ -447,9 +447,9 @@ def _saturation_gap(
 ) -> float:
     """``sup |f(x) - f(end)|`` over the inputs beyond an end of the table's range, which
     saturate to it (f is monotone beyond the ends; a ``linear_above`` node bypasses the high
-    one): next to nothing where `table_type_for` put the end where f is flat, but SELU
-    grows on above its table (which then keeps every integer bit, and the inputs up to a
-    table step above its end round down to it)."""
+    one): next to nothing where `table_type_for` put the end where f is flat; a function
+    that grows on beyond a table of every integer bit (SELU without its bypass) is off by
+    its slope times up to a table step there (the inputs above the end round down to it)."""
     pairs = []
     if table_type.min_value > in_type.min_value:
         pairs.append((in_type.min_value, table_type.min_value))
