@@ -554,7 +554,9 @@ def lower_table(
 ) -> TableActivation | Threshold:
     """Choose the table type(s) and the output type (module doc) and bound the error, or
     the `Threshold` node of a QKeras kind too wide for an exact table (`threshold_form`).
-    ``fine=False``: one table even for softsign of a wide input (a recurrent cell's gate)."""
+    ``fine=False``: one table and nothing else, even for softsign of a wide input and
+    without the bypass of ELU, SELU, SiLU and GELU (a recurrent cell's gate, whose program
+    reads only the table)."""
     where = f"layer '{node.source or node.name}'"
     in_type, config = ctx.in_type, ctx.config
     try:
@@ -567,7 +569,7 @@ def lower_table(
     out_frac = explicit.frac if explicit is not None else config.result_frac
     # ELU is the identity above 0, SiLU and GELU near it above a few units: a wide input
     # bypasses the table there (`BypassTable`)
-    linear_above = kind in _BYPASS_KINDS and in_type.width > MAX_TABLE_INPUT_BITS
+    linear_above = fine and kind in _BYPASS_KINDS and in_type.width > MAX_TABLE_INPUT_BITS
     if kind is ActivationKind.QUANTIZED_RELU_PO2:
         _check_po2_least(node, p, where)
     if in_type.width <= MAX_TABLE_INPUT_BITS:

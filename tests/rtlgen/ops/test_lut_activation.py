@@ -464,6 +464,32 @@ def test_selu_of_a_wide_input_bypasses_the_table_above_zero_within_max_error(in_
     assert error <= node.max_error + 1e-12 and error > node.max_error / 4
 
 
+@pytest.mark.parametrize("kind", [K.ELU, K.SELU, K.SILU, K.GELU])
+def test_one_table_form_of_a_wide_input_has_no_bypass(kind):
+    """A recurrent cell's gate reads only the table (``fine=False``): no bypass, whose side
+    of the input the table would not cover (an LSTM(activation='elu') was 0.15 off Keras;
+    now its table spans the whole input, within max_error)."""
+    from rtlgen.ops.lut_activation import lower_table
+    from rtlgen.passes import LayerPrecision, LowerContext
+
+    in_type = FixedType(19, 9)
+    ctx = LowerContext(in_type, LayerPrecision(), PrecisionConfig(), False)
+    node = lower_table(TableActivation("f", (1,), (1,), kind=kind), ctx, fine=False)
+    assert not node.linear_above and node.table_type.max_value >= in_type.max_value - 1
+    x = np.linspace(in_type.min_int, in_type.max_int, 4001).astype(np.int64)[:, None]
+    got = node.out_type.to_float(node_table(node)[run_node_index(node, x, in_type)])
+    with np.errstate(over="ignore"):
+        want = FLOAT_FUNCTIONS[kind](in_type.to_float(x))
+    assert np.max(np.abs(got - want)) <= node.max_error + 1e-12
+
+
+def run_node_index(node: TableActivation, x: np.ndarray, in_type: FixedType) -> np.ndarray:
+    """The table entries the node reads for input mantissas ``x``."""
+    from rtlgen.ops.lut_activation import table_input
+
+    return table_input(node, x, in_type) - node.table_type.min_int
+
+
 def selu_model():
     tf = pytest.importorskip("tensorflow")
 
