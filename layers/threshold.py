@@ -327,3 +327,224 @@ class ChunkedThresholdBank(wiring.Component):
             choices = Array(bank.o.payload[k * lanes + lane] for k in range(self.beats))
             m.d.comb += self.o.payload[lane].eq(choices[beat])
         return m
+
+
+#: the fewest result beats for which a two-level `BeatThresholdBank` measured cheaper than
+#: the `ChunkedThresholdBank` (SVHN bn_dense_1, 64 x 63 thresholds, benchmarks/results/
+#: threshold_bank.json): 4 beats 3,377 LUT against 5,483
+BEAT_BANK_MIN_BEATS = 4
+
+
+def beat_bank_pays(bank: ThresholdBank, beats: int) -> bool:
+    """Whether a `BeatThresholdBank` is the cheaper way to take ``bank``'s vector in
+    ``beats`` beats: a two-level search (its fine comparators and table are shared by the
+    beats' elements; a bank of at most `BANK_MAX_THRESHOLDS` thresholds would only trade
+    constant comparators for beat-picked ones) of at least `BEAT_BANK_MIN_BEATS` beats."""
+    return bank.two_level and beats >= BEAT_BANK_MIN_BEATS
+
+
+class BeatThresholdBank(wiring.Component):
+    """A `ThresholdBank` of ``n`` elements taking its vector in ``beats`` beats of ``lanes =
+    n / beats`` consecutive elements (as `ChunkedThresholdBank`), built for one beat: lane
+    ``l`` compares its input with the thresholds of element ``b * lanes + l`` of the beat
+    ``b`` it carries, and gives that element's level. Same levels as the bank, element for
+    element.
+
+    The beat index counts the input beats taken (beats arrive in order from beat 0) and
+    travels with the data through the pipeline registers. Per lane, the elements'
+    thresholds are padded to the lane's largest count with thresholds beyond the input range
+    (never reached; the levels repeat the last), then: up to `BANK_MAX_THRESHOLDS`, each
+    threshold is ``beats`` comparators with constants whose result the beat picks (a
+    thermometer code per beat, so the pick is one); above, the two-level search of
+    `ThresholdBank` with coarse comparators picked the same way and a fine table indexed by
+    the segment and the beat (a mux of constants). The level is picked by the beat where
+    the lane's elements' levels differ.
+
+    Contract: one beat per cycle (II = 1), ``latency`` the bank's (2, or 3 for the two-level
+    search), ``o.ready`` low freezes it (`stream_util.pipeline_control`); payload ``lanes``
+    x ``in_type`` in, ``lanes`` x ``out_type`` out.
+    """
+
+    def __init__(self, bank: ThresholdBank, beats: int):
+        n = len(bank.levels)
+        if beats < 1 or n % beats:
+            raise RtlgenError(
+                f"BeatThresholdBank: {n} elements do not split into {beats} equal beats"
+            )
+        self.bank, self.beats, self.lanes = bank, beats, n // beats
+        self.in_type, self.out_type = bank.in_type, bank.out_type
+        # only the bank's checked thresholds and levels are used: it is never elaborated
+        bank._MustUse__used = True  # type: ignore[attr-defined]
+        never = bank.in_type.max_int + 1
+        #: per lane, per beat: thresholds padded to the lane's largest count, and levels
+        self.lane_thresholds: list[list[tuple[int, ...]]] = []
+        self.lane_levels: list[list[tuple[int, ...]]] = []
+        for lane in range(self.lanes):
+            elements = [b * self.lanes + lane for b in range(beats)]
+            most = max(len(bank.thresholds[e]) for e in elements)
+            self.lane_thresholds.append(
+                [bank.thresholds[e] + (never,) * (most - len(bank.thresholds[e])) for e in elements]
+            )
+            self.lane_levels.append(
+                [
+                    bank.levels[e] + bank.levels[e][-1:] * (most - len(bank.thresholds[e]))
+                    for e in elements
+                ]
+            )
+        super().__init__(
+            {
+                "i": In(stream.Signature(data.ArrayLayout(shape_of(bank.in_type), self.lanes))),
+                "o": Out(
+                    stream.Signature(data.ArrayLayout(shape_of(bank.out_type), self.lanes))
+                ),
+            }
+        )
+
+    @property
+    def latency(self) -> int:
+        return self.bank.latency
+
+    @property
+    def comparators(self) -> int:
+        """Comparators built: per lane, one per threshold (its bound a constant or picked by
+        the beat) or the two-level search's coarse and fine ones."""
+        total = 0
+        for ts_by_beat in self.lane_thresholds:
+            count = len(ts_by_beat[0])
+            if count and self.bank.two_level:
+                f = segment_bits(count)
+                total += (count >> f) + min((1 << f) - 1, count)
+            else:
+                total += count
+        return total
+
+    @property
+    def conversion_cost(self) -> int:
+        return self.comparators * self.in_type.width
+
+    def elaborate(self, platform):
+        m = Module()
+        advance = pipeline_control(m, self.i, self.o, self.latency)
+        regs = StageRegisters(advance)
+        beat = Signal(range(max(self.beats, 2)), name="beat")  # of the input beat
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += beat.eq(Mux(beat == self.beats - 1, 0, beat + 1))
+        out_shape = shape_of(self.out_type)
+        width = out_shape.width
+        level_beat = regs.delay(beat, self.latency - 1, name="beat")
+        outs = []
+        for lane in range(self.lanes):
+            ts_by_beat, ls_by_beat = self.lane_thresholds[lane], self.lane_levels[lane]
+            ordered, offset = _ordered_bits(self.i.payload[lane])
+            bits = Signal(len(ordered), name=f"ordered_{lane}")  # shared by the comparators
+            m.d.comb += bits.eq(ordered)
+            bounds_by_beat = [tuple(t + offset for t in ts) for ts in ts_by_beat]
+            if not ts_by_beat[0]:
+                count: Value = Const(0, 1)
+            elif self.bank.two_level:
+                count = self._search(m, regs, bits, bounds_by_beat, beat, lane)
+            else:
+                code = Cat(
+                    *[
+                        self._picked(m, bits, [ts[k] for ts in bounds_by_beat], beat)
+                        for k in range(len(ts_by_beat[0]))
+                    ]
+                )
+                count = _thermometer_count(regs.register(code, name=f"code_{lane}"), len(code))
+            levels = []
+            for ls in dict.fromkeys(ls_by_beat):  # each distinct level table once
+                step = ls[1] - ls[0] if len(ls) > 1 else 0
+                if all(ls[j] == ls[0] + step * j for j in range(len(ls))):
+                    level: Value = Const(ls[0], out_shape) + count * step
+                else:
+                    level = Array([Const(v, out_shape) for v in ls])[count]
+                levels.append(Value.cast(level).as_unsigned()[:width])
+            if len(levels) == 1:
+                outs.append(levels[0])
+            else:
+                index = list(dict.fromkeys(ls_by_beat))
+                picked = Signal(width, name=f"level_{lane}")
+                m.d.comb += picked.eq(
+                    Array([levels[index.index(ls)] for ls in ls_by_beat])[level_beat]
+                )
+                outs.append(picked)
+        out = regs.register(Cat(*outs), name="levels")
+        regs.emit(m)
+        m.d.comb += self.o.payload.eq(out)
+        return m
+
+    @staticmethod
+    def _picked(m: Module, bits: Value, bounds: list[int], beat: Value) -> Value:
+        """``bits >= bounds[beat]`` for ordered constant bounds (`_ordered_bits`; a bound of
+        ``2**len(bits)``: never). One comparator whose bound the beat picks from constants:
+        a carry chain whose every bit's LUT also picks the bound's bit (measured: 40 % fewer
+        LUTs than a comparator per beat picked after, and 2 levels less)."""
+        distinct = list(dict.fromkeys(bounds))
+        if len(distinct) == 1:
+            return _unsigned_at_least(bits, distinct[0])
+        width = max(t.bit_length() for t in bounds)
+        bound = Signal(width, name="bound")
+        m.d.comb += bound.eq(Array([Const(t, width) for t in bounds])[beat])
+        return bits >= bound
+
+    def _search(
+        self,
+        m: Module,
+        regs: StageRegisters,
+        bits: Value,
+        bounds_by_beat: list[tuple[int, ...]],
+        beat: Value,
+        lane: int,
+    ) -> Value:
+        """`ThresholdBank._search` of the ordered input ``bits`` with the beat's ordered
+        thresholds ``bounds_by_beat`` (two registered stages)."""
+        count = len(bounds_by_beat[0])
+        f = segment_bits(count)
+        size = 1 << f
+        segments = (count >> f) + 1
+        coarse = range(1, segments)
+        if coarse:
+            code = Signal(len(coarse), name=f"coarse_{lane}")
+            m.d.comb += code.eq(
+                Cat(
+                    *[
+                        self._picked(m, bits, [ts[j * size - 1] for ts in bounds_by_beat], beat)
+                        for j in coarse
+                    ]
+                )
+            )
+            segment: Value = regs.register(
+                _thermometer_count(code, len(coarse)), name=f"segment_{lane}"
+            )
+        else:
+            segment = Const(0, 0)
+        bits = regs.register(bits, name=f"ordered_{lane}_d")
+        beat = regs.delay(beat, 1, name="beat")
+        fine = min(size - 1, count)
+        never = 1 << len(bits)
+        # rows by Cat(segment, beat); rows no input reaches repeat a reachable one
+        rows = []
+        for b in range(1 << len(beat)):
+            ts = bounds_by_beat[min(b, self.beats - 1)]
+            for s in range(1 << len(segment)):
+                s = min(s, segments - 1)
+                rows.append(
+                    [ts[s * size + i] if s * size + i < count else never for i in range(fine)]
+                )
+        layout = data.ArrayLayout(max(t.bit_length() for r in rows for t in r), fine)
+        if len({tuple(r) for r in rows}) == 1:
+            bounds = [Const(t, layout.elem_shape) for t in rows[0]]
+        else:
+            word = Signal(layout.size, name=f"table_{lane}")
+            # through a signal: an indexed Array distributes later operations over its entries
+            m.d.comb += word.eq(
+                Array([layout.const(r).as_value() for r in rows])[Cat(segment, beat)]
+            )
+            view = data.View(layout, word)
+            bounds = [view[i] for i in range(fine)]
+        code = regs.register(Cat(*[bits >= b for b in bounds]), name=f"fine_{lane}")
+        low = _thermometer_count(code, fine)
+        if segments == 1:
+            return low
+        segment = regs.register(segment, name=f"segment_{lane}_d")
+        return Cat(low, segment)  # count = segment * size + low (low has f bits)

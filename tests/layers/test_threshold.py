@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from rtlgen.layers.threshold import (
     ARRAY_TABLE,
     BANK_MAX_THRESHOLDS,
+    BeatThresholdBank,
     ChunkedThresholdBank,
     ThresholdBank,
     _at_least,
@@ -342,3 +343,88 @@ def test_chunked_bank_needs_equal_beats():
     bank = ThresholdBank(FixedType(8, 0), FixedType(2, 0, False), [[1]] * 6, [[0, 1]] * 6)
     with pytest.raises(RtlgenError, match="6 elements do not split into 4 equal beats"):
         ChunkedThresholdBank(bank, 4)
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    lanes=st.integers(1, 5),
+    beats=st.sampled_from([2, 3, 4, 8]),
+    most=st.integers(0, 70),
+    signed_input=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+    valid_prob=st.floats(0.3, 1.0),
+    ready_prob=st.floats(0.3, 1.0),
+)
+def test_beat_bank_gives_each_element_its_levels_bit_exact(
+    lanes, beats, most, signed_input, seed, valid_prob, ready_prob
+):
+    """`BeatThresholdBank`: a vector of `lanes * beats` elements in `beats` beats, one
+    beat's lanes comparing with the beat's elements' thresholds: the bank's levels for every
+    element (a comparator per threshold up to 7, the two-level search above; counts that
+    differ between a lane's elements), under backpressure, in the bank's latency."""
+    rng = np.random.default_rng(seed)
+    in_type, out_type = FixedType(10, 2, signed_input), FixedType(4, 1, False)
+    thresholds, levels = _random_bank(rng, in_type, out_type, lanes * beats, most)
+    bank = ThresholdBank(in_type, out_type, thresholds, levels)
+    dut = BeatThresholdBank(bank, beats)
+    assert dut.latency == bank.latency
+    x = _inputs(rng, in_type, thresholds, 12)
+    t, lv = _padded(thresholds, levels, in_type)
+    expected = threshold_reference(x, t, lv).reshape(-1, lanes)
+    run = simulate_rows(dut, x.reshape(-1, lanes), seed, valid_prob, ready_prob)
+    np.testing.assert_array_equal(np.array(run.outputs), expected)
+    full = simulate_rows(dut, x.reshape(-1, lanes))
+    assert {o - i for i, o in zip(full.in_cycles, full.out_cycles, strict=True)} == {
+        dut.latency
+    }
+
+
+@pytest.mark.parametrize("most", [6, 63])
+def test_beat_bank_every_input_code_in_every_beat(most):
+    """Every code of an 8-bit input on every lane in every one of 4 beats, elements with
+    their own thresholds (one with fewer, one with none), rising, falling and uneven
+    levels, under backpressure: equal to the reference."""
+    rng = np.random.default_rng(most)
+    in_type, out_type = FixedType(8, 3, True), FixedType(6, 0, False)
+    lanes, beats = 3, 4
+    thresholds, levels = [], []
+    for c in range(lanes * beats):
+        count = 0 if c == 5 else most // 2 if c == 7 else most
+        ts = sorted(rng.choice(np.arange(-127, 128), count, replace=False).tolist())
+        ls = (
+            list(range(count + 1))
+            if c % 3 == 0
+            else list(range(63, 62 - count, -1))
+            if c % 3 == 1
+            else rng.integers(0, 64, count + 1).tolist()
+        )
+        thresholds.append(ts)
+        levels.append(ls)
+    bank = ThresholdBank(in_type, out_type, thresholds, levels)
+    dut = BeatThresholdBank(bank, beats)
+    codes = np.arange(in_type.min_int, in_type.max_int + 1)
+    x = np.repeat(codes[:, None], lanes * beats, axis=1)  # vector r: every element at code r
+    x = np.roll(x, np.arange(lanes * beats) * 37, axis=0)  # elements at different codes
+    t, lv = _padded(thresholds, levels, in_type)
+    expected = threshold_reference(x, t, lv).reshape(-1, lanes)
+    run = simulate_rows(dut, x.reshape(-1, lanes), 11, 0.8, 0.7)
+    np.testing.assert_array_equal(np.array(run.outputs), expected)
+
+
+def test_beat_bank_builds_one_beat_of_comparators():
+    """A 64 x 63 bank in 4 beats (SVHN's bn_dense_1): 16 lanes of 7 coarse comparators
+    whose bound the beat picks and 7 fine ones, against the chunked bank's 64 x 14."""
+    rng = np.random.default_rng(1)
+    in_type, out_type = FixedType(14, 3, True), FixedType(6, 0, False)
+    thresholds = [
+        sorted(rng.choice(np.arange(-8000, 8000), 63, replace=False).tolist()) for _ in range(64)
+    ]
+    bank = ThresholdBank(in_type, out_type, thresholds, [list(range(64))] * 64)
+    assert BeatThresholdBank(bank, 4).comparators == 16 * 14
+    assert ChunkedThresholdBank(bank, 4).comparators == 64 * 14
+
+
+def test_beat_bank_needs_equal_beats():
+    bank = ThresholdBank(FixedType(8, 0), FixedType(2, 0, False), [[1]] * 6, [[0, 1]] * 6)
+    with pytest.raises(RtlgenError, match="6 elements do not split into 4 equal beats"):
+        BeatThresholdBank(bank, 4)
