@@ -146,4 +146,4 @@ def _h5_weights(path: Path, files: ExitStack, limits: Limits):
 def _indexed(variables: hdf5.IndexedVariables, what: str):
     """A weight source for `build_graph` over the ``layers/<snake class>[_N]`` layout: the
     paths depend on the model's layer list, so it is made once the layers are known."""
-    return lambda layers, sequential: IndexedWeights(variables, layers, sequential, what)
+    return lambda layers: IndexedWeights(variables, layers, what)

@@ -465,7 +465,22 @@ class LayerWeightIndex(Mapping[str, Mapping[str, StoredArray]]):
                 self._cache[layer] = self._layer(layer)
         return self._cache[layer]
 
-    def _layer(self, layer: str) -> dict[str, StoredArray]:
+    def nested(self, model: str, layer: str) -> dict[str, StoredArray]:
+        """The weights of layer ``layer`` of nested model ``model`` (a Sequential or
+        Functional used as a layer, outermost): those of ``model``'s group whose path names
+        the layer (Keras 2: ``<layer>/kernel:0``; Keras 3: ``<model>/<layer>/kernel``, or
+        ``<model>/<inner model>/<layer>/kernel`` deeper, a Functional's ``<layer>/kernel``)."""
+        key = f"{model}\0{layer}"
+        if key not in self._cache:
+            if model not in self.names:
+                return {}
+            with h5_errors(self.what):
+                self._cache[key] = self._layer(model, layer)
+        return self._cache[key]
+
+    def _layer(self, layer: str, owner: str | None = None) -> dict[str, StoredArray]:
+        """Layer ``layer``'s weights by short name (``owner``: only those whose path names
+        that layer of the nested model ``layer``)."""
         group = _resolve(self.root, layer, self.what)
         if not isinstance(group, h5py.Group):
             raise ModelFileError(f"{self.what}: layer '{layer}' is listed but has no weight group")
@@ -480,6 +495,8 @@ class LayerWeightIndex(Mapping[str, Mapping[str, StoredArray]]):
             )
         weights: dict[str, StoredArray] = {}
         for name in names:
+            if owner is not None and owner not in name.split("/")[:-1]:
+                continue
             where = f"{self.what}: weight '{layer}/{name}'"
             node = _resolve(group, name, where)
             if node is None:

@@ -35,7 +35,7 @@ def config_and_weights(model: Any) -> tuple[dict[str, Any], dict[str, LayerWeigh
             "(give it an input shape) before converting"
         ) from None
     weights: dict[str, LayerWeights] = {}
-    for layer in model.layers:
+    for layer in _leaf_layers(model):
         named: LayerWeights = {}
         for variable in layer.weights:
             # Keras 2: "conv/kernel:0"; Keras 3 / tf-keras >= 2.16 may give just "kernel".
@@ -45,3 +45,16 @@ def config_and_weights(model: Any) -> tuple[dict[str, Any], dict[str, LayerWeigh
             named[short] = np.asarray(variable.numpy())
         weights[layer.name] = named
     return config, weights
+
+
+def _leaf_layers(model: Any, depth: int = 0) -> list[Any]:
+    """The layers of ``model``, each nested model (a Sequential or Functional used as a
+    layer) replaced by its own layers, as `keras_config.model_layers` inlines them."""
+    layers = []
+    for layer in model.layers:
+        if is_keras_model(layer) and depth < 8:
+            layers.extend(_leaf_layers(layer, depth + 1))
+        else:
+            layers.append(layer)
+    return layers
+

@@ -24,9 +24,10 @@ mantissas except for values within ~1e-7 of a rounding boundary.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -72,6 +73,13 @@ class KerasLayer:
     keras3: bool = False
     #: the wrapper the layer was read from (``TimeDistributed``: its ``layer``)
     wrapper: str | None = None
+    #: the nested models (a Sequential or Functional used as a layer) the layer was read
+    #: from, outermost first: their layers are inlined into the graph (`model_layers`)
+    scope: tuple[str, ...] = ()
+    #: where a ``.keras`` archive keeps the layer's variables (``layers/dense_1``,
+    #: ``layers/sequential/layers/dense``): its class in snake case, numbered per class
+    #: within its model's layer list (`_archive_paths`)
+    archive_path: str = ""
 
     @property
     def where(self) -> str:
@@ -88,9 +96,6 @@ _UNSUPPORTED_HINTS = {
     "TFOpLambda": "TensorFlow ops called on Keras tensors (TFOpLambda) are not layers rtlgen knows",
     "PruneLowMagnitude": "the model is still wrapped for pruning: call "
     "tfmot.sparsity.keras.strip_pruning(model) before saving it",
-    "Sequential": "nested models are not supported: build the model as one flat Sequential",
-    "Functional": "nested models are not supported: build the model as one flat Sequential",
-    "Model": "nested models are not supported: build the model as one flat Sequential",
     "Bidirectional": "a bidirectional RNN runs the sequence backwards too (go_backwards); "
     "only forward SimpleRNN/LSTM/GRU layers are supported",
     "Masking": "masked (variable-length) sequences are not supported: recurrent layers "
@@ -195,7 +200,13 @@ def check_channels_last(layer: KerasLayer) -> None:
 MAX_LAYER_NAME = 120
 
 
-def _layer_entry(entry: Any, index: int, keras3: bool = False) -> KerasLayer:
+#: model classes read as a layer of another model (their layers are inlined)
+_NESTED_MODELS = ("Sequential", "Functional", "Model")
+
+
+def _layer_entry(
+    entry: Any, index: int, keras3: bool = False, scope: tuple[str, ...] = ()
+) -> KerasLayer:
     if not isinstance(entry, dict) or not isinstance(entry.get("class_name"), str):
         raise ModelFileError(
             f"layer entry {index} is not a {{'class_name': ..., 'config': ...}} object"
@@ -237,9 +248,15 @@ def _layer_entry(entry: Any, index: int, keras3: bool = False) -> KerasLayer:
             build if isinstance(build, dict) else None,
             keras3=keras3,
             wrapper="TimeDistributed",
+            scope=scope,
         )
     return KerasLayer(
-        class_name, name, config, build if isinstance(build, dict) else None, keras3=keras3
+        class_name,
+        name,
+        config,
+        build if isinstance(build, dict) else None,
+        keras3=keras3,
+        scope=scope,
     )
 
 
@@ -302,14 +319,26 @@ def is_keras3_layer(layer: KerasLayer) -> bool:
     return layer.keras3 or isinstance(layer.config.get("dtype"), dict)
 
 
-def model_layers(model_config: Mapping[str, Any], keras3: bool = False) -> KerasModel:
+def model_layers(
+    model_config: Mapping[str, Any],
+    keras3: bool = False,
+    scope: tuple[str, ...] = (),
+    prefix: str = "layers",
+) -> KerasModel:
     """The layers of a ``Sequential`` or ``Model``/``Functional`` config and their wiring
     (``keras3``: the file was written by Keras 3, `written_by_keras3`).
 
     Functional graphs may branch and join (DAGs of any shape); a layer called more than
     once (a shared layer), a cycle, a reference to an unknown layer and a tensor index other
-    than 0 are refused in one line.
+    than 0 are refused in one line. A model used as a layer (a nested Sequential or
+    Functional of one output, called once) is inlined: its layers take its place, reading
+    what it read (`_inline_nested`). ``scope`` and ``prefix``: the nested models this config
+    is inside and where a ``.keras`` archive keeps its layers.
     """
+    if len(scope) > MAX_NESTED_MODELS:
+        raise UnsupportedError(
+            f"nested model '{scope[-1]}': models nested more than {MAX_NESTED_MODELS} deep"
+        )
     class_name = model_config.get("class_name")
     config = model_config.get("config")
     if not isinstance(class_name, str) or config is None:
@@ -323,7 +352,9 @@ def model_layers(model_config: Mapping[str, Any], keras3: bool = False) -> Keras
             entries, name = config["layers"], config.get("name") or "sequential"
         else:
             raise ModelFileError("Sequential config has no list of layers")
-        layers = tuple(_layer_entry(e, i, keras3) for i, e in enumerate(entries))
+        layers = _archive_paths(
+            [_layer_entry(e, i, keras3, scope) for i, e in enumerate(entries)], True, prefix
+        )
         seen: set[str] = set()
         for layer in layers:
             if layer.name in seen:
@@ -334,23 +365,130 @@ def model_layers(model_config: Mapping[str, Any], keras3: bool = False) -> Keras
             for index, layer in enumerate(layers)
         }
         ends = ((layers[0].name,), (layers[-1].name,)) if layers else ((), ())
-        return KerasModel(str(name), layers, True, inbound, *ends)
+        model = KerasModel(str(name), tuple(layers), True, inbound, *ends)
+        return _inline_nested(model, _nested(entries, layers, keras3))
     if class_name in ("Model", "Functional"):
         if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
             raise ModelFileError(f"{class_name} config has no list of layers")
-        return _functional_graph(str(config.get("name") or "model"), config, keras3)
+        return _functional_graph(
+            str(config.get("name") or "model"), config, keras3, scope, prefix
+        )
     raise UnsupportedError(
         f"model class '{class_name}' is not supported (supported: Sequential, Model/Functional)"
     )
 
 
-def _tensor_refs(value: Any) -> list[str]:
-    """Layer names referenced by one inbound node (Keras 2 lists or Keras 3 dicts)."""
+#: how deep models may nest in one another (a backbone inside a model is 1)
+MAX_NESTED_MODELS = 8
+
+
+def _archive_paths(layers: list[KerasLayer], sequential: bool, prefix: str) -> list[KerasLayer]:
+    """``layers`` (one model's list, in config order) with their ``.keras`` archive paths:
+    ``<prefix>/<snake class>[_N]``, numbered per class in that order (a Sequential's
+    InputLayer is not in its layer list, so not numbered; a wrapped layer is numbered by its
+    wrapper's class and keeps its variables in the wrapper's ``layer``)."""
+    used: dict[str, int] = {}
+    out = []
+    for layer in layers:
+        if sequential and layer.class_name == "InputLayer":
+            out.append(layer)
+            continue
+        key = _snake_case((layer.wrapper or layer.class_name).split(">")[-1])
+        if key in used:
+            used[key] += 1
+            key = f"{key}_{used[key]}"
+        else:
+            used[key] = 0
+        path = f"{prefix}/{key}" + ("/layer" if layer.wrapper else "")
+        out.append(dataclasses.replace(layer, archive_path=path))
+    return out
+
+
+def _nested(
+    entries: Sequence[Any], layers: Sequence[KerasLayer], keras3: bool
+) -> dict[str, KerasModel]:
+    """The models among ``layers`` (a nested Sequential/Functional), each read with its
+    layers in its scope."""
+    nested = {}
+    for entry, layer in zip(entries, layers, strict=True):
+        if layer.class_name in _NESTED_MODELS:
+            nested[layer.name] = model_layers(
+                {"class_name": layer.class_name, "config": entry.get("config")},
+                keras3,
+                (*layer.scope, layer.name),
+                f"{layer.archive_path}/layers",
+            )
+    return nested
+
+
+def _inline_nested(model: KerasModel, nested: Mapping[str, KerasModel]) -> KerasModel:
+    """``model`` with each nested model's layers in its place: a nested model's inputs
+    read what it read (its InputLayers dropped), and what read it reads its output. A
+    nested model that is itself the model's input keeps its inputs."""
+    if not nested:
+        return model
+    layers: list[KerasLayer] = []
+    inbound = dict(model.inbound)
+    inputs, outputs = list(model.inputs), list(model.outputs)
+    replaced: dict[str, str] = {}  # nested model -> the layer giving its output
+    names = {layer.name for layer in model.layers}
+    for layer in model.layers:
+        inner = nested.get(layer.name)
+        if inner is None:
+            layers.append(layer)
+            continue
+        where = f"nested model '{layer.name}' ({layer.class_name})"
+        if len(inner.outputs) != 1:
+            raise UnsupportedError(
+                f"{where} has {len(inner.outputs)} outputs; rtlgen inlines nested models of "
+                "one output"
+            )
+        refs = inbound.pop(layer.name)
+        if refs and len(refs) != len(inner.inputs):
+            raise ModelFileError(
+                f"{where} takes {len(inner.inputs)} inputs but is called with {len(refs)}"
+            )
+        feeds = dict(zip(inner.inputs, refs, strict=False))  # inner input -> outer tensor
+        for sub in inner.layers:
+            if sub.name in names:
+                raise UnsupportedError(
+                    f"{where}: its layer '{sub.name}' has the name of another layer of the "
+                    "model; rtlgen needs distinct layer names"
+                )
+            names.add(sub.name)
+            if sub.name in feeds and sub.class_name == "InputLayer":
+                continue  # it reads the outer tensor instead
+            own = inner.inbound[sub.name]
+            if sub.name in feeds:  # a first layer without an InputLayer
+                own = (feeds[sub.name],)
+            inbound[sub.name] = tuple(feeds.get(ref, ref) for ref in own)
+            layers.append(sub)
+        out = inner.outputs[0]
+        replaced[layer.name] = feeds.get(out, out)
+        if layer.name in inputs:  # the model's first layer: its inputs are the model's
+            at = inputs.index(layer.name)
+            inputs[at : at + 1] = list(inner.inputs)
+    inbound = {
+        name: tuple(replaced.get(ref, ref) for ref in refs) for name, refs in inbound.items()
+    }
+    outputs = [replaced.get(name, name) for name in outputs]
+    return KerasModel(
+        model.name, tuple(layers), model.sequential, inbound, tuple(inputs), tuple(outputs)
+    )
+
+
+def _tensor_refs(value: Any, nested: Collection[str] = ()) -> list[str]:
+    """Layer names referenced by one inbound node (Keras 2 lists or Keras 3 dicts). A model
+    used as a layer (``nested``) is referenced by the node of its call in this model, which
+    need not be its first (Keras 2 numbers a nested model's own graph node 0)."""
     refs: list[str] = []
     if isinstance(value, dict):
         if value.get("class_name") == "__keras_tensor__":
             history = value.get("config", {}).get("keras_history")
             if isinstance(history, list) and history and isinstance(history[0], str):
+                if history[0] in nested and history[2:3] in ([0], []):
+                    refs.append(history[0])
+                    return refs
                 if any(h != 0 for h in history[1:3]):
                     raise UnsupportedError(
                         f"output {history[1:3]} of layer '{history[0]}' is used: rtlgen "
@@ -359,13 +497,15 @@ def _tensor_refs(value: Any) -> list[str]:
                 refs.append(history[0])
             return refs
         # Keras 3 node: {"args": [tensors...], "kwargs": {...}}; tensors are in the args.
-        return _tensor_refs(value.get("args", []))
+        return _tensor_refs(value.get("args", []), nested)
     if isinstance(value, list):
         if (
             len(value) >= 3
             and isinstance(value[0], str)
             and all(isinstance(v, int) for v in value[1:3])
         ):
+            if value[0] in nested and value[2] == 0:
+                return [value[0]]
             if value[1] != 0 or value[2] != 0:
                 raise UnsupportedError(
                     f"the output {value[2]} of call {value[1]} of layer '{value[0]}' is used: "
@@ -373,7 +513,7 @@ def _tensor_refs(value: Any) -> list[str]:
                 )
             return [value[0]]  # Keras 2: [layer_name, node_index, tensor_index(, kwargs)]
         for item in value:
-            refs.extend(_tensor_refs(item))
+            refs.extend(_tensor_refs(item, nested))
     return refs
 
 
@@ -390,11 +530,23 @@ def _io_names(value: Any, what: str) -> list[str]:
     return names
 
 
-def _functional_graph(name: str, config: Mapping[str, Any], keras3: bool) -> KerasModel:
+def _functional_graph(
+    name: str,
+    config: Mapping[str, Any],
+    keras3: bool,
+    scope: tuple[str, ...] = (),
+    prefix: str = "layers",
+) -> KerasModel:
     layers: dict[str, KerasLayer] = {}
     inbound: dict[str, tuple[str, ...]] = {}
-    for index, entry in enumerate(config["layers"]):
-        layer = _layer_entry(entry, index, keras3)
+    entries = config["layers"]
+    read = _archive_paths(
+        [_layer_entry(entry, index, keras3, scope) for index, entry in enumerate(entries)],
+        False,
+        prefix,
+    )
+    nested_names = {layer.name for layer in read if layer.class_name in _NESTED_MODELS}
+    for entry, layer in zip(entries, read, strict=True):
         if layer.name in layers:
             raise ModelFileError(f"two layers named '{layer.name}'")
         layers[layer.name] = layer
@@ -406,7 +558,7 @@ def _functional_graph(name: str, config: Mapping[str, Any], keras3: bool) -> Ker
                 f"{layer.where} is called {len(nodes)} times (a shared layer); rtlgen supports "
                 "graphs in which every layer is applied once"
             )
-        inbound[layer.name] = tuple(_tensor_refs(nodes[0])) if nodes else ()
+        inbound[layer.name] = tuple(_tensor_refs(nodes[0], nested_names)) if nodes else ()
         if len(inbound[layer.name]) > 64:
             raise ModelFileError(f"{layer.where}: more than 64 inputs")
     inputs = tuple(_io_names(config.get("input_layers"), "input_layers"))
@@ -466,7 +618,7 @@ def _functional_graph(name: str, config: Mapping[str, Any], keras3: bool) -> Ker
     position = {n: i for i, n in enumerate(layers)}
     topological = all(position[r] < position[n] for n in layers for r in inbound[n])
     ordered = list(layers) if topological else order
-    return KerasModel(
+    model = KerasModel(
         name,
         tuple(layers[n] for n in ordered),
         False,
@@ -474,6 +626,7 @@ def _functional_graph(name: str, config: Mapping[str, Any], keras3: bool) -> Ker
         inputs,
         outputs,
     )
+    return _inline_nested(model, _nested(entries, read, keras3))
 
 
 def _shape_from(layer: KerasLayer) -> Shape | None:
@@ -571,12 +724,23 @@ class NamedWeights(WeightSource):
         self.by_layer, self.origin = by_layer, origin
 
     def get(self, layer: KerasLayer, expected: Mapping[str, Shape]) -> dict[str, Stored]:
-        if layer.name not in self.by_layer or (expected and not self.by_layer[layer.name]):
+        nested = getattr(self.by_layer, "nested", None)
+        if layer.scope and nested is not None:
+            # a Keras 2 file keeps a nested model's layers' weights in the outermost nested
+            # model's group, named "<layer>/<weight>:0"
+            found = nested(layer.scope[0], layer.name)
+            if expected and not found:
+                raise ModelFileError(
+                    f"{self.origin}: no weights for {layer.where} in nested model "
+                    f"'{layer.scope[0]}'"
+                )
+        elif layer.name not in self.by_layer or (expected and not self.by_layer[layer.name]):
             raise ModelFileError(
                 f"{self.origin}: no weights for {layer.where} (weights were found for: "
                 f"{self._layers_with_weights() or 'no layer'})"
             )
-        found = self.by_layer[layer.name]
+        else:
+            found = self.by_layer[layer.name]
         renamed = _KERAS3_H5_NAMES.get(layer.class_name, {})
         found = {
             **{
@@ -621,24 +785,11 @@ class IndexedWeights(WeightSource):
         self,
         variables: Any,  # .get(path, default) -> list of variables (hdf5.IndexedVariables)
         layers: Sequence[KerasLayer],
-        sequential: bool,
         origin: str,
     ):
         self.variables, self.origin = variables, origin
-        self.paths: dict[str, str] = {}
-        used: dict[str, int] = {}
-        for layer in layers:
-            if sequential and layer.class_name == "InputLayer":
-                continue  # not in Sequential.layers, so not numbered
-            # "hgq>QDense": q_dense; a wrapped layer is numbered by its wrapper's class and
-            # keeps its variables in the wrapper's "layer"
-            key = _snake_case((layer.wrapper or layer.class_name).split(">")[-1])
-            if key in used:
-                used[key] += 1
-                key = f"{key}_{used[key]}"
-            else:
-                used[key] = 0
-            self.paths[layer.name] = f"layers/{key}" + ("/layer" if layer.wrapper else "")
+        # numbered per class within each model's layer list (`_archive_paths`)
+        self.paths = {layer.name: layer.archive_path for layer in layers if layer.archive_path}
 
     def get(self, layer: KerasLayer, expected: Mapping[str, Shape]) -> dict[str, Stored]:
         path = self.paths.get(layer.name, "")
@@ -1083,7 +1234,7 @@ def _name_outputs_after_their_layers(
 
 def build_graph(
     model_config: Mapping[str, Any],
-    weights: WeightSource | Callable[[list[KerasLayer], bool], WeightSource],
+    weights: WeightSource | Callable[[list[KerasLayer]], WeightSource],
     source: str = "",
     limits: Limits = DEFAULT_LIMITS,
     keras_version: str | None = None,
@@ -1111,7 +1262,7 @@ def build_graph(
         _check_numbers(layer)
         _check_dtype_policy(layer)
     if not isinstance(weights, WeightSource):
-        weights = weights(layers, model.sequential)
+        weights = weights(layers)
     weights = BudgetedWeights(weights, limits)
     inbound = dict(model.inbound)
     # layer name -> (name of the node holding its result, its shape)

@@ -308,6 +308,33 @@ def rnn_gru_backwards():
     return keras.Model(inp, layers.Dense(2, name="head")(h), name="rnn_gru_backwards")
 
 
+def func_nested():
+    """Models used as layers: a Functional conv backbone and a Sequential head block (with
+    its own InputLayer) inside a Functional, a Sequential block without an InputLayer
+    inside that Sequential (nested two deep): rtlgen inlines their layers."""
+    import keras
+    from keras import layers
+
+    b_in = keras.Input((6, 6, 2), name="b_in")
+    b = layers.Conv2D(4, 3, activation="relu", name="b_conv")(b_in)
+    backbone = keras.Model(b_in, layers.MaxPooling2D(2, name="b_pool")(b), name="backbone")
+    inner = keras.Sequential(
+        [layers.Dense(6, activation="relu", name="i_fc"), layers.Dense(5, name="i_out")],
+        name="inner",
+    )
+    block = keras.Sequential(
+        [
+            keras.layers.InputLayer(shape=(16,), name="h_in"),
+            layers.Dense(8, activation="relu", name="h_fc"),
+            inner,
+        ],
+        name="block",
+    )
+    inp = keras.Input((6, 6, 2), name="x")
+    h = layers.Flatten(name="flat")(backbone(inp))
+    return keras.Model(inp, layers.Dense(3, name="head")(block(h)), name="func_nested")
+
+
 MODELS = {
     "seq_mlp": (seq_mlp, (10,)),
     "seq_no_input": (seq_no_input, (7,)),
@@ -321,6 +348,7 @@ LAYERS = {
     "func_preprocess": (func_preprocess, (6, 6, 3)),
     "func_decoder": (func_decoder, (3, 3, 2)),
     "func_activations": (func_activations, (6, 5, 2)),
+    "func_nested": (func_nested, (6, 6, 2)),
 }
 #: recurrent models (random weights in [-0.8, 0.8], as the Keras 2 recurrent tests)
 RECURRENT = {
@@ -338,10 +366,12 @@ REFUSED = {
     "rnn_gru_backwards": rnn_gru_backwards,
 }
 #: models also written as to_json() + save_weights("*.weights.h5")
-JSON_MODELS = ("seq_mlp", "func_cnn", "func_layers_2d", "rnn_lstm", "rnn_gru_v1_stack")
+JSON_MODELS = (
+    "seq_mlp", "func_cnn", "func_layers_2d", "rnn_lstm", "rnn_gru_v1_stack", "func_nested"
+)
 #: models also written as Keras 3's legacy HDF5 (model.save("*.h5"); Keras 3.15 fails to
 #: write func_layers_2d's augmentation layers there)
-H5_MODELS = ("func_layers_1d", "rnn_lstm", "rnn_lstm_tagger")
+H5_MODELS = ("func_layers_1d", "rnn_lstm", "rnn_lstm_tagger", "func_nested")
 
 
 def _seed(name: str) -> int:

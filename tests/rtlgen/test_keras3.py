@@ -37,7 +37,7 @@ import pytest
 from rtlgen import ir
 from rtlgen.api import load_model, predict_outputs
 from rtlgen.frontend import read_model
-from rtlgen.quant.errors import UnsupportedError
+from rtlgen.quant.errors import ModelFileError, UnsupportedError
 
 from .cli_run import rtlgen
 from .ops.network_checks import bit_exact_in_simulator
@@ -52,8 +52,9 @@ MODELS = (
     "func_layers_1d",
     "func_preprocess",
     "func_decoder",
+    "func_nested",
 )
-JSON_MODELS = ("seq_mlp", "func_cnn", "func_layers_2d")
+JSON_MODELS = ("seq_mlp", "func_cnn", "func_layers_2d", "func_nested")
 INPUT_TYPE = "fixed<16,6>"
 TOLERANCE = 2.0**-7
 
@@ -136,7 +137,7 @@ def test_json_and_weights_h5_read_as_the_archive(name):
     reads_as_the_archive(name, DATA / f"{name}.json", DATA / f"{name}.weights.h5")
 
 
-@pytest.mark.parametrize("name", ["func_layers_1d", "rnn_lstm"])
+@pytest.mark.parametrize("name", ["func_layers_1d", "rnn_lstm", "func_nested"])
 def test_legacy_h5_reads_as_the_archive(name):
     """Keras 3's model.save('*.h5') (weights by name; a DepthwiseConv's kernel named
     'kernel', not Keras 2's 'depthwise_kernel'; an LSTM's under lstm/lstm_cell) gives the
@@ -159,7 +160,8 @@ def test_archives_are_keras3_v3_layout():
         dtypes = [
             layer["config"].get("dtype")
             for layer in config["config"]["layers"]
-            if layer["class_name"] != "InputLayer"  # its dtype is a plain string
+            # an InputLayer's dtype is a plain string; a nested model's is its own
+            if layer["class_name"] not in ("InputLayer", "Functional", "Sequential")
         ]
         assert all(isinstance(d, dict) and d["class_name"] == "DTypePolicy" for d in dtypes)
     seq = json.loads(zipfile.ZipFile(DATA / "seq_mlp.keras").read("config.json"))
@@ -174,6 +176,45 @@ def test_functional_forks_and_joins():
     consumers = [n.name for n in graph.nodes if "stem" in n.inputs]
     assert sorted(consumers) == ["branch_a", "branch_b", "cat"]
     assert graph.input_shape == (8, 8, 3)
+
+
+def test_nested_models_are_inlined():
+    """func_nested: a Functional backbone and a Sequential block holding another Sequential
+    (two deep) are read as their layers, each nested model's input reading what it read; the
+    weights come from each file kind's nested layout (.keras: layers/functional/layers/...,
+    legacy .h5: the outermost nested model's group), so all three agree with Keras."""
+    graph = load_model(DATA / "func_nested.keras", input_type=INPUT_TYPE)
+    assert [n.name for n in graph.nodes] == [
+        "x", "b_conv", "b_pool", "flat", "h_fc", "i_fc", "i_out", "head"
+    ]
+    assert graph.node("b_conv").inputs == ("x",) and graph.node("h_fc").inputs == ("flat",)
+    assert graph.node("head").inputs == ("i_out",)
+
+
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        (
+            lambda c: c["config"]["layers"][1]["config"].update(
+                output_layers=[["b_pool", 0, 0], ["b_conv", 0, 0]]
+            ),
+            "nested model 'backbone' (Functional) has 2 outputs",
+        ),
+        (
+            lambda c: c["config"]["layers"][3]["config"]["layers"][1]["config"].update(
+                name="flat"
+            ),
+            "its layer 'flat' has the name of another layer",
+        ),
+    ],
+)
+def test_nested_models_rtlgen_cannot_inline_are_refused_in_one_line(edit, words):
+    config = json.loads((DATA / "func_nested.json").read_text())
+    edit(config)
+    with pytest.raises((UnsupportedError, ModelFileError)) as info:
+        load_model(config, weights=DATA / "func_nested.weights.h5", input_type=INPUT_TYPE)
+    message = str(info.value)
+    assert "\n" not in message and words in message, message
 
 
 def test_sequential_without_input_layer():
@@ -301,7 +342,7 @@ def test_quantized_dtype_policy_of_keras_3_3_refused_in_one_line(tmp_path):
 
 @pytest.mark.parametrize(
     "name",
-    ["seq_mlp", "func_conv1d", "func_layers_1d", "func_decoder"],
+    ["seq_mlp", "func_conv1d", "func_layers_1d", "func_decoder", "func_nested"],
 )
 def test_network_bit_exact_under_backpressure(name):
     graph = load_model(DATA / f"{name}.keras", input_type=INPUT_TYPE)
