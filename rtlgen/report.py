@@ -44,11 +44,15 @@ def summarize(graph: ir.ModelGraph) -> list[LayerSummary]:
     rows = []
     for node in graph.nodes:
         consts = ir.constants(node)
-        params = sum(
-            ir.weight_count(node)
-            if key == "weights" and isinstance(node, ir.Conv)
-            else math.prod(t.shape)
-            for key, t in consts.items()
+        params = (
+            node.parameter_count()  # an op whose constants are padded (threshold banks)
+            if hasattr(node, "parameter_count")
+            else sum(
+                ir.weight_count(node)
+                if key == "weights" and isinstance(node, ir.Conv)
+                else math.prod(t.shape)
+                for key, t in consts.items()
+            )
         )
         nz = sum(
             int(t.nonzero if isinstance(t, ir.QTensor) else (t.values != 0).sum())

@@ -86,8 +86,7 @@ def model_stage(stage, times: list[int], samples: int) -> tuple[list[int], list[
     if isinstance(stage, Deserialize):
         out = [times[k] + stage.latency for k in range(stage.beats - 1, len(times), stage.beats)]
         return times, out
-    if isinstance(stage, Serialize):
-        return [lambda inputs, output: _Serialize(inputs, output, stage.beats)]
+    # (a Serialize states its own `model_timing`)
     if isinstance(stage, SerialMatVec):
         # a beat every `steps` cycles, taken at the earliest on the previous beat's last
         # step; its first step is its handshake cycle when idle, else the next; a vector's

@@ -79,6 +79,15 @@ class Threshold(ir.Node):
         n = 0 if self.bias is None else int(np.count_nonzero(np.diff(self.bias.mantissa, axis=1)))
         return f"{bn}{q}{n} thresholds"
 
+    def parameter_count(self) -> int:
+        """The thresholds and levels that decide the output (``rtlgen inspect``'s params:
+        not the padding to `MAX_THRESHOLD_LEVELS`): per channel its level changes and one
+        level more."""
+        if self.bias is None:
+            return 0
+        levels = self.bias.mantissa
+        return 2 * int(np.count_nonzero(np.diff(levels, axis=1))) + levels.shape[0]
+
 
 def threshold_node(
     name: str,

@@ -257,3 +257,19 @@ def test_dense_bn_network_in_verilator(tmp_path, tmp_path_factory, activation, s
     """4 bits: constant tables in the search; 8 bits: ROM tables (`ARRAY_TABLE`)."""
     graph = _exact_vs_keras(dense_bn_model(activation, step), tmp_path, n=40)
     bit_exact_in_verilator(graph, tmp_path, tmp_path_factory.mktemp("vcache"))
+
+
+def test_inspect_counts_the_thresholds_and_levels_that_decide_not_the_padding():
+    """`rtlgen inspect`'s params of a threshold bank: per channel its real thresholds and
+    their levels (one more), not the 511 padded slots the graph saves."""
+    from rtlgen.ops.threshold import unpadded
+    from rtlgen.report import summarize
+
+    from .test_matvec import bn_net
+
+    graph = bn_net((6,), units=(4, 3))
+    rows = {row.name: row for row in summarize(graph)}
+    node = graph.node("bn0")
+    thresholds, levels = unpadded(node, graph.in_type(graph.nodes.index(node)))
+    real = sum(len(t) for t in thresholds) + sum(len(v) for v in levels)
+    assert rows["bn0"].parameters == real < node.weights.values.size
