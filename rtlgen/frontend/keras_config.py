@@ -1044,12 +1044,14 @@ def expect_rank(layer: KerasLayer, shape: Shape, rank: int, what: str) -> None:
         raise UnsupportedError(f"{layer.where}: input shape {shape} is not {what}")
 
 
-def check_conv_input(layer: KerasLayer, shape: Shape, dims: int) -> None:
+def check_conv_input(
+    layer: KerasLayer, shape: Shape, dims: int, dilation_ok: bool = False
+) -> None:
     """What every 1D/2D convolution layer needs: a (L, C) or (H, W, C) input, channels_last
-    data and a dilation rate of 1."""
+    data and a dilation rate of 1 (unless the layer reads it: ``dilation_ok``)."""
     expect_rank(layer, shape, dims + 1, "a 1D signal (L, C)" if dims == 1 else "an image (H, W, C)")
     check_channels_last(layer)
-    if any(d != 1 for d in config_ints(layer, "dilation_rate", dims, 1)):
+    if not dilation_ok and any(d != 1 for d in config_ints(layer, "dilation_rate", dims, 1)):
         raise UnsupportedError(
             f"{layer.where}: dilation_rate={layer.config['dilation_rate']} is not supported (only 1)"
         )

@@ -38,7 +38,7 @@ from rtlgen.ops.matvec import plan_matvec
 from rtlgen.ops.registry import Op, Shape, register_op
 from rtlgen.passes import lower_matvec
 from rtlgen.quant.arith import aligned_weights
-from rtlgen.quant.errors import UnsupportedError
+from rtlgen.quant.errors import ModelFileError, UnsupportedError
 from rtlgen.quant.fixed import FixedType
 from rtlgen.quant.reference import (
     aligned_bias,
@@ -53,17 +53,31 @@ from rtlgen.quant.reference import (
 def read_keras_conv(layer: KerasLayer, shape: Shape, source: WeightSource) -> LayerOut:
     cls = layer.class_name
     dims = 1 if cls in ("Conv1D", "QConv1D") else 2
-    check_conv_input(layer, shape, dims)
-    groups = layer.config.get("groups", 1)
-    if groups != 1:
-        raise UnsupportedError(f"{layer.where}: groups={groups} is not supported (only 1)")
+    check_conv_input(layer, shape, dims, dilation_ok=True)
     filters = config_int(layer, "filters", config_value(layer, "filters"))
+    cin = shape[-1]
+    groups = config_int(layer, "groups", layer.config.get("groups", 1))
+    if groups < 1 or cin % groups or filters % groups:
+        raise ModelFileError(
+            f"{layer.where}: groups={groups} does not divide its {cin} input channels and "
+            f"{filters} filters"
+        )
     ksize = config_ints(layer, "kernel_size", dims)
     strides = config_ints(layer, "strides", dims, 1)
+    dilation = config_ints(layer, "dilation_rate", dims, 1)
+    if any(d < 1 for d in dilation) or any(d > 1 for d in dilation) and any(
+        s > 1 for s in strides
+    ):
+        raise UnsupportedError(
+            f"{layer.where}: dilation_rate={list(dilation)} with strides={list(strides)} is not "
+            "supported (a dilation needs stride 1, as in TensorFlow)"
+        )
     padding = config_str(layer, "padding", "valid").lower()
     use_bias = config_bool(layer, "use_bias", True)
-    cin = shape[-1]
-    kernel2 = (1, ksize[0]) if dims == 1 else (ksize[0], ksize[1])
+    # a dilated kernel is the kernel with d - 1 zero taps between its taps (which build no
+    # hardware: zero weights are no products)
+    spread = tuple((k - 1) * d + 1 for k, d in zip(ksize, dilation, strict=True))
+    kernel2 = (1, spread[0]) if dims == 1 else (spread[0], spread[1])
     stride2 = (1, strides[0]) if dims == 1 else (strides[0], strides[1])
     spatial_out, pads = window_geometry(
         layer, shape, kernel2, stride2, padding, causal_ok=dims == 1
@@ -75,7 +89,7 @@ def read_keras_conv(layer: KerasLayer, shape: Shape, source: WeightSource) -> La
         # The Conv1D kernel (k, cin, cout) is stored as (1, k, cin, cout).
         kq = dataclasses.replace(kq, scale_axis=kq.scale_axis + 1)  # type: ignore[type-var,union-attr]
     act = layer_activation(layer, layer.config.get("activation"))
-    expected: dict[str, Shape] = {"kernel": (*ksize, cin, filters)}
+    expected: dict[str, Shape] = {"kernel": (*ksize, cin // groups, filters)}
     if use_bias:
         expected["bias"] = (filters,)
     # before the weights are read: few weights can still slide over a huge map
@@ -86,7 +100,8 @@ def read_keras_conv(layer: KerasLayer, shape: Shape, source: WeightSource) -> La
     else:
         got = layer_weights(source, layer, expected)
         w, b = got["kernel"], got.get("bias")
-    w = np.asarray(w, dtype=np.float64).reshape((*kernel2, cin, filters))
+    w = _spread(np.asarray(w, dtype=np.float64), ksize, dilation, groups, cin)
+    w = w.reshape((*kernel2, cin, filters))
     node = ir.Conv(
         layer.name,
         shape,
@@ -99,10 +114,28 @@ def read_keras_conv(layer: KerasLayer, shape: Shape, source: WeightSource) -> La
         activation=act.clamp,
         out_quantizer=act.quantizer,
         source=layer.name,
+        groups=groups,
     )
     act_name = f"{layer.name}_activation"
     post = activation_nodes(layer, out_shape, act, act_name) if act.separate else []
     return LayerOut([node, *post], out_shape, act.softmax)
+
+
+def _spread(
+    w: np.ndarray, ksize: tuple[int, ...], dilation: tuple[int, ...], groups: int, cin: int
+) -> np.ndarray:
+    """A Keras kernel ``(*ksize, cin / groups, filters)`` as the full kernel of rtlgen's
+    `ir.Conv`: its taps ``dilation`` apart (zeros between) and, grouped, block-diagonal over
+    the input channels (filter ``o`` reads group ``o // (filters / groups)``)."""
+    filters = w.shape[-1]
+    spread = tuple((k - 1) * d + 1 for k, d in zip(ksize, dilation, strict=True))
+    taps = tuple(slice(None, None, d) for d in dilation)
+    out = np.zeros((*spread, cin, filters))
+    per_in, per_out = cin // groups, filters // groups
+    for g in range(groups):
+        block = w[..., g * per_out : (g + 1) * per_out]
+        out[(*taps, slice(g * per_in, (g + 1) * per_in), slice(g * per_out, (g + 1) * per_out))] = block
+    return out
 
 
 def conv_reference(node: ir.Conv, x: np.ndarray, in_type: FixedType) -> np.ndarray:

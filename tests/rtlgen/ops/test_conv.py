@@ -1,0 +1,128 @@
+"""rtlgen/ops/conv.py: Keras/QKeras convolutions with ``dilation_rate`` (the kernel's taps
+spread with zero taps between, which build no hardware) and ``groups`` (a block-diagonal
+kernel), against tf.keras 2.15 / QKeras on the same fixed-point inputs and in the
+simulator under backpressure."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rtlgen import ir
+from rtlgen.quant.errors import UnsupportedError
+from rtlgen.quant.fixed import FixedType
+from rtlgen.quant.reference import predict
+from tests.models import exact_inputs
+
+from .network_checks import bit_exact_in_simulator, timing_matches_model
+from .spatial_nets import keras_graph, predicts_like_keras
+
+tf = pytest.importorskip("tensorflow")
+qkeras = pytest.importorskip("qkeras")
+
+Q4 = "quantized_bits(4,0,alpha=1)"
+
+
+def qconv(dims: int, filters: int, kernel, **kwargs):
+    make = qkeras.QConv1D if dims == 1 else qkeras.QConv2D
+    return make(filters, kernel, kernel_quantizer=Q4, bias_quantizer=Q4, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "dims, shape, kernel, dilation, padding",
+    [
+        (1, (20, 2), 3, 4, "causal"),  # a TCN layer
+        (1, (17, 3), 2, 3, "same"),
+        (2, (9, 10, 2), (3, 2), (2, 3), "valid"),
+        (2, (8, 7, 2), 3, 2, "same"),
+    ],
+)
+def test_dilated_qkeras_convolution_is_exact_and_bit_exact_in_the_simulator(
+    tmp_path, dims, shape, kernel, dilation, padding
+):
+    tf.keras.utils.set_random_seed(3)
+    model = tf.keras.Sequential(
+        [
+            tf.keras.layers.InputLayer(input_shape=shape),
+            qconv(dims, 3, kernel, dilation_rate=dilation, padding=padding,
+                  activation="quantized_relu(4,2)"),
+            qconv(dims, 2, kernel, dilation_rate=dilation, padding=padding),
+            tf.keras.layers.Flatten(),
+        ],  # fmt: skip
+        name=f"dilated{dims}d",
+    )
+    graph = predicts_like_keras(model, tmp_path, n=24, seed=1, input_type=FixedType(8, 4))
+    conv = graph.nodes[1]
+    assert isinstance(conv, ir.Conv)
+    taps = np.asarray(kernel if isinstance(kernel, tuple) else (kernel,) * dims)
+    rate = np.asarray(dilation if isinstance(dilation, tuple) else (dilation,) * dims)
+    spread = tuple((taps - 1) * rate + 1)
+    assert conv.kernel[-dims:] == spread
+    # the zero taps are no products: as many multiplies as the undilated kernel's
+    nonzero, _ = ir.multiplies(conv)
+    assert nonzero <= int(np.prod(conv.out_shape[:-1])) * int(np.prod(taps)) * shape[-1] * 3
+    bit_exact_in_simulator(graph, n=3, seed=2)
+    timing_matches_model(graph)
+
+
+def test_grouped_keras_convolution_predicts_like_keras_and_is_bit_exact(tmp_path):
+    """Conv2D(groups=2): filter o reads the input channels of group o // (filters / 2);
+    weights on the 1/16 grid and inputs exact in fixed<8,4> keep Keras's float32 sums
+    exact, so the reference equals Keras."""
+    tf.keras.utils.set_random_seed(5)
+    model = tf.keras.Sequential(
+        [
+            tf.keras.layers.InputLayer(input_shape=(6, 5, 4)),
+            tf.keras.layers.Conv2D(6, 3, groups=2, padding="same"),
+            tf.keras.layers.Flatten(),
+        ],
+        name="grouped",
+    )
+    conv = model.layers[0]
+    rng = np.random.default_rng(0)
+    conv.set_weights([rng.integers(-8, 8, w.shape) / 16 for w in conv.get_weights()])
+    graph = keras_graph(model, tmp_path, FixedType(8, 4))
+    node = graph.nodes[1]
+    assert isinstance(node, ir.Conv) and node.groups == 2
+    x = exact_inputs((6, 5, 4), 16, 3)
+    np.testing.assert_array_equal(predict(graph, x), model.predict(x, verbose=0))
+    bit_exact_in_simulator(graph, n=2, seed=1)
+
+
+def test_dilation_with_strides_is_refused_in_one_line(tmp_path):
+    """TensorFlow itself refuses strides > 1 with a dilation; a config that has both is
+    refused naming the layer."""
+    from rtlgen.frontend import read_model
+    from tests.models import sequential_config, write_full_h5
+
+    layer = {
+        "class_name": "Conv1D",
+        "config": {"name": "c", "filters": 2, "kernel_size": [3], "strides": [2],
+                   "dilation_rate": [2], "padding": "valid", "use_bias": False},
+    }  # fmt: skip
+    path = write_full_h5(
+        tmp_path / "m.h5", sequential_config([layer], (12, 1)), {"c": {"kernel": np.ones((3, 1, 2))}}
+    )
+    with pytest.raises(UnsupportedError) as info:
+        read_model(path)
+    message = str(info.value)
+    assert "\n" not in message and "layer 'c' (Conv1D): dilation_rate=[2]" in message
+
+
+def test_groups_not_dividing_the_channels_are_refused_in_one_line(tmp_path):
+    from rtlgen.frontend import read_model
+    from rtlgen.quant.errors import ModelFileError
+    from tests.models import sequential_config, write_full_h5
+
+    layer = {
+        "class_name": "Conv2D",
+        "config": {"name": "g", "filters": 4, "kernel_size": [1, 1], "groups": 3,
+                   "padding": "valid", "use_bias": False},
+    }  # fmt: skip
+    path = write_full_h5(
+        tmp_path / "m.h5", sequential_config([layer], (4, 4, 6)), {"g": {"kernel": np.ones((1, 1, 2, 4))}}
+    )
+    with pytest.raises(ModelFileError) as info:
+        read_model(path)
+    message = str(info.value)
+    assert "\n" not in message and "groups=3 does not divide its 6 input channels and 4" in message
