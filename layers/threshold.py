@@ -273,7 +273,9 @@ class ChunkedThresholdBank(wiring.Component):
     compares input lane ``c % (n / beats)`` on every beat, and the output lanes are the
     levels of the beat's elements, picked by a count of the output beats taken (beats
     leave in order). So it costs the whole bank plus an ``beats``-way mux per output lane
-    after the bank's output register, and no cycle.
+    after the bank's output register, and no cycle. The planner builds a
+    `BeatThresholdBank` instead (one beat's comparators: fewer LUTs, FFs and LUT levels in
+    every case measured, benchmarks/results/threshold_bank.json); this is its baseline.
 
     Contract: one beat per cycle (II = 1), ``latency`` the bank's; ``o.ready`` low freezes
     it (the bank's `pipeline_control`); payload ``n / beats`` x ``in_type`` in, ``n / beats``
@@ -327,20 +329,6 @@ class ChunkedThresholdBank(wiring.Component):
             choices = Array(bank.o.payload[k * lanes + lane] for k in range(self.beats))
             m.d.comb += self.o.payload[lane].eq(choices[beat])
         return m
-
-
-#: the fewest result beats for which a two-level `BeatThresholdBank` measured cheaper than
-#: the `ChunkedThresholdBank` (SVHN bn_dense_1, 64 x 63 thresholds, benchmarks/results/
-#: threshold_bank.json): 4 beats 3,377 LUT against 5,483
-BEAT_BANK_MIN_BEATS = 4
-
-
-def beat_bank_pays(bank: ThresholdBank, beats: int) -> bool:
-    """Whether a `BeatThresholdBank` is the cheaper way to take ``bank``'s vector in
-    ``beats`` beats: a two-level search (its fine comparators and table are shared by the
-    beats' elements; a bank of at most `BANK_MAX_THRESHOLDS` thresholds would only trade
-    constant comparators for beat-picked ones) of at least `BEAT_BANK_MIN_BEATS` beats."""
-    return bank.two_level and beats >= BEAT_BANK_MIN_BEATS
 
 
 class BeatThresholdBank(wiring.Component):

@@ -215,22 +215,21 @@ def plan_threshold(node: Threshold, ctx: PlanContext) -> LayerPlan:
 
 def _plan_chunked(node: Threshold, ctx: PlanContext, bank, notes) -> LayerPlan:
     """A vector arriving in beats of consecutive elements (a dense's result beats): a
-    `BeatThresholdBank` (one beat's lanes, thresholds picked by the beat) where it measures
-    cheaper (`beat_bank_pays`), else a `ChunkedThresholdBank` (every element's
-    comparators), passing them on to a dense that adds each as it arrives, or gathering them
-    (`Deserialize`) for anything else."""
+    `BeatThresholdBank` (one beat's lanes, thresholds picked by the beat; cheaper than the
+    whole bank's comparators, `ChunkedThresholdBank`, at every beat count measured) passing
+    them on to a dense that adds each as it arrives, or gathering them (`Deserialize`) for
+    anything else."""
     from rtlgen.layers.common import shape_of
     from rtlgen.layers.flatten import Deserialize
-    from rtlgen.layers.threshold import BeatThresholdBank, ChunkedThresholdBank, beat_bank_pays
+    from rtlgen.layers.threshold import BeatThresholdBank
 
     fmt = ctx.in_format
     assert fmt is not None and node.out_type is not None
-    if beat_bank_pays(bank, fmt.beats):
-        chunked = BeatThresholdBank(bank, fmt.beats)
-        notes = (f"{chunked.comparators} comparators, thresholds picked by the beat",)
-    else:
-        chunked = ChunkedThresholdBank(bank, fmt.beats)
-    notes = (*notes, f"{fmt.beats} beats of {fmt.elements}")
+    chunked = BeatThresholdBank(bank, fmt.beats)
+    notes = (
+        f"{chunked.comparators} comparators, thresholds picked by the beat",
+        f"{fmt.beats} beats of {fmt.elements}",
+    )
     if not ctx.is_output and len(ctx.consumers) == 1 and ctx.consumers[0].op == "dense":
         out = StreamFormat(fmt.beats, fmt.elements, node.out_type)
         return LayerPlan(node, (chunked,), out_spacing=ctx.spacing, notes=notes, out_format=out)

@@ -378,18 +378,16 @@ def chunk_net():
 @pytest.mark.parametrize("beats,cap", [(2, 3), (4, 2), (8, 1)])
 def test_a_dense_sends_its_result_in_beats_the_next_dense_takes_as_they_arrive(beats, cap):
     """`layer_out_beats`: dense1 sends its 8 outputs in beats of consecutive outputs, bn1
-    (15 thresholds: a `ChunkedThresholdBank` for 2 beats, a `BeatThresholdBank` from 4)
-    passes each on, dense2 adds each to its partial sums as it arrives; bit-exact under
-    backpressure, timing as modelled."""
-    from rtlgen.layers.threshold import BeatThresholdBank, ChunkedThresholdBank
+    (a `BeatThresholdBank`) passes each on, dense2 adds each to its partial sums as it
+    arrives; bit-exact under backpressure, timing as modelled."""
+    from rtlgen.layers.threshold import BeatThresholdBank
 
     graph = chunk_net()
     options = HardwareOptions(layer_max_reuse=(("dense1", cap),), layer_out_beats=(("dense1", beats),))
     top = NetworkTop(graph, options)
     mac = plans(top)["dense1"].stages[0]
     assert isinstance(mac, SerialMatVec) and (mac.out_beats, mac.columns) == (beats, 8 // beats)
-    bank = plans(top)["bn1"].stages[0]
-    assert type(bank) is (BeatThresholdBank if beats >= 4 else ChunkedThresholdBank)
+    assert isinstance(plans(top)["bn1"].stages[0], BeatThresholdBank)
     streamed = plans(top)["dense2"].stages[0]
     assert isinstance(streamed, SerialMatVec) and streamed.beats == beats
     bit_exact_in_simulator(graph, n=3, seed=beats, options=options)
