@@ -403,8 +403,8 @@ def test_beat_bank_every_input_code_in_every_beat(most):
     bank = ThresholdBank(in_type, out_type, thresholds, levels)
     dut = BeatThresholdBank(bank, beats)
     codes = np.arange(in_type.min_int, in_type.max_int + 1)
-    x = np.repeat(codes[:, None], lanes * beats, axis=1)  # vector r: every element at code r
-    x = np.roll(x, np.arange(lanes * beats) * 37, axis=0)  # elements at different codes
+    # every code in every element, the elements of a vector at different codes
+    x = np.stack([np.roll(codes, 37 * c) for c in range(lanes * beats)], axis=1)
     t, lv = _padded(thresholds, levels, in_type)
     expected = threshold_reference(x, t, lv).reshape(-1, lanes)
     run = simulate_rows(dut, x.reshape(-1, lanes), 11, 0.8, 0.7)
