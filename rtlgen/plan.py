@@ -95,7 +95,7 @@ class HardwareOptions:
     ``layer_out_beats``: (layer name, beats) pairs: a time-multiplexed dense of a one-beat
     input sends its result in that many beats of consecutive outputs, each as soon as it is
     made (`SerialMatVec` ``out_beats``), through a threshold bank that takes them so
-    (`ChunkedThresholdBank`) to a dense that adds each to its partial sums as it arrives:
+    (`BeatThresholdBank`) to a dense that adds each to its partial sums as it arrives:
     the two denses overlap; what a latency budget chose (ignored where the layer is not
     such a dense)."""
 
