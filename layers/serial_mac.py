@@ -37,6 +37,29 @@ def _lut_partial_products(x, w, w_width: int) -> list:
 #: ROMs deeper than this many words go to block RAM. A ROM in logic is one LUT per bit in
 #: principle, but Yosys (ABC9) decodes 40-100-word ROMs in chains of up to 10 LUTs
 BLOCK_ROM_WORDS = 32
+#: ROMs of at most this many words are read through a one-hot copy of the word counter
+#: (`_one_hot_rom_bits`): each bit one LUT6 of it. From a binary address ABC9 shared the
+#: word decoders between bits in chains of LUT2s: SVHN dense_1's 12-word ROM (4 result beats
+#: of 3 steps) was 6 LUT levels alone, 8 in the whole design (its deepest path), 4 one-hot
+#: at the same LUTs; a 32-word ROM (dense_0) one-hot is the same 4 levels, +12 % LUTs.
+ONE_HOT_ROM_WORDS = 12
+
+
+def _one_hot_rom_bits(words: list[int], width: int, hot) -> list:
+    """Bit ``b`` of ``words[s]`` for the word ``s`` whose bit of the one-hot ``hot`` is set:
+    the OR of the bits of the words holding a 1 there, or the NOR of those holding a 0,
+    whichever reads fewer (at most half the words: 12 words, one LUT6 per bit). The one-hot
+    register is the decoder, so no decoding logic is left for synthesis to share."""
+    bits = []
+    for b in range(width):
+        ones = [s for s, word in enumerate(words) if word >> b & 1]
+        if not ones or len(ones) == len(words):
+            bits.append(Const(bool(ones), 1))
+        elif 2 * len(ones) <= len(words):
+            bits.append(Cat(*(hot[s] for s in ones)).any())
+        else:
+            bits.append(~Cat(*(hot[s] for s in range(len(words)) if s not in ones)).any())
+    return bits
 
 
 def _schedule(
@@ -85,8 +108,9 @@ class SerialMatVec(wiring.Component):
     MVAU-style: each beat adds ``W[its rows] @ x_beat`` to the partial sums of all outputs).
     ``group = ceil(K / beats / reuse)`` elements of a beat are consumed per step,
     ``steps = ceil(K / beats / group)`` steps per beat.
-    Weights live in a ROM of ``beats * steps`` words; a column whose weights are all zero
-    gets no multiplier, and a (row-in-group, column) position whose weights are zero on
+    Weights live in a ROM of ``beats * steps`` words (block RAM over `BLOCK_ROM_WORDS`; up
+    to `ONE_HOT_ROM_WORDS`, read through a one-hot copy of the word counter); a column whose weights are all
+    zero gets no multiplier, and a (row-in-group, column) position whose weights are zero on
     every step of every beat gets none either.
     ``out_beats`` > 1 (a one-beat input): the result leaves in that many beats of
     ``O / out_beats`` consecutive outputs, each made over ``steps`` steps of the whole
@@ -259,16 +283,18 @@ class SerialMatVec(wiring.Component):
                 value |= (int(wv) & ((1 << self.w_width) - 1)) << (idx * self.w_width)
             rom_init.append(value)
         block_rom = self.block_rom
-        m.submodules.rom = rom = memory.Memory(
-            shape=unsigned(word_layout.size),
-            depth=words,
-            init=rom_init,
-            attrs={"rom_style": "block" if block_rom else "logic"},
-        )
-        # A synchronous read port. In logic, its data register is the weight register. A
-        # block RAM's own output is slow (ECP5 DP16KD: ~6 ns clock-to-out), so it is read one
-        # step ahead, addressed by the word counter's next value, and registered again.
-        rom_read = rom.read_port()
+        one_hot = words <= ONE_HOT_ROM_WORDS
+        if not one_hot:
+            m.submodules.rom = rom = memory.Memory(
+                shape=unsigned(word_layout.size),
+                depth=words,
+                init=rom_init,
+                attrs={"rom_style": "block" if block_rom else "logic"},
+            )
+            # A synchronous read port. In logic, its data register is the weight register. A
+            # block RAM's own output is slow (ECP5 DP16KD: ~6 ns clock-to-out), so it is read
+            # one step ahead, addressed by the word counter's next value, and registered again.
+            rom_read = rom.read_port()
 
         advance = Signal()
         busy = Signal()
@@ -314,17 +340,24 @@ class SerialMatVec(wiring.Component):
         m.d.comb += [
             advance.eq(~self.o.valid | self.o.ready),
             self.i.ready.eq(advance & (~busy | last_step) & primed),
-            rom_read.en.eq(advance),
         ]
         start = self.i.valid & self.i.ready
         # a step this cycle: of the beat in progress, or the first of a beat taken while
         # idle (its elements come straight from the input)
         step = Signal()
         m.d.comb += step.eq(busy | start if self.early_start else busy)
-        if block_rom:
-            m.d.comb += rom_read.addr.eq(Mux(step, successor, word))
+        if one_hot:
+            # `word` as a one-hot register (it moves with the counter) addresses the ROM; the
+            # word read is registered as the weight register
+            hot = Signal(words, init=1)
+            if words > 1:
+                with m.If(advance & step):
+                    m.d.sync += hot.eq(hot.rotate_left(1))
         else:
-            m.d.comb += rom_read.addr.eq(word)
+            m.d.comb += [
+                rom_read.en.eq(advance),
+                rom_read.addr.eq(Mux(step, successor, word) if block_rom else word),
+            ]
         group_bits = group * self.in_shape.width
         payload = self.i.payload.as_value()
         padded = Cat(payload, Const(0, (steps * group - self.per_beat) * self.in_shape.width))
@@ -364,6 +397,12 @@ class SerialMatVec(wiring.Component):
             wrow = Signal(word_layout, reset_less=True)
             with m.If(advance):
                 m.d.sync += wrow.eq(rom_read.data)
+        elif one_hot:
+            wrow = Signal(word_layout, reset_less=True)
+            with m.If(advance):
+                m.d.sync += wrow.as_value().eq(
+                    Cat(*_one_hot_rom_bits(rom_init, word_layout.size, hot))
+                )
         else:
             wrow = data.View(word_layout, rom_read.data)
         xrow = Signal(data.ArrayLayout(self.in_shape, group), reset_less=True)
