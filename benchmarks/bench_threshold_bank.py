@@ -12,6 +12,13 @@ constants are LUT logic now.
 
     python benchmarks/bench_threshold_bank.py                       # bn_dense_0 and bn_conv_0
     python benchmarks/bench_threshold_bank.py --banks bn_conv_1     # any threshold layer
+    python benchmarks/bench_threshold_bank.py --banks bn_dense_1 --result-beats 2,4,8
+
+A bank taking a dense's result beats (the default plan's bn_dense_1: 4 beats of 16) is
+synthesized both ways for its planned beats and each of ``--result-beats``: the
+`ChunkedThresholdBank` (every element's comparators, a mux per lane after them) and the
+`BeatThresholdBank` (one beat's lanes, thresholds picked by the beat: what the planner
+builds).
 
 Writes benchmarks/results/threshold_bank.json (entries of other banks and ``history`` kept).
 """
@@ -60,6 +67,19 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--banks", default="bn_dense_0,bn_conv_0", help="threshold layer names")
+    parser.add_argument(
+        "--result-beats",
+        default="",
+        help="beat counts (comma-separated) at which a bank taking result beats is also "
+        "synthesized both ways (its planned beats always)",
+    )
+    parser.add_argument(
+        "--every",
+        type=int,
+        default=1,
+        help="for a bank taking result beats: keep every k-th threshold of each element "
+        "(levels 0, 1, ...): a coarser quantizer's bank of the same elements",
+    )
     parser.add_argument("--json", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
@@ -68,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench_svhn_latency import _graph, _plan_figures, _synthesize_part, _threshold_banks
 
     from rtlgen.hardware import HardwareOptions
+    from rtlgen.layers.threshold import ThresholdBank
 
     _, _, graph = _graph()
     _, top = _plan_figures(graph, HardwareOptions())
@@ -81,9 +102,17 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/bench_threshold_bank.py " + " ".join(
         sys.argv[1:] if argv is None else argv
     )
+    extra_beats = [int(b) for b in args.result_beats.split(",") if b]
     with tempfile.TemporaryDirectory(prefix="threshold_bank_") as tmp:
         for name in names:
             bank = banks[name]
+            if not isinstance(bank, ThresholdBank):  # taking result beats
+                inner, key = bank.bank, f"{name}_in_beats"
+                if args.every > 1:  # every k-th threshold: a coarser quantizer's bank
+                    inner, key = _every(inner, args.every), f"{name}_every{args.every}_in_beats"
+                entries[key] = _beat_banks(inner, bank, extra_beats, Path(tmp), command.strip())
+                print(f"{key}: {json.dumps(entries[key]['beat_lut_saving'])}", flush=True)
+                continue
             figures = _synthesize_part([bank], "threshold_bank", Path(tmp))
             entries[name] = {
                 "channels": len(bank.thresholds),
@@ -112,6 +141,57 @@ def main(argv: list[str] | None = None) -> int:
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.json}")
     return 0
+
+
+def _every(bank, k: int):
+    """``bank`` with every ``k``-th threshold of each element, levels 0, 1, ..."""
+    from rtlgen.layers.threshold import ThresholdBank
+
+    thresholds = [ts[k - 1 :: k] for ts in bank.thresholds]
+    levels = [list(range(len(ts) + 1)) for ts in thresholds]
+    bank._MustUse__used = True  # replaced, never elaborated
+    return ThresholdBank(bank.in_type, bank.out_type, thresholds, levels)
+
+
+def _beat_banks(bank, planned, extra_beats: list[int], work: Path, command: str) -> dict:
+    """``bank`` taking result beats (``planned``: the stage the plan built) synthesized as a
+    `ChunkedThresholdBank` and as a `BeatThresholdBank`, at the planned beats and each of
+    ``extra_beats`` (dividing its elements)."""
+    from bench_svhn_latency import _synthesize_part
+
+    from rtlgen.layers.threshold import BeatThresholdBank, ChunkedThresholdBank
+
+    n = len(bank.thresholds)
+    entry: dict = {
+        "channels": n,
+        "thresholds": max(len(t) for t in bank.thresholds),
+        "in_type": str(bank.in_type),
+        "out_type": str(bank.out_type),
+        "latency_cycles": bank.latency,
+        "planned_beats": planned.beats,
+        "planned": type(planned).__name__,
+        "by_beats": {},
+        "command": command,
+    }
+    for beats in sorted({planned.beats, *(b for b in extra_beats if n % b == 0)}):
+        row: dict = {"lanes": n // beats}
+        for kind, cls in (("chunked", ChunkedThresholdBank), ("beat", BeatThresholdBank)):
+            stage = cls(bank, beats)
+            figures = _synthesize_part([stage], f"{kind}_{beats}", work)
+            row[kind] = {
+                "comparators": stage.comparators,
+                "latency_cycles": stage.latency,
+                **figures,
+            }
+            print(
+                f"{beats} beats, {type(stage).__name__}: {figures['luts']} LUT, {figures['ffs']} FF, "
+                f"{figures['lut_levels']} LUT levels, latency {stage.latency}",
+                flush=True,
+            )
+        row["beat_lut_saving"] = round(1 - row["beat"]["luts"] / row["chunked"]["luts"], 3)
+        entry["by_beats"][str(beats)] = row
+    entry["beat_lut_saving"] = {b: row["beat_lut_saving"] for b, row in entry["by_beats"].items()}
+    return entry
 
 
 if __name__ == "__main__":
