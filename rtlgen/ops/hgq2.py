@@ -410,7 +410,25 @@ def _fold_batchnorm(
 
     Its variables: kernel, bias, gamma (scale=True), beta and ebops of the layer
     (enable_ebops), moving_mean, moving_variance."""
-    units = weights["kernel"].shape[-1]
+    got = _bn_statistics(layer, stored, weights, weights["kernel"].shape[-1], source)
+    f32 = np.float32
+    gamma = got.get("gamma", f32(1))
+    scaler = (gamma / np.sqrt(got["moving_variance"] + f32(1e-7))).astype(f32)
+    kernel = (weights["kernel"] * scaler).astype(f32)
+    bias = (weights["bias"] + (-got["moving_mean"] * scaler)).astype(f32)
+    return {"kernel": kernel, "bias": bias}
+
+
+def _bn_statistics(
+    layer: KerasLayer,
+    stored: list,
+    weights: dict[str, np.ndarray],
+    size: int,
+    source: WeightSource,
+) -> dict[str, np.ndarray]:
+    """The batch-normalization variables HGQ2's fused BN layers store after kernel and bias
+    (gamma if ``scale``, beta and ebops if ``enable_ebops``, moving_mean, moving_variance),
+    each ``size`` finite float32 numbers: gamma (if any), moving_mean, moving_variance."""
     names = [
         *(["gamma"] if layer.config.get("scale", True) else []),
         *(["_beta", "_ebops"] if layer.config.get("enable_ebops", True) else []),
@@ -429,15 +447,10 @@ def _fold_batchnorm(
             continue
         item = stored[index]
         value = item.read(limits) if isinstance(item, StoredArray) else np.asarray(item)
-        if value.shape != (units,) or value.dtype.kind != "f" or not np.all(np.isfinite(value)):
-            raise RtlgenError(f"{layer.where}: weight '{name}' is not {units} finite real numbers")
+        if value.shape != (size,) or value.dtype.kind != "f" or not np.all(np.isfinite(value)):
+            raise RtlgenError(f"{layer.where}: weight '{name}' is not {size} finite real numbers")
         got[name] = value.astype(np.float32)
-    f32 = np.float32
-    gamma = got.get("gamma", f32(1))
-    scaler = (gamma / np.sqrt(got["moving_variance"] + f32(1e-7))).astype(f32)
-    kernel = (weights["kernel"] * scaler).astype(f32)
-    bias = (weights["bias"] + (-got["moving_mean"] * scaler)).astype(f32)
-    return {"kernel": kernel, "bias": bias}
+    return got
 
 
 def _fold_input_batchnorm(
@@ -454,30 +467,7 @@ def _fold_input_batchnorm(
     float32, so a bias' within a few ulps of a rounding boundary of the bias quantizer is
     warned about (`_warn_fused_bias`). Variables: kernel, bias, gamma (scale=True), beta and
     ebops of the layer (enable_ebops), moving_mean, moving_variance."""
-    features = weights["kernel"].shape[0]
-    names = [
-        *(["gamma"] if layer.config.get("scale", True) else []),
-        *(["_beta", "_ebops"] if layer.config.get("enable_ebops", True) else []),
-        "moving_mean",
-        "moving_variance",
-    ]
-    if "bias" not in weights or len(stored) != 2 + len(names):
-        raise RtlgenError(
-            f"{layer.where}: {len(stored)} variables stored, expected kernel, bias, "
-            f"{', '.join(n for n in names if not n.startswith('_'))}"
-        )
-    limits = source_limits(source)
-    got = {}
-    for index, name in enumerate(names, start=2):
-        if name.startswith("_"):
-            continue
-        item = stored[index]
-        value = item.read(limits) if isinstance(item, StoredArray) else np.asarray(item)
-        if value.shape != (features,) or value.dtype.kind != "f" or not np.all(np.isfinite(value)):
-            raise RtlgenError(
-                f"{layer.where}: weight '{name}' is not {features} finite real numbers"
-            )
-        got[name] = value.astype(np.float32)
+    got = _bn_statistics(layer, stored, weights, weights["kernel"].shape[0], source)
     f32 = np.float32
     epsilon = f32(layer.config.get("epsilon", 1e-3))
     gamma = got.get("gamma", f32(1))
