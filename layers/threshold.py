@@ -264,7 +264,34 @@ def _unsigned_at_least(bits: Value, t: int) -> Value:
     return Cat(*terms).any()
 
 
-class ChunkedThresholdBank(wiring.Component):
+class _BankInBeats(wiring.Component):
+    """A `ThresholdBank`'s ``n`` elements taken in ``beats`` beats of ``lanes = n / beats``
+    consecutive elements: the ports and the bank's latency (`ChunkedThresholdBank`,
+    `BeatThresholdBank`)."""
+
+    def __init__(self, bank: ThresholdBank, beats: int):
+        n = len(bank.levels)
+        if beats < 1 or n % beats:
+            raise RtlgenError(
+                f"{type(self).__name__}: {n} elements do not split into {beats} equal beats"
+            )
+        self.bank, self.beats, self.lanes = bank, beats, n // beats
+        self.in_type, self.out_type = bank.in_type, bank.out_type
+        super().__init__(
+            {
+                "i": In(stream.Signature(data.ArrayLayout(shape_of(bank.in_type), self.lanes))),
+                "o": Out(
+                    stream.Signature(data.ArrayLayout(shape_of(bank.out_type), self.lanes))
+                ),
+            }
+        )
+
+    @property
+    def latency(self) -> int:
+        return self.bank.latency
+
+
+class ChunkedThresholdBank(_BankInBeats):
     """A `ThresholdBank` of ``n`` elements taking its vector in ``beats`` beats of ``n /
     beats`` consecutive elements (a time-multiplexed dense's result beats,
     `serial_mac.SerialMatVec` ``out_beats``) and passing them on as they come.
@@ -281,27 +308,6 @@ class ChunkedThresholdBank(wiring.Component):
     it (the bank's `pipeline_control`); payload ``n / beats`` x ``in_type`` in, ``n / beats``
     x ``out_type`` out.
     """
-
-    def __init__(self, bank: ThresholdBank, beats: int):
-        n = len(bank.levels)
-        if beats < 1 or n % beats:
-            raise RtlgenError(
-                f"ChunkedThresholdBank: {n} elements do not split into {beats} equal beats"
-            )
-        self.bank, self.beats, self.lanes = bank, beats, n // beats
-        self.in_type, self.out_type = bank.in_type, bank.out_type
-        super().__init__(
-            {
-                "i": In(stream.Signature(data.ArrayLayout(shape_of(bank.in_type), self.lanes))),
-                "o": Out(
-                    stream.Signature(data.ArrayLayout(shape_of(bank.out_type), self.lanes))
-                ),
-            }
-        )
-
-    @property
-    def latency(self) -> int:
-        return self.bank.latency
 
     @property
     def comparators(self) -> int:
@@ -331,7 +337,7 @@ class ChunkedThresholdBank(wiring.Component):
         return m
 
 
-class BeatThresholdBank(wiring.Component):
+class BeatThresholdBank(_BankInBeats):
     """A `ThresholdBank` of ``n`` elements taking its vector in ``beats`` beats of ``lanes =
     n / beats`` consecutive elements (as `ChunkedThresholdBank`), built for one beat: lane
     ``l`` compares its input with the thresholds of element ``b * lanes + l`` of the beat
@@ -356,13 +362,7 @@ class BeatThresholdBank(wiring.Component):
     """
 
     def __init__(self, bank: ThresholdBank, beats: int):
-        n = len(bank.levels)
-        if beats < 1 or n % beats:
-            raise RtlgenError(
-                f"BeatThresholdBank: {n} elements do not split into {beats} equal beats"
-            )
-        self.bank, self.beats, self.lanes = bank, beats, n // beats
-        self.in_type, self.out_type = bank.in_type, bank.out_type
+        super().__init__(bank, beats)
         # only the bank's checked thresholds and levels are used: it is never elaborated
         bank._MustUse__used = True  # type: ignore[attr-defined]
         never = bank.in_type.max_int + 1
@@ -381,18 +381,6 @@ class BeatThresholdBank(wiring.Component):
                     for e in elements
                 ]
             )
-        super().__init__(
-            {
-                "i": In(stream.Signature(data.ArrayLayout(shape_of(bank.in_type), self.lanes))),
-                "o": Out(
-                    stream.Signature(data.ArrayLayout(shape_of(bank.out_type), self.lanes))
-                ),
-            }
-        )
-
-    @property
-    def latency(self) -> int:
-        return self.bank.latency
 
     @property
     def comparators(self) -> int:
