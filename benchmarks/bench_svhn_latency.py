@@ -37,6 +37,10 @@ weights, conv-pool-BN order), input fixed<16,6>, as in bench_sim_harness.py.
   folders ``rtlgen report DIR --family xcup`` synthesized, each against the first's LUTs
   (the whole SVHN design takes 30-70 min of Yosys on a loaded 2-core machine, so the
   folders are made apart: ``rtlgen convert MODEL -o DIR [options]`` then ``rtlgen report``).
+- ``--part LAYER[,LAYER]``: only those layers of the default and rate-balanced plans, each
+  synthesized alone as below (LUT levels and the deepest path's instances), into
+  benchmarks/results/svhn_part_levels.json under ``--part-label`` (earlier labels kept: run
+  it on two versions of the code to compare); nothing else is run or written.
 - ``dense_part_synthesis``: the first dense layer alone (with the flatten's Deserialize and
   skid buffer in the previous plan), Yosys ``synth_xilinx -flatten -family xcup`` as the SVHN
   benchmark runs it, previous vs now (the rest of the design is the same in both).
@@ -333,6 +337,72 @@ def _tail_parts(tops: dict, names: list[str], work: Path) -> dict:
     return result
 
 
+#: where ``--part`` writes (per label: one version of the code)
+PART_RESULTS = Path(__file__).parent / "results" / "svhn_part_levels.json"
+
+
+def _serial_shape(stage) -> dict:
+    """A `SerialMatVec`'s folding and weight ROM (what decides its LUT levels)."""
+    from rtlgen.layers import serial_mac
+
+    words = stage.words
+    one_hot = getattr(serial_mac, "ONE_HOT_ROM_WORDS", 0)
+    rom = "block" if stage.block_rom else "one-hot logic" if words <= one_hot else "logic"
+    return {
+        "group": stage.group,
+        "steps": stage.steps,
+        "out_beats": stage.out_beats,
+        "rom_words": words,
+        "rom_bits": stage.group * stage.columns * stage.w_width,
+        "rom": rom,
+        "latency_cycles": stage.latency,
+    }
+
+
+def _parts(graph, layers: list[str], label: str, argv: list[str]) -> dict:
+    """`--part`: the named layers' stages of the default and rate-balanced plans, each
+    synthesized alone (`_synthesize_part`, the product's Verilog path), into
+    `PART_RESULTS` under ``label``."""
+    from rtlgen.hardware import HardwareOptions, NetworkTop
+    from rtlgen.layers.serial_mac import SerialMatVec
+
+    plans = {"default": HardwareOptions(), "rate_balanced": HardwareOptions(latency_budget=None)}
+    run: dict = {
+        "command": "python benchmarks/bench_svhn_latency.py " + " ".join(argv),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "load_average": list(os.getloadavg()),
+        "yosys": "synth_xilinx -flatten -family xcup -noiopad -noclkbuf (rtlgen.synth.synthesize)",
+    }
+    with tempfile.TemporaryDirectory(prefix="svhn_part_") as tmp:
+        for plan_name, options in plans.items():
+            top = NetworkTop(graph, options)
+            for plan in top.plans:
+                if plan.node.name not in layers:
+                    continue
+                stages = list(plan.stages)
+                figures = _synthesize_part(stages, f"{plan_name}_{plan.node.name}", Path(tmp))
+                serial = [_serial_shape(s) for s in stages if isinstance(s, SerialMatVec)]
+                run[f"{plan_name}/{plan.node.name}"] = {
+                    "reuse": plan.reuse,
+                    "multipliers": plan.multipliers,
+                    "serial": serial,
+                    **figures,
+                }
+                print(plan_name, plan.node.name, serial, figures, flush=True)
+    result = json.loads(PART_RESULTS.read_text()) if PART_RESULTS.exists() else {}
+    result.setdefault("benchmark", "svhn_part_levels")
+    result.setdefault(
+        "what",
+        "layers of the SVHN CNN (benchmarks/svhn_models.py, 6-bit, 50 % pruned, input "
+        "fixed<16,6>) synthesized alone: LUTs and LUT levels per version of the code (label)",
+    )
+    result.setdefault("runs", {})[label] = run
+    PART_RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    PART_RESULTS.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {PART_RESULTS}")
+    return result
+
+
 def _threshold_banks(top) -> dict:
     """The `ThresholdBank` of every threshold layer of a planned top, by layer name."""
     return {p.node.name: p.stages[0] for p in top.plans if p.node.op == "threshold"}
@@ -438,6 +508,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, default=RESULTS)
     parser.add_argument(
+        "--part",
+        default=None,
+        metavar="LAYER[,LAYER]",
+        help="only synthesize these layers alone (default and rate-balanced plans) into "
+        f"{PART_RESULTS.name}",
+    )
+    parser.add_argument("--part-label", default="current", help="the --part run's label")
+    parser.add_argument(
         "--designs",
         nargs="*",
         default=[],
@@ -450,6 +528,10 @@ def main(argv: list[str] | None = None) -> int:
     from rtlgen.quant.errors import RtlgenError
 
     json_path, weights_path, graph = _graph()
+    if args.part:
+        argv = argv if argv is not None else sys.argv[1:]
+        _parts(graph, args.part.split(","), args.part_label, argv)
+        return 0
     variants = {
         "previous_default": (HardwareOptions(latency_budget=None), True),
         # the default through session 13: no latency budget, the fewest multipliers that
