@@ -142,6 +142,11 @@ class HardwareOptions:
                     f"result beats {beats} of layer '{layer}' are not supported (use 1 to "
                     f"{MAX_REUSE})"
                 )
+        if isinstance(self.latency_budget, int) and self.parallelism is Parallelism.FULL:
+            raise RtlgenError(
+                f"--latency-budget {self.latency_budget} caps the reuse of --parallelism auto; "
+                "--parallelism full has none (use one or the other)"
+            )
         if isinstance(self.latency_budget, int) and not 1 <= self.latency_budget <= MAX_BUDGET:
             raise RtlgenError(
                 f"--latency-budget {self.latency_budget} is not supported (use 1 to "

@@ -19,6 +19,7 @@ MODEL = [str(DATA / "demo_cnn.json"), "--weights", str(DATA / "demo_cnn_weights.
         (["--max-reuse", "0"], "--max-reuse 0 is not supported (use 1 to"),
         (["--latency-budget", "0"], "--latency-budget 0 is not supported (use 1 to"),
         (["--latency-budget", "fast"], "--latency-budget 'fast': use a number of cycles, auto or none"),
+        (["--latency-budget", "90", "--parallelism", "full"], "--latency-budget 90 caps the reuse of --parallelism auto"),
         (
             ["--latency-budget", "20"],
             "--latency-budget 20: not reachable, every layer at reuse 1 takes",
