@@ -30,8 +30,10 @@ surviving weights may round to zero as well: :func:`layer_sparsity` with
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
+import sys
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -54,7 +56,22 @@ __all__ = [
     "save_model",
     "save_h5",
     "load_model",
+    "use_tf_keras",
 ]
+
+
+def use_tf_keras() -> None:
+    """Make ``tf.keras`` Keras 2, which QKeras 0.9 needs: TensorFlow 2.15 (the ``train``
+    extra on Python 3.11) has it built in; from TensorFlow 2.16 on (2.21 on Python 3.12/3.13)
+    Keras 2 is the tf-keras package, used only when ``TF_USE_LEGACY_KERAS=1`` is set before
+    TensorFlow is imported (else ``tf.keras`` is Keras 3 and ``import qkeras`` fails). Sets
+    it, unless already set, when tf-keras is installed and TensorFlow not yet imported;
+    called when this module is imported and before rtlgen's own TensorFlow imports."""
+    if "tensorflow" not in sys.modules and importlib.util.find_spec("tf_keras") is not None:
+        os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+
+use_tf_keras()
 
 #: Layer types whose kernels :func:`prune` masks (their Q* subclasses included).
 _PRUNABLE_KINDS = ("Conv1D", "Conv2D", "Dense")

@@ -399,9 +399,10 @@ def train_variant(
 ) -> tuple[Any, dict[str, Any]]:
     """The trained Keras model of ``variant`` and its training record; cached in
     ``models_dir`` (json + weights h5 + a record holding the training fingerprint)."""
-    import tensorflow as tf
+    from rtlgen.quant.training import layer_sparsity, load_model, save_model, train, use_tf_keras
 
-    from rtlgen.quant.training import layer_sparsity, load_model, save_model, train
+    use_tf_keras()  # before TensorFlow is imported (tf.keras must be Keras 2 for QKeras)
+    import tensorflow as tf
 
     fingerprint = config.training_fingerprint(variant)
     json_path = models_dir / f"{variant.key}.json"

@@ -132,10 +132,11 @@ def jet_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _train_jet_mlp(params: TrainParams, work: Path) -> dict[str, Any]:
+    from rtlgen.quant.training import layer_sparsity, save_model, train, use_tf_keras
+
+    use_tf_keras()  # before TensorFlow is imported (tf.keras must be Keras 2 for QKeras)
     import tensorflow as tf
     from qkeras import QActivation, QDense
-
-    from rtlgen.quant.training import layer_sparsity, save_model, train
 
     model_spec = resolved(params.model)
     epochs, n_train, n_test = model_spec.epochs, model_spec.train_samples, model_spec.test_samples

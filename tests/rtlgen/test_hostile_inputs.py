@@ -251,14 +251,25 @@ def _weights_file_with_chunk(path: Path, chunk: bytes, shuffle: bool = False) ->
 
 
 def test_compressed_chunk_that_inflates_past_its_size_is_refused_unread(tmp_path):
-    # 400 KB that HDF5's own deflate filter would inflate to 400 MB for a 48-byte dataset
-    path = _weights_file_with_chunk(tmp_path / "model.h5", _deflate_zeros(400 << 20))
+    # 400 KB that HDF5's own deflate filter would inflate to 400 MB for a 48-byte dataset.
+    # HDF5 < 2.0 (h5py < 3.15, as TensorFlow 2.21 pins it on Python 3.12/3.13) stores a
+    # 48-byte chunk's size in 2 bytes and refuses to write one over 65,535 bytes ("chunk size
+    # can't be encoded"): there the bomb is 62 MB in 63,206 bytes and the bound on the memory
+    # growth shrinks with it (rtlgen's refusal grows it by ~6 MB, inflating it by >= 62).
+    try:
+        path = _weights_file_with_chunk(tmp_path / "model.h5", _deflate_zeros(400 << 20))
+        max_growth_mb = MAX_RSS_GROWTH_MB
+    except OSError as exc:
+        if "chunk size can't be encoded" not in str(exc):
+            raise
+        path = _weights_file_with_chunk(tmp_path / "model62.h5", _deflate_zeros(62 << 20))
+        max_growth_mb = 31
     before = reset_peak_rss()
     with pytest.raises(
         ModelFileError, match="compressed chunk inflates past its declared 48 bytes"
     ):
         load_model(path)
-    assert rss_mb() - before < MAX_RSS_GROWTH_MB
+    assert rss_mb() - before < max_growth_mb
 
 
 @pytest.mark.parametrize(

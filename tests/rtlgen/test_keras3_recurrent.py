@@ -226,12 +226,12 @@ def test_tf_keras_archives_keep_recurrent_weights_in_the_cell_too(tmp_path):
     """tf.keras 2.15 writes ``.keras`` archives in the same layout (``layers/qlstm/cell``):
     a QKeras QSimpleRNN + QLSTM model read from its ``.keras`` predicts exactly as QKeras and
     as its ``.h5``."""
-    pytest.importorskip("qkeras")  # the oracle: TensorFlow 2.15 + QKeras (Python 3.11)
+    pytest.importorskip("qkeras")  # the oracle: QKeras 0.9 on TensorFlow 2.15 (3.11) or 2.21 + tf-keras (3.12+)
     import tensorflow as tf
     from qkeras import QLSTM, QSimpleRNN
     from tensorflow.python.util import nest
 
-    if not hasattr(nest, "is_sequence"):  # qkeras 0.9 on TensorFlow 2.15
+    if not hasattr(nest, "is_sequence"):  # qkeras 0.9 on TensorFlow 2.15 and 2.21
         nest.is_sequence = nest.is_nested
     qb = "quantized_bits(4,1,alpha=1)"
     quantizers = dict(kernel_quantizer=qb, recurrent_quantizer=qb, bias_quantizer=qb)

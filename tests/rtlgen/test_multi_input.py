@@ -771,7 +771,7 @@ def keras_jets(path, seed=0, image_first=True):
     """A QKeras two-input model: a jet image (6, 6, 2) through QConv2D + pooling + flatten,
     high-level features (3,) through a QDense, concatenated -> QDense head (the hls4ml
     jet-tagging shape)."""
-    pytest.importorskip("qkeras")  # the oracle: TensorFlow 2.15 + QKeras (Python 3.11)
+    pytest.importorskip("qkeras")  # the oracle: QKeras 0.9 on TensorFlow 2.15 (3.11) or 2.21 + tf-keras (3.12+)
     import tensorflow as tf
     from qkeras import QActivation, QConv2D, QDense
 

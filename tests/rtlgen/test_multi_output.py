@@ -291,7 +291,7 @@ def test_predict_writes_an_npz_per_output_name(design, tmp_path):
 def keras_two_head(path, seed=0):
     """A QKeras two-head MLP: a shared hidden layer, a 4-class head (softmax removed: the
     logits are the output) and a 2-value regression head."""
-    pytest.importorskip("qkeras")  # the oracle: TensorFlow 2.15 + QKeras (Python 3.11)
+    pytest.importorskip("qkeras")  # the oracle: QKeras 0.9 on TensorFlow 2.15 (3.11) or 2.21 + tf-keras (3.12+)
     import tensorflow as tf
     from qkeras import QActivation, QDense
 

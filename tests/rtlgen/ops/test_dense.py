@@ -24,7 +24,7 @@ Q4 = {"kernel_quantizer": "quantized_bits(4,0,alpha=1)", "bias_quantizer": "quan
 def deep_sets(particles: int = 8, features: int = 5, seed: int = 0):
     """phi: two per-particle QDense layers; sum-pool (GlobalAveragePooling1D over a
     power-of-two count: exact); rho: QDense head."""
-    pytest.importorskip("qkeras")  # the oracle: TensorFlow 2.15 + QKeras (Python 3.11)
+    pytest.importorskip("qkeras")  # the oracle: QKeras 0.9 on TensorFlow 2.15 (3.11) or 2.21 + tf-keras (3.12+)
     import tensorflow as tf
     from qkeras import QActivation, QDense
 

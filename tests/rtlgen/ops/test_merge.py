@@ -29,7 +29,7 @@ MERGES = ["Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"]
 
 def branches_model(merge: str, inputs: int = 2, seed: int = 0):
     """x (8,) -> n QDense branches (quantized_bits outputs) -> merge -> QDense logits."""
-    pytest.importorskip("qkeras")  # the oracle: TensorFlow 2.15 + QKeras (Python 3.11)
+    pytest.importorskip("qkeras")  # the oracle: QKeras 0.9 on TensorFlow 2.15 (3.11) or 2.21 + tf-keras (3.12+)
     import tensorflow as tf
     from qkeras import QActivation, QDense
 
@@ -155,7 +155,7 @@ def test_mismatched_shapes_a_subtract_of_three_and_other_axes_are_refused(tmp_pa
 def resnet_block(seed: int = 0, filters: int = 3):
     """A QKeras ResNet block on (6, 6, 3): conv-relu-conv + identity skip, then a second block
     whose skip is a 1x1 conv, global average pooling and a dense head."""
-    pytest.importorskip("qkeras")  # the oracle: TensorFlow 2.15 + QKeras (Python 3.11)
+    pytest.importorskip("qkeras")  # the oracle: QKeras 0.9 on TensorFlow 2.15 (3.11) or 2.21 + tf-keras (3.12+)
     import tensorflow as tf
     from qkeras import QActivation, QConv2D, QDense
 

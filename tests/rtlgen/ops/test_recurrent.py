@@ -42,8 +42,8 @@ def grid_inputs(shape: tuple[int, ...], n: int, seed: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def tf():
     """TensorFlow with QKeras's recurrent layers working: qkeras 0.9 calls
-    ``tf.nest.is_sequence``, which TensorFlow 2.15 no longer has (``is_nested``)."""
-    pytest.importorskip("qkeras")  # the oracle: TensorFlow 2.15 + QKeras (Python 3.11)
+    ``tf.nest.is_sequence``, which TensorFlow 2.15 and 2.21 no longer have (``is_nested``)."""
+    pytest.importorskip("qkeras")  # the oracle: QKeras 0.9 on TensorFlow 2.15 (3.11) or 2.21 + tf-keras (3.12+)
     import tensorflow as tf
     from tensorflow.python.util import nest
 

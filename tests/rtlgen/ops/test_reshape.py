@@ -29,7 +29,7 @@ Q4 = {"kernel_quantizer": "quantized_bits(4,0,alpha=1)", "bias_quantizer": "quan
 def decoder_model():
     """x (6,) -> QDense(24) -> Reshape(3, 4, 2) -> QConv2D 3x3 same -> Reshape(12, 3) ->
     QConv1D 1 -> Reshape(4, 9): a dense-to-image decoder and two re-beatings."""
-    pytest.importorskip("qkeras")  # the oracle: TensorFlow 2.15 + QKeras (Python 3.11)
+    pytest.importorskip("qkeras")  # the oracle: QKeras 0.9 on TensorFlow 2.15 (3.11) or 2.21 + tf-keras (3.12+)
     import tensorflow as tf
     from qkeras import QActivation, QConv1D, QConv2D, QDense
 
