@@ -253,8 +253,10 @@ def test_matmul_with_added_bias_equals_gemm(tmp_path):
 @pytest.mark.parametrize(
     "name",
     [
-        "mlp_modes", "cnn_stride", "res_pool", "cnn_bn", "bnn", "cnn_float",
-        # float MLP and residual: in the slow set (the default run stays under 5 minutes)
+        "mlp_modes", "res_pool", "bnn", "cnn_float",
+        # the others in the slow set (the default run stays under 5 minutes)
+        pytest.param("cnn_stride", marks=pytest.mark.slow),
+        pytest.param("cnn_bn", marks=pytest.mark.slow),
         pytest.param("mlp_float", marks=pytest.mark.slow),
         pytest.param("res_float", marks=pytest.mark.slow),
     ],

@@ -549,8 +549,12 @@ def test_add_of_different_per_channel_scales_is_an_integer_sum():
 
 @pytest.mark.parametrize(
     "name",
-    ["mlp_act_per_channel_qcdq", "cnn_act_per_channel", "res_act_per_channel",
-     "conv1d_act_per_channel", "bnn_act_per_channel", "cnn_bnn_act_per_channel"],
+    ["mlp_act_per_channel_qcdq", "cnn_bnn_act_per_channel",
+     # the others in the slow set (the default run stays under 5 minutes)
+     pytest.param("cnn_act_per_channel", marks=pytest.mark.slow),
+     pytest.param("res_act_per_channel", marks=pytest.mark.slow),
+     pytest.param("conv1d_act_per_channel", marks=pytest.mark.slow),
+     pytest.param("bnn_act_per_channel", marks=pytest.mark.slow)],
 )  # fmt: skip
 def test_per_channel_networks_bit_exact_under_backpressure(name):
     """Integer weights of 30+ bits and 40+-bit accumulators into threshold banks, in

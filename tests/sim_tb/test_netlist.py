@@ -168,6 +168,7 @@ def test_xilinx_dsp_map_drives_pcin():
 
 
 @needs_iverilog
+@pytest.mark.slow  # ~9 s: the default run stays under 5 minutes
 def test_xilinx_netlist_of_the_dsp_packing_bugs_is_bit_exact(tmp_path):
     """Bit-exact, and the DSP48E1s still hold the multipliers with their registers (and the
     enable) and the post-adders: only the two registers that take a product bit twice are

@@ -32,9 +32,10 @@ def qconv(dims: int, filters: int, kernel, **kwargs):
     "dims, shape, kernel, dilation, padding",
     [
         (1, (20, 2), 3, 4, "causal"),  # a TCN layer
-        (1, (17, 3), 2, 3, "same"),
         (2, (9, 10, 2), (3, 2), (2, 3), "valid"),
-        (2, (8, 7, 2), 3, 2, "same"),
+        # in the slow set (the default run stays under 5 minutes)
+        pytest.param(1, (17, 3), 2, 3, "same", marks=pytest.mark.slow),
+        pytest.param(2, (8, 7, 2), 3, 2, "same", marks=pytest.mark.slow),
     ],
 )
 def test_dilated_qkeras_convolution_is_exact_and_bit_exact_in_the_simulator(
