@@ -209,12 +209,18 @@ class ThresholdBank(wiring.Component):
                 m.d.comb += [port.addr.eq(segment), word.eq(port.data)]
             view = data.View(layout, word)
             bounds = [view[i] for i in range(fine)]
-        code = regs.register(Cat(*[x >= b for b in bounds]), name=f"fine_{k}")
-        low = _thermometer_count(code, fine)
-        if segments == 1:
-            return low
-        segment = regs.register(segment, name=f"segment_{k}_d")
-        return Cat(low, segment)  # count = segment * size + low (low has f bits)
+        return _fine_count(regs, [x >= b for b in bounds], segments, segment, k)
+
+
+def _fine_count(regs, compares: list, segments: int, segment: Value, k: int) -> Value:
+    """The two-level search's last stage: the fine comparisons registered and counted, and
+    the segment (registered alongside) above them: ``segment * size + low``."""
+    code = regs.register(Cat(*compares), name=f"fine_{k}")
+    low = _thermometer_count(code, len(compares))
+    if segments == 1:
+        return low
+    segment = regs.register(segment, name=f"segment_{k}_d")
+    return Cat(low, segment)  # count = segment * size + low (low has f bits)
 
 
 def _thermometer_count(code: Value, n: int) -> Value:
@@ -521,9 +527,4 @@ class BeatThresholdBank(_BankInBeats):
             )
             view = data.View(layout, word)
             bounds = [view[i] for i in range(fine)]
-        code = regs.register(Cat(*[bits >= b for b in bounds]), name=f"fine_{lane}")
-        low = _thermometer_count(code, fine)
-        if segments == 1:
-            return low
-        segment = regs.register(segment, name=f"segment_{lane}_d")
-        return Cat(low, segment)  # count = segment * size + low (low has f bits)
+        return _fine_count(regs, [bits >= b for b in bounds], segments, segment, lane)

@@ -328,6 +328,13 @@ def test_chunked_bank_takes_a_vector_in_beats_bit_exact(
     thresholds, levels = _random_bank(rng, in_type, out_type, lanes * beats, most)
     bank = ThresholdBank(in_type, out_type, thresholds, levels)
     dut = ChunkedThresholdBank(bank, beats)
+    _bank_in_beats_is_bit_exact(dut, rng, thresholds, levels, seed, valid_prob, ready_prob)
+
+
+def _bank_in_beats_is_bit_exact(dut, rng, thresholds, levels, seed, valid_prob, ready_prob):
+    """``dut`` (a bank taking its vectors in beats of ``dut.lanes``) gives the reference's
+    levels of 12 random vectors under backpressure, and takes ``dut.latency`` at full rate."""
+    in_type, lanes = dut.in_type, dut.lanes
     x = _inputs(rng, in_type, thresholds, 12)  # vectors: rows of every element
     t, lv = _padded(thresholds, levels, in_type)
     expected = threshold_reference(x, t, lv).reshape(-1, lanes)
@@ -368,15 +375,7 @@ def test_beat_bank_gives_each_element_its_levels_bit_exact(
     bank = ThresholdBank(in_type, out_type, thresholds, levels)
     dut = BeatThresholdBank(bank, beats)
     assert dut.latency == bank.latency
-    x = _inputs(rng, in_type, thresholds, 12)
-    t, lv = _padded(thresholds, levels, in_type)
-    expected = threshold_reference(x, t, lv).reshape(-1, lanes)
-    run = simulate_rows(dut, x.reshape(-1, lanes), seed, valid_prob, ready_prob)
-    np.testing.assert_array_equal(np.array(run.outputs), expected)
-    full = simulate_rows(dut, x.reshape(-1, lanes))
-    assert {o - i for i, o in zip(full.in_cycles, full.out_cycles, strict=True)} == {
-        dut.latency
-    }
+    _bank_in_beats_is_bit_exact(dut, rng, thresholds, levels, seed, valid_prob, ready_prob)
 
 
 @pytest.mark.parametrize("most", [6, 63])
