@@ -17,6 +17,7 @@ from rtlgen.layers.lookup import (
     SplitTable,
 )
 from rtlgen.quant.activations import (
+    SELU_SCALE,
     ActivationKind,
     LeakySpec,
     apply_table,
@@ -109,6 +110,13 @@ def test_two_lanes_read_one_rom(bits, style):
     np.testing.assert_array_equal(np.array(run.outputs), table[x - in_type.min_int])
 
 
+def _around_the_switch(in_type: FixedType, seed: int) -> np.ndarray:
+    """24 random rows of 3 inputs, three of them around a bypass table's switch at 0."""
+    x = _inputs(np.random.default_rng(seed), in_type, 3, 24)
+    x[2:5] = [[-1, 0, 1], [1, 0, -1], [2, -2, 0]]
+    return x
+
+
 @settings(max_examples=8, deadline=None)
 @given(
     in_bits=st.integers(13, 20),
@@ -124,9 +132,7 @@ def test_bypass_table_is_identity_above_zero_and_the_table_below(
     table_type = FixedType(10, 10 - table_int)
     out_type = FixedType(12, 6)  # narrower than the input: the bypass overflows too
     table = lookup_table(K.ELU, table_type, out_type, {"alpha": 1.0}, rounding)
-    rng = np.random.default_rng(seed)
-    x = _inputs(rng, in_type, 3, 24)
-    x[2:5] = [[-1, 0, 1], [1, 0, -1], [2, -2, 0]]  # around the switch
+    x = _around_the_switch(in_type, seed)
     run = simulate_rows(
         BypassTable(table, in_type, table_type, out_type, 3, rounding, overflow),
         x, seed, 0.6, 0.6,
@@ -148,10 +154,8 @@ def test_scaled_bypass_table_multiplies_above_zero(in_bits, scale_frac, rounding
     """SELU's bypass: ``requantize(x * s)`` above 0, ``s`` a (mantissa, frac) constant."""
     in_type, table_type, out_type = FixedType(in_bits, 10), FixedType(10, 6), FixedType(12, 5)
     table = lookup_table(K.SELU, table_type, out_type, {}, rounding)
-    mantissa = round(1.0507009873554805 * 2**scale_frac)
-    rng = np.random.default_rng(seed)
-    x = _inputs(rng, in_type, 3, 24)
-    x[2:5] = [[-1, 0, 1], [1, 0, -1], [2, -2, 0]]  # around the switch
+    mantissa = round(SELU_SCALE * 2**scale_frac)
+    x = _around_the_switch(in_type, seed)
     dut = BypassTable(
         table, in_type, table_type, out_type, 3, rounding, overflow, scale=(mantissa, scale_frac)
     )
