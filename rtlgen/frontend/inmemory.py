@@ -17,6 +17,7 @@ import numpy as np
 from rtlgen.quant.errors import ModelFileError, RtlgenError
 
 from .hdf5 import LayerWeights, weight_short_name
+from .keras_config import MAX_NESTED_MODELS
 
 
 def is_keras_model(obj: Any) -> bool:
@@ -52,7 +53,7 @@ def _leaf_layers(model: Any, depth: int = 0) -> list[Any]:
     layer) replaced by its own layers, as `keras_config.model_layers` inlines them."""
     layers = []
     for layer in model.layers:
-        if is_keras_model(layer) and depth < 8:
+        if is_keras_model(layer) and depth < MAX_NESTED_MODELS:
             layers.extend(_leaf_layers(layer, depth + 1))
         else:
             layers.append(layer)
