@@ -31,6 +31,7 @@ from rtlgen.hardware import (
     sanitize_identifier,
     top_module_name,
 )
+from rtlgen.inprocess_yosys import inprocess_yosys
 from rtlgen.layers.bank_verilog import bank_verilog
 from rtlgen.layers.bank_verilog import supported as bank_supported
 from rtlgen.layers.constant_mac import ConstantMatVec
@@ -315,7 +316,7 @@ def component_verilog(component: wiring.Component, name: str) -> str:
         ("rst", sync.rst, _ir.PortDirection.Input),
     ]
     design = fragment.prepare(ports=ports, hierarchy=(name,))
-    with _yosys_memory(name), lean_netlist():
+    with _yosys_memory(name), lean_netlist(), inprocess_yosys():
         text, _ = verilog.convert_fragment(design, emit_src=False, strip_internal_attrs=True)
     return text
 
@@ -477,7 +478,7 @@ def _top_verilog(
         stage.elaborate = _instance_elaborate(stage, module)
     try:
         with verilog_text(name) if mac_text else contextlib.nullcontext() as collected:
-            with _yosys_memory(name), lean_netlist():
+            with _yosys_memory(name), lean_netlist(), inprocess_yosys():
                 text = verilog.convert(top, name=name, emit_src=False, strip_internal_attrs=True)
         if collected is not None:
             macs.update(collected.modules)
