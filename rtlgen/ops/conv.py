@@ -9,6 +9,7 @@ stride 1 needs no window generator.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -40,6 +41,7 @@ from rtlgen.passes import lower_matvec
 from rtlgen.quant.arith import aligned_weights
 from rtlgen.quant.errors import ModelFileError, UnsupportedError
 from rtlgen.quant.fixed import FixedType
+from rtlgen.quant.quantizers import Quantizer
 from rtlgen.quant.reference import (
     aligned_bias,
     as_image,
@@ -64,19 +66,10 @@ def read_keras_conv(layer: KerasLayer, shape: Shape, source: WeightSource) -> La
         )
     ksize = config_ints(layer, "kernel_size", dims)
     strides = config_ints(layer, "strides", dims, 1)
-    dilation = config_ints(layer, "dilation_rate", dims, 1)
-    if any(d < 1 for d in dilation) or any(d > 1 for d in dilation) and any(
-        s > 1 for s in strides
-    ):
-        raise UnsupportedError(
-            f"{layer.where}: dilation_rate={list(dilation)} with strides={list(strides)} is not "
-            "supported (a dilation needs stride 1, as in TensorFlow)"
-        )
+    dilation = read_dilation(layer, dims, strides)
     padding = config_str(layer, "padding", "valid").lower()
     use_bias = config_bool(layer, "use_bias", True)
-    # a dilated kernel is the kernel with d - 1 zero taps between its taps (which build no
-    # hardware: zero weights are no products)
-    spread = tuple((k - 1) * d + 1 for k, d in zip(ksize, dilation, strict=True))
+    spread = dilated_size(ksize, dilation)
     kernel2 = (1, spread[0]) if dims == 1 else (spread[0], spread[1])
     stride2 = (1, strides[0]) if dims == 1 else (strides[0], strides[1])
     spatial_out, pads = window_geometry(
@@ -100,8 +93,12 @@ def read_keras_conv(layer: KerasLayer, shape: Shape, source: WeightSource) -> La
     else:
         got = layer_weights(source, layer, expected)
         w, b = got["kernel"], got.get("bias")
-    w = _spread(np.asarray(w, dtype=np.float64), ksize, dilation, groups, cin)
-    w = w.reshape((*kernel2, cin, filters))
+    taps2 = (1, ksize[0]) if dims == 1 else (ksize[0], ksize[1])
+    dilation2 = (1, dilation[0]) if dims == 1 else (dilation[0], dilation[1])
+    w = np.asarray(w, dtype=np.float64).reshape((*taps2, cin // groups, filters))
+    w = grouped_kernel(spread_taps(w, dilation2), groups, cin)
+    if kq is not None and (groups > 1 or dilation2 != (1, 1)):
+        kq = ConvKernel(kq, dilation2, groups)  # QKeras quantizes the kernel as stored
     node = ir.Conv(
         layer.name,
         shape,
@@ -121,21 +118,92 @@ def read_keras_conv(layer: KerasLayer, shape: Shape, source: WeightSource) -> La
     return LayerOut([node, *post], out_shape, act.softmax)
 
 
-def _spread(
-    w: np.ndarray, ksize: tuple[int, ...], dilation: tuple[int, ...], groups: int, cin: int
-) -> np.ndarray:
-    """A Keras kernel ``(*ksize, cin / groups, filters)`` as the full kernel of rtlgen's
-    `ir.Conv`: its taps ``dilation`` apart (zeros between) and, grouped, block-diagonal over
-    the input channels (filter ``o`` reads group ``o // (filters / groups)``)."""
+def read_dilation(layer: KerasLayer, dims: int, strides: tuple[int, ...]) -> tuple[int, ...]:
+    """The layer's ``dilation_rate`` (one per spatial axis); a dilation with a stride above
+    1, which TensorFlow refuses as well, is refused in one line."""
+    dilation = config_ints(layer, "dilation_rate", dims, 1)
+    if any(d < 1 for d in dilation) or any(d > 1 for d in dilation) and any(
+        s > 1 for s in strides
+    ):
+        raise UnsupportedError(
+            f"{layer.where}: dilation_rate={list(dilation)} with strides={list(strides)} is not "
+            "supported (a dilation needs stride 1, as in TensorFlow)"
+        )
+    return dilation
+
+
+def dilated_size(ksize: tuple[int, ...], dilation: tuple[int, ...]) -> tuple[int, ...]:
+    """The window a dilated kernel covers (TensorFlow's effective kernel size)."""
+    return tuple((k - 1) * d + 1 for k, d in zip(ksize, dilation, strict=True))
+
+
+def spread_taps(w: np.ndarray, dilation: tuple[int, ...]) -> np.ndarray:
+    """A kernel ``(*ksize, ...)`` as the kernel of its dilated window: along each of the
+    first ``len(dilation)`` axes its taps ``d`` apart with ``d - 1`` zero taps between
+    (zero weights are no products: they build no hardware)."""
+    spread = dilated_size(w.shape[: len(dilation)], dilation)
+    out = np.zeros((*spread, *w.shape[len(dilation) :]), dtype=w.dtype)
+    out[tuple(slice(None, None, d) for d in dilation)] = w
+    return out
+
+
+def kernel_taps(w: np.ndarray, dilation: tuple[int, ...]) -> np.ndarray:
+    """The inverse of `spread_taps`: the taps of a dilated window's kernel."""
+    return w[tuple(slice(None, None, d) for d in dilation)]
+
+
+def grouped_kernel(w: np.ndarray, groups: int, cin: int) -> np.ndarray:
+    """A grouped Keras kernel ``(..., cin / groups, filters)`` as the full kernel of
+    rtlgen's `ir.Conv`, block-diagonal over the input channels (filter ``o`` reads group
+    ``o // (filters / groups)``)."""
     filters = w.shape[-1]
-    spread = tuple((k - 1) * d + 1 for k, d in zip(ksize, dilation, strict=True))
-    taps = tuple(slice(None, None, d) for d in dilation)
-    out = np.zeros((*spread, cin, filters))
+    out = np.zeros((*w.shape[:-2], cin, filters), dtype=w.dtype)
     per_in, per_out = cin // groups, filters // groups
     for g in range(groups):
-        block = w[..., g * per_out : (g + 1) * per_out]
-        out[(*taps, slice(g * per_in, (g + 1) * per_in), slice(g * per_out, (g + 1) * per_out))] = block
+        outs = slice(g * per_out, (g + 1) * per_out)
+        out[..., g * per_in : (g + 1) * per_in, outs] = w[..., outs]
     return out
+
+
+def group_blocks(w: np.ndarray, groups: int) -> np.ndarray:
+    """The inverse of `grouped_kernel`: (..., cin, filters) -> (..., cin / groups, filters)."""
+    cin, filters = w.shape[-2:]
+    per_in, per_out = cin // groups, filters // groups
+    blocks = [
+        w[..., g * per_in : (g + 1) * per_in, g * per_out : (g + 1) * per_out] for g in range(groups)
+    ]
+    return np.concatenate(blocks, axis=-1)
+
+
+@dataclass(frozen=True)
+class ConvKernel(Quantizer):
+    """A QKeras kernel quantizer of a dilated or grouped convolution, applied to the full
+    `ir.Conv` kernel (kh, kw, cin, filters) that holds it: the quantizer sees the kernel's
+    real taps and blocks, (kh, kw, cin / groups, filters) (a 1D kernel as (1, k, ...), as
+    before), so its data-dependent scales are QKeras's; the zero taps and the weights off
+    the blocks stay zero. ``dilation``: (rows, columns), (1, d) in 1D."""
+
+    inner: Quantizer
+    dilation: tuple[int, int]
+    groups: int
+
+    name = "conv_kernel"
+
+    def _stored(self, values: np.ndarray) -> np.ndarray:
+        return group_blocks(kernel_taps(values, self.dilation), self.groups)
+
+    def _full(self, stored: np.ndarray, cin: int) -> np.ndarray:
+        return spread_taps(grouped_kernel(stored, self.groups, cin), self.dilation)
+
+    def quantize_constant(self, values: np.ndarray) -> ir.QTensor:
+        q = self.inner.quantize_constant(self._stored(values))
+        return ir.QTensor(self._full(q.mantissa, values.shape[-2]), q.type)
+
+    def reference(self, values: np.ndarray) -> np.ndarray:
+        return self._full(self.inner.reference(self._stored(values)), values.shape[-2])
+
+    def __str__(self) -> str:
+        return str(self.inner)
 
 
 def conv_reference(node: ir.Conv, x: np.ndarray, in_type: FixedType) -> np.ndarray:

@@ -12,8 +12,13 @@ timing and save/load are the convolution's, exactly. A QKeras ``depthwise_quanti
 applied to the depthwise kernel in its own shape (`DepthwiseKernel`): a data-dependent
 scale (``alpha="auto_po2"``) is per last axis (the multiplier), as QKeras computes it.
 
-Refused: ``dilation_rate`` other than 1, channels-first data, ``padding="causal"`` (only
-separable 1D convolutions have it, `rtlgen.ops.separable_conv`).
+A ``dilation_rate`` d spreads the kernel's taps d apart with zero taps between
+(`rtlgen.ops.conv.spread_taps`, as for Conv1D/Conv2D): the window is TensorFlow's effective
+kernel (``(k - 1) * d + 1``), 'same' padding computed from it as TensorFlow does; the
+zero taps are no products. The quantizer still sees the (kh, kw, C, M) taps only.
+
+Refused: a dilation with strides (TensorFlow refuses it too), channels-first data,
+``padding="causal"`` (only separable 1D convolutions have it, `rtlgen.ops.separable_conv`).
 """
 
 from __future__ import annotations
@@ -42,6 +47,14 @@ from rtlgen.frontend.keras_config import (
     window_geometry,
 )
 from rtlgen.frontend.limits import element_count
+from rtlgen.ops.conv import (
+    dilated_size,
+    group_blocks,
+    grouped_kernel,
+    kernel_taps,
+    read_dilation,
+    spread_taps,
+)
 from rtlgen.ops.registry import Op, Shape, register_op
 from rtlgen.quant.errors import ModelFileError, UnsupportedError
 from rtlgen.quant.quantizers import Quantizer
@@ -51,37 +64,40 @@ def block_diagonal(depthwise: np.ndarray) -> np.ndarray:
     """(kh, kw, C, M) depthwise kernel -> (kh, kw, C, C * M) conv kernel, zero off the
     blocks: output channel ``c * M + m`` sees input channel ``c`` only."""
     kh, kw, channels, multiplier = depthwise.shape
-    out = np.zeros((kh, kw, channels, channels * multiplier), dtype=depthwise.dtype)
-    for c in range(channels):
-        out[:, :, c, c * multiplier : (c + 1) * multiplier] = depthwise[:, :, c, :]
-    return out
+    return grouped_kernel(depthwise.reshape(kh, kw, 1, channels * multiplier), channels, channels)
 
 
 def depthwise_part(kernel: np.ndarray, multiplier: int) -> np.ndarray:
     """The inverse of `block_diagonal`: (kh, kw, C, C * M) -> (kh, kw, C, M)."""
-    channels = kernel.shape[2]
-    return np.stack(
-        [kernel[:, :, c, c * multiplier : (c + 1) * multiplier] for c in range(channels)], axis=2
-    )
+    kh, kw, channels, _ = kernel.shape
+    return group_blocks(kernel, channels).reshape(kh, kw, channels, multiplier)
 
 
 @dataclass(frozen=True)
 class DepthwiseKernel(Quantizer):
     """A QKeras kernel quantizer of a depthwise kernel (kh, kw, C, M), applied to the
-    block-diagonal conv kernel that holds it: the quantizer sees the (kh, kw, C, M) tensor
-    (its data-dependent scales are per last axis of *that* shape), the zeros stay zero."""
+    block-diagonal conv kernel that holds it (its taps spread ``dilation`` apart): the
+    quantizer sees the (kh, kw, C, M) taps (its data-dependent scales are per last axis of
+    *that* shape), the zeros stay zero."""
 
     inner: Quantizer
     multiplier: int
+    dilation: tuple[int, int] = (1, 1)
 
     name = "depthwise"
 
+    def _taps(self, values: np.ndarray) -> np.ndarray:
+        return kernel_taps(depthwise_part(values, self.multiplier), self.dilation)
+
+    def _full(self, taps: np.ndarray) -> np.ndarray:
+        return block_diagonal(spread_taps(taps, self.dilation))
+
     def quantize_constant(self, values: np.ndarray) -> ir.QTensor:
-        q = self.inner.quantize_constant(depthwise_part(values, self.multiplier))
-        return ir.QTensor(block_diagonal(q.mantissa), q.type)
+        q = self.inner.quantize_constant(self._taps(values))
+        return ir.QTensor(self._full(q.mantissa), q.type)
 
     def reference(self, values: np.ndarray) -> np.ndarray:
-        return block_diagonal(self.inner.reference(depthwise_part(values, self.multiplier)))
+        return self._full(self.inner.reference(self._taps(values)))
 
     def __str__(self) -> str:
         return str(self.inner)
@@ -89,13 +105,16 @@ class DepthwiseKernel(Quantizer):
 
 @dataclass(frozen=True)
 class DepthwiseGeometry:
-    """What a depthwise layer's config says: the kernel as 2D (1D: height 1), strides,
-    (top, bottom, left, right) padding, depth multiplier and the output shape."""
+    """What a depthwise layer's config says: the kernel's taps and its dilated window as
+    2D (1D: height 1), strides, dilation, (top, bottom, left, right) padding, depth
+    multiplier and the output shape."""
 
     dims: int
     kernel_size: tuple[int, ...]  # as in the config (and the weights file)
-    kernel: tuple[int, int]
+    taps: tuple[int, int]  # the kernel_size as 2D
+    kernel: tuple[int, int]  # the window: taps spread by the dilation
     stride: tuple[int, int]
+    dilation: tuple[int, int]
     padding: tuple[int, int, int, int]
     multiplier: int
     out_shape: Shape  # (..., C * M)
@@ -105,20 +124,27 @@ def depthwise_geometry(layer: KerasLayer, shape: Shape, causal_ok: bool) -> Dept
     """The geometry of a depthwise (or separable) layer; ``causal_ok``: a 1D layer may pad
     causally (Keras's SeparableConv1D)."""
     dims = 1 if layer.class_name.endswith("1D") else 2
-    check_conv_input(layer, shape, dims)
+    check_conv_input(layer, shape, dims, dilation_ok=True)
     multiplier = config_int(layer, "depth_multiplier", layer.config.get("depth_multiplier", 1))
     ksize = config_ints(layer, "kernel_size", dims)
     strides = config_ints(layer, "strides", dims, 1)
+    dilation = read_dilation(layer, dims, strides)
     padding = config_str(layer, "padding", "valid").lower()
     if padding == "causal" and not (causal_ok and dims == 1):
         raise UnsupportedError(
             f"{layer.where}: padding='causal' is not supported (only 'valid' and 'same')"
         )
-    kernel2 = (1, ksize[0]) if dims == 1 else (ksize[0], ksize[1])
-    stride2 = (1, strides[0]) if dims == 1 else (strides[0], strides[1])
+
+    def as_2d(values: tuple[int, ...]) -> tuple[int, int]:
+        return (1, values[0]) if dims == 1 else (values[0], values[1])
+
+    kernel2 = as_2d(dilated_size(ksize, dilation))
+    stride2 = as_2d(strides)
     spatial_out, pads = window_geometry(layer, shape, kernel2, stride2, padding, causal_ok=True)
     out_shape = (*spatial_out, shape[-1] * multiplier)
-    return DepthwiseGeometry(dims, ksize, kernel2, stride2, pads, multiplier, out_shape)
+    return DepthwiseGeometry(
+        dims, ksize, as_2d(ksize), kernel2, stride2, as_2d(dilation), pads, multiplier, out_shape
+    )
 
 
 def layer_clamp_activation(layer: KerasLayer) -> ActivationSpec:
@@ -166,15 +192,16 @@ def depthwise_conv(
     **fields,
 ) -> ir.Conv:
     """The block-diagonal `ir.Conv` of a depthwise kernel as stored ((k, C, M) in 1D,
-    (kh, kw, C, M) in 2D); ``fields``: bias, activation, out_quantizer."""
-    dw = np.asarray(depthwise, dtype=np.float64).reshape((*g.kernel, shape[-1], g.multiplier))
+    (kh, kw, C, M) in 2D), its taps spread by the dilation; ``fields``: bias, activation,
+    out_quantizer."""
+    dw = np.asarray(depthwise, dtype=np.float64).reshape((*g.taps, shape[-1], g.multiplier))
     return ir.Conv(
         name,
         shape,
         g.out_shape,
         weights=ir.FloatTensor(
-            block_diagonal(dw),
-            None if quantizer is None else DepthwiseKernel(quantizer, g.multiplier),
+            block_diagonal(spread_taps(dw, g.dilation)),
+            None if quantizer is None else DepthwiseKernel(quantizer, g.multiplier, g.dilation),
         ),
         kernel=g.kernel,
         stride=g.stride,

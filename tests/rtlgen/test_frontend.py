@@ -465,9 +465,10 @@ def test_functional_linear_chain(tmp_path, keras3):
         ),
         (
             layer_entry(
-                "DepthwiseConv2D", {"name": "dw", "kernel_size": [3, 3], "dilation_rate": 2}
+                "DepthwiseConv2D",
+                {"name": "dw", "kernel_size": [3, 3], "dilation_rate": 2, "strides": [1, 2]},
             ),
-            "layer 'dw'.*dilation_rate=2 is not supported",
+            "layer 'dw'.*dilation_rate=\\[2, 2\\] with strides=\\[1, 2\\] is not supported",
         ),
         (
             layer_entry("SeparableConv2D", {"name": "sep", "kernel_size": 3, "padding": "causal"}),

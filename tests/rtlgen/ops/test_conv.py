@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from rtlgen import ir
+from rtlgen.ops.conv import ConvKernel, grouped_kernel, spread_taps
 from rtlgen.quant.errors import UnsupportedError
 from rtlgen.quant.fixed import FixedType
+from rtlgen.quant.quantizers import parse_quantizer
 from rtlgen.quant.reference import predict
 from tests.models import exact_inputs
 
@@ -64,6 +66,19 @@ def test_dilated_qkeras_convolution_is_exact_and_bit_exact_in_the_simulator(
     assert nonzero <= int(np.prod(conv.out_shape[:-1])) * int(np.prod(taps)) * shape[-1] * 3
     bit_exact_in_simulator(graph, n=3, seed=2)
     timing_matches_model(graph)
+
+
+def test_kernel_quantizer_of_a_dilated_grouped_kernel_sees_the_kernel_as_stored():
+    """QKeras quantizes the kernel Keras stores, (kh, kw, cin / groups, filters): auto_po2
+    scales over the real taps and blocks only; zero taps and off-block weights stay zero."""
+    inner = parse_quantizer("quantized_bits(4,0)").for_kernel()  # auto_po2
+    stored = np.random.default_rng(4).normal(size=(2, 3, 2, 4))  # groups 2 of 4 channels
+    full = spread_taps(grouped_kernel(stored, 2, 4), (3, 2))
+    assert full.shape == (4, 5, 4, 4)
+    quantized = ConvKernel(inner, (3, 2), 2).quantize_constant(full)
+    want = spread_taps(grouped_kernel(inner.reference(stored), 2, 4), (3, 2))
+    np.testing.assert_array_equal(quantized.values, want)
+    assert np.count_nonzero(quantized.mantissa) <= stored.size
 
 
 def test_grouped_keras_convolution_predicts_like_keras_and_is_bit_exact(tmp_path):

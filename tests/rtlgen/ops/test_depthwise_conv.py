@@ -18,18 +18,20 @@ import pytest
 from rtlgen import ir
 from rtlgen.emit import layer_entry as manifest_entry
 from rtlgen.frontend import read_model
-from rtlgen.ops.depthwise_conv import block_diagonal, depthwise_part
+from rtlgen.ops.conv import spread_taps
+from rtlgen.ops.depthwise_conv import DepthwiseKernel, block_diagonal, depthwise_part
 from rtlgen.passes import PrecisionConfig, lower
 from rtlgen.plan import plan_network
 from rtlgen.quant.errors import ModelFileError, RtlgenError, UnsupportedError
 from rtlgen.quant.fixed import FixedType
+from rtlgen.quant.quantizers import parse_quantizer
 from rtlgen.quant.reference import predict
 from rtlgen.report import summarize
 from rtlgen.serialize import load_graph, save_graph
 from tests.models import exact_inputs, layer_entry, sequential_config, write_full_h5
 
 from .network_checks import bit_exact_in_simulator, bit_exact_in_verilator, timing_matches_model
-from .spatial_nets import tamper
+from .spatial_nets import predicts_like_keras, tamper
 
 RNG = np.random.default_rng(11)
 #: float models: weights rounded to 16 bits and each result to 2**-10 (default precision),
@@ -161,9 +163,9 @@ def test_depthwise_conv1d_config_predicts_like_keras(tmp_path):
 
 
 REFUSED = {
-    "dilation": (
-        dict(dilation_rate=[2, 2]),
-        "dilation_rate=\\[2, 2\\] is not supported \\(only 1\\)",
+    "dilation_with_strides": (  # TensorFlow refuses it too
+        dict(dilation_rate=[2, 2], strides=[1, 2]),
+        "dilation_rate=\\[2, 2\\] with strides=\\[1, 2\\] is not supported",
     ),
     "channels_first": (dict(data_format="channels_first"), "data_format='channels_first'"),
     "activation": (dict(activation="swish"), "activation"),
@@ -359,6 +361,88 @@ def test_qkeras_folded_depthwise_batchnorm_predicts_exactly(tmp_path, suffix):
     graph = lower(read_model(path), PrecisionConfig(input=FixedType(8, 4)))
     assert [n.op for n in graph.nodes] == ["input", "conv2d", "conv2d"]
     np.testing.assert_array_equal(predict(graph, x).reshape(want.shape), want)
+
+
+# ---------------------------------------------------------------------------------------
+# dilation_rate: the taps spread with zero taps between (as Conv1D/Conv2D)
+# ---------------------------------------------------------------------------------------
+def test_depthwise_quantizer_of_a_dilated_kernel_sees_its_taps_only():
+    """QKeras quantizes the (kh, kw, C, M) kernel as stored: the auto_po2 scales are
+    computed over the real taps (the zero taps would change the per-channel means), and
+    the zero taps stay zero."""
+    inner = parse_quantizer("quantized_bits(4,0)").for_kernel()  # auto_po2
+    dw = RNG.normal(size=(3, 2, 3, 2))
+    full = block_diagonal(spread_taps(dw, (2, 3)))
+    assert full.shape == (5, 4, 3, 6)
+    quantized = DepthwiseKernel(inner, 2, (2, 3)).quantize_constant(full)
+    want = block_diagonal(spread_taps(inner.reference(dw), (2, 3)))
+    np.testing.assert_array_equal(quantized.values, want)
+    assert np.count_nonzero(quantized.mantissa) <= dw.size
+
+
+def as_pair(value: int | tuple[int, int]) -> tuple[int, int]:
+    return value if isinstance(value, tuple) else (value, value)
+
+
+def dilated_window_checks(node: ir.Node, taps: tuple[int, ...], rate: tuple[int, ...]):
+    """The node's window is the dilated kernel, and its non-zero products are at most the
+    real taps' (the zero taps are none)."""
+    assert isinstance(node, ir.Conv)
+    spread = tuple((t - 1) * d + 1 for t, d in zip(taps, rate, strict=True))
+    assert node.kernel[-len(taps) :] == spread
+    nonzero, _ = ir.multiplies(node)
+    positions = int(np.prod(node.out_shape[:-1]))
+    assert 0 < nonzero <= positions * int(np.prod(taps)) * node.out_shape[-1]
+
+
+@pytest.mark.parametrize(
+    "shape, kernel, dilation, padding",
+    [
+        ((9, 10, 2), (3, 2), (2, 3), "same"),  # a 5 x 4 window: uneven 'same' padding
+        pytest.param((10, 11, 3), 3, 2, "valid", marks=pytest.mark.slow),
+    ],
+)
+def test_dilated_qkeras_depthwise_is_exact_and_bit_exact_in_the_simulator(
+    tmp_path, shape, kernel, dilation, padding
+):
+    import tensorflow as tf
+    from qkeras import QDepthwiseConv2D
+
+    model = tf.keras.Sequential(
+        [
+            tf.keras.Input(shape),
+            QDepthwiseConv2D(kernel, dilation_rate=dilation, padding=padding, depth_multiplier=2,
+                             depthwise_quantizer="quantized_bits(4,0)", bias_quantizer=Q4,
+                             activation="quantized_relu(4,2)"),
+            QDepthwiseConv2D(kernel, dilation_rate=dilation, padding=padding,
+                             depthwise_quantizer=Q4, bias_quantizer=Q4),
+            tf.keras.layers.Flatten(),
+        ],  # fmt: skip
+        name="dilated_depthwise",
+    )
+    randomize(model, 7)
+    graph = predicts_like_keras(model, tmp_path, n=24, seed=1, input_type=FixedType(8, 4))
+    dilated_window_checks(graph.nodes[1], as_pair(kernel), as_pair(dilation))
+    bit_exact_in_simulator(graph, n=2, seed=3)
+    timing_matches_model(graph)
+
+
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_dilated_depthwise_conv1d_predicts_like_keras(tmp_path, padding):
+    """Weights on the 1/8 grid and inputs exact in fixed<8,4>: Keras's float32 sums are
+    exact, so the lowered graph predicts exactly what Keras does."""
+    import tensorflow as tf
+
+    model = tf.keras.Sequential(
+        [
+            tf.keras.Input((13, 3)),
+            tf.keras.layers.DepthwiseConv1D(3, dilation_rate=3, padding=padding, depth_multiplier=2),
+        ],
+        name=f"dilated_depthwise1d_{padding}",
+    )
+    model.set_weights([grid_weights(w.shape) for w in model.get_weights()])
+    graph = predicts_like_keras(model, tmp_path)
+    dilated_window_checks(graph.nodes[1], (3,), (3,))
 
 
 # ---------------------------------------------------------------------------------------

@@ -26,10 +26,13 @@ from rtlgen.serialize import load_graph, save_graph
 from tests.models import exact_inputs, layer_entry
 
 from .network_checks import bit_exact_in_simulator, bit_exact_in_verilator, timing_matches_model
+from .spatial_nets import predicts_like_keras
 from .test_depthwise_conv import (
     FLOAT_ATOL,
     Q4,
+    as_pair,
     conv_config,
+    dilated_window_checks,
     float_depthwise,
     grid_weights,
     randomize,
@@ -127,9 +130,9 @@ def test_a_layer_precision_sets_the_output_not_the_intermediate(tmp_path):
 
 
 REFUSED = {
-    "dilation": (
-        dict(dilation_rate=[1, 2]),
-        "dilation_rate=\\[1, 2\\] is not supported \\(only 1\\)",
+    "dilation_with_strides": (  # TensorFlow refuses it too
+        dict(dilation_rate=[1, 2], strides=[2, 2]),
+        "dilation_rate=\\[1, 2\\] with strides=\\[2, 2\\] is not supported",
     ),
     "causal_2d": (dict(padding="causal"), "padding='causal' is not supported"),
     "channels_first": (dict(data_format="channels_first"), "data_format='channels_first'"),
@@ -227,6 +230,71 @@ def test_qkeras_separable_models_predict_exactly(saved, index):
 def test_float_separable_models_predict_within_the_default_precision(saved, index):
     path, x, want = saved[index]
     np.testing.assert_allclose(predict(lower(read_model(path)), x), want, rtol=0, atol=FLOAT_ATOL)
+
+
+# ---------------------------------------------------------------------------------------
+# dilation_rate: the depthwise part's taps spread (the pointwise part is 1x1)
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "shape, kernel, dilation, padding",
+    [
+        ((13, 2), 3, 3, "same"),
+        pytest.param((9, 10, 2), (3, 2), (1, 3), "valid", marks=pytest.mark.slow),
+    ],
+    ids=["QSeparableConv1D", "QSeparableConv2D"],
+)
+def test_dilated_qkeras_separable_is_exact_and_bit_exact_in_the_simulator(
+    tmp_path, shape, kernel, dilation, padding
+):
+    """QSeparableConv1D/2D with an auto_po2 depthwise kernel (its scales over the real taps
+    only). QSeparableConv1D's causal padding fails inside QKeras 0.9.0 under Keras 2.15
+    (`test_dilated_float_separable_convs_predict_like_keras` covers it in Keras)."""
+    import tensorflow as tf
+    from qkeras import QSeparableConv1D, QSeparableConv2D
+
+    make = QSeparableConv1D if len(shape) == 2 else QSeparableConv2D
+    model = tf.keras.Sequential(
+        [
+            tf.keras.Input(shape),
+            make(3, kernel, dilation_rate=dilation, padding=padding, depth_multiplier=2,
+                 depthwise_quantizer="quantized_bits(4,0)", pointwise_quantizer=Q4,
+                 bias_quantizer=Q4, activation="quantized_relu(4,2)"),
+            tf.keras.layers.Flatten(),
+        ],  # fmt: skip
+        name="dilated_separable",
+    )
+    randomize(model, 8)
+    graph = predicts_like_keras(model, tmp_path, n=24, seed=2, input_type=FixedType(8, 4))
+    depthwise, pointwise = graph.nodes[1:3]
+    taps, rate = ((kernel,), (dilation,)) if len(shape) == 2 else (as_pair(kernel), as_pair(dilation))
+    dilated_window_checks(depthwise, taps, rate)
+    assert pointwise.kernel == (1, 1)
+    bit_exact_in_simulator(graph, n=2, seed=4)
+    timing_matches_model(graph)
+
+
+@pytest.mark.parametrize("dims", [1, 2], ids=["causal-1d", "same-2d"])
+def test_dilated_float_separable_convs_predict_like_keras(tmp_path, dims):
+    """A TCN-style causal SeparableConv1D (left padding (k - 1) * d) and a 'same'
+    SeparableConv2D with uneven rates, grid weights: exactly Keras's outputs."""
+    import tensorflow as tf
+
+    if dims == 1:
+        shape, layer = (13, 3), tf.keras.layers.SeparableConv1D(2, 3, dilation_rate=4, padding="causal")
+    else:
+        shape, layer = (9, 10, 2), tf.keras.layers.SeparableConv2D(
+            3, (2, 3), dilation_rate=(3, 2), padding="same"
+        )
+    model = tf.keras.Sequential([tf.keras.Input(shape), layer], name=f"dilated_separable{dims}d")
+    model.set_weights([grid_weights(w.shape) for w in model.get_weights()])
+    graph = predicts_like_keras(model, tmp_path)
+    depthwise = graph.nodes[1]
+    if dims == 1:
+        dilated_window_checks(depthwise, (3,), (4,))
+        assert depthwise.padding == (0, 0, 8, 0)
+    else:
+        dilated_window_checks(depthwise, (2, 3), (3, 2))
+        assert depthwise.kernel == (4, 5) and depthwise.out_shape[:2] == (9, 10)
 
 
 # ---------------------------------------------------------------------------------------
