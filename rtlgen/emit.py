@@ -73,12 +73,16 @@ def _element_type(t) -> ElementType:
     return ElementType(t.width, t.frac, t.signed, str(t))
 
 
-def predict_timing(top: NetworkTop) -> tuple[int, int, list[int]]:
+def predict_timing(
+    top: NetworkTop, outputs: tuple[tuple[int, int], ...] | None = None
+) -> tuple[int, int, list[int]]:
     """(latency_cycles, ii_cycles, per-layer pipeline depth) from the components' contracts.
 
     Latency and II come from the event-time model (`rtlgen.timing`): cycles from the first
     input beat's handshake to the last output beat's, at full input rate and no
     backpressure (docs/DESIGN.md). Per-layer depth is the sum of its stages' latencies.
+    ``outputs``: `output_timing(top)` when the caller has it (its first is this latency
+    and II), else the model runs here.
     """
     from rtlgen.timing import model_top
 
@@ -86,8 +90,10 @@ def predict_timing(top: NetworkTop) -> tuple[int, int, list[int]]:
     for plan in top.plans:
         depth = sum(getattr(stage, "latency", 0) for stage in plan.stages)
         per_layer.append(depth + (1 if top.has_skid_buffer(plan) else 0))
-    timing = model_top(top)
-    return timing.latency, timing.ii, per_layer
+    if outputs is None:
+        timing = model_top(top)
+        return timing.latency, timing.ii, per_layer
+    return *outputs[0], per_layer
 
 
 def output_timing(top: NetworkTop, samples: int | None = None) -> tuple[tuple[int, int], ...]:
@@ -154,7 +160,9 @@ def build_manifest(
     input_type_origin: str | Mapping[str, str] = "unknown",
 ) -> Manifest:
     """The manifest of a design about to be written (`files` is filled in when it is)."""
-    latency, ii, per_layer = predict_timing(top)
+    # one run of the model (at its steady sample count) for the design and every output
+    timings = output_timing(top)
+    latency, ii, per_layer = predict_timing(top, timings)
     inputs = tuple(
         _stream_spec(
             graph.node(spec.node).out_shape,
@@ -169,7 +177,6 @@ def build_manifest(
         )
         for spec in top.inputs
     )
-    timings = output_timing(top)
     outputs = tuple(
         _stream_spec(
             graph.node(out.node).out_shape,

@@ -22,6 +22,7 @@ module again (nothing of wasmtime's is shared across ``fork``).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import subprocess
@@ -58,6 +59,13 @@ with open(temporary, "wb") as handle:
     handle.write(module.serialize())
 os.replace(temporary, sys.argv[2])
 """
+
+
+@atexit.register
+def _unload() -> None:
+    """Let wasmtime free its objects while the interpreter still runs (at shutdown its
+    finalizers find their module's globals gone and say so)."""
+    _loaded.clear()
 
 
 def enabled() -> bool:

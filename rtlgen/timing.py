@@ -253,25 +253,30 @@ class _Pipeline(_Block):
 
     def __init__(self, inputs: list[_Wire], output: _Wire, latency: int):
         super().__init__(inputs, output)
-        self.stages = [False] * latency
+        # the valid bits as one integer, the newest in bit 0, the output's in bit latency-1
+        self.latency, self.valids, self.mask = latency, 0, (1 << latency) - 1
         self.joint = self.advance = False
+        self.joined = len(inputs) > 1
 
     def forward(self) -> None:
-        self.joint = all(w.valid for w in self.inputs)
-        self.o.valid = self.stages[-1] if self.stages else self.joint
+        self.joint = all(w.valid for w in self.inputs) if self.joined else self.i.valid
+        if self.latency:
+            self.o.valid = bool(self.valids >> (self.latency - 1))
+        else:
+            self.o.valid = self.joint
 
     def backward(self) -> None:
-        self.advance = self.o.ready or not self.o.valid if self.stages else self.o.ready
-        if len(self.inputs) == 1:
+        o = self.o
+        self.advance = o.ready or not o.valid if self.latency else o.ready
+        if not self.joined:
             self.i.ready = self.advance
         else:
             for w in self.inputs:
                 w.ready = self.advance and self.joint
 
     def clock(self) -> None:
-        if self.stages and self.advance:
-            self.stages.pop()
-            self.stages.insert(0, self.joint)
+        if self.advance and self.latency:
+            self.valids = ((self.valids << 1) | self.joint) & self.mask
 
 
 class _Skid(_Block):
@@ -678,7 +683,8 @@ class _Network:
                 b.backward()
             moved = False
             for w in wires:
-                moved |= w.record(cycle)
+                if w.valid and w.record(cycle):  # (record's own test, skipping the call)
+                    moved = True
             for b in blocks:
                 b.clock()
             cycle += 1
@@ -891,6 +897,12 @@ def steady_samples(top) -> int:
     20, 22, 22, 24, 22, 22, 24 ...), whose largest gap shows only after a few samples; so
     the count is also doubled until twice as many samples give every output the same
     latency and II."""
+    return _steady(top)[0]
+
+
+def _steady(top) -> tuple[int, tuple[Timing, ...]]:
+    """(`steady_samples`, `_model_outputs` at that many samples): the search's own run at
+    the count it settles on is that model, so it is kept rather than run again."""
     samples = 3
     while samples < STEADY_MAX_SAMPLES:
         timings = _model_outputs(top, samples)
@@ -899,9 +911,9 @@ def steady_samples(top) -> int:
         if latencies[-1] <= latencies[-2]:
             longer = _model_outputs(top, min(2 * samples, STEADY_MAX_SAMPLES))
             if [(t.latency, t.ii) for t in longer] == [(t.latency, t.ii) for t in timings]:
-                return samples
+                return samples, timings
         samples = min(2 * samples, STEADY_MAX_SAMPLES)
-    return samples
+    return samples, _model_outputs(top, samples)
 
 
 def model_top(top, samples: int | None = None) -> Timing:
@@ -909,18 +921,14 @@ def model_top(top, samples: int | None = None) -> Timing:
     `steady_samples`) offered at full rate, every output master always ready: its FIFOs at
     their planned depths, its arg-max stages. Latency is the worst sample's, II the largest
     gap between first input beats."""
-    return _model_top(top, steady_samples(top) if samples is None else samples)
+    return model_outputs(top, samples)[0]
 
 
 def model_outputs(top, samples: int | None = None) -> tuple[Timing, ...]:
     """`model_top` for every output of ``top``, in port order (the manifest's per-output
     latency and II): one run of the same handshake network, each output's last beat of each
     sample counted at its own master (after its arg-max, when it has one)."""
-    return _model_outputs(top, steady_samples(top) if samples is None else samples)
-
-
-def _model_top(top, samples: int) -> Timing:
-    return _model_outputs(top, samples)[0]
+    return _steady(top)[1] if samples is None else _model_outputs(top, samples)
 
 
 def _port_beats(top) -> list[int]:
