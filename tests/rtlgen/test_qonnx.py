@@ -4,7 +4,8 @@ against QONNX's own executor.
 The golden files in tests/data/qonnx/ were written by tests/data/make_qonnx_models.py in the
 oracle venv (brevitas 0.13.4, qonnx 1.0.0, torch 2.13 CPU); `test_live_oracle` writes them
 again and compares when that venv is there (RTLGEN_QONNX_PYTHON, default
-/work/venv-qonnx/bin/python). Every comparison is exact: rtlgen's output, as float32, equals
+/work/venv-qonnx/bin/python; .ci/run builds it, and with RTLGEN_REQUIRE_ORACLES=1 a missing
+oracle fails instead of skipping). Every comparison is exact: rtlgen's output, as float32, equals
 the executor's float32 output.
 """
 
@@ -14,6 +15,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pytest
@@ -591,6 +593,13 @@ def _oracle_python() -> str | None:
     return python if Path(python).exists() else None
 
 
+def _missing_oracle(reason: str) -> NoReturn:
+    """Skip, or fail where CI asks for the live oracles (RTLGEN_REQUIRE_ORACLES=1, .ci/run)."""
+    if os.environ.get("RTLGEN_REQUIRE_ORACLES"):
+        pytest.fail(f"QONNX oracle required (RTLGEN_REQUIRE_ORACLES): {reason}")
+    pytest.skip(reason)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(2400)  # 32 models written and executed again
 def test_live_oracle(tmp_path):
@@ -601,9 +610,10 @@ def test_live_oracle(tmp_path):
     weights can differ from the committed file's: then only rtlgen is checked against it.)"""
     python = _oracle_python()
     if python is None:
-        pytest.skip("QONNX oracle not installed (pip install '.[qonnx]' in a venv of its own)")
+        _missing_oracle("QONNX oracle not installed (pip install '.[qonnx]' in a venv of its own)")
     script = Path(__file__).parents[1] / "data" / "make_qonnx_models.py"
-    subprocess.run([python, script, tmp_path], check=True, capture_output=True, timeout=1800)
+    run = subprocess.run([python, script, tmp_path], capture_output=True, text=True, timeout=1800)
+    assert run.returncode == 0, run.stderr[-2000:]
     # per-channel activation scales (test_qonnx_outputs.py): codes and power-of-two logits
     exact = (
         *MODELS, "mlp_act_per_channel", "mlp_act_per_channel_qcdq", "cnn_bn_act_per_channel",
@@ -677,7 +687,7 @@ def test_brevitas_module_in_memory_is_bit_exact_with_the_module(tmp_path):
     python = _oracle_python()
     root = Path(__file__).parents[2]
     if python is None:
-        pytest.skip("QONNX oracle venv not installed")
+        _missing_oracle("QONNX oracle venv not installed (RTLGEN_QONNX_PYTHON)")
     probe = subprocess.run(
         [python, "-c", "import torch, brevitas, rtlgen.api"],
         capture_output=True,
@@ -685,7 +695,7 @@ def test_brevitas_module_in_memory_is_bit_exact_with_the_module(tmp_path):
         timeout=300,
     )
     if probe.returncode != 0:
-        pytest.skip("the oracle venv cannot import rtlgen (pip install h5py pyyaml amaranth there)")
+        _missing_oracle("the oracle venv cannot import rtlgen (pip install '.[qonnx]' there)")
     script = tmp_path / "in_memory.py"
     script.write_text(_IN_MEMORY)
     run = subprocess.run(
