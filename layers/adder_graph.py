@@ -28,6 +28,7 @@ bit widths) are exact intervals, and the plan can be evaluated numerically (`eva
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -482,6 +483,27 @@ def _sum_column(builder: _Builder, terms: list[Term]) -> Term:
     return built[-1]
 
 
+#: plans kept while `reusing_plans` is active, by their arguments (None: not kept)
+_kept_plans: dict | None = None
+
+
+@contextlib.contextmanager
+def reusing_plans():
+    """Keep `plan_matvec`'s results until the outermost of these contexts ends, so that a
+    planner probing many variants of one network (`rtlgen.plan`'s latency-budget search)
+    plans each distinct matrix once. A plan is read only after it is made, so the same one
+    may serve several `ConstantMatVec` components."""
+    global _kept_plans
+    if _kept_plans is not None:
+        yield
+        return
+    _kept_plans = {}
+    try:
+        yield
+    finally:
+        _kept_plans = None
+
+
 def plan_matvec(
     weights: np.ndarray,
     in_ranges: list[tuple[int, int]],
@@ -492,7 +514,35 @@ def plan_matvec(
     output_levels: int | None = None,
     cse: str = "auto",
 ) -> MatVecPlan:
-    """Plan ``y = x @ weights + bias`` for x[i] in ``in_ranges[i]`` (see the module doc).
+    """Plan ``y = x @ weights + bias`` for x[i] in ``in_ranges[i]`` (see the module doc);
+    the plan made earlier for the same arguments while `reusing_plans` is active."""
+    args = (multiplier, levels_per_stage, input_levels, output_levels, cse)
+    if _kept_plans is None:
+        return _plan_matvec(weights, in_ranges, bias, *args)
+    w = np.asarray(weights, dtype=np.int64)
+    key = (
+        w.shape,
+        w.tobytes(),
+        tuple((int(lo), int(hi)) for lo, hi in in_ranges),
+        None if bias is None else tuple(int(v) for v in np.asarray(bias).reshape(-1)),
+        *args,
+    )
+    if key not in _kept_plans:
+        _kept_plans[key] = _plan_matvec(w, in_ranges, bias, *args)
+    return _kept_plans[key]
+
+
+def _plan_matvec(
+    weights: np.ndarray,
+    in_ranges: list[tuple[int, int]],
+    bias: np.ndarray | None,
+    multiplier: Multiplier,
+    levels_per_stage: int,
+    input_levels: int,
+    output_levels: int | None,
+    cse: str,
+) -> MatVecPlan:
+    """`plan_matvec`, always planned anew.
 
     ``levels_per_stage``: adders in series between pipeline registers. ``input_levels``:
     logic levels already spent on the inputs in their cycle (a combinational upstream).

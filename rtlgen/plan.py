@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TypeVar
 
 import numpy as np
 from amaranth.lib import data, wiring
@@ -25,6 +27,8 @@ from rtlgen.quant.arith import aligned_weights, clamp_bounds
 from rtlgen.quant.errors import RtlgenError
 from rtlgen.quant.fixed import FixedType
 from rtlgen.sim_tb.tb_manifest import input_prefix, output_prefix
+
+T = TypeVar("T")
 
 
 class Parallelism(Enum):
@@ -549,16 +553,33 @@ _layer_plans: dict | None = None
 
 @contextlib.contextmanager
 def _cached_layer_plans():
-    """Keep layer plans (`_layer_plans`) until the outermost of these contexts ends."""
+    """Keep layer plans (`_layer_plans`), and the adder graphs of constant MAC arrays
+    (`rtlgen.layers.adder_graph.reusing_plans`: a layer planned in another context often
+    has the same matrix), until the outermost of these contexts ends."""
+    from rtlgen.layers.adder_graph import reusing_plans
+
     global _layer_plans
     if _layer_plans is not None:
         yield
         return
     _layer_plans = {}
     try:
-        yield
+        with reusing_plans():
+            yield
     finally:
         _layer_plans = None
+
+
+def kept_while_planning(key: tuple, make: Callable[[], T]) -> T:
+    """``make()``; while a budget search keeps layer plans (`_cached_layer_plans`), the
+    value ``make`` gave for ``key`` earlier: for a component an op builds the same way
+    whatever the probe (``key`` names the node, so no network holds one twice)."""
+    if _layer_plans is None:
+        return make()
+    key = ("kept", *key)
+    if key not in _layer_plans:
+        _layer_plans[key] = make()
+    return _layer_plans[key]
 
 
 def _plan_layer(node: ir.Node, ctx: PlanContext) -> LayerPlan:

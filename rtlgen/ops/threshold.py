@@ -34,7 +34,7 @@ from rtlgen import ir
 from rtlgen.layers.threshold import ThresholdBank
 from rtlgen.ops.registry import Op, Shape, register_op
 from rtlgen.passes import LowerContext
-from rtlgen.plan import LayerPlan, PlanContext, StreamFormat
+from rtlgen.plan import LayerPlan, PlanContext, StreamFormat, kept_while_planning
 from rtlgen.quant.errors import RtlgenError, RtlgenWarning, UnsupportedError
 from rtlgen.quant.fixed import FixedType
 from rtlgen.quant.threshold import (
@@ -202,10 +202,14 @@ def threshold_reference(node: Threshold, x: np.ndarray, in_type: FixedType) -> n
 def plan_threshold(node: Threshold, ctx: PlanContext) -> LayerPlan:
     assert node.out_type is not None
     lanes = StreamFormat.of(node.in_shape, ctx.in_type).elements
-    thresholds, levels = unpadded(node, ctx.in_type)
-    if len(node.in_shape) == 1:  # a vector: one element per channel, all in one beat
-        assert lanes == len(thresholds)
-    bank = ThresholdBank(ctx.in_type, node.out_type, thresholds, levels)
+
+    def bank_of_node() -> ThresholdBank:
+        thresholds, levels = unpadded(node, ctx.in_type)
+        if len(node.in_shape) == 1:  # a vector: one element per channel, all in one beat
+            assert lanes == len(thresholds)
+        return ThresholdBank(ctx.in_type, node.out_type, thresholds, levels)
+
+    bank = kept_while_planning(("threshold bank", node.name, ctx.in_type), bank_of_node)
     notes = (f"{bank.comparators} comparators",)
     fmt = ctx.in_format
     if fmt is not None and fmt.beats > 1 and len(node.in_shape) == 1:
@@ -225,7 +229,10 @@ def _plan_chunked(node: Threshold, ctx: PlanContext, bank, notes) -> LayerPlan:
 
     fmt = ctx.in_format
     assert fmt is not None and node.out_type is not None
-    chunked = BeatThresholdBank(bank, fmt.beats)
+    chunked = kept_while_planning(
+        ("beat threshold bank", node.name, ctx.in_type, fmt.beats),
+        lambda: BeatThresholdBank(bank, fmt.beats),
+    )
     notes = (
         f"{chunked.comparators} comparators, thresholds picked by the beat",
         f"{fmt.beats} beats of {fmt.elements}",

@@ -203,3 +203,23 @@ def test_layers_chained_without_registers_at_layer_boundaries():
     run = simulate_rows(chain, x, seed=2, valid_prob=0.7, ready_prob=0.6)
     mid = requantize(apply_clamp(x @ w1, 0, None), 2, t_mid)
     np.testing.assert_array_equal(np.array(run.outputs), mid @ w2)
+
+
+def test_reusing_plans_plans_each_matrix_once():
+    """While `reusing_plans` is active (the latency-budget search), equal arguments get the
+    plan made first, different ones a plan of their own; outside it, a fresh plan that is
+    equal to the kept one (planning is deterministic)."""
+    from rtlgen.layers.adder_graph import plan_matvec, reusing_plans
+
+    rng = np.random.default_rng(7)
+    w = rng.integers(-9, 10, size=(11, 5))
+    ranges = [(-128, 127)] * 11
+    with reusing_plans():
+        first = plan_matvec(w, ranges, bias=np.arange(5))
+        with reusing_plans():  # nested: the same store
+            assert plan_matvec(w.copy(), list(ranges), bias=np.arange(5)) is first
+        assert plan_matvec(w, ranges, bias=np.arange(5) + 1) is not first
+        assert plan_matvec(w, [(-64, 63)] * 11, bias=np.arange(5)) is not first
+        assert plan_matvec(w, ranges, bias=np.arange(5), levels_per_stage=3) is not first
+    fresh = plan_matvec(w, ranges, bias=np.arange(5))
+    assert fresh is not first and fresh == first
