@@ -1,5 +1,6 @@
-"""Beats <-> vectors: gather consecutive beats into one wide vector, or split it again; and
-reorder a vector's elements by wiring (`Permutation`)."""
+"""Beats <-> vectors: gather consecutive beats into one wide vector, or split it again; send
+a vector as several equal beats (`Repeat`); and reorder a vector's elements by wiring
+(`Permutation`)."""
 
 from __future__ import annotations
 
@@ -91,36 +92,111 @@ class Serialize(wiring.Component):
         )
 
     def model_timing(self, times: list[int], samples: int) -> tuple[list[int], list[int]]:
-        """(vector handshake cycles, beat valid cycles) at full rate, per the contract: beat
-        k of a vector taken at cycle a is valid at a + 1 + k; the next vector is taken no
-        earlier than the cycle the last beat is (a + beats)."""
-        accepted: list[int] = []
-        out: list[int] = []
-        free = 0
-        for t in times:
-            a = max(t, free)
-            accepted.append(a)
-            out.extend(a + 1 + k for k in range(self.beats))
-            free = a + self.beats
-        return accepted, out
+        return _sent_beats_timing(times, self.beats)
 
     def elaborate(self, platform):
         m = Module()
         beat_bits = Shape.cast(self.o.payload.shape()).width
         held = Signal(self.beats * beat_bits, reset_less=True)  # next beat in the low bits
-        remaining = Signal(range(self.beats + 1))  # beats still to send
-        m.d.comb += [
-            self.o.payload.eq(held[:beat_bits]),
-            self.o.valid.eq(remaining != 0),
-            self.last.eq(remaining == 1),
-        ]
-        done = (remaining == 0) | ((remaining == 1) & self.o.ready)
-        m.d.comb += self.i.ready.eq(done)
-        with m.If(self.i.valid & done):
-            m.d.sync += [held.eq(Value.cast(self.i.payload)), remaining.eq(self.beats)]
-        with m.Elif(self.o.valid & self.o.ready):
-            m.d.sync += [held.eq(held[beat_bits:]), remaining.eq(remaining - 1)]
+        load, step, remaining = _send_beats(m, self.i, self.o, self.beats)
+        m.d.comb += [self.o.payload.eq(held[:beat_bits]), self.last.eq(remaining == 1)]
+        with m.If(load):
+            m.d.sync += held.eq(Value.cast(self.i.payload))
+        with m.Elif(step):
+            m.d.sync += held.eq(held[beat_bits:])
         return m
+
+
+class Repeat(wiring.Component):
+    """Sends each input vector ``times`` times, one equal beat each (Keras's
+    ``RepeatVector``: a flat vector of ``n_elements`` becomes a sequence of ``times`` steps).
+    The vector is held in one register, not ``times`` copies.
+
+    Contract (`Serialize`'s, with beat k = the vector): the first beat is valid 1 cycle
+    (``latency``) after the vector's handshake, then one beat per cycle while ``o.ready``;
+    the next vector is taken in the cycle the last beat of the previous one is, so
+    back-to-back vectors leave no gap (``times`` cycles per vector at full rate).
+    ``i.ready`` is combinational from ``o.ready``. Registers: the vector and a count.
+    """
+
+    latency = 1
+
+    def __init__(self, times: int, n_elements: int, elem_shape: ShapeLike):
+        _check(times, n_elements, "Repeat")
+        self.beats, self.n_elements, self.elem_shape = times, n_elements, elem_shape
+        layout = data.ArrayLayout(elem_shape, n_elements)
+        super().__init__({"i": In(stream.Signature(layout)), "o": Out(stream.Signature(layout))})
+
+    def model_timing(self, times: list[int], samples: int) -> tuple[list[int], list[int]]:
+        return _sent_beats_timing(times, self.beats)
+
+    def handshake_blocks(self) -> list:
+        """The valid/ready behaviour for `rtlgen.timing`'s handshake model."""
+        return [lambda inputs, output: _SendHandshake(inputs, output, self.beats)]
+
+    def elaborate(self, platform):
+        m = Module()
+        held = Signal(self.i.payload.shape(), reset_less=True)
+        load, _, _ = _send_beats(m, self.i, self.o, self.beats)
+        m.d.comb += self.o.payload.eq(held)
+        with m.If(load):
+            m.d.sync += held.eq(self.i.payload)
+        return m
+
+
+def _send_beats(
+    m: Module, i: stream.Interface, o: stream.Interface, beats: int
+) -> tuple[Value, Value, Signal]:
+    """The handshake `Serialize` and `Repeat` share: a count of the beats still to send of
+    the vector taken last; a new vector is taken when none is left or the last is taken
+    now. Returns (load: a vector is taken now, step: a beat is taken and no vector,
+    the count)."""
+    remaining = Signal(range(beats + 1))
+    done = (remaining == 0) | ((remaining == 1) & o.ready)
+    load = i.valid & done
+    step = o.valid & o.ready & ~load
+    m.d.comb += [o.valid.eq(remaining != 0), i.ready.eq(done)]
+    with m.If(load):
+        m.d.sync += remaining.eq(beats)
+    with m.Elif(step):
+        m.d.sync += remaining.eq(remaining - 1)
+    return load, step, remaining
+
+
+def _sent_beats_timing(times: list[int], beats: int) -> tuple[list[int], list[int]]:
+    """(vector handshake cycles, beat valid cycles) of `_send_beats` at full rate, per the
+    contract: beat k of a vector taken at cycle a is valid at a + 1 + k; the next vector is
+    taken no earlier than the cycle the last beat is (a + beats)."""
+    accepted: list[int] = []
+    out: list[int] = []
+    free = 0
+    for t in times:
+        a = max(t, free)
+        accepted.append(a)
+        out.extend(a + 1 + k for k in range(beats))
+        free = a + beats
+    return accepted, out
+
+
+class _SendHandshake:
+    """`_send_beats` in `rtlgen.timing`'s handshake model (``forward`` / ``backward`` /
+    ``clock``): the count of the beats still to send."""
+
+    def __init__(self, inputs, output, beats: int):
+        self.inputs, self.i, self.o = inputs, inputs[0], output
+        self.beats, self.remaining = beats, 0
+
+    def forward(self) -> None:
+        self.o.valid = self.remaining != 0
+
+    def backward(self) -> None:
+        self.i.ready = self.remaining == 0 or (self.remaining == 1 and self.o.ready)
+
+    def clock(self) -> None:
+        if self.i.valid and self.i.ready:
+            self.remaining = self.beats
+        elif self.o.valid and self.o.ready:
+            self.remaining -= 1
 
 
 class Permutation(wiring.Component):

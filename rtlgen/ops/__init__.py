@@ -23,6 +23,7 @@ from rtlgen.ops import (  # noqa: F401
     merge,
     pool,
     recurrent,
+    repeat_vector,
     reshape,
     scale_shift,
     separable_conv,

@@ -1,4 +1,5 @@
-"""Deserialize / Serialize: beats <-> vectors in arrival order."""
+"""Deserialize / Serialize: beats <-> vectors in arrival order; Repeat: a vector as equal
+beats."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from amaranth.lib import wiring
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rtlgen.layers.flatten import Deserialize, Permutation, Serialize
+from rtlgen.layers.flatten import Deserialize, Permutation, Repeat, Serialize
 from rtlgen.quant.errors import RtlgenError
 
 from .streams import simulate_stream
@@ -70,6 +71,40 @@ def test_serialize_streams_back_to_back_vectors_without_gaps():
     run = simulate_stream(dut, vectors.tolist(), 12)
     assert run.out_cycles[0] - run.in_cycles[0] == Serialize.latency
     assert np.diff(run.out_cycles).tolist() == [1] * 11
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    times=st.integers(1, 5),
+    n=st.integers(1, 4),
+    width=st.integers(1, 12),
+    seed=st.integers(0, 2**32 - 1),
+    valid_prob=st.floats(0.3, 1.0),
+    ready_prob=st.floats(0.3, 1.0),
+)
+def test_repeat_sends_each_vector_times_beats(times, n, width, seed, valid_prob, ready_prob):
+    rng = np.random.default_rng(seed)
+    vectors = rng.integers(-(1 << (width - 1)), 1 << (width - 1), size=(5, n))
+    run = simulate_stream(
+        Repeat(times, n, signed(width)), vectors.tolist(), 5 * times, seed, valid_prob, ready_prob
+    )
+    assert run.outputs == np.repeat(vectors, times, axis=0).tolist()
+
+
+def test_repeat_streams_back_to_back_vectors_as_its_timing_model_says():
+    """Full rate: the first beat 1 cycle after the vector, then one beat per cycle, and the
+    next vector taken with the last beat: no gap; `model_timing` predicts every cycle."""
+    dut = Repeat(3, 2, unsigned(6))
+    run = simulate_stream(dut, np.arange(4 * 2).reshape(4, 2).tolist(), 12)
+    assert run.out_cycles[0] - run.in_cycles[0] == Repeat.latency
+    assert np.diff(run.out_cycles).tolist() == [1] * 11
+    accepted, valid = dut.model_timing([run.in_cycles[0]] * 4, 4)
+    assert accepted == run.in_cycles and valid == run.out_cycles
+
+
+def test_repeat_refuses_zero_times():
+    with pytest.raises(RtlgenError, match="Repeat"):
+        Repeat(0, 2, unsigned(4))
 
 
 class Clocked(wiring.Component):
