@@ -159,6 +159,8 @@ class Conv(_Arithmetic):
     in_channels): output channel ``o`` sees only the input channels of group
     ``o // (out_channels / groups)``; the weights off the blocks are zero and are no
     products (`multiplies`, `weight_count`).
+    dilation: (rows, columns) of a dilated kernel: ``kernel`` is its window, whose taps are
+    ``dilation`` apart; the weights between the taps are zero and are no products either.
     """
 
     weights: Tensor = field(kw_only=True)
@@ -167,6 +169,7 @@ class Conv(_Arithmetic):
     stride: tuple[int, int] = field(kw_only=True)
     padding: tuple[int, int, int, int] = field(default=(0, 0, 0, 0), kw_only=True)
     groups: int = field(default=1, kw_only=True)
+    dilation: tuple[int, int] = field(default=(1, 1), kw_only=True)
 
     def __post_init__(self) -> None:
         cin, cout = self.in_shape[-1], self.out_shape[-1]
@@ -175,17 +178,35 @@ class Conv(_Arithmetic):
                 f"layer '{self.name}': groups={self.groups} does not divide its {cin} input "
                 f"and {cout} output channels"
             )
+        w = self.weights.mantissa if isinstance(self.weights, QTensor) else self.weights.values
         if self.groups > 1:
-            w = self.weights.mantissa if isinstance(self.weights, QTensor) else self.weights.values
             if np.any(w[..., ~group_mask(cin, cout, self.groups)]):
                 raise RtlgenError(
                     f"layer '{self.name}': non-zero weights outside the {self.groups} blocks "
                     "of a grouped convolution"
                 )
+        if self.dilation != (1, 1):
+            if any(d < 1 or (k - 1) % d for k, d in zip(self.kernel, self.dilation, strict=True)):
+                raise RtlgenError(
+                    f"layer '{self.name}': dilation {self.dilation} does not space the taps of "
+                    f"a {self.kernel} window"
+                )
+            if np.any(w[~tap_mask(self.kernel, self.dilation)]):
+                raise RtlgenError(
+                    f"layer '{self.name}': non-zero weights between the taps of a kernel "
+                    f"dilated by {self.dilation}"
+                )
 
     @property
     def op(self) -> str:  # type: ignore[override]
         return "conv1d" if len(self.in_shape) == 2 else "conv2d"
+
+
+def tap_mask(kernel: tuple[int, int], dilation: tuple[int, int]) -> np.ndarray:
+    """(kernel_h, kernel_w) booleans: the positions of a dilated kernel's taps."""
+    mask = np.zeros(kernel, dtype=bool)
+    mask[:: dilation[0], :: dilation[1]] = True
+    return mask
 
 
 def group_mask(in_channels: int, out_channels: int, groups: int) -> np.ndarray:
@@ -534,9 +555,13 @@ def spatial(shape: Shape) -> tuple[int, int, int]:
 
 
 def weight_count(node: Conv | Dense) -> int:
-    """The weights a conv/dense layer has: a grouped convolution's only on its blocks."""
+    """The weights a conv/dense layer has: a grouped convolution's only on its blocks, a
+    dilated one's only on its taps."""
     size = int(np.prod(node.weights.shape))
-    return size // node.groups if isinstance(node, Conv) else size
+    if not isinstance(node, Conv):
+        return size
+    taps = int(np.count_nonzero(tap_mask(node.kernel, node.dilation)))
+    return size // (node.kernel[0] * node.kernel[1]) * taps // node.groups
 
 
 def multiplies(node: Node) -> tuple[int, int]:

@@ -121,6 +121,8 @@ def save_graph(graph: ir.ModelGraph, path: Path) -> None:
             )
             if node.groups != 1:
                 desc["groups"] = node.groups
+            if node.dilation != (1, 1):
+                desc["dilation"] = list(node.dilation)
         if type(node).__name__ not in _LEGACY_TYPES:
             desc["fields"] = _generic_fields(node)
         if isinstance(node, ir.Pool):
@@ -481,6 +483,7 @@ class _Reader:
             kw.update(self.window(desc, where, cls, in_shape, out_shape))
         if cls is ir.Conv:
             kw["groups"] = self.groups(desc, where, in_shape[-1], out_shape[-1], kw["weights"])
+            kw["dilation"] = self.dilation(desc, where, kw["kernel"], kw["weights"])
         if cls is ir.Pool:
             kw.update(
                 kind=self.enum(desc, "kind", where, ir.PoolKind),
@@ -655,6 +658,20 @@ class _Reader:
         if np.any(weights.mantissa[..., ~ir.group_mask(cin, cout, groups)]):
             raise self.fail(where, f"non-zero weights outside the {groups} groups' blocks")
         return groups
+
+    def dilation(
+        self, desc: dict[str, Any], where: str, kernel: tuple[int, int], weights: ir.QTensor
+    ) -> tuple[int, int]:
+        """A dilated convolution's tap spacing (absent: (1, 1)): spacing the window's taps
+        evenly, every weight between them zero."""
+        if "dilation" not in desc:
+            return (1, 1)
+        dilation = self.ints(desc, "dilation", where, (2,), 1)
+        if any((k - 1) % d for k, d in zip(kernel, dilation, strict=True)):
+            raise self.fail(where, f"dilation {list(dilation)} does not space a {list(kernel)} window")
+        if np.any(weights.mantissa[~ir.tap_mask(kernel, dilation)]):
+            raise self.fail(where, f"non-zero weights between the taps of dilation {list(dilation)}")
+        return dilation[0], dilation[1]
 
     def window(
         self,

@@ -112,6 +112,7 @@ def read_keras_conv(layer: KerasLayer, shape: Shape, source: WeightSource) -> La
         out_quantizer=act.quantizer,
         source=layer.name,
         groups=groups,
+        dilation=dilation2,
     )
     act_name = f"{layer.name}_activation"
     post = activation_nodes(layer, out_shape, act, act_name) if act.separate else []

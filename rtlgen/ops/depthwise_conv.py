@@ -207,6 +207,7 @@ def depthwise_conv(
         stride=g.stride,
         padding=g.padding,
         groups=shape[-1],
+        dilation=g.dilation,
         source=source,
         **fields,
     )

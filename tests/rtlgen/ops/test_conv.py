@@ -17,7 +17,13 @@ from rtlgen.quant.reference import predict
 from tests.models import exact_inputs
 
 from .network_checks import bit_exact_in_simulator, timing_matches_model
-from .spatial_nets import keras_graph, predicts_like_keras
+from .spatial_nets import (
+    keras_graph,
+    predicts_like_keras,
+    read_handmade,
+    round_trips,
+    tampered_is_refused,
+)
 
 tf = pytest.importorskip("tensorflow")
 qkeras = pytest.importorskip("qkeras")
@@ -61,9 +67,11 @@ def test_dilated_qkeras_convolution_is_exact_and_bit_exact_in_the_simulator(
     rate = np.asarray(dilation if isinstance(dilation, tuple) else (dilation,) * dims)
     spread = tuple((taps - 1) * rate + 1)
     assert conv.kernel[-dims:] == spread
-    # the zero taps are no products: as many multiplies as the undilated kernel's
-    nonzero, _ = ir.multiplies(conv)
-    assert nonzero <= int(np.prod(conv.out_shape[:-1])) * int(np.prod(taps)) * shape[-1] * 3
+    # the zero taps are no products: as many multiplies as the undilated kernel's, and the
+    # products (parameters) counted are the real taps'
+    nonzero, products = ir.multiplies(conv)
+    assert products == int(np.prod(conv.out_shape[:-1])) * int(np.prod(taps)) * shape[-1] * 3
+    assert 0 < nonzero <= products
     bit_exact_in_simulator(graph, n=3, seed=2)
     timing_matches_model(graph)
 
@@ -79,6 +87,29 @@ def test_kernel_quantizer_of_a_dilated_grouped_kernel_sees_the_kernel_as_stored(
     want = spread_taps(grouped_kernel(inner.reference(stored), 2, 4), (3, 2))
     np.testing.assert_array_equal(quantized.values, want)
     assert np.count_nonzero(quantized.mantissa) <= stored.size
+
+
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        (lambda d: d.update(dilation=[1, 3]), "dilation [1, 3] does not space a [1, 5] window"),
+        (lambda d: d.update(dilation=[1, 4]), "non-zero weights between the taps"),
+        (lambda d: d.update(dilation=[1, 0]), "dilation"),
+    ],
+    ids=["uneven", "weights-between-taps", "zero"],
+)
+def test_dilated_convolution_round_trips_and_a_tampered_dilation_is_refused(tmp_path, edit, words):
+    layer = {
+        "class_name": "Conv1D",
+        "config": {"name": "c", "filters": 2, "kernel_size": [3], "dilation_rate": [2],
+                   "padding": "causal", "use_bias": False},
+    }  # fmt: skip
+    kernel = np.random.default_rng(2).integers(1, 8, (3, 2, 2)) / 8  # no zero weight
+    graph = read_handmade(tmp_path, [layer], (9, 2), {"c": {"kernel": kernel}})
+    assert graph.nodes[1].dilation == (1, 2) and graph.nodes[1].kernel == (1, 5)
+    assert ir.weight_count(graph.nodes[1]) == kernel.size
+    round_trips(graph, tmp_path)
+    tampered_is_refused(graph, tmp_path, "Conv", edit, words)
 
 
 def test_grouped_keras_convolution_predicts_like_keras_and_is_bit_exact(tmp_path):

@@ -385,14 +385,15 @@ def as_pair(value: int | tuple[int, int]) -> tuple[int, int]:
 
 
 def dilated_window_checks(node: ir.Node, taps: tuple[int, ...], rate: tuple[int, ...]):
-    """The node's window is the dilated kernel, and its non-zero products are at most the
-    real taps' (the zero taps are none)."""
+    """The depthwise node's window is the dilated kernel, its products (parameters) counted
+    are the real taps' (one filter per output channel), its non-zero products at most
+    those (the zero taps are none)."""
     assert isinstance(node, ir.Conv)
     spread = tuple((t - 1) * d + 1 for t, d in zip(taps, rate, strict=True))
-    assert node.kernel[-len(taps) :] == spread
-    nonzero, _ = ir.multiplies(node)
-    positions = int(np.prod(node.out_shape[:-1]))
-    assert 0 < nonzero <= positions * int(np.prod(taps)) * node.out_shape[-1]
+    assert node.kernel[-len(taps) :] == spread and node.dilation[-len(rate) :] == rate
+    nonzero, products = ir.multiplies(node)
+    assert products == int(np.prod(node.out_shape[:-1])) * int(np.prod(taps)) * node.out_shape[-1]
+    assert 0 < nonzero <= products
 
 
 @pytest.mark.parametrize(
