@@ -94,6 +94,10 @@ class Serialize(wiring.Component):
     def model_timing(self, times: list[int], samples: int) -> tuple[list[int], list[int]]:
         return _sent_beats_timing(times, self.beats)
 
+    def handshake_blocks(self) -> list:
+        """The valid/ready behaviour for `rtlgen.timing`'s handshake model."""
+        return [lambda inputs, output: _SendHandshake(inputs, output, self.beats)]
+
     def elaborate(self, platform):
         m = Module()
         beat_bits = Shape.cast(self.o.payload.shape()).width

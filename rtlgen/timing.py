@@ -19,7 +19,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from rtlgen.layers.flatten import Deserialize, Serialize
+from rtlgen.layers.flatten import Deserialize
 from rtlgen.layers.pool import _Pool
 from rtlgen.layers.serial_mac import SerialMatVec
 from rtlgen.layers.window import WindowGenerator, WindowGeometry
@@ -529,27 +529,6 @@ class _Deserialize(_Block):
                 self.count += 1
 
 
-class _Serialize(_Block):
-    """`flatten.Serialize`: a count of the beats still to send; a new vector is taken when
-    none is left or the last one is taken now."""
-
-    def __init__(self, inputs: list[_Wire], output: _Wire, beats: int):
-        super().__init__(inputs, output)
-        self.beats, self.remaining = beats, 0
-
-    def forward(self) -> None:
-        self.o.valid = self.remaining != 0
-
-    def backward(self) -> None:
-        self.i.ready = self.remaining == 0 or (self.remaining == 1 and self.o.ready)
-
-    def clock(self) -> None:
-        if self.i.valid and self.i.ready:
-            self.remaining = self.beats
-        elif self.o.valid and self.o.ready:
-            self.remaining -= 1
-
-
 class _Serial(_Block):
     """`serial_mac.SerialMatVec`: a word counter over the steps of every beat (a new beat
     taken on the last step of a beat, or while idle: then its first step is in that cycle),
@@ -630,8 +609,6 @@ def _blocks(stage) -> list | None:
         return [lambda inputs, output: _RunningReduce(inputs, output, stage.positions)]
     if isinstance(stage, Deserialize):
         return [lambda inputs, output: _Deserialize(inputs, output, stage.beats)]
-    if isinstance(stage, Serialize):
-        return [lambda inputs, output: _Serialize(inputs, output, stage.beats)]
     if isinstance(stage, SerialMatVec):
         return [lambda inputs, output: _Serial(inputs, output, stage)]
     if isinstance(stage, Merge):
