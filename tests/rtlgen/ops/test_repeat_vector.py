@@ -35,7 +35,8 @@ def repeat_entry(n, name="rep") -> dict:
 
 
 @pytest.mark.parametrize("n", [1, 4])
-def test_keras_repeat_vector_predicts_exactly(tf, tmp_path, n):
+def test_keras_repeat_vector_predicts_exactly_and_is_bit_exact_as_an_output(tf, tmp_path, n):
+    """The sequence is the network's output (n beats on the master; n = 1: no hardware)."""
     model = tf.keras.Sequential(
         [tf.keras.Input((5,)), tf.keras.layers.RepeatVector(n)], name=f"repeat{n}"
     )
@@ -43,6 +44,9 @@ def test_keras_repeat_vector_predicts_exactly(tf, tmp_path, n):
     (node,) = graph.nodes[1:]
     assert isinstance(node, RepeatVector) and node.out_shape == (n, 5)
     assert node.out_type == IN_TYPE  # values only move
+    bit_exact_in_simulator(graph, n=3, seed=n)
+    _, ii = timing_matches_model(graph)
+    assert ii == n
 
 
 def test_float_forward_is_the_reference():
