@@ -2,8 +2,9 @@
 (``SeparableConv1D``, ``SeparableConv2D``, ``QSeparableConv1D``, ``QSeparableConv2D``).
 
 Two `ir.Conv` nodes: ``<layer>_depthwise``, the block-diagonal depthwise conv of
-`rtlgen.ops.depthwise_conv` (no bias, linear), and ``<layer>``, the 1x1 conv with the
-pointwise kernel, the bias and the activation. Where the intermediate is quantized, as in
+`rtlgen.ops.depthwise_conv` (no bias, linear; a ``dilation_rate`` spreads its taps, and
+'same'/'causal' padding follow its dilated window, as TensorFlow), and ``<layer>``, the 1x1
+conv with the pointwise kernel, the bias and the activation. Where the intermediate is quantized, as in
 QKeras: nowhere. ``QSeparableConv*D.call`` quantizes the two kernels (``depthwise_quantizer``
 on the (kh, kw, C, M) kernel, ``pointwise_quantizer`` on the (1, 1, C*M, F) one, both
 expanded to 4D as TensorFlow's ``separable_conv2d`` takes them), then runs that op in float32
