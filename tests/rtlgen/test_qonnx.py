@@ -593,6 +593,18 @@ def _oracle_python() -> str | None:
     return python if Path(python).exists() else None
 
 
+def _model_bytes(path: Path) -> bytes:
+    """The model file without the dynamo exporter's per-node stack traces, which hold the
+    paths of the generator script and of the oracle venv and the script's line numbers (a
+    fresh clone elsewhere, or an edit of the script, changes them and nothing else)."""
+    model = onnx.load(path)
+    for node in model.graph.node:
+        kept = [p for p in node.metadata_props if p.key != "pkg.torch.onnx.stack_trace"]
+        del node.metadata_props[:]
+        node.metadata_props.extend(kept)
+    return model.SerializeToString()
+
+
 def _missing_oracle(reason: str) -> NoReturn:
     """Skip, or fail where CI asks for the live oracles (RTLGEN_REQUIRE_ORACLES=1, .ci/run)."""
     if os.environ.get("RTLGEN_REQUIRE_ORACLES"):
@@ -604,10 +616,12 @@ def _missing_oracle(reason: str) -> NoReturn:
 @pytest.mark.timeout(2400)  # 32 models written and executed again
 def test_live_oracle(tmp_path):
     """Brevitas and QONNX write the models and outputs again (same seeds): rtlgen predicts
-    them exactly (float logits within float32), and where a model file comes out byte for
-    byte the committed one, the committed golden outputs are what QONNX gives today. (Torch
-    builds differ in the last bits of a few training steps on some CPUs, so a conv model's
-    weights can differ from the committed file's: then only rtlgen is checked against it.)"""
+    them exactly (float logits within float32), and where a model comes out byte for byte the
+    committed one (but for the dynamo exporter's stack traces: `_model_bytes`), the committed
+    golden outputs are what QONNX gives today. (Torch builds differ in the last bits of a few
+    training steps on some CPUs, so a conv model's weights can differ from the committed
+    file's: then only rtlgen is checked against it. Session 15, torch 2.13.0 CPU: 25 of 32
+    the same, the 7 per-channel-activation-scale conv models not.)"""
     python = _oracle_python()
     if python is None:
         _missing_oracle("QONNX oracle not installed (pip install '.[qonnx]' in a venv of its own)")
@@ -628,7 +642,7 @@ def test_live_oracle(tmp_path):
     )
     same_files = 0
     for name in exact + logits:
-        if (tmp_path / f"{name}.onnx").read_bytes() == (DATA / f"{name}.onnx").read_bytes():
+        if _model_bytes(tmp_path / f"{name}.onnx") == _model_bytes(DATA / f"{name}.onnx"):
             fresh = np.load(tmp_path / f"{name}_expected.npz")
             committed = np.load(DATA / f"{name}_expected.npz")
             np.testing.assert_array_equal(fresh["x"], committed["x"])
