@@ -126,6 +126,16 @@ class Requantize(wiring.Component):
         return new_lo, new_hi
 
     def elaborate(self, platform):
+        from . import mac_verilog, requantize_verilog
+
+        text_modules = mac_verilog.active()
+        if (
+            text_modules is not None
+            and type(self) is Requantize
+            and requantize_verilog.supported(self)
+        ):
+            # Verilog emission: an instance of the same logic written as text
+            return text_modules.instance_of(self, requantize_verilog.requantize_verilog, "rq")
         m = Module()
         advance = pipeline_control(m, self.i, self.o, self._latency)
         regs = StageRegisters(advance)

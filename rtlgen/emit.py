@@ -36,6 +36,9 @@ from rtlgen.layers.bank_verilog import bank_verilog
 from rtlgen.layers.bank_verilog import supported as bank_supported
 from rtlgen.layers.constant_mac import ConstantMatVec
 from rtlgen.layers.mac_verilog import matvec_verilog, verilog_text
+from rtlgen.layers.requantize import Requantize
+from rtlgen.layers.requantize_verilog import requantize_verilog
+from rtlgen.layers.requantize_verilog import supported as requantize_supported
 from rtlgen.layers.threshold import ThresholdBank
 from rtlgen.lean_netlist import lean_netlist
 from rtlgen.manifest import (
@@ -363,6 +366,8 @@ def _component_verilog(
         return matvec_verilog(component, name), {}
     if _bank_text(component):
         return bank_verilog(component, name), {}
+    if _requantize_text(component):
+        return requantize_verilog(component, name), {}
     with verilog_text(name) as macs:
         text = component_verilog(component, name)
     return text, macs.modules
@@ -371,6 +376,11 @@ def _component_verilog(
 def _bank_text(component: wiring.Component) -> bool:
     """Whether ``component`` is a threshold bank written as text (`layers/bank_verilog.py`)."""
     return isinstance(component, ThresholdBank) and bank_supported(component)
+
+
+def _requantize_text(component: wiring.Component) -> bool:
+    """Whether ``component`` is a requantizer written as text (`layers/requantize_verilog.py`)."""
+    return type(component) is Requantize and requantize_supported(component)
 
 
 def _instance(component: wiring.Component, name: str) -> Instance:
@@ -442,7 +452,12 @@ def network_verilog(
     # text take no time (written here, first).
     order = sorted(range(len(separate)), key=lambda i: -_size(separate[i][0]))
     if mac_text:
-        text = [i for i in order if isinstance(separate[i][0], ConstantMatVec) or _bank_text(separate[i][0])]
+        text = [
+            i for i in order
+            if isinstance(separate[i][0], ConstantMatVec)
+            or _bank_text(separate[i][0])
+            or _requantize_text(separate[i][0])
+        ]
         for i in text:
             finished(i, _component_verilog(*separate[i], mac_text))
             order.remove(i)

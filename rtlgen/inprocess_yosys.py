@@ -16,8 +16,10 @@ A serialized module is machine code that wasmtime runs as it is: only a file rtl
 in the user's own cache folder, is loaded (as wasmtime's own cache does). Anything missing
 or refused (no wasmtime, another Amaranth, an unwritable cache, a file from another
 wasmtime) leaves Amaranth's own way: a subprocess per run. ``RTLGEN_INPROCESS_YOSYS=0``
-chooses that way always. Worker processes forked by `rtlgen.emit.network_verilog` load the
-module again (nothing of wasmtime's is shared across ``fork``).
+chooses that way always. wasmtime does not survive ``fork``: a process forked after its
+parent ran Yosys here hung in its own first run, so such a child runs Yosys as a subprocess
+(`rtlgen.emit.network_verilog`'s workers start before the top runs Yosys, and a worker
+forked before any run loads the module itself).
 """
 
 from __future__ import annotations
@@ -100,6 +102,11 @@ def _load() -> tuple[object, object] | None:
     if pid in _loaded:
         return _loaded[pid]
     if pid in _failed:
+        return None
+    if _loaded:
+        # forked from a process that ran wasmtime: Yosys hung in the child's wasm call
+        # (session 15), so such a worker takes Amaranth's subprocess
+        _failed.add(pid)
         return None
     try:
         import wasmtime
