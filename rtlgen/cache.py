@@ -11,6 +11,9 @@ The cache folder is `$RTLGEN_CACHE_DIR`, else `$XDG_CACHE_HOME/rtlgen`, else `~/
 - `verilator/<key>.lock`: the empty lock file of that build;
 - `verilator/objcache/<hash>.o|.d`: Verilator run-time objects shared by all builds
   (`sim_tb/tb_objcache.py`);
+- `yosys/yosys-<versions>.cwasm`: Amaranth's built-in Yosys compiled to machine code once,
+  which `rtlgen.inprocess_yosys` runs inside the converting process (~15 MB; rewritten
+  when needed, so clearing it costs one compile on the next conversion);
 - `demo/`: the design folder of `rtlgen demo` (without `-o`). It is listed but not cleared:
   it is a design folder like any other (a user may have added files), and `rtlgen demo`
   replaces it in place.
@@ -42,6 +45,9 @@ _BUILD_DIR = re.compile(rf"^[0-9a-f]{{{BUILD_KEY_CHARS}}}$")
 _BUILD_LOCK = re.compile(rf"^[0-9a-f]{{{BUILD_KEY_CHARS}}}\.lock$")
 OBJCACHE = "objcache"
 DEMO = "demo"
+YOSYS = "yosys"
+# inprocess_yosys.py: `yosys-<versions>-<size>.cwasm`, written through `<name>.<pid>.tmp`
+_YOSYS_FILE = re.compile(r"^yosys-[A-Za-z0-9._+-]+\.cwasm(?:\.[0-9]+\.tmp)?$")
 # tb_objcache.py: `<32 hex>.o` / `.d`, written through NamedTemporaryFile (`tmp` + 8 characters).
 _OBJCACHE_FILE = re.compile(r"^(?:[0-9a-f]{32}\.[od]|tmp[a-z0-9_]{8})$")
 MAX_MARKER_BYTES = 64 * 1024  # rtlgen_build.json is ~100 bytes; read no more of a forged one
@@ -51,7 +57,8 @@ MAX_MARKER_BYTES = 64 * 1024  # rtlgen_build.json is ~100 bytes; read no more of
 class CacheEntry:
     """One thing rtlgen keeps in its cache: `kind` is "build" (finished Verilator build, `top`
     is the design's top module), "unfinished build" (failed or interrupted), "objects" (the
-    shared run-time objects), "lock" or "demo design" (kept by `clear_cache`); `size` in
+    shared run-time objects), "lock", "compiled yosys" (`rtlgen.inprocess_yosys`) or "demo
+    design" (kept by `clear_cache`); `size` in
     bytes (files only, links not followed)."""
 
     path: Path
@@ -143,6 +150,13 @@ def list_cache(root: Path | None = None) -> CacheListing:
     for name in _names(root):
         if name == DEMO and _is_real_dir(root / name):
             entries.append(_entry(root / name, "demo design"))
+        elif name == YOSYS and _is_real_dir(root / name):
+            for file in _names(root / name):
+                path = root / name / file
+                if _YOSYS_FILE.match(file) and _is_real_file(path):
+                    entries.append(_entry(path, "compiled yosys"))
+                else:
+                    others.append(path)
         elif name != "verilator" or not _is_real_dir(builds):
             others.append(root / name)
     for name in _names(builds):
@@ -220,11 +234,16 @@ def clear_cache(root: Path | None = None) -> tuple[list[CacheEntry], list[CacheE
         elif entry.kind == "objects":
             freed = _remove_objects(entry.path)
             removed.append(CacheEntry(entry.path, entry.kind, None, freed, entry.last_used))
+        elif entry.kind == "compiled yosys":
+            # a process running it keeps its mapping; the next conversion compiles it again
+            entry.path.unlink()
+            removed.append(entry)
     for lock_entry in locks.values():  # locks of builds pruned earlier, unless held right now
         with _unused(lock_entry.path) as unused:
             if unused:
                 lock_entry.path.unlink()
                 removed.append(lock_entry)
-    with contextlib.suppress(OSError):
-        (listing.root / "verilator").rmdir()  # only when empty; the root itself stays
+    for folder in ("verilator", YOSYS):
+        with contextlib.suppress(OSError):
+            (listing.root / folder).rmdir()  # only when empty; the root itself stays
     return removed, in_use

@@ -166,3 +166,22 @@ def test_cache_clear_command_says_what_it_freed_and_keeps_foreign_files(cache, t
     assert not (cache / "verilator" / KEY_A).exists()
     for path, data in foreign.items():
         assert path.read_bytes() == data
+
+
+def test_the_compiled_yosys_is_listed_and_cleared_and_nothing_else_in_its_folder(cache):
+    compiled = cache / "yosys" / "yosys-0.50.0.0.post130-wasmtime47.0.1-49258137.cwasm"
+    compiled.parent.mkdir()
+    compiled.write_bytes(b"\0" * 700)
+    (cache / "yosys" / "notes.txt").write_text("mine")
+    listing = list_cache(cache)
+    assert [(e.path.name, e.size) for e in listing.entries if e.kind == "compiled yosys"] == [
+        (compiled.name, 700)
+    ]
+    assert cache / "yosys" / "notes.txt" in listing.others
+    removed, _ = clear_cache(cache)
+    assert compiled in {entry.path for entry in removed} and not compiled.exists()
+    assert (cache / "yosys" / "notes.txt").read_text() == "mine"
+    (cache / "yosys" / "notes.txt").unlink()
+    compiled.write_bytes(b"\0")
+    clear_cache(cache)
+    assert not (cache / "yosys").exists()  # emptied: the folder goes too
