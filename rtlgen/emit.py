@@ -412,7 +412,7 @@ def network_verilog(
 ) -> str:
     """The Verilog of ``top`` as module ``name``: each large layer component (a MAC array,
     threshold bank, window generator, requantizer, ... of at least `SEPARATE_BITS`, see
-    `_size`) converted on its own as
+    `_size`, and every threshold bank written as text) converted on its own as
     module ``<name>__l<k>_<layer>_<i>`` by Amaranth's back end, up to ``jobs`` at a time in
     worker processes, and instantiated in the top, which is converted meanwhile with the
     smaller components, stream wiring, skid buffers, FIFOs, forks and arg-max. Separated
@@ -435,7 +435,11 @@ def network_verilog(
     for index, plan in enumerate(top.plans):
         layer = f"l{index}_{sanitize_identifier(plan.node.name, 'layer')}"
         for k, stage in enumerate(plan.stages):
-            if isinstance(stage, wiring.Component) and _size(stage) >= SEPARATE_BITS:
+            if not isinstance(stage, wiring.Component):
+                continue
+            # a threshold bank written as text costs no Yosys run: a module of its own at
+            # any size (in the top, Amaranth's back end takes ~1 s for 3,000 comparator bits)
+            if _size(stage) >= SEPARATE_BITS or (mac_text and _bank_text(stage)):
                 separate.append((stage, f"{name}__{layer}_{k}"))
     modules: list[str | None] = [None] * len(separate)
     macs: dict[str, str] = {}
