@@ -125,6 +125,16 @@ class WindowMax(wiring.Component):
         return max(1, _tree_levels(self.window_elements)) + self._requantizes
 
     def elaborate(self, platform):
+        from . import mac_verilog, pool_verilog
+
+        text_modules = mac_verilog.active()
+        if (
+            text_modules is not None
+            and type(self) is WindowMax
+            and pool_verilog.supported(self)
+        ):
+            # Verilog emission: an instance of the same tree written as text
+            return text_modules.instance_of(self, pool_verilog.window_max_verilog, "max")
         m = Module()
         in_type, out_type = self.in_type, self.out_type
 
