@@ -108,6 +108,12 @@ class SkidBuffer(wiring.Component):
         )
 
     def elaborate(self, platform):
+        from . import mac_verilog, stream_verilog
+
+        text_modules = mac_verilog.active()
+        if text_modules is not None and type(self) is SkidBuffer:
+            # Verilog emission: an instance of the same buffer written as text
+            return text_modules.instance_of(self, stream_verilog.skid_verilog, "skid")
         m = Module()
         skid_valid = Signal()
         skid = Signal(self.layout, reset_less=True)
