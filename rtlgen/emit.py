@@ -54,6 +54,7 @@ from rtlgen.manifest import (
     Totals,
 )
 from rtlgen.outdir import DesignFolder
+from rtlgen.plan import parallel_probes
 from rtlgen.quant.errors import UnsupportedError
 from rtlgen.serialize import save_graph
 
@@ -248,7 +249,8 @@ def convert(
     default: the model's name, made a safe identifier. ``input_type_origin``: how the input
     type was chosen, for the manifest and REPORT.md (`rtlgen.manifest.INPUT_TYPE_ORIGINS`);
     a mapping gives it per input name, under "*" for the inputs it does not name.
-    ``jobs``: processes converting layers to Verilog (`network_verilog`; default: the CPUs
+    ``jobs``: processes measuring a latency-budget search's probes (`rtlgen.plan.parallel_probes`)
+    and converting layers to Verilog (`network_verilog`; default: the CPUs
     this process may use). ``mac_text``: constant MAC arrays as Verilog text from their plans
     (`network_verilog`; default `MAC_TEXT`)."""
     say = progress or (lambda _msg: None)
@@ -256,7 +258,8 @@ def convert(
     check_supported(graph)
     top_name = top_module_name(top_name, graph.name)
     say("elaborating hardware")
-    top = NetworkTop(graph, options)
+    with parallel_probes(default_jobs() if jobs is None else jobs):
+        top = NetworkTop(graph, options)
     say("writing Verilog")
     text = network_verilog(top, top_name, jobs=jobs, progress=say, mac_text=mac_text)
     seconds = time.perf_counter() - started

@@ -769,6 +769,100 @@ def _budget_error(graph: ir.ModelGraph, options: HardwareOptions) -> RtlgenError
     )
 
 
+@dataclass(frozen=True)
+class _Probe:
+    """One plan the budget search measures: reuse caps and result beats by layer name."""
+
+    caps: tuple[tuple[str, int], ...]
+    out_beats: tuple[tuple[str, int], ...] = ()
+
+
+#: processes `_probe_all` may use (`parallel_probes`); 1: this one only
+_probe_jobs = 1
+
+
+@contextlib.contextmanager
+def parallel_probes(jobs: int):
+    """Inside the block, a budget search measures its probes in up to ``jobs`` processes
+    (forked: they inherit the layer plans made so far; `rtlgen.emit.convert` passes its
+    ``jobs``). Outside, and in a daemonic process (a Dask worker), in this one."""
+    global _probe_jobs
+    saved, _probe_jobs = _probe_jobs, max(1, jobs)
+    try:
+        yield
+    finally:
+        _probe_jobs = saved
+
+
+def _probe_options(options: HardwareOptions, probe: _Probe) -> HardwareOptions:
+    return dataclasses.replace(
+        options,
+        max_reuse=MAX_REUSE,
+        layer_max_reuse=tuple(sorted(probe.caps)),
+        layer_out_beats=tuple(sorted(probe.out_beats)),
+    )
+
+
+def _measure(
+    graph: ir.ModelGraph, options: HardwareOptions, samples: int | None, probes: list[_Probe]
+) -> list[tuple[int, int]]:
+    """(latency, `_lut_cost`) of each probe's plan."""
+    results = []
+    for probe in probes:
+        trial, latency = _planned_latency(graph, _probe_options(options, probe), samples)
+        results.append((latency, _lut_cost(trial)))
+    return results
+
+
+#: what a forked `_probe_all` worker measures (inherited, nothing of it is pickled)
+_probing: tuple | None = None
+
+
+def _measure_share(share: int) -> list[tuple[int, int]]:
+    assert _probing is not None
+    graph, options, samples, probes, jobs = _probing
+    with _cached_layer_plans():
+        return _measure(graph, options, samples, probes[share::jobs])
+
+
+def _probe_all(
+    graph: ir.ModelGraph, options: HardwareOptions, samples: int | None, probes: list[_Probe]
+) -> list[tuple[int, int]]:
+    """`_measure` of every probe, shared among `_probe_jobs` processes where there are
+    enough probes (every ``jobs``-th to each; this process measures the first share). The
+    same figures either way: a probe's plan and timing are pure functions of it."""
+    import multiprocessing
+
+    jobs = min(_probe_jobs, len(probes) // 8)  # (a fork costs about what 8 probes do)
+    if (
+        jobs < 2
+        or multiprocessing.current_process().daemon
+        or "fork" not in multiprocessing.get_all_start_methods()
+    ):
+        return _measure(graph, options, samples, probes)
+    import warnings
+    from concurrent.futures import ProcessPoolExecutor
+
+    global _probing
+    _probing = (graph, options, samples, probes, jobs)
+    try:
+        context = multiprocessing.get_context("fork")
+        with warnings.catch_warnings():
+            # Python >= 3.12 warns on fork with threads (the CLI's progress thread): the
+            # workers only plan and time, they print nothing
+            warnings.filterwarnings("ignore", ".*fork", DeprecationWarning)
+            with ProcessPoolExecutor(jobs - 1, mp_context=context) as pool:
+                others = [pool.submit(_measure_share, share) for share in range(1, jobs)]
+                shares = [_measure(graph, options, samples, probes[0::jobs])]
+                shares += [future.result() for future in others]
+    finally:
+        _probing = None
+    results: list[tuple[int, int] | None] = [None] * len(probes)
+    for share, figures in enumerate(shares):
+        results[share::jobs] = figures
+    return results  # type: ignore[return-value]
+
+
 def _search_budget(
     graph: ir.ModelGraph, options: HardwareOptions, samples: int | None
 ) -> NetworkPlan:
@@ -804,18 +898,42 @@ def _search_budget(
     base_cost = _lut_cost(network)
     stages = _serial_stages(network)
 
-    def probe(caps: dict[str, int], beats: dict[str, int] | None = None) -> _Choice:
-        trial, trial_latency = planned(caps, beats)
-        return _Choice(
-            latency - trial_latency,
-            _lut_cost(trial) - base_cost,
-            tuple(sorted(caps.items())),
-            tuple(sorted((beats or {}).items())),
-        )
-
-    alone = {
-        name: [probe({name: cap}) for cap in _step_caps(stage)] for name, stage in stages.items()
+    # every probe first (`_Probe`s: independent, so `_probe_all` may spread them over
+    # processes), then the choices they give
+    alone_probes = {
+        name: [_Probe(((name, cap),)) for cap in _step_caps(stage)]
+        for name, stage in stages.items()
     }
+    pair_probes: dict[str, list[_Probe]] = {}
+    joined: set[str] = set()
+    for name, stage in stages.items():
+        taker = _beat_taker(graph, name)
+        if name in joined or stage.beats != 1 or stage.out_beats != 1 or taker is None:
+            continue
+        # the dense and the one taking its beats as one unit: either as they are (their
+        # savings added) or overlapped
+        joined.update((name, taker))
+        pair_probes[name] = []
+        for beats in RESULT_BEATS:
+            if stage.o_count % beats or beats >= stage.o_count:
+                continue
+            for cap in [stage.steps, *_step_caps(stage)]:
+                if beats * cap >= stage.steps:
+                    continue
+                # the taker at the beats' spacing, or at 2 steps a beat
+                for taker_cap in [None, 2] if cap > 2 else [None]:
+                    caps = ((name, cap),) if taker_cap is None else tuple(
+                        sorted({name: cap, taker: taker_cap}.items())
+                    )
+                    pair_probes[name].append(_Probe(caps, ((name, beats),)))
+    every = [p for ps in [*alone_probes.values(), *pair_probes.values()] for p in ps]
+    measured = dict(zip(every, _probe_all(graph, options, samples, every), strict=True))
+
+    def choice(probe: _Probe) -> _Choice:
+        trial_latency, trial_cost = measured[probe]
+        return _Choice(latency - trial_latency, trial_cost - base_cost, probe.caps, probe.out_beats)
+
+    alone = {name: [choice(p) for p in probes] for name, probes in alone_probes.items()}
 
     def greedy() -> NetworkPlan:
         # a plan found by the choices meets the budget, so it is reachable; before the
@@ -826,31 +944,15 @@ def _search_budget(
         return _greedy_budget(graph, options, network, latency, planned)
 
     units: list[list[_Choice]] = []
-    joined: set[str] = set()
-    for name, stage in stages.items():
+    for name, probes in pair_probes.items():
         taker = _beat_taker(graph, name)
-        if name in joined or stage.beats != 1 or stage.out_beats != 1 or taker is None:
-            continue
-        # the dense and the one taking its beats as one unit: either as they are (their
-        # savings added) or overlapped
-        joined.update((name, taker))
         keep = _Choice(0, 0)
         pairs = [
             _Choice(a.saving + b.saving, a.cost + b.cost, a.caps + b.caps)
             for a in [keep, *alone[name]]
             for b in [keep, *alone.get(taker, [])]
         ]
-        for beats in RESULT_BEATS:
-            if stage.o_count % beats or beats >= stage.o_count:
-                continue
-            for cap in [stage.steps, *_step_caps(stage)]:
-                if beats * cap >= stage.steps:
-                    continue
-                # the taker at the beats' spacing, or at 2 steps a beat
-                for taker_cap in [None, 2] if cap > 2 else [None]:
-                    caps = {name: cap} if taker_cap is None else {name: cap, taker: taker_cap}
-                    pairs.append(probe(caps, {name: beats}))
-        units.append(pairs)
+        units.append(pairs + [choice(p) for p in probes])
     units += [[_Choice(0, 0), *alone[name]] for name in stages if name not in joined]
     if not any(c.saving > 0 for unit in units for c in unit):
         return greedy()

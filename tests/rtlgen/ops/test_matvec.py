@@ -423,6 +423,34 @@ def test_result_beats_need_a_divisor_and_a_beat_taking_consumer():
                 assert getattr(stage, "out_beats", 1) == 1
 
 
+def test_probes_measured_in_several_processes_choose_the_same_plan(monkeypatch):
+    """`parallel_probes`: a budget search whose probes are shared among forked processes
+    (every probe of this one measured in the other process too, by `_probe_all`'s split)
+    chooses the plan the search in one process chooses."""
+    import rtlgen.plan as plan_module
+    from rtlgen.plan import parallel_probes
+
+    graph = bn_net((4, 5, 7), units=(8, 32, 16), seed=3)
+    options = HardwareOptions(latency_budget=49)
+    counts = []
+    probe_all = plan_module._probe_all
+    monkeypatch.setattr(
+        plan_module, "_probe_all", lambda *args: counts.append(len(args[3])) or probe_all(*args)
+    )
+    alone = NetworkTop(graph, options).plan.options
+    with parallel_probes(2):
+        forked = NetworkTop(graph, options).plan.options
+    assert forked == alone and dict(alone.layer_out_beats)
+    assert min(counts) >= 16  # enough probes to share (two processes from 16)
+    probes = []
+    monkeypatch.setattr(
+        plan_module, "_measure", lambda g, o, s, ps: probes.append(len(ps)) or [(0, 0)] * len(ps)
+    )
+    with parallel_probes(2):
+        plan_module._probe_all(graph, options, 1, [plan_module._Probe((("x", 1),))] * 20)
+    assert probes == [10]  # this process measured every other probe; a child the rest
+
+
 def test_latency_budget_may_overlap_a_dense_with_the_next():
     """With a wide middle dense, the cheapest plan for the budget sends its result in beats
     that the last dense takes as they arrive (`layer_out_beats`), cheaper by the search's
