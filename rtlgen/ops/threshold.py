@@ -145,9 +145,9 @@ def lower_threshold(node: Threshold, ctx: LowerContext) -> Threshold:
         raise type(exc)(f"{where}: {exc}") from None
     if found.ambiguous:
         warnings.warn(
-            f"{where}: {found.ambiguous} of its thresholds depend on how TensorFlow rounds "
-            "float32 rsqrt on the CPU that runs the float model (within 2 ulps); the "
-            "correctly rounded rsqrt decides them here",
+            f"{where}: {found.ambiguous} of its thresholds depend on how the float model's "
+            "framework rounds float32 (r)sqrt on the CPU that runs it (within 2 ulps); the "
+            "correctly rounded value decides them here",
             RtlgenWarning,
             stacklevel=2,
         )
