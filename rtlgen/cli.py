@@ -427,7 +427,7 @@ def convert(
     latency_budget: Annotated[str, typer.Option(metavar="CYCLES|auto|none", help="With --parallelism auto: the most cycles a sample may take; the plan caps the reuse of time-multiplexed layers, and may overlap a dense with the next one (its result in beats), choosing the set that meets the predicted latency for the fewest estimated LUTs. auto: within 2 % of the sample period (one input beat per cycle) where every layer at reuse 1 can; none: the fewest multipliers that keep up with the input.")] = "auto",
     pixels_per_beat: Annotated[int, typer.Option(help="Adjacent pixels of an image row per input beat (1, 2, 4, 8, 16, 32; dividing the image width): the first convolutions and poolings process that many windows per cycle, later layers fold back to one pixel per beat where their rate allows. II = H*W/P.")] = 1,
     max_params: MaxParamsOpt = None,
-    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Processes converting the layers to Verilog in parallel (default: the CPUs this process may use; the Verilog is the same for any number).", show_default=False)] = None,
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Processes planning (a latency budget's probes) and converting the layers to Verilog in parallel (default: the CPUs this process may use; the design is the same for any number).", show_default=False)] = None,
 ) -> None:
     """Generate Verilog: OUTDIR/rtl/<top>.v, manifest.json, REPORT.md (and tb/)."""
     design = _convert(model, outdir, weights, config, input_type, calibrate, multiplier, parallelism, top, testbench, samples, adders_per_stage, pipeline, max_params=max_params, max_reuse=max_reuse, latency_budget=latency_budget, pixels_per_beat=pixels_per_beat, jobs=jobs)
