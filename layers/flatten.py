@@ -20,6 +20,20 @@ def _check(beats: int, n_per_beat: int, who: str) -> None:
         )
 
 
+class _SendsBeats:
+    """The timing of a component sending ``self.beats`` beats per input with `_send_beats`'
+    control (`Serialize`, `Repeat`)."""
+
+    beats: int
+
+    def model_timing(self, times: list[int], samples: int) -> tuple[list[int], list[int]]:
+        return _sent_beats_timing(times, self.beats)
+
+    def handshake_blocks(self) -> list:
+        """The valid/ready behaviour for `rtlgen.timing`'s handshake model."""
+        return [lambda inputs, output: _SendHandshake(inputs, output, self.beats)]
+
+
 class Deserialize(wiring.Component):
     """Collects ``beats`` consecutive beats of ``n_per_beat`` elements into one vector.
 
@@ -67,7 +81,7 @@ class Deserialize(wiring.Component):
         return m
 
 
-class Serialize(wiring.Component):
+class Serialize(_SendsBeats, wiring.Component):
     """Splits a vector of ``beats * n_per_beat`` elements into ``beats`` beats (the reverse
     of `Deserialize`): beat ``b`` carries elements ``[b * n_per_beat, (b + 1) * n_per_beat)``.
 
@@ -91,13 +105,6 @@ class Serialize(wiring.Component):
             }
         )
 
-    def model_timing(self, times: list[int], samples: int) -> tuple[list[int], list[int]]:
-        return _sent_beats_timing(times, self.beats)
-
-    def handshake_blocks(self) -> list:
-        """The valid/ready behaviour for `rtlgen.timing`'s handshake model."""
-        return [lambda inputs, output: _SendHandshake(inputs, output, self.beats)]
-
     def elaborate(self, platform):
         m = Module()
         beat_bits = Shape.cast(self.o.payload.shape()).width
@@ -111,7 +118,7 @@ class Serialize(wiring.Component):
         return m
 
 
-class Repeat(wiring.Component):
+class Repeat(_SendsBeats, wiring.Component):
     """Sends each input vector ``times`` times, one equal beat each (Keras's
     ``RepeatVector``: a flat vector of ``n_elements`` becomes a sequence of ``times`` steps).
     The vector is held in one register, not ``times`` copies.
@@ -130,13 +137,6 @@ class Repeat(wiring.Component):
         self.beats, self.n_elements, self.elem_shape = times, n_elements, elem_shape
         layout = data.ArrayLayout(elem_shape, n_elements)
         super().__init__({"i": In(stream.Signature(layout)), "o": Out(stream.Signature(layout))})
-
-    def model_timing(self, times: list[int], samples: int) -> tuple[list[int], list[int]]:
-        return _sent_beats_timing(times, self.beats)
-
-    def handshake_blocks(self) -> list:
-        """The valid/ready behaviour for `rtlgen.timing`'s handshake model."""
-        return [lambda inputs, output: _SendHandshake(inputs, output, self.beats)]
 
     def elaborate(self, platform):
         m = Module()
