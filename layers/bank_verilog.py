@@ -18,6 +18,18 @@ case of constants (0 beyond the last, as Amaranth's ``Array``) or ``first + coun
 for the levels. tests/layers/test_bank_verilog.py proves the two equivalent with Yosys.
 A two-level bank whose fine table is a ROM (more than `threshold.ARRAY_TABLE` segments) is
 not written as text (`supported`): Amaranth converts it as before.
+
+The module is marked ``(* keep_hierarchy = "yes" *)`` (`KEEP_HIERARCHY`): Yosys then maps it
+by itself (ABC9 runs per module) although ``synth_xilinx -flatten`` flattens the rest.
+ABC9 maps for the best delay and then recovers area on every path up to the *design's*
+critical delay, so in a whole design whose critical delay lies elsewhere (long carry
+chains) the bank's comparators became ripple chains of LUT2/LUT3s: the default SVHN design
+measured 8 LUT levels ending in a bank's coarse stage, the bank alone 5; the same bank
+beside an unrelated chain of adders measures 8 flattened and 5 kept
+(benchmarks/bench_threshold_bank.py ``--beside-adders``). Its ports are registers or
+comparator inputs, so nothing is lost by not optimizing across them. `rtlgen.synth`
+flattens the mapped design before counting (and removes the mark before synthesizing
+simulation netlists).
 """
 
 from __future__ import annotations
@@ -26,6 +38,9 @@ from typing import TYPE_CHECKING
 
 from .mac_verilog import _hex, module_head, valid_chain
 from .threshold import ARRAY_TABLE, segment_bits
+
+#: the attribute line before the module: mapped apart from the design (see the module doc)
+KEEP_HIERARCHY = '(* keep_hierarchy = "yes" *)'
 
 if TYPE_CHECKING:
     from .threshold import ThresholdBank
@@ -196,6 +211,7 @@ class _Writer:
                 levels.append(self.case(f"level_{k}", ow, counted, list(ls)))
         self.reg("levels", n * ow, self.concat(levels))
         lines = [
+            KEEP_HIERARCHY,
             *module_head(name, n * w, n * ow, latency),
             *[f"  {d}" for d in self.decls],
             *valid_chain(latency),

@@ -304,6 +304,9 @@ def synthesize(
                 # Yosys 0.70. Private names for non-port wires avoid the clash.
                 "rename -hide w:*",
                 synth,
+                # a module marked keep_hierarchy (a threshold bank's text module,
+                # layers/bank_verilog.py) is mapped apart; the counts are of the whole design
+                *(["setattr -mod -unset keep_hierarchy", "flatten"] if flatten else []),
                 "tee -q -o stat.txt stat",
                 "tee -q -o ltp.txt ltp -noff",
                 "write_json netlist.json",
@@ -606,7 +609,12 @@ def write_netlist(
             shutil.copyfile(source, work / names[-1])
 
         def run(synthesis: str, *, from_sources: bool = True, product: str = NETLIST_NAME) -> str:
-            read = [*(f"read_verilog {name}" for name in names), "rename -hide w:*"]  # see `synthesize`
+            read = [
+                *(f"read_verilog {name}" for name in names),
+                "rename -hide w:*",  # see `synthesize`
+                # flattened as before: the netlist flows select and write the top alone
+                "setattr -mod -unset keep_hierarchy",
+            ]
             write = ["opt_clean -purge", f"write_verilog -noattr {NETLIST_NAME}"]
             lines = [*(read if from_sources else ()), synthesis.format(top=top)]
             script = "\n".join([*lines, *(write if product == NETLIST_NAME else ()), ""])

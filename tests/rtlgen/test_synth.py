@@ -160,3 +160,48 @@ def test_large_constant_mac_array_stays_shallow_at_the_default_adders_per_stage(
     path.write_text(verilog.convert(mac, name="mac"))
     result = synthesize(path, "mac")
     assert result.lut_levels <= 5, result.as_dict()
+
+
+def _kept_bank_design(tmp_path):
+    """A top holding one instance of a two-level threshold bank's text module (marked
+    keep_hierarchy, `layers/bank_verilog.py`), and that module alone."""
+    from rtlgen.layers.bank_verilog import KEEP_HIERARCHY, bank_verilog
+    from rtlgen.layers.threshold import ThresholdBank
+    from rtlgen.quant.fixed import FixedType
+
+    in_type, out_type = FixedType(9, 0, True), FixedType(5, 0, False)
+    ts = list(range(-200, 250, 15))  # 30 thresholds: a two-level search
+    bank = ThresholdBank(in_type, out_type, [ts, ts[::3]], [list(range(31)), list(range(11))])
+    text = bank_verilog(bank, "bank_text")
+    assert bank.two_level and text.startswith(KEEP_HIERARCHY)
+    top = (
+        "module top(clk, rst, i__payload, i__valid, i__ready, o__payload, o__valid, o__ready);\n"
+        "  input clk, rst, i__valid, o__ready;\n  input [17:0] i__payload;\n"
+        "  output i__ready, o__valid;\n  output [9:0] o__payload;\n"
+        "  bank_text bank(.clk(clk), .rst(rst), .i__payload(i__payload), .i__valid(i__valid),"
+        " .i__ready(i__ready), .o__payload(o__payload), .o__valid(o__valid),"
+        " .o__ready(o__ready));\nendmodule\n"
+    )
+    (tmp_path / "top.v").write_text(top + text)
+    (tmp_path / "alone.v").write_text(text)
+    return tmp_path / "top.v", tmp_path / "alone.v"
+
+
+def test_a_module_kept_apart_is_counted_in_the_flattened_design(tmp_path):
+    """A keep_hierarchy module (a threshold bank's text) is mapped by itself, then the
+    design is flattened before counting: its LUTs, flip-flops and LUT levels are those of
+    the module synthesized alone, and the deepest path runs through the instance."""
+    design, alone = _kept_bank_design(tmp_path)
+    kept, own = synthesize(design, "top"), synthesize(alone, "bank_text")
+    assert own.lut_levels >= 2 and own.luts > 0
+    assert (kept.luts, kept.ffs, kept.lut_levels) == (own.luts, own.ffs, own.lut_levels)
+    assert any(name.startswith("bank") for name in kept.deepest_path), kept.deepest_path
+
+
+def test_simulation_netlists_flatten_a_module_kept_apart(tmp_path):
+    """The netlist flows remove the mark first: one flat module, as before."""
+    from rtlgen.synth import write_netlist
+
+    design, _ = _kept_bank_design(tmp_path)
+    netlist = write_netlist([design], "top", "generic", tmp_path / "out").read_text()
+    assert re.findall(r"^module (\w+)", netlist, flags=re.M) == ["top"]
