@@ -360,9 +360,11 @@ def _convert_pending(index: int, mac_text: bool) -> tuple[str, dict[str, str]]:
 def _component_verilog(
     component: wiring.Component, name: str, mac_text: bool
 ) -> tuple[str, dict[str, str]]:
-    """(Verilog of ``component`` as module ``name``, the text modules of the MAC arrays and
-    threshold banks in it by name). With ``mac_text``, a MAC array or a threshold bank
-    itself is written as module ``name`` (`layers/mac_verilog.py`, `layers/bank_verilog.py`)."""
+    """(Verilog of ``component`` as module ``name``, the text modules of the MAC arrays,
+    threshold banks, requantizers, max-pool trees, skid buffers and arg-maxes in it by name).
+    With ``mac_text``, a MAC array, a threshold bank or a requantizer itself is written as
+    module ``name`` (`layers/mac_verilog.py`, `layers/bank_verilog.py`,
+    `layers/requantize_verilog.py`)."""
     if not mac_text:
         return component_verilog(component, name), {}
     if isinstance(component, ConstantMatVec):
