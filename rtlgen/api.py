@@ -63,6 +63,12 @@ def load_model(
             return _load_saved(path, weights, config or typed or None, limits)
         if not path.exists():
             raise RtlgenError(f"model file {path} does not exist")
+        if path.is_dir() and (path / "saved_model.pb").exists():
+            raise RtlgenError(
+                f"{path} is a TensorFlow SavedModel folder, which rtlgen does not read (its "
+                "graph is TensorFlow code): save the model as a file, model.save('m.h5') or "
+                "model.save('m.keras')"
+            )
         if path.is_dir():
             raise RtlgenError(
                 f"{path} is a directory without graph.npz: pass a model file (.h5, .json, "

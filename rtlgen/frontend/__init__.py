@@ -107,7 +107,8 @@ def _read_path(path: Path, weights: Path | None, files: ExitStack, limits: Limit
     config = hdf5.read_json_file(path, what, limits)
     if weights is None:
         raise ModelFileError(
-            f"{what}: a model JSON needs its weights: read_model(json_path, weights=weights_h5)"
+            f"{what}: a model JSON needs its weights: pass the weights .h5 (--weights on the "
+            "command line, weights= in Python)"
         )
     return build_graph(config, _h5_weights(weights, files, limits), source=what, limits=limits)
 

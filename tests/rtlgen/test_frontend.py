@@ -658,7 +658,7 @@ def test_weights_only_file_as_model_and_json_without_weights(tmp_path):
     json_path, weights = write(tmp_path, _mlp_layers(), _mlp_weights(), (5,), full=False)
     with pytest.raises(ModelFileError, match="holds only weights"):
         read_model(weights)
-    with pytest.raises(ModelFileError, match="needs its weights"):
+    with pytest.raises(ModelFileError, match="needs its weights: pass the weights .h5 \\(--weights"):
         read_model(json_path)
     with pytest.raises(ModelFileError, match="nothing.h5: no such file"):
         read_model(tmp_path / "nothing.h5")

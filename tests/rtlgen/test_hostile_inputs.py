@@ -1208,6 +1208,15 @@ def test_every_npy_version_and_layout_reads_back_exactly(tmp_path, version, arra
     np.testing.assert_array_equal(load_array(path), array)
 
 
+def test_a_tensorflow_saved_model_folder_is_named_as_such(tmp_path):
+    """model.save('folder') in TF 2.15 writes a SavedModel (saved_model.pb + variables/):
+    one line saying what it is and how to save a file rtlgen reads."""
+    (tmp_path / "saved_model.pb").write_bytes(b"\x08\x01")
+    (tmp_path / "variables").mkdir()
+    with pytest.raises(RtlgenError, match=r"is a TensorFlow SavedModel folder.*model.save\('m.h5'\)"):
+        load_model(tmp_path)
+
+
 def test_a_directory_or_fifo_is_not_an_input_or_a_model(tmp_path):
     fifo = tmp_path / "fifo.h5"
     os.mkfifo(fifo)  # reading it would block forever
