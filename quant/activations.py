@@ -21,10 +21,11 @@ refused above `MAX_TABLE_INPUT_BITS` input bits. Two families:
   exact dyadic numbers; `table_out_type` is the narrowest type holding them.
 - float Keras activations (``sigmoid``, ``tanh``, ``hard_sigmoid``, ``softsign``, ``elu``,
   ``selu`` = ``SELU_SCALE * elu(x, SELU_ALPHA)``, ``silu`` = ``x * sigmoid(x)``, ``gelu`` =
-  ``x/2 * (1 + erf(x / sqrt 2))`` or with ``approximate`` the tanh form): the table is the
+  ``x/2 * (1 + erf(x / sqrt 2))`` or with ``approximate`` the tanh form, ``softplus`` =
+  ``log(1 + exp(x))``): the table is the
   *exact* function of the input value rounded into ``out_type`` with the layer's rounding
   and saturation. Rational functions (hard_sigmoid with slope 1/5 as in Keras 2 / 1/6 as in
-  Keras 3, softsign) are computed with exact fractions; sigmoid, tanh, ELU, SELU and SiLU in
+  Keras 3, softsign) are computed with exact fractions; sigmoid, tanh, ELU, SELU, SiLU and softplus in
   x87 extended precision (64-bit significand), the erf GELU in float64 (53 bits; numpy has
   no extended erf): their values are irrational except at x = 0 (computed exactly), so the
   rounding is correct unless the function lies within about 2**-60 (GELU 2**-50, relative)
@@ -84,6 +85,7 @@ class ActivationKind(Enum):
     SELU = "selu"
     SILU = "silu"
     GELU = "gelu"
+    SOFTPLUS = "softplus"
     QUANTIZED_SIGMOID = "quantized_sigmoid"
     QUANTIZED_TANH = "quantized_tanh"
     QUANTIZED_RELU = "quantized_relu"
@@ -106,6 +108,7 @@ _PARAMS: dict[ActivationKind, dict[str, Any]] = {
     ActivationKind.SILU: {},
     # Keras 2.15 and 3 (``activations.gelu``; the "gelu" string): the exact erf form
     ActivationKind.GELU: {"approximate": False},
+    ActivationKind.SOFTPLUS: {},
     ActivationKind.QUANTIZED_SIGMOID: {
         "bits": 8,
         "symmetric": False,
@@ -364,7 +367,7 @@ def _rational_values(
 def _transcendental_values(
     kind: ActivationKind, codes: np.ndarray, in_type: FixedType, p: dict[str, Any]
 ) -> np.ndarray:
-    """sigmoid / tanh / ELU / SELU / SiLU / GELU of the codes' values in extended precision."""
+    """sigmoid / tanh / ELU / SELU / SiLU / GELU / softplus of the codes' values in extended precision."""
     x = codes.astype(np.longdouble) * np.longdouble(2.0) ** -in_type.frac
     return _extended(kind, x, p)
 
@@ -386,6 +389,8 @@ def _extended(kind: ActivationKind, x: np.ndarray, p: Mapping[str, Any]) -> np.n
     if kind is ActivationKind.SILU:  # x * sigmoid(x)
         with np.errstate(over="ignore"):
             return x / (one + np.exp(-x))
+    if kind is ActivationKind.SOFTPLUS:  # log(1 + e**x) = max(x, 0) + log1p(e**-|x|)
+        return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
     if kind is ActivationKind.GELU:
         if p["approximate"]:
             # x/2 (1 + tanh(u)) = x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x**3)
@@ -449,7 +454,7 @@ def float_activation(
         return x / (1.0 + np.abs(x))
     if kind is ActivationKind.HARD_SIGMOID:
         return np.clip(float(p["slope"]) * x + float(p["offset"]), 0.0, 1.0)
-    if kind in (ActivationKind.SILU, ActivationKind.GELU):
+    if kind in (ActivationKind.SILU, ActivationKind.GELU, ActivationKind.SOFTPLUS):
         return _extended(kind, x.astype(np.longdouble), p).astype(np.float64)
     raise AssertionError(kind)  # pragma: no cover
 

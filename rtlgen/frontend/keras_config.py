@@ -105,9 +105,11 @@ _UNSUPPORTED_HINTS = {
     "position anyway)",
     "RNN": "a generic RNN of a custom cell is not read; use the SimpleRNN, LSTM or GRU layers",
 }
+#: Keras activation names that are `ActivationKind` tables of the same name
+_TABLE_NAMES = ("sigmoid", "tanh", "hard_sigmoid", "softsign", "elu", "selu", "silu", "gelu", "softplus")
 _KERAS_ACTIVATIONS = (
     "linear, relu, relu6, hard_tanh, leaky_relu, sigmoid, tanh, hard_sigmoid, softsign, elu, "
-    "selu, silu (swish), gelu, softmax (last layer only)"
+    "selu, silu (swish), gelu, softplus, softmax (last layer only)"
 )
 
 
@@ -955,7 +957,7 @@ def layer_activation(layer: KerasLayer, spec: Any) -> ActivationSpec:
         # Keras 3: relu6(x + 3) / 6, slope 1/6 instead of Keras 2's 0.2
         slope = (("slope", Fraction(1, 6)),)
         return ActivationSpec(table=ActivationKind.HARD_SIGMOID, table_options=slope)
-    if name in ("sigmoid", "tanh", "hard_sigmoid", "softsign", "elu", "selu", "silu", "gelu"):
+    if name in _TABLE_NAMES:
         # "gelu": Keras 2.15's and 3's activations.gelu default, approximate=False (erf)
         return ActivationSpec(table=ActivationKind(name))
     if name == "swish":  # tf.keras 2.15 saves silu as swish

@@ -1,8 +1,8 @@
 """LUT activation: an elementwise non-linear activation computed by a lookup table
 (`rtlgen.quant.activations.lookup_table`): Keras ``sigmoid``, ``tanh``, ``hard_sigmoid``,
-``softsign``, ``elu``, ``selu``, ``silu`` (tf.keras 2.15 saves it as ``swish``) and ``gelu`` (the erf
+``softsign``, ``elu``, ``selu``, ``silu`` (tf.keras 2.15 saves it as ``swish``), ``gelu`` (the erf
 form: the string's meaning in tf.keras 2.15 and Keras 3; ``approximate`` is a node option no
-Keras file stores) (as ``Activation('...')`` layers, as ``activation='...'`` of a
+Keras file stores) and ``softplus`` (as ``Activation('...')`` layers, as ``activation='...'`` of a
 Dense/Conv/QDense/QConv, which then becomes the linear layer followed by this node, and the
 ``ELU`` layer) and the QKeras quantizers ``quantized_sigmoid``, ``quantized_tanh``,
 ``quantized_relu(use_sigmoid=1)`` and ``quantized_relu_po2`` (as ``QActivation`` or an
@@ -48,6 +48,8 @@ end is where f rounds to its limit 0 (or -1 step when truncating). Their ``max_e
 the largest of the table's bound above, the bypass's (the output rounding of x plus that
 gap) and the saturated low inputs' (``|table[0]|``): fixed<19,9> in, 10 output fraction
 bits: SiLU 0.0048 (the 7-bit table fraction: slope 1.1 times 2**-8), GELU 0.0016 (9 bits).
+Softplus tends to 0 below and to x above as well (``x + log1p(exp(-x))``) and is bypassed
+the same way (10 fraction bits: from 8, where ``log1p(exp(-8)) < 2**-11``).
 
 Softsign neither saturates nor nears a line within a wide input's range (x / (1 + |x|) is
 still 2**-9 from 1 at 511), so its table needs every integer bit of the input and keeps
@@ -351,8 +353,10 @@ def table_type_for(
     far = _values(kind, FixedType(2, -(in_int + 1), True), p, wide, rounding)
     if kind in _NEAR_IDENTITY:
         # SiLU/GELU tend to 0 from below: the limit rounds to 0, or to -1 step when
-        # truncating (far out their values underflow to an exact 0, which is not the limit)
-        far[0] = -wide.step if rounding is Rounding.TRUNCATE else 0.0
+        # truncating (far out their values underflow to an exact 0, which is not the limit);
+        # softplus tends to 0 from above: 0 either way
+        below = kind is not ActivationKind.SOFTPLUS
+        far[0] = -wide.step if below and rounding is Rounding.TRUNCATE else 0.0
     least = 2 if in_type.signed else 1
     half_step = 2.0 ** -(out_frac + 1)
 
@@ -391,17 +395,25 @@ _SLOPES = {
     ActivationKind.SOFTSIGN: 1.0,
     ActivationKind.SILU: 1.1,  # largest derivative 1.0998 (at x = 2.40)
     ActivationKind.GELU: 1.13,  # 1.1289 (erf, at x = sqrt 2); the tanh form 1.1290
+    ActivationKind.SOFTPLUS: 1.0,  # its derivative is the sigmoid
 }
 
 #: kinds whose wide inputs bypass the table above a threshold (`TableActivation.linear_above`)
-_BYPASS_KINDS = (ActivationKind.ELU, ActivationKind.SELU, ActivationKind.SILU, ActivationKind.GELU)
+_BYPASS_KINDS = (
+    ActivationKind.ELU,
+    ActivationKind.SELU,
+    ActivationKind.SILU,
+    ActivationKind.GELU,
+    ActivationKind.SOFTPLUS,
+)
 #: of those, the ones that are only near the identity: bypassed above the table's range
-_NEAR_IDENTITY = (ActivationKind.SILU, ActivationKind.GELU)
+_NEAR_IDENTITY = (ActivationKind.SILU, ActivationKind.GELU, ActivationKind.SOFTPLUS)
 
 
 def identity_gap(kind: ActivationKind, p: dict[str, Any], low: float) -> float:
     """``sup |f(x) - x|`` over ``x >= low`` for SiLU / GELU (``x * g(-x)`` with ``g`` the
-    sigmoid or the normal CDF: largest at x = 1.28 / 0.75, falling beyond): the largest of a
+    sigmoid or the normal CDF: largest at x = 1.28 / 0.75, falling beyond) and softplus
+    (``log1p(exp(-x))``, falling everywhere): the largest of a
     fine grid up to 3 (max(low, 3) onwards it falls), plus a margin for the grid's step (the
     function's curvature times step**2 / 8 is below 1e-9)."""
     x = np.linspace(low, max(low, 3.0), 30001)

@@ -56,6 +56,7 @@ FLOAT_FUNCTIONS = {
     ),
     K.SILU: lambda x: x / (1 + np.exp(-x)),
     K.GELU: lambda x: x * np.vectorize(math.erfc)(-x / math.sqrt(2)) / 2,
+    K.SOFTPLUS: lambda x: np.logaddexp(0, x),
 }
 
 
@@ -578,6 +579,67 @@ def test_silu_gelu_mlp_is_bit_exact_under_backpressure_with_predicted_timing():
     assert graph.node("silu_wide").linear_above and graph.node("gelu_wide").linear_above
     assert not graph.node("gelu").linear_above and not graph.node("silu").linear_above
     bit_exact_in_simulator(graph, n=6, valid_prob=0.6, ready_prob=0.5, seed=5)
+    timing_matches_model(graph)
+
+
+# ---------------------------------------------------------------------------------------
+# softplus
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("in_type", [FixedType(8, 4), FixedType(12, 6), FixedType(14, 10)])
+def test_softplus_table_matches_tensorflow_on_every_fixed_point_code(in_type):
+    """A narrow input: one exact table; TensorFlow's float32 softplus on every code is
+    within the table's max_error (the output rounding only) plus float32 noise."""
+    tf = pytest.importorskip("tensorflow")
+
+    node = lowered_table(K.SOFTPLUS, in_type)
+    assert node.table_type == in_type and not node.linear_above
+    assert node.max_error <= 2**-11 + 1e-12
+    x = np.arange(in_type.min_int, in_type.max_int + 1, dtype=np.int64)[:, None]
+    got = node.out_type.to_float(run_node(node, x, in_type))[:, 0]
+    want = np.asarray(tf.math.softplus(in_type.to_float(x[:, 0]).astype(np.float32)))
+    assert np.max(np.abs(got - want.astype(np.float64))) <= node.max_error + 1e-5
+
+
+@pytest.mark.parametrize("rounding", [Rounding.CONVERGENT, Rounding.TRUNCATE])
+def test_wide_softplus_bypasses_its_table_above_where_it_is_x(rounding):
+    """A proven fixed<19,9> input: softplus is within half an output step of x from 8 on
+    (log1p(exp(-8)) < 2**-11), so a fixed<12,4> table covers [-8, 8) and the inputs above
+    bypass it; below the table softplus rounds to 0. Every one of the 2**19 codes is within
+    ``max_error`` of log(1 + exp(x))."""
+    in_type = FixedType(19, 10)
+    node = lowered_with(K.SOFTPLUS, in_type, rounding)
+    assert node.linear_above and node.table_type == FixedType(12, 8)  # fixed<12,4>
+    assert node.out_type.max_value >= in_type.max_value - 2**-10  # the bypassed top end
+    error = error_over_every_code(node, in_type)
+    scale = 2 if rounding is Rounding.TRUNCATE else 1
+    assert error <= node.max_error < 0.0025 * scale
+
+
+def test_softplus_model_predicts_like_tf_keras_and_is_bit_exact(tmp_path):
+    """tf.keras 2.15 (.h5): Dense(activation='softplus') -> Dense -> Activation('softplus')
+    (a wide input: the bypass table) within 1e-2 of Keras on inputs exact in fixed<8,4>;
+    bit-exact in the simulator under backpressure with the modelled timing."""
+    tf = pytest.importorskip("tensorflow")
+
+    tf.keras.utils.set_random_seed(5)
+    model = tf.keras.Sequential(
+        [
+            tf.keras.layers.InputLayer(input_shape=(6,)),
+            tf.keras.layers.Dense(5, activation="softplus"),
+            tf.keras.layers.Dense(3),
+            tf.keras.layers.Activation("softplus"),
+        ],
+        name="softplus",
+    )
+    graph = keras_graph(model, tmp_path, FixedType(8, 4))
+    tables = [n for n in graph.nodes if isinstance(n, TableActivation)]
+    assert [n.kind for n in tables] == [K.SOFTPLUS, K.SOFTPLUS]
+    assert all(n.linear_above for n in tables)
+    x = exact_inputs((6,), 64)
+    got, want = predict(graph, x), model.predict(x, verbose=0)
+    assert np.max(np.abs(got - want)) < 1e-2
+    assert assert_within_max_error(graph, random_inputs(graph, 64)) == 2
+    bit_exact_in_simulator(graph, n=6, valid_prob=0.6, ready_prob=0.5, seed=2)
     timing_matches_model(graph)
 
 
