@@ -145,7 +145,7 @@ class Requantize(wiring.Component):
         for k in range(self.n):
             acc = self.i.payload[k]
             if saturate:
-                results.append(self._saturating(acc, *self.in_ranges[k], out_shape, regs))
+                results.append(self._saturating(acc, *self.in_ranges[k], out_shape, regs, k))
             else:
                 results.append(self._wrapping(acc, *self.in_ranges[k]))
         # Wrap-around and `fit` keep the low bits; in-range saturated values lose nothing.
@@ -159,7 +159,7 @@ class Requantize(wiring.Component):
         return m
 
     def _saturating(
-        self, acc: Value, lo: int, hi: int, out_shape: Shape, regs: StageRegisters
+        self, acc: Value, lo: int, hi: int, out_shape: Shape, regs: StageRegisters, k: int = 0
     ) -> Value:
         low_bound, high_bound = self._bounds()
         shift = self.shift
@@ -193,10 +193,15 @@ class Requantize(wiring.Component):
         width = out_shape.width
         kept = _extend(floor, width).as_unsigned()[:width]
         if self._latency == 2:
-            kept, increment = regs.register(kept, name="kept"), regs.register(increment, name="inc")
+            # named per element (kept_<k>, ...): the text module has the same registers
+            kept = regs.register(kept, name=f"kept_{k}")
+            increment = regs.register(increment, name=f"inc_{k}")
             stage = lambda v, name: v if v is None or isinstance(v, Const) else regs.register(v, name=name)  # noqa: E731
-            over_parts = (stage(over_parts[0], "over"), stage(over_parts[1], "over_tie"))
-            under_parts = (stage(under_parts[0], "under"), stage(under_parts[1], "under_tie"))
+            over_parts = (stage(over_parts[0], f"over_{k}"), stage(over_parts[1], f"over_tie_{k}"))
+            under_parts = (
+                stage(under_parts[0], f"under_{k}"),
+                stage(under_parts[1], f"under_tie_{k}"),
+            )
         over, over_tie = over_parts
         if over_tie is not None:
             over = over | (increment & over_tie)

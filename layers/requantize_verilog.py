@@ -9,7 +9,7 @@ requantizers were 82 % of the top's RTLIL), the fixed cost that kept small model
 `requantize_verilog(rq, name)` is the whole component as one module with the ports
 `rtlgen.emit.component_verilog` gives the Amaranth version (``clk``, ``rst``, ``i__payload``,
 ``i__valid``, ``i__ready``, ``o__payload``, ``o__valid``, ``o__ready``), the same registers
-under the same names (``valid_0`` and ``out_0`` at latency 1, none at latency 0), the same
+under the same names (``valid_<k>``, ``out_0``; none at latency 0), the same
 clock enable (``advance = ~o.valid | o.ready``), reset (valid bits only, synchronous) and
 initial values (0), and the same logic as `Requantize._saturating`: the floored accumulator
 (sign-extended so that every dropped bit and one kept bit exist), the rounding increment
@@ -17,8 +17,11 @@ from the dropped bits (convergent, half-up or none), the over/under flags as
 `requantize._greater`'s sign-and-high-bits forms where the bound allows (else a compare),
 with the tie of an increment at the bound, and ``over ? high : under ? low : kept + inc``.
 tests/layers/test_requantize_verilog.py proves the two equivalent with Yosys. A wrapping
-requantizer, or one with a second register stage (latency 2), is not written as text
-(`supported`): Amaranth converts it as before.
+requantizer is not written as text (`supported`): Amaranth converts it as before. With two
+register stages (latency 2, a deep rounding) the first holds, per element, the kept bits,
+the increment and the over/under flags and ties (``kept_<k>``, ``inc_<k>``, ``over_<k>``,
+``over_tie_<k>``, ``under_<k>``, ``under_tie_<k>``, as `Requantize` names them), the second
+their combination (``out_0``).
 """
 
 from __future__ import annotations
@@ -34,8 +37,8 @@ if TYPE_CHECKING:
 
 
 def supported(rq: Requantize) -> bool:
-    """Whether `requantize_verilog` writes ``rq``: saturation, latency 0 or 1."""
-    return rq.overflow is Overflow.SATURATE and rq.latency in (0, 1)
+    """Whether `requantize_verilog` writes ``rq``: saturation (any latency, 0 to 2)."""
+    return rq.overflow is Overflow.SATURATE
 
 
 def _signed_const(value: int, width: int) -> str:
@@ -55,6 +58,10 @@ class _Floor:
     def compare(self, op: str, c: int) -> str:
         width = max(self.width + 1, c.bit_length() + 2)
         return f"({self.as_signed()} {op} {_signed_const(c, width)})"
+
+    def known(self, c: int) -> bool:
+        """Whether ``v > c`` is known from the range alone (`_greater` answers a Const)."""
+        return self.hi <= c or self.lo > c
 
     def greater(self, c: int) -> str:
         """`requantize._greater`: ``v > c``, cheap for the usual bounds."""
@@ -118,13 +125,25 @@ def _and(a: str, b: str) -> str:
 def requantize_verilog(rq: Requantize, name: str) -> str:
     """The Verilog module ``name`` of ``rq`` (see the module doc); ``supported(rq)``."""
     if not supported(rq):
-        raise ValueError("requantize_verilog: a wrapping or two-stage Requantize")
+        raise ValueError("requantize_verilog: a wrapping Requantize")
     acc, out = rq.acc_type, rq.out_type
     in_width, width, shift = acc.width, out.width, rq.shift
     low_bound, high_bound = rq._bounds()
     decls: list[str] = []
     assigns: list[str] = []
+    loads: list[str] = []  # the first register stage of a two-stage requantizer
     results: list[str] = []
+    two_stage = rq.latency == 2
+
+    def first_stage(name: str, value: str, width: int = 1) -> str:
+        """With two stages, ``value`` registered as ``name`` (as `Requantize._saturating`
+        registers it); else ``value`` itself."""
+        if not two_stage:
+            return value
+        decls.append(f"reg [{width - 1}:0] {name} = {_hex(0, width)};")
+        loads.append(f"{name} <= {value};")
+        return name
+
     for k, (lo, hi) in enumerate(rq.in_ranges):
         element = f"i__payload[{(k + 1) * in_width - 1}:{k * in_width}]"
         increment = "1'h0"
@@ -153,21 +172,27 @@ def requantize_verilog(rq: Requantize, name: str) -> str:
             elif rq.rounding is Rounding.CONVERGENT:
                 below = f"(|x{k}[{shift - 2}:0])" if shift > 1 else "1'h0"
                 increment = _and(half, _or(below, f"x{k}[{shift}]"))
-            if increment not in ("1'h0", "1'h1"):
+            if increment not in ("1'h0", "1'h1") and not two_stage:
                 decls.append(f"wire inc{k};")
                 assigns.append(f"assign inc{k} = {increment};")
                 increment = f"inc{k}"
+        # Amaranth registers every flag but a constant (`_greater`'s early answers)
+        kept = first_stage(f"kept_{k}", floor.low_bits(width), width)
+        increment = first_stage(f"inc_{k}", increment)
         over = "1'h0"
         if floor.hi + 1 > high_bound:
             over = floor.greater(high_bound)
+            if not floor.known(high_bound):
+                over = first_stage(f"over_{k}", over)
             if floor.lo <= high_bound <= floor.hi:
-                over = _or(over, _and(increment, floor.compare("==", high_bound)))
+                tie = first_stage(f"over_tie_{k}", floor.compare("==", high_bound))
+                over = _or(over, _and(increment, tie))
         under = "1'h0"
         if floor.lo < low_bound:
-            under = floor.less(low_bound - 1)
+            under = first_stage(f"under_{k}", floor.less(low_bound - 1))
             if floor.lo <= low_bound - 1 <= floor.hi:
-                under = _or(under, _and(_not(increment), floor.compare("==", low_bound - 1)))
-        kept = floor.low_bits(width)
+                tie = first_stage(f"under_tie_{k}", floor.compare("==", low_bound - 1))
+                under = _or(under, _and(_not(increment), tie))
         if increment == "1'h0":
             inside = kept
         elif width == 1:
@@ -195,7 +220,10 @@ def requantize_verilog(rq: Requantize, name: str) -> str:
         lines += [
             "  assign o__payload = out_0;",
             "  always @(posedge clk)",
-            f"    if (advance) out_0 <= {packed};",
+            "    if (advance) begin",
+            *[f"      {load}" for load in loads],
+            f"      out_0 <= {packed};",
+            "    end",
         ]
     else:
         lines.append(f"  assign o__payload = {packed};")
