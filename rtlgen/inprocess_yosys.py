@@ -30,20 +30,18 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 from amaranth._toolchain import yosys as amaranth_yosys_proxy
+
+from rtlgen.patch import ClassPatch
 
 #: the proxy class whose ``run`` is replaced (Amaranth's `find_yosys` picks it when no
 #: system Yosys is on PATH, or by ``AMARANTH_USE_YOSYS=builtin``)
 _BUILTIN = amaranth_yosys_proxy._BuiltinYosys
 _ORIGINAL_RUN = _BUILTIN.__dict__["run"]
 
-_lock = threading.RLock()
-_depth = 0
-_saved: list[object] = []  # the ``run`` in place when the outermost block began
 #: pid -> (engine, module): loaded once per process (a forked worker loads its own)
 _loaded: dict[int, tuple[object, object]] = {}
 #: pids where loading failed: Amaranth's subprocess from then on
@@ -172,23 +170,15 @@ def _run(cls, args, stdin="", *, ignore_warnings=False, src_loc_at=0):
     return cls._process_result(code, stdout, stderr, ignore_warnings, src_loc_at)
 
 
+_PATCH = ClassPatch(_BUILTIN, "run", classmethod(_run))
+
+
 @contextlib.contextmanager
 def inprocess_yosys() -> Iterator[None]:
     """Amaranth's built-in Yosys runs in this process inside the block (re-entrant;
     restored on exit). Does nothing when disabled (``RTLGEN_INPROCESS_YOSYS=0``)."""
-    global _depth
     if not enabled():
         yield
         return
-    with _lock:
-        if _depth == 0:
-            _saved[:] = [_BUILTIN.__dict__["run"]]
-            _BUILTIN.run = classmethod(_run)
-        _depth += 1
-    try:
+    with _PATCH.applied():
         yield
-    finally:
-        with _lock:
-            _depth -= 1
-            if _depth == 0:
-                _BUILTIN.run = _saved.pop()

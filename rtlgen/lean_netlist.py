@@ -22,18 +22,15 @@ it does nothing and Amaranth runs as it is.
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator
 
 import amaranth
 from amaranth.hdl import _nir
 
+from rtlgen.patch import ClassPatch
+
 #: the Amaranth versions whose `_nir` this was written against and tested with
 SUPPORTED = ("0.5.",)
-
-_lock = threading.RLock()
-_depth = 0
-
 
 def supported() -> bool:
     return amaranth.__version__.startswith(SUPPORTED)
@@ -97,22 +94,15 @@ def _check_comb_cycles(self: _nir.Netlist) -> None:
     _ORIGINAL_CHECK(self)
 
 
+_PATCH = ClassPatch(_nir.Netlist, "check_comb_cycles", _check_comb_cycles)
+
+
 @contextlib.contextmanager
 def lean_netlist() -> Iterator[None]:
     """Amaranth's netlist builder with the cell-level comb-cycle check, inside the block
     (re-entrant; restored on exit). Does nothing on an unsupported Amaranth version."""
-    global _depth
     if not supported():
         yield
         return
-    with _lock:
-        if _depth == 0:
-            _nir.Netlist.check_comb_cycles = _check_comb_cycles
-        _depth += 1
-    try:
+    with _PATCH.applied():
         yield
-    finally:
-        with _lock:
-            _depth -= 1
-            if _depth == 0:
-                _nir.Netlist.check_comb_cycles = _ORIGINAL_CHECK
