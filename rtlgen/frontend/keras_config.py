@@ -479,6 +479,10 @@ def _inline_nested(model: KerasModel, nested: Mapping[str, KerasModel]) -> Keras
     )
 
 
+#: what a second output of a layer usually is
+_EXTRA_OUTPUTS = " (an RNN's return_state states are extra outputs)"
+
+
 def _tensor_refs(value: Any, nested: Collection[str] = ()) -> list[str]:
     """Layer names referenced by one inbound node (Keras 2 lists or Keras 3 dicts). A model
     used as a layer (``nested``) is referenced by the node of its call in this model, which
@@ -494,7 +498,7 @@ def _tensor_refs(value: Any, nested: Collection[str] = ()) -> list[str]:
                 if any(h != 0 for h in history[1:3]):
                     raise UnsupportedError(
                         f"output {history[1:3]} of layer '{history[0]}' is used: rtlgen "
-                        "supports layers with one output, each called once"
+                        f"supports layers with one output, each called once{_EXTRA_OUTPUTS}"
                     )
                 refs.append(history[0])
             return refs
@@ -511,12 +515,49 @@ def _tensor_refs(value: Any, nested: Collection[str] = ()) -> list[str]:
             if value[1] != 0 or value[2] != 0:
                 raise UnsupportedError(
                     f"the output {value[2]} of call {value[1]} of layer '{value[0]}' is used: "
-                    "rtlgen supports layers with one output, each called once"
+                    f"rtlgen supports layers with one output, each called once{_EXTRA_OUTPUTS}"
                 )
             return [value[0]]  # Keras 2: [layer_name, node_index, tensor_index(, kwargs)]
         for item in value:
             refs.extend(_tensor_refs(item, nested))
     return refs
+
+
+def _keyword_tensors(node: Any) -> list[tuple[str, str]]:
+    """(keyword, layer name) of the tensors one inbound node passes as keyword arguments:
+    Keras 2 ``[name, node, tensor, {"y": [name, 0, 0]}]`` (``x + y`` as a TFOpLambda, an
+    RNN's ``initial_state``), Keras 3 ``{"kwargs": {"key": __keras_tensor__}}``. `_tensor_refs`
+    reads the positional inputs only."""
+
+    def refs(value: Any) -> list[str]:
+        if isinstance(value, dict):
+            if value.get("class_name") == "__keras_tensor__":
+                history = value.get("config", {}).get("keras_history")
+                ok = isinstance(history, list) and history and isinstance(history[0], str)
+                return [history[0]] if ok else []
+            return [r for v in value.values() for r in refs(v)]
+        if isinstance(value, list):
+            if len(value) >= 3 and isinstance(value[0], str) and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value[1:3]
+            ):
+                return [value[0]]
+            return [r for v in value for r in refs(v)]
+        return []
+
+    found: list[tuple[str, str]] = []
+    kwargs_list: list[Any] = []
+    if isinstance(node, dict):  # Keras 3
+        kwargs_list.append(node.get("kwargs"))
+    elif isinstance(node, list):
+        # Keras 2: a list of [name, node, tensor(, kwargs)], or one such (a TFOpLambda's)
+        items = [node] if node and isinstance(node[0], str) else node
+        kwargs_list.extend(
+            item[3] for item in items if isinstance(item, list) and len(item) >= 4
+        )
+    for kwargs in kwargs_list:
+        if isinstance(kwargs, dict):
+            found.extend((str(key), ref) for key, value in kwargs.items() for ref in refs(value))
+    return found
 
 
 def _io_names(value: Any, what: str) -> list[str]:
@@ -560,7 +601,20 @@ def _functional_graph(
                 f"{layer.where} is called {len(nodes)} times (a shared layer); rtlgen supports "
                 "graphs in which every layer is applied once"
             )
-        inbound[layer.name] = tuple(_tensor_refs(nodes[0], nested_names)) if nodes else ()
+        try:
+            inbound[layer.name] = tuple(_tensor_refs(nodes[0], nested_names)) if nodes else ()
+        except UnsupportedError as exc:
+            raise UnsupportedError(f"{layer.where}: {exc}") from None
+        keyword = _keyword_tensors(nodes[0]) if nodes else []
+        if keyword:
+            if layer.class_name not in supported_layers():
+                raise _unsupported_layer(layer)
+            key, ref = keyword[0]
+            raise UnsupportedError(
+                f"{layer.where}: the tensor of layer '{ref}' passed as keyword argument "
+                f"'{key}' is not supported (rtlgen reads layers applied to their input "
+                "tensors only)"
+            )
         if len(inbound[layer.name]) > 64:
             raise ModelFileError(f"{layer.where}: more than 64 inputs")
     inputs = tuple(_io_names(config.get("input_layers"), "input_layers"))

@@ -563,6 +563,68 @@ def test_shared_layers_cycles_and_stray_layers_are_refused(tmp_path):
             read_model(tmp_path / "m.json", weights)
 
 
+@pytest.mark.parametrize("keras3", [False, True])
+def test_a_tensor_passed_as_a_keyword_argument_is_refused_naming_the_layer(tmp_path, keras3):
+    """``x + y`` of two Keras tensors is a TFOpLambda whose ``y`` is a keyword argument, an
+    RNN's ``initial_state`` too: read as positional inputs only, the layer making ``y`` fed
+    no output and the refusal said so, naming neither the op nor the argument. Now: an
+    unsupported layer is named as such, a supported one with the keyword and its source."""
+    dense = {"units": 6, "activation": "linear", "use_bias": True}
+    weights = write_weights_h5(
+        tmp_path / "w.h5", {n: {"kernel": np.ones((6, 6))} for n in ("a", "b", "c")}
+    )
+    config = _functional(
+        [("a", "Dense", dense, None), ("b", "Dense", dense, ["inp"]), ("c", "Dense", dense, ["a"])],
+        keras3=keras3,
+    )
+    entry = config["config"]["layers"][3]  # c reads a, and b as a keyword argument
+    if keras3:
+        history = {"class_name": "__keras_tensor__", "config": {"keras_history": ["b", 0, 0]}}
+        entry["inbound_nodes"][0]["kwargs"] = {"y": history}
+    else:
+        entry["inbound_nodes"][0][0][3] = {"y": ["b", 0, 0], "name": None}
+    (tmp_path / "m.json").write_text(json.dumps(config))
+    with pytest.raises(
+        UnsupportedError,
+        match=r"^layer 'c' \(Dense\): the tensor of layer 'b' passed as keyword argument 'y' is "
+        "not supported",
+    ):
+        read_model(tmp_path / "m.json", weights)
+    entry["class_name"] = "TFOpLambda"
+    (tmp_path / "m.json").write_text(json.dumps(config))
+    with pytest.raises(UnsupportedError, match=r"^layer 'c' \(TFOpLambda\): layer type 'TFOpLambda'"):
+        read_model(tmp_path / "m.json", weights)
+
+
+def test_keyword_tensors_of_tf_keras_models_are_refused_in_one_line(tmp_path):
+    """As tf.keras 2.15 saves them (.h5 and .keras): ``Dense(h + x[:, :4])`` (a TFOpLambda,
+    its operand a keyword argument; its node a single reference) and a seq2seq decoder
+    ``LSTM(initial_state=[h, c])`` of an encoder's states (tf.keras 2.15 lists them with the
+    inputs: the encoder's second output is named)."""
+    tf = pytest.importorskip("tensorflow")
+    layers = tf.keras.layers
+    x = layers.Input((4,))
+    out = layers.Dense(2)(layers.Dense(4)(x) + x[:, :4])
+    added = tf.keras.Model(x, out)
+    enc_in, dec_in = layers.Input((5, 3)), layers.Input((4, 2))
+    _, h, c = layers.LSTM(4, return_state=True, name="encoder")(enc_in)
+    decoded = layers.LSTM(4, name="decoder")(dec_in, initial_state=[h, c])
+    seq2seq = tf.keras.Model([enc_in, dec_in], layers.Dense(1)(decoded))
+    for model, message in [
+        (added, r"^layer 'tf.__operators__.add' \(TFOpLambda\): layer type 'TFOpLambda'"),
+        (
+            seq2seq,
+            r"^layer 'decoder' \(LSTM\): the output 1 of call 0 of layer 'encoder' is used: "
+            r".*one output.*return_state",
+        ),
+    ]:
+        for suffix in (".h5", ".keras"):
+            path = tmp_path / f"{model.name}{suffix}"
+            model.save(path)
+            with pytest.raises(UnsupportedError, match=message):
+                read_model(path)
+
+
 def test_unknown_input_dimension_is_rejected(tmp_path):
     config = sequential_config([layer_entry("Flatten", {"name": "f"})])
     config["config"]["layers"][0]["config"]["batch_input_shape"] = [None, None, 3]
