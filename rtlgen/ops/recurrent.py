@@ -205,7 +205,8 @@ def _activation_spec(
     layer = KerasLayer(class_name, name, {}, keras3=keras3)
     where = f"layer '{name}' ({class_name}) {key}"
     act = layer_activation(layer, spec)
-    if act.table is not None or act.quantizer is not None:
+    unbounded = act.table is ActivationKind.SOFTPLUS  # as relu
+    if not unbounded and (act.table is not None or act.quantizer is not None):
         if act.negative_slope is not None or act.softmax:
             raise UnsupportedError(
                 f"{where}: {spec!r} is not supported (supported: {_ACTIVATIONS})"
