@@ -794,10 +794,14 @@ def parallel_probes(jobs: int):
         _probe_jobs = saved
 
 
-def _probe_options(options: HardwareOptions, probe: _Probe) -> HardwareOptions:
+def _probe_options(
+    options: HardwareOptions, probe: _Probe, uniform: int = MAX_REUSE
+) -> HardwareOptions:
+    """``options`` with the probe's caps and result beats (and ``uniform`` as the cap of
+    every other layer)."""
     return dataclasses.replace(
         options,
-        max_reuse=MAX_REUSE,
+        max_reuse=uniform,
         layer_max_reuse=tuple(sorted(probe.caps)),
         layer_out_beats=tuple(sorted(probe.out_beats)),
     )
@@ -881,16 +885,8 @@ def _search_budget(
     assert budget is not None
 
     def planned(caps: dict[str, int], beats: dict[str, int] | None = None, uniform=MAX_REUSE):
-        return _planned_latency(
-            graph,
-            dataclasses.replace(
-                options,
-                max_reuse=uniform,
-                layer_max_reuse=tuple(sorted(caps.items())),
-                layer_out_beats=tuple(sorted((beats or {}).items())),
-            ),
-            samples,
-        )
+        probe = _Probe(tuple(caps.items()), tuple((beats or {}).items()))
+        return _planned_latency(graph, _probe_options(options, probe, uniform), samples)
 
     network, latency = planned({})
     if latency <= budget:
