@@ -230,6 +230,16 @@ class WindowGenerator(wiring.Component):
         return (self.kernel[0] - 1) * self.width * self.channels * self.elem_shape.width
 
     def elaborate(self, platform):
+        from . import mac_verilog, window_verilog
+
+        text_modules = mac_verilog.active()
+        if (
+            text_modules is not None
+            and type(self) is WindowGenerator
+            and window_verilog.supported(self)
+        ):
+            # Verilog emission: an instance of the same generator written as text
+            return text_modules.instance_of(self, window_verilog.window_verilog, "win")
         m = Module()
         g = self.geometry
         kernel_h, kernel_w = self.kernel
