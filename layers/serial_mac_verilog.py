@@ -1,0 +1,415 @@
+"""A time-multiplexed MAC (`serial_mac.SerialMatVec`) as Verilog text, straight from its schedule.
+
+Why text: once the constant MAC arrays, threshold banks and requantizers were text
+(`mac_verilog`, `bank_verilog`, `requantize_verilog`), the serial MACs of a CNN's dense
+layers were the critical path of its conversion: Amaranth's per-bit netlist, RTLIL and
+Yosys took 7-12 s for each of the SVHN CNN's three with ``--multiplier lut`` (issue 18:
+Verilog in seconds). Their structure is fixed by the schedule (`serial_mac._schedule`), so
+writing it is a loop over the columns' terms: milliseconds.
+
+`serial_verilog(mac, name)` is the whole component as one module with the ports
+`rtlgen.emit.component_verilog` gives the Amaranth version (``clk``, ``rst``, ``i__payload``,
+``i__valid``, ``i__ready``, ``o__payload``, ``o__valid``, ``o__ready``), the same registers
+under the same names (``primed``, ``hot``, ``word``, ``last_step``, ``last_word``, ``busy``,
+``xs``, ``wrow``, ``xrow``, ``valid_w``/``first_w``/``last_w``, ``p_<o>_<a>``,
+``t<level>_<o>_<a>``, ``valid_<k>``/``first_<k>``/``last_<k>``, ``acc_<o>``, ``out``,
+``out_valid``, ``result_beat``; the ROM's read register drives ``rom_read__data``), the
+same clock enable (``advance = ~o.valid | o.ready``), reset (the control registers only,
+synchronous, to their initial values) and initial values, and the same logic as
+`SerialMatVec.elaborate`: the word counter's successor tables, the input register's shift
+(or rotation with result beats), the ROM (a one-hot read up to `ONE_HOT_ROM_WORDS`, a
+``rom_style`` memory above, read a step ahead as block RAM above `BLOCK_ROM_WORDS`), the
+partial products (LUT: one gated, shifted copy of ``x`` per weight bit, the MSB's negated)
+or products (DSP/auto: ``*``), the pairwise adder tree in Amaranth's order and widths, and
+the accumulator that starts from the (result beat's) bias. Operators are typed as
+Amaranth types them (signed operands ``$signed``, an unsigned one beside a signed one made
+signed one bit wider), so Yosys sees the same ``$add``/``$mul`` cells.
+tests/layers/test_serial_mac_verilog.py proves the two equivalent with Yosys (and that a
+deliberately wrong text fails the proof).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .common import Multiplier
+from .mac_verilog import _alike, _hex, module_head
+
+if TYPE_CHECKING:
+    from .serial_mac import SerialMatVec
+
+#: a term of a column: (Verilog name, width, signed)
+_Term = tuple[str, int, bool]
+
+
+def supported(mac: SerialMatVec) -> bool:
+    """Whether `serial_verilog` writes ``mac``: every configuration (one-hot, logic and
+    block ROMs; one or more input or result beats; LUT or DSP products; any stages)."""
+    return True
+
+
+def _bits(width: int) -> str:
+    return f"[{width - 1}:0]"
+
+
+def _slice(name: str, high: int, low: int) -> str:
+    return f"{name}[{high}:{low}]" if high > low else f"{name}[{low}]"
+
+
+def _typed(term: _Term) -> _Term:
+    """``term`` as an operand of Amaranth's signedness: ``$signed`` when signed, so that
+    Verilog sign-extends it in a wider context (an assignment's, an operator's)."""
+    name, width, signed = term
+    return (f"$signed({name})" if signed else name), width, signed
+
+
+class _Writer:
+    """The text of one serial MAC: declarations, combinational assignments, registers."""
+
+    def __init__(self, mac: SerialMatVec):
+        self.mac = mac
+        self.decls: list[str] = []
+        self.assigns: list[str] = []
+        self.resets: list[tuple[str, int, int]] = []  # (register, width, init): reset to init
+        self.blocks: list[str] = []  # always blocks
+        self.loads: list[str] = []  # register updates under `advance`
+
+    def reg(self, name: str, width: int, init: int = 0, reset: bool = False) -> None:
+        self.decls.append(f"reg {_bits(width)} {name} = {_hex(init, width)};")
+        if reset:
+            self.resets.append((name, width, init))
+
+    def wire(self, name: str, width: int, value: str) -> None:
+        self.decls.append(f"wire {_bits(width)} {name};")
+        self.assigns.append(f"assign {name} = {value};")
+
+    def control(self) -> None:
+        """Handshake, word counter, its tables and the input register (as the first half of
+        `SerialMatVec.elaborate`)."""
+        mac = self.mac
+        steps, words, beat_words = mac.steps, mac.words, mac.beat_words
+        chunked = mac.out_beats > 1
+        word_width = (max(words, 2) - 1).bit_length()
+        self.word_width = word_width
+        self.reg("word", word_width, reset=True)
+        self.reg("last_step", 1, int(beat_words == 1), reset=True)
+        self.reg("last_word", 1, int(words == 1), reset=True)
+        self.reg("busy", 1, reset=True)
+        self.reg("primed", 1, int(not mac.block_rom), reset=True)
+        self.decls += [
+            f"reg {_bits(word_width)} successor;",
+            "reg successor_ends_beat;",
+            "wire start;",
+            "wire step;",
+        ]
+        table = ["  always @* begin", "    case (word)"]
+        for s in range(words - 1):
+            ends_beat = int((s + 1) % beat_words == beat_words - 1)
+            table.append(
+                f"      {_hex(s, word_width)}: begin successor = {_hex(s + 1, word_width)}; "
+                f"successor_ends_beat = 1'h{ends_beat};"
+                + (
+                    f" starts_result = 1'h{int(s % steps == 0)};"
+                    f" ends_result = 1'h{int(mac.ends_result(s))};"
+                    if chunked
+                    else ""
+                )
+                + " end"
+            )
+        table.append(
+            f"      default: begin successor = {_hex(0, word_width)}; "
+            f"successor_ends_beat = 1'h{int(beat_words == 1)};"
+            + (
+                f" starts_result = 1'h{int((words - 1) % steps == 0)}; ends_result = 1'h1;"
+                if chunked
+                else ""
+            )
+            + " end"
+        )
+        table += ["    endcase", "  end"]
+        if chunked:
+            self.decls += ["reg starts_result;", "reg ends_result;"]
+        self.blocks += table
+        self.assigns += [
+            "assign advance = ~out_valid | o__ready;",
+            "assign i__ready = advance & (~busy | last_step) & primed;",
+            "assign start = i__valid & i__ready;",
+            f"assign step = {'busy | start' if mac.early_start else 'busy'};",
+        ]
+        # the input register: shifted (or rotated) a group a step
+        in_width = mac.in_shape.width
+        group_bits = mac.group * in_width
+        xs_width = steps * mac.group * in_width
+        self.group_bits = group_bits
+        self.decls.append(f"reg {_bits(xs_width)} xs = {_hex(0, xs_width)};")
+        pad = xs_width - mac.per_beat * in_width
+        padded = f"{{{pad}'h0, i__payload}}" if pad else "i__payload"
+        self.wire("padded", xs_width, padded)
+
+        def rotate(value: str) -> str:
+            if xs_width == group_bits:  # one step: a rotation is the value, a shift zero
+                return value if chunked else _hex(0, xs_width)
+            rest = _slice(value, xs_width - 1, group_bits)
+            if chunked:
+                return f"{{{_slice(value, group_bits - 1, 0)}, {rest}}}"
+            return f"{{{group_bits}'h0, {rest}}}"
+
+        last_word = f"word == {_hex(words - 2, word_width)}" if words > 1 else "1'h1"
+        if mac.early_start:
+            take = [
+                "      if (start) begin",
+                "        if (busy) begin",
+                "          xs <= padded;",
+                "          busy <= 1'h1;",
+                "        end else begin",
+                f"          xs <= {rotate('padded')};",
+                "          busy <= ~last_step;",
+                "        end",
+                "      end",
+            ]
+        else:
+            take = ["      if (start) begin", "        xs <= padded;", "        busy <= 1'h1;", "      end"]
+        self.control_block = [
+            "      if (step) begin",
+            "        word <= successor;",
+            "        last_step <= successor_ends_beat;",
+            f"        last_word <= {last_word};",
+            "        if (last_step) busy <= 1'h0;",
+            "      end",
+            f"      if (busy) xs <= {rotate('xs')};",
+            *take,
+        ]
+
+    def weights(self) -> None:
+        """The ROM and the weight/input registers ``wrow``, ``xrow``."""
+        mac = self.mac
+        words, w_width = mac.words, mac.w_width
+        row_width = mac.group * mac.columns * w_width
+        self.row_width = row_width
+        rom_init = []
+        for s in range(words):
+            value = 0
+            for idx, wv in enumerate(mac.schedule[s].reshape(-1)):
+                value |= (int(wv) & ((1 << w_width) - 1)) << (idx * w_width)
+            rom_init.append(value)
+        loads = self.loads
+        if words <= _one_hot_words():
+            self.reg("hot", words, 1, reset=True)
+            if words > 1:
+                hot_next = f"{{hot[{words - 2}:0], hot[{words - 1}]}}" if words > 2 else "{hot[0], hot[1]}"
+                loads.append(f"if (step) hot <= {hot_next};")
+            bits = []
+            for b in range(row_width):
+                ones = [s for s, word in enumerate(rom_init) if word >> b & 1]
+                if not ones or len(ones) == words:
+                    bits.append(f"1'h{int(bool(ones))}")
+                elif 2 * len(ones) <= words:
+                    bits.append(_any([f"hot[{s}]" for s in ones]))
+                else:
+                    bits.append("~" + _any([f"hot[{s}]" for s in range(words) if s not in ones]))
+            self.decls.append(f"reg {_bits(row_width)} wrow = {_hex(0, row_width)};")
+            loads.append("wrow <= {" + ", ".join(reversed(bits)) + "};")
+        else:
+            style = "block" if mac.block_rom else "logic"
+            self.decls.append(f'(* rom_style = "{style}" *)')
+            self.decls.append(f"reg {_bits(row_width)} rom [{words - 1}:0];")
+            init = ["  initial begin"]
+            init += [f"    rom[{s}] = {_hex(v, row_width)};" for s, v in enumerate(rom_init)]
+            init.append("  end")
+            self.blocks += init
+            self.decls.append(f"reg {_bits(row_width)} rom_read__data;")
+            address = "step ? successor : word" if mac.block_rom else "word"
+            self.blocks += [
+                "  always @(posedge clk)",
+                f"    if (advance) rom_read__data <= rom[{address}];",
+            ]
+            if mac.block_rom:
+                self.decls.append(f"reg {_bits(row_width)} wrow = {_hex(0, row_width)};")
+                loads.append("wrow <= rom_read__data;")
+            else:
+                self.wire("wrow", row_width, "rom_read__data")
+        group_bits = self.group_bits
+        self.decls.append(f"reg {_bits(group_bits)} xrow = {_hex(0, group_bits)};")
+        xs_low = f"xs[{group_bits - 1}:0]"
+        if mac.early_start:
+            loads.append(f"xrow <= busy ? {xs_low} : i__payload[{group_bits - 1}:0];")
+        else:
+            loads.append(f"xrow <= {xs_low};")
+        chunked = mac.out_beats > 1
+        self.reg("valid_w", 1, reset=True)
+        self.reg("first_w", 1, reset=True)
+        self.reg("last_w", 1, reset=True)
+        word_width = self.word_width
+        loads += [
+            "valid_w <= step;",
+            f"first_w <= {'starts_result' if chunked else f'word == {_hex(0, word_width)}'};",
+            f"last_w <= {'ends_result' if chunked else 'last_word'};",
+        ]
+
+    def datapath(self) -> None:
+        """The products (or partial products) and the registered adder tree."""
+        mac = self.mac
+        in_width, in_signed = mac.in_shape.width, mac.in_shape.signed
+        w_width, n_out, inner = mac.w_width, mac.columns, mac.inner.width
+        loads = self.loads
+        columns: dict[int, list[_Term]] = {o: [] for o in range(n_out)}
+        lut = mac.multiplier == Multiplier.LUT
+        for j in range(mac.group):
+            x = _slice("xrow", (j + 1) * in_width - 1, j * in_width)
+            sign = f"xrow[{(j + 1) * in_width - 1}]" if in_signed else "1'b0"
+            for o in range(n_out):
+                if not mac.active[j, o]:
+                    continue
+                low = (j * n_out + o) * w_width
+                if lut:
+                    for bit in range(w_width):
+                        name = f"pp{j}_{o}_{bit}"
+                        shifted = x if bit == 0 else f"{{{x}, {bit}'h0}}"
+                        width = in_width + bit
+                        if bit == w_width - 1:  # the MSB weighs -2**bit: the copy negated
+                            width += 1
+                            low_zeros = f", {bit}'h0" if bit else ""
+                            shifted = f"-{{{sign}, {x}{low_zeros}}}"
+                            signed = True
+                        else:
+                            signed = in_signed
+                        self.wire(name, width, f"wrow[{low + bit}] ? {shifted} : {_hex(0, width)}")
+                        columns[o].append((name, width, signed))
+                else:
+                    name = f"m{j}_{o}"
+                    w = f"$signed({_slice('wrow', low + w_width - 1, low)})"
+                    if in_signed:
+                        width, product = in_width + w_width, f"$signed({x}) * {w}"
+                    else:
+                        width, product = in_width + 1 + w_width, f"$signed({{1'b0, {x}}}) * {w}"
+                    self.wire(name, width, product)
+                    columns[o].append((name, width, True))
+        valid, first, last = "valid_w", "first_w", "last_w"
+        registers = 0
+
+        def register(prefix: str) -> None:
+            nonlocal valid, first, last, registers
+            for o, terms in columns.items():
+                regs = []
+                for a, term in enumerate(terms):
+                    name = f"{prefix}_{o}_{a}"
+                    self.decls.append(f"reg {_bits(inner)} {name} = {_hex(0, inner)};")
+                    loads.append(f"{name} <= {_typed(term)[0]};")
+                    regs.append((name, inner, True))
+                columns[o] = regs
+            names = [f"valid_{registers}", f"first_{registers}", f"last_{registers}"]
+            for new, old in zip(names, (valid, first, last), strict=True):
+                self.reg(new, 1, reset=True)
+                loads.append(f"{new} <= {old};")
+            valid, first, last = names
+            registers += 1
+
+        if not lut:
+            register("p")  # the product register (a DSP's MREG)
+        for level in range(mac.tree_levels):
+            for o, terms in columns.items():
+                pairs = []
+                for a in range(0, len(terms), 2):
+                    if a + 1 < len(terms):
+                        name = f"s{level}_{o}_{a // 2}"
+                        left, right = _alike([_typed(terms[a]), _typed(terms[a + 1])])
+                        self.wire(name, inner, f"{left} + {right}")
+                        pairs.append((name, inner, True))
+                    else:
+                        pairs.append(terms[a])
+                columns[o] = pairs
+            if (level + 1) % mac.levels_per_stage == 0:
+                register(f"t{level}")
+        assert registers == mac.depth
+        self.valid, self.first, self.last = valid, first, last
+        self.columns_out = columns
+
+    def accumulator(self) -> list[str]:
+        """The accumulators and the output register (reset-less, loaded while a step's
+        terms are valid); the output's valid bit and the result beat go to ``self.loads``."""
+        mac = self.mac
+        n_out, inner, acc_width = mac.columns, mac.inner.width, mac.acc_type.width
+        valid, first, last = self.valid, self.first, self.last
+        chunked = mac.out_beats > 1
+        out_width = n_out * acc_width
+        self.decls.append(f"reg {_bits(out_width)} out = {_hex(0, out_width)};")
+        self.reg("out_valid", 1, reset=True)
+        self.assigns += ["assign o__valid = out_valid;", "assign o__payload = out;"]
+        self.loads.append(f"out_valid <= {valid} & {last};")
+        if chunked:
+            beat_width = (max(mac.out_beats, 2) - 1).bit_length()
+            self.reg("result_beat", beat_width, reset=True)
+            self.loads.append(
+                f"if ({valid} & {last}) result_beat <= result_beat == "
+                f"{_hex(mac.out_beats - 1, beat_width)} ? {_hex(0, beat_width)} : "
+                f"result_beat + {_hex(1, beat_width)};"
+            )
+        lines = ["  always @(posedge clk)", f"    if (advance & {valid}) begin"]
+        for o in range(n_out):
+            terms = self.columns_out[o]
+            assert len(terms) <= 1, "adder tree did not reduce to one term"
+            partial = terms[0] if terms else (_hex(0, inner), inner, True)
+            self.decls.append(f"reg {_bits(inner)} acc_{o} = {_hex(0, inner)};")
+            biases = [int(b) for b in mac.beat_bias[:, o]]
+            if chunked:
+                # Amaranth's `Array(biases)[result_beat]`: 0 for codes past the last beat
+                self.decls.append(f"reg {_bits(inner)} bias_{o};")
+                case = ["  always @* begin", "    case (result_beat)"]
+                case += [
+                    f"      {_hex(j, beat_width)}: bias_{o} = {_hex(b, inner)};"
+                    for j, b in enumerate(biases)
+                ]
+                case += [f"      default: bias_{o} = {_hex(0, inner)};", "    endcase", "  end"]
+                self.blocks += case
+                bias = f"bias_{o}"
+            else:
+                bias = _hex(biases[0], inner)
+            self.wire(f"start_{o}", inner, f"{first} ? {bias} : acc_{o}")
+            left, right = _alike([_typed((f"start_{o}", inner, True)), _typed(partial)])
+            self.wire(f"sum_{o}", inner, f"{left} + {right}")
+            low = o * acc_width
+            lines += [
+                f"      acc_{o} <= sum_{o};",
+                f"      if ({last}) out[{low + acc_width - 1}:{low}] <= sum_{o}[{acc_width - 1}:0];",
+            ]
+        lines.append("    end")
+        return lines
+
+    def text(self, name: str) -> str:
+        mac = self.mac
+        self.control()
+        self.weights()
+        self.datapath()
+        acc_lines = self.accumulator()
+        in_bits = mac.per_beat * mac.in_shape.width
+        out_bits = mac.columns * mac.acc_type.width
+        lines = module_head(name, in_bits, out_bits, 0)  # ports and `advance`
+        lines += [f"  {d}" for d in self.decls]
+        lines += [f"  {a}" for a in self.assigns]
+        lines += self.blocks
+        lines += ["  always @(posedge clk) begin", "    primed <= 1'h1;", "    if (advance) begin"]
+        lines += self.control_block
+        lines += [f"      {load}" for load in self.loads]
+        lines.append("    end")
+        # the control registers' synchronous reset, over the loads (as Amaranth's)
+        lines.append("    if (rst) begin")
+        lines += [f"      {r} <= {_hex(init, width)};" for r, width, init in self.resets]
+        lines += ["    end", "  end"]
+        lines += acc_lines
+        lines.append("endmodule")
+        return "\n".join(lines) + "\n"
+
+
+def _one_hot_words() -> int:
+    from .serial_mac import ONE_HOT_ROM_WORDS
+
+    return ONE_HOT_ROM_WORDS
+
+
+def _any(bits: list[str]) -> str:
+    return bits[0] if len(bits) == 1 else "(|{" + ", ".join(reversed(bits)) + "})"
+
+
+def serial_verilog(mac: SerialMatVec, name: str) -> str:
+    """The Verilog module ``name`` of ``mac`` (see the module doc); ``supported(mac)``."""
+    return _Writer(mac).text(name)
