@@ -251,7 +251,11 @@ def window_verilog(window: WindowGenerator, name: str) -> str:
         "    end else if (o__ready) o__valid <= 1'h0;",
         *[f"    {load}" for load in other_loads],
         "    if (rst) begin",
-        *[f"      {load}" for reg, value in resets.items() for load in text.load(reg, _hex(value, max(text.widths[reg], 1)))],
+        *[
+            f"      {load}"
+            for reg, value in resets.items()
+            for load in text.load(reg, _hex(value, max(text.widths[reg], 1)))
+        ],
         "    end",
         "  end",
         "endmodule",
