@@ -2,6 +2,9 @@
 
 - `ElementwiseMerge`: n streams joined beat by beat, Add/Subtract/Multiply/Average/Maximum/
   Minimum computed exactly into `quant.merge.merge_acc_type`.
+- `BroadcastMerge`: the same, with operands that broadcast: one beat per sample held in a
+  register over the sample's beats (a squeeze-and-excitation scale), or one value for
+  every element of a beat.
 - `DivideRequantize`: the output step of an Average over a non-power-of-two count (a rounded
   division by a constant, `pool.Reciprocal`); `Requantize` is the output step otherwise.
 - `Merge`: `ElementwiseMerge` followed by its output step, bit-exact with `quant.merge.merge`.
@@ -77,6 +80,40 @@ class _MultiInput(wiring.Component):
         return StageRegisters(pipeline_control(m, _join(m, self.inputs), self.o, latency))
 
 
+def _combine(op: MergeOp, in_types: Sequence[FixedType], values: list[Value]) -> Value:
+    """The exact result of ``op`` for one element, from the inputs' mantissas."""
+    if op is MergeOp.MULTIPLY:
+        return functools.reduce(lambda a, b: a * b, values)
+    frac = aligned_frac(in_types)
+    aligned = [v << (frac - t.frac) for v, t in zip(values, in_types, strict=True)]
+    if op is MergeOp.SUBTRACT:
+        return aligned[0] - aligned[1]
+    if op in (MergeOp.MAXIMUM, MergeOp.MINIMUM):
+        # Compared in the union of the input ranges (the result's range can be narrower).
+        union = shape_of(concat_type(in_types))
+        same = [resize(v, union) for v in aligned]
+        if op is MergeOp.MAXIMUM:
+            return functools.reduce(lambda a, b: Mux(a > b, a, b), same)
+        return functools.reduce(lambda a, b: Mux(a < b, a, b), same)
+    return functools.reduce(lambda a, b: a + b, aligned)  # ADD, AVERAGE (the sum)
+
+
+def _checked_acc_type(
+    op: MergeOp, in_types: Sequence[FixedType], acc_type: FixedType | None
+) -> FixedType:
+    """``acc_type`` (default `quant.merge.merge_acc_type`), refused unless it holds every
+    exact result with the exact result's fraction bits."""
+    lo, hi, frac = merge_range(op, in_types)
+    exact = merge_acc_type(op, in_types)
+    acc_type = acc_type or exact
+    if acc_type.frac != frac or acc_type.min_int > lo or acc_type.max_int < hi:
+        raise RtlgenError(
+            f"merge {op.value}: accumulator {acc_type} cannot hold every result exactly "
+            f"(needs {exact} or wider with {frac} fractional bits)"
+        )
+    return acc_type
+
+
 class ElementwiseMerge(_MultiInput):
     """Elementwise ``op`` of ``len(in_types)`` vectors of ``n_elements``, exactly.
 
@@ -101,14 +138,7 @@ class ElementwiseMerge(_MultiInput):
         in_types: Sequence[FixedType],
         acc_type: FixedType | None = None,
     ):
-        lo, hi, frac = merge_range(op, in_types)
-        exact = merge_acc_type(op, in_types)
-        acc_type = acc_type or exact
-        if acc_type.frac != frac or acc_type.min_int > lo or acc_type.max_int < hi:
-            raise RtlgenError(
-                f"merge {op.value}: accumulator {acc_type} cannot hold every result exactly "
-                f"(needs {exact} or wider with {frac} fractional bits)"
-            )
+        acc_type = _checked_acc_type(op, in_types, acc_type)
         if n_elements < 1:
             raise RtlgenError(f"merge {op.value}: needs at least one element, got {n_elements}")
         self.op, self.n_elements = op, n_elements
@@ -120,21 +150,7 @@ class ElementwiseMerge(_MultiInput):
 
     def _combine(self, values: list[Value]) -> Value:
         """The exact result for one element, from the inputs' mantissas."""
-        op = self.op
-        if op is MergeOp.MULTIPLY:
-            return functools.reduce(lambda a, b: a * b, values)
-        frac = aligned_frac(self.in_types)
-        aligned = [v << (frac - t.frac) for v, t in zip(values, self.in_types, strict=True)]
-        if op is MergeOp.SUBTRACT:
-            return aligned[0] - aligned[1]
-        if op in (MergeOp.MAXIMUM, MergeOp.MINIMUM):
-            # Compared in the union of the input ranges (the result's range can be narrower).
-            union = shape_of(concat_type(self.in_types))
-            same = [resize(v, union) for v in aligned]
-            if op is MergeOp.MAXIMUM:
-                return functools.reduce(lambda a, b: Mux(a > b, a, b), same)
-            return functools.reduce(lambda a, b: Mux(a < b, a, b), same)
-        return functools.reduce(lambda a, b: a + b, aligned)  # ADD, AVERAGE (the sum)
+        return _combine(self.op, self.in_types, values)
 
     def elaborate(self, platform):
         m = Module()
@@ -148,6 +164,166 @@ class ElementwiseMerge(_MultiInput):
         registers.emit(m)
         m.d.comb += self.o.payload.eq(out)
         return m
+
+
+class BroadcastMerge(_MultiInput):
+    """`ElementwiseMerge` of operands that broadcast (Keras merges of a (1, 1, C), (1, C) or
+    (C,) operand with an image or a sequence; of one channel with many).
+
+    A sample ("frame") is ``frame_beats`` beats of ``n_elements`` elements. Input ``k``:
+    ``lanes[k]`` elements per beat, ``n_elements`` or 1 (its one value for every element);
+    ``held[k]``: one beat per frame instead of one per beat. Ports: ``i{k}``
+    ``ArrayLayout(shape_of(in_types[k]), lanes[k])``; ``o`` as `ElementwiseMerge`'s, the
+    exact result (`quant.merge.merge_acc` with numpy's broadcasting).
+
+    A held input's beat is taken whenever its register is empty (``i{k}.ready`` is that
+    register's empty flag: no combinational path from any other port), used from the
+    frame's first beat (in the cycle it arrives, so back-to-back frames lose no cycle) to
+    its last, and released with the frame's last beat; the next frame's is taken from the
+    next cycle. Streamed inputs join as in `ElementwiseMerge`: the joint beat is valid when
+    every streamed input is and every held operand is held or arriving.
+
+    Contract: ``latency`` 1 (one register stage after combinational arithmetic), II = 1 at
+    every beat of every frame, `stream_util.pipeline_control` under backpressure (nothing
+    lost or duplicated). Registers: one held operand per held input, its full flag, and a
+    beat counter of ``frame_beats``. A streamed input needs the held operand before it can
+    move: its branch waits for it in a FIFO (`rtlgen.plan` sizes it).
+    """
+
+    latency = 1
+
+    def __init__(
+        self,
+        op: MergeOp,
+        n_elements: int,
+        in_types: Sequence[FixedType],
+        lanes: Sequence[int],
+        held: Sequence[bool],
+        frame_beats: int,
+        acc_type: FixedType | None = None,
+    ):
+        acc_type = _checked_acc_type(op, in_types, acc_type)
+        count = len(in_types)
+        if len(lanes) != count or len(held) != count:
+            raise RtlgenError(
+                f"merge {op.value}: {len(lanes)} lane counts and {len(held)} held flags for "
+                f"{count} inputs"
+            )
+        if n_elements < 1 or frame_beats < 1:
+            raise RtlgenError(
+                f"merge {op.value}: needs at least one element and one beat per frame, got "
+                f"{n_elements} and {frame_beats}"
+            )
+        if any(n not in (1, n_elements) for n in lanes):
+            raise RtlgenError(
+                f"merge {op.value}: an input of {list(lanes)} elements per beat does not "
+                f"broadcast to {n_elements} (1 or {n_elements} supported)"
+            )
+        if all(held):
+            raise RtlgenError(f"merge {op.value}: every input is held; one must stream")
+        self.op, self.n_elements, self.frame_beats = op, n_elements, frame_beats
+        self.in_types, self.acc_type = list(in_types), acc_type
+        self.lanes, self.held = [int(n) for n in lanes], [bool(h) for h in held]
+        super().__init__(
+            _input_ports(list(zip(self.lanes, self.in_types, strict=True))),
+            Out(stream.Signature(vector_layout(acc_type, n_elements))),
+        )
+
+    def elaborate(self, platform):
+        m = Module()
+        joined = SimpleNamespace(valid=Signal(name="join_valid"), ready=Signal(name="join_ready"))
+        advance = pipeline_control(m, joined, self.o, self.latency)
+        registers = StageRegisters(advance)
+        fire = Signal(name="fire")  # the joint beat moves now
+        last = Signal(name="last")  # it is the frame's last
+        beat = Signal(range(max(self.frame_beats, 2)), name="beat")
+        m.d.comb += [fire.eq(joined.valid & joined.ready), last.eq(beat == self.frame_beats - 1)]
+        with m.If(fire):
+            m.d.sync += beat.eq(Mux(last, 0, beat + 1))
+        present, operands = [], []
+        for k, port in enumerate(self.inputs):
+            if not self.held[k]:
+                present.append(port.valid)
+                operands.append(port.payload)
+                continue
+            full = Signal(name=f"held{k}")
+            value = Signal(port.payload.shape(), name=f"operand{k}", reset_less=True)
+            take = port.valid & ~full
+            m.d.comb += port.ready.eq(~full)
+            with m.If(take):
+                m.d.sync += value.eq(port.payload)
+            with m.If(fire & last):
+                m.d.sync += full.eq(0)
+            with m.Elif(take):
+                m.d.sync += full.eq(1)
+            present.append(full | port.valid)
+            layout = vector_layout(self.in_types[k], self.lanes[k])
+            # the held operand, or the one arriving now (bypass: no cycle lost per frame)
+            operands.append(layout(Mux(full, value.as_value(), port.payload.as_value())))
+        m.d.comb += joined.valid.eq(Cat(*present).all())
+        for k, port in enumerate(self.inputs):
+            if not self.held[k]:
+                m.d.comb += port.ready.eq(fire)
+        acc_shape = shape_of(self.acc_type)
+        results = [
+            resize(
+                _combine(
+                    self.op,
+                    self.in_types,
+                    [operands[j][k if self.lanes[j] > 1 else 0] for j in range(self.n_inputs)],
+                ),
+                acc_shape,
+            )
+            for k in range(self.n_elements)
+        ]
+        out = registers.register(Cat(*results), name="result")
+        registers.emit(m)
+        m.d.comb += self.o.payload.eq(out)
+        return m
+
+    def handshake_blocks(self) -> list:
+        """The valid/ready behaviour for `rtlgen.timing`'s handshake model."""
+        return [lambda inputs, output: _BroadcastHandshake(inputs, output, self)]
+
+
+class _BroadcastHandshake:
+    """`BroadcastMerge` in `rtlgen.timing`'s handshake model (``forward`` / ``backward`` /
+    ``clock``): the pipeline's valid bit, each held input's full flag and the beat count."""
+
+    def __init__(self, inputs, output, merge: BroadcastMerge):
+        self.inputs, self.i, self.o = inputs, inputs[0], output
+        self.held, self.frame_beats = merge.held, merge.frame_beats
+        self.full = [False] * len(inputs)
+        self.beat, self.valid, self.joint, self.advance = 0, False, False, False
+
+    def forward(self) -> None:
+        self.joint = all(
+            w.valid or (held and full)
+            for w, held, full in zip(self.inputs, self.held, self.full, strict=True)
+        )
+        self.o.valid = self.valid
+
+    def backward(self) -> None:
+        self.advance = self.o.ready or not self.valid
+        fire = self.advance and self.joint
+        for w, held, full in zip(self.inputs, self.held, self.full, strict=True):
+            w.ready = not full if held else fire
+
+    def clock(self) -> None:
+        fire = self.advance and self.joint
+        last = self.beat == self.frame_beats - 1
+        for k, (w, held) in enumerate(zip(self.inputs, self.held, strict=True)):
+            if not held:
+                continue
+            take = w.valid and not self.full[k]
+            if fire and last:
+                self.full[k] = False
+            elif take:
+                self.full[k] = True
+        if fire:
+            self.beat = 0 if last else self.beat + 1
+        if self.advance:
+            self.valid = self.joint
 
 
 class DivideRequantize(wiring.Component):
@@ -244,9 +420,10 @@ def merge_output_stage(
 
 
 class Merge(_MultiInput):
-    """A Keras merge layer: `ElementwiseMerge` then `merge_output_stage`, connected.
+    """A Keras merge layer: `ElementwiseMerge` (`BroadcastMerge` when ``lanes`` or ``held``
+    say an input broadcasts) then `merge_output_stage`, connected.
 
-    Bit-exact with `quant.merge.merge`. Ports ``i0``..``i{n-1}`` as `ElementwiseMerge`, ``o``
+    Bit-exact with `quant.merge.merge`. Ports ``i0``..``i{n-1}`` as the first's, ``o``
     ``ArrayLayout(shape_of(out_type), n_elements)``. II = 1; ``latency`` the sum of the two.
     """
 
@@ -258,8 +435,18 @@ class Merge(_MultiInput):
         out_type: FixedType,
         rounding: Rounding = Rounding.CONVERGENT,
         overflow: Overflow = Overflow.SATURATE,
+        *,
+        lanes: Sequence[int] | None = None,
+        held: Sequence[bool] | None = None,
+        frame_beats: int = 1,
     ):
-        self.merge = ElementwiseMerge(op, n_elements, in_types)
+        lanes = list(lanes) if lanes is not None else [n_elements] * len(in_types)
+        held = list(held) if held is not None else [False] * len(in_types)
+        self.merge: ElementwiseMerge | BroadcastMerge
+        if any(held) or any(n != n_elements for n in lanes):
+            self.merge = BroadcastMerge(op, n_elements, in_types, lanes, held, frame_beats)
+        else:
+            self.merge = ElementwiseMerge(op, n_elements, in_types)
         self.output_stage = merge_output_stage(
             op, n_elements, in_types, out_type, rounding, overflow
         )
@@ -403,6 +590,7 @@ class Fork(wiring.Component):
 
 
 __all__ = [
+    "BroadcastMerge",
     "Concatenate",
     "DivideRequantize",
     "ElementwiseMerge",

@@ -1,8 +1,9 @@
 """Merge layers (Keras Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate) on
 integer mantissas.
 
-Inputs of an elementwise merge have the same shape and may have different `FixedType` s.
-The result is computed exactly in the accumulator type `merge_acc_type` (interval analysis:
+Inputs of an elementwise merge have the same shape, or shapes that broadcast (numpy's
+rules; Keras merges broadcast a (1, 1, C) or (C,) operand over an image the same way), and
+may have different `FixedType` s. Broadcasting changes no value range: the result is computed exactly in the accumulator type `merge_acc_type` (interval analysis:
 it can never overflow), then moved into the layer's output type with one rounding and one
 saturation/wrap step, like every other layer (`fixed.requantize`):
 
@@ -25,6 +26,7 @@ take two or more. Concatenate joins along one axis (the channel axis, last, for 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from enum import Enum
 
@@ -121,27 +123,25 @@ def _check_shapes(xs: Sequence[np.ndarray], in_types: Sequence[FixedType], what:
 
 
 def merge_acc(op: MergeOp, xs: Sequence[np.ndarray], in_types: Sequence[FixedType]) -> np.ndarray:
-    """The exact result of ``op`` as mantissas of ``merge_acc_type(op, in_types)`` (int64)."""
+    """The exact result of ``op`` as mantissas of ``merge_acc_type(op, in_types)`` (int64);
+    inputs of different shapes broadcast (numpy's rules) to the result's shape."""
     _check_shapes(xs, in_types, f"merge {op.value}")
     merge_acc_type(op, in_types)  # refuses results wider than 62 bits (int64 would overflow)
     xs = [np.asarray(x, dtype=np.int64) for x in xs]
+    shape = np.broadcast_shapes(*(x.shape for x in xs))
     if op is MergeOp.MULTIPLY:
-        out = xs[0]
-        for x in xs[1:]:
-            out = out * x
-        return out
+        return np.broadcast_to(functools.reduce(np.multiply, xs), shape).copy()
     frac = aligned_frac(in_types)
     aligned = [align(x, t.frac, frac) for x, t in zip(xs, in_types, strict=True)]
     if op is MergeOp.SUBTRACT:
-        return aligned[0] - aligned[1]
-    if op is MergeOp.MAXIMUM:
-        return np.maximum.reduce(aligned)
-    if op is MergeOp.MINIMUM:
-        return np.minimum.reduce(aligned)
-    out = aligned[0]
-    for x in aligned[1:]:
-        out = out + x
-    return out  # ADD, and AVERAGE (a power-of-two count: the acc type has the extra frac)
+        out = aligned[0] - aligned[1]
+    elif op is MergeOp.MAXIMUM:
+        out = functools.reduce(np.maximum, aligned)
+    elif op is MergeOp.MINIMUM:
+        out = functools.reduce(np.minimum, aligned)
+    else:  # ADD, and AVERAGE (a power-of-two count: the acc type has the extra frac)
+        out = functools.reduce(np.add, aligned)
+    return np.broadcast_to(out, shape).copy()
 
 
 def divide_requantize(

@@ -20,7 +20,7 @@ from typing import TypeVar
 import numpy as np
 from amaranth.lib import data, wiring
 
-from rtlgen import ir
+from rtlgen import forking, ir
 from rtlgen.layers.common import Multiplier, shape_of
 from rtlgen.layers.requantize import Requantize
 from rtlgen.quant.arith import aligned_weights, clamp_bounds
@@ -835,30 +835,16 @@ def _probe_all(
     """`_measure` of every probe, shared among `_probe_jobs` processes where there are
     enough probes (every ``jobs``-th to each; this process measures the first share). The
     same figures either way: a probe's plan and timing are pure functions of it."""
-    import multiprocessing
-
     jobs = min(_probe_jobs, len(probes) // 8)  # (a fork costs about what 8 probes do)
-    if (
-        jobs < 2
-        or multiprocessing.current_process().daemon
-        or "fork" not in multiprocessing.get_all_start_methods()
-    ):
+    if jobs < 2 or not forking.can_fork():
         return _measure(graph, options, samples, probes)
-    import warnings
-    from concurrent.futures import ProcessPoolExecutor
-
     global _probing
     _probing = (graph, options, samples, probes, jobs)
     try:
-        context = multiprocessing.get_context("fork")
-        with warnings.catch_warnings():
-            # Python >= 3.12 warns on fork with threads (the CLI's progress thread): the
-            # workers only plan and time, they print nothing
-            warnings.filterwarnings("ignore", ".*fork", DeprecationWarning)
-            with ProcessPoolExecutor(jobs - 1, mp_context=context) as pool:
-                others = [pool.submit(_measure_share, share) for share in range(1, jobs)]
-                shares = [_measure(graph, options, samples, probes[0::jobs])]
-                shares += [future.result() for future in others]
+        with forking.forked_pool(jobs - 1) as pool:
+            others = [pool.submit(_measure_share, share) for share in range(1, jobs)]
+            shares = [_measure(graph, options, samples, probes[0::jobs])]
+            shares += [future.result() for future in others]
     finally:
         _probing = None
     results: list[tuple[int, int] | None] = [None] * len(probes)
@@ -1036,16 +1022,27 @@ def _size_fifos(network: NetworkPlan) -> tuple[FifoPlan, ...]:
     if samples != 3:
         bare = model_graph(network, skid, every, samples)
     edges: set[tuple[str, int]] = set()
+    # inputs of a join that may end with no FIFO (tried without first)
+    optional: set[tuple[str, int]] = set()
     for node in joins:
-        arrivals = [bare.edge_arrivals[(node.name, k)] for k in range(len(node.inputs))]
-        latest = max(range(len(arrivals)), key=lambda k: (sum(arrivals[k]), -k))
-        edges.update((node.name, k) for k in range(len(node.inputs)) if k != latest)
+        ks = range(len(node.inputs))
+        if len(set(_input_beats(graph, node))) > 1:
+            # beats per sample differ between the inputs (a broadcasting merge's operand of
+            # one position, held over the sample): their arrivals do not compare; the
+            # streamed inputs wait for the held one (which comes after a whole sample when a
+            # global pool computes it), so every input is a candidate that may need none
+            edges.update((node.name, k) for k in ks)
+            optional.update((node.name, k) for k in ks)
+            continue
+        arrivals = [bare.edge_arrivals[(node.name, k)] for k in ks]
+        latest = max(ks, key=lambda k: (sum(arrivals[k]), -k))
+        edges.update((node.name, k) for k in ks if k != latest)
     timing = model_graph(network, skid, edges, samples)
     order = sorted(edges, key=lambda e: (graph.index_of(e[0]), e[1]))
     # an input of a join that shares no network input with the join's other inputs (no
     # fork feeds both) cannot deadlock: it needs a FIFO only where the outputs need one
     ancestry = _input_ancestry(graph)
-    independent = set()
+    independent = set(optional)
     for consumer, k in order:
         sources = [ancestry[name] for name in graph.node(consumer).inputs]
         if not any(sources[k] & other for j, other in enumerate(sources) if j != k):
@@ -1066,14 +1063,26 @@ def _size_fifos(network: NetworkPlan) -> tuple[FifoPlan, ...]:
     return tuple(fifos)
 
 
+def _input_beats(graph: ir.ModelGraph, node: ir.Node) -> list[int]:
+    """Beats per sample on each input of ``node``."""
+    types = graph.in_types(graph.index_of(node.name))
+    return [StreamFormat.of(s, t).beats for s, t in zip(node.in_shapes, types, strict=True)]  # type: ignore[arg-type]
+
+
 def _sizing_samples(network: NetworkPlan, bare) -> int:
     """Samples the FIFO sizing models: 3 for one input; with several inputs (each offered
-    on every cycle) as many as stay in flight while the first sample passes, plus 3, so a
-    branch waiting for a slower one is sized for the steady state (a one-beat input joined
-    after a deep branch of another input needs as many entries as samples wait)."""
+    on every cycle), or a join of inputs with different beats per sample (a broadcasting
+    merge), as many as stay in flight while the first sample passes, plus 3, so a branch
+    waiting for a slower one is sized for the steady state (a one-beat input joined after a
+    deep branch of another input needs as many entries as samples wait; the image branch
+    of a squeeze-and-excitation block, the next sample's beats while the squeeze of the
+    one before is computed)."""
     from rtlgen.timing import STEADY_MAX_SAMPLES
 
-    if len(network.graph.input_nodes) == 1:
+    graph = network.graph
+    if len(graph.input_nodes) == 1 and not any(
+        len(set(_input_beats(graph, node))) > 1 for node in graph.nodes if len(node.inputs) > 1
+    ):
         return 3
     first = min(bare.sample_starts)
     done = max(

@@ -567,6 +567,12 @@ class _Reader:
                 return ir.Clamp(self.bound(value[0], where), self.bound(value[1], where))
             if isinstance(option, type) and issubclass(option, Enum):
                 return self.enum({key: value}, key, where, option)
+            args = typing.get_args(option)
+            if origin is tuple and args and typing.get_origin(args[0]) is tuple:
+                # a tuple of shapes (a broadcasting merge's input shapes): at most 64
+                if not isinstance(value, list) or len(value) > 64:
+                    raise self.fail(where, f"'{key}' is not a list of at most 64 shapes")
+                return tuple(self.typed(v, (args[0],), where, key) for v in value)
             if origin is tuple and isinstance(value, list):
                 if len(value) > 16:
                     raise self.fail(where, f"'{key}' has more than 16 entries")

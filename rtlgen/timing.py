@@ -611,9 +611,9 @@ def _blocks(stage) -> list | None:
         return [lambda inputs, output: _Deserialize(inputs, output, stage.beats)]
     if isinstance(stage, SerialMatVec):
         return [lambda inputs, output: _Serial(inputs, output, stage)]
-    if isinstance(stage, Merge):
-        rest = _blocks(stage.output_stage)
-        return None if rest is None else [pipeline(stage.merge.latency), *rest]
+    if isinstance(stage, Merge):  # a join (`ElementwiseMerge`, `BroadcastMerge`), then requantize
+        join, rest = _blocks(stage.merge), _blocks(stage.output_stage)
+        return None if join is None or rest is None else [*join, *rest]
     if isinstance(stage, (ElementwiseMerge, Concatenate, PiecewiseLinear)):
         return [pipeline(stage.latency)]
     if isinstance(stage, Chain):

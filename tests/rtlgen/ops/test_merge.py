@@ -136,7 +136,7 @@ def test_mismatched_shapes_a_subtract_of_three_and_other_axes_are_refused(tmp_pa
 
     cases = [
         (config_of(tf.keras.Model(x, L.Add(name="m")([a, b])), widen_b),
-         "input shapes .* differ; rtlgen merges inputs of one shape"),
+         r"layer 'm' \(Add\): input shapes \(4, 4, 2\), \(4, 4, 3\) do not broadcast \(axis 3"),
         (config_of(tf.keras.Model(x, L.Concatenate(axis=1, name="m")([a, b])), lambda _: None),
          "axis=1 is not supported"),
         (config_of(tf.keras.Model(x, L.Subtract(name="m")([a, b])), third_input),
