@@ -16,6 +16,7 @@ from amaranth.sim import Simulator
 
 from rtlgen.layers.common import vector_layout
 from rtlgen.layers.merge import (
+    BroadcastMerge,
     Concatenate,
     DivideRequantize,
     ElementwiseMerge,
@@ -188,6 +189,111 @@ def test_elementwise_merge_accepts_a_wider_accumulator():
     dut = ElementwiseMerge(MergeOp.SUBTRACT, 3, types, wide)
     run, _ = simulate_join(dut, [beats(x) for x in xs], 12, seed=4, ready_prob=0.5)
     assert run.outputs == beats(merge_acc(MergeOp.SUBTRACT, xs, types))
+
+
+# ---------------------------------------------------------------------------------------
+# BroadcastMerge: operands held over a frame, or one value for every element
+# ---------------------------------------------------------------------------------------
+def broadcast_case(types, lanes, held, n_elements, frame_beats, frames, seed):
+    """Per input: its mantissas as (frames, beats, lanes) (beats 1 when held) and its beats
+    in stream order; and every input stretched to (frames, frame_beats, n_elements)."""
+    rng = np.random.default_rng(seed)
+    xs = [
+        random_mantissas(t, (frames, 1 if h else frame_beats, n), rng)
+        for t, n, h in zip(types, lanes, held, strict=True)
+    ]
+    streams = [beats(x.reshape(-1, x.shape[-1])) for x in xs]
+    return xs, streams
+
+
+#: (op, types, lanes, held, n_elements, frame_beats)
+BROADCAST_CASES = [
+    (MergeOp.MULTIPLY, TYPE_SETS[0], [3, 3], [False, True], 3, 5),  # SE: x * s
+    (MergeOp.SUBTRACT, TYPE_SETS[0], [3, 3], [True, False], 3, 7),  # s - x: order kept
+    (MergeOp.ADD, TYPE_SETS[1], [4, 1, 4], [False, False, True], 4, 3),  # a channel, a held
+    (MergeOp.MAXIMUM, TYPE_SETS[1], [1, 2, 2], [True, True, False], 2, 4),  # two held
+    (MergeOp.MINIMUM, TYPE_SETS[2], [1, 3], [True, False], 3, 1),  # one beat per frame
+]
+
+
+@pytest.mark.parametrize("valid_prob,ready_prob", RATES, ids=["full", "random"])
+@pytest.mark.parametrize("op,types,lanes,held,n_elements,frame_beats", BROADCAST_CASES)
+def test_broadcast_merge_matches_exact_accumulator(
+    op, types, lanes, held, n_elements, frame_beats, valid_prob, ready_prob
+):
+    frames = 4
+    xs, streams = broadcast_case(types, lanes, held, n_elements, frame_beats, frames, 5)
+    dut = BroadcastMerge(op, n_elements, types, lanes, held, frame_beats)
+    run, in_cycles = simulate_join(
+        dut,
+        streams,
+        frames * frame_beats,
+        seed=frame_beats,
+        valid_prob=rates_for(valid_prob, len(types)),
+        ready_prob=ready_prob,
+    )
+    want = merge_acc(op, xs, types)  # numpy broadcasting of (frames, beats, lanes)
+    assert run.outputs == beats(want.reshape(-1, n_elements))
+    for k, h in enumerate(held):
+        assert len(in_cycles[k]) == frames * (1 if h else frame_beats)
+
+
+@pytest.mark.parametrize("frame_beats", [1, 2, 6])
+def test_broadcast_merge_loses_no_cycle_between_frames(frame_beats):
+    """At full rate the held operand is taken on its frame's first beat and used at once
+    (no bubble): every streamed beat moves on consecutive cycles, out ``latency`` later."""
+    types, frames = TYPE_SETS[0], 5
+    xs, streams = broadcast_case(types, [2, 2], [False, True], 2, frame_beats, frames, 6)
+    dut = BroadcastMerge(MergeOp.ADD, 2, types, [2, 2], [False, True], frame_beats)
+    run, in_cycles = simulate_join(dut, streams, frames * frame_beats)
+    assert in_cycles[0] == list(range(frames * frame_beats))
+    assert in_cycles[1] == [frame * frame_beats for frame in range(frames)]
+    assert run.out_cycles == [c + dut.latency for c in in_cycles[0]]
+    assert run.outputs == beats(merge_acc(MergeOp.ADD, xs, types).reshape(-1, 2))
+
+
+def test_broadcast_merge_holds_an_early_operand_until_the_frame_ends():
+    """The held input's next beat waits (ready low) until the last beat of the frame that
+    uses the one before: an operand offered early is not taken early."""
+    types, frames, frame_beats = TYPE_SETS[0], 3, 4
+    xs, streams = broadcast_case(types, [1, 1], [False, True], 1, frame_beats, frames, 7)
+    dut = BroadcastMerge(MergeOp.MULTIPLY, 1, types, [1, 1], [False, True], frame_beats)
+    run, in_cycles = simulate_join(dut, streams, frames * frame_beats, valid_prob=[0.3, 1.0])
+    streamed, held = in_cycles
+    for frame in range(1, frames):
+        assert held[frame] > streamed[frame * frame_beats - 1]
+        assert held[frame] <= streamed[frame * frame_beats]
+    assert run.outputs == beats(merge_acc(MergeOp.MULTIPLY, xs, types).reshape(-1, 1))
+
+
+def test_broadcast_merge_refuses_what_does_not_broadcast():
+    types = TYPE_SETS[0]
+    with pytest.raises(RtlgenError, match="does not broadcast to 4"):
+        BroadcastMerge(MergeOp.ADD, 4, types, [4, 2], [False, True], 3)
+    with pytest.raises(RtlgenError, match="every input is held"):
+        BroadcastMerge(MergeOp.ADD, 4, types, [4, 4], [True, True], 3)
+
+
+@pytest.mark.parametrize("valid_prob,ready_prob", RATES, ids=["full", "random"])
+def test_merge_with_a_held_operand_divides_and_requantizes(valid_prob, ready_prob):
+    """`Merge` builds a `BroadcastMerge` for broadcasting inputs and keeps its output step:
+    an average of 3 (a division) of an image, one channel and a held vector."""
+    types, out_type, frames, frame_beats = TYPE_SETS[1], FixedType(6, 2), 3, 5
+    lanes, held = [3, 1, 3], [False, False, True]
+    xs, streams = broadcast_case(types, lanes, held, 3, frame_beats, frames, 8)
+    dut = Merge(
+        MergeOp.AVERAGE, 3, types, out_type, lanes=lanes, held=held, frame_beats=frame_beats
+    )
+    assert isinstance(dut.merge, BroadcastMerge)
+    run, _ = simulate_join(
+        dut,
+        streams,
+        frames * frame_beats,
+        seed=2,
+        valid_prob=rates_for(valid_prob, 3),
+        ready_prob=ready_prob,
+    )
+    assert run.outputs == beats(merge(MergeOp.AVERAGE, xs, types, out_type).reshape(-1, 3))
 
 
 # ---------------------------------------------------------------------------------------

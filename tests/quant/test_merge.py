@@ -278,3 +278,40 @@ def test_acc_type_holds_every_extreme_and_is_the_narrowest(op, types):
     acc = merge_acc(op, xs, types)
     assert acc.tolist() == [r for r, _ in results]
     assert acc.min() >= acc_type.min_int and acc.max() <= acc_type.max_int
+
+
+# Broadcasting (Keras merges of an operand of one position or one channel): per sample
+# shapes of each input, the first spanning everything
+BROADCASTS = [
+    [(5, 3, 4), (1, 1, 4)],  # squeeze-and-excitation: an image and one vector
+    [(1, 1, 4), (5, 3, 4), (5, 3, 1)],  # the vector first; one channel over the channels
+    [(7, 3), (1, 3)],  # a sequence and one vector
+    [(6,), (1,)],  # a vector and one value
+]
+
+
+@pytest.mark.parametrize("shapes", BROADCASTS, ids=["image", "first", "sequence", "flat"])
+@pytest.mark.parametrize("op,types", list(cases(TYPE_SETS[:2])))
+def test_broadcast_merge_equals_keras(op, types, shapes):
+    """Inputs of shapes that broadcast give Keras's result exactly (the accumulator), and
+    the same mantissas as the equal-shape merge of the inputs stretched by numpy."""
+    shapes = shapes[: len(types)]
+    if len(shapes) < len(types):
+        shapes = [*shapes, shapes[0]]
+    rng = np.random.default_rng(len(types) * 10 + len(shapes[0]))
+    xs = [random_inputs([t], (3, *s), rng)[0] for t, s in zip(types, shapes, strict=True)]
+    floats = [t.to_float(x) for x, t in zip(xs, types, strict=True)]
+    acc_type = merge_acc_type(op, types)
+    divisor = 1 if op is not MergeOp.AVERAGE or not len(types) & (len(types) - 1) else 6
+    out_type = FixedType(acc_type.width + divisor, acc_type.frac + divisor, acc_type.signed)
+    got = merge(op, xs, types, out_type)
+    full = np.broadcast_shapes(*(x.shape for x in xs))
+    assert got.shape == full
+    stretched = [np.broadcast_to(x, full) for x in xs]
+    np.testing.assert_array_equal(got, merge(op, stretched, types, out_type))
+    expected = keras_merge(op, floats)
+    assert expected.shape == full
+    if divisor > 1:
+        np.testing.assert_array_equal(got, out_type.quantize(expected))
+    else:
+        np.testing.assert_array_equal(out_type.to_float(got), expected)
