@@ -210,6 +210,16 @@ class MultiWindowGenerator(wiring.Component):
         return [lambda inputs, output: _walk_block(inputs, output, pattern)]
 
     def elaborate(self, platform):
+        from . import mac_verilog, window_verilog
+
+        text_modules = mac_verilog.active()
+        if (
+            text_modules is not None
+            and type(self) is MultiWindowGenerator
+            and window_verilog.multi_supported(self)
+        ):
+            # Verilog emission: an instance of the same generator written as text
+            return text_modules.instance_of(self, window_verilog.multi_window_verilog, "mwin")
         m = Module()
         rows = self.rows
         kernel_h, kernel_w = self.kernel

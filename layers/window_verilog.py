@@ -18,11 +18,15 @@ values, and the line memory as a Verilog memory ``line_memory`` (initially zero)
 write port and one synchronous, non-transparent read port: what Yosys infers as a RAM from
 Amaranth's `Memory` too. A register of zero bits in Amaranth (a range of one value: one
 walked row, one walked column, no row or column to wait for) is its constant 0 here.
-tests/layers/test_window_verilog.py proves the two equivalent with Yosys and compares them in
-simulation.
+`multi_window_verilog(window, name)` is the same for a `multi_pixel.MultiWindowGenerator`
+(P pixels per beat, valid padding): registers ``row``, ``beat``, ``last_beat``, ``last_row``,
+``row_emits``, ``beat_emits``, ``o__valid``, ``strip_<r>_<q>``, a line memory of
+``beats_per_row`` words. tests/layers/test_window_verilog.py proves both equivalent to
+Amaranth's Verilog with Yosys and runs them side by side in Icarus Verilog.
 
-Not written (`supported`): a one-column image with a line memory (kernel_h > 1 and
-width 1), whose read port must be transparent: Amaranth converts it as before.
+Not written (`supported`, `multi_supported`): a line memory of one word (kernel_h > 1 and a
+one-column image, or a row of one beat), whose read port must be transparent: Amaranth
+converts it as before.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from amaranth.hdl import Shape
 from .mac_verilog import _PORTS, _hex
 
 if TYPE_CHECKING:
+    from .multi_pixel import MultiWindowGenerator
     from .window import WindowGenerator
 
 
@@ -250,6 +255,157 @@ def window_verilog(window: WindowGenerator, name: str) -> str:
         *[f"      {load}" for load in step_loads],
         "    end else if (o__ready) o__valid <= 1'h0;",
         *[f"    {load}" for load in other_loads],
+        "    if (rst) begin",
+        *[
+            f"      {load}"
+            for reg, value in resets.items()
+            for load in text.load(reg, _hex(value, max(text.widths[reg], 1)))
+        ],
+        "    end",
+        "  end",
+        "endmodule",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def multi_supported(window: MultiWindowGenerator) -> bool:
+    """Whether `multi_window_verilog` writes ``window``: not a one-beat row with a line memory
+    (whose read port must be transparent)."""
+    return window.kernel[0] == 1 or window.rows.beats_per_row > 1
+
+
+def multi_window_verilog(window: MultiWindowGenerator, name: str) -> str:
+    """The Verilog module ``name`` of a `multi_pixel.MultiWindowGenerator` (P pixels per beat,
+    valid padding), as `window_verilog` writes a `WindowGenerator`: the same ports, registers
+    (``row``, ``beat``, ``last_beat``, ``last_row``, ``row_emits``, ``beat_emits``,
+    ``o__valid``, ``strip_<r>_<q>``), reset, initial values and line memory
+    (``line_memory``, ``beats_per_row`` words); ``multi_supported(window)``."""
+    if not multi_supported(window):
+        raise ValueError("multi_window_verilog: a one-beat row with a line memory")
+    rows = window.rows
+    kernel_h, kernel_w = window.kernel
+    pixels, beats = rows.pixels, rows.beats_per_row
+    pixel_width = window.channels * window.elem_shape.width
+    beat_width = pixels * pixel_width
+    text = _Text()
+
+    row = text.reg("row", _range_width(rows.height), 0)
+    beat = text.reg("beat", _range_width(beats), 0)
+    flags = {
+        "last_beat": beats == 1,
+        "last_row": rows.height == 1,
+        "row_emits": window.row_emits(0),
+        "beat_emits": window.beat_emits(0),
+    }
+    for flag, init in flags.items():
+        text.reg(flag, 1, int(init))
+    text.decls += ["reg o__valid = 1'h0;", "wire step;"]
+    # the next walk position unsized as Amaranth's `beat + 1` (one bit wider than `beat`):
+    # compared and table-indexed at that width, truncated into the counters
+    beat_next_width = max(text.widths["beat"], 1) + 1
+    row_next_width = max(text.widths["row"], 1) + 1
+    next_beat = text.wire("next_beat", beat_next_width, f"last_beat ? 1'h0 : {beat} + 1'h1")
+    next_row = text.wire(
+        "next_row", row_next_width, f"last_beat ? (last_row ? 1'h0 : {row} + 1'h1) : {row}"
+    )
+    row_table = sum(1 << r for r in range(rows.height) if window.row_emits(r))
+    beat_table = sum(1 << b for b in range(beats) if window.beat_emits(b))
+    text.assigns += [
+        "assign i__ready = ~o__valid | o__ready;",
+        "assign step = i__ready & i__valid;",
+    ]
+    resets = {"o__valid": 0, "row": 0, "beat": 0}
+    resets |= {flag: int(init) for flag, init in flags.items()}
+    text.widths["o__valid"] = 1
+    step_loads = [
+        *text.load("beat", next_beat),
+        *text.load("row", next_row),
+        f"last_beat <= {next_beat} == {_const(beats - 1)};",
+        f"last_row <= {next_row} == {_const(rows.height - 1)};",
+        f"row_emits <= {_hex(row_table, rows.height)} >> {next_row};",
+        f"beat_emits <= {_hex(beat_table, beats)} >> {next_beat};",
+        "o__valid <= row_emits & beat_emits;",
+    ]
+
+    def pixel(word: str, slot: int) -> str:
+        return f"{word}[{(slot + 1) * pixel_width - 1}:{slot * pixel_width}]"
+
+    block = [[pixel("i__payload", j) for j in range(pixels)]]  # bottom to top
+    if kernel_h > 1:
+        history = kernel_h - 1
+        word = history * beat_width
+        address_width = _range_width(beats)
+        text.decls += [
+            f"reg [{word - 1}:0] line_memory [{beats - 1}:0];",
+            "initial begin",
+            *[f"  line_memory[{k}] = {_hex(0, word)};" for k in range(beats)],
+            "end",
+            f"wire [{address_width - 1}:0] read__addr;",
+            f"reg [{word - 1}:0] read__data;",
+            f"wire [{word - 1}:0] write__data;",
+        ]
+        written = "i__payload"
+        if history > 1:
+            written = f"{{read__data[{(history - 1) * beat_width - 1}:0], i__payload}}"
+        text.assigns += [
+            f"assign read__addr = step ? {next_beat} : {beat};",
+            f"assign write__data = {written};",
+        ]
+        for k in range(history):
+            low = k * beat_width
+            block.append(
+                [
+                    f"read__data[{low + (j + 1) * pixel_width - 1}:{low + j * pixel_width}]"
+                    for j in range(pixels)
+                ]
+            )
+    block.reverse()  # top to bottom
+
+    strip_width = kernel_w - 1 + pixels
+    for r in range(kernel_h):
+        for q in range(strip_width):
+            text.reg(f"strip_{r}_{q}", pixel_width, 0)
+        for q in range(kernel_w - 1):
+            step_loads.append(f"strip_{r}_{q} <= strip_{r}_{q + pixels};")
+        for j in range(pixels):
+            step_loads.append(f"strip_{r}_{kernel_w - 1 + j} <= {block[r][j]};")
+
+    def element(t: int, r: int, c: int) -> str:
+        return f"strip_{r}_{window.first_slot + t * window.stride[1] + c}"
+
+    slots = range(window.out_pixels)
+    positions = [(r, c) for r in range(kernel_h) for c in range(kernel_w)]
+    if window.interleave:
+        parts = [element(t, r, c) for r, c in positions for t in slots]
+    else:
+        parts = [element(t, r, c) for t in slots for r, c in positions]
+    text.assigns.append(f"assign o__payload = {{{', '.join(reversed(parts))}}};")
+
+    lines = [
+        f"module {name}({_PORTS});",
+        "  input clk;",
+        "  input rst;",
+        f"  input [{beat_width - 1}:0] i__payload;",
+        "  input i__valid;",
+        "  output i__ready;",
+        f"  output [{len(parts) * pixel_width - 1}:0] o__payload;",
+        "  output o__valid;",
+        "  input o__ready;",
+        *[f"  {d}" for d in text.decls],
+        *[f"  {a}" for a in text.assigns],
+    ]
+    if kernel_h > 1:
+        lines += [
+            "  always @(posedge clk)",
+            f"    if (step) line_memory[{beat}] <= write__data;",
+            "  always @(posedge clk)",
+            "    read__data <= line_memory[read__addr];",
+        ]
+    lines += [
+        "  always @(posedge clk) begin",
+        "    if (step) begin",
+        *[f"      {load}" for load in step_loads],
+        "    end else if (o__ready) o__valid <= 1'h0;",
         "    if (rst) begin",
         *[
             f"      {load}"

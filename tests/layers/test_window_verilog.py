@@ -4,7 +4,9 @@
 paired registers and line-memory words) to the Verilog Amaranth's back end writes for the
 same `WindowGenerator`, on odd geometries: 1D and 2D kernels, 1x1 windows (zero-bit wait
 counters), strides above the kernel, padding wider than the kernel, one-row and one-column
-images, signed elements with a negative pad value, several channels. Icarus Verilog runs
+images, signed elements with a negative pad value, several channels; and of a
+`MultiWindowGenerator` (2-4 pixels per beat, row offsets, strides, interleaved windows, one-row
+images and one-beat rows without a line memory). Icarus Verilog runs
 both side by side on random pixels with random input gaps, output backpressure and resets,
 the line memory as a memory (not mapped to registers). (Whole networks with text window
 generators: the conv network tests, which convert through `rtlgen.emit`.)"""
@@ -18,8 +20,14 @@ from amaranth.hdl import signed, unsigned
 
 from rtlgen.emit import component_verilog
 from rtlgen.layers.mac_verilog import verilog_text
+from rtlgen.layers.multi_pixel import MultiWindowGenerator, PixelRows
 from rtlgen.layers.window import WindowGenerator
-from rtlgen.layers.window_verilog import supported, window_verilog
+from rtlgen.layers.window_verilog import (
+    multi_supported,
+    multi_window_verilog,
+    supported,
+    window_verilog,
+)
 from rtlgen.sim_tb import icarus
 
 from .test_mac_verilog import equivalent
@@ -38,18 +46,38 @@ GEOMETRIES = {
 }
 
 
-def generator(geometry: str) -> WindowGenerator:
+# pixels per beat (`MultiWindowGenerator`, valid padding): (rows, channels, kernel, stride,
+# element, interleave)
+MULTI_GEOMETRIES = {
+    "p2-offset-3x2": (PixelRows(5, 7, 2, 1), 2, (3, 2), (1, 2), unsigned(4), False),
+    "p4-3x3-stride2-interleaved": (PixelRows(6, 8, 4, 0), 1, (3, 3), (2, 2), signed(5), True),
+    "p3-one-row": (PixelRows(1, 9, 3, 2), 2, (1, 3), (1, 3), unsigned(3), False),
+    "p4-1x1-one-beat-rows": (PixelRows(4, 4, 4, 0), 2, (1, 1), (1, 1), unsigned(3), False),
+    "p2-4x2-stride3": (PixelRows(7, 5, 2, 1), 1, (4, 2), (3, 1), signed(4), False),
+    "p2-pool-interleaved": (PixelRows(4, 6, 2, 0), 3, (2, 2), (2, 2), unsigned(2), True),
+}
+
+
+def generator(geometry: str) -> WindowGenerator | MultiWindowGenerator:
+    if geometry in MULTI_GEOMETRIES:
+        rows, channels, kernel, stride, shape, interleave = MULTI_GEOMETRIES[geometry]
+        return MultiWindowGenerator(rows, channels, kernel, stride, shape, interleave=interleave)
     height, width, channels, kernel, stride, padding, shape, pad = GEOMETRIES[geometry]
     return WindowGenerator(height, width, channels, kernel, stride, padding, shape, pad)
 
 
-@pytest.mark.parametrize("geometry", GEOMETRIES)
+def text_of(window, name: str) -> str:
+    if isinstance(window, MultiWindowGenerator):
+        assert multi_supported(window)
+        return multi_window_verilog(window, name)
+    assert supported(window)
+    return window_verilog(window, name)
+
+
+@pytest.mark.parametrize("geometry", [*GEOMETRIES, *MULTI_GEOMETRIES])
 def test_text_module_is_equivalent_to_amaranths(geometry, tmp_path):
     window = generator(geometry)
-    assert supported(window)
-    ok, status = equivalent(
-        component_verilog(window, "gold"), window_verilog(window, "gate"), tmp_path
-    )
+    ok, status = equivalent(component_verilog(window, "gold"), text_of(window, "gate"), tmp_path)
     assert ok, status[-3000:]
     assert "0 are unproven" in status, status[-3000:]
 
@@ -116,11 +144,13 @@ endmodule
 
 
 @pytest.mark.skipif(icarus.iverilog_version() is None, reason="iverilog is not installed")
-@pytest.mark.parametrize("geometry", ["3x2-same-ish", "4x3-stride3-signed", "1d-strided"])
+@pytest.mark.parametrize(
+    "geometry", ["3x2-same-ish", "4x3-stride3-signed", "1d-strided", "p2-offset-3x2"]
+)
 def test_text_module_runs_as_amaranths_under_gaps_and_backpressure(geometry, tmp_path):
     window = generator(geometry)
-    in_bits = window.channels * window.elem_shape.width
-    out_bits = window.window_size * window.elem_shape.width
+    in_bits = window.i.payload.shape().size
+    out_bits = window.o.payload.shape().size
     bench = TESTBENCH.format(
         in_msb=in_bits - 1,
         out_msb=out_bits - 1,
@@ -128,7 +158,7 @@ def test_text_module_runs_as_amaranths_under_gaps_and_backpressure(geometry, tmp
         cycles=3000,
         randoms=", ".join(["$random(seed)"] * (in_bits // 32 + 1)),
     )
-    files = {"gold.v": component_verilog(window, "gold"), "gate.v": window_verilog(window, "gate")}
+    files = {"gold.v": component_verilog(window, "gold"), "gate.v": text_of(window, "gate")}
     for name, text in {**files, "tb.v": bench}.items():
         (tmp_path / name).write_text(text)
     subprocess.run(["iverilog", "-g2005", "-o", "tb.vvp", "tb.v", *files], cwd=tmp_path, check=True)
@@ -147,6 +177,14 @@ def test_a_one_column_image_with_a_line_memory_is_left_to_amaranth():
         text = component_verilog(window, "w")
     assert modules.modules == {} and "line_memory" in text
     assert supported(WindowGenerator(5, 1, 2, (1, 1), (1, 1), (1, 1, 0, 0), unsigned(4)))
+
+
+def test_a_one_beat_row_with_a_line_memory_is_left_to_amaranth():
+    window = MultiWindowGenerator(PixelRows(5, 3, 4, 0), 2, (2, 2), (1, 1), unsigned(4))
+    assert not multi_supported(window)
+    with verilog_text("net") as modules:
+        text = component_verilog(window, "w")
+    assert modules.modules == {} and "line_memory" in text
 
 
 def test_equal_generators_share_one_text_module():
