@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import subprocess
 
+import numpy as np
 import pytest
 from amaranth.hdl import signed, unsigned
 
@@ -77,6 +78,43 @@ def text_of(window, name: str) -> str:
 @pytest.mark.parametrize("geometry", [*GEOMETRIES, *MULTI_GEOMETRIES])
 def test_text_module_is_equivalent_to_amaranths(geometry, tmp_path):
     window = generator(geometry)
+    ok, status = equivalent(component_verilog(window, "gold"), text_of(window, "gate"), tmp_path)
+    assert ok, status[-3000:]
+    assert "0 are unproven" in status, status[-3000:]
+
+
+def random_generator(seed: int) -> WindowGenerator | MultiWindowGenerator:
+    """A random small generator: one or P pixels per beat, any kernel, stride and padding
+    that fit, signed or unsigned elements of 1-6 bits, a pad value in range."""
+    rng = np.random.default_rng(seed)
+    channels = int(rng.integers(1, 4))
+    bits = int(rng.integers(1, 7))
+    shape = signed(bits) if bits > 1 and rng.integers(2) else unsigned(bits)
+    kernel = (int(rng.integers(1, 5)), int(rng.integers(1, 5)))
+    height = int(rng.integers(kernel[0], 8))
+    if seed % 3 == 2:  # pixels per beat: valid padding, the stride dividing P
+        stride_w = int(rng.integers(1, 3))
+        pixels = stride_w * int(rng.integers(1, 3))
+        offset = int(rng.integers(pixels))
+        # rows of two beats or more (a one-beat row with a line memory is not written)
+        width = int(rng.integers(max(kernel[1], pixels - offset + 1), 10))
+        rows = PixelRows(height, width, pixels, offset)
+        stride = (int(rng.integers(1, 4)), stride_w)
+        return MultiWindowGenerator(
+            rows, channels, kernel, stride, shape, interleave=bool(rng.integers(2))
+        )
+    width = int(rng.integers(2, 9))
+    padding = tuple(int(v) for v in rng.integers(0, 4, size=4))
+    stride = (int(rng.integers(1, 5)), int(rng.integers(1, 5)))
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if shape.signed else (0, (1 << bits) - 1)
+    pad = int(rng.integers(lo, hi + 1)) if rng.integers(2) else 0
+    return WindowGenerator(height, width, channels, kernel, stride, padding, shape, pad)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(24))
+def test_text_module_is_equivalent_to_amaranths_on_random_geometries(seed, tmp_path):
+    window = random_generator(seed)
     ok, status = equivalent(component_verilog(window, "gold"), text_of(window, "gate"), tmp_path)
     assert ok, status[-3000:]
     assert "0 are unproven" in status, status[-3000:]
