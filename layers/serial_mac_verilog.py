@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 from .common import Multiplier
 from .mac_verilog import _alike, _hex, module_head
+from .serial_mac import ONE_HOT_ROM_WORDS
 
 if TYPE_CHECKING:
     from .serial_mac import SerialMatVec
@@ -46,6 +47,10 @@ def supported(mac: SerialMatVec) -> bool:
     """Whether `serial_verilog` writes ``mac``: every configuration (one-hot, logic and
     block ROMs; one or more input or result beats; LUT or DSP products; any stages)."""
     return True
+
+
+def _bit(value: bool) -> str:
+    return f"1'h{int(value)}"
 
 
 def _bits(width: int) -> str:
@@ -102,30 +107,21 @@ class _Writer:
             "wire start;",
             "wire step;",
         ]
+        # the successor tables (with result beats: whether the word starts / ends one)
         table = ["  always @* begin", "    case (word)"]
-        for s in range(words - 1):
-            ends_beat = int((s + 1) % beat_words == beat_words - 1)
-            table.append(
-                f"      {_hex(s, word_width)}: begin successor = {_hex(s + 1, word_width)}; "
-                f"successor_ends_beat = 1'h{ends_beat};"
-                + (
-                    f" starts_result = 1'h{int(s % steps == 0)};"
-                    f" ends_result = 1'h{int(mac.ends_result(s))};"
-                    if chunked
-                    else ""
-                )
-                + " end"
-            )
-        table.append(
-            f"      default: begin successor = {_hex(0, word_width)}; "
-            f"successor_ends_beat = 1'h{int(beat_words == 1)};"
-            + (
-                f" starts_result = 1'h{int((words - 1) % steps == 0)}; ends_result = 1'h1;"
-                if chunked
-                else ""
-            )
-            + " end"
-        )
+        for s in [*range(words - 1), None]:  # None: the last word and the codes never held
+            values = {
+                "successor": _hex(0 if s is None else s + 1, word_width),
+                "successor_ends_beat": _bit(
+                    beat_words == 1 if s is None else (s + 1) % beat_words == beat_words - 1
+                ),
+            }
+            if chunked:
+                values["starts_result"] = _bit((words - 1 if s is None else s) % steps == 0)
+                values["ends_result"] = _bit(s is None or mac.ends_result(s))
+            label = "default" if s is None else _hex(s, word_width)
+            body = " ".join(f"{name} = {value};" for name, value in values.items())
+            table.append(f"      {label}: begin {body} end")
         table += ["    endcase", "  end"]
         if chunked:
             self.decls += ["reg starts_result;", "reg ends_result;"]
@@ -168,7 +164,12 @@ class _Writer:
                 "      end",
             ]
         else:
-            take = ["      if (start) begin", "        xs <= padded;", "        busy <= 1'h1;", "      end"]
+            take = [
+                "      if (start) begin",
+                "        xs <= padded;",
+                "        busy <= 1'h1;",
+                "      end",
+            ]
         self.control_block = [
             "      if (step) begin",
             "        word <= successor;",
@@ -193,11 +194,11 @@ class _Writer:
                 value |= (int(wv) & ((1 << w_width) - 1)) << (idx * w_width)
             rom_init.append(value)
         loads = self.loads
-        if words <= _one_hot_words():
+        if words <= ONE_HOT_ROM_WORDS:
             self.reg("hot", words, 1, reset=True)
             if words > 1:
-                hot_next = f"{{hot[{words - 2}:0], hot[{words - 1}]}}" if words > 2 else "{hot[0], hot[1]}"
-                loads.append(f"if (step) hot <= {hot_next};")
+                rotated = f"{{hot[{words - 2}:0], hot[{words - 1}]}}"  # rotate_left(1)
+                loads.append(f"if (step) hot <= {rotated};")
             bits = []
             for b in range(row_width):
                 ones = [s for s, word in enumerate(rom_init) if word >> b & 1]
@@ -398,12 +399,6 @@ class _Writer:
         lines += acc_lines
         lines.append("endmodule")
         return "\n".join(lines) + "\n"
-
-
-def _one_hot_words() -> int:
-    from .serial_mac import ONE_HOT_ROM_WORDS
-
-    return ONE_HOT_ROM_WORDS
 
 
 def _any(bits: list[str]) -> str:

@@ -34,7 +34,9 @@ def pooled_conv_net(seed: int = 0) -> ir.ModelGraph:
 
     def conv(name, shape, filters, pad):
         out = (shape[0] - 2 * (1 - pad), shape[1] - 2 * (1 - pad), filters)
-        weights = rng.normal(size=(3, 3, shape[2], filters)) * (rng.random((3, 3, shape[2], filters)) > 0.3)
+        weights = rng.normal(size=(3, 3, shape[2], filters)) * (
+            rng.random((3, 3, shape[2], filters)) > 0.3
+        )
         return ir.Conv(name, shape, out, weights=ir.FloatTensor(weights, kq),
                        bias=ir.FloatTensor(rng.normal(size=filters) * 0.3, kq), kernel=(3, 3),
                        stride=(1, 1), padding=(pad,) * 4, activation=ir.RELU, out_quantizer=relu)  # fmt: skip
@@ -43,7 +45,10 @@ def pooled_conv_net(seed: int = 0) -> ir.ModelGraph:
         out = (shape[0] // 2, shape[1] // 2, shape[2])
         return ir.Pool(name, shape, out, kind=ir.PoolKind.MAX, pool=(2, 2), stride=(2, 2)), out
 
-    nodes: list[ir.Node] = [ir.Input("in", (16, 16, 1), (16, 16, 1)), conv("conv0", (16, 16, 1), 3, 1)]
+    nodes: list[ir.Node] = [
+        ir.Input("in", (16, 16, 1), (16, 16, 1)),
+        conv("conv0", (16, 16, 1), 3, 1),
+    ]
     pool0, shape = pool("pool0", (16, 16, 3))
     pool1, shape = pool("pool1", shape)
     conv1 = conv("conv1", shape, 4, 0)
