@@ -1048,7 +1048,12 @@ def _size_fifos(network: NetworkPlan) -> tuple[FifoPlan, ...]:
         if not any(sources[k] & other for j, other in enumerate(sources) if j != k):
             independent.add((consumer, k))
     depths = _least_depths(
-        network, skid, {edge: timing.fifo_depths[edge] for edge in order}, independent, samples
+        network,
+        skid,
+        {edge: timing.fifo_depths[edge] for edge in order},
+        independent,
+        samples,
+        optional,
     )
     types = {n.name: n.out_type for n in graph.nodes}
     fifos = []
@@ -1108,6 +1113,7 @@ def _least_depths(
     depths: dict[tuple[str, int], int],
     independent: set[tuple[str, int]] = frozenset(),  # type: ignore[assignment]
     samples: int = 3,
+    together: set[tuple[str, int]] = frozenset(),  # type: ignore[assignment]
 ) -> dict[tuple[str, int], int]:
     """Each FIFO shrunk, one after another, to the least depth at which the network's
     full-rate timing (every sample's start and last output handshake of the modelled
@@ -1117,7 +1123,9 @@ def _least_depths(
     handshake model. The ``independent`` join inputs (from other network inputs than the
     join's other inputs: no fork feeds both, see `_size_fifos`) go first and may shrink to
     0, no FIFO, where no sample starts and no output comes later (no FIFO is needed where
-    the other branch is never behind, e.g. features waiting for an image's beats)."""
+    the other branch is never behind, e.g. features waiting for an image's beats). The
+    inputs of a join in ``together`` (a broadcasting merge's: one FIFO alone can be later
+    than none at all) are first tried without any FIFO at once."""
     from rtlgen.timing import beat_times
 
     def times(trial: dict[tuple[str, int], int]):
@@ -1145,7 +1153,12 @@ def _least_depths(
             for t, w in zip(got, want, strict=True)
         )
 
-    for edge in [e for e in depths if e in independent]:
+    joins = {consumer for consumer, _ in together}
+    for join in sorted(joins):
+        group = {e: 0 for e in depths if e in together and e[0] == join}
+        if no_later(times({**depths, **group})):
+            depths.update(group)
+    for edge in [e for e in depths if e in independent and depths[e]]:
         # no FIFO first: a one-entry FIFO (a register taking every other cycle) can be
         # slower than none, so the depths are not monotone there
         if no_later(times({**depths, edge: 0})):

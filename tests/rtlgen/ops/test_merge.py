@@ -17,7 +17,7 @@ import pytest
 
 from rtlgen.frontend import read_model
 from rtlgen.passes import PrecisionConfig, lower
-from rtlgen.quant.errors import UnsupportedError
+from rtlgen.quant.errors import RtlgenError, UnsupportedError
 from rtlgen.quant.fixed import FixedType
 from rtlgen.quant.reference import predict
 from tests.models import exact_inputs
@@ -230,3 +230,217 @@ def test_a_float_residual_model_calibrates_through_its_branches(tmp_path):
     want = model.predict(x, verbose=0).astype(np.float64)
     # 16-bit weights, 10 result fraction bits per layer: a few 2**-10 steps through 3 layers
     np.testing.assert_allclose(predict(calibrated, x), want, atol=2**-6)
+
+
+# ---------------------------------------------------------------------------------------
+# broadcasting merges: an operand of one position (squeeze-and-excitation) or one channel
+# ---------------------------------------------------------------------------------------
+QUANT = {"kernel_quantizer": "quantized_bits(4,0,alpha=1)", "bias_quantizer": "quantized_bits(4,0,alpha=1)"}
+
+
+def se_model(squeeze: str, keepdims: bool = True, shape=(4, 2, 4), seed: int = 0):
+    """A squeeze-and-excitation block on a QKeras conv: x -> QConv2D 1x1 -> c;
+    c -> GlobalAveragePooling2D (keepdims, or then Reshape((1, 1, C))) -> QDense(C/2, relu)
+    -> QDense(C) -> ``squeeze`` (a QKeras quantizer, or a Keras activation) -> s;
+    Multiply([s, c]) (the operand of one position first)."""
+    pytest.importorskip("qkeras")
+    import tensorflow as tf
+    from qkeras import QActivation, QConv2D, QDense
+
+    tf.keras.utils.set_random_seed(seed)
+    L = tf.keras.layers
+    channels = shape[-1]
+    x = L.Input(shape, name="x")
+    c = QActivation("quantized_bits(6,2)", name="cq")(QConv2D(channels, 1, name="c", **QUANT)(x))
+    s = L.GlobalAveragePooling2D(keepdims=keepdims, name="gap")(c)
+    if not keepdims:
+        s = L.Reshape((1, 1, channels), name="r")(s)
+    s = QDense(max(channels // 2, 1), activation="quantized_relu(4,1)", name="fc1", **QUANT)(s)
+    s = QDense(channels, name="fc2", **QUANT)(s)
+    s = (QActivation if squeeze.startswith("quantized") else L.Activation)(squeeze, name="sq")(s)
+    y = L.Multiply(name="scale")([s, c])
+    return tf.keras.Model(x, y, name="se_block")
+
+
+def saved_h5(model, tmp_path) -> object:
+    path = tmp_path / f"{model.name}.h5"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.save(path)
+    return path
+
+
+@pytest.mark.parametrize("keepdims", [True, False], ids=["keepdims", "reshape"])
+@pytest.mark.parametrize(
+    "squeeze", ["quantized_bits(4,0,alpha=1)", "quantized_sigmoid(6)", "sigmoid", "hard_sigmoid"]
+)
+def test_squeeze_and_excitation_predicts_like_keras(squeeze, keepdims, tmp_path):
+    """Exactly with a QKeras squeeze quantizer (2x4 positions: the mean is a binary
+    fraction); a float sigmoid is a table rounded into its output type, so within half its
+    step times the largest |c| (4)."""
+    model = se_model(squeeze, keepdims)
+    x = exact_inputs((4, 2, 4), 200, seed=1)
+    want = model.predict(x, verbose=0).astype(np.float64)
+    for path, weights in save_all(model, tmp_path):
+        graph = lower(read_model(path, weights), PrecisionConfig(input=FixedType(8, 4)))
+        scale = graph.node("scale")
+        assert scale.in_shapes == ((1, 1, 4), (4, 2, 4)) and scale.out_shape == (4, 2, 4)
+        got = predict(graph, x)
+        if squeeze.startswith("quantized"):
+            np.testing.assert_array_equal(got, want, err_msg=str(path))
+        else:
+            bound = 0.5 * graph.node("sq").out_type.step * 4 + 1e-6
+            assert np.abs(got - want).max() <= bound, (np.abs(got - want).max(), bound)
+
+
+def broadcast_models():
+    """(model, input shape): an image plus a dense of its global average (Add, keepdims);
+    a sequence minus a dense of its global average as a (C,) vector (Subtract, Keras 2
+    reads the lower rank with leading axes of 1); the maximum of a feature map and one
+    channel of it (H, W, 1), and the minimum of one channel and a (1, 1, C) vector. Keras
+    computes in float32: exact here (few bits, 8 positions)."""
+    pytest.importorskip("qkeras")
+    import tensorflow as tf
+    from qkeras import QActivation, QConv1D, QConv2D, QDense
+
+    tf.keras.utils.set_random_seed(3)
+    L = tf.keras.layers
+    x = L.Input((4, 2, 4), name="x")
+    c = QActivation("quantized_bits(6,2)", name="cq")(QConv2D(4, 1, name="c", **QUANT)(x))
+    s = L.GlobalAveragePooling2D(keepdims=True, name="gap")(x)
+    s = QActivation("quantized_bits(5,2)", name="sq")(QDense(4, name="fc", **QUANT)(s))
+    add = tf.keras.Model(x, L.Add(name="m")([c, s]), name="add_2d")
+
+    x1 = L.Input((8, 3), name="x")
+    c1 = QActivation("quantized_bits(6,2)", name="cq")(QConv1D(3, 1, name="c", **QUANT)(x1))
+    s1 = L.GlobalAveragePooling1D(name="gap")(x1)
+    s1 = QActivation("quantized_bits(5,2)", name="sq")(QDense(3, name="fc", **QUANT)(s1))
+    sub = tf.keras.Model(x1, L.Subtract(name="m")([c1, s1]), name="subtract_1d")
+
+    one = QActivation("quantized_bits(5,2)", name="oq")(QConv2D(1, 1, name="o", **QUANT)(x))
+    mx = L.Maximum(name="m")([c, one])
+    mn = L.Minimum(name="m2")([one, s])
+    chan = tf.keras.Model(x, L.Add(name="sum")([mx, mn]), name="channel")
+    return [(add, (4, 2, 4)), (sub, (8, 3)), (chan, (4, 2, 4))]
+
+
+def test_broadcast_add_subtract_maximum_minimum_predict_exactly_like_keras(tmp_path):
+    for model, shape in broadcast_models():
+        x = exact_inputs(shape, 200, seed=2)
+        want = model.predict(x, verbose=0).astype(np.float64)
+        graph = lower(read_model(saved_h5(model, tmp_path)), PrecisionConfig(input=FixedType(8, 4)))
+        assert any(getattr(n, "input_shapes", ()) for n in graph.nodes), model.name
+        # a power-of-two number of positions: every global average is a binary fraction
+        np.testing.assert_array_equal(predict(graph, x), want, err_msg=model.name)
+
+
+def se_graph(tmp_path, shape, seed=0, squeeze="quantized_bits(4,0,alpha=1)"):
+    model = se_model(squeeze, shape=shape, seed=seed)
+    return lower(read_model(saved_h5(model, tmp_path)), PrecisionConfig(input=FixedType(8, 4)))
+
+
+@pytest.mark.parametrize(
+    "shape,valid,ready",
+    [((5, 3, 4), 0.6, 0.5), ((3, 7, 3), 0.9, 0.2), ((1, 5, 2), 0.3, 0.9), ((5, 3, 4), 0.8, 0.3)],
+)
+def test_squeeze_and_excitation_is_bit_exact_under_backpressure(shape, valid, ready, tmp_path):
+    """Odd shapes (15, 21 and 5 positions): the held scale, the image branch's FIFO and the
+    join are bit-exact with the reference under random input gaps and output backpressure
+    (nothing lost, duplicated or deadlocked)."""
+    graph = se_graph(tmp_path, shape, seed=shape[1])
+    bit_exact_in_simulator(graph, n=4, valid_prob=valid, ready_prob=ready, seed=shape[0])
+
+
+@pytest.mark.parametrize("shape", [(5, 3, 4), (1, 5, 2)])
+def test_squeeze_and_excitation_timing_matches_the_model(shape, tmp_path):
+    """Cycle-exact latency and II at full rate (`rtlgen.timing`'s handshake model of the
+    held operand): one sample per frame, the whole frame in before the scale exists."""
+    latency, ii = timing_matches_model(se_graph(tmp_path, shape))
+    positions = shape[0] * shape[1]
+    assert ii == positions  # the held scale costs no cycle between frames
+    assert latency >= 2 * positions  # the whole frame before the scale, then the frame out
+
+
+def test_broadcast_join_fifo_covers_the_frame_while_the_squeeze_computes(tmp_path):
+    """The image branch's FIFO is sized by the handshake model: at its planned depth the
+    full rate holds, one entry less is slower, and a FIFO shorter than the frame deadlocks
+    (the global pool never sees the frame's last beat)."""
+    from rtlgen.hardware import NetworkTop
+    from rtlgen.timing import beat_times
+
+    top = NetworkTop(se_graph(tmp_path, (5, 3, 4)))
+    (fifo,) = top.plan.fifos
+    assert (fifo.consumer, fifo.input_index, fifo.producer) == ("scale", 1, "c")
+    skid = {p.node.name: top.has_skid_buffer(p) for p in top.plans}
+    edge = (fifo.consumer, fifo.input_index)
+    samples = 6
+    planned = beat_times(top.plan, skid, {edge: fifo.depth}, samples)
+    assert planned and fifo.depth > 15
+    first_in = planned[0]
+    assert all(b - a == 15 for a, b in zip(first_in, first_in[1:], strict=False))
+    less = beat_times(top.plan, skid, {edge: fifo.depth - 1}, samples)
+    assert less and any(
+        t > w
+        for got, want in zip(less, planned, strict=True)
+        for t, w in zip(got, want, strict=True)
+    )
+    assert beat_times(top.plan, skid, {edge: 8}, samples) == ()  # deadlock
+
+
+def test_broadcast_of_an_independent_input_is_bit_exact(tmp_path):
+    """An image and a vector from two model inputs (each slave at its own pace): the vector
+    is held over the image's beats; no fork feeds both, so no FIFO is needed."""
+    tf = pytest.importorskip("tensorflow")
+    from rtlgen.hardware import NetworkTop
+    from rtlgen.quant.reference import run_int
+
+    from ..test_multi_input import random_inputs, run_multi
+
+    L = tf.keras.layers
+    image, vector = L.Input((3, 5, 2), name="image"), L.Input((2,), name="vector")
+    model = tf.keras.Model([image, vector], L.Add(name="m")([image, vector]))
+    graph = lower(read_model(saved_h5(model, tmp_path)), PrecisionConfig(input=FixedType(8, 4)))
+    assert graph.node("m").in_shapes == ((3, 5, 2), (2,))
+    x = random_inputs(graph, 5, seed=4)
+    want = (graph.input.out_type.to_float(x["image"]) + x["vector"][:, None, None, :] / 16)
+    np.testing.assert_array_equal(graph.output.out_type.to_float(run_int(graph, x)), want)
+    assert NetworkTop(graph).plan.fifos == ()
+    run = run_multi(graph, x, 0.5, 0.5, seed=1)
+    np.testing.assert_array_equal(run.outputs["m"], run_int(graph, x))
+
+
+def test_partial_broadcasts_are_refused_in_one_line(tmp_path):
+    tf = pytest.importorskip("tensorflow")
+
+    L = tf.keras.layers
+    x = L.Input((5, 3, 4), name="x")
+    row = L.Input((5, 1, 4), name="row")
+    model = tf.keras.Model([x, row], L.Multiply(name="m")([x, row]))
+    with pytest.raises(UnsupportedError) as info:
+        read_model(saved_h5(model, tmp_path))
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("layer 'm' (Multiply): input shape (5, 1, 4) spans some positions")
+    assert "(1, 1, C), (1, C) or (C,)" in message
+
+
+def test_broadcast_merge_round_trips_through_graph_npz(tmp_path):
+    from rtlgen.serialize import load_graph
+
+    from .spatial_nets import round_trips, tamper
+
+    path = round_trips(se_graph(tmp_path, (3, 3, 2)), tmp_path)
+    assert load_graph(path).node("scale").in_shapes == ((1, 1, 2), (3, 3, 2))
+
+    def partial(desc):
+        desc["fields"]["input_shapes"] = [[1, 3, 2], [3, 3, 2]]
+
+    tamper(path, "Merge", partial)
+    with pytest.raises(RtlgenError, match="spans some positions"):
+        load_graph(path)
+
+
+@pytest.mark.slow
+def test_squeeze_and_excitation_in_verilator(tmp_path, tmp_path_factory):
+    graph = se_graph(tmp_path, (5, 3, 4), seed=4, squeeze="quantized_sigmoid(6)")
+    bit_exact_in_verilator(graph, tmp_path, tmp_path_factory.mktemp("vcache"))
