@@ -194,6 +194,15 @@ class MultiWindowGenerator(wiring.Component):
         return self.rows.beats
 
     @property
+    def conversion_cost(self) -> int:
+        """As `WindowGenerator.conversion_cost`: 0 when written as Verilog text."""
+        from . import window_verilog
+
+        if window_verilog.multi_supported(self):
+            return 0
+        return len(self.i.payload.as_value()) + len(self.o.payload.as_value())
+
+    @property
     def line_memory_bits(self) -> int:
         return (
             (self.kernel[0] - 1)

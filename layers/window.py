@@ -225,6 +225,18 @@ class WindowGenerator(wiring.Component):
         )
 
     @property
+    def conversion_cost(self) -> int:
+        """`rtlgen.emit`'s cost of converting it (whether it becomes a module of its own): 0
+        when it is written as Verilog text (`window_verilog.supported`), which costs nothing
+        in the top, rather than its port bits, which would send a wide one (~60 channels of 8
+        bits) to a worker's Amaranth and Yosys run for a module holding one instance."""
+        from . import window_verilog
+
+        if window_verilog.supported(self):
+            return 0
+        return len(self.i.payload.as_value()) + len(self.o.payload.as_value())
+
+    @property
     def line_memory_bits(self) -> int:
         """Bits of line memory: (kernel_h - 1) rows x width x channels x element width."""
         return (self.kernel[0] - 1) * self.width * self.channels * self.elem_shape.width

@@ -251,3 +251,22 @@ def test_text_line_memory_maps_to_ram_cells(tmp_path):
     ).stdout
     cells = dict((name, int(n)) for n, name in re.findall(r"^\s+(\d+)\s+(\S+)$", out, re.M))
     assert any(name.startswith(("RAM32M", "RAM64M", "RAMB")) for name in cells), cells
+
+
+def test_a_wide_window_generator_stays_in_the_top_as_an_instance(tmp_path):
+    """Port bits above `rtlgen.emit.SEPARATE_BITS` (64 channels of 8 bits, 3x3) would make it a
+    module of its own, converted by Amaranth and Yosys for one instance: as text it costs
+    nothing in the top (`conversion_cost` 0)."""
+    import re
+
+    from rtlgen import emit
+
+    from ..rtlgen.nets import conv_net
+
+    graph = conv_net(h=5, w=5, c=64, filters=2, sparsity=0.9, pool=False)
+    design = emit.convert(graph, tmp_path / "d", jobs=1)
+    text = design.verilog.read_text()
+    window = WindowGenerator(5, 5, 64, (3, 3), elem_shape=8)
+    assert len(window.o.payload.as_value()) >= emit.SEPARATE_BITS and window.conversion_cost == 0
+    assert re.search(rf"^module {design.top}__win_", text, re.M)
+    assert not re.search(rf"^module {design.top}__l0_conv_0\(", text, re.M)
