@@ -335,6 +335,35 @@ def func_nested():
     return keras.Model(inp, layers.Dense(3, name="head")(block(h)), name="func_nested")
 
 
+def func_se():
+    """A squeeze-and-excitation block: Conv2D -> GlobalAveragePooling2D(keepdims=True) ->
+    Dense(relu) -> Dense(hard_sigmoid, Keras 3's relu6(x + 3) / 6) -> Multiply with the
+    conv's map (a (1, 1, C) operand broadcast over the image), then a residual Add."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input((5, 3, 4), name="x")
+    c = layers.Conv2D(4, 1, activation="relu", name="conv")(inp)
+    s = layers.GlobalAveragePooling2D(keepdims=True, name="gap")(c)
+    s = layers.Dense(2, activation="relu", name="fc1")(s)
+    s = layers.Dense(4, activation="hard_sigmoid", name="fc2")(s)
+    y = layers.Multiply(name="scale")([c, s])
+    return keras.Model(inp, layers.Add(name="skip")([y, inp]), name="func_se")
+
+
+def func_broadcast_1d():
+    """A sequence minus a Dense of its global average as a (C,) vector (Keras 3 reads the
+    lower rank with a leading axis of 1), times one channel of it (L, 1)."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input((7, 3), name="x")
+    mean = layers.Dense(3, name="fc")(layers.GlobalAveragePooling1D(name="gap")(inp))
+    centred = layers.Subtract(name="centre")([inp, mean])
+    gate = layers.Conv1D(1, 1, activation="sigmoid", name="gate")(inp)
+    return keras.Model(inp, layers.Multiply(name="gated")([gate, centred]), name="func_broadcast_1d")
+
+
 MODELS = {
     "seq_mlp": (seq_mlp, (10,)),
     "seq_no_input": (seq_no_input, (7,)),
@@ -349,6 +378,8 @@ LAYERS = {
     "func_decoder": (func_decoder, (3, 3, 2)),
     "func_activations": (func_activations, (6, 5, 2)),
     "func_nested": (func_nested, (6, 6, 2)),
+    "func_se": (func_se, (5, 3, 4)),
+    "func_broadcast_1d": (func_broadcast_1d, (7, 3)),
 }
 #: recurrent models (random weights in [-0.8, 0.8], as the Keras 2 recurrent tests)
 RECURRENT = {

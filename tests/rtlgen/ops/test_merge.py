@@ -440,6 +440,22 @@ def test_broadcast_merge_round_trips_through_graph_npz(tmp_path):
         load_graph(path)
 
 
+@pytest.mark.parametrize("name", ["func_se", "func_broadcast_1d"])
+def test_keras3_broadcasting_merges_predict_like_keras(name):
+    """Keras 3 archives (tests/data/make_keras3_models.py, float models at the Keras 3
+    tests' input type and tolerance): an SE block with Keras 3's hard_sigmoid and a residual
+    Add; a sequence minus a (C,) vector times one channel (L, 1). Bit-exact under
+    backpressure too."""
+    from rtlgen.api import load_model
+
+    from ..test_keras3 import DATA, INPUT_TYPE, TOLERANCE, agrees_with_keras
+
+    agrees_with_keras(name, TOLERANCE)
+    graph = load_model(DATA / f"{name}.keras", input_type=INPUT_TYPE)
+    assert any(getattr(n, "input_shapes", ()) for n in graph.nodes)
+    bit_exact_in_simulator(graph, n=2, seed=5)
+
+
 @pytest.mark.slow
 def test_squeeze_and_excitation_in_verilator(tmp_path, tmp_path_factory):
     graph = se_graph(tmp_path, (5, 3, 4), seed=4, squeeze="quantized_sigmoid(6)")
