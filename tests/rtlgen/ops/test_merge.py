@@ -361,6 +361,37 @@ def test_squeeze_and_excitation_timing_matches_the_model(shape, tmp_path):
     assert latency >= 2 * positions  # the whole frame before the scale, then the frame out
 
 
+@pytest.mark.slow  # ~6 s: two padded 3x3 convolutions in Amaranth's simulator
+def test_a_scale_before_its_slow_branch_and_shared_by_two_merges_is_bit_exact(tmp_path):
+    """The held operand can also arrive first: two 'same' 3x3 convolutions lag behind the
+    global average of the input. The scale feeds two merges (a fork of a one-beat stream),
+    the second of three inputs (map, image, scale). Bit-exact under backpressure, timing ==
+    model (II: the convolutions' padded walk, 42 cycles for 30 positions)."""
+    pytest.importorskip("qkeras")
+    import tensorflow as tf
+    from qkeras import QActivation, QConv2D, QDense
+
+    tf.keras.utils.set_random_seed(1)
+    L = tf.keras.layers
+    x = L.Input((6, 5, 3), name="x")
+    y = QActivation("quantized_bits(6,2)", name="q1")(
+        QConv2D(3, 3, padding="same", name="c1", **QUANT)(x)
+    )
+    y = QActivation("quantized_bits(6,2)", name="q2")(
+        QConv2D(3, 3, padding="same", name="c2", **QUANT)(y)
+    )
+    s = L.GlobalAveragePooling2D(keepdims=True, name="gap")(x)
+    s = QActivation("quantized_bits(5,2)", name="sq")(QDense(3, name="fc", **QUANT)(s))
+    z = L.Add(name="a")([L.Multiply(name="m")([y, s]), x, s])
+    graph = lower(
+        read_model(saved_h5(tf.keras.Model(x, z, name="late"), tmp_path)),
+        PrecisionConfig(input=FixedType(8, 4)),
+    )
+    assert graph.node("a").in_shapes == ((6, 5, 3), (6, 5, 3), (1, 1, 3))
+    bit_exact_in_simulator(graph, n=4, valid_prob=0.6, ready_prob=0.4, seed=3)
+    assert timing_matches_model(graph)[1] == 42
+
+
 def test_broadcast_join_fifo_covers_the_frame_while_the_squeeze_computes(tmp_path):
     """The image branch's FIFO is sized by the handshake model: at its planned depth the
     full rate holds, one entry less is slower, and a FIFO shorter than the frame deadlocks
