@@ -279,12 +279,10 @@ class _Writer:
                 else:
                     name = f"m{j}_{o}"
                     w = f"$signed({_slice('wrow', low + w_width - 1, low)})"
-                    if in_signed:
-                        width, product = in_width + w_width, f"$signed({x}) * {w}"
-                    else:
-                        width, product = in_width + 1 + w_width, f"$signed({{1'b0, {x}}}) * {w}"
-                    self.wire(name, width, product)
-                    columns[o].append((name, width, True))
+                    # Amaranth's product width (an unsigned x times a signed w fits too)
+                    operand = f"$signed({x})" if in_signed else f"$signed({{1'b0, {x}}})"
+                    self.wire(name, in_width + w_width, f"{operand} * {w}")
+                    columns[o].append((name, in_width + w_width, True))
         valid, first, last = "valid_w", "first_w", "last_w"
         registers = 0
 
