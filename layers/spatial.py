@@ -54,6 +54,17 @@ def _walk_timing(block, times: list[int], samples: int) -> tuple[list[int], list
     return accepted, out
 
 
+def _text_instance(block, kind: type, writer: str, name: str):
+    """While Verilog text is collected (`mac_verilog.verilog_text`): an instance of the block
+    written as text by `spatial_verilog.<writer>`, if it writes it; else None."""
+    from . import mac_verilog, spatial_verilog
+
+    text_modules = mac_verilog.active()
+    if text_modules is None or type(block) is not kind or not spatial_verilog.supported(block):
+        return None
+    return text_modules.instance_of(block, getattr(spatial_verilog, writer), name)
+
+
 class _PixelBlock(wiring.Component):
     """What the blocks share: ports ``i`` and ``o`` of one pixel per beat
     (``layout`` = ``ArrayLayout(element_shape, channels)``), a ``height`` x ``width`` input
@@ -188,6 +199,9 @@ class Crop(_PixelBlock):
         return accepted, out
 
     def elaborate(self, platform):
+        text = _text_instance(self, Crop, "crop_verilog", "crop")
+        if text is not None:
+            return text
         m = Module()
         top, _, left, _ = self.cropping
         row = Signal(range(self.height))
@@ -284,6 +298,9 @@ class UpSampleNearest(_PixelBlock):
         return self.width * self.channels * self.element_shape.width
 
     def elaborate(self, platform):
+        text = _text_instance(self, UpSampleNearest, "upsample_verilog", "upsample")
+        if text is not None:
+            return text
         m = Module()
         size_h, size_w = self.size
         # The next beat to load into the output register: row copy, input column, repetition.
@@ -395,6 +412,9 @@ class ZeroInsert(_PixelBlock):
         return _walk_timing(self, times, samples)
 
     def elaborate(self, platform):
+        text = _text_instance(self, ZeroInsert, "zero_insert_verilog", "zins")
+        if text is not None:
+            return text
         m = Module()
         rows = sum(1 << r for r in range(self.out_height) if self.pixel_row(r))
         cols = sum(1 << c for c in range(self.out_width) if self.pixel_col(c))
