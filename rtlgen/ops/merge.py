@@ -73,6 +73,11 @@ def broadcast_shape(shapes: tuple[Shape, ...]) -> Shape:
     for a broadcast rtlgen does not stream (`SUPPORTED_BROADCASTS`): each input must span
     either every position of the result or one, and either every channel or one."""
     rank = max(len(s) for s in shapes)
+    if rank > 3:
+        raise RtlgenError(
+            f"input shapes {', '.join(map(str, shapes))}: rtlgen streams vectors (N,), "
+            "sequences (L, C) and images (H, W, C)"
+        )
     padded = [(1,) * (rank - len(s)) + tuple(s) for s in shapes]
     out = []
     for axis, sizes in enumerate(zip(*padded, strict=True)):
