@@ -267,7 +267,8 @@ class SerialMatVec(wiring.Component):
         """Four per multiplier operand bit (every multiplier, LUT or DSP): what the Verilog
         back end's time grows with, in `rtlgen.emit._size`'s units (a constant MAC array's
         adder bits); Amaranth converts a serial MAC's bit ~4x slower (SVHN: 0.3-0.4 ms per
-        operand bit), so a mid-size one goes to a worker process too."""
+        operand bit), so a mid-size one goes to a worker process too. (Written as text,
+        `serial_mac_verilog`, the worker converts only a wrapper of its instance.)"""
         return 4 * self.group * self.columns * self.w_width * self.in_shape.width
 
     def elaborate(self, platform):
