@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import multiprocessing
-import os
 import time
-import warnings
 from collections.abc import Callable, Mapping
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from amaranth.hdl import ClockDomain, ClockSignal, Instance, ResetSignal, _ast, 
 from amaranth.lib import wiring
 
 from rtlgen import __version__, ir
+from rtlgen.forking import can_fork, default_jobs, forked_pool
 from rtlgen.hardware import (
     HardwareOptions,
     LayerPlan,
@@ -397,17 +396,6 @@ def _instance(component: wiring.Component, name: str) -> Instance:
     return Instance(name, i_clk=ClockSignal(), i_rst=ResetSignal(), **kwargs)
 
 
-def default_jobs() -> int:
-    """Worker processes for `network_verilog`: the CPUs this process may run on, when the
-    platform forks (workers inherit the elaborated components; nothing is pickled)."""
-    if "fork" not in multiprocessing.get_all_start_methods():
-        return 1
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def network_verilog(
     top: NetworkTop,
     name: str,
@@ -434,8 +422,8 @@ def network_verilog(
     say = progress or (lambda _msg: None)
     jobs = default_jobs() if jobs is None else max(1, jobs)
     mac_text = MAC_TEXT if mac_text is None else mac_text
-    if multiprocessing.current_process().daemon:
-        jobs = 1  # a daemonic process (Dask worker) may not start children
+    if not can_fork():
+        jobs = 1  # e.g. a daemonic process (a Dask worker) may not start children
     separate: list[tuple[wiring.Component, str]] = []
     for index, plan in enumerate(top.plans):
         layer = f"l{index}_{sanitize_identifier(plan.node.name, 'layer')}"
@@ -471,17 +459,10 @@ def network_verilog(
             finished(i, _component_verilog(*separate[i], mac_text))
             order.remove(i)
     if jobs > 1 and len(order) > 1:
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
         _PENDING[:] = separate
         try:
-            context = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(min(jobs, len(order)), mp_context=context) as pool:
-                with warnings.catch_warnings():
-                    # Python >= 3.12 warns on fork with threads (the CLI's progress thread):
-                    # the workers only run Amaranth and Yosys, never the progress output.
-                    warnings.filterwarnings("ignore", ".*fork", DeprecationWarning)
-                    futures = {pool.submit(_convert_pending, i, mac_text): i for i in order}
+            with forked_pool(min(jobs, len(order))) as pool:
+                futures = {pool.submit(_convert_pending, i, mac_text): i for i in order}
                 # the top meanwhile, here
                 top_text = _top_verilog(top, name, separate, mac_text, macs)
                 for future in as_completed(futures):
