@@ -297,6 +297,23 @@ def active() -> MacModules | None:
     return _ACTIVE.get()
 
 
+def text_instance(
+    component,
+    kind: type,
+    supported: Callable[[Any], bool],
+    write: Callable[[Any, str], str],
+    name: str,
+) -> Module | None:
+    """For a component's `elaborate`: while collecting (`verilog_text`), an instance of its
+    text module written by ``write`` (`MacModules.instance_of`, modules
+    ``<prefix>__<name>_<hash>``) if it is exactly a ``kind`` (a subclass may elaborate
+    otherwise) and ``supported(component)``; else None (elaborate it with Amaranth)."""
+    modules = _ACTIVE.get()
+    if modules is None or type(component) is not kind or not supported(component):
+        return None
+    return modules.instance_of(component, write, name)
+
+
 @contextlib.contextmanager
 def verilog_text(prefix: str) -> Iterator[MacModules]:
     """While active (in this thread), constant MAC arrays elaborate to instances of text

@@ -221,14 +221,16 @@ class MultiWindowGenerator(wiring.Component):
     def elaborate(self, platform):
         from . import mac_verilog, window_verilog
 
-        text_modules = mac_verilog.active()
-        if (
-            text_modules is not None
-            and type(self) is MultiWindowGenerator
-            and window_verilog.multi_supported(self)
-        ):
-            # Verilog emission: an instance of the same generator written as text
-            return text_modules.instance_of(self, window_verilog.multi_window_verilog, "mwin")
+        # Verilog emission: an instance of the same generator written as text
+        text = mac_verilog.text_instance(
+            self,
+            MultiWindowGenerator,
+            window_verilog.multi_supported,
+            window_verilog.multi_window_verilog,
+            "mwin",
+        )
+        if text is not None:
+            return text
         m = Module()
         rows = self.rows
         kernel_h, kernel_w = self.kernel

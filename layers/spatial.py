@@ -55,14 +55,12 @@ def _walk_timing(block, times: list[int], samples: int) -> tuple[list[int], list
 
 
 def _text_instance(block, kind: type, writer: str, name: str):
-    """While Verilog text is collected (`mac_verilog.verilog_text`): an instance of the block
-    written as text by `spatial_verilog.<writer>`, if it writes it; else None."""
+    """While Verilog text is collected: an instance of the block written by
+    `spatial_verilog.<writer>` (`mac_verilog.text_instance`), else None."""
     from . import mac_verilog, spatial_verilog
 
-    text_modules = mac_verilog.active()
-    if text_modules is None or type(block) is not kind or not spatial_verilog.supported(block):
-        return None
-    return text_modules.instance_of(block, getattr(spatial_verilog, writer), name)
+    write = getattr(spatial_verilog, writer)
+    return mac_verilog.text_instance(block, kind, spatial_verilog.supported, write, name)
 
 
 class _PixelBlock(wiring.Component):

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .mac_verilog import _PORTS, _hex
-from .window_verilog import _const, _range_width, _Text
+from .mac_verilog import _hex
+from .window_verilog import _const, _memory, _range_width, _Text
 
 if TYPE_CHECKING:
     from .spatial import Crop, UpSampleNearest, ZeroInsert
@@ -52,37 +52,8 @@ def _counter(text: _Text, name: str, count: int) -> tuple[str, str]:
 
 def _module(block, name: str, text: _Text, body: list[str], memory: list[str]) -> str:
     width = block.channels * block.element_shape.width
-    lines = [
-        f"module {name}({_PORTS});",
-        "  input clk;",
-        "  input rst;",
-        f"  input [{width - 1}:0] i__payload;",
-        "  input i__valid;",
-        "  output i__ready;",
-        f"  output [{width - 1}:0] o__payload;",
-        "  output o__valid;",
-        "  input o__ready;",
-        *[f"  {d}" for d in text.decls],
-        "  assign o__valid = out_valid;",
-        "  assign o__payload = out;",
-        *[f"  {a}" for a in text.assigns],
-        *memory,
-        "  always @(posedge clk) begin",
-        *[f"    {line}" for line in body],
-        "  end",
-        "endmodule",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _resets(text: _Text, names: list[str], inits: dict[str, int] | None = None) -> list[str]:
-    inits = inits or {}
-    loads = [
-        load
-        for reg in names
-        for load in text.load(reg, _hex(inits.get(reg, 0), max(text.widths[reg], 1)))
-    ]
-    return ["if (rst) begin", *[f"  {load}" for load in loads], "end"]
+    text.assigns[:0] = ["assign o__valid = out_valid;", "assign o__payload = out;"]
+    return text.module(name, width, width, body, memory)
 
 
 def crop_verilog(block: Crop, name: str) -> str:
@@ -116,7 +87,7 @@ def crop_verilog(block: Crop, name: str) -> str:
         f"  row_kept <= ({next_row} >= {_const(top)})"
         f" & ({next_row} < {_const(top + block.out_height)});",
         "end",
-        *_resets(text, ["row", "col", *flags], flags),
+        *text.resets({"row": 0, "col": 0, **flags}),
     ]
     return _module(block, name, text, body, [])
 
@@ -164,12 +135,7 @@ def upsample_verilog(block: UpSampleNearest, name: str) -> str:
             f"reg [{width - 1}:0] read__data;",
         ]
         text.assigns.append(f"assign read__addr = step ? {next_col} : {col};")
-        memory = [
-            "  always @(posedge clk)",
-            f"    if (step & takes_input) row_buffer[{col}] <= i__payload;",
-            "  always @(posedge clk)",
-            "    read__data <= row_buffer[read__addr];",
-        ]
+        memory = _memory("row_buffer", "step & takes_input", col, "i__payload")
         loaded = f"({copy} == 1'h0) ? i__payload : read__data"
     loads = text.load("rep", rep_after) + text.load("col", next_col) + text.load("copy", next_copy)
     body = [
@@ -178,7 +144,7 @@ def upsample_verilog(block: UpSampleNearest, name: str) -> str:
         *[f"  {load}" for load in loads],
         f"  if ({rep} == 1'h0) out <= {loaded};",
         "end else if (o__ready) out_valid <= 1'h0;",
-        *_resets(text, ["copy", "col", "rep", "out_valid"]),
+        *text.resets(dict.fromkeys(["copy", "col", "rep", "out_valid"], 0)),
     ]
     return _module(block, name, text, body, memory)
 
@@ -213,6 +179,6 @@ def zero_insert_verilog(block: ZeroInsert, name: str) -> str:
         f"  started <= ~{last};",
         *[f"  if ({last_col}) {load}" for load in text.load("row", row_after)],
         "end else if (o__ready) out_valid <= 1'h0;",
-        *_resets(text, ["row", "col", "started", "out_valid"]),
+        *text.resets(dict.fromkeys(["row", "col", "started", "out_valid"], 0)),
     ]
     return _module(block, name, text, body, [])

@@ -244,14 +244,12 @@ class WindowGenerator(wiring.Component):
     def elaborate(self, platform):
         from . import mac_verilog, window_verilog
 
-        text_modules = mac_verilog.active()
-        if (
-            text_modules is not None
-            and type(self) is WindowGenerator
-            and window_verilog.supported(self)
-        ):
-            # Verilog emission: an instance of the same generator written as text
-            return text_modules.instance_of(self, window_verilog.window_verilog, "win")
+        # Verilog emission: an instance of the same generator written as text
+        text = mac_verilog.text_instance(
+            self, WindowGenerator, window_verilog.supported, window_verilog.window_verilog, "win"
+        )
+        if text is not None:
+            return text
         m = Module()
         g = self.geometry
         kernel_h, kernel_w = self.kernel

@@ -86,6 +86,52 @@ class _Text:
         """``name <= value;`` (nothing for a zero-bit register)."""
         return [] if self.widths[name] == 0 else [f"{name} <= {value};"]
 
+    def resets(self, values: dict[str, int]) -> list[str]:
+        """The synchronous reset of the registers ``values`` names to their values (last in
+        the clocked block: it overrides the loads, as Amaranth's reset does)."""
+        loads = [
+            load
+            for reg, value in values.items()
+            for load in self.load(reg, _hex(value, max(self.widths[reg], 1)))
+        ]
+        return ["if (rst) begin", *[f"  {load}" for load in loads], "end"]
+
+    def module(
+        self, name: str, in_bits: int, out_bits: int, body: list[str], memory: list[str]
+    ) -> str:
+        """The module: ports as `rtlgen.emit.component_verilog` names them, declarations,
+        assignments, the ``memory`` lines, then ``body`` in one ``always @(posedge clk)``."""
+        lines = [
+            f"module {name}({_PORTS});",
+            "  input clk;",
+            "  input rst;",
+            f"  input [{in_bits - 1}:0] i__payload;",
+            "  input i__valid;",
+            "  output i__ready;",
+            f"  output [{out_bits - 1}:0] o__payload;",
+            "  output o__valid;",
+            "  input o__ready;",
+            *[f"  {d}" for d in self.decls],
+            *[f"  {a}" for a in self.assigns],
+            *memory,
+            "  always @(posedge clk) begin",
+            *[f"    {line}" for line in body],
+            "  end",
+            "endmodule",
+        ]
+        return "\n".join(lines) + "\n"
+
+
+def _memory(name: str, enable: str, address: str, data: str = "write__data") -> list[str]:
+    """A memory ``name``'s write port and its synchronous, non-transparent read port
+    (``read__addr`` -> ``read__data``), as Yosys infers a RAM from."""
+    return [
+        "  always @(posedge clk)",
+        f"    if ({enable}) {name}[{address}] <= {data};",
+        "  always @(posedge clk)",
+        f"    read__data <= {name}[read__addr];",
+    ]
+
 
 def window_verilog(window: WindowGenerator, name: str) -> str:
     """The Verilog module ``name`` of ``window`` (see the module doc); ``supported(window)``."""
@@ -229,43 +275,16 @@ def window_verilog(window: WindowGenerator, name: str) -> str:
         f" | (({next_row} == {_const(top)}) & ({next_col} < {_const(left)}));",
     ]
 
-    lines = [
-        f"module {name}({_PORTS});",
-        "  input clk;",
-        "  input rst;",
-        f"  input [{pixel_width - 1}:0] i__payload;",
-        "  input i__valid;",
-        "  output i__ready;",
-        f"  output [{kernel_h * kernel_w * pixel_width - 1}:0] o__payload;",
-        "  output o__valid;",
-        "  input o__ready;",
-        *[f"  {d}" for d in text.decls],
-        *[f"  {a}" for a in text.assigns],
+    memory = _memory("line_memory", "write__en", "col_addr") if kernel_h > 1 else []
+    body = [
+        "if (step) begin",
+        *[f"  {load}" for load in step_loads],
+        "end else if (o__ready) o__valid <= 1'h0;",
+        *other_loads,
+        *text.resets(resets),
     ]
-    if kernel_h > 1:
-        lines += [
-            "  always @(posedge clk)",
-            "    if (write__en) line_memory[col_addr] <= write__data;",
-            "  always @(posedge clk)",
-            "    read__data <= line_memory[read__addr];",
-        ]
-    lines += [
-        "  always @(posedge clk) begin",
-        "    if (step) begin",
-        *[f"      {load}" for load in step_loads],
-        "    end else if (o__ready) o__valid <= 1'h0;",
-        *[f"    {load}" for load in other_loads],
-        "    if (rst) begin",
-        *[
-            f"      {load}"
-            for reg, value in resets.items()
-            for load in text.load(reg, _hex(value, max(text.widths[reg], 1)))
-        ],
-        "    end",
-        "  end",
-        "endmodule",
-    ]
-    return "\n".join(lines) + "\n"
+    out_bits = kernel_h * kernel_w * pixel_width
+    return text.module(name, pixel_width, out_bits, body, memory)
 
 
 def multi_supported(window: MultiWindowGenerator) -> bool:
@@ -381,39 +400,11 @@ def multi_window_verilog(window: MultiWindowGenerator, name: str) -> str:
         parts = [element(t, r, c) for t in slots for r, c in positions]
     text.assigns.append(f"assign o__payload = {{{', '.join(reversed(parts))}}};")
 
-    lines = [
-        f"module {name}({_PORTS});",
-        "  input clk;",
-        "  input rst;",
-        f"  input [{beat_width - 1}:0] i__payload;",
-        "  input i__valid;",
-        "  output i__ready;",
-        f"  output [{len(parts) * pixel_width - 1}:0] o__payload;",
-        "  output o__valid;",
-        "  input o__ready;",
-        *[f"  {d}" for d in text.decls],
-        *[f"  {a}" for a in text.assigns],
+    memory = _memory("line_memory", "step", beat) if kernel_h > 1 else []
+    body = [
+        "if (step) begin",
+        *[f"  {load}" for load in step_loads],
+        "end else if (o__ready) o__valid <= 1'h0;",
+        *text.resets(resets),
     ]
-    if kernel_h > 1:
-        lines += [
-            "  always @(posedge clk)",
-            f"    if (step) line_memory[{beat}] <= write__data;",
-            "  always @(posedge clk)",
-            "    read__data <= line_memory[read__addr];",
-        ]
-    lines += [
-        "  always @(posedge clk) begin",
-        "    if (step) begin",
-        *[f"      {load}" for load in step_loads],
-        "    end else if (o__ready) o__valid <= 1'h0;",
-        "    if (rst) begin",
-        *[
-            f"      {load}"
-            for reg, value in resets.items()
-            for load in text.load(reg, _hex(value, max(text.widths[reg], 1)))
-        ],
-        "    end",
-        "  end",
-        "endmodule",
-    ]
-    return "\n".join(lines) + "\n"
+    return text.module(name, beat_width, len(parts) * pixel_width, body, memory)
