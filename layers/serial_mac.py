@@ -274,10 +274,12 @@ class SerialMatVec(wiring.Component):
     def elaborate(self, platform):
         from . import mac_verilog, serial_mac_verilog
 
-        text_modules = mac_verilog.active()
-        if text_modules is not None and serial_mac_verilog.supported(self):
-            # Verilog emission: an instance of the same logic written as text
-            return text_modules.instance_of(self, serial_mac_verilog.serial_verilog, "smac")
+        # Verilog emission: an instance of the same logic written as text
+        text = mac_verilog.text_instance(
+            self, SerialMatVec, serial_mac_verilog.supported, serial_mac_verilog.serial_verilog, "smac"
+        )
+        if text is not None:
+            return text
         m = Module()
         steps, group, n_out, words = self.steps, self.group, self.columns, self.words
         beat_words = self.beat_words

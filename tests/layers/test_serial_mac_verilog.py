@@ -16,7 +16,7 @@ from amaranth.hdl import signed, unsigned
 
 from rtlgen.emit import component_verilog
 from rtlgen.layers.common import Multiplier
-from rtlgen.layers.mac_verilog import MacModules
+from rtlgen.layers.mac_verilog import MacModules, verilog_text
 from rtlgen.layers.serial_mac import BLOCK_ROM_WORDS, ONE_HOT_ROM_WORDS, SerialMatVec
 from rtlgen.layers.serial_mac_verilog import serial_verilog, supported
 from rtlgen.quant.arith import accumulator_type
@@ -146,3 +146,14 @@ def test_equal_serial_macs_share_one_module():
         modules.instance_of(mac, serial_verilog, "smac")
     assert len(modules.modules) == 2
     assert all(re.fullmatch(r"net__smac_[0-9a-f]{16}", name) for name in modules.modules)
+
+
+def test_while_collecting_text_it_elaborates_to_an_instance_of_its_module():
+    mac = SerialMatVec(
+        np.array([[3, -5], [0, 7], [1, 1]]), signed(4), FixedType(12, 0, True), None, 3
+    )
+    with verilog_text("net") as modules:
+        wrapper = component_verilog(mac, "wrapper")
+    (name,) = modules.modules
+    assert re.fullmatch(r"net__smac_[0-9a-f]{16}", name) and f"{name} " in wrapper
+    assert modules.modules[name] == serial_verilog(mac, name)
