@@ -446,9 +446,24 @@ def test_probes_measured_in_several_processes_choose_the_same_plan(monkeypatch):
     monkeypatch.setattr(
         plan_module, "_measure", lambda g, o, s, ps: probes.append(len(ps)) or [(0, 0)] * len(ps)
     )
+    layers = [plan_module._Probe(((name, cap),)) for name in "abcd" for cap in range(5)]
     with parallel_probes(2):
-        plan_module._probe_all(graph, options, 1, [plan_module._Probe((("x", 1),))] * 20)
-    assert probes == [10]  # this process measured every other probe; a child the rest
+        plan_module._probe_all(graph, options, 1, layers)
+    assert probes == [10]  # this process measured two layers' probes; a child the rest
+
+
+def test_a_layer_s_step_probes_are_measured_in_one_process():
+    """`plan._deal`: a layer's step counts in one process (one whose sharing does not pay
+    plans the layer's constant MAC array, which another process would plan again), the
+    largest set first, then the other probes to even the counts."""
+    from rtlgen.plan import _deal, _Probe
+
+    sizes = [("a", 2), ("b", 6), ("c", 3)]
+    alone = [_Probe(((name, cap),)) for name, n in sizes for cap in range(n)]
+    pairs = [_Probe((("a", 2), ("c", 1)), (("a", 2),))] * 4
+    shares = _deal(alone + pairs, 2)
+    assert sorted(k for share in shares for k in share) == list(range(len(alone) + 4))
+    assert shares == [[2, 3, 4, 5, 6, 7, 12, 14], [0, 1, 8, 9, 10, 11, 13]]  # b | c, a; pairs
 
 
 def test_latency_budget_may_overlap_a_dense_with_the_next():
