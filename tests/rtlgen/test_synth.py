@@ -187,6 +187,7 @@ def _kept_bank_design(tmp_path):
     return tmp_path / "top.v", tmp_path / "alone.v"
 
 
+@pytest.mark.slow  # two synth_xilinx runs, ~20 s (the default run stays under 5 minutes)
 def test_a_module_kept_apart_is_counted_in_the_flattened_design(tmp_path):
     """A keep_hierarchy module (a threshold bank's text) is mapped by itself, then the
     design is flattened before counting: its LUTs, flip-flops and LUT levels are those of
