@@ -186,7 +186,6 @@ class _Writer:
         mac = self.mac
         words, w_width = mac.words, mac.w_width
         row_width = mac.group * mac.columns * w_width
-        self.row_width = row_width
         rom_init = []
         for s in range(words):
             value = 0
