@@ -22,10 +22,12 @@ refused above `MAX_TABLE_INPUT_BITS` input bits. Two families:
 - float Keras activations (``sigmoid``, ``tanh``, ``hard_sigmoid``, ``softsign``, ``elu``,
   ``selu`` = ``SELU_SCALE * elu(x, SELU_ALPHA)``, ``silu`` = ``x * sigmoid(x)``, ``gelu`` =
   ``x/2 * (1 + erf(x / sqrt 2))`` or with ``approximate`` the tanh form, ``softplus`` =
-  ``log(1 + exp(x))``): the table is the
+  ``log(1 + exp(x))``, ``hard_silu`` (Keras 3, alias ``hard_swish``) = ``x * relu6(x + 3) / 6``,
+  ``mish`` = ``x * tanh(softplus(x))``, ``exponential`` = ``exp(x)``): the table is the
   *exact* function of the input value rounded into ``out_type`` with the layer's rounding
-  and saturation. Rational functions (hard_sigmoid with slope 1/5 as in Keras 2 / 1/6 as in
-  Keras 3, softsign) are computed with exact fractions; sigmoid, tanh, ELU, SELU, SiLU and softplus in
+  and saturation (``exponential``'s large values saturate there). Rational functions
+  (hard_sigmoid with slope 1/5 as in Keras 2 / 1/6 as in Keras 3, softsign, hard_silu) are
+  computed with exact integers; sigmoid, tanh, ELU, SELU, SiLU, softplus, mish and exp in
   x87 extended precision (64-bit significand), the erf GELU in float64 (53 bits; numpy has
   no extended erf): their values are irrational except at x = 0 (computed exactly), so the
   rounding is correct unless the function lies within about 2**-60 (GELU 2**-50, relative)
@@ -70,6 +72,9 @@ from .fixed import FixedType, Overflow, Rounding, fit, requantize
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
 
+#: kinds whose outputs are rational in the input: computed with exact integers
+RATIONAL_KINDS = ("hard_sigmoid", "softsign", "hard_silu")
+
 #: Widest input a lookup table accepts: 2**14 entries (16 K words, a few block RAMs).
 MAX_TABLE_INPUT_BITS = 14
 
@@ -86,6 +91,9 @@ class ActivationKind(Enum):
     SILU = "silu"
     GELU = "gelu"
     SOFTPLUS = "softplus"
+    HARD_SILU = "hard_silu"
+    MISH = "mish"
+    EXPONENTIAL = "exponential"
     QUANTIZED_SIGMOID = "quantized_sigmoid"
     QUANTIZED_TANH = "quantized_tanh"
     QUANTIZED_RELU = "quantized_relu"
@@ -109,6 +117,10 @@ _PARAMS: dict[ActivationKind, dict[str, Any]] = {
     # Keras 2.15 and 3 (``activations.gelu``; the "gelu" string): the exact erf form
     ActivationKind.GELU: {"approximate": False},
     ActivationKind.SOFTPLUS: {},
+    # Keras 3 ``hard_silu`` (alias ``hard_swish``): x * relu6(x + 3) / 6, no options
+    ActivationKind.HARD_SILU: {},
+    ActivationKind.MISH: {},
+    ActivationKind.EXPONENTIAL: {},
     ActivationKind.QUANTIZED_SIGMOID: {
         "bits": 8,
         "symmetric": False,
@@ -252,7 +264,7 @@ def lookup_table(
             )
         return mantissa.astype(np.int64)
     codes = input_codes(in_type)
-    if kind in (ActivationKind.HARD_SIGMOID, ActivationKind.SOFTSIGN):
+    if kind.value in RATIONAL_KINDS:
         num, den = _scaled(*_rational_values(kind, in_type, p), out_type.frac)
         rounded = _round_ratio(num, den, rounding)
         limit = 1 << 62  # any value beyond the int64-safe range saturates or wraps the same
@@ -315,7 +327,7 @@ def table_error(
     (for QKeras kinds: the unquantized function QKeras quantizes, e.g. hard sigmoid)."""
     p = activation_params(kind, params)
     table = lookup_table(kind, in_type, out_type, p, rounding, overflow)
-    if kind in (ActivationKind.HARD_SIGMOID, ActivationKind.SOFTSIGN):
+    if kind.value in RATIONAL_KINDS:
         # |m 2**-F - v| = |m - v 2**F| 2**-F, with v 2**F = num / den in exact integers
         num, den = _scaled(*_rational_values(kind, in_type, p), out_type.frac)
         gap = np.abs(table.astype(object) * den - num)
@@ -356,6 +368,10 @@ def _rational_values(
     one = one[0]  # x = codes / one
     if kind is ActivationKind.SOFTSIGN:  # x / (1 + |x|) = m / (2**f + |m|)
         return codes, one + np.abs(codes)
+    if kind is ActivationKind.HARD_SILU:
+        # x relu6(x + 3) / 6 = m clip(m + 3 * 2**f, 0, 6 * 2**f) / (6 * 2**2f)
+        clipped = np.minimum(np.maximum(codes + 3 * one, 0), 6 * one)
+        return codes * clipped, np.full(len(codes), 6 * one * one, dtype=object)
     slope, offset = Fraction(p["slope"]), Fraction(p["offset"])
     # slope x + offset = (sn od m + on sd 2**f) / (sd od 2**f), clipped to [0, 1]
     den = slope.denominator * offset.denominator * one
@@ -367,7 +383,8 @@ def _rational_values(
 def _transcendental_values(
     kind: ActivationKind, codes: np.ndarray, in_type: FixedType, p: dict[str, Any]
 ) -> np.ndarray:
-    """sigmoid / tanh / ELU / SELU / SiLU / GELU / softplus of the codes' values in extended precision."""
+    """sigmoid / tanh / ELU / SELU / SiLU / GELU / softplus / mish / exp of the codes' values
+    in extended precision."""
     x = codes.astype(np.longdouble) * np.longdouble(2.0) ** -in_type.frac
     return _extended(kind, x, p)
 
@@ -391,6 +408,11 @@ def _extended(kind: ActivationKind, x: np.ndarray, p: Mapping[str, Any]) -> np.n
             return x / (one + np.exp(-x))
     if kind is ActivationKind.SOFTPLUS:  # log(1 + e**x) = max(x, 0) + log1p(e**-|x|)
         return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+    if kind is ActivationKind.MISH:  # x tanh(softplus(x))
+        return x * np.tanh(np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x))))
+    if kind is ActivationKind.EXPONENTIAL:  # overflows to inf above ~11356: saturates
+        with np.errstate(over="ignore"):
+            return np.exp(x)
     if kind is ActivationKind.GELU:
         if p["approximate"]:
             # x/2 (1 + tanh(u)) = x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x**3)
@@ -454,9 +476,21 @@ def float_activation(
         return x / (1.0 + np.abs(x))
     if kind is ActivationKind.HARD_SIGMOID:
         return np.clip(float(p["slope"]) * x + float(p["offset"]), 0.0, 1.0)
-    if kind in (ActivationKind.SILU, ActivationKind.GELU, ActivationKind.SOFTPLUS):
-        return _extended(kind, x.astype(np.longdouble), p).astype(np.float64)
+    if kind is ActivationKind.HARD_SILU:
+        return x * np.clip(x / 6 + 0.5, 0.0, 1.0)
+    if kind in _EXTENDED_KINDS:
+        with np.errstate(over="ignore"):
+            return _extended(kind, x.astype(np.longdouble), p).astype(np.float64)
     raise AssertionError(kind)  # pragma: no cover
+
+
+_EXTENDED_KINDS = (
+    ActivationKind.SILU,
+    ActivationKind.GELU,
+    ActivationKind.SOFTPLUS,
+    ActivationKind.MISH,
+    ActivationKind.EXPONENTIAL,
+)
 
 
 def _qkeras32(kind: ActivationKind, x: np.ndarray, p: dict[str, Any]) -> np.ndarray:

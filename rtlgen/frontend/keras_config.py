@@ -106,10 +106,27 @@ _UNSUPPORTED_HINTS = {
     "RNN": "a generic RNN of a custom cell is not read; use the SimpleRNN, LSTM or GRU layers",
 }
 #: Keras activation names that are `ActivationKind` tables of the same name
-_TABLE_NAMES = ("sigmoid", "tanh", "hard_sigmoid", "softsign", "elu", "selu", "silu", "gelu", "softplus")
+_TABLE_NAMES = (
+    "sigmoid",
+    "tanh",
+    "hard_sigmoid",
+    "softsign",
+    "elu",
+    "selu",
+    "silu",
+    "gelu",
+    "softplus",
+    "hard_silu",
+    "mish",
+    "exponential",
+)
+#: other names of tables: tf.keras 2.15 saves silu as swish; Keras 3's hard_swish is
+#: hard_silu (x * relu6(x + 3) / 6, also MobileNetV3's definition)
+_TABLE_ALIASES = {"swish": "silu", "hard_swish": "hard_silu"}
 _KERAS_ACTIVATIONS = (
     "linear, relu, relu6, hard_tanh, leaky_relu, sigmoid, tanh, hard_sigmoid, softsign, elu, "
-    "selu, silu (swish), gelu, softplus, softmax (last layer only)"
+    "selu, silu (swish), gelu, softplus, hard_silu (hard_swish), mish, exponential, "
+    "softmax (last layer only)"
 )
 
 
@@ -1011,11 +1028,10 @@ def layer_activation(layer: KerasLayer, spec: Any) -> ActivationSpec:
         # Keras 3: relu6(x + 3) / 6, slope 1/6 instead of Keras 2's 0.2
         slope = (("slope", Fraction(1, 6)),)
         return ActivationSpec(table=ActivationKind.HARD_SIGMOID, table_options=slope)
+    name = _TABLE_ALIASES.get(name, name)
     if name in _TABLE_NAMES:
         # "gelu": Keras 2.15's and 3's activations.gelu default, approximate=False (erf)
         return ActivationSpec(table=ActivationKind(name))
-    if name == "swish":  # tf.keras 2.15 saves silu as swish
-        return ActivationSpec(table=ActivationKind.SILU)
     raise UnsupportedError(f"{where}: '{name}' is not supported (supported: {_KERAS_ACTIVATIONS})")
 
 

@@ -47,6 +47,7 @@ from rtlgen.frontend.keras_config import (
     window_geometry,
 )
 from rtlgen.frontend.limits import element_count
+from rtlgen.ops.activation import activation_nodes
 from rtlgen.ops.conv import (
     dilated_size,
     group_blocks,
@@ -147,17 +148,16 @@ def depthwise_geometry(layer: KerasLayer, shape: Shape, causal_ok: bool) -> Dept
     )
 
 
-def layer_clamp_activation(layer: KerasLayer) -> ActivationSpec:
-    """The layer's ``activation`` when it fits in the conv node (a clamp, an output
-    quantizer, a final softmax); one needing a node of its own is refused."""
+def layer_activation_nodes(
+    layer: KerasLayer, shape: Shape
+) -> tuple[ActivationSpec, list[ir.Node]]:
+    """The layer's ``activation``: what fits in the conv node (a clamp, an output
+    quantizer, a final softmax) and the nodes after it for one that needs its own (a table
+    such as hard_swish, a leaky ReLU), as `rtlgen.ops.conv` reads a Conv2D's."""
     act = layer_activation(layer, layer.config.get("activation"))
-    if getattr(act, "separate", False):
-        raise UnsupportedError(
-            f"{layer.where}: activation={layer.config.get('activation')!r} is not supported on "
-            "this layer (supported: linear, relu, relu6, hard_tanh, quantized_bits, "
-            "quantized_relu); put it in an Activation layer after it"
-        )
-    return act
+    if not act.separate:
+        return act, []
+    return act, activation_nodes(layer, shape, act, f"{layer.name}_activation")
 
 
 def check_expansion(layer: KerasLayer, shape: Shape, g: DepthwiseGeometry, source: WeightSource):
@@ -220,7 +220,7 @@ def read_keras_depthwise(layer: KerasLayer, shape: Shape, source: WeightSource) 
     quantized = layer.class_name.startswith("Q")
     dq = layer_quantizer(layer, "depthwise_quantizer", kernel=True) if quantized else None
     bq = layer_quantizer(layer, "bias_quantizer") if quantized else None
-    act = layer_clamp_activation(layer)
+    act, post = layer_activation_nodes(layer, g.out_shape)
     expected: dict[str, Shape] = {"depthwise_kernel": (*g.kernel_size, channels, g.multiplier)}
     if use_bias:
         expected["bias"] = (channels * g.multiplier,)
@@ -243,7 +243,7 @@ def read_keras_depthwise(layer: KerasLayer, shape: Shape, source: WeightSource) 
         activation=act.clamp,
         out_quantizer=act.quantizer,
     )
-    return LayerOut([node], g.out_shape, act.softmax)
+    return LayerOut([node, *post], g.out_shape, act.softmax)
 
 
 @register_op

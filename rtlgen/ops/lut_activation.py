@@ -2,7 +2,8 @@
 (`rtlgen.quant.activations.lookup_table`): Keras ``sigmoid``, ``tanh``, ``hard_sigmoid``,
 ``softsign``, ``elu``, ``selu``, ``silu`` (tf.keras 2.15 saves it as ``swish``), ``gelu`` (the erf
 form: the string's meaning in tf.keras 2.15 and Keras 3; ``approximate`` is a node option no
-Keras file stores) and ``softplus`` (as ``Activation('...')`` layers, as ``activation='...'`` of a
+Keras file stores), ``softplus``, ``hard_silu`` (Keras 3; ``hard_swish`` is its alias),
+``mish`` and ``exponential`` (as ``Activation('...')`` layers, as ``activation='...'`` of a
 Dense/Conv/QDense/QConv, which then becomes the linear layer followed by this node, and the
 ``ELU`` layer) and the QKeras quantizers ``quantized_sigmoid``, ``quantized_tanh``,
 ``quantized_relu(use_sigmoid=1)`` and ``quantized_relu_po2`` (as ``QActivation`` or an
@@ -49,7 +50,12 @@ the largest of the table's bound above, the bypass's (the output rounding of x p
 gap) and the saturated low inputs' (``|table[0]|``): fixed<19,9> in, 10 output fraction
 bits: SiLU 0.0048 (the 7-bit table fraction: slope 1.1 times 2**-8), GELU 0.0016 (9 bits).
 Softplus tends to 0 below and to x above as well (``x + log1p(exp(-x))``) and is bypassed
-the same way (10 fraction bits: from 8, where ``log1p(exp(-8)) < 2**-11``).
+the same way (10 fraction bits: from 8, where ``log1p(exp(-8)) < 2**-11``), and so are mish
+(``x * tanh(softplus(x))``: 0 from below, x above) and hard_silu (``x * relu6(x + 3) / 6``,
+an exact rational table: 0 below -3 and x itself above 3, so its bypass is exact).
+Exponential grows without bound: its values round into the output type and saturate there
+(by default at ``result_int_bits`` integer bits, as every float-model result), and a wide
+input's table type is the narrowest whose top end already saturates.
 
 Softsign neither saturates nor nears a line within a wide input's range (x / (1 + |x|) is
 still 2**-9 from 1 at 511), so its table needs every integer bit of the input and keeps
@@ -338,6 +344,7 @@ def table_type_for(
     rounding: Rounding,
     budget: int = TABLE_INPUT_BITS,
     linear_above: bool = False,
+    ceiling: FixedType | None = None,
 ) -> FixedType:
     """The table's input type for an input wider than `MAX_TABLE_INPUT_BITS`: the fewest
     integer bits whose two ends already give the outputs of the inputs beyond them (the
@@ -345,9 +352,10 @@ def table_type_for(
     ``budget`` bits as fraction (QKeras kinds: every fractional bit of the input).
     ``linear_above``: the inputs above the bypass threshold skip the table, so only its low
     end must saturate; SiLU's and GELU's high end must instead lie where the function is
-    within half an output step of x (`identity_gap`)."""
+    within half an output step of x (`identity_gap`). ``ceiling``: the output type where
+    the values saturate (exponential's, which grows on without bound)."""
     exact = kind.is_qkeras
-    wide = FixedType(_SEARCH_WIDTH, out_frac, True)
+    wide = ceiling or FixedType(_SEARCH_WIDTH, out_frac, True)
     in_int = in_type.width - in_type.frac
     # codes -2, -1, 0, 1 of this type lie beyond both ends of the input's range
     far = _values(kind, FixedType(2, -(in_int + 1), True), p, wide, rounding)
@@ -355,7 +363,7 @@ def table_type_for(
         # SiLU/GELU tend to 0 from below: the limit rounds to 0, or to -1 step when
         # truncating (far out their values underflow to an exact 0, which is not the limit);
         # softplus tends to 0 from above: 0 either way
-        below = kind is not ActivationKind.SOFTPLUS
+        below = kind in _ZERO_FROM_BELOW
         far[0] = -wide.step if below and rounding is Rounding.TRUNCATE else 0.0
     least = 2 if in_type.signed else 1
     half_step = 2.0 ** -(out_frac + 1)
@@ -396,6 +404,8 @@ _SLOPES = {
     ActivationKind.SILU: 1.1,  # largest derivative 1.0998 (at x = 2.40)
     ActivationKind.GELU: 1.13,  # 1.1289 (erf, at x = sqrt 2); the tanh form 1.1290
     ActivationKind.SOFTPLUS: 1.0,  # its derivative is the sigmoid
+    ActivationKind.HARD_SILU: 1.5,  # (2x + 3) / 6 at x = 3
+    ActivationKind.MISH: 1.09,  # 1.0885 (at x = 1.49)
 }
 
 #: kinds whose wide inputs bypass the table above a threshold (`TableActivation.linear_above`)
@@ -405,9 +415,21 @@ _BYPASS_KINDS = (
     ActivationKind.SILU,
     ActivationKind.GELU,
     ActivationKind.SOFTPLUS,
+    ActivationKind.HARD_SILU,
+    ActivationKind.MISH,
 )
 #: of those, the ones that are only near the identity: bypassed above the table's range
-_NEAR_IDENTITY = (ActivationKind.SILU, ActivationKind.GELU, ActivationKind.SOFTPLUS)
+#: (hard_silu is x itself from 3 on)
+_NEAR_IDENTITY = (
+    ActivationKind.SILU,
+    ActivationKind.GELU,
+    ActivationKind.SOFTPLUS,
+    ActivationKind.HARD_SILU,
+    ActivationKind.MISH,
+)
+#: of those, the ones whose limit 0 below is approached from below in extended precision
+#: (far out their values underflow to an exact 0; hard_silu is exactly 0 below -3)
+_ZERO_FROM_BELOW = (ActivationKind.SILU, ActivationKind.GELU, ActivationKind.MISH)
 
 
 def identity_gap(kind: ActivationKind, p: dict[str, Any], low: float) -> float:
@@ -474,7 +496,9 @@ def _saturation_gap(
     return float(np.max(np.abs(values[:, 0] - values[:, 1]))) + 1e-12
 
 
-def _largest_slope(kind: ActivationKind, p: dict[str, Any]) -> float:
+def _largest_slope(kind: ActivationKind, p: dict[str, Any], table_type: FixedType) -> float:
+    if kind is ActivationKind.EXPONENTIAL:  # exp's slope is itself: largest at the table's top
+        return math.exp(min(table_type.max_value, 700.0))
     if kind is ActivationKind.ELU:
         return max(1.0, float(p["alpha"]))
     if kind is ActivationKind.SELU:  # SELU_SCALE above 0, up to SELU_SCALE * SELU_ALPHA below
@@ -584,10 +608,17 @@ def lower_table(
     linear_above = fine and kind in _BYPASS_KINDS and in_type.width > MAX_TABLE_INPUT_BITS
     if kind is ActivationKind.QUANTIZED_RELU_PO2:
         _check_po2_least(node, p, where)
+    # exp grows without bound: its values saturate at the output type, by default at
+    # ``result_int_bits`` integer bits as every float-model result
+    ceiling = None
+    if kind is ActivationKind.EXPONENTIAL:
+        ceiling = explicit or FixedType(config.result_int_bits + out_frac, out_frac, False)
     if in_type.width <= MAX_TABLE_INPUT_BITS:
         table_type = in_type
     else:
-        table_type = table_type_for(kind, in_type, out_frac, p, rounding, linear_above=linear_above)
+        table_type = table_type_for(
+            kind, in_type, out_frac, p, rounding, linear_above=linear_above, ceiling=ceiling
+        )
         if table_type.width > MAX_TABLE_INPUT_BITS:
             stepped = threshold_form(node, in_type, p)
             if stepped is not None:
@@ -606,7 +637,7 @@ def lower_table(
     elif explicit is not None:
         out_type = explicit
     else:
-        wide = FixedType(_SEARCH_WIDTH, out_frac, True)
+        wide = ceiling or FixedType(_SEARCH_WIDTH, out_frac, True)
         with np.errstate(over="ignore"):
             values = lookup_table(kind, table_type, wide, p, rounding, Overflow.SATURATE)
         top = int(values.max())
@@ -621,7 +652,7 @@ def lower_table(
         reach = 0.0
         if dropped > 0:
             step = table_type.step if rounding is Rounding.TRUNCATE else table_type.step / 2
-            reach = _largest_slope(kind, p) * step
+            reach = _largest_slope(kind, p, table_type) * step
         error += max(reach, _saturation_gap(kind, p, in_type, table_type, linear_above))
     if linear_above and kind in _NEAR_IDENTITY:
         # below the table: its first entry v, f between f(table min) and 0 (|v - f| at most

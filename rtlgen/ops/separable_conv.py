@@ -39,7 +39,7 @@ from rtlgen.ops.depthwise_conv import (
     check_expansion,
     depthwise_conv,
     depthwise_geometry,
-    layer_clamp_activation,
+    layer_activation_nodes,
 )
 from rtlgen.ops.registry import Op, Shape, register_op
 
@@ -54,7 +54,8 @@ def read_keras_separable(layer: KerasLayer, shape: Shape, source: WeightSource) 
     dq = layer_quantizer(layer, "depthwise_quantizer", kernel=True) if quantized else None
     pq = layer_quantizer(layer, "pointwise_quantizer", kernel=True) if quantized else None
     bq = layer_quantizer(layer, "bias_quantizer") if quantized else None
-    act = layer_clamp_activation(layer)
+    out_shape = (*g.out_shape[:-1], filters)
+    act, post = layer_activation_nodes(layer, out_shape)
     expected: dict[str, Shape] = {
         "depthwise_kernel": (*g.kernel_size, channels, g.multiplier),
         "pointwise_kernel": (*(1,) * g.dims, middle, filters),
@@ -67,7 +68,6 @@ def read_keras_separable(layer: KerasLayer, shape: Shape, source: WeightSource) 
     depthwise = depthwise_conv(
         depthwise_name, shape, g, got["depthwise_kernel"], dq, depthwise_name
     )
-    out_shape = (*g.out_shape[:-1], filters)
     pointwise = np.asarray(got["pointwise_kernel"], dtype=np.float64).reshape(1, 1, middle, filters)
     bias = got.get("bias")
     node = ir.Conv(
@@ -82,7 +82,7 @@ def read_keras_separable(layer: KerasLayer, shape: Shape, source: WeightSource) 
         out_quantizer=act.quantizer,
         source=layer.name,
     )
-    return LayerOut([depthwise, node], out_shape, act.softmax)
+    return LayerOut([depthwise, node, *post], out_shape, act.softmax)
 
 
 @register_op

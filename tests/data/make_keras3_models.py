@@ -364,6 +364,53 @@ def func_broadcast_1d():
     return keras.Model(inp, layers.Multiply(name="gated")([gate, centred]), name="func_broadcast_1d")
 
 
+def func_activations_v3():
+    """Keras 3's hard_silu (as ``hard_swish``, an Activation layer, and ``hard_silu``, a
+    Dense's), mish and exponential, side by side on the input, concatenated."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input((16,), name="x")
+    branches = [
+        layers.Activation("hard_swish", name="hswish")(inp),
+        layers.Activation("mish", name="mish")(inp),
+        layers.Activation("exponential", name="exp")(inp),
+        layers.Dense(4, activation="hard_silu", name="fc")(inp),
+    ]
+    return keras.Model(inp, layers.Concatenate(name="cat")(branches), name="func_activations_v3")
+
+
+def func_mobilenet_v3():
+    """A MobileNetV3-Small-like network on 16x16x3: a stride-2 conv stem with BN and
+    hard_swish; an inverted residual block (1x1 expansion + BN + hard_swish, 3x3 depthwise +
+    BN + relu, squeeze-and-excitation: GlobalAveragePooling2D(keepdims) -> Conv2D 1x1 relu
+    -> Conv2D 1x1 hard_sigmoid -> Multiply, 1x1 projection + BN, residual Add); a 1x1 conv
+    with hard_swish, a GAP head and a Dense classifier."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input((16, 16, 3), name="x")
+    h = layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False, name="stem")(inp)
+    h = layers.BatchNormalization(name="stem_bn")(h)
+    h = layers.Activation("hard_swish", name="stem_hswish")(h)
+    e = layers.Conv2D(16, 1, use_bias=False, name="expand")(h)
+    e = layers.BatchNormalization(name="expand_bn")(e)
+    e = layers.Activation("hard_swish", name="expand_hswish")(e)
+    d = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw")(e)
+    d = layers.BatchNormalization(name="dw_bn")(d)
+    d = layers.ReLU(name="dw_relu")(d)
+    s = layers.GlobalAveragePooling2D(keepdims=True, name="se_gap")(d)
+    s = layers.Conv2D(4, 1, activation="relu", name="se_reduce")(s)
+    s = layers.Conv2D(16, 1, activation="hard_sigmoid", name="se_expand")(s)
+    d = layers.Multiply(name="se_scale")([d, s])
+    p = layers.Conv2D(8, 1, use_bias=False, name="project")(d)
+    p = layers.BatchNormalization(name="project_bn")(p)
+    h = layers.Add(name="residual")([h, p])
+    h = layers.Conv2D(16, 1, activation="hard_swish", name="last_conv")(h)
+    h = layers.GlobalAveragePooling2D(name="gap")(h)
+    return keras.Model(inp, layers.Dense(5, name="classifier")(h), name="func_mobilenet_v3")
+
+
 MODELS = {
     "seq_mlp": (seq_mlp, (10,)),
     "seq_no_input": (seq_no_input, (7,)),
@@ -380,6 +427,8 @@ LAYERS = {
     "func_nested": (func_nested, (6, 6, 2)),
     "func_se": (func_se, (5, 3, 4)),
     "func_broadcast_1d": (func_broadcast_1d, (7, 3)),
+    "func_activations_v3": (func_activations_v3, (16,)),
+    "func_mobilenet_v3": (func_mobilenet_v3, (16, 16, 3)),
 }
 #: recurrent models (random weights in [-0.8, 0.8], as the Keras 2 recurrent tests)
 RECURRENT = {

@@ -168,7 +168,7 @@ REFUSED = {
         "dilation_rate=\\[2, 2\\] with strides=\\[1, 2\\] is not supported",
     ),
     "channels_first": (dict(data_format="channels_first"), "data_format='channels_first'"),
-    "activation": (dict(activation="swish"), "activation"),
+    "activation": (dict(activation="log_softmax"), "activation"),
 }
 
 
