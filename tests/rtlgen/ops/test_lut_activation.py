@@ -28,7 +28,7 @@ from rtlgen.ops.lut_activation import (
     node_table,
 )
 from rtlgen.ops.threshold import Threshold, unpadded
-from rtlgen.passes import PrecisionConfig, lower
+from rtlgen.passes import LayerPrecision, PrecisionConfig, lower
 from rtlgen.quant.activations import MAX_TABLE_INPUT_BITS, ActivationKind, float_activation
 from rtlgen.quant.errors import RtlgenError, UnsupportedError
 from rtlgen.quant.fixed import FixedType, Rounding
@@ -57,6 +57,9 @@ FLOAT_FUNCTIONS = {
     K.SILU: lambda x: x / (1 + np.exp(-x)),
     K.GELU: lambda x: x * np.vectorize(math.erfc)(-x / math.sqrt(2)) / 2,
     K.SOFTPLUS: lambda x: np.logaddexp(0, x),
+    K.HARD_SILU: lambda x: x * np.minimum(np.maximum(x + 3, 0), 6) / 6,
+    K.MISH: lambda x: x * np.tanh(np.logaddexp(0, x)),
+    K.EXPONENTIAL: np.exp,
 }
 
 
@@ -166,11 +169,11 @@ def test_elu_layer_reads_alpha(tmp_path):
 
 def test_unsupported_activations_are_refused_naming_the_layer(tmp_path):
     with pytest.raises(
-        UnsupportedError, match=r"layer 'act' \(Activation\) activation: 'exponential'.*selu"
+        UnsupportedError, match=r"layer 'act' \(Activation\) activation: 'log_softmax'.*mish"
     ):
         read_handmade(
             tmp_path,
-            [layer_entry("Activation", {"name": "act", "activation": "exponential"})],
+            [layer_entry("Activation", {"name": "act", "activation": "log_softmax"})],
             (3,),
         )
     with pytest.raises(UnsupportedError, match=r"layer 'elu' \(ELU\): alpha=-1.0"):
@@ -974,3 +977,118 @@ def test_selu_model_in_verilator(tmp_path, tmp_path_factory):
 def test_qkeras_relu_po2_model_in_verilator(tmp_path, tmp_path_factory):
     graph = keras_graph(qkeras_po2_model(), tmp_path, FixedType(8, 4))
     bit_exact_in_verilator(graph, tmp_path, tmp_path_factory.mktemp("verilator_cache"))
+
+
+# ---------------------------------------------------------------------------------------
+# hard_silu (hard_swish), mish, exponential
+# ---------------------------------------------------------------------------------------
+def hard_swish(x):
+    """MobileNetV3's hard swish as a user writes it for tf.keras 2.15 (which has none):
+    saved by its name, ``hard_swish``."""
+    import tensorflow as tf
+
+    return x * tf.nn.relu6(x + 3.0) / 6.0
+
+
+@pytest.mark.parametrize(
+    "spelling,kind",
+    [
+        ("hard_silu", K.HARD_SILU),  # Keras 3's name (Activation("hard_swish") saves it)
+        ("hard_swish", K.HARD_SILU),
+        ({"module": "builtins", "class_name": "function", "config": "hard_swish"}, K.HARD_SILU),
+        ("mish", K.MISH),
+        ("exponential", K.EXPONENTIAL),
+    ],
+)
+def test_hard_swish_mish_and_exponential_spellings_read_as_tables(tmp_path, spelling, kind):
+    rng = np.random.default_rng(7)
+    layers = [
+        dense_entry("d", 4, spelling),
+        layer_entry("Activation", {"name": "act", "activation": spelling}),
+    ]
+    graph = read_handmade(tmp_path, layers, (3,), {"d": dense_weights(rng, 3, 4, 0.3)})
+    tables = [n for n in graph.nodes if isinstance(n, TableActivation)]
+    assert [n.kind for n in tables] == [kind, kind]
+    assert assert_within_max_error(graph, random_inputs(graph, 64, 1)) == 2
+
+
+@pytest.mark.parametrize(
+    "kind,table_type,bound",
+    [
+        # hard_silu is x itself from 3 on: a table over [-4, 4), slope 1.5 x 2**-10
+        (K.HARD_SILU, FixedType(12, 9), 0.002),
+        # mish is within half an output step of x from ~8 on: slope 1.09 x 2**-8
+        (K.MISH, FixedType(12, 7), 0.005),
+    ],
+)
+def test_wide_hard_silu_and_mish_bypass_a_small_table_within_max_error(kind, table_type, bound):
+    """A proven fixed<19,9> input: every one of the 2**19 codes within ``max_error`` of
+    the float function; hard_silu's bypass is exact (above 3 it is x)."""
+    in_type = FixedType(19, 10)
+    node = lowered_table(kind, in_type)
+    assert node.linear_above and node.table_type == table_type
+    error = error_over_every_code(node, in_type)
+    assert error <= node.max_error < bound
+    assert error > node.max_error / 2
+
+
+def test_exponential_saturates_at_result_int_bits_and_an_explicit_type():
+    """exp grows without bound: by default its output has ``result_int_bits`` integer bits
+    and saturates there; a wide input's table stops where that saturation begins."""
+    node = lowered_table(K.EXPONENTIAL, FixedType(16, 6))  # [-512, 512)
+    # ufixed<34,24>; the table's input fixed<12,6>: [-32, 32), exp(16.7) = 2**24 inside
+    assert node.out_type == FixedType(34, 10, False) and node.table_type == FixedType(12, 6)
+    top = node.out_type.max_int
+    x = np.array([[FixedType(16, 6).max_int], [17 << 6], [0]])  # 511.98, 17, 0
+    assert run_node(node, x, FixedType(16, 6))[:, 0].tolist() == [top, top, 1 << 10]
+    config = PrecisionConfig(
+        input=FixedType(8, 4), layers=(("f", LayerPrecision(result=FixedType(10, 6, False))),)
+    )
+    nodes = [ir.Input("in", (1,), (1,)), TableActivation("f", (1,), (1,), kind=K.EXPONENTIAL)]
+    explicit = lower(ir.ModelGraph("m", tuple(nodes)), config).nodes[1]
+    assert explicit.out_type == FixedType(10, 6, False)  # ufixed<10,4>: up to 16 - 2**-6
+    codes = np.arange(-128, 128)[:, None]
+    got = explicit.out_type.to_float(run_node(explicit, codes, FixedType(8, 4)))[:, 0]
+    want = np.clip(np.round(np.exp(codes[:, 0] / 16) * 64) / 64, 0, 16 - 1 / 64)
+    np.testing.assert_array_equal(got, want)
+
+
+def hswish_mish_exp_model():
+    """tf.keras 2.15: Conv2D(activation=hard_swish, a user function saved by name),
+    DepthwiseConv2D(activation='mish') (the depthwise layer followed by the table),
+    Dense(activation='exponential')."""
+    tf = pytest.importorskip("tensorflow")
+
+    tf.keras.utils.set_random_seed(3)
+    model = tf.keras.Sequential(
+        [
+            tf.keras.layers.InputLayer(input_shape=(5, 5, 2)),
+            tf.keras.layers.Conv2D(3, 3, activation=hard_swish),
+            tf.keras.layers.DepthwiseConv2D(3, activation="mish"),
+            tf.keras.layers.Flatten(),
+            tf.keras.layers.Dense(3, activation="exponential"),
+        ],
+        name="hswish_mish_exp",
+    )
+    return model
+
+
+def test_mish_exponential_and_hard_swish_model_predicts_like_tf_keras(tmp_path):
+    """`hswish_mish_exp_model` (.h5) within 3e-2 relative of Keras on inputs exact in
+    fixed<8,4> (exp turns the dense result's absolute error, ~1e-2 after three layers of
+    2**-11 roundings and 16-bit weights, into a relative one)."""
+    model = hswish_mish_exp_model()
+    graph = keras_graph(model, tmp_path, FixedType(8, 4))
+    tables = [n for n in graph.nodes if isinstance(n, TableActivation)]
+    assert [n.kind for n in tables] == [K.HARD_SILU, K.MISH, K.EXPONENTIAL]
+    x = exact_inputs((5, 5, 2), 64)
+    got, want = predict(graph, x), model.predict(x, verbose=0)
+    assert np.max(np.abs(got - want) / np.maximum(1, np.abs(want))) < 3e-2
+    assert assert_within_max_error(graph, random_inputs(graph, 64)) == 3
+
+
+@pytest.mark.slow
+def test_mish_exponential_and_hard_swish_model_is_bit_exact_under_backpressure(tmp_path):
+    graph = keras_graph(hswish_mish_exp_model(), tmp_path, FixedType(8, 4))
+    bit_exact_in_simulator(graph, n=4, valid_prob=0.6, ready_prob=0.5, seed=3)
+    timing_matches_model(graph)
