@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -227,6 +227,120 @@ class _Builder:
         return self.nodes[item.node] if isinstance(item, Term) else item.value
 
 
+#: A column's group of at least this many terms has its pattern keys computed by numpy,
+#: with every other such group's that a pattern occurs in (`_Rows`).
+GROUP_ARRAYS = 32
+#: a pattern's count changes settle in Python below this many keys, else in numpy
+SETTLE_ARRAYS = 256
+
+
+def _pair_key(n: int, s: int, g: int, n2: int, s2: int, g2: int, radix: int, span: int) -> int:
+    """The pattern of terms ``(n, s, g)`` and ``(n2, s2, g2)`` of one column: ordered by
+    (shift, node), ``rel`` the product of the signs."""
+    if s < s2 or (s == s2 and n < n2):
+        return ((n * radix + n2) * span + s2 - s) * 2 + (g == g2)
+    return ((n2 * radix + n) * span + s - s2) * 2 + (g == g2)
+
+
+def _pair_keys(n, s, g, n2, s2, g2, radix: int, span: int) -> np.ndarray:
+    """`_pair_key` elementwise (numpy, broadcast)."""
+    first = (s < s2) | ((s == s2) & (n < n2))
+    low = np.where(first, n, n2)
+    high = np.where(first, n2, n)
+    return ((low * radix + high) * span + np.abs(s2 - s)) * 2 + (g == g2)
+
+
+class _Group:
+    """The terms of one column that may pair (the column's, or with ``products_only`` its
+    terms of one input): (node, shift) -> sign; a large group's terms are also row ``row``
+    of `_Rows`."""
+
+    __slots__ = ("signs", "row")
+
+    def __init__(self, signs: dict[tuple[int, int], int], row: int | None = None):
+        self.signs, self.row = signs, row
+
+    def keys_with(self, n: int, s: int, g: int, radix: int, span: int) -> list[int]:
+        """The patterns of term ``(n, s, g)`` (not a member) with each member."""
+        return [_pair_key(n, s, g, n2, s2, g2, radix, span) for (n2, s2), g2 in self.signs.items()]
+
+
+class _Rows:
+    """The large groups' terms as rows of numpy arrays (removed terms' slots dead), so that
+    one pattern's occurrences in many columns change their pairs in one computation: the
+    Python loop over a few hundred terms per occurrence was most of the CSE's time (a
+    3x3x8 conv: 16 columns of ~200 terms)."""
+
+    def __init__(self, groups: list[_Group], radix: int, span: int):
+        # a group never takes more new terms than it had (each replaces two)
+        width = 2 * max((len(group.signs) for group in groups), default=0)
+        self.node = np.zeros((len(groups), width), dtype=np.int64)
+        self.shift = np.zeros_like(self.node)
+        self.sign = np.zeros_like(self.node)
+        self.alive = np.zeros(self.node.shape, dtype=bool)
+        self.size = np.zeros(len(groups), dtype=np.int64)
+        self.slot: list[dict[tuple[int, int], int]] = [{} for _ in groups]
+        self.radix, self.span = radix, span
+        for row, group in enumerate(groups):
+            group.row = row
+            items = list(group.signs.items())
+            self.node[row, : len(items)] = [n for (n, _), _ in items]
+            self.shift[row, : len(items)] = [s for (_, s), _ in items]
+            self.sign[row, : len(items)] = [g for _, g in items]
+            self.alive[row, : len(items)] = True
+            self.size[row] = len(items)
+            self.slot[row] = {key: p for p, (key, _) in enumerate(items)}
+
+    def all_keys(self) -> np.ndarray:
+        """The patterns of every pair of terms of each row."""
+        parts = []
+        for row in range(len(self.size)):
+            p, q = np.triu_indices(int(self.size[row]), 1)
+            node, shift, sign = self.node[row], self.shift[row], self.sign[row]
+            parts.append(
+                _pair_keys(
+                    node[p], shift[p], sign[p], node[q], shift[q], sign[q], self.radix, self.span
+                )
+            )
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+    def remove(self, row: int, n: int, s: int) -> None:
+        self.alive[row, self.slot[row].pop((n, s))] = False
+
+    def replace(self, rows: list[int], terms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """In each of ``rows`` (distinct), the terms ``terms[k, 0]`` and ``terms[k, 1]`` out
+        and ``terms[k, 2]`` in (``terms``: (rows, 3 terms, node/shift/sign)): the patterns
+        of the pairs that go (the old terms' with the rest; not with each other) and of
+        those that come."""
+        r = np.asarray(rows)
+        for k, row in enumerate(rows):
+            for t in (0, 1):
+                self.remove(row, int(terms[k, t, 0]), int(terms[k, t, 1]))
+        width = int(self.size[r].max())
+        alive = self.alive[r, :width][:, None, :]
+        keys = _pair_keys(
+            terms[:, :, 0, None],
+            terms[:, :, 1, None],
+            terms[:, :, 2, None],
+            self.node[r, :width][:, None, :],
+            self.shift[r, :width][:, None, :],
+            self.sign[r, :width][:, None, :],
+            self.radix,
+            self.span,
+        )
+        gone = keys[:, :2][np.broadcast_to(alive, (len(rows), 2, width))]
+        come = keys[:, 2][alive[:, 0]]
+        at = self.size[r]
+        self.node[r, at] = terms[:, 2, 0]
+        self.shift[r, at] = terms[:, 2, 1]
+        self.sign[r, at] = terms[:, 2, 2]
+        self.alive[r, at] = True
+        self.size[r] += 1
+        for k, row in enumerate(rows):
+            self.slot[row][(int(terms[k, 2, 0]), int(terms[k, 2, 1]))] = int(at[k])
+        return gone, come
+
+
 def _eliminate_common_pairs(
     builder: _Builder, columns: list[dict[tuple[int, int], int]], products_only: bool
 ) -> None:
@@ -250,24 +364,41 @@ def _eliminate_common_pairs(
     # `radix` (each new node replaces at least two terms) and shifts below `span`.
     radix = len(nodes) + sum(len(col) for col in columns) + 1
     span = 1 + max((s for col in columns for _, s in col), default=0)
+    arrays = radix * radix * span * 2 < 2**62  # numpy's int64 holds every pattern
 
-    def pattern(a: int, b: int, d: int, rel: int) -> int:
-        return ((a * radix + b) * span + d) * 2 + (rel > 0)
-
-    count: dict[int, int] = defaultdict(int)
+    # count[k] - removed[k]: the occurrences of pattern k (two counters: Counter.update
+    # counts a list of patterns in C)
+    count: Counter[int] = Counter()
+    removed: Counter[int] = Counter()
     node_cols: dict[int, set[int]] = defaultdict(set)
     col_shifts: list[dict[int, set[int]]] = [defaultdict(set) for _ in columns]
-    col_groups: list[dict[int, dict[tuple[int, int], int]]] = [defaultdict(dict) for _ in columns]
+    col_groups: list[dict[int, _Group]] = []
+    large: list[_Group] = []
     for j, col in enumerate(columns):
+        members: dict[int, dict[tuple[int, int], int]] = defaultdict(dict)
         for (n, s), g in col.items():
             node_cols[n].add(j)
             col_shifts[j][n].add(s)
-            col_groups[j][group_of(n)][(n, s)] = g
-        for members in col_groups[j].values():
-            items = sorted(members.items(), key=lambda item: (item[0][1], item[0][0]))
-            for p, ((n1, s1), g1) in enumerate(items):
-                for (n2, s2), g2 in items[p + 1 :]:
-                    count[pattern(n1, n2, s2 - s1, g1 * g2)] += 1
+            members[group_of(n)][(n, s)] = g
+        col_groups.append({key: _Group(signs) for key, signs in members.items()})
+        for group in col_groups[j].values():
+            if arrays and len(group.signs) >= GROUP_ARRAYS:
+                large.append(group)
+                continue
+            items = sorted(group.signs.items(), key=lambda item: (item[0][1], item[0][0]))
+            count.update(
+                ((n1 * radix + n2) * span + s2 - s1) * 2 + (g1 == g2)
+                for p, ((n1, s1), g1) in enumerate(items)
+                for (n2, s2), g2 in items[p + 1 :]
+            )
+    rows = _Rows(large, radix, span)
+    if large:
+        keys, times = np.unique(rows.all_keys(), return_counts=True)
+        if count:
+            for k, c in zip(keys.tolist(), times.tolist(), strict=True):
+                count[k] += c
+        else:
+            dict.update(count, zip(keys.tolist(), times.tolist(), strict=True))
 
     # The next pattern: the highest count, then the smallest key (deterministic; prefers
     # older, narrower nodes). A heap of (-count, key) entries, lazily cleaned: a count that
@@ -275,45 +406,70 @@ def _eliminate_common_pairs(
     # the current count when it comes up. Every pattern counted >= 2 has an entry at least
     # as high as its count, so the first entry matching its count is the one to take.
     # (The plain occurrence count: weighting it by adder width, da4ml's "wmc", measured no
-    # better on random 6-bit matrices.)
+    # better on random 6-bit matrices.) The patterns counted now come in sorted order from
+    # `first` (most of them stale by their turn: no heap operations for them), those
+    # pushed since from `heap`, the smaller head each time.
     banned: set[int] = set()
-    heap = [(-c, k) for k, c in count.items() if c >= 2]
-    heapq.heapify(heap)
+    twice = {k: c for k, c in count.items() if c >= 2}
+    if arrays:
+        keys = np.fromiter(twice.keys(), dtype=np.int64, count=len(twice))
+        times = np.fromiter(twice.values(), dtype=np.int64, count=len(twice))
+        order = np.lexsort((keys, -times))
+        first = list(zip((-times[order]).tolist(), keys[order].tolist(), strict=True))
+    else:
+        first = sorted((-c, k) for k, c in twice.items())
+    heap: list[tuple[int, int]] = []
+    # A pattern counted once or less stays so (only a new node's pairs are new): from here
+    # `count` holds only the patterns counted twice and the new ones, and the pairs that
+    # go are counted (in `removed`) for those only.
+    count = Counter(twice)
 
-    def unlink(j: int, n: int, s: int) -> None:
-        g = columns[j].pop((n, s))
-        members = col_groups[j][group_of(n)]
-        del members[(n, s)]
-        for (n2, s2), g2 in members.items():
-            if s < s2 or (s == s2 and n < n2):
-                k = ((n * radix + n2) * span + s2 - s) * 2 + (g == g2)
-            else:
-                k = ((n2 * radix + n) * span + s - s2) * 2 + (g == g2)
-            count[k] -= 1
-        shifts = col_shifts[j][n]
-        shifts.discard(s)
-        if not shifts:
-            del col_shifts[j][n]
-            node_cols[n].discard(j)
+    def flat(parts: list) -> list[int]:
+        return [
+            k for part in parts for k in (part.tolist() if isinstance(part, np.ndarray) else part)
+        ]
 
-    def link(j: int, n: int, s: int, g: int) -> None:
-        members = col_groups[j][group_of(n)]
-        for (n2, s2), g2 in members.items():
-            if s < s2 or (s == s2 and n < n2):
-                k = ((n * radix + n2) * span + s2 - s) * 2 + (g == g2)
-            else:
-                k = ((n2 * radix + n) * span + s - s2) * 2 + (g == g2)
-            c = count[k] = count[k] + 1
-            if c >= 2:
-                heapq.heappush(heap, (-c, k))
-        members[(n, s)] = g
-        columns[j][(n, s)] = g
-        col_shifts[j][n].add(s)
-        node_cols[n].add(j)
+    def settle(gone: list, come: list, again: bool) -> None:
+        """Count the pairs that went and came with one pattern's node (``gone``, ``come``:
+        lists and arrays of patterns; ``again``: a column had several occurrences, so
+        some of the new pairs went again); push the new patterns that occur twice."""
+        if not arrays or sum(map(len, gone)) + sum(map(len, come)) < SETTLE_ARRAYS:
+            for k in flat(gone):
+                count[k] -= 1
+            came = flat(come)
+            count.update(came)
+            for k in set(came):
+                c = count[k] - removed.get(k, 0)
+                if c >= 2:
+                    heapq.heappush(heap, (-c, k))
+            return
+        went = np.concatenate([np.asarray(part, dtype=np.int64) for part in gone])
+        # the patterns that came have the new node: their count is their number here
+        keys, times = np.unique(
+            np.concatenate([np.asarray(p, dtype=np.int64) for p in come]), return_counts=True
+        )
+        if again and len(keys):
+            at = np.minimum(np.searchsorted(keys, went), len(keys) - 1)
+            fresh = keys[at] == went
+            np.subtract.at(times, at[fresh], 1)
+            went = went[~fresh]
+        removed.update(filter(count.__contains__, went.tolist()))
+        twice = times >= 2
+        pushed = list(zip(keys[twice].tolist(), times[twice].tolist(), strict=True))
+        dict.update(count, pushed)
+        for k, c in pushed:
+            heapq.heappush(heap, (-c, k))
 
-    while heap:
-        negative, k = heapq.heappop(heap)
-        c = count.get(k, 0)
+    taken = 0
+    while True:
+        if heap and (taken == len(first) or heap[0] < first[taken]):
+            negative, k = heapq.heappop(heap)
+        elif taken < len(first):
+            negative, k = first[taken]
+            taken += 1
+        else:
+            break
+        c = count.get(k, 0) - removed.get(k, 0)
         if c != -negative or k in banned:
             if c < -negative and c >= 2 and k not in banned:
                 heapq.heappush(heap, (-c, k))  # stale (fell since): at its current count
@@ -336,10 +492,48 @@ def _eliminate_common_pairs(
             banned.add(k)  # only overlapping occurrences: not worth a node
             continue
         new = builder.combine((Term(a, 0, 1), Term(b, d, rel)), shared=True)
+        own = group_of(new)  # a and b share a group; new too unless its inputs cancel
+        gone: list = []
+        come: list = []
+        rounds: list[list[tuple[int, np.ndarray]]] = []  # large groups' occurrences, in turn
         for j, s, g in occurrences:
-            unlink(j, a, s)
-            unlink(j, b, s + d)
-            link(j, new, s, g)
+            col = columns[j]
+            ga, gb = col.pop((a, s)), col.pop((b, s + d))
+            col[(new, s)] = g
+            for n, shift in ((a, s), (b, s + d)):
+                shifts = col_shifts[j][n]
+                shifts.discard(shift)
+                if not shifts:
+                    del col_shifts[j][n]
+                    node_cols[n].discard(j)
+            col_shifts[j][new].add(s)
+            node_cols[new].add(j)
+            group = col_groups[j][group_of(a)]
+            del group.signs[(a, s)], group.signs[(b, s + d)]
+            gone.append([_pair_key(a, s, ga, b, s + d, gb, radix, span)])
+            if own != group_of(a) or group.row is None:
+                if group.row is not None:
+                    rows.remove(group.row, a, s)
+                    rows.remove(group.row, b, s + d)
+                gone.append(group.keys_with(a, s, ga, radix, span))
+                gone.append(group.keys_with(b, s + d, gb, radix, span))
+                if own not in col_groups[j]:
+                    col_groups[j][own] = _Group({})
+                target = col_groups[j][own]
+                come.append(target.keys_with(new, s, g, radix, span))
+                target.signs[(new, s)] = g
+                continue
+            group.signs[(new, s)] = g
+            terms = np.array([[a, s, ga], [b, s + d, gb], [new, s, g]], dtype=np.int64)
+            turn = next((t for t in rounds if all(row != group.row for row, _ in t)), None)
+            if turn is None:
+                rounds.append(turn := [])
+            turn.append((group.row, terms))
+        for turn in rounds:
+            went, came = rows.replace([row for row, _ in turn], np.stack([t for _, t in turn]))
+            gone.append(went)
+            come.append(came)
+        settle(gone, come, len({j for j, _, _ in occurrences}) < len(occurrences))
 
 
 class _Sum(NamedTuple):

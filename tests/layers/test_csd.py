@@ -149,6 +149,35 @@ def test_every_sharing_mode_is_exact(cse):
     np.testing.assert_array_equal(plan.evaluate(x), x @ w)
 
 
+@pytest.mark.parametrize(
+    ("shape", "cse", "signed_input"),
+    [
+        ((40, 10), "full", False),
+        ((30, 8), "full", True),
+        ((24, 12), "products", True),
+    ],
+)
+def test_cse_in_numpy_plans_as_term_by_term(monkeypatch, shape, cse, signed_input):
+    """Columns' pairs counted with numpy (`_Rows`, counts settled in arrays) choose the same
+    patterns in the same order as the term-by-term count: the same plan, node for node."""
+    import rtlgen.layers.adder_graph as adder_graph
+
+    rng = np.random.default_rng(sum(shape))
+    w = rng.integers(-31, 32, size=shape)
+    w[rng.random(shape) < 0.2] = 0
+    ranges = [(-128, 127) if signed_input else (0, 255)] * shape[0]
+
+    def plan(group_arrays: int, settle_arrays: int):
+        monkeypatch.setattr(adder_graph, "GROUP_ARRAYS", group_arrays)
+        monkeypatch.setattr(adder_graph, "SETTLE_ARRAYS", settle_arrays)
+        p = plan_matvec(w, ranges, None, "lut", cse=cse)
+        return [vars(n) for n in p.nodes], p.outputs
+
+    term_by_term = plan(10**9, 10**9)
+    assert plan(2, 0) == term_by_term
+    assert plan(8, 256) == term_by_term
+
+
 def test_sharing_saves_adders_in_order():
     rng = np.random.default_rng(7)
     w = rng.integers(-32, 32, size=(16, 16))
