@@ -79,10 +79,12 @@ class ArgMax(wiring.Component):
     def elaborate(self, platform):
         from . import argmax_verilog, mac_verilog
 
-        text_modules = mac_verilog.active()
-        if text_modules is not None and type(self) is ArgMax:
-            # Verilog emission: an instance of the same tournament written as text
-            return text_modules.instance_of(self, argmax_verilog.argmax_verilog, "argmax")
+        # Verilog emission: an instance of the same tournament written as text
+        text = mac_verilog.text_instance(
+            self, ArgMax, lambda _: True, argmax_verilog.argmax_verilog, "argmax"
+        )
+        if text is not None:
+            return text
         m = Module()
         advance = pipeline_control(m, self.i, self.o, self.latency)
         regs = StageRegisters(advance)

@@ -257,6 +257,8 @@ class MacModules:
     def __init__(self, prefix: str):
         self.prefix = prefix
         self.modules: dict[str, str] = {}
+        # the writer of each component elaborated to an instance of its text, by id
+        self.writers: dict[int, Callable[[Any, str], str]] = {}
 
     def instance(self, mac: ConstantMatVec) -> Module:
         """An Amaranth module holding only an instance of ``mac``'s text module."""
@@ -266,6 +268,7 @@ class MacModules:
     def instance_of(self, component, write: Callable[[Any, str], str], kind: str) -> Module:
         """The same for another component written as text by ``write(component, name)``:
         its module is ``<prefix>__<kind>_<hash of the text>``."""
+        self.writers[id(component)] = write
         body = write(component, "\0")
         name = f"{self.prefix}__{kind}_{hashlib.sha256(body.encode()).hexdigest()[:16]}"
         return self._instance(component, name, body.replace("\0", name, 1))

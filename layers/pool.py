@@ -127,14 +127,12 @@ class WindowMax(wiring.Component):
     def elaborate(self, platform):
         from . import mac_verilog, pool_verilog
 
-        text_modules = mac_verilog.active()
-        if (
-            text_modules is not None
-            and type(self) is WindowMax
-            and pool_verilog.supported(self)
-        ):
-            # Verilog emission: an instance of the same tree written as text
-            return text_modules.instance_of(self, pool_verilog.window_max_verilog, "max")
+        # Verilog emission: an instance of the same tree written as text
+        text = mac_verilog.text_instance(
+            self, WindowMax, pool_verilog.supported, pool_verilog.window_max_verilog, "max"
+        )
+        if text is not None:
+            return text
         m = Module()
         in_type, out_type = self.in_type, self.out_type
 

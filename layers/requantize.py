@@ -128,14 +128,13 @@ class Requantize(wiring.Component):
     def elaborate(self, platform):
         from . import mac_verilog, requantize_verilog
 
-        text_modules = mac_verilog.active()
-        if (
-            text_modules is not None
-            and type(self) is Requantize
-            and requantize_verilog.supported(self)
-        ):
-            # Verilog emission: an instance of the same logic written as text
-            return text_modules.instance_of(self, requantize_verilog.requantize_verilog, "rq")
+        # Verilog emission: an instance of the same logic written as text
+        text = mac_verilog.text_instance(
+            self, Requantize, requantize_verilog.supported, requantize_verilog.requantize_verilog,
+            "rq",
+        )
+        if text is not None:
+            return text
         m = Module()
         advance = pipeline_control(m, self.i, self.o, self._latency)
         regs = StageRegisters(advance)

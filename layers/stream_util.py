@@ -97,6 +97,10 @@ class SkidBuffer(wiring.Component):
     """
 
     latency = 1
+    #: `rtlgen.emit`'s cost of converting it: written as Verilog text (`stream_verilog`) it
+    #: costs nothing in the top, where a wide one (over `SEPARATE_BITS` port bits) went to a
+    #: worker's Amaranth and Yosys run for a module holding one instance
+    conversion_cost = 0
 
     def __init__(self, layout: ShapeLike):
         self.layout = layout
@@ -110,10 +114,12 @@ class SkidBuffer(wiring.Component):
     def elaborate(self, platform):
         from . import mac_verilog, stream_verilog
 
-        text_modules = mac_verilog.active()
-        if text_modules is not None and type(self) is SkidBuffer:
-            # Verilog emission: an instance of the same buffer written as text
-            return text_modules.instance_of(self, stream_verilog.skid_verilog, "skid")
+        # Verilog emission: an instance of the same buffer written as text
+        text = mac_verilog.text_instance(
+            self, SkidBuffer, lambda _: True, stream_verilog.skid_verilog, "skid"
+        )
+        if text is not None:
+            return text
         m = Module()
         skid_valid = Signal()
         skid = Signal(self.layout, reset_less=True)

@@ -373,7 +373,21 @@ def _component_verilog(
     if _requantize_text(component):
         return requantize_verilog(component, name), {}
     with verilog_text(name) as macs:
-        text = component_verilog(component, name)
+        elaborated = component.elaborate(None)
+        write = macs.writers.get(id(component))
+        if write is not None:
+            # an instance of its own text module (a serial MAC, a wide skid buffer, ...):
+            # that text is the module, no Amaranth wrapper and no Yosys run
+            _mark_elaborated(elaborated)
+            return write(component, name), {}
+        own = component.__dict__.pop("elaborate", None)
+        component.elaborate = lambda platform: elaborated  # (elaborated once)
+        try:
+            text = component_verilog(component, name)
+        finally:
+            del component.elaborate
+            if own is not None:
+                component.elaborate = own
     return text, macs.modules
 
 
