@@ -242,14 +242,6 @@ def _pair_key(n: int, s: int, g: int, n2: int, s2: int, g2: int, radix: int, spa
     return ((n2 * radix + n) * span + s - s2) * 2 + (g == g2)
 
 
-def _pair_keys(n, s, g, n2, s2, g2, radix: int, span: int) -> np.ndarray:
-    """`_pair_key` elementwise (numpy, broadcast)."""
-    first = (s < s2) | ((s == s2) & (n < n2))
-    low = np.where(first, n, n2)
-    high = np.where(first, n2, n)
-    return ((low * radix + high) * span + np.abs(s2 - s)) * 2 + (g == g2)
-
-
 class _Group:
     """The terms of one column that may pair (the column's, or with ``products_only`` its
     terms of one input): (node, shift) -> sign; a large group's terms are also row ``row``
@@ -266,78 +258,97 @@ class _Group:
 
 
 class _Rows:
-    """The large groups' terms as rows of numpy arrays (removed terms' slots dead), so that
-    one pattern's occurrences in many columns change their pairs in one computation: the
-    Python loop over a few hundred terms per occurrence was most of the CSE's time (a
-    3x3x8 conv: 16 columns of ~200 terms)."""
+    """The large groups' terms as rows of numpy arrays, so that one pattern's occurrences
+    in many columns change their pairs in one computation: the Python loop over a few
+    hundred terms per occurrence was most of the CSE's time (a 3x3x8 conv: 16 columns of
+    ~200 terms). A row's live terms are its first ``size`` slots (a removed term's slot
+    takes the row's last). Per term, what its pattern keys are made of: with ``order =
+    shift * radix + node`` the lower of a pair, the key is ``low(n, s) + high(n2, s2) +
+    (g == g2)`` (`_pair_key` regrouped), ``low = 2 span radix n - 2 s``, ``high = 2 span n
+    + 2 s``."""
 
     def __init__(self, groups: list[_Group], radix: int, span: int):
         # a group never takes more new terms than it had (each replaces two)
         width = 2 * max((len(group.signs) for group in groups), default=0)
-        self.node = np.zeros((len(groups), width), dtype=np.int64)
-        self.shift = np.zeros_like(self.node)
-        self.sign = np.zeros_like(self.node)
-        self.alive = np.zeros(self.node.shape, dtype=bool)
+        self.radix, self.span = radix, span
+        self.order = np.zeros((len(groups), width), dtype=np.int64)
+        self.low = np.zeros_like(self.order)
+        self.high = np.zeros_like(self.order)
+        self.sign = np.zeros_like(self.order)
         self.size = np.zeros(len(groups), dtype=np.int64)
         self.slot: list[dict[tuple[int, int], int]] = [{} for _ in groups]
-        self.radix, self.span = radix, span
         for row, group in enumerate(groups):
             group.row = row
             items = list(group.signs.items())
-            self.node[row, : len(items)] = [n for (n, _), _ in items]
-            self.shift[row, : len(items)] = [s for (_, s), _ in items]
-            self.sign[row, : len(items)] = [g for _, g in items]
-            self.alive[row, : len(items)] = True
+            node = np.array([n for (n, _), _ in items], dtype=np.int64)
+            shift = np.array([s for (_, s), _ in items], dtype=np.int64)
+            self._fill(row, slice(0, len(items)), node, shift, [g for _, g in items])
             self.size[row] = len(items)
             self.slot[row] = {key: p for p, (key, _) in enumerate(items)}
+
+    def _fill(self, row, at, node, shift, sign) -> None:
+        self.order[row, at] = shift * self.radix + node
+        self.low[row, at] = 2 * self.span * self.radix * node - 2 * shift
+        self.high[row, at] = 2 * self.span * node + 2 * shift
+        self.sign[row, at] = sign
+
+    @staticmethod
+    def _keys(order, low, high, sign, order2, low2, high2, sign2) -> np.ndarray:
+        """`_pair_key` elementwise (broadcast)."""
+        return np.where(order < order2, low + high2, low2 + high) + (sign == sign2)
 
     def all_keys(self) -> np.ndarray:
         """The patterns of every pair of terms of each row."""
         parts = []
         for row in range(len(self.size)):
             p, q = np.triu_indices(int(self.size[row]), 1)
-            node, shift, sign = self.node[row], self.shift[row], self.sign[row]
-            parts.append(
-                _pair_keys(
-                    node[p], shift[p], sign[p], node[q], shift[q], sign[q], self.radix, self.span
-                )
-            )
+            terms = self.order[row], self.low[row], self.high[row], self.sign[row]
+            parts.append(self._keys(*(t[p] for t in terms), *(t[q] for t in terms)))
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
     def remove(self, row: int, n: int, s: int) -> None:
-        self.alive[row, self.slot[row].pop((n, s))] = False
+        slots = self.slot[row]
+        at = slots.pop((n, s))
+        last = int(self.size[row]) - 1
+        if at != last:  # the last term takes the slot
+            for array in (self.order, self.low, self.high, self.sign):
+                array[row, at] = array[row, last]
+            moved = divmod(int(self.order[row, at]), self.radix)
+            slots[(moved[1], moved[0])] = at
+        self.size[row] = last
 
     def replace(self, rows: list[int], terms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """In each of ``rows`` (distinct), the terms ``terms[k, 0]`` and ``terms[k, 1]`` out
         and ``terms[k, 2]`` in (``terms``: (rows, 3 terms, node/shift/sign)): the patterns
         of the pairs that go (the old terms' with the rest; not with each other) and of
         those that come."""
-        r = np.asarray(rows)
         for k, row in enumerate(rows):
             for t in (0, 1):
                 self.remove(row, int(terms[k, t, 0]), int(terms[k, t, 1]))
-        width = int(self.size[r].max())
-        alive = self.alive[r, :width][:, None, :]
-        keys = _pair_keys(
-            terms[:, :, 0, None],
-            terms[:, :, 1, None],
-            terms[:, :, 2, None],
-            self.node[r, :width][:, None, :],
-            self.shift[r, :width][:, None, :],
-            self.sign[r, :width][:, None, :],
-            self.radix,
-            self.span,
+        r = np.asarray(rows)
+        size = self.size[r]
+        width = int(size.max())
+        node, shift, sign = terms[:, :, 0], terms[:, :, 1], terms[:, :, 2]
+        order = shift * self.radix + node
+        low = 2 * self.span * self.radix * node - 2 * shift
+        high = 2 * self.span * node + 2 * shift
+        if len(rows) == 1:
+            row = rows[0]
+            members = [
+                a[row, None, None, :width] for a in (self.order, self.low, self.high, self.sign)
+            ]
+        else:
+            members = [a[r, None, :width] for a in (self.order, self.low, self.high, self.sign)]
+        keys = self._keys(
+            order[:, :, None], low[:, :, None], high[:, :, None], sign[:, :, None], *members
         )
-        gone = keys[:, :2][np.broadcast_to(alive, (len(rows), 2, width))]
-        come = keys[:, 2][alive[:, 0]]
-        at = self.size[r]
-        self.node[r, at] = terms[:, 2, 0]
-        self.shift[r, at] = terms[:, 2, 1]
-        self.sign[r, at] = terms[:, 2, 2]
-        self.alive[r, at] = True
-        self.size[r] += 1
+        live = np.arange(width) < size[:, None]
+        gone = keys[:, :2][np.broadcast_to(live[:, None, :], (len(rows), 2, width))]
+        come = keys[:, 2][live]
+        self._fill(r, size, node[:, 2], shift[:, 2], sign[:, 2])
+        self.size[r] = size + 1
         for k, row in enumerate(rows):
-            self.slot[row][(int(terms[k, 2, 0]), int(terms[k, 2, 1]))] = int(at[k])
+            self.slot[row][(int(terms[k, 2, 0]), int(terms[k, 2, 1]))] = int(size[k])
         return gone, come
 
 
