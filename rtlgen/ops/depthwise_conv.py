@@ -148,9 +148,7 @@ def depthwise_geometry(layer: KerasLayer, shape: Shape, causal_ok: bool) -> Dept
     )
 
 
-def layer_activation_nodes(
-    layer: KerasLayer, shape: Shape
-) -> tuple[ActivationSpec, list[ir.Node]]:
+def layer_activation_nodes(layer: KerasLayer, shape: Shape) -> tuple[ActivationSpec, list[ir.Node]]:
     """The layer's ``activation``: what fits in the conv node (a clamp, an output
     quantizer, a final softmax) and the nodes after it for one that needs its own (a table
     such as hard_swish, a leaky ReLU), as `rtlgen.ops.conv` reads a Conv2D's."""
