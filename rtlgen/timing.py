@@ -649,7 +649,30 @@ class _Network:
 
     def run(self, patience: int) -> int:
         """Cycles until every sink has its beats; RuntimeError when nothing moves for
-        ``patience`` cycles (a deadlock)."""
+        ``patience`` cycles (a deadlock). A network run before (the same blocks in the same
+        states, wired alike: `_signature`) takes the state that run ended in instead."""
+        key = _signature(self, patience)
+        if key is not None and key in _RUNS:
+            cycle, wire_states, block_states = _RUNS[key]
+            for w, (flags, valid_from, taken) in zip(self.wires, wire_states, strict=True):
+                w.valid, w.ready, w.shown = flags
+                w.valid_from, w.taken = list(valid_from), list(taken)
+            for b, state in zip(self.blocks, block_states, strict=True):
+                for name, value in state.items():
+                    setattr(b, name, list(value) if isinstance(value, list) else value)
+            return cycle
+        cycle = self._run(patience)
+        if key is not None:
+            if len(_RUNS) >= _RUNS_KEPT:
+                del _RUNS[next(iter(_RUNS))]
+            _RUNS[key] = (
+                cycle,
+                [((w.valid, w.ready, w.shown), list(w.valid_from), list(w.taken)) for w in self.wires],
+                [_state(b) for b in self.blocks],
+            )
+        return cycle
+
+    def _run(self, patience: int) -> int:
         blocks, wires = self.blocks, self.wires
         backward = blocks[::-1]
         cycle = idle = 0
@@ -669,6 +692,69 @@ class _Network:
             if idle > patience:
                 raise RuntimeError("the handshake model stalled: the pipeline deadlocks")
         return cycle
+
+
+#: the end states of recent runs (`_Network.run`), by `_signature`: the planner and the
+#: manifest time the same network (each of its own `NetworkTop`)
+_RUNS: dict = {}
+_RUNS_KEPT = 8
+
+
+def _known_blocks() -> tuple[type, ...]:
+    """The blocks whose behaviour is their class and instance variables (a block made by
+    a component's ``handshake_blocks`` may keep its parameters in a closure)."""
+    return (_Source, _Sink, _Pipeline, _Skid, _Fifo, _Fork, _Walk, _Crop, _UpSample,
+            _RunningReduce, _Deserialize, _Serial)  # fmt: skip
+
+
+def _state(block: _Block) -> dict:
+    """A block's variables but its wires (and a serial MAC's stage): lists copied."""
+    return {
+        name: list(value) if isinstance(value, list) else value
+        for name, value in vars(block).items()
+        if name != "stage" and not _has_wire(value)
+    }
+
+
+def _has_wire(value) -> bool:
+    return isinstance(value, _Wire) or (
+        isinstance(value, list | tuple) and any(isinstance(v, _Wire) for v in value)
+    )
+
+
+def _signature(net: _Network, patience: int) -> tuple | None:
+    """What a run of ``net`` depends on: each block's class and variables (its wires by
+    index; a serial MAC's stage by what `_Serial` reads of it), the sinks and ``patience``;
+    None where a block is not one of `_known_blocks`."""
+    known = _known_blocks()
+    index = {id(w): k for k, w in enumerate(net.wires)}
+
+    def encode(value):
+        if isinstance(value, _Wire):
+            return ("wire", index[id(value)])
+        if isinstance(value, list | tuple):
+            return tuple(encode(v) for v in value)
+        if value is None or isinstance(value, bool | int | str):
+            return value
+        raise TypeError(type(value))
+
+    blocks = []
+    try:
+        for block in net.blocks:
+            if type(block) not in known:
+                return None
+            state = dict(vars(block))
+            if isinstance(block, _Serial):
+                stage = state.pop("stage")
+                state["stage"] = (
+                    stage.beat_words, stage.words, stage.depth, bool(stage.block_rom),
+                    bool(stage.early_start), tuple(bool(stage.ends_result(w)) for w in range(stage.words)),
+                )  # fmt: skip
+            blocks.append((type(block), tuple((k, encode(state[k])) for k in sorted(state))))
+        sinks = tuple((index[id(w)], n) for w, n in net.sinks)
+    except (KeyError, TypeError):  # a wire of another network, an unknown value
+        return None
+    return tuple(blocks), sinks, patience
 
 
 @dataclass

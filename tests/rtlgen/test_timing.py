@@ -164,3 +164,39 @@ def test_a_component_with_only_a_forward_contract_is_followed_forward():
 def test_stalls_inside_the_network_are_predicted_in_verilator(tmp_path, tmp_path_factory):
     graph = chain((4, 4, 2), [("up", (2, 2)), ("pad", (1, 2, 0, 1)), ("conv", (2, 3, False))])
     bit_exact_in_verilator(graph, tmp_path, tmp_path_factory.mktemp("verilator_cache"))
+
+
+def test_a_network_run_again_ends_as_its_own_run(monkeypatch):
+    """A handshake network run before (another `NetworkTop` of the same plan: the planner's
+    and the manifest's) takes that run's end state: the same timing, FIFO depths and beat
+    cycles as running it; a block the model cannot compare (a closure) is always run."""
+    import rtlgen.timing as timing
+    from rtlgen.timing import beat_times, model_outputs
+
+    from .nets import conv_net, mlp
+
+    ran = []
+    run = timing._Network._run
+    monkeypatch.setattr(timing._Network, "_run", lambda net, patience: ran.append(1) or run(net, patience))
+    for graph in (conv_net(h=7, w=6, seed=1), mlp(seed=4)):
+        timing._RUNS.clear()
+        first, runs = NetworkTop(graph), len(ran)
+        expected = model_outputs(first), model_graph(first.plan, {}, set(), 4)
+        second = NetworkTop(graph)
+        before = len(ran)
+        assert (model_outputs(second), model_graph(second.plan, {}, set(), 4)) == expected
+        assert len(ran) == before > runs  # taken from the first runs, none run again
+        depths = {(f.consumer, f.input_index): f.depth for f in second.plan.fifos}
+        assert beat_times(second.plan, {}, depths) == beat_times(first.plan, {}, depths)
+    timing._RUNS.clear()
+    net = timing._Network()
+    source, sink = net.wire(), net.wire()
+    net.blocks.append(timing._Source(source, 3))
+
+    class Closure(timing._Pipeline):  # not a known block: never taken from a memo
+        pass
+
+    net.blocks.append(Closure([source], sink, 1))
+    net.blocks.append(timing._Sink(sink))
+    net.sinks.append((sink, 3))
+    assert timing._signature(net, 10) is None
