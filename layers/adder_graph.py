@@ -427,6 +427,10 @@ def _eliminate_common_pairs(
         times = np.fromiter(twice.values(), dtype=np.int64, count=len(twice))
         order = np.lexsort((keys, -times))
         first = list(zip((-times[order]).tolist(), keys[order].tolist(), strict=True))
+        # a first sieve of the pairs that went: the patterns counted twice or new, by their
+        # low bits (those that pass are looked up in `count`)
+        counted = np.zeros(1 << 20, dtype=bool)
+        counted[keys & ((1 << 20) - 1)] = True
     else:
         first = sorted((-c, k) for k, c in twice.items())
     heap: list[tuple[int, int]] = []
@@ -440,20 +444,26 @@ def _eliminate_common_pairs(
             k for part in parts for k in (part.tolist() if isinstance(part, np.ndarray) else part)
         ]
 
-    def settle(gone: list, come: list, again: bool) -> None:
+    def settle(gone: list, come: list, pairs: list[int], again: bool) -> None:
         """Count the pairs that went and came with one pattern's node (``gone``, ``come``:
-        lists and arrays of patterns; ``again``: a column had several occurrences, so
-        some of the new pairs went again); push the new patterns that occur twice."""
+        lists and arrays of patterns; ``pairs``: each occurrence's own pair; ``again``: a
+        column had several occurrences, so some of the new pairs went again); push the new
+        patterns that occur twice."""
         if not arrays or sum(map(len, gone)) + sum(map(len, come)) < SETTLE_ARRAYS:
-            for k in flat(gone):
+            for k in flat(gone) + pairs:
                 count[k] -= 1
             came = flat(come)
             count.update(came)
+            pushed = []
             for k in set(came):
                 c = count[k] - removed.get(k, 0)
                 if c >= 2:
                     heapq.heappush(heap, (-c, k))
+                    pushed.append(k)
+            if arrays and pushed:
+                counted[np.array(pushed, dtype=np.int64) & ((1 << 20) - 1)] = True
             return
+        removed.update(filter(count.__contains__, pairs))
         went = np.concatenate([np.asarray(part, dtype=np.int64) for part in gone])
         # the patterns that came have the new node: their count is their number here
         keys, times = np.unique(
@@ -464,12 +474,14 @@ def _eliminate_common_pairs(
             fresh = keys[at] == went
             np.subtract.at(times, at[fresh], 1)
             went = went[~fresh]
+        went = went[counted[went & ((1 << 20) - 1)]]
         removed.update(filter(count.__contains__, went.tolist()))
         twice = times >= 2
         pushed = list(zip(keys[twice].tolist(), times[twice].tolist(), strict=True))
         dict.update(count, pushed)
         for k, c in pushed:
             heapq.heappush(heap, (-c, k))
+        counted[keys[twice] & ((1 << 20) - 1)] = True
 
     taken = 0
     while True:
@@ -506,6 +518,7 @@ def _eliminate_common_pairs(
         own = group_of(new)  # a and b share a group; new too unless its inputs cancel
         gone: list = []
         come: list = []
+        pairs: list[int] = []
         rounds: list[list[tuple[int, np.ndarray]]] = []  # large groups' occurrences, in turn
         for j, s, g in occurrences:
             col = columns[j]
@@ -521,7 +534,7 @@ def _eliminate_common_pairs(
             node_cols[new].add(j)
             group = col_groups[j][group_of(a)]
             del group.signs[(a, s)], group.signs[(b, s + d)]
-            gone.append([_pair_key(a, s, ga, b, s + d, gb, radix, span)])
+            pairs.append(_pair_key(a, s, ga, b, s + d, gb, radix, span))
             if own != group_of(a) or group.row is None:
                 if group.row is not None:
                     rows.remove(group.row, a, s)
@@ -544,7 +557,7 @@ def _eliminate_common_pairs(
             went, came = rows.replace([row for row, _ in turn], np.stack([t for _, t in turn]))
             gone.append(went)
             come.append(came)
-        settle(gone, come, len({j for j, _, _ in occurrences}) < len(occurrences))
+        settle(gone, come, pairs, len({j for j, _, _ in occurrences}) < len(occurrences))
 
 
 class _Sum(NamedTuple):
