@@ -403,13 +403,14 @@ def _eliminate_common_pairs(
                 for (n2, s2), g2 in items[p + 1 :]
             )
     rows = _Rows(large, radix, span)
+    only_rows = None  # (patterns, counts) counted twice, when every pair is in `rows`
     if large:
         keys, times = np.unique(rows.all_keys(), return_counts=True)
         if count:
             for k, c in zip(keys.tolist(), times.tolist(), strict=True):
                 count[k] += c
         else:
-            dict.update(count, zip(keys.tolist(), times.tolist(), strict=True))
+            only_rows = keys[times >= 2], times[times >= 2]
 
     # The next pattern: the highest count, then the smallest key (deterministic; prefers
     # older, narrower nodes). A heap of (-count, key) entries, lazily cleaned: a count that
@@ -421,7 +422,11 @@ def _eliminate_common_pairs(
     # `first` (most of them stale by their turn: no heap operations for them), those
     # pushed since from `heap`, the smaller head each time.
     banned: set[int] = set()
-    twice = {k: c for k, c in count.items() if c >= 2}
+    if only_rows is not None:
+        keys, times = only_rows
+        twice = dict(zip(keys.tolist(), times.tolist(), strict=True))
+    else:
+        twice = {k: c for k, c in count.items() if c >= 2}
     if arrays:
         keys = np.fromiter(twice.keys(), dtype=np.int64, count=len(twice))
         times = np.fromiter(twice.values(), dtype=np.int64, count=len(twice))
