@@ -139,6 +139,12 @@ def supported_layers() -> tuple[str, ...]:
 
 def _unsupported_layer(layer: KerasLayer) -> UnsupportedError:
     hint = _UNSUPPORTED_HINTS.get(layer.class_name)
+    if layer.class_name.startswith("ops."):
+        hint = (
+            "It is a Keras 3 operation on a tensor (such as x + 3.0 or x * (1.0 / 6.0) in "
+            "keras.applications' MobileNetV3 hard_sigmoid), not a layer; write it with layers "
+            "(Activation('hard_sigmoid'), Activation('hard_swish'), Rescaling)"
+        )
     reason = f"{hint}. " if hint else ""
     return UnsupportedError(
         f"{layer.where}: layer type '{layer.class_name}' is not supported. {reason}"
@@ -247,6 +253,11 @@ def _layer_entry(
         )
     build = entry.get("build_config")
     class_name = entry["class_name"]
+    module = entry.get("module")
+    if isinstance(module, str) and module.startswith("keras.src.ops."):
+        # a Keras 3 operation on a tensor (``x + 3.0``: keras.src.ops.numpy.Add), which must
+        # not be read as the layer of the same class name (layers.Add)
+        class_name = f"ops.{class_name}"
     registered = entry.get("registered_name")
     if isinstance(registered, str) and registered.startswith("hgq>"):
         class_name = registered  # HGQ2's QDense/QConv2D are not QKeras's (`rtlgen.ops.hgq2`)

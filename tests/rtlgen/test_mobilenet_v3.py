@@ -19,6 +19,7 @@ from rtlgen import ir
 from rtlgen.api import load_model, predict_outputs
 from rtlgen.ops.lut_activation import TableActivation
 from rtlgen.quant.activations import ActivationKind
+from rtlgen.quant.errors import UnsupportedError
 
 from .cli_run import convert_and_simulate, rtlgen
 
@@ -109,3 +110,22 @@ def test_mobilenet_v3_converts_predicts_and_is_bit_exact_in_verilator(tmp_path):
     predicted = np.load(tmp_path / "p.npy")
     np.testing.assert_array_equal(simulated, predicted)
     assert np.max(np.abs(predicted - expected["y"][:6])) < 2.0**-8
+
+
+def test_keras3_operation_on_a_tensor_is_refused_in_one_line_naming_it(tmp_path):
+    """keras.applications' MobileNetV3 computes hard_sigmoid as ``ReLU(6)(x + 3.0) *
+    (1 / 6)``: Keras 3 saves ``x + 3.0`` as keras.src.ops.numpy.Add, a tensor and a
+    constant, which must not be read as the Add layer (it was: "takes 1 inputs")."""
+    from .test_keras3 import config_edit, rewritten_archive
+
+    def as_operation(config):
+        for layer in config["config"]["layers"]:
+            if layer["config"]["name"] == "residual":
+                layer["module"] = "keras.src.ops.numpy"
+
+    path = rewritten_archive(
+        tmp_path, "func_mobilenet_v3", {"config.json": config_edit(as_operation)}
+    )
+    with pytest.raises(UnsupportedError, match=r"'residual' \(ops.Add\).*Keras 3 operation") as e:
+        load_model(path, input_type=INPUT_TYPE)
+    assert "\n" not in str(e.value)
