@@ -271,50 +271,53 @@ class _Rows:
         # a group never takes more new terms than it had (each replaces two)
         width = 2 * max((len(group.signs) for group in groups), default=0)
         self.radix, self.span = radix, span
-        self.order = np.zeros((len(groups), width), dtype=np.int64)
-        self.low = np.zeros_like(self.order)
-        self.high = np.zeros_like(self.order)
-        self.sign = np.zeros_like(self.order)
+        # per term: order, low, high, sign (one array: one copy or gather moves them all)
+        self.parts = np.zeros((4, len(groups), width), dtype=np.int64)
         self.size = np.zeros(len(groups), dtype=np.int64)
         self.slot: list[dict[tuple[int, int], int]] = [{} for _ in groups]
         for row, group in enumerate(groups):
             group.row = row
             items = list(group.signs.items())
-            node = np.array([n for (n, _), _ in items], dtype=np.int64)
-            shift = np.array([s for (_, s), _ in items], dtype=np.int64)
-            self._fill(row, slice(0, len(items)), node, shift, [g for _, g in items])
+            terms = np.array([(n, s, g) for (n, s), g in items], dtype=np.int64).reshape(-1, 3)
+            self.parts[:, row, : len(items)] = self._parts(terms)
             self.size[row] = len(items)
             self.slot[row] = {key: p for p, (key, _) in enumerate(items)}
 
-    def _fill(self, row, at, node, shift, sign) -> None:
-        self.order[row, at] = shift * self.radix + node
-        self.low[row, at] = 2 * self.span * self.radix * node - 2 * shift
-        self.high[row, at] = 2 * self.span * node + 2 * shift
-        self.sign[row, at] = sign
+    def _parts(self, terms: np.ndarray) -> np.ndarray:
+        """(order, low, high, sign) of ``terms`` (..., node/shift/sign): shape (4, ...)."""
+        node, shift, sign = terms[..., 0], terms[..., 1], terms[..., 2]
+        return np.stack(
+            [
+                shift * self.radix + node,
+                2 * self.span * self.radix * node - 2 * shift,
+                2 * self.span * node + 2 * shift,
+                sign,
+            ]
+        )
 
     @staticmethod
-    def _keys(order, low, high, sign, order2, low2, high2, sign2) -> np.ndarray:
-        """`_pair_key` elementwise (broadcast)."""
+    def _keys(parts: np.ndarray, others: np.ndarray) -> np.ndarray:
+        """`_pair_key` elementwise (broadcast) of terms' `_parts` and others'."""
+        order, low, high, sign = parts
+        order2, low2, high2, sign2 = others
         return np.where(order < order2, low + high2, low2 + high) + (sign == sign2)
 
     def all_keys(self) -> np.ndarray:
         """The patterns of every pair of terms of each row."""
-        parts = []
+        keys = []
         for row in range(len(self.size)):
             p, q = np.triu_indices(int(self.size[row]), 1)
-            terms = self.order[row], self.low[row], self.high[row], self.sign[row]
-            parts.append(self._keys(*(t[p] for t in terms), *(t[q] for t in terms)))
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+            keys.append(self._keys(self.parts[:, row, p], self.parts[:, row, q]))
+        return np.concatenate(keys) if keys else np.zeros(0, dtype=np.int64)
 
     def remove(self, row: int, n: int, s: int) -> None:
         slots = self.slot[row]
         at = slots.pop((n, s))
         last = int(self.size[row]) - 1
         if at != last:  # the last term takes the slot
-            for array in (self.order, self.low, self.high, self.sign):
-                array[row, at] = array[row, last]
-            moved = divmod(int(self.order[row, at]), self.radix)
-            slots[(moved[1], moved[0])] = at
+            self.parts[:, row, at] = self.parts[:, row, last]
+            shift, node = divmod(int(self.parts[0, row, at]), self.radix)
+            slots[(node, shift)] = at
         self.size[row] = last
 
     def replace(self, rows: list[int], terms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -328,24 +331,16 @@ class _Rows:
         r = np.asarray(rows)
         size = self.size[r]
         width = int(size.max())
-        node, shift, sign = terms[:, :, 0], terms[:, :, 1], terms[:, :, 2]
-        order = shift * self.radix + node
-        low = 2 * self.span * self.radix * node - 2 * shift
-        high = 2 * self.span * node + 2 * shift
+        parts = self._parts(terms)  # (4, rows, 3)
         if len(rows) == 1:
-            row = rows[0]
-            members = [
-                a[row, None, None, :width] for a in (self.order, self.low, self.high, self.sign)
-            ]
+            members = self.parts[:, rows[0], None, None, :width]
         else:
-            members = [a[r, None, :width] for a in (self.order, self.low, self.high, self.sign)]
-        keys = self._keys(
-            order[:, :, None], low[:, :, None], high[:, :, None], sign[:, :, None], *members
-        )
+            members = self.parts[:, r, None, :width]
+        keys = self._keys(parts[..., None], members)  # (rows, 3, width)
         live = np.arange(width) < size[:, None]
         gone = keys[:, :2][np.broadcast_to(live[:, None, :], (len(rows), 2, width))]
         come = keys[:, 2][live]
-        self._fill(r, size, node[:, 2], shift[:, 2], sign[:, 2])
+        self.parts[:, r, size] = parts[:, :, 2]
         self.size[r] = size + 1
         for k, row in enumerate(rows):
             self.slot[row][(int(terms[k, 2, 0]), int(terms[k, 2, 1]))] = int(size[k])
