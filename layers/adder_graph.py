@@ -196,24 +196,37 @@ class _Builder:
     def preview(self, parts: list[tuple[PlanNode, int, int]], kind: str = "add") -> PlanNode:
         """The node summing ``sign * (node << shift)`` over ``parts`` (not added to the plan):
         its linear form, range and schedule."""
-        coeffs: dict[int, int] = defaultdict(int)
+        coeffs: dict[int, int] = {}
         offset = 0
+        disjoint = True  # no input in two parts: the range is the sum of the parts' ranges
+        lo = hi = 0
         for n, shift, sign in parts:
             for i, c in n.coeffs.items():
-                coeffs[i] += sign * (c << shift)
+                if i in coeffs:
+                    disjoint = False
+                    coeffs[i] += sign * (c << shift)
+                else:
+                    coeffs[i] = sign * (c << shift)
             offset += sign * (n.offset << shift)
+            if sign > 0:
+                lo, hi = lo + (n.lo << shift), hi + (n.hi << shift)
+            else:
+                lo, hi = lo - (n.hi << shift), hi - (n.lo << shift)
         cycle = max(n.cycle for n, _, _ in parts)
         depth = 1 + max(n.depth if n.cycle == cycle else 0 for n, _, _ in parts)
         if depth > self.levels:
             cycle, depth = cycle + 1, 1
         node = PlanNode(
             kind,
-            coeffs={i: c for i, c in coeffs.items() if c},
+            coeffs=coeffs if disjoint else {i: c for i, c in coeffs.items() if c},
             offset=offset,
             cycle=cycle,
             depth=depth,
         )
-        node.lo, node.hi = self._range(node.coeffs, node.offset)
+        if disjoint:
+            node.lo, node.hi = lo, hi
+        else:
+            node.lo, node.hi = self._range(node.coeffs, node.offset)
         return node
 
     def combine(self, operands: tuple[Term, ...], kind: str = "add", shared: bool = False) -> int:
