@@ -98,6 +98,7 @@ class ActivationKind(Enum):
     QUANTIZED_TANH = "quantized_tanh"
     QUANTIZED_RELU = "quantized_relu"
     QUANTIZED_RELU_PO2 = "quantized_relu_po2"
+    QUANTIZED_HSWISH = "quantized_hswish"
 
     @property
     def is_qkeras(self) -> bool:
@@ -145,6 +146,16 @@ _PARAMS: dict[ActivationKind, dict[str, Any]] = {
         "is_quantized_clip": True,
         "qnoise_factor": 1.0,
         "internal_sigmoid": "hard",
+    },
+    # quantized_bits(bits, integer, symmetric) of x * relu6-like(x + shift) / upper_bound
+    # (alpha None/1, qnoise_factor 1 and use_stochastic_rounding checked by the parser)
+    ActivationKind.QUANTIZED_HSWISH: {
+        "bits": 8,
+        "integer": 0,
+        "symmetric": False,
+        "use_stochastic_rounding": False,
+        "relu_shift": 3,
+        "relu_upper_bound": 6,
     },
     # negative_slope=0, use_stochastic_rounding and qnoise_factor=1 checked by the parser
     ActivationKind.QUANTIZED_RELU_PO2: {
@@ -201,6 +212,13 @@ def activation_params(kind: ActivationKind, params: Mapping[str, Any] | None) ->
             raise UnsupportedError("quantized_relu(use_sigmoid=1) needs at least one value bit")
     if kind is ActivationKind.QUANTIZED_RELU_PO2:
         relu_po2_quantizer(out)  # QKeras's checks: bits 1..16, max_value >= 0, log2_rounding
+    if kind is ActivationKind.QUANTIZED_HSWISH:
+        for key in ("relu_shift", "relu_upper_bound"):  # QKeras asserts both are positive
+            value = out[key]
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise RtlgenError(f"quantized_hswish: {key}={value!r} must be a positive number")
+        if out["bits"] < 2:
+            raise UnsupportedError("quantized_hswish: bits must be at least 2")
     if kind is ActivationKind.HARD_SIGMOID:
         out["slope"], out["offset"] = _fraction(out["slope"]), _fraction(out["offset"])
     if kind is ActivationKind.GELU:
@@ -516,7 +534,27 @@ def _qkeras32(kind: ActivationKind, x: np.ndarray, p: dict[str, Any]) -> np.ndar
         return _quantized_relu32(x, p)
     if kind is ActivationKind.QUANTIZED_RELU_PO2:
         return _quantized_relu_po2_32(x, p)
+    if kind is ActivationKind.QUANTIZED_HSWISH:
+        return _quantized_hswish32(x, p)
     raise AssertionError(kind)  # pragma: no cover
+
+
+def hswish_quantizer(p: Mapping[str, Any]) -> Any:
+    """The `rtlgen.quant.quantizers.QuantizedBits` quantized_hswish applies (keep_negative)."""
+    from .quantizers import QuantizedBits  # quantizers imports this module
+
+    return QuantizedBits(p["bits"], p["integer"], bool(p["symmetric"]), True)
+
+
+def _quantized_hswish32(x: np.ndarray, p: dict[str, Any]) -> np.ndarray:
+    """qkeras 0.9.0 ``quantized_hswish.__call__`` in float32: ``shift_x = x + relu_shift``,
+    ``relu_x = relu(shift_x)`` up to ``relu_upper_bound``, ``x * relu_x / relu_upper_bound``,
+    then its ``quantized_bits`` (exact: a power-of-two step)."""
+    shift, upper = _F32(p["relu_shift"]), _F32(p["relu_upper_bound"])
+    shift_x = (x + shift).astype(_F32)
+    relu_x = np.where(shift_x <= upper, np.maximum(shift_x, _F32(0)), upper).astype(_F32)
+    hswish = ((x * relu_x).astype(_F32) / upper).astype(_F32)
+    return hswish_quantizer(p).reference(hswish).astype(_F32)
 
 
 def relu_po2_quantizer(p: Mapping[str, Any]) -> Any:
@@ -588,6 +626,9 @@ def _qkeras_float_function(
     if kind is ActivationKind.QUANTIZED_RELU_PO2:  # the relu, clipped to max_value
         relu = np.maximum(x, 0)
         return relu if p["max_value"] is None else np.minimum(relu, float(p["max_value"]))
+    if kind is ActivationKind.QUANTIZED_HSWISH:
+        shift, upper = np.longdouble(p["relu_shift"]), np.longdouble(p["relu_upper_bound"])
+        return x * np.clip(x + shift, 0, upper) / upper
     mode = p["internal_sigmoid"]
 
     def sigmoid(v: np.ndarray) -> np.ndarray:

@@ -640,7 +640,6 @@ class Ternary(Quantizer):
 #: QKeras quantizer names rtlgen knows of but does not implement (with the reason).
 UNSUPPORTED_QUANTIZERS = {
     "quantized_ulaw": "a mu-law quantizer",
-    "quantized_hswish": "a hard-swish quantizer",
     "bernoulli": "a stochastic quantizer",
     "stochastic_binary": "a stochastic quantizer",
     "stochastic_ternary": "a stochastic quantizer",
@@ -699,6 +698,20 @@ _SIGNATURES: dict[str, tuple[str, ...]] = {
         "var_name",
         "use_ste",
         "use_variables",
+    ),
+    "quantized_hswish": (
+        "bits",
+        "integer",
+        "symmetric",
+        "alpha",
+        "use_stochastic_rounding",
+        "scale_axis",
+        "qnoise_factor",
+        "var_name",
+        "use_ste",
+        "use_variables",
+        "relu_shift",
+        "relu_upper_bound",
     ),
     "quantized_sigmoid": ("bits", "symmetric", "use_real_sigmoid", "use_stochastic_rounding"),
     "quantized_tanh": ("bits", "use_stochastic_rounding", "symmetric", "use_real_tanh"),
@@ -943,6 +956,17 @@ def _construct(name: str, o: dict[str, Any], prefix: str) -> Quantizer:
             bool(_flag(o, "quadratic_approximation")),
             rounding,
         )
+    if name == "quantized_hswish":
+        alpha = _alpha(o.get("alpha"), name)
+        if alpha not in (None, 1.0):
+            raise UnsupportedError(
+                f"{prefix}quantized_hswish: alpha={alpha!r} (supported: None or 1 for an activation)"
+            )
+        keys = ("bits", "integer", "symmetric", "relu_shift", "relu_upper_bound")
+        options = {k: o[k] for k in keys if k in o}
+        if "symmetric" in options:
+            options["symmetric"] = bool(_flag(o, "symmetric", 0))
+        return _table(ActivationKind.QUANTIZED_HSWISH, options, prefix)
     if name in ("quantized_sigmoid", "quantized_tanh"):
         options = {k: v for k, v in o.items() if k != "use_stochastic_rounding"}
         kind = ActivationKind(name)

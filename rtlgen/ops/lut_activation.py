@@ -176,6 +176,9 @@ class TableActivation(ir.Node):
     max_value: float | None = field(default=None, kw_only=True)
     quadratic_approximation: bool = field(default=False, kw_only=True)
     log2_rounding: str = field(default="rnd", kw_only=True)
+    #: quantized_hswish's options
+    relu_shift: float = field(default=3.0, kw_only=True)
+    relu_upper_bound: float = field(default=6.0, kw_only=True)
     table_type: FixedType | None = field(default=None, kw_only=True)
     rounding: Rounding = field(default=Rounding.CONVERGENT, kw_only=True)
     overflow: Overflow = field(default=Overflow.SATURATE, kw_only=True)
@@ -220,6 +223,9 @@ class TableActivation(ir.Node):
                 quadratic_approximation=self.quadratic_approximation,
                 log2_rounding=self.log2_rounding,
             )
+        elif kind is ActivationKind.QUANTIZED_HSWISH:
+            p = {"bits": self.bits, "integer": self.integer, "symmetric": self.symmetric}
+            p.update(relu_shift=self.relu_shift, relu_upper_bound=self.relu_upper_bound)
         elif kind is ActivationKind.QUANTIZED_RELU:
             p = {"bits": self.bits, "integer": self.integer, "use_sigmoid": int(self.use_sigmoid)}
             p.update(negative_slope=self.negative_slope, **qkeras)
@@ -256,6 +262,8 @@ _OPTION_FIELDS = {
     "max_value": "max_value",
     "quadratic_approximation": "quadratic_approximation",
     "log2_rounding": "log2_rounding",
+    "relu_shift": "relu_shift",
+    "relu_upper_bound": "relu_upper_bound",
 }
 
 
@@ -267,7 +275,7 @@ def table_node(name: str, shape: Shape, act: ActivationSpec, source: str) -> Tab
     for key, value in act.table_options:
         if key in _OPTION_FIELDS and value is not None:
             target = _OPTION_FIELDS[key]
-            floats = ("alpha", "slope", "offset", "max_value")
+            floats = ("alpha", "slope", "offset", "max_value", "relu_shift", "relu_upper_bound")
             options[target] = float(value) if target in floats else value
     if "negative_slope" in options:
         options["negative_slope"] = float(options["negative_slope"])
@@ -709,8 +717,8 @@ def _qkeras_frac(kind: ActivationKind, p: dict[str, Any]) -> int:
     bit fewer with a negative slope)."""
     if kind is ActivationKind.QUANTIZED_SIGMOID:
         return int(p["bits"])
-    if kind is ActivationKind.QUANTIZED_TANH:
-        return int(p["bits"]) - 1
+    if kind in (ActivationKind.QUANTIZED_TANH, ActivationKind.QUANTIZED_HSWISH):
+        return int(p["bits"]) - 1 - (int(p["integer"]) if "relu_shift" in p else 0)
     return int(p["bits"]) - bool(float(p["negative_slope"] or 0.0)) - int(p["integer"])
 
 

@@ -117,6 +117,25 @@ def test_quantized_relu_is_bit_exact(
     _check_qkeras(tf, K.QUANTIZED_RELU, q, in_type, params)
 
 
+@pytest.mark.parametrize("in_type", [FixedType(8, 4), FixedType(10, 5), FixedType(7, -1)], ids=str)
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"bits": 8, "integer": 3},
+        {"bits": 6, "integer": 2, "symmetric": True},
+        {"bits": 4, "integer": 0},
+        {"bits": 8, "integer": 2, "relu_shift": 2, "relu_upper_bound": 5},
+    ],
+    ids=str,
+)
+def test_quantized_hswish_is_bit_exact(tf, qkeras, in_type, options):
+    """QKeras's quantized_hswish (quantized_bits of x * relu6(x + 3) / 6 in float32) called
+    on every code: equal. (A Keras model's predict can differ at exact rounding ties: its
+    graph rounds x * 6 / 6 differently, e.g. 3.03125 -> 3.0625 instead of 3.0.)"""
+    q = qkeras.quantizers.quantized_hswish(**options)
+    _check_qkeras(tf, K.QUANTIZED_HSWISH, q, in_type, options)
+
+
 @pytest.mark.parametrize("mode", ["smooth", "real"])
 def test_internal_sigmoid_modes_are_bit_exact(tf, qkeras, mode):
     from qkeras import quantizers
