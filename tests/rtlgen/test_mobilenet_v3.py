@@ -129,3 +129,79 @@ def test_keras3_operation_on_a_tensor_is_refused_in_one_line_naming_it(tmp_path)
     with pytest.raises(UnsupportedError, match=r"'residual' \(ops.Add\).*Keras 3 operation") as e:
         load_model(path, input_type=INPUT_TYPE)
     assert "\n" not in str(e.value)
+
+
+# ---------------------------------------------------------------------------------------
+# QKeras (tf.keras 2.15): the same network quantized
+# ---------------------------------------------------------------------------------------
+def qkeras_mobilenet_v3():
+    """The network with 8-bit QKeras layers: QConv2D outputs quantized_bits(10,4), then
+    QActivation('quantized_hswish(8,3)'); a QDepthwiseConv2D with quantized_relu; the SE
+    gate QConv2D(activation='quantized_sigmoid(8)') times the map, re-quantized; the
+    residual Add; a QDense head."""
+    tf = pytest.importorskip("tensorflow")
+    qkeras = pytest.importorskip("qkeras")
+    layers = tf.keras.layers
+
+    tf.keras.utils.set_random_seed(1)
+    w8 = {"kernel_quantizer": "quantized_bits(8,0,alpha=1)"}
+    b8 = {"bias_quantizer": "quantized_bits(8,2,alpha=1)"}
+    out10 = "quantized_bits(10,4,alpha=1)"
+
+    def conv(filters, size, name, activation=out10, **options):
+        return qkeras.QConv2D(filters, size, **w8, **b8, activation=activation, name=name, **options)
+
+    def hswish(name):
+        return qkeras.QActivation("quantized_hswish(8,3)", name=name)
+
+    inp = tf.keras.Input((16, 16, 3), name="x")
+    h = hswish("stem_hswish")(conv(8, 3, "stem", strides=2, padding="same")(inp))
+    e = hswish("expand_hswish")(conv(16, 1, "expand")(h))
+    d = qkeras.QDepthwiseConv2D(
+        3, padding="same", depthwise_quantizer="quantized_bits(8,0,alpha=1)", **b8,
+        activation="quantized_relu(8,3)", name="dw",
+    )(e)  # fmt: skip
+    s = layers.GlobalAveragePooling2D(keepdims=True, name="se_gap")(d)
+    s = conv(4, 1, "se_reduce", "quantized_relu(8,3)")(s)
+    s = conv(16, 1, "se_expand", "quantized_sigmoid(8)")(s)
+    d = qkeras.QActivation("quantized_bits(8,3)", name="se_out")(layers.Multiply(name="se")([d, s]))
+    h = layers.Add(name="residual")([h, conv(8, 1, "project", "quantized_bits(8,3)")(d)])
+    h = hswish("last_hswish")(conv(16, 1, "last_conv")(h))
+    h = layers.GlobalAveragePooling2D(name="gap")(h)
+    out = qkeras.QDense(5, **w8, **b8, name="classifier")(h)
+    return tf.keras.Model(inp, out, name="qmobilenet_v3")
+
+
+def _qkeras_inputs(n: int) -> np.ndarray:
+    """Inputs exact in fixed<8,4>."""
+    rng = np.random.default_rng(0)
+    return (rng.integers(-64, 64, size=(n, 16, 16, 3)) / 16).astype(np.float32)
+
+
+@pytest.mark.slow
+def test_qkeras_mobilenet_v3_is_bit_exact_with_qkeras(tmp_path):
+    """quantized_hswish tables (on 10-bit inputs) and the SE gate's quantized_sigmoid
+    table (~7 s with TensorFlow, slow set): the reference equals QKeras's model(x) bit for bit (model.predict runs a
+    TensorFlow graph that rounds quantized_hswish's x * 6 / 6 differently at exact
+    rounding ties: 0.015 off here)."""
+    model = qkeras_mobilenet_v3()
+    model.save(tmp_path / "q.h5")
+    graph = load_model(tmp_path / "q.h5", input_type="fixed<8,4>")
+    kinds = [n.kind for n in graph.nodes if isinstance(n, TableActivation)]
+    hswish = K.QUANTIZED_HSWISH
+    assert kinds == [hswish, hswish, K.QUANTIZED_SIGMOID, hswish]
+    x = _qkeras_inputs(16)
+    (got,) = predict_outputs(graph, x).values()
+    np.testing.assert_array_equal(got, model(x).numpy())
+
+
+@pytest.mark.slow
+def test_qkeras_mobilenet_v3_is_bit_exact_in_verilator(tmp_path):
+    """`rtlgen convert` + `rtlgen sim` (backpressure 0.3) of the QKeras network: the
+    simulated outputs equal QKeras's model(x)."""
+    model = qkeras_mobilenet_v3()
+    model.save(tmp_path / "q.h5")
+    x = _qkeras_inputs(6)
+    options = ("--input-type", "fixed<8,4>", "--latency-budget", "none")
+    simulated = convert_and_simulate(tmp_path, tmp_path / "q.h5", x, *options)
+    np.testing.assert_array_equal(simulated, model(x).numpy())
