@@ -17,8 +17,12 @@ refused above `MAX_TABLE_INPUT_BITS` input bits. Two families:
   rounding boundary (the tests check all codes of several types against QKeras).
   ``quantized_relu_po2`` rounds ``log(x) / log(2)`` of float32 ops (numpy's float32 log;
   TensorFlow's agreed on every code of the types tested) and, as TensorFlow on the CPU,
-  flushes a subnormal float32 power (``2**-128`` of ``bits=8``) to 0. The output values are
-  exact dyadic numbers; `table_out_type` is the narrowest type holding them.
+  flushes a subnormal float32 power (``2**-128`` of ``bits=8``) to 0. ``quantized_hswish``
+  is ``quantized_bits(bits, integer, symmetric)`` of ``x * min(relu(x + relu_shift),
+  relu_upper_bound) / relu_upper_bound`` in float32, as the quantizer computes it on a tensor
+  (a Keras model's ``predict`` runs a TensorFlow graph that rounds it differently where the
+  exact value is a rounding tie: 8 of the 1,024 codes of fixed<10,5> for ``(8, 3)``). The
+  output values are exact dyadic numbers; `table_out_type` is the narrowest type holding them.
 - float Keras activations (``sigmoid``, ``tanh``, ``hard_sigmoid``, ``softsign``, ``elu``,
   ``selu`` = ``SELU_SCALE * elu(x, SELU_ALPHA)``, ``silu`` = ``x * sigmoid(x)``, ``gelu`` =
   ``x/2 * (1 + erf(x / sqrt 2))`` or with ``approximate`` the tanh form, ``softplus`` =

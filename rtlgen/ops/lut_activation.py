@@ -6,7 +6,8 @@ Keras file stores), ``softplus``, ``hard_silu`` (Keras 3; ``hard_swish`` is its 
 ``mish`` and ``exponential`` (as ``Activation('...')`` layers, as ``activation='...'`` of a
 Dense/Conv/QDense/QConv, which then becomes the linear layer followed by this node, and the
 ``ELU`` layer) and the QKeras quantizers ``quantized_sigmoid``, ``quantized_tanh``,
-``quantized_relu(use_sigmoid=1)`` and ``quantized_relu_po2`` (as ``QActivation`` or an
+``quantized_relu(use_sigmoid=1)``, ``quantized_relu_po2`` and ``quantized_hswish`` (MobileNetV3's
+hard swish, not monotone: an input too wide for a table is refused) (as ``QActivation`` or an
 ``activation=`` string; ``quantized_relu_po2``'s outputs, 0 or powers of two, are plain
 fixed-point values: ``bits=4`` gives 2**-8 .. 2**7, a type of up to 16 bits).
 

@@ -205,3 +205,27 @@ def test_qkeras_mobilenet_v3_is_bit_exact_in_verilator(tmp_path):
     options = ("--input-type", "fixed<8,4>", "--latency-budget", "none")
     simulated = convert_and_simulate(tmp_path, tmp_path / "q.h5", x, *options)
     np.testing.assert_array_equal(simulated, model(x).numpy())
+
+
+def test_saved_mobilenet_v3_graph_round_trips(tmp_path):
+    """graph.npz keeps the hard_silu tables (and quantized_hswish's options below)."""
+    from .ops.spatial_nets import round_trips
+
+    graph, _, _ = _golden("func_mobilenet_v3")
+    round_trips(graph, tmp_path)
+
+
+def test_saved_quantized_hswish_node_round_trips(tmp_path):
+    from rtlgen.passes import PrecisionConfig, lower
+    from rtlgen.quant.fixed import FixedType
+
+    from .ops.spatial_nets import round_trips
+
+    table = TableActivation(
+        "hs", (3,), (3,), kind=K.QUANTIZED_HSWISH, bits=6, integer=2, relu_shift=2.0,
+        relu_upper_bound=5.0,
+    )  # fmt: skip
+    graph = ir.ModelGraph("m", (ir.Input("in", (3,), (3,)), table))
+    lowered = lower(graph, PrecisionConfig(input=FixedType(8, 4)))
+    assert lowered.node("hs").out_type == FixedType(6, 3)  # quantized_bits(6, 2) steps 2**-3
+    round_trips(lowered, tmp_path)
