@@ -205,7 +205,7 @@ def _activation_spec(
     layer = KerasLayer(class_name, name, {}, keras3=keras3)
     where = f"layer '{name}' ({class_name}) {key}"
     act = layer_activation(layer, spec)
-    unbounded = act.table is ActivationKind.SOFTPLUS  # as relu
+    unbounded = act.table in (ActivationKind.SOFTPLUS, ActivationKind.EXPONENTIAL)  # as relu
     if not unbounded and (act.table is not None or act.quantizer is not None):
         if act.negative_slope is not None or act.softmax:
             raise UnsupportedError(

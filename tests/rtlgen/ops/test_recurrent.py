@@ -269,6 +269,7 @@ REFUSED = [
     (_rnn_entry("GRU", return_state=True), "return_state=True"),
     (_rnn_entry("SimpleRNN", activation="relu"), "'relu' is not supported in a recurrent"),
     (_rnn_entry("GRU", activation="softplus"), "'softplus' is not supported in a recurrent"),
+    (_rnn_entry("LSTM", activation="exponential"), "'exponential' is not supported in a recurrent"),
     (_rnn_entry("LSTM", recurrent_activation="softmax"), "recurrent_activation"),
     (
         _rnn_entry("QGRU", kernel_quantizer=QB, recurrent_quantizer=None, bias_quantizer=QB),
