@@ -507,6 +507,24 @@ def _inline_nested(model: KerasModel, nested: Mapping[str, KerasModel]) -> Keras
     )
 
 
+#: Keras 3 operations of a tensor and a constant read as a scale/shift
+#: (`rtlgen.ops.scale_shift`): ``x + 3.0`` is ``ops.Add(x, 3.0)``
+TENSOR_CONSTANT_OPS = ("ops.Add", "ops.Subtract", "ops.Multiply", "ops.TrueDivide", "ops.Divide")
+
+
+def _with_operands(layer: KerasLayer, node: Any) -> KerasLayer:
+    """A Keras 3 operation's node args (a tensor and a number, either order) kept in its
+    config as ``operands``: the tensor as None, the number as it is."""
+    args = node.get("args") if isinstance(node, dict) else None
+    if not isinstance(args, list):
+        return layer
+    operands = [
+        None if isinstance(a, dict) and a.get("class_name") == "__keras_tensor__" else a
+        for a in args
+    ]
+    return dataclasses.replace(layer, config={**layer.config, "operands": operands})
+
+
 #: what a second output of a layer usually is
 _EXTRA_OUTPUTS = " (an RNN's return_state states are extra outputs)"
 
@@ -633,6 +651,9 @@ def _functional_graph(
             inbound[layer.name] = tuple(_tensor_refs(nodes[0], nested_names)) if nodes else ()
         except UnsupportedError as exc:
             raise UnsupportedError(f"{layer.where}: {exc}") from None
+        if layer.class_name in TENSOR_CONSTANT_OPS and nodes:
+            layer = _with_operands(layer, nodes[0])
+            layers[layer.name] = layer
         keyword = _keyword_tensors(nodes[0]) if nodes else []
         if keyword:
             if layer.class_name not in supported_layers():

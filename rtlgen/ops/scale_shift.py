@@ -22,6 +22,7 @@ the width with the fewest differences).
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,7 @@ import numpy as np
 from rtlgen import ir
 from rtlgen.calibrate import float_activate, float_values
 from rtlgen.frontend.keras_config import (
+    TENSOR_CONSTANT_OPS,
     KerasLayer,
     LayerOut,
     WeightSource,
@@ -214,7 +216,43 @@ def read_keras_normalization(layer: KerasLayer, shape: Shape, source: WeightSour
     return _affine(layer, shape, scale, shift)
 
 
+def read_keras_operation(layer: KerasLayer, shape: Shape, source: WeightSource) -> LayerOut:
+    """A Keras 3 operation of a tensor and one number (``x + 3.0``, ``x * (1.0 / 6.0)``,
+    ``3.0 - x``, ``x / 6.0``: keras.applications' MobileNetV3 hard_sigmoid) as
+    ``x * scale + offset``; the operands come from its call (`keras_config._with_operands`)."""
+    operands = layer.config.get("operands")
+    numbers = [v for v in operands or () if v is not None]
+    ok = (
+        isinstance(operands, list)
+        and len(operands) == 2
+        and operands.count(None) == 1
+        and isinstance(numbers[0], int | float)
+        and not isinstance(numbers[0], bool)
+        and math.isfinite(numbers[0])
+    )
+    op = layer.class_name.removeprefix("ops.")
+    if not ok or (op in ("TrueDivide", "Divide") and operands[0] is not None):
+        raise UnsupportedError(
+            f"{layer.where}: {op} of {operands!r:.80} is not supported (supported: a tensor "
+            "and one number: x + c, x - c, c - x, x * c, c * x, x / c)"
+        )
+    c = float(numbers[0])
+    scale, offset = {
+        "Add": (1.0, c),
+        "Subtract": (1.0, -c) if operands[0] is None else (-1.0, c),
+        "Multiply": (c, 0.0),
+        "TrueDivide": (1.0 / c if c else math.inf, 0.0),
+        "Divide": (1.0 / c if c else math.inf, 0.0),
+    }[op]
+    if not math.isfinite(scale):
+        raise UnsupportedError(f"{layer.where}: division by 0")
+    channels = shape[-1]
+    return _affine(layer, shape, np.full(channels, scale), np.full(channels, offset))
+
+
 def read_keras_scale_shift(layer: KerasLayer, shape: Shape, source: WeightSource) -> LayerOut:
+    if layer.class_name.startswith("ops."):
+        return read_keras_operation(layer, shape, source)
     if layer.class_name == "Rescaling":
         return read_keras_rescaling(layer, shape, source)
     if layer.class_name == "Normalization":
@@ -315,7 +353,13 @@ def scale_shift_float(node: ir.ScaleShift, x: np.ndarray) -> np.ndarray:
 class ScaleShiftOp(Op):
     name = "scale_shift"
     node_types = (ir.ScaleShift, KerasBatchNorm)
-    keras_classes = ("BatchNormalization", "QBatchNormalization", "Normalization", "Rescaling")
+    keras_classes = (
+        "BatchNormalization",
+        "QBatchNormalization",
+        "Normalization",
+        "Rescaling",
+        *TENSOR_CONSTANT_OPS,
+    )
     from_keras = staticmethod(read_keras_scale_shift)
     reference = staticmethod(scale_shift_reference)
     float_forward = staticmethod(scale_shift_float)

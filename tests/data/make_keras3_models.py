@@ -411,6 +411,21 @@ def func_mobilenet_v3():
     return keras.Model(inp, layers.Dense(5, name="classifier")(h), name="func_mobilenet_v3")
 
 
+def func_tensor_ops():
+    """Operations of a tensor and a number, as keras.applications' MobileNetV3 writes its
+    hard_sigmoid (``ReLU(6.0)(x + 3.0) * (1.0 / 6.0)``), a hard swish of them (Multiply),
+    and ``2.0 - x``, ``x / 4.0``, ``x - 0.5``, ``2 * x``."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input((6, 6, 3), name="x")
+    h = layers.Conv2D(4, 3, name="conv")(inp)
+    gate = layers.ReLU(6.0, name="relu6")(h + 3.0) * (1.0 / 6.0)
+    h = layers.Multiply(name="hswish")([h, gate])
+    h = layers.Conv2D(4, 1, name="pw")((2.0 - h) / 4.0)
+    return keras.Model(inp, 2 * (h - 0.5), name="func_tensor_ops")
+
+
 MODELS = {
     "seq_mlp": (seq_mlp, (10,)),
     "seq_no_input": (seq_no_input, (7,)),
@@ -429,6 +444,7 @@ LAYERS = {
     "func_broadcast_1d": (func_broadcast_1d, (7, 3)),
     "func_activations_v3": (func_activations_v3, (16,)),
     "func_mobilenet_v3": (func_mobilenet_v3, (16, 16, 3)),
+    "func_tensor_ops": (func_tensor_ops, (6, 6, 3)),
 }
 #: recurrent models (random weights in [-0.8, 0.8], as the Keras 2 recurrent tests)
 RECURRENT = {

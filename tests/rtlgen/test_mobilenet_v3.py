@@ -112,21 +112,56 @@ def test_mobilenet_v3_converts_predicts_and_is_bit_exact_in_verilator(tmp_path):
     assert np.max(np.abs(predicted - expected["y"][:6])) < 2.0**-8
 
 
-def test_keras3_operation_on_a_tensor_is_refused_in_one_line_naming_it(tmp_path):
-    """keras.applications' MobileNetV3 computes hard_sigmoid as ``ReLU(6)(x + 3.0) *
-    (1 / 6)``: Keras 3 saves ``x + 3.0`` as keras.src.ops.numpy.Add, a tensor and a
-    constant, which must not be read as the Add layer (it was: "takes 1 inputs")."""
+def test_keras3_tensor_operations_read_as_scale_shifts():
+    """func_tensor_ops: keras.applications' MobileNetV3 hard_sigmoid ``ReLU(6.0)(x + 3.0) *
+    (1.0 / 6.0)`` (Keras 3 saves ``x + 3.0`` as keras.src.ops.numpy.Add of a tensor and
+    3.0; it was read as the Add layer and refused: "takes 1 inputs"), ``2.0 - x``,
+    ``x / 4.0``, ``x - 0.5``, ``2 * x``: scale/shift nodes (folded into a conv where one
+    follows), within the float model's 2**-7 of Keras."""
+    graph, got, want = _golden("func_tensor_ops")
+    affine = {n.name: n for n in graph.nodes if isinstance(n, ir.ScaleShift)}
+    assert sorted(affine) == ["add", "multiply", "subtract", "true_divide"]
+    assert affine["add"].activation == ir.Clamp(0.0, 6.0)  # the ReLU(6.0) fused
+    assert np.max(np.abs(got - want)) < 2.0**-7
+
+
+def _as_operation(tmp_path: Path, layer_name: str, args=None) -> Path:
+    """func_tensor_ops with ``layer_name`` turned into a Keras 3 operation (and its call's
+    args replaced by ``args``, where given)."""
     from .test_keras3 import config_edit, rewritten_archive
 
-    def as_operation(config):
+    def edit(config):
         for layer in config["config"]["layers"]:
-            if layer["config"]["name"] == "residual":
+            if layer["config"]["name"] == layer_name:
                 layer["module"] = "keras.src.ops.numpy"
+                if args is not None:
+                    node_args = layer["inbound_nodes"][0]["args"]
+                    layer["inbound_nodes"][0]["args"] = args(node_args)
 
-    path = rewritten_archive(
-        tmp_path, "func_mobilenet_v3", {"config.json": config_edit(as_operation)}
-    )
-    with pytest.raises(UnsupportedError, match=r"'residual' \(ops.Add\).*Keras 3 operation") as e:
+    return rewritten_archive(tmp_path, "func_tensor_ops", {"config.json": config_edit(edit)})
+
+
+@pytest.mark.parametrize(
+    "layer_name, args, words",
+    [
+        # an operation of two tensors (the Multiply layer's, as ops.Multiply)
+        ("hswish", lambda a: a[0], r"'hswish' \(ops.Multiply\) takes 2 inputs"),
+        ("true_divide", lambda a: [4.0, a[0]], r"'true_divide' \(ops.TrueDivide\)"),
+        ("add", lambda a: [a[0], "3.0"], r"'add' \(ops.Add\): Add of \[None, '3.0'\]"),
+    ],
+)
+def test_unsupported_tensor_operations_are_refused_in_one_line(tmp_path, layer_name, args, words):
+    path = _as_operation(tmp_path, layer_name, args)
+    with pytest.raises(UnsupportedError, match=words) as error:
+        load_model(path, input_type=INPUT_TYPE)
+    assert "\n" not in str(error.value)
+
+
+def test_other_keras3_operations_are_refused_naming_them(tmp_path):
+    """An operation rtlgen does not read (here the ReLU layer, saved as an operation) is
+    one line naming it as an operation."""
+    path = _as_operation(tmp_path, "relu6")
+    with pytest.raises(UnsupportedError, match=r"'relu6' \(ops.ReLU\).*Keras 3 operation") as e:
         load_model(path, input_type=INPUT_TYPE)
     assert "\n" not in str(e.value)
 
