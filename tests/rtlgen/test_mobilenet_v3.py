@@ -264,3 +264,13 @@ def test_saved_quantized_hswish_node_round_trips(tmp_path):
     lowered = lower(graph, PrecisionConfig(input=FixedType(8, 4)))
     assert lowered.node("hs").out_type == FixedType(6, 3)  # quantized_bits(6, 2) steps 2**-3
     round_trips(lowered, tmp_path)
+
+
+@pytest.mark.slow
+def test_live_keras3_oracle(tmp_path):
+    """With Keras 3 installed (RTLGEN_KERAS3_PYTHON): the goldens written again equal the
+    committed ones and rtlgen agrees with them."""
+    from .test_keras3 import compare_with_live_keras
+
+    names = ("func_activations_v3", "func_mobilenet_v3", "func_tensor_ops")
+    compare_with_live_keras(tmp_path, names, 2.0**-7)
