@@ -62,9 +62,9 @@ def _hex(value: int, width: int) -> str:
     return f"{width}'h{value & ((1 << width) - 1):x}"
 
 
-def module_head(name: str, in_bits: int, out_bits: int, latency: int) -> list[str]:
-    """The first lines of a text module of a `pipeline_control` component: its ports (as
-    `rtlgen.emit.component_verilog` names them), ``advance`` and the valid registers."""
+def stream_ports(name: str, in_bits: int, out_bits: int) -> list[str]:
+    """The module line and port declarations of a one-stream-in, one-stream-out text module,
+    as `rtlgen.emit.component_verilog` names them."""
     return [
         f"module {name}({_PORTS});",
         "  input clk;",
@@ -75,6 +75,14 @@ def module_head(name: str, in_bits: int, out_bits: int, latency: int) -> list[st
         f"  output [{out_bits - 1}:0] o__payload;",
         "  output o__valid;",
         "  input o__ready;",
+    ]
+
+
+def module_head(name: str, in_bits: int, out_bits: int, latency: int) -> list[str]:
+    """The first lines of a text module of a `pipeline_control` component: its ports
+    (`stream_ports`), ``advance`` and the valid registers."""
+    return [
+        *stream_ports(name, in_bits, out_bits),
         "  wire advance;",
         *[f"  reg valid_{k} = 1'h0;" for k in range(latency)],
     ]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from amaranth.hdl import Shape
 
-from .mac_verilog import _PORTS, _hex
+from .mac_verilog import _hex, stream_ports
 
 if TYPE_CHECKING:
     from .stream_util import SkidBuffer
@@ -30,15 +30,7 @@ def skid_verilog(buffer: SkidBuffer, name: str) -> str:
     """The Verilog module ``name`` of ``buffer`` (see the module doc)."""
     width = Shape.cast(buffer.layout).width
     lines = [
-        f"module {name}({_PORTS});",
-        "  input clk;",
-        "  input rst;",
-        f"  input [{width - 1}:0] i__payload;",
-        "  input i__valid;",
-        "  output i__ready;",
-        f"  output [{width - 1}:0] o__payload;",
-        "  output o__valid;",
-        "  input o__ready;",
+        *stream_ports(name, width, width),
         f"  reg [{width - 1}:0] out = {_hex(0, width)};",
         "  reg out_valid = 1'h0;",
         f"  reg [{width - 1}:0] skid = {_hex(0, width)};",

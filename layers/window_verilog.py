@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 from amaranth.hdl import Shape
 
-from .mac_verilog import _PORTS, _hex
+from .mac_verilog import _hex, stream_ports
 
 if TYPE_CHECKING:
     from .multi_pixel import MultiWindowGenerator
@@ -102,15 +102,7 @@ class _Text:
         """The module: ports as `rtlgen.emit.component_verilog` names them, declarations,
         assignments, the ``memory`` lines, then ``body`` in one ``always @(posedge clk)``."""
         lines = [
-            f"module {name}({_PORTS});",
-            "  input clk;",
-            "  input rst;",
-            f"  input [{in_bits - 1}:0] i__payload;",
-            "  input i__valid;",
-            "  output i__ready;",
-            f"  output [{out_bits - 1}:0] o__payload;",
-            "  output o__valid;",
-            "  input o__ready;",
+            *stream_ports(name, in_bits, out_bits),
             *[f"  {d}" for d in self.decls],
             *[f"  {a}" for a in self.assigns],
             *memory,
