@@ -115,15 +115,20 @@ def _merge_into_producers(
     and outputs of a merged node then take the merged one."""
     nodes: dict[str, ir.Node] = {}
     renamed: dict[str, str] = {}
+    #: the node a merged node's result is now (its consumers are that node's): a conv with
+    #: a BN folded in feeds what the BN fed, which the next merge must count
+    last: dict[str, str] = {}
     for node in graph.nodes:
         node = node.replace(inputs=tuple(renamed.get(i, i) for i in node.inputs))
         if len(node.inputs) == 1:
             prev = nodes[node.inputs[0]]
-            alone = len(graph.consumers(prev.name)) == 1 and prev.name not in graph.outputs
+            result = last.get(prev.name, prev.name)
+            alone = len(graph.consumers(result)) == 1 and result not in graph.outputs
             merged = merge(prev, node) if alone else None
             if merged is not None:
                 nodes[prev.name] = merged
                 renamed[node.name] = prev.name
+                last[prev.name] = node.name
                 continue
         nodes[node.name] = node
     return dataclasses.replace(

@@ -525,6 +525,41 @@ def _with_operands(layer: KerasLayer, node: Any) -> KerasLayer:
     return dataclasses.replace(layer, config={**layer.config, "operands": operands})
 
 
+#: tf.keras 2 TFOpLambda functions read as `TENSOR_CONSTANT_OPS` when one operand is a number
+_TF_OPS = {
+    "__operators__.add": "Add",
+    "math.add": "Add",
+    "math.subtract": "Subtract",
+    "math.multiply": "Multiply",
+    "math.truediv": "TrueDivide",
+    "math.divide": "TrueDivide",
+}
+
+
+def _tf_op_with_number(layer: KerasLayer, nodes: list[Any]) -> tuple[KerasLayer, list[Any]]:
+    """A tf.keras 2 TFOpLambda of a tensor and a number (``x + 3.0``: ``[src, 0, 0, {"y":
+    3.0}]``; ``2.0 - x``: ``["_CONSTANT_VALUE", -1, 2.0, {"y": [src, 0, 0]}]``) as the
+    Keras 3 operation of the same kind, its node a plain reference of ``src``; any other
+    TFOpLambda as it is (refused)."""
+    op = _TF_OPS.get(str(layer.config.get("function")))
+    node = nodes[0]
+    if op is None or not isinstance(node, list) or len(node) != 4 or not isinstance(node[3], dict):
+        return layer, nodes
+    src, index, tensor, kwargs = node
+    y = kwargs.get("y")
+    number = (int, float)
+    if isinstance(src, str) and src != "_CONSTANT_VALUE" and isinstance(y, number):
+        operands, ref = [None, y], [src, index, tensor, {}]
+    elif src == "_CONSTANT_VALUE" and isinstance(tensor, number) and isinstance(y, list):
+        operands, ref = [tensor, None], [*y[:3], {}]
+    else:
+        return layer, nodes
+    if isinstance(operands[0 if operands[1] is None else 1], bool):
+        return layer, nodes
+    config = {**layer.config, "operands": operands}
+    return dataclasses.replace(layer, class_name=f"ops.{op}", config=config), [ref]
+
+
 #: what a second output of a layer usually is
 _EXTRA_OUTPUTS = " (an RNN's return_state states are extra outputs)"
 
@@ -647,6 +682,9 @@ def _functional_graph(
                 f"{layer.where} is called {len(nodes)} times (a shared layer); rtlgen supports "
                 "graphs in which every layer is applied once"
             )
+        if layer.class_name == "TFOpLambda" and nodes:
+            layer, nodes = _tf_op_with_number(layer, nodes)
+            layers[layer.name] = layer
         try:
             inbound[layer.name] = tuple(_tensor_refs(nodes[0], nested_names)) if nodes else ()
         except UnsupportedError as exc:
