@@ -628,8 +628,19 @@ def _planned_latency(
     from rtlgen.hardware import NetworkTop
     from rtlgen.timing import model_top
 
-    top = NetworkTop(graph, options)
+    global _latency_only
+    saved, _latency_only = _latency_only, True
+    try:
+        top = NetworkTop(graph, options)
+    finally:
+        _latency_only = saved
     return top.plan, model_top(top, samples).latency
+
+
+#: True while `_planned_latency` plans: the join FIFOs keep the depths the exact-timing
+#: shrink starts from (`_least_depths`), which give the same timing by construction; only
+#: the plan that is built gets the least depths
+_latency_only = False
 
 
 def _serial_stages(network: NetworkPlan) -> dict:
@@ -736,6 +747,10 @@ def _plan_for_stream(graph: ir.ModelGraph, options: HardwareOptions) -> NetworkP
         budget = int((1 + STREAM_SLACK) * network.sample_cycles)
         if _planned_latency(graph, cheapest)[1] <= budget:
             return network
+        # no plan can when every layer at reuse 1 is slower (a global pool feeding a
+        # squeeze-and-excitation scale waits for the whole sample): no search then
+        if _planned_latency(graph, dataclasses.replace(cheapest, max_reuse=1))[1] > budget:
+            return network
         try:
             return _plan_for_budget(graph, dataclasses.replace(options, latency_budget=budget))
         except _Unreachable:
@@ -755,7 +770,8 @@ def _plan_for_budget(graph: ir.ModelGraph, options: HardwareOptions) -> NetworkP
         network = _search_budget(graph, options, samples=1)
         if _planned_latency(graph, network.options)[1] > options.latency_budget:
             network = _search_budget(graph, options, samples=None)
-        return network
+    # the search's plans come from `_planned_latency`: their join FIFOs get the least depths
+    return network if graph.is_chain else dataclasses.replace(network, fifos=_size_fifos(network))
 
 
 def _budget_error(graph: ir.ModelGraph, options: HardwareOptions) -> RtlgenError:
@@ -1187,6 +1203,8 @@ def _least_depths(
             depths[edge] = 0
         else:
             shrink(edge, 1, no_later)
+    if _latency_only:  # the remaining shrink keeps the timing exactly: a latency needs none
+        return depths
     if independent:
         wanted = times(depths)
     for edge in [e for e in depths if e not in independent]:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from rtlgen import ir
-from rtlgen.hardware import NetworkTop
+from rtlgen.hardware import HardwareOptions, NetworkTop
 from rtlgen.ops.concatenate import Concat
 from rtlgen.ops.merge import Merge
 from rtlgen.passes import PrecisionConfig, lower
@@ -335,3 +335,21 @@ def test_fifo_sizes_are_tight(name, monkeypatch):
 def test_dags_in_verilator(name, tmp_path, tmp_path_factory):
     design = bit_exact_in_verilator(GRAPHS[name](), tmp_path, tmp_path_factory.mktemp("vcache"))
     assert design.manifest.latency_cycles > 0
+
+
+def test_a_budget_plan_gets_the_least_fifo_depths_its_latency_probes_skip():
+    """The budget search times its plans with the join FIFOs at the depths the exact shrink
+    starts from (the same timing, fewer model runs); the plan it returns has the least
+    depths, as planned directly with its options."""
+    from rtlgen.plan import _planned_latency
+    from rtlgen.timing import model_top
+
+    graph = GRAPHS["inception"]()
+    default = model_top(NetworkTop(graph, HardwareOptions(latency_budget=None))).latency
+    searched = NetworkTop(graph, HardwareOptions(latency_budget=default)).plan
+    least = plan_network(graph, searched.options).fifos
+    assert searched.fifos == least
+    probe, latency = _planned_latency(graph, searched.options)
+    assert latency == default
+    assert [f.depth for f in probe.fifos] != [f.depth for f in least]  # not shrunk there
+    assert all(p.depth >= f.depth for p, f in zip(probe.fifos, least, strict=True))

@@ -491,3 +491,24 @@ def test_keras3_broadcasting_merges_predict_like_keras(name):
 def test_squeeze_and_excitation_in_verilator(tmp_path, tmp_path_factory):
     graph = se_graph(tmp_path, (5, 3, 4), seed=4, squeeze="quantized_sigmoid(6)")
     bit_exact_in_verilator(graph, tmp_path, tmp_path_factory.mktemp("vcache"))
+
+
+def test_the_default_budget_does_not_search_where_no_plan_can_meet_it(tmp_path, monkeypatch):
+    """A squeeze-and-excitation scale waits for the whole sample, so no plan comes within
+    `STREAM_SLACK` of the sample period: the rate-balanced plan, without probing (a 16x16
+    MobileNetV3 block spent ~130 s searching)."""
+    from rtlgen import plan as planning
+    from rtlgen.hardware import HardwareOptions, NetworkTop
+
+    graph = se_graph(tmp_path, (5, 3, 4))
+    cheapest = NetworkTop(graph, HardwareOptions(latency_budget=None)).plan
+    assert planning._serial_stages(cheapest)  # time-multiplexed layers: a search could cap
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("searched")
+
+    monkeypatch.setattr(planning, "_search_budget", no_search)
+    auto = NetworkTop(graph).plan
+    assert [p.reuse for p in auto.layers] == [p.reuse for p in cheapest.layers]
+    assert auto.fifos == cheapest.fifos
+
