@@ -107,7 +107,26 @@ class LookupTable(wiring.Component):
             )
         return [int(v) for v in self.table[codes - self.in_type.min_int]]
 
+    @property
+    def conversion_cost(self) -> int:
+        """`rtlgen.emit`'s cost of converting it: 0 when its ROMs are written as Verilog text
+        (`lookup_verilog.supported`), else its port bits."""
+        from . import lookup_verilog
+
+        if lookup_verilog.supported(self):
+            return 0
+        return len(self.i.payload.as_value()) + len(self.o.payload.as_value())
+
     def elaborate(self, platform):
+        from . import lookup_verilog, mac_verilog
+
+        # Verilog emission: an instance of the same table written as text (Amaranth's RTLIL
+        # of a memory's initial contents is slow)
+        text = mac_verilog.text_instance(
+            self, LookupTable, lookup_verilog.supported, lookup_verilog.lookup_verilog, "lut"
+        )
+        if text is not None:
+            return text
         m = Module()
         advance = pipeline_control(m, self.i, self.o, self._latency)
         regs = StageRegisters(advance)
@@ -145,8 +164,10 @@ class LookupTable(wiring.Component):
                         attrs={"rom_style": "block" if self.block else "logic"},
                     )
                 port = rom.read_port()  # synchronous: the read register is stage 1
-                m.d.comb += [port.addr.eq(address), port.en.eq(advance)]
-                lanes.append(port.data)
+                # named: the register's name in the Verilog (`lookup_verilog` pairs it)
+                data = Signal(out_shape, name=f"{prefix}_data{k}")
+                m.d.comb += [port.addr.eq(address), port.en.eq(advance), data.eq(port.data)]
+                lanes.append(data)
             else:
                 value = Signal(out_shape, name=f"value{k}")
                 with m.Switch(address):
@@ -192,7 +213,9 @@ class _TwoPathTable(wiring.Component):
 
     def _requantizer(self, to: FixedType, rounding: Rounding, overflow: Overflow) -> Requantize:
         """A combinational requantizer of all lanes from ``in_type`` to ``to``."""
-        return Requantize(self.n_elements, self.in_type, to, None, None, rounding, overflow, latency=0)
+        return Requantize(
+            self.n_elements, self.in_type, to, None, None, rounding, overflow, latency=0
+        )
 
     def _condition(self, x: Value) -> Value:
         """1 where lane input ``x`` takes the second path."""
