@@ -55,6 +55,16 @@ FIRST_CASE_ONLY = (
     "tests/layers/test_recurrent.py::test_cell_matches_reference_under_backpressure",
     "tests/quant/test_training.py::test_save_and_load_round_trip_both_formats",
     "tests/rtlgen/test_demo.py::test_demo_writes_where_output_says",
+    # per-op and per-message variants whose code paths the first case and other default
+    # tests share (tests/quant/test_merge.py checks every merge op against Keras by default)
+    "tests/rtlgen/ops/test_merge.py::test_merge_models_predict_exactly_like_keras",
+    "tests/rtlgen/sweep/test_sweep_cli.py::test_spec_errors_are_one_line_with_exit_code_2",
+    "tests/rtlgen/ops/test_threshold.py::test_sign_binary_and_ternary_activations_are_exact",
+    "tests/rtlgen/ops/test_bn_correct.py::test_every_input_is_decided_as_the_float_model",
+    "tests/rtlgen/test_cli.py::test_predict_says_the_input_type_and_how_many_values_were_rounded_and_saturated",
+    "tests/layers/test_bank_verilog.py::test_text_module_is_equivalent_to_amaranths",
+    "tests/rtlgen/test_cli_errors.py::test_help_prints_usage_and_exits_0",
+    "tests/rtlgen/test_cli_latency.py::test_bad_cap_or_budget_is_one_line_with_exit_code_2",
 )
 #: single cases moved likewise (their feature has another default test: named beside)
 SLOW_CASES = (
