@@ -538,7 +538,10 @@ class _Serial(_Block):
 
     def __init__(self, inputs: list[_Wire], output: _Wire, stage):
         super().__init__(inputs, output)
-        self.stage, self.steps, self.words = stage, stage.beat_words, stage.words
+        # what the model reads of the stage, as values (so `_signature` sees all of it)
+        self.steps, self.words = stage.beat_words, stage.words
+        self.early_start = bool(stage.early_start)
+        self.ends = tuple(bool(stage.ends_result(w)) for w in range(stage.words))
         self.levels = [False] * (stage.depth + 1)
         self.busy, self.word = False, 0
         self.primed = not stage.block_rom  # a block ROM takes no beat before its first read
@@ -560,9 +563,9 @@ class _Serial(_Block):
         if not self.advance:
             return
         start = self.i.valid and self.i.ready
-        step = self.busy or (start and self.stage.early_start)
+        step = self.busy or (start and self.early_start)
         self.out_valid = self.levels.pop()
-        self.levels.insert(0, step and self.stage.ends_result(self.word))
+        self.levels.insert(0, step and self.ends[self.word])
         last = self.last_step
         busy = self.busy
         if step:
@@ -572,7 +575,7 @@ class _Serial(_Block):
         if start:
             # taken on the last step (or without an early start): its first step is the
             # next; taken idle: its first step was this one
-            self.busy = True if busy or not self.stage.early_start else not last
+            self.busy = True if busy or not self.early_start else not last
 
 
 def _blocks(stage) -> list | None:
@@ -711,11 +714,11 @@ def _known_blocks() -> tuple[type, ...]:
 
 
 def _state(block: _Block) -> dict:
-    """A block's variables but its wires (and a serial MAC's stage): lists copied."""
+    """A block's variables but its wires: lists copied."""
     return {
         name: list(value) if isinstance(value, list) else value
         for name, value in vars(block).items()
-        if name != "stage" and not _has_wire(value)
+        if not _has_wire(value)
     }
 
 
@@ -727,7 +730,7 @@ def _has_wire(value) -> bool:
 
 def _signature(net: _Network, patience: int) -> tuple | None:
     """What a run of ``net`` depends on: each block's class and variables (its wires by
-    index; a serial MAC's stage by what `_Serial` reads of it), the sinks and ``patience``;
+    index), the sinks and ``patience``;
     None where a block is not one of `_known_blocks`."""
     known = _known_blocks()
     index = {id(w): k for k, w in enumerate(net.wires)}
@@ -746,13 +749,7 @@ def _signature(net: _Network, patience: int) -> tuple | None:
         for block in net.blocks:
             if type(block) not in known:
                 return None
-            state = dict(vars(block))
-            if isinstance(block, _Serial):
-                stage = state.pop("stage")
-                state["stage"] = (
-                    stage.beat_words, stage.words, stage.depth, bool(stage.block_rom),
-                    bool(stage.early_start), tuple(bool(stage.ends_result(w)) for w in range(stage.words)),
-                )  # fmt: skip
+            state = vars(block)
             blocks.append((type(block), tuple((k, encode(state[k])) for k in sorted(state))))
         sinks = tuple((index[id(w)], n) for w, n in net.sinks)
     except (KeyError, TypeError):  # a wire of another network, an unknown value
