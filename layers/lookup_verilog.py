@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .mac_verilog import _hex, module_head, valid_chain
+from .mac_verilog import _hex, memory_lines, module_head, valid_chain
 
 if TYPE_CHECKING:
     from .lookup import LookupTable
@@ -48,15 +48,8 @@ def lookup_verilog(table: LookupTable, name: str) -> str:
     style = "block" if table.block else "logic"
     lines = module_head(name, lanes * in_width, lanes * out_width, latency)
     lines += valid_chain(latency)
-    words = [f"{_hex(word, out_width)};" for word in contents]
     for rom in range((lanes + ROM_READ_PORTS - 1) // ROM_READ_PORTS):
-        lines += [
-            f'  (* rom_style = "{style}" *)',
-            f"  reg [{out_width - 1}:0] rom{rom} [{len(contents) - 1}:0];",
-            "  initial begin",
-            *[f"    rom{rom}[{address}] = {word}" for address, word in enumerate(words)],
-            "  end",
-        ]
+        lines += [f"  {line}" for line in memory_lines(f"rom{rom}", out_width, contents, style)]
     for lane in range(lanes):
         address = f"i__payload[{(lane + 1) * in_width - 1}:{lane * in_width}]"
         lines += [

@@ -30,7 +30,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from amaranth.hdl import ClockSignal, Instance, Module, ResetSignal, Value
@@ -75,6 +75,21 @@ def stream_ports(name: str, in_bits: int, out_bits: int) -> list[str]:
         f"  output [{out_bits - 1}:0] o__payload;",
         "  output o__valid;",
         "  input o__ready;",
+    ]
+
+
+def memory_lines(
+    name: str, width: int, words: Sequence[int], style: str | None = None
+) -> list[str]:
+    """A Verilog memory ``name`` of ``width``-bit words initialised to ``words`` in an
+    ``initial`` block (Yosys reads it as the memory's init), with a ``rom_style`` attribute
+    when ``style`` is given; the lines unindented."""
+    return [
+        *([f'(* rom_style = "{style}" *)'] if style else []),
+        f"reg [{width - 1}:0] {name} [{len(words) - 1}:0];",
+        "initial begin",
+        *[f"  {name}[{k}] = {_hex(word, width)};" for k, word in enumerate(words)],
+        "end",
     ]
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .mac_verilog import _hex
+from .mac_verilog import _hex, memory_lines
 from .window_verilog import _const, _memory, _range_width, _Text
 
 if TYPE_CHECKING:
@@ -127,10 +127,7 @@ def upsample_verilog(block: UpSampleNearest, name: str) -> str:
     if size_h > 1:
         address_width = _range_width(block.width)
         text.decls += [
-            f"reg [{width - 1}:0] row_buffer [{block.width - 1}:0];",
-            "initial begin",
-            *[f"  row_buffer[{k}] = {_hex(0, width)};" for k in range(block.width)],
-            "end",
+            *memory_lines("row_buffer", width, [0] * block.width),
             f"wire [{address_width - 1}:0] read__addr;",
             f"reg [{width - 1}:0] read__data;",
         ]

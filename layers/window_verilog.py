@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 from amaranth.hdl import Shape
 
-from .mac_verilog import _hex, stream_ports
+from .mac_verilog import _hex, memory_lines, stream_ports
 
 if TYPE_CHECKING:
     from .multi_pixel import MultiWindowGenerator
@@ -197,10 +197,7 @@ def window_verilog(window: WindowGenerator, name: str) -> str:
         text.reg("col_addr_next", address_width, 1 % depth)
         resets |= {"history_real": 0, "col_addr": 0, "col_addr_next": 1 % depth}
         text.decls += [
-            f"reg [{word - 1}:0] line_memory [{depth - 1}:0];",
-            "initial begin",
-            *[f"  line_memory[{k}] = {_hex(0, word)};" for k in range(depth)],
-            "end",
+            *memory_lines("line_memory", word, [0] * depth),
             f"wire [{address_width - 1}:0] read__addr;",
             f"reg [{word - 1}:0] read__data;",
             f"wire [{word - 1}:0] write__data;",
@@ -347,10 +344,7 @@ def multi_window_verilog(window: MultiWindowGenerator, name: str) -> str:
         word = history * beat_width
         address_width = _range_width(beats)
         text.decls += [
-            f"reg [{word - 1}:0] line_memory [{beats - 1}:0];",
-            "initial begin",
-            *[f"  line_memory[{k}] = {_hex(0, word)};" for k in range(beats)],
-            "end",
+            *memory_lines("line_memory", word, [0] * beats),
             f"wire [{address_width - 1}:0] read__addr;",
             f"reg [{word - 1}:0] read__data;",
             f"wire [{word - 1}:0] write__data;",
