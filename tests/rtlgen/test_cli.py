@@ -13,18 +13,22 @@ DATA = Path(str(resources.files("rtlgen.data")))
 MODEL = [str(DATA / "demo_cnn.json"), "--weights", str(DATA / "demo_cnn_weights.h5")]
 
 
-
-
 @pytest.mark.parametrize(
     "args,message",
     [
         (["inspect", "/nonexistent/model.h5"], "does not exist"),
         (["inspect", "/etc/hostname"], "not valid JSON"),
         (["inspect", str(DATA / "demo_cnn.json")], "weights"),
-        (["convert", *MODEL, "-o", "{tmp}/out", "--input-type", "float32"], "cannot parse precision 'float32'"),
+        (
+            ["convert", *MODEL, "-o", "{tmp}/out", "--input-type", "float32"],
+            "cannot parse precision 'float32'",
+        ),
         (["predict", *MODEL, "-i", "{tmp}/missing.npy", "-o", "{tmp}/y.npy"], "does not exist"),
         (["sim", "{tmp}", "-i", "{tmp}/x.npy"], "no manifest.json"),
-        (["convert", *MODEL, "-o", "{tmp}/out", "--adders-per-stage", "9"], "adders per stage 9 is not supported"),
+        (
+            ["convert", *MODEL, "-o", "{tmp}/out", "--adders-per-stage", "9"],
+            "adders per stage 9 is not supported",
+        ),
     ],
 )
 def test_user_errors_are_one_line_with_exit_code_2(tmp_path, args, message):
@@ -45,7 +49,13 @@ def test_inspect_json_lists_every_layer():
     result = rtlgen("inspect", *MODEL, "--json")
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout)
-    assert [row["op"] for row in info["layers"]] == ["input", "conv2d", "maxpool2d", "flatten", "dense"]
+    assert [row["op"] for row in info["layers"]] == [
+        "input",
+        "conv2d",
+        "maxpool2d",
+        "flatten",
+        "dense",
+    ]
     assert info["softmax"] is True
 
 
@@ -53,14 +63,29 @@ def test_convert_then_predict_on_outdir_matches_predict_on_model(tmp_path):
     x = np.load(DATA / "demo_samples.npz")["x"][:5]
     np.save(tmp_path / "x.npy", x)
     out = tmp_path / "design"
-    result = rtlgen("convert", *MODEL, "-o", out, "--input-type", "fixed<8,1>", "--multiplier", "lut")
+    result = rtlgen(
+        "convert", *MODEL, "-o", out, "--input-type", "fixed<8,1>", "--multiplier", "lut"
+    )
     assert result.returncode == 0, result.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     assert (out / manifest["rtl"][0]).is_file() and (out / "REPORT.md").is_file()
     assert manifest["input"]["type"]["text"] == "fixed<8,1>"
-    assert rtlgen("predict", out, "-i", tmp_path / "x.npy", "-o", tmp_path / "a.npy").returncode == 0
-    assert rtlgen("predict", *MODEL, "--input-type", "fixed<8,1>", "-i", tmp_path / "x.npy", "-o",
-                  tmp_path / "b.npy").returncode == 0
+    assert (
+        rtlgen("predict", out, "-i", tmp_path / "x.npy", "-o", tmp_path / "a.npy").returncode == 0
+    )
+    assert (
+        rtlgen(
+            "predict",
+            *MODEL,
+            "--input-type",
+            "fixed<8,1>",
+            "-i",
+            tmp_path / "x.npy",
+            "-o",
+            tmp_path / "b.npy",
+        ).returncode
+        == 0
+    )
     a, b = np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy")
     assert a.shape == (5, 10) and np.array_equal(a, b)
 
@@ -118,22 +143,35 @@ def test_sim_output_equals_predict_output(tmp_path):
     x = np.load(DATA / "demo_samples.npz")["x"][:6]
     np.save(tmp_path / "x.npy", x)
     out = tmp_path / "design"
-    assert rtlgen("convert", *MODEL, "-o", out, "--input-type", "fixed<8,1>", "--testbench").returncode == 0
+    assert (
+        rtlgen("convert", *MODEL, "-o", out, "--input-type", "fixed<8,1>", "--testbench").returncode
+        == 0
+    )
     assert (out / "tb" / "run.py").is_file()
-    sim = rtlgen("sim", out, "-i", tmp_path / "x.npy", "-o", tmp_path / "rtl.npy", "--backpressure", "0.3")
+    sim = rtlgen(
+        "sim", out, "-i", tmp_path / "x.npy", "-o", tmp_path / "rtl.npy", "--backpressure", "0.3"
+    )
     assert sim.returncode == 0, sim.stdout + sim.stderr
     assert "bit-exact" in sim.stdout
-    assert rtlgen("predict", out, "-i", tmp_path / "x.npy", "-o", tmp_path / "ref.npy").returncode == 0
+    assert (
+        rtlgen("predict", out, "-i", tmp_path / "x.npy", "-o", tmp_path / "ref.npy").returncode == 0
+    )
     assert np.array_equal(np.load(tmp_path / "rtl.npy"), np.load(tmp_path / "ref.npy"))
 
 
 @pytest.mark.parametrize(
     "args, pipeline, adders",
-    [((), "balanced", 2),
-     # each converts the demo CNN once more (~25 s on a loaded machine): slow set
-     pytest.param(("--pipeline", "latency"), "latency", 6, marks=pytest.mark.slow),
-     pytest.param(("--pipeline", "latency", "--adders-per-stage", "3"), "latency", 3,
-                  marks=pytest.mark.slow)],
+    [
+        ((), "balanced", 2),
+        # each converts the demo CNN once more (~25 s on a loaded machine): slow set
+        pytest.param(("--pipeline", "latency"), "latency", 6, marks=pytest.mark.slow),
+        pytest.param(
+            ("--pipeline", "latency", "--adders-per-stage", "3"),
+            "latency",
+            3,
+            marks=pytest.mark.slow,
+        ),
+    ],
 )
 def test_convert_records_the_pipeline_options_and_their_defaults(tmp_path, args, pipeline, adders):
     out = tmp_path / "design"
@@ -146,7 +184,9 @@ def test_convert_records_the_pipeline_options_and_their_defaults(tmp_path, args,
 def test_unsupported_adders_per_stage_is_a_one_line_error(tmp_path):
     result = rtlgen("convert", *MODEL, "-o", tmp_path / "d", "--adders-per-stage", "9")
     assert result.returncode == 2
-    assert "adders per stage 9 is not supported" in result.stderr and "Traceback" not in result.stderr
+    assert (
+        "adders per stage 9 is not supported" in result.stderr and "Traceback" not in result.stderr
+    )
     assert not (tmp_path / "d").exists()
 
 
@@ -157,19 +197,36 @@ STEP = 2.0**-7  # --input-type fixed<8,1>: mantissas -128..127, values [-1, 127/
     "values, rounded, saturated",
     [
         ([0.5, -1.0, 127 * STEP, 3 * STEP], 0, 0),  # exactly representable
-        ([STEP / 2, 3 * STEP / 2, 0.3, -1 - STEP / 2], 4, 0),  # halfway / between steps / onto an end
+        (
+            [STEP / 2, 3 * STEP / 2, 0.3, -1 - STEP / 2],
+            4,
+            0,
+        ),  # halfway / between steps / onto an end
         ([1.0, -1.5, 40.0, 127.5 * STEP], 0, 4),  # out of range
         ([1e308, -1e308], 0, 2),  # scaled past float64's range
     ],
 )
-def test_predict_says_the_input_type_and_how_many_values_were_rounded_and_saturated(tmp_path, values, rounded, saturated):
+def test_predict_says_the_input_type_and_how_many_values_were_rounded_and_saturated(
+    tmp_path, values, rounded, saturated
+):
     x = np.zeros((2, 8, 8, 1))
     x.reshape(-1)[: len(values)] = values
     np.save(tmp_path / "x.npy", x)
-    result = rtlgen("predict", *MODEL, "--input-type", "fixed<8,1>", "-i", tmp_path / "x.npy", "-o", tmp_path / "y.npy")
+    result = rtlgen(
+        "predict",
+        *MODEL,
+        "--input-type",
+        "fixed<8,1>",
+        "-i",
+        tmp_path / "x.npy",
+        "-o",
+        tmp_path / "y.npy",
+    )
     assert result.returncode == 0 and result.stderr == "", result.stderr  # no warnings either
-    assert (f"input type fixed<8,1> (range [-1, 0.992188], step 2^-7): {rounded} of 128 values rounded, "
-            f"{saturated} saturated") in result.stdout
+    assert (
+        f"input type fixed<8,1> (range [-1, 0.992188], step 2^-7): {rounded} of 128 values rounded, "
+        f"{saturated} saturated"
+    ) in result.stdout
 
 
 def test_inspect_shows_the_input_type_in_the_table_and_in_json():
@@ -177,7 +234,13 @@ def test_inspect_shows_the_input_type_in_the_table_and_in_json():
     assert table.returncode == 0, table.stderr
     assert "input fixed<12,4>, range [-8, 7.99609], step 2^-8" in table.stdout
     info = json.loads(rtlgen("inspect", *MODEL, "--input-type", "fixed<12,4>", "--json").stdout)
-    assert info["input"] == {"shape": [8, 8, 1], "type": "fixed<12,4>", "min": -8.0, "max": 8 - 2**-8, "step": 2**-8}
+    assert info["input"] == {
+        "shape": [8, 8, 1],
+        "type": "fixed<12,4>",
+        "min": -8.0,
+        "max": 8 - 2**-8,
+        "step": 2**-8,
+    }
 
 
 def test_convert_in_a_log_shows_each_step_with_its_time(tmp_path):

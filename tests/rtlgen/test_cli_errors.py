@@ -25,8 +25,6 @@ DATA = Path(str(resources.files("rtlgen.data")))
 MODEL = [str(DATA / "demo_cnn.json"), "--weights", str(DATA / "demo_cnn_weights.h5")]
 
 
-
-
 def assert_one_error_line(result, code=2, prefix="error: "):
     assert result.returncode == code, result.stdout + result.stderr
     lines = result.stderr.splitlines()
@@ -71,7 +69,16 @@ def test_usage_errors_are_one_line_with_exit_code_2_and_a_help_hint(args, messag
 
 
 @pytest.mark.parametrize(
-    "args", [["--help"], ["-h"], [], ["convert", "--help"], ["board"], ["board", "run", "-h"], ["cache", "--help"]]
+    "args",
+    [
+        ["--help"],
+        ["-h"],
+        [],
+        ["convert", "--help"],
+        ["board"],
+        ["board", "run", "-h"],
+        ["cache", "--help"],
+    ],
 )
 def test_help_prints_usage_and_exits_0(args):
     result = rtlgen(*args)
@@ -81,8 +88,13 @@ def test_help_prints_usage_and_exits_0(args):
 
 def test_help_documents_the_exit_codes():
     text = " ".join(rtlgen("--help").stdout.split())
-    for code in ("0 ok", "1 the simulation ran and found mismatches", "2 bad input", "70 internal error",
-                 "130 interrupted"):
+    for code in (
+        "0 ok",
+        "1 the simulation ran and found mismatches",
+        "2 bad input",
+        "70 internal error",
+        "130 interrupted",
+    ):
         assert code in text
 
 
@@ -95,10 +107,13 @@ def test_version_names_rtlgen_and_its_tools():
         assert f"{tool} " in tools
 
 
-@pytest.mark.parametrize("args", [["inspect", *MODEL], ["inspect", *MODEL, "--json"], ["--version"]])
+@pytest.mark.parametrize(
+    "args", [["inspect", *MODEL], ["inspect", *MODEL, "--json"], ["--version"]]
+)
 def test_a_reader_that_leaves_the_pipe_early_gets_no_traceback(args):
-    process = subprocess.Popen([sys.executable, "-m", "rtlgen", *args], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rtlgen", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     process.stdout.close()  # like `rtlgen inspect ... | head -0`
     stderr = process.stderr.read()
     assert process.wait(timeout=120) == cli.EXIT_BROKEN_PIPE and stderr == b""
@@ -118,12 +133,30 @@ def _raise_from_load(monkeypatch, error: BaseException) -> None:
 @pytest.mark.parametrize(
     "error, expected",
     [
-        (PermissionError(errno.EACCES, "Permission denied", "/data/model.h5"), "error: Permission denied: /data/model.h5"),
-        (IsADirectoryError(errno.EISDIR, "Is a directory", "/data/out"), "error: Is a directory: /data/out"),
-        (NotADirectoryError(errno.ENOTDIR, "Not a directory", "/etc/hostname/x"), "error: Not a directory: /etc/hostname/x"),
-        (OSError(errno.ENOSPC, "No space left on device", "/full/y.npy"), "error: No space left on device: /full/y.npy"),
-        (OSError(errno.ENAMETOOLONG, "File name too long", "/x/" + "a" * 300), "error: File name too long: /x/aaa"),
-        (OSError(errno.EXDEV, "Invalid cross-device link", "/a", None, "/b"), "error: Invalid cross-device link: /a -> /b"),
+        (
+            PermissionError(errno.EACCES, "Permission denied", "/data/model.h5"),
+            "error: Permission denied: /data/model.h5",
+        ),
+        (
+            IsADirectoryError(errno.EISDIR, "Is a directory", "/data/out"),
+            "error: Is a directory: /data/out",
+        ),
+        (
+            NotADirectoryError(errno.ENOTDIR, "Not a directory", "/etc/hostname/x"),
+            "error: Not a directory: /etc/hostname/x",
+        ),
+        (
+            OSError(errno.ENOSPC, "No space left on device", "/full/y.npy"),
+            "error: No space left on device: /full/y.npy",
+        ),
+        (
+            OSError(errno.ENAMETOOLONG, "File name too long", "/x/" + "a" * 300),
+            "error: File name too long: /x/aaa",
+        ),
+        (
+            OSError(errno.EXDEV, "Invalid cross-device link", "/a", None, "/b"),
+            "error: Invalid cross-device link: /a -> /b",
+        ),
         (OSError("disk on fire"), "error: disk on fire"),
     ],
 )
@@ -143,22 +176,34 @@ def test_an_oserror_anywhere_is_one_line_naming_the_path(monkeypatch, capsys, er
         ("bell\x07 and nul\x00", "bell\\x07 and nul\\x00"),
         ("line\u2028separator\x85next", "line separator next"),  # Unicode line breaks
         ("café ünïcode", "café ünïcode"),
-        ("name " + "x" * 10**6, "name " + "x" * (cli.ERROR_LINE_CHARS - 5) + " ... (998,005 characters cut)"),
+        (
+            "name " + "x" * 10**6,
+            "name " + "x" * (cli.ERROR_LINE_CHARS - 5) + " ... (998,005 characters cut)",
+        ),
     ],
 )
-def test_an_error_message_is_printed_as_exactly_one_line_without_control_characters(monkeypatch, capsys, message, printed):
+def test_an_error_message_is_printed_as_exactly_one_line_without_control_characters(
+    monkeypatch, capsys, message, printed
+):
     _raise_from_load(monkeypatch, RtlgenError(message))
     assert cli.run(["inspect", "model.h5"]) == cli.EXIT_USER_ERROR
     assert capsys.readouterr().err == f"error: {printed}\n"
 
 
-@pytest.mark.parametrize("error", [KeyError("layers"), TypeError("unsupported operand"), AssertionError(), RecursionError()])
+@pytest.mark.parametrize(
+    "error",
+    [KeyError("layers"), TypeError("unsupported operand"), AssertionError(), RecursionError()],
+)
 def test_an_internal_error_is_one_line_with_exit_code_70(monkeypatch, capsys, error):
     _raise_from_load(monkeypatch, error)
     assert cli.run(["inspect", "model.h5"]) == cli.EXIT_INTERNAL_ERROR
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1, err
-    assert err.startswith(f"internal error: {type(error).__name__}") and "--debug" in err and "report" in err
+    assert (
+        err.startswith(f"internal error: {type(error).__name__}")
+        and "--debug" in err
+        and "report" in err
+    )
 
 
 @pytest.mark.parametrize("module", ["tensorflow", "qkeras.quantizers", "serial"])
@@ -166,11 +211,15 @@ def test_a_missing_optional_package_is_one_line_naming_it(monkeypatch, capsys, m
     _raise_from_load(monkeypatch, ModuleNotFoundError(f"No module named '{module}'", name=module))
     assert cli.run(["inspect", "model.h5"]) == cli.EXIT_USER_ERROR
     err = capsys.readouterr().err
-    assert len(err.splitlines()) == 1 and f"needs the Python package '{module.split('.')[0]}'" in err
+    assert (
+        len(err.splitlines()) == 1 and f"needs the Python package '{module.split('.')[0]}'" in err
+    )
 
 
 def test_a_missing_rtlgen_module_is_an_internal_error(monkeypatch, capsys):
-    _raise_from_load(monkeypatch, ModuleNotFoundError("No module named 'rtlgen.gone'", name="rtlgen.gone"))
+    _raise_from_load(
+        monkeypatch, ModuleNotFoundError("No module named 'rtlgen.gone'", name="rtlgen.gone")
+    )
     assert cli.run(["inspect", "model.h5"]) == cli.EXIT_INTERNAL_ERROR
     assert capsys.readouterr().err.startswith("internal error: ModuleNotFoundError")
 
@@ -195,8 +244,10 @@ def test_sim_exits_1_only_when_the_simulation_found_mismatches(monkeypatch, pass
 
 def test_a_path_under_a_file_is_one_line_with_exit_code_2(tmp_path):
     (tmp_path / "file").write_text("x")
-    for args in (["inspect", tmp_path / "file" / "model.h5"],
-                 ["predict", *MODEL, "-i", tmp_path / "file" / "x.npy", "-o", tmp_path / "y.npy"]):
+    for args in (
+        ["inspect", tmp_path / "file" / "model.h5"],
+        ["predict", *MODEL, "-i", tmp_path / "file" / "x.npy", "-o", tmp_path / "y.npy"],
+    ):
         assert_one_error_line(rtlgen(*args))
 
 
@@ -219,7 +270,10 @@ CORRUPTIONS = [
 
 #: the first corruption by default, the others in the slow set (the default run stays under 5
 #: minutes; every one is a separate CLI run and tool run)
-SOME_CORRUPTIONS = [CORRUPTIONS[0], *(pytest.param(c, marks=pytest.mark.slow) for c in CORRUPTIONS[1:])]
+SOME_CORRUPTIONS = [
+    CORRUPTIONS[0],
+    *(pytest.param(c, marks=pytest.mark.slow) for c in CORRUPTIONS[1:]),
+]
 
 
 def _corrupted_copy(design: Path, to: Path, corruption) -> Path:
@@ -230,7 +284,9 @@ def _corrupted_copy(design: Path, to: Path, corruption) -> Path:
 
 
 @pytest.mark.parametrize("corruption", SOME_CORRUPTIONS)
-def test_a_verilator_build_failure_is_one_line_naming_the_build_log(demo_design, tmp_path, corruption):
+def test_a_verilator_build_failure_is_one_line_naming_the_build_log(
+    demo_design, tmp_path, corruption
+):
     design = _corrupted_copy(demo_design, tmp_path / "design", corruption)
     np.save(tmp_path / "x.npy", np.zeros((1, 8, 8, 1)))
     cache = tmp_path / "cache"

@@ -18,8 +18,14 @@ MODEL = [str(DATA / "demo_cnn.json"), "--weights", str(DATA / "demo_cnn_weights.
     [
         (["--max-reuse", "0"], "--max-reuse 0 is not supported (use 1 to"),
         (["--latency-budget", "0"], "--latency-budget 0 is not supported (use 1 to"),
-        (["--latency-budget", "fast"], "--latency-budget 'fast': use a number of cycles, auto or none"),
-        (["--latency-budget", "90", "--parallelism", "full"], "--latency-budget 90 caps the reuse of --parallelism auto"),
+        (
+            ["--latency-budget", "fast"],
+            "--latency-budget 'fast': use a number of cycles, auto or none",
+        ),
+        (
+            ["--latency-budget", "90", "--parallelism", "full"],
+            "--latency-budget 90 caps the reuse of --parallelism auto",
+        ),
         (
             ["--latency-budget", "20"],
             "--latency-budget 20: not reachable, every layer at reuse 1 takes",
@@ -59,7 +65,10 @@ def test_a_budget_the_default_plan_meets_is_recorded_and_changes_nothing(tmp_pat
     ]
     # the options as given are recorded (max_reuse None: not given; the budget's default
     # is the rule "auto", which the demo cannot reach: its plan is the rate-balanced one)
-    assert (manifest["options"]["max_reuse"], manifest["options"]["latency_budget"]) == (None, "auto")
+    assert (manifest["options"]["max_reuse"], manifest["options"]["latency_budget"]) == (
+        None,
+        "auto",
+    )
     cheapest = tmp_path / "none"
     assert rtlgen("convert", *MODEL, "-o", cheapest, "--latency-budget", "none").returncode == 0
     none = json.loads((cheapest / "manifest.json").read_text())
