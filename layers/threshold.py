@@ -286,9 +286,7 @@ class _BankInBeats(wiring.Component):
         super().__init__(
             {
                 "i": In(stream.Signature(data.ArrayLayout(shape_of(bank.in_type), self.lanes))),
-                "o": Out(
-                    stream.Signature(data.ArrayLayout(shape_of(bank.out_type), self.lanes))
-                ),
+                "o": Out(stream.Signature(data.ArrayLayout(shape_of(bank.out_type), self.lanes))),
             }
         )
 
@@ -407,6 +405,18 @@ class BeatThresholdBank(_BankInBeats):
         return self.comparators * self.in_type.width
 
     def elaborate(self, platform):
+        from . import beat_bank_verilog, mac_verilog
+
+        # Verilog emission: an instance of the same logic written as text (mapped apart)
+        text = mac_verilog.text_instance(
+            self,
+            BeatThresholdBank,
+            beat_bank_verilog.supported,
+            beat_bank_verilog.beat_bank_verilog,
+            "beatbank",
+        )
+        if text is not None:
+            return text
         m = Module()
         advance = pipeline_control(m, self.i, self.o, self.latency)
         regs = StageRegisters(advance)

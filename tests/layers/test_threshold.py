@@ -341,9 +341,7 @@ def _bank_in_beats_is_bit_exact(dut, rng, thresholds, levels, seed, valid_prob, 
     run = simulate_rows(dut, x.reshape(-1, lanes), seed, valid_prob, ready_prob)
     np.testing.assert_array_equal(np.array(run.outputs), expected)
     full = simulate_rows(dut, x.reshape(-1, lanes))
-    assert {o - i for i, o in zip(full.in_cycles, full.out_cycles, strict=True)} == {
-        dut.latency
-    }
+    assert {o - i for i, o in zip(full.in_cycles, full.out_cycles, strict=True)} == {dut.latency}
 
 
 def test_chunked_bank_needs_equal_beats():
@@ -383,6 +381,14 @@ def test_beat_bank_every_input_code_in_every_beat(most):
     """Every code of an 8-bit input on every lane in every one of 4 beats, elements with
     their own thresholds (one with fewer, one with none), rising, falling and uneven
     levels, under backpressure: equal to the reference."""
+    dut, x, expected = every_code_in_every_beat(most)
+    run = simulate_rows(dut, x.reshape(-1, dut.lanes), 11, 0.8, 0.7)
+    np.testing.assert_array_equal(np.array(run.outputs), expected)
+
+
+def every_code_in_every_beat(most: int):
+    """(bank, input vectors, expected output beats) of
+    `test_beat_bank_every_input_code_in_every_beat` (also run on the bank's Verilog text)."""
     rng = np.random.default_rng(most)
     in_type, out_type = FixedType(8, 3, True), FixedType(6, 0, False)
     lanes, beats = 3, 4
@@ -405,9 +411,7 @@ def test_beat_bank_every_input_code_in_every_beat(most):
     # every code in every element, the elements of a vector at different codes
     x = np.stack([np.roll(codes, 37 * c) for c in range(lanes * beats)], axis=1)
     t, lv = _padded(thresholds, levels, in_type)
-    expected = threshold_reference(x, t, lv).reshape(-1, lanes)
-    run = simulate_rows(dut, x.reshape(-1, lanes), 11, 0.8, 0.7)
-    np.testing.assert_array_equal(np.array(run.outputs), expected)
+    return dut, x, threshold_reference(x, t, lv).reshape(-1, lanes)
 
 
 def test_beat_bank_builds_one_beat_of_comparators():
