@@ -22,39 +22,56 @@ def argmax_layout(n: int, elem_shape: ShapeLike) -> data.StructLayout:
     )
 
 
-#: candidates compared all-pairs in one register stage: a winner needs <= 5 compare bits
-#: (one LUT) and its value a 6-way AND-OR select (two LUT levels)
+#: candidates per tournament of the registered-compare levels: a winner is an AND of <= 5
+#: registered compare bits (one LUT5) and its value a 6-way AND-OR select (two LUT levels)
 GROUP = 6
 #: pairwise stages: a compare and a 2-way select, for one adder per pipeline stage
 PAIRWISE = 2
+#: the most candidates of the last registered-compare level: every pair compared at once and
+#: only the index selected (one-hot winner to binary: about 4 LUT4 levels), so a 10-class
+#: classifier's arg-max takes one level (2 cycles)
+FINAL_GROUP = 10
 
 
 def group_for(adders_per_stage: int) -> int:
-    """Candidates per arg-max stage under the MAC arrays' depth budget (`HardwareOptions.
-    adders_per_stage`): a stage is a compare (about an adder) plus its select, so one adder
-    per stage (the shallowest pipeline, e.g. for 4-input-LUT devices such as ECP5) gets
-    pairwise stages, and two or more (~4 LUT levels and up) the 6-candidate stages."""
+    """Candidates per arg-max tournament under the MAC arrays' depth budget (`HardwareOptions.
+    adders_per_stage`): one adder per stage (the shallowest pipeline) gets pairwise stages
+    (a compare and a 2-way select per cycle), two or more the 6-candidate tournaments whose
+    compares are registered before the winner is selected (`ArgMax`)."""
     return PAIRWISE if adders_per_stage <= 1 else GROUP
 
 
-def _stages(n: int, group: int = GROUP) -> int:
-    stages = 1
-    while n > group:
+def level_sizes(n: int, group: int = GROUP) -> list[int]:
+    """Candidates per tournament at each level of an `ArgMax` of ``n`` elements: ``group``
+    while more than the last level takes remain, then all the rest in one tournament (at
+    most 2 pairwise, `FINAL_GROUP` with registered compares)."""
+    final = PAIRWISE if group == PAIRWISE else FINAL_GROUP
+    sizes = []
+    while n > final:
+        sizes.append(group)
         n = -(-n // group)
-        stages += 1
-    return stages
+    return [*sizes, n]
 
 
 class ArgMax(wiring.Component):
     """Vector in, the same vector plus the index of its maximum out (first max wins on ties).
 
-    Register stages of all-pairs tournaments: the candidates are cut into groups of up to
-    ``group`` (`GROUP`, 6, or 2: `group_for`); in each group every pair is compared at once,
-    the one candidate that beats every earlier one and is not beaten by any later one wins,
-    and its value and index are selected by AND-OR. The vector is delayed alongside. Contract: II = 1,
-    ``latency = ceil(log_group(n))`` stages, at least 1 (group 6: 1 up to 6 classes, 2 up to
-    36) (`stream_util.pipeline_control`); about 4 LUT levels per stage for group 6, a compare
-    and a 2-way select for group 2.
+    Levels of all-pairs tournaments (`level_sizes`): the candidates are cut into groups; in
+    each group every pair is compared, the one candidate that beats every earlier one and is
+    not beaten by any later one wins, and its value and index are selected by AND-OR (the
+    last level selects the index only). The vector is delayed alongside.
+
+    ``group`` 2 (`PAIRWISE`, `group_for` of one adder per stage): one cycle per level, a
+    compare and a 2-way select. ``group`` 3-6 (`GROUP` by default): two cycles per level, the
+    compare bits registered first (a compare alone: one carry chain), then the winner's
+    select (an AND of the group's compare bits and an AND-OR: about 3 LUT4 levels); the last
+    level takes up to `FINAL_GROUP` candidates at once, so 1-10 classes take one level.
+    Nothing between registers is deeper than a compare or a few LUTs, so the arg-max is not
+    the critical path of the design it ends (issue 18: on ECP5 the one-cycle 6-way stage
+    was, at 81 MHz).
+
+    Contract: II = 1, ``latency`` = levels (pairwise) or 2 x levels (``group`` > 2), at
+    least 1 (`stream_util.pipeline_control`); e.g. 10 classes: 4 pairwise, 2 otherwise.
     """
 
     def __init__(self, n: int, elem_shape: ShapeLike, group: int = GROUP):
@@ -73,8 +90,14 @@ class ArgMax(wiring.Component):
         )
 
     @property
+    def registered_compares(self) -> bool:
+        """Whether each level registers its compares before selecting (``group`` > 2)."""
+        return self.group != PAIRWISE
+
+    @property
     def latency(self) -> int:
-        return _stages(self.n, self.group)
+        levels = len(level_sizes(self.n, self.group))
+        return 2 * levels if self.registered_compares else levels
 
     def elaborate(self, platform):
         from . import argmax_verilog, mac_verilog
@@ -88,59 +111,115 @@ class ArgMax(wiring.Component):
         m = Module()
         advance = pipeline_control(m, self.i, self.o, self.latency)
         regs = StageRegisters(advance)
-        index_shape = self.o.payload.index.shape()
-        elem = Shape.cast(self.elem_shape)
-        level = [(self.i.payload[k], Const(k, index_shape)) for k in range(self.n)]
-        for depth in range(self.latency):
-            last = depth == self.latency - 1
-            nxt = []
-            for g in range(0, len(level), self.group):
-                group = level[g : g + self.group]
-                wins = self._winners(m, [value for value, _ in group], f"{depth}_{g // self.group}")
-                index = _select(wins, [i for _, i in group], index_shape.width)
-                value = None  # the last stage only needs the index
-                if not last:
-                    bits = _select(wins, [v.as_unsigned() for v, _ in group], elem.width)
-                    value = regs.register(
-                        bits.as_signed() if elem.signed else bits, elem,
-                        name=f"max_{depth}_{g // self.group}",
-                    )
-                nxt.append(
-                    (
-                        value,
-                        regs.register(
-                            index, index_shape, name=f"idx_{depth}_{g // self.group}"
-                        ),
-                    )
-                )
-            level = nxt
         vector = Signal.like(self.i.payload.as_value(), name="vector_in")
         m.d.comb += vector.eq(self.i.payload.as_value())
+        if self.registered_compares:
+            index = self._registered_levels(m, regs, vector)
+        else:
+            index = self._pairwise_levels(m, regs)
         delayed = regs.delay(vector, self.latency, name="vector")
         regs.emit(m)
         m.d.comb += [
             self.o.payload.vector.eq(delayed),
-            self.o.payload.index.eq(level[0][1]),
+            self.o.payload.index.eq(index),
         ]
         return m
 
-    @staticmethod
-    def _winners(m: Module, values: list, name: str) -> list:
-        """One-hot: candidate k wins if it is greater than every earlier candidate and no
-        later one is greater than it (the first maximum wins)."""
-        n = len(values)
-        later_greater = {
-            (i, j): values[j] > values[i] for i in range(n) for j in range(i + 1, n)
-        }
-        wins = []
-        for k in range(n):
-            win = Signal(name=f"win_{name}_{k}")
-            terms = [later_greater[i, k] for i in range(k)] + [
-                ~later_greater[k, j] for j in range(k + 1, n)
-            ]
-            m.d.comb += win.eq(Cat(*terms).all() if terms else 1)
-            wins.append(win)
-        return wins
+    def _pairwise_levels(self, m: Module, regs: StageRegisters) -> Value:
+        """One cycle per level: compare, select and register (``group`` 2)."""
+        index_shape = self.o.payload.index.shape()
+        elem = Shape.cast(self.elem_shape)
+        level = [(self.i.payload[k], Const(k, index_shape)) for k in range(self.n)]
+        sizes = level_sizes(self.n, self.group)
+        for depth, size in enumerate(sizes):
+            last = depth == len(sizes) - 1
+            nxt = []
+            for g in range(0, len(level), size):
+                group = level[g : g + size]
+                tag = f"{depth}_{g // size}"
+                values = [value for value, _ in group]
+                later_greater = {
+                    (i, j): values[j] > values[i]
+                    for i in range(len(group))
+                    for j in range(i + 1, len(group))
+                }
+                wins = _winners(m, later_greater, len(group), tag)
+                index = _select(wins, [i for _, i in group], index_shape.width)
+                value = None  # the last stage only needs the index
+                if not last:
+                    bits = _select(wins, [v.as_unsigned() for v in values], elem.width)
+                    value = regs.register(
+                        bits.as_signed() if elem.signed else bits, elem, name=f"max_{tag}"
+                    )
+                nxt.append((value, regs.register(index, index_shape, name=f"idx_{tag}")))
+            level = nxt
+        return level[0][1]
+
+    def _registered_levels(self, m: Module, regs: StageRegisters, vector: Signal) -> Value:
+        """Two cycles per level (``group`` > 2): the compare bits of every pair in a group
+        registered (``gt_<level>_<group>_<i>_<j>``: candidate j > candidate i) beside the
+        candidates (the input's through ``vector_d1``, later ones as ``cand_``/``cidx_``),
+        then the winner's value and index registered (``max_``/``idx_``)."""
+        index_shape = self.o.payload.index.shape()
+        elem = Shape.cast(self.elem_shape)
+        width = elem.width
+
+        def element(bits: Value, k: int) -> Value:
+            value = bits[k * width : (k + 1) * width]
+            return value.as_signed() if elem.signed else value
+
+        held_input = regs.delay(vector, 1, name="vector")
+        level = [(element(vector, k), Const(k, index_shape)) for k in range(self.n)]
+        sizes = level_sizes(self.n, self.group)
+        for depth, size in enumerate(sizes):
+            last = depth == len(sizes) - 1
+            nxt = []
+            for g in range(0, len(level), size):
+                group = level[g : g + size]
+                tag = f"{depth}_{g // size}"
+                later_greater = {
+                    (i, j): regs.register(group[j][0] > group[i][0], 1, name=f"gt_{tag}_{i}_{j}")
+                    for i in range(len(group))
+                    for j in range(i + 1, len(group))
+                }
+                if depth == 0:  # the input's candidates: the vector's first delay
+                    values = [element(held_input, g + k) for k in range(len(group))]
+                    indices = [index for _, index in group]
+                else:
+                    values = [
+                        regs.register(value, elem, name=f"cand_{tag}_{k}")
+                        for k, (value, _) in enumerate(group)
+                    ]
+                    indices = [
+                        regs.register(index, index_shape, name=f"cidx_{tag}_{k}")
+                        for k, (_, index) in enumerate(group)
+                    ]
+                wins = _winners(m, later_greater, len(group), tag)
+                value = None  # the last level only needs the index
+                if not last:
+                    bits = _select(wins, [v.as_unsigned() for v in values], width)
+                    value = regs.register(
+                        bits.as_signed() if elem.signed else bits, elem, name=f"max_{tag}"
+                    )
+                index = _select(wins, indices, index_shape.width)
+                nxt.append((value, regs.register(index, index_shape, name=f"idx_{tag}")))
+            level = nxt
+        return level[0][1]
+
+
+def _winners(m: Module, later_greater: dict, n: int, name: str) -> list:
+    """One-hot: candidate k wins if it is greater than every earlier candidate and no later
+    one is greater than it (the first maximum wins); ``later_greater[i, j]`` (i < j) is
+    candidate j > candidate i."""
+    wins = []
+    for k in range(n):
+        win = Signal(name=f"win_{name}_{k}")
+        terms = [later_greater[i, k] for i in range(k)] + [
+            ~later_greater[k, j] for j in range(k + 1, n)
+        ]
+        m.d.comb += win.eq(Cat(*terms).all() if terms else 1)
+        wins.append(win)
+    return wins
 
 
 def _select(wins: list, values: list, width: int) -> Value:

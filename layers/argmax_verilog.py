@@ -7,12 +7,14 @@ generators and stream wiring (issue 20: a small model's fixed cost).
 `argmax_verilog(argmax, name)` is the whole component as one module with the ports
 `rtlgen.emit.component_verilog` gives the Amaranth version (``clk``, ``rst``, ``i__payload``,
 ``i__valid``, ``i__ready``, ``o__payload``, ``o__valid``, ``o__ready``), the same registers
-under the same names (``valid_<k>``, ``max_<stage>_<group>``, ``idx_<stage>_<group>``,
-``vector_d<k>``), the same clock enable (``advance = ~o.valid | o.ready``), reset (valid
-bits only, synchronous) and initial values (0), and the same logic as `ArgMax.elaborate`:
-per group of candidates every pair compared once, candidate k wins when it is greater than
-every earlier one and no later one is greater (the first maximum wins), its value and index
-selected by AND-OR. tests/layers/test_argmax_verilog.py proves the two equivalent with Yosys.
+under the same names (``valid_<k>``, ``gt_<level>_<group>_<i>_<j>``, ``cand_``/``cidx_``,
+``max_<level>_<group>``, ``idx_<level>_<group>``, ``vector_d<k>``), the same clock enable
+(``advance = ~o.valid | o.ready``), reset (valid bits only, synchronous) and initial values
+(0), and the same logic as `ArgMax.elaborate`: the levels of `argmax.level_sizes`, per group
+of candidates every pair compared once (pairwise: in the select's cycle; otherwise into
+registers a cycle before it), candidate k wins when it is greater than every earlier one and
+no later one is greater (the first maximum wins), its value and index selected by AND-OR.
+tests/layers/test_argmax_verilog.py proves the two equivalent with Yosys.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from amaranth.hdl import Shape
 
+from .argmax import level_sizes
 from .mac_verilog import _hex, module_head, valid_chain
 
 if TYPE_CHECKING:
@@ -30,9 +33,10 @@ if TYPE_CHECKING:
 def argmax_verilog(argmax: ArgMax, name: str) -> str:
     """The Verilog module ``name`` of ``argmax`` (see the module doc)."""
     elem = Shape.cast(argmax.elem_shape)
-    width, n, group_size = elem.width, argmax.n, argmax.group
+    width, n = elem.width, argmax.n
     index_width = Shape.cast(argmax.o.payload.index.shape()).width
     latency = argmax.latency
+    registered = argmax.registered_compares
     decls: list[str] = []
     assigns: list[str] = []
     loads: list[str] = []
@@ -42,40 +46,64 @@ def argmax_verilog(argmax: ArgMax, name: str) -> str:
 
     def select(wins: list[str], values: list[str], bits: int) -> str:
         zero = _hex(0, bits)
-        return " | ".join(f"({win} ? {value} : {zero})" for win, value in zip(wins, values, strict=True))
+        return " | ".join(
+            f"({win} ? {value} : {zero})" for win, value in zip(wins, values, strict=True)
+        )
 
-    level = [
-        (f"i__payload[{(k + 1) * width - 1}:{k * width}]", _hex(k, index_width)) for k in range(n)
-    ]
-    for depth in range(latency):
-        last = depth == latency - 1
+    def reg(register: str, bits: int) -> str:
+        decls.append(f"reg [{bits - 1}:0] {register} = {_hex(0, bits)};")
+        return register
+
+    def element(vector: str, k: int) -> str:
+        return f"{vector}[{(k + 1) * width - 1}:{k * width}]"
+
+    level = [(element("i__payload", k), _hex(k, index_width)) for k in range(n)]
+    sizes = level_sizes(n, argmax.group)
+    for depth, size in enumerate(sizes):
+        last = depth == len(sizes) - 1
         following = []
-        for start in range(0, len(level), group_size):
-            group = level[start : start + group_size]
-            tag = f"{depth}_{start // group_size}"
+        for start in range(0, len(level), size):
+            group = level[start : start + size]
+            tag = f"{depth}_{start // size}"
             values = [value for value, _ in group]
+            indices = [index for _, index in group]
+            later_greater = {}
+            for i in range(len(group)):
+                for j in range(i + 1, len(group)):
+                    compare = greater(values[j], values[i])
+                    if registered:
+                        bit = reg(f"gt_{tag}_{i}_{j}", 1)
+                        loads.append(f"{bit} <= {compare};")
+                        compare = bit
+                    later_greater[i, j] = compare
+            if registered and depth == 0:  # the input's candidates: the vector's first delay
+                values = [element("vector_d1", start + k) for k in range(len(group))]
+            elif registered:
+                for k in range(len(group)):
+                    loads.append(f"{reg(f'cand_{tag}_{k}', width)} <= {values[k]};")
+                    loads.append(f"{reg(f'cidx_{tag}_{k}', index_width)} <= {indices[k]};")
+                values = [f"cand_{tag}_{k}" for k in range(len(group))]
+                indices = [f"cidx_{tag}_{k}" for k in range(len(group))]
             wins = []
             for k in range(len(group)):
-                terms = [greater(values[k], values[i]) for i in range(k)]
-                terms += [f"~{greater(values[j], values[k])}" for j in range(k + 1, len(group))]
+                terms = [later_greater[i, k] for i in range(k)]
+                terms += [f"~{later_greater[k, j]}" for j in range(k + 1, len(group))]
                 win = f"win_{tag}_{k}"
                 decls.append(f"wire {win};")
                 condition = " & ".join(terms) if terms else "1'h1"
                 assigns.append(f"assign {win} = {condition};")
                 wins.append(win)
-            index = f"idx_{tag}"
-            decls.append(f"reg [{index_width - 1}:0] {index} = {_hex(0, index_width)};")
-            loads.append(f"{index} <= {select(wins, [i for _, i in group], index_width)};")
-            value = None
+            value = None  # the last level only needs the index
             if not last:
-                value = f"max_{tag}"
-                decls.append(f"reg [{width - 1}:0] {value} = {_hex(0, width)};")
+                value = reg(f"max_{tag}", width)
                 loads.append(f"{value} <= {select(wins, values, width)};")
+            index = reg(f"idx_{tag}", index_width)
+            loads.append(f"{index} <= {select(wins, indices, index_width)};")
             following.append((value, index))
         level = following
     total = n * width
     for k in range(1, latency + 1):
-        decls.append(f"reg [{total - 1}:0] vector_d{k} = {_hex(0, total)};")
+        reg(f"vector_d{k}", total)
         loads.append(f"vector_d{k} <= {'i__payload' if k == 1 else f'vector_d{k - 1}'};")
     lines = module_head(name, total, total + index_width, latency)
     lines += [f"  {d}" for d in decls]

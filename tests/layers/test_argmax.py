@@ -8,7 +8,7 @@ from amaranth.hdl import signed, unsigned
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rtlgen.layers.argmax import ArgMax, group_for
+from rtlgen.layers.argmax import FINAL_GROUP, GROUP, PAIRWISE, ArgMax, group_for, level_sizes
 from rtlgen.quant.errors import RtlgenError
 
 from .streams import simulate_stream
@@ -42,14 +42,23 @@ def test_ties_pick_the_first_maximum():
     assert [o["index"] for o in run.outputs] == [1, 0, 2]
 
 
-def test_latency_is_one_stage_per_six_fold_reduction_at_full_rate():
-    for n, latency in [(1, 1), (2, 1), (5, 1), (6, 1), (7, 2), (10, 2), (36, 2), (37, 3)]:
+def test_latency_is_two_cycles_per_level_of_registered_compares_at_full_rate():
+    """Group 6: a level compares into registers, then selects; up to 10 candidates in the
+    last level (`FINAL_GROUP`), 6 per group before it."""
+    for n, latency in [(1, 2), (2, 2), (6, 2), (10, 2), (11, 4), (60, 4), (61, 6)]:
         dut = ArgMax(n, signed(6))
         assert dut.latency == latency
         x = np.random.default_rng(n).integers(-32, 32, size=(10, n))
         run = simulate_stream(dut, x.tolist(), len(x))
         assert run.out_cycles[0] - run.in_cycles[0] == latency
         assert np.diff(run.out_cycles).tolist() == [1] * 9
+        assert [o["index"] for o in run.outputs] == np.argmax(x, axis=1).tolist()
+
+
+def test_level_sizes():
+    assert level_sizes(10) == [10] and level_sizes(11) == [6, 2] and level_sizes(60) == [6, 10]
+    assert level_sizes(10, PAIRWISE) == [2, 2, 2, 2] and level_sizes(1, PAIRWISE) == [1]
+    assert level_sizes(FINAL_GROUP + 1) == [GROUP, 2]
 
 
 @settings(max_examples=8, deadline=None)

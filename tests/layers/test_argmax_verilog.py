@@ -1,7 +1,8 @@
 """`layers/argmax_verilog.py`: the Verilog text of an arg-max is formally equivalent (Yosys
 `equiv_make` / `equiv_induct`, every input and every state of the paired registers) to the
-Verilog Amaranth's back end writes for the same `ArgMax`: one to several stages, groups of
-6 and pairwise, signed and unsigned elements, ties (the first maximum wins)."""
+Verilog Amaranth's back end writes for the same `ArgMax`: one to several levels, groups of
+6 (registered compares, up to 10 at once in the last level) and pairwise, signed and
+unsigned elements, ties (the first maximum wins)."""
 
 from __future__ import annotations
 
@@ -17,17 +18,27 @@ from .test_mac_verilog import equivalent
 
 @pytest.mark.parametrize(
     "n,shape,group",
-    [(10, signed(8), 6), (5, unsigned(4), 6), (1, signed(3), 6), (7, signed(5), 2), (3, unsigned(1), 2)],
+    [
+        (10, signed(8), 6),
+        (23, signed(5), 6),
+        (5, unsigned(4), 6),
+        (1, signed(3), 6),
+        (7, signed(5), 2),
+        (3, unsigned(1), 2),
+    ],
 )
 def test_text_module_is_equivalent_to_amaranths(n, shape, group, tmp_path):
     argmax = ArgMax(n, shape, group)
-    ok, status = equivalent(component_verilog(argmax, "gold"), argmax_verilog(argmax, "gate"), tmp_path)
+    ok, status = equivalent(
+        component_verilog(argmax, "gold"), argmax_verilog(argmax, "gate"), tmp_path
+    )
     assert ok, status[-3000:]
 
 
-def test_the_check_finds_the_last_maximum_winning_a_tie(tmp_path):
-    argmax = ArgMax(4, signed(6))
-    wrong = argmax_verilog(argmax, "gate").replace("~($signed", "~(~$signed")
+@pytest.mark.parametrize("group", [6, 2])
+def test_the_check_finds_the_last_maximum_winning_a_tie(group, tmp_path):
+    argmax = ArgMax(4, signed(6), group)
+    wrong = argmax_verilog(argmax, "gate").replace(") > $signed(", ") >= $signed(")
     assert wrong != argmax_verilog(argmax, "gate")
     ok, _ = equivalent(component_verilog(argmax, "gold"), wrong, tmp_path)
     assert not ok
