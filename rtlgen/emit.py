@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import as_completed
@@ -488,7 +489,39 @@ def network_verilog(
             finished(i, _component_verilog(*separate[i], mac_text))
         top_text = _top_verilog(top, name, separate, mac_text, macs)
     mac_modules = [macs[module] for module in sorted(macs)]
-    return "".join([top_text, *modules, *mac_modules])  # type: ignore[list-item]
+    return wrap_long_lines("".join([top_text, *modules, *mac_modules]))  # type: ignore[list-item]
+
+
+#: the longest line `wrap_long_lines` leaves alone (Verilator stops at 40,000 preprocessor
+#: tokens on one line; a wide ROM row's concatenation of one-hot terms reached 55,834 characters)
+LONG_LINE_CHARS = 2000
+_LONG_LINE = re.compile(rf"^[^\n]{{{LONG_LINE_CHARS + 1},}}$", re.MULTILINE)
+
+
+def wrap_long_lines(text: str, limit: int = LONG_LINE_CHARS) -> str:
+    """``text`` with every line longer than ``limit`` characters broken after a ``", "`` into
+    lines of at most about ``limit`` characters (continuations indented 4 more): the same
+    Verilog token for token. Lines holding a comment, a string or a compiler directive (where a
+    line break would change the meaning) are left as they are."""
+
+    def wrap(match: re.Match[str]) -> str:
+        line = match.group(0)
+        if "//" in line or "/*" in line or '"' in line or "`" in line:
+            return line
+        indent = " " * (len(line) - len(line.lstrip(" ")) + 4)
+        pieces, current = [], ""
+        for part in line.split(", "):
+            if current and len(current) + len(part) + 2 > limit:
+                pieces.append(current + ",")
+                current = indent + part
+            else:
+                current = f"{current}, {part}" if current else part
+        pieces.append(current)
+        return "\n".join(pieces)
+
+    if len(text) <= limit:
+        return text
+    return _LONG_LINE.sub(wrap, text)
 
 
 def _top_verilog(
