@@ -70,6 +70,14 @@ def run_once(spec: Path | None, workers: int, scratch: Path) -> dict:
     }
 
 
+def _scheduler_group() -> str | None:
+    """Linux's autogroup line for this process (``/autogroup-N nice K``), if the kernel has one."""
+    try:
+        return Path("/proc/self/autogroup").read_text().strip()
+    except OSError:
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -107,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
             "load_average_at_start": load_at_start,
             "load_average_at_end": list(os.getloadavg()),
+            # other work may run beside the sweep at a lower priority: the scheduler group's nice
+            "scheduler_group": _scheduler_group(),
         },
         "runs": runs,
         "speedup_vs_first": {str(r["workers"]): round(base / r["wall_seconds"], 2) for r in runs},
