@@ -34,12 +34,13 @@ from rtlgen.hardware import (
 from rtlgen.inprocess_yosys import inprocess_yosys
 from rtlgen.layers.bank_verilog import bank_verilog
 from rtlgen.layers.bank_verilog import supported as bank_supported
+from rtlgen.layers.beat_bank_verilog import beat_bank_verilog
 from rtlgen.layers.constant_mac import ConstantMatVec
 from rtlgen.layers.mac_verilog import matvec_verilog, verilog_text
 from rtlgen.layers.requantize import Requantize
 from rtlgen.layers.requantize_verilog import requantize_verilog
 from rtlgen.layers.requantize_verilog import supported as requantize_supported
-from rtlgen.layers.threshold import ThresholdBank
+from rtlgen.layers.threshold import BeatThresholdBank, ThresholdBank
 from rtlgen.lean_netlist import lean_netlist
 from rtlgen.manifest import (
     GENERATOR,
@@ -370,7 +371,8 @@ def _component_verilog(
     if isinstance(component, ConstantMatVec):
         return matvec_verilog(component, name), {}
     if _bank_text(component):
-        return bank_verilog(component, name), {}
+        write = beat_bank_verilog if isinstance(component, BeatThresholdBank) else bank_verilog
+        return write(component, name), {}
     if _requantize_text(component):
         return requantize_verilog(component, name), {}
     with verilog_text(name) as macs:
@@ -393,7 +395,10 @@ def _component_verilog(
 
 
 def _bank_text(component: wiring.Component) -> bool:
-    """Whether ``component`` is a threshold bank written as text (`layers/bank_verilog.py`)."""
+    """Whether ``component`` is a threshold bank written as text (`layers/bank_verilog.py`,
+    `layers/beat_bank_verilog.py`: every bank taking its vector in beats)."""
+    if type(component) is BeatThresholdBank:
+        return True
     return isinstance(component, ThresholdBank) and bank_supported(component)
 
 
@@ -465,7 +470,8 @@ def network_verilog(
     order = sorted(range(len(separate)), key=lambda i: -_size(separate[i][0]))
     if mac_text:
         text = [
-            i for i in order
+            i
+            for i in order
             if isinstance(separate[i][0], ConstantMatVec)
             or _bank_text(separate[i][0])
             or _requantize_text(separate[i][0])

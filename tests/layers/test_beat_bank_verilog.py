@@ -52,7 +52,14 @@ def check_equivalent(dut: BeatThresholdBank, tmp_path) -> None:
     assert "0 are unproven" in status, status[-3000:]
 
 
-@pytest.mark.parametrize("shape", list(SHAPES))
+#: in the default set: the first one-level and the first two-level shape (the rest slow)
+DEFAULT_SHAPES = ("signed-3-lanes-3-beats", "two-level-signed")
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [s if s in DEFAULT_SHAPES else pytest.param(s, marks=pytest.mark.slow) for s in SHAPES],
+)
 def test_text_module_is_equivalent_to_amaranths(shape, tmp_path):
     dut = beat_bank(*SHAPES[shape])
     assert dut.bank.two_level == shape.startswith("two-level")
@@ -194,9 +201,9 @@ needs_icarus = pytest.mark.skipif(shutil.which("iverilog") is None, reason="no i
     [
         (3, 4, 5, True, 1, 0.5, 0.6),
         (1, 8, 70, False, 2, 0.9, 0.4),
-        (5, 3, 30, True, 3, 0.4, 0.9),
-        (2, 2, 0, True, 4, 1.0, 1.0),
-        (4, 4, 63, False, 5, 0.7, 0.7),
+        pytest.param(5, 3, 30, True, 3, 0.4, 0.9, marks=pytest.mark.slow),
+        pytest.param(2, 2, 0, True, 4, 1.0, 1.0, marks=pytest.mark.slow),
+        pytest.param(4, 4, 63, False, 5, 0.7, 0.7, marks=pytest.mark.slow),
     ],
 )
 def test_text_gives_each_element_its_levels_bit_exact(
@@ -216,7 +223,7 @@ def test_text_gives_each_element_its_levels_bit_exact(
 
 
 @needs_icarus
-@pytest.mark.parametrize("most", [6, 63])
+@pytest.mark.parametrize("most", [pytest.param(6, marks=pytest.mark.slow), 63])
 def test_text_every_input_code_in_every_beat(most, tmp_path):
     """As test_threshold's `test_beat_bank_every_input_code_in_every_beat`, on the text."""
     dut, x, expected = every_code_in_every_beat(most)
@@ -236,3 +243,24 @@ def test_the_simulation_finds_a_wrong_level(tmp_path, monkeypatch):
     monkeypatch.setattr(f"{__name__}.beat_bank_verilog", wrong)
     outputs = run_text(dut, x.reshape(-1, dut.lanes), tmp_path, 0.8, 0.7, 11)
     assert outputs.shape == expected.shape and not np.array_equal(outputs, expected)
+
+
+@pytest.mark.slow
+def test_in_a_network_the_bank_is_a_kept_module_of_its_own():
+    """`rtlgen.emit.network_verilog`: a dense's result beats go through a `BeatThresholdBank`
+    written as its own module (named after its layer, mapped apart by Yosys), as every other
+    threshold bank written as text."""
+    from rtlgen.emit import network_verilog
+    from rtlgen.hardware import HardwareOptions, NetworkTop
+
+    from ..rtlgen.ops.test_matvec import chunk_net
+
+    options = HardwareOptions(layer_max_reuse=(("dense1", 2),), layer_out_beats=(("dense1", 4),))
+    top = NetworkTop(chunk_net(), options)
+    (index, plan) = next((k, p) for k, p in enumerate(top.plans) if p.node.name == "bn1")
+    assert isinstance(plan.stages[0], BeatThresholdBank)
+    text = network_verilog(top, "net", jobs=1)
+    name = f"net__l{index}_bn1_0"
+    assert f"{KEEP_HIERARCHY}\nmodule {name}(" in text
+    assert beat_bank_verilog(plan.stages[0], name) in text
+    assert "__beatbank_" not in text
