@@ -4,9 +4,11 @@ Every failure is one line on stderr (`main()`), with the exit codes of `EXIT_COD
 mistakes (`RtlgenError`, usage errors, a failed tool run, an OSError on a path) exit 2, a
 simulation that ran and found mismatches 1, an interrupt 130, an internal error (a bug) 70.
 `--debug` shows the traceback instead.
-"""
 
-from __future__ import annotations
+No `from __future__ import annotations` here: typer reads every command's parameters from
+their annotations at each start, and string annotations would be compiled and evaluated
+again each time (a tenth of a second of every command line).
+"""
 
 import contextlib
 import errno
@@ -56,9 +58,6 @@ cache_app = typer.Typer(
 app.add_typer(cache_app, name="cache")
 
 
-# Wide enough for the layer tables when output goes to a file or a CI log.
-# markup=False: paths, layer and model names come from the user or the model file, and rich
-# would read `[/x]` in them as a markup tag (and fail). Styles are given explicitly (`_styled`).
 class _Console(Console):
     def on_broken_pipe(self) -> None:
         """`rtlgen ... | head`: the reader left. Exit quietly with the shell's SIGPIPE code (rich
@@ -68,7 +67,15 @@ class _Console(Console):
         raise SystemExit(EXIT_BROKEN_PIPE)
 
 
-console = _Console(markup=False) if sys.stdout.isatty() else _Console(width=150, markup=False)
+# markup=False: paths, layer and model names come from the user or the model file, and rich
+# would read `[/x]` in them as a markup tag (and fail). Styles are given explicitly (`_styled`).
+def stdout_console() -> _Console:
+    """The console of a command's output (stdout as it is now): a terminal's own width, else
+    150 columns, wide enough for the layer tables in a file or a CI log."""
+    return _Console(markup=False) if sys.stdout.isatty() else _Console(width=150, markup=False)
+
+
+console = stdout_console()
 err_console = _Console(stderr=True, markup=False)
 _state = {"debug": False, "quiet": False}
 
@@ -251,8 +258,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 class InputTypes:
     """``--input-type`` parsed: a type for every input (``default``) and per input name."""
 
-    default: FixedType | None = None
-    named: tuple[tuple[str, FixedType], ...] = ()
+    default: "FixedType | None" = None
+    named: "tuple[tuple[str, FixedType], ...]" = ()
 
     @property
     def given(self) -> bool:
@@ -684,7 +691,6 @@ def _convert(
     pixels_per_beat=1,
     jobs=None,
 ):
-    from rtlgen.emit import convert as emit_convert
     from rtlgen.hardware import HardwareOptions, Multiplier, Parallelism, Pipeline
     from rtlgen.outdir import check_output_dir
 
@@ -706,6 +712,9 @@ def _convert(
     extra = None
     if testbench:
         extra = _testbench_writer(graph, samples)
+    # the Verilog writers (the layers' generators, Yosys) load once the model has been read
+    from rtlgen.emit import convert as emit_convert
+
     with _progress("generating hardware") as note:
         return emit_convert(
             graph,
