@@ -1,16 +1,17 @@
-"""The command line as a user meets it: exit codes, one-line errors, written files."""
+"""The command line as a user meets it: exit codes, one-line errors, written files.
+
+The demo CNN is converted once per test process (`demo_conversion`, tests/rtlgen/conftest.py);
+commands whose test is about what they print and write run in this process
+(`rtlgen_in_process`), the others as a user runs them (`rtlgen`, a subprocess)."""
 
 import json
-from importlib import resources
-from pathlib import Path
+import shutil
 
 import numpy as np
 import pytest
 
-from tests.rtlgen.cli_run import rtlgen
-
-DATA = Path(str(resources.files("rtlgen.data")))
-MODEL = [str(DATA / "demo_cnn.json"), "--weights", str(DATA / "demo_cnn_weights.h5")]
+from tests.rtlgen.cli_run import DATA, DEMO_OPTIONS, rtlgen, rtlgen_in_process
+from tests.rtlgen.cli_run import DEMO_MODEL as MODEL
 
 
 @pytest.mark.parametrize(
@@ -46,7 +47,7 @@ def test_debug_shows_the_traceback(tmp_path):
 
 
 def test_inspect_json_lists_every_layer():
-    result = rtlgen("inspect", *MODEL, "--json")
+    result = rtlgen_in_process("inspect", *MODEL, "--json")
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout)
     assert [row["op"] for row in info["layers"]] == [
@@ -59,42 +60,30 @@ def test_inspect_json_lists_every_layer():
     assert info["softmax"] is True
 
 
-def test_convert_then_predict_on_outdir_matches_predict_on_model(tmp_path):
+def test_convert_then_predict_on_outdir_matches_predict_on_model(tmp_path, demo_design):
     x = np.load(DATA / "demo_samples.npz")["x"][:5]
     np.save(tmp_path / "x.npy", x)
-    out = tmp_path / "design"
-    result = rtlgen(
-        "convert", *MODEL, "-o", out, "--input-type", "fixed<8,1>", "--multiplier", "lut"
-    )
-    assert result.returncode == 0, result.stderr
+    out = demo_design  # `rtlgen convert` with DEMO_OPTIONS: --input-type fixed<8,1>
     manifest = json.loads((out / "manifest.json").read_text())
     assert (out / manifest["rtl"][0]).is_file() and (out / "REPORT.md").is_file()
     assert manifest["input"]["type"]["text"] == "fixed<8,1>"
-    assert (
-        rtlgen("predict", out, "-i", tmp_path / "x.npy", "-o", tmp_path / "a.npy").returncode == 0
+    on_outdir = rtlgen_in_process(
+        "predict", out, "-i", tmp_path / "x.npy", "-o", tmp_path / "a.npy"
     )
-    assert (
-        rtlgen(
-            "predict",
-            *MODEL,
-            "--input-type",
-            "fixed<8,1>",
-            "-i",
-            tmp_path / "x.npy",
-            "-o",
-            tmp_path / "b.npy",
-        ).returncode
-        == 0
+    assert on_outdir.returncode == 0, on_outdir.stderr
+    on_model = rtlgen_in_process(
+        "predict", *MODEL, *DEMO_OPTIONS, "-i", tmp_path / "x.npy", "-o", tmp_path / "b.npy"
     )
+    assert on_model.returncode == 0, on_model.stderr
     a, b = np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy")
     assert a.shape == (5, 10) and np.array_equal(a, b)
 
 
-def test_convert_is_reproducible_byte_for_byte(tmp_path):
-    for name in ("a", "b"):
-        assert rtlgen("convert", *MODEL, "-o", tmp_path / name).returncode == 0
-    va = next((tmp_path / "a" / "rtl").glob("*.v")).read_bytes()
-    vb = next((tmp_path / "b" / "rtl").glob("*.v")).read_bytes()
+def test_convert_is_reproducible_byte_for_byte(tmp_path, demo_design):
+    again = tmp_path / "again"
+    assert rtlgen("convert", *MODEL, "-o", again, *DEMO_OPTIONS).returncode == 0
+    va = next((demo_design / "rtl").glob("*.v")).read_bytes()
+    vb = next((again / "rtl").glob("*.v")).read_bytes()
     assert va == vb
 
 
@@ -108,18 +97,13 @@ def test_convert_refuses_to_overwrite_a_foreign_directory(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["precious"]  # no partial directory left
 
 
-@pytest.fixture(scope="module")
-def demo_design(tmp_path_factory):
-    out = tmp_path_factory.mktemp("cli") / "demo"
-    result = rtlgen("convert", *MODEL, "-o", out, "--input-type", "fixed<8,1>")
+def test_package_writes_vivado_project_and_ip_scripts(tmp_path, demo_design):
+    design = shutil.copytree(demo_design, tmp_path / "design")
+    result = rtlgen_in_process(
+        "package", design, "--part", "xcvu9p-flgb2104-2L-e", "--clock-mhz", "250"
+    )
     assert result.returncode == 0, result.stderr
-    return out
-
-
-def test_package_writes_vivado_project_and_ip_scripts(demo_design):
-    result = rtlgen("package", demo_design, "--part", "xcvu9p-flgb2104-2L-e", "--clock-mhz", "250")
-    assert result.returncode == 0, result.stderr
-    vivado = demo_design / "vivado"
+    vivado = design / "vivado"
     for name in ("build.tcl", "package_ip.tcl", "constraints.xdc"):
         assert (vivado / name).is_file()
     assert "create_clock -period 4.000" in (vivado / "constraints.xdc").read_text()
@@ -159,18 +143,17 @@ def test_sim_output_equals_predict_output(tmp_path):
     assert np.array_equal(np.load(tmp_path / "rtl.npy"), np.load(tmp_path / "ref.npy"))
 
 
+def test_convert_records_the_default_pipeline_options(demo_design):
+    options = json.loads((demo_design / "manifest.json").read_text())["options"]
+    assert options["pipeline"] == "balanced" and options["adders_per_stage"] == 2
+
+
+@pytest.mark.slow  # each converts the demo CNN once more (~25 s on a loaded machine)
 @pytest.mark.parametrize(
     "args, pipeline, adders",
     [
-        ((), "balanced", 2),
-        # each converts the demo CNN once more (~25 s on a loaded machine): slow set
-        pytest.param(("--pipeline", "latency"), "latency", 6, marks=pytest.mark.slow),
-        pytest.param(
-            ("--pipeline", "latency", "--adders-per-stage", "3"),
-            "latency",
-            3,
-            marks=pytest.mark.slow,
-        ),
+        (("--pipeline", "latency"), "latency", 6),
+        (("--pipeline", "latency", "--adders-per-stage", "3"), "latency", 3),
     ],
 )
 def test_convert_records_the_pipeline_options_and_their_defaults(tmp_path, args, pipeline, adders):
@@ -182,7 +165,7 @@ def test_convert_records_the_pipeline_options_and_their_defaults(tmp_path, args,
 
 
 def test_unsupported_adders_per_stage_is_a_one_line_error(tmp_path):
-    result = rtlgen("convert", *MODEL, "-o", tmp_path / "d", "--adders-per-stage", "9")
+    result = rtlgen_in_process("convert", *MODEL, "-o", tmp_path / "d", "--adders-per-stage", "9")
     assert result.returncode == 2
     assert (
         "adders per stage 9 is not supported" in result.stderr and "Traceback" not in result.stderr
@@ -230,10 +213,12 @@ def test_predict_says_the_input_type_and_how_many_values_were_rounded_and_satura
 
 
 def test_inspect_shows_the_input_type_in_the_table_and_in_json():
-    table = rtlgen("inspect", *MODEL, "--input-type", "fixed<12,4>")
+    table = rtlgen_in_process("inspect", *MODEL, "--input-type", "fixed<12,4>")
     assert table.returncode == 0, table.stderr
     assert "input fixed<12,4>, range [-8, 7.99609], step 2^-8" in table.stdout
-    info = json.loads(rtlgen("inspect", *MODEL, "--input-type", "fixed<12,4>", "--json").stdout)
+    info = json.loads(
+        rtlgen_in_process("inspect", *MODEL, "--input-type", "fixed<12,4>", "--json").stdout
+    )
     assert info["input"] == {
         "shape": [8, 8, 1],
         "type": "fixed<12,4>",
@@ -243,9 +228,7 @@ def test_inspect_shows_the_input_type_in_the_table_and_in_json():
     }
 
 
-def test_convert_in_a_log_shows_each_step_with_its_time(tmp_path):
-    result = rtlgen("convert", *MODEL, "-o", tmp_path / "design")
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
+def test_convert_in_a_log_shows_each_step_with_its_time(demo_conversion):
+    lines = demo_conversion.run.stdout.splitlines()  # a subprocess's: its stdout is a pipe
     assert "generating hardware ..." in lines
     assert any(line.startswith("generating hardware: done in ") for line in lines)

@@ -2,6 +2,8 @@
 
 Usage errors, bad option values, tool failures and OSErrors exit 2 with one `error:` line;
 an internal bug exits 70 with one `internal error:` line; help and --version exit 0.
+What a process shows (help, --version, a closed pipe, a tool's failure) is tested on a
+subprocess; the many usage errors and what commands print run in this process.
 """
 
 import errno
@@ -10,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-from importlib import resources
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,10 +20,8 @@ import pytest
 
 from rtlgen import cli
 from rtlgen.quant.errors import RtlgenError
-from tests.rtlgen.cli_run import rtlgen
-
-DATA = Path(str(resources.files("rtlgen.data")))
-MODEL = [str(DATA / "demo_cnn.json"), "--weights", str(DATA / "demo_cnn_weights.h5")]
+from tests.rtlgen.cli_run import DATA, rtlgen, rtlgen_in_process
+from tests.rtlgen.cli_run import DEMO_MODEL as MODEL
 
 
 def assert_one_error_line(result, code=2, prefix="error: "):
@@ -63,7 +62,7 @@ def assert_one_error_line(result, code=2, prefix="error: "):
     ],
 )
 def test_usage_errors_are_one_line_with_exit_code_2_and_a_help_hint(args, message):
-    line = assert_one_error_line(rtlgen(*args))
+    line = assert_one_error_line(rtlgen_in_process(*args))
     assert message in line
     assert "--help" in line
 
@@ -248,19 +247,12 @@ def test_a_path_under_a_file_is_one_line_with_exit_code_2(tmp_path):
         ["inspect", tmp_path / "file" / "model.h5"],
         ["predict", *MODEL, "-i", tmp_path / "file" / "x.npy", "-o", tmp_path / "y.npy"],
     ):
-        assert_one_error_line(rtlgen(*args))
+        assert_one_error_line(rtlgen_in_process(*args))
 
 
 # ---------------------------------------------------------------------------------------
 # A tool failing on a design is one line naming its log (exit 2), not a traceback or exit 1
-@pytest.fixture(scope="module")
-def demo_design(tmp_path_factory):
-    out = tmp_path_factory.mktemp("design") / "demo"
-    result = rtlgen("convert", *MODEL, "-o", out, "--input-type", "fixed<8,1>")
-    assert result.returncode == 0, result.stderr
-    return out
-
-
+# (on a copy of `demo_design`, the demo CNN converted once per test process: conftest.py)
 CORRUPTIONS = [
     lambda text: text.replace("endmodule", "endmodule oops ;", 1),  # syntax error
     lambda text: text.replace("module ", "module_ ", 1),  # no module header left
@@ -318,7 +310,9 @@ def test_a_model_name_like_rich_markup_is_printed_as_it_is(tmp_path, name):
     config = json.loads((DATA / "demo_cnn.json").read_text())
     config["config"]["name"] = name
     (tmp_path / "model.json").write_text(json.dumps(config))
-    result = rtlgen("inspect", tmp_path / "model.json", "--weights", DATA / "demo_cnn_weights.h5")
+    result = rtlgen_in_process(
+        "inspect", tmp_path / "model.json", "--weights", DATA / "demo_cnn_weights.h5"
+    )
     assert result.returncode == 0, result.stderr
     assert f"{name}: input fixed<16,6>" in result.stdout
 
@@ -326,6 +320,8 @@ def test_a_model_name_like_rich_markup_is_printed_as_it_is(tmp_path, name):
 @pytest.mark.parametrize("name", MARKUP_LIKE)
 def test_an_output_path_like_rich_markup_is_printed_as_it_is(tmp_path, name):
     np.save(tmp_path / "x.npy", np.zeros((1, 8, 8, 1)))
-    result = rtlgen("predict", *MODEL, "-i", tmp_path / "x.npy", "-o", tmp_path / f"{name}.npy")
+    result = rtlgen_in_process(
+        "predict", *MODEL, "-i", tmp_path / "x.npy", "-o", tmp_path / f"{name}.npy"
+    )
     assert result.returncode == 0, result.stderr
     assert str(tmp_path / f"{name}.npy") in " ".join(result.stdout.split())
