@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from pathlib import Path
 
@@ -100,11 +100,15 @@ def choose_harness(
     Verilator without waves, else cocotb. Raises ValueError for an unknown name, or cpp with
     waves or another simulator (the compiled harness is Verilator's, without tracing)."""
     if harness not in HARNESSES:
-        raise ValueError(f"harness {harness!r} is not supported (use one of {', '.join(HARNESSES)})")
+        raise ValueError(
+            f"harness {harness!r} is not supported (use one of {', '.join(HARNESSES)})"
+        )
     if harness == "cpp" and waves:
         raise ValueError("--waves needs the cocotb harness (--harness cocotb or auto)")
     if harness == "cpp" and simulator != "verilator":
-        raise ValueError(f"--harness cpp runs in Verilator only, not {simulator} (use --harness cocotb)")
+        raise ValueError(
+            f"--harness cpp runs in Verilator only, not {simulator} (use --harness cocotb)"
+        )
     if harness == "auto":
         cpp = samples >= AUTO_MIN_SAMPLES and not waves and simulator == "verilator"
         return "cpp" if cpp else "cocotb"
@@ -138,19 +142,20 @@ def _ports_header(manifest: Manifest) -> str:
     )
 
 
-def _verilator_args(threads: int) -> list[str]:
+def _verilator_args(threads: int, extra_args: Sequence[str] = ()) -> list[str]:
     args = [*BUILD_ARGS, "--cc", "--exe", "--build", "--prefix", "Vtop", "-o", BINARY]
     args += ["-MAKEFLAGS", MODEL_CXX_OPT, "--output-split-cfuncs", str(SPLIT_CFUNCS)]
     if threads > 1:
         args += ["--threads", str(threads)]
-    return args
+    return [*args, *extra_args]
 
 
-def _key(manifest: Manifest, threads: int) -> str:
+def _key(manifest: Manifest, threads: int, extra_args: Sequence[str] = ()) -> str:
     header = _ports_header(manifest)
     sources = hashlib.sha256(HARNESS_SOURCE.read_bytes() + b"\0" + header.encode()).hexdigest()
     # the harness's sources take part in the key as a pseudo-argument (never passed to Verilator)
-    return build_key(manifest, extra_args=[*_verilator_args(threads), f"rtlgen-harness-cpp:{sources}"])
+    args = _verilator_args(threads, extra_args)
+    return build_key(manifest, extra_args=[*args, f"rtlgen-harness-cpp:{sources}"])
 
 
 def _verilator() -> list[str]:
@@ -171,15 +176,18 @@ def build_harness(
     jobs: int | None = None,
     object_cache: bool | str | Path = True,
     progress: StepProgress | None = None,
+    extra_args: Sequence[str] = (),
 ) -> Path:
     """Build (or reuse) the compiled harness of `manifest`'s design; return its folder.
 
     `threads` > 1 builds a multi-threaded model (`--threads`); `jobs` parallel compile jobs
     (default: the machine's cores). `object_cache` and `progress` as in `tb_run.build`.
+    `extra_args` go to Verilator after the harness's own (part of the build key), e.g.
+    `--prof-cfuncs` for a per-statement profile (`benchmarks/bench_sim_harness.py --profile`).
     A failed build raises SimulationError with one line (first error, log path).
     """
     _check_supported(manifest)
-    key = _key(manifest, threads)
+    key = _key(manifest, threads, extra_args)
     build_root = Path(build_root).resolve()
     build_dir = build_root / key
     marker, binary = build_dir / BUILD_MARKER, build_dir / "obj" / BINARY
@@ -202,11 +210,15 @@ def build_harness(
         if object_cache is not False and not os.environ.get("OBJCACHE"):
             objects = build_root / "objcache" if object_cache is True else Path(object_cache)
             settings["OBJCACHE"] = shlex.join(
-                [sys.executable, str(Path(__file__).with_name("tb_objcache.py")), str(objects.resolve())]
+                [
+                    sys.executable,
+                    str(Path(__file__).with_name("tb_objcache.py")),
+                    str(objects.resolve()),
+                ]
             )
         command = [
             *_verilator(),
-            *_verilator_args(threads),
+            *_verilator_args(threads, extra_args),
             "-j",
             str(jobs or os.cpu_count() or 1),
             "--top-module",
@@ -219,8 +231,11 @@ def build_harness(
             str(build_dir / HARNESS_SOURCE.name),
         ]
         step = progress or silent_step
-        with step(f"building the C++ harness of {manifest.top} with Verilator (once per design)"), \
-                environ(settings), open(log, "w") as output:
+        with (
+            step(f"building the C++ harness of {manifest.top} with Verilator (once per design)"),
+            environ(settings),
+            open(log, "w") as output,
+        ):
             output.write(shlex.join(command) + "\n")
             output.flush()
             status = subprocess.run(
@@ -367,9 +382,12 @@ def run_harness(
     backpressure: float = 0.0,
     seed: int = 0,
     timeout_cycles: int | None = None,
+    wrapper: Sequence[str] = (),
 ) -> dict:
     """Run the compiled harness in `build_dir` on checked vectors; write and return
     sim_result.json's contents (as tb_network does) and sim_out.npy (.npz for several outputs).
+    `wrapper`: a command the binary runs under (e.g. valgrind's cachegrind, to count the
+    instructions a simulated cycle takes); its output goes to the run's log.
 
     `x_int`: (N, *input.shape), or {input name: array} for several inputs; `y_int`: {output
     name: expected array} (`output_arrays`). A mismatch is a result (`passed` false); a crash
@@ -382,7 +400,9 @@ def run_harness(
     x_by_name = (
         {name: x_int[name] for name in (spec.name for spec in inputs)}
         if several_in
-        else {inputs[0].name: x_int if isinstance(x_int, np.ndarray) else next(iter(x_int.values()))}
+        else {
+            inputs[0].name: x_int if isinstance(x_int, np.ndarray) else next(iter(x_int.values()))
+        }
     )
     samples = len(next(iter(x_by_name.values())))
     several = len(manifest.outputs) > 1
@@ -432,7 +452,10 @@ def run_harness(
         started = time.perf_counter()
         with open(log, "w") as output:
             status = subprocess.run(
-                [str(binary), str(work)], stdout=output, stderr=subprocess.STDOUT, check=False
+                [*wrapper, str(binary), str(work)],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                check=False,
             ).returncode
         wall = time.perf_counter() - started
         if status != 0 or not (work / "summary.txt").is_file():
@@ -448,13 +471,21 @@ def run_harness(
         firsts = np.max([first[:begun] for first in starts], axis=0)
         outputs = []
         for k, spec in enumerate(manifest.outputs):
-            values = np.fromfile(work / f"out{k}.data", dtype="<i8").reshape(-1, spec.elements_per_beat)
+            values = np.fromfile(work / f"out{k}.data", dtype="<i8").reshape(
+                -1, spec.elements_per_beat
+            )
             meta = np.fromfile(work / f"out{k}.meta", dtype="<i8").reshape(-1, 3)
             outputs.append((spec, values, meta))
 
     checks = [
         _check_output(
-            spec, values, meta, np.asarray(y_int[spec.name], dtype=np.int64), samples, firsts, several
+            spec,
+            values,
+            meta,
+            np.asarray(y_int[spec.name], dtype=np.int64),
+            samples,
+            firsts,
+            several,
         )
         for spec, values, meta in outputs
     ]
@@ -495,4 +526,3 @@ def run_harness(
     )
     result_file.write_text(json.dumps(result, indent=2) + "\n")
     return result
-

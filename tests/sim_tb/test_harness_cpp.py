@@ -48,9 +48,21 @@ def _same_run(cpp, cocotb) -> None:
     for name, y in cocotb.y_sim_outputs.items():
         np.testing.assert_array_equal(cpp.y_sim_outputs[name], y)
     fields = (
-        "passed", "report", "images", "mismatches", "mismatched_elements", "first_mismatch",
-        "tlast_errors", "tuser_errors", "extra_beats", "error", "latency_cycles", "ii_cycles",
-        "timing_under_backpressure", "input_stalled", "cycles",
+        "passed",
+        "report",
+        "images",
+        "mismatches",
+        "mismatched_elements",
+        "first_mismatch",
+        "tlast_errors",
+        "tuser_errors",
+        "extra_beats",
+        "error",
+        "latency_cycles",
+        "ii_cycles",
+        "timing_under_backpressure",
+        "input_stalled",
+        "cycles",
     )
     assert {f: getattr(cpp, f) for f in fields} == {f: getattr(cocotb, f) for f in fields}
     assert cpp.outputs == cocotb.outputs
@@ -128,7 +140,12 @@ def test_seeds_change_the_pattern_reproducibly(chansum_outdir, build_root):
     x_int, y_int = _vectors(count=10)
     cycles = [
         simulate(
-            chansum_outdir, x_int, y_int, backpressure=0.5, seed=seed, build_root=build_root,
+            chansum_outdir,
+            x_int,
+            y_int,
+            backpressure=0.5,
+            seed=seed,
+            build_root=build_root,
             harness="cpp",
         ).cycles
         for seed in (3, 3, 4)
@@ -162,7 +179,9 @@ def test_a_lost_sample_times_out_with_the_same_report(faulty_outdir, build_root,
     x_int, y_int = _vectors(seed=2, count=20)
     x_int[2, 0, 2] = dut.FAULT_LOSE
     cpp, cocotb = _both(faulty_outdir, x_int, y_int, build_root)
-    assert not cpp.passed and cpp.error.startswith("timeout after 400 cycles: 19 of 20 output beats")
+    assert not cpp.passed and cpp.error.startswith(
+        "timeout after 400 cycles: 19 of 20 output beats"
+    )
     assert cpp.error == cocotb.error and cpp.report == cocotb.report
     np.testing.assert_array_equal(cpp.y_sim[:2], y_int[:2])
 
@@ -189,8 +208,41 @@ def test_every_model_option_is_part_of_the_build_key(chansum_outdir, monkeypatch
     manifest = load_manifest(chansum_outdir / "manifest.json")
     default = harness_cpp._key(manifest, threads=1)
     assert harness_cpp._key(manifest, threads=2) != default
+    assert harness_cpp._key(manifest, threads=1, extra_args=["--prof-cfuncs"]) != default
     monkeypatch.setattr(harness_cpp, setting, value)
     assert harness_cpp._key(manifest, threads=1) != default
+
+
+def test_a_wrapper_runs_the_same_binary_and_a_failing_one_is_an_error(
+    chansum_outdir, build_root, tmp_path
+):
+    """run_harness(wrapper=...) (valgrind in the benchmark) runs the binary under a command:
+    the same results through `env`, a SimulationError through a wrapper that fails."""
+    manifest = load_manifest(chansum_outdir / "manifest.json")
+    build_dir = build_harness(manifest, build_root)
+    x_int, y_int = _vectors(count=6)
+    outputs = {manifest.outputs[0].name: y_int}
+    plain = harness_cpp.run_harness(
+        manifest, build_dir, x_int=x_int, y_int=outputs, results_dir=tmp_path / "plain"
+    )
+    wrapped = harness_cpp.run_harness(
+        manifest,
+        build_dir,
+        x_int=x_int,
+        y_int=outputs,
+        results_dir=tmp_path / "env",
+        wrapper=["env"],
+    )
+    assert plain["passed"] and wrapped["passed"] and wrapped["cycles"] == plain["cycles"]
+    with pytest.raises(SimulationError, match="exit code 1"):
+        harness_cpp.run_harness(
+            manifest,
+            build_dir,
+            x_int=x_int,
+            y_int=outputs,
+            results_dir=tmp_path / "f",
+            wrapper=["false"],
+        )
 
 
 def test_cpp_with_waves_is_a_user_error(chansum_outdir, build_root):
@@ -201,7 +253,9 @@ def test_cpp_with_waves_is_a_user_error(chansum_outdir, build_root):
 
 def test_broken_verilog_fails_the_build_with_its_log(tmp_path, build_root):
     dut.write_outdir(tmp_path, top="broken_cpp")
-    (tmp_path / "rtl" / "broken_cpp.v").write_text("module broken_cpp(input clk);\n  wire = ;\nendmodule\n")
+    (tmp_path / "rtl" / "broken_cpp.v").write_text(
+        "module broken_cpp(input clk);\n  wire = ;\nendmodule\n"
+    )
     x_int, y_int = _vectors(count=2)
     with pytest.raises(SimulationError) as error:
         simulate(tmp_path, x_int, y_int, build_root=build_root, harness="cpp")
@@ -223,7 +277,9 @@ def test_demo_cnn_both_harnesses_agree_under_backpressure(tmp_path, build_root):
         graph = load_model(model_json, weights=weights, input_type=str(data["input_type"]))
     design = convert(graph, tmp_path / "demo")
     t = graph.input.out_type
-    x = np.random.default_rng(0).integers(t.min_int, t.max_int + 1, size=(AUTO_MIN_SAMPLES, *graph.input_shape))
+    x = np.random.default_rng(0).integers(
+        t.min_int, t.max_int + 1, size=(AUTO_MIN_SAMPLES, *graph.input_shape)
+    )
     cpp, cocotb = _both(design.outdir, x, run_int(graph, x), build_root, backpressure=0.3, seed=5)
     assert cpp.passed, cpp.report
     _same_run(cpp, cocotb)
@@ -248,9 +304,15 @@ def test_wide_ports_several_inputs_and_outputs(tmp_path, build_root):
         ("two_in", two_vector_mlp(seed=1), None),
         ("two_out", two_head_mlp(seed=2), None),
     ]:
-        x = multi_inputs(graph, 24, 4) if len(graph.input_nodes) > 1 else random_inputs(graph, 24, 4)
+        x = (
+            multi_inputs(graph, 24, 4)
+            if len(graph.input_nodes) > 1
+            else random_inputs(graph, 24, 4)
+        )
         design = convert(graph, tmp_path / name)
-        want = dict(zip(design.manifest.output_names, run_int_outputs(graph, x).values(), strict=True))
+        want = dict(
+            zip(design.manifest.output_names, run_int_outputs(graph, x).values(), strict=True)
+        )
         y = want if len(want) > 1 else next(iter(want.values()))
         if isinstance(x, dict):
             x = dict(zip(design.manifest.input_names, x.values(), strict=True))
