@@ -6,6 +6,8 @@ commands whose test is about what they print and write run in this process
 
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -39,6 +41,28 @@ def test_user_errors_are_one_line_with_exit_code_2(tmp_path, args, message):
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert message in lines[0]
     assert "Traceback" not in result.stderr
+
+
+#: what the command line loads only when a command computes (each a tenth of a second or more)
+HEAVY_MODULES = ("numpy", "h5py", "amaranth", "rtlgen.ops", "rtlgen.api")
+START_PROBE = f"""
+import contextlib, io, sys
+from rtlgen.cli import run
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    codes = [run(argv) for argv in (["--help"], ["--version"], ["convert", "-h"], ["frobnicate"])]
+print(codes, [name for name in {HEAVY_MODULES!r} if name in sys.modules])
+"""
+
+
+def test_help_version_and_usage_errors_start_without_the_heavy_modules():
+    """Help, --version and a usage error answer without numpy, h5py, Amaranth or the op
+    registry (rtlgen.quant loads its fixed-point module on first use, cli.py imports each
+    command's modules inside the command)."""
+    result = subprocess.run(
+        [sys.executable, "-c", START_PROBE], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("] ", 1) == ["[0, 0, 0, 2", "[]\n"], result.stdout
 
 
 def test_debug_shows_the_traceback(tmp_path):
