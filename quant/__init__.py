@@ -32,3 +32,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(fixed, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_FIXED_NAMES})
