@@ -668,14 +668,27 @@ def _serial_steps(network: NetworkPlan) -> dict[str, int]:
 #: layers come within ~15 % of these
 LUTS_PER_CONSTANT_PRODUCT = 7
 LUTS_PER_SHARED_MULTIPLIER = 14
+#: the same for a shared general multiplier built of LUTs (``--multiplier lut``: one gated
+#: copy of the input per weight bit, added at the accumulator's width, with the adder tree
+#: and ROM beside it): 42-58 LUTs per multiplier, 53 on average, in the SVHN CNN's three
+#: time-multiplexed denses synthesized alone (benchmarks/results/svhn_qp6_lut_parts.json),
+#: against 6.5-8.2 per product of constant arrays; charged 14, the budget search kept
+#: dense_1 and output_dense time-multiplexed at 12,938 and 3,388 LUTs where their constant
+#: arrays take 11,044 and 2,632
+LUTS_PER_SHARED_LUT_MULTIPLIER = 53
 
 
 def _lut_cost(network: NetworkPlan) -> int:
     """The LUTs the budget search compares plans by (`LUTS_PER_CONSTANT_PRODUCT`,
-    `LUTS_PER_SHARED_MULTIPLIER`; the rest of a plan is the same in every probe)."""
+    `LUTS_PER_SHARED_MULTIPLIER`, or `LUTS_PER_SHARED_LUT_MULTIPLIER` in the lut style;
+    the rest of a plan is the same in every probe)."""
+    shared = (
+        LUTS_PER_SHARED_LUT_MULTIPLIER
+        if network.options.multiplier is Multiplier.LUT
+        else LUTS_PER_SHARED_MULTIPLIER
+    )
     return sum(
-        layer.multipliers
-        * (LUTS_PER_SHARED_MULTIPLIER if layer.reuse > 1 else LUTS_PER_CONSTANT_PRODUCT)
+        layer.multipliers * (shared if layer.reuse > 1 else LUTS_PER_CONSTANT_PRODUCT)
         for layer in network.layers
     )
 

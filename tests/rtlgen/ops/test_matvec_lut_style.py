@@ -1,0 +1,75 @@
+"""The latency-budget search in the lut style (``--multiplier lut``, issue 18): a shared
+general multiplier built of LUTs costs far more than a DSP's LUTs beside it, so the search
+charges it `plan.LUTS_PER_SHARED_LUT_MULTIPLIER` and builds constant MAC arrays where the
+time-multiplexed layer would cost more; the other styles plan as before."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from rtlgen.emit import predict_timing
+from rtlgen.hardware import HardwareOptions, NetworkTop
+from rtlgen.layers.common import Multiplier
+from rtlgen.plan import (
+    LUTS_PER_CONSTANT_PRODUCT,
+    LUTS_PER_SHARED_LUT_MULTIPLIER,
+    LUTS_PER_SHARED_MULTIPLIER,
+    _lut_cost,
+)
+
+from .network_checks import bit_exact_in_simulator, timing_matches_model
+from .test_matvec import bn_net
+
+#: a network and budget where the default style keeps the last dense time-multiplexed
+BUDGET = 49
+
+
+def _graph():
+    return bn_net((4, 5, 7), units=(8, 32, 16), seed=3)
+
+
+def _reuse(top: NetworkTop) -> dict[str, int]:
+    return {p.node.name: p.reuse for p in top.plans if p.node.op == "dense"}
+
+
+def test_lut_style_charges_a_shared_multiplier_its_lut_cost():
+    top = NetworkTop(_graph(), HardwareOptions(multiplier=Multiplier.LUT, latency_budget=None))
+    serial = sum(p.multipliers for p in top.plans if p.reuse > 1)
+    parallel = sum(p.multipliers for p in top.plans if p.reuse == 1)
+    assert serial
+    assert _lut_cost(top.plan) == (
+        serial * LUTS_PER_SHARED_LUT_MULTIPLIER + parallel * LUTS_PER_CONSTANT_PRODUCT
+    )
+    auto = dataclasses.replace(top.plan, options=HardwareOptions(latency_budget=None))
+    assert _lut_cost(auto) == (
+        serial * LUTS_PER_SHARED_MULTIPLIER + parallel * LUTS_PER_CONSTANT_PRODUCT
+    )
+
+
+@pytest.mark.slow  # ~1.2 s of CPU: the budget search runs twice
+def test_lut_style_budget_builds_a_constant_array_where_sharing_costs_more():
+    """Same graph and budget: the default style keeps the last dense time-multiplexed, the
+    lut style builds it as a constant array (cheaper by the search's estimate in that
+    style, and faster); both meet the budget."""
+    graph = _graph()
+    auto = NetworkTop(graph, HardwareOptions(latency_budget=BUDGET))
+    lut = NetworkTop(graph, HardwareOptions(multiplier=Multiplier.LUT, latency_budget=BUDGET))
+    assert _reuse(auto)["dense2"] > 1
+    assert _reuse(lut)["dense2"] == 1
+    assert predict_timing(lut)[0] <= predict_timing(auto)[0] <= BUDGET
+    # the default style's choices, built in the lut style, cost more by the lut estimate
+    auto_in_lut = NetworkTop(
+        graph, dataclasses.replace(auto.plan.options, multiplier=Multiplier.LUT)
+    )
+    assert _reuse(auto_in_lut) == _reuse(auto)
+    assert _lut_cost(lut.plan) < _lut_cost(auto_in_lut.plan)
+
+
+@pytest.mark.slow
+def test_lut_style_budget_plan_is_bit_exact_and_timed():
+    graph = _graph()
+    lut = NetworkTop(graph, HardwareOptions(multiplier=Multiplier.LUT, latency_budget=BUDGET))
+    bit_exact_in_simulator(graph, n=2, seed=2, options=lut.plan.options)
+    timing_matches_model(graph, lut.plan.options)
