@@ -50,6 +50,12 @@ def run_once(spec: Path | None, workers: int, scratch: Path) -> dict:
             f"sweep on {workers} worker(s) failed (exit {proc.returncode}): {proc.stderr.strip()}"
         )
     results = json.loads((sweep_out / "results.json").read_text())
+    failed = [row for row in results["rows"] if row["status"] != "ok"]
+    if failed:  # a sweep whose points fail early is faster: its time measures nothing
+        reasons = "; ".join(
+            f"{_point(row)}: {row.get('reason') or row['status']}" for row in failed
+        )
+        raise SystemExit(f"sweep on {workers} worker(s): {len(failed)} point(s) failed: {reasons}")
     step_seconds: dict[str, float] = {}
     seen: set[str] = set()
     for row in results["rows"]:
@@ -68,6 +74,12 @@ def run_once(spec: Path | None, workers: int, scratch: Path) -> dict:
         "busy_seconds": round(sum(step_seconds.values()), 1),
         "log_tail": proc.stdout.strip().splitlines()[-12:],
     }
+
+
+def _point(row: dict) -> str:
+    """A result row's axis values (the keys before its status), e.g. ``sparsity=0.0 multiplier=dsp``."""
+    names = list(row)[: list(row).index("status")]
+    return " ".join(f"{name}={row[name]}" for name in names)
 
 
 def _scheduler_group() -> str | None:
