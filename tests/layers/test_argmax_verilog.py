@@ -42,3 +42,15 @@ def test_the_check_finds_the_last_maximum_winning_a_tie(group, tmp_path):
     assert wrong != argmax_verilog(argmax, "gate")
     ok, _ = equivalent(component_verilog(argmax, "gold"), wrong, tmp_path)
     assert not ok
+
+
+def test_registered_compares_leave_only_registered_bits_before_the_select():
+    """Group 6: the winners are ANDs of compare registers (no comparator before the select,
+    issue 18's ECP5 critical path); pairwise stages compare and select in one cycle."""
+    registered = argmax_verilog(ArgMax(23, signed(8)), "gate").splitlines()
+    wins = [line for line in registered if line.startswith("  assign win_")]
+    assert wins and not any("$signed" in line for line in wins)
+    # 23 candidates: groups of 6, 6, 6 and 5 pairs compared, then the 4 winners'
+    assert sum("<= ($signed(" in line for line in registered) == 3 * 15 + 10 + 6
+    pairwise = argmax_verilog(ArgMax(23, signed(8), 2), "gate").splitlines()
+    assert any("$signed" in line for line in pairwise if line.startswith("  assign win_"))
