@@ -108,6 +108,7 @@ def measure(name: str, workdir: Path) -> dict:
     outdir = workdir / name
     rtlgen = [sys.executable, "-m", "rtlgen"]
     model = model_of(workdir)
+    commit = _git("rev-parse", "--short", "HEAD")  # the code `rtlgen convert` runs
     convert_seconds, _ = _run([*rtlgen, "convert", *model, "-o", str(outdir), *options])
     manifest = json.loads((outdir / "manifest.json").read_text())
     build_seconds, _ = _run([*rtlgen, "build", str(outdir), "--board", board])
@@ -137,7 +138,7 @@ def measure(name: str, workdir: Path) -> dict:
         "convert_seconds": round(convert_seconds, 1),
         "build_seconds": round(build_seconds, 1),
         "load_average": [round(x, 2) for x in os.getloadavg()],
-        "commit": _git("rev-parse", "--short", "HEAD"),
+        "commit": commit,
     }
 
 
