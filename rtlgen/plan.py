@@ -676,21 +676,31 @@ LUTS_PER_SHARED_MULTIPLIER = 14
 #: dense_1 and output_dense time-multiplexed at 12,938 and 3,388 LUTs where their constant
 #: arrays take 11,044 and 2,632
 LUTS_PER_SHARED_LUT_MULTIPLIER = 53
+#: LUTs per comparator of a threshold bank, charged in the lut style only: 6.6 in the SVHN
+#: CNN's banks alone (9.9 at a 24-bit input; 15 where the thresholds are picked by the beat,
+#: but such a bank has a quarter of the comparators). Without it, building dense_1 as a
+#: constant array (-1,894 LUTs) hid its bank's growth from 224 comparators picked by the
+#: beat to 896 (+2,040)
+LUTS_PER_COMPARATOR = 7
 
 
 def _lut_cost(network: NetworkPlan) -> int:
     """The LUTs the budget search compares plans by (`LUTS_PER_CONSTANT_PRODUCT`,
-    `LUTS_PER_SHARED_MULTIPLIER`, or `LUTS_PER_SHARED_LUT_MULTIPLIER` in the lut style;
-    the rest of a plan is the same in every probe)."""
-    shared = (
-        LUTS_PER_SHARED_LUT_MULTIPLIER
-        if network.options.multiplier is Multiplier.LUT
-        else LUTS_PER_SHARED_MULTIPLIER
-    )
-    return sum(
+    `LUTS_PER_SHARED_MULTIPLIER`; the rest of a plan is the same in every probe). In the
+    lut style a shared multiplier is `LUTS_PER_SHARED_LUT_MULTIPLIER` and the threshold
+    banks' comparators are counted too (`LUTS_PER_COMPARATOR`: a time-multiplexed layer
+    sending its result in beats has a smaller bank after it)."""
+    lut = network.options.multiplier is Multiplier.LUT
+    shared = LUTS_PER_SHARED_LUT_MULTIPLIER if lut else LUTS_PER_SHARED_MULTIPLIER
+    cost = sum(
         layer.multipliers * (shared if layer.reuse > 1 else LUTS_PER_CONSTANT_PRODUCT)
         for layer in network.layers
     )
+    if lut:
+        cost += LUTS_PER_COMPARATOR * sum(
+            getattr(stage, "comparators", 0) for layer in network.layers for stage in layer.stages
+        )
+    return cost
 
 
 def _step_caps(stage) -> list[int]:
@@ -939,6 +949,7 @@ def _search_budget(
     }
     pair_probes: dict[str, list[_Probe]] = {}
     joined: set[str] = set()
+    taker_parallel = [1] if options.multiplier is Multiplier.LUT else []
     for name, stage in stages.items():
         taker = _beat_taker(graph, name)
         if name in joined or stage.beats != 1 or stage.out_beats != 1 or taker is None:
@@ -953,8 +964,9 @@ def _search_budget(
             for cap in [stage.steps, *_step_caps(stage)]:
                 if beats * cap >= stage.steps:
                     continue
-                # the taker at the beats' spacing, or at 2 steps a beat
-                for taker_cap in [None, 2] if cap > 2 else [None]:
+                # the taker at the beats' spacing, or at 2 steps a beat (in the lut style
+                # also as a constant array: its shared LUT multipliers cost more)
+                for taker_cap in [None, 2, *taker_parallel] if cap > 2 else [None]:
                     caps = ((name, cap),) if taker_cap is None else tuple(
                         sorted({name: cap, taker: taker_cap}.items())
                     )

@@ -1,6 +1,7 @@
 """The latency-budget search in the lut style (``--multiplier lut``, issue 18): a shared
 general multiplier built of LUTs costs far more than a DSP's LUTs beside it, so the search
-charges it `plan.LUTS_PER_SHARED_LUT_MULTIPLIER` and builds constant MAC arrays where the
+charges it `plan.LUTS_PER_SHARED_LUT_MULTIPLIER` (and counts the threshold banks'
+comparators, `plan.LUTS_PER_COMPARATOR`) and builds constant MAC arrays where the
 time-multiplexed layer would cost more; the other styles plan as before."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from rtlgen.emit import predict_timing
 from rtlgen.hardware import HardwareOptions, NetworkTop
 from rtlgen.layers.common import Multiplier
 from rtlgen.plan import (
+    LUTS_PER_COMPARATOR,
     LUTS_PER_CONSTANT_PRODUCT,
     LUTS_PER_SHARED_LUT_MULTIPLIER,
     LUTS_PER_SHARED_MULTIPLIER,
@@ -35,12 +37,17 @@ def _reuse(top: NetworkTop) -> dict[str, int]:
 
 
 def test_lut_style_charges_a_shared_multiplier_its_lut_cost():
+    """In the lut style a shared multiplier costs `LUTS_PER_SHARED_LUT_MULTIPLIER` and the
+    threshold banks' comparators count; in the others as before."""
     top = NetworkTop(_graph(), HardwareOptions(multiplier=Multiplier.LUT, latency_budget=None))
     serial = sum(p.multipliers for p in top.plans if p.reuse > 1)
     parallel = sum(p.multipliers for p in top.plans if p.reuse == 1)
-    assert serial
+    comparators = sum(p.stages[0].comparators for p in top.plans if p.node.op == "threshold")
+    assert serial and comparators
     assert _lut_cost(top.plan) == (
-        serial * LUTS_PER_SHARED_LUT_MULTIPLIER + parallel * LUTS_PER_CONSTANT_PRODUCT
+        serial * LUTS_PER_SHARED_LUT_MULTIPLIER
+        + parallel * LUTS_PER_CONSTANT_PRODUCT
+        + comparators * LUTS_PER_COMPARATOR
     )
     auto = dataclasses.replace(top.plan, options=HardwareOptions(latency_budget=None))
     assert _lut_cost(auto) == (
