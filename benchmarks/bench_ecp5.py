@@ -99,7 +99,7 @@ def _git(*args: str) -> str | None:
 def _history_entry(name: str, row: dict, out: Path) -> dict:
     """A replaced row as kept under "history": with the commit it was measured on (rows from
     before rows named theirs: the commit that last wrote the results file)."""
-    commit = row.get("commit") or _git("log", "-1", "--format=%h", "--", str(out))
+    commit = row.get("commit") or _git("log", "-1", "--format=%h", "--", str(out.resolve()))
     return {"name": name, **row, "commit": commit}
 
 
