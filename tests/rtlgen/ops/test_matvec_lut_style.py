@@ -80,3 +80,21 @@ def test_lut_style_budget_plan_is_bit_exact_and_timed():
     lut = NetworkTop(graph, HardwareOptions(multiplier=Multiplier.LUT, latency_budget=BUDGET))
     bit_exact_in_simulator(graph, n=2, seed=2, options=lut.plan.options)
     timing_matches_model(graph, lut.plan.options)
+
+
+@pytest.mark.slow
+def test_lut_style_constant_array_takes_a_serial_dense_s_result_beats_bit_exact():
+    """As the QP6 design plans: the middle dense sends its result in 4 beats through a
+    bank picking thresholds by the beat, the last dense gathers them (`Deserialize`) into a
+    constant array; bit-exact under backpressure, timed as modelled, within the budget."""
+    graph = bn_net((4, 5, 7), units=(16, 64, 16), seed=1)
+    options = HardwareOptions(multiplier=Multiplier.LUT, latency_budget=58)
+    top = NetworkTop(graph, options)
+    assert dict(top.plan.options.layer_out_beats) == {"dense1": 4}
+    stages = {p.node.name: [type(s).__name__ for s in p.stages] for p in top.plans}
+    assert stages["dense1"] == ["SerialMatVec"]
+    assert stages["bn1"] == ["BeatThresholdBank"]
+    assert stages["dense2"] == ["Deserialize", "ConstantMatVec"]
+    assert predict_timing(top)[0] <= 58
+    bit_exact_in_simulator(graph, n=2, seed=1, options=top.plan.options)
+    timing_matches_model(graph, top.plan.options)
