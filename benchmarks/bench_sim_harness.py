@@ -3,6 +3,7 @@ build, for the demo CNN and the SVHN QP6 design (6-bit, 50 % pruned, random weig
 
     python benchmarks/bench_sim_harness.py                      # demo 10,000 + SVHN 10,000 images
     python benchmarks/bench_sim_harness.py --svhn-images 0      # demo only
+    python benchmarks/bench_sim_harness.py --profile            # + SVHN instructions per layer
     -> benchmarks/results/sim_harness.json
 
 Per design: `rtlgen convert` time, the integer reference's time, the harness's Verilator build
@@ -16,6 +17,13 @@ given in wall and processor seconds (Verilator and the compiler, all jobs togeth
 `total_seconds` = convert + reference + build + simulate: the issue's "10,000 images including
 the build" figure. Each run moves the figures it replaces into `history` (with their load
 average and the commit that wrote them), so a comparison with earlier runs stays honest.
+
+Where valgrind is installed, the built binary also runs under cachegrind (2 and 4 images): the
+x86 instructions one simulated cycle executes, a figure the machine's load does not change,
+and with the processor time the instructions per second one core sustains on this code; so a
+missed target is given as "instructions per cycle now vs. what the target allows"
+(`target_gap`). `--profile` adds the SVHN design's instructions per layer and module, from a
+`--prof-cfuncs` build (`profile_by_layer`).
 """
 
 from __future__ import annotations
@@ -24,8 +32,10 @@ import argparse
 import json
 import os
 import platform
+import re
 import resource
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,17 +47,40 @@ import numpy as np
 from rtlgen.api import load_model
 from rtlgen.emit import convert
 from rtlgen.quant.reference import quantize_input, run_int
-from rtlgen.sim_tb.harness_cpp import _verilator_args, build_harness
+from rtlgen.sim_tb.harness_cpp import _verilator_args, build_harness, run_harness
 from rtlgen.sim_tb.runner import simulate
 from rtlgen.sim_tb.tb_manifest import read_manifest
 
 RESULTS = Path(__file__).parent / "results"
 TARGETS = {"demo": 10_000, "svhn_qp6": 1_000}  # images/s after the build (issue 17)
+#: images of the two runs under valgrind that count instructions per cycle (this many, twice this)
+INSTRUCTION_IMAGES = 2
+#: images of the --profile run (a --prof-cfuncs build under valgrind)
+PROFILE_IMAGES = 3
+#: one C++ function per Verilog statement, named by its line, and kept out of line (g++ would
+#: inline most of them into their caller, where their instructions lose their name)
+PROFILE_ARGS = (
+    "--prof-cfuncs",
+    "-CFLAGS",
+    "-fno-inline-small-functions",
+    "-CFLAGS",
+    "-fno-inline-functions-called-once",
+)
 #: the fields of a replaced result kept in `history`
 HISTORY_FIELDS = (
-    "verilog_bytes", "threads", "verilator_args", "images", "passed", "convert_seconds",
-    "build_seconds_empty_cache", "build_cpu_seconds_empty_cache", "load_average_build",
-    "run_seconds_cpu", "images_per_second_cpu", "images_per_second_wall", "total_seconds",
+    "verilog_bytes",
+    "threads",
+    "verilator_args",
+    "images",
+    "passed",
+    "convert_seconds",
+    "build_seconds_empty_cache",
+    "build_cpu_seconds_empty_cache",
+    "load_average_build",
+    "run_seconds_cpu",
+    "images_per_second_cpu",
+    "images_per_second_wall",
+    "total_seconds",
     "load_average",
 )
 
@@ -81,7 +114,112 @@ def _inputs(name: str, graph, images: int) -> np.ndarray:
     return rng.integers(t.min_int, t.max_int + 1, size=(images, *graph.input_shape))
 
 
-def measure(name: str, images: int, tmp: Path, threads: int = 1) -> dict:
+def _cachegrind(manifest, build_dir: Path, x_int, y_int, out: Path) -> tuple[dict, dict]:
+    """Run the harness under valgrind's cachegrind (instruction counts only); return the run's
+    sim_result and {function: instructions}."""
+    wrapper = ["valgrind", "--tool=cachegrind", "--cache-sim=no", f"--cachegrind-out-file={out}"]
+    name = manifest.outputs[0].name
+    result = run_harness(
+        manifest,
+        build_dir,
+        x_int=x_int,
+        y_int={name: y_int},
+        results_dir=out.parent,
+        wrapper=wrapper,
+    )
+    counts: dict[str, int] = {}
+    function = "?"
+    for line in out.read_text().splitlines():
+        if line.startswith("fn="):
+            function = line[3:]
+        elif line[:1].isdigit():
+            fields = line.split()
+            counts[function] = counts.get(function, 0) + int(fields[-1])
+    return result, counts
+
+
+def instructions_per_cycle(manifest, build_dir: Path, x_int, y_int, tmp: Path) -> dict | None:
+    """x86 instructions one simulated cycle executes (valgrind's count, independent of the
+    load): two runs of different lengths, so the build's start-up and reset cancel out."""
+    if shutil.which("valgrind") is None:
+        return None
+    runs = []
+    for count in (INSTRUCTION_IMAGES, 2 * INSTRUCTION_IMAGES):
+        out = tmp / f"cachegrind_{count}" / "cachegrind.out"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        result, counts = _cachegrind(manifest, build_dir, x_int[:count], y_int[:count], out)
+        if not result["passed"]:
+            raise RuntimeError(f"the run under valgrind failed: {result['report']}")
+        runs.append((result["cycles"], sum(counts.values())))
+    (cycles_a, instructions_a), (cycles_b, instructions_b) = runs
+    return {
+        "instructions_per_cycle": round((instructions_b - instructions_a) / (cycles_b - cycles_a)),
+        "instruction_count_images": [INSTRUCTION_IMAGES, 2 * INSTRUCTION_IMAGES],
+        "instruction_count_tool": "valgrind --tool=cachegrind --cache-sim=no (Ir)",
+    }
+
+
+def _module_lines(paths) -> dict[str, list[tuple[int, str]]]:
+    """{Verilog file stem: [(first line, module name)]} of every module, in line order."""
+    starts = {}
+    for path in paths:
+        rows = []
+        for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+            if line.startswith("module "):
+                rows.append((number, line.split()[1].split("(")[0].lstrip("\\")))
+        starts[Path(path).stem] = rows
+    return starts
+
+
+def _layer_of(module: str, top: str) -> str:
+    """The graph layer a module belongs to (`svhn_cnn__l6_conv_2_2` -> conv_2), else `top`."""
+    found = re.search(r"(?:^|[_.])l\d+_(.+?)_(?:\d+|skid)(?:[.(]|$)", module)
+    return found.group(1) if found else f"{top} (wiring, skid buffers, arg-max)"
+
+
+def profile_by_layer(manifest, build_root: Path, x_int, y_int, tmp: Path, jobs=None) -> dict:
+    """Where a simulated cycle's instructions go: a build with Verilator's --prof-cfuncs (one
+    C++ function per Verilog statement, named by its source line, PROFILE_ARGS)
+    run under cachegrind, instructions summed per module and per layer. The profiled build runs
+    more instructions than the real one (a call per statement): the shares are what counts."""
+    build_dir = build_harness(manifest, build_root, jobs=jobs, extra_args=PROFILE_ARGS)
+    out = tmp / "profile" / "cachegrind.out"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result, counts = _cachegrind(manifest, build_dir, x_int, y_int, out)
+    modules = _module_lines(manifest.rtl_paths)
+    by_module: dict[str, int] = {}
+    for function, count in counts.items():
+        found = re.search(r"__PROF__(.+)__l(\d+)\b", function)
+        if found is None or found.group(1) not in modules:
+            module = "(harness, Verilator's scheduler, libraries)"
+        else:
+            line = int(found.group(2))
+            module = max((r for r in modules[found.group(1)] if r[0] <= line), default=(0, "?"))[1]
+        by_module[module] = by_module.get(module, 0) + count
+    total = sum(by_module.values())
+    by_layer: dict[str, int] = {}
+    for module, count in by_module.items():
+        layer = module if module.startswith("(") else _layer_of(module, manifest.top)
+        by_layer[layer] = by_layer.get(layer, 0) + count
+
+    def shares(table: dict[str, int]) -> dict[str, float]:
+        ranked = sorted(table.items(), key=lambda item: -item[1])
+        return {
+            name: round(100 * count / total, 1) for name, count in ranked if count >= total / 500
+        }
+
+    return {
+        "method": "Verilator --prof-cfuncs build run under valgrind --tool=cachegrind; "
+        "percent of executed x86 instructions",
+        "images": len(x_int),
+        "cycles": result["cycles"],
+        "instructions_per_cycle_prof_build": round(total / result["cycles"]),
+        "by_layer_percent": shares(by_layer),
+        "by_module_percent": shares(by_module),
+    }
+
+
+def measure(name: str, images: int, tmp: Path, threads: int = 1, profile: bool = False) -> dict:
     graph, description = _demo_graph() if name == "demo" else _svhn_graph()
     start = time.perf_counter()
     design = convert(graph, tmp / name)
@@ -104,6 +242,33 @@ def measure(name: str, images: int, tmp: Path, threads: int = 1) -> dict:
     simulate_seconds = time.perf_counter() - start
     written = json.loads((result.results_dir / "sim_result.json").read_text())
     cpu = written["cpu_seconds"]
+    build_dir = build_harness(manifest, build_root, threads=threads)  # cached
+    per_cycle = instructions_per_cycle(manifest, build_dir, x_int, y_int, tmp / f"count_{name}")
+    cost: dict = {}
+    if per_cycle is not None and cpu > 0:
+        # what one core sustains on this code, and what the target would allow per cycle
+        rate = per_cycle["instructions_per_cycle"] * result.cycles / cpu
+        allowed = rate / (TARGETS[name] * result.ii_cycles) if result.ii_cycles else None
+        cost = {
+            **per_cycle,
+            "instructions_per_image": per_cycle["instructions_per_cycle"] * result.ii_cycles,
+            "instructions_per_second_cpu": round(rate),
+            "instructions_per_cycle_for_target": round(allowed) if allowed else None,
+            "target_factor_short": round(TARGETS[name] / (images / cpu), 2),
+        }
+        if cost["target_factor_short"] > 1:
+            cost["target_gap"] = (
+                f"{cost['instructions_per_cycle']:,} x86 instructions per simulated cycle x "
+                f"{result.ii_cycles:,} cycles per image = {cost['instructions_per_image'] / 1e6:.0f}M "
+                f"per image; one core ran {rate / 1e9:.1f}G instructions/s on this code -> "
+                f"{images / cpu:.0f} images/s; {TARGETS[name]:,} images/s needs at most "
+                f"{cost['instructions_per_cycle_for_target']:,} per cycle "
+                f"({cost['target_factor_short']}x fewer)"
+            )
+    if profile:
+        cost["profile"] = profile_by_layer(
+            manifest, build_root, x_int[:PROFILE_IMAGES], y_int[:PROFILE_IMAGES], tmp / name
+        )
     return {
         "design": description,
         "ports": {
@@ -134,8 +299,11 @@ def measure(name: str, images: int, tmp: Path, threads: int = 1) -> dict:
         "images_per_second_simulate": round(images / simulate_seconds, 1),
         "cycles_per_second_wall": round(result.cycles / result.seconds),
         "target_images_per_second": TARGETS[name],
-        "total_seconds": round(convert_seconds + reference_seconds + build_seconds + simulate_seconds, 1),
+        "total_seconds": round(
+            convert_seconds + reference_seconds + build_seconds + simulate_seconds, 1
+        ),
         "load_average": [round(v, 2) for v in os.getloadavg()],
+        **cost,
     }
 
 
@@ -146,7 +314,10 @@ def _history(path: Path) -> list[dict]:
     old = json.loads(path.read_text())
     commit = subprocess.run(
         ["git", "log", "-1", "--format=%h %cs", "--", path.name],
-        cwd=path.parent, capture_output=True, text=True, check=False,
+        cwd=path.parent,
+        capture_output=True,
+        text=True,
+        check=False,
     ).stdout.strip()
     entry: dict = {"commit": commit or None, "command": old.get("command")}
     for name in TARGETS:
@@ -160,6 +331,11 @@ def main() -> None:
     parser.add_argument("--demo-images", type=int, default=10_000)
     parser.add_argument("--svhn-images", type=int, default=10_000)
     parser.add_argument("--threads", type=int, default=1, help="Verilator --threads of the model")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also build the SVHN design with --prof-cfuncs and give instructions per layer",
+    )
     parser.add_argument("-o", "--output", type=Path, default=RESULTS / "sim_harness.json")
     args = parser.parse_args()
     out: dict = {
@@ -172,7 +348,8 @@ def main() -> None:
         tmp = Path(folder)
         for name, images in (("demo", args.demo_images), ("svhn_qp6", args.svhn_images)):
             if images > 0:
-                out[name] = measure(name, images, tmp, threads=args.threads)
+                profile = args.profile and name == "svhn_qp6"
+                out[name] = measure(name, images, tmp, threads=args.threads, profile=profile)
                 print(json.dumps({name: out[name]}, indent=2), flush=True)
                 args.output.parent.mkdir(parents=True, exist_ok=True)  # after each design
                 args.output.write_text(json.dumps({**out, "history": history}, indent=2) + "\n")
