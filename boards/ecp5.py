@@ -109,14 +109,14 @@ ECP5_BOARDS: dict[str, Ecp5Board] = {
             "ulx3s-45f",
             "amaranth_boards.ulx3s:ULX3S_45F_Platform",
             "ULX3S LFE5U-45F, UART on the FTDI USB port",
-            _ULX3S_PROGRAM,            _ULX3S_PROGRAM,
+            _ULX3S_PROGRAM,
             multipliers=72,
         ),
         Ecp5Board(
             "ulx3s-85f",
             "amaranth_boards.ulx3s:ULX3S_85F_Platform",
             "ULX3S LFE5U-85F, UART on the FTDI USB port",
-            _ULX3S_PROGRAM,            _ULX3S_PROGRAM,
+            _ULX3S_PROGRAM,
             multipliers=156,
         ),
         Ecp5Board(
@@ -227,7 +227,9 @@ class CriticalPath:
 
 
 _PATH_HEAD = re.compile(r"^Info: Critical path report for clock '([^']+)'", re.MULTILINE)
-_PATH_STEP = re.compile(r"^Info:\s+(clk-to-q|routing|logic|setup)\s+([0-9.]+)\s+([0-9.]+)\s+(\S+)\s+(\S+)")
+_PATH_STEP = re.compile(
+    r"^Info:\s+(clk-to-q|routing|logic|setup)\s+([0-9.]+)\s+([0-9.]+)\s+(\S+)\s+(\S+)"
+)
 _PATH_SINK = re.compile(r"^Info:\s+Sink\s+(\S+)")
 _PATH_TOTAL = re.compile(r"^Info: ([0-9.]+) ns logic, ([0-9.]+) ns routing")
 #: where Yosys's generated parts of a cell name begin (after the design's hierarchy)
