@@ -68,6 +68,16 @@ MODEL_CXX_OPT = "OPT_FAST=-O2"
 #: two functions) ran as before (39k images per processor second). Smaller pieces lose
 #: again: at 2,000 the demo ran ~8 % slower, at 500 the SVHN CNN gained only ~4 %.
 SPLIT_CFUNCS = 5000
+#: Tried on the SVHN QP6 CNN and not taken (session 12, load 8-18, so compared by processor
+#: seconds and by valgrind's instruction count; 20 images = 21,562 cycles = 2.089G
+#: instructions in the plain build): Verilator `-O3 --x-assign fast --x-initial fast`
+#: (2.088G, 103 images per processor second), `-fno-dfg` (2.090G, 105), `-fno-table`
+#: (2.169G, +3.8 %: the threshold banks' tables help), g++ `-march=native` (interleaved runs
+#: of 300 images: 2.81 vs 2.68-2.82 processor s) and `--threads 2` (15.8 processor s and 27 s
+#: wall vs 2.7 and 17 plain: on a shared machine the threads wait for each other twice per
+#: cycle). A simulated cycle is ~96,000 x86 instructions whatever the options, ~99 % the
+#: design's clocked logic, evaluated every cycle whether its data are valid or not;
+#: `benchmarks/bench_sim_harness.py --profile` gives the share of each layer.
 RESET_CYCLES = 4  # as tb_network.RESET_CYCLES
 #: `rtlgen sim --harness auto` takes the compiled harness from this many samples on
 AUTO_MIN_SAMPLES = 64

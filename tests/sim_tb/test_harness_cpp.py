@@ -213,6 +213,36 @@ def test_every_model_option_is_part_of_the_build_key(chansum_outdir, monkeypatch
     assert harness_cpp._key(manifest, threads=1) != default
 
 
+@pytest.mark.slow  # a second build of the test design
+def test_extra_verilator_args_build_another_binary_with_the_same_results(
+    chansum_outdir, build_root, tmp_path
+):
+    """build_harness(extra_args=["--prof-cfuncs"]) (the benchmark's profile build) is a build
+    of its own, named per statement, and simulates exactly as the plain one."""
+    manifest = load_manifest(chansum_outdir / "manifest.json")
+    plain_dir = build_harness(manifest, build_root)
+    profiled_dir = build_harness(manifest, build_root, extra_args=["--prof-cfuncs"])
+    assert profiled_dir != plain_dir
+    assert "--prof-cfuncs" in (profiled_dir / "build.log").read_text().splitlines()[0]
+    assert list((profiled_dir / "obj").glob("*.cpp"))
+    named = [
+        path
+        for path in (profiled_dir / "obj").glob("Vtop___024root__*.cpp")
+        if "__PROF__" in path.read_text()
+    ]
+    assert named, "no function named by its Verilog statement"
+    x_int, y_int = _vectors(seed=5, count=12)
+    outputs = {manifest.outputs[0].name: y_int}
+    runs = [
+        harness_cpp.run_harness(
+            manifest, folder, x_int=x_int, y_int=outputs, results_dir=tmp_path / folder.name
+        )
+        for folder in (plain_dir, profiled_dir)
+    ]
+    assert runs[0]["passed"] and runs[1]["passed"]
+    assert runs[0]["cycles"] == runs[1]["cycles"] and runs[0]["report"] == runs[1]["report"]
+
+
 def test_a_wrapper_runs_the_same_binary_and_a_failing_one_is_an_error(
     chansum_outdir, build_root, tmp_path
 ):
