@@ -362,7 +362,8 @@ class BeatThresholdBank(_BankInBeats):
 
     Contract: one beat per cycle (II = 1), ``latency`` the bank's (2, or 3 for the two-level
     search), ``o.ready`` low freezes it (`stream_util.pipeline_control`); payload ``lanes``
-    x ``in_type`` in, ``lanes`` x ``out_type`` out.
+    x ``in_type`` in, ``lanes`` x ``out_type`` out. In Verilog emission it is the same logic
+    written as text (`beat_bank_verilog`: a module of its own, mapped apart by Yosys).
     """
 
     def __init__(self, bank: ThresholdBank, beats: int):
