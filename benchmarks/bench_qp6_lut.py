@@ -12,7 +12,9 @@ serial MACs...) and synthesized alone, Yosys ``synth_xilinx -flatten -family xcu
 -noclkbuf -top <top>; stat; ltp -noff`` (`rtlgen.synth.synthesize`). The parts' sum is an
 estimate of the whole design (cross-part optimisation and the top's glue aside);
 ``--design DIR`` adds the whole-design figures of a folder ``rtlgen report DIR --family
-xcup`` has synthesized.
+xcup`` has synthesized. A constant MAC array's part also has the adder plan's own estimate
+(``estimated_luts``, `MatVecPlan.mapped_luts`); a run, the payload bits of the skid buffers
+the top puts between layers (in no part: about a LUT and two FFs per bit).
 
 Writes benchmarks/results/svhn_qp6_lut_parts.json: per ``--label`` (one version of the
 code) the figures of every part, per layer, and the totals; earlier labels are kept. A
@@ -91,6 +93,9 @@ def _synthesize(text: str, name: str, work: Path) -> dict:
 
 
 def run_parts(label: str, only: list[str] | None, argv: list[str]) -> dict:
+    from amaranth.hdl import Shape
+
+    from rtlgen.layers.constant_mac import ConstantMatVec
     from rtlgen.timing import model_top
 
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
@@ -129,6 +134,9 @@ def run_parts(label: str, only: list[str] | None, argv: list[str]) -> dict:
                     "latency_cycles": getattr(stage, "latency", None),
                     **{k: v for k, v in figures.items() if k != "component"},
                 }
+                if isinstance(stage, ConstantMatVec):  # the adder plan's own estimate
+                    shape = stage.in_shape
+                    part["estimated_luts"] = stage.plan.mapped_luts(shape.width, shape.signed)
                 parts.append(part)
                 print(layer, k, part, flush=True)
             run["layers"][layer] = {
@@ -140,6 +148,13 @@ def run_parts(label: str, only: list[str] | None, argv: list[str]) -> dict:
                 **{f: sum(p[f] for p in parts) for f in FIGURES},
                 "lut_levels": max((p["lut_levels"] for p in parts), default=0),
             }
+    # the skid buffers between layers are the top's, not a part's: about a LUT and two FFs
+    # per payload bit (conv_0's 432-bit skid buffer alone: 437 LUTs, 866 FFs)
+    run["skid_buffer_payload_bits_between_layers"] = sum(
+        Shape.cast(plan.stages[-1].o.payload.shape()).width
+        for plan in top.plans
+        if plan.stages and top.has_skid_buffer(plan)
+    )
     layers = run["layers"].values()
     run["sum_of_parts"] = {f: sum(layer[f] for layer in layers) for f in FIGURES}
     run["sum_of_parts"]["lut_levels"] = max((layer["lut_levels"] for layer in layers), default=0)
