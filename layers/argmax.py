@@ -41,11 +41,13 @@ def group_for(adders_per_stage: int) -> int:
     return PAIRWISE if adders_per_stage <= 1 else GROUP
 
 
-def level_sizes(n: int, group: int = GROUP) -> list[int]:
+def level_sizes(n: int, group: int = GROUP, registered: bool | None = None) -> list[int]:
     """Candidates per tournament at each level of an `ArgMax` of ``n`` elements: ``group``
     while more than the last level takes remain, then all the rest in one tournament (at
-    most 2 pairwise, `FINAL_GROUP` with registered compares)."""
-    final = PAIRWISE if group == PAIRWISE else FINAL_GROUP
+    most ``group`` in one-cycle levels, `FINAL_GROUP` with registered compares; ``registered``
+    defaults to ``group`` > 2)."""
+    registered = group != PAIRWISE if registered is None else registered
+    final = FINAL_GROUP if registered else group
     sizes = []
     while n > final:
         sizes.append(group)
@@ -61,26 +63,34 @@ class ArgMax(wiring.Component):
     not beaten by any later one wins, and its value and index are selected by AND-OR (the
     last level selects the index only). The vector is delayed alongside.
 
-    ``group`` 2 (`PAIRWISE`, `group_for` of one adder per stage): one cycle per level, a
-    compare and a 2-way select. ``group`` 3-6 (`GROUP` by default): two cycles per level, the
-    compare bits registered first (a compare alone: one carry chain), then the winner's
-    select (an AND of the group's compare bits and an AND-OR: about 3 LUT4 levels); the last
-    level takes up to `FINAL_GROUP` candidates at once, so 1-10 classes take one level.
-    Nothing between registers is deeper than a compare or a few LUTs, so the arg-max is not
-    the critical path of the design it ends (issue 18: on ECP5 the one-cycle 6-way stage
-    was, at 81 MHz).
+    One-cycle levels (``group`` 2, `PAIRWISE`, `group_for` of one adder per stage: a compare
+    and a 2-way select; or ``group`` 3-6, `GROUP` by default: every pair of up to 6 compared
+    and the winner selected in one cycle, about 4 LUT6 levels). Registered compares
+    (`registered_compares`, ``group`` > 2; by default only for 7-10 candidates, where they
+    cost no cycle: a 10-class classifier): two cycles per level, the compare bits registered
+    first (a compare alone: one carry chain), then the winner's select (an AND of the group's
+    compare bits and an AND-OR: about 3 LUT4 levels); the last level takes up to
+    `FINAL_GROUP` candidates at once. Nothing between their registers is deeper than a
+    compare or a few LUTs (issue 18: on ECP5 the demo's one-cycle 6-way stage was the
+    critical path, at 81 MHz).
 
-    Contract: II = 1, ``latency`` = levels (pairwise) or 2 x levels (``group`` > 2), at
-    least 1 (`stream_util.pipeline_control`); e.g. 10 classes: 4 pairwise, 2 otherwise.
+    Contract: II = 1, ``latency`` = levels (one-cycle) or 2 x levels (registered compares),
+    at least 1 (`stream_util.pipeline_control`); e.g. 10 classes: 4 pairwise, 2 otherwise;
+    5 classes: 1 with group 6.
     """
 
-    def __init__(self, n: int, elem_shape: ShapeLike, group: int = GROUP):
+    def __init__(
+        self, n: int, elem_shape: ShapeLike, group: int = GROUP, registered: bool | None = None
+    ):
         if n < 1:
             raise RtlgenError(f"ArgMax: needs at least one element, got {n}")
         if not 2 <= group <= GROUP:
             raise RtlgenError(f"ArgMax: group {group} is not supported (use 2 to {GROUP})")
+        if registered and group == PAIRWISE:
+            raise RtlgenError("ArgMax: pairwise levels have no registered compares")
         self.n = n
         self.group = group
+        self._registered = registered
         self.elem_shape = elem_shape
         super().__init__(
             {
@@ -91,12 +101,25 @@ class ArgMax(wiring.Component):
 
     @property
     def registered_compares(self) -> bool:
-        """Whether each level registers its compares before selecting (``group`` > 2)."""
-        return self.group != PAIRWISE
+        """Whether each level registers its compares before selecting: never pairwise;
+        otherwise as constructed (``registered``), by default only where it costs no cycle
+        over one-cycle levels of ``group`` (group 6: 7-10 candidates, 2 cycles either way,
+        e.g. a 10-class classifier; up to 6 take one cycle, 11-36 two, instead of 2 and 4)."""
+        if self.group == PAIRWISE:
+            return False
+        if self._registered is not None:
+            return self._registered
+        registered = 2 * len(level_sizes(self.n, self.group, True))
+        return registered <= len(level_sizes(self.n, self.group, False))
+
+    @property
+    def levels(self) -> list[int]:
+        """Candidates per tournament at each level (`level_sizes`)."""
+        return level_sizes(self.n, self.group, self.registered_compares)
 
     @property
     def latency(self) -> int:
-        levels = len(level_sizes(self.n, self.group))
+        levels = len(self.levels)
         return 2 * levels if self.registered_compares else levels
 
     def elaborate(self, platform):
@@ -116,7 +139,7 @@ class ArgMax(wiring.Component):
         if self.registered_compares:
             index = self._registered_levels(m, regs, vector)
         else:
-            index = self._pairwise_levels(m, regs)
+            index = self._one_cycle_levels(m, regs)
         delayed = regs.delay(vector, self.latency, name="vector")
         regs.emit(m)
         m.d.comb += [
@@ -125,12 +148,13 @@ class ArgMax(wiring.Component):
         ]
         return m
 
-    def _pairwise_levels(self, m: Module, regs: StageRegisters) -> Value:
-        """One cycle per level: compare, select and register (``group`` 2)."""
+    def _one_cycle_levels(self, m: Module, regs: StageRegisters) -> Value:
+        """One cycle per level: compare, select and register (``group`` 2, or up to ``group``
+        candidates per tournament without registered compares)."""
         index_shape = self.o.payload.index.shape()
         elem = Shape.cast(self.elem_shape)
         level = [(self.i.payload[k], Const(k, index_shape)) for k in range(self.n)]
-        sizes = level_sizes(self.n, self.group)
+        sizes = self.levels
         for depth, size in enumerate(sizes):
             last = depth == len(sizes) - 1
             nxt = []
@@ -170,7 +194,7 @@ class ArgMax(wiring.Component):
 
         held_input = regs.delay(vector, 1, name="vector")
         level = [(element(vector, k), Const(k, index_shape)) for k in range(self.n)]
-        sizes = level_sizes(self.n, self.group)
+        sizes = self.levels
         for depth, size in enumerate(sizes):
             last = depth == len(sizes) - 1
             nxt = []

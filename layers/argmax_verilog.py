@@ -10,9 +10,9 @@ generators and stream wiring (issue 20: a small model's fixed cost).
 under the same names (``valid_<k>``, ``gt_<level>_<group>_<i>_<j>``, ``cand_``/``cidx_``,
 ``max_<level>_<group>``, ``idx_<level>_<group>``, ``vector_d<k>``), the same clock enable
 (``advance = ~o.valid | o.ready``), reset (valid bits only, synchronous) and initial values
-(0), and the same logic as `ArgMax.elaborate`: the levels of `argmax.level_sizes`, per group
-of candidates every pair compared once (pairwise: in the select's cycle; otherwise into
-registers a cycle before it), candidate k wins when it is greater than every earlier one and
+(0), and the same logic as `ArgMax.elaborate`: the levels of `ArgMax.levels`, per group
+of candidates every pair compared once (one-cycle levels: in the select's cycle; registered
+compares: into registers a cycle before it), candidate k wins when it is greater than every earlier one and
 no later one is greater (the first maximum wins), its value and index selected by AND-OR.
 tests/layers/test_argmax_verilog.py proves the two equivalent with Yosys.
 """
@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING
 
 from amaranth.hdl import Shape
 
-from .argmax import level_sizes
 from .mac_verilog import _hex, module_head, valid_chain
 
 if TYPE_CHECKING:
@@ -58,7 +57,7 @@ def argmax_verilog(argmax: ArgMax, name: str) -> str:
         return f"{vector}[{(k + 1) * width - 1}:{k * width}]"
 
     level = [(element("i__payload", k), _hex(k, index_width)) for k in range(n)]
-    sizes = level_sizes(n, argmax.group)
+    sizes = argmax.levels
     for depth, size in enumerate(sizes):
         last = depth == len(sizes) - 1
         following = []

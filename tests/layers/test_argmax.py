@@ -42,23 +42,50 @@ def test_ties_pick_the_first_maximum():
     assert [o["index"] for o in run.outputs] == [1, 0, 2]
 
 
-def test_latency_is_two_cycles_per_level_of_registered_compares_at_full_rate():
-    """Group 6: a level compares into registers, then selects; up to 10 candidates in the
-    last level (`FINAL_GROUP`), 6 per group before it."""
-    for n, latency in [(1, 2), (2, 2), (6, 2), (10, 2), (11, 4), (60, 4), (61, 6)]:
-        dut = ArgMax(n, signed(6))
-        assert dut.latency == latency
-        x = np.random.default_rng(n).integers(-32, 32, size=(10, n))
-        run = simulate_stream(dut, x.tolist(), len(x))
-        assert run.out_cycles[0] - run.in_cycles[0] == latency
-        assert np.diff(run.out_cycles).tolist() == [1] * 9
-        assert [o["index"] for o in run.outputs] == np.argmax(x, axis=1).tolist()
+@pytest.mark.parametrize(
+    "n,registered,latency",
+    [
+        # by default registered compares only where they cost no cycle: 7-10 candidates
+        (1, None, 1),
+        (2, None, 1),
+        (6, None, 1),
+        (7, None, 2),
+        (10, None, 2),
+        (11, None, 2),
+        (36, None, 2),
+        (37, None, 3),
+        # registered: two cycles per level, up to 10 candidates in the last, 6 per group before
+        (1, True, 2),
+        (6, True, 2),
+        (10, True, 2),
+        (11, True, 4),
+        (60, True, 4),
+        (61, True, 6),
+        (10, False, 2),
+        (7, False, 2),
+    ],
+)
+def test_latency_per_level_at_full_rate(n, registered, latency):
+    """Group 6: one-cycle levels of up to 6 candidates, or (registered compares) a level
+    compares into registers, then selects."""
+    dut = ArgMax(n, signed(6), registered=registered)
+    assert dut.registered_compares == (registered or (registered is None and 7 <= n <= 10))
+    assert dut.latency == latency
+    x = np.random.default_rng(n).integers(-32, 32, size=(10, n))
+    run = simulate_stream(dut, x.tolist(), len(x))
+    assert run.out_cycles[0] - run.in_cycles[0] == latency
+    assert np.diff(run.out_cycles).tolist() == [1] * 9
+    assert [o["index"] for o in run.outputs] == np.argmax(x, axis=1).tolist()
 
 
 def test_level_sizes():
     assert level_sizes(10) == [10] and level_sizes(11) == [6, 2] and level_sizes(60) == [6, 10]
     assert level_sizes(10, PAIRWISE) == [2, 2, 2, 2] and level_sizes(1, PAIRWISE) == [1]
     assert level_sizes(FINAL_GROUP + 1) == [GROUP, 2]
+    assert level_sizes(10, GROUP, registered=False) == [6, 2]
+    assert level_sizes(6, GROUP, registered=False) == [6]
+    with pytest.raises(RtlgenError, match="pairwise levels have no registered compares"):
+        ArgMax(4, signed(4), PAIRWISE, registered=True)
 
 
 @settings(max_examples=8, deadline=None)

@@ -17,27 +17,28 @@ from .test_mac_verilog import equivalent
 
 
 @pytest.mark.parametrize(
-    "n,shape,group",
+    "n,shape,group,registered",
     [
-        (10, signed(8), 6),
-        (23, signed(5), 6),
-        (5, unsigned(4), 6),
-        (1, signed(3), 6),
-        (7, signed(5), 2),
-        (3, unsigned(1), 2),
+        (10, signed(8), 6, None),  # registered compares by default
+        (23, signed(5), 6, True),
+        (23, signed(5), 6, None),  # one-cycle levels of 6 by default
+        (5, unsigned(4), 6, None),
+        (1, signed(3), 6, True),
+        (7, signed(5), 2, None),
+        (3, unsigned(1), 2, None),
     ],
 )
-def test_text_module_is_equivalent_to_amaranths(n, shape, group, tmp_path):
-    argmax = ArgMax(n, shape, group)
+def test_text_module_is_equivalent_to_amaranths(n, shape, group, registered, tmp_path):
+    argmax = ArgMax(n, shape, group, registered)
     ok, status = equivalent(
         component_verilog(argmax, "gold"), argmax_verilog(argmax, "gate"), tmp_path
     )
     assert ok, status[-3000:]
 
 
-@pytest.mark.parametrize("group", [6, 2])
-def test_the_check_finds_the_last_maximum_winning_a_tie(group, tmp_path):
-    argmax = ArgMax(4, signed(6), group)
+@pytest.mark.parametrize("group,registered", [(6, True), (6, None), (2, None)])
+def test_the_check_finds_the_last_maximum_winning_a_tie(group, registered, tmp_path):
+    argmax = ArgMax(4, signed(6), group, registered)
     wrong = argmax_verilog(argmax, "gate").replace(") > $signed(", ") >= $signed(")
     assert wrong != argmax_verilog(argmax, "gate")
     ok, _ = equivalent(component_verilog(argmax, "gold"), wrong, tmp_path)
@@ -47,7 +48,7 @@ def test_the_check_finds_the_last_maximum_winning_a_tie(group, tmp_path):
 def test_registered_compares_leave_only_registered_bits_before_the_select():
     """Group 6: the winners are ANDs of compare registers (no comparator before the select,
     issue 18's ECP5 critical path); pairwise stages compare and select in one cycle."""
-    registered = argmax_verilog(ArgMax(23, signed(8)), "gate").splitlines()
+    registered = argmax_verilog(ArgMax(23, signed(8), registered=True), "gate").splitlines()
     wins = [line for line in registered if line.startswith("  assign win_")]
     assert wins and not any("$signed" in line for line in wins)
     # 23 candidates: groups of 6, 6, 6 and 5 pairs compared, then the 4 winners'
