@@ -43,7 +43,7 @@ from .threshold import ARRAY_TABLE, segment_bits
 KEEP_HIERARCHY = '(* keep_hierarchy = "yes" *)'
 
 if TYPE_CHECKING:
-    from .threshold import ThresholdBank
+    from .threshold import BeatThresholdBank, ThresholdBank
 
 
 def supported(bank: ThresholdBank) -> bool:
@@ -100,8 +100,11 @@ def _signed(name: str, is_signed: bool) -> str:
     return f"$signed({name})" if is_signed else f"$signed({{1'b0, {name}}})"
 
 
-class _Writer:
-    def __init__(self, bank: ThresholdBank):
+class BankText:
+    """The pieces of a bank module's text (`bank_verilog`, `beat_bank_verilog`): declarations,
+    combinational assignments, registers loaded on ``advance`` and ``always @*`` cases."""
+
+    def __init__(self, bank: ThresholdBank | BeatThresholdBank):
         self.bank = bank
         self.in_width = bank.in_type.width
         self.in_signed = bank.in_type.signed
@@ -121,14 +124,18 @@ class _Writer:
         self.assigns.append(f"assign {name} = {value};")
         return name
 
-    def case(self, name: str, width: int, index: str, values: list[int]) -> str:
-        """``values[index]`` (0 beyond the last, as Amaranth's ``Array``)."""
+    def case(self, name: str, width: int, index: str, values: list[str]) -> str:
+        """``values[index]`` (expressions; 0 beyond the last, as Amaranth's ``Array``)."""
         self.decls.append(f"reg [{width - 1}:0] {name};")
         lines = ["  always @* begin", f"    {name} = {_hex(0, width)};", f"    case ({index})"]
-        lines += [f"      {k}: {name} = {_hex(v, width)};" for k, v in enumerate(values)]
+        lines += [f"      {k}: {name} = {v};" for k, v in enumerate(values)]
         lines += ["    endcase", "  end"]
         self.blocks.append("\n".join(lines))
         return name
+
+
+class _Writer(BankText):
+    bank: ThresholdBank
 
     def count(self, k: int, x: str, ts: tuple[int, ...]) -> tuple[str, int]:
         """(expression, width) of the number of thresholds <= x (registered stages)."""
@@ -162,7 +169,9 @@ class _Writer:
             compares = [_at_least(bits, w, t + offset) for t in coarse]
             code = self.wire(f"coarse_{k}", len(coarse), self.concat(compares))
             segment_width = _count_bits(len(coarse))
-            segment = self.reg(f"segment_{k}", segment_width, self.concat(_thermometer(code, len(coarse))))
+            segment = self.reg(
+                f"segment_{k}", segment_width, self.concat(_thermometer(code, len(coarse)))
+            )
         xr = self.reg(f"x_{k}", w, x)
         fine = min(size - 1, count)
         never = self.bank.in_type.max_int + 1
@@ -175,8 +184,10 @@ class _Writer:
         if segments == 1:
             bounds = [f"$signed({_hex(t, cw)})" for t in table[0]]
         else:
-            words = [sum((t & ((1 << cw) - 1)) << (i * cw) for i, t in enumerate(row)) for row in table]
-            word = self.case(f"table_{k}", cw * fine, segment, words)
+            words = [
+                sum((t & ((1 << cw) - 1)) << (i * cw) for i, t in enumerate(row)) for row in table
+            ]
+            word = self.case(f"table_{k}", cw * fine, segment, [_hex(w, cw * fine) for w in words])
             bounds = [f"$signed({word}[{(i + 1) * cw - 1}:{i * cw}])" for i in range(fine)]
         compares = [f"({x_op} >= {b})" for b in bounds]
         code = self.reg(f"fine_{k}", fine, self.concat(compares))
@@ -208,7 +219,7 @@ class _Writer:
                 level = self.wire(f"level_{k}", width, value)
                 levels.append(f"{level}[{ow - 1}:0]")
             else:
-                levels.append(self.case(f"level_{k}", ow, counted, list(ls)))
+                levels.append(self.case(f"level_{k}", ow, counted, [_hex(v, ow) for v in ls]))
         self.reg("levels", n * ow, self.concat(levels))
         lines = [
             KEEP_HIERARCHY,

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .bank_verilog import KEEP_HIERARCHY, _at_least, _thermometer
+from .bank_verilog import KEEP_HIERARCHY, BankText, _at_least, _thermometer
 from .mac_verilog import _hex, module_head, valid_chain
 from .threshold import segment_bits
 
@@ -42,38 +42,14 @@ def _concat(bits: list[str]) -> str:
     return "{" + ", ".join(reversed(bits)) + "}"
 
 
-class _Writer:
-    """The text of one bank: declarations, combinational assignments and cases, registers."""
+class _Writer(BankText):
+    """The text of one bank (`BankText`'s pieces, and the beat counter's width)."""
+
+    bank: BeatThresholdBank
 
     def __init__(self, bank: BeatThresholdBank):
-        self.bank = bank
-        self.in_width = bank.in_type.width
-        self.in_signed = bank.in_type.signed
-        self.out_width = bank.out_type.width
+        super().__init__(bank)
         self.beat_width = (max(bank.beats, 2) - 1).bit_length()
-        self.decls: list[str] = []
-        self.assigns: list[str] = []
-        self.loads: list[str] = []
-        self.blocks: list[str] = []  # always @* blocks (cases)
-
-    def reg(self, name: str, width: int, value: str) -> str:
-        self.decls.append(f"reg [{width - 1}:0] {name} = {_hex(0, width)};")
-        self.loads.append(f"{name} <= {value};")
-        return name
-
-    def wire(self, name: str, width: int, value: str) -> str:
-        self.decls.append(f"wire [{width - 1}:0] {name};")
-        self.assigns.append(f"assign {name} = {value};")
-        return name
-
-    def case(self, name: str, width: int, index: str, values: list[str]) -> str:
-        """``values[index]`` (expressions; 0 beyond the last, as Amaranth's ``Array``)."""
-        self.decls.append(f"reg [{width - 1}:0] {name};")
-        lines = ["  always @* begin", f"    {name} = {_hex(0, width)};", f"    case ({index})"]
-        lines += [f"      {k}: {name} = {v};" for k, v in enumerate(values)]
-        lines += ["    endcase", "  end"]
-        self.blocks.append("\n".join(lines))
-        return name
 
     def picked(self, name: str, bits: str, bounds: list[int]) -> str:
         """`BeatThresholdBank._picked`: ``bits >= bounds[beat]`` (ordered bounds)."""
