@@ -219,7 +219,9 @@ def profile_by_layer(manifest, build_root: Path, x_int, y_int, tmp: Path, jobs=N
     }
 
 
-def measure(name: str, images: int, tmp: Path, threads: int = 1, profile: bool = False) -> dict:
+def measure(name: str, images: int, tmp: Path, profile: bool = False) -> dict:
+    """One design through `rtlgen sim`'s C++ harness (single-threaded: `simulate` builds the
+    plain model; `--threads 2` measured slower here, see `harness_cpp`)."""
     graph, description = _demo_graph() if name == "demo" else _svhn_graph()
     start = time.perf_counter()
     design = convert(graph, tmp / name)
@@ -233,7 +235,7 @@ def measure(name: str, images: int, tmp: Path, threads: int = 1, profile: bool =
     load_build = [round(v, 2) for v in os.getloadavg()]
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    build_harness(manifest, build_root, threads=threads, object_cache=tmp / f"objcache_{name}")
+    build_harness(manifest, build_root, object_cache=tmp / f"objcache_{name}")
     build_seconds = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     build_cpu = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
@@ -242,7 +244,7 @@ def measure(name: str, images: int, tmp: Path, threads: int = 1, profile: bool =
     simulate_seconds = time.perf_counter() - start
     written = json.loads((result.results_dir / "sim_result.json").read_text())
     cpu = written["cpu_seconds"]
-    build_dir = build_harness(manifest, build_root, threads=threads)  # cached
+    build_dir = build_harness(manifest, build_root)  # cached
     per_cycle = instructions_per_cycle(manifest, build_dir, x_int, y_int, tmp / f"count_{name}")
     cost: dict = {}
     if per_cycle is not None and cpu > 0:
@@ -276,8 +278,8 @@ def measure(name: str, images: int, tmp: Path, threads: int = 1, profile: bool =
             "output_tdata_bits": manifest.output.tdata_width,
         },
         "verilog_bytes": sum(path.stat().st_size for path in manifest.rtl_paths),
-        "threads": threads,
-        "verilator_args": " ".join(_verilator_args(threads)),
+        "threads": 1,
+        "verilator_args": " ".join(_verilator_args(1)),
         "images": images,
         "passed": result.passed,
         "report": result.report,
@@ -330,7 +332,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--demo-images", type=int, default=10_000)
     parser.add_argument("--svhn-images", type=int, default=10_000)
-    parser.add_argument("--threads", type=int, default=1, help="Verilator --threads of the model")
     parser.add_argument(
         "--profile",
         action="store_true",
@@ -349,7 +350,7 @@ def main() -> None:
         for name, images in (("demo", args.demo_images), ("svhn_qp6", args.svhn_images)):
             if images > 0:
                 profile = args.profile and name == "svhn_qp6"
-                out[name] = measure(name, images, tmp, threads=args.threads, profile=profile)
+                out[name] = measure(name, images, tmp, profile=profile)
                 print(json.dumps({name: out[name]}, indent=2), flush=True)
                 args.output.parent.mkdir(parents=True, exist_ok=True)  # after each design
                 args.output.write_text(json.dumps({**out, "history": history}, indent=2) + "\n")
