@@ -34,21 +34,6 @@ def _lut_partial_products(x, w, w_width: int) -> list:
     return terms
 
 
-def sum_shape(a: Shape, b: Shape, inner: int) -> Shape:
-    """The exact shape of the sum of terms of shapes ``a`` and ``b`` in the adder tree:
-    signed, one bit over the wider (an unsigned term of width ``w`` counting as signed
-    ``w + 1``), capped at ``inner`` (the accumulator's arithmetic is modulo ``2**inner``, so
-    a sum truncated to ``inner`` bits is still congruent)."""
-    width = max(a.width + (not a.signed), b.width + (not b.signed)) + 1
-    return signed(min(width, inner))
-
-
-def stage_shape(term: Shape, inner: int) -> Shape:
-    """The shape of the tree register holding a term of shape ``term``: the term's own, or
-    signed ``inner`` bits for a wider one (modulo ``2**inner``, as the accumulator)."""
-    return term if term.width <= inner else signed(inner)
-
-
 #: ROMs deeper than this many words go to block RAM. A ROM in logic is one LUT per bit in
 #: principle, but Yosys (ABC9) decodes 40-100-word ROMs in chains of up to 10 LUTs
 BLOCK_ROM_WORDS = 32
@@ -104,7 +89,9 @@ def _active(schedule: np.ndarray) -> np.ndarray:
     return np.any(schedule != 0, axis=0)
 
 
-def shared_multipliers(weights: np.ndarray, reuse: int, beats: int = 1, out_beats: int = 1) -> int:
+def shared_multipliers(
+    weights: np.ndarray, reuse: int, beats: int = 1, out_beats: int = 1
+) -> int:
     """The general multipliers `SerialMatVec` builds for ``weights`` at ``reuse`` steps per
     beat of ``beats`` (its results in ``out_beats`` beats)."""
     _, _, schedule = _schedule(np.asarray(weights, dtype=np.int64), reuse, beats, out_beats)
@@ -289,11 +276,7 @@ class SerialMatVec(wiring.Component):
 
         # Verilog emission: an instance of the same logic written as text
         text = mac_verilog.text_instance(
-            self,
-            SerialMatVec,
-            serial_mac_verilog.supported,
-            serial_mac_verilog.serial_verilog,
-            "smac",
+            self, SerialMatVec, serial_mac_verilog.supported, serial_mac_verilog.serial_verilog, "smac"
         )
         if text is not None:
             return text
@@ -457,9 +440,6 @@ class SerialMatVec(wiring.Component):
                 else:
                     columns[o].append(x * wv)
         registers = 0
-        # every term, sum and tree register at its exact width (capped at `inner`): the
-        # adders only as wide as their operands need (issue 18)
-        inner = self.inner.width
 
         def register(name: str) -> None:
             # every column's terms and the control bits through one register stage
@@ -467,8 +447,7 @@ class SerialMatVec(wiring.Component):
             for o, terms in columns.items():
                 regs = []
                 for a, term in enumerate(terms):
-                    shape = stage_shape(Shape.cast(term.shape()), inner)
-                    reg = Signal(shape, name=f"{name}_{o}_{a}", reset_less=True)
+                    reg = Signal(self.inner, name=f"{name}_{o}_{a}", reset_less=True)
                     with m.If(advance):
                         m.d.sync += reg.eq(term)
                     regs.append(reg)
@@ -492,10 +471,7 @@ class SerialMatVec(wiring.Component):
                 pairs = []
                 for a in range(0, len(terms), 2):
                     if a + 1 < len(terms):
-                        shape = sum_shape(
-                            Shape.cast(terms[a].shape()), Shape.cast(terms[a + 1].shape()), inner
-                        )
-                        total = Signal(shape, name=f"s{level}_{o}_{a // 2}")
+                        total = Signal(self.inner, name=f"s{level}_{o}_{a // 2}")
                         m.d.comb += total.eq(terms[a] + terms[a + 1])
                         pairs.append(total)
                     else:

@@ -32,11 +32,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from amaranth.hdl import Shape
-
 from .common import Multiplier
 from .mac_verilog import _alike, _hex, module_head
-from .serial_mac import ONE_HOT_ROM_WORDS, stage_shape, sum_shape
+from .serial_mac import ONE_HOT_ROM_WORDS
 
 if TYPE_CHECKING:
     from .serial_mac import SerialMatVec
@@ -293,10 +291,9 @@ class _Writer:
                 regs = []
                 for a, term in enumerate(terms):
                     name = f"{prefix}_{o}_{a}"
-                    shape = stage_shape(Shape(term[1], term[2]), inner)
-                    self.decls.append(f"reg {_bits(shape.width)} {name} = {_hex(0, shape.width)};")
+                    self.decls.append(f"reg {_bits(inner)} {name} = {_hex(0, inner)};")
                     loads.append(f"{name} <= {_typed(term)[0]};")
-                    regs.append((name, shape.width, shape.signed))
+                    regs.append((name, inner, True))
                 columns[o] = regs
             names = [f"valid_{registers}", f"first_{registers}", f"last_{registers}"]
             for new, old in zip(names, (valid, first, last), strict=True):
@@ -313,14 +310,9 @@ class _Writer:
                 for a in range(0, len(terms), 2):
                     if a + 1 < len(terms):
                         name = f"s{level}_{o}_{a // 2}"
-                        shape = sum_shape(
-                            Shape(terms[a][1], terms[a][2]),
-                            Shape(terms[a + 1][1], terms[a + 1][2]),
-                            inner,
-                        )
                         left, right = _alike([_typed(terms[a]), _typed(terms[a + 1])])
-                        self.wire(name, shape.width, f"{left} + {right}")
-                        pairs.append((name, shape.width, True))
+                        self.wire(name, inner, f"{left} + {right}")
+                        pairs.append((name, inner, True))
                     else:
                         pairs.append(terms[a])
                 columns[o] = pairs

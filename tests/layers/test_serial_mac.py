@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 from amaranth.back import rtlil
-from amaranth.hdl import Cat, Module, Shape, Signal, signed
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.sim import Simulator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -16,8 +16,6 @@ from rtlgen.layers.serial_mac import (
     SerialMatVec,
     _one_hot_rom_bits,
     shared_multipliers,
-    stage_shape,
-    sum_shape,
 )
 from rtlgen.quant.arith import accumulator_type
 from rtlgen.quant.errors import RtlgenError
@@ -155,45 +153,6 @@ def test_lut_mode_emits_no_multiply_cell():
     assert "$mul" not in _rtlil(dut)
     dut, _, _ = make(8, 3, 4, in_type, 0.0, 1, multiplier="dsp")
     assert "$mul" in _rtlil(dut)
-
-
-def test_tree_sums_and_registers_take_their_terms_exact_widths():
-    """The adder tree is as wide as its operands need (issue 18), not the accumulator's
-    width: LUT style, unsigned 6-bit inputs, so weight bit 0's and 1's partial products are
-    unsigned 6 and 7 bits and their sum signed 9 (an unsigned w counts as signed w + 1)."""
-    in_type = FixedType(6, 0, False)
-    dut, _, _ = make(8, 2, 4, in_type, 0.0, 3, multiplier="lut")
-    text = _rtlil(dut)
-    inner = dut.inner.width
-    assert inner > 12
-    assert re.search(r"wire width 9 signed .*\\s0_0_0\n", text)
-    assert sum_shape(Shape(6, False), Shape(7, False), inner) == Shape(9, True)
-    assert sum_shape(Shape(9, True), Shape(9, True), inner) == Shape(10, True)
-    assert sum_shape(Shape(inner, True), Shape(3, True), inner) == Shape(inner, True)
-    assert stage_shape(Shape(7, False), inner) == Shape(7, False)
-    assert stage_shape(Shape(inner + 2, True), inner) == Shape(inner, True)
-
-
-@pytest.mark.parametrize("multiplier", ["lut", "dsp"])
-def test_a_tree_sum_one_bit_too_narrow_is_not_bit_exact(multiplier, monkeypatch):
-    """The widths are needed: with every uncapped tree sum a bit narrower, extreme inputs
-    and weights overflow one and the results differ from numpy's."""
-    import rtlgen.layers.serial_mac as serial_mac
-
-    exact = serial_mac.sum_shape
-
-    def narrow(a, b, inner):
-        shape = exact(a, b, inner)
-        return signed(shape.width - 1) if shape.width < inner else shape
-
-    monkeypatch.setattr(serial_mac, "sum_shape", narrow)
-    in_type = FixedType(6, 0, True)
-    w = np.tile([[-32, 31], [-32, -32]], (8, 1))
-    acc = accumulator_type(w, None, in_type, 0)
-    dut = SerialMatVec(w, in_type, acc, None, 2, multiplier)
-    x = np.array([[-32] * 16, [31] * 16, [-32, 31] * 8])
-    out = simulate_stream(dut, x.tolist(), len(x), seed=0).outputs
-    assert not np.array_equal(np.array(out), x @ w)
 
 
 @pytest.mark.parametrize("k,multiplier", [(70, "auto"), (67, "lut")])
@@ -377,13 +336,7 @@ def make_chunked(k, o, out_beats, reuse, sparsity, seed, multiplier="auto", leve
     b = rng.integers(-200, 201, size=o)
     acc = accumulator_type(w, b, FixedType(6, 0, True), 0)
     dut = SerialMatVec(
-        w,
-        FixedType(6, 0, True),
-        acc,
-        b,
-        reuse,
-        multiplier,
-        levels_per_stage=levels,
+        w, FixedType(6, 0, True), acc, b, reuse, multiplier, levels_per_stage=levels,
         out_beats=out_beats,
     )
     return dut, w, b
@@ -410,9 +363,8 @@ def test_result_beats_are_bit_exact_under_backpressure(
 ):
     """Outputs in several beats (each over every input element: the input register
     rotates), each with its columns' bias, whatever the gaps and output stalls."""
-    dut, w, b = make_chunked(
-        k, columns * out_beats, out_beats, reuse, sparsity, seed, multiplier, levels
-    )
+    dut, w, b = make_chunked(k, columns * out_beats, out_beats, reuse, sparsity, seed,
+                             multiplier, levels)
     assert dut.words == dut.steps * out_beats and dut.o.payload.shape().length == columns
     x = vectors(FixedType(6, 0, True), k, 4, seed)
     out = simulate_stream(
@@ -468,9 +420,8 @@ def test_without_early_start_every_beat_starts_a_cycle_later(k, reuse, beats):
     w = rng.integers(-40, 41, size=(k, 3))
     b = rng.integers(-200, 201, size=3)
     acc = accumulator_type(w, b, in_type, 0)
-    dut = SerialMatVec(
-        w, in_type, acc, b, reuse, beats=beats, levels_per_stage=2, early_start=False
-    )
+    dut = SerialMatVec(w, in_type, acc, b, reuse, beats=beats, levels_per_stage=2,
+                       early_start=False)
     x = vectors(in_type, k, 4, k)
     run = simulate_stream(dut, as_beats(x, beats), len(x))
     np.testing.assert_array_equal(np.array(run.outputs), x @ w + b)

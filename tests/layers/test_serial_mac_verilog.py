@@ -127,21 +127,6 @@ def test_the_check_finds_a_wrong_weight(tmp_path):
     assert not ok
 
 
-@pytest.mark.parametrize("multiplier", [Multiplier.LUT, Multiplier.DSP])
-def test_the_check_finds_a_tree_sum_one_bit_too_narrow(multiplier, tmp_path):
-    """The tree's sums are at their exact widths (issue 18): one a bit narrower in the text
-    is not the Amaranth version's."""
-    w = np.tile([[-40, 33], [17, -40], [39, 5], [-21, 40]], (4, 1))
-    in_type = FixedType(6, 0, True)
-    mac = SerialMatVec(w, in_type, accumulator_type(w, None, in_type, 0), None, 2, multiplier)
-    text = serial_verilog(mac, "gate")
-    declared = re.search(r"wire \[(\d+):0\] s0_0_0;", text)
-    assert declared and int(declared[1]) + 1 < mac.inner.width  # narrower than the accumulator
-    wrong = text.replace(declared[0], f"wire [{int(declared[1]) - 1}:0] s0_0_0;")
-    ok, _ = equivalent(component_verilog(mac, "gold"), wrong, tmp_path)
-    assert not ok
-
-
 def test_the_check_finds_a_counter_that_skips_the_reset(tmp_path):
     mac = random_serial(2, k=6, reuse=3)
     text = serial_verilog(mac, "gate")
