@@ -124,6 +124,11 @@ class BankText:
         self.assigns.append(f"assign {name} = {value};")
         return name
 
+    @staticmethod
+    def concat(bits: list[str]) -> str:
+        """Verilog concatenation of ``bits``, the first the least significant (as ``Cat``)."""
+        return "{" + ", ".join(reversed(bits)) + "}"
+
     def case(self, name: str, width: int, index: str, values: list[str]) -> str:
         """``values[index]`` (expressions; 0 beyond the last, as Amaranth's ``Array``)."""
         self.decls.append(f"reg [{width - 1}:0] {name};")
@@ -132,6 +137,36 @@ class BankText:
         lines += ["    endcase", "  end"]
         self.blocks.append("\n".join(lines))
         return name
+
+    def module(
+        self,
+        name: str,
+        lanes: int,
+        latency: int,
+        decls: tuple[str, ...] = (),
+        logic: tuple[str, ...] = (),
+    ) -> str:
+        """The whole module ``name`` (kept apart): its ports for ``lanes`` lanes, ``decls``
+        (further declaration lines) and the collected declarations, the valid chain of
+        ``latency``, ``logic`` (further lines), ``o__payload = levels``, the assignments, cases
+        and the registers loaded on ``advance``."""
+        lines = [
+            KEEP_HIERARCHY,
+            *module_head(name, lanes * self.in_width, lanes * self.out_width, latency),
+            *decls,
+            *[f"  {d}" for d in self.decls],
+            *valid_chain(latency),
+            *logic,
+            "  assign o__payload = levels;",
+            *[f"  {a}" for a in self.assigns],
+            *self.blocks,
+            "  always @(posedge clk)",
+            "    if (advance) begin",
+            *[f"      {load}" for load in self.loads],
+            "    end",
+            "endmodule",
+        ]
+        return "\n".join(lines) + "\n"
 
 
 class _Writer(BankText):
@@ -148,10 +183,6 @@ class _Writer(BankText):
     def const(self, t: int) -> str:
         width = max(t.bit_length(), (-t - 1).bit_length()) + 1  # a signed constant holding t
         return f"$signed({_hex(t, width)})"
-
-    @staticmethod
-    def concat(bits: list[str]) -> str:
-        return "{" + ", ".join(reversed(bits)) + "}"
 
     def search(self, k: int, x: str, ts: tuple[int, ...]) -> tuple[str, int]:
         """`ThresholdBank._search`: coarse comparators, then the chosen segment's."""
@@ -221,21 +252,7 @@ class _Writer(BankText):
             else:
                 levels.append(self.case(f"level_{k}", ow, counted, [_hex(v, ow) for v in ls]))
         self.reg("levels", n * ow, self.concat(levels))
-        lines = [
-            KEEP_HIERARCHY,
-            *module_head(name, n * w, n * ow, latency),
-            *[f"  {d}" for d in self.decls],
-            *valid_chain(latency),
-            "  assign o__payload = levels;",
-            *[f"  {a}" for a in self.assigns],
-            *self.blocks,
-            "  always @(posedge clk)",
-            "    if (advance) begin",
-            *[f"      {load}" for load in self.loads],
-            "    end",
-            "endmodule",
-        ]
-        return "\n".join(lines) + "\n"
+        return self.module(name, n, latency)
 
 
 def bank_verilog(bank: ThresholdBank, name: str) -> str:

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .bank_verilog import KEEP_HIERARCHY, BankText, _at_least, _thermometer
-from .mac_verilog import _hex, module_head, valid_chain
+from .bank_verilog import BankText, _at_least, _thermometer
+from .mac_verilog import _hex
 from .threshold import segment_bits
 
 if TYPE_CHECKING:
@@ -35,11 +35,6 @@ def supported(bank: BeatThresholdBank) -> bool:
     """Whether `beat_bank_verilog` writes ``bank``: always (its tables are cases of
     constants, never a ROM)."""
     return True
-
-
-def _concat(bits: list[str]) -> str:
-    """Verilog concatenation of ``bits``, the first the least significant (as ``Cat``)."""
-    return "{" + ", ".join(reversed(bits)) + "}"
 
 
 class _Writer(BankText):
@@ -74,10 +69,10 @@ class _Writer(BankText):
                 self.picked(f"bound_{lane}_{j}", bits, [ts[j * size - 1] for ts in bounds_by_beat])
                 for j in range(1, segments)
             ]
-            code = self.wire(f"coarse_{lane}", segments - 1, _concat(compares))
+            code = self.wire(f"coarse_{lane}", segments - 1, self.concat(compares))
             segment_width = (segments - 1).bit_length()
             segment = self.reg(
-                f"segment_{lane}", segment_width, _concat(_thermometer(code, segments - 1))
+                f"segment_{lane}", segment_width, self.concat(_thermometer(code, segments - 1))
             )
         delayed_bits = self.reg(f"ordered_{lane}_d", self.in_width, bits)
         fine = min(size - 1, count)
@@ -101,9 +96,9 @@ class _Writer(BankText):
             )
             compared = [f"{table}[{(i + 1) * elem - 1}:{i * elem}]" for i in range(fine)]
         code = self.reg(
-            f"fine_{lane}", fine, _concat([f"({delayed_bits} >= {b})" for b in compared])
+            f"fine_{lane}", fine, self.concat([f"({delayed_bits} >= {b})" for b in compared])
         )
-        low = _concat(_thermometer(code, fine))
+        low = self.concat(_thermometer(code, fine))
         if segments == 1:
             return low, fine.bit_length()
         delayed = self.reg(f"segment_{lane}_d", segment_width, segment)
@@ -128,8 +123,11 @@ class _Writer(BankText):
                 self.picked(f"bound_{lane}_{k}", bits, [ts[k] for ts in bounds_by_beat])
                 for k in range(thresholds)
             ]
-            code = self.reg(f"code_{lane}", thresholds, _concat(compares))
-            count, count_width = _concat(_thermometer(code, thresholds)), thresholds.bit_length()
+            code = self.reg(f"code_{lane}", thresholds, self.concat(compares))
+            count, count_width = (
+                self.concat(_thermometer(code, thresholds)),
+                thresholds.bit_length(),
+            )
         counted = self.wire(f"count_{lane}", count_width, count)
         tables = list(dict.fromkeys(ls_by_beat))  # each distinct level table once
         levels = []
@@ -158,29 +156,17 @@ class _Writer(BankText):
         for k in range(1, latency):
             previous = self.reg(f"beat_d{k}", bw, previous)
         outs = [self.lane(lane) for lane in range(bank.lanes)]
-        self.reg("levels", bank.lanes * self.out_width, _concat(outs))
+        self.reg("levels", bank.lanes * self.out_width, self.concat(outs))
         last = _hex(bank.beats - 1, bw)
-        lines = [
-            KEEP_HIERARCHY,
-            *module_head(name, bank.lanes * self.in_width, bank.lanes * self.out_width, latency),
-            f"  reg [{bw - 1}:0] beat = {_hex(0, bw)};",
-            *[f"  {d}" for d in self.decls],
-            *valid_chain(latency),
+        counter = (
             "  always @(posedge clk)",
             "    if (rst)",
             f"      beat <= {_hex(0, bw)};",
             "    else if (i__valid & i__ready)",
             f"      beat <= (beat == {last}) ? {_hex(0, bw)} : beat + {_hex(1, bw)};",
-            "  assign o__payload = levels;",
-            *[f"  {a}" for a in self.assigns],
-            *self.blocks,
-            "  always @(posedge clk)",
-            "    if (advance) begin",
-            *[f"      {load}" for load in self.loads],
-            "    end",
-            "endmodule",
-        ]
-        return "\n".join(lines) + "\n"
+        )
+        beat = (f"  reg [{bw - 1}:0] beat = {_hex(0, bw)};",)
+        return self.module(name, bank.lanes, latency, decls=beat, logic=counter)
 
 
 def beat_bank_verilog(bank: BeatThresholdBank, name: str) -> str:
