@@ -24,6 +24,10 @@ and with the processor time the instructions per second one core sustains on thi
 missed target is given as "instructions per cycle now vs. what the target allows"
 (`target_gap`). `--profile` adds the SVHN design's instructions per layer and module, from a
 `--prof-cfuncs` build (`profile_by_layer`).
+
+`--jobs N` measures instead the run split over processes (`simulate(..., jobs=n)`, shards of
+contiguous images, one harness process each) for n = 1 and n = N, build cached (the default
+build root), and writes `results/sim_harness_jobs.json` (`measure_jobs`).
 """
 
 from __future__ import annotations
@@ -82,6 +86,7 @@ HISTORY_FIELDS = (
     "images_per_second_wall",
     "total_seconds",
     "load_average",
+    "rows",  # --jobs
 )
 
 
@@ -309,6 +314,46 @@ def measure(name: str, images: int, tmp: Path, profile: bool = False) -> dict:
     }
 
 
+def measure_jobs(name: str, images: int, tmp: Path, jobs: int) -> dict:
+    """`simulate(..., harness="cpp", jobs=n)` for n = 1 and n = `jobs` on the cached build:
+    images per wall second (the shards' C++ loops, `seconds`, and the whole `simulate` call),
+    processor seconds (all shards' loops together, `cpu_seconds`) and the load average."""
+    graph, description = _demo_graph() if name == "demo" else _svhn_graph()
+    design = convert(graph, tmp / f"{name}_jobs")
+    x_int = _inputs(name, graph, images)
+    y_int = run_int(graph, x_int)
+    rows = []
+    for n in sorted({1, jobs}):
+        load = [round(v, 2) for v in os.getloadavg()]
+        start = time.perf_counter()
+        result = simulate(design.outdir, x_int, y_int, harness="cpp", jobs=n)
+        wall = time.perf_counter() - start
+        written = json.loads((result.results_dir / "sim_result.json").read_text())
+        rows.append(
+            {
+                "jobs": n,
+                "shards": written.get("shards", 1),
+                "passed": result.passed,
+                "report": result.report,
+                "run_seconds_wall": round(result.seconds, 3),
+                "run_seconds_cpu": round(written["cpu_seconds"], 3),
+                "simulate_seconds": round(wall, 2),
+                "images_per_second_wall": round(images / result.seconds, 1),
+                "images_per_second_simulate": round(images / wall, 1),
+                "images_per_second_cpu": round(images / written["cpu_seconds"], 1),
+                "load_average_before": load,
+                "load_average_after": [round(v, 2) for v in os.getloadavg()],
+            }
+        )
+        print(json.dumps({name: rows[-1]}), flush=True)
+    return {
+        "design": description,
+        "images": images,
+        "target_images_per_second": TARGETS[name],
+        "rows": rows,
+    }
+
+
 def _history(path: Path) -> list[dict]:
     """The results `path` holds now (the figures this run replaces) on top of its history."""
     if not path.is_file():
@@ -337,8 +382,16 @@ def main() -> None:
         action="store_true",
         help="also build the SVHN design with --prof-cfuncs and give instructions per layer",
     )
-    parser.add_argument("-o", "--output", type=Path, default=RESULTS / "sim_harness.json")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=0,
+        help="measure the run split over 1 and JOBS processes instead (-> sim_harness_jobs.json)",
+    )
+    parser.add_argument("-o", "--output", type=Path, default=None)
     args = parser.parse_args()
+    if args.output is None:
+        args.output = RESULTS / ("sim_harness_jobs.json" if args.jobs else "sim_harness.json")
     out: dict = {
         "benchmark": "sim_harness",
         "command": "python " + shlex.join(["benchmarks/bench_sim_harness.py", *sys.argv[1:]]),
@@ -350,7 +403,10 @@ def main() -> None:
         for name, images in (("demo", args.demo_images), ("svhn_qp6", args.svhn_images)):
             if images > 0:
                 profile = args.profile and name == "svhn_qp6"
-                out[name] = measure(name, images, tmp, profile=profile)
+                if args.jobs:
+                    out[name] = measure_jobs(name, images, tmp, args.jobs)
+                else:
+                    out[name] = measure(name, images, tmp, profile=profile)
                 print(json.dumps({name: out[name]}, indent=2), flush=True)
                 args.output.parent.mkdir(parents=True, exist_ok=True)  # after each design
                 args.output.write_text(json.dumps({**out, "history": history}, indent=2) + "\n")
