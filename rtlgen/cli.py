@@ -291,35 +291,47 @@ def _input_types(values: list[str] | None) -> InputTypes:
     return InputTypes(default, tuple(named.items()))
 
 
-def _load(
-    model: str,
-    weights: Path | None,
-    config: Path | None,
-    input_type: list[str] | None = None,
-    calibrate: Path | None = None,
-    max_params: int | None = None,
-):
-    import zipfile
+@dataclass(frozen=True)
+class ModelSource:
+    """The model options that `inspect`, `predict` and `convert` share, as given on the
+    command line; `load` reads the model (`rtlgen.api.load_model`)."""
 
-    from rtlgen.api import load_array, load_arrays, load_model
-    from rtlgen.frontend.limits import Limits
+    model: str
+    weights: Path | None = None
+    config: Path | None = None
+    input_type: tuple[str, ...] = ()
+    calibrate: Path | None = None
+    max_params: int | None = None
 
-    types = _input_types(input_type)
-    limits = Limits() if max_params is None else Limits(max_parameters=max_params)
-    samples = None
-    if calibrate is not None:  # an .npz: one array per input name (a model with several inputs)
-        several = calibrate.is_file() and zipfile.is_zipfile(calibrate)
-        samples = (load_arrays if several else load_array)(calibrate, "calibration", limits=limits)
-    with _progress(f"reading {model}"):
-        return load_model(
-            model,
-            weights=weights,
-            config=config,
-            input_type=types.default,
-            calibrate=samples,
-            limits=limits,
-            input_types=dict(types.named),
-        )
+    def load(self):
+        import zipfile
+
+        from rtlgen.api import load_array, load_arrays, load_model
+        from rtlgen.frontend.limits import Limits
+
+        types = _input_types(list(self.input_type))
+        limits = Limits() if self.max_params is None else Limits(max_parameters=self.max_params)
+        samples = None
+        calibrate = self.calibrate
+        if calibrate is not None:  # an .npz: one array per input name (several inputs)
+            several = calibrate.is_file() and zipfile.is_zipfile(calibrate)
+            samples = (load_arrays if several else load_array)(
+                calibrate, "calibration", limits=limits
+            )
+        with _progress(f"reading {self.model}"):
+            return load_model(
+                self.model,
+                weights=self.weights,
+                config=self.config,
+                input_type=types.default,
+                calibrate=samples,
+                limits=limits,
+                input_types=dict(types.named),
+            )
+
+
+def _source(model, weights, config, input_type, calibrate, max_params) -> ModelSource:
+    return ModelSource(model, weights, config, tuple(input_type or ()), calibrate, max_params)
 
 
 # ---------------------------------------------------------------------------------------
@@ -337,7 +349,7 @@ def inspect(
     from rtlgen.report import summarize
 
     _state["quiet"] = as_json
-    graph = _load(model, weights, config, input_type, calibrate, max_params)
+    graph = _source(model, weights, config, input_type, calibrate, max_params).load()
     rows = summarize(graph)
     if as_json:
         print(
@@ -495,7 +507,7 @@ def predict(
     from rtlgen.quant.reference import run_int_outputs
 
     check_output_file(output)  # a bad -o fails now, not after the model ran
-    graph = _load(model, weights, config, input_type, calibrate, max_params)
+    graph = _source(model, weights, config, input_type, calibrate, max_params).load()
     x = _quantize_input(graph, _load_inputs(input, graph))
     samples = len(
         next(iter(x.mantissas.values())) if isinstance(x.mantissas, dict) else x.mantissas
@@ -633,24 +645,21 @@ def convert(
 ) -> None:
     """Generate Verilog: OUTDIR/rtl/<top>.v, manifest.json, REPORT.md (and tb/)."""
     design = _convert(
-        model,
+        _source(model, weights, config, input_type, calibrate, max_params),
         outdir,
-        weights,
-        config,
-        input_type,
-        calibrate,
-        multiplier,
-        parallelism,
-        top,
-        testbench,
-        samples,
-        adders_per_stage,
-        pipeline,
-        max_params=max_params,
-        max_reuse=max_reuse,
-        latency_budget=latency_budget,
-        pixels_per_beat=pixels_per_beat,
-        jobs=jobs,
+        ConvertOptions(
+            multiplier=multiplier,
+            parallelism=parallelism,
+            top=top,
+            testbench=testbench,
+            samples=samples,
+            adders_per_stage=adders_per_stage,
+            pipeline=pipeline,
+            max_reuse=max_reuse,
+            latency_budget=latency_budget,
+            pixels_per_beat=pixels_per_beat,
+            jobs=jobs,
+        ),
     )
     _print_design(design)
 
@@ -671,47 +680,50 @@ def _latency_budget(value: str | int | None):
     return int(text)
 
 
-def _convert(
-    model,
-    outdir,
-    weights,
-    config,
-    input_type,
-    calibrate,
-    multiplier,
-    parallelism,
-    top,
-    testbench,
-    samples,
-    adders_per_stage,
-    pipeline,
-    max_params=None,
-    max_reuse=None,
-    latency_budget="auto",
-    pixels_per_beat=1,
-    jobs=None,
-):
-    from rtlgen.hardware import HardwareOptions, Multiplier, Parallelism, Pipeline
+@dataclass(frozen=True)
+class ConvertOptions:
+    """`rtlgen convert`'s hardware and output options as typed on the command line (the
+    CLI's enums; `hardware()` turns them into `rtlgen.hardware.HardwareOptions`)."""
+
+    multiplier: MultiplierStyle = MultiplierStyle.auto
+    parallelism: ParallelismStyle = ParallelismStyle.auto
+    top: str | None = None
+    testbench: bool = False
+    samples: Path | None = None
+    adders_per_stage: int | None = None
+    pipeline: PipelineStyle = PipelineStyle.balanced
+    max_reuse: int | None = None
+    latency_budget: str = "auto"
+    pixels_per_beat: int = 1
+    jobs: int | None = None
+
+    def hardware(self):
+        from rtlgen.hardware import HardwareOptions, Multiplier, Parallelism, Pipeline
+
+        return HardwareOptions(
+            multiplier=Multiplier(self.multiplier.value),
+            parallelism=Parallelism(self.parallelism.value),
+            adders_per_stage=self.adders_per_stage,
+            pipeline=Pipeline(self.pipeline.value),
+            max_reuse=self.max_reuse,
+            latency_budget=_latency_budget(self.latency_budget),
+            pixels_per_beat=self.pixels_per_beat,
+        )
+
+
+def _convert(source: ModelSource, outdir: Path, options: ConvertOptions):
     from rtlgen.outdir import check_output_dir
 
     check_output_dir(outdir)  # a bad -o fails now, not after the generation
-    if top is not None:
+    if options.top is not None:
         from rtlgen.manifest import check_top_name
 
-        check_top_name(top)  # and a bad --top before the model is read
-    options = HardwareOptions(
-        multiplier=Multiplier(multiplier.value),
-        parallelism=Parallelism(parallelism.value),
-        adders_per_stage=adders_per_stage,
-        pipeline=Pipeline(pipeline.value),
-        max_reuse=max_reuse,
-        latency_budget=_latency_budget(latency_budget),
-        pixels_per_beat=pixels_per_beat,
-    )
-    graph = _load(model, weights, config, input_type, calibrate, max_params)
+        check_top_name(options.top)  # and a bad --top before the model is read
+    hardware = options.hardware()
+    graph = source.load()
     extra = None
-    if testbench:
-        extra = _testbench_writer(graph, samples)
+    if options.testbench:
+        extra = _testbench_writer(graph, options.samples)
     # the Verilog writers (the layers' generators, Yosys) load once the model has been read
     from rtlgen.emit import convert as emit_convert
 
@@ -719,31 +731,29 @@ def _convert(
         return emit_convert(
             graph,
             outdir,
-            options,
-            top_name=top,
+            hardware,
+            top_name=options.top,
             extra=extra,
             progress=note,
-            input_type_origin=_input_type_origin(model, config, input_type),
-            jobs=jobs,
+            input_type_origin=_input_type_origin(source),
+            jobs=options.jobs,
         )
 
 
-def _input_type_origin(
-    model: str, config: Path | None, input_type: list[str] | None
-) -> dict[str, str]:
+def _input_type_origin(source: ModelSource) -> dict[str, str]:
     """How each input stream's type was chosen (`rtlgen.manifest.INPUT_TYPE_ORIGINS`), for
     REPORT.md: by input name, and under "*" for the inputs not named."""
     from rtlgen.api import _config
     from rtlgen.passes import DEFAULT_PRECISION
 
-    types = _input_types(input_type)
+    types = _input_types(list(source.input_type))
     origins: dict[str, str] = {}
-    if Path(model).is_dir() or Path(model).suffix == ".npz":
+    if Path(source.model).is_dir() or Path(source.model).suffix == ".npz":
         origins["*"] = "model"
     else:
         origins["*"] = "default"
-    if config is not None:
-        parsed = _config(config)
+    if source.config is not None:
+        parsed = _config(source.config)
         origins.update((name, "config") for name, _ in parsed.inputs)
         if parsed.input != DEFAULT_PRECISION.input:
             origins["*"] = "config"
@@ -854,6 +864,16 @@ def sim(
             show_default=False,
         ),
     ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            help="Processes the C++ harness splits the samples over (contiguous shards, each from reset; merged and checked as one run, the same outputs and report). Default: the CPUs this process may use, at most one per 256 samples (a small run keeps one).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Simulate the generated Verilog in Verilator (cocotb, or a compiled C++ testbench for
     large runs), compare bit for bit with the reference model, measure latency and II.
@@ -868,6 +888,7 @@ def sim(
         harness=harness.value,
         simulator=simulator.value,
         netlist=netlist.value if netlist else None,
+        jobs=jobs,
     )
     if not result.passed:
         raise typer.Exit(1)
@@ -883,6 +904,7 @@ def _simulate(
     harness: str = "auto",
     simulator: str = "verilator",
     netlist: str | None = None,
+    jobs: int | None = None,
 ):
     import numpy as np
 
@@ -921,6 +943,7 @@ def _simulate(
         harness=harness,
         simulator=simulator,
         netlist=netlist,
+        jobs=jobs,
     )
     what = f"{'Icarus' if simulator == 'icarus' else 'Verilator'} simulation of {manifest.top}"
     _print_sim(manifest, result, what + (f" ({netlist} netlist)" if netlist else ""))

@@ -125,7 +125,7 @@ def _raise_from_load(monkeypatch, error: BaseException) -> None:
     def load(*_args, **_kwargs):
         raise error
 
-    monkeypatch.setattr(cli, "_load", load)
+    monkeypatch.setattr(cli.ModelSource, "load", load)
     monkeypatch.setitem(cli._state, "debug", False)
 
 
