@@ -17,6 +17,14 @@ Builds share the cache of `tb_run.build` (folder `<build_root>/<key>` named by
 sources; the same `rtlgen_build.json` marker, lock, pruning and run-time object cache).
 Several inputs (`s{k}_axis_*`) and outputs (`m{k}_axis_*`) are driven, each with its own
 pause pattern. Elements of at most 64 bits (the reference's mantissas are int64).
+
+Shards (issue 17): `run_harness(..., jobs=N)` splits the samples into N contiguous shards run
+by N concurrent processes of the same binary, each from its own reset with its own files;
+the results are merged in image order and checked as one run, so outputs, mismatch counts,
+the first mismatch (global sample number) and the report are those of one process. Shard 0
+draws the one-process pause patterns, shard k its own (`shard_seed`). `rtlgen sim` / `simulate`
+take the usable CPUs by default, one process per MIN_SHARD_SAMPLES samples at most
+(`default_jobs`). See `run_harness` for what latency, II, cycles and seconds mean then.
 """
 
 from __future__ import annotations
@@ -30,7 +38,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
@@ -84,6 +93,10 @@ SPLIT_CFUNCS = 5000
 RESET_CYCLES = 4  # as tb_network.RESET_CYCLES
 #: `rtlgen sim --harness auto` takes the compiled harness from this many samples on
 AUTO_MIN_SAMPLES = 64
+#: a run split over processes by default (`default_jobs`) gives each at least this many
+#: samples: below it a process's start (binary, model, reset, files) weighs against the
+#: gain on the smallest designs (see `default_jobs`)
+MIN_SHARD_SAMPLES = 256
 
 
 class Harness(StrEnum):
@@ -99,10 +112,15 @@ HARNESSES = tuple(Harness)
 __all__ = [
     "AUTO_MIN_SAMPLES",
     "HARNESSES",
+    "MIN_SHARD_SAMPLES",
     "Harness",
     "build_harness",
     "choose_harness",
+    "default_jobs",
     "run_harness",
+    "shard_bounds",
+    "shard_seed",
+    "usable_cpus",
 ]
 
 
@@ -318,9 +336,11 @@ def _check_output(
     samples: int,
     firsts: np.ndarray,
     several: bool,
+    dropped: int = 0,
 ) -> dict:
     """tb_network._check_output on the harness's files, vectorized: values bit for bit, tlast
-    per beat, tuser = arg-max, extra beats, latency per sample (same wording)."""
+    per beat, tuser = arg-max, extra beats, latency per sample (same wording). `dropped`:
+    extra beats already taken out of `values` (a shard's, `_merge`), counted as extra."""
     per_sample = spec.beats_per_sample
     expected_beats = samples * per_sample
     beats = len(values)
@@ -364,7 +384,7 @@ def _check_output(
         tlast_errors=len(wrong_last),
         first_tuser=first_tuser,
         tuser_errors=tuser_errors,
-        extra=max(0, beats - expected_beats),
+        extra=max(0, beats - expected_beats) + dropped,
         latency=int(latencies.max()) if count else None,
         several=several,
     )
@@ -385,6 +405,178 @@ def _read_summary(path: Path) -> dict:
     return summary
 
 
+# ----------------------------------------------------------------------------- shards
+def usable_cpus() -> int:
+    """The processors this process may run on (`os.sched_getaffinity`, else `os.cpu_count`)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def default_jobs(samples: int, cpus: int | None = None) -> int:
+    """Harness processes for a run of `samples` when the caller gives none: the usable CPUs,
+    but no more than one per MIN_SHARD_SAMPLES samples (a smaller shard gains less than a
+    process costs), so a small run keeps one process."""
+    cpus = usable_cpus() if cpus is None else cpus
+    return max(1, min(cpus, samples // MIN_SHARD_SAMPLES))
+
+
+def shard_bounds(samples: int, jobs: int) -> tuple[tuple[int, int], ...]:
+    """`samples` split into min(jobs, samples) contiguous shards [start, stop) in image order,
+    sizes differing by at most one (the larger first); one shard for jobs <= 1."""
+    count = max(1, min(jobs, samples))
+    size, larger = divmod(samples, count)
+    bounds, start = [], 0
+    for k in range(count):
+        stop = start + size + (k < larger)
+        bounds.append((start, stop))
+        start = stop
+    return tuple(bounds)
+
+
+def shard_seed(seed: int, shard: int, stream: str) -> str:
+    """The `random.Random` seed of one stream's pauses (`stream`: `in`, `in1`, `out`, `out2`,
+    ...) in one shard: shard 0 draws the single-process run's own patterns (`{seed}/{stream}`,
+    as tb_network), shard k > 0 its own, `{seed}/shard{k}/{stream}`: deterministic in the seed
+    and the shard index, independent of the number of shards."""
+    return f"{seed}/{stream}" if shard == 0 else f"{seed}/shard{shard}/{stream}"
+
+
+@dataclass(frozen=True)
+class _Shard:
+    """What one harness process ran and wrote: samples [start, stop), its cycle budget, its
+    summary.txt, each sample's start (local cycles: every shard starts from its own reset) and
+    per output the beats' elements and meta rows (handshake cycle, tlast, tuser)."""
+
+    start: int
+    stop: int
+    budget: int
+    summary: dict
+    firsts: np.ndarray
+    outputs: tuple[tuple[np.ndarray, np.ndarray], ...]
+
+    @property
+    def samples(self) -> int:
+        return self.stop - self.start
+
+
+def _shard_config(
+    manifest: Manifest,
+    samples: int,
+    budget: int,
+    settle: int,
+    backpressure: float,
+    seed: int,
+    shard: int,
+) -> str:
+    """config.txt of one harness process (read by harness.cpp's main, in this order)."""
+    inputs = _inputs(manifest)
+    lines = [
+        str(samples),
+        str(RESET_CYCLES),
+        str(int(manifest.reset_active_high)),
+        str(budget),
+        # as tb_network's ClockCycles(settle + 16) for beats that should not come: its
+        # sinks sample after the first settle + 15 of those edges (stopped at the last)
+        str(settle + 15),
+        str(len(inputs)),
+    ]
+    for k, spec in enumerate(inputs):
+        lines.append(
+            f"{spec.elements_per_beat} {spec.element.width} "
+            f"{_element_bytes(spec.element.width).itemsize} {spec.beats_per_sample} "
+            + _pauses(backpressure, shard_seed(seed, shard, "in" + (f"{k}" if k else "")))
+        )
+    lines.append(str(len(manifest.outputs)))
+    for k, spec in enumerate(manifest.outputs):
+        lines.append(
+            f"{spec.elements_per_beat} {spec.element.width} {int(spec.element.signed)} "
+            f"{spec.beats_per_sample} {int(spec.classes is not None)} "
+            + _pauses(backpressure, shard_seed(seed, shard, "out" + (f"{k}" if k else "")))
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _read_shard(manifest: Manifest, work: Path, start: int, stop: int, budget: int) -> _Shard:
+    """One finished process's files. A sample starts when the last of the inputs takes its
+    first beat (as tb_network and the manifest's latency and II count); only samples every
+    input has started."""
+    starts = [
+        np.fromfile(work / f"in{k}.first", dtype="<i8") for k in range(len(_inputs(manifest)))
+    ]
+    begun = min(len(first) for first in starts)
+    outputs = tuple(
+        (
+            np.fromfile(work / f"out{k}.data", dtype="<i8").reshape(-1, spec.elements_per_beat),
+            np.fromfile(work / f"out{k}.meta", dtype="<i8").reshape(-1, 3),
+        )
+        for k, spec in enumerate(manifest.outputs)
+    )
+    return _Shard(
+        start=start,
+        stop=stop,
+        budget=budget,
+        summary=_read_summary(work / "summary.txt"),
+        firsts=np.max([first[:begun] for first in starts], axis=0).astype(np.int64),
+        outputs=outputs,
+    )
+
+
+@dataclass(frozen=True)
+class _Merged:
+    """The shards as one run, in image order, on one timeline: shard k's cycles shifted so
+    that its first sample starts at the cycle shard k-1's last output beat was taken (shard 0
+    keeps its own cycles). Per-sample latencies are unchanged; `end_cycle` - firsts[0] is the
+    sum of the shards' streaming cycles. Shards after the first incomplete one are left out
+    (as a single run's stream would end there); `incomplete` is its index, else None.
+    `extra[k]`: output k's beats beyond a complete shard's due, dropped so that the next
+    shard's beats stay with their samples; `ii` the largest gap between sample starts inside
+    one shard (None without two samples in a shard)."""
+
+    firsts: np.ndarray
+    outputs: tuple[tuple[np.ndarray, np.ndarray], ...]
+    extra: tuple[int, ...]
+    incomplete: int | None
+    end_cycle: int
+    ii: int | None
+
+
+def _merge(shards: Sequence[_Shard], beats_per_sample: Sequence[int]) -> _Merged:
+    """Merge the shards' results (see `_Merged`). Pure."""
+    incomplete = next((k for k, s in enumerate(shards) if not s.summary["complete"]), None)
+    used = shards if incomplete is None else shards[: incomplete + 1]
+    firsts, values, metas = [], [[] for _ in beats_per_sample], [[] for _ in beats_per_sample]
+    extra = [0] * len(beats_per_sample)
+    shift, end_cycle, gaps = 0, 0, []
+    for k, shard in enumerate(used):
+        local_first = int(shard.firsts[0]) if len(shard.firsts) else 0
+        if k:
+            shift = end_cycle - local_first
+        firsts.append(shard.firsts + shift)
+        gaps.extend(np.diff(shard.firsts).tolist())
+        last = k == len(used) - 1
+        for j, (beats, (data, meta)) in enumerate(
+            zip(beats_per_sample, shard.outputs, strict=True)
+        ):
+            due = shard.samples * beats
+            keep = len(data) if last else min(len(data), due)
+            extra[j] += len(data) - keep
+            values[j].append(data[:keep])
+            metas[j].append(meta[:keep] + np.array([shift, 0, 0], dtype=np.int64))
+        end_cycle = int(shard.summary["end_cycle"]) + shift
+    return _Merged(
+        firsts=np.concatenate(firsts),
+        outputs=tuple(
+            (np.concatenate(v), np.concatenate(m)) for v, m in zip(values, metas, strict=True)
+        ),
+        extra=tuple(extra),
+        incomplete=incomplete,
+        end_cycle=end_cycle,
+        ii=max(gaps) if gaps else None,
+    )
+
+
 def run_harness(
     manifest: Manifest,
     build_dir: Path,
@@ -396,6 +588,8 @@ def run_harness(
     seed: int = 0,
     timeout_cycles: int | None = None,
     wrapper: Sequence[str] = (),
+    jobs: int = 1,
+    note: Callable[[str], None] | None = None,
 ) -> dict:
     """Run the compiled harness in `build_dir` on checked vectors; write and return
     sim_result.json's contents (as tb_network does) and sim_out.npy (.npz for several outputs).
@@ -405,6 +599,18 @@ def run_harness(
     `x_int`: (N, *input.shape), or {input name: array} for several inputs; `y_int`: {output
     name: expected array} (`output_arrays`). A mismatch is a result (`passed` false); a crash
     or a harness error raises SimulationError naming its log (`results_dir/sim.log`).
+
+    `jobs` > 1 splits the samples into min(jobs, N) contiguous shards (`shard_bounds`) run by
+    as many concurrent processes of the same binary, each from its own reset, with its own
+    files and pause patterns (`shard_seed`; each its cycle budget for its samples); their
+    logs go one after the other into sim.log. The results are merged in image order
+    (`_merge`) and checked as one run: outputs, mismatches (global sample numbers), tlast,
+    tuser and the report as a single process gives them for the same outputs. Timing:
+    `latency_cycles` the worst sample of all shards; `ii_cycles` the largest gap between
+    sample starts inside a shard; `cycles` the shards' streaming cycles added up (each shard
+    pays the pipeline's latency once); `seconds` the longest shard's loop (they run at the
+    same time), `cpu_seconds` all shards' processor time; `shards` their number. A timeout
+    names its shard. `note(text)` hears each process end (e.g. a progress step's note).
     """
     from .tb_network import timeout_cycles as default_budget
 
@@ -419,11 +625,12 @@ def run_harness(
     )
     samples = len(next(iter(x_by_name.values())))
     several = len(manifest.outputs) > 1
-    budget = (
-        timeout_cycles
-        or int(os.environ.get("RTLGEN_TIMEOUT_CYCLES", "0") or 0)  # as tb_network
-        or default_budget(manifest, samples, backpressure)
-    )
+    bounds = shard_bounds(samples, jobs)
+    fixed_budget = timeout_cycles or int(os.environ.get("RTLGEN_TIMEOUT_CYCLES", "0") or 0)
+    budgets = [
+        fixed_budget or default_budget(manifest, stop - start, backpressure)  # as tb_network
+        for start, stop in bounds
+    ]
     settle = max(
         (spec.latency_cycles or manifest.latency_cycles or 0) + 2 * spec.beats_per_sample
         for spec in manifest.outputs
@@ -434,88 +641,81 @@ def run_harness(
     for stale in (result_file, results_dir / "sim_out.npy", results_dir / "sim_out.npz"):
         stale.unlink(missing_ok=True)
 
+    binary = Path(build_dir) / "obj" / BINARY
     with tempfile.TemporaryDirectory(prefix="rtlgen_harness_") as folder:
-        work = Path(folder)
-        lines = [
-            str(samples),
-            str(RESET_CYCLES),
-            str(int(manifest.reset_active_high)),
-            str(budget),
-            # as tb_network's ClockCycles(settle + 16) for beats that should not come: its
-            # sinks sample after the first settle + 15 of those edges (stopped at the last)
-            str(settle + 15),
-            str(len(inputs)),
-        ]
-        for k, spec in enumerate(inputs):
-            _write_input(work / f"in{k}.bin", spec, x_by_name[spec.name])
-            lines.append(
-                f"{spec.elements_per_beat} {spec.element.width} "
-                f"{_element_bytes(spec.element.width).itemsize} {spec.beats_per_sample} "
-                + _pauses(backpressure, f"{seed}/in" + (f"{k}" if k else ""))
+        works = [Path(folder) / f"shard{k}" for k in range(len(bounds))]
+        # one shard logs straight into sim.log (as before shards); several into their folders
+        logs = [log] if len(bounds) == 1 else [work / "sim.log" for work in works]
+        for k, ((start, stop), work) in enumerate(zip(bounds, works, strict=True)):
+            work.mkdir()
+            for j, spec in enumerate(inputs):
+                _write_input(work / f"in{j}.bin", spec, x_by_name[spec.name][start:stop])
+            (work / "config.txt").write_text(
+                _shard_config(manifest, stop - start, budgets[k], settle, backpressure, seed, k)
             )
-        lines.append(str(len(manifest.outputs)))
-        for k, spec in enumerate(manifest.outputs):
-            lines.append(
-                f"{spec.elements_per_beat} {spec.element.width} {int(spec.element.signed)} "
-                f"{spec.beats_per_sample} {int(spec.classes is not None)} "
-                + _pauses(backpressure, f"{seed}/out" + (f"{k}" if k else ""))
-            )
-        (work / "config.txt").write_text("\n".join(lines) + "\n")
-        binary = Path(build_dir) / "obj" / BINARY
         started = time.perf_counter()
-        with open(log, "w") as output:
-            status = subprocess.run(
-                [*wrapper, str(binary), str(work)],
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                check=False,
-            ).returncode
+        statuses = _run_processes(
+            [[*wrapper, str(binary), str(work)] for work in works], logs, note
+        )
         wall = time.perf_counter() - started
-        if status != 0 or not (work / "summary.txt").is_file():
-            raise SimulationError(
-                f"simulation of {manifest.top} (C++ harness) failed with exit code {status}: "
-                f"{_first_error(log, None)}; full log: {log}"
-            )
-        summary = _read_summary(work / "summary.txt")
-        # a sample starts when the last of the inputs takes its first beat (as tb_network and
-        # the manifest's latency and II count); only samples every input has started
-        starts = [np.fromfile(work / f"in{k}.first", dtype="<i8") for k in range(len(inputs))]
-        begun = min(len(first) for first in starts)
-        firsts = np.max([first[:begun] for first in starts], axis=0)
-        outputs = []
-        for k, spec in enumerate(manifest.outputs):
-            values = np.fromfile(work / f"out{k}.data", dtype="<i8").reshape(
-                -1, spec.elements_per_beat
-            )
-            meta = np.fromfile(work / f"out{k}.meta", dtype="<i8").reshape(-1, 3)
-            outputs.append((spec, values, meta))
+        if len(bounds) > 1:  # every shard's log, in image order
+            with open(log, "w") as output:
+                for k, ((start, stop), shard_log) in enumerate(zip(bounds, logs, strict=True)):
+                    output.write(f"== shard {k} of {len(bounds)}: samples {start}-{stop - 1}\n")
+                    output.write(shard_log.read_text(errors="replace"))
+        for k, (status, work) in enumerate(zip(statuses, works, strict=True)):
+            if status != 0 or not (work / "summary.txt").is_file():
+                start, stop = bounds[k]
+                where = (
+                    f" (shard {k} of {len(bounds)}, samples {start}-{stop - 1})"
+                    if len(bounds) > 1
+                    else ""
+                )
+                raise SimulationError(
+                    f"simulation of {manifest.top} (C++ harness) failed with exit code {status}"
+                    f"{where}: {_first_error(logs[k], None)}; full log: {log}"
+                )
+        shards = [
+            _read_shard(manifest, work, start, stop, budget)
+            for (start, stop), work, budget in zip(bounds, works, budgets, strict=True)
+        ]
 
-    checks = [
-        _check_output(
+    merged = _merge(shards, [spec.beats_per_sample for spec in manifest.outputs])
+    checks = []
+    for spec, (values, meta), extra in zip(
+        manifest.outputs, merged.outputs, merged.extra, strict=True
+    ):
+        check = _check_output(
             spec,
             values,
             meta,
             np.asarray(y_int[spec.name], dtype=np.int64),
             samples,
-            firsts,
+            merged.firsts,
             several,
+            dropped=extra,
         )
-        for spec, values, meta in outputs
-    ]
+        checks.append(check)
     error = None
-    if not summary["complete"]:
+    if merged.incomplete is not None:
+        shard = shards[merged.incomplete]
         pending = [
             f"{len(values)} of {samples * spec.beats_per_sample} output beats"
             + (f" on {spec.prefix}" if several else "")
-            for spec, values, _ in outputs
+            for spec, (values, _) in zip(manifest.outputs, merged.outputs, strict=True)
             if len(values) < samples * spec.beats_per_sample
         ]
-        taken = summary["inputs"][0][0]
+        taken = shard.start * inputs[0].beats_per_sample + shard.summary["inputs"][0][0]
+        where = (
+            f" in shard {merged.incomplete} of {len(shards)} (samples {shard.start}-{shard.stop - 1})"
+            if len(shards) > 1
+            else ""
+        )
         error = (
-            f"timeout after {budget} cycles: {', '.join(pending)}, "
+            f"timeout after {shard.budget} cycles{where}: {', '.join(pending)}, "
             f"{taken} of {samples * inputs[0].beats_per_sample} input beats taken"
         )
-        end_cycle = summary["end_cycle"]
+        end_cycle = merged.end_cycle
     else:
         end_cycle = max(check["last_cycle"] for check in checks)
     result = sim_result(
@@ -523,19 +723,53 @@ def run_harness(
         checks,
         samples=samples,
         error=error,
-        firsts=[int(first) for first in firsts],
+        firsts=[int(first) for first in merged.firsts],
         end_cycle=int(end_cycle),
-        seconds=summary["seconds"],
-        input_stalled=any(stalled > 0 for _taken, stalled in summary["inputs"]),
+        seconds=max(shard.summary["seconds"] for shard in shards),
+        input_stalled=any(
+            stalled > 0 for shard in shards for _taken, stalled in shard.summary["inputs"]
+        ),
         backpressure=backpressure,
         seed=seed,
         results_dir=results_dir,
     )
+    # II inside the shards: the gap from one shard's last start to the next one's first is
+    # no initiation interval (they are separate runs); one shard: the same figure
+    result["ii_cycles"] = merged.ii
+    for summary in result["outputs"]:
+        summary["ii_cycles"] = merged.ii
     result.update(
         harness="cpp",
         # the C++ loop's processor time (seconds is wall time: on a loaded machine the larger)
-        cpu_seconds=summary["cpu_seconds"],
+        cpu_seconds=sum(shard.summary["cpu_seconds"] for shard in shards),
         harness_seconds=wall,
+        shards=len(shards),
     )
     result_file.write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def _run_processes(
+    commands: Sequence[Sequence[str]], logs: Sequence[Path], note: Callable[[str], None] | None
+) -> list[int]:
+    """Start every command at once (output to its log), wait for all; their exit codes.
+    `note` hears each end. Interrupted (Ctrl-C, an error): the processes still running are
+    ended before this returns or raises."""
+    processes: list[subprocess.Popen] = []
+    try:
+        for command, path in zip(commands, logs, strict=True):
+            with open(path, "w") as output:
+                processes.append(
+                    subprocess.Popen(list(command), stdout=output, stderr=subprocess.STDOUT)
+                )
+        statuses = []
+        for done, process in enumerate(processes, 1):
+            statuses.append(process.wait())
+            if note is not None and len(processes) > 1:
+                note(f"{done} of {len(processes)} processes done")
+        return statuses
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()

@@ -19,7 +19,7 @@ import numpy as np
 from rtlgen.quant.errors import RtlgenError
 
 from . import icarus
-from .harness_cpp import build_harness, choose_harness, run_harness
+from .harness_cpp import build_harness, choose_harness, default_jobs, run_harness, shard_bounds
 from .icarus import SIMULATORS
 from .netlist import NETLISTS, netlist_manifest
 from .tb_manifest import (
@@ -129,6 +129,7 @@ def simulate(
     harness: str = "auto",
     simulator: str = "verilator",
     netlist: str | None = None,
+    jobs: int | None = None,
 ) -> SimResult:
     """Stream x_int (N, *input.shape) through OUTDIR's design and compare with y_int
     (N, *output.shape), or for a design with several outputs {output name: array} (several
@@ -148,6 +149,11 @@ def simulate(
     take too long for is refused with a SimulationError); its waves go to sim/dump.fst.
     `netlist`: None (the generated Verilog) or "generic"/"xilinx": simulate the design's
     Yosys-synthesized netlist instead (`sim_tb/netlist.py`).
+    `jobs`: processes the C++ harness splits the samples over (contiguous shards, merged and
+    checked as one run: same outputs and report; see `harness_cpp.run_harness`); None: the
+    usable CPUs, at most one per `harness_cpp.MIN_SHARD_SAMPLES` samples (`default_jobs`).
+    The cocotb harness runs one process: jobs > 1 with `harness="cocotb"` or Icarus is an
+    RtlgenError (with "auto", when it picks cocotb, jobs does not apply).
     """
     outdir = Path(outdir)
     if simulator not in SIMULATORS:
@@ -156,6 +162,13 @@ def simulate(
         raise RtlgenError(f"netlist {netlist!r} is not supported (use one of {', '.join(NETLISTS)})")
     if not 0.0 <= backpressure < 1.0:
         raise RtlgenError(f"backpressure {backpressure} must be in [0, 1)")
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise RtlgenError(f"jobs {jobs!r} must be a whole number >= 1")
+    if jobs is not None and jobs > 1 and (harness == "cocotb" or simulator != "verilator"):
+        raise RtlgenError(
+            f"--jobs {jobs} needs the C++ harness (--harness cpp or auto, Verilator); "
+            "the cocotb harness runs one process"
+        )
     try:
         manifest = read_manifest(outdir)
         check_vectors(manifest, x_int, y_int)
@@ -193,10 +206,15 @@ def simulate(
         build_dir = build_harness(
             built, root, object_cache=default_build_root() / "objcache", progress=progress
         )
-        with (progress or silent_step)(f"simulating {samples} samples (C++ harness)"):
+        shards = len(shard_bounds(samples, default_jobs(samples) if jobs is None else jobs))
+        processes = f", {shards} processes" if shards > 1 else ""
+        with (progress or silent_step)(
+            f"simulating {samples} samples (C++ harness{processes})"
+        ) as note:
             result = run_harness(
                 manifest, build_dir, x_int=inputs, y_int=expected, results_dir=results_dir,
-                backpressure=backpressure, seed=seed,
+                backpressure=backpressure, seed=seed, jobs=shards,
+                note=note if callable(note) else None,
             )
     elif simulator == "icarus":
         build_dir = icarus.build(built, root, waves=waves, progress=progress)
