@@ -9,9 +9,22 @@ general multipliers per output over ``steps`` cycles, with the weights in a ROM.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, ShapeLike, Signal, signed, unsigned
+from amaranth.hdl import (
+    Array,
+    Cat,
+    Const,
+    Module,
+    Mux,
+    Shape,
+    ShapeLike,
+    Signal,
+    Value,
+    signed,
+    unsigned,
+)
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -21,17 +34,73 @@ from rtlgen.quant.fixed import FixedType
 from .common import Multiplier, shape_of
 
 
-def _lut_partial_products(x, w, w_width: int) -> list:
-    """The terms of ``x * w`` for a signed ``w_width``-bit ``w``: one gated, shifted copy of
-    ``x`` per weight bit (the MSB negated: two's complement). They are summed by the
-    registered adder tree, so no `$mul` cell appears and no cycle holds more than one adder
-    (synthesis folds each gate into the LUT of the first adder)."""
-    terms = []
-    for bit in range(w_width):
-        shifted = x.shift_left(bit)  # wiring; `x << bit` would be a shifter cell in Amaranth
-        partial = shifted if bit < w_width - 1 else -shifted
-        terms.append(Mux(w[bit], partial, 0))
-    return terms
+def booth_digits(value: int) -> list[int]:
+    """The radix-4 signed digits of ``value``, lowest first: ``d[i]`` in [-2, 2] with
+    ``sum(d[i] * 4**i) == value``; no more digits than the fewest that reach it (``n`` digits
+    reach ``|value| <= 2 * (4**n - 1) / 3``: one +-2, two +-10, three +-42).
+
+    >>> booth_digits(9), booth_digits(-6), booth_digits(2)
+    ([1, 2], [-2, -1], [2])
+    """
+    digits = []
+    rest = int(value)
+    while rest:
+        digit = rest % 4  # 0..3: the digit is congruent to it modulo 4
+        if digit == 3:
+            digit = -1
+        elif digit == 2 and rest < 0:
+            digit = -2
+        digits.append(digit)
+        rest = (rest - digit) // 4
+    return digits
+
+
+#: ROM bits per radix-4 digit of a LUT multiplier's weight (`digit_code`)
+DIGIT_BITS = 3
+
+
+def digit_code(digit: int) -> int:
+    """The ROM bits of a radix-4 digit in [-2, 2]: bit 0 ``|digit| == 1``, bit 1
+    ``|digit| == 2``, bit 2 ``digit < 0`` (0 for 0): the term is ``x``, ``2x`` or 0, its
+    bits inverted when negative (no Booth encoder in logic: the ROM holds the digits)."""
+    return int(abs(digit) == 1) | int(abs(digit) == 2) << 1 | int(digit < 0) << 2
+
+
+@dataclass(frozen=True)
+class Digit:
+    """A radix-4 digit position of a LUT multiplier: the weight of row ``row`` of the group
+    for column ``column``, its digit weighing ``4**position``."""
+
+    row: int
+    column: int
+    position: int
+
+
+def _digit_positions(weights: np.ndarray) -> list[int]:
+    """The radix-4 digit positions the weights one multiplier sees on its steps take a
+    non-zero digit at (`booth_digits`): a position zero on every step has no term."""
+    used: set[int] = set()
+    for value in weights:
+        used.update(i for i, d in enumerate(booth_digits(int(value))) if d)
+    return sorted(used)
+
+
+def _digit_at(value: int, position: int) -> int:
+    """Digit ``position`` of ``value`` (`booth_digits`; 0 past its last)."""
+    digits = booth_digits(value)
+    return digits[position] if position < len(digits) else 0
+
+
+def _digit_term(x, code, position: int):
+    """A radix-4 digit's term of ``x * w`` from its ROM code (`digit_code`): ``x``, ``2x``
+    or 0, inverted (``-m - 1``) when negative, times ``4**position``. The ``-1`` of every
+    negative digit is a constant of the ROM, added back by the accumulator's start value
+    (`SerialMatVec.start_bias`), so no term needs a carry of its own."""
+    x = Value.cast(x)
+    mag = Mux(code[1], x.shift_left(1), Mux(code[0], x, 0))  # one bit wider than x
+    if not x.shape().signed:
+        mag = Cat(mag, Const(0, 1)).as_signed()
+    return Mux(code[2], ~mag, mag).shift_left(2 * position)
 
 
 #: ROMs deeper than this many words go to block RAM. A ROM in logic is one LUT per bit in
@@ -208,7 +277,26 @@ class SerialMatVec(wiring.Component):
         # (row-in-group, column) positions that ever see a non-zero weight get a multiplier.
         self.active = _active(self.schedule)
         self.levels_per_stage = levels_per_stage
-        terms = self.group * self.w_width if multiplier == Multiplier.LUT else self.group
+        lut = multiplier == Multiplier.LUT
+        #: LUT style: the radix-4 digit positions of every multiplier, in ROM order (row,
+        #: column, position), and their digits on every step, (words, digits)
+        self.digits: tuple[Digit, ...] = ()
+        if lut:
+            self.digits = tuple(
+                Digit(j, o, p)
+                for j in range(self.group)
+                for o in range(self.columns)
+                for p in _digit_positions(self.schedule[:, j, o])
+            )
+        self.digit_values = np.array(
+            [
+                [_digit_at(int(self.schedule[s, d.row, d.column]), d.position) for d in self.digits]
+                for s in range(len(self.schedule))
+            ],
+            dtype=np.int64,
+        ).reshape(len(self.schedule), len(self.digits))
+        per_column = [sum(d.column == o for d in self.digits) for o in range(self.columns)]
+        terms = max(per_column, default=0) if lut else self.group
         #: adder levels of the tree (the accumulator's adder comes after them)
         self.tree_levels = math.ceil(math.log2(terms)) if terms > 1 else 0
         self.depth = math.ceil((self.tree_levels + 1) / levels_per_stage) - 1
@@ -263,6 +351,43 @@ class SerialMatVec(wiring.Component):
         return self.beats * self.steps * self.out_beats
 
     @property
+    def rom_width(self) -> int:
+        """Bits of a ROM word: ``w_width`` per (row, column) position (DSP/auto); LUT style
+        `DIGIT_BITS` per digit of `digits` (at least one digit's)."""
+        if self.multiplier == Multiplier.LUT:
+            return DIGIT_BITS * max(len(self.digits), 1)
+        return self.group * self.columns * self.w_width
+
+    def rom_words(self) -> list[int]:
+        """The ROM's words, one per step: the weights of its (row, column) positions, two's
+        complement, position ``j * columns + o`` at bit ``w_width * (j * columns + o)``
+        (DSP/auto); LUT style the `digit_code` of each digit of `digits` at ``DIGIT_BITS *
+        index``."""
+        if self.multiplier == Multiplier.LUT:
+            fields = [[digit_code(int(d)) for d in step] for step in self.digit_values]
+            bits = DIGIT_BITS
+        else:
+            fields = [[int(w) for w in step.reshape(-1)] for step in self.schedule]
+            bits = self.w_width
+        mask = (1 << bits) - 1
+        return [sum((f & mask) << (k * bits) for k, f in enumerate(step)) for step in fields]
+
+    @property
+    def start_bias(self) -> np.ndarray:
+        """(out_beats, columns) what the accumulator of each result beat's columns starts
+        from: the bias, plus (LUT style) ``4**position`` for every negative digit the column
+        sees over the beat's steps (each such term is ``-m * 4**position - 4**position``:
+        the inverted bits of ``m``), wrapped to the accumulator's width."""
+        start = self.beat_bias.copy()
+        per_result = self.words // self.out_beats
+        for s, step in enumerate(self.digit_values):
+            for d, value in zip(self.digits, step, strict=True):
+                if value < 0:
+                    start[s // per_result, d.column] += 4**d.position
+        width = self.inner.width
+        return (start + (1 << (width - 1))) % (1 << width) - (1 << (width - 1))
+
+    @property
     def conversion_cost(self) -> int:
         """Four per multiplier operand bit (every multiplier, LUT or DSP): what the Verilog
         back end's time grows with, in `rtlgen.emit._size`'s units (a constant MAC array's
@@ -283,14 +408,12 @@ class SerialMatVec(wiring.Component):
         m = Module()
         steps, group, n_out, words = self.steps, self.group, self.columns, self.words
         beat_words = self.beat_words
-        w_shape = signed(self.w_width)
-        word_layout = data.ArrayLayout(w_shape, group * n_out)
-        rom_init = []
-        for s in range(words):
-            value = 0
-            for idx, wv in enumerate(self.schedule[s].reshape(-1)):
-                value |= (int(wv) & ((1 << self.w_width) - 1)) << (idx * self.w_width)
-            rom_init.append(value)
+        lut = self.multiplier == Multiplier.LUT
+        if lut:  # a digit code per digit
+            word_layout = data.ArrayLayout(unsigned(DIGIT_BITS), self.rom_width // DIGIT_BITS)
+        else:  # a weight per (row, column) position
+            word_layout = data.ArrayLayout(signed(self.w_width), group * n_out)
+        rom_init = self.rom_words()
         block_rom = self.block_rom
         one_hot = words <= ONE_HOT_ROM_WORDS
         if not one_hot:
@@ -430,15 +553,14 @@ class SerialMatVec(wiring.Component):
 
         # terms of each column: products (DSP) or partial products (LUT)
         columns: dict[int, list] = {o: [] for o in range(n_out)}
-        for j in range(group):
-            for o in range(n_out):
-                if not self.active[j, o]:
-                    continue
-                x, wv = xrow[j], wrow[j * n_out + o]
-                if self.multiplier == Multiplier.LUT:
-                    columns[o].extend(_lut_partial_products(x, wv, self.w_width))
-                else:
-                    columns[o].append(x * wv)
+        if lut:  # a term per radix-4 digit
+            for k, d in enumerate(self.digits):
+                columns[d.column].append(_digit_term(xrow[d.row], wrow[k], d.position))
+        else:
+            for j in range(group):
+                for o in range(n_out):
+                    if self.active[j, o]:
+                        columns[o].append(xrow[j] * wrow[j * n_out + o])
         registers = 0
 
         def register(name: str) -> None:
@@ -462,7 +584,7 @@ class SerialMatVec(wiring.Component):
             valid, first, last = v2, f2, l2
             registers += 1
 
-        if self.multiplier != Multiplier.LUT:
+        if not lut:
             register("p")  # the product register (a DSP's MREG)
         # `tree_levels` pairwise adder levels, registered after every `levels_per_stage`
         # of them counting the accumulator's adder as the last level
@@ -499,7 +621,7 @@ class SerialMatVec(wiring.Component):
             partial = columns[o][0] if columns[o] else Const(0, self.inner)
             acc = Signal(self.inner, name=f"acc_{o}", reset_less=True)
             total = Signal(self.inner, name=f"sum_{o}")
-            biases = [Const(int(b), self.inner) for b in self.beat_bias[:, o]]
+            biases = [Const(int(b), self.inner) for b in self.start_bias[:, o]]
             bias = Array(biases)[result_beat] if chunked else biases[0]
             # the accumulator starts from the bias: one adder in this stage
             m.d.comb += total.eq(Mux(first, bias, acc) + partial)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from .common import Multiplier
 from .mac_verilog import _alike, _hex, module_head
-from .serial_mac import ONE_HOT_ROM_WORDS
+from .serial_mac import DIGIT_BITS, ONE_HOT_ROM_WORDS, Digit
 
 if TYPE_CHECKING:
     from .serial_mac import SerialMatVec
@@ -184,14 +184,9 @@ class _Writer:
     def weights(self) -> None:
         """The ROM and the weight/input registers ``wrow``, ``xrow``."""
         mac = self.mac
-        words, w_width = mac.words, mac.w_width
-        row_width = mac.group * mac.columns * w_width
-        rom_init = []
-        for s in range(words):
-            value = 0
-            for idx, wv in enumerate(mac.schedule[s].reshape(-1)):
-                value |= (int(wv) & ((1 << w_width) - 1)) << (idx * w_width)
-            rom_init.append(value)
+        words = mac.words
+        row_width = mac.rom_width
+        rom_init = mac.rom_words()
         loads = self.loads
         if words <= ONE_HOT_ROM_WORDS:
             self.reg("hot", words, 1, reset=True)
@@ -254,34 +249,21 @@ class _Writer:
         loads = self.loads
         columns: dict[int, list[_Term]] = {o: [] for o in range(n_out)}
         lut = mac.multiplier == Multiplier.LUT
-        for j in range(mac.group):
+        if lut:  # a term per radix-4 digit (`serial_mac._digit_term`)
+            for k, digit in enumerate(mac.digits):
+                columns[digit.column].append(self.digit_term(k, digit))
+        for j in range(0 if lut else mac.group):  # DSP/auto: a product per position
             x = _slice("xrow", (j + 1) * in_width - 1, j * in_width)
-            sign = f"xrow[{(j + 1) * in_width - 1}]" if in_signed else "1'b0"
             for o in range(n_out):
                 if not mac.active[j, o]:
                     continue
                 low = (j * n_out + o) * w_width
-                if lut:
-                    for bit in range(w_width):
-                        name = f"pp{j}_{o}_{bit}"
-                        shifted = x if bit == 0 else f"{{{x}, {bit}'h0}}"
-                        width = in_width + bit
-                        if bit == w_width - 1:  # the MSB weighs -2**bit: the copy negated
-                            width += 1
-                            low_zeros = f", {bit}'h0" if bit else ""
-                            shifted = f"-{{{sign}, {x}{low_zeros}}}"
-                            signed = True
-                        else:
-                            signed = in_signed
-                        self.wire(name, width, f"wrow[{low + bit}] ? {shifted} : {_hex(0, width)}")
-                        columns[o].append((name, width, signed))
-                else:
-                    name = f"m{j}_{o}"
-                    w = f"$signed({_slice('wrow', low + w_width - 1, low)})"
-                    # Amaranth's product width (an unsigned x times a signed w fits too)
-                    operand = f"$signed({x})" if in_signed else f"$signed({{1'b0, {x}}})"
-                    self.wire(name, in_width + w_width, f"{operand} * {w}")
-                    columns[o].append((name, in_width + w_width, True))
+                name = f"m{j}_{o}"
+                w = f"$signed({_slice('wrow', low + w_width - 1, low)})"
+                # Amaranth's product width (an unsigned x times a signed w fits too)
+                operand = f"$signed({x})" if in_signed else f"$signed({{1'b0, {x}}})"
+                self.wire(name, in_width + w_width, f"{operand} * {w}")
+                columns[o].append((name, in_width + w_width, True))
         valid, first, last = "valid_w", "first_w", "last_w"
         registers = 0
 
@@ -322,6 +304,32 @@ class _Writer:
         self.valid, self.first, self.last = valid, first, last
         self.columns_out = columns
 
+    def digit_term(self, k: int, digit: Digit) -> _Term:
+        """The term of digit ``k`` of ``mac.digits`` from its ROM code (``wrow`` bits
+        ``DIGIT_BITS * k`` up: ``|d| == 1``, ``|d| == 2``, ``d < 0``): ``x``, ``2x`` or 0
+        one bit wider than ``x`` (two when unsigned: signed), its bits inverted when
+        negative, ``2 * position`` zeros below."""
+        mac = self.mac
+        in_width, in_signed = mac.in_shape.width, mac.in_shape.signed
+        j, o, position = digit.row, digit.column, digit.position
+        x = _slice("xrow", (j + 1) * in_width - 1, j * in_width)
+        one, two, neg = (f"wrow[{DIGIT_BITS * k + b}]" for b in range(DIGIT_BITS))
+        if in_signed:
+            width = in_width + 1
+            once = f"{{xrow[{(j + 1) * in_width - 1}], {x}}}"
+        else:
+            width = in_width + 2
+            once = f"{{2'h0, {x}}}"
+        twice = f"{{1'h0, {x}, 1'h0}}" if not in_signed else f"{{{x}, 1'h0}}"
+        magnitude = f"bm{j}_{o}_{position}"
+        self.wire(magnitude, width, f"{two} ? {twice} : {one} ? {once} : {_hex(0, width)}")
+        name = f"pp{j}_{o}_{position}"
+        low_zeros = f", {2 * position}'h0" if position else ""
+        self.wire(
+            name, width + 2 * position, f"{{{neg} ? ~{magnitude} : {magnitude}{low_zeros}}}"
+        )
+        return name, width + 2 * position, True
+
     def accumulator(self) -> list[str]:
         """The accumulators and the output register (reset-less, loaded while a step's
         terms are valid); the output's valid bit and the result beat go to ``self.loads``."""
@@ -348,7 +356,7 @@ class _Writer:
             assert len(terms) <= 1, "adder tree did not reduce to one term"
             partial = terms[0] if terms else (_hex(0, inner), inner, True)
             self.decls.append(f"reg {_bits(inner)} acc_{o} = {_hex(0, inner)};")
-            biases = [int(b) for b in mac.beat_bias[:, o]]
+            biases = [int(b) for b in mac.start_bias[:, o]]
             if chunked:
                 # Amaranth's `Array(biases)[result_beat]`: 0 for codes past the last beat
                 self.decls.append(f"reg {_bits(inner)} bias_{o};")

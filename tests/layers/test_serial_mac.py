@@ -12,9 +12,12 @@ from hypothesis import strategies as st
 
 from rtlgen.layers.serial_mac import (
     BLOCK_ROM_WORDS,
+    DIGIT_BITS,
     ONE_HOT_ROM_WORDS,
     SerialMatVec,
     _one_hot_rom_bits,
+    booth_digits,
+    digit_code,
     shared_multipliers,
 )
 from rtlgen.quant.arith import accumulator_type
@@ -121,16 +124,16 @@ def test_full_rate_timing_matches_contract(k, reuse, levels, multiplier):
         (36, "auto", 3, 3),
         (3, "auto", 2, 2),
         (1, "auto", 2, 1),
-        (4, "lut", 1, 5),
-        (4, "lut", 2, 2),
+        (4, "lut", 1, 3),
+        (4, "lut", 2, 1),
         (4, "lut", 6, 0),
     ],
 )
 def test_adders_per_stage_set_the_tree_registers(group, multiplier, levels, depth):
     """The tree's adder levels and the accumulator's adder, registered every `levels`
     adders (DSP: after the product register too): group 36 has 6 levels + 1, so 7
-    registers at one adder per stage and 4 at two; a LUT tree over 4 x 5-bit weights'
-    partial products has 5 levels + 1."""
+    registers at one adder per stage and 4 at two; a LUT tree over the terms of 4 weights
+    9 = 1 + 2 * 4, two radix-4 digits each, has 3 levels + 1."""
     w = np.full((group, 2), 9)  # 5-bit weights
     dut = SerialMatVec(
         w, FixedType(8, 0), FixedType(24, 0), None, 1, multiplier, levels_per_stage=levels
@@ -457,3 +460,87 @@ def test_result_beat_rom_stays_shallow_after_synthesis(tmp_path):
     path.write_text(verilog.convert(dut, name="mac"))
     result = synthesize(path, "mac")
     assert result.lut_levels <= 4, result.as_dict()
+
+
+@pytest.mark.parametrize("value", range(-200, 201))
+def test_booth_digits_sum_to_the_value_with_the_fewest_digits(value):
+    """Digits in [-2, 2] weighing 4**i, no more of them than the fewest that reach the value
+    (n digits reach +-2 * (4**n - 1) / 3: +-2, +-10, +-42, +-170)."""
+    digits = booth_digits(value)
+    assert sum(d * 4**i for i, d in enumerate(digits)) == value
+    assert all(-2 <= d <= 2 for d in digits)
+    fewest = next(n for n in range(8) if abs(value) <= 2 * (4**n - 1) // 3)
+    assert len(digits) <= fewest
+    assert len(digits) == fewest or not value
+
+
+def test_digit_codes_are_magnitude_one_hot_and_sign():
+    assert [digit_code(d) for d in (-2, -1, 0, 1, 2)] == [0b110, 0b101, 0, 0b001, 0b010]
+
+
+def decoded_weights(dut) -> np.ndarray:
+    """The weights of ``dut``'s LUT ROM read back from its words: (words, group, columns)."""
+    out = np.zeros(dut.schedule.shape, dtype=np.int64)
+    for s, word in enumerate(dut.rom_words()):
+        for k, d in enumerate(dut.digits):
+            code = word >> (DIGIT_BITS * k) & 0b111
+            magnitude = (code & 1) + 2 * (code >> 1 & 1)
+            out[s, d.row, d.column] += (-magnitude if code & 4 else magnitude) * 4**d.position
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_lut_rom_holds_each_multipliers_own_digits(seed):
+    """The LUT ROM's digits read back to the schedule's weights; each multiplier has the
+    digit positions its own weights use (weights in [-2, 2]: one term; multiples of 4 up to
+    8: one term at 4**1; up to 10: two), so no term is zero on every step."""
+    rng = np.random.default_rng(seed)
+    w = rng.integers(-40, 41, size=(12, 4)) * (rng.random((12, 4)) >= 0.4)
+    w[:, 1] = rng.integers(-2, 3, size=12)
+    w[:, 2] = 4 * rng.integers(-2, 3, size=12)
+    dut = SerialMatVec(w, FixedType(6, 0, True), FixedType(20, 0), None, 4, "lut")
+    np.testing.assert_array_equal(decoded_weights(dut), dut.schedule)
+    for j in range(dut.group):
+        for o in range(dut.columns):
+            positions = [d.position for d in dut.digits if (d.row, d.column) == (j, o)]
+            k = [dut.digits.index(d) for d in dut.digits if (d.row, d.column) == (j, o)]
+            assert all(np.any(dut.digit_values[:, i] != 0) for i in k)
+            if o == 1:
+                assert positions in ([], [0])
+            if o == 2:
+                assert set(positions) <= {1}
+    assert dut.rom_width == DIGIT_BITS * len(dut.digits)
+
+
+def test_lut_start_bias_adds_back_the_inverted_terms_ones():
+    """A negative digit's term is the inverted bits of x or 2x: -m - 1 at 4**position; the
+    accumulator starts from the bias plus the 4**position of every such digit its column
+    sees (per result beat), which is all the correction there is."""
+    w = np.array([[-1, 2], [-6, 0], [9, -9]])  # digits -1 | 2 ; -2,-1 | 0 ; 1,2 | -1,-2
+    bias = np.array([3, -4])
+    dut = SerialMatVec(w, FixedType(4, 0), FixedType(16, 0), bias, 3, "lut")
+    assert dut.steps == 3 and dut.group == 1
+    # column 0: -1 at 4**0, -2 at 4**0 and -1 at 4**1; column 1: -1 at 4**0, -2 at 4**1
+    np.testing.assert_array_equal(dut.start_bias, [[3 + 1 + 1 + 4, -4 + 1 + 4]])
+    dsp = SerialMatVec(w, FixedType(4, 0), FixedType(16, 0), bias, 3, "dsp")
+    np.testing.assert_array_equal(dsp.start_bias, [bias])
+
+
+@pytest.mark.parametrize("out_beats", [1, 2])
+def test_a_wrong_digit_in_the_rom_is_caught(out_beats, monkeypatch):
+    """One digit's sign flipped in the LUT ROM (the start bias left as it was): the results
+    differ from numpy's, so the bit-exact tests see a wrong digit."""
+    in_type = FixedType(6, 0, True)
+    dut, w, b = make_chunked(8, 4, out_beats, 4, 0.0, 3, "lut")
+    x = vectors(in_type, 8, 3, 1)
+    expected = as_result_beats(x @ w + b, out_beats)
+    good = simulate_stream(dut, x.tolist(), len(x) * out_beats).outputs
+    np.testing.assert_array_equal(np.array(good), expected)
+    words = dut.rom_words()
+    step, k = next(
+        (s, k) for s in range(dut.words) for k in range(len(dut.digits)) if dut.digit_values[s, k]
+    )
+    words[step] ^= 0b100 << (DIGIT_BITS * k)  # the digit's sign
+    monkeypatch.setattr(dut, "rom_words", lambda: words)
+    bad = simulate_stream(dut, x.tolist(), len(x) * out_beats).outputs
+    assert not np.array_equal(np.array(bad), expected)

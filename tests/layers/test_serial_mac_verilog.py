@@ -157,3 +157,31 @@ def test_while_collecting_text_it_elaborates_to_an_instance_of_its_module():
     (name,) = modules.modules
     assert re.fullmatch(r"net__smac_[0-9a-f]{16}", name) and f"{name} " in wrapper
     assert modules.modules[name] == serial_verilog(mac, name)
+
+
+@pytest.mark.parametrize("reuse", [4, 20])
+def test_the_check_finds_a_wrong_digit(reuse, tmp_path):
+    """LUT style: a negative digit's term not inverted, or wrong ROM digits (the one-hot
+    ROM's word read inverted at 4 words; the first digit's magnitude bit flipped in the
+    first word of a ROM in logic at 20), fails the proof."""
+    rng = np.random.default_rng(reuse)
+    w = rng.integers(-9, 10, size=(20, 2))
+    w[0, 0] = -6  # a negative digit on the first step
+    in_type = FixedType(5, 0, False)
+    mac = SerialMatVec(w, in_type, accumulator_type(w, None, in_type, 0), None, reuse, "lut")
+    text = serial_verilog(mac, "gate")
+    check_equivalent(mac, tmp_path)
+    not_inverted = re.sub(r"\? ~(bm\w+) : \1", r"? \1 : \1", text, count=1)
+    if reuse == 4:
+        wrong_rom = text.replace("wrow <= {", "wrow <= ~{", 1)
+    else:
+        wrong_rom = re.sub(
+            r"rom\[0\] = (\d+)'h([0-9a-f]+);",
+            lambda m: f"rom[0] = {m[1]}'h{int(m[2], 16) ^ 1:x};",
+            text,
+            count=1,
+        )
+    for wrong in (not_inverted, wrong_rom):
+        assert wrong != text
+        ok, _ = equivalent(component_verilog(mac, "gold"), wrong, tmp_path)
+        assert not ok
