@@ -34,13 +34,16 @@ simulation netlists).
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
-from .mac_verilog import _hex, module_head, valid_chain
+from .mac_verilog import _hex, module_head, staged_loads, valid_chain
 from .threshold import ARRAY_TABLE, segment_bits
 
 #: the attribute line before the module: mapped apart from the design (see the module doc)
 KEEP_HIERARCHY = '(* keep_hierarchy = "yes" *)'
+#: a name an expression reads (`BankText.stage`; sized constants' digits are never a name)
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 if TYPE_CHECKING:
     from .threshold import BeatThresholdBank, ThresholdBank
@@ -101,8 +104,15 @@ def _signed(name: str, is_signed: bool) -> str:
 
 
 class BankText:
-    """The pieces of a bank module's text (`bank_verilog`, `beat_bank_verilog`): declarations,
-    combinational assignments, registers loaded on ``advance`` and ``always @*`` cases."""
+    """The pieces of a bank module's text (`bank_verilog`, `beat_bank_verilog`): declarations
+    and, per pipeline stage, the combinational values its registers read (temporaries, cases)
+    and those registers, loaded on ``advance`` (`mac_verilog.staged_loads`).
+
+    A value's stage is found from the names it reads (`stage_of`): the input (``i__payload``
+    and the ``beat`` counter) is stage 0, a register loaded from stage ``s - 1`` values is stage
+    ``s``, a combinational value is its sources' stage (a constant one is an assignment); a
+    value reading two stages is refused (each stage is computed only when the one before it
+    was loaded)."""
 
     def __init__(self, bank: ThresholdBank | BeatThresholdBank):
         self.bank = bank
@@ -110,18 +120,36 @@ class BankText:
         self.in_signed = bank.in_type.signed
         self.out_width = bank.out_type.width
         self.decls: list[str] = []
-        self.assigns: list[str] = []
-        self.loads: list[str] = []
-        self.blocks: list[str] = []  # always @* blocks (cases)
+        self.assigns: list[str] = []  # values of constants (assignments, always @* cases)
+        self.stage_of: dict[str, int] = {"i__payload": 0, "beat": 0}
+        self.temps: dict[int, list[str]] = {}  # stage -> blocking assignments it reads
+        self.loads: dict[int, list[str]] = {}  # stage -> its registers' updates
+
+    def stage(self, *values: str) -> int | None:
+        """The stage of the value of the expressions ``values`` (None: constants)."""
+        names = {name for value in values for name in _NAME.findall(value)}
+        stages = {self.stage_of[name] for name in names if name in self.stage_of}
+        if len(stages) > 1:
+            raise ValueError(f"a value reading stages {sorted(stages)}: {values}")
+        return max(stages, default=None)
 
     def reg(self, name: str, width: int, value: str) -> str:
+        stage = (self.stage(value) or 0) + 1
         self.decls.append(f"reg [{width - 1}:0] {name} = {_hex(0, width)};")
-        self.loads.append(f"{name} <= {value};")
+        self.loads.setdefault(stage, []).append(f"{name} <= {value};")
+        self.stage_of[name] = stage
         return name
 
     def wire(self, name: str, width: int, value: str) -> str:
-        self.decls.append(f"wire [{width - 1}:0] {name};")
-        self.assigns.append(f"assign {name} = {value};")
+        """A combinational value: a temporary of the stage loaded from it."""
+        stage = self.stage(value)
+        if stage is None:
+            self.decls.append(f"wire [{width - 1}:0] {name};")
+            self.assigns.append(f"assign {name} = {value};")
+            return name
+        self.decls.append(f"reg [{width - 1}:0] {name};")
+        self.temps.setdefault(stage + 1, []).append(f"{name} = {value};")
+        self.stage_of[name] = stage
         return name
 
     @staticmethod
@@ -131,11 +159,17 @@ class BankText:
 
     def case(self, name: str, width: int, index: str, values: list[str]) -> str:
         """``values[index]`` (expressions; 0 beyond the last, as Amaranth's ``Array``)."""
+        stage = self.stage(index, *values)
         self.decls.append(f"reg [{width - 1}:0] {name};")
-        lines = ["  always @* begin", f"    {name} = {_hex(0, width)};", f"    case ({index})"]
-        lines += [f"      {k}: {name} = {v};" for k, v in enumerate(values)]
-        lines += ["    endcase", "  end"]
-        self.blocks.append("\n".join(lines))
+        lines = [f"{name} = {_hex(0, width)};", f"case ({index})"]
+        lines += [f"  {k}: {name} = {v};" for k, v in enumerate(values)]
+        lines += ["endcase"]
+        if stage is None:  # of constants: combinational
+            block = ["always @* begin", *[f"  {line}" for line in lines], "end"]
+            self.assigns.extend(block)
+            return name
+        self.temps.setdefault(stage + 1, []).extend(lines)
+        self.stage_of[name] = stage
         return name
 
     def module(
@@ -145,25 +179,26 @@ class BankText:
         latency: int,
         decls: tuple[str, ...] = (),
         logic: tuple[str, ...] = (),
+        watched: tuple[str, int] | None = None,
     ) -> str:
         """The whole module ``name`` (kept apart): its ports for ``lanes`` lanes, ``decls``
         (further declaration lines) and the collected declarations, the valid chain of
-        ``latency``, ``logic`` (further lines), ``o__payload = levels``, the assignments, cases
-        and the registers loaded on ``advance``."""
+        ``latency``, ``logic`` (further lines), ``o__payload = levels``, and the stages
+        (`staged_loads`: ``watched`` = (expression, width) of what stage 1 reads, by default
+        ``i__payload``)."""
+        in_bits = lanes * self.in_width
+        stages = max([latency, *self.loads, *self.temps])
+        blocks = [(self.temps.get(s, []), self.loads.get(s, [])) for s in range(1, stages + 1)]
         lines = [
             KEEP_HIERARCHY,
-            *module_head(name, lanes * self.in_width, lanes * self.out_width, latency),
+            *module_head(name, in_bits, lanes * self.out_width, latency),
             *decls,
             *[f"  {d}" for d in self.decls],
             *valid_chain(latency),
             *logic,
             "  assign o__payload = levels;",
             *[f"  {a}" for a in self.assigns],
-            *self.blocks,
-            "  always @(posedge clk)",
-            "    if (advance) begin",
-            *[f"      {load}" for load in self.loads],
-            "    end",
+            *staged_loads(blocks, *(watched or ("i__payload", in_bits))),
             "endmodule",
         ]
         return "\n".join(lines) + "\n"

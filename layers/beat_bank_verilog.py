@@ -166,7 +166,8 @@ class _Writer(BankText):
             f"      beat <= (beat == {last}) ? {_hex(0, bw)} : beat + {_hex(1, bw)};",
         )
         beat = (f"  reg [{bw - 1}:0] beat = {_hex(0, bw)};",)
-        return self.module(name, bank.lanes, latency, decls=beat, logic=counter)
+        watched = ("{beat, i__payload}", bw + bank.lanes * self.in_width)  # stage 1 reads both
+        return self.module(name, bank.lanes, latency, decls=beat, logic=counter, watched=watched)
 
 
 def beat_bank_verilog(bank: BeatThresholdBank, name: str) -> str:

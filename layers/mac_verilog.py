@@ -127,15 +127,69 @@ def valid_chain(latency: int) -> list[str]:
     ]
 
 
+def staged_loads(
+    blocks: Sequence[tuple[Sequence[str], Sequence[str]]], watched: str, watched_width: int
+) -> list[str]:
+    """The registers of a ``len(blocks)``-stage pipeline loaded on ``advance``, as text:
+    ``blocks[s - 1] = (temporaries, loads)`` of stage ``s`` (loaded from values of stage
+    ``s - 1``; stage 0 is ``watched``, the ``watched_width``-bit concatenation of what stage 1
+    reads: ``i__payload``, and any counter). Each stage is one ``always @(posedge clk) if
+    (load_<s>)`` block: its combinational logic as blocking assignments of temporaries (read
+    only after they are written, in the same block: no registers), then its registers.
+
+    Synthesis (and any simulator but Verilator) sees ``load_<s> = advance``: the same logic
+    as combinational assignments beside registers loaded on ``advance``. Verilator (which
+    evaluates every assignment on every clock edge, busy or not) sees, under ``ifdef
+    VERILATOR``, ``load_1`` only when ``watched`` differs from what stage 1 last read, and
+    ``load_<s>`` only when stage ``s - 1`` was loaded since stage ``s`` last was: a stage not
+    loaded would have loaded the value it holds, so every register holds what it holds in the
+    hardware on every cycle, and the arithmetic runs only when the input moved (issue 17).
+    The ``sim_*`` registers exist only there."""
+    stages = len(blocks)
+    if stages == 0:
+        return []
+    lines = [
+        "`ifdef VERILATOR",
+        "  // Verilator only: a stage is computed when what it reads changed (see the writer)",
+        f"  reg [{watched_width - 1}:0] sim_seen = {_hex(0, watched_width)};",
+        "  reg sim_primed = 1'h0;",
+        *[f"  reg sim_pending_{s} = 1'h1;" for s in range(2, stages + 1)],
+        *[f"  wire load_{s};" for s in range(1, stages + 1)],
+        f"  assign load_1 = advance & (~sim_primed | ({watched} != sim_seen));",
+        *[f"  assign load_{s} = advance & sim_pending_{s};" for s in range(2, stages + 1)],
+        "  always @(posedge clk)",
+        "    if (advance) begin",
+        "      if (load_1) begin",
+        "        sim_primed <= 1'h1;",
+        f"        sim_seen <= {watched};",
+        "      end",
+        *[f"      sim_pending_{s} <= load_{s - 1};" for s in range(2, stages + 1)],
+        "    end",
+        "`else",
+        *[f"  wire load_{s};" for s in range(1, stages + 1)],
+        *[f"  assign load_{s} = advance;" for s in range(1, stages + 1)],
+        "`endif",
+    ]
+    for s, (temps, loads) in enumerate(blocks, 1):
+        if temps or loads:
+            lines += ["  always @(posedge clk)", f"    if (load_{s}) begin"]
+            lines += [f"      {line}" for line in (*temps, *loads)]
+            lines += ["    end"]
+    return lines
+
+
 class _Writer:
-    """The text of one array: declarations, combinational assignments, registers."""
+    """The text of one array: declarations, combinational assignments, and per pipeline stage
+    its temporaries and registers (`staged_loads`)."""
 
     def __init__(self, mac: ConstantMatVec):
         self.mac = mac
         self.plan = mac.plan
         self.decls: list[str] = []
         self.assigns: list[str] = []
-        self.loads: list[str] = []  # register updates under `advance`
+        # stage -> blocking assignments of the combinational values that stage's registers read
+        self.temps: dict[int, list[str]] = {}
+        self.loads: dict[int, list[str]] = {}  # stage -> register updates (under `load_<s>`)
         self.delays: dict[int, int] = {}  # node -> delay registers in its chain
         in_shape = mac.in_shape
         # (name, width, signed) of each node's value in its own cycle
@@ -162,10 +216,22 @@ class _Writer:
         """``node << shift`` of the term (its sign apart) as seen in ``cycle``."""
         return _operand(*self.at(t.node, cycle), t.shift)
 
+    def comb(self, name: str, width: int, value: str, cycle: int) -> None:
+        """The combinational value ``name`` of ``cycle``: a temporary of the stage loaded from
+        it (`staged_loads`), or an assignment in the last cycle (an unregistered output)."""
+        if cycle < self.plan.latency:
+            self.decls.append(f"reg [{width - 1}:0] {name};")
+            self.temps.setdefault(cycle + 1, []).append(f"{name} = {value};")
+        else:
+            self.decls.append(f"wire [{width - 1}:0] {name};")
+            self.assigns.append(f"assign {name} = {value};")
+
+    def load(self, stage: int, line: str) -> None:
+        self.loads.setdefault(stage, []).append(line)
+
     def add(self, index: int) -> None:
         node = self.plan.nodes[index]
         to = width_of(node.lo, node.hi)
-        self.decls.append(f"wire [{to - 1}:0] n{index};")
         operands = node.operands
         if len(operands) == 2:
             low, high = operands
@@ -176,9 +242,8 @@ class _Writer:
                 a_high = _operand(f"{a}[{a_width - 1}:{shift}]", a_width - shift, a_signed)
                 a_text, b_text = _alike([a_high, self.term(Term(high.node, 0, 1), node.cycle)])
                 op = "+" if high.sign > 0 else "-"
-                self.decls.append(f"wire [{to - shift - 1}:0] n{index}_high;")
-                self.assigns.append(f"assign n{index}_high = {a_text} {op} {b_text};")
-                self.assigns.append(f"assign n{index} = {{n{index}_high, {a}[{shift - 1}:0]}};")
+                self.comb(f"n{index}_high", to - shift, f"{a_text} {op} {b_text}", node.cycle)
+                self.comb(f"n{index}", to, f"{{n{index}_high, {a}[{shift - 1}:0]}}", node.cycle)
                 return
         # Negative terms are subtracted: one subtractor instead of a negation and an adder.
         ordered = sorted(operands, key=lambda t: -t.sign)
@@ -186,7 +251,7 @@ class _Writer:
         total = f"-{texts[0]}" if ordered[0].sign < 0 else texts[0]
         for t, text in zip(ordered[1:], texts[1:], strict=True):
             total += f" {'-' if t.sign < 0 else '+'} {text}"
-        self.assigns.append(f"assign n{index} = {total};")
+        self.comb(f"n{index}", to, total, node.cycle)
 
     def mul(self, index: int) -> None:
         node = self.plan.nodes[index]
@@ -198,7 +263,7 @@ class _Writer:
             product = f"$signed({x}) * $signed({factor_width + 1}'d{node.factor})"
         else:
             product = f"{x} * {factor_width}'d{node.factor}"
-        self.loads.append(f"n{index}_mul <= {product};")
+        self.load(node.cycle, f"n{index}_mul <= {product};")
 
     def text(self, name: str) -> str:
         mac, plan = self.mac, self.plan
@@ -208,8 +273,8 @@ class _Writer:
             width = width_of(node.lo, node.hi)
             if node.kind == "input":
                 low = node.index * in_width
-                self.decls.append(f"wire [{in_width - 1}:0] n{index};")
-                self.assigns.append(f"assign n{index} = i__payload[{low + in_width - 1}:{low}];")
+                value = f"i__payload[{low + in_width - 1}:{low}]"
+                self.comb(f"n{index}", in_width, value, node.cycle)
             elif node.kind == "const":
                 self.decls.append(f"wire [{width - 1}:0] n{index};")
                 self.assigns.append(f"assign n{index} = {_hex(node.factor, width)};")
@@ -230,7 +295,7 @@ class _Writer:
                     value = self.term(t, latency - 1)[0]
                     value = f"-{value}" if t.sign < 0 else value
                     low = j * acc_width
-                    self.loads.append(f"result[{low + acc_width - 1}:{low}] <= {value};")
+                    self.load(latency, f"result[{low + acc_width - 1}:{low}] <= {value};")
             self.assigns.append("assign o__payload = result;")
         else:
             for j, (t, b) in enumerate(zip(plan.outputs, plan.bias, strict=True)):
@@ -244,17 +309,18 @@ class _Writer:
         # delay chains (shared by every use of a node, as StageRegisters.delay)
         for node, depth in sorted(self.delays.items()):
             source, width, _ = self.base[node]
+            cycle = plan.nodes[node].cycle
             for k in range(1, depth + 1):
                 self.decls.append(f"reg [{width - 1}:0] n{node}_d{k} = {_hex(0, width)};")
-                self.loads.append(f"n{node}_d{k} <= {source if k == 1 else f'n{node}_d{k - 1}'};")
+                previous = source if k == 1 else f"n{node}_d{k - 1}"
+                self.load(cycle + k, f"n{node}_d{k} <= {previous};")
+        stages = max([latency, *self.loads, *self.temps])
+        blocks = [(self.temps.get(s, []), self.loads.get(s, [])) for s in range(1, stages + 1)]
         lines = module_head(name, n_in * in_width, n_out * acc_width, latency)
         lines += [f"  {d}" for d in self.decls]
         lines += valid_chain(latency)
         lines += [f"  {a}" for a in self.assigns]
-        if self.loads:
-            lines += ["  always @(posedge clk)", "    if (advance) begin"]
-            lines += [f"      {load}" for load in self.loads]
-            lines += ["    end"]
+        lines += staged_loads(blocks, "i__payload", n_in * in_width) if self.loads else []
         lines.append("endmodule")
         return "\n".join(lines) + "\n"
 

@@ -16,7 +16,7 @@ from rtlgen.layers.bank_verilog import bank_verilog, supported
 from rtlgen.layers.threshold import ThresholdBank
 from rtlgen.quant.fixed import FixedType
 
-from .test_mac_verilog import equivalent
+from .test_mac_verilog import equivalent, needs_icarus, verilator_view_matches
 from .test_threshold import _random_bank
 
 
@@ -59,3 +59,27 @@ def test_the_check_finds_a_wrong_threshold(tmp_path):
     wrong = ThresholdBank(bank.in_type, bank.out_type, moved, bank.levels)
     ok, _ = equivalent(component_verilog(bank, "gold"), bank_verilog(wrong, "gate"), tmp_path)
     assert not ok
+
+
+@needs_icarus
+@pytest.mark.parametrize("seed", range(4))
+def test_verilators_view_computes_a_stage_only_when_its_input_moved_with_the_same_outputs(
+    seed, tmp_path
+):
+    bank = random_bank(seed)
+    in_bits = bank.in_type.width * len(bank.levels)
+    out_bits = bank.out_type.width * len(bank.levels)
+    text = bank_verilog(bank, "gate")
+    assert verilator_view_matches(text, in_bits, out_bits, tmp_path, seed)
+
+
+@needs_icarus
+def test_verilators_view_of_a_two_level_bank_of_63_thresholds(tmp_path):
+    in_type, out_type = FixedType(15, 4, True), FixedType(6, 0, False)
+    ts = sorted(set(range(-8000, 8000, 251)))[:63]
+    bank = ThresholdBank(in_type, out_type, [ts, ts[1::2]], [list(range(64)), list(range(32))])
+    text = bank_verilog(bank, "gate")
+    assert "load_3" in text
+    assert verilator_view_matches(text, 30, 12, tmp_path)
+    wrong = text.replace("sim_pending_3 <= load_2;", "sim_pending_3 <= 1'h0;")
+    assert not verilator_view_matches(wrong, 30, 12, tmp_path)

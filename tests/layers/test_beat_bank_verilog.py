@@ -26,7 +26,7 @@ from rtlgen.layers.threshold import BeatThresholdBank, ThresholdBank
 from rtlgen.quant.fixed import FixedType
 from rtlgen.quant.threshold import threshold_reference
 
-from .test_mac_verilog import equivalent
+from .test_mac_verilog import equivalent, verilator_view_matches
 from .test_threshold import _inputs, _padded, _random_bank, every_code_in_every_beat
 
 # (input type, output type, lanes, beats, most thresholds per element, seed)
@@ -264,3 +264,17 @@ def test_in_a_network_the_bank_is_a_kept_module_of_its_own():
     assert f"{KEEP_HIERARCHY}\nmodule {name}(" in text
     assert beat_bank_verilog(plan.stages[0], name) in text
     assert "__beatbank_" not in text
+
+
+@needs_icarus
+@pytest.mark.parametrize("shape", SHAPES)
+def test_verilators_view_computes_a_stage_only_when_its_input_or_beat_moved(shape, tmp_path):
+    dut = beat_bank(*SHAPES[shape])
+    text = beat_bank_verilog(dut, "gate")
+    in_bits, out_bits = dut.lanes * dut.in_type.width, dut.lanes * dut.out_type.width
+    assert verilator_view_matches(text, in_bits, out_bits, tmp_path)
+    if dut.beats > 1:  # a stage 1 that does not see the beat move computes stale bounds
+        seen = f"(i__payload != sim_seen[{in_bits - 1}:0])"
+        wrong = text.replace("({beat, i__payload} != sim_seen)", seen)
+        assert wrong != text
+        assert not verilator_view_matches(wrong, in_bits, out_bits, tmp_path)

@@ -7,6 +7,7 @@ across multiplier styles, input types, narrowed input ranges, pipelining and out
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 
 import numpy as np
@@ -70,6 +71,66 @@ def equivalent(gold: str, gate: str, tmp_path) -> tuple[bool, str]:
     return proc.returncode == 0, status + proc.stdout + proc.stderr
 
 
+#: drives a text module ``gate`` with random inputs that often hold (so that Verilator's view
+#: of `staged_loads` skips stages), random input valid, output ready and reset, and prints
+#: every output on every cycle
+STAGED_BENCH = """
+module tb;
+  reg clk = 1'b0, rst = 1'b1, i__valid = 1'b0, o__ready = 1'b0;
+  reg [{in_msb}:0] i__payload = 0;
+  wire i__ready, o__valid;
+  wire [{out_msb}:0] o__payload;
+  integer seed = {seed}, cycle, k;
+  gate dut(.clk(clk), .rst(rst), .i__payload(i__payload), .i__valid(i__valid),
+           .i__ready(i__ready), .o__payload(o__payload), .o__valid(o__valid),
+           .o__ready(o__ready));
+  initial begin
+    for (cycle = 0; cycle < {cycles}; cycle = cycle + 1) begin
+      k = $random(seed) & 7;
+      if (k == 0)
+        for (k = 0; k <= {in_msb}; k = k + 1) i__payload[k] = $random(seed);
+      else if (k == 1)
+        i__payload[$unsigned($random(seed)) % {in_bits}] = $random(seed);
+      i__valid = $random(seed);
+      o__ready = ($random(seed) & 3) != 0;
+      rst = cycle < 2 || ($random(seed) & 63) == 0;
+      #1 clk = 1'b1;
+      #1 clk = 1'b0;
+      $display("%0d %h %b %b", cycle, o__payload, o__valid, i__ready);
+    end
+    $finish;
+  end
+endmodule
+"""
+
+
+def verilator_view_matches(text: str, in_bits: int, out_bits: int, tmp_path, seed: int = 1):
+    """Whether the module ``gate`` of ``text`` gives the same outputs on every cycle in Icarus
+    with ``VERILATOR`` defined (the stages `staged_loads` computes only when their inputs
+    changed) and without it (every stage on every ``advance``, as synthesized)."""
+    (tmp_path / "gate.v").write_text(text)
+    bench = STAGED_BENCH.format(
+        in_msb=in_bits - 1, in_bits=in_bits, out_msb=out_bits - 1, seed=seed, cycles=600
+    )
+    (tmp_path / "tb.v").write_text(bench)
+    outputs = []
+    for defines in ([], ["-DVERILATOR"]):
+        subprocess.run(
+            ["iverilog", "-g2005", *defines, "-o", "tb.vvp", "tb.v", "gate.v"],
+            cwd=tmp_path,
+            check=True,
+        )
+        run = subprocess.run(
+            ["vvp", "-n", "tb.vvp"], cwd=tmp_path, capture_output=True, text=True, check=True
+        )
+        outputs.append([line for line in run.stdout.splitlines() if line[:1].isdigit()])
+    assert len(outputs[0]) == 600
+    return outputs[0] == outputs[1]
+
+
+needs_icarus = pytest.mark.skipif(shutil.which("iverilog") is None, reason="no iverilog")
+
+
 def check_equivalent(mac: ConstantMatVec, tmp_path) -> None:
     ok, status = equivalent(component_verilog(mac, "gold"), matvec_verilog(mac, "gate"), tmp_path)
     assert ok, status[-3000:]
@@ -102,7 +163,7 @@ def test_the_check_finds_a_wrong_constant(tmp_path):
     mac = random_mac(1, Multiplier.LUT)
     text = matvec_verilog(mac, "gate")
     # one adder turned into a subtractor
-    wrong = re.sub(r"(assign n\d+ = [^;]*?) \+ ", r"\1 - ", text, count=1)
+    wrong = re.sub(r"( n\d+ = [^;]*?) \+ ", r"\1 - ", text, count=1)
     assert wrong != text
     ok, _ = equivalent(component_verilog(mac, "gold"), wrong, tmp_path)
     assert not ok
@@ -120,3 +181,28 @@ def test_equal_arrays_share_one_module_named_by_its_text():
     name, text = module_name("net", macs[0])
     assert re.fullmatch(r"net__mac_[0-9a-f]{16}", name)
     assert modules.modules[name] == text and text.startswith(f"module {name}(")
+
+
+@needs_icarus
+@pytest.mark.parametrize("seed", [0, 2, 5, 6])  # latency 3, 2 (unregistered output), 4, 3
+def test_verilators_view_computes_a_stage_only_when_its_input_moved_with_the_same_outputs(
+    seed, tmp_path
+):
+    mac = random_mac(seed, list(Multiplier)[seed % 3])
+    text = matvec_verilog(mac, "gate")
+    assert "`ifdef VERILATOR" in text or mac.plan.latency == 0
+    in_bits = mac.in_shape.width * mac.weights.shape[0]
+    out_bits = mac.acc_type.width * len(mac.plan.outputs)
+    assert verilator_view_matches(text, in_bits, out_bits, tmp_path, seed)
+
+
+@needs_icarus
+def test_the_verilator_view_check_finds_a_stage_that_misses_a_change(tmp_path):
+    mac = random_mac(5, Multiplier.AUTO)
+    text = matvec_verilog(mac, "gate")
+    in_bits = mac.in_shape.width * mac.weights.shape[0]
+    out_bits = mac.acc_type.width * len(mac.plan.outputs)
+    # stage 2 forgets that stage 1 was loaded: it keeps what it computed from older inputs
+    wrong = text.replace("sim_pending_2 <= load_1;", "sim_pending_2 <= 1'h0;")
+    assert wrong != text
+    assert not verilator_view_matches(wrong, in_bits, out_bits, tmp_path)
