@@ -100,6 +100,8 @@ class SimResult:
     #: first_mismatch, tlast_errors, tuser_errors, extra_beats, latency_cycles (worst
     #: sample, on this master), manifest_latency_cycles, ii_cycles
     outputs: tuple[dict, ...] = field(default=(), compare=False)
+    #: processes the run was split over (the C++ harness's shards, `simulate(jobs=...)`)
+    shards: int = 1
 
     @property
     def out_path(self) -> Path:
@@ -283,4 +285,5 @@ def simulate(
         y_sim=next(iter(y_sim_outputs.values())),
         y_sim_outputs=y_sim_outputs,
         outputs=tuple(result.get("outputs", ())),
+        shards=int(result.get("shards", 1)),
     )

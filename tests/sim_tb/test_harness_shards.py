@@ -9,6 +9,7 @@ cycles: the shards' streaming cycles added up).
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import numpy as np
@@ -285,7 +286,7 @@ def test_a_timeout_names_its_shard(faulty_outdir, build_root, monkeypatch):
 def test_more_processes_than_samples(chansum_outdir, build_root):
     x_int, y_int = _vectors(count=3)
     (one, _), (many, written) = _runs(chansum_outdir, x_int, y_int, build_root, jobs=(1, 8))
-    assert written["shards"] == 3 and many.passed
+    assert written["shards"] == many.shards == 3 and many.passed
     _same(one, many)
     assert many.ii_cycles is None  # one sample per shard: no gap inside a shard
     assert many.latency_cycles == one.latency_cycles == 5
@@ -299,3 +300,29 @@ def test_one_process_is_the_run_it_was(chansum_outdir, build_root):
     assert written["shards"] == 1 and "== shard" not in (one.results_dir / "sim.log").read_text()
     _same(one, default)
     assert (one.cycles, default.cycles) == (5 + 4 * (SAMPLES - 1),) * 2
+
+
+def test_each_process_end_is_a_progress_note(chansum_outdir, build_root):
+    x_int, y_int = _vectors(count=8)
+    notes: list[str] = []
+
+    @contextlib.contextmanager
+    def progress(message):
+        notes.append(message)
+        yield notes.append
+
+    result = simulate(
+        chansum_outdir,
+        x_int,
+        y_int,
+        build_root=build_root,
+        harness="cpp",
+        jobs=2,
+        progress=progress,
+    )
+    assert result.passed and result.shards == 2
+    assert notes[-3:] == [
+        "simulating 8 samples (C++ harness, 2 processes)",
+        "1 of 2 processes done",
+        "2 of 2 processes done",
+    ]
