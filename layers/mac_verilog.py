@@ -150,7 +150,7 @@ def staged_loads(
         return []
     lines = [
         "`ifdef VERILATOR",
-        "  // Verilator only: a stage is computed when what it reads changed (see the writer)",
+        "  // (simulation) a stage is computed only when what it reads changed (see the writer)",
         f"  reg [{watched_width - 1}:0] sim_seen = {_hex(0, watched_width)};",
         "  reg sim_primed = 1'h0;",
         *[f"  reg sim_pending_{s} = 1'h1;" for s in range(2, stages + 1)],
