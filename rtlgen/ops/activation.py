@@ -9,6 +9,8 @@ Hardware: a `Requantize` (clamp in the input's units, then rounding and saturati
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from rtlgen import ir
@@ -25,10 +27,12 @@ from rtlgen.ops.leaky_relu import spec_node
 from rtlgen.ops.lut_activation import table_node
 from rtlgen.ops.registry import Op, Shape, register_op
 from rtlgen.passes import lower_activation
-from rtlgen.plan import LayerPlan, PlanContext, requantize_stage
 from rtlgen.quant.errors import UnsupportedError
 from rtlgen.quant.fixed import FixedType
 from rtlgen.quant.reference import finish_activation
+
+if TYPE_CHECKING:
+    from rtlgen.plan import LayerPlan, PlanContext
 
 
 def read_keras_activation(layer: KerasLayer, shape: Shape, source: WeightSource) -> LayerOut:
@@ -67,6 +71,8 @@ def activation_reference(node: ir.Activation, x: np.ndarray, in_type: FixedType)
 
 
 def plan_activation(node: ir.Activation, ctx: PlanContext) -> LayerPlan:
+    from rtlgen.plan import LayerPlan, requantize_stage
+
     return LayerPlan(node, (requantize_stage(node, node.out_shape[-1]),), out_spacing=ctx.spacing)
 
 

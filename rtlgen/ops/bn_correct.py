@@ -27,19 +27,20 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from rtlgen import ir
-from rtlgen.layers.corrected_requantize import CorrectedRequantize
-from rtlgen.ops.matvec import plan_matvec, weights_matrix
+from rtlgen.ops.matvec import plan_matvec
 from rtlgen.ops.registry import Op, Shape, register_op
-from rtlgen.plan import LayerPlan, PlanContext, StreamFormat
 from rtlgen.quant.arith import clamp_bounds
 from rtlgen.quant.errors import RtlgenError
 from rtlgen.quant.fixed import FixedType
 from rtlgen.quant.threshold import StepFunction, step_thresholds
+
+if TYPE_CHECKING:
+    from rtlgen.plan import LayerPlan, PlanContext
 
 #: most corrected input ranges per channel (the saved arrays' width)
 MAX_CORRECTIONS = 256
@@ -164,6 +165,9 @@ def _exact_part(node: CorrectedScaleShift) -> ir.ScaleShift:
 
 
 def plan_corrected(node: CorrectedScaleShift, ctx: PlanContext) -> LayerPlan:
+    from rtlgen.layers.corrected_requantize import CorrectedRequantize
+    from rtlgen.plan import StreamFormat, weights_matrix
+
     assert node.acc_type is not None and node.out_type is not None
     exact = _exact_part(node)
     base = plan_matvec(exact, ctx)

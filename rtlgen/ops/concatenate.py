@@ -9,6 +9,7 @@ fraction, enough integer bits for all); nothing is rounded. Hardware: a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,10 +17,12 @@ from rtlgen import ir
 from rtlgen.frontend.keras_config import KerasLayer, LayerOut, WeightSource
 from rtlgen.ops.registry import Op, Shape, register_op
 from rtlgen.passes import LowerContext
-from rtlgen.plan import LayerPlan, PlanContext, StreamFormat
 from rtlgen.quant.errors import RtlgenError, UnsupportedError
 from rtlgen.quant.fixed import FixedType
 from rtlgen.quant.merge import concat_type, concatenate
+
+if TYPE_CHECKING:
+    from rtlgen.plan import LayerPlan, PlanContext
 
 #: pipeline registers of the join (0 would leave the ready/valid AND of all inputs
 #: combinational into the next layer)
@@ -79,6 +82,7 @@ def concat_reference(
 
 def plan_concat(node: Concat, ctx: PlanContext) -> LayerPlan:
     from rtlgen.layers.merge import Concatenate
+    from rtlgen.plan import LayerPlan, StreamFormat
 
     formats = [
         (StreamFormat.of(shape, t).elements, t)

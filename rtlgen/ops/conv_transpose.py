@@ -27,6 +27,7 @@ per cycle, latency 1.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -51,10 +52,12 @@ from rtlgen.frontend.limits import element_count
 from rtlgen.ops.activation import activation_nodes
 from rtlgen.ops.registry import Op, Shape, register_op
 from rtlgen.ops.zero_padding import check_geometry, lower_same_type, output_positions
-from rtlgen.plan import LayerPlan, PlanContext
 from rtlgen.quant.errors import ModelFileError, RtlgenError, UnsupportedError
 from rtlgen.quant.fixed import FixedType
 from rtlgen.quant.spatial import zero_insert, zero_inserted_shape
+
+if TYPE_CHECKING:
+    from rtlgen.plan import LayerPlan, PlanContext
 
 Amounts = tuple[int, int, int, int]
 
@@ -207,6 +210,7 @@ def validate_zero_insertion(node: ZeroInsertion, in_type: FixedType | None) -> N
 def plan_zero_insertion(node: ZeroInsertion, ctx: PlanContext) -> LayerPlan:
     from rtlgen.layers.common import shape_of
     from rtlgen.layers.spatial import ZeroInsert
+    from rtlgen.plan import LayerPlan
 
     height, width, channels = ir.spatial(node.in_shape)
     block = ZeroInsert(height, width, channels, node.strides, node.padding, shape_of(ctx.in_type))

@@ -8,6 +8,7 @@ kept ones, so its output beats are spaced at least as its input's.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,10 +22,12 @@ from rtlgen.ops.zero_padding import (
     lower_same_type,
     spatial_dims,
 )
-from rtlgen.plan import LayerPlan, PlanContext
 from rtlgen.quant.errors import ModelFileError, RtlgenError
 from rtlgen.quant.fixed import FixedType
 from rtlgen.quant.spatial import crop, cropped_shape
+
+if TYPE_CHECKING:
+    from rtlgen.plan import LayerPlan, PlanContext
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,6 +70,7 @@ def validate_cropping(node: Cropping, in_type: FixedType | None) -> None:
 def plan_cropping(node: Cropping, ctx: PlanContext) -> LayerPlan:
     from rtlgen.layers.common import shape_of
     from rtlgen.layers.spatial import Crop
+    from rtlgen.plan import LayerPlan
 
     height, width, channels = ir.spatial(node.in_shape)
     block = Crop(height, width, channels, node.cropping, shape_of(ctx.in_type))

@@ -8,6 +8,8 @@ partial sums as it arrives (`rtlgen.ops.matvec.stream_steps`).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from rtlgen import ir
@@ -20,8 +22,10 @@ from rtlgen.frontend.keras_config import (
 from rtlgen.frontend.limits import element_count
 from rtlgen.ops.registry import Op, Shape, register_op
 from rtlgen.passes import LowerContext
-from rtlgen.plan import LayerPlan, PlanContext, StreamFormat
 from rtlgen.quant.fixed import FixedType
+
+if TYPE_CHECKING:
+    from rtlgen.plan import LayerPlan, PlanContext, StreamFormat
 
 
 def read_keras_flatten(layer: KerasLayer, shape: Shape, source: WeightSource) -> LayerOut:
@@ -39,6 +43,7 @@ def flatten_reference(node: ir.Flatten, x: np.ndarray, in_type: FixedType) -> np
 def plan_flatten(node: ir.Flatten, ctx: PlanContext) -> LayerPlan:
     from rtlgen.layers.common import shape_of
     from rtlgen.layers.flatten import Deserialize
+    from rtlgen.plan import LayerPlan, StreamFormat
 
     fmt_in = StreamFormat.of(node.in_shape, ctx.in_type)
     if fmt_in.beats == 1:

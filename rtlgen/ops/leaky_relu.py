@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,11 +42,8 @@ from rtlgen.frontend.keras_config import (
     config_value,
     layer_weights,
 )
-from rtlgen.layers.lookup import PiecewiseLinear, PositionalPiecewiseLinear, position_slopes
-from rtlgen.layers.requantize import Requantize
 from rtlgen.ops.registry import Op, Shape, register_op
 from rtlgen.passes import LowerContext
-from rtlgen.plan import LayerPlan, PlanContext, StreamFormat
 from rtlgen.quant.activations import (
     LeakySpec,
     leaky_error_bound,
@@ -59,6 +56,9 @@ from rtlgen.quant.arith import apply_clamp
 from rtlgen.quant.errors import ModelFileError, RtlgenError, UnsupportedError
 from rtlgen.quant.fixed import FixedType, Overflow, Rounding, shift_round
 from rtlgen.quant.quantizers import QuantizedLeakyRelu
+
+if TYPE_CHECKING:
+    from rtlgen.plan import LayerPlan, PlanContext
 
 #: Bits of a fixed-point slope (`slope_type`): exact for dyadic alphas of up to 16 bits.
 SLOPE_BITS = 16
@@ -327,6 +327,10 @@ def leaky_reference(node: LeakyRelu, x: np.ndarray, in_type: FixedType) -> np.nd
 
 
 def plan_leaky(node: LeakyRelu, ctx: PlanContext) -> LayerPlan:
+    from rtlgen.layers.lookup import PiecewiseLinear, PositionalPiecewiseLinear
+    from rtlgen.layers.requantize import Requantize
+    from rtlgen.plan import LayerPlan, StreamFormat
+
     assert node.out_type is not None
     lanes = StreamFormat.of(node.in_shape, ctx.in_type).elements
     spec = leaky_spec(node, ctx.in_type)
@@ -352,6 +356,8 @@ def leaky_constant_shapes(in_shape: Shape, out_shape: Shape) -> dict[str, list[S
 
 
 def validate_leaky(node: LeakyRelu, in_type: FixedType | None) -> None:
+    from rtlgen.layers.lookup import position_slopes
+
     if node.in_shape != node.out_shape:
         raise RtlgenError(f"in_shape {node.in_shape} and out_shape {node.out_shape} differ")
     if node.out_type is None or node.acc_type is None or not isinstance(node.scale, ir.QTensor):

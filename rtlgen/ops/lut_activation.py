@@ -89,7 +89,7 @@ import math
 from dataclasses import dataclass, field
 from enum import Enum
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -101,12 +101,9 @@ from rtlgen.frontend.keras_config import (
     WeightSource,
     config_number,
 )
-from rtlgen.layers.lookup import BypassTable, LookupTable, SplitTable
-from rtlgen.layers.requantize import Requantize
 from rtlgen.ops.registry import Op, Shape, register_op
 from rtlgen.ops.threshold import MAX_INPUT_WIDTH, Threshold, pad
 from rtlgen.passes import LowerContext
-from rtlgen.plan import LayerPlan, PlanContext, StreamFormat
 from rtlgen.quant.activations import (
     MAX_TABLE_INPUT_BITS,
     SELU_ALPHA,
@@ -131,6 +128,9 @@ from rtlgen.quant.threshold import (
     level_span,
     step_thresholds,
 )
+
+if TYPE_CHECKING:
+    from rtlgen.plan import LayerPlan, PlanContext
 
 #: Default width of a table's input when a wider input is requantized (4 K entries a lane).
 TABLE_INPUT_BITS = 12
@@ -839,6 +839,10 @@ def table_reference(node: TableActivation, x: np.ndarray, in_type: FixedType) ->
 
 
 def plan_table(node: TableActivation, ctx: PlanContext) -> LayerPlan:
+    from rtlgen.layers.lookup import BypassTable, LookupTable, SplitTable
+    from rtlgen.layers.requantize import Requantize
+    from rtlgen.plan import LayerPlan, StreamFormat
+
     assert node.table_type is not None and node.out_type is not None
     lanes = StreamFormat.of(node.in_shape, ctx.in_type).elements
     stages: list[Any] = []

@@ -9,21 +9,14 @@ convolution first walks its windows with a `WindowGenerator`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from rtlgen import ir
-from rtlgen.plan import (
-    FUSED_REQUANTIZE_LEVELS,
-    HardwareOptions,
-    LayerPlan,
-    Parallelism,
-    Pipeline,
-    PlanContext,
-    StreamFormat,
-    output_is_accumulator,
-    requantize_stage,
-    weights_matrix,
-)
+
+if TYPE_CHECKING:
+    from rtlgen.plan import HardwareOptions, LayerPlan, PlanContext, StreamFormat
 
 
 def stream_steps(
@@ -47,6 +40,7 @@ def stream_steps(
     one step per beat. The result is ready ``steps + depth + 1`` cycles after the
     last beat instead of after a whole vector's worth of steps."""
     from rtlgen.layers.serial_mac import shared_multipliers
+    from rtlgen.plan import Parallelism
 
     cap = options.reuse_cap(node.name)
     if (
@@ -89,6 +83,16 @@ def plan_matvec(node: ir.Conv | ir.Dense | ir.ScaleShift, ctx: PlanContext) -> L
     from rtlgen.layers.serial_mac import SerialMatVec, shared_multipliers
     from rtlgen.layers.stream_util import SkidBuffer
     from rtlgen.layers.window import WindowGenerator
+    from rtlgen.plan import (
+        FUSED_REQUANTIZE_LEVELS,
+        LayerPlan,
+        Parallelism,
+        Pipeline,
+        StreamFormat,
+        output_is_accumulator,
+        requantize_stage,
+        weights_matrix,
+    )
 
     in_type, options, spacing, sample_cycles = (
         ctx.in_type,
@@ -247,6 +251,7 @@ def _plan_streaming(node, ctx: PlanContext, w: np.ndarray, bias) -> LayerPlan:
     from rtlgen.layers.common import shape_of
     from rtlgen.layers.flatten import Deserialize
     from rtlgen.layers.serial_mac import SerialMatVec
+    from rtlgen.plan import LayerPlan, output_is_accumulator, requantize_stage
 
     fmt = ctx.in_format
     assert fmt is not None

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,10 +32,12 @@ from rtlgen import ir
 from rtlgen.frontend.keras_config import KerasLayer, LayerOut, WeightSource
 from rtlgen.ops.registry import Op, Shape, register_op
 from rtlgen.passes import LowerContext
-from rtlgen.plan import LayerPlan, PlanContext, StreamFormat
 from rtlgen.quant.errors import RtlgenError, UnsupportedError
 from rtlgen.quant.fixed import FixedType, Overflow, Rounding
 from rtlgen.quant.merge import MergeOp, average_divisor, merge, merge_acc_type
+
+if TYPE_CHECKING:
+    from rtlgen.plan import LayerPlan, PlanContext
 
 
 @dataclass(frozen=True, eq=False)
@@ -154,6 +157,7 @@ def merge_reference(
 
 def plan_merge(node: Merge, ctx: PlanContext) -> LayerPlan:
     from rtlgen.layers.merge import Merge as MergeComponent
+    from rtlgen.plan import LayerPlan, StreamFormat
 
     assert node.out_type is not None
     result = StreamFormat.of(node.out_shape, node.out_type)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,11 +33,13 @@ from rtlgen.ops.activation import activation_nodes
 from rtlgen.ops.conv import padded_walk_cycles
 from rtlgen.ops.registry import Op, Shape, register_op
 from rtlgen.passes import LowerContext
-from rtlgen.plan import LayerPlan, PlanContext
 from rtlgen.quant.arith import divide_round
 from rtlgen.quant.errors import RtlgenWarning, UnsupportedError
 from rtlgen.quant.fixed import FixedType, requantize
 from rtlgen.quant.reference import as_image, pad_image, windows
+
+if TYPE_CHECKING:
+    from rtlgen.plan import LayerPlan, PlanContext
 
 
 def read_keras_pool(layer: KerasLayer, shape: Shape, source: WeightSource) -> LayerOut:
@@ -140,6 +143,7 @@ def plan_pool(node: ir.Pool, ctx: PlanContext) -> LayerPlan:
     `AvgPool` (a window generator and a reducer)."""
     from rtlgen.layers.global_pool import GlobalAverage, GlobalMax
     from rtlgen.layers.pool import AvgPool, MaxPool
+    from rtlgen.plan import LayerPlan
 
     h, wd, c = ir.spatial(node.in_shape)
     assert node.out_type is not None

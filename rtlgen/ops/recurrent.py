@@ -46,7 +46,7 @@ import warnings
 import weakref
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -68,12 +68,14 @@ from rtlgen.frontend.keras_config import (
 from rtlgen.ops.registry import Op, Shape, register_op
 from rtlgen.ops.threshold import Threshold, unpadded
 from rtlgen.passes import LowerContext, PrecisionConfig, _quantize
-from rtlgen.plan import LayerPlan, PlanContext
 from rtlgen.quant.activations import ActivationKind
 from rtlgen.quant.arith import clamp_bounds
 from rtlgen.quant.errors import RtlgenError, RtlgenWarning, UnsupportedError
 from rtlgen.quant.fixed import FixedType, Overflow, Rounding, shift_round
 from rtlgen.quant.recurrent import CellProgram, ProgramBuilder, run_sequence
+
+if TYPE_CHECKING:
+    from rtlgen.plan import LayerPlan, PlanContext
 
 #: largest state width: a state register feeds a multiplier per weight
 MAX_STATE_BITS = 32
@@ -705,6 +707,7 @@ def recurrent_sample_cycles(node: Recurrent, in_type: FixedType) -> int:
 
 def plan_recurrent(node: Recurrent, ctx: PlanContext) -> LayerPlan:
     from rtlgen.layers.recurrent import RecurrentCell
+    from rtlgen.plan import LayerPlan
 
     cell = RecurrentCell(
         cell_program(node, ctx.in_type),

@@ -11,6 +11,7 @@ it. ``n`` = 1 changes only the shape (one beat either way): no hardware.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,9 +26,11 @@ from rtlgen.frontend.keras_config import (
 )
 from rtlgen.ops.registry import Op, Shape, register_op
 from rtlgen.ops.zero_padding import check_geometry, lower_same_type
-from rtlgen.plan import LayerPlan, PlanContext
 from rtlgen.quant.errors import RtlgenError
 from rtlgen.quant.fixed import FixedType
+
+if TYPE_CHECKING:
+    from rtlgen.plan import LayerPlan, PlanContext
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,6 +63,7 @@ def repeat_sample_cycles(node: RepeatVector, in_type: FixedType) -> int:
 def plan_repeat_vector(node: RepeatVector, ctx: PlanContext) -> LayerPlan:
     from rtlgen.layers.common import shape_of
     from rtlgen.layers.flatten import Repeat
+    from rtlgen.plan import LayerPlan
 
     if node.times == 1:
         return LayerPlan(node, (), out_spacing=ctx.spacing)

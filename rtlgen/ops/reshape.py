@@ -15,6 +15,7 @@ element order and is a reshape.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,9 +25,11 @@ from rtlgen.frontend.limits import element_count
 from rtlgen.ops.flatten import read_keras_flatten
 from rtlgen.ops.registry import Op, Shape, register_op
 from rtlgen.passes import LowerContext
-from rtlgen.plan import LayerPlan, PlanContext, StreamFormat
 from rtlgen.quant.errors import ModelFileError, RtlgenError, UnsupportedError
 from rtlgen.quant.fixed import FixedType
+
+if TYPE_CHECKING:
+    from rtlgen.plan import LayerPlan, PlanContext, StreamFormat
 
 
 @dataclass(frozen=True, eq=False)
@@ -109,6 +112,8 @@ def reshape_reference(node: Reshape, x: np.ndarray, in_type: FixedType) -> np.nd
 
 
 def _formats(node: Reshape, t: FixedType) -> tuple[StreamFormat, StreamFormat]:
+    from rtlgen.plan import StreamFormat
+
     return StreamFormat.of(node.in_shape, t), StreamFormat.of(node.out_shape, t)
 
 
@@ -123,6 +128,7 @@ def plan_reshape(node: Reshape, ctx: PlanContext) -> LayerPlan:
     is one) and split it into beats of the new last axis (unless it stays one)."""
     from rtlgen.layers.common import shape_of
     from rtlgen.layers.flatten import Deserialize, Serialize
+    from rtlgen.plan import LayerPlan
 
     fmt_in, fmt_out = _formats(node, ctx.in_type)
     if fmt_in.elements == fmt_out.elements:
@@ -184,6 +190,8 @@ def lower_permute(node: Permute, ctx: LowerContext) -> Permute:
 
 def permute_sample_cycles(node: Permute, in_type: FixedType) -> int:
     """Splitting the permuted vector into beats emits one beat per cycle without input."""
+    from rtlgen.plan import StreamFormat
+
     fmt_out = StreamFormat.of(node.out_shape, in_type)
     return fmt_out.beats if fmt_out.beats > 1 else 0
 
@@ -193,6 +201,7 @@ def plan_permute(node: Permute, ctx: PlanContext) -> LayerPlan:
     wiring, split it into beats of the new last axis (unless it is one beat)."""
     from rtlgen.layers.common import shape_of
     from rtlgen.layers.flatten import Deserialize, Permutation, Serialize
+    from rtlgen.plan import LayerPlan, StreamFormat
 
     fmt_in = StreamFormat.of(node.in_shape, ctx.in_type)
     fmt_out = StreamFormat.of(node.out_shape, ctx.in_type)

@@ -26,15 +26,13 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rtlgen import ir
-from rtlgen.layers.threshold import ThresholdBank
 from rtlgen.ops.registry import Op, Shape, register_op
 from rtlgen.passes import LowerContext
-from rtlgen.plan import LayerPlan, PlanContext, StreamFormat, kept_while_planning
 from rtlgen.quant.errors import RtlgenError, RtlgenWarning, UnsupportedError
 from rtlgen.quant.fixed import FixedType
 from rtlgen.quant.threshold import (
@@ -45,6 +43,10 @@ from rtlgen.quant.threshold import (
     refuse_data_dependent,
     step_output_type,
 )
+
+if TYPE_CHECKING:
+    from rtlgen.layers.threshold import ThresholdBank
+    from rtlgen.plan import LayerPlan, PlanContext
 
 #: widest input type: the padding value ``max_int + 1`` must itself be a mantissa
 MAX_INPUT_WIDTH = 60
@@ -200,6 +202,9 @@ def threshold_reference(node: Threshold, x: np.ndarray, in_type: FixedType) -> n
 
 
 def plan_threshold(node: Threshold, ctx: PlanContext) -> LayerPlan:
+    from rtlgen.layers.threshold import ThresholdBank
+    from rtlgen.plan import LayerPlan, StreamFormat, kept_while_planning
+
     assert node.out_type is not None
     lanes = StreamFormat.of(node.in_shape, ctx.in_type).elements
 
@@ -226,6 +231,7 @@ def _plan_chunked(node: Threshold, ctx: PlanContext, bank, notes) -> LayerPlan:
     from rtlgen.layers.common import shape_of
     from rtlgen.layers.flatten import Deserialize
     from rtlgen.layers.threshold import BeatThresholdBank
+    from rtlgen.plan import LayerPlan, StreamFormat, kept_while_planning
 
     fmt = ctx.in_format
     assert fmt is not None and node.out_type is not None

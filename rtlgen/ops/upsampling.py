@@ -9,6 +9,7 @@ sample takes ``H * size_h * W * size_w`` cycles and its beats come out back to b
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,10 +25,12 @@ from rtlgen.frontend.keras_config import (
 )
 from rtlgen.ops.registry import Op, Shape, register_op
 from rtlgen.ops.zero_padding import check_geometry, lower_same_type, output_positions, spatial_dims
-from rtlgen.plan import LayerPlan, PlanContext
 from rtlgen.quant.errors import RtlgenError, UnsupportedError
 from rtlgen.quant.fixed import FixedType
 from rtlgen.quant.spatial import upsample_nearest, upsampled_shape
+
+if TYPE_CHECKING:
+    from rtlgen.plan import LayerPlan, PlanContext
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,6 +79,7 @@ def validate_upsampling(node: UpSampling, in_type: FixedType | None) -> None:
 def plan_upsampling(node: UpSampling, ctx: PlanContext) -> LayerPlan:
     from rtlgen.layers.common import shape_of
     from rtlgen.layers.spatial import UpSampleNearest
+    from rtlgen.plan import LayerPlan
 
     height, width, channels = ir.spatial(node.in_shape)
     block = UpSampleNearest(height, width, channels, node.size, shape_of(ctx.in_type))

@@ -9,7 +9,7 @@ beats come out back to back (spacing 1).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,10 +25,12 @@ from rtlgen.frontend.keras_config import (
 from rtlgen.frontend.limits import MAX_DIMENSION
 from rtlgen.ops.registry import Op, Shape, register_op
 from rtlgen.passes import LowerContext
-from rtlgen.plan import LayerPlan, PlanContext
 from rtlgen.quant.errors import ModelFileError, RtlgenError
 from rtlgen.quant.fixed import FixedType
 from rtlgen.quant.spatial import padded_shape, zero_pad
+
+if TYPE_CHECKING:
+    from rtlgen.plan import LayerPlan, PlanContext
 
 Amounts = tuple[int, int, int, int]
 
@@ -144,6 +146,7 @@ def output_positions(node: ir.Node, in_type: FixedType) -> int:
 def plan_zero_padding(node: ZeroPadding, ctx: PlanContext) -> LayerPlan:
     from rtlgen.layers.common import shape_of
     from rtlgen.layers.spatial import ZeroPad
+    from rtlgen.plan import LayerPlan
 
     height, width, channels = ir.spatial(node.in_shape)
     pad = ZeroPad(height, width, channels, node.padding, shape_of(ctx.in_type))
