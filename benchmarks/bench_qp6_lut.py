@@ -1,7 +1,8 @@
 """Where the LUTs of the SVHN QP6 design in the lut style go (issue 18): every component of
 every layer synthesized alone with the whole design's Yosys command.
 
-    python benchmarks/bench_qp6_lut.py --label NAME [--only conv_2,dense_1] [--design DIR]
+    python benchmarks/bench_qp6_lut.py --label NAME [--only conv_2,dense_1 [--base LABEL]]
+        [--design DIR]
 
 The design is `rtlgen convert benchmarks/results/models/svhn_b6_s50_bn0_seed0.json -w
 ..._weights.h5 --input-type 'fixed<16,6>' --multiplier lut` (the benchmarks' SVHN CNN: 6-bit,
@@ -20,6 +21,9 @@ Writes benchmarks/results/svhn_qp6_lut_parts.json: per ``--label`` (one version 
 code) the figures of every part, per layer, and the totals; earlier labels are kept. A
 part whose Verilog is byte for byte one synthesized before (any label) reuses its figures
 (``reused_from``), so a run after a change re-synthesizes only the parts it changed.
+With ``--only``, the other layers keep the figures they have under ``--label`` (or, with
+``--base LABEL``, under that label: a change of some layers measured against a run where
+the rest of the code was as the label's; their Verilog is not rewritten).
 """
 
 from __future__ import annotations
@@ -92,7 +96,9 @@ def _synthesize(text: str, name: str, work: Path) -> dict:
     return figures
 
 
-def run_parts(label: str, only: list[str] | None, argv: list[str]) -> dict:
+def run_parts(
+    label: str, only: list[str] | None, argv: list[str], base: str | None = None
+) -> dict:
     from amaranth.hdl import Shape
 
     from rtlgen.layers.constant_mac import ConstantMatVec
@@ -111,7 +117,9 @@ def run_parts(label: str, only: list[str] | None, argv: list[str]) -> dict:
         "ii_cycles": timing.ii,
         "layers": {},
     }
-    previous = results.get("runs", {}).get(label, {}).get("layers", {})
+    previous = results.get("runs", {}).get(base or label, {}).get("layers", {})
+    if base:
+        run["other_layers_from"] = base
     with tempfile.TemporaryDirectory(prefix="qp6_lut_") as tmp:
         for plan in top.plans:
             layer = plan.node.name
@@ -192,12 +200,13 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--label", default="current", help="this version of the code")
     parser.add_argument("--only", help="comma-separated layer names (others kept from the label)")
+    parser.add_argument("--base", help="with --only: the label the other layers come from")
     parser.add_argument("--design", help="a design folder synthesized by `rtlgen report`")
     args = parser.parse_args(argv)
     if args.design:
         add_design(args.label, args.design)
         return
-    run_parts(args.label, args.only.split(",") if args.only else None, argv)
+    run_parts(args.label, args.only.split(",") if args.only else None, argv, args.base)
 
 
 if __name__ == "__main__":

@@ -91,8 +91,27 @@ def _digit_at(value: int, position: int) -> int:
     return digits[position] if position < len(digits) else 0
 
 
+def _code_bits(digit_values: np.ndarray) -> tuple[tuple[tuple[int | None, int | None], ...], ...]:
+    """Per digit (a column of ``digit_values``, (steps, digits)), per bit of its
+    `digit_code`: ``(rom_bit, None)`` for a bit that differs between steps (the ROM's bits
+    numbered in digit, then bit order), ``(None, value)`` for one that does not."""
+    out, rom_bit = [], 0
+    for column in np.asarray(digit_values).T:
+        codes = {digit_code(int(d)) for d in column}
+        bits = []
+        for b in range(DIGIT_BITS):
+            values = {code >> b & 1 for code in codes}
+            if len(values) == 1:
+                bits.append((None, values.pop()))
+            else:
+                bits.append((rom_bit, None))
+                rom_bit += 1
+        out.append(tuple(bits))
+    return tuple(out)
+
+
 def _digit_term(x, code, position: int):
-    """A radix-4 digit's term of ``x * w`` from its ROM code (`digit_code`): ``x``, ``2x``
+    """A radix-4 digit's term of ``x * w`` from its code bits (`digit_code`): ``x``, ``2x``
     or 0, inverted (``-m - 1``) when negative, times ``4**position``. The ``-1`` of every
     negative digit is a constant of the ROM, added back by the accumulator's start value
     (`SerialMatVec.start_bias`), so no term needs a carry of its own."""
@@ -206,7 +225,8 @@ class SerialMatVec(wiring.Component):
       arithmetic), ``depth`` registers in the product/adder tree, then the
       accumulate/output register. The tree has ``L`` adder
       levels (DSP: ceil(log2(group)) over the registered products; LUT:
-      ceil(log2(group * weight_bits)) over the partial products); with the accumulator's
+      ceil(log2(terms)) over the digit terms of the column with the most); with the
+      accumulator's
       adder that is ``L + 1`` adders in series, registered every ``levels_per_stage``
       (the last stage holds the accumulator): ``depth = ceil((L + 1) / levels_per_stage)
       - 1``, plus the product register in DSP style;
@@ -217,7 +237,11 @@ class SerialMatVec(wiring.Component):
       (``~o.valid | o.ready``), so ``o.ready`` low freezes the datapath; nothing is lost or
       duplicated; gaps between the beats of a vector only delay it;
     - ``multiplier``: "dsp" or "auto" write ``*`` (synthesis maps wide ones to DSP blocks),
-      "lut" builds shift-and-add multipliers (no DSP).
+      "lut" builds shift-and-add multipliers (no DSP): the ROM holds each weight's
+      radix-4 digits (`booth_digits`, `digit_code`), only at the positions that multiplier's
+      own weights use (`digits`), and each digit is one term, ``x``, ``2x`` or 0 shifted,
+      its bits inverted when negative; the accumulator starts from `start_bias`, the bias
+      plus the ones those inverted terms lack.
     """
 
     def __init__(
@@ -295,6 +319,10 @@ class SerialMatVec(wiring.Component):
             ],
             dtype=np.int64,
         ).reshape(len(self.schedule), len(self.digits))
+        #: for every digit its `DIGIT_BITS` code bits: (ROM bit, None) where the code bit
+        #: varies over the steps, (None, constant) where it does not (no ROM bit: a digit
+        #: never +-2 has no ``2x`` input, one never negative no inversion)
+        self.code_bits = _code_bits(self.digit_values)
         per_column = [sum(d.column == o for d in self.digits) for o in range(self.columns)]
         terms = max(per_column, default=0) if lut else self.group
         #: adder levels of the tree (the accumulator's adder comes after them)
@@ -353,24 +381,40 @@ class SerialMatVec(wiring.Component):
     @property
     def rom_width(self) -> int:
         """Bits of a ROM word: ``w_width`` per (row, column) position (DSP/auto); LUT style
-        `DIGIT_BITS` per digit of `digits` (at least one digit's)."""
+        the code bits of `digits` that vary over the steps (`code_bits`; at least one)."""
         if self.multiplier == Multiplier.LUT:
-            return DIGIT_BITS * max(len(self.digits), 1)
+            return max(sum(rom is not None for bits in self.code_bits for rom, _ in bits), 1)
         return self.group * self.columns * self.w_width
 
     def rom_words(self) -> list[int]:
         """The ROM's words, one per step: the weights of its (row, column) positions, two's
         complement, position ``j * columns + o`` at bit ``w_width * (j * columns + o)``
-        (DSP/auto); LUT style the `digit_code` of each digit of `digits` at ``DIGIT_BITS *
-        index``."""
+        (DSP/auto); LUT style the varying bits of each digit's `digit_code` at their
+        `code_bits` ROM bits."""
         if self.multiplier == Multiplier.LUT:
-            fields = [[digit_code(int(d)) for d in step] for step in self.digit_values]
-            bits = DIGIT_BITS
-        else:
-            fields = [[int(w) for w in step.reshape(-1)] for step in self.schedule]
-            bits = self.w_width
-        mask = (1 << bits) - 1
-        return [sum((f & mask) << (k * bits) for k, f in enumerate(step)) for step in fields]
+            words = []
+            for step in self.digit_values:
+                word = 0
+                for value, bits in zip(step, self.code_bits, strict=True):
+                    code = digit_code(int(value))
+                    for b, (rom, _) in enumerate(bits):
+                        if rom is not None:
+                            word |= (code >> b & 1) << rom
+                words.append(word)
+            return words
+        mask = (1 << self.w_width) - 1
+        return [
+            sum((int(w) & mask) << (k * self.w_width) for k, w in enumerate(step.reshape(-1)))
+            for step in self.schedule
+        ]
+
+    def digit_codes(self, word: int) -> list[int]:
+        """The `digit_code` of every digit of `digits` in ROM word ``word`` (LUT style)."""
+        return [
+            sum((word >> rom & 1 if rom is not None else value) << b
+                for b, (rom, value) in enumerate(bits))
+            for bits in self.code_bits
+        ]  # fmt: skip
 
     @property
     def start_bias(self) -> np.ndarray:
@@ -409,8 +453,8 @@ class SerialMatVec(wiring.Component):
         steps, group, n_out, words = self.steps, self.group, self.columns, self.words
         beat_words = self.beat_words
         lut = self.multiplier == Multiplier.LUT
-        if lut:  # a digit code per digit
-            word_layout = data.ArrayLayout(unsigned(DIGIT_BITS), self.rom_width // DIGIT_BITS)
+        if lut:  # the varying code bits of the digits
+            word_layout = data.ArrayLayout(unsigned(1), self.rom_width)
         else:  # a weight per (row, column) position
             word_layout = data.ArrayLayout(signed(self.w_width), group * n_out)
         rom_init = self.rom_words()
@@ -551,11 +595,12 @@ class SerialMatVec(wiring.Component):
                 last.eq(ends_result if chunked else last_word),
             ]
 
-        # terms of each column: products (DSP) or partial products (LUT)
+        # terms of each column: products (DSP) or digit terms (LUT)
         columns: dict[int, list] = {o: [] for o in range(n_out)}
         if lut:  # a term per radix-4 digit
-            for k, d in enumerate(self.digits):
-                columns[d.column].append(_digit_term(xrow[d.row], wrow[k], d.position))
+            for d, bits in zip(self.digits, self.code_bits, strict=True):
+                code = [wrow[rom] if rom is not None else Const(value, 1) for rom, value in bits]
+                columns[d.column].append(_digit_term(xrow[d.row], code, d.position))
         else:
             for j in range(group):
                 for o in range(n_out):

@@ -19,9 +19,9 @@ synchronous, to their initial values) and initial values, and the same logic as
 `SerialMatVec.elaborate`: the word counter's successor tables, the input register's shift
 (or rotation with result beats), the ROM (a one-hot read up to `ONE_HOT_ROM_WORDS`, a
 ``rom_style`` memory above, read a step ahead as block RAM above `BLOCK_ROM_WORDS`), the
-partial products (LUT: one gated, shifted copy of ``x`` per weight bit, the MSB's negated)
+digit terms (LUT: ``x``, ``2x`` or 0 per radix-4 digit of the ROM, inverted when negative)
 or products (DSP/auto: ``*``), the pairwise adder tree in Amaranth's order and widths, and
-the accumulator that starts from the (result beat's) bias. Operators are typed as
+the accumulator that starts from the (result beat's) `SerialMatVec.start_bias`. Operators are typed as
 Amaranth types them (signed operands ``$signed``, an unsigned one beside a signed one made
 signed one bit wider), so Yosys sees the same ``$add``/``$mul`` cells.
 tests/layers/test_serial_mac_verilog.py proves the two equivalent with Yosys (and that a
@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from .common import Multiplier
 from .mac_verilog import _alike, _hex, module_head
-from .serial_mac import DIGIT_BITS, ONE_HOT_ROM_WORDS, Digit
+from .serial_mac import ONE_HOT_ROM_WORDS, Digit
 
 if TYPE_CHECKING:
     from .serial_mac import SerialMatVec
@@ -242,7 +242,7 @@ class _Writer:
         ]
 
     def datapath(self) -> None:
-        """The products (or partial products) and the registered adder tree."""
+        """The products (or digit terms) and the registered adder tree."""
         mac = self.mac
         in_width, in_signed = mac.in_shape.width, mac.in_shape.signed
         w_width, n_out, inner = mac.w_width, mac.columns, mac.inner.width
@@ -305,15 +305,17 @@ class _Writer:
         self.columns_out = columns
 
     def digit_term(self, k: int, digit: Digit) -> _Term:
-        """The term of digit ``k`` of ``mac.digits`` from its ROM code (``wrow`` bits
-        ``DIGIT_BITS * k`` up: ``|d| == 1``, ``|d| == 2``, ``d < 0``): ``x``, ``2x`` or 0
+        """The term of digit ``k`` of ``mac.digits`` from its code (``|d| == 1``,
+        ``|d| == 2``, ``d < 0``: ``wrow`` bits or constants, `SerialMatVec.code_bits`): ``x``, ``2x`` or 0
         one bit wider than ``x`` (two when unsigned: signed), its bits inverted when
         negative, ``2 * position`` zeros below."""
         mac = self.mac
         in_width, in_signed = mac.in_shape.width, mac.in_shape.signed
         j, o, position = digit.row, digit.column, digit.position
         x = _slice("xrow", (j + 1) * in_width - 1, j * in_width)
-        one, two, neg = (f"wrow[{DIGIT_BITS * k + b}]" for b in range(DIGIT_BITS))
+        one, two, neg = (
+            f"wrow[{rom}]" if rom is not None else f"1'h{value}" for rom, value in mac.code_bits[k]
+        )
         if in_signed:
             width = in_width + 1
             once = f"{{xrow[{(j + 1) * in_width - 1}], {x}}}"

@@ -482,8 +482,7 @@ def decoded_weights(dut) -> np.ndarray:
     """The weights of ``dut``'s LUT ROM read back from its words: (words, group, columns)."""
     out = np.zeros(dut.schedule.shape, dtype=np.int64)
     for s, word in enumerate(dut.rom_words()):
-        for k, d in enumerate(dut.digits):
-            code = word >> (DIGIT_BITS * k) & 0b111
+        for d, code in zip(dut.digits, dut.digit_codes(word), strict=True):
             magnitude = (code & 1) + 2 * (code >> 1 & 1)
             out[s, d.row, d.column] += (-magnitude if code & 4 else magnitude) * 4**d.position
     return out
@@ -492,11 +491,11 @@ def decoded_weights(dut) -> np.ndarray:
 @pytest.mark.parametrize("seed", range(6))
 def test_lut_rom_holds_each_multipliers_own_digits(seed):
     """The LUT ROM's digits read back to the schedule's weights; each multiplier has the
-    digit positions its own weights use (weights in [-2, 2]: one term; multiples of 4 up to
+    digit positions its own weights use (weights in [-1, 1]: one term; multiples of 4 up to
     8: one term at 4**1; up to 10: two), so no term is zero on every step."""
     rng = np.random.default_rng(seed)
     w = rng.integers(-40, 41, size=(12, 4)) * (rng.random((12, 4)) >= 0.4)
-    w[:, 1] = rng.integers(-2, 3, size=12)
+    w[:, 1] = rng.integers(-1, 2, size=12)
     w[:, 2] = 4 * rng.integers(-2, 3, size=12)
     dut = SerialMatVec(w, FixedType(6, 0, True), FixedType(20, 0), None, 4, "lut")
     np.testing.assert_array_equal(decoded_weights(dut), dut.schedule)
@@ -509,7 +508,16 @@ def test_lut_rom_holds_each_multipliers_own_digits(seed):
                 assert positions in ([], [0])
             if o == 2:
                 assert set(positions) <= {1}
-    assert dut.rom_width == DIGIT_BITS * len(dut.digits)
+    # a code bit in the ROM where it varies over the steps, a constant where it does not
+    codes = np.array([[digit_code(int(d)) for d in step] for step in dut.digit_values])
+    varying = [
+        b for k in range(len(dut.digits)) for b in range(DIGIT_BITS)
+        if len(set(codes[:, k] >> b & 1)) > 1
+    ]  # fmt: skip
+    assert dut.rom_width == len(varying) < DIGIT_BITS * len(dut.digits)
+    for k in range(len(dut.digits)):  # column 1's digits are never +-2: no `2x` input
+        if dut.digits[k].column == 1:
+            assert dut.code_bits[k][1] == (None, 0)
 
 
 def test_lut_start_bias_adds_back_the_inverted_terms_ones():
@@ -528,8 +536,8 @@ def test_lut_start_bias_adds_back_the_inverted_terms_ones():
 
 @pytest.mark.parametrize("out_beats", [1, 2])
 def test_a_wrong_digit_in_the_rom_is_caught(out_beats, monkeypatch):
-    """One digit's sign flipped in the LUT ROM (the start bias left as it was): the results
-    differ from numpy's, so the bit-exact tests see a wrong digit."""
+    """One code bit of a non-zero digit flipped in the LUT ROM (the start bias left as it
+    was): the results differ from numpy's, so the bit-exact tests see a wrong digit."""
     in_type = FixedType(6, 0, True)
     dut, w, b = make_chunked(8, 4, out_beats, 4, 0.0, 3, "lut")
     x = vectors(in_type, 8, 3, 1)
@@ -537,10 +545,14 @@ def test_a_wrong_digit_in_the_rom_is_caught(out_beats, monkeypatch):
     good = simulate_stream(dut, x.tolist(), len(x) * out_beats).outputs
     np.testing.assert_array_equal(np.array(good), expected)
     words = dut.rom_words()
-    step, k = next(
-        (s, k) for s in range(dut.words) for k in range(len(dut.digits)) if dut.digit_values[s, k]
+    step, rom = next(
+        (s, rom)
+        for s in range(dut.words)
+        for k in range(len(dut.digits))
+        for rom, _ in dut.code_bits[k]
+        if dut.digit_values[s, k] and rom is not None
     )
-    words[step] ^= 0b100 << (DIGIT_BITS * k)  # the digit's sign
+    words[step] ^= 1 << rom  # a code bit of a non-zero digit
     monkeypatch.setattr(dut, "rom_words", lambda: words)
     bad = simulate_stream(dut, x.tolist(), len(x) * out_beats).outputs
     assert not np.array_equal(np.array(bad), expected)
