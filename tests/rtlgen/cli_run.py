@@ -51,6 +51,18 @@ def rtlgen_in_process(*args) -> subprocess.CompletedProcess[str]:
     )
 
 
+def rtlgen_in_process_fd(capfd, *args) -> subprocess.CompletedProcess[str]:
+    """`rtlgen_in_process(*args)` that also sees what reached this process's file descriptors
+    meanwhile (a C library's messages, e.g. HDF5's error stack): appended to the result's
+    stdout and stderr, as a subprocess would have printed them. ``capfd``: pytest's fixture."""
+    capfd.readouterr()  # what came before is not the command's
+    result = rtlgen_in_process(*args)
+    out, err = capfd.readouterr()
+    return subprocess.CompletedProcess(
+        result.args, result.returncode, result.stdout + out, result.stderr + err
+    )
+
+
 def convert_and_simulate(tmp_path, model, x, *convert_args):
     """`rtlgen convert MODEL` then `rtlgen sim` of `x` in Verilator under backpressure 0.3, as a
     user runs them; returns the simulated outputs (one row per sample)."""

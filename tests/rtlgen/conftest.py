@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.rtlgen.cli_run import DEMO_MODEL, DEMO_OPTIONS, rtlgen
+from tests.rtlgen.cli_run import DEMO_MODEL, DEMO_OPTIONS, rtlgen_in_process
 
 
 @dataclass(frozen=True)
@@ -22,9 +22,11 @@ class Conversion:
 @pytest.fixture(scope="session")
 def demo_conversion(tmp_path_factory) -> Conversion:
     """`rtlgen convert DEMO_MODEL -o OUTDIR DEMO_OPTIONS`, once per test process, for the tests
-    that read a converted design (a test that changes it works on a copy)."""
+    that read a converted design (a test that changes it works on a copy). Run in this
+    process (`rtlgen_in_process`: what it prints, to a stdout that is no terminal, as a
+    user's log has it), not a second one: no second start and imports."""
     outdir = tmp_path_factory.mktemp("demo") / "design"
-    run = rtlgen("convert", *DEMO_MODEL, "-o", outdir, *DEMO_OPTIONS)
+    run = rtlgen_in_process("convert", *DEMO_MODEL, "-o", outdir, *DEMO_OPTIONS)
     assert run.returncode == 0, run.stdout + run.stderr
     return Conversion(outdir, run)
 

@@ -8,14 +8,15 @@ the CLI), never a traceback.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
 import struct
 import subprocess
-import sys
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from rtlgen.quant.reference import predict
 from rtlgen.serialize import load_graph, save_graph
 from tests.memory import peak_rss_mb, reset_peak_rss
 from tests.models import layer_entry, sequential_config, write_full_h5, write_weights_h5
+from tests.rtlgen.cli_run import rtlgen_in_process_fd
 from tests.rtlgen.nets import conv_net, mlp
 
 #: What a hostile file tries to pull in: 12 float32 values whose bytes are distinctive.
@@ -59,13 +61,12 @@ def rss_mb() -> float:
     return peak_rss_mb()
 
 
-def rtlgen(*args: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rtlgen", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+@pytest.fixture
+def rtlgen(capfd) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run the command line in this process, with what it writes to the file descriptors (a
+    C library's messages) counted as its output too: the assertions below see everything
+    a user's terminal would (`rtlgen_in_process_fd`)."""
+    return functools.partial(rtlgen_in_process_fd, capfd)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], message: str) -> None:
@@ -179,7 +180,7 @@ def test_model_file_cannot_pull_data_from_other_files(tmp_path, layout, attack):
 
 
 @pytest.mark.parametrize("attack", ATTACKS)
-def test_hostile_file_data_never_reaches_predict_output_or_cli(tmp_path, attack):
+def test_hostile_file_data_never_reaches_predict_output_or_cli(tmp_path, attack, rtlgen):
     model, _ = _full_h5(tmp_path, attack)
     x = tmp_path / "x.npy"
     np.save(x, np.ones((2, 4), dtype=np.float32))
@@ -1259,13 +1260,13 @@ def small_model(tmp_path: Path) -> Path:
         (["--config", "{tmp}/p.yaml"], "has no layer 'typo'"),
     ],
 )
-def test_cli_option_errors_are_one_line(tmp_path, small_model, extra, message):
+def test_cli_option_errors_are_one_line(tmp_path, small_model, extra, message, rtlgen):
     (tmp_path / "p.yaml").write_text("layers:\n  typo: {result: 'fixed<8,3>'}\n")
     result = rtlgen("inspect", small_model, *[e.replace("{tmp}", str(tmp_path)) for e in extra])
     assert_one_line_error(result, message)
 
 
-def test_cli_max_params_raises_the_cap(tmp_path):
+def test_cli_max_params_raises_the_cap(tmp_path, rtlgen):
     path = write_full_h5(tmp_path / "big.h5", sequential_config([dense("d", 6000)], (4000,)), {})
     assert_one_line_error(rtlgen("inspect", path), "24,000,000 parameters")
     # Above the cap the weights are looked for (and missing here): the cap no longer stops it.
@@ -1282,7 +1283,7 @@ def test_cli_max_params_raises_the_cap(tmp_path):
         (np.array([[np.nan, 1, 2, 3]]), "1 NaN or infinite value"),
     ],
 )
-def test_cli_predict_refuses_bad_inputs_in_one_line(tmp_path, small_model, array, message):
+def test_cli_predict_refuses_bad_inputs_in_one_line(tmp_path, small_model, array, message, rtlgen):
     np.save(tmp_path / "x.npy", array)
     result = rtlgen("predict", small_model, "-i", tmp_path / "x.npy", "-o", tmp_path / "y.npy")
     assert_one_line_error(result, message)

@@ -30,10 +30,9 @@ from rtlgen.outdir import (
 )
 from rtlgen.quant.errors import RtlgenError
 
-from .cli_run import rtlgen as rtlgen_cli
+from .cli_run import rtlgen_in_process
 from .nets import mlp
 
-REPO = Path(__file__).resolve().parents[2]
 IS_ROOT = os.geteuid() == 0
 
 
@@ -540,7 +539,9 @@ def test_a_held_lock_makes_cli_convert_exit_2_with_one_line(tmp_path):
     fd = os.open(outdir / LOCK_NAME, os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        result = rtlgen_cli(
+        # in this process: flock locks belong to the open file, so this run's own open of
+        # the lock file conflicts with the one held here as with another process's
+        result = rtlgen_in_process(
             "convert", outdir, "-o", outdir, "--top", "other"
         )  # the model: the design itself
     finally:
@@ -589,27 +590,19 @@ def test_two_concurrent_cli_converts_leave_one_complete_design(tmp_path):
 # Modes: the umask for what is new, the existing mode for what exists
 
 
-UMASK_CONVERT = """
-import os, stat, sys
-os.umask(0o027)
-from rtlgen.emit import convert
-from tests.rtlgen.nets import mlp
-design = convert(mlp(sizes=(4, 3, 2)), sys.argv[1])
-modes = {p: stat.S_IMODE(os.stat(os.path.join(sys.argv[1], p)).st_mode) for p in ("", "rtl", "rtl/mlp.v", "manifest.json")}
-print(modes)
-"""
-
-
 def test_a_new_design_folder_follows_the_umask(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-c", UMASK_CONVERT, str(tmp_path / "new" / "d")],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    assert eval(result.stdout) == {
+    """The umask is this process's, set for the convert alone (the kernel applies it to each
+    folder and file as it is made)."""
+    previous = os.umask(0o027)
+    try:
+        convert(tiny_graph(), tmp_path / "new" / "d")
+    finally:
+        os.umask(previous)
+    modes = {
+        name: stat.S_IMODE(os.stat(tmp_path / "new" / "d" / name).st_mode)
+        for name in ("", "rtl", "rtl/mlp.v", "manifest.json")
+    }
+    assert modes == {
         "": 0o750,
         "rtl": 0o750,
         "rtl/mlp.v": 0o640,
@@ -715,7 +708,8 @@ def test_a_read_only_parent_makes_the_cli_exit_2(tmp_path):
     locked.chmod(0o555)
     try:
         assert_one_line_error(
-            rtlgen_cli("convert", "/nonexistent/model.h5", "-o", locked / "d"), "is not writable"
+            rtlgen_in_process("convert", "/nonexistent/model.h5", "-o", locked / "d"),
+            "is not writable",
         )
     finally:
         locked.chmod(0o755)
@@ -761,7 +755,7 @@ def test_cli_checks_the_output_path_before_reading_anything(tmp_path, command, c
         "sim": ["sim", missing / "design", "-i", missing / "x.npy", "-o", targets[case]],
     }[command]
     before = snapshot(tmp_path)
-    assert_one_line_error(rtlgen_cli(*args), CLI_BAD_OUTPUTS[command][case])
+    assert_one_line_error(rtlgen_in_process(*args), CLI_BAD_OUTPUTS[command][case])
     assert snapshot(tmp_path) == before
 
 
@@ -853,7 +847,7 @@ def predict_case(tmp_path_factory):
 @pytest.mark.parametrize("name", ["y.out", "plain"])
 def test_cli_predict_writes_exactly_the_named_file_and_says_so(predict_case, name):
     root, design = predict_case
-    result = rtlgen_cli("predict", design, "-i", root / "x.npy", "-o", root / name)
+    result = rtlgen_in_process("predict", design, "-i", root / "x.npy", "-o", root / name)
     assert result.returncode == 0, result.stderr
     assert (root / name).is_file() and not (root / f"{name}.npy").exists()
     assert np.load(root / name).shape == (3, 2)
@@ -864,7 +858,8 @@ def test_cli_predict_to_a_directory_exits_2(predict_case):
     root, design = predict_case
     (root / "outdir").mkdir(exist_ok=True)
     assert_one_line_error(
-        rtlgen_cli("predict", design, "-i", root / "x.npy", "-o", root / "outdir"), "is a directory"
+        rtlgen_in_process("predict", design, "-i", root / "x.npy", "-o", root / "outdir"),
+        "is a directory",
     )
     assert list((root / "outdir").iterdir()) == []
 
