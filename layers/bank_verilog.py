@@ -37,7 +37,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from .mac_verilog import _hex, module_head, staged_loads, valid_chain
+from .mac_verilog import _hex, module_head, staged_loads, two_views, valid_chain
 from .threshold import ARRAY_TABLE, segment_bits
 
 #: the attribute line before the module: mapped apart from the design (see the module doc)
@@ -104,15 +104,16 @@ def _signed(name: str, is_signed: bool) -> str:
 
 
 class BankText:
-    """The pieces of a bank module's text (`bank_verilog`, `beat_bank_verilog`): declarations
-    and, per pipeline stage, the combinational values its registers read (temporaries, cases)
-    and those registers, loaded on ``advance`` (`mac_verilog.staged_loads`).
+    """The pieces of a bank module's text (`bank_verilog`, `beat_bank_verilog`): declarations,
+    combinational assignments, registers loaded on ``advance`` and ``always @*`` cases; and
+    for Verilator's view (`mac_verilog.staged_loads`) per pipeline stage the combinational
+    values its registers read (temporaries) and those registers.
 
     A value's stage is found from the names it reads (`stage_of`): the input (``i__payload``
     and the ``beat`` counter) is stage 0, a register loaded from stage ``s - 1`` values is stage
-    ``s``, a combinational value is its sources' stage (a constant one is an assignment); a
-    value reading two stages is refused (each stage is computed only when the one before it
-    was loaded)."""
+    ``s``, a combinational value is its sources' stage (a constant one stays an assignment); a
+    value reading two stages is refused (a stage is computed only when the one before it was
+    loaded)."""
 
     def __init__(self, bank: ThresholdBank | BeatThresholdBank):
         self.bank = bank
@@ -120,10 +121,14 @@ class BankText:
         self.in_signed = bank.in_type.signed
         self.out_width = bank.out_type.width
         self.decls: list[str] = []
-        self.assigns: list[str] = []  # values of constants (assignments, always @* cases)
+        self.assigns: list[str] = []
+        self.loads: list[str] = []
+        self.blocks: list[str] = []  # always @* blocks (cases)
         self.stage_of: dict[str, int] = {"i__payload": 0, "beat": 0}
+        self.sim_decls: list[str] = []  # Verilator's view: temporaries as `reg`
+        self.sim_assigns: list[str] = []  # values of constants (assignments, cases)
         self.temps: dict[int, list[str]] = {}  # stage -> blocking assignments it reads
-        self.loads: dict[int, list[str]] = {}  # stage -> its registers' updates
+        self.staged: dict[int, list[str]] = {}  # stage -> its registers' updates
 
     def stage(self, *values: str) -> int | None:
         """The stage of the value of the expressions ``values`` (None: constants)."""
@@ -135,21 +140,25 @@ class BankText:
 
     def reg(self, name: str, width: int, value: str) -> str:
         stage = (self.stage(value) or 0) + 1
-        self.decls.append(f"reg [{width - 1}:0] {name} = {_hex(0, width)};")
-        self.loads.setdefault(stage, []).append(f"{name} <= {value};")
+        declaration = f"reg [{width - 1}:0] {name} = {_hex(0, width)};"
+        self.decls.append(declaration)
+        self.sim_decls.append(declaration)
+        self.loads.append(f"{name} <= {value};")
+        self.staged.setdefault(stage, []).append(f"{name} <= {value};")
         self.stage_of[name] = stage
         return name
 
     def wire(self, name: str, width: int, value: str) -> str:
-        """A combinational value: a temporary of the stage loaded from it."""
+        self.decls.append(f"wire [{width - 1}:0] {name};")
+        self.assigns.append(f"assign {name} = {value};")
         stage = self.stage(value)
         if stage is None:
-            self.decls.append(f"wire [{width - 1}:0] {name};")
-            self.assigns.append(f"assign {name} = {value};")
-            return name
-        self.decls.append(f"reg [{width - 1}:0] {name};")
-        self.temps.setdefault(stage + 1, []).append(f"{name} = {value};")
-        self.stage_of[name] = stage
+            self.sim_decls.append(f"wire [{width - 1}:0] {name};")
+            self.sim_assigns.append(f"assign {name} = {value};")
+        else:
+            self.sim_decls.append(f"reg [{width - 1}:0] {name};")
+            self.temps.setdefault(stage + 1, []).append(f"{name} = {value};")
+            self.stage_of[name] = stage
         return name
 
     @staticmethod
@@ -159,17 +168,19 @@ class BankText:
 
     def case(self, name: str, width: int, index: str, values: list[str]) -> str:
         """``values[index]`` (expressions; 0 beyond the last, as Amaranth's ``Array``)."""
-        stage = self.stage(index, *values)
         self.decls.append(f"reg [{width - 1}:0] {name};")
-        lines = [f"{name} = {_hex(0, width)};", f"case ({index})"]
-        lines += [f"  {k}: {name} = {v};" for k, v in enumerate(values)]
-        lines += ["endcase"]
-        if stage is None:  # of constants: combinational
-            block = ["always @* begin", *[f"  {line}" for line in lines], "end"]
-            self.assigns.extend(block)
-            return name
-        self.temps.setdefault(stage + 1, []).extend(lines)
-        self.stage_of[name] = stage
+        self.sim_decls.append(f"reg [{width - 1}:0] {name};")
+        body = [f"{name} = {_hex(0, width)};", f"case ({index})"]
+        body += [f"  {k}: {name} = {v};" for k, v in enumerate(values)]
+        body += ["endcase"]
+        block = ["  always @* begin", *[f"    {line}" for line in body], "  end"]
+        self.blocks.append("\n".join(block))
+        stage = self.stage(index, *values)
+        if stage is None:
+            self.sim_assigns.extend(block)
+        else:
+            self.temps.setdefault(stage + 1, []).extend(body)
+            self.stage_of[name] = stage
         return name
 
     def module(
@@ -183,22 +194,38 @@ class BankText:
     ) -> str:
         """The whole module ``name`` (kept apart): its ports for ``lanes`` lanes, ``decls``
         (further declaration lines) and the collected declarations, the valid chain of
-        ``latency``, ``logic`` (further lines), ``o__payload = levels``, and the stages
-        (`staged_loads`: ``watched`` = (expression, width) of what stage 1 reads, by default
-        ``i__payload``)."""
+        ``latency``, ``logic`` (further lines), ``o__payload = levels``, the assignments, cases
+        and the registers loaded on ``advance``; Verilator's view (`mac_verilog.two_views`)
+        the same with the stages of `staged_loads` (``watched`` = (expression, width) of what
+        stage 1 reads, by default ``i__payload``)."""
         in_bits = lanes * self.in_width
-        stages = max([latency, *self.loads, *self.temps])
-        blocks = [(self.temps.get(s, []), self.loads.get(s, [])) for s in range(1, stages + 1)]
-        lines = [
-            KEEP_HIERARCHY,
-            *module_head(name, in_bits, lanes * self.out_width, latency),
-            *decls,
+        synthesis = [
             *[f"  {d}" for d in self.decls],
             *valid_chain(latency),
             *logic,
             "  assign o__payload = levels;",
             *[f"  {a}" for a in self.assigns],
+            *self.blocks,
+            "  always @(posedge clk)",
+            "    if (advance) begin",
+            *[f"      {load}" for load in self.loads],
+            "    end",
+        ]
+        stages = max([latency, *self.staged, *self.temps])
+        blocks = [(self.temps.get(s, []), self.staged.get(s, [])) for s in range(1, stages + 1)]
+        verilator = [
+            *[f"  {d}" for d in self.sim_decls],
+            *valid_chain(latency),
+            *logic,
+            "  assign o__payload = levels;",
+            *[f"  {a}" for a in self.sim_assigns],
             *staged_loads(blocks, *(watched or ("i__payload", in_bits))),
+        ]
+        lines = [
+            KEEP_HIERARCHY,
+            *module_head(name, in_bits, lanes * self.out_width, latency),
+            *decls,
+            *two_views(synthesis, verilator),
             "endmodule",
         ]
         return "\n".join(lines) + "\n"

@@ -130,27 +130,21 @@ def valid_chain(latency: int) -> list[str]:
 def staged_loads(
     blocks: Sequence[tuple[Sequence[str], Sequence[str]]], watched: str, watched_width: int
 ) -> list[str]:
-    """The registers of a ``len(blocks)``-stage pipeline loaded on ``advance``, as text:
-    ``blocks[s - 1] = (temporaries, loads)`` of stage ``s`` (loaded from values of stage
-    ``s - 1``; stage 0 is ``watched``, the ``watched_width``-bit concatenation of what stage 1
-    reads: ``i__payload``, and any counter). Each stage is one ``always @(posedge clk) if
-    (load_<s>)`` block: its combinational logic as blocking assignments of temporaries (read
-    only after they are written, in the same block: no registers), then its registers.
-
-    Synthesis (and any simulator but Verilator) sees ``load_<s> = advance``: the same logic
-    as combinational assignments beside registers loaded on ``advance``. Verilator (which
-    evaluates every assignment on every clock edge, busy or not) sees, under ``ifdef
-    VERILATOR``, ``load_1`` only when ``watched`` differs from what stage 1 last read, and
-    ``load_<s>`` only when stage ``s - 1`` was loaded since stage ``s`` last was: a stage not
-    loaded would have loaded the value it holds, so every register holds what it holds in the
-    hardware on every cycle, and the arithmetic runs only when the input moved (issue 17).
-    The ``sim_*`` registers exist only there."""
+    """Verilator's view of the registers of a ``len(blocks)``-stage pipeline loaded on
+    ``advance`` (`two_views`): ``blocks[s - 1] = (temporaries, loads)`` of stage ``s``
+    (loaded from values of stage ``s - 1``; stage 0 is ``watched``, the ``watched_width``-bit
+    concatenation of what stage 1 reads: ``i__payload``, and any counter). Each stage is one
+    ``always @(posedge clk) if (load_<s>)`` block: its combinational logic as blocking
+    assignments of temporaries (read only after they are written, in the same block), then
+    its registers. ``load_1`` is ``advance`` when ``watched`` differs from what stage 1 last
+    read, ``load_<s>`` ``advance`` when stage ``s - 1`` was loaded since stage ``s`` last
+    was: a stage not loaded would have loaded the value it holds, so every register holds
+    what it holds in the hardware on every cycle, and the arithmetic runs only when the input
+    moved (Verilator evaluates every combinational assignment on every clock edge, busy or
+    not: issue 17). The ``sim_*`` registers exist only in this view."""
     stages = len(blocks)
-    if stages == 0:
-        return []
     lines = [
-        "`ifdef VERILATOR",
-        "  // (simulation) a stage is computed only when what it reads changed (see the writer)",
+        "  // a stage is computed only when what it reads changed (mac_verilog.staged_loads)",
         f"  reg [{watched_width - 1}:0] sim_seen = {_hex(0, watched_width)};",
         "  reg sim_primed = 1'h0;",
         *[f"  reg sim_pending_{s} = 1'h1;" for s in range(2, stages + 1)],
@@ -165,10 +159,6 @@ def staged_loads(
         "      end",
         *[f"      sim_pending_{s} <= load_{s - 1};" for s in range(2, stages + 1)],
         "    end",
-        "`else",
-        *[f"  wire load_{s};" for s in range(1, stages + 1)],
-        *[f"  assign load_{s} = advance;" for s in range(1, stages + 1)],
-        "`endif",
     ]
     for s, (temps, loads) in enumerate(blocks, 1):
         if temps or loads:
@@ -178,19 +168,32 @@ def staged_loads(
     return lines
 
 
+def two_views(synthesis: Sequence[str], verilator: Sequence[str]) -> list[str]:
+    """A module body written twice: ``synthesis`` (what Yosys, Vivado, Icarus read: the
+    hardware) and, under ``ifdef VERILATOR``, ``verilator`` (the same registers computed only
+    when their inputs moved, `staged_loads`; tests/layers/test_mac_verilog.py's
+    `verilator_view_matches` compares the two views cycle by cycle)."""
+    return ["`ifndef VERILATOR", *synthesis, "`else", *verilator, "`endif"]
+
+
 class _Writer:
-    """The text of one array: declarations, combinational assignments, and per pipeline stage
-    its temporaries and registers (`staged_loads`)."""
+    """The text of one array: declarations, combinational assignments, registers loaded on
+    ``advance``; and for Verilator's view (`staged_loads`) the combinational values of the
+    cycles before the last as temporaries of the stage loaded from them."""
 
     def __init__(self, mac: ConstantMatVec):
         self.mac = mac
         self.plan = mac.plan
         self.decls: list[str] = []
         self.assigns: list[str] = []
-        # stage -> blocking assignments of the combinational values that stage's registers read
-        self.temps: dict[int, list[str]] = {}
-        self.loads: dict[int, list[str]] = {}  # stage -> register updates (under `load_<s>`)
+        self.loads: list[str] = []  # register updates under `advance`
         self.delays: dict[int, int] = {}  # node -> delay registers in its chain
+        # Verilator's view: declarations (temporaries as `reg`), the assignments it keeps,
+        # and per stage the temporaries and register updates
+        self.sim_decls: list[str] = []
+        self.sim_assigns: list[str] = []
+        self.temps: dict[int, list[str]] = {}
+        self.staged: dict[int, list[str]] = {}
         in_shape = mac.in_shape
         # (name, width, signed) of each node's value in its own cycle
         self.base: list[tuple[str, int, bool]] = []
@@ -216,22 +219,33 @@ class _Writer:
         """``node << shift`` of the term (its sign apart) as seen in ``cycle``."""
         return _operand(*self.at(t.node, cycle), t.shift)
 
-    def comb(self, name: str, width: int, value: str, cycle: int) -> None:
-        """The combinational value ``name`` of ``cycle``: a temporary of the stage loaded from
-        it (`staged_loads`), or an assignment in the last cycle (an unregistered output)."""
-        if cycle < self.plan.latency:
-            self.decls.append(f"reg [{width - 1}:0] {name};")
+    def declare(self, name: str, width: int, cycle: int | None) -> None:
+        """A combinational value of ``cycle`` (None: a constant): a wire; in Verilator's view
+        a temporary unless it is of the last cycle (an unregistered output)."""
+        self.decls.append(f"wire [{width - 1}:0] {name};")
+        temporary = cycle is not None and cycle < self.plan.latency
+        self.sim_decls.append(f"{'reg' if temporary else 'wire'} [{width - 1}:0] {name};")
+
+    def assign(self, name: str, value: str, cycle: int | None) -> None:
+        self.assigns.append(f"assign {name} = {value};")
+        if cycle is not None and cycle < self.plan.latency:
             self.temps.setdefault(cycle + 1, []).append(f"{name} = {value};")
         else:
-            self.decls.append(f"wire [{width - 1}:0] {name};")
-            self.assigns.append(f"assign {name} = {value};")
+            self.sim_assigns.append(f"assign {name} = {value};")
+
+    def register(self, declaration: str) -> None:
+        self.decls.append(declaration)
+        self.sim_decls.append(declaration)
 
     def load(self, stage: int, line: str) -> None:
-        self.loads.setdefault(stage, []).append(line)
+        """``line`` updates a register of ``stage`` (loaded from values of ``stage - 1``)."""
+        self.loads.append(line)
+        self.staged.setdefault(stage, []).append(line)
 
     def add(self, index: int) -> None:
         node = self.plan.nodes[index]
         to = width_of(node.lo, node.hi)
+        self.declare(f"n{index}", to, node.cycle)
         operands = node.operands
         if len(operands) == 2:
             low, high = operands
@@ -242,8 +256,9 @@ class _Writer:
                 a_high = _operand(f"{a}[{a_width - 1}:{shift}]", a_width - shift, a_signed)
                 a_text, b_text = _alike([a_high, self.term(Term(high.node, 0, 1), node.cycle)])
                 op = "+" if high.sign > 0 else "-"
-                self.comb(f"n{index}_high", to - shift, f"{a_text} {op} {b_text}", node.cycle)
-                self.comb(f"n{index}", to, f"{{n{index}_high, {a}[{shift - 1}:0]}}", node.cycle)
+                self.declare(f"n{index}_high", to - shift, node.cycle)
+                self.assign(f"n{index}_high", f"{a_text} {op} {b_text}", node.cycle)
+                self.assign(f"n{index}", f"{{n{index}_high, {a}[{shift - 1}:0]}}", node.cycle)
                 return
         # Negative terms are subtracted: one subtractor instead of a negation and an adder.
         ordered = sorted(operands, key=lambda t: -t.sign)
@@ -251,13 +266,13 @@ class _Writer:
         total = f"-{texts[0]}" if ordered[0].sign < 0 else texts[0]
         for t, text in zip(ordered[1:], texts[1:], strict=True):
             total += f" {'-' if t.sign < 0 else '+'} {text}"
-        self.comb(f"n{index}", to, total, node.cycle)
+        self.assign(f"n{index}", total, node.cycle)
 
     def mul(self, index: int) -> None:
         node = self.plan.nodes[index]
         to = width_of(node.lo, node.hi)
         x, x_width, x_signed = self.at(node.index, node.cycle - 1)
-        self.decls.append(f"reg [{to - 1}:0] n{index}_mul = {_hex(0, to)};")
+        self.register(f"reg [{to - 1}:0] n{index}_mul = {_hex(0, to)};")
         factor_width = node.factor.bit_length()
         if x_signed:  # as Amaranth: signed x times the constant as a signed value
             product = f"$signed({x}) * $signed({factor_width + 1}'d{node.factor})"
@@ -273,11 +288,11 @@ class _Writer:
             width = width_of(node.lo, node.hi)
             if node.kind == "input":
                 low = node.index * in_width
-                value = f"i__payload[{low + in_width - 1}:{low}]"
-                self.comb(f"n{index}", in_width, value, node.cycle)
+                self.declare(f"n{index}", in_width, node.cycle)
+                self.assign(f"n{index}", f"i__payload[{low + in_width - 1}:{low}]", node.cycle)
             elif node.kind == "const":
-                self.decls.append(f"wire [{width - 1}:0] n{index};")
-                self.assigns.append(f"assign n{index} = {_hex(node.factor, width)};")
+                self.declare(f"n{index}", width, None)
+                self.assign(f"n{index}", _hex(node.factor, width), None)
             elif node.kind == "mul":
                 self.mul(index)
             else:
@@ -289,14 +304,14 @@ class _Writer:
                 if t is None:
                     init |= (b & ((1 << acc_width) - 1)) << (j * acc_width)
             total = n_out * acc_width
-            self.decls.append(f"reg [{total - 1}:0] result = {_hex(init, total)};")
+            self.register(f"reg [{total - 1}:0] result = {_hex(init, total)};")
             for j, t in enumerate(plan.outputs):
                 if t is not None:
                     value = self.term(t, latency - 1)[0]
                     value = f"-{value}" if t.sign < 0 else value
                     low = j * acc_width
                     self.load(latency, f"result[{low + acc_width - 1}:{low}] <= {value};")
-            self.assigns.append("assign o__payload = result;")
+            self.assign("o__payload", "result", None)
         else:
             for j, (t, b) in enumerate(zip(plan.outputs, plan.bias, strict=True)):
                 if t is None:
@@ -305,22 +320,34 @@ class _Writer:
                     value = self.term(t, latency)[0]
                     value = f"-{value}" if t.sign < 0 else value
                 low = j * acc_width
-                self.assigns.append(f"assign o__payload[{low + acc_width - 1}:{low}] = {value};")
+                self.assign(f"o__payload[{low + acc_width - 1}:{low}]", value, None)
         # delay chains (shared by every use of a node, as StageRegisters.delay)
         for node, depth in sorted(self.delays.items()):
             source, width, _ = self.base[node]
             cycle = plan.nodes[node].cycle
             for k in range(1, depth + 1):
-                self.decls.append(f"reg [{width - 1}:0] n{node}_d{k} = {_hex(0, width)};")
+                self.register(f"reg [{width - 1}:0] n{node}_d{k} = {_hex(0, width)};")
                 previous = source if k == 1 else f"n{node}_d{k - 1}"
                 self.load(cycle + k, f"n{node}_d{k} <= {previous};")
-        stages = max([latency, *self.loads, *self.temps])
-        blocks = [(self.temps.get(s, []), self.loads.get(s, [])) for s in range(1, stages + 1)]
         lines = module_head(name, n_in * in_width, n_out * acc_width, latency)
-        lines += [f"  {d}" for d in self.decls]
-        lines += valid_chain(latency)
-        lines += [f"  {a}" for a in self.assigns]
-        lines += staged_loads(blocks, "i__payload", n_in * in_width) if self.loads else []
+        if not self.loads:  # no registers but the valid chain: one view
+            lines += [f"  {d}" for d in self.decls]
+            lines += valid_chain(latency)
+            lines += [f"  {a}" for a in self.assigns]
+            return "\n".join([*lines, "endmodule"]) + "\n"
+        synthesis = [f"  {d}" for d in self.decls]
+        synthesis += valid_chain(latency)
+        synthesis += [f"  {a}" for a in self.assigns]
+        synthesis += ["  always @(posedge clk)", "    if (advance) begin"]
+        synthesis += [f"      {load}" for load in self.loads]
+        synthesis += ["    end"]
+        stages = max([latency, *self.staged, *self.temps])
+        blocks = [(self.temps.get(s, []), self.staged.get(s, [])) for s in range(1, stages + 1)]
+        verilator = [f"  {d}" for d in self.sim_decls]
+        verilator += valid_chain(latency)
+        verilator += [f"  {a}" for a in self.sim_assigns]
+        verilator += staged_loads(blocks, "i__payload", n_in * in_width)
+        lines += two_views(synthesis, verilator)
         lines.append("endmodule")
         return "\n".join(lines) + "\n"
 
