@@ -314,17 +314,18 @@ def measure(name: str, images: int, tmp: Path, profile: bool = False) -> dict:
     }
 
 
-def measure_jobs(name: str, images: int, tmp: Path, jobs: int) -> dict:
+def measure_jobs(name: str, images: int, tmp: Path, jobs: int, repeats: int = 1) -> dict:
     """`simulate(..., harness="cpp", jobs=n)` for n = 1 and n = `jobs` on the cached build:
     images per wall second (the shards' C++ loops, `seconds`, and the whole `simulate` call),
-    processor seconds (all shards' loops together, `cpu_seconds`) and the load average."""
+    processor seconds (all shards' loops together, `cpu_seconds`) and the load average;
+    `repeats` rounds of both, interleaved (the load drifts), and the median per n."""
     graph, description = _demo_graph() if name == "demo" else _svhn_graph()
     design = convert(graph, tmp / f"{name}_jobs")
     x_int = _inputs(name, graph, images)
     y_int = run_int(graph, x_int)
     simulate(design.outdir, x_int[:2], y_int[:2], harness="cpp", jobs=1)  # the build: untimed
     rows = []
-    for n in sorted({1, jobs}):
+    for repeat, n in [(r, n) for r in range(repeats) for n in sorted({1, jobs})]:
         load = [round(v, 2) for v in os.getloadavg()]
         start = time.perf_counter()
         result = simulate(design.outdir, x_int, y_int, harness="cpp", jobs=n)
@@ -333,6 +334,7 @@ def measure_jobs(name: str, images: int, tmp: Path, jobs: int) -> dict:
         rows.append(
             {
                 "jobs": n,
+                "repeat": repeat,
                 "shards": written.get("shards", 1),
                 "passed": result.passed,
                 "report": result.report,
@@ -351,6 +353,10 @@ def measure_jobs(name: str, images: int, tmp: Path, jobs: int) -> dict:
         "design": description,
         "images": images,
         "target_images_per_second": TARGETS[name],
+        "median_images_per_second_wall": {
+            str(n): float(np.median([r["images_per_second_wall"] for r in rows if r["jobs"] == n]))
+            for n in sorted({1, jobs})
+        },
         "rows": rows,
     }
 
@@ -368,10 +374,12 @@ def _history(path: Path) -> list[dict]:
         check=False,
     ).stdout.strip()
     entry: dict = {"commit": commit or None, "command": old.get("command")}
+    entry.update({k: old[k] for k in ("code", "note") if k in old})  # --jobs runs' remarks
     for name in TARGETS:
         if name in old:
             entry[name] = {k: old[name][k] for k in HISTORY_FIELDS if k in old[name]}
-    return [entry, *old.get("history", [])] if len(entry) > 2 else old.get("history", [])
+    designs = any(name in entry for name in TARGETS)
+    return [entry, *old.get("history", [])] if designs else old.get("history", [])
 
 
 def main() -> None:
@@ -389,6 +397,7 @@ def main() -> None:
         default=0,
         help="measure the run split over 1 and JOBS processes instead (-> sim_harness_jobs.json)",
     )
+    parser.add_argument("--repeats", type=int, default=1, help="--jobs: interleaved rounds")
     parser.add_argument("-o", "--output", type=Path, default=None)
     args = parser.parse_args()
     if args.output is None:
@@ -405,7 +414,7 @@ def main() -> None:
             if images > 0:
                 profile = args.profile and name == "svhn_qp6"
                 if args.jobs:
-                    out[name] = measure_jobs(name, images, tmp, args.jobs)
+                    out[name] = measure_jobs(name, images, tmp, args.jobs, args.repeats)
                 else:
                     out[name] = measure(name, images, tmp, profile=profile)
                 print(json.dumps({name: out[name]}, indent=2), flush=True)
