@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from amaranth.hdl import Shape
 
-from .mac_verilog import _hex, module_head, valid_chain
+from .mac_verilog import StagedText, _hex, module_head
 
 if TYPE_CHECKING:
     from .argmax import ArgMax
@@ -36,9 +36,9 @@ def argmax_verilog(argmax: ArgMax, name: str) -> str:
     index_width = Shape.cast(argmax.o.payload.index.shape()).width
     latency = argmax.latency
     registered = argmax.registered_compares
-    decls: list[str] = []
-    assigns: list[str] = []
-    loads: list[str] = []
+    text = StagedText()
+    # the input vector's delays (registers written last): their stages known from the start
+    text.stage_of.update({f"vector_d{k}": k for k in range(1, latency + 1)})
 
     def greater(a: str, b: str) -> str:
         return f"($signed({a}) > $signed({b}))" if elem.signed else f"({a} > {b})"
@@ -48,10 +48,6 @@ def argmax_verilog(argmax: ArgMax, name: str) -> str:
         return " | ".join(
             f"({win} ? {value} : {zero})" for win, value in zip(wins, values, strict=True)
         )
-
-    def reg(register: str, bits: int) -> str:
-        decls.append(f"reg [{bits - 1}:0] {register} = {_hex(0, bits)};")
-        return register
 
     def element(vector: str, k: int) -> str:
         return f"{vector}[{(k + 1) * width - 1}:{k * width}]"
@@ -71,45 +67,33 @@ def argmax_verilog(argmax: ArgMax, name: str) -> str:
                 for j in range(i + 1, len(group)):
                     compare = greater(values[j], values[i])
                     if registered:
-                        bit = reg(f"gt_{tag}_{i}_{j}", 1)
-                        loads.append(f"{bit} <= {compare};")
-                        compare = bit
+                        compare = text.reg(f"gt_{tag}_{i}_{j}", 1, compare)
                     later_greater[i, j] = compare
             if registered and depth == 0:  # the input's candidates: the vector's first delay
                 values = [element("vector_d1", start + k) for k in range(len(group))]
             elif registered:
                 for k in range(len(group)):
-                    loads.append(f"{reg(f'cand_{tag}_{k}', width)} <= {values[k]};")
-                    loads.append(f"{reg(f'cidx_{tag}_{k}', index_width)} <= {indices[k]};")
+                    text.reg(f"cand_{tag}_{k}", width, values[k])
+                    text.reg(f"cidx_{tag}_{k}", index_width, indices[k])
                 values = [f"cand_{tag}_{k}" for k in range(len(group))]
                 indices = [f"cidx_{tag}_{k}" for k in range(len(group))]
             wins = []
             for k in range(len(group)):
                 terms = [later_greater[i, k] for i in range(k)]
                 terms += [f"~{later_greater[k, j]}" for j in range(k + 1, len(group))]
-                win = f"win_{tag}_{k}"
-                decls.append(f"wire {win};")
                 condition = " & ".join(terms) if terms else "1'h1"
-                assigns.append(f"assign {win} = {condition};")
-                wins.append(win)
+                wins.append(text.wire(f"win_{tag}_{k}", None, condition))
             value = None  # the last level only needs the index
             if not last:
-                value = reg(f"max_{tag}", width)
-                loads.append(f"{value} <= {select(wins, values, width)};")
-            index = reg(f"idx_{tag}", index_width)
-            loads.append(f"{index} <= {select(wins, indices, index_width)};")
+                value = text.reg(f"max_{tag}", width, select(wins, values, width))
+            index = text.reg(f"idx_{tag}", index_width, select(wins, indices, index_width))
             following.append((value, index))
         level = following
     total = n * width
     for k in range(1, latency + 1):
-        reg(f"vector_d{k}", total)
-        loads.append(f"vector_d{k} <= {'i__payload' if k == 1 else f'vector_d{k - 1}'};")
+        text.reg(f"vector_d{k}", total, "i__payload" if k == 1 else f"vector_d{k - 1}")
     lines = module_head(name, total, total + index_width, latency)
-    lines += [f"  {d}" for d in decls]
-    lines += valid_chain(latency)
-    lines += [f"  {a}" for a in assigns]
-    lines.append(f"  assign o__payload = {{{level[0][1]}, vector_d{latency}}};")
-    lines += ["  always @(posedge clk)", "    if (advance) begin"]
-    lines += [f"      {load}" for load in loads]
-    lines += ["    end", "endmodule"]
+    output = f"  assign o__payload = {{{level[0][1]}, vector_d{latency}}};"
+    lines += text.views(latency, ("i__payload", total), last=[output])
+    lines.append("endmodule")
     return "\n".join(lines) + "\n"

@@ -34,16 +34,13 @@ simulation netlists).
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
-from .mac_verilog import _hex, module_head, staged_loads, two_views, valid_chain
+from .mac_verilog import StagedText, _hex, module_head
 from .threshold import ARRAY_TABLE, segment_bits
 
 #: the attribute line before the module: mapped apart from the design (see the module doc)
 KEEP_HIERARCHY = '(* keep_hierarchy = "yes" *)'
-#: a name an expression reads (`BankText.stage`; sized constants' digits are never a name)
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 if TYPE_CHECKING:
     from .threshold import BeatThresholdBank, ThresholdBank
@@ -103,85 +100,16 @@ def _signed(name: str, is_signed: bool) -> str:
     return f"$signed({name})" if is_signed else f"$signed({{1'b0, {name}}})"
 
 
-class BankText:
-    """The pieces of a bank module's text (`bank_verilog`, `beat_bank_verilog`): declarations,
-    combinational assignments, registers loaded on ``advance`` and ``always @*`` cases; and
-    for Verilator's view (`mac_verilog.staged_loads`) per pipeline stage the combinational
-    values its registers read (temporaries) and those registers.
-
-    A value's stage is found from the names it reads (`stage_of`): the input (``i__payload``
-    and the ``beat`` counter) is stage 0, a register loaded from stage ``s - 1`` values is stage
-    ``s``, a combinational value is its sources' stage (a constant one stays an assignment); a
-    value reading two stages is refused (a stage is computed only when the one before it was
-    loaded)."""
+class BankText(StagedText):
+    """The pieces of a bank module's text (`bank_verilog`, `beat_bank_verilog`),
+    `mac_verilog.StagedText`'s, its input (``i__payload`` and any ``beat`` counter) stage 0."""
 
     def __init__(self, bank: ThresholdBank | BeatThresholdBank):
+        super().__init__(("i__payload", "beat"))
         self.bank = bank
         self.in_width = bank.in_type.width
         self.in_signed = bank.in_type.signed
         self.out_width = bank.out_type.width
-        self.decls: list[str] = []
-        self.assigns: list[str] = []
-        self.loads: list[str] = []
-        self.blocks: list[str] = []  # always @* blocks (cases)
-        self.stage_of: dict[str, int] = {"i__payload": 0, "beat": 0}
-        self.sim_decls: list[str] = []  # Verilator's view: temporaries as `reg`
-        self.sim_assigns: list[str] = []  # values of constants (assignments, cases)
-        self.temps: dict[int, list[str]] = {}  # stage -> blocking assignments it reads
-        self.staged: dict[int, list[str]] = {}  # stage -> its registers' updates
-
-    def stage(self, *values: str) -> int | None:
-        """The stage of the value of the expressions ``values`` (None: constants)."""
-        names = {name for value in values for name in _NAME.findall(value)}
-        stages = {self.stage_of[name] for name in names if name in self.stage_of}
-        if len(stages) > 1:
-            raise ValueError(f"a value reading stages {sorted(stages)}: {values}")
-        return max(stages, default=None)
-
-    def reg(self, name: str, width: int, value: str) -> str:
-        stage = (self.stage(value) or 0) + 1
-        declaration = f"reg [{width - 1}:0] {name} = {_hex(0, width)};"
-        self.decls.append(declaration)
-        self.sim_decls.append(declaration)
-        self.loads.append(f"{name} <= {value};")
-        self.staged.setdefault(stage, []).append(f"{name} <= {value};")
-        self.stage_of[name] = stage
-        return name
-
-    def wire(self, name: str, width: int, value: str) -> str:
-        self.decls.append(f"wire [{width - 1}:0] {name};")
-        self.assigns.append(f"assign {name} = {value};")
-        stage = self.stage(value)
-        if stage is None:
-            self.sim_decls.append(f"wire [{width - 1}:0] {name};")
-            self.sim_assigns.append(f"assign {name} = {value};")
-        else:
-            self.sim_decls.append(f"reg [{width - 1}:0] {name};")
-            self.temps.setdefault(stage + 1, []).append(f"{name} = {value};")
-            self.stage_of[name] = stage
-        return name
-
-    @staticmethod
-    def concat(bits: list[str]) -> str:
-        """Verilog concatenation of ``bits``, the first the least significant (as ``Cat``)."""
-        return "{" + ", ".join(reversed(bits)) + "}"
-
-    def case(self, name: str, width: int, index: str, values: list[str]) -> str:
-        """``values[index]`` (expressions; 0 beyond the last, as Amaranth's ``Array``)."""
-        self.decls.append(f"reg [{width - 1}:0] {name};")
-        self.sim_decls.append(f"reg [{width - 1}:0] {name};")
-        body = [f"{name} = {_hex(0, width)};", f"case ({index})"]
-        body += [f"  {k}: {name} = {v};" for k, v in enumerate(values)]
-        body += ["endcase"]
-        block = ["  always @* begin", *[f"    {line}" for line in body], "  end"]
-        self.blocks.append("\n".join(block))
-        stage = self.stage(index, *values)
-        if stage is None:
-            self.sim_assigns.extend(block)
-        else:
-            self.temps.setdefault(stage + 1, []).extend(body)
-            self.stage_of[name] = stage
-        return name
 
     def module(
         self,
@@ -193,39 +121,16 @@ class BankText:
         watched: tuple[str, int] | None = None,
     ) -> str:
         """The whole module ``name`` (kept apart): its ports for ``lanes`` lanes, ``decls``
-        (further declaration lines) and the collected declarations, the valid chain of
-        ``latency``, ``logic`` (further lines), ``o__payload = levels``, the assignments, cases
-        and the registers loaded on ``advance``; Verilator's view (`mac_verilog.two_views`)
-        the same with the stages of `staged_loads` (``watched`` = (expression, width) of what
-        stage 1 reads, by default ``i__payload``)."""
+        (further declaration lines) and `StagedText.views` with ``logic`` (further lines) and
+        ``o__payload = levels`` before the assignments (``watched``: what stage 1 reads, by
+        default ``i__payload``)."""
         in_bits = lanes * self.in_width
-        synthesis = [
-            *[f"  {d}" for d in self.decls],
-            *valid_chain(latency),
-            *logic,
-            "  assign o__payload = levels;",
-            *[f"  {a}" for a in self.assigns],
-            *self.blocks,
-            "  always @(posedge clk)",
-            "    if (advance) begin",
-            *[f"      {load}" for load in self.loads],
-            "    end",
-        ]
-        stages = max([latency, *self.staged, *self.temps])
-        blocks = [(self.temps.get(s, []), self.staged.get(s, [])) for s in range(1, stages + 1)]
-        verilator = [
-            *[f"  {d}" for d in self.sim_decls],
-            *valid_chain(latency),
-            *logic,
-            "  assign o__payload = levels;",
-            *[f"  {a}" for a in self.sim_assigns],
-            *staged_loads(blocks, *(watched or ("i__payload", in_bits))),
-        ]
+        first = (*logic, "  assign o__payload = levels;")
         lines = [
             KEEP_HIERARCHY,
             *module_head(name, in_bits, lanes * self.out_width, latency),
             *decls,
-            *two_views(synthesis, verilator),
+            *self.views(latency, watched or ("i__payload", in_bits), first=first),
             "endmodule",
         ]
         return "\n".join(lines) + "\n"

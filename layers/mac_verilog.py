@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import hashlib
+import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
     from .constant_mac import ConstantMatVec
 
 _PORTS = "clk, rst, i__payload, i__valid, i__ready, o__payload, o__valid, o__ready"
+#: a name an expression reads (`StagedText.stage`; sized constants' digits are never a name)
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _operand(name: str, width: int, signed: bool, shift: int = 0) -> tuple[str, int, bool]:
@@ -174,6 +177,119 @@ def two_views(synthesis: Sequence[str], verilator: Sequence[str]) -> list[str]:
     when their inputs moved, `staged_loads`; tests/layers/test_mac_verilog.py's
     `verilator_view_matches` compares the two views cycle by cycle)."""
     return ["`ifndef VERILATOR", *synthesis, "`else", *verilator, "`endif"]
+
+
+class StagedText:
+    """The pieces of a pipeline module's text written in two views (`two_views`):
+    declarations, combinational assignments, ``always @*`` cases and registers loaded on
+    ``advance``; and for Verilator's view (`staged_loads`) per pipeline stage the
+    combinational values its registers read (temporaries) and those registers.
+
+    A value's stage is found from the names it reads (`stage_of`): the ``inputs`` are stage
+    0, a register loaded from stage ``s - 1`` values is stage ``s``, a combinational value is
+    its sources' stage (a constant one stays an assignment in both views); a value reading two
+    stages is refused (a stage is computed only when the one before it was loaded)."""
+
+    def __init__(self, inputs: Sequence[str] = ("i__payload",)):
+        self.decls: list[str] = []
+        self.assigns: list[str] = []
+        self.loads: list[str] = []
+        self.blocks: list[str] = []  # always @* blocks (cases)
+        self.stage_of: dict[str, int] = dict.fromkeys(inputs, 0)
+        self.sim_decls: list[str] = []  # Verilator's view: temporaries as `reg`
+        self.sim_assigns: list[str] = []  # values of constants (assignments, cases)
+        self.temps: dict[int, list[str]] = {}  # stage -> blocking assignments it reads
+        self.staged: dict[int, list[str]] = {}  # stage -> its registers' updates
+
+    def stage(self, *values: str) -> int | None:
+        """The stage of the value of the expressions ``values`` (None: constants)."""
+        names = {name for value in values for name in _NAME.findall(value)}
+        stages = {self.stage_of[name] for name in names if name in self.stage_of}
+        if len(stages) > 1:
+            raise ValueError(f"a value reading stages {sorted(stages)}: {values}")
+        return max(stages, default=None)
+
+    def reg(self, name: str, width: int, value: str) -> str:
+        stage = (self.stage(value) or 0) + 1
+        declaration = f"reg [{width - 1}:0] {name} = {_hex(0, width)};"
+        self.decls.append(declaration)
+        self.sim_decls.append(declaration)
+        self.loads.append(f"{name} <= {value};")
+        self.staged.setdefault(stage, []).append(f"{name} <= {value};")
+        self.stage_of[name] = stage
+        return name
+
+    def wire(self, name: str, width: int | None, value: str) -> str:
+        """A combinational value (``width`` None: one bit declared without a range)."""
+        bits = "" if width is None else f"[{width - 1}:0] "
+        self.decls.append(f"wire {bits}{name};")
+        self.assigns.append(f"assign {name} = {value};")
+        stage = self.stage(value)
+        if stage is None:
+            self.sim_decls.append(f"wire {bits}{name};")
+            self.sim_assigns.append(f"assign {name} = {value};")
+        else:
+            self.sim_decls.append(f"reg {bits}{name};")
+            self.temps.setdefault(stage + 1, []).append(f"{name} = {value};")
+            self.stage_of[name] = stage
+        return name
+
+    @staticmethod
+    def concat(bits: list[str]) -> str:
+        """Verilog concatenation of ``bits``, the first the least significant (as ``Cat``)."""
+        return "{" + ", ".join(reversed(bits)) + "}"
+
+    def case(self, name: str, width: int, index: str, values: list[str]) -> str:
+        """``values[index]`` (expressions; 0 beyond the last, as Amaranth's ``Array``)."""
+        self.decls.append(f"reg [{width - 1}:0] {name};")
+        self.sim_decls.append(f"reg [{width - 1}:0] {name};")
+        body = [f"{name} = {_hex(0, width)};", f"case ({index})"]
+        body += [f"  {k}: {name} = {v};" for k, v in enumerate(values)]
+        body += ["endcase"]
+        block = ["  always @* begin", *[f"    {line}" for line in body], "  end"]
+        self.blocks.append("\n".join(block))
+        stage = self.stage(index, *values)
+        if stage is None:
+            self.sim_assigns.extend(block)
+        else:
+            self.temps.setdefault(stage + 1, []).extend(body)
+            self.stage_of[name] = stage
+        return name
+
+    def views(
+        self,
+        latency: int,
+        watched: tuple[str, int],
+        first: Sequence[str] = (),
+        last: Sequence[str] = (),
+    ) -> list[str]:
+        """The module body after its head (`two_views`): the declarations, the valid chain of
+        ``latency``, the lines ``first``, the assignments, the lines ``last``, the cases and
+        the registers loaded on ``advance``; Verilator's view the same with the stages of
+        `staged_loads` (``watched`` = (expression, width) of what stage 1 reads)."""
+        synthesis = [
+            *[f"  {d}" for d in self.decls],
+            *valid_chain(latency),
+            *first,
+            *[f"  {a}" for a in self.assigns],
+            *last,
+            *self.blocks,
+            "  always @(posedge clk)",
+            "    if (advance) begin",
+            *[f"      {load}" for load in self.loads],
+            "    end",
+        ]
+        stages = max([latency, *self.staged, *self.temps])
+        blocks = [(self.temps.get(s, []), self.staged.get(s, [])) for s in range(1, stages + 1)]
+        verilator = [
+            *[f"  {d}" for d in self.sim_decls],
+            *valid_chain(latency),
+            *first,
+            *[f"  {a}" for a in self.sim_assigns],
+            *last,
+            *staged_loads(blocks, *watched),
+        ]
+        return two_views(synthesis, verilator)
 
 
 class _Writer:

@@ -13,7 +13,7 @@ from rtlgen.emit import component_verilog
 from rtlgen.layers.argmax import ArgMax
 from rtlgen.layers.argmax_verilog import argmax_verilog
 
-from .test_mac_verilog import equivalent
+from .test_mac_verilog import equivalent, needs_icarus, verilator_view_matches
 
 
 @pytest.mark.parametrize(
@@ -48,10 +48,29 @@ def test_the_check_finds_the_last_maximum_winning_a_tie(group, registered, tmp_p
 def test_registered_compares_leave_only_registered_bits_before_the_select():
     """Group 6: the winners are ANDs of compare registers (no comparator before the select,
     issue 18's ECP5 critical path); pairwise stages compare and select in one cycle."""
-    registered = argmax_verilog(ArgMax(23, signed(8), registered=True), "gate").splitlines()
+    text = argmax_verilog(ArgMax(23, signed(8), registered=True), "gate")
+    registered = text[: text.index("`else")].splitlines()  # the synthesis view
     wins = [line for line in registered if line.startswith("  assign win_")]
     assert wins and not any("$signed" in line for line in wins)
     # 23 candidates: groups of 6, 6, 6 and 5 pairs compared, then the 4 winners'
     assert sum("<= ($signed(" in line for line in registered) == 3 * 15 + 10 + 6
     pairwise = argmax_verilog(ArgMax(23, signed(8), 2), "gate").splitlines()
     assert any("$signed" in line for line in pairwise if line.startswith("  assign win_"))
+
+
+@needs_icarus
+@pytest.mark.parametrize(
+    "n,shape,group,registered",
+    [(10, signed(8), 6, None), (23, signed(5), 6, True), (7, signed(5), 2, None)],
+)
+def test_verilators_view_computes_a_stage_only_when_its_input_moved_with_the_same_outputs(
+    n, shape, group, registered, tmp_path
+):
+    argmax = ArgMax(n, shape, group, registered)
+    text = argmax_verilog(argmax, "gate")
+    in_bits = n * shape.width
+    out_bits = in_bits + (n - 1).bit_length()
+    assert verilator_view_matches(text, in_bits, out_bits, tmp_path, n)
+    wrong = text.replace("sim_pending_2 <= load_1;", "sim_pending_2 <= 1'h0;")
+    assert wrong != text
+    assert not verilator_view_matches(wrong, in_bits, out_bits, tmp_path, n)
