@@ -95,6 +95,15 @@ def _at_least(bits: str, width: int, t: int) -> str:
     return "|{" + ", ".join(terms) + "}"
 
 
+def _compare(bits: str, width: int, t: int) -> str:
+    """`_at_least` as one ``>=`` (Verilator's view: one comparison instead of ``width`` terms)."""
+    if t <= 0:
+        return "1'h1"
+    if t >= 1 << width:
+        return "1'h0"
+    return f"({bits} >= {_hex(t, width)})"
+
+
 def _signed(name: str, is_signed: bool) -> str:
     """``name`` as an exact signed operand (an unsigned one gains a 0 sign bit)."""
     return f"$signed({name})" if is_signed else f"$signed({{1'b0, {name}}})"
@@ -165,7 +174,8 @@ class _Writer(BankText):
             ordered = f"{x} ^ {_hex(offset, w)}" if self.in_signed else x
             bits = self.wire(f"ordered_{k}", w, ordered)
             compares = [_at_least(bits, w, t + offset) for t in coarse]
-            code = self.wire(f"coarse_{k}", len(coarse), self.concat(compares))
+            fast = [_compare(bits, w, t + offset) for t in coarse]
+            code = self.wire(f"coarse_{k}", len(coarse), self.concat(compares), self.concat(fast))
             segment_width = _count_bits(len(coarse))
             segment = self.reg(
                 f"segment_{k}", segment_width, self.concat(_thermometer(code, len(coarse)))

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .bank_verilog import BankText, _at_least, _thermometer
+from .bank_verilog import BankText, _at_least, _compare, _thermometer
 from .mac_verilog import _hex
 from .threshold import segment_bits
 
@@ -46,14 +46,20 @@ class _Writer(BankText):
         super().__init__(bank)
         self.beat_width = (max(bank.beats, 2) - 1).bit_length()
 
-    def picked(self, name: str, bits: str, bounds: list[int]) -> str:
-        """`BeatThresholdBank._picked`: ``bits >= bounds[beat]`` (ordered bounds)."""
+    def picked(self, name: str, bits: str, bounds: list[int]) -> tuple[str, str]:
+        """`BeatThresholdBank._picked`: ``bits >= bounds[beat]`` (ordered bounds), and the
+        same for Verilator's view (`bank_verilog._compare`)."""
         distinct = list(dict.fromkeys(bounds))
         if len(distinct) == 1:
-            return _at_least(bits, self.in_width, distinct[0])
+            t = distinct[0]
+            return _at_least(bits, self.in_width, t), _compare(bits, self.in_width, t)
         width = max(t.bit_length() for t in bounds)
         bound = self.case(name, width, "beat", [_hex(t, width) for t in bounds])
-        return f"({bits} >= {bound})"
+        return f"({bits} >= {bound})", f"({bits} >= {bound})"
+
+    def compares(self, bits: list[tuple[str, str]]) -> tuple[str, str]:
+        """The concatenations of `picked`'s pairs: (synthesis, Verilator's view)."""
+        return self.concat([b for b, _ in bits]), self.concat([s for _, s in bits])
 
     def search(
         self, lane: int, bits: str, bounds_by_beat: list[tuple[int, ...]]
@@ -69,7 +75,7 @@ class _Writer(BankText):
                 self.picked(f"bound_{lane}_{j}", bits, [ts[j * size - 1] for ts in bounds_by_beat])
                 for j in range(1, segments)
             ]
-            code = self.wire(f"coarse_{lane}", segments - 1, self.concat(compares))
+            code = self.wire(f"coarse_{lane}", segments - 1, *self.compares(compares))
             segment_width = (segments - 1).bit_length()
             segment = self.reg(
                 f"segment_{lane}", segment_width, self.concat(_thermometer(code, segments - 1))
@@ -123,7 +129,7 @@ class _Writer(BankText):
                 self.picked(f"bound_{lane}_{k}", bits, [ts[k] for ts in bounds_by_beat])
                 for k in range(thresholds)
             ]
-            code = self.reg(f"code_{lane}", thresholds, self.concat(compares))
+            code = self.reg(f"code_{lane}", thresholds, *self.compares(compares))
             count, count_width = (
                 self.concat(_thermometer(code, thresholds)),
                 thresholds.bit_length(),

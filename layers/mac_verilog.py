@@ -209,18 +209,21 @@ class StagedText:
             raise ValueError(f"a value reading stages {sorted(stages)}: {values}")
         return max(stages, default=None)
 
-    def reg(self, name: str, width: int, value: str) -> str:
+    def reg(self, name: str, width: int, value: str, sim: str | None = None) -> str:
+        """A register loaded with ``value`` (in Verilator's view ``sim``: the same function of
+        the same names, written for a simulator, if given)."""
         stage = (self.stage(value) or 0) + 1
         declaration = f"reg [{width - 1}:0] {name} = {_hex(0, width)};"
         self.decls.append(declaration)
         self.sim_decls.append(declaration)
         self.loads.append(f"{name} <= {value};")
-        self.staged.setdefault(stage, []).append(f"{name} <= {value};")
+        self.staged.setdefault(stage, []).append(f"{name} <= {sim or value};")
         self.stage_of[name] = stage
         return name
 
-    def wire(self, name: str, width: int | None, value: str) -> str:
-        """A combinational value (``width`` None: one bit declared without a range)."""
+    def wire(self, name: str, width: int | None, value: str, sim: str | None = None) -> str:
+        """A combinational value (``width`` None: one bit declared without a range; ``sim``:
+        as `reg`'s)."""
         bits = "" if width is None else f"[{width - 1}:0] "
         self.decls.append(f"wire {bits}{name};")
         self.assigns.append(f"assign {name} = {value};")
@@ -230,7 +233,7 @@ class StagedText:
             self.sim_assigns.append(f"assign {name} = {value};")
         else:
             self.sim_decls.append(f"reg {bits}{name};")
-            self.temps.setdefault(stage + 1, []).append(f"{name} = {value};")
+            self.temps.setdefault(stage + 1, []).append(f"{name} = {sim or value};")
             self.stage_of[name] = stage
         return name
 

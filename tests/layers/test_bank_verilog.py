@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from rtlgen.emit import component_verilog
-from rtlgen.layers.bank_verilog import bank_verilog, supported
+from rtlgen.layers.bank_verilog import _at_least, _compare, bank_verilog, supported
 from rtlgen.layers.threshold import ThresholdBank
 from rtlgen.quant.fixed import FixedType
 
@@ -83,3 +83,22 @@ def test_verilators_view_of_a_two_level_bank_of_63_thresholds(tmp_path):
     assert verilator_view_matches(text, 30, 12, tmp_path)
     wrong = text.replace("sim_pending_3 <= load_2;", "sim_pending_3 <= 1'h0;")
     assert not verilator_view_matches(wrong, 30, 12, tmp_path)
+
+
+@pytest.mark.parametrize("width", [1, 3, 7])
+def test_verilators_one_comparison_is_the_lut_logic_comparator(width, tmp_path):
+    """`_compare` (Verilator's view) and `_at_least` (synthesis) for every bound, proven equal
+    by Yosys over every input."""
+    bounds = range(-1, (1 << width) + 2)
+
+    def module(name, write):
+        outputs = ", ".join(write("x", width, t) for t in reversed(bounds))
+        return (
+            f"module {name}(x, o);\n  input [{width - 1}:0] x;\n"
+            f"  output [{len(bounds) - 1}:0] o;\n  assign o = {{{outputs}}};\nendmodule\n"
+        )
+
+    ok, status = equivalent(module("gold", _at_least), module("gate", _compare), tmp_path)
+    assert ok, status[-3000:]
+    wrong = module("gate", lambda x, w, t: _compare(x, w, t + 1))
+    assert not equivalent(module("gold", _at_least), wrong, tmp_path)[0]
