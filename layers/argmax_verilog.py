@@ -14,7 +14,9 @@ under the same names (``valid_<k>``, ``gt_<level>_<group>_<i>_<j>``, ``cand_``/`
 of candidates every pair compared once (one-cycle levels: in the select's cycle; registered
 compares: into registers a cycle before it), candidate k wins when it is greater than every earlier one and
 no later one is greater (the first maximum wins), its value and index selected by AND-OR.
-tests/layers/test_argmax_verilog.py proves the two equivalent with Yosys.
+tests/layers/test_argmax_verilog.py proves the two equivalent with Yosys. Verilator reads a
+second view of the body, each stage computed only when what it reads changed
+(`mac_verilog.two_views`, `StagedText`).
 """
 
 from __future__ import annotations

@@ -19,6 +19,10 @@ for the levels. tests/layers/test_bank_verilog.py proves the two equivalent with
 A two-level bank whose fine table is a ROM (more than `threshold.ARRAY_TABLE` segments) is
 not written as text (`supported`): Amaranth converts it as before.
 
+Verilator reads a second view of the body (`mac_verilog.two_views`, `BankText`): each stage
+computed only when what it reads changed, its coarse comparators as plain ``>=``
+(`_compare`: one comparison, where the LUT logic is ``width`` terms).
+
 The module is marked ``(* keep_hierarchy = "yes" *)`` (`KEEP_HIERARCHY`): Yosys then maps it
 by itself (ABC9 runs per module) although ``synth_xilinx -flatten`` flattens the rest.
 ABC9 maps for the best delay and then recovers area on every path up to the *design's*

@@ -16,7 +16,9 @@ constants (0 beyond the last beat, as Amaranth's ``Array``), the fine table as a
 by ``{beat, segment}``, thermometer counts as `threshold._thermometer_count`, levels as
 ``first + count * step`` or a case of constants, picked by the delayed beat where the lane's
 elements' levels differ. tests/layers/test_beat_bank_verilog.py proves the two equivalent with
-Yosys. The module is marked ``keep_hierarchy`` as `bank_verilog`'s (see its module doc).
+Yosys. The module is marked ``keep_hierarchy`` as `bank_verilog`'s, and Verilator reads a view
+of its own (`mac_verilog.two_views`; stage 1 also recomputed when the beat moves): see its
+module doc.
 """
 
 from __future__ import annotations

@@ -20,6 +20,17 @@ constants) and keep its structure (the low bits of an unshifted operand pass thr
 negative terms are subtracted), so Yosys sees the same ``$alu``/``$macc`` cells (checked on a
 32 x 16 array after ``synth -run begin:fine``).
 
+Two views (issue 17: bulk simulation speed): the module body is written once for synthesis
+(what Yosys, Vivado and Icarus read; byte for byte the text before the views existed, so the
+LUT and FF counts are those of the hardware as before) and once under ``ifdef VERILATOR``
+(`two_views`). Verilator evaluates every combinational assignment on every clock edge, busy
+or not, and most layers of a CNN after its first pool see a new input on 1/4, 1/16 ... of the
+cycles; its view (`staged_loads`, `StagedText`) computes each pipeline stage's arithmetic in
+the clocked block of the registers it feeds, and only when what the stage reads changed, so
+every register still holds the hardware's value on every cycle. The SVHN QP6 CNN went from
+96,143 to ~35,000 x86 instructions per simulated cycle (benchmarks/bench_sim_harness.py).
+The tests compare the views cycle by cycle in Icarus (`verilator_view_matches`).
+
 `MacModules` collects the modules of the arrays elaborated while `verilog_text` is active:
 `ConstantMatVec.elaborate` then returns an instance of its module (named from a hash of the
 text, so equal arrays share one) instead of the datapath.
