@@ -148,7 +148,7 @@ def _simulate(pixels: int) -> dict:
     out = _outdir(pixels)
     x = np.random.default_rng(pixels).uniform(-1, 1, (3, 32, 32, 3)).astype("float32")
     np.save(WORK / "x3.npy", x)
-    command = ["sim", out, "-i", WORK / "x3.npy", "--backpressure", "0", "--harness", "cocotb"]
+    command = ["sim", out, "-i", WORK / "x3.npy", "--backpressure", "0", "--harness", "cpp"]
     code, seconds = _run(command, WORK / f"sim_p{pixels}.log")
     found = out / "sim" / "sim_result.json"
     measured = json.loads(found.read_text()) if found.exists() else {}
