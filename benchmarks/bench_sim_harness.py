@@ -86,6 +86,7 @@ HISTORY_FIELDS = (
     "images_per_second_wall",
     "total_seconds",
     "load_average",
+    "instructions_per_cycle",  # valgrind's count: the figure the load does not change
     "rows",  # --jobs
 )
 
