@@ -246,7 +246,8 @@ def measure(name: str, images: int, tmp: Path, profile: bool = False) -> dict:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     build_cpu = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
     start = time.perf_counter()
-    result = simulate(design.outdir, x_int, y_int, build_root=build_root, harness="cpp")
+    # one process, as the history's figures (simulate's default splits large runs: --jobs)
+    result = simulate(design.outdir, x_int, y_int, build_root=build_root, harness="cpp", jobs=1)
     simulate_seconds = time.perf_counter() - start
     written = json.loads((result.results_dir / "sim_result.json").read_text())
     cpu = written["cpu_seconds"]
