@@ -11,7 +11,9 @@ ecppack from the YoWASP wheels, behind the UART wrapper of `rtlgen.boards`). The
 are nextpnr's post-route Fmax of the slowest clock (the board's 25 MHz clock drives the
 whole design; nextpnr reports what the routed design could run at), the cells it used,
 and the critical path it reports (`rtlgen.boards.ecp5.parse_critical_path`: start register,
-end, logic and routing delay). Place and route is deterministic for a given netlist and
+end, logic and routing delay), and `dsp_output_registers`: how many MULT18X18D took their
+product register (`rtlgen.boards.ecp5_dsp`; the build also turns products by small
+constants into shifts and adds, boards/ecp5_const_mul.v). Place and route is deterministic for a given netlist and
 nextpnr seed; a different netlist (any change of the generator) moves Fmax by a few MHz
 either way.
 
@@ -124,6 +126,7 @@ def measure(name: str, workdir: Path) -> dict:
         "fmax_mhz": summary["fmax_mhz"],
         "target_mhz": TARGET_MHZ if name.startswith("demo") else None,
         "critical_path": summary.get("critical_path"),
+        "dsp_output_registers": summary.get("dsp_output_registers"),
         "cells": {
             cell: used.get(cell, 0)
             for cell in (
