@@ -1,9 +1,9 @@
 // Yosys techmap for the ECP5 build (boards/ecp5.py): a product by a constant whose magnitude
-// has at most `RTLGEN_CONST_MUL_TERMS set bits becomes that many shifted copies of the other
+// has 2 to `RTLGEN_CONST_MUL_TERMS set bits becomes that many shifted copies of the other
 // operand added up (negated for a negative constant), so synth_ecp5 builds it from carry
 // chains instead of a MULT18X18D. Y = A * B modulo 2^Y_WIDTH with each operand read as its
-// *_SIGNED says, as $mul. Products of two signals, or by constants with more set bits, are
-// left alone (_TECHMAP_FAIL_).
+// *_SIGNED says, as $mul. Products of two signals, by constants with more set bits, or by
+// +-2^k (opt_expr makes those a shift) are left alone (_TECHMAP_FAIL_).
 `ifndef RTLGEN_CONST_MUL_TERMS
 `define RTLGEN_CONST_MUL_TERMS 4
 `endif
@@ -42,7 +42,7 @@ module _rtlgen_ecp5_const_mul (A, B, Y);
 	endfunction
 
 	generate
-	if ((&MASK_B) && !(&MASK_A) && ones(MAGNITUDE) <= `RTLGEN_CONST_MUL_TERMS) begin
+	if ((&MASK_B) && !(&MASK_A) && ones(MAGNITUDE) >= 2 && ones(MAGNITUDE) <= `RTLGEN_CONST_MUL_TERMS) begin
 		(* force_downto *)
 		wire [Y_WIDTH-1:0] a_ext;
 		if (A_SIGNED && A_WIDTH < Y_WIDTH)
