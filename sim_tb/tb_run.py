@@ -101,8 +101,25 @@ def model_opt(manifest: Manifest) -> tuple[str, ...]:
     size = 0
     for path in manifest.rtl_paths:
         with contextlib.suppress(OSError):  # a missing file fails the build, in one line
-            size += Path(path).stat().st_size
+            size += verilator_bytes(Path(path).read_text(errors="replace"))
     return MODEL_OPT_LARGE if size > LARGE_MODEL_BYTES else MODEL_OPT_SMALL
+
+
+def verilator_bytes(text: str) -> int:
+    """The bytes of ``text`` that Verilator reads: without the synthesis views (the
+    ```ifndef VERILATOR`` ... ```else`` part of a module written in two views, see
+    `rtlgen.layers.mac_verilog.two_views`), which would otherwise count twice."""
+    size = 0
+    skipping = False
+    for line in text.splitlines(keepends=True):
+        directive = line.strip()
+        if directive == "`ifndef VERILATOR":
+            skipping = True
+        elif skipping and directive in ("`else", "`endif"):
+            skipping = False
+        elif not skipping:
+            size += len(line.encode())
+    return size
 
 
 def put_verilator_on_path() -> None:

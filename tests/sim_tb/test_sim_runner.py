@@ -269,3 +269,19 @@ def test_simulator_that_does_not_start_is_one_line(chansum_outdir, build_root, m
     monkeypatch.setattr(cocotb_runner.Verilator, "test", test)
     with pytest.raises(SimulationError, match="return code: 127.*error while loading shared"):
         simulate(chansum_outdir, x_int, y_int, build_root=build_root)
+
+
+def test_model_size_counts_what_verilator_reads():
+    """A module written in two views counts once: the synthesis view (```ifndef VERILATOR``
+    ... ```else``) is not compiled by Verilator, so it does not push a design over
+    `LARGE_MODEL_BYTES`."""
+    from rtlgen.layers.mac_verilog import two_views
+    from rtlgen.sim_tb.tb_run import verilator_bytes
+
+    head = "module m(clk);\n"
+    synthesis = ["  wire [7:0] a = 8'h1;" * 4]
+    verilator = ["  reg [7:0] a = 8'h1;"]
+    text = head + "\n".join([*two_views(synthesis, verilator), "endmodule"]) + "\n"
+    expected = head + verilator[0] + "\n`endif\nendmodule\n"  # the `endif line counts
+    assert verilator_bytes(text) == len(expected.encode())
+    assert verilator_bytes(head) == len(head)
