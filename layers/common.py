@@ -7,22 +7,12 @@ element 0 in the least significant bits.
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 from amaranth.hdl import Cat, Const, Mux, Shape, Value, signed, unsigned
 from amaranth.lib import data
 
 from rtlgen.quant.fixed import FixedType, Rounding
 
-
-class Multiplier(StrEnum):
-    """How a constant product is built: ``DSP`` a ``*`` that synthesis maps to a DSP block,
-    ``LUT`` a canonical-signed-digit shift-and-add (no DSP), ``AUTO`` by the operand widths.
-    (A `StrEnum`: its members equal their names' strings, as the manifest writes them.)"""
-
-    AUTO = "auto"
-    DSP = "dsp"
-    LUT = "lut"
+from .multiplier import Multiplier  # noqa: F401  (its home before; without Amaranth there)
 
 
 def shape_of(t: FixedType) -> Shape:

@@ -15,18 +15,21 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
-from amaranth.lib import data, wiring
 
 from rtlgen import forking, ir
-from rtlgen.layers.common import Multiplier, shape_of
-from rtlgen.layers.requantize import Requantize
+from rtlgen.layers.multiplier import Multiplier
 from rtlgen.quant.arith import aligned_weights, clamp_bounds
 from rtlgen.quant.errors import RtlgenError
 from rtlgen.quant.fixed import FixedType
 from rtlgen.sim_tb.tb_manifest import input_prefix, output_prefix
+
+if TYPE_CHECKING:
+    from amaranth.lib import data, wiring
+
+    from rtlgen.layers.requantize import Requantize
 
 T = TypeVar("T")
 
@@ -178,6 +181,10 @@ class StreamFormat:
 
     @property
     def layout(self) -> data.ArrayLayout:
+        from amaranth.lib import data
+
+        from rtlgen.layers.common import shape_of
+
         return data.ArrayLayout(shape_of(self.type), self.elements)
 
 
@@ -243,6 +250,8 @@ def requantize_stage(
     """Clamp + round + saturate into the node's output type. ``in_ranges``: the exact range
     of each accumulator (from the MAC), so comparisons that can never fire cost nothing.
     ``latency``: None chooses 1, or 2 where the rounding drops many bits."""
+    from rtlgen.layers.requantize import Requantize
+
     assert node.acc_type is not None and node.out_type is not None
     lo, hi = clamp_bounds(node.activation.lo, node.activation.hi, node.acc_type.frac, node.name)
     if latency is None:
