@@ -253,6 +253,6 @@ def test_inspect_shows_the_input_type_in_the_table_and_in_json():
 
 
 def test_convert_in_a_log_shows_each_step_with_its_time(demo_conversion):
-    lines = demo_conversion.run.stdout.splitlines()  # a subprocess's: its stdout is a pipe
+    lines = demo_conversion.run.stdout.splitlines()  # captured: stdout is no terminal
     assert "generating hardware ..." in lines
     assert any(line.startswith("generating hardware: done in ") for line in lines)
