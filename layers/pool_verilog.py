@@ -16,13 +16,20 @@ level (one register stage when the window has one element).
 tests/layers/test_pool_verilog.py proves the two equivalent with Yosys. A reduction that
 also rounds into another type (``out_type != in_type``) is not written as text
 (`supported`): Amaranth converts it as before.
+
+Two views (`mac_verilog.two_views`, issue 17: bulk simulation speed): the registers are
+written once for synthesis (the text before the views existed) and once for Verilator, where
+each level is computed only when what it reads moved (`mac_verilog.staged_loads`: the tree
+is a pipeline of pure functions of ``i__payload``, which holds while the pool waits); every
+register holds the hardware's value on every cycle. tests/layers/test_pool_verilog.py
+compares the two views cycle by cycle in Icarus.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .mac_verilog import _hex, module_head, valid_chain
+from .mac_verilog import _hex, module_head, staged_loads, two_views, valid_chain
 
 if TYPE_CHECKING:
     from .pool import WindowMax
@@ -50,6 +57,7 @@ def window_max_verilog(reduce: WindowMax, name: str) -> str:
 
     decls: list[str] = []
     loads: list[str] = []
+    stages: list[tuple[list[str], list[str]]] = []  # Verilator's view: loads by level
     values = [
         [
             f"i__payload[{(p * channels + ch + 1) * width - 1}:{(p * channels + ch) * width}]"
@@ -59,6 +67,7 @@ def window_max_verilog(reduce: WindowMax, name: str) -> str:
     ]
     for level in range(levels):
         registered = []
+        stages.append(([], []))
         for ch, column in enumerate(values):
             if level < _tree_levels(elements):
                 pairs = [larger(column[k], column[k + 1]) for k in range(0, len(column) - 1, 2)]
@@ -68,15 +77,21 @@ def window_max_verilog(reduce: WindowMax, name: str) -> str:
                 register = f"stage{level}_channels_{ch}_{k}"
                 decls.append(f"reg [{width - 1}:0] {register} = {_hex(0, width)};")
                 loads.append(f"{register} <= {value};")
+                stages[-1][1].append(loads[-1])
                 names.append(register)
             registered.append(names)
         values = registered
-    lines = module_head(name, elements * channels * width, channels * width, levels)
-    lines += [f"  {d}" for d in decls]
-    lines += valid_chain(levels)
+    in_bits = elements * channels * width
+    lines = module_head(name, in_bits, channels * width, levels)
     packed = ", ".join(values[ch][0] for ch in reversed(range(channels)))
-    lines.append(f"  assign o__payload = {{{packed}}};")
-    lines += ["  always @(posedge clk)", "    if (advance) begin"]
-    lines += [f"      {load}" for load in loads]
-    lines += ["    end", "endmodule"]
+    common = [
+        *[f"  {d}" for d in decls],
+        *valid_chain(levels),
+        f"  assign o__payload = {{{packed}}};",
+    ]
+    synthesis = [*common, "  always @(posedge clk)", "    if (advance) begin"]
+    synthesis += [f"      {load}" for load in loads]
+    synthesis += ["    end"]
+    lines += two_views(synthesis, [*common, *staged_loads(stages, "i__payload", in_bits)])
+    lines.append("endmodule")
     return "\n".join(lines) + "\n"

@@ -33,7 +33,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .common import Multiplier
-from .mac_verilog import _alike, _hex, module_head
+from .mac_verilog import _alike, _hex, module_head, staged_loads, two_views
 from .serial_mac import ONE_HOT_ROM_WORDS, Digit
 
 if TYPE_CHECKING:
@@ -78,15 +78,25 @@ class _Writer:
         self.resets: list[tuple[str, int, int]] = []  # (register, width, init): reset to init
         self.blocks: list[str] = []  # always blocks
         self.loads: list[str] = []  # register updates under `advance`
+        # Verilator's view (`two_views`): the datapath's combinational values by the stage
+        # of `staged_loads` whose registers read them ("acc": the accumulators'), their
+        # values, and the adder tree's registers by stage
+        self.values: dict[str, str] = {}
+        self.wire_stage: dict[str, int | str] = {}
+        self.tree_loads: dict[int, list[str]] = {}
 
     def reg(self, name: str, width: int, init: int = 0, reset: bool = False) -> None:
         self.decls.append(f"reg {_bits(width)} {name} = {_hex(init, width)};")
         if reset:
             self.resets.append((name, width, init))
 
-    def wire(self, name: str, width: int, value: str) -> None:
+    def wire(self, name: str, width: int, value: str, stage: int | str | None = None) -> None:
+        """A combinational value; ``stage``: a datapath value of that stage (`text`)."""
         self.decls.append(f"wire {_bits(width)} {name};")
         self.assigns.append(f"assign {name} = {value};")
+        if stage is not None:
+            self.values[name] = value
+            self.wire_stage[name] = stage
 
     def control(self) -> None:
         """Handshake, word counter, its tables and the input register (as the first half of
@@ -203,7 +213,8 @@ class _Writer:
                 else:
                     bits.append("~" + _any([f"hot[{s}]" for s in range(words) if s not in ones]))
             self.decls.append(f"reg {_bits(row_width)} wrow = {_hex(0, row_width)};")
-            loads.append("wrow <= {" + ", ".join(reversed(bits)) + "};")
+            self.one_hot_read = "wrow <= {" + ", ".join(reversed(bits)) + "};"
+            loads.append(self.one_hot_read)
         else:
             style = "block" if mac.block_rom else "logic"
             self.decls.append(f'(* rom_style = "{style}" *)')
@@ -262,7 +273,7 @@ class _Writer:
                 w = f"$signed({_slice('wrow', low + w_width - 1, low)})"
                 # Amaranth's product width (an unsigned x times a signed w fits too)
                 operand = f"$signed({x})" if in_signed else f"$signed({{1'b0, {x}}})"
-                self.wire(name, in_width + w_width, f"{operand} * {w}")
+                self.wire(name, in_width + w_width, f"{operand} * {w}", 0)
                 columns[o].append((name, in_width + w_width, True))
         valid, first, last = "valid_w", "first_w", "last_w"
         registers = 0
@@ -275,6 +286,7 @@ class _Writer:
                     name = f"{prefix}_{o}_{a}"
                     self.decls.append(f"reg {_bits(inner)} {name} = {_hex(0, inner)};")
                     loads.append(f"{name} <= {_typed(term)[0]};")
+                    self.tree_loads.setdefault(registers + 1, []).append(loads[-1])
                     regs.append((name, inner, True))
                 columns[o] = regs
             names = [f"valid_{registers}", f"first_{registers}", f"last_{registers}"]
@@ -293,7 +305,7 @@ class _Writer:
                     if a + 1 < len(terms):
                         name = f"s{level}_{o}_{a // 2}"
                         left, right = _alike([_typed(terms[a]), _typed(terms[a + 1])])
-                        self.wire(name, inner, f"{left} + {right}")
+                        self.wire(name, inner, f"{left} + {right}", registers)
                         pairs.append((name, inner, True))
                     else:
                         pairs.append(terms[a])
@@ -324,11 +336,11 @@ class _Writer:
             once = f"{{2'h0, {x}}}"
         twice = f"{{1'h0, {x}, 1'h0}}" if not in_signed else f"{{{x}, 1'h0}}"
         magnitude = f"bm{j}_{o}_{position}"
-        self.wire(magnitude, width, f"{two} ? {twice} : {one} ? {once} : {_hex(0, width)}")
+        self.wire(magnitude, width, f"{two} ? {twice} : {one} ? {once} : {_hex(0, width)}", 0)
         name = f"pp{j}_{o}_{position}"
         low_zeros = f", {2 * position}'h0" if position else ""
         self.wire(
-            name, width + 2 * position, f"{{{neg} ? ~{magnitude} : {magnitude}{low_zeros}}}"
+            name, width + 2 * position, f"{{{neg} ? ~{magnitude} : {magnitude}{low_zeros}}}", 0
         )
         return name, width + 2 * position, True
 
@@ -372,9 +384,9 @@ class _Writer:
                 bias = f"bias_{o}"
             else:
                 bias = _hex(biases[0], inner)
-            self.wire(f"start_{o}", inner, f"{first} ? {bias} : acc_{o}")
+            self.wire(f"start_{o}", inner, f"{first} ? {bias} : acc_{o}", "acc")
             left, right = _alike([_typed((f"start_{o}", inner, True)), _typed(partial)])
-            self.wire(f"sum_{o}", inner, f"{left} + {right}")
+            self.wire(f"sum_{o}", inner, f"{left} + {right}", "acc")
             low = o * acc_width
             lines += [
                 f"      acc_{o} <= sum_{o};",
@@ -392,20 +404,90 @@ class _Writer:
         in_bits = mac.per_beat * mac.in_shape.width
         out_bits = mac.columns * mac.acc_type.width
         lines = module_head(name, in_bits, out_bits, 0)  # ports and `advance`
-        lines += [f"  {d}" for d in self.decls]
-        lines += [f"  {a}" for a in self.assigns]
-        lines += self.blocks
-        lines += ["  always @(posedge clk) begin", "    primed <= 1'h1;", "    if (advance) begin"]
+        synthesis = [f"  {d}" for d in self.decls]
+        synthesis += [f"  {a}" for a in self.assigns]
+        synthesis += self.blocks
+        synthesis += self.registers(self.loads)
+        synthesis += acc_lines
+        lines += two_views(synthesis, self.verilator_view(acc_lines))
+        lines.append("endmodule")
+        return "\n".join(lines) + "\n"
+
+    def registers(self, loads: list[str]) -> list[str]:
+        """The clocked block of the control registers and ``loads``."""
+        lines = ["  always @(posedge clk) begin", "    primed <= 1'h1;", "    if (advance) begin"]
         lines += self.control_block
-        lines += [f"      {load}" for load in self.loads]
+        lines += [f"      {load}" for load in loads]
         lines.append("    end")
         # the control registers' synchronous reset, over the loads (as Amaranth's)
         lines.append("    if (rst) begin")
         lines += [f"      {r} <= {_hex(init, width)};" for r, width, init in self.resets]
         lines += ["    end", "  end"]
-        lines += acc_lines
-        lines.append("endmodule")
-        return "\n".join(lines) + "\n"
+        return lines
+
+    def verilator_view(self, acc_lines: list[str]) -> list[str]:
+        """The same registers for Verilator (issue 17: a dense layer's serial MAC is idle on
+        most cycles, and Verilator evaluates every assignment on every edge). The adder tree
+        is a pipeline of pure functions of ``{wrow, xrow}`` (which hold while the MAC is idle):
+        `staged_loads` computes its stages only when what they read moved. The products /
+        digit terms and the tree's adders become temporaries of the stage their registers
+        belong to; the values after the last tree register (and ``start_<o>``, ``sum_<o>``)
+        are computed in the accumulators' block, which runs exactly when the hardware's
+        accumulators load (``advance`` and the last stage's valid bit): the accumulators
+        and the step counter are state, so they stay on the hardware's enables. The
+        one-hot ROM's read ``wrow`` (a function of ``hot`` alone) is computed when ``hot``
+        moved. Every register holds the hardware's value on every cycle."""
+        depth = self.mac.depth
+        staged = set(self.wire_stage)
+
+        def name_of(decl: str) -> str:
+            return decl.rstrip(";").split()[-1]
+
+        decls = []
+        for d in self.decls:
+            if d.startswith("wire ") and name_of(d) in staged:
+                d = "reg " + d[len("wire ") :]
+            elif d.startswith("reg ") and name_of(d) == "rom_read__data":
+                # an initial value (the hardware's is any: Verilator's 2-state one, the
+                # first stage computed from it as the hardware's): a 4-state simulator's x
+                # would never compare unequal to what the stage saw (`staged_loads`)
+                width = self.mac.rom_width
+                d = f"reg {_bits(width)} rom_read__data = {_hex(0, width)};"
+            decls.append(d)
+        assigns = [a for a in self.assigns if a.split()[1] not in staged]
+        tree = {load for loads in self.tree_loads.values() for load in loads}
+        loads = [load for load in self.loads if load not in tree]
+        lines = [f"  {d}" for d in decls]
+        one_hot = getattr(self, "one_hot_read", None)
+        if one_hot is not None:  # the ROM's read only when the one-hot word moved
+            words = self.mac.words
+            lines += [
+                f"  reg [{words - 1}:0] sim_hot = {_hex(0, words)};",
+                "  reg sim_read = 1'h0;",
+            ]
+            index = loads.index(one_hot)
+            loads[index : index + 1] = [
+                "if (~sim_read | (hot != sim_hot)) begin",
+                f"  {one_hot}",
+                "  sim_hot <= hot;",
+                "  sim_read <= 1'h1;",
+                "end",
+            ]
+        lines += [f"  {a}" for a in assigns]
+        lines += self.blocks
+        lines += self.registers(loads)
+
+        def temps(stage: int | str) -> list[str]:
+            return [f"{n} = {self.values[n]};" for n, s in self.wire_stage.items() if s == stage]
+
+        if depth:
+            blocks = [(temps(s - 1), self.tree_loads.get(s, [])) for s in range(1, depth + 1)]
+            row_bits = self.mac.rom_width + self.group_bits
+            lines += staged_loads(blocks, "{wrow, xrow}", row_bits)
+        final = [*temps(depth), *temps("acc")]
+        head = acc_lines.index(f"    if (advance & {self.valid}) begin") + 1
+        lines += [*acc_lines[:head], *[f"      {t}" for t in final], *acc_lines[head:]]
+        return lines
 
 
 def _any(bits: list[str]) -> str:

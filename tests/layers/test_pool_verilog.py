@@ -13,7 +13,7 @@ from rtlgen.layers.pool import WindowMax
 from rtlgen.layers.pool_verilog import supported, window_max_verilog
 from rtlgen.quant.fixed import FixedType
 
-from .test_mac_verilog import equivalent
+from .test_mac_verilog import equivalent, needs_icarus, verilator_view_matches
 
 
 @pytest.mark.parametrize(
@@ -44,3 +44,34 @@ def test_the_check_finds_a_minimum_instead_of_the_maximum(tmp_path):
 def test_a_reduction_that_rounds_is_left_to_amaranth():
     assert not supported(WindowMax(4, 2, FixedType(10, 4, True), FixedType(6, 2, True)))
     assert supported(WindowMax(4, 2, FixedType(10, 4, True)))
+
+
+@needs_icarus
+@pytest.mark.parametrize(
+    "elements,channels,in_type",
+    [
+        (4, 3, FixedType(8, 3, True)),
+        (9, 2, FixedType(6, 0, True)),
+        (1, 2, FixedType(5, 2, False)),
+        (3, 1, FixedType(7, 4, False)),
+        (5, 2, FixedType(4, 1, True)),
+    ],
+)
+def test_verilators_view_computes_a_level_only_when_its_input_moved_with_the_same_outputs(
+    elements, channels, in_type, tmp_path
+):
+    """Verilator's view (each tree level computed when what it reads moved) gives the
+    outputs of the synthesis view on every cycle in Icarus (random held inputs, valid,
+    backpressure, reset); one whose second level misses its input's change fails."""
+    reduce = WindowMax(elements, channels, in_type)
+    text = window_max_verilog(reduce, "gate")
+    in_bits, out_bits = elements * channels * in_type.width, channels * in_type.width
+    assert "`ifndef VERILATOR" in text
+    assert verilator_view_matches(text, in_bits, out_bits, tmp_path, elements)
+    if elements > 2:
+        wrong = text.replace("sim_pending_2 <= load_1;", "sim_pending_2 <= 1'h0;")
+        assert wrong != text
+        assert not verilator_view_matches(wrong, in_bits, out_bits, tmp_path, elements)
+    wrong = text.replace("(i__payload != sim_seen)", "(i__payload[0] != sim_seen[0])")
+    assert wrong != text
+    assert not verilator_view_matches(wrong, in_bits, out_bits, tmp_path, elements)

@@ -22,7 +22,7 @@ from rtlgen.layers.serial_mac_verilog import serial_verilog, supported
 from rtlgen.quant.arith import accumulator_type
 from rtlgen.quant.fixed import FixedType
 
-from .test_mac_verilog import equivalent
+from .test_mac_verilog import equivalent, needs_icarus, verilator_view_matches
 
 
 def random_serial(
@@ -185,3 +185,82 @@ def test_the_check_finds_a_wrong_digit(reuse, tmp_path):
         assert wrong != text
         ok, _ = equivalent(component_verilog(mac, "gold"), wrong, tmp_path)
         assert not ok
+
+
+def serial_view_matches(mac: SerialMatVec, text: str, tmp_path, seed: int = 1) -> bool:
+    in_bits = mac.per_beat * mac.in_shape.width
+    out_bits = mac.columns * mac.acc_type.width
+    return verilator_view_matches(text, in_bits, out_bits, tmp_path, seed)
+
+
+@needs_icarus
+@pytest.mark.parametrize(
+    "seed", [*range(8), *[pytest.param(s, marks=pytest.mark.slow) for s in range(8, 40)]]
+)
+def test_verilators_view_computes_the_tree_only_when_its_rows_moved_with_the_same_outputs(
+    seed, tmp_path
+):
+    """Verilator's view (`_Writer.verilator_view`: the adder tree's stages computed when
+    ``{wrow, xrow}`` moved, the accumulators on their enable, the one-hot ROM read when
+    ``hot`` moved) gives the outputs of the synthesis view on every cycle in Icarus, under
+    random held inputs, valid, backpressure and reset."""
+    mac = random_serial(seed)
+    text = serial_verilog(mac, "gate")
+    assert "`ifdef VERILATOR" not in text and "`ifndef VERILATOR" in text
+    assert serial_view_matches(mac, text, tmp_path, seed)
+
+
+@needs_icarus
+@pytest.mark.parametrize(
+    "k,reuse,multiplier,out_beats",
+    [
+        (8, 4, Multiplier.LUT, 1),
+        (40, 20, Multiplier.DSP, 1),
+        (40, 40, Multiplier.LUT, 1),
+        (24, 12, Multiplier.AUTO, 3),
+    ],  # fmt: skip
+)
+def test_verilators_view_of_one_hot_logic_and_block_roms(k, reuse, multiplier, out_beats, tmp_path):
+    """The view on each ROM kind with a deep tree (one adder a stage), and the check finds
+    a stage that misses its input's change and a ROM read that misses ``hot``'s."""
+    rng = np.random.default_rng(k)
+    w = rng.integers(-20, 21, size=(k, 3)) * (rng.random((k, 3)) < 0.8)
+    bias = np.array([-3, 60, 7])
+    in_type = FixedType(5, 0, True)
+    mac = SerialMatVec(w, in_type, accumulator_type(w, bias, in_type, 0), bias, reuse,
+                       multiplier, levels_per_stage=1, out_beats=out_beats)  # fmt: skip
+    text = serial_verilog(mac, "gate")
+    assert "load_2" in text
+    assert serial_view_matches(mac, text, tmp_path)
+    wrongs = [text.replace("sim_pending_2 <= load_1;", "sim_pending_2 <= 1'h0;")]
+    if mac.words <= ONE_HOT_ROM_WORDS:
+        wrongs.append(text.replace("(hot != sim_hot)", "(hot[0] != sim_hot[0])"))
+    for wrong in wrongs:
+        assert wrong != text
+        assert not serial_view_matches(mac, wrong, tmp_path)
+
+
+@needs_icarus
+def test_the_accumulators_are_state_computed_on_every_step(tmp_path):
+    """Equal rows and 2-bit inputs: consecutive steps often read the same ``{wrow, xrow}``,
+    so the tree's stages are skipped while the accumulators must still add the (same,
+    non-zero) partial sum again. The view matches; one that computes the accumulators only
+    when the tree's last stage was loaded (as if they were a function of it) fails."""
+    w = np.full((8, 2), 3) * np.array([1, -2])
+    in_type = FixedType(2, 0, False)
+    mac = SerialMatVec(w, in_type, accumulator_type(w, None, in_type, 0), None, 8,
+                       Multiplier.LUT, levels_per_stage=1)  # fmt: skip
+    text = serial_verilog(mac, "gate")
+    assert serial_view_matches(mac, text, tmp_path)
+    depth, valid = mac.depth, f"valid_{mac.depth - 1}"
+    synthesis, view = text.split("`else", 1)
+    view = view.replace(
+        f"if (advance & {valid}) begin", f"if (advance & {valid} & sim_moved) begin"
+    )
+    view = view.replace(
+        "`endif",
+        f"  reg sim_moved = 1'h0;\n  always @(posedge clk) if (advance) sim_moved <= load_{depth};\n`endif",
+    )
+    wrong = synthesis + "`else" + view
+    assert wrong != text and "sim_moved)" in wrong
+    assert not serial_view_matches(mac, wrong, tmp_path)
