@@ -15,21 +15,12 @@ from amaranth.lib.wiring import In, Out
 from rtlgen.layers import common
 from rtlgen.layers.common import shape_of
 from rtlgen.layers.lookup import LookupTable
+from rtlgen.layers.requantize import _extend
 from rtlgen.layers.stream_util import StageRegisters, pipeline_control
 from rtlgen.quant.fixed import FixedType, Overflow
 
 if TYPE_CHECKING:
     from rtlgen.ops.hgq2 import FixedQuantize
-
-
-def _extend(v: Value, width: int) -> Value:
-    v = Value.cast(v)
-    extra = width - len(v)
-    if extra <= 0:
-        return v
-    if v.shape().signed:
-        return Cat(v, v[-1].replicate(extra)).as_signed()
-    return Cat(v, Const(0, extra))
 
 
 class ChannelQuantize(wiring.Component):
