@@ -272,7 +272,8 @@ def measure(name: str, images: int, tmp: Path, profile: bool = False) -> dict:
                 f"per image; one core ran {rate / 1e9:.1f}G instructions/s on this code -> "
                 f"{images / cpu:.0f} images/s; {TARGETS[name]:,} images/s needs at most "
                 f"{cost['instructions_per_cycle_for_target']:,} per cycle "
-                f"({cost['target_factor_short']}x fewer)"
+                f"({cost['target_factor_short']}x fewer) on one process; `rtlgen sim` splits "
+                "a large run over the usable CPUs: see sim_harness_jobs.json (--jobs N)"
             )
     if profile:
         cost["profile"] = profile_by_layer(
