@@ -159,7 +159,7 @@ def test_while_collecting_text_it_elaborates_to_an_instance_of_its_module():
     assert modules.modules[name] == serial_verilog(mac, name)
 
 
-@pytest.mark.parametrize("reuse", [4, 20])
+@pytest.mark.parametrize("reuse", [4, pytest.param(20, marks=pytest.mark.slow)])
 def test_the_check_finds_a_wrong_digit(reuse, tmp_path):
     """LUT style: a negative digit's term not inverted, or wrong ROM digits (the one-hot
     ROM's word read inverted at 4 words; the first digit's magnitude bit flipped in the

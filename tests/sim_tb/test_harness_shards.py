@@ -302,6 +302,7 @@ def test_one_process_is_the_run_it_was(chansum_outdir, build_root):
     assert (one.cycles, default.cycles) == (5 + 4 * (SAMPLES - 1),) * 2
 
 
+@pytest.mark.slow  # a Verilator run about progress output (~6 s); the default set stays < 5 min
 def test_each_process_end_is_a_progress_note(chansum_outdir, build_root):
     x_int, y_int = _vectors(count=8)
     notes: list[str] = []
