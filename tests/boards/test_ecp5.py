@@ -271,7 +271,10 @@ def _ecp5_netlist_outdir(design: Path, dest: Path, as_built: bool) -> tuple[Path
     shutil.copytree(design, dest)
     manifest = json.loads((dest / "manifest.json").read_text())
     sources = " ".join(manifest["rtl"])
-    const_map = f"techmap -map {CONST_MUL_MAP}; " if as_built else ""
+    # by its name in the working folder, as the build does: YoWASP's Yosys sees only that
+    # folder's tree (a clean clone under /tmp was out of its reach)
+    shutil.copyfile(CONST_MUL_MAP, dest / CONST_MUL_MAP.name)
+    const_map = f"techmap -map {CONST_MUL_MAP.name}; " if as_built else ""
     _yosys(
         f"read_verilog {sources}; rename -hide w:*; {const_map}synth_ecp5 -top {manifest['top']}; "
         "write_json synth.json",
