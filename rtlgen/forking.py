@@ -25,14 +25,17 @@ def can_fork() -> bool:
     )
 
 
-def default_jobs() -> int:
-    """The CPUs this process may run on where it can fork (else 1)."""
-    if not can_fork():
-        return 1
+def usable_cpus() -> int:
+    """The processors this process may run on (`os.sched_getaffinity`, else `os.cpu_count`)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
         return max(1, os.cpu_count() or 1)
+
+
+def default_jobs() -> int:
+    """The CPUs this process may run on where it can fork (else 1)."""
+    return usable_cpus() if can_fork() else 1
 
 
 @contextlib.contextmanager

@@ -45,6 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rtlgen.forking import usable_cpus
+
 from .tb_manifest import Manifest, StreamSpec, output_check, sim_result
 from .tb_run import (
     BUILD_ARGS,
@@ -408,14 +410,6 @@ def _read_summary(path: Path) -> dict:
 
 
 # ----------------------------------------------------------------------------- shards
-def usable_cpus() -> int:
-    """The processors this process may run on (`os.sched_getaffinity`, else `os.cpu_count`)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def default_jobs(samples: int, cpus: int | None = None) -> int:
     """Harness processes for a run of `samples` when the caller gives none: the usable CPUs,
     but no more than one per MIN_SHARD_SAMPLES samples (a smaller shard gains less than a
