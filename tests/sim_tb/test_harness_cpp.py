@@ -136,8 +136,9 @@ def test_both_harnesses_agree_on_multi_beat_outputs_and_input_stalls(two_beat_ou
     _same_run(cpp, cocotb)
 
 
-def test_seeds_change_the_pattern_reproducibly(chansum_outdir, build_root):
-    x_int, y_int = _vectors(count=10)
+@pytest.mark.parametrize("jobs", [1, 3])  # 3: every shard's patterns come from the seed too
+def test_seeds_change_the_pattern_reproducibly(chansum_outdir, build_root, jobs):
+    x_int, y_int = _vectors(count=12)
     cycles = [
         simulate(
             chansum_outdir,
@@ -147,6 +148,7 @@ def test_seeds_change_the_pattern_reproducibly(chansum_outdir, build_root):
             seed=seed,
             build_root=build_root,
             harness="cpp",
+            jobs=jobs,
         ).cycles
         for seed in (3, 3, 4)
     ]
