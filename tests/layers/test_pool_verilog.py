@@ -15,18 +15,18 @@ from rtlgen.quant.fixed import FixedType
 
 from .test_mac_verilog import equivalent, needs_icarus, verilator_view_matches
 
+#: (elements, channels, input type) of the window maxima both checks run on
+SHAPES = [
+    (4, 3, FixedType(8, 3, True)),
+    (9, 2, FixedType(6, 0, True)),
+    (1, 2, FixedType(5, 2, False)),
+    (3, 1, FixedType(7, 4, False)),
+    (2, 4, FixedType(1, 0, False)),
+    (5, 2, FixedType(4, 1, True)),
+]
 
-@pytest.mark.parametrize(
-    "elements,channels,in_type",
-    [
-        (4, 3, FixedType(8, 3, True)),
-        (9, 2, FixedType(6, 0, True)),
-        (1, 2, FixedType(5, 2, False)),
-        (3, 1, FixedType(7, 4, False)),
-        (2, 4, FixedType(1, 0, False)),
-        (5, 2, FixedType(4, 1, True)),
-    ],
-)
+
+@pytest.mark.parametrize("elements,channels,in_type", SHAPES)
 def test_text_module_is_equivalent_to_amaranths(elements, channels, in_type, tmp_path):
     reduce = WindowMax(elements, channels, in_type)
     gold = component_verilog(reduce, "gold")
@@ -47,16 +47,7 @@ def test_a_reduction_that_rounds_is_left_to_amaranth():
 
 
 @needs_icarus
-@pytest.mark.parametrize(
-    "elements,channels,in_type",
-    [
-        (4, 3, FixedType(8, 3, True)),
-        (9, 2, FixedType(6, 0, True)),
-        (1, 2, FixedType(5, 2, False)),
-        (3, 1, FixedType(7, 4, False)),
-        (5, 2, FixedType(4, 1, True)),
-    ],
-)
+@pytest.mark.parametrize("elements,channels,in_type", SHAPES)
 def test_verilators_view_computes_a_level_only_when_its_input_moved_with_the_same_outputs(
     elements, channels, in_type, tmp_path
 ):
