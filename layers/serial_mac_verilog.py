@@ -84,6 +84,7 @@ class _Writer:
         self.values: dict[str, str] = {}
         self.wire_stage: dict[str, int | str] = {}
         self.tree_loads: dict[int, list[str]] = {}
+        self.one_hot_read: str | None = None  # the one-hot ROM's read of wrow (`weights`)
 
     def reg(self, name: str, width: int, init: int = 0, reset: bool = False) -> None:
         self.decls.append(f"reg {_bits(width)} {name} = {_hex(init, width)};")
@@ -458,7 +459,7 @@ class _Writer:
         tree = {load for loads in self.tree_loads.values() for load in loads}
         loads = [load for load in self.loads if load not in tree]
         lines = [f"  {d}" for d in decls]
-        one_hot = getattr(self, "one_hot_read", None)
+        one_hot = self.one_hot_read
         if one_hot is not None:  # the ROM's read only when the one-hot word moved
             words = self.mac.words
             lines += [
