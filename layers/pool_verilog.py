@@ -19,7 +19,7 @@ also rounds into another type (``out_type != in_type``) is not written as text
 
 Two views (`mac_verilog.two_views`, issue 17: bulk simulation speed): the registers are
 written once for synthesis (the text before the views existed) and once for Verilator, where
-each level is computed only when what it reads moved (`mac_verilog.staged_loads`: the tree
+each level is computed only when what it reads moved (`mac_verilog.StagedText`: the tree
 is a pipeline of pure functions of ``i__payload``, which holds while the pool waits); every
 register holds the hardware's value on every cycle. tests/layers/test_pool_verilog.py
 compares the two views cycle by cycle in Icarus.
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .mac_verilog import _hex, module_head, staged_loads, two_views, valid_chain
+from .mac_verilog import StagedText, module_head
 
 if TYPE_CHECKING:
     from .pool import WindowMax
@@ -55,9 +55,7 @@ def window_max_verilog(reduce: WindowMax, name: str) -> str:
             return f"(($signed({a}) > $signed({b})) ? {a} : {b})"
         return f"(({a} > {b}) ? {a} : {b})"
 
-    decls: list[str] = []
-    loads: list[str] = []
-    stages: list[tuple[list[str], list[str]]] = []  # Verilator's view: loads by level
+    text = StagedText()  # each level's registers read the level before: stage level + 1
     values = [
         [
             f"i__payload[{(p * channels + ch + 1) * width - 1}:{(p * channels + ch) * width}]"
@@ -67,31 +65,20 @@ def window_max_verilog(reduce: WindowMax, name: str) -> str:
     ]
     for level in range(levels):
         registered = []
-        stages.append(([], []))
         for ch, column in enumerate(values):
             if level < _tree_levels(elements):
                 pairs = [larger(column[k], column[k + 1]) for k in range(0, len(column) - 1, 2)]
                 column = pairs + ([column[-1]] if len(column) % 2 else [])
-            names = []
-            for k, value in enumerate(column):
-                register = f"stage{level}_channels_{ch}_{k}"
-                decls.append(f"reg [{width - 1}:0] {register} = {_hex(0, width)};")
-                loads.append(f"{register} <= {value};")
-                stages[-1][1].append(loads[-1])
-                names.append(register)
+            names = [
+                text.reg(f"stage{level}_channels_{ch}_{k}", width, value)
+                for k, value in enumerate(column)
+            ]
             registered.append(names)
         values = registered
     in_bits = elements * channels * width
     lines = module_head(name, in_bits, channels * width, levels)
     packed = ", ".join(values[ch][0] for ch in reversed(range(channels)))
-    common = [
-        *[f"  {d}" for d in decls],
-        *valid_chain(levels),
-        f"  assign o__payload = {{{packed}}};",
-    ]
-    synthesis = [*common, "  always @(posedge clk)", "    if (advance) begin"]
-    synthesis += [f"      {load}" for load in loads]
-    synthesis += ["    end"]
-    lines += two_views(synthesis, [*common, *staged_loads(stages, "i__payload", in_bits)])
+    output = f"  assign o__payload = {{{packed}}};"
+    lines += text.views(levels, ("i__payload", in_bits), first=[output])
     lines.append("endmodule")
     return "\n".join(lines) + "\n"
