@@ -12,7 +12,8 @@ under the same names (``valid_<k>``, ``gt_<level>_<group>_<i>_<j>``, ``cand_``/`
 (``advance = ~o.valid | o.ready``), reset (valid bits only, synchronous) and initial values
 (0), and the same logic as `ArgMax.elaborate`: the levels of `ArgMax.levels`, per group
 of candidates every pair compared once (one-cycle levels: in the select's cycle; registered
-compares: into registers a cycle before it), candidate k wins when it is greater than every earlier one and
+compares: into registers a cycle before it; signed values compared unsigned with their sign
+bits inverted, the same order in fewer LUT levels), candidate k wins when it is greater than every earlier one and
 no later one is greater (the first maximum wins), its value and index selected by AND-OR.
 tests/layers/test_argmax_verilog.py proves the two equivalent with Yosys. Verilator reads a
 second view of the body, each stage computed only when what it reads changed
@@ -42,8 +43,21 @@ def argmax_verilog(argmax: ArgMax, name: str) -> str:
     # the input vector's delays (registers written last): their stages known from the start
     text.stage_of.update({f"vector_d{k}": k for k in range(1, latency + 1)})
 
+    def sign_flipped(value: str) -> str:
+        """``value`` (``name[h:l]`` or a whole ``width``-bit name) with its sign bit inverted:
+        compared unsigned, it orders as the signed value does."""
+        name, bits = value.split("[", 1) if "[" in value else (value, f"{width - 1}:0]")
+        high, low = (int(b) for b in bits.rstrip("]").split(":"))
+        rest = f", {name}[{high - 1}:{low}]" if high > low else ""
+        return f"{{~{name}[{high}]{rest}}}"
+
     def greater(a: str, b: str) -> str:
-        return f"($signed({a}) > $signed({b}))" if elem.signed else f"({a} > {b})"
+        # Signed: the sign bits inverted and compared unsigned. The same order, but Yosys then
+        # takes the answer from the carry chain's end instead of two LUTs on its sign
+        # (the demo's arg-max on ECP5: the critical path lost 2 LUT levels).
+        if elem.signed:
+            return f"({sign_flipped(a)} > {sign_flipped(b)})"
+        return f"({a} > {b})"
 
     def select(wins: list[str], values: list[str], bits: int) -> str:
         zero = _hex(0, bits)
