@@ -2,20 +2,23 @@
 
     python benchmarks/bench_ecp5.py                       # every design below
     python benchmarks/bench_ecp5.py --only demo_lut       # one (names: see DESIGNS)
+    python benchmarks/bench_ecp5.py --seeds 1             # one place-and-route seed (default 4)
     -> benchmarks/results/ecp5.json (merged by design name; a replaced row moves to
        "history" with the commit it was measured on)
 
 Each design goes through the product's own commands, as a user runs them: `rtlgen convert
-MODEL -o OUT <options>` then `rtlgen build OUT --board B` (Yosys `synth_ecp5`, nextpnr-ecp5,
-ecppack from the YoWASP wheels, behind the UART wrapper of `rtlgen.boards`). The figures
-are nextpnr's post-route Fmax of the slowest clock (the board's 25 MHz clock drives the
-whole design; nextpnr reports what the routed design could run at), the cells it used,
-and the critical path it reports (`rtlgen.boards.ecp5.parse_critical_path`: start register,
-end, logic and routing delay), and `dsp_output_registers`: how many MULT18X18D took their
-product register (`rtlgen.boards.ecp5_dsp`; the build also turns products by small
-constants into shifts and adds, boards/ecp5_const_mul.v). Place and route is deterministic for a given netlist and
-nextpnr seed; a different netlist (any change of the generator) moves Fmax by a few MHz
-either way.
+MODEL -o OUT <options>` then `rtlgen build OUT --board B --seeds N` (Yosys `synth_ecp5`,
+nextpnr-ecp5, ecppack from the YoWASP wheels, behind the UART wrapper of `rtlgen.boards`).
+The figures are nextpnr's post-route Fmax of the slowest clock (the board's 25 MHz clock
+drives the whole design; nextpnr reports what the routed design could run at), the cells it
+used, and the critical path it reports (`rtlgen.boards.ecp5.parse_critical_path`: start
+register, end, logic and routing delay), and `dsp_output_registers`: how many MULT18X18D
+took their product register (`rtlgen.boards.ecp5_dsp`; the build also turns products by
+small constants into shifts and adds, boards/ecp5_const_mul.v). Place and route is
+deterministic for a given netlist and nextpnr seed, but Fmax moves 10-25 % between seeds on
+a design filling a few percent of the device, and any change of the netlist moves it like
+another seed: `--seeds N` places and routes seeds 1..N and keeps the fastest, and every
+seed's Fmax and their median are recorded (`fmax_mhz_by_seed`).
 
 Designs: the bundled demo CNN (`rtlgen demo`'s model) in its default plan (44 shared
 multipliers: a ULX3S-85F, the 25F has 28 MULT18X18D), with `--multiplier lut` on the 25F,
@@ -32,6 +35,7 @@ import json
 import os
 import platform
 import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -105,7 +109,7 @@ def _history_entry(name: str, row: dict, out: Path) -> dict:
     return {"name": name, **row, "commit": commit}
 
 
-def measure(name: str, workdir: Path) -> dict:
+def measure(name: str, workdir: Path, seeds: int = 1) -> dict:
     model_of, options, board, description = DESIGNS[name]
     outdir = workdir / name
     rtlgen = [sys.executable, "-m", "rtlgen"]
@@ -113,17 +117,25 @@ def measure(name: str, workdir: Path) -> dict:
     commit = _git("rev-parse", "--short", "HEAD")  # the code `rtlgen convert` runs
     convert_seconds, _ = _run([*rtlgen, "convert", *model, "-o", str(outdir), *options])
     manifest = json.loads((outdir / "manifest.json").read_text())
-    build_seconds, _ = _run([*rtlgen, "build", str(outdir), "--board", board])
+    build_seconds, _ = _run(
+        [*rtlgen, "build", str(outdir), "--board", board, "--seeds", str(seeds)]
+    )
     summary = json.loads((outdir / "board" / board / "build.json").read_text())
     used = summary["utilization"]
     return {
         "design": description,
         "command": shlex.join(["rtlgen", "convert", "MODEL", "-o", "OUT", *options])
-        + f" && rtlgen build OUT --board {board}",
+        + f" && rtlgen build OUT --board {board} --seeds {seeds}",
         "board": board,
         "latency_cycles": manifest["latency_cycles"],
         "ii_cycles": manifest["ii_cycles"],
         "fmax_mhz": summary["fmax_mhz"],
+        # every place-and-route seed's Fmax (the bitstream kept is the fastest's)
+        "seed": summary.get("seed"),
+        "fmax_mhz_by_seed": summary.get("fmax_mhz_by_seed"),
+        "fmax_mhz_median_over_seeds": statistics.median(summary["fmax_mhz_by_seed"].values())
+        if summary.get("fmax_mhz_by_seed")
+        else None,
         "target_mhz": TARGET_MHZ if name.startswith("demo") else None,
         "critical_path": summary.get("critical_path"),
         "dsp_output_registers": summary.get("dsp_output_registers"),
@@ -150,6 +162,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", nargs="*", choices=sorted(DESIGNS), help="designs to build")
     parser.add_argument("--out", type=Path, default=RESULTS / "ecp5.json")
     parser.add_argument(
+        "--seeds",
+        type=int,
+        default=4,
+        help="rtlgen build --seeds: place and route with seeds 1..N, keep the fastest "
+        "(every seed's Fmax is recorded)",
+    )
+    parser.add_argument(
         "--keep",
         type=Path,
         help="build in this directory and keep it (nextpnr logs: "
@@ -165,13 +184,14 @@ def main(argv: list[str] | None = None) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         for name in names:
             print(f"{name}: converting and building ...", flush=True)
-            row = measure(name, workdir)
+            row = measure(name, workdir, args.seeds)
             if name in designs:
                 history.append(_history_entry(name, designs[name], args.out))
             designs[name] = row
             path = row["critical_path"] or {}
             print(
-                f"  {row['fmax_mhz']:.1f} MHz on {row['board']}, latency {row['latency_cycles']}, "
+                f"  {row['fmax_mhz']:.1f} MHz on {row['board']} (seeds: {row['fmax_mhz_by_seed']}), "
+                f"latency {row['latency_cycles']}, "
                 f"LUT4 {row['cells']['LUT4']}, FF {row['cells']['TRELLIS_FF']}, "
                 f"MULT18X18D {row['cells']['MULT18X18D']}; critical path "
                 f"{path.get('start')} -> {path.get('end')}",

@@ -22,7 +22,9 @@ from rtlgen.boards.ecp5 import (
     parse_critical_path,
     parse_nextpnr_log,
     readable_cell,
+    split_at_nextpnr,
     with_dsp_output_registers,
+    with_seed,
 )
 from rtlgen.boards.ecp5_dsp import Absorbed, absorb_output_registers
 from rtlgen.boards.manifest import load_manifest
@@ -63,10 +65,18 @@ def test_nextpnr_log_gives_post_route_fmax_and_cell_counts():
 @pytest.mark.parametrize(
     ("replace", "expected"),
     [
-        (("2/     28", "40/     28"), "needs 40 MULT18X18D (device has 28) on ulx3s-25f: "
-         "convert with --multiplier lut"),
-        (("314/24288", "30000/24288"), "needs 30000 LUT4 (device has 24288) on ulx3s-25f: use fewer"),
-        (("1/     56", "60/     56"), "needs 60 DP16KD (device has 56) on ulx3s-25f: pick a larger"),
+        (
+            ("2/     28", "40/     28"),
+            "needs 40 MULT18X18D (device has 28) on ulx3s-25f: convert with --multiplier lut",
+        ),
+        (
+            ("314/24288", "30000/24288"),
+            "needs 30000 LUT4 (device has 24288) on ulx3s-25f: use fewer",
+        ),
+        (
+            ("1/     56", "60/     56"),
+            "needs 60 DP16KD (device has 56) on ulx3s-25f: pick a larger",
+        ),
         (("", ""), None),
     ],
 )
@@ -100,18 +110,23 @@ def test_critical_path_of_the_slowest_clock_after_routing():
     fast = _path_report("fast", "u.early_TRELLIS_FF_Q", "u.x_TRELLIS_FF_Q_1", "0.10")
     placed = _path_report("slow", "u.placed$1_TRELLIS_FF_Q", "u.y$2_TRELLIS_FF_Q", "0.50")
     routed = _path_report(
-        "slow", "bridge.network.l1_pool.reduce.valid_1_LUT4_D_1_Z_TRELLIS_FF_CE",
-        "bridge.network.l1_pool.reduce.port$728$0_TRELLIS_FF_Q_29", "0.76",
+        "slow",
+        "bridge.network.l1_pool.reduce.valid_1_LUT4_D_1_Z_TRELLIS_FF_CE",
+        "bridge.network.l1_pool.reduce.port$728$0_TRELLIS_FF_Q_29",
+        "0.76",
     )
     log = (
         "Info: Max frequency for clock 'fast': 300.00 MHz (PASS at 25.00 MHz)\n"
         "Info: Max frequency for clock 'slow': 90.00 MHz (PASS at 25.00 MHz)\n"
-        + placed + fast + routed
+        + placed
+        + fast
+        + routed
     )
     path = parse_critical_path(log)
     assert path is not None
     assert (path.start, path.end) == (
-        "bridge.network.l1_pool.reduce.valid_1", "bridge.network.l1_pool.reduce.port"
+        "bridge.network.l1_pool.reduce.valid_1",
+        "bridge.network.l1_pool.reduce.port",
     )
     assert (path.logic_cells, path.logic_ns, path.routing_ns) == (1, 0.76, 2.57)
     assert path.describe().endswith(": 3.33 ns (0.76 logic in 1 cells, 2.57 routing)")
@@ -153,6 +168,8 @@ def test_orangecrab_uart_uses_feather_pins_0_and_1(standin_outdir):
         ({"board": "de10-nano"}, "unknown ECP5 board 'de10-nano'"),
         ({"baud": 10_000_000}, "too fast for a 25 MHz clock"),
         ({"baud": 2_000_000}, "off at a 25 MHz clock"),
+        ({"seeds": 0}, r"--seeds 0: place and route with 1 to 32 seeds"),
+        ({"seeds": 33}, r"--seeds 33: place and route with 1 to 32 seeds"),
     ],
 )
 def test_bad_board_or_baud_fails_before_building(outdir, kwargs, message):
@@ -177,10 +194,55 @@ def test_failed_build_raises_and_keeps_its_logs_aside(outdir):
     assert "syntax error" in (board_dir / "ulx3s-25f.failed" / "build.log").read_text()
 
 
+AMARANTH_SCRIPT = """\
+#!/bin/sh
+set -e
+: ${YOSYS:=yosys}
+: ${NEXTPNR_ECP5:=nextpnr-ecp5}
+"$YOSYS" -q -l rtlgen_board.rpt rtlgen_board.ys
+"$NEXTPNR_ECP5" --quiet --log rtlgen_board.tim --25k --json rtlgen_board.json --textcfg rtlgen_board.config
+"$ECPPACK" --input rtlgen_board.config --bit rtlgen_board.bit
+"""
+
+
+def test_the_build_script_is_cut_at_nextpnr_into_parts_that_run_alone():
+    steps = split_at_nextpnr(with_dsp_output_registers(AMARANTH_SCRIPT))
+    assert steps.preamble.splitlines() == AMARANTH_SCRIPT.splitlines()[:4]
+    assert steps.synthesis.splitlines()[0].startswith('"$YOSYS"')
+    assert steps.synthesis.splitlines()[1] == DSP_STEP
+    assert steps.nextpnr.startswith('"$NEXTPNR_ECP5"') and "\n" not in steps.nextpnr
+    assert steps.packing.startswith('"$ECPPACK"')
+    whole = steps.script(steps.synthesis, steps.nextpnr + "\n", steps.packing)
+    assert whole == with_dsp_output_registers(AMARANTH_SCRIPT)
+    assert steps.script(steps.packing).startswith("#!/bin/sh\nset -e\n")
+    with pytest.raises(RtlgenError, match="no Yosys then nextpnr-ecp5 step"):
+        split_at_nextpnr('#!/bin/sh\n"$NEXTPNR_ECP5" x\n')
+
+
+def test_each_seed_places_with_its_own_log_and_configuration():
+    nextpnr = split_at_nextpnr(AMARANTH_SCRIPT).nextpnr
+    alone = with_seed(nextpnr, 3, ".seed3")
+    assert alone.endswith(" --seed 3")
+    assert "--log rtlgen_board.seed3.tim" in alone and "--log rtlgen_board.tim" not in alone
+    assert "--textcfg rtlgen_board.seed3.config" in alone
+    assert with_seed(nextpnr, 2) == nextpnr + " --seed 2"  # the kept script's step
+    with pytest.raises(RtlgenError, match="no '--log rtlgen_board.tim'"):
+        with_seed('"$NEXTPNR_ECP5" --json x.json', 1, ".seed1")
+
+
 @pytest.mark.slow  # the default run stays under 5 minutes (the demo build is slow too)
 def test_builds_a_ulx3s_25f_bitstream_of_the_standin_network(outdir):
-    result = build_bitstream(outdir, board="ulx3s-25f")
+    result = build_bitstream(outdir, board="ulx3s-25f", seeds=2)
     board_dir = outdir.resolve() / "board" / "ulx3s-25f"
+    # two seeds placed and routed, the faster kept; the kept script names it
+    assert sorted(result.fmax_by_seed) == [1, 2]
+    assert result.fmax_mhz == max(result.fmax_by_seed.values())
+    assert result.fmax_by_seed[result.seed] == result.fmax_mhz
+    other = 3 - result.seed
+    assert (board_dir / f"{BUILD_NAME}.seed{other}.tim").is_file()
+    assert not list(board_dir.glob("*.seed*.config"))
+    script = (board_dir / f"build_{BUILD_NAME}.sh").read_text()
+    assert re.search(rf'^"\$NEXTPNR_ECP5" .* --seed {result.seed}$', script, re.MULTILINE)
     assert result.bitstream == board_dir / f"{BUILD_NAME}.bit"
     assert result.bitstream.stat().st_size > 50_000
     assert result.log.is_file() and result.log.parent == board_dir
@@ -190,6 +252,8 @@ def test_builds_a_ulx3s_25f_bitstream_of_the_standin_network(outdir):
     assert result.utilization["LUT4"] > 0 and result.utilization["TRELLIS_FF"] > 0
     summary = json.loads((board_dir / "build.json").read_text())
     assert summary["fmax_mhz"] == result.fmax_mhz and summary["baud"] == 115200
+    assert summary["seed"] == result.seed
+    assert summary["fmax_mhz_by_seed"] == {str(k): v for k, v in result.fmax_by_seed.items()}
     path = result.critical_path
     assert path is not None and path.start.startswith("bridge") and path.logic_ns > 0
     assert summary["critical_path"]["routing_ns"] == path.routing_ns
@@ -221,8 +285,13 @@ def test_shared_multipliers_beyond_the_device_are_warned_before_building(
     from types import SimpleNamespace
 
     manifest = load_manifest(standin_outdir)
-    layers = (SimpleNamespace(reuse=8, multipliers=shared), SimpleNamespace(reuse=1, multipliers=99))
-    manifest = replace(manifest, layers=layers, options=replace(manifest.options, multiplier=multiplier))
+    layers = (
+        SimpleNamespace(reuse=8, multipliers=shared),
+        SimpleNamespace(reuse=1, multipliers=99),
+    )
+    manifest = replace(
+        manifest, layers=layers, options=replace(manifest.options, multiplier=multiplier)
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         _warn_if_shared_multipliers_exceed(manifest, ecp5_board(board))
@@ -256,10 +325,17 @@ def _ecp5_cells(dest: Path) -> Path:
 
     lattice = yosys_datdir() / "lattice"
     common = re.sub(
-        r"^module TRELLIS_COMB\b.*?^endmodule\n", "", (lattice / "common_sim.vh").read_text(),
+        r"^module TRELLIS_COMB\b.*?^endmodule\n",
+        "",
+        (lattice / "common_sim.vh").read_text(),
         flags=re.MULTILINE | re.DOTALL,
     )
-    parts = ["`define NO_INCLUDES", common, (lattice / "ccu2c_sim.vh").read_text(), MULT_MODEL.read_text()]
+    parts = [
+        "`define NO_INCLUDES",
+        common,
+        (lattice / "ccu2c_sim.vh").read_text(),
+        MULT_MODEL.read_text(),
+    ]
     dest.write_text("\n".join(parts))
     return dest
 
@@ -312,8 +388,11 @@ def test_product_registers_in_the_multipliers_keep_the_demo_bit_exact(tmp_path):
 
     data = Path(str(resources.files("rtlgen.data")))
     samples = np.load(data / "demo_samples.npz")
-    graph = load_model(data / "demo_cnn.json", weights=data / "demo_cnn_weights.h5",
-                       input_type=str(samples["input_type"]))
+    graph = load_model(
+        data / "demo_cnn.json",
+        weights=data / "demo_cnn_weights.h5",
+        input_type=str(samples["input_type"]),
+    )
     design = convert(graph, tmp_path / "demo")
     x_int = quantize_input(graph, samples["x"][:4])
     y_int = run_int(graph, x_int)
@@ -328,34 +407,57 @@ def test_product_registers_in_the_multipliers_keep_the_demo_bit_exact(tmp_path):
             assert netlist.count('REG_OUTPUT_CLK("CLK0")') == 40
         else:
             assert netlist.count("MULT18X18D ") == 44 and "REG_OUTPUT_CLK" not in netlist
-        result = simulate(outdir, x_int, y_int, simulator="icarus", build_root=tmp_path / "sim",
-                          backpressure=0.3)
+        result = simulate(
+            outdir, x_int, y_int, simulator="icarus", build_root=tmp_path / "sim", backpressure=0.3
+        )
         assert result.passed, (as_built, result)
 
 
 def _mult_netlist(ff_params: dict | None = None, p1_sink: str = "ff1", lsr="0") -> dict:
     """A MULT18X18D whose P0/P1 feed flip-flops ff0/ff1 (clock 2, enable 3); P1 can feed a
     LUT instead (`p1_sink="lut"`)."""
-    params = {"CEMUX": "CE", "CLKMUX": "CLK", "GSR": "ENABLED", "LSRMUX": "LSR",
-              "REGSET": "RESET", **(ff_params or {})}
+    params = {
+        "CEMUX": "CE",
+        "CLKMUX": "CLK",
+        "GSR": "ENABLED",
+        "LSRMUX": "LSR",
+        "REGSET": "RESET",
+        **(ff_params or {}),
+    }
 
     def ff(d, q):
-        return {"type": "TRELLIS_FF", "parameters": dict(params),
-                "port_directions": {p: "input" for p in ("CLK", "CE", "LSR", "DI")} | {"Q": "output"},
-                "connections": {"CLK": [2], "CE": [3], "LSR": [lsr], "DI": [d], "Q": [q]}}
+        return {
+            "type": "TRELLIS_FF",
+            "parameters": dict(params),
+            "port_directions": {p: "input" for p in ("CLK", "CE", "LSR", "DI")} | {"Q": "output"},
+            "connections": {"CLK": [2], "CE": [3], "LSR": [lsr], "DI": [d], "Q": [q]},
+        }
 
-    mult = {"type": "MULT18X18D", "parameters": {},
-            "port_directions": {"A0": "input", "B0": "input", "P0": "output", "P1": "output"},
-            "connections": {"A0": [4], "B0": ["1"], "P0": [10], "P1": [11]}}
+    mult = {
+        "type": "MULT18X18D",
+        "parameters": {},
+        "port_directions": {"A0": "input", "B0": "input", "P0": "output", "P1": "output"},
+        "connections": {"A0": [4], "B0": ["1"], "P0": [10], "P1": [11]},
+    }
     cells = {"mult": mult, "ff0": ff(10, 20)}
     if p1_sink == "lut":
-        cells["lut"] = {"type": "LUT4", "parameters": {},
-                        "port_directions": {"A": "input", "Z": "output"},
-                        "connections": {"A": [11], "Z": [21]}}
+        cells["lut"] = {
+            "type": "LUT4",
+            "parameters": {},
+            "port_directions": {"A": "input", "Z": "output"},
+            "connections": {"A": [11], "Z": [21]},
+        }
     else:
         cells["ff1"] = ff(11, 21)
-    return {"modules": {"top": {"ports": {"q": {"direction": "output", "bits": [20, 21]}},
-                                "cells": cells, "netnames": {}}}}
+    return {
+        "modules": {
+            "top": {
+                "ports": {"q": {"direction": "output", "bits": [20, 21]}},
+                "cells": cells,
+                "netnames": {},
+            }
+        }
+    }
 
 
 def test_a_product_register_moves_into_its_multiplier():
@@ -366,9 +468,11 @@ def test_a_product_register_moves_into_its_multiplier():
     assert sorted(cells) == ["mult"]
     mult = cells["mult"]
     assert mult["connections"]["P0"] == [20] and mult["connections"]["P1"] == [21]
-    assert (mult["connections"]["CLK0"], mult["connections"]["CE0"], mult["connections"]["RST0"]) == (
-        [2], [3], ["0"]
-    )
+    assert (
+        mult["connections"]["CLK0"],
+        mult["connections"]["CE0"],
+        mult["connections"]["RST0"],
+    ) == ([2], [3], ["0"])
     assert mult["parameters"]["REG_OUTPUT_CLK"] == "CLK0" and mult["parameters"]["GSR"] == "ENABLED"
     # always-enabled flip-flops (CEMUX "1"): the multiplier's enable is tied high
     netlist = _mult_netlist({"CEMUX": "1 "})
@@ -395,6 +499,10 @@ def test_a_product_not_followed_by_one_plain_register_stays_combinational(netlis
 def test_the_dsp_step_runs_between_yosys_and_nextpnr():
     script = 'set -e\n"$YOSYS" -q x.ys\n"$NEXTPNR_ECP5" --json x.json\n"$ECPPACK" x\n'
     lines = with_dsp_output_registers(script).splitlines()
-    assert lines[2] == DSP_STEP and lines[1].startswith('"$YOSYS"') and lines[3].startswith('"$NEXTPNR')
+    assert (
+        lines[2] == DSP_STEP
+        and lines[1].startswith('"$YOSYS"')
+        and lines[3].startswith('"$NEXTPNR')
+    )
     with pytest.raises(RtlgenError, match="no Yosys then nextpnr-ecp5 step"):
         with_dsp_output_registers('"$NEXTPNR_ECP5" x\n"$YOSYS" y\n')
