@@ -55,6 +55,7 @@ def assert_one_error_line(result, code=2, prefix="error: "):
         (["package", "d", "--clock-mhz", "inf"], "'--clock-mhz'"),  # infinity
         (["package", "d", "--clock-mhz", "-Infinity"], "'--clock-mhz'"),
         (["build", "d", "--baud", "0"], "'--baud'"),
+        (["build", "d", "--seeds", "0"], "'--seeds'"),
         (["inspect", "a.h5", "b.h5"], "unexpected extra argument"),  # extra arguments
         (["frobnicate"], "No such command 'frobnicate'"),  # unknown command
         (["board", "walk"], "No such command 'walk'"),  # unknown subcommand
