@@ -429,7 +429,11 @@ class NetworkPlan:
             object.__setattr__(
                 self,
                 "inputs",
-                (InputPlan(first.name, input_names(self.graph)[0], input_prefix(0), self.input_format),),
+                (
+                    InputPlan(
+                        first.name, input_names(self.graph)[0], input_prefix(0), self.input_format
+                    ),
+                ),
             )
 
     @property
@@ -976,8 +980,10 @@ def _search_budget(
                 # the taker at the beats' spacing, or at 2 steps a beat (in the lut style
                 # also as a constant array: its shared LUT multipliers cost more)
                 for taker_cap in [None, 2, *taker_parallel] if cap > 2 else [None]:
-                    caps = ((name, cap),) if taker_cap is None else tuple(
-                        sorted({name: cap, taker: taker_cap}.items())
+                    caps = (
+                        ((name, cap),)
+                        if taker_cap is None
+                        else tuple(sorted({name: cap, taker: taker_cap}.items()))
                     )
                     pair_probes[name].append(_Probe(caps, ((name, beats),)))
     every = [p for ps in [*alone_probes.values(), *pair_probes.values()] for p in ps]
@@ -1091,7 +1097,7 @@ def _size_fifos(network: NetworkPlan) -> tuple[FifoPlan, ...]:
     every = {(node.name, k) for node in joins for k in range(len(node.inputs))}
     bare = model_graph(network, skid, every)
     samples = _sizing_samples(network, bare)
-    if samples != 3:
+    if samples > 3:
         bare = model_graph(network, skid, every, samples)
     edges: set[tuple[str, int]] = set()
     # inputs of a join that may end with no FIFO (tried without first)
@@ -1147,24 +1153,18 @@ def _input_beats(graph: ir.ModelGraph, node: ir.Node) -> list[int]:
 
 
 def _sizing_samples(network: NetworkPlan, bare) -> int:
-    """Samples the FIFO sizing models: 3 for one input; with several inputs (each offered
-    on every cycle), or a join of inputs with different beats per sample (a broadcasting
-    merge), as many as stay in flight while the first sample passes, plus 3, so a branch
-    waiting for a slower one is sized for the steady state (a one-beat input joined after a
+    """Samples the FIFO sizing models: as many as stay in flight while the first sample
+    passes, plus 3, so a branch waiting for a slower one is sized for the steady state (at
+    least 3). A one-beat sample behind a branch 5 cycles longer than the other needs 5
+    entries, which 3 samples never fill (an MLP's residual or constant branch, found by a
+    trial: II 1 predicted, a 4-cycle gap after 9 samples); a one-beat input joined after a
     deep branch of another input needs as many entries as samples wait; the image branch
     of a squeeze-and-excitation block, the next sample's beats while the squeeze of the
-    one before is computed)."""
+    one before is computed."""
     from rtlgen.timing import STEADY_MAX_SAMPLES
 
-    graph = network.graph
-    if len(graph.input_nodes) == 1 and not any(
-        len(set(_input_beats(graph, node))) > 1 for node in graph.nodes if len(node.inputs) > 1
-    ):
-        return 3
     first = min(bare.sample_starts)
-    done = max(
-        bare.out[name][len(bare.out[name]) // 3 - 1] for name in network.graph.outputs
-    )
+    done = max(bare.out[name][len(bare.out[name]) // 3 - 1] for name in network.graph.outputs)
     return min(STEADY_MAX_SAMPLES, 3 + -(-(done - first) // network.sample_cycles))
 
 

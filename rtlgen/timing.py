@@ -375,7 +375,12 @@ class _Walk(_Block):
     position (``real``, ``waits``, ``emits``: per position in walk order)."""
 
     def __init__(
-        self, inputs: list[_Wire], output: _Wire, real: list[bool], waits: list[bool], emits: list[bool]
+        self,
+        inputs: list[_Wire],
+        output: _Wire,
+        real: list[bool],
+        waits: list[bool],
+        emits: list[bool],
     ):
         super().__init__(inputs, output)
         self.real, self.waits, self.emits = real, waits, emits
@@ -403,7 +408,9 @@ class _Walk(_Block):
         top, _, left, _ = stage.padding
         grid = [(row, col) for row in range(stage.out_height) for col in range(stage.out_width)]
         real = [stage.is_pixel(row, col) for row, col in grid]
-        waits = [pixel or position < (top, left) for pixel, position in zip(real, grid, strict=True)]
+        waits = [
+            pixel or position < (top, left) for pixel, position in zip(real, grid, strict=True)
+        ]
         return cls(inputs, output, real, waits, [True] * len(grid))
 
     def forward(self) -> None:
@@ -670,7 +677,10 @@ class _Network:
                 del _RUNS[next(iter(_RUNS))]
             _RUNS[key] = (
                 cycle,
-                [((w.valid, w.ready, w.shown), list(w.valid_from), list(w.taken)) for w in self.wires],
+                [
+                    ((w.valid, w.ready, w.shown), list(w.valid_from), list(w.taken))
+                    for w in self.wires
+                ],
                 [_state(b) for b in self.blocks],
             )
         return cycle
@@ -951,7 +961,9 @@ STEADY_MAX_SAMPLES = 48
 def steady_samples(top) -> int:
     """How many samples at full rate it takes until a sample's latency stops growing.
 
-    Usually 3 (every stage keeps up with the input). A network slower than its input (a
+    Usually 3 (every stage keeps up with the input); with branches that join, at least the
+    samples in flight while the first passes plus 3 (a branch waiting for a longer one
+    fills, and stalls the fork, only once they have entered). A network slower than its input (a
     stage needing more cycles per sample than the input offers) takes the first samples into
     the buffers before the slow stage faster than it can pass them on, so their latency grows
     until those buffers are full; the manifest reports that steady state, and a measurement
@@ -966,10 +978,17 @@ def steady_samples(top) -> int:
 def _steady(top) -> tuple[int, tuple[Timing, ...]]:
     """(`steady_samples`, `_model_outputs` at that many samples): the search's own run at
     the count it settles on is that model, so it is kept rather than run again."""
+    joins = any(len(node.inputs) > 1 for node in top.graph.nodes)
     samples = 3
     while samples < STEADY_MAX_SAMPLES:
         timings = _model_outputs(top, samples)
         first = timings[0]
+        # a branch waiting for a longer one fills only once the samples in flight while the
+        # first passes have entered: fewer samples never show its stalls
+        in_flight = _in_flight(timings) if joins else 0
+        if samples < in_flight + 3:
+            samples = min(in_flight + 3, STEADY_MAX_SAMPLES)
+            continue
         latencies = [o - f for f, o in zip(first.first_in, first.last_out, strict=True)]
         if latencies[-1] <= latencies[-2]:
             longer = _model_outputs(top, min(2 * samples, STEADY_MAX_SAMPLES))
@@ -977,6 +996,16 @@ def _steady(top) -> tuple[int, tuple[Timing, ...]]:
                 return samples, timings
         samples = min(2 * samples, STEADY_MAX_SAMPLES)
     return samples, _model_outputs(top, samples)
+
+
+def _in_flight(timings: tuple[Timing, ...]) -> int:
+    """Samples started while the first one passes (its first input beat to its last output
+    beat on the slowest output), at the modelled samples' mean start spacing."""
+    first = timings[0]
+    starts = first.first_in
+    spacing = max(1, (starts[-1] - starts[0]) // max(1, len(starts) - 1))
+    passing = max(t.last_out[0] for t in timings) - starts[0]
+    return -(-passing // spacing)
 
 
 def model_top(top, samples: int | None = None) -> Timing:

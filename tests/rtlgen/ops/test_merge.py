@@ -29,20 +29,27 @@ MERGES = ["Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"]
 
 def branches_model(merge: str, inputs: int = 2, seed: int = 0):
     """x (8,) -> n QDense branches (quantized_bits outputs) -> merge -> QDense logits."""
-    pytest.importorskip("qkeras")  # the oracle: QKeras 0.9 on TensorFlow 2.15 (3.11) or 2.21 + tf-keras (3.12+)
+    pytest.importorskip(
+        "qkeras"
+    )  # the oracle: QKeras 0.9 on TensorFlow 2.15 (3.11) or 2.21 + tf-keras (3.12+)
     import tensorflow as tf
     from qkeras import QActivation, QDense
 
     tf.keras.utils.set_random_seed(seed)
     L = tf.keras.layers
     x = L.Input((8,), name="x")
-    q = {"kernel_quantizer": "quantized_bits(4,0,alpha=1)", "bias_quantizer": "quantized_bits(4,0,alpha=1)"}
+    q = {
+        "kernel_quantizer": "quantized_bits(4,0,alpha=1)",
+        "bias_quantizer": "quantized_bits(4,0,alpha=1)",
+    }
     branches = [
         QActivation("quantized_bits(6,2)", name=f"q{k}")(QDense(5, name=f"d{k}", **q)(x))
         for k in range(inputs)
     ]
-    merged = getattr(L, merge)(name="merge")(branches) if merge != "Concatenate" else (
-        L.Concatenate(name="merge")(branches)
+    merged = (
+        getattr(L, merge)(name="merge")(branches)
+        if merge != "Concatenate"
+        else (L.Concatenate(name="merge")(branches))
     )
     out = QDense(3, name="logits", **q)(merged)
     return tf.keras.Model(x, out, name=f"{merge.lower()}_model")
@@ -55,14 +62,21 @@ def save_all(model, tmp_path):
         model.save(tmp_path / "m.keras")
         model.save_weights(tmp_path / "w.h5")
     (tmp_path / "m.json").write_text(model.to_json())
-    return [(tmp_path / "m.h5", None), (tmp_path / "m.keras", None), (tmp_path / "m.json", tmp_path / "w.h5")]
+    return [
+        (tmp_path / "m.h5", None),
+        (tmp_path / "m.keras", None),
+        (tmp_path / "m.json", tmp_path / "w.h5"),
+    ]
 
 
 @pytest.mark.parametrize(
     "merge,inputs",
     [(m, 2) for m in MERGES]
     # more inputs in the slow set (the default run stays under 5 minutes)
-    + [pytest.param(m, n, marks=pytest.mark.slow) for m, n in [("Add", 3), ("Average", 3), ("Maximum", 4), ("Concatenate", 3)]],
+    + [
+        pytest.param(m, n, marks=pytest.mark.slow)
+        for m, n in [("Add", 3), ("Average", 3), ("Maximum", 4), ("Concatenate", 3)]
+    ],
 )
 def test_merge_models_predict_exactly_like_keras(merge, inputs, tmp_path):
     model = branches_model(merge, inputs)
@@ -82,7 +96,7 @@ def test_merge_models_predict_exactly_like_keras(merge, inputs, tmp_path):
             from qkeras import quantized_bits
 
             kernel = quantized_bits(4, 0, alpha=1)(kernel).numpy()
-            step = 2.0 ** -merge_node.out_type.frac
+            step = 2.0**-merge_node.out_type.frac
             bound = 0.5 * step * np.abs(kernel).sum(axis=0).max() + 1e-6
             assert np.abs(got - want).max() <= bound, (np.abs(got - want).max(), bound)
         else:
@@ -105,6 +119,55 @@ def test_merge_models_are_bit_exact_in_hardware(merge):
     timing_matches_model(graph)
 
 
+def skip_model(seed: int = 0):
+    """x (8,) -> 3 QDense layers -> Add with a quantized skip of x (5 of its 8 values
+    through a QDense) -> QDense logits: one-beat samples at II 1 where the skip waits ~10
+    cycles for the long branch."""
+    pytest.importorskip("qkeras")
+    import tensorflow as tf
+    from qkeras import QActivation, QDense
+
+    tf.keras.utils.set_random_seed(seed)
+    L = tf.keras.layers
+    q = {
+        "kernel_quantizer": "quantized_bits(4,0,alpha=1)",
+        "bias_quantizer": "quantized_bits(4,0,alpha=1)",
+    }
+    x = L.Input((8,), name="x")
+    h = x
+    for k in range(3):
+        h = QActivation("quantized_relu(6,2)", name=f"a{k}")(QDense(5, name=f"d{k}", **q)(h))
+    skip = QActivation("quantized_bits(6,2)", name="s")(QDense(5, name="short", **q)(x))
+    out = QDense(3, name="logits", **q)(L.Add(name="add")([h, skip]))
+    return tf.keras.Model(x, out, name="skip_mlp")
+
+
+def test_a_short_branch_waiting_many_samples_keeps_full_rate(tmp_path):
+    """The FIFO of a branch that waits longer than 3 sample periods is sized for the
+    steady state: a new-user trial's HGQ2 MLP (a constant branch joined after a 5-cycle
+    longer one) had a FIFO of 3 from a 3-sample model and a 4-cycle gap after 9 samples
+    while the manifest said II 1. Here the skip waits ~10 one-beat samples; 30 samples at
+    full rate keep II 1 and the predicted latency."""
+    from rtlgen.hardware import NetworkTop
+    from rtlgen.timing import steady_samples
+
+    path = tmp_path / "m.h5"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        skip_model().save(path)
+    graph = lower(read_model(path), PrecisionConfig(input=FixedType(8, 4)))
+    top = NetworkTop(graph)
+    (fifo,) = top.plan.fifos
+    assert fifo.depth >= 6  # more samples wait than the 3 an old sizing run modelled
+    assert steady_samples(top) >= 8
+    run = bit_exact_in_simulator(graph, 30, 1.0, 1.0)
+    assert max(np.diff(run.first_in).tolist()) == 1
+    latency, ii = timing_matches_model(graph)
+    assert (
+        ii == 1 and max(o - f for f, o in zip(run.first_in, run.last_out, strict=True)) == latency
+    )
+
+
 def test_mismatched_shapes_a_subtract_of_three_and_other_axes_are_refused(tmp_path):
     tf = pytest.importorskip("tensorflow")
 
@@ -116,8 +179,10 @@ def test_mismatched_shapes_a_subtract_of_three_and_other_axes_are_refused(tmp_pa
     b = L.Conv2D(2, 1, name="b")(x)
     weights = write_weights_h5(
         tmp_path / "w.h5",
-        {"a": {"kernel": np.ones((1, 1, 2, 2)), "bias": np.zeros(2)},
-         "b": {"kernel": np.ones((1, 1, 2, 3)), "bias": np.zeros(3)}},
+        {
+            "a": {"kernel": np.ones((1, 1, 2, 2)), "bias": np.zeros(2)},
+            "b": {"kernel": np.ones((1, 1, 2, 3)), "bias": np.zeros(3)},
+        },
     )
 
     def config_of(model, edit):
@@ -135,17 +200,25 @@ def test_mismatched_shapes_a_subtract_of_three_and_other_axes_are_refused(tmp_pa
         layers["m"]["inbound_nodes"][0].append(layers["m"]["inbound_nodes"][0][0])
 
     cases = [
-        (config_of(tf.keras.Model(x, L.Add(name="m")([a, b])), widen_b),
-         r"layer 'm' \(Add\): input shapes \(4, 4, 2\), \(4, 4, 3\) do not broadcast \(axis 3"),
-        (config_of(tf.keras.Model(x, L.Concatenate(axis=1, name="m")([a, b])), lambda _: None),
-         "axis=1 is not supported"),
-        (config_of(tf.keras.Model(x, L.Subtract(name="m")([a, b])), third_input),
-         "takes 3 inputs .exactly 2 needed"),
+        (
+            config_of(tf.keras.Model(x, L.Add(name="m")([a, b])), widen_b),
+            r"layer 'm' \(Add\): input shapes \(4, 4, 2\), \(4, 4, 3\) do not broadcast \(axis 3",
+        ),
+        (
+            config_of(tf.keras.Model(x, L.Concatenate(axis=1, name="m")([a, b])), lambda _: None),
+            "axis=1 is not supported",
+        ),
+        (
+            config_of(tf.keras.Model(x, L.Subtract(name="m")([a, b])), third_input),
+            "takes 3 inputs .exactly 2 needed",
+        ),
     ]
     b_two = write_weights_h5(
         tmp_path / "w2.h5",
-        {"a": {"kernel": np.ones((1, 1, 2, 2)), "bias": np.zeros(2)},
-         "b": {"kernel": np.ones((1, 1, 2, 2)), "bias": np.zeros(2)}},
+        {
+            "a": {"kernel": np.ones((1, 1, 2, 2)), "bias": np.zeros(2)},
+            "b": {"kernel": np.ones((1, 1, 2, 2)), "bias": np.zeros(2)},
+        },
     )
     for index, (path, message) in enumerate(cases):
         with pytest.raises(UnsupportedError, match=message):
@@ -155,13 +228,18 @@ def test_mismatched_shapes_a_subtract_of_three_and_other_axes_are_refused(tmp_pa
 def resnet_block(seed: int = 0, filters: int = 3):
     """A QKeras ResNet block on (6, 6, 3): conv-relu-conv + identity skip, then a second block
     whose skip is a 1x1 conv, global average pooling and a dense head."""
-    pytest.importorskip("qkeras")  # the oracle: QKeras 0.9 on TensorFlow 2.15 (3.11) or 2.21 + tf-keras (3.12+)
+    pytest.importorskip(
+        "qkeras"
+    )  # the oracle: QKeras 0.9 on TensorFlow 2.15 (3.11) or 2.21 + tf-keras (3.12+)
     import tensorflow as tf
     from qkeras import QActivation, QConv2D, QDense
 
     tf.keras.utils.set_random_seed(seed)
     L = tf.keras.layers
-    q = {"kernel_quantizer": "quantized_bits(4,0,alpha=1)", "bias_quantizer": "quantized_bits(4,0,alpha=1)"}
+    q = {
+        "kernel_quantizer": "quantized_bits(4,0,alpha=1)",
+        "bias_quantizer": "quantized_bits(4,0,alpha=1)",
+    }
     x = L.Input((6, 6, 3), name="x")
     h = QConv2D(filters, 3, padding="same", activation="quantized_relu(4,2)", name="c1", **q)(x)
     h = QConv2D(filters, 3, padding="same", name="c2", **q)(h)
@@ -235,7 +313,10 @@ def test_a_float_residual_model_calibrates_through_its_branches(tmp_path):
 # ---------------------------------------------------------------------------------------
 # broadcasting merges: an operand of one position (squeeze-and-excitation) or one channel
 # ---------------------------------------------------------------------------------------
-QUANT = {"kernel_quantizer": "quantized_bits(4,0,alpha=1)", "bias_quantizer": "quantized_bits(4,0,alpha=1)"}
+QUANT = {
+    "kernel_quantizer": "quantized_bits(4,0,alpha=1)",
+    "bias_quantizer": "quantized_bits(4,0,alpha=1)",
+}
 
 
 def se_model(squeeze: str, keepdims: bool = True, shape=(4, 2, 4), seed: int = 0):
@@ -433,7 +514,7 @@ def test_broadcast_of_an_independent_input_is_bit_exact(tmp_path):
     graph = lower(read_model(saved_h5(model, tmp_path)), PrecisionConfig(input=FixedType(8, 4)))
     assert graph.node("m").in_shapes == ((3, 5, 2), (2,))
     x = random_inputs(graph, 5, seed=4)
-    want = (graph.input.out_type.to_float(x["image"]) + x["vector"][:, None, None, :] / 16)
+    want = graph.input.out_type.to_float(x["image"]) + x["vector"][:, None, None, :] / 16
     np.testing.assert_array_equal(graph.output.out_type.to_float(run_int(graph, x)), want)
     assert NetworkTop(graph).plan.fifos == ()
     run = run_multi(graph, x, 0.5, 0.5, seed=1)
@@ -511,4 +592,3 @@ def test_the_default_budget_does_not_search_where_no_plan_can_meet_it(tmp_path, 
     auto = NetworkTop(graph).plan
     assert [p.reuse for p in auto.layers] == [p.reuse for p in cheapest.layers]
     assert auto.fifos == cheapest.fifos
-
