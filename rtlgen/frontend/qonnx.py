@@ -9,7 +9,7 @@ Supported (`SUPPORTED_OPS`): ``Quant`` (QONNX's integer quantizer) and ``Bipolar
 constants and on activations, ``Gemm``/``MatMul`` with a constant (quantized) weight (an
 ``Add`` of a constant after it is its bias), ``Conv`` (2D, and 1-D on (N, C, L) signals;
 grouped/depthwise as a block-diagonal kernel), ``Relu``, ``MaxPool`` (2D and 1-D),
-``AveragePool``/``GlobalAveragePool`` with QONNX's ``Trunc``, ``Add`` of two streams,
+``AveragePool``/``GlobalAveragePool`` (or ``ReduceMean`` over H and W) with QONNX's ``Trunc``, ``Add`` of two streams,
 ``Concat`` on the channel axis, ``Mul``/``Div``/``Add``/``Sub`` of a stream and a constant
 (one value or one per channel), ``BatchNormalization`` before a quantizer (exact thresholds), plain-ONNX QCDQ
 (``QuantizeLinear`` -> ``Clip`` -> ``DequantizeLinear``; float scales as thresholds too), ``Flatten``/``Reshape`` to a vector
@@ -110,6 +110,7 @@ SUPPORTED_OPS = (
     "Concat",
     "AveragePool",
     "GlobalAveragePool",
+    "ReduceMean",
     "Trunc",
     "BatchNormalization",
     "QuantizeLinear",
@@ -804,6 +805,13 @@ class _Reader:
             )
         if not node.output:
             raise ModelFileError(f"{self.where(node)}: no outputs")
+        if _text(node.domain).startswith("qonnx.custom_op.channels_last"):
+            raise UnsupportedError(
+                f"{self.where(node)}: QONNX's channels-last {op[:40]} (domain "
+                f"'{_text(node.domain)[:60]}', from ConvertToChannelsLastAndClean) is not "
+                "supported: give rtlgen the model before that transform (it streams images "
+                "channels-last by itself)"
+            )
         try:
             getattr(self, f"_op_{op.lower()}")(node, _attributes(node, self.where(node)))
         except (TypeError, ValueError, IndexError, KeyError, OverflowError) as exc:
@@ -889,6 +897,17 @@ class _Reader:
             self._bipolar(node, value)
             return
         scale = self.constant(node, 1, "scale").astype(np.float64)
+        if (
+            scale.size
+            and np.all(np.isfinite(scale))
+            and np.all(scale > 0)
+            and self._float_scale(node)
+        ):
+            # a float scale (Brevitas's stock SignedBinaryWeightPerTensorConst: 0.1): the
+            # codes +-1 kept with it, as a float-scale weight Quant's
+            codes = np.where(value >= 0, 1.0, -1.0)
+            self._keep_codes(node, codes, scale)
+            return
         self._check_po2(node, scale)
         self.values[node.output[0]] = np.where(value >= 0, 1.0, -1.0) * scale
 
@@ -1124,7 +1143,18 @@ class _Reader:
         with np.errstate(all="ignore"):
             t = (x32 / scale.astype(np.float32)).astype(np.float32)
             codes = round_mode(np.clip(t, np.float32(lo), np.float32(hi)), mode).astype(np.float64)
-        full = np.broadcast_to(scale, codes.shape).astype(np.float64)
+        self._keep_codes(node, codes, scale)
+
+    def _keep_codes(self, node: Any, codes: np.ndarray, scale: np.ndarray) -> None:
+        """A weight's integer codes kept with their float scale (`_Reader.codes`); its value,
+        ``code * scale`` (exact in float64), for anything else that reads it."""
+        try:
+            full = np.broadcast_to(scale, codes.shape).astype(np.float64)
+        except ValueError:
+            raise ModelFileError(
+                f"{self.where(node)}: scale {scale.shape} does not broadcast to the weight "
+                f"{codes.shape}"
+            ) from None
         self.codes[node.output[0]] = (codes, full)
         self.values[node.output[0]] = codes * full
 
@@ -1246,7 +1276,13 @@ class _Reader:
         ):
             frac = -int(exps[0])  # a power-of-two scale: the output is fixed point
         step = QuantStep(
-            affine.scale, affine.bias, affine.relu, s_out.astype(np.float32), lo, hi, mode,
+            affine.scale,
+            affine.bias,
+            affine.relu,
+            s_out.astype(np.float32),
+            lo,
+            hi,
+            mode,
             2.0**-frac,
         )
         source = _text(node.name or node.output[0])
@@ -1778,8 +1814,14 @@ class _Reader:
         )
         layer: ir.Node
         if x.layout == "flat":
-            layer = ir.Dense(name, x.shape, x.shape, weights=weights, inputs=(x.node,),
-                             source=_text(node.name or node.output[0]))
+            layer = ir.Dense(
+                name,
+                x.shape,
+                x.shape,
+                weights=weights,
+                inputs=(x.node,),
+                source=_text(node.name or node.output[0]),
+            )
         else:
             c = x.shape[-1]
             layer = ir.Conv(
@@ -1857,14 +1899,14 @@ class _Reader:
             )
         affine = None
         if any(x.affine is not None for x in xs):
-            parts = [
-                x.affine or _Affine(np.ones(x.shape[-1]), np.zeros(x.shape[-1])) for x in xs
-            ]
+            parts = [x.affine or _Affine(np.ones(x.shape[-1]), np.zeros(x.shape[-1])) for x in xs]
             if len({p.relu for p in parts}) != 1:
                 raise UnsupportedError(
                     f"{where}: inputs with and without a pending Relu (quantize them first)"
                 )
-            bounds = [p.bound if x.affine is not None else None for p, x in zip(parts, xs, strict=True)]
+            bounds = [
+                p.bound if x.affine is not None else None for p, x in zip(parts, xs, strict=True)
+            ]
             bound = None if any(b is None for b in bounds) else max(bounds)  # type: ignore[type-var]
             affine = _Affine(
                 np.concatenate([p.scale for p in parts]),
@@ -1991,6 +2033,28 @@ class _Reader:
         x = self.stream(node)
         if x.layout != "nchw":
             raise UnsupportedError(f"{self.where(node)}: input {x.onnx_shape} is not an NCHW image")
+        h, w, _ = x.shape
+        self._average_pool(node, x, (h, w), (h, w), (0, 0, 0, 0))
+
+    def _op_reducemean(self, node: Any, attrs: dict[str, Any]) -> None:
+        """A mean over both spatial axes of an NCHW image, the dimensions kept: a global
+        average pool (Brevitas's TruncAdaptiveAvgPool2d to 1x1 through the dynamo exporter:
+        ``ReduceMean`` then ``Trunc``, where TorchScript writes ``GlobalAveragePool``). The
+        axes are an attribute (opset < 18) or a constant second input."""
+        where = self.where(node)
+        x = self.stream(node)
+        if len(node.input) > 1 and node.input[1]:
+            axes = self.constant(node, 1, "axes").astype(np.int64).ravel().tolist()
+        else:
+            axes = [int(a) for a in attrs.get("axes", [])]
+        rank = len(x.onnx_shape)
+        spatial = sorted(a % rank for a in axes) if rank else axes
+        if x.layout != "nchw" or spatial != [2, 3] or not attrs.get("keepdims", 1):
+            raise UnsupportedError(
+                f"{where}: a ReduceMean over axes {axes} (keepdims={attrs.get('keepdims', 1)}) "
+                f"of {x.onnx_shape} is not supported (supported: the mean over both spatial "
+                "axes of an NCHW image with keepdims=1, a global average pool)"
+            )
         h, w, _ = x.shape
         self._average_pool(node, x, (h, w), (h, w), (0, 0, 0, 0))
 
@@ -2283,7 +2347,9 @@ class _Reader:
             # a float scale (or a float-scale stream): integer thresholds, half to even
             if np.any(scale <= 0) or not np.all(np.isfinite(scale)):
                 raise ModelFileError(f"{where}: the scale is not positive")
-            self._threshold_node(node, value.stream, scale, bits, lo, hi, signed, narrow, "HALF_EVEN")
+            self._threshold_node(
+                node, value.stream, scale, bits, lo, hi, signed, narrow, "HALF_EVEN"
+            )
             return
         fracs = self._check_po2(node, scale)
         per_channel = fracs.size > 1

@@ -230,6 +230,20 @@ def _models():
             x = self.act1(self.bn1(self.fc1(self.inp(x))))
             return self.fc3(self.act2(self.bn2(self.fc2(x))))
 
+    class BnnStock(Bnn):
+        """`Bnn` with Brevitas's stock binary weight quantizer (SignedBinaryWeightPerTensorConst,
+        scale 0.1: codes +-1 kept with a float scale) on every layer (a new-user trial's
+        refusal, session 19)."""
+
+        def __init__(self):
+            from brevitas.quant import SignedBinaryWeightPerTensorConst
+
+            super().__init__()
+            w = SignedBinaryWeightPerTensorConst
+            self.fc1 = qnn.QuantLinear(12, 16, bias=False, weight_quant=w)
+            self.fc2 = qnn.QuantLinear(16, 10, bias=False, weight_quant=w)
+            self.fc3 = qnn.QuantLinear(10, 3, bias=False, weight_quant=w)
+
     class MlpFloat(nn.Module):
         """Brevitas's defaults (float scales): QuantIdentity (Int8ActPerTensorFloat) ->
         QuantLinear (Int8WeightPerTensorFloat, float bias) -> QuantReLU (Uint8ActPerTensorFloat)
@@ -300,9 +314,7 @@ def _models():
             self.inp = qnn.QuantIdentity(return_quant_tensor=True)
             self.fc1 = qnn.QuantLinear(10, 12, bias=True)
             self.relu1 = qnn.QuantReLU(return_quant_tensor=True)
-            self.fc2 = qnn.QuantLinear(
-                12, 5, bias=True, weight_quant=Int8WeightPerChannelFloat
-            )
+            self.fc2 = qnn.QuantLinear(12, 5, bias=True, weight_quant=Int8WeightPerChannelFloat)
 
         def forward(self, x):
             return self.fc2(self.relu1(self.fc1(self.inp(x))))
@@ -668,6 +680,10 @@ def _models():
         "conv1d_act_per_channel": (Conv1dActPerChannel, (3, 10), False),
         "bnn_act_per_channel": (BnnActPerChannel, (12,), False),
         "cnn_bnn_act_per_channel": (CnnBnnActPerChannel, (2, 8, 8), False),
+        # session 19 (new-user trial): the dynamo exporter's ReduceMean + Trunc for
+        # TruncAdaptiveAvgPool2d, and Brevitas's stock binary weights (scale 0.1)
+        "res_pool_dyn": (ResPool, (2, 8, 8), True),
+        "bnn_stock": (BnnStock, (12,), False),
     }
 
 
