@@ -86,6 +86,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from dataclasses import dataclass, field
 from enum import Enum
 from fractions import Fraction
@@ -119,7 +120,7 @@ from rtlgen.quant.activations import (
     table_error,
     table_out_type,
 )
-from rtlgen.quant.errors import RtlgenError, UnsupportedError
+from rtlgen.quant.errors import RtlgenError, RtlgenWarning, UnsupportedError
 from rtlgen.quant.fixed import FixedType, Overflow, Rounding, requantize
 from rtlgen.quant.threshold import (
     MAX_THRESHOLD_LEVELS,
@@ -684,6 +685,18 @@ def lower_table(
         fine_type, error = split_table_type(
             kind, in_type, table_type, out_type, p, rounding, config.overflow
         )
+    if ctx.quantized_model and not kind.is_qkeras and explicit is None and error > 0:
+        # a float function among quantizers (a new-user trial's HGQ2 model with a Keras
+        # tanh): the framework computes it in float, the table within `error`, so the next
+        # quantizer can round a value differently
+        warnings.warn(
+            f"{where}: a float {kind.value} in a quantized model is a table with {out_type} "
+            f"outputs (max error {error:.2g}), not bit-exact with the framework's float "
+            f"{kind.value}; for exact results use a quantized one (QKeras quantized_tanh/"
+            "quantized_sigmoid, HGQ2 QUnaryFunctionLUT)",
+            RtlgenWarning,
+            stacklevel=2,
+        )
     return node.replace(
         table_type=table_type,
         out_type=out_type,
@@ -764,7 +777,9 @@ class _Po2Level:
         return ActivationKind.QUANTIZED_RELU_PO2.value
 
 
-def threshold_form(node: TableActivation, in_type: FixedType, p: dict[str, Any]) -> Threshold | None:
+def threshold_form(
+    node: TableActivation, in_type: FixedType, p: dict[str, Any]
+) -> Threshold | None:
     """A QKeras kind on an input too wide for an exact table (every fractional bit kept):
     the QKeras quantizers are monotone step functions of at most 2**bits levels, so the
     least input mantissa reaching each level (found by exact bisection over QKeras's own

@@ -271,9 +271,22 @@ def lower_scale_shift(node: ir.ScaleShift, ctx: LowerContext) -> ir.Node:
     lowered = lower_matvec(plain, ctx)
     q = node.out_quantizer
     explicit = ctx.explicit.weight is not None or ctx.explicit.bias is not None
+    where = f"layer '{node.source or node.name}'"
+    if bn is not None and q is None and ctx.quantized_model and not explicit:
+        # a float BN not decided by a quantizer right after it (a new-user trial's HGQ2
+        # model: BN -> Flatten -> QDense): its float32 arithmetic as a rounded scale/shift
+        assert isinstance(lowered, ir.ScaleShift) and isinstance(lowered.scale, ir.QTensor)
+        warnings.warn(
+            f"{where}: a float BatchNormalization in a quantized model with no quantizer of "
+            f"its own after it is a {lowered.scale.type.width}-bit scale/shift, so the next "
+            "quantizer can (rarely) round a value differently from the framework's float BN; "
+            "for exact results fold it into the layer before (HGQ2 QBatchNormDense, QKeras "
+            "QConv2DBatchnorm) or quantize its output right after it (QKeras QActivation)",
+            RtlgenWarning,
+            stacklevel=2,
+        )
     if bn is None or q is None or explicit or step_output_type(q) is None:
         return lowered
-    where = f"layer '{node.source or node.name}'"
     f = StepFunction(ctx.in_type, q, step_output_type(q), node.activation, bn)
     channels = node.in_shape[-1]
     if channels * level_span(f, channels) > MAX_PROOF_SEARCH:

@@ -697,10 +697,18 @@ def test_qkeras_model_is_bit_exact(tmp_path):
             qkeras.QDense(3, kernel_quantizer=q4, bias_quantizer=q4),
             qkeras.QActivation("quantized_tanh(6, use_real_tanh=True, symmetric=True)"),
             # accumulators of 14 fractional bits, too many for an exact table: thresholds
-            qkeras.QDense(4, kernel_quantizer="quantized_bits(10,0,alpha=1)",
-                          bias_quantizer=q4, activation="quantized_tanh(6)"),
-            qkeras.QDense(3, kernel_quantizer="quantized_bits(10,0,alpha=1)",
-                          bias_quantizer=q4, activation="quantized_sigmoid(7)"),
+            qkeras.QDense(
+                4,
+                kernel_quantizer="quantized_bits(10,0,alpha=1)",
+                bias_quantizer=q4,
+                activation="quantized_tanh(6)",
+            ),
+            qkeras.QDense(
+                3,
+                kernel_quantizer="quantized_bits(10,0,alpha=1)",
+                bias_quantizer=q4,
+                activation="quantized_sigmoid(7)",
+            ),
         ],  # fmt: skip
         name="qkeras_tables",
     )
@@ -1092,3 +1100,66 @@ def test_mish_exponential_and_hard_swish_model_is_bit_exact_under_backpressure(t
     graph = keras_graph(hswish_mish_exp_model(), tmp_path, FixedType(8, 4))
     bit_exact_in_simulator(graph, n=4, valid_prob=0.6, ready_prob=0.5, seed=3)
     timing_matches_model(graph)
+
+
+def _mixed_qkeras_model(tmp_path, middle: str):
+    """QDense -> ``middle`` (a float tanh, a QKeras quantized_tanh, or a float
+    BatchNormalization) -> QDense: float layers inside a quantized model."""
+    pytest.importorskip("qkeras")
+    import warnings
+
+    import tensorflow as tf
+    from qkeras import QActivation, QDense
+
+    from rtlgen.frontend import read_model
+
+    tf.keras.utils.set_random_seed(0)
+    L = tf.keras.layers
+    q = {
+        "kernel_quantizer": "quantized_bits(4,0,alpha=1)",
+        "bias_quantizer": "quantized_bits(4,0,alpha=1)",
+    }
+    x = L.Input((6,), name="x")
+    h = QDense(5, name="d0", **q)(x)
+    if middle == "tanh":
+        h = L.Activation("tanh", name="th")(h)
+    elif middle == "quantized_tanh":
+        h = QActivation("quantized_tanh(6)", name="th")(h)
+    else:
+        h = L.BatchNormalization(name="bn")(h)
+    model = tf.keras.Model(x, QDense(3, name="d1", **q)(h))
+    path = tmp_path / "m.h5"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.save(path)
+    return read_model(path)
+
+
+@pytest.mark.parametrize(
+    ("middle", "warned"),
+    [
+        ("tanh", "a float tanh in a quantized model"),
+        ("bn", "a float BatchNormalization"),
+        ("quantized_tanh", None),
+    ],
+)
+def test_float_layers_in_a_quantized_model_are_named_as_approximate(tmp_path, middle, warned):
+    """A new-user trial's HGQ2 models with a Keras tanh or BatchNormalization between
+    quantized layers were silently not bit-exact with the framework: a float function is a
+    table within its max error, a float BN without its own quantizer a rounded scale/shift.
+    Each is now a warning naming the layer; a quantized tanh (exact) is not."""
+    import warnings
+
+    from rtlgen.quant.errors import RtlgenWarning
+
+    graph = _mixed_qkeras_model(tmp_path, middle)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lower(graph, PrecisionConfig(input=FixedType(8, 4)))
+    messages = [str(w.message) for w in caught if issubclass(w.category, RtlgenWarning)]
+    approximate = [m for m in messages if "in a quantized model" in m]
+    if warned is None:
+        assert not approximate, approximate
+    else:
+        assert len(approximate) == 1 and warned in approximate[0], messages
+        assert ("layer 'th'" if middle == "tanh" else "layer 'bn'") in approximate[0]
