@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from rtlgen.quant.errors import RtlgenError
+from rtlgen.quant.errors import RtlgenError, RtlgenWarning
 
 if TYPE_CHECKING:
     from rtlgen.quant.fixed import FixedType
@@ -236,8 +236,6 @@ def _main(
         # Library warnings (deprecations, numpy) would break "one line on stderr"; --debug shows them.
         warnings.simplefilter("ignore")
     # rtlgen's own warnings (a layer whose weights round to zero, ...): one line each, always.
-    from rtlgen.quant.errors import RtlgenWarning
-
     warnings.simplefilter("always", RtlgenWarning)
     warnings.showwarning = _show_warning
 
@@ -997,6 +995,18 @@ def _print_sim(manifest, result, title: str) -> None:
     if result.timing_under_backpressure:
         console.print(
             "(latency/II measured under backpressure: see the full-rate figures without --backpressure)"
+        )
+    elif (result.latency_cycles or 0) > (manifest.latency_cycles or 0) or (
+        result.ii_cycles or 0
+    ) > (manifest.ii_cycles or 0):
+        # at full rate the design never takes longer than its manifest says (a fewer-sample
+        # run can be faster): slower is the timing model's error
+        warnings.warn(
+            f"measured latency {result.latency_cycles} / II {result.ii_cycles} cycles exceed "
+            f"the manifest's {manifest.latency_cycles} / {manifest.ii_cycles} (rtlgen's timing "
+            "model): the outputs are checked, but please report this design",
+            RtlgenWarning,
+            stacklevel=2,
         )
     if not result.passed:
         err_console.print(_styled("FAILED", "bold red", f": {result.report}"))

@@ -326,3 +326,48 @@ def test_an_output_path_like_rich_markup_is_printed_as_it_is(tmp_path, name):
     )
     assert result.returncode == 0, result.stderr
     assert str(tmp_path / f"{name}.npy") in " ".join(result.stdout.split())
+
+
+@pytest.mark.parametrize(
+    ("latency", "ii", "under_backpressure", "warned"),
+    [
+        (18, 4, False, True),
+        (19, 1, False, True),
+        (18, 1, False, False),
+        (17, 1, False, False),
+        (30, 9, True, False),
+    ],
+)
+def test_sim_names_a_design_slower_than_its_manifest(latency, ii, under_backpressure, warned):
+    """A new-user trial's design ran at II 4 where the manifest said 1 (a FIFO sized from too
+    few samples) and `rtlgen sim` only showed both numbers: a full-rate run slower than the
+    manifest is now a warning (a shorter run may be faster; backpressure slows it)."""
+    import types
+    import warnings
+
+    from rtlgen import cli
+    from rtlgen.quant.errors import RtlgenWarning
+
+    manifest = types.SimpleNamespace(latency_cycles=18, ii_cycles=1)
+    result = types.SimpleNamespace(
+        images=40,
+        mismatches=0,
+        latency_cycles=latency,
+        ii_cycles=ii,
+        input_stalled=ii > 1,
+        cycles=100,
+        seconds=0.1,
+        outputs=[{}],
+        timing_under_backpressure=under_backpressure,
+        passed=True,
+        report="40 samples bit-exact",
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cli._print_sim(manifest, result, "t")
+    slower = [w for w in caught if issubclass(w.category, RtlgenWarning)]
+    assert len(slower) == int(warned)
+    if warned:
+        assert f"measured latency {latency} / II {ii} cycles exceed the manifest's 18 / 1" in str(
+            slower[0].message
+        )
