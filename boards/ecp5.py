@@ -389,7 +389,10 @@ def _build_in(
     def failed(done: subprocess.CompletedProcess, log: Path) -> RtlgenError:
         return RtlgenError(
             f"bitstream build for {preset.name} failed: "
-            + (_over_capacity(_read_if_any(log), preset.name) or _last_error(done.stderr))
+            + (
+                _over_capacity(_read_if_any(log), preset.name)
+                or _last_error(done.stderr, done.returncode)
+            )
         )
 
     tried = f"{seeds} place-and-route seeds" if seeds > 1 else "nextpnr"
@@ -655,10 +658,15 @@ def _read_if_any(path: Path) -> str:
     return path.read_text(errors="replace") if path.is_file() else ""
 
 
-def _last_error(stderr: str) -> str:
+def _last_error(stderr: str, returncode: int | None = None) -> str:
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     errors = [line for line in lines if "error" in line.lower()]
-    return (errors or lines or ["no error message"])[-1]
+    if errors or lines:
+        return (errors or lines)[-1]
+    if returncode is not None and (returncode < 0 or returncode > 128):
+        signal = -returncode if returncode < 0 else returncode - 128
+        return f"a tool was stopped by signal {signal} (killed from outside?) with no message"
+    return "no error message" if returncode is None else f"exit status {returncode}, no message"
 
 
 def _readme(

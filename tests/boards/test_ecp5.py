@@ -506,3 +506,13 @@ def test_the_dsp_step_runs_between_yosys_and_nextpnr():
     )
     with pytest.raises(RtlgenError, match="no Yosys then nextpnr-ecp5 step"):
         with_dsp_output_registers('"$NEXTPNR_ECP5" x\n"$YOSYS" y\n')
+
+
+def test_a_tool_stopped_without_a_message_says_how_it_ended():
+    """A nextpnr seed killed from outside left "no error message" (a benchmark run, session
+    19): the exit status or signal is named instead."""
+    from rtlgen.boards.ecp5 import _last_error
+
+    assert _last_error("Info: x\nERROR: placement failed\n", 1) == "ERROR: placement failed"
+    assert "signal 15" in _last_error("", 143) and "signal 9" in _last_error("", -9)
+    assert _last_error("", 1) == "exit status 1, no message"
