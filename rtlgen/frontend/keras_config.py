@@ -146,6 +146,12 @@ def _unsupported_layer(layer: KerasLayer) -> UnsupportedError:
             "(Activation('hard_sigmoid'), Activation('hard_swish'), Rescaling)"
         )
     reason = f"{hint}. " if hint else ""
+    if layer.class_name.startswith("ops."):  # the operations, not every layer (a short line)
+        operations = [name for name in supported_layers() if name.startswith("ops.")]
+        return UnsupportedError(
+            f"{layer.where}: layer type '{layer.class_name}' is not supported. {reason}"
+            f"Supported operations: {', '.join(operations)}"
+        )
     return UnsupportedError(
         f"{layer.where}: layer type '{layer.class_name}' is not supported. {reason}"
         f"Supported layers: {', '.join(supported_layers())}"

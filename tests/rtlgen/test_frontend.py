@@ -455,6 +455,10 @@ def test_functional_linear_chain(tmp_path, keras3):
             layer_entry("MyCustomLayer", {"name": "custom"}),
             "'MyCustomLayer' is not supported.*Supported layers: InputLayer",
         ),
+        (  # a Keras 3 operation: the supported operations only, not every layer
+            layer_entry("ops.Relu6", {"name": "relu6"}),
+            "^(?!.*InputLayer).*operation on a tensor.*Supported operations: ops.Add, ops.Sub",
+        ),
         (
             layer_entry("Conv2D", conv("c", 2, [3, 3], data_format="channels_first")),
             "channels_first.*channels_last only",
