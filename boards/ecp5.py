@@ -386,11 +386,11 @@ def _build_in(
         logs.append(done.stdout + done.stderr)
         return done
 
-    def failed(done: subprocess.CompletedProcess, log: Path) -> RtlgenError:
+    def failed(done: subprocess.CompletedProcess) -> RtlgenError:
         return RtlgenError(
             f"bitstream build for {preset.name} failed: "
             + (
-                _over_capacity(_read_if_any(log), preset.name)
+                _over_capacity(_read_if_any(staging / f"{BUILD_NAME}.tim"), preset.name)
                 or _last_error(done.stderr, done.returncode)
             )
         )
@@ -400,14 +400,14 @@ def _build_in(
         try:
             done = run(steps.script(steps.synthesis))
             if done.returncode != 0:
-                raise failed(done, staging / f"{BUILD_NAME}.tim")
+                raise failed(done)
             chosen, fmax_by_seed = _place_and_route(staging, steps, seeds, run, failed)
             # the kept script rebuilds this bitstream: its nextpnr step names the chosen seed
             place = with_seed(steps.nextpnr, chosen) + "\n"
             script_path.write_text(steps.script(steps.synthesis, place, steps.packing))
             done = run(steps.script(steps.packing))
             if done.returncode != 0:
-                raise failed(done, staging / f"{BUILD_NAME}.tim")
+                raise failed(done)
         finally:
             (staging / "build.log").write_text("".join(logs))
     seconds = time.monotonic() - start
@@ -482,7 +482,7 @@ def _place_and_route(
             log = staging / f"{BUILD_NAME}.seed{seed}.tim"
             if log.is_file():
                 log.replace(staging / f"{BUILD_NAME}.tim")
-            raise failed(done, staging / f"{BUILD_NAME}.tim")
+            raise failed(done)
     fmax_by_seed = {
         seed: parse_nextpnr_log((staging / f"{BUILD_NAME}.seed{seed}.tim").read_text())[0]
         for seed in attempts
@@ -508,11 +508,8 @@ def with_dsp_output_registers(script: str) -> str:
     """Amaranth's build script with `DSP_STEP` between Yosys (which writes the JSON netlist)
     and nextpnr-ecp5 (which reads it): the fabric register after each product moves into
     its MULT18X18D's output register (see `rtlgen.boards.ecp5_dsp`)."""
-    lines = script.splitlines()
-    at = [i for i, line in enumerate(lines) if line.startswith('"$NEXTPNR_ECP5"')]
-    if len(at) != 1 or not any(line.startswith('"$YOSYS"') for line in lines[: at[0]]):
-        raise RtlgenError("unexpected Amaranth build script: no Yosys then nextpnr-ecp5 step")
-    return "\n".join([*lines[: at[0]], DSP_STEP, *lines[at[0] :]]) + "\n"
+    steps = split_at_nextpnr(script)
+    return steps.script(steps.synthesis, DSP_STEP + "\n", steps.nextpnr + "\n", steps.packing)
 
 
 #: the most place-and-route seeds `build_bitstream` tries
@@ -535,11 +532,12 @@ class BuildSteps:
 
 
 def split_at_nextpnr(script: str) -> BuildSteps:
-    """`script` as `BuildSteps` (an error when it has no tool step before one nextpnr-ecp5)."""
+    """`script` as `BuildSteps` (an error unless its first tool step is Yosys and one
+    nextpnr-ecp5 step follows)."""
     lines = script.splitlines(keepends=True)
     at = [i for i, line in enumerate(lines) if line.startswith('"$NEXTPNR_ECP5"')]
     tools = [i for i, line in enumerate(lines) if line.startswith('"$')]
-    if len(at) != 1 or tools[0] == at[0]:
+    if len(at) != 1 or tools[0] == at[0] or not lines[tools[0]].startswith('"$YOSYS"'):
         raise RtlgenError("unexpected Amaranth build script: no Yosys then nextpnr-ecp5 step")
     return BuildSteps(
         "".join(lines[: tools[0]]),
