@@ -1161,11 +1161,11 @@ def _sizing_samples(network: NetworkPlan, bare) -> int:
     deep branch of another input needs as many entries as samples wait; the image branch
     of a squeeze-and-excitation block, the next sample's beats while the squeeze of the
     one before is computed."""
-    from rtlgen.timing import STEADY_MAX_SAMPLES
+    from rtlgen.timing import samples_for_steady_state
 
     first = min(bare.sample_starts)
     done = max(bare.out[name][len(bare.out[name]) // 3 - 1] for name in network.graph.outputs)
-    return min(STEADY_MAX_SAMPLES, 3 + -(-(done - first) // network.sample_cycles))
+    return samples_for_steady_state(done - first, network.sample_cycles)
 
 
 def _input_ancestry(graph: ir.ModelGraph) -> dict[str, frozenset[str]]:

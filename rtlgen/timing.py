@@ -985,9 +985,9 @@ def _steady(top) -> tuple[int, tuple[Timing, ...]]:
         first = timings[0]
         # a branch waiting for a longer one fills only once the samples in flight while the
         # first passes have entered: fewer samples never show its stalls
-        in_flight = _in_flight(timings) if joins else 0
-        if samples < in_flight + 3:
-            samples = min(in_flight + 3, STEADY_MAX_SAMPLES)
+        needed = _in_flight_samples(timings) if joins else 3
+        if samples < needed:
+            samples = needed
             continue
         latencies = [o - f for f, o in zip(first.first_in, first.last_out, strict=True)]
         if latencies[-1] <= latencies[-2]:
@@ -998,14 +998,20 @@ def _steady(top) -> tuple[int, tuple[Timing, ...]]:
     return samples, _model_outputs(top, samples)
 
 
-def _in_flight(timings: tuple[Timing, ...]) -> int:
-    """Samples started while the first one passes (its first input beat to its last output
-    beat on the slowest output), at the modelled samples' mean start spacing."""
-    first = timings[0]
-    starts = first.first_in
-    spacing = max(1, (starts[-1] - starts[0]) // max(1, len(starts) - 1))
-    passing = max(t.last_out[0] for t in timings) - starts[0]
-    return -(-passing // spacing)
+def samples_for_steady_state(passing: int, spacing: int) -> int:
+    """The samples started while the first one passes (``passing`` cycles from its first
+    input beat to its last output beat, a sample every ``spacing`` cycles), plus 3: so many
+    fill a branch waiting for a longer one (at most `STEADY_MAX_SAMPLES`). Both the FIFO
+    sizing (`rtlgen.plan`) and `steady_samples` model at least this many where branches join."""
+    return min(STEADY_MAX_SAMPLES, 3 + -(-passing // max(1, spacing)))
+
+
+def _in_flight_samples(timings: tuple[Timing, ...]) -> int:
+    """`samples_for_steady_state` of a model run: the first sample's passage to the slowest
+    output, at the modelled samples' mean start spacing."""
+    starts = timings[0].first_in
+    spacing = (starts[-1] - starts[0]) // max(1, len(starts) - 1)
+    return samples_for_steady_state(max(t.last_out[0] for t in timings) - starts[0], spacing)
 
 
 def model_top(top, samples: int | None = None) -> Timing:
