@@ -371,3 +371,32 @@ def test_sim_names_a_design_slower_than_its_manifest(latency, ii, under_backpres
         assert f"measured latency {latency} / II {ii} cycles exceed the manifest's 18 / 1" in str(
             slower[0].message
         )
+
+
+def test_sim_warns_of_nothing_a_manifest_does_not_predict():
+    """A manifest without latency/II figures (`Manifest.latency_cycles` None) has nothing
+    a run could exceed: no warning."""
+    import types
+    import warnings
+
+    from rtlgen import cli
+    from rtlgen.quant.errors import RtlgenWarning
+
+    manifest = types.SimpleNamespace(latency_cycles=None, ii_cycles=None)
+    result = types.SimpleNamespace(
+        images=4,
+        mismatches=0,
+        latency_cycles=18,
+        ii_cycles=4,
+        input_stalled=True,
+        cycles=100,
+        seconds=0.1,
+        outputs=[{}],
+        timing_under_backpressure=False,
+        passed=True,
+        report="4 samples bit-exact",
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cli._print_sim(manifest, result, "t")
+    assert not [w for w in caught if issubclass(w.category, RtlgenWarning)]
