@@ -897,6 +897,7 @@ class _Reader:
             self._bipolar(node, value)
             return
         scale = self.constant(node, 1, "scale").astype(np.float64)
+        codes = np.where(value >= 0, 1.0, -1.0)
         if (
             scale.size
             and np.all(np.isfinite(scale))
@@ -905,11 +906,10 @@ class _Reader:
         ):
             # a float scale (Brevitas's stock SignedBinaryWeightPerTensorConst: 0.1): the
             # codes +-1 kept with it, as a float-scale weight Quant's
-            codes = np.where(value >= 0, 1.0, -1.0)
             self._keep_codes(node, codes, scale)
             return
         self._check_po2(node, scale)
-        self.values[node.output[0]] = np.where(value >= 0, 1.0, -1.0) * scale
+        self.values[node.output[0]] = codes * scale
 
     def _bipolar(self, node: Any, stream: _Stream) -> None:
         """Bipolar quantization of activations, ``scale * (x >= 0 ? 1 : -1)``: QKeras's
